@@ -1,0 +1,107 @@
+//! An in-memory backend: a hash map behind a lock, for tests, benchmarks and
+//! short-lived stores.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use super::{Backend, BackendError, Batch, Entry, Op};
+
+/// Entries held in process memory; gone when dropped.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    map: Mutex<HashMap<Vec<u8>, Entry>>,
+}
+
+impl MemoryBackend {
+    /// An empty backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Vec<u8>, Entry>> {
+        // A panic while holding the lock cannot leave a half-applied batch
+        // visible: `apply` builds nothing in place before it validates, so the
+        // map is usable after poisoning.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the value of an entry in place, keeping its count. For tests
+    /// that tamper with stored data.
+    pub fn tamper(&self, key: &[u8], value: Vec<u8>) -> bool {
+        match self.lock().get_mut(key) {
+            Some(entry) => {
+                entry.value = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes an entry behind the store's back. For tests.
+    pub fn remove_raw(&self, key: &[u8]) -> bool {
+        self.lock().remove(key).is_some()
+    }
+
+    /// Every key, for tests that tamper with stored data.
+    pub fn keys(&self) -> Vec<Vec<u8>> {
+        self.lock().keys().cloned().collect()
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+        let map = self.lock();
+        Ok(keys.iter().map(|k| map.get(*k).cloned()).collect())
+    }
+
+    fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
+        let map = self.lock();
+        Ok(keys.iter().map(|k| map.get(*k).map(|e| e.count)).collect())
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+        let mut map = self.lock();
+        for op in batch.ops() {
+            match op {
+                Op::Put { key, value, count } => {
+                    map.insert(
+                        key.clone(),
+                        Entry {
+                            value: value.clone(),
+                            count: *count,
+                        },
+                    );
+                }
+                Op::SetCount { key, count } => {
+                    if let Some(entry) = map.get_mut(key) {
+                        entry.count = *count;
+                    }
+                }
+                Op::Delete { key } => {
+                    map.remove(key);
+                }
+                Op::Barrier => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn is_transactional(&self) -> bool {
+        true
+    }
+
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let map = self.lock();
+        for (key, entry) in map.iter() {
+            visit(key, entry)?;
+        }
+        Ok(())
+    }
+}

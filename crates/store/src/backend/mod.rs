@@ -1,0 +1,336 @@
+//! The key-value interface every storage backend implements.
+//!
+//! The content store keeps one entry per chunk-tree node: the node's digest as
+//! the key, its sealed bytes as the value, and its reference count beside them.
+//! Counts are a first-class part of an entry (not packed into the value by the
+//! store) so that a backend can update a count without rewriting the node:
+//! PostgreSQL keeps a column, Redis overwrites eight bytes in place.
+//!
+//! The trait is synchronous. Whatever a backend does inside (a tokio runtime,
+//! a connection pool), the store hands it whole batches: [`Backend::get_many`]
+//! reads many keys in one round trip and [`Backend::apply`] applies a put's or
+//! a delete's every write in one call, as one transaction where the backend has
+//! transactions ([`Backend::is_transactional`]).
+//!
+//! A [`Batch`] is ordered and divided into *stages* by [`Batch::barrier`]. A
+//! transactional backend may ignore the stages. A backend without transactions
+//! (S3) must make every operation of a stage durable before it starts the next
+//! stage; inside a stage it may run operations concurrently. The store puts
+//! children in earlier stages than their parents and deletes parents before
+//! their children, so a crash never leaves a stored node that refers to a
+//! missing one; it can only leave orphans, which `gc` removes.
+
+mod embedded;
+mod memory;
+
+pub use embedded::EmbeddedBackend;
+pub use memory::MemoryBackend;
+
+/// One stored entry: a sealed value and its reference count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The stored bytes (a sealed node, or a sealed catalog record).
+    pub value: Vec<u8>,
+    /// The entry's reference count.
+    pub count: u64,
+}
+
+/// One write of a [`Batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Create or replace the entry at `key`.
+    Put {
+        /// The entry's key.
+        key: Vec<u8>,
+        /// The entry's value.
+        value: Vec<u8>,
+        /// The entry's reference count.
+        count: u64,
+    },
+    /// Set the count of an existing entry, leaving its value as it is.
+    /// Applying it to a missing key is an error of the store, not of the
+    /// backend; backends may treat it as a no-op.
+    SetCount {
+        /// The entry's key.
+        key: Vec<u8>,
+        /// The new count.
+        count: u64,
+    },
+    /// Remove the entry at `key` (no-op if absent).
+    Delete {
+        /// The entry's key.
+        key: Vec<u8>,
+    },
+    /// Everything before must be durable before anything after starts
+    /// (meaningful for backends without transactions; see the module docs).
+    Barrier,
+}
+
+/// An ordered list of writes applied by one [`Backend::apply`] call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a create-or-replace.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>, count: u64) {
+        self.ops.push(Op::Put { key, value, count });
+    }
+
+    /// Adds a count update.
+    pub fn set_count(&mut self, key: Vec<u8>, count: u64) {
+        self.ops.push(Op::SetCount { key, count });
+    }
+
+    /// Adds a removal.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.ops.push(Op::Delete { key });
+    }
+
+    /// Ends the current stage (see the module docs). Consecutive and leading
+    /// barriers are collapsed.
+    pub fn barrier(&mut self) {
+        if !matches!(self.ops.last(), None | Some(Op::Barrier)) {
+            self.ops.push(Op::Barrier);
+        }
+    }
+
+    /// The operations in order, barriers included.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
+    /// Consumes the batch into its operations.
+    pub fn into_ops(self) -> Vec<Op> {
+        self.ops
+    }
+
+    /// The operations split into stages (barriers removed, empty stages
+    /// dropped).
+    pub fn stages(&self) -> impl Iterator<Item = &[Op]> {
+        self.ops
+            .split(|op| matches!(op, Op::Barrier))
+            .filter(|stage| !stage.is_empty())
+    }
+
+    /// Whether the batch has no writes.
+    pub fn is_empty(&self) -> bool {
+        self.ops.iter().all(|op| matches!(op, Op::Barrier))
+    }
+
+    /// Number of writes (barriers not counted).
+    pub fn len(&self) -> usize {
+        self.ops
+            .iter()
+            .filter(|op| !matches!(op, Op::Barrier))
+            .count()
+    }
+}
+
+/// Totals over every entry of a backend, as `seccs stat` reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Number of entries (keys).
+    pub entries: u64,
+    /// Sum over entries of key length + value length + 8 (the count).
+    pub bytes: u64,
+}
+
+impl Usage {
+    /// Adds one entry to the totals.
+    pub fn add(&mut self, key_len: usize, value_len: usize) {
+        self.entries += 1;
+        self.bytes += (key_len + value_len + 8) as u64;
+    }
+}
+
+/// An error of a backend, naming the backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The backend could not be reached (server down, connection refused,
+    /// timeout).
+    #[error("{backend} backend unavailable: {detail}")]
+    Unavailable {
+        /// The backend's name (`redis`, `postgres`, ...).
+        backend: String,
+        /// What happened.
+        detail: String,
+    },
+    /// The server refused our credentials.
+    #[error("{backend} backend refused the credentials: {detail}")]
+    Auth {
+        /// The backend's name.
+        backend: String,
+        /// What happened.
+        detail: String,
+    },
+    /// Another process holds the store open.
+    #[error("store is in use by another process ({detail})")]
+    Locked {
+        /// Where the lock is held.
+        detail: String,
+    },
+    /// The backend's own data is unreadable (not: a node failed to
+    /// authenticate; that is the store's error).
+    #[error("{backend} backend data is corrupt: {detail}")]
+    Corrupt {
+        /// The backend's name.
+        backend: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A malformed backend URL or option.
+    #[error("invalid backend configuration: {0}")]
+    Config(String),
+    /// Any other failure of the backend.
+    #[error("{backend} backend error: {detail}")]
+    Other {
+        /// The backend's name.
+        backend: String,
+        /// What happened.
+        detail: String,
+    },
+}
+
+impl BackendError {
+    /// Shorthand for [`BackendError::Other`].
+    pub fn other(backend: &str, detail: impl std::fmt::Display) -> Self {
+        Self::Other {
+            backend: backend.to_owned(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Shorthand for [`BackendError::Unavailable`].
+    pub fn unavailable(backend: &str, detail: impl std::fmt::Display) -> Self {
+        Self::Unavailable {
+            backend: backend.to_owned(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// A key-value store that holds a content store's entries.
+///
+/// Implementations must be safe to share between threads; the store
+/// serialises writers itself, so `apply` is never called concurrently by one
+/// store, but `get_many` may be.
+pub trait Backend: Send + Sync {
+    /// A short name for messages: `memory`, `embedded`, `redis`, ...
+    fn name(&self) -> &str;
+
+    /// Reads many entries in one round trip; `None` where a key is absent.
+    /// The result has one element per key, in order.
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError>;
+
+    /// Reads only the counts of many entries; `None` where a key is absent.
+    /// Backends that can read a count without its value should override this.
+    fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
+        Ok(self
+            .get_many(keys)?
+            .into_iter()
+            .map(|e| e.map(|e| e.count))
+            .collect())
+    }
+
+    /// Reads one entry.
+    fn get(&self, key: &[u8]) -> Result<Option<Entry>, BackendError> {
+        Ok(self.get_many(&[key])?.pop().flatten())
+    }
+
+    /// Applies a batch: atomically if [`Backend::is_transactional`], else
+    /// stage by stage (see the module docs).
+    fn apply(&self, batch: &Batch) -> Result<(), BackendError>;
+
+    /// Whether [`Backend::apply`] is all-or-nothing.
+    fn is_transactional(&self) -> bool;
+
+    /// Calls `visit` with every entry's key and entry, in no particular order.
+    /// Used by `stat`, `verify` and `gc`, never on a hot path.
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError>;
+
+    /// Totals over every entry.
+    fn usage(&self) -> Result<Usage, BackendError> {
+        let mut usage = Usage::default();
+        self.for_each(&mut |key, entry| {
+            usage.add(key.len(), entry.value.len());
+            Ok(())
+        })?;
+        Ok(usage)
+    }
+
+    /// Makes every applied batch durable (no-op where `apply` already is).
+    fn flush(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+        (**self).get_many(keys)
+    }
+    fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
+        (**self).get_counts(keys)
+    }
+    fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+        (**self).apply(batch)
+    }
+    fn is_transactional(&self) -> bool {
+        (**self).is_transactional()
+    }
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        (**self).for_each(visit)
+    }
+    fn usage(&self) -> Result<Usage, BackendError> {
+        (**self).usage()
+    }
+    fn flush(&self) -> Result<(), BackendError> {
+        (**self).flush()
+    }
+}
+
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+        (**self).get_many(keys)
+    }
+    fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
+        (**self).get_counts(keys)
+    }
+    fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+        (**self).apply(batch)
+    }
+    fn is_transactional(&self) -> bool {
+        (**self).is_transactional()
+    }
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        (**self).for_each(visit)
+    }
+    fn usage(&self) -> Result<Usage, BackendError> {
+        (**self).usage()
+    }
+    fn flush(&self) -> Result<(), BackendError> {
+        (**self).flush()
+    }
+}

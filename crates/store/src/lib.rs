@@ -1,0 +1,3 @@
+//! The seccs content store.
+
+pub mod backend;
