@@ -2,6 +2,8 @@
 //! prints, and exits; no format or crypto code lives here.
 
 mod bench;
+mod kms;
+mod share;
 
 use clap::{Parser, Subcommand};
 
@@ -15,6 +17,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The key service: KEK/DEK facility, HTTPS server, local encryption.
+    Kms(kms::KmsArgs),
+    /// The share network: files split t-of-n across servers.
+    Share(share::ShareArgs),
     /// Measure each part against its floor in one process.
     Bench(bench::BenchArgs),
 }
@@ -22,6 +28,8 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Kms(args) => kms::run(args),
+        Command::Share(args) => share::run(args),
         Command::Bench(args) => bench::run(args),
     };
     if let Err(err) = result {

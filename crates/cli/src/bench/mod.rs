@@ -1,4 +1,9 @@
-//! `seccs bench`: measures each part against its floor in one process.
+//! `seccs bench`: measures each part against its floor in one process and
+//! prints ratios, so the figures hold on a noisy machine.
+
+mod kms;
+mod share;
+mod tempfile;
 
 use clap::{Args, Subcommand};
 
@@ -10,12 +15,21 @@ pub struct BenchArgs {
 }
 
 #[derive(Debug, Subcommand)]
-enum BenchPart {}
+enum BenchPart {
+    /// Ephemeral files against the plain `tempfile` crate.
+    Tempfile(tempfile::TempfileBenchArgs),
+    /// The key service: key generation, local encryption, HTTPS requests.
+    Kms(kms::KmsBenchArgs),
+    /// The share network: save and load past the KDF, stored bytes.
+    Share(share::ShareBenchArgs),
+}
 
 /// Runs `seccs bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.part {
         None => anyhow::bail!("store bench not built yet"),
-        Some(part) => match part {},
+        Some(BenchPart::Tempfile(a)) => tempfile::run(a),
+        Some(BenchPart::Kms(a)) => kms::run(a),
+        Some(BenchPart::Share(a)) => share::run(a),
     }
 }

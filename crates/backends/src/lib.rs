@@ -1,0 +1,1 @@
+//! seccs network backends for the seccs content store: Redis, PostgreSQL, S3.

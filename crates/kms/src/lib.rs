@@ -1,0 +1,1 @@
+//! seccs key service: KEK/DEK facility, HTTPS server, caching local facility.

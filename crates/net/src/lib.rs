@@ -1,0 +1,1 @@
+//! seccs share network: files secret-shared t-of-n across servers through a broker.

@@ -1,0 +1,1 @@
+//! seccs encrypted and authenticated temporary files with the tempfile crate's surface.
