@@ -3,7 +3,9 @@
 
 mod bench;
 mod kms;
+mod open;
 mod share;
+mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -11,12 +13,24 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "seccs", version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    location: open::StoreLocation,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a content store (chunk size, wrapper, backend, key file).
+    Init(store::InitArgs),
+    /// Store a file (or - for stdin); prints its content reference.
+    Put(store::PutArgs),
+    /// Read a content back by its reference.
+    Get(store::GetArgs),
+    /// Undo one put of a content.
+    Rm(store::RmArgs),
+    /// Show what the backend holds: entries, bytes, nodes.
+    Stat(store::StatArgs),
     /// The key service: KEK/DEK facility, HTTPS server, local encryption.
     Kms(kms::KmsArgs),
     /// The share network: files split t-of-n across servers.
@@ -27,12 +41,26 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    let loc = &cli.location;
     let result = match cli.command {
+        Command::Init(args) => store::init(loc, args),
+        Command::Put(args) => store::put(loc, args),
+        Command::Get(args) => store::get(loc, args),
+        Command::Rm(args) => store::rm(loc, args),
+        Command::Stat(args) => store::stat(loc, args),
         Command::Kms(args) => kms::run(args),
         Command::Share(args) => share::run(args),
         Command::Bench(args) => bench::run(args),
     };
     if let Err(err) = result {
+        // A closed pipe (`seccs get REF | head`) is not an error.
+        if err
+            .chain()
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            std::process::exit(0);
+        }
         eprintln!("seccs: {err:#}");
         std::process::exit(1);
     }

@@ -1,0 +1,121 @@
+//! Finding, creating and opening the content store the command line works on.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use seccs_core::SecretKey;
+use seccs_store::backend::Backend;
+use seccs_store::dir::{self, EMBEDDED, KeySource, StoreConfig, StoreDir};
+use seccs_store::{Params, Store};
+
+/// Options that pick the store; shared by every store command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreLocation {
+    /// The store directory. Defaults to $SECCS_STORE, else `seccs` in the
+    /// platform's data directory (~/.local/share/seccs on Linux).
+    #[arg(long, global = true, env = "SECCS_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+impl StoreLocation {
+    /// The store directory to use.
+    pub fn path(&self) -> Result<PathBuf> {
+        match &self.store {
+            Some(p) => Ok(p.clone()),
+            None => Ok(dirs::data_dir()
+                .context("no data directory on this platform; pass --store DIR")?
+                .join("seccs")),
+        }
+    }
+}
+
+/// How a new store is made.
+#[derive(Debug, Clone)]
+pub struct NewStore {
+    pub params: Params,
+    pub backend: String,
+    pub key: KeySource,
+}
+
+/// Creates a store directory, its key file (for file keys) and its backend.
+pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
+    let config = StoreConfig::new(new.params, new.backend.clone(), new.key.clone());
+    let key = match &new.key {
+        KeySource::File { path: key_path } => {
+            let key_path = if key_path.is_absolute() {
+                key_path.clone()
+            } else {
+                path.join(key_path)
+            };
+            let key = SecretKey::generate()?;
+            dir::write_key_file(&key_path, &key)?;
+            key
+        }
+        other => bail!("key source {other:?} is not available in this build"),
+    };
+    let store_dir = StoreDir::create(path, config)?;
+    if new.backend != EMBEDDED {
+        create_network_backend(&new.backend)?;
+    }
+    Ok((store_dir, key))
+}
+
+/// An open store and the directory lock that keeps it ours.
+pub struct OpenStore {
+    pub dir: StoreDir,
+    pub store: Store,
+}
+
+/// Opens the store at `path`; with `create_if_missing`, makes a default one
+/// first and says where on stderr.
+pub fn open(path: &Path, create_if_missing: bool) -> Result<OpenStore> {
+    let (dir, key) = if create_if_missing && !StoreDir::exists(path) {
+        let (dir, key) = create(
+            path,
+            NewStore {
+                params: Params::default(),
+                backend: EMBEDDED.into(),
+                key: KeySource::File {
+                    path: PathBuf::from("key"),
+                },
+            },
+        )?;
+        eprintln!(
+            "seccs: created a new store at {} (key file {})",
+            path.display(),
+            path.join("key").display()
+        );
+        (dir, key)
+    } else {
+        let dir = StoreDir::open(path)?;
+        let key = load_key(&dir)?;
+        (dir, key)
+    };
+    let backend = open_backend(&dir)?;
+    let store = dir.open_store(backend, &key)?;
+    Ok(OpenStore { dir, store })
+}
+
+fn load_key(dir: &StoreDir) -> Result<SecretKey> {
+    match &dir.config().key {
+        KeySource::File { path } => Ok(dir::read_key_file(&dir.resolve(path))?),
+        other => bail!("key source {other:?} is not available in this build"),
+    }
+}
+
+fn open_backend(dir: &StoreDir) -> Result<Arc<dyn Backend>> {
+    let url = &dir.config().backend;
+    if url == EMBEDDED {
+        return Ok(dir.open_embedded()?);
+    }
+    open_network_backend(url)
+}
+
+fn open_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
+    bail!("backend {url:?} is not supported by this build")
+}
+
+fn create_network_backend(url: &str) -> Result<()> {
+    bail!("backend {url:?} is not supported by this build")
+}

@@ -1,0 +1,54 @@
+//! The error type of the content store.
+
+use crate::backend::BackendError;
+
+/// What can go wrong in the content store.
+///
+/// [`StoreError::Integrity`] is its own variant: a node that fails to
+/// authenticate, is missing, or does not fit its place in the tree is never
+/// returned as data, and never reported as an I/O error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Stored data failed to authenticate or does not fit the tree
+    /// (tampered, truncated, swapped, or missing node).
+    #[error("integrity error: {0}")]
+    Integrity(String),
+    /// The content reference is not in the store.
+    #[error("no such content: {0}")]
+    NotFound(String),
+    /// A content reference that is not well formed.
+    #[error("invalid content reference: {0}")]
+    InvalidRef(String),
+    /// A chunk size below twice the reference size (the Python package's
+    /// `UnsupportedChunkSizeError`).
+    #[error(
+        "unsupported chunk size {chunk_size}: must be at least {min} (twice the {reference_len}-byte reference size)"
+    )]
+    UnsupportedChunkSize {
+        /// The chunk size asked for.
+        chunk_size: usize,
+        /// The smallest allowed.
+        min: usize,
+        /// The reference size of the chosen wrapper.
+        reference_len: usize,
+    },
+    /// Reading the content to store, or writing a content out, failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The store's directory, configuration or key file is unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl StoreError {
+    pub(crate) fn integrity(detail: impl Into<String>) -> Self {
+        Self::Integrity(detail.into())
+    }
+}
+
+/// Shorthand for results of the content store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,121 @@
+//! The plaintext of a chunk-tree node, before sealing.
+//!
+//! ```text
+//! leaf:       0x00 ‖ content bytes
+//! superchunk: 0x02 ‖ (child digest ‖ child content length u64 BE)*
+//! ```
+//! The first byte is the node kind; it is sealed with the node, and the
+//! node's height is authenticated by the wrapper, so neither can be changed
+//! without detection. Child lengths make range reads possible without
+//! fetching the children, and let every read check that a node covers
+//! exactly the bytes its parent says.
+
+use crate::error::{Result, StoreError};
+
+/// Kind byte of a leaf holding raw content.
+pub const LEAF_RAW: u8 = 0x00;
+/// Kind byte of a superchunk.
+pub const SUPERCHUNK: u8 = 0x02;
+
+/// A child entry of a superchunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Child {
+    /// The child's digest.
+    pub digest: Vec<u8>,
+    /// Content bytes under the child.
+    pub len: u64,
+}
+
+/// Encodes a leaf's plaintext.
+pub fn encode_leaf(content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 1);
+    out.push(LEAF_RAW);
+    out.extend_from_slice(content);
+    out
+}
+
+/// Encodes a superchunk's plaintext.
+pub fn encode_superchunk<'a>(children: impl Iterator<Item = (&'a [u8], u64)>) -> Vec<u8> {
+    let mut out = vec![SUPERCHUNK];
+    for (digest, len) in children {
+        out.extend_from_slice(digest);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    out
+}
+
+/// Decodes a leaf that must hold exactly `expected_len` bytes.
+pub fn decode_leaf(mut plaintext: Vec<u8>, expected_len: u64) -> Result<Vec<u8>> {
+    match plaintext.first() {
+        Some(&LEAF_RAW) => {
+            plaintext.remove(0);
+            if plaintext.len() as u64 != expected_len {
+                return Err(StoreError::integrity(format!(
+                    "leaf holds {} bytes, its parent says {expected_len}",
+                    plaintext.len()
+                )));
+            }
+            Ok(plaintext)
+        }
+        _ => Err(StoreError::integrity("node of height 0 is not a leaf")),
+    }
+}
+
+/// Decodes a superchunk whose children must cover exactly `expected_len`
+/// bytes and have `digest_len`-byte digests.
+pub fn decode_superchunk(plaintext: &[u8], digest_len: usize, expected_len: u64) -> Result<Vec<Child>> {
+    let body = match plaintext.split_first() {
+        Some((&SUPERCHUNK, body)) => body,
+        _ => return Err(StoreError::integrity("inner node is not a superchunk")),
+    };
+    let entry = digest_len + 8;
+    if body.is_empty() || body.len() % entry != 0 {
+        return Err(StoreError::integrity("superchunk has a malformed child list"));
+    }
+    let mut total: u64 = 0;
+    let children: Vec<Child> = body
+        .chunks_exact(entry)
+        .map(|c| {
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&c[digest_len..]);
+            let len = u64::from_be_bytes(len);
+            total = total.saturating_add(len);
+            Child {
+                digest: c[..digest_len].to_vec(),
+                len,
+            }
+        })
+        .collect();
+    if total != expected_len || children.iter().any(|c| c.len == 0) {
+        return Err(StoreError::integrity(format!(
+            "superchunk covers {total} bytes, its parent says {expected_len}"
+        )));
+    }
+    Ok(children)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn superchunk_round_trip_and_length_check() -> Result<()> {
+        let d1 = [1u8; 16];
+        let d2 = [2u8; 16];
+        let pt = encode_superchunk([(&d1[..], 5u64), (&d2[..], 7u64)].into_iter());
+        let kids = decode_superchunk(&pt, 16, 12)?;
+        assert_eq!(kids.len(), 2);
+        assert_eq!(kids[1].len, 7);
+        assert!(decode_superchunk(&pt, 16, 13).is_err());
+        assert!(decode_superchunk(&pt[..pt.len() - 1], 16, 12).is_err());
+        assert!(decode_superchunk(&encode_leaf(b"abc"), 16, 3).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn leaf_length_must_match_parent() {
+        assert!(decode_leaf(encode_leaf(b"abc"), 3).is_ok());
+        assert!(decode_leaf(encode_leaf(b"abc"), 4).is_err());
+        assert!(decode_leaf(vec![SUPERCHUNK, 1], 1).is_err());
+    }
+}

@@ -1,0 +1,458 @@
+//! Putting a content: read, cut, seal and build the chunk tree bottom-up, then
+//! commit new nodes and reference counts in batches.
+//!
+//! # Tree building with a height known only at the end
+//! A content's height `H` follows from its length, which a stream reveals
+//! only at its end. Nodes of height `h < H` are grouped by boundaries of
+//! level `h`; the root (height `H`) takes every node of height `H - 1`. While
+//! reading, `H(n_so_far)` is a lower bound of the final height, so nodes of
+//! height below it are final and are sealed and written at once. Nodes that
+//! might end up under the root wait, each tagged with the level of the
+//! boundary that ended it, and are regrouped when the bound rises. The
+//! tags make this regrouping give exactly the tree a one-shot build would.
+//!
+//! # Reference counts, bottom-up
+//! A node's count is the number of stored parents listing it plus the number
+//! of puts of it as a root. When a node is sealed it is either already
+//! stored (then, since stored nodes have all their descendants, its children
+//! are stored and already counted: nothing to do) or new (then it is written
+//! and each child's count grows by one). The root's count grows by one per
+//! put.
+//!
+//! # Batches and crash safety
+//! A content that fits in one segment (16 MiB) reaches the backend as one
+//! batch. A larger one is committed segment by segment, so memory stays
+//! bounded; a journal file marks the put as in progress, and a store opened
+//! after a crash removes the nodes left without a parent (count 0). Within a
+//! batch, children come in earlier stages than their parents.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::MutexGuard;
+
+use rayon::prelude::*;
+
+use crate::backend::Batch;
+use crate::chunker::END_LEVEL;
+use crate::error::Result;
+use crate::node;
+use crate::params::ContentRef;
+use crate::store::Store;
+use crate::wrapper::NodeContext;
+
+/// Bytes read and chunked per step of the pipeline.
+const READ_BUF: usize = 4 << 20;
+/// Content bytes per backend batch of a large put.
+const SEGMENT: u64 = 16 << 20;
+
+/// A sealed node waiting to be committed.
+pub(crate) struct SealedNode {
+    pub digest: Vec<u8>,
+    pub value: Vec<u8>,
+    pub height: u8,
+    pub children: Vec<Vec<u8>>,
+}
+
+/// A finished node not yet grouped into its parent.
+struct Pending {
+    digest: Vec<u8>,
+    len: u64,
+    /// Level of the boundary that ended it.
+    tag: u8,
+}
+
+struct TreeBuilder<'s> {
+    store: &'s Store,
+    levels: Vec<Vec<Pending>>,
+    /// Nodes may be grouped into parents of height below this.
+    allowed: u8,
+    n: u64,
+    sealed: Vec<SealedNode>,
+}
+
+impl<'s> TreeBuilder<'s> {
+    fn new(store: &'s Store) -> Self {
+        Self {
+            store,
+            levels: Vec::new(),
+            allowed: 0,
+            n: 0,
+            sealed: Vec::new(),
+        }
+    }
+
+    fn push_leaf(&mut self, leaf: SealedNode, len: u64, tag: u8) {
+        self.n += len;
+        let pending = Pending {
+            digest: leaf.digest.clone(),
+            len,
+            tag,
+        };
+        self.sealed.push(leaf);
+        self.raise();
+        self.push(0, pending);
+    }
+
+    /// Raises the grouping bound to the height of the content so far and
+    /// regroups the nodes that waited below the old bound.
+    fn raise(&mut self) {
+        let target = self.store.params().height(self.n);
+        while self.allowed < target {
+            let top = usize::from(self.allowed.saturating_sub(1));
+            self.allowed += 1;
+            if top < self.levels.len() {
+                let waiting = std::mem::take(&mut self.levels[top]);
+                for p in waiting {
+                    self.push(top, p);
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, h: usize, p: Pending) {
+        if self.levels.len() <= h {
+            self.levels.resize_with(h + 1, Vec::new);
+        }
+        let tag = p.tag;
+        self.levels[h].push(p);
+        if h + 1 >= usize::from(self.allowed) {
+            return;
+        }
+        let natural = usize::from(tag) > h;
+        if natural || self.levels[h].len() >= self.store.params().max_children() {
+            let group = std::mem::take(&mut self.levels[h]);
+            let parent_tag = if natural { tag } else { (h + 1) as u8 };
+            let node = self.seal_superchunk((h + 1) as u8, &group, false);
+            let len = group.iter().map(|c| c.len).sum();
+            let pending = Pending {
+                digest: node.digest.clone(),
+                len,
+                tag: parent_tag,
+            };
+            self.sealed.push(node);
+            self.push(h + 1, pending);
+        }
+    }
+
+    fn seal_superchunk(&self, height: u8, children: &[Pending], is_root: bool) -> SealedNode {
+        let plaintext =
+            node::encode_superchunk(children.iter().map(|c| (c.digest.as_slice(), c.len)));
+        let (digest, value) = self
+            .store
+            .wrapper()
+            .seal(NodeContext { height, is_root }, &plaintext);
+        SealedNode {
+            digest,
+            value,
+            height,
+            children: children.iter().map(|c| c.digest.clone()).collect(),
+        }
+    }
+
+    /// Seals the root over everything left and returns its digest.
+    fn finish(&mut self) -> Vec<u8> {
+        let h = self.allowed;
+        let top = usize::from(h - 1);
+        let children = std::mem::take(&mut self.levels[top]);
+        let root = self.seal_superchunk(h, &children, true);
+        let digest = root.digest.clone();
+        self.sealed.push(root);
+        digest
+    }
+}
+
+/// One cut of a read buffer: a leaf's byte range and its boundary level.
+#[derive(Clone, Copy)]
+struct Cut {
+    start: usize,
+    end: usize,
+    level: u8,
+}
+
+/// The outcome of a put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// The content's reference.
+    pub content_ref: ContentRef,
+    /// Whether the content was not stored before this put.
+    pub is_new: bool,
+}
+
+impl Store {
+    /// Stores a content read from `reader`, in memory bounded independently
+    /// of its size.
+    pub fn put_reader(&self, reader: &mut dyn Read) -> Result<PutOutcome> {
+        let mut first = Vec::with_capacity(READ_BUF);
+        let eof = fill(reader, &mut first, READ_BUF.max(self.params().chunk_size() + 1))?;
+        if eof && first.len() <= self.params().chunk_size() {
+            return self.put_single_leaf(&first);
+        }
+        let mut committer = Committer::new(self);
+        let mut builder = TreeBuilder::new(self);
+        let mut cur_buf = first;
+        let mut cur_eof = eof;
+        let mut cur_cuts = self.cut(&cur_buf, cur_eof);
+        loop {
+            let consumed = cur_cuts.last().map_or(0, |c| c.end);
+            let mut next_buf = Vec::new();
+            let mut next_eof = true;
+            if !cur_eof {
+                next_buf.reserve(READ_BUF + cur_buf.len() - consumed);
+                next_buf.extend_from_slice(&cur_buf[consumed..]);
+                next_eof = fill(reader, &mut next_buf, READ_BUF)?;
+            }
+            let (next_cuts, leaves) = if self.is_parallel() && !cur_eof {
+                rayon::join(
+                    || self.cut(&next_buf, next_eof),
+                    || self.seal_leaves(&cur_buf, &cur_cuts),
+                )
+            } else {
+                let leaves = self.seal_leaves(&cur_buf, &cur_cuts);
+                let cuts = if cur_eof {
+                    Vec::new()
+                } else {
+                    self.cut(&next_buf, next_eof)
+                };
+                (cuts, leaves)
+            };
+            for (leaf, cut) in leaves.into_iter().zip(&cur_cuts) {
+                builder.push_leaf(leaf, (cut.end - cut.start) as u64, cut.level);
+            }
+            if cur_eof {
+                break;
+            }
+            if committer.segment_bytes(builder.n) >= SEGMENT {
+                committer.commit(std::mem::take(&mut builder.sealed), None, builder.n)?;
+            }
+            cur_buf = next_buf;
+            cur_eof = next_eof;
+            cur_cuts = next_cuts;
+        }
+        let root = builder.finish();
+        let is_new = committer.commit(std::mem::take(&mut builder.sealed), Some(&root), builder.n)?;
+        committer.done()?;
+        Ok(PutOutcome {
+            content_ref: ContentRef::new(&root, builder.n),
+            is_new,
+        })
+    }
+
+    fn put_single_leaf(&self, content: &[u8]) -> Result<PutOutcome> {
+        let ctx = NodeContext {
+            height: 0,
+            is_root: true,
+        };
+        let (digest, value) = self.wrapper().seal(ctx, &node::encode_leaf(content));
+        let node = SealedNode {
+            digest: digest.clone(),
+            value,
+            height: 0,
+            children: Vec::new(),
+        };
+        let mut committer = Committer::new(self);
+        let is_new = committer.commit(vec![node], Some(&digest), content.len() as u64)?;
+        committer.done()?;
+        Ok(PutOutcome {
+            content_ref: ContentRef::new(&digest, content.len() as u64),
+            is_new,
+        })
+    }
+
+    /// Cuts a read buffer; at the end of the content the last cut takes the
+    /// rest and is a boundary of every level.
+    fn cut(&self, buf: &[u8], eof: bool) -> Vec<Cut> {
+        let chunker = self.chunker();
+        let mut cuts = Vec::with_capacity(buf.len() / self.params().chunk_size() + 1);
+        let mut pos = 0;
+        while pos < buf.len() {
+            match chunker.next_boundary(&buf[pos..]) {
+                Some((len, level)) => {
+                    cuts.push(Cut {
+                        start: pos,
+                        end: pos + len,
+                        level,
+                    });
+                    pos += len;
+                }
+                None if eof => {
+                    cuts.push(Cut {
+                        start: pos,
+                        end: buf.len(),
+                        level: END_LEVEL,
+                    });
+                    pos = buf.len();
+                }
+                None => break,
+            }
+        }
+        if eof && let Some(last) = cuts.last_mut() {
+            last.level = END_LEVEL;
+        }
+        cuts
+    }
+
+    fn seal_leaves(&self, buf: &[u8], cuts: &[Cut]) -> Vec<SealedNode> {
+        let seal = |cut: &Cut| {
+            let plaintext = node::encode_leaf(&buf[cut.start..cut.end]);
+            let ctx = NodeContext {
+                height: 0,
+                is_root: false,
+            };
+            let (digest, value) = self.wrapper().seal(ctx, &plaintext);
+            SealedNode {
+                digest,
+                value,
+                height: 0,
+                children: Vec::new(),
+            }
+        };
+        if self.is_parallel() {
+            cuts.par_iter().map(seal).collect()
+        } else {
+            cuts.iter().map(seal).collect()
+        }
+    }
+}
+
+/// Reads until `buf` holds `want` more bytes or the reader ends; returns
+/// whether it ended.
+fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, want: usize) -> Result<bool> {
+    let target = buf.len() + want;
+    while buf.len() < target {
+        let before = buf.len();
+        let n = reader
+            .take((target - before) as u64)
+            .read_to_end(buf)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    Ok(0)
+                } else {
+                    Err(e)
+                }
+            })?;
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Commits a put's sealed nodes in one or more batches.
+struct Committer<'s> {
+    store: &'s Store,
+    /// Held from the first of several batches to the last: between them,
+    /// nodes written earlier are assumed present, which no other writer may
+    /// undo meanwhile.
+    held: Option<MutexGuard<'s, ()>>,
+    journal: Option<crate::store::JournalEntry>,
+    committed_bytes: u64,
+}
+
+impl<'s> Committer<'s> {
+    fn new(store: &'s Store) -> Self {
+        Self {
+            store,
+            held: None,
+            journal: None,
+            committed_bytes: 0,
+        }
+    }
+
+    fn segment_bytes(&self, n: u64) -> u64 {
+        n - self.committed_bytes
+    }
+
+    /// Commits `nodes` (children before parents). With `root`, this is the
+    /// last batch and the root's count grows by one; returns whether the root
+    /// was new.
+    fn commit(&mut self, nodes: Vec<SealedNode>, root: Option<&[u8]>, n: u64) -> Result<bool> {
+        if root.is_none() && self.journal.is_none() {
+            self.journal = self.store.journal_begin()?;
+        }
+        let guard = match self.held.take() {
+            Some(g) => g,
+            None => self.store.lock_writer(),
+        };
+        let result = self.commit_locked(nodes, root);
+        if root.is_none() {
+            self.held = Some(guard);
+        }
+        self.committed_bytes = n;
+        result
+    }
+
+    fn commit_locked(&self, nodes: Vec<SealedNode>, root: Option<&[u8]>) -> Result<bool> {
+        let backend = self.store.backend();
+        // Look up every sealed node and every child they list.
+        let mut lookup: Vec<&[u8]> = Vec::with_capacity(nodes.len() * 2);
+        let mut seen: HashMap<&[u8], ()> = HashMap::with_capacity(nodes.len() * 2);
+        for node in &nodes {
+            for d in std::iter::once(&node.digest).chain(node.children.iter()) {
+                if seen.insert(d.as_slice(), ()).is_none() {
+                    lookup.push(d.as_slice());
+                }
+            }
+        }
+        let counts = backend.get_counts(&lookup)?;
+        // state: (count, existed before this batch, changed)
+        let mut state: HashMap<&[u8], (u64, bool, bool)> = HashMap::with_capacity(lookup.len());
+        for (d, c) in lookup.iter().zip(counts) {
+            if let Some(c) = c {
+                state.insert(d, (c, true, false));
+            }
+        }
+        let mut new_nodes: Vec<&SealedNode> = Vec::new();
+        for node in &nodes {
+            if state.contains_key(node.digest.as_slice()) {
+                continue;
+            }
+            state.insert(node.digest.as_slice(), (0, false, true));
+            for child in &node.children {
+                let entry = state.get_mut(child.as_slice()).ok_or_else(|| {
+                    crate::StoreError::integrity(
+                        "a node listed by a new node is missing from the store",
+                    )
+                })?;
+                entry.0 += 1;
+                entry.2 = true;
+            }
+            new_nodes.push(node);
+        }
+        let mut root_is_new = false;
+        if let Some(root) = root {
+            let entry = state
+                .get_mut(root)
+                .ok_or_else(|| crate::StoreError::integrity("root missing after sealing"))?;
+            root_is_new = !entry.1;
+            entry.0 += 1;
+            entry.2 = true;
+        }
+        let mut batch = Batch::new();
+        new_nodes.sort_by_key(|n| n.height);
+        let mut height = None;
+        for node in new_nodes {
+            if height.is_some_and(|h| h != node.height) {
+                batch.barrier();
+            }
+            height = Some(node.height);
+            let count = state[node.digest.as_slice()].0;
+            batch.put(node.digest.clone(), node.value.clone(), count);
+        }
+        batch.barrier();
+        for (digest, (count, existed, changed)) in &state {
+            if *existed && *changed {
+                batch.set_count(digest.to_vec(), *count);
+            }
+        }
+        backend.apply(&batch)?;
+        Ok(root_is_new)
+    }
+
+    fn done(self) -> Result<()> {
+        drop(self.held);
+        if let Some(j) = self.journal {
+            self.store.journal_end(j)?;
+        }
+        Ok(())
+    }
+}

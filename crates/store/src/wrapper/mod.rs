@@ -1,0 +1,152 @@
+//! Crypto wrappers: how a chunk-tree node becomes a (digest, stored value)
+//! pair, and back.
+//!
+//! The digest is the node's key in the backend, so equal nodes deduplicate.
+//! Every wrapper authenticates the node's [`NodeContext`] (its height, and for
+//! the distinguished-root wrappers whether it is a root) along with its bytes:
+//! a leaf cannot be passed off as a superchunk, and with a distinguished-root
+//! wrapper an inner node's digest is not a valid content reference.
+//!
+//! | name | Python seccs | digest | value | confidentiality |
+//! |---|---|---|---|---|
+//! | `aes-siv` (default) | `AES_SIV_256` | SIV tag (16 B) | ciphertext | yes; reveals only equality of whole nodes |
+//! | `aes-siv-dr` | `AES_SIV_256_DISTINGUISHED_ROOT` | SIV tag | ciphertext | yes |
+//! | `hmac-sha-256` | `HMAC_SHA_256` | HMAC (32 B) | plaintext | no |
+//! | `hmac-sha-256-dr` | `HMAC_SHA_256_DISTINGUISHED_ROOT` | HMAC | plaintext | no |
+//! | `sha-256` | `SHA_256` | SHA-256 (32 B) | plaintext | no; integrity relative to a trusted reference only |
+
+mod aes_siv;
+mod hmac_sha256;
+mod sha256;
+
+use std::fmt;
+use std::str::FromStr;
+
+use seccs_core::SecretKey;
+
+pub use aes_siv::AesSivWrapper;
+pub use hmac_sha256::HmacSha256Wrapper;
+pub use sha256::Sha256Wrapper;
+
+/// Where a node sits in its tree; authenticated with the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeContext {
+    /// 0 for a leaf, 1 for a superchunk of leaves, and so on.
+    pub height: u8,
+    /// Whether the node is the root of a content. Only distinguished-root
+    /// wrappers authenticate it; others ignore it.
+    pub is_root: bool,
+}
+
+impl NodeContext {
+    /// The associated data for this node: format version, height, root flag.
+    pub(crate) fn associated_data(&self, distinguish_root: bool) -> [u8; 3] {
+        [1, self.height, u8::from(distinguish_root && self.is_root)]
+    }
+}
+
+/// Opening a node failed: it is not the node its digest and context name.
+/// Deliberately says nothing about why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenError;
+
+/// Turns node plaintexts into (digest, value) pairs and back.
+pub trait CryptoWrapper: Send + Sync {
+    /// Length of the digests this wrapper produces.
+    fn digest_len(&self) -> usize;
+
+    /// Seals `plaintext`; returns `(digest, value)`. Deterministic: equal
+    /// inputs give equal outputs.
+    fn seal(&self, ctx: NodeContext, plaintext: &[u8]) -> (Vec<u8>, Vec<u8>);
+
+    /// Authenticates `value` against `digest` and `ctx`; returns the
+    /// plaintext.
+    fn open(&self, ctx: NodeContext, digest: &[u8], value: &[u8]) -> Result<Vec<u8>, OpenError>;
+}
+
+/// The wrappers a store can be created with; recorded in its config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WrapperKind {
+    /// AES-SIV (AES-256, CMAC): deterministic authenticated encryption.
+    #[default]
+    AesSiv,
+    /// AES-SIV with roots authenticated as roots.
+    AesSivDistinguishedRoot,
+    /// HMAC-SHA-256 digests over plaintext values.
+    HmacSha256,
+    /// HMAC-SHA-256 with roots authenticated as roots.
+    HmacSha256DistinguishedRoot,
+    /// Unkeyed SHA-256 digests over plaintext values.
+    Sha256,
+}
+
+impl WrapperKind {
+    /// Every wrapper, for help texts and tests.
+    pub const ALL: [WrapperKind; 5] = [
+        WrapperKind::AesSiv,
+        WrapperKind::AesSivDistinguishedRoot,
+        WrapperKind::HmacSha256,
+        WrapperKind::HmacSha256DistinguishedRoot,
+        WrapperKind::Sha256,
+    ];
+
+    /// The wrapper's name in configs and on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WrapperKind::AesSiv => "aes-siv",
+            WrapperKind::AesSivDistinguishedRoot => "aes-siv-dr",
+            WrapperKind::HmacSha256 => "hmac-sha-256",
+            WrapperKind::HmacSha256DistinguishedRoot => "hmac-sha-256-dr",
+            WrapperKind::Sha256 => "sha-256",
+        }
+    }
+
+    /// Length of this wrapper's digests.
+    pub fn digest_len(&self) -> usize {
+        match self {
+            WrapperKind::AesSiv | WrapperKind::AesSivDistinguishedRoot => 16,
+            _ => 32,
+        }
+    }
+
+    /// Whether stored values are encrypted.
+    pub fn is_confidential(&self) -> bool {
+        matches!(
+            self,
+            WrapperKind::AesSiv | WrapperKind::AesSivDistinguishedRoot
+        )
+    }
+
+    /// Builds the wrapper, deriving its key from the store key.
+    pub fn build(&self, store_key: &SecretKey) -> Box<dyn CryptoWrapper> {
+        match self {
+            WrapperKind::AesSiv => Box::new(AesSivWrapper::new(store_key, false)),
+            WrapperKind::AesSivDistinguishedRoot => Box::new(AesSivWrapper::new(store_key, true)),
+            WrapperKind::HmacSha256 => Box::new(HmacSha256Wrapper::new(store_key, false)),
+            WrapperKind::HmacSha256DistinguishedRoot => {
+                Box::new(HmacSha256Wrapper::new(store_key, true))
+            }
+            WrapperKind::Sha256 => Box::new(Sha256Wrapper),
+        }
+    }
+}
+
+impl fmt::Display for WrapperKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for WrapperKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        WrapperKind::ALL
+            .into_iter()
+            .find(|w| w.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = WrapperKind::ALL.iter().map(|w| w.name()).collect();
+                format!("unknown wrapper {s:?}; choose one of {}", names.join(", "))
+            })
+    }
+}

@@ -1,0 +1,33 @@
+//! Helpers shared by the store's integration tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use seccs_core::SecretKey;
+use seccs_store::backend::{Backend, MemoryBackend};
+use seccs_store::{Params, Store, WrapperKind};
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn key(seed: u8) -> SecretKey {
+    SecretKey::from_bytes([seed; 32])
+}
+
+pub fn memory_store(chunk_size: usize, wrapper: WrapperKind) -> (Store, Arc<MemoryBackend>) {
+    let backend = Arc::new(MemoryBackend::new());
+    let params = Params::new(chunk_size, wrapper).expect("valid chunk size");
+    let store = Store::new(backend.clone() as Arc<dyn Backend>, params, &key(1));
+    (store, backend)
+}

@@ -1,0 +1,101 @@
+//! Tampering with stored data makes `get` fail with an integrity error, never
+//! return wrong data: a flipped byte in any value, two values swapped, a node
+//! replaced by one of another height, a truncated value, a deleted entry.
+
+mod common;
+
+use common::{memory_store, random_bytes};
+use seccs_store::{StoreError, WrapperKind};
+
+fn assert_integrity_error<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+    match r {
+        Err(StoreError::Integrity(_)) => {}
+        other => panic!("{what}: expected an integrity error, got {other:?}"),
+    }
+}
+
+#[test]
+fn flipping_any_byte_of_any_stored_value_is_detected() {
+    for wrapper in WrapperKind::ALL {
+        let (store, backend) = memory_store(256, wrapper);
+        let content = random_bytes(20_000, 1);
+        let r = store.put(&content).expect("put");
+        for key in backend.keys() {
+            let original = backend.get_raw(&key);
+            for i in [0, original.len() / 2, original.len() - 1] {
+                let mut bad = original.clone();
+                bad[i] ^= 0x01;
+                backend.tamper(&key, bad);
+                assert_integrity_error(store.get(&r), &format!("{wrapper}: byte {i} flipped"));
+            }
+            backend.tamper(&key, original);
+        }
+        assert_eq!(store.get(&r).expect("restored"), content);
+    }
+}
+
+#[test]
+fn swapping_truncating_and_deleting_values_is_detected() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let content = random_bytes(50_000, 2);
+    let r = store.put(&content).expect("put");
+    let keys = backend.keys();
+    let (a, b) = (&keys[0], &keys[1]);
+    let (va, vb) = (backend.get_raw(a), backend.get_raw(b));
+    backend.tamper(a, vb.clone());
+    backend.tamper(b, va.clone());
+    assert_integrity_error(store.get(&r), "swapped");
+    backend.tamper(a, va.clone());
+    backend.tamper(b, vb);
+    backend.tamper(a, va[..va.len() - 1].to_vec());
+    assert_integrity_error(store.get(&r), "truncated");
+    backend.tamper(a, va);
+    assert_eq!(store.get(&r).expect("restored"), content);
+    backend.remove_raw(&keys[2]);
+    assert_integrity_error(store.get(&r), "deleted entry");
+    assert!(store.delete(&r).is_err(), "delete over a missing node must fail, not half-apply");
+}
+
+#[test]
+fn a_node_of_another_height_cannot_stand_in() {
+    // A leaf stored as content A is put in place of a superchunk of B: the
+    // key is B's digest, the value is A's (valid) leaf ciphertext.
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let leaf_content = random_bytes(200, 3);
+    let leaf_ref = store.put(&leaf_content).expect("put leaf");
+    let big = random_bytes(100_000, 4);
+    let big_ref = store.put(&big).expect("put big");
+    let leaf_value = backend.get_raw(leaf_ref.digest());
+    backend.tamper(big_ref.digest(), leaf_value);
+    assert_integrity_error(store.get(&big_ref), "leaf in place of root");
+    // And a reference that claims the leaf is a content of another length
+    // (hence another height) fails too.
+    let mut forged = leaf_ref.digest().to_vec();
+    forged.extend_from_slice(&100_000u64.to_be_bytes());
+    let forged = seccs_store::ContentRef::from_bytes(&forged).expect("well formed");
+    assert_integrity_error(store.get(&forged), "wrong height");
+}
+
+#[test]
+fn an_inner_node_is_not_a_content_reference_with_distinguished_roots() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSivDistinguishedRoot);
+    let big = random_bytes(100_000, 5);
+    let _ = store.put(&big).expect("put");
+    let height = store.params().height(100_000);
+    // Find an inner node and present it as a content's root.
+    let mut tried = 0;
+    for key in backend.keys() {
+        for len in 257..20_000u64 {
+            if store.params().height(len) != height - 1 {
+                continue;
+            }
+            let mut r = key.clone();
+            r.extend_from_slice(&len.to_be_bytes());
+            let r = seccs_store::ContentRef::from_bytes(&r).expect("well formed");
+            assert!(store.get(&r).is_err());
+            tried += 1;
+            break;
+        }
+    }
+    assert!(tried > 0);
+}
