@@ -4,8 +4,10 @@
 mod bench;
 mod kms;
 mod open;
+mod progress;
 mod share;
 mod store;
+mod tree;
 
 use clap::{Parser, Subcommand};
 
@@ -29,8 +31,14 @@ enum Command {
     Get(store::GetArgs),
     /// Undo one put of a content.
     Rm(store::RmArgs),
+    /// List stored names (newest versions; --all for every version).
+    Ls(store::LsArgs),
     /// Show what the backend holds: entries, bytes, nodes.
     Stat(store::StatArgs),
+    /// Check every node, catalog record and reference count.
+    Verify(store::VerifyArgs),
+    /// Remove orphaned nodes and fix reference counts.
+    Gc(store::GcArgs),
     /// The key service: KEK/DEK facility, HTTPS server, local encryption.
     Kms(kms::KmsArgs),
     /// The share network: files split t-of-n across servers.
@@ -47,7 +55,10 @@ fn main() {
         Command::Put(args) => store::put(loc, args),
         Command::Get(args) => store::get(loc, args),
         Command::Rm(args) => store::rm(loc, args),
+        Command::Ls(args) => store::ls(loc, args),
         Command::Stat(args) => store::stat(loc, args),
+        Command::Verify(args) => store::verify(loc, args),
+        Command::Gc(args) => store::gc(loc, args),
         Command::Kms(args) => kms::run(args),
         Command::Share(args) => share::run(args),
         Command::Bench(args) => bench::run(args),

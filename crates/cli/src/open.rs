@@ -119,3 +119,8 @@ fn open_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
 fn create_network_backend(url: &str) -> Result<()> {
     bail!("backend {url:?} is not supported by this build")
 }
+
+/// Opens a network backend by URL for `seccs bench --backend`.
+pub fn network_backend_for_bench(url: &str) -> Result<Arc<dyn Backend>> {
+    open_network_backend(url)
+}

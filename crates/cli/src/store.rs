@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use seccs_store::dir::{EMBEDDED, KeySource};
+use seccs_store::catalog::{EntryKind, parse_name_version};
 use seccs_store::{ContentRef, DEFAULT_CHUNK_SIZE, Params, WrapperKind};
 
 use crate::open::{self, NewStore, StoreLocation};
+use crate::progress;
 
 /// `seccs init`: create a store.
 #[derive(Debug, Args)]
@@ -34,32 +36,78 @@ pub struct InitArgs {
     backend: String,
 }
 
-/// `seccs put`: store a file.
+/// `seccs put`: store a file, standard input, or a directory tree.
 #[derive(Debug, Args)]
 pub struct PutArgs {
-    /// The file to store, or `-` for standard input.
+    /// The file to store, `-` for standard input, or a directory: every
+    /// regular file and symlink under it is stored, named by its path as
+    /// given (normalized like tar: no leading `/`, `./` or `../`).
     file: PathBuf,
+    /// Store under NAME (a file or stdin). An existing NAME keeps its older
+    /// versions: read them with `seccs get NAME@N`.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 /// `seccs get`: read a content back.
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// The content reference (hex, as `seccs put` printed it).
+    /// A content reference (hex, as `seccs put` printed it), a NAME (its
+    /// newest version), NAME@N (version N), or PREFIX/ (every name under
+    /// PREFIX/, restored as a tree into the -o directory).
     reference: String,
-    /// Write to FILE instead of standard output. FILE appears only when the
-    /// whole content was read and authenticated.
+    /// Write to FILE instead of standard output (for PREFIX/: the directory
+    /// to restore into). A file appears only when its whole content was read
+    /// and authenticated.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
     /// Read only LEN bytes from OFFSET.
     #[arg(long, value_name = "OFFSET:LEN", value_parser = parse_range)]
     range: Option<(u64, u64)>,
 }
 
-/// `seccs rm`: undo one put.
+/// `seccs rm`: undo one put, or remove a name.
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// The content reference.
+    /// A content reference (undoes one put of it), a NAME (removes every
+    /// version), or NAME@N (removes version N).
     reference: String,
+}
+
+/// `seccs ls`: list names.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only names starting with PREFIX.
+    #[arg(default_value = "")]
+    prefix: String,
+    /// Every version, not only the newest.
+    #[arg(long)]
+    all: bool,
+    /// One JSON object per line: name, version, size, reference, time, kind.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `seccs verify`: check every node, record and count.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `seccs gc`: remove orphans and fix counts.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `seccs stat`: what the backend holds.
@@ -77,11 +125,6 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
     let o = o.parse().map_err(|_| format!("{o:?} is not an offset"))?;
     let l = l.parse().map_err(|_| format!("{l:?} is not a length"))?;
     Ok((o, l))
-}
-
-fn parse_ref(s: &str) -> Result<ContentRef> {
-    s.parse::<ContentRef>()
-        .with_context(|| format!("{s:?} is not a content reference"))
 }
 
 /// Runs `seccs init`.
@@ -116,37 +159,92 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
 /// Runs `seccs put`.
 pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
     let opened = open::open(&loc.path()?, true)?;
-    let outcome = if args.file.as_os_str() == "-" {
-        opened.store.put_reader(&mut io::stdin().lock())?
-    } else {
-        let mut file = File::open(&args.file)
-            .with_context(|| format!("cannot read {}", args.file.display()))?;
-        opened
-            .store
-            .put_reader(&mut file)
-            .with_context(|| format!("cannot store {}", args.file.display()))?
-    };
-    println!("{}", outcome.content_ref);
+    let store = &opened.store;
+    if args.file.as_os_str() == "-" {
+        let mut stdin = io::stdin().lock();
+        return put_one(store, &mut stdin, args.name.as_deref(), None);
+    }
+    let meta = std::fs::symlink_metadata(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    if meta.is_dir() {
+        if args.name.is_some() {
+            bail!("--name applies to one file; a directory's files are named by their paths");
+        }
+        return crate::tree::put_tree(store, &args.file, progress::enabled(args.quiet));
+    }
+    let file = File::open(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bar = progress::bytes(meta.len(), args.quiet);
+    let mut reader = bar.wrap_read(file);
+    put_one(store, &mut reader, args.name.as_deref(), Some(&args.file))?;
+    bar.finish_and_clear();
     Ok(())
+}
+
+fn put_one(
+    store: &seccs_store::Store,
+    reader: &mut dyn Read,
+    name: Option<&str>,
+    path: Option<&Path>,
+) -> Result<()> {
+    let shown = || path.map_or("standard input".to_owned(), |p| p.display().to_string());
+    match name {
+        None => {
+            let outcome = store
+                .put_reader(reader)
+                .with_context(|| format!("cannot store {}", shown()))?;
+            println!("{}", outcome.content_ref);
+        }
+        Some(name) => {
+            let (outcome, version) = store
+                .put_named(reader, name, EntryKind::File)
+                .with_context(|| format!("cannot store {}", shown()))?;
+            println!("{}", outcome.content_ref);
+            eprintln!("seccs: stored as {name}@{version}");
+        }
+    }
+    Ok(())
+}
+
+/// Resolves what the user typed: a reference, NAME or NAME@N.
+fn resolve(store: &seccs_store::Store, spec: &str) -> Result<ContentRef> {
+    if let Ok(r) = spec.parse::<ContentRef>()
+        && r.digest().len() == store.params().wrapper().digest_len()
+    {
+        return Ok(r);
+    }
+    Ok(store.resolve(spec)?.content_ref)
 }
 
 /// Runs `seccs get`.
 pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
-    let r = parse_ref(&args.reference)?;
     let opened = open::open(&loc.path()?, false)?;
+    let store = &opened.store;
+    if args.reference.ends_with('/') {
+        let Some(dir) = &args.output else {
+            bail!("restoring {} needs -o DIR", args.reference);
+        };
+        return crate::tree::get_tree(store, &args.reference, dir, progress::enabled(args.quiet));
+    }
+    let r = resolve(store, &args.reference)?;
     let (offset, len) = args.range.unwrap_or((0, r.len()));
+    let bar = progress::bytes(len, args.quiet);
     match &args.output {
         None => {
             let stdout = io::stdout();
-            let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
-            opened.store.get_range(&r, offset, len, &mut out)?;
+            let mut out = BufWriter::with_capacity(1 << 20, bar.wrap_write(stdout.lock()));
+            store.get_range(&r, offset, len, &mut out)?;
             out.flush()?;
         }
         Some(path) => write_file_atomically(path, |out| {
-            opened.store.get_range(&r, offset, len, out)?;
+            let mut out = bar.wrap_write(out);
+            store
+                .get_range(&r, offset, len, &mut out)
+                .with_context(|| format!("cannot read {}", args.reference))?;
             Ok(())
         })?,
     }
+    bar.finish_and_clear();
     Ok(())
 }
 
@@ -176,22 +274,154 @@ pub fn write_file_atomically(
 
 /// Runs `seccs rm`.
 pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
-    let r = parse_ref(&args.reference)?;
     let opened = open::open(&loc.path()?, false)?;
-    opened.store.delete(&r)?;
+    let store = &opened.store;
+    if let Ok(r) = args.reference.parse::<ContentRef>()
+        && r.digest().len() == store.params().wrapper().digest_len()
+    {
+        store.delete(&r)?;
+        return Ok(());
+    }
+    let (name, version) = parse_name_version(&args.reference);
+    let removed = if store.lookup(&args.reference)?.is_some() {
+        store.remove_name(&args.reference, None)?
+    } else {
+        store.remove_name(name, version)?
+    };
+    eprintln!("seccs: removed {removed} version(s) of {name}");
     Ok(())
 }
+
+/// Runs `seccs ls`.
+pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
+    let opened = open::open(&loc.path()?, false)?;
+    let records = opened.store.list(&args.prefix)?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    for record in &records {
+        let versions: Vec<_> = if args.all {
+            record.versions.iter().collect()
+        } else {
+            record.latest().into_iter().collect()
+        };
+        for v in versions {
+            let kind = match v.kind {
+                EntryKind::File => "file",
+                EntryKind::Symlink => "symlink",
+            };
+            if args.json {
+                let line = serde_json::json!({
+                    "name": record.name,
+                    "version": v.number,
+                    "size": v.content_ref.len(),
+                    "reference": v.content_ref.to_hex(),
+                    "time": v.time,
+                    "kind": kind,
+                });
+                writeln!(out, "{line}")?;
+            } else {
+                let name = if args.all {
+                    format!("{}@{}", record.name, v.number)
+                } else {
+                    record.name.clone()
+                };
+                writeln!(
+                    out,
+                    "{:>12}  {}  {}  {}",
+                    v.content_ref.len(),
+                    format_time(v.time),
+                    v.content_ref,
+                    name
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn format_time(secs: u64) -> String {
+    // UTC, without a date library: days since the epoch to a civil date
+    // (Howard Hinnant's algorithm).
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Runs `seccs verify`; exits non-zero on any finding.
+pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
+    let opened = open::open(&loc.path()?, false)?;
+    let spinner = progress::spinner("verifying", false);
+    let report = opened.store.verify()?;
+    spinner.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "checked {} nodes and {} names: {} finding(s)",
+            report.nodes,
+            report.names,
+            report.findings.len()
+        );
+        for f in &report.findings {
+            println!("{}", serde_json::to_string(f)?);
+        }
+        for name in &report.broken_names {
+            println!("broken name: {name}");
+        }
+    }
+    if !report.is_clean() {
+        bail!(
+            "verify found {} problem(s); {} name(s) cannot be read back",
+            report.findings.len(),
+            report.broken_names.len()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `seccs gc`.
+pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
+    let opened = open::open(&loc.path()?, false)?;
+    let report = opened.store.gc()?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "removed {} entries, fixed {} counts",
+            report.removed, report.counts_fixed
+        );
+    }
+    Ok(())
+}
+
 
 /// Runs `seccs stat`.
 pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
     let opened = open::open(&loc.path()?, false)?;
-    let usage = opened.store.usage()?;
+    let stats = opened.store.stats()?;
+    let usage = stats.usage;
     let config = opened.dir.config();
     if args.json {
         let v = serde_json::json!({
             "entries": usage.entries,
             "bytes": usage.bytes,
-            "nodes": usage.entries,
+            "nodes": stats.nodes,
+            "names": stats.names,
             "chunk_size": config.chunk_size,
             "wrapper": config.wrapper,
             "backend": config.backend,
@@ -203,19 +433,9 @@ pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
         println!("wrapper    {}", config.wrapper);
         println!("chunk size {}", config.chunk_size);
         println!("entries    {}", usage.entries);
-        println!("nodes      {}", usage.entries);
+        println!("nodes      {}", stats.nodes);
+        println!("names      {}", stats.names);
         println!("bytes      {}", usage.bytes);
     }
     Ok(())
-}
-
-/// Reads all of standard input (for commands that need it whole).
-#[allow(dead_code)]
-fn read_stdin() -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    io::stdin().read_to_end(&mut buf)?;
-    if buf.is_empty() {
-        bail!("standard input is empty");
-    }
-    Ok(buf)
 }

@@ -42,6 +42,8 @@
 //! Python package fail to return to zero entries.
 
 pub mod backend;
+pub mod bench;
+pub mod catalog;
 pub mod chunker;
 pub mod dir;
 mod error;
@@ -49,10 +51,12 @@ mod node;
 mod params;
 mod put;
 mod store;
+mod verify;
 pub mod wrapper;
 
 pub use error::{Result, StoreError};
 pub use params::{ContentRef, DEFAULT_CHUNK_SIZE, Params};
 pub use put::PutOutcome;
-pub use store::Store;
+pub use store::{Store, StoreStats};
+pub use verify::{Finding, GcReport, VerifyReport};
 pub use wrapper::WrapperKind;

@@ -1,12 +1,12 @@
-//! The plaintext of a chunk-tree node, before sealing.
+//! The body of a chunk-tree node, before sealing, and its kind byte.
 //!
 //! ```text
-//! leaf:       0x00 ‖ content bytes
-//! superchunk: 0x02 ‖ (child digest ‖ child content length u64 BE)*
+//! kind 0x00 leaf:       content bytes
+//! kind 0x02 superchunk: (child digest ‖ child content length u64 BE)*
 //! ```
-//! The first byte is the node kind; it is sealed with the node, and the
-//! node's height is authenticated by the wrapper, so neither can be changed
-//! without detection. Child lengths make range reads possible without
+//! The kind is stored in the clear as the first byte of the value and
+//! authenticated by the wrapper together with the node's height, so neither
+//! can be changed without detection. Child lengths make range reads possible without
 //! fetching the children, and let every read check that a node covers
 //! exactly the bytes its parent says.
 
@@ -26,17 +26,9 @@ pub struct Child {
     pub len: u64,
 }
 
-/// Encodes a leaf's plaintext.
-pub fn encode_leaf(content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 1);
-    out.push(LEAF_RAW);
-    out.extend_from_slice(content);
-    out
-}
-
-/// Encodes a superchunk's plaintext.
+/// Encodes a superchunk's body.
 pub fn encode_superchunk<'a>(children: impl Iterator<Item = (&'a [u8], u64)>) -> Vec<u8> {
-    let mut out = vec![SUPERCHUNK];
+    let mut out = Vec::new();
     for (digest, len) in children {
         out.extend_from_slice(digest);
         out.extend_from_slice(&len.to_be_bytes());
@@ -45,10 +37,9 @@ pub fn encode_superchunk<'a>(children: impl Iterator<Item = (&'a [u8], u64)>) ->
 }
 
 /// Decodes a leaf that must hold exactly `expected_len` bytes.
-pub fn decode_leaf(mut plaintext: Vec<u8>, expected_len: u64) -> Result<Vec<u8>> {
-    match plaintext.first() {
-        Some(&LEAF_RAW) => {
-            plaintext.remove(0);
+pub fn decode_leaf((kind, plaintext): (u8, Vec<u8>), expected_len: u64) -> Result<Vec<u8>> {
+    match kind {
+        LEAF_RAW => {
             if plaintext.len() as u64 != expected_len {
                 return Err(StoreError::integrity(format!(
                     "leaf holds {} bytes, its parent says {expected_len}",
@@ -63,11 +54,14 @@ pub fn decode_leaf(mut plaintext: Vec<u8>, expected_len: u64) -> Result<Vec<u8>>
 
 /// Decodes a superchunk whose children must cover exactly `expected_len`
 /// bytes and have `digest_len`-byte digests.
-pub fn decode_superchunk(plaintext: &[u8], digest_len: usize, expected_len: u64) -> Result<Vec<Child>> {
-    let body = match plaintext.split_first() {
-        Some((&SUPERCHUNK, body)) => body,
-        _ => return Err(StoreError::integrity("inner node is not a superchunk")),
-    };
+pub fn decode_superchunk(
+    (kind, body): (u8, Vec<u8>),
+    digest_len: usize,
+    expected_len: u64,
+) -> Result<Vec<Child>> {
+    if kind != SUPERCHUNK {
+        return Err(StoreError::integrity("inner node is not a superchunk"));
+    }
     let entry = digest_len + 8;
     if body.is_empty() || body.len() % entry != 0 {
         return Err(StoreError::integrity("superchunk has a malformed child list"));
@@ -94,6 +88,16 @@ pub fn decode_superchunk(plaintext: &[u8], digest_len: usize, expected_len: u64)
     Ok(children)
 }
 
+/// The child digests of a superchunk whose expected length is unknown;
+/// `None` if it is not a well-formed superchunk.
+pub fn decode_children((kind, body): (u8, Vec<u8>), digest_len: usize) -> Option<Vec<Vec<u8>>> {
+    let entry = digest_len + 8;
+    if kind != SUPERCHUNK || body.is_empty() || body.len() % entry != 0 {
+        return None;
+    }
+    Some(body.chunks_exact(entry).map(|c| c[..digest_len].to_vec()).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,19 +107,20 @@ mod tests {
         let d1 = [1u8; 16];
         let d2 = [2u8; 16];
         let pt = encode_superchunk([(&d1[..], 5u64), (&d2[..], 7u64)].into_iter());
-        let kids = decode_superchunk(&pt, 16, 12)?;
+        let kids = decode_superchunk((SUPERCHUNK, pt.clone()), 16, 12)?;
         assert_eq!(kids.len(), 2);
         assert_eq!(kids[1].len, 7);
-        assert!(decode_superchunk(&pt, 16, 13).is_err());
-        assert!(decode_superchunk(&pt[..pt.len() - 1], 16, 12).is_err());
-        assert!(decode_superchunk(&encode_leaf(b"abc"), 16, 3).is_err());
+        assert!(decode_superchunk((SUPERCHUNK, pt.clone()), 16, 13).is_err());
+        let cut = pt[..pt.len() - 1].to_vec();
+        assert!(decode_superchunk((SUPERCHUNK, cut), 16, 12).is_err());
+        assert!(decode_superchunk((LEAF_RAW, b"abc".to_vec()), 16, 3).is_err());
         Ok(())
     }
 
     #[test]
     fn leaf_length_must_match_parent() {
-        assert!(decode_leaf(encode_leaf(b"abc"), 3).is_ok());
-        assert!(decode_leaf(encode_leaf(b"abc"), 4).is_err());
-        assert!(decode_leaf(vec![SUPERCHUNK, 1], 1).is_err());
+        assert!(decode_leaf((LEAF_RAW, b"abc".to_vec()), 3).is_ok());
+        assert!(decode_leaf((LEAF_RAW, b"abc".to_vec()), 4).is_err());
+        assert!(decode_leaf((SUPERCHUNK, vec![1]), 1).is_err());
     }
 }

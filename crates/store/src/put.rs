@@ -45,6 +45,10 @@ const READ_BUF: usize = 4 << 20;
 /// Content bytes per backend batch of a large put.
 const SEGMENT: u64 = 16 << 20;
 
+/// Run under the writer lock when a put's reference is known; returns
+/// entries to write in the put's last batch.
+pub(crate) type FinalHook<'a> = dyn Fn(&ContentRef) -> Result<Vec<(Vec<u8>, Vec<u8>)>> + 'a;
+
 /// A sealed node waiting to be committed.
 pub(crate) struct SealedNode {
     pub digest: Vec<u8>,
@@ -135,12 +139,13 @@ impl<'s> TreeBuilder<'s> {
     }
 
     fn seal_superchunk(&self, height: u8, children: &[Pending], is_root: bool) -> SealedNode {
-        let plaintext =
-            node::encode_superchunk(children.iter().map(|c| (c.digest.as_slice(), c.len)));
-        let (digest, value) = self
-            .store
-            .wrapper()
-            .seal(NodeContext { height, is_root }, &plaintext);
+        let body = node::encode_superchunk(children.iter().map(|c| (c.digest.as_slice(), c.len)));
+        let ctx = NodeContext {
+            kind: node::SUPERCHUNK,
+            height,
+            is_root,
+        };
+        let (digest, value) = self.store.wrapper().seal(ctx, &body);
         SealedNode {
             digest,
             value,
@@ -182,10 +187,21 @@ impl Store {
     /// Stores a content read from `reader`, in memory bounded independently
     /// of its size.
     pub fn put_reader(&self, reader: &mut dyn Read) -> Result<PutOutcome> {
+        self.put_reader_with(reader, None)
+    }
+
+    /// Stores a content; `hook`, run under the writer lock once the
+    /// reference is known, returns entries (catalog records) to write in the
+    /// same batch as the put's last nodes and its root count.
+    pub(crate) fn put_reader_with(
+        &self,
+        reader: &mut dyn Read,
+        hook: Option<&FinalHook<'_>>,
+    ) -> Result<PutOutcome> {
         let mut first = Vec::with_capacity(READ_BUF);
         let eof = fill(reader, &mut first, READ_BUF.max(self.params().chunk_size() + 1))?;
         if eof && first.len() <= self.params().chunk_size() {
-            return self.put_single_leaf(&first);
+            return self.put_single_leaf(&first, hook);
         }
         let mut committer = Committer::new(self);
         let mut builder = TreeBuilder::new(self);
@@ -222,14 +238,14 @@ impl Store {
                 break;
             }
             if committer.segment_bytes(builder.n) >= SEGMENT {
-                committer.commit(std::mem::take(&mut builder.sealed), None, builder.n)?;
+                committer.commit(std::mem::take(&mut builder.sealed), builder.n)?;
             }
             cur_buf = next_buf;
             cur_eof = next_eof;
             cur_cuts = next_cuts;
         }
         let root = builder.finish();
-        let is_new = committer.commit(std::mem::take(&mut builder.sealed), Some(&root), builder.n)?;
+        let is_new = committer.commit_final(std::mem::take(&mut builder.sealed), &root, builder.n, hook)?;
         committer.done()?;
         Ok(PutOutcome {
             content_ref: ContentRef::new(&root, builder.n),
@@ -237,12 +253,13 @@ impl Store {
         })
     }
 
-    fn put_single_leaf(&self, content: &[u8]) -> Result<PutOutcome> {
+    fn put_single_leaf(&self, content: &[u8], hook: Option<&FinalHook<'_>>) -> Result<PutOutcome> {
         let ctx = NodeContext {
+            kind: node::LEAF_RAW,
             height: 0,
             is_root: true,
         };
-        let (digest, value) = self.wrapper().seal(ctx, &node::encode_leaf(content));
+        let (digest, value) = self.wrapper().seal(ctx, content);
         let node = SealedNode {
             digest: digest.clone(),
             value,
@@ -250,7 +267,7 @@ impl Store {
             children: Vec::new(),
         };
         let mut committer = Committer::new(self);
-        let is_new = committer.commit(vec![node], Some(&digest), content.len() as u64)?;
+        let is_new = committer.commit_final(vec![node], &digest, content.len() as u64, hook)?;
         committer.done()?;
         Ok(PutOutcome {
             content_ref: ContentRef::new(&digest, content.len() as u64),
@@ -293,12 +310,12 @@ impl Store {
 
     fn seal_leaves(&self, buf: &[u8], cuts: &[Cut]) -> Vec<SealedNode> {
         let seal = |cut: &Cut| {
-            let plaintext = node::encode_leaf(&buf[cut.start..cut.end]);
             let ctx = NodeContext {
+                kind: node::LEAF_RAW,
                 height: 0,
                 is_root: false,
             };
-            let (digest, value) = self.wrapper().seal(ctx, &plaintext);
+            let (digest, value) = self.wrapper().seal(ctx, &buf[cut.start..cut.end]);
             SealedNode {
                 digest,
                 value,
@@ -362,53 +379,69 @@ impl<'s> Committer<'s> {
         n - self.committed_bytes
     }
 
-    /// Commits `nodes` (children before parents). With `root`, this is the
-    /// last batch and the root's count grows by one; returns whether the root
-    /// was new.
-    fn commit(&mut self, nodes: Vec<SealedNode>, root: Option<&[u8]>, n: u64) -> Result<bool> {
-        if root.is_none() && self.journal.is_none() {
+    /// Commits `nodes` (children before parents) of a put that goes on.
+    fn commit(&mut self, nodes: Vec<SealedNode>, n: u64) -> Result<()> {
+        if self.journal.is_none() {
             self.journal = self.store.journal_begin()?;
         }
         let guard = match self.held.take() {
             Some(g) => g,
             None => self.store.lock_writer(),
         };
-        let result = self.commit_locked(nodes, root);
-        if root.is_none() {
-            self.held = Some(guard);
-        }
+        self.commit_locked(nodes, None)?;
+        self.held = Some(guard);
         self.committed_bytes = n;
-        result
+        Ok(())
     }
 
-    fn commit_locked(&self, nodes: Vec<SealedNode>, root: Option<&[u8]>) -> Result<bool> {
+    /// Commits the last nodes; the root's count grows by one and `hook`'s
+    /// entries join the batch. Returns whether the root was new.
+    fn commit_final(
+        &mut self,
+        nodes: Vec<SealedNode>,
+        root: &[u8],
+        n: u64,
+        hook: Option<&FinalHook<'_>>,
+    ) -> Result<bool> {
+        let _guard = match self.held.take() {
+            Some(g) => g,
+            None => self.store.lock_writer(),
+        };
+        let content_ref = ContentRef::new(root, n);
+        self.commit_locked(nodes, Some((root, &content_ref, hook)))
+    }
+
+    fn commit_locked(
+        &self,
+        nodes: Vec<SealedNode>,
+        root: Option<(&[u8], &ContentRef, Option<&FinalHook<'_>>)>,
+    ) -> Result<bool> {
         let backend = self.store.backend();
         // Look up every sealed node and every child they list.
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::with_capacity(nodes.len() * 2);
         let mut lookup: Vec<&[u8]> = Vec::with_capacity(nodes.len() * 2);
-        let mut seen: HashMap<&[u8], ()> = HashMap::with_capacity(nodes.len() * 2);
         for node in &nodes {
             for d in std::iter::once(&node.digest).chain(node.children.iter()) {
-                if seen.insert(d.as_slice(), ()).is_none() {
+                if !index.contains_key(d) {
+                    index.insert(d.clone(), lookup.len());
                     lookup.push(d.as_slice());
                 }
             }
         }
         let counts = backend.get_counts(&lookup)?;
-        // state: (count, existed before this batch, changed)
-        let mut state: HashMap<&[u8], (u64, bool, bool)> = HashMap::with_capacity(lookup.len());
-        for (d, c) in lookup.iter().zip(counts) {
-            if let Some(c) = c {
-                state.insert(d, (c, true, false));
-            }
-        }
-        let mut new_nodes: Vec<&SealedNode> = Vec::new();
-        for node in &nodes {
-            if state.contains_key(node.digest.as_slice()) {
+        // Per looked-up digest: (count, stored before this batch, changed).
+        let mut state: Vec<Option<(u64, bool, bool)>> =
+            counts.into_iter().map(|c| c.map(|c| (c, true, false))).collect();
+        let mut is_new = vec![false; nodes.len()];
+        for (i, node) in nodes.iter().enumerate() {
+            let at = index[&node.digest];
+            if state[at].is_some() {
                 continue;
             }
-            state.insert(node.digest.as_slice(), (0, false, true));
+            state[at] = Some((0, false, true));
+            is_new[i] = true;
             for child in &node.children {
-                let entry = state.get_mut(child.as_slice()).ok_or_else(|| {
+                let entry = state[index[child]].as_mut().ok_or_else(|| {
                     crate::StoreError::integrity(
                         "a node listed by a new node is missing from the store",
                     )
@@ -416,18 +449,27 @@ impl<'s> Committer<'s> {
                 entry.0 += 1;
                 entry.2 = true;
             }
-            new_nodes.push(node);
         }
         let mut root_is_new = false;
-        if let Some(root) = root {
-            let entry = state
-                .get_mut(root)
+        let mut extra = Vec::new();
+        if let Some((root, content_ref, hook)) = root {
+            if let Some(hook) = hook {
+                extra = hook(content_ref)?;
+            }
+            let entry = index
+                .get(root)
+                .and_then(|&at| state[at].as_mut())
                 .ok_or_else(|| crate::StoreError::integrity("root missing after sealing"))?;
             root_is_new = !entry.1;
             entry.0 += 1;
             entry.2 = true;
         }
         let mut batch = Batch::new();
+        let mut new_nodes: Vec<SealedNode> = nodes
+            .into_iter()
+            .zip(is_new)
+            .filter_map(|(n, new)| new.then_some(n))
+            .collect();
         new_nodes.sort_by_key(|n| n.height);
         let mut height = None;
         for node in new_nodes {
@@ -435,16 +477,20 @@ impl<'s> Committer<'s> {
                 batch.barrier();
             }
             height = Some(node.height);
-            let count = state[node.digest.as_slice()].0;
-            batch.put(node.digest.clone(), node.value.clone(), count);
+            let count = state[index[&node.digest]].map_or(0, |s| s.0);
+            batch.put(node.digest, node.value, count);
         }
         batch.barrier();
-        for (digest, (count, existed, changed)) in &state {
-            if *existed && *changed {
-                batch.set_count(digest.to_vec(), *count);
+        for (digest, at) in &index {
+            if let Some((count, true, true)) = state[*at] {
+                batch.set_count(digest.clone(), count);
             }
         }
-        backend.apply(&batch)?;
+        batch.barrier();
+        for (key, value) in extra {
+            batch.put(key, value, 1);
+        }
+        backend.apply_owned(batch)?;
         Ok(root_is_new)
     }
 

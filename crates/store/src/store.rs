@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use seccs_core::SecretKey;
 
 use crate::backend::{Backend, Batch, Usage};
+use crate::catalog::{self, CatalogCrypto, EntryKind, Record, Version};
 use crate::chunker::Chunker;
 use crate::error::{Result, StoreError};
 use crate::node::{self, Child};
@@ -34,6 +35,7 @@ pub struct Store {
     writer: Mutex<()>,
     parallel: bool,
     journal_dir: Option<PathBuf>,
+    catalog: CatalogCrypto,
 }
 
 impl std::fmt::Debug for Store {
@@ -61,6 +63,7 @@ impl Store {
             writer: Mutex::new(()),
             parallel: true,
             journal_dir: None,
+            catalog: CatalogCrypto::new(store_key),
         }
     }
 
@@ -152,11 +155,7 @@ impl Store {
             .backend
             .get(content_ref.digest())?
             .ok_or_else(|| StoreError::NotFound(content_ref.to_hex()))?;
-        let ctx = NodeContext {
-            height,
-            is_root: true,
-        };
-        let plaintext = self.open(ctx, content_ref.digest(), &root.value)?;
+        let plaintext = self.open(height, true, content_ref.digest(), &root.value)?;
         if height == 0 {
             let leaf = node::decode_leaf(plaintext, n)?;
             out.write_all(&leaf[offset as usize..end as usize])?;
@@ -165,7 +164,7 @@ impl Store {
         if len == 0 {
             return Ok(());
         }
-        let children = node::decode_superchunk(&plaintext, self.wrapper.digest_len(), n)?;
+        let children = node::decode_superchunk(plaintext, self.wrapper.digest_len(), n)?;
         let mut window = LeafWindow::default();
         self.visit(&children, height - 1, offset, end, out, &mut window)?;
         self.flush_window(&mut window, out)
@@ -183,12 +182,55 @@ impl Store {
         Ok(())
     }
 
-    fn open(&self, ctx: NodeContext, digest: &[u8], value: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn catalog(&self) -> &CatalogCrypto {
+        &self.catalog
+    }
+
+    /// Opens a node at a given height; the error says nothing about why.
+    pub(crate) fn open_node(
+        &self,
+        height: u8,
+        is_root: bool,
+        digest: &[u8],
+        value: &[u8],
+    ) -> std::result::Result<(u8, Vec<u8>), crate::wrapper::OpenError> {
+        let ctx = NodeContext {
+            kind: 0,
+            height,
+            is_root,
+        };
+        self.wrapper.open(ctx, digest, value)
+    }
+
+    /// A superchunk's children with their lengths.
+    pub(crate) fn children_with_lengths(&self, digest: &[u8], height: u8) -> Result<Vec<(Vec<u8>, u64)>> {
+        let entry = self.backend.get(digest)?.ok_or_else(|| missing(digest))?;
+        let opened = self
+            .open_node(height, false, digest, &entry.value)
+            .or_else(|_| self.open_node(height, true, digest, &entry.value))
+            .map_err(|_| StoreError::integrity("node failed to authenticate"))?;
+        let body = opened.1;
+        let dl = self.wrapper.digest_len();
+        Ok(body
+            .chunks_exact(dl + 8)
+            .map(|c| {
+                let mut len = [0u8; 8];
+                len.copy_from_slice(&c[dl..]);
+                (c[..dl].to_vec(), u64::from_be_bytes(len))
+            })
+            .collect())
+    }
+
+    fn open(&self, height: u8, is_root: bool, digest: &[u8], value: &[u8]) -> Result<(u8, Vec<u8>)> {
+        let ctx = NodeContext {
+            kind: 0,
+            height,
+            is_root,
+        };
         self.wrapper.open(ctx, digest, value).map_err(|_| {
             StoreError::integrity(format!(
-                "node {} (height {}) failed to authenticate",
+                "node {} (height {height}) failed to authenticate",
                 seccs_core::hexenc::encode(digest),
-                ctx.height
             ))
         })
     }
@@ -231,13 +273,9 @@ impl Store {
             let entries = self.backend.get_many(&keys)?;
             for ((child, from, to), entry) in group.iter().zip(entries) {
                 let entry = entry.ok_or_else(|| missing(&child.digest))?;
-                let ctx = NodeContext {
-                    height,
-                    is_root: false,
-                };
-                let plaintext = self.open(ctx, &child.digest, &entry.value)?;
+                let plaintext = self.open(height, false, &child.digest, &entry.value)?;
                 let grandchildren =
-                    node::decode_superchunk(&plaintext, self.wrapper.digest_len(), child.len)?;
+                    node::decode_superchunk(plaintext, self.wrapper.digest_len(), child.len)?;
                 self.visit(&grandchildren, height - 1, *from, *to, out, window)?;
             }
         }
@@ -254,11 +292,7 @@ impl Store {
         let entries = self.backend.get_many(&keys)?;
         let open_one = |((digest, len, _, _), entry): (&(Vec<u8>, u64, u64, u64), Option<crate::backend::Entry>)| {
             let entry = entry.ok_or_else(|| missing(digest))?;
-            let ctx = NodeContext {
-                height: 0,
-                is_root: false,
-            };
-            node::decode_leaf(self.open(ctx, digest, &entry.value)?, *len)
+            node::decode_leaf(self.open(0, false, digest, &entry.value)?, *len)
         };
         let opened: Vec<Result<Vec<u8>>> = if self.parallel {
             leaves.par_iter().zip(entries.into_par_iter()).map(open_one).collect()
@@ -277,68 +311,58 @@ impl Store {
     pub fn delete(&self, content_ref: &ContentRef) -> Result<()> {
         self.check_ref(content_ref)?;
         let _guard = self.lock_writer();
-        let mut batch = Batch::new();
-        self.release(
-            vec![(content_ref.digest().to_vec(), content_ref.len())],
-            self.params.height(content_ref.len()),
-            true,
-            &mut batch,
-        )?;
-        self.backend.apply(&batch)?;
+        let mut releaser = Releaser::default();
+        self.release(&mut releaser, vec![(content_ref.digest().to_vec(), content_ref.len())], self.params.height(content_ref.len()), true)?;
+        self.backend.apply_owned(releaser.into_batch())?;
         Ok(())
     }
 
     /// Drops one reference to each listed node of `height`, removing nodes
-    /// that reach zero and releasing their children, level by level
-    /// (parents before children in `batch`).
+    /// that reach zero and releasing their children, level by level. The
+    /// releaser remembers counts already changed, so several releases can
+    /// share one batch.
     pub(crate) fn release(
         &self,
+        releaser: &mut Releaser,
         nodes: Vec<(Vec<u8>, u64)>,
         mut height: u8,
         roots: bool,
-        batch: &mut Batch,
     ) -> Result<()> {
         let mut level: Vec<(Vec<u8>, u64)> = nodes;
         let mut is_root = roots;
         loop {
-            // Decrements per node at this level.
-            let mut decs: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
-            let mut order = Vec::new();
-            for (digest, len) in level {
-                let e = decs.entry(digest.clone()).or_insert_with(|| {
-                    order.push(digest);
-                    (0, len)
-                });
-                e.0 += 1;
+            let unknown: Vec<&[u8]> = {
+                let mut seen = std::collections::HashSet::new();
+                level
+                    .iter()
+                    .map(|(d, _)| d.as_slice())
+                    .filter(|d| !releaser.counts.contains_key(*d) && seen.insert(*d))
+                    .collect()
+            };
+            let counts = self.backend.get_counts(&unknown)?;
+            for (d, c) in unknown.iter().zip(counts) {
+                releaser.counts.insert(d.to_vec(), (c, c, height));
             }
-            let keys: Vec<&[u8]> = order.iter().map(Vec::as_slice).collect();
-            let counts = self.backend.get_counts(&keys)?;
             let mut removed = Vec::new();
-            for (digest, count) in order.iter().zip(counts) {
-                let (dec, len) = decs[digest];
-                let count = match count {
-                    Some(c) => c,
-                    None if is_root => {
-                        return Err(StoreError::NotFound(
-                            ContentRef::new(digest, len).to_hex(),
-                        ));
+            for (digest, len) in level {
+                let slot = releaser.counts.get_mut(&digest).ok_or_else(|| missing(&digest))?;
+                let count = match slot.1 {
+                    Some(c) if c > 0 => c,
+                    Some(_) | None if is_root => {
+                        return Err(StoreError::NotFound(ContentRef::new(&digest, len).to_hex()));
                     }
-                    None => return Err(missing(digest)),
+                    _ => {
+                        return Err(StoreError::integrity(format!(
+                            "node {} is released more often than it is referenced",
+                            seccs_core::hexenc::encode(&digest)
+                        )));
+                    }
                 };
-                if count < dec {
-                    return Err(StoreError::integrity(format!(
-                        "node {} has count {count} but {dec} references are released",
-                        seccs_core::hexenc::encode(digest)
-                    )));
-                }
-                if count == dec {
-                    batch.delete(digest.clone());
-                    removed.push((digest.clone(), len));
-                } else {
-                    batch.set_count(digest.clone(), count - dec);
+                slot.1 = Some(count - 1);
+                if count == 1 {
+                    removed.push((digest, len));
                 }
             }
-            batch.barrier();
             if height == 0 || removed.is_empty() {
                 return Ok(());
             }
@@ -349,10 +373,9 @@ impl Store {
                 let entries = self.backend.get_many(&keys)?;
                 for ((digest, len), entry) in group.iter().zip(entries) {
                     let entry = entry.ok_or_else(|| missing(digest))?;
-                    let ctx = NodeContext { height, is_root };
-                    let plaintext = self.open(ctx, digest, &entry.value)?;
+                    let plaintext = self.open(height, is_root, digest, &entry.value)?;
                     let children =
-                        node::decode_superchunk(&plaintext, self.wrapper.digest_len(), *len)?;
+                        node::decode_superchunk(plaintext, self.wrapper.digest_len(), *len)?;
                     next.extend(children.into_iter().map(|c| (c.digest, c.len)));
                 }
             }
@@ -360,6 +383,147 @@ impl Store {
             height -= 1;
             is_root = false;
         }
+    }
+
+    /// Stores a content under `name`. If the name exists, the new content
+    /// becomes its newest version and older versions stay readable until
+    /// removed. The catalog record is written in the same batch as the put.
+    pub fn put_named(
+        &self,
+        reader: &mut dyn std::io::Read,
+        name: &str,
+        kind: EntryKind,
+    ) -> Result<(PutOutcome, u32)> {
+        if name.is_empty() {
+            return Err(StoreError::InvalidRef("a name cannot be empty".into()));
+        }
+        let key = self.catalog.key_of(name);
+        let number = std::cell::Cell::new(0u32);
+        let hook = |content_ref: &ContentRef| -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            let mut record = self.record_at(&key)?.unwrap_or_else(|| Record {
+                name: name.to_owned(),
+                next_version: 1,
+                versions: Vec::new(),
+            });
+            let version = Version {
+                number: record.next_version,
+                content_ref: content_ref.clone(),
+                time: now(),
+                kind,
+            };
+            number.set(version.number);
+            record.next_version += 1;
+            record.versions.push(version);
+            Ok(vec![(key.clone(), self.catalog.seal(&key, &record))])
+        };
+        let outcome = self.put_reader_with(reader, Some(&hook))?;
+        Ok((outcome, number.get()))
+    }
+
+    fn record_at(&self, key: &[u8]) -> Result<Option<Record>> {
+        match self.backend.get(key)? {
+            Some(entry) => Ok(Some(self.catalog.open(key, &entry.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The catalog record of `name`, if any.
+    pub fn lookup(&self, name: &str) -> Result<Option<Record>> {
+        self.record_at(&self.catalog.key_of(name))
+    }
+
+    /// Resolves `NAME` (newest version) or `NAME@N`.
+    pub fn resolve(&self, spec: &str) -> Result<Version> {
+        let (name, number) = catalog::parse_name_version(spec);
+        let record = match self.lookup(spec)? {
+            // A name that itself ends in `@digits` wins over a version.
+            Some(r) => return r.latest().cloned().ok_or_else(|| StoreError::NotFound(spec.into())),
+            None => self.lookup(name)?,
+        };
+        let record = record.ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
+        match number {
+            Some(n) => record.version(n).cloned().ok_or_else(|| {
+                StoreError::NotFound(format!("{name:?} has no version {n}"))
+            }),
+            None => record
+                .latest()
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}"))),
+        }
+    }
+
+    /// Every catalog record whose name starts with `prefix`, sorted by name.
+    pub fn list(&self, prefix: &str) -> Result<Vec<Record>> {
+        let mut records = Vec::new();
+        let mut failure = None;
+        self.backend.for_each(&mut |key, entry| {
+            if catalog::is_catalog_key(key) {
+                match self.catalog.open(key, &entry.value) {
+                    Ok(r) if r.name.starts_with(prefix) => records.push(r),
+                    Ok(_) => {}
+                    Err(e) => failure = Some(e),
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(records)
+    }
+
+    /// Removes every version of `name` (or only version `number`), undoing
+    /// the put each version holds, in one batch. Returns how many versions
+    /// were removed.
+    pub fn remove_name(&self, name: &str, number: Option<u32>) -> Result<usize> {
+        let key = self.catalog.key_of(name);
+        let _guard = self.lock_writer();
+        let mut record = self
+            .record_at(&key)?
+            .ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
+        let (gone, kept): (Vec<Version>, Vec<Version>) = record
+            .versions
+            .drain(..)
+            .partition(|v| number.is_none_or(|n| v.number == n));
+        if gone.is_empty() {
+            return Err(StoreError::NotFound(format!(
+                "{name:?} has no version {}",
+                number.unwrap_or(0)
+            )));
+        }
+        let mut releaser = Releaser::default();
+        for v in &gone {
+            let r = &v.content_ref;
+            self.release(&mut releaser, vec![(r.digest().to_vec(), r.len())], self.params.height(r.len()), true)?;
+        }
+        let mut batch = Batch::new();
+        record.versions = kept;
+        if record.versions.is_empty() {
+            batch.delete(key);
+        } else {
+            let sealed = self.catalog.seal(&key, &record);
+            batch.put(key, sealed, 1);
+        }
+        batch.append(releaser.into_batch());
+        self.backend.apply_owned(batch)?;
+        Ok(gone.len())
+    }
+
+    /// Totals over the backend: entries, bytes, and how many are nodes and
+    /// catalog records.
+    pub fn stats(&self) -> Result<StoreStats> {
+        let mut stats = StoreStats::default();
+        self.backend.for_each(&mut |key, entry| {
+            stats.usage.add(key.len(), entry.value.len());
+            if catalog::is_catalog_key(key) {
+                stats.names += 1;
+            } else {
+                stats.nodes += 1;
+            }
+            Ok(())
+        })?;
+        Ok(stats)
     }
 
     /// Entries and bytes in the backend.
@@ -393,33 +557,11 @@ impl Store {
         }
     }
 
-    /// Removes the nodes an interrupted put left without a parent (count
-    /// zero), releasing their children, then clears the journal. Returns the
-    /// number of entries removed. Run only while no other writer is active.
+    /// Cleans up after a put that a crash interrupted: removes the nodes it
+    /// left without a parent (count zero) and those only they referred to,
+    /// then clears the journal. Run only while no other writer is active.
     pub fn recover(&self) -> Result<u64> {
-        let _guard = self.lock_writer();
-        let mut zero = Vec::new();
-        self.backend.for_each(&mut |key, entry| {
-            if entry.count == 0 && key.len() == self.wrapper.digest_len() {
-                zero.push((key.to_vec(), entry.value.clone()));
-            }
-            Ok(())
-        })?;
-        let mut removed = 0;
-        for (digest, value) in zero {
-            // A parentless node's height is unknown: try each until one
-            // authenticates (heights are few).
-            let mut batch = Batch::new();
-            batch.delete(digest.clone());
-            batch.barrier();
-            if let Some((height, children)) = self.identify(&digest, &value) {
-                if height > 0 {
-                    self.release(children, height - 1, false, &mut batch)?;
-                }
-            }
-            removed += batch.len() as u64;
-            self.backend.apply(&batch)?;
-        }
+        let removed = self.gc()?.removed;
         if let Some(dir) = &self.journal_dir
             && dir.exists()
         {
@@ -429,32 +571,54 @@ impl Store {
         }
         Ok(removed)
     }
+}
 
-    /// Finds the height at which a node authenticates; returns its children.
-    fn identify(&self, digest: &[u8], value: &[u8]) -> Option<(u8, Vec<(Vec<u8>, u64)>)> {
-        for height in 0..=64u8 {
-            let ctx = NodeContext {
-                height,
-                is_root: false,
-            };
-            if let Ok(pt) = self.wrapper.open(ctx, digest, value) {
-                if height == 0 {
-                    return Some((0, Vec::new()));
-                }
-                let body = pt.get(1..)?;
-                let entry = self.wrapper.digest_len() + 8;
-                let children = body
-                    .chunks_exact(entry)
-                    .map(|c| {
-                        let mut len = [0u8; 8];
-                        len.copy_from_slice(&c[entry - 8..]);
-                        (c[..entry - 8].to_vec(), u64::from_be_bytes(len))
-                    })
-                    .collect();
-                return Some((height, children));
+/// What [`Store::stats`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Entries and bytes over the whole backend.
+    pub usage: Usage,
+    /// Entries that are chunk-tree nodes.
+    pub nodes: u64,
+    /// Entries that are catalog records (one per name).
+    pub names: u64,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Reference counts changed by releases not yet applied.
+#[derive(Default)]
+pub(crate) struct Releaser {
+    /// digest -> (count before, count now (None: absent), height)
+    counts: HashMap<Vec<u8>, (Option<u64>, Option<u64>, u8)>,
+}
+
+impl Releaser {
+    /// The batch: parents before children, removals and count updates.
+    pub(crate) fn into_batch(self) -> Batch {
+        let mut changed: Vec<_> = self
+            .counts
+            .into_iter()
+            .filter(|(_, (before, now, _))| before != now)
+            .collect();
+        changed.sort_by(|a, b| b.1.2.cmp(&a.1.2));
+        let mut batch = Batch::new();
+        let mut height = None;
+        for (digest, (_, now, h)) in changed {
+            if height.is_some_and(|x| x != h) {
+                batch.barrier();
+            }
+            height = Some(h);
+            match now {
+                Some(0) | None => batch.delete(digest),
+                Some(c) => batch.set_count(digest, c),
             }
         }
-        None
+        batch
     }
 }
 

@@ -69,25 +69,23 @@ impl Backend for MemoryBackend {
     }
 
     fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+        self.apply_owned(batch.clone())
+    }
+
+    fn apply_owned(&self, batch: Batch) -> Result<(), BackendError> {
         let mut map = self.lock();
-        for op in batch.ops() {
+        for op in batch.into_ops() {
             match op {
                 Op::Put { key, value, count } => {
-                    map.insert(
-                        key.clone(),
-                        Entry {
-                            value: value.clone(),
-                            count: *count,
-                        },
-                    );
+                    map.insert(key, Entry { value, count });
                 }
                 Op::SetCount { key, count } => {
-                    if let Some(entry) = map.get_mut(key) {
-                        entry.count = *count;
+                    if let Some(entry) = map.get_mut(&key) {
+                        entry.count = count;
                     }
                 }
                 Op::Delete { key } => {
-                    map.remove(key);
+                    map.remove(&key);
                 }
                 Op::Barrier => {}
             }

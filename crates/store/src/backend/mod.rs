@@ -101,6 +101,12 @@ impl Batch {
         }
     }
 
+    /// Appends another batch's operations as a later stage.
+    pub fn append(&mut self, other: Batch) {
+        self.barrier();
+        self.ops.extend(other.ops);
+    }
+
     /// The operations in order, barriers included.
     pub fn ops(&self) -> &[Op] {
         &self.ops
@@ -249,6 +255,12 @@ pub trait Backend: Send + Sync {
     /// stage by stage (see the module docs).
     fn apply(&self, batch: &Batch) -> Result<(), BackendError>;
 
+    /// Like [`Backend::apply`], taking the batch by value so that a backend
+    /// that keeps values in memory can move them instead of copying.
+    fn apply_owned(&self, batch: Batch) -> Result<(), BackendError> {
+        self.apply(&batch)
+    }
+
     /// Whether [`Backend::apply`] is all-or-nothing.
     fn is_transactional(&self) -> bool;
 
@@ -273,11 +285,19 @@ pub trait Backend: Send + Sync {
     fn flush(&self) -> Result<(), BackendError> {
         Ok(())
     }
+
+    /// Whether each batch is made durable before `apply` returns (default)
+    /// or only at the next [`Backend::flush`]; batches stay atomic either
+    /// way. Writers of many small batches turn it off, then flush once.
+    fn set_sync_each_batch(&self, _sync: bool) {}
 }
 
 impl<B: Backend + ?Sized> Backend for Box<B> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn set_sync_each_batch(&self, sync: bool) {
+        (**self).set_sync_each_batch(sync)
     }
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
         (**self).get_many(keys)
@@ -287,6 +307,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
         (**self).apply(batch)
+    }
+    fn apply_owned(&self, batch: Batch) -> Result<(), BackendError> {
+        (**self).apply_owned(batch)
     }
     fn is_transactional(&self) -> bool {
         (**self).is_transactional()
@@ -309,6 +332,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn name(&self) -> &str {
         (**self).name()
     }
+    fn set_sync_each_batch(&self, sync: bool) {
+        (**self).set_sync_each_batch(sync)
+    }
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
         (**self).get_many(keys)
     }
@@ -317,6 +343,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
         (**self).apply(batch)
+    }
+    fn apply_owned(&self, batch: Batch) -> Result<(), BackendError> {
+        (**self).apply_owned(batch)
     }
     fn is_transactional(&self) -> bool {
         (**self).is_transactional()

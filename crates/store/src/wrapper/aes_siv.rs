@@ -11,7 +11,7 @@ use seccs_core::SecretKey;
 use seccs_core::kdf::{self, Label};
 use zeroize::Zeroizing;
 
-use super::{CryptoWrapper, NodeContext, OpenError};
+use super::{CryptoWrapper, NodeContext, OpenError, split_kind};
 
 /// Seals nodes with AES-256-SIV.
 pub struct AesSivWrapper {
@@ -63,13 +63,14 @@ impl CryptoWrapper for AesSivWrapper {
         16
     }
 
-    fn seal(&self, ctx: NodeContext, plaintext: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    fn seal(&self, ctx: NodeContext, body: &[u8]) -> (Vec<u8>, Vec<u8>) {
         let ad = ctx.associated_data(self.distinguish_root);
-        let mut value = vec![0u8; plaintext.len()];
+        let mut value = vec![0u8; body.len() + 1];
+        value[0] = ctx.kind;
         let tag = self.with_cipher(|c| {
             // Cannot fail: in and out have equal lengths, and one header is
             // far below the limit of 126.
-            let buf = aes_siv::aead::inout::InOutBuf::new(plaintext, &mut value)
+            let buf = aes_siv::aead::inout::InOutBuf::new(body, &mut value[1..])
                 .expect("buffers have equal length");
             c.encrypt_inout_detached([&ad], buf)
                 .expect("one header is within the SIV header limit")
@@ -77,14 +78,20 @@ impl CryptoWrapper for AesSivWrapper {
         (tag.to_vec(), value)
     }
 
-    fn open(&self, ctx: NodeContext, digest: &[u8], value: &[u8]) -> Result<Vec<u8>, OpenError> {
+    fn open(
+        &self,
+        ctx: NodeContext,
+        digest: &[u8],
+        value: &[u8],
+    ) -> Result<(u8, Vec<u8>), OpenError> {
         let tag = Tag::try_from(digest).map_err(|_| OpenError)?;
+        let (ctx, kind, ciphertext) = split_kind(ctx, value)?;
         let ad = ctx.associated_data(self.distinguish_root);
-        let mut plaintext = value.to_vec();
+        let mut plaintext = ciphertext.to_vec();
         self.with_cipher(|c| {
             c.decrypt_inout_detached([&ad], plaintext.as_mut_slice().into(), &tag)
                 .map_err(|_| OpenError)
         })?;
-        Ok(plaintext)
+        Ok((kind, plaintext))
     }
 }

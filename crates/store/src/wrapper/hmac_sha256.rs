@@ -9,7 +9,7 @@ use seccs_core::kdf::{self, Label};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{CryptoWrapper, NodeContext, OpenError};
+use super::{CryptoWrapper, NodeContext, OpenError, split_kind, with_kind};
 
 /// Authenticates nodes with HMAC-SHA-256.
 pub struct HmacSha256Wrapper {
@@ -51,13 +51,19 @@ impl CryptoWrapper for HmacSha256Wrapper {
         32
     }
 
-    fn seal(&self, ctx: NodeContext, plaintext: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        (self.digest(ctx, plaintext), plaintext.to_vec())
+    fn seal(&self, ctx: NodeContext, body: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        (self.digest(ctx, body), with_kind(ctx.kind, body))
     }
 
-    fn open(&self, ctx: NodeContext, digest: &[u8], value: &[u8]) -> Result<Vec<u8>, OpenError> {
+    fn open(
+        &self,
+        ctx: NodeContext,
+        digest: &[u8],
+        value: &[u8],
+    ) -> Result<(u8, Vec<u8>), OpenError> {
+        let (ctx, kind, value) = split_kind(ctx, value)?;
         if bool::from(self.digest(ctx, value).ct_eq(digest)) {
-            Ok(value.to_vec())
+            Ok((kind, value.to_vec()))
         } else {
             Err(OpenError)
         }

@@ -28,9 +28,14 @@ pub use aes_siv::AesSivWrapper;
 pub use hmac_sha256::HmacSha256Wrapper;
 pub use sha256::Sha256Wrapper;
 
-/// Where a node sits in its tree; authenticated with the node.
+/// Where a node sits in its tree and what kind it is; authenticated with the
+/// node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeContext {
+    /// The node kind byte (leaf, compressed leaf, superchunk). It is stored
+    /// in the clear as the value's first byte, so that sealing needs no copy
+    /// of the node's bytes, and authenticated here.
+    pub kind: u8,
     /// 0 for a leaf, 1 for a superchunk of leaves, and so on.
     pub height: u8,
     /// Whether the node is the root of a content. Only distinguished-root
@@ -40,8 +45,13 @@ pub struct NodeContext {
 
 impl NodeContext {
     /// The associated data for this node: format version, height, root flag.
-    pub(crate) fn associated_data(&self, distinguish_root: bool) -> [u8; 3] {
-        [1, self.height, u8::from(distinguish_root && self.is_root)]
+    pub(crate) fn associated_data(&self, distinguish_root: bool) -> [u8; 4] {
+        [
+            1,
+            self.kind,
+            self.height,
+            u8::from(distinguish_root && self.is_root),
+        ]
     }
 }
 
@@ -50,18 +60,34 @@ impl NodeContext {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenError;
 
+/// Splits a stored value into its kind byte and the rest, and puts the kind
+/// into the context to authenticate.
+pub(crate) fn split_kind(ctx: NodeContext, value: &[u8]) -> Result<(NodeContext, u8, &[u8]), OpenError> {
+    let (&kind, rest) = value.split_first().ok_or(OpenError)?;
+    Ok((NodeContext { kind, ..ctx }, kind, rest))
+}
+
+/// A value buffer holding the kind byte followed by `body`.
+pub(crate) fn with_kind(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(body.len() + 1);
+    v.push(kind);
+    v.extend_from_slice(body);
+    v
+}
+
 /// Turns node plaintexts into (digest, value) pairs and back.
 pub trait CryptoWrapper: Send + Sync {
     /// Length of the digests this wrapper produces.
     fn digest_len(&self) -> usize;
 
-    /// Seals `plaintext`; returns `(digest, value)`. Deterministic: equal
-    /// inputs give equal outputs.
-    fn seal(&self, ctx: NodeContext, plaintext: &[u8]) -> (Vec<u8>, Vec<u8>);
+    /// Seals a node's `body`; returns `(digest, value)`, the value starting
+    /// with `ctx.kind`. Deterministic: equal inputs give equal outputs.
+    fn seal(&self, ctx: NodeContext, body: &[u8]) -> (Vec<u8>, Vec<u8>);
 
-    /// Authenticates `value` against `digest` and `ctx`; returns the
-    /// plaintext.
-    fn open(&self, ctx: NodeContext, digest: &[u8], value: &[u8]) -> Result<Vec<u8>, OpenError>;
+    /// Authenticates `value` against `digest` and `ctx` (whose `kind` is
+    /// ignored: it is read from the value); returns the kind and the body.
+    fn open(&self, ctx: NodeContext, digest: &[u8], value: &[u8])
+    -> Result<(u8, Vec<u8>), OpenError>;
 }
 
 /// The wrappers a store can be created with; recorded in its config.

@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{CryptoWrapper, NodeContext, OpenError};
+use super::{CryptoWrapper, NodeContext, OpenError, split_kind, with_kind};
 
 /// Hashes nodes with SHA-256.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,14 +25,20 @@ impl CryptoWrapper for Sha256Wrapper {
         32
     }
 
-    fn seal(&self, ctx: NodeContext, plaintext: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        (Self::digest(ctx, plaintext), plaintext.to_vec())
+    fn seal(&self, ctx: NodeContext, body: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        (Self::digest(ctx, body), with_kind(ctx.kind, body))
     }
 
-    fn open(&self, ctx: NodeContext, digest: &[u8], value: &[u8]) -> Result<Vec<u8>, OpenError> {
+    fn open(
+        &self,
+        ctx: NodeContext,
+        digest: &[u8],
+        value: &[u8],
+    ) -> Result<(u8, Vec<u8>), OpenError> {
+        let (ctx, kind, value) = split_kind(ctx, value)?;
         // Digests are public here; a plain comparison leaks nothing.
         if Self::digest(ctx, value) == digest {
-            Ok(value.to_vec())
+            Ok((kind, value.to_vec()))
         } else {
             Err(OpenError)
         }

@@ -1,0 +1,127 @@
+//! `seccs bench` (no part): the content store against the raw AES-SIV floor.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use seccs_core::SecretKey;
+use seccs_store::backend::{Backend, EmbeddedBackend, MemoryBackend};
+use seccs_store::bench::{aes_siv_floor_mib_s, chunker_mib_s, mib_s};
+use seccs_store::{ContentRef, Params, Store, WrapperKind};
+
+/// Options of the store bench.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreBenchArgs {
+    /// Chunk size S to measure.
+    #[arg(long, default_value_t = seccs_store::DEFAULT_CHUNK_SIZE, value_name = "N")]
+    chunk_size: usize,
+    /// MiB of random data per measurement.
+    #[arg(long, default_value_t = 128, value_name = "MIB")]
+    size_mib: usize,
+    /// Also measure a backend given by URL (redis://, postgres://, s3://).
+    #[arg(long, value_name = "URL")]
+    backend: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Measured {
+    put: f64,
+    get: f64,
+    nodes_per_s: f64,
+}
+
+fn measure(backend: Arc<dyn Backend>, params: Params, key: &SecretKey, data: &[u8], parallel: bool) -> Result<Measured> {
+    let mut store = Store::new(backend, params, key);
+    store.set_parallel(parallel);
+    let start = Instant::now();
+    let r: ContentRef = store.put(data)?;
+    let put_secs = start.elapsed().as_secs_f64();
+    let nodes = store.usage()?.entries;
+    let start = Instant::now();
+    let mut sink = std::io::sink();
+    store.get_to(&r, &mut sink)?;
+    let get_secs = start.elapsed().as_secs_f64();
+    store.delete(&r)?;
+    Ok(Measured {
+        put: mib_s(data.len() as u64, put_secs),
+        get: mib_s(data.len() as u64, get_secs),
+        nodes_per_s: nodes as f64 / put_secs,
+    })
+}
+
+/// Runs the store bench.
+pub fn run(args: StoreBenchArgs) -> Result<()> {
+    let params = Params::new(args.chunk_size, WrapperKind::AesSiv)?;
+    let key = SecretKey::generate()?;
+    let mut data = vec![0u8; args.size_mib << 20];
+    seccs_core::random_bytes(&mut data)?;
+    let say = |s: String| {
+        if !args.json {
+            eprintln!("{s}");
+        }
+    };
+    say(format!("seccs bench: {} MiB of random data, S = {}", args.size_mib, args.chunk_size));
+    let floor = aes_siv_floor_mib_s(&data, args.chunk_size);
+    let chunker = chunker_mib_s(&data, &params, &key);
+    let mem1 = measure(Arc::new(MemoryBackend::new()), params, &key, &data, false)?;
+    let mem_all = measure(Arc::new(MemoryBackend::new()), params, &key, &data, true)?;
+    let dir = tempfile::tempdir()?;
+    let embedded = measure(Arc::new(EmbeddedBackend::open(dir.path())?), params, &key, &data, true)?;
+    let mut out = serde_json::json!({
+        "chunk_size": args.chunk_size,
+        "size_mib": args.size_mib,
+        "threads": rayon::current_num_threads(),
+        "floor_mib_s": floor,
+        "chunker_mib_s": chunker,
+        "put_mib_s": mem1.put,
+        "get_mib_s": mem1.get,
+        "put_ratio": mem1.put / floor,
+        "get_ratio": mem1.get / floor,
+        "put_mib_s_all_cores": mem_all.put,
+        "get_mib_s_all_cores": mem_all.get,
+        "put_ratio_all_cores": mem_all.put / floor,
+        "all_cores_speedup": mem_all.put / mem1.put,
+        "embedded_put_mib_s": embedded.put,
+        "embedded_get_mib_s": embedded.get,
+        "embedded_put_ratio": embedded.put / floor,
+        "embedded_node_writes_per_s": embedded.nodes_per_s,
+    });
+    if let Some(url) = &args.backend {
+        let backend: Arc<dyn Backend> = crate::open::network_backend_for_bench(url)?;
+        let m = measure(backend, params, &key, &data, true)?;
+        out["backend"] = serde_json::json!({
+            "url": url,
+            "put_mib_s": m.put,
+            "get_mib_s": m.get,
+            "put_ratio": m.put / floor,
+            "node_writes_per_s": m.nodes_per_s,
+        });
+    }
+    if args.json {
+        println!("{out}");
+    } else {
+        let r = |v: f64| v / floor;
+        println!("{:<34} {:>10} {:>8}", "measurement", "MiB/s", "× floor");
+        let rows = [
+            ("raw AES-SIV sealing (floor)", floor),
+            ("chunker alone", chunker),
+            ("put, memory, 1 thread", mem1.put),
+            ("get, memory, 1 thread", mem1.get),
+            ("put, memory, all cores", mem_all.put),
+            ("get, memory, all cores", mem_all.get),
+            ("put, embedded, all cores", embedded.put),
+            ("get, embedded, all cores", embedded.get),
+        ];
+        for (name, v) in rows {
+            println!("{name:<34} {v:>10.0} {:>8.2}", r(v));
+        }
+        println!("all cores / 1 thread (put): {:.2}×", mem_all.put / mem1.put);
+        println!("embedded node writes/s: {:.0}", embedded.nodes_per_s);
+        if let Some(b) = out.get("backend") {
+            println!("backend {}: {b}", args.backend.as_deref().unwrap_or(""));
+        }
+    }
+    Ok(())
+}

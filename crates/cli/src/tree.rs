@@ -1,0 +1,230 @@
+//! `seccs put DIR` and `seccs get PREFIX/ -o DIR`: directory trees as names.
+//!
+//! Names are paths as given on the command line, normalized like tar
+//! (no leading `/`, `./` or `../`), with `/` separators. Regular files and
+//! symlinks are stored; other special files are reported and skipped. A file
+//! that cannot be read is reported, the rest is stored, and the command
+//! exits non-zero.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
+use seccs_store::Store;
+use seccs_store::catalog::EntryKind;
+
+/// One thing found under the directory.
+enum Found {
+    File { path: PathBuf, name: String, len: u64 },
+    Symlink { path: PathBuf, name: String },
+}
+
+/// Normalizes a path into a name: drops leading `/`, `.` and `..`
+/// components and joins the rest with `/`.
+pub fn name_of(path: &Path) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::ParentDir if !parts.is_empty() => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    parts.join("/")
+}
+
+fn walk(dir: &Path, found: &mut Vec<Found>, problems: &mut Vec<String>) {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(format!("cannot read directory {}: {e}", dir.display()));
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => paths.push(e.path()),
+            Err(e) => problems.push(format!("cannot read directory {}: {e}", dir.display())),
+        }
+    }
+    paths.sort();
+    for path in paths {
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(format!("cannot read {}: {e}", path.display()));
+                continue;
+            }
+        };
+        let name = name_of(&path);
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            walk(&path, found, problems);
+        } else if ft.is_file() {
+            found.push(Found::File {
+                path,
+                name,
+                len: meta.len(),
+            });
+        } else if ft.is_symlink() {
+            found.push(Found::Symlink { path, name });
+        } else {
+            problems.push(format!("skipped {}: not a regular file or symlink", path.display()));
+        }
+    }
+}
+
+/// Stores every file and symlink under `dir`.
+pub fn put_tree(store: &Store, dir: &Path, progress: bool) -> Result<()> {
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    walk(dir, &mut found, &mut problems);
+    let total: u64 = found
+        .iter()
+        .map(|f| match f {
+            Found::File { len, .. } => *len,
+            Found::Symlink { .. } => 0,
+        })
+        .sum();
+    let bar = crate::progress::bytes(total, !progress);
+    // Durability once at the end (and every batch stays atomic): one fsync
+    // per file would dominate a tree of small files.
+    store.backend().set_sync_each_batch(false);
+    let results: Vec<Result<String>> = found
+        .par_iter()
+        .map(|f| {
+            let (name, outcome) = match f {
+                Found::File { path, name, .. } => {
+                    let file = File::open(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let mut reader = bar.wrap_read(file);
+                    let (o, _) = store
+                        .put_named(&mut reader, name, EntryKind::File)
+                        .with_context(|| format!("cannot store {}", path.display()))?;
+                    (name, o)
+                }
+                Found::Symlink { path, name } => {
+                    let target = fs::read_link(path)
+                        .with_context(|| format!("cannot read link {}", path.display()))?;
+                    let target = target.as_os_str().as_encoded_bytes().to_vec();
+                    let (o, _) = store
+                        .put_named(&mut target.as_slice(), name, EntryKind::Symlink)
+                        .with_context(|| format!("cannot store {}", path.display()))?;
+                    (name, o)
+                }
+            };
+            Ok(format!("{}  {name}", outcome.content_ref))
+        })
+        .collect();
+    store.backend().set_sync_each_batch(true);
+    store.backend().flush()?;
+    bar.finish_and_clear();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut stored = 0;
+    for r in results {
+        match r {
+            Ok(line) => {
+                writeln!(out, "{line}")?;
+                stored += 1;
+            }
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
+    out.flush()?;
+    for p in &problems {
+        eprintln!("seccs: {p}");
+    }
+    if !problems.is_empty() {
+        bail!(
+            "stored {stored} of {} entries; {} problem(s) reported above",
+            stored + problems.len(),
+            problems.len()
+        );
+    }
+    Ok(())
+}
+
+/// Restores every name under `prefix` into `dir` (as `tar -x -C DIR` would).
+pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Result<()> {
+    let records = store.list(prefix)?;
+    if records.is_empty() {
+        bail!("no names start with {prefix:?}");
+    }
+    let total = records
+        .iter()
+        .filter_map(|r| r.latest())
+        .map(|v| v.content_ref.len())
+        .sum();
+    let bar = crate::progress::bytes(total, !progress);
+    let results: Vec<Result<()>> = records
+        .par_iter()
+        .map(|record| {
+            let version = record
+                .latest()
+                .with_context(|| format!("{} has no versions", record.name))?;
+            let rel = name_of(Path::new(&record.name));
+            if rel.is_empty() {
+                bail!("cannot restore the name {:?}", record.name);
+            }
+            let target = dir.join(&rel);
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            match version.kind {
+                EntryKind::File => crate::store::write_file_atomically(&target, |out| {
+                    let mut out = bar.wrap_write(out);
+                    store
+                        .get_to(&version.content_ref, &mut out)
+                        .with_context(|| format!("cannot read {}", record.name))?;
+                    Ok(())
+                }),
+                EntryKind::Symlink => {
+                    let link = store.get(&version.content_ref)?;
+                    let link = String::from_utf8(link)
+                        .with_context(|| format!("link target of {} is not UTF-8", record.name))?;
+                    let _ = fs::remove_file(&target);
+                    #[cfg(unix)]
+                    std::os::unix::fs::symlink(&link, &target)
+                        .with_context(|| format!("cannot create link {}", target.display()))?;
+                    #[cfg(not(unix))]
+                    bail!("cannot create symlink {} on this platform", target.display());
+                    #[cfg(unix)]
+                    Ok(())
+                }
+            }
+        })
+        .collect();
+    bar.finish_and_clear();
+    let failures: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+        .collect();
+    for f in &failures {
+        eprintln!("seccs: {f}");
+    }
+    if !failures.is_empty() {
+        bail!("{} of {} entries could not be restored", failures.len(), records.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalized_like_tar() {
+        assert_eq!(name_of(Path::new("photos/2024/a.jpg")), "photos/2024/a.jpg");
+        assert_eq!(name_of(Path::new("./photos/a")), "photos/a");
+        assert_eq!(name_of(Path::new("/abs/dir/f")), "abs/dir/f");
+        assert_eq!(name_of(Path::new("../up/f")), "up/f");
+        assert_eq!(name_of(Path::new("a/./b//c")), "a/b/c");
+    }
+}

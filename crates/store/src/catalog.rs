@@ -1,0 +1,299 @@
+//! The named catalog: names → versions of contents, kept encrypted in the
+//! same backend as the nodes, and updated in the same batch as the put or
+//! delete it records.
+//!
+//! A name's record lives under the key `'N' ‖ HMAC-SHA-256(index key, name)`
+//! (33 bytes, a length no node digest has), so the backend learns neither the
+//! names nor how many versions each has, only how many names there are. The
+//! record is sealed with AES-SIV under the catalog key, with its backend key
+//! as associated data, so a record cannot be moved to another name.
+//!
+//! Each version of a name holds one put of its content's root: removing a
+//! version undoes exactly that put, and the reference counts stay exact.
+//!
+//! Record format (version 1), written and read by separate code, trailing
+//! bytes rejected:
+//! ```text
+//! u8 1 | u32 name_len | name | u32 next_version | u32 n |
+//!   n × ( u32 number | u8 ref_len | ref | u64 size | u64 time | u8 kind )
+//! ```
+
+use std::sync::Mutex;
+
+use aes_siv::Tag;
+use aes_siv::aead::KeyInit;
+use aes_siv::siv::Aes256Siv;
+use hmac::{Hmac, Mac};
+use seccs_core::SecretKey;
+use seccs_core::kdf::{self, Label};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::error::{Result, StoreError};
+use crate::params::ContentRef;
+
+/// First byte of every catalog key.
+pub const KEY_PREFIX: u8 = b'N';
+/// Length of catalog keys.
+pub const KEY_LEN: usize = 33;
+const FORMAT: u8 = 1;
+
+/// What a catalog version stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file; the content is its bytes.
+    File,
+    /// A symbolic link; the content is its target.
+    Symlink,
+}
+
+/// One version of a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// Version number, from 1, never reused for a name.
+    pub number: u32,
+    /// The content.
+    pub content_ref: ContentRef,
+    /// Seconds since the Unix epoch when it was put.
+    pub time: u64,
+    /// File or symlink.
+    pub kind: EntryKind,
+}
+
+/// Every live version of one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The name.
+    pub name: String,
+    /// The number the next version gets.
+    pub next_version: u32,
+    /// Live versions, oldest first.
+    pub versions: Vec<Version>,
+}
+
+impl Record {
+    /// The newest version.
+    pub fn latest(&self) -> Option<&Version> {
+        self.versions.last()
+    }
+
+    /// The version with `number`.
+    pub fn version(&self, number: u32) -> Option<&Version> {
+        self.versions.iter().find(|v| v.number == number)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FORMAT];
+        out.extend_from_slice(&(self.name.len() as u32).to_be_bytes());
+        out.extend_from_slice(self.name.as_bytes());
+        out.extend_from_slice(&self.next_version.to_be_bytes());
+        out.extend_from_slice(&(self.versions.len() as u32).to_be_bytes());
+        for v in &self.versions {
+            out.extend_from_slice(&v.number.to_be_bytes());
+            let r = v.content_ref.as_bytes();
+            out.push(r.len() as u8);
+            out.extend_from_slice(r);
+            out.extend_from_slice(&v.content_ref.len().to_be_bytes());
+            out.extend_from_slice(&v.time.to_be_bytes());
+            out.push(match v.kind {
+                EntryKind::File => 0,
+                EntryKind::Symlink => 1,
+            });
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Record> {
+        let mut r = Reader(bytes);
+        if r.u8()? != FORMAT {
+            return None;
+        }
+        let name_len = r.u32()? as usize;
+        let name = String::from_utf8(r.take(name_len)?.to_vec()).ok()?;
+        let next_version = r.u32()?;
+        let n = r.u32()? as usize;
+        let mut versions = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let number = r.u32()?;
+            let ref_len = usize::from(r.u8()?);
+            let content_ref = ContentRef::from_bytes(r.take(ref_len)?).ok()?;
+            let size = r.u64()?;
+            let time = r.u64()?;
+            let kind = match r.u8()? {
+                0 => EntryKind::File,
+                1 => EntryKind::Symlink,
+                _ => return None,
+            };
+            if size != content_ref.len() {
+                return None;
+            }
+            versions.push(Version {
+                number,
+                content_ref,
+                time,
+                kind,
+            });
+        }
+        r.0.is_empty().then_some(Record {
+            name,
+            next_version,
+            versions,
+        })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+/// Seals and opens catalog records and computes their keys.
+pub(crate) struct CatalogCrypto {
+    index: Hmac<Sha256>,
+    key: Zeroizing<[u8; 64]>,
+    pool: Mutex<Vec<Aes256Siv>>,
+}
+
+impl CatalogCrypto {
+    pub(crate) fn new(store_key: &SecretKey) -> Self {
+        let index_key = kdf::derive(store_key, Label::CatalogIndex);
+        // Cannot fail: HMAC takes keys of any length.
+        let index = <Hmac<Sha256> as KeyInit>::new_from_slice(index_key.expose_secret())
+            .expect("HMAC accepts any key length");
+        let mut key = Zeroizing::new([0u8; 64]);
+        kdf::derive_into(store_key, Label::CatalogEncryption, key.as_mut());
+        Self {
+            index,
+            key,
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The backend key of `name`'s record.
+    pub(crate) fn key_of(&self, name: &str) -> Vec<u8> {
+        let mut mac = self.index.clone();
+        mac.update(name.as_bytes());
+        let mut key = vec![KEY_PREFIX];
+        key.extend_from_slice(&mac.finalize().into_bytes());
+        key
+    }
+
+    fn with_cipher<T>(&self, f: impl FnOnce(&mut Aes256Siv) -> T) -> T {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut cipher = pooled.unwrap_or_else(|| Aes256Siv::new((&*self.key).into()));
+        let out = f(&mut cipher);
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(cipher);
+        out
+    }
+
+    pub(crate) fn seal(&self, key: &[u8], record: &Record) -> Vec<u8> {
+        let plaintext = record.encode();
+        self.with_cipher(|c| {
+            // Cannot fail: one header is within the SIV header limit.
+            c.encrypt([key], &plaintext)
+                .expect("one header is within the SIV header limit")
+        })
+    }
+
+    pub(crate) fn open(&self, key: &[u8], value: &[u8]) -> Result<Record> {
+        let tampered = || StoreError::integrity("a catalog record failed to authenticate");
+        if value.len() < 16 {
+            return Err(tampered());
+        }
+        let plaintext = self.with_cipher(|c| {
+            let (tag, ct) = value.split_at(16);
+            let tag = Tag::try_from(tag).map_err(|_| tampered())?;
+            let mut buf = ct.to_vec();
+            c.decrypt_inout_detached([key], buf.as_mut_slice().into(), &tag)
+                .map_err(|_| tampered())?;
+            Ok::<_, StoreError>(buf)
+        })?;
+        Record::decode(&plaintext)
+            .ok_or_else(|| StoreError::integrity("a catalog record is malformed"))
+    }
+}
+
+/// Whether a backend key is a catalog key.
+pub fn is_catalog_key(key: &[u8]) -> bool {
+    key.len() == KEY_LEN && key[0] == KEY_PREFIX
+}
+
+/// Parses `NAME` or `NAME@N`. A name may itself contain `@`; only a suffix of
+/// digits after the last `@` is a version.
+pub fn parse_name_version(s: &str) -> (&str, Option<u32>) {
+    if let Some((name, v)) = s.rsplit_once('@')
+        && !name.is_empty()
+        && let Ok(n) = v.parse::<u32>()
+    {
+        return (name, Some(n));
+    }
+    (s, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trip_and_strict_parsing() {
+        let rec = Record {
+            name: "photos/2024/a.jpg".into(),
+            next_version: 3,
+            versions: vec![Version {
+                number: 2,
+                content_ref: ContentRef::new(&[1; 16], 99),
+                time: 1_700_000_000,
+                kind: EntryKind::File,
+            }],
+        };
+        let bytes = rec.encode();
+        assert_eq!(Record::decode(&bytes), Some(rec));
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(Record::decode(&trailing), None);
+        assert_eq!(Record::decode(&bytes[..bytes.len() - 1]), None);
+    }
+
+    #[test]
+    fn records_are_bound_to_their_key() {
+        let c = CatalogCrypto::new(&SecretKey::from_bytes([9; 32]));
+        let rec = Record {
+            name: "a".into(),
+            next_version: 1,
+            versions: vec![],
+        };
+        let (ka, kb) = (c.key_of("a"), c.key_of("b"));
+        let sealed = c.seal(&ka, &rec);
+        assert!(c.open(&ka, &sealed).is_ok());
+        assert!(c.open(&kb, &sealed).is_err());
+        assert!(is_catalog_key(&ka) && !is_catalog_key(&ka[1..]));
+    }
+
+    #[test]
+    fn name_version_suffix() {
+        assert_eq!(parse_name_version("a@2"), ("a", Some(2)));
+        assert_eq!(parse_name_version("a@b"), ("a@b", None));
+        assert_eq!(parse_name_version("me@host/x@10"), ("me@host/x", Some(10)));
+        assert_eq!(parse_name_version("@5"), ("@5", None));
+    }
+}

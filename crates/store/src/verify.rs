@@ -1,0 +1,269 @@
+//! `verify` and `gc`: check the whole store against its own rules, and
+//! repair what can be repaired without losing anything a name reaches.
+//!
+//! Verify reads every entry once. Each node is authenticated at the height it
+//! claims to have (a node's height is not stored; it is the one height at
+//! which it authenticates, found by trying the few possible ones, leaves
+//! first). From the superchunks' child lists and the catalog's versions it
+//! recomputes what every count must at least be: one per stored parent
+//! listing the node, one per named version whose root it is. A count above
+//! that is a put of a content without a name, which is legitimate; a count
+//! below it is wrong, and would let a later delete remove a node still in
+//! use. A node with count zero is an orphan (left by an interrupted put on a
+//! backend without transactions).
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::backend::Batch;
+use crate::catalog;
+use crate::error::Result;
+use crate::node;
+use crate::store::{Releaser, Store};
+
+/// A problem verify found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Finding {
+    /// A node's value does not authenticate at any height.
+    Tampered {
+        /// The node's key (hex).
+        node: String,
+    },
+    /// A node listed by a parent (or a named root) is not stored.
+    Missing {
+        /// The missing node (hex).
+        node: String,
+    },
+    /// A catalog record does not authenticate or parse.
+    BadRecord {
+        /// The record's key (hex).
+        key: String,
+    },
+    /// A node's stored count is below what its parents and names need.
+    WrongCount {
+        /// The node (hex).
+        node: String,
+        /// The stored count.
+        stored: u64,
+        /// The least correct count.
+        expected: u64,
+    },
+    /// A node with count zero: nothing refers to it.
+    Orphan {
+        /// The node (hex).
+        node: String,
+    },
+}
+
+/// What verify found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Nodes checked.
+    pub nodes: u64,
+    /// Catalog names checked.
+    pub names: u64,
+    /// Every problem.
+    pub findings: Vec<Finding>,
+    /// Names whose content cannot be read back whole.
+    pub broken_names: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether nothing was found.
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty() && self.broken_names.is_empty()
+    }
+}
+
+/// What gc did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Entries removed (orphans and the nodes only they referred to).
+    pub removed: u64,
+    /// Counts raised to what parents and names need.
+    pub counts_fixed: u64,
+}
+
+struct Scanned {
+    count: u64,
+    height: Option<u8>,
+    children: Vec<Vec<u8>>,
+}
+
+impl Store {
+    fn scan(&self) -> Result<(HashMap<Vec<u8>, Scanned>, Vec<catalog::Record>, Vec<String>)> {
+        let mut nodes = HashMap::new();
+        let mut records = Vec::new();
+        let mut bad_records = Vec::new();
+        let digest_len = self.wrapper().digest_len();
+        let max_height = self.params().height(u64::MAX);
+        self.backend().for_each(&mut |key, entry| {
+            if catalog::is_catalog_key(key) {
+                match self.catalog().open(key, &entry.value) {
+                    Ok(r) => records.push(r),
+                    Err(_) => bad_records.push(seccs_core::hexenc::encode(key)),
+                }
+                return Ok(());
+            }
+            let mut found = None;
+            'heights: for height in 0..=max_height {
+                for is_root in [false, true] {
+                    if let Ok(opened) = self.open_node(height, is_root, key, &entry.value) {
+                        let children = if height == 0 {
+                            Some(Vec::new())
+                        } else {
+                            node::decode_children(opened, digest_len)
+                        };
+                        if let Some(children) = children {
+                            found = Some((height, children));
+                        }
+                        break 'heights;
+                    }
+                }
+            }
+            let (height, children) = match found {
+                Some((h, c)) => (Some(h), c),
+                None => (None, Vec::new()),
+            };
+            nodes.insert(
+                key.to_vec(),
+                Scanned {
+                    count: entry.count,
+                    height,
+                    children,
+                },
+            );
+            Ok(())
+        })?;
+        Ok((nodes, records, bad_records))
+    }
+
+    /// Walks every entry, authenticates every node and record, recomputes
+    /// reference counts, and reports every problem.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let _guard = self.lock_writer();
+        let (nodes, records, bad_records) = self.scan()?;
+        let mut report = VerifyReport {
+            nodes: nodes.len() as u64,
+            names: records.len() as u64,
+            ..Default::default()
+        };
+        let hex = seccs_core::hexenc::encode;
+        for key in bad_records {
+            report.findings.push(Finding::BadRecord { key });
+        }
+        let needed = needed_counts(&nodes, &records);
+        let mut broken: HashSet<Vec<u8>> = HashSet::new();
+        let mut parents: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
+        for (digest, node) in &nodes {
+            if node.height.is_none() {
+                report.findings.push(Finding::Tampered { node: hex(digest) });
+                broken.insert(digest.clone());
+            }
+            for child in &node.children {
+                parents.entry(child.as_slice()).or_default().push(digest.as_slice());
+            }
+        }
+        for (digest, need) in &needed {
+            match nodes.get(digest) {
+                None => {
+                    report.findings.push(Finding::Missing { node: hex(digest) });
+                    broken.insert(digest.clone());
+                }
+                Some(n) if n.count < *need => report.findings.push(Finding::WrongCount {
+                    node: hex(digest),
+                    stored: n.count,
+                    expected: *need,
+                }),
+                Some(_) => {}
+            }
+        }
+        for (digest, node) in &nodes {
+            if node.count == 0 {
+                report.findings.push(Finding::Orphan { node: hex(digest) });
+            }
+        }
+        // A broken node breaks every ancestor.
+        let mut stack: Vec<Vec<u8>> = broken.iter().cloned().collect();
+        while let Some(d) = stack.pop() {
+            for p in parents.get(d.as_slice()).into_iter().flatten() {
+                if broken.insert(p.to_vec()) {
+                    stack.push(p.to_vec());
+                }
+            }
+        }
+        for record in &records {
+            if record
+                .versions
+                .iter()
+                .any(|v| broken.contains(v.content_ref.digest()))
+            {
+                report.broken_names.push(record.name.clone());
+            }
+        }
+        report.broken_names.sort();
+        report.findings.sort_by_key(|f| format!("{f:?}"));
+        Ok(report)
+    }
+
+    /// Raises counts that are too low, then removes orphans (count zero) and
+    /// the nodes only they referred to. Never removes a node that a name
+    /// reaches: such a node's count is at least one after the first step.
+    pub fn gc(&self) -> Result<GcReport> {
+        let _guard = self.lock_writer();
+        let (nodes, records, _) = self.scan()?;
+        let needed = needed_counts(&nodes, &records);
+        let mut report = GcReport::default();
+        let mut batch = Batch::new();
+        for (digest, need) in &needed {
+            if let Some(n) = nodes.get(digest)
+                && n.count < *need
+            {
+                batch.set_count(digest.clone(), *need);
+                report.counts_fixed += 1;
+            }
+        }
+        if !batch.is_empty() {
+            self.backend().apply_owned(batch)?;
+        }
+        let mut releaser = Releaser::default();
+        let mut batch = Batch::new();
+        for (digest, node) in &nodes {
+            let fixed = needed.get(digest).copied().unwrap_or(0).max(node.count);
+            if fixed == 0
+                && let Some(height) = node.height
+            {
+                batch.delete(digest.clone());
+                if height > 0 {
+                    let children = self.children_with_lengths(digest, height)?;
+                    self.release(&mut releaser, children, height - 1, false)?;
+                }
+            }
+        }
+        batch.append(releaser.into_batch());
+        report.removed = batch.len() as u64;
+        if !batch.is_empty() {
+            self.backend().apply_owned(batch)?;
+        }
+        Ok(report)
+    }
+}
+
+/// What each node's count must at least be: parents listing it plus named
+/// versions rooted at it.
+fn needed_counts(nodes: &HashMap<Vec<u8>, Scanned>, records: &[catalog::Record]) -> HashMap<Vec<u8>, u64> {
+    let mut needed: HashMap<Vec<u8>, u64> = HashMap::new();
+    for node in nodes.values() {
+        for child in &node.children {
+            *needed.entry(child.clone()).or_default() += 1;
+        }
+    }
+    for record in records {
+        for v in &record.versions {
+            *needed.entry(v.content_ref.digest().to_vec()).or_default() += 1;
+        }
+    }
+    needed
+}
