@@ -229,6 +229,7 @@ impl Store {
             self.backend().apply_owned(batch)?;
         }
         let mut releaser = Releaser::default();
+        releaser.tolerate_missing = true;
         let mut batch = Batch::new();
         for (digest, node) in &nodes {
             let fixed = needed.get(digest).copied().unwrap_or(0).max(node.count);

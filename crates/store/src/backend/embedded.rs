@@ -1,25 +1,403 @@
-//! placeholder
-use super::{Backend, BackendError, Batch, Entry};
-/// The embedded backend.
-#[derive(Debug)]
-pub struct EmbeddedBackend;
+//! The persistent embedded backend: a `fjall` database in one directory.
+//!
+//! DOCS_PLACEHOLDER
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use fjall::config::CompressionPolicy;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
+
+use super::{Backend, BackendError, Batch, Entry, Op, Usage};
+
+/// The backend's name in messages.
+const NAME: &str = "embedded";
+/// The keyspace of node values: digest → sealed bytes.
+const NODES: &str = "nodes";
+/// The keyspace of reference counts: digest → count (8 bytes, big-endian).
+const COUNTS: &str = "counts";
+
+/// A content store's entries in a `fjall` database on local disk.
+///
+/// One process at a time: [`EmbeddedBackend::open`] takes the database's
+/// lock file, and a second open, in this process or another, fails with
+/// [`BackendError::Locked`] until the first handle is dropped.
+///
+/// By default every [`Backend::apply`] is durable when it returns (the
+/// journal is synced to disk). A caller that commits many small batches can
+/// turn that off with [`EmbeddedBackend::set_sync_each_batch`] and call
+/// [`Backend::flush`] once at the end; each batch stays atomic either way.
+pub struct EmbeddedBackend {
+    db: Database,
+    nodes: Keyspace,
+    counts: Keyspace,
+    path: PathBuf,
+    sync_each_batch: AtomicBool,
+    /// Serialises `apply`: a `SetCount` checks that its entry exists, and
+    /// that check must see the state the batch is applied to.
+    writer: Mutex<()>,
+}
+
+impl std::fmt::Debug for EmbeddedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBackend")
+            .field("path", &self.path)
+            .field("sync_each_batch", &self.sync_each_batch())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedBackend {
+    /// Opens the database in `dir`, creating the directory and an empty
+    /// database if they are missing.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Locked`] if another process (or another handle in this
+    /// process) has the database open; [`BackendError::Corrupt`] if the files
+    /// in `dir` are not a readable database of this format;
+    /// [`BackendError::Other`] for I/O errors.
+    pub fn open(dir: &Path) -> Result<Self, BackendError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            BackendError::other(NAME, format_args!("cannot create {}: {e}", dir.display()))
+        })?;
+        let db = Database::builder(dir)
+            .open()
+            .map_err(|e| open_error(e, dir))?;
+        // Values are ciphertext: compressing them costs time and saves
+        // nothing. Reads of values are for nodes known to exist, so the last
+        // level needs no Bloom filter; the counts keyspace keeps its filters
+        // because a put asks for the counts of nodes that are mostly new.
+        let nodes = db
+            .keyspace(NODES, || {
+                KeyspaceCreateOptions::default()
+                    .data_block_compression_policy(CompressionPolicy::disabled())
+                    .expect_point_read_hits(true)
+            })
+            .map_err(|e| open_error(e, dir))?;
+        let counts = db
+            .keyspace(COUNTS, KeyspaceCreateOptions::default)
+            .map_err(|e| open_error(e, dir))?;
+        Ok(Self {
+            db,
+            nodes,
+            counts,
+            path: dir.to_owned(),
+            sync_each_batch: AtomicBool::new(true),
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether each [`Backend::apply`] syncs to disk before it returns
+    /// (default `true`).
+    pub fn sync_each_batch(&self) -> bool {
+        self.sync_each_batch.load(Ordering::Relaxed)
+    }
+
+    /// Chooses whether each [`Backend::apply`] syncs to disk before it
+    /// returns. With `false`, a batch is still atomic and is handed to the
+    /// operating system before `apply` returns (it survives a crash of this
+    /// process), but it may be lost on power failure until
+    /// [`Backend::flush`] (or a later synced batch) makes it durable.
+    pub fn set_sync_each_batch(&self, sync: bool) {
+        self.sync_each_batch.store(sync, Ordering::Relaxed);
+    }
+
+    /// Bytes the database occupies on disk (journals and tables), for
+    /// space-amplification figures.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Other`] if the directory cannot be read.
+    pub fn disk_bytes(&self) -> Result<u64, BackendError> {
+        self.db.disk_space().map_err(map_error)
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        // The guarded state is `()`: a panic in another writer leaves nothing
+        // half-built here (an uncommitted fjall batch is simply dropped).
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_entry(&self, snapshot: &Snapshot, key: &[u8]) -> Result<Option<Entry>, BackendError> {
+        let value = snapshot.get(&self.nodes, key).map_err(map_error)?;
+        let count = snapshot.get(&self.counts, key).map_err(map_error)?;
+        match (value, count) {
+            (None, None) => Ok(None),
+            (Some(value), Some(count)) => Ok(Some(Entry {
+                value: value.to_vec(),
+                count: decode_count(key, &count)?,
+            })),
+            (Some(_), None) => Err(corrupt(format_args!(
+                "entry {} has a value but no count",
+                hex::encode(key)
+            ))),
+            (None, Some(_)) => Err(corrupt(format_args!(
+                "entry {} has a count but no value",
+                hex::encode(key)
+            ))),
+        }
+    }
+}
+
+/// The net effect of a batch on one key.
+#[derive(Default)]
+struct Pending<'a> {
+    /// `Some(Some(v))`: write `v`; `Some(None)`: delete; `None`: untouched.
+    value: Option<Option<&'a [u8]>>,
+    /// Same for the count.
+    count: Option<Option<u64>>,
+    /// Whether the key exists once the batch's earlier operations apply, if
+    /// known.
+    exists: Option<bool>,
+}
+
 impl Backend for EmbeddedBackend {
     fn name(&self) -> &str {
-        "embedded"
+        NAME
     }
-    fn get_many(&self, _keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
-        Err(BackendError::Config("wip".into()))
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+        // One snapshot: the entries read belong to one state of the store.
+        let snapshot = self.db.snapshot();
+        keys.iter()
+            .map(|key| self.read_entry(&snapshot, key))
+            .collect()
     }
-    fn apply(&self, _batch: &Batch) -> Result<(), BackendError> {
-        Err(BackendError::Config("wip".into()))
+
+    fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
+        let snapshot = self.db.snapshot();
+        keys.iter()
+            .map(|key| {
+                snapshot
+                    .get(&self.counts, key)
+                    .map_err(map_error)?
+                    .map(|count| decode_count(key, &count))
+                    .transpose()
+            })
+            .collect()
     }
+
+    fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let _writer = self.lock_writer();
+
+        // Fold the batch into one net write per key: fjall gives every write
+        // of a batch the same sequence number, so two writes of one key in a
+        // batch must not both reach it.
+        let mut order: Vec<&[u8]> = Vec::with_capacity(batch.len());
+        let mut pending: HashMap<&[u8], Pending<'_>> = HashMap::with_capacity(batch.len());
+        for op in batch.ops() {
+            match op {
+                Op::Put { key, value, count } => {
+                    let p = pending.entry(key).or_insert_with(|| {
+                        order.push(key);
+                        Pending::default()
+                    });
+                    p.value = Some(Some(value));
+                    p.count = Some(Some(*count));
+                    p.exists = Some(true);
+                }
+                Op::SetCount { key, count } => {
+                    let exists = match pending.get(key.as_slice()).and_then(|p| p.exists) {
+                        Some(exists) => exists,
+                        None => self.counts.contains_key(key).map_err(map_error)?,
+                    };
+                    let p = pending.entry(key).or_insert_with(|| {
+                        order.push(key);
+                        Pending::default()
+                    });
+                    p.exists = Some(exists);
+                    if exists {
+                        p.count = Some(Some(*count));
+                    }
+                }
+                Op::Delete { key } => {
+                    let p = pending.entry(key).or_insert_with(|| {
+                        order.push(key);
+                        Pending::default()
+                    });
+                    p.value = Some(None);
+                    p.count = Some(None);
+                    p.exists = Some(false);
+                }
+                Op::Barrier => {}
+            }
+        }
+
+        let durability = if self.sync_each_batch() {
+            Some(PersistMode::SyncAll)
+        } else {
+            // Written to the OS before commit returns; synced by `flush`.
+            Some(PersistMode::Buffer)
+        };
+        let mut writes = self.db.batch().durability(durability);
+        for key in order {
+            let Some(p) = pending.get(key) else { continue };
+            match p.value {
+                Some(Some(value)) => writes.insert(&self.nodes, key, value),
+                Some(None) => writes.remove(&self.nodes, key),
+                None => {}
+            }
+            match p.count {
+                Some(Some(count)) => writes.insert(&self.counts, key, count.to_be_bytes()),
+                Some(None) => writes.remove(&self.counts, key),
+                None => {}
+            }
+        }
+        writes.commit().map_err(map_error)
+    }
+
     fn is_transactional(&self) -> bool {
         true
     }
+
     fn for_each(
         &self,
-        _visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
+        // Both keyspaces are sorted by key: walk them side by side.
+        let snapshot = self.db.snapshot();
+        let mut counts = snapshot.iter(&self.counts).peekable();
+        for guard in snapshot.iter(&self.nodes) {
+            let (key, value) = guard.into_inner().map_err(map_error)?;
+            let count = loop {
+                let Some(next) = counts.next() else {
+                    return Err(corrupt(format_args!(
+                        "entry {} has a value but no count",
+                        hex::encode(&key)
+                    )));
+                };
+                let (count_key, count) = next.into_inner().map_err(map_error)?;
+                match count_key.as_ref().cmp(key.as_ref()) {
+                    std::cmp::Ordering::Equal => break decode_count(&key, &count)?,
+                    std::cmp::Ordering::Less => {
+                        return Err(corrupt(format_args!(
+                            "entry {} has a count but no value",
+                            hex::encode(&count_key)
+                        )));
+                    }
+                    std::cmp::Ordering::Greater => {
+                        return Err(corrupt(format_args!(
+                            "entry {} has a value but no count",
+                            hex::encode(&key)
+                        )));
+                    }
+                }
+            };
+            visit(
+                &key,
+                &Entry {
+                    value: value.to_vec(),
+                    count,
+                },
+            )?;
+        }
+        if let Some(next) = counts.next() {
+            let (count_key, _) = next.into_inner().map_err(map_error)?;
+            return Err(corrupt(format_args!(
+                "entry {} has a count but no value",
+                hex::encode(&count_key)
+            )));
+        }
         Ok(())
+    }
+
+    fn usage(&self) -> Result<Usage, BackendError> {
+        // Counts are 8 bytes each by construction: only the nodes are read.
+        let snapshot = self.db.snapshot();
+        let mut usage = Usage::default();
+        for guard in snapshot.iter(&self.nodes) {
+            let (key, value) = guard.into_inner().map_err(map_error)?;
+            usage.add(key.len(), value.len());
+        }
+        Ok(usage)
+    }
+
+    fn flush(&self) -> Result<(), BackendError> {
+        self.db.persist(PersistMode::SyncAll).map_err(map_error)
+    }
+}
+
+fn decode_count(key: &[u8], bytes: &[u8]) -> Result<u64, BackendError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| {
+        corrupt(format_args!(
+            "count of entry {} is {} bytes long, not 8",
+            hex::encode(key),
+            bytes.len()
+        ))
+    })?;
+    Ok(u64::from_be_bytes(array))
+}
+
+fn corrupt(detail: impl std::fmt::Display) -> BackendError {
+    BackendError::Corrupt {
+        backend: NAME.to_owned(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Maps an error of opening the database in `dir`, naming the directory.
+fn open_error(e: fjall::Error, dir: &Path) -> BackendError {
+    match e {
+        fjall::Error::Locked => BackendError::Locked {
+            detail: format!(
+                "the database {} is open elsewhere; its lock file is {}",
+                dir.display(),
+                dir.join("lock").display()
+            ),
+        },
+        other => match map_error(other) {
+            BackendError::Corrupt { backend, detail } => BackendError::Corrupt {
+                backend,
+                detail: format!("{}: {detail}", dir.display()),
+            },
+            BackendError::Other { backend, detail } => BackendError::Other {
+                backend,
+                detail: format!("{}: {detail}", dir.display()),
+            },
+            mapped => mapped,
+        },
+    }
+}
+
+fn map_error(e: fjall::Error) -> BackendError {
+    use fjall::{Error as F, LsmError as L};
+    match e {
+        F::Locked => BackendError::Locked {
+            detail: "the database is open elsewhere".to_owned(),
+        },
+        F::Io(e) | F::Storage(L::Io(e)) => {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                corrupt(e)
+            } else {
+                BackendError::other(NAME, e)
+            }
+        }
+        F::Storage(L::ChecksumMismatch { got, expected }) => corrupt(format_args!(
+            "checksum mismatch (stored {expected:?}, computed {got:?})"
+        )),
+        F::Storage(other) => corrupt(format_args!("unreadable table data ({other:?})")),
+        F::JournalRecovery(e) => corrupt(format_args!("unreadable journal ({e:?})")),
+        F::InvalidVersion(Some(v)) => corrupt(format_args!("unsupported format version {v:?}")),
+        F::InvalidVersion(None) => corrupt("missing or unreadable version marker"),
+        F::Decompress(c) => corrupt(format_args!("cannot decompress {c:?} data")),
+        F::InvalidTrailer => corrupt("invalid journal trailer"),
+        F::InvalidTag((what, tag)) => corrupt(format_args!("invalid {what} tag {tag}")),
+        F::Unrecoverable => corrupt("unrecoverable database"),
+        F::Poisoned => BackendError::other(
+            NAME,
+            "an earlier write failed to reach the disk; reopen the store",
+        ),
+        other => BackendError::other(NAME, format_args!("{other:?}")),
     }
 }

@@ -1,0 +1,76 @@
+//! Names: versions, removal, encryption of names, exact counts.
+
+mod common;
+
+use common::{memory_store, random_bytes};
+use seccs_store::WrapperKind;
+use seccs_store::backend::Backend;
+use seccs_store::catalog::EntryKind;
+
+#[test]
+fn putting_an_existing_name_keeps_the_old_version_until_removed() {
+    let (store, _) = memory_store(256, WrapperKind::AesSiv);
+    let (v1, v2) = (random_bytes(5000, 1), random_bytes(7000, 2));
+    let (_, n1) = store.put_named(&mut v1.as_slice(), "docs/a", EntryKind::File).expect("put");
+    let (_, n2) = store.put_named(&mut v2.as_slice(), "docs/a", EntryKind::File).expect("put");
+    assert_eq!((n1, n2), (1, 2));
+    assert_eq!(store.get(&store.resolve("docs/a").expect("latest").content_ref).expect("get"), v2);
+    assert_eq!(store.get(&store.resolve("docs/a@1").expect("v1").content_ref).expect("get"), v1);
+    assert_eq!(store.remove_name("docs/a", Some(1)).expect("rm v1"), 1);
+    assert!(store.resolve("docs/a@1").is_err());
+    assert_eq!(store.resolve("docs/a").expect("v2").number, 2);
+    store.remove_name("docs/a", None).expect("rm all");
+    assert!(store.lookup("docs/a").expect("lookup").is_none());
+    assert_eq!(store.usage().expect("usage").entries, 0);
+}
+
+#[test]
+fn names_and_metadata_never_reach_the_backend_in_the_clear() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let name = "secret-project/plans-for-world-domination.txt";
+    store
+        .put_named(&mut &b"tiny"[..], name, EntryKind::File)
+        .expect("put");
+    let mut leaked = false;
+    backend
+        .for_each(&mut |k, e| {
+            for hay in [k, e.value.as_slice()] {
+                leaked |= hay.windows(8).any(|w| name.as_bytes().windows(8).any(|n| n == w));
+            }
+            Ok(())
+        })
+        .expect("scan");
+    assert!(!leaked, "a part of the name is visible to the backend");
+}
+
+#[test]
+fn listing_is_sorted_and_filtered_by_prefix() {
+    let (store, _) = memory_store(256, WrapperKind::AesSiv);
+    for name in ["b/2", "a/1", "b/1", "c"] {
+        store
+            .put_named(&mut name.as_bytes(), name, EntryKind::File)
+            .expect("put");
+    }
+    let names: Vec<String> = store.list("b/").expect("ls").into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["b/1", "b/2"]);
+    assert_eq!(store.list("").expect("ls").len(), 4);
+}
+
+#[test]
+fn counts_stay_exact_through_every_catalog_operation() {
+    let (store, _) = memory_store(128, WrapperKind::AesSiv);
+    let shared = random_bytes(20_000, 3);
+    let r = store.put(&shared).expect("unnamed put");
+    for name in ["x", "y", "x"] {
+        store
+            .put_named(&mut shared.as_slice(), name, EntryKind::File)
+            .expect("put");
+    }
+    assert!(store.verify().expect("verify").is_clean());
+    store.remove_name("x", None).expect("rm x");
+    assert!(store.verify().expect("verify").is_clean());
+    assert_eq!(store.get(&r).expect("unnamed still there"), shared);
+    store.remove_name("y", None).expect("rm y");
+    store.delete(&r).expect("rm unnamed");
+    assert_eq!(store.usage().expect("usage").entries, 0);
+}

@@ -1,0 +1,107 @@
+//! Range reads fetch only the nodes on the path to the range; one store
+//! serves many threads with exact counts.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::random_bytes;
+use seccs_store::backend::{Backend, BackendError, Batch, Entry, MemoryBackend};
+use seccs_store::{Params, Store, WrapperKind};
+
+/// A memory backend that counts the keys read.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryBackend,
+    reads: AtomicU64,
+}
+
+impl Backend for Counting {
+    fn name(&self) -> &str {
+        "counting"
+    }
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+        self.reads.fetch_add(keys.len() as u64, Ordering::Relaxed);
+        self.inner.get_many(keys)
+    }
+    fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+        self.inner.apply(batch)
+    }
+    fn is_transactional(&self) -> bool {
+        true
+    }
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        self.inner.for_each(visit)
+    }
+}
+
+#[test]
+fn a_range_read_fetches_only_the_nodes_on_its_path() {
+    let backend = Arc::new(Counting::default());
+    let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let store = Store::new(backend.clone(), params, &common::key(4));
+    let content = random_bytes(8 << 20, 9);
+    let r = store.put(&content).expect("put");
+    let height = u64::from(params.height(r.len()));
+    for (offset, len) in [(0u64, 1u64), (4_000_000, 10_000), (8_388_000, 608), (123_457, 0)] {
+        backend.reads.store(0, Ordering::Relaxed);
+        let mut out = Vec::new();
+        store.get_range(&r, offset, len, &mut out).expect("range");
+        assert_eq!(out, &content[offset as usize..(offset + len) as usize]);
+        let reads = backend.reads.load(Ordering::Relaxed);
+        // Root + the path (up to two nodes per level at the range's two
+        // ends) + the leaves covering the range (each leaf ≥ S/4 bytes).
+        let bound = 1 + 2 * height + len / 64 + 2;
+        assert!(reads <= bound, "range {offset}+{len}: {reads} reads > {bound}");
+    }
+}
+
+#[test]
+fn eight_threads_put_and_delete_overlapping_contents_with_exact_counts() {
+    let backend = Arc::new(MemoryBackend::new());
+    let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let store = Arc::new(Store::new(backend.clone(), params, &common::key(5)));
+    let pieces: Vec<Vec<u8>> = (0..6).map(|i| random_bytes(3000 + i * 1000, i as u64)).collect();
+    let pieces = Arc::new(pieces);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            let pieces = pieces.clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                for i in 0..30usize {
+                    let content: Vec<u8> = (0..3)
+                        .flat_map(|j| pieces[(t + i + j * (i % 3 + 1)) % 6].clone())
+                        .collect();
+                    let r = store.put(&content).expect("put");
+                    assert_eq!(store.get(&r).expect("get"), content);
+                    mine.push(r);
+                    if i % 3 == 2 {
+                        let r = mine.remove(0);
+                        store.delete(&r).expect("delete");
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut left = Vec::new();
+    for t in threads {
+        left.extend(t.join().expect("thread"));
+    }
+    assert!(store.verify().expect("verify").is_clean());
+    for r in left {
+        store.delete(&r).expect("delete");
+    }
+    assert_eq!(backend.keys().len(), 0, "residue after deleting everything");
+}
+
+#[test]
+fn store_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Store>();
+}
