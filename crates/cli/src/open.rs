@@ -40,7 +40,21 @@ pub struct NewStore {
 
 /// Creates a store directory, its key file (for file keys) and its backend.
 pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
-    let config = StoreConfig::new(new.params, new.backend.clone(), new.key.clone());
+    if new.backend != EMBEDDED && !seccs_backends::is_backend_url(&new.backend) {
+        bail!(
+            "{:?} is not a backend: use `embedded` or a redis://, postgres:// or s3:// URL",
+            new.backend
+        );
+    }
+    if StoreDir::exists(path) {
+        bail!("{} already holds a store", path.display());
+    }
+    let backend_url = if new.backend == EMBEDDED {
+        new.backend.clone()
+    } else {
+        seccs_backends::redact(&new.backend)
+    };
+    let config = StoreConfig::new(new.params, backend_url, new.key.clone());
     let key = match &new.key {
         KeySource::File { path: key_path } => {
             let key_path = if key_path.is_absolute() {
@@ -113,11 +127,15 @@ fn open_backend(dir: &StoreDir) -> Result<Arc<dyn Backend>> {
 }
 
 fn open_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
-    bail!("backend {url:?} is not supported by this build")
+    let backend = seccs_backends::open(url)
+        .with_context(|| format!("cannot open backend {}", seccs_backends::redact(url)))?;
+    Ok(Arc::from(backend))
 }
 
 fn create_network_backend(url: &str) -> Result<()> {
-    bail!("backend {url:?} is not supported by this build")
+    seccs_backends::create(url)
+        .with_context(|| format!("cannot create backend {}", seccs_backends::redact(url)))?;
+    Ok(())
 }
 
 /// Opens a network backend by URL for `seccs bench --backend`.

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use seccs_store::dir::{EMBEDDED, KeySource};
 use seccs_store::catalog::{EntryKind, parse_name_version};
-use seccs_store::{ContentRef, DEFAULT_CHUNK_SIZE, Params, WrapperKind};
+use seccs_store::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, Params, WrapperKind};
 
 use crate::open::{self, NewStore, StoreLocation};
 use crate::progress;
@@ -25,6 +25,11 @@ pub struct InitArgs {
     /// (integrity only).
     #[arg(long, default_value = "aes-siv", value_name = "NAME")]
     wrapper: WrapperKind,
+    /// Leaf compression: `zstd` (default, level 3), `zstd:LEVEL` (1-19) or
+    /// `none`. Compressed lengths reveal how well each node compresses, as in
+    /// restic and borg; `none` avoids that.
+    #[arg(long, default_value = "zstd:3", value_name = "MODE")]
+    compression: Compression,
     /// Where to write the new store key (mode 0600). Default: DIR/key.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
@@ -130,7 +135,7 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
 /// Runs `seccs init`.
 pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     let path = loc.path()?;
-    let params = Params::new(args.chunk_size, args.wrapper)?;
+    let params = Params::new(args.chunk_size, args.wrapper)?.with_compression(args.compression);
     let key_path = args.key_file.clone().unwrap_or_else(|| PathBuf::from("key"));
     let key_shown = if key_path.is_absolute() {
         key_path.clone()
@@ -146,10 +151,11 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
         },
     )?;
     eprintln!(
-        "seccs: created a store at {} (chunk size {}, wrapper {}, backend {}); key file {}",
+        "seccs: created a store at {} (chunk size {}, wrapper {}, compression {}, backend {}); key file {}",
         path.display(),
         args.chunk_size,
         args.wrapper,
+        args.compression,
         args.backend,
         key_shown.display()
     );

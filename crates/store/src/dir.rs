@@ -76,6 +76,8 @@ pub struct StoreConfig {
     pub wrapper: String,
     /// `embedded`, or a backend URL without credentials.
     pub backend: String,
+    /// Leaf compression: `none` or `zstd:LEVEL`.
+    pub compression: String,
     /// Where the key comes from.
     pub key: KeySource,
 }
@@ -88,6 +90,7 @@ impl StoreConfig {
             chunk_size: params.chunk_size(),
             wrapper: params.wrapper().name().to_owned(),
             backend,
+            compression: params.compression().to_string(),
             key,
         }
     }
@@ -95,7 +98,8 @@ impl StoreConfig {
     /// The store parameters, validated.
     pub fn params(&self) -> Result<Params> {
         let wrapper: WrapperKind = self.wrapper.parse().map_err(StoreError::Config)?;
-        Params::new(self.chunk_size, wrapper)
+        let compression = self.compression.parse().map_err(StoreError::Config)?;
+        Ok(Params::new(self.chunk_size, wrapper)?.with_compression(compression))
     }
 }
 

@@ -55,7 +55,7 @@ mod verify;
 pub mod wrapper;
 
 pub use error::{Result, StoreError};
-pub use params::{ContentRef, DEFAULT_CHUNK_SIZE, Params};
+pub use params::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, Params};
 pub use put::PutOutcome;
 pub use store::{Store, StoreStats};
 pub use verify::{Finding, GcReport, VerifyReport};

@@ -14,6 +14,8 @@ use crate::error::{Result, StoreError};
 
 /// Kind byte of a leaf holding raw content.
 pub const LEAF_RAW: u8 = 0x00;
+/// Kind byte of a leaf compressed with zstd.
+pub const LEAF_ZSTD: u8 = 0x01;
 /// Kind byte of a superchunk.
 pub const SUPERCHUNK: u8 = 0x02;
 
@@ -38,8 +40,15 @@ pub fn encode_superchunk<'a>(children: impl Iterator<Item = (&'a [u8], u64)>) ->
 
 /// Decodes a leaf that must hold exactly `expected_len` bytes.
 pub fn decode_leaf((kind, plaintext): (u8, Vec<u8>), expected_len: u64) -> Result<Vec<u8>> {
+    let plaintext = match kind {
+        // Decompress into at most the length the parent promises, so a
+        // forged compressed leaf cannot exhaust memory.
+        LEAF_ZSTD => zstd::bulk::decompress(&plaintext, expected_len as usize)
+            .map_err(|_| StoreError::integrity("compressed leaf does not decompress"))?,
+        _ => plaintext,
+    };
     match kind {
-        LEAF_RAW => {
+        LEAF_RAW | LEAF_ZSTD => {
             if plaintext.len() as u64 != expected_len {
                 return Err(StoreError::integrity(format!(
                     "leaf holds {} bytes, its parent says {expected_len}",
@@ -98,6 +107,25 @@ pub fn decode_children((kind, body): (u8, Vec<u8>), digest_len: usize) -> Option
     Some(body.chunks_exact(entry).map(|c| c[..digest_len].to_vec()).collect())
 }
 
+/// Compresses a leaf if that makes it smaller; returns the kind and the
+/// compressed bytes, or `None` to store it raw. A sample of the leaf is tried
+/// first, so incompressible data (already compressed media, ciphertext)
+/// costs little.
+pub fn compress_leaf(content: &[u8], level: i32) -> Option<Vec<u8>> {
+    const SAMPLE: usize = 512;
+    if content.len() < 64 {
+        return None;
+    }
+    if content.len() > 2 * SAMPLE {
+        let sample = zstd::bulk::compress(&content[..SAMPLE], level).ok()?;
+        if sample.len() * 100 > SAMPLE * 95 {
+            return None;
+        }
+    }
+    let packed = zstd::bulk::compress(content, level).ok()?;
+    (packed.len() + 8 < content.len()).then_some(packed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +142,26 @@ mod tests {
         let cut = pt[..pt.len() - 1].to_vec();
         assert!(decode_superchunk((SUPERCHUNK, cut), 16, 12).is_err());
         assert!(decode_superchunk((LEAF_RAW, b"abc".to_vec()), 16, 3).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn compressed_leaves_round_trip_and_are_bounded_by_the_parent_length() -> Result<()> {
+        let text = b"the quick brown fox jumps over the lazy dog ".repeat(100);
+        let packed = compress_leaf(&text, 3).ok_or(StoreError::integrity("should compress"))?;
+        assert!(packed.len() < text.len() / 4);
+        assert_eq!(decode_leaf((LEAF_ZSTD, packed.clone()), text.len() as u64)?, text);
+        assert!(decode_leaf((LEAF_ZSTD, packed), text.len() as u64 - 1).is_err());
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        assert!(compress_leaf(&noise, 3).is_none());
         Ok(())
     }
 

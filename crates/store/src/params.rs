@@ -16,11 +16,59 @@ pub const DEFAULT_CHUNK_SIZE: usize = 4096;
 /// Length of the content length that follows the digest in references.
 pub const LENGTH_LEN: usize = 8;
 
+/// Whether leaves are compressed before sealing.
+///
+/// Compression is decided per leaf and marked in the node's authenticated
+/// kind byte. As in restic and borg, a compressed node's length reveals how
+/// well that node compresses; `none` avoids that leak at the cost of space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Store leaves as they are.
+    None,
+    /// zstd at the given level, for leaves it makes smaller.
+    Zstd(i32),
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Zstd(3)
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compression::None => f.write_str("none"),
+            Compression::Zstd(level) => write!(f, "zstd:{level}"),
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(Compression::None),
+            "zstd" => Ok(Compression::default()),
+            _ => {
+                let level = s
+                    .strip_prefix("zstd:")
+                    .and_then(|l| l.parse::<i32>().ok())
+                    .filter(|l| (1..=19).contains(l))
+                    .ok_or_else(|| format!("{s:?}: choose none, zstd or zstd:LEVEL (1-19)"))?;
+                Ok(Compression::Zstd(level))
+            }
+        }
+    }
+}
+
 /// How a store cuts and seals contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Params {
     chunk_size: usize,
     wrapper: WrapperKind,
+    compression: Compression,
 }
 
 impl Params {
@@ -37,7 +85,21 @@ impl Params {
         Ok(Self {
             chunk_size,
             wrapper,
+            compression: Compression::None,
         })
+    }
+
+    /// The same parameters with leaf compression set.
+    pub fn with_compression(self, compression: Compression) -> Self {
+        Self {
+            compression,
+            ..self
+        }
+    }
+
+    /// Leaf compression.
+    pub fn compression(&self) -> Compression {
+        self.compression
     }
 
     /// Chunk size S.
@@ -71,8 +133,14 @@ impl Params {
         );
         let (mut lhs, mut rhs, mut h) = (n, s, 0u8);
         while lhs > rhs {
-            lhs = lhs.saturating_mul(r);
-            rhs = rhs.saturating_mul(s);
+            if lhs > 1 << 100 {
+                // Keep the ratio, drop low bits: exact for every real size,
+                // and no overflow near u64::MAX.
+                lhs >>= 32;
+                rhs >>= 32;
+            }
+            lhs *= r;
+            rhs *= s;
             h += 1;
         }
         h
@@ -84,6 +152,7 @@ impl Default for Params {
         Self {
             chunk_size: DEFAULT_CHUNK_SIZE,
             wrapper: WrapperKind::default(),
+            compression: Compression::default(),
         }
     }
 }

@@ -46,8 +46,11 @@ const READ_BUF: usize = 4 << 20;
 const SEGMENT: u64 = 16 << 20;
 
 /// Run under the writer lock when a put's reference is known; returns
-/// entries to write in the put's last batch.
-pub(crate) type FinalHook<'a> = dyn Fn(&ContentRef) -> Result<Vec<(Vec<u8>, Vec<u8>)>> + 'a;
+/// entries to write in the put's last batch, or `None` when the put is
+/// already recorded (the name's newest version is this very content) and
+/// must not count as another put.
+pub(crate) type FinalHook<'a> =
+    dyn Fn(&ContentRef) -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> + 'a;
 
 /// A sealed node waiting to be committed.
 pub(crate) struct SealedNode {
@@ -254,12 +257,7 @@ impl Store {
     }
 
     fn put_single_leaf(&self, content: &[u8], hook: Option<&FinalHook<'_>>) -> Result<PutOutcome> {
-        let ctx = NodeContext {
-            kind: node::LEAF_RAW,
-            height: 0,
-            is_root: true,
-        };
-        let (digest, value) = self.wrapper().seal(ctx, content);
+        let (digest, value) = self.seal_leaf(content, true);
         let node = SealedNode {
             digest: digest.clone(),
             value,
@@ -273,6 +271,23 @@ impl Store {
             content_ref: ContentRef::new(&digest, content.len() as u64),
             is_new,
         })
+    }
+
+    fn seal_leaf(&self, content: &[u8], is_root: bool) -> (Vec<u8>, Vec<u8>) {
+        let packed = match self.params().compression() {
+            crate::params::Compression::Zstd(level) => node::compress_leaf(content, level),
+            crate::params::Compression::None => None,
+        };
+        let (kind, body) = match &packed {
+            Some(p) => (node::LEAF_ZSTD, p.as_slice()),
+            None => (node::LEAF_RAW, content),
+        };
+        let ctx = NodeContext {
+            kind,
+            height: 0,
+            is_root,
+        };
+        self.wrapper().seal(ctx, body)
     }
 
     /// Cuts a read buffer; at the end of the content the last cut takes the
@@ -310,12 +325,7 @@ impl Store {
 
     fn seal_leaves(&self, buf: &[u8], cuts: &[Cut]) -> Vec<SealedNode> {
         let seal = |cut: &Cut| {
-            let ctx = NodeContext {
-                kind: node::LEAF_RAW,
-                height: 0,
-                is_root: false,
-            };
-            let (digest, value) = self.wrapper().seal(ctx, &buf[cut.start..cut.end]);
+            let (digest, value) = self.seal_leaf(&buf[cut.start..cut.end], false);
             SealedNode {
                 digest,
                 value,
@@ -453,16 +463,22 @@ impl<'s> Committer<'s> {
         let mut root_is_new = false;
         let mut extra = Vec::new();
         if let Some((root, content_ref, hook)) = root {
+            let mut count_put = true;
             if let Some(hook) = hook {
-                extra = hook(content_ref)?;
+                match hook(content_ref)? {
+                    Some(entries) => extra = entries,
+                    None => count_put = false,
+                }
             }
             let entry = index
                 .get(root)
                 .and_then(|&at| state[at].as_mut())
                 .ok_or_else(|| crate::StoreError::integrity("root missing after sealing"))?;
             root_is_new = !entry.1;
-            entry.0 += 1;
-            entry.2 = true;
+            if count_put {
+                entry.0 += 1;
+                entry.2 = true;
+            }
         }
         let mut batch = Batch::new();
         let mut new_nodes: Vec<SealedNode> = nodes

@@ -389,7 +389,8 @@ impl Store {
 
     /// Stores a content under `name`. If the name exists, the new content
     /// becomes its newest version and older versions stay readable until
-    /// removed. The catalog record is written in the same batch as the put.
+    /// removed; putting the newest version's content again changes nothing.
+    /// The catalog record is written in the same batch as the put.
     pub fn put_named(
         &self,
         reader: &mut dyn std::io::Read,
@@ -401,8 +402,17 @@ impl Store {
         }
         let key = self.catalog.key_of(name);
         let number = std::cell::Cell::new(0u32);
-        let hook = |content_ref: &ContentRef| -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-            let mut record = self.record_at(&key)?.unwrap_or_else(|| Record {
+        let hook = |content_ref: &ContentRef| -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+            let existing = self.record_at(&key)?;
+            if let Some(latest) = existing.as_ref().and_then(Record::latest)
+                && latest.content_ref == *content_ref
+                && latest.kind == kind
+            {
+                // Unchanged since the newest version: nothing to record.
+                number.set(latest.number);
+                return Ok(None);
+            }
+            let mut record = existing.unwrap_or_else(|| Record {
                 name: name.to_owned(),
                 next_version: 1,
                 versions: Vec::new(),
@@ -416,7 +426,7 @@ impl Store {
             number.set(version.number);
             record.next_version += 1;
             record.versions.push(version);
-            Ok(vec![(key.clone(), self.catalog.seal(&key, &record))])
+            Ok(Some(vec![(key.clone(), self.catalog.seal(&key, &record))]))
         };
         let outcome = self.put_reader_with(reader, Some(&hook))?;
         Ok((outcome, number.get()))

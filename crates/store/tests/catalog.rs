@@ -74,3 +74,17 @@ fn counts_stay_exact_through_every_catalog_operation() {
     store.delete(&r).expect("rm unnamed");
     assert_eq!(store.usage().expect("usage").entries, 0);
 }
+
+#[test]
+fn putting_a_names_newest_content_again_adds_no_version_and_no_bytes() {
+    let (store, _) = memory_store(256, WrapperKind::AesSiv);
+    let v = random_bytes(9000, 7);
+    store.put_named(&mut v.as_slice(), "same", EntryKind::File).expect("put");
+    let before = store.usage().expect("usage");
+    let (_, n) = store.put_named(&mut v.as_slice(), "same", EntryKind::File).expect("put");
+    assert_eq!(n, 1);
+    assert_eq!(store.usage().expect("usage"), before);
+    assert!(store.verify().expect("verify").is_clean());
+    store.remove_name("same", None).expect("rm");
+    assert_eq!(store.usage().expect("usage").entries, 0);
+}

@@ -90,3 +90,22 @@ fn streaming_put_gives_the_same_reference_as_a_whole_put() {
     store.get_to(&whole, &mut out).expect("get");
     assert_eq!(out, content);
 }
+
+#[test]
+fn compressible_contents_round_trip_with_zstd_and_take_less_space() {
+    let text: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("fn item_{}() {{ return {}; }}\n", i % 977, i % 13).into_bytes())
+        .collect();
+    let plain = Params::new(4096, WrapperKind::AesSiv).expect("valid");
+    let packed = plain.with_compression(seccs_store::Compression::Zstd(3));
+    let mut sizes = Vec::new();
+    for params in [plain, packed] {
+        let store = Store::new(Arc::new(MemoryBackend::new()), params, &key(3));
+        let r = store.put(&text).expect("put");
+        assert_eq!(store.get(&r).expect("get"), text);
+        sizes.push(store.usage().expect("usage").bytes);
+        store.delete(&r).expect("delete");
+        assert_eq!(store.usage().expect("usage").entries, 0);
+    }
+    assert!(sizes[1] * 3 < sizes[0], "zstd {} vs plain {}", sizes[1], sizes[0]);
+}

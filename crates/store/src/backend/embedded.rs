@@ -160,6 +160,10 @@ struct Pending<'a> {
 }
 
 impl Backend for EmbeddedBackend {
+    fn set_sync_each_batch(&self, sync: bool) {
+        EmbeddedBackend::set_sync_each_batch(self, sync);
+    }
+
     fn name(&self) -> &str {
         NAME
     }

@@ -1,0 +1,283 @@
+//! The `seccs` store commands as a user runs them: exit codes, one-line
+//! errors, no partial output files, locking, directory trees, and crash
+//! safety under SIGKILL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn seccs(store: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+    c.arg("--store").arg(store).env_remove("SECCS_STORE");
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run seccs")
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn fails(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(!out.status.success(), "{cmd:?} should fail");
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert_eq!(err.trim_end().lines().count(), 1, "one error line, got: {err}");
+    assert!(err.starts_with("seccs: "), "{err}");
+    err
+}
+
+fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    let path = dir.join(name);
+    std::fs::write(&path, data).expect("write input");
+    path
+}
+
+fn stat(store: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(seccs(store).args(["stat", "--json"]))).expect("json")
+}
+
+#[test]
+fn put_get_rm_round_trip_and_stat_reports_zero_entries_at_the_end() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let input = random_file(tmp.path(), "in.bin", 300_000, 1);
+    let out = run(seccs(&store).arg("put").arg(&input));
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("created a new store"), "{stderr}");
+    let reference = String::from_utf8(out.stdout).expect("utf-8").trim().to_owned();
+    assert_eq!(reference.len(), 48, "24-byte reference in hex");
+    let restored = tmp.path().join("out.bin");
+    ok(seccs(&store).args(["get", &reference, "-o"]).arg(&restored));
+    assert_eq!(std::fs::read(&restored).expect("read"), std::fs::read(&input).expect("read"));
+    let s = stat(&store);
+    for key in ["entries", "bytes", "nodes"] {
+        assert!(s[key].as_u64().expect(key) > 0, "{key}");
+    }
+    let part = run(seccs(&store).args(["get", &reference, "--range", "1000:10"]));
+    assert!(part.status.success());
+    assert_eq!(part.stdout, std::fs::read(&input).expect("read")[1000..1010]);
+    ok(seccs(&store).args(["rm", &reference]));
+    assert_eq!(stat(&store)["entries"], 0);
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let err = fails(seccs(&store).args(["init", "--chunk-size", "40"]));
+    assert!(err.contains("unsupported chunk size"), "{err}");
+    ok(seccs(&store).arg("init"));
+    let err = fails(seccs(&store).arg("init"));
+    assert!(err.contains("already holds a store"), "{err}");
+    fails(seccs(&store).args(["get", "zz"]));
+    fails(seccs(&store).args(["get", &"ab".repeat(24)]));
+    fails(seccs(&store).args(["rm", "no-such-name"]));
+    fails(seccs(&store).args(["put", "/no/such/file"]));
+    let err = fails(seccs(&tmp.path().join("nowhere")).args(["get", "x"]));
+    assert!(err.contains("no store"), "{err}");
+}
+
+#[test]
+fn a_tampered_store_fails_get_and_leaves_no_output_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args(["init", "--chunk-size", "256", "--compression", "none"]));
+    let input = random_file(tmp.path(), "in.bin", 100_000, 2);
+    let reference = ok(seccs(&store).arg("put").arg(&input)).trim().to_owned();
+    // Flip bytes in the database files until the content no longer reads.
+    let db = store.join("db");
+    let mut files: Vec<PathBuf> = walk(&db);
+    files.sort_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    let target = files.pop().expect("a database file");
+    let mut bytes = std::fs::read(&target).expect("read db");
+    for i in (0..bytes.len()).step_by(97) {
+        bytes[i] ^= 0x55;
+    }
+    std::fs::write(&target, bytes).expect("write db");
+    let output = tmp.path().join("out.bin");
+    let result = run(seccs(&store).args(["get", &reference, "-o"]).arg(&output));
+    assert!(!result.status.success(), "tampered store must not read back");
+    assert!(!output.exists(), "no partial output file");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_second_process_gets_store_is_in_use() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    // A put from a pipe we keep open holds the store.
+    let mut holder = seccs(&store)
+        .args(["put", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let err = loop {
+        let out = run(seccs(&store).arg("stat"));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() && err.contains("in use") {
+            break err;
+        }
+        assert!(Instant::now() < deadline, "never saw the lock: {err}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(err.contains("store is in use"), "{err}");
+    drop(holder.stdin.take());
+    assert!(holder.wait().expect("wait").success());
+    ok(seccs(&store).arg("stat"));
+}
+
+#[test]
+fn directories_are_stored_by_path_restored_as_trees_and_removed_to_zero() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("photos/2024");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    random_file(&src, "a.jpg", 50_000, 3);
+    random_file(&src.join("sub"), "b.txt", 3_000, 4);
+    std::fs::write(src.join("same.txt"), b"same").expect("write");
+    std::fs::write(src.join("sub/same.txt"), b"same").expect("write");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("a.jpg", src.join("link")).expect("symlink");
+    let out = ok(seccs(&store).current_dir(tmp.path()).args(["put", "photos/2024", "-q"]));
+    assert_eq!(out.lines().count(), 5, "{out}");
+    let ls = ok(seccs(&store).args(["ls", "photos/", "--json"]));
+    let names: Vec<String> = ls
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["name"].as_str().expect("name").to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["photos/2024/a.jpg", "photos/2024/link", "photos/2024/same.txt", "photos/2024/sub/b.txt", "photos/2024/sub/same.txt"]
+    );
+    let restore = tmp.path().join("restore");
+    ok(seccs(&store).args(["get", "photos/", "-o"]).arg(&restore));
+    for rel in ["a.jpg", "sub/b.txt", "same.txt"] {
+        assert_eq!(
+            std::fs::read(restore.join("photos/2024").join(rel)).expect("restored"),
+            std::fs::read(src.join(rel)).expect("source"),
+            "{rel}"
+        );
+    }
+    #[cfg(unix)]
+    assert_eq!(
+        std::fs::read_link(restore.join("photos/2024/link")).expect("link"),
+        PathBuf::from("a.jpg")
+    );
+    // A second version of one name, then remove everything.
+    std::fs::write(src.join("same.txt"), b"changed").expect("write");
+    ok(seccs(&store).arg("put").arg(src.join("same.txt")).args(["--name", "photos/2024/same.txt"]));
+    assert_eq!(ok(seccs(&store).args(["get", "photos/2024/same.txt@1"])), "same");
+    assert_eq!(ok(seccs(&store).args(["get", "photos/2024/same.txt"])), "changed");
+    ok(seccs(&store).arg("verify"));
+    for name in names {
+        ok(seccs(&store).args(["rm", &name]));
+    }
+    assert_eq!(stat(&store)["entries"], 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_reported_and_skipped_and_the_exit_code_says_so() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("tree");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    random_file(&src, "ok.bin", 10_000, 5);
+    let fifo = src.join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let out = run(seccs(&store).arg("put").arg(&src));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pipe") && err.contains("not a regular file"), "{err}");
+    let ls = ok(seccs(&store).arg("ls"));
+    assert!(ls.contains("tree/ok.bin"), "the rest is stored: {ls}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigkill_during_put_or_rm_leaves_a_consistent_store() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args(["init", "--compression", "none"]));
+    let base = random_file(tmp.path(), "base.bin", 200_000, 6);
+    ok(seccs(&store).arg("put").arg(&base).args(["--name", "base"]));
+    // Larger than one 16 MiB segment, so a put spans several batches.
+    let big = random_file(tmp.path(), "big.bin", 40 << 20, 7);
+    let big_bytes = std::fs::read(&big).expect("read");
+    let mut kills = 0;
+    let started = Instant::now();
+    let mut delay_ms = 5u64;
+    for round in 0..40 {
+        if started.elapsed() > Duration::from_secs(240) {
+            break;
+        }
+        let name = format!("big{}", round % 3);
+        let mut cmd = seccs(&store);
+        if round % 4 == 3 {
+            cmd.args(["rm", &name]);
+        } else {
+            cmd.arg("put").arg(&big).args(["--name", &name, "-q"]);
+        }
+        let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        delay_ms = (delay_ms * 7 + 13) % 600 + 5;
+        if child.try_wait().expect("try_wait").is_none() {
+            child.kill().expect("SIGKILL");
+            kills += 1;
+        }
+        let _ = child.wait();
+        // Reopening recovers; verify must then be clean.
+        ok(seccs(&store).arg("verify"));
+        let ls = ok(seccs(&store).args(["ls", "big"]));
+        for line in ls.lines() {
+            let name = line.split_whitespace().last().expect("name");
+            let content = run(seccs(&store).args(["get", name]));
+            assert!(content.status.success(), "{name} listed but unreadable");
+            assert!(content.stdout == big_bytes, "{name} is partial");
+        }
+        let earlier = run(seccs(&store).args(["get", "base"]));
+        assert!(earlier.status.success(), "an earlier content must still read back");
+        assert_eq!(earlier.stdout, std::fs::read(&base).expect("read"));
+    }
+    assert!(kills >= 20, "only {kills} kills");
+}

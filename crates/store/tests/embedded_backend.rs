@@ -1,0 +1,678 @@
+//! The embedded (fjall) backend: batches, atomicity across crashes,
+//! persistence, the process lock, corruption, and equivalence with the
+//! in-memory backend.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use seccs_store::backend::{
+    Backend, BackendError, Batch, EmbeddedBackend, Entry, MemoryBackend, Usage,
+};
+
+/// Environment variable that turns [`child_helper`] into a helper process.
+const CHILD_ENV: &str = "SECCS_EMBEDDED_TEST_CHILD";
+/// Keys written by each batch of the crash test's writer.
+const CRASH_BATCH_KEYS: u64 = 200;
+/// The crash test's marker entry: its count is the last committed batch.
+const MARKER: &[u8] = b"marker";
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn all_entries(backend: &dyn Backend) -> Result<BTreeMap<Vec<u8>, Entry>, BackendError> {
+    let mut map = BTreeMap::new();
+    backend.for_each(&mut |key, entry| {
+        map.insert(key.to_vec(), entry.clone());
+        Ok(())
+    })?;
+    Ok(map)
+}
+
+fn crash_key(batch: u64, j: u64) -> Vec<u8> {
+    let mut key = batch.to_be_bytes().to_vec();
+    key.extend_from_slice(&j.to_be_bytes());
+    key
+}
+
+fn crash_value(batch: u64, j: u64) -> Vec<u8> {
+    let mut value = vec![0u8; 300];
+    for (i, byte) in value.iter_mut().enumerate() {
+        *byte = (batch as usize * 31 + j as usize * 7 + i) as u8;
+    }
+    value
+}
+
+/// Starts this test binary again as a helper process running `mode` on
+/// `dir`, and waits until it reports that it holds the database.
+fn spawn_child(
+    mode: &str,
+    dir: &Path,
+) -> Result<(Child, BufReader<std::process::ChildStdout>), Box<dyn std::error::Error>> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["child_helper", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("{mode}:{}", dir.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("child has no stdout")?;
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            let status = child.wait()?;
+            return Err(format!("helper exited before opening the database: {status}").into());
+        }
+        if line.trim() == "SECCS_CHILD_READY" {
+            return Ok((child, reader));
+        }
+    }
+}
+
+/// Not a test on its own: the body of the helper processes that
+/// [`spawn_child`] starts. Without the environment variable it does nothing.
+#[test]
+fn child_helper() -> TestResult {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return Ok(());
+    };
+    let (mode, dir) = spec.split_once(':').ok_or("malformed helper spec")?;
+    let backend = EmbeddedBackend::open(Path::new(dir))?;
+    match mode {
+        "hold" => {
+            println!("SECCS_CHILD_READY");
+            std::io::stdout().flush()?;
+            // Hold the database until the parent closes our stdin.
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink)? > 0 {}
+            Ok(())
+        }
+        "write" => {
+            let mut next = match backend.get(MARKER)? {
+                Some(entry) => entry.count + 1,
+                None => 0,
+            };
+            println!("SECCS_CHILD_READY");
+            std::io::stdout().flush()?;
+            // Write batches until killed.
+            loop {
+                let mut batch = Batch::new();
+                for j in 0..CRASH_BATCH_KEYS {
+                    batch.put(crash_key(next, j), crash_value(next, j), j + 1);
+                }
+                batch.put(MARKER.to_vec(), next.to_be_bytes().to_vec(), next);
+                backend.apply(&batch)?;
+                next += 1;
+            }
+        }
+        other => Err(format!("unknown helper mode {other}").into()),
+    }
+}
+
+#[test]
+fn the_backend_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<EmbeddedBackend>();
+}
+
+#[test]
+fn batches_round_trip() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let backend = EmbeddedBackend::open(&dir.path().join("db"))?;
+    assert!(backend.is_transactional());
+    assert_eq!(backend.name(), "embedded");
+
+    let mut batch = Batch::new();
+    batch.put(b"a".to_vec(), b"alpha".to_vec(), 1);
+    batch.put(b"b".to_vec(), vec![7u8; 4096], 3);
+    batch.barrier();
+    batch.put(b"c".to_vec(), Vec::new(), 0);
+    backend.apply(&batch)?;
+
+    let got = backend.get_many(&[b"a", b"b", b"missing", b"c"])?;
+    assert_eq!(
+        got,
+        vec![
+            Some(Entry {
+                value: b"alpha".to_vec(),
+                count: 1
+            }),
+            Some(Entry {
+                value: vec![7u8; 4096],
+                count: 3
+            }),
+            None,
+            Some(Entry {
+                value: Vec::new(),
+                count: 0
+            }),
+        ]
+    );
+    assert_eq!(
+        backend.get_counts(&[b"missing", b"b", b"a"])?,
+        vec![None, Some(3), Some(1)]
+    );
+
+    let mut batch = Batch::new();
+    batch.set_count(b"a".to_vec(), 5);
+    batch.set_count(b"missing".to_vec(), 9);
+    batch.delete(b"b".to_vec());
+    batch.delete(b"never-there".to_vec());
+    batch.put(b"c".to_vec(), b"replaced".to_vec(), 2);
+    backend.apply(&batch)?;
+
+    assert_eq!(
+        backend.get(b"a")?,
+        Some(Entry {
+            value: b"alpha".to_vec(),
+            count: 5
+        })
+    );
+    assert_eq!(backend.get(b"b")?, None);
+    assert_eq!(
+        backend.get(b"missing")?,
+        None,
+        "SetCount of a missing key is a no-op"
+    );
+    assert_eq!(
+        backend.get(b"c")?,
+        Some(Entry {
+            value: b"replaced".to_vec(),
+            count: 2
+        })
+    );
+    backend.apply(&Batch::new())?;
+    assert_eq!(backend.usage()?.entries, 2);
+    Ok(())
+}
+
+#[test]
+fn writes_to_one_key_within_a_batch_apply_in_order() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let backend = EmbeddedBackend::open(dir.path())?;
+    let mut batch = Batch::new();
+    batch.put(b"k".to_vec(), b"one".to_vec(), 1);
+    batch.set_count(b"k".to_vec(), 2);
+    batch.put(b"k".to_vec(), b"two".to_vec(), 3);
+    batch.set_count(b"k".to_vec(), 4);
+    batch.put(b"gone".to_vec(), b"x".to_vec(), 1);
+    batch.delete(b"gone".to_vec());
+    batch.set_count(b"gone".to_vec(), 8);
+    batch.delete(b"back".to_vec());
+    batch.put(b"back".to_vec(), b"y".to_vec(), 6);
+    backend.apply(&batch)?;
+    assert_eq!(
+        backend.get(b"k")?,
+        Some(Entry {
+            value: b"two".to_vec(),
+            count: 4
+        })
+    );
+    assert_eq!(backend.get(b"gone")?, None);
+    assert_eq!(
+        backend.get(b"back")?,
+        Some(Entry {
+            value: b"y".to_vec(),
+            count: 6
+        })
+    );
+    Ok(())
+}
+
+#[test]
+fn values_and_counts_survive_close_and_reopen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut expected = BTreeMap::new();
+    {
+        let backend = EmbeddedBackend::open(dir.path())?;
+        for round in 0u64..5 {
+            let mut batch = Batch::new();
+            for j in 0u64..1000 {
+                let key = crash_key(round, j);
+                let value = crash_value(round, j);
+                batch.put(key.clone(), value.clone(), j);
+                expected.insert(key, Entry { value, count: j });
+            }
+            backend.apply(&batch)?;
+        }
+        let mut batch = Batch::new();
+        for j in (0u64..1000).step_by(3) {
+            let key = crash_key(0, j);
+            batch.set_count(key.clone(), 1_000_000 + j);
+            if let Some(entry) = expected.get_mut(&key) {
+                entry.count = 1_000_000 + j;
+            }
+            let key = crash_key(1, j);
+            batch.delete(key.clone());
+            expected.remove(&key);
+        }
+        backend.apply(&batch)?;
+    }
+    let backend = EmbeddedBackend::open(dir.path())?;
+    assert_eq!(all_entries(&backend)?, expected);
+    let keys: Vec<&[u8]> = expected.keys().map(Vec::as_slice).collect();
+    let got = backend.get_many(&keys)?;
+    assert!(
+        got.iter()
+            .zip(expected.values())
+            .all(|(g, e)| g.as_ref() == Some(e))
+    );
+    Ok(())
+}
+
+#[test]
+fn deferred_sync_batches_are_durable_after_flush() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let backend = EmbeddedBackend::open(dir.path())?;
+        assert!(backend.sync_each_batch());
+        backend.set_sync_each_batch(false);
+        assert!(!backend.sync_each_batch());
+        for i in 0u64..50 {
+            let mut batch = Batch::new();
+            batch.put(i.to_be_bytes().to_vec(), vec![i as u8; 300], i);
+            backend.apply(&batch)?;
+        }
+        backend.flush()?;
+    }
+    let backend = EmbeddedBackend::open(dir.path())?;
+    assert_eq!(backend.usage()?.entries, 50);
+    assert_eq!(
+        backend.get(&7u64.to_be_bytes())?,
+        Some(Entry {
+            value: vec![7; 300],
+            count: 7
+        })
+    );
+    Ok(())
+}
+
+#[test]
+fn for_each_and_usage_count_every_entry() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let backend = EmbeddedBackend::open(dir.path())?;
+    assert_eq!(backend.usage()?, Usage::default());
+    let mut batch = Batch::new();
+    let mut expected = BTreeMap::new();
+    let mut bytes = 0u64;
+    for i in 0u64..300 {
+        let key = format!("key-{i}").into_bytes();
+        let value = vec![i as u8; (i as usize * 13) % 500];
+        bytes += (key.len() + value.len() + 8) as u64;
+        batch.put(key.clone(), value.clone(), i + 1);
+        expected.insert(
+            key,
+            Entry {
+                value,
+                count: i + 1,
+            },
+        );
+    }
+    backend.apply(&batch)?;
+    assert_eq!(all_entries(&backend)?, expected);
+    assert_eq!(
+        backend.usage()?,
+        Usage {
+            entries: 300,
+            bytes
+        }
+    );
+
+    // An error from the visitor stops the walk and is returned.
+    let mut seen = 0;
+    let result = backend.for_each(&mut |_, _| {
+        seen += 1;
+        if seen == 10 {
+            Err(BackendError::Config("stop".into()))
+        } else {
+            Ok(())
+        }
+    });
+    assert!(matches!(result, Err(BackendError::Config(_))));
+    assert_eq!(seen, 10);
+
+    let mut batch = Batch::new();
+    for key in expected.keys() {
+        batch.delete(key.clone());
+    }
+    backend.apply(&batch)?;
+    assert_eq!(backend.usage()?, Usage::default());
+    assert!(all_entries(&backend)?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_second_open_in_this_process_is_locked() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let first = EmbeddedBackend::open(dir.path())?;
+    match EmbeddedBackend::open(dir.path()) {
+        Err(BackendError::Locked { detail }) => {
+            assert!(
+                detail.contains(&dir.path().display().to_string()),
+                "{detail}"
+            );
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(first);
+    EmbeddedBackend::open(dir.path())?;
+    Ok(())
+}
+
+#[test]
+fn a_second_process_gets_a_clear_locked_error() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut child, _stdout) = spawn_child("hold", dir.path())?;
+    let result = EmbeddedBackend::open(dir.path());
+    // Let the helper go before asserting, so a failure does not leave it.
+    drop(child.stdin.take());
+    let status = child.wait()?;
+    assert!(status.success(), "helper failed: {status}");
+    match result {
+        Err(err @ BackendError::Locked { .. }) => {
+            let message = err.to_string();
+            assert!(message.contains("in use by another process"), "{message}");
+            assert!(
+                message.contains(&dir.path().display().to_string()),
+                "{message}"
+            );
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    // The lock went with the process.
+    EmbeddedBackend::open(dir.path())?;
+    Ok(())
+}
+
+#[test]
+fn batches_are_all_or_nothing_when_the_writer_is_killed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut last = None;
+    for (round, delay_ms) in [150u64, 320, 70, 500].into_iter().enumerate() {
+        let (mut child, _stdout) = spawn_child("write", dir.path())?;
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill()?; // SIGKILL
+        child.wait()?;
+
+        let backend = EmbeddedBackend::open(dir.path())?;
+        let marker = backend.get(MARKER)?.map(|e| e.count);
+        let committed = marker.map_or(0, |m| m + 1);
+        // Every committed batch is complete, nothing of a later one exists.
+        let usage = backend.usage()?;
+        assert_eq!(
+            usage.entries,
+            committed * CRASH_BATCH_KEYS + u64::from(marker.is_some()),
+            "round {round}: a partial batch is visible"
+        );
+        for b in 0..committed {
+            let keys: Vec<Vec<u8>> = (0..CRASH_BATCH_KEYS).map(|j| crash_key(b, j)).collect();
+            let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            for (j, entry) in backend.get_many(&refs)?.into_iter().enumerate() {
+                let j = j as u64;
+                assert_eq!(
+                    entry,
+                    Some(Entry {
+                        value: crash_value(b, j),
+                        count: j + 1
+                    }),
+                    "round {round}: batch {b} key {j}"
+                );
+            }
+        }
+        assert!(marker >= last, "round {round}: committed batches went back");
+        last = marker;
+    }
+    assert!(last.is_some(), "the writer never committed a batch");
+    Ok(())
+}
+
+#[test]
+fn readers_never_see_half_a_batch() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let backend = EmbeddedBackend::open(dir.path())?;
+    backend.set_sync_each_batch(false);
+    let keys: Vec<Vec<u8>> = (0u64..64).map(|j| j.to_be_bytes().to_vec()).collect();
+    std::thread::scope(|scope| -> TestResult {
+        let writer = scope.spawn(|| -> Result<(), BackendError> {
+            for round in 1u64..=300 {
+                let mut batch = Batch::new();
+                for key in &keys {
+                    batch.put(key.clone(), round.to_be_bytes().to_vec(), round);
+                }
+                backend.apply(&batch)?;
+            }
+            Ok(())
+        });
+        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        while !writer.is_finished() {
+            let got = backend.get_many(&refs)?;
+            let counts: Vec<Option<u64>> =
+                got.iter().map(|e| e.as_ref().map(|e| e.count)).collect();
+            assert!(
+                counts.windows(2).all(|w| w[0] == w[1]),
+                "mixed batches: {counts:?}"
+            );
+            let counts = backend.get_counts(&refs)?;
+            assert!(
+                counts.windows(2).all(|w| w[0] == w[1]),
+                "mixed batches: {counts:?}"
+            );
+        }
+        writer.join().map_err(|_| "writer panicked")??;
+        Ok(())
+    })?;
+    assert_eq!(backend.get(&keys[0])?.map(|e| e.count), Some(300));
+    Ok(())
+}
+
+/// Writes raw records with fjall itself, behind the backend's back.
+fn write_raw(dir: &Path, keyspace: &str, key: &[u8], value: &[u8]) -> TestResult {
+    let db = fjall::Database::builder(dir).open()?;
+    let ks = db.keyspace(keyspace, fjall::KeyspaceCreateOptions::default)?;
+    ks.insert(key, value)?;
+    db.persist(fjall::PersistMode::SyncAll)?;
+    Ok(())
+}
+
+#[test]
+fn inconsistent_records_are_reported_as_corrupt() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let backend = EmbeddedBackend::open(dir.path())?;
+        let mut batch = Batch::new();
+        batch.put(b"good".to_vec(), b"v".to_vec(), 1);
+        backend.apply(&batch)?;
+    }
+    write_raw(dir.path(), "counts", b"short", &[1, 2, 3])?;
+    write_raw(dir.path(), "nodes", b"short", b"value")?;
+    write_raw(dir.path(), "nodes", b"uncounted", b"value")?;
+    write_raw(dir.path(), "counts", b"valueless", &[0; 8])?;
+
+    let backend = EmbeddedBackend::open(dir.path())?;
+    assert_eq!(
+        backend.get(b"good")?,
+        Some(Entry {
+            value: b"v".to_vec(),
+            count: 1
+        })
+    );
+    for key in [&b"short"[..], b"uncounted", b"valueless"] {
+        match backend.get(key) {
+            Err(err @ BackendError::Corrupt { .. }) => {
+                assert!(err.to_string().contains(&hex::encode(key)), "{err}");
+            }
+            other => panic!("{:?}: expected Corrupt, got {other:?}", key),
+        }
+    }
+    assert!(matches!(
+        backend.get_counts(&[b"short"]),
+        Err(BackendError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        backend.for_each(&mut |_, _| Ok(())),
+        Err(BackendError::Corrupt { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn a_damaged_version_marker_is_corrupt_not_a_panic() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    drop(EmbeddedBackend::open(dir.path())?);
+    std::fs::write(dir.path().join("version"), b"garbage")?;
+    match EmbeddedBackend::open(dir.path()) {
+        Err(err @ BackendError::Corrupt { .. }) => {
+            assert!(
+                err.to_string().contains(&dir.path().display().to_string()),
+                "{err}"
+            );
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn damaged_table_files_give_an_error_not_a_panic() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let backend = EmbeddedBackend::open(dir.path())?;
+        let mut batch = Batch::new();
+        for j in 0u64..2000 {
+            batch.put(crash_key(0, j), crash_value(0, j), 1);
+        }
+        backend.apply(&batch)?;
+    }
+    // Reopening flushes the recovered journal into tables over time; force
+    // the data into tables by writing through fjall and rotating memtables.
+    {
+        let db = fjall::Database::builder(dir.path()).open()?;
+        for name in ["nodes", "counts"] {
+            let ks = db.keyspace(name, fjall::KeyspaceCreateOptions::default)?;
+            ks.rotate_memtable_and_wait()?;
+        }
+        db.persist(fjall::PersistMode::SyncAll)?;
+    }
+    // Flip bytes in the middle of every table file.
+    let mut damaged = 0;
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.components().any(|c| c.as_os_str() == "tables") {
+                let mut bytes = std::fs::read(&path)?;
+                if bytes.len() > 64 {
+                    let mid = bytes.len() / 3;
+                    for b in &mut bytes[mid..mid + 32] {
+                        *b ^= 0x5a;
+                    }
+                    std::fs::write(&path, bytes)?;
+                    damaged += 1;
+                }
+            }
+        }
+    }
+    assert!(damaged > 0, "no table file found to damage");
+    // Either opening fails, or reading the damaged blocks does; both with
+    // an error, never a panic and never wrong data.
+    let outcome = std::panic::catch_unwind(|| -> Result<(), BackendError> {
+        let backend = EmbeddedBackend::open(dir.path())?;
+        let keys: Vec<Vec<u8>> = (0u64..2000).map(|j| crash_key(0, j)).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let got = backend.get_many(&refs)?;
+        for (j, entry) in got.into_iter().enumerate() {
+            let j = j as u64;
+            if let Some(entry) = entry {
+                assert_eq!(entry.value, crash_value(0, j), "wrong data for key {j}");
+            }
+        }
+        backend.for_each(&mut |_, _| Ok(()))
+    });
+    match outcome {
+        Ok(Err(BackendError::Corrupt { .. } | BackendError::Other { .. })) => Ok(()),
+        Ok(Ok(())) => Err("damaged tables read back without an error".into()),
+        Ok(Err(other)) => Err(format!("unexpected error kind: {other:?}").into()),
+        Err(_) => Err("the backend panicked on damaged tables".into()),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum RandomOp {
+    Put(u8, u8, u64),
+    SetCount(u8, u64),
+    Delete(u8),
+    Barrier,
+}
+
+fn random_op() -> impl Strategy<Value = RandomOp> {
+    prop_oneof![
+        (0u8..8, any::<u8>(), 0u64..5).prop_map(|(k, v, c)| RandomOp::Put(k, v, c)),
+        (0u8..8, 0u64..5).prop_map(|(k, c)| RandomOp::SetCount(k, c)),
+        (0u8..8).prop_map(RandomOp::Delete),
+        Just(RandomOp::Barrier),
+    ]
+}
+
+fn to_batch(ops: &[RandomOp]) -> Batch {
+    let mut batch = Batch::new();
+    for op in ops {
+        match *op {
+            RandomOp::Put(k, v, c) => batch.put(vec![k], vec![v; usize::from(v) % 40], c),
+            RandomOp::SetCount(k, c) => batch.set_count(vec![k], c),
+            RandomOp::Delete(k) => batch.delete(vec![k]),
+            RandomOp::Barrier => batch.barrier(),
+        }
+    }
+    batch
+}
+
+/// Checks that two backends hold exactly the same entries, by every reader.
+fn same_state(a: &dyn Backend, b: &dyn Backend) -> Result<(), TestCaseError> {
+    let err = |e: BackendError| TestCaseError::fail(e.to_string());
+    prop_assert_eq!(all_entries(a).map_err(err)?, all_entries(b).map_err(err)?);
+    prop_assert_eq!(a.usage().map_err(err)?, b.usage().map_err(err)?);
+    let keys: Vec<[u8; 1]> = (0u8..8).map(|k| [k]).collect();
+    let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+    prop_assert_eq!(
+        a.get_many(&refs).map_err(err)?,
+        b.get_many(&refs).map_err(err)?
+    );
+    prop_assert_eq!(
+        a.get_counts(&refs).map_err(err)?,
+        b.get_counts(&refs).map_err(err)?
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn embedded_and_memory_backends_agree(
+        batches in prop::collection::vec(prop::collection::vec(random_op(), 0..12), 1..10)
+    ) {
+        let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let memory = MemoryBackend::new();
+        {
+            let embedded = EmbeddedBackend::open(dir.path())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            embedded.set_sync_each_batch(false);
+            for ops in &batches {
+                let batch = to_batch(ops);
+                memory.apply(&batch).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                embedded.apply(&batch).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                same_state(&memory, &embedded)?;
+            }
+            embedded.flush().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+        let reopened = EmbeddedBackend::open(dir.path())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        same_state(&memory, &reopened)?;
+    }
+}
