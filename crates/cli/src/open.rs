@@ -66,6 +66,19 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
             dir::write_key_file(&key_path, &key)?;
             key
         }
+        KeySource::Share { tag, config } => {
+            let key = SecretKey::generate()?;
+            let share_config = seccs_net::Config::load(config)
+                .with_context(|| format!("cannot read share config {}", config.display()))?;
+            let password = crate::share::password_from(None, true)?;
+            let report = seccs_net::keyfile::save_key(&share_config, tag, &key, &password)
+                .with_context(|| format!("cannot save the store key to the share network as {tag:?}"))?;
+            eprintln!(
+                "seccs: store key saved on the share network as {tag:?} ({} of {} servers, any {} recover it)",
+                report.stored_on, report.servers, report.threshold
+            );
+            key
+        }
         other => bail!("key source {other:?} is not available in this build"),
     };
     let store_dir = StoreDir::create(path, config)?;
@@ -114,6 +127,13 @@ pub fn open(path: &Path, create_if_missing: bool) -> Result<OpenStore> {
 fn load_key(dir: &StoreDir) -> Result<SecretKey> {
     match &dir.config().key {
         KeySource::File { path } => Ok(dir::read_key_file(&dir.resolve(path))?),
+        KeySource::Share { tag, config } => {
+            let share_config = seccs_net::Config::load(&dir.resolve(config))
+                .with_context(|| format!("cannot read share config {}", config.display()))?;
+            let password = crate::share::password_from(None, false)?;
+            seccs_net::keyfile::load_key(&share_config, tag, &password)
+                .with_context(|| format!("cannot load the store key {tag:?} from the share network"))
+        }
         other => bail!("key source {other:?} is not available in this build"),
     }
 }

@@ -1,12 +1,380 @@
-//! `seccs share …` commands (being built).
+//! `seccs share …`: the share network's servers and clients. A thin layer over
+//! `seccs_net`: it parses, reads the password and files, calls the library,
+//! and prints.
 
-use clap::Args;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use seccs_net::{Client, Config, Password, config::CONFIG_FILE, parse_tag_version};
 
 /// Arguments of `seccs share`.
 #[derive(Debug, Args)]
-pub struct ShareArgs {}
+pub struct ShareArgs {
+    #[command(subcommand)]
+    command: ShareCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ShareCommand {
+    /// Run a share server that keeps records in ROOT.
+    Serve {
+        /// Config file (default: ROOT/seccs-share.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Where records are kept (default: ~/.seccs-share).
+        #[arg(short, long)]
+        root: Option<PathBuf>,
+    },
+    /// Open the interactive prompt (save, load, ls, serv, rm, help, exit).
+    Client(ClientArgs),
+    /// Save FILE (`-` for stdin) as a new version of TAG.
+    Save {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The tag.
+        tag: String,
+        /// The file, or `-` for stdin.
+        file: PathBuf,
+    },
+    /// Load TAG (or TAG@N for version N) into FILE (`-` for stdout).
+    Load {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The tag, optionally with @VERSION.
+        tag: String,
+        /// The file, or `-` for stdout.
+        file: PathBuf,
+    },
+    /// List tags and their versions.
+    Ls {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only tags starting with this.
+        prefix: Option<String>,
+    },
+    /// List the servers online.
+    Serv {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove TAG (every version), or TAG@N (one version).
+    Rm {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The tag, optionally with @VERSION.
+        tag: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// Config file (default: ~/.seccs-share/seccs-share.toml).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Read the password from the first line of this file.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Records needed to rebuild a file (default: n/2 + 1 of the servers online).
+    #[arg(long)]
+    threshold: Option<usize>,
+}
+
+fn default_root() -> PathBuf {
+    dirs::home_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".seccs-share")
+}
+
+fn load_config(path: Option<&Path>, root: &Path) -> anyhow::Result<Config> {
+    let path = path.map_or_else(|| root.join(CONFIG_FILE), Path::to_path_buf);
+    Ok(Config::load(&path)?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The password: `--password-file`, else `SECCS_SHARE_PASSWORD`, else a prompt
+/// without echo (twice when `confirm`).
+fn password(args: &ClientArgs, confirm: bool) -> anyhow::Result<Password> {
+    password_from(args.password_file.as_deref(), confirm)
+}
+
+/// The share password from a file, else `SECCS_SHARE_PASSWORD`, else a
+/// prompt without echo (twice when `confirm`).
+pub fn password_from(file: Option<&std::path::Path>, confirm: bool) -> anyhow::Result<Password> {
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let line = text.lines().next().unwrap_or("");
+        return Ok(Password::new(line.as_bytes().to_vec()));
+    }
+    if let Ok(p) = std::env::var("SECCS_SHARE_PASSWORD") {
+        return Ok(Password::new(p.into_bytes()));
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    if confirm {
+        let again = rpassword::prompt_password("Password again: ")?;
+        anyhow::ensure!(first == again, "the passwords differ");
+    }
+    Ok(Password::new(first.into_bytes()))
+}
+
+struct Session {
+    client: Client,
+}
+
+impl Session {
+    async fn open(args: &ClientArgs) -> anyhow::Result<Self> {
+        let config = load_config(args.config.as_deref(), &default_root())?;
+        let mut client = Client::connect(&config).await?;
+        if args.threshold.is_some() {
+            client.options_mut().threshold = args.threshold;
+        }
+        Ok(Self { client })
+    }
+
+    async fn save(&mut self, tag: &str, file: &Path, pw: &Password) -> anyhow::Result<()> {
+        let data = if file == Path::new("-") {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf)?;
+            buf
+        } else {
+            std::fs::read(file).with_context(|| format!("read {}", file.display()))?
+        };
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        if let Some(bar) = &bar {
+            let b = bar.clone();
+            self.client.set_progress(Some(Arc::new(move |done, total| {
+                b.set_length(total);
+                b.set_position(done);
+            })));
+        }
+        let result = self.client.save(tag, &data, pw).await;
+        self.client.set_progress(None);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let r = result?;
+        println!(
+            "saved {tag}@{}: {} of {} servers hold it, any {} rebuild it",
+            r.version, r.stored_on, r.servers, r.threshold
+        );
+        Ok(())
+    }
+
+    async fn load(&self, spec: &str, file: &Path, pw: &Password) -> anyhow::Result<()> {
+        let (tag, version) = parse_tag_version(spec);
+        let spinner = std::io::stderr().is_terminal().then(|| {
+            let s = ProgressBar::new_spinner();
+            s.set_message(format!("loading {tag}"));
+            s.enable_steady_tick(std::time::Duration::from_millis(100));
+            s
+        });
+        let result = self.client.load(tag, version, pw).await;
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        let r = result?;
+        for bad in &r.bad_servers {
+            eprintln!("warning: server {bad} returned an invalid record; it was left out");
+        }
+        if file == Path::new("-") {
+            std::io::stdout().write_all(&r.data)?;
+        } else {
+            std::fs::write(file, &r.data).with_context(|| format!("write {}", file.display()))?;
+            eprintln!("loaded {tag}@{} ({} bytes)", r.version, r.data.len());
+        }
+        Ok(())
+    }
+
+    async fn ls(&self, prefix: &str) -> anyhow::Result<()> {
+        for l in self.client.list(prefix).await? {
+            let versions: Vec<String> = l
+                .versions
+                .iter()
+                .map(|v| format!("@{} on {} servers", v.version, v.servers))
+                .collect();
+            println!("{}\t{}", l.tag, versions.join(", "));
+        }
+        Ok(())
+    }
+
+    async fn serv(&self) -> anyhow::Result<()> {
+        for s in self.client.server_status().await? {
+            println!(
+                "{}\t{}\t{} records\t{} bytes stored\t{} bytes free",
+                s.channel, s.info.name, s.info.records, s.info.stored_bytes, s.info.free_bytes
+            );
+        }
+        Ok(())
+    }
+
+    async fn rm(&self, spec: &str) -> anyhow::Result<()> {
+        let (tag, version) = parse_tag_version(spec);
+        let n = self.client.remove(tag, version).await?;
+        println!("removed {spec} from {n} servers");
+        Ok(())
+    }
+}
+
+const COMMANDS: &[&str] = &["save", "load", "ls", "serv", "rm", "help", "exit"];
+const HELP: &str = "save TAG FILE   save FILE as a new version of TAG
+load TAG[@N] FILE  load TAG (or version N) into FILE
+ls [PREFIX]     list tags and versions
+serv            list servers online
+rm TAG[@N]      remove TAG (or one version)
+help            this text
+exit            leave";
+
+struct Completion;
+
+impl rustyline::completion::Completer for Completion {
+    type Candidate = String;
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let head = &line[..pos];
+        if head.contains(' ') {
+            return Ok((pos, Vec::new()));
+        }
+        Ok((
+            0,
+            COMMANDS
+                .iter()
+                .filter(|c| c.starts_with(head))
+                .map(|c| (*c).to_owned())
+                .collect(),
+        ))
+    }
+}
+impl rustyline::hint::Hinter for Completion {
+    type Hint = String;
+}
+impl rustyline::highlight::Highlighter for Completion {}
+impl rustyline::validate::Validator for Completion {}
+impl rustyline::Helper for Completion {}
+
+fn interactive(args: &ClientArgs) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let mut session = rt.block_on(Session::open(args))?;
+    let mut rl = rustyline::Editor::<Completion, rustyline::history::DefaultHistory>::new()?;
+    rl.set_helper(Some(Completion));
+    let history = default_root().join("history");
+    let _ = rl.load_history(&history);
+    let mut pw: Option<Password> = None;
+    loop {
+        let line = match rl.readline("seccs-share> ") {
+            Ok(l) => l,
+            Err(
+                rustyline::error::ReadlineError::Interrupted | rustyline::error::ReadlineError::Eof,
+            ) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() {
+            continue;
+        }
+        let _ = rl.add_history_entry(line.as_str());
+        let mut get_pw = |confirm| -> anyhow::Result<Password> {
+            if let Some(p) = &pw {
+                return Ok(p.clone());
+            }
+            let p = password(args, confirm)?;
+            pw = Some(p.clone());
+            Ok(p)
+        };
+        let result = match words.as_slice() {
+            ["save", tag, file] => {
+                get_pw(true).and_then(|p| rt.block_on(session.save(tag, Path::new(file), &p)))
+            }
+            ["load", tag, file] => {
+                get_pw(false).and_then(|p| rt.block_on(session.load(tag, Path::new(file), &p)))
+            }
+            ["ls"] => rt.block_on(session.ls("")),
+            ["ls", prefix] => rt.block_on(session.ls(prefix)),
+            ["serv"] => rt.block_on(session.serv()),
+            ["rm", tag] => rt.block_on(session.rm(tag)),
+            ["help"] => {
+                println!("{HELP}");
+                Ok(())
+            }
+            ["exit"] | ["quit"] => break,
+            _ => Err(anyhow::anyhow!("unknown command; type help")),
+        };
+        if let Err(e) = result {
+            eprintln!("error: {e:#}");
+        }
+    }
+    if let Some(dir) = history.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = rl.save_history(&history);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
 
 /// Runs `seccs share`.
-pub fn run(_args: ShareArgs) -> anyhow::Result<()> {
-    anyhow::bail!("seccs share is not built yet")
+pub fn run(args: ShareArgs) -> anyhow::Result<()> {
+    match args.command {
+        ShareCommand::Serve { config, root } => {
+            let root = root.unwrap_or_else(default_root);
+            let config = load_config(config.as_deref(), &root)?;
+            runtime()?.block_on(seccs_net::server::serve(&config, &root, shutdown_signal()))?;
+            Ok(())
+        }
+        ShareCommand::Client(client) => interactive(&client),
+        ShareCommand::Save { client, tag, file } => {
+            let pw = password(&client, true)?;
+            runtime()?
+                .block_on(async { Session::open(&client).await?.save(&tag, &file, &pw).await })
+        }
+        ShareCommand::Load { client, tag, file } => {
+            let pw = password(&client, false)?;
+            runtime()?
+                .block_on(async { Session::open(&client).await?.load(&tag, &file, &pw).await })
+        }
+        ShareCommand::Ls { client, prefix } => runtime()?.block_on(async {
+            Session::open(&client)
+                .await?
+                .ls(prefix.as_deref().unwrap_or(""))
+                .await
+        }),
+        ShareCommand::Serv { client } => {
+            runtime()?.block_on(async { Session::open(&client).await?.serv().await })
+        }
+        ShareCommand::Rm { client, tag } => {
+            runtime()?.block_on(async { Session::open(&client).await?.rm(&tag).await })
+        }
+    }
 }

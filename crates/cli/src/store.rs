@@ -39,6 +39,14 @@ pub struct InitArgs {
     /// environment, never from the config.
     #[arg(long, default_value = EMBEDDED, value_name = "URL")]
     backend: String,
+    /// Keep the store key on the share network under TAG (split t-of-n
+    /// across its servers), so no single machine holds it. The password
+    /// comes from SECCS_SHARE_PASSWORD or a prompt, at init and every open.
+    #[arg(long, value_name = "TAG", conflicts_with = "key_file")]
+    key_from_share: Option<String>,
+    /// The share client config for --key-from-share.
+    #[arg(long, value_name = "FILE", requires = "key_from_share")]
+    share_config: Option<PathBuf>,
 }
 
 /// `seccs put`: store a file, standard input, or a directory tree.
@@ -142,14 +150,41 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     } else {
         path.join(&key_path)
     };
+    let key = match &args.key_from_share {
+        Some(tag) => {
+            let config = match &args.share_config {
+                Some(c) => std::path::absolute(c)?,
+                None => dirs::home_dir()
+                    .context("no home directory; pass --share-config")?
+                    .join(".seccs-share/seccs-share.toml"),
+            };
+            KeySource::Share {
+                tag: tag.clone(),
+                config,
+            }
+        }
+        None => KeySource::File { path: key_path },
+    };
+    let shows_key_file = matches!(key, KeySource::File { .. });
     open::create(
         &path,
         NewStore {
             params,
             backend: args.backend.clone(),
-            key: KeySource::File { path: key_path },
+            key,
         },
     )?;
+    if !shows_key_file {
+        eprintln!(
+            "seccs: created a store at {} (chunk size {}, wrapper {}, compression {}, backend {}); key on the share network",
+            path.display(),
+            args.chunk_size,
+            args.wrapper,
+            args.compression,
+            args.backend
+        );
+        return Ok(());
+    }
     eprintln!(
         "seccs: created a store at {} (chunk size {}, wrapper {}, compression {}, backend {}); key file {}",
         path.display(),

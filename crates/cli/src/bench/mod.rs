@@ -3,6 +3,7 @@
 
 mod kms;
 mod share;
+mod store;
 mod tempfile;
 
 use clap::{Args, Subcommand};
@@ -10,6 +11,8 @@ use clap::{Args, Subcommand};
 /// Arguments of `seccs bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    #[command(flatten)]
+    store: store::StoreBenchArgs,
     #[command(subcommand)]
     part: Option<BenchPart>,
 }
@@ -27,7 +30,7 @@ enum BenchPart {
 /// Runs `seccs bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.part {
-        None => anyhow::bail!("store bench not built yet"),
+        None => store::run(args.store),
         Some(BenchPart::Tempfile(a)) => tempfile::run(a),
         Some(BenchPart::Kms(a)) => kms::run(a),
         Some(BenchPart::Share(a)) => share::run(a),

@@ -1,0 +1,649 @@
+//! The PostgreSQL backend.
+//!
+//! # Layout
+//!
+//! One table per store, `key bytea PRIMARY KEY, value bytea NOT NULL, count
+//! bigint NOT NULL`, created by [`PostgresBackend::create`] (`seccs init`);
+//! opening a store whose table is missing is a clear error rather than a
+//! silent creation. The value column is stored `EXTERNAL` (out of line,
+//! uncompressed): sealed nodes do not compress, so trying is wasted work.
+//!
+//! # Round trips
+//!
+//! A batch is coalesced to one effect per key and sent as *one* statement:
+//! a `DELETE … = ANY($1)` and an `UPDATE … FROM unnest(…)` as data-modifying
+//! CTEs, then an `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE`, with
+//! every key, value and count bound as arrays. A single statement is atomic on
+//! its own, so a batch of up to [`CHUNK_BYTES`] of values costs one round
+//! trip; a larger one is cut into several such statements inside one
+//! `BEGIN`/`COMMIT`, so the count grows with the bytes of a batch, never with
+//! its number of nodes. Reads of many keys are one `SELECT … = ANY($1)`.
+//! Statements are prepared once per connection.
+//!
+//! # Connection and TLS
+//!
+//! `postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB[?table=T&sslmode=M&sslrootcert=PATH&connect_timeout=S]`.
+//! The user and password may instead come from `PGUSER`/`PGPASSWORD` (then
+//! `USER`). `sslmode` is `disable`, `prefer` (the default, as in libpq) or
+//! `require`; TLS is rustls with the ring provider and always verifies the
+//! server's certificate and host name against the system's roots, or against
+//! `sslrootcert` when given, so `require` behaves like libpq's `verify-full`
+//! and there is no unverified mode (libpq's `verify-ca`, `allow` and client
+//! certificates are not supported). A host that starts with `/`
+//! (percent-encoded) is a Unix socket directory.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::{Client, NoTls, Statement};
+use seccs_store::backend::{Backend, BackendError, Batch, Entry, Usage};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::batch::{Effect, RoundTrips, coalesce};
+
+const NAME: &str = "postgres";
+const DEFAULT_TABLE: &str = "seccs_nodes";
+/// Bytes of values per statement of a batch.
+pub const CHUNK_BYTES: usize = 32 << 20;
+/// Rows per page of [`Backend::for_each`].
+const PAGE: i64 = 1000;
+
+/// Where a PostgreSQL-backed store lives and how to log in.
+#[derive(Clone)]
+pub struct PostgresConfig {
+    config: postgres::Config,
+    table: String,
+    tls: Tls,
+}
+
+#[derive(Clone)]
+enum Tls {
+    Disable,
+    Prefer(MakeRustlsConnect),
+    Require(MakeRustlsConnect),
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("hosts", &self.config.get_hosts())
+            .field("ports", &self.config.get_ports())
+            .field("user", &self.config.get_user())
+            .field("dbname", &self.config.get_dbname())
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresConfig {
+    /// Parses `postgres://` (or `postgresql://`) URLs; see the module docs
+    /// for the parameters. Unknown parameters are an error.
+    pub fn parse(url: &str) -> Result<Self, BackendError> {
+        let bad = |what: String| BackendError::Config(format!("postgres URL: {what}"));
+        let parsed = url::Url::parse(url).map_err(|e| bad(format!("{e}")))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(bad(format!(
+                "scheme {:?} is not postgres or postgresql",
+                parsed.scheme()
+            )));
+        }
+        let decode = |s: &str| {
+            percent_decode(s)
+                .ok_or_else(|| bad(format!("{s:?} is not valid percent-encoded UTF-8")))
+        };
+        let mut config = postgres::Config::new();
+        let host = decode(parsed.host_str().unwrap_or(""))?;
+        if host.is_empty() {
+            return Err(bad("no host".into()));
+        }
+        if host.starts_with('/') {
+            config.host_path(&host);
+        } else {
+            config.host(host.trim_start_matches('[').trim_end_matches(']'));
+        }
+        config.port(parsed.port().unwrap_or(5432));
+        let db = decode(parsed.path().trim_start_matches('/'))?;
+        if db.is_empty() || db.contains('/') {
+            return Err(bad("the path must name one database".into()));
+        }
+        config.dbname(&db);
+        if !parsed.username().is_empty() {
+            config.user(&decode(parsed.username())?);
+        }
+        if let Some(password) = parsed.password() {
+            config.password(decode(password)?);
+        }
+        config.connect_timeout(Duration::from_secs(5));
+        config.keepalives(true);
+        config.application_name("seccs");
+        let mut table = DEFAULT_TABLE.to_owned();
+        let mut sslmode = "prefer".to_owned();
+        let mut rootcert = None;
+        for (name, value) in parsed.query_pairs() {
+            match name.as_ref() {
+                "table" => table = value.into_owned(),
+                "sslmode" => sslmode = value.into_owned(),
+                "sslrootcert" => rootcert = Some(value.into_owned()),
+                "connect_timeout" => {
+                    let secs: u64 = value.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                        bad(format!(
+                            "connect_timeout {value:?} is not a positive number of seconds"
+                        ))
+                    })?;
+                    config.connect_timeout(Duration::from_secs(secs));
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unknown parameter {other:?} (known: table, sslmode, sslrootcert, connect_timeout)"
+                    )));
+                }
+            }
+        }
+        if !valid_table(&table) {
+            return Err(bad(format!(
+                "table {table:?} must be 1-63 letters, digits or '_', not starting with a digit"
+            )));
+        }
+        let tls = match sslmode.as_str() {
+            "disable" => Tls::Disable,
+            "prefer" => Tls::Prefer(tls_connector(rootcert.as_deref())?),
+            "require" | "verify-full" => Tls::Require(tls_connector(rootcert.as_deref())?),
+            other => {
+                return Err(bad(format!(
+                    "sslmode {other:?} is not supported (disable, prefer, require)"
+                )));
+            }
+        };
+        Ok(Self { config, table, tls })
+    }
+
+    /// Fills a user and password missing from the URL from `PGUSER` (then
+    /// `USER`) and `PGPASSWORD`.
+    pub fn with_env_credentials(mut self) -> Self {
+        if self.config.get_user().is_none()
+            && let Some(user) = crate::env("PGUSER").or_else(|| crate::env("USER"))
+        {
+            self.config.user(&user);
+        }
+        if self.config.get_password().is_none()
+            && let Some(password) = crate::env("PGPASSWORD")
+        {
+            self.config.password(password);
+        }
+        self
+    }
+
+    /// Sets the password.
+    pub fn with_password(mut self, password: &str) -> Self {
+        self.config.password(password);
+        self
+    }
+
+    /// The store's table.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn connect(&self) -> Result<Client, postgres::Error> {
+        match &self.tls {
+            Tls::Disable => self.config.connect(NoTls),
+            Tls::Require(tls) => {
+                let mut config = self.config.clone();
+                config.ssl_mode(postgres::config::SslMode::Require);
+                config.connect(tls.clone())
+            }
+            Tls::Prefer(tls) => {
+                let mut config = self.config.clone();
+                config.ssl_mode(postgres::config::SslMode::Prefer);
+                config.connect(tls.clone())
+            }
+        }
+    }
+}
+
+fn valid_table(table: &str) -> bool {
+    let mut chars = table.chars();
+    table.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn tls_connector(rootcert: Option<&str>) -> Result<MakeRustlsConnect, BackendError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    crate::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    match rootcert {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| BackendError::Config(format!("postgres sslrootcert {path}: {e}")))?;
+            roots.add_parsable_certificates(certs);
+            if roots.is_empty() {
+                return Err(BackendError::Config(format!(
+                    "postgres sslrootcert {path}: no certificate"
+                )));
+            }
+        }
+        None => {
+            // Machines without a certificate store can still connect without
+            // TLS (`prefer` falls back) or with `sslrootcert`.
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| BackendError::Config(format!("postgres TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A live connection and its prepared statements.
+struct Conn {
+    client: Client,
+    get: Statement,
+    counts: Statement,
+    write: Statement,
+    page: Statement,
+}
+
+/// A content store's entries in a PostgreSQL table.
+pub struct PostgresBackend {
+    config: PostgresConfig,
+    conn: Mutex<Option<Conn>>,
+    round_trips: RoundTrips,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresBackend {
+    /// Connects to an existing store; its table must exist.
+    pub fn connect(config: PostgresConfig) -> Result<Self, BackendError> {
+        let backend = Self {
+            config,
+            conn: Mutex::new(None),
+            round_trips: RoundTrips::default(),
+        };
+        backend.with_conn(|_, _| Ok(()))?;
+        Ok(backend)
+    }
+
+    /// Creates the store's table if it does not exist, then connects.
+    pub fn create(config: PostgresConfig) -> Result<Self, BackendError> {
+        let mut client = config.connect().map_err(|e| map_err(e, &config.table))?;
+        let table = &config.table;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS \"{table}\" (\
+                   key bytea PRIMARY KEY, value bytea NOT NULL, count bigint NOT NULL);\
+                 ALTER TABLE \"{table}\" ALTER COLUMN value SET STORAGE EXTERNAL;"
+            ))
+            .map_err(|e| map_err(e, table))?;
+        drop(client);
+        Self::connect(config)
+    }
+
+    /// Round trips (statements and prepares) sent to the server so far.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.get()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Conn>> {
+        // Any error drops the connection below, so a poisoned lock guards
+        // nothing half-done.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn open_conn(&self) -> Result<Conn, postgres::Error> {
+        let mut client = self.config.connect()?;
+        let t = &self.config.table;
+        let mut prepare = |sql: String| {
+            self.round_trips.add(1);
+            client.prepare(&sql)
+        };
+        let get = prepare(format!(
+            "SELECT key, value, count FROM \"{t}\" WHERE key = ANY($1)"
+        ))?;
+        let counts = prepare(format!(
+            "SELECT key, count FROM \"{t}\" WHERE key = ANY($1)"
+        ))?;
+        let write = prepare(format!(
+            "WITH del AS (DELETE FROM \"{t}\" WHERE key = ANY($1::bytea[])), \
+             upd AS (UPDATE \"{t}\" SET count = u.count \
+                     FROM unnest($2::bytea[], $3::int8[]) AS u(key, count) \
+                     WHERE \"{t}\".key = u.key) \
+             INSERT INTO \"{t}\" (key, value, count) \
+             SELECT * FROM unnest($4::bytea[], $5::bytea[], $6::int8[]) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, count = EXCLUDED.count"
+        ))?;
+        let page = prepare(format!(
+            "SELECT key, value, count FROM \"{t}\" WHERE key > $1 ORDER BY key LIMIT {PAGE}"
+        ))?;
+        Ok(Conn {
+            client,
+            get,
+            counts,
+            write,
+            page,
+        })
+    }
+
+    /// Runs `work` on the connection (connecting first if there is none or
+    /// it was closed); drops the connection after any error that is not a
+    /// plain database error.
+    fn with_conn<T>(
+        &self,
+        work: impl FnOnce(&mut Conn, &RoundTrips) -> Result<T, postgres::Error>,
+    ) -> Result<T, BackendError> {
+        let table = &self.config.table;
+        let mut guard = self.lock();
+        if guard.as_ref().is_some_and(|c| c.client.is_closed()) {
+            *guard = None;
+        }
+        let conn = match guard.as_mut() {
+            Some(conn) => conn,
+            None => guard.insert(self.open_conn().map_err(|e| map_err(e, table))?),
+        };
+        match work(conn, &self.round_trips) {
+            Ok(value) => Ok(value),
+            Err(err) => {
+                if err.as_db_error().is_none() {
+                    *guard = None;
+                }
+                Err(map_err(err, table))
+            }
+        }
+    }
+
+    fn entry(&self, value: Vec<u8>, count: i64, key: &[u8]) -> Result<Entry, BackendError> {
+        let count = u64::try_from(count).map_err(|_| BackendError::Corrupt {
+            backend: NAME.into(),
+            detail: format!("entry {} has a negative count", hex::encode(key)),
+        })?;
+        Ok(Entry { value, count })
+    }
+}
+
+fn count_param(count: u64) -> Result<i64, BackendError> {
+    i64::try_from(count)
+        .map_err(|_| BackendError::other(NAME, format!("count {count} exceeds a bigint")))
+}
+
+/// The arrays of one write statement.
+#[derive(Default)]
+struct Chunk<'a> {
+    deletes: Vec<&'a [u8]>,
+    update_keys: Vec<&'a [u8]>,
+    update_counts: Vec<i64>,
+    put_keys: Vec<&'a [u8]>,
+    put_values: Vec<&'a [u8]>,
+    put_counts: Vec<i64>,
+    bytes: usize,
+}
+
+impl Chunk<'_> {
+    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 6] {
+        [
+            &self.deletes,
+            &self.update_keys,
+            &self.update_counts,
+            &self.put_keys,
+            &self.put_values,
+            &self.put_counts,
+        ]
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.with_conn(|conn, rt| {
+            rt.add(1);
+            conn.client.query(&conn.get, &[&keys])
+        })?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key: Vec<u8> = row.get(0);
+            let value: Vec<u8> = row.get(1);
+            let count: i64 = row.get(2);
+            let entry = self.entry(value, count, &key)?;
+            found.insert(key, entry);
+        }
+        // A key asked for twice gets its entry twice.
+        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
+    }
+
+    fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.with_conn(|conn, rt| {
+            rt.add(1);
+            conn.client.query(&conn.counts, &[&keys])
+        })?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key: Vec<u8> = row.get(0);
+            let count: i64 = row.get(1);
+            let count = self.entry(Vec::new(), count, &key)?.count;
+            found.insert(key, count);
+        }
+        Ok(keys.iter().map(|k| found.get(*k).copied()).collect())
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+        let mut chunks = vec![Chunk::default()];
+        for (key, effect) in coalesce(batch.ops()) {
+            let chunk = chunks
+                .last_mut()
+                .expect("chunks starts non-empty and only grows");
+            match effect {
+                Effect::Delete => chunk.deletes.push(key),
+                Effect::SetCount { count } => {
+                    chunk.update_keys.push(key);
+                    chunk.update_counts.push(count_param(count)?);
+                }
+                Effect::Put { value, count } => {
+                    chunk.put_keys.push(key);
+                    chunk.put_values.push(value);
+                    chunk.put_counts.push(count_param(count)?);
+                    chunk.bytes += key.len() + value.len();
+                }
+            }
+            if chunk.bytes >= CHUNK_BYTES {
+                chunks.push(Chunk::default());
+            }
+        }
+        chunks.retain(|c| {
+            !(c.deletes.is_empty() && c.update_keys.is_empty() && c.put_keys.is_empty())
+        });
+        match chunks.as_slice() {
+            [] => Ok(()),
+            // One statement is its own transaction.
+            [chunk] => self.with_conn(|conn, rt| {
+                rt.add(1);
+                conn.client.execute(&conn.write, &chunk.params()).map(drop)
+            }),
+            chunks => self.with_conn(|conn, rt| {
+                rt.add(1);
+                let mut tx = conn.client.transaction()?;
+                for chunk in chunks {
+                    rt.add(1);
+                    tx.execute(&conn.write, &chunk.params())?;
+                }
+                rt.add(1);
+                tx.commit()
+            }),
+        }
+    }
+
+    fn is_transactional(&self) -> bool {
+        true
+    }
+
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let mut after: Vec<u8> = Vec::new();
+        // Every page moves `after` strictly forward through a finite table.
+        loop {
+            let rows = self.with_conn(|conn, rt| {
+                rt.add(1);
+                conn.client.query(&conn.page, &[&after])
+            })?;
+            let full = rows.len() as i64 == PAGE;
+            for row in rows {
+                let key: Vec<u8> = row.get(0);
+                let value: Vec<u8> = row.get(1);
+                let count: i64 = row.get(2);
+                let entry = self.entry(value, count, &key)?;
+                visit(&key, &entry)?;
+                after = key;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn usage(&self) -> Result<Usage, BackendError> {
+        let table = &self.config.table;
+        let row = self.with_conn(|conn, rt| {
+            rt.add(1);
+            conn.client.query_one(
+                &format!(
+                    "SELECT count(*), coalesce(sum(length(key)::int8 + length(value)::int8 + 8), 0)::int8 \
+                     FROM \"{table}\""
+                ),
+                &[],
+            )
+        })?;
+        let entries: i64 = row.get(0);
+        let bytes: i64 = row.get(1);
+        Ok(Usage {
+            entries: entries.unsigned_abs(),
+            bytes: bytes.unsigned_abs(),
+        })
+    }
+}
+
+fn map_err(err: postgres::Error, table: &str) -> BackendError {
+    if let Some(code) = err.code() {
+        if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            return BackendError::Auth {
+                backend: NAME.into(),
+                detail: db_message(&err),
+            };
+        }
+        if *code == SqlState::UNDEFINED_TABLE {
+            return BackendError::Config(format!(
+                "postgres table {table:?} does not exist: create the store first (seccs init)"
+            ));
+        }
+        if *code == SqlState::INVALID_CATALOG_NAME {
+            return BackendError::Config(format!("postgres: {}", db_message(&err)));
+        }
+        if *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+        {
+            return BackendError::unavailable(NAME, db_message(&err));
+        }
+        return BackendError::other(NAME, db_message(&err));
+    }
+    // Not a database error: the connection failed or broke.
+    let mut detail = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    let mut depth = 0;
+    while let Some(s) = source
+        && depth < 8
+    {
+        detail = format!("{detail}: {s}");
+        source = s.source();
+        depth += 1;
+    }
+    BackendError::unavailable(NAME, detail)
+}
+
+fn db_message(err: &postgres::Error) -> String {
+    err.as_db_error()
+        .map(|db| format!("{}: {}", db.severity(), db.message()))
+        .unwrap_or_else(|| err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_table_tls_and_credentials() -> Result<(), BackendError> {
+        let c = PostgresConfig::parse(
+            "postgresql://al%40ce:s3cret@127.0.0.1:6543/seccs?table=store_1&sslmode=disable",
+        )?;
+        assert_eq!(c.table(), "store_1");
+        assert_eq!(c.config.get_user(), Some("al@ce"));
+        assert_eq!(c.config.get_password(), Some(&b"s3cret"[..]));
+        assert_eq!(c.config.get_ports(), &[6543]);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let c = PostgresConfig::parse("postgres://u@127.0.0.1/db")?;
+        assert_eq!(c.table(), DEFAULT_TABLE);
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_malformed_urls() {
+        for url in [
+            "postgres://u@127.0.0.1:5432/",
+            "postgres://u@127.0.0.1:5432/db?tabel=x",
+            "postgres://u@127.0.0.1:5432/db?table=drop;table",
+            "postgres://u@127.0.0.1:5432/db?table=1abc",
+            "postgres://u@127.0.0.1:5432/db?sslmode=allow",
+            "mysql://u@127.0.0.1/db",
+            "postgres:///db",
+        ] {
+            let err = PostgresConfig::parse(url).err();
+            assert!(
+                matches!(&err, Some(BackendError::Config(m)) if m.starts_with("postgres URL")),
+                "{url}: {err:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! The Redis backend (also Valkey and other servers speaking RESP).
+//!
+//! # Layout
+//!
+//! One string per entry, at the store's key prefix followed by the node key
+//! (binary). The value is the entry's count as 8 bytes big-endian followed by
+//! the stored bytes: a count update is a `SETRANGE key 0 COUNT` that rewrites
+//! those eight bytes in place without sending the node again, and reading a
+//! count alone is a `GETRANGE key 0 7`. A plain `SETRANGE` on a missing key
+//! would create an entry with an empty value, so a count update runs as a tiny
+//! Lua script that checks `EXISTS` first (the trait allows a count update of a
+//! missing key to be a no-op, and a stray header-only entry would look like a
+//! node whose value is empty).
+//!
+//! # Round trips
+//!
+//! A batch is one pipeline wrapped in `MULTI`/`EXEC`: all of its commands go
+//! out in one write and their replies come back together, so a put of any
+//! size costs one round trip. Redis discards a transaction whose client goes
+//! away before `EXEC`, so a connection lost mid-batch applies nothing. Reads of
+//! many keys are one `MGET` (values and counts) or one pipeline of `GETRANGE`
+//! (counts only).
+//!
+//! # Connection
+//!
+//! `redis://HOST[:PORT][/DB][?prefix=P]`, or `rediss://` for TLS (rustls with
+//! the ring provider, server certificates checked against the system's
+//! roots). User name and password come from the URL's user info or from the
+//! environment (`REDIS_USERNAME`, `REDIS_PASSWORD`); a store records its URL
+//! without them. One connection is kept and re-established after an I/O
+//! error, so a backend survives a server restart.
+//!
+//! Several stores can share one database through distinct prefixes; without
+//! a prefix, the store expects the database to itself ([`Backend::for_each`]
+//! reports any key that is not an entry as corrupt).
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::{Client, Connection, ErrorKind, IntoConnectionInfo, RedisError};
+use seccs_store::backend::{Backend, BackendError, Batch, Entry, Op};
+
+use crate::batch::RoundTrips;
+
+const NAME: &str = "redis";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const IO_TIMEOUT: Duration = Duration::from_secs(300);
+/// Keys per `SCAN` step and per `MGET` in [`Backend::for_each`].
+const SCAN_COUNT: usize = 1000;
+/// Upper bound on `SCAN` steps: far more than any database needs.
+const MAX_SCAN_STEPS: u64 = 1 << 40;
+
+const SET_COUNT_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then \
+     redis.call('SETRANGE', KEYS[1], 0, ARGV[1]) end return 0";
+
+/// Where a Redis-backed store lives and how to log in.
+#[derive(Clone)]
+pub struct RedisConfig {
+    tls: bool,
+    host: String,
+    port: u16,
+    db: i64,
+    prefix: Vec<u8>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("tls", &self.tls)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("prefix", &String::from_utf8_lossy(&self.prefix))
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConfig {
+    /// Parses `redis://[USER[:PASSWORD]@]HOST[:PORT][/DB][?prefix=P]` (or
+    /// `rediss://` for TLS). Any other query parameter is an error.
+    pub fn parse(url: &str) -> Result<Self, BackendError> {
+        let bad = |what: String| BackendError::Config(format!("redis URL: {what}"));
+        let parsed = url::Url::parse(url).map_err(|e| bad(format!("{e}")))?;
+        let tls = match parsed.scheme() {
+            "redis" => false,
+            "rediss" => true,
+            other => return Err(bad(format!("scheme {other:?} is not redis or rediss"))),
+        };
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host".into()))?
+            .to_owned();
+        let port = parsed.port().unwrap_or(6379);
+        let db = match parsed.path().trim_start_matches('/') {
+            "" => 0,
+            db => db
+                .parse::<i64>()
+                .ok()
+                .filter(|db| *db >= 0)
+                .ok_or_else(|| bad(format!("database {db:?} is not a number")))?,
+        };
+        let mut prefix = Vec::new();
+        for (name, value) in parsed.query_pairs() {
+            match name.as_ref() {
+                "prefix" => prefix = value.as_bytes().to_vec(),
+                other => return Err(bad(format!("unknown parameter {other:?} (known: prefix)"))),
+            }
+        }
+        if parsed.fragment().is_some() {
+            return Err(bad("fragments are not supported".into()));
+        }
+        let decode = |s: &str| {
+            percent_decode(s)
+                .ok_or_else(|| bad("user info is not valid percent-encoded UTF-8".into()))
+        };
+        let username = match parsed.username() {
+            "" => None,
+            user => Some(decode(user)?),
+        };
+        let password = parsed.password().map(decode).transpose()?;
+        Ok(Self {
+            tls,
+            host,
+            port,
+            db,
+            prefix,
+            username,
+            password,
+        })
+    }
+
+    /// Fills a user name and password missing from the URL from
+    /// `REDIS_USERNAME` and `REDIS_PASSWORD`.
+    pub fn with_env_credentials(mut self) -> Self {
+        if self.username.is_none() {
+            self.username = crate::env("REDIS_USERNAME");
+        }
+        if self.password.is_none() {
+            self.password = crate::env("REDIS_PASSWORD");
+        }
+        self
+    }
+
+    /// Sets the user name and password (`AUTH user password`).
+    pub fn with_credentials(mut self, username: Option<&str>, password: Option<&str>) -> Self {
+        self.username = username.map(str::to_owned);
+        self.password = password.map(str::to_owned);
+        self
+    }
+
+    /// The key prefix of every entry.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    fn client(&self) -> Result<Client, BackendError> {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let url = format!("{scheme}://{host}:{}/{}", self.port, self.db);
+        let info = url.as_str().into_connection_info().map_err(map_err)?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = &self.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &self.password {
+            settings = settings.set_password(password);
+        }
+        if self.tls {
+            crate::install_crypto_provider();
+        }
+        Client::open(info.set_redis_settings(settings)).map_err(map_err)
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A content store's entries in a Redis database.
+pub struct RedisBackend {
+    client: Client,
+    prefix: Vec<u8>,
+    conn: Mutex<Option<Connection>>,
+    round_trips: RoundTrips,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field(
+                "server",
+                &self.client.get_connection_info().addr().to_string(),
+            )
+            .field("prefix", &String::from_utf8_lossy(&self.prefix))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBackend {
+    /// Connects (and authenticates) to the server; fails if it does not
+    /// answer a `PING`.
+    pub fn connect(config: RedisConfig) -> Result<Self, BackendError> {
+        let backend = Self {
+            client: config.client()?,
+            prefix: config.prefix,
+            conn: Mutex::new(None),
+            round_trips: RoundTrips::default(),
+        };
+        backend.with_conn(|conn| redis::cmd("PING").query::<()>(conn))?;
+        Ok(backend)
+    }
+
+    /// Round trips to the server so far (the initial `PING` included).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.get()
+    }
+
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
+        full.extend_from_slice(&self.prefix);
+        full.extend_from_slice(key);
+        full
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
+        // The connection is dropped on any error below, so a panic elsewhere
+        // while the lock was held leaves nothing half-used behind.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs one request (one round trip) on the connection, connecting first
+    /// if needed and dropping the connection after an I/O error.
+    fn with_conn<T>(
+        &self,
+        request: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, BackendError> {
+        let mut guard = self.lock();
+        let conn = match guard.as_mut() {
+            Some(conn) => conn,
+            None => {
+                let conn = self
+                    .client
+                    .get_connection_with_timeout(CONNECT_TIMEOUT)
+                    .map_err(map_err)?;
+                conn.set_read_timeout(Some(IO_TIMEOUT)).map_err(map_err)?;
+                conn.set_write_timeout(Some(IO_TIMEOUT)).map_err(map_err)?;
+                guard.insert(conn)
+            }
+        };
+        self.round_trips.add(1);
+        match request(conn) {
+            Ok(value) => Ok(value),
+            Err(err) => {
+                if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() {
+                    *guard = None;
+                }
+                Err(map_err(err))
+            }
+        }
+    }
+
+    fn decode(&self, key: &[u8], raw: Vec<u8>) -> Result<Entry, BackendError> {
+        if raw.len() < 8 {
+            return Err(BackendError::Corrupt {
+                backend: NAME.into(),
+                detail: format!(
+                    "entry {} is {} bytes, shorter than its 8-byte count",
+                    hex::encode(key),
+                    raw.len()
+                ),
+            });
+        }
+        let mut count = [0u8; 8];
+        count.copy_from_slice(&raw[..8]);
+        let mut value = raw;
+        value.drain(..8);
+        Ok(Entry {
+            value,
+            count: u64::from_be_bytes(count),
+        })
+    }
+
+    /// Every key under the prefix, `SCAN_COUNT` at a time.
+    fn scan(
+        &self,
+        mut visit: impl FnMut(Vec<Vec<u8>>) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let mut pattern = Vec::with_capacity(self.prefix.len() + 1);
+        for &b in &self.prefix {
+            if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+                pattern.push(b'\\');
+            }
+            pattern.push(b);
+        }
+        pattern.push(b'*');
+        let mut cursor: u64 = 0;
+        for _ in 0..MAX_SCAN_STEPS {
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.with_conn(|conn| {
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT)
+                    .query(conn)
+            })?;
+            if !keys.is_empty() {
+                visit(keys)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+        Err(BackendError::other(NAME, "SCAN did not finish"))
+    }
+}
+
+impl Backend for RedisBackend {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let full: Vec<Vec<u8>> = keys.iter().map(|k| self.key(k)).collect();
+        let raw: Vec<Option<Vec<u8>>> = self.with_conn(|conn| {
+            // MGET of one key still answers with an array.
+            redis::cmd("MGET").arg(&full).query(conn)
+        })?;
+        if raw.len() != keys.len() {
+            return Err(BackendError::other(
+                NAME,
+                "MGET answered the wrong number of values",
+            ));
+        }
+        raw.into_iter()
+            .zip(keys)
+            .map(|(raw, key)| raw.map(|raw| self.decode(key, raw)).transpose())
+            .collect()
+    }
+
+    fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("GETRANGE").arg(self.key(key)).arg(0).arg(7);
+        }
+        let raw: Vec<Vec<u8>> = self.with_conn(|conn| pipe.query(conn))?;
+        raw.into_iter()
+            .zip(keys)
+            .map(|(raw, key)| match raw.len() {
+                // A missing key reads as an empty string; an entry always has
+                // its 8-byte count.
+                0 => Ok(None),
+                8 => {
+                    let mut count = [0u8; 8];
+                    count.copy_from_slice(&raw);
+                    Ok(Some(u64::from_be_bytes(count)))
+                }
+                _ => self.decode(key, raw).map(|e| Some(e.count)),
+            })
+            .collect()
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for op in batch.ops() {
+            match op {
+                Op::Put { key, value, count } => {
+                    let mut stored = Vec::with_capacity(8 + value.len());
+                    stored.extend_from_slice(&count.to_be_bytes());
+                    stored.extend_from_slice(value);
+                    pipe.cmd("SET").arg(self.key(key)).arg(stored).ignore();
+                }
+                Op::SetCount { key, count } => {
+                    pipe.cmd("EVAL")
+                        .arg(SET_COUNT_SCRIPT)
+                        .arg(1)
+                        .arg(self.key(key))
+                        .arg(&count.to_be_bytes()[..])
+                        .ignore();
+                }
+                Op::Delete { key } => {
+                    pipe.cmd("DEL").arg(self.key(key)).ignore();
+                }
+                Op::Barrier => {}
+            }
+        }
+        self.with_conn(|conn| pipe.query::<()>(conn))
+    }
+
+    fn is_transactional(&self) -> bool {
+        true
+    }
+
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let prefix_len = self.prefix.len();
+        self.scan(|keys| {
+            let raw: Vec<Option<Vec<u8>>> =
+                self.with_conn(|conn| redis::cmd("MGET").arg(&keys).query(conn))?;
+            for (full, raw) in keys.iter().zip(raw) {
+                // A key deleted between SCAN and MGET is simply gone.
+                if let Some(raw) = raw {
+                    let key = &full[prefix_len..];
+                    visit(key, &self.decode(key, raw)?)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn usage(&self) -> Result<seccs_store::backend::Usage, BackendError> {
+        let prefix_len = self.prefix.len();
+        let mut usage = seccs_store::backend::Usage::default();
+        self.scan(|keys| {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("STRLEN").arg(key);
+            }
+            let lens: Vec<usize> = self.with_conn(|conn| pipe.query(conn))?;
+            for (key, len) in keys.iter().zip(lens) {
+                match len {
+                    0 => {}
+                    1..8 => {
+                        return Err(BackendError::Corrupt {
+                            backend: NAME.into(),
+                            detail: format!(
+                                "entry {} is shorter than its count",
+                                hex::encode(&key[prefix_len..])
+                            ),
+                        });
+                    }
+                    _ => usage.add(key.len() - prefix_len, len - 8),
+                }
+            }
+            Ok(())
+        })?;
+        Ok(usage)
+    }
+}
+
+fn map_err(err: RedisError) -> BackendError {
+    let auth = err.kind() == ErrorKind::AuthenticationFailed
+        || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
+    if auth {
+        BackendError::Auth {
+            backend: NAME.into(),
+            detail: err.to_string(),
+        }
+    } else if err.is_io_error()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+    {
+        BackendError::unavailable(NAME, err)
+    } else if err.kind() == ErrorKind::InvalidClientConfig {
+        BackendError::Config(format!("redis: {err}"))
+    } else {
+        BackendError::other(NAME, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_prefix_db_tls_and_credentials() -> Result<(), BackendError> {
+        let c = RedisConfig::parse("rediss://al%40ce:p%3Ass@example.org:7000/3?prefix=s1:")?;
+        assert!(c.tls);
+        assert_eq!((c.host.as_str(), c.port, c.db), ("example.org", 7000, 3));
+        assert_eq!(c.prefix(), b"s1:");
+        assert_eq!(c.username.as_deref(), Some("al@ce"));
+        assert_eq!(c.password.as_deref(), Some("p:ss"));
+        assert!(!format!("{c:?}").contains("p:ss"));
+        let c = RedisConfig::parse("redis://127.0.0.1")?;
+        assert_eq!((c.port, c.db, c.prefix().len()), (6379, 0, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_malformed_urls() {
+        for url in [
+            "redis://127.0.0.1:6379/x",
+            "redis://127.0.0.1:6379/0?prefx=a",
+            "http://127.0.0.1:6379/0",
+            "redis:///0",
+            "redis://127.0.0.1:99999/0",
+        ] {
+            let err = RedisConfig::parse(url).err();
+            assert!(
+                matches!(&err, Some(BackendError::Config(msg)) if msg.starts_with("redis URL")),
+                "{url}: {err:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! The S3 backend (AWS S3 and compatible object stores), through OpenDAL.
+//!
+//! # Layout
+//!
+//! One object per entry, named by the entry's key in lowercase hex under the
+//! store's prefix. An object holds the count as 8 bytes big-endian followed by
+//! the stored bytes, so a count is read with a ranged `GET` of 8 bytes; S3
+//! cannot rewrite part of an object, so a count update reads the object and
+//! writes it back.
+//!
+//! # Batches without transactions
+//!
+//! S3 has no multi-object transaction ([`Backend::is_transactional`] is
+//! false). A batch is applied stage by stage (see
+//! [`seccs_store::backend`]): every request of a stage is issued concurrently
+//! (up to `concurrency` in flight, 64 by default) and all must have succeeded
+//! before the next stage starts. The store puts children in earlier stages than
+//! their parents and deletes in the reverse order, so a crash or a failed
+//! request leaves at worst orphans, never a node that refers to a missing one;
+//! `seccs verify` reports and `seccs gc` removes them. Reads of many keys are
+//! likewise issued concurrently.
+//!
+//! # Connection
+//!
+//! `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&concurrency=N]`. Without
+//! `endpoint`, AWS's endpoint for the region is used; `region` defaults to
+//! `us-east-1`. Requests use path-style addressing. Credentials come from
+//! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`) or
+//! the shared credentials file (`~/.aws/credentials`, `AWS_PROFILE`), never
+//! from the URL; the instance metadata service is never queried. TLS uses
+//! rustls with the ring provider.
+//!
+//! OpenDAL is asynchronous: the backend owns a small tokio runtime and blocks
+//! on it, so it must not be called from inside another tokio runtime.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use opendal::layers::HttpClientLayer;
+use opendal::raw::HttpClient;
+use opendal::{ErrorKind, Operator, options};
+use seccs_store::backend::{Backend, BackendError, Batch, Entry, Usage};
+
+use crate::batch::{Effect, RoundTrips, coalesce};
+
+const NAME: &str = "s3";
+const DEFAULT_REGION: &str = "us-east-1";
+const DEFAULT_CONCURRENCY: usize = 64;
+
+/// Where an S3-backed store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    bucket: String,
+    prefix: String,
+    endpoint: Option<String>,
+    region: String,
+    concurrency: usize,
+}
+
+impl S3Config {
+    /// Parses `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&concurrency=N]`.
+    /// Unknown parameters, credentials in the URL and malformed endpoints are
+    /// errors.
+    pub fn parse(url: &str) -> Result<Self, BackendError> {
+        let bad = |what: String| BackendError::Config(format!("s3 URL: {what}"));
+        let parsed = url::Url::parse(url).map_err(|e| bad(format!("{e}")))?;
+        if parsed.scheme() != "s3" {
+            return Err(bad(format!("scheme {:?} is not s3", parsed.scheme())));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(bad(
+                "credentials do not belong in the URL: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                    .into(),
+            ));
+        }
+        if parsed.port().is_some() {
+            return Err(bad(
+                "a bucket has no port: give the server as ?endpoint=".into()
+            ));
+        }
+        let bucket = parsed
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| bad("no bucket".into()))?
+            .to_owned();
+        let valid_bucket = bucket.len() >= 3
+            && bucket.len() <= 63
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(bad(format!(
+                "bucket {bucket:?} must be 3-63 lowercase letters, digits, '-' or '.'"
+            )));
+        }
+        let prefix = parsed.path().trim_matches('/').to_owned();
+        if prefix.split('/').any(|part| part == "." || part == "..")
+            || prefix.contains("//")
+            || prefix.contains('%')
+        {
+            return Err(bad(format!("prefix {prefix:?} is not a plain path")));
+        }
+        let mut config = Self {
+            bucket,
+            prefix,
+            endpoint: None,
+            region: DEFAULT_REGION.to_owned(),
+            concurrency: DEFAULT_CONCURRENCY,
+        };
+        for (name, value) in parsed.query_pairs() {
+            match name.as_ref() {
+                "endpoint" => {
+                    let endpoint = url::Url::parse(&value)
+                        .ok()
+                        .filter(|e| matches!(e.scheme(), "http" | "https") && e.has_host())
+                        .ok_or_else(|| bad(format!("endpoint {value:?} is not an http(s) URL")))?;
+                    config.endpoint = Some(endpoint.as_str().trim_end_matches('/').to_owned());
+                }
+                "region" if !value.is_empty() => config.region = value.into_owned(),
+                "concurrency" => {
+                    config.concurrency = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=1024).contains(n))
+                        .ok_or_else(|| bad(format!("concurrency {value:?} is not 1-1024")))?;
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unknown or empty parameter {other:?} (known: endpoint, region, concurrency)"
+                    )));
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The prefix (folder) of the store's objects, without slashes around.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// An access key pair given directly rather than through the environment.
+#[derive(Clone)]
+pub struct S3Credentials {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A content store's entries as objects in an S3 bucket.
+pub struct S3Backend {
+    op: Operator,
+    runtime: tokio::runtime::Runtime,
+    concurrency: usize,
+    config: S3Config,
+    round_trips: RoundTrips,
+    in_flight: std::sync::atomic::AtomicU64,
+    max_in_flight: std::sync::atomic::AtomicU64,
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<'a>(&'a S3Backend);
+
+impl<'a> InFlight<'a> {
+    fn new(backend: &'a S3Backend) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        backend.round_trips.add(1);
+        let now = backend.in_flight.fetch_add(1, Relaxed) + 1;
+        backend.max_in_flight.fetch_max(now, Relaxed);
+        Self(backend)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for S3Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Backend")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Backend {
+    /// Builds the client and checks that the bucket answers. Credentials
+    /// come from `credentials`, else from the environment or the shared
+    /// credentials file.
+    pub fn connect(
+        config: S3Config,
+        credentials: Option<S3Credentials>,
+    ) -> Result<Self, BackendError> {
+        crate::install_crypto_provider();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("seccs-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| BackendError::other(NAME, format!("cannot start the I/O runtime: {e}")))?;
+        let mut builder = opendal::services::S3::default()
+            .bucket(&config.bucket)
+            .root(&format!("/{}", config.prefix))
+            .region(&config.region)
+            .disable_ec2_metadata();
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint(endpoint);
+        }
+        if let Some(creds) = &credentials {
+            builder = builder
+                .access_key_id(&creds.access_key_id)
+                .secret_access_key(&creds.secret_access_key)
+                .disable_config_load();
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(300))
+            .pool_max_idle_per_host(config.concurrency)
+            .build()
+            .map_err(|e| BackendError::other(NAME, format!("cannot build the HTTP client: {e}")))?;
+        let op = Operator::new(builder)
+            .map_err(map_err)?
+            .layer(HttpClientLayer::new(HttpClient::with(http)))
+            .finish();
+        let backend = Self {
+            op,
+            runtime,
+            concurrency: config.concurrency,
+            config,
+            round_trips: RoundTrips::default(),
+            in_flight: Default::default(),
+            max_in_flight: Default::default(),
+        };
+        backend.check()?;
+        Ok(backend)
+    }
+
+    /// Checks that the bucket exists and the credentials may list it.
+    pub fn check(&self) -> Result<(), BackendError> {
+        self.round_trips.add(1);
+        self.runtime.block_on(self.op.check()).map_err(map_err)
+    }
+
+    /// Requests sent to the server so far.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.get()
+    }
+
+    /// The most requests that were in flight at once so far.
+    pub fn max_in_flight(&self) -> u64 {
+        self.max_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn decode(key: &[u8], raw: &[u8]) -> Result<Entry, BackendError> {
+        let Some((count, value)) = raw.split_first_chunk::<8>() else {
+            return Err(BackendError::Corrupt {
+                backend: NAME.into(),
+                detail: format!("object {} is shorter than its count", hex::encode(key)),
+            });
+        };
+        Ok(Entry {
+            value: value.to_vec(),
+            count: u64::from_be_bytes(*count),
+        })
+    }
+
+    async fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        let _request = InFlight::new(self);
+        match self.op.read(&hex::encode(key)).await {
+            Ok(buf) => Ok(Some(buf.to_vec())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn write(&self, key: &[u8], value: &[u8], count: u64) -> Result<(), BackendError> {
+        let mut object = Vec::with_capacity(8 + value.len());
+        object.extend_from_slice(&count.to_be_bytes());
+        object.extend_from_slice(value);
+        let _request = InFlight::new(self);
+        self.op
+            .write(&hex::encode(key), object)
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn apply_effect(&self, key: &[u8], effect: Effect<'_>) -> Result<(), BackendError> {
+        match effect {
+            Effect::Put { value, count } => self.write(key, value, count).await,
+            Effect::SetCount { count } => match self.read(key).await? {
+                Some(raw) => {
+                    let entry = Self::decode(key, &raw)?;
+                    self.write(key, &entry.value, count).await
+                }
+                None => Ok(()),
+            },
+            Effect::Delete => {
+                let _request = InFlight::new(self);
+                self.op.delete(&hex::encode(key)).await.map_err(map_err)
+            }
+        }
+    }
+
+    /// Every object's key and length.
+    fn list(&self) -> Result<Vec<(Vec<u8>, u64)>, BackendError> {
+        self.round_trips.add(1);
+        let entries = self
+            .runtime
+            .block_on(self.op.list_options(
+                "",
+                options::ListOptions {
+                    recursive: true,
+                    ..Default::default()
+                },
+            ))
+            .map_err(map_err)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if !entry.metadata().is_file() {
+                continue;
+            }
+            let name = entry.path().rsplit('/').next().unwrap_or_default();
+            let key = hex::decode(name).map_err(|_| BackendError::Corrupt {
+                backend: NAME.into(),
+                detail: format!(
+                    "object {:?} under the store's prefix is not an entry",
+                    entry.path()
+                ),
+            })?;
+            out.push((key, entry.metadata().content_length()));
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for S3Backend {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+        self.runtime.block_on(
+            futures::stream::iter(keys)
+                .map(|key| async move {
+                    match self.read(key).await? {
+                        Some(raw) => Self::decode(key, &raw).map(Some),
+                        None => Ok(None),
+                    }
+                })
+                .buffered(self.concurrency)
+                .try_collect(),
+        )
+    }
+
+    fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
+        self.runtime.block_on(
+            futures::stream::iter(keys)
+                .map(|key| async move {
+                    let _request = InFlight::new(self);
+                    let read = self
+                        .op
+                        .read_options(
+                            &hex::encode(key),
+                            options::ReadOptions {
+                                range: (0..8).into(),
+                                ..Default::default()
+                            },
+                        )
+                        .await;
+                    match read {
+                        Ok(buf) => {
+                            let raw = buf.to_vec();
+                            Self::decode(key, &raw).map(|e| Some(e.count))
+                        }
+                        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                        Err(e) => Err(map_err(e)),
+                    }
+                })
+                .buffered(self.concurrency)
+                .try_collect(),
+        )
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+        for stage in batch.stages() {
+            let effects = coalesce(stage);
+            self.runtime.block_on(
+                futures::stream::iter(effects.into_iter().map(Ok))
+                    .try_for_each_concurrent(self.concurrency, |(key, effect)| {
+                        self.apply_effect(key, effect)
+                    }),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn is_transactional(&self) -> bool {
+        false
+    }
+
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let keys = self.list()?;
+        // Read a window of objects at a time, so memory stays bounded by
+        // the window rather than the store.
+        for window in keys.chunks(self.concurrency * 4) {
+            let raws: Vec<Option<Vec<u8>>> = self.runtime.block_on(
+                futures::stream::iter(window)
+                    .map(|(key, _)| self.read(key))
+                    .buffered(self.concurrency)
+                    .try_collect(),
+            )?;
+            for ((key, _), raw) in window.iter().zip(raws) {
+                // An object deleted since the listing is simply gone.
+                if let Some(raw) = raw {
+                    visit(key, &Self::decode(key, &raw)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn usage(&self) -> Result<Usage, BackendError> {
+        let mut usage = Usage::default();
+        for (key, len) in self.list()? {
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            if len < 8 {
+                return Err(BackendError::Corrupt {
+                    backend: NAME.into(),
+                    detail: format!("object {} is shorter than its count", hex::encode(&key)),
+                });
+            }
+            usage.add(key.len(), len - 8);
+        }
+        Ok(usage)
+    }
+}
+
+fn map_err(err: opendal::Error) -> BackendError {
+    match err.kind() {
+        ErrorKind::PermissionDenied => BackendError::Auth {
+            backend: NAME.into(),
+            detail: err.to_string(),
+        },
+        ErrorKind::ConfigInvalid => BackendError::Config(format!("s3: {err}")),
+        ErrorKind::NotFound => BackendError::Config(format!("s3 bucket not found: {err}")),
+        _ if err.is_temporary() || is_connect_error(&err) => BackendError::unavailable(NAME, err),
+        _ => BackendError::other(NAME, err),
+    }
+}
+
+/// Whether the request never reached a server (refused, reset, timed out).
+fn is_connect_error(err: &opendal::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    for _ in 0..16 {
+        let Some(s) = source else { return false };
+        if let Some(e) = s.downcast_ref::<reqwest::Error>()
+            && (e.is_connect() || e.is_timeout() || e.is_request())
+        {
+            return true;
+        }
+        if s.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bucket_prefix_and_endpoint() -> Result<(), BackendError> {
+        let c = S3Config::parse(
+            "s3://my-bucket/stores/one/?endpoint=http://127.0.0.1:9000&region=eu-west-1&concurrency=8",
+        )?;
+        assert_eq!(c.bucket(), "my-bucket");
+        assert_eq!(c.prefix(), "stores/one");
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!((c.region.as_str(), c.concurrency), ("eu-west-1", 8));
+        let c = S3Config::parse("s3://bucket")?;
+        assert_eq!((c.prefix(), c.region.as_str()), ("", DEFAULT_REGION));
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_malformed_urls() {
+        for url in [
+            "s3://AK:SK@bucket/p",
+            "s3://Bucket_Upper/p",
+            "s3://bucket/p?endpoint=ftp://x",
+            "s3://bucket/p?endpoint=127.0.0.1:9000",
+            "s3://bucket/p?regoin=x",
+            "s3://bucket/a%2Fb",
+            "s3://bucket:9000/p",
+            "s3://bucket/p?concurrency=0",
+            "s3:///p",
+        ] {
+            let err = S3Config::parse(url).err();
+            assert!(
+                matches!(&err, Some(BackendError::Config(m)) if m.starts_with("s3 URL")),
+                "{url}: {err:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Round trips of a large put, and servers killed in the middle of writes.
+
+use std::time::{Duration, Instant};
+
+use seccs_core::SecretKey;
+use seccs_store::backend::Batch;
+use seccs_store::{Params, Store, WrapperKind};
+
+use crate::harness::{Harness, Opened, Postgres, Redis, S3};
+use crate::support::TestResult;
+
+/// Deterministic incompressible bytes (xorshift64*), fast enough for
+/// tens of MiB.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn store_on(opened: &Opened) -> TestResult<Store> {
+    Ok(Store::new(
+        opened.backend.clone(),
+        Params::new(4096, WrapperKind::AesSiv)?,
+        &SecretKey::from_bytes([9; 32]),
+    ))
+}
+
+/// A 64 MiB put reaches Redis or PostgreSQL in a handful of round trips
+/// (one lookup and one batch per 16 MiB segment), not one per node.
+fn put_64_mib_takes_few_round_trips<H: Harness>() -> TestResult {
+    let h = H::start()?;
+    let opened = h.open()?;
+    let store = store_on(&opened)?;
+    let content = noise(64, 64 << 20);
+    let before = opened.round_trips();
+    let start = Instant::now();
+    let r = store.put(&content)?;
+    let put_secs = start.elapsed().as_secs_f64();
+    let round_trips = opened.round_trips() - before;
+    let nodes = store.usage()?.entries;
+    let start = Instant::now();
+    let back = store.get(&r)?;
+    let get_secs = start.elapsed().as_secs_f64();
+    assert!(back == content, "64 MiB content read back differently");
+    let (mem_put, mem_get) = memory_baseline(&content)?;
+    eprintln!(
+        "{}: 64 MiB put = {nodes} nodes in {round_trips} round trips; \
+         put {:.0} MiB/s, get {:.0} MiB/s; memory backend {:.0} / {:.0} MiB/s (test build)",
+        opened.backend.name(),
+        64.0 / put_secs,
+        64.0 / get_secs,
+        64.0 / mem_put,
+        64.0 / mem_get
+    );
+    assert!(nodes > 10_000, "{nodes} nodes");
+    // 4 segments × (1 count lookup + 1 batch), with room for chunking
+    // differences; never anywhere near the node count.
+    assert!(
+        round_trips <= 16,
+        "{round_trips} round trips for {nodes} nodes"
+    );
+    store.delete(&r)?;
+    assert_eq!(store.usage()?.entries, 0);
+    Ok(())
+}
+
+#[test]
+fn redis_put_64_mib_takes_few_round_trips() -> TestResult {
+    put_64_mib_takes_few_round_trips::<Redis>()
+}
+
+#[test]
+fn postgres_put_64_mib_takes_few_round_trips() -> TestResult {
+    put_64_mib_takes_few_round_trips::<Postgres>()
+}
+
+/// Puts and gets the same 64 MiB on the memory backend, for the ratio.
+fn memory_baseline(content: &[u8]) -> TestResult<(f64, f64)> {
+    let opened = crate::harness::Memory::start()?.open()?;
+    let store = store_on(&opened)?;
+    let start = Instant::now();
+    let r = store.put(content)?;
+    let put = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    store.get(&r)?;
+    Ok((put, start.elapsed().as_secs_f64()))
+}
+
+/// S3 has no batch write: a put issues one request per node, many at once.
+#[test]
+fn s3_put_keeps_many_requests_in_flight() -> TestResult {
+    let server = crate::support::S3Server::start()?;
+    let config = seccs_backends::S3Config::parse(&server.url("bench"))?;
+    let backend = std::sync::Arc::new(seccs_backends::S3Backend::connect(
+        config,
+        Some(crate::harness::s3_credentials(
+            crate::support::S3_SECRET_KEY,
+        )),
+    )?);
+    let store = Store::new(
+        backend.clone(),
+        Params::new(4096, WrapperKind::AesSiv)?,
+        &SecretKey::from_bytes([9; 32]),
+    );
+    let content = noise(8, 8 << 20);
+    let before = backend.round_trips();
+    let start = Instant::now();
+    let r = store.put(&content)?;
+    let put_secs = start.elapsed().as_secs_f64();
+    let requests = backend.round_trips() - before;
+    let start = Instant::now();
+    assert!(store.get(&r)? == content);
+    let get_secs = start.elapsed().as_secs_f64();
+    let nodes = store.usage()?.entries;
+    eprintln!(
+        "s3: 8 MiB put = {nodes} nodes in {requests} requests, at most {} in flight; \
+         put {:.1} MiB/s, get {:.1} MiB/s (in-process s3s-fs, test build)",
+        backend.max_in_flight(),
+        8.0 / put_secs,
+        8.0 / get_secs
+    );
+    // One count lookup and one write per new node, nothing per byte.
+    assert!(
+        requests <= 2 * nodes + 4,
+        "{requests} requests for {nodes} nodes"
+    );
+    assert!(
+        backend.max_in_flight() >= 8,
+        "{} in flight",
+        backend.max_in_flight()
+    );
+    Ok(())
+}
+
+/// Kills a transactional server while a large batch is in flight, at a few
+/// moments; after a restart the batch is entirely there or entirely absent.
+fn killed_batch_is_all_or_nothing<H: Harness>() -> TestResult {
+    let mut h = H::start_persistent()?;
+    let n = 20_000;
+    for (round, delay_ms) in [5u64, 30, 120].into_iter().enumerate() {
+        let opened = h.open()?;
+        let mut batch = Batch::new();
+        for i in 0..n {
+            let mut key = vec![round as u8];
+            key.extend_from_slice(&(i as u32).to_be_bytes());
+            batch.put(key, noise(i as u64, 600), 1);
+        }
+        let outcome = std::thread::scope(|s| -> TestResult<bool> {
+            let writer = s.spawn(|| opened.backend.apply(&batch));
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            h.kill()?;
+            Ok(writer.join().map_err(|_| "writer panicked")?.is_ok())
+        })?;
+        h.restart()?;
+        let after = h.open()?;
+        let mut per_round = [0usize; 3];
+        after.backend.for_each(&mut |k, _| {
+            per_round[usize::from(k[0])] += 1;
+            Ok(())
+        })?;
+        let count = per_round[round];
+        assert!(
+            count == 0 || count == n,
+            "{}: round {round} (kill after {delay_ms} ms) left {count} of {n} entries",
+            after.backend.name()
+        );
+        if outcome {
+            assert_eq!(count, n, "an acknowledged batch was lost");
+        }
+        // Earlier rounds that were applied are still whole.
+        assert!(per_round[..round].iter().all(|&c| c == 0 || c == n));
+    }
+    Ok(())
+}
+
+#[test]
+fn redis_killed_mid_batch_applies_all_or_nothing() -> TestResult {
+    killed_batch_is_all_or_nothing::<Redis>()
+}
+
+#[test]
+fn postgres_killed_mid_batch_applies_all_or_nothing() -> TestResult {
+    killed_batch_is_all_or_nothing::<Postgres>()
+}
+
+/// Kills the server in the middle of a multi-batch put; after a restart,
+/// every earlier content reads back, the store recovers (nodes of the
+/// interrupted put left without a parent are removed), and the store keeps
+/// working. On transactional backends, deleting the earlier contents then
+/// leaves zero entries: counts stayed exact.
+fn killed_put_keeps_earlier_contents<H: Harness>() -> TestResult {
+    let mut h = H::start_persistent()?;
+    let earlier: Vec<Vec<u8>> = (0..3).map(|i| noise(100 + i, 700_000)).collect();
+    let refs = {
+        let opened = h.open()?;
+        let store = store_on(&opened)?;
+        earlier
+            .iter()
+            .map(|c| store.put(c))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let big = noise(7, 40 << 20);
+    let opened = h.open()?;
+    let store = store_on(&opened)?;
+    let interrupted = std::thread::scope(|s| -> TestResult<bool> {
+        let writer = s.spawn(|| store.put(&big));
+        std::thread::sleep(Duration::from_millis(700));
+        h.kill()?;
+        Ok(writer.join().map_err(|_| "writer panicked")?.is_err())
+    })?;
+    h.restart()?;
+    let opened = h.open()?;
+    eprintln!(
+        "{}: server killed {} the 40 MiB put",
+        opened.backend.name(),
+        if interrupted { "during" } else { "after" }
+    );
+    let store = store_on(&opened)?;
+    store.recover()?;
+    for (r, c) in refs.iter().zip(&earlier) {
+        assert!(store.get(r)? == *c, "an earlier content changed");
+    }
+    // Still usable: a new content round-trips.
+    let fresh = noise(55, 300_000);
+    let r = store.put(&fresh)?;
+    assert!(store.get(&r)? == fresh);
+    store.delete(&r)?;
+    if opened.backend.is_transactional() {
+        for r in &refs {
+            store.delete(r)?;
+        }
+        let left = store.usage()?.entries;
+        assert_eq!(
+            left,
+            0,
+            "{}: {left} entries left (put interrupted: {interrupted})",
+            opened.backend.name()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn redis_killed_mid_put_keeps_earlier_contents() -> TestResult {
+    killed_put_keeps_earlier_contents::<Redis>()
+}
+
+#[test]
+fn postgres_killed_mid_put_keeps_earlier_contents() -> TestResult {
+    killed_put_keeps_earlier_contents::<Postgres>()
+}
+
+#[test]
+fn s3_killed_mid_put_keeps_earlier_contents() -> TestResult {
+    killed_put_keeps_earlier_contents::<S3>()
+}
+
+/// `open`/`create` pick the backend by URL; PostgreSQL's `open` of a store
+/// whose table was never created says so instead of creating it.
+#[test]
+fn open_and_create_by_url() -> TestResult {
+    let redis = crate::support::RedisServer::start()?;
+    let url = format!(
+        "redis://:{}@{}?prefix=urltest:",
+        crate::support::REDIS_PASSWORD,
+        redis.url().trim_start_matches("redis://")
+    );
+    let backend = seccs_backends::create(&url)?;
+    assert_eq!(backend.name(), "redis");
+    let mut batch = Batch::new();
+    batch.put(b"k".to_vec(), b"v".to_vec(), 3);
+    backend.apply(&batch)?;
+    assert_eq!(
+        seccs_backends::open(&url)?.get(b"k")?.map(|e| e.count),
+        Some(3)
+    );
+    let refused = seccs_backends::open(&redis.url()).err();
+    assert!(
+        matches!(
+            refused,
+            Some(seccs_store::backend::BackendError::Auth { .. })
+        ),
+        "{refused:?}"
+    );
+
+    let pg = crate::support::PostgresServer::start()?;
+    let missing = seccs_backends::open(&pg.url("never_created")).err();
+    assert!(
+        missing
+            .as_ref()
+            .is_some_and(|e| e.to_string().contains("create the store first")),
+        "{missing:?}"
+    );
+    let backend = seccs_backends::create(&pg.url("created"))?;
+    assert_eq!(backend.name(), "postgres");
+    backend.apply(&batch)?;
+    assert_eq!(
+        seccs_backends::open(&pg.url("created"))?
+            .get(b"k")?
+            .map(|e| e.count),
+        Some(3)
+    );
+    Ok(())
+}

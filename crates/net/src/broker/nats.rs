@@ -1,0 +1,155 @@
+//! NATS: a second real broker, which can run as a cluster so that the broker
+//! stops being a single point of failure.
+//!
+//! The NATS client reconnects and subscribes again by itself. NATS has no
+//! command that lists subjects with subscribers, so presence is a protocol:
+//! every subscription made here also answers requests on [`PRESENCE_SUBJECT`]
+//! with its channel name when the channel starts with the requested prefix,
+//! and [`Broker::channels`] collects the answers for a short, bounded time.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+
+use super::{BoxFuture, Broker, BrokerError, SUBSCRIPTION_BUFFER, Subscription, check_channel};
+
+/// The subject on which presence requests travel.
+pub const PRESENCE_SUBJECT: &str = "_SECCS_PRESENCE";
+/// How long a presence request waits for the next answer before it stops.
+const PRESENCE_QUIET: Duration = Duration::from_millis(150);
+/// How long a presence request waits at most.
+const PRESENCE_MAX: Duration = Duration::from_secs(2);
+
+/// A NATS broker.
+#[derive(Clone)]
+pub struct NatsBroker {
+    client: async_nats::Client,
+}
+
+impl std::fmt::Debug for NatsBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBroker").finish_non_exhaustive()
+    }
+}
+
+fn nats_err(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Nats(e.to_string())
+}
+
+impl NatsBroker {
+    /// Connects to `url` (`nats://HOST:PORT`).
+    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
+        let client = timeout(Duration::from_secs(5), async_nats::connect(url))
+            .await
+            .map_err(|_| BrokerError::Closed)?
+            .map_err(nats_err)?;
+        Ok(Self { client })
+    }
+}
+
+impl Broker for NatsBroker {
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            check_channel(channel)?;
+            self.client
+                .publish(channel.to_owned(), payload.into())
+                .await
+                .map_err(nats_err)
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Subscription, BrokerError>> {
+        Box::pin(async move {
+            check_channel(channel)?;
+            let mut sub = self
+                .client
+                .subscribe(channel.to_owned())
+                .await
+                .map_err(nats_err)?;
+            let mut presence = self
+                .client
+                .subscribe(PRESENCE_SUBJECT)
+                .await
+                .map_err(nats_err)?;
+            self.client.flush().await.map_err(nats_err)?;
+            let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+            let client = self.client.clone();
+            let name = channel.to_owned();
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        msg = sub.next() => match msg {
+                            Some(m) => {
+                                if tx.send(m.payload.to_vec()).await.is_err() {
+                                    return;
+                                }
+                            }
+                            None => return,
+                        },
+                        ask = presence.next() => match ask {
+                            Some(m) => {
+                                let wanted = String::from_utf8_lossy(&m.payload);
+                                if let Some(reply) = m.reply
+                                    && name.starts_with(wanted.as_ref())
+                                    && let Err(e) = client.publish(reply, name.clone().into_bytes().into()).await
+                                {
+                                    tracing::debug!("nats presence answer failed: {e}");
+                                }
+                            }
+                            None => return,
+                        },
+                        () = tx.closed() => return,
+                    }
+                }
+            });
+            Ok(Subscription::new(rx, Some(task)))
+        })
+    }
+
+    fn channels<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>> {
+        Box::pin(async move {
+            let inbox = self.client.new_inbox();
+            let mut answers = self
+                .client
+                .subscribe(inbox.clone())
+                .await
+                .map_err(nats_err)?;
+            self.client
+                .publish_with_reply(
+                    PRESENCE_SUBJECT,
+                    inbox,
+                    prefix.to_owned().into_bytes().into(),
+                )
+                .await
+                .map_err(nats_err)?;
+            self.client.flush().await.map_err(nats_err)?;
+            let deadline = Instant::now() + PRESENCE_MAX;
+            let mut out = Vec::new();
+            while Instant::now() < deadline {
+                match timeout(PRESENCE_QUIET, answers.next()).await {
+                    Ok(Some(m)) => {
+                        if let Ok(name) = std::str::from_utf8(&m.payload)
+                            && name.starts_with(prefix)
+                            && crate::packet::valid_channel(name)
+                        {
+                            out.push(name.to_owned());
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            out.sort();
+            out.dedup();
+            Ok(out)
+        })
+    }
+}

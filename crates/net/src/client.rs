@@ -1,0 +1,464 @@
+//! Clients: save, load, list and remove files on the share network.
+//!
+//! Each request to each server has its own random request id; the client
+//! waits for the replies it expects, for at most the configured timeout, and
+//! counts them.
+//!
+//! Seed flaw fixed here: *a fixed 5-second wait and no check that at least the
+//! threshold of servers acknowledged a save*. The seed reported success
+//! whatever came back. Here a save succeeds only when at least `min_acks`
+//! (default: the threshold) servers acknowledged within the timeout; otherwise
+//! the stored parts are deleted again and the error says how many servers
+//! answered. A successful save reports how many servers hold the file.
+//!
+//! Seed flaw fixed here: *no delete and no versions*. Saving an existing tag
+//! adds version N + 1 and keeps the older ones; [`Client::load`] takes a
+//! version, [`Client::remove`] removes one version or all.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::time::{Instant, timeout_at};
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::crypto::{Kdf, Password};
+use crate::endpoint::Endpoint;
+use crate::error::{BrokerError, Error};
+use crate::message::{Body, MAX_TAG_LEN, Message, RequestId, ServerInfo};
+use crate::server::SERVER_PREFIX;
+use crate::sharing;
+
+/// Channel prefix of clients.
+pub const CLIENT_PREFIX: &str = "seccs:client:";
+
+/// Called with (bytes done, bytes in total) while a save uploads.
+pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// How a client behaves.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// How long to wait for replies and acknowledgements.
+    pub timeout: Duration,
+    /// The password KDF for new saves.
+    pub kdf: Kdf,
+    /// Records needed to rebuild (default: n/2 + 1 of the servers online).
+    pub threshold: Option<usize>,
+    /// Acknowledgements a save needs (default and minimum: the threshold).
+    pub min_acks: Option<usize>,
+}
+
+impl From<&Config> for ClientOptions {
+    fn from(c: &Config) -> Self {
+        Self {
+            timeout: c.timeout(),
+            kdf: c.kdf.clone(),
+            threshold: c.threshold,
+            min_acks: c.min_acks,
+        }
+    }
+}
+
+/// What a save did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaveReport {
+    /// The version created.
+    pub version: u64,
+    /// Servers asked (n).
+    pub servers: usize,
+    /// Servers that hold the file now.
+    pub stored_on: usize,
+    /// Records needed to rebuild (t).
+    pub threshold: usize,
+    /// Bytes of each record.
+    pub record_bytes: u64,
+}
+
+/// What a load returned.
+#[derive(Debug)]
+pub struct LoadReport {
+    /// The file.
+    pub data: Vec<u8>,
+    /// Its version.
+    pub version: u64,
+    /// Servers whose record was corrupt or forged, left out.
+    pub bad_servers: Vec<String>,
+    /// Servers whose records were used.
+    pub used_servers: Vec<String>,
+}
+
+/// One version of a tag across the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionListing {
+    /// The version.
+    pub version: u64,
+    /// Servers holding a record of it.
+    pub servers: usize,
+    /// Bytes stored for it on all servers.
+    pub stored_bytes: u64,
+}
+
+/// One tag across the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagListing {
+    /// The tag.
+    pub tag: String,
+    /// Its versions, ascending.
+    pub versions: Vec<VersionListing>,
+}
+
+/// What a server told about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStatus {
+    /// The server's channel.
+    pub channel: String,
+    /// Its self-description.
+    pub info: ServerInfo,
+}
+
+/// A connection to the share network.
+pub struct Client {
+    endpoint: Endpoint,
+    options: ClientOptions,
+    progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("channel", &self.endpoint.channel())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_tag(tag: &str) -> Result<(), Error> {
+    if tag.is_empty() {
+        Err(Error::InvalidTag("empty"))
+    } else if tag.len() > MAX_TAG_LEN {
+        Err(Error::InvalidTag("longer than 8 KiB"))
+    } else {
+        Ok(())
+    }
+}
+
+impl Client {
+    /// Connects to the broker of `config`.
+    pub async fn connect(config: &Config) -> Result<Self, Error> {
+        let broker = crate::broker::connect(&config.broker).await?;
+        Self::new(broker, config.into()).await
+    }
+
+    /// A client on `broker`.
+    pub async fn new(broker: Arc<dyn Broker>, options: ClientOptions) -> Result<Self, Error> {
+        let mut id = [0u8; 16];
+        seccs_core::random_bytes(&mut id)?;
+        let channel = format!("{CLIENT_PREFIX}{}", hex::encode(id));
+        let endpoint = Endpoint::open(broker, channel, None, options.timeout).await?;
+        Ok(Self {
+            endpoint,
+            options,
+            progress: None,
+        })
+    }
+
+    /// Reports upload progress of saves to `progress`.
+    pub fn set_progress(&mut self, progress: Option<ProgressFn>) {
+        self.progress = progress;
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// Changes the options.
+    pub fn options_mut(&mut self) -> &mut ClientOptions {
+        &mut self.options
+    }
+
+    /// Channels of the servers online now.
+    pub async fn servers(&self) -> Result<Vec<String>, Error> {
+        Ok(self.endpoint.broker().channels(SERVER_PREFIX).await?)
+    }
+
+    async fn ask(
+        &self,
+        server: &str,
+        body: Body,
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<Body, Error> {
+        let request_id = RequestId::random()?;
+        let mut replies = self.endpoint.expect_replies(request_id);
+        let deadline = Instant::now() + self.options.timeout;
+        let message = Message { request_id, body };
+        tokio::time::timeout_at(deadline, self.endpoint.send(server, &message, progress))
+            .await
+            .map_err(|_| Error::Timeout(server.to_owned()))??;
+        drop(message);
+        for _ in 0..64 {
+            match timeout_at(deadline, replies.recv()).await {
+                Ok(Some(inc)) if inc.from == server => return Ok(inc.message.body),
+                Ok(Some(inc)) => {
+                    tracing::warn!(from = inc.from, "reply from an unexpected host dropped")
+                }
+                Ok(None) => return Err(BrokerError::Closed.into()),
+                Err(_) => return Err(Error::Timeout(server.to_owned())),
+            }
+        }
+        Err(Error::Timeout(server.to_owned()))
+    }
+
+    async fn ask_all(
+        &self,
+        servers: &[String],
+        body: impl Fn() -> Body,
+    ) -> Vec<(String, Result<Body, Error>)> {
+        let asks = servers.iter().map(|s| {
+            let b = body();
+            async move { (s.clone(), self.ask(s, b, None).await) }
+        });
+        join_all(asks).await
+    }
+
+    /// Every version of every tag starting with `prefix`, across all servers.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<TagListing>, Error> {
+        let servers = self.servers().await?;
+        if servers.is_empty() {
+            return Err(Error::NoServers);
+        }
+        let mut tags: BTreeMap<String, BTreeMap<u64, (usize, u64)>> = BTreeMap::new();
+        for (server, reply) in self
+            .ask_all(&servers, || Body::List {
+                prefix: prefix.to_owned(),
+            })
+            .await
+        {
+            match reply {
+                Ok(Body::Listed { entries }) => {
+                    for e in entries.into_iter().filter(|e| e.tag.starts_with(prefix)) {
+                        let versions = tags.entry(e.tag).or_default();
+                        for v in e.versions {
+                            let slot = versions.entry(v.version).or_default();
+                            slot.0 += 1;
+                            slot.1 += v.stored_bytes;
+                        }
+                    }
+                }
+                Ok(other) => tracing::warn!(server, "unexpected reply to list: {other:?}"),
+                Err(e) => tracing::warn!(server, "list failed: {e}"),
+            }
+        }
+        Ok(tags
+            .into_iter()
+            .map(|(tag, versions)| TagListing {
+                tag,
+                versions: versions
+                    .into_iter()
+                    .map(|(version, (servers, stored_bytes))| VersionListing {
+                        version,
+                        servers,
+                        stored_bytes,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn versions_of(&self, tag: &str) -> Result<Vec<VersionListing>, Error> {
+        Ok(self
+            .list(tag)
+            .await?
+            .into_iter()
+            .find(|l| l.tag == tag)
+            .map(|l| l.versions)
+            .unwrap_or_default())
+    }
+
+    /// What each server online says about itself.
+    pub async fn server_status(&self) -> Result<Vec<ServerStatus>, Error> {
+        let servers = self.servers().await?;
+        let mut out = Vec::new();
+        for (channel, reply) in self.ask_all(&servers, || Body::Info).await {
+            match reply {
+                Ok(Body::InfoReply(info)) => out.push(ServerStatus { channel, info }),
+                Ok(other) => tracing::warn!(channel, "unexpected reply to info: {other:?}"),
+                Err(e) => tracing::warn!(channel, "info failed: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Saves `data` as a new version of `tag`.
+    pub async fn save(
+        &self,
+        tag: &str,
+        data: &[u8],
+        password: &Password,
+    ) -> Result<SaveReport, Error> {
+        check_tag(tag)?;
+        let servers = self.servers().await?;
+        let n = servers.len();
+        if n == 0 {
+            return Err(Error::NoServers);
+        }
+        let t = self.options.threshold.unwrap_or(n / 2 + 1);
+        if t == 0 || t > n || n > 255 {
+            return Err(Error::BadThreshold {
+                threshold: t,
+                servers: n,
+            });
+        }
+        let needed = self.options.min_acks.unwrap_or(t).clamp(t, n);
+        let version = self
+            .versions_of(tag)
+            .await?
+            .last()
+            .map_or(1, |v| v.version + 1);
+        let records = {
+            let (tag, data, pw, kdf) = (
+                tag.to_owned(),
+                data.to_vec(),
+                password.clone(),
+                self.options.kdf.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                sharing::split(&tag, version, &data, &pw, &kdf, n, t)
+            })
+            .await
+            .map_err(|e| Error::io("split", std::io::Error::other(e.to_string())))??
+        };
+        let record_bytes = records.first().map_or(0, |r| r.len() as u64);
+        let total = record_bytes * n as u64;
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let progress = self.progress.clone();
+        let report = move |bytes: u64| {
+            let now = done.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes;
+            if let Some(p) = &progress {
+                p(now.min(total), total);
+            }
+        };
+        let asks = servers.iter().zip(records).map(|(s, record)| {
+            let body = Body::Store {
+                tag: tag.to_owned(),
+                version,
+                record,
+            };
+            let report = &report;
+            async move { (s.clone(), self.ask(s, body, Some(report)).await) }
+        });
+        let mut acked = Vec::new();
+        for (server, reply) in join_all(asks).await {
+            match reply {
+                Ok(Body::Stored) => acked.push(server),
+                Ok(Body::Refused { reason }) => tracing::warn!(server, "store refused: {reason}"),
+                Ok(other) => tracing::warn!(server, "unexpected reply to store: {other:?}"),
+                Err(e) => tracing::warn!(server, "store failed: {e}"),
+            }
+        }
+        if acked.len() < needed {
+            let _ = self
+                .ask_all(&acked, || Body::Delete {
+                    tag: tag.to_owned(),
+                    version: Some(version),
+                })
+                .await;
+            return Err(Error::SaveIncomplete {
+                acked: acked.len(),
+                needed,
+                servers: n,
+            });
+        }
+        Ok(SaveReport {
+            version,
+            servers: n,
+            stored_on: acked.len(),
+            threshold: t,
+            record_bytes,
+        })
+    }
+
+    /// Loads `version` of `tag` (the latest when `None`).
+    pub async fn load(
+        &self,
+        tag: &str,
+        version: Option<u64>,
+        password: &Password,
+    ) -> Result<LoadReport, Error> {
+        check_tag(tag)?;
+        let servers = self.servers().await?;
+        if servers.is_empty() {
+            return Err(Error::NoServers);
+        }
+        let version = match version {
+            Some(v) => v,
+            None => self
+                .versions_of(tag)
+                .await?
+                .last()
+                .map(|v| v.version)
+                .ok_or_else(|| Error::NotFound(tag.to_owned()))?,
+        };
+        let mut records = Vec::new();
+        for (server, reply) in self
+            .ask_all(&servers, || Body::Fetch {
+                tag: tag.to_owned(),
+                version,
+            })
+            .await
+        {
+            match reply {
+                Ok(Body::Fetched { record: Some(r) }) => records.push((server, r)),
+                Ok(Body::Fetched { record: None }) => {}
+                Ok(other) => tracing::warn!(server, "unexpected reply to fetch: {other:?}"),
+                Err(e) => tracing::warn!(server, "fetch failed: {e}"),
+            }
+        }
+        if records.is_empty() {
+            return Err(Error::NotFound(format!("{tag}@{version}")));
+        }
+        let (tag_owned, pw) = (tag.to_owned(), password.clone());
+        let rebuilt = tokio::task::spawn_blocking(move || {
+            sharing::rebuild(&tag_owned, version, records, &pw)
+        })
+        .await
+        .map_err(|e| Error::io("rebuild", std::io::Error::other(e.to_string())))??;
+        Ok(LoadReport {
+            data: rebuilt.plaintext,
+            version,
+            bad_servers: rebuilt.bad,
+            used_servers: rebuilt.used,
+        })
+    }
+
+    /// Removes `version` of `tag`, or every version; returns how many
+    /// servers removed something.
+    pub async fn remove(&self, tag: &str, version: Option<u64>) -> Result<usize, Error> {
+        check_tag(tag)?;
+        let servers = self.servers().await?;
+        if servers.is_empty() {
+            return Err(Error::NoServers);
+        }
+        let mut removed = 0;
+        for (server, reply) in self
+            .ask_all(&servers, || Body::Delete {
+                tag: tag.to_owned(),
+                version,
+            })
+            .await
+        {
+            match reply {
+                Ok(Body::Deleted { removed: r }) if r > 0 => removed += 1,
+                Ok(Body::Deleted { .. }) => {}
+                Ok(other) => tracing::warn!(server, "unexpected reply to delete: {other:?}"),
+                Err(e) => tracing::warn!(server, "delete failed: {e}"),
+            }
+        }
+        if removed == 0 {
+            return Err(Error::NotFound(tag.to_owned()));
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,335 @@
+//! The password layer: a memory-hard KDF and the AEAD helpers.
+//!
+//! Argon2id is the default KDF; scrypt is accepted so that the seed's
+//! parameters (N = 2^20, r = 8, p = 1, see [`Kdf::SEED_SCRYPT`]) keep working.
+//! KDF parameters travel inside records, which a server could alter, so every
+//! parameter is bounded before it is used: a lying server cannot make a client
+//! spend more than 4 GiB of memory or long minutes of CPU.
+
+use aead::{AeadInOut, KeyInit};
+use aes_gcm::Aes256Gcm;
+use hkdf::Hkdf;
+use seccs_core::SecretKey;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::codec::{Reader, Writer};
+use crate::error::{DecodeError, Error};
+
+/// A password, zeroized on drop and never shown.
+#[derive(Clone)]
+pub struct Password(Zeroizing<Vec<u8>>);
+
+impl Password {
+    /// Takes ownership of the password bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(Zeroizing::new(bytes.into()))
+    }
+
+    /// The password bytes.
+    pub fn expose_secret(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Password").finish_non_exhaustive()
+    }
+}
+
+/// A password-based key derivation function and its cost parameters.
+///
+/// In the config file: `[kdf]` with `algorithm = "argon2id"` and
+/// `memory_kib`, `iterations`, `parallelism`, or `algorithm = "scrypt"` and
+/// `log_n`, `r`, `p`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "algorithm", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Kdf {
+    /// Argon2id (RFC 9106).
+    Argon2id {
+        /// Memory in KiB, 8 to 4 Gi.
+        memory_kib: u32,
+        /// Passes, 1 to 16.
+        iterations: u32,
+        /// Lanes, 1 to 16.
+        parallelism: u32,
+    },
+    /// scrypt (RFC 7914).
+    Scrypt {
+        /// log2 of N, 1 to 22.
+        log_n: u8,
+        /// Block size, 1 to 32.
+        r: u32,
+        /// Parallelism, 1 to 16.
+        p: u32,
+    },
+}
+
+impl Default for Kdf {
+    /// Argon2id with 64 MiB, 3 passes, 1 lane.
+    fn default() -> Self {
+        Kdf::Argon2id {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
+    }
+}
+
+const MAX_KDF_MEMORY: u64 = 4 << 30;
+const KDF_ARGON2ID: u8 = 1;
+const KDF_SCRYPT: u8 = 2;
+
+impl Kdf {
+    /// The seed's scrypt parameters: N = 2^20, r = 8, p = 1.
+    pub const SEED_SCRYPT: Kdf = Kdf::Scrypt {
+        log_n: 20,
+        r: 8,
+        p: 1,
+    };
+
+    /// Cheap parameters for tests only.
+    pub const INSECURE_FAST: Kdf = Kdf::Argon2id {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    /// Checks every parameter against its bound.
+    pub fn check(&self) -> Result<(), Error> {
+        match *self {
+            Kdf::Argon2id {
+                memory_kib,
+                iterations,
+                parallelism,
+            } => {
+                if !(8..=(MAX_KDF_MEMORY >> 10) as u32).contains(&memory_kib)
+                    || memory_kib < 8 * parallelism
+                {
+                    return Err(Error::Kdf("argon2id memory_kib out of range"));
+                }
+                if !(1..=16).contains(&iterations) || !(1..=16).contains(&parallelism) {
+                    return Err(Error::Kdf(
+                        "argon2id iterations or parallelism out of range",
+                    ));
+                }
+            }
+            Kdf::Scrypt { log_n, r, p } => {
+                if !(1..=22).contains(&log_n) || !(1..=32).contains(&r) || !(1..=16).contains(&p) {
+                    return Err(Error::Kdf("scrypt parameter out of range"));
+                }
+                if 128 * u64::from(r) * (1u64 << log_n) > MAX_KDF_MEMORY {
+                    return Err(Error::Kdf("scrypt needs more than 4 GiB"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Derives a 32-byte key from `password` and `salt`.
+    pub fn derive(&self, password: &Password, salt: &[u8]) -> Result<SecretKey, Error> {
+        self.check()?;
+        let mut out = Zeroizing::new([0u8; 32]);
+        match *self {
+            Kdf::Argon2id {
+                memory_kib,
+                iterations,
+                parallelism,
+            } => {
+                let params = argon2::Params::new(memory_kib, iterations, parallelism, Some(32))
+                    .map_err(|_| Error::Kdf("argon2 rejected the parameters"))?;
+                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+                    .hash_password_into(password.expose_secret(), salt, out.as_mut())
+                    .map_err(|_| Error::Kdf("argon2 failed"))?;
+            }
+            Kdf::Scrypt { log_n, r, p } => {
+                let params = scrypt::Params::new(log_n, r, p)
+                    .map_err(|_| Error::Kdf("scrypt rejected the parameters"))?;
+                scrypt::scrypt(password.expose_secret(), salt, &params, out.as_mut())
+                    .map_err(|_| Error::Kdf("scrypt failed"))?;
+            }
+        }
+        Ok(SecretKey::from_bytes(*out))
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        match *self {
+            Kdf::Argon2id {
+                memory_kib,
+                iterations,
+                parallelism,
+            } => {
+                w.u8(KDF_ARGON2ID)
+                    .u32(memory_kib)
+                    .u32(iterations)
+                    .u32(parallelism);
+            }
+            Kdf::Scrypt { log_n, r, p } => {
+                w.u8(KDF_SCRYPT).u32(u32::from(log_n)).u32(r).u32(p);
+            }
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let kind = r.u8()?;
+        let (a, b, c) = (r.u32()?, r.u32()?, r.u32()?);
+        let kdf = match kind {
+            KDF_ARGON2ID => Kdf::Argon2id {
+                memory_kib: a,
+                iterations: b,
+                parallelism: c,
+            },
+            KDF_SCRYPT => Kdf::Scrypt {
+                log_n: u8::try_from(a).map_err(|_| DecodeError::Invalid("scrypt log_n"))?,
+                r: b,
+                p: c,
+            },
+            other => return Err(DecodeError::UnknownKind(other)),
+        };
+        kdf.check()
+            .map_err(|_| DecodeError::Invalid("kdf parameters"))?;
+        Ok(kdf)
+    }
+}
+
+/// The two keys derived from the password key.
+pub(crate) struct PasswordKeys {
+    pub enc: SecretKey,
+    pub mac: SecretKey,
+}
+
+impl PasswordKeys {
+    pub(crate) fn derive(kdf: &Kdf, password: &Password, salt: &[u8]) -> Result<Self, Error> {
+        let root = kdf.derive(password, salt)?;
+        let hk = Hkdf::<Sha256>::new(None, root.expose_secret());
+        let mut enc = Zeroizing::new([0u8; 32]);
+        let mut mac = Zeroizing::new([0u8; 32]);
+        hk.expand(b"seccs-net/v1/password-layer", enc.as_mut())
+            .and_then(|()| hk.expand(b"seccs-net/v1/manifest-mac", mac.as_mut()))
+            .map_err(|_| Error::Kdf("hkdf output length"))?;
+        Ok(Self {
+            enc: SecretKey::from_bytes(*enc),
+            mac: SecretKey::from_bytes(*mac),
+        })
+    }
+}
+
+fn cipher(key: &SecretKey) -> Aes256Gcm {
+    Aes256Gcm::new(key.expose_secret().into())
+}
+
+/// Encrypts `data` in place with AES-256-GCM and appends the tag.
+pub(crate) fn seal(key: &SecretKey, nonce: &[u8; 12], aad: &[u8], mut data: Vec<u8>) -> Vec<u8> {
+    let tag = cipher(key)
+        .encrypt_inout_detached(nonce.into(), aad, data.as_mut_slice().into())
+        .expect("AES-GCM encryption fails only above 64 GiB, and messages are at most 1 GiB");
+    data.extend_from_slice(&tag);
+    data
+}
+
+/// Checks and removes the tag, then decrypts in place. Never says why it failed.
+pub(crate) fn open(
+    key: &SecretKey,
+    nonce: &[u8; 12],
+    aad: &[u8],
+    mut data: Vec<u8>,
+) -> Result<Vec<u8>, Error> {
+    let body_len = data.len().checked_sub(16).ok_or(Error::Decrypt)?;
+    let tag_bytes: [u8; 16] = data[body_len..].try_into().map_err(|_| Error::Decrypt)?;
+    data.truncate(body_len);
+    cipher(key)
+        .decrypt_inout_detached(
+            nonce.into(),
+            aad,
+            data.as_mut_slice().into(),
+            (&tag_bytes).into(),
+        )
+        .map_err(|_| Error::Decrypt)?;
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_then_open_round_trips_and_detects_a_flipped_bit() -> Result<(), Error> {
+        let key = SecretKey::generate()?;
+        let sealed = seal(&key, &[1; 12], b"ad", b"hello".to_vec());
+        assert_eq!(open(&key, &[1; 12], b"ad", sealed.clone())?, b"hello");
+        let mut bad = sealed.clone();
+        bad[0] ^= 1;
+        assert!(matches!(
+            open(&key, &[1; 12], b"ad", bad),
+            Err(Error::Decrypt)
+        ));
+        assert!(matches!(
+            open(&key, &[1; 12], b"other", sealed),
+            Err(Error::Decrypt)
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn kdf_bounds_reject_parameters_a_lying_server_could_send() {
+        assert!(Kdf::SEED_SCRYPT.check().is_ok());
+        assert!(Kdf::default().check().is_ok());
+        assert!(
+            Kdf::Scrypt {
+                log_n: 30,
+                r: 8,
+                p: 1
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            Kdf::Argon2id {
+                memory_kib: u32::MAX,
+                iterations: 1,
+                parallelism: 1
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            Kdf::Argon2id {
+                memory_kib: 64,
+                iterations: 0,
+                parallelism: 1
+            }
+            .check()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn scrypt_and_argon2id_derive_distinct_deterministic_keys() -> Result<(), Error> {
+        let pw = Password::new("pw");
+        let scrypt = Kdf::Scrypt {
+            log_n: 4,
+            r: 8,
+            p: 1,
+        };
+        assert_eq!(
+            scrypt.derive(&pw, b"salt-salt-salt-1")?,
+            scrypt.derive(&pw, b"salt-salt-salt-1")?
+        );
+        assert_ne!(
+            scrypt.derive(&pw, b"salt-salt-salt-1")?,
+            Kdf::INSECURE_FAST.derive(&pw, b"salt-salt-salt-1")?
+        );
+        assert_ne!(
+            scrypt.derive(&pw, b"salt-salt-salt-1")?,
+            scrypt.derive(&pw, b"salt-salt-salt-2")?
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn password_debug_is_redacted() {
+        assert!(!format!("{:?}", Password::new("hunter2")).contains("hunter2"));
+    }
+}

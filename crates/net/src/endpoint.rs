@@ -1,0 +1,390 @@
+//! Endpoints: one host's channel, with framing, acknowledgements and routing.
+//!
+//! An endpoint subscribes to its own channel and runs one receive task, which
+//! decodes [`Frame`]s, reassembles multi-frame messages (bounded in number,
+//! size and age), acknowledges data frames, routes acknowledgements to the
+//! sending task, routes replies to the request that awaits them (by request
+//! id) and hands requests to the server. Anything malformed, oversized or
+//! unexpected is logged and dropped; nothing a peer sends can stop the task.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+
+use crate::broker::{Broker, Subscription};
+use crate::error::{DecodeError, Error};
+use crate::message::{Message, RequestId};
+use crate::packet::{AckFrame, DataFrame, Frame, MAX_FRAME_PAYLOAD, MAX_FRAMES, MessageId, WINDOW};
+
+/// Partially received messages an endpoint keeps at once.
+const MAX_PARTIALS: usize = 64;
+/// A partial message with no new frame for this long is dropped.
+const PARTIAL_TTL: Duration = Duration::from_secs(60);
+/// Retransmissions of unacknowledged frames before a send fails.
+const MAX_RETRANSMITS: u32 = 3;
+const QUEUE: usize = 1024;
+
+/// A decoded message and the channel it came from.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub from: String,
+    pub message: Message,
+}
+
+type Routes<K, V> = Arc<Mutex<HashMap<K, V>>>;
+
+fn lock<K, V>(m: &Mutex<HashMap<K, V>>) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
+    // Every critical section is a single map operation: a poisoned map is consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Called with the number of payload bytes newly acknowledged.
+pub(crate) type Progress<'a> = Option<&'a (dyn Fn(u64) + Send + Sync)>;
+
+/// One host's view of the broker.
+pub(crate) struct Endpoint {
+    broker: Arc<dyn Broker>,
+    channel: String,
+    acks: Routes<MessageId, mpsc::UnboundedSender<u32>>,
+    replies: Routes<RequestId, mpsc::Sender<Incoming>>,
+    ack_timeout: Duration,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Replies to one request; unregistered on drop.
+pub(crate) struct Replies {
+    rx: mpsc::Receiver<Incoming>,
+    id: RequestId,
+    routes: Routes<RequestId, mpsc::Sender<Incoming>>,
+}
+
+impl Replies {
+    pub(crate) async fn recv(&mut self) -> Option<Incoming> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Replies {
+    fn drop(&mut self) {
+        lock(&self.routes).remove(&self.id);
+    }
+}
+
+struct AckGuard<'a> {
+    id: MessageId,
+    routes: &'a Routes<MessageId, mpsc::UnboundedSender<u32>>,
+}
+
+impl Drop for AckGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.routes).remove(&self.id);
+    }
+}
+
+struct Partial {
+    count: u32,
+    frames: Vec<Option<Vec<u8>>>,
+    received: u32,
+    last: Instant,
+}
+
+impl Endpoint {
+    /// Subscribes to `channel`. When `requests` is given, incoming requests go
+    /// there (a server); otherwise they are dropped (a client).
+    pub(crate) async fn open(
+        broker: Arc<dyn Broker>,
+        channel: String,
+        requests: Option<mpsc::Sender<Incoming>>,
+        ack_timeout: Duration,
+    ) -> Result<Self, Error> {
+        let sub = broker.subscribe(&channel).await?;
+        let acks: Routes<MessageId, _> = Arc::default();
+        let replies: Routes<RequestId, _> = Arc::default();
+        let rx = Receiver {
+            broker: broker.clone(),
+            channel: channel.clone(),
+            acks: acks.clone(),
+            replies: replies.clone(),
+            requests,
+            partials: HashMap::new(),
+        };
+        let task = tokio::spawn(rx.run(sub));
+        Ok(Self {
+            broker,
+            channel,
+            acks,
+            replies,
+            ack_timeout,
+            task,
+        })
+    }
+
+    /// This endpoint's channel.
+    pub(crate) fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// The broker.
+    pub(crate) fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    /// Routes replies to request `id` to the returned receiver.
+    pub(crate) fn expect_replies(&self, id: RequestId) -> Replies {
+        let (tx, rx) = mpsc::channel(16);
+        lock(&self.replies).insert(id, tx);
+        Replies {
+            rx,
+            id,
+            routes: self.replies.clone(),
+        }
+    }
+
+    /// Sends `message` to `to`, in acknowledged frames when it is large.
+    pub(crate) async fn send(
+        &self,
+        to: &str,
+        message: &Message,
+        progress: Progress<'_>,
+    ) -> Result<(), Error> {
+        let bytes = message.encode();
+        let count = bytes.len().div_ceil(MAX_FRAME_PAYLOAD).max(1);
+        if count > MAX_FRAMES as usize {
+            return Err(DecodeError::TooLong("message").into());
+        }
+        let mut id = [0u8; 16];
+        seccs_core::random_bytes(&mut id)?;
+        let message_id = MessageId(id);
+        let frame = |i: usize| {
+            let start = i * MAX_FRAME_PAYLOAD;
+            let end = (start + MAX_FRAME_PAYLOAD).min(bytes.len());
+            Frame::Data(DataFrame {
+                message_id,
+                sender: self.channel.clone(),
+                index: i as u32,
+                count: count as u32,
+                payload: bytes[start..end].to_vec(),
+            })
+            .encode()
+        };
+        if count == 1 {
+            self.broker.publish(to, frame(0)).await?;
+            if let Some(p) = progress {
+                p(bytes.len() as u64);
+            }
+            return Ok(());
+        }
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+        lock(&self.acks).insert(message_id, ack_tx);
+        let _guard = AckGuard {
+            id: message_id,
+            routes: &self.acks,
+        };
+        let mut acked = vec![false; count];
+        let (mut n_acked, mut next, mut retransmits) = (0usize, 0usize, 0u32);
+        while n_acked < count {
+            while next < count && next - n_acked < WINDOW {
+                self.broker.publish(to, frame(next)).await?;
+                next += 1;
+            }
+            match timeout(self.ack_timeout, ack_rx.recv()).await {
+                Ok(Some(i)) => {
+                    let i = i as usize;
+                    if i < next && !acked[i] {
+                        acked[i] = true;
+                        n_acked += 1;
+                        if let Some(p) = progress {
+                            let len = (bytes.len() - i * MAX_FRAME_PAYLOAD).min(MAX_FRAME_PAYLOAD);
+                            p(len as u64);
+                        }
+                    }
+                }
+                Ok(None) => return Err(crate::error::BrokerError::Closed.into()),
+                Err(_) => {
+                    retransmits += 1;
+                    if retransmits > MAX_RETRANSMITS {
+                        return Err(Error::Timeout(format!("acknowledgements from {to}")));
+                    }
+                    tracing::debug!(to, "no ack in {:?}; retransmitting", self.ack_timeout);
+                    for (i, done) in acked.iter().enumerate().take(next) {
+                        if !done {
+                            self.broker.publish(to, frame(i)).await?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The receive task's state.
+struct Receiver {
+    broker: Arc<dyn Broker>,
+    channel: String,
+    acks: Routes<MessageId, mpsc::UnboundedSender<u32>>,
+    replies: Routes<RequestId, mpsc::Sender<Incoming>>,
+    requests: Option<mpsc::Sender<Incoming>>,
+    partials: HashMap<(String, MessageId), Partial>,
+}
+
+impl Receiver {
+    async fn run(mut self, mut sub: Subscription) {
+        let mut gc = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                payload = sub.recv() => match payload {
+                    Some(bytes) => self.handle(&bytes).await,
+                    None => {
+                        tracing::error!(channel = self.channel, "subscription ended");
+                        return;
+                    }
+                },
+                _ = gc.tick() => self.partials.retain(|_, p| p.last.elapsed() < PARTIAL_TTL),
+            }
+        }
+    }
+
+    async fn handle(&mut self, bytes: &[u8]) {
+        let frame = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(
+                    channel = self.channel,
+                    len = bytes.len(),
+                    "dropping malformed frame: {e}"
+                );
+                return;
+            }
+        };
+        match frame {
+            Frame::Ack(a) => {
+                let tx = lock(&self.acks).get(&a.message_id).cloned();
+                match tx {
+                    Some(tx) => {
+                        let _ = tx.send(a.index);
+                    }
+                    None => tracing::debug!(channel = self.channel, "dropping unexpected ack"),
+                }
+            }
+            Frame::Data(d) if d.count == 1 => self.deliver(d.sender, &d.payload),
+            Frame::Data(d) => self.handle_part(d).await,
+        }
+    }
+
+    async fn handle_part(&mut self, d: DataFrame) {
+        let key = (d.sender.clone(), d.message_id);
+        if !self.partials.contains_key(&key) && self.partials.len() >= MAX_PARTIALS {
+            tracing::warn!(
+                channel = self.channel,
+                from = d.sender,
+                "too many partial messages; frame dropped"
+            );
+            return;
+        }
+        let partial = self.partials.entry(key.clone()).or_insert_with(|| Partial {
+            count: d.count,
+            frames: vec![None; d.count as usize],
+            received: 0,
+            last: Instant::now(),
+        });
+        if partial.count != d.count {
+            tracing::warn!(
+                channel = self.channel,
+                from = d.sender,
+                "frame count changed; frame dropped"
+            );
+            return;
+        }
+        let slot = &mut partial.frames[d.index as usize];
+        if slot.is_none() {
+            if d.index + 1 < d.count && d.payload.len() != MAX_FRAME_PAYLOAD {
+                tracing::warn!(
+                    channel = self.channel,
+                    from = d.sender,
+                    "short inner frame; message dropped"
+                );
+                self.partials.remove(&key);
+                return;
+            }
+            *slot = Some(d.payload);
+            partial.received += 1;
+        }
+        partial.last = Instant::now();
+        let complete = partial.received == partial.count;
+        let ack = Frame::Ack(AckFrame {
+            message_id: d.message_id,
+            sender: self.channel.clone(),
+            index: d.index,
+        });
+        if let Err(e) = self.broker.publish(&d.sender, ack.encode()).await {
+            tracing::warn!(channel = self.channel, "could not send ack: {e}");
+        }
+        if complete && let Some(p) = self.partials.remove(&key) {
+            let mut bytes = Vec::with_capacity(p.count as usize * MAX_FRAME_PAYLOAD);
+            for f in p.frames.into_iter().flatten() {
+                bytes.extend_from_slice(&f);
+            }
+            self.deliver(d.sender, &bytes);
+        }
+    }
+
+    fn deliver(&self, from: String, bytes: &[u8]) {
+        let message = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(
+                    channel = self.channel,
+                    from,
+                    "dropping malformed message: {e}"
+                );
+                return;
+            }
+        };
+        let incoming = Incoming { from, message };
+        if incoming.message.body.is_request() {
+            match &self.requests {
+                Some(tx) => {
+                    if tx.try_send(incoming).is_err() {
+                        tracing::warn!(
+                            channel = self.channel,
+                            "request queue full; request dropped"
+                        );
+                    }
+                }
+                None => tracing::warn!(
+                    channel = self.channel,
+                    from = incoming.from,
+                    "dropping unexpected request"
+                ),
+            }
+        } else {
+            let tx = lock(&self.replies)
+                .get(&incoming.message.request_id)
+                .cloned();
+            match tx {
+                Some(tx) => {
+                    if tx.try_send(incoming).is_err() {
+                        tracing::warn!(channel = self.channel, "reply queue full; reply dropped");
+                    }
+                }
+                None => tracing::debug!(
+                    channel = self.channel,
+                    from = incoming.from,
+                    "dropping unexpected reply"
+                ),
+            }
+        }
+    }
+}
+
+pub(crate) const REQUEST_QUEUE: usize = QUEUE;

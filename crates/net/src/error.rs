@@ -1,0 +1,159 @@
+//! The error types of `seccs-net`.
+//!
+//! Tampering and a wrong password are their own variants, never I/O, and a
+//! failed decryption never says why.
+
+/// Why bytes from the network or the disk could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input ended before the structure did.
+    #[error("truncated input")]
+    Truncated,
+    /// The input does not start with the expected magic.
+    #[error("bad magic")]
+    BadMagic,
+    /// The format version is not one this build understands.
+    #[error("unknown format version {0}")]
+    UnknownVersion(u8),
+    /// A kind byte names no known packet, message or algorithm.
+    #[error("unknown kind {0}")]
+    UnknownKind(u8),
+    /// A length field exceeds its bound.
+    #[error("{0} is too long")]
+    TooLong(&'static str),
+    /// Bytes follow the end of the structure.
+    #[error("trailing bytes")]
+    Trailing,
+    /// A field holds a value that is not allowed.
+    #[error("invalid {0}")]
+    Invalid(&'static str),
+}
+
+/// What can go wrong talking to a broker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The broker URL is not one of `redis://…`, `nats://…` or `memory`.
+    #[error("unsupported broker URL {0:?} (expected redis://…, nats://… or memory)")]
+    UnsupportedUrl(String),
+    /// A channel name has characters that some broker cannot carry.
+    #[error("invalid channel name")]
+    InvalidChannel,
+    /// The Redis client reported an error.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The NATS client reported an error.
+    #[error("nats: {0}")]
+    Nats(String),
+    /// The broker connection is closed.
+    #[error("broker connection closed")]
+    Closed,
+}
+
+/// What can go wrong in the share network.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The broker failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// Bytes could not be decoded.
+    #[error("decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// A local file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The configuration file is invalid.
+    #[error("config: {0}")]
+    Config(String),
+    /// No server is subscribed to the broker.
+    #[error("no share server is online")]
+    NoServers,
+    /// The threshold is impossible for the number of servers.
+    #[error("threshold {threshold} is invalid for {servers} servers (need 1 <= t <= n <= 255)")]
+    BadThreshold {
+        /// The requested threshold.
+        threshold: usize,
+        /// The number of servers online.
+        servers: usize,
+    },
+    /// Too few servers acknowledged a save within the timeout.
+    #[error(
+        "only {acked} of {servers} servers stored the file, {needed} needed; the save was rolled back"
+    )]
+    SaveIncomplete {
+        /// Servers that acknowledged.
+        acked: usize,
+        /// Acknowledgements needed.
+        needed: usize,
+        /// Servers asked.
+        servers: usize,
+    },
+    /// No server holds the tag (or the requested version).
+    #[error("no server holds {0:?}")]
+    NotFound(String),
+    /// Too few honest servers answered to rebuild the file.
+    #[error("only {good} valid shares for {tag:?}, {needed} needed{}", bad_list(.bad))]
+    NotEnoughShares {
+        /// The tag.
+        tag: String,
+        /// Valid records received.
+        good: usize,
+        /// The threshold.
+        needed: usize,
+        /// Servers whose records were invalid.
+        bad: Vec<String>,
+    },
+    /// The password is wrong, or every record was altered (indistinguishable).
+    #[error("wrong password, or the records were altered")]
+    Decrypt,
+    /// A record is authentic but inconsistent: tampering.
+    #[error("tampering detected: {0}")]
+    Tampered(&'static str),
+    /// A KDF parameter is outside the accepted bounds.
+    #[error("invalid KDF parameters: {0}")]
+    Kdf(&'static str),
+    /// A request was refused by a server.
+    #[error("server {server} refused: {message}")]
+    Refused {
+        /// The server's channel.
+        server: String,
+        /// What it said.
+        message: String,
+    },
+    /// A peer did not answer in time.
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+    /// A tag is empty or too long.
+    #[error("invalid tag: {0}")]
+    InvalidTag(&'static str),
+    /// A key file loaded from the network is not a key file.
+    #[error("not a seccs key file")]
+    NotAKeyFile,
+    /// The operating system's random number generator failed.
+    #[error(transparent)]
+    Core(#[from] seccs_core::Error),
+}
+
+fn bad_list(bad: &[String]) -> String {
+    if bad.is_empty() {
+        String::new()
+    } else {
+        format!(" (invalid records from: {})", bad.join(", "))
+    }
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

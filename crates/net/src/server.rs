@@ -1,0 +1,275 @@
+//! Servers: keep records for clients and answer store, fetch, list, info and
+//! delete requests.
+//!
+//! A server subscribes to `seccs:server:<id>`, where the id is kept in its
+//! root so that it survives restarts. Each request is handled in its own task
+//! (at most [`MAX_CONCURRENT`] at once), so a large transfer never blocks the
+//! receive loop, and a request that fails is answered with a refusal, never
+//! with a crash. Shutdown stops taking requests and lets the ones in flight
+//! finish for up to [`SHUTDOWN_GRACE`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+use crate::endpoint::{Endpoint, Incoming, REQUEST_QUEUE};
+use crate::error::{BrokerError, Error};
+use crate::message::{Body, Message, ServerInfo};
+use crate::record::Record;
+use crate::store::{PutOutcome, RecordStore, write_atomic};
+
+/// Channel prefix of servers.
+pub const SERVER_PREFIX: &str = "seccs:server:";
+/// Requests a server handles at once.
+pub const MAX_CONCURRENT: usize = 8;
+/// How long shutdown waits for requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    channel: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl ServerHandle {
+    /// The server's channel, by which clients name it.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Stops taking requests, finishes those in flight, and unsubscribes.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Stops at once, as a crash would (for tests of failures).
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
+    /// Waits until the server stops by itself (its broker is gone for good).
+    pub async fn wait(mut self) -> Result<(), Error> {
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+fn load_or_create_id(root: &Path) -> Result<String, Error> {
+    let path = root.join("server-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() == 32 && s.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(s.trim().to_owned())
+        }
+        Ok(_) => Err(Error::Config(format!(
+            "{} is not a server id",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut id = [0u8; 16];
+            seccs_core::random_bytes(&mut id)?;
+            let id = hex::encode(id);
+            write_atomic(&path, id.as_bytes())?;
+            Ok(id)
+        }
+        Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
+    }
+}
+
+/// Starts a server on `broker` keeping its records under `root`.
+pub async fn start(
+    broker: Arc<dyn Broker>,
+    root: &Path,
+    name: Option<String>,
+    ack_timeout: Duration,
+) -> Result<ServerHandle, Error> {
+    std::fs::create_dir_all(root)
+        .map_err(|e| Error::io(format!("create {}", root.display()), e))?;
+    let store = RecordStore::open(root)?;
+    let id = load_or_create_id(root)?;
+    let channel = format!("{SERVER_PREFIX}{id}");
+    let name = name.unwrap_or_else(|| id[..8].to_owned());
+    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+    let endpoint = Arc::new(Endpoint::open(broker, channel.clone(), Some(tx), ack_timeout).await?);
+    tracing::info!(channel, name, root = %root.display(), "share server started");
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(run(endpoint, rx, stop_rx, store, name));
+    Ok(ServerHandle {
+        channel,
+        shutdown: Some(stop_tx),
+        task,
+    })
+}
+
+async fn run(
+    endpoint: Arc<Endpoint>,
+    mut requests: mpsc::Receiver<Incoming>,
+    mut stop: oneshot::Receiver<()>,
+    store: RecordStore,
+    name: String,
+) -> Result<(), Error> {
+    let limit = Arc::new(Semaphore::new(MAX_CONCURRENT));
+    let mut tasks = JoinSet::new();
+    let result = loop {
+        tokio::select! {
+            _ = &mut stop => break Ok(()),
+            req = requests.recv() => match req {
+                Some(inc) => {
+                    let Ok(permit) = limit.clone().acquire_owned().await else { break Ok(()) };
+                    let (ep, st, nm) = (endpoint.clone(), store.clone(), name.clone());
+                    tasks.spawn(async move {
+                        handle(&ep, &st, &nm, inc).await;
+                        drop(permit);
+                    });
+                }
+                None => break Err(Error::Broker(BrokerError::Closed)),
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    };
+    let grace = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    });
+    if grace.await.is_err() {
+        tasks.abort_all();
+    }
+    tracing::info!(channel = endpoint.channel(), "share server stopped");
+    result
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::io("worker", std::io::Error::other(e.to_string())))?
+}
+
+async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Error> {
+    Ok(match body {
+        Body::Store {
+            tag,
+            version,
+            record,
+        } => {
+            if tag.is_empty() {
+                return Ok(Body::Refused {
+                    reason: "empty tag".into(),
+                });
+            }
+            match Record::decode(&record) {
+                Ok((_, m)) if m.version == version => {}
+                Ok(_) => {
+                    return Ok(Body::Refused {
+                        reason: "record version mismatch".into(),
+                    });
+                }
+                Err(e) => {
+                    return Ok(Body::Refused {
+                        reason: format!("invalid record: {e}"),
+                    });
+                }
+            }
+            let st = store.clone();
+            match blocking(move || st.put(&tag, version, &record)).await? {
+                PutOutcome::Stored | PutOutcome::Unchanged => Body::Stored,
+                PutOutcome::Conflict => Body::Refused {
+                    reason: format!("version {version} exists"),
+                },
+            }
+        }
+        Body::Fetch { tag, version } => {
+            let st = store.clone();
+            Body::Fetched {
+                record: blocking(move || st.get(&tag, version)).await?,
+            }
+        }
+        Body::List { prefix } => {
+            let st = store.clone();
+            Body::Listed {
+                entries: blocking(move || st.list(&prefix)).await?,
+            }
+        }
+        Body::Info => {
+            let st = store.clone();
+            let (records, stored_bytes, free_bytes) = blocking(move || {
+                let (r, b) = st.stats()?;
+                Ok((r, b, st.free_space()))
+            })
+            .await?;
+            Body::InfoReply(ServerInfo {
+                name: name.to_owned(),
+                free_bytes,
+                records,
+                stored_bytes,
+            })
+        }
+        Body::Delete { tag, version } => {
+            let st = store.clone();
+            Body::Deleted {
+                removed: blocking(move || st.delete(&tag, version)).await?,
+            }
+        }
+        _ => Body::Refused {
+            reason: "not a request".into(),
+        },
+    })
+}
+
+async fn handle(endpoint: &Endpoint, store: &RecordStore, name: &str, inc: Incoming) {
+    let Incoming { from, message } = inc;
+    let body = match answer(store, name, message.body).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(from, "request failed: {e}");
+            Body::Refused {
+                reason: e.to_string(),
+            }
+        }
+    };
+    let reply = Message {
+        request_id: message.request_id,
+        body,
+    };
+    if let Err(e) = endpoint.send(&from, &reply, None).await {
+        tracing::warn!(from, "could not reply: {e}");
+    }
+}
+
+/// Runs a server from a configuration until `shutdown` completes (or the
+/// broker is gone for longer than the outage limit), then stops gracefully.
+pub async fn serve(
+    config: &crate::Config,
+    root: &Path,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let broker = crate::broker::connect(&config.broker).await?;
+    let mut handle = start(broker, root, config.name.clone(), config.timeout()).await?;
+    tracing::info!(
+        channel = handle.channel(),
+        "serving; stop with Ctrl-C or SIGTERM"
+    );
+    tokio::select! {
+        () = shutdown => {}
+        r = &mut handle.task => {
+            return match r {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            };
+        }
+    }
+    handle.shutdown().await
+}

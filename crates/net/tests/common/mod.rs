@@ -1,0 +1,216 @@
+//! Test harness: real broker processes on free loopback ports, and networks of
+//! share servers running as tasks.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use seccs_net::broker::{Broker, MemoryBroker, NatsBroker, RedisBroker};
+use seccs_net::server::{self, ServerHandle};
+use seccs_net::{Client, ClientOptions, Kdf};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// A broker process, killed on drop.
+pub struct Proc {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_ready(port: u16, probe: &[u8], expect: &[u8]) -> std::io::Result<()> {
+    for _ in 0..200 {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            s.set_read_timeout(Some(Duration::from_millis(500)))?;
+            if !probe.is_empty() {
+                s.write_all(probe)?;
+            }
+            let mut buf = [0u8; 64];
+            if let Ok(n) = s.read(&mut buf)
+                && buf[..n].starts_with(expect)
+            {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(std::io::Error::other(format!(
+        "broker on port {port} never became ready"
+    )))
+}
+
+/// Starts `redis-server` on `port` (a free one when `None`).
+pub fn redis(port: Option<u16>) -> std::io::Result<Proc> {
+    let port = match port {
+        Some(p) => p,
+        None => free_port()?,
+    };
+    let dir = tempfile::tempdir()?;
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let proc = Proc { child, port, dir };
+    wait_ready(port, b"PING\r\n", b"+PONG")?;
+    Ok(proc)
+}
+
+/// Starts `nats-server` on a free port.
+pub fn nats() -> std::io::Result<Proc> {
+    let port = free_port()?;
+    let dir = tempfile::tempdir()?;
+    let child = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let proc = Proc { child, port, dir };
+    wait_ready(port, b"", b"INFO")?;
+    Ok(proc)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Memory,
+    Redis,
+    Nats,
+}
+
+/// Servers on one broker.
+pub struct Net {
+    pub broker: Arc<dyn Broker>,
+    pub roots: tempfile::TempDir,
+    pub servers: Vec<Option<ServerHandle>>,
+    pub proc: Option<Proc>,
+    pub url: String,
+}
+
+pub const TIMEOUT: Duration = Duration::from_secs(15);
+
+pub async fn broker_for(
+    kind: Kind,
+) -> Result<(Arc<dyn Broker>, Option<Proc>, String), Box<dyn std::error::Error + Send + Sync>> {
+    Ok(match kind {
+        Kind::Memory => (Arc::new(MemoryBroker::new()), None, "memory".into()),
+        Kind::Redis => {
+            let p = redis(None)?;
+            let url = format!("redis://127.0.0.1:{}", p.port);
+            (Arc::new(RedisBroker::connect(&url).await?), Some(p), url)
+        }
+        Kind::Nats => {
+            let p = nats()?;
+            let url = format!("nats://127.0.0.1:{}", p.port);
+            (Arc::new(NatsBroker::connect(&url).await?), Some(p), url)
+        }
+    })
+}
+
+impl Net {
+    pub async fn new(
+        kind: Kind,
+        n: usize,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let (broker, proc, url) = broker_for(kind).await?;
+        let roots = tempfile::tempdir()?;
+        let mut net = Net {
+            broker,
+            roots,
+            servers: Vec::new(),
+            proc,
+            url,
+        };
+        for i in 0..n {
+            let h = server::start(
+                net.broker.clone(),
+                &net.root(i),
+                Some(format!("s{i}")),
+                TIMEOUT,
+            )
+            .await?;
+            net.servers.push(Some(h));
+        }
+        Ok(net)
+    }
+
+    pub fn root(&self, i: usize) -> std::path::PathBuf {
+        self.roots.path().join(format!("server{i}"))
+    }
+
+    pub fn channel(&self, i: usize) -> String {
+        self.servers[i]
+            .as_ref()
+            .map(|h| h.channel().to_owned())
+            .unwrap_or_default()
+    }
+
+    pub async fn client(&self, threshold: Option<usize>) -> Result<Client, seccs_net::Error> {
+        Client::new(
+            self.broker.clone(),
+            ClientOptions {
+                timeout: TIMEOUT,
+                kdf: Kdf::INSECURE_FAST,
+                threshold,
+                min_acks: None,
+            },
+        )
+        .await
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(h) = self.servers[i].take() {
+            h.kill();
+        }
+    }
+
+    /// Waits (bounded) until exactly `n` servers are present.
+    pub async fn wait_servers(&self, client: &Client, n: usize) -> TestResult {
+        for _ in 0..100 {
+            if client.servers().await.map(|s| s.len()).unwrap_or(0) == n {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("never saw {n} servers").into())
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -1,0 +1,258 @@
+//! The share network end to end: 5 servers and clients as tasks, on an
+//! in-process broker and on real `redis-server` and `nats-server` processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Kind, Net, TestResult, data};
+use seccs_net::packet::{DataFrame, Frame, MessageId};
+use seccs_net::record::Record;
+use seccs_net::store::RecordStore;
+use seccs_net::{Error, Password};
+
+fn pw() -> Password {
+    Password::new("correct horse battery staple")
+}
+
+async fn save_and_load_sizes_from_0_bytes_to_1_mib(kind: Kind) -> TestResult {
+    let net = Net::new(kind, 5).await?;
+    let client = net.client(Some(3)).await?;
+    for (i, size) in [0usize, 1, 1000, 300_001, 1 << 20].into_iter().enumerate() {
+        let tag = format!("size/{size}");
+        let file = data(size, i as u64);
+        let saved = client.save(&tag, &file, &pw()).await?;
+        assert_eq!(
+            (
+                saved.servers,
+                saved.stored_on,
+                saved.threshold,
+                saved.version
+            ),
+            (5, 5, 3, 1)
+        );
+        // Each server stores about size/t, not the whole file (seed flaw).
+        assert!(
+            (saved.record_bytes as f64) <= 1.1 * size as f64 / 3.0 + 4096.0,
+            "{} bytes per server for {size}",
+            saved.record_bytes
+        );
+        let loaded = client.load(&tag, None, &pw()).await?;
+        assert_eq!(loaded.data, file, "size {size}");
+        assert!(loaded.bad_servers.is_empty());
+    }
+    let status = client.server_status().await?;
+    assert_eq!(status.len(), 5);
+    let total: u64 = status.iter().map(|s| s.info.stored_bytes).sum();
+    assert!(
+        status
+            .iter()
+            .all(|s| s.info.records == 5 && s.info.free_bytes > 0)
+    );
+    let sizes: usize = 1 + 1000 + 300_001 + (1 << 20);
+    assert!(
+        (total as f64) < 1.8 * sizes as f64 + 5.0 * 5.0 * 4096.0,
+        "total {total}"
+    );
+    Ok(())
+}
+
+async fn any_t_of_n_servers_suffice_after_killing_n_minus_t(kind: Kind) -> TestResult {
+    let mut net = Net::new(kind, 5).await?;
+    let client = net.client(None).await?;
+    let file = data(200_000, 7);
+    let saved = client.save("doc", &file, &pw()).await?;
+    assert_eq!(saved.threshold, 3, "default threshold is n/2 + 1");
+    net.kill(0);
+    net.kill(3);
+    net.wait_servers(&client, 3).await?;
+    let loaded = client.load("doc", None, &pw()).await?;
+    assert_eq!(loaded.data, file);
+    let mut used = loaded.used_servers.clone();
+    used.sort();
+    let mut expected = vec![net.channel(1), net.channel(2), net.channel(4)];
+    expected.sort();
+    assert_eq!(used, expected);
+    Ok(())
+}
+
+async fn corrupt_fragment_and_share_are_detected_and_the_server_named(kind: Kind) -> TestResult {
+    let net = Net::new(kind, 5).await?;
+    let client = net.client(Some(3)).await?;
+    let file = data(100_000, 9);
+    client.save("victim", &file, &pw()).await?;
+    // Server 2's disk is altered: one fragment byte and one key-share byte.
+    let path = RecordStore::open(&net.root(2))?.record_path("victim", 1);
+    let (mut rec, _) = Record::decode(&std::fs::read(&path)?)?;
+    rec.fragment[10] ^= 0x55;
+    rec.share[7] ^= 0x01;
+    std::fs::write(&path, rec.encode())?;
+    let loaded = client.load("victim", Some(1), &pw()).await?;
+    assert_eq!(loaded.data, file);
+    assert_eq!(loaded.bad_servers, vec![net.channel(2)]);
+    assert!(!loaded.used_servers.contains(&net.channel(2)));
+    Ok(())
+}
+
+async fn fewer_than_t_servers_fail_clearly_and_learn_nothing(kind: Kind) -> TestResult {
+    let mut net = Net::new(kind, 5).await?;
+    let client = net.client(Some(3)).await?;
+    let file = data(50_000, 11);
+    client.save("secret", &file, &pw()).await?;
+    for i in [0, 1, 2] {
+        net.kill(i);
+    }
+    net.wait_servers(&client, 2).await?;
+    match client.load("secret", Some(1), &pw()).await {
+        Err(
+            e @ Error::NotEnoughShares {
+                good: 2, needed: 3, ..
+            },
+        ) => {
+            assert!(e.to_string().contains("only 2 valid shares"), "{e}");
+        }
+        other => return Err(format!("expected NotEnoughShares, got {other:?}").into()),
+    }
+    // What the two remaining servers hold contains no piece of the plaintext.
+    for i in [3, 4] {
+        let rec = std::fs::read(RecordStore::open(&net.root(i))?.record_path("secret", 1))?;
+        assert!(
+            !rec.windows(32)
+                .any(|w| file.windows(32).take(2000).any(|f| f == w))
+        );
+    }
+    Ok(())
+}
+
+async fn odd_tags_with_slash_plus_unicode_and_4_kib_length(kind: Kind) -> TestResult {
+    let net = Net::new(kind, 5).await?;
+    let client = net.client(Some(3)).await?;
+    let long = "ü/".repeat(1024) + "+end"; // > 4 KiB of UTF-8
+    let tags = [
+        "a/b/c",
+        "x+y=z",
+        "???",
+        "../../etc/passwd",
+        "日本語 タグ 🎉",
+        long.as_str(),
+    ];
+    for (i, tag) in tags.iter().enumerate() {
+        let file = data(1000 + i, i as u64);
+        client.save(tag, &file, &pw()).await?;
+        assert_eq!(client.load(tag, None, &pw()).await?.data, file);
+    }
+    let listed = client.list("").await?;
+    assert_eq!(listed.len(), tags.len());
+    assert!(
+        listed
+            .iter()
+            .all(|l| l.versions.len() == 1 && l.versions[0].servers == 5)
+    );
+    assert!(listed.iter().any(|l| l.tag == long));
+    Ok(())
+}
+
+async fn malformed_and_truncated_packets_leave_the_server_serving(kind: Kind) -> TestResult {
+    let net = Net::new(kind, 3).await?;
+    let client = net.client(Some(2)).await?;
+    let target = net.channel(0);
+    let good = Frame::Data(DataFrame {
+        message_id: MessageId([1; 16]),
+        sender: "seccs:client:attacker".into(),
+        index: 0,
+        count: 1,
+        payload: b"SCNM\x01\x03".to_vec(),
+    })
+    .encode();
+    let mut packets: Vec<Vec<u8>> = vec![
+        vec![],
+        b"garbage".to_vec(),
+        vec![0xff; 1000],
+        b"SCNF\x09".to_vec(),
+        good.clone(),
+    ];
+    for cut in [1, 5, 10, 30, good.len() - 1] {
+        packets.push(good[..cut].to_vec());
+    }
+    let mut oversized = good.clone();
+    let n = oversized.len();
+    oversized[n - 10..n - 6].copy_from_slice(&u32::MAX.to_be_bytes());
+    packets.push(oversized);
+    // First frame of a two-frame message that never completes.
+    packets.push(
+        Frame::Data(DataFrame {
+            message_id: MessageId([2; 16]),
+            sender: "seccs:client:attacker".into(),
+            index: 0,
+            count: 2,
+            payload: vec![0; seccs_net::packet::MAX_FRAME_PAYLOAD],
+        })
+        .encode(),
+    );
+    for p in packets {
+        net.broker.publish(&target, p).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let file = data(70_000, 3);
+    let saved = client.save("after-junk", &file, &pw()).await?;
+    assert_eq!(saved.stored_on, 3);
+    assert_eq!(client.load("after-junk", None, &pw()).await?.data, file);
+    Ok(())
+}
+
+async fn three_clients_at_once(kind: Kind) -> TestResult {
+    let net = Net::new(kind, 5).await?;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(net.client(Some(3)).await?);
+    }
+    let jobs = clients.iter().enumerate().map(|(i, c)| async move {
+        let file = data(400_000 + i, 100 + i as u64);
+        let tag = format!("client{i}");
+        c.save(&tag, &file, &pw()).await?;
+        let back = c.load(&tag, None, &pw()).await?;
+        Ok::<bool, Error>(back.data == file)
+    });
+    for r in futures::future::join_all(jobs).await {
+        assert!(r?);
+    }
+    Ok(())
+}
+
+async fn saving_again_keeps_the_previous_version_and_rm_removes(kind: Kind) -> TestResult {
+    let net = Net::new(kind, 3).await?;
+    let client = net.client(Some(2)).await?;
+    client.save("v", b"one", &pw()).await?;
+    let second = client.save("v", b"two", &pw()).await?;
+    assert_eq!(second.version, 2);
+    assert_eq!(client.load("v", None, &pw()).await?.data, b"two");
+    assert_eq!(client.load("v", Some(1), &pw()).await?.data, b"one");
+    assert_eq!(client.remove("v", Some(2)).await?, 3);
+    assert_eq!(client.load("v", None, &pw()).await?.data, b"one");
+    assert_eq!(client.remove("v", None).await?, 3);
+    assert!(matches!(
+        client.load("v", None, &pw()).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(client.list("").await?.is_empty());
+    Ok(())
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod memory { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() -> TestResult { super::$name(Kind::Memory).await } )* }
+        mod redis { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() -> TestResult { super::$name(Kind::Redis).await } )* }
+        mod nats { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() -> TestResult { super::$name(Kind::Nats).await } )* }
+    };
+}
+
+suite!(
+    save_and_load_sizes_from_0_bytes_to_1_mib,
+    any_t_of_n_servers_suffice_after_killing_n_minus_t,
+    corrupt_fragment_and_share_are_detected_and_the_server_named,
+    fewer_than_t_servers_fail_clearly_and_learn_nothing,
+    odd_tags_with_slash_plus_unicode_and_4_kib_length,
+    malformed_and_truncated_packets_leave_the_server_serving,
+    three_clients_at_once,
+    saving_again_keeps_the_previous_version_and_rm_removes,
+);

@@ -1,0 +1,149 @@
+//! Tests that need a real broker process: a 64 MiB file through Redis, a
+//! Redis restart, and the blocking key-file functions.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Kind, Net, TestResult, data};
+use seccs_net::server;
+use seccs_net::{Client, ClientOptions, Config, Error, Kdf, Password};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_64_mib_file_travels_in_bounded_frames_and_each_server_stores_a_third() -> TestResult {
+    let net = Net::new(Kind::Redis, 5).await?;
+    let client = net.client(Some(3)).await?;
+    let size = 64 << 20;
+    let file = data(size, 64);
+    let saved = client.save("big", &file, &Password::new("p")).await?;
+    assert_eq!(saved.stored_on, 5);
+    assert!((saved.record_bytes as f64) <= 1.1 * size as f64 / 3.0 + 4096.0);
+    let status = client.server_status().await?;
+    for s in &status {
+        assert!((s.info.stored_bytes as f64) <= 1.1 * size as f64 / 3.0 + 4096.0);
+    }
+    let loaded = client.load("big", None, &Password::new("p")).await?;
+    assert!(loaded.data == file);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_reconnect_after_a_redis_restart() -> TestResult {
+    let mut net = Net::new(Kind::Redis, 5).await?;
+    let client = net.client(Some(3)).await?;
+    client
+        .save("before", b"old data", &Password::new("p"))
+        .await?;
+    let port = net.proc.as_ref().map(|p| p.port).ok_or("no redis")?;
+    drop(net.proc.take()); // kill redis-server
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    net.proc = Some(common::redis(Some(port))?);
+    net.wait_servers(&client, 5).await?;
+    // The client's own subscription comes back too: wait until it answers.
+    let mut loaded = None;
+    for _ in 0..50 {
+        match client.load("before", None, &Password::new("p")).await {
+            Ok(r) => {
+                loaded = Some(r);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    assert_eq!(loaded.ok_or("no load after restart")?.data, b"old data");
+    client
+        .save("after", b"new data", &Password::new("p"))
+        .await?;
+    assert_eq!(
+        client.load("after", None, &Password::new("p")).await?.data,
+        b"new data"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_without_enough_acks_fails_and_is_rolled_back() -> TestResult {
+    let net = Net::new(Kind::Memory, 2).await?;
+    // Three silent hosts that look like servers but never answer.
+    let mut silent = Vec::new();
+    for i in 0..3 {
+        silent.push(
+            net.broker
+                .subscribe(&format!("seccs:server:silent{i}"))
+                .await?,
+        );
+    }
+    let client = Client::new(
+        net.broker.clone(),
+        ClientOptions {
+            timeout: Duration::from_secs(1),
+            kdf: Kdf::INSECURE_FAST,
+            threshold: Some(3),
+            min_acks: None,
+        },
+    )
+    .await?;
+    match client.save("t", b"data", &Password::new("p")).await {
+        Err(Error::SaveIncomplete {
+            acked: 2,
+            needed: 3,
+            servers: 5,
+        }) => {}
+        other => return Err(format!("expected SaveIncomplete, got {other:?}").into()),
+    }
+    drop(silent);
+    assert!(
+        client.list("").await?.is_empty(),
+        "the partial save was rolled back"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_survive_a_server_restart_with_the_same_channel() -> TestResult {
+    let mut net = Net::new(Kind::Memory, 3).await?;
+    let client = net.client(Some(2)).await?;
+    client
+        .save("keep", b"persisted", &Password::new("p"))
+        .await?;
+    let before = net.channel(1);
+    if let Some(h) = net.servers[1].take() {
+        h.shutdown().await?;
+    }
+    let h = server::start(net.broker.clone(), &net.root(1), None, common::TIMEOUT).await?;
+    assert_eq!(h.channel(), before);
+    net.servers[1] = Some(h);
+    net.kill(0);
+    net.wait_servers(&client, 2).await?;
+    assert_eq!(
+        client.load("keep", None, &Password::new("p")).await?.data,
+        b"persisted"
+    );
+    Ok(())
+}
+
+#[test]
+fn store_keys_round_trip_through_the_blocking_key_file_functions() -> TestResult {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let net = rt.block_on(Net::new(Kind::Redis, 3))?;
+    let mut config = Config::new(net.url.clone());
+    config.kdf = Kdf::INSECURE_FAST;
+    config.timeout_secs = 10;
+    let key = seccs_core::SecretKey::generate()?;
+    let pw = Password::new("store password");
+    let report = seccs_net::keyfile::save_key(&config, "stores/main", &key, &pw)?;
+    assert_eq!((report.stored_on, report.threshold), (3, 2));
+    assert_eq!(
+        seccs_net::keyfile::load_key(&config, "stores/main", &pw)?,
+        key
+    );
+    assert!(matches!(
+        seccs_net::keyfile::load_key(&config, "stores/main", &Password::new("wrong")),
+        Err(Error::Decrypt)
+    ));
+    drop(net);
+    Ok(())
+}

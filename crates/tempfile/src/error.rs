@@ -1,0 +1,76 @@
+//! The error type of `seccs-tempfile`, and how it maps onto [`std::io::Error`].
+
+use std::io;
+
+/// What can go wrong with an ephemeral file.
+///
+/// The `Read`/`Write`/`Seek` impls return [`io::Error`]; an [`Error`] converts
+/// into one, and [`Error::Tampered`] becomes [`io::ErrorKind::InvalidData`], so
+/// a caller that only sees `io::Error` can still tell tampering apart from an
+/// I/O failure (and can get this enum back with [`io::Error::get_ref`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The underlying file failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A block on disk did not authenticate: it was changed, moved, swapped,
+    /// rolled back to an older version, cut off or appended to. A failed
+    /// decryption never says which.
+    #[error(
+        "ephemeral file block {block} failed authentication: the ciphertext on disk was modified"
+    )]
+    Tampered {
+        /// Index of the block that failed.
+        block: u64,
+    },
+    /// The footer of a persisted file did not authenticate under the given key
+    /// (wrong key, or the footer was modified).
+    #[error("persisted ephemeral file failed authentication: wrong key or modified file")]
+    FooterTampered,
+    /// The bytes are not a persisted ephemeral file.
+    #[error("not a persisted seccs ephemeral file")]
+    UnknownFormat,
+    /// A persisted file of a format version this code does not read.
+    #[error("unsupported persisted ephemeral file version {0}")]
+    UnsupportedVersion(u8),
+    /// A key of a length other than 16, 24 or 32 bytes.
+    #[error("an ephemeral file key must be 16, 24 or 32 bytes, got {0}")]
+    KeySize(usize),
+    /// A block size that is not a power of two between 1 KiB and 1 MiB.
+    #[error("block size must be a power of two from 1 KiB to 1 MiB, got {0}")]
+    BlockSize(usize),
+    /// A write to a handle opened read-only (a reopened persisted file).
+    #[error("this ephemeral file is read-only")]
+    ReadOnly,
+    /// The file sealed 2^32 blocks under one key, the limit for random
+    /// 96-bit nonces; copy it into a fresh file.
+    #[error("ephemeral file reached the limit of 2^32 block writes under one key")]
+    TooManyWrites,
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed: {0}")]
+    Random(String),
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(e) => e,
+            e @ (Error::Tampered { .. }
+            | Error::FooterTampered
+            | Error::UnknownFormat
+            | Error::UnsupportedVersion(_)) => io::Error::new(io::ErrorKind::InvalidData, e),
+            e @ (Error::KeySize(_) | Error::BlockSize(_)) => {
+                io::Error::new(io::ErrorKind::InvalidInput, e)
+            }
+            e @ Error::ReadOnly => io::Error::new(io::ErrorKind::PermissionDenied, e),
+            e @ (Error::TooManyWrites | Error::Random(_)) => io::Error::other(e),
+        }
+    }
+}
+
+impl From<getrandom::Error> for Error {
+    fn from(e: getrandom::Error) -> Self {
+        Error::Random(e.to_string())
+    }
+}

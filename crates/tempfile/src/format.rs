@@ -1,0 +1,467 @@
+//! The block format, and the footer of a persisted file.
+//!
+//! # Why: the seed's flaw
+//!
+//! The Python seed (Ephemeral) encrypted temporary files with AES-CTR and no
+//! authentication: its threat model assumed nobody would modify the
+//! ciphertext. Under CTR whoever can write the file flips plaintext bits at
+//! will (flip ciphertext bit *i*, plaintext bit *i* flips), and nothing noticed
+//! a block copied from elsewhere, an old block written back, or a file cut
+//! short. Here every block is sealed with an AEAD, and everything a block's
+//! meaning depends on is either in its associated data or held in memory:
+//!
+//! | attack on the file on disk        | detected because                                        |
+//! |-----------------------------------|---------------------------------------------------------|
+//! | change a byte                     | the AES-GCM tag fails                                   |
+//! | move or swap blocks               | the block index is associated data                      |
+//! | splice a block from another file  | the file id is associated data (and keys differ)        |
+//! | roll a block back to an old copy  | its version, known only in memory, is associated data   |
+//! | cut the file short                | the block the reader needs is missing                   |
+//! | append bytes                      | the reader of the last block finds bytes after it       |
+//!
+//! # Blocks
+//!
+//! The plaintext is cut into blocks of a fixed power-of-two size (4 KiB by
+//! default). Block *i* lives at offset *i* × (block size + 28) as
+//!
+//! ```text
+//! slot  nonce (12, fresh from the OS generator at every write)
+//!       | AES-GCM(key, nonce, block plaintext, padded with zeros) (block size)
+//!       | tag (16)
+//! AD    file id (16, random) | block index (u64 BE) | block version (u64 BE)
+//! ```
+//!
+//! A block's version is the value of a per-file counter at the moment it was
+//! sealed, so no (index, version) pair is ever sealed twice, even after a
+//! truncation; version 0 means the block was never written (a hole that reads
+//! as zeros and is never read from disk). The key, the file id, the logical
+//! length and every block's version live only in memory. The AEAD suite is
+//! AES-GCM with the file key's size (AES-128, AES-192 or AES-256). Random
+//! 96-bit nonces are safe up to 2^32 seals under one key, a limit
+//! [`Error::TooManyWrites`] enforces per file.
+//!
+//! # Footer of a persisted file
+//!
+//! [`persist`](crate::NamedEphemeralFile::persist) appends the state that
+//! otherwise lives only in memory, sealed under the file key:
+//!
+//! ```text
+//! header  magic "seccstmp" (8) | version 1 (1) | suite (1: 1 AES-128-GCM, 2 AES-192-GCM,
+//!         3 AES-256-GCM) | log2 block size (1) | file id (16)
+//! nonce   (12)
+//! sealed  AES-GCM(key, nonce, AD = header, logical length (u64 BE) | block count n (u64 BE)
+//!         | n block versions (u64 BE each)) ‖ tag (16)
+//! length  of the whole footer, these 8 bytes included (u64 BE)
+//! ```
+//!
+//! The footer's associated data (27 bytes) can never equal a block's (32
+//! bytes), so a footer cannot pass for a block nor the reverse.
+
+use aead::{AeadInOut, KeyInit, inout::InOutBuf};
+use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, Nonce, Tag, aead::consts::U12, aes::Aes192};
+use zeroize::Zeroizing;
+
+use crate::{Error, FileKey, KeySize};
+
+/// AES-192-GCM with a 96-bit nonce.
+type Aes192Gcm = AesGcm<Aes192, U12>;
+
+/// Length of the random nonce at the start of every block slot.
+pub const NONCE_LEN: usize = 12;
+/// Length of the AEAD tag at the end of every block slot.
+pub const TAG_LEN: usize = 16;
+/// Bytes a block slot adds to its block: nonce and tag.
+pub const BLOCK_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+/// Length of a file's random id.
+pub const FILE_ID_LEN: usize = 16;
+/// Smallest block size (1 KiB).
+pub const MIN_BLOCK_SIZE: usize = 1 << 10;
+/// Largest block size (1 MiB).
+pub const MAX_BLOCK_SIZE: usize = 1 << 20;
+/// Default block size (4 KiB).
+pub const DEFAULT_BLOCK_SIZE: usize = 1 << 12;
+/// Magic bytes a persisted file's footer starts with.
+pub const MAGIC: &[u8; 8] = b"seccstmp";
+/// Footer format version written by this code.
+pub const VERSION: u8 = 1;
+/// Most blocks a file may have sealed under one key (random nonces).
+pub const MAX_SEALS: u64 = 1 << 32;
+
+const FOOTER_HEADER_LEN: usize = 8 + 1 + 1 + 1 + FILE_ID_LEN;
+const FOOTER_MIN_LEN: usize = FOOTER_HEADER_LEN + NONCE_LEN + 16 + TAG_LEN + 8;
+
+/// A file's random id, bound into every block's associated data.
+pub type FileId = [u8; FILE_ID_LEN];
+
+/// Checks that a block size is a power of two from 1 KiB to 1 MiB.
+pub fn check_block_size(block_size: usize) -> Result<(), Error> {
+    if block_size.is_power_of_two() && (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) {
+        Ok(())
+    } else {
+        Err(Error::BlockSize(block_size))
+    }
+}
+
+enum Suite {
+    Aes128(Aes128Gcm),
+    Aes192(Aes192Gcm),
+    Aes256(Aes256Gcm),
+}
+
+impl Suite {
+    fn new(key: &FileKey) -> Result<Self, Error> {
+        let bytes = key.expose_secret();
+        let bad = |_| Error::KeySize(bytes.len());
+        Ok(match key.size() {
+            KeySize::Aes128 => Suite::Aes128(Aes128Gcm::new_from_slice(bytes).map_err(bad)?),
+            KeySize::Aes192 => Suite::Aes192(Aes192Gcm::new_from_slice(bytes).map_err(bad)?),
+            KeySize::Aes256 => Suite::Aes256(Aes256Gcm::new_from_slice(bytes).map_err(bad)?),
+        })
+    }
+
+    fn seal(&self, nonce: &[u8; NONCE_LEN], ad: &[u8], buf: InOutBuf<'_, '_, u8>) -> Tag {
+        let nonce = Nonce::from(*nonce);
+        let sealed = match self {
+            Suite::Aes128(c) => c.encrypt_inout_detached(&nonce, ad, buf),
+            Suite::Aes192(c) => c.encrypt_inout_detached(&nonce, ad, buf),
+            Suite::Aes256(c) => c.encrypt_inout_detached(&nonce, ad, buf),
+        };
+        // AES-GCM refuses only messages over 64 GiB or AD over 2^61 bytes;
+        // blocks are at most 1 MiB and our associated data is 27 or 32 bytes.
+        sealed.expect("block and associated data lengths are far below the AES-GCM limits")
+    }
+
+    fn open(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        ad: &[u8],
+        buf: InOutBuf<'_, '_, u8>,
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), aead::Error> {
+        let nonce = Nonce::from(*nonce);
+        let tag = Tag::from(*tag);
+        match self {
+            Suite::Aes128(c) => c.decrypt_inout_detached(&nonce, ad, buf, &tag),
+            Suite::Aes192(c) => c.decrypt_inout_detached(&nonce, ad, buf, &tag),
+            Suite::Aes256(c) => c.decrypt_inout_detached(&nonce, ad, buf, &tag),
+        }
+    }
+}
+
+fn suite_byte(size: KeySize) -> u8 {
+    match size {
+        KeySize::Aes128 => 1,
+        KeySize::Aes192 => 2,
+        KeySize::Aes256 => 3,
+    }
+}
+
+/// Seals and opens the blocks of one file: its key schedule and its id.
+pub struct BlockCipher {
+    // Boxed: the key schedules are large and handles are moved around.
+    suite: Box<Suite>,
+    file_id: FileId,
+}
+
+impl std::fmt::Debug for BlockCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockCipher")
+            .field("file_id", &self.file_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockCipher {
+    /// A cipher for the file with this key and id.
+    pub fn new(key: &FileKey, file_id: FileId) -> Result<Self, Error> {
+        Ok(Self {
+            suite: Box::new(Suite::new(key)?),
+            file_id,
+        })
+    }
+
+    /// The file's id.
+    pub fn file_id(&self) -> &FileId {
+        &self.file_id
+    }
+
+    fn block_ad(&self, index: u64, version: u64) -> [u8; FILE_ID_LEN + 16] {
+        let mut ad = [0u8; FILE_ID_LEN + 16];
+        ad[..FILE_ID_LEN].copy_from_slice(&self.file_id);
+        ad[FILE_ID_LEN..FILE_ID_LEN + 8].copy_from_slice(&index.to_be_bytes());
+        ad[FILE_ID_LEN + 8..].copy_from_slice(&version.to_be_bytes());
+        ad
+    }
+
+    /// Seals block `index` at `version` into `slot`, which must be exactly
+    /// `plaintext.len() + BLOCK_OVERHEAD` bytes (nonce, ciphertext, tag).
+    ///
+    /// # Panics
+    /// If `slot` has the wrong length (a caller's bug, not a runtime condition).
+    pub fn seal_block(
+        &self,
+        index: u64,
+        version: u64,
+        nonce: &[u8; NONCE_LEN],
+        plaintext: &[u8],
+        slot: &mut [u8],
+    ) {
+        assert_eq!(slot.len(), plaintext.len() + BLOCK_OVERHEAD, "slot length");
+        let ad = self.block_ad(index, version);
+        let (head, rest) = slot.split_at_mut(NONCE_LEN);
+        head.copy_from_slice(nonce);
+        let (body, tag_out) = rest.split_at_mut(plaintext.len());
+        let buf = InOutBuf::new(plaintext, body).expect("body was split to the plaintext's length");
+        let tag = self.suite.seal(nonce, &ad, buf);
+        tag_out.copy_from_slice(&tag);
+    }
+
+    /// Opens block `index`, expected at `version`, from `slot` into
+    /// `plaintext` (`slot.len() - BLOCK_OVERHEAD` bytes). A slot of another
+    /// length, or one that fails authentication, is [`Error::Tampered`]; then
+    /// `plaintext` holds no plaintext.
+    pub fn open_block(
+        &self,
+        index: u64,
+        version: u64,
+        slot: &[u8],
+        plaintext: &mut [u8],
+    ) -> Result<(), Error> {
+        let tampered = Error::Tampered { block: index };
+        if slot.len() != plaintext.len() + BLOCK_OVERHEAD {
+            return Err(tampered);
+        }
+        let ad = self.block_ad(index, version);
+        let (nonce, rest) = slot.split_at(NONCE_LEN);
+        let (body, tag) = rest.split_at(plaintext.len());
+        let nonce: &[u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+        let tag: &[u8; TAG_LEN] = tag.try_into().expect("the rest after the body is TAG_LEN");
+        let buf = InOutBuf::new(body, plaintext).map_err(|_| Error::Tampered { block: index })?;
+        if self.suite.open(nonce, &ad, buf, tag).is_err() {
+            plaintext.fill(0);
+            return Err(tampered);
+        }
+        Ok(())
+    }
+}
+
+/// The in-memory state of a file, as sealed into a persisted file's footer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Footer {
+    /// log2 of the block size.
+    pub block_log2: u8,
+    /// The file's id.
+    pub file_id: FileId,
+    /// The logical (plaintext) length.
+    pub len: u64,
+    /// The version of every block slot on disk (0: a hole).
+    pub versions: Vec<u64>,
+}
+
+impl Footer {
+    fn header(&self, size: KeySize) -> [u8; FOOTER_HEADER_LEN] {
+        let mut h = [0u8; FOOTER_HEADER_LEN];
+        h[..8].copy_from_slice(MAGIC);
+        h[8] = VERSION;
+        h[9] = suite_byte(size);
+        h[10] = self.block_log2;
+        h[11..].copy_from_slice(&self.file_id);
+        h
+    }
+
+    /// Writes the footer sealed under `key` with `nonce`.
+    pub fn seal(&self, key: &FileKey, nonce: &[u8; NONCE_LEN]) -> Result<Vec<u8>, Error> {
+        let header = self.header(key.size());
+        let mut body = Vec::with_capacity(16 + 8 * self.versions.len());
+        body.extend_from_slice(&self.len.to_be_bytes());
+        body.extend_from_slice(&(self.versions.len() as u64).to_be_bytes());
+        for v in &self.versions {
+            body.extend_from_slice(&v.to_be_bytes());
+        }
+        let total = FOOTER_HEADER_LEN + NONCE_LEN + body.len() + TAG_LEN + 8;
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&header);
+        out.extend_from_slice(nonce);
+        let start = out.len();
+        out.resize(start + body.len(), 0);
+        let buf = InOutBuf::new(&body, &mut out[start..]).expect("resized to the body's length");
+        let tag = Suite::new(key)?.seal(nonce, &header, buf);
+        out.extend_from_slice(&tag);
+        out.extend_from_slice(&(total as u64).to_be_bytes());
+        Ok(out)
+    }
+
+    /// Reads a footer (exactly its bytes, nothing before or after) and opens
+    /// it under `key`. Bytes are untrusted: a wrong magic is
+    /// [`Error::UnknownFormat`], another version [`Error::UnsupportedVersion`],
+    /// a wrong key or any modification [`Error::FooterTampered`].
+    pub fn open(bytes: &[u8], key: &FileKey) -> Result<Self, Error> {
+        if bytes.len() < FOOTER_MIN_LEN || &bytes[..8] != MAGIC {
+            return Err(Error::UnknownFormat);
+        }
+        if bytes[8] != VERSION {
+            return Err(Error::UnsupportedVersion(bytes[8]));
+        }
+        let block_log2 = bytes[10];
+        check_block_size(1usize.checked_shl(u32::from(block_log2)).unwrap_or(0))
+            .map_err(|_| Error::UnknownFormat)?;
+        if !matches!(bytes[9], 1..=3) {
+            return Err(Error::UnknownFormat);
+        }
+        if bytes[9] != suite_byte(key.size()) {
+            return Err(Error::FooterTampered);
+        }
+        let (rest, total) = bytes.split_at(bytes.len() - 8);
+        let total = u64::from_be_bytes(total.try_into().expect("split 8 bytes from the end"));
+        if total != bytes.len() as u64 {
+            return Err(Error::UnknownFormat);
+        }
+        let (header, rest) = rest.split_at(FOOTER_HEADER_LEN);
+        let (nonce, rest) = rest.split_at(NONCE_LEN);
+        let (sealed, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let nonce: &[u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+        let tag: &[u8; TAG_LEN] = tag.try_into().expect("split TAG_LEN from the end");
+        let mut body = Zeroizing::new(vec![0u8; sealed.len()]);
+        let buf = InOutBuf::new(sealed, &mut body).map_err(|_| Error::UnknownFormat)?;
+        Suite::new(key)?
+            .open(nonce, header, buf, tag)
+            .map_err(|_| Error::FooterTampered)?;
+        let word = |i: usize| {
+            u64::from_be_bytes(
+                body[8 * i..8 * i + 8]
+                    .try_into()
+                    .expect("8-byte word in range"),
+            )
+        };
+        if body.len() % 8 != 0 || body.len() < 16 {
+            return Err(Error::UnknownFormat);
+        }
+        let len = word(0);
+        let count = word(1);
+        if count != (body.len() / 8 - 2) as u64 {
+            return Err(Error::UnknownFormat);
+        }
+        let versions: Vec<u64> = (2..body.len() / 8).map(word).collect();
+        let block_size = 1u64 << block_log2;
+        if count > len.div_ceil(block_size) {
+            return Err(Error::UnknownFormat);
+        }
+        let mut file_id = [0u8; FILE_ID_LEN];
+        file_id.copy_from_slice(&header[11..]);
+        Ok(Self {
+            block_log2,
+            file_id,
+            len,
+            versions,
+        })
+    }
+
+    /// The length of the footer at the end of `tail`, read from its last 8
+    /// bytes, if those bytes are there.
+    pub fn trailing_len(tail: &[u8]) -> Option<u64> {
+        let at = tail.len().checked_sub(8)?;
+        Some(u64::from_be_bytes(tail[at..].try_into().ok()?))
+    }
+}
+
+/// Random nonces, fetched from the OS generator a few hundred at a time.
+pub(crate) struct NoncePool {
+    buf: Box<[u8; NONCE_LEN * 256]>,
+    next: usize,
+}
+
+impl NoncePool {
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: Box::new([0; NONCE_LEN * 256]),
+            next: NONCE_LEN * 256,
+        }
+    }
+
+    pub(crate) fn next(&mut self) -> Result<[u8; NONCE_LEN], Error> {
+        if self.next == self.buf.len() {
+            getrandom::fill(&mut self.buf[..])?;
+            self.next = 0;
+        }
+        let mut n = [0u8; NONCE_LEN];
+        n.copy_from_slice(&self.buf[self.next..self.next + NONCE_LEN]);
+        // Each nonce is handed out once.
+        self.buf[self.next..self.next + NONCE_LEN].fill(0);
+        self.next += NONCE_LEN;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> FileKey {
+        FileKey::from_slice(&[9; 32]).expect("32 bytes is a valid key")
+    }
+
+    fn footer() -> Footer {
+        Footer {
+            block_log2: 12,
+            file_id: [3; FILE_ID_LEN],
+            len: 10_000,
+            versions: vec![4, 0, 7],
+        }
+    }
+
+    #[test]
+    fn footer_round_trips() -> Result<(), Error> {
+        let sealed = footer().seal(&key(), &[1; NONCE_LEN])?;
+        assert_eq!(Footer::trailing_len(&sealed), Some(sealed.len() as u64));
+        assert_eq!(Footer::open(&sealed, &key())?, footer());
+        Ok(())
+    }
+
+    #[test]
+    fn footer_rejects_every_single_bit_flip() -> Result<(), Error> {
+        let sealed = footer().seal(&key(), &[1; NONCE_LEN])?;
+        for i in 0..sealed.len() * 8 {
+            let mut bad = sealed.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            assert!(Footer::open(&bad, &key()).is_err(), "bit {i}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn footer_names_an_unknown_version_and_rejects_trailing_bytes() -> Result<(), Error> {
+        let mut sealed = footer().seal(&key(), &[1; NONCE_LEN])?;
+        let mut other = sealed.clone();
+        other[8] = 2;
+        assert!(matches!(
+            Footer::open(&other, &key()),
+            Err(Error::UnsupportedVersion(2))
+        ));
+        sealed.push(0);
+        assert!(matches!(
+            Footer::open(&sealed, &key()),
+            Err(Error::UnknownFormat)
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn block_opens_only_at_its_index_and_version() -> Result<(), Error> {
+        let cipher = BlockCipher::new(&key(), [5; FILE_ID_LEN])?;
+        let plain = [0x5a; 1024];
+        let mut slot = vec![0; 1024 + BLOCK_OVERHEAD];
+        cipher.seal_block(2, 9, &[8; NONCE_LEN], &plain, &mut slot);
+        let mut out = [0; 1024];
+        cipher.open_block(2, 9, &slot, &mut out)?;
+        assert_eq!(out, plain);
+        assert!(cipher.open_block(3, 9, &slot, &mut out).is_err());
+        assert!(cipher.open_block(2, 8, &slot, &mut out).is_err());
+        assert!(
+            out.iter().all(|b| *b == 0),
+            "a failed open leaves no plaintext"
+        );
+        let other = BlockCipher::new(&key(), [6; FILE_ID_LEN])?;
+        assert!(other.open_block(2, 9, &slot, &mut out).is_err());
+        Ok(())
+    }
+}
