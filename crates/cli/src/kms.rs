@@ -1,12 +1,430 @@
-//! `seccs kms …` commands (being built).
+//! `seccs kms …`: the key service. A thin layer over `seccs-kms`.
 
-use clap::Args;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use seccs_kms::client::{self, BlockingClient, ClientConfig, LocalFacility};
+use seccs_kms::lifecycle::KeyState;
+use seccs_kms::server::{self, ServerConfig};
 
 /// Arguments of `seccs kms`.
 #[derive(Debug, Args)]
-pub struct KmsArgs {}
+pub struct KmsArgs {
+    #[command(subcommand)]
+    command: KmsCommand,
+}
+
+/// How to reach and trust the key server.
+#[derive(Debug, Args)]
+struct Conn {
+    /// The key server, e.g. https://127.0.0.1:8080.
+    #[arg(long, env = "SECCS_KMS_URL", default_value = "https://127.0.0.1:8080")]
+    server: String,
+    /// Trust the CA certificates in this PEM file (the server's DIR/tls/ca.pem).
+    #[arg(long, env = "SECCS_KMS_CA", conflicts_with = "pin")]
+    ca: Option<PathBuf>,
+    /// Trust exactly the server certificate with this SHA-256 fingerprint.
+    #[arg(long, env = "SECCS_KMS_PIN")]
+    pin: Option<String>,
+    /// The management bearer token (the server's DIR/token).
+    #[arg(long, env = "SECCS_KMS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Read the management bearer token from this file.
+    #[arg(long, env = "SECCS_KMS_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Allow plain http:// to a loopback address (never to another host).
+    #[arg(long)]
+    insecure_loopback_http: bool,
+}
+
+impl Conn {
+    fn config(&self) -> anyhow::Result<ClientConfig> {
+        let mut c = ClientConfig::new(&self.server);
+        if let Some(ca) = &self.ca {
+            c = c.with_ca_file(ca);
+        }
+        if let Some(pin) = &self.pin {
+            c = c.with_pin(pin)?;
+        }
+        if let Some(t) = &self.token {
+            c = c.with_token(t.trim());
+        }
+        if let Some(f) = &self.token_file {
+            let t =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            c = c.with_token(t.trim());
+        }
+        c.allow_loopback_http = self.insecure_loopback_http;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn client(&self) -> anyhow::Result<BlockingClient> {
+        Ok(BlockingClient::new(&self.config()?)?)
+    }
+}
+
+/// Where data comes from and goes to.
+#[derive(Debug, Args)]
+struct Io {
+    /// Input file (default: standard input).
+    #[arg(long = "in", value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Output file (default: standard output).
+    #[arg(long = "out", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// The encryption context (associated data); decryption needs the same.
+    #[arg(long, default_value = "")]
+    context: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum KmsCommand {
+    /// Run the key server over HTTPS until SIGINT or SIGTERM.
+    Serve {
+        /// Storage directory (keys, named keys, token, audit log, certificate).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Certificate chain (PEM); without it a certificate is created in DIR/tls.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// Private key (PEM) of --cert.
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// Largest request body in bytes (larger: 413).
+        #[arg(long, default_value_t = 1 << 20)]
+        max_body: usize,
+    },
+    /// Create a KEK/DEK pair on the server; writes the KEK (the caller keeps it).
+    New {
+        #[command(flatten)]
+        conn: Conn,
+        /// Write the KEK (32 raw bytes, mode 0600) to this new file instead of
+        /// printing it as hex.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Fetch the DEK of a KEK (printed as hex).
+    Key {
+        #[command(flatten)]
+        conn: Conn,
+        /// The KEK file (32 raw bytes or 64 hex digits).
+        #[arg(long)]
+        kek: PathBuf,
+    },
+    /// Encrypt a file or stream: locally under the DEK of --kek (segmented
+    /// stream format), or on the server under the named key --name.
+    Encrypt {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        io: Io,
+        /// Encrypt locally with the DEK of this KEK file.
+        #[arg(long, conflicts_with = "name", required_unless_present = "name")]
+        kek: Option<PathBuf>,
+        /// Encrypt on the server with this named key (input ≤ 256 KiB).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Decrypt what `encrypt` produced (same --kek or --name and --context).
+    Decrypt {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        io: Io,
+        /// Decrypt locally with the DEK of this KEK file.
+        #[arg(long, conflicts_with = "name", required_unless_present = "name")]
+        kek: Option<PathBuf>,
+        /// Decrypt on the server with this named key.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show the server's status (seed status line and key counts).
+    Status {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Create a named key (management token).
+    Create {
+        #[command(flatten)]
+        conn: Conn,
+        /// The key name (A-Z a-z 0-9 - _ .).
+        name: String,
+        /// Create it in pre-activation instead of active.
+        #[arg(long)]
+        pre_activation: bool,
+    },
+    /// List named keys (management token).
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show a named key's versions, state and transition times (JSON).
+    Info {
+        #[command(flatten)]
+        conn: Conn,
+        /// The key name.
+        name: String,
+    },
+    /// Add a version to a named key; new ciphertexts use it.
+    Rotate {
+        #[command(flatten)]
+        conn: Conn,
+        /// The key name.
+        name: String,
+    },
+    /// Move a named key to a lifecycle state: pre-activation, active,
+    /// suspended, deactivated, compromised, destroyed (erases the material).
+    State {
+        #[command(flatten)]
+        conn: Conn,
+        /// The key name.
+        name: String,
+        /// The new state.
+        state: String,
+    },
+    /// Refuse decryption with versions below N.
+    MinVersion {
+        #[command(flatten)]
+        conn: Conn,
+        /// The key name.
+        name: String,
+        /// The minimum decryption version.
+        version: u32,
+    },
+    /// Re-encrypt a ciphertext to the newest version of a named key without
+    /// revealing the plaintext.
+    Rewrap {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        io: Io,
+        /// The key name.
+        name: String,
+    },
+    /// Generate a data key: prints JSON with the key and its wrapped form (hex).
+    Datakey {
+        #[command(flatten)]
+        conn: Conn,
+        /// The key name.
+        name: String,
+        /// The encryption context of the wrapped form.
+        #[arg(long, default_value = "")]
+        context: String,
+    },
+}
+
+fn read_input(io: &Io) -> anyhow::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    match &io.input {
+        Some(p) => data = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        None => {
+            std::io::stdin().read_to_end(&mut data)?;
+        }
+    }
+    Ok(data)
+}
+
+fn write_output(io: &Io, data: &[u8]) -> anyhow::Result<()> {
+    match &io.output {
+        Some(p) => std::fs::write(p, data).with_context(|| format!("writing {}", p.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(data)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn load_kek(path: &Path) -> anyhow::Result<seccs_core::SecretKey> {
+    client::load_kek(path).with_context(|| format!("reading KEK file {}", path.display()))
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn local_stream(conn: &Conn, io: &Io, kek: &Path, encrypt: bool) -> anyhow::Result<()> {
+    let local = LocalFacility::new(&conn.config()?)?;
+    let kek = load_kek(kek)?;
+    let ctx = io.context.as_bytes();
+    match (&io.input, &io.output) {
+        (Some(src), Some(dst)) if encrypt => {
+            local.encrypt_file(&kek, ctx, src, dst)?;
+        }
+        (Some(src), Some(dst)) => {
+            local.decrypt_file(&kek, ctx, src, dst)?;
+        }
+        _ => {
+            let mut input: Box<dyn Read> = match &io.input {
+                Some(p) => Box::new(std::fs::File::open(p)?),
+                None => Box::new(std::io::stdin().lock()),
+            };
+            let mut output: Box<dyn Write> = match &io.output {
+                Some(p) => Box::new(std::fs::File::create(p)?),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            if encrypt {
+                local.encrypt_stream(&kek, ctx, &mut input, &mut output)?;
+            } else {
+                local.decrypt_stream(&kek, ctx, &mut input, &mut output)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn named_one(c: &BlockingClient, name: &str, op: &str, io: &Io) -> anyhow::Result<()> {
+    let data = read_input(io)?;
+    let items: [(&[u8], &[u8]); 1] = [(&data, io.context.as_bytes())];
+    let mut results = c.run(|k| async move {
+        match op {
+            "encrypt" => k.encrypt(name, &items).await,
+            "decrypt" => k.decrypt(name, &items).await,
+            _ => k.rewrap(name, &items).await,
+        }
+    })?;
+    let out = results.pop().context("the server answered no result")??;
+    write_output(io, &out)
+}
 
 /// Runs `seccs kms`.
-pub fn run(_args: KmsArgs) -> anyhow::Result<()> {
-    anyhow::bail!("seccs kms is not built yet")
+pub fn run(args: KmsArgs) -> anyhow::Result<()> {
+    match args.command {
+        KmsCommand::Serve {
+            dir,
+            listen,
+            cert,
+            key,
+            max_body,
+        } => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .try_init();
+            let mut cfg = ServerConfig::new(&dir);
+            cfg.listen = listen;
+            cfg.cert = cert;
+            cfg.key = key;
+            cfg.max_body = max_body;
+            server::serve_blocking(cfg, |s| {
+                eprintln!("seccs kms listening on {}", s.url());
+                eprintln!("certificate: {}", s.cert().cert_path.display());
+                if let Some(ca) = &s.cert().ca_path {
+                    eprintln!("CA file (for --ca): {}", ca.display());
+                }
+                eprintln!("SHA-256 fingerprint (for --pin): {}", s.cert().fingerprint);
+                if let Some(t) = s.token_path() {
+                    eprintln!("management token file: {}", t.display());
+                }
+            })?;
+        }
+        KmsCommand::New { conn, out } => {
+            let kek = conn.client()?.run(|c| c.new_kek())?;
+            match out {
+                Some(p) => {
+                    client::save_kek(&p, &kek)?;
+                    eprintln!("KEK written to {}", p.display());
+                }
+                None => println!("{}", seccs_core::hexenc::encode(kek.expose_secret())),
+            }
+        }
+        KmsCommand::Key { conn, kek } => {
+            let kek = load_kek(&kek)?;
+            let dek = conn.client()?.run(|c| c.dek(&kek))?;
+            println!("{}", seccs_core::hexenc::encode(dek.expose_secret()));
+        }
+        KmsCommand::Encrypt {
+            conn,
+            io,
+            kek,
+            name,
+        } => match (kek, name) {
+            (Some(kek), _) => local_stream(&conn, &io, &kek, true)?,
+            (None, Some(name)) => named_one(&conn.client()?, &name, "encrypt", &io)?,
+            (None, None) => anyhow::bail!("give --kek FILE or --name NAME"),
+        },
+        KmsCommand::Decrypt {
+            conn,
+            io,
+            kek,
+            name,
+        } => match (kek, name) {
+            (Some(kek), _) => local_stream(&conn, &io, &kek, false)?,
+            (None, Some(name)) => named_one(&conn.client()?, &name, "decrypt", &io)?,
+            (None, None) => anyhow::bail!("give --kek FILE or --name NAME"),
+        },
+        KmsCommand::Status { conn } => {
+            let c = conn.client()?;
+            println!("{}", c.run(|k| k.status_text())?);
+            print_json(&c.run(|k| k.status())?)?;
+        }
+        KmsCommand::Create {
+            conn,
+            name,
+            pre_activation,
+        } => {
+            let state = if pre_activation {
+                KeyState::PreActivation
+            } else {
+                KeyState::Active
+            };
+            print_json(&conn.client()?.run(|k| k.create_key(&name, state))?)?;
+        }
+        KmsCommand::List { conn } => {
+            for n in conn.client()?.run(|k| k.list_keys())? {
+                println!("{n}");
+            }
+        }
+        KmsCommand::Info { conn, name } => {
+            print_json(&conn.client()?.run(|k| k.key_info(&name))?)?;
+        }
+        KmsCommand::Rotate { conn, name } => {
+            print_json(&conn.client()?.run(|k| k.rotate(&name))?)?;
+        }
+        KmsCommand::State { conn, name, state } => {
+            let state: KeyState = state.parse()?;
+            print_json(&conn.client()?.run(|k| k.set_state(&name, state))?)?;
+        }
+        KmsCommand::MinVersion {
+            conn,
+            name,
+            version,
+        } => {
+            print_json(
+                &conn
+                    .client()?
+                    .run(|k| k.set_min_decrypt_version(&name, version))?,
+            )?;
+        }
+        KmsCommand::Rewrap { conn, io, name } => {
+            named_one(&conn.client()?, &name, "rewrap", &io)?;
+        }
+        KmsCommand::Datakey {
+            conn,
+            name,
+            context,
+        } => {
+            let mut keys = conn
+                .client()?
+                .run(|k| k.datakeys(&name, 1, context.as_bytes()))?;
+            let (key, wrapped) = keys.pop().context("the server answered no data key")?;
+            print_json(&serde_json::json!({
+                "plaintext": seccs_core::hexenc::encode(key.expose_secret()),
+                "ciphertext": seccs_core::hexenc::encode(&wrapped),
+            }))?;
+        }
+    }
+    Ok(())
 }

@@ -79,7 +79,7 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
             );
             key
         }
-        other => bail!("key source {other:?} is not available in this build"),
+        KeySource::Kms { .. } => load_key_source(path, &new.key)?,
     };
     let store_dir = StoreDir::create(path, config)?;
     if new.backend != EMBEDDED {
@@ -127,6 +127,7 @@ pub fn open(path: &Path, create_if_missing: bool) -> Result<OpenStore> {
 fn load_key(dir: &StoreDir) -> Result<SecretKey> {
     match &dir.config().key {
         KeySource::File { path } => Ok(dir::read_key_file(&dir.resolve(path))?),
+        KeySource::Kms { .. } => load_key_source(dir.path(), &dir.config().key),
         KeySource::Share { tag, config } => {
             let share_config = seccs_net::Config::load(&dir.resolve(config))
                 .with_context(|| format!("cannot read share config {}", config.display()))?;
@@ -134,8 +135,38 @@ fn load_key(dir: &StoreDir) -> Result<SecretKey> {
             seccs_net::keyfile::load_key(&share_config, tag, &password)
                 .with_context(|| format!("cannot load the store key {tag:?} from the share network"))
         }
-        other => bail!("key source {other:?} is not available in this build"),
     }
+}
+
+/// Fetches the store key (a DEK) from the key service with the KEK file.
+fn load_key_source(store_path: &Path, source: &KeySource) -> Result<SecretKey> {
+    let KeySource::Kms {
+        server,
+        kek_file,
+        ca,
+        pin,
+    } = source
+    else {
+        bail!("not a key-service key source");
+    };
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            store_path.join(p)
+        }
+    };
+    let mut config = seccs_kms::client::ClientConfig::new(server.clone());
+    if let Some(ca) = ca {
+        config = config.with_ca_file(resolve(ca));
+    }
+    if let Some(pin) = pin {
+        config = config.with_pin(pin)?;
+    }
+    let kek = seccs_kms::client::load_kek(&resolve(kek_file))
+        .with_context(|| format!("cannot read the KEK file {}", kek_file.display()))?;
+    seccs_kms::client::fetch_store_key(&config, &kek)
+        .with_context(|| format!("cannot fetch the store key from {server}"))
 }
 
 fn open_backend(dir: &StoreDir) -> Result<Arc<dyn Backend>> {

@@ -44,6 +44,21 @@ pub struct InitArgs {
     /// comes from SECCS_SHARE_PASSWORD or a prompt, at init and every open.
     #[arg(long, value_name = "TAG", conflicts_with = "key_file")]
     key_from_share: Option<String>,
+    /// Take the store key from the key service at URL: the store key is the
+    /// DEK the service holds for the KEK in --kek FILE. The store keeps only
+    /// where the KEK is, never the DEK.
+    #[arg(long, value_name = "URL", requires = "kek", conflicts_with_all = ["key_file", "key_from_share"])]
+    key_from_kms: Option<String>,
+    /// The KEK file for --key-from-kms (32 raw bytes or 64 hex digits, as
+    /// `seccs kms new` writes it).
+    #[arg(long, value_name = "FILE")]
+    kek: Option<PathBuf>,
+    /// A CA certificate to trust for --key-from-kms.
+    #[arg(long, value_name = "FILE")]
+    kms_ca: Option<PathBuf>,
+    /// A pinned SHA-256 certificate fingerprint for --key-from-kms.
+    #[arg(long, value_name = "SHA256")]
+    kms_pin: Option<String>,
     /// The share client config for --key-from-share.
     #[arg(long, value_name = "FILE", requires = "key_from_share")]
     share_config: Option<PathBuf>,
@@ -150,8 +165,14 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     } else {
         path.join(&key_path)
     };
-    let key = match &args.key_from_share {
-        Some(tag) => {
+    let key = match (&args.key_from_share, &args.key_from_kms) {
+        (_, Some(server)) => KeySource::Kms {
+            server: server.clone(),
+            kek_file: std::path::absolute(args.kek.as_deref().context("--key-from-kms needs --kek FILE")?)?,
+            ca: args.kms_ca.as_deref().map(std::path::absolute).transpose()?,
+            pin: args.kms_pin.clone(),
+        },
+        (Some(tag), None) => {
             let config = match &args.share_config {
                 Some(c) => std::path::absolute(c)?,
                 None => dirs::home_dir()
@@ -163,7 +184,7 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
                 config,
             }
         }
-        None => KeySource::File { path: key_path },
+        (None, None) => KeySource::File { path: key_path },
     };
     let shows_key_file = matches!(key, KeySource::File { .. });
     open::create(
@@ -176,12 +197,13 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     )?;
     if !shows_key_file {
         eprintln!(
-            "seccs: created a store at {} (chunk size {}, wrapper {}, compression {}, backend {}); key on the share network",
+            "seccs: created a store at {} (chunk size {}, wrapper {}, compression {}, backend {}); key held elsewhere ({})",
             path.display(),
             args.chunk_size,
             args.wrapper,
             args.compression,
-            args.backend
+            args.backend,
+            if args.key_from_kms.is_some() { "key service" } else { "share network" }
         );
         return Ok(());
     }

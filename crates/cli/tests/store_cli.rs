@@ -137,23 +137,31 @@ fn a_second_process_gets_store_is_in_use() {
     let tmp = tempfile::tempdir().expect("tmp");
     let store = tmp.path().join("store");
     ok(seccs(&store).arg("init"));
-    // A put from a pipe we keep open holds the store.
-    let mut holder = seccs(&store)
-        .args(["put", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // A put from a pipe we keep open holds the store. Our own probe may take
+    // the lock first and make the holder exit: then start it again.
+    let spawn_holder = || {
+        seccs(&store)
+            .args(["put", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut holder = spawn_holder();
+    let deadline = Instant::now() + Duration::from_secs(30);
     let err = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        if holder.try_wait().expect("try_wait").is_some() {
+            holder = spawn_holder();
+            continue;
+        }
         let out = run(seccs(&store).arg("stat"));
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         if !out.status.success() && err.contains("in use") {
             break err;
         }
         assert!(Instant::now() < deadline, "never saw the lock: {err}");
-        std::thread::sleep(Duration::from_millis(50));
     };
     assert!(err.contains("store is in use"), "{err}");
     drop(holder.stdin.take());

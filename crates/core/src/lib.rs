@@ -4,6 +4,8 @@
 //!   `Debug`, never `Copy`, and compared in constant time.
 //! - [`kdf`]: HKDF-SHA-256 subkey derivation with one [`kdf::Label`] per use,
 //!   so that no two uses of the store key ever share a subkey.
+//! - [`stream`]: the segmented stream format (STREAM, as in age and Tink)
+//!   for files and streams of any length.
 //! - [`hexenc`]: lowercase hex, the form in which references and key ids are
 //!   shown to users.
 //!
@@ -21,6 +23,7 @@ mod error;
 pub mod hexenc;
 pub mod kdf;
 mod key;
+pub mod stream;
 
 pub use error::Error;
 pub use key::{KEY_LEN, SecretKey};

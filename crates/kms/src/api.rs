@@ -1,0 +1,129 @@
+//! The JSON bodies of the `/v1/` API, shared by the server and the client.
+//! Bytes travel as lowercase hex.
+
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::KeyState;
+
+/// Largest number of items in one batch request.
+pub const MAX_BATCH: usize = 1024;
+
+/// `POST /v1/new`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewRequest {
+    /// How many KEK/DEK pairs to create (1 ..= [`MAX_BATCH`]).
+    pub count: usize,
+}
+
+/// Answer to `POST /v1/new`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct NewResponse {
+    /// The new KEKs, hex.
+    pub keks: Vec<String>,
+}
+
+/// `POST /v1/key`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct KeyRequest {
+    /// KEKs, hex.
+    pub keks: Vec<String>,
+}
+
+/// One result of a batch: a value, or an error code.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Item {
+    /// The value (hex), on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// A second value (hex): the wrapped key of `datakey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped: Option<String>,
+    /// The error code, on failure (`not-found`, `tampered`, `malformed`,
+    /// `state`, `version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Answer to every batch request.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BatchResponse {
+    /// One result per requested item, in order.
+    pub results: Vec<Item>,
+}
+
+/// `POST /v1/keys`: create a named key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateRequest {
+    /// The name.
+    pub name: String,
+    /// `pre-activation` or `active` (default).
+    #[serde(default)]
+    pub state: Option<KeyState>,
+}
+
+/// `POST /v1/keys/{name}/state`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateRequest {
+    /// The state to enter.
+    pub state: KeyState,
+}
+
+/// `POST /v1/keys/{name}/config`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigRequest {
+    /// The new minimum decryption version.
+    pub min_decrypt_version: u32,
+}
+
+/// One item of an encrypt, decrypt or rewrap batch.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DataItem {
+    /// Plaintext (encrypt) or ciphertext (decrypt, rewrap), hex.
+    pub data: String,
+    /// The encryption context, hex (default empty).
+    #[serde(default)]
+    pub context: String,
+}
+
+/// `POST /v1/keys/{name}/encrypt|decrypt|rewrap`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DataRequest {
+    /// The items.
+    pub items: Vec<DataItem>,
+}
+
+/// `POST /v1/keys/{name}/datakey`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataKeyRequest {
+    /// How many data keys.
+    pub count: usize,
+    /// The encryption context, hex (default empty).
+    #[serde(default)]
+    pub context: String,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// KEK/DEK pairs held.
+    pub keys: usize,
+    /// Named keys held.
+    pub named_keys: usize,
+}
+
+/// `GET /v1/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListResponse {
+    /// The names of the named keys.
+    pub names: Vec<String>,
+}
+
+/// The body of every `/v1/` error answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable code: `not-found`, `tampered`, `malformed`, `state`,
+    /// `transition`, `version`, `exists`, `name`, `unauthorized`, `internal`.
+    pub error: String,
+    /// A human-readable message without key material.
+    pub message: String,
+}

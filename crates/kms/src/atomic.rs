@@ -1,0 +1,93 @@
+//! Durable, atomic file writes: temp file (mode 0600), fsync, rename, fsync
+//! of the directory. A reader sees the old file or the new one, never half
+//! of one, and after the call returns the new one survives a crash.
+//!
+//! Seed flaw fixed here: keas.kmi wrote each key file in place with a plain
+//! `open(..., 'wb')` and no fsync, with the process umask's mode, so a crash
+//! could leave an empty or partial key file and other users could read it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Suffix of temporary files; such files are leftovers of a crash.
+pub(crate) const TEMP_SUFFIX: &str = ".tmp";
+
+/// Creates `dir/.name.<pid>.<n>.tmp` with mode 0600 and writes `bytes`
+/// without syncing; returns its path and open handle.
+pub(crate) fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<(PathBuf, File)> {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()));
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    Ok((tmp, f))
+}
+
+/// Makes renames and creations in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Atomically and durably replaces `dir/name` with `bytes` (mode 0600).
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let (tmp, f) = write_temp(dir, name, bytes)?;
+    let result = f.sync_all().and_then(|()| fs::rename(&tmp, dir.join(name)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    sync_dir(dir)
+}
+
+/// Creates `dir` (and parents) with mode 0700 if it does not exist.
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_content_with_mode_0600() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        write_atomic(dir.path(), "k", b"one")?;
+        write_atomic(dir.path(), "k", b"two")?;
+        assert_eq!(fs::read(dir.path().join("k"))?, b"two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join("k"))?.permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers: Vec<_> = fs::read_dir(dir.path())?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(TEMP_SUFFIX))
+            .collect();
+        assert!(leftovers.is_empty());
+        Ok(())
+    }
+}

@@ -1,0 +1,629 @@
+//! The client side: talking to a key server, and the caching local
+//! facility that encrypts and decrypts on the client's machine.
+//!
+//! [`ClientConfig`] decides how much a client trusts:
+//! - `https://` URLs need a trust anchor: a CA file ([`Trust::CaFile`], e.g.
+//!   the server's `DIR/tls/ca.pem`) or a pinned SHA-256 fingerprint of the
+//!   server certificate ([`Trust::Pin`]). A certificate matching neither is a
+//!   handshake failure ([`KmsError::Transport`]).
+//! - `http://` URLs are refused unless the host is a loopback address *and*
+//!   [`ClientConfig::allow_loopback_http`] is set.
+//!
+//! Seed flaw fixed here: keas.kmi's local facility built its connection for
+//! `/key` with `HTTPConnection` whatever the URL's scheme, so `https://` key
+//! requests, KEK included, went out in clear text. Here the scheme decides,
+//! the client refuses redirects, and TLS is always verified.
+
+mod cache;
+mod local;
+mod pin;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use reqwest::Url;
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+use seccs_core::SecretKey;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+pub use cache::{CachedKey, Clock, DekCache, ManualClock, SystemClock};
+pub use local::{LocalFacility, decrypt_file_with, encrypt_file_with};
+
+use crate::KmsError;
+use crate::api::*;
+use crate::lifecycle::{KeyInfo, KeyState};
+
+/// How the client authenticates the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// Trust certificates issued by the CA certificates in this PEM file.
+    CaFile(PathBuf),
+    /// Trust exactly the certificate with this SHA-256 fingerprint.
+    Pin([u8; 32]),
+    /// No anchor: only valid for `http://` to loopback.
+    None,
+}
+
+/// Where the server is and how to trust it.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The server URL, `https://host:port`.
+    pub url: String,
+    /// How to authenticate the server.
+    pub trust: Trust,
+    /// Permit `http://` when the host is a loopback address.
+    pub allow_loopback_http: bool,
+    /// How long a fetched DEK stays cached (zero: no caching).
+    pub cache_ttl: Duration,
+    /// Deadline of each request.
+    pub timeout: Duration,
+    /// The management bearer token, for named-key calls.
+    pub token: Option<String>,
+}
+
+impl ClientConfig {
+    /// A configuration for `url`, no trust anchor yet, DEKs cached for one
+    /// hour (the seed's timeout), 30 s per request.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            trust: Trust::None,
+            allow_loopback_http: false,
+            cache_ttl: Duration::from_secs(3600),
+            timeout: Duration::from_secs(30),
+            token: None,
+        }
+    }
+
+    /// Trusts the CA certificates in `path`.
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.trust = Trust::CaFile(path.into());
+        self
+    }
+
+    /// Pins the server certificate by its SHA-256 fingerprint (64 hex
+    /// digits; `:` separators allowed).
+    pub fn with_pin(mut self, fingerprint: &str) -> Result<Self, KmsError> {
+        let clean: String = fingerprint.chars().filter(|c| *c != ':').collect();
+        let bytes =
+            hex::decode(clean.trim()).map_err(|_| KmsError::Config("pin must be hex".into()))?;
+        let pin: [u8; 32] = bytes.try_into().map_err(|_| {
+            KmsError::Config("pin must be a SHA-256 fingerprint (64 hex digits)".into())
+        })?;
+        self.trust = Trust::Pin(pin);
+        Ok(self)
+    }
+
+    /// Sets the management bearer token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Sets the DEK cache lifetime.
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// Checks the URL against the trust rules; returns it parsed.
+    pub fn validate(&self) -> Result<Url, KmsError> {
+        let url = Url::parse(&self.url).map_err(|e| KmsError::Config(format!("bad URL: {e}")))?;
+        match url.scheme() {
+            "https" => {
+                if self.trust == Trust::None {
+                    return Err(KmsError::Config(
+                        "https needs --ca FILE or --pin SHA256 to trust the server".into(),
+                    ));
+                }
+            }
+            "http" => {
+                let loopback = match url.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                    None => false,
+                };
+                if !loopback {
+                    return Err(KmsError::Config(
+                        "plain http is refused: key material would travel in clear text".into(),
+                    ));
+                }
+                if !self.allow_loopback_http {
+                    return Err(KmsError::Config(
+                        "plain http to loopback needs the explicit --insecure-loopback-http flag"
+                            .into(),
+                    ));
+                }
+            }
+            other => return Err(KmsError::Config(format!("unsupported URL scheme {other}"))),
+        }
+        Ok(url)
+    }
+
+    fn tls(&self) -> Result<rustls::ClientConfig, KmsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| KmsError::Tls(e.to_string()))?;
+        let mut config = match &self.trust {
+            Trust::CaFile(path) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_file_iter(path)
+                    .map_err(|e| KmsError::Tls(format!("{}: {e}", path.display())))?
+                {
+                    let cert =
+                        cert.map_err(|e| KmsError::Tls(format!("{}: {e}", path.display())))?;
+                    roots.add(cert).map_err(|e| KmsError::Tls(e.to_string()))?;
+                }
+                if roots.is_empty() {
+                    return Err(KmsError::Tls(format!(
+                        "no certificate in {}",
+                        path.display()
+                    )));
+                }
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            Trust::Pin(pin) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(pin::PinVerifier::new(*pin, provider)))
+                .with_no_client_auth(),
+            Trust::None => builder
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+fn transport(e: reqwest::Error) -> KmsError {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    KmsError::Transport(msg)
+}
+
+/// An async client of one key server.
+#[derive(Debug, Clone)]
+pub struct KmsClient {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+}
+
+impl KmsClient {
+    /// A client for `config` (validated: see [`ClientConfig::validate`]).
+    pub fn new(config: &ClientConfig) -> Result<Self, KmsError> {
+        let base = config.validate()?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(config.tls()?)
+            .https_only(base.scheme() == "https")
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(64)
+            .no_proxy()
+            .build()
+            .map_err(transport)?;
+        Ok(Self {
+            http,
+            base,
+            token: config.token.clone(),
+        })
+    }
+
+    fn url(&self, path: &str) -> Result<Url, KmsError> {
+        self.base
+            .join(path)
+            .map_err(|e| KmsError::Config(format!("bad URL: {e}")))
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), KmsError> {
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(transport)?;
+        Ok((status, body.to_vec()))
+    }
+
+    fn server_error(status: u16, body: &[u8]) -> KmsError {
+        if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
+            match e.error.as_str() {
+                "not-found" => return KmsError::NotFound,
+                "tampered" => return KmsError::Tampered,
+                "unauthorized" => return KmsError::Unauthorized,
+                "exists" => return KmsError::AlreadyExists,
+                _ => {}
+            }
+            return KmsError::Server {
+                status,
+                body: format!("{}: {}", e.error, e.message),
+            };
+        }
+        if status == 401 {
+            return KmsError::Unauthorized;
+        }
+        KmsError::Server {
+            status,
+            body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        }
+    }
+
+    /// `GET /`: the seed's status line.
+    pub async fn status_text(&self) -> Result<String, KmsError> {
+        let (status, body) = self.send(self.http.get(self.url("/")?)).await?;
+        if status != 200 {
+            return Err(Self::server_error(status, &body));
+        }
+        String::from_utf8(body).map_err(|_| KmsError::Malformed("status text"))
+    }
+
+    /// `POST /new`: a new KEK.
+    pub async fn new_kek(&self) -> Result<SecretKey, KmsError> {
+        let (status, body) = self.send(self.http.post(self.url("/new")?)).await?;
+        if status != 200 {
+            return Err(Self::server_error(status, &body));
+        }
+        SecretKey::from_slice(&body).map_err(|_| KmsError::Malformed("KEK from server"))
+    }
+
+    /// `POST /key`: the DEK of `kek`. Only a `200` answer of exactly 32
+    /// bytes is a DEK; `404` is [`KmsError::NotFound`].
+    pub async fn dek(&self, kek: &SecretKey) -> Result<SecretKey, KmsError> {
+        let req = self
+            .http
+            .post(self.url("/key")?)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(kek.expose_secret().to_vec());
+        let (status, body) = self.send(req).await?;
+        let body = zeroize::Zeroizing::new(body);
+        match status {
+            200 => SecretKey::from_slice(&body).map_err(|_| KmsError::Malformed("DEK from server")),
+            404 => Err(KmsError::NotFound),
+            _ => Err(Self::server_error(status, &body)),
+        }
+    }
+
+    async fn json<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Req>,
+    ) -> Result<Resp, KmsError> {
+        let mut req = self.http.request(method, self.url(path)?);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(b)?);
+        }
+        let (status, bytes) = self.send(req).await?;
+        let bytes = zeroize::Zeroizing::new(bytes);
+        if status != 200 {
+            return Err(Self::server_error(status, &bytes));
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Result<StatusResponse, KmsError> {
+        self.json::<(), _>(reqwest::Method::GET, "/v1/status", None)
+            .await
+    }
+
+    /// `POST /v1/new`: `count` new KEKs in one request.
+    pub async fn new_keks(&self, count: usize) -> Result<Vec<SecretKey>, KmsError> {
+        let r: NewResponse = self
+            .json(
+                reqwest::Method::POST,
+                "/v1/new",
+                Some(&NewRequest { count }),
+            )
+            .await?;
+        r.keks.iter().map(|k| unhex_key(k)).collect()
+    }
+
+    /// `POST /v1/key`: the DEKs of many KEKs in one request, each a result.
+    pub async fn deks(
+        &self,
+        keks: &[SecretKey],
+    ) -> Result<Vec<Result<SecretKey, KmsError>>, KmsError> {
+        let req = KeyRequest {
+            keks: keks
+                .iter()
+                .map(|k| hex::encode(k.expose_secret()))
+                .collect(),
+        };
+        let r: BatchResponse = self
+            .json(reqwest::Method::POST, "/v1/key", Some(&req))
+            .await?;
+        Ok(r.results
+            .into_iter()
+            .map(|i| item_value(i).and_then(|v| unhex_key(&v)))
+            .collect())
+    }
+
+    /// Creates a named key (bearer token).
+    pub async fn create_key(&self, name: &str, state: KeyState) -> Result<KeyInfo, KmsError> {
+        let req = CreateRequest {
+            name: name.to_owned(),
+            state: Some(state),
+        };
+        self.json(reqwest::Method::POST, "/v1/keys", Some(&req))
+            .await
+    }
+
+    /// Lists named keys (bearer token).
+    pub async fn list_keys(&self) -> Result<Vec<String>, KmsError> {
+        let r: ListResponse = self
+            .json::<(), _>(reqwest::Method::GET, "/v1/keys", None)
+            .await?;
+        Ok(r.names)
+    }
+
+    /// A named key's metadata (bearer token).
+    pub async fn key_info(&self, name: &str) -> Result<KeyInfo, KmsError> {
+        self.json::<(), _>(reqwest::Method::GET, &key_path(name, "")?, None)
+            .await
+    }
+
+    /// Adds a version to a named key (bearer token).
+    pub async fn rotate(&self, name: &str) -> Result<KeyInfo, KmsError> {
+        self.json::<(), _>(reqwest::Method::POST, &key_path(name, "/rotate")?, None)
+            .await
+    }
+
+    /// Changes a named key's state (bearer token).
+    pub async fn set_state(&self, name: &str, state: KeyState) -> Result<KeyInfo, KmsError> {
+        self.json(
+            reqwest::Method::POST,
+            &key_path(name, "/state")?,
+            Some(&StateRequest { state }),
+        )
+        .await
+    }
+
+    /// Sets a named key's minimum decryption version (bearer token).
+    pub async fn set_min_decrypt_version(&self, name: &str, min: u32) -> Result<KeyInfo, KmsError> {
+        let req = ConfigRequest {
+            min_decrypt_version: min,
+        };
+        self.json(
+            reqwest::Method::POST,
+            &key_path(name, "/config")?,
+            Some(&req),
+        )
+        .await
+    }
+
+    async fn data(
+        &self,
+        name: &str,
+        op: &str,
+        items: &[(&[u8], &[u8])],
+    ) -> Result<Vec<Result<Vec<u8>, KmsError>>, KmsError> {
+        let req = DataRequest {
+            items: items
+                .iter()
+                .map(|(d, c)| DataItem {
+                    data: hex::encode(d),
+                    context: hex::encode(c),
+                })
+                .collect(),
+        };
+        let r: BatchResponse = self
+            .json(
+                reqwest::Method::POST,
+                &key_path(name, &format!("/{op}"))?,
+                Some(&req),
+            )
+            .await?;
+        Ok(r.results
+            .into_iter()
+            .map(|i| {
+                item_value(i).and_then(|v| hex::decode(v).map_err(|_| KmsError::Malformed("hex")))
+            })
+            .collect())
+    }
+
+    /// Encrypts a batch of `(plaintext, context)` under a named key.
+    pub async fn encrypt(
+        &self,
+        name: &str,
+        items: &[(&[u8], &[u8])],
+    ) -> Result<Vec<Result<Vec<u8>, KmsError>>, KmsError> {
+        self.data(name, "encrypt", items).await
+    }
+
+    /// Decrypts a batch of `(ciphertext, context)` under a named key.
+    pub async fn decrypt(
+        &self,
+        name: &str,
+        items: &[(&[u8], &[u8])],
+    ) -> Result<Vec<Result<Vec<u8>, KmsError>>, KmsError> {
+        self.data(name, "decrypt", items).await
+    }
+
+    /// Re-encrypts a batch of `(ciphertext, context)` to the newest version.
+    pub async fn rewrap(
+        &self,
+        name: &str,
+        items: &[(&[u8], &[u8])],
+    ) -> Result<Vec<Result<Vec<u8>, KmsError>>, KmsError> {
+        self.data(name, "rewrap", items).await
+    }
+
+    /// `count` data keys: each the key and its wrapped form.
+    pub async fn datakeys(
+        &self,
+        name: &str,
+        count: usize,
+        context: &[u8],
+    ) -> Result<Vec<(SecretKey, Vec<u8>)>, KmsError> {
+        let req = DataKeyRequest {
+            count,
+            context: hex::encode(context),
+        };
+        let r: BatchResponse = self
+            .json(
+                reqwest::Method::POST,
+                &key_path(name, "/datakey")?,
+                Some(&req),
+            )
+            .await?;
+        r.results
+            .into_iter()
+            .map(|i| {
+                let wrapped = i.wrapped.clone().ok_or(KmsError::Malformed("datakey"))?;
+                let key = unhex_key(&item_value(i)?)?;
+                Ok((
+                    key,
+                    hex::decode(wrapped).map_err(|_| KmsError::Malformed("hex"))?,
+                ))
+            })
+            .collect()
+    }
+}
+
+fn key_path(name: &str, tail: &str) -> Result<String, KmsError> {
+    crate::lifecycle::check_name(name)?;
+    Ok(format!("/v1/keys/{name}{tail}"))
+}
+
+fn unhex_key(text: &str) -> Result<SecretKey, KmsError> {
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text, &mut raw[..]).map_err(|_| KmsError::Malformed("key hex"))?;
+    Ok(SecretKey::from_bytes(*raw))
+}
+
+fn item_value(i: Item) -> Result<String, KmsError> {
+    match (i.value, i.error) {
+        (Some(v), None) => Ok(v),
+        (_, Some(e)) => Err(match e.as_str() {
+            "not-found" => KmsError::NotFound,
+            "tampered" => KmsError::Tampered,
+            _ => KmsError::Server {
+                status: 200,
+                body: e,
+            },
+        }),
+        _ => Err(KmsError::Malformed("batch item")),
+    }
+}
+
+/// A blocking client: a [`KmsClient`] on its own single-threaded runtime.
+/// Must not be used from inside an async runtime.
+#[derive(Debug)]
+pub struct BlockingClient {
+    rt: tokio::runtime::Runtime,
+    inner: KmsClient,
+}
+
+impl BlockingClient {
+    /// A blocking client for `config`.
+    pub fn new(config: &ClientConfig) -> Result<Self, KmsError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let inner = {
+            let _guard = rt.enter();
+            KmsClient::new(config)?
+        };
+        Ok(Self { rt, inner })
+    }
+
+    /// Runs one async call of the inner client to completion.
+    pub fn run<'a, T, F>(&'a self, f: impl FnOnce(&'a KmsClient) -> F) -> Result<T, KmsError>
+    where
+        F: std::future::Future<Output = Result<T, KmsError>> + 'a,
+    {
+        self.rt.block_on(f(&self.inner))
+    }
+
+    /// The async client (for calls through [`run`](Self::run)).
+    pub fn inner(&self) -> &KmsClient {
+        &self.inner
+    }
+}
+
+/// Reads a KEK file: 32 raw bytes, or 64 hex digits (surrounding
+/// whitespace allowed), as written by `seccs kms new --out FILE`, `wget …
+/// /new -O kek.dat` or by hand.
+pub fn load_kek(path: &std::path::Path) -> Result<SecretKey, KmsError> {
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path)?);
+    crate::server::parse_kek(&bytes)
+}
+
+/// Writes `kek` as 32 raw bytes to a new file at `path` (mode 0600,
+/// atomically); refuses to overwrite an existing file.
+pub fn save_kek(path: &std::path::Path, kek: &SecretKey) -> Result<(), KmsError> {
+    if path.exists() {
+        return Err(KmsError::Config(format!(
+            "{} exists; not overwriting a key",
+            path.display()
+        )));
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or(KmsError::Config("KEK path needs a file name".into()))?;
+    crate::atomic::write_atomic(dir, name, kek.expose_secret())?;
+    Ok(())
+}
+
+/// Process-wide cache of store keys, by server and KEK.
+fn store_key_cache() -> &'static DekCache {
+    static CACHE: OnceLock<DekCache> = OnceLock::new();
+    CACHE.get_or_init(|| DekCache::new(Duration::from_secs(3600), Arc::new(SystemClock::default())))
+}
+
+/// The part of cache ids that names the server.
+pub(crate) fn url_digest(url: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"seccs/v1/kms/cache-id\0");
+    h.update(url.as_bytes());
+    h.finalize().into()
+}
+
+/// The cache id of `kek` at the server of `url_digest`: one SHA-256 of
+/// 64 bytes, so a cache hit costs little.
+pub(crate) fn cache_id(url_digest: &[u8; 32], kek: &SecretKey) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(url_digest);
+    h.update(kek.expose_secret());
+    h.finalize().into()
+}
+
+/// Fetches the content store key held by the key server as the DEK of
+/// `kek` (blocking; call it outside any async runtime). Results are cached
+/// for the process for `config.cache_ttl` (at most one hour); errors are
+/// never cached. A content store created with `seccs init --key-from-kms
+/// URL --kek FILE` keeps only the URL and the KEK file's location and calls
+/// this on every open.
+pub fn fetch_store_key(config: &ClientConfig, kek: &SecretKey) -> Result<SecretKey, KmsError> {
+    let id = cache_id(&url_digest(&config.url), kek);
+    if !config.cache_ttl.is_zero()
+        && let Some(k) = store_key_cache().get(&id)
+    {
+        return Ok(k.dek().clone());
+    }
+    let client = BlockingClient::new(config)?;
+    let dek = client.run(|c| c.dek(kek))?;
+    if !config.cache_ttl.is_zero() {
+        store_key_cache().insert(id, Arc::new(CachedKey::new(dek.clone())));
+    }
+    Ok(dek)
+}

@@ -1,0 +1,235 @@
+//! Storage of named keys: one sealed file per key under `DIR/named/`, each
+//! sealed under a key derived from the server's root key (`DIR/root.key`,
+//! 32 random bytes, mode 0600, created on first start). Every change is
+//! applied to a copy, written atomically and durably, and only then made
+//! visible, so a failed write leaves the key as it was.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use seccs_core::SecretKey;
+
+use crate::KmsError;
+use crate::atomic;
+use crate::keyfile::NamedKeyFile;
+use crate::lifecycle::{KeyInfo, KeyState, NamedKey, check_name};
+
+const SUFFIX: &str = ".key";
+
+enum Entry {
+    Key(Box<NamedKey>),
+    Corrupt,
+}
+
+/// The named keys of one server.
+pub struct KeyRing {
+    dir: PathBuf,
+    root: SecretKey,
+    keys: Mutex<HashMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn load_root(path: &Path) -> Result<SecretKey, KmsError> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            SecretKey::from_slice(&bytes).map_err(|_| KmsError::Malformed("root key file"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SecretKey::generate()?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or(KmsError::Malformed("root key path"))?;
+            atomic::write_atomic(dir, name, key.expose_secret())?;
+            Ok(key)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl KeyRing {
+    /// Opens the named keys of the server directory `dir`.
+    pub fn open(dir: &Path) -> Result<Self, KmsError> {
+        atomic::create_private_dir(dir)?;
+        let root = load_root(&dir.join("root.key"))?;
+        let named = dir.join("named");
+        atomic::create_private_dir(&named)?;
+        let mut keys = HashMap::new();
+        for entry in fs::read_dir(&named)? {
+            let entry = entry?;
+            let fname = entry.file_name();
+            let Some(name) = fname.to_str().and_then(|n| n.strip_suffix(SUFFIX)) else {
+                continue;
+            };
+            if check_name(name).is_err() {
+                continue;
+            }
+            let loaded = fs::read(entry.path())
+                .map_err(KmsError::from)
+                .and_then(|b| decode(&root, name, &b));
+            let e = match loaded {
+                Ok(k) => Entry::Key(Box::new(k)),
+                Err(err) => {
+                    tracing::warn!(key = name, error = %err, "named key file rejected");
+                    Entry::Corrupt
+                }
+            };
+            keys.insert(name.to_owned(), e);
+        }
+        Ok(Self {
+            dir: named,
+            root,
+            keys: Mutex::new(keys),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // Entries are replaced whole, so a poisoned map is still consistent.
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn store(&self, key: &NamedKey) -> Result<(), KmsError> {
+        let (info, materials) = key.parts();
+        let meta = serde_json::to_vec(info)?;
+        let file = NamedKeyFile::seal(&self.root, meta, &materials)?;
+        atomic::write_atomic(
+            &self.dir,
+            &format!("{}{SUFFIX}", info.name),
+            &file.to_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// How many named keys there are.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether there is no named key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.lock().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Creates a key in state `initial` (pre-activation or active).
+    pub fn create(&self, name: &str, initial: KeyState, now: u64) -> Result<KeyInfo, KmsError> {
+        let mut map = self.lock();
+        if map.contains_key(name) {
+            return Err(KmsError::AlreadyExists);
+        }
+        let key = NamedKey::create(name, initial, now)?;
+        self.store(&key)?;
+        let info = key.info().clone();
+        map.insert(name.to_owned(), Entry::Key(Box::new(key)));
+        Ok(info)
+    }
+
+    /// Runs `f` on the key `name`.
+    pub fn with_key<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&NamedKey) -> Result<R, KmsError>,
+    ) -> Result<R, KmsError> {
+        let map = self.lock();
+        match map.get(name) {
+            None => Err(KmsError::NotFound),
+            Some(Entry::Corrupt) => Err(KmsError::Tampered),
+            Some(Entry::Key(k)) => f(k),
+        }
+    }
+
+    /// Applies `f` to a copy of the key `name`, stores the copy durably,
+    /// then makes it current.
+    pub fn update<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut NamedKey) -> Result<R, KmsError>,
+    ) -> Result<(R, KeyInfo), KmsError> {
+        let mut map = self.lock();
+        let mut copy = match map.get(name) {
+            None => return Err(KmsError::NotFound),
+            Some(Entry::Corrupt) => return Err(KmsError::Tampered),
+            Some(Entry::Key(k)) => k.duplicate(),
+        };
+        let r = f(&mut copy)?;
+        self.store(&copy)?;
+        let info = copy.info().clone();
+        map.insert(name.to_owned(), Entry::Key(Box::new(copy)));
+        Ok((r, info))
+    }
+}
+
+fn decode(root: &SecretKey, name: &str, bytes: &[u8]) -> Result<NamedKey, KmsError> {
+    let file = NamedKeyFile::parse(bytes)?;
+    let materials = file.open(root)?;
+    let info: KeyInfo = serde_json::from_slice(&file.meta).map_err(|_| KmsError::Tampered)?;
+    if info.name != name {
+        return Err(KmsError::Tampered);
+    }
+    NamedKey::from_parts(info, materials)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::Operation;
+
+    #[test]
+    fn named_keys_persist_across_reopen_and_reject_tampering() -> Result<(), KmsError> {
+        let dir = tempfile::tempdir()?;
+        let ring = KeyRing::open(dir.path())?;
+        ring.create("orders", KeyState::Active, 1)?;
+        ring.update("orders", |k| k.rotate(2))?;
+        let ct = ring.with_key("orders", |k| {
+            k.encrypt(&k.permit(Operation::Encrypt)?, b"x", b"")
+        })?;
+        let ring = KeyRing::open(dir.path())?;
+        let pt = ring.with_key("orders", |k| {
+            k.decrypt(&k.permit(Operation::Decrypt)?, &ct, b"")
+                .map(|p| p.to_vec())
+        })?;
+        assert_eq!(pt, b"x");
+        assert_eq!(ring.with_key("orders", |k| Ok(k.info().latest_version))?, 2);
+        let path = dir.path().join("named/orders.key");
+        let mut bytes = fs::read(&path)?;
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, bytes)?;
+        let ring = KeyRing::open(dir.path())?;
+        assert!(matches!(
+            ring.with_key("orders", |_| Ok(())),
+            Err(KmsError::Tampered)
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() -> Result<(), KmsError> {
+        let dir = tempfile::tempdir()?;
+        let ring = KeyRing::open(dir.path())?;
+        ring.create("a", KeyState::PreActivation, 1)?;
+        assert!(matches!(
+            ring.create("a", KeyState::Active, 1),
+            Err(KmsError::AlreadyExists)
+        ));
+        Ok(())
+    }
+}

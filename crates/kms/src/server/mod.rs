@@ -1,0 +1,278 @@
+//! The key server: axum over rustls (ring provider).
+//!
+//! Routes, the first three wire-compatible with keas.kmi so that its users'
+//! `wget`/`curl` commands keep working:
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /` | `200 text/plain`, `KMS server holding N keys` |
+//! | `POST /new` | `200`, a new KEK (32 raw bytes) |
+//! | `POST /key` (body: KEK, raw or hex) | `200`, the DEK (32 raw bytes); `404 Key not found` |
+//! | `GET /v1/status` | `{"keys": N, "named_keys": M}` |
+//! | `POST /v1/new` `{"count"}` | `{"keks": [hex]}` |
+//! | `POST /v1/key` `{"keks": [hex]}` | `{"results": [{"value"} or {"error"}]}` |
+//! | `GET/POST /v1/keys` | list / create named keys (bearer token) |
+//! | `GET /v1/keys/{name}` | key info (bearer token) |
+//! | `POST /v1/keys/{name}/rotate`, `/state`, `/config` | lifecycle (bearer token) |
+//! | `POST /v1/keys/{name}/encrypt`, `/decrypt`, `/rewrap`, `/datakey` | batches (bearer token) |
+//!
+//! Hardening: request bodies above [`ServerConfig::max_body`] are answered
+//! `413`; malformed bodies `400`; every request has a deadline
+//! ([`ServerConfig::request_timeout`], then `503`); a connection must send
+//! its first request within 10 s and each header within 10 s; SIGINT and
+//! SIGTERM stop accepting and let requests in flight finish. Logs (tracing)
+//! carry key ids (SHA-256 of the KEK) and names, never key material.
+//!
+//! Seed flaw fixed here: the seed's server ran one worker over plain HTTP as
+//! shipped; this one is HTTPS only, multi-threaded, with a certificate made
+//! on first start whose fingerprint it prints for pinning.
+
+mod routes;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+
+pub use routes::parse_kek;
+pub use tls::CertInfo;
+
+use crate::KmsError;
+use crate::atomic;
+use crate::audit::AuditLog;
+use crate::facility::Facility;
+use crate::keyring::KeyRing;
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The storage directory: `keys/` (DEK files), `named/`, `root.key`,
+    /// `token`, `audit.log`, `tls/`.
+    pub dir: PathBuf,
+    /// The address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The certificate chain (PEM); with `key`, or neither to self-sign.
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of `cert`.
+    pub key: Option<PathBuf>,
+    /// The management bearer token; `None` reads `DIR/token`, creating a
+    /// random one (mode 0600) on first start.
+    pub token: Option<String>,
+    /// Largest request body in bytes; larger ones get `413`.
+    pub max_body: usize,
+    /// Deadline of one request.
+    pub request_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults: listen on `127.0.0.1:8080`, self-signed certificate,
+    /// 1 MiB bodies, 30 s per request.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            cert: None,
+            key: None,
+            token: None,
+            max_body: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    cert: CertInfo,
+    token_path: Option<PathBuf>,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    state: Arc<routes::AppState>,
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://ADDR`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The certificate in use and its fingerprint.
+    pub fn cert(&self) -> &CertInfo {
+        &self.cert
+    }
+
+    /// The file holding the management token, if the server created or read
+    /// one.
+    pub fn token_path(&self) -> Option<&Path> {
+        self.token_path.as_deref()
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to `grace`), and
+    /// waits for the server to end.
+    pub async fn shutdown(self, grace: Duration) -> Result<(), KmsError> {
+        self.handle.graceful_shutdown(Some(grace));
+        let r = self
+            .task
+            .await
+            .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))?;
+        self.state.audit.sync()?;
+        tracing::info!("server stopped");
+        Ok(r?)
+    }
+}
+
+fn load_token(dir: &Path, given: Option<&str>) -> Result<(String, Option<PathBuf>), KmsError> {
+    if let Some(t) = given {
+        return Ok((t.to_owned(), None));
+    }
+    let path = dir.join("token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok((t.trim().to_owned(), Some(path))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut raw = [0u8; 32];
+            seccs_core::random_bytes(&mut raw)?;
+            let token = hex::encode(raw);
+            atomic::write_atomic(dir, "token", token.as_bytes())?;
+            Ok((token, Some(path)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "Request timed out").into_response(),
+    }
+}
+
+/// Starts a server on the current tokio runtime.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
+    let dir = config.dir.clone();
+    atomic::create_private_dir(&dir)?;
+    let (tls, cert) = tls::server_config(&dir, config.cert.as_deref(), config.key.as_deref())?;
+    let (token, token_path) = load_token(&dir, config.token.as_deref())?;
+    if token.is_empty() {
+        return Err(KmsError::Config("empty management token".into()));
+    }
+    let state = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<routes::AppState, KmsError> {
+            Ok(routes::AppState {
+                facility: Facility::open(dir.join("keys"))?,
+                ring: KeyRing::open(&dir)?,
+                audit: AuditLog::open(&dir.join("audit.log"))?,
+                token_hash: Sha256::digest(token.as_bytes()).into(),
+            })
+        })
+        .await
+        .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))??
+    };
+    let state = Arc::new(state);
+    let app = Router::new()
+        .route("/", get(routes::seed_status))
+        .route("/new", post(routes::seed_new))
+        .route("/key", post(routes::seed_key))
+        .route("/v1/status", get(routes::v1_status))
+        .route("/v1/new", post(routes::v1_new))
+        .route("/v1/key", post(routes::v1_key))
+        .route("/v1/keys", get(routes::v1_list).post(routes::v1_create))
+        .route("/v1/keys/{name}", get(routes::v1_info))
+        .route("/v1/keys/{name}/rotate", post(routes::v1_rotate))
+        .route("/v1/keys/{name}/state", post(routes::v1_state))
+        .route("/v1/keys/{name}/config", post(routes::v1_config))
+        .route("/v1/keys/{name}/{op}", post(routes::v1_data))
+        .layer(DefaultBodyLimit::max(config.max_body))
+        .layer(middleware::from_fn_with_state(
+            config.request_timeout,
+            deadline,
+        ))
+        .with_state(Arc::clone(&state));
+
+    let listener = std::net::TcpListener::bind(config.listen)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let mut server = axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )?
+    .handle(handle.clone())
+    .first_request_timeout(Duration::from_secs(10));
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(Some(Duration::from_secs(10)));
+    let task = tokio::spawn(server.serve(app.into_make_service()));
+    tracing::info!(%addr, fingerprint = %cert.fingerprint, "kms server listening");
+    Ok(RunningServer {
+        addr,
+        cert,
+        token_path,
+        handle,
+        task,
+        state,
+    })
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Runs a server until SIGINT or SIGTERM, on its own multi-threaded
+/// runtime; calls `ready` once it listens (to print its address and
+/// fingerprint). For the CLI.
+pub fn serve_blocking(
+    config: ServerConfig,
+    ready: impl FnOnce(&RunningServer),
+) -> Result<(), KmsError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let server = start(config).await?;
+        ready(&server);
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown(Duration::from_secs(10)).await
+    })
+}

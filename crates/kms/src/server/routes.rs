@@ -1,0 +1,455 @@
+//! The HTTP routes: the three seed routes, byte for byte, and `/v1/`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use seccs_core::SecretKey;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::KmsError;
+use crate::api::*;
+use crate::audit::{AuditLog, unix_now};
+use crate::facility::Facility;
+use crate::keyfile::KeyId;
+use crate::keyring::KeyRing;
+use crate::lifecycle::{KeyState, Operation};
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub(crate) facility: Facility,
+    pub(crate) ring: KeyRing,
+    pub(crate) audit: AuditLog,
+    pub(crate) token_hash: [u8; 32],
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("facility", &self.facility)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) type Shared = Arc<AppState>;
+
+const OCTETS: &str = "application/octet-stream";
+
+/// Parses a KEK sent by a client: 32 raw bytes, or 64 hex digits with
+/// optional surrounding whitespace (a KEK file edited by hand).
+pub fn parse_kek(body: &[u8]) -> Result<SecretKey, KmsError> {
+    if body.len() == 32 {
+        return Ok(SecretKey::from_slice(body)?);
+    }
+    let text = body.trim_ascii();
+    if text.len() == 64 {
+        let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(text, &mut raw[..]).map_err(|_| KmsError::Malformed("KEK"))?;
+        return Ok(SecretKey::from_bytes(*raw));
+    }
+    Err(KmsError::Malformed("KEK: 32 bytes or 64 hex digits"))
+}
+
+fn code(e: &KmsError) -> (StatusCode, &'static str) {
+    match e {
+        KmsError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+        KmsError::Tampered => (StatusCode::UNPROCESSABLE_ENTITY, "tampered"),
+        KmsError::UnknownFormat(_)
+        | KmsError::UnsupportedVersion { .. }
+        | KmsError::Malformed(_)
+        | KmsError::Json(_) => (StatusCode::BAD_REQUEST, "malformed"),
+        KmsError::StateForbids { .. } => (StatusCode::CONFLICT, "state"),
+        KmsError::InvalidTransition { .. } => (StatusCode::CONFLICT, "transition"),
+        KmsError::VersionRefused { .. } => (StatusCode::CONFLICT, "version"),
+        KmsError::AlreadyExists => (StatusCode::CONFLICT, "exists"),
+        KmsError::InvalidName => (StatusCode::BAD_REQUEST, "name"),
+        KmsError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+/// An error answered as JSON.
+pub(crate) struct ApiError(KmsError);
+
+impl From<KmsError> for ApiError {
+    fn from(e: KmsError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = code(&self.0);
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self.0, "request failed");
+        }
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            "internal error".to_owned()
+        } else {
+            self.0.to_string()
+        };
+        (
+            status,
+            Json(ErrorBody {
+                error: code.to_owned(),
+                message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+fn result_code(r: &Result<impl Sized, KmsError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(e) => code(e).1,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, KmsError> + Send + 'static,
+) -> Result<T, KmsError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))?
+}
+
+// ---- seed routes -------------------------------------------------------
+
+/// `GET /`: `KMS server holding N keys`, as the seed.
+pub(crate) async fn seed_status(State(s): State<Shared>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain")],
+        format!("KMS server holding {} keys", s.facility.len()),
+    )
+        .into_response()
+}
+
+/// `POST /new`: a new KEK, raw bytes.
+pub(crate) async fn seed_new(State(s): State<Shared>) -> Response {
+    let f = s.facility.clone();
+    let r = blocking(move || f.generate()).await;
+    match r {
+        Ok(kek) => {
+            s.audit.record("new", &KeyId::of(&kek).to_hex(), "ok");
+            (
+                [(header::CONTENT_TYPE, OCTETS)],
+                kek.expose_secret().to_vec(),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            s.audit.record("new", "-", code(&e).1);
+            tracing::error!(error = %e, "key generation failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Key generation failed").into_response()
+        }
+    }
+}
+
+/// `POST /key`: the DEK of the KEK in the body; `404 Key not found`.
+pub(crate) async fn seed_key(State(s): State<Shared>, body: Bytes) -> Response {
+    let kek = match parse_kek(&body) {
+        Ok(k) => k,
+        Err(_) => {
+            s.audit.record("key", "-", "malformed");
+            return (StatusCode::BAD_REQUEST, "Malformed key").into_response();
+        }
+    };
+    let id = KeyId::of(&kek).to_hex();
+    let r = s.facility.dek(&kek);
+    s.audit.record("key", &id, result_code(&r));
+    match r {
+        Ok(dek) => (
+            [(header::CONTENT_TYPE, OCTETS)],
+            dek.expose_secret().to_vec(),
+        )
+            .into_response(),
+        Err(KmsError::NotFound) => (StatusCode::NOT_FOUND, "Key not found").into_response(),
+        Err(KmsError::Tampered) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Key file failed authentication",
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "key lookup failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response()
+        }
+    }
+}
+
+// ---- /v1/ --------------------------------------------------------------
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError(KmsError::Json(e)))
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, KmsError> {
+    hex::decode(text).map_err(|_| KmsError::Malformed("hex"))
+}
+
+fn item(r: Result<(String, Option<String>), KmsError>) -> Item {
+    match r {
+        Ok((value, wrapped)) => Item {
+            value: Some(value),
+            wrapped,
+            error: None,
+        },
+        Err(e) => Item {
+            value: None,
+            wrapped: None,
+            error: Some(code(&e).1.to_owned()),
+        },
+    }
+}
+
+/// `GET /v1/status`.
+pub(crate) async fn v1_status(State(s): State<Shared>) -> Json<StatusResponse> {
+    Json(StatusResponse {
+        keys: s.facility.len(),
+        named_keys: s.ring.len(),
+    })
+}
+
+/// `POST /v1/new`: a batch of KEKs.
+pub(crate) async fn v1_new(
+    State(s): State<Shared>,
+    body: Bytes,
+) -> Result<Json<NewResponse>, ApiError> {
+    let req: NewRequest = parse_json(&body)?;
+    if req.count == 0 || req.count > MAX_BATCH {
+        return Err(KmsError::Malformed("count").into());
+    }
+    let f = s.facility.clone();
+    let keks = blocking(move || f.generate_many(req.count)).await?;
+    for k in &keks {
+        s.audit.record("new", &KeyId::of(k).to_hex(), "ok");
+    }
+    Ok(Json(NewResponse {
+        keks: keks
+            .iter()
+            .map(|k| hex::encode(k.expose_secret()))
+            .collect(),
+    }))
+}
+
+/// `POST /v1/key`: the DEKs of a batch of KEKs.
+pub(crate) async fn v1_key(
+    State(s): State<Shared>,
+    body: Bytes,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let req: KeyRequest = parse_json(&body)?;
+    if req.keks.len() > MAX_BATCH {
+        return Err(KmsError::Malformed("too many items").into());
+    }
+    let results = req
+        .keks
+        .iter()
+        .map(|k| {
+            let r = parse_kek(k.as_bytes()).and_then(|kek| {
+                let id = KeyId::of(&kek).to_hex();
+                let r = s.facility.dek(&kek);
+                s.audit.record("key", &id, result_code(&r));
+                r
+            });
+            item(r.map(|dek| (hex::encode(dek.expose_secret()), None)))
+        })
+        .collect();
+    Ok(Json(BatchResponse { results }))
+}
+
+/// Checks the management bearer token.
+pub(crate) fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let h: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
+    if bool::from(h.ct_eq(&s.token_hash)) && !given.is_empty() {
+        Ok(())
+    } else {
+        s.audit.record("auth", "-", "unauthorized");
+        Err(KmsError::Unauthorized.into())
+    }
+}
+
+/// `GET /v1/keys`.
+pub(crate) async fn v1_list(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Json<ListResponse>, ApiError> {
+    authorize(&s, &headers)?;
+    Ok(Json(ListResponse {
+        names: s.ring.names(),
+    }))
+}
+
+/// `POST /v1/keys`: create a named key.
+pub(crate) async fn v1_create(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
+    authorize(&s, &headers)?;
+    let req: CreateRequest = parse_json(&body)?;
+    let s2 = Arc::clone(&s);
+    let name = req.name.clone();
+    let r = blocking(move || {
+        s2.ring
+            .create(&name, req.state.unwrap_or(KeyState::Active), unix_now())
+    })
+    .await;
+    s.audit.record("create", &req.name, result_code(&r));
+    Ok(Json(r?))
+}
+
+/// `GET /v1/keys/{name}`.
+pub(crate) async fn v1_info(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
+    authorize(&s, &headers)?;
+    Ok(Json(s.ring.with_key(&name, |k| Ok(k.info().clone()))?))
+}
+
+/// What a management change does.
+pub(crate) enum Change {
+    Rotate,
+    State(StateRequest),
+    Config(ConfigRequest),
+}
+
+async fn change(
+    s: Shared,
+    name: String,
+    change: Change,
+) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
+    let s2 = Arc::clone(&s);
+    let n = name.clone();
+    let (op, r) = match change {
+        Change::Rotate => (
+            "rotate",
+            blocking(move || s2.ring.update(&n, |k| k.rotate(unix_now()).map(|_| ()))).await,
+        ),
+        Change::State(req) => (
+            "state",
+            blocking(move || s2.ring.update(&n, |k| k.transition(req.state, unix_now()))).await,
+        ),
+        Change::Config(req) => (
+            "config",
+            blocking(move || {
+                s2.ring
+                    .update(&n, |k| k.set_min_decrypt_version(req.min_decrypt_version))
+            })
+            .await,
+        ),
+    };
+    s.audit.record(op, &name, result_code(&r));
+    Ok(Json(r?.1))
+}
+
+/// `POST /v1/keys/{name}/rotate`.
+pub(crate) async fn v1_rotate(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
+    authorize(&s, &headers)?;
+    change(s, name, Change::Rotate).await
+}
+
+/// `POST /v1/keys/{name}/state`.
+pub(crate) async fn v1_state(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
+    authorize(&s, &headers)?;
+    change(s, name, Change::State(parse_json(&body)?)).await
+}
+
+/// `POST /v1/keys/{name}/config`.
+pub(crate) async fn v1_config(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
+    authorize(&s, &headers)?;
+    change(s, name, Change::Config(parse_json(&body)?)).await
+}
+
+/// `POST /v1/keys/{name}/{encrypt|decrypt|rewrap}`.
+pub(crate) async fn v1_data(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path((name, op)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<BatchResponse>, ApiError> {
+    authorize(&s, &headers)?;
+    let op = match op.as_str() {
+        "encrypt" => Operation::Encrypt,
+        "decrypt" => Operation::Decrypt,
+        "rewrap" => Operation::Rewrap,
+        "datakey" => return datakey(&s, &name, &body),
+        _ => return Err(KmsError::NotFound.into()),
+    };
+    let req: DataRequest = parse_json(&body)?;
+    if req.items.len() > MAX_BATCH {
+        return Err(KmsError::Malformed("too many items").into());
+    }
+    let r = s.ring.with_key(&name, |k| {
+        let permit = k.permit(op)?;
+        Ok(req
+            .items
+            .iter()
+            .map(|it| {
+                let r = unhex(&it.data).and_then(|data| {
+                    let ctx = unhex(&it.context)?;
+                    match op {
+                        Operation::Encrypt => k.encrypt(&permit, &data, &ctx),
+                        Operation::Decrypt => k.decrypt(&permit, &data, &ctx).map(|p| p.to_vec()),
+                        _ => k.rewrap(&permit, &data, &ctx),
+                    }
+                });
+                item(r.map(|v| (hex::encode(v), None)))
+            })
+            .collect::<Vec<_>>())
+    });
+    let summary = match &r {
+        Ok(items) if items.iter().all(|i| i.error.is_none()) => "ok",
+        Ok(_) => "partial",
+        Err(e) => code(e).1,
+    };
+    s.audit.record(&op.to_string(), &name, summary);
+    Ok(Json(BatchResponse { results: r? }))
+}
+
+fn datakey(s: &AppState, name: &str, body: &[u8]) -> Result<Json<BatchResponse>, ApiError> {
+    let req: DataKeyRequest = parse_json(body)?;
+    if req.count == 0 || req.count > MAX_BATCH {
+        return Err(KmsError::Malformed("count").into());
+    }
+    let ctx = unhex(&req.context)?;
+    let r = s.ring.with_key(name, |k| {
+        let permit = k.permit(Operation::DataKey)?;
+        (0..req.count)
+            .map(|_| {
+                let (dk, wrapped) = k.datakey(&permit, &ctx)?;
+                Ok(item(Ok((
+                    hex::encode(dk.expose_secret()),
+                    Some(hex::encode(wrapped)),
+                ))))
+            })
+            .collect::<Result<Vec<_>, KmsError>>()
+    });
+    s.audit.record("datakey", name, result_code(&r));
+    Ok(Json(BatchResponse { results: r? }))
+}

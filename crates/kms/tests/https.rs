@@ -1,0 +1,499 @@
+//! The key service over real HTTPS on 127.0.0.1 (ephemeral ports).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use seccs_core::SecretKey;
+use seccs_kms::KmsError;
+use seccs_kms::client::{ClientConfig, KmsClient, LocalFacility, ManualClock, fetch_store_key};
+use seccs_kms::lifecycle::KeyState;
+use seccs_kms::server::{RunningServer, ServerConfig, start};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+fn config(dir: &Path) -> ServerConfig {
+    let mut c = ServerConfig::new(dir);
+    c.listen = "127.0.0.1:0".parse().expect("literal address");
+    c.token = Some("test-token".into());
+    c.max_body = 64 * 1024;
+    c
+}
+
+fn boot(rt: &tokio::runtime::Runtime, dir: &Path) -> Result<RunningServer, KmsError> {
+    rt.block_on(start(config(dir)))
+}
+
+fn client_config(server: &RunningServer) -> Result<ClientConfig, KmsError> {
+    ClientConfig::new(server.url())
+        .with_pin(&server.cert().fingerprint)
+        .map(|c| c.with_token("test-token"))
+}
+
+/// A raw reqwest client trusting the server's CA file, for byte-level checks.
+fn raw_client(server: &RunningServer) -> Result<reqwest::Client, Box<dyn std::error::Error>> {
+    let ca = server.cert().ca_path.clone().ok_or("no CA file")?;
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    for c in CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(10))
+        .build()?)
+}
+
+fn stop(rt: &tokio::runtime::Runtime, server: RunningServer) -> Result<(), KmsError> {
+    rt.block_on(server.shutdown(Duration::from_secs(5)))
+}
+
+#[test]
+fn seed_routes_answer_byte_for_byte() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let http = raw_client(&server)?;
+    let url = server.url();
+    rt.block_on(async {
+        let r = http.get(format!("{url}/")).send().await?;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "text/plain");
+        assert_eq!(r.bytes().await?.as_ref(), b"KMS server holding 0 keys");
+
+        let r = http.post(format!("{url}/new")).send().await?;
+        assert_eq!(r.status(), 200);
+        let kek = r.bytes().await?;
+        assert_eq!(kek.len(), 32);
+
+        let r = http
+            .post(format!("{url}/key"))
+            .header("content-type", "text/plain")
+            .body(kek.to_vec())
+            .send()
+            .await?;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await?.len(), 32);
+
+        let r = http
+            .post(format!("{url}/key"))
+            .body(vec![7u8; 32])
+            .send()
+            .await?;
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.bytes().await?.as_ref(), b"Key not found");
+
+        let r = http.get(format!("{url}/")).send().await?;
+        assert_eq!(r.bytes().await?.as_ref(), b"KMS server holding 1 keys");
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+#[test]
+fn seed_wget_and_curl_flows_work() -> TestResult {
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let dir = tempfile::tempdir()?;
+    let work = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let port = server.addr().port();
+    let kek = work.path().join("kek.dat");
+    let dek = work.path().join("dek.dat");
+    if have("wget") {
+        let st = Command::new("wget")
+            .args(["-q", "--no-check-certificate", "--post-data="])
+            .arg(format!("https://127.0.0.1:{port}/new"))
+            .arg("-O")
+            .arg(&kek)
+            .status()?;
+        assert!(st.success());
+        assert_eq!(std::fs::read(&kek)?.len(), 32);
+        let st = Command::new("wget")
+            .args([
+                "-q",
+                "--no-check-certificate",
+                "--header=Content-Type: text/plain",
+            ])
+            .arg(format!("--post-file={}", kek.display()))
+            .arg(format!("https://127.0.0.1:{port}/key"))
+            .arg("-O")
+            .arg(&dek)
+            .status()?;
+        assert!(st.success());
+        assert_eq!(std::fs::read(&dek)?.len(), 32);
+    }
+    if have("curl") {
+        let out = Command::new("curl")
+            .args(["-sk", "-X", "POST"])
+            .arg(format!("https://127.0.0.1:{port}/new"))
+            .output()?;
+        assert!(out.status.success());
+        assert_eq!(out.stdout.len(), 32);
+        std::fs::write(&kek, &out.stdout)?;
+        let out = Command::new("curl")
+            .args(["-sk", "-H", "Content-Type: text/plain", "--data-binary"])
+            .arg(format!("@{}", kek.display()))
+            .arg(format!("https://127.0.0.1:{port}/key"))
+            .output()?;
+        assert_eq!(out.stdout.len(), 32);
+        let out = Command::new("curl")
+            .args(["-sk", "--data-binary", "0123456789abcdef0123456789abcdef"])
+            .arg(format!("https://127.0.0.1:{port}/key"))
+            .output()?;
+        assert_eq!(out.stdout, b"Key not found");
+        let out = Command::new("curl")
+            .args(["-sk"])
+            .arg(format!("https://127.0.0.1:{port}/"))
+            .output()?;
+        assert!(out.stdout.starts_with(b"KMS server holding "));
+    }
+    stop(&rt, server)?;
+    Ok(())
+}
+
+#[test]
+fn pinned_fingerprint_and_ca_file_are_trusted_a_wrong_pin_fails() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let pinned = LocalFacility::new(&client_config(&server)?)?;
+    let kek = pinned.generate()?;
+    let ca = server.cert().ca_path.clone().ok_or("no CA file")?;
+    let by_ca = LocalFacility::new(&ClientConfig::new(server.url()).with_ca_file(ca))?;
+    assert_eq!(by_ca.dek(&kek)?, pinned.dek(&kek)?);
+    let wrong = LocalFacility::new(&ClientConfig::new(server.url()).with_pin(&"ab".repeat(32))?)?;
+    assert!(matches!(wrong.dek(&kek), Err(KmsError::Transport(_))));
+    assert!(matches!(wrong.generate(), Err(KmsError::Transport(_))));
+    stop(&rt, server)?;
+    Ok(())
+}
+
+#[test]
+fn plain_http_is_refused_seed_https_over_http_flaw() -> TestResult {
+    assert!(matches!(
+        ClientConfig::new("http://kms.example.com:8080").validate(),
+        Err(KmsError::Config(_))
+    ));
+    let mut loopback = ClientConfig::new("http://127.0.0.1:8080");
+    assert!(matches!(loopback.validate(), Err(KmsError::Config(_))));
+    loopback.allow_loopback_http = true;
+    assert!(loopback.validate().is_ok());
+    let mut remote = ClientConfig::new("http://10.1.2.3:8080");
+    remote.allow_loopback_http = true;
+    assert!(remote.validate().is_err());
+    assert!(
+        ClientConfig::new("https://127.0.0.1:1").validate().is_err(),
+        "https needs a trust anchor"
+    );
+    // An https client never speaks plain HTTP: a plain-HTTP listener fails the handshake.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 32\r\n\r\n0123456789abcdef0123456789abcdef",
+            );
+        }
+    });
+    let c = LocalFacility::new(
+        &ClientConfig::new(format!("https://127.0.0.1:{port}")).with_pin(&"00".repeat(32))?,
+    )?;
+    assert!(matches!(
+        c.dek(&SecretKey::generate()?),
+        Err(KmsError::Transport(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn dek_cache_hits_then_expires_by_the_injected_clock() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let clock = Arc::new(ManualClock::new());
+    let cfg = client_config(&server)?.with_cache_ttl(Duration::from_secs(600));
+    let local = LocalFacility::with_clock(&cfg, clock.clone())?;
+    let kek = local.generate()?;
+    let ct = local.encrypt(&kek, b"hello", b"ctx")?;
+    stop(&rt, server)?;
+    // The server is gone: only the cache can answer.
+    assert_eq!(local.decrypt(&kek, &ct, b"ctx")?, b"hello");
+    clock.advance(Duration::from_secs(599));
+    assert!(local.dek(&kek).is_ok());
+    clock.advance(Duration::from_secs(1));
+    assert!(matches!(local.dek(&kek), Err(KmsError::Transport(_))));
+    assert!(local.cache().is_empty());
+    Ok(())
+}
+
+#[test]
+fn errors_and_404s_are_never_cached_seed_404_as_dek_flaw() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let local = LocalFacility::new(&client_config(&server)?)?;
+    let unknown = SecretKey::generate()?;
+    for _ in 0..2 {
+        assert!(matches!(local.dek(&unknown), Err(KmsError::NotFound)));
+        assert!(local.cache().is_empty());
+    }
+    assert!(matches!(
+        local.encrypt(&unknown, b"x", b""),
+        Err(KmsError::NotFound)
+    ));
+    let kek = local.generate()?;
+    local.dek(&kek)?;
+    assert_eq!(local.cache().len(), 1);
+    stop(&rt, server)?;
+    Ok(())
+}
+
+#[test]
+fn keys_and_certificate_persist_across_server_restart() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let fp = server.cert().fingerprint.clone();
+    let cfg = client_config(&server)?.with_cache_ttl(Duration::ZERO);
+    let local = LocalFacility::new(&cfg)?;
+    let kek = local.generate()?;
+    let dek = local.dek(&kek)?;
+    stop(&rt, server)?;
+    let server = boot(&rt, dir.path())?;
+    assert_eq!(server.cert().fingerprint, fp);
+    assert!(!server.cert().created);
+    let local = LocalFacility::new(&client_config(&server)?)?;
+    assert_eq!(local.dek(&kek)?, dek);
+    let store_key = fetch_store_key(&client_config(&server)?, &kek)?;
+    assert_eq!(store_key, dek);
+    stop(&rt, server)?;
+    Ok(())
+}
+
+#[test]
+fn sixty_four_concurrent_clients_lose_no_key() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    let pairs = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let client = KmsClient::new(&cfg)?;
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                for _ in 0..3 {
+                    let kek = client.new_kek().await?;
+                    let dek = client.dek(&kek).await?;
+                    out.push((kek, dek));
+                }
+                Ok::<_, KmsError>(out)
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.map_err(|e| e.to_string())??);
+        }
+        Ok::<_, Box<dyn std::error::Error>>(all)
+    })?;
+    assert_eq!(pairs.len(), 192);
+    stop(&rt, server)?;
+    let server = boot(&rt, dir.path())?;
+    let client = rt.block_on(async { KmsClient::new(&client_config(&server)?) })?;
+    rt.block_on(async {
+        assert_eq!(client.status_text().await?, "KMS server holding 192 keys");
+        let keks: Vec<SecretKey> = pairs.iter().map(|(k, _)| k.clone()).collect();
+        let deks = client.deks(&keks).await?;
+        for ((_, want), got) in pairs.iter().zip(deks) {
+            assert_eq!(&got?, want);
+        }
+        Ok::<_, KmsError>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+#[test]
+fn malformed_and_oversized_bodies_get_400_and_413_and_the_server_keeps_serving() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let http = raw_client(&server)?;
+    let url = server.url();
+    rt.block_on(async {
+        let r = http.post(format!("{url}/key")).body("short").send().await?;
+        assert_eq!(r.status(), 400);
+        let r = http
+            .post(format!("{url}/v1/key"))
+            .body("{not json")
+            .send()
+            .await?;
+        assert_eq!(r.status(), 400);
+        let r = http
+            .post(format!("{url}/v1/new"))
+            .body(r#"{"count": 0}"#)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 400);
+        let r = http
+            .post(format!("{url}/key"))
+            .body(vec![0u8; 200 * 1024])
+            .send()
+            .await?;
+        assert_eq!(r.status(), 413);
+        let r = http
+            .post(format!("{url}/v1/keys"))
+            .body(r#"{"name":"x"}"#)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 401, "management needs the bearer token");
+        let r = http.get(format!("{url}/")).send().await?;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await?.as_ref(), b"KMS server holding 0 keys");
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+#[test]
+fn named_key_lifecycle_rotation_and_rewrap_over_https() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    rt.block_on(async {
+        let c = KmsClient::new(&cfg)?;
+        let info = c.create_key("orders", KeyState::PreActivation).await?;
+        assert_eq!(info.state, KeyState::PreActivation);
+        // Pre-activation keys protect nothing.
+        let r = c.encrypt("orders", &[(b"x", b"")]).await;
+        assert!(r.is_err());
+        c.set_state("orders", KeyState::Active).await?;
+        let v1 = c
+            .encrypt("orders", &[(b"one", b"ctx"), (b"two", b"ctx")])
+            .await?;
+        let v1: Vec<Vec<u8>> = v1.into_iter().collect::<Result<_, _>>()?;
+        let info = c.rotate("orders").await?;
+        assert_eq!(info.latest_version, 2);
+        let items: Vec<(&[u8], &[u8])> = v1.iter().map(|ct| (ct.as_slice(), &b"ctx"[..])).collect();
+        let re: Vec<Vec<u8>> = c
+            .rewrap("orders", &items)
+            .await?
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        c.set_min_decrypt_version("orders", 2).await?;
+        let old = c.decrypt("orders", &items).await?;
+        assert!(
+            old.iter().all(|r| r.is_err()),
+            "version 1 is below the minimum"
+        );
+        let items2: Vec<(&[u8], &[u8])> =
+            re.iter().map(|ct| (ct.as_slice(), &b"ctx"[..])).collect();
+        let back = c.decrypt("orders", &items2).await?;
+        assert_eq!(back[0].as_deref().map_err(|e| e.to_string())?, b"one");
+        let mut bad = re[0].clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let tampered = c.decrypt("orders", &[(bad.as_slice(), b"ctx")]).await?;
+        assert!(matches!(tampered[0], Err(KmsError::Tampered)));
+        let dks = c.datakeys("orders", 2, b"d").await?;
+        assert_eq!(dks.len(), 2);
+        c.set_state("orders", KeyState::Deactivated).await?;
+        assert!(c.encrypt("orders", &[(b"x", b"")]).await.is_err());
+        assert!(
+            c.decrypt("orders", &items2).await?[0].is_ok(),
+            "deactivated keys still decrypt"
+        );
+        assert!(c.set_state("orders", KeyState::Active).await.is_err());
+        c.set_state("orders", KeyState::Destroyed).await?;
+        assert!(c.decrypt("orders", &items2).await.is_err());
+        let info = c.key_info("orders").await?;
+        assert!(info.versions.iter().all(|v| v.destroyed));
+        let states: Vec<KeyState> = info.transitions.iter().map(|t| t.state).collect();
+        assert_eq!(
+            states,
+            [
+                KeyState::PreActivation,
+                KeyState::Active,
+                KeyState::Deactivated,
+                KeyState::Destroyed
+            ]
+        );
+        let anon = KmsClient::new(&ClientConfig {
+            token: None,
+            ..cfg.clone()
+        })?;
+        assert!(matches!(
+            anon.list_keys().await,
+            Err(KmsError::Unauthorized)
+        ));
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    let audit = std::fs::read_to_string(dir.path().join("audit.log"))?;
+    assert!(audit.lines().count() >= 10);
+    assert!(audit.contains("\"op\":\"rotate\""));
+    stop(&rt, server)?;
+    Ok(())
+}
+
+#[test]
+fn local_file_encryption_keeps_exact_length_and_rejects_tampering_seed_padding_flaw() -> TestResult
+{
+    let dir = tempfile::tempdir()?;
+    let work = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let local = LocalFacility::new(&client_config(&server)?)?;
+    let kek = local.generate()?;
+    let plain = work.path().join("p");
+    let sealed = work.path().join("s");
+    let back = work.path().join("b");
+    let data: Vec<u8> = (0..100_003u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&plain, &data)?;
+    local.encrypt_file(&kek, b"f", &plain, &sealed)?;
+    local.decrypt_file(&kek, b"f", &sealed, &back)?;
+    assert_eq!(std::fs::read(&back)?, data);
+    let mut bytes = std::fs::read(&sealed)?;
+    bytes[1000] ^= 1;
+    std::fs::write(&sealed, &bytes)?;
+    let out = work.path().join("never");
+    assert!(matches!(
+        local.decrypt_file(&kek, b"f", &sealed, &out),
+        Err(KmsError::Tampered)
+    ));
+    assert!(!out.exists(), "a failed decryption leaves no output");
+    let ct = local.encrypt(&kek, b"secret", b"")?;
+    let mut bad = ct.clone();
+    bad[20] ^= 1;
+    assert!(matches!(
+        local.decrypt(&kek, &bad, b""),
+        Err(KmsError::Tampered)
+    ));
+    stop(&rt, server)?;
+    Ok(())
+}
