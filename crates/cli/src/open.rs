@@ -72,7 +72,9 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
                 .with_context(|| format!("cannot read share config {}", config.display()))?;
             let password = crate::share::password_from(None, true)?;
             let report = seccs_net::keyfile::save_key(&share_config, tag, &key, &password)
-                .with_context(|| format!("cannot save the store key to the share network as {tag:?}"))?;
+                .with_context(|| {
+                    format!("cannot save the store key to the share network as {tag:?}")
+                })?;
             eprintln!(
                 "seccs: store key saved on the share network as {tag:?} ({} of {} servers, any {} recover it)",
                 report.stored_on, report.servers, report.threshold
@@ -132,8 +134,9 @@ fn load_key(dir: &StoreDir) -> Result<SecretKey> {
             let share_config = seccs_net::Config::load(&dir.resolve(config))
                 .with_context(|| format!("cannot read share config {}", config.display()))?;
             let password = crate::share::password_from(None, false)?;
-            seccs_net::keyfile::load_key(&share_config, tag, &password)
-                .with_context(|| format!("cannot load the store key {tag:?} from the share network"))
+            seccs_net::keyfile::load_key(&share_config, tag, &password).with_context(|| {
+                format!("cannot load the store key {tag:?} from the share network")
+            })
         }
     }
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use seccs_store::dir::{EMBEDDED, KeySource};
 use seccs_store::catalog::{EntryKind, parse_name_version};
+use seccs_store::dir::{EMBEDDED, KeySource};
 use seccs_store::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, Params, WrapperKind};
 
 use crate::open::{self, NewStore, StoreLocation};
@@ -159,7 +159,10 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
 pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     let path = loc.path()?;
     let params = Params::new(args.chunk_size, args.wrapper)?.with_compression(args.compression);
-    let key_path = args.key_file.clone().unwrap_or_else(|| PathBuf::from("key"));
+    let key_path = args
+        .key_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("key"));
     let key_shown = if key_path.is_absolute() {
         key_path.clone()
     } else {
@@ -168,8 +171,16 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     let key = match (&args.key_from_share, &args.key_from_kms) {
         (_, Some(server)) => KeySource::Kms {
             server: server.clone(),
-            kek_file: std::path::absolute(args.kek.as_deref().context("--key-from-kms needs --kek FILE")?)?,
-            ca: args.kms_ca.as_deref().map(std::path::absolute).transpose()?,
+            kek_file: std::path::absolute(
+                args.kek
+                    .as_deref()
+                    .context("--key-from-kms needs --kek FILE")?,
+            )?,
+            ca: args
+                .kms_ca
+                .as_deref()
+                .map(std::path::absolute)
+                .transpose()?,
             pin: args.kms_pin.clone(),
         },
         (Some(tag), None) => {
@@ -203,7 +214,11 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
             args.wrapper,
             args.compression,
             args.backend,
-            if args.key_from_kms.is_some() { "key service" } else { "share network" }
+            if args.key_from_kms.is_some() {
+                "key service"
+            } else {
+                "share network"
+            }
         );
         return Ok(());
     }
@@ -235,8 +250,8 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         }
         return crate::tree::put_tree(store, &args.file, progress::enabled(args.quiet));
     }
-    let file = File::open(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let file =
+        File::open(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let bar = progress::bytes(meta.len(), args.quiet);
     let mut reader = bar.wrap_read(file);
     put_one(store, &mut reader, args.name.as_deref(), Some(&args.file))?;
@@ -471,7 +486,6 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
     }
     Ok(())
 }
-
 
 /// Runs `seccs stat`.
 pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {

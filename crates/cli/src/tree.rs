@@ -17,8 +17,15 @@ use seccs_store::catalog::EntryKind;
 
 /// One thing found under the directory.
 enum Found {
-    File { path: PathBuf, name: String, len: u64 },
-    Symlink { path: PathBuf, name: String },
+    File {
+        path: PathBuf,
+        name: String,
+        len: u64,
+    },
+    Symlink {
+        path: PathBuf,
+        name: String,
+    },
 }
 
 /// Normalizes a path into a name: drops leading `/`, `.` and `..`
@@ -74,7 +81,10 @@ fn walk(dir: &Path, found: &mut Vec<Found>, problems: &mut Vec<String>) {
         } else if ft.is_symlink() {
             found.push(Found::Symlink { path, name });
         } else {
-            problems.push(format!("skipped {}: not a regular file or symlink", path.display()));
+            problems.push(format!(
+                "skipped {}: not a regular file or symlink",
+                path.display()
+            ));
         }
     }
 }
@@ -194,7 +204,10 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Resu
                     std::os::unix::fs::symlink(&link, &target)
                         .with_context(|| format!("cannot create link {}", target.display()))?;
                     #[cfg(not(unix))]
-                    bail!("cannot create symlink {} on this platform", target.display());
+                    bail!(
+                        "cannot create symlink {} on this platform",
+                        target.display()
+                    );
                     #[cfg(unix)]
                     Ok(())
                 }
@@ -210,7 +223,11 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Resu
         eprintln!("seccs: {f}");
     }
     if !failures.is_empty() {
-        bail!("{} of {} entries could not be restored", failures.len(), records.len());
+        bail!(
+            "{} of {} entries could not be restored",
+            failures.len(),
+            records.len()
+        );
     }
     Ok(())
 }

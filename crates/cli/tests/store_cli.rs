@@ -30,7 +30,11 @@ fn fails(cmd: &mut Command) -> String {
     let out = run(cmd);
     assert!(!out.status.success(), "{cmd:?} should fail");
     let err = String::from_utf8(out.stderr).expect("utf-8");
-    assert_eq!(err.trim_end().lines().count(), 1, "one error line, got: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one error line, got: {err}"
+    );
     assert!(err.starts_with("seccs: "), "{err}");
     err
 }
@@ -63,18 +67,27 @@ fn put_get_rm_round_trip_and_stat_reports_zero_entries_at_the_end() {
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("created a new store"), "{stderr}");
-    let reference = String::from_utf8(out.stdout).expect("utf-8").trim().to_owned();
+    let reference = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
     assert_eq!(reference.len(), 48, "24-byte reference in hex");
     let restored = tmp.path().join("out.bin");
     ok(seccs(&store).args(["get", &reference, "-o"]).arg(&restored));
-    assert_eq!(std::fs::read(&restored).expect("read"), std::fs::read(&input).expect("read"));
+    assert_eq!(
+        std::fs::read(&restored).expect("read"),
+        std::fs::read(&input).expect("read")
+    );
     let s = stat(&store);
     for key in ["entries", "bytes", "nodes"] {
         assert!(s[key].as_u64().expect(key) > 0, "{key}");
     }
     let part = run(seccs(&store).args(["get", &reference, "--range", "1000:10"]));
     assert!(part.status.success());
-    assert_eq!(part.stdout, std::fs::read(&input).expect("read")[1000..1010]);
+    assert_eq!(
+        part.stdout,
+        std::fs::read(&input).expect("read")[1000..1010]
+    );
     ok(seccs(&store).args(["rm", &reference]));
     assert_eq!(stat(&store)["entries"], 0);
 }
@@ -115,7 +128,10 @@ fn a_tampered_store_fails_get_and_leaves_no_output_file() {
     std::fs::write(&target, bytes).expect("write db");
     let output = tmp.path().join("out.bin");
     let result = run(seccs(&store).args(["get", &reference, "-o"]).arg(&output));
-    assert!(!result.status.success(), "tampered store must not read back");
+    assert!(
+        !result.status.success(),
+        "tampered store must not read back"
+    );
     assert!(!output.exists(), "no partial output file");
 }
 
@@ -181,16 +197,29 @@ fn directories_are_stored_by_path_restored_as_trees_and_removed_to_zero() {
     std::fs::write(src.join("sub/same.txt"), b"same").expect("write");
     #[cfg(unix)]
     std::os::unix::fs::symlink("a.jpg", src.join("link")).expect("symlink");
-    let out = ok(seccs(&store).current_dir(tmp.path()).args(["put", "photos/2024", "-q"]));
+    let out = ok(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["put", "photos/2024", "-q"]));
     assert_eq!(out.lines().count(), 5, "{out}");
     let ls = ok(seccs(&store).args(["ls", "photos/", "--json"]));
     let names: Vec<String> = ls
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["name"].as_str().expect("name").to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["name"]
+                .as_str()
+                .expect("name")
+                .to_owned()
+        })
         .collect();
     assert_eq!(
         names,
-        ["photos/2024/a.jpg", "photos/2024/link", "photos/2024/same.txt", "photos/2024/sub/b.txt", "photos/2024/sub/same.txt"]
+        [
+            "photos/2024/a.jpg",
+            "photos/2024/link",
+            "photos/2024/same.txt",
+            "photos/2024/sub/b.txt",
+            "photos/2024/sub/same.txt"
+        ]
     );
     let restore = tmp.path().join("restore");
     ok(seccs(&store).args(["get", "photos/", "-o"]).arg(&restore));
@@ -208,9 +237,18 @@ fn directories_are_stored_by_path_restored_as_trees_and_removed_to_zero() {
     );
     // A second version of one name, then remove everything.
     std::fs::write(src.join("same.txt"), b"changed").expect("write");
-    ok(seccs(&store).arg("put").arg(src.join("same.txt")).args(["--name", "photos/2024/same.txt"]));
-    assert_eq!(ok(seccs(&store).args(["get", "photos/2024/same.txt@1"])), "same");
-    assert_eq!(ok(seccs(&store).args(["get", "photos/2024/same.txt"])), "changed");
+    ok(seccs(&store)
+        .arg("put")
+        .arg(src.join("same.txt"))
+        .args(["--name", "photos/2024/same.txt"]));
+    assert_eq!(
+        ok(seccs(&store).args(["get", "photos/2024/same.txt@1"])),
+        "same"
+    );
+    assert_eq!(
+        ok(seccs(&store).args(["get", "photos/2024/same.txt"])),
+        "changed"
+    );
     ok(seccs(&store).arg("verify"));
     for name in names {
         ok(seccs(&store).args(["rm", &name]));
@@ -232,7 +270,10 @@ fn special_files_are_reported_and_skipped_and_the_exit_code_says_so() {
     let out = run(seccs(&store).arg("put").arg(&src));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("pipe") && err.contains("not a regular file"), "{err}");
+    assert!(
+        err.contains("pipe") && err.contains("not a regular file"),
+        "{err}"
+    );
     let ls = ok(seccs(&store).arg("ls"));
     assert!(ls.contains("tree/ok.bin"), "the rest is stored: {ls}");
 }
@@ -263,10 +304,10 @@ fn sigkill_during_put_or_rm_leaves_a_consistent_store() {
             cmd.arg("put").arg(&big).args(["--name", &name, "-q"]);
         }
         let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
         std::thread::sleep(Duration::from_millis(delay_ms));
         delay_ms = (delay_ms * 7 + 13) % 600 + 5;
         if child.try_wait().expect("try_wait").is_none() {
@@ -284,7 +325,10 @@ fn sigkill_during_put_or_rm_leaves_a_consistent_store() {
             assert!(content.stdout == big_bytes, "{name} is partial");
         }
         let earlier = run(seccs(&store).args(["get", "base"]));
-        assert!(earlier.status.success(), "an earlier content must still read back");
+        assert!(
+            earlier.status.success(),
+            "an earlier content must still read back"
+        );
         assert_eq!(earlier.stdout, std::fs::read(&base).expect("read"));
     }
     assert!(kills >= 20, "only {kills} kills");

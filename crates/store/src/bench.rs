@@ -25,8 +25,8 @@ pub fn aes_siv_floor_mib_s(data: &[u8], chunk_size: usize) -> f64 {
     let mut sink = 0u8;
     for chunk in data.chunks(chunk_size) {
         let out = &mut out[..chunk.len()];
-        let buf = aes_siv::aead::inout::InOutBuf::new(chunk, out)
-            .expect("buffers have equal length");
+        let buf =
+            aes_siv::aead::inout::InOutBuf::new(chunk, out).expect("buffers have equal length");
         let tag = cipher
             .encrypt_inout_detached([b"ad"], buf)
             .expect("one header is within the SIV header limit");

@@ -255,11 +255,11 @@ fn lock(path: &Path) -> Result<File> {
         .map_err(|e| io_err(&lock_path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Backend(
-            crate::backend::BackendError::Locked {
+        Err(fs::TryLockError::WouldBlock) => {
+            Err(StoreError::Backend(crate::backend::BackendError::Locked {
                 detail: format!("{} is locked", path.display()),
-            },
-        )),
+            }))
+        }
         Err(fs::TryLockError::Error(e)) => Err(io_err(&lock_path, e)),
     }
 }

@@ -73,7 +73,9 @@ pub fn decode_superchunk(
     }
     let entry = digest_len + 8;
     if body.is_empty() || body.len() % entry != 0 {
-        return Err(StoreError::integrity("superchunk has a malformed child list"));
+        return Err(StoreError::integrity(
+            "superchunk has a malformed child list",
+        ));
     }
     let mut total: u64 = 0;
     let children: Vec<Child> = body
@@ -104,7 +106,11 @@ pub fn decode_children((kind, body): (u8, Vec<u8>), digest_len: usize) -> Option
     if kind != SUPERCHUNK || body.is_empty() || body.len() % entry != 0 {
         return None;
     }
-    Some(body.chunks_exact(entry).map(|c| c[..digest_len].to_vec()).collect())
+    Some(
+        body.chunks_exact(entry)
+            .map(|c| c[..digest_len].to_vec())
+            .collect(),
+    )
 }
 
 /// Compresses a leaf if that makes it smaller; returns the kind and the
@@ -150,7 +156,10 @@ mod tests {
         let text = b"the quick brown fox jumps over the lazy dog ".repeat(100);
         let packed = compress_leaf(&text, 3).ok_or(StoreError::integrity("should compress"))?;
         assert!(packed.len() < text.len() / 4);
-        assert_eq!(decode_leaf((LEAF_ZSTD, packed.clone()), text.len() as u64)?, text);
+        assert_eq!(
+            decode_leaf((LEAF_ZSTD, packed.clone()), text.len() as u64)?,
+            text
+        );
         assert!(decode_leaf((LEAF_ZSTD, packed), text.len() as u64 - 1).is_err());
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let noise: Vec<u8> = (0..4096)

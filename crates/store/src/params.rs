@@ -248,7 +248,18 @@ mod tests {
     #[test]
     fn height_follows_the_formula() -> Result<()> {
         let p = Params::new(256, WrapperKind::AesSiv)?;
-        for n in [0u64, 1, 255, 256, 257, 2730, 2731, 1 << 20, 5 << 20, u64::MAX] {
+        for n in [
+            0u64,
+            1,
+            255,
+            256,
+            257,
+            2730,
+            2731,
+            1 << 20,
+            5 << 20,
+            u64::MAX,
+        ] {
             let expected = if n <= 256 {
                 0
             } else {

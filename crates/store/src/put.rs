@@ -49,8 +49,10 @@ const SEGMENT: u64 = 16 << 20;
 /// entries to write in the put's last batch, or `None` when the put is
 /// already recorded (the name's newest version is this very content) and
 /// must not count as another put.
-pub(crate) type FinalHook<'a> =
-    dyn Fn(&ContentRef) -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> + 'a;
+pub(crate) type FinalHook<'a> = dyn Fn(&ContentRef) -> Result<Option<ExtraEntries>> + 'a;
+
+/// Entries (key, value) a put writes besides its nodes.
+pub(crate) type ExtraEntries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// A sealed node waiting to be committed.
 pub(crate) struct SealedNode {
@@ -202,7 +204,11 @@ impl Store {
         hook: Option<&FinalHook<'_>>,
     ) -> Result<PutOutcome> {
         let mut first = Vec::with_capacity(READ_BUF);
-        let eof = fill(reader, &mut first, READ_BUF.max(self.params().chunk_size() + 1))?;
+        let eof = fill(
+            reader,
+            &mut first,
+            READ_BUF.max(self.params().chunk_size() + 1),
+        )?;
         if eof && first.len() <= self.params().chunk_size() {
             return self.put_single_leaf(&first, hook);
         }
@@ -248,7 +254,8 @@ impl Store {
             cur_cuts = next_cuts;
         }
         let root = builder.finish();
-        let is_new = committer.commit_final(std::mem::take(&mut builder.sealed), &root, builder.n, hook)?;
+        let is_new =
+            committer.commit_final(std::mem::take(&mut builder.sealed), &root, builder.n, hook)?;
         committer.done()?;
         Ok(PutOutcome {
             content_ref: ContentRef::new(&root, builder.n),
@@ -440,8 +447,10 @@ impl<'s> Committer<'s> {
         }
         let counts = backend.get_counts(&lookup)?;
         // Per looked-up digest: (count, stored before this batch, changed).
-        let mut state: Vec<Option<(u64, bool, bool)>> =
-            counts.into_iter().map(|c| c.map(|c| (c, true, false))).collect();
+        let mut state: Vec<Option<(u64, bool, bool)>> = counts
+            .into_iter()
+            .map(|c| c.map(|c| (c, true, false)))
+            .collect();
         let mut is_new = vec![false; nodes.len()];
         for (i, node) in nodes.iter().enumerate() {
             let at = index[&node.digest];

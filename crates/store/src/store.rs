@@ -142,14 +142,11 @@ impl Store {
     ) -> Result<()> {
         self.check_ref(content_ref)?;
         let n = content_ref.len();
-        let end = offset
-            .checked_add(len)
-            .filter(|&e| e <= n)
-            .ok_or_else(|| {
-                StoreError::InvalidRef(format!(
-                    "range {offset}+{len} is outside the content's {n} bytes"
-                ))
-            })?;
+        let end = offset.checked_add(len).filter(|&e| e <= n).ok_or_else(|| {
+            StoreError::InvalidRef(format!(
+                "range {offset}+{len} is outside the content's {n} bytes"
+            ))
+        })?;
         let height = self.params.height(n);
         let root = self
             .backend
@@ -203,7 +200,11 @@ impl Store {
     }
 
     /// A superchunk's children with their lengths.
-    pub(crate) fn children_with_lengths(&self, digest: &[u8], height: u8) -> Result<Vec<(Vec<u8>, u64)>> {
+    pub(crate) fn children_with_lengths(
+        &self,
+        digest: &[u8],
+        height: u8,
+    ) -> Result<Vec<(Vec<u8>, u64)>> {
         let entry = self.backend.get(digest)?.ok_or_else(|| missing(digest))?;
         let opened = self
             .open_node(height, false, digest, &entry.value)
@@ -221,7 +222,13 @@ impl Store {
             .collect())
     }
 
-    fn open(&self, height: u8, is_root: bool, digest: &[u8], value: &[u8]) -> Result<(u8, Vec<u8>)> {
+    fn open(
+        &self,
+        height: u8,
+        is_root: bool,
+        digest: &[u8],
+        value: &[u8],
+    ) -> Result<(u8, Vec<u8>)> {
         let ctx = NodeContext {
             kind: 0,
             height,
@@ -260,7 +267,9 @@ impl Store {
         }
         if height == 0 {
             for (child, from, to) in selected {
-                window.leaves.push((child.digest.clone(), child.len, from, to));
+                window
+                    .leaves
+                    .push((child.digest.clone(), child.len, from, to));
                 window.bytes += child.len;
                 if window.bytes >= READ_WINDOW {
                     self.flush_window(window, out)?;
@@ -290,12 +299,19 @@ impl Store {
         window.bytes = 0;
         let keys: Vec<&[u8]> = leaves.iter().map(|l| l.0.as_slice()).collect();
         let entries = self.backend.get_many(&keys)?;
-        let open_one = |((digest, len, _, _), entry): (&(Vec<u8>, u64, u64, u64), Option<crate::backend::Entry>)| {
+        let open_one = |((digest, len, _, _), entry): (
+            &(Vec<u8>, u64, u64, u64),
+            Option<crate::backend::Entry>,
+        )| {
             let entry = entry.ok_or_else(|| missing(digest))?;
             node::decode_leaf(self.open(0, false, digest, &entry.value)?, *len)
         };
         let opened: Vec<Result<Vec<u8>>> = if self.parallel {
-            leaves.par_iter().zip(entries.into_par_iter()).map(open_one).collect()
+            leaves
+                .par_iter()
+                .zip(entries.into_par_iter())
+                .map(open_one)
+                .collect()
         } else {
             leaves.iter().zip(entries).map(open_one).collect()
         };
@@ -312,7 +328,12 @@ impl Store {
         self.check_ref(content_ref)?;
         let _guard = self.lock_writer();
         let mut releaser = Releaser::default();
-        self.release(&mut releaser, vec![(content_ref.digest().to_vec(), content_ref.len())], self.params.height(content_ref.len()), true)?;
+        self.release(
+            &mut releaser,
+            vec![(content_ref.digest().to_vec(), content_ref.len())],
+            self.params.height(content_ref.len()),
+            true,
+        )?;
         self.backend.apply_owned(releaser.into_batch())?;
         Ok(())
     }
@@ -345,7 +366,10 @@ impl Store {
             }
             let mut removed = Vec::new();
             for (digest, len) in level {
-                let slot = releaser.counts.get_mut(&digest).ok_or_else(|| missing(&digest))?;
+                let slot = releaser
+                    .counts
+                    .get_mut(&digest)
+                    .ok_or_else(|| missing(&digest))?;
                 let count = match slot.1 {
                     Some(c) if c > 0 => c,
                     // Cleaning up: what is already gone needs no release.
@@ -402,7 +426,7 @@ impl Store {
         }
         let key = self.catalog.key_of(name);
         let number = std::cell::Cell::new(0u32);
-        let hook = |content_ref: &ContentRef| -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+        let hook = |content_ref: &ContentRef| -> Result<Option<crate::put::ExtraEntries>> {
             let existing = self.record_at(&key)?;
             if let Some(latest) = existing.as_ref().and_then(Record::latest)
                 && latest.content_ref == *content_ref
@@ -449,14 +473,21 @@ impl Store {
         let (name, number) = catalog::parse_name_version(spec);
         let record = match self.lookup(spec)? {
             // A name that itself ends in `@digits` wins over a version.
-            Some(r) => return r.latest().cloned().ok_or_else(|| StoreError::NotFound(spec.into())),
+            Some(r) => {
+                return r
+                    .latest()
+                    .cloned()
+                    .ok_or_else(|| StoreError::NotFound(spec.into()));
+            }
             None => self.lookup(name)?,
         };
-        let record = record.ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
+        let record =
+            record.ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
         match number {
-            Some(n) => record.version(n).cloned().ok_or_else(|| {
-                StoreError::NotFound(format!("{name:?} has no version {n}"))
-            }),
+            Some(n) => record
+                .version(n)
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound(format!("{name:?} has no version {n}"))),
             None => record
                 .latest()
                 .cloned()
@@ -507,7 +538,12 @@ impl Store {
         let mut releaser = Releaser::default();
         for v in &gone {
             let r = &v.content_ref;
-            self.release(&mut releaser, vec![(r.digest().to_vec(), r.len())], self.params.height(r.len()), true)?;
+            self.release(
+                &mut releaser,
+                vec![(r.digest().to_vec(), r.len())],
+                self.params.height(r.len()),
+                true,
+            )?;
         }
         let mut batch = Batch::new();
         record.versions = kept;
@@ -619,7 +655,7 @@ impl Releaser {
             .into_iter()
             .filter(|(_, (before, now, _))| before != now)
             .collect();
-        changed.sort_by(|a, b| b.1.2.cmp(&a.1.2));
+        changed.sort_by_key(|c| std::cmp::Reverse(c.1.2));
         let mut batch = Batch::new();
         let mut height = None;
         for (digest, (_, now, h)) in changed {

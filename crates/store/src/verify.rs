@@ -92,8 +92,11 @@ struct Scanned {
     children: Vec<Vec<u8>>,
 }
 
+/// Every node by digest, every readable record, the keys of unreadable ones.
+type Scan = (HashMap<Vec<u8>, Scanned>, Vec<catalog::Record>, Vec<String>);
+
 impl Store {
-    fn scan(&self) -> Result<(HashMap<Vec<u8>, Scanned>, Vec<catalog::Record>, Vec<String>)> {
+    fn scan(&self) -> Result<Scan> {
         let mut nodes = HashMap::new();
         let mut records = Vec::new();
         let mut bad_records = Vec::new();
@@ -159,11 +162,16 @@ impl Store {
         let mut parents: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
         for (digest, node) in &nodes {
             if node.height.is_none() {
-                report.findings.push(Finding::Tampered { node: hex(digest) });
+                report
+                    .findings
+                    .push(Finding::Tampered { node: hex(digest) });
                 broken.insert(digest.clone());
             }
             for child in &node.children {
-                parents.entry(child.as_slice()).or_default().push(digest.as_slice());
+                parents
+                    .entry(child.as_slice())
+                    .or_default()
+                    .push(digest.as_slice());
             }
         }
         for (digest, need) in &needed {
@@ -254,7 +262,10 @@ impl Store {
 
 /// What each node's count must at least be: parents listing it plus named
 /// versions rooted at it.
-fn needed_counts(nodes: &HashMap<Vec<u8>, Scanned>, records: &[catalog::Record]) -> HashMap<Vec<u8>, u64> {
+fn needed_counts(
+    nodes: &HashMap<Vec<u8>, Scanned>,
+    records: &[catalog::Record],
+) -> HashMap<Vec<u8>, u64> {
     let mut needed: HashMap<Vec<u8>, u64> = HashMap::new();
     for node in nodes.values() {
         for child in &node.children {

@@ -11,11 +11,25 @@ use seccs_store::catalog::EntryKind;
 fn putting_an_existing_name_keeps_the_old_version_until_removed() {
     let (store, _) = memory_store(256, WrapperKind::AesSiv);
     let (v1, v2) = (random_bytes(5000, 1), random_bytes(7000, 2));
-    let (_, n1) = store.put_named(&mut v1.as_slice(), "docs/a", EntryKind::File).expect("put");
-    let (_, n2) = store.put_named(&mut v2.as_slice(), "docs/a", EntryKind::File).expect("put");
+    let (_, n1) = store
+        .put_named(&mut v1.as_slice(), "docs/a", EntryKind::File)
+        .expect("put");
+    let (_, n2) = store
+        .put_named(&mut v2.as_slice(), "docs/a", EntryKind::File)
+        .expect("put");
     assert_eq!((n1, n2), (1, 2));
-    assert_eq!(store.get(&store.resolve("docs/a").expect("latest").content_ref).expect("get"), v2);
-    assert_eq!(store.get(&store.resolve("docs/a@1").expect("v1").content_ref).expect("get"), v1);
+    assert_eq!(
+        store
+            .get(&store.resolve("docs/a").expect("latest").content_ref)
+            .expect("get"),
+        v2
+    );
+    assert_eq!(
+        store
+            .get(&store.resolve("docs/a@1").expect("v1").content_ref)
+            .expect("get"),
+        v1
+    );
     assert_eq!(store.remove_name("docs/a", Some(1)).expect("rm v1"), 1);
     assert!(store.resolve("docs/a@1").is_err());
     assert_eq!(store.resolve("docs/a").expect("v2").number, 2);
@@ -35,7 +49,9 @@ fn names_and_metadata_never_reach_the_backend_in_the_clear() {
     backend
         .for_each(&mut |k, e| {
             for hay in [k, e.value.as_slice()] {
-                leaked |= hay.windows(8).any(|w| name.as_bytes().windows(8).any(|n| n == w));
+                leaked |= hay
+                    .windows(8)
+                    .any(|w| name.as_bytes().windows(8).any(|n| n == w));
             }
             Ok(())
         })
@@ -51,7 +67,12 @@ fn listing_is_sorted_and_filtered_by_prefix() {
             .put_named(&mut name.as_bytes(), name, EntryKind::File)
             .expect("put");
     }
-    let names: Vec<String> = store.list("b/").expect("ls").into_iter().map(|r| r.name).collect();
+    let names: Vec<String> = store
+        .list("b/")
+        .expect("ls")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     assert_eq!(names, ["b/1", "b/2"]);
     assert_eq!(store.list("").expect("ls").len(), 4);
 }
@@ -79,9 +100,13 @@ fn counts_stay_exact_through_every_catalog_operation() {
 fn putting_a_names_newest_content_again_adds_no_version_and_no_bytes() {
     let (store, _) = memory_store(256, WrapperKind::AesSiv);
     let v = random_bytes(9000, 7);
-    store.put_named(&mut v.as_slice(), "same", EntryKind::File).expect("put");
+    store
+        .put_named(&mut v.as_slice(), "same", EntryKind::File)
+        .expect("put");
     let before = store.usage().expect("usage");
-    let (_, n) = store.put_named(&mut v.as_slice(), "same", EntryKind::File).expect("put");
+    let (_, n) = store
+        .put_named(&mut v.as_slice(), "same", EntryKind::File)
+        .expect("put");
     assert_eq!(n, 1);
     assert_eq!(store.usage().expect("usage"), before);
     assert!(store.verify().expect("verify").is_clean());

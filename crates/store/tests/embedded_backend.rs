@@ -67,7 +67,8 @@ fn spawn_child(
             let status = child.wait()?;
             return Err(format!("helper exited before opening the database: {status}").into());
         }
-        if line.trim() == "SECCS_CHILD_READY" {
+        // libtest may print "test child_helper ... " on the same line.
+        if line.trim_end().ends_with("SECCS_CHILD_READY") {
             return Ok((child, reader));
         }
     }

@@ -47,7 +47,12 @@ fn a_range_read_fetches_only_the_nodes_on_its_path() {
     let content = random_bytes(8 << 20, 9);
     let r = store.put(&content).expect("put");
     let height = u64::from(params.height(r.len()));
-    for (offset, len) in [(0u64, 1u64), (4_000_000, 10_000), (8_388_000, 608), (123_457, 0)] {
+    for (offset, len) in [
+        (0u64, 1u64),
+        (4_000_000, 10_000),
+        (8_388_000, 608),
+        (123_457, 0),
+    ] {
         backend.reads.store(0, Ordering::Relaxed);
         let mut out = Vec::new();
         store.get_range(&r, offset, len, &mut out).expect("range");
@@ -56,7 +61,10 @@ fn a_range_read_fetches_only_the_nodes_on_its_path() {
         // Root + the path (up to two nodes per level at the range's two
         // ends) + the leaves covering the range (each leaf ≥ S/4 bytes).
         let bound = 1 + 2 * height + len / 64 + 2;
-        assert!(reads <= bound, "range {offset}+{len}: {reads} reads > {bound}");
+        assert!(
+            reads <= bound,
+            "range {offset}+{len}: {reads} reads > {bound}"
+        );
     }
 }
 
@@ -65,7 +73,9 @@ fn eight_threads_put_and_delete_overlapping_contents_with_exact_counts() {
     let backend = Arc::new(MemoryBackend::new());
     let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
     let store = Arc::new(Store::new(backend.clone(), params, &common::key(5)));
-    let pieces: Vec<Vec<u8>> = (0..6).map(|i| random_bytes(3000 + i * 1000, i as u64)).collect();
+    let pieces: Vec<Vec<u8>> = (0..6)
+        .map(|i| random_bytes(3000 + i * 1000, i as u64))
+        .collect();
     let pieces = Arc::new(pieces);
     let threads: Vec<_> = (0..8)
         .map(|t| {

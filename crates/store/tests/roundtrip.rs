@@ -12,7 +12,12 @@ use seccs_store::{Params, Store, WrapperKind};
 
 fn sizes(chunk_size: usize, seed: u64) -> Vec<usize> {
     let cap: u64 = if chunk_size < 100 { 1 << 20 } else { 8 << 20 };
-    let r = |i: u64| (random_bytes(8, seed * 31 + i).iter().fold(0u64, |a, &b| a << 8 | b as u64) % cap) as usize;
+    let r = |i: u64| {
+        (random_bytes(8, seed * 31 + i)
+            .iter()
+            .fold(0u64, |a, &b| a << 8 | b as u64)
+            % cap) as usize
+    };
     vec![0, 1, chunk_size - 1, chunk_size, chunk_size + 1, r(1), r(2)]
 }
 
@@ -27,13 +32,21 @@ fn check_all(backend: Arc<dyn Backend>, wrapper: WrapperKind) {
             let r = store.put(&content).expect("put");
             assert_eq!(r.len(), size as u64);
             assert_eq!(r.as_bytes().len(), r_len);
-            assert_eq!(store.get(&r).expect("get"), content, "{wrapper} S={chunk_size} n={size}");
+            assert_eq!(
+                store.get(&r).expect("get"),
+                content,
+                "{wrapper} S={chunk_size} n={size}"
+            );
             refs.push(r);
         }
         for r in refs {
             store.delete(&r).expect("delete");
         }
-        assert_eq!(store.usage().expect("usage").entries, 0, "{wrapper} S={chunk_size}");
+        assert_eq!(
+            store.usage().expect("usage").entries,
+            0,
+            "{wrapper} S={chunk_size}"
+        );
     }
 }
 
@@ -59,7 +72,10 @@ fn single_threaded_and_parallel_puts_are_byte_identical() {
     let (mut single, single_backend) = common::memory_store(4096, WrapperKind::AesSiv);
     single.set_parallel(false);
     let (parallel, parallel_backend) = common::memory_store(4096, WrapperKind::AesSiv);
-    assert_eq!(single.put(&content).expect("put"), parallel.put(&content).expect("put"));
+    assert_eq!(
+        single.put(&content).expect("put"),
+        parallel.put(&content).expect("put")
+    );
     let mut a = single_backend.keys();
     let mut b = parallel_backend.keys();
     a.sort();
@@ -83,7 +99,9 @@ fn streaming_put_gives_the_same_reference_as_a_whole_put() {
             Ok(n)
         }
     }
-    let streamed = store.put_reader(&mut Dribble(&content, 0)).expect("put_reader");
+    let streamed = store
+        .put_reader(&mut Dribble(&content, 0))
+        .expect("put_reader");
     assert_eq!(streamed.content_ref, whole);
     assert!(!streamed.is_new);
     let mut out = Vec::new();
@@ -107,5 +125,10 @@ fn compressible_contents_round_trip_with_zstd_and_take_less_space() {
         store.delete(&r).expect("delete");
         assert_eq!(store.usage().expect("usage").entries, 0);
     }
-    assert!(sizes[1] * 3 < sizes[0], "zstd {} vs plain {}", sizes[1], sizes[0]);
+    assert!(
+        sizes[1] * 3 < sizes[0],
+        "zstd {} vs plain {}",
+        sizes[1],
+        sizes[0]
+    );
 }

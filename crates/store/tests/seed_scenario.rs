@@ -46,10 +46,18 @@ fn seed_readme_scenario_grows_at_most_1_2x_the_python_package_and_returns_to_zer
         for r in [&r5, &r4, &r3, &r1b] {
             store.delete(r).expect("delete");
         }
-        assert_eq!(bytes(), base, "run {run}: back to the size after the first put");
+        assert_eq!(
+            bytes(),
+            base,
+            "run {run}: back to the size after the first put"
+        );
         assert_eq!(store.usage().expect("usage").entries, base_entries);
         store.delete(&r1).expect("delete c1");
-        assert_eq!(store.usage().expect("usage").entries, 0, "run {run}: zero entries");
+        assert_eq!(
+            store.usage().expect("usage").entries,
+            0,
+            "run {run}: zero entries"
+        );
     }
     for (i, g) in growth.iter_mut().enumerate() {
         *g /= runs as f64;

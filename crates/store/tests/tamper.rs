@@ -53,7 +53,10 @@ fn swapping_truncating_and_deleting_values_is_detected() {
     assert_eq!(store.get(&r).expect("restored"), content);
     backend.remove_raw(&keys[2]);
     assert_integrity_error(store.get(&r), "deleted entry");
-    assert!(store.delete(&r).is_err(), "delete over a missing node must fail, not half-apply");
+    assert!(
+        store.delete(&r).is_err(),
+        "delete over a missing node must fail, not half-apply"
+    );
 }
 
 #[test]

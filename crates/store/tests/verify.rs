@@ -27,8 +27,12 @@ fn tampered_and_missing_nodes_are_reported_with_the_names_they_break() {
     let (store, backend) = memory_store(256, WrapperKind::AesSiv);
     let a = random_bytes(50_000, 3);
     let b = random_bytes(50_000, 4);
-    store.put_named(&mut a.as_slice(), "a", EntryKind::File).expect("put a");
-    let (rb, _) = store.put_named(&mut b.as_slice(), "b", EntryKind::File).expect("put b");
+    store
+        .put_named(&mut a.as_slice(), "a", EntryKind::File)
+        .expect("put a");
+    let (rb, _) = store
+        .put_named(&mut b.as_slice(), "b", EntryKind::File)
+        .expect("put b");
     // Damage one leaf of b only: find a key not reachable from a.
     let keys_a_only = {
         let (s2, b2) = memory_store(256, WrapperKind::AesSiv);
@@ -44,11 +48,21 @@ fn tampered_and_missing_nodes_are_reported_with_the_names_they_break() {
     value[1] ^= 1;
     backend.tamper(&victim, value);
     let report = store.verify().expect("verify");
-    assert!(report.findings.iter().any(|f| matches!(f, Finding::Tampered { .. })));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::Tampered { .. }))
+    );
     assert_eq!(report.broken_names, ["b"]);
     backend.remove_raw(&victim);
     let report = store.verify().expect("verify");
-    assert!(report.findings.iter().any(|f| matches!(f, Finding::Missing { .. })));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::Missing { .. }))
+    );
     assert_eq!(report.broken_names, ["b"]);
 }
 
@@ -56,7 +70,9 @@ fn tampered_and_missing_nodes_are_reported_with_the_names_they_break() {
 fn wrong_counts_and_orphans_are_found_and_gc_repairs_them_without_touching_names() {
     let (store, backend) = memory_store(256, WrapperKind::AesSiv);
     let a = random_bytes(40_000, 5);
-    store.put_named(&mut a.as_slice(), "a", EntryKind::File).expect("put");
+    store
+        .put_named(&mut a.as_slice(), "a", EntryKind::File)
+        .expect("put");
     let keys = backend.keys();
     let node = keys.iter().find(|k| k.len() == 16).expect("a node").clone();
     // Lower a count behind the store's back.
@@ -71,13 +87,34 @@ fn wrong_counts_and_orphans_are_found_and_gc_repairs_them_without_touching_names
     batch.put(orphan_ref.digest().to_vec(), orphan_value, 0);
     backend.apply(&batch).expect("apply");
     let report = store.verify().expect("verify");
-    assert!(report.findings.iter().any(|f| matches!(f, Finding::WrongCount { .. })));
-    assert!(report.findings.iter().any(|f| matches!(f, Finding::Orphan { .. })));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::WrongCount { .. }))
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::Orphan { .. }))
+    );
     let gc = store.gc().expect("gc");
     assert!(gc.counts_fixed >= 1 && gc.removed >= 1, "{gc:?}");
     let after = store.verify().expect("verify");
     // The planted root's children are missing in this store; they were
     // never here. Everything else is clean, and the name reads back.
-    assert!(after.findings.iter().all(|f| matches!(f, Finding::Missing { .. })), "{after:?}");
-    assert_eq!(store.get(&store.resolve("a").expect("a").content_ref).expect("get"), a);
+    assert!(
+        after
+            .findings
+            .iter()
+            .all(|f| matches!(f, Finding::Missing { .. })),
+        "{after:?}"
+    );
+    assert_eq!(
+        store
+            .get(&store.resolve("a").expect("a").content_ref)
+            .expect("get"),
+        a
+    );
 }

@@ -32,7 +32,13 @@ struct Measured {
     nodes_per_s: f64,
 }
 
-fn measure(backend: Arc<dyn Backend>, params: Params, key: &SecretKey, data: &[u8], parallel: bool) -> Result<Measured> {
+fn measure(
+    backend: Arc<dyn Backend>,
+    params: Params,
+    key: &SecretKey,
+    data: &[u8],
+    parallel: bool,
+) -> Result<Measured> {
     let mut store = Store::new(backend, params, key);
     store.set_parallel(parallel);
     let start = Instant::now();
@@ -62,13 +68,22 @@ pub fn run(args: StoreBenchArgs) -> Result<()> {
             eprintln!("{s}");
         }
     };
-    say(format!("seccs bench: {} MiB of random data, S = {}", args.size_mib, args.chunk_size));
+    say(format!(
+        "seccs bench: {} MiB of random data, S = {}",
+        args.size_mib, args.chunk_size
+    ));
     let floor = aes_siv_floor_mib_s(&data, args.chunk_size);
     let chunker = chunker_mib_s(&data, &params, &key);
     let mem1 = measure(Arc::new(MemoryBackend::new()), params, &key, &data, false)?;
     let mem_all = measure(Arc::new(MemoryBackend::new()), params, &key, &data, true)?;
     let dir = tempfile::tempdir()?;
-    let embedded = measure(Arc::new(EmbeddedBackend::open(dir.path())?), params, &key, &data, true)?;
+    let embedded = measure(
+        Arc::new(EmbeddedBackend::open(dir.path())?),
+        params,
+        &key,
+        &data,
+        true,
+    )?;
     let mut out = serde_json::json!({
         "chunk_size": args.chunk_size,
         "size_mib": args.size_mib,

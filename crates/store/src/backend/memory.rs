@@ -39,7 +39,10 @@ impl MemoryBackend {
 
     /// The stored value of an entry (empty if absent). For tests.
     pub fn get_raw(&self, key: &[u8]) -> Vec<u8> {
-        self.lock().get(key).map(|e| e.value.clone()).unwrap_or_default()
+        self.lock()
+            .get(key)
+            .map(|e| e.value.clone())
+            .unwrap_or_default()
     }
 
     /// Removes an entry behind the store's back. For tests.

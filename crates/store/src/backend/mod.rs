@@ -266,6 +266,9 @@ pub trait Backend: Send + Sync {
 
     /// Calls `visit` with every entry's key and entry, in no particular order.
     /// Used by `stat`, `verify` and `gc`, never on a hot path.
+    // The visitor's type is spelled out so that implementations can name it
+    // without an alias (an alias would change its implied lifetime).
+    #[allow(clippy::type_complexity)]
     fn for_each(
         &self,
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,

@@ -4,8 +4,8 @@
 
 use std::sync::Mutex;
 
-use aes_siv::aead::KeyInit;
 use aes_siv::Tag;
+use aes_siv::aead::KeyInit;
 use aes_siv::siv::Aes256Siv;
 use seccs_core::SecretKey;
 use seccs_core::kdf::{self, Label};

@@ -62,7 +62,10 @@ pub struct OpenError;
 
 /// Splits a stored value into its kind byte and the rest, and puts the kind
 /// into the context to authenticate.
-pub(crate) fn split_kind(ctx: NodeContext, value: &[u8]) -> Result<(NodeContext, u8, &[u8]), OpenError> {
+pub(crate) fn split_kind(
+    ctx: NodeContext,
+    value: &[u8],
+) -> Result<(NodeContext, u8, &[u8]), OpenError> {
     let (&kind, rest) = value.split_first().ok_or(OpenError)?;
     Ok((NodeContext { kind, ..ctx }, kind, rest))
 }
@@ -86,8 +89,12 @@ pub trait CryptoWrapper: Send + Sync {
 
     /// Authenticates `value` against `digest` and `ctx` (whose `kind` is
     /// ignored: it is read from the value); returns the kind and the body.
-    fn open(&self, ctx: NodeContext, digest: &[u8], value: &[u8])
-    -> Result<(u8, Vec<u8>), OpenError>;
+    fn open(
+        &self,
+        ctx: NodeContext,
+        digest: &[u8],
+        value: &[u8],
+    ) -> Result<(u8, Vec<u8>), OpenError>;
 }
 
 /// The wrappers a store can be created with; recorded in its config.

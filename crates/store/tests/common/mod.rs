@@ -21,10 +21,12 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// A fixed store key, so failures reproduce.
 pub fn key(seed: u8) -> SecretKey {
     SecretKey::from_bytes([seed; 32])
 }
 
+/// A store over a fresh memory backend, and the backend for tampering.
 pub fn memory_store(chunk_size: usize, wrapper: WrapperKind) -> (Store, Arc<MemoryBackend>) {
     let backend = Arc::new(MemoryBackend::new());
     let params = Params::new(chunk_size, wrapper).expect("valid chunk size");
