@@ -79,6 +79,11 @@ const NODES: &str = "nodes";
 /// The keyspace of reference counts: digest → count (8 bytes, big-endian).
 const COUNTS: &str = "counts";
 
+/// Block cache of the database.
+const CACHE_BYTES: u64 = 16 << 20;
+/// Largest in-memory table per keyspace before it is flushed to disk.
+const MEMTABLE_BYTES: u64 = 16 << 20;
+
 /// A content store's entries in a `fjall` database on local disk.
 ///
 /// One process at a time: [`EmbeddedBackend::open`] takes the database's
@@ -123,7 +128,11 @@ impl EmbeddedBackend {
         std::fs::create_dir_all(dir).map_err(|e| {
             BackendError::other(NAME, format_args!("cannot create {}: {e}", dir.display()))
         })?;
+        // Memory is bounded by the block cache plus one memtable per
+        // keyspace; sizes keep a process storing a content of any size
+        // under 128 MiB of resident memory (see `seccs put` in the README).
         let db = Database::builder(dir)
+            .cache_size(CACHE_BYTES)
             .open()
             .map_err(|e| open_error(e, dir))?;
         // Values are ciphertext: compressing them costs time and saves
@@ -135,10 +144,13 @@ impl EmbeddedBackend {
                 KeyspaceCreateOptions::default()
                     .data_block_compression_policy(CompressionPolicy::disabled())
                     .expect_point_read_hits(true)
+                    .max_memtable_size(MEMTABLE_BYTES)
             })
             .map_err(|e| open_error(e, dir))?;
         let counts = db
-            .keyspace(COUNTS, KeyspaceCreateOptions::default)
+            .keyspace(COUNTS, || {
+                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })
             .map_err(|e| open_error(e, dir))?;
         Ok(Self {
             db,
