@@ -286,7 +286,7 @@ fn sigkill_during_put_or_rm_leaves_a_consistent_store() {
     ok(seccs(&store).args(["init", "--compression", "none"]));
     let base = random_file(tmp.path(), "base.bin", 200_000, 6);
     ok(seccs(&store).arg("put").arg(&base).args(["--name", "base"]));
-    // Larger than one 8 MiB segment, so a put spans several batches.
+    // Larger than one 4 MiB segment, so a put spans several batches.
     let big = random_file(tmp.path(), "big.bin", 40 << 20, 7);
     let big_bytes = std::fs::read(&big).expect("read");
     let mut kills = 0;

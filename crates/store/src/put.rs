@@ -20,7 +20,7 @@
 //! put.
 //!
 //! # Batches and crash safety
-//! A content that fits in one segment (8 MiB) reaches the backend as one
+//! A content that fits in one segment (4 MiB) reaches the backend as one
 //! batch. A larger one is committed segment by segment, so memory stays
 //! bounded; a journal file marks the put as in progress, and a store opened
 //! after a crash removes the nodes left without a parent (count 0). Within a
@@ -41,9 +41,9 @@ use crate::store::Store;
 use crate::wrapper::NodeContext;
 
 /// Bytes read and chunked per step of the pipeline.
-const READ_BUF: usize = 4 << 20;
+const READ_BUF: usize = 2 << 20;
 /// Content bytes per backend batch of a large put.
-const SEGMENT: u64 = 8 << 20;
+const SEGMENT: u64 = 4 << 20;
 
 /// Run under the writer lock when a put's reference is known; returns
 /// entries to write in the put's last batch, or `None` when the put is

@@ -80,9 +80,11 @@ const NODES: &str = "nodes";
 const COUNTS: &str = "counts";
 
 /// Block cache of the database.
-const CACHE_BYTES: u64 = 16 << 20;
+const CACHE_BYTES: u64 = 8 << 20;
 /// Largest in-memory table per keyspace before it is flushed to disk.
-const MEMTABLE_BYTES: u64 = 16 << 20;
+const MEMTABLE_BYTES: u64 = 8 << 20;
+/// All memtables together, sealed ones waiting for the flusher included.
+const WRITE_BUFFER_BYTES: u64 = 24 << 20;
 
 /// A content store's entries in a `fjall` database on local disk.
 ///
@@ -131,8 +133,13 @@ impl EmbeddedBackend {
         // Memory is bounded by the block cache plus one memtable per
         // keyspace; sizes keep a process storing a content of any size
         // under 128 MiB of resident memory (see `seccs put` in the README).
+        // fjall 3.1 marks the write-buffer limit deprecated pending a
+        // runtime setting, but it is the only bound on memtables waiting to
+        // be flushed; unbounded, a long put outruns the flusher.
+        #[allow(deprecated)]
         let db = Database::builder(dir)
             .cache_size(CACHE_BYTES)
+            .max_write_buffer_size(Some(WRITE_BUFFER_BYTES))
             .open()
             .map_err(|e| open_error(e, dir))?;
         // Values are ciphertext: compressing them costs time and saves
