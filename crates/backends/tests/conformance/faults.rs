@@ -60,10 +60,10 @@ fn put_64_mib_takes_few_round_trips<H: Harness>() -> TestResult {
         64.0 / mem_get
     );
     assert!(nodes > 10_000, "{nodes} nodes");
-    // 4 segments × (1 count lookup + 1 batch), with room for chunking
-    // differences; never anywhere near the node count.
+    // 16 segments of 4 MiB × (1 count lookup + 1 batch), with room for
+    // chunking differences; never anywhere near the node count.
     assert!(
-        round_trips <= 16,
+        round_trips <= 40,
         "{round_trips} round trips for {nodes} nodes"
     );
     store.delete(&r)?;
@@ -126,9 +126,10 @@ fn s3_put_keeps_many_requests_in_flight() -> TestResult {
         8.0 / put_secs,
         8.0 / get_secs
     );
-    // One count lookup and one write per new node, nothing per byte.
+    // A count lookup and a write per new node, plus a second lookup of a
+    // node whose parent closes in a later segment: nothing per byte.
     assert!(
-        requests <= 2 * nodes + 4,
+        requests <= 3 * nodes + 16,
         "{requests} requests for {nodes} nodes"
     );
     assert!(
