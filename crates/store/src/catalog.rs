@@ -18,19 +18,15 @@
 //!   n × ( u32 number | u8 ref_len | ref | u64 size | u64 time | u8 kind )
 //! ```
 
-use std::sync::Mutex;
-
 use aes_siv::Tag;
-use aes_siv::aead::KeyInit;
-use aes_siv::siv::Aes256Siv;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use seccs_core::SecretKey;
 use seccs_core::kdf::{self, Label};
 use sha2::Sha256;
-use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
 use crate::params::ContentRef;
+use crate::wrapper::SivPool;
 
 /// First byte of every catalog key.
 pub const KEY_PREFIX: u8 = b'N';
@@ -167,8 +163,7 @@ impl<'a> Reader<'a> {
 /// Seals and opens catalog records and computes their keys.
 pub(crate) struct CatalogCrypto {
     index: Hmac<Sha256>,
-    key: Zeroizing<[u8; 64]>,
-    pool: Mutex<Vec<Aes256Siv>>,
+    ciphers: SivPool,
 }
 
 impl CatalogCrypto {
@@ -177,12 +172,9 @@ impl CatalogCrypto {
         // Cannot fail: HMAC takes keys of any length.
         let index = <Hmac<Sha256> as KeyInit>::new_from_slice(index_key.expose_secret())
             .expect("HMAC accepts any key length");
-        let mut key = Zeroizing::new([0u8; 64]);
-        kdf::derive_into(store_key, Label::CatalogEncryption, key.as_mut());
         Self {
             index,
-            key,
-            pool: Mutex::new(Vec::new()),
+            ciphers: SivPool::new(store_key, Label::CatalogEncryption),
         }
     }
 
@@ -195,20 +187,9 @@ impl CatalogCrypto {
         key
     }
 
-    fn with_cipher<T>(&self, f: impl FnOnce(&mut Aes256Siv) -> T) -> T {
-        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut cipher = pooled.unwrap_or_else(|| Aes256Siv::new((&*self.key).into()));
-        let out = f(&mut cipher);
-        self.pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(cipher);
-        out
-    }
-
     pub(crate) fn seal(&self, key: &[u8], record: &Record) -> Vec<u8> {
         let plaintext = record.encode();
-        self.with_cipher(|c| {
+        self.ciphers.with_cipher(|c| {
             // Cannot fail: one header is within the SIV header limit.
             c.encrypt([key], &plaintext)
                 .expect("one header is within the SIV header limit")
@@ -220,7 +201,7 @@ impl CatalogCrypto {
         if value.len() < 16 {
             return Err(tampered());
         }
-        let plaintext = self.with_cipher(|c| {
+        let plaintext = self.ciphers.with_cipher(|c| {
             let (tag, ct) = value.split_at(16);
             let tag = Tag::try_from(tag).map_err(|_| tampered())?;
             let mut buf = ct.to_vec();

@@ -13,40 +13,53 @@ use zeroize::Zeroizing;
 
 use super::{CryptoWrapper, NodeContext, OpenError, split_kind};
 
-/// Seals nodes with AES-256-SIV.
-pub struct AesSivWrapper {
+/// Keyed AES-256-SIV instances ready for use, for one derived key.
+///
+/// `Aes256Siv` needs `&mut self`, and its key schedule costs about as much
+/// as sealing a small node, so threads borrow a keyed instance instead of
+/// building one per use.
+pub(crate) struct SivPool {
     key: Zeroizing<[u8; 64]>,
-    distinguish_root: bool,
-    /// Cipher instances ready for use: `Aes256Siv` needs `&mut self`, and its
-    /// key schedule costs about as much as sealing a small node, so threads
-    /// borrow a keyed instance instead of building one per node.
     pool: Mutex<Vec<Aes256Siv>>,
 }
 
-impl AesSivWrapper {
-    /// Derives the 512-bit AES-SIV key from the store key.
-    pub fn new(store_key: &SecretKey, distinguish_root: bool) -> Self {
+impl SivPool {
+    /// Derives the 512-bit AES-SIV key for `label` from the store key.
+    pub(crate) fn new(store_key: &SecretKey, label: Label) -> Self {
         let mut key = Zeroizing::new([0u8; 64]);
-        kdf::derive_into(store_key, Label::NodeEncryption, key.as_mut());
+        kdf::derive_into(store_key, label, key.as_mut());
         Self {
             key,
-            distinguish_root,
             pool: Mutex::new(Vec::new()),
         }
     }
 
-    fn with_cipher<T>(&self, f: impl FnOnce(&mut Aes256Siv) -> T) -> T {
+    /// Runs `f` with a keyed instance.
+    pub(crate) fn with_cipher<T>(&self, f: impl FnOnce(&mut Aes256Siv) -> T) -> T {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut cipher = match pooled {
-            Some(c) => c,
-            None => Aes256Siv::new((&*self.key).into()),
-        };
+        let mut cipher = pooled.unwrap_or_else(|| Aes256Siv::new((&*self.key).into()));
         let out = f(&mut cipher);
         self.pool
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(cipher);
         out
+    }
+}
+
+/// Seals nodes with AES-256-SIV.
+pub struct AesSivWrapper {
+    ciphers: SivPool,
+    distinguish_root: bool,
+}
+
+impl AesSivWrapper {
+    /// Derives the 512-bit AES-SIV key from the store key.
+    pub fn new(store_key: &SecretKey, distinguish_root: bool) -> Self {
+        Self {
+            ciphers: SivPool::new(store_key, Label::NodeEncryption),
+            distinguish_root,
+        }
     }
 }
 
@@ -67,7 +80,7 @@ impl CryptoWrapper for AesSivWrapper {
         let ad = ctx.associated_data(self.distinguish_root);
         let mut value = vec![0u8; body.len() + 1];
         value[0] = ctx.kind;
-        let tag = self.with_cipher(|c| {
+        let tag = self.ciphers.with_cipher(|c| {
             // Cannot fail: in and out have equal lengths, and one header is
             // far below the limit of 126.
             let buf = aes_siv::aead::inout::InOutBuf::new(body, &mut value[1..])
@@ -88,7 +101,7 @@ impl CryptoWrapper for AesSivWrapper {
         let (ctx, kind, ciphertext) = split_kind(ctx, value)?;
         let ad = ctx.associated_data(self.distinguish_root);
         let mut plaintext = ciphertext.to_vec();
-        self.with_cipher(|c| {
+        self.ciphers.with_cipher(|c| {
             c.decrypt_inout_detached([&ad], plaintext.as_mut_slice().into(), &tag)
                 .map_err(|_| OpenError)
         })?;

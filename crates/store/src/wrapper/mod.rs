@@ -25,6 +25,7 @@ use std::str::FromStr;
 use seccs_core::SecretKey;
 
 pub use aes_siv::AesSivWrapper;
+pub(crate) use aes_siv::SivPool;
 pub use hmac_sha256::HmacSha256Wrapper;
 pub use sha256::Sha256Wrapper;
 
