@@ -210,12 +210,14 @@ fn killed_put_keeps_earlier_contents<H: Harness>() -> TestResult {
     let big = noise(7, 40 << 20);
     let opened = h.open()?;
     let store = store_on(&opened)?;
-    let interrupted = std::thread::scope(|s| -> TestResult<bool> {
+    let finished = std::thread::scope(|s| -> TestResult<Option<_>> {
         let writer = s.spawn(|| store.put(&big));
-        std::thread::sleep(Duration::from_millis(700));
+        // Well before a 40 MiB put can finish, so the kill lands mid-put.
+        std::thread::sleep(Duration::from_millis(300));
         h.kill()?;
-        Ok(writer.join().map_err(|_| "writer panicked")?.is_err())
+        Ok(writer.join().map_err(|_| "writer panicked")?.ok())
     })?;
+    let interrupted = finished.is_none();
     h.restart()?;
     let opened = h.open()?;
     eprintln!(
@@ -234,7 +236,8 @@ fn killed_put_keeps_earlier_contents<H: Harness>() -> TestResult {
     assert!(store.get(&r)? == fresh);
     store.delete(&r)?;
     if opened.backend.is_transactional() {
-        for r in &refs {
+        // A put that finished before the kill stored its content: undo it.
+        for r in refs.iter().chain(finished.iter()) {
             store.delete(r)?;
         }
         let left = store.usage()?.entries;
