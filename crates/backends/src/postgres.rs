@@ -89,7 +89,7 @@ impl PostgresConfig {
             )));
         }
         let decode = |s: &str| {
-            percent_decode(s)
+            crate::percent_decode(s)
                 .ok_or_else(|| bad(format!("{s:?} is not valid percent-encoded UTF-8")))
         };
         let mut config = postgres::Config::new();
@@ -242,23 +242,6 @@ fn tls_connector(rootcert: Option<&str>) -> Result<MakeRustlsConnect, BackendErr
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// A live connection and its prepared statements.

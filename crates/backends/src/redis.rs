@@ -114,7 +114,7 @@ impl RedisConfig {
             return Err(bad("fragments are not supported".into()));
         }
         let decode = |s: &str| {
-            percent_decode(s)
+            crate::percent_decode(s)
                 .ok_or_else(|| bad("user info is not valid percent-encoded UTF-8".into()))
         };
         let username = match parsed.username() {
@@ -178,23 +178,6 @@ impl RedisConfig {
         }
         Client::open(info.set_redis_settings(settings)).map_err(map_err)
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// A content store's entries in a Redis database.

@@ -64,33 +64,15 @@ pub fn decode_leaf((kind, plaintext): (u8, Vec<u8>), expected_len: u64) -> Resul
 /// Decodes a superchunk whose children must cover exactly `expected_len`
 /// bytes and have `digest_len`-byte digests.
 pub fn decode_superchunk(
-    (kind, body): (u8, Vec<u8>),
+    node: (u8, Vec<u8>),
     digest_len: usize,
     expected_len: u64,
 ) -> Result<Vec<Child>> {
-    if kind != SUPERCHUNK {
-        return Err(StoreError::integrity("inner node is not a superchunk"));
-    }
-    let entry = digest_len + 8;
-    if body.is_empty() || body.len() % entry != 0 {
-        return Err(StoreError::integrity(
-            "superchunk has a malformed child list",
-        ));
-    }
-    let mut total: u64 = 0;
-    let children: Vec<Child> = body
-        .chunks_exact(entry)
-        .map(|c| {
-            let mut len = [0u8; 8];
-            len.copy_from_slice(&c[digest_len..]);
-            let len = u64::from_be_bytes(len);
-            total = total.saturating_add(len);
-            Child {
-                digest: c[..digest_len].to_vec(),
-                len,
-            }
-        })
-        .collect();
+    let children = decode_children(node, digest_len)
+        .ok_or_else(|| StoreError::integrity("inner node is not a well-formed superchunk"))?;
+    let total = children
+        .iter()
+        .fold(0u64, |sum, c| sum.saturating_add(c.len));
     if total != expected_len || children.iter().any(|c| c.len == 0) {
         return Err(StoreError::integrity(format!(
             "superchunk covers {total} bytes, its parent says {expected_len}"
@@ -99,16 +81,23 @@ pub fn decode_superchunk(
     Ok(children)
 }
 
-/// The child digests of a superchunk whose expected length is unknown;
-/// `None` if it is not a well-formed superchunk.
-pub fn decode_children((kind, body): (u8, Vec<u8>), digest_len: usize) -> Option<Vec<Vec<u8>>> {
+/// The children of a superchunk, without checking what its parent says of
+/// its length; `None` if it is not a well-formed superchunk.
+pub fn decode_children((kind, body): (u8, Vec<u8>), digest_len: usize) -> Option<Vec<Child>> {
     let entry = digest_len + 8;
     if kind != SUPERCHUNK || body.is_empty() || body.len() % entry != 0 {
         return None;
     }
     Some(
         body.chunks_exact(entry)
-            .map(|c| c[..digest_len].to_vec())
+            .map(|c| {
+                let mut len = [0u8; 8];
+                len.copy_from_slice(&c[digest_len..]);
+                Child {
+                    digest: c[..digest_len].to_vec(),
+                    len: u64::from_be_bytes(len),
+                }
+            })
             .collect(),
     )
 }

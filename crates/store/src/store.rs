@@ -199,29 +199,6 @@ impl Store {
         self.wrapper.open(ctx, digest, value)
     }
 
-    /// A superchunk's children with their lengths.
-    pub(crate) fn children_with_lengths(
-        &self,
-        digest: &[u8],
-        height: u8,
-    ) -> Result<Vec<(Vec<u8>, u64)>> {
-        let entry = self.backend.get(digest)?.ok_or_else(|| missing(digest))?;
-        let opened = self
-            .open_node(height, false, digest, &entry.value)
-            .or_else(|_| self.open_node(height, true, digest, &entry.value))
-            .map_err(|_| StoreError::integrity("node failed to authenticate"))?;
-        let body = opened.1;
-        let dl = self.wrapper.digest_len();
-        Ok(body
-            .chunks_exact(dl + 8)
-            .map(|c| {
-                let mut len = [0u8; 8];
-                len.copy_from_slice(&c[dl..]);
-                (c[..dl].to_vec(), u64::from_be_bytes(len))
-            })
-            .collect())
-    }
-
     fn open(
         &self,
         height: u8,

@@ -89,7 +89,7 @@ pub struct GcReport {
 struct Scanned {
     count: u64,
     height: Option<u8>,
-    children: Vec<Vec<u8>>,
+    children: Vec<node::Child>,
 }
 
 /// Every node by digest, every readable record, the keys of unreadable ones.
@@ -169,7 +169,7 @@ impl Store {
             }
             for child in &node.children {
                 parents
-                    .entry(child.as_slice())
+                    .entry(child.digest.as_slice())
                     .or_default()
                     .push(digest.as_slice());
             }
@@ -246,7 +246,11 @@ impl Store {
             {
                 batch.delete(digest.clone());
                 if height > 0 {
-                    let children = self.children_with_lengths(digest, height)?;
+                    let children = node
+                        .children
+                        .iter()
+                        .map(|c| (c.digest.clone(), c.len))
+                        .collect();
                     self.release(&mut releaser, children, height - 1, false)?;
                 }
             }
@@ -269,7 +273,7 @@ fn needed_counts(
     let mut needed: HashMap<Vec<u8>, u64> = HashMap::new();
     for node in nodes.values() {
         for child in &node.children {
-            *needed.entry(child.clone()).or_default() += 1;
+            *needed.entry(child.digest.clone()).or_default() += 1;
         }
     }
     for record in records {
