@@ -112,13 +112,34 @@ pub fn compress_leaf(content: &[u8], level: i32) -> Option<Vec<u8>> {
         return None;
     }
     if content.len() > 2 * SAMPLE {
-        let sample = zstd::bulk::compress(&content[..SAMPLE], level).ok()?;
+        let sample = with_compressor(level, |c| c.compress(&content[..SAMPLE]))?;
         if sample.len() * 100 > SAMPLE * 95 {
             return None;
         }
     }
-    let packed = zstd::bulk::compress(content, level).ok()?;
+    let packed = with_compressor(level, |c| c.compress(content))?;
     (packed.len() + 8 < content.len()).then_some(packed)
+}
+
+thread_local! {
+    /// One zstd context per thread and level: creating a context costs more
+    /// than compressing a 4 KiB leaf.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn with_compressor(
+    level: i32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<Vec<u8>>,
+) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        let (_, compressor) = slot.as_mut()?;
+        f(compressor).ok()
+    })
 }
 
 #[cfg(test)]

@@ -214,6 +214,14 @@ impl Store {
         }
         let mut committer = Committer::new(self);
         let mut builder = TreeBuilder::new(self);
+        // Held from the first of several batches to the last: between them,
+        // nodes written earlier are assumed present, which no other writer
+        // may undo meanwhile.
+        let mut held: Option<MutexGuard<'_, ()>> = None;
+        // A full segment waiting to be committed while the next one is cut
+        // and sealed (the commit of segment k overlaps the work on k + 1;
+        // commits still run one after another, in order).
+        let mut to_commit: Option<Vec<SealedNode>> = None;
         let mut cur_buf = first;
         let mut cur_eof = eof;
         let mut cur_cuts = self.cut(&cur_buf, cur_eof);
@@ -226,19 +234,34 @@ impl Store {
                 next_buf.extend_from_slice(&cur_buf[consumed..]);
                 next_eof = fill(reader, &mut next_buf, READ_BUF)?;
             }
-            let (next_cuts, leaves) = if self.is_parallel() && !cur_eof {
-                rayon::join(
-                    || self.cut(&next_buf, next_eof),
-                    || self.seal_leaves(&cur_buf, &cur_cuts),
-                )
-            } else {
-                let leaves = self.seal_leaves(&cur_buf, &cur_cuts);
-                let cuts = if cur_eof {
-                    Vec::new()
+            let work = || {
+                if self.is_parallel() && !cur_eof {
+                    rayon::join(
+                        || self.cut(&next_buf, next_eof),
+                        || self.seal_leaves(&cur_buf, &cur_cuts),
+                    )
                 } else {
-                    self.cut(&next_buf, next_eof)
-                };
-                (cuts, leaves)
+                    let leaves = self.seal_leaves(&cur_buf, &cur_cuts);
+                    let cuts = if cur_eof {
+                        Vec::new()
+                    } else {
+                        self.cut(&next_buf, next_eof)
+                    };
+                    (cuts, leaves)
+                }
+            };
+            let (next_cuts, leaves) = match to_commit.take() {
+                Some(nodes) if self.is_parallel() => {
+                    let (done, committed) =
+                        rayon::join(work, || committer.commit_locked(nodes, None));
+                    committed?;
+                    done
+                }
+                Some(nodes) => {
+                    committer.commit_locked(nodes, None)?;
+                    work()
+                }
+                None => work(),
             };
             for (leaf, cut) in leaves.into_iter().zip(&cur_cuts) {
                 builder.push_leaf(leaf, (cut.end - cut.start) as u64, cut.level);
@@ -247,11 +270,23 @@ impl Store {
                 break;
             }
             if committer.segment_bytes(builder.n) >= SEGMENT {
-                committer.commit(std::mem::take(&mut builder.sealed), builder.n)?;
+                committer.begin()?;
+                if held.is_none() {
+                    held = Some(self.lock_writer());
+                }
+                to_commit = Some(std::mem::take(&mut builder.sealed));
+                committer.committed_bytes = builder.n;
             }
             cur_buf = next_buf;
             cur_eof = next_eof;
             cur_cuts = next_cuts;
+        }
+        let _guard = match held {
+            Some(g) => g,
+            None => self.lock_writer(),
+        };
+        if let Some(nodes) = to_commit.take() {
+            committer.commit_locked(nodes, None)?;
         }
         let root = builder.finish();
         let is_new =
@@ -271,7 +306,8 @@ impl Store {
             height: 0,
             children: Vec::new(),
         };
-        let mut committer = Committer::new(self);
+        let committer = Committer::new(self);
+        let _guard = self.lock_writer();
         let is_new = committer.commit_final(vec![node], &digest, content.len() as u64, hook)?;
         committer.done()?;
         Ok(PutOutcome {
@@ -371,13 +407,10 @@ fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, want: usize) -> Result<bool> {
     Ok(false)
 }
 
-/// Commits a put's sealed nodes in one or more batches.
+/// Commits a put's sealed nodes in one or more batches. The caller holds
+/// the store's writer lock around every commit.
 struct Committer<'s> {
     store: &'s Store,
-    /// Held from the first of several batches to the last: between them,
-    /// nodes written earlier are assumed present, which no other writer may
-    /// undo meanwhile.
-    held: Option<MutexGuard<'s, ()>>,
     journal: Option<crate::store::JournalEntry>,
     committed_bytes: u64,
 }
@@ -386,7 +419,6 @@ impl<'s> Committer<'s> {
     fn new(store: &'s Store) -> Self {
         Self {
             store,
-            held: None,
             journal: None,
             committed_bytes: 0,
         }
@@ -396,34 +428,23 @@ impl<'s> Committer<'s> {
         n - self.committed_bytes
     }
 
-    /// Commits `nodes` (children before parents) of a put that goes on.
-    fn commit(&mut self, nodes: Vec<SealedNode>, n: u64) -> Result<()> {
+    /// Marks the put as in progress before its first intermediate batch.
+    fn begin(&mut self) -> Result<()> {
         if self.journal.is_none() {
             self.journal = self.store.journal_begin()?;
         }
-        let guard = match self.held.take() {
-            Some(g) => g,
-            None => self.store.lock_writer(),
-        };
-        self.commit_locked(nodes, None)?;
-        self.held = Some(guard);
-        self.committed_bytes = n;
         Ok(())
     }
 
     /// Commits the last nodes; the root's count grows by one and `hook`'s
     /// entries join the batch. Returns whether the root was new.
     fn commit_final(
-        &mut self,
+        &self,
         nodes: Vec<SealedNode>,
         root: &[u8],
         n: u64,
         hook: Option<&FinalHook<'_>>,
     ) -> Result<bool> {
-        let _guard = match self.held.take() {
-            Some(g) => g,
-            None => self.store.lock_writer(),
-        };
         let content_ref = ContentRef::new(root, n);
         self.commit_locked(nodes, Some((root, &content_ref, hook)))
     }
@@ -515,12 +536,16 @@ impl<'s> Committer<'s> {
         for (key, value) in extra {
             batch.put(key, value, 1);
         }
+        if root.is_none() {
+            // Not the put's last batch: the last one (or the journal's
+            // recovery after a crash) covers it.
+            batch.defer_durability();
+        }
         backend.apply_owned(batch)?;
         Ok(root_is_new)
     }
 
     fn done(self) -> Result<()> {
-        drop(self.held);
         if let Some(j) = self.journal {
             self.store.journal_end(j)?;
         }

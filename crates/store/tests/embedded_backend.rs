@@ -293,6 +293,37 @@ fn deferred_sync_batches_are_durable_after_flush() -> TestResult {
 }
 
 #[test]
+fn deferred_batches_become_durable_with_the_next_durable_batch() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let backend = EmbeddedBackend::open(dir.path())?;
+        for i in 0u64..20 {
+            let mut batch = Batch::new();
+            batch.put(i.to_be_bytes().to_vec(), vec![i as u8; 5000], 1);
+            batch.defer_durability();
+            assert!(!batch.is_durable());
+            backend.apply(&batch)?;
+            // Applied at once, whatever its durability.
+            assert_eq!(backend.get(&i.to_be_bytes())?.map(|e| e.count), Some(1));
+        }
+        let mut last = Batch::new();
+        last.put(b"last".to_vec(), b"x".to_vec(), 1);
+        assert!(last.is_durable());
+        backend.apply(&last)?;
+    }
+    let backend = EmbeddedBackend::open(dir.path())?;
+    assert_eq!(backend.usage()?.entries, 21);
+    assert_eq!(
+        backend.get(&19u64.to_be_bytes())?,
+        Some(Entry {
+            value: vec![19; 5000],
+            count: 1
+        })
+    );
+    Ok(())
+}
+
+#[test]
 fn for_each_and_usage_count_every_entry() -> TestResult {
     let dir = tempfile::tempdir()?;
     let backend = EmbeddedBackend::open(dir.path())?;

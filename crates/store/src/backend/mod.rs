@@ -70,6 +70,7 @@ pub enum Op {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
     ops: Vec<Op>,
+    deferred: bool,
 }
 
 impl Batch {
@@ -101,10 +102,28 @@ impl Batch {
         }
     }
 
+    /// Lets the backend make this batch durable later: with the next
+    /// durable batch or [`Backend::flush`], whichever comes first. The batch
+    /// is still applied atomically, and batches still become durable in
+    /// the order they were applied, so a crash loses at most a suffix of
+    /// deferred batches. A multi-batch put defers every batch but its last
+    /// (its journal entry covers the rest); backends that sync on every
+    /// batch may ignore this.
+    pub fn defer_durability(&mut self) {
+        self.deferred = true;
+    }
+
+    /// Whether the batch must be durable when [`Backend::apply`] returns
+    /// (see [`Batch::defer_durability`]).
+    pub fn is_durable(&self) -> bool {
+        !self.deferred
+    }
+
     /// Appends another batch's operations as a later stage.
     pub fn append(&mut self, other: Batch) {
         self.barrier();
         self.ops.extend(other.ops);
+        self.deferred &= other.deferred;
     }
 
     /// The operations in order, barriers included.
