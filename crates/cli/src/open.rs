@@ -192,7 +192,14 @@ fn create_network_backend(url: &str) -> Result<()> {
     Ok(())
 }
 
-/// Opens a network backend by URL for `seccs bench --backend`.
+/// Opens a network backend by URL for `seccs bench --backend`, creating it
+/// first (a PostgreSQL table) when it does not exist yet.
 pub fn network_backend_for_bench(url: &str) -> Result<Arc<dyn Backend>> {
-    open_network_backend(url)
+    match open_network_backend(url) {
+        Ok(backend) => Ok(backend),
+        Err(_) => {
+            create_network_backend(url)?;
+            open_network_backend(url)
+        }
+    }
 }
