@@ -505,6 +505,20 @@ impl StreamEncryptor {
         segments: &mut [Vec<u8>],
         threads: usize,
     ) -> Result<(), StreamError> {
+        self.encrypt_next_many_during(segments, threads, || Ok(()))
+    }
+
+    /// As [`encrypt_next_many`](Self::encrypt_next_many), while the calling
+    /// thread runs `io` (writing the previous batch, reading the next): the
+    /// other threads start sealing at once, and the calling thread joins them
+    /// when `io` returns. Segments are claimed one at a time, so the work
+    /// splits by whoever is free. Returns `io`'s error if it fails.
+    fn encrypt_next_many_during(
+        &mut self,
+        segments: &mut [Vec<u8>],
+        threads: usize,
+        io: impl FnOnce() -> Result<(), StreamError>,
+    ) -> Result<(), StreamError> {
         let seg = self.segment_size();
         if let Some(bad) = segments.iter().find(|s| s.len() != seg) {
             return Err(StreamError::SegmentLength {
@@ -517,37 +531,33 @@ impl StreamEncryptor {
         let next = first.checked_add(n).ok_or(StreamError::TooLong)?;
         let prefix = &self.header.prefix[..self.header.suite.prefix_len()];
         let cipher = &self.cipher;
-        let seal_range = |base: u32, chunk: &mut [Vec<u8>]| -> Result<(), StreamError> {
-            for (i, s) in chunk.iter_mut().enumerate() {
+        let helpers = threads.clamp(1, segments.len().max(1)) - 1;
+        let work = std::sync::Mutex::new(segments.iter_mut().zip(first..next));
+        let seal_claimed = || -> Result<(), StreamError> {
+            loop {
+                // The guarded iterator stays consistent whatever a panicking
+                // holder did: it only hands out disjoint segments.
+                let claimed = work.lock().unwrap_or_else(|p| p.into_inner()).next();
+                let Some((segment, counter)) = claimed else {
+                    return Ok(());
+                };
                 let nonce = SegmentNonce {
-                    // Cannot overflow: `next` above bounds every counter.
-                    counter: base + i as u32,
+                    counter,
                     last: false,
                 };
                 let (bytes, len) = nonce.bytes(prefix);
-                cipher.seal(&bytes[..len], s)?;
+                cipher.seal(&bytes[..len], segment)?;
             }
-            Ok(())
         };
-        let threads = threads.clamp(1, segments.len().max(1));
-        if threads == 1 {
-            seal_range(first, segments)?;
-        } else {
-            let per = segments.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = segments
-                    .chunks_mut(per)
-                    .enumerate()
-                    .map(|(k, chunk)| {
-                        let base = first + (k * per) as u32;
-                        scope.spawn(move || seal_range(base, chunk))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .try_for_each(|h| h.join().unwrap_or(Err(StreamError::TooLong)))
-            })?;
-        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..helpers).map(|_| scope.spawn(seal_claimed)).collect();
+            let io_result = io();
+            let mine = seal_claimed();
+            let joined = handles
+                .into_iter()
+                .try_for_each(|h| h.join().unwrap_or(Err(StreamError::TooLong)));
+            io_result.and(mine).and(joined)
+        })?;
         self.counter = next;
         Ok(())
     }
@@ -831,44 +841,74 @@ pub fn encrypt_stream<R: Read + ?Sized, W: Write + ?Sized>(
     writer.write_all(&header)?;
     let seg = enc.segment_size();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let mut segs: Vec<Vec<u8>> = Vec::new();
+    // Two batches: while one is sealed, the calling thread writes the other
+    // (sealed the round before) and reads the next plaintext into it.
+    let mut sealing: Vec<Vec<u8>> = Vec::new();
+    let mut spare: Vec<Vec<u8>> = Vec::new();
     let mut ahead: Option<u8> = None;
+    let mut batch = read_batch(reader, &mut sealing, seg, &mut ahead)?;
+    let mut to_write = 0;
     let mut total = 0u64;
     loop {
-        let mut full = 0;
-        let mut last: Option<Vec<u8>> = None;
-        while full < BATCH_SEGMENTS {
-            if segs.len() == full {
-                segs.push(Vec::with_capacity(seg + TAG_LEN + 1));
+        let (full, last) = batch;
+        let mut next = (0, None);
+        let more = last.is_none();
+        enc.encrypt_next_many_during(&mut sealing[..full], threads, || {
+            for s in &spare[..to_write] {
+                writer.write_all(s)?;
             }
-            let buf = &mut segs[full];
-            buf.clear();
-            buf.extend(ahead.take());
-            let start = buf.len();
-            buf.resize(seg + 1, 0);
-            let got = start + read_full(reader, &mut buf[start..])?;
-            if got == seg + 1 {
-                ahead = buf.pop();
-                full += 1;
-            } else {
-                buf.truncate(got);
-                last = Some(std::mem::take(buf));
-                break;
+            if more {
+                next = read_batch(reader, &mut spare, seg, &mut ahead)?;
             }
-        }
-        enc.encrypt_next_many(&mut segs[..full], threads)?;
-        for s in &segs[..full] {
-            writer.write_all(s)?;
-        }
+            Ok(())
+        })?;
         total += (full * seg) as u64;
         if let Some(mut l) = last {
+            for s in &sealing[..full] {
+                writer.write_all(s)?;
+            }
             total += l.len() as u64;
             enc.encrypt_last(&mut l)?;
             writer.write_all(&l)?;
             writer.flush()?;
             return Ok(total);
         }
+        to_write = full;
+        std::mem::swap(&mut sealing, &mut spare);
+        batch = next;
     }
+}
+
+/// Reads up to [`BATCH_SEGMENTS`] full segments into `segs` (reusing its
+/// buffers); returns how many were full and, once the reader ends, the last
+/// (short or empty) segment. One byte is read ahead, so a full segment is
+/// known not to be the last.
+fn read_batch<R: Read + ?Sized>(
+    reader: &mut R,
+    segs: &mut Vec<Vec<u8>>,
+    seg: usize,
+    ahead: &mut Option<u8>,
+) -> Result<(usize, Option<Vec<u8>>), StreamError> {
+    let mut full = 0;
+    while full < BATCH_SEGMENTS {
+        if segs.len() == full {
+            segs.push(Vec::with_capacity(seg + TAG_LEN + 1));
+        }
+        let buf = &mut segs[full];
+        buf.clear();
+        buf.extend(ahead.take());
+        let start = buf.len();
+        buf.resize(seg + 1, 0);
+        let got = start + read_full(reader, &mut buf[start..])?;
+        if got == seg + 1 {
+            *ahead = buf.pop();
+            full += 1;
+        } else {
+            buf.truncate(got);
+            return Ok((full, Some(std::mem::take(buf))));
+        }
+    }
+    Ok((full, None))
 }
 
 /// Decrypts one stream from `reader` into `writer`; returns the plaintext
@@ -939,7 +979,12 @@ mod tests {
     #[test]
     fn round_trips_every_length_around_segment_boundaries() -> Result<(), StreamError> {
         for suite in SUITES {
-            for len in [0, 1, 1023, 1024, 1025, 2048, 3000, 40_000] {
+            // 32 segments make a batch: lengths around one, two and three
+            // batches cross the overlap of sealing, writing and reading.
+            for len in [
+                0, 1, 1023, 1024, 1025, 2048, 3000, 32_767, 32_768, 32_769, 40_000, 65_536, 65_537,
+                100_000,
+            ] {
                 let data = sample(len);
                 let sealed = seal_bytes(&key(), small(suite), b"ad", &data)?;
                 let segments = len.div_ceil(1024).max(1);
