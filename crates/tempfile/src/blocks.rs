@@ -14,13 +14,22 @@
 use std::fs::File;
 use std::io;
 
+use rayon::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::format::{BLOCK_OVERHEAD, BlockCipher, FileId, Footer, MAX_SEALS, NoncePool};
 use crate::{Error, FileKey};
 
-/// Bytes of plaintext the cache window holds (at least one block).
-pub(crate) const WINDOW_BYTES: usize = 256 << 10;
+/// Bytes of plaintext the cache window holds (at least one block). 1 MiB:
+/// `seccs bench tempfile` measured sequential write/read at 0.37×/0.23× of
+/// plain `tempfile` with 256 KiB windows, 0.47×/0.29× with 1 MiB and no
+/// better with 4 MiB (which halved random I/O); a window sealed or opened on
+/// both cores needs enough blocks to pay for waking the second one.
+pub(crate) const WINDOW_BYTES: usize = 1 << 20;
+/// Runs of at least this many blocks are sealed or opened on all cores
+/// (rayon's pool); shorter runs, such as random 4 KiB I/O, stay on the
+/// calling thread.
+const PARALLEL_BLOCKS: usize = 8;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Slot {
@@ -233,19 +242,38 @@ impl BlockFile {
             if last && self.trailer == 0 && got == want {
                 return Err(Error::Tampered { block: on_disk });
             }
-            for k in 0..slots {
+            // Blocks open independently: on all cores when there are many
+            // (a sequential read-ahead); the first failing block, in order,
+            // is the error.
+            let slot_size = self.slot_size;
+            let versions = &self.versions;
+            let cipher = &self.cipher;
+            let open_one = |k: usize, out: &mut [u8], slot: &[u8]| -> Result<(), Error> {
                 let index = block + k as u64;
-                let version = self.versions[index as usize];
-                let out = &mut self.win[(first + k) * bs..(first + k + 1) * bs];
+                let version = versions[index as usize];
                 if version == 0 {
                     out.fill(0);
-                    continue;
+                    return Ok(());
                 }
-                let slot = &self.staging[k * self.slot_size..(k + 1) * self.slot_size];
-                if got < (k + 1) * self.slot_size {
+                if got < (k + 1) * slot_size {
                     return Err(Error::Tampered { block: index });
                 }
-                self.cipher.open_block(index, version, slot, out)?;
+                cipher.open_block(index, version, slot, out)
+            };
+            let outs = &mut self.win[first * bs..(first + slots) * bs];
+            let ins = &self.staging[..slots * slot_size];
+            if slots >= PARALLEL_BLOCKS {
+                let results: Vec<Result<(), Error>> = outs
+                    .par_chunks_mut(bs)
+                    .zip(ins.par_chunks(slot_size))
+                    .enumerate()
+                    .map(|(k, (out, slot))| open_one(k, out, slot))
+                    .collect();
+                results.into_iter().collect::<Result<(), Error>>()?;
+            } else {
+                for (k, (out, slot)) in outs.chunks_mut(bs).zip(ins.chunks(slot_size)).enumerate() {
+                    open_one(k, out, slot)?;
+                }
             }
         }
         let loaded = (disk_end.max(block) - block) as usize;
@@ -273,16 +301,29 @@ impl BlockFile {
             if self.counter + count as u64 > MAX_SEALS {
                 return Err(Error::TooManyWrites);
             }
-            for k in 0..count {
-                let version = self.counter + 1 + k as u64;
-                let nonce = self.nonces.next()?;
-                self.cipher.seal_block(
-                    first + k as u64,
-                    version,
-                    &nonce,
-                    &self.win[(i + k) * bs..(i + k + 1) * bs],
-                    &mut self.staging[k * self.slot_size..(k + 1) * self.slot_size],
-                );
+            let nonces = (0..count)
+                .map(|_| self.nonces.next())
+                .collect::<Result<Vec<_>, Error>>()?;
+            let counter = self.counter;
+            let cipher = &self.cipher;
+            let seal_one = |k: usize, (plain, slot): (&[u8], &mut [u8])| {
+                let version = counter + 1 + k as u64;
+                cipher.seal_block(first + k as u64, version, &nonces[k], plain, slot);
+            };
+            let plains = &self.win[i * bs..end * bs];
+            let slots = &mut self.staging[..count * self.slot_size];
+            if count >= PARALLEL_BLOCKS {
+                plains
+                    .par_chunks(bs)
+                    .zip(slots.par_chunks_mut(self.slot_size))
+                    .enumerate()
+                    .for_each(|(k, pair)| seal_one(k, pair));
+            } else {
+                plains
+                    .chunks(bs)
+                    .zip(slots.chunks_mut(self.slot_size))
+                    .enumerate()
+                    .for_each(|(k, pair)| seal_one(k, pair));
             }
             write_all_at(
                 &self.file,

@@ -58,7 +58,7 @@
 //! bytes), so a footer cannot pass for a block nor the reverse.
 
 use aead::{AeadInOut, KeyInit, inout::InOutBuf};
-use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, Nonce, Tag, aead::consts::U12, aes::Aes192};
+use aes_gcm::{AesGcm, Nonce, Tag, aead::consts::U12, aes::Aes192};
 use zeroize::Zeroizing;
 
 use crate::{Error, FileKey, KeySize};
@@ -102,29 +102,52 @@ pub fn check_block_size(block_size: usize) -> Result<(), Error> {
     }
 }
 
+/// The AEAD of one key size. AES-128 and AES-256 use `ring`, whose AES-GCM
+/// runs several times faster here (VAES/VPCLMULQDQ, about 6 GiB/s against
+/// about 2 GiB/s for RustCrypto's `aes-gcm`; sequential I/O through the
+/// page cache is bound by it). `ring` has no AES-192, so that size keeps
+/// RustCrypto. The wire format is the same AES-GCM either way. `ring` does
+/// not wipe its key schedules when they are dropped, as RustCrypto's do with
+/// the `zeroize` feature; the file key itself stays in a zeroizing type.
 enum Suite {
-    Aes128(Aes128Gcm),
-    Aes192(Aes192Gcm),
-    Aes256(Aes256Gcm),
+    Aes128(ring::aead::LessSafeKey),
+    Aes192(Box<Aes192Gcm>),
+    Aes256(ring::aead::LessSafeKey),
 }
 
 impl Suite {
     fn new(key: &FileKey) -> Result<Self, Error> {
         let bytes = key.expose_secret();
-        let bad = |_| Error::KeySize(bytes.len());
+        let ring_key = |alg| {
+            ring::aead::UnboundKey::new(alg, bytes)
+                .map(ring::aead::LessSafeKey::new)
+                .map_err(|_| Error::KeySize(bytes.len()))
+        };
         Ok(match key.size() {
-            KeySize::Aes128 => Suite::Aes128(Aes128Gcm::new_from_slice(bytes).map_err(bad)?),
-            KeySize::Aes192 => Suite::Aes192(Aes192Gcm::new_from_slice(bytes).map_err(bad)?),
-            KeySize::Aes256 => Suite::Aes256(Aes256Gcm::new_from_slice(bytes).map_err(bad)?),
+            KeySize::Aes128 => Suite::Aes128(ring_key(&ring::aead::AES_128_GCM)?),
+            KeySize::Aes192 => Suite::Aes192(Box::new(
+                Aes192Gcm::new_from_slice(bytes).map_err(|_| Error::KeySize(bytes.len()))?,
+            )),
+            KeySize::Aes256 => Suite::Aes256(ring_key(&ring::aead::AES_256_GCM)?),
         })
     }
 
-    fn seal(&self, nonce: &[u8; NONCE_LEN], ad: &[u8], buf: InOutBuf<'_, '_, u8>) -> Tag {
-        let nonce = Nonce::from(*nonce);
+    fn seal(&self, nonce: &[u8; NONCE_LEN], ad: &[u8], buf: InOutBuf<'_, '_, u8>) -> [u8; TAG_LEN] {
         let sealed = match self {
-            Suite::Aes128(c) => c.encrypt_inout_detached(&nonce, ad, buf),
-            Suite::Aes192(c) => c.encrypt_inout_detached(&nonce, ad, buf),
-            Suite::Aes256(c) => c.encrypt_inout_detached(&nonce, ad, buf),
+            Suite::Aes128(k) | Suite::Aes256(k) => {
+                let out = buf.into_out_with_copied_in();
+                k.seal_in_place_separate_tag(
+                    ring::aead::Nonce::assume_unique_for_key(*nonce),
+                    ring::aead::Aad::from(ad),
+                    out,
+                )
+                .ok()
+                .and_then(|tag| tag.as_ref().try_into().ok())
+            }
+            Suite::Aes192(c) => c
+                .encrypt_inout_detached(&Nonce::from(*nonce), ad, buf)
+                .ok()
+                .map(|tag| tag.into()),
         };
         // AES-GCM refuses only messages over 64 GiB or AD over 2^61 bytes;
         // blocks are at most 1 MiB and our associated data is 27 or 32 bytes.
@@ -138,12 +161,22 @@ impl Suite {
         buf: InOutBuf<'_, '_, u8>,
         tag: &[u8; TAG_LEN],
     ) -> Result<(), aead::Error> {
-        let nonce = Nonce::from(*nonce);
-        let tag = Tag::from(*tag);
         match self {
-            Suite::Aes128(c) => c.decrypt_inout_detached(&nonce, ad, buf, &tag),
-            Suite::Aes192(c) => c.decrypt_inout_detached(&nonce, ad, buf, &tag),
-            Suite::Aes256(c) => c.decrypt_inout_detached(&nonce, ad, buf, &tag),
+            Suite::Aes128(k) | Suite::Aes256(k) => {
+                let out = buf.into_out_with_copied_in();
+                k.open_in_place_separate_tag(
+                    ring::aead::Nonce::assume_unique_for_key(*nonce),
+                    ring::aead::Aad::from(ad),
+                    ring::aead::Tag::from(*tag),
+                    out,
+                    0..,
+                )
+                .map(|_| ())
+                .map_err(|_| aead::Error)
+            }
+            Suite::Aes192(c) => {
+                c.decrypt_inout_detached(&Nonce::from(*nonce), ad, buf, &Tag::from(*tag))
+            }
         }
     }
 }
