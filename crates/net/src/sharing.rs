@@ -158,7 +158,12 @@ pub fn split(
         &keys.enc,
         &inner_nonce,
         &aad(&file_id, version, b"inner"),
-        plaintext.to_vec(),
+        {
+            // Room for both tags: neither layer reallocates.
+            let mut v = Vec::with_capacity(plaintext.len() + 32);
+            v.extend_from_slice(plaintext);
+            v
+        },
     );
     let data_key = SecretKey::generate()?;
     let blob = seal(
@@ -183,9 +188,18 @@ pub fn split(
         outer_nonce,
         ciphertext_len: blob.len() as u64,
         shard_len,
-        fragment_hashes: (0..n)
-            .map(|i| fragment_hash(&file_id, i as u8, &fragments[i]))
-            .collect(),
+        fragment_hashes: std::thread::scope(|scope| {
+            // One thread per fragment: hashing is a large share of a save.
+            let handles: Vec<_> = fragments
+                .iter()
+                .enumerate()
+                .map(|(i, f)| scope.spawn(move || fragment_hash(&file_id, i as u8, f)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        }),
         share_hashes: (0..n)
             .map(|i| share_hash(&file_id, i as u8, &shares[i]))
             .collect(),
