@@ -5,10 +5,12 @@
 //!
 //! Key generation is durable: [`Facility::generate`] returns only after the
 //! key file and its directory entry are on disk. Concurrent callers share
-//! the cost through group commit: each writes and syncs its own temp file
-//! (the file system folds concurrent syncs into one journal commit) and
-//! renames it; then one directory sync covers every rename made before it
-//! started, so N concurrent callers pay for about one directory sync.
+//! the cost through group commit: while one caller commits a group (its
+//! files written, synced in parallel, renamed, then one directory sync),
+//! the others' files collect into the next group, which one of them commits
+//! next. Letting every caller sync on its own measured 800–2,700 keys/s
+//! with 64 threads here: their creates, renames and syncs queued behind
+//! each other's journal commits.
 //!
 //! Seed flaws fixed here: keas.kmi generated an RSA-2048 key pair per KEK
 //! (about 4 keys a second) and its `getEncryptionKey` kept decrypted DEKs in
@@ -18,7 +20,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
 use seccs_core::SecretKey;
 
@@ -38,19 +40,27 @@ enum Slot {
     Corrupt,
 }
 
-/// Group commit of directory syncs: a caller whose rename happened
-/// before a sync started is covered by that sync.
+/// Group commit: callers add their key files to the group being collected;
+/// one of them at a time writes a whole group (files written, synced in
+/// parallel, renamed, one directory sync) while the next group collects.
 #[derive(Default)]
-struct Queue {
-    requested: u64,
-    synced: u64,
-    syncing: bool,
+struct Commits {
+    collecting: Group,
+    committing: bool,
+}
+
+/// Key files waiting for one durable commit, and its outcome (set once, read
+/// by every caller whose files were in it).
+#[derive(Default)]
+struct Group {
+    items: Vec<(KeyId, SealedDek)>,
+    outcome: Arc<OnceLock<Result<(), String>>>,
 }
 
 struct Inner {
     dir: PathBuf,
     keys: RwLock<HashMap<KeyId, Slot>>,
-    queue: Mutex<Queue>,
+    commits: Mutex<Commits>,
     turn: Condvar,
 }
 
@@ -104,7 +114,7 @@ impl Facility {
             inner: Arc::new(Inner {
                 dir,
                 keys: RwLock::new(keys),
-                queue: Mutex::new(Queue::default()),
+                commits: Mutex::new(Commits::default()),
                 turn: Condvar::new(),
             }),
         })
@@ -200,10 +210,47 @@ impl Facility {
         Ok(())
     }
 
-    /// Writes `items` durably: temp files, synced (in parallel for a
-    /// batch; concurrent callers' syncs share journal commits), renamed,
-    /// then one directory sync shared with every concurrent caller.
+    /// Writes `items` durably as part of a group commit: returns once a
+    /// commit that holds them has finished (see [`Commits`]).
     fn persist(&self, items: &[(KeyId, SealedDek)]) -> Result<(), KmsError> {
+        let lock = || {
+            self.inner
+                .commits
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let mut c = lock();
+        c.collecting.items.extend_from_slice(items);
+        let outcome = Arc::clone(&c.collecting.outcome);
+        loop {
+            if let Some(result) = outcome.get() {
+                return result
+                    .clone()
+                    .map_err(|msg| KmsError::Io(std::io::Error::other(msg)));
+            }
+            if c.committing {
+                c = self
+                    .inner
+                    .turn
+                    .wait(c)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            c.committing = true;
+            let group = std::mem::take(&mut c.collecting);
+            drop(c);
+            let result = self.write_group(&group.items).map_err(|e| e.to_string());
+            // Set exactly once: this group was taken out of `collecting`.
+            let _ = group.outcome.set(result);
+            c = lock();
+            c.committing = false;
+            self.inner.turn.notify_all();
+        }
+    }
+
+    /// Writes `items` durably: temp files, synced in parallel, renamed, then
+    /// one directory sync for all of them.
+    fn write_group(&self, items: &[(KeyId, SealedDek)]) -> Result<(), KmsError> {
         let dir = &self.inner.dir;
         let mut written = Vec::with_capacity(items.len());
         for (id, sealed) in items {
@@ -229,43 +276,8 @@ impl Facility {
             }
         }
         result?;
-        self.sync_dir_grouped()
-    }
-
-    fn sync_dir_grouped(&self) -> Result<(), KmsError> {
-        let lock = || {
-            self.inner
-                .queue
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
-        let mut q = lock();
-        q.requested += 1;
-        let mine = q.requested;
-        loop {
-            if q.synced >= mine {
-                return Ok(());
-            }
-            if q.syncing {
-                q = self
-                    .inner
-                    .turn
-                    .wait(q)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                continue;
-            }
-            q.syncing = true;
-            let upto = q.requested;
-            drop(q);
-            let r = atomic::sync_dir(&self.inner.dir);
-            q = lock();
-            q.syncing = false;
-            if r.is_ok() {
-                q.synced = q.synced.max(upto);
-            }
-            self.inner.turn.notify_all();
-            r?;
-        }
+        atomic::sync_dir(dir)?;
+        Ok(())
     }
 }
 
