@@ -110,6 +110,7 @@ impl RecordStore {
     /// Stores `record` as `version` of `tag`, unless another record is there.
     pub fn put(&self, tag: &str, version: u64, record: &[u8]) -> Result<PutOutcome, Error> {
         let dir = self.tag_dir(tag);
+        let new_tag = !dir.exists();
         fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         let tag_file = dir.join("tag");
         if !tag_file.exists() {
@@ -123,6 +124,13 @@ impl RecordStore {
             Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
         }
         write_atomic(&path, record)?;
+        if new_tag {
+            // The new tag directory's own entry must be on disk too before
+            // the record counts as stored.
+            fs::File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io("sync", &self.dir))?;
+        }
         Ok(PutOutcome::Stored)
     }
 
