@@ -3,10 +3,22 @@
 //!
 //! Reads and writes touch only the blocks they cover. The window holds up to
 //! [`WINDOW_BYTES`] of consecutive blocks: a write fills it and it is sealed
-//! and written in one `pwrite` when the handle moves on, is flushed or is
-//! synced; a read that continues the previous one loads a whole window in one
-//! `pread` (read-ahead), a read elsewhere loads only the blocks it covers. A
-//! write that covers every live byte of a block never reads the old block.
+//! and written back when the handle moves on, is flushed or is synced; a read
+//! that continues the previous one loads a whole window (read-ahead), a read
+//! elsewhere loads only the blocks it covers. A write that covers every live
+//! byte of a block never reads the old block.
+//!
+//! Large requests skip the window: a read of whole blocks opens them straight
+//! into the caller's buffer (when the window holds nothing newer than the
+//! disk), and a write of at least [`PARALLEL_BLOCKS`] whole blocks is sealed
+//! straight from it. Long runs go in parts of [`PART_BYTES`]: parts are
+//! opened on all cores, each with its own `pread`, and sealed on rayon's pool
+//! while the calling thread writes the sealed parts in order, so that the
+//! kernel's copies overlap the cryptography. `seccs bench tempfile` measured
+//! sequential write/read at 0.44×/0.24× of plain `tempfile` with one `pread`
+//! or `pwrite` per window and the window in between, and 0.54–0.58× /
+//! 0.40–0.46× this way (parts of 128 KiB to 512 KiB differed by less than
+//! the noise).
 //!
 //! Invariant: every plaintext byte at or past the logical length is zero, so a
 //! file grown by `set_len` or a write past the end reads back zeros.
@@ -17,7 +29,7 @@ use std::io;
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::format::{BLOCK_OVERHEAD, BlockCipher, FileId, Footer, MAX_SEALS, NoncePool};
+use crate::format::{BLOCK_OVERHEAD, BlockCipher, FileId, Footer, MAX_SEALS, NONCE_LEN, NoncePool};
 use crate::{Error, FileKey};
 
 /// Bytes of plaintext the cache window holds (at least one block). 1 MiB:
@@ -30,6 +42,15 @@ pub(crate) const WINDOW_BYTES: usize = 1 << 20;
 /// (rayon's pool); shorter runs, such as random 4 KiB I/O, stay on the
 /// calling thread.
 const PARALLEL_BLOCKS: usize = 8;
+/// Plaintext bytes per part of a long run: each part is read and opened, or
+/// sealed and written, as one task, so that the parts' system calls overlap
+/// the other parts' cryptography.
+const PART_BYTES: usize = 256 << 10;
+
+/// Blocks per part (see [`PART_BYTES`]).
+fn part_blocks(block_size: usize) -> usize {
+    (PART_BYTES / block_size).max(1)
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Slot {
@@ -215,75 +236,26 @@ impl BlockFile {
     }
 
     /// Loads `count` blocks from `block` into the window, in which they must
-    /// all be absent, with one read.
+    /// all be absent.
     fn load(&mut self, block: u64, count: u64) -> Result<(), Error> {
         let bs = self.block_size;
         let first = (block - self.win_start) as usize;
-        let on_disk = self.versions.len() as u64;
-        let disk_end = (block + count).min(on_disk);
-        if disk_end > block {
-            let slots = (disk_end - block) as usize;
-            // Reading the last slot of a live file asks for one byte more: if
-            // it comes, bytes were appended. A persisted file has its footer
-            // there, so its length is checked instead.
-            let last = disk_end == on_disk;
-            if last && self.trailer > 0 {
-                let expected = on_disk * self.slot_size as u64 + self.trailer;
-                if self.file.metadata()?.len() != expected {
-                    return Err(Error::Tampered { block: on_disk });
-                }
-            }
-            let want = slots * self.slot_size + usize::from(last && self.trailer == 0);
-            let got = read_full_at(
-                &self.file,
-                &mut self.staging[..want],
-                block * self.slot_size as u64,
-            )?;
-            if last && self.trailer == 0 && got == want {
-                return Err(Error::Tampered { block: on_disk });
-            }
-            // Blocks open independently: on all cores when there are many
-            // (a sequential read-ahead); the first failing block, in order,
-            // is the error.
-            let slot_size = self.slot_size;
-            let versions = &self.versions;
-            let cipher = &self.cipher;
-            let open_one = |k: usize, out: &mut [u8], slot: &[u8]| -> Result<(), Error> {
-                let index = block + k as u64;
-                let version = versions[index as usize];
-                if version == 0 {
-                    out.fill(0);
-                    return Ok(());
-                }
-                if got < (k + 1) * slot_size {
-                    return Err(Error::Tampered { block: index });
-                }
-                cipher.open_block(index, version, slot, out)
-            };
-            let outs = &mut self.win[first * bs..(first + slots) * bs];
-            let ins = &self.staging[..slots * slot_size];
-            if slots >= PARALLEL_BLOCKS {
-                let results: Vec<Result<(), Error>> = outs
-                    .par_chunks_mut(bs)
-                    .zip(ins.par_chunks(slot_size))
-                    .enumerate()
-                    .map(|(k, (out, slot))| open_one(k, out, slot))
-                    .collect();
-                results.into_iter().collect::<Result<(), Error>>()?;
-            } else {
-                for (k, (out, slot)) in outs.chunks_mut(bs).zip(ins.chunks(slot_size)).enumerate() {
-                    open_one(k, out, slot)?;
-                }
-            }
-        }
-        let loaded = (disk_end.max(block) - block) as usize;
-        self.win[(first + loaded) * bs..(first + count as usize) * bs].fill(0);
+        let out = &mut self.win[first * bs..(first + count as usize) * bs];
+        open_run(
+            &self.file,
+            &self.cipher,
+            &self.versions,
+            self.trailer,
+            self.slot_size,
+            &mut self.staging,
+            block,
+            out,
+        )?;
         self.state[first..first + count as usize].fill(Slot::Clean);
         Ok(())
     }
 
-    /// Seals the window's dirty blocks and writes each run of them with one
-    /// write.
+    /// Seals the window's dirty blocks and writes each run of them back.
     fn write_back(&mut self) -> Result<(), Error> {
         let bs = self.block_size;
         let mut i = 0;
@@ -298,50 +270,53 @@ impl BlockFile {
             }
             let first = self.win_start + i as u64;
             let count = end - i;
-            if self.counter + count as u64 > MAX_SEALS {
-                return Err(Error::TooManyWrites);
-            }
-            let nonces = (0..count)
-                .map(|_| self.nonces.next())
-                .collect::<Result<Vec<_>, Error>>()?;
-            let counter = self.counter;
-            let cipher = &self.cipher;
-            let seal_one = |k: usize, (plain, slot): (&[u8], &mut [u8])| {
-                let version = counter + 1 + k as u64;
-                cipher.seal_block(first + k as u64, version, &nonces[k], plain, slot);
-            };
-            let plains = &self.win[i * bs..end * bs];
-            let slots = &mut self.staging[..count * self.slot_size];
-            if count >= PARALLEL_BLOCKS {
-                plains
-                    .par_chunks(bs)
-                    .zip(slots.par_chunks_mut(self.slot_size))
-                    .enumerate()
-                    .for_each(|(k, pair)| seal_one(k, pair));
-            } else {
-                plains
-                    .chunks(bs)
-                    .zip(slots.chunks_mut(self.slot_size))
-                    .enumerate()
-                    .for_each(|(k, pair)| seal_one(k, pair));
-            }
-            write_all_at(
+            let (counter, nonces) = self.next_versions(count)?;
+            seal_run(
                 &self.file,
-                &self.staging[..count * self.slot_size],
-                first * self.slot_size as u64,
+                &self.cipher,
+                &nonces,
+                counter,
+                first,
+                &self.win[i * bs..end * bs],
+                &mut self.staging,
             )?;
-            let last = (first + count as u64) as usize;
-            if self.versions.len() < last {
-                self.versions.resize(last, 0);
-            }
-            for k in 0..count {
-                self.versions[first as usize + k] = self.counter + 1 + k as u64;
-            }
-            self.counter += count as u64;
+            self.record_versions(first, count);
             self.state[i..end].fill(Slot::Clean);
             i = end;
         }
         Ok(())
+    }
+
+    /// Drops the window's plaintext of blocks `block..block + count`.
+    fn forget(&mut self, block: u64, count: u64) {
+        let (start, end) = (self.win_start, self.win_start + self.window_blocks());
+        for b in block.max(start)..(block + count).min(end) {
+            self.state[(b - start) as usize] = Slot::Absent;
+        }
+    }
+
+    /// The version before the next `count` seals, and a fresh nonce for each.
+    fn next_versions(&mut self, count: usize) -> Result<(u64, Vec<[u8; NONCE_LEN]>), Error> {
+        if self.counter + count as u64 > MAX_SEALS {
+            return Err(Error::TooManyWrites);
+        }
+        let nonces = (0..count)
+            .map(|_| self.nonces.next())
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok((self.counter, nonces))
+    }
+
+    /// Records that blocks `first..first + count` were sealed with the
+    /// versions [`BlockFile::next_versions`] handed out.
+    fn record_versions(&mut self, first: u64, count: usize) {
+        let last = (first + count as u64) as usize;
+        if self.versions.len() < last {
+            self.versions.resize(last, 0);
+        }
+        for k in 0..count {
+            self.versions[first as usize + k] = self.counter + 1 + k as u64;
+        }
+        self.counter += count as u64;
     }
 
     /// Reads from plaintext offset `pos`; returns the bytes read (0 at the end).
@@ -359,6 +334,29 @@ impl BlockFile {
             let block = at / bs;
             let off = (at % bs) as usize;
             let take = (self.block_size - off).min(n - done);
+            // Whole blocks open straight into the caller's buffer (one copy
+            // fewer), unless the window holds newer plaintext than the disk.
+            let whole = if off == 0 {
+                (n - done) / self.block_size
+            } else {
+                0
+            };
+            if whole > 0 && !self.state.contains(&Slot::Dirty) {
+                let blocks = whole.min(self.state.len());
+                let bytes = blocks * self.block_size;
+                open_run(
+                    &self.file,
+                    &self.cipher,
+                    &self.versions,
+                    self.trailer,
+                    self.slot_size,
+                    &mut self.staging,
+                    block,
+                    &mut buf[done..done + bytes],
+                )?;
+                done += bytes;
+                continue;
+            }
             let i = self.window_index(block)?;
             if self.state[i] == Slot::Absent {
                 let wanted = if block == self.next_seq {
@@ -405,6 +403,32 @@ impl BlockFile {
             let block = at / bs;
             let off = (at % bs) as usize;
             let take = (self.block_size - off).min(buf.len() - done);
+            // A long run of whole blocks is sealed straight from the
+            // caller's buffer (one copy fewer); the window forgets any older
+            // plaintext of those blocks.
+            let whole = if off == 0 {
+                (buf.len() - done) / self.block_size
+            } else {
+                0
+            };
+            if whole >= PARALLEL_BLOCKS {
+                let blocks = whole.min(self.state.len());
+                let bytes = blocks * self.block_size;
+                self.forget(block, blocks as u64);
+                let (counter, nonces) = self.next_versions(blocks)?;
+                seal_run(
+                    &self.file,
+                    &self.cipher,
+                    &nonces,
+                    counter,
+                    block,
+                    &buf[done..done + bytes],
+                    &mut self.staging,
+                )?;
+                self.record_versions(block, blocks);
+                done += bytes;
+                continue;
+            }
             let i = self.window_index(block)?;
             if self.state[i] == Slot::Absent {
                 let live = self.len.saturating_sub(block * bs).min(bs) as usize;
@@ -508,6 +532,198 @@ impl BlockFile {
         write_all_at(&self.file, &bytes, at)?;
         self.file.sync_all()?;
         Ok(at)
+    }
+}
+
+/// Seals `plains` as the blocks from `first` (versions `counter + 1`..,
+/// one nonce each) through `staging` and writes their slots to `file`.
+fn seal_run(
+    file: &File,
+    cipher: &BlockCipher,
+    nonces: &[[u8; NONCE_LEN]],
+    counter: u64,
+    first: u64,
+    plains: &[u8],
+    staging: &mut [u8],
+) -> Result<(), Error> {
+    let count = nonces.len();
+    let bs = plains.len() / count.max(1);
+    let slot_size = bs + BLOCK_OVERHEAD;
+    let part = part_blocks(bs);
+    let seal_part = |p: usize, plains: &[u8], slots: &mut [u8]| {
+        let k0 = p * part;
+        for (k, (plain, slot)) in plains
+            .chunks(bs)
+            .zip(slots.chunks_mut(slot_size))
+            .enumerate()
+        {
+            let version = counter + 1 + (k0 + k) as u64;
+            let index = first + (k0 + k) as u64;
+            cipher.seal_block(index, version, &nonces[k0 + k], plain, slot);
+        }
+    };
+    let offset = |p: usize| (first + (p * part) as u64) * slot_size as u64;
+    let slots = &mut staging[..count * slot_size];
+    let parts: Vec<(&[u8], &mut [u8])> = plains
+        .chunks(part * bs)
+        .zip(slots.chunks_mut(part * slot_size))
+        .collect();
+    // The pool seals parts while this thread writes them, in order, as they
+    // come: the kernel's copy into the page cache (one writer at a time per
+    // file) overlaps the sealing. Only from outside the pool and with two
+    // threads or more in it, so that a waiting writer never holds the
+    // thread a part needs.
+    let pipelined = count >= PARALLEL_BLOCKS
+        && rayon::current_thread_index().is_none()
+        && rayon::current_num_threads() >= 2;
+    if pipelined {
+        write_pipelined(parts, &seal_part, |p, slots| {
+            write_all_at(file, slots, offset(p))
+        })?;
+    } else {
+        for (p, (plains, slots)) in parts.into_iter().enumerate() {
+            seal_part(p, plains, slots);
+            write_all_at(file, slots, offset(p))?;
+        }
+    }
+    Ok(())
+}
+
+/// Seals part `p` of a run: its plaintext blocks into its slots.
+type SealPart<'s> = dyn Fn(usize, &[u8], &mut [u8]) + Sync + 's;
+
+/// Seals `parts` on rayon's pool and hands each to `write` in order, on the
+/// calling thread, as soon as it and every part before it are sealed. The
+/// first write error stops the writing (the sealing still finishes).
+fn write_pipelined<'a>(
+    parts: Vec<(&'a [u8], &'a mut [u8])>,
+    seal: &SealPart<'_>,
+    mut write: impl FnMut(usize, &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let n = parts.len();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, &'a mut [u8])>();
+    rayon::in_place_scope(|scope| {
+        for (p, (plains, slots)) in parts.into_iter().enumerate() {
+            let tx = tx.clone();
+            scope.spawn(move |_| {
+                seal(p, plains, slots);
+                // The receiver outlives the scope's tasks.
+                let _ = tx.send((p, slots));
+            });
+        }
+        drop(tx);
+        let mut ready: Vec<Option<&'a mut [u8]>> = (0..n).map(|_| None).collect();
+        let mut next = 0;
+        let mut result = Ok(());
+        while next < n {
+            // Every sender gone before all parts came: a sealing task
+            // panicked, and the scope re-raises it when it ends.
+            let Ok((p, slots)) = rx.recv() else { break };
+            ready[p] = Some(slots);
+            while let Some(slots) = ready.get_mut(next).and_then(Option::take) {
+                if result.is_ok() {
+                    result = write(next, slots);
+                }
+                next += 1;
+            }
+        }
+        result
+    })
+}
+
+/// Opens the `out.len() / block_size` blocks from `block` on disk into `out`
+/// (blocks past the slots on disk, and holes, read as zeros), reading their
+/// slots through `staging`. Runs of many blocks are read and opened in parts
+/// on all cores, so that one part's read overlaps another's opening.
+///
+/// Reading the last slot of a live file asks for one byte more: if it comes,
+/// bytes were appended. A persisted file (`trailer > 0`) has its footer
+/// there, so its length is checked instead.
+#[allow(clippy::too_many_arguments)]
+fn open_run(
+    file: &File,
+    cipher: &BlockCipher,
+    versions: &[u64],
+    trailer: u64,
+    slot_size: usize,
+    staging: &mut [u8],
+    block: u64,
+    out: &mut [u8],
+) -> Result<(), Error> {
+    let bs = slot_size - BLOCK_OVERHEAD;
+    let part = part_blocks(bs);
+    let count = (out.len() / bs) as u64;
+    let on_disk = versions.len() as u64;
+    let disk_end = (block + count).min(on_disk);
+    let slots = disk_end.saturating_sub(block) as usize;
+    let (from_disk, past_end) = out.split_at_mut(slots * bs);
+    past_end.fill(0);
+    if slots == 0 {
+        return Ok(());
+    }
+    let last_on_disk = disk_end == on_disk;
+    if last_on_disk && trailer > 0 {
+        let expected = on_disk * slot_size as u64 + trailer;
+        if file.metadata()?.len() != expected {
+            return Err(Error::Tampered { block: on_disk });
+        }
+    }
+    let extra = usize::from(last_on_disk && trailer == 0);
+    let staging = &mut staging[..slots * slot_size + extra];
+    // One part: read its slots (and the probe byte after the last slot, for
+    // the last part), then open its blocks in order; the first failing
+    // block is the part's error.
+    let open_part = |p: usize, (outs, ins): (&mut [u8], &mut [u8])| -> Result<(), Error> {
+        let k0 = p * part;
+        let at = (block + k0 as u64) * slot_size as u64;
+        let got = read_full_at(file, ins, at)?;
+        let n = outs.len() / bs;
+        if ins.len() > n * slot_size && got == ins.len() {
+            return Err(Error::Tampered { block: on_disk });
+        }
+        for (k, (plain, slot)) in outs.chunks_mut(bs).zip(ins.chunks(slot_size)).enumerate() {
+            let index = block + (k0 + k) as u64;
+            let version = versions[index as usize];
+            if version == 0 {
+                plain.fill(0);
+                continue;
+            }
+            if got < (k + 1) * slot_size {
+                return Err(Error::Tampered { block: index });
+            }
+            cipher.open_block(index, version, &slot[..slot_size], plain)?;
+        }
+        Ok(())
+    };
+    // Parts of the staging buffer: `part` slots each, the last one with the
+    // probe byte.
+    let mut ins: Vec<&mut [u8]> = Vec::with_capacity(slots.div_ceil(part));
+    let mut rest = staging;
+    while !rest.is_empty() {
+        let take = (part * slot_size).min(rest.len());
+        let take = if rest.len() - take == extra {
+            rest.len()
+        } else {
+            take
+        };
+        let (part, tail) = rest.split_at_mut(take);
+        ins.push(part);
+        rest = tail;
+    }
+    let outs = from_disk.chunks_mut(part * bs);
+    if slots >= PARALLEL_BLOCKS {
+        let results: Vec<Result<(), Error>> = outs
+            .zip(ins)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .enumerate()
+            .map(|(p, pair)| open_part(p, pair))
+            .collect();
+        results.into_iter().collect()
+    } else {
+        outs.zip(ins)
+            .enumerate()
+            .try_for_each(|(p, pair)| open_part(p, pair))
     }
 }
 

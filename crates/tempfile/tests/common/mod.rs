@@ -42,11 +42,14 @@ fn offset(bs: usize) -> impl Strategy<Value = u64> {
     ]
 }
 
+/// Lengths within a block, across a few, and long runs (which skip the
+/// cache window and go in parallel parts).
 fn length(bs: usize) -> impl Strategy<Value = usize> {
     prop_oneof![
         3 => 0..=bs / 2,
         2 => 0..=3 * bs,
         1 => Just(bs),
+        1 => 8 * bs..=20 * bs,
     ]
 }
 
