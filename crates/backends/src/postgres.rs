@@ -525,6 +525,41 @@ impl Backend for PostgresBackend {
         }
     }
 
+    fn for_each_with_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        // Keys are ordered bytewise (bytea): the entries under the prefix are
+        // the prefix itself, then one run of keys right after it.
+        if let Some(entry) = self.get(prefix)? {
+            visit(prefix, &entry)?;
+        }
+        let mut after = prefix.to_vec();
+        // Every page moves `after` strictly forward through a finite table.
+        loop {
+            let rows = self.with_conn(|conn, rt| {
+                rt.add(1);
+                conn.client.query(&conn.page, &[&after])
+            })?;
+            let full = rows.len() as i64 == PAGE;
+            for row in rows {
+                let key: Vec<u8> = row.get(0);
+                if !key.starts_with(prefix) {
+                    return Ok(());
+                }
+                let value: Vec<u8> = row.get(1);
+                let count: i64 = row.get(2);
+                let entry = self.entry(value, count, &key)?;
+                visit(&key, &entry)?;
+                after = key;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
     fn usage(&self) -> Result<Usage, BackendError> {
         let table = &self.config.table;
         let row = self.with_conn(|conn, rt| {

@@ -121,6 +121,55 @@ fn the_backend_is_send_and_sync() {
 }
 
 #[test]
+fn a_prefix_walk_reads_exactly_the_entries_under_the_prefix() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let embedded = EmbeddedBackend::open(&dir.path().join("db"))?;
+    let memory = MemoryBackend::new();
+    let mut batch = Batch::new();
+    for (i, key) in [&b"M9"[..], b"N", b"N1", b"N22", b"Na", b"O", b"n1", b"\0"]
+        .iter()
+        .enumerate()
+    {
+        batch.put(key.to_vec(), vec![i as u8; 100 * i], i as u64 + 1);
+    }
+    embedded.apply(&batch)?;
+    memory.apply(&batch)?;
+    for backend in [&embedded as &dyn Backend, &memory] {
+        for (prefix, expected) in [
+            (&b"N"[..], vec![&b"N"[..], b"N1", b"N22", b"Na"]),
+            (b"N2", vec![b"N22"]),
+            (b"P", vec![]),
+        ] {
+            let mut seen = BTreeMap::new();
+            backend.for_each_with_prefix(prefix, &mut |key, entry| {
+                seen.insert(key.to_vec(), entry.clone());
+                Ok(())
+            })?;
+            let all = all_entries(backend)?;
+            let want: BTreeMap<Vec<u8>, Entry> = expected
+                .iter()
+                .map(|k| (k.to_vec(), all[*k].clone()))
+                .collect();
+            assert_eq!(seen, want, "{} with prefix {prefix:?}", backend.name());
+        }
+    }
+    // Keys fjall cannot hold are absent on reads and refused on writes,
+    // never a panic.
+    assert_eq!(embedded.get_many(&[b""])?, vec![None]);
+    assert_eq!(embedded.get_values(&[b""])?, vec![None]);
+    assert_eq!(embedded.get_counts(&[b""])?, vec![None]);
+    for bad in [Vec::new(), vec![1u8; 65_536]] {
+        let mut batch = Batch::new();
+        batch.put(bad, b"v".to_vec(), 1);
+        assert!(matches!(
+            embedded.apply(&batch),
+            Err(BackendError::Other { .. })
+        ));
+    }
+    Ok(())
+}
+
+#[test]
 fn batches_round_trip() -> TestResult {
     let dir = tempfile::tempdir()?;
     let backend = EmbeddedBackend::open(&dir.path().join("db"))?;

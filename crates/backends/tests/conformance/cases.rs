@@ -95,13 +95,23 @@ pub fn many_key_reads_take_one_round_trip<H: Harness>() -> TestResult {
     let before = opened.round_trips();
     let counts = b.get_counts(&refs)?;
     let count_reads = opened.round_trips() - before;
+    let values = b.get_values(&refs)?;
     for i in 0..n + 10 {
         let expected = (i < n).then(|| Entry {
             value: value(i, 64),
             count: i as u64 + 1,
         });
+        assert_eq!(
+            counts[i],
+            expected.as_ref().map(|e| e.count),
+            "count of key {i}"
+        );
+        assert_eq!(
+            values[i],
+            expected.as_ref().map(|e| e.value.clone()),
+            "value of key {i}"
+        );
         assert_eq!(got[i], expected, "key {i}");
-        assert_eq!(counts[i], expected.map(|e| e.count), "count of key {i}");
     }
     if opened.round_trips.is_some() {
         if b.is_transactional() {
@@ -209,6 +219,22 @@ pub fn for_each_and_usage_see_every_entry<H: Harness>() -> TestResult {
             all.get(&key(i)),
             entry(value(i, i % 300), (i % 5) as u64).as_ref()
         );
+    }
+    // A prefix walk sees exactly the entries under the prefix: a whole key,
+    // a range of keys, every key (more than a page), none.
+    let k5 = key(5);
+    for prefix in [&k5[..], b"k\0\0\x04", b"k", b"j", b"l", b""] {
+        let mut seen = BTreeMap::new();
+        b.for_each_with_prefix(prefix, &mut |k, e| {
+            assert!(seen.insert(k.to_vec(), e.clone()).is_none(), "{k:?} twice");
+            Ok(())
+        })?;
+        let want: BTreeMap<Vec<u8>, Entry> = all
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        assert_eq!(seen, want, "prefix {prefix:?} on {}", b.name());
     }
     // Deleting everything leaves nothing behind.
     let mut batch = Batch::new();

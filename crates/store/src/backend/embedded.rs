@@ -86,6 +86,8 @@ use fjall::{
     Readable, Snapshot,
 };
 
+use rayon::prelude::*;
+
 use super::{Backend, BackendError, Batch, Entry, Op, Usage};
 
 /// The backend's name in messages.
@@ -104,6 +106,10 @@ const WRITE_BUFFER_BYTES: u64 = 24 << 20;
 /// How long a writer waits for the flusher to make progress before it
 /// writes on regardless (see `EmbeddedBackend::wait_for_flushes`).
 const FLUSH_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest key fjall stores (it asserts keys are 1 to `u16::MAX` bytes).
+const MAX_KEY_LEN: usize = u16::MAX as usize;
+/// Lookups in one `get_values` call from which they run in parallel.
+const PARALLEL_LOOKUPS: usize = 16;
 /// Background threads for flushes and compactions. One: in fjall 3.1 a pool
 /// of two or more has worker 0 hand every compaction message back to the
 /// queue, and while the other worker compacts, worker 0 spins receiving and
@@ -308,6 +314,23 @@ impl Backend for EmbeddedBackend {
             .collect()
     }
 
+    fn get_values(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        let snapshot = self.db.snapshot();
+        let read = |key: &&[u8]| {
+            snapshot
+                .get(&self.nodes, key)
+                .map(|v| v.map(|v| v.to_vec()))
+                .map_err(map_error)
+        };
+        // Point lookups cost a block read and checksum each when the block
+        // cache misses; a read window's lookups run on every core.
+        if keys.len() >= PARALLEL_LOOKUPS {
+            keys.par_iter().map(read).collect()
+        } else {
+            keys.iter().map(read).collect()
+        }
+    }
+
     fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
         let snapshot = self.db.snapshot();
         keys.iter()
@@ -324,6 +347,20 @@ impl Backend for EmbeddedBackend {
     fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
         if batch.is_empty() {
             return Ok(());
+        }
+        for op in batch.ops() {
+            let (Op::Put { key, .. } | Op::SetCount { key, .. } | Op::Delete { key }) = op else {
+                continue;
+            };
+            if key.is_empty() || key.len() > MAX_KEY_LEN {
+                return Err(BackendError::Other {
+                    backend: NAME.into(),
+                    detail: format!(
+                        "a key of {} bytes: keys are 1 to {MAX_KEY_LEN} bytes long",
+                        key.len()
+                    ),
+                });
+            }
         }
         let _writer = self.lock_writer();
 
@@ -397,6 +434,34 @@ impl Backend for EmbeddedBackend {
 
     fn is_transactional(&self) -> bool {
         true
+    }
+
+    fn for_each_with_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let snapshot = self.db.snapshot();
+        for guard in snapshot.prefix(&self.nodes, prefix) {
+            let (key, value) = guard.into_inner().map_err(map_error)?;
+            let count = snapshot
+                .get(&self.counts, &key)
+                .map_err(map_error)?
+                .ok_or_else(|| {
+                    corrupt(format_args!(
+                        "entry {} has a value but no count",
+                        hex::encode(&key)
+                    ))
+                })?;
+            visit(
+                &key,
+                &Entry {
+                    value: value.to_vec(),
+                    count: decode_count(&key, &count)?,
+                },
+            )?;
+        }
+        Ok(())
     }
 
     fn for_each(

@@ -255,6 +255,17 @@ pub trait Backend: Send + Sync {
     /// The result has one element per key, in order.
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError>;
 
+    /// Reads only the values of many entries (what a read of contents
+    /// needs); `None` where a key is absent. Backends that can read a value
+    /// without its count should override this.
+    fn get_values(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        Ok(self
+            .get_many(keys)?
+            .into_iter()
+            .map(|e| e.map(|e| e.value))
+            .collect())
+    }
+
     /// Reads only the counts of many entries; `None` where a key is absent.
     /// Backends that can read a count without its value should override this.
     fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
@@ -293,6 +304,24 @@ pub trait Backend: Send + Sync {
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError>;
 
+    /// Calls `visit` with every entry whose key starts with `prefix`, in no
+    /// particular order. Backends whose keys are ordered should override
+    /// this to read only those entries (a listing of the catalog then does
+    /// not read every node).
+    #[allow(clippy::type_complexity)]
+    fn for_each_with_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        self.for_each(&mut |key, entry| {
+            if key.starts_with(prefix) {
+                visit(key, entry)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Totals over every entry.
     fn usage(&self) -> Result<Usage, BackendError> {
         let mut usage = Usage::default();
@@ -324,6 +353,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
         (**self).get_many(keys)
     }
+    fn get_values(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        (**self).get_values(keys)
+    }
     fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
         (**self).get_counts(keys)
     }
@@ -341,6 +373,13 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
         (**self).for_each(visit)
+    }
+    fn for_each_with_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        (**self).for_each_with_prefix(prefix, visit)
     }
     fn usage(&self) -> Result<Usage, BackendError> {
         (**self).usage()
@@ -360,6 +399,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
         (**self).get_many(keys)
     }
+    fn get_values(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        (**self).get_values(keys)
+    }
     fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
         (**self).get_counts(keys)
     }
@@ -377,6 +419,13 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
         (**self).for_each(visit)
+    }
+    fn for_each_with_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        (**self).for_each_with_prefix(prefix, visit)
     }
     fn usage(&self) -> Result<Usage, BackendError> {
         (**self).usage()
