@@ -75,6 +75,11 @@ pub struct PutArgs {
     /// versions: read them with `seccs get NAME@N`.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
+    /// For a directory: read every file, even one whose size, times and
+    /// inode match what the store recorded when it last read it (by
+    /// default such a file is taken as unchanged and not read again).
+    #[arg(long)]
+    force: bool,
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -248,7 +253,15 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         if args.name.is_some() {
             bail!("--name applies to one file; a directory's files are named by their paths");
         }
-        return crate::tree::put_tree(store, &args.file, progress::enabled(args.quiet));
+        return crate::tree::put_tree(
+            store,
+            &args.file,
+            &crate::tree::TreePut {
+                progress: progress::enabled(args.quiet),
+                quiet: args.quiet,
+                skip_unchanged: !args.force,
+            },
+        );
     }
     let file =
         File::open(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;

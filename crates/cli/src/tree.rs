@@ -5,15 +5,24 @@
 //! symlinks are stored; other special files are reported and skipped. A file
 //! that cannot be read is reported, the rest is stored, and the command
 //! exits non-zero.
+//!
+//! A file whose size, modification and change times and inode equal the
+//! stamp recorded with its name's newest version is not read again (as
+//! restic, borg and git skip unchanged files). A stamp is recorded only
+//! when the file's change time lies clearly before the put began, so a
+//! write that lands in the same timestamp tick as an earlier one, after the
+//! file was read, still changes the change time past the recorded one.
 
-use std::fs::{self, File};
+use std::fs::{self, File, Metadata};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use seccs_store::Store;
-use seccs_store::catalog::EntryKind;
+use seccs_store::catalog::{EntryKind, FileStamp};
 
 /// One thing found under the directory.
 enum Found {
@@ -21,6 +30,7 @@ enum Found {
         path: PathBuf,
         name: String,
         len: u64,
+        stamp: FileStamp,
     },
     Symlink {
         path: PathBuf,
@@ -77,6 +87,7 @@ fn walk(dir: &Path, found: &mut Vec<Found>, problems: &mut Vec<String>) {
                 path,
                 name,
                 len: meta.len(),
+                stamp: stamp_of(&meta),
             });
         } else if ft.is_symlink() {
             found.push(Found::Symlink { path, name });
@@ -89,8 +100,48 @@ fn walk(dir: &Path, found: &mut Vec<Found>, problems: &mut Vec<String>) {
     }
 }
 
+fn stamp_of(meta: &Metadata) -> FileStamp {
+    FileStamp {
+        mtime_s: meta.mtime(),
+        mtime_ns: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+        ctime_s: meta.ctime(),
+        ctime_ns: u32::try_from(meta.ctime_nsec()).unwrap_or(0),
+        inode: meta.ino(),
+    }
+}
+
+/// Whether a file with `stamp`, read after `start`, can be recognized by its
+/// stamp later: its change time must lie before `start` by more than the
+/// file system's timestamp tick. A whole-second change time suggests a file
+/// system that keeps seconds only (or two: FAT), so it needs a wider margin
+/// than the kernel's clock tick of a few milliseconds.
+fn stamp_is_settled(stamp: &FileStamp, start: Duration) -> bool {
+    let margin = match stamp.ctime_ns {
+        0 => Duration::from_secs(3),
+        _ => Duration::from_millis(100),
+    };
+    let Ok(secs) = u64::try_from(stamp.ctime_s) else {
+        return false;
+    };
+    Duration::new(secs, stamp.ctime_ns.min(999_999_999)) + margin < start
+}
+
+/// How `seccs put DIR` runs.
+pub struct TreePut {
+    /// Draw a progress bar.
+    pub progress: bool,
+    /// Print no summary.
+    pub quiet: bool,
+    /// Do not read files whose stamp matches their name's newest version.
+    pub skip_unchanged: bool,
+}
+
 /// Stores every file and symlink under `dir`.
-pub fn put_tree(store: &Store, dir: &Path, progress: bool) -> Result<()> {
+pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
+    let skip_unchanged = how.skip_unchanged;
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
     let mut found = Vec::new();
     let mut problems = Vec::new();
     walk(dir, &mut found, &mut problems);
@@ -101,20 +152,41 @@ pub fn put_tree(store: &Store, dir: &Path, progress: bool) -> Result<()> {
             Found::Symlink { .. } => 0,
         })
         .sum();
-    let bar = crate::progress::bytes(total, !progress);
+    let bar = crate::progress::bytes(total, !how.progress);
     // Durability once at the end (and every batch stays atomic): one fsync
     // per file would dominate a tree of small files.
     store.backend().set_sync_each_batch(false);
-    let results: Vec<Result<String>> = found
+    let results: Vec<Result<(String, bool)>> = found
         .par_iter()
         .map(|f| {
             let (name, outcome) = match f {
-                Found::File { path, name, .. } => {
+                Found::File {
+                    path,
+                    name,
+                    len,
+                    stamp,
+                } => {
+                    if skip_unchanged
+                        && let Some(v) = store
+                            .unchanged_since_stamp(name, *len, stamp)
+                            .with_context(|| format!("cannot look up {name}"))?
+                    {
+                        bar.inc(*len);
+                        return Ok((format!("{}  {name}", v.content_ref), true));
+                    }
                     let file = File::open(path)
                         .with_context(|| format!("cannot read {}", path.display()))?;
+                    // The stamp of what is opened (the walk's may be of a
+                    // file since replaced), taken before reading: a later
+                    // write changes it.
+                    let stamp = file
+                        .metadata()
+                        .map(|m| stamp_of(&m))
+                        .ok()
+                        .filter(|s| stamp_is_settled(s, start));
                     let mut reader = bar.wrap_read(file);
                     let (o, _) = store
-                        .put_named(&mut reader, name, EntryKind::File)
+                        .put_named_stamped(&mut reader, name, EntryKind::File, stamp)
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     (name, o)
                 }
@@ -128,7 +200,7 @@ pub fn put_tree(store: &Store, dir: &Path, progress: bool) -> Result<()> {
                     (name, o)
                 }
             };
-            Ok(format!("{}  {name}", outcome.content_ref))
+            Ok((format!("{}  {name}", outcome.content_ref), false))
         })
         .collect();
     store.backend().set_sync_each_batch(true);
@@ -136,17 +208,24 @@ pub fn put_tree(store: &Store, dir: &Path, progress: bool) -> Result<()> {
     bar.finish_and_clear();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut stored = 0;
+    let (mut stored, mut unchanged) = (0, 0);
     for r in results {
         match r {
-            Ok(line) => {
+            Ok((line, skipped)) => {
                 writeln!(out, "{line}")?;
                 stored += 1;
+                unchanged += usize::from(skipped);
             }
             Err(e) => problems.push(format!("{e:#}")),
         }
     }
     out.flush()?;
+    if !how.quiet {
+        eprintln!(
+            "seccs: {stored} entries stored: {} read, {unchanged} unchanged since the last put (not read)",
+            stored - unchanged
+        );
+    }
     for p in &problems {
         eprintln!("seccs: {p}");
     }
@@ -243,5 +322,28 @@ mod tests {
         assert_eq!(name_of(Path::new("/abs/dir/f")), "abs/dir/f");
         assert_eq!(name_of(Path::new("../up/f")), "up/f");
         assert_eq!(name_of(Path::new("a/./b//c")), "a/b/c");
+    }
+
+    fn changed_at(secs: i64, nanos: u32) -> FileStamp {
+        FileStamp {
+            mtime_s: secs,
+            mtime_ns: nanos,
+            ctime_s: secs,
+            ctime_ns: nanos,
+            inode: 1,
+        }
+    }
+
+    #[test]
+    fn a_stamp_counts_only_once_its_change_time_lies_a_tick_before_the_put() {
+        let start = Duration::new(1_000, 500_000_000);
+        assert!(stamp_is_settled(&changed_at(1_000, 300_000_000), start));
+        assert!(!stamp_is_settled(&changed_at(1_000, 450_000_000), start));
+        assert!(!stamp_is_settled(&changed_at(1_001, 1), start));
+        // Whole seconds: maybe a coarse file system, so wait three seconds.
+        assert!(!stamp_is_settled(&changed_at(998, 0), start));
+        assert!(stamp_is_settled(&changed_at(997, 0), start));
+        // A change time before 1970 is not trusted at all.
+        assert!(!stamp_is_settled(&changed_at(-5, 1), start));
     }
 }

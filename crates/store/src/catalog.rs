@@ -11,12 +11,19 @@
 //! Each version of a name holds one put of its content's root: removing a
 //! version undoes exactly that put, and the reference counts stay exact.
 //!
-//! Record format (version 1), written and read by separate code, trailing
-//! bytes rejected:
+//! A version may carry the [`FileStamp`] of the file it was read from, so
+//! that `seccs put DIR` can skip files that have not changed since (as
+//! restic, borg and git do), without a cache outside the store.
+//!
+//! Record format (version 2), written and read by separate code, trailing
+//! bytes rejected; version 1 records (no stamps) are still read:
 //! ```text
-//! u8 1 | u32 name_len | name | u32 next_version | u32 n |
-//!   n × ( u32 number | u8 ref_len | ref | u64 size | u64 time | u8 kind )
+//! u8 2 | u32 name_len | name | u32 next_version | u32 n |
+//!   n × ( u32 number | u8 ref_len | ref | u64 size | u64 time | u8 kind |
+//!         u8 has_stamp | [ i64 mtime_s | u32 mtime_ns | i64 ctime_s |
+//!                          u32 ctime_ns | u64 inode ] )
 //! ```
+//! (format 1 ends each version at `kind`).
 
 use aes_siv::Tag;
 use hmac::{Hmac, KeyInit, Mac};
@@ -32,7 +39,9 @@ use crate::wrapper::SivPool;
 pub const KEY_PREFIX: u8 = b'N';
 /// Length of catalog keys.
 pub const KEY_LEN: usize = 33;
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// The format before file stamps; still read.
+const FORMAT_NO_STAMPS: u8 = 1;
 
 /// What a catalog version stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +50,22 @@ pub enum EntryKind {
     File,
     /// A symbolic link; the content is its target.
     Symlink,
+}
+
+/// A file's identity and change times when it was read, as `stat` gives
+/// them. A file whose stamp still matches is taken to hold the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Modification time: seconds since the epoch.
+    pub mtime_s: i64,
+    /// Modification time: nanoseconds.
+    pub mtime_ns: u32,
+    /// Status change time: seconds since the epoch.
+    pub ctime_s: i64,
+    /// Status change time: nanoseconds.
+    pub ctime_ns: u32,
+    /// Inode number.
+    pub inode: u64,
 }
 
 /// One version of a name.
@@ -54,6 +79,9 @@ pub struct Version {
     pub time: u64,
     /// File or symlink.
     pub kind: EntryKind,
+    /// The stamp of the file it was read from, when it was read from a
+    /// file that no one could have been changing at the time.
+    pub stamp: Option<FileStamp>,
 }
 
 /// Every live version of one name.
@@ -95,13 +123,25 @@ impl Record {
                 EntryKind::File => 0,
                 EntryKind::Symlink => 1,
             });
+            match &v.stamp {
+                None => out.push(0),
+                Some(s) => {
+                    out.push(1);
+                    out.extend_from_slice(&s.mtime_s.to_be_bytes());
+                    out.extend_from_slice(&s.mtime_ns.to_be_bytes());
+                    out.extend_from_slice(&s.ctime_s.to_be_bytes());
+                    out.extend_from_slice(&s.ctime_ns.to_be_bytes());
+                    out.extend_from_slice(&s.inode.to_be_bytes());
+                }
+            }
         }
         out
     }
 
     fn decode(bytes: &[u8]) -> Option<Record> {
         let mut r = Reader(bytes);
-        if r.u8()? != FORMAT {
+        let format = r.u8()?;
+        if format != FORMAT && format != FORMAT_NO_STAMPS {
             return None;
         }
         let name_len = r.u32()? as usize;
@@ -123,11 +163,27 @@ impl Record {
             if size != content_ref.len() {
                 return None;
             }
+            let has_stamp = match format {
+                FORMAT_NO_STAMPS => 0,
+                _ => r.u8()?,
+            };
+            let stamp = match has_stamp {
+                0 => None,
+                1 => Some(FileStamp {
+                    mtime_s: r.i64()?,
+                    mtime_ns: r.u32()?,
+                    ctime_s: r.i64()?,
+                    ctime_ns: r.u32()?,
+                    inode: r.u64()?,
+                }),
+                _ => return None,
+            };
             versions.push(Version {
                 number,
                 content_ref,
                 time,
                 kind,
+                stamp,
             });
         }
         r.0.is_empty().then_some(Record {
@@ -157,6 +213,9 @@ impl<'a> Reader<'a> {
     }
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
     }
 }
 
@@ -235,17 +294,29 @@ pub fn parse_name_version(s: &str) -> (&str, Option<u32>) {
 mod tests {
     use super::*;
 
+    fn version(number: u32, stamp: Option<FileStamp>) -> Version {
+        Version {
+            number,
+            content_ref: ContentRef::new(&[number as u8; 16], 99),
+            time: 1_700_000_000,
+            kind: EntryKind::File,
+            stamp,
+        }
+    }
+
     #[test]
     fn record_round_trip_and_strict_parsing() {
+        let stamp = FileStamp {
+            mtime_s: 1_700_000_000,
+            mtime_ns: 123,
+            ctime_s: -5,
+            ctime_ns: 999_999_999,
+            inode: u64::MAX,
+        };
         let rec = Record {
             name: "photos/2024/a.jpg".into(),
-            next_version: 3,
-            versions: vec![Version {
-                number: 2,
-                content_ref: ContentRef::new(&[1; 16], 99),
-                time: 1_700_000_000,
-                kind: EntryKind::File,
-            }],
+            next_version: 4,
+            versions: vec![version(2, None), version(3, Some(stamp))],
         };
         let bytes = rec.encode();
         assert_eq!(Record::decode(&bytes), Some(rec));
@@ -253,6 +324,26 @@ mod tests {
         trailing.push(0);
         assert_eq!(Record::decode(&trailing), None);
         assert_eq!(Record::decode(&bytes[..bytes.len() - 1]), None);
+        // The stamp flag is 0 or 1, nothing else.
+        let flag_at = bytes.len() - 33;
+        assert_eq!(bytes[flag_at], 1);
+        let mut bad_flag = bytes.clone();
+        bad_flag[flag_at] = 2;
+        assert_eq!(Record::decode(&bad_flag), None);
+    }
+
+    #[test]
+    fn format_1_records_still_read() {
+        let rec = Record {
+            name: "a".into(),
+            next_version: 2,
+            versions: vec![version(1, None)],
+        };
+        let mut v1 = rec.encode();
+        // Format 1: leading 1, and no stamp flag after the kind.
+        v1[0] = FORMAT_NO_STAMPS;
+        assert_eq!(v1.pop(), Some(0));
+        assert_eq!(Record::decode(&v1), Some(rec));
     }
 
     #[test]

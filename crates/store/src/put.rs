@@ -45,11 +45,19 @@ const READ_BUF: usize = 2 << 20;
 /// Content bytes per backend batch of a large put.
 const SEGMENT: u64 = 4 << 20;
 
-/// Run under the writer lock when a put's reference is known; returns
-/// entries to write in the put's last batch, or `None` when the put is
-/// already recorded (the name's newest version is this very content) and
-/// must not count as another put.
-pub(crate) type FinalHook<'a> = dyn Fn(&ContentRef) -> Result<Option<ExtraEntries>> + 'a;
+/// Run under the writer lock when a put's reference is known; says what the
+/// put's last batch records besides its nodes.
+pub(crate) type FinalHook<'a> = dyn Fn(&ContentRef) -> Result<FinalEntries> + 'a;
+
+/// What a [`FinalHook`] decided.
+pub(crate) struct FinalEntries {
+    /// Whether the put counts as one more reference to its root. `false`
+    /// when the put is already recorded (the name's newest version is this
+    /// very content).
+    pub count_put: bool,
+    /// Entries to write in the put's last batch.
+    pub entries: ExtraEntries,
+}
 
 /// Entries (key, value) a put writes besides its nodes.
 pub(crate) type ExtraEntries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -495,10 +503,9 @@ impl<'s> Committer<'s> {
         if let Some((root, content_ref, hook)) = root {
             let mut count_put = true;
             if let Some(hook) = hook {
-                match hook(content_ref)? {
-                    Some(entries) => extra = entries,
-                    None => count_put = false,
-                }
+                let decided = hook(content_ref)?;
+                count_put = decided.count_put;
+                extra = decided.entries;
             }
             let entry = index
                 .get(root)

@@ -9,11 +9,12 @@ use rayon::prelude::*;
 use seccs_core::SecretKey;
 
 use crate::backend::{Backend, Batch, Usage};
-use crate::catalog::{self, CatalogCrypto, EntryKind, Record, Version};
+use crate::catalog::{self, CatalogCrypto, EntryKind, FileStamp, Record, Version};
 use crate::chunker::Chunker;
 use crate::error::{Result, StoreError};
 use crate::node::{self, Child};
 use crate::params::{ContentRef, Params};
+use crate::put::FinalEntries;
 use crate::put::PutOutcome;
 use crate::wrapper::{CryptoWrapper, NodeContext};
 
@@ -256,10 +257,10 @@ impl Store {
         }
         for group in selected.chunks(INNER_BATCH) {
             let keys: Vec<&[u8]> = group.iter().map(|(c, _, _)| c.digest.as_slice()).collect();
-            let entries = self.backend.get_many(&keys)?;
-            for ((child, from, to), entry) in group.iter().zip(entries) {
-                let entry = entry.ok_or_else(|| missing(&child.digest))?;
-                let plaintext = self.open(height, false, &child.digest, &entry.value)?;
+            let values = self.backend.get_values(&keys)?;
+            for ((child, from, to), value) in group.iter().zip(values) {
+                let value = value.ok_or_else(|| missing(&child.digest))?;
+                let plaintext = self.open(height, false, &child.digest, &value)?;
                 let grandchildren =
                     node::decode_superchunk(plaintext, self.wrapper.digest_len(), child.len)?;
                 self.visit(&grandchildren, height - 1, *from, *to, out, window)?;
@@ -275,13 +276,10 @@ impl Store {
         let leaves = std::mem::take(&mut window.leaves);
         window.bytes = 0;
         let keys: Vec<&[u8]> = leaves.iter().map(|l| l.0.as_slice()).collect();
-        let entries = self.backend.get_many(&keys)?;
-        let open_one = |((digest, len, _, _), entry): (
-            &(Vec<u8>, u64, u64, u64),
-            Option<crate::backend::Entry>,
-        )| {
-            let entry = entry.ok_or_else(|| missing(digest))?;
-            node::decode_leaf(self.open(0, false, digest, &entry.value)?, *len)
+        let entries = self.backend.get_values(&keys)?;
+        let open_one = |((digest, len, _, _), value): (&WindowLeaf, Option<Vec<u8>>)| {
+            let value = value.ok_or_else(|| missing(digest))?;
+            node::decode_leaf(self.open(0, false, digest, &value)?, *len)
         };
         let opened: Vec<Result<Vec<u8>>> = if self.parallel {
             leaves
@@ -398,20 +396,42 @@ impl Store {
         name: &str,
         kind: EntryKind,
     ) -> Result<(PutOutcome, u32)> {
+        self.put_named_stamped(reader, name, kind, None)
+    }
+
+    /// [`Store::put_named`], recording the stamp of the file the content is
+    /// read from, for [`Store::unchanged_since_stamp`]. Putting the newest
+    /// version's content again only updates its stamp.
+    pub fn put_named_stamped(
+        &self,
+        reader: &mut dyn std::io::Read,
+        name: &str,
+        kind: EntryKind,
+        stamp: Option<FileStamp>,
+    ) -> Result<(PutOutcome, u32)> {
         if name.is_empty() {
             return Err(StoreError::InvalidRef("a name cannot be empty".into()));
         }
         let key = self.catalog.key_of(name);
         let number = std::cell::Cell::new(0u32);
-        let hook = |content_ref: &ContentRef| -> Result<Option<crate::put::ExtraEntries>> {
+        let hook = |content_ref: &ContentRef| -> Result<FinalEntries> {
             let existing = self.record_at(&key)?;
-            if let Some(latest) = existing.as_ref().and_then(Record::latest)
+            if let Some(mut record) = existing.clone()
+                && let Some(latest) = record.versions.last_mut()
                 && latest.content_ref == *content_ref
                 && latest.kind == kind
             {
-                // Unchanged since the newest version: nothing to record.
+                // Unchanged since the newest version: not another put.
                 number.set(latest.number);
-                return Ok(None);
+                let mut entries = Vec::new();
+                if latest.stamp != stamp {
+                    latest.stamp = stamp;
+                    entries.push((key.clone(), self.catalog.seal(&key, &record)));
+                }
+                return Ok(FinalEntries {
+                    count_put: false,
+                    entries,
+                });
             }
             let mut record = existing.unwrap_or_else(|| Record {
                 name: name.to_owned(),
@@ -423,14 +443,40 @@ impl Store {
                 content_ref: content_ref.clone(),
                 time: now(),
                 kind,
+                stamp,
             };
             number.set(version.number);
             record.next_version += 1;
             record.versions.push(version);
-            Ok(Some(vec![(key.clone(), self.catalog.seal(&key, &record))]))
+            Ok(FinalEntries {
+                count_put: true,
+                entries: vec![(key.clone(), self.catalog.seal(&key, &record))],
+            })
         };
         let outcome = self.put_reader_with(reader, Some(&hook))?;
         Ok((outcome, number.get()))
+    }
+
+    /// The newest version of `name` when it is a file of `len` bytes whose
+    /// recorded stamp equals `stamp`: the file has not changed since it was
+    /// stored, and need not be read again.
+    pub fn unchanged_since_stamp(
+        &self,
+        name: &str,
+        len: u64,
+        stamp: &FileStamp,
+    ) -> Result<Option<Version>> {
+        let Some(record) = self.lookup(name)? else {
+            return Ok(None);
+        };
+        Ok(record
+            .latest()
+            .filter(|v| {
+                v.kind == EntryKind::File
+                    && v.content_ref.len() == len
+                    && v.stamp.as_ref() == Some(stamp)
+            })
+            .cloned())
     }
 
     fn record_at(&self, key: &[u8]) -> Result<Option<Record>> {
@@ -476,16 +522,17 @@ impl Store {
     pub fn list(&self, prefix: &str) -> Result<Vec<Record>> {
         let mut records = Vec::new();
         let mut failure = None;
-        self.backend.for_each(&mut |key, entry| {
-            if catalog::is_catalog_key(key) {
-                match self.catalog.open(key, &entry.value) {
-                    Ok(r) if r.name.starts_with(prefix) => records.push(r),
-                    Ok(_) => {}
-                    Err(e) => failure = Some(e),
+        self.backend
+            .for_each_with_prefix(&[catalog::KEY_PREFIX], &mut |key, entry| {
+                if catalog::is_catalog_key(key) {
+                    match self.catalog.open(key, &entry.value) {
+                        Ok(r) if r.name.starts_with(prefix) => records.push(r),
+                        Ok(_) => {}
+                        Err(e) => failure = Some(e),
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
         if let Some(e) = failure {
             return Err(e);
         }
@@ -649,10 +696,12 @@ impl Releaser {
     }
 }
 
+/// A leaf to read: (digest, leaf length, from, to).
+type WindowLeaf = (Vec<u8>, u64, u64, u64);
+
 #[derive(Default)]
 struct LeafWindow {
-    /// (digest, leaf length, from, to)
-    leaves: Vec<(Vec<u8>, u64, u64, u64)>,
+    leaves: Vec<WindowLeaf>,
     bytes: u64,
 }
 

@@ -5,7 +5,7 @@ mod common;
 use common::{memory_store, random_bytes};
 use seccs_store::WrapperKind;
 use seccs_store::backend::Backend;
-use seccs_store::catalog::EntryKind;
+use seccs_store::catalog::{EntryKind, FileStamp};
 
 #[test]
 fn putting_an_existing_name_keeps_the_old_version_until_removed() {
@@ -111,5 +111,76 @@ fn putting_a_names_newest_content_again_adds_no_version_and_no_bytes() {
     assert_eq!(store.usage().expect("usage"), before);
     assert!(store.verify().expect("verify").is_clean());
     store.remove_name("same", None).expect("rm");
+    assert_eq!(store.usage().expect("usage").entries, 0);
+}
+
+#[test]
+fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
+    let (store, _) = memory_store(256, WrapperKind::AesSiv);
+    let v = random_bytes(9000, 8);
+    let stamp = |mtime_s| FileStamp {
+        mtime_s,
+        mtime_ns: 5,
+        ctime_s: mtime_s,
+        ctime_ns: 7,
+        inode: 42,
+    };
+    let len = v.len() as u64;
+    store
+        .put_named_stamped(&mut v.as_slice(), "f", EntryKind::File, Some(stamp(100)))
+        .expect("put");
+    let found = store
+        .unchanged_since_stamp("f", len, &stamp(100))
+        .expect("lookup");
+    assert_eq!(found.map(|v| v.number), Some(1));
+    // Any difference in the stamp or the length means "read it again".
+    assert!(
+        store
+            .unchanged_since_stamp("f", len, &stamp(101))
+            .expect("lookup")
+            .is_none()
+    );
+    assert!(
+        store
+            .unchanged_since_stamp("f", len + 1, &stamp(100))
+            .expect("lookup")
+            .is_none()
+    );
+    assert!(
+        store
+            .unchanged_since_stamp("g", len, &stamp(100))
+            .expect("lookup")
+            .is_none()
+    );
+    // Read again with the same bytes: the stamp moves, no version or count is added.
+    let counts = store.usage().expect("usage");
+    let (_, n) = store
+        .put_named_stamped(&mut v.as_slice(), "f", EntryKind::File, Some(stamp(200)))
+        .expect("put");
+    assert_eq!(n, 1);
+    assert_eq!(store.usage().expect("usage").entries, counts.entries);
+    assert!(
+        store
+            .unchanged_since_stamp("f", len, &stamp(100))
+            .expect("lookup")
+            .is_none()
+    );
+    assert!(
+        store
+            .unchanged_since_stamp("f", len, &stamp(200))
+            .expect("lookup")
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .lookup("f")
+            .expect("lookup")
+            .expect("record")
+            .versions
+            .len(),
+        1
+    );
+    assert!(store.verify().expect("verify").is_clean());
+    store.remove_name("f", None).expect("rm");
     assert_eq!(store.usage().expect("usage").entries, 0);
 }
