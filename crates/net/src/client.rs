@@ -318,14 +318,12 @@ impl Client {
             .last()
             .map_or(1, |v| v.version + 1);
         let records = {
-            let (tag, data, pw, kdf) = (
-                tag.to_owned(),
-                data.to_vec(),
-                password.clone(),
-                self.options.kdf.clone(),
-            );
+            // The one copy of the plaintext: it is encrypted where it lands.
+            let mut buffer = Vec::with_capacity(data.len() + sharing::SEAL_OVERHEAD);
+            buffer.extend_from_slice(data);
+            let (tag, pw, kdf) = (tag.to_owned(), password.clone(), self.options.kdf.clone());
             tokio::task::spawn_blocking(move || {
-                sharing::split(&tag, version, &data, &pw, &kdf, n, t)
+                sharing::split_in_place(&tag, version, buffer, &pw, &kdf, n, t)
             })
             .await
             .map_err(|e| Error::io("split", std::io::Error::other(e.to_string())))??

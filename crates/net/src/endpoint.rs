@@ -17,7 +17,10 @@ use tokio::time::{Instant, timeout};
 use crate::broker::{Broker, Subscription};
 use crate::error::{DecodeError, Error};
 use crate::message::{Message, RequestId};
-use crate::packet::{AckFrame, DataFrame, Frame, MAX_FRAME_PAYLOAD, MAX_FRAMES, MessageId, WINDOW};
+use crate::packet::{
+    AckFrame, DataFrameRef, Frame, FrameRef, MAX_FRAME_PAYLOAD, MAX_FRAMES, MessageId, WINDOW,
+    encode_data,
+};
 
 /// Partially received messages an endpoint keeps at once.
 const MAX_PARTIALS: usize = 64;
@@ -90,11 +93,30 @@ impl Drop for AckGuard<'_> {
     }
 }
 
+/// A message being reassembled. Frame `i` lands at `i * MAX_FRAME_PAYLOAD`
+/// of `bytes` as it arrives, so the message is copied once on receipt.
 struct Partial {
     count: u32,
-    frames: Vec<Option<Vec<u8>>>,
+    bytes: Vec<u8>,
+    have: Vec<bool>,
     received: u32,
     last: Instant,
+}
+
+impl Partial {
+    fn place(&mut self, index: u32, payload: &[u8]) {
+        let start = index as usize * MAX_FRAME_PAYLOAD;
+        if start == self.bytes.len() {
+            // In order, the usual case: no zero-fill first.
+            self.bytes.extend_from_slice(payload);
+        } else {
+            let end = start + payload.len();
+            if self.bytes.len() < end {
+                self.bytes.resize(end, 0);
+            }
+            self.bytes[start..end].copy_from_slice(payload);
+        }
+    }
 }
 
 impl Endpoint {
@@ -167,14 +189,13 @@ impl Endpoint {
         let frame = |i: usize| {
             let start = i * MAX_FRAME_PAYLOAD;
             let end = (start + MAX_FRAME_PAYLOAD).min(bytes.len());
-            Frame::Data(DataFrame {
+            encode_data(
                 message_id,
-                sender: self.channel.clone(),
-                index: i as u32,
-                count: count as u32,
-                payload: bytes[start..end].to_vec(),
-            })
-            .encode()
+                &self.channel,
+                i as u32,
+                count as u32,
+                &bytes[start..end],
+            )
         };
         if count == 1 {
             self.broker.publish(to, frame(0)).await?;
@@ -255,7 +276,7 @@ impl Receiver {
     }
 
     async fn handle(&mut self, bytes: &[u8]) {
-        let frame = match Frame::decode(bytes) {
+        let frame = match FrameRef::decode(bytes) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(
@@ -267,7 +288,7 @@ impl Receiver {
             }
         };
         match frame {
-            Frame::Ack(a) => {
+            FrameRef::Ack(a) => {
                 let tx = lock(&self.acks).get(&a.message_id).cloned();
                 match tx {
                     Some(tx) => {
@@ -276,13 +297,15 @@ impl Receiver {
                     None => tracing::debug!(channel = self.channel, "dropping unexpected ack"),
                 }
             }
-            Frame::Data(d) if d.count == 1 => self.deliver(d.sender, &d.payload),
-            Frame::Data(d) => self.handle_part(d).await,
+            FrameRef::Data(d) if d.count == 1 => {
+                self.deliver(d.sender.to_owned(), d.payload.to_vec());
+            }
+            FrameRef::Data(d) => self.handle_part(d).await,
         }
     }
 
-    async fn handle_part(&mut self, d: DataFrame) {
-        let key = (d.sender.clone(), d.message_id);
+    async fn handle_part(&mut self, d: DataFrameRef<'_>) {
+        let key = (d.sender.to_owned(), d.message_id);
         if !self.partials.contains_key(&key) && self.partials.len() >= MAX_PARTIALS {
             tracing::warn!(
                 channel = self.channel,
@@ -293,7 +316,8 @@ impl Receiver {
         }
         let partial = self.partials.entry(key.clone()).or_insert_with(|| Partial {
             count: d.count,
-            frames: vec![None; d.count as usize],
+            bytes: Vec::new(),
+            have: vec![false; d.count as usize],
             received: 0,
             last: Instant::now(),
         });
@@ -305,8 +329,7 @@ impl Receiver {
             );
             return;
         }
-        let slot = &mut partial.frames[d.index as usize];
-        if slot.is_none() {
+        if !partial.have[d.index as usize] {
             if d.index + 1 < d.count && d.payload.len() != MAX_FRAME_PAYLOAD {
                 tracing::warn!(
                     channel = self.channel,
@@ -316,7 +339,8 @@ impl Receiver {
                 self.partials.remove(&key);
                 return;
             }
-            *slot = Some(d.payload);
+            partial.place(d.index, d.payload);
+            partial.have[d.index as usize] = true;
             partial.received += 1;
         }
         partial.last = Instant::now();
@@ -326,20 +350,16 @@ impl Receiver {
             sender: self.channel.clone(),
             index: d.index,
         });
-        if let Err(e) = self.broker.publish(&d.sender, ack.encode()).await {
+        if let Err(e) = self.broker.publish(d.sender, ack.encode()).await {
             tracing::warn!(channel = self.channel, "could not send ack: {e}");
         }
         if complete && let Some(p) = self.partials.remove(&key) {
-            let mut bytes = Vec::with_capacity(p.count as usize * MAX_FRAME_PAYLOAD);
-            for f in p.frames.into_iter().flatten() {
-                bytes.extend_from_slice(&f);
-            }
-            self.deliver(d.sender, &bytes);
+            self.deliver(key.0, p.bytes);
         }
     }
 
-    fn deliver(&self, from: String, bytes: &[u8]) {
-        let message = match Message::decode(bytes) {
+    fn deliver(&self, from: String, bytes: Vec<u8>) {
+        let message = match Message::decode_owned(bytes) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(

@@ -11,6 +11,8 @@
 //!
 //! Layout: `"SCNM" | version u8 = 1 | kind u8 | request id [16] | body`.
 
+use std::ops::Range;
+
 use crate::codec::{Reader, Writer};
 use crate::error::DecodeError;
 
@@ -248,7 +250,35 @@ impl Message {
 
     /// Reads a message, checking every bound.
     pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+        let (mut message, record) = Self::decode_parts(bytes)?;
+        if let Some(range) = record {
+            message.body.set_record(bytes[range].to_vec());
+        }
+        Ok(message)
+    }
+
+    /// [`Message::decode`], taking the bytes so that a record (megabytes, the
+    /// one large field) is moved within them rather than copied out.
+    pub fn decode_owned(mut bytes: Vec<u8>) -> Result<Message, DecodeError> {
+        let (mut message, record) = Self::decode_parts(&bytes)?;
+        if let Some(range) = record {
+            bytes.truncate(range.end);
+            bytes.drain(..range.start);
+            message.body.set_record(bytes);
+        }
+        Ok(message)
+    }
+
+    /// The message with any record left empty, and where the record lies.
+    fn decode_parts(bytes: &[u8]) -> Result<(Message, Option<Range<usize>>), DecodeError> {
         let mut r = Reader::new(bytes);
+        let mut record_at = None;
+        let mut record = |r: &mut Reader<'_>| -> Result<Vec<u8>, DecodeError> {
+            let len = r.bytes(MAX_RECORD_LEN, "record")?.len();
+            let end = bytes.len() - r.remaining();
+            record_at = Some(end - len..end);
+            Ok(Vec::new())
+        };
         r.header(&MESSAGE_MAGIC, MESSAGE_VERSION)?;
         let k = r.u8()?;
         let request_id = RequestId(r.array()?);
@@ -256,7 +286,7 @@ impl Message {
             kind::STORE => {
                 let tag = read_tag(&mut r)?.to_owned();
                 let version = r.u64()?;
-                let record = r.bytes(MAX_RECORD_LEN, "record")?.to_vec();
+                let record = record(&mut r)?;
                 Body::Store {
                     tag,
                     version,
@@ -271,7 +301,7 @@ impl Message {
             kind::FETCHED => Body::Fetched {
                 record: match r.u8()? {
                     0 => None,
-                    1 => Some(r.bytes(MAX_RECORD_LEN, "record")?.to_vec()),
+                    1 => Some(record(&mut r)?),
                     _ => return Err(DecodeError::Invalid("option flag")),
                 },
             },
@@ -317,7 +347,17 @@ impl Message {
             other => return Err(DecodeError::UnknownKind(other)),
         };
         r.finish()?;
-        Ok(Message { request_id, body })
+        Ok((Message { request_id, body }, record_at))
+    }
+}
+
+impl Body {
+    fn set_record(&mut self, bytes: Vec<u8>) {
+        match self {
+            Body::Store { record, .. } => *record = bytes,
+            Body::Fetched { record } => *record = Some(bytes),
+            _ => {}
+        }
     }
 }
 
@@ -382,8 +422,10 @@ mod tests {
             };
             let bytes = m.encode();
             assert_eq!(Message::decode(&bytes)?, m);
+            assert_eq!(Message::decode_owned(bytes.clone())?, m);
             for cut in 0..bytes.len() {
                 assert!(Message::decode(&bytes[..cut]).is_err());
+                assert!(Message::decode_owned(bytes[..cut].to_vec()).is_err());
             }
             let mut long = bytes.clone();
             long.push(0);

@@ -93,35 +93,103 @@ pub fn valid_channel(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
 }
 
+/// A frame decoded in place: a data frame's payload still points into the
+/// bytes received, so the receiver copies it once, straight to where the
+/// message is reassembled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameRef<'a> {
+    /// A piece of a message.
+    Data(DataFrameRef<'a>),
+    /// The receiver got data frame `index` of `message_id`.
+    Ack(AckFrameRef<'a>),
+}
+
+/// A piece of a message, borrowed from the frame's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataFrameRef<'a> {
+    /// The message this frame belongs to.
+    pub message_id: MessageId,
+    /// The channel of the sender, where acks and replies go (already valid).
+    pub sender: &'a str,
+    /// Position of this frame, below `count`.
+    pub index: u32,
+    /// Number of frames of the message, 1 to [`MAX_FRAMES`].
+    pub count: u32,
+    /// At most [`MAX_FRAME_PAYLOAD`] bytes of the message.
+    pub payload: &'a [u8],
+}
+
+/// An acknowledgement, borrowed from the frame's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckFrameRef<'a> {
+    /// The message acknowledged.
+    pub message_id: MessageId,
+    /// The channel of the acknowledging host (already valid).
+    pub sender: &'a str,
+    /// The frame acknowledged.
+    pub index: u32,
+}
+
+/// Writes a data frame whose payload is `payload`, copying it once.
+pub fn encode_data(
+    message_id: MessageId,
+    sender: &str,
+    index: u32,
+    count: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut w = Writer::with_capacity(payload.len() + 64 + sender.len());
+    w.raw(&FRAME_MAGIC)
+        .u8(FRAME_VERSION)
+        .u8(KIND_DATA)
+        .raw(&message_id.0)
+        .str(sender)
+        .u32(index)
+        .u32(count)
+        .bytes(payload);
+    w.finish()
+}
+
 impl Frame {
     /// Writes the frame.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(match self {
-            Frame::Data(d) => d.payload.len() + 64 + d.sender.len(),
-            Frame::Ack(a) => 40 + a.sender.len(),
-        });
-        w.raw(&FRAME_MAGIC).u8(FRAME_VERSION);
         match self {
-            Frame::Data(d) => {
-                w.u8(KIND_DATA)
-                    .raw(&d.message_id.0)
-                    .str(&d.sender)
-                    .u32(d.index)
-                    .u32(d.count)
-                    .bytes(&d.payload);
-            }
+            Frame::Data(d) => encode_data(d.message_id, &d.sender, d.index, d.count, &d.payload),
             Frame::Ack(a) => {
-                w.u8(KIND_ACK)
+                let mut w = Writer::with_capacity(40 + a.sender.len());
+                w.raw(&FRAME_MAGIC)
+                    .u8(FRAME_VERSION)
+                    .u8(KIND_ACK)
                     .raw(&a.message_id.0)
                     .str(&a.sender)
                     .u32(a.index);
+                w.finish()
             }
         }
-        w.finish()
     }
 
     /// Reads a frame, checking every bound.
     pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
+        Ok(match FrameRef::decode(bytes)? {
+            FrameRef::Data(d) => Frame::Data(DataFrame {
+                message_id: d.message_id,
+                sender: d.sender.to_owned(),
+                index: d.index,
+                count: d.count,
+                payload: d.payload.to_vec(),
+            }),
+            FrameRef::Ack(a) => Frame::Ack(AckFrame {
+                message_id: a.message_id,
+                sender: a.sender.to_owned(),
+                index: a.index,
+            }),
+        })
+    }
+}
+
+impl<'a> FrameRef<'a> {
+    /// Reads a frame in place, checking every bound.
+    pub fn decode(bytes: &'a [u8]) -> Result<FrameRef<'a>, DecodeError> {
         let mut r = Reader::new(bytes);
         r.header(&FRAME_MAGIC, FRAME_VERSION)?;
         let kind = r.u8()?;
@@ -130,7 +198,6 @@ impl Frame {
         if !valid_channel(sender) {
             return Err(DecodeError::Invalid("sender"));
         }
-        let sender = sender.to_owned();
         let frame = match kind {
             KIND_DATA => {
                 let index = r.u32()?;
@@ -141,8 +208,8 @@ impl Frame {
                 if index >= count {
                     return Err(DecodeError::Invalid("frame index"));
                 }
-                let payload = r.bytes(MAX_FRAME_PAYLOAD, "frame payload")?.to_vec();
-                Frame::Data(DataFrame {
+                let payload = r.bytes(MAX_FRAME_PAYLOAD, "frame payload")?;
+                FrameRef::Data(DataFrameRef {
                     message_id,
                     sender,
                     index,
@@ -155,7 +222,7 @@ impl Frame {
                 if index >= MAX_FRAMES {
                     return Err(DecodeError::Invalid("frame index"));
                 }
-                Frame::Ack(AckFrame {
+                FrameRef::Ack(AckFrameRef {
                     message_id,
                     sender,
                     index,

@@ -215,15 +215,46 @@ impl Record {
     /// This catches corruption; only the MAC check (which needs the password)
     /// catches a lie.
     pub fn decode(bytes: &[u8]) -> Result<(Self, Manifest), DecodeError> {
+        let (parts, m) = RecordParts::check(bytes)?;
+        Ok((
+            Self {
+                index: parts.index,
+                manifest: parts.manifest.to_vec(),
+                mac: parts.mac,
+                share: parts.share,
+                fragment: parts.fragment.to_vec(),
+            },
+            m,
+        ))
+    }
+
+    /// The checks of [`Record::decode`] without copying the record: what a
+    /// server runs on every record it is asked to store.
+    pub fn check(bytes: &[u8]) -> Result<Manifest, DecodeError> {
+        RecordParts::check(bytes).map(|(_, m)| m)
+    }
+}
+
+/// A record's fields, borrowed from its bytes.
+struct RecordParts<'a> {
+    index: u8,
+    manifest: &'a [u8],
+    mac: [u8; 32],
+    share: [u8; SHARE_LEN],
+    fragment: &'a [u8],
+}
+
+impl<'a> RecordParts<'a> {
+    fn check(bytes: &'a [u8]) -> Result<(Self, Manifest), DecodeError> {
         let mut r = Reader::new(bytes);
         r.header(&RECORD_MAGIC, RECORD_VERSION)?;
         let index = r.u8()?;
-        let manifest = r.bytes(MAX_MANIFEST_LEN, "manifest")?.to_vec();
+        let manifest = r.bytes(MAX_MANIFEST_LEN, "manifest")?;
         let mac = r.array()?;
         let share = r.array()?;
-        let fragment = r.bytes(MAX_RECORD_LEN, "fragment")?.to_vec();
+        let fragment = r.bytes(MAX_RECORD_LEN, "fragment")?;
         r.finish()?;
-        let m = Manifest::decode(&manifest)?;
+        let m = Manifest::decode(manifest)?;
         if index >= m.n {
             return Err(DecodeError::Invalid("record index"));
         }
@@ -234,7 +265,7 @@ impl Record {
             return Err(DecodeError::Invalid("fragment length"));
         }
         let i = usize::from(index);
-        if fragment_hash(&m.file_id, index, &fragment) != m.fragment_hashes[i] {
+        if fragment_hash(&m.file_id, index, fragment) != m.fragment_hashes[i] {
             return Err(DecodeError::Invalid("fragment hash"));
         }
         if share_hash(&m.file_id, index, &share) != m.share_hashes[i] {

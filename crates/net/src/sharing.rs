@@ -132,12 +132,32 @@ fn decode_fragments(good: &[(usize, &[u8])], m: &Manifest) -> Result<Vec<u8>, Er
     Ok(blob)
 }
 
+/// Room both encryption layers need past the plaintext (two AEAD tags).
+pub const SEAL_OVERHEAD: usize = 32;
+
 /// Encrypts `plaintext` and cuts it into `n` encoded records, any `t` of which
 /// rebuild it. Record `i` is for server `i`.
 pub fn split(
     tag: &str,
     version: u64,
     plaintext: &[u8],
+    password: &Password,
+    kdf: &Kdf,
+    n: usize,
+    t: usize,
+) -> Result<Vec<Vec<u8>>, Error> {
+    // Room for both tags: neither layer reallocates.
+    let mut buffer = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    buffer.extend_from_slice(plaintext);
+    split_in_place(tag, version, buffer, password, kdf, n, t)
+}
+
+/// [`split`], encrypting `plaintext` where it lies. Give it a capacity of at
+/// least [`SEAL_OVERHEAD`] past its length, or it grows once.
+pub fn split_in_place(
+    tag: &str,
+    version: u64,
+    plaintext: Vec<u8>,
     password: &Password,
     kdf: &Kdf,
     n: usize,
@@ -158,12 +178,7 @@ pub fn split(
         &keys.enc,
         &inner_nonce,
         &aad(&file_id, version, b"inner"),
-        {
-            // Room for both tags: neither layer reallocates.
-            let mut v = Vec::with_capacity(plaintext.len() + 32);
-            v.extend_from_slice(plaintext);
-            v
-        },
+        plaintext,
     );
     let data_key = SecretKey::generate()?;
     let blob = seal(
@@ -424,6 +439,10 @@ mod tests {
         let (mut r1, _) = Record::decode(&recs[1])?;
         r1.share[5] ^= 1;
         recs[1] = r1.encode();
+        // What a server checks before it stores a record catches both.
+        assert!(Record::check(&recs[0]).is_err());
+        assert!(Record::check(&recs[1]).is_err());
+        assert!(Record::check(&recs[2]).is_ok());
         let out = rebuild("t", 1, named(&recs, &[0, 1, 2, 3, 4]), &pw)?;
         assert_eq!(out.plaintext, data);
         assert_eq!(out.bad, vec!["s0".to_string(), "s1".to_string()]);

@@ -18,8 +18,13 @@ pub struct ShareBenchArgs {
     #[arg(long)]
     broker: Option<String>,
     /// File sizes in MiB.
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
-    sizes_mib: Vec<usize>,
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    sizes_mib: Vec<u16>,
+    /// Timed saves and loads of each size; the median counts. One untimed
+    /// save and load of 1 MiB runs first, as a warm-up.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=20))]
+    rounds: u8,
 }
 
 struct Row {
@@ -39,6 +44,11 @@ fn pattern(len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+fn median(mut seconds: Vec<f64>) -> f64 {
+    seconds.sort_by(f64::total_cmp);
+    seconds[seconds.len() / 2]
 }
 
 async fn bench(args: &ShareBenchArgs) -> anyhow::Result<Vec<Row>> {
@@ -69,24 +79,33 @@ async fn bench(args: &ShareBenchArgs) -> anyhow::Result<Vec<Row>> {
     };
     let client = Client::new(broker, options).await?;
     let pw = Password::new("bench");
+    let warm_up = pattern(1 << 20);
+    client.save("bench/warm-up", &warm_up, &pw).await?;
+    anyhow::ensure!(client.load("bench/warm-up", None, &pw).await?.data == warm_up);
+    client.remove("bench/warm-up", None).await?;
     let mut rows = Vec::new();
     for &mib in &args.sizes_mib {
+        let mib = usize::from(mib);
         let data = pattern(mib << 20);
         let tag = format!("bench/{mib}");
-        let t0 = Instant::now();
-        let saved = client.save(&tag, &data, &pw).await?;
-        let save_s = t0.elapsed().as_secs_f64();
-        let t1 = Instant::now();
-        let loaded = client.load(&tag, None, &pw).await?;
-        let load_s = t1.elapsed().as_secs_f64();
-        anyhow::ensure!(loaded.data == data, "loaded data differs");
+        let (mut saves, mut loads, mut stored) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..args.rounds {
+            let t0 = Instant::now();
+            let saved = client.save(&tag, &data, &pw).await?;
+            saves.push(t0.elapsed().as_secs_f64());
+            let t1 = Instant::now();
+            let loaded = client.load(&tag, None, &pw).await?;
+            loads.push(t1.elapsed().as_secs_f64());
+            anyhow::ensure!(loaded.data == data, "loaded data differs");
+            stored = saved.record_bytes * saved.stored_on as u64;
+            client.remove(&tag, None).await?;
+        }
         rows.push(Row {
             size_mib: mib,
-            save_s,
-            load_s,
-            stored: saved.record_bytes * saved.stored_on as u64,
+            save_s: median(saves),
+            load_s: median(loads),
+            stored,
         });
-        client.remove(&tag, None).await?;
     }
     for s in servers {
         s.shutdown().await?;

@@ -47,8 +47,16 @@ impl Broker for MemoryBroker {
             let mut map = self.lock();
             if let Some(subs) = map.get_mut(channel) {
                 subs.retain(|tx| !tx.is_closed());
-                for tx in subs.iter() {
-                    if tx.try_send(payload.clone()).is_err() {
+                // The last subscriber (usually the only one) takes the payload
+                // itself; the others get copies.
+                let mut payload = Some(payload);
+                for (i, tx) in subs.iter().enumerate() {
+                    let bytes = if i + 1 == subs.len() {
+                        payload.take().unwrap_or_default()
+                    } else {
+                        payload.clone().unwrap_or_default()
+                    };
+                    if tx.try_send(bytes).is_err() {
                         tracing::warn!(
                             channel,
                             "memory broker: subscriber queue full, message dropped"
