@@ -8,6 +8,7 @@
 //! unexpected is logged and dropped; nothing a peer sends can stop the task.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use crate::error::{DecodeError, Error};
 use crate::message::{Message, RequestId};
 use crate::packet::{
     AckFrame, DataFrameRef, Frame, FrameRef, MAX_FRAME_PAYLOAD, MAX_FRAMES, MessageId, WINDOW,
-    encode_data,
+    encode_data_parts,
 };
 
 /// Partially received messages an endpoint keeps at once.
@@ -178,8 +179,9 @@ impl Endpoint {
         message: &Message,
         progress: Progress<'_>,
     ) -> Result<(), Error> {
-        let bytes = message.encode();
-        let count = bytes.len().div_ceil(MAX_FRAME_PAYLOAD).max(1);
+        let (head, record) = message.encode_parts();
+        let total = head.len() + record.len();
+        let count = total.div_ceil(MAX_FRAME_PAYLOAD).max(1);
         if count > MAX_FRAMES as usize {
             return Err(DecodeError::TooLong("message").into());
         }
@@ -188,19 +190,19 @@ impl Endpoint {
         let message_id = MessageId(id);
         let frame = |i: usize| {
             let start = i * MAX_FRAME_PAYLOAD;
-            let end = (start + MAX_FRAME_PAYLOAD).min(bytes.len());
-            encode_data(
+            let end = (start + MAX_FRAME_PAYLOAD).min(total);
+            encode_data_parts(
                 message_id,
                 &self.channel,
                 i as u32,
                 count as u32,
-                &bytes[start..end],
+                message_slices(&head, record, start..end),
             )
         };
         if count == 1 {
             self.broker.publish(to, frame(0)).await?;
             if let Some(p) = progress {
-                p(bytes.len() as u64);
+                p(total as u64);
             }
             return Ok(());
         }
@@ -224,7 +226,7 @@ impl Endpoint {
                         acked[i] = true;
                         n_acked += 1;
                         if let Some(p) = progress {
-                            let len = (bytes.len() - i * MAX_FRAME_PAYLOAD).min(MAX_FRAME_PAYLOAD);
+                            let len = (total - i * MAX_FRAME_PAYLOAD).min(MAX_FRAME_PAYLOAD);
                             p(len as u64);
                         }
                     }
@@ -246,6 +248,14 @@ impl Endpoint {
         }
         Ok(())
     }
+}
+
+/// Bytes `range` of `head` followed by `tail`, as (at most) two slices.
+fn message_slices<'a>(head: &'a [u8], tail: &'a [u8], range: Range<usize>) -> [&'a [u8]; 2] {
+    let h = head.len();
+    let in_head = &head[range.start.min(h)..range.end.min(h)];
+    let in_tail = &tail[range.start.max(h) - h..range.end.max(h) - h];
+    [in_head, in_tail]
 }
 
 /// The receive task's state.
@@ -408,3 +418,44 @@ impl Receiver {
 }
 
 pub(crate) const REQUEST_QUEUE: usize = QUEUE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Body;
+
+    #[test]
+    fn frames_cut_from_head_and_record_carry_exactly_the_encoded_message() -> Result<(), DecodeError>
+    {
+        let message = Message {
+            request_id: RequestId([9; 16]),
+            body: Body::Store {
+                tag: "a/b".into(),
+                version: 3,
+                record: (0..3 * MAX_FRAME_PAYLOAD + 5).map(|i| i as u8).collect(),
+            },
+        };
+        let (head, record) = message.encode_parts();
+        let total = head.len() + record.len();
+        let count = total.div_ceil(MAX_FRAME_PAYLOAD);
+        let mut joined = Vec::new();
+        for i in 0..count {
+            let start = i * MAX_FRAME_PAYLOAD;
+            let end = (start + MAX_FRAME_PAYLOAD).min(total);
+            let bytes = encode_data_parts(
+                MessageId([1; 16]),
+                "seccs:client:x",
+                i as u32,
+                count as u32,
+                message_slices(&head, record, start..end),
+            );
+            match FrameRef::decode(&bytes)? {
+                FrameRef::Data(d) => joined.extend_from_slice(d.payload),
+                FrameRef::Ack(_) => panic!("a data frame decoded as an ack"),
+            }
+        }
+        assert_eq!(joined, message.encode());
+        assert_eq!(Message::decode_owned(joined)?, message);
+        Ok(())
+    }
+}

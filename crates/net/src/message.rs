@@ -173,12 +173,22 @@ fn read_tag<'a>(r: &mut Reader<'a>) -> Result<&'a str, DecodeError> {
 impl Message {
     /// Writes the message.
     pub fn encode(&self) -> Vec<u8> {
-        let extra = match &self.body {
-            Body::Store { record, tag, .. } => record.len() + tag.len(),
-            Body::Fetched { record: Some(r) } => r.len(),
-            _ => 256,
-        };
-        let mut w = Writer::with_capacity(extra + 64);
+        let (mut bytes, record) = self.encode_parts();
+        bytes.extend_from_slice(record);
+        bytes
+    }
+
+    /// The encoded message as two parts to be sent one after the other:
+    /// everything up to a record, and the record itself (empty when the
+    /// message has none). The record is the last field of every message that
+    /// carries one, so a sender frames megabytes without copying them into
+    /// one buffer first.
+    pub fn encode_parts(&self) -> (Vec<u8>, &[u8]) {
+        let mut tail: &[u8] = &[];
+        let mut w = Writer::with_capacity(match &self.body {
+            Body::Store { tag, .. } => tag.len() + 64,
+            _ => 320,
+        });
         w.raw(&MESSAGE_MAGIC).u8(MESSAGE_VERSION);
         let id = &self.request_id.0;
         match &self.body {
@@ -191,7 +201,8 @@ impl Message {
                     .raw(id)
                     .str(tag)
                     .u64(*version)
-                    .bytes(record);
+                    .u32(u32::try_from(record.len()).unwrap_or(u32::MAX));
+                tail = record;
             }
             Body::Stored => {
                 w.u8(kind::STORED).raw(id);
@@ -202,7 +213,10 @@ impl Message {
             Body::Fetched { record } => {
                 w.u8(kind::FETCHED).raw(id);
                 match record {
-                    Some(rec) => w.u8(1).bytes(rec),
+                    Some(rec) => {
+                        tail = rec;
+                        w.u8(1).u32(u32::try_from(rec.len()).unwrap_or(u32::MAX))
+                    }
                     None => w.u8(0),
                 };
             }
@@ -245,7 +259,7 @@ impl Message {
                 w.u8(kind::REFUSED).raw(id).str(reason);
             }
         }
-        w.finish()
+        (w.finish(), tail)
     }
 
     /// Reads a message, checking every bound.

@@ -138,7 +138,19 @@ pub fn encode_data(
     count: u32,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut w = Writer::with_capacity(payload.len() + 64 + sender.len());
+    encode_data_parts(message_id, sender, index, count, [payload, &[]])
+}
+
+/// Writes a data frame whose payload is the two parts one after the other.
+pub fn encode_data_parts(
+    message_id: MessageId,
+    sender: &str,
+    index: u32,
+    count: u32,
+    payload: [&[u8]; 2],
+) -> Vec<u8> {
+    let len = payload[0].len() + payload[1].len();
+    let mut w = Writer::with_capacity(len + 64 + sender.len());
     w.raw(&FRAME_MAGIC)
         .u8(FRAME_VERSION)
         .u8(KIND_DATA)
@@ -146,7 +158,9 @@ pub fn encode_data(
         .str(sender)
         .u32(index)
         .u32(count)
-        .bytes(payload);
+        .u32(u32::try_from(len).unwrap_or(u32::MAX))
+        .raw(payload[0])
+        .raw(payload[1]);
     w.finish()
 }
 
