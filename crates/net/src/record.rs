@@ -15,13 +15,17 @@
 //!
 //! Layouts (big-endian):
 //! ```text
-//! manifest: "SCMF" | 1 | file id [16] | version u64 | created u64 | n u8 | t u8
+//! manifest: "SCMF" | format u8 | file id [16] | version u64 | created u64 | n u8 | t u8
 //!           | kdf (kind u8, 3 × u32) | salt [16] | inner nonce [12] | outer nonce [12]
 //!           | ciphertext length u64 | shard length u32 | n × fragment hash [32]
 //!           | n × share hash [32]
 //! record:   "SCNR" | 1 | index u8 | manifest (u32 len, bytes) | mac [32]
 //!           | share [33] | fragment (u32 len, bytes)
 //! ```
+//!
+//! Manifest formats (see [`ManifestFormat`]): 2, written now, hashes
+//! fragments with BLAKE3 in key derivation mode; 1 hashed them with SHA-256
+//! and is still read. Share hashes are SHA-256 in both.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -35,8 +39,31 @@ use crate::message::MAX_RECORD_LEN;
 pub const MANIFEST_MAGIC: [u8; 4] = *b"SCMF";
 /// Magic of a record.
 pub const RECORD_MAGIC: [u8; 4] = *b"SCNR";
-/// The record and manifest format version this build writes and reads.
+/// The record format version this build writes and reads.
 pub const RECORD_VERSION: u8 = 1;
+
+/// A manifest's format version, which says how its fragment hashes are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestFormat {
+    /// Fragment hashes are labelled SHA-256 (read, no longer written).
+    V1Sha256 = 1,
+    /// Fragment hashes are BLAKE3 in key derivation mode: the same strength
+    /// at several times the speed, and hashing is a large part of a save.
+    V2Blake3 = 2,
+}
+
+impl ManifestFormat {
+    /// The format this build writes.
+    pub const CURRENT: Self = Self::V2Blake3;
+
+    fn from_byte(v: u8) -> Result<Self, DecodeError> {
+        match v {
+            1 => Ok(Self::V1Sha256),
+            2 => Ok(Self::V2Blake3),
+            other => Err(DecodeError::UnknownVersion(other)),
+        }
+    }
+}
 /// Length of a key share: identifier byte and 32 bytes.
 pub const SHARE_LEN: usize = 33;
 const MAX_MANIFEST_LEN: usize = 64 + 64 * 255 + 128;
@@ -44,6 +71,8 @@ const MAX_MANIFEST_LEN: usize = 64 + 64 * 255 + 128;
 /// The description of one save, identical on every server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
+    /// Format version: how the fragment hashes are made.
+    pub format: ManifestFormat,
     /// Random id of this save.
     pub file_id: [u8; 16],
     /// Version number of the tag.
@@ -96,9 +125,26 @@ fn labelled_hash(label: &[u8], file_id: &[u8; 16], index: u8, data: &[u8]) -> [u
     h.finalize().into()
 }
 
-/// The hash of fragment `index` of save `file_id`.
-pub fn fragment_hash(file_id: &[u8; 16], index: u8, fragment: &[u8]) -> [u8; 32] {
-    labelled_hash(b"seccs-net/v1/fragment", file_id, index, fragment)
+/// The hash of fragment `index` of save `file_id`, as manifests of `format`
+/// record it.
+pub fn fragment_hash(
+    format: ManifestFormat,
+    file_id: &[u8; 16],
+    index: u8,
+    fragment: &[u8],
+) -> [u8; 32] {
+    match format {
+        ManifestFormat::V1Sha256 => {
+            labelled_hash(b"seccs-net/v1/fragment", file_id, index, fragment)
+        }
+        ManifestFormat::V2Blake3 => {
+            let mut h = blake3::Hasher::new_derive_key("seccs-net v2 fragment hash");
+            h.update(file_id);
+            h.update(&[index]);
+            h.update(fragment);
+            h.finalize().into()
+        }
+    }
 }
 
 /// The hash of key share `index` of save `file_id`.
@@ -131,7 +177,7 @@ impl Manifest {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(128 + 64 * self.fragment_hashes.len());
         w.raw(&MANIFEST_MAGIC)
-            .u8(RECORD_VERSION)
+            .u8(self.format as u8)
             .raw(&self.file_id)
             .u64(self.version)
             .u64(self.created)
@@ -152,7 +198,10 @@ impl Manifest {
     /// Reads a manifest and checks that its fields agree with each other.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        r.header(&MANIFEST_MAGIC, RECORD_VERSION)?;
+        if r.take(4)? != MANIFEST_MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let format = ManifestFormat::from_byte(r.u8()?)?;
         let file_id = r.array()?;
         let version = r.u64()?;
         let created = r.u64()?;
@@ -178,6 +227,7 @@ impl Manifest {
         let share_hashes = hashes(&mut r)?;
         r.finish()?;
         Ok(Self {
+            format,
             file_id,
             version,
             created,
@@ -198,14 +248,31 @@ impl Manifest {
 impl Record {
     /// Writes the record.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(self.fragment.len() + self.manifest.len() + 96);
+        Self::encode_parts(
+            self.index,
+            &self.manifest,
+            &self.mac,
+            &self.share,
+            &self.fragment,
+        )
+    }
+
+    /// Writes a record from its fields, wherever they lie.
+    pub fn encode_parts(
+        index: u8,
+        manifest: &[u8],
+        mac: &[u8; 32],
+        share: &[u8; SHARE_LEN],
+        fragment: &[u8],
+    ) -> Vec<u8> {
+        let mut w = Writer::with_capacity(fragment.len() + manifest.len() + 96);
         w.raw(&RECORD_MAGIC)
             .u8(RECORD_VERSION)
-            .u8(self.index)
-            .bytes(&self.manifest)
-            .raw(&self.mac)
-            .raw(&self.share)
-            .bytes(&self.fragment);
+            .u8(index)
+            .bytes(manifest)
+            .raw(mac)
+            .raw(share)
+            .bytes(fragment);
         w.finish()
     }
 
@@ -265,7 +332,7 @@ impl<'a> RecordParts<'a> {
             return Err(DecodeError::Invalid("fragment length"));
         }
         let i = usize::from(index);
-        if fragment_hash(&m.file_id, index, fragment) != m.fragment_hashes[i] {
+        if fragment_hash(m.format, &m.file_id, index, fragment) != m.fragment_hashes[i] {
             return Err(DecodeError::Invalid("fragment hash"));
         }
         if share_hash(&m.file_id, index, &share) != m.share_hashes[i] {

@@ -17,7 +17,8 @@ use zeroize::Zeroizing;
 use crate::crypto::{Kdf, Password, PasswordKeys, open, seal};
 use crate::error::Error;
 use crate::record::{
-    Manifest, Record, SHARE_LEN, fragment_hash, manifest_mac, share_hash, verify_manifest_mac,
+    Manifest, ManifestFormat, Record, SHARE_LEN, fragment_hash, manifest_mac, share_hash,
+    verify_manifest_mac,
 };
 
 /// Different (KDF, salt) pairs a client tries before it gives up: bounds the
@@ -75,28 +76,45 @@ fn combine_key(shares: &[Vec<u8>], t: usize) -> Result<SecretKey, Error> {
     Ok(SecretKey::from_slice(&bytes)?)
 }
 
-fn encode_fragments(blob: &[u8], n: usize, t: usize) -> Result<(u32, Vec<Vec<u8>>), Error> {
-    let shard = blob.len().div_ceil(t).max(2).next_multiple_of(2);
-    let shard_len = u32::try_from(shard).map_err(|_| Error::Tampered("file too large"))?;
-    let mut fragments: Vec<Vec<u8>> = (0..t)
-        .map(|i| {
-            let start = (i * shard).min(blob.len());
-            let end = ((i + 1) * shard).min(blob.len());
-            let mut f = Vec::with_capacity(shard);
-            f.extend_from_slice(&blob[start..end]);
-            f.resize(shard, 0);
-            f
+/// The `n` erasure-coded fragments of a ciphertext, each `shard` bytes.
+struct Fragments {
+    shard: usize,
+    /// Fragments `0..t`: the ciphertext itself, zero-padded to whole shards.
+    data: Vec<u8>,
+    /// Fragments `t..n`.
+    recovery: Vec<Vec<u8>>,
+}
+
+impl Fragments {
+    /// Erasure-codes `blob` so that any `t` of `n` fragments rebuild it. The
+    /// first `t` fragments stay in `blob` (no copy).
+    fn encode(mut blob: Vec<u8>, n: usize, t: usize) -> Result<Self, Error> {
+        let shard = blob.len().div_ceil(t).max(2).next_multiple_of(2);
+        blob.resize(shard * t, 0);
+        let recovery = if n > t {
+            reed_solomon_simd::encode(t, n - t, blob.chunks_exact(shard)).map_err(|_| {
+                Error::BadThreshold {
+                    threshold: t,
+                    servers: n,
+                }
+            })?
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            shard,
+            data: blob,
+            recovery,
         })
-        .collect();
-    if n > t {
-        let recovery =
-            reed_solomon_simd::encode(t, n - t, &fragments).map_err(|_| Error::BadThreshold {
-                threshold: t,
-                servers: n,
-            })?;
-        fragments.extend(recovery);
     }
-    Ok((shard_len, fragments))
+
+    /// Every fragment, in order.
+    fn all(&self) -> Vec<&[u8]> {
+        self.data
+            .chunks_exact(self.shard)
+            .chain(self.recovery.iter().map(Vec::as_slice))
+            .collect()
+    }
 }
 
 fn decode_fragments(good: &[(usize, &[u8])], m: &Manifest) -> Result<Vec<u8>, Error> {
@@ -132,8 +150,9 @@ fn decode_fragments(good: &[(usize, &[u8])], m: &Manifest) -> Result<Vec<u8>, Er
     Ok(blob)
 }
 
-/// Room both encryption layers need past the plaintext (two AEAD tags).
-pub const SEAL_OVERHEAD: usize = 32;
+/// Room [`split_in_place`] needs past the plaintext: two AEAD tags, and the
+/// padding of the ciphertext to whole fragments.
+pub const SEAL_OVERHEAD: usize = 32 + 2 * 255;
 
 /// Encrypts `plaintext` and cuts it into `n` encoded records, any `t` of which
 /// rebuild it. Record `i` is for server `i`.
@@ -152,8 +171,9 @@ pub fn split(
     split_in_place(tag, version, buffer, password, kdf, n, t)
 }
 
-/// [`split`], encrypting `plaintext` where it lies. Give it a capacity of at
-/// least [`SEAL_OVERHEAD`] past its length, or it grows once.
+/// [`split`], encrypting `plaintext` where it lies and cutting the data
+/// fragments from the same buffer. Give it a capacity of at least
+/// [`SEAL_OVERHEAD`] past its length, or it grows once.
 pub fn split_in_place(
     tag: &str,
     version: u64,
@@ -187,9 +207,13 @@ pub fn split_in_place(
         &aad(&file_id, version, b"outer"),
         inner,
     );
-    let (shard_len, fragments) = encode_fragments(&blob, n, t)?;
+    let ciphertext_len = blob.len() as u64;
+    let encoded = Fragments::encode(blob, n, t)?;
+    let shard_len = u32::try_from(encoded.shard).map_err(|_| Error::Tampered("file too large"))?;
+    let fragments = encoded.all();
     let shares = split_key(&data_key, n, t)?;
     let manifest = Manifest {
+        format: ManifestFormat::CURRENT,
         file_id,
         version,
         created: std::time::SystemTime::now()
@@ -201,14 +225,17 @@ pub fn split_in_place(
         salt,
         inner_nonce,
         outer_nonce,
-        ciphertext_len: blob.len() as u64,
+        ciphertext_len,
         shard_len,
         fragment_hashes: std::thread::scope(|scope| {
             // One thread per fragment: hashing is a large share of a save.
             let handles: Vec<_> = fragments
                 .iter()
                 .enumerate()
-                .map(|(i, f)| scope.spawn(move || fragment_hash(&file_id, i as u8, f)))
+                .map(|(i, f)| {
+                    scope
+                        .spawn(move || fragment_hash(ManifestFormat::CURRENT, &file_id, i as u8, f))
+                })
                 .collect();
             handles
                 .into_iter()
@@ -225,16 +252,9 @@ pub fn split_in_place(
     for (i, fragment) in fragments.into_iter().enumerate() {
         let mut share = Zeroizing::new([0u8; SHARE_LEN]);
         share.copy_from_slice(&shares[i]);
-        records.push(
-            Record {
-                index: i as u8,
-                manifest: manifest.clone(),
-                mac,
-                share: *share,
-                fragment,
-            }
-            .encode(),
-        );
+        records.push(Record::encode_parts(
+            i as u8, &manifest, &mac, &share, fragment,
+        ));
     }
     Ok(records)
 }
@@ -446,6 +466,50 @@ mod tests {
         let out = rebuild("t", 1, named(&recs, &[0, 1, 2, 3, 4]), &pw)?;
         assert_eq!(out.plaintext, data);
         assert_eq!(out.bad, vec!["s0".to_string(), "s1".to_string()]);
+        Ok(())
+    }
+
+    #[test]
+    fn records_of_manifest_format_1_still_rebuild() -> Result<(), Error> {
+        let pw = Password::new("p");
+        let data = vec![7u8; 3000];
+        let recs = split("t", 1, &data, &pw, &Kdf::INSECURE_FAST, 3, 2)?;
+        let (_, mut m) = Record::decode(&recs[0])?;
+        assert_eq!(m.format, ManifestFormat::V2Blake3);
+        let decoded = recs
+            .iter()
+            .map(|r| Record::decode(r).map(|(r, _)| r))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The same save as a build that wrote format 1 (SHA-256) made it.
+        m.format = ManifestFormat::V1Sha256;
+        let blake3_hashes = std::mem::take(&mut m.fragment_hashes);
+        m.fragment_hashes = decoded
+            .iter()
+            .map(|r| fragment_hash(m.format, &m.file_id, r.index, &r.fragment))
+            .collect();
+        assert_ne!(m.fragment_hashes, blake3_hashes);
+        let manifest = m.encode();
+        assert_eq!(manifest[4], 1);
+        let keys = PasswordKeys::derive(&m.kdf, &pw, &m.salt)?;
+        let mac = manifest_mac(keys.mac.expose_secret(), "t", &manifest);
+        let old: Vec<Vec<u8>> = decoded
+            .into_iter()
+            .map(|mut r| {
+                r.manifest = manifest.clone();
+                r.mac = mac;
+                r.encode()
+            })
+            .collect();
+        assert!(Record::check(&old[0]).is_ok());
+        assert_eq!(
+            rebuild("t", 1, named(&old, &[0, 1, 2]), &pw)?.plaintext,
+            data
+        );
+        // Format 1 with format 2's hashes: every fragment fails its check.
+        m.fragment_hashes = blake3_hashes;
+        let mut mislabelled = Record::decode(&old[0])?.0;
+        mislabelled.manifest = m.encode();
+        assert!(Record::check(&mislabelled.encode()).is_err());
         Ok(())
     }
 
