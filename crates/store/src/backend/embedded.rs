@@ -102,7 +102,7 @@ const CACHE_BYTES: u64 = 8 << 20;
 /// Largest in-memory table per keyspace before it is flushed to disk.
 const MEMTABLE_BYTES: u64 = 8 << 20;
 /// All memtables together, sealed ones waiting for the flusher included.
-const WRITE_BUFFER_BYTES: u64 = 24 << 20;
+const WRITE_BUFFER_BYTES: u64 = 16 << 20;
 /// How long a writer waits for the flusher to make progress before it
 /// writes on regardless (see `EmbeddedBackend::wait_for_flushes`).
 const FLUSH_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
