@@ -284,13 +284,16 @@ impl RedisBackend {
         })
     }
 
-    /// Every key under the prefix, `SCAN_COUNT` at a time.
+    /// Every key under the store's prefix followed by `under`, `SCAN_COUNT`
+    /// at a time: the server matches the pattern, so a walk of a small part
+    /// (the catalog) sends only that part's keys.
     fn scan(
         &self,
+        under: &[u8],
         mut visit: impl FnMut(Vec<Vec<u8>>) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        let mut pattern = Vec::with_capacity(self.prefix.len() + 1);
-        for &b in &self.prefix {
+        let mut pattern = Vec::with_capacity(2 * (self.prefix.len() + under.len()) + 1);
+        for &b in self.prefix.iter().chain(under) {
             if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
                 pattern.push(b'\\');
             }
@@ -410,8 +413,16 @@ impl Backend for RedisBackend {
         &self,
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
+        self.for_each_with_prefix(&[], visit)
+    }
+
+    fn for_each_with_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
         let prefix_len = self.prefix.len();
-        self.scan(|keys| {
+        self.scan(prefix, |keys| {
             let raw: Vec<Option<Vec<u8>>> =
                 self.with_conn(|conn| redis::cmd("MGET").arg(&keys).query(conn))?;
             for (full, raw) in keys.iter().zip(raw) {
@@ -428,7 +439,7 @@ impl Backend for RedisBackend {
     fn usage(&self) -> Result<seccs_store::backend::Usage, BackendError> {
         let prefix_len = self.prefix.len();
         let mut usage = seccs_store::backend::Usage::default();
-        self.scan(|keys| {
+        self.scan(&[], |keys| {
             let mut pipe = redis::pipe();
             for key in &keys {
                 pipe.cmd("STRLEN").arg(key);

@@ -236,6 +236,34 @@ pub fn for_each_and_usage_see_every_entry<H: Harness>() -> TestResult {
             .collect();
         assert_eq!(seen, want, "prefix {prefix:?} on {}", b.name());
     }
+    // Bytes that are pattern syntax somewhere (Redis MATCH globs, SQL LIKE)
+    // are only bytes in a prefix.
+    let special: [&[u8]; 6] = [b"g*x", b"g?y", b"g[z]", b"g\\w", b"g%v", b"g_u"];
+    let mut batch = Batch::new();
+    for k in special {
+        batch.put(k.to_vec(), k.to_vec(), 1);
+    }
+    b.apply(&batch)?;
+    for prefix in special.iter().map(|k| &k[..2]).chain([&b"g"[..]]) {
+        let mut seen = Vec::new();
+        b.for_each_with_prefix(prefix, &mut |k, _| {
+            seen.push(k.to_vec());
+            Ok(())
+        })?;
+        seen.sort();
+        let mut want: Vec<Vec<u8>> = special
+            .iter()
+            .filter(|k| k.starts_with(prefix))
+            .map(|k| k.to_vec())
+            .collect();
+        want.sort();
+        assert_eq!(seen, want, "prefix {prefix:?} on {}", b.name());
+    }
+    let mut batch = Batch::new();
+    for k in special {
+        batch.delete(k.to_vec());
+    }
+    b.apply(&batch)?;
     // Deleting everything leaves nothing behind.
     let mut batch = Batch::new();
     for i in 0..n {
