@@ -268,6 +268,9 @@ impl std::fmt::Debug for PostgresBackend {
     }
 }
 
+/// What a walk over entries calls with each one.
+type Visitor<'a> = dyn FnMut(&[u8], &Entry) -> Result<(), BackendError> + 'a;
+
 impl PostgresBackend {
     /// Connects to an existing store; its table must exist.
     pub fn connect(config: PostgresConfig) -> Result<Self, BackendError> {
@@ -373,6 +376,38 @@ impl PostgresBackend {
             detail: format!("entry {} has a negative count", hex::encode(key)),
         })?;
         Ok(Entry { value, count })
+    }
+
+    /// Visits, a page at a time, the entries after key `after` in key order
+    /// while their keys start with `prefix`.
+    fn walk_after(
+        &self,
+        mut after: Vec<u8>,
+        prefix: &[u8],
+        visit: &mut Visitor<'_>,
+    ) -> Result<(), BackendError> {
+        // Every page moves `after` strictly forward through a finite table.
+        loop {
+            let rows = self.with_conn(|conn, rt| {
+                rt.add(1);
+                conn.client.query(&conn.page, &[&after])
+            })?;
+            let full = rows.len() as i64 == PAGE;
+            for row in rows {
+                let key: Vec<u8> = row.get(0);
+                if !key.starts_with(prefix) {
+                    return Ok(());
+                }
+                let value: Vec<u8> = row.get(1);
+                let count: i64 = row.get(2);
+                let entry = self.entry(value, count, &key)?;
+                visit(&key, &entry)?;
+                after = key;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -503,26 +538,7 @@ impl Backend for PostgresBackend {
         &self,
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        let mut after: Vec<u8> = Vec::new();
-        // Every page moves `after` strictly forward through a finite table.
-        loop {
-            let rows = self.with_conn(|conn, rt| {
-                rt.add(1);
-                conn.client.query(&conn.page, &[&after])
-            })?;
-            let full = rows.len() as i64 == PAGE;
-            for row in rows {
-                let key: Vec<u8> = row.get(0);
-                let value: Vec<u8> = row.get(1);
-                let count: i64 = row.get(2);
-                let entry = self.entry(value, count, &key)?;
-                visit(&key, &entry)?;
-                after = key;
-            }
-            if !full {
-                return Ok(());
-            }
-        }
+        self.walk_after(Vec::new(), &[], visit)
     }
 
     fn for_each_with_prefix(
@@ -535,29 +551,7 @@ impl Backend for PostgresBackend {
         if let Some(entry) = self.get(prefix)? {
             visit(prefix, &entry)?;
         }
-        let mut after = prefix.to_vec();
-        // Every page moves `after` strictly forward through a finite table.
-        loop {
-            let rows = self.with_conn(|conn, rt| {
-                rt.add(1);
-                conn.client.query(&conn.page, &[&after])
-            })?;
-            let full = rows.len() as i64 == PAGE;
-            for row in rows {
-                let key: Vec<u8> = row.get(0);
-                if !key.starts_with(prefix) {
-                    return Ok(());
-                }
-                let value: Vec<u8> = row.get(1);
-                let count: i64 = row.get(2);
-                let entry = self.entry(value, count, &key)?;
-                visit(&key, &entry)?;
-                after = key;
-            }
-            if !full {
-                return Ok(());
-            }
-        }
+        self.walk_after(prefix.to_vec(), prefix, visit)
     }
 
     fn usage(&self) -> Result<Usage, BackendError> {

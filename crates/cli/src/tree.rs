@@ -138,7 +138,6 @@ pub struct TreePut {
 
 /// Stores every file and symlink under `dir`.
 pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
-    let skip_unchanged = how.skip_unchanged;
     let start = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
@@ -166,7 +165,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     len,
                     stamp,
                 } => {
-                    if skip_unchanged
+                    if how.skip_unchanged
                         && let Some(v) = store
                             .unchanged_since_stamp(name, *len, stamp)
                             .with_context(|| format!("cannot look up {name}"))?

@@ -318,9 +318,7 @@ impl Client {
             .last()
             .map_or(1, |v| v.version + 1);
         let records = {
-            // The one copy of the plaintext: it is encrypted where it lands.
-            let mut buffer = Vec::with_capacity(data.len() + sharing::SEAL_OVERHEAD);
-            buffer.extend_from_slice(data);
+            let buffer = sharing::split_buffer(data);
             let (tag, pw, kdf) = (tag.to_owned(), password.clone(), self.options.kdf.clone());
             tokio::task::spawn_blocking(move || {
                 sharing::split_in_place(&tag, version, buffer, &pw, &kdf, n, t)

@@ -150,18 +150,24 @@ pub fn encode_data_parts(
     payload: [&[u8]; 2],
 ) -> Vec<u8> {
     let len = payload[0].len() + payload[1].len();
-    let mut w = Writer::with_capacity(len + 64 + sender.len());
-    w.raw(&FRAME_MAGIC)
-        .u8(FRAME_VERSION)
-        .u8(KIND_DATA)
-        .raw(&message_id.0)
-        .str(sender)
-        .u32(index)
+    let mut w = frame_head(KIND_DATA, message_id, sender, len + 64);
+    w.u32(index)
         .u32(count)
         .u32(u32::try_from(len).unwrap_or(u32::MAX))
         .raw(payload[0])
         .raw(payload[1]);
     w.finish()
+}
+
+/// The fields every frame starts with, in a writer with room for `more`.
+fn frame_head(kind: u8, message_id: MessageId, sender: &str, more: usize) -> Writer {
+    let mut w = Writer::with_capacity(more + 32 + sender.len());
+    w.raw(&FRAME_MAGIC)
+        .u8(FRAME_VERSION)
+        .u8(kind)
+        .raw(&message_id.0)
+        .str(sender);
+    w
 }
 
 impl Frame {
@@ -170,13 +176,8 @@ impl Frame {
         match self {
             Frame::Data(d) => encode_data(d.message_id, &d.sender, d.index, d.count, &d.payload),
             Frame::Ack(a) => {
-                let mut w = Writer::with_capacity(40 + a.sender.len());
-                w.raw(&FRAME_MAGIC)
-                    .u8(FRAME_VERSION)
-                    .u8(KIND_ACK)
-                    .raw(&a.message_id.0)
-                    .str(&a.sender)
-                    .u32(a.index);
+                let mut w = frame_head(KIND_ACK, a.message_id, &a.sender, 4);
+                w.u32(a.index);
                 w.finish()
             }
         }

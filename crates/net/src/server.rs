@@ -170,28 +170,25 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
                     reason: "empty tag".into(),
                 });
             }
-            // Hashing megabytes: off the runtime's worker threads.
-            let (checked, record) = blocking(move || Ok((Record::check(&record), record))).await?;
-            match checked {
-                Ok(m) if m.version == version => {}
-                Ok(_) => {
-                    return Ok(Body::Refused {
-                        reason: "record version mismatch".into(),
-                    });
-                }
-                Err(e) => {
-                    return Ok(Body::Refused {
-                        reason: format!("invalid record: {e}"),
-                    });
-                }
-            }
+            // Hashing megabytes and writing them: off the runtime's workers.
             let st = store.clone();
-            match blocking(move || st.put(&tag, version, &record)).await? {
-                PutOutcome::Stored | PutOutcome::Unchanged => Body::Stored,
-                PutOutcome::Conflict => Body::Refused {
-                    reason: format!("version {version} exists"),
-                },
-            }
+            blocking(move || {
+                Ok(match Record::check(&record) {
+                    Ok(m) if m.version != version => Body::Refused {
+                        reason: "record version mismatch".into(),
+                    },
+                    Err(e) => Body::Refused {
+                        reason: format!("invalid record: {e}"),
+                    },
+                    Ok(_) => match st.put(&tag, version, &record)? {
+                        PutOutcome::Stored | PutOutcome::Unchanged => Body::Stored,
+                        PutOutcome::Conflict => Body::Refused {
+                            reason: format!("version {version} exists"),
+                        },
+                    },
+                })
+            })
+            .await?
         }
         Body::Fetch { tag, version } => {
             let st = store.clone();

@@ -152,7 +152,15 @@ fn decode_fragments(good: &[(usize, &[u8])], m: &Manifest) -> Result<Vec<u8>, Er
 
 /// Room [`split_in_place`] needs past the plaintext: two AEAD tags, and the
 /// padding of the ciphertext to whole fragments.
-pub const SEAL_OVERHEAD: usize = 32 + 2 * 255;
+const SEAL_OVERHEAD: usize = 32 + 2 * 255;
+
+/// A copy of `plaintext` with the room [`split_in_place`] needs to encrypt
+/// and cut it where it lies: the one copy a save makes of the file.
+pub fn split_buffer(plaintext: &[u8]) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    buffer.extend_from_slice(plaintext);
+    buffer
+}
 
 /// Encrypts `plaintext` and cuts it into `n` encoded records, any `t` of which
 /// rebuild it. Record `i` is for server `i`.
@@ -165,15 +173,12 @@ pub fn split(
     n: usize,
     t: usize,
 ) -> Result<Vec<Vec<u8>>, Error> {
-    // Room for both tags: neither layer reallocates.
-    let mut buffer = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
-    buffer.extend_from_slice(plaintext);
-    split_in_place(tag, version, buffer, password, kdf, n, t)
+    split_in_place(tag, version, split_buffer(plaintext), password, kdf, n, t)
 }
 
 /// [`split`], encrypting `plaintext` where it lies and cutting the data
-/// fragments from the same buffer. Give it a capacity of at least
-/// [`SEAL_OVERHEAD`] past its length, or it grows once.
+/// fragments from the same buffer. Make it with [`split_buffer`], or it
+/// grows once.
 pub fn split_in_place(
     tag: &str,
     version: u64,

@@ -415,8 +415,8 @@ impl Store {
         let key = self.catalog.key_of(name);
         let number = std::cell::Cell::new(0u32);
         let hook = |content_ref: &ContentRef| -> Result<FinalEntries> {
-            let existing = self.record_at(&key)?;
-            if let Some(mut record) = existing.clone()
+            let mut existing = self.record_at(&key)?;
+            if let Some(record) = existing.as_mut()
                 && let Some(latest) = record.versions.last_mut()
                 && latest.content_ref == *content_ref
                 && latest.kind == kind
@@ -426,7 +426,7 @@ impl Store {
                 let mut entries = Vec::new();
                 if latest.stamp != stamp {
                     latest.stamp = stamp;
-                    entries.push((key.clone(), self.catalog.seal(&key, &record)));
+                    entries.push((key.clone(), self.catalog.seal(&key, record)));
                 }
                 return Ok(FinalEntries {
                     count_put: false,

@@ -129,29 +129,17 @@ fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
     store
         .put_named_stamped(&mut v.as_slice(), "f", EntryKind::File, Some(stamp(100)))
         .expect("put");
-    let found = store
-        .unchanged_since_stamp("f", len, &stamp(100))
-        .expect("lookup");
-    assert_eq!(found.map(|v| v.number), Some(1));
+    let unchanged = |name: &str, len: u64, mtime_s: i64| {
+        store
+            .unchanged_since_stamp(name, len, &stamp(mtime_s))
+            .expect("lookup")
+            .map(|v| v.number)
+    };
+    assert_eq!(unchanged("f", len, 100), Some(1));
     // Any difference in the stamp or the length means "read it again".
-    assert!(
-        store
-            .unchanged_since_stamp("f", len, &stamp(101))
-            .expect("lookup")
-            .is_none()
-    );
-    assert!(
-        store
-            .unchanged_since_stamp("f", len + 1, &stamp(100))
-            .expect("lookup")
-            .is_none()
-    );
-    assert!(
-        store
-            .unchanged_since_stamp("g", len, &stamp(100))
-            .expect("lookup")
-            .is_none()
-    );
+    assert!(unchanged("f", len, 101).is_none());
+    assert!(unchanged("f", len + 1, 100).is_none());
+    assert!(unchanged("g", len, 100).is_none());
     // Read again with the same bytes: the stamp moves, no version or count is added.
     let counts = store.usage().expect("usage");
     let (_, n) = store
@@ -159,18 +147,8 @@ fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
         .expect("put");
     assert_eq!(n, 1);
     assert_eq!(store.usage().expect("usage").entries, counts.entries);
-    assert!(
-        store
-            .unchanged_since_stamp("f", len, &stamp(100))
-            .expect("lookup")
-            .is_none()
-    );
-    assert!(
-        store
-            .unchanged_since_stamp("f", len, &stamp(200))
-            .expect("lookup")
-            .is_some()
-    );
+    assert!(unchanged("f", len, 100).is_none());
+    assert!(unchanged("f", len, 200).is_some());
     assert_eq!(
         store
             .lookup("f")

@@ -49,19 +49,11 @@ impl Broker for MemoryBroker {
                 subs.retain(|tx| !tx.is_closed());
                 // The last subscriber (usually the only one) takes the payload
                 // itself; the others get copies.
-                let mut payload = Some(payload);
-                for (i, tx) in subs.iter().enumerate() {
-                    let bytes = if i + 1 == subs.len() {
-                        payload.take().unwrap_or_default()
-                    } else {
-                        payload.clone().unwrap_or_default()
-                    };
-                    if tx.try_send(bytes).is_err() {
-                        tracing::warn!(
-                            channel,
-                            "memory broker: subscriber queue full, message dropped"
-                        );
+                if let Some((last, others)) = subs.split_last() {
+                    for tx in others {
+                        deliver(channel, tx, payload.clone());
                     }
+                    deliver(channel, last, payload);
                 }
                 if subs.is_empty() {
                     map.remove(channel);
@@ -98,5 +90,14 @@ impl Broker for MemoryBroker {
             out.sort();
             Ok(out)
         })
+    }
+}
+
+fn deliver(channel: &str, tx: &mpsc::Sender<Vec<u8>>, payload: Vec<u8>) {
+    if tx.try_send(payload).is_err() {
+        tracing::warn!(
+            channel,
+            "memory broker: subscriber queue full, message dropped"
+        );
     }
 }
