@@ -52,6 +52,7 @@
 
 #[cfg(feature = "tokio")]
 mod async_file;
+mod background;
 mod blocks;
 mod builder;
 mod error;
@@ -59,6 +60,7 @@ mod file;
 pub mod format;
 mod key;
 mod named;
+mod positional;
 mod spooled;
 
 use std::io;
