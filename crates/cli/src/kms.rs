@@ -233,7 +233,7 @@ fn read_input(io: &Io) -> anyhow::Result<Vec<u8>> {
 
 fn write_output(io: &Io, data: &[u8]) -> anyhow::Result<()> {
     match &io.output {
-        Some(p) => std::fs::write(p, data).with_context(|| format!("writing {}", p.display()))?,
+        Some(p) => crate::output::write_file_atomically(p, |out| Ok(out.write_all(data)?))?,
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(data)?;
@@ -265,18 +265,21 @@ fn local_stream(conn: &Conn, io: &Io, kek: &Path, encrypt: bool) -> anyhow::Resu
         }
         _ => {
             let mut input: Box<dyn Read> = match &io.input {
-                Some(p) => Box::new(std::fs::File::open(p)?),
+                Some(p) => Box::new(
+                    std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?,
+                ),
                 None => Box::new(std::io::stdin().lock()),
             };
-            let mut output: Box<dyn Write> = match &io.output {
-                Some(p) => Box::new(std::fs::File::create(p)?),
-                None => Box::new(std::io::stdout().lock()),
-            };
-            if encrypt {
-                local.encrypt_stream(&kek, ctx, &mut input, &mut output)?;
-            } else {
-                local.decrypt_stream(&kek, ctx, &mut input, &mut output)?;
-            }
+            // A stream is authenticated segment by segment and whole only
+            // at its end (truncation): nothing reaches the output before.
+            crate::output::write_output(io.output.as_deref(), |mut output| {
+                if encrypt {
+                    local.encrypt_stream(&kek, ctx, &mut input, &mut output)?;
+                } else {
+                    local.decrypt_stream(&kek, ctx, &mut input, &mut output)?;
+                }
+                Ok(())
+            })?;
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 mod bench;
 mod kms;
 mod open;
+mod output;
 mod progress;
 mod share;
 mod store;

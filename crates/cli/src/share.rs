@@ -193,9 +193,11 @@ impl Session {
             eprintln!("warning: server {bad} returned an invalid record; it was left out");
         }
         if file == Path::new("-") {
-            std::io::stdout().write_all(&r.data)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&r.data)?;
+            out.flush()?;
         } else {
-            std::fs::write(file, &r.data).with_context(|| format!("write {}", file.display()))?;
+            crate::output::write_file_atomically(file, |out| Ok(out.write_all(&r.data)?))?;
             eprintln!("loaded {tag}@{} ({} bytes)", r.version, r.data.len());
         }
         Ok(())

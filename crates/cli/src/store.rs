@@ -327,7 +327,7 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
             store.get_range(&r, offset, len, &mut out)?;
             out.flush()?;
         }
-        Some(path) => write_file_atomically(path, |out| {
+        Some(path) => crate::output::write_file_atomically(path, |out| {
             let mut out = bar.wrap_write(out);
             store
                 .get_range(&r, offset, len, &mut out)
@@ -336,30 +336,6 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
         })?,
     }
     bar.finish_and_clear();
-    Ok(())
-}
-
-/// Writes a file through a temporary file in the same directory, renamed into
-/// place only if `fill` succeeds: a failed read leaves no partial file.
-pub fn write_file_atomically(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
-) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    let mut out = BufWriter::with_capacity(1 << 20, tmp);
-    fill(&mut out)?;
-    let tmp = out
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

@@ -266,7 +266,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Resu
                     .with_context(|| format!("cannot create {}", parent.display()))?;
             }
             match version.kind {
-                EntryKind::File => crate::store::write_file_atomically(&target, |out| {
+                EntryKind::File => crate::output::write_file_atomically(&target, |out| {
                     let mut out = bar.wrap_write(out);
                     store
                         .get_to(&version.content_ref, &mut out)

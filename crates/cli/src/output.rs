@@ -1,0 +1,117 @@
+//! Output that appears only once it is whole. A file is written through a
+//! temporary file in its directory and renamed into place; standard output
+//! is fed from an encrypted spool (`seccs-tempfile`: memory up to
+//! [`SPOOL_IN_MEMORY`], then a file sealed under a key that dies with the
+//! process) once everything was produced and authenticated. A failure half
+//! way (a tampered or truncated input, a full disk) leaves no partial
+//! output, and a crash leaves no readable plaintext in a temporary file.
+
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// Bytes of output held in memory before the spool moves to an encrypted
+/// temporary file.
+pub const SPOOL_IN_MEMORY: usize = 8 << 20;
+
+/// Writes `path`, or standard output when `path` is `None`, with what
+/// `fill` produces, only if `fill` succeeds.
+pub fn write_output(
+    path: Option<&Path>,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    match path {
+        Some(path) => write_file_atomically(path, fill),
+        None => write_stdout_when_whole(fill),
+    }
+}
+
+/// Writes a file through a temporary file in the same directory, renamed into
+/// place only if `fill` succeeds: a failed read leaves no partial file.
+pub fn write_file_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, tmp);
+    fill(&mut out)?;
+    let tmp = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Spools what `fill` produces in an encrypted temporary file and copies it
+/// to standard output only if `fill` succeeds.
+pub fn write_stdout_when_whole(fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    write_when_whole(&mut io::stdout().lock(), SPOOL_IN_MEMORY, fill)
+        .context("cannot write to standard output")
+}
+
+/// Spools what `fill` produces (in memory up to `in_memory` bytes, then in
+/// an encrypted temporary file) and copies it to `out` only if `fill`
+/// succeeds.
+fn write_when_whole(
+    out: &mut dyn Write,
+    in_memory: usize,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let mut spool = seccs_tempfile::spooled_tempfile(in_memory);
+    fill(&mut spool)?;
+    spool.seek(SeekFrom::Start(0))?;
+    io::copy(&mut spool, out)?;
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn spooled_output_appears_whole_or_not_at_all() -> Result<()> {
+        let data = bytes(3 << 20);
+        // Past the in-memory limit the spool is an encrypted file.
+        let mut out = Vec::new();
+        write_when_whole(&mut out, 1 << 20, |w| Ok(w.write_all(&data)?))?;
+        assert_eq!(out, data);
+
+        let mut out = Vec::new();
+        let failed = write_when_whole(&mut out, 1 << 20, |w| {
+            w.write_all(&data)?;
+            anyhow::bail!("the last segment did not authenticate")
+        });
+        assert!(failed.is_err());
+        assert!(out.is_empty(), "{} bytes escaped a failed fill", out.len());
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_fill_leaves_no_file() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("out");
+        let failed = write_file_atomically(&path, |w| {
+            w.write_all(&bytes(1 << 20))?;
+            anyhow::bail!("input ended early")
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
+        write_file_atomically(&path, |w| Ok(w.write_all(b"whole")?))?;
+        assert_eq!(std::fs::read(&path)?, b"whole");
+        Ok(())
+    }
+}
