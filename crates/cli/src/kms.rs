@@ -73,7 +73,9 @@ struct Io {
     /// Input file (default: standard input).
     #[arg(long = "in", value_name = "FILE")]
     input: Option<PathBuf>,
-    /// Output file (default: standard output).
+    /// Output file (default: standard output). Nothing is written unless
+    /// the whole input was processed: a file appears by rename, and
+    /// standard output is held in an encrypted spool until the end.
     #[arg(long = "out", value_name = "FILE")]
     output: Option<PathBuf>,
     /// The encryption context (associated data); decryption needs the same.

@@ -55,7 +55,6 @@ pub fn write_file_atomically(
 /// to standard output only if `fill` succeeds.
 pub fn write_stdout_when_whole(fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
     write_when_whole(&mut io::stdout().lock(), SPOOL_IN_MEMORY, fill)
-        .context("cannot write to standard output")
 }
 
 /// Spools what `fill` produces (in memory up to `in_memory` bytes, then in
@@ -68,9 +67,11 @@ fn write_when_whole(
 ) -> Result<()> {
     let mut spool = seccs_tempfile::spooled_tempfile(in_memory);
     fill(&mut spool)?;
-    spool.seek(SeekFrom::Start(0))?;
-    io::copy(&mut spool, out)?;
-    out.flush()?;
+    spool
+        .seek(SeekFrom::Start(0))
+        .context("cannot read back the spooled output")?;
+    io::copy(&mut spool, out).context("cannot write the output")?;
+    out.flush().context("cannot write the output")?;
     Ok(())
 }
 
