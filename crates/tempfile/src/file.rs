@@ -211,6 +211,7 @@ impl Seek for EphemeralFile {
 #[cfg(unix)]
 impl std::os::fd::AsFd for EphemeralFile {
     /// The file holding the ciphertext, for inspection (`/proc/self/fd`).
+    /// Long writes may still be on their way to it: `flush` first.
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.inner.file().as_fd()
     }

@@ -44,6 +44,17 @@
 //! [`Error::Tampered`]) — never wrong data. See [`format`](mod@format) for the table of
 //! attacks and what catches each.
 //!
+//! # Threads
+//!
+//! A file that reads or writes long runs (8 blocks or more in one call)
+//! starts one I/O thread of its own, which ends with the file: it writes
+//! sealed runs behind the caller and reads ahead of a sequential reader, so
+//! that the kernel's copies run beside the cryptography. A write it fails
+//! is reported by the next call on the file, and by every call after it, as
+//! `std::io::BufWriter` reports a failed write on its next `flush`; call
+//! `flush` or `sync_all` to know that everything written is on disk. If the
+//! thread cannot be started, the work stays on the calling thread.
+//!
 //! # What stays in the clear
 //!
 //! The size of the file on disk (rounded up to whole blocks), the time of
