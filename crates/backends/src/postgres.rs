@@ -40,6 +40,7 @@ use postgres::{Client, NoTls, Statement};
 use seccs_store::backend::{Backend, BackendError, Batch, Entry, Usage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::Visitor;
 use crate::batch::{Effect, RoundTrips, coalesce};
 
 const NAME: &str = "postgres";
@@ -267,9 +268,6 @@ impl std::fmt::Debug for PostgresBackend {
             .finish_non_exhaustive()
     }
 }
-
-/// What a walk over entries calls with each one.
-type Visitor<'a> = dyn FnMut(&[u8], &Entry) -> Result<(), BackendError> + 'a;
 
 impl PostgresBackend {
     /// Connects to an existing store; its table must exist.

@@ -41,6 +41,7 @@ use opendal::raw::HttpClient;
 use opendal::{ErrorKind, Operator, options};
 use seccs_store::backend::{Backend, BackendError, Batch, Entry, Usage};
 
+use crate::Visitor;
 use crate::batch::{Effect, RoundTrips, coalesce};
 
 const NAME: &str = "s3";
@@ -324,11 +325,19 @@ impl S3Backend {
 
     /// Every object's key and length.
     fn list(&self) -> Result<Vec<(Vec<u8>, u64)>, BackendError> {
+        self.list_prefix(&[])
+    }
+
+    /// The key and length of every object whose key starts with `prefix`.
+    /// Object names are the keys in hex, two digits a byte, so the names of
+    /// those keys are exactly the names that start with the prefix's hex:
+    /// the service filters the listing (`ListObjectsV2` with a prefix).
+    fn list_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, u64)>, BackendError> {
         self.round_trips.add(1);
         let entries = self
             .runtime
             .block_on(self.op.list_options(
-                "",
+                &hex::encode(prefix),
                 options::ListOptions {
                     recursive: true,
                     ..Default::default()
@@ -348,9 +357,35 @@ impl S3Backend {
                     entry.path()
                 ),
             })?;
-            out.push((key, entry.metadata().content_length()));
+            if key.starts_with(prefix) {
+                out.push((key, entry.metadata().content_length()));
+            }
         }
         Ok(out)
+    }
+
+    /// Reads the objects of `keys`, a window at a time so that memory stays
+    /// bounded by the window rather than the store, and visits each.
+    fn visit_listed(
+        &self,
+        keys: &[(Vec<u8>, u64)],
+        visit: &mut Visitor<'_>,
+    ) -> Result<(), BackendError> {
+        for window in keys.chunks(self.concurrency * 4) {
+            let raws: Vec<Option<Vec<u8>>> = self.runtime.block_on(
+                futures::stream::iter(window)
+                    .map(|(key, _)| self.read(key))
+                    .buffered(self.concurrency)
+                    .try_collect(),
+            )?;
+            for ((key, _), raw) in window.iter().zip(raws) {
+                // An object deleted since the listing is simply gone.
+                if let Some(raw) = raw {
+                    visit(key, &Self::decode(key, &raw)?)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -423,24 +458,15 @@ impl Backend for S3Backend {
         &self,
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        let keys = self.list()?;
-        // Read a window of objects at a time, so memory stays bounded by
-        // the window rather than the store.
-        for window in keys.chunks(self.concurrency * 4) {
-            let raws: Vec<Option<Vec<u8>>> = self.runtime.block_on(
-                futures::stream::iter(window)
-                    .map(|(key, _)| self.read(key))
-                    .buffered(self.concurrency)
-                    .try_collect(),
-            )?;
-            for ((key, _), raw) in window.iter().zip(raws) {
-                // An object deleted since the listing is simply gone.
-                if let Some(raw) = raw {
-                    visit(key, &Self::decode(key, &raw)?)?;
-                }
-            }
-        }
-        Ok(())
+        self.visit_listed(&self.list()?, visit)
+    }
+
+    fn for_each_with_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        self.visit_listed(&self.list_prefix(prefix)?, visit)
     }
 
     fn usage(&self) -> Result<Usage, BackendError> {
