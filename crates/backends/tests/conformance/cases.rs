@@ -309,15 +309,19 @@ pub fn transactional_batch_is_never_seen_half_applied<H: Harness>() -> TestResul
     };
     put_generation(0)?;
     let done = Arc::new(AtomicBool::new(false));
+    let reading = Arc::new(AtomicBool::new(false));
     let reads = std::thread::scope(|s| -> TestResult<u64> {
-        let done2 = done.clone();
+        let (done2, reading2) = (done.clone(), reading.clone());
         let keys = &keys;
         let reader = &reader;
         let handle = s.spawn(move || -> Result<u64, String> {
             let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
             let mut reads = 0;
             let start = Instant::now();
-            while !done2.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(30) {
+            // At least one read, and on until the writer is done.
+            while reads == 0
+                || (!done2.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(30))
+            {
                 let got = reader.get_many(&refs).map_err(|e| e.to_string())?;
                 let counts: Vec<u64> = got
                     .iter()
@@ -331,9 +335,16 @@ pub fn transactional_batch_is_never_seen_half_applied<H: Harness>() -> TestResul
                     }));
                 }
                 reads += 1;
+                reading2.store(true, Ordering::Relaxed);
             }
             Ok(reads)
         });
+        // The writer starts once the reader reads, so that the two overlap
+        // however the threads are scheduled.
+        let wait = Instant::now();
+        while !reading.load(Ordering::Relaxed) && wait.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         for g in 1..=40 {
             put_generation(g)?;
         }
