@@ -1,6 +1,6 @@
 //! `seccs kms …`: the key service. A thin layer over `seccs-kms`.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -234,15 +234,7 @@ fn read_input(io: &Io) -> anyhow::Result<Vec<u8>> {
 }
 
 fn write_output(io: &Io, data: &[u8]) -> anyhow::Result<()> {
-    match &io.output {
-        Some(p) => crate::output::write_file_atomically(p, |out| Ok(out.write_all(data)?))?,
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(data)?;
-            out.flush()?;
-        }
-    }
-    Ok(())
+    crate::output::write_bytes(io.output.as_deref(), data)
 }
 
 fn load_kek(path: &Path) -> anyhow::Result<seccs_core::SecretKey> {

@@ -27,6 +27,20 @@ pub fn write_output(
     }
 }
 
+/// Writes `data`, already whole, to `path` (through a temporary file and a
+/// rename) or to standard output when `path` is `None`.
+pub fn write_bytes(path: Option<&Path>, data: &[u8]) -> Result<()> {
+    match path {
+        Some(path) => write_file_atomically(path, |out| Ok(out.write_all(data)?)),
+        None => {
+            let mut out = io::stdout().lock();
+            out.write_all(data)?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
 /// Writes a file through a temporary file in the same directory, renamed into
 /// place only if `fill` succeeds: a failed read leaves no partial file.
 pub fn write_file_atomically(

@@ -2,7 +2,7 @@
 //! `seccs_net`: it parses, reads the password and files, calls the library,
 //! and prints.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -192,12 +192,9 @@ impl Session {
         for bad in &r.bad_servers {
             eprintln!("warning: server {bad} returned an invalid record; it was left out");
         }
-        if file == Path::new("-") {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&r.data)?;
-            out.flush()?;
-        } else {
-            crate::output::write_file_atomically(file, |out| Ok(out.write_all(&r.data)?))?;
+        let to_file = file != Path::new("-");
+        crate::output::write_bytes(to_file.then_some(file), &r.data)?;
+        if to_file {
             eprintln!("loaded {tag}@{} ({} bytes)", r.version, r.data.len());
         }
         Ok(())

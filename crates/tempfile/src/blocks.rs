@@ -418,15 +418,14 @@ impl BlockFile {
         };
         let (slots, probe) = slots_to_read(&self.versions, self.trailer, block, count);
         let len = slots * self.slot_size + probe;
-        let Some(ins) = ahead.buf.get(ahead.skip..ahead.skip + len) else {
-            // More than was read ahead: read it all here.
-            self.keep_buffer(ahead.buf);
-            return self.read_here(block, out);
+        let ins = match ahead.buf.get(ahead.skip..ahead.skip + len) {
+            Some(ins) if count <= ahead.span.count => ins,
+            _ => {
+                // More than was read ahead: read it all here.
+                self.keep_buffer(ahead.buf);
+                return self.read_here(block, out);
+            }
         };
-        if count > ahead.span.count {
-            self.keep_buffer(ahead.buf);
-            return self.read_here(block, out);
-        }
         let got = ahead.got.saturating_sub(ahead.skip).min(len);
         let result = open_slots(
             &self.file,
