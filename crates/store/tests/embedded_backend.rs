@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -17,6 +18,8 @@ use seccs_store::backend::{
 const CHILD_ENV: &str = "SECCS_EMBEDDED_TEST_CHILD";
 /// Keys written by each batch of the crash test's writer.
 const CRASH_BATCH_KEYS: u64 = 200;
+/// Entries per batch of the bulk crash test (about 300 KiB a batch).
+const BULK_BATCH_KEYS: u64 = 1000;
 /// The crash test's marker entry: its count is the last committed batch.
 const MARKER: &[u8] = b"marker";
 
@@ -92,20 +95,31 @@ fn child_helper() -> TestResult {
             while std::io::stdin().read_line(&mut sink)? > 0 {}
             Ok(())
         }
-        "write" => {
+        "write" | "write-bulk" => {
+            let bulk = mode == "write-bulk";
+            let keys = if bulk {
+                BULK_BATCH_KEYS
+            } else {
+                CRASH_BATCH_KEYS
+            };
             let mut next = match backend.get(MARKER)? {
                 Some(entry) => entry.count + 1,
                 None => 0,
             };
             println!("SECCS_CHILD_READY");
             std::io::stdout().flush()?;
-            // Write batches until killed.
+            // Write batches until killed. In bulk mode, like the segments
+            // of a put: three deferred batches, then a durable one, all
+            // large enough to be ingested rather than journaled.
             loop {
                 let mut batch = Batch::new();
-                for j in 0..CRASH_BATCH_KEYS {
+                for j in 0..keys {
                     batch.put(crash_key(next, j), crash_value(next, j), j + 1);
                 }
                 batch.put(MARKER.to_vec(), next.to_be_bytes().to_vec(), next);
+                if bulk && next % 4 != 3 {
+                    batch.defer_durability();
+                }
                 backend.apply(&batch)?;
                 next += 1;
             }
@@ -469,13 +483,15 @@ fn a_second_process_gets_a_clear_locked_error() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn batches_are_all_or_nothing_when_the_writer_is_killed() -> TestResult {
+/// Kills a helper writing batches of `keys` entries (`mode`) at the given
+/// moments, and checks after each kill that the store holds exactly the
+/// batches up to the last committed one.
+fn kill_writer_repeatedly(mode: &str, keys: u64, delays_ms: &[u64]) -> TestResult {
     let dir = tempfile::tempdir()?;
     let mut last = None;
-    for (round, delay_ms) in [150u64, 320, 70, 500].into_iter().enumerate() {
-        let (mut child, _stdout) = spawn_child("write", dir.path())?;
-        std::thread::sleep(Duration::from_millis(delay_ms));
+    for (round, delay_ms) in delays_ms.iter().enumerate() {
+        let (mut child, _stdout) = spawn_child(mode, dir.path())?;
+        std::thread::sleep(Duration::from_millis(*delay_ms));
         child.kill()?; // SIGKILL
         child.wait()?;
 
@@ -486,12 +502,12 @@ fn batches_are_all_or_nothing_when_the_writer_is_killed() -> TestResult {
         let usage = backend.usage()?;
         assert_eq!(
             usage.entries,
-            committed * CRASH_BATCH_KEYS + u64::from(marker.is_some()),
+            committed * keys + u64::from(marker.is_some()),
             "round {round}: a partial batch is visible"
         );
         for b in 0..committed {
-            let keys: Vec<Vec<u8>> = (0..CRASH_BATCH_KEYS).map(|j| crash_key(b, j)).collect();
-            let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            let want: Vec<Vec<u8>> = (0..keys).map(|j| crash_key(b, j)).collect();
+            let refs: Vec<&[u8]> = want.iter().map(Vec::as_slice).collect();
             for (j, entry) in backend.get_many(&refs)?.into_iter().enumerate() {
                 let j = j as u64;
                 assert_eq!(
@@ -508,6 +524,55 @@ fn batches_are_all_or_nothing_when_the_writer_is_killed() -> TestResult {
         last = marker;
     }
     assert!(last.is_some(), "the writer never committed a batch");
+    Ok(())
+}
+
+#[test]
+fn batches_are_all_or_nothing_when_the_writer_is_killed() -> TestResult {
+    kill_writer_repeatedly("write", CRASH_BATCH_KEYS, &[150, 320, 70, 500])
+}
+
+/// The same through the ingestion path: deferred and large durable
+/// batches bypass the journal.
+#[test]
+fn ingested_batches_are_all_or_nothing_when_the_writer_is_killed() -> TestResult {
+    kill_writer_repeatedly("write-bulk", BULK_BATCH_KEYS, &[400, 130, 650, 260])
+}
+
+/// Bulk writes are written once, to tables and blob files: the journal
+/// stays small however much is stored.
+#[test]
+fn bulk_writes_bypass_the_journal() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let backend = EmbeddedBackend::open(dir.path())?;
+    backend.set_sync_each_batch(false);
+    for b in 0u64..40 {
+        let mut batch = Batch::new();
+        for j in 0..BULK_BATCH_KEYS {
+            batch.put(crash_key(b, j), crash_value(b, j), 1);
+        }
+        backend.apply(&batch)?;
+    }
+    backend.set_sync_each_batch(true);
+    backend.flush()?;
+    let mut large = Batch::new();
+    for j in 0..BULK_BATCH_KEYS {
+        large.put(crash_key(99, j), crash_value(99, j), 1);
+    }
+    backend.apply(&large)?;
+    let stored = 41 * BULK_BATCH_KEYS * 300;
+    let mut journal = 0;
+    for entry in std::fs::read_dir(dir.path())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "jnl") {
+            journal += path.metadata()?.blocks() * 512;
+        }
+    }
+    assert!(
+        journal < stored / 20,
+        "{journal} bytes of journal for {stored} bytes stored"
+    );
+    assert_eq!(backend.usage()?.entries, 41 * BULK_BATCH_KEYS);
     Ok(())
 }
 
@@ -568,10 +633,10 @@ fn inconsistent_records_are_reported_as_corrupt() -> TestResult {
         batch.put(b"good".to_vec(), b"v".to_vec(), 1);
         backend.apply(&batch)?;
     }
-    write_raw(dir.path(), "counts", b"short", &[1, 2, 3])?;
-    write_raw(dir.path(), "nodes", b"short", b"value")?;
-    write_raw(dir.path(), "nodes", b"uncounted", b"value")?;
-    write_raw(dir.path(), "counts", b"valueless", &[0; 8])?;
+    write_raw(dir.path(), "entries", b"cshort", &[1, 2, 3])?;
+    write_raw(dir.path(), "entries", b"vshort", b"value")?;
+    write_raw(dir.path(), "entries", b"vuncounted", b"value")?;
+    write_raw(dir.path(), "entries", b"cvalueless", &[0; 8])?;
 
     let backend = EmbeddedBackend::open(dir.path())?;
     assert_eq!(
@@ -597,6 +662,42 @@ fn inconsistent_records_are_reported_as_corrupt() -> TestResult {
         backend.for_each(&mut |_, _| Ok(())),
         Err(BackendError::Corrupt { .. })
     ));
+    Ok(())
+}
+
+/// A store of the earlier layout (values in `nodes`, counts in `counts`)
+/// opens with every entry in place, and the old keyspaces are gone.
+#[test]
+fn a_store_of_the_two_keyspace_layout_is_migrated_at_open() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut want = BTreeMap::new();
+    {
+        let db = fjall::Database::builder(dir.path()).open()?;
+        let nodes = db.keyspace("nodes", fjall::KeyspaceCreateOptions::default)?;
+        let counts = db.keyspace("counts", fjall::KeyspaceCreateOptions::default)?;
+        for j in 0u64..300 {
+            let (key, value) = (crash_key(7, j), crash_value(7, j));
+            nodes.insert(&key, &value)?;
+            counts.insert(&key, (j + 1).to_be_bytes())?;
+            want.insert(
+                key,
+                Entry {
+                    value,
+                    count: j + 1,
+                },
+            );
+        }
+        db.persist(fjall::PersistMode::SyncAll)?;
+    }
+    {
+        let backend = EmbeddedBackend::open(dir.path())?;
+        assert_eq!(all_entries(&backend)?, want);
+    }
+    let db = fjall::Database::builder(dir.path()).open()?;
+    assert!(!db.keyspace_exists("nodes") && !db.keyspace_exists("counts"));
+    drop(db);
+    let backend = EmbeddedBackend::open(dir.path())?;
+    assert_eq!(all_entries(&backend)?, want);
     Ok(())
 }
 
@@ -632,10 +733,8 @@ fn damaged_table_files_give_an_error_not_a_panic() -> TestResult {
     // the data into tables by writing through fjall and rotating memtables.
     {
         let db = fjall::Database::builder(dir.path()).open()?;
-        for name in ["nodes", "counts"] {
-            let ks = db.keyspace(name, fjall::KeyspaceCreateOptions::default)?;
-            ks.rotate_memtable_and_wait()?;
-        }
+        let ks = db.keyspace("entries", fjall::KeyspaceCreateOptions::default)?;
+        ks.rotate_memtable_and_wait()?;
         db.persist(fjall::PersistMode::SyncAll)?;
     }
     // Flip bytes in the middle of every table file.

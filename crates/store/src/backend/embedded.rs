@@ -35,55 +35,81 @@
 //!
 //! Profiles of `seccs bench` (256 MiB, S = 4096) led to four settings, each
 //! measured there (embedded put went from 0.13× to 0.34× the AES-SIV floor):
-//! - Key-value separation for `nodes`: sealed values go to blob files when a
-//!   memtable is flushed and compactions move only keys and small handles,
+//! - Key-value separation: sealed values go to blob files when they are
+//!   written to tables, and compactions move only keys and small handles,
 //!   where before they rewrote every value at every level.
 //! - One worker thread (see `WORKER_THREADS` for the fjall behaviour that
 //!   made two cost a core).
 //! - A put's intermediate batches defer their sync to the put's last batch
 //!   ([`Batch::defer_durability`]): one sync per put, not one per 4 MiB.
-//! - The writer waits while more than `WRITE_BUFFER_BYTES` sit in
-//!   memtables, which keeps a put of any size under 128 MiB resident.
+//! - Bulk writes bypass the journal (see below): each byte of a node is
+//!   written once, and the overlay's bound keeps a put of any size under
+//!   128 MiB resident.
 //!
 //! # Layout
 //!
-//! Two keyspaces written together by one atomic `fjall` write batch:
-//! `nodes` (key → value, block compression off: values are ciphertext) and
-//! `counts` (key → count, 8 bytes big-endian). With the count packed in front
-//! of the value, a count update rewrites the whole value and a count read
-//! loads it: at 4 KiB, 4× slower updates and 9× slower count reads in the
-//! table above. Two keyspaces cost a second point lookup in `get_many` (the
-//! `counts` keyspace is small and stays cached) and a second write per insert.
-//! An entry exists when both records do; one without the other is reported as
-//! [`BackendError::Corrupt`], as is a count that is not 8 bytes long.
-//! [`Backend::usage`] counts the `nodes` records and adds 8 bytes per entry
+//! One keyspace, `entries`, holds both records of an entry under tagged
+//! keys: `'c' ‖ key` → count (8 bytes, big-endian) and `'v' ‖ key` → value
+//! (block compression off: values are ciphertext). Counts sort before
+//! values, so every count and every value form one contiguous, ordered
+//! run each, and a walk reads the two runs side by side. Values of 1 KiB and
+//! more go to blob files (key-value separation), so compactions move keys,
+//! counts and small handles, never sealed nodes. One keyspace is what makes
+//! a bulk ingestion (below) atomic: fjall ingests one keyspace at a time.
+//! An entry exists when both records do; one without the other is reported
+//! as [`BackendError::Corrupt`], as is a count that is not 8 bytes long.
+//! [`Backend::usage`] counts the value records and adds 8 bytes per entry
 //! for the count, as the trait defines.
+//!
+//! Stores written before this layout kept values and counts in two
+//! keyspaces, `nodes` and `counts`; [`EmbeddedBackend::open`] moves them
+//! into `entries` in one ingestion and then drops them (a crash in between
+//! is finished at the next open).
+//!
+//! # Two write paths: the journal and ingestion
+//!
+//! fjall writes every batch to its journal and again to a table when the
+//! memtable is flushed, and it keeps a journal file until the file passes
+//! 64 MB, whatever has been flushed: a store of 25 MiB kept about 30 MiB of
+//! journal beside its tables. Bulk writes therefore skip the journal:
+//! - A small durable batch with nothing pending is one journaled `fjall`
+//!   write batch, synced before `apply` returns (an `rm`, a small put).
+//! - Everything else (deferred batches, batches applied with
+//!   [`EmbeddedBackend::set_sync_each_batch`]`(false)`, and durable batches of
+//!   [`INGEST_MIN_BYTES`] or more) is folded into an in-memory overlay that
+//!   every read consults first. The overlay is written as one fjall
+//!   ingestion (new tables and blob files, synced, registered in one atomic
+//!   version change) when it holds [`GROUP_BYTES`], when a durable batch
+//!   arrives, at [`Backend::flush`], before a walk, and when the backend is
+//!   dropped.
 //!
 //! # Durability, atomicity, locking
 //!
-//! Every [`Backend::apply`] is one `fjall` write batch: the journal records it
-//! as a unit and recovery drops a batch whose end is missing, so a crash
-//! leaves every batch wholly present or wholly absent (a test kills a writer
-//! process repeatedly and checks this). By default `apply` syncs the journal
-//! (`PersistMode::SyncAll`) before it returns. With
-//! [`EmbeddedBackend::set_sync_each_batch`]`(false)` a batch is only written to
-//! the operating system (it survives a crash of the process, not of the
-//! machine) until [`Backend::flush`] syncs everything; this lets a caller
-//! storing many small files group them under one sync. `fjall` gives every
-//! write of a batch the same sequence number, so `apply` folds the batch into
-//! one net write per key first, in batch order. `fjall` holds an advisory lock
-//! on `DIR/lock` while the database is open; a second open, from this process
-//! or another, gets [`BackendError::Locked`].
+//! Both paths are atomic: the journal records a batch as a unit and
+//! recovery drops a batch whose end is missing, and an ingestion becomes
+//! visible, in memory and on disk, in one version change. The overlay holds
+//! whole batches in the order they were applied, so a crash leaves the
+//! store as it was after some batch: every batch wholly present or wholly
+//! absent, and a lost batch is always one applied after every kept one (a
+//! test kills a writer process repeatedly and checks this). A durable
+//! batch is on disk when `apply` returns. A deferred batch, or any batch
+//! while [`EmbeddedBackend::set_sync_each_batch`] is off, is on disk only
+//! after the next durable batch, [`Backend::flush`], or the overlay filling
+//! up: a crash of the process loses those batches, whole. `fjall` gives
+//! every write of a batch the same sequence number, so `apply` folds the
+//! batch into one net write per key first, in batch order. `fjall` holds an
+//! advisory lock on `DIR/lock` while the database is open; a second open,
+//! from this process or another, gets [`BackendError::Locked`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use fjall::config::CompressionPolicy;
 use fjall::{
     CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode,
-    Readable, Snapshot,
+    Readable, Slice, Snapshot,
 };
 
 use rayon::prelude::*;
@@ -92,22 +118,32 @@ use super::{Backend, BackendError, Batch, Entry, Op, Usage};
 
 /// The backend's name in messages.
 const NAME: &str = "embedded";
-/// The keyspace of node values: digest → sealed bytes.
-const NODES: &str = "nodes";
-/// The keyspace of reference counts: digest → count (8 bytes, big-endian).
-const COUNTS: &str = "counts";
+/// The keyspace of every record: tagged key → count or value.
+const ENTRIES: &str = "entries";
+/// The keyspaces of the layout before `entries`, migrated at open.
+const LEGACY_NODES: &str = "nodes";
+const LEGACY_COUNTS: &str = "counts";
+/// Tag of an entry's count record (sorts before values).
+const COUNT_TAG: u8 = b'c';
+/// Tag of an entry's value record.
+const VALUE_TAG: u8 = b'v';
 
 /// Block cache of the database.
 const CACHE_BYTES: u64 = 8 << 20;
-/// Largest in-memory table per keyspace before it is flushed to disk.
+/// Largest in-memory table before it is flushed to disk (only small
+/// journaled batches reach it).
 const MEMTABLE_BYTES: u64 = 8 << 20;
 /// All memtables together, sealed ones waiting for the flusher included.
 const WRITE_BUFFER_BYTES: u64 = 16 << 20;
-/// How long a writer waits for the flusher to make progress before it
-/// writes on regardless (see `EmbeddedBackend::wait_for_flushes`).
-const FLUSH_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Longest key fjall stores (it asserts keys are 1 to `u16::MAX` bytes).
-const MAX_KEY_LEN: usize = u16::MAX as usize;
+/// Bytes of pending writes at which the overlay is ingested: large enough
+/// that a tree of small files makes few, large tables; small enough to keep
+/// a put of any size well under 128 MiB resident.
+pub const GROUP_BYTES: usize = 16 << 20;
+/// A durable batch at least this large is ingested rather than journaled.
+pub const INGEST_MIN_BYTES: usize = 256 << 10;
+/// Longest key the backend stores: fjall takes keys of 1 to `u16::MAX`
+/// bytes, and one is the tag.
+const MAX_KEY_LEN: usize = u16::MAX as usize - 1;
 /// Lookups in one `get_values` call from which they run in parallel.
 const PARALLEL_LOOKUPS: usize = 16;
 /// Background threads for flushes and compactions. One: in fjall 3.1 a pool
@@ -117,25 +153,57 @@ const PARALLEL_LOOKUPS: usize = 16;
 /// there). With one worker flushes and compactions run in turn.
 const WORKER_THREADS: usize = 1;
 
+/// `tag ‖ key`.
+fn tagged(tag: u8, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 1);
+    out.push(tag);
+    out.extend_from_slice(key);
+    out
+}
+
+/// Whether the backend can hold `key` (reads of other keys find nothing).
+fn storable(key: &[u8]) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN
+}
+
+/// Writes applied but not yet in fjall: tagged key → new record (`None`:
+/// removed), the net effect of whole batches in the order they came.
+#[derive(Default)]
+struct Overlay {
+    writes: BTreeMap<Slice, Option<Slice>>,
+    bytes: usize,
+}
+
+impl Overlay {
+    fn insert(&mut self, key: Slice, value: Option<Slice>) {
+        self.bytes += key.len() + value.as_ref().map_or(0, |v| v.len());
+        self.writes.insert(key, value);
+    }
+}
+
 /// A content store's entries in a `fjall` database on local disk.
 ///
 /// One process at a time: [`EmbeddedBackend::open`] takes the database's
 /// lock file, and a second open, in this process or another, fails with
 /// [`BackendError::Locked`] until the first handle is dropped.
 ///
-/// By default every [`Backend::apply`] is durable when it returns (the
-/// journal is synced to disk). A caller that commits many small batches can
-/// turn that off with [`EmbeddedBackend::set_sync_each_batch`] and call
-/// [`Backend::flush`] once at the end; each batch stays atomic either way.
+/// By default every [`Backend::apply`] is durable when it returns. A caller
+/// that commits many small batches can turn that off with
+/// [`EmbeddedBackend::set_sync_each_batch`] and call [`Backend::flush`] once
+/// at the end; each batch stays atomic either way (see the module docs).
 pub struct EmbeddedBackend {
     db: Database,
-    nodes: Keyspace,
-    counts: Keyspace,
+    entries: Keyspace,
     path: PathBuf,
     sync_each_batch: AtomicBool,
-    /// Serialises `apply`: a `SetCount` checks that its entry exists, and
-    /// that check must see the state the batch is applied to.
+    /// Serialises writers (`apply` and ingestions): a `SetCount` checks that
+    /// its entry exists, and that check must see the state the batch is
+    /// applied to.
     writer: Mutex<()>,
+    /// Pending writes. Readers hold the read lock while they take their
+    /// snapshot and read, so an ingestion cannot move records from the
+    /// overlay to the tables between the two.
+    overlay: RwLock<Overlay>,
 }
 
 impl std::fmt::Debug for EmbeddedBackend {
@@ -149,7 +217,8 @@ impl std::fmt::Debug for EmbeddedBackend {
 
 impl EmbeddedBackend {
     /// Opens the database in `dir`, creating the directory and an empty
-    /// database if they are missing.
+    /// database if they are missing, and moving a store of the earlier
+    /// two-keyspace layout into the current one.
     ///
     /// # Errors
     ///
@@ -161,12 +230,8 @@ impl EmbeddedBackend {
         std::fs::create_dir_all(dir).map_err(|e| {
             BackendError::other(NAME, format_args!("cannot create {}: {e}", dir.display()))
         })?;
-        // Memory is bounded by the block cache plus one memtable per
-        // keyspace; sizes keep a process storing a content of any size
-        // under 128 MiB of resident memory (see `seccs put` in the README).
         // fjall 3.1 marks the write-buffer limit deprecated pending a
-        // runtime setting, but it is the only bound on memtables waiting to
-        // be flushed; unbounded, a long put outruns the flusher.
+        // runtime setting; it bounds memtables of journaled batches.
         #[allow(deprecated)]
         let db = Database::builder(dir)
             .cache_size(CACHE_BYTES)
@@ -175,57 +240,27 @@ impl EmbeddedBackend {
             .open()
             .map_err(|e| open_error(e, dir))?;
         // Values are ciphertext: compressing them costs time and saves
-        // nothing. Reads of values are for nodes known to exist, so the last
-        // level needs no Bloom filter; the counts keyspace keeps its filters
-        // because a put asks for the counts of nodes that are mostly new.
-        let nodes = db
-            .keyspace(NODES, || {
+        // nothing. Filters stay on: a put asks for the counts of nodes that
+        // are mostly new.
+        let entries = db
+            .keyspace(ENTRIES, || {
                 KeyspaceCreateOptions::default()
                     .data_block_compression_policy(CompressionPolicy::disabled())
                     .with_kv_separation(Some(
                         KvSeparationOptions::default().compression(CompressionType::None),
                     ))
-                    .expect_point_read_hits(true)
                     .max_memtable_size(MEMTABLE_BYTES)
             })
             .map_err(|e| open_error(e, dir))?;
-        let counts = db
-            .keyspace(COUNTS, || {
-                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
-            })
-            .map_err(|e| open_error(e, dir))?;
+        migrate_legacy(&db, &entries).map_err(|e| open_error(e, dir))?;
         Ok(Self {
             db,
-            nodes,
-            counts,
+            entries,
             path: dir.to_owned(),
             sync_each_batch: AtomicBool::new(true),
             writer: Mutex::new(()),
+            overlay: RwLock::new(Overlay::default()),
         })
-    }
-
-    /// Holds the writer back while more than [`WRITE_BUFFER_BYTES`] wait in
-    /// memtables. fjall 3.1 rotates a full memtable on its worker thread and
-    /// does not enforce its own write-buffer limit, so a writer faster than
-    /// the worker would otherwise grow memory with the content (a 3 GiB put
-    /// reached 180 MiB resident). Bounded in
-    /// time: if the flusher makes no progress for [`FLUSH_WAIT_LIMIT`], the
-    /// write goes on (memory, not data, is at stake).
-    fn wait_for_flushes(&self) {
-        let start = std::time::Instant::now();
-        let mut last = self.db.write_buffer_size();
-        let mut progress_at = start;
-        while last > WRITE_BUFFER_BYTES {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            let now = self.db.write_buffer_size();
-            let at = std::time::Instant::now();
-            if now < last {
-                progress_at = at;
-            } else if at.duration_since(progress_at) > FLUSH_WAIT_LIMIT {
-                return;
-            }
-            last = now;
-        }
     }
 
     /// The database directory.
@@ -233,17 +268,18 @@ impl EmbeddedBackend {
         &self.path
     }
 
-    /// Whether each [`Backend::apply`] syncs to disk before it returns
+    /// Whether each [`Backend::apply`] is durable before it returns
     /// (default `true`).
     pub fn sync_each_batch(&self) -> bool {
         self.sync_each_batch.load(Ordering::Relaxed)
     }
 
-    /// Chooses whether each [`Backend::apply`] syncs to disk before it
-    /// returns. With `false`, a batch is still atomic and is handed to the
-    /// operating system before `apply` returns (it survives a crash of this
-    /// process), but it may be lost on power failure until
-    /// [`Backend::flush`] (or a later synced batch) makes it durable.
+    /// Chooses whether each [`Backend::apply`] is durable before it
+    /// returns. With `false`, a batch is still atomic and visible to every
+    /// reader when `apply` returns, but it reaches the disk only with the
+    /// next durable batch, [`Backend::flush`], or when pending writes reach
+    /// [`GROUP_BYTES`]; a crash before then loses it whole, together with
+    /// every batch applied after it.
     pub fn set_sync_each_batch(&self, sync: bool) {
         self.sync_each_batch.store(sync, Ordering::Relaxed);
     }
@@ -264,9 +300,42 @@ impl EmbeddedBackend {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read_entry(&self, snapshot: &Snapshot, key: &[u8]) -> Result<Option<Entry>, BackendError> {
-        let value = snapshot.get(&self.nodes, key).map_err(map_error)?;
-        let count = snapshot.get(&self.counts, key).map_err(map_error)?;
+    fn read_overlay(&self) -> RwLockReadGuard<'_, Overlay> {
+        // Writers replace the overlay's contents only once an ingestion has
+        // succeeded, so a panic elsewhere never leaves it half-moved.
+        self.overlay.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_overlay(&self) -> RwLockWriteGuard<'_, Overlay> {
+        self.overlay.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The record at `tag ‖ key`: pending writes first, then `snapshot`.
+    fn record(
+        &self,
+        overlay: &Overlay,
+        snapshot: &Snapshot,
+        tag: u8,
+        key: &[u8],
+    ) -> Result<Option<Slice>, BackendError> {
+        if !storable(key) {
+            return Ok(None);
+        }
+        let tagged = tagged(tag, key);
+        if let Some(pending) = overlay.writes.get(tagged.as_slice()) {
+            return Ok(pending.clone());
+        }
+        snapshot.get(&self.entries, &tagged).map_err(map_error)
+    }
+
+    fn read_entry(
+        &self,
+        overlay: &Overlay,
+        snapshot: &Snapshot,
+        key: &[u8],
+    ) -> Result<Option<Entry>, BackendError> {
+        let value = self.record(overlay, snapshot, VALUE_TAG, key)?;
+        let count = self.record(overlay, snapshot, COUNT_TAG, key)?;
         match (value, count) {
             (None, None) => Ok(None),
             (Some(value), Some(count)) => Ok(Some(Entry {
@@ -283,6 +352,83 @@ impl EmbeddedBackend {
             ))),
         }
     }
+
+    /// Writes the pending writes to disk as one ingestion and empties the
+    /// overlay. The caller holds the writer lock.
+    fn ingest_pending(&self) -> Result<(), BackendError> {
+        {
+            let overlay = self.read_overlay();
+            if overlay.writes.is_empty() {
+                return Ok(());
+            }
+            // Keys come out of the map in ascending order, as an ingestion
+            // requires; records are reference-counted, not copied.
+            let mut ingestion = self.entries.start_ingestion().map_err(map_error)?;
+            for (key, value) in &overlay.writes {
+                match value {
+                    Some(value) => ingestion.write(key.clone(), value.clone()),
+                    None => ingestion.write_tombstone(key.clone()),
+                }
+                .map_err(map_error)?;
+            }
+            ingestion.finish().map_err(map_error)?;
+        }
+        // Readers that took their snapshot before the ingestion still hold
+        // the read lock and read the overlay; the next ones see the tables.
+        *self.write_overlay() = Overlay::default();
+        Ok(())
+    }
+
+    /// [`EmbeddedBackend::ingest_pending`], taking the writer lock.
+    fn flush_pending(&self) -> Result<(), BackendError> {
+        let _writer = self.lock_writer();
+        self.ingest_pending()
+    }
+}
+
+impl Drop for EmbeddedBackend {
+    fn drop(&mut self) {
+        // Pending writes are batches `apply` accepted: write them rather
+        // than lose them. An error cannot be reported here; callers that
+        // must know call `flush` first.
+        let _ = self.flush_pending();
+    }
+}
+
+/// Moves a store of the two-keyspace layout (`nodes`, `counts`) into
+/// `entries`: counts then values, one ascending ingestion, atomic. The old
+/// keyspaces are dropped afterwards; if a crash comes between, `entries`
+/// already holds everything (an ingestion is all or nothing) and the next
+/// open only drops them.
+fn migrate_legacy(db: &Database, entries: &Keyspace) -> Result<(), fjall::Error> {
+    if !db.keyspace_exists(LEGACY_NODES) && !db.keyspace_exists(LEGACY_COUNTS) {
+        return Ok(());
+    }
+    let mut legacy = Vec::new();
+    for name in [LEGACY_COUNTS, LEGACY_NODES] {
+        if db.keyspace_exists(name) {
+            legacy.push((name, db.keyspace(name, KeyspaceCreateOptions::default)?));
+        }
+    }
+    if entries.is_empty()? {
+        let mut ingestion = entries.start_ingestion()?;
+        for (name, keyspace) in &legacy {
+            let tag = if *name == LEGACY_COUNTS {
+                COUNT_TAG
+            } else {
+                VALUE_TAG
+            };
+            for guard in keyspace.iter() {
+                let (key, value) = guard.into_inner()?;
+                ingestion.write(tagged(tag, &key), value)?;
+            }
+        }
+        ingestion.finish()?;
+    }
+    for (_, keyspace) in legacy {
+        db.delete_keyspace(keyspace)?;
+    }
+    db.persist(PersistMode::SyncAll)
 }
 
 /// The net effect of a batch on one key.
@@ -308,36 +454,55 @@ impl Backend for EmbeddedBackend {
 
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
         // One snapshot: the entries read belong to one state of the store.
+        let overlay = self.read_overlay();
         let snapshot = self.db.snapshot();
         keys.iter()
-            .map(|key| self.read_entry(&snapshot, key))
+            .map(|key| self.read_entry(&overlay, &snapshot, key))
             .collect()
     }
 
     fn get_values(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
-        let snapshot = self.db.snapshot();
-        let read = |key: &&[u8]| {
-            snapshot
-                .get(&self.nodes, key)
+        // Pending records are taken and the snapshot made under the overlay
+        // lock, which is released before the parallel part: a rayon thread
+        // waiting here may run another task that needs the lock.
+        let (snapshot, pending) = {
+            let overlay = self.read_overlay();
+            let pending: Vec<Option<Option<Slice>>> = keys
+                .iter()
+                .map(|key| {
+                    if !storable(key) {
+                        return Some(None);
+                    }
+                    overlay
+                        .writes
+                        .get(tagged(VALUE_TAG, key).as_slice())
+                        .cloned()
+                })
+                .collect();
+            (self.db.snapshot(), pending)
+        };
+        let read = |(key, pending): (&&[u8], &Option<Option<Slice>>)| match pending {
+            Some(record) => Ok(record.as_ref().map(|v| v.to_vec())),
+            None => snapshot
+                .get(&self.entries, tagged(VALUE_TAG, key))
                 .map(|v| v.map(|v| v.to_vec()))
-                .map_err(map_error)
+                .map_err(map_error),
         };
         // Point lookups cost a block read and checksum each when the block
         // cache misses; a read window's lookups run on every core.
         if keys.len() >= PARALLEL_LOOKUPS {
-            keys.par_iter().map(read).collect()
+            keys.par_iter().zip(pending.par_iter()).map(read).collect()
         } else {
-            keys.iter().map(read).collect()
+            keys.iter().zip(pending.iter()).map(read).collect()
         }
     }
 
     fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
+        let overlay = self.read_overlay();
         let snapshot = self.db.snapshot();
         keys.iter()
             .map(|key| {
-                snapshot
-                    .get(&self.counts, key)
-                    .map_err(map_error)?
+                self.record(&overlay, &snapshot, COUNT_TAG, key)?
                     .map(|count| decode_count(key, &count))
                     .transpose()
             })
@@ -352,7 +517,7 @@ impl Backend for EmbeddedBackend {
             let (Op::Put { key, .. } | Op::SetCount { key, .. } | Op::Delete { key }) = op else {
                 continue;
             };
-            if key.is_empty() || key.len() > MAX_KEY_LEN {
+            if !storable(key) {
                 return Err(BackendError::Other {
                     backend: NAME.into(),
                     detail: format!(
@@ -369,66 +534,86 @@ impl Backend for EmbeddedBackend {
         // batch must not both reach it.
         let mut order: Vec<&[u8]> = Vec::with_capacity(batch.len());
         let mut pending: HashMap<&[u8], Pending<'_>> = HashMap::with_capacity(batch.len());
-        for op in batch.ops() {
-            match op {
-                Op::Put { key, value, count } => {
-                    let p = pending.entry(key).or_insert_with(|| {
-                        order.push(key);
-                        Pending::default()
-                    });
-                    p.value = Some(Some(value));
-                    p.count = Some(Some(*count));
-                    p.exists = Some(true);
-                }
-                Op::SetCount { key, count } => {
-                    let exists = match pending.get(key.as_slice()).and_then(|p| p.exists) {
-                        Some(exists) => exists,
-                        None => self.counts.contains_key(key).map_err(map_error)?,
-                    };
-                    let p = pending.entry(key).or_insert_with(|| {
-                        order.push(key);
-                        Pending::default()
-                    });
-                    p.exists = Some(exists);
-                    if exists {
+        {
+            let overlay = self.read_overlay();
+            let snapshot = self.db.snapshot();
+            for op in batch.ops() {
+                match op {
+                    Op::Put { key, value, count } => {
+                        let p = pending.entry(key).or_insert_with(|| {
+                            order.push(key);
+                            Pending::default()
+                        });
+                        p.value = Some(Some(value));
                         p.count = Some(Some(*count));
+                        p.exists = Some(true);
                     }
+                    Op::SetCount { key, count } => {
+                        let exists = match pending.get(key.as_slice()).and_then(|p| p.exists) {
+                            Some(exists) => exists,
+                            None => self.record(&overlay, &snapshot, COUNT_TAG, key)?.is_some(),
+                        };
+                        let p = pending.entry(key).or_insert_with(|| {
+                            order.push(key);
+                            Pending::default()
+                        });
+                        p.exists = Some(exists);
+                        if exists {
+                            p.count = Some(Some(*count));
+                        }
+                    }
+                    Op::Delete { key } => {
+                        let p = pending.entry(key).or_insert_with(|| {
+                            order.push(key);
+                            Pending::default()
+                        });
+                        p.value = Some(None);
+                        p.count = Some(None);
+                        p.exists = Some(false);
+                    }
+                    Op::Barrier => {}
                 }
-                Op::Delete { key } => {
-                    let p = pending.entry(key).or_insert_with(|| {
-                        order.push(key);
-                        Pending::default()
-                    });
-                    p.value = Some(None);
-                    p.count = Some(None);
-                    p.exists = Some(false);
-                }
-                Op::Barrier => {}
+            }
+        }
+        let mut writes: Vec<(Vec<u8>, Option<Slice>)> = Vec::with_capacity(2 * order.len());
+        let mut bytes = 0;
+        for key in order {
+            let Some(p) = pending.get(key) else { continue };
+            if let Some(value) = p.value {
+                bytes += key.len() + value.map_or(0, <[u8]>::len);
+                writes.push((tagged(VALUE_TAG, key), value.map(Slice::from)));
+            }
+            if let Some(count) = p.count {
+                bytes += key.len() + 8;
+                writes.push((
+                    tagged(COUNT_TAG, key),
+                    count.map(|c| Slice::from(&c.to_be_bytes()[..])),
+                ));
             }
         }
 
-        let durability = if self.sync_each_batch() && batch.is_durable() {
-            Some(PersistMode::SyncAll)
-        } else {
-            // Written to the OS before commit returns; synced by `flush`.
-            Some(PersistMode::Buffer)
-        };
-        let mut writes = self.db.batch().durability(durability);
-        for key in order {
-            let Some(p) = pending.get(key) else { continue };
-            match p.value {
-                Some(Some(value)) => writes.insert(&self.nodes, key, value),
-                Some(None) => writes.remove(&self.nodes, key),
-                None => {}
+        let durable = self.sync_each_batch() && batch.is_durable();
+        let nothing_pending = self.read_overlay().writes.is_empty();
+        if durable && nothing_pending && bytes < INGEST_MIN_BYTES {
+            let mut journaled = self.db.batch().durability(Some(PersistMode::SyncAll));
+            for (key, value) in writes {
+                match value {
+                    Some(value) => journaled.insert(&self.entries, key, value),
+                    None => journaled.remove(&self.entries, key),
+                }
             }
-            match p.count {
-                Some(Some(count)) => writes.insert(&self.counts, key, count.to_be_bytes()),
-                Some(None) => writes.remove(&self.counts, key),
-                None => {}
-            }
+            return journaled.commit().map_err(map_error);
         }
-        writes.commit().map_err(map_error)?;
-        self.wait_for_flushes();
+        let full = {
+            let mut overlay = self.write_overlay();
+            for (key, value) in writes {
+                overlay.insert(Slice::from(key), value);
+            }
+            overlay.bytes >= GROUP_BYTES
+        };
+        if durable || full {
+            self.ingest_pending()?;
+        }
         Ok(())
     }
 
@@ -441,23 +626,26 @@ impl Backend for EmbeddedBackend {
         prefix: &[u8],
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
+        // Walks read the tables only: pending writes go there first.
+        self.flush_pending()?;
         let snapshot = self.db.snapshot();
-        for guard in snapshot.prefix(&self.nodes, prefix) {
-            let (key, value) = guard.into_inner().map_err(map_error)?;
+        for guard in snapshot.prefix(&self.entries, tagged(VALUE_TAG, prefix)) {
+            let (tagged_key, value) = guard.into_inner().map_err(map_error)?;
+            let key = &tagged_key[1..];
             let count = snapshot
-                .get(&self.counts, &key)
+                .get(&self.entries, tagged(COUNT_TAG, key))
                 .map_err(map_error)?
                 .ok_or_else(|| {
                     corrupt(format_args!(
                         "entry {} has a value but no count",
-                        hex::encode(&key)
+                        hex::encode(key)
                     ))
                 })?;
             visit(
-                &key,
+                key,
                 &Entry {
                     value: value.to_vec(),
-                    count: decode_count(&key, &count)?,
+                    count: decode_count(key, &count)?,
                 },
             )?;
         }
@@ -468,35 +656,38 @@ impl Backend for EmbeddedBackend {
         &self,
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        // Both keyspaces are sorted by key: walk them side by side.
+        self.flush_pending()?;
+        // Counts and values are each one sorted run: walk them side by side.
         let snapshot = self.db.snapshot();
-        let mut counts = snapshot.iter(&self.counts);
-        for guard in snapshot.iter(&self.nodes) {
-            let (key, value) = guard.into_inner().map_err(map_error)?;
+        let mut counts = snapshot.prefix(&self.entries, [COUNT_TAG]);
+        for guard in snapshot.prefix(&self.entries, [VALUE_TAG]) {
+            let (tagged_key, value) = guard.into_inner().map_err(map_error)?;
+            let key = &tagged_key[1..];
             let Some(next) = counts.next() else {
                 return Err(corrupt(format_args!(
                     "entry {} has a value but no count",
-                    hex::encode(&key)
+                    hex::encode(key)
                 )));
             };
-            let (count_key, count) = next.into_inner().map_err(map_error)?;
-            let count = match count_key.as_ref().cmp(key.as_ref()) {
-                std::cmp::Ordering::Equal => decode_count(&key, &count)?,
+            let (tagged_count_key, count) = next.into_inner().map_err(map_error)?;
+            let count_key = &tagged_count_key[1..];
+            let count = match count_key.cmp(key) {
+                std::cmp::Ordering::Equal => decode_count(key, &count)?,
                 std::cmp::Ordering::Less => {
                     return Err(corrupt(format_args!(
                         "entry {} has a count but no value",
-                        hex::encode(&count_key)
+                        hex::encode(count_key)
                     )));
                 }
                 std::cmp::Ordering::Greater => {
                     return Err(corrupt(format_args!(
                         "entry {} has a value but no count",
-                        hex::encode(&key)
+                        hex::encode(key)
                     )));
                 }
             };
             visit(
-                &key,
+                key,
                 &Entry {
                     value: value.to_vec(),
                     count,
@@ -504,27 +695,29 @@ impl Backend for EmbeddedBackend {
             )?;
         }
         if let Some(next) = counts.next() {
-            let (count_key, _) = next.into_inner().map_err(map_error)?;
+            let (tagged_count_key, _) = next.into_inner().map_err(map_error)?;
             return Err(corrupt(format_args!(
                 "entry {} has a count but no value",
-                hex::encode(&count_key)
+                hex::encode(&tagged_count_key[1..])
             )));
         }
         Ok(())
     }
 
     fn usage(&self) -> Result<Usage, BackendError> {
-        // Counts are 8 bytes each by construction: only the nodes are read.
+        // Counts are 8 bytes each by construction: only the values are read.
+        self.flush_pending()?;
         let snapshot = self.db.snapshot();
         let mut usage = Usage::default();
-        for guard in snapshot.iter(&self.nodes) {
+        for guard in snapshot.prefix(&self.entries, [VALUE_TAG]) {
             let (key, value) = guard.into_inner().map_err(map_error)?;
-            usage.add(key.len(), value.len());
+            usage.add(key.len() - 1, value.len());
         }
         Ok(usage)
     }
 
     fn flush(&self) -> Result<(), BackendError> {
+        self.flush_pending()?;
         self.db.persist(PersistMode::SyncAll).map_err(map_error)
     }
 }
