@@ -16,7 +16,8 @@
 //!   entry), with the database still open.
 //!
 //! Three layouts run: fjall with nodes and counts in two keyspaces (the
-//! layout of `EmbeddedBackend`), fjall with the count packed in front of the
+//! layout `EmbeddedBackend` used before it moved both into one keyspace of
+//! tagged records, so that a bulk ingestion is atomic), fjall with the count packed in front of the
 //! value in one keyspace, and redb with two tables. Every batch is committed
 //! durably (fjall: journal `SyncAll`; redb: `Durability::Immediate`).
 //!
