@@ -1,6 +1,7 @@
 //! Output that appears only once it is whole. A file is written through a
 //! temporary file in its directory and renamed into place; standard output
-//! is fed from an encrypted spool (`seccs-tempfile`: memory up to
+//! (and an output path that is not a regular file, such as `/dev/null` or a
+//! named pipe) is fed from an encrypted spool (`seccs-tempfile`: memory up to
 //! [`SPOOL_IN_MEMORY`], then a file sealed under a key that dies with the
 //! process) once everything was produced and authenticated. A failure half
 //! way (a tampered or truncated input, a full disk) leaves no partial
@@ -43,10 +44,40 @@ pub fn write_bytes(path: Option<&Path>, data: &[u8]) -> Result<()> {
 
 /// Writes a file through a temporary file in the same directory, renamed into
 /// place only if `fill` succeeds: a failed read leaves no partial file.
+///
+/// A path that names a symbolic link is written through the link: the file
+/// it points to is replaced and the link stays. A path that names something
+/// other than a regular file (`/dev/null`, a named pipe, a terminal) is
+/// written in place, fed like standard output from a spool once `fill` has
+/// succeeded: renaming a file over it would replace the device node itself.
 pub fn write_file_atomically(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
+    let resolved;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            resolved = std::fs::canonicalize(path).with_context(|| {
+                format!("cannot write {}: the link points nowhere", path.display())
+            })?;
+            resolved.as_path()
+        }
+        _ => path,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            anyhow::bail!("cannot write {}: it is a directory", path.display())
+        }
+        Ok(meta) if !meta.is_file() => {
+            let mut target = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            return write_when_whole(&mut target, SPOOL_IN_MEMORY, fill)
+                .with_context(|| format!("cannot write {}", path.display()));
+        }
+        _ => {}
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -112,6 +143,53 @@ mod tests {
         });
         assert!(failed.is_err());
         assert!(out.is_empty(), "{} bytes escaped a failed fill", out.len());
+        Ok(())
+    }
+
+    #[test]
+    fn a_link_is_written_through_and_stays_a_link() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"old")?;
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link)?;
+        write_file_atomically(&link, |w| Ok(w.write_all(b"new")?))?;
+        assert!(std::fs::symlink_metadata(&link)?.file_type().is_symlink());
+        assert_eq!(std::fs::read(&target)?, b"new");
+        Ok(())
+    }
+
+    /// A named pipe (like `/dev/null`, not a regular file) is written in
+    /// place and stays a pipe; a rename over it would replace the node.
+    #[test]
+    fn a_named_pipe_is_written_in_place() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+        anyhow::ensure!(made.success(), "mkfifo failed: {made}");
+        let data = bytes(3 << 20);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo))
+        };
+        write_file_atomically(&fifo, |w| Ok(w.write_all(&data)?))?;
+        let read = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+        assert_eq!(read, data);
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+            &std::fs::symlink_metadata(&fifo)?.file_type()
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn a_directory_is_refused() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let err = write_file_atomically(dir.path(), |w| Ok(w.write_all(b"x")?))
+            .err()
+            .context("a directory was written as a file")?;
+        assert!(err.to_string().contains("directory"), "{err}");
         Ok(())
     }
 
