@@ -357,6 +357,7 @@ impl S3Backend {
                     entry.path()
                 ),
             })?;
+            // The service is not trusted to have filtered.
             if key.starts_with(prefix) {
                 out.push((key, entry.metadata().content_length()));
             }

@@ -79,52 +79,50 @@ fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Result<Output, Box<dyn std
     Ok(out)
 }
 
+/// `out` if its command succeeded, else an error carrying its stderr.
+fn succeeded(out: Output) -> Result<Output, Box<dyn std::error::Error>> {
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr)).into())
+    }
+}
+
 #[test]
 fn a_cut_stream_decrypts_to_nothing_on_stdout_or_in_a_file() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let srv_dir = tmp.path().join("srv");
     let server = serve(&srv_dir)?;
     let kek = tmp.path().join("kek");
-    let made = kms(&server, &srv_dir, "new")
-        .arg("--out")
-        .arg(&kek)
-        .output()?;
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    succeeded(
+        kms(&server, &srv_dir, "new")
+            .arg("--out")
+            .arg(&kek)
+            .output()?,
+    )?;
 
     // 1 MiB: sixteen 64 KiB segments.
     let plain: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
     let plain_path = tmp.path().join("plain");
     std::fs::write(&plain_path, &plain)?;
     let sealed_path = tmp.path().join("sealed");
-    let sealed = kms(&server, &srv_dir, "encrypt")
-        .arg("--kek")
-        .arg(&kek)
-        .arg("--in")
-        .arg(&plain_path)
-        .arg("--out")
-        .arg(&sealed_path)
-        .output()?;
-    assert!(
-        sealed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sealed.stderr)
-    );
+    succeeded(
+        kms(&server, &srv_dir, "encrypt")
+            .arg("--kek")
+            .arg(&kek)
+            .arg("--in")
+            .arg(&plain_path)
+            .arg("--out")
+            .arg(&sealed_path)
+            .output()?,
+    )?;
     let sealed = std::fs::read(&sealed_path)?;
 
     // Whole: standard output gets the plaintext.
-    let whole = run_with_stdin(
+    let whole = succeeded(run_with_stdin(
         kms(&server, &srv_dir, "decrypt").arg("--kek").arg(&kek),
         &sealed,
-    )?;
-    assert!(
-        whole.status.success(),
-        "{}",
-        String::from_utf8_lossy(&whole.stderr)
-    );
+    )?)?;
     assert_eq!(whole.stdout, plain);
 
     // Cut after several whole segments: nothing on standard output, and no

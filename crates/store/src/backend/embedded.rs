@@ -178,13 +178,28 @@ fn storable(key: &[u8]) -> bool {
 #[derive(Default)]
 struct Overlay {
     writes: BTreeMap<Slice, Option<Slice>>,
+    /// Bytes of the pending keys and records, for the ingestion threshold.
     bytes: usize,
 }
 
 impl Overlay {
+    /// The record at `tagged` (the tagged form of `key`) when the overlay
+    /// decides it: a pending write, or nothing for a key the backend cannot
+    /// hold. `None` when the tables decide.
+    fn decides(&self, key: &[u8], tagged: &[u8]) -> Option<Option<Slice>> {
+        if !storable(key) {
+            return Some(None);
+        }
+        self.writes.get(tagged).cloned()
+    }
+
     fn insert(&mut self, key: Slice, value: Option<Slice>) {
-        self.bytes += key.len() + value.as_ref().map_or(0, |v| v.len());
-        self.writes.insert(key, value);
+        let size = |value: &Option<Slice>| key.len() + value.as_ref().map_or(0, |v| v.len());
+        self.bytes += size(&value);
+        // A rewrite of a pending key replaces its record: count it once.
+        if let Some(replaced) = self.writes.insert(key.clone(), value) {
+            self.bytes -= size(&replaced);
+        }
     }
 }
 
@@ -327,14 +342,18 @@ impl EmbeddedBackend {
         tag: u8,
         key: &[u8],
     ) -> Result<Option<Slice>, BackendError> {
-        if !storable(key) {
-            return Ok(None);
-        }
         let tagged = tagged(tag, key);
-        if let Some(pending) = overlay.writes.get(tagged.as_slice()) {
-            return Ok(pending.clone());
+        match overlay.decides(key, &tagged) {
+            Some(record) => Ok(record),
+            None => snapshot.get(&self.entries, &tagged).map_err(map_error),
         }
-        snapshot.get(&self.entries, &tagged).map_err(map_error)
+    }
+
+    /// A snapshot of the tables once every pending write is in them, for
+    /// walks (which read the tables only).
+    fn settled_snapshot(&self) -> Result<Snapshot, BackendError> {
+        self.flush_pending()?;
+        Ok(self.db.snapshot())
     }
 
     fn read_entry(
@@ -351,14 +370,8 @@ impl EmbeddedBackend {
                 value: value.to_vec(),
                 count: decode_count(key, &count)?,
             })),
-            (Some(_), None) => Err(corrupt(format_args!(
-                "entry {} has a value but no count",
-                hex::encode(key)
-            ))),
-            (None, Some(_)) => Err(corrupt(format_args!(
-                "entry {} has a count but no value",
-                hex::encode(key)
-            ))),
+            (Some(_), None) => Err(uncounted(key)),
+            (None, Some(_)) => Err(valueless(key)),
         }
     }
 
@@ -614,35 +627,31 @@ impl Backend for EmbeddedBackend {
         // Pending records are taken and the snapshot made under the overlay
         // lock, which is released before the parallel part: a rayon thread
         // waiting here may run another task that needs the lock.
-        let (snapshot, pending) = {
+        let (snapshot, lookups) = {
             let overlay = self.read_overlay();
-            let pending: Vec<Option<Option<Slice>>> = keys
+            let lookups: Vec<(Vec<u8>, Option<Option<Slice>>)> = keys
                 .iter()
                 .map(|key| {
-                    if !storable(key) {
-                        return Some(None);
-                    }
-                    overlay
-                        .writes
-                        .get(tagged(VALUE_TAG, key).as_slice())
-                        .cloned()
+                    let tagged = tagged(VALUE_TAG, key);
+                    let decided = overlay.decides(key, &tagged);
+                    (tagged, decided)
                 })
                 .collect();
-            (self.db.snapshot(), pending)
+            (self.db.snapshot(), lookups)
         };
-        let read = |(key, pending): (&&[u8], &Option<Option<Slice>>)| match pending {
-            Some(record) => Ok(record.as_ref().map(|v| v.to_vec())),
-            None => snapshot
-                .get(&self.entries, tagged(VALUE_TAG, key))
-                .map(|v| v.map(|v| v.to_vec()))
-                .map_err(map_error),
+        let read = |(tagged, decided): &(Vec<u8>, Option<Option<Slice>>)| {
+            let record = match decided {
+                Some(record) => record.clone(),
+                None => snapshot.get(&self.entries, tagged).map_err(map_error)?,
+            };
+            Ok(record.map(|v| v.to_vec()))
         };
         // Point lookups cost a block read and checksum each when the block
         // cache misses; a read window's lookups run on every core.
         if keys.len() >= PARALLEL_LOOKUPS {
-            keys.par_iter().zip(pending.par_iter()).map(read).collect()
+            lookups.par_iter().map(read).collect()
         } else {
-            keys.iter().zip(pending.iter()).map(read).collect()
+            lookups.iter().map(read).collect()
         }
     }
 
@@ -688,21 +697,14 @@ impl Backend for EmbeddedBackend {
         prefix: &[u8],
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        // Walks read the tables only: pending writes go there first.
-        self.flush_pending()?;
-        let snapshot = self.db.snapshot();
+        let snapshot = self.settled_snapshot()?;
         for guard in snapshot.prefix(&self.entries, tagged(VALUE_TAG, prefix)) {
             let (tagged_key, value) = guard.into_inner().map_err(map_error)?;
             let key = &tagged_key[1..];
             let count = snapshot
                 .get(&self.entries, tagged(COUNT_TAG, key))
                 .map_err(map_error)?
-                .ok_or_else(|| {
-                    corrupt(format_args!(
-                        "entry {} has a value but no count",
-                        hex::encode(key)
-                    ))
-                })?;
+                .ok_or_else(|| uncounted(key))?;
             visit(
                 key,
                 &Entry {
@@ -718,34 +720,24 @@ impl Backend for EmbeddedBackend {
         &self,
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        self.flush_pending()?;
         // Counts and values are each one sorted run: walk them side by side.
-        let snapshot = self.db.snapshot();
+        let snapshot = self.settled_snapshot()?;
         let mut counts = snapshot.prefix(&self.entries, [COUNT_TAG]);
         for guard in snapshot.prefix(&self.entries, [VALUE_TAG]) {
             let (tagged_key, value) = guard.into_inner().map_err(map_error)?;
             let key = &tagged_key[1..];
             let Some(next) = counts.next() else {
-                return Err(corrupt(format_args!(
-                    "entry {} has a value but no count",
-                    hex::encode(key)
-                )));
+                return Err(uncounted(key));
             };
             let (tagged_count_key, count) = next.into_inner().map_err(map_error)?;
             let count_key = &tagged_count_key[1..];
             let count = match count_key.cmp(key) {
                 std::cmp::Ordering::Equal => decode_count(key, &count)?,
                 std::cmp::Ordering::Less => {
-                    return Err(corrupt(format_args!(
-                        "entry {} has a count but no value",
-                        hex::encode(count_key)
-                    )));
+                    return Err(valueless(count_key));
                 }
                 std::cmp::Ordering::Greater => {
-                    return Err(corrupt(format_args!(
-                        "entry {} has a value but no count",
-                        hex::encode(key)
-                    )));
+                    return Err(uncounted(key));
                 }
             };
             visit(
@@ -758,18 +750,14 @@ impl Backend for EmbeddedBackend {
         }
         if let Some(next) = counts.next() {
             let (tagged_count_key, _) = next.into_inner().map_err(map_error)?;
-            return Err(corrupt(format_args!(
-                "entry {} has a count but no value",
-                hex::encode(&tagged_count_key[1..])
-            )));
+            return Err(valueless(&tagged_count_key[1..]));
         }
         Ok(())
     }
 
     fn usage(&self) -> Result<Usage, BackendError> {
         // Counts are 8 bytes each by construction: only the values are read.
-        self.flush_pending()?;
-        let snapshot = self.db.snapshot();
+        let snapshot = self.settled_snapshot()?;
         let mut usage = Usage::default();
         for guard in snapshot.prefix(&self.entries, [VALUE_TAG]) {
             let (key, value) = guard.into_inner().map_err(map_error)?;
@@ -793,6 +781,22 @@ fn decode_count(key: &[u8], bytes: &[u8]) -> Result<u64, BackendError> {
         ))
     })?;
     Ok(u64::from_be_bytes(array))
+}
+
+/// A value record without its count record.
+fn uncounted(key: &[u8]) -> BackendError {
+    corrupt(format_args!(
+        "entry {} has a value but no count",
+        hex::encode(key)
+    ))
+}
+
+/// A count record without its value record.
+fn valueless(key: &[u8]) -> BackendError {
+    corrupt(format_args!(
+        "entry {} has a count but no value",
+        hex::encode(key)
+    ))
 }
 
 fn corrupt(detail: impl std::fmt::Display) -> BackendError {
