@@ -69,7 +69,10 @@ pub struct InitArgs {
 pub struct PutArgs {
     /// The file to store, `-` for standard input, or a directory: every
     /// regular file and symlink under it is stored, named by its path as
-    /// given (normalized like tar: no leading `/`, `./` or `../`).
+    /// given (normalized like tar: no leading `/`, `./` or `../`). Names
+    /// under the directory whose files are no longer there are marked gone:
+    /// `ls` and `get DIR/` leave them out, `ls --all` and `get NAME@N`
+    /// still reach their versions.
     file: PathBuf,
     /// Store under NAME (a file or stdin). An existing NAME keeps its older
     /// versions: read them with `seccs get NAME@N`.
@@ -119,10 +122,13 @@ pub struct LsArgs {
     /// Only names starting with PREFIX.
     #[arg(default_value = "")]
     prefix: String,
-    /// Every version, not only the newest.
+    /// Every version, not only the newest, and names that are gone (no
+    /// longer found by `seccs put DIR` in their directory; marked "gone
+    /// since").
     #[arg(long)]
     all: bool,
-    /// One JSON object per line: name, version, size, reference, time, kind.
+    /// One JSON object per line: name, version, size, reference, time, kind,
+    /// gone_since (null, or when the name was found gone).
     #[arg(long)]
     json: bool,
 }
@@ -368,6 +374,8 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
     for record in &records {
         let versions: Vec<_> = if args.all {
             record.versions.iter().collect()
+        } else if record.is_gone() {
+            Vec::new()
         } else {
             record.latest().into_iter().collect()
         };
@@ -384,13 +392,21 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
                     "reference": v.content_ref.to_hex(),
                     "time": v.time,
                     "kind": kind,
+                    "gone_since": record.gone_since,
                 });
                 writeln!(out, "{line}")?;
             } else {
-                let name = if args.all {
-                    format!("{}@{}", record.name, v.number)
-                } else {
-                    record.name.clone()
+                let name = match (args.all, record.gone_since) {
+                    (true, Some(t)) => {
+                        format!(
+                            "{}@{}  (gone since {})",
+                            record.name,
+                            v.number,
+                            format_time(t)
+                        )
+                    }
+                    (true, None) => format!("{}@{}", record.name, v.number),
+                    (false, _) => record.name.clone(),
                 };
                 writeln!(
                     out,

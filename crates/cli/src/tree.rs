@@ -6,6 +6,11 @@
 //! that cannot be read is reported, the rest is stored, and the command
 //! exits non-zero.
 //!
+//! A name under DIR that the catalog holds but the walk no longer finds is
+//! marked gone (its versions stay; see `seccs_store::catalog`), so that
+//! `seccs get DIR/` restores DIR as it was last put. Names under a directory
+//! that could not be listed are left alone: their files may still be there.
+//!
 //! A file whose size, modification and change times and inode equal the
 //! stamp recorded with its name's newest version is not read again (as
 //! restic, borg and git skip unchanged files). A stamp is recorded only
@@ -13,6 +18,7 @@
 //! write that lands in the same timestamp tick as an earlier one, after the
 //! file was read, still changes the change time past the recorded one.
 
+use std::collections::HashSet;
 use std::fs::{self, File, Metadata};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -54,11 +60,27 @@ pub fn name_of(path: &Path) -> String {
     parts.join("/")
 }
 
-fn walk(dir: &Path, found: &mut Vec<Found>, problems: &mut Vec<String>) {
+/// What a walk of the directory found.
+#[derive(Default)]
+struct Walk {
+    /// Files and symlinks to store.
+    found: Vec<Found>,
+    /// What to report (and exit non-zero for).
+    problems: Vec<String>,
+    /// Names of everything found that is not a directory, stored or not.
+    present: HashSet<String>,
+    /// Names of directories that could not be listed whole: what the
+    /// catalog holds under them may still be there.
+    unlisted: Vec<String>,
+}
+
+fn walk(dir: &Path, w: &mut Walk) {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            problems.push(format!("cannot read directory {}: {e}", dir.display()));
+            w.problems
+                .push(format!("cannot read directory {}: {e}", dir.display()));
+            w.unlisted.push(name_of(dir));
             return;
         }
     };
@@ -66,38 +88,73 @@ fn walk(dir: &Path, found: &mut Vec<Found>, problems: &mut Vec<String>) {
     for entry in entries {
         match entry {
             Ok(e) => paths.push(e.path()),
-            Err(e) => problems.push(format!("cannot read directory {}: {e}", dir.display())),
+            Err(e) => {
+                w.problems
+                    .push(format!("cannot read directory {}: {e}", dir.display()));
+                w.unlisted.push(name_of(dir));
+            }
         }
     }
     paths.sort();
     for path in paths {
+        let name = name_of(&path);
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) => {
-                problems.push(format!("cannot read {}: {e}", path.display()));
+                w.problems
+                    .push(format!("cannot read {}: {e}", path.display()));
+                // It may be a directory: keep what is under it too.
+                w.unlisted.push(name.clone());
+                w.present.insert(name);
                 continue;
             }
         };
-        let name = name_of(&path);
         let ft = meta.file_type();
         if ft.is_dir() {
-            walk(&path, found, problems);
-        } else if ft.is_file() {
-            found.push(Found::File {
+            walk(&path, w);
+            continue;
+        }
+        w.present.insert(name.clone());
+        if ft.is_file() {
+            w.found.push(Found::File {
                 path,
                 name,
                 len: meta.len(),
                 stamp: stamp_of(&meta),
             });
         } else if ft.is_symlink() {
-            found.push(Found::Symlink { path, name });
+            w.found.push(Found::Symlink { path, name });
         } else {
-            problems.push(format!(
+            w.problems.push(format!(
                 "skipped {}: not a regular file or symlink",
                 path.display()
             ));
         }
     }
+}
+
+/// The names under `prefix` (which ends in `/`) that a walk did not find:
+/// not present, and not under a directory it could not list. `listed` is
+/// every name the catalog holds under `prefix` that is not gone already.
+fn missing_names<'a>(
+    listed: impl IntoIterator<Item = &'a str>,
+    present: &HashSet<String>,
+    unlisted: &[String],
+) -> Vec<String> {
+    listed
+        .into_iter()
+        .filter(|name| !present.contains(*name))
+        .filter(|name| {
+            !unlisted.iter().any(|dir| {
+                dir.is_empty()
+                    || *name == dir
+                    || name
+                        .strip_prefix(dir.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 fn stamp_of(meta: &Metadata) -> FileStamp {
@@ -141,9 +198,14 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     let start = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
-    let mut found = Vec::new();
-    let mut problems = Vec::new();
-    walk(dir, &mut found, &mut problems);
+    let mut w = Walk::default();
+    walk(dir, &mut w);
+    let Walk {
+        found,
+        mut problems,
+        present,
+        unlisted,
+    } = w;
     let total: u64 = found
         .iter()
         .map(|f| match f {
@@ -219,30 +281,81 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         }
     }
     out.flush()?;
+    let gone = match mark_missing_gone(store, dir, &present, &unlisted) {
+        Ok(n) => n,
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            0
+        }
+    };
     if !how.quiet {
         eprintln!(
             "seccs: {stored} entries stored: {} read, {unchanged} unchanged since the last put (not read)",
             stored - unchanged
         );
+        if gone > 0 {
+            eprintln!(
+                "seccs: {gone} names under {}/ are gone (no longer in the directory); \
+                 their versions stay readable as NAME@N until removed",
+                name_of(dir)
+            );
+        }
     }
     for p in &problems {
         eprintln!("seccs: {p}");
     }
     if !problems.is_empty() {
         bail!(
-            "stored {stored} of {} entries; {} problem(s) reported above",
-            stored + problems.len(),
+            "stored {stored} entries; {} problem(s) reported above",
             problems.len()
         );
     }
     Ok(())
 }
 
+/// Marks gone the names under `dir`'s prefix that the walk did not find;
+/// returns how many. A directory named without a prefix (`.`, `/`) holds
+/// every name in the store, so nothing is marked for it.
+fn mark_missing_gone(
+    store: &Store,
+    dir: &Path,
+    present: &HashSet<String>,
+    unlisted: &[String],
+) -> Result<usize> {
+    let root = name_of(dir);
+    if root.is_empty() {
+        return Ok(0);
+    }
+    let prefix = format!("{root}/");
+    let records = store
+        .list(&prefix)
+        .with_context(|| format!("cannot list the names under {prefix}"))?;
+    let missing = missing_names(
+        records
+            .iter()
+            .filter(|r| !r.is_gone())
+            .map(|r| r.name.as_str()),
+        present,
+        unlisted,
+    );
+    store
+        .mark_gone(&missing)
+        .with_context(|| format!("cannot mark the names missing from {} gone", dir.display()))
+}
+
 /// Restores every name under `prefix` into `dir` (as `tar -x -C DIR` would).
 pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Result<()> {
-    let records = store.list(prefix)?;
-    if records.is_empty() {
+    let all = store.list(prefix)?;
+    if all.is_empty() {
         bail!("no names start with {prefix:?}");
+    }
+    let gone = all.iter().filter(|r| r.is_gone()).count();
+    let records: Vec<_> = all.into_iter().filter(|r| !r.is_gone()).collect();
+    if records.is_empty() {
+        bail!(
+            "every name under {prefix:?} is gone ({gone}; the last put of their directory \
+             did not find them): `seccs ls --all {prefix}` lists their versions"
+        );
     }
     let total = records
         .iter()
@@ -321,6 +434,27 @@ mod tests {
         assert_eq!(name_of(Path::new("/abs/dir/f")), "abs/dir/f");
         assert_eq!(name_of(Path::new("../up/f")), "up/f");
         assert_eq!(name_of(Path::new("a/./b//c")), "a/b/c");
+    }
+
+    #[test]
+    fn names_not_found_are_missing_unless_under_a_directory_that_could_not_be_listed() {
+        let present: HashSet<String> = ["t/a", "t/pipe"].iter().map(|s| s.to_string()).collect();
+        let listed = [
+            "t/a",
+            "t/b",
+            "t/pipe",
+            "t/locked/x",
+            "t/locked2",
+            "t/lockedx/y",
+        ];
+        let unlisted = vec!["t/locked".to_string()];
+        assert_eq!(
+            missing_names(listed, &present, &unlisted),
+            ["t/b", "t/locked2", "t/lockedx/y"]
+        );
+        // The root itself could not be listed: nothing is missing.
+        assert!(missing_names(listed, &present, &["t".to_string()]).is_empty());
+        assert!(missing_names(listed, &present, &[String::new()]).is_empty());
     }
 
     fn changed_at(secs: i64, nanos: u32) -> FileStamp {

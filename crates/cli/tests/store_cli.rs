@@ -391,3 +391,92 @@ fn sigkill_during_put_or_rm_leaves_a_consistent_store() {
     }
     assert!(kills >= 20, "only {kills} kills");
 }
+
+/// Names `seccs ls` prints (the last column of its text output).
+fn listed(store: &Path, args: &[&str]) -> Vec<String> {
+    ok(seccs(store).arg("ls").args(args))
+        .lines()
+        .map(|l| l.split("  ").last().expect("name").to_owned())
+        .collect()
+}
+
+#[test]
+fn files_deleted_from_a_directory_are_gone_from_its_restore_but_keep_their_versions() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("tree");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    random_file(&src, "keep", 3_000, 31);
+    random_file(&src, "delete-me", 3_000, 32);
+    random_file(&src, "was-a-file", 3_000, 33);
+    random_file(&src.join("sub"), "move-me", 3_000, 34);
+    let put = |extra: &[&str]| {
+        let out = run(seccs(&store)
+            .current_dir(tmp.path())
+            .args(["put", "tree"])
+            .args(extra));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).expect("utf-8")
+    };
+    put(&[]);
+    std::fs::remove_file(src.join("delete-me")).expect("rm");
+    std::fs::remove_file(src.join("was-a-file")).expect("rm");
+    std::fs::create_dir(src.join("was-a-file")).expect("mkdir");
+    random_file(&src.join("was-a-file"), "inner", 1_000, 35);
+    std::fs::rename(src.join("sub/move-me"), src.join("moved")).expect("mv");
+    let err = put(&[]);
+    assert!(err.contains("3 names under tree/ are gone"), "{err}");
+    assert_eq!(
+        listed(&store, &[]),
+        ["tree/keep", "tree/moved", "tree/was-a-file/inner"]
+    );
+    // ls --all still shows every version, marked gone.
+    let all = ok(seccs(&store).args(["ls", "--all"]));
+    assert_eq!(all.lines().count(), 6, "{all}");
+    assert_eq!(all.matches("(gone since").count(), 3, "{all}");
+    let json = ok(seccs(&store).args(["ls", "--all", "--json", "tree/delete-me"]));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).expect("json");
+    assert!(v["gone_since"].as_u64().is_some(), "{json}");
+    // The restore is the tree as it is now, nothing more.
+    let restore = tmp.path().join("restore");
+    ok(seccs(&store).args(["get", "tree/", "-o"]).arg(&restore));
+    let mut restored: Vec<String> = walk(&restore.join("tree"))
+        .iter()
+        .map(|p| {
+            p.strip_prefix(restore.join("tree"))
+                .expect("under")
+                .display()
+                .to_string()
+        })
+        .collect();
+    restored.sort();
+    assert_eq!(restored, ["keep", "moved", "was-a-file/inner"]);
+    assert_eq!(
+        std::fs::read(restore.join("tree/moved")).expect("moved"),
+        std::fs::read(src.join("moved")).expect("src")
+    );
+    // A gone name alone is an error that says how to reach its versions.
+    let err = fails(seccs(&store).args(["get", "tree/delete-me"]));
+    assert!(
+        err.contains("gone") && err.contains("tree/delete-me@1"),
+        "{err}"
+    );
+    let old = run(seccs(&store).args(["get", "tree/delete-me@1"]));
+    assert!(old.status.success());
+    assert_eq!(old.stdout.len(), 3_000);
+    // A file that comes back is listed again; verify is clean throughout.
+    random_file(&src, "delete-me", 3_000, 32);
+    let err = put(&[]);
+    assert!(!err.contains("are gone"), "{err}");
+    assert!(listed(&store, &[]).contains(&"tree/delete-me".to_string()));
+    ok(seccs(&store).arg("verify"));
+    // A put of "." names files without a prefix: nothing is marked gone.
+    std::fs::remove_file(src.join("keep")).expect("rm");
+    let out = run(seccs(&store).current_dir(&src).args(["put", "."]));
+    assert!(out.status.success());
+    assert!(listed(&store, &[]).contains(&"tree/keep".to_string()));
+}

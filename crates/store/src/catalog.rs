@@ -15,15 +15,23 @@
 //! that `seccs put DIR` can skip files that have not changed since (as
 //! restic, borg and git do), without a cache outside the store.
 //!
-//! Record format (version 2), written and read by separate code, trailing
-//! bytes rejected; version 1 records (no stamps) are still read:
+//! A name can be *gone*: `seccs put DIR` did not find the file under DIR
+//! any more. A gone name keeps its versions (readable as `NAME@N`, removed
+//! only by `rm`), but is left out of listings and tree restores, so that a
+//! restore of DIR gives the tree as it was last put. Putting the name
+//! again brings it back.
+//!
+//! Record format (version 3), written and read by separate code, trailing
+//! bytes rejected; versions 1 and 2 are still read:
 //! ```text
-//! u8 2 | u32 name_len | name | u32 next_version | u32 n |
+//! u8 3 | u32 name_len | name | u32 next_version | u32 n |
 //!   n × ( u32 number | u8 ref_len | ref | u64 size | u64 time | u8 kind |
 //!         u8 has_stamp | [ i64 mtime_s | u32 mtime_ns | i64 ctime_s |
-//!                          u32 ctime_ns | u64 inode ] )
+//!                          u32 ctime_ns | u64 inode ] ) |
+//!   u8 is_gone | [ u64 gone_since ]
 //! ```
-//! (format 1 ends each version at `kind`).
+//! (format 2 ends after the last version; format 1 also ends each version
+//! at `kind`).
 
 use aes_siv::Tag;
 use hmac::{Hmac, KeyInit, Mac};
@@ -39,7 +47,9 @@ use crate::wrapper::SivPool;
 pub const KEY_PREFIX: u8 = b'N';
 /// Length of catalog keys.
 pub const KEY_LEN: usize = 33;
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
+/// The format before gone names; still read.
+const FORMAT_NO_GONE: u8 = 2;
 /// The format before file stamps; still read.
 const FORMAT_NO_STAMPS: u8 = 1;
 
@@ -93,6 +103,9 @@ pub struct Record {
     pub next_version: u32,
     /// Live versions, oldest first.
     pub versions: Vec<Version>,
+    /// When `seccs put DIR` last found the name's file missing from its
+    /// directory (seconds since the Unix epoch); `None` while it is there.
+    pub gone_since: Option<u64>,
 }
 
 impl Record {
@@ -104,6 +117,11 @@ impl Record {
     /// The version with `number`.
     pub fn version(&self, number: u32) -> Option<&Version> {
         self.versions.iter().find(|v| v.number == number)
+    }
+
+    /// Whether `seccs put DIR` last found the name's file missing.
+    pub fn is_gone(&self) -> bool {
+        self.gone_since.is_some()
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -135,13 +153,20 @@ impl Record {
                 }
             }
         }
+        match self.gone_since {
+            None => out.push(0),
+            Some(t) => {
+                out.push(1);
+                out.extend_from_slice(&t.to_be_bytes());
+            }
+        }
         out
     }
 
     fn decode(bytes: &[u8]) -> Option<Record> {
         let mut r = Reader(bytes);
         let format = r.u8()?;
-        if format != FORMAT && format != FORMAT_NO_STAMPS {
+        if !matches!(format, FORMAT | FORMAT_NO_GONE | FORMAT_NO_STAMPS) {
             return None;
         }
         let name_len = r.u32()? as usize;
@@ -186,10 +211,20 @@ impl Record {
                 stamp,
             });
         }
+        let is_gone = match format {
+            FORMAT => r.u8()?,
+            _ => 0,
+        };
+        let gone_since = match is_gone {
+            0 => None,
+            1 => Some(r.u64()?),
+            _ => return None,
+        };
         r.0.is_empty().then_some(Record {
             name,
             next_version,
             versions,
+            gone_since,
         })
     }
 }
@@ -317,19 +352,46 @@ mod tests {
             name: "photos/2024/a.jpg".into(),
             next_version: 4,
             versions: vec![version(2, None), version(3, Some(stamp))],
+            gone_since: None,
         };
         let bytes = rec.encode();
-        assert_eq!(Record::decode(&bytes), Some(rec));
+        assert_eq!(Record::decode(&bytes), Some(rec.clone()));
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert_eq!(Record::decode(&trailing), None);
         assert_eq!(Record::decode(&bytes[..bytes.len() - 1]), None);
-        // The stamp flag is 0 or 1, nothing else.
-        let flag_at = bytes.len() - 33;
+        // The stamp flag is 0 or 1, nothing else (it precedes the gone flag).
+        let flag_at = bytes.len() - 34;
         assert_eq!(bytes[flag_at], 1);
         let mut bad_flag = bytes.clone();
         bad_flag[flag_at] = 2;
         assert_eq!(Record::decode(&bad_flag), None);
+        // A gone name keeps its versions and the time it went.
+        let gone = Record {
+            gone_since: Some(1_800_000_000),
+            ..rec
+        };
+        let bytes = gone.encode();
+        assert_eq!(Record::decode(&bytes), Some(gone));
+        let mut bad_gone = bytes.clone();
+        let at = bytes.len() - 9;
+        bad_gone[at] = 2;
+        assert_eq!(Record::decode(&bad_gone), None);
+    }
+
+    #[test]
+    fn format_2_records_still_read() {
+        let rec = Record {
+            name: "a".into(),
+            next_version: 2,
+            versions: vec![version(1, None)],
+            gone_since: None,
+        };
+        let mut v2 = rec.encode();
+        // Format 2: leading 2, and no gone flag at the end.
+        v2[0] = FORMAT_NO_GONE;
+        assert_eq!(v2.pop(), Some(0));
+        assert_eq!(Record::decode(&v2), Some(rec));
     }
 
     #[test]
@@ -338,10 +400,12 @@ mod tests {
             name: "a".into(),
             next_version: 2,
             versions: vec![version(1, None)],
+            gone_since: None,
         };
         let mut v1 = rec.encode();
-        // Format 1: leading 1, and no stamp flag after the kind.
+        // Format 1: leading 1, no stamp flag after the kind, no gone flag.
         v1[0] = FORMAT_NO_STAMPS;
+        assert_eq!(v1.pop(), Some(0));
         assert_eq!(v1.pop(), Some(0));
         assert_eq!(Record::decode(&v1), Some(rec));
     }
@@ -353,6 +417,7 @@ mod tests {
             name: "a".into(),
             next_version: 1,
             versions: vec![],
+            gone_since: None,
         };
         let (ka, kb) = (c.key_of("a"), c.key_of("b"));
         let sealed = c.seal(&ka, &rec);

@@ -401,7 +401,8 @@ impl Store {
 
     /// [`Store::put_named`], recording the stamp of the file the content is
     /// read from, for [`Store::unchanged_since_stamp`]. Putting the newest
-    /// version's content again only updates its stamp.
+    /// version's content again only updates its stamp. Either way a gone
+    /// name (see [`Store::mark_gone`]) is back.
     pub fn put_named_stamped(
         &self,
         reader: &mut dyn std::io::Read,
@@ -424,8 +425,9 @@ impl Store {
                 // Unchanged since the newest version: not another put.
                 number.set(latest.number);
                 let mut entries = Vec::new();
-                if latest.stamp != stamp {
+                if latest.stamp != stamp || record.gone_since.is_some() {
                     latest.stamp = stamp;
+                    record.gone_since = None;
                     entries.push((key.clone(), self.catalog.seal(&key, record)));
                 }
                 return Ok(FinalEntries {
@@ -437,7 +439,9 @@ impl Store {
                 name: name.to_owned(),
                 next_version: 1,
                 versions: Vec::new(),
+                gone_since: None,
             });
+            record.gone_since = None;
             let version = Version {
                 number: record.next_version,
                 content_ref: content_ref.clone(),
@@ -469,6 +473,10 @@ impl Store {
         let Some(record) = self.lookup(name)? else {
             return Ok(None);
         };
+        if record.is_gone() {
+            // Read it: the put that finds it again must say it is back.
+            return Ok(None);
+        }
         Ok(record
             .latest()
             .filter(|v| {
@@ -491,31 +499,73 @@ impl Store {
         self.record_at(&self.catalog.key_of(name))
     }
 
-    /// Resolves `NAME` (newest version) or `NAME@N`.
+    /// Resolves `NAME` (newest version) or `NAME@N`. A gone name resolves
+    /// only with a version number.
     pub fn resolve(&self, spec: &str) -> Result<Version> {
         let (name, number) = catalog::parse_name_version(spec);
-        let record = match self.lookup(spec)? {
+        let (record, name, number) = match self.lookup(spec)? {
             // A name that itself ends in `@digits` wins over a version.
-            Some(r) => {
-                return r
-                    .latest()
-                    .cloned()
-                    .ok_or_else(|| StoreError::NotFound(spec.into()));
+            Some(r) => (r, spec, None),
+            None => {
+                let r = self
+                    .lookup(name)?
+                    .ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
+                (r, name, number)
             }
-            None => self.lookup(name)?,
         };
-        let record =
-            record.ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
         match number {
             Some(n) => record
                 .version(n)
                 .cloned()
                 .ok_or_else(|| StoreError::NotFound(format!("{name:?} has no version {n}"))),
-            None => record
-                .latest()
-                .cloned()
-                .ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}"))),
+            None => {
+                let latest = record
+                    .latest()
+                    .ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
+                if record.is_gone() {
+                    return Err(StoreError::NotFound(format!(
+                        "{name:?} is gone: the last put of its directory did not find it; \
+                         its versions stay readable as {name}@N (newest: {name}@{})",
+                        latest.number
+                    )));
+                }
+                Ok(latest.clone())
+            }
         }
+    }
+
+    /// Marks `names` gone: their files were not found by a put of their
+    /// directory. Their versions stay (readable as `NAME@N`, counted, removed
+    /// only by [`Store::remove_name`]); listings and tree restores leave them
+    /// out until a put brings them back. Names already gone or not in the
+    /// catalog are left alone. Records are rewritten in batches, each one
+    /// atomic; returns how many names were marked.
+    pub fn mark_gone(&self, names: &[String]) -> Result<usize> {
+        const RECORDS_PER_BATCH: usize = 4096;
+        let when = now();
+        let _guard = self.lock_writer();
+        let mut marked = 0;
+        for group in names.chunks(RECORDS_PER_BATCH) {
+            let keys: Vec<Vec<u8>> = group.iter().map(|n| self.catalog.key_of(n)).collect();
+            let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            let values = self.backend.get_values(&key_refs)?;
+            let mut batch = Batch::new();
+            for (key, value) in keys.into_iter().zip(values) {
+                let Some(value) = value else { continue };
+                let mut record = self.catalog.open(&key, &value)?;
+                if record.is_gone() {
+                    continue;
+                }
+                record.gone_since = Some(when);
+                let sealed = self.catalog.seal(&key, &record);
+                batch.put(key, sealed, 1);
+                marked += 1;
+            }
+            if !batch.is_empty() {
+                self.backend.apply_owned(batch)?;
+            }
+        }
+        Ok(marked)
     }
 
     /// Every catalog record whose name starts with `prefix`, sorted by name.

@@ -162,3 +162,83 @@ fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
     store.remove_name("f", None).expect("rm");
     assert_eq!(store.usage().expect("usage").entries, 0);
 }
+
+#[test]
+fn a_gone_name_keeps_its_versions_leaves_listings_and_comes_back_when_put_again() {
+    let (store, _) = memory_store(256, WrapperKind::AesSiv);
+    let (v1, v2) = (random_bytes(6000, 21), random_bytes(300, 22));
+    let stamp = FileStamp {
+        mtime_s: 100,
+        mtime_ns: 1,
+        ctime_s: 100,
+        ctime_ns: 1,
+        inode: 7,
+    };
+    store
+        .put_named(&mut v1.as_slice(), "t/a", EntryKind::File)
+        .expect("put");
+    store
+        .put_named_stamped(&mut v2.as_slice(), "t/a", EntryKind::File, Some(stamp))
+        .expect("put");
+    store
+        .put_named(&mut v1.as_slice(), "t/b", EntryKind::File)
+        .expect("put");
+    let before = store.usage().expect("usage");
+    let names = ["t/a".to_string(), "t/nothing".to_string()];
+    assert_eq!(
+        store.mark_gone(&names).expect("mark"),
+        1,
+        "t/nothing is not a name"
+    );
+    assert_eq!(
+        store.mark_gone(&names).expect("mark"),
+        0,
+        "t/a is gone already"
+    );
+    // Nothing is released: the same entries, counts still exact.
+    assert_eq!(store.usage().expect("usage").entries, before.entries);
+    assert!(store.verify().expect("verify").is_clean());
+    let record = store.lookup("t/a").expect("lookup").expect("record");
+    assert!(record.is_gone() && record.versions.len() == 2);
+    // NAME alone says it is gone and how to reach it; NAME@N reads.
+    let err = store.resolve("t/a").expect_err("gone").to_string();
+    assert!(err.contains("gone") && err.contains("t/a@2"), "{err}");
+    let old = store.resolve("t/a@1").expect("v1");
+    assert_eq!(store.get(&old.content_ref).expect("get"), v1);
+    // A gone file is read again even when its stamp matches.
+    assert!(
+        store
+            .unchanged_since_stamp("t/a", v2.len() as u64, &stamp)
+            .expect("lookup")
+            .is_none()
+    );
+    // Putting its newest content again brings it back, with no new version.
+    let (_, n) = store
+        .put_named_stamped(&mut v2.as_slice(), "t/a", EntryKind::File, Some(stamp))
+        .expect("put");
+    assert_eq!(n, 2);
+    assert_eq!(store.resolve("t/a").expect("back").number, 2);
+    assert!(
+        !store
+            .lookup("t/a")
+            .expect("lookup")
+            .expect("record")
+            .is_gone()
+    );
+    // A new content for a gone name brings it back as a new version.
+    store.mark_gone(&names).expect("mark");
+    let (_, n) = store
+        .put_named(
+            &mut random_bytes(400, 23).as_slice(),
+            "t/a",
+            EntryKind::File,
+        )
+        .expect("put");
+    assert_eq!(n, 3);
+    assert!(store.resolve("t/a").is_ok());
+    // Removing a gone name removes every version, to zero residue.
+    store.mark_gone(&names).expect("mark");
+    assert_eq!(store.remove_name("t/a", None).expect("rm"), 3);
+    store.remove_name("t/b", None).expect("rm");
+    assert_eq!(store.usage().expect("usage").entries, 0);
+}
