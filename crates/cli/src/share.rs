@@ -55,11 +55,19 @@ enum ShareCommand {
         client: ClientArgs,
         /// Only tags starting with this.
         prefix: Option<String>,
+        /// One JSON object per tag: tag, versions (version, servers,
+        /// stored_bytes).
+        #[arg(long)]
+        json: bool,
     },
     /// List the servers online.
     Serv {
         #[command(flatten)]
         client: ClientArgs,
+        /// One JSON object per server: channel, name, records,
+        /// stored_bytes, free_bytes.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove TAG (every version), or TAG@N (one version).
     Rm {
@@ -200,8 +208,26 @@ impl Session {
         Ok(())
     }
 
-    async fn ls(&self, prefix: &str) -> anyhow::Result<()> {
+    async fn ls(&self, prefix: &str, json: bool) -> anyhow::Result<()> {
         for l in self.client.list(prefix).await? {
+            if json {
+                let versions: Vec<_> = l
+                    .versions
+                    .iter()
+                    .map(|v| {
+                        serde_json::json!({
+                            "version": v.version,
+                            "servers": v.servers,
+                            "stored_bytes": v.stored_bytes,
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "tag": l.tag, "versions": versions })
+                );
+                continue;
+            }
             let versions: Vec<String> = l
                 .versions
                 .iter()
@@ -212,8 +238,21 @@ impl Session {
         Ok(())
     }
 
-    async fn serv(&self) -> anyhow::Result<()> {
+    async fn serv(&self, json: bool) -> anyhow::Result<()> {
         for s in self.client.server_status().await? {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "channel": s.channel,
+                        "name": s.info.name,
+                        "records": s.info.records,
+                        "stored_bytes": s.info.stored_bytes,
+                        "free_bytes": s.info.free_bytes,
+                    })
+                );
+                continue;
+            }
             println!(
                 "{}\t{}\t{} records\t{} bytes stored\t{} bytes free",
                 s.channel, s.info.name, s.info.records, s.info.stored_bytes, s.info.free_bytes
@@ -306,9 +345,9 @@ fn interactive(args: &ClientArgs) -> anyhow::Result<()> {
             ["load", tag, file] => {
                 get_pw(false).and_then(|p| rt.block_on(session.load(tag, Path::new(file), &p)))
             }
-            ["ls"] => rt.block_on(session.ls("")),
-            ["ls", prefix] => rt.block_on(session.ls(prefix)),
-            ["serv"] => rt.block_on(session.serv()),
+            ["ls"] => rt.block_on(session.ls("", false)),
+            ["ls", prefix] => rt.block_on(session.ls(prefix, false)),
+            ["serv"] => rt.block_on(session.serv(false)),
             ["rm", tag] => rt.block_on(session.rm(tag)),
             ["help"] => {
                 println!("{HELP}");
@@ -363,14 +402,18 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
             runtime()?
                 .block_on(async { Session::open(&client).await?.load(&tag, &file, &pw).await })
         }
-        ShareCommand::Ls { client, prefix } => runtime()?.block_on(async {
+        ShareCommand::Ls {
+            client,
+            prefix,
+            json,
+        } => runtime()?.block_on(async {
             Session::open(&client)
                 .await?
-                .ls(prefix.as_deref().unwrap_or(""))
+                .ls(prefix.as_deref().unwrap_or(""), json)
                 .await
         }),
-        ShareCommand::Serv { client } => {
-            runtime()?.block_on(async { Session::open(&client).await?.serv().await })
+        ShareCommand::Serv { client, json } => {
+            runtime()?.block_on(async { Session::open(&client).await?.serv(json).await })
         }
         ShareCommand::Rm { client, tag } => {
             runtime()?.block_on(async { Session::open(&client).await?.rm(&tag).await })

@@ -1,0 +1,195 @@
+//! `seccs share` as an operator runs it: a real `redis-server` on a free
+//! loopback port, three `seccs share serve` processes, and the client
+//! commands save, ls, serv, load and rm, with their JSON listings.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process, killed on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn redis(dir: &Path) -> (Killed, u16) {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (scripts/test installs it)");
+    let proc = Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut buf = [0u8; 16];
+            if s.write_all(b"PING\r\n").is_ok()
+                && let Ok(n) = s.read(&mut buf)
+                && buf[..n].starts_with(b"+PONG")
+            {
+                return (proc, port);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server on port {port} never answered PING");
+}
+
+fn seccs(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+    c.env("HOME", home).env_remove("SECCS_SHARE_PASSWORD");
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run seccs")
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+/// The client side of the test: its config, password file and home.
+struct Network {
+    home: PathBuf,
+    config: PathBuf,
+    password: PathBuf,
+}
+
+impl Network {
+    fn client(&self, args: &[&str]) -> Command {
+        let mut c = seccs(&self.home);
+        c.arg("share").args(args).arg("--config").arg(&self.config);
+        c
+    }
+
+    fn with_password(&self, args: &[&str]) -> Command {
+        let mut c = self.client(args);
+        c.arg("--password-file").arg(&self.password);
+        c
+    }
+
+    /// `share serv --json`, polled until `n` servers answer (bounded).
+    fn wait_for_servers(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = run(&mut self.client(&["serv", "--json"]));
+            if out.status.success() {
+                let servers = json_lines(&String::from_utf8_lossy(&out.stdout));
+                if servers.len() == n {
+                    return servers;
+                }
+            }
+            assert!(Instant::now() < deadline, "{n} servers never came online");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+#[test]
+fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let common = format!(
+        "broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\n\
+         [kdf]\nalgorithm = \"argon2id\"\nmemory_kib = 8\niterations = 1\nparallelism = 1\n"
+    );
+    let mut servers = Vec::new();
+    for i in 0..3 {
+        let root = tmp.path().join(format!("server{i}"));
+        std::fs::create_dir_all(&root).expect("mkdir");
+        std::fs::write(
+            root.join("seccs-share.toml"),
+            format!("name = \"s{i}\"\n{common}"),
+        )
+        .expect("server config");
+        let child = seccs(tmp.path())
+            .args(["share", "serve", "--root"])
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("seccs share serve");
+        servers.push(Killed(child));
+    }
+    let net = Network {
+        home: tmp.path().to_path_buf(),
+        config: tmp.path().join("client.toml"),
+        password: tmp.path().join("password"),
+    };
+    std::fs::write(&net.config, &common).expect("client config");
+    std::fs::write(&net.password, "correct horse\n").expect("password");
+
+    let listed = net.wait_for_servers(3);
+    let mut names: Vec<&str> = listed.iter().filter_map(|s| s["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["s0", "s1", "s2"]);
+    assert!(listed.iter().all(|s| s["records"] == 0), "{listed:?}");
+
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+    let input = tmp.path().join("input.bin");
+    std::fs::write(&input, &data).expect("input");
+    let saved = ok(net.with_password(&["save", "docs/report"]).arg(&input));
+    assert!(
+        saved.contains("docs/report@1") && saved.contains("3 of 3"),
+        "{saved}"
+    );
+
+    let tags = json_lines(&ok(&mut net.client(&["ls", "docs/", "--json"])));
+    assert_eq!(tags.len(), 1, "{tags:?}");
+    assert_eq!(tags[0]["tag"], "docs/report");
+    assert_eq!(tags[0]["versions"][0]["version"], 1);
+    assert_eq!(tags[0]["versions"][0]["servers"], 3);
+    let text = ok(&mut net.client(&["ls"]));
+    assert!(text.contains("docs/report\t@1 on 3 servers"), "{text}");
+    let after = net.wait_for_servers(3);
+    assert!(after.iter().all(|s| s["records"] == 1), "{after:?}");
+
+    // Any two of the three rebuild it: stop one server and load.
+    drop(servers.pop());
+    net.wait_for_servers(2);
+    let out = tmp.path().join("out.bin");
+    ok(net.with_password(&["load", "docs/report"]).arg(&out));
+    assert_eq!(std::fs::read(&out).expect("loaded"), data);
+
+    // A wrong password loads nothing and leaves no file.
+    std::fs::write(&net.password, "wrong\n").expect("password");
+    let bad = tmp.path().join("bad.bin");
+    let failed = run(net.with_password(&["load", "docs/report"]).arg(&bad));
+    assert!(!failed.status.success());
+    assert!(!bad.exists());
+
+    ok(&mut net.client(&["rm", "docs/report"]));
+    assert!(ok(&mut net.client(&["ls", "--json"])).trim().is_empty());
+}
