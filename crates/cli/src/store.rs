@@ -152,7 +152,10 @@ pub struct GcArgs {
 /// `seccs stat`: what the backend holds.
 #[derive(Debug, Args)]
 pub struct StatArgs {
-    /// Print JSON: {"entries", "bytes", "nodes", ...}.
+    /// Print JSON: {"entries", "bytes", "nodes", "names", "by_kind": {"leaf",
+    /// "compressed_leaf", "superchunk", "catalog_record", "unrecognized":
+    /// {"entries", "bytes"}}, ...}. Bytes count key, value and an 8-byte
+    /// count per entry, before the backend's own overhead.
     #[arg(long)]
     json: bool,
 }
@@ -368,10 +371,11 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
 /// Runs `seccs ls`.
 pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
     let opened = open::open(&loc.path()?, false)?;
-    let records = opened.store.list(&args.prefix)?;
+    let listing = opened.store.list_readable(&args.prefix)?;
+    let records = &listing.records;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    for record in &records {
+    for record in records {
         let versions: Vec<_> = if args.all {
             record.versions.iter().collect()
         } else if record.is_gone() {
@@ -420,6 +424,9 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
         }
     }
     out.flush()?;
+    if let Some(e) = listing.damage() {
+        return Err(e.into());
+    }
     Ok(())
 }
 
@@ -498,12 +505,27 @@ pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
     let stats = opened.store.stats()?;
     let usage = stats.usage;
     let config = opened.dir.config();
+    let kinds = [
+        ("leaf", stats.leaves),
+        ("compressed_leaf", stats.compressed_leaves),
+        ("superchunk", stats.superchunks),
+        ("catalog_record", stats.records),
+        ("unrecognized", stats.unrecognized),
+    ];
     if args.json {
+        let by_kind: serde_json::Map<String, serde_json::Value> = kinds
+            .iter()
+            .map(|(name, u)| {
+                let v = serde_json::json!({ "entries": u.entries, "bytes": u.bytes });
+                ((*name).to_owned(), v)
+            })
+            .collect();
         let v = serde_json::json!({
             "entries": usage.entries,
             "bytes": usage.bytes,
             "nodes": stats.nodes,
             "names": stats.names,
+            "by_kind": by_kind,
             "chunk_size": config.chunk_size,
             "wrapper": config.wrapper,
             "backend": config.backend,
@@ -518,6 +540,14 @@ pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
         println!("nodes      {}", stats.nodes);
         println!("names      {}", stats.names);
         println!("bytes      {}", usage.bytes);
+        for (name, u) in kinds.iter().filter(|(_, u)| u.entries > 0) {
+            println!(
+                "  {:<16} {:>10} entries {:>14} bytes",
+                name.replace('_', " "),
+                u.entries,
+                u.bytes
+            );
+        }
     }
     Ok(())
 }

@@ -18,7 +18,7 @@
 //! write that lands in the same timestamp tick as an earlier one, after the
 //! file was read, still changes the change time past the recorded one.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, Metadata};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use seccs_store::Store;
-use seccs_store::catalog::{EntryKind, FileStamp};
+use seccs_store::catalog::{EntryKind, FileStamp, Record, Version};
 
 /// One thing found under the directory.
 enum Found {
@@ -213,6 +213,30 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             Found::Symlink { .. } => 0,
         })
         .sum();
+    // Every name under the directory, read once: for the stamp checks and
+    // to find the names whose files are gone. Records that fail to
+    // authenticate are reported (and their files read and put, which fails
+    // for them alone); if the listing itself fails, each file is looked up
+    // alone and nothing is marked gone.
+    let root = name_of(dir);
+    let prefix = if root.is_empty() {
+        String::new()
+    } else {
+        format!("{root}/")
+    };
+    let known: Result<HashMap<String, Record>> = match store.list_readable(&prefix) {
+        Ok(listing) => {
+            if let Some(e) = listing.damage() {
+                problems.push(e.to_string());
+            }
+            Ok(listing
+                .records
+                .into_iter()
+                .map(|r| (r.name.clone(), r))
+                .collect())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot list the names under {prefix:?}")),
+    };
     let bar = crate::progress::bytes(total, !how.progress);
     // Durability once at the end (and every batch stays atomic): one fsync
     // per file would dominate a tree of small files.
@@ -227,10 +251,19 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     len,
                     stamp,
                 } => {
+                    let unchanged = || -> Result<Option<Version>> {
+                        Ok(match &known {
+                            Ok(records) => records
+                                .get(name)
+                                .and_then(|r| r.unchanged_since(*len, stamp))
+                                .cloned(),
+                            Err(_) => store
+                                .unchanged_since_stamp(name, *len, stamp)
+                                .with_context(|| format!("cannot look up {name}"))?,
+                        })
+                    };
                     if how.skip_unchanged
-                        && let Some(v) = store
-                            .unchanged_since_stamp(name, *len, stamp)
-                            .with_context(|| format!("cannot look up {name}"))?
+                        && let Some(v) = unchanged()?
                     {
                         bar.inc(*len);
                         return Ok((format!("{}  {name}", v.content_ref), true));
@@ -281,7 +314,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         }
     }
     out.flush()?;
-    let gone = match mark_missing_gone(store, dir, &present, &unlisted) {
+    let gone = match mark_missing_gone(store, &root, known, &present, &unlisted) {
         Ok(n) => n,
         Err(e) => {
             problems.push(format!("{e:#}"));
@@ -295,7 +328,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         );
         if gone > 0 {
             eprintln!(
-                "seccs: {gone} names under {}/ are gone (no longer in the directory); \
+                "seccs: {gone} name(s) under {}/ are gone (no longer in the directory); \
                  their versions stay readable as NAME@N until removed",
                 name_of(dir)
             );
@@ -313,26 +346,24 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     Ok(())
 }
 
-/// Marks gone the names under `dir`'s prefix that the walk did not find;
-/// returns how many. A directory named without a prefix (`.`, `/`) holds
-/// every name in the store, so nothing is marked for it.
+/// Marks gone the names under `root/` that the walk did not find; returns
+/// how many. `known` is what the catalog held under `root/` before the put.
+/// A directory named without a prefix (`.`, `/`) holds every name in the
+/// store, so nothing is marked for it.
 fn mark_missing_gone(
     store: &Store,
-    dir: &Path,
+    root: &str,
+    known: Result<HashMap<String, Record>>,
     present: &HashSet<String>,
     unlisted: &[String],
 ) -> Result<usize> {
-    let root = name_of(dir);
     if root.is_empty() {
         return Ok(0);
     }
-    let prefix = format!("{root}/");
-    let records = store
-        .list(&prefix)
-        .with_context(|| format!("cannot list the names under {prefix}"))?;
+    let known = known.context("names missing from the directory are not marked gone")?;
     let missing = missing_names(
-        records
-            .iter()
+        known
+            .values()
             .filter(|r| !r.is_gone())
             .map(|r| r.name.as_str()),
         present,
@@ -340,18 +371,20 @@ fn mark_missing_gone(
     );
     store
         .mark_gone(&missing)
-        .with_context(|| format!("cannot mark the names missing from {} gone", dir.display()))
+        .with_context(|| format!("cannot mark the names missing from {root}/ gone"))
 }
 
 /// Restores every name under `prefix` into `dir` (as `tar -x -C DIR` would).
 pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Result<()> {
-    let all = store.list(prefix)?;
-    if all.is_empty() {
+    let listing = store.list_readable(prefix)?;
+    let damage = listing.damage();
+    let all = listing.records;
+    if all.is_empty() && damage.is_none() {
         bail!("no names start with {prefix:?}");
     }
     let gone = all.iter().filter(|r| r.is_gone()).count();
     let records: Vec<_> = all.into_iter().filter(|r| !r.is_gone()).collect();
-    if records.is_empty() {
+    if records.is_empty() && damage.is_none() {
         bail!(
             "every name under {prefix:?} is gone ({gone}; the last put of their directory \
              did not find them): `seccs ls --all {prefix}` lists their versions"
@@ -409,6 +442,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Resu
     let failures: Vec<String> = results
         .into_iter()
         .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+        .chain(damage.map(|e| e.to_string()))
         .collect();
     for f in &failures {
         eprintln!("seccs: {f}");

@@ -93,6 +93,44 @@ fn put_get_rm_round_trip_and_stat_reports_zero_entries_at_the_end() {
 }
 
 #[test]
+fn stat_splits_entries_and_bytes_by_kind() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let noise = random_file(tmp.path(), "noise.bin", 100_000, 2);
+    let text = tmp.path().join("text.txt");
+    std::fs::write(&text, "a line of text that compresses well\n".repeat(50)).expect("write");
+    ok(seccs(&store).arg("put").arg(&noise));
+    ok(seccs(&store)
+        .arg("put")
+        .arg(&text)
+        .args(["--name", "docs/text"]));
+    let s = stat(&store);
+    let kind = |k: &str, field: &str| s["by_kind"][k][field].as_u64().expect("a count");
+    // Noise is stored as raw leaves under superchunks, text compressed.
+    assert!(kind("leaf", "entries") >= 10, "{s}");
+    assert!(kind("superchunk", "entries") >= 1, "{s}");
+    assert_eq!(kind("compressed_leaf", "entries"), 1, "{s}");
+    assert_eq!(kind("catalog_record", "entries"), 1, "{s}");
+    assert_eq!(kind("unrecognized", "entries"), 0, "{s}");
+    let kinds = [
+        "leaf",
+        "compressed_leaf",
+        "superchunk",
+        "catalog_record",
+        "unrecognized",
+    ];
+    let sum = |field: &str| kinds.iter().map(|k| kind(k, field)).sum::<u64>();
+    assert_eq!(sum("entries"), s["entries"].as_u64().expect("entries"));
+    assert_eq!(sum("bytes"), s["bytes"].as_u64().expect("bytes"));
+    assert!(
+        kind("leaf", "bytes") > 100_000,
+        "raw leaves hold the noise: {s}"
+    );
+    let text_out = ok(seccs(&store).arg("stat"));
+    assert!(text_out.contains("compressed leaf"), "{text_out}");
+}
+
+#[test]
 fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     let tmp = tempfile::tempdir().expect("tmp");
     let store = tmp.path().join("store");
@@ -429,7 +467,7 @@ fn files_deleted_from_a_directory_are_gone_from_its_restore_but_keep_their_versi
     random_file(&src.join("was-a-file"), "inner", 1_000, 35);
     std::fs::rename(src.join("sub/move-me"), src.join("moved")).expect("mv");
     let err = put(&[]);
-    assert!(err.contains("3 names under tree/ are gone"), "{err}");
+    assert!(err.contains("3 name(s) under tree/ are gone"), "{err}");
     assert_eq!(
         listed(&store, &[]),
         ["tree/keep", "tree/moved", "tree/was-a-file/inner"]
@@ -479,4 +517,60 @@ fn files_deleted_from_a_directory_are_gone_from_its_restore_but_keep_their_versi
     let out = run(seccs(&store).current_dir(&src).args(["put", "."]));
     assert!(out.status.success());
     assert!(listed(&store, &[]).contains(&"tree/keep".to_string()));
+}
+
+#[test]
+fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
+    use seccs_store::backend::{Backend, Batch, EmbeddedBackend};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("tree");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    random_file(&src, "a", 3_000, 41);
+    random_file(&src, "b", 3_000, 42);
+    ok(seccs(&store).current_dir(tmp.path()).args(["put", "tree"]));
+    {
+        let backend = EmbeddedBackend::open(&store.join("db")).expect("open db");
+        let mut keys = Vec::new();
+        backend
+            .for_each(&mut |key, _| {
+                if seccs_store::catalog::is_catalog_key(key) {
+                    keys.push(key.to_vec());
+                }
+                Ok(())
+            })
+            .expect("walk");
+        assert_eq!(keys.len(), 2);
+        let mut batch = Batch::new();
+        batch.put(keys[0].clone(), vec![0x5A; 60], 1);
+        backend.apply(&batch).expect("damage one record");
+    }
+    std::fs::remove_file(src.join("a")).expect("rm");
+    std::fs::remove_file(src.join("b")).expect("rm");
+    random_file(&src, "c", 3_000, 43);
+    let out = run(seccs(&store).current_dir(tmp.path()).args(["put", "tree"]));
+    assert!(!out.status.success(), "the damage is reported");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 catalog record(s) failed to authenticate"),
+        "{err}"
+    );
+    assert!(err.contains("1 name(s) under tree/ are gone"), "{err}");
+    // ls lists every readable name, then fails naming the damage.
+    let ls = run(seccs(&store).args(["ls", "--all"]));
+    assert!(!ls.status.success());
+    let text = String::from_utf8_lossy(&ls.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("tree/c@1") && text.contains("gone since"),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&ls.stderr).contains("failed to authenticate"));
+    // A restore writes what it can read, and fails naming the damage.
+    let restore = tmp.path().join("restore");
+    let got = run(seccs(&store).args(["get", "tree/", "-o"]).arg(&restore));
+    assert!(!got.status.success());
+    assert!(restore.join("tree/c").exists());
+    let verify = run(seccs(&store).arg("verify"));
+    assert!(!verify.status.success());
 }

@@ -119,6 +119,21 @@ impl Record {
         self.versions.iter().find(|v| v.number == number)
     }
 
+    /// The newest version when it is a file of `len` bytes whose recorded
+    /// stamp equals `stamp`: the file has not changed since it was stored.
+    /// `None` for a gone name, so that the put that finds its file again
+    /// reads it and says it is back.
+    pub fn unchanged_since(&self, len: u64, stamp: &FileStamp) -> Option<&Version> {
+        if self.is_gone() {
+            return None;
+        }
+        self.latest().filter(|v| {
+            v.kind == EntryKind::File
+                && v.content_ref.len() == len
+                && v.stamp.as_ref() == Some(stamp)
+        })
+    }
+
     /// Whether `seccs put DIR` last found the name's file missing.
     pub fn is_gone(&self) -> bool {
         self.gone_since.is_some()

@@ -57,6 +57,6 @@ pub mod wrapper;
 pub use error::{Result, StoreError};
 pub use params::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, Params};
 pub use put::PutOutcome;
-pub use store::{Store, StoreStats};
+pub use store::{Listing, Store, StoreStats};
 pub use verify::{Finding, GcReport, VerifyReport};
 pub use wrapper::WrapperKind;

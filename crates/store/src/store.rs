@@ -470,21 +470,9 @@ impl Store {
         len: u64,
         stamp: &FileStamp,
     ) -> Result<Option<Version>> {
-        let Some(record) = self.lookup(name)? else {
-            return Ok(None);
-        };
-        if record.is_gone() {
-            // Read it: the put that finds it again must say it is back.
-            return Ok(None);
-        }
-        Ok(record
-            .latest()
-            .filter(|v| {
-                v.kind == EntryKind::File
-                    && v.content_ref.len() == len
-                    && v.stamp.as_ref() == Some(stamp)
-            })
-            .cloned())
+        Ok(self
+            .lookup(name)?
+            .and_then(|record| record.unchanged_since(len, stamp).cloned()))
     }
 
     fn record_at(&self, key: &[u8]) -> Result<Option<Record>> {
@@ -568,26 +556,34 @@ impl Store {
         Ok(marked)
     }
 
-    /// Every catalog record whose name starts with `prefix`, sorted by name.
+    /// Every catalog record whose name starts with `prefix`, sorted by name;
+    /// an error if any record fails to authenticate.
     pub fn list(&self, prefix: &str) -> Result<Vec<Record>> {
-        let mut records = Vec::new();
-        let mut failure = None;
+        let listing = self.list_readable(prefix)?;
+        match listing.damaged {
+            0 => Ok(listing.records),
+            n => Err(damaged_records(n)),
+        }
+    }
+
+    /// Every readable catalog record whose name starts with `prefix`, sorted
+    /// by name, and how many records failed to authenticate (their names
+    /// cannot be read, so they count whatever the prefix).
+    pub fn list_readable(&self, prefix: &str) -> Result<Listing> {
+        let mut listing = Listing::default();
         self.backend
             .for_each_with_prefix(&[catalog::KEY_PREFIX], &mut |key, entry| {
                 if catalog::is_catalog_key(key) {
                     match self.catalog.open(key, &entry.value) {
-                        Ok(r) if r.name.starts_with(prefix) => records.push(r),
+                        Ok(r) if r.name.starts_with(prefix) => listing.records.push(r),
                         Ok(_) => {}
-                        Err(e) => failure = Some(e),
+                        Err(_) => listing.damaged += 1,
                     }
                 }
                 Ok(())
             })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        records.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(records)
+        listing.records.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listing)
     }
 
     /// Removes every version of `name` (or only version `number`), undoing
@@ -632,16 +628,25 @@ impl Store {
         Ok(gone.len())
     }
 
-    /// Totals over the backend: entries, bytes, and how many are nodes and
-    /// catalog records.
+    /// Totals over the backend: entries and bytes, in all and by what the
+    /// entries are (from each node's kind byte, which is stored in the clear;
+    /// catalog records by their keys).
     pub fn stats(&self) -> Result<StoreStats> {
         let mut stats = StoreStats::default();
         self.backend.for_each(&mut |key, entry| {
-            stats.usage.add(key.len(), entry.value.len());
+            let (k, v) = (key.len(), entry.value.len());
+            stats.usage.add(k, v);
             if catalog::is_catalog_key(key) {
                 stats.names += 1;
-            } else {
-                stats.nodes += 1;
+                stats.records.add(k, v);
+                return Ok(());
+            }
+            stats.nodes += 1;
+            match entry.value.first().copied() {
+                Some(node::LEAF_RAW) => stats.leaves.add(k, v),
+                Some(node::LEAF_ZSTD) => stats.compressed_leaves.add(k, v),
+                Some(node::SUPERCHUNK) => stats.superchunks.add(k, v),
+                _ => stats.unrecognized.add(k, v),
             }
             Ok(())
         })?;
@@ -704,6 +709,40 @@ pub struct StoreStats {
     pub nodes: u64,
     /// Entries that are catalog records (one per name).
     pub names: u64,
+    /// Leaves stored as they are.
+    pub leaves: Usage,
+    /// Leaves stored compressed.
+    pub compressed_leaves: Usage,
+    /// Inner nodes.
+    pub superchunks: Usage,
+    /// Catalog records.
+    pub records: Usage,
+    /// Nodes whose kind byte is none of the above (damaged, or written by a
+    /// newer version).
+    pub unrecognized: Usage,
+}
+
+/// What [`Store::list_readable`] found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Readable records under the prefix, sorted by name.
+    pub records: Vec<Record>,
+    /// Records (under any name) that failed to authenticate.
+    pub damaged: usize,
+}
+
+impl Listing {
+    /// An error saying that records are damaged, if any are.
+    pub fn damage(&self) -> Option<StoreError> {
+        (self.damaged > 0).then(|| damaged_records(self.damaged))
+    }
+}
+
+fn damaged_records(n: usize) -> StoreError {
+    StoreError::integrity(format!(
+        "{n} catalog record(s) failed to authenticate; their names cannot be read \
+         (seccs verify reports them)"
+    ))
 }
 
 fn now() -> u64 {
