@@ -297,6 +297,14 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             Ok((format!("{}  {name}", outcome.content_ref), false))
         })
         .collect();
+    // Marked in the same deferred writes as the puts, made durable with them.
+    let gone = match mark_missing_gone(store, &root, known, &present, &unlisted) {
+        Ok(n) => n,
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            0
+        }
+    };
     store.backend().set_sync_each_batch(true);
     store.backend().flush()?;
     bar.finish_and_clear();
@@ -314,13 +322,6 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         }
     }
     out.flush()?;
-    let gone = match mark_missing_gone(store, &root, known, &present, &unlisted) {
-        Ok(n) => n,
-        Err(e) => {
-            problems.push(format!("{e:#}"));
-            0
-        }
-    };
     if !how.quiet {
         eprintln!(
             "seccs: {stored} entries stored: {} read, {unchanged} unchanged since the last put (not read)",
