@@ -2,10 +2,13 @@
 //! loopback port, three `seccs share serve` processes, and the client
 //! commands save, ls, serv, load and rm, with their JSON listings.
 
+mod common;
+
+use common::{ok, run};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A child process, killed on drop.
@@ -58,20 +61,6 @@ fn seccs(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
     c.env("HOME", home).env_remove("SECCS_SHARE_PASSWORD");
     c
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("run seccs")
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {

@@ -2,28 +2,17 @@
 //! errors, no partial output files, locking, directory trees, and crash
 //! safety under SIGKILL.
 
+mod common;
+
+use common::{ok, run};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn seccs(store: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
     c.arg("--store").arg(store).env_remove("SECCS_STORE");
     c
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("run seccs")
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 fn fails(cmd: &mut Command) -> String {
