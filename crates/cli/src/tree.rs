@@ -385,7 +385,10 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Resu
     }
     let gone = all.iter().filter(|r| r.is_gone()).count();
     let records: Vec<_> = all.into_iter().filter(|r| !r.is_gone()).collect();
-    if records.is_empty() && damage.is_none() {
+    if records.is_empty() {
+        if let Some(e) = damage {
+            return Err(e.into());
+        }
         bail!(
             "every name under {prefix:?} is gone ({gone}; the last put of their directory \
              did not find them): `seccs ls --all {prefix}` lists their versions"

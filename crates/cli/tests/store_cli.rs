@@ -501,6 +501,21 @@ fn files_deleted_from_a_directory_are_gone_from_its_restore_but_keep_their_versi
     assert!(!err.contains("are gone"), "{err}");
     assert!(listed(&store, &[]).contains(&"tree/delete-me".to_string()));
     ok(seccs(&store).arg("verify"));
+    // A tree whose every name is gone restores nothing, and says why.
+    std::fs::create_dir(src.join("emptied")).expect("mkdir");
+    random_file(&src.join("emptied"), "only", 100, 36);
+    put(&[]);
+    std::fs::remove_file(src.join("emptied/only")).expect("rm");
+    put(&[]);
+    let err = fails(
+        seccs(&store)
+            .args(["get", "tree/emptied/", "-o"])
+            .arg(tmp.path().join("nothing")),
+    );
+    assert!(
+        err.contains("every name under") && err.contains("is gone"),
+        "{err}"
+    );
     // A put of "." names files without a prefix: nothing is marked gone.
     std::fs::remove_file(src.join("keep")).expect("rm");
     let out = run(seccs(&store).current_dir(&src).args(["put", "."]));
