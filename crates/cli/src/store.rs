@@ -108,12 +108,20 @@ pub struct GetArgs {
     range: Option<(u64, u64)>,
 }
 
-/// `seccs rm`: undo one put, or remove a name.
+/// `seccs rm`: undo one put, remove a name, a tree, or the names that are
+/// gone.
 #[derive(Debug, Args)]
 pub struct RmArgs {
     /// A content reference (undoes one put of it), a NAME (removes every
-    /// version), or NAME@N (removes version N).
-    reference: String,
+    /// version), NAME@N (removes version N), or PREFIX/ (removes every
+    /// version of every name under PREFIX/). With --gone: only names under
+    /// this prefix (default: all).
+    #[arg(required_unless_present = "gone")]
+    reference: Option<String>,
+    /// Remove every version of the names that are gone (their files were
+    /// no longer found by `seccs put DIR`; `seccs ls --all` marks them).
+    #[arg(long)]
+    gone: bool,
 }
 
 /// `seccs ls`: list names.
@@ -352,20 +360,63 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
 pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
     let opened = open::open(&loc.path()?, false)?;
     let store = &opened.store;
-    if let Ok(r) = args.reference.parse::<ContentRef>()
+    if args.gone {
+        let prefix = args.reference.as_deref().unwrap_or("");
+        return remove_listed(store, prefix, true);
+    }
+    let Some(reference) = args.reference else {
+        bail!("rm needs a reference, a NAME, NAME@N or PREFIX/ (or --gone)");
+    };
+    if reference.ends_with('/') && store.lookup(&reference)?.is_none() {
+        return remove_listed(store, &reference, false);
+    }
+    if let Ok(r) = reference.parse::<ContentRef>()
         && r.digest().len() == store.params().wrapper().digest_len()
     {
         store.delete(&r)?;
         return Ok(());
     }
-    let (name, version) = parse_name_version(&args.reference);
-    let removed = if store.lookup(&args.reference)?.is_some() {
-        store.remove_name(&args.reference, None)?
+    let (name, version) = parse_name_version(&reference);
+    let removed = if store.lookup(&reference)?.is_some() {
+        store.remove_name(&reference, None)?
     } else {
         store.remove_name(name, version)?
     };
     eprintln!("seccs: removed {removed} version(s) of {name}");
     Ok(())
+}
+
+/// Removes every name under `prefix` (only the gone ones with `only_gone`).
+fn remove_listed(store: &seccs_store::Store, prefix: &str, only_gone: bool) -> Result<()> {
+    let listing = store.list_readable(prefix)?;
+    let names: Vec<String> = listing
+        .records
+        .iter()
+        .filter(|r| !only_gone || r.is_gone())
+        .map(|r| r.name.clone())
+        .collect();
+    let what = if only_gone { "gone names" } else { "names" };
+    let place = if prefix.is_empty() {
+        "in the store".to_owned()
+    } else {
+        format!("under {prefix:?}")
+    };
+    if names.is_empty() {
+        if let Some(e) = listing.damage() {
+            return Err(e.into());
+        }
+        if only_gone {
+            eprintln!("seccs: no {what} {place}");
+            return Ok(());
+        }
+        bail!("no names start with {prefix:?}");
+    }
+    let (n, versions) = store.remove_names(&names)?;
+    eprintln!("seccs: removed {n} {what} {place} ({versions} version(s))");
+    match listing.damage() {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// Runs `seccs ls`.

@@ -578,3 +578,49 @@ fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
     let verify = run(seccs(&store).arg("verify"));
     assert!(!verify.status.success());
 }
+
+#[test]
+fn rm_of_a_prefix_or_of_the_gone_names_removes_every_version_to_zero() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("tree");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    random_file(&src, "a", 3_000, 51);
+    random_file(&src, "b", 9_000, 52);
+    random_file(&src.join("sub"), "c", 3_000, 53);
+    let put = || ok(seccs(&store).current_dir(tmp.path()).args(["put", "tree"]));
+    put();
+    std::fs::remove_file(src.join("a")).expect("rm");
+    random_file(&src, "b", 9_000, 54);
+    put();
+    let rm = |args: &[&str]| {
+        let out = run(seccs(&store).arg("rm").args(args));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).expect("utf-8")
+    };
+    let said = rm(&["--gone", "tree/"]);
+    assert!(
+        said.contains("removed 1 gone names under \"tree/\" (1 version(s))"),
+        "{said}"
+    );
+    let all = ok(seccs(&store).args(["ls", "--all"]));
+    assert!(!all.contains("tree/a"), "{all}");
+    assert_eq!(all.lines().count(), 3, "b twice, c once: {all}");
+    ok(seccs(&store).arg("verify"));
+    assert!(rm(&["--gone"]).contains("no gone names in the store"));
+    let said = rm(&["tree/"]);
+    assert!(
+        said.contains("removed 2 names under \"tree/\" (3 version(s))"),
+        "{said}"
+    );
+    assert_eq!(stat(&store)["entries"], 0);
+    let err = fails(seccs(&store).args(["rm", "tree/"]));
+    assert!(err.contains("no names start with"), "{err}");
+    let usage = run(seccs(&store).arg("rm"));
+    assert!(!usage.status.success());
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("required"));
+}

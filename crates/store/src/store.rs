@@ -628,6 +628,42 @@ impl Store {
         Ok(gone.len())
     }
 
+    /// Removes every version of each of `names` (names not in the catalog
+    /// are skipped), in batches of a few hundred names, each batch atomic.
+    /// Returns how many names and versions were removed.
+    pub fn remove_names(&self, names: &[String]) -> Result<(usize, usize)> {
+        const NAMES_PER_BATCH: usize = 512;
+        let _guard = self.lock_writer();
+        let (mut removed_names, mut removed_versions) = (0, 0);
+        for group in names.chunks(NAMES_PER_BATCH) {
+            let mut releaser = Releaser::default();
+            let mut batch = Batch::new();
+            for name in group {
+                let key = self.catalog.key_of(name);
+                let Some(record) = self.record_at(&key)? else {
+                    continue;
+                };
+                for v in &record.versions {
+                    let r = &v.content_ref;
+                    self.release(
+                        &mut releaser,
+                        vec![(r.digest().to_vec(), r.len())],
+                        self.params.height(r.len()),
+                        true,
+                    )?;
+                }
+                removed_names += 1;
+                removed_versions += record.versions.len();
+                batch.delete(key);
+            }
+            batch.append(releaser.into_batch());
+            if !batch.is_empty() {
+                self.backend.apply_owned(batch)?;
+            }
+        }
+        Ok((removed_names, removed_versions))
+    }
+
     /// Totals over the backend: entries and bytes, in all and by what the
     /// entries are (from each node's kind byte, which is stored in the clear;
     /// catalog records by their keys).

@@ -242,3 +242,30 @@ fn a_gone_name_keeps_its_versions_leaves_listings_and_comes_back_when_put_again(
     store.remove_name("t/b", None).expect("rm");
     assert_eq!(store.usage().expect("usage").entries, 0);
 }
+
+#[test]
+fn removing_many_names_in_one_batch_keeps_shared_nodes_of_the_rest() {
+    let (store, _) = memory_store(256, WrapperKind::AesSiv);
+    let shared = random_bytes(20_000, 31);
+    let mut longer = shared.clone();
+    longer.extend_from_slice(&random_bytes(5_000, 32));
+    for name in ["x", "y"] {
+        store
+            .put_named(&mut shared.as_slice(), name, EntryKind::File)
+            .expect("put");
+    }
+    store
+        .put_named(&mut random_bytes(700, 33).as_slice(), "x", EntryKind::File)
+        .expect("put");
+    store
+        .put_named(&mut longer.as_slice(), "z", EntryKind::File)
+        .expect("put");
+    let names = ["x", "y", "not-a-name"].map(String::from);
+    assert_eq!(store.remove_names(&names).expect("rm"), (2, 3));
+    assert!(store.lookup("x").expect("lookup").is_none());
+    let z = store.resolve("z").expect("z");
+    assert_eq!(store.get(&z.content_ref).expect("z reads"), longer);
+    assert!(store.verify().expect("verify").is_clean());
+    assert_eq!(store.remove_names(&["z".into()]).expect("rm"), (1, 1));
+    assert_eq!(store.usage().expect("usage").entries, 0);
+}
