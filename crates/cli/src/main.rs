@@ -30,7 +30,8 @@ enum Command {
     Put(store::PutArgs),
     /// Read a content back by its reference.
     Get(store::GetArgs),
-    /// Undo one put of a content.
+    /// Remove one put of a content, a name or one of its versions, every name
+    /// under a prefix, or the names whose files are gone.
     Rm(store::RmArgs),
     /// List stored names (newest versions; --all for every version).
     Ls(store::LsArgs),
