@@ -28,7 +28,8 @@ enum Command {
     Init(store::InitArgs),
     /// Store a file (or - for stdin); prints its content reference.
     Put(store::PutArgs),
-    /// Read a content back by its reference.
+    /// Read a content back (by reference, NAME or NAME@N), or restore a tree
+    /// (PREFIX/ -o DIR).
     Get(store::GetArgs),
     /// Remove one put of a content, a name or one of its versions, every name
     /// under a prefix, or the names whose files are gone.
