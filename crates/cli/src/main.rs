@@ -26,7 +26,8 @@ struct Cli {
 enum Command {
     /// Create a content store (chunk size, wrapper, backend, key file).
     Init(store::InitArgs),
-    /// Store a file (or - for stdin); prints its content reference.
+    /// Store a file, standard input (-) or a directory tree; prints content
+    /// references.
     Put(store::PutArgs),
     /// Read a content back (by reference, NAME or NAME@N), or restore a tree
     /// (PREFIX/ -o DIR).
