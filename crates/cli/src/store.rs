@@ -574,8 +574,8 @@ pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
         let v = serde_json::json!({
             "entries": usage.entries,
             "bytes": usage.bytes,
-            "nodes": stats.nodes,
-            "names": stats.names,
+            "nodes": stats.nodes(),
+            "names": stats.names(),
             "by_kind": by_kind,
             "chunk_size": config.chunk_size,
             "wrapper": config.wrapper,
@@ -588,8 +588,8 @@ pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
         println!("wrapper    {}", config.wrapper);
         println!("chunk size {}", config.chunk_size);
         println!("entries    {}", usage.entries);
-        println!("nodes      {}", stats.nodes);
-        println!("names      {}", stats.names);
+        println!("nodes      {}", stats.nodes());
+        println!("names      {}", stats.names());
         println!("bytes      {}", usage.bytes);
         for (name, u) in kinds.iter().filter(|(_, u)| u.entries > 0) {
             println!(

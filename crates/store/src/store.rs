@@ -534,13 +534,8 @@ impl Store {
         let _guard = self.lock_writer();
         let mut marked = 0;
         for group in names.chunks(RECORDS_PER_BATCH) {
-            let keys: Vec<Vec<u8>> = group.iter().map(|n| self.catalog.key_of(n)).collect();
-            let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-            let values = self.backend.get_values(&key_refs)?;
             let mut batch = Batch::new();
-            for (key, value) in keys.into_iter().zip(values) {
-                let Some(value) = value else { continue };
-                let mut record = self.catalog.open(&key, &value)?;
+            for (key, mut record) in self.records_of(group)? {
                 if record.is_gone() {
                     continue;
                 }
@@ -554,6 +549,41 @@ impl Store {
             }
         }
         Ok(marked)
+    }
+
+    /// The records of those of `names` that the catalog holds, each once,
+    /// with their keys, read in one backend round trip.
+    fn records_of(&self, names: &[String]) -> Result<Vec<(Vec<u8>, Record)>> {
+        let mut seen = std::collections::HashSet::new();
+        let keys: Vec<Vec<u8>> = names
+            .iter()
+            .map(|n| self.catalog.key_of(n))
+            .filter(|k| seen.insert(k.clone()))
+            .collect();
+        let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let values = self.backend.get_values(&key_refs)?;
+        keys.into_iter()
+            .zip(values)
+            .filter_map(|(key, value)| value.map(|v| (key, v)))
+            .map(|(key, value)| {
+                let record = self.catalog.open(&key, &value)?;
+                Ok((key, record))
+            })
+            .collect()
+    }
+
+    /// Drops the put each of `versions` holds, into `releaser`.
+    fn release_versions(&self, releaser: &mut Releaser, versions: &[Version]) -> Result<()> {
+        for v in versions {
+            let r = &v.content_ref;
+            self.release(
+                releaser,
+                vec![(r.digest().to_vec(), r.len())],
+                self.params.height(r.len()),
+                true,
+            )?;
+        }
+        Ok(())
     }
 
     /// Every catalog record whose name starts with `prefix`, sorted by name;
@@ -606,15 +636,7 @@ impl Store {
             )));
         }
         let mut releaser = Releaser::default();
-        for v in &gone {
-            let r = &v.content_ref;
-            self.release(
-                &mut releaser,
-                vec![(r.digest().to_vec(), r.len())],
-                self.params.height(r.len()),
-                true,
-            )?;
-        }
+        self.release_versions(&mut releaser, &gone)?;
         let mut batch = Batch::new();
         record.versions = kept;
         if record.versions.is_empty() {
@@ -638,20 +660,8 @@ impl Store {
         for group in names.chunks(NAMES_PER_BATCH) {
             let mut releaser = Releaser::default();
             let mut batch = Batch::new();
-            for name in group {
-                let key = self.catalog.key_of(name);
-                let Some(record) = self.record_at(&key)? else {
-                    continue;
-                };
-                for v in &record.versions {
-                    let r = &v.content_ref;
-                    self.release(
-                        &mut releaser,
-                        vec![(r.digest().to_vec(), r.len())],
-                        self.params.height(r.len()),
-                        true,
-                    )?;
-                }
+            for (key, record) in self.records_of(group)? {
+                self.release_versions(&mut releaser, &record.versions)?;
                 removed_names += 1;
                 removed_versions += record.versions.len();
                 batch.delete(key);
@@ -673,11 +683,9 @@ impl Store {
             let (k, v) = (key.len(), entry.value.len());
             stats.usage.add(k, v);
             if catalog::is_catalog_key(key) {
-                stats.names += 1;
                 stats.records.add(k, v);
                 return Ok(());
             }
-            stats.nodes += 1;
             match entry.value.first().copied() {
                 Some(node::LEAF_RAW) => stats.leaves.add(k, v),
                 Some(node::LEAF_ZSTD) => stats.compressed_leaves.add(k, v),
@@ -741,10 +749,6 @@ impl Store {
 pub struct StoreStats {
     /// Entries and bytes over the whole backend.
     pub usage: Usage,
-    /// Entries that are chunk-tree nodes.
-    pub nodes: u64,
-    /// Entries that are catalog records (one per name).
-    pub names: u64,
     /// Leaves stored as they are.
     pub leaves: Usage,
     /// Leaves stored compressed.
@@ -771,6 +775,18 @@ impl Listing {
     /// An error saying that records are damaged, if any are.
     pub fn damage(&self) -> Option<StoreError> {
         (self.damaged > 0).then(|| damaged_records(self.damaged))
+    }
+}
+
+impl StoreStats {
+    /// Entries that are chunk-tree nodes.
+    pub fn nodes(&self) -> u64 {
+        self.usage.entries - self.records.entries
+    }
+
+    /// Entries that are catalog records (one per name).
+    pub fn names(&self) -> u64 {
+        self.records.entries
     }
 }
 

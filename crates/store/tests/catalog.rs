@@ -260,7 +260,8 @@ fn removing_many_names_in_one_batch_keeps_shared_nodes_of_the_rest() {
     store
         .put_named(&mut longer.as_slice(), "z", EntryKind::File)
         .expect("put");
-    let names = ["x", "y", "not-a-name"].map(String::from);
+    // A name listed twice is removed once.
+    let names = ["x", "y", "not-a-name", "y"].map(String::from);
     assert_eq!(store.remove_names(&names).expect("rm"), (2, 3));
     assert!(store.lookup("x").expect("lookup").is_none());
     let z = store.resolve("z").expect("z");
