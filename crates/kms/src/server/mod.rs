@@ -17,8 +17,10 @@
 //! | `POST /v1/keys/{name}/encrypt`, `/decrypt`, `/rewrap`, `/datakey` | batches (bearer token) |
 //!
 //! Hardening: request bodies above [`ServerConfig::max_body`] are answered
-//! `413`; malformed bodies `400`; every request has a deadline
-//! ([`ServerConfig::request_timeout`], then `503`); a connection must send
+//! `413` (a declared one after it is read and dropped, up to 16 MiB, so the
+//! client sees the answer rather than a reset); malformed bodies `400`;
+//! every request has a deadline ([`ServerConfig::request_timeout`], then
+//! `503`); a connection must send
 //! its first request within 10 s and each header within 10 s; SIGINT and
 //! SIGTERM stop accepting and let requests in flight finish. Logs (tracing)
 //! carry key ids (SHA-256 of the KEK) and names, never key material.
@@ -154,6 +156,32 @@ fn load_token(dir: &Path, given: Option<&str>) -> Result<(String, Option<PathBuf
     }
 }
 
+/// Declared bodies above the limit are read and dropped up to this many
+/// bytes before the `413` (a lingering close, as nginx does): a client
+/// still sending its body then reads the answer instead of a connection
+/// reset under its write. Larger ones are refused at once.
+const DRAIN_LIMIT: u64 = 16 << 20;
+
+async fn refuse_oversized(State(max_body): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > max_body as u64 => {
+            if len <= DRAIN_LIMIT {
+                use futures::StreamExt;
+                let mut body = req.into_body().into_data_stream();
+                while let Some(Ok(_)) = body.next().await {}
+            }
+            (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large").into_response()
+        }
+        // Bodies without a declared length are cut off by the body limit.
+        _ => next.run(req).await,
+    }
+}
+
 async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
@@ -198,6 +226,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         .route("/v1/keys/{name}/config", post(routes::v1_config))
         .route("/v1/keys/{name}/{op}", post(routes::v1_data))
         .layer(DefaultBodyLimit::max(config.max_body))
+        .layer(middleware::from_fn_with_state(
+            config.max_body,
+            refuse_oversized,
+        ))
         .layer(middleware::from_fn_with_state(
             config.request_timeout,
             deadline,
