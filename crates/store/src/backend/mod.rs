@@ -343,94 +343,58 @@ pub trait Backend: Send + Sync {
     fn set_sync_each_batch(&self, _sync: bool) {}
 }
 
-impl<B: Backend + ?Sized> Backend for Box<B> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn set_sync_each_batch(&self, sync: bool) {
-        (**self).set_sync_each_batch(sync)
-    }
-    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
-        (**self).get_many(keys)
-    }
-    fn get_values(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
-        (**self).get_values(keys)
-    }
-    fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
-        (**self).get_counts(keys)
-    }
-    fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
-        (**self).apply(batch)
-    }
-    fn apply_owned(&self, batch: Batch) -> Result<(), BackendError> {
-        (**self).apply_owned(batch)
-    }
-    fn is_transactional(&self) -> bool {
-        (**self).is_transactional()
-    }
-    fn for_each(
-        &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-    ) -> Result<(), BackendError> {
-        (**self).for_each(visit)
-    }
-    fn for_each_with_prefix(
-        &self,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-    ) -> Result<(), BackendError> {
-        (**self).for_each_with_prefix(prefix, visit)
-    }
-    fn usage(&self) -> Result<Usage, BackendError> {
-        (**self).usage()
-    }
-    fn flush(&self) -> Result<(), BackendError> {
-        (**self).flush()
-    }
+/// Implements [`Backend`] for a smart pointer by forwarding every method, so
+/// that no method falls back to its default behind a `Box` or an `Arc`
+/// (which would, say, keep batches synced that the caller asked not to).
+macro_rules! forward_backend {
+    ($($pointer:ident)::+) => {
+        impl<B: Backend + ?Sized> Backend for $($pointer)::+<B> {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn set_sync_each_batch(&self, sync: bool) {
+                (**self).set_sync_each_batch(sync)
+            }
+            fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+                (**self).get_many(keys)
+            }
+            fn get_values(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+                (**self).get_values(keys)
+            }
+            fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
+                (**self).get_counts(keys)
+            }
+            fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+                (**self).apply(batch)
+            }
+            fn apply_owned(&self, batch: Batch) -> Result<(), BackendError> {
+                (**self).apply_owned(batch)
+            }
+            fn is_transactional(&self) -> bool {
+                (**self).is_transactional()
+            }
+            fn for_each(
+                &self,
+                visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+            ) -> Result<(), BackendError> {
+                (**self).for_each(visit)
+            }
+            fn for_each_with_prefix(
+                &self,
+                prefix: &[u8],
+                visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+            ) -> Result<(), BackendError> {
+                (**self).for_each_with_prefix(prefix, visit)
+            }
+            fn usage(&self) -> Result<Usage, BackendError> {
+                (**self).usage()
+            }
+            fn flush(&self) -> Result<(), BackendError> {
+                (**self).flush()
+            }
+        }
+    };
 }
 
-impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn set_sync_each_batch(&self, sync: bool) {
-        (**self).set_sync_each_batch(sync)
-    }
-    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
-        (**self).get_many(keys)
-    }
-    fn get_values(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
-        (**self).get_values(keys)
-    }
-    fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
-        (**self).get_counts(keys)
-    }
-    fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
-        (**self).apply(batch)
-    }
-    fn apply_owned(&self, batch: Batch) -> Result<(), BackendError> {
-        (**self).apply_owned(batch)
-    }
-    fn is_transactional(&self) -> bool {
-        (**self).is_transactional()
-    }
-    fn for_each(
-        &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-    ) -> Result<(), BackendError> {
-        (**self).for_each(visit)
-    }
-    fn for_each_with_prefix(
-        &self,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-    ) -> Result<(), BackendError> {
-        (**self).for_each_with_prefix(prefix, visit)
-    }
-    fn usage(&self) -> Result<Usage, BackendError> {
-        (**self).usage()
-    }
-    fn flush(&self) -> Result<(), BackendError> {
-        (**self).flush()
-    }
-}
+forward_backend!(Box);
+forward_backend!(std::sync::Arc);
