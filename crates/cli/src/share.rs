@@ -31,7 +31,9 @@ enum ShareCommand {
     },
     /// Open the interactive prompt (save, load, ls, serv, rm, help, exit).
     Client(ClientArgs),
-    /// Save FILE (`-` for stdin) as a new version of TAG.
+    /// Save FILE (`-` for stdin) as a new version of TAG. The file is held in
+    /// memory; each server's share must fit in one 1 GiB message, so a save
+    /// carries up to about t GiB (t the threshold).
     Save {
         #[command(flatten)]
         client: ClientArgs,
@@ -149,11 +151,30 @@ impl Session {
     }
 
     async fn save(&mut self, tag: &str, file: &Path, pw: &Password) -> anyhow::Result<()> {
+        // A save holds the whole file in memory: refuse what it cannot carry
+        // before reading it, not after.
+        let max = self.client.max_save_len().await?;
+        let too_large = |what: String| {
+            anyhow::anyhow!(
+                "{what}, more than a save to the servers online carries ({max} bytes: each \
+                 server's share must fit in one 1 GiB message); raise the threshold (--threshold) or \
+                 split the file"
+            )
+        };
         let data = if file == Path::new("-") {
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf)?;
+            std::io::stdin().take(max + 1).read_to_end(&mut buf)?;
+            if buf.len() as u64 > max {
+                return Err(too_large("standard input holds more".into()));
+            }
             buf
         } else {
+            let len = std::fs::metadata(file)
+                .with_context(|| format!("read {}", file.display()))?
+                .len();
+            if len > max {
+                return Err(too_large(format!("{} is {len} bytes", file.display())));
+            }
             std::fs::read(file).with_context(|| format!("read {}", file.display()))?
         };
         let bar = std::io::stderr().is_terminal().then(|| {

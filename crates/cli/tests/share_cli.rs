@@ -165,6 +165,23 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
     let after = net.wait_for_servers(3);
     assert!(after.iter().all(|s| s["records"] == 1), "{after:?}");
 
+    // A file larger than a save carries (each share must fit in one 1 GiB
+    // message; with t = 2, about 2 GiB) is refused before it is read: a
+    // sparse 3 GiB file, one clear line, nothing saved.
+    let huge = tmp.path().join("huge.bin");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(3 << 30))
+        .expect("sparse file");
+    let refused = run(net.with_password(&["save", "huge"]).arg(&huge));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        err.contains("huge.bin is 3221225472 bytes, more than a save")
+            && err.contains("--threshold"),
+        "{err}"
+    );
+    assert_eq!(json_lines(&ok(&mut net.client(&["ls", "--json"]))).len(), 1);
+
     // Any two of the three rebuild it: stop one server and load.
     drop(servers.pop());
     net.wait_for_servers(2);

@@ -291,16 +291,17 @@ impl Client {
         Ok(out)
     }
 
-    /// Saves `data` as a new version of `tag`.
-    pub async fn save(
-        &self,
-        tag: &str,
-        data: &[u8],
-        password: &Password,
-    ) -> Result<SaveReport, Error> {
-        check_tag(tag)?;
-        let servers = self.servers().await?;
-        let n = servers.len();
+    /// The largest file [`Client::save`] would carry now: it depends on the
+    /// threshold, hence on the servers online. Check a file's length against
+    /// it before reading the file into memory.
+    pub async fn max_save_len(&self) -> Result<u64, Error> {
+        let n = self.servers().await?.len();
+        Ok(sharing::max_file_len(self.threshold_for(n)?))
+    }
+
+    /// The threshold of a save to `n` servers: the one set in the options,
+    /// else a majority.
+    fn threshold_for(&self, n: usize) -> Result<usize, Error> {
         if n == 0 {
             return Err(Error::NoServers);
         }
@@ -311,6 +312,21 @@ impl Client {
                 servers: n,
             });
         }
+        Ok(t)
+    }
+
+    /// Saves `data` as a new version of `tag`.
+    pub async fn save(
+        &self,
+        tag: &str,
+        data: &[u8],
+        password: &Password,
+    ) -> Result<SaveReport, Error> {
+        check_tag(tag)?;
+        let servers = self.servers().await?;
+        let n = servers.len();
+        let t = self.threshold_for(n)?;
+        sharing::check_file_len(data.len() as u64, t)?;
         let needed = self.options.min_acks.unwrap_or(t).clamp(t, n);
         let version = self
             .versions_of(tag)

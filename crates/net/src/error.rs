@@ -83,6 +83,21 @@ pub enum Error {
         /// The number of servers online.
         servers: usize,
     },
+    /// The file is larger than a save with this threshold can carry: each
+    /// server's share must fit in one message.
+    #[error(
+        "the file is {len} bytes, more than a save with threshold {threshold} carries \
+         ({max} bytes: each server's share must fit in one 1 GiB message); \
+         raise the threshold or split the file"
+    )]
+    FileTooLarge {
+        /// The file's length.
+        len: u64,
+        /// The largest length a save with this threshold carries.
+        max: u64,
+        /// The threshold of the save.
+        threshold: usize,
+    },
     /// Too few servers acknowledged a save within the timeout.
     #[error(
         "only {acked} of {servers} servers stored the file, {needed} needed; the save was rolled back"

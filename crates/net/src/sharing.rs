@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{Kdf, Password, PasswordKeys, open, seal};
 use crate::error::Error;
+use crate::packet::{MAX_FRAME_PAYLOAD, MAX_FRAMES};
 use crate::record::{
     Manifest, ManifestFormat, Record, SHARE_LEN, fragment_hash, manifest_mac, share_hash,
     verify_manifest_mac,
@@ -153,6 +154,35 @@ fn decode_fragments(good: &[(usize, &[u8])], m: &Manifest) -> Result<Vec<u8>, Er
 /// Room [`split_in_place`] needs past the plaintext: two AEAD tags, and the
 /// padding of the ciphertext to whole fragments.
 const SEAL_OVERHEAD: usize = 32 + 2 * 255;
+
+/// Room left in a message for everything of a record but its fragment: the
+/// message head (tag of up to 8 KiB), the manifest (up to 255 fragment hashes,
+/// KDF parameters) and the key share, with a wide margin.
+const RECORD_HEADROOM: u64 = 64 * 1024;
+
+/// The largest file a save with threshold `t` carries: each server gets one
+/// fragment of `1/t` of the ciphertext, and a record must fit in one message
+/// ([`MAX_FRAMES`] × [`MAX_FRAME_PAYLOAD`], 1 GiB).
+pub fn max_file_len(t: usize) -> u64 {
+    let message = u64::from(MAX_FRAMES) * MAX_FRAME_PAYLOAD as u64;
+    // Fragments are rounded up to an even length: one byte of slack each.
+    let fragment = message - RECORD_HEADROOM - 2;
+    (fragment * t.max(1) as u64).saturating_sub(SEAL_OVERHEAD as u64)
+}
+
+/// Fails with [`Error::FileTooLarge`] when a file of `len` bytes is more than
+/// a save with threshold `t` carries ([`max_file_len`]).
+pub fn check_file_len(len: u64, t: usize) -> Result<(), Error> {
+    let max = max_file_len(t);
+    if len > max {
+        return Err(Error::FileTooLarge {
+            len,
+            max,
+            threshold: t,
+        });
+    }
+    Ok(())
+}
 
 /// A copy of `plaintext` with the room [`split_in_place`] needs to encrypt
 /// and cut it where it lies: the one copy a save makes of the file.
@@ -419,6 +449,46 @@ mod tests {
                     assert!(out.bad.is_empty());
                 }
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_largest_file_a_save_carries_fits_each_record_in_one_message() -> Result<(), Error> {
+        use crate::message::{Body, MAX_TAG_LEN, Message, RequestId};
+        let message = u64::from(MAX_FRAMES) * MAX_FRAME_PAYLOAD as u64;
+        assert!(max_file_len(1) < message);
+        assert!(max_file_len(3) > 2 * max_file_len(1));
+        assert!(check_file_len(max_file_len(3), 3).is_ok());
+        assert!(matches!(
+            check_file_len(max_file_len(3) + 1, 3),
+            Err(Error::FileTooLarge { threshold: 3, .. })
+        ));
+        // What a record and its message add to the fragment, at the largest
+        // tag and the most servers, stays inside the headroom the limit keeps.
+        let (len, n, t) = (10_000usize, 255, 2);
+        let tag = "x".repeat(MAX_TAG_LEN);
+        let recs = split(
+            &tag,
+            1,
+            &vec![5u8; len],
+            &Password::new("pw"),
+            &Kdf::INSECURE_FAST,
+            n,
+            t,
+        )?;
+        let fragment = (len + 32).div_ceil(t).next_multiple_of(2);
+        for record in recs {
+            let (head, _) = Message {
+                request_id: RequestId([0; 16]),
+                body: Body::Store {
+                    tag: tag.clone(),
+                    version: 1,
+                    record: record.clone(),
+                },
+            }
+            .encode_parts();
+            assert!(((record.len() - fragment + head.len()) as u64) < RECORD_HEADROOM);
         }
         Ok(())
     }
