@@ -7,8 +7,10 @@
 //! way (a tampered or truncated input, a full disk) leaves no partial
 //! output, and a crash leaves no readable plaintext in a temporary file.
 
+use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
@@ -54,6 +56,41 @@ pub fn write_file_atomically(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
+    write_file_atomically_as(path, &FileAttrs::default(), fill)
+}
+
+/// What a restored file takes from the version it is restored from, set on
+/// the temporary file before the rename, so the file appears with them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FileAttrs {
+    /// Permission bits (at most `0o7777`); without them the file is
+    /// readable and writable by its owner only.
+    pub mode: Option<u32>,
+    /// Modification time.
+    pub modified: Option<SystemTime>,
+}
+
+impl FileAttrs {
+    fn apply(&self, file: &File) -> io::Result<()> {
+        if let Some(time) = self.modified {
+            file.set_modified(time)?;
+        }
+        #[cfg(unix)]
+        if let Some(mode) = self.mode {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    }
+}
+
+/// [`write_file_atomically`], giving the file `attrs` (a path that is not a
+/// regular file, such as a device, keeps its own).
+pub fn write_file_atomically_as(
+    path: &Path,
+    attrs: &FileAttrs,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
     let resolved;
     let path = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
@@ -90,6 +127,9 @@ pub fn write_file_atomically(
         .into_inner()
         .map_err(|e| e.into_error())
         .with_context(|| format!("cannot write {}", path.display()))?;
+    attrs
+        .apply(tmp.as_file())
+        .with_context(|| format!("cannot set the mode or time of {}", path.display()))?;
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;

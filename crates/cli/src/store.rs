@@ -2,11 +2,12 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use seccs_store::catalog::{EntryKind, parse_name_version};
+use seccs_store::catalog::{EntryKind, FileMode, FileStamp, Version, parse_name_version};
 use seccs_store::dir::{EMBEDDED, KeySource};
 use seccs_store::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, Params, WrapperKind};
 
@@ -97,7 +98,8 @@ pub struct GetArgs {
     reference: String,
     /// Write to FILE instead of standard output (for PREFIX/: the directory
     /// to restore into). A file appears only when its whole content was read
-    /// and authenticated.
+    /// and authenticated. A named file (NAME, NAME@N, PREFIX/) gets back the
+    /// permission bits and modification time it was put with.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// No progress bar.
@@ -262,7 +264,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
     let store = &opened.store;
     if args.file.as_os_str() == "-" {
         let mut stdin = io::stdin().lock();
-        return put_one(store, &mut stdin, args.name.as_deref(), None);
+        return put_one(store, &mut stdin, args.name.as_deref(), None, (None, None));
     }
     let meta = std::fs::symlink_metadata(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
@@ -280,11 +282,27 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
             },
         );
     }
+    let start = crate::tree::since_epoch();
     let file =
         File::open(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    // The stamp and bits of the file opened (through a link, the target's),
+    // for a restore of the name.
+    let opened_meta = file.metadata().ok();
+    let stamp = opened_meta
+        .as_ref()
+        .and_then(|m| crate::tree::settled_stamp(m, start));
+    let mode = opened_meta
+        .as_ref()
+        .map(|m| FileMode::from_st_mode(m.permissions().mode()));
     let bar = progress::bytes(meta.len(), args.quiet);
     let mut reader = bar.wrap_read(file);
-    put_one(store, &mut reader, args.name.as_deref(), Some(&args.file))?;
+    put_one(
+        store,
+        &mut reader,
+        args.name.as_deref(),
+        Some(&args.file),
+        (stamp, mode),
+    )?;
     bar.finish_and_clear();
     Ok(())
 }
@@ -294,6 +312,7 @@ fn put_one(
     reader: &mut dyn Read,
     name: Option<&str>,
     path: Option<&Path>,
+    (stamp, mode): (Option<FileStamp>, Option<FileMode>),
 ) -> Result<()> {
     let shown = || path.map_or("standard input".to_owned(), |p| p.display().to_string());
     match name {
@@ -305,7 +324,7 @@ fn put_one(
         }
         Some(name) => {
             let (outcome, version) = store
-                .put_named(reader, name, EntryKind::File)
+                .put_named_stamped(reader, name, EntryKind::File, stamp, mode)
                 .with_context(|| format!("cannot store {}", shown()))?;
             println!("{}", outcome.content_ref);
             eprintln!("seccs: stored as {name}@{version}");
@@ -314,14 +333,16 @@ fn put_one(
     Ok(())
 }
 
-/// Resolves what the user typed: a reference, NAME or NAME@N.
-fn resolve(store: &seccs_store::Store, spec: &str) -> Result<ContentRef> {
+/// Resolves what the user typed: a reference, NAME or NAME@N (then with the
+/// version it names).
+fn resolve(store: &seccs_store::Store, spec: &str) -> Result<(ContentRef, Option<Version>)> {
     if let Ok(r) = spec.parse::<ContentRef>()
         && r.digest().len() == store.params().wrapper().digest_len()
     {
-        return Ok(r);
+        return Ok((r, None));
     }
-    Ok(store.resolve(spec)?.content_ref)
+    let version = store.resolve(spec)?;
+    Ok((version.content_ref.clone(), Some(version)))
 }
 
 /// Runs `seccs get`.
@@ -334,7 +355,12 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
         };
         return crate::tree::get_tree(store, &args.reference, dir, progress::enabled(args.quiet));
     }
-    let r = resolve(store, &args.reference)?;
+    let (r, version) = resolve(store, &args.reference)?;
+    // A whole named file comes back with its permission bits and time.
+    let attrs = match (&version, args.range) {
+        (Some(v), None) => crate::tree::attrs_of(v),
+        _ => crate::output::FileAttrs::default(),
+    };
     let (offset, len) = args.range.unwrap_or((0, r.len()));
     let bar = progress::bytes(len, args.quiet);
     match &args.output {
@@ -344,7 +370,7 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
             store.get_range(&r, offset, len, &mut out)?;
             out.flush()?;
         }
-        Some(path) => crate::output::write_file_atomically(path, |out| {
+        Some(path) => crate::output::write_file_atomically_as(path, &attrs, |out| {
             let mut out = bar.wrap_write(out);
             store
                 .get_range(&r, offset, len, &mut out)
@@ -447,6 +473,8 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
                     "reference": v.content_ref.to_hex(),
                     "time": v.time,
                     "kind": kind,
+                    "mode": v.mode.map(|m| format!("{:04o}", m.bits())),
+                    "mtime": v.stamp.map(|s| s.mtime_s),
                     "gone_since": record.gone_since,
                 });
                 writeln!(out, "{line}")?;

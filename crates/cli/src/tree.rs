@@ -28,7 +28,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use seccs_store::Store;
-use seccs_store::catalog::{EntryKind, FileStamp, Record, Version};
+use seccs_store::catalog::{EntryKind, FileMode, FileStamp, Record, Version};
+
+use crate::output::FileAttrs;
 
 /// One thing found under the directory.
 enum Found {
@@ -157,6 +159,36 @@ fn missing_names<'a>(
         .collect()
 }
 
+/// What a file restored from `version` takes from it: its permission bits
+/// and, when its stamp was recorded, its modification time.
+pub fn attrs_of(version: &Version) -> FileAttrs {
+    FileAttrs {
+        mode: version.mode.map(FileMode::bits),
+        modified: version.stamp.as_ref().and_then(|s| {
+            let nanos = Duration::from_nanos(u64::from(s.mtime_ns.min(999_999_999)));
+            let secs = Duration::from_secs(s.mtime_s.unsigned_abs());
+            if s.mtime_s >= 0 {
+                UNIX_EPOCH.checked_add(secs + nanos)
+            } else {
+                UNIX_EPOCH.checked_sub(secs)?.checked_add(nanos)
+            }
+        }),
+    }
+}
+
+/// The time now, as a duration since the Unix epoch.
+pub fn since_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The stamp of a file opened for a put that started at `start`, when it
+/// can be recognized by it later (see `stamp_is_settled`).
+pub fn settled_stamp(meta: &Metadata, start: Duration) -> Option<FileStamp> {
+    Some(stamp_of(meta)).filter(|s| stamp_is_settled(s, start))
+}
+
 fn stamp_of(meta: &Metadata) -> FileStamp {
     FileStamp {
         mtime_s: meta.mtime(),
@@ -195,9 +227,7 @@ pub struct TreePut {
 
 /// Stores every file and symlink under `dir`.
 pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
-    let start = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
+    let start = since_epoch();
     let mut w = Walk::default();
     walk(dir, &mut w);
     let Walk {
@@ -273,14 +303,12 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     // The stamp of what is opened (the walk's may be of a
                     // file since replaced), taken before reading: a later
                     // write changes it.
-                    let stamp = file
-                        .metadata()
-                        .map(|m| stamp_of(&m))
-                        .ok()
-                        .filter(|s| stamp_is_settled(s, start));
+                    let meta = file.metadata().ok();
+                    let stamp = meta.as_ref().and_then(|m| settled_stamp(m, start));
+                    let mode = meta.as_ref().map(|m| FileMode::from_st_mode(m.mode()));
                     let mut reader = bar.wrap_read(file);
                     let (o, _) = store
-                        .put_named_stamped(&mut reader, name, EntryKind::File, stamp)
+                        .put_named_stamped(&mut reader, name, EntryKind::File, stamp, mode)
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     (name, o)
                 }
@@ -416,13 +444,15 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Resu
                     .with_context(|| format!("cannot create {}", parent.display()))?;
             }
             match version.kind {
-                EntryKind::File => crate::output::write_file_atomically(&target, |out| {
-                    let mut out = bar.wrap_write(out);
-                    store
-                        .get_to(&version.content_ref, &mut out)
-                        .with_context(|| format!("cannot read {}", record.name))?;
-                    Ok(())
-                }),
+                EntryKind::File => {
+                    crate::output::write_file_atomically_as(&target, &attrs_of(version), |out| {
+                        let mut out = bar.wrap_write(out);
+                        store
+                            .get_to(&version.content_ref, &mut out)
+                            .with_context(|| format!("cannot read {}", record.name))?;
+                        Ok(())
+                    })
+                }
                 EntryKind::Symlink => {
                     let link = store.get(&version.content_ref)?;
                     let link = String::from_utf8(link)

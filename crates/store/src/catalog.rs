@@ -21,17 +21,22 @@
 //! restore of DIR gives the tree as it was last put. Putting the name
 //! again brings it back.
 //!
-//! Record format (version 3), written and read by separate code, trailing
-//! bytes rejected; versions 1 and 2 are still read:
+//! A version may also carry the permission bits of its file, so that a
+//! restore gives the file back as it was (an executable stays executable);
+//! its modification time, restored too, is the stamp's.
+//!
+//! Record format (version 4), written and read by separate code, trailing
+//! bytes rejected; versions 1 to 3 are still read:
 //! ```text
-//! u8 3 | u32 name_len | name | u32 next_version | u32 n |
+//! u8 4 | u32 name_len | name | u32 next_version | u32 n |
 //!   n × ( u32 number | u8 ref_len | ref | u64 size | u64 time | u8 kind |
 //!         u8 has_stamp | [ i64 mtime_s | u32 mtime_ns | i64 ctime_s |
-//!                          u32 ctime_ns | u64 inode ] ) |
+//!                          u32 ctime_ns | u64 inode ] |
+//!         u8 has_mode | [ u16 mode ] ) |
 //!   u8 is_gone | [ u64 gone_since ]
 //! ```
-//! (format 2 ends after the last version; format 1 also ends each version
-//! at `kind`).
+//! (format 3 ends each version after the stamp; format 2 also ends after the
+//! last version; format 1 also ends each version at `kind`).
 
 use aes_siv::Tag;
 use hmac::{Hmac, KeyInit, Mac};
@@ -47,7 +52,9 @@ use crate::wrapper::SivPool;
 pub const KEY_PREFIX: u8 = b'N';
 /// Length of catalog keys.
 pub const KEY_LEN: usize = 33;
-const FORMAT: u8 = 3;
+const FORMAT: u8 = 4;
+/// The format before permission bits; still read.
+const FORMAT_NO_MODE: u8 = 3;
 /// The format before gone names; still read.
 const FORMAT_NO_GONE: u8 = 2;
 /// The format before file stamps; still read.
@@ -78,6 +85,23 @@ pub struct FileStamp {
     pub inode: u64,
 }
 
+/// The permission bits of a file (`st_mode & 0o7777`: read, write and
+/// execute for owner, group and others, and setuid, setgid, sticky).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(u16);
+
+impl FileMode {
+    /// The permission bits of `st_mode`; the file type bits are dropped.
+    pub fn from_st_mode(st_mode: u32) -> Self {
+        Self((st_mode & 0o7777) as u16)
+    }
+
+    /// The bits, at most `0o7777`.
+    pub fn bits(self) -> u32 {
+        u32::from(self.0)
+    }
+}
+
 /// One version of a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
@@ -92,6 +116,8 @@ pub struct Version {
     /// The stamp of the file it was read from, when it was read from a
     /// file that no one could have been changing at the time.
     pub stamp: Option<FileStamp>,
+    /// The permission bits of the file it was read from.
+    pub mode: Option<FileMode>,
 }
 
 /// Every live version of one name.
@@ -167,6 +193,13 @@ impl Record {
                     out.extend_from_slice(&s.inode.to_be_bytes());
                 }
             }
+            match v.mode {
+                None => out.push(0),
+                Some(mode) => {
+                    out.push(1);
+                    out.extend_from_slice(&mode.0.to_be_bytes());
+                }
+            }
         }
         match self.gone_since {
             None => out.push(0),
@@ -181,7 +214,10 @@ impl Record {
     fn decode(bytes: &[u8]) -> Option<Record> {
         let mut r = Reader(bytes);
         let format = r.u8()?;
-        if !matches!(format, FORMAT | FORMAT_NO_GONE | FORMAT_NO_STAMPS) {
+        if !matches!(
+            format,
+            FORMAT | FORMAT_NO_MODE | FORMAT_NO_GONE | FORMAT_NO_STAMPS
+        ) {
             return None;
         }
         let name_len = r.u32()? as usize;
@@ -218,16 +254,29 @@ impl Record {
                 }),
                 _ => return None,
             };
+            let has_mode = match format {
+                FORMAT => r.u8()?,
+                _ => 0,
+            };
+            let mode = match has_mode {
+                0 => None,
+                1 => match r.u16()? {
+                    m if m & !0o7777 == 0 => Some(FileMode(m)),
+                    _ => return None,
+                },
+                _ => return None,
+            };
             versions.push(Version {
                 number,
                 content_ref,
                 time,
                 kind,
                 stamp,
+                mode,
             });
         }
         let is_gone = match format {
-            FORMAT => r.u8()?,
+            FORMAT | FORMAT_NO_MODE => r.u8()?,
             _ => 0,
         };
         let gone_since = match is_gone {
@@ -257,6 +306,9 @@ impl<'a> Reader<'a> {
     }
     fn u8(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
     }
     fn u32(&mut self) -> Option<u32> {
         Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
@@ -351,6 +403,7 @@ mod tests {
             time: 1_700_000_000,
             kind: EntryKind::File,
             stamp,
+            mode: None,
         }
     }
 
@@ -366,7 +419,13 @@ mod tests {
         let rec = Record {
             name: "photos/2024/a.jpg".into(),
             next_version: 4,
-            versions: vec![version(2, None), version(3, Some(stamp))],
+            versions: vec![
+                Version {
+                    mode: Some(FileMode::from_st_mode(0o104755)),
+                    ..version(2, None)
+                },
+                version(3, Some(stamp)),
+            ],
             gone_since: None,
         };
         let bytes = rec.encode();
@@ -375,12 +434,27 @@ mod tests {
         trailing.push(0);
         assert_eq!(Record::decode(&trailing), None);
         assert_eq!(Record::decode(&bytes[..bytes.len() - 1]), None);
-        // The stamp flag is 0 or 1, nothing else (it precedes the gone flag).
-        let flag_at = bytes.len() - 34;
+        // The stamp flag is 0 or 1, nothing else (it precedes the mode flag
+        // and the gone flag).
+        let flag_at = bytes.len() - 35;
         assert_eq!(bytes[flag_at], 1);
         let mut bad_flag = bytes.clone();
         bad_flag[flag_at] = 2;
         assert_eq!(Record::decode(&bad_flag), None);
+        // Permission bits are the low 12 bits, nothing more, and the mode
+        // flag is 0 or 1.
+        let moded = Record {
+            versions: vec![rec.versions[0].clone()],
+            ..rec.clone()
+        }
+        .encode();
+        assert_eq!(moded[moded.len() - 4..], [1, 0x09, 0xED, 0]);
+        let mut bad_mode = moded.clone();
+        bad_mode[moded.len() - 3] |= 0x10;
+        assert_eq!(Record::decode(&bad_mode), None);
+        let mut bad_mode_flag = moded.clone();
+        bad_mode_flag[moded.len() - 4] = 2;
+        assert_eq!(Record::decode(&bad_mode_flag), None);
         // A gone name keeps its versions and the time it went.
         let gone = Record {
             gone_since: Some(1_800_000_000),
@@ -395,6 +469,23 @@ mod tests {
     }
 
     #[test]
+    fn format_3_records_still_read() {
+        let rec = Record {
+            name: "a".into(),
+            next_version: 2,
+            versions: vec![version(1, None)],
+            gone_since: Some(7),
+        };
+        let mut v3 = rec.encode();
+        // Format 3: leading 3, no mode flag after the stamp flag (the byte
+        // before the gone flag and its time).
+        v3[0] = FORMAT_NO_MODE;
+        let at = v3.len() - 10;
+        assert_eq!(v3.remove(at), 0);
+        assert_eq!(Record::decode(&v3), Some(rec));
+    }
+
+    #[test]
     fn format_2_records_still_read() {
         let rec = Record {
             name: "a".into(),
@@ -403,8 +494,9 @@ mod tests {
             gone_since: None,
         };
         let mut v2 = rec.encode();
-        // Format 2: leading 2, and no gone flag at the end.
+        // Format 2: leading 2, and no mode flag nor gone flag at the end.
         v2[0] = FORMAT_NO_GONE;
+        assert_eq!(v2.pop(), Some(0));
         assert_eq!(v2.pop(), Some(0));
         assert_eq!(Record::decode(&v2), Some(rec));
     }
@@ -418,8 +510,10 @@ mod tests {
             gone_since: None,
         };
         let mut v1 = rec.encode();
-        // Format 1: leading 1, no stamp flag after the kind, no gone flag.
+        // Format 1: leading 1, no stamp or mode flag after the kind, no gone
+        // flag.
         v1[0] = FORMAT_NO_STAMPS;
+        assert_eq!(v1.pop(), Some(0));
         assert_eq!(v1.pop(), Some(0));
         assert_eq!(v1.pop(), Some(0));
         assert_eq!(Record::decode(&v1), Some(rec));

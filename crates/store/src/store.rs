@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use seccs_core::SecretKey;
 
 use crate::backend::{Backend, Batch, Usage};
-use crate::catalog::{self, CatalogCrypto, EntryKind, FileStamp, Record, Version};
+use crate::catalog::{self, CatalogCrypto, EntryKind, FileMode, FileStamp, Record, Version};
 use crate::chunker::Chunker;
 use crate::error::{Result, StoreError};
 use crate::node::{self, Child};
@@ -396,19 +396,21 @@ impl Store {
         name: &str,
         kind: EntryKind,
     ) -> Result<(PutOutcome, u32)> {
-        self.put_named_stamped(reader, name, kind, None)
+        self.put_named_stamped(reader, name, kind, None, None)
     }
 
     /// [`Store::put_named`], recording the stamp of the file the content is
-    /// read from, for [`Store::unchanged_since_stamp`]. Putting the newest
-    /// version's content again only updates its stamp. Either way a gone
-    /// name (see [`Store::mark_gone`]) is back.
+    /// read from, for [`Store::unchanged_since_stamp`], and its permission
+    /// bits (`st_mode & 0o7777`, for a restore). Putting the newest
+    /// version's content again only updates its stamp and bits. Either way
+    /// a gone name (see [`Store::mark_gone`]) is back.
     pub fn put_named_stamped(
         &self,
         reader: &mut dyn std::io::Read,
         name: &str,
         kind: EntryKind,
         stamp: Option<FileStamp>,
+        mode: Option<FileMode>,
     ) -> Result<(PutOutcome, u32)> {
         if name.is_empty() {
             return Err(StoreError::InvalidRef("a name cannot be empty".into()));
@@ -425,8 +427,9 @@ impl Store {
                 // Unchanged since the newest version: not another put.
                 number.set(latest.number);
                 let mut entries = Vec::new();
-                if latest.stamp != stamp || record.gone_since.is_some() {
+                if latest.stamp != stamp || latest.mode != mode || record.gone_since.is_some() {
                     latest.stamp = stamp;
+                    latest.mode = mode;
                     record.gone_since = None;
                     entries.push((key.clone(), self.catalog.seal(&key, record)));
                 }
@@ -448,6 +451,7 @@ impl Store {
                 time: now(),
                 kind,
                 stamp,
+                mode,
             };
             number.set(version.number);
             record.next_version += 1;

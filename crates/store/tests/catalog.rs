@@ -5,7 +5,7 @@ mod common;
 use common::{memory_store, random_bytes};
 use seccs_store::WrapperKind;
 use seccs_store::backend::Backend;
-use seccs_store::catalog::{EntryKind, FileStamp};
+use seccs_store::catalog::{EntryKind, FileMode, FileStamp};
 
 #[test]
 fn putting_an_existing_name_keeps_the_old_version_until_removed() {
@@ -115,6 +115,44 @@ fn putting_a_names_newest_content_again_adds_no_version_and_no_bytes() {
 }
 
 #[test]
+fn a_versions_permission_bits_are_kept_and_follow_a_chmod_without_another_version() {
+    let (store, _) = memory_store(256, WrapperKind::AesSiv);
+    let v = random_bytes(3000, 9);
+    let mode_of = |name: &str| store.resolve(name).expect("resolve").mode;
+    let exec = FileMode::from_st_mode(0o100_755);
+    store
+        .put_named_stamped(
+            &mut v.as_slice(),
+            "bin/run",
+            EntryKind::File,
+            None,
+            Some(exec),
+        )
+        .expect("put");
+    assert_eq!(mode_of("bin/run").map(FileMode::bits), Some(0o755));
+    // Same bytes, other bits (a chmod): the newest version takes them, no
+    // version and no entry is added.
+    let before = store.usage().expect("usage");
+    let (_, n) = store
+        .put_named_stamped(
+            &mut v.as_slice(),
+            "bin/run",
+            EntryKind::File,
+            None,
+            Some(FileMode::from_st_mode(0o644)),
+        )
+        .expect("put");
+    assert_eq!(n, 1);
+    assert_eq!(store.usage().expect("usage").entries, before.entries);
+    assert_eq!(mode_of("bin/run").map(FileMode::bits), Some(0o644));
+    // Contents put without a file (standard input) carry no bits.
+    store
+        .put_named(&mut v.as_slice(), "stdin", EntryKind::File)
+        .expect("put");
+    assert_eq!(mode_of("stdin"), None);
+}
+
+#[test]
 fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
     let (store, _) = memory_store(256, WrapperKind::AesSiv);
     let v = random_bytes(9000, 8);
@@ -127,7 +165,13 @@ fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
     };
     let len = v.len() as u64;
     store
-        .put_named_stamped(&mut v.as_slice(), "f", EntryKind::File, Some(stamp(100)))
+        .put_named_stamped(
+            &mut v.as_slice(),
+            "f",
+            EntryKind::File,
+            Some(stamp(100)),
+            None,
+        )
         .expect("put");
     let unchanged = |name: &str, len: u64, mtime_s: i64| {
         store
@@ -143,7 +187,13 @@ fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
     // Read again with the same bytes: the stamp moves, no version or count is added.
     let counts = store.usage().expect("usage");
     let (_, n) = store
-        .put_named_stamped(&mut v.as_slice(), "f", EntryKind::File, Some(stamp(200)))
+        .put_named_stamped(
+            &mut v.as_slice(),
+            "f",
+            EntryKind::File,
+            Some(stamp(200)),
+            None,
+        )
         .expect("put");
     assert_eq!(n, 1);
     assert_eq!(store.usage().expect("usage").entries, counts.entries);
@@ -178,7 +228,13 @@ fn a_gone_name_keeps_its_versions_leaves_listings_and_comes_back_when_put_again(
         .put_named(&mut v1.as_slice(), "t/a", EntryKind::File)
         .expect("put");
     store
-        .put_named_stamped(&mut v2.as_slice(), "t/a", EntryKind::File, Some(stamp))
+        .put_named_stamped(
+            &mut v2.as_slice(),
+            "t/a",
+            EntryKind::File,
+            Some(stamp),
+            None,
+        )
         .expect("put");
     store
         .put_named(&mut v1.as_slice(), "t/b", EntryKind::File)
@@ -214,7 +270,13 @@ fn a_gone_name_keeps_its_versions_leaves_listings_and_comes_back_when_put_again(
     );
     // Putting its newest content again brings it back, with no new version.
     let (_, n) = store
-        .put_named_stamped(&mut v2.as_slice(), "t/a", EntryKind::File, Some(stamp))
+        .put_named_stamped(
+            &mut v2.as_slice(),
+            "t/a",
+            EntryKind::File,
+            Some(stamp),
+            None,
+        )
         .expect("put");
     assert_eq!(n, 2);
     assert_eq!(store.resolve("t/a").expect("back").number, 2);
