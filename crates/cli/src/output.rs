@@ -82,6 +82,15 @@ impl FileAttrs {
         }
         Ok(())
     }
+
+    /// Gives the directory at `path` these bits and time (through a
+    /// read-only handle: a directory cannot be opened for writing).
+    pub fn apply_to_dir(&self, path: &Path) -> io::Result<()> {
+        if self.mode.is_none() && self.modified.is_none() {
+            return Ok(());
+        }
+        self.apply(&File::open(path)?)
+    }
 }
 
 /// [`write_file_atomically`], giving the file `attrs` (a path that is not a

@@ -69,8 +69,9 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct PutArgs {
     /// The file to store, `-` for standard input, or a directory: every
-    /// regular file and symlink under it is stored, named by its path as
-    /// given (normalized like tar: no leading `/`, `./` or `../`). Names
+    /// regular file, symlink and directory under it is stored, named by its
+    /// path as given (normalized like tar: no leading `/`, `./` or `../`),
+    /// with its permission bits and modification time. Names
     /// under the directory whose files are no longer there are marked gone:
     /// `ls` and `get DIR/` leave them out, `ls --all` and `get NAME@N`
     /// still reach their versions.
@@ -356,6 +357,16 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
         return crate::tree::get_tree(store, &args.reference, dir, progress::enabled(args.quiet));
     }
     let (r, version) = resolve(store, &args.reference)?;
+    if version
+        .as_ref()
+        .is_some_and(|v| v.kind == EntryKind::Directory)
+    {
+        bail!(
+            "{} is a directory: restore it with `seccs get {}/ -o DIR`",
+            args.reference,
+            parse_name_version(&args.reference).0
+        );
+    }
     // A whole named file comes back with its permission bits and time.
     let attrs = match (&version, args.range) {
         (Some(v), None) => crate::tree::attrs_of(v),
@@ -464,6 +475,7 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
             let kind = match v.kind {
                 EntryKind::File => "file",
                 EntryKind::Symlink => "symlink",
+                EntryKind::Directory => "directory",
             };
             if args.json {
                 let line = serde_json::json!({
@@ -479,17 +491,23 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
                 });
                 writeln!(out, "{line}")?;
             } else {
+                // A directory reads as NAME/ (its name has no slash).
+                let slash = if v.kind == EntryKind::Directory {
+                    "/"
+                } else {
+                    ""
+                };
                 let name = match (args.all, record.gone_since) {
                     (true, Some(t)) => {
                         format!(
-                            "{}@{}  (gone since {})",
+                            "{}{slash}@{}  (gone since {})",
                             record.name,
                             v.number,
                             format_time(t)
                         )
                     }
-                    (true, None) => format!("{}@{}", record.name, v.number),
-                    (false, _) => record.name.clone(),
+                    (true, None) => format!("{}{slash}@{}", record.name, v.number),
+                    (false, _) => format!("{}{slash}", record.name),
                 };
                 writeln!(
                     out,

@@ -1,10 +1,12 @@
 //! `seccs put DIR` and `seccs get PREFIX/ -o DIR`: directory trees as names.
 //!
 //! Names are paths as given on the command line, normalized like tar
-//! (no leading `/`, `./` or `../`), with `/` separators. Regular files and
-//! symlinks are stored; other special files are reported and skipped. A file
-//! that cannot be read is reported, the rest is stored, and the command
-//! exits non-zero.
+//! (no leading `/`, `./` or `../`), with `/` separators. Regular files,
+//! symlinks and the directories below DIR are stored (a directory as an
+//! empty content, so that empty ones come back); other special files are
+//! reported and skipped. A file that cannot be read is reported, the rest is
+//! stored, and the command exits non-zero. Files and directories keep their
+//! permission bits and modification times for the restore.
 //!
 //! A name under DIR that the catalog holds but the walk no longer finds is
 //! marked gone (its versions stay; see `seccs_store::catalog`), so that
@@ -43,6 +45,13 @@ enum Found {
     Symlink {
         path: PathBuf,
         name: String,
+    },
+    /// A directory below the one given (that one is the prefix, not a name).
+    Dir {
+        path: PathBuf,
+        name: String,
+        stamp: FileStamp,
+        mode: FileMode,
     },
 }
 
@@ -112,11 +121,17 @@ fn walk(dir: &Path, w: &mut Walk) {
             }
         };
         let ft = meta.file_type();
+        w.present.insert(name.clone());
         if ft.is_dir() {
+            w.found.push(Found::Dir {
+                path: path.clone(),
+                name,
+                stamp: stamp_of(&meta),
+                mode: FileMode::from_st_mode(meta.mode()),
+            });
             walk(&path, w);
             continue;
         }
-        w.present.insert(name.clone());
         if ft.is_file() {
             w.found.push(Found::File {
                 path,
@@ -225,7 +240,7 @@ pub struct TreePut {
     pub skip_unchanged: bool,
 }
 
-/// Stores every file and symlink under `dir`.
+/// Stores every file, symlink and directory under `dir`.
 pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     let start = since_epoch();
     let mut w = Walk::default();
@@ -240,7 +255,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         .iter()
         .map(|f| match f {
             Found::File { len, .. } => *len,
-            Found::Symlink { .. } => 0,
+            Found::Symlink { .. } | Found::Dir { .. } => 0,
         })
         .sum();
     // Every name under the directory, read once: for the stamp checks and
@@ -274,6 +289,20 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     let results: Vec<Result<(String, bool)>> = found
         .par_iter()
         .map(|f| {
+            let unchanged = |name: &str, kind, len, stamp| -> Result<Option<Version>> {
+                if !how.skip_unchanged {
+                    return Ok(None);
+                }
+                Ok(match &known {
+                    Ok(records) => records
+                        .get(name)
+                        .and_then(|r| r.unchanged_since(kind, len, stamp))
+                        .cloned(),
+                    Err(_) => store
+                        .unchanged_since_stamp(name, kind, len, stamp)
+                        .with_context(|| format!("cannot look up {name}"))?,
+                })
+            };
             let (name, outcome) = match f {
                 Found::File {
                     path,
@@ -281,20 +310,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     len,
                     stamp,
                 } => {
-                    let unchanged = || -> Result<Option<Version>> {
-                        Ok(match &known {
-                            Ok(records) => records
-                                .get(name)
-                                .and_then(|r| r.unchanged_since(*len, stamp))
-                                .cloned(),
-                            Err(_) => store
-                                .unchanged_since_stamp(name, *len, stamp)
-                                .with_context(|| format!("cannot look up {name}"))?,
-                        })
-                    };
-                    if how.skip_unchanged
-                        && let Some(v) = unchanged()?
-                    {
+                    if let Some(v) = unchanged(name, EntryKind::File, *len, stamp)? {
                         bar.inc(*len);
                         return Ok((format!("{}  {name}", v.content_ref), true));
                     }
@@ -320,6 +336,28 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                         .put_named(&mut target.as_slice(), name, EntryKind::Symlink)
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     (name, o)
+                }
+                Found::Dir {
+                    path,
+                    name,
+                    stamp,
+                    mode,
+                } => {
+                    // Listed as NAME/, so that it reads as a directory.
+                    if let Some(v) = unchanged(name, EntryKind::Directory, 0, stamp)? {
+                        return Ok((format!("{}  {name}/", v.content_ref), true));
+                    }
+                    let stamp = Some(*stamp).filter(|s| stamp_is_settled(s, start));
+                    let (o, _) = store
+                        .put_named_stamped(
+                            &mut std::io::empty(),
+                            name,
+                            EntryKind::Directory,
+                            stamp,
+                            Some(*mode),
+                        )
+                        .with_context(|| format!("cannot store {}", path.display()))?;
+                    return Ok((format!("{}  {name}/", o.content_ref), false));
                 }
             };
             Ok((format!("{}  {name}", outcome.content_ref), false))
@@ -469,12 +507,30 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Resu
                     #[cfg(unix)]
                     Ok(())
                 }
+                EntryKind::Directory => fs::create_dir_all(&target)
+                    .with_context(|| format!("cannot create {}", target.display())),
             }
         })
         .collect();
     bar.finish_and_clear();
+    // Directories get their bits and times once everything under them is
+    // written (a write would move the time; a read-only bit would stop
+    // it), the deepest first.
+    let mut dirs: Vec<(PathBuf, FileAttrs)> = records
+        .iter()
+        .filter_map(|r| Some((r, r.latest()?)))
+        .filter(|(_, v)| v.kind == EntryKind::Directory)
+        .map(|(r, v)| (dir.join(name_of(Path::new(&r.name))), attrs_of(v)))
+        .collect();
+    dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+    let dir_results = dirs.iter().map(|(path, attrs)| {
+        attrs
+            .apply_to_dir(path)
+            .with_context(|| format!("cannot set the mode or time of {}", path.display()))
+    });
     let failures: Vec<String> = results
         .into_iter()
+        .chain(dir_results)
         .filter_map(|r| r.err().map(|e| format!("{e:#}")))
         .chain(damage.map(|e| e.to_string()))
         .collect();

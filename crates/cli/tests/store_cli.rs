@@ -227,7 +227,9 @@ fn directories_are_stored_by_path_restored_as_trees_and_removed_to_zero() {
     let out = ok(seccs(&store)
         .current_dir(tmp.path())
         .args(["put", "photos/2024", "-q"]));
-    assert_eq!(out.lines().count(), 5, "{out}");
+    // Five files and links, and the directory sub/ (listed as NAME/).
+    assert_eq!(out.lines().count(), 6, "{out}");
+    assert!(out.contains("  photos/2024/sub/\n"), "{out}");
     let ls = ok(seccs(&store).args(["ls", "photos/", "--json"]));
     let names: Vec<String> = ls
         .lines()
@@ -244,6 +246,7 @@ fn directories_are_stored_by_path_restored_as_trees_and_removed_to_zero() {
             "photos/2024/a.jpg",
             "photos/2024/link",
             "photos/2024/same.txt",
+            "photos/2024/sub",
             "photos/2024/sub/b.txt",
             "photos/2024/sub/same.txt"
         ]
@@ -456,15 +459,24 @@ fn files_deleted_from_a_directory_are_gone_from_its_restore_but_keep_their_versi
     random_file(&src.join("was-a-file"), "inner", 1_000, 35);
     std::fs::rename(src.join("sub/move-me"), src.join("moved")).expect("mv");
     let err = put(&[]);
-    assert!(err.contains("3 name(s) under tree/ are gone"), "{err}");
+    // Gone: delete-me and sub/move-me; was-a-file is now a directory (its
+    // newest version), and sub/ is still there, empty.
+    assert!(err.contains("2 name(s) under tree/ are gone"), "{err}");
     assert_eq!(
         listed(&store, &[]),
-        ["tree/keep", "tree/moved", "tree/was-a-file/inner"]
+        [
+            "tree/keep",
+            "tree/moved",
+            "tree/sub/",
+            "tree/was-a-file/",
+            "tree/was-a-file/inner"
+        ]
     );
     // ls --all still shows every version, marked gone.
     let all = ok(seccs(&store).args(["ls", "--all"]));
-    assert_eq!(all.lines().count(), 6, "{all}");
-    assert_eq!(all.matches("(gone since").count(), 3, "{all}");
+    assert_eq!(all.lines().count(), 8, "{all}");
+    assert_eq!(all.matches("(gone since").count(), 2, "{all}");
+    assert!(all.contains("tree/was-a-file@1\n") && all.contains("tree/was-a-file/@2\n"));
     let json = ok(seccs(&store).args(["ls", "--all", "--json", "tree/delete-me"]));
     let v: serde_json::Value = serde_json::from_str(json.trim()).expect("json");
     assert!(v["gone_since"].as_u64().is_some(), "{json}");
@@ -482,6 +494,7 @@ fn files_deleted_from_a_directory_are_gone_from_its_restore_but_keep_their_versi
         .collect();
     restored.sort();
     assert_eq!(restored, ["keep", "moved", "was-a-file/inner"]);
+    assert!(restore.join("tree/sub").is_dir(), "the empty directory");
     assert_eq!(
         std::fs::read(restore.join("tree/moved")).expect("moved"),
         std::fs::read(src.join("moved")).expect("src")
@@ -609,12 +622,12 @@ fn rm_of_a_prefix_or_of_the_gone_names_removes_every_version_to_zero() {
     );
     let all = ok(seccs(&store).args(["ls", "--all"]));
     assert!(!all.contains("tree/a"), "{all}");
-    assert_eq!(all.lines().count(), 3, "b twice, c once: {all}");
+    assert_eq!(all.lines().count(), 4, "b twice, sub/ and c once: {all}");
     ok(seccs(&store).arg("verify"));
     assert!(rm(&["--gone"]).contains("no gone names in the store"));
     let said = rm(&["tree/"]);
     assert!(
-        said.contains("removed 2 names under \"tree/\" (3 version(s))"),
+        said.contains("removed 3 names under \"tree/\" (4 version(s))"),
         "{said}"
     );
     assert_eq!(stat(&store)["entries"], 0);
@@ -649,6 +662,19 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
         f.set_permissions(std::fs::Permissions::from_mode(*mode))
             .expect("chmod");
     }
+    // Directories too, set once their files are written; an empty one is
+    // kept as well.
+    std::fs::create_dir(src.join("empty")).expect("mkdir");
+    let dirs = [
+        ("bin", 0o750, when(1_100_000_000, 42)),
+        ("empty", 0o700, when(1_200_000_000, 0)),
+    ];
+    for (name, mode, time) in &dirs {
+        let d = std::fs::File::open(src.join(name)).expect("open dir");
+        d.set_modified(*time).expect("set mtime");
+        d.set_permissions(std::fs::Permissions::from_mode(*mode))
+            .expect("chmod");
+    }
     // A stamp is recorded once a file's change time lies a tick (100 ms)
     // before the put; the modification time restored is the stamp's.
     std::thread::sleep(Duration::from_millis(250));
@@ -668,13 +694,18 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
     );
     let out = tmp.path().join("out");
     ok(seccs(&store).args(["get", "tree/", "-o"]).arg(&out));
-    for (name, mode, time) in &files {
+    for (name, mode, time) in files.iter().chain(&dirs) {
         assert_eq!(
             attrs(&out.join("tree").join(name)),
             (*mode, *time),
             "{name}"
         );
     }
+    let err = fails(seccs(&store).args(["get", "tree/empty"]));
+    assert!(
+        err.contains("is a directory") && err.contains("tree/empty/ -o"),
+        "{err}"
+    );
     // One named file, restored alone, comes back the same way; a range of
     // it, or a content fetched by reference, is plain data.
     let one = tmp.path().join("run.sh");

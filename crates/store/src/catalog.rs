@@ -32,7 +32,7 @@
 //!   n × ( u32 number | u8 ref_len | ref | u64 size | u64 time | u8 kind |
 //!         u8 has_stamp | [ i64 mtime_s | u32 mtime_ns | i64 ctime_s |
 //!                          u32 ctime_ns | u64 inode ] |
-//!         u8 has_mode | [ u16 mode ] ) |
+//!         u8 has_mode | [ u16 mode ] ) |     (kind: 0 file, 1 symlink, 2 directory)
 //!   u8 is_gone | [ u64 gone_since ]
 //! ```
 //! (format 3 ends each version after the stamp; format 2 also ends after the
@@ -67,6 +67,9 @@ pub enum EntryKind {
     File,
     /// A symbolic link; the content is its target.
     Symlink,
+    /// A directory; the content is empty. Kept so that a restore creates
+    /// empty directories and gives directories their bits and times.
+    Directory,
 }
 
 /// A file's identity and change times when it was read, as `stat` gives
@@ -145,18 +148,21 @@ impl Record {
         self.versions.iter().find(|v| v.number == number)
     }
 
-    /// The newest version when it is a file of `len` bytes whose recorded
-    /// stamp equals `stamp`: the file has not changed since it was stored.
-    /// `None` for a gone name, so that the put that finds its file again
-    /// reads it and says it is back.
-    pub fn unchanged_since(&self, len: u64, stamp: &FileStamp) -> Option<&Version> {
+    /// The newest version when it is a `kind` (a file or a directory) of
+    /// `len` bytes whose recorded stamp equals `stamp`: the file has not
+    /// changed since it was stored. `None` for a gone name, so that the put
+    /// that finds its file again reads it and says it is back.
+    pub fn unchanged_since(
+        &self,
+        kind: EntryKind,
+        len: u64,
+        stamp: &FileStamp,
+    ) -> Option<&Version> {
         if self.is_gone() {
             return None;
         }
         self.latest().filter(|v| {
-            v.kind == EntryKind::File
-                && v.content_ref.len() == len
-                && v.stamp.as_ref() == Some(stamp)
+            v.kind == kind && v.content_ref.len() == len && v.stamp.as_ref() == Some(stamp)
         })
     }
 
@@ -181,6 +187,7 @@ impl Record {
             out.push(match v.kind {
                 EntryKind::File => 0,
                 EntryKind::Symlink => 1,
+                EntryKind::Directory => 2,
             });
             match &v.stamp {
                 None => out.push(0),
@@ -234,6 +241,7 @@ impl Record {
             let kind = match r.u8()? {
                 0 => EntryKind::File,
                 1 => EntryKind::Symlink,
+                2 if format == FORMAT => EntryKind::Directory,
                 _ => return None,
             };
             if size != content_ref.len() {
@@ -482,7 +490,22 @@ mod tests {
         v3[0] = FORMAT_NO_MODE;
         let at = v3.len() - 10;
         assert_eq!(v3.remove(at), 0);
-        assert_eq!(Record::decode(&v3), Some(rec));
+        assert_eq!(Record::decode(&v3), Some(rec.clone()));
+        // Directories came with format 4: kind 2 is malformed before it.
+        let dir = Record {
+            versions: vec![Version {
+                kind: EntryKind::Directory,
+                content_ref: ContentRef::new(&[1; 16], 0),
+                ..version(1, None)
+            }],
+            ..rec
+        };
+        let v4 = dir.encode();
+        assert_eq!(Record::decode(&v4), Some(dir));
+        let mut v3 = v4.clone();
+        v3[0] = FORMAT_NO_MODE;
+        v3.remove(at);
+        assert_eq!(Record::decode(&v3), None);
     }
 
     #[test]

@@ -465,18 +465,19 @@ impl Store {
         Ok((outcome, number.get()))
     }
 
-    /// The newest version of `name` when it is a file of `len` bytes whose
+    /// The newest version of `name` when it is a `kind` of `len` bytes whose
     /// recorded stamp equals `stamp`: the file has not changed since it was
     /// stored, and need not be read again.
     pub fn unchanged_since_stamp(
         &self,
         name: &str,
+        kind: EntryKind,
         len: u64,
         stamp: &FileStamp,
     ) -> Result<Option<Version>> {
         Ok(self
             .lookup(name)?
-            .and_then(|record| record.unchanged_since(len, stamp).cloned()))
+            .and_then(|record| record.unchanged_since(kind, len, stamp).cloned()))
     }
 
     fn record_at(&self, key: &[u8]) -> Result<Option<Record>> {

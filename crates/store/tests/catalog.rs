@@ -175,7 +175,7 @@ fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
         .expect("put");
     let unchanged = |name: &str, len: u64, mtime_s: i64| {
         store
-            .unchanged_since_stamp(name, len, &stamp(mtime_s))
+            .unchanged_since_stamp(name, EntryKind::File, len, &stamp(mtime_s))
             .expect("lookup")
             .map(|v| v.number)
     };
@@ -264,7 +264,7 @@ fn a_gone_name_keeps_its_versions_leaves_listings_and_comes_back_when_put_again(
     // A gone file is read again even when its stamp matches.
     assert!(
         store
-            .unchanged_since_stamp("t/a", v2.len() as u64, &stamp)
+            .unchanged_since_stamp("t/a", EntryKind::File, v2.len() as u64, &stamp)
             .expect("lookup")
             .is_none()
     );
