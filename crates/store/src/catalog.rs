@@ -477,6 +477,40 @@ mod tests {
     }
 
     #[test]
+    fn every_cut_and_every_byte_change_decodes_or_fails_without_panic() {
+        let rec = Record {
+            name: "bin/run".into(),
+            next_version: 3,
+            versions: vec![
+                Version {
+                    mode: Some(FileMode::from_st_mode(0o755)),
+                    ..version(1, None)
+                },
+                Version {
+                    kind: EntryKind::Directory,
+                    ..version(2, None)
+                },
+            ],
+            gone_since: Some(5),
+        };
+        let bytes = rec.encode();
+        for cut in 0..bytes.len() {
+            assert_eq!(Record::decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        for at in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut changed = bytes.clone();
+                changed[at] ^= 1 << bit;
+                // Either malformed or a record that encodes to exactly these
+                // bytes: nothing is read past or around a field.
+                if let Some(other) = Record::decode(&changed) {
+                    assert_eq!(other.encode(), changed, "byte {at} bit {bit}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn format_3_records_still_read() {
         let rec = Record {
             name: "a".into(),
