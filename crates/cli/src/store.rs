@@ -117,7 +117,8 @@ pub struct GetArgs {
 pub struct RmArgs {
     /// A content reference (undoes one put of it), a NAME (removes every
     /// version), NAME@N (removes version N), or PREFIX/ (removes every
-    /// version of every name under PREFIX/). With --gone: only names under
+    /// version of every name under PREFIX/, and the directory PREFIX if
+    /// `put DIR` recorded it). With --gone: only names under
     /// this prefix (default: all).
     #[arg(required_unless_present = "gone")]
     reference: Option<String>,
@@ -423,15 +424,25 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
     Ok(())
 }
 
-/// Removes every name under `prefix` (only the gone ones with `only_gone`).
+/// Removes every name under `prefix` (only the gone ones with `only_gone`),
+/// and, for a whole tree, the directory `prefix` names itself, if one was put.
 fn remove_listed(store: &seccs_store::Store, prefix: &str, only_gone: bool) -> Result<()> {
     let listing = store.list_readable(prefix)?;
-    let names: Vec<String> = listing
+    let mut names: Vec<String> = listing
         .records
         .iter()
         .filter(|r| !only_gone || r.is_gone())
         .map(|r| r.name.clone())
         .collect();
+    let dir = prefix.trim_end_matches('/');
+    if !only_gone
+        && !dir.is_empty()
+        && store
+            .lookup(dir)?
+            .is_some_and(|r| r.latest().is_some_and(|v| v.kind == EntryKind::Directory))
+    {
+        names.push(dir.to_owned());
+    }
     let what = if only_gone { "gone names" } else { "names" };
     let place = if prefix.is_empty() {
         "in the store".to_owned()

@@ -625,9 +625,16 @@ fn rm_of_a_prefix_or_of_the_gone_names_removes_every_version_to_zero() {
     assert_eq!(all.lines().count(), 4, "b twice, sub/ and c once: {all}");
     ok(seccs(&store).arg("verify"));
     assert!(rm(&["--gone"]).contains("no gone names in the store"));
+    // A tree's removal takes the directory it names too.
+    let said = rm(&["tree/sub/"]);
+    assert!(
+        said.contains("removed 2 names under \"tree/sub/\" (2 version(s))"),
+        "{said}"
+    );
+    assert!(!ok(seccs(&store).args(["ls", "--all"])).contains("tree/sub"));
     let said = rm(&["tree/"]);
     assert!(
-        said.contains("removed 3 names under \"tree/\" (4 version(s))"),
+        said.contains("removed 1 names under \"tree/\" (2 version(s))"),
         "{said}"
     );
     assert_eq!(stat(&store)["entries"], 0);
