@@ -515,9 +515,20 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Resu
     bar.finish_and_clear();
     // Directories get their bits and times once everything under them is
     // written (a write would move the time; a read-only bit would stop
-    // it), the deepest first.
+    // it), the deepest first; the directory the prefix names too, when
+    // `put` recorded it (a put of its parent did).
+    let top_name = prefix.trim_end_matches('/');
+    let (top, top_error) = if top_name.is_empty() {
+        (None, None)
+    } else {
+        match store.lookup(top_name) {
+            Ok(record) => (record.filter(|r| !r.is_gone()), None),
+            Err(e) => (None, Some(format!("cannot look up {top_name}: {e}"))),
+        }
+    };
     let mut dirs: Vec<(PathBuf, FileAttrs)> = records
         .iter()
+        .chain(&top)
         .filter_map(|r| Some((r, r.latest()?)))
         .filter(|(_, v)| v.kind == EntryKind::Directory)
         .map(|(r, v)| (dir.join(name_of(Path::new(&r.name))), attrs_of(v)))
@@ -533,6 +544,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Resu
         .chain(dir_results)
         .filter_map(|r| r.err().map(|e| format!("{e:#}")))
         .chain(damage.map(|e| e.to_string()))
+        .chain(top_error)
         .collect();
     for f in &failures {
         eprintln!("seccs: {f}");

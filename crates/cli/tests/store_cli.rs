@@ -708,6 +708,11 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
             "{name}"
         );
     }
+    // A restore of one directory's tree gives that directory its own too.
+    let sub = tmp.path().join("sub");
+    ok(seccs(&store).args(["get", "tree/bin/", "-o"]).arg(&sub));
+    assert_eq!(attrs(&sub.join("tree/bin")), (dirs[0].1, dirs[0].2));
+    assert!(!sub.join("tree/empty").exists());
     let err = fails(seccs(&store).args(["get", "tree/empty"]));
     assert!(
         err.contains("is a directory") && err.contains("tree/empty/ -o"),
