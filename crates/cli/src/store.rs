@@ -2,7 +2,6 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -289,13 +288,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         File::open(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     // The stamp and bits of the file opened (through a link, the target's),
     // for a restore of the name.
-    let opened_meta = file.metadata().ok();
-    let stamp = opened_meta
-        .as_ref()
-        .and_then(|m| crate::tree::settled_stamp(m, start));
-    let mode = opened_meta
-        .as_ref()
-        .map(|m| FileMode::from_st_mode(m.permissions().mode()));
+    let (stamp, mode) = crate::tree::opened_attrs(&file, start);
     let bar = progress::bytes(meta.len(), args.quiet);
     let mut reader = bar.wrap_read(file);
     put_one(
@@ -434,14 +427,8 @@ fn remove_listed(store: &seccs_store::Store, prefix: &str, only_gone: bool) -> R
         .filter(|r| !only_gone || r.is_gone())
         .map(|r| r.name.clone())
         .collect();
-    let dir = prefix.trim_end_matches('/');
-    if !only_gone
-        && !dir.is_empty()
-        && store
-            .lookup(dir)?
-            .is_some_and(|r| r.latest().is_some_and(|v| v.kind == EntryKind::Directory))
-    {
-        names.push(dir.to_owned());
+    if !only_gone && let Some(dir) = crate::tree::directory_named_by(store, prefix)? {
+        names.push(dir.name);
     }
     let what = if only_gone { "gone names" } else { "names" };
     let place = if prefix.is_empty() {

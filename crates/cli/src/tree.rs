@@ -50,8 +50,7 @@ enum Found {
     Dir {
         path: PathBuf,
         name: String,
-        stamp: FileStamp,
-        mode: FileMode,
+        meta: Metadata,
     },
 }
 
@@ -126,8 +125,7 @@ fn walk(dir: &Path, w: &mut Walk) {
             w.found.push(Found::Dir {
                 path: path.clone(),
                 name,
-                stamp: stamp_of(&meta),
-                mode: FileMode::from_st_mode(meta.mode()),
+                meta,
             });
             walk(&path, w);
             continue;
@@ -191,6 +189,20 @@ pub fn attrs_of(version: &Version) -> FileAttrs {
     }
 }
 
+/// The record of the directory that `prefix` (`DIR/`) names, when a put of
+/// its parent recorded one and its newest version is a directory: a tree's
+/// restore gives it its bits and time, a tree's removal removes it too.
+pub fn directory_named_by(store: &Store, prefix: &str) -> Result<Option<Record>> {
+    let name = prefix.trim_end_matches('/');
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let record = store
+        .lookup(name)
+        .with_context(|| format!("cannot look up {name}"))?;
+    Ok(record.filter(|r| r.latest().is_some_and(|v| v.kind == EntryKind::Directory)))
+}
+
 /// The time now, as a duration since the Unix epoch.
 pub fn since_epoch() -> Duration {
     SystemTime::now()
@@ -198,10 +210,24 @@ pub fn since_epoch() -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
-/// The stamp of a file opened for a put that started at `start`, when it
-/// can be recognized by it later (see `stamp_is_settled`).
-pub fn settled_stamp(meta: &Metadata, start: Duration) -> Option<FileStamp> {
-    Some(stamp_of(meta)).filter(|s| stamp_is_settled(s, start))
+/// What a put that started at `start` records of the file or directory
+/// `meta` describes: its stamp, when it can be recognized by it later (see
+/// `stamp_is_settled`), and its permission bits.
+fn recorded_attrs(meta: &Metadata, start: Duration) -> (Option<FileStamp>, FileMode) {
+    let stamp = Some(stamp_of(meta)).filter(|s| stamp_is_settled(s, start));
+    (stamp, FileMode::from_st_mode(meta.mode()))
+}
+
+/// [`recorded_attrs`] of a file opened for reading, taken before it is read
+/// (a later write changes them); nothing when its metadata cannot be read.
+pub fn opened_attrs(file: &File, start: Duration) -> (Option<FileStamp>, Option<FileMode>) {
+    match file.metadata() {
+        Ok(meta) => {
+            let (stamp, mode) = recorded_attrs(&meta, start);
+            (stamp, Some(mode))
+        }
+        Err(_) => (None, None),
+    }
 }
 
 fn stamp_of(meta: &Metadata) -> FileStamp {
@@ -319,9 +345,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     // The stamp of what is opened (the walk's may be of a
                     // file since replaced), taken before reading: a later
                     // write changes it.
-                    let meta = file.metadata().ok();
-                    let stamp = meta.as_ref().and_then(|m| settled_stamp(m, start));
-                    let mode = meta.as_ref().map(|m| FileMode::from_st_mode(m.mode()));
+                    let (stamp, mode) = opened_attrs(&file, start);
                     let mut reader = bar.wrap_read(file);
                     let (o, _) = store
                         .put_named_stamped(&mut reader, name, EntryKind::File, stamp, mode)
@@ -337,24 +361,19 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     (name, o)
                 }
-                Found::Dir {
-                    path,
-                    name,
-                    stamp,
-                    mode,
-                } => {
+                Found::Dir { path, name, meta } => {
                     // Listed as NAME/, so that it reads as a directory.
-                    if let Some(v) = unchanged(name, EntryKind::Directory, 0, stamp)? {
+                    if let Some(v) = unchanged(name, EntryKind::Directory, 0, &stamp_of(meta))? {
                         return Ok((format!("{}  {name}/", v.content_ref), true));
                     }
-                    let stamp = Some(*stamp).filter(|s| stamp_is_settled(s, start));
+                    let (stamp, mode) = recorded_attrs(meta, start);
                     let (o, _) = store
                         .put_named_stamped(
                             &mut std::io::empty(),
                             name,
                             EntryKind::Directory,
                             stamp,
-                            Some(*mode),
+                            Some(mode),
                         )
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     return Ok((format!("{}  {name}/", o.content_ref), false));
@@ -517,14 +536,9 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Resu
     // written (a write would move the time; a read-only bit would stop
     // it), the deepest first; the directory the prefix names too, when
     // `put` recorded it (a put of its parent did).
-    let top_name = prefix.trim_end_matches('/');
-    let (top, top_error) = if top_name.is_empty() {
-        (None, None)
-    } else {
-        match store.lookup(top_name) {
-            Ok(record) => (record.filter(|r| !r.is_gone()), None),
-            Err(e) => (None, Some(format!("cannot look up {top_name}: {e}"))),
-        }
+    let (top, top_error) = match directory_named_by(store, prefix) {
+        Ok(record) => (record.filter(|r| !r.is_gone()), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
     };
     let mut dirs: Vec<(PathBuf, FileAttrs)> = records
         .iter()

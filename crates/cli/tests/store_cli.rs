@@ -686,6 +686,13 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
     // before the put; the modification time restored is the stamp's.
     std::thread::sleep(Duration::from_millis(250));
     ok(seccs(&store).current_dir(tmp.path()).args(["put", "tree"]));
+    // Unchanged directories are skipped like unchanged files: 3 + 2.
+    let again = run(seccs(&store).current_dir(tmp.path()).args(["put", "tree"]));
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        said.contains("5 entries stored: 0 read, 5 unchanged"),
+        "{said}"
+    );
     let attrs = |path: &Path| {
         let meta = std::fs::metadata(path).expect("restored");
         (
