@@ -67,10 +67,10 @@ pub struct InitArgs {
 /// `seccs put`: store a file, standard input, or a directory tree.
 #[derive(Debug, Args)]
 pub struct PutArgs {
-    /// The file to store, `-` for standard input, or a directory: every
-    /// regular file, symlink and directory under it is stored, named by its
-    /// path as given (normalized like tar: no leading `/`, `./` or `../`),
-    /// with its permission bits and modification time. Names
+    /// The file to store, `-` for standard input, or a directory: it and
+    /// every regular file, symlink and directory under it are stored, named
+    /// by its path as given (normalized like tar: no leading `/`, `./` or
+    /// `../`), with its permission bits and modification time. Names
     /// under the directory whose files are no longer there are marked gone:
     /// `ls` and `get DIR/` leave them out, `ls --all` and `get NAME@N`
     /// still reach their versions.

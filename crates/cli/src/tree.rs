@@ -2,11 +2,12 @@
 //!
 //! Names are paths as given on the command line, normalized like tar
 //! (no leading `/`, `./` or `../`), with `/` separators. Regular files,
-//! symlinks and the directories below DIR are stored (a directory as an
-//! empty content, so that empty ones come back); other special files are
-//! reported and skipped. A file that cannot be read is reported, the rest is
-//! stored, and the command exits non-zero. Files and directories keep their
-//! permission bits and modification times for the restore.
+//! symlinks, DIR itself and the directories below it are stored (a
+//! directory as an empty content, so that empty ones come back); other
+//! special files are reported and skipped. A file that cannot be read is
+//! reported, the rest is stored, and the command exits non-zero. Files and
+//! directories keep their permission bits and modification times for the
+//! restore.
 //!
 //! A name under DIR that the catalog holds but the walk no longer finds is
 //! marked gone (its versions stay; see `seccs_store::catalog`), so that
@@ -46,7 +47,7 @@ enum Found {
         path: PathBuf,
         name: String,
     },
-    /// A directory below the one given (that one is the prefix, not a name).
+    /// A directory: the one given (unless it is `.` or `/`) or one below it.
     Dir {
         path: PathBuf,
         name: String,
@@ -269,7 +270,20 @@ pub struct TreePut {
 /// Stores every file, symlink and directory under `dir`.
 pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     let start = since_epoch();
+    let root = name_of(dir);
     let mut w = Walk::default();
+    // DIR itself is recorded too (as tar records it), so that a restore
+    // gives it its bits and time; `.` and `/` name no entry.
+    if !root.is_empty() {
+        // When it cannot be read, the walk below reports why.
+        if let Ok(meta) = fs::metadata(dir) {
+            w.found.push(Found::Dir {
+                path: dir.to_path_buf(),
+                name: root.clone(),
+                meta,
+            });
+        }
+    }
     walk(dir, &mut w);
     let Walk {
         found,
@@ -289,7 +303,6 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     // authenticate are reported (and their files read and put, which fails
     // for them alone); if the listing itself fails, each file is looked up
     // alone and nothing is marked gone.
-    let root = name_of(dir);
     let prefix = if root.is_empty() {
         String::new()
     } else {
@@ -320,11 +333,12 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     return Ok(None);
                 }
                 Ok(match &known {
-                    Ok(records) => records
+                    // DIR itself is not under DIR/, so not in the listing.
+                    Ok(records) if name != root => records
                         .get(name)
                         .and_then(|r| r.unchanged_since(kind, len, stamp))
                         .cloned(),
-                    Err(_) => store
+                    _ => store
                         .unchanged_since_stamp(name, kind, len, stamp)
                         .with_context(|| format!("cannot look up {name}"))?,
                 })

@@ -227,8 +227,10 @@ fn directories_are_stored_by_path_restored_as_trees_and_removed_to_zero() {
     let out = ok(seccs(&store)
         .current_dir(tmp.path())
         .args(["put", "photos/2024", "-q"]));
-    // Five files and links, and the directory sub/ (listed as NAME/).
-    assert_eq!(out.lines().count(), 6, "{out}");
+    // Five files and links, and the directories photos/2024/ itself and
+    // sub/ (listed as NAME/).
+    assert_eq!(out.lines().count(), 7, "{out}");
+    assert!(out.contains("  photos/2024/\n"), "{out}");
     assert!(out.contains("  photos/2024/sub/\n"), "{out}");
     let ls = ok(seccs(&store).args(["ls", "photos/", "--json"]));
     let names: Vec<String> = ls
@@ -243,6 +245,7 @@ fn directories_are_stored_by_path_restored_as_trees_and_removed_to_zero() {
     assert_eq!(
         names,
         [
+            "photos/2024",
             "photos/2024/a.jpg",
             "photos/2024/link",
             "photos/2024/same.txt",
@@ -317,13 +320,14 @@ fn put_dir_skips_files_unchanged_since_the_last_put_and_sees_every_change() {
         random_file(&src, name, 5_000, 10 + i as u64);
     }
     // Settled: changed well before the put starts, so their stamps count.
+    // Four entries: tree itself and its three files.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(put_summary(&store, &src, &[]), (3, 0));
-    assert_eq!(put_summary(&store, &src, &[]), (0, 3));
-    assert_eq!(put_summary(&store, &src, &["--force"]), (3, 0));
+    assert_eq!(put_summary(&store, &src, &[]), (4, 0));
+    assert_eq!(put_summary(&store, &src, &[]), (0, 4));
+    assert_eq!(put_summary(&store, &src, &["--force"]), (4, 0));
     // Same length, new bytes, written just now: read, and a new version.
     let b = random_file(&src, "b", 5_000, 99);
-    assert_eq!(put_summary(&store, &src, &[]), (1, 2));
+    assert_eq!(put_summary(&store, &src, &[]), (1, 3));
     let name = format!("{}", src.join("b").display());
     let name = name.trim_start_matches('/');
     let got = run(seccs(&store).args(["get", name]));
@@ -337,8 +341,8 @@ fn put_dir_skips_files_unchanged_since_the_last_put_and_sees_every_change() {
     // or reads it without making a new version, and the one after skips it.
     std::thread::sleep(Duration::from_millis(300));
     let settled = put_summary(&store, &src, &[]);
-    assert!(settled == (1, 2) || settled == (0, 3), "{settled:?}");
-    assert_eq!(put_summary(&store, &src, &[]), (0, 3));
+    assert!(settled == (1, 3) || settled == (0, 4), "{settled:?}");
+    assert_eq!(put_summary(&store, &src, &[]), (0, 4));
     let versions = ok(seccs(&store).args(["ls", "--all", name]));
     assert_eq!(versions.lines().count(), 2, "{versions}");
     ok(seccs(&store).arg("verify"));
@@ -465,6 +469,7 @@ fn files_deleted_from_a_directory_are_gone_from_its_restore_but_keep_their_versi
     assert_eq!(
         listed(&store, &[]),
         [
+            "tree/",
             "tree/keep",
             "tree/moved",
             "tree/sub/",
@@ -474,7 +479,7 @@ fn files_deleted_from_a_directory_are_gone_from_its_restore_but_keep_their_versi
     );
     // ls --all still shows every version, marked gone.
     let all = ok(seccs(&store).args(["ls", "--all"]));
-    assert_eq!(all.lines().count(), 8, "{all}");
+    assert_eq!(all.lines().count(), 9, "{all}");
     assert_eq!(all.matches("(gone since").count(), 2, "{all}");
     assert!(all.contains("tree/was-a-file@1\n") && all.contains("tree/was-a-file/@2\n"));
     let json = ok(seccs(&store).args(["ls", "--all", "--json", "tree/delete-me"]));
@@ -550,16 +555,19 @@ fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
         let backend = EmbeddedBackend::open(&store.join("db")).expect("open db");
         let mut keys = Vec::new();
         backend
-            .for_each(&mut |key, _| {
+            .for_each(&mut |key, entry| {
                 if seccs_store::catalog::is_catalog_key(key) {
-                    keys.push(key.to_vec());
+                    keys.push((entry.value.len(), key.to_vec()));
                 }
                 Ok(())
             })
             .expect("walk");
-        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.len(), 3, "tree, tree/a and tree/b");
+        // The longest is a file's: its name is two bytes longer than
+        // the directory's.
+        keys.sort();
         let mut batch = Batch::new();
-        batch.put(keys[0].clone(), vec![0x5A; 60], 1);
+        batch.put(keys[2].1.clone(), vec![0x5A; 60], 1);
         backend.apply(&batch).expect("damage one record");
     }
     std::fs::remove_file(src.join("a")).expect("rm");
@@ -577,9 +585,9 @@ fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
     let ls = run(seccs(&store).args(["ls", "--all"]));
     assert!(!ls.status.success());
     let text = String::from_utf8_lossy(&ls.stdout);
-    assert_eq!(text.lines().count(), 2, "{text}");
+    assert_eq!(text.lines().count(), 3, "tree/, a (gone) and c: {text}");
     assert!(
-        text.contains("tree/c@1") && text.contains("gone since"),
+        text.contains("tree/@1") && text.contains("tree/c@1") && text.contains("gone since"),
         "{text}"
     );
     assert!(String::from_utf8_lossy(&ls.stderr).contains("failed to authenticate"));
@@ -622,7 +630,11 @@ fn rm_of_a_prefix_or_of_the_gone_names_removes_every_version_to_zero() {
     );
     let all = ok(seccs(&store).args(["ls", "--all"]));
     assert!(!all.contains("tree/a"), "{all}");
-    assert_eq!(all.lines().count(), 4, "b twice, sub/ and c once: {all}");
+    assert_eq!(
+        all.lines().count(),
+        5,
+        "b twice; tree/, sub/ and c once: {all}"
+    );
     ok(seccs(&store).arg("verify"));
     assert!(rm(&["--gone"]).contains("no gone names in the store"));
     // A tree's removal takes the directory it names too.
@@ -634,7 +646,7 @@ fn rm_of_a_prefix_or_of_the_gone_names_removes_every_version_to_zero() {
     assert!(!ok(seccs(&store).args(["ls", "--all"])).contains("tree/sub"));
     let said = rm(&["tree/"]);
     assert!(
-        said.contains("removed 1 names under \"tree/\" (2 version(s))"),
+        said.contains("removed 2 names under \"tree/\" (3 version(s))"),
         "{said}"
     );
     assert_eq!(stat(&store)["entries"], 0);
@@ -675,6 +687,9 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
     let dirs = [
         ("bin", 0o750, when(1_100_000_000, 42)),
         ("empty", 0o700, when(1_200_000_000, 0)),
+        // The directory put names, tree itself, last: its time changes
+        // with every entry made in it.
+        ("", 0o751, when(1_300_000_000, 7)),
     ];
     for (name, mode, time) in &dirs {
         let d = std::fs::File::open(src.join(name)).expect("open dir");
@@ -686,11 +701,11 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
     // before the put; the modification time restored is the stamp's.
     std::thread::sleep(Duration::from_millis(250));
     ok(seccs(&store).current_dir(tmp.path()).args(["put", "tree"]));
-    // Unchanged directories are skipped like unchanged files: 3 + 2.
+    // Unchanged directories are skipped like unchanged files: 3 + 3.
     let again = run(seccs(&store).current_dir(tmp.path()).args(["put", "tree"]));
     let said = String::from_utf8_lossy(&again.stderr);
     assert!(
-        said.contains("5 entries stored: 0 read, 5 unchanged"),
+        said.contains("6 entries stored: 0 read, 6 unchanged"),
         "{said}"
     );
     let attrs = |path: &Path| {
