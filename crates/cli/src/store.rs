@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use seccs_store::catalog::{EntryKind, FileMode, FileStamp, Version, parse_name_version};
+use seccs_store::catalog::{EntryKind, FileMode, Stamp, Version, parse_name_version};
 use seccs_store::dir::{EMBEDDED, KeySource};
 use seccs_store::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, Params, WrapperKind};
 
@@ -307,7 +307,7 @@ fn put_one(
     reader: &mut dyn Read,
     name: Option<&str>,
     path: Option<&Path>,
-    (stamp, mode): (Option<FileStamp>, Option<FileMode>),
+    (stamp, mode): (Option<Stamp>, Option<FileMode>),
 ) -> Result<()> {
     let shown = || path.map_or("standard input".to_owned(), |p| p.display().to_string());
     match name {
@@ -484,7 +484,7 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
                     "time": v.time,
                     "kind": kind,
                     "mode": v.mode.map(|m| format!("{:04o}", m.bits())),
-                    "mtime": v.stamp.map(|s| s.mtime_s),
+                    "mtime": v.stamp.map(|s| s.file_stamp().mtime_s),
                     "gone_since": record.gone_since,
                 });
                 writeln!(out, "{line}")?;

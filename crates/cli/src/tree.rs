@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use seccs_store::Store;
-use seccs_store::catalog::{EntryKind, FileMode, FileStamp, Record, Version};
+use seccs_store::catalog::{EntryKind, FileMode, FileStamp, Record, Stamp, Version};
 
 use crate::output::FileAttrs;
 
@@ -178,7 +178,7 @@ fn missing_names<'a>(
 pub fn attrs_of(version: &Version) -> FileAttrs {
     FileAttrs {
         mode: version.mode.map(FileMode::bits),
-        modified: version.stamp.as_ref().and_then(|s| {
+        modified: version.stamp.as_ref().map(Stamp::file_stamp).and_then(|s| {
             let nanos = Duration::from_nanos(u64::from(s.mtime_ns.min(999_999_999)));
             let secs = Duration::from_secs(s.mtime_s.unsigned_abs());
             if s.mtime_s >= 0 {
@@ -212,20 +212,25 @@ pub fn since_epoch() -> Duration {
 }
 
 /// What a put that started at `start` records of the file or directory
-/// `meta` describes: its stamp, when it can be recognized by it later (see
-/// `stamp_is_settled`), and its permission bits.
-fn recorded_attrs(meta: &Metadata, start: Duration) -> (Option<FileStamp>, FileMode) {
-    let stamp = Some(stamp_of(meta)).filter(|s| stamp_is_settled(s, start));
+/// `meta` describes: its stamp, settled when the file can be recognized by
+/// it later (see `stamp_is_settled`), and its permission bits.
+fn recorded_attrs(meta: &Metadata, start: Duration) -> (Stamp, FileMode) {
+    let stamp = stamp_of(meta);
+    let stamp = if stamp_is_settled(&stamp, start) {
+        Stamp::Settled(stamp)
+    } else {
+        Stamp::Recent(stamp)
+    };
     (stamp, FileMode::from_st_mode(meta.mode()))
 }
 
 /// [`recorded_attrs`] of a file opened for reading, taken before it is read
 /// (a later write changes them); nothing when its metadata cannot be read.
-pub fn opened_attrs(file: &File, start: Duration) -> (Option<FileStamp>, Option<FileMode>) {
+pub fn opened_attrs(file: &File, start: Duration) -> (Option<Stamp>, Option<FileMode>) {
     match file.metadata() {
         Ok(meta) => {
             let (stamp, mode) = recorded_attrs(&meta, start);
-            (stamp, Some(mode))
+            (Some(stamp), Some(mode))
         }
         Err(_) => (None, None),
     }
@@ -386,7 +391,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                             &mut std::io::empty(),
                             name,
                             EntryKind::Directory,
-                            stamp,
+                            Some(stamp),
                             Some(mode),
                         )
                         .with_context(|| format!("cannot store {}", path.display()))?;

@@ -772,3 +772,48 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
     ok(seccs(&store).args(["get", "solo", "-o"]).arg(&solo));
     assert_eq!(attrs(&solo), (0o444, files[2].2));
 }
+
+#[test]
+fn a_file_put_right_after_it_changed_keeps_its_time_and_is_read_again_next_time() {
+    use std::time::UNIX_EPOCH;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("fresh");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let path = random_file(&src, "new.txt", 4_000, 70);
+    let time = UNIX_EPOCH + Duration::new(1_000_000_000, 5);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .expect("open")
+        .set_modified(time)
+        .expect("set mtime");
+    // Put at once: the change time is within a tick of the put, so the
+    // stamp cannot recognize the file later, but its times are kept.
+    ok(seccs(&store).current_dir(tmp.path()).args(["put", "fresh"]));
+    let json = ok(seccs(&store).args(["ls", "--json", "fresh/new.txt"]));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).expect("json");
+    assert_eq!(v["mtime"].as_i64(), Some(1_000_000_000), "{json}");
+    let out = tmp.path().join("out");
+    ok(seccs(&store).args(["get", "fresh/", "-o"]).arg(&out));
+    let restored = std::fs::metadata(out.join("fresh/new.txt")).expect("restored");
+    assert_eq!(restored.modified().expect("mtime"), time);
+    // Once settled, the next put reads it again (no new version) and
+    // records a stamp that recognizes it; the one after skips it.
+    std::thread::sleep(Duration::from_millis(250));
+    let put = || {
+        let said = run(seccs(&store).current_dir(tmp.path()).args(["put", "fresh"]));
+        String::from_utf8_lossy(&said.stderr).into_owned()
+    };
+    let said = put();
+    assert!(
+        said.contains("2 entries stored: 2 read, 0 unchanged"),
+        "{said}"
+    );
+    let said = put();
+    assert!(
+        said.contains("2 entries stored: 0 read, 2 unchanged"),
+        "{said}"
+    );
+    assert_eq!(listed(&store, &["--all"]), ["fresh/@1", "fresh/new.txt@1"]);
+}

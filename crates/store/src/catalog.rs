@@ -21,22 +21,28 @@
 //! restore of DIR gives the tree as it was last put. Putting the name
 //! again brings it back.
 //!
+//! A stamp taken within a tick of the file's last change is kept too, but
+//! only for its times ([`Stamp::Recent`]): the file may have changed again
+//! since without its stamp showing it, so a later put reads it again.
+//!
 //! A version may also carry the permission bits of its file, so that a
 //! restore gives the file back as it was (an executable stays executable);
 //! its modification time, restored too, is the stamp's.
 //!
-//! Record format (version 4), written and read by separate code, trailing
-//! bytes rejected; versions 1 to 3 are still read:
+//! Record format (version 5), written and read by separate code, trailing
+//! bytes rejected; versions 1 to 4 are still read:
 //! ```text
-//! u8 4 | u32 name_len | name | u32 next_version | u32 n |
+//! u8 5 | u32 name_len | name | u32 next_version | u32 n |
 //!   n × ( u32 number | u8 ref_len | ref | u64 size | u64 time | u8 kind |
-//!         u8 has_stamp | [ i64 mtime_s | u32 mtime_ns | i64 ctime_s |
-//!                          u32 ctime_ns | u64 inode ] |
+//!         u8 stamp | [ i64 mtime_s | u32 mtime_ns | i64 ctime_s |
+//!                      u32 ctime_ns | u64 inode ] |
 //!         u8 has_mode | [ u16 mode ] ) |     (kind: 0 file, 1 symlink, 2 directory)
 //!   u8 is_gone | [ u64 gone_since ]
 //! ```
-//! (format 3 ends each version after the stamp; format 2 also ends after the
-//! last version; format 1 also ends each version at `kind`).
+//! (`stamp`: 0 none, 1 settled, 2 recent. Format 4 has no recent stamps;
+//! format 3 also ends each version after the stamp and has no directories;
+//! format 2 also ends after the last version; format 1 also ends each
+//! version at `kind`).
 
 use aes_siv::Tag;
 use hmac::{Hmac, KeyInit, Mac};
@@ -52,8 +58,10 @@ use crate::wrapper::SivPool;
 pub const KEY_PREFIX: u8 = b'N';
 /// Length of catalog keys.
 pub const KEY_LEN: usize = 33;
-const FORMAT: u8 = 4;
-/// The format before permission bits; still read.
+const FORMAT: u8 = 5;
+/// The format before recent stamps; still read.
+const FORMAT_SETTLED_STAMPS: u8 = 4;
+/// The format before permission bits and directories; still read.
 const FORMAT_NO_MODE: u8 = 3;
 /// The format before gone names; still read.
 const FORMAT_NO_GONE: u8 = 2;
@@ -88,6 +96,34 @@ pub struct FileStamp {
     pub inode: u64,
 }
 
+/// A [`FileStamp`] as a version records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    /// Taken more than a timestamp tick after the file's last change: any
+    /// later change gives the file another stamp, so a put that finds this
+    /// one again takes the file as unchanged.
+    Settled(FileStamp),
+    /// Taken within a tick of the file's last change: a change right after
+    /// it may have left the stamp as it was, so it is kept for the file's
+    /// times only.
+    Recent(FileStamp),
+}
+
+impl Stamp {
+    /// The file's stamp, settled or not.
+    pub fn file_stamp(&self) -> &FileStamp {
+        match self {
+            Stamp::Settled(s) | Stamp::Recent(s) => s,
+        }
+    }
+
+    /// Whether a file whose stamp is now `now` is the file this stamp
+    /// recorded, unchanged.
+    pub fn recognizes(&self, now: &FileStamp) -> bool {
+        matches!(self, Stamp::Settled(s) if s == now)
+    }
+}
+
 /// The permission bits of a file (`st_mode & 0o7777`: read, write and
 /// execute for owner, group and others, and setuid, setgid, sticky).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,8 +153,8 @@ pub struct Version {
     /// File or symlink.
     pub kind: EntryKind,
     /// The stamp of the file it was read from, when it was read from a
-    /// file that no one could have been changing at the time.
-    pub stamp: Option<FileStamp>,
+    /// file.
+    pub stamp: Option<Stamp>,
     /// The permission bits of the file it was read from.
     pub mode: Option<FileMode>,
 }
@@ -149,7 +185,7 @@ impl Record {
     }
 
     /// The newest version when it is a `kind` (a file or a directory) of
-    /// `len` bytes whose recorded stamp equals `stamp`: the file has not
+    /// `len` bytes whose recorded stamp is `stamp`, settled: the file has not
     /// changed since it was stored. `None` for a gone name, so that the put
     /// that finds its file again reads it and says it is back.
     pub fn unchanged_since(
@@ -162,7 +198,9 @@ impl Record {
             return None;
         }
         self.latest().filter(|v| {
-            v.kind == kind && v.content_ref.len() == len && v.stamp.as_ref() == Some(stamp)
+            v.kind == kind
+                && v.content_ref.len() == len
+                && v.stamp.is_some_and(|s| s.recognizes(stamp))
         })
     }
 
@@ -191,8 +229,12 @@ impl Record {
             });
             match &v.stamp {
                 None => out.push(0),
-                Some(s) => {
-                    out.push(1);
+                Some(stamp) => {
+                    out.push(match stamp {
+                        Stamp::Settled(_) => 1,
+                        Stamp::Recent(_) => 2,
+                    });
+                    let s = stamp.file_stamp();
                     out.extend_from_slice(&s.mtime_s.to_be_bytes());
                     out.extend_from_slice(&s.mtime_ns.to_be_bytes());
                     out.extend_from_slice(&s.ctime_s.to_be_bytes());
@@ -221,10 +263,7 @@ impl Record {
     fn decode(bytes: &[u8]) -> Option<Record> {
         let mut r = Reader(bytes);
         let format = r.u8()?;
-        if !matches!(
-            format,
-            FORMAT | FORMAT_NO_MODE | FORMAT_NO_GONE | FORMAT_NO_STAMPS
-        ) {
+        if !(FORMAT_NO_STAMPS..=FORMAT).contains(&format) {
             return None;
         }
         let name_len = r.u32()? as usize;
@@ -241,7 +280,7 @@ impl Record {
             let kind = match r.u8()? {
                 0 => EntryKind::File,
                 1 => EntryKind::Symlink,
-                2 if format == FORMAT => EntryKind::Directory,
+                2 if format > FORMAT_NO_MODE => EntryKind::Directory,
                 _ => return None,
             };
             if size != content_ref.len() {
@@ -251,19 +290,31 @@ impl Record {
                 FORMAT_NO_STAMPS => 0,
                 _ => r.u8()?,
             };
-            let stamp = match has_stamp {
+            let settled = match has_stamp {
                 0 => None,
-                1 => Some(FileStamp {
-                    mtime_s: r.i64()?,
-                    mtime_ns: r.u32()?,
-                    ctime_s: r.i64()?,
-                    ctime_ns: r.u32()?,
-                    inode: r.u64()?,
-                }),
+                1 => Some(true),
+                2 if format > FORMAT_SETTLED_STAMPS => Some(false),
                 _ => return None,
             };
+            let stamp = match settled {
+                None => None,
+                Some(settled) => {
+                    let s = FileStamp {
+                        mtime_s: r.i64()?,
+                        mtime_ns: r.u32()?,
+                        ctime_s: r.i64()?,
+                        ctime_ns: r.u32()?,
+                        inode: r.u64()?,
+                    };
+                    Some(if settled {
+                        Stamp::Settled(s)
+                    } else {
+                        Stamp::Recent(s)
+                    })
+                }
+            };
             let has_mode = match format {
-                FORMAT => r.u8()?,
+                f if f > FORMAT_NO_MODE => r.u8()?,
                 _ => 0,
             };
             let mode = match has_mode {
@@ -284,7 +335,7 @@ impl Record {
             });
         }
         let is_gone = match format {
-            FORMAT | FORMAT_NO_MODE => r.u8()?,
+            f if f > FORMAT_NO_GONE => r.u8()?,
             _ => 0,
         };
         let gone_since = match is_gone {
@@ -404,7 +455,7 @@ pub fn parse_name_version(s: &str) -> (&str, Option<u32>) {
 mod tests {
     use super::*;
 
-    fn version(number: u32, stamp: Option<FileStamp>) -> Version {
+    fn version(number: u32, stamp: Option<Stamp>) -> Version {
         Version {
             number,
             content_ref: ContentRef::new(&[number as u8; 16], 99),
@@ -432,7 +483,7 @@ mod tests {
                     mode: Some(FileMode::from_st_mode(0o104755)),
                     ..version(2, None)
                 },
-                version(3, Some(stamp)),
+                version(3, Some(Stamp::Settled(stamp))),
             ],
             gone_since: None,
         };
@@ -442,12 +493,17 @@ mod tests {
         trailing.push(0);
         assert_eq!(Record::decode(&trailing), None);
         assert_eq!(Record::decode(&bytes[..bytes.len() - 1]), None);
-        // The stamp flag is 0 or 1, nothing else (it precedes the mode flag
-        // and the gone flag).
+        // The stamp flag is 0, 1 (settled) or 2 (recent), nothing else (it
+        // precedes the mode flag and the gone flag).
         let flag_at = bytes.len() - 35;
         assert_eq!(bytes[flag_at], 1);
+        let mut recent = bytes.clone();
+        recent[flag_at] = 2;
+        let mut expected = rec.clone();
+        expected.versions[1].stamp = Some(Stamp::Recent(stamp));
+        assert_eq!(Record::decode(&recent), Some(expected));
         let mut bad_flag = bytes.clone();
-        bad_flag[flag_at] = 2;
+        bad_flag[flag_at] = 3;
         assert_eq!(Record::decode(&bad_flag), None);
         // Permission bits are the low 12 bits, nothing more, and the mode
         // flag is 0 or 1.
@@ -490,6 +546,16 @@ mod tests {
                     kind: EntryKind::Directory,
                     ..version(2, None)
                 },
+                version(
+                    3,
+                    Some(Stamp::Recent(FileStamp {
+                        mtime_s: 1,
+                        mtime_ns: 2,
+                        ctime_s: 3,
+                        ctime_ns: 4,
+                        inode: 5,
+                    })),
+                ),
             ],
             gone_since: Some(5),
         };
@@ -508,6 +574,65 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn format_4_records_still_read_and_have_no_recent_stamps() {
+        let stamp = FileStamp {
+            mtime_s: 10,
+            mtime_ns: 20,
+            ctime_s: 30,
+            ctime_ns: 40,
+            inode: 50,
+        };
+        let settled = Record {
+            name: "a".into(),
+            next_version: 2,
+            versions: vec![version(1, Some(Stamp::Settled(stamp)))],
+            gone_since: None,
+        };
+        let mut v4 = settled.encode();
+        v4[0] = FORMAT_SETTLED_STAMPS;
+        assert_eq!(Record::decode(&v4), Some(settled.clone()));
+        let recent = Record {
+            versions: vec![version(1, Some(Stamp::Recent(stamp)))],
+            ..settled
+        };
+        let mut v4 = recent.encode();
+        v4[0] = FORMAT_SETTLED_STAMPS;
+        assert_eq!(Record::decode(&v4), None);
+    }
+
+    #[test]
+    fn a_recent_stamp_keeps_times_but_recognizes_nothing() {
+        let stamp = FileStamp {
+            mtime_s: 10,
+            mtime_ns: 20,
+            ctime_s: 30,
+            ctime_ns: 40,
+            inode: 50,
+        };
+        assert!(Stamp::Settled(stamp).recognizes(&stamp));
+        assert!(!Stamp::Recent(stamp).recognizes(&stamp));
+        assert!(!Stamp::Settled(stamp).recognizes(&FileStamp { inode: 51, ..stamp }));
+        assert_eq!(Stamp::Recent(stamp).file_stamp(), &stamp);
+        let record = |s| Record {
+            name: "a".into(),
+            next_version: 2,
+            versions: vec![version(1, Some(s))],
+            gone_since: None,
+        };
+        let len = 99;
+        assert!(
+            record(Stamp::Settled(stamp))
+                .unchanged_since(EntryKind::File, len, &stamp)
+                .is_some()
+        );
+        assert!(
+            record(Stamp::Recent(stamp))
+                .unchanged_since(EntryKind::File, len, &stamp)
+                .is_none()
+        );
     }
 
     #[test]

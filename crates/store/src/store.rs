@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use seccs_core::SecretKey;
 
 use crate::backend::{Backend, Batch, Usage};
-use crate::catalog::{self, CatalogCrypto, EntryKind, FileMode, FileStamp, Record, Version};
+use crate::catalog::{self, CatalogCrypto, EntryKind, FileMode, FileStamp, Record, Stamp, Version};
 use crate::chunker::Chunker;
 use crate::error::{Result, StoreError};
 use crate::node::{self, Child};
@@ -409,7 +409,7 @@ impl Store {
         reader: &mut dyn std::io::Read,
         name: &str,
         kind: EntryKind,
-        stamp: Option<FileStamp>,
+        stamp: Option<Stamp>,
         mode: Option<FileMode>,
     ) -> Result<(PutOutcome, u32)> {
         if name.is_empty() {
@@ -466,8 +466,8 @@ impl Store {
     }
 
     /// The newest version of `name` when it is a `kind` of `len` bytes whose
-    /// recorded stamp equals `stamp`: the file has not changed since it was
-    /// stored, and need not be read again.
+    /// recorded stamp is `stamp`, settled: the file has not changed since it
+    /// was stored, and need not be read again.
     pub fn unchanged_since_stamp(
         &self,
         name: &str,

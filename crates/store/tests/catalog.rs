@@ -5,7 +5,7 @@ mod common;
 use common::{memory_store, random_bytes};
 use seccs_store::WrapperKind;
 use seccs_store::backend::Backend;
-use seccs_store::catalog::{EntryKind, FileMode, FileStamp};
+use seccs_store::catalog::{EntryKind, FileMode, FileStamp, Stamp};
 
 #[test]
 fn putting_an_existing_name_keeps_the_old_version_until_removed() {
@@ -169,7 +169,7 @@ fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
             &mut v.as_slice(),
             "f",
             EntryKind::File,
-            Some(stamp(100)),
+            Some(Stamp::Settled(stamp(100))),
             None,
         )
         .expect("put");
@@ -191,7 +191,7 @@ fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
             &mut v.as_slice(),
             "f",
             EntryKind::File,
-            Some(stamp(200)),
+            Some(Stamp::Settled(stamp(200))),
             None,
         )
         .expect("put");
@@ -199,6 +199,19 @@ fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
     assert_eq!(store.usage().expect("usage").entries, counts.entries);
     assert!(unchanged("f", len, 100).is_none());
     assert!(unchanged("f", len, 200).is_some());
+    // A recent stamp keeps the file's times, but the next put reads it.
+    store
+        .put_named_stamped(
+            &mut v.as_slice(),
+            "f",
+            EntryKind::File,
+            Some(Stamp::Recent(stamp(300))),
+            None,
+        )
+        .expect("put");
+    assert!(unchanged("f", len, 300).is_none());
+    let latest = store.lookup("f").expect("lookup").expect("record");
+    assert_eq!(latest.versions[0].stamp, Some(Stamp::Recent(stamp(300))));
     assert_eq!(
         store
             .lookup("f")
@@ -232,7 +245,7 @@ fn a_gone_name_keeps_its_versions_leaves_listings_and_comes_back_when_put_again(
             &mut v2.as_slice(),
             "t/a",
             EntryKind::File,
-            Some(stamp),
+            Some(Stamp::Settled(stamp)),
             None,
         )
         .expect("put");
@@ -274,7 +287,7 @@ fn a_gone_name_keeps_its_versions_leaves_listings_and_comes_back_when_put_again(
             &mut v2.as_slice(),
             "t/a",
             EntryKind::File,
-            Some(stamp),
+            Some(Stamp::Settled(stamp)),
             None,
         )
         .expect("put");
