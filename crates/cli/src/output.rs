@@ -83,6 +83,42 @@ impl FileAttrs {
         Ok(())
     }
 
+    /// Gives the symlink at `path` itself (not what it points to) this
+    /// time; a link has no bits of its own to set.
+    #[cfg(unix)]
+    pub fn apply_to_link(&self, path: &Path) -> io::Result<()> {
+        use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT, utimensat};
+        let Some(time) = self.modified else {
+            return Ok(());
+        };
+        let (tv_sec, tv_nsec) = match time.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => (
+                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                d.subsec_nanos(),
+            ),
+            Err(before) => {
+                // Before the epoch: whole seconds down, nanoseconds up.
+                let d = before.duration();
+                let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+                match d.subsec_nanos() {
+                    0 => (-secs, 0),
+                    n => (-secs - 1, 1_000_000_000 - n),
+                }
+            }
+        };
+        let times = Timestamps {
+            last_access: Timespec {
+                tv_sec: 0,
+                tv_nsec: UTIME_OMIT,
+            },
+            last_modification: Timespec {
+                tv_sec,
+                tv_nsec: tv_nsec.into(),
+            },
+        };
+        utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)
+    }
+
     /// Gives the directory at `path` these bits and time (through a
     /// read-only handle: a directory cannot be opened for writing).
     pub fn apply_to_dir(&self, path: &Path) -> io::Result<()> {

@@ -46,6 +46,7 @@ enum Found {
     Symlink {
         path: PathBuf,
         name: String,
+        meta: Metadata,
     },
     /// A directory: the one given (unless it is `.` or `/`) or one below it.
     Dir {
@@ -139,7 +140,7 @@ fn walk(dir: &Path, w: &mut Walk) {
                 stamp: stamp_of(&meta),
             });
         } else if ft.is_symlink() {
-            w.found.push(Found::Symlink { path, name });
+            w.found.push(Found::Symlink { path, name, meta });
         } else {
             w.problems.push(format!(
                 "skipped {}: not a regular file or symlink",
@@ -371,12 +372,28 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     (name, o)
                 }
-                Found::Symlink { path, name } => {
+                Found::Symlink { path, name, meta } => {
+                    // A link's length is its target's.
+                    let stamp = stamp_of(meta);
+                    if let Some(v) = unchanged(name, EntryKind::Symlink, meta.len(), &stamp)? {
+                        return Ok((format!("{}  {name}", v.content_ref), true));
+                    }
                     let target = fs::read_link(path)
                         .with_context(|| format!("cannot read link {}", path.display()))?;
                     let target = target.as_os_str().as_encoded_bytes().to_vec();
+                    // A link is never changed in place, only replaced (a new
+                    // inode and change time), so the walk's stamp is this
+                    // link's or one no later link will have. Its bits mean
+                    // nothing on Linux.
+                    let (stamp, _) = recorded_attrs(meta, start);
                     let (o, _) = store
-                        .put_named(&mut target.as_slice(), name, EntryKind::Symlink)
+                        .put_named_stamped(
+                            &mut target.as_slice(),
+                            name,
+                            EntryKind::Symlink,
+                            Some(stamp),
+                            None,
+                        )
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     (name, o)
                 }
@@ -449,6 +466,25 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Creates the symlink `path` to `link` (a target's bytes, as `put` read
+/// them: any bytes but NUL on Unix) with the time of `attrs`, replacing what
+/// is at `path`.
+#[cfg(unix)]
+fn restore_link(path: &Path, link: &[u8], attrs: &FileAttrs) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let _ = fs::remove_file(path);
+    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(link), path)
+        .with_context(|| format!("cannot create link {}", path.display()))?;
+    attrs
+        .apply_to_link(path)
+        .with_context(|| format!("cannot set the time of link {}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn restore_link(path: &Path, _link: &[u8], _attrs: &FileAttrs) -> Result<()> {
+    bail!("cannot create symlink {} on this platform", path.display())
 }
 
 /// Marks gone the names under `root/` that the walk did not find; returns
@@ -530,20 +566,10 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Resu
                     })
                 }
                 EntryKind::Symlink => {
-                    let link = store.get(&version.content_ref)?;
-                    let link = String::from_utf8(link)
-                        .with_context(|| format!("link target of {} is not UTF-8", record.name))?;
-                    let _ = fs::remove_file(&target);
-                    #[cfg(unix)]
-                    std::os::unix::fs::symlink(&link, &target)
-                        .with_context(|| format!("cannot create link {}", target.display()))?;
-                    #[cfg(not(unix))]
-                    bail!(
-                        "cannot create symlink {} on this platform",
-                        target.display()
-                    );
-                    #[cfg(unix)]
-                    Ok(())
+                    let link = store
+                        .get(&version.content_ref)
+                        .with_context(|| format!("cannot read {}", record.name))?;
+                    restore_link(&target, &link, &attrs_of(version))
                 }
                 EntryKind::Directory => fs::create_dir_all(&target)
                     .with_context(|| format!("cannot create {}", target.display())),

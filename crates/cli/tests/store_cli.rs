@@ -659,6 +659,7 @@ fn rm_of_a_prefix_or_of_the_gone_names_removes_every_version_to_zero() {
 
 #[test]
 fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::PermissionsExt;
     use std::time::UNIX_EPOCH;
     let tmp = tempfile::tempdir().expect("tmp");
@@ -681,6 +682,9 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
         f.set_permissions(std::fs::Permissions::from_mode(*mode))
             .expect("chmod");
     }
+    // Links keep their own time, and any target bytes (here not UTF-8).
+    let target = std::ffi::OsStr::from_bytes(b"caf\xe9/../bin/run.sh");
+    std::os::unix::fs::symlink(target, src.join("link")).expect("symlink");
     // Directories too, set once their files are written; an empty one is
     // kept as well.
     std::fs::create_dir(src.join("empty")).expect("mkdir");
@@ -701,11 +705,12 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
     // before the put; the modification time restored is the stamp's.
     std::thread::sleep(Duration::from_millis(250));
     ok(seccs(&store).current_dir(tmp.path()).args(["put", "tree"]));
-    // Unchanged directories are skipped like unchanged files: 3 + 3.
+    // Unchanged directories and links are skipped like unchanged files:
+    // 3 + 1 + 3.
     let again = run(seccs(&store).current_dir(tmp.path()).args(["put", "tree"]));
     let said = String::from_utf8_lossy(&again.stderr);
     assert!(
-        said.contains("6 entries stored: 0 read, 6 unchanged"),
+        said.contains("7 entries stored: 0 read, 7 unchanged"),
         "{said}"
     );
     let attrs = |path: &Path| {
@@ -730,6 +735,15 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
             "{name}"
         );
     }
+    let link_time = |root: &Path| {
+        let link = root.join("link");
+        let meta = std::fs::symlink_metadata(&link).expect("link");
+        (
+            std::fs::read_link(&link).expect("target"),
+            meta.modified().expect("mtime"),
+        )
+    };
+    assert_eq!(link_time(&out.join("tree")), link_time(&src));
     // A restore of one directory's tree gives that directory its own too.
     let sub = tmp.path().join("sub");
     ok(seccs(&store).args(["get", "tree/bin/", "-o"]).arg(&sub));
