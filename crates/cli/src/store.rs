@@ -99,7 +99,10 @@ pub struct GetArgs {
     /// Write to FILE instead of standard output (for PREFIX/: the directory
     /// to restore into). A file appears only when its whole content was read
     /// and authenticated. A named file (NAME, NAME@N, PREFIX/) gets back the
-    /// permission bits and modification time it was put with.
+    /// permission bits and modification time it was put with. Standard
+    /// output gets each chunk once it is authenticated, so a failure part
+    /// way through leaves a prefix of the content there (never a forged
+    /// byte) and a non-zero exit.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// No progress bar.
