@@ -576,15 +576,17 @@ mod tests {
         }
     }
 
+    const STAMP: FileStamp = FileStamp {
+        mtime_s: 10,
+        mtime_ns: 20,
+        ctime_s: 30,
+        ctime_ns: 40,
+        inode: 50,
+    };
+
     #[test]
     fn format_4_records_still_read_and_have_no_recent_stamps() {
-        let stamp = FileStamp {
-            mtime_s: 10,
-            mtime_ns: 20,
-            ctime_s: 30,
-            ctime_ns: 40,
-            inode: 50,
-        };
+        let stamp = STAMP;
         let settled = Record {
             name: "a".into(),
             next_version: 2,
@@ -605,13 +607,7 @@ mod tests {
 
     #[test]
     fn a_recent_stamp_keeps_times_but_recognizes_nothing() {
-        let stamp = FileStamp {
-            mtime_s: 10,
-            mtime_ns: 20,
-            ctime_s: 30,
-            ctime_ns: 40,
-            inode: 50,
-        };
+        let stamp = STAMP;
         assert!(Stamp::Settled(stamp).recognizes(&stamp));
         assert!(!Stamp::Recent(stamp).recognizes(&stamp));
         assert!(!Stamp::Settled(stamp).recognizes(&FileStamp { inode: 51, ..stamp }));
