@@ -2,6 +2,7 @@
 //! prints, and exits; no format or crypto code lives here.
 
 mod bench;
+mod exclude;
 mod kms;
 mod open;
 mod output;

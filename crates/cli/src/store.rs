@@ -84,6 +84,16 @@ pub struct PutArgs {
     /// default such a file is taken as unchanged and not read again).
     #[arg(long)]
     force: bool,
+    /// For a directory: leave out what PATTERN matches (repeatable). A
+    /// pattern without `/` matches a file's or directory's own name at any
+    /// depth (`target`, `*.o`, `.git`); one with `/` matches the whole name
+    /// as `seccs ls` shows it (`photos/2024/tmp`, `src/**/cache`); a
+    /// trailing `/` matches directories only. `*` and `?` stay within one
+    /// path component, `**` crosses them. An excluded directory is not
+    /// entered; names stored by an earlier put that are now excluded are
+    /// marked gone, like deleted files.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -264,6 +274,16 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
 
 /// Runs `seccs put`.
 pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
+    // Checked before the store is opened (or made): a typo costs nothing.
+    let exclude = crate::exclude::Excludes::new(&args.exclude)?;
+    let is_dir = args.file.as_os_str() != "-"
+        && std::fs::symlink_metadata(&args.file).is_ok_and(|m| m.is_dir());
+    if !exclude.is_empty() && !is_dir {
+        bail!(
+            "--exclude applies to a directory; {} is not one",
+            args.file.display()
+        );
+    }
     let opened = open::open(&loc.path()?, true)?;
     let store = &opened.store;
     if args.file.as_os_str() == "-" {
@@ -283,6 +303,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
                 progress: progress::enabled(args.quiet),
                 quiet: args.quiet,
                 skip_unchanged: !args.force,
+                exclude,
             },
         );
     }

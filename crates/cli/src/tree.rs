@@ -33,6 +33,7 @@ use rayon::prelude::*;
 use seccs_store::Store;
 use seccs_store::catalog::{EntryKind, FileMode, FileStamp, Record, Stamp, Version};
 
+use crate::exclude::Excludes;
 use crate::output::FileAttrs;
 
 /// One thing found under the directory.
@@ -84,9 +85,11 @@ struct Walk {
     /// Names of directories that could not be listed whole: what the
     /// catalog holds under them may still be there.
     unlisted: Vec<String>,
+    /// How many entries `--exclude` left out (a directory counts once).
+    excluded: usize,
 }
 
-fn walk(dir: &Path, w: &mut Walk) {
+fn walk(dir: &Path, exclude: &Excludes, w: &mut Walk) {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -122,6 +125,12 @@ fn walk(dir: &Path, w: &mut Walk) {
             }
         };
         let ft = meta.file_type();
+        if exclude.excludes(&name, ft.is_dir()) {
+            // Not present: what an earlier put stored under the name is
+            // marked gone, as for a deleted file.
+            w.excluded += 1;
+            continue;
+        }
         w.present.insert(name.clone());
         if ft.is_dir() {
             w.found.push(Found::Dir {
@@ -129,7 +138,7 @@ fn walk(dir: &Path, w: &mut Walk) {
                 name,
                 meta,
             });
-            walk(&path, w);
+            walk(&path, exclude, w);
             continue;
         }
         if ft.is_file() {
@@ -271,6 +280,8 @@ pub struct TreePut {
     pub quiet: bool,
     /// Do not read files whose stamp matches their name's newest version.
     pub skip_unchanged: bool,
+    /// What to leave out.
+    pub exclude: Excludes,
 }
 
 /// Stores every file, symlink and directory under `dir`.
@@ -290,12 +301,13 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             });
         }
     }
-    walk(dir, &mut w);
+    walk(dir, &how.exclude, &mut w);
     let Walk {
         found,
         mut problems,
         present,
         unlisted,
+        excluded,
     } = w;
     let total: u64 = found
         .iter()
@@ -448,6 +460,9 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             "seccs: {stored} entries stored: {} read, {unchanged} unchanged since the last put (not read)",
             stored - unchanged
         );
+        if excluded > 0 {
+            eprintln!("seccs: {excluded} entries left out by --exclude");
+        }
         if gone > 0 {
             eprintln!(
                 "seccs: {gone} name(s) under {}/ are gone (no longer in the directory); \

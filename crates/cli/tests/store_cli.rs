@@ -831,3 +831,78 @@ fn a_file_put_right_after_it_changed_keeps_its_time_and_is_read_again_next_time(
     );
     assert_eq!(listed(&store, &["--all"]), ["fresh/@1", "fresh/new.txt@1"]);
 }
+
+#[test]
+fn put_dir_leaves_out_what_exclude_matches_and_marks_it_gone_when_it_was_stored() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("proj");
+    std::fs::create_dir_all(src.join("src/cache")).expect("mkdir");
+    std::fs::create_dir_all(src.join("target/debug")).expect("mkdir");
+    random_file(&src, "src/main.rs", 2_000, 80);
+    random_file(&src, "src/main.o", 2_000, 81);
+    random_file(&src, "src/cache/blob", 2_000, 82);
+    random_file(&src, "target/debug/app", 2_000, 83);
+    // A file named like an excluded directory stays: `cache/` is for
+    // directories only.
+    random_file(&src, "cache", 100, 84);
+    let put = |extra: &[&str]| {
+        let out = run(seccs(&store)
+            .current_dir(tmp.path())
+            .args(["put", "proj"])
+            .args(extra));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).expect("utf-8")
+    };
+    let excludes = [
+        "--exclude",
+        "target",
+        "--exclude",
+        "*.o",
+        "--exclude",
+        "cache/",
+    ];
+    let said = put(&excludes);
+    assert!(said.contains("3 entries left out by --exclude"), "{said}");
+    assert_eq!(
+        listed(&store, &[]),
+        ["proj/", "proj/cache", "proj/src/", "proj/src/main.rs"]
+    );
+    // Stored without them, then with them again: what is now left out is
+    // gone from the tree, its versions kept until `rm --gone`.
+    let said = put(&[]);
+    assert!(!said.contains("left out"), "{said}");
+    assert_eq!(listed(&store, &[]).len(), 10);
+    let said = put(&excludes);
+    // main.o, src/cache/ and blob, target/, target/debug/ and app.
+    assert!(said.contains("6 name(s) under proj/ are gone"), "{said}");
+    assert_eq!(listed(&store, &[]).len(), 4);
+    let out = tmp.path().join("out");
+    ok(seccs(&store).args(["get", "proj/", "-o"]).arg(&out));
+    assert!(out.join("proj/src/main.rs").exists());
+    assert!(!out.join("proj/target").exists() && !out.join("proj/src/main.o").exists());
+    // A whole-name pattern, and the errors: a bad pattern or a file, before
+    // any store is made.
+    let said = put(&["--exclude", "proj/src/**"]);
+    assert!(said.contains("left out by --exclude"), "{said}");
+    assert!(!listed(&store, &[]).contains(&"proj/src/main.rs".to_string()));
+    let fresh = tmp.path().join("no-store");
+    let err = fails(
+        seccs(&fresh)
+            .args(["put", "proj", "--exclude", "a["])
+            .current_dir(tmp.path()),
+    );
+    assert!(err.contains("invalid --exclude pattern \"a[\""), "{err}");
+    let err =
+        fails(
+            seccs(&fresh)
+                .current_dir(tmp.path())
+                .args(["put", "proj/cache", "--exclude", "x"]),
+        );
+    assert!(err.contains("--exclude applies to a directory"), "{err}");
+    assert!(!fresh.exists());
+}
