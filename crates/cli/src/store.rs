@@ -73,7 +73,9 @@ pub struct PutArgs {
     /// `../`), with its permission bits and modification time. Names
     /// under the directory whose files are no longer there are marked gone:
     /// `ls` and `get DIR/` leave them out, `ls --all` and `get NAME@N`
-    /// still reach their versions.
+    /// still reach their versions. A file written while it is read is
+    /// stored as read and reported (non-zero exit); the next put reads it
+    /// again.
     file: PathBuf,
     /// Store under NAME (a file or stdin). An existing NAME keeps its older
     /// versions: read them with `seccs get NAME@N`.
@@ -288,7 +290,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
     let store = &opened.store;
     if args.file.as_os_str() == "-" {
         let mut stdin = io::stdin().lock();
-        return put_one(store, &mut stdin, args.name.as_deref(), None, (None, None));
+        return put_one(store, &mut stdin, args.name.as_deref(), None, (None, None)).map(drop);
     }
     let meta = std::fs::symlink_metadata(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
@@ -315,7 +317,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
     let (stamp, mode) = crate::tree::opened_attrs(&file, start);
     let bar = progress::bytes(meta.len(), args.quiet);
     let mut reader = bar.wrap_read(file);
-    put_one(
+    let stored = put_one(
         store,
         &mut reader,
         args.name.as_deref(),
@@ -323,6 +325,10 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         (stamp, mode),
     )?;
     bar.finish_and_clear();
+    if let Some(report) = crate::tree::changed_while_read(&args.file, stamp.as_ref(), stored.len())
+    {
+        bail!(report);
+    }
     Ok(())
 }
 
@@ -332,7 +338,7 @@ fn put_one(
     name: Option<&str>,
     path: Option<&Path>,
     (stamp, mode): (Option<Stamp>, Option<FileMode>),
-) -> Result<()> {
+) -> Result<ContentRef> {
     let shown = || path.map_or("standard input".to_owned(), |p| p.display().to_string());
     match name {
         None => {
@@ -340,6 +346,7 @@ fn put_one(
                 .put_reader(reader)
                 .with_context(|| format!("cannot store {}", shown()))?;
             println!("{}", outcome.content_ref);
+            Ok(outcome.content_ref)
         }
         Some(name) => {
             let (outcome, version) = store
@@ -347,9 +354,9 @@ fn put_one(
                 .with_context(|| format!("cannot store {}", shown()))?;
             println!("{}", outcome.content_ref);
             eprintln!("seccs: stored as {name}@{version}");
+            Ok(outcome.content_ref)
         }
     }
-    Ok(())
 }
 
 /// Resolves what the user typed: a reference, NAME or NAME@N (then with the

@@ -246,6 +246,23 @@ pub fn opened_attrs(file: &File, start: Duration) -> (Option<Stamp>, Option<File
     }
 }
 
+/// A report when the file at `path` is no longer the one `opened` stamped
+/// before `read_len` bytes were read from it (written, replaced or removed
+/// meanwhile, as tar and borg check): the bytes stored may then mix old and
+/// new ones. Its stamp then differs from the recorded one (a write within
+/// the same clock tick shows in its length), so the next put reads it again.
+pub fn changed_while_read(path: &Path, opened: Option<&Stamp>, read_len: u64) -> Option<String> {
+    let opened = opened?.file_stamp();
+    let now = fs::metadata(path).ok().map(|m| (stamp_of(&m), m.len()));
+    (now != Some((*opened, read_len))).then(|| {
+        format!(
+            "{} changed while it was read: what was stored may mix old and new bytes \
+             (the next put reads it again)",
+            path.display()
+        )
+    })
+}
+
 fn stamp_of(meta: &Metadata) -> FileStamp {
     FileStamp {
         mtime_s: meta.mtime(),
@@ -343,6 +360,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     // Durability once at the end (and every batch stays atomic): one fsync
     // per file would dominate a tree of small files.
     store.backend().set_sync_each_batch(false);
+    let changed = std::sync::Mutex::new(Vec::new());
     let results: Vec<Result<(String, bool)>> = found
         .par_iter()
         .map(|f| {
@@ -382,6 +400,13 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     let (o, _) = store
                         .put_named_stamped(&mut reader, name, EntryKind::File, stamp, mode)
                         .with_context(|| format!("cannot store {}", path.display()))?;
+                    let read_len = o.content_ref.len();
+                    if let Some(report) = changed_while_read(path, stamp.as_ref(), read_len) {
+                        changed
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(report);
+                    }
                     (name, o)
                 }
                 Found::Symlink { path, name, meta } => {
@@ -454,6 +479,11 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             Err(e) => problems.push(format!("{e:#}")),
         }
     }
+    problems.extend(
+        changed
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     out.flush()?;
     if !how.quiet {
         eprintln!(

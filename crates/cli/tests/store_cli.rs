@@ -906,3 +906,58 @@ fn put_dir_leaves_out_what_exclude_matches_and_marks_it_gone_when_it_was_stored(
     assert!(err.contains("--exclude applies to a directory"), "{err}");
     assert!(!fresh.exists());
 }
+
+#[test]
+fn a_file_written_while_it_is_read_is_reported_and_read_again_next_time() {
+    use std::io::Write as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("live");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let log = random_file(&src, "app.log", 16 << 20, 90);
+    // A writer appends every millisecond for as long as the puts run (at
+    // most 60 s): far more often than a 16 MiB read takes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, log) = (Arc::clone(&stop), log.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::options()
+                .append(true)
+                .open(&log)
+                .expect("open");
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
+                f.write_all(b"one more line\n").expect("append");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let dir_put = run(seccs(&store).current_dir(tmp.path()).args(["put", "live"]));
+    let file_put = run(seccs(&store)
+        .arg("put")
+        .arg(&log)
+        .args(["--name", "solo.log"]));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    for out in [&dir_put, &file_put] {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("app.log changed while it was read"), "{err}");
+    }
+    // Stored all the same, and read again by the next put.
+    assert!(listed(&store, &[]).contains(&"live/app.log".to_string()));
+    assert!(listed(&store, &[]).contains(&"solo.log".to_string()));
+    let again = run(seccs(&store).current_dir(tmp.path()).args(["put", "live"]));
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{said}");
+    // app.log is read (live/ may be too, if its stamp was recent).
+    assert!(
+        said.contains("2 entries stored: 1 read") || said.contains("2 entries stored: 2 read"),
+        "{said}"
+    );
+    let got = run(seccs(&store).args(["get", "live/app.log"]));
+    assert!(got.status.success());
+    assert_eq!(got.stdout, std::fs::read(&log).expect("log"));
+}
