@@ -123,6 +123,13 @@ pub struct GetArgs {
     /// Read only LEN bytes from OFFSET.
     #[arg(long, value_name = "OFFSET:LEN", value_parser = parse_range)]
     range: Option<(u64, u64)>,
+    /// For a NAME or PREFIX/: what it held at TIME, a UTC time as `seccs
+    /// ls` prints it (`2026-12-02 14:14:22Z`, or with a `T`) or seconds
+    /// since the epoch. Each name gives its newest version put by then,
+    /// and names that were not there then (not put yet, or gone from
+    /// their directory) are left out: a tree comes back as it was.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<u64>,
 }
 
 /// `seccs rm`: undo one put, remove a name, a tree, or the names that are
@@ -157,6 +164,10 @@ pub struct LsArgs {
     /// gone_since (null, or when the name was found gone).
     #[arg(long)]
     json: bool,
+    /// The names as they were at TIME (see `seccs get --at`): each one's
+    /// newest version put by then, leaving out names not there then.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "all")]
+    at: Option<u64>,
 }
 
 /// `seccs verify`: check every node, record and count.
@@ -379,9 +390,21 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
         let Some(dir) = &args.output else {
             bail!("restoring {} needs -o DIR", args.reference);
         };
-        return crate::tree::get_tree(store, &args.reference, dir, progress::enabled(args.quiet));
+        return crate::tree::get_tree(
+            store,
+            &args.reference,
+            dir,
+            args.at,
+            progress::enabled(args.quiet),
+        );
     }
-    let (r, version) = resolve(store, &args.reference)?;
+    let (r, version) = match args.at {
+        None => resolve(store, &args.reference)?,
+        Some(t) => {
+            let version = version_at(store, &args.reference, t)?;
+            (version.content_ref.clone(), Some(version))
+        }
+    };
     if version
         .as_ref()
         .is_some_and(|v| v.kind == EntryKind::Directory)
@@ -416,6 +439,45 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// The version NAME held at `time`.
+fn version_at(store: &seccs_store::Store, name: &str, time: u64) -> Result<Version> {
+    if let Ok(r) = name.parse::<ContentRef>()
+        && r.digest().len() == store.params().wrapper().digest_len()
+    {
+        bail!("--at applies to a NAME or PREFIX/: a reference names one content already");
+    }
+    if let (_, Some(_)) = parse_name_version(name)
+        && store.lookup(name)?.is_none()
+    {
+        bail!("--at picks the version itself: give NAME, not NAME@N");
+    }
+    let record = store
+        .lookup(name)?
+        .with_context(|| format!("no content named {name:?}"))?;
+    record.at(time).cloned().with_context(|| {
+        format!(
+            "{name} held nothing at {} (not put yet, gone then, or that version removed): \
+             `seccs ls --all {name}` lists its versions",
+            format_time(time)
+        )
+    })
+}
+
+/// Parses `--at`: seconds since the epoch, or a UTC time (RFC 3339, with
+/// a space or `T`, as `seccs ls` prints it).
+fn parse_time(s: &str) -> Result<u64, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(secs);
+    }
+    let ts: jiff::Timestamp = s.trim().parse().map_err(|e| {
+        format!(
+            "{s:?}: give a UTC time as `seccs ls` prints it (2026-12-02 14:14:22Z) \
+             or seconds since the epoch ({e})"
+        )
+    })?;
+    u64::try_from(ts.as_second()).map_err(|_| format!("{s:?} is before 1970"))
 }
 
 /// Runs `seccs rm`.
@@ -495,6 +557,8 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
     for record in records {
         let versions: Vec<_> = if args.all {
             record.versions.iter().collect()
+        } else if let Some(t) = args.at {
+            record.at(t).into_iter().collect()
         } else if record.is_gone() {
             Vec::new()
         } else {
@@ -556,7 +620,7 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
     Ok(())
 }
 
-fn format_time(secs: u64) -> String {
+pub(crate) fn format_time(secs: u64) -> String {
     // UTC, without a date library: days since the epoch to a civil date
     // (Howard Hinnant's algorithm).
     let days = (secs / 86_400) as i64;

@@ -200,6 +200,16 @@ pub fn attrs_of(version: &Version) -> FileAttrs {
     }
 }
 
+/// The version of `record` a tree restore writes: the one it held at `at`,
+/// or without a time its newest unless it is gone.
+fn version_to_restore(record: &Record, at: Option<u64>) -> Option<&Version> {
+    match at {
+        Some(t) => record.at(t),
+        None if record.is_gone() => None,
+        None => record.latest(),
+    }
+}
+
 /// The record of the directory that `prefix` (`DIR/`) names, when a put of
 /// its parent recorded one and its newest version is a directory: a tree's
 /// restore gives it its bits and time, a tree's removal removes it too.
@@ -561,36 +571,53 @@ fn mark_missing_gone(
 }
 
 /// Restores every name under `prefix` into `dir` (as `tar -x -C DIR` would).
-pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Result<()> {
+/// `at` (seconds since the epoch) restores the tree as it was then; `None`,
+/// as it was last put.
+pub fn get_tree(
+    store: &Store,
+    prefix: &str,
+    dir: &Path,
+    at: Option<u64>,
+    progress: bool,
+) -> Result<()> {
     let listing = store.list_readable(prefix)?;
     let damage = listing.damage();
     let all = listing.records;
     if all.is_empty() && damage.is_none() {
         bail!("no names start with {prefix:?}");
     }
-    let gone = all.iter().filter(|r| r.is_gone()).count();
-    let records: Vec<_> = all.into_iter().filter(|r| !r.is_gone()).collect();
+    let listed = all.len();
+    let records: Vec<_> = all
+        .into_iter()
+        .filter(|r| version_to_restore(r, at).is_some())
+        .collect();
     if records.is_empty() {
         if let Some(e) = damage {
             return Err(e.into());
         }
-        bail!(
-            "every name under {prefix:?} is gone ({gone}; the last put of their directory \
-             did not find them): `seccs ls --all {prefix}` lists their versions"
-        );
+        match at {
+            None => bail!(
+                "every name under {prefix:?} is gone ({listed}; the last put of their \
+                 directory did not find them): `seccs ls --all {prefix}` lists their versions"
+            ),
+            Some(t) => bail!(
+                "none of the {listed} names under {prefix:?} was there at {}: \
+                 `seccs ls --all {prefix}` lists their versions and times",
+                crate::store::format_time(t)
+            ),
+        }
     }
     let total = records
         .iter()
-        .filter_map(|r| r.latest())
+        .filter_map(|r| version_to_restore(r, at))
         .map(|v| v.content_ref.len())
         .sum();
     let bar = crate::progress::bytes(total, !progress);
     let results: Vec<Result<()>> = records
         .par_iter()
         .map(|record| {
-            let version = record
-                .latest()
-                .with_context(|| format!("{} has no versions", record.name))?;
+            let version = version_to_restore(record, at)
+                .with_context(|| format!("{} has no version to restore", record.name))?;
             let rel = name_of(Path::new(&record.name));
             if rel.is_empty() {
                 bail!("cannot restore the name {:?}", record.name);
@@ -627,13 +654,13 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, progress: bool) -> Resu
     // it), the deepest first; the directory the prefix names too, when
     // `put` recorded it (a put of its parent did).
     let (top, top_error) = match directory_named_by(store, prefix) {
-        Ok(record) => (record.filter(|r| !r.is_gone()), None),
+        Ok(record) => (record, None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
     let mut dirs: Vec<(PathBuf, FileAttrs)> = records
         .iter()
         .chain(&top)
-        .filter_map(|r| Some((r, r.latest()?)))
+        .filter_map(|r| Some((r, version_to_restore(r, at)?)))
         .filter(|(_, v)| v.kind == EntryKind::Directory)
         .map(|(r, v)| (dir.join(name_of(Path::new(&r.name))), attrs_of(v)))
         .collect();

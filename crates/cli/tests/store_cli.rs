@@ -961,3 +961,97 @@ fn a_file_written_while_it_is_read_is_reported_and_read_again_next_time() {
     assert!(got.status.success());
     assert_eq!(got.stdout, std::fs::read(&log).expect("log"));
 }
+
+#[test]
+fn a_tree_comes_back_as_it_was_at_an_earlier_time() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("tree");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let put = || {
+        ok(seccs(&store)
+            .current_dir(tmp.path())
+            .args(["put", "tree", "-q"]))
+    };
+    // Version times are whole seconds: a time taken after one put and more
+    // than a second before the next lies between them.
+    let between = || {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        std::thread::sleep(Duration::from_millis(1_100));
+        t.to_string()
+    };
+    std::fs::write(src.join("a"), b"a, first").expect("write");
+    std::fs::write(src.join("b"), b"b").expect("write");
+    put();
+    let t1 = between();
+    std::fs::write(src.join("a"), b"a, second").expect("write");
+    std::fs::remove_file(src.join("b")).expect("rm");
+    std::fs::write(src.join("c"), b"c").expect("write");
+    put();
+    let t2 = between();
+    // b comes back with the bytes it had: no new version, but it was gone
+    // at t2 all the same.
+    std::fs::write(src.join("b"), b"b").expect("write");
+    put();
+    let restore = |at: Option<&str>, out: &str| {
+        let out = tmp.path().join(out);
+        let mut cmd = seccs(&store);
+        cmd.args(["get", "tree/", "-o"]).arg(&out);
+        if let Some(t) = at {
+            cmd.args(["--at", t]);
+        }
+        ok(&mut cmd);
+        let mut files: Vec<(String, String)> = std::fs::read_dir(out.join("tree"))
+            .expect("restored")
+            .map(|e| {
+                let e = e.expect("entry");
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(e.path()).expect("read"))
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let pair = |n: &str, c: &str| (n.to_owned(), c.to_owned());
+    assert_eq!(
+        restore(Some(&t1), "at-t1"),
+        [pair("a", "a, first"), pair("b", "b")]
+    );
+    assert_eq!(
+        restore(Some(&t2), "at-t2"),
+        [pair("a", "a, second"), pair("c", "c")]
+    );
+    assert_eq!(
+        restore(None, "now"),
+        [pair("a", "a, second"), pair("b", "b"), pair("c", "c")]
+    );
+    assert_eq!(
+        listed(&store, &["--at", &t1]),
+        ["tree/", "tree/a", "tree/b"]
+    );
+    // One name, at a time as `ls` prints it.
+    let printed = ok(seccs(&store).args(["ls", "--all", "tree/a"]));
+    let first = printed.lines().next().expect("a@1");
+    let when: Vec<&str> = first.split_whitespace().skip(1).take(2).collect();
+    let got = ok(seccs(&store).args(["get", "tree/a", "--at", &when.join(" ")]));
+    assert_eq!(got, "a, first");
+    // What --at refuses, with a reason.
+    let err = fails(seccs(&store).args(["get", "tree/a", "--at", "1000"]));
+    assert!(err.contains("held nothing at"), "{err}");
+    let err = fails(seccs(&store).args(["get", "tree/a@1", "--at", &t1]));
+    assert!(err.contains("give NAME, not NAME@N"), "{err}");
+    let err = fails(
+        seccs(&store)
+            .args(["get", "tree/", "--at", "1000", "-o"])
+            .arg(tmp.path().join("never")),
+    );
+    assert!(err.contains("none of the"), "{err}");
+    let usage = run(seccs(&store).args(["ls", "--at", "yesterday"]));
+    assert!(!usage.status.success());
+    let err = String::from_utf8_lossy(&usage.stderr);
+    assert!(err.contains("seconds since the epoch"), "{err}");
+}

@@ -19,7 +19,9 @@
 //! any more. A gone name keeps its versions (readable as `NAME@N`, removed
 //! only by `rm`), but is left out of listings and tree restores, so that a
 //! restore of DIR gives the tree as it was last put. Putting the name
-//! again brings it back.
+//! again brings it back, and the time it was gone is kept as an
+//! [`Absence`], so that [`Record::at`] can tell what the name held at any
+//! earlier time.
 //!
 //! A stamp taken within a tick of the file's last change is kept too, but
 //! only for its times ([`Stamp::Recent`]): the file may have changed again
@@ -37,7 +39,8 @@
 //!         u8 stamp | [ i64 mtime_s | u32 mtime_ns | i64 ctime_s |
 //!                      u32 ctime_ns | u64 inode ] |
 //!         u8 has_mode | [ u16 mode ] ) |     (kind: 0 file, 1 symlink, 2 directory)
-//!   u8 is_gone | [ u64 gone_since ]
+//!   u8 is_gone | [ u64 gone_since ] |
+//!   u32 m | m × ( u64 gone_from | u64 back_at )       (format 5 only)
 //! ```
 //! (`stamp`: 0 none, 1 settled, 2 recent. Format 4 has no recent stamps;
 //! format 3 also ends each version after the stamp and has no directories;
@@ -159,6 +162,17 @@ pub struct Version {
     pub mode: Option<FileMode>,
 }
 
+/// A time a name was gone before it was put again: from `from` (when a put
+/// of its directory found it missing) until `to` (when it was put again),
+/// in seconds since the Unix epoch, `from <= to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Absence {
+    /// When the name was found gone.
+    pub from: u64,
+    /// When it was put again.
+    pub to: u64,
+}
+
 /// Every live version of one name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -171,6 +185,8 @@ pub struct Record {
     /// When `seccs put DIR` last found the name's file missing from its
     /// directory (seconds since the Unix epoch); `None` while it is there.
     pub gone_since: Option<u64>,
+    /// Earlier times it was gone, oldest first.
+    pub absences: Vec<Absence>,
 }
 
 impl Record {
@@ -207,6 +223,28 @@ impl Record {
     /// Whether `seccs put DIR` last found the name's file missing.
     pub fn is_gone(&self) -> bool {
         self.gone_since.is_some()
+    }
+
+    /// What the name held at `time` (seconds since the Unix epoch): its
+    /// newest version put by then, unless it was gone then. Versions
+    /// removed since are not there to give.
+    pub fn at(&self, time: u64) -> Option<&Version> {
+        let gone = self.gone_since.is_some_and(|from| from <= time)
+            || self.absences.iter().any(|a| a.from <= time && time < a.to);
+        if gone {
+            return None;
+        }
+        self.versions.iter().rev().find(|v| v.time <= time)
+    }
+
+    /// Brings a gone name back at `now`, keeping when it was gone.
+    pub fn come_back(&mut self, now: u64) {
+        if let Some(from) = self.gone_since.take() {
+            self.absences.push(Absence {
+                from,
+                to: now.max(from),
+            });
+        }
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -256,6 +294,11 @@ impl Record {
                 out.push(1);
                 out.extend_from_slice(&t.to_be_bytes());
             }
+        }
+        out.extend_from_slice(&(self.absences.len() as u32).to_be_bytes());
+        for a in &self.absences {
+            out.extend_from_slice(&a.from.to_be_bytes());
+            out.extend_from_slice(&a.to.to_be_bytes());
         }
         out
     }
@@ -343,11 +386,24 @@ impl Record {
             1 => Some(r.u64()?),
             _ => return None,
         };
+        let m = match format {
+            FORMAT => r.u32()? as usize,
+            _ => 0,
+        };
+        let mut absences = Vec::with_capacity(m.min(1024));
+        for _ in 0..m {
+            let (from, to) = (r.u64()?, r.u64()?);
+            if from > to {
+                return None;
+            }
+            absences.push(Absence { from, to });
+        }
         r.0.is_empty().then_some(Record {
             name,
             next_version,
             versions,
             gone_since,
+            absences,
         })
     }
 }
@@ -486,6 +542,7 @@ mod tests {
                 version(3, Some(Stamp::Settled(stamp))),
             ],
             gone_since: None,
+            absences: Vec::new(),
         };
         let bytes = rec.encode();
         assert_eq!(Record::decode(&bytes), Some(rec.clone()));
@@ -494,8 +551,8 @@ mod tests {
         assert_eq!(Record::decode(&trailing), None);
         assert_eq!(Record::decode(&bytes[..bytes.len() - 1]), None);
         // The stamp flag is 0, 1 (settled) or 2 (recent), nothing else (it
-        // precedes the mode flag and the gone flag).
-        let flag_at = bytes.len() - 35;
+        // precedes the mode flag, the gone flag and the absence count).
+        let flag_at = bytes.len() - 39;
         assert_eq!(bytes[flag_at], 1);
         let mut recent = bytes.clone();
         recent[flag_at] = 2;
@@ -512,24 +569,71 @@ mod tests {
             ..rec.clone()
         }
         .encode();
-        assert_eq!(moded[moded.len() - 4..], [1, 0x09, 0xED, 0]);
+        assert_eq!(moded[moded.len() - 8..], [1, 0x09, 0xED, 0, 0, 0, 0, 0]);
         let mut bad_mode = moded.clone();
-        bad_mode[moded.len() - 3] |= 0x10;
+        bad_mode[moded.len() - 7] |= 0x10;
         assert_eq!(Record::decode(&bad_mode), None);
         let mut bad_mode_flag = moded.clone();
-        bad_mode_flag[moded.len() - 4] = 2;
+        bad_mode_flag[moded.len() - 8] = 2;
         assert_eq!(Record::decode(&bad_mode_flag), None);
         // A gone name keeps its versions and the time it went.
         let gone = Record {
             gone_since: Some(1_800_000_000),
-            ..rec
+            absences: Vec::new(),
+            ..rec.clone()
         };
         let bytes = gone.encode();
         assert_eq!(Record::decode(&bytes), Some(gone));
         let mut bad_gone = bytes.clone();
-        let at = bytes.len() - 9;
+        let at = bytes.len() - 13;
         bad_gone[at] = 2;
         assert_eq!(Record::decode(&bad_gone), None);
+        // Absences come last, each from <= to.
+        let back = Record {
+            absences: vec![Absence { from: 5, to: 9 }, Absence { from: 20, to: 20 }],
+            ..rec
+        };
+        let bytes = back.encode();
+        assert_eq!(Record::decode(&bytes), Some(back));
+        let mut backwards = bytes.clone();
+        let to_at = bytes.len() - 1;
+        backwards[to_at] = 19;
+        assert_eq!(Record::decode(&backwards), None);
+    }
+
+    #[test]
+    fn a_record_at_a_time_gives_the_version_then_unless_the_name_was_gone() {
+        let v = |number, time| Version {
+            time,
+            ..version(number, None)
+        };
+        let mut rec = Record {
+            name: "t/a".into(),
+            next_version: 3,
+            versions: vec![v(1, 100), v(2, 200)],
+            gone_since: Some(300),
+            absences: Vec::new(),
+        };
+        let at = |rec: &Record, t| rec.at(t).map(|v| v.number);
+        assert_eq!(at(&rec, 99), None, "not put yet");
+        assert_eq!(at(&rec, 100), Some(1));
+        assert_eq!(at(&rec, 250), Some(2));
+        assert_eq!(at(&rec, 300), None, "gone");
+        // Back at 400 (with the same content: no new version): gone only
+        // in between.
+        rec.come_back(400);
+        assert_eq!(rec.absences, [Absence { from: 300, to: 400 }]);
+        assert!(!rec.is_gone());
+        assert_eq!(at(&rec, 299), Some(2));
+        assert_eq!(at(&rec, 350), None);
+        assert_eq!(at(&rec, 400), Some(2));
+        // A clock that went back never makes an absence end before it began.
+        rec.gone_since = Some(500);
+        rec.come_back(450);
+        assert_eq!(rec.absences[1], Absence { from: 500, to: 500 });
+        // Coming back when not gone changes nothing.
+        rec.come_back(600);
+        assert_eq!(rec.absences.len(), 2);
     }
 
     #[test]
@@ -558,6 +662,7 @@ mod tests {
                 ),
             ],
             gone_since: Some(5),
+            absences: vec![Absence { from: 1, to: 2 }],
         };
         let bytes = rec.encode();
         for cut in 0..bytes.len() {
@@ -584,6 +689,16 @@ mod tests {
         inode: 50,
     };
 
+    /// `rec` (without absences) as format 4 wrote it: format 5 without the
+    /// absence count at the end.
+    fn format_4_bytes(rec: &Record) -> Vec<u8> {
+        assert!(rec.absences.is_empty());
+        let mut bytes = rec.encode();
+        assert_eq!(bytes.split_off(bytes.len() - 4), [0; 4]);
+        bytes[0] = FORMAT_SETTLED_STAMPS;
+        bytes
+    }
+
     #[test]
     fn format_4_records_still_read_and_have_no_recent_stamps() {
         let stamp = STAMP;
@@ -592,17 +707,20 @@ mod tests {
             next_version: 2,
             versions: vec![version(1, Some(Stamp::Settled(stamp)))],
             gone_since: None,
+            absences: Vec::new(),
         };
-        let mut v4 = settled.encode();
-        v4[0] = FORMAT_SETTLED_STAMPS;
+        let v4 = format_4_bytes(&settled);
         assert_eq!(Record::decode(&v4), Some(settled.clone()));
+        // Absences came with format 5: a format 4 record ends at its gone
+        // flag.
+        let mut longer = v4.clone();
+        longer.extend_from_slice(&[0; 4]);
+        assert_eq!(Record::decode(&longer), None);
         let recent = Record {
             versions: vec![version(1, Some(Stamp::Recent(stamp)))],
             ..settled
         };
-        let mut v4 = recent.encode();
-        v4[0] = FORMAT_SETTLED_STAMPS;
-        assert_eq!(Record::decode(&v4), None);
+        assert_eq!(Record::decode(&format_4_bytes(&recent)), None);
     }
 
     #[test]
@@ -617,6 +735,7 @@ mod tests {
             next_version: 2,
             versions: vec![version(1, Some(s))],
             gone_since: None,
+            absences: Vec::new(),
         };
         let len = 99;
         assert!(
@@ -638,8 +757,9 @@ mod tests {
             next_version: 2,
             versions: vec![version(1, None)],
             gone_since: Some(7),
+            absences: Vec::new(),
         };
-        let mut v3 = rec.encode();
+        let mut v3 = format_4_bytes(&rec);
         // Format 3: leading 3, no mode flag after the stamp flag (the byte
         // before the gone flag and its time).
         v3[0] = FORMAT_NO_MODE;
@@ -655,7 +775,7 @@ mod tests {
             }],
             ..rec
         };
-        let v4 = dir.encode();
+        let v4 = format_4_bytes(&dir);
         assert_eq!(Record::decode(&v4), Some(dir));
         let mut v3 = v4.clone();
         v3[0] = FORMAT_NO_MODE;
@@ -670,8 +790,9 @@ mod tests {
             next_version: 2,
             versions: vec![version(1, None)],
             gone_since: None,
+            absences: Vec::new(),
         };
-        let mut v2 = rec.encode();
+        let mut v2 = format_4_bytes(&rec);
         // Format 2: leading 2, and no mode flag nor gone flag at the end.
         v2[0] = FORMAT_NO_GONE;
         assert_eq!(v2.pop(), Some(0));
@@ -686,8 +807,9 @@ mod tests {
             next_version: 2,
             versions: vec![version(1, None)],
             gone_since: None,
+            absences: Vec::new(),
         };
-        let mut v1 = rec.encode();
+        let mut v1 = format_4_bytes(&rec);
         // Format 1: leading 1, no stamp or mode flag after the kind, no gone
         // flag.
         v1[0] = FORMAT_NO_STAMPS;
@@ -705,6 +827,7 @@ mod tests {
             next_version: 1,
             versions: vec![],
             gone_since: None,
+            absences: Vec::new(),
         };
         let (ka, kb) = (c.key_of("a"), c.key_of("b"));
         let sealed = c.seal(&ka, &rec);

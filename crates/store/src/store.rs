@@ -430,7 +430,7 @@ impl Store {
                 if latest.stamp != stamp || latest.mode != mode || record.gone_since.is_some() {
                     latest.stamp = stamp;
                     latest.mode = mode;
-                    record.gone_since = None;
+                    record.come_back(now());
                     entries.push((key.clone(), self.catalog.seal(&key, record)));
                 }
                 return Ok(FinalEntries {
@@ -443,8 +443,9 @@ impl Store {
                 next_version: 1,
                 versions: Vec::new(),
                 gone_since: None,
+                absences: Vec::new(),
             });
-            record.gone_since = None;
+            record.come_back(now());
             let version = Version {
                 number: record.next_version,
                 content_ref: content_ref.clone(),
