@@ -289,6 +289,15 @@ fn directories_are_stored_by_path_restored_as_trees_and_removed_to_zero() {
     assert_eq!(stat(&store)["entries"], 0);
 }
 
+/// Runs `seccs put DIR` from `cwd`, which must succeed; returns what it
+/// said on stderr.
+fn put_dir_in(store: &Path, cwd: &Path, dir: &str, extra: &[&str]) -> String {
+    let out = run(seccs(store).current_dir(cwd).args(["put", dir]).args(extra));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{said}");
+    said
+}
+
 /// The summary line `seccs put DIR` prints: (read, unchanged).
 fn put_summary(store: &Path, dir: &Path, extra: &[&str]) -> (usize, usize) {
     let out = run(seccs(store).arg("put").arg(dir).args(extra));
@@ -444,18 +453,7 @@ fn files_deleted_from_a_directory_are_gone_from_its_restore_but_keep_their_versi
     random_file(&src, "delete-me", 3_000, 32);
     random_file(&src, "was-a-file", 3_000, 33);
     random_file(&src.join("sub"), "move-me", 3_000, 34);
-    let put = |extra: &[&str]| {
-        let out = run(seccs(&store)
-            .current_dir(tmp.path())
-            .args(["put", "tree"])
-            .args(extra));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stderr).expect("utf-8")
-    };
+    let put = |extra: &[&str]| put_dir_in(&store, tmp.path(), "tree", extra);
     put(&[]);
     std::fs::remove_file(src.join("delete-me")).expect("rm");
     std::fs::remove_file(src.join("was-a-file")).expect("rm");
@@ -815,10 +813,7 @@ fn a_file_put_right_after_it_changed_keeps_its_time_and_is_read_again_next_time(
     // Once settled, the next put reads it again (no new version) and
     // records a stamp that recognizes it; the one after skips it.
     std::thread::sleep(Duration::from_millis(250));
-    let put = || {
-        let said = run(seccs(&store).current_dir(tmp.path()).args(["put", "fresh"]));
-        String::from_utf8_lossy(&said.stderr).into_owned()
-    };
+    let put = || put_dir_in(&store, tmp.path(), "fresh", &[]);
     let said = put();
     assert!(
         said.contains("2 entries stored: 2 read, 0 unchanged"),
@@ -846,18 +841,7 @@ fn put_dir_leaves_out_what_exclude_matches_and_marks_it_gone_when_it_was_stored(
     // A file named like an excluded directory stays: `cache/` is for
     // directories only.
     random_file(&src, "cache", 100, 84);
-    let put = |extra: &[&str]| {
-        let out = run(seccs(&store)
-            .current_dir(tmp.path())
-            .args(["put", "proj"])
-            .args(extra));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stderr).expect("utf-8")
-    };
+    let put = |extra: &[&str]| put_dir_in(&store, tmp.path(), "proj", extra);
     let excludes = [
         "--exclude",
         "target",
@@ -949,9 +933,7 @@ fn a_file_written_while_it_is_read_is_reported_and_read_again_next_time() {
     // Stored all the same, and read again by the next put.
     assert!(listed(&store, &[]).contains(&"live/app.log".to_string()));
     assert!(listed(&store, &[]).contains(&"solo.log".to_string()));
-    let again = run(seccs(&store).current_dir(tmp.path()).args(["put", "live"]));
-    let said = String::from_utf8_lossy(&again.stderr);
-    assert!(again.status.success(), "{said}");
+    let said = put_dir_in(&store, tmp.path(), "live", &[]);
     // app.log is read (live/ may be too, if its stamp was recent).
     assert!(
         said.contains("2 entries stored: 1 read") || said.contains("2 entries stored: 2 read"),
