@@ -96,6 +96,11 @@ pub struct PutArgs {
     /// marked gone, like deleted files.
     #[arg(long, value_name = "PATTERN")]
     exclude: Vec<String>,
+    /// For a directory: print what a put would do, and do nothing: `read`
+    /// or `unchanged` for each entry, `gone` for each name it would mark
+    /// gone. Needs an existing store.
+    #[arg(long)]
+    dry_run: bool,
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -161,7 +166,7 @@ pub struct LsArgs {
     #[arg(long)]
     all: bool,
     /// One JSON object per line: name, version, size, reference, time, kind,
-    /// gone_since (null, or when the name was found gone).
+    /// mode, mtime, gone_since (null, or when the name was found gone).
     #[arg(long)]
     json: bool,
     /// The names as they were at TIME (see `seccs get --at`): each one's
@@ -297,7 +302,13 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
             args.file.display()
         );
     }
-    let opened = open::open(&loc.path()?, true)?;
+    if args.dry_run && !is_dir {
+        bail!(
+            "--dry-run applies to a directory; {} is not one",
+            args.file.display()
+        );
+    }
+    let opened = open::open(&loc.path()?, !args.dry_run)?;
     let store = &opened.store;
     if args.file.as_os_str() == "-" {
         let mut stdin = io::stdin().lock();
@@ -317,6 +328,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
                 quiet: args.quiet,
                 skip_unchanged: !args.force,
                 exclude,
+                dry_run: args.dry_run,
             },
         );
     }

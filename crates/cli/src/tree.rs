@@ -57,6 +57,22 @@ enum Found {
     },
 }
 
+impl Found {
+    /// The name, the kind it is put as, its length (a link's is its
+    /// target's, a directory's 0) and its stamp from the walk.
+    fn identity(&self) -> (&str, EntryKind, u64, FileStamp) {
+        match self {
+            Found::File {
+                name, len, stamp, ..
+            } => (name, EntryKind::File, *len, *stamp),
+            Found::Symlink { name, meta, .. } => {
+                (name, EntryKind::Symlink, meta.len(), stamp_of(meta))
+            }
+            Found::Dir { name, meta, .. } => (name, EntryKind::Directory, 0, stamp_of(meta)),
+        }
+    }
+}
+
 /// Normalizes a path into a name: drops leading `/`, `.` and `..`
 /// components and joins the rest with `/`.
 pub fn name_of(path: &Path) -> String {
@@ -309,6 +325,8 @@ pub struct TreePut {
     pub skip_unchanged: bool,
     /// What to leave out.
     pub exclude: Excludes,
+    /// Only say what a put would read, skip and mark gone; write nothing.
+    pub dry_run: bool,
 }
 
 /// Stores every file, symlink and directory under `dir`.
@@ -366,6 +384,32 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot list the names under {prefix:?}")),
     };
+    let unchanged = |name: &str, kind, len, stamp: &FileStamp| -> Result<Option<Version>> {
+        if !how.skip_unchanged {
+            return Ok(None);
+        }
+        Ok(match &known {
+            // DIR itself is not under DIR/, so not in the listing.
+            Ok(records) if name != root => records
+                .get(name)
+                .and_then(|r| r.unchanged_since(kind, len, stamp))
+                .cloned(),
+            _ => store
+                .unchanged_since_stamp(name, kind, len, stamp)
+                .with_context(|| format!("cannot look up {name}"))?,
+        })
+    };
+    if how.dry_run {
+        return dry_run(
+            &found,
+            &unchanged,
+            &root,
+            &known,
+            (&present, &unlisted),
+            excluded,
+            problems,
+        );
+    }
     let bar = crate::progress::bytes(total, !how.progress);
     // Durability once at the end (and every batch stays atomic): one fsync
     // per file would dominate a tree of small files.
@@ -374,21 +418,6 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     let results: Vec<Result<(String, bool)>> = found
         .par_iter()
         .map(|f| {
-            let unchanged = |name: &str, kind, len, stamp| -> Result<Option<Version>> {
-                if !how.skip_unchanged {
-                    return Ok(None);
-                }
-                Ok(match &known {
-                    // DIR itself is not under DIR/, so not in the listing.
-                    Ok(records) if name != root => records
-                        .get(name)
-                        .and_then(|r| r.unchanged_since(kind, len, stamp))
-                        .cloned(),
-                    _ => store
-                        .unchanged_since_stamp(name, kind, len, stamp)
-                        .with_context(|| format!("cannot look up {name}"))?,
-                })
-            };
             let (name, outcome) = match f {
                 Found::File {
                     path,
@@ -511,16 +540,72 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             );
         }
     }
-    for p in &problems {
+    report_problems(&problems, &format!("stored {stored} entries"))
+}
+
+/// Prints each problem and fails when there is one, after `done`.
+fn report_problems(problems: &[String], done: &str) -> Result<()> {
+    for p in problems {
         eprintln!("seccs: {p}");
     }
     if !problems.is_empty() {
-        bail!(
-            "stored {stored} entries; {} problem(s) reported above",
-            problems.len()
-        );
+        bail!("{done}; {} problem(s) reported above", problems.len());
     }
     Ok(())
+}
+
+/// Whether an entry (name, kind, length, stamp) is unchanged since its
+/// name's newest version, which it then gives.
+type UnchangedCheck<'a> = dyn Fn(&str, EntryKind, u64, &FileStamp) -> Result<Option<Version>> + 'a;
+
+/// `seccs put DIR --dry-run`: one line per entry on stdout, `read` or
+/// `unchanged` (what a put would do with it), then `gone` for each name a
+/// put would mark gone; nothing is read or written.
+fn dry_run(
+    found: &[Found],
+    unchanged: &UnchangedCheck<'_>,
+    root: &str,
+    known: &Result<HashMap<String, Record>>,
+    (present, unlisted): (&HashSet<String>, &[String]),
+    excluded: usize,
+    mut problems: Vec<String>,
+) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let (mut to_read, mut same) = (0, 0);
+    for f in found {
+        let (name, kind, len, stamp) = f.identity();
+        let slash = if kind == EntryKind::Directory {
+            "/"
+        } else {
+            ""
+        };
+        match unchanged(name, kind, len, &stamp) {
+            Ok(Some(_)) => {
+                same += 1;
+                writeln!(out, "unchanged  {name}{slash}")?;
+            }
+            Ok(None) => {
+                to_read += 1;
+                writeln!(out, "read       {name}{slash}")?;
+            }
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
+    let missing = match known {
+        Ok(records) if !root.is_empty() => missing_names(live_names(records), present, unlisted),
+        _ => Vec::new(),
+    };
+    for name in &missing {
+        writeln!(out, "gone       {name}")?;
+    }
+    out.flush()?;
+    eprintln!(
+        "seccs: dry run, nothing stored: {to_read} entries to read, {same} unchanged, \
+         {} name(s) to mark gone, {excluded} left out by --exclude",
+        missing.len()
+    );
+    report_problems(&problems, &format!("checked {} entries", found.len()))
 }
 
 /// Creates the symlink `path` to `link` (a target's bytes, as `put` read
@@ -542,6 +627,14 @@ fn restore_link(path: &Path, _link: &[u8], _attrs: &FileAttrs) -> Result<()> {
     bail!("cannot create symlink {} on this platform", path.display())
 }
 
+/// The names of `records` that are not gone already.
+fn live_names(records: &HashMap<String, Record>) -> impl Iterator<Item = &str> {
+    records
+        .values()
+        .filter(|r| !r.is_gone())
+        .map(|r| r.name.as_str())
+}
+
 /// Marks gone the names under `root/` that the walk did not find; returns
 /// how many. `known` is what the catalog held under `root/` before the put.
 /// A directory named without a prefix (`.`, `/`) holds every name in the
@@ -557,14 +650,7 @@ fn mark_missing_gone(
         return Ok(0);
     }
     let known = known.context("names missing from the directory are not marked gone")?;
-    let missing = missing_names(
-        known
-            .values()
-            .filter(|r| !r.is_gone())
-            .map(|r| r.name.as_str()),
-        present,
-        unlisted,
-    );
+    let missing = missing_names(live_names(&known), present, unlisted);
     store
         .mark_gone(&missing)
         .with_context(|| format!("cannot mark the names missing from {root}/ gone"))

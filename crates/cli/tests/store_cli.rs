@@ -1037,3 +1037,59 @@ fn a_tree_comes_back_as_it_was_at_an_earlier_time() {
     let err = String::from_utf8_lossy(&usage.stderr);
     assert!(err.contains("seconds since the epoch"), "{err}");
 }
+
+#[test]
+fn a_dry_run_says_what_put_dir_would_read_skip_and_mark_gone_and_writes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("tree");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    random_file(&src, "keep", 3_000, 91);
+    random_file(&src, "delete-me", 3_000, 92);
+    // Without a store there is nothing to compare with, and none is made.
+    let err = fails(
+        seccs(&store)
+            .current_dir(tmp.path())
+            .args(["put", "tree", "--dry-run"]),
+    );
+    assert!(!store.exists(), "{err}");
+    // Settled stamps, so that keep is recognized.
+    std::thread::sleep(Duration::from_millis(250));
+    put_dir_in(&store, tmp.path(), "tree", &[]);
+    std::fs::remove_file(src.join("delete-me")).expect("rm");
+    random_file(&src, "new", 3_000, 93);
+    let before = (stat(&store), listed(&store, &["--all"]));
+    let out = run(seccs(&store).current_dir(tmp.path()).args([
+        "put",
+        "tree",
+        "--dry-run",
+        "--exclude",
+        "*.tmp",
+    ]));
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = said.lines().collect();
+    // tree/ changed (an entry went, one came); keep did not.
+    assert_eq!(
+        lines,
+        [
+            "read       tree/",
+            "unchanged  tree/keep",
+            "read       tree/new",
+            "gone       tree/delete-me"
+        ]
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dry run, nothing stored: 2 entries to read, 1 unchanged"),
+        "{err}"
+    );
+    assert_eq!((stat(&store), listed(&store, &["--all"])), before);
+    let err = fails(
+        seccs(&store)
+            .arg("put")
+            .arg(src.join("keep"))
+            .arg("--dry-run"),
+    );
+    assert!(err.contains("--dry-run applies to a directory"), "{err}");
+}
