@@ -418,6 +418,9 @@ impl Store {
         let key = self.catalog.key_of(name);
         let number = std::cell::Cell::new(0u32);
         let hook = |content_ref: &ContentRef| -> Result<FinalEntries> {
+            // One time for the version and the end of an absence, so that
+            // the name is never both gone and not yet put at one instant.
+            let now = now();
             let mut existing = self.record_at(&key)?;
             if let Some(record) = existing.as_mut()
                 && let Some(latest) = record.versions.last_mut()
@@ -430,7 +433,7 @@ impl Store {
                 if latest.stamp != stamp || latest.mode != mode || record.gone_since.is_some() {
                     latest.stamp = stamp;
                     latest.mode = mode;
-                    record.come_back(now());
+                    record.come_back(now);
                     entries.push((key.clone(), self.catalog.seal(&key, record)));
                 }
                 return Ok(FinalEntries {
@@ -445,11 +448,11 @@ impl Store {
                 gone_since: None,
                 absences: Vec::new(),
             });
-            record.come_back(now());
+            record.come_back(now);
             let version = Version {
                 number: record.next_version,
                 content_ref: content_ref.clone(),
-                time: now(),
+                time: now,
                 kind,
                 stamp,
                 mode,

@@ -311,6 +311,12 @@ fn a_gone_name_keeps_its_versions_leaves_listings_and_comes_back_when_put_again(
         .expect("put");
     assert_eq!(n, 3);
     assert!(store.resolve("t/a").is_ok());
+    // Both returns kept when the name was gone, for a tree at a past time.
+    let record = store.lookup("t/a").expect("lookup").expect("record");
+    assert_eq!(record.absences.len(), 2);
+    assert!(record.absences.iter().all(|a| a.from <= a.to));
+    let newest = record.latest().expect("v3");
+    assert_eq!(record.at(newest.time).map(|v| v.number), Some(3));
     // Removing a gone name removes every version, to zero residue.
     store.mark_gone(&names).expect("mark");
     assert_eq!(store.remove_name("t/a", None).expect("rm"), 3);
