@@ -146,12 +146,23 @@ pub struct RmArgs {
     /// version of every name under PREFIX/, and the directory PREFIX if
     /// `put DIR` recorded it). With --gone: only names under
     /// this prefix (default: all).
-    #[arg(required_unless_present = "gone")]
+    #[arg(required_unless_present_any = ["gone", "keep"])]
     reference: Option<String>,
     /// Remove every version of the names that are gone (their files were
     /// no longer found by `seccs put DIR`; `seccs ls --all` marks them).
     #[arg(long)]
     gone: bool,
+    /// Keep the newest N versions of each name and remove the older ones,
+    /// rather than the names: of NAME, of every name under PREFIX/, or
+    /// without either of every name in the store. Trees restored `--at` a
+    /// time before the versions kept lose the removed ones.
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "gone",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    keep: Option<u32>,
 }
 
 /// `seccs ls`: list names.
@@ -500,6 +511,9 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
         let prefix = args.reference.as_deref().unwrap_or("");
         return remove_listed(store, prefix, true);
     }
+    if let Some(keep) = args.keep {
+        return keep_newest(store, args.reference.as_deref().unwrap_or(""), keep);
+    }
     let Some(reference) = args.reference else {
         bail!("rm needs a reference, a NAME, NAME@N or PREFIX/ (or --gone)");
     };
@@ -557,6 +571,35 @@ fn remove_listed(store: &seccs_store::Store, prefix: &str, only_gone: bool) -> R
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// `seccs rm --keep N [NAME | PREFIX/]`: trims each name to its newest N
+/// versions.
+fn keep_newest(store: &seccs_store::Store, reference: &str, keep: u32) -> Result<()> {
+    let names: Vec<String> = if reference.is_empty() || reference.ends_with('/') {
+        let listing = store.list_readable(reference)?;
+        if let Some(e) = listing.damage() {
+            return Err(e.into());
+        }
+        listing.records.into_iter().map(|r| r.name).collect()
+    } else {
+        if let (_, Some(_)) = parse_name_version(reference)
+            && store.lookup(reference)?.is_none()
+        {
+            bail!("--keep applies to NAME or PREFIX/, not to one version NAME@N");
+        }
+        if store.lookup(reference)?.is_none() {
+            bail!("no content named {reference:?}");
+        }
+        vec![reference.to_owned()]
+    };
+    let (trimmed, removed) = store.keep_newest(&names, keep as usize)?;
+    eprintln!(
+        "seccs: kept the newest {keep} version(s) of {} name(s); removed {removed} older \
+         version(s) of {trimmed} of them",
+        names.len()
+    );
+    Ok(())
 }
 
 /// Runs `seccs ls`.

@@ -1093,3 +1093,40 @@ fn a_dry_run_says_what_put_dir_would_read_skip_and_mark_gone_and_writes_nothing(
     );
     assert!(err.contains("--dry-run applies to a directory"), "{err}");
 }
+
+#[test]
+fn rm_keep_trims_every_name_to_its_newest_versions() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    for (i, name) in ["docs/a", "docs/a", "docs/a", "docs/b", "other"]
+        .iter()
+        .enumerate()
+    {
+        let f = random_file(tmp.path(), "f", 2_000, 100 + i as u64);
+        ok(seccs(&store).arg("put").arg(&f).args(["--name", name]));
+    }
+    ok(seccs(&store)
+        .arg("put")
+        .arg(tmp.path().join("f"))
+        .args(["--name", "other"]));
+    let out = run(seccs(&store).args(["rm", "--keep", "1", "docs/"]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("kept the newest 1 version(s) of 2 name(s); removed 2 older version(s) of 1"),
+        "{said}"
+    );
+    assert_eq!(
+        listed(&store, &["--all"]),
+        ["docs/a@3", "docs/b@1", "other@1"]
+    );
+    ok(seccs(&store).arg("verify"));
+    // One name, all names; what it refuses.
+    ok(seccs(&store).args(["rm", "--keep", "1"]));
+    let err = fails(seccs(&store).args(["rm", "--keep", "1", "docs/a@3"]));
+    assert!(err.contains("not to one version"), "{err}");
+    let usage = run(seccs(&store).args(["rm", "--keep", "0", "docs/"]));
+    assert!(!usage.status.success());
+    let usage = run(seccs(&store).args(["rm", "--keep", "1", "--gone"]));
+    assert!(!usage.status.success());
+}

@@ -683,6 +683,42 @@ impl Store {
         Ok((removed_names, removed_versions))
     }
 
+    /// Removes every version of each of `names` but its newest `keep`
+    /// (a retention policy: `seccs rm --keep N`), in atomic batches of many
+    /// names, releasing each removed version's nodes. Returns how many names
+    /// lost versions and how many versions went. Names that are gone keep
+    /// their newest `keep` too.
+    pub fn keep_newest(&self, names: &[String], keep: usize) -> Result<(usize, usize)> {
+        const NAMES_PER_BATCH: usize = 512;
+        if keep == 0 {
+            return Err(StoreError::Config(
+                "keep at least one version: keeping none is removing the name".into(),
+            ));
+        }
+        let _guard = self.lock_writer();
+        let (mut trimmed_names, mut removed_versions) = (0, 0);
+        for group in names.chunks(NAMES_PER_BATCH) {
+            let mut releaser = Releaser::default();
+            let mut batch = Batch::new();
+            for (key, mut record) in self.records_of(group)? {
+                let Some(cut) = record.versions.len().checked_sub(keep).filter(|&c| c > 0) else {
+                    continue;
+                };
+                let older: Vec<Version> = record.versions.drain(..cut).collect();
+                self.release_versions(&mut releaser, &older)?;
+                trimmed_names += 1;
+                removed_versions += older.len();
+                let sealed = self.catalog.seal(&key, &record);
+                batch.put(key, sealed, 1);
+            }
+            batch.append(releaser.into_batch());
+            if !batch.is_empty() {
+                self.backend.apply_owned(batch)?;
+            }
+        }
+        Ok((trimmed_names, removed_versions))
+    }
+
     /// Totals over the backend: entries and bytes, in all and by what the
     /// entries are (from each node's kind byte, which is stored in the clear;
     /// catalog records by their keys).

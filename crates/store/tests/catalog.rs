@@ -351,3 +351,45 @@ fn removing_many_names_in_one_batch_keeps_shared_nodes_of_the_rest() {
     assert_eq!(store.remove_names(&["z".into()]).expect("rm"), (1, 1));
     assert_eq!(store.usage().expect("usage").entries, 0);
 }
+
+#[test]
+fn keeping_the_newest_versions_releases_the_older_ones_exactly() {
+    let (store, _) = memory_store(256, WrapperKind::AesSiv);
+    let contents: Vec<Vec<u8>> = (0..4).map(|i| random_bytes(5_000, 40 + i)).collect();
+    for c in &contents {
+        store
+            .put_named(&mut c.as_slice(), "a", EntryKind::File)
+            .expect("put");
+    }
+    // b shares every node with a@1, which goes.
+    store
+        .put_named(&mut contents[0].as_slice(), "b", EntryKind::File)
+        .expect("put");
+    let names: Vec<String> = ["a", "b", "no-such-name"].map(String::from).to_vec();
+    assert_eq!(store.keep_newest(&names, 2).expect("keep"), (1, 2));
+    let a = store.lookup("a").expect("lookup").expect("record");
+    assert_eq!(
+        a.versions.iter().map(|v| v.number).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    assert_eq!(a.next_version, 5, "numbers are never reused");
+    assert_eq!(
+        store
+            .get(&store.resolve("b").expect("b").content_ref)
+            .expect("get"),
+        contents[0]
+    );
+    assert_eq!(
+        store
+            .get(&store.resolve("a@4").expect("a@4").content_ref)
+            .expect("get"),
+        contents[3]
+    );
+    assert!(store.verify().expect("verify").is_clean());
+    // Nothing more to trim; keeping none is refused.
+    assert_eq!(store.keep_newest(&names, 2).expect("keep"), (0, 0));
+    assert!(store.keep_newest(&names, 0).is_err());
+    store.remove_name("a", None).expect("rm");
+    store.remove_name("b", None).expect("rm");
+    assert_eq!(store.usage().expect("usage").entries, 0);
+}
