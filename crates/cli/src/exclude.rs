@@ -12,6 +12,8 @@
 //! `*` and `?` do not cross a `/`; `**` does. An excluded directory is not
 //! entered.
 
+use std::path::Path;
+
 use anyhow::{Context, Result, bail};
 use globset::{GlobBuilder, GlobMatcher};
 
@@ -86,6 +88,19 @@ impl Excludes {
     }
 }
 
+/// The patterns of an `--exclude-from` file: one per line, blank lines and
+/// `#` comments skipped, surrounding spaces trimmed.
+pub fn patterns_in(file: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the --exclude-from file {}", file.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +140,16 @@ mod tests {
         let ex = excludes(&["build/"]);
         assert!(ex.excludes("proj/build", true));
         assert!(!ex.excludes("proj/build", false));
+    }
+
+    #[test]
+    fn an_exclude_file_gives_one_pattern_a_line_without_blanks_or_comments() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("excludes");
+        std::fs::write(&file, "# build output\ntarget/\n\n  *.o  \r\n#.git\n").expect("write");
+        assert_eq!(patterns_in(&file).expect("read"), ["target/", "*.o"]);
+        let err = patterns_in(&dir.path().join("missing")).expect_err("missing");
+        assert!(format!("{err:#}").contains("--exclude-from"), "{err:#}");
     }
 
     #[test]

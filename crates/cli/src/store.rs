@@ -96,6 +96,10 @@ pub struct PutArgs {
     /// marked gone, like deleted files.
     #[arg(long, value_name = "PATTERN")]
     exclude: Vec<String>,
+    /// For a directory: read more --exclude patterns from FILE, one per
+    /// line; blank lines and lines starting with `#` are skipped.
+    #[arg(long, value_name = "FILE")]
+    exclude_from: Vec<PathBuf>,
     /// For a directory: print what a put would do, and do nothing: `read`
     /// or `unchanged` for each entry, `gone` for each name it would mark
     /// gone. Needs an existing store.
@@ -304,7 +308,11 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
 /// Runs `seccs put`.
 pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
     // Checked before the store is opened (or made): a typo costs nothing.
-    let exclude = crate::exclude::Excludes::new(&args.exclude)?;
+    let mut patterns = args.exclude.clone();
+    for file in &args.exclude_from {
+        patterns.extend(crate::exclude::patterns_in(file)?);
+    }
+    let exclude = crate::exclude::Excludes::new(&patterns)?;
     let is_dir = args.file.as_os_str() != "-"
         && std::fs::symlink_metadata(&args.file).is_ok_and(|m| m.is_dir());
     if !exclude.is_empty() && !is_dir {

@@ -869,9 +869,11 @@ fn put_dir_leaves_out_what_exclude_matches_and_marks_it_gone_when_it_was_stored(
     ok(seccs(&store).args(["get", "proj/", "-o"]).arg(&out));
     assert!(out.join("proj/src/main.rs").exists());
     assert!(!out.join("proj/target").exists() && !out.join("proj/src/main.o").exists());
-    // A whole-name pattern, and the errors: a bad pattern or a file, before
-    // any store is made.
-    let said = put(&["--exclude", "proj/src/**"]);
+    // A whole-name pattern, from a file, and the errors: a bad pattern or a
+    // file, before any store is made.
+    let list = tmp.path().join("excludes");
+    std::fs::write(&list, "# sources\nproj/src/**\n").expect("write");
+    let said = put(&["--exclude-from", list.to_str().expect("utf-8 path")]);
     assert!(said.contains("left out by --exclude"), "{said}");
     assert!(!listed(&store, &[]).contains(&"proj/src/main.rs".to_string()));
     let fresh = tmp.path().join("no-store");
