@@ -608,6 +608,30 @@ fn dry_run(
     report_problems(&problems, &format!("checked {} entries", found.len()))
 }
 
+/// Whether `path` is a symlink (not following it).
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Fails when a directory on the way from `dir` to the name `rel` is a
+/// symlink: writing there would follow it, maybe out of `dir`.
+fn refuse_links_above(dir: &Path, rel: &str) -> Result<()> {
+    let mut path = dir.to_path_buf();
+    let parents = rel.split('/').collect::<Vec<_>>();
+    for part in &parents[..parents.len().saturating_sub(1)] {
+        path.push(part);
+        if is_symlink(&path) {
+            bail!(
+                "refusing to restore {rel}: {} is a symlink, and writing through it could \
+                 leave {}",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Creates the symlink `path` to `link` (a target's bytes, as `put` read
 /// them: any bytes but NUL on Unix) with the time of `attrs`, replacing what
 /// is at `path`.
@@ -699,41 +723,54 @@ pub fn get_tree(
         .map(|v| v.content_ref.len())
         .sum();
     let bar = crate::progress::bytes(total, !progress);
-    let results: Vec<Result<()>> = records
-        .par_iter()
-        .map(|record| {
-            let version = version_to_restore(record, at)
-                .with_context(|| format!("{} has no version to restore", record.name))?;
-            let rel = name_of(Path::new(&record.name));
-            if rel.is_empty() {
-                bail!("cannot restore the name {:?}", record.name);
-            }
-            let target = dir.join(&rel);
-            if let Some(parent) = target.parent() {
-                fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-            }
-            match version.kind {
-                EntryKind::File => {
-                    crate::output::write_file_atomically_as(&target, &attrs_of(version), |out| {
-                        let mut out = bar.wrap_write(out);
-                        store
-                            .get_to(&version.content_ref, &mut out)
-                            .with_context(|| format!("cannot read {}", record.name))?;
-                        Ok(())
-                    })
-                }
-                EntryKind::Symlink => {
-                    let link = store
-                        .get(&version.content_ref)
+    let restore_one = |record: &Record| -> Result<()> {
+        let version = version_to_restore(record, at)
+            .with_context(|| format!("{} has no version to restore", record.name))?;
+        let rel = name_of(Path::new(&record.name));
+        if rel.is_empty() {
+            bail!("cannot restore the name {:?}", record.name);
+        }
+        // Nothing is written through a symlink: not one that was in DIR
+        // before, nor one this restore made (links come last, parents
+        // first), as tar guards its extractions.
+        refuse_links_above(dir, &rel)?;
+        let target = dir.join(&rel);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        if version.kind != EntryKind::Symlink && is_symlink(&target) {
+            fs::remove_file(&target)
+                .with_context(|| format!("cannot replace the link {}", target.display()))?;
+        }
+        match version.kind {
+            EntryKind::File => {
+                crate::output::write_file_atomically_as(&target, &attrs_of(version), |out| {
+                    let mut out = bar.wrap_write(out);
+                    store
+                        .get_to(&version.content_ref, &mut out)
                         .with_context(|| format!("cannot read {}", record.name))?;
-                    restore_link(&target, &link, &attrs_of(version))
-                }
-                EntryKind::Directory => fs::create_dir_all(&target)
-                    .with_context(|| format!("cannot create {}", target.display())),
+                    Ok(())
+                })
             }
-        })
-        .collect();
+            EntryKind::Symlink => {
+                let link = store
+                    .get(&version.content_ref)
+                    .with_context(|| format!("cannot read {}", record.name))?;
+                restore_link(&target, &link, &attrs_of(version))
+            }
+            EntryKind::Directory => fs::create_dir_all(&target)
+                .with_context(|| format!("cannot create {}", target.display())),
+        }
+    };
+    let (mut links, others): (Vec<&Record>, Vec<&Record>) = records
+        .iter()
+        .partition(|r| version_to_restore(r, at).is_some_and(|v| v.kind == EntryKind::Symlink));
+    links.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut results: Vec<Result<()>> = others.into_par_iter().map(restore_one).collect();
+    // In name order (a parent's link before anything under it), one at a
+    // time, so that each sees the links before it.
+    results.extend(links.into_iter().map(restore_one));
     bar.finish_and_clear();
     // Directories get their bits and times once everything under them is
     // written (a write would move the time; a read-only bit would stop

@@ -1132,3 +1132,59 @@ fn rm_keep_trims_every_name_to_its_newest_versions() {
     let usage = run(seccs(&store).args(["rm", "--keep", "1", "--gone"]));
     assert!(!usage.status.success());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_restore_never_writes_through_a_symlink_out_of_its_directory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    let src = tmp.path().join("tree");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    std::fs::write(src.join("a"), b"a").expect("write");
+    std::fs::write(src.join("sub/x"), b"x").expect("write");
+    std::os::unix::fs::symlink(&outside, src.join("link")).expect("symlink");
+    put_dir_in(&store, tmp.path(), "tree", &[]);
+    // A name under the link, put by hand: the restore makes tree/link a
+    // directory for it, and then cannot make the link there.
+    let f = random_file(tmp.path(), "f", 100, 110);
+    ok(seccs(&store)
+        .arg("put")
+        .arg(&f)
+        .args(["--name", "tree/link/escape"]));
+    let out = tmp.path().join("out");
+    let got = run(seccs(&store).args(["get", "tree/", "-o"]).arg(&out));
+    assert!(!got.status.success());
+    assert!(out.join("tree/link/escape").is_file());
+    assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
+    // Links already in the output directory are not followed either: one
+    // where a file or a recorded directory goes is replaced, one above a
+    // name is refused.
+    let out = tmp.path().join("out2");
+    std::fs::create_dir_all(out.join("tree")).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, out.join("tree/sub")).expect("symlink");
+    std::os::unix::fs::symlink(outside.join("victim"), out.join("tree/a")).expect("symlink");
+    run(seccs(&store).args(["get", "tree/", "-o"]).arg(&out));
+    assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
+    let is_link = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .expect("there")
+            .file_type()
+            .is_symlink()
+    };
+    assert!(!is_link(&out.join("tree/a")));
+    assert_eq!(std::fs::read(out.join("tree/a")).expect("a"), b"a");
+    ok(seccs(&store)
+        .arg("put")
+        .arg(&f)
+        .args(["--name", "hand/deep/f"]));
+    let out = tmp.path().join("out3");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, out.join("hand")).expect("symlink");
+    let got = run(seccs(&store).args(["get", "hand/", "-o"]).arg(&out));
+    assert!(!got.status.success());
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert!(err.contains("hand is a symlink"), "{err}");
+    assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
+}
