@@ -789,6 +789,12 @@ pub fn get_tree(
         .collect();
     dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
     let dir_results = dirs.iter().map(|(path, attrs)| {
+        if is_symlink(path) {
+            bail!(
+                "not setting the mode or time of {}: it is a symlink",
+                path.display()
+            );
+        }
         attrs
             .apply_to_dir(path)
             .with_context(|| format!("cannot set the mode or time of {}", path.display()))

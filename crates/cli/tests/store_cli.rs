@@ -1187,4 +1187,22 @@ fn a_restore_never_writes_through_a_symlink_out_of_its_directory() {
     let err = String::from_utf8_lossy(&got.stderr);
     assert!(err.contains("hand is a symlink"), "{err}");
     assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
+    // Nor are a directory's bits set through one: here the directory the
+    // prefix names, tree itself.
+    let out = tmp.path().join("out4");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, out.join("tree")).expect("symlink");
+    // Bits tree was not put with, so that a chmod through the link shows.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o751)).expect("chmod");
+    let mode_before = std::fs::metadata(&outside).expect("outside").permissions();
+    let got = run(seccs(&store).args(["get", "tree/", "-o"]).arg(&out));
+    assert!(!got.status.success());
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert!(err.contains("not setting the mode or time"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&outside).expect("outside").permissions(),
+        mode_before
+    );
+    assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
 }
