@@ -181,7 +181,9 @@ pub struct LsArgs {
     #[arg(long)]
     all: bool,
     /// One JSON object per line: name, version, size, reference, time, kind,
-    /// mode, mtime, gone_since (null, or when the name was found gone).
+    /// mode, mtime, stamp (settled: a put skips the file while it matches;
+    /// recent: taken too close to a change, the next put reads it again),
+    /// gone_since (null, or when the name was found gone).
     #[arg(long)]
     json: bool,
     /// The names as they were at TIME (see `seccs get --at`): each one's
@@ -643,6 +645,11 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
                     "kind": kind,
                     "mode": v.mode.map(|m| format!("{:04o}", m.bits())),
                     "mtime": v.stamp.map(|s| s.file_stamp().mtime_s),
+                    // Whether a put may skip the file on its stamp.
+                    "stamp": v.stamp.map(|s| match s {
+                        Stamp::Settled(_) => "settled",
+                        Stamp::Recent(_) => "recent",
+                    }),
                     "gone_since": record.gone_since,
                 });
                 writeln!(out, "{line}")?;

@@ -608,6 +608,38 @@ fn dry_run(
     report_problems(&problems, &format!("checked {} entries", found.len()))
 }
 
+/// Splits the records to restore into those written (or made) on their
+/// own and hard links: files put with the same inode, change time and
+/// content were one file, and each but the first (in name order) is paired
+/// with that first.
+fn hard_link_groups(
+    mut records: Vec<&Record>,
+    at: Option<u64>,
+) -> (Vec<&Record>, Vec<(&Record, &Record)>) {
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut first_of = HashMap::new();
+    let (mut firsts, mut more) = (Vec::new(), Vec::new());
+    for record in records {
+        let same_file = version_to_restore(record, at)
+            .filter(|v| v.kind == EntryKind::File)
+            .and_then(|v| {
+                let s = v.stamp.as_ref()?.file_stamp();
+                Some((s.inode, s.ctime_s, s.ctime_ns, v.content_ref.clone()))
+            });
+        match same_file {
+            Some(key) => match first_of.get(&key) {
+                Some(&first) => more.push((record, first)),
+                None => {
+                    first_of.insert(key, record);
+                    firsts.push(record);
+                }
+            },
+            None => firsts.push(record),
+        }
+    }
+    (firsts, more)
+}
+
 /// Whether `path` is a symlink (not following it).
 fn is_symlink(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
@@ -767,7 +799,24 @@ pub fn get_tree(
         .iter()
         .partition(|r| version_to_restore(r, at).is_some_and(|v| v.kind == EntryKind::Symlink));
     links.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut results: Vec<Result<()>> = others.into_par_iter().map(restore_one).collect();
+    let (firsts, more_links) = hard_link_groups(others, at);
+    let mut results: Vec<Result<()>> = firsts.into_par_iter().map(restore_one).collect();
+    // Names that were one file are one file again: linked to the first,
+    // or written on their own when that cannot be.
+    results.extend(more_links.into_iter().map(|(record, first)| {
+        let rel = name_of(Path::new(&record.name));
+        refuse_links_above(dir, &rel)?;
+        let target = dir.join(&rel);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let _ = fs::remove_file(&target);
+        match fs::hard_link(dir.join(name_of(Path::new(&first.name))), &target) {
+            Ok(()) => Ok(()),
+            Err(_) => restore_one(record),
+        }
+    }));
     // In name order (a parent's link before anything under it), one at a
     // time, so that each sees the links before it.
     results.extend(links.into_iter().map(restore_one));
