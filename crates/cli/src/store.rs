@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use seccs_store::catalog::{EntryKind, FileMode, Stamp, Version, parse_name_version};
+use seccs_store::catalog::{EntryKind, FileMode, Record, Stamp, Version, parse_name_version};
 use seccs_store::dir::{EMBEDDED, KeySource};
 use seccs_store::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, Params, WrapperKind};
 
@@ -315,8 +315,15 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         patterns.extend(crate::exclude::patterns_in(file)?);
     }
     let exclude = crate::exclude::Excludes::new(&patterns)?;
-    let is_dir = args.file.as_os_str() != "-"
-        && std::fs::symlink_metadata(&args.file).is_ok_and(|m| m.is_dir());
+    let meta = if args.file.as_os_str() == "-" {
+        None
+    } else {
+        Some(
+            std::fs::symlink_metadata(&args.file)
+                .with_context(|| format!("cannot read {}", args.file.display()))?,
+        )
+    };
+    let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
     if !exclude.is_empty() && !is_dir {
         bail!(
             "--exclude applies to a directory; {} is not one",
@@ -331,13 +338,11 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
     }
     let opened = open::open(&loc.path()?, !args.dry_run)?;
     let store = &opened.store;
-    if args.file.as_os_str() == "-" {
+    let Some(meta) = meta else {
         let mut stdin = io::stdin().lock();
         return put_one(store, &mut stdin, args.name.as_deref(), None, (None, None)).map(drop);
-    }
-    let meta = std::fs::symlink_metadata(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    if meta.is_dir() {
+    };
+    if is_dir {
         if args.name.is_some() {
             bail!("--name applies to one file; a directory's files are named by their paths");
         }
@@ -481,14 +486,11 @@ fn version_at(store: &seccs_store::Store, name: &str, time: u64) -> Result<Versi
     {
         bail!("--at applies to a NAME or PREFIX/: a reference names one content already");
     }
-    if let (_, Some(_)) = parse_name_version(name)
-        && store.lookup(name)?.is_none()
-    {
-        bail!("--at picks the version itself: give NAME, not NAME@N");
-    }
-    let record = store
-        .lookup(name)?
-        .with_context(|| format!("no content named {name:?}"))?;
+    let record = whole_name(
+        store,
+        name,
+        "--at picks the version itself: give NAME, not NAME@N",
+    )?;
     record.at(time).cloned().with_context(|| {
         format!(
             "{name} held nothing at {} (not put yet, gone then, or that version removed): \
@@ -496,6 +498,16 @@ fn version_at(store: &seccs_store::Store, name: &str, time: u64) -> Result<Versi
             format_time(time)
         )
     })
+}
+
+/// The record of `name`, given to an option that works on a whole name:
+/// NAME@N (unless it is a name itself) fails with `refusal`.
+fn whole_name(store: &seccs_store::Store, name: &str, refusal: &str) -> Result<Record> {
+    match store.lookup(name)? {
+        Some(record) => Ok(record),
+        None if parse_name_version(name).1.is_some() => bail!("{refusal}"),
+        None => bail!("no content named {name:?}"),
+    }
 }
 
 /// Parses `--at`: seconds since the epoch, or a UTC time (RFC 3339, with
@@ -593,15 +605,14 @@ fn keep_newest(store: &seccs_store::Store, reference: &str, keep: u32) -> Result
         }
         listing.records.into_iter().map(|r| r.name).collect()
     } else {
-        if let (_, Some(_)) = parse_name_version(reference)
-            && store.lookup(reference)?.is_none()
-        {
-            bail!("--keep applies to NAME or PREFIX/, not to one version NAME@N");
-        }
-        if store.lookup(reference)?.is_none() {
-            bail!("no content named {reference:?}");
-        }
-        vec![reference.to_owned()]
+        vec![
+            whole_name(
+                store,
+                reference,
+                "--keep applies to NAME or PREFIX/, not to one version NAME@N",
+            )?
+            .name,
+        ]
     };
     let (trimmed, removed) = store.keep_newest(&names, keep as usize)?;
     eprintln!(
@@ -654,23 +665,13 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
                 });
                 writeln!(out, "{line}")?;
             } else {
-                // A directory reads as NAME/ (its name has no slash).
-                let slash = if v.kind == EntryKind::Directory {
-                    "/"
-                } else {
-                    ""
-                };
+                let shown = crate::tree::shown_name(&record.name, v.kind);
                 let name = match (args.all, record.gone_since) {
                     (true, Some(t)) => {
-                        format!(
-                            "{}{slash}@{}  (gone since {})",
-                            record.name,
-                            v.number,
-                            format_time(t)
-                        )
+                        format!("{shown}@{}  (gone since {})", v.number, format_time(t))
                     }
-                    (true, None) => format!("{}{slash}@{}", record.name, v.number),
-                    (false, _) => format!("{}{slash}", record.name),
+                    (true, None) => format!("{shown}@{}", v.number),
+                    (false, _) => shown,
                 };
                 writeln!(
                     out,

@@ -73,6 +73,15 @@ impl Found {
     }
 }
 
+/// A name as put and ls show it: a directory as NAME/, so that it reads as
+/// one.
+pub fn shown_name(name: &str, kind: EntryKind) -> String {
+    match kind {
+        EntryKind::Directory => format!("{name}/"),
+        EntryKind::File | EntryKind::Symlink => name.to_owned(),
+    }
+}
+
 /// Normalizes a path into a name: drops leading `/`, `.` and `..`
 /// components and joins the rest with `/`.
 pub fn name_of(path: &Path) -> String {
@@ -418,17 +427,18 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     let results: Vec<Result<(String, bool)>> = found
         .par_iter()
         .map(|f| {
-            let (name, outcome) = match f {
-                Found::File {
-                    path,
-                    name,
-                    len,
-                    stamp,
-                } => {
-                    if let Some(v) = unchanged(name, EntryKind::File, *len, stamp)? {
-                        bar.inc(*len);
-                        return Ok((format!("{}  {name}", v.content_ref), true));
-                    }
+            let (name, kind, len, stamp) = f.identity();
+            if let Some(v) = unchanged(name, kind, len, &stamp)? {
+                if kind == EntryKind::File {
+                    bar.inc(len);
+                }
+                return Ok((
+                    format!("{}  {}", v.content_ref, shown_name(name, kind)),
+                    true,
+                ));
+            }
+            let outcome = match f {
+                Found::File { path, name, .. } => {
                     let file = File::open(path)
                         .with_context(|| format!("cannot read {}", path.display()))?;
                     // The stamp of what is opened (the walk's may be of a
@@ -446,14 +456,9 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .push(report);
                     }
-                    (name, o)
+                    o
                 }
                 Found::Symlink { path, name, meta } => {
-                    // A link's length is its target's.
-                    let stamp = stamp_of(meta);
-                    if let Some(v) = unchanged(name, EntryKind::Symlink, meta.len(), &stamp)? {
-                        return Ok((format!("{}  {name}", v.content_ref), true));
-                    }
                     let target = fs::read_link(path)
                         .with_context(|| format!("cannot read link {}", path.display()))?;
                     let target = target.as_os_str().as_encoded_bytes().to_vec();
@@ -471,13 +476,9 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                             None,
                         )
                         .with_context(|| format!("cannot store {}", path.display()))?;
-                    (name, o)
+                    o
                 }
                 Found::Dir { path, name, meta } => {
-                    // Listed as NAME/, so that it reads as a directory.
-                    if let Some(v) = unchanged(name, EntryKind::Directory, 0, &stamp_of(meta))? {
-                        return Ok((format!("{}  {name}/", v.content_ref), true));
-                    }
                     let (stamp, mode) = recorded_attrs(meta, start);
                     let (o, _) = store
                         .put_named_stamped(
@@ -488,10 +489,13 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                             Some(mode),
                         )
                         .with_context(|| format!("cannot store {}", path.display()))?;
-                    return Ok((format!("{}  {name}/", o.content_ref), false));
+                    o
                 }
             };
-            Ok((format!("{}  {name}", outcome.content_ref), false))
+            Ok((
+                format!("{}  {}", outcome.content_ref, shown_name(name, kind)),
+                false,
+            ))
         })
         .collect();
     // Marked in the same deferred writes as the puts, made durable with them.
@@ -575,19 +579,15 @@ fn dry_run(
     let (mut to_read, mut same) = (0, 0);
     for f in found {
         let (name, kind, len, stamp) = f.identity();
-        let slash = if kind == EntryKind::Directory {
-            "/"
-        } else {
-            ""
-        };
+        let shown = shown_name(name, kind);
         match unchanged(name, kind, len, &stamp) {
             Ok(Some(_)) => {
                 same += 1;
-                writeln!(out, "unchanged  {name}{slash}")?;
+                writeln!(out, "unchanged  {shown}")?;
             }
             Ok(None) => {
                 to_read += 1;
-                writeln!(out, "read       {name}{slash}")?;
+                writeln!(out, "read       {shown}")?;
             }
             Err(e) => problems.push(format!("{e:#}")),
         }
@@ -608,36 +608,57 @@ fn dry_run(
     report_problems(&problems, &format!("checked {} entries", found.len()))
 }
 
-/// Splits the records to restore into those written (or made) on their
-/// own and hard links: files put with the same inode, change time and
-/// content were one file, and each but the first (in name order) is paired
-/// with that first.
+/// A name to restore, with the version it restores.
+type Restored<'r> = (&'r Record, &'r Version);
+
+/// Splits the names to restore into those written (or made) on their own
+/// and hard links: files put with the same inode, change time and content
+/// were one file, and each but the first (in name order) is paired with
+/// that first.
 fn hard_link_groups(
-    mut records: Vec<&Record>,
-    at: Option<u64>,
-) -> (Vec<&Record>, Vec<(&Record, &Record)>) {
-    records.sort_by(|a, b| a.name.cmp(&b.name));
+    mut entries: Vec<Restored<'_>>,
+) -> (Vec<Restored<'_>>, Vec<(Restored<'_>, &Record)>) {
+    entries.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     let mut first_of = HashMap::new();
     let (mut firsts, mut more) = (Vec::new(), Vec::new());
-    for record in records {
-        let same_file = version_to_restore(record, at)
-            .filter(|v| v.kind == EntryKind::File)
-            .and_then(|v| {
-                let s = v.stamp.as_ref()?.file_stamp();
-                Some((s.inode, s.ctime_s, s.ctime_ns, v.content_ref.clone()))
+    for entry @ (record, version) in entries {
+        let same_file = (version.kind == EntryKind::File)
+            .then_some(version.stamp.as_ref())
+            .flatten()
+            .map(|s| {
+                let s = s.file_stamp();
+                (s.inode, s.ctime_s, s.ctime_ns, &version.content_ref)
             });
         match same_file {
             Some(key) => match first_of.get(&key) {
-                Some(&first) => more.push((record, first)),
+                Some(&first) => more.push((entry, first)),
                 None => {
                     first_of.insert(key, record);
-                    firsts.push(record);
+                    firsts.push(entry);
                 }
             },
-            None => firsts.push(record),
+            None => firsts.push(entry),
         }
     }
     (firsts, more)
+}
+
+/// Where the name `name` is restored under `dir`, with its parent made.
+/// Nothing is written through a symlink: not one that was in `dir`
+/// before, nor one this restore made (links come last, parents first), as
+/// tar guards its extractions.
+fn restore_target(dir: &Path, name: &str) -> Result<PathBuf> {
+    let rel = name_of(Path::new(name));
+    if rel.is_empty() {
+        bail!("cannot restore the name {name:?}");
+    }
+    refuse_links_above(dir, &rel)?;
+    let target = dir.join(&rel);
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    Ok(target)
 }
 
 /// Whether `path` is a symlink (not following it).
@@ -729,9 +750,10 @@ pub fn get_tree(
         bail!("no names start with {prefix:?}");
     }
     let listed = all.len();
-    let records: Vec<_> = all
-        .into_iter()
-        .filter(|r| version_to_restore(r, at).is_some())
+    // Each name with the version it restores, chosen once.
+    let records: Vec<(&Record, &Version)> = all
+        .iter()
+        .filter_map(|r| Some((r, version_to_restore(r, at)?)))
         .collect();
     if records.is_empty() {
         if let Some(e) = damage {
@@ -749,28 +771,10 @@ pub fn get_tree(
             ),
         }
     }
-    let total = records
-        .iter()
-        .filter_map(|r| version_to_restore(r, at))
-        .map(|v| v.content_ref.len())
-        .sum();
+    let total = records.iter().map(|(_, v)| v.content_ref.len()).sum();
     let bar = crate::progress::bytes(total, !progress);
-    let restore_one = |record: &Record| -> Result<()> {
-        let version = version_to_restore(record, at)
-            .with_context(|| format!("{} has no version to restore", record.name))?;
-        let rel = name_of(Path::new(&record.name));
-        if rel.is_empty() {
-            bail!("cannot restore the name {:?}", record.name);
-        }
-        // Nothing is written through a symlink: not one that was in DIR
-        // before, nor one this restore made (links come last, parents
-        // first), as tar guards its extractions.
-        refuse_links_above(dir, &rel)?;
-        let target = dir.join(&rel);
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
+    let restore_one = |(record, version): Restored<'_>| -> Result<()> {
+        let target = restore_target(dir, &record.name)?;
         if version.kind != EntryKind::Symlink && is_symlink(&target) {
             fs::remove_file(&target)
                 .with_context(|| format!("cannot replace the link {}", target.display()))?;
@@ -795,26 +799,21 @@ pub fn get_tree(
                 .with_context(|| format!("cannot create {}", target.display())),
         }
     };
-    let (mut links, others): (Vec<&Record>, Vec<&Record>) = records
+    let (mut links, others): (Vec<_>, Vec<_>) = records
         .iter()
-        .partition(|r| version_to_restore(r, at).is_some_and(|v| v.kind == EntryKind::Symlink));
-    links.sort_by(|a, b| a.name.cmp(&b.name));
-    let (firsts, more_links) = hard_link_groups(others, at);
+        .copied()
+        .partition(|(_, v)| v.kind == EntryKind::Symlink);
+    links.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let (firsts, more_links) = hard_link_groups(others);
     let mut results: Vec<Result<()>> = firsts.into_par_iter().map(restore_one).collect();
     // Names that were one file are one file again: linked to the first,
     // or written on their own when that cannot be.
-    results.extend(more_links.into_iter().map(|(record, first)| {
-        let rel = name_of(Path::new(&record.name));
-        refuse_links_above(dir, &rel)?;
-        let target = dir.join(&rel);
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
+    results.extend(more_links.into_iter().map(|(entry, first)| {
+        let target = restore_target(dir, &entry.0.name)?;
         let _ = fs::remove_file(&target);
         match fs::hard_link(dir.join(name_of(Path::new(&first.name))), &target) {
             Ok(()) => Ok(()),
-            Err(_) => restore_one(record),
+            Err(_) => restore_one(entry),
         }
     }));
     // In name order (a parent's link before anything under it), one at a
@@ -829,10 +828,13 @@ pub fn get_tree(
         Ok(record) => (record, None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
+    let top = top
+        .as_ref()
+        .and_then(|r| Some((r, version_to_restore(r, at)?)));
     let mut dirs: Vec<(PathBuf, FileAttrs)> = records
         .iter()
-        .chain(&top)
-        .filter_map(|r| Some((r, version_to_restore(r, at)?)))
+        .copied()
+        .chain(top)
         .filter(|(_, v)| v.kind == EntryKind::Directory)
         .map(|(r, v)| (dir.join(name_of(Path::new(&r.name))), attrs_of(v)))
         .collect();

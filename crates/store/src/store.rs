@@ -663,24 +663,7 @@ impl Store {
     /// are skipped), in batches of a few hundred names, each batch atomic.
     /// Returns how many names and versions were removed.
     pub fn remove_names(&self, names: &[String]) -> Result<(usize, usize)> {
-        const NAMES_PER_BATCH: usize = 512;
-        let _guard = self.lock_writer();
-        let (mut removed_names, mut removed_versions) = (0, 0);
-        for group in names.chunks(NAMES_PER_BATCH) {
-            let mut releaser = Releaser::default();
-            let mut batch = Batch::new();
-            for (key, record) in self.records_of(group)? {
-                self.release_versions(&mut releaser, &record.versions)?;
-                removed_names += 1;
-                removed_versions += record.versions.len();
-                batch.delete(key);
-            }
-            batch.append(releaser.into_batch());
-            if !batch.is_empty() {
-                self.backend.apply_owned(batch)?;
-            }
-        }
-        Ok((removed_names, removed_versions))
+        self.drop_older_versions(names, 0)
     }
 
     /// Removes every version of each of `names` but its newest `keep`
@@ -689,34 +672,46 @@ impl Store {
     /// lost versions and how many versions went. Names that are gone keep
     /// their newest `keep` too.
     pub fn keep_newest(&self, names: &[String], keep: usize) -> Result<(usize, usize)> {
-        const NAMES_PER_BATCH: usize = 512;
         if keep == 0 {
             return Err(StoreError::Config(
                 "keep at least one version: keeping none is removing the name".into(),
             ));
         }
+        self.drop_older_versions(names, keep)
+    }
+
+    /// Removes all but the newest `keep` versions of each of `names` (with
+    /// `keep` 0, the names), many names to an atomic batch. Returns how many
+    /// names lost versions and how many versions went.
+    fn drop_older_versions(&self, names: &[String], keep: usize) -> Result<(usize, usize)> {
+        const NAMES_PER_BATCH: usize = 512;
         let _guard = self.lock_writer();
-        let (mut trimmed_names, mut removed_versions) = (0, 0);
+        let (mut touched_names, mut removed_versions) = (0, 0);
         for group in names.chunks(NAMES_PER_BATCH) {
             let mut releaser = Releaser::default();
             let mut batch = Batch::new();
             for (key, mut record) in self.records_of(group)? {
-                let Some(cut) = record.versions.len().checked_sub(keep).filter(|&c| c > 0) else {
+                let cut = record.versions.len().saturating_sub(keep);
+                if keep > 0 && cut == 0 {
                     continue;
-                };
+                }
                 let older: Vec<Version> = record.versions.drain(..cut).collect();
                 self.release_versions(&mut releaser, &older)?;
-                trimmed_names += 1;
+                touched_names += 1;
                 removed_versions += older.len();
-                let sealed = self.catalog.seal(&key, &record);
-                batch.put(key, sealed, 1);
+                if record.versions.is_empty() {
+                    batch.delete(key);
+                } else {
+                    let sealed = self.catalog.seal(&key, &record);
+                    batch.put(key, sealed, 1);
+                }
             }
             batch.append(releaser.into_batch());
             if !batch.is_empty() {
                 self.backend.apply_owned(batch)?;
             }
         }
-        Ok((trimmed_names, removed_versions))
+        Ok((touched_names, removed_versions))
     }
 
     /// Totals over the backend: entries and bytes, in all and by what the
