@@ -475,9 +475,14 @@ fn files_deleted_from_a_directory_are_gone_from_its_restore_but_keep_their_versi
             "tree/was-a-file/inner"
         ]
     );
-    // ls --all still shows every version, marked gone.
+    // ls --all still shows every version, marked gone; tree/ and sub/
+    // changed (their modification times moved) and have two versions.
     let all = ok(seccs(&store).args(["ls", "--all"]));
-    assert_eq!(all.lines().count(), 9, "{all}");
+    assert_eq!(all.lines().count(), 11, "{all}");
+    assert!(
+        all.contains("tree/@2\n") && all.contains("tree/sub/@2\n"),
+        "{all}"
+    );
     assert_eq!(all.matches("(gone since").count(), 2, "{all}");
     assert!(all.contains("tree/was-a-file@1\n") && all.contains("tree/was-a-file/@2\n"));
     let json = ok(seccs(&store).args(["ls", "--all", "--json", "tree/delete-me"]));
@@ -583,7 +588,11 @@ fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
     let ls = run(seccs(&store).args(["ls", "--all"]));
     assert!(!ls.status.success());
     let text = String::from_utf8_lossy(&ls.stdout);
-    assert_eq!(text.lines().count(), 3, "tree/, a (gone) and c: {text}");
+    assert_eq!(
+        text.lines().count(),
+        4,
+        "tree/ twice (its time moved), a (gone) and c: {text}"
+    );
     assert!(
         text.contains("tree/@1") && text.contains("tree/c@1") && text.contains("gone since"),
         "{text}"
@@ -630,8 +639,8 @@ fn rm_of_a_prefix_or_of_the_gone_names_removes_every_version_to_zero() {
     assert!(!all.contains("tree/a"), "{all}");
     assert_eq!(
         all.lines().count(),
-        5,
-        "b twice; tree/, sub/ and c once: {all}"
+        6,
+        "tree/ and b twice; sub/ and c once: {all}"
     );
     ok(seccs(&store).arg("verify"));
     assert!(rm(&["--gone"]).contains("no gone names in the store"));
@@ -644,7 +653,7 @@ fn rm_of_a_prefix_or_of_the_gone_names_removes_every_version_to_zero() {
     assert!(!ok(seccs(&store).args(["ls", "--all"])).contains("tree/sub"));
     let said = rm(&["tree/"]);
     assert!(
-        said.contains("removed 2 names under \"tree/\" (3 version(s))"),
+        said.contains("removed 2 names under \"tree/\" (4 version(s))"),
         "{said}"
     );
     assert_eq!(stat(&store)["entries"], 0);
@@ -765,7 +774,8 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
         .arg(&part));
     assert_eq!(attrs(&part).0, 0o600);
     assert!(attrs(&part).1 > when(1_700_000_000, 0));
-    // A chmod is a change: the next put records the new bits, no new version.
+    // A chmod is a change: the next put records the new bits in a version
+    // of their own, and the version before keeps the bits it had.
     std::fs::set_permissions(
         src.join("bin/run.sh"),
         std::fs::Permissions::from_mode(0o700),
@@ -775,7 +785,12 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
     ok(seccs(&store).current_dir(tmp.path()).args(["put", "tree"]));
     ok(seccs(&store).args(["get", "tree/", "-o"]).arg(&out));
     assert_eq!(attrs(&out.join("tree/bin/run.sh")).0, 0o700);
-    assert_eq!(listed(&store, &["--all", "tree/bin/"]).len(), 1);
+    assert_eq!(listed(&store, &["--all", "tree/bin/run.sh"]).len(), 2);
+    let before = tmp.path().join("run.sh@1");
+    ok(seccs(&store)
+        .args(["get", "tree/bin/run.sh@1", "-o"])
+        .arg(&before));
+    assert_eq!(attrs(&before), (0o755, files[0].2));
     // `put FILE --name` records them too.
     ok(seccs(&store)
         .args(["put", "--name", "solo"])
@@ -961,6 +976,7 @@ fn a_file_written_while_it_is_read_is_reported_and_read_again_next_time() {
 
 #[test]
 fn a_tree_comes_back_as_it_was_at_an_earlier_time() {
+    use std::os::unix::fs::PermissionsExt;
     use std::time::{SystemTime, UNIX_EPOCH};
     let tmp = tempfile::tempdir().expect("tmp");
     let store = tmp.path().join("store");
@@ -991,8 +1007,25 @@ fn a_tree_comes_back_as_it_was_at_an_earlier_time() {
     put();
     let t2 = between();
     // b comes back with the bytes it had: no new version, but it was gone
-    // at t2 all the same.
+    // at t2 all the same. a keeps its bytes but gets other bits and another
+    // time: the tree of t2 has the ones it had then.
     std::fs::write(src.join("b"), b"b").expect("write");
+    let bits_and_time = |p: &Path| {
+        let m = std::fs::metadata(p).expect("stat");
+        (
+            m.permissions().mode() & 0o7777,
+            m.modified().expect("mtime"),
+        )
+    };
+    let a_at_t2 = bits_and_time(&src.join("a"));
+    std::fs::set_permissions(src.join("a"), std::fs::Permissions::from_mode(0o701)).expect("chmod");
+    let later = UNIX_EPOCH + Duration::new(1_600_000_000, 123);
+    std::fs::File::options()
+        .write(true)
+        .open(src.join("a"))
+        .expect("open")
+        .set_modified(later)
+        .expect("touch");
     put();
     let restore = |at: Option<&str>, out: &str| {
         let out = tmp.path().join(out);
@@ -1025,6 +1058,11 @@ fn a_tree_comes_back_as_it_was_at_an_earlier_time() {
     assert_eq!(
         restore(None, "now"),
         [pair("a", "a, second"), pair("b", "b"), pair("c", "c")]
+    );
+    assert_eq!(bits_and_time(&tmp.path().join("at-t2/tree/a")), a_at_t2);
+    assert_eq!(
+        bits_and_time(&tmp.path().join("now/tree/a")),
+        (0o701, later)
     );
     assert_eq!(
         listed(&store, &["--at", &t1]),

@@ -99,6 +99,14 @@ pub struct FileStamp {
     pub inode: u64,
 }
 
+impl FileStamp {
+    /// The modification time, seconds and nanoseconds: what a restore
+    /// gives back of the stamp.
+    pub fn modified(&self) -> (i64, u32) {
+        (self.mtime_s, self.mtime_ns)
+    }
+}
+
 /// A [`FileStamp`] as a version records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stamp {

@@ -402,8 +402,12 @@ impl Store {
     /// [`Store::put_named`], recording the stamp of the file the content is
     /// read from, for [`Store::unchanged_since_stamp`], and its permission
     /// bits (`st_mode & 0o7777`, for a restore). Putting the newest
-    /// version's content again only updates its stamp and bits. Either way
-    /// a gone name (see [`Store::mark_gone`]) is back.
+    /// version's content again with other bits or another modification
+    /// time adds a version that shares the content (no node is added, its
+    /// root counts one more put), so that a restore of an earlier time
+    /// gives the bits and time the file had then; with only another inode,
+    /// change time or settledness, the newest version's stamp is updated.
+    /// Either way a gone name (see [`Store::mark_gone`]) is back.
     pub fn put_named_stamped(
         &self,
         reader: &mut dyn std::io::Read,
@@ -426,13 +430,15 @@ impl Store {
                 && let Some(latest) = record.versions.last_mut()
                 && latest.content_ref == *content_ref
                 && latest.kind == kind
+                && latest.mode == mode
+                && latest.stamp.map(|s| s.file_stamp().modified())
+                    == stamp.map(|s| s.file_stamp().modified())
             {
                 // Unchanged since the newest version: not another put.
                 number.set(latest.number);
                 let mut entries = Vec::new();
-                if latest.stamp != stamp || latest.mode != mode || record.gone_since.is_some() {
+                if latest.stamp != stamp || record.gone_since.is_some() {
                     latest.stamp = stamp;
-                    latest.mode = mode;
                     record.come_back(now);
                     entries.push((key.clone(), self.catalog.seal(&key, record)));
                 }

@@ -115,10 +115,16 @@ fn putting_a_names_newest_content_again_adds_no_version_and_no_bytes() {
 }
 
 #[test]
-fn a_versions_permission_bits_are_kept_and_follow_a_chmod_without_another_version() {
+fn a_chmod_without_new_bytes_is_a_version_that_shares_the_content() {
     let (store, _) = memory_store(256, WrapperKind::AesSiv);
     let v = random_bytes(3000, 9);
-    let mode_of = |name: &str| store.resolve(name).expect("resolve").mode;
+    let bits_of = |spec: &str| {
+        store
+            .resolve(spec)
+            .expect("resolve")
+            .mode
+            .map(FileMode::bits)
+    };
     let exec = FileMode::from_st_mode(0o100_755);
     store
         .put_named_stamped(
@@ -129,11 +135,11 @@ fn a_versions_permission_bits_are_kept_and_follow_a_chmod_without_another_versio
             Some(exec),
         )
         .expect("put");
-    assert_eq!(mode_of("bin/run").map(FileMode::bits), Some(0o755));
-    // Same bytes, other bits (a chmod): the newest version takes them, no
-    // version and no entry is added.
-    let before = store.usage().expect("usage");
-    let (_, n) = store
+    assert_eq!(bits_of("bin/run"), Some(0o755));
+    // Same bytes, other bits (a chmod): a second version, so that the tree
+    // of an earlier time has the bits it had then; no node is added.
+    let entries = store.usage().expect("usage").entries;
+    let (outcome, n) = store
         .put_named_stamped(
             &mut v.as_slice(),
             "bin/run",
@@ -142,85 +148,89 @@ fn a_versions_permission_bits_are_kept_and_follow_a_chmod_without_another_versio
             Some(FileMode::from_st_mode(0o644)),
         )
         .expect("put");
-    assert_eq!(n, 1);
-    assert_eq!(store.usage().expect("usage").entries, before.entries);
-    assert_eq!(mode_of("bin/run").map(FileMode::bits), Some(0o644));
+    assert_eq!(n, 2);
+    assert!(!outcome.is_new);
+    assert_eq!(store.usage().expect("usage").entries, entries);
+    assert_eq!(bits_of("bin/run"), Some(0o644));
+    assert_eq!(bits_of("bin/run@1"), Some(0o755));
+    assert_eq!(
+        store.resolve("bin/run@1").expect("v1").content_ref,
+        store.resolve("bin/run@2").expect("v2").content_ref
+    );
+    // Each version holds the content: removing one leaves the other whole.
+    assert!(store.verify().expect("verify").is_clean());
+    store.remove_name("bin/run", Some(2)).expect("rm @2");
+    assert!(store.verify().expect("verify").is_clean());
+    let back = store
+        .get(&store.resolve("bin/run@1").expect("v1").content_ref)
+        .expect("get");
+    assert_eq!(back, v);
     // Contents put without a file (standard input) carry no bits.
     store
         .put_named(&mut v.as_slice(), "stdin", EntryKind::File)
         .expect("put");
-    assert_eq!(mode_of("stdin"), None);
+    assert_eq!(bits_of("stdin"), None);
+    store.remove_name("bin/run", None).expect("rm");
+    store.remove_name("stdin", None).expect("rm");
+    assert_eq!(store.usage().expect("usage").entries, 0);
 }
 
 #[test]
 fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
     let (store, _) = memory_store(256, WrapperKind::AesSiv);
     let v = random_bytes(9000, 8);
-    let stamp = |mtime_s| FileStamp {
+    let stamp = |mtime_s, inode| FileStamp {
         mtime_s,
         mtime_ns: 5,
         ctime_s: mtime_s,
         ctime_ns: 7,
-        inode: 42,
+        inode,
     };
     let len = v.len() as u64;
-    store
-        .put_named_stamped(
-            &mut v.as_slice(),
-            "f",
-            EntryKind::File,
-            Some(Stamp::Settled(stamp(100))),
-            None,
-        )
-        .expect("put");
-    let unchanged = |name: &str, len: u64, mtime_s: i64| {
+    let put = |stamp: Stamp| {
         store
-            .unchanged_since_stamp(name, EntryKind::File, len, &stamp(mtime_s))
+            .put_named_stamped(&mut v.as_slice(), "f", EntryKind::File, Some(stamp), None)
+            .expect("put")
+            .1
+    };
+    assert_eq!(put(Stamp::Settled(stamp(100, 42))), 1);
+    let unchanged = |name: &str, len: u64, stamp: FileStamp| {
+        store
+            .unchanged_since_stamp(name, EntryKind::File, len, &stamp)
             .expect("lookup")
             .map(|v| v.number)
     };
-    assert_eq!(unchanged("f", len, 100), Some(1));
+    assert_eq!(unchanged("f", len, stamp(100, 42)), Some(1));
     // Any difference in the stamp or the length means "read it again".
-    assert!(unchanged("f", len, 101).is_none());
-    assert!(unchanged("f", len + 1, 100).is_none());
-    assert!(unchanged("g", len, 100).is_none());
-    // Read again with the same bytes: the stamp moves, no version or count is added.
+    assert!(unchanged("f", len, stamp(101, 42)).is_none());
+    assert!(unchanged("f", len, stamp(100, 43)).is_none());
+    assert!(unchanged("f", len + 1, stamp(100, 42)).is_none());
+    assert!(unchanged("g", len, stamp(100, 42)).is_none());
+    // Read again with the same bytes and modification time (a copy onto
+    // another inode): the stamp moves, no version or count is added.
     let counts = store.usage().expect("usage");
-    let (_, n) = store
-        .put_named_stamped(
-            &mut v.as_slice(),
-            "f",
-            EntryKind::File,
-            Some(Stamp::Settled(stamp(200))),
-            None,
-        )
-        .expect("put");
-    assert_eq!(n, 1);
+    assert_eq!(put(Stamp::Settled(stamp(100, 77))), 1);
     assert_eq!(store.usage().expect("usage").entries, counts.entries);
-    assert!(unchanged("f", len, 100).is_none());
-    assert!(unchanged("f", len, 200).is_some());
-    // A recent stamp keeps the file's times, but the next put reads it.
-    store
-        .put_named_stamped(
-            &mut v.as_slice(),
-            "f",
-            EntryKind::File,
-            Some(Stamp::Recent(stamp(300))),
-            None,
-        )
-        .expect("put");
-    assert!(unchanged("f", len, 300).is_none());
-    let latest = store.lookup("f").expect("lookup").expect("record");
-    assert_eq!(latest.versions[0].stamp, Some(Stamp::Recent(stamp(300))));
-    assert_eq!(
-        store
-            .lookup("f")
-            .expect("lookup")
-            .expect("record")
-            .versions
-            .len(),
-        1
-    );
+    assert!(unchanged("f", len, stamp(100, 42)).is_none());
+    assert_eq!(unchanged("f", len, stamp(100, 77)), Some(1));
+    // Same bytes, another modification time (a touch): a version that
+    // shares the content keeps the time the file has now, the first keeps
+    // its own.
+    assert_eq!(put(Stamp::Settled(stamp(200, 77))), 2);
+    assert_eq!(unchanged("f", len, stamp(200, 77)), Some(2));
+    // A recent stamp keeps the file's times, but the next put reads it;
+    // once settled with the same time, it is the same version.
+    assert_eq!(put(Stamp::Recent(stamp(300, 77))), 3);
+    assert!(unchanged("f", len, stamp(300, 77)).is_none());
+    assert_eq!(put(Stamp::Settled(stamp(300, 77))), 3);
+    assert_eq!(unchanged("f", len, stamp(300, 77)), Some(3));
+    let record = store.lookup("f").expect("lookup").expect("record");
+    let times: Vec<_> = record
+        .versions
+        .iter()
+        .map(|v| v.stamp.map(|s| s.file_stamp().modified()))
+        .collect();
+    assert_eq!(times, [Some((100, 5)), Some((200, 5)), Some((300, 5))]);
     assert!(store.verify().expect("verify").is_clean());
     store.remove_name("f", None).expect("rm");
     assert_eq!(store.usage().expect("usage").entries, 0);
