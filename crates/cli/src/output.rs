@@ -68,12 +68,20 @@ pub struct FileAttrs {
     pub mode: Option<u32>,
     /// Modification time.
     pub modified: Option<SystemTime>,
+    /// Numeric owner and group, set before the bits (a change of owner
+    /// clears setuid and setgid). Only a restore run as root sets them, as
+    /// tar does: no one else may give a file away.
+    pub owner: Option<(u32, u32)>,
 }
 
 impl FileAttrs {
     fn apply(&self, file: &File) -> io::Result<()> {
         if let Some(time) = self.modified {
             file.set_modified(time)?;
+        }
+        #[cfg(unix)]
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::fchown(file, Some(uid), Some(gid))?;
         }
         #[cfg(unix)]
         if let Some(mode) = self.mode {
@@ -84,10 +92,13 @@ impl FileAttrs {
     }
 
     /// Gives the symlink at `path` itself (not what it points to) this
-    /// time; a link has no bits of its own to set.
+    /// owner and time; a link has no bits of its own to set.
     #[cfg(unix)]
     pub fn apply_to_link(&self, path: &Path) -> io::Result<()> {
         use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT, utimensat};
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+        }
         let Some(time) = self.modified else {
             return Ok(());
         };
@@ -119,10 +130,10 @@ impl FileAttrs {
         utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)
     }
 
-    /// Gives the directory at `path` these bits and time (through a
+    /// Gives the directory at `path` these bits, owner and time (through a
     /// read-only handle: a directory cannot be opened for writing).
     pub fn apply_to_dir(&self, path: &Path) -> io::Result<()> {
-        if self.mode.is_none() && self.modified.is_none() {
+        if self.mode.is_none() && self.modified.is_none() && self.owner.is_none() {
             return Ok(());
         }
         self.apply(&File::open(path)?)

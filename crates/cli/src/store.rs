@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use seccs_store::catalog::{EntryKind, FileMode, Record, Stamp, Version, parse_name_version};
+use seccs_store::catalog::{EntryKind, FileMeta, Record, Stamp, Version, parse_name_version};
 use seccs_store::dir::{EMBEDDED, KeySource};
 use seccs_store::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, Params, WrapperKind};
 
@@ -181,7 +181,7 @@ pub struct LsArgs {
     #[arg(long)]
     all: bool,
     /// One JSON object per line: name, version, size, reference, time, kind,
-    /// mode, mtime, stamp (settled: a put skips the file while it matches;
+    /// mode, mtime, uid, gid, stamp (settled: a put skips the file while it matches;
     /// recent: taken too close to a change, the next put reads it again),
     /// gone_since (null, or when the name was found gone).
     #[arg(long)]
@@ -340,7 +340,14 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
     let store = &opened.store;
     let Some(meta) = meta else {
         let mut stdin = io::stdin().lock();
-        return put_one(store, &mut stdin, args.name.as_deref(), None, (None, None)).map(drop);
+        return put_one(
+            store,
+            &mut stdin,
+            args.name.as_deref(),
+            None,
+            FileMeta::default(),
+        )
+        .map(drop);
     };
     if is_dir {
         if args.name.is_some() {
@@ -363,7 +370,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         File::open(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     // The stamp and bits of the file opened (through a link, the target's),
     // for a restore of the name.
-    let (stamp, mode) = crate::tree::opened_attrs(&file, start);
+    let recorded = crate::tree::opened_attrs(&file, start);
     let bar = progress::bytes(meta.len(), args.quiet);
     let mut reader = bar.wrap_read(file);
     let stored = put_one(
@@ -371,10 +378,11 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         &mut reader,
         args.name.as_deref(),
         Some(&args.file),
-        (stamp, mode),
+        recorded,
     )?;
     bar.finish_and_clear();
-    if let Some(report) = crate::tree::changed_while_read(&args.file, stamp.as_ref(), stored.len())
+    if let Some(report) =
+        crate::tree::changed_while_read(&args.file, recorded.stamp.as_ref(), stored.len())
     {
         bail!(report);
     }
@@ -386,7 +394,7 @@ fn put_one(
     reader: &mut dyn Read,
     name: Option<&str>,
     path: Option<&Path>,
-    (stamp, mode): (Option<Stamp>, Option<FileMode>),
+    meta: FileMeta,
 ) -> Result<ContentRef> {
     let shown = || path.map_or("standard input".to_owned(), |p| p.display().to_string());
     match name {
@@ -399,7 +407,7 @@ fn put_one(
         }
         Some(name) => {
             let (outcome, version) = store
-                .put_named_stamped(reader, name, EntryKind::File, stamp, mode)
+                .put_named_stamped(reader, name, EntryKind::File, meta)
                 .with_context(|| format!("cannot store {}", shown()))?;
             println!("{}", outcome.content_ref);
             eprintln!("seccs: stored as {name}@{version}");
@@ -655,6 +663,8 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
                     "time": v.time,
                     "kind": kind,
                     "mode": v.mode.map(|m| format!("{:04o}", m.bits())),
+                    "uid": v.owner.map(|o| o.uid),
+                    "gid": v.owner.map(|o| o.gid),
                     "mtime": v.stamp.map(|s| s.file_stamp().mtime_s),
                     // Whether a put may skip the file on its stamp.
                     "stamp": v.stamp.map(|s| match s {

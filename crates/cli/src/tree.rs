@@ -31,7 +31,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use seccs_store::Store;
-use seccs_store::catalog::{EntryKind, FileMode, FileStamp, Record, Stamp, Version};
+use seccs_store::catalog::{
+    EntryKind, FileMeta, FileMode, FileStamp, Owner, Record, Stamp, Version,
+};
 
 use crate::exclude::Excludes;
 use crate::output::FileAttrs;
@@ -208,11 +210,16 @@ fn missing_names<'a>(
         .collect()
 }
 
-/// What a file restored from `version` takes from it: its permission bits
-/// and, when its stamp was recorded, its modification time.
+/// What a file restored from `version` takes from it: its permission bits,
+/// when its stamp was recorded its modification time, and when this process
+/// runs as root its owner and group.
 pub fn attrs_of(version: &Version) -> FileAttrs {
     FileAttrs {
         mode: version.mode.map(FileMode::bits),
+        owner: version
+            .owner
+            .filter(|_| rustix::process::geteuid().is_root())
+            .map(|o| (o.uid, o.gid)),
         modified: version.stamp.as_ref().map(Stamp::file_stamp).and_then(|s| {
             let nanos = Duration::from_nanos(u64::from(s.mtime_ns.min(999_999_999)));
             let secs = Duration::from_secs(s.mtime_s.unsigned_abs());
@@ -258,27 +265,30 @@ pub fn since_epoch() -> Duration {
 
 /// What a put that started at `start` records of the file or directory
 /// `meta` describes: its stamp, settled when the file can be recognized by
-/// it later (see `stamp_is_settled`), and its permission bits.
-fn recorded_attrs(meta: &Metadata, start: Duration) -> (Stamp, FileMode) {
+/// it later (see `stamp_is_settled`), its permission bits and its owner.
+fn recorded_attrs(meta: &Metadata, start: Duration) -> FileMeta {
     let stamp = stamp_of(meta);
     let stamp = if stamp_is_settled(&stamp, start) {
         Stamp::Settled(stamp)
     } else {
         Stamp::Recent(stamp)
     };
-    (stamp, FileMode::from_st_mode(meta.mode()))
+    FileMeta {
+        stamp: Some(stamp),
+        mode: Some(FileMode::from_st_mode(meta.mode())),
+        owner: Some(Owner {
+            uid: meta.uid(),
+            gid: meta.gid(),
+        }),
+    }
 }
 
 /// [`recorded_attrs`] of a file opened for reading, taken before it is read
 /// (a later write changes them); nothing when its metadata cannot be read.
-pub fn opened_attrs(file: &File, start: Duration) -> (Option<Stamp>, Option<FileMode>) {
-    match file.metadata() {
-        Ok(meta) => {
-            let (stamp, mode) = recorded_attrs(&meta, start);
-            (Some(stamp), Some(mode))
-        }
-        Err(_) => (None, None),
-    }
+pub fn opened_attrs(file: &File, start: Duration) -> FileMeta {
+    file.metadata()
+        .map(|meta| recorded_attrs(&meta, start))
+        .unwrap_or_default()
 }
 
 /// A report when the file at `path` is no longer the one `opened` stamped
@@ -444,13 +454,13 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     // The stamp of what is opened (the walk's may be of a
                     // file since replaced), taken before reading: a later
                     // write changes it.
-                    let (stamp, mode) = opened_attrs(&file, start);
+                    let meta = opened_attrs(&file, start);
                     let mut reader = bar.wrap_read(file);
                     let (o, _) = store
-                        .put_named_stamped(&mut reader, name, EntryKind::File, stamp, mode)
+                        .put_named_stamped(&mut reader, name, EntryKind::File, meta)
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     let read_len = o.content_ref.len();
-                    if let Some(report) = changed_while_read(path, stamp.as_ref(), read_len) {
+                    if let Some(report) = changed_while_read(path, meta.stamp.as_ref(), read_len) {
                         changed
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -466,27 +476,22 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     // inode and change time), so the walk's stamp is this
                     // link's or one no later link will have. Its bits mean
                     // nothing on Linux.
-                    let (stamp, _) = recorded_attrs(meta, start);
+                    let meta = FileMeta {
+                        mode: None,
+                        ..recorded_attrs(meta, start)
+                    };
                     let (o, _) = store
-                        .put_named_stamped(
-                            &mut target.as_slice(),
-                            name,
-                            EntryKind::Symlink,
-                            Some(stamp),
-                            None,
-                        )
+                        .put_named_stamped(&mut target.as_slice(), name, EntryKind::Symlink, meta)
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     o
                 }
                 Found::Dir { path, name, meta } => {
-                    let (stamp, mode) = recorded_attrs(meta, start);
                     let (o, _) = store
                         .put_named_stamped(
                             &mut std::io::empty(),
                             name,
                             EntryKind::Directory,
-                            Some(stamp),
-                            Some(mode),
+                            recorded_attrs(meta, start),
                         )
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     o

@@ -801,6 +801,71 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
 }
 
 #[test]
+fn owners_are_recorded_and_a_restore_run_as_root_gives_them_back() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("tree");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    random_file(&src, "a", 2_000, 71);
+    random_file(&src.join("sub"), "b", 2_000, 72);
+    std::os::unix::fs::symlink("a", src.join("link")).expect("symlink");
+    // Only root may give files away, and only a restore run as root gives
+    // owners back: the test gives each entry its own ids when it can.
+    let names = ["a", "sub/b", "link", "sub"];
+    let as_root = names.iter().enumerate().all(|(i, name)| {
+        let id = 4000 + i as u32;
+        lchown(src.join(name), Some(id), Some(id + 100)).is_ok()
+    });
+    // A setuid file keeps its bit through the change of owner.
+    std::fs::set_permissions(src.join("a"), std::fs::Permissions::from_mode(0o4750))
+        .expect("chmod");
+    let owner = |p: &Path| {
+        let m = std::fs::symlink_metadata(p).expect("stat");
+        (m.uid(), m.gid())
+    };
+    ok(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["put", "tree", "-q"]));
+    // ls --json shows what was recorded: the ids the files had.
+    for name in names {
+        let json = ok(seccs(&store).args(["ls", "--json", &format!("tree/{name}")]));
+        let line = json.lines().next().expect("one line");
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        let (uid, gid) = owner(&src.join(name));
+        assert_eq!(
+            (v["uid"].as_u64(), v["gid"].as_u64()),
+            (Some(uid.into()), Some(gid.into())),
+            "{name}: {json}"
+        );
+    }
+    let out = tmp.path().join("out");
+    ok(seccs(&store).args(["get", "tree/", "-o"]).arg(&out));
+    let mine = owner(tmp.path());
+    for name in names {
+        let restored = owner(&out.join("tree").join(name));
+        if as_root {
+            assert_eq!(restored, owner(&src.join(name)), "{name}");
+        } else {
+            assert_eq!(restored, mine, "{name}: not root, the restore owns it");
+        }
+    }
+    let mode = std::fs::metadata(out.join("tree/a")).expect("stat").mode();
+    assert_eq!(mode & 0o7777, 0o4750);
+    if as_root {
+        // A chown alone is a version of its own; the first keeps its owner.
+        lchown(src.join("a"), Some(4999), None).expect("chown");
+        ok(seccs(&store)
+            .current_dir(tmp.path())
+            .args(["put", "tree", "-q"]));
+        assert_eq!(listed(&store, &["--all", "tree/a"]).len(), 2);
+        let first = tmp.path().join("a@1");
+        ok(seccs(&store).args(["get", "tree/a@1", "-o"]).arg(&first));
+        assert_eq!(owner(&first), (4000, 4100));
+    }
+}
+
+#[test]
 fn a_file_put_right_after_it_changed_keeps_its_time_and_is_read_again_next_time() {
     use std::time::UNIX_EPOCH;
     let tmp = tempfile::tempdir().expect("tmp");

@@ -28,21 +28,25 @@
 //! since without its stamp showing it, so a later put reads it again.
 //!
 //! A version may also carry the permission bits of its file, so that a
-//! restore gives the file back as it was (an executable stays executable);
+//! restore gives the file back as it was (an executable stays executable),
+//! and its numeric owner and group, which a restore run as root gives back;
 //! its modification time, restored too, is the stamp's.
 //!
-//! Record format (version 5), written and read by separate code, trailing
-//! bytes rejected; versions 1 to 4 are still read:
+//! Record format (version 6), written and read by separate code, trailing
+//! bytes rejected; versions 1 to 5 are still read:
 //! ```text
-//! u8 5 | u32 name_len | name | u32 next_version | u32 n |
+//! u8 6 | u32 name_len | name | u32 next_version | u32 n |
 //!   n × ( u32 number | u8 ref_len | ref | u64 size | u64 time | u8 kind |
 //!         u8 stamp | [ i64 mtime_s | u32 mtime_ns | i64 ctime_s |
 //!                      u32 ctime_ns | u64 inode ] |
-//!         u8 has_mode | [ u16 mode ] ) |     (kind: 0 file, 1 symlink, 2 directory)
+//!         u8 has_mode | [ u16 mode ] |
+//!         u8 has_owner | [ u32 uid | u32 gid ] ) |
 //!   u8 is_gone | [ u64 gone_since ] |
-//!   u32 m | m × ( u64 gone_from | u64 back_at )       (format 5 only)
+//!   u32 m | m × ( u64 gone_from | u64 back_at )
 //! ```
-//! (`stamp`: 0 none, 1 settled, 2 recent. Format 4 has no recent stamps;
+//! (`kind`: 0 file, 1 symlink, 2 directory; `stamp`: 0 none, 1 settled,
+//! 2 recent. Format 5 has no owner flag; format 4 also has no recent
+//! stamps and ends at the gone flag and its time;
 //! format 3 also ends each version after the stamp and has no directories;
 //! format 2 also ends after the last version; format 1 also ends each
 //! version at `kind`).
@@ -61,7 +65,9 @@ use crate::wrapper::SivPool;
 pub const KEY_PREFIX: u8 = b'N';
 /// Length of catalog keys.
 pub const KEY_LEN: usize = 33;
-const FORMAT: u8 = 5;
+const FORMAT: u8 = 6;
+/// The format before owners; still read.
+const FORMAT_NO_OWNER: u8 = 5;
 /// The format before recent stamps; still read.
 const FORMAT_SETTLED_STAMPS: u8 = 4;
 /// The format before permission bits and directories; still read.
@@ -152,6 +158,29 @@ impl FileMode {
     }
 }
 
+/// The numeric owner and group of a file (`st_uid`, `st_gid`). Numbers,
+/// not names, as `tar --numeric-owner` keeps them: a restore on another
+/// machine gives the same numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// What a version records of the file its content was read from; all
+/// `None` for a content that was not read from a file (standard input).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileMeta {
+    /// The file's stamp, for recognizing it unchanged and for its times.
+    pub stamp: Option<Stamp>,
+    /// Its permission bits.
+    pub mode: Option<FileMode>,
+    /// Its owner and group.
+    pub owner: Option<Owner>,
+}
+
 /// One version of a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
@@ -168,6 +197,19 @@ pub struct Version {
     pub stamp: Option<Stamp>,
     /// The permission bits of the file it was read from.
     pub mode: Option<FileMode>,
+    /// The owner and group of the file it was read from.
+    pub owner: Option<Owner>,
+}
+
+impl Version {
+    /// What the version records of its file.
+    pub fn meta(&self) -> FileMeta {
+        FileMeta {
+            stamp: self.stamp,
+            mode: self.mode,
+            owner: self.owner,
+        }
+    }
 }
 
 /// A time a name was gone before it was put again: from `from` (when a put
@@ -295,6 +337,14 @@ impl Record {
                     out.extend_from_slice(&mode.0.to_be_bytes());
                 }
             }
+            match v.owner {
+                None => out.push(0),
+                Some(owner) => {
+                    out.push(1);
+                    out.extend_from_slice(&owner.uid.to_be_bytes());
+                    out.extend_from_slice(&owner.gid.to_be_bytes());
+                }
+            }
         }
         match self.gone_since {
             None => out.push(0),
@@ -376,6 +426,18 @@ impl Record {
                 },
                 _ => return None,
             };
+            let has_owner = match format {
+                f if f > FORMAT_NO_OWNER => r.u8()?,
+                _ => 0,
+            };
+            let owner = match has_owner {
+                0 => None,
+                1 => Some(Owner {
+                    uid: r.u32()?,
+                    gid: r.u32()?,
+                }),
+                _ => return None,
+            };
             versions.push(Version {
                 number,
                 content_ref,
@@ -383,6 +445,7 @@ impl Record {
                 kind,
                 stamp,
                 mode,
+                owner,
             });
         }
         let is_gone = match format {
@@ -395,7 +458,7 @@ impl Record {
             _ => return None,
         };
         let m = match format {
-            FORMAT => r.u32()? as usize,
+            f if f > FORMAT_SETTLED_STAMPS => r.u32()? as usize,
             _ => 0,
         };
         let mut absences = Vec::with_capacity(m.min(1024));
@@ -527,6 +590,7 @@ mod tests {
             kind: EntryKind::File,
             stamp,
             mode: None,
+            owner: None,
         }
     }
 
@@ -559,8 +623,9 @@ mod tests {
         assert_eq!(Record::decode(&trailing), None);
         assert_eq!(Record::decode(&bytes[..bytes.len() - 1]), None);
         // The stamp flag is 0, 1 (settled) or 2 (recent), nothing else (it
-        // precedes the mode flag, the gone flag and the absence count).
-        let flag_at = bytes.len() - 39;
+        // precedes the mode and owner flags, the gone flag and the absence
+        // count).
+        let flag_at = bytes.len() - 40;
         assert_eq!(bytes[flag_at], 1);
         let mut recent = bytes.clone();
         recent[flag_at] = 2;
@@ -577,13 +642,33 @@ mod tests {
             ..rec.clone()
         }
         .encode();
-        assert_eq!(moded[moded.len() - 8..], [1, 0x09, 0xED, 0, 0, 0, 0, 0]);
+        assert_eq!(moded[moded.len() - 9..], [1, 0x09, 0xED, 0, 0, 0, 0, 0, 0]);
         let mut bad_mode = moded.clone();
-        bad_mode[moded.len() - 7] |= 0x10;
+        bad_mode[moded.len() - 8] |= 0x10;
         assert_eq!(Record::decode(&bad_mode), None);
         let mut bad_mode_flag = moded.clone();
-        bad_mode_flag[moded.len() - 8] = 2;
+        bad_mode_flag[moded.len() - 9] = 2;
         assert_eq!(Record::decode(&bad_mode_flag), None);
+        // An owner is a user and a group id; its flag is 0 or 1.
+        let owned = Record {
+            versions: vec![Version {
+                owner: Some(Owner {
+                    uid: 1000,
+                    gid: u32::MAX,
+                }),
+                ..rec.versions[1].clone()
+            }],
+            ..rec.clone()
+        };
+        let bytes = owned.encode();
+        assert_eq!(
+            bytes[bytes.len() - 14..bytes.len() - 5],
+            [1, 0, 0, 3, 0xE8, 0xFF, 0xFF, 0xFF, 0xFF]
+        );
+        assert_eq!(Record::decode(&bytes), Some(owned));
+        let mut bad_owner_flag = bytes.clone();
+        bad_owner_flag[bytes.len() - 14] = 2;
+        assert_eq!(Record::decode(&bad_owner_flag), None);
         // A gone name keeps its versions and the time it went.
         let gone = Record {
             gone_since: Some(1_800_000_000),
@@ -697,14 +782,51 @@ mod tests {
         inode: 50,
     };
 
+    /// `rec` (one version without an owner) as format 5 wrote it: format 6
+    /// without the owner flag, the byte before the gone flag.
+    fn format_5_bytes(rec: &Record) -> Vec<u8> {
+        assert!(rec.versions.len() == 1 && rec.versions[0].owner.is_none());
+        let mut bytes = rec.encode();
+        let gone_len = if rec.is_gone() { 9 } else { 1 };
+        let at = bytes.len() - 4 - 8 * rec.absences.len() * 2 - gone_len - 1;
+        assert_eq!(bytes.remove(at), 0);
+        bytes[0] = FORMAT_NO_OWNER;
+        bytes
+    }
+
     /// `rec` (without absences) as format 4 wrote it: format 5 without the
     /// absence count at the end.
     fn format_4_bytes(rec: &Record) -> Vec<u8> {
         assert!(rec.absences.is_empty());
-        let mut bytes = rec.encode();
+        let mut bytes = format_5_bytes(rec);
         assert_eq!(bytes.split_off(bytes.len() - 4), [0; 4]);
         bytes[0] = FORMAT_SETTLED_STAMPS;
         bytes
+    }
+
+    #[test]
+    fn format_5_records_still_read_and_have_no_owners() {
+        let rec = Record {
+            name: "a".into(),
+            next_version: 2,
+            versions: vec![version(1, Some(Stamp::Recent(STAMP)))],
+            gone_since: Some(9),
+            absences: vec![Absence { from: 1, to: 2 }],
+        };
+        let v5 = format_5_bytes(&rec);
+        assert_eq!(Record::decode(&v5), Some(rec.clone()));
+        // An owner flag is malformed before format 6.
+        let owned = Record {
+            versions: vec![Version {
+                owner: Some(Owner { uid: 0, gid: 0 }),
+                ..version(1, None)
+            }],
+            ..rec
+        };
+        let mut bytes = owned.encode();
+        assert_eq!(Record::decode(&bytes), Some(owned));
+        bytes[0] = FORMAT_NO_OWNER;
+        assert_eq!(Record::decode(&bytes), None);
     }
 
     #[test]

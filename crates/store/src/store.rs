@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use seccs_core::SecretKey;
 
 use crate::backend::{Backend, Batch, Usage};
-use crate::catalog::{self, CatalogCrypto, EntryKind, FileMode, FileStamp, Record, Stamp, Version};
+use crate::catalog::{self, CatalogCrypto, EntryKind, FileMeta, FileStamp, Record, Version};
 use crate::chunker::Chunker;
 use crate::error::{Result, StoreError};
 use crate::node::{self, Child};
@@ -396,26 +396,27 @@ impl Store {
         name: &str,
         kind: EntryKind,
     ) -> Result<(PutOutcome, u32)> {
-        self.put_named_stamped(reader, name, kind, None, None)
+        self.put_named_stamped(reader, name, kind, FileMeta::default())
     }
 
-    /// [`Store::put_named`], recording the stamp of the file the content is
-    /// read from, for [`Store::unchanged_since_stamp`], and its permission
-    /// bits (`st_mode & 0o7777`, for a restore). Putting the newest
-    /// version's content again with other bits or another modification
-    /// time adds a version that shares the content (no node is added, its
-    /// root counts one more put), so that a restore of an earlier time
-    /// gives the bits and time the file had then; with only another inode,
-    /// change time or settledness, the newest version's stamp is updated.
-    /// Either way a gone name (see [`Store::mark_gone`]) is back.
+    /// [`Store::put_named`], recording what `meta` says of the file the
+    /// content is read from: its stamp, for [`Store::unchanged_since_stamp`],
+    /// and its permission bits, owner and modification time, for a restore.
+    /// Putting the newest version's content again with other bits, another
+    /// owner or another modification time adds a version that shares the
+    /// content (no node is added, its root counts one more put), so that a
+    /// restore of an earlier time gives what the file had then; with only
+    /// another inode, change time or settledness, the newest version's
+    /// stamp is updated. Either way a gone name (see [`Store::mark_gone`])
+    /// is back.
     pub fn put_named_stamped(
         &self,
         reader: &mut dyn std::io::Read,
         name: &str,
         kind: EntryKind,
-        stamp: Option<Stamp>,
-        mode: Option<FileMode>,
+        meta: FileMeta,
     ) -> Result<(PutOutcome, u32)> {
+        let FileMeta { stamp, mode, owner } = meta;
         if name.is_empty() {
             return Err(StoreError::InvalidRef("a name cannot be empty".into()));
         }
@@ -431,6 +432,7 @@ impl Store {
                 && latest.content_ref == *content_ref
                 && latest.kind == kind
                 && latest.mode == mode
+                && latest.owner == owner
                 && latest.stamp.map(|s| s.file_stamp().modified())
                     == stamp.map(|s| s.file_stamp().modified())
             {
@@ -462,6 +464,7 @@ impl Store {
                 kind,
                 stamp,
                 mode,
+                owner,
             };
             number.set(version.number);
             record.next_version += 1;

@@ -5,7 +5,7 @@ mod common;
 use common::{memory_store, random_bytes};
 use seccs_store::WrapperKind;
 use seccs_store::backend::Backend;
-use seccs_store::catalog::{EntryKind, FileMode, FileStamp, Stamp};
+use seccs_store::catalog::{EntryKind, FileMeta, FileMode, FileStamp, Owner, Stamp};
 
 #[test]
 fn putting_an_existing_name_keeps_the_old_version_until_removed() {
@@ -131,8 +131,10 @@ fn a_chmod_without_new_bytes_is_a_version_that_shares_the_content() {
             &mut v.as_slice(),
             "bin/run",
             EntryKind::File,
-            None,
-            Some(exec),
+            FileMeta {
+                mode: Some(exec),
+                ..FileMeta::default()
+            },
         )
         .expect("put");
     assert_eq!(bits_of("bin/run"), Some(0o755));
@@ -144,8 +146,10 @@ fn a_chmod_without_new_bytes_is_a_version_that_shares_the_content() {
             &mut v.as_slice(),
             "bin/run",
             EntryKind::File,
-            None,
-            Some(FileMode::from_st_mode(0o644)),
+            FileMeta {
+                mode: Some(FileMode::from_st_mode(0o644)),
+                ..FileMeta::default()
+            },
         )
         .expect("put");
     assert_eq!(n, 2);
@@ -157,6 +161,25 @@ fn a_chmod_without_new_bytes_is_a_version_that_shares_the_content() {
         store.resolve("bin/run@1").expect("v1").content_ref,
         store.resolve("bin/run@2").expect("v2").content_ref
     );
+    // Another owner (a chown) is a version too; the bits stay as they were.
+    let owner = Owner { uid: 7, gid: 8 };
+    let (_, n) = store
+        .put_named_stamped(
+            &mut v.as_slice(),
+            "bin/run",
+            EntryKind::File,
+            FileMeta {
+                mode: Some(FileMode::from_st_mode(0o644)),
+                owner: Some(owner),
+                ..FileMeta::default()
+            },
+        )
+        .expect("put");
+    assert_eq!(n, 3);
+    assert_eq!(store.resolve("bin/run").expect("v3").owner, Some(owner));
+    assert_eq!(store.resolve("bin/run@2").expect("v2").owner, None);
+    assert_eq!(store.usage().expect("usage").entries, entries);
+    store.remove_name("bin/run", Some(3)).expect("rm @3");
     // Each version holds the content: removing one leaves the other whole.
     assert!(store.verify().expect("verify").is_clean());
     store.remove_name("bin/run", Some(2)).expect("rm @2");
@@ -189,7 +212,15 @@ fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
     let len = v.len() as u64;
     let put = |stamp: Stamp| {
         store
-            .put_named_stamped(&mut v.as_slice(), "f", EntryKind::File, Some(stamp), None)
+            .put_named_stamped(
+                &mut v.as_slice(),
+                "f",
+                EntryKind::File,
+                FileMeta {
+                    stamp: Some(stamp),
+                    ..FileMeta::default()
+                },
+            )
             .expect("put")
             .1
     };
@@ -255,8 +286,10 @@ fn a_gone_name_keeps_its_versions_leaves_listings_and_comes_back_when_put_again(
             &mut v2.as_slice(),
             "t/a",
             EntryKind::File,
-            Some(Stamp::Settled(stamp)),
-            None,
+            FileMeta {
+                stamp: Some(Stamp::Settled(stamp)),
+                ..FileMeta::default()
+            },
         )
         .expect("put");
     store
@@ -297,8 +330,10 @@ fn a_gone_name_keeps_its_versions_leaves_listings_and_comes_back_when_put_again(
             &mut v2.as_slice(),
             "t/a",
             EntryKind::File,
-            Some(Stamp::Settled(stamp)),
-            None,
+            FileMeta {
+                stamp: Some(Stamp::Settled(stamp)),
+                ..FileMeta::default()
+            },
         )
         .expect("put");
     assert_eq!(n, 2);
