@@ -171,11 +171,37 @@ impl<'s> TreeBuilder<'s> {
     fn finish(&mut self) -> Vec<u8> {
         let h = self.allowed;
         let top = usize::from(h - 1);
+        self.close_open_groups(top);
         let children = std::mem::take(&mut self.levels[top]);
         let root = self.seal_superchunk(h, &children, true);
         let digest = root.digest.clone();
         self.sealed.push(root);
         digest
+    }
+}
+
+impl TreeBuilder<'_> {
+    /// The end of a content is a boundary of every level: its last leaf
+    /// carries [`END_LEVEL`] and closes every group below `top` on its way
+    /// up. A content that ends exactly where a read buffer ended (a file of
+    /// zeros a multiple of 2 MiB long) has its last leaf cut before the end
+    /// was seen, with its own level; the groups it left open are closed
+    /// here, the lowest first, as that leaf would have closed them.
+    fn close_open_groups(&mut self, top: usize) {
+        if self.levels.len() <= top {
+            self.levels.resize_with(top + 1, Vec::new);
+        }
+        if let Some(h) = (0..top).find(|&h| !self.levels[h].is_empty()) {
+            let group = std::mem::take(&mut self.levels[h]);
+            let node = self.seal_superchunk((h + 1) as u8, &group, false);
+            let pending = Pending {
+                digest: node.digest.clone(),
+                len: group.iter().map(|c| c.len).sum(),
+                tag: END_LEVEL,
+            };
+            self.sealed.push(node);
+            self.push(h + 1, pending);
+        }
     }
 }
 
