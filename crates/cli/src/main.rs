@@ -8,6 +8,7 @@ mod open;
 mod output;
 mod progress;
 mod share;
+mod sparse;
 mod store;
 mod tree;
 

@@ -6,13 +6,16 @@
 //! process) once everything was produced and authenticated. A failure half
 //! way (a tampered or truncated input, a full disk) leaves no partial
 //! output, and a crash leaves no readable plaintext in a temporary file.
+//! A file keeps holes where whole blocks are zero (see [`crate::sparse`]).
 
 use std::fs::File;
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
+
+use crate::sparse::SparseWriter;
 
 /// Bytes of output held in memory before the spool moves to an encrypted
 /// temporary file.
@@ -177,11 +180,12 @@ pub fn write_file_atomically_as(
         .unwrap_or(Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
-    let mut out = BufWriter::with_capacity(1 << 20, tmp);
+    // Whole blocks of zeros are left as holes: a sparse file comes back
+    // sparse.
+    let mut out = SparseWriter::new(tmp);
     fill(&mut out)?;
     let tmp = out
-        .into_inner()
-        .map_err(|e| e.into_error())
+        .finish(|tmp, len| tmp.as_file().set_len(len))
         .with_context(|| format!("cannot write {}", path.display()))?;
     attrs
         .apply(tmp.as_file())

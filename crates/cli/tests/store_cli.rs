@@ -866,6 +866,43 @@ fn owners_are_recorded_and_a_restore_run_as_root_gives_them_back() {
 }
 
 #[test]
+fn a_sparse_file_comes_back_sparse() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("tree");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    // 32 MiB, of which 64 KiB are written: a disk image's shape.
+    let len = 32u64 << 20;
+    let mut f = std::fs::File::create(src.join("disk.img")).expect("create");
+    for at in [0, 5 << 20, len - (64 << 10) / 4] {
+        f.seek(SeekFrom::Start(at)).expect("seek");
+        f.write_all(&[0xA5; 16 << 10]).expect("write");
+    }
+    f.set_len(len).expect("len");
+    drop(f);
+    let allocated = |p: &Path| std::fs::metadata(p).expect("stat").blocks() * 512;
+    ok(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["put", "tree", "-q"]));
+    let out = tmp.path().join("out");
+    ok(seccs(&store).args(["get", "tree/", "-o"]).arg(&out));
+    let one = tmp.path().join("one.img");
+    ok(seccs(&store).args(["get", "tree/disk.img", "-o"]).arg(&one));
+    let original = std::fs::read(src.join("disk.img")).expect("read");
+    for restored in [out.join("tree/disk.img"), one] {
+        assert_eq!(std::fs::read(&restored).expect("read"), original);
+        assert!(
+            allocated(&restored) <= 4 * allocated(&src.join("disk.img")).max(64 << 10),
+            "{} bytes allocated for a file with {} allocated",
+            allocated(&restored),
+            allocated(&src.join("disk.img"))
+        );
+    }
+}
+
+#[test]
 fn a_file_put_right_after_it_changed_keeps_its_time_and_is_read_again_next_time() {
     use std::time::UNIX_EPOCH;
     let tmp = tempfile::tempdir().expect("tmp");
