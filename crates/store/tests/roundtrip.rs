@@ -86,34 +86,58 @@ fn single_threaded_and_parallel_puts_are_byte_identical() {
 
 /// A content that ends exactly where a read buffer (2 MiB) ends, on a
 /// boundary: its last leaf is cut before the end is seen. Files of zeros a
-/// multiple of 2 MiB long are such contents, and once failed to put.
+/// multiple of 2 MiB long are such contents, and once failed to put. Zeros
+/// and a short repeating pattern (both cut at the longest leaf) at sizes
+/// around read buffers and 4 MiB segments, for two chunk sizes (two tree
+/// heights), single-threaded and parallel.
 #[test]
 fn contents_that_end_where_a_read_buffer_ends_round_trip() {
-    for parallel in [false, true] {
-        let (mut store, backend) = common::memory_store(4096, WrapperKind::AesSiv);
-        store.set_parallel(parallel);
-        let mut refs = Vec::new();
-        for mib in [2usize, 4, 6, 8, 10] {
-            let mut content = vec![0u8; mib << 20];
-            // Data in the first leaves of some, so that not every leaf is
-            // the same; where boundaries fall past them is up to the key.
-            if mib > 4 {
-                content[..4096].copy_from_slice(&random_bytes(4096, mib as u64));
+    const MIB: usize = 1 << 20;
+    let sizes = [
+        2 * MIB - 1,
+        2 * MIB,
+        2 * MIB + 1,
+        4 * MIB,
+        4 * MIB + 4096,
+        6 * MIB,
+        8 * MIB - 4096,
+        10 * MIB,
+    ];
+    for chunk_size in [256, 4096] {
+        for parallel in [false, true] {
+            let (mut store, backend) = common::memory_store(chunk_size, WrapperKind::AesSiv);
+            store.set_parallel(parallel);
+            let mut refs = Vec::new();
+            for (i, &len) in sizes.iter().enumerate() {
+                for pattern in [0usize, 7] {
+                    let mut content: Vec<u8> = (0..len).map(|j| (j % 7 * pattern) as u8).collect();
+                    // Data in the first leaf of some, so that not every
+                    // leaf is the same.
+                    if i % 2 == 1 {
+                        content[..200].copy_from_slice(&random_bytes(200, i as u64));
+                    }
+                    let what =
+                        format!("S={chunk_size} n={len} pattern={pattern} parallel={parallel}");
+                    let r = store.put(&content).expect(&what);
+                    assert_eq!(store.get(&r).expect("get"), content, "{what}");
+                    let mut tail = Vec::new();
+                    store
+                        .get_range(&r, len as u64 - 5000, 5000, &mut tail)
+                        .expect("range");
+                    assert_eq!(tail, &content[len - 5000..], "{what}");
+                    refs.push(r);
+                }
             }
-            let r = store.put(&content).expect("put");
-            assert_eq!(store.get(&r).expect("get"), content, "{mib} MiB");
-            let mut tail = Vec::new();
-            store
-                .get_range(&r, content.len() as u64 - 5000, 5000, &mut tail)
-                .expect("range");
-            assert_eq!(tail, &content[content.len() - 5000..]);
-            refs.push(r);
+            assert!(store.verify().expect("verify").is_clean());
+            for r in refs {
+                store.delete(&r).expect("delete");
+            }
+            assert_eq!(
+                backend.keys().len(),
+                0,
+                "S={chunk_size} parallel={parallel}"
+            );
         }
-        assert!(store.verify().expect("verify").is_clean());
-        for r in refs {
-            store.delete(&r).expect("delete");
-        }
-        assert_eq!(backend.keys().len(), 0, "parallel: {parallel}");
     }
 }
 
