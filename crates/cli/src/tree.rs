@@ -616,6 +616,17 @@ fn dry_run(
 /// A name to restore, with the version it restores.
 type Restored<'r> = (&'r Record, &'r Version);
 
+/// Makes `target` a hard link to `first`, or when that cannot be (the first
+/// failed to restore, the file system has no hard links or the file too
+/// many) writes it on its own with `write`.
+fn link_or_write(first: &Path, target: &Path, write: impl FnOnce() -> Result<()>) -> Result<()> {
+    let _ = fs::remove_file(target);
+    match fs::hard_link(first, target) {
+        Ok(()) => Ok(()),
+        Err(_) => write(),
+    }
+}
+
 /// Splits the names to restore into those written (or made) on their own
 /// and hard links: files put with the same inode, change time and content
 /// were one file, and each but the first (in name order) is paired with
@@ -815,11 +826,8 @@ pub fn get_tree(
     // or written on their own when that cannot be.
     results.extend(more_links.into_iter().map(|(entry, first)| {
         let target = restore_target(dir, &entry.0.name)?;
-        let _ = fs::remove_file(&target);
-        match fs::hard_link(dir.join(name_of(Path::new(&first.name))), &target) {
-            Ok(()) => Ok(()),
-            Err(_) => restore_one(entry),
-        }
+        let first = dir.join(name_of(Path::new(&first.name)));
+        link_or_write(&first, &target, || restore_one(entry))
     }));
     // In name order (a parent's link before anything under it), one at a
     // time, so that each sees the links before it.
@@ -878,6 +886,32 @@ pub fn get_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hard_link_that_cannot_be_made_is_written_on_its_own() -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir()?;
+        let (first, second, third) = (
+            dir.path().join("first"),
+            dir.path().join("second"),
+            dir.path().join("third"),
+        );
+        fs::write(&first, b"one file")?;
+        // Linked when the first is there, replacing what was in the way;
+        // `write` is not called.
+        fs::write(&second, b"in the way")?;
+        link_or_write(&first, &second, || bail!("written, not linked"))?;
+        assert_eq!(fs::metadata(&second)?.ino(), fs::metadata(&first)?.ino());
+        // Written when the link cannot be made (here: no first).
+        let missing = dir.path().join("failed-to-restore");
+        link_or_write(&missing, &third, || Ok(fs::write(&third, b"one file")?))?;
+        assert_eq!(fs::read(&third)?, b"one file");
+        assert_eq!(fs::metadata(&third)?.nlink(), 1);
+        // A failed write is the name's error.
+        let err = link_or_write(&missing, &dir.path().join("fourth"), || bail!("no content"));
+        assert!(err.is_err_and(|e| e.to_string() == "no content"));
+        Ok(())
+    }
 
     #[test]
     fn names_are_normalized_like_tar() {
