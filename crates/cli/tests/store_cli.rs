@@ -77,6 +77,15 @@ fn put_get_rm_round_trip_and_stat_reports_zero_entries_at_the_end() {
         part.stdout,
         std::fs::read(&input).expect("read")[1000..1010]
     );
+    let size = std::fs::metadata(&input).expect("stat").len();
+    let past = format!("{}:1", size);
+    let err = fails(seccs(&store).args(["get", &reference, "--range", &past]));
+    assert!(
+        err.contains(&format!(
+            "range {size}+1 is outside the content's {size} bytes"
+        )),
+        "{err}"
+    );
     ok(seccs(&store).args(["rm", &reference]));
     assert_eq!(stat(&store)["entries"], 0);
 }

@@ -23,6 +23,19 @@ pub enum StoreError {
     /// A content reference that is not well formed.
     #[error("invalid content reference: {0}")]
     InvalidRef(String),
+    /// A range that does not lie within its content.
+    #[error("range {offset}+{len} is outside the content's {size} bytes")]
+    RangeOutside {
+        /// Where the range starts.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// The content's length.
+        size: u64,
+    },
+    /// A name the catalog cannot hold.
+    #[error("invalid name: {0}")]
+    InvalidName(String),
     /// A chunk size below twice the reference size (the Python package's
     /// `UnsupportedChunkSizeError`).
     #[error(

@@ -143,11 +143,14 @@ impl Store {
     ) -> Result<()> {
         self.check_ref(content_ref)?;
         let n = content_ref.len();
-        let end = offset.checked_add(len).filter(|&e| e <= n).ok_or_else(|| {
-            StoreError::InvalidRef(format!(
-                "range {offset}+{len} is outside the content's {n} bytes"
-            ))
-        })?;
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= n)
+            .ok_or(StoreError::RangeOutside {
+                offset,
+                len,
+                size: n,
+            })?;
         let height = self.params.height(n);
         let root = self
             .backend
@@ -418,7 +421,7 @@ impl Store {
     ) -> Result<(PutOutcome, u32)> {
         let FileMeta { stamp, mode, owner } = meta;
         if name.is_empty() {
-            return Err(StoreError::InvalidRef("a name cannot be empty".into()));
+            return Err(StoreError::InvalidName("a name cannot be empty".into()));
         }
         let key = self.catalog.key_of(name);
         let number = std::cell::Cell::new(0u32);
