@@ -759,6 +759,14 @@ pub fn get_tree(
     at: Option<u64>,
     progress: bool,
 ) -> Result<()> {
+    if let Ok(meta) = fs::metadata(dir)
+        && !meta.is_dir()
+    {
+        bail!(
+            "cannot restore into {}: it is not a directory",
+            dir.display()
+        );
+    }
     let listing = store.list_readable(prefix)?;
     let damage = listing.damage();
     let all = listing.records;
@@ -875,7 +883,7 @@ pub fn get_tree(
     }
     if !failures.is_empty() {
         bail!(
-            "{} of {} entries could not be restored",
+            "{} problem(s) while restoring {} entries under {prefix:?} (each named above)",
             failures.len(),
             records.len()
         );

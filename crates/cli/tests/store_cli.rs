@@ -765,6 +765,11 @@ fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
     ok(seccs(&store).args(["get", "tree/bin/", "-o"]).arg(&sub));
     assert_eq!(attrs(&sub.join("tree/bin")), (dirs[0].1, dirs[0].2));
     assert!(!sub.join("tree/empty").exists());
+    let not_a_dir = tmp.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, b"a file").expect("write");
+    let err = fails(seccs(&store).args(["get", "tree/", "-o"]).arg(&not_a_dir));
+    assert!(err.contains("it is not a directory"), "{err}");
+    assert_eq!(std::fs::read(&not_a_dir).expect("read"), b"a file");
     let err = fails(seccs(&store).args(["get", "tree/empty"]));
     assert!(
         err.contains("is a directory") && err.contains("tree/empty/ -o"),
