@@ -125,33 +125,26 @@ fn a_chmod_without_new_bytes_is_a_version_that_shares_the_content() {
             .mode
             .map(FileMode::bits)
     };
-    let exec = FileMode::from_st_mode(0o100_755);
-    store
-        .put_named_stamped(
-            &mut v.as_slice(),
-            "bin/run",
-            EntryKind::File,
-            FileMeta {
-                mode: Some(exec),
-                ..FileMeta::default()
-            },
-        )
-        .expect("put");
+    let put = |bits: u32, owner: Option<Owner>| {
+        store
+            .put_named_stamped(
+                &mut v.as_slice(),
+                "bin/run",
+                EntryKind::File,
+                FileMeta {
+                    mode: Some(FileMode::from_st_mode(bits)),
+                    owner,
+                    ..FileMeta::default()
+                },
+            )
+            .expect("put")
+    };
+    put(0o100_755, None);
     assert_eq!(bits_of("bin/run"), Some(0o755));
     // Same bytes, other bits (a chmod): a second version, so that the tree
     // of an earlier time has the bits it had then; no node is added.
     let entries = store.usage().expect("usage").entries;
-    let (outcome, n) = store
-        .put_named_stamped(
-            &mut v.as_slice(),
-            "bin/run",
-            EntryKind::File,
-            FileMeta {
-                mode: Some(FileMode::from_st_mode(0o644)),
-                ..FileMeta::default()
-            },
-        )
-        .expect("put");
+    let (outcome, n) = put(0o644, None);
     assert_eq!(n, 2);
     assert!(!outcome.is_new);
     assert_eq!(store.usage().expect("usage").entries, entries);
@@ -161,21 +154,10 @@ fn a_chmod_without_new_bytes_is_a_version_that_shares_the_content() {
         store.resolve("bin/run@1").expect("v1").content_ref,
         store.resolve("bin/run@2").expect("v2").content_ref
     );
-    // Another owner (a chown) is a version too; the bits stay as they were.
+    // Another owner (a chown) is a version too; the same again is not.
     let owner = Owner { uid: 7, gid: 8 };
-    let (_, n) = store
-        .put_named_stamped(
-            &mut v.as_slice(),
-            "bin/run",
-            EntryKind::File,
-            FileMeta {
-                mode: Some(FileMode::from_st_mode(0o644)),
-                owner: Some(owner),
-                ..FileMeta::default()
-            },
-        )
-        .expect("put");
-    assert_eq!(n, 3);
+    assert_eq!(put(0o644, Some(owner)).1, 3);
+    assert_eq!(put(0o644, Some(owner)).1, 3);
     assert_eq!(store.resolve("bin/run").expect("v3").owner, Some(owner));
     assert_eq!(store.resolve("bin/run@2").expect("v2").owner, None);
     assert_eq!(store.usage().expect("usage").entries, entries);
