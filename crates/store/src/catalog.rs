@@ -201,16 +201,6 @@ pub struct Version {
     pub owner: Option<Owner>,
 }
 
-impl Version {
-    /// What the version records of its file.
-    pub fn meta(&self) -> FileMeta {
-        FileMeta {
-            stamp: self.stamp,
-            mode: self.mode,
-            owner: self.owner,
-        }
-    }
-}
 
 /// A time a name was gone before it was put again: from `from` (when a put
 /// of its directory found it missing) until `to` (when it was put again),
