@@ -11,6 +11,7 @@ mod share;
 mod sparse;
 mod store;
 mod tree;
+mod xattr;
 
 use clap::{Parser, Subcommand};
 

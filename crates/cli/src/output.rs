@@ -15,6 +15,8 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
+use seccs_store::catalog::Xattr;
+
 use crate::sparse::SparseWriter;
 
 /// Bytes of output held in memory before the spool moves to an encrypted
@@ -64,7 +66,7 @@ pub fn write_file_atomically(
 
 /// What a restored file takes from the version it is restored from, set on
 /// the temporary file before the rename, so the file appears with them.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct FileAttrs {
     /// Permission bits (at most `0o7777`); without them the file is
     /// readable and writable by its owner only.
@@ -75,6 +77,10 @@ pub struct FileAttrs {
     /// clears setuid and setgid). Only a restore run as root sets them, as
     /// tar does: no one else may give a file away.
     pub owner: Option<(u32, u32)>,
+    /// Extended attributes, set after the owner (a change of owner clears
+    /// file capabilities) and before the bits (a read-only file stays
+    /// writable until then).
+    pub xattrs: Vec<Xattr>,
 }
 
 impl FileAttrs {
@@ -86,6 +92,7 @@ impl FileAttrs {
         if let Some((uid, gid)) = self.owner {
             std::os::unix::fs::fchown(file, Some(uid), Some(gid))?;
         }
+        crate::xattr::set_on_file(file, &self.xattrs)?;
         #[cfg(unix)]
         if let Some(mode) = self.mode {
             use std::os::unix::fs::PermissionsExt;
@@ -102,6 +109,7 @@ impl FileAttrs {
         if let Some((uid, gid)) = self.owner {
             std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
         }
+        crate::xattr::set_on_entry(path, &self.xattrs)?;
         let Some(time) = self.modified else {
             return Ok(());
         };
@@ -136,7 +144,11 @@ impl FileAttrs {
     /// Gives the directory at `path` these bits, owner and time (through a
     /// read-only handle: a directory cannot be opened for writing).
     pub fn apply_to_dir(&self, path: &Path) -> io::Result<()> {
-        if self.mode.is_none() && self.modified.is_none() && self.owner.is_none() {
+        if self.mode.is_none()
+            && self.modified.is_none()
+            && self.owner.is_none()
+            && self.xattrs.is_empty()
+        {
             return Ok(());
         }
         self.apply(&File::open(path)?)

@@ -181,9 +181,10 @@ pub struct LsArgs {
     #[arg(long)]
     all: bool,
     /// One JSON object per line: name, version, size, reference, time, kind,
-    /// mode, mtime, uid, gid, stamp (settled: a put skips the file while it matches;
-    /// recent: taken too close to a change, the next put reads it again),
-    /// gone_since (null, or when the name was found gone).
+    /// mode, mtime, uid, gid, xattrs (names of extended attributes), stamp
+    /// (settled: a put skips the file while it matches; recent: taken too
+    /// close to a change, the next put reads it again), gone_since (null,
+    /// or when the name was found gone).
     #[arg(long)]
     json: bool,
     /// The names as they were at TIME (see `seccs get --at`): each one's
@@ -370,7 +371,8 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         File::open(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     // The stamp and bits of the file opened (through a link, the target's),
     // for a restore of the name.
-    let recorded = crate::tree::opened_attrs(&file, start);
+    let recorded = crate::tree::opened_attrs(&file, &args.file, start)?;
+    let stamp = recorded.stamp;
     let bar = progress::bytes(meta.len(), args.quiet);
     let mut reader = bar.wrap_read(file);
     let stored = put_one(
@@ -381,8 +383,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         recorded,
     )?;
     bar.finish_and_clear();
-    if let Some(report) =
-        crate::tree::changed_while_read(&args.file, recorded.stamp.as_ref(), stored.len())
+    if let Some(report) = crate::tree::changed_while_read(&args.file, stamp.as_ref(), stored.len())
     {
         bail!(report);
     }
@@ -665,6 +666,11 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
                     "mode": v.mode.map(|m| format!("{:04o}", m.bits())),
                     "uid": v.owner.map(|o| o.uid),
                     "gid": v.owner.map(|o| o.gid),
+                    "xattrs": v
+                        .xattrs
+                        .iter()
+                        .map(|x| String::from_utf8_lossy(x.name()))
+                        .collect::<Vec<_>>(),
                     "mtime": v.stamp.map(|s| s.file_stamp().mtime_s),
                     // Whether a put may skip the file on its stamp.
                     "stamp": v.stamp.map(|s| match s {

@@ -211,15 +211,20 @@ fn missing_names<'a>(
 }
 
 /// What a file restored from `version` takes from it: its permission bits,
-/// when its stamp was recorded its modification time, and when this process
-/// runs as root its owner and group.
+/// when its stamp was recorded its modification time, its `user.` extended
+/// attributes, and when this process runs as root its owner and group and
+/// every other extended attribute (only root may set them).
 pub fn attrs_of(version: &Version) -> FileAttrs {
+    let as_root = rustix::process::geteuid().is_root();
     FileAttrs {
         mode: version.mode.map(FileMode::bits),
-        owner: version
-            .owner
-            .filter(|_| rustix::process::geteuid().is_root())
-            .map(|o| (o.uid, o.gid)),
+        owner: version.owner.filter(|_| as_root).map(|o| (o.uid, o.gid)),
+        xattrs: version
+            .xattrs
+            .iter()
+            .filter(|x| as_root || x.name().starts_with(b"user."))
+            .cloned()
+            .collect(),
         modified: version.stamp.as_ref().map(Stamp::file_stamp).and_then(|s| {
             let nanos = Duration::from_nanos(u64::from(s.mtime_ns.min(999_999_999)));
             let secs = Duration::from_secs(s.mtime_s.unsigned_abs());
@@ -265,7 +270,8 @@ pub fn since_epoch() -> Duration {
 
 /// What a put that started at `start` records of the file or directory
 /// `meta` describes: its stamp, settled when the file can be recognized by
-/// it later (see `stamp_is_settled`), its permission bits and its owner.
+/// it later (see `stamp_is_settled`), its permission bits and its owner;
+/// not its extended attributes, which `stat` does not give.
 fn recorded_attrs(meta: &Metadata, start: Duration) -> FileMeta {
     let stamp = stamp_of(meta);
     let stamp = if stamp_is_settled(&stamp, start) {
@@ -280,15 +286,33 @@ fn recorded_attrs(meta: &Metadata, start: Duration) -> FileMeta {
             uid: meta.uid(),
             gid: meta.gid(),
         }),
+        xattrs: Vec::new(),
     }
 }
 
-/// [`recorded_attrs`] of a file opened for reading, taken before it is read
-/// (a later write changes them); nothing when its metadata cannot be read.
-pub fn opened_attrs(file: &File, start: Duration) -> FileMeta {
-    file.metadata()
-        .map(|meta| recorded_attrs(&meta, start))
-        .unwrap_or_default()
+/// [`recorded_attrs`] and the extended attributes of a file opened for
+/// reading, taken before it is read (a later write changes them).
+pub fn opened_attrs(file: &File, path: &Path, start: Duration) -> Result<FileMeta> {
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read the metadata of {}", path.display()))?;
+    Ok(FileMeta {
+        xattrs: crate::xattr::of_file(file).with_context(|| {
+            format!("cannot read the extended attributes of {}", path.display())
+        })?,
+        ..recorded_attrs(&meta, start)
+    })
+}
+
+/// [`recorded_attrs`] and the extended attributes of the directory or link
+/// at `path` (the link's own).
+fn entry_attrs(path: &Path, meta: &Metadata, start: Duration) -> Result<FileMeta> {
+    Ok(FileMeta {
+        xattrs: crate::xattr::of_entry(path).with_context(|| {
+            format!("cannot read the extended attributes of {}", path.display())
+        })?,
+        ..recorded_attrs(meta, start)
+    })
 }
 
 /// A report when the file at `path` is no longer the one `opened` stamped
@@ -454,13 +478,14 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     // The stamp of what is opened (the walk's may be of a
                     // file since replaced), taken before reading: a later
                     // write changes it.
-                    let meta = opened_attrs(&file, start);
+                    let meta = opened_attrs(&file, path, start)?;
+                    let stamp = meta.stamp;
                     let mut reader = bar.wrap_read(file);
                     let (o, _) = store
                         .put_named_stamped(&mut reader, name, EntryKind::File, meta)
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     let read_len = o.content_ref.len();
-                    if let Some(report) = changed_while_read(path, meta.stamp.as_ref(), read_len) {
+                    if let Some(report) = changed_while_read(path, stamp.as_ref(), read_len) {
                         changed
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -478,7 +503,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     // nothing on Linux.
                     let meta = FileMeta {
                         mode: None,
-                        ..recorded_attrs(meta, start)
+                        ..entry_attrs(path, meta, start)?
                     };
                     let (o, _) = store
                         .put_named_stamped(&mut target.as_slice(), name, EntryKind::Symlink, meta)
@@ -491,7 +516,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                             &mut std::io::empty(),
                             name,
                             EntryKind::Directory,
-                            recorded_attrs(meta, start),
+                            entry_attrs(path, meta, start)?,
                         )
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     o

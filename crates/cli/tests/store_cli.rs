@@ -880,6 +880,69 @@ fn owners_are_recorded_and_a_restore_run_as_root_gives_them_back() {
 }
 
 #[test]
+fn extended_attributes_are_kept_and_come_back() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("tree");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    random_file(&src, "a", 2_000, 81);
+    let set = |p: &Path, name: &str, value: &[u8]| {
+        rustix::fs::lsetxattr(p, name, value, rustix::fs::XattrFlags::empty())
+    };
+    let get = |p: &Path, name: &str| {
+        let mut buf = vec![0u8; 4096];
+        rustix::fs::lgetxattr(p, name, &mut buf[..])
+            .ok()
+            .map(|n| buf[..n].to_vec())
+    };
+    set(&src.join("a"), "user.origin", b"https://example.org/a").expect("setxattr");
+    set(&src.join("a"), "user.bytes", &[0, 255, 7]).expect("setxattr");
+    set(&src.join("sub"), "user.dir", b"d").expect("setxattr");
+    // Only root may set (and restore) attributes outside user.
+    let as_root = set(&src.join("a"), "trusted.seccs", b"t").is_ok();
+    let put = || {
+        ok(seccs(&store)
+            .current_dir(tmp.path())
+            .args(["put", "tree", "-q"]))
+    };
+    put();
+    let json = ok(seccs(&store).args(["ls", "--json", "tree/a"]));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).expect("json");
+    let mut names = vec!["user.bytes", "user.origin"];
+    if as_root {
+        names.insert(0, "trusted.seccs");
+    }
+    assert_eq!(v["xattrs"], serde_json::json!(names), "{json}");
+    let out = tmp.path().join("out");
+    ok(seccs(&store).args(["get", "tree/", "-o"]).arg(&out));
+    let a = out.join("tree/a");
+    assert_eq!(
+        get(&a, "user.origin").as_deref(),
+        Some(&b"https://example.org/a"[..])
+    );
+    assert_eq!(get(&a, "user.bytes").as_deref(), Some(&[0, 255, 7][..]));
+    assert_eq!(
+        get(&out.join("tree/sub"), "user.dir").as_deref(),
+        Some(&b"d"[..])
+    );
+    assert_eq!(get(&a, "trusted.seccs").is_some(), as_root);
+    // An attribute changed without new bytes is a version of its own; the
+    // first keeps its attributes.
+    set(&src.join("a"), "user.origin", b"elsewhere").expect("setxattr");
+    put();
+    assert_eq!(listed(&store, &["--all", "tree/a"]).len(), 2);
+    let first = tmp.path().join("a@1");
+    ok(seccs(&store).args(["get", "tree/a@1", "-o"]).arg(&first));
+    assert_eq!(
+        get(&first, "user.origin").as_deref(),
+        Some(&b"https://example.org/a"[..])
+    );
+    let now = tmp.path().join("a@2");
+    ok(seccs(&store).args(["get", "tree/a", "-o"]).arg(&now));
+    assert_eq!(get(&now, "user.origin").as_deref(), Some(&b"elsewhere"[..]));
+}
+
+#[test]
 fn a_sparse_file_comes_back_sparse() {
     use std::io::{Seek, SeekFrom, Write};
     use std::os::unix::fs::MetadataExt;

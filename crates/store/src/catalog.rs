@@ -29,23 +29,27 @@
 //!
 //! A version may also carry the permission bits of its file, so that a
 //! restore gives the file back as it was (an executable stays executable),
-//! and its numeric owner and group, which a restore run as root gives back;
-//! its modification time, restored too, is the stamp's.
+//! its numeric owner and group, which a restore run as root gives back, and
+//! its extended attributes (file capabilities, ACLs, SELinux labels, user
+//! attributes); its modification time, restored too, is the stamp's.
 //!
-//! Record format (version 6), written and read by separate code, trailing
-//! bytes rejected; versions 1 to 5 are still read:
+//! Record format (version 7), written and read by separate code, trailing
+//! bytes rejected; versions 1 to 6 are still read:
 //! ```text
-//! u8 6 | u32 name_len | name | u32 next_version | u32 n |
+//! u8 7 | u32 name_len | name | u32 next_version | u32 n |
 //!   n × ( u32 number | u8 ref_len | ref | u64 size | u64 time | u8 kind |
 //!         u8 stamp | [ i64 mtime_s | u32 mtime_ns | i64 ctime_s |
 //!                      u32 ctime_ns | u64 inode ] |
 //!         u8 has_mode | [ u16 mode ] |
-//!         u8 has_owner | [ u32 uid | u32 gid ] ) |
+//!         u8 has_owner | [ u32 uid | u32 gid ] |
+//!         u16 k | k × ( u8 xname_len | xname | u32 xvalue_len | xvalue ) ) |
 //!   u8 is_gone | [ u64 gone_since ] |
 //!   u32 m | m × ( u64 gone_from | u64 back_at )
 //! ```
 //! (`kind`: 0 file, 1 symlink, 2 directory; `stamp`: 0 none, 1 settled,
-//! 2 recent. Format 5 has no owner flag; format 4 also has no recent
+//! 2 recent; extended attributes sorted by name, names unique, not empty and
+//! without NUL, values at most 64 KiB. Format 6 has no attribute count;
+//! format 5 also has no owner flag; format 4 also has no recent
 //! stamps and ends at the gone flag and its time;
 //! format 3 also ends each version after the stamp and has no directories;
 //! format 2 also ends after the last version; format 1 also ends each
@@ -65,7 +69,9 @@ use crate::wrapper::SivPool;
 pub const KEY_PREFIX: u8 = b'N';
 /// Length of catalog keys.
 pub const KEY_LEN: usize = 33;
-const FORMAT: u8 = 6;
+const FORMAT: u8 = 7;
+/// The format before extended attributes; still read.
+const FORMAT_NO_XATTRS: u8 = 6;
 /// The format before owners; still read.
 const FORMAT_NO_OWNER: u8 = 5;
 /// The format before recent stamps; still read.
@@ -169,9 +175,39 @@ pub struct Owner {
     pub gid: u32,
 }
 
+/// One extended attribute of a file (`user.origin`, `security.capability`,
+/// `system.posix_acl_access`): a name of 1 to 255 bytes without NUL, and a
+/// value of at most [`Xattr::MAX_VALUE`] bytes, as Linux bounds them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Xattr {
+    name: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl Xattr {
+    /// The longest value Linux gives an attribute.
+    pub const MAX_VALUE: usize = 64 << 10;
+
+    /// An attribute, when `name` and `value` are within Linux's bounds.
+    pub fn new(name: Vec<u8>, value: Vec<u8>) -> Option<Self> {
+        let name_ok = (1..=255).contains(&name.len()) && !name.contains(&0);
+        (name_ok && value.len() <= Self::MAX_VALUE).then_some(Self { name, value })
+    }
+
+    /// Its name, with its namespace prefix (`user.`, `security.`, ...).
+    pub fn name(&self) -> &[u8] {
+        &self.name
+    }
+
+    /// Its value.
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
+}
+
 /// What a version records of the file its content was read from; all
-/// `None` for a content that was not read from a file (standard input).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// empty for a content that was not read from a file (standard input).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileMeta {
     /// The file's stamp, for recognizing it unchanged and for its times.
     pub stamp: Option<Stamp>,
@@ -179,6 +215,8 @@ pub struct FileMeta {
     pub mode: Option<FileMode>,
     /// Its owner and group.
     pub owner: Option<Owner>,
+    /// Its extended attributes, sorted by name.
+    pub xattrs: Vec<Xattr>,
 }
 
 /// One version of a name.
@@ -199,8 +237,10 @@ pub struct Version {
     pub mode: Option<FileMode>,
     /// The owner and group of the file it was read from.
     pub owner: Option<Owner>,
+    /// The extended attributes of the file it was read from, sorted by
+    /// name.
+    pub xattrs: Vec<Xattr>,
 }
-
 
 /// A time a name was gone before it was put again: from `from` (when a put
 /// of its directory found it missing) until `to` (when it was put again),
@@ -335,6 +375,13 @@ impl Record {
                     out.extend_from_slice(&owner.gid.to_be_bytes());
                 }
             }
+            out.extend_from_slice(&(v.xattrs.len() as u16).to_be_bytes());
+            for x in &v.xattrs {
+                out.push(x.name.len() as u8);
+                out.extend_from_slice(&x.name);
+                out.extend_from_slice(&(x.value.len() as u32).to_be_bytes());
+                out.extend_from_slice(&x.value);
+            }
         }
         match self.gone_since {
             None => out.push(0),
@@ -428,6 +475,22 @@ impl Record {
                 }),
                 _ => return None,
             };
+            let k = match format {
+                f if f > FORMAT_NO_XATTRS => usize::from(r.u16()?),
+                _ => 0,
+            };
+            let mut xattrs: Vec<Xattr> = Vec::with_capacity(k.min(64));
+            for _ in 0..k {
+                let name_len = usize::from(r.u8()?);
+                let name = r.take(name_len)?.to_vec();
+                let value_len = r.u32()? as usize;
+                let x = Xattr::new(name, r.take(value_len)?.to_vec())?;
+                // Sorted, each name once: one encoding for each set.
+                if xattrs.last().is_some_and(|last| last.name >= x.name) {
+                    return None;
+                }
+                xattrs.push(x);
+            }
             versions.push(Version {
                 number,
                 content_ref,
@@ -436,6 +499,7 @@ impl Record {
                 stamp,
                 mode,
                 owner,
+                xattrs,
             });
         }
         let is_gone = match format {
@@ -581,6 +645,7 @@ mod tests {
             stamp,
             mode: None,
             owner: None,
+            xattrs: Vec::new(),
         }
     }
 
@@ -613,9 +678,9 @@ mod tests {
         assert_eq!(Record::decode(&trailing), None);
         assert_eq!(Record::decode(&bytes[..bytes.len() - 1]), None);
         // The stamp flag is 0, 1 (settled) or 2 (recent), nothing else (it
-        // precedes the mode and owner flags, the gone flag and the absence
-        // count).
-        let flag_at = bytes.len() - 40;
+        // precedes the mode and owner flags, the attribute count, the gone
+        // flag and the absence count).
+        let flag_at = bytes.len() - 42;
         assert_eq!(bytes[flag_at], 1);
         let mut recent = bytes.clone();
         recent[flag_at] = 2;
@@ -632,12 +697,15 @@ mod tests {
             ..rec.clone()
         }
         .encode();
-        assert_eq!(moded[moded.len() - 9..], [1, 0x09, 0xED, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            moded[moded.len() - 11..],
+            [1, 0x09, 0xED, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
         let mut bad_mode = moded.clone();
-        bad_mode[moded.len() - 8] |= 0x10;
+        bad_mode[moded.len() - 10] |= 0x10;
         assert_eq!(Record::decode(&bad_mode), None);
         let mut bad_mode_flag = moded.clone();
-        bad_mode_flag[moded.len() - 9] = 2;
+        bad_mode_flag[moded.len() - 11] = 2;
         assert_eq!(Record::decode(&bad_mode_flag), None);
         // An owner is a user and a group id; its flag is 0 or 1.
         let owned = Record {
@@ -652,13 +720,53 @@ mod tests {
         };
         let bytes = owned.encode();
         assert_eq!(
-            bytes[bytes.len() - 14..bytes.len() - 5],
+            bytes[bytes.len() - 16..bytes.len() - 7],
             [1, 0, 0, 3, 0xE8, 0xFF, 0xFF, 0xFF, 0xFF]
         );
         assert_eq!(Record::decode(&bytes), Some(owned));
         let mut bad_owner_flag = bytes.clone();
-        bad_owner_flag[bytes.len() - 14] = 2;
+        bad_owner_flag[bytes.len() - 16] = 2;
         assert_eq!(Record::decode(&bad_owner_flag), None);
+        // Extended attributes: sorted, each name once, names not empty.
+        let x = |name: &[u8], value: &[u8]| Xattr::new(name.to_vec(), value.to_vec());
+        let attributed = Record {
+            versions: vec![Version {
+                xattrs: vec![
+                    x(b"security.capability", &[1, 0, 0, 2]).expect("xattr"),
+                    x(b"user.empty", b"").expect("xattr"),
+                ],
+                ..rec.versions[1].clone()
+            }],
+            ..rec.clone()
+        };
+        let bytes = attributed.encode();
+        assert_eq!(Record::decode(&bytes), Some(attributed.clone()));
+        let swapped = Record {
+            versions: vec![Version {
+                xattrs: attributed.versions[0]
+                    .xattrs
+                    .iter()
+                    .rev()
+                    .cloned()
+                    .collect(),
+                ..attributed.versions[0].clone()
+            }],
+            ..attributed.clone()
+        };
+        assert_eq!(Record::decode(&swapped.encode()), None);
+        let twice = Record {
+            versions: vec![Version {
+                xattrs: vec![attributed.versions[0].xattrs[0].clone(); 2],
+                ..attributed.versions[0].clone()
+            }],
+            ..attributed
+        };
+        assert_eq!(Record::decode(&twice.encode()), None);
+        assert!(x(b"", b"v").is_none());
+        assert!(x(b"user.a\0b", b"v").is_none());
+        assert!(x(&[b'u'; 256], b"v").is_none());
+        assert!(x(b"user.big", &vec![0; Xattr::MAX_VALUE + 1]).is_none());
+        assert!(x(b"user.big", &vec![0; Xattr::MAX_VALUE]).is_some());
         // A gone name keeps its versions and the time it went.
         let gone = Record {
             gone_since: Some(1_800_000_000),
@@ -772,16 +880,52 @@ mod tests {
         inode: 50,
     };
 
+    /// Where the gone flag of `rec` (one version) starts in its encoding.
+    fn gone_flag_at(rec: &Record, bytes: &[u8]) -> usize {
+        assert_eq!(rec.versions.len(), 1);
+        let gone_len = if rec.is_gone() { 9 } else { 1 };
+        bytes.len() - 4 - 16 * rec.absences.len() - gone_len
+    }
+
+    /// `rec` (one version without attributes) as format 6 wrote it: format
+    /// 7 without the attribute count, the two bytes before the gone flag.
+    fn format_6_bytes(rec: &Record) -> Vec<u8> {
+        assert!(rec.versions[0].xattrs.is_empty());
+        let mut bytes = rec.encode();
+        let at = gone_flag_at(rec, &bytes) - 2;
+        assert_eq!(bytes.drain(at..at + 2).collect::<Vec<_>>(), [0, 0]);
+        bytes[0] = FORMAT_NO_XATTRS;
+        bytes
+    }
+
     /// `rec` (one version without an owner) as format 5 wrote it: format 6
     /// without the owner flag, the byte before the gone flag.
     fn format_5_bytes(rec: &Record) -> Vec<u8> {
-        assert!(rec.versions.len() == 1 && rec.versions[0].owner.is_none());
-        let mut bytes = rec.encode();
-        let gone_len = if rec.is_gone() { 9 } else { 1 };
-        let at = bytes.len() - 4 - 8 * rec.absences.len() * 2 - gone_len - 1;
+        assert!(rec.versions[0].owner.is_none());
+        let mut bytes = format_6_bytes(rec);
+        let at = gone_flag_at(rec, &bytes) - 1;
         assert_eq!(bytes.remove(at), 0);
         bytes[0] = FORMAT_NO_OWNER;
         bytes
+    }
+
+    #[test]
+    fn format_6_records_still_read_and_have_no_attributes() {
+        let rec = Record {
+            name: "a".into(),
+            next_version: 2,
+            versions: vec![Version {
+                owner: Some(Owner { uid: 5, gid: 6 }),
+                ..version(1, Some(Stamp::Settled(STAMP)))
+            }],
+            gone_since: None,
+            absences: vec![Absence { from: 3, to: 4 }],
+        };
+        assert_eq!(Record::decode(&format_6_bytes(&rec)), Some(rec.clone()));
+        // An attribute count is malformed before format 7.
+        let mut bytes = rec.encode();
+        bytes[0] = FORMAT_NO_XATTRS;
+        assert_eq!(Record::decode(&bytes), None);
     }
 
     /// `rec` (without absences) as format 4 wrote it: format 5 without the

@@ -33,6 +33,9 @@ pub enum StoreError {
         /// The content's length.
         size: u64,
     },
+    /// File metadata the catalog cannot hold.
+    #[error("invalid file metadata: {0}")]
+    InvalidMeta(String),
     /// A name the catalog cannot hold.
     #[error("invalid name: {0}")]
     InvalidName(String),

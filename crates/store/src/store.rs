@@ -419,7 +419,21 @@ impl Store {
         kind: EntryKind,
         meta: FileMeta,
     ) -> Result<(PutOutcome, u32)> {
-        let FileMeta { stamp, mode, owner } = meta;
+        let FileMeta {
+            stamp,
+            mode,
+            owner,
+            mut xattrs,
+        } = meta;
+        // One order and one entry per name, as the record format wants.
+        xattrs.sort();
+        xattrs.dedup_by(|a, b| a.name() == b.name());
+        if xattrs.len() > usize::from(u16::MAX) {
+            return Err(StoreError::InvalidMeta(format!(
+                "{name}: {} extended attributes, more than a file can have",
+                xattrs.len()
+            )));
+        }
         if name.is_empty() {
             return Err(StoreError::InvalidName("a name cannot be empty".into()));
         }
@@ -436,6 +450,7 @@ impl Store {
                 && latest.kind == kind
                 && latest.mode == mode
                 && latest.owner == owner
+                && latest.xattrs == xattrs
                 && latest.stamp.map(|s| s.file_stamp().modified())
                     == stamp.map(|s| s.file_stamp().modified())
             {
@@ -468,6 +483,7 @@ impl Store {
                 stamp,
                 mode,
                 owner,
+                xattrs: xattrs.clone(),
             };
             number.set(version.number);
             record.next_version += 1;

@@ -5,7 +5,7 @@ mod common;
 use common::{memory_store, random_bytes};
 use seccs_store::WrapperKind;
 use seccs_store::backend::Backend;
-use seccs_store::catalog::{EntryKind, FileMeta, FileMode, FileStamp, Owner, Stamp};
+use seccs_store::catalog::{EntryKind, FileMeta, FileMode, FileStamp, Owner, Stamp, Xattr};
 
 #[test]
 fn putting_an_existing_name_keeps_the_old_version_until_removed() {
@@ -160,7 +160,39 @@ fn a_chmod_without_new_bytes_is_a_version_that_shares_the_content() {
     assert_eq!(put(0o644, Some(owner)).1, 3);
     assert_eq!(store.resolve("bin/run").expect("v3").owner, Some(owner));
     assert_eq!(store.resolve("bin/run@2").expect("v2").owner, None);
+    // So are other extended attributes (given in any order, kept sorted).
+    let xattr = |name: &str, value: &[u8]| {
+        Xattr::new(name.as_bytes().to_vec(), value.to_vec()).expect("xattr")
+    };
+    let with_xattrs = |xattrs: Vec<Xattr>| {
+        store
+            .put_named_stamped(
+                &mut v.as_slice(),
+                "bin/run",
+                EntryKind::File,
+                FileMeta {
+                    mode: Some(FileMode::from_st_mode(0o644)),
+                    owner: Some(owner),
+                    xattrs,
+                    ..FileMeta::default()
+                },
+            )
+            .expect("put")
+            .1
+    };
+    let (cap, tag) = (
+        xattr("security.capability", &[1, 2, 3]),
+        xattr("user.tag", b"x"),
+    );
+    assert_eq!(with_xattrs(vec![tag.clone(), cap.clone()]), 4);
+    assert_eq!(with_xattrs(vec![cap.clone(), tag.clone()]), 4);
+    assert_eq!(
+        store.resolve("bin/run").expect("v4").xattrs,
+        [cap.clone(), tag.clone()]
+    );
+    assert!(store.resolve("bin/run@3").expect("v3").xattrs.is_empty());
     assert_eq!(store.usage().expect("usage").entries, entries);
+    store.remove_name("bin/run", Some(4)).expect("rm @4");
     store.remove_name("bin/run", Some(3)).expect("rm @3");
     // Each version holds the content: removing one leaves the other whole.
     assert!(store.verify().expect("verify").is_clean());
