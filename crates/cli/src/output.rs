@@ -84,7 +84,11 @@ pub struct FileAttrs {
 }
 
 impl FileAttrs {
-    fn apply(&self, file: &File) -> io::Result<()> {
+    /// Sets these on `file`. Extended attributes that cannot be set (a file
+    /// system without them, a label the system's policy refuses) do not
+    /// stop the rest, nor lose the file: they are the inner error, for the
+    /// caller to report once the file is in place.
+    fn apply(&self, file: &File) -> io::Result<io::Result<()>> {
         if let Some(time) = self.modified {
             file.set_modified(time)?;
         }
@@ -92,13 +96,13 @@ impl FileAttrs {
         if let Some((uid, gid)) = self.owner {
             std::os::unix::fs::fchown(file, Some(uid), Some(gid))?;
         }
-        crate::xattr::set_on_file(file, &self.xattrs)?;
+        let xattrs = crate::xattr::set_on_file(file, &self.xattrs);
         #[cfg(unix)]
         if let Some(mode) = self.mode {
             use std::os::unix::fs::PermissionsExt;
             file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         }
-        Ok(())
+        Ok(xattrs)
     }
 
     /// Gives the symlink at `path` itself (not what it points to) this
@@ -109,9 +113,9 @@ impl FileAttrs {
         if let Some((uid, gid)) = self.owner {
             std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
         }
-        crate::xattr::set_on_entry(path, &self.xattrs)?;
+        let xattrs = crate::xattr::set_on_entry(path, &self.xattrs);
         let Some(time) = self.modified else {
-            return Ok(());
+            return xattrs;
         };
         let (tv_sec, tv_nsec) = match time.duration_since(std::time::UNIX_EPOCH) {
             Ok(d) => (
@@ -138,7 +142,8 @@ impl FileAttrs {
                 tv_nsec: tv_nsec.into(),
             },
         };
-        utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)
+        utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
+        xattrs
     }
 
     /// Gives the directory at `path` these bits, owner and time (through a
@@ -151,7 +156,7 @@ impl FileAttrs {
         {
             return Ok(());
         }
-        self.apply(&File::open(path)?)
+        self.apply(&File::open(path)?)?
     }
 }
 
@@ -199,13 +204,13 @@ pub fn write_file_atomically_as(
     let tmp = out
         .finish(|tmp, len| tmp.as_file().set_len(len))
         .with_context(|| format!("cannot write {}", path.display()))?;
-    attrs
+    let unset = attrs
         .apply(tmp.as_file())
         .with_context(|| format!("cannot set the mode or time of {}", path.display()))?;
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    unset.with_context(|| format!("{} is written, but not whole", path.display()))
 }
 
 /// Spools what `fill` produces in an encrypted temporary file and copies it
@@ -292,6 +297,33 @@ mod tests {
         assert!(std::os::unix::fs::FileTypeExt::is_fifo(
             &std::fs::symlink_metadata(&fifo)?.file_type()
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn an_attribute_that_cannot_be_set_is_reported_and_the_file_kept() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("out");
+        let bad = Xattr::new(b"nonamespace".to_vec(), b"v".to_vec()).context("xattr")?;
+        let attrs = FileAttrs {
+            mode: Some(0o640),
+            xattrs: vec![bad],
+            ..FileAttrs::default()
+        };
+        let err = write_file_atomically_as(&path, &attrs, |w| Ok(w.write_all(b"whole")?))
+            .err()
+            .context("the attribute was set")?;
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("not whole") && err.contains("nonamespace"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path)?, b"whole");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path)?.permissions().mode() & 0o777,
+            0o640
+        );
         Ok(())
     }
 

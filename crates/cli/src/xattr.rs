@@ -34,34 +34,42 @@ pub fn of_entry(path: &Path) -> io::Result<Vec<Xattr>> {
     )
 }
 
-/// Gives the open file `file` these attributes.
+/// Gives the open file `file` these attributes: every one that can be set,
+/// and an error naming those that could not.
 pub fn set_on_file(file: &File, xattrs: &[Xattr]) -> io::Result<()> {
-    for x in xattrs {
+    set_each(xattrs, |x| {
         rustix::fs::fsetxattr(file, x.name(), x.value(), XattrFlags::empty())
-            .map_err(|e| attribute_error(x, e))?;
-    }
-    Ok(())
+    })
 }
 
 /// Gives the entry at `path` itself (a link, not its target) these
-/// attributes.
+/// attributes, as [`set_on_file`].
 pub fn set_on_entry(path: &Path, xattrs: &[Xattr]) -> io::Result<()> {
-    for x in xattrs {
+    set_each(xattrs, |x| {
         rustix::fs::lsetxattr(path, x.name(), x.value(), XattrFlags::empty())
-            .map_err(|e| attribute_error(x, e))?;
-    }
-    Ok(())
+    })
 }
 
-fn attribute_error(x: &Xattr, e: Errno) -> io::Error {
-    io::Error::new(
-        io::Error::from(e).kind(),
+fn set_each(xattrs: &[Xattr], set: impl Fn(&Xattr) -> rustix::io::Result<()>) -> io::Result<()> {
+    let failed: Vec<(&Xattr, Errno)> = xattrs
+        .iter()
+        .filter_map(|x| set(x).err().map(|e| (x, e)))
+        .collect();
+    let Some(&(_, first)) = failed.first() else {
+        return Ok(());
+    };
+    let names: Vec<_> = failed
+        .iter()
+        .map(|(x, _)| String::from_utf8_lossy(x.name()))
+        .collect();
+    Err(io::Error::new(
+        io::Error::from(first).kind(),
         format!(
-            "extended attribute {}: {}",
-            String::from_utf8_lossy(x.name()),
-            io::Error::from(e)
+            "extended attribute(s) {} not set: {}",
+            names.join(", "),
+            io::Error::from(first)
         ),
-    )
+    ))
 }
 
 fn read_all(
@@ -155,10 +163,13 @@ mod tests {
     fn an_attribute_that_cannot_be_set_is_named_in_the_error() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         let file = File::create(dir.path().join("f"))?;
-        // No namespace: refused by every Linux file system.
-        let bad = x("nonamespace", b"v");
-        let err = set_on_file(&file, &[bad]).expect_err("refused");
+        // No namespace: refused by every Linux file system. The others
+        // are set all the same.
+        let (bad, good) = (x("nonamespace", b"v"), x("user.fine", b"v"));
+        let err = set_on_file(&file, &[bad, good.clone()]).expect_err("refused");
         assert!(err.to_string().contains("nonamespace"), "{err}");
+        assert!(!err.to_string().contains("user.fine"), "{err}");
+        assert_eq!(of_file(&file)?, [good]);
         Ok(())
     }
 }
