@@ -20,16 +20,19 @@ enum Step {
 }
 
 fn pool() -> Vec<Vec<u8>> {
-    [0usize, 1, 200, 257, 1000, 3000, 9000]
+    let mut pool: Vec<Vec<u8>> = [0usize, 1, 200, 257, 1000, 3000, 9000]
         .iter()
         .enumerate()
         .map(|(i, &len)| common::random_bytes(len, 77 + i as u64))
-        .collect()
+        .collect();
+    // A run of zeros: no content-defined boundary, cut at the longest leaf.
+    pool.push(vec![0; 5000]);
+    pool
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![
-        4 => prop::collection::vec(0usize..7, 0..12).prop_map(Step::Put),
+        4 => prop::collection::vec(0usize..8, 0..12).prop_map(Step::Put),
         2 => any::<usize>().prop_map(Step::Get),
         3 => any::<usize>().prop_map(Step::Delete),
     ];
