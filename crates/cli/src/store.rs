@@ -105,6 +105,12 @@ pub struct PutArgs {
     /// gone. Needs an existing store.
     #[arg(long)]
     dry_run: bool,
+    /// For a directory: stay on its file system. A directory on another
+    /// (a mount point, such as /proc under /) is recorded empty and not
+    /// entered, as `tar --one-file-system` does; names an earlier put stored
+    /// under it are marked gone.
+    #[arg(short = 'x', long)]
+    one_file_system: bool,
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -331,6 +337,12 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
             args.file.display()
         );
     }
+    if args.one_file_system && !is_dir {
+        bail!(
+            "--one-file-system applies to a directory; {} is not one",
+            args.file.display()
+        );
+    }
     if args.dry_run && !is_dir {
         bail!(
             "--dry-run applies to a directory; {} is not one",
@@ -363,6 +375,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
                 skip_unchanged: !args.force,
                 exclude,
                 dry_run: args.dry_run,
+                one_file_system: args.one_file_system,
             },
         );
     }

@@ -114,9 +114,21 @@ struct Walk {
     unlisted: Vec<String>,
     /// How many entries `--exclude` left out (a directory counts once).
     excluded: usize,
+    /// How many directories `--one-file-system` did not enter.
+    mount_points: usize,
 }
 
-fn walk(dir: &Path, exclude: &Excludes, w: &mut Walk) {
+/// What a walk enters.
+struct Scope<'a> {
+    /// What to leave out.
+    exclude: &'a Excludes,
+    /// The device of the directory put, when the walk stays on its file
+    /// system: a directory on another (a mount point) is recorded, empty,
+    /// as tar records it, and not entered.
+    device: Option<u64>,
+}
+
+fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -152,7 +164,7 @@ fn walk(dir: &Path, exclude: &Excludes, w: &mut Walk) {
             }
         };
         let ft = meta.file_type();
-        if exclude.excludes(&name, ft.is_dir()) {
+        if scope.exclude.excludes(&name, ft.is_dir()) {
             // Not present: what an earlier put stored under the name is
             // marked gone, as for a deleted file.
             w.excluded += 1;
@@ -160,12 +172,19 @@ fn walk(dir: &Path, exclude: &Excludes, w: &mut Walk) {
         }
         w.present.insert(name.clone());
         if ft.is_dir() {
+            let elsewhere = scope.device.is_some_and(|d| meta.dev() != d);
             w.found.push(Found::Dir {
                 path: path.clone(),
                 name,
                 meta,
             });
-            walk(&path, exclude, w);
+            if elsewhere {
+                // What an earlier put stored under it is marked gone, as
+                // for an excluded directory.
+                w.mount_points += 1;
+            } else {
+                walk(&path, scope, w);
+            }
             continue;
         }
         if ft.is_file() {
@@ -370,6 +389,8 @@ pub struct TreePut {
     pub exclude: Excludes,
     /// Only say what a put would read, skip and mark gone; write nothing.
     pub dry_run: bool,
+    /// Do not enter directories on other file systems than `dir`'s.
+    pub one_file_system: bool,
 }
 
 /// Stores every file, symlink and directory under `dir`.
@@ -389,14 +410,31 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             });
         }
     }
-    walk(dir, &how.exclude, &mut w);
+    let device = match how.one_file_system {
+        true => Some(
+            fs::metadata(dir)
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .dev(),
+        ),
+        false => None,
+    };
+    let scope = Scope {
+        exclude: &how.exclude,
+        device,
+    };
+    walk(dir, &scope, &mut w);
     let Walk {
         found,
         mut problems,
         present,
         unlisted,
         excluded,
+        mount_points,
     } = w;
+    let left_out = LeftOut {
+        excluded,
+        mount_points,
+    };
     let total: u64 = found
         .iter()
         .map(|f| match f {
@@ -449,7 +487,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             &root,
             &known,
             (&present, &unlisted),
-            excluded,
+            &left_out,
             problems,
         );
     }
@@ -563,8 +601,8 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             "seccs: {stored} entries stored: {} read, {unchanged} unchanged since the last put (not read)",
             stored - unchanged
         );
-        if excluded > 0 {
-            eprintln!("seccs: {excluded} entries left out by --exclude");
+        if let Some(said) = left_out.said() {
+            eprintln!("seccs: {said}");
         }
         if gone > 0 {
             eprintln!(
@@ -601,7 +639,7 @@ fn dry_run(
     root: &str,
     known: &Result<HashMap<String, Record>>,
     (present, unlisted): (&HashSet<String>, &[String]),
-    excluded: usize,
+    left_out: &LeftOut,
     mut problems: Vec<String>,
 ) -> Result<()> {
     let stdout = std::io::stdout();
@@ -632,10 +670,36 @@ fn dry_run(
     out.flush()?;
     eprintln!(
         "seccs: dry run, nothing stored: {to_read} entries to read, {same} unchanged, \
-         {} name(s) to mark gone, {excluded} left out by --exclude",
+         {} name(s) to mark gone",
         missing.len()
     );
+    if let Some(said) = left_out.said() {
+        eprintln!("seccs: {said}");
+    }
     report_problems(&problems, &format!("checked {} entries", found.len()))
+}
+
+/// What a put's walk left out.
+struct LeftOut {
+    excluded: usize,
+    mount_points: usize,
+}
+
+impl LeftOut {
+    /// One line saying so, when anything was.
+    fn said(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.excluded > 0 {
+            parts.push(format!("{} entries left out by --exclude", self.excluded));
+        }
+        if self.mount_points > 0 {
+            parts.push(format!(
+                "{} mount point(s) on other file systems not entered (--one-file-system)",
+                self.mount_points
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
 }
 
 /// A name to restore, with the version it restores.

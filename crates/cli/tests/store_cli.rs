@@ -942,6 +942,44 @@ fn extended_attributes_are_kept_and_come_back() {
     assert_eq!(get(&now, "user.origin").as_deref(), Some(&b"elsewhere"[..]));
 }
 
+/// /dev/pts is a file system of its own under /dev wherever Linux runs
+/// with a terminal device file system; a dry run lists without reading.
+#[test]
+fn one_file_system_does_not_enter_mount_points() {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &str| std::fs::metadata(p).expect("stat").dev();
+    assert_ne!(dev("/dev"), dev("/dev/pts"), "/dev/pts is a mount point");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    let dry_run = |extra: &[&str]| {
+        let out = run(seccs(&store).args(["put", "/dev", "--dry-run"]).args(extra));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let under_pts = |text: &str| text.lines().any(|l| l.contains("dev/pts/ptmx"));
+    let (listed, said) = dry_run(&[]);
+    assert!(
+        under_pts(&listed) || under_pts(&said),
+        "without it, the walk enters /dev/pts: {listed}{said}"
+    );
+    let (listed, said) = dry_run(&["--one-file-system"]);
+    assert!(listed.lines().any(|l| l.ends_with(" dev/pts/")), "{listed}");
+    assert!(!under_pts(&listed) && !under_pts(&said), "{listed}{said}");
+    assert!(
+        said.contains("mount point(s) on other file systems not entered"),
+        "{said}"
+    );
+    let err = fails(
+        seccs(&store)
+            .args(["put", "-x"])
+            .arg(tmp.path().join("store/key")),
+    );
+    assert!(err.contains("applies to a directory"), "{err}");
+}
+
 #[test]
 fn a_sparse_file_comes_back_sparse() {
     use std::io::{Seek, SeekFrom, Write};
