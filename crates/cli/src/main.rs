@@ -2,6 +2,7 @@
 //! prints, and exits; no format or crypto code lives here.
 
 mod bench;
+mod diff;
 mod exclude;
 mod kms;
 mod open;
@@ -40,6 +41,9 @@ enum Command {
     Rm(store::RmArgs),
     /// List stored names (newest versions; --all for every version).
     Ls(store::LsArgs),
+    /// Show what changed under a prefix between two times (+ added,
+    /// - removed, M modified, T changed type, U metadata only).
+    Diff(diff::DiffArgs),
     /// Show what the backend holds: entries, bytes, nodes.
     Stat(store::StatArgs),
     /// Check every node, catalog record and reference count.
@@ -63,6 +67,7 @@ fn main() {
         Command::Get(args) => store::get(loc, args),
         Command::Rm(args) => store::rm(loc, args),
         Command::Ls(args) => store::ls(loc, args),
+        Command::Diff(args) => diff::run(loc, args),
         Command::Stat(args) => store::stat(loc, args),
         Command::Verify(args) => store::verify(loc, args),
         Command::Gc(args) => store::gc(loc, args),

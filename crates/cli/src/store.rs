@@ -534,7 +534,7 @@ fn whole_name(store: &seccs_store::Store, name: &str, refusal: &str) -> Result<R
 
 /// Parses `--at`: seconds since the epoch, or a UTC time (RFC 3339, with
 /// a space or `T`, as `seccs ls` prints it).
-fn parse_time(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_time(s: &str) -> Result<u64, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(secs);
     }

@@ -258,7 +258,7 @@ pub fn attrs_of(version: &Version) -> FileAttrs {
 
 /// The version of `record` a tree restore writes: the one it held at `at`,
 /// or without a time its newest unless it is gone.
-fn version_to_restore(record: &Record, at: Option<u64>) -> Option<&Version> {
+pub(crate) fn version_to_restore(record: &Record, at: Option<u64>) -> Option<&Version> {
     match at {
         Some(t) => record.at(t),
         None if record.is_gone() => None,

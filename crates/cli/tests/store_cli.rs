@@ -1276,6 +1276,30 @@ fn a_tree_comes_back_as_it_was_at_an_earlier_time() {
         restore(None, "now"),
         [pair("a", "a, second"), pair("b", "b"), pair("c", "c")]
     );
+    // What changed between the two times, and since: name by name.
+    let diff = |args: &[&str]| -> Vec<String> {
+        ok(seccs(&store).arg("diff").args(args))
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let first = diff(&["tree/", "--from", &t1, "--to", &t2]);
+    for line in ["M  tree/a", "-  tree/b", "+  tree/c"] {
+        assert!(first.iter().any(|l| l == line), "{line}: {first:?}");
+    }
+    let since = diff(&["tree/", "--from", &t2]);
+    for line in ["U  tree/a", "+  tree/b"] {
+        assert!(since.iter().any(|l| l == line), "{line}: {since:?}");
+    }
+    assert!(!since.iter().any(|l| l.ends_with("tree/c")), "{since:?}");
+    let json = diff(&["tree/a", "--from", &t1, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json[0]).expect("json");
+    assert_eq!(
+        (v["change"].as_str(), v["from_version"].as_u64()),
+        (Some("modified"), Some(1))
+    );
+    let err = fails(seccs(&store).args(["diff", "--from", &t2, "--to", &t1]));
+    assert!(err.contains("is before --from"), "{err}");
     assert_eq!(bits_and_time(&tmp.path().join("at-t2/tree/a")), a_at_t2);
     assert_eq!(
         bits_and_time(&tmp.path().join("now/tree/a")),
