@@ -167,20 +167,6 @@ impl<'s> TreeBuilder<'s> {
         }
     }
 
-    /// Seals the root over everything left and returns its digest.
-    fn finish(&mut self) -> Vec<u8> {
-        let h = self.allowed;
-        let top = usize::from(h - 1);
-        self.close_open_groups(top);
-        let children = std::mem::take(&mut self.levels[top]);
-        let root = self.seal_superchunk(h, &children, true);
-        let digest = root.digest.clone();
-        self.sealed.push(root);
-        digest
-    }
-}
-
-impl TreeBuilder<'_> {
     /// The end of a content is a boundary of every level: its last leaf
     /// carries [`END_LEVEL`] and closes every group below `top` on its way
     /// up. A content that ends exactly where a read buffer ended (a file of
@@ -202,6 +188,18 @@ impl TreeBuilder<'_> {
             self.sealed.push(node);
             self.push(h + 1, pending);
         }
+    }
+
+    /// Seals the root over everything left and returns its digest.
+    fn finish(&mut self) -> Vec<u8> {
+        let h = self.allowed;
+        let top = usize::from(h - 1);
+        self.close_open_groups(top);
+        let children = std::mem::take(&mut self.levels[top]);
+        let root = self.seal_superchunk(h, &children, true);
+        let digest = root.digest.clone();
+        self.sealed.push(root);
+        digest
     }
 }
 

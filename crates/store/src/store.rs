@@ -404,9 +404,9 @@ impl Store {
 
     /// [`Store::put_named`], recording what `meta` says of the file the
     /// content is read from: its stamp, for [`Store::unchanged_since_stamp`],
-    /// and its permission bits, owner and modification time, for a restore.
-    /// Putting the newest version's content again with other bits, another
-    /// owner or another modification time adds a version that shares the
+    /// and its permission bits, owner, extended attributes and modification
+    /// time, for a restore. Putting the newest version's content again with
+    /// any of those changed adds a version that shares the
     /// content (no node is added, its root counts one more put), so that a
     /// restore of an earlier time gives what the file had then; with only
     /// another inode, change time or settledness, the newest version's
