@@ -86,6 +86,14 @@ impl Excludes {
                 })
         })
     }
+
+    /// Whether the entry `name` is left out, or a directory above it is:
+    /// what a restore leaves out, where a walk would not have entered.
+    pub fn excludes_path(&self, name: &str, is_dir: bool) -> bool {
+        name.match_indices('/')
+            .any(|(i, _)| self.excludes(&name[..i], true))
+            || self.excludes(name, is_dir)
+    }
 }
 
 /// The patterns of an `--exclude-from` file: one per line, blank lines and
@@ -140,6 +148,19 @@ mod tests {
         let ex = excludes(&["build/"]);
         assert!(ex.excludes("proj/build", true));
         assert!(!ex.excludes("proj/build", false));
+    }
+
+    #[test]
+    fn a_path_is_left_out_with_any_directory_above_it() {
+        let ex = excludes(&["build/", "proj/docs"]);
+        assert!(ex.excludes_path("proj/build/out/a.o", false));
+        assert!(ex.excludes_path("proj/build", true));
+        assert!(ex.excludes_path("proj/docs/index.md", false));
+        assert!(ex.excludes_path("proj/docs", false));
+        // A file named build is not a directory above anything.
+        assert!(!ex.excludes_path("proj/build", false));
+        assert!(!ex.excludes_path("proj/src/build.rs", false));
+        assert!(!ex.excludes_path("proj/docsify/a", false));
     }
 
     #[test]

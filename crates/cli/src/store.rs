@@ -145,6 +145,11 @@ pub struct GetArgs {
     /// their directory) are left out: a tree comes back as it was.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     at: Option<u64>,
+    /// For PREFIX/: leave out what PATTERN matches (repeatable), with the
+    /// rules of `seccs put DIR --exclude`, applied to the names as `seccs
+    /// ls` shows them; an excluded directory leaves out everything under it.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
 }
 
 /// `seccs rm`: undo one put, remove a name, a tree, or the names that are
@@ -444,6 +449,7 @@ fn resolve(store: &seccs_store::Store, spec: &str) -> Result<(ContentRef, Option
 
 /// Runs `seccs get`.
 pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
+    let exclude = crate::exclude::Excludes::new(&args.exclude)?;
     let opened = open::open(&loc.path()?, false)?;
     let store = &opened.store;
     if args.reference.ends_with('/') {
@@ -455,7 +461,14 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
             &args.reference,
             dir,
             args.at,
+            &exclude,
             progress::enabled(args.quiet),
+        );
+    }
+    if !exclude.is_empty() {
+        bail!(
+            "--exclude applies to a tree (PREFIX/ -o DIR); {} is one content",
+            args.reference
         );
     }
     let (r, version) = match args.at {

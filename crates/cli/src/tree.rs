@@ -846,6 +846,7 @@ pub fn get_tree(
     prefix: &str,
     dir: &Path,
     at: Option<u64>,
+    exclude: &Excludes,
     progress: bool,
 ) -> Result<()> {
     if let Ok(meta) = fs::metadata(dir)
@@ -863,14 +864,23 @@ pub fn get_tree(
         bail!("no names start with {prefix:?}");
     }
     let listed = all.len();
-    // Each name with the version it restores, chosen once.
-    let records: Vec<(&Record, &Version)> = all
+    // Each name with the version it restores, chosen once, unless it or a
+    // directory above it is excluded.
+    let chosen: Vec<(&Record, &Version)> = all
         .iter()
         .filter_map(|r| Some((r, version_to_restore(r, at)?)))
+        .collect();
+    let there = chosen.len();
+    let records: Vec<(&Record, &Version)> = chosen
+        .into_iter()
+        .filter(|(r, v)| !exclude.excludes_path(&r.name, v.kind == EntryKind::Directory))
         .collect();
     if records.is_empty() {
         if let Some(e) = damage {
             return Err(e.into());
+        }
+        if there > 0 {
+            bail!("--exclude leaves out all {there} names under {prefix:?}");
         }
         match at {
             None => bail!(

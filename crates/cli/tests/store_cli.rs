@@ -1114,6 +1114,21 @@ fn put_dir_leaves_out_what_exclude_matches_and_marks_it_gone_when_it_was_stored(
     ok(seccs(&store).args(["get", "proj/", "-o"]).arg(&out));
     assert!(out.join("proj/src/main.rs").exists());
     assert!(!out.join("proj/target").exists() && !out.join("proj/src/main.o").exists());
+    // A restore leaves out what its own patterns match, a directory with
+    // everything under it.
+    let part = tmp.path().join("part");
+    ok(seccs(&store)
+        .args(["get", "proj/", "--exclude", "src/", "-o"])
+        .arg(&part));
+    assert!(part.join("proj").is_dir() && !part.join("proj/src").exists());
+    let err = fails(
+        seccs(&store)
+            .args(["get", "proj/", "--exclude", "proj", "-o"])
+            .arg(tmp.path().join("none")),
+    );
+    assert!(err.contains("--exclude leaves out all"), "{err}");
+    let err = fails(seccs(&store).args(["get", "proj/src/main.rs", "--exclude", "x"]));
+    assert!(err.contains("applies to a tree"), "{err}");
     // A whole-name pattern, from a file, and the errors: a bad pattern or a
     // file, before any store is made.
     let list = tmp.path().join("excludes");
