@@ -150,6 +150,11 @@ pub struct GetArgs {
     /// ls` shows them; an excluded directory leaves out everything under it.
     #[arg(long, value_name = "PATTERN")]
     exclude: Vec<String>,
+    /// Run as root: leave what is restored owned by root, not by the owner
+    /// and group it was put with (root's default, as tar's). Anyone else
+    /// owns what they restore in any case.
+    #[arg(long)]
+    no_same_owner: bool,
 }
 
 /// `seccs rm`: undo one put, remove a name, a tree, or the names that are
@@ -450,6 +455,7 @@ fn resolve(store: &seccs_store::Store, spec: &str) -> Result<(ContentRef, Option
 /// Runs `seccs get`.
 pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     let exclude = crate::exclude::Excludes::new(&args.exclude)?;
+    let ownership = crate::tree::Ownership::for_this_process(!args.no_same_owner);
     let opened = open::open(&loc.path()?, false)?;
     let store = &opened.store;
     if args.reference.ends_with('/') {
@@ -460,9 +466,12 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
             store,
             &args.reference,
             dir,
-            args.at,
-            &exclude,
-            progress::enabled(args.quiet),
+            &crate::tree::TreeGet {
+                at: args.at,
+                exclude: &exclude,
+                ownership,
+                progress: progress::enabled(args.quiet),
+            },
         );
     }
     if !exclude.is_empty() {
@@ -490,7 +499,7 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     }
     // A whole named file comes back with its permission bits and time.
     let attrs = match (&version, args.range) {
-        (Some(v), None) => crate::tree::attrs_of(v),
+        (Some(v), None) => crate::tree::attrs_of(v, ownership),
         _ => crate::output::FileAttrs::default(),
     };
     let (offset, len) = args.range.unwrap_or((0, r.len()));

@@ -229,15 +229,39 @@ fn missing_names<'a>(
         .collect()
 }
 
+/// Whose a restored file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// The owner and group it was put with: the default for root, as tar's
+    /// `--same-owner`.
+    AsPut,
+    /// The user running the restore: the only choice for anyone but root.
+    Restorer,
+}
+
+impl Ownership {
+    /// `AsPut` when this process runs as root and `same_owner` allows it.
+    pub fn for_this_process(same_owner: bool) -> Self {
+        match same_owner && rustix::process::geteuid().is_root() {
+            true => Ownership::AsPut,
+            false => Ownership::Restorer,
+        }
+    }
+}
+
 /// What a file restored from `version` takes from it: its permission bits,
 /// when its stamp was recorded its modification time, its `user.` extended
-/// attributes, and when this process runs as root its owner and group and
-/// every other extended attribute (only root may set them).
-pub fn attrs_of(version: &Version) -> FileAttrs {
+/// attributes, with [`Ownership::AsPut`] its owner and group, and when this
+/// process runs as root every other extended attribute (only root may set
+/// them).
+pub fn attrs_of(version: &Version, ownership: Ownership) -> FileAttrs {
     let as_root = rustix::process::geteuid().is_root();
     FileAttrs {
         mode: version.mode.map(FileMode::bits),
-        owner: version.owner.filter(|_| as_root).map(|o| (o.uid, o.gid)),
+        owner: version
+            .owner
+            .filter(|_| ownership == Ownership::AsPut)
+            .map(|o| (o.uid, o.gid)),
         xattrs: version
             .xattrs
             .iter()
@@ -838,17 +862,27 @@ fn mark_missing_gone(
         .with_context(|| format!("cannot mark the names missing from {root}/ gone"))
 }
 
+/// How `seccs get PREFIX/ -o DIR` runs.
+pub struct TreeGet<'a> {
+    /// What the tree held at this time (seconds since the epoch); `None`:
+    /// as it was last put.
+    pub at: Option<u64>,
+    /// Names to leave out.
+    pub exclude: &'a Excludes,
+    /// Whose the restored files are.
+    pub ownership: Ownership,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
 /// Restores every name under `prefix` into `dir` (as `tar -x -C DIR` would).
-/// `at` (seconds since the epoch) restores the tree as it was then; `None`,
-/// as it was last put.
-pub fn get_tree(
-    store: &Store,
-    prefix: &str,
-    dir: &Path,
-    at: Option<u64>,
-    exclude: &Excludes,
-    progress: bool,
-) -> Result<()> {
+pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> Result<()> {
+    let TreeGet {
+        at,
+        exclude,
+        ownership,
+        progress,
+    } = *how;
     if let Ok(meta) = fs::metadata(dir)
         && !meta.is_dir()
     {
@@ -903,20 +937,22 @@ pub fn get_tree(
                 .with_context(|| format!("cannot replace the link {}", target.display()))?;
         }
         match version.kind {
-            EntryKind::File => {
-                crate::output::write_file_atomically_as(&target, &attrs_of(version), |out| {
+            EntryKind::File => crate::output::write_file_atomically_as(
+                &target,
+                &attrs_of(version, ownership),
+                |out| {
                     let mut out = bar.wrap_write(out);
                     store
                         .get_to(&version.content_ref, &mut out)
                         .with_context(|| format!("cannot read {}", record.name))?;
                     Ok(())
-                })
-            }
+                },
+            ),
             EntryKind::Symlink => {
                 let link = store
                     .get(&version.content_ref)
                     .with_context(|| format!("cannot read {}", record.name))?;
-                restore_link(&target, &link, &attrs_of(version))
+                restore_link(&target, &link, &attrs_of(version, ownership))
             }
             EntryKind::Directory => fs::create_dir_all(&target)
                 .with_context(|| format!("cannot create {}", target.display())),
@@ -956,7 +992,12 @@ pub fn get_tree(
         .copied()
         .chain(top)
         .filter(|(_, v)| v.kind == EntryKind::Directory)
-        .map(|(r, v)| (dir.join(name_of(Path::new(&r.name))), attrs_of(v)))
+        .map(|(r, v)| {
+            (
+                dir.join(name_of(Path::new(&r.name))),
+                attrs_of(v, ownership),
+            )
+        })
         .collect();
     dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
     let dir_results = dirs.iter().map(|(path, attrs)| {

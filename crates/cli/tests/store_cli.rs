@@ -866,6 +866,14 @@ fn owners_are_recorded_and_a_restore_run_as_root_gives_them_back() {
     }
     let mode = std::fs::metadata(out.join("tree/a")).expect("stat").mode();
     assert_eq!(mode & 0o7777, 0o4750);
+    // --no-same-owner: the restorer owns everything, root or not.
+    let theirs = tmp.path().join("theirs");
+    ok(seccs(&store)
+        .args(["get", "tree/", "--no-same-owner", "-o"])
+        .arg(&theirs));
+    for name in names {
+        assert_eq!(owner(&theirs.join("tree").join(name)), mine, "{name}");
+    }
     if as_root {
         // A chown alone is a version of its own; the first keeps its owner.
         lchown(src.join("a"), Some(4999), None).expect("chown");
