@@ -125,19 +125,17 @@ fn a_chmod_without_new_bytes_is_a_version_that_shares_the_content() {
             .mode
             .map(FileMode::bits)
     };
-    let put = |bits: u32, owner: Option<Owner>| {
+    let put_meta = |meta: FileMeta| {
         store
-            .put_named_stamped(
-                &mut v.as_slice(),
-                "bin/run",
-                EntryKind::File,
-                FileMeta {
-                    mode: Some(FileMode::from_st_mode(bits)),
-                    owner,
-                    ..FileMeta::default()
-                },
-            )
+            .put_named_stamped(&mut v.as_slice(), "bin/run", EntryKind::File, meta)
             .expect("put")
+    };
+    let put = |bits: u32, owner: Option<Owner>| {
+        put_meta(FileMeta {
+            mode: Some(FileMode::from_st_mode(bits)),
+            owner,
+            ..FileMeta::default()
+        })
     };
     put(0o100_755, None);
     assert_eq!(bits_of("bin/run"), Some(0o755));
@@ -165,20 +163,13 @@ fn a_chmod_without_new_bytes_is_a_version_that_shares_the_content() {
         Xattr::new(name.as_bytes().to_vec(), value.to_vec()).expect("xattr")
     };
     let with_xattrs = |xattrs: Vec<Xattr>| {
-        store
-            .put_named_stamped(
-                &mut v.as_slice(),
-                "bin/run",
-                EntryKind::File,
-                FileMeta {
-                    mode: Some(FileMode::from_st_mode(0o644)),
-                    owner: Some(owner),
-                    xattrs,
-                    ..FileMeta::default()
-                },
-            )
-            .expect("put")
-            .1
+        put_meta(FileMeta {
+            mode: Some(FileMode::from_st_mode(0o644)),
+            owner: Some(owner),
+            xattrs,
+            ..FileMeta::default()
+        })
+        .1
     };
     let (cap, tag) = (
         xattr("security.capability", &[1, 2, 3]),
