@@ -249,6 +249,37 @@ impl Ownership {
     }
 }
 
+/// What a restore not run as root could not give back of `versions`, when
+/// anything: owners other than the restorer's, and extended attributes
+/// outside `user.`. Said, not failed, as tar says nothing at all.
+fn unprivileged_note<'v>(versions: impl Iterator<Item = &'v Version>) -> Option<String> {
+    use rustix::process::{getegid, geteuid};
+    if geteuid().is_root() {
+        return None;
+    }
+    let me = Owner {
+        uid: geteuid().as_raw(),
+        gid: getegid().as_raw(),
+    };
+    let (mut owners, mut attributes) = (0, 0);
+    for v in versions {
+        owners += usize::from(v.owner.is_some_and(|o| o != me));
+        attributes += usize::from(v.xattrs.iter().any(|x| !x.name().starts_with(b"user.")));
+    }
+    let mut parts = Vec::new();
+    if owners > 0 {
+        parts.push(format!(
+            "{owners} entries were put with another owner or group and are yours now"
+        ));
+    }
+    if attributes > 0 {
+        parts.push(format!(
+            "{attributes} entries keep extended attributes outside user. that were not set"
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("{}; only root can give those back", parts.join("; ")))
+}
+
 /// What a file restored from `version` takes from it: its permission bits,
 /// when its stamp was recorded its modification time, its `user.` extended
 /// attributes, with [`Ownership::AsPut`] its owner and group, and when this
@@ -1020,6 +1051,9 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .collect();
     for f in &failures {
         eprintln!("seccs: {f}");
+    }
+    if let Some(note) = unprivileged_note(records.iter().map(|(_, v)| *v)) {
+        eprintln!("seccs: {note}");
     }
     if !failures.is_empty() {
         bail!(

@@ -885,6 +885,48 @@ fn owners_are_recorded_and_a_restore_run_as_root_gives_them_back() {
         ok(seccs(&store).args(["get", "tree/a@1", "-o"]).arg(&first));
         assert_eq!(owner(&first), (4000, 4100));
     }
+    // A restore not run as root (as nobody, when the test runs as root)
+    // owns what it writes, and says what it could not give back.
+    const NOBODY: u32 = 65_534;
+    let (mut restore, restorer) = if as_root {
+        // nobody reaches the store through the test's directory, and owns
+        // the store it opens and the directory it writes in.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let mut stack = vec![store.clone()];
+        while let Some(p) = stack.pop() {
+            lchown(&p, Some(NOBODY), Some(NOBODY)).expect("chown");
+            if std::fs::symlink_metadata(&p).expect("stat").is_dir() {
+                for e in std::fs::read_dir(&p).expect("list") {
+                    stack.push(e.expect("entry").path());
+                }
+            }
+        }
+        let mut setpriv = Command::new("setpriv");
+        setpriv
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_seccs"))
+            .arg("--store")
+            .arg(&store)
+            .env_remove("SECCS_STORE");
+        (setpriv, (NOBODY, NOBODY))
+    } else {
+        (seccs(&store), mine)
+    };
+    let unprivileged = tmp.path().join("unprivileged");
+    std::fs::create_dir(&unprivileged).expect("mkdir");
+    lchown(&unprivileged, Some(restorer.0), Some(restorer.1)).expect("chown");
+    let got = run(restore.args(["get", "tree/", "-o"]).arg(&unprivileged));
+    let said = String::from_utf8_lossy(&got.stderr);
+    assert!(got.status.success(), "{said}");
+    for name in names {
+        assert_eq!(
+            owner(&unprivileged.join("tree").join(name)),
+            restorer,
+            "{name}"
+        );
+    }
+    assert_eq!(said.contains("are yours now"), as_root, "{said}");
 }
 
 #[test]
