@@ -839,6 +839,11 @@ mod tests {
                 },
                 Version {
                     kind: EntryKind::Directory,
+                    owner: Some(Owner { uid: 1, gid: 2 }),
+                    xattrs: vec![
+                        Xattr::new(b"security.a".to_vec(), vec![1, 2]).expect("xattr"),
+                        Xattr::new(b"user.b".to_vec(), Vec::new()).expect("xattr"),
+                    ],
                     ..version(2, None)
                 },
                 version(
