@@ -250,8 +250,8 @@ impl Ownership {
 }
 
 /// What a restore not run as root could not give back of `versions`, when
-/// anything: owners other than the restorer's, and extended attributes
-/// outside `user.`. Said, not failed, as tar says nothing at all.
+/// anything: owners other than the restorer's, and extended attributes only
+/// root may set. Said, not failed (tar says nothing at all).
 fn unprivileged_note<'v>(versions: impl Iterator<Item = &'v Version>) -> Option<String> {
     use rustix::process::{getegid, geteuid};
     if geteuid().is_root() {
@@ -264,7 +264,7 @@ fn unprivileged_note<'v>(versions: impl Iterator<Item = &'v Version>) -> Option<
     let (mut owners, mut attributes) = (0, 0);
     for v in versions {
         owners += usize::from(v.owner.is_some_and(|o| o != me));
-        attributes += usize::from(v.xattrs.iter().any(|x| !x.name().starts_with(b"user.")));
+        attributes += usize::from(v.xattrs.iter().any(|x| !crate::xattr::settable_by_owner(x)));
     }
     let mut parts = Vec::new();
     if owners > 0 {
@@ -274,17 +274,18 @@ fn unprivileged_note<'v>(versions: impl Iterator<Item = &'v Version>) -> Option<
     }
     if attributes > 0 {
         parts.push(format!(
-            "{attributes} entries keep extended attributes outside user. that were not set"
+            "{attributes} entries keep extended attributes only root may set (security., \
+             trusted.) that were not set"
         ));
     }
     (!parts.is_empty()).then(|| format!("{}; only root can give those back", parts.join("; ")))
 }
 
 /// What a file restored from `version` takes from it: its permission bits,
-/// when its stamp was recorded its modification time, its `user.` extended
-/// attributes, with [`Ownership::AsPut`] its owner and group, and when this
-/// process runs as root every other extended attribute (only root may set
-/// them).
+/// when its stamp was recorded its modification time, the extended
+/// attributes its owner may set (`user.`, ACLs), with [`Ownership::AsPut`]
+/// its owner and group, and when this process runs as root every other
+/// extended attribute (only root may set them).
 pub fn attrs_of(version: &Version, ownership: Ownership) -> FileAttrs {
     let as_root = rustix::process::geteuid().is_root();
     FileAttrs {
@@ -296,7 +297,7 @@ pub fn attrs_of(version: &Version, ownership: Ownership) -> FileAttrs {
         xattrs: version
             .xattrs
             .iter()
-            .filter(|x| as_root || x.name().starts_with(b"user."))
+            .filter(|x| as_root || crate::xattr::settable_by_owner(x))
             .cloned()
             .collect(),
         modified: version.stamp.as_ref().map(Stamp::file_stamp).and_then(|s| {

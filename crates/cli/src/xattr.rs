@@ -4,10 +4,10 @@
 //! `ping` work without setuid), ACLs (`system.posix_acl_access`), SELinux
 //! labels, and `user.` attributes applications keep.
 //!
-//! Names outside `user.` need privileges to set; a restore not run as root
-//! gives back only `user.` attributes (see `tree::attrs_of`), as it gives
-//! back no owners. A file system without extended attributes has none to
-//! read.
+//! A file's owner may set its `user.` attributes and its ACLs; the rest
+//! (`security.`, `trusted.`) need privileges, so a restore not run as root
+//! gives back only the former (see `tree::attrs_of`), as it gives back no
+//! owners. A file system without extended attributes has none to read.
 
 use std::fs::File;
 use std::io;
@@ -16,6 +16,15 @@ use std::path::Path;
 use rustix::fs::XattrFlags;
 use rustix::io::Errno;
 use seccs_store::catalog::Xattr;
+
+/// Whether a file's owner may set `x` without privileges: a `user.`
+/// attribute or an access or default ACL.
+pub fn settable_by_owner(x: &Xattr) -> bool {
+    let name = x.name();
+    name.starts_with(b"user.")
+        || name == b"system.posix_acl_access"
+        || name == b"system.posix_acl_default"
+}
 
 /// The extended attributes of the open file `file`, sorted by name.
 pub fn of_file(file: &File) -> io::Result<Vec<Xattr>> {

@@ -834,6 +834,40 @@ fn owners_are_recorded_and_a_restore_run_as_root_gives_them_back() {
     // A setuid file keeps its bit through the change of owner.
     std::fs::set_permissions(src.join("a"), std::fs::Permissions::from_mode(0o4750))
         .expect("chmod");
+    // An access ACL (user 1234 may read), which a file's owner may set, so
+    // even a restore not run as root gives it back.
+    let acl = |p: &Path| {
+        let mut buf = vec![0u8; 1024];
+        rustix::fs::lgetxattr(p, "system.posix_acl_access", &mut buf[..])
+            .ok()
+            .map(|n| buf[..n].to_vec())
+    };
+    let entry = |tag: u16, perm: u16, id: u32| {
+        [
+            &tag.to_le_bytes()[..],
+            &perm.to_le_bytes(),
+            &id.to_le_bytes(),
+        ]
+        .concat()
+    };
+    let blob = [
+        2u32.to_le_bytes().to_vec(),
+        entry(0x01, 6, u32::MAX),
+        entry(0x02, 4, 1234),
+        entry(0x04, 4, u32::MAX),
+        entry(0x10, 4, u32::MAX),
+        entry(0x20, 0, u32::MAX),
+    ]
+    .concat();
+    rustix::fs::lsetxattr(
+        src.join("sub/b"),
+        "system.posix_acl_access",
+        &blob,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("setfacl");
+    let b_acl = acl(&src.join("sub/b"));
+    assert!(b_acl.is_some());
     let owner = |p: &Path| {
         let m = std::fs::symlink_metadata(p).expect("stat");
         (m.uid(), m.gid())
@@ -926,6 +960,8 @@ fn owners_are_recorded_and_a_restore_run_as_root_gives_them_back() {
             "{name}"
         );
     }
+    assert_eq!(acl(&unprivileged.join("tree/sub/b")), b_acl);
+    assert_eq!(acl(&out.join("tree/sub/b")), b_acl);
     assert_eq!(said.contains("are yours now"), as_root, "{said}");
 }
 
