@@ -394,7 +394,10 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         File::open(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     // The stamp and bits of the file opened (through a link, the target's),
     // for a restore of the name.
-    let recorded = crate::tree::opened_attrs(&file, &args.file, start)?;
+    let crate::tree::Recorded {
+        meta: recorded,
+        report,
+    } = crate::tree::opened_attrs(&file, &args.file, start)?;
     let stamp = recorded.stamp;
     let bar = progress::bytes(meta.len(), args.quiet);
     let mut reader = bar.wrap_read(file);
@@ -406,9 +409,16 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         recorded,
     )?;
     bar.finish_and_clear();
-    if let Some(report) = crate::tree::changed_while_read(&args.file, stamp.as_ref(), stored.len())
-    {
-        bail!(report);
+    let reports: Vec<String> = report
+        .into_iter()
+        .chain(crate::tree::changed_while_read(
+            &args.file,
+            stamp.as_ref(),
+            stored.len(),
+        ))
+        .collect();
+    if !reports.is_empty() {
+        bail!(reports.join("; "));
     }
     Ok(())
 }

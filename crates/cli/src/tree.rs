@@ -365,29 +365,64 @@ fn recorded_attrs(meta: &Metadata, start: Duration) -> FileMeta {
     }
 }
 
+/// What a put records of one entry, and a report when that is less than
+/// all of it.
+pub struct Recorded {
+    /// For the version.
+    pub meta: FileMeta,
+    /// Why the entry is stored without its extended attributes, if it is.
+    pub report: Option<String>,
+}
+
 /// [`recorded_attrs`] and the extended attributes of a file opened for
 /// reading, taken before it is read (a later write changes them).
-pub fn opened_attrs(file: &File, path: &Path, start: Duration) -> Result<FileMeta> {
+pub fn opened_attrs(file: &File, path: &Path, start: Duration) -> Result<Recorded> {
     let meta = file
         .metadata()
         .with_context(|| format!("cannot read the metadata of {}", path.display()))?;
-    Ok(FileMeta {
-        xattrs: crate::xattr::of_file(file).with_context(|| {
-            format!("cannot read the extended attributes of {}", path.display())
-        })?,
-        ..recorded_attrs(&meta, start)
-    })
+    Ok(with_xattrs(
+        recorded_attrs(&meta, start),
+        crate::xattr::of_file(file),
+        path,
+    ))
 }
 
 /// [`recorded_attrs`] and the extended attributes of the directory or link
 /// at `path` (the link's own).
-fn entry_attrs(path: &Path, meta: &Metadata, start: Duration) -> Result<FileMeta> {
-    Ok(FileMeta {
-        xattrs: crate::xattr::of_entry(path).with_context(|| {
-            format!("cannot read the extended attributes of {}", path.display())
-        })?,
-        ..recorded_attrs(meta, start)
-    })
+fn entry_attrs(path: &Path, meta: &Metadata, start: Duration) -> Recorded {
+    with_xattrs(
+        recorded_attrs(meta, start),
+        crate::xattr::of_entry(path),
+        path,
+    )
+}
+
+/// `meta` with the extended attributes read for it. When they could not
+/// be read, the entry is still stored (its bytes matter more), without
+/// them and with a recent stamp, so that the next put reads it again and
+/// tries once more; the report says so.
+fn with_xattrs(
+    meta: FileMeta,
+    xattrs: std::io::Result<Vec<seccs_store::catalog::Xattr>>,
+    path: &Path,
+) -> Recorded {
+    match xattrs {
+        Ok(xattrs) => Recorded {
+            meta: FileMeta { xattrs, ..meta },
+            report: None,
+        },
+        Err(e) => Recorded {
+            meta: FileMeta {
+                stamp: meta.stamp.map(|s| Stamp::Recent(*s.file_stamp())),
+                ..meta
+            },
+            report: Some(format!(
+                "stored {} without its extended attributes: cannot read them ({e}); \
+                 the next put tries again",
+                path.display()
+            )),
+        },
+    }
 }
 
 /// A report when the file at `path` is no longer the one `opened` stamped
@@ -572,19 +607,22 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     // The stamp of what is opened (the walk's may be of a
                     // file since replaced), taken before reading: a later
                     // write changes it.
-                    let meta = opened_attrs(&file, path, start)?;
+                    let Recorded { meta, report } = opened_attrs(&file, path, start)?;
                     let stamp = meta.stamp;
                     let mut reader = bar.wrap_read(file);
                     let (o, _) = store
                         .put_named_stamped(&mut reader, name, EntryKind::File, meta)
                         .with_context(|| format!("cannot store {}", path.display()))?;
                     let read_len = o.content_ref.len();
-                    if let Some(report) = changed_while_read(path, stamp.as_ref(), read_len) {
-                        changed
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .push(report);
-                    }
+                    let reports = report.into_iter().chain(changed_while_read(
+                        path,
+                        stamp.as_ref(),
+                        read_len,
+                    ));
+                    changed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .extend(reports);
                     o
                 }
                 Found::Symlink { path, name, meta } => {
@@ -595,24 +633,26 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     // inode and change time), so the walk's stamp is this
                     // link's or one no later link will have. Its bits mean
                     // nothing on Linux.
-                    let meta = FileMeta {
-                        mode: None,
-                        ..entry_attrs(path, meta, start)?
-                    };
+                    let Recorded { meta, report } = entry_attrs(path, meta, start);
+                    let meta = FileMeta { mode: None, ..meta };
                     let (o, _) = store
                         .put_named_stamped(&mut target.as_slice(), name, EntryKind::Symlink, meta)
                         .with_context(|| format!("cannot store {}", path.display()))?;
+                    changed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .extend(report);
                     o
                 }
                 Found::Dir { path, name, meta } => {
+                    let Recorded { meta, report } = entry_attrs(path, meta, start);
                     let (o, _) = store
-                        .put_named_stamped(
-                            &mut std::io::empty(),
-                            name,
-                            EntryKind::Directory,
-                            entry_attrs(path, meta, start)?,
-                        )
+                        .put_named_stamped(&mut std::io::empty(), name, EntryKind::Directory, meta)
                         .with_context(|| format!("cannot store {}", path.display()))?;
+                    changed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .extend(report);
                     o
                 }
             };
@@ -1069,6 +1109,37 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_whose_attributes_cannot_be_read_is_stored_and_read_again_next_time() {
+        let stamp = FileStamp {
+            mtime_s: 1,
+            mtime_ns: 2,
+            ctime_s: 3,
+            ctime_ns: 4,
+            inode: 5,
+        };
+        let meta = FileMeta {
+            stamp: Some(Stamp::Settled(stamp)),
+            mode: Some(FileMode::from_st_mode(0o644)),
+            ..FileMeta::default()
+        };
+        let path = Path::new("tree/f");
+        let x = seccs_store::catalog::Xattr::new(b"user.a".to_vec(), b"1".to_vec()).expect("xattr");
+        let read = with_xattrs(meta.clone(), Ok(vec![x.clone()]), path);
+        assert_eq!(read.meta.xattrs, [x]);
+        assert_eq!(read.meta.stamp, Some(Stamp::Settled(stamp)));
+        assert!(read.report.is_none());
+        let failed = with_xattrs(meta.clone(), Err(std::io::Error::other("EIO")), path);
+        assert!(failed.meta.xattrs.is_empty());
+        assert_eq!(failed.meta.stamp, Some(Stamp::Recent(stamp)));
+        assert_eq!(failed.meta.mode, meta.mode);
+        let report = failed.report.expect("a report");
+        assert!(
+            report.contains("tree/f") && report.contains("EIO") && report.contains("tries again"),
+            "{report}"
+        );
+    }
 
     #[test]
     fn a_hard_link_that_cannot_be_made_is_written_on_its_own() -> Result<()> {
