@@ -87,9 +87,14 @@ async fn async_file_reports_tampering_as_invalid_data() -> std::io::Result<()> {
     let mut f = AsyncEphemeralFile::from_std(sync);
     f.flush().await?;
     let disk = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .open(format!("/proc/self/fd/{fd}"))?;
-    disk.write_all_at(&[0xff], 100)?;
+    // Flip the byte's bits: writing a fixed value would leave it as it was
+    // once in 256 runs (the ciphertext is under a fresh key each run).
+    let mut byte = [0u8; 1];
+    disk.read_exact_at(&mut byte, 100)?;
+    disk.write_all_at(&[byte[0] ^ 0xff], 100)?;
     f.seek(SeekFrom::Start(0)).await?;
     let mut all = Vec::new();
     let err = f.read_to_end(&mut all).await.expect_err("tampered block");
