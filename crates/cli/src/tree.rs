@@ -5,9 +5,12 @@
 //! symlinks, DIR itself and the directories below it are stored (a
 //! directory as an empty content, so that empty ones come back); other
 //! special files are reported and skipped. A file that cannot be read is
-//! reported, the rest is stored, and the command exits non-zero. Files and
-//! directories keep their permission bits and modification times for the
-//! restore.
+//! reported, the rest is stored, and the command exits non-zero. Files,
+//! directories and links keep their permission bits, modification times,
+//! owners and extended attributes (`crate::xattr`) for the restore; a
+//! restore not run as root gives back what an unprivileged owner may set
+//! and says what it could not. `--one-file-system` does not enter mount
+//! points; `--exclude` leaves names out of a put or a restore.
 //!
 //! A name under DIR that the catalog holds but the walk no longer finds is
 //! marked gone (its versions stay; see `seccs_store::catalog`), so that
