@@ -590,6 +590,14 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     // per file would dominate a tree of small files.
     store.backend().set_sync_each_batch(false);
     let changed = std::sync::Mutex::new(Vec::new());
+    // Reports of entries stored all the same (changed while read, stored
+    // without their attributes), said with the other problems at the end.
+    let report_later = |reports: &mut dyn Iterator<Item = String>| {
+        changed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(reports);
+    };
     let results: Vec<Result<(String, bool)>> = found
         .par_iter()
         .map(|f| {
@@ -622,10 +630,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                         stamp.as_ref(),
                         read_len,
                     ));
-                    changed
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .extend(reports);
+                    report_later(&mut reports.into_iter());
                     o
                 }
                 Found::Symlink { path, name, meta } => {
@@ -641,10 +646,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     let (o, _) = store
                         .put_named_stamped(&mut target.as_slice(), name, EntryKind::Symlink, meta)
                         .with_context(|| format!("cannot store {}", path.display()))?;
-                    changed
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .extend(report);
+                    report_later(&mut report.into_iter());
                     o
                 }
                 Found::Dir { path, name, meta } => {
@@ -652,10 +654,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     let (o, _) = store
                         .put_named_stamped(&mut std::io::empty(), name, EntryKind::Directory, meta)
                         .with_context(|| format!("cannot store {}", path.display()))?;
-                    changed
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .extend(report);
+                    report_later(&mut report.into_iter());
                     o
                 }
             };
