@@ -17,7 +17,7 @@ use crate::progress;
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Target chunk size S in bytes (at least twice the reference size: 48
-    /// for aes-siv, 80 for the SHA-256 based wrappers).
+    /// for aes-siv, 80 for the SHA-256 based wrappers; at most 1048576).
     #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE, value_name = "N")]
     chunk_size: usize,
     /// How nodes are sealed: aes-siv (encrypted, default), aes-siv-dr,

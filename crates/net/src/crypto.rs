@@ -103,15 +103,17 @@ impl Kdf {
                 iterations,
                 parallelism,
             } => {
-                if !(8..=(MAX_KDF_MEMORY >> 10) as u32).contains(&memory_kib)
-                    || memory_kib < 8 * parallelism
-                {
-                    return Err(Error::Kdf("argon2id memory_kib out of range"));
-                }
+                // Parallelism is bounded before it scales the memory floor,
+                // so an untrusted value cannot overflow the product.
                 if !(1..=16).contains(&iterations) || !(1..=16).contains(&parallelism) {
                     return Err(Error::Kdf(
                         "argon2id iterations or parallelism out of range",
                     ));
+                }
+                if !(8..=(MAX_KDF_MEMORY >> 10) as u32).contains(&memory_kib)
+                    || memory_kib < 8 * parallelism
+                {
+                    return Err(Error::Kdf("argon2id memory_kib out of range"));
                 }
             }
             Kdf::Scrypt { log_n, r, p } => {
@@ -309,6 +311,17 @@ mod tests {
                 memory_kib: 64,
                 iterations: 0,
                 parallelism: 1
+            }
+            .check()
+            .is_err()
+        );
+        // Found by the share_packet fuzz target: a parallelism this large
+        // overflowed the memory floor's product before it was bounded.
+        assert!(
+            Kdf::Argon2id {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 0xff00_0000
             }
             .check()
             .is_err()

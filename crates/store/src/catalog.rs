@@ -69,7 +69,7 @@ use crate::wrapper::SivPool;
 pub const KEY_PREFIX: u8 = b'N';
 /// Length of catalog keys.
 pub const KEY_LEN: usize = 33;
-const FORMAT: u8 = 7;
+pub(crate) const FORMAT: u8 = 7;
 /// The format before extended attributes; still read.
 const FORMAT_NO_XATTRS: u8 = 6;
 /// The format before owners; still read.
@@ -327,7 +327,7 @@ impl Record {
         }
     }
 
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = vec![FORMAT];
         out.extend_from_slice(&(self.name.len() as u32).to_be_bytes());
         out.extend_from_slice(self.name.as_bytes());
@@ -398,7 +398,7 @@ impl Record {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Option<Record> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Record> {
         let mut r = Reader(bytes);
         let format = r.u8()?;
         if !(FORMAT_NO_STAMPS..=FORMAT).contains(&format) {

@@ -52,6 +52,15 @@ pub enum StoreError {
         /// The reference size of the chosen wrapper.
         reference_len: usize,
     },
+    /// A chunk size so large that leaves (up to 8 S each) would no longer
+    /// fit the memory bound of streaming puts and gets.
+    #[error("unsupported chunk size {chunk_size}: must be at most {max}")]
+    ChunkSizeTooLarge {
+        /// The chunk size asked for.
+        chunk_size: usize,
+        /// The largest allowed.
+        max: usize,
+    },
     /// Reading the content to store, or writing a content out, failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

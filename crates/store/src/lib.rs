@@ -47,6 +47,9 @@ pub mod catalog;
 pub mod chunker;
 pub mod dir;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod node;
 mod params;
 mod put;
@@ -55,7 +58,7 @@ mod verify;
 pub mod wrapper;
 
 pub use error::{Result, StoreError};
-pub use params::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, Params};
+pub use params::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, Params};
 pub use put::PutOutcome;
 pub use store::{Listing, Store, StoreStats};
 pub use verify::{Finding, GcReport, VerifyReport};

@@ -12,6 +12,10 @@ use crate::wrapper::WrapperKind;
 /// a one-byte edit of a 1 MiB content costs about 14 KiB of new nodes; at 256 B
 /// an edit costs ~2 KiB but per-node costs halve throughput.
 pub const DEFAULT_CHUNK_SIZE: usize = 4096;
+/// The largest chunk size S: leaves reach 8 S, and a streaming put holds a
+/// few of them at once, so a larger S would break its memory bound (and a
+/// config file naming a huge S must not make a put allocate it).
+pub const MAX_CHUNK_SIZE: usize = 1 << 20;
 
 /// Length of the content length that follows the digest in references.
 pub const LENGTH_LEN: usize = 8;
@@ -72,8 +76,15 @@ pub struct Params {
 }
 
 impl Params {
-    /// Checks `chunk_size >= 2R`, R being the wrapper's child reference size.
+    /// Checks `2R <= chunk_size <= MAX_CHUNK_SIZE`, R being the wrapper's
+    /// child reference size.
     pub fn new(chunk_size: usize, wrapper: WrapperKind) -> Result<Self> {
+        if chunk_size > MAX_CHUNK_SIZE {
+            return Err(StoreError::ChunkSizeTooLarge {
+                chunk_size,
+                max: MAX_CHUNK_SIZE,
+            });
+        }
         let reference_len = wrapper.digest_len() + LENGTH_LEN;
         if chunk_size < 2 * reference_len {
             return Err(StoreError::UnsupportedChunkSize {
@@ -243,6 +254,19 @@ mod tests {
             Params::new(79, WrapperKind::Sha256),
             Err(StoreError::UnsupportedChunkSize { min: 80, .. })
         ));
+    }
+
+    #[test]
+    fn chunk_size_beyond_the_memory_bound_is_refused() {
+        assert!(Params::new(MAX_CHUNK_SIZE, WrapperKind::AesSiv).is_ok());
+        assert!(matches!(
+            Params::new(MAX_CHUNK_SIZE + 1, WrapperKind::AesSiv),
+            Err(StoreError::ChunkSizeTooLarge {
+                max: MAX_CHUNK_SIZE,
+                ..
+            })
+        ));
+        assert!(Params::new(usize::MAX, WrapperKind::Sha256).is_err());
     }
 
     #[test]
