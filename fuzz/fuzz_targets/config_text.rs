@@ -11,12 +11,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(config) = toml::from_str::<StoreConfig>(text) {
-        if config.params().is_ok() {
-            let written = toml::to_string(&config).expect("a parsed config writes");
-            let back: StoreConfig = toml::from_str(&written).expect("a written config reads");
-            assert_eq!(back, config);
-        }
+    if let Ok(config) = toml::from_str::<StoreConfig>(text)
+        && config.params().is_ok()
+    {
+        let written = toml::to_string(&config).expect("a parsed config writes");
+        let back: StoreConfig = toml::from_str(&written).expect("a written config reads");
+        assert_eq!(back, config);
     }
     let _ = seccs_net::config::Config::parse(text);
     let (name, version) = seccs_store::catalog::parse_name_version(text);

@@ -30,9 +30,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = store.verify();
     // References typed by users are untrusted too.
-    if let Ok(text) = std::str::from_utf8(value) {
-        if let Ok(parsed) = text.parse::<ContentRef>() {
-            assert_eq!(parsed.to_hex().parse::<ContentRef>().ok(), Some(parsed));
-        }
+    if let Ok(text) = std::str::from_utf8(value)
+        && let Ok(parsed) = text.parse::<ContentRef>()
+    {
+        assert_eq!(parsed.to_hex().parse::<ContentRef>().ok(), Some(parsed));
     }
 });
