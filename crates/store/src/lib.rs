@@ -47,7 +47,7 @@ pub mod catalog;
 pub mod chunker;
 pub mod dir;
 mod error;
-#[cfg(fuzzing)]
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod node;
