@@ -10,7 +10,8 @@
 //!   field blindly. Every frame here starts with a magic and a version, every
 //!   length is bounded, the sender channel is checked, the frame index must be
 //!   below the frame count, and trailing bytes are an error. A frame that fails
-//!   any check is logged and dropped by [`crate::endpoint`]; it is never fatal.
+//!   any check is logged and dropped by the endpoint that received it; it is never
+//!   fatal.
 //! - *A large file overflows the broker's per-client output buffer*: the seed
 //!   published the whole ciphertext in one Redis message, which Redis cuts off
 //!   at its `client-output-buffer-limit pubsub` (32 MiB hard, 8 MiB soft). Here
