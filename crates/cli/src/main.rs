@@ -48,7 +48,8 @@ enum Command {
     Stat(store::StatArgs),
     /// Check every node, catalog record and reference count.
     Verify(store::VerifyArgs),
-    /// Remove orphaned nodes and fix reference counts.
+    /// Remove orphaned nodes, fix reference counts, and give the disk space
+    /// of removed contents back.
     Gc(store::GcArgs),
     /// The key service: KEK/DEK facility, HTTPS server, local encryption.
     Kms(kms::KmsArgs),

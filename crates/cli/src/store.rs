@@ -219,6 +219,10 @@ pub struct VerifyArgs {
 
 /// `seccs gc`: remove orphans and fix counts.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "The embedded backend keeps what `rm` deletes on disk until its tables \
+are compacted; gc compacts them, so the space of removed contents returns to the file system."
+)]
 pub struct GcArgs {
     /// Print the report as JSON.
     #[arg(long)]

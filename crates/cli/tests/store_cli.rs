@@ -184,6 +184,48 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Bytes the files under `dir` occupy on disk.
+fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    walk(dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).expect("stat").blocks() * 512)
+        .sum()
+}
+
+#[test]
+fn gc_gives_the_disk_space_of_removed_contents_back() {
+    const MIB: u64 = 1 << 20;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let big = random_file(tmp.path(), "big.bin", 16 << 20, 7);
+    let small = random_file(tmp.path(), "small.bin", 2 << 20, 8);
+    ok(seccs(&store)
+        .arg("put")
+        .arg(&big)
+        .args(["--name", "big", "-q"]));
+    ok(seccs(&store)
+        .arg("put")
+        .arg(&small)
+        .args(["--name", "small", "-q"]));
+    ok(seccs(&store).args(["rm", "big"]));
+    let before = disk_bytes(&store);
+    assert!(before > 16 * MIB, "rm alone leaves {before} bytes on disk");
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(seccs(&store).args(["gc", "--json"]))).expect("json");
+    assert_eq!(report["removed"], 0, "rm left no orphans: {report}");
+    assert_eq!(report["counts_fixed"], 0, "{report}");
+    let after = disk_bytes(&store);
+    assert!(after < 6 * MIB, "{after} bytes on disk for a 2 MiB content");
+    let restored = tmp.path().join("small.out");
+    ok(seccs(&store).args(["get", "small", "-o"]).arg(&restored));
+    assert_eq!(
+        std::fs::read(&restored).expect("read"),
+        std::fs::read(&small).expect("read")
+    );
+    ok(seccs(&store).args(["verify"]));
+}
+
 #[test]
 fn a_second_process_gets_store_is_in_use() {
     let tmp = tempfile::tempdir().expect("tmp");

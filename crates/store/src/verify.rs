@@ -217,8 +217,10 @@ impl Store {
     }
 
     /// Raises counts that are too low, then removes orphans (count zero) and
-    /// the nodes only they referred to. Never removes a node that a name
-    /// reaches: such a node's count is at least one after the first step.
+    /// the nodes only they referred to, then lets the backend give the
+    /// space of removed entries back ([`Backend::reclaim_space`](crate::backend::Backend::reclaim_space)). Never
+    /// removes a node that a name reaches: such a node's count is at least
+    /// one after the first step.
     pub fn gc(&self) -> Result<GcReport> {
         let _guard = self.lock_writer();
         let (nodes, records, _) = self.scan()?;
@@ -260,6 +262,9 @@ impl Store {
         if !batch.is_empty() {
             self.backend().apply_owned(batch)?;
         }
+        // Entries removed by `rm` before, and those removed just now, may
+        // still hold disk space in backends that free it lazily.
+        self.backend().reclaim_space()?;
         Ok(report)
     }
 }

@@ -576,6 +576,85 @@ fn bulk_writes_bypass_the_journal() -> TestResult {
     Ok(())
 }
 
+/// Bytes the files under `dir` occupy on disk.
+fn disk_usage(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            disk_usage(&entry.path())?
+        } else {
+            meta.blocks() * 512
+        };
+    }
+    Ok(total)
+}
+
+/// Writes `batches` bulk batches of 1000 entries of 4 KiB (values go to
+/// blob files), numbered from `first`.
+fn put_4k_batches(backend: &EmbeddedBackend, first: u64, batches: u64) -> TestResult {
+    backend.set_sync_each_batch(false);
+    for b in first..first + batches {
+        let mut batch = Batch::new();
+        for j in 0..BULK_BATCH_KEYS {
+            batch.put(crash_key(b, j), crash_value(b, j).repeat(14), 1);
+        }
+        backend.apply(&batch)?;
+    }
+    backend.set_sync_each_batch(true);
+    backend.flush()?;
+    Ok(())
+}
+
+fn delete_batches(backend: &EmbeddedBackend, batches: std::ops::Range<u64>) -> TestResult {
+    let mut batch = Batch::new();
+    for b in batches {
+        for j in 0..BULK_BATCH_KEYS {
+            batch.delete(crash_key(b, j));
+        }
+    }
+    backend.apply(&batch)?;
+    Ok(())
+}
+
+#[test]
+fn reclaiming_space_returns_the_disk_space_of_deleted_entries() -> TestResult {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir()?;
+    {
+        let backend = EmbeddedBackend::open(dir.path())?;
+        // 6 batches of ~4 MiB: 0..3 stay, 3..6 are deleted.
+        put_4k_batches(&backend, 0, 6)?;
+        delete_batches(&backend, 3..6)?;
+        // The premise: a delete alone leaves the deleted values on disk.
+        assert!(disk_usage(dir.path())? > 20 * MIB);
+        backend.reclaim_space()?;
+    }
+    let half = disk_usage(dir.path())?;
+    // 12 MiB of values stay; what is left on disk is at most a quarter
+    // stale, plus tables and the journal.
+    assert!(half < 18 * MIB, "{half} bytes on disk for 12 MiB of values");
+    {
+        let backend = EmbeddedBackend::open(dir.path())?;
+        let entries = all_entries(&backend)?;
+        assert_eq!(entries.len() as u64, 3 * BULK_BATCH_KEYS);
+        for b in 0..3 {
+            for j in 0..BULK_BATCH_KEYS {
+                let entry = &entries[&crash_key(b, j)];
+                assert_eq!(entry.value, crash_value(b, j).repeat(14));
+                assert_eq!(entry.count, 1);
+            }
+        }
+        delete_batches(&backend, 0..3)?;
+        backend.reclaim_space()?;
+        assert_eq!(backend.usage()?.entries, 0);
+    }
+    let empty = disk_usage(dir.path())?;
+    assert!(empty < 2 * MIB, "{empty} bytes on disk for an empty store");
+    Ok(())
+}
+
 /// A writer applies 300 batches of 64 entries of `value_len` bytes, each
 /// batch giving every entry the same count, while this thread reads them
 /// all at once and checks the counts agree.

@@ -341,6 +341,15 @@ pub trait Backend: Send + Sync {
     /// or only at the next [`Backend::flush`]; batches stay atomic either
     /// way. Writers of many small batches turn it off, then flush once.
     fn set_sync_each_batch(&self, _sync: bool) {}
+
+    /// Gives the file system back the space of entries already deleted,
+    /// where the backend keeps it after a delete (an LSM tree keeps deleted
+    /// records until a compaction merges them away). `gc` calls it; it may
+    /// rewrite the backend's index, so it is not for hot paths. A no-op
+    /// (the default) where a delete frees its space by itself.
+    fn reclaim_space(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 /// Implements [`Backend`] for a smart pointer by forwarding every method, so
@@ -391,6 +400,9 @@ macro_rules! forward_backend {
             }
             fn flush(&self) -> Result<(), BackendError> {
                 (**self).flush()
+            }
+            fn reclaim_space(&self) -> Result<(), BackendError> {
+                (**self).reclaim_space()
             }
         }
     };
