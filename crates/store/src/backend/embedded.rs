@@ -112,6 +112,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use fjall::config::{CompressionPolicy, PartitioningPolicy};
 use fjall::{
@@ -151,6 +152,9 @@ const INGEST_MIN_BYTES: usize = 256 << 10;
 /// Longest key the backend stores: fjall takes keys of 1 to `u16::MAX`
 /// bytes, and one is the tag.
 const MAX_KEY_LEN: usize = u16::MAX as usize - 1;
+/// Longest wait for the flush worker to write a memtable out: one is at
+/// most `MEMTABLE_BYTES`, which a working disk writes in well under a second.
+const FLUSH_WAIT: Duration = Duration::from_secs(30);
 /// Most major compactions one `reclaim_space` runs (see there).
 const RECLAIM_ROUNDS: usize = 8;
 /// Lookups in one `get_values` call from which they run in parallel.
@@ -318,6 +322,30 @@ impl EmbeddedBackend {
     /// [`BackendError::Other`] if the directory cannot be read.
     pub fn disk_bytes(&self) -> Result<u64, BackendError> {
         self.db.disk_space().map_err(map_error)
+    }
+
+    /// Writes the memtable (journaled batches) out as a table and waits,
+    /// a bounded time, until the flush worker has done so: a compaction
+    /// sees only tables, so deletes still in memory would keep what they
+    /// delete on disk. (fjall's own `rotate_memtable_and_wait` polls
+    /// without end, and a flush that fails, say on a full disk, never ends.)
+    fn flush_memtable(&self) -> Result<(), BackendError> {
+        self.entries.rotate_memtable().map_err(map_error)?;
+        let deadline = Instant::now() + FLUSH_WAIT;
+        while self.entries.sealed_memtable_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(BackendError::other(
+                    NAME,
+                    format_args!(
+                        "the database did not write its memory table to disk within {} s \
+                         (is the disk full?)",
+                        FLUSH_WAIT.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, ()> {
@@ -784,7 +812,7 @@ impl Backend for EmbeddedBackend {
     fn reclaim_space(&self) -> Result<(), BackendError> {
         let _writer = self.lock_writer();
         self.ingest_pending()?;
-        self.entries.rotate_memtable_and_wait().map_err(map_error)?;
+        self.flush_memtable()?;
         // A compaction drops the blob files that were dead before it began,
         // not those its own merge killed, and rewrites at most a quarter of
         // the files that are at least a quarter stale (fjall's defaults): so
