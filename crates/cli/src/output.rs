@@ -156,7 +156,15 @@ impl FileAttrs {
         {
             return Ok(());
         }
-        self.apply(&File::open(path)?)?
+        // Never through a symlink, and only to a directory: a restore
+        // checks what it finds at `path`, but the final component could be
+        // swapped for a link between that check and this open.
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+            .open(path)?;
+        self.apply(&dir)?
     }
 }
 

@@ -154,6 +154,14 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
     }
     paths.sort();
     for path in paths {
+        // Names are UTF-8: converting another name lossily could give two
+        // files one name, and a restore a name that was never there.
+        if path.file_name().is_some_and(|n| n.to_str().is_none()) {
+            w.problems.push(format!(
+                "skipped {path:?}: its name is not valid UTF-8, and names are stored as UTF-8"
+            ));
+            continue;
+        }
         let name = name_of(&path);
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
@@ -428,6 +436,35 @@ fn with_xattrs(
     }
 }
 
+/// Opens the file at `path`, which the walk found to be a regular file,
+/// for reading, without following a symlink or waiting on a FIFO: it may
+/// have been replaced by either since, and a link could lead out of the
+/// tree being put, a FIFO block the put for good.
+fn open_regular(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => anyhow::anyhow!(
+                "cannot read {}: it was replaced by a symlink while the put ran",
+                path.display()
+            ),
+            _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
+        })?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "cannot read {}: it is no longer a regular file (replaced while the put ran)",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
 /// A report when the file at `path` is no longer the one `opened` stamped
 /// before `read_len` bytes were read from it (written, replaced or removed
 /// meanwhile, as tar and borg check): the bytes stored may then mix old and
@@ -490,6 +527,9 @@ pub struct TreePut {
 /// Stores every file, symlink and directory under `dir`.
 pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     let start = since_epoch();
+    if dir.to_str().is_none() {
+        bail!("cannot put {dir:?}: its path is not valid UTF-8, and names are stored as UTF-8");
+    }
     let root = name_of(dir);
     let mut w = Walk::default();
     // DIR itself is recorded too (as tar records it), so that a restore
@@ -613,8 +653,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             }
             let outcome = match f {
                 Found::File { path, name, .. } => {
-                    let file = File::open(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let file = open_regular(path)?;
                     // The stamp of what is opened (the walk's may be of a
                     // file since replaced), taken before reading: a later
                     // write changes it.
@@ -1006,9 +1045,17 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     let bar = crate::progress::bytes(total, !progress);
     let restore_one = |(record, version): Restored<'_>| -> Result<()> {
         let target = restore_target(dir, &record.name)?;
-        if version.kind != EntryKind::Symlink && is_symlink(&target) {
-            fs::remove_file(&target)
-                .with_context(|| format!("cannot replace the link {}", target.display()))?;
+        // What is in the way goes, as tar does it: a symlink (writing
+        // through it could leave `dir`), and for a file also a FIFO, socket
+        // or device (writing to it would block, or reach a disk).
+        if let Ok(meta) = fs::symlink_metadata(&target) {
+            let found = meta.file_type();
+            let in_the_way = found.is_symlink()
+                || (version.kind == EntryKind::File && !found.is_file() && !found.is_dir());
+            if version.kind != EntryKind::Symlink && in_the_way {
+                fs::remove_file(&target)
+                    .with_context(|| format!("cannot replace {}", target.display()))?;
+            }
         }
         match version.kind {
             EntryKind::File => crate::output::write_file_atomically_as(
@@ -1038,13 +1085,27 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .partition(|(_, v)| v.kind == EntryKind::Symlink);
     links.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     let (firsts, more_links) = hard_link_groups(others);
-    let mut results: Vec<Result<()>> = firsts.into_par_iter().map(restore_one).collect();
+    let restored_firsts: Vec<(&str, Result<()>)> = firsts
+        .into_par_iter()
+        .map(|entry| (entry.0.name.as_str(), restore_one(entry)))
+        .collect();
+    let written: HashSet<&str> = restored_firsts
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(name, _)| *name)
+        .collect();
+    let mut results: Vec<Result<()>> = restored_firsts.into_iter().map(|(_, r)| r).collect();
     // Names that were one file are one file again: linked to the first,
-    // or written on their own when that cannot be.
+    // or written on their own when that cannot be. Only a first that this
+    // restore wrote, on a path without a symlink above it, is linked to:
+    // whatever else is at its path could be outside `dir`.
     results.extend(more_links.into_iter().map(|(entry, first)| {
         let target = restore_target(dir, &entry.0.name)?;
-        let first = dir.join(name_of(Path::new(&first.name)));
-        link_or_write(&first, &target, || restore_one(entry))
+        let first_rel = name_of(Path::new(&first.name));
+        if !written.contains(first.name.as_str()) || refuse_links_above(dir, &first_rel).is_err() {
+            return restore_one(entry);
+        }
+        link_or_write(&dir.join(first_rel), &target, || restore_one(entry))
     }));
     // In name order (a parent's link before anything under it), one at a
     // time, so that each sees the links before it.
@@ -1061,25 +1122,30 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     let top = top
         .as_ref()
         .and_then(|r| Some((r, version_to_restore(r, at)?)));
-    let mut dirs: Vec<(PathBuf, FileAttrs)> = records
+    let mut dirs: Vec<(String, PathBuf, FileAttrs)> = records
         .iter()
         .copied()
         .chain(top)
         .filter(|(_, v)| v.kind == EntryKind::Directory)
         .map(|(r, v)| {
-            (
-                dir.join(name_of(Path::new(&r.name))),
-                attrs_of(v, ownership),
-            )
+            let rel = name_of(Path::new(&r.name));
+            let path = dir.join(&rel);
+            (rel, path, attrs_of(v, ownership))
         })
         .collect();
-    dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
-    let dir_results = dirs.iter().map(|(path, attrs)| {
-        if is_symlink(path) {
-            bail!(
-                "not setting the mode or time of {}: it is a symlink",
+    dirs.sort_by_key(|(_, path, _)| std::cmp::Reverse(path.components().count()));
+    // Each is checked again here, after the links were made: a directory
+    // whose restore failed may have a file or a link in its place now, and
+    // a link made since may sit above it.
+    let dir_results = dirs.iter().map(|(rel, path, attrs)| {
+        refuse_links_above(dir, rel)?;
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => bail!(
+                "not setting the mode or time of {}: it is not a directory",
                 path.display()
-            );
+            ),
+            Err(e) => bail!("cannot set the mode or time of {}: {e}", path.display()),
         }
         attrs
             .apply_to_dir(path)
@@ -1111,6 +1177,33 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_replaced_by_a_symlink_or_a_fifo_is_not_followed_or_waited_on() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let secret = tmp.path().join("secret");
+        fs::write(&secret, b"outside the tree")?;
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&secret, &link)?;
+        let err = format!(
+            "{:#}",
+            open_regular(&link).err().context("a link was opened")?
+        );
+        assert!(err.contains("replaced by a symlink"), "{err}");
+        // Opening a FIFO for reading would wait for a writer for good.
+        let fifo = tmp.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+        assert!(made.success());
+        let err = format!(
+            "{:#}",
+            open_regular(&fifo).err().context("a FIFO was opened")?
+        );
+        assert!(err.contains("no longer a regular file"), "{err}");
+        let mut read = String::new();
+        std::io::Read::read_to_string(&mut open_regular(&secret)?, &mut read)?;
+        assert_eq!(read, "outside the tree");
+        Ok(())
+    }
 
     #[test]
     fn an_entry_whose_attributes_cannot_be_read_is_stored_and_read_again_next_time() {

@@ -226,6 +226,133 @@ fn gc_gives_the_disk_space_of_removed_contents_back() {
     ok(seccs(&store).args(["verify"]));
 }
 
+/// Mode, owner and modification time of `path`, not following a link.
+fn mode_owner_time(path: &Path) -> (u32, u32, u32, i64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).expect("stat");
+    (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime())
+}
+
+#[test]
+fn a_restore_sets_nothing_on_a_directory_reached_through_a_symlink() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let deep = tmp.path().join("hand/deep");
+    std::fs::create_dir_all(&deep).expect("mkdir");
+    std::fs::write(deep.join("f"), b"f").expect("write");
+    run(Command::new("chmod").arg("777").arg(&deep));
+    ok(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["put", "-q", "hand"]));
+    // OUT already holds `hand`, a link to a directory outside OUT that
+    // has a `deep` of its own.
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(outside.join("deep")).expect("mkdir");
+    run(Command::new("chmod").arg("700").arg(outside.join("deep")));
+    let before = mode_owner_time(&outside.join("deep"));
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, out.join("hand")).expect("symlink");
+    let failed = run(seccs(&store).args(["get", "hand/", "-q", "-o"]).arg(&out));
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(err.contains("is a symlink"), "{err}");
+    assert_eq!(mode_owner_time(&outside.join("deep")), before);
+    assert!(!outside.join("deep/f").exists());
+}
+
+#[test]
+fn a_hard_link_is_never_made_to_a_file_outside_the_restore() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = tmp.path().join("f");
+    std::fs::write(&f, b"stored").expect("write");
+    // One file put under two names: a restore makes them one file again.
+    ok(seccs(&store)
+        .arg("put")
+        .arg(&f)
+        .args(["--name", "h/sub/a", "-q"]));
+    ok(seccs(&store)
+        .arg("put")
+        .arg(&f)
+        .args(["--name", "h/zb", "-q"]));
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("a"), b"outside secret").expect("write");
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("h")).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, out.join("h/sub")).expect("symlink");
+    let failed = run(seccs(&store).args(["get", "h/", "-q", "-o"]).arg(&out));
+    assert!(!failed.status.success(), "h/sub/a is refused");
+    assert_eq!(std::fs::read(out.join("h/zb")).expect("read"), b"stored");
+    assert_eq!(
+        std::fs::read(outside.join("a")).expect("read"),
+        b"outside secret"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| std::fs::metadata(p).expect("stat").ino();
+    assert_ne!(ino(&out.join("h/zb")), ino(&outside.join("a")));
+}
+
+#[test]
+fn a_fifo_where_a_file_goes_is_replaced_not_written_to() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let tree = tmp.path().join("t");
+    std::fs::create_dir(&tree).expect("mkdir");
+    std::fs::write(tree.join("a"), b"data").expect("write");
+    ok(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["put", "-q", "t"]));
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("t")).expect("mkdir");
+    ok(Command::new("mkfifo").arg(out.join("t/a")));
+    // Writing into the FIFO would wait for a reader for good: bounded.
+    let mut child = seccs(&store)
+        .args(["get", "t/", "-q", "-o"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the restore hung on the FIFO");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let meta = std::fs::symlink_metadata(out.join("t/a")).expect("stat");
+    assert!(meta.is_file());
+    assert_eq!(std::fs::read(out.join("t/a")).expect("read"), b"data");
+}
+
+#[test]
+fn names_that_are_not_utf8_are_reported_not_merged() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let tree = tmp.path().join("t");
+    std::fs::create_dir(&tree).expect("mkdir");
+    let latin1 = |b: &[u8]| tree.join(std::ffi::OsStr::from_bytes(b));
+    std::fs::write(latin1(b"caf\xe9"), b"one").expect("write");
+    std::fs::write(latin1(b"caf\xe8"), b"two").expect("write");
+    std::fs::write(tree.join("ok"), b"three").expect("write");
+    let out = run(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["put", "-q", "t"]));
+    assert!(!out.status.success(), "two files were not stored");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("not valid UTF-8").count(), 2, "{err}");
+    let names = listed(&store, &["t/"]);
+    assert_eq!(names, ["t/ok"]);
+}
+
 #[test]
 fn a_second_process_gets_store_is_in_use() {
     let tmp = tempfile::tempdir().expect("tmp");
