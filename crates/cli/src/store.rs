@@ -77,8 +77,10 @@ pub struct PutArgs {
     /// stored as read and reported (non-zero exit); the next put reads it
     /// again.
     file: PathBuf,
-    /// Store under NAME (a file or stdin). An existing NAME keeps its older
-    /// versions: read them with `seccs get NAME@N`.
+    /// Store under NAME (a file or stdin), a relative path such as
+    /// `docs/a.txt` (no leading `/`, no empty, `.` or `..` component). An
+    /// existing NAME keeps its older versions: read them with `seccs get
+    /// NAME@N`.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// For a directory: read every file, even one whose size, times and

@@ -434,9 +434,7 @@ impl Store {
                 xattrs.len()
             )));
         }
-        if name.is_empty() {
-            return Err(StoreError::InvalidName("a name cannot be empty".into()));
-        }
+        check_name(name)?;
         let key = self.catalog.key_of(name);
         let number = std::cell::Cell::new(0u32);
         let hook = |content_ref: &ContentRef| -> Result<FinalEntries> {
@@ -919,4 +917,27 @@ fn missing(digest: &[u8]) -> StoreError {
         "node {} is missing from the store",
         seccs_core::hexenc::encode(digest)
     ))
+}
+
+/// Refuses a name that is not in the one form a path is stored under
+/// (`a/b/c`: no empty, `.` or `..` component, so no leading or trailing `/`,
+/// and no NUL): two spellings of one path would be two names, and a restore,
+/// which reads a name as a path under its output directory, would give a
+/// different one.
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(StoreError::InvalidName("a name cannot be empty".into()));
+    }
+    if name.contains('\0') {
+        return Err(StoreError::InvalidName(format!(
+            "{name:?}: a name cannot hold a NUL byte"
+        )));
+    }
+    if name.split('/').any(|part| matches!(part, "" | "." | "..")) {
+        return Err(StoreError::InvalidName(format!(
+            "{name:?}: a name is a relative path without empty, `.` or `..` components \
+             (such as `photos/2024/a.jpg`)"
+        )));
+    }
+    Ok(())
 }

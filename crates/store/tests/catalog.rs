@@ -3,9 +3,9 @@
 mod common;
 
 use common::{memory_store, random_bytes};
-use seccs_store::WrapperKind;
 use seccs_store::backend::Backend;
 use seccs_store::catalog::{EntryKind, FileMeta, FileMode, FileStamp, Owner, Stamp, Xattr};
+use seccs_store::{StoreError, WrapperKind};
 
 #[test]
 fn putting_an_existing_name_keeps_the_old_version_until_removed() {
@@ -442,4 +442,23 @@ fn keeping_the_newest_versions_releases_the_older_ones_exactly() {
     store.remove_name("a", None).expect("rm");
     store.remove_name("b", None).expect("rm");
     assert_eq!(store.usage().expect("usage").entries, 0);
+}
+
+#[test]
+fn a_name_is_a_path_in_one_form_only() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    for bad in [
+        "", "/abs", "a/./b", "a/../b", "../up", "a//b", "dir/", ".", "a\0b",
+    ] {
+        let err = store
+            .put_named(&mut &b"x"[..], bad, EntryKind::File)
+            .expect_err(bad);
+        assert!(matches!(err, StoreError::InvalidName(_)), "{bad:?}: {err}");
+    }
+    assert_eq!(backend.keys().len(), 0, "a refused name stores nothing");
+    for good in ["a", "photos/2024/a.jpg", ".hidden/..x/x.."] {
+        store
+            .put_named(&mut &b"x"[..], good, EntryKind::File)
+            .expect(good);
+    }
 }
