@@ -73,28 +73,31 @@
 //! into `entries` in one ingestion and then drops them (a crash in between
 //! is finished at the next open).
 //!
-//! # Two write paths: the journal and ingestion
+//! # One write path: ingestion
 //!
-//! fjall writes every batch to its journal and again to a table when the
+//! fjall writes a batch to its journal and again to a table when the
 //! memtable is flushed, and it keeps a journal file until the file passes
 //! 64 MB, whatever has been flushed: a store of 25 MiB kept about 30 MiB of
-//! journal beside its tables. Bulk writes therefore skip the journal:
-//! - A small durable batch with nothing pending is one journaled `fjall`
-//!   write batch, synced before `apply` returns (an `rm`, a small put).
-//! - Everything else (deferred batches, batches applied with
-//!   [`EmbeddedBackend::set_sync_each_batch`]`(false)`, and durable batches
-//!   of `INGEST_MIN_BYTES`, 256 KiB, or more) is folded into an in-memory
-//!   overlay that every read consults first. The overlay is written as one
-//!   fjall ingestion (new tables and blob files, synced, registered in one
-//!   atomic version change) when it holds `GROUP_BYTES` (8 MiB), when a
-//!   durable batch arrives, at [`Backend::flush`], before a walk, and when
-//!   the backend is dropped.
+//! journal beside its tables. Batches therefore skip the journal: each is
+//! folded into an in-memory overlay that every read consults first, and the
+//! overlay is written as one fjall ingestion (new tables and blob files,
+//! synced, registered in one atomic version change) when it holds
+//! `GROUP_BYTES` (8 MiB), when a durable batch arrives, at
+//! [`Backend::flush`], before a walk, and when the backend is dropped.
+//!
+//! Earlier builds sent small durable batches (an `rm`, a small put)
+//! through the journal instead. A store written both ways was seen to
+//! answer point reads with records that later ingestions had replaced:
+//! after a large batch of deletions, the old count of a deleted entry came
+//! back ("a count but no value"), while iteration saw the right state. So
+//! every batch is ingested now, and [`EmbeddedBackend::open`] merges every
+//! table of a store an earlier build wrote, once (it leaves the file
+//! `seccs-ingest-only` in the database directory when done).
 //!
 //! # Durability, atomicity, locking
 //!
-//! Both paths are atomic: the journal records a batch as a unit and
-//! recovery drops a batch whose end is missing, and an ingestion becomes
-//! visible, in memory and on disk, in one version change. The overlay holds
+//! An ingestion becomes visible, in memory and on disk, in one version
+//! change. The overlay holds
 //! whole batches in the order they were applied, so a crash leaves the
 //! store as it was after some batch: every batch wholly present or wholly
 //! absent, and a lost batch is always one applied after every kept one (a
@@ -109,6 +112,7 @@
 //! from this process or another, gets [`BackendError::Locked`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -147,8 +151,9 @@ const WRITE_BUFFER_BYTES: u64 = 16 << 20;
 /// that a tree of small files makes few, large tables; small enough to keep
 /// a put of any size well under 128 MiB resident.
 const GROUP_BYTES: usize = 8 << 20;
-/// A durable batch at least this large is ingested rather than journaled.
-const INGEST_MIN_BYTES: usize = 256 << 10;
+/// The file whose presence says every table was merged since the last
+/// build that journaled batches wrote (see `settle_mixed_writes`).
+const INGEST_ONLY_MARKER: &str = "seccs-ingest-only";
 /// Longest key the backend stores: fjall takes keys of 1 to `u16::MAX`
 /// bytes, and one is the tag.
 const MAX_KEY_LEN: usize = u16::MAX as usize - 1;
@@ -283,14 +288,40 @@ impl EmbeddedBackend {
             })
             .map_err(|e| open_error(e, dir))?;
         migrate_legacy(&db, &entries).map_err(|e| in_dir(e, dir))?;
-        Ok(Self {
+        let backend = Self {
             db,
             entries,
             path: dir.to_owned(),
             sync_each_batch: AtomicBool::new(true),
             writer: Mutex::new(()),
             overlay: RwLock::new(Overlay::default()),
-        })
+        };
+        backend.settle_mixed_writes().map_err(|e| in_dir(e, dir))?;
+        Ok(backend)
+    }
+
+    /// Merges every table once (and first moves what fjall recovered from
+    /// its journal into a table) in a database that builds before this one
+    /// wrote, then leaves a marker so that it happens once. Those builds
+    /// wrote small batches through fjall's journal and large ones by
+    /// ingestion; a store written both ways was seen to answer point reads
+    /// with a record that a later ingestion had replaced (the count of an
+    /// entry already deleted: "a count but no value") while iteration, and
+    /// so `verify`, saw the right one. A full merge resolves every key by
+    /// sequence number. This build writes every batch by ingestion.
+    fn settle_mixed_writes(&self) -> Result<(), BackendError> {
+        let marker = self.path.join(INGEST_ONLY_MARKER);
+        if marker.exists() {
+            return Ok(());
+        }
+        self.flush_memtable()?;
+        self.entries.major_compact().map_err(map_error)?;
+        self.db.persist(PersistMode::SyncAll).map_err(map_error)?;
+        std::fs::write(&marker, b"every batch of this database is ingested\n")
+            .and_then(|()| File::open(&self.path)?.sync_all())
+            .map_err(|e| {
+                BackendError::other(NAME, format_args!("cannot write {}: {e}", marker.display()))
+            })
     }
 
     /// The database directory.
@@ -501,15 +532,12 @@ impl EmbeddedBackend {
             }
         }
         let mut writes: Vec<(Vec<u8>, Option<Slice>)> = Vec::with_capacity(2 * order.len());
-        let mut bytes = 0;
         for key in order {
             let Some(p) = pending.get(key) else { continue };
             if let Some(value) = p.value {
-                bytes += key.len() + value.map_or(0, <[u8]>::len);
                 writes.push((tagged(VALUE_TAG, key), value.map(Slice::from)));
             }
             if let Some(count) = p.count {
-                bytes += key.len() + 8;
                 writes.push((
                     tagged(COUNT_TAG, key),
                     count.map(|c| Slice::from(&c.to_be_bytes()[..])),
@@ -519,31 +547,16 @@ impl EmbeddedBackend {
 
         Ok(NetWrites {
             writes,
-            bytes,
             durable: self.sync_each_batch() && batch.is_durable(),
         })
     }
 
-    /// Applies folded writes: journaled, or into the overlay (and ingested
-    /// when it is full or the writes must be durable). The caller holds the
-    /// writer lock.
+    /// Applies folded writes into the overlay, ingested when it is full or
+    /// the writes must be durable. The caller holds the writer lock.
     fn commit(&self, net: NetWrites) -> Result<(), BackendError> {
-        let NetWrites {
-            writes,
-            bytes,
-            durable,
-        } = net;
-        let nothing_pending = self.read_overlay().writes.is_empty();
-        if durable && nothing_pending && bytes < INGEST_MIN_BYTES {
-            let mut journaled = self.db.batch().durability(Some(PersistMode::SyncAll));
-            for (key, value) in writes {
-                match value {
-                    Some(value) => journaled.insert(&self.entries, key, value),
-                    None => journaled.remove(&self.entries, key),
-                }
-            }
-            return journaled.commit().map_err(map_error);
-        }
+        let NetWrites { writes, durable } = net;
+        // Every batch is ingested, none journaled: records written both ways
+        // were seen to go wrong (see `settle_mixed_writes`).
         let full = {
             let mut overlay = self.write_overlay();
             for (key, value) in writes {
@@ -617,8 +630,6 @@ fn migrate_legacy(db: &Database, entries: &Keyspace) -> Result<(), BackendError>
 /// A batch folded into one net write per tagged key (`None`: removed).
 struct NetWrites {
     writes: Vec<(Vec<u8>, Option<Slice>)>,
-    /// Bytes of keys and records written.
-    bytes: usize,
     /// Whether the batch must be durable when `apply` returns.
     durable: bool,
 }
