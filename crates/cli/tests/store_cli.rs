@@ -354,6 +354,25 @@ fn names_that_are_not_utf8_are_reported_not_merged() {
 }
 
 #[test]
+fn rm_of_a_reference_never_takes_a_names_content() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 5000, 3);
+    let r = ok(seccs(&store).arg("put").arg(&f).args(["--name", "a", "-q"]));
+    let r = r.trim();
+    let err = fails(seccs(&store).args(["rm", r]));
+    assert!(err.contains("was put only as a@1"), "{err}");
+    ok(seccs(&store).args(["verify"]));
+    // A put of its own can be undone, once.
+    assert_eq!(ok(seccs(&store).arg("put").arg(&f)).trim(), r);
+    ok(seccs(&store).args(["rm", r]));
+    fails(seccs(&store).args(["rm", r]));
+    ok(seccs(&store).args(["verify"]));
+    ok(seccs(&store).args(["rm", "a"]));
+    assert_eq!(stat(&store)["entries"], 0);
+}
+
+#[test]
 fn a_second_process_gets_store_is_in_use() {
     let tmp = tempfile::tempdir().expect("tmp");
     let store = tmp.path().join("store");
