@@ -352,6 +352,7 @@ impl Store {
                     Some(c) if c > 0 => c,
                     // Cleaning up: what is already gone needs no release.
                     None if releaser.tolerate_missing && !is_root => continue,
+                    None if releaser.tolerate_missing_roots && is_root => continue,
                     Some(_) | None if is_root => {
                         return Err(StoreError::NotFound(ContentRef::new(&digest, len).to_hex()));
                     }
@@ -609,6 +610,7 @@ impl Store {
 
     /// Drops the put each of `versions` holds, into `releaser`.
     fn release_versions(&self, releaser: &mut Releaser, versions: &[Version]) -> Result<()> {
+        releaser.tolerate_missing_roots = true;
         for v in versions {
             let r = &v.content_ref;
             self.release(
@@ -876,6 +878,10 @@ pub(crate) struct Releaser {
     counts: HashMap<Vec<u8>, (Option<u64>, Option<u64>, u8)>,
     /// Skip absent nodes instead of failing (gc of damaged stores).
     pub(crate) tolerate_missing: bool,
+    /// Skip absent roots: a name's version whose content is gone (a store
+    /// damaged, or one where an older build let `rm REF` take it) can
+    /// still be removed; there is nothing left to release.
+    pub(crate) tolerate_missing_roots: bool,
 }
 
 impl Releaser {

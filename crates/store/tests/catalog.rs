@@ -462,3 +462,22 @@ fn a_name_is_a_path_in_one_form_only() {
             .expect(good);
     }
 }
+
+#[test]
+fn a_name_whose_content_is_gone_can_still_be_removed() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let content = random_bytes(20_000, 9);
+    let (outcome, _) = store
+        .put_named(&mut content.as_slice(), "a", EntryKind::File)
+        .expect("put");
+    let r = outcome.content_ref;
+    // The root goes behind the store's back (damage, or an old build's
+    // `rm REF`): the name no longer reads, but it can be removed.
+    assert!(backend.remove_raw(r.digest()));
+    assert!(store.get(&r).is_err());
+    assert_eq!(store.remove_name("a", None).expect("removed"), 1);
+    assert!(store.list("").expect("list").is_empty());
+    // The nodes below keep the count their lost root gave them: `gc`
+    // cannot tell them from the trees of puts without a name.
+    assert!(store.verify().expect("verify").findings.is_empty());
+}
