@@ -163,7 +163,7 @@ pub struct GetArgs {
 /// gone.
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// A content reference (undoes one put of it), a NAME (removes every
+    /// A content reference (undoes one put of it without a name), a NAME (removes every
     /// version), NAME@N (removes version N), or PREFIX/ (removes every
     /// version of every name under PREFIX/, and the directory PREFIX if
     /// `put DIR` recorded it). With --gone: only names under
