@@ -142,8 +142,8 @@ const VALUE_TAG: u8 = b'v';
 
 /// Block cache of the database.
 const CACHE_BYTES: u64 = 8 << 20;
-/// Largest in-memory table before it is flushed to disk (only small
-/// journaled batches reach it).
+/// Largest in-memory table before it is flushed to disk (only what an
+/// earlier build journaled reaches it).
 const MEMTABLE_BYTES: u64 = 8 << 20;
 /// All memtables together, sealed ones waiting for the flusher included.
 const WRITE_BUFFER_BYTES: u64 = 16 << 20;
