@@ -1050,9 +1050,13 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         // or device (writing to it would block, or reach a disk).
         if let Ok(meta) = fs::symlink_metadata(&target) {
             let found = meta.file_type();
-            let in_the_way = found.is_symlink()
-                || (version.kind == EntryKind::File && !found.is_file() && !found.is_dir());
-            if version.kind != EntryKind::Symlink && in_the_way {
+            let in_the_way = match version.kind {
+                EntryKind::File => !found.is_file() && !found.is_dir(),
+                EntryKind::Directory => found.is_symlink(),
+                // `restore_link` replaces whatever is there.
+                EntryKind::Symlink => false,
+            };
+            if in_the_way {
                 fs::remove_file(&target)
                     .with_context(|| format!("cannot replace {}", target.display()))?;
             }
@@ -1097,15 +1101,16 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     let mut results: Vec<Result<()>> = restored_firsts.into_iter().map(|(_, r)| r).collect();
     // Names that were one file are one file again: linked to the first,
     // or written on their own when that cannot be. Only a first that this
-    // restore wrote, on a path without a symlink above it, is linked to:
-    // whatever else is at its path could be outside `dir`.
+    // restore wrote is linked to (its path was checked for links above it,
+    // and links come last): whatever else is at its path could be outside
+    // `dir`.
     results.extend(more_links.into_iter().map(|(entry, first)| {
-        let target = restore_target(dir, &entry.0.name)?;
-        let first_rel = name_of(Path::new(&first.name));
-        if !written.contains(first.name.as_str()) || refuse_links_above(dir, &first_rel).is_err() {
+        if !written.contains(first.name.as_str()) {
             return restore_one(entry);
         }
-        link_or_write(&dir.join(first_rel), &target, || restore_one(entry))
+        let target = restore_target(dir, &entry.0.name)?;
+        let first = dir.join(name_of(Path::new(&first.name)));
+        link_or_write(&first, &target, || restore_one(entry))
     }));
     // In name order (a parent's link before anything under it), one at a
     // time, so that each sees the links before it.

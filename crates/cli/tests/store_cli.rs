@@ -43,6 +43,16 @@ fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
     path
 }
 
+/// `seccs put FILE --name NAME -q`; the reference it prints.
+fn put_as(store: &Path, file: &Path, name: &str) -> String {
+    ok(seccs(store)
+        .arg("put")
+        .arg(file)
+        .args(["--name", name, "-q"]))
+    .trim()
+    .to_owned()
+}
+
 fn stat(store: &Path) -> serde_json::Value {
     serde_json::from_str(&ok(seccs(store).args(["stat", "--json"]))).expect("json")
 }
@@ -204,14 +214,8 @@ fn gc_gives_the_disk_space_of_removed_contents_back() {
     let store = tmp.path().join("store");
     let big = random_file(tmp.path(), "big.bin", 16 << 20, 7);
     let small = random_file(tmp.path(), "small.bin", 2 << 20, 8);
-    ok(seccs(&store)
-        .arg("put")
-        .arg(&big)
-        .args(["--name", "big", "-q"]));
-    ok(seccs(&store)
-        .arg("put")
-        .arg(&small)
-        .args(["--name", "small", "-q"]));
+    put_as(&store, &big, "big");
+    put_as(&store, &small, "small");
     ok(seccs(&store).args(["rm", "big"]));
     let before = disk_bytes(&store);
     assert!(before > 16 * MIB, "rm alone leaves {before} bytes on disk");
@@ -272,14 +276,8 @@ fn a_hard_link_is_never_made_to_a_file_outside_the_restore() {
     let f = tmp.path().join("f");
     std::fs::write(&f, b"stored").expect("write");
     // One file put under two names: a restore makes them one file again.
-    ok(seccs(&store)
-        .arg("put")
-        .arg(&f)
-        .args(["--name", "h/sub/a", "-q"]));
-    ok(seccs(&store)
-        .arg("put")
-        .arg(&f)
-        .args(["--name", "h/zb", "-q"]));
+    put_as(&store, &f, "h/sub/a");
+    put_as(&store, &f, "h/zb");
     let outside = tmp.path().join("outside");
     std::fs::create_dir(&outside).expect("mkdir");
     std::fs::write(outside.join("a"), b"outside secret").expect("write");
@@ -362,8 +360,8 @@ fn rm_of_a_reference_never_takes_a_names_content() {
     let tmp = tempfile::tempdir().expect("tmp");
     let store = tmp.path().join("store");
     let f = random_file(tmp.path(), "f", 5000, 3);
-    let r = ok(seccs(&store).arg("put").arg(&f).args(["--name", "a", "-q"]));
-    let r = r.trim();
+    let r = put_as(&store, &f, "a");
+    let r = r.as_str();
     let err = fails(seccs(&store).args(["rm", r]));
     assert!(err.contains("was put only as a@1"), "{err}");
     ok(seccs(&store).args(["verify"]));

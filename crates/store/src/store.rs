@@ -608,9 +608,9 @@ impl Store {
             .collect()
     }
 
-    /// Drops the put each of `versions` holds, into `releaser`.
+    /// Drops the put each of `versions` holds, into `releaser` (made by
+    /// [`Releaser::for_names`]).
     fn release_versions(&self, releaser: &mut Releaser, versions: &[Version]) -> Result<()> {
-        releaser.tolerate_missing_roots = true;
         for v in versions {
             let r = &v.content_ref;
             self.release(
@@ -672,7 +672,7 @@ impl Store {
                 number.unwrap_or(0)
             )));
         }
-        let mut releaser = Releaser::default();
+        let mut releaser = Releaser::for_names();
         self.release_versions(&mut releaser, &gone)?;
         let mut batch = Batch::new();
         record.versions = kept;
@@ -716,7 +716,7 @@ impl Store {
         let _guard = self.lock_writer();
         let (mut touched_names, mut removed_versions) = (0, 0);
         for group in names.chunks(NAMES_PER_BATCH) {
-            let mut releaser = Releaser::default();
+            let mut releaser = Releaser::for_names();
             let mut batch = Batch::new();
             for (key, mut record) in self.records_of(group)? {
                 let cut = record.versions.len().saturating_sub(keep);
@@ -885,6 +885,14 @@ pub(crate) struct Releaser {
 }
 
 impl Releaser {
+    /// A releaser for removing names' versions, which skips absent roots.
+    pub(crate) fn for_names() -> Self {
+        Self {
+            tolerate_missing_roots: true,
+            ..Self::default()
+        }
+    }
+
     /// The batch: parents before children, removals and count updates.
     pub(crate) fn into_batch(self) -> Batch {
         let mut changed: Vec<_> = self

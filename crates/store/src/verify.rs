@@ -218,7 +218,8 @@ impl Store {
 
     /// Raises counts that are too low, then removes orphans (count zero) and
     /// the nodes only they referred to, then lets the backend give the
-    /// space of removed entries back ([`Backend::reclaim_space`](crate::backend::Backend::reclaim_space)). Never
+    /// space of removed entries back
+    /// ([`reclaim_space`](crate::backend::Backend::reclaim_space)). Never
     /// removes a node that a name reaches: such a node's count is at least
     /// one after the first step.
     pub fn gc(&self) -> Result<GcReport> {

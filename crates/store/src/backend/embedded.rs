@@ -319,9 +319,7 @@ impl EmbeddedBackend {
             || self.entries.sealed_memtable_count() > 0
             || !self.entries.is_empty().map_err(map_error)?;
         if written {
-            self.flush_memtable()?;
-            self.entries.major_compact().map_err(map_error)?;
-            self.db.persist(PersistMode::SyncAll).map_err(map_error)?;
+            self.reclaim_space()?;
         }
         std::fs::write(&marker, b"every batch of this database is ingested\n")
             .and_then(|()| File::open(&self.path)?.sync_all())
