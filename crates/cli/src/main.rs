@@ -1,9 +1,19 @@
 //! `seccs`: the command-line entry point. It parses, calls a part's crate,
 //! prints, and exits; no format or crypto code lives here.
 
+/// `println!` that returns the error (a closed pipe, a full disk) for the
+/// caller to report, where `println!` would panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod bench;
 mod diff;
 mod exclude;
+mod interrupt;
 mod kms;
 mod open;
 mod output;

@@ -49,6 +49,11 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
     if StoreDir::exists(path) {
         bail!("{} already holds a store", path.display());
     }
+    // The backend first: an unreachable server or a bad URL leaves nothing
+    // behind, so the corrected command can run again.
+    if new.backend != EMBEDDED {
+        create_network_backend(&new.backend)?;
+    }
     let backend_url = if new.backend == EMBEDDED {
         new.backend.clone()
     } else {
@@ -84,8 +89,10 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
         KeySource::Kms { .. } => load_key_source(path, &new.key)?,
     };
     let store_dir = StoreDir::create(path, config)?;
-    if new.backend != EMBEDDED {
-        create_network_backend(&new.backend)?;
+    if new.backend == EMBEDDED {
+        // Made now, with the store: opening a store later never makes one,
+        // so a database that went missing is not taken for an empty store.
+        drop(store_dir.open_embedded()?);
     }
     Ok((store_dir, key))
 }
@@ -186,9 +193,24 @@ fn open_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
     Ok(Arc::from(backend))
 }
 
+/// Creates the backend at `url` (a PostgreSQL table) and checks that it
+/// holds nothing yet: a second store on the same table or prefix would read
+/// the first one's entries as tampered, and its `gc` would count them.
 fn create_network_backend(url: &str) -> Result<()> {
-    seccs_backends::create(url)
-        .with_context(|| format!("cannot create backend {}", seccs_backends::redact(url)))?;
+    let shown = seccs_backends::redact(url);
+    let backend =
+        seccs_backends::create(url).with_context(|| format!("cannot create backend {shown}"))?;
+    let held = backend
+        .usage()
+        .with_context(|| format!("cannot read backend {shown}"))?
+        .entries;
+    if held > 0 {
+        bail!(
+            "backend {shown} already holds {held} entries: another store's, or this store's from \
+             a directory made before; give each store its own table or prefix (a prefix that no \
+             other store's prefix starts with, such as one ending in `:`)"
+        );
+    }
     Ok(())
 }
 

@@ -205,6 +205,7 @@ pub fn write_file_atomically_as(
         .unwrap_or(Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
+    let _removed_on_interrupt = crate::interrupt::register(tmp.path());
     // Whole blocks of zeros are left as holes: a sparse file comes back
     // sparse.
     let mut out = SparseWriter::new(tmp);

@@ -125,8 +125,8 @@ pub struct GetArgs {
     /// newest version), NAME@N (version N), or PREFIX/ (every name under
     /// PREFIX/, restored as a tree into the -o directory).
     reference: String,
-    /// Write to FILE instead of standard output (for PREFIX/: the directory
-    /// to restore into). A file appears only when its whole content was read
+    /// Write to FILE instead of standard output (`-` is standard output;
+    /// for PREFIX/: the directory to restore into). A file appears only when its whole content was read
     /// and authenticated. A named file (NAME, NAME@N, PREFIX/) gets back the
     /// permission bits and modification time it was put with. Standard
     /// output gets each chunk once it is authenticated, so a failure part
@@ -302,6 +302,8 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
             key,
         },
     )?;
+    // The URL may hold a password: it is shown as config.toml keeps it.
+    let shown_backend = seccs_backends::redact(&args.backend);
     if !shows_key_file {
         eprintln!(
             "seccs: created a store at {} (chunk size {}, wrapper {}, compression {}, backend {}); key held elsewhere ({})",
@@ -309,7 +311,7 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
             args.chunk_size,
             args.wrapper,
             args.compression,
-            args.backend,
+            shown_backend,
             if args.key_from_kms.is_some() {
                 "key service"
             } else {
@@ -324,7 +326,7 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
         args.chunk_size,
         args.wrapper,
         args.compression,
-        args.backend,
+        shown_backend,
         key_shown.display()
     );
     Ok(())
@@ -442,14 +444,14 @@ fn put_one(
             let outcome = store
                 .put_reader(reader)
                 .with_context(|| format!("cannot store {}", shown()))?;
-            println!("{}", outcome.content_ref);
+            outln!("{}", outcome.content_ref)?;
             Ok(outcome.content_ref)
         }
         Some(name) => {
             let (outcome, version) = store
                 .put_named_stamped(reader, name, EntryKind::File, meta)
                 .with_context(|| format!("cannot store {}", shown()))?;
-            println!("{}", outcome.content_ref);
+            outln!("{}", outcome.content_ref)?;
             eprintln!("seccs: stored as {name}@{version}");
             Ok(outcome.content_ref)
         }
@@ -520,7 +522,8 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     };
     let (offset, len) = args.range.unwrap_or((0, r.len()));
     let bar = progress::bytes(len, args.quiet);
-    match &args.output {
+    // `-o -` is standard output, as `put -` is standard input.
+    match args.output.as_deref().filter(|p| *p != Path::new("-")) {
         None => {
             let stdout = io::stdout();
             let mut out = BufWriter::with_capacity(1 << 20, bar.wrap_write(stdout.lock()));
@@ -824,19 +827,22 @@ pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
     let report = opened.store.verify()?;
     spinner.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     } else {
-        println!(
+        outln!(
             "checked {} nodes and {} names: {} finding(s)",
             report.nodes,
             report.names,
             report.findings.len()
-        );
+        )?;
         for f in &report.findings {
-            println!("{}", serde_json::to_string(f)?);
+            outln!("{}", serde_json::to_string(f)?)?;
         }
         for name in &report.broken_names {
-            println!("broken name: {name}");
+            outln!(
+                "broken name: {}",
+                crate::tree::shown_name(name, EntryKind::File)
+            )?;
         }
     }
     if !report.is_clean() {
@@ -854,12 +860,13 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
     let opened = open::open(&loc.path()?, false)?;
     let report = opened.store.gc()?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     } else {
-        println!(
+        outln!(
             "removed {} entries, fixed {} counts",
-            report.removed, report.counts_fixed
-        );
+            report.removed,
+            report.counts_fixed
+        )?;
     }
     Ok(())
 }
@@ -895,23 +902,23 @@ pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
             "wrapper": config.wrapper,
             "backend": config.backend,
         });
-        println!("{v}");
+        outln!("{v}")?;
     } else {
-        println!("store      {}", opened.dir.path().display());
-        println!("backend    {}", config.backend);
-        println!("wrapper    {}", config.wrapper);
-        println!("chunk size {}", config.chunk_size);
-        println!("entries    {}", usage.entries);
-        println!("nodes      {}", stats.nodes());
-        println!("names      {}", stats.names());
-        println!("bytes      {}", usage.bytes);
+        outln!("store      {}", opened.dir.path().display())?;
+        outln!("backend    {}", config.backend)?;
+        outln!("wrapper    {}", config.wrapper)?;
+        outln!("chunk size {}", config.chunk_size)?;
+        outln!("entries    {}", usage.entries)?;
+        outln!("nodes      {}", stats.nodes())?;
+        outln!("names      {}", stats.names())?;
+        outln!("bytes      {}", usage.bytes)?;
         for (name, u) in kinds.iter().filter(|(_, u)| u.entries > 0) {
-            println!(
+            outln!(
                 "  {:<16} {:>10} entries {:>14} bytes",
                 name.replace('_', " "),
                 u.entries,
                 u.bytes
-            );
+            )?;
         }
     }
     Ok(())

@@ -79,12 +79,22 @@ impl Found {
 }
 
 /// A name as put and ls show it: a directory as NAME/, so that it reads as
-/// one.
+/// one, and control characters escaped (`\n`, `\u{1b}`), so that a file
+/// name can neither forge a line of a listing nor send the terminal an
+/// escape sequence. `--json` gives names exactly.
 pub fn shown_name(name: &str, kind: EntryKind) -> String {
-    match kind {
-        EntryKind::Directory => format!("{name}/"),
-        EntryKind::File | EntryKind::Symlink => name.to_owned(),
+    let mut shown = String::with_capacity(name.len() + 1);
+    for c in name.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
     }
+    if kind == EntryKind::Directory {
+        shown.push('/');
+    }
+    shown
 }
 
 /// Normalizes a path into a name: drops leading `/`, `.` and `..`

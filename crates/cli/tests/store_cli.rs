@@ -1821,3 +1821,141 @@ fn hard_links_come_back_as_one_file() {
     assert_eq!(meta("a").ino(), meta("sub/also-a").ino());
     assert_eq!(meta("a").nlink(), 2);
 }
+
+#[test]
+fn a_store_whose_database_lost_its_files_is_refused_not_read_as_empty() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let input = random_file(tmp.path(), "in.bin", 100_000, 31);
+    put_as(&store, &input, "kept");
+    // fjall drops a keyspace whose `current` file is gone, and makes what
+    // is missing: the store's data keyspace (every one but fjall's own, 0).
+    let keyspaces = store.join("db/keyspaces");
+    for entry in std::fs::read_dir(&keyspaces).expect("keyspaces") {
+        let dir = entry.expect("entry").path();
+        if dir.file_name().is_some_and(|n| n != "0") {
+            std::fs::remove_file(dir.join("current")).expect("remove current");
+        }
+    }
+    let err = fails(seccs(&store).arg("ls"));
+    assert!(err.contains("holds no store data"), "{err}");
+    let err = fails(seccs(&store).arg("verify"));
+    assert!(err.contains("holds no store data"), "{err}");
+    // Nor does a store whose whole database is gone start an empty one.
+    std::fs::remove_dir_all(store.join("db")).expect("remove db");
+    let err = fails(seccs(&store).arg("ls"));
+    assert!(err.contains("is missing"), "{err}");
+    assert!(!store.join("db").exists(), "nothing was made in its place");
+}
+
+#[test]
+fn names_with_control_characters_are_listed_escaped() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let tree = tmp.path().join("t");
+    std::fs::create_dir(&tree).expect("mkdir");
+    let forged = "evil\n           9  2026-12-03 11:24:28Z  ab  fake";
+    std::fs::write(tree.join(forged), b"x").expect("write");
+    std::fs::write(tree.join("esc\x1b[31mred"), b"y").expect("write");
+    ok(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["put", "t", "-q"]));
+    let listing = ok(seccs(&store).args(["ls", "t/"]));
+    assert_eq!(
+        listing.lines().count(),
+        2,
+        "two files, one line each: {listing}"
+    );
+    assert!(!listing.contains('\x1b'), "{listing:?}");
+    assert!(listing.contains("evil\\n"), "{listing}");
+    assert!(listing.contains("esc\\u{1b}[31mred"), "{listing}");
+    // JSON keeps names exactly.
+    let json = ok(seccs(&store).args(["ls", "t/", "--json"]));
+    let names: Vec<String> = json
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v["name"].as_str().expect("name").to_owned()
+        })
+        .collect();
+    assert!(names.contains(&format!("t/{forged}")), "{names:?}");
+}
+
+#[test]
+fn get_to_a_dash_writes_standard_output() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let input = random_file(tmp.path(), "in.bin", 10_000, 32);
+    put_as(&store, &input, "f");
+    let out = run(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["get", "f", "-o", "-"]));
+    assert!(out.status.success());
+    assert_eq!(out.stdout, std::fs::read(&input).expect("read"));
+    assert!(!tmp.path().join("-").exists(), "no file named -");
+}
+
+#[test]
+fn a_name_spelled_like_a_reference_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let a = random_file(tmp.path(), "a", 1000, 33);
+    let b = random_file(tmp.path(), "b", 1000, 34);
+    let reference = ok(seccs(&store).arg("put").arg(&a).arg("-q"))
+        .trim()
+        .to_owned();
+    let err = fails(
+        seccs(&store)
+            .arg("put")
+            .arg(&b)
+            .args(["--name", &reference]),
+    );
+    assert!(err.contains("spelled like a content reference"), "{err}");
+    // The reference still reads the content it names.
+    let out = run(seccs(&store).args(["get", &reference]));
+    assert!(out.status.success());
+    assert_eq!(out.stdout, std::fs::read(&a).expect("read"));
+}
+
+#[test]
+fn init_on_redis_checks_the_backend_first_and_never_shows_its_password() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &["--requirepass", "hunter2"]);
+    let url = |prefix: &str| format!("redis://:hunter2@127.0.0.1:{port}/0?prefix={prefix}");
+    // An unreachable server leaves nothing, so the corrected command runs.
+    let store = tmp.path().join("a");
+    let unreachable = "redis://127.0.0.1:1/0?prefix=a:";
+    fails(seccs(&store).args(["init", "--backend", unreachable]));
+    assert!(!store.join("config.toml").exists(), "no half-made store");
+    let out = run(seccs(&store).args(["init", "--backend", &url("a:")]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("created a store"), "{said}");
+    assert!(
+        !said.contains("hunter2"),
+        "the password is not shown: {said}"
+    );
+    let config = std::fs::read_to_string(store.join("config.toml")).expect("config");
+    assert!(!config.contains("hunter2"), "{config}");
+    // Later commands take the password from the environment, as
+    // config.toml holds none.
+    let input = random_file(tmp.path(), "in.bin", 20_000, 35);
+    ok(seccs(&store)
+        .env("REDIS_PASSWORD", "hunter2")
+        .arg("put")
+        .arg(&input)
+        .args(["--name", "x", "-q"]));
+    // A second store on the same prefix (or one the first's prefix starts
+    // with) would read the first's entries as tampered: refused.
+    for prefix in ["a:", "a"] {
+        let other = tmp.path().join(format!("other-{}", prefix.len()));
+        let err = fails(seccs(&other).args(["init", "--backend", &url(prefix)]));
+        assert!(err.contains("already holds"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(!other.join("config.toml").exists());
+    }
+}

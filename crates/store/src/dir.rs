@@ -108,6 +108,8 @@ impl StoreConfig {
 pub struct StoreDir {
     path: PathBuf,
     config: StoreConfig,
+    /// Made by this handle: its embedded database does not exist yet.
+    created: bool,
     _lock: File,
 }
 
@@ -135,6 +137,7 @@ impl StoreDir {
         Ok(Self {
             path: path.to_owned(),
             config,
+            created: true,
             _lock: lock,
         })
     }
@@ -174,6 +177,7 @@ impl StoreDir {
         Ok(Self {
             path: path.to_owned(),
             config,
+            created: false,
             _lock: lock,
         })
     }
@@ -197,9 +201,17 @@ impl StoreDir {
         }
     }
 
-    /// Opens the embedded backend in `DIR/db`.
+    /// Opens the embedded backend in `DIR/db`: creates it for a store this
+    /// handle made, and otherwise refuses a database that is missing or lost
+    /// its data (see [`EmbeddedBackend::open_existing`]).
     pub fn open_embedded(&self) -> Result<Arc<dyn Backend>> {
-        Ok(Arc::new(EmbeddedBackend::open(&self.path.join("db"))?))
+        let db = self.path.join("db");
+        let backend = if self.created {
+            EmbeddedBackend::open(&db)?
+        } else {
+            EmbeddedBackend::open_existing(&db)?
+        };
+        Ok(Arc::new(backend))
     }
 
     /// Builds the store over `backend` with `key`, and cleans up after a put

@@ -953,5 +953,14 @@ fn check_name(name: &str) -> Result<()> {
              (such as `photos/2024/a.jpg`)"
         )));
     }
+    // `get` and `rm` take a reference or a name in one argument, reading
+    // one that parses as a reference as one: such a name would be reached
+    // only as NAME@N, and its reference spelling would reach another
+    // content.
+    if name.parse::<ContentRef>().is_ok() {
+        return Err(StoreError::InvalidName(format!(
+            "{name:?}: a name cannot be spelled like a content reference (hex)"
+        )));
+    }
     Ok(())
 }

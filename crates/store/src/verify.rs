@@ -50,6 +50,18 @@ pub enum Finding {
         /// The least correct count.
         expected: u64,
     },
+    /// A named root that authenticates, but at another height than the
+    /// store's chunk size gives its length: the content cannot be read with
+    /// these parameters (`config.toml`'s chunk size is not the one the store
+    /// was made with).
+    WrongHeight {
+        /// The root (hex).
+        node: String,
+        /// The height it authenticates at.
+        found: u8,
+        /// The height the store's parameters give its length.
+        expected: u8,
+    },
     /// A node with count zero: nothing refers to it.
     Orphan {
         /// The node (hex).
@@ -186,6 +198,25 @@ impl Store {
                     expected: *need,
                 }),
                 Some(_) => {}
+            }
+        }
+        // A read finds a root at the height its length gives; verify finds
+        // every node at whichever height it authenticates at, so it checks
+        // that the two agree.
+        for record in &records {
+            for v in &record.versions {
+                let digest = v.content_ref.digest();
+                let expected = self.params().height(v.content_ref.len());
+                if let Some(found) = nodes.get(digest).and_then(|n| n.height)
+                    && found != expected
+                    && broken.insert(digest.to_vec())
+                {
+                    report.findings.push(Finding::WrongHeight {
+                        node: hex(digest),
+                        found,
+                        expected,
+                    });
+                }
             }
         }
         for (digest, node) in &nodes {

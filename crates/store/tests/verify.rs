@@ -118,3 +118,41 @@ fn wrong_counts_and_orphans_are_found_and_gc_repairs_them_without_touching_names
         a
     );
 }
+
+#[test]
+fn a_chunk_size_other_than_the_stores_is_a_finding_that_names_what_it_breaks() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let small = random_bytes(100, 5);
+    let large = random_bytes(50_000, 6);
+    store
+        .put_named(&mut small.as_slice(), "small", EntryKind::File)
+        .expect("put");
+    store
+        .put_named(&mut large.as_slice(), "large", EntryKind::File)
+        .expect("put");
+    // The same backend and key, read with the chunk size of an edited
+    // config: the nodes all authenticate, but the large content's root is
+    // not at the height a read looks for it.
+    let params = seccs_store::Params::new(1024, WrapperKind::AesSiv).expect("params");
+    let misread = seccs_store::Store::new(
+        backend as std::sync::Arc<dyn Backend>,
+        params,
+        &common::key(1),
+    );
+    let large_ref = misread.resolve("large").expect("resolve").content_ref;
+    assert!(misread.get(&large_ref).is_err(), "the read fails");
+    let report = misread.verify().expect("verify");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::WrongHeight { .. })),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.broken_names,
+        ["large"],
+        "a one-chunk content still reads"
+    );
+    assert!(!report.is_clean());
+}

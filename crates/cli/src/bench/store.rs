@@ -227,10 +227,10 @@ pub fn run(args: StoreBenchArgs) -> Result<()> {
         });
     }
     if args.json {
-        println!("{out}");
+        outln!("{out}")?;
     } else {
         let r = |v: f64| v / floor;
-        println!("{:<34} {:>10} {:>8}", "measurement", "MiB/s", "× floor");
+        outln!("{:<34} {:>10} {:>8}", "measurement", "MiB/s", "× floor")?;
         let rows = [
             ("raw AES-SIV sealing (floor)", floor),
             ("chunker alone", chunker),
@@ -242,18 +242,18 @@ pub fn run(args: StoreBenchArgs) -> Result<()> {
             ("get, embedded, all cores", embedded.get),
         ];
         for (name, v) in rows {
-            println!("{name:<34} {v:>10.0} {:>8.2}", r(v));
+            outln!("{name:<34} {v:>10.0} {:>8.2}", r(v))?;
         }
         if let Some(st) = &stream {
             let put = format!("put, embedded, {} MiB streamed", args.stream_mib);
             let get = format!("get, embedded, {} MiB streamed", args.stream_mib);
-            println!("{put:<34} {:>10.0} {:>8.2}", st.put, r(st.put));
-            println!("{get:<34} {:>10.0} {:>8.2}", st.get, r(st.get));
+            outln!("{put:<34} {:>10.0} {:>8.2}", st.put, r(st.put))?;
+            outln!("{get:<34} {:>10.0} {:>8.2}", st.get, r(st.get))?;
         }
-        println!("all cores / 1 thread (put): {:.2}×", mem_all.put / mem1.put);
-        println!("embedded node writes/s: {:.0}", embedded.nodes_per_s);
+        outln!("all cores / 1 thread (put): {:.2}×", mem_all.put / mem1.put)?;
+        outln!("embedded node writes/s: {:.0}", embedded.nodes_per_s)?;
         if let Some(b) = out.get("backend") {
-            println!("backend {}: {b}", args.backend.as_deref().unwrap_or(""));
+            outln!("backend {}: {b}", args.backend.as_deref().unwrap_or(""))?;
         }
     }
     Ok(())

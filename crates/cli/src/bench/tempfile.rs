@@ -161,18 +161,21 @@ pub fn run(args: TempfileBenchArgs) -> anyhow::Result<()> {
         "rand_rw_ratio": ratio(sealed.rand_rw, plain.rand_rw),
     });
     if args.json {
-        println!("{out}");
+        outln!("{out}")?;
     } else {
-        println!(
+        outln!(
             "{:<28} {:>12} {:>12} {:>8}",
-            "measurement", "plain MiB/s", "seccs MiB/s", "ratio"
-        );
+            "measurement",
+            "plain MiB/s",
+            "seccs MiB/s",
+            "ratio"
+        )?;
         for (name, p, s) in [
             ("sequential write", plain.seq_write, sealed.seq_write),
             ("sequential read", plain.seq_read, sealed.seq_read),
             ("random 4 KiB read+write", plain.rand_rw, sealed.rand_rw),
         ] {
-            println!("{name:<28} {p:>12.0} {s:>12.0} {:>8.2}", ratio(s, p));
+            outln!("{name:<28} {p:>12.0} {s:>12.0} {:>8.2}", ratio(s, p))?;
         }
     }
     Ok(())

@@ -263,6 +263,33 @@ impl EmbeddedBackend {
         std::fs::create_dir_all(dir).map_err(|e| {
             BackendError::other(NAME, format_args!("cannot create {}: {e}", dir.display()))
         })?;
+        Self::open_database(dir, false)
+    }
+
+    /// Opens the database of an existing store in `dir`, refusing to start
+    /// an empty one in its place.
+    ///
+    /// fjall creates what is missing: a deleted directory, or a keyspace
+    /// whose files were deleted or damaged, would otherwise come back as an
+    /// empty store that every command, `verify` included, reads as one that
+    /// holds nothing. A store's database is made when the store is, so
+    /// here a missing one is damage.
+    ///
+    /// # Errors
+    ///
+    /// As [`EmbeddedBackend::open`], and [`BackendError::Corrupt`] if `dir`
+    /// or the store's keyspace in it is missing.
+    pub fn open_existing(dir: &Path) -> Result<Self, BackendError> {
+        if !dir.is_dir() {
+            return Err(corrupt(format_args!(
+                "the store's database {} is missing; not starting an empty one in its place",
+                dir.display()
+            )));
+        }
+        Self::open_database(dir, true)
+    }
+
+    fn open_database(dir: &Path, existing: bool) -> Result<Self, BackendError> {
         // fjall 3.1 marks the write-buffer limit deprecated pending a
         // runtime setting; it bounds memtables of journaled batches.
         #[allow(deprecated)]
@@ -272,6 +299,18 @@ impl EmbeddedBackend {
             .max_write_buffer_size(Some(WRITE_BUFFER_BYTES))
             .open()
             .map_err(|e| open_error(e, dir))?;
+        if existing
+            && ![ENTRIES, LEGACY_NODES, LEGACY_COUNTS]
+                .iter()
+                .any(|name| db.keyspace_exists(name))
+        {
+            return Err(corrupt(format_args!(
+                "the database {} holds no store data: its files were deleted or damaged \
+                 (fjall drops a keyspace whose files are incomplete); not starting an empty \
+                 store in its place",
+                dir.display()
+            )));
+        }
         // Values are ciphertext: compressing them costs time and saves
         // nothing. Filters stay on: a put asks for the counts of nodes that
         // are mostly new.

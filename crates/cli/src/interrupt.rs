@@ -1,0 +1,73 @@
+//! Temporary output files that an interrupt (SIGINT, SIGTERM, SIGHUP)
+//! removes before the process exits.
+//!
+//! Output is written to a temporary file beside its target and renamed into
+//! place only once it is whole (see [`crate::output`]). A process stopped
+//! half way by Ctrl-C or `kill` would leave that file behind, holding a
+//! prefix of the output: plaintext a later reader could mistake for a
+//! result, and clutter nothing else cleans up. A file is registered while it
+//! is being written; the first registration starts a thread that waits for
+//! those signals, removes every registered file, and exits with 128 + the
+//! signal's number, as a shell reports a process the signal killed.
+//! Processes that never write such a file (the servers, with their own
+//! graceful shutdown) never install it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Files being written, removed on an interrupt.
+static PENDING: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+/// Whether the handler thread is running (or could not be started).
+static HANDLER: OnceLock<()> = OnceLock::new();
+
+/// A temporary file registered for removal on an interrupt, for as long as
+/// this lives: drop it once the file is renamed into place or removed.
+#[must_use = "the file stays registered only while this lives"]
+pub struct Registered(PathBuf);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        pending().remove(&self.0);
+    }
+}
+
+/// Registers `path`, a temporary file the caller is writing.
+pub fn register(path: &Path) -> Registered {
+    HANDLER.get_or_init(start_handler);
+    pending().insert(path.to_owned());
+    Registered(path.to_owned())
+}
+
+fn pending() -> MutexGuard<'static, BTreeSet<PathBuf>> {
+    // The set stays valid whatever a panicking holder was doing.
+    PENDING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn start_handler() {
+    // Without the handler, an interrupt leaves the file as before: worth a
+    // warning, not a failed command.
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("seccs: warning: cannot watch for interrupts ({e})");
+            return;
+        }
+    };
+    let started = std::thread::Builder::new()
+        .name("seccs-interrupt".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                for path in pending().iter() {
+                    let _ = std::fs::remove_file(path);
+                }
+                std::process::exit(128 + signal);
+            }
+        });
+    if let Err(e) = started {
+        eprintln!("seccs: warning: cannot watch for interrupts ({e})");
+    }
+}
