@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use seccs_kms::api::MAX_ITEM_PLAINTEXT;
 use seccs_kms::client::{self, BlockingClient, ClientConfig, LocalFacility};
 use seccs_kms::lifecycle::KeyState;
 use seccs_kms::server::{self, ServerConfig};
@@ -74,8 +75,10 @@ struct Io {
     #[arg(long = "in", value_name = "FILE")]
     input: Option<PathBuf>,
     /// Output file (default: standard output). Nothing is written unless
-    /// the whole input was processed: a file appears by rename, and
-    /// standard output is held in an encrypted spool until the end.
+    /// the whole input was processed: a regular file appears by a synced
+    /// rename; standard output, a device or a named pipe is fed from an
+    /// encrypted spool at the end (never replaced); a symbolic link is
+    /// written through.
     #[arg(long = "out", value_name = "FILE")]
     output: Option<PathBuf>,
     /// The encryption context (associated data); decryption needs the same.
@@ -130,7 +133,8 @@ enum KmsCommand {
         /// Encrypt locally with the DEK of this KEK file.
         #[arg(long, conflicts_with = "name", required_unless_present = "name")]
         kek: Option<PathBuf>,
-        /// Encrypt on the server with this named key (input ≤ 256 KiB).
+        /// Encrypt on the server with this named key (input ≤ 256 KiB; larger
+        /// input is refused: use --kek for files).
         #[arg(long)]
         name: Option<String>,
     },
@@ -225,9 +229,13 @@ enum KmsCommand {
 fn read_input(io: &Io) -> anyhow::Result<Vec<u8>> {
     let mut data = Vec::new();
     match &io.input {
-        Some(p) => data = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => {
+            data = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+        }
         None => {
-            std::io::stdin().read_to_end(&mut data)?;
+            std::io::stdin()
+                .read_to_end(&mut data)
+                .context("cannot read standard input")?;
         }
     }
     Ok(data)
@@ -238,11 +246,12 @@ fn write_output(io: &Io, data: &[u8]) -> anyhow::Result<()> {
 }
 
 fn load_kek(path: &Path) -> anyhow::Result<seccs_core::SecretKey> {
-    client::load_kek(path).with_context(|| format!("reading KEK file {}", path.display()))
+    // The library's error names the path.
+    client::load_kek(path).context("reading the KEK file")
 }
 
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 
@@ -250,37 +259,36 @@ fn local_stream(conn: &Conn, io: &Io, kek: &Path, encrypt: bool) -> anyhow::Resu
     let local = LocalFacility::new(&conn.config()?)?;
     let kek = load_kek(kek)?;
     let ctx = io.context.as_bytes();
-    match (&io.input, &io.output) {
-        (Some(src), Some(dst)) if encrypt => {
-            local.encrypt_file(&kek, ctx, src, dst)?;
+    let mut input: Box<dyn Read> = match &io.input {
+        Some(p) => Box::new(
+            std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
+        ),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    // A stream is authenticated segment by segment and whole only at its
+    // end (truncation): nothing reaches the output before. Every output,
+    // file or not, goes through `write_output`: a regular file appears by
+    // a synced rename; a device, a named pipe or a link's target is
+    // written in place, never replaced.
+    crate::output::write_output(io.output.as_deref(), |mut output| {
+        if encrypt {
+            local.encrypt_stream(&kek, ctx, &mut input, &mut output)?;
+        } else {
+            local.decrypt_stream(&kek, ctx, &mut input, &mut output)?;
         }
-        (Some(src), Some(dst)) => {
-            local.decrypt_file(&kek, ctx, src, dst)?;
-        }
-        _ => {
-            let mut input: Box<dyn Read> = match &io.input {
-                Some(p) => Box::new(
-                    std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?,
-                ),
-                None => Box::new(std::io::stdin().lock()),
-            };
-            // A stream is authenticated segment by segment and whole only
-            // at its end (truncation): nothing reaches the output before.
-            crate::output::write_output(io.output.as_deref(), |mut output| {
-                if encrypt {
-                    local.encrypt_stream(&kek, ctx, &mut input, &mut output)?;
-                } else {
-                    local.decrypt_stream(&kek, ctx, &mut input, &mut output)?;
-                }
-                Ok(())
-            })?;
-        }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn named_one(c: &BlockingClient, name: &str, op: &str, io: &Io) -> anyhow::Result<()> {
     let data = read_input(io)?;
+    if op == "encrypt" && data.len() > MAX_ITEM_PLAINTEXT {
+        anyhow::bail!(
+            "input is {} bytes; the server encrypts at most {} KiB per item: use --kek for files",
+            data.len(),
+            MAX_ITEM_PLAINTEXT / 1024
+        );
+    }
     let items: [(&[u8], &[u8]); 1] = [(&data, io.context.as_bytes())];
     let mut results = c.run(|k| async move {
         match op {
@@ -328,19 +336,29 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             })?;
         }
         KmsCommand::New { conn, out } => {
+            // Checked before the server creates the key, so a refusal leaves
+            // no key that no one holds the KEK of.
+            if let Some(p) = &out {
+                client::check_kek_destination(p)?;
+            }
             let kek = conn.client()?.run(|c| c.new_kek())?;
             match out {
                 Some(p) => {
-                    client::save_kek(&p, &kek)?;
+                    client::save_kek(&p, &kek).with_context(|| {
+                        format!(
+                            "the server created a key, but its KEK could not be saved to {}",
+                            p.display()
+                        )
+                    })?;
                     eprintln!("KEK written to {}", p.display());
                 }
-                None => println!("{}", seccs_core::hexenc::encode(kek.expose_secret())),
+                None => outln!("{}", seccs_core::hexenc::encode(kek.expose_secret()))?,
             }
         }
         KmsCommand::Key { conn, kek } => {
             let kek = load_kek(&kek)?;
             let dek = conn.client()?.run(|c| c.dek(&kek))?;
-            println!("{}", seccs_core::hexenc::encode(dek.expose_secret()));
+            outln!("{}", seccs_core::hexenc::encode(dek.expose_secret()))?;
         }
         KmsCommand::Encrypt {
             conn,
@@ -364,7 +382,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
         },
         KmsCommand::Status { conn } => {
             let c = conn.client()?;
-            println!("{}", c.run(|k| k.status_text())?);
+            outln!("{}", c.run(|k| k.status_text())?)?;
             print_json(&c.run(|k| k.status())?)?;
         }
         KmsCommand::Create {
@@ -381,7 +399,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
         }
         KmsCommand::List { conn } => {
             for n in conn.client()?.run(|k| k.list_keys())? {
-                println!("{n}");
+                outln!("{n}")?;
             }
         }
         KmsCommand::Info { conn, name } => {

@@ -136,6 +136,61 @@ pub fn password_from(file: Option<&std::path::Path>, confirm: bool) -> anyhow::R
     Ok(Password::new(first.into_bytes()))
 }
 
+/// The interactive prompt's password, asked once and reused. A save uses a
+/// cached password only if it was typed twice or opened a file since; any
+/// other save asks again, twice. A password that failed to decrypt is
+/// forgotten, so it is never reused, least of all for a save.
+#[derive(Default)]
+struct PasswordCache {
+    password: Option<Password>,
+    trusted: bool,
+}
+
+impl PasswordCache {
+    /// The password for a save (`for_save`: it must be confirmed) or a load;
+    /// `ask(confirm)` reads one.
+    fn get(
+        &mut self,
+        for_save: bool,
+        ask: impl FnOnce(bool) -> anyhow::Result<Password>,
+    ) -> anyhow::Result<Password> {
+        if let Some(p) = &self.password
+            && (self.trusted || !for_save)
+        {
+            return Ok(p.clone());
+        }
+        let p = ask(for_save)?;
+        self.password = Some(p.clone());
+        self.trusted = for_save;
+        Ok(p)
+    }
+
+    /// Records the outcome of a load with the cached password.
+    fn loaded(&mut self, result: &anyhow::Result<()>) {
+        match result {
+            Ok(()) => self.trusted = self.password.is_some(),
+            Err(e)
+                if e.downcast_ref::<seccs_net::Error>()
+                    .is_some_and(seccs_net::Error::is_decrypt) =>
+            {
+                *self = Self::default();
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Sets up logging to standard error: `default` level unless `RUST_LOG` says otherwise.
+fn init_tracing(default: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 struct Session {
     client: Client,
 }
@@ -198,10 +253,13 @@ impl Session {
             bar.finish_and_clear();
         }
         let r = result?;
-        println!(
+        outln!(
             "saved {tag}@{}: {} of {} servers hold it, any {} rebuild it",
-            r.version, r.stored_on, r.servers, r.threshold
-        );
+            r.version,
+            r.stored_on,
+            r.servers,
+            r.threshold
+        )?;
         Ok(())
     }
 
@@ -220,6 +278,13 @@ impl Session {
         let r = result?;
         for bad in &r.bad_servers {
             eprintln!("warning: server {bad} returned an invalid record; it was left out");
+        }
+        for other in &r.superseded_servers {
+            eprintln!(
+                "note: server {other} holds an older save of {tag}@{} (made while the servers \
+                 were partitioned); the newest was loaded",
+                r.version
+            );
         }
         let to_file = file != Path::new("-");
         crate::output::write_bytes(to_file.then_some(file), &r.data)?;
@@ -243,10 +308,10 @@ impl Session {
                         })
                     })
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({ "tag": l.tag, "versions": versions })
-                );
+                )?;
                 continue;
             }
             let versions: Vec<String> = l
@@ -254,7 +319,7 @@ impl Session {
                 .iter()
                 .map(|v| format!("@{} on {} servers", v.version, v.servers))
                 .collect();
-            println!("{}\t{}", l.tag, versions.join(", "));
+            outln!("{}\t{}", l.tag, versions.join(", "))?;
         }
         Ok(())
     }
@@ -262,7 +327,7 @@ impl Session {
     async fn serv(&self, json: bool) -> anyhow::Result<()> {
         for s in self.client.server_status().await? {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "channel": s.channel,
@@ -271,13 +336,17 @@ impl Session {
                         "stored_bytes": s.info.stored_bytes,
                         "free_bytes": s.info.free_bytes,
                     })
-                );
+                )?;
                 continue;
             }
-            println!(
+            outln!(
                 "{}\t{}\t{} records\t{} bytes stored\t{} bytes free",
-                s.channel, s.info.name, s.info.records, s.info.stored_bytes, s.info.free_bytes
-            );
+                s.channel,
+                s.info.name,
+                s.info.records,
+                s.info.stored_bytes,
+                s.info.free_bytes
+            )?;
         }
         Ok(())
     }
@@ -285,7 +354,7 @@ impl Session {
     async fn rm(&self, spec: &str) -> anyhow::Result<()> {
         let (tag, version) = parse_tag_version(spec);
         let n = self.client.remove(tag, version).await?;
-        println!("removed {spec} from {n} servers");
+        outln!("removed {spec} from {n} servers")?;
         Ok(())
     }
 }
@@ -337,7 +406,7 @@ fn interactive(args: &ClientArgs) -> anyhow::Result<()> {
     rl.set_helper(Some(Completion));
     let history = default_root().join("history");
     let _ = rl.load_history(&history);
-    let mut pw: Option<Password> = None;
+    let mut passwords = PasswordCache::default();
     loop {
         let line = match rl.readline("seccs-share> ") {
             Ok(l) => l,
@@ -351,27 +420,23 @@ fn interactive(args: &ClientArgs) -> anyhow::Result<()> {
             continue;
         }
         let _ = rl.add_history_entry(line.as_str());
-        let mut get_pw = |confirm| -> anyhow::Result<Password> {
-            if let Some(p) = &pw {
-                return Ok(p.clone());
-            }
-            let p = password(args, confirm)?;
-            pw = Some(p.clone());
-            Ok(p)
-        };
         let result = match words.as_slice() {
-            ["save", tag, file] => {
-                get_pw(true).and_then(|p| rt.block_on(session.save(tag, Path::new(file), &p)))
-            }
-            ["load", tag, file] => {
-                get_pw(false).and_then(|p| rt.block_on(session.load(tag, Path::new(file), &p)))
-            }
+            ["save", tag, file] => passwords
+                .get(true, |confirm| password(args, confirm))
+                .and_then(|p| rt.block_on(session.save(tag, Path::new(file), &p))),
+            ["load", tag, file] => passwords
+                .get(false, |confirm| password(args, confirm))
+                .and_then(|p| {
+                    let result = rt.block_on(session.load(tag, Path::new(file), &p));
+                    passwords.loaded(&result);
+                    result
+                }),
             ["ls"] => rt.block_on(session.ls("", false)),
             ["ls", prefix] => rt.block_on(session.ls(prefix, false)),
             ["serv"] => rt.block_on(session.serv(false)),
             ["rm", tag] => rt.block_on(session.rm(tag)),
             ["help"] => {
-                println!("{HELP}");
+                outln!("{HELP}")?;
                 Ok(())
             }
             ["exit"] | ["quit"] => break,
@@ -405,14 +470,26 @@ async fn shutdown_signal() {
 
 /// Runs `seccs share`.
 pub fn run(args: ShareArgs) -> anyhow::Result<()> {
+    if !matches!(
+        args.command,
+        ShareCommand::Serve { .. } | ShareCommand::Client(_)
+    ) {
+        // A client command's errors say what went wrong; `RUST_LOG=warn`
+        // shows each server's answer as it comes.
+        init_tracing("error");
+    }
     match args.command {
         ShareCommand::Serve { config, root } => {
+            init_tracing("info");
             let root = root.unwrap_or_else(default_root);
             let config = load_config(config.as_deref(), &root)?;
             runtime()?.block_on(seccs_net::server::serve(&config, &root, shutdown_signal()))?;
             Ok(())
         }
-        ShareCommand::Client(client) => interactive(&client),
+        ShareCommand::Client(client) => {
+            init_tracing("error");
+            interactive(&client)
+        }
         ShareCommand::Save { client, tag, file } => {
             let pw = password(&client, true)?;
             runtime()?
@@ -439,5 +516,67 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
         ShareCommand::Rm { client, tag } => {
             runtime()?.block_on(async { Session::open(&client).await?.rm(&tag).await })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers like a person at the prompt: `typed` each time, counting the
+    /// prompts (two for a confirmed one).
+    fn typed<'a>(
+        text: &'a str,
+        prompts: &'a mut usize,
+    ) -> impl FnOnce(bool) -> anyhow::Result<Password> + 'a {
+        move |confirm| {
+            *prompts += if confirm { 2 } else { 1 };
+            Ok(Password::new(text))
+        }
+    }
+
+    fn decrypt_failure() -> anyhow::Result<()> {
+        Err(seccs_net::Error::DecryptVersion {
+            tag: "t".into(),
+            version: 1,
+            older: None,
+        }
+        .into())
+    }
+
+    #[test]
+    fn a_password_that_failed_to_decrypt_is_forgotten_and_a_save_confirms_again()
+    -> anyhow::Result<()> {
+        let mut cache = PasswordCache::default();
+        let mut prompts = 0;
+        cache.get(false, typed("typo", &mut prompts))?;
+        cache.loaded(&decrypt_failure());
+        // The next save neither reuses the typo nor skips the confirmation.
+        let p = cache.get(true, typed("right", &mut prompts))?;
+        assert_eq!((p.expose_secret(), prompts), (&b"right"[..], 3));
+        // A confirmed password is reused by saves and loads.
+        cache.get(true, typed("unused", &mut prompts))?;
+        cache.get(false, typed("unused", &mut prompts))?;
+        assert_eq!(prompts, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn a_save_confirms_a_password_typed_once_unless_a_load_proved_it() -> anyhow::Result<()> {
+        let mut cache = PasswordCache::default();
+        let mut prompts = 0;
+        cache.get(false, typed("once", &mut prompts))?;
+        // A load that failed for another reason proves nothing.
+        cache.loaded(&Err(anyhow::anyhow!("no share server is online")));
+        cache.get(true, typed("once", &mut prompts))?;
+        assert_eq!(prompts, 3, "typed once, so the save asked twice");
+
+        let mut cache = PasswordCache::default();
+        let mut prompts = 0;
+        cache.get(false, typed("proven", &mut prompts))?;
+        cache.loaded(&Ok(()));
+        let p = cache.get(true, typed("unused", &mut prompts))?;
+        assert_eq!((p.expose_secret(), prompts), (&b"proven"[..], 1));
+        Ok(())
     }
 }

@@ -151,3 +151,360 @@ fn a_cut_stream_decrypts_to_nothing_on_stdout_or_in_a_file() -> TestResult {
     assert!(!target.exists(), "a partial output file was left");
     Ok(())
 }
+
+/// `seccs kms ARGS…` (no server needed, or the server given in `args`).
+fn seccs_kms(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+    c.arg("kms").args(args).env_remove("SECCS_KMS_URL");
+    c
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The number of KEK/DEK pairs the server holds, from `kms status`.
+fn key_count(server: &Server, dir: &Path) -> Result<String, Box<dyn std::error::Error>> {
+    let out = succeeded(kms(server, dir, "status").output()?)?;
+    let text = String::from_utf8(out.stdout)?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+/// Finding 1: `--in FILE --out PATH` renamed a temporary file over PATH
+/// whatever it was: a symbolic link (or `/dev/null`, a named pipe) was
+/// replaced by a regular file.
+#[test]
+fn file_to_file_output_writes_through_a_link_and_into_a_pipe_without_replacing_them() -> TestResult
+{
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve(&srv_dir)?;
+    let kek = tmp.path().join("kek");
+    succeeded(
+        kms(&server, &srv_dir, "new")
+            .arg("--out")
+            .arg(&kek)
+            .output()?,
+    )?;
+    let plain: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let plain_path = tmp.path().join("plain");
+    std::fs::write(&plain_path, &plain)?;
+
+    let target = tmp.path().join("target");
+    std::fs::write(&target, b"old")?;
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&target, &link)?;
+    let encrypt = |out: &Path| {
+        kms(&server, &srv_dir, "encrypt")
+            .arg("--kek")
+            .arg(&kek)
+            .arg("--in")
+            .arg(&plain_path)
+            .arg("--out")
+            .arg(out)
+            .output()
+    };
+    succeeded(encrypt(&link)?)?;
+    assert!(
+        std::fs::symlink_metadata(&link)?.file_type().is_symlink(),
+        "the link was replaced"
+    );
+    let back = tmp.path().join("back");
+    succeeded(
+        kms(&server, &srv_dir, "decrypt")
+            .arg("--kek")
+            .arg(&kek)
+            .arg("--in")
+            .arg(&target)
+            .arg("--out")
+            .arg(&back)
+            .output()?,
+    )?;
+    assert!(
+        std::fs::read(&back)? == plain,
+        "the round trip changed the data"
+    );
+
+    // A named pipe stands for /dev/null here: written in place, kept.
+    let fifo = tmp.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status()?;
+    assert!(made.success(), "mkfifo failed: {made}");
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo))
+    };
+    succeeded(encrypt(&fifo)?)?;
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)?.file_type().is_fifo(),
+        "the named pipe was replaced by a file"
+    );
+    // The pipe is still there and was opened for writing, so the reader
+    // has its data and ended.
+    let sealed = reader.join().map_err(|_| "reader panicked")??;
+    assert!(sealed.len() > plain.len());
+    let out = succeeded(run_with_stdin(
+        kms(&server, &srv_dir, "decrypt").arg("--kek").arg(&kek),
+        &sealed,
+    )?)?;
+    assert!(out.stdout == plain, "what the pipe got does not decrypt");
+    Ok(())
+}
+
+/// Finding 3: `kms new --out PATH` created the key on the server before
+/// finding that PATH could not be written, leaving a key no one holds.
+#[test]
+fn new_refuses_a_taken_or_unreachable_out_path_before_creating_a_key() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve(&srv_dir)?;
+    let taken = tmp.path().join("taken");
+    std::fs::write(&taken, b"not a key to lose")?;
+    let out = kms(&server, &srv_dir, "new")
+        .arg("--out")
+        .arg(&taken)
+        .output()?;
+    assert!(!out.status.success(), "an existing file was overwritten");
+    assert!(stderr(&out).contains("exists"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&taken)?, b"not a key to lose");
+    let unreachable = tmp.path().join("no/such/dir/kek");
+    let out = kms(&server, &srv_dir, "new")
+        .arg("--out")
+        .arg(&unreachable)
+        .output()?;
+    assert!(!out.status.success(), "a KEK was saved nowhere");
+    assert!(
+        stderr(&out).contains(&tmp.path().join("no/such/dir").display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(key_count(&server, &srv_dir)?, "KMS server holding 0 keys");
+    let kek = tmp.path().join("kek");
+    succeeded(
+        kms(&server, &srv_dir, "new")
+            .arg("--out")
+            .arg(&kek)
+            .output()?,
+    )?;
+    assert_eq!(std::fs::read(&kek)?.len(), 32);
+    assert_eq!(key_count(&server, &srv_dir)?, "KMS server holding 1 keys");
+    Ok(())
+}
+
+/// `kms SUB --token-file DIR/token` against `server`.
+fn managed(server: &Server, dir: &Path, sub: &str) -> Command {
+    let mut c = kms(server, dir, sub);
+    c.arg("--token-file").arg(dir.join("token"));
+    c
+}
+
+/// Findings 2, 4 and 6: named-key size limit, per-item errors and corrupt
+/// key files, as the command line reports them.
+#[test]
+fn named_keys_refuse_oversized_input_and_explain_item_and_key_file_errors() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let mut server = serve(&srv_dir)?;
+    succeeded(managed(&server, &srv_dir, "create").arg("k").output()?)?;
+
+    // At the limit: encrypts, decrypts and rewraps under the default body
+    // limit. One byte more: refused before any request.
+    let max = 256 * 1024;
+    let plain: Vec<u8> = (0..max).map(|i| (i % 251) as u8).collect();
+    let sealed = succeeded(run_with_stdin(
+        managed(&server, &srv_dir, "encrypt").args(["--name", "k"]),
+        &plain,
+    )?)?
+    .stdout;
+    let rewrapped = succeeded(run_with_stdin(
+        managed(&server, &srv_dir, "rewrap").arg("k"),
+        &sealed,
+    )?)?
+    .stdout;
+    for ct in [&sealed, &rewrapped] {
+        let back = succeeded(run_with_stdin(
+            managed(&server, &srv_dir, "decrypt").args(["--name", "k"]),
+            ct,
+        )?)?;
+        assert!(back.stdout == plain, "the round trip changed the data");
+    }
+    let mut more = plain.clone();
+    more.push(0);
+    let out = run_with_stdin(
+        managed(&server, &srv_dir, "encrypt").args(["--name", "k"]),
+        &more,
+    )?;
+    assert!(!out.status.success(), "an oversized input was encrypted");
+    assert!(
+        stderr(&out).contains(
+            "input is 262145 bytes; the server encrypts at most 256 KiB per item: use --kek for files"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    // Not a ciphertext: said so, not "server answered 200: malformed".
+    let out = run_with_stdin(
+        managed(&server, &srv_dir, "decrypt").args(["--name", "k"]),
+        b"hello, not sealed",
+    )?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not a seccs kms ciphertext") && !stderr(&out).contains("200"),
+        "{}",
+        stderr(&out)
+    );
+    // Below the minimum version: said so.
+    succeeded(managed(&server, &srv_dir, "rotate").arg("k").output()?)?;
+    succeeded(
+        managed(&server, &srv_dir, "min-version")
+            .args(["k", "2"])
+            .output()?,
+    )?;
+    let out = run_with_stdin(
+        managed(&server, &srv_dir, "decrypt").args(["--name", "k"]),
+        &sealed,
+    )?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("below the key's minimum decryption version"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A corrupt key file on the server: said so, not "tampered with".
+    drop(server);
+    let path = srv_dir.join("named/k.key");
+    let mut bytes = std::fs::read(&path)?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, bytes)?;
+    server = serve(&srv_dir)?;
+    let out = managed(&server, &srv_dir, "info").arg("k").output()?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the server's key file for k is corrupt")
+            && !stderr(&out).contains("tampered"),
+        "{}",
+        stderr(&out)
+    );
+    Ok(())
+}
+
+/// Finding 5: I/O errors printed their cause twice and no path; a port in
+/// use did not say which address.
+#[test]
+fn io_errors_name_the_path_and_say_the_cause_once() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve(&srv_dir)?;
+    let once = |out: &Output, path: &str, cause: &str| {
+        let err = stderr(out);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(path), "no path in: {err}");
+        assert_eq!(err.matches(cause).count(), 1, "{err}");
+    };
+    let missing_kek = tmp.path().join("missing-kek");
+    let out = kms(&server, &srv_dir, "encrypt")
+        .arg("--kek")
+        .arg(&missing_kek)
+        .output()?;
+    once(
+        &out,
+        &missing_kek.display().to_string(),
+        "No such file or directory",
+    );
+
+    let kek = tmp.path().join("kek");
+    succeeded(
+        kms(&server, &srv_dir, "new")
+            .arg("--out")
+            .arg(&kek)
+            .output()?,
+    )?;
+    let missing_in = tmp.path().join("missing-in");
+    let out = kms(&server, &srv_dir, "encrypt")
+        .arg("--kek")
+        .arg(&kek)
+        .arg("--in")
+        .arg(&missing_in)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .output()?;
+    once(
+        &out,
+        &missing_in.display().to_string(),
+        "No such file or directory",
+    );
+
+    let addr = server.url.trim_start_matches("https://").to_owned();
+    let out = seccs_kms(&["serve", "--listen", &addr, "--dir"])
+        .arg(tmp.path().join("srv2"))
+        .output()?;
+    once(
+        &out,
+        &format!("cannot listen on {addr}"),
+        "Address already in use",
+    );
+    Ok(())
+}
+
+/// The entries of `dir`, by name.
+fn entries(dir: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        names.push(e?.file_name().to_string_lossy().into_owned());
+    }
+    Ok(names)
+}
+
+#[test]
+fn an_interrupt_half_way_leaves_no_temporary_output_file() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve(&srv_dir)?;
+    let kek = tmp.path().join("kek");
+    succeeded(
+        kms(&server, &srv_dir, "new")
+            .arg("--out")
+            .arg(&kek)
+            .output()?,
+    )?;
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir)?;
+    for signal in ["INT", "TERM"] {
+        let mut child = kms(&server, &srv_dir, "encrypt")
+            .arg("--kek")
+            .arg(&kek)
+            .arg("--out")
+            .arg(out_dir.join("sealed"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        stdin.write_all(&[7u8; 200_000])?;
+        // The output's temporary file appears once the key is fetched; the
+        // input is still open, so the command waits for the rest.
+        let mut appeared = false;
+        for _ in 0..600 {
+            if !entries(&out_dir)?.is_empty() {
+                appeared = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(appeared, "the temporary output file never appeared");
+        let killed = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()?;
+        assert!(killed.success());
+        let status = child.wait()?;
+        drop(stdin);
+        let expected = if signal == "INT" { 130 } else { 143 };
+        assert_eq!(status.code(), Some(expected), "SIG{signal}");
+        assert_eq!(entries(&out_dir)?, Vec::<String>::new(), "SIG{signal}");
+    }
+    Ok(())
+}

@@ -123,11 +123,13 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
             format!("name = \"s{i}\"\n{common}"),
         )
         .expect("server config");
+        let log = std::fs::File::create(tmp.path().join(format!("server{i}.log"))).expect("log");
         let child = seccs(tmp.path())
             .args(["share", "serve", "--root"])
             .arg(&root)
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("seccs share serve");
         servers.push(Killed(child));
@@ -145,6 +147,18 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
     names.sort_unstable();
     assert_eq!(names, ["s0", "s1", "s2"]);
     assert!(listed.iter().all(|s| s["records"] == 0), "{listed:?}");
+    // A server logs its start (channel, name, root) to standard error.
+    let log = std::fs::read_to_string(tmp.path().join("server0.log")).expect("server log");
+    let channel_logged = listed
+        .iter()
+        .filter_map(|s| s["channel"].as_str())
+        .any(|c| log.contains(c));
+    assert!(
+        log.contains("share server started")
+            && channel_logged
+            && log.contains(&tmp.path().join("server0").display().to_string()),
+        "{log}"
+    );
 
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
     let input = tmp.path().join("input.bin");
@@ -198,4 +212,53 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
 
     ok(&mut net.client(&["rm", "docs/report"]));
     assert!(ok(&mut net.client(&["ls", "--json"])).trim().is_empty());
+}
+
+#[test]
+fn serv_without_servers_and_an_unreachable_broker_fail_clearly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let net = Network {
+        home: tmp.path().to_path_buf(),
+        config: tmp.path().join("client.toml"),
+        password: tmp.path().join("password"),
+    };
+    std::fs::write(
+        &net.config,
+        format!("broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 5\n"),
+    )
+    .expect("client config");
+    // No server online: `serv` fails like `ls`, it does not print nothing.
+    for args in [&["serv"][..], &["ls"][..]] {
+        let out = run(&mut net.client(args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains("no share server is online"), "{args:?}: {err}");
+    }
+    // Nothing listens on the port: the error names the URL and the reason.
+    let dead = free_port();
+    std::fs::write(
+        &net.config,
+        format!("broker = \"redis://127.0.0.1:{dead}\"\ntimeout_secs = 5\n"),
+    )
+    .expect("client config");
+    let out = run(&mut net.client(&["serv"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "cannot connect to the broker at redis://127.0.0.1:{dead}"
+        )) && err.to_lowercase().contains("refused"),
+        "{err}"
+    );
+    // min_acks below the threshold is refused when the config is read.
+    std::fs::write(
+        &net.config,
+        format!("broker = \"redis://127.0.0.1:{port}\"\nthreshold = 2\nmin_acks = 1\n"),
+    )
+    .expect("client config");
+    let out = run(&mut net.client(&["ls"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("min_acks = 1 is below threshold = 2"), "{err}");
 }

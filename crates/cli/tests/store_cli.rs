@@ -1959,3 +1959,22 @@ fn init_on_redis_checks_the_backend_first_and_never_shows_its_password() {
         assert!(!other.join("config.toml").exists());
     }
 }
+
+#[test]
+fn a_full_standard_output_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let input = random_file(tmp.path(), "in.bin", 1000, 36);
+    put_as(&store, &input, "f");
+    for args in [&["ls"][..], &["stat"], &["verify"]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let out = run(seccs(&store).args(args).stdout(full));
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.contains("No space left on device"), "{args:?}: {err}");
+    }
+}

@@ -8,6 +8,14 @@ use crate::lifecycle::KeyState;
 /// Largest number of items in one batch request.
 pub const MAX_BATCH: usize = 1024;
 
+/// Largest plaintext of one item of `POST /v1/keys/{name}/encrypt`
+/// (256 KiB): larger ones are refused with `413` (`too-large`) before any
+/// is encrypted. Larger data is encrypted locally under a DEK (`seccs kms
+/// encrypt --kek`). The server also refuses an encrypt batch whose
+/// ciphertexts would not fit in one decrypt request under its body limit,
+/// so what it encrypts it can always decrypt and rewrap.
+pub const MAX_ITEM_PLAINTEXT: usize = 256 * 1024;
+
 /// `POST /v1/new`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewRequest {
@@ -42,6 +50,9 @@ pub struct Item {
     /// `state`, `version`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the error means, on failure (no key material).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Answer to every batch request.
@@ -122,7 +133,8 @@ pub struct ListResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// A stable code: `not-found`, `tampered`, `malformed`, `state`,
-    /// `transition`, `version`, `exists`, `name`, `unauthorized`, `internal`.
+    /// `transition`, `version`, `exists`, `name`, `unauthorized`,
+    /// `too-large`, `corrupt-key`, `internal`.
     pub error: String,
     /// A human-readable message without key material.
     pub message: String,

@@ -55,6 +55,21 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<(
     sync_dir(dir)
 }
 
+/// Durably creates `dir/name` holding `bytes` (mode 0600), never replacing
+/// anything: the synced temporary file is hard-linked to the final name,
+/// which fails with [`io::ErrorKind::AlreadyExists`] if that name exists
+/// (even as a dangling symbolic link), then removed.
+pub(crate) fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let (tmp, f) = write_temp(dir, name, bytes)?;
+    let result = f
+        .sync_all()
+        .and_then(|()| fs::hard_link(&tmp, dir.join(name)));
+    let removed = fs::remove_file(&tmp);
+    result?;
+    removed?;
+    sync_dir(dir)
+}
+
 /// Creates `dir` (and parents) with mode 0700 if it does not exist.
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     let mut b = fs::DirBuilder::new();
@@ -88,6 +103,37 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(TEMP_SUFFIX))
             .collect();
         assert!(leftovers.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn write_new_never_replaces_a_file_or_a_dangling_link() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        write_new(dir.path(), "k", b"one")?;
+        let again = write_new(dir.path(), "k", b"two");
+        assert_eq!(
+            again.err().map(|e| e.kind()),
+            Some(io::ErrorKind::AlreadyExists)
+        );
+        assert_eq!(fs::read(dir.path().join("k"))?, b"one");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join("k"))?.permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("l"))?;
+            let through = write_new(dir.path(), "l", b"x");
+            assert_eq!(
+                through.err().map(|e| e.kind()),
+                Some(io::ErrorKind::AlreadyExists)
+            );
+            assert!(!dir.path().join("nowhere").exists());
+        }
+        let names: Vec<_> = fs::read_dir(dir.path())?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(TEMP_SUFFIX)), "{names:?}");
         Ok(())
     }
 }

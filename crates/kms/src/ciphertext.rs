@@ -37,6 +37,8 @@ pub const SUITE_AES256GCM: u8 = 1;
 pub const HEADER_LEN: usize = 10 + NONCE_LEN;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
+/// How many bytes a ciphertext adds to its plaintext (header and tag).
+pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 /// HKDF label of message keys; part of the format.
 pub(crate) const MESSAGE_LABEL: Label = Label::Custom("seccs/v1/kms/message");
 

@@ -95,9 +95,81 @@ pub enum KmsError {
     /// Serialising or parsing JSON failed.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
-    /// A file-system or socket operation failed.
-    #[error("I/O: {0}")]
+    /// A file-system or socket operation failed (the cause is the source,
+    /// not repeated here: `{:#}` would print it twice).
+    #[error("I/O error")]
     Io(#[from] std::io::Error),
+    /// A file could not be opened, created, read or written.
+    #[error("cannot {action} {}", path.display())]
+    File {
+        /// What was tried: `open`, `create`, `read`, `write`.
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server cannot listen on its address (in use, not permitted).
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An output path exists and is not a regular file (a device, a named
+    /// pipe, a symbolic link, a directory): it is not replaced.
+    #[error("{} exists and is not a regular file: not replacing it", .0.display())]
+    NotRegularFile(std::path::PathBuf),
+    /// A file that must be new already exists.
+    #[error("{} exists; not overwriting it", .0.display())]
+    FileExists(std::path::PathBuf),
+    /// A plaintext is larger than the server encrypts in one item.
+    #[error(
+        "input is {len} bytes; the server encrypts at most {max} bytes ({} KiB) per item",
+        max / 1024
+    )]
+    PlaintextTooLarge {
+        /// The plaintext's length.
+        len: usize,
+        /// The per-item limit, [`crate::api::MAX_ITEM_PLAINTEXT`].
+        max: usize,
+    },
+    /// The server refused a request as too large (HTTP 413); the message
+    /// says which limit.
+    #[error("the server refused the request as too large: {0}")]
+    TooLarge(String),
+    /// A batch item is not a ciphertext of the key service (bad magic,
+    /// unknown version, cut short): as answered by the server.
+    #[error("input is not a seccs kms ciphertext (wrong file, or damaged)")]
+    NotCiphertext,
+    /// The server refused a batch item because the ciphertext's key
+    /// version is below the key's minimum decryption version, or was
+    /// destroyed (the server's [`KmsError::VersionRefused`]).
+    #[error(
+        "the ciphertext's key version is below the key's minimum decryption version, or was destroyed: rewrap ciphertexts before raising the minimum"
+    )]
+    VersionBelowMinimum,
+    /// The server refused a batch item for a reason it names by `code`.
+    #[error("the server refused the item: {message}")]
+    ItemRefused {
+        /// The server's error code.
+        code: String,
+        /// What it means.
+        message: String,
+    },
+    /// The server's sealed file of a named key does not parse or does not
+    /// authenticate under the server's root key: the key cannot be used
+    /// until the file is restored.
+    #[error(
+        "the server's key file for {name} is corrupt (it does not parse or authenticate under the server's root key): restore it from a backup"
+    )]
+    CorruptKeyFile {
+        /// The key name.
+        name: String,
+    },
 }
 
 impl KmsError {

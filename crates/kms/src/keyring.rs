@@ -151,7 +151,9 @@ impl KeyRing {
         let map = self.lock();
         match map.get(name) {
             None => Err(KmsError::NotFound),
-            Some(Entry::Corrupt) => Err(KmsError::Tampered),
+            Some(Entry::Corrupt) => Err(KmsError::CorruptKeyFile {
+                name: name.to_owned(),
+            }),
             Some(Entry::Key(k)) => f(k),
         }
     }
@@ -166,7 +168,11 @@ impl KeyRing {
         let mut map = self.lock();
         let mut copy = match map.get(name) {
             None => return Err(KmsError::NotFound),
-            Some(Entry::Corrupt) => return Err(KmsError::Tampered),
+            Some(Entry::Corrupt) => {
+                return Err(KmsError::CorruptKeyFile {
+                    name: name.to_owned(),
+                });
+            }
             Some(Entry::Key(k)) => k.duplicate(),
         };
         let r = f(&mut copy)?;
@@ -214,10 +220,21 @@ mod tests {
         bytes[last] ^= 1;
         fs::write(&path, bytes)?;
         let ring = KeyRing::open(dir.path())?;
-        assert!(matches!(
-            ring.with_key("orders", |_| Ok(())),
-            Err(KmsError::Tampered)
-        ));
+        let err = ring.with_key("orders", |_| Ok(())).err();
+        assert!(
+            matches!(&err, Some(KmsError::CorruptKeyFile { name }) if name == "orders"),
+            "{err:?}"
+        );
+        let err = ring.update("orders", |k| k.rotate(3)).err();
+        assert!(
+            matches!(&err, Some(KmsError::CorruptKeyFile { name }) if name == "orders"),
+            "{err:?}"
+        );
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            text.contains("key file for orders is corrupt") && !text.contains("tampered"),
+            "{text}"
+        );
         Ok(())
     }
 

@@ -501,3 +501,347 @@ fn local_file_encryption_keeps_exact_length_and_rejects_tampering_seed_padding_f
     stop(&rt, server)?;
     Ok(())
 }
+
+/// A server with the default body limit (1 MiB), as `seccs kms serve` runs.
+fn boot_default_limit(rt: &tokio::runtime::Runtime, dir: &Path) -> Result<RunningServer, KmsError> {
+    let mut c = config(dir);
+    c.max_body = ServerConfig::new(dir).max_body;
+    rt.block_on(start(c))
+}
+
+fn plaintext(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn file_outputs_never_replace_a_pipe_or_a_link_and_errors_name_the_path() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let work = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let local = LocalFacility::new(&client_config(&server)?)?;
+    let kek = local.generate()?;
+    let plain = work.path().join("p");
+    std::fs::write(&plain, plaintext(10_000))?;
+
+    let fifo = work.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status()?;
+    assert!(made.success(), "mkfifo failed: {made}");
+    let err = local.encrypt_file(&kek, b"", &plain, &fifo).err();
+    assert!(
+        matches!(&err, Some(KmsError::NotRegularFile(p)) if p == &fifo),
+        "{err:?}"
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo)?.file_type().is_fifo());
+
+    let target = work.path().join("target");
+    std::fs::write(&target, b"keep")?;
+    let link = work.path().join("link");
+    std::os::unix::fs::symlink(&target, &link)?;
+    let err = local.encrypt_file(&kek, b"", &plain, &link).err();
+    assert!(
+        matches!(&err, Some(KmsError::NotRegularFile(p)) if p == &link),
+        "{err:?}"
+    );
+    assert!(std::fs::symlink_metadata(&link)?.file_type().is_symlink());
+    assert_eq!(std::fs::read(&target)?, b"keep");
+    let text = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(text.contains("not a regular file"), "{text}");
+
+    // A missing input names its path, and the cause is the source only:
+    // `{:#}` prints it once.
+    let missing = work.path().join("missing");
+    let err = local
+        .encrypt_file(&kek, b"", &missing, &work.path().join("out"))
+        .err()
+        .ok_or("a missing input was encrypted")?;
+    assert!(matches!(err, KmsError::File { .. }), "{err:?}");
+    let mut chain = err.to_string();
+    let mut src = std::error::Error::source(&err);
+    while let Some(s) = src {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    assert!(chain.contains(&missing.display().to_string()), "{chain}");
+    assert_eq!(
+        chain.matches("No such file or directory").count(),
+        1,
+        "{chain}"
+    );
+    assert_eq!(
+        std::fs::read_dir(work.path())?.count(),
+        4,
+        "p, fifo, target and link only: no temporary file left"
+    );
+    stop(&rt, server)?;
+    Ok(())
+}
+
+#[test]
+fn a_port_in_use_is_named_in_the_error() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let other = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let mut c = config(other.path());
+    c.listen = server.addr();
+    let err = rt
+        .block_on(start(c))
+        .err()
+        .ok_or("a second server bound the port")?;
+    assert!(matches!(err, KmsError::Listen { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("cannot listen on {}", server.addr())
+    );
+    let source = std::error::Error::source(&err).ok_or("no cause")?;
+    assert!(
+        source.to_string().contains("Address already in use"),
+        "{source}"
+    );
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// Seed of finding 2: with the default 1 MiB body limit, plaintexts of
+/// 524,233 to 524,270 bytes were encrypted, and their ciphertexts then
+/// refused (413) for decrypt and rewrap.
+#[test]
+fn the_largest_named_plaintext_round_trips_and_one_byte_more_is_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot_default_limit(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    let http = raw_client(&server)?;
+    let url = server.url();
+    rt.block_on(async {
+        let c = KmsClient::new(&cfg)?;
+        c.create_key("big", KeyState::Active).await?;
+        let max = seccs_kms::api::MAX_ITEM_PLAINTEXT;
+        assert_eq!(max, 256 * 1024);
+        let data = plaintext(max);
+        let ctx = vec![b'c'; 1000];
+        let ct = c
+            .encrypt("big", &[(&data, &ctx)])
+            .await?
+            .pop()
+            .ok_or("no result")??;
+        c.rotate("big").await?;
+        let re = c
+            .rewrap("big", &[(&ct, &ctx)])
+            .await?
+            .pop()
+            .ok_or("no result")??;
+        for sealed in [&ct, &re] {
+            let back = c
+                .decrypt("big", &[(sealed, &ctx)])
+                .await?
+                .pop()
+                .ok_or("no result")??;
+            assert!(back == data, "the round trip changed the data");
+        }
+
+        // One byte more: refused by the client before any request...
+        let more = plaintext(max + 1);
+        let err = c.encrypt("big", &[(&more, b"")]).await.err();
+        assert!(
+            matches!(err, Some(KmsError::PlaintextTooLarge { len, max: m }) if len == max + 1 && m == max),
+            "{err:?}"
+        );
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("at most 262144 bytes (256 KiB) per item"), "{text}");
+        // ...and by the server, with a 413 that says why, for it and for
+        // the sizes that used to encrypt and not decrypt.
+        for len in [max + 1, 524_233, 524_270] {
+            let body = serde_json::json!({
+                "items": [{"data": hex::encode(plaintext(len)), "context": ""}]
+            });
+            let r = http
+                .post(format!("{url}/v1/keys/big/encrypt"))
+                .bearer_auth("test-token")
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body)?)
+                .send()
+                .await?;
+            assert_eq!(r.status(), 413, "{len} bytes");
+            let e: seccs_kms::api::ErrorBody = serde_json::from_slice(&r.bytes().await?)?;
+            assert_eq!(e.error, "too-large");
+            assert!(e.message.contains(&format!("input is {len} bytes")), "{}", e.message);
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// Under a smaller body limit, what the server encrypts it can decrypt: a
+/// batch whose ciphertexts would not fit one decrypt request is refused.
+#[test]
+fn an_encryption_whose_ciphertext_would_not_fit_a_decrypt_request_is_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    // 64 KiB bodies: `{"items":[{"data":"HEX","context":""}]}` is 36 bytes
+    // and the hex of a ciphertext 76 longer than its plaintext's, so 32,712
+    // bytes is the largest plaintext whose decrypt request fits.
+    let server = boot(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    rt.block_on(async {
+        let c = KmsClient::new(&cfg)?;
+        c.create_key("k", KeyState::Active).await?;
+        let fits = plaintext(32_712);
+        let ct = c
+            .encrypt("k", &[(&fits, b"")])
+            .await?
+            .pop()
+            .ok_or("no result")??;
+        let back = c
+            .decrypt("k", &[(&ct, b"")])
+            .await?
+            .pop()
+            .ok_or("no result")??;
+        assert!(back == fits);
+        c.rewrap("k", &[(&ct, b"")])
+            .await?
+            .pop()
+            .ok_or("no result")??;
+        let over = plaintext(32_713);
+        let err = c.encrypt("k", &[(&over, b"")]).await.err();
+        let text = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        assert!(matches!(err, Some(KmsError::TooLarge(_))), "{err:?}");
+        assert!(text.contains("decrypt request"), "{text}");
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+#[test]
+fn per_item_errors_are_typed_with_clear_messages() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    rt.block_on(async {
+        let c = KmsClient::new(&cfg)?;
+        c.create_key("k", KeyState::Active).await?;
+        let ct = c
+            .encrypt("k", &[(b"x", b"")])
+            .await?
+            .pop()
+            .ok_or("no result")??;
+        let not_ct = c.decrypt("k", &[(b"plain text, not sealed", b"")]).await?;
+        let err = not_ct.into_iter().next().ok_or("no result")?.err();
+        assert!(matches!(err, Some(KmsError::NotCiphertext)), "{err:?}");
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("not a seccs kms ciphertext"), "{text}");
+        let err = c
+            .rewrap("k", &[(b"sk", b"")])
+            .await?
+            .pop()
+            .ok_or("no result")?
+            .err();
+        assert!(matches!(err, Some(KmsError::NotCiphertext)), "{err:?}");
+
+        c.rotate("k").await?;
+        c.set_min_decrypt_version("k", 2).await?;
+        let err = c
+            .decrypt("k", &[(&ct, b"")])
+            .await?
+            .pop()
+            .ok_or("no result")?
+            .err();
+        assert!(
+            matches!(err, Some(KmsError::VersionBelowMinimum)),
+            "{err:?}"
+        );
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("below the key's minimum"), "{text}");
+        assert!(!text.contains("server answered"), "{text}");
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+#[test]
+fn a_corrupt_named_key_file_is_reported_as_such_not_as_tampered_data() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    let ct = rt.block_on(async {
+        let c = KmsClient::new(&cfg)?;
+        c.create_key("orders", KeyState::Active).await?;
+        let ct = c
+            .encrypt("orders", &[(b"x", b"")])
+            .await?
+            .pop()
+            .ok_or("no result")??;
+        Ok::<_, Box<dyn std::error::Error>>(ct)
+    })?;
+    stop(&rt, server)?;
+    let path = dir.path().join("named/orders.key");
+    let mut bytes = std::fs::read(&path)?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, bytes)?;
+    let server = boot(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    rt.block_on(async {
+        let c = KmsClient::new(&cfg)?;
+        let errors = [
+            c.key_info("orders").await.err(),
+            c.decrypt("orders", &[(&ct, b"")]).await.err(),
+            c.set_state("orders", KeyState::Suspended).await.err(),
+        ];
+        for err in errors {
+            assert!(
+                matches!(&err, Some(KmsError::CorruptKeyFile { name }) if name == "orders"),
+                "{err:?}"
+            );
+            let text = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(text.contains("key file for orders is corrupt"), "{text}");
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+#[test]
+fn save_kek_never_replaces_anything() -> TestResult {
+    let work = tempfile::tempdir()?;
+    let kek = SecretKey::generate()?;
+    let path = work.path().join("kek");
+    seccs_kms::client::save_kek(&path, &kek)?;
+    assert_eq!(seccs_kms::client::load_kek(&path)?, kek);
+    let other = SecretKey::generate()?;
+    let err = seccs_kms::client::save_kek(&path, &other).err();
+    assert!(matches!(err, Some(KmsError::FileExists(_))), "{err:?}");
+    assert_eq!(seccs_kms::client::load_kek(&path)?, kek);
+    // A dangling link is a taken name too: nothing is created through it.
+    let link = work.path().join("link");
+    let nowhere = work.path().join("nowhere");
+    std::os::unix::fs::symlink(&nowhere, &link)?;
+    let err = seccs_kms::client::save_kek(&link, &other).err();
+    assert!(matches!(err, Some(KmsError::FileExists(_))), "{err:?}");
+    assert!(!nowhere.exists());
+    assert!(std::fs::symlink_metadata(&link)?.file_type().is_symlink());
+    // A missing directory is refused and named.
+    let err = seccs_kms::client::check_kek_destination(&work.path().join("no/kek"))
+        .err()
+        .ok_or("a missing directory was accepted")?;
+    assert!(
+        err.to_string()
+            .contains(&work.path().join("no").display().to_string()),
+        "{err}"
+    );
+    let names: Vec<String> = std::fs::read_dir(work.path())?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    Ok(())
+}

@@ -14,6 +14,14 @@
 //! Seed flaw fixed here: *no delete and no versions*. Saving an existing tag
 //! adds version N + 1 and keeps the older ones; [`Client::load`] takes a
 //! version, [`Client::remove`] removes one version or all.
+//!
+//! Concurrent saves of one tag: a save takes version N = highest listed + 1,
+//! and a server never replaces a record it holds, so two saves racing for N
+//! are told apart by the servers' "version N exists" refusals. A save that
+//! met such a refusal keeps N only if more than half of the servers it asked
+//! stored it (two saves cannot both have that); otherwise it removes its own
+//! records again (by its file id, never another save's) and tries N + 1, at
+//! most [`MAX_SAVE_ATTEMPTS`] times.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +41,8 @@ use crate::sharing;
 
 /// Channel prefix of clients.
 pub const CLIENT_PREFIX: &str = "seccs:client:";
+/// Versions a save tries before it gives up to concurrent saves of its tag.
+pub const MAX_SAVE_ATTEMPTS: usize = 8;
 
 /// Called with (bytes done, bytes in total) while a save uploads.
 pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -87,6 +97,9 @@ pub struct LoadReport {
     pub bad_servers: Vec<String>,
     /// Servers whose records were used.
     pub used_servers: Vec<String>,
+    /// Servers holding an older save of the same version (made while the
+    /// servers were partitioned), left out; honest, unlike `bad_servers`.
+    pub superseded_servers: Vec<String>,
 }
 
 /// One version of a tag across the network.
@@ -141,6 +154,28 @@ fn check_tag(tag: &str) -> Result<(), Error> {
         Err(Error::InvalidTag("longer than 8 KiB"))
     } else {
         Ok(())
+    }
+}
+
+/// The checks of a tag to save: a new tag must also be addressable, so it
+/// may not end in `@` and digits, which `TAG@N` reads as a version.
+fn check_new_tag(tag: &str) -> Result<(), Error> {
+    check_tag(tag)?;
+    if crate::parse_tag_version(tag).1.is_some() {
+        return Err(Error::InvalidTag(
+            "it ends in @ and digits, which name a version (TAG@N); use another tag",
+        ));
+    }
+    Ok(())
+}
+
+fn next_version(tag: &str, versions: &[VersionListing]) -> Result<u64, Error> {
+    match versions.last() {
+        None => Ok(1),
+        Some(v) => v
+            .version
+            .checked_add(1)
+            .ok_or_else(|| Error::VersionExhausted(tag.to_owned())),
     }
 }
 
@@ -280,6 +315,9 @@ impl Client {
     /// What each server online says about itself.
     pub async fn server_status(&self) -> Result<Vec<ServerStatus>, Error> {
         let servers = self.servers().await?;
+        if servers.is_empty() {
+            return Err(Error::NoServers);
+        }
         let mut out = Vec::new();
         for (channel, reply) in self.ask_all(&servers, || Body::Info).await {
             match reply {
@@ -322,17 +360,59 @@ impl Client {
         data: &[u8],
         password: &Password,
     ) -> Result<SaveReport, Error> {
-        check_tag(tag)?;
+        check_new_tag(tag)?;
         let servers = self.servers().await?;
         let n = servers.len();
         let t = self.threshold_for(n)?;
         sharing::check_file_len(data.len() as u64, t)?;
-        let needed = self.options.min_acks.unwrap_or(t).clamp(t, n);
-        let version = self
-            .versions_of(tag)
-            .await?
-            .last()
-            .map_or(1, |v| v.version + 1);
+        let needed = self.options.min_acks.unwrap_or(t).max(t);
+        if needed > n {
+            return Err(Error::NotEnoughServers { needed, servers: n });
+        }
+        let mut floor = 1;
+        for attempt in 0..MAX_SAVE_ATTEMPTS {
+            if attempt > 0 {
+                // Saves that collided retry at random moments, so one of
+                // them is ahead next time.
+                let mut r = [0u8; 2];
+                seccs_core::random_bytes(&mut r)?;
+                let ms = u64::from(u16::from_le_bytes(r)) % (50 * attempt as u64) + 1;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            let version = next_version(tag, &self.versions_of(tag).await?)?.max(floor);
+            match self
+                .save_version(tag, data, password, &servers, t, needed, version)
+                .await?
+            {
+                Some(report) => return Ok(report),
+                None => {
+                    tracing::info!(tag, version, "another save took this version; retrying");
+                    floor = version
+                        .checked_add(1)
+                        .ok_or_else(|| Error::VersionExhausted(tag.to_owned()))?;
+                }
+            }
+        }
+        Err(Error::SaveConflict {
+            tag: tag.to_owned(),
+            attempts: MAX_SAVE_ATTEMPTS,
+        })
+    }
+
+    /// One attempt of a save at `version`: the report, or `None` when another
+    /// save holds the version (this one's records are then removed again).
+    #[allow(clippy::too_many_arguments)]
+    async fn save_version(
+        &self,
+        tag: &str,
+        data: &[u8],
+        password: &Password,
+        servers: &[String],
+        t: usize,
+        needed: usize,
+        version: u64,
+    ) -> Result<Option<SaveReport>, Error> {
+        let n = servers.len();
         let records = {
             let buffer = sharing::split_buffer(data);
             let (tag, pw, kdf) = (tag.to_owned(), password.clone(), self.options.kdf.clone());
@@ -341,6 +421,10 @@ impl Client {
             })
             .await
             .map_err(|e| Error::io("split", std::io::Error::other(e.to_string())))??
+        };
+        let file_id = match records.first() {
+            Some(r) => crate::record::file_id_of(r)?,
+            None => return Err(Error::NoServers),
         };
         let record_bytes = records.first().map_or(0, |r| r.len() as u64);
         let total = record_bytes * n as u64;
@@ -361,34 +445,55 @@ impl Client {
             let report = &report;
             async move { (s.clone(), self.ask(s, body, Some(report)).await) }
         });
-        let mut acked = Vec::new();
+        let conflict = crate::message::conflict_reason(version);
+        let (mut acked, mut conflicts, mut reasons) = (Vec::new(), 0usize, Vec::new());
         for (server, reply) in join_all(asks).await {
             match reply {
                 Ok(Body::Stored) => acked.push(server),
-                Ok(Body::Refused { reason }) => tracing::warn!(server, "store refused: {reason}"),
-                Ok(other) => tracing::warn!(server, "unexpected reply to store: {other:?}"),
-                Err(e) => tracing::warn!(server, "store failed: {e}"),
+                Ok(Body::Refused { reason }) => {
+                    tracing::warn!(server, "store refused: {reason}");
+                    if reason == conflict {
+                        conflicts += 1;
+                    }
+                    reasons.push(format!("{server} refused: {reason}"));
+                }
+                Ok(other) => {
+                    tracing::warn!(server, "unexpected reply to store: {other:?}");
+                    reasons.push(format!("{server}: unexpected reply"));
+                }
+                Err(e) => {
+                    tracing::warn!(server, "store failed: {e}");
+                    reasons.push(format!("{server}: {e}"));
+                }
             }
         }
-        if acked.len() < needed {
-            let _ = self
-                .ask_all(&acked, || Body::Delete {
-                    tag: tag.to_owned(),
-                    version: Some(version),
-                })
-                .await;
-            return Err(Error::SaveIncomplete {
-                acked: acked.len(),
-                needed,
+        // With a conflict, another save holds the version on some servers: it
+        // is this save's only with more than half of them (so not the other's).
+        let won = acked.len() >= needed && (conflicts == 0 || 2 * acked.len() > n);
+        if won {
+            return Ok(Some(SaveReport {
+                version,
                 servers: n,
-            });
+                stored_on: acked.len(),
+                threshold: t,
+                record_bytes,
+            }));
         }
-        Ok(SaveReport {
-            version,
+        let _ = self
+            .ask_all(&acked, || Body::Rollback {
+                tag: tag.to_owned(),
+                version,
+                file_id,
+            })
+            .await;
+        if conflicts > 0 {
+            return Ok(None);
+        }
+        Err(Error::SaveIncomplete {
+            acked: acked.len(),
+            needed,
             servers: n,
-            stored_on: acked.len(),
-            threshold: t,
-            record_bytes,
+            reasons,
         })
     }
 
@@ -406,12 +511,20 @@ impl Client {
         }
         let version = match version {
             Some(v) => v,
-            None => self
-                .versions_of(tag)
-                .await?
-                .last()
-                .map(|v| v.version)
-                .ok_or_else(|| Error::NotFound(tag.to_owned()))?,
+            None => {
+                let listed = self.versions_of(tag).await?;
+                // The newest version that enough servers list to rebuild it:
+                // a stray record (a partial save, a foreign one) on fewer
+                // servers does not hide the versions below it.
+                let t = self.threshold_for(servers.len())?;
+                listed
+                    .iter()
+                    .rev()
+                    .find(|v| v.servers >= t)
+                    .or(listed.last())
+                    .map(|v| v.version)
+                    .ok_or_else(|| Error::NotFound(tag.to_owned()))?
+            }
         };
         let mut records = Vec::new();
         for (server, reply) in self
@@ -436,12 +549,31 @@ impl Client {
             sharing::rebuild(&tag_owned, version, records, &pw)
         })
         .await
-        .map_err(|e| Error::io("rebuild", std::io::Error::other(e.to_string())))??;
+        .map_err(|e| Error::io("rebuild", std::io::Error::other(e.to_string())))?;
+        let rebuilt = match rebuilt {
+            Ok(r) => r,
+            Err(Error::Decrypt) => {
+                // Name the version, and the one below it in case this one is
+                // someone else's (a listing failure only loses the hint).
+                let listed = self.versions_of(tag).await.unwrap_or_default();
+                return Err(Error::DecryptVersion {
+                    tag: tag.to_owned(),
+                    version,
+                    older: listed
+                        .iter()
+                        .rev()
+                        .map(|v| v.version)
+                        .find(|v| *v < version),
+                });
+            }
+            Err(e) => return Err(e),
+        };
         Ok(LoadReport {
             data: rebuilt.plaintext,
             version,
             bad_servers: rebuilt.bad,
             used_servers: rebuilt.used,
+            superseded_servers: rebuilt.superseded,
         })
     }
 
@@ -469,7 +601,10 @@ impl Client {
             }
         }
         if removed == 0 {
-            return Err(Error::NotFound(tag.to_owned()));
+            return Err(Error::NotFound(match version {
+                Some(v) => format!("{tag}@{v}"),
+                None => tag.to_owned(),
+            }));
         }
         Ok(removed)
     }

@@ -71,6 +71,21 @@ impl Config {
         if c.timeout_secs == 0 {
             return Err(Error::Config("timeout_secs must be positive".into()));
         }
+        if c.threshold == Some(0) {
+            return Err(Error::Config("threshold must be at least 1".into()));
+        }
+        match (c.min_acks, c.threshold) {
+            (Some(0), _) => {
+                return Err(Error::Config("min_acks must be at least 1".into()));
+            }
+            (Some(m), Some(t)) if m < t => {
+                return Err(Error::Config(format!(
+                    "min_acks = {m} is below threshold = {t}: a save stored on fewer than \
+                     threshold servers could not be loaded; raise min_acks or remove it"
+                )));
+            }
+            _ => {}
+        }
         Ok(c)
     }
 
@@ -101,6 +116,20 @@ mod tests {
             "broker = \"memory\"\n[kdf]\nalgorithm = \"scrypt\"\nlog_n = 20\nr = 8\np = 1",
         )?;
         assert_eq!(s.kdf, Kdf::SEED_SCRYPT);
+        Ok(())
+    }
+
+    #[test]
+    fn min_acks_below_the_threshold_is_refused() -> Result<(), Error> {
+        let c = Config::parse("broker = \"memory\"\nthreshold = 3\nmin_acks = 4")?;
+        assert_eq!((c.threshold, c.min_acks), (Some(3), Some(4)));
+        match Config::parse("broker = \"memory\"\nthreshold = 3\nmin_acks = 2") {
+            Err(Error::Config(m)) => {
+                assert!(m.contains("min_acks = 2 is below threshold = 3"), "{m}")
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+        assert!(Config::parse("broker = \"memory\"\nmin_acks = 0").is_err());
         Ok(())
     }
 }

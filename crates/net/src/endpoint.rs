@@ -7,7 +7,7 @@
 //! id) and hands requests to the server. Anything malformed, oversized or
 //! unexpected is logged and dropped; nothing a peer sends can stop the task.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +25,9 @@ use crate::packet::{
 
 /// Partially received messages an endpoint keeps at once.
 const MAX_PARTIALS: usize = 64;
+/// Payload bytes all partial messages of one endpoint hold at once (two
+/// messages of the largest size); a frame beyond it is dropped unacknowledged.
+const MAX_PARTIAL_BYTES: usize = 2 * MAX_FRAMES as usize * MAX_FRAME_PAYLOAD;
 /// A partial message with no new frame for this long is dropped.
 const PARTIAL_TTL: Duration = Duration::from_secs(60);
 /// Retransmissions of unacknowledged frames before a send fails.
@@ -94,28 +97,48 @@ impl Drop for AckGuard<'_> {
     }
 }
 
-/// A message being reassembled. Frame `i` lands at `i * MAX_FRAME_PAYLOAD`
-/// of `bytes` as it arrives, so the message is copied once on receipt.
+/// A message being reassembled. Frames received in order are appended to
+/// `bytes` as they arrive, so the message is copied once on receipt; a frame
+/// ahead of a gap waits in `ahead` until the gap is filled. Memory grows only
+/// with the bytes received, never with the count a sender claims.
 struct Partial {
     count: u32,
     bytes: Vec<u8>,
+    /// Frames `0..in_order` are in `bytes`.
+    in_order: u32,
+    ahead: BTreeMap<u32, Vec<u8>>,
     have: Vec<bool>,
     received: u32,
+    /// Payload bytes received so far.
+    held: usize,
     last: Instant,
 }
 
 impl Partial {
+    fn new(count: u32) -> Self {
+        Self {
+            count,
+            bytes: Vec::new(),
+            in_order: 0,
+            ahead: BTreeMap::new(),
+            have: vec![false; count as usize],
+            received: 0,
+            held: 0,
+            last: Instant::now(),
+        }
+    }
+
     fn place(&mut self, index: u32, payload: &[u8]) {
-        let start = index as usize * MAX_FRAME_PAYLOAD;
-        if start == self.bytes.len() {
-            // In order, the usual case: no zero-fill first.
-            self.bytes.extend_from_slice(payload);
-        } else {
-            let end = start + payload.len();
-            if self.bytes.len() < end {
-                self.bytes.resize(end, 0);
-            }
-            self.bytes[start..end].copy_from_slice(payload);
+        self.held += payload.len();
+        if index != self.in_order {
+            self.ahead.insert(index, payload.to_vec());
+            return;
+        }
+        self.bytes.extend_from_slice(payload);
+        self.in_order += 1;
+        while let Some(next) = self.ahead.remove(&self.in_order) {
+            self.bytes.extend_from_slice(&next);
+            self.in_order += 1;
         }
     }
 }
@@ -139,6 +162,7 @@ impl Endpoint {
             replies: replies.clone(),
             requests,
             partials: HashMap::new(),
+            max_held: MAX_PARTIAL_BYTES,
         };
         let task = tokio::spawn(rx.run(sub));
         Ok(Self {
@@ -266,9 +290,16 @@ struct Receiver {
     replies: Routes<RequestId, mpsc::Sender<Incoming>>,
     requests: Option<mpsc::Sender<Incoming>>,
     partials: HashMap<(String, MessageId), Partial>,
+    /// Payload bytes the partial messages may hold together.
+    max_held: usize,
 }
 
 impl Receiver {
+    /// Payload bytes held by partial messages.
+    fn held(&self) -> usize {
+        self.partials.values().map(|p| p.held).sum()
+    }
+
     async fn run(mut self, mut sub: Subscription) {
         let mut gc = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -324,13 +355,25 @@ impl Receiver {
             );
             return;
         }
-        let partial = self.partials.entry(key.clone()).or_insert_with(|| Partial {
-            count: d.count,
-            bytes: Vec::new(),
-            have: vec![false; d.count as usize],
-            received: 0,
-            last: Instant::now(),
-        });
+        let held = self.held();
+        let new_bytes = match self.partials.get(&key) {
+            Some(p) if p.have.get(d.index as usize) == Some(&true) => 0,
+            _ => d.payload.len(),
+        };
+        if held + new_bytes > self.max_held {
+            tracing::warn!(
+                channel = self.channel,
+                from = d.sender,
+                held,
+                limit = self.max_held,
+                "partial messages hold too many bytes; frame dropped"
+            );
+            return;
+        }
+        let partial = self
+            .partials
+            .entry(key.clone())
+            .or_insert_with(|| Partial::new(d.count));
         if partial.count != d.count {
             tracing::warn!(
                 channel = self.channel,
@@ -456,6 +499,92 @@ mod tests {
         }
         assert_eq!(joined, message.encode());
         assert_eq!(Message::decode_owned(joined)?, message);
+        Ok(())
+    }
+
+    fn receiver(requests: Option<mpsc::Sender<Incoming>>, max_held: usize) -> Receiver {
+        Receiver {
+            broker: Arc::new(crate::broker::MemoryBroker::new()),
+            channel: "seccs:server:test".into(),
+            acks: Arc::default(),
+            replies: Arc::default(),
+            requests,
+            partials: HashMap::new(),
+            max_held,
+        }
+    }
+
+    fn data_frame(id: u8, index: u32, count: u32, payload: &[u8]) -> Vec<u8> {
+        encode_data_parts(
+            MessageId([id; 16]),
+            "seccs:client:peer",
+            index,
+            count,
+            [payload, &[]],
+        )
+    }
+
+    #[tokio::test]
+    async fn a_claimed_frame_count_allocates_nothing_beyond_the_bytes_received() {
+        let mut rx = receiver(None, MAX_PARTIAL_BYTES);
+        // The last frame of a claimed 1 GiB message, four times: 240 bytes sent.
+        for id in 0..4 {
+            rx.handle(&data_frame(id, MAX_FRAMES - 1, MAX_FRAMES, &[7; 60]))
+                .await;
+        }
+        assert_eq!(rx.partials.len(), 4);
+        assert_eq!(rx.held(), 4 * 60);
+        let allocated: usize = rx
+            .partials
+            .values()
+            .map(|p| p.bytes.capacity() + p.ahead.values().map(Vec::capacity).sum::<usize>())
+            .sum();
+        assert!(
+            allocated <= 4 * 60,
+            "{allocated} bytes allocated for 240 received"
+        );
+    }
+
+    #[tokio::test]
+    async fn frames_beyond_the_byte_limit_are_dropped_and_messages_within_it_arrive()
+    -> Result<(), DecodeError> {
+        let (tx, mut requests) = mpsc::channel(4);
+        let mut rx = receiver(Some(tx), 3 * MAX_FRAME_PAYLOAD);
+        let full = vec![1u8; MAX_FRAME_PAYLOAD];
+        // Three inner frames of three messages that never complete fill the limit.
+        for id in 0..3 {
+            rx.handle(&data_frame(id, 0, 4, &full)).await;
+        }
+        assert_eq!(rx.held(), 3 * MAX_FRAME_PAYLOAD);
+        rx.handle(&data_frame(3, 0, 2, &full)).await;
+        assert_eq!(
+            rx.held(),
+            3 * MAX_FRAME_PAYLOAD,
+            "the frame past the limit is dropped"
+        );
+        assert!(
+            !rx.partials
+                .contains_key(&("seccs:client:peer".to_owned(), MessageId([3; 16])))
+        );
+        // Once the stale partials go, a message out of order fits and is delivered.
+        rx.partials.clear();
+        let message = Message {
+            request_id: RequestId([5; 16]),
+            body: Body::Store {
+                tag: "t".into(),
+                version: 1,
+                record: vec![3; MAX_FRAME_PAYLOAD + 10],
+            },
+        };
+        let bytes = message.encode();
+        let (first, second) = bytes.split_at(MAX_FRAME_PAYLOAD);
+        rx.handle(&data_frame(9, 1, 2, second)).await;
+        rx.handle(&data_frame(9, 0, 2, first)).await;
+        assert_eq!(rx.held(), 0);
+        match requests.try_recv() {
+            Ok(inc) => assert_eq!(inc.message, message),
+            Err(e) => panic!("the message was not delivered: {e}"),
+        }
         Ok(())
     }
 }

@@ -49,6 +49,14 @@ pub enum BrokerError {
     /// The broker connection is closed.
     #[error("broker connection closed")]
     Closed,
+    /// The broker could not be reached at all.
+    #[error("cannot connect to the broker at {url}: {reason}")]
+    Connect {
+        /// The broker URL, without any password.
+        url: String,
+        /// Why: connection refused, timed out, …
+        reason: String,
+    },
 }
 
 /// What can go wrong in the share network.
@@ -100,7 +108,8 @@ pub enum Error {
     },
     /// Too few servers acknowledged a save within the timeout.
     #[error(
-        "only {acked} of {servers} servers stored the file, {needed} needed; the save was rolled back"
+        "only {acked} of {servers} servers stored the file, {needed} needed; the save was rolled back{}",
+        reason_list(.reasons)
     )]
     SaveIncomplete {
         /// Servers that acknowledged.
@@ -109,7 +118,36 @@ pub enum Error {
         needed: usize,
         /// Servers asked.
         servers: usize,
+        /// What the other servers said or why they failed, one per server.
+        reasons: Vec<String>,
     },
+    /// Fewer servers are online than a save must be acknowledged by.
+    #[error(
+        "a save needs {needed} acknowledgements (min_acks) but only {servers} servers are online"
+    )]
+    NotEnoughServers {
+        /// Acknowledgements needed.
+        needed: usize,
+        /// Servers online.
+        servers: usize,
+    },
+    /// Concurrent saves of the tag took every version this save tried.
+    #[error(
+        "other saves of {tag:?} took each version this save tried ({attempts} attempts); \
+         nothing was saved, try again"
+    )]
+    SaveConflict {
+        /// The tag.
+        tag: String,
+        /// Versions tried.
+        attempts: usize,
+    },
+    /// The tag's highest version is the largest number: no version follows it.
+    #[error(
+        "{0:?} has a record at version {max}, the largest possible; remove it ({0}@{max}) to save again",
+        max = u64::MAX
+    )]
+    VersionExhausted(String),
     /// No server holds the tag (or the requested version).
     #[error("no server holds {0:?}")]
     NotFound(String),
@@ -128,6 +166,22 @@ pub enum Error {
     /// The password is wrong, or every record was altered (indistinguishable).
     #[error("wrong password, or the records were altered")]
     Decrypt,
+    /// No record of one version opens with the password: the password is
+    /// wrong, the records were altered, or that version was saved by someone
+    /// else (with another password).
+    #[error(
+        "cannot decrypt {tag}@{version}: wrong password, or its records were altered or saved \
+         with another password{}",
+        older_hint(.tag, *.older)
+    )]
+    DecryptVersion {
+        /// The tag.
+        tag: String,
+        /// The version that did not open.
+        version: u64,
+        /// The next older version listed, if any.
+        older: Option<u64>,
+    },
     /// A record is authentic but inconsistent: tampering.
     #[error("tampering detected: {0}")]
     Tampered(&'static str),
@@ -164,7 +218,27 @@ fn bad_list(bad: &[String]) -> String {
     }
 }
 
+fn reason_list(reasons: &[String]) -> String {
+    if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join("; "))
+    }
+}
+
+fn older_hint(tag: &str, older: Option<u64>) -> String {
+    match older {
+        Some(v) => format!("; if that version is not yours, try {tag}@{v}"),
+        None => String::new(),
+    }
+}
+
 impl Error {
+    /// Whether this is a failure to decrypt with the password given.
+    pub fn is_decrypt(&self) -> bool {
+        matches!(self, Error::Decrypt | Error::DecryptVersion { .. })
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),

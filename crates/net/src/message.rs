@@ -10,6 +10,17 @@
 //! current one.
 //!
 //! Layout: `"SCNM" | version u8 = 1 | kind u8 | request id [16] | body`.
+//!
+//! Compatibility: kinds are only ever added, never changed, so the format
+//! version stays 1. A peer that predates a kind rejects it as an unknown kind
+//! and drops the message; each added kind is one whose loss is safe.
+//! [`Body::Rollback`] (kind 12) was added so a failed save removes only its
+//! own records: a server that predates it drops it and keeps the record,
+//! which a later save steps over, rather than deleting another save's.
+//!
+//! A refusal whose reason is [`conflict_reason`] (the text servers have sent
+//! since format 1) means "another record holds this version": a client
+//! recognises a lost race by it.
 
 use std::ops::Range;
 
@@ -25,6 +36,12 @@ pub const MAX_TAG_LEN: usize = 8 * 1024;
 /// Longest record a message may carry (1 GiB, the frame limit).
 pub const MAX_RECORD_LEN: usize = 1 << 30;
 const MAX_TEXT: usize = 4096;
+
+/// The reason of a [`Body::Refused`] answering a store whose version holds
+/// another record: part of the protocol, matched by clients.
+pub fn conflict_reason(version: u64) -> String {
+    format!("version {version} exists")
+}
 
 /// A random identifier of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,6 +143,17 @@ pub enum Body {
         /// One version, or `None` for all.
         version: Option<u64>,
     },
+    /// Delete `version` of `tag` only if its record belongs to the save
+    /// `file_id`: the rollback of a failed save, which must never remove
+    /// another save's record. Answered with [`Body::Deleted`].
+    Rollback {
+        /// The tag.
+        tag: String,
+        /// The version.
+        version: u64,
+        /// The file id of the save being rolled back.
+        file_id: [u8; 16],
+    },
     /// Records deleted.
     Deleted {
         /// How many.
@@ -150,6 +178,7 @@ mod kind {
     pub const DELETE: u8 = 9;
     pub const DELETED: u8 = 10;
     pub const REFUSED: u8 = 11;
+    pub const ROLLBACK: u8 = 12;
 }
 
 impl Body {
@@ -162,6 +191,7 @@ impl Body {
                 | Body::List { .. }
                 | Body::Info
                 | Body::Delete { .. }
+                | Body::Rollback { .. }
         )
     }
 }
@@ -251,6 +281,17 @@ impl Message {
                     Some(v) => w.u8(1).u64(*v),
                     None => w.u8(0),
                 };
+            }
+            Body::Rollback {
+                tag,
+                version,
+                file_id,
+            } => {
+                w.u8(kind::ROLLBACK)
+                    .raw(id)
+                    .str(tag)
+                    .u64(*version)
+                    .raw(file_id);
             }
             Body::Deleted { removed } => {
                 w.u8(kind::DELETED).raw(id).u64(*removed);
@@ -354,6 +395,11 @@ impl Message {
                     _ => return Err(DecodeError::Invalid("option flag")),
                 },
             },
+            kind::ROLLBACK => Body::Rollback {
+                tag: read_tag(&mut r)?.to_owned(),
+                version: r.u64()?,
+                file_id: r.array()?,
+            },
             kind::DELETED => Body::Deleted { removed: r.u64()? },
             kind::REFUSED => Body::Refused {
                 reason: r.str(MAX_TEXT, "reason")?.to_owned(),
@@ -419,6 +465,11 @@ mod tests {
             Body::Delete {
                 tag: "t".into(),
                 version: None,
+            },
+            Body::Rollback {
+                tag: "t".into(),
+                version: 7,
+                file_id: [9; 16],
             },
             Body::Deleted { removed: 4 },
             Body::Refused {

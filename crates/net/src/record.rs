@@ -302,6 +302,20 @@ impl Record {
     }
 }
 
+/// Bytes of a record that [`file_id_of`] needs at most: header, index, and
+/// the manifest with its length.
+pub const RECORD_PREFIX_MAX: usize = 4 + 1 + 1 + 4 + MAX_MANIFEST_LEN;
+
+/// The file id (the save it belongs to) of a record, read from its first
+/// bytes: at most [`RECORD_PREFIX_MAX`] are needed, and more are ignored.
+pub fn file_id_of(prefix: &[u8]) -> Result<[u8; 16], DecodeError> {
+    let mut r = Reader::new(prefix);
+    r.header(&RECORD_MAGIC, RECORD_VERSION)?;
+    let _index = r.u8()?;
+    let manifest = r.bytes(MAX_MANIFEST_LEN, "manifest")?;
+    Ok(Manifest::decode(manifest)?.file_id)
+}
+
 /// A record's fields, borrowed from its bytes.
 struct RecordParts<'a> {
     index: u8,

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::endpoint::{Endpoint, Incoming, REQUEST_QUEUE};
 use crate::error::{BrokerError, Error};
-use crate::message::{Body, Message, ServerInfo};
+use crate::message::{Body, Message, ServerInfo, conflict_reason};
 use crate::record::Record;
 use crate::store::{PutOutcome, RecordStore, write_atomic};
 
@@ -183,7 +183,7 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
                     Ok(_) => match st.put(&tag, version, &record)? {
                         PutOutcome::Stored | PutOutcome::Unchanged => Body::Stored,
                         PutOutcome::Conflict => Body::Refused {
-                            reason: format!("version {version} exists"),
+                            reason: conflict_reason(version),
                         },
                     },
                 })
@@ -222,6 +222,16 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
                 removed: blocking(move || st.delete(&tag, version)).await?,
             }
         }
+        Body::Rollback {
+            tag,
+            version,
+            file_id,
+        } => {
+            let st = store.clone();
+            Body::Deleted {
+                removed: blocking(move || st.delete_save(&tag, version, &file_id)).await?,
+            }
+        }
         _ => Body::Refused {
             reason: "not a request".into(),
         },
@@ -231,6 +241,10 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
 async fn handle(endpoint: &Endpoint, store: &RecordStore, name: &str, inc: Incoming) {
     let Incoming { from, message } = inc;
     let body = match answer(store, name, message.body).await {
+        Ok(Body::Refused { reason }) => {
+            tracing::warn!(from, "request refused: {reason}");
+            Body::Refused { reason }
+        }
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(from, "request failed: {e}");

@@ -303,6 +303,10 @@ pub struct Rebuilt {
     pub bad: Vec<String>,
     /// Servers whose record was used.
     pub used: Vec<String>,
+    /// Servers whose authentic record belongs to an older (or, within one
+    /// second, another) save of the same version, made while the servers
+    /// were partitioned: left out, but not bad.
+    pub superseded: Vec<String>,
 }
 
 /// Rebuilds version `version` of `tag` from records, one per server.
@@ -343,23 +347,44 @@ pub fn rebuild(
         }
     }
     groups.sort_by_key(|g| std::cmp::Reverse(g.2));
-    let mut chosen = None;
+    // Several authentic saves of one version happen when servers were
+    // partitioned: each side saved it. The newest save that enough servers
+    // hold wins; the others' servers are honest, not bad.
     let mut tried: Vec<(Kdf, [u8; 16])> = Vec::new();
-    for (manifest, mac, _) in &groups {
-        let m = Manifest::decode(manifest)?;
-        if !tried.iter().any(|(k, s)| *k == m.kdf && *s == m.salt) {
-            if tried.len() >= MAX_KDF_ATTEMPTS {
-                break;
+    let mut authentic: Vec<(usize, Manifest, PasswordKeys)> = Vec::new();
+    let mut checked = vec![false; groups.len()];
+    for (i, (manifest, mac, count)) in groups.iter().enumerate() {
+        if *count >= usize::from(Manifest::decode(manifest)?.t) {
+            checked[i] = true;
+            if let Some((m, keys)) = authenticate(tag, manifest, mac, password, &mut tried)? {
+                authentic.push((i, m, keys));
             }
-            tried.push((m.kdf.clone(), m.salt));
-        }
-        let keys = PasswordKeys::derive(&m.kdf, password, &m.salt)?;
-        if verify_manifest_mac(keys.mac.expose_secret(), tag, manifest, mac) {
-            chosen = Some((manifest.clone(), *mac, m, keys));
-            break;
         }
     }
-    let Some((manifest_bytes, mac, m, keys)) = chosen else {
+    let mut chosen = authentic
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, (_, m, _))| (m.created, m.file_id))
+        .map(|(j, _)| j)
+        .map(|j| authentic.swap_remove(j));
+    if chosen.is_none() {
+        // No save has enough records: the largest authentic group says how
+        // many are missing.
+        for (i, (manifest, mac, _)) in groups.iter().enumerate() {
+            if checked[i] {
+                continue;
+            }
+            if let Some((m, keys)) = authenticate(tag, manifest, mac, password, &mut tried)? {
+                chosen = Some((i, m, keys));
+                break;
+            }
+        }
+    }
+    let other_saves: Vec<(Vec<u8>, [u8; 32])> = authentic
+        .iter()
+        .map(|(i, _, _)| (groups[*i].0.clone(), groups[*i].1))
+        .collect();
+    let Some((i, m, keys)) = chosen else {
         if parsed.is_empty() {
             return Err(Error::NotEnoughShares {
                 tag: tag.to_owned(),
@@ -370,10 +395,18 @@ pub fn rebuild(
         }
         return Err(Error::Decrypt);
     };
+    let (manifest_bytes, mac) = (groups[i].0.clone(), groups[i].1);
     let t = usize::from(m.t);
     let mut good: Vec<(String, Record)> = Vec::new();
+    let mut superseded = Vec::new();
     for (server, r, _) in parsed {
-        if r.manifest != manifest_bytes
+        if other_saves
+            .iter()
+            .any(|(om, omac)| *om == r.manifest && *omac == r.mac)
+        {
+            tracing::info!(server, "record of another save of this version left out");
+            superseded.push(server);
+        } else if r.manifest != manifest_bytes
             || r.mac != mac
             || good.iter().any(|(_, g)| g.index == r.index)
         {
@@ -422,7 +455,28 @@ pub fn rebuild(
         plaintext,
         bad,
         used: used.iter().map(|(s, _)| s.clone()).collect(),
+        superseded,
     })
+}
+
+/// The manifest of a group and its password keys, if the manifest is
+/// authentic under `password`; `None` also when the KDF attempts ran out.
+fn authenticate(
+    tag: &str,
+    manifest: &[u8],
+    mac: &[u8; 32],
+    password: &Password,
+    tried: &mut Vec<(Kdf, [u8; 16])>,
+) -> Result<Option<(Manifest, PasswordKeys)>, Error> {
+    let m = Manifest::decode(manifest)?;
+    if !tried.iter().any(|(k, s)| *k == m.kdf && *s == m.salt) {
+        if tried.len() >= MAX_KDF_ATTEMPTS {
+            return Ok(None);
+        }
+        tried.push((m.kdf.clone(), m.salt));
+    }
+    let keys = PasswordKeys::derive(&m.kdf, password, &m.salt)?;
+    Ok(verify_manifest_mac(keys.mac.expose_secret(), tag, manifest, mac).then_some((m, keys)))
 }
 
 #[cfg(test)]
@@ -602,6 +656,37 @@ mod tests {
         let out = rebuild("t", 1, named(&recs, &[2, 0, 1]), &pw)?;
         assert_eq!(out.plaintext, data);
         assert_eq!(out.bad, vec!["s2".to_string()]);
+        Ok(())
+    }
+
+    #[test]
+    fn of_two_saves_of_one_version_the_newest_wins_and_no_honest_server_is_blamed()
+    -> Result<(), Error> {
+        // A partition: one side saved version 1 on three servers, the other
+        // side, later, on two (threshold 2).
+        let pw = Password::new("p");
+        let older = split("t", 1, b"older", &pw, &Kdf::INSECURE_FAST, 5, 2)?;
+        let newer = split("t", 1, b"newer", &pw, &Kdf::INSECURE_FAST, 5, 2)?;
+        let (_, m_old) = Record::decode(&older[0])?;
+        let mut later = Vec::new();
+        for bytes in &newer {
+            let (mut r, mut m) = Record::decode(bytes)?;
+            m.created = m_old.created + 60;
+            r.manifest = m.encode();
+            let keys = PasswordKeys::derive(&m.kdf, &pw, &m.salt)?;
+            r.mac = manifest_mac(keys.mac.expose_secret(), "t", &r.manifest);
+            later.push(r.encode());
+        }
+        let mut records = named(&older, &[0, 1, 2]);
+        records.extend(named(&later, &[3, 4]));
+        let out = rebuild("t", 1, records, &pw)?;
+        assert_eq!(out.plaintext, b"newer");
+        assert!(out.bad.is_empty(), "honest servers blamed: {:?}", out.bad);
+        assert_eq!(out.superseded, vec!["s0", "s1", "s2"]);
+        // With too few records of the newest save, the older one still loads.
+        let mut records = named(&older, &[0, 1, 2]);
+        records.extend(named(&later, &[3]));
+        assert_eq!(rebuild("t", 1, records, &pw)?.plaintext, b"older");
         Ok(())
     }
 

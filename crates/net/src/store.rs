@@ -11,10 +11,15 @@
 //! is the hex SHA-256 of the tag: always 64 safe characters, whatever the tag
 //! holds (`/`, `+`, `..`, unicode, 4 KiB). Every file is written to a
 //! temporary name, synced, then renamed, so a crash never leaves half a record.
+//!
+//! A record is published with a hard link, which fails when the name exists:
+//! two saves that race for one version never overwrite each other, whether
+//! they reach one server process or two processes sharing a root.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -37,6 +42,9 @@ pub enum PutOutcome {
 pub struct RecordStore {
     root: PathBuf,
     dir: PathBuf,
+    /// Serialises the steps that read a record and then change it (a
+    /// rollback's check of the file id, then its delete) within one process.
+    lock: Arc<Mutex<()>>,
 }
 
 fn io(context: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -68,6 +76,34 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     result
 }
 
+/// Writes `bytes` to `path` only if no file is there: temporary file, fsync,
+/// hard link (which fails when `path` exists), fsync dir. Returns whether the
+/// file was created; never replaces an existing one.
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::Config("path without parent".into()))?;
+    let mut rnd = [0u8; 8];
+    seccs_core::random_bytes(&mut rnd)?;
+    let tmp = dir.join(format!(".tmp-{}", hex::encode(rnd)));
+    let result = (|| {
+        let mut f = fs::File::create_new(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(bytes).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("sync", &tmp))?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(Error::io(format!("link {}", path.display()), e)),
+        }
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(true)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
+}
+
 fn version_file(version: u64) -> String {
     format!("{version:020}.rec")
 }
@@ -89,6 +125,7 @@ impl RecordStore {
         Ok(Self {
             root: root.to_owned(),
             dir,
+            lock: Arc::default(),
         })
     }
 
@@ -117,13 +154,20 @@ impl RecordStore {
             write_atomic(&tag_file, tag.as_bytes())?;
         }
         let path = dir.join(version_file(version));
-        match fs::read(&path) {
-            Ok(existing) if existing == record => return Ok(PutOutcome::Unchanged),
-            Ok(_) => return Ok(PutOutcome::Conflict),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+        let compare = |path: &Path| match fs::read(path) {
+            Ok(existing) if existing == record => Ok(Some(PutOutcome::Unchanged)),
+            Ok(_) => Ok(Some(PutOutcome::Conflict)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
+        };
+        if let Some(outcome) = compare(&path)? {
+            return Ok(outcome);
         }
-        write_atomic(&path, record)?;
+        // Another save may have taken the version since: the link refuses
+        // to replace it, and the record there decides the outcome.
+        if !write_new(&path, record)? {
+            return Ok(compare(&path)?.unwrap_or(PutOutcome::Conflict));
+        }
         if new_tag {
             // The new tag directory's own entry must be on disk too before
             // the record counts as stored.
@@ -188,8 +232,36 @@ impl RecordStore {
         Ok(out)
     }
 
+    /// Deletes `version` of `tag` only if it is the record of the save
+    /// `file_id` (a rollback must never remove another save's record);
+    /// returns how many records were deleted (0 or 1).
+    pub fn delete_save(&self, tag: &str, version: u64, file_id: &[u8; 16]) -> Result<u64, Error> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let path = self.record_path(tag, version);
+        let mut head = Vec::new();
+        match fs::File::open(&path) {
+            Ok(f) => {
+                use std::io::Read;
+                f.take(crate::record::RECORD_PREFIX_MAX as u64)
+                    .read_to_end(&mut head)
+                    .map_err(io("read", &path))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+        }
+        match crate::record::file_id_of(&head) {
+            Ok(id) if id == *file_id => self.delete_locked(tag, Some(version)),
+            _ => Ok(0),
+        }
+    }
+
     /// Deletes `version` of `tag`, or every version; returns how many.
     pub fn delete(&self, tag: &str, version: Option<u64>) -> Result<u64, Error> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.delete_locked(tag, version)
+    }
+
+    fn delete_locked(&self, tag: &str, version: Option<u64>) -> Result<u64, Error> {
         let dir = self.tag_dir(tag);
         let targets: Vec<u64> = match version {
             Some(v) => vec![v],
@@ -284,6 +356,75 @@ mod tests {
         assert_eq!(store.delete("t", None)?, 1);
         assert!(store.list("")?.is_empty());
         assert!(!store.tag_dir("t").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn concurrent_puts_of_one_version_store_exactly_one_record() -> Result<(), Error> {
+        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let store = RecordStore::open(tmp.path())?;
+        let threads = 8;
+        let barrier = std::sync::Barrier::new(threads);
+        let outcomes = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|i| {
+                    let (store, barrier) = (&store, &barrier);
+                    scope.spawn(move || {
+                        (1..=40u64)
+                            .map(|v| {
+                                barrier.wait();
+                                store.put("t", v, &[i as u8; 64])
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Vec<_>>()
+        });
+        for v in 1..=40u64 {
+            let mut stored = Vec::new();
+            for (i, per_thread) in outcomes.iter().enumerate() {
+                match &per_thread[v as usize - 1] {
+                    Ok(PutOutcome::Stored) => stored.push(i as u8),
+                    Ok(PutOutcome::Conflict) => {}
+                    other => panic!("version {v}: unexpected {other:?}"),
+                }
+            }
+            assert_eq!(stored.len(), 1, "version {v} stored by {stored:?}");
+            // The record on disk is the one whose put said it was stored.
+            assert_eq!(store.get("t", v)?, Some(vec![stored[0]; 64]));
+        }
+        let leftovers = fs::read_dir(store.tag_dir("t"))
+            .map_err(|e| Error::io("list", e))?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            .count();
+        assert_eq!(leftovers, 0, "temporary files are removed");
+        Ok(())
+    }
+
+    #[test]
+    fn a_rollback_removes_only_the_record_of_its_own_save() -> Result<(), Error> {
+        use crate::crypto::{Kdf, Password};
+        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let store = RecordStore::open(tmp.path())?;
+        let pw = Password::new("p");
+        let ours = crate::sharing::split("t", 1, b"ours", &pw, &Kdf::INSECURE_FAST, 3, 2)?;
+        let theirs = crate::sharing::split("t", 1, b"theirs", &pw, &Kdf::INSECURE_FAST, 3, 2)?;
+        let (our_id, their_id) = (
+            crate::record::file_id_of(&ours[0])?,
+            crate::record::file_id_of(&theirs[0])?,
+        );
+        assert_ne!(our_id, their_id);
+        assert_eq!(store.put("t", 1, &theirs[0])?, PutOutcome::Stored);
+        assert_eq!(store.delete_save("t", 1, &our_id)?, 0);
+        assert_eq!(store.get("t", 1)?.as_deref(), Some(&theirs[0][..]));
+        assert_eq!(store.delete_save("t", 2, &their_id)?, 0, "no such version");
+        assert_eq!(store.delete_save("t", 1, &their_id)?, 1);
+        assert!(store.list("")?.is_empty());
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use common::{Kind, Net, TestResult, data};
 use seccs_net::packet::{DataFrame, Frame, MessageId};
 use seccs_net::record::Record;
 use seccs_net::store::RecordStore;
-use seccs_net::{Error, Password};
+use seccs_net::{Error, Kdf, Password};
 
 fn pw() -> Password {
     Password::new("correct horse battery staple")
@@ -189,6 +189,20 @@ async fn malformed_and_truncated_packets_leave_the_server_serving(kind: Kind) ->
         })
         .encode(),
     );
+    // The last frame of a claimed 1 GiB message, from four message ids: 60
+    // bytes each must not make the server reserve gigabytes.
+    for id in 3..7 {
+        packets.push(
+            Frame::Data(DataFrame {
+                message_id: MessageId([id; 16]),
+                sender: "seccs:client:attacker".into(),
+                index: seccs_net::packet::MAX_FRAMES - 1,
+                count: seccs_net::packet::MAX_FRAMES,
+                payload: vec![0; 60],
+            })
+            .encode(),
+        );
+    }
     for p in packets {
         net.broker.publish(&target, p).await?;
     }
@@ -238,6 +252,122 @@ async fn saving_again_keeps_the_previous_version_and_rm_removes(kind: Kind) -> T
     Ok(())
 }
 
+async fn concurrent_saves_of_one_tag_each_keep_their_own_version(kind: Kind) -> TestResult {
+    // Threshold 2 of 5: before, two racing saves could both be acknowledged
+    // by 2 servers at one version and both report success.
+    let net = Net::new(kind, 5).await?;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(net.client(Some(2)).await?);
+    }
+    for round in 0..3u64 {
+        let jobs = clients.iter().enumerate().map(|(i, c)| async move {
+            let file = data(20_000 + i, 1000 * round + i as u64);
+            (file.clone(), c.save("race", &file, &pw()).await)
+        });
+        let mut saved = Vec::new();
+        for (file, result) in futures::future::join_all(jobs).await {
+            match result {
+                Ok(report) => saved.push((report.version, file)),
+                Err(Error::SaveConflict { .. } | Error::SaveIncomplete { .. }) => {}
+                Err(e) => return Err(format!("unexpected save error: {e}").into()),
+            }
+        }
+        assert!(!saved.is_empty(), "no save of round {round} succeeded");
+        let mut versions: Vec<u64> = saved.iter().map(|(v, _)| *v).collect();
+        versions.sort_unstable();
+        versions.dedup();
+        assert_eq!(
+            versions.len(),
+            saved.len(),
+            "two saves reported one version"
+        );
+        for (version, file) in saved {
+            let loaded = clients[0].load("race", Some(version), &pw()).await?;
+            assert!(loaded.data == file, "race@{version} is not what was saved");
+        }
+    }
+    Ok(())
+}
+
+/// A record of `tag` at `version` under another password, as another user's
+/// save (or a partial one) leaves it on one server.
+fn foreign_record(tag: &str, version: u64) -> Result<Vec<u8>, Error> {
+    let recs = seccs_net::sharing::split(
+        tag,
+        version,
+        b"someone else's",
+        &Password::new("another password"),
+        &Kdf::INSECURE_FAST,
+        3,
+        2,
+    )?;
+    recs.into_iter()
+        .next()
+        .ok_or_else(|| Error::Config("no record".into()))
+}
+
+async fn a_stray_record_above_the_newest_version_neither_hides_nor_blocks_it(
+    kind: Kind,
+) -> TestResult {
+    let net = Net::new(kind, 3).await?;
+    let client = net.client(Some(2)).await?;
+    client.save("doc", b"mine", &pw()).await?;
+    let store = RecordStore::open(&net.root(0))?;
+    store.put("doc", 2, &foreign_record("doc", 2)?)?;
+    // `load doc` takes the newest version enough servers hold.
+    let loaded = client.load("doc", None, &pw()).await?;
+    assert_eq!((loaded.version, &loaded.data[..]), (1, &b"mine"[..]));
+    // Asked for explicitly, version 2 fails naming it and the version below.
+    match client.load("doc", Some(2), &pw()).await {
+        Err(e @ Error::DecryptVersion { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("doc@2") && text.contains("try doc@1"),
+                "{text}"
+            );
+        }
+        other => return Err(format!("expected DecryptVersion, got {other:?}").into()),
+    }
+    // The largest version: no version follows it, and the save says so.
+    store.put("doc", u64::MAX, &foreign_record("doc", u64::MAX)?)?;
+    match client.save("doc", b"again", &pw()).await {
+        Err(e @ Error::VersionExhausted(_)) => {
+            assert!(e.to_string().contains("largest possible"), "{e}")
+        }
+        other => return Err(format!("expected VersionExhausted, got {other:?}").into()),
+    }
+    assert_eq!(client.load("doc", None, &pw()).await?.data, b"mine");
+    Ok(())
+}
+
+async fn servers_with_no_server_online_and_missing_versions_fail_clearly(kind: Kind) -> TestResult {
+    let empty = Net::new(kind, 0).await?;
+    let lonely = empty.client(None).await?;
+    assert!(matches!(
+        lonely.server_status().await,
+        Err(Error::NoServers)
+    ));
+    let net = Net::new(kind, 3).await?;
+    let client = net.client(Some(2)).await?;
+    client.save("a", b"x", &pw()).await?;
+    match client.remove("a", Some(7)).await {
+        Err(e @ Error::NotFound(_)) => assert!(e.to_string().contains("\"a@7\""), "{e}"),
+        other => return Err(format!("expected NotFound, got {other:?}").into()),
+    }
+    // A tag that `TAG@N` would split is refused; `@` elsewhere is fine.
+    match client.save("a@12", b"x", &pw()).await {
+        Err(e @ Error::InvalidTag(_)) => assert!(e.to_string().contains("TAG@N"), "{e}"),
+        other => return Err(format!("expected InvalidTag, got {other:?}").into()),
+    }
+    client.save("mail@example.org", b"y", &pw()).await?;
+    assert_eq!(
+        client.load("mail@example.org", None, &pw()).await?.data,
+        b"y"
+    );
+    Ok(())
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod memory { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() -> TestResult { super::$name(Kind::Memory).await } )* }
@@ -255,4 +385,7 @@ suite!(
     malformed_and_truncated_packets_leave_the_server_serving,
     three_clients_at_once,
     saving_again_keeps_the_previous_version_and_rm_removes,
+    concurrent_saves_of_one_tag_each_keep_their_own_version,
+    a_stray_record_above_the_newest_version_neither_hides_nor_blocks_it,
+    servers_with_no_server_online_and_missing_versions_fail_clearly,
 );

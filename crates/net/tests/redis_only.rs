@@ -84,11 +84,23 @@ async fn a_save_without_enough_acks_fails_and_is_rolled_back() -> TestResult {
     )
     .await?;
     match client.save("t", b"data", &Password::new("p")).await {
-        Err(Error::SaveIncomplete {
-            acked: 2,
-            needed: 3,
-            servers: 5,
-        }) => {}
+        Err(
+            e @ Error::SaveIncomplete {
+                acked: 2,
+                needed: 3,
+                servers: 5,
+                ..
+            },
+        ) => {
+            // Each server that did not store says why, in the error itself.
+            let text = e.to_string();
+            for i in 0..3 {
+                assert!(
+                    text.contains(&format!("seccs:server:silent{i}: timed out")),
+                    "{text}"
+                );
+            }
+        }
         other => return Err(format!("expected SaveIncomplete, got {other:?}").into()),
     }
     drop(silent);
@@ -142,8 +154,52 @@ fn store_keys_round_trip_through_the_blocking_key_file_functions() -> TestResult
     );
     assert!(matches!(
         seccs_net::keyfile::load_key(&config, "stores/main", &Password::new("wrong")),
-        Err(Error::Decrypt)
+        Err(Error::DecryptVersion { version: 1, .. })
     ));
     drop(net);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_is_reported_with_its_url_and_the_reason() -> TestResult {
+    // A free loopback port with nothing listening: the connection is refused.
+    let url = format!("redis://127.0.0.1:{}", common::free_port()?);
+    match seccs_net::broker::RedisBroker::connect(&url).await {
+        Err(e) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("cannot connect to the broker at {url}")),
+                "{text}"
+            );
+            assert!(text.to_lowercase().contains("refused"), "{text}");
+        }
+        Ok(_) => return Err(format!("connected to {url}, where nothing listens").into()),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_acks_above_the_servers_online_fails_the_save() -> TestResult {
+    let net = Net::new(Kind::Memory, 3).await?;
+    let client = Client::new(
+        net.broker.clone(),
+        ClientOptions {
+            timeout: common::TIMEOUT,
+            kdf: Kdf::INSECURE_FAST,
+            threshold: None,
+            min_acks: Some(4),
+        },
+    )
+    .await?;
+    match client.save("t", b"data", &Password::new("p")).await {
+        Err(
+            e @ Error::NotEnoughServers {
+                needed: 4,
+                servers: 3,
+            },
+        ) => assert!(e.to_string().contains("min_acks"), "{e}"),
+        other => return Err(format!("expected NotEnoughServers, got {other:?}").into()),
+    }
+    assert!(client.list("").await?.is_empty(), "nothing was stored");
     Ok(())
 }

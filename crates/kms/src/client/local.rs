@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use seccs_core::SecretKey;
@@ -122,8 +122,10 @@ impl LocalFacility {
         stream::decrypt_stream(&key, context, reader, writer).map_err(KmsError::from_stream)
     }
 
-    /// Encrypts the file `src` into `dst` (written to a temporary file and
-    /// renamed, so `dst` never holds a partial result).
+    /// Encrypts the file `src` into `dst` (written to a temporary file,
+    /// synced and renamed, so `dst` never holds a partial result). An
+    /// existing `dst` that is not a regular file (a device, a named pipe, a
+    /// symbolic link, a directory) is refused, never replaced.
     pub fn encrypt_file(
         &self,
         kek: &SecretKey,
@@ -136,6 +138,7 @@ impl LocalFacility {
     }
 
     /// Decrypts the file `src` into `dst`; on any error `dst` is untouched.
+    /// `dst` is written as by [`encrypt_file`](Self::encrypt_file).
     pub fn decrypt_file(
         &self,
         kek: &SecretKey,
@@ -153,22 +156,80 @@ pub(crate) fn file_key(dek: &SecretKey) -> SecretKey {
     kdf::derive(dek, FILE_LABEL)
 }
 
-fn temp_beside(dst: &Path) -> Result<(std::path::PathBuf, fs::File), KmsError> {
-    let dir = dst
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+/// Opens `src` for reading, naming it in the error.
+fn open_input(src: &Path) -> Result<fs::File, KmsError> {
+    fs::File::open(src).map_err(|source| KmsError::File {
+        action: "open",
+        path: src.to_owned(),
+        source,
+    })
+}
+
+/// A temporary file beside `dst` (mode 0600), after checking that `dst`,
+/// if it exists, is a regular file: a rename over a device node, a named
+/// pipe, a symbolic link or a directory would replace it.
+fn temp_beside(dst: &Path) -> Result<(PathBuf, fs::File), KmsError> {
+    match fs::symlink_metadata(dst) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Err(KmsError::NotRegularFile(dst.to_owned()));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(KmsError::File {
+                action: "check",
+                path: dst.to_owned(),
+                source,
+            });
+        }
+    }
+    let dir = parent_dir(dst);
     let name = dst
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or(KmsError::Config("destination needs a file name".into()))?;
-    let (p, f) = crate::atomic::write_temp(dir, name, &[])?;
-    Ok((p, f))
+    crate::atomic::write_temp(dir, name, &[]).map_err(|source| KmsError::File {
+        action: "create a file in",
+        path: dir.to_owned(),
+        source,
+    })
 }
 
-fn finish_temp(tmp: &Path, dst: &Path, r: Result<u64, KmsError>) -> Result<u64, KmsError> {
-    match r.and_then(|n| fs::rename(tmp, dst).map(|()| n).map_err(KmsError::from)) {
-        Ok(n) => Ok(n),
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Syncs the temporary file and renames it to `dst` if `r` succeeded (then
+/// syncs the directory, so the new file survives a crash); else removes it.
+fn finish_temp(
+    tmp: &Path,
+    out: fs::File,
+    dst: &Path,
+    r: Result<u64, KmsError>,
+) -> Result<u64, KmsError> {
+    let published = r.and_then(|n| {
+        out.sync_all()
+            .and_then(|()| fs::rename(tmp, dst))
+            .map_err(|source| KmsError::File {
+                action: "write",
+                path: dst.to_owned(),
+                source,
+            })?;
+        Ok(n)
+    });
+    drop(out);
+    match published {
+        Ok(n) => {
+            let dir = parent_dir(dst);
+            crate::atomic::sync_dir(dir).map_err(|source| KmsError::File {
+                action: "sync",
+                path: dir.to_owned(),
+                source,
+            })?;
+            Ok(n)
+        }
         Err(e) => {
             let _ = fs::remove_file(tmp);
             Err(e)
@@ -176,29 +237,34 @@ fn finish_temp(tmp: &Path, dst: &Path, r: Result<u64, KmsError>) -> Result<u64, 
     }
 }
 
-/// Encrypts file `src` to `dst` under the stream key `key`.
+/// Encrypts file `src` to `dst` under the stream key `key`: through a
+/// synced temporary file beside `dst`, renamed over it only once whole. An
+/// existing `dst` that is not a regular file is refused
+/// ([`KmsError::NotRegularFile`]).
 pub fn encrypt_file_with(
     key: &SecretKey,
     context: &[u8],
     src: &Path,
     dst: &Path,
 ) -> Result<u64, KmsError> {
-    let mut input = fs::File::open(src)?;
+    let mut input = open_input(src)?;
     let (tmp, mut out) = temp_beside(dst)?;
     let r = stream::encrypt_stream(key, StreamParams::default(), context, &mut input, &mut out)
         .map_err(KmsError::from_stream);
-    finish_temp(&tmp, dst, r)
+    finish_temp(&tmp, out, dst, r)
 }
 
-/// Decrypts file `src` to `dst` under the stream key `key`.
+/// Decrypts file `src` to `dst` under the stream key `key`, as
+/// [`encrypt_file_with`] writes: `dst` appears only if all of `src`
+/// authenticates.
 pub fn decrypt_file_with(
     key: &SecretKey,
     context: &[u8],
     src: &Path,
     dst: &Path,
 ) -> Result<u64, KmsError> {
-    let input = fs::File::open(src)?;
+    let input = open_input(src)?;
     let (tmp, mut out) = temp_beside(dst)?;
     let r = stream::decrypt_stream(key, context, input, &mut out).map_err(KmsError::from_stream);
-    finish_temp(&tmp, dst, r)
+    finish_temp(&tmp, out, dst, r)
 }

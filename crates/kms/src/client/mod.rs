@@ -233,13 +233,21 @@ impl KmsClient {
         Ok((status, body.to_vec()))
     }
 
-    fn server_error(status: u16, body: &[u8]) -> KmsError {
+    /// The error of a non-200 answer to a request about the named key
+    /// `name`, if any.
+    fn server_error(status: u16, body: &[u8], name: Option<&str>) -> KmsError {
         if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
             match e.error.as_str() {
                 "not-found" => return KmsError::NotFound,
                 "tampered" => return KmsError::Tampered,
                 "unauthorized" => return KmsError::Unauthorized,
                 "exists" => return KmsError::AlreadyExists,
+                "too-large" => return KmsError::TooLarge(e.message),
+                "corrupt-key" => {
+                    return KmsError::CorruptKeyFile {
+                        name: name.unwrap_or("?").to_owned(),
+                    };
+                }
                 _ => {}
             }
             return KmsError::Server {
@@ -249,6 +257,12 @@ impl KmsClient {
         }
         if status == 401 {
             return KmsError::Unauthorized;
+        }
+        if status == 413 {
+            return KmsError::TooLarge(format!(
+                "the body is above the server's limit ({})",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ));
         }
         KmsError::Server {
             status,
@@ -260,7 +274,7 @@ impl KmsClient {
     pub async fn status_text(&self) -> Result<String, KmsError> {
         let (status, body) = self.send(self.http.get(self.url("/")?)).await?;
         if status != 200 {
-            return Err(Self::server_error(status, &body));
+            return Err(Self::server_error(status, &body, None));
         }
         String::from_utf8(body).map_err(|_| KmsError::Malformed("status text"))
     }
@@ -269,7 +283,7 @@ impl KmsClient {
     pub async fn new_kek(&self) -> Result<SecretKey, KmsError> {
         let (status, body) = self.send(self.http.post(self.url("/new")?)).await?;
         if status != 200 {
-            return Err(Self::server_error(status, &body));
+            return Err(Self::server_error(status, &body, None));
         }
         SecretKey::from_slice(&body).map_err(|_| KmsError::Malformed("KEK from server"))
     }
@@ -287,7 +301,7 @@ impl KmsClient {
         match status {
             200 => SecretKey::from_slice(&body).map_err(|_| KmsError::Malformed("DEK from server")),
             404 => Err(KmsError::NotFound),
-            _ => Err(Self::server_error(status, &body)),
+            _ => Err(Self::server_error(status, &body, None)),
         }
     }
 
@@ -309,7 +323,10 @@ impl KmsClient {
         let (status, bytes) = self.send(req).await?;
         let bytes = zeroize::Zeroizing::new(bytes);
         if status != 200 {
-            return Err(Self::server_error(status, &bytes));
+            let name = path
+                .strip_prefix("/v1/keys/")
+                .and_then(|rest| rest.split('/').next());
+            return Err(Self::server_error(status, &bytes, name));
         }
         Ok(serde_json::from_slice(&bytes)?)
     }
@@ -348,7 +365,7 @@ impl KmsClient {
             .await?;
         Ok(r.results
             .into_iter()
-            .map(|i| item_value(i).and_then(|v| unhex_key(&v)))
+            .map(|i| item_value(i, "key").and_then(|v| unhex_key(&v)))
             .collect())
     }
 
@@ -411,6 +428,14 @@ impl KmsClient {
         op: &str,
         items: &[(&[u8], &[u8])],
     ) -> Result<Vec<Result<Vec<u8>, KmsError>>, KmsError> {
+        if op == "encrypt"
+            && let Some((d, _)) = items.iter().find(|(d, _)| d.len() > MAX_ITEM_PLAINTEXT)
+        {
+            return Err(KmsError::PlaintextTooLarge {
+                len: d.len(),
+                max: MAX_ITEM_PLAINTEXT,
+            });
+        }
         let req = DataRequest {
             items: items
                 .iter()
@@ -430,12 +455,17 @@ impl KmsClient {
         Ok(r.results
             .into_iter()
             .map(|i| {
-                item_value(i).and_then(|v| hex::decode(v).map_err(|_| KmsError::Malformed("hex")))
+                item_value(i, op)
+                    .and_then(|v| hex::decode(v).map_err(|_| KmsError::Malformed("hex")))
             })
             .collect())
     }
 
-    /// Encrypts a batch of `(plaintext, context)` under a named key.
+    /// Encrypts a batch of `(plaintext, context)` under a named key. A
+    /// plaintext above [`MAX_ITEM_PLAINTEXT`] is
+    /// [`KmsError::PlaintextTooLarge`], before any request; a batch whose
+    /// ciphertexts would not fit one decrypt request is refused by the
+    /// server ([`KmsError::TooLarge`]).
     pub async fn encrypt(
         &self,
         name: &str,
@@ -484,7 +514,7 @@ impl KmsClient {
             .into_iter()
             .map(|i| {
                 let wrapped = i.wrapped.clone().ok_or(KmsError::Malformed("datakey"))?;
-                let key = unhex_key(&item_value(i)?)?;
+                let key = unhex_key(&item_value(i, "datakey")?)?;
                 Ok((
                     key,
                     hex::decode(wrapped).map_err(|_| KmsError::Malformed("hex"))?,
@@ -505,15 +535,25 @@ fn unhex_key(text: &str) -> Result<SecretKey, KmsError> {
     Ok(SecretKey::from_bytes(*raw))
 }
 
-fn item_value(i: Item) -> Result<String, KmsError> {
+/// The value of a batch item of operation `op`, or its error: each code
+/// of the server's per-item errors as a typed error.
+fn item_value(i: Item, op: &str) -> Result<String, KmsError> {
     match (i.value, i.error) {
         (Some(v), None) => Ok(v),
-        (_, Some(e)) => Err(match e.as_str() {
+        (_, Some(code)) => Err(match code.as_str() {
             "not-found" => KmsError::NotFound,
             "tampered" => KmsError::Tampered,
-            _ => KmsError::Server {
-                status: 200,
-                body: e,
+            "version" => KmsError::VersionBelowMinimum,
+            "malformed" if op == "decrypt" || op == "rewrap" => KmsError::NotCiphertext,
+            "malformed" if op == "key" => KmsError::Malformed("KEK"),
+            "too-large" => KmsError::TooLarge(i.message.unwrap_or(code)),
+            _ => KmsError::ItemRefused {
+                message: i.message.unwrap_or_else(|| match code.as_str() {
+                    "state" => "the key's state does not allow this operation".to_owned(),
+                    "malformed" => "the server could not read the item".to_owned(),
+                    _ => format!("error code {code}"),
+                }),
+                code,
             },
         }),
         _ => Err(KmsError::Malformed("batch item")),
@@ -559,19 +599,21 @@ impl BlockingClient {
 /// whitespace allowed), as written by `seccs kms new --out FILE`, `wget …
 /// /new -O kek.dat` or by hand.
 pub fn load_kek(path: &std::path::Path) -> Result<SecretKey, KmsError> {
-    let bytes = zeroize::Zeroizing::new(std::fs::read(path)?);
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| KmsError::File {
+        action: "read",
+        path: path.to_owned(),
+        source,
+    })?);
     crate::server::parse_kek(&bytes)
 }
 
-/// Writes `kek` as 32 raw bytes to a new file at `path` (mode 0600,
-/// atomically); refuses to overwrite an existing file.
-pub fn save_kek(path: &std::path::Path, kek: &SecretKey) -> Result<(), KmsError> {
-    if path.exists() {
-        return Err(KmsError::Config(format!(
-            "{} exists; not overwriting a key",
-            path.display()
-        )));
-    }
+/// The directory and file name of a new KEK file at `path`, checked: the
+/// name is free (no file, directory or link of that name, dangling or not)
+/// and the directory exists. Call it before asking the server for a KEK
+/// that [`save_kek`] is to write, so a refusal leaves no orphan key.
+pub fn check_kek_destination(
+    path: &std::path::Path,
+) -> Result<(std::path::PathBuf, String), KmsError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -580,8 +622,49 @@ pub fn save_kek(path: &std::path::Path, kek: &SecretKey) -> Result<(), KmsError>
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or(KmsError::Config("KEK path needs a file name".into()))?;
-    crate::atomic::write_atomic(dir, name, kek.expose_secret())?;
-    Ok(())
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => return Err(KmsError::FileExists(path.to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(KmsError::File {
+                action: "check",
+                path: path.to_owned(),
+                source,
+            });
+        }
+    }
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok((dir.to_owned(), name.to_owned())),
+        Ok(_) => Err(KmsError::Config(format!(
+            "cannot create {}: {} is not a directory",
+            path.display(),
+            dir.display()
+        ))),
+        Err(source) => Err(KmsError::File {
+            action: "create a file in",
+            path: dir.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Writes `kek` as 32 raw bytes to a new file at `path` (mode 0600,
+/// durably); never replaces anything at `path`: the file appears by a hard
+/// link of a synced temporary file, which fails if the name is taken, even
+/// by a file created since [`check_kek_destination`].
+pub fn save_kek(path: &std::path::Path, kek: &SecretKey) -> Result<(), KmsError> {
+    let (dir, name) = check_kek_destination(path)?;
+    crate::atomic::write_new(&dir, &name, kek.expose_secret()).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            KmsError::FileExists(path.to_owned())
+        } else {
+            KmsError::File {
+                action: "create",
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })
 }
 
 /// Process-wide cache of store keys, by server and KEK.

@@ -18,7 +18,10 @@
 //!
 //! Hardening: request bodies above [`ServerConfig::max_body`] are answered
 //! `413` (a declared one after it is read and dropped, up to 16 MiB, so the
-//! client sees the answer rather than a reset); malformed bodies `400`;
+//! client sees the answer rather than a reset); an encrypt batch with a
+//! plaintext above [`crate::api::MAX_ITEM_PLAINTEXT`], or whose ciphertexts
+//! would not fit one decrypt request, `413` `too-large` (what the server
+//! encrypts it can always decrypt and rewrap); malformed bodies `400`;
 //! every request has a deadline ([`ServerConfig::request_timeout`], then
 //! `503`); a connection must send
 //! its first request within 10 s and each header within 10 s; SIGINT and
@@ -206,6 +209,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
                 ring: KeyRing::open(&dir)?,
                 audit: AuditLog::open(&dir.join("audit.log"))?,
                 token_hash: Sha256::digest(token.as_bytes()).into(),
+                max_body: config.max_body,
             })
         })
         .await
@@ -236,7 +240,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         ))
         .with_state(Arc::clone(&state));
 
-    let listener = std::net::TcpListener::bind(config.listen)?;
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| KmsError::Listen {
+            addr: config.listen,
+            source,
+        })?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let handle = axum_server::Handle::new();

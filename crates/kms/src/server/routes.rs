@@ -26,6 +26,8 @@ pub(crate) struct AppState {
     pub(crate) ring: KeyRing,
     pub(crate) audit: AuditLog,
     pub(crate) token_hash: [u8; 32],
+    /// The largest request body (bytes).
+    pub(crate) max_body: usize,
 }
 
 impl std::fmt::Debug for AppState {
@@ -69,6 +71,10 @@ fn code(e: &KmsError) -> (StatusCode, &'static str) {
         KmsError::AlreadyExists => (StatusCode::CONFLICT, "exists"),
         KmsError::InvalidName => (StatusCode::BAD_REQUEST, "name"),
         KmsError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        KmsError::PlaintextTooLarge { .. } | KmsError::TooLarge(_) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "too-large")
+        }
+        KmsError::CorruptKeyFile { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt-key"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -88,11 +94,7 @@ impl IntoResponse for ApiError {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self.0, "request failed");
         }
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            "internal error".to_owned()
-        } else {
-            self.0.to_string()
-        };
+        let message = message(&self.0);
         (
             status,
             Json(ErrorBody {
@@ -101,6 +103,15 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response()
+    }
+}
+
+/// What an error answer says: the error's text, except for internal errors
+/// (whose details stay in the server's log).
+fn message(e: &KmsError) -> String {
+    match code(e) {
+        (_, "internal") => "internal error".to_owned(),
+        _ => e.to_string(),
     }
 }
 
@@ -198,11 +209,13 @@ fn item(r: Result<(String, Option<String>), KmsError>) -> Item {
             value: Some(value),
             wrapped,
             error: None,
+            message: None,
         },
         Err(e) => Item {
             value: None,
             wrapped: None,
             error: Some(code(&e).1.to_owned()),
+            message: Some(message(&e)),
         },
     }
 }
@@ -405,6 +418,9 @@ pub(crate) async fn v1_data(
     if req.items.len() > MAX_BATCH {
         return Err(KmsError::Malformed("too many items").into());
     }
+    if matches!(op, Operation::Encrypt) {
+        check_encrypt_sizes(&req, body.len(), s.max_body)?;
+    }
     let r = s.ring.with_key(&name, |k| {
         let permit = k.permit(op)?;
         Ok(req
@@ -430,6 +446,37 @@ pub(crate) async fn v1_data(
     };
     s.audit.record(&op.to_string(), &name, summary);
     Ok(Json(BatchResponse { results: r? }))
+}
+
+/// Refuses an encrypt batch with a plaintext above
+/// [`MAX_ITEM_PLAINTEXT`], or whose ciphertexts would not fit one decrypt
+/// (or rewrap) request under `max_body`: that request is this one with each
+/// item's hex data longer by twice the ciphertext overhead.
+fn check_encrypt_sizes(
+    req: &DataRequest,
+    body_len: usize,
+    max_body: usize,
+) -> Result<(), KmsError> {
+    for it in &req.items {
+        let len = it.data.len() / 2;
+        if len > MAX_ITEM_PLAINTEXT {
+            return Err(KmsError::PlaintextTooLarge {
+                len,
+                max: MAX_ITEM_PLAINTEXT,
+            });
+        }
+    }
+    let decrypt_len = req
+        .items
+        .len()
+        .saturating_mul(2 * crate::ciphertext::OVERHEAD)
+        .saturating_add(body_len);
+    if decrypt_len > max_body {
+        return Err(KmsError::TooLarge(format!(
+            "the ciphertexts would make a {decrypt_len}-byte decrypt request, above this server's {max_body}-byte limit: send fewer or smaller items"
+        )));
+    }
+    Ok(())
 }
 
 fn datakey(s: &AppState, name: &str, body: &[u8]) -> Result<Json<BatchResponse>, ApiError> {

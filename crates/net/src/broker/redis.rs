@@ -39,9 +39,22 @@ impl RedisBroker {
     /// Connects to `url` (`redis://HOST:PORT[/DB]`).
     pub async fn connect(url: &str) -> Result<Self, BrokerError> {
         let client = redis::Client::open(url)?;
+        let failed = |reason: String| BrokerError::Connect {
+            url: redact(url),
+            reason,
+        };
+        let timed_out = || failed(format!("timed out after {CONNECT_TIMEOUT:?}"));
+        // One plain connection first: its error says why (connection
+        // refused, unknown host, authentication), where the connection
+        // manager would keep retrying until the timeout.
+        timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| failed(e.to_string()))?;
         let conn = timeout(CONNECT_TIMEOUT, ConnectionManager::new(client.clone()))
             .await
-            .map_err(|_| BrokerError::Closed)??;
+            .map_err(|_| timed_out())?
+            .map_err(|e| failed(e.to_string()))?;
         Ok(Self {
             client,
             conn,
@@ -125,6 +138,17 @@ async fn pump(
             }
         }
     }
+}
+
+/// `url` with any user name and password replaced by `***`.
+fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let host_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..host_end].rfind('@') {
+            return format!("{scheme}://***@{}", &rest[at + 1..]);
+        }
+    }
+    url.to_owned()
 }
 
 fn glob_escape(prefix: &str) -> String {
@@ -221,5 +245,14 @@ mod tests {
     #[test]
     fn glob_characters_in_a_prefix_are_escaped() {
         assert_eq!(super::glob_escape("a*b?[c]"), "a\\*b\\?\\[c\\]*");
+    }
+
+    #[test]
+    fn passwords_in_a_url_are_not_shown() {
+        assert_eq!(
+            super::redact("redis://:secret@127.0.0.1:6379/0"),
+            "redis://***@127.0.0.1:6379/0"
+        );
+        assert_eq!(super::redact("redis://127.0.0.1:1"), "redis://127.0.0.1:1");
     }
 }
