@@ -4,57 +4,13 @@
 
 mod common;
 
-use common::{ok, run};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use common::{Killed, free_port, ok, run};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process, killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 fn redis(dir: &Path) -> (Killed, u16) {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server (scripts/test installs it)");
-    let proc = Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-            let mut buf = [0u8; 16];
-            if s.write_all(b"PING\r\n").is_ok()
-                && let Ok(n) = s.read(&mut buf)
-                && buf[..n].starts_with(b"+PONG")
-            {
-                return (proc, port);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("redis-server on port {port} never answered PING");
+    common::redis_server(dir, &[])
 }
 
 fn seccs(home: &Path) -> Command {
