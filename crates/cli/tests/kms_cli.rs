@@ -88,18 +88,30 @@ fn succeeded(out: Output) -> Result<Output, Box<dyn std::error::Error>> {
     }
 }
 
+/// A key server in `dir/srv` and a KEK of it saved as `dir/kek`.
+fn serve_with_kek(
+    dir: &Path,
+) -> Result<(Server, std::path::PathBuf, std::path::PathBuf), Box<dyn std::error::Error>> {
+    let srv_dir = dir.join("srv");
+    let server = serve(&srv_dir)?;
+    let kek = new_kek(&server, &srv_dir, &dir.join("kek"))?;
+    Ok((server, srv_dir, kek))
+}
+
+/// `seccs kms new --out kek`, which must succeed; returns `kek`.
+fn new_kek(
+    server: &Server,
+    srv_dir: &Path,
+    kek: &Path,
+) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    succeeded(kms(server, srv_dir, "new").arg("--out").arg(kek).output()?)?;
+    Ok(kek.to_owned())
+}
+
 #[test]
 fn a_cut_stream_decrypts_to_nothing_on_stdout_or_in_a_file() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let srv_dir = tmp.path().join("srv");
-    let server = serve(&srv_dir)?;
-    let kek = tmp.path().join("kek");
-    succeeded(
-        kms(&server, &srv_dir, "new")
-            .arg("--out")
-            .arg(&kek)
-            .output()?,
-    )?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
 
     // 1 MiB: sixteen 64 KiB segments.
     let plain: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
@@ -177,15 +189,7 @@ fn key_count(server: &Server, dir: &Path) -> Result<String, Box<dyn std::error::
 fn file_to_file_output_writes_through_a_link_and_into_a_pipe_without_replacing_them() -> TestResult
 {
     let tmp = tempfile::tempdir()?;
-    let srv_dir = tmp.path().join("srv");
-    let server = serve(&srv_dir)?;
-    let kek = tmp.path().join("kek");
-    succeeded(
-        kms(&server, &srv_dir, "new")
-            .arg("--out")
-            .arg(&kek)
-            .output()?,
-    )?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
     let plain: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let plain_path = tmp.path().join("plain");
     std::fs::write(&plain_path, &plain)?;
@@ -279,13 +283,7 @@ fn new_refuses_a_taken_or_unreachable_out_path_before_creating_a_key() -> TestRe
         stderr(&out)
     );
     assert_eq!(key_count(&server, &srv_dir)?, "KMS server holding 0 keys");
-    let kek = tmp.path().join("kek");
-    succeeded(
-        kms(&server, &srv_dir, "new")
-            .arg("--out")
-            .arg(&kek)
-            .output()?,
-    )?;
+    let kek = new_kek(&server, &srv_dir, &tmp.path().join("kek"))?;
     assert_eq!(std::fs::read(&kek)?.len(), 32);
     assert_eq!(key_count(&server, &srv_dir)?, "KMS server holding 1 keys");
     Ok(())
@@ -415,13 +413,7 @@ fn io_errors_name_the_path_and_say_the_cause_once() -> TestResult {
         "No such file or directory",
     );
 
-    let kek = tmp.path().join("kek");
-    succeeded(
-        kms(&server, &srv_dir, "new")
-            .arg("--out")
-            .arg(&kek)
-            .output()?,
-    )?;
+    let kek = new_kek(&server, &srv_dir, &tmp.path().join("kek"))?;
     let missing_in = tmp.path().join("missing-in");
     let out = kms(&server, &srv_dir, "encrypt")
         .arg("--kek")
@@ -461,15 +453,7 @@ fn entries(dir: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
 #[test]
 fn an_interrupt_half_way_leaves_no_temporary_output_file() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let srv_dir = tmp.path().join("srv");
-    let server = serve(&srv_dir)?;
-    let kek = tmp.path().join("kek");
-    succeeded(
-        kms(&server, &srv_dir, "new")
-            .arg("--out")
-            .arg(&kek)
-            .output()?,
-    )?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
     let out_dir = tmp.path().join("out");
     std::fs::create_dir(&out_dir)?;
     for signal in ["INT", "TERM"] {

@@ -54,32 +54,29 @@ fn io(context: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
 
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync dir.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| Error::Config("path without parent".into()))?;
-    let mut rnd = [0u8; 8];
-    seccs_core::random_bytes(&mut rnd)?;
-    let tmp = dir.join(format!(".tmp-{}", hex::encode(rnd)));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(bytes).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("sync", &tmp))?;
-        fs::rename(&tmp, path).map_err(io("rename to", path))?;
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    write_synced(path, bytes, Publish::Replace).map(|_| ())
 }
 
 /// Writes `bytes` to `path` only if no file is there: temporary file, fsync,
 /// hard link (which fails when `path` exists), fsync dir. Returns whether the
 /// file was created; never replaces an existing one.
 pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
+    write_synced(path, bytes, Publish::IfAbsent)
+}
+
+/// How a written temporary file takes its final name.
+#[derive(Clone, Copy)]
+enum Publish {
+    /// A rename, replacing what is there.
+    Replace,
+    /// A hard link, which fails when the name is taken.
+    IfAbsent,
+}
+
+/// Writes and syncs a temporary file beside `path`, publishes it, and syncs
+/// the directory; returns whether it was published (false: `IfAbsent` found
+/// the name taken).
+fn write_synced(path: &Path, bytes: &[u8], publish: Publish) -> Result<bool, Error> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::Config("path without parent".into()))?;
@@ -90,16 +87,21 @@ pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
         let mut f = fs::File::create_new(&tmp).map_err(io("create", &tmp))?;
         f.write_all(bytes).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("sync", &tmp))?;
-        match fs::hard_link(&tmp, path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(Error::io(format!("link {}", path.display()), e)),
+        match publish {
+            Publish::Replace => fs::rename(&tmp, path).map_err(io("rename to", path))?,
+            Publish::IfAbsent => match fs::hard_link(&tmp, path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(Error::io(format!("link {}", path.display()), e)),
+            },
         }
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(true)
     })();
+    // Gone after a rename; after a link or a failure, the temporary name is
+    // left to remove.
     let _ = fs::remove_file(&tmp);
     result
 }
