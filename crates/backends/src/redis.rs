@@ -284,6 +284,34 @@ impl RedisBackend {
         })
     }
 
+    /// Visits every entry under the store's prefix followed by `under`; an
+    /// entry too short to hold its count goes to `damaged` when there is
+    /// one, and otherwise ends the walk with the error.
+    #[allow(clippy::type_complexity)]
+    fn walk(
+        &self,
+        under: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        mut damaged: Option<&mut dyn FnMut(&[u8], BackendError)>,
+    ) -> Result<(), BackendError> {
+        let prefix_len = self.prefix.len();
+        self.scan(under, |keys| {
+            let raw: Vec<Option<Vec<u8>>> =
+                self.with_conn(|conn| redis::cmd("MGET").arg(&keys).query(conn))?;
+            for (full, raw) in keys.iter().zip(raw) {
+                // A key deleted between SCAN and MGET is simply gone.
+                let Some(raw) = raw else { continue };
+                let key = &full[prefix_len..];
+                match (self.decode(key, raw), damaged.as_mut()) {
+                    (Ok(entry), _) => visit(key, &entry)?,
+                    (Err(e), Some(damaged)) => damaged(key, e),
+                    (Err(e), None) => return Err(e),
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Every key under the store's prefix followed by `under`, `SCAN_COUNT`
     /// at a time: the server matches the pattern, so a walk of a small part
     /// (the catalog) sends only that part's keys.
@@ -421,19 +449,15 @@ impl Backend for RedisBackend {
         prefix: &[u8],
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        let prefix_len = self.prefix.len();
-        self.scan(prefix, |keys| {
-            let raw: Vec<Option<Vec<u8>>> =
-                self.with_conn(|conn| redis::cmd("MGET").arg(&keys).query(conn))?;
-            for (full, raw) in keys.iter().zip(raw) {
-                // A key deleted between SCAN and MGET is simply gone.
-                if let Some(raw) = raw {
-                    let key = &full[prefix_len..];
-                    visit(key, &self.decode(key, raw)?)?;
-                }
-            }
-            Ok(())
-        })
+        self.walk(prefix, visit, None)
+    }
+
+    fn for_each_or_damaged(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        damaged: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        self.walk(&[], visit, Some(damaged))
     }
 
     fn usage(&self) -> Result<seccs_store::backend::Usage, BackendError> {

@@ -35,11 +35,17 @@ impl Drop for Registered {
     }
 }
 
-/// Registers `path`, a temporary file the caller is writing.
-pub fn register(path: &Path) -> Registered {
+/// Creates a temporary file in `dir` and registers it, in one step under
+/// the lock the handler takes: an interrupt either comes before the file
+/// exists or finds it registered, and once the handler has begun no new
+/// file is made.
+pub fn temp_file_in(dir: &Path) -> std::io::Result<(tempfile::NamedTempFile, Registered)> {
     HANDLER.get_or_init(start_handler);
-    pending().insert(path.to_owned());
-    Registered(path.to_owned())
+    let mut pending = pending();
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    pending.insert(tmp.path().to_owned());
+    let registered = Registered(tmp.path().to_owned());
+    Ok((tmp, registered))
 }
 
 fn pending() -> MutexGuard<'static, BTreeSet<PathBuf>> {
@@ -48,9 +54,19 @@ fn pending() -> MutexGuard<'static, BTreeSet<PathBuf>> {
 }
 
 fn start_handler() {
+    // A signal the process was started with ignored (`nohup` ignores
+    // SIGHUP; a shell ignores SIGINT in background jobs) stays ignored.
+    let ignored = ignored_signals();
+    let watched: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
+        .into_iter()
+        .filter(|s| !ignored.contains(s))
+        .collect();
+    if watched.is_empty() {
+        return;
+    }
     // Without the handler, an interrupt leaves the file as before: worth a
     // warning, not a failed command.
-    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+    let mut signals = match Signals::new(&watched) {
         Ok(signals) => signals,
         Err(e) => {
             eprintln!("seccs: warning: cannot watch for interrupts ({e})");
@@ -61,7 +77,10 @@ fn start_handler() {
         .name("seccs-interrupt".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                for path in pending().iter() {
+                // Held until the process ends: no file is made or renamed
+                // under a registration after this point.
+                let pending = pending();
+                for path in pending.iter() {
                     let _ = std::fs::remove_file(path);
                 }
                 std::process::exit(128 + signal);
@@ -70,4 +89,18 @@ fn start_handler() {
     if let Err(e) = started {
         eprintln!("seccs: warning: cannot watch for interrupts ({e})");
     }
+}
+
+/// The signals this process ignores, from the `SigIgn` mask of
+/// `/proc/self/status` (bit n-1 for signal n); none where it cannot be read.
+fn ignored_signals() -> Vec<i32> {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Vec::new();
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .map(|mask| (1..=64).filter(|n| mask & (1u64 << (n - 1)) != 0).collect())
+        .unwrap_or_default()
 }

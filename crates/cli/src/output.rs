@@ -203,9 +203,28 @@ pub fn write_file_atomically_as(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "cannot write {}: {} is not a directory",
+            path.display(),
+            dir.display()
+        );
+    }
+    let (tmp, _removed_on_interrupt) = crate::interrupt::temp_file_in(dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
-    let _removed_on_interrupt = crate::interrupt::register(tmp.path());
+    // A file that replaces one keeps its permission bits, as `cp` keeps
+    // them, unless the version restored brings its own.
+    #[cfg(unix)]
+    if attrs.mode.is_none()
+        && let Ok(meta) = std::fs::metadata(path)
+        && meta.is_file()
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let bits = std::fs::Permissions::from_mode(meta.permissions().mode() & 0o777);
+        tmp.as_file()
+            .set_permissions(bits)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     // Whole blocks of zeros are left as holes: a sparse file comes back
     // sparse.
     let mut out = SparseWriter::new(tmp);
@@ -217,7 +236,11 @@ pub fn write_file_atomically_as(
         .apply(tmp.as_file())
         .with_context(|| format!("cannot set the mode or time of {}", path.display()))?;
     tmp.as_file().sync_all()?;
+    // A failed rename hands the temporary file back inside the error; it
+    // is dropped here, which removes it, rather than kept alive in the
+    // error until the process exits (leaving the output's plaintext behind).
     tmp.persist(path)
+        .map_err(|e| e.error)
         .with_context(|| format!("cannot write {}", path.display()))?;
     unset.with_context(|| format!("{} is written, but not whole", path.display()))
 }

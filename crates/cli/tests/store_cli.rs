@@ -1978,3 +1978,40 @@ fn a_full_standard_output_is_an_error_not_a_panic() {
         assert!(err.contains("No space left on device"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_failed_rename_leaves_no_temporary_file_and_a_replaced_file_keeps_its_bits() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let input = random_file(tmp.path(), "in.bin", 50_000, 37);
+    let reference = ok(seccs(&store).arg("put").arg(&input).arg("-q"))
+        .trim()
+        .to_owned();
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    // `newname/` names a directory that is not there: the rename of the
+    // whole, authenticated output fails, and its temporary file goes too.
+    fails(
+        seccs(&store)
+            .current_dir(&work)
+            .args(["get", &reference, "-o", "newname/"]),
+    );
+    let left: Vec<_> = std::fs::read_dir(&work).expect("ls").collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // An output that replaces a file keeps that file's bits.
+    let target = work.join("existing");
+    std::fs::write(&target, b"old").expect("write");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    ok(seccs(&store).args(["get", &reference, "-o"]).arg(&target));
+    assert_eq!(
+        std::fs::read(&target).expect("read"),
+        std::fs::read(&input).expect("read")
+    );
+    let mode = std::fs::metadata(&target)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o640);
+}

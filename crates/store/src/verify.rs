@@ -36,6 +36,14 @@ pub enum Finding {
         /// The missing node (hex).
         node: String,
     },
+    /// An entry the backend holds but cannot decode (its stored form is
+    /// damaged, not only its sealed value).
+    Unreadable {
+        /// The entry's key (hex).
+        node: String,
+        /// What the backend said.
+        detail: String,
+    },
     /// A catalog record does not authenticate or parse.
     BadRecord {
         /// The record's key (hex).
@@ -104,73 +112,110 @@ struct Scanned {
     children: Vec<node::Child>,
 }
 
-/// Every node by digest, every readable record, the keys of unreadable ones.
-type Scan = (HashMap<Vec<u8>, Scanned>, Vec<catalog::Record>, Vec<String>);
+/// What a walk of the backend found.
+struct Scan {
+    /// Every node by digest.
+    nodes: HashMap<Vec<u8>, Scanned>,
+    /// Every readable catalog record.
+    records: Vec<catalog::Record>,
+    /// The keys (hex) of records that do not authenticate or parse.
+    bad_records: Vec<String>,
+    /// Entries the backend holds but cannot decode: key and why.
+    damaged: Vec<(Vec<u8>, String)>,
+}
 
 impl Store {
     fn scan(&self) -> Result<Scan> {
         let mut nodes = HashMap::new();
         let mut records = Vec::new();
         let mut bad_records = Vec::new();
+        let mut damaged = Vec::new();
         let digest_len = self.wrapper().digest_len();
         let max_height = self.params().height(u64::MAX);
-        self.backend().for_each(&mut |key, entry| {
-            if catalog::is_catalog_key(key) {
-                match self.catalog().open(key, &entry.value) {
-                    Ok(r) => records.push(r),
-                    Err(_) => bad_records.push(seccs_core::hexenc::encode(key)),
+        let mut on_damage = |key: &[u8], e: crate::backend::BackendError| {
+            damaged.push((key.to_vec(), e.to_string()));
+        };
+        self.backend().for_each_or_damaged(
+            &mut |key, entry| {
+                if catalog::is_catalog_key(key) {
+                    match self.catalog().open(key, &entry.value) {
+                        Ok(r) => records.push(r),
+                        Err(_) => bad_records.push(seccs_core::hexenc::encode(key)),
+                    }
+                    return Ok(());
                 }
-                return Ok(());
-            }
-            let mut found = None;
-            'heights: for height in 0..=max_height {
-                for is_root in [false, true] {
-                    if let Ok(opened) = self.open_node(height, is_root, key, &entry.value) {
-                        let children = if height == 0 {
-                            Some(Vec::new())
-                        } else {
-                            node::decode_children(opened, digest_len)
-                        };
-                        if let Some(children) = children {
-                            found = Some((height, children));
+                let mut found = None;
+                'heights: for height in 0..=max_height {
+                    for is_root in [false, true] {
+                        if let Ok(opened) = self.open_node(height, is_root, key, &entry.value) {
+                            let children = if height == 0 {
+                                Some(Vec::new())
+                            } else {
+                                node::decode_children(opened, digest_len)
+                            };
+                            if let Some(children) = children {
+                                found = Some((height, children));
+                            }
+                            break 'heights;
                         }
-                        break 'heights;
                     }
                 }
-            }
-            let (height, children) = match found {
-                Some((h, c)) => (Some(h), c),
-                None => (None, Vec::new()),
-            };
-            nodes.insert(
-                key.to_vec(),
-                Scanned {
-                    count: entry.count,
-                    height,
-                    children,
-                },
-            );
-            Ok(())
-        })?;
-        Ok((nodes, records, bad_records))
+                let (height, children) = match found {
+                    Some((h, c)) => (Some(h), c),
+                    None => (None, Vec::new()),
+                };
+                nodes.insert(
+                    key.to_vec(),
+                    Scanned {
+                        count: entry.count,
+                        height,
+                        children,
+                    },
+                );
+                Ok(())
+            },
+            &mut on_damage,
+        )?;
+        Ok(Scan {
+            nodes,
+            records,
+            bad_records,
+            damaged,
+        })
     }
 
     /// Walks every entry, authenticates every node and record, recomputes
     /// reference counts, and reports every problem.
     pub fn verify(&self) -> Result<VerifyReport> {
         let _guard = self.lock_writer();
-        let (nodes, records, bad_records) = self.scan()?;
+        let Scan {
+            nodes,
+            records,
+            mut bad_records,
+            damaged,
+        } = self.scan()?;
         let mut report = VerifyReport {
             nodes: nodes.len() as u64,
             names: records.len() as u64,
             ..Default::default()
         };
         let hex = seccs_core::hexenc::encode;
+        let mut broken: HashSet<Vec<u8>> = HashSet::new();
+        for (key, detail) in damaged {
+            if catalog::is_catalog_key(&key) {
+                bad_records.push(hex(&key));
+            } else {
+                report.findings.push(Finding::Unreadable {
+                    node: hex(&key),
+                    detail,
+                });
+                broken.insert(key);
+            }
+        }
         for key in bad_records {
             report.findings.push(Finding::BadRecord { key });
         }
         let needed = needed_counts(&nodes, &records);
-        let mut broken: HashSet<Vec<u8>> = HashSet::new();
         let mut parents: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
         for (digest, node) in &nodes {
             if node.height.is_none() {
@@ -188,6 +233,8 @@ impl Store {
         }
         for (digest, need) in &needed {
             match nodes.get(digest) {
+                // Reported as unreadable already.
+                None if broken.contains(digest) => {}
                 None => {
                     report.findings.push(Finding::Missing { node: hex(digest) });
                     broken.insert(digest.clone());
@@ -255,7 +302,9 @@ impl Store {
     /// one after the first step.
     pub fn gc(&self) -> Result<GcReport> {
         let _guard = self.lock_writer();
-        let (nodes, records, _) = self.scan()?;
+        // A damaged entry is left as it is: gc cannot tell what it held,
+        // and verify reports it.
+        let Scan { nodes, records, .. } = self.scan()?;
         let needed = needed_counts(&nodes, &records);
         let mut report = GcReport::default();
         let mut batch = Batch::new();

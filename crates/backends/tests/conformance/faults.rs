@@ -338,3 +338,47 @@ fn open_and_create_by_url() -> TestResult {
     );
     Ok(())
 }
+
+/// One entry damaged on the server (too short to hold its count) is a
+/// finding of `verify` that names what it breaks, not the end of the check;
+/// `gc` goes on past it and leaves what names reach.
+#[test]
+fn redis_verify_reports_a_damaged_entry_and_checks_the_rest() -> TestResult {
+    use seccs_store::Finding;
+    use seccs_store::catalog::EntryKind;
+    let h = Redis::start()?;
+    let opened = h.open()?;
+    let store = store_on(&opened)?;
+    let (a, b) = (noise(1, 100_000), noise(2, 100_000));
+    let (put_a, _) = store.put_named(&mut a.as_slice(), "a", EntryKind::File)?;
+    let before_b = entry_keys(&opened)?;
+    let (put_b, _) = store.put_named(&mut b.as_slice(), "b", EntryKind::File)?;
+    let victim = entry_keys(&opened)?
+        .into_iter()
+        .find(|k| !before_b.contains(k) && k.as_slice() != put_b.content_ref.digest())
+        .ok_or("a node of b only")?;
+    h.damage(&victim)?;
+    let report = store.verify()?;
+    assert_eq!(report.names, 2, "every record was checked: {report:?}");
+    assert!(
+        report.findings.iter().any(|f| matches!(
+            f,
+            Finding::Unreadable { node, .. } if *node == seccs_core::hexenc::encode(&victim)
+        )),
+        "{report:?}"
+    );
+    assert_eq!(report.broken_names, ["b"]);
+    store.gc()?;
+    assert_eq!(store.get(&put_a.content_ref)?, a);
+    Ok(())
+}
+
+/// Every key the backend holds.
+fn entry_keys(opened: &Opened) -> TestResult<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    opened.backend.for_each(&mut |key, _| {
+        keys.push(key.to_vec());
+        Ok(())
+    })?;
+    Ok(keys)
+}

@@ -149,6 +149,18 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// Stores bytes at `key` that the backend cannot decode (shorter than
+    /// the count it keeps before each value), as damage on the server would.
+    pub fn damage(&self, key: &[u8]) -> TestResult {
+        let mut full = self.prefix.as_bytes().to_vec();
+        full.extend_from_slice(key);
+        redis::cmd("SET")
+            .arg(&full)
+            .arg(&b"abc"[..])
+            .query::<()>(&mut self.server.raw()?)?;
+        Ok(())
+    }
+
     fn config(&self) -> TestResult<RedisConfig> {
         Ok(RedisConfig::parse(&format!(
             "{}?prefix={}",

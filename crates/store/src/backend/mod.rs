@@ -304,6 +304,24 @@ pub trait Backend: Send + Sync {
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError>;
 
+    /// Calls `visit` with every entry, and `damaged` with the key of each
+    /// entry the backend holds but cannot decode (and why), going on past
+    /// it. `verify` and `gc` walk this way, so that one damaged entry is a
+    /// finding rather than the end of the check. The default is
+    /// [`Backend::for_each`], for backends whose stored form cannot be
+    /// damaged entry by entry apart from the value (which the store
+    /// authenticates); a backend that packs its own fields into stored
+    /// bytes (Redis: the count before the value) overrides it.
+    #[allow(clippy::type_complexity)]
+    fn for_each_or_damaged(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        damaged: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        let _ = damaged;
+        self.for_each(visit)
+    }
+
     /// Calls `visit` with every entry whose key starts with `prefix`, in no
     /// particular order. Backends whose keys are ordered should override
     /// this to read only those entries (a listing of the catalog then does
@@ -387,6 +405,13 @@ macro_rules! forward_backend {
                 visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
             ) -> Result<(), BackendError> {
                 (**self).for_each(visit)
+            }
+            fn for_each_or_damaged(
+                &self,
+                visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+                damaged: &mut dyn FnMut(&[u8], BackendError),
+            ) -> Result<(), BackendError> {
+                (**self).for_each_or_damaged(visit, damaged)
             }
             fn for_each_with_prefix(
                 &self,
