@@ -259,11 +259,18 @@ fn local_stream(conn: &Conn, io: &Io, kek: &Path, encrypt: bool) -> anyhow::Resu
     let local = LocalFacility::new(&conn.config()?)?;
     let kek = load_kek(kek)?;
     let ctx = io.context.as_bytes();
-    let mut input: Box<dyn Read> = match &io.input {
-        Some(p) => Box::new(
-            std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
-        ),
-        None => Box::new(std::io::stdin().lock()),
+    let mut input = Input {
+        inner: match &io.input {
+            Some(p) => Box::new(
+                std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
+            ),
+            None => Box::new(std::io::stdin().lock()),
+        },
+        failed: false,
+    };
+    let source = match &io.input {
+        Some(p) => p.display().to_string(),
+        None => "standard input".to_owned(),
     };
     // A stream is authenticated segment by segment and whole only at its
     // end (truncation): nothing reaches the output before. Every output,
@@ -271,13 +278,37 @@ fn local_stream(conn: &Conn, io: &Io, kek: &Path, encrypt: bool) -> anyhow::Resu
     // a synced rename; a device, a named pipe or a link's target is
     // written in place, never replaced.
     crate::output::write_output(io.output.as_deref(), |mut output| {
-        if encrypt {
-            local.encrypt_stream(&kek, ctx, &mut input, &mut output)?;
+        let r = if encrypt {
+            local.encrypt_stream(&kek, ctx, &mut input, &mut output)
         } else {
-            local.decrypt_stream(&kek, ctx, &mut input, &mut output)?;
+            local.decrypt_stream(&kek, ctx, &mut input, &mut output)
+        };
+        if input.failed {
+            r.with_context(|| format!("cannot read {source}"))?;
+        } else {
+            r?;
         }
         Ok(())
     })
+}
+
+/// The input of a stream, remembering whether a read failed, so that its
+/// error can name the input rather than only say "stream I/O failed".
+struct Input {
+    inner: Box<dyn Read>,
+    failed: bool,
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let r = self.inner.read(buf);
+        if let Err(e) = &r
+            && e.kind() != std::io::ErrorKind::Interrupted
+        {
+            self.failed = true;
+        }
+        r
+    }
 }
 
 fn named_one(c: &BlockingClient, name: &str, op: &str, io: &Io) -> anyhow::Result<()> {
@@ -336,23 +367,34 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             })?;
         }
         KmsCommand::New { conn, out } => {
-            // Checked before the server creates the key, so a refusal leaves
-            // no key that no one holds the KEK of.
-            if let Some(p) = &out {
-                client::check_kek_destination(p)?;
-            }
+            // The KEK file's temporary file is created before the server
+            // creates the key, so a destination that cannot be written
+            // (taken, read-only, missing, a directory path) leaves no key
+            // that no one holds the KEK of.
+            let file = out.as_deref().map(client::KekFile::create).transpose()?;
             let kek = conn.client()?.run(|c| c.new_kek())?;
-            match out {
-                Some(p) => {
-                    client::save_kek(&p, &kek).with_context(|| {
+            match file {
+                Some(file) => {
+                    let path = file.path().to_owned();
+                    file.write(&kek).with_context(|| {
                         format!(
                             "the server created a key, but its KEK could not be saved to {}",
-                            p.display()
+                            path.display()
                         )
                     })?;
-                    eprintln!("KEK written to {}", p.display());
+                    eprintln!("KEK written to {}", path.display());
                 }
-                None => outln!("{}", seccs_core::hexenc::encode(kek.expose_secret()))?,
+                None => {
+                    // Not an I/O error any more: a closed pipe here loses a
+                    // key, it is not the benign end of `… | head`.
+                    outln!("{}", seccs_core::hexenc::encode(kek.expose_secret())).map_err(
+                        |e| {
+                            anyhow::anyhow!(
+                                "the server created a key, but its KEK could not be written to standard output ({e}): that key is lost; create another with --out FILE"
+                            )
+                        },
+                    )?;
+                }
             }
         }
         KmsCommand::Key { conn, kek } => {

@@ -492,3 +492,101 @@ fn an_interrupt_half_way_leaves_no_temporary_output_file() -> TestResult {
     }
     Ok(())
 }
+
+/// `kms new --out DIR/kek` with DIR not writable created the key on the
+/// server, then failed to save its KEK; `--out kek/` made a file `kek`.
+#[test]
+fn new_refuses_an_unwritable_directory_or_a_directory_path_before_creating_a_key() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve(&srv_dir)?;
+    // Not even root can create a file in /proc.
+    let out = kms(&server, &srv_dir, "new")
+        .args(["--out", "/proc/seccs-kek"])
+        .output()?;
+    assert!(!out.status.success(), "a KEK was saved in /proc");
+    assert!(
+        stderr(&out).contains("cannot create a file in /proc"),
+        "{}",
+        stderr(&out)
+    );
+    for dir_path in ["kek/", "kek/."] {
+        let out = kms(&server, &srv_dir, "new")
+            .arg("--out")
+            .arg(tmp.path().join(dir_path))
+            .output()?;
+        assert!(!out.status.success(), "{dir_path} was taken as a file");
+        assert!(
+            stderr(&out).contains("names a directory"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!tmp.path().join("kek").exists(), "{dir_path} made a file");
+    }
+    assert_eq!(key_count(&server, &srv_dir)?, "KMS server holding 0 keys");
+    let names = entries(tmp.path())?;
+    assert_eq!(names, ["srv"], "{names:?}");
+    Ok(())
+}
+
+/// `kms new > /dev/full` made a key and lost its KEK with only "No space
+/// left on device"; into a closed pipe, it even exited 0.
+#[test]
+fn new_says_the_key_is_lost_when_standard_output_fails() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve(&srv_dir)?;
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full")?;
+    let out = kms(&server, &srv_dir, "new").stdout(full).output()?;
+    assert!(!out.status.success(), "writing to /dev/full succeeded");
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "the server created a key, but its KEK could not be written to standard output"
+        ) && err.contains("No space left on device")
+            && err.contains("--out"),
+        "{err}"
+    );
+    let (reader, writer) = std::io::pipe()?;
+    drop(reader);
+    let out = kms(&server, &srv_dir, "new").stdout(writer).output()?;
+    assert!(
+        !out.status.success(),
+        "a KEK sent to a closed pipe was lost silently"
+    );
+    assert!(
+        stderr(&out).contains("could not be written to standard output"),
+        "{}",
+        stderr(&out)
+    );
+    Ok(())
+}
+
+/// `kms encrypt --kek K --in DIR` said "stream I/O failed: Is a directory
+/// (os error 21): Is a directory (os error 21)", without the path.
+#[test]
+fn a_stream_input_that_cannot_be_read_is_named_and_its_cause_said_once() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
+    let input = tmp.path().join("a-directory");
+    std::fs::create_dir(&input)?;
+    for (sub, out_name) in [("encrypt", "sealed"), ("decrypt", "plain")] {
+        let out = kms(&server, &srv_dir, sub)
+            .arg("--kek")
+            .arg(&kek)
+            .arg("--in")
+            .arg(&input)
+            .arg("--out")
+            .arg(tmp.path().join(out_name))
+            .output()?;
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{sub}: {err}");
+        assert!(
+            err.contains(&format!("cannot read {}", input.display())),
+            "{sub}: {err}"
+        );
+        assert_eq!(err.matches("Is a directory").count(), 1, "{sub}: {err}");
+        assert!(!tmp.path().join(out_name).exists(), "{sub} left output");
+    }
+    Ok(())
+}

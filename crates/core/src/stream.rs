@@ -120,8 +120,9 @@ pub enum StreamError {
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),
-    /// Reading or writing the underlying stream failed.
-    #[error("stream I/O failed: {0}")]
+    /// Reading or writing the underlying stream failed (the cause is the
+    /// source, not repeated here: `{:#}` would print it twice).
+    #[error("stream I/O failed")]
     Io(#[from] io::Error),
 }
 
@@ -954,6 +955,20 @@ pub fn open_bytes(key: &SecretKey, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_io_error_states_its_cause_once_in_the_chain() {
+        let e = StreamError::from(io::Error::from_raw_os_error(21));
+        let cause = io::Error::from_raw_os_error(21).to_string();
+        let mut chain = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            src = s.source();
+        }
+        assert_eq!(chain, format!("stream I/O failed: {cause}"));
+    }
 
     fn key() -> SecretKey {
         SecretKey::from_bytes([0x42; KEY_LEN])

@@ -103,7 +103,9 @@ pub struct DataRequest {
     pub items: Vec<DataItem>,
 }
 
-/// `POST /v1/keys/{name}/datakey`.
+/// `POST /v1/keys/{name}/datakey`. A context so long that the wrapped key
+/// would not fit one decrypt request under the server's body limit is
+/// refused with `413` (`too-large`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DataKeyRequest {
     /// How many data keys.

@@ -16,9 +16,9 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Suffix of temporary files; such files are leftovers of a crash.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 
-/// Creates `dir/.name.<pid>.<n>.tmp` with mode 0600 and writes `bytes`
-/// without syncing; returns its path and open handle.
-pub(crate) fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<(PathBuf, File)> {
+/// Creates the empty file `dir/.name.<pid>.<n>.tmp` with mode 0600;
+/// returns its path and open handle.
+fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()));
     let mut opts = OpenOptions::new();
@@ -28,9 +28,71 @@ pub(crate) fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<(Pa
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(bytes)?;
+    let f = opts.open(&tmp)?;
     Ok((tmp, f))
+}
+
+/// Creates `dir/.name.<pid>.<n>.tmp` with mode 0600 and writes `bytes`
+/// without syncing; returns its path and open handle.
+pub(crate) fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<(PathBuf, File)> {
+    let (tmp, mut f) = create_temp(dir, name)?;
+    if let Err(e) = f.write_all(bytes) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok((tmp, f))
+}
+
+/// A new file `dir/name` in the making: its empty temporary file exists
+/// (so the directory is known to be writable) until [`NewFile::commit`]
+/// fills, syncs and links it; dropped uncommitted, it is removed.
+#[derive(Debug)]
+pub(crate) struct NewFile {
+    dir: PathBuf,
+    name: String,
+    tmp: PathBuf,
+    file: Option<File>,
+}
+
+impl NewFile {
+    /// Creates the temporary file of `dir/name` (mode 0600).
+    pub(crate) fn create(dir: &Path, name: &str) -> io::Result<Self> {
+        let (tmp, file) = create_temp(dir, name)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            tmp,
+            file: Some(file),
+        })
+    }
+
+    /// Durably creates `dir/name` holding `bytes`, never replacing
+    /// anything: the temporary file is filled, synced, hard-linked to the
+    /// final name (which fails with [`io::ErrorKind::AlreadyExists`] if
+    /// that name exists, even as a dangling symbolic link), then removed.
+    pub(crate) fn commit(mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut f = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("temporary file already used"))?;
+        let result = f
+            .write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .and_then(|()| fs::hard_link(&self.tmp, self.dir.join(&self.name)));
+        drop(f);
+        let removed = fs::remove_file(&self.tmp);
+        result?;
+        removed?;
+        sync_dir(&self.dir)
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Makes renames and creations in `dir` durable.
@@ -55,21 +117,6 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<(
     sync_dir(dir)
 }
 
-/// Durably creates `dir/name` holding `bytes` (mode 0600), never replacing
-/// anything: the synced temporary file is hard-linked to the final name,
-/// which fails with [`io::ErrorKind::AlreadyExists`] if that name exists
-/// (even as a dangling symbolic link), then removed.
-pub(crate) fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let (tmp, f) = write_temp(dir, name, bytes)?;
-    let result = f
-        .sync_all()
-        .and_then(|()| fs::hard_link(&tmp, dir.join(name)));
-    let removed = fs::remove_file(&tmp);
-    result?;
-    removed?;
-    sync_dir(dir)
-}
-
 /// Creates `dir` (and parents) with mode 0700 if it does not exist.
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     let mut b = fs::DirBuilder::new();
@@ -85,6 +132,10 @@ pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+        NewFile::create(dir, name)?.commit(bytes)
+    }
 
     #[test]
     fn atomic_write_replaces_content_with_mode_0600() -> io::Result<()> {

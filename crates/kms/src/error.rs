@@ -172,7 +172,20 @@ pub enum KmsError {
     },
 }
 
+/// What [`KmsError::TooLarge`] says before its message.
+const TOO_LARGE_PREFIX: &str = "the server refused the request as too large: ";
+
 impl KmsError {
+    /// The [`KmsError::TooLarge`] of a server's `too-large` answer: its
+    /// message is this error's text (see the server's answers), whose
+    /// prefix is dropped so that the text does not say it twice.
+    pub(crate) fn too_large_from_server(message: String) -> Self {
+        match message.strip_prefix(TOO_LARGE_PREFIX) {
+            Some(rest) => KmsError::TooLarge(rest.to_owned()),
+            None => KmsError::TooLarge(message),
+        }
+    }
+
     /// Maps a stream error to [`KmsError::Tampered`] where it means tampering,
     /// so callers test one variant for "do not trust these bytes".
     pub(crate) fn from_stream(e: seccs_core::stream::StreamError) -> Self {
@@ -181,5 +194,20 @@ impl KmsError {
             S::Tampered => KmsError::Tampered,
             other => KmsError::Stream(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_too_large_answer_carrying_the_prefix_says_it_once() {
+        let sent = KmsError::TooLarge("above the limit".into()).to_string();
+        assert!(sent.starts_with(TOO_LARGE_PREFIX), "{sent}");
+        let received = KmsError::too_large_from_server(sent.clone()).to_string();
+        assert_eq!(received, sent);
+        let plain = KmsError::too_large_from_server("input is 9 bytes".into()).to_string();
+        assert_eq!(plain, format!("{TOO_LARGE_PREFIX}input is 9 bytes"));
     }
 }

@@ -845,3 +845,110 @@ fn save_kek_never_replaces_anything() -> TestResult {
     assert_eq!(names.len(), 2, "{names:?}");
     Ok(())
 }
+
+/// A data key under a smaller body limit: its wrapped form must fit one
+/// decrypt request, or the server could never unwrap it.
+#[test]
+fn a_data_key_whose_wrapped_form_would_not_fit_a_decrypt_request_is_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    // 1000-byte bodies: `{"items":[{"data":"HEX","context":"CTX"}]}` is 36
+    // bytes, the hex of a wrapped key 2 × (32 + 38) and the context's hex
+    // twice its length, so 412 bytes is the longest context that fits.
+    let mut cfg = config(dir.path());
+    cfg.max_body = 1000;
+    let server = rt.block_on(start(cfg))?;
+    let cfg = client_config(&server)?;
+    rt.block_on(async {
+        let c = KmsClient::new(&cfg)?;
+        c.create_key("a", KeyState::Active).await?;
+        let fits = vec![b'c'; 412];
+        let (key, wrapped) = c.datakeys("a", 1, &fits).await?.pop().ok_or("no key")?;
+        let back = c
+            .decrypt("a", &[(&wrapped, &fits)])
+            .await?
+            .pop()
+            .ok_or("no result")??;
+        assert!(
+            back == key.expose_secret(),
+            "the wrapped key did not unwrap"
+        );
+        let over = vec![b'c'; 413];
+        let err = c.datakeys("a", 1, &over).await.err();
+        let text = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        assert!(matches!(err, Some(KmsError::TooLarge(_))), "{err:?}");
+        assert!(
+            text.contains("decrypt request") && text.contains("shorter context"),
+            "{text}"
+        );
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// A too-large refusal said "the server refused the request as too large"
+/// twice: once from the server's message, once from the client's error.
+#[test]
+fn a_too_large_refusal_says_so_once() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    rt.block_on(async {
+        let c = KmsClient::new(&cfg)?;
+        c.create_key("k", KeyState::Active).await?;
+        let err = c.encrypt("k", &[(&plaintext(32_713), b"")]).await.err();
+        assert!(matches!(err, Some(KmsError::TooLarge(_))), "{err:?}");
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(text.matches("too large").count(), 1, "{text}");
+        assert!(text.contains("decrypt request"), "{text}");
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// `kms new --out` checked only that the directory existed, so a directory
+/// no one may write to was found out after the server had made the key;
+/// and `kek/` silently made a file `kek`.
+#[test]
+fn a_kek_destination_that_cannot_be_written_or_names_a_directory_is_refused() -> TestResult {
+    let work = tempfile::tempdir()?;
+    let kek = SecretKey::generate()?;
+    // Not even root can create a file in /proc.
+    let unwritable = Path::new("/proc/seccs-kek");
+    let err = seccs_kms::client::check_kek_destination(unwritable)
+        .err()
+        .ok_or("a KEK destination in /proc was accepted")?;
+    assert!(matches!(err, KmsError::File { .. }), "{err:?}");
+    assert!(err.to_string().contains("/proc"), "{err}");
+    let err = seccs_kms::client::KekFile::create(unwritable).err();
+    assert!(matches!(err, Some(KmsError::File { .. })), "{err:?}");
+
+    for dir_path in ["kek/", "kek/."] {
+        let path = work.path().join(dir_path);
+        let err = seccs_kms::client::check_kek_destination(&path)
+            .err()
+            .ok_or("a directory path was accepted")?;
+        assert!(err.to_string().contains("names a directory"), "{err}");
+        let err = seccs_kms::client::save_kek(&path, &kek).err();
+        assert!(matches!(err, Some(KmsError::Config(_))), "{err:?}");
+    }
+
+    // A prepared file is written once; dropped unwritten, it leaves nothing.
+    let path = work.path().join("kek");
+    let file = seccs_kms::client::KekFile::create(&path)?;
+    assert!(!path.exists(), "the KEK file appeared before its KEK");
+    file.write(&kek)?;
+    assert_eq!(seccs_kms::client::load_kek(&path)?, kek);
+    drop(seccs_kms::client::KekFile::create(
+        &work.path().join("other"),
+    )?);
+    let names: Vec<String> = std::fs::read_dir(work.path())?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["kek"], "{names:?}");
+    Ok(())
+}

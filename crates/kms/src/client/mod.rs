@@ -242,7 +242,7 @@ impl KmsClient {
                 "tampered" => return KmsError::Tampered,
                 "unauthorized" => return KmsError::Unauthorized,
                 "exists" => return KmsError::AlreadyExists,
-                "too-large" => return KmsError::TooLarge(e.message),
+                "too-large" => return KmsError::too_large_from_server(e.message),
                 "corrupt-key" => {
                     return KmsError::CorruptKeyFile {
                         name: name.unwrap_or("?").to_owned(),
@@ -492,7 +492,9 @@ impl KmsClient {
         self.data(name, "rewrap", items).await
     }
 
-    /// `count` data keys: each the key and its wrapped form.
+    /// `count` data keys: each the key and its wrapped form. A context so
+    /// long that the wrapped form would not fit one decrypt request under
+    /// the server's body limit is refused ([`KmsError::TooLarge`]).
     pub async fn datakeys(
         &self,
         name: &str,
@@ -546,7 +548,7 @@ fn item_value(i: Item, op: &str) -> Result<String, KmsError> {
             "version" => KmsError::VersionBelowMinimum,
             "malformed" if op == "decrypt" || op == "rewrap" => KmsError::NotCiphertext,
             "malformed" if op == "key" => KmsError::Malformed("KEK"),
-            "too-large" => KmsError::TooLarge(i.message.unwrap_or(code)),
+            "too-large" => KmsError::too_large_from_server(i.message.unwrap_or(code)),
             _ => KmsError::ItemRefused {
                 message: i.message.unwrap_or_else(|| match code.as_str() {
                     "state" => "the key's state does not allow this operation".to_owned(),
@@ -608,12 +610,20 @@ pub fn load_kek(path: &std::path::Path) -> Result<SecretKey, KmsError> {
 }
 
 /// The directory and file name of a new KEK file at `path`, checked: the
-/// name is free (no file, directory or link of that name, dangling or not)
-/// and the directory exists. Call it before asking the server for a KEK
-/// that [`save_kek`] is to write, so a refusal leaves no orphan key.
-pub fn check_kek_destination(
-    path: &std::path::Path,
-) -> Result<(std::path::PathBuf, String), KmsError> {
+/// path does not end in a directory separator (`kek/` names a directory,
+/// not a file), the name is free (no file, directory or link of that
+/// name, dangling or not) and the directory exists.
+fn kek_destination(path: &std::path::Path) -> Result<(std::path::PathBuf, String), KmsError> {
+    let text = path.as_os_str().to_string_lossy();
+    if matches!(
+        text.rsplit(std::path::is_separator).next(),
+        Some("" | "." | "..")
+    ) {
+        return Err(KmsError::Config(format!(
+            "{} names a directory, not a file: give the path of the new KEK file",
+            path.display()
+        )));
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -648,23 +658,79 @@ pub fn check_kek_destination(
     }
 }
 
+/// A new KEK file in the making: created by [`KekFile::create`] *before*
+/// the server is asked for a KEK, so a destination that cannot be written
+/// (a taken name, a missing or read-only directory, a path ending in `/`)
+/// is refused while no key exists yet; [`KekFile::write`] then fills it.
+///
+/// It holds an empty temporary file (mode 0600) beside the destination;
+/// dropped without [`write`](KekFile::write), that file is removed.
+#[derive(Debug)]
+pub struct KekFile {
+    path: std::path::PathBuf,
+    file: crate::atomic::NewFile,
+}
+
+impl KekFile {
+    /// Checks `path` (see [`check_kek_destination`]) and creates the
+    /// temporary file the KEK will be written to.
+    pub fn create(path: &std::path::Path) -> Result<Self, KmsError> {
+        let (dir, name) = kek_destination(path)?;
+        let file =
+            crate::atomic::NewFile::create(&dir, &name).map_err(|source| KmsError::File {
+                action: "create a file in",
+                path: dir,
+                source,
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// The destination.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Writes `kek` as 32 raw bytes and makes the file appear at its path,
+    /// durably, by a hard link that fails if the name was taken since
+    /// [`KekFile::create`] ([`KmsError::FileExists`]): nothing is replaced.
+    pub fn write(self, kek: &SecretKey) -> Result<(), KmsError> {
+        let Self { path, file } = self;
+        file.commit(kek.expose_secret()).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AlreadyExists {
+                KmsError::FileExists(path)
+            } else {
+                KmsError::File {
+                    action: "create",
+                    path,
+                    source,
+                }
+            }
+        })
+    }
+}
+
+/// The directory and file name of a new KEK file at `path`, checked: the
+/// path does not end in `/`, the name is free (no file, directory or link
+/// of that name, dangling or not), and a file can be created in the
+/// directory (a temporary file is created there and removed). Call it (or
+/// better, [`KekFile::create`]) before asking the server for a KEK that
+/// [`save_kek`] is to write, so a refusal leaves no orphan key.
+pub fn check_kek_destination(
+    path: &std::path::Path,
+) -> Result<(std::path::PathBuf, String), KmsError> {
+    drop(KekFile::create(path)?);
+    kek_destination(path)
+}
+
 /// Writes `kek` as 32 raw bytes to a new file at `path` (mode 0600,
 /// durably); never replaces anything at `path`: the file appears by a hard
 /// link of a synced temporary file, which fails if the name is taken, even
 /// by a file created since [`check_kek_destination`].
 pub fn save_kek(path: &std::path::Path, kek: &SecretKey) -> Result<(), KmsError> {
-    let (dir, name) = check_kek_destination(path)?;
-    crate::atomic::write_new(&dir, &name, kek.expose_secret()).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AlreadyExists {
-            KmsError::FileExists(path.to_owned())
-        } else {
-            KmsError::File {
-                action: "create",
-                path: path.to_owned(),
-                source,
-            }
-        }
-    })
+    KekFile::create(path)?.write(kek)
 }
 
 /// Process-wide cache of store keys, by server and KEK.

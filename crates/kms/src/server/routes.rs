@@ -479,12 +479,37 @@ fn check_encrypt_sizes(
     Ok(())
 }
 
+/// Refuses a data key whose wrapped form would not fit one decrypt (or
+/// rewrap) request under `max_body`: that request is one item whose data
+/// is the hex of the wrapped key (a sealed 32-byte key), and whose
+/// context is `context_hex`. Without this, a long context would give a
+/// wrapped key that this server can never unwrap.
+fn check_datakey_size(context_hex: &str, max_body: usize) -> Result<(), KmsError> {
+    let empty = DataRequest {
+        items: vec![DataItem {
+            data: String::new(),
+            context: String::new(),
+        }],
+    };
+    let frame = serde_json::to_vec(&empty)?.len();
+    let decrypt_len = frame
+        .saturating_add(2 * (seccs_core::KEY_LEN + crate::ciphertext::OVERHEAD))
+        .saturating_add(context_hex.len());
+    if decrypt_len > max_body {
+        return Err(KmsError::TooLarge(format!(
+            "the wrapped key would make a {decrypt_len}-byte decrypt request, above this server's {max_body}-byte limit: use a shorter context"
+        )));
+    }
+    Ok(())
+}
+
 fn datakey(s: &AppState, name: &str, body: &[u8]) -> Result<Json<BatchResponse>, ApiError> {
     let req: DataKeyRequest = parse_json(body)?;
     if req.count == 0 || req.count > MAX_BATCH {
         return Err(KmsError::Malformed("count").into());
     }
     let ctx = unhex(&req.context)?;
+    check_datakey_size(&req.context, s.max_body)?;
     let r = s.ring.with_key(name, |k| {
         let permit = k.permit(Operation::DataKey)?;
         (0..req.count)
