@@ -590,3 +590,57 @@ fn a_stream_input_that_cannot_be_read_is_named_and_its_cause_said_once() -> Test
     }
     Ok(())
 }
+
+#[test]
+fn a_signal_ignored_at_start_stays_ignored_as_under_nohup() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir)?;
+    let sealed = out_dir.join("sealed");
+    // The shell ignores SIGHUP and execs seccs, which inherits that, as
+    // `nohup` does.
+    let mut child = Command::new("sh")
+        .args(["-c", "trap '' HUP; exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .args(["kms", "encrypt", "--server", &server.url, "--ca"])
+        .arg(srv_dir.join("tls/ca.pem"))
+        .arg("--kek")
+        .arg(&kek)
+        .arg("--out")
+        .arg(&sealed)
+        .env_remove("SECCS_KMS_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    stdin.write_all(&[7u8; 100_000])?;
+    let mut appeared = false;
+    for _ in 0..600 {
+        if !entries(&out_dir)?.is_empty() {
+            appeared = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(appeared, "the temporary output file never appeared");
+    let sent = Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status()?;
+    assert!(sent.success());
+    // Had the signal not been ignored, the command would end now (129).
+    for _ in 0..20 {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stdin.write_all(&[7u8; 100_000])?;
+    drop(stdin);
+    let status = child.wait()?;
+    assert!(status.success(), "{status:?}");
+    assert_eq!(entries(&out_dir)?, ["sealed"]);
+    Ok(())
+}
