@@ -276,6 +276,12 @@ impl Session {
             s.finish_and_clear();
         }
         let r = result?;
+        for (newer, why) in &r.newer_failed {
+            eprintln!(
+                "warning: {tag}@{newer} could not be rebuilt ({why}); loaded the older {tag}@{}",
+                r.version
+            );
+        }
         for bad in &r.bad_servers {
             eprintln!("warning: server {bad} returned an invalid record; it was left out");
         }

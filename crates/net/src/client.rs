@@ -43,6 +43,12 @@ use crate::sharing;
 pub const CLIENT_PREFIX: &str = "seccs:client:";
 /// Versions a save tries before it gives up to concurrent saves of its tag.
 pub const MAX_SAVE_ATTEMPTS: usize = 8;
+/// Listed versions a load of the latest tries, newest first, until one rebuilds.
+pub const MAX_LOAD_ATTEMPTS: usize = 8;
+/// Versions that fail to decrypt after which a load of the latest stops: a
+/// wrong password opens none, and each try runs the password KDF (a stray
+/// record or two of someone else's must not stop it).
+const MAX_DECRYPT_FAILURES: usize = 3;
 
 /// Called with (bytes done, bytes in total) while a save uploads.
 pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -100,6 +106,9 @@ pub struct LoadReport {
     /// Servers holding an older save of the same version (made while the
     /// servers were partitioned), left out; honest, unlike `bad_servers`.
     pub superseded_servers: Vec<String>,
+    /// Newer listed versions that could not be rebuilt, newest first, each
+    /// with the reason: the latest was asked for and an older one loaded.
+    pub newer_failed: Vec<(u64, String)>,
 }
 
 /// One version of a tag across the network.
@@ -273,12 +282,21 @@ impl Client {
         {
             match reply {
                 Ok(Body::Listed { entries }) => {
+                    // A server counts once per version, however often its
+                    // reply names it.
+                    let mut seen = std::collections::BTreeSet::new();
                     for e in entries.into_iter().filter(|e| e.tag.starts_with(prefix)) {
-                        let versions = tags.entry(e.tag).or_default();
                         for v in e.versions {
-                            let slot = versions.entry(v.version).or_default();
+                            if !seen.insert((e.tag.clone(), v.version)) {
+                                continue;
+                            }
+                            let slot = tags
+                                .entry(e.tag.clone())
+                                .or_default()
+                                .entry(v.version)
+                                .or_default();
                             slot.0 += 1;
-                            slot.1 += v.stored_bytes;
+                            slot.1 = slot.1.saturating_add(v.stored_bytes);
                         }
                     }
                 }
@@ -498,6 +516,11 @@ impl Client {
     }
 
     /// Loads `version` of `tag` (the latest when `None`).
+    ///
+    /// The latest is the newest listed version that rebuilds: versions are
+    /// tried from the newest down (at most [`MAX_LOAD_ATTEMPTS`]), whatever
+    /// threshold they were saved with, and each newer one that failed is
+    /// warned about and named in [`LoadReport::newer_failed`].
     pub async fn load(
         &self,
         tag: &str,
@@ -509,26 +532,75 @@ impl Client {
         if servers.is_empty() {
             return Err(Error::NoServers);
         }
-        let version = match version {
-            Some(v) => v,
-            None => {
-                let listed = self.versions_of(tag).await?;
-                // The newest version that enough servers list to rebuild it:
-                // a stray record (a partial save, a foreign one) on fewer
-                // servers does not hide the versions below it.
-                let t = self.threshold_for(servers.len())?;
-                listed
-                    .iter()
-                    .rev()
-                    .find(|v| v.servers >= t)
-                    .or(listed.last())
-                    .map(|v| v.version)
-                    .ok_or_else(|| Error::NotFound(tag.to_owned()))?
+        if let Some(version) = version {
+            return match self.load_version(tag, version, &servers, password).await {
+                Err(Error::Decrypt) => Err(self.decrypt_error(tag, version).await),
+                other => other,
+            };
+        }
+        let listed = self.versions_of(tag).await?;
+        let mut failed: Vec<(u64, Error)> = Vec::new();
+        for v in listed.iter().rev().take(MAX_LOAD_ATTEMPTS) {
+            match self.load_version(tag, v.version, &servers, password).await {
+                Ok(mut report) => {
+                    report.newer_failed = failed
+                        .into_iter()
+                        .map(|(n, e)| (n, e.to_string()))
+                        .collect();
+                    return Ok(report);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "{tag}@{} could not be rebuilt ({e}); trying an older version",
+                        v.version
+                    );
+                    failed.push((v.version, e));
+                    let decrypt = failed.iter().filter(|(_, e)| e.is_decrypt()).count();
+                    if decrypt >= MAX_DECRYPT_FAILURES {
+                        break;
+                    }
+                }
             }
-        };
+        }
+        // Nothing rebuilt: a decryption failure says the most (the password).
+        let pick = failed.iter().position(|(_, e)| e.is_decrypt()).unwrap_or(0);
+        if pick >= failed.len() {
+            return Err(Error::NotFound(tag.to_owned()));
+        }
+        let (version, e) = failed.swap_remove(pick);
+        Err(match e {
+            Error::Decrypt => self.decrypt_error(tag, version).await,
+            e => e,
+        })
+    }
+
+    /// The error of `version` of `tag` that did not decrypt: it names the
+    /// version, and the one below it in case this one is someone else's (a
+    /// listing failure only loses the hint).
+    async fn decrypt_error(&self, tag: &str, version: u64) -> Error {
+        let listed = self.versions_of(tag).await.unwrap_or_default();
+        Error::DecryptVersion {
+            tag: tag.to_owned(),
+            version,
+            older: listed
+                .iter()
+                .rev()
+                .map(|v| v.version)
+                .find(|v| *v < version),
+        }
+    }
+
+    /// Fetches and rebuilds `version` of `tag` from `servers`.
+    async fn load_version(
+        &self,
+        tag: &str,
+        version: u64,
+        servers: &[String],
+        password: &Password,
+    ) -> Result<LoadReport, Error> {
         let mut records = Vec::new();
         for (server, reply) in self
-            .ask_all(&servers, || Body::Fetch {
+            .ask_all(servers, || Body::Fetch {
                 tag: tag.to_owned(),
                 version,
             })
@@ -549,31 +621,14 @@ impl Client {
             sharing::rebuild(&tag_owned, version, records, &pw)
         })
         .await
-        .map_err(|e| Error::io("rebuild", std::io::Error::other(e.to_string())))?;
-        let rebuilt = match rebuilt {
-            Ok(r) => r,
-            Err(Error::Decrypt) => {
-                // Name the version, and the one below it in case this one is
-                // someone else's (a listing failure only loses the hint).
-                let listed = self.versions_of(tag).await.unwrap_or_default();
-                return Err(Error::DecryptVersion {
-                    tag: tag.to_owned(),
-                    version,
-                    older: listed
-                        .iter()
-                        .rev()
-                        .map(|v| v.version)
-                        .find(|v| *v < version),
-                });
-            }
-            Err(e) => return Err(e),
-        };
+        .map_err(|e| Error::io("rebuild", std::io::Error::other(e.to_string())))??;
         Ok(LoadReport {
             data: rebuilt.plaintext,
             version,
             bad_servers: rebuilt.bad,
             used_servers: rebuilt.used,
             superseded_servers: rebuilt.superseded,
+            newer_failed: Vec::new(),
         })
     }
 

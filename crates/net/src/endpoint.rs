@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,9 +26,16 @@ use crate::packet::{
 
 /// Partially received messages an endpoint keeps at once.
 const MAX_PARTIALS: usize = 64;
-/// Payload bytes all partial messages of one endpoint hold at once (two
-/// messages of the largest size); a frame beyond it is dropped unacknowledged.
-const MAX_PARTIAL_BYTES: usize = 2 * MAX_FRAMES as usize * MAX_FRAME_PAYLOAD;
+/// Partially received messages an endpoint keeps at once from one sender
+/// channel, so that one sender cannot take every slot.
+const MAX_PARTIALS_PER_SENDER: usize = 8;
+/// Payload bytes an endpoint holds at once in partial messages and in
+/// received messages not yet handled (two messages of the largest size); a
+/// frame beyond it is dropped unacknowledged, a message beyond it dropped.
+const MAX_HELD_BYTES: usize = 2 * MAX_FRAMES as usize * MAX_FRAME_PAYLOAD;
+/// A warning of one kind is logged at most once per this interval; the
+/// next one says how many were suppressed.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
 /// A partial message with no new frame for this long is dropped.
 const PARTIAL_TTL: Duration = Duration::from_secs(60);
 /// Retransmissions of unacknowledged frames before a send fails.
@@ -39,6 +47,70 @@ const QUEUE: usize = 1024;
 pub(crate) struct Incoming {
     pub from: String,
     pub message: Message,
+    /// The message's bytes in the endpoint's budget, released on drop: keep
+    /// it until the message is handled.
+    pub held: Held,
+}
+
+/// Bytes of a received message counted in its endpoint's budget until dropped.
+#[derive(Debug)]
+pub(crate) struct Held {
+    bytes: usize,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Held {
+    /// Counts `bytes` in `queued`.
+    fn new(bytes: usize, queued: &Arc<AtomicUsize>) -> Self {
+        queued.fetch_add(bytes, Ordering::Relaxed);
+        Self {
+            bytes,
+            queued: queued.clone(),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// Per-kind rate limit of warnings caused by what peers send.
+#[derive(Default)]
+struct Warnings {
+    last: HashMap<&'static str, (Instant, u64)>,
+}
+
+impl Warnings {
+    /// Whether a warning of `kind` at `now` is logged, and if so how many of
+    /// its kind were suppressed since the last one logged.
+    fn allow(&mut self, kind: &'static str, now: Instant) -> Option<u64> {
+        match self.last.get_mut(kind) {
+            Some((last, suppressed)) if now.saturating_duration_since(*last) < WARN_INTERVAL => {
+                *suppressed += 1;
+                None
+            }
+            Some((last, suppressed)) => {
+                *last = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                self.last.insert(kind, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+/// Logs a warning caused by a peer, at most once per [`WARN_INTERVAL`] per
+/// kind (the message literal), with the count of those suppressed.
+macro_rules! peer_warn {
+    ($rx:expr, $($field:ident = $value:expr,)* $msg:literal) => {
+        if let Some(suppressed) = $rx.warnings.allow($msg, Instant::now()) {
+            tracing::warn!(channel = $rx.channel, $($field = $value,)* suppressed, $msg);
+        }
+    };
 }
 
 type Routes<K, V> = Arc<Mutex<HashMap<K, V>>>;
@@ -58,13 +130,24 @@ pub(crate) struct Endpoint {
     acks: Routes<MessageId, mpsc::UnboundedSender<u32>>,
     replies: Routes<RequestId, mpsc::Sender<Incoming>>,
     ack_timeout: Duration,
-    task: tokio::task::JoinHandle<()>,
+    closing: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Stop>,
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
+        self.closing.store(true, Ordering::Relaxed);
         self.task.abort();
     }
+}
+
+/// Why a receive task stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// Its endpoint is shutting down.
+    Closing,
+    /// The subscription ended while the endpoint was in use.
+    Lost,
 }
 
 /// Replies to one request; unregistered on drop.
@@ -155,6 +238,7 @@ impl Endpoint {
         let sub = broker.subscribe(&channel).await?;
         let acks: Routes<MessageId, _> = Arc::default();
         let replies: Routes<RequestId, _> = Arc::default();
+        let closing = Arc::new(AtomicBool::new(false));
         let rx = Receiver {
             broker: broker.clone(),
             channel: channel.clone(),
@@ -162,7 +246,10 @@ impl Endpoint {
             replies: replies.clone(),
             requests,
             partials: HashMap::new(),
-            max_held: MAX_PARTIAL_BYTES,
+            max_held: MAX_HELD_BYTES,
+            queued: Arc::default(),
+            closing: closing.clone(),
+            warnings: Warnings::default(),
         };
         let task = tokio::spawn(rx.run(sub));
         Ok(Self {
@@ -171,6 +258,7 @@ impl Endpoint {
             acks,
             replies,
             ack_timeout,
+            closing,
             task,
         })
     }
@@ -178,6 +266,11 @@ impl Endpoint {
     /// This endpoint's channel.
     pub(crate) fn channel(&self) -> &str {
         &self.channel
+    }
+
+    /// How long a send waits for acknowledgements before it retransmits.
+    pub(crate) fn ack_timeout(&self) -> Duration {
+        self.ack_timeout
     }
 
     /// The broker.
@@ -290,25 +383,39 @@ struct Receiver {
     replies: Routes<RequestId, mpsc::Sender<Incoming>>,
     requests: Option<mpsc::Sender<Incoming>>,
     partials: HashMap<(String, MessageId), Partial>,
-    /// Payload bytes the partial messages may hold together.
+    /// Payload bytes partial messages and messages not yet handled may hold
+    /// together.
     max_held: usize,
+    /// Payload bytes of messages delivered and not yet handled.
+    queued: Arc<AtomicUsize>,
+    /// Set when the endpoint is dropped.
+    closing: Arc<AtomicBool>,
+    warnings: Warnings,
 }
 
 impl Receiver {
-    /// Payload bytes held by partial messages.
+    /// Payload bytes held by partial messages and by messages not yet handled.
     fn held(&self) -> usize {
-        self.partials.values().map(|p| p.held).sum()
+        let partial: usize = self.partials.values().map(|p| p.held).sum();
+        partial.saturating_add(self.queued.load(Ordering::Relaxed))
     }
 
-    async fn run(mut self, mut sub: Subscription) {
+    async fn run(mut self, mut sub: Subscription) -> Stop {
         let mut gc = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 payload = sub.recv() => match payload {
                     Some(bytes) => self.handle(&bytes).await,
                     None => {
+                        // At shutdown the broker's tasks end before this one is
+                        // dropped: let an abort or a runtime shutdown land first.
+                        tokio::task::yield_now().await;
+                        if self.closing.load(Ordering::Relaxed) {
+                            tracing::debug!(channel = self.channel, "subscription closed");
+                            return Stop::Closing;
+                        }
                         tracing::error!(channel = self.channel, "subscription ended");
-                        return;
+                        return Stop::Lost;
                     }
                 },
                 _ = gc.tick() => self.partials.retain(|_, p| p.last.elapsed() < PARTIAL_TTL),
@@ -320,10 +427,11 @@ impl Receiver {
         let frame = match FrameRef::decode(bytes) {
             Ok(f) => f,
             Err(e) => {
-                tracing::warn!(
-                    channel = self.channel,
+                peer_warn!(
+                    self,
                     len = bytes.len(),
-                    "dropping malformed frame: {e}"
+                    error = tracing::field::display(&e),
+                    "dropping malformed frame"
                 );
                 return;
             }
@@ -339,6 +447,14 @@ impl Receiver {
                 }
             }
             FrameRef::Data(d) if d.count == 1 => {
+                if self.held().saturating_add(d.payload.len()) > self.max_held {
+                    peer_warn!(
+                        self,
+                        from = d.sender,
+                        "receive buffers full; message dropped"
+                    );
+                    return;
+                }
                 self.deliver(d.sender.to_owned(), d.payload.to_vec());
             }
             FrameRef::Data(d) => self.handle_part(d).await,
@@ -347,26 +463,37 @@ impl Receiver {
 
     async fn handle_part(&mut self, d: DataFrameRef<'_>) {
         let key = (d.sender.to_owned(), d.message_id);
-        if !self.partials.contains_key(&key) && self.partials.len() >= MAX_PARTIALS {
-            tracing::warn!(
-                channel = self.channel,
-                from = d.sender,
-                "too many partial messages; frame dropped"
-            );
-            return;
+        if !self.partials.contains_key(&key) {
+            if self.partials.len() >= MAX_PARTIALS {
+                peer_warn!(
+                    self,
+                    from = d.sender,
+                    "too many partial messages; frame dropped"
+                );
+                return;
+            }
+            let from_sender = self.partials.keys().filter(|k| k.0 == d.sender).count();
+            if from_sender >= MAX_PARTIALS_PER_SENDER {
+                peer_warn!(
+                    self,
+                    from = d.sender,
+                    "too many partial messages from one sender; frame dropped"
+                );
+                return;
+            }
         }
         let held = self.held();
         let new_bytes = match self.partials.get(&key) {
             Some(p) if p.have.get(d.index as usize) == Some(&true) => 0,
             _ => d.payload.len(),
         };
-        if held + new_bytes > self.max_held {
-            tracing::warn!(
-                channel = self.channel,
+        if held.saturating_add(new_bytes) > self.max_held {
+            peer_warn!(
+                self,
                 from = d.sender,
-                held,
+                held = held,
                 limit = self.max_held,
-                "partial messages hold too many bytes; frame dropped"
+                "receive buffers full; frame dropped"
             );
             return;
         }
@@ -375,28 +502,22 @@ impl Receiver {
             .entry(key.clone())
             .or_insert_with(|| Partial::new(d.count));
         if partial.count != d.count {
-            tracing::warn!(
-                channel = self.channel,
-                from = d.sender,
-                "frame count changed; frame dropped"
-            );
+            peer_warn!(self, from = d.sender, "frame count changed; frame dropped");
             return;
         }
         if !partial.have[d.index as usize] {
             if d.index + 1 < d.count && d.payload.len() != MAX_FRAME_PAYLOAD {
-                tracing::warn!(
-                    channel = self.channel,
-                    from = d.sender,
-                    "short inner frame; message dropped"
-                );
                 self.partials.remove(&key);
+                peer_warn!(self, from = d.sender, "short inner frame; message dropped");
                 return;
             }
             partial.place(d.index, d.payload);
             partial.have[d.index as usize] = true;
             partial.received += 1;
+            // Only new bytes keep a partial message alive: repeating a
+            // frame does not.
+            partial.last = Instant::now();
         }
-        partial.last = Instant::now();
         let complete = partial.received == partial.count;
         let ack = Frame::Ack(AckFrame {
             message_id: d.message_id,
@@ -404,41 +525,48 @@ impl Receiver {
             index: d.index,
         });
         if let Err(e) = self.broker.publish(d.sender, ack.encode()).await {
-            tracing::warn!(channel = self.channel, "could not send ack: {e}");
+            peer_warn!(
+                self,
+                error = tracing::field::display(&e),
+                "could not send ack"
+            );
         }
         if complete && let Some(p) = self.partials.remove(&key) {
             self.deliver(key.0, p.bytes);
         }
     }
 
-    fn deliver(&self, from: String, bytes: Vec<u8>) {
+    /// Decodes a complete message and hands it on, counting its bytes in the
+    /// budget until it has been handled.
+    fn deliver(&mut self, from: String, bytes: Vec<u8>) {
+        let held = Held::new(bytes.len(), &self.queued);
         let message = match Message::decode_owned(bytes) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(
-                    channel = self.channel,
-                    from,
-                    "dropping malformed message: {e}"
+                peer_warn!(
+                    self,
+                    from = from,
+                    error = tracing::field::display(&e),
+                    "dropping malformed message"
                 );
                 return;
             }
         };
-        let incoming = Incoming { from, message };
+        let incoming = Incoming {
+            from,
+            message,
+            held,
+        };
         if incoming.message.body.is_request() {
             match &self.requests {
                 Some(tx) => {
                     if tx.try_send(incoming).is_err() {
-                        tracing::warn!(
-                            channel = self.channel,
-                            "request queue full; request dropped"
-                        );
+                        peer_warn!(self, "request queue full; request dropped");
                     }
                 }
-                None => tracing::warn!(
-                    channel = self.channel,
-                    from = incoming.from,
-                    "dropping unexpected request"
-                ),
+                None => {
+                    peer_warn!(self, from = incoming.from, "dropping unexpected request");
+                }
             }
         } else {
             let tx = lock(&self.replies)
@@ -447,7 +575,7 @@ impl Receiver {
             match tx {
                 Some(tx) => {
                     if tx.try_send(incoming).is_err() {
-                        tracing::warn!(channel = self.channel, "reply queue full; reply dropped");
+                        peer_warn!(self, "reply queue full; reply dropped");
                     }
                 }
                 None => tracing::debug!(
@@ -511,6 +639,9 @@ mod tests {
             requests,
             partials: HashMap::new(),
             max_held,
+            queued: Arc::default(),
+            closing: Arc::default(),
+            warnings: Warnings::default(),
         }
     }
 
@@ -526,7 +657,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_claimed_frame_count_allocates_nothing_beyond_the_bytes_received() {
-        let mut rx = receiver(None, MAX_PARTIAL_BYTES);
+        let mut rx = receiver(None, MAX_HELD_BYTES);
         // The last frame of a claimed 1 GiB message, four times: 240 bytes sent.
         for id in 0..4 {
             rx.handle(&data_frame(id, MAX_FRAMES - 1, MAX_FRAMES, &[7; 60]))
@@ -580,11 +711,118 @@ mod tests {
         let (first, second) = bytes.split_at(MAX_FRAME_PAYLOAD);
         rx.handle(&data_frame(9, 1, 2, second)).await;
         rx.handle(&data_frame(9, 0, 2, first)).await;
-        assert_eq!(rx.held(), 0);
+        // Delivered, its bytes count until the request has been handled.
+        assert!(rx.partials.is_empty());
+        assert_eq!(rx.held(), bytes.len());
         match requests.try_recv() {
             Ok(inc) => assert_eq!(inc.message, message),
             Err(e) => panic!("the message was not delivered: {e}"),
         }
+        assert_eq!(rx.held(), 0);
         Ok(())
+    }
+
+    fn two_frame_store(id: u8) -> (Message, Vec<u8>) {
+        let message = Message {
+            request_id: RequestId([id; 16]),
+            body: Body::Store {
+                tag: "t".into(),
+                version: 1,
+                record: vec![id; MAX_FRAME_PAYLOAD + 10],
+            },
+        };
+        let bytes = message.encode();
+        (message, bytes)
+    }
+
+    async fn send_two_frames(rx: &mut Receiver, id: u8, bytes: &[u8]) {
+        let (first, second) = bytes.split_at(MAX_FRAME_PAYLOAD);
+        rx.handle(&data_frame(id, 0, 2, first)).await;
+        rx.handle(&data_frame(id, 1, 2, second)).await;
+    }
+
+    #[tokio::test]
+    async fn messages_waiting_to_be_handled_count_in_the_byte_budget() {
+        let (tx, mut requests) = mpsc::channel(16);
+        let mut rx = receiver(Some(tx), 3 * MAX_FRAME_PAYLOAD);
+        // Two complete messages wait in the queue; the third does not fit.
+        for id in 0..3 {
+            let (_, bytes) = two_frame_store(id);
+            send_two_frames(&mut rx, id, &bytes).await;
+        }
+        let first = requests.try_recv();
+        let second = requests.try_recv();
+        assert!(first.is_ok() && second.is_ok());
+        assert!(
+            requests.try_recv().is_err(),
+            "a message past the budget was queued"
+        );
+        // Taken but not yet handled, they still count; handled, they do not.
+        let (message, bytes) = two_frame_store(9);
+        send_two_frames(&mut rx, 9, &bytes).await;
+        assert!(requests.try_recv().is_err());
+        drop((first, second));
+        assert_eq!(rx.queued.load(Ordering::Relaxed), 0);
+        send_two_frames(&mut rx, 9, &bytes).await;
+        match requests.try_recv() {
+            Ok(inc) => assert_eq!(inc.message, message),
+            Err(e) => panic!("the message was not delivered: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_sender_neither_takes_every_partial_slot_nor_keeps_one_alive_by_repeating_a_frame()
+    -> Result<(), &'static str> {
+        let mut rx = receiver(None, MAX_HELD_BYTES);
+        for id in 0..20 {
+            rx.handle(&data_frame(id, 1, 2, b"x")).await;
+        }
+        assert_eq!(rx.partials.len(), MAX_PARTIALS_PER_SENDER);
+        let other = encode_data_parts(MessageId([99; 16]), "seccs:client:other", 1, 2, [b"y", &[]]);
+        rx.handle(&other).await;
+        assert_eq!(rx.partials.len(), MAX_PARTIALS_PER_SENDER + 1);
+        // A frame it already has does not refresh a partial message's age.
+        let key = ("seccs:client:peer".to_owned(), MessageId([0; 16]));
+        let old = Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .ok_or("no earlier instant")?;
+        rx.partials.get_mut(&key).ok_or("no partial")?.last = old;
+        rx.handle(&data_frame(0, 1, 2, b"x")).await;
+        assert!(rx.partials.get(&key).ok_or("no partial")?.last == old);
+        Ok(())
+    }
+
+    #[test]
+    fn warnings_of_one_kind_are_logged_once_per_interval_with_the_count_suppressed() {
+        let mut w = Warnings::default();
+        let t0 = Instant::now();
+        assert_eq!(w.allow("junk", t0), Some(0));
+        for _ in 0..5 {
+            assert_eq!(w.allow("junk", t0 + WARN_INTERVAL / 2), None);
+        }
+        assert_eq!(w.allow("other", t0), Some(0));
+        assert_eq!(w.allow("junk", t0 + WARN_INTERVAL), Some(5));
+        assert_eq!(w.allow("junk", t0 + WARN_INTERVAL), None);
+    }
+
+    #[tokio::test]
+    async fn junk_frames_are_dropped_and_rate_limit_their_warning() {
+        let mut rx = receiver(None, MAX_HELD_BYTES);
+        for _ in 0..100 {
+            rx.handle(b"junk").await;
+        }
+        let suppressed = rx.warnings.last.values().map(|(_, n)| *n).sum::<u64>();
+        assert_eq!(suppressed, 99, "one warning logged for 100 junk frames");
+    }
+
+    #[tokio::test]
+    async fn a_subscription_that_ends_at_shutdown_is_not_an_error() {
+        for (closing, expected) in [(true, Stop::Closing), (false, Stop::Lost)] {
+            let (tx, sub_rx) = mpsc::channel(1);
+            let rx = receiver(None, MAX_HELD_BYTES);
+            rx.closing.store(closing, Ordering::Relaxed);
+            drop(tx);
+            assert_eq!(rx.run(Subscription::new(sub_rx, None)).await, expected);
+        }
     }
 }

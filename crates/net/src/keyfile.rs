@@ -40,13 +40,21 @@ pub async fn save_key_with(
     client.save(tag, &file, password).await
 }
 
-/// Loads the latest key saved under `tag` (async).
+/// Loads the latest key saved under `tag` (async): the newest version that
+/// rebuilds, as [`Client::load`] finds it; a newer one that did not is warned
+/// about, never passed over in silence.
 pub async fn load_key_with(
     client: &Client,
     tag: &str,
     password: &Password,
 ) -> Result<SecretKey, Error> {
     let report = client.load(tag, None, password).await?;
+    for (newer, why) in &report.newer_failed {
+        tracing::warn!(
+            "key {tag}@{newer} could not be rebuilt ({why}); the older {tag}@{} was loaded",
+            report.version
+        );
+    }
     let data = Zeroizing::new(report.data);
     if data.len() != 5 + KEY_LEN || data[..4] != KEY_MAGIC || data[4] != KEY_VERSION {
         return Err(Error::NotAKeyFile);

@@ -239,7 +239,13 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
 }
 
 async fn handle(endpoint: &Endpoint, store: &RecordStore, name: &str, inc: Incoming) {
-    let Incoming { from, message } = inc;
+    // The request's bytes stay counted in the endpoint's budget until it is
+    // answered.
+    let Incoming {
+        from,
+        message,
+        held: _held,
+    } = inc;
     let body = match answer(store, name, message.body).await {
         Ok(Body::Refused { reason }) => {
             tracing::warn!(from, "request refused: {reason}");
@@ -257,8 +263,18 @@ async fn handle(endpoint: &Endpoint, store: &RecordStore, name: &str, inc: Incom
         request_id: message.request_id,
         body,
     };
-    if let Err(e) = endpoint.send(&from, &reply, None).await {
-        tracing::warn!(from, "could not reply: {e}");
+    // A reply holds its request slot for one acknowledgement timeout in all,
+    // not one per retransmission: a requester that never acknowledges (a
+    // forged sender channel nobody reads) frees the slot as soon as a
+    // requester that does would have given up waiting.
+    match tokio::time::timeout(endpoint.ack_timeout(), endpoint.send(&from, &reply, None)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(from, "could not reply: {e}"),
+        Err(_) => tracing::warn!(
+            from,
+            "reply not acknowledged within {:?}; dropped",
+            endpoint.ack_timeout()
+        ),
     }
 }
 

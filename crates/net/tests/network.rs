@@ -341,6 +341,170 @@ async fn a_stray_record_above_the_newest_version_neither_hides_nor_blocks_it(
     Ok(())
 }
 
+async fn the_latest_version_loads_whatever_threshold_the_servers_online_gave_it(
+    kind: Kind,
+) -> TestResult {
+    let mut net = Net::new(kind, 4).await?;
+    let client = net.client(None).await?;
+    let v1 = data(30_000, 21);
+    assert_eq!(client.save("doc", &v1, &pw()).await?.threshold, 3);
+    net.kill(2);
+    net.kill(3);
+    net.wait_servers(&client, 2).await?;
+    let v2 = data(30_000, 22);
+    let saved = client.save("doc", &v2, &pw()).await?;
+    assert_eq!((saved.version, saved.stored_on, saved.threshold), (2, 2, 2));
+    net.restart(2).await?;
+    net.restart(3).await?;
+    net.wait_servers(&client, 4).await?;
+    // Version 2 is on 2 of the 4 servers, fewer than 4/2 + 1, yet it was
+    // saved 2-of-2: it is the latest, not version 1.
+    let loaded = client.load("doc", None, &pw()).await?;
+    assert_eq!(loaded.version, 2);
+    assert!(loaded.data == v2, "an older version was loaded");
+    assert!(loaded.newer_failed.is_empty());
+    // A newer version that does not rebuild is named, not passed over silently.
+    let store = RecordStore::open(&net.root(0))?;
+    store.put("doc", 3, &foreign_record("doc", 3)?)?;
+    let loaded = client.load("doc", None, &pw()).await?;
+    assert_eq!(loaded.version, 2);
+    assert_eq!(loaded.newer_failed.len(), 1);
+    assert_eq!(loaded.newer_failed[0].0, 3);
+    // The key of a store kept on the network loads the same way.
+    let key = seccs_core::SecretKey::from_slice(&[7; seccs_core::KEY_LEN])?;
+    net.kill(2);
+    net.kill(3);
+    net.wait_servers(&client, 2).await?;
+    seccs_net::keyfile::save_key_with(&client, "key", &key, &pw()).await?;
+    let other = seccs_core::SecretKey::from_slice(&[8; seccs_core::KEY_LEN])?;
+    seccs_net::keyfile::save_key_with(&client, "key", &other, &pw()).await?;
+    net.restart(2).await?;
+    net.restart(3).await?;
+    net.wait_servers(&client, 4).await?;
+    let loaded = seccs_net::keyfile::load_key_with(&client, "key", &pw()).await?;
+    assert!(loaded.expose_secret() == other.expose_secret());
+    Ok(())
+}
+
+/// A rogue server on `net`'s broker that answers every List with `dup`
+/// copies of `tag@version` (and refuses anything else), for at most 64 requests.
+async fn rogue_lister(
+    net: &Net,
+    tag: &str,
+    version: u64,
+    dup: usize,
+) -> Result<tokio::task::JoinHandle<()>, Box<dyn std::error::Error + Send + Sync>> {
+    use seccs_net::message::{Body, ListEntry, Message, VersionEntry};
+    let me = format!("{}{}", seccs_net::server::SERVER_PREFIX, "ab".repeat(16));
+    let mut sub = net.broker.subscribe(&me).await?;
+    let broker = net.broker.clone();
+    let tag = tag.to_owned();
+    Ok(tokio::spawn(async move {
+        for _ in 0..64 {
+            let Some(bytes) = sub.recv().await else {
+                return;
+            };
+            let Ok(Frame::Data(d)) = Frame::decode(&bytes) else {
+                continue;
+            };
+            let Ok(m) = Message::decode(&d.payload) else {
+                continue;
+            };
+            let body = match m.body {
+                Body::List { .. } => Body::Listed {
+                    entries: vec![
+                        ListEntry {
+                            tag: tag.clone(),
+                            versions: vec![VersionEntry {
+                                version,
+                                stored_bytes: 100
+                            }],
+                        };
+                        dup
+                    ],
+                },
+                _ => Body::Refused {
+                    reason: "no".into(),
+                },
+            };
+            let reply = Message {
+                request_id: m.request_id,
+                body,
+            };
+            let frame = Frame::Data(DataFrame {
+                message_id: MessageId([3; 16]),
+                sender: me.clone(),
+                index: 0,
+                count: 1,
+                payload: reply.encode(),
+            });
+            let _ = broker.publish(&d.sender, frame.encode()).await;
+        }
+    }))
+}
+
+async fn a_server_listing_a_version_many_times_counts_once(kind: Kind) -> TestResult {
+    let net = Net::new(kind, 3).await?;
+    let client = net.client(Some(2)).await?;
+    client.save("doc", b"mine", &pw()).await?;
+    let rogue = rogue_lister(&net, "doc", 9, 5).await?;
+    net.wait_servers(&client, 4).await?;
+    let listed = client.list("doc").await?;
+    let versions: Vec<(u64, usize)> = listed
+        .iter()
+        .flat_map(|l| l.versions.iter().map(|v| (v.version, v.servers)))
+        .collect();
+    rogue.abort();
+    assert_eq!(versions, vec![(1, 3), (9, 1)]);
+    Ok(())
+}
+
+async fn forged_requests_from_a_channel_nobody_reads_free_the_request_slots(
+    kind: Kind,
+) -> TestResult {
+    use seccs_net::message::{Body, Message, RequestId};
+    let (broker, _proc, _url) = common::broker_for(kind).await?;
+    let root = tempfile::tempdir()?;
+    let ack_timeout = Duration::from_secs(2);
+    let server = seccs_net::server::start(broker.clone(), root.path(), None, ack_timeout).await?;
+    let options = |timeout| seccs_net::ClientOptions {
+        timeout,
+        kdf: Kdf::INSECURE_FAST,
+        threshold: None,
+        min_acks: None,
+    };
+    let client = seccs_net::Client::new(broker.clone(), options(common::TIMEOUT)).await?;
+    // Replies to fetches of this file take several frames.
+    let file = data(700_000, 5);
+    client.save("big", &file, &pw()).await?;
+    // One forged fetch per request slot, each answered to a channel nobody reads.
+    for i in 0..seccs_net::server::MAX_CONCURRENT {
+        let request = Message {
+            request_id: RequestId([i as u8; 16]),
+            body: Body::Fetch {
+                tag: "big".into(),
+                version: 1,
+            },
+        };
+        let frame = Frame::Data(DataFrame {
+            message_id: MessageId([i as u8; 16]),
+            sender: "seccs:client:nobody".into(),
+            index: 0,
+            count: 1,
+            payload: request.encode(),
+        });
+        broker.publish(server.channel(), frame.encode()).await?;
+    }
+    // A client that waits 2.5 ack timeouts is answered: the slots are free
+    // after one (they were held for four).
+    let patient = seccs_net::Client::new(broker.clone(), options(ack_timeout * 5 / 2)).await?;
+    let listed = patient.list("big").await?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].versions[0].servers, 1);
+    server.shutdown().await?;
+    Ok(())
+}
+
 async fn servers_with_no_server_online_and_missing_versions_fail_clearly(kind: Kind) -> TestResult {
     let empty = Net::new(kind, 0).await?;
     let lonely = empty.client(None).await?;
@@ -388,4 +552,7 @@ suite!(
     concurrent_saves_of_one_tag_each_keep_their_own_version,
     a_stray_record_above_the_newest_version_neither_hides_nor_blocks_it,
     servers_with_no_server_online_and_missing_versions_fail_clearly,
+    the_latest_version_loads_whatever_threshold_the_servers_online_gave_it,
+    a_server_listing_a_version_many_times_counts_once,
+    forged_requests_from_a_channel_nobody_reads_free_the_request_slots,
 );

@@ -38,8 +38,12 @@ use rayon::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::background::{Background, Done, Job};
-use crate::format::{BLOCK_OVERHEAD, BlockCipher, FileId, Footer, MAX_SEALS, NONCE_LEN, NoncePool};
+use crate::format::{
+    BLOCK_OVERHEAD, BlockCipher, FileId, Footer, MAX_FILE_SIZE, MAX_PERSISTED_SLOTS, MAX_SEALS,
+    NONCE_LEN, NoncePool,
+};
 use crate::positional::{read_full_at, write_all_at};
+use crate::versions::Versions;
 use crate::{Error, FileKey};
 
 /// Bytes of plaintext the cache window holds (at least one block). 1 MiB:
@@ -126,9 +130,10 @@ pub(crate) struct BlockFile {
     cipher: BlockCipher,
     block_size: usize,
     slot_size: usize,
-    /// Version of every slot on disk; 0 is a hole. Its length is the number
-    /// of slots the file on disk must have.
-    versions: Vec<u64>,
+    /// Version of every slot on disk; 0 is a hole. Its `slots()` is the
+    /// number of slots the file on disk must have. Sparse: a hole costs no
+    /// memory.
+    versions: Versions,
     /// The last version handed out.
     counter: u64,
     len: u64,
@@ -149,7 +154,15 @@ impl BlockFile {
     pub(crate) fn new(file: File, key: FileKey, block_size: usize) -> Result<Self, Error> {
         let mut file_id: FileId = [0; 16];
         getrandom::fill(&mut file_id)?;
-        Self::from_parts(file, key, block_size, file_id, Vec::new(), 0, false)
+        Self::from_parts(
+            file,
+            key,
+            block_size,
+            file_id,
+            Versions::default(),
+            0,
+            false,
+        )
     }
 
     /// A read-only handle on a persisted file whose footer was opened.
@@ -165,7 +178,7 @@ impl BlockFile {
             key,
             block_size,
             footer.file_id,
-            footer.versions,
+            Versions::from_dense(&footer.versions),
             footer.len,
             true,
         )?;
@@ -178,7 +191,7 @@ impl BlockFile {
         key: FileKey,
         block_size: usize,
         file_id: FileId,
-        versions: Vec<u64>,
+        versions: Versions,
         len: u64,
         read_only: bool,
     ) -> Result<Self, Error> {
@@ -186,7 +199,7 @@ impl BlockFile {
         let cipher = BlockCipher::new(&key, file_id)?;
         let blocks = (WINDOW_BYTES / block_size).max(1);
         let slot_size = block_size + BLOCK_OVERHEAD;
-        let counter = versions.iter().copied().max().unwrap_or(0);
+        let counter = versions.max();
         Ok(Self {
             file: Arc::new(file),
             background: None,
@@ -234,10 +247,7 @@ impl BlockFile {
     }
 
     fn version(&self, block: u64) -> u64 {
-        usize::try_from(block)
-            .ok()
-            .and_then(|b| self.versions.get(b).copied())
-            .unwrap_or(0)
+        self.versions.get(block)
     }
 
     /// Moves the window so that it holds `block`, writing back what it held
@@ -318,21 +328,15 @@ impl BlockFile {
         if self.counter + count as u64 > MAX_SEALS {
             return Err(Error::TooManyWrites);
         }
-        let nonces = (0..count)
-            .map(|_| self.nonces.next())
-            .collect::<Result<Vec<_>, Error>>()?;
+        let nonces = self.nonces.take(count)?;
         Ok((self.counter, nonces))
     }
 
     /// Records that blocks `first..first + count` were sealed with the
     /// versions [`BlockFile::next_versions`] handed out.
     fn record_versions(&mut self, first: u64, count: usize) {
-        let last = (first + count as u64) as usize;
-        if self.versions.len() < last {
-            self.versions.resize(last, 0);
-        }
-        for k in 0..count {
-            self.versions[first as usize + k] = self.counter + 1 + k as u64;
+        for k in 0..count as u64 {
+            self.versions.set(first + k, self.counter + 1 + k);
         }
         self.counter += count as u64;
     }
@@ -348,6 +352,20 @@ impl BlockFile {
     fn keep_buffer(&mut self, buf: Vec<u8>) {
         if self.spares.len() < 2 && buf.capacity() > 0 {
             self.spares.push(buf);
+        }
+    }
+
+    /// Marks the file failed with `e`, so that every later call reports it:
+    /// for a call that failed after it had changed the window or the disk,
+    /// whose state no longer matches the length this handle keeps.
+    fn fail(&mut self, e: &Error) {
+        if self.failed.is_none() {
+            let kind = match e {
+                Error::Io(e) => e.kind(),
+                Error::Tampered { .. } => io::ErrorKind::InvalidData,
+                _ => io::ErrorKind::Other,
+            };
+            self.failed = Some((kind, e.to_string()));
         }
     }
 
@@ -392,7 +410,7 @@ impl BlockFile {
     /// Writes sealed `slots` from block `first`: a long run behind the
     /// caller's back, once the previous one is on disk; a short one here.
     fn write_slots(&mut self, first: u64, slots: Vec<u8>) -> Result<(), Error> {
-        let offset = first * self.slot_size as u64;
+        let offset = slot_offset(first, self.slot_size)?;
         let long = slots.len() >= LONG_RUN_BLOCKS * self.slot_size;
         self.settle()?;
         if long && let Some(background) = self.background() {
@@ -602,6 +620,12 @@ impl BlockFile {
     }
 
     /// Writes all of `buf` at plaintext offset `pos`, growing the file.
+    ///
+    /// A call that fails before it changed anything leaves the file as it
+    /// was; one that fails after it copied part of `buf` into the window or
+    /// onto the disk marks the file failed (every later call reports it),
+    /// because those bytes may lie past the length it keeps and would
+    /// otherwise read back where zeros belong.
     pub(crate) fn write_at(&mut self, pos: u64, buf: &[u8]) -> Result<(), Error> {
         if self.read_only {
             return Err(Error::ReadOnly);
@@ -610,12 +634,25 @@ impl BlockFile {
         if buf.is_empty() {
             return Ok(());
         }
-        let end = pos.checked_add(buf.len() as u64).ok_or_else(|| {
-            Error::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "write past the largest file offset",
-            ))
-        })?;
+        let end = check_size(pos.saturating_add(buf.len() as u64))?;
+        let mut changed = false;
+        match self.write_blocks(pos, buf, &mut changed) {
+            Ok(()) => {
+                self.len = self.len.max(end);
+                Ok(())
+            }
+            Err(e) => {
+                if changed {
+                    self.fail(&e);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The body of [`BlockFile::write_at`]; sets `changed` before its first
+    /// change to the window or the disk.
+    fn write_blocks(&mut self, pos: u64, buf: &[u8], changed: &mut bool) -> Result<(), Error> {
         let bs = self.block_size as u64;
         let mut done = 0;
         while done < buf.len() {
@@ -634,8 +671,9 @@ impl BlockFile {
             if whole >= LONG_RUN_BLOCKS {
                 let blocks = whole.min(self.state.len());
                 let bytes = blocks * self.block_size;
-                self.forget(block, blocks as u64);
                 let (counter, nonces) = self.next_versions(blocks)?;
+                *changed = true;
+                self.forget(block, blocks as u64);
                 let mut slots = self.slot_buffer(blocks * self.slot_size);
                 seal_run(
                     &self.cipher,
@@ -660,20 +698,25 @@ impl BlockFile {
                     self.win[i * self.block_size..(i + 1) * self.block_size].fill(0);
                 }
             }
+            *changed = true;
             let from = i * self.block_size + off;
             self.win[from..from + take].copy_from_slice(&buf[done..done + take]);
             self.state[i] = Slot::Dirty;
             done += take;
         }
-        self.len = self.len.max(end);
         Ok(())
     }
 
     /// Truncates or extends the plaintext to `size` bytes.
+    ///
+    /// Everything that can fail (loading the block the cut falls in,
+    /// writing back, truncating the file on disk) comes before the first
+    /// change, so a failed call leaves the file as it was.
     pub(crate) fn set_len(&mut self, size: u64) -> Result<(), Error> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        check_size(size)?;
         self.settle()?;
         if size >= self.len {
             self.len = size;
@@ -681,25 +724,31 @@ impl BlockFile {
         }
         let bs = self.block_size as u64;
         let blocks = size.div_ceil(bs);
-        for (i, s) in self.state.iter_mut().enumerate() {
-            if self.win_start + i as u64 >= blocks {
-                *s = Slot::Absent;
-            }
-        }
         let cut = (size % bs) as usize;
-        if cut != 0 {
+        let cut_at = if cut != 0 {
             let block = size / bs;
             let i = self.window_index(block)?;
             if self.state[i] == Slot::Absent {
                 self.load(block, 1)?;
             }
+            Some(i)
+        } else {
+            None
+        };
+        let slots = self.versions.slots().min(blocks);
+        self.settle()?;
+        self.file.set_len(slot_offset(slots, self.slot_size)?)?;
+        // Nothing fails from here on.
+        if let Some(i) = cut_at {
             self.win[i * self.block_size + cut..(i + 1) * self.block_size].fill(0);
             self.state[i] = Slot::Dirty;
         }
-        let slots = self.versions.len().min(blocks as usize);
+        for (i, s) in self.state.iter_mut().enumerate() {
+            if self.win_start + i as u64 >= blocks {
+                *s = Slot::Absent;
+            }
+        }
         self.versions.truncate(slots);
-        self.settle()?;
-        self.file.set_len(slots as u64 * self.slot_size as u64)?;
         self.len = size;
         Ok(())
     }
@@ -744,20 +793,54 @@ impl BlockFile {
     /// the block region, where the footer starts.
     pub(crate) fn append_footer(&mut self) -> Result<u64, Error> {
         self.flush()?;
+        // The footer lists every slot, holes included: bounded before it is
+        // built, as the reader bounds it before it reads it.
+        let slots = self.versions.slots();
+        if slots > MAX_PERSISTED_SLOTS {
+            return Err(Error::PersistTooLarge {
+                slots,
+                max: MAX_PERSISTED_SLOTS,
+            });
+        }
         let footer = Footer {
             block_log2: self.block_size.trailing_zeros() as u8,
             file_id: *self.cipher.file_id(),
             len: self.len,
-            versions: self.versions.clone(),
+            versions: self.versions.to_dense(),
         };
-        let nonce = self.nonces.next()?;
-        let bytes = footer.seal(&self.key, &nonce)?;
-        let at = self.versions.len() as u64 * self.slot_size as u64;
+        let nonce = self.nonces.take(1)?;
+        let nonce = nonce.first().ok_or(Error::Random("no nonce".into()))?;
+        let bytes = footer.seal(&self.key, nonce)?;
+        let at = slot_offset(slots, self.slot_size)?;
         self.file.set_len(at)?;
         write_all_at(&self.file, &bytes, at)?;
         self.file.sync_all()?;
         Ok(at)
     }
+}
+
+/// `size` if a file may reach it (at most [`MAX_FILE_SIZE`] bytes), else
+/// [`Error::FileTooLarge`].
+fn check_size(size: u64) -> Result<u64, Error> {
+    if size > MAX_FILE_SIZE {
+        return Err(Error::FileTooLarge {
+            wanted: size,
+            max: MAX_FILE_SIZE,
+        });
+    }
+    Ok(size)
+}
+
+/// The disk offset of slot `block`, checked: [`MAX_FILE_SIZE`] keeps every
+/// slot a file can reach far below the overflow.
+fn slot_offset(block: u64, slot_size: usize) -> Result<u64, Error> {
+    block
+        .checked_mul(slot_size as u64)
+        .filter(|offset| *offset <= i64::MAX as u64)
+        .ok_or(Error::FileTooLarge {
+            wanted: u64::MAX,
+            max: MAX_FILE_SIZE,
+        })
 }
 
 /// Seals `plains` as the blocks from `first` (versions `counter + 1`..,
@@ -787,8 +870,8 @@ fn seal_run(
 /// live file does, and if that byte comes, bytes were appended. A persisted
 /// file (`trailer > 0`) has its footer there, so its length is checked
 /// instead (in [`open_slots`]).
-fn slots_to_read(versions: &[u64], trailer: u64, block: u64, count: usize) -> (usize, usize) {
-    let on_disk = versions.len() as u64;
+fn slots_to_read(versions: &Versions, trailer: u64, block: u64, count: usize) -> (usize, usize) {
+    let on_disk = versions.slots();
     let slots = on_disk.saturating_sub(block).min(count as u64) as usize;
     let probe = usize::from(slots > 0 && block + slots as u64 == on_disk && trailer == 0);
     (slots, probe)
@@ -803,7 +886,7 @@ fn slots_to_read(versions: &[u64], trailer: u64, block: u64, count: usize) -> (u
 fn open_slots(
     file: &File,
     cipher: &BlockCipher,
-    versions: &[u64],
+    versions: &Versions,
     trailer: u64,
     slot_size: usize,
     block: u64,
@@ -812,7 +895,7 @@ fn open_slots(
     out: &mut [u8],
 ) -> Result<(), Error> {
     let bs = slot_size - BLOCK_OVERHEAD;
-    let on_disk = versions.len() as u64;
+    let on_disk = versions.slots();
     let (slots, probe) = slots_to_read(versions, trailer, block, out.len() / bs);
     let (from_disk, past_end) = out.split_at_mut(slots * bs);
     past_end.fill(0);
@@ -839,7 +922,7 @@ fn open_slots(
         .enumerate()
     {
         let index = block + k as u64;
-        let version = versions[index as usize];
+        let version = versions.get(index);
         if version == 0 {
             plain.fill(0);
             continue;
@@ -860,7 +943,7 @@ fn open_slots(
 fn open_run(
     file: &File,
     cipher: &BlockCipher,
-    versions: &[u64],
+    versions: &Versions,
     trailer: u64,
     slot_size: usize,
     staging: &mut [u8],
@@ -907,7 +990,9 @@ pub(crate) fn read_footer(file: &File, key: &FileKey) -> Result<(Footer, u64), E
         return Err(Error::UnknownFormat);
     }
     let footer_len = Footer::trailing_len(&tail).ok_or(Error::UnknownFormat)?;
-    if footer_len > size || footer_len > (1 << 40) {
+    // Untrusted: bounded by what a file of this size can hold before it is
+    // allocated.
+    if !crate::format::footer_len_fits(size, footer_len) {
         return Err(Error::UnknownFormat);
     }
     let mut bytes = vec![0u8; footer_len as usize];
@@ -1058,6 +1143,132 @@ mod tests {
         assert!(read(&mut f, 0, 10).is_err());
         assert!(f.set_len(0).is_err());
         assert!(f.flush().is_err());
+        Ok(())
+    }
+
+    /// A 1-byte write far past the end makes a hole that costs no memory:
+    /// the versions of unwritten blocks take none (it took 8 bytes a block).
+    #[test]
+    fn a_hole_costs_no_memory_for_its_blocks() -> Result<(), Error> {
+        let mut f = block_file()?;
+        f.write_at(0, b"start")?;
+        let far = 1u64 << 34;
+        f.write_at(far, b"x")?;
+        f.flush()?;
+        assert!(
+            f.versions.heap_bytes() <= 8 << 10,
+            "{} bytes of versions for two blocks",
+            f.versions.heap_bytes()
+        );
+        assert_eq!(f.len(), far + 1);
+        assert_eq!(read(&mut f, far, 10)?, b"x");
+        assert_eq!(read(&mut f, 0, 5)?, b"start");
+        assert_eq!(read(&mut f, far / 2, 3 * BS)?, vec![0; 3 * BS]);
+        Ok(())
+    }
+
+    /// A write that fails after it copied its first blocks into the window
+    /// (here the window moves and writing it back fails) must not leave
+    /// those bytes past the length, where a later write that grows the file
+    /// would expose them instead of zeros: the file is marked failed.
+    #[test]
+    fn a_write_that_fails_part_way_never_exposes_its_bytes() -> Result<(), Error> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"")?;
+        let mut f = BlockFile::new(File::open(&path)?, FileKey::generate(KeySize::Aes256)?, BS)?;
+        let window = f.window_blocks();
+        f.write_at(0, b"A")?;
+        let end = (window - 2) * BS as u64 + 100;
+        f.set_len(end)?;
+        // Blocks window-2 and window-1 go into the window; the next one
+        // moves it, and the write-back fails (the file is read-only).
+        let err = f.write_at(end - 50, &vec![0xee; 3 * BS]);
+        assert!(err.is_err(), "the write-back cannot succeed");
+        assert_eq!(f.len(), end);
+        // Growing the file by one byte further on must not bring them back.
+        match f.write_at(end + 2900, b"Z") {
+            Ok(()) => assert_eq!(read(&mut f, end, 2900)?, vec![0; 2900]),
+            Err(_) => assert!(read(&mut f, end - 100, 10).is_err(), "not marked failed"),
+        }
+        assert!(f.check().is_err(), "the file was not marked failed");
+        Ok(())
+    }
+
+    /// A write that fails before it changed anything (its first block
+    /// moves the window, and writing the window back fails) leaves the file
+    /// as it was, and usable.
+    #[test]
+    fn a_write_that_fails_before_any_change_leaves_the_file_as_it_was() -> Result<(), Error> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"")?;
+        let mut f = BlockFile::new(File::open(&path)?, FileKey::generate(KeySize::Aes256)?, BS)?;
+        f.write_at(0, b"kept")?;
+        let far = 10 * f.window_blocks() * BS as u64;
+        assert!(f.write_at(far, b"lost").is_err());
+        assert_eq!(f.len(), 4);
+        assert_eq!(read(&mut f, 0, 10)?, b"kept");
+        f.write_at(4, b"!")?;
+        assert_eq!(read(&mut f, 0, 10)?, b"kept!");
+        Ok(())
+    }
+
+    /// A `set_len` that fails (the block the cut falls in does not
+    /// authenticate) keeps the length and every byte, including blocks past
+    /// the cut whose newest bytes are only in the window.
+    #[test]
+    fn a_failed_set_len_loses_no_written_data() -> Result<(), Error> {
+        let mut f = block_file()?;
+        f.write_at(0, &pattern(4 * BS, 1))?;
+        f.flush()?;
+        let newer = pattern(BS, 2);
+        f.write_at(2 * BS as u64, &newer)?;
+        // Break block 1 on disk.
+        let slot = (BS + BLOCK_OVERHEAD) as u64;
+        write_all_at(f.file(), b"garbage", slot + 20)?;
+        let err = f.set_len(BS as u64 + 10).err();
+        assert!(matches!(err, Some(Error::Tampered { block: 1 })), "{err:?}");
+        assert_eq!(f.len(), 4 * BS as u64);
+        assert_eq!(read(&mut f, 2 * BS as u64, BS)?, newer);
+        f.flush()?;
+        assert_eq!(read(&mut f, 2 * BS as u64, BS)?, newer);
+        Ok(())
+    }
+
+    /// Offsets the format cannot address fail in the call itself, and
+    /// change nothing: before, the slot offset wrapped to block 0's slot.
+    #[test]
+    fn offsets_past_the_largest_file_size_fail_at_once() -> Result<(), Error> {
+        let mut f = block_file()?;
+        f.write_at(0, &pattern(BS, 3))?;
+        f.flush()?;
+        let before = f.read_ciphertext()?;
+        // The block whose slot offset wraps past 2^64 to a small value.
+        let slot = (BS + BLOCK_OVERHEAD) as u128;
+        let wraps = (1u128 << 64).div_ceil(slot);
+        let pos = u64::try_from(wraps * BS as u128).map_err(|e| Error::Io(io::Error::other(e)))?;
+        for at in [pos, MAX_FILE_SIZE, u64::MAX - 1] {
+            let err = f.write_at(at, &pattern(BS, 4)).err();
+            assert!(
+                matches!(err, Some(Error::FileTooLarge { .. })),
+                "{at}: {err:?}"
+            );
+        }
+        for size in [u64::MAX, MAX_FILE_SIZE + 1] {
+            let err = f.set_len(size).err();
+            assert!(
+                matches!(err, Some(Error::FileTooLarge { .. })),
+                "{size}: {err:?}"
+            );
+        }
+        assert_eq!(f.len(), BS as u64);
+        assert_eq!(f.read_ciphertext()?, before);
+        assert_eq!(read(&mut f, 0, BS)?, pattern(BS, 3));
+        // Up to the limit itself is fine (a hole: nothing on disk).
+        f.set_len(MAX_FILE_SIZE)?;
+        assert_eq!(read(&mut f, MAX_FILE_SIZE - 3, 10)?, vec![0; 3]);
+        assert_eq!(read(&mut f, 0, BS)?, pattern(BS, 3));
         Ok(())
     }
 }

@@ -47,6 +47,25 @@ pub enum Error {
     /// 96-bit nonces; copy it into a fresh file.
     #[error("ephemeral file reached the limit of 2^32 block writes under one key")]
     TooManyWrites,
+    /// A write or `set_len` would make the plaintext longer than
+    /// [`format::MAX_FILE_SIZE`](crate::format::MAX_FILE_SIZE) bytes.
+    #[error("ephemeral files are limited to {max} bytes; this call would reach {wanted}")]
+    FileTooLarge {
+        /// The offset or length the call asked for (saturated at `u64::MAX`).
+        wanted: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The file has more block slots (holes included) than a persisted
+    /// footer may list,
+    /// [`format::MAX_PERSISTED_SLOTS`](crate::format::MAX_PERSISTED_SLOTS).
+    #[error("cannot persist an ephemeral file of {slots} block slots; the limit is {max}")]
+    PersistTooLarge {
+        /// Slots the file has.
+        slots: u64,
+        /// The limit.
+        max: u64,
+    },
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),
@@ -64,6 +83,9 @@ impl From<Error> for io::Error {
                 io::Error::new(io::ErrorKind::InvalidInput, e)
             }
             e @ Error::ReadOnly => io::Error::new(io::ErrorKind::PermissionDenied, e),
+            e @ (Error::FileTooLarge { .. } | Error::PersistTooLarge { .. }) => {
+                io::Error::new(io::ErrorKind::FileTooLarge, e)
+            }
             e @ (Error::TooManyWrites | Error::Random(_)) => io::Error::other(e),
         }
     }

@@ -58,7 +58,7 @@
 //! bytes), so a footer cannot pass for a block nor the reverse.
 
 use aead::{AeadInOut, KeyInit, inout::InOutBuf};
-use aes_gcm::{AesGcm, Nonce, Tag, aead::consts::U12, aes::Aes192};
+use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, Nonce, Tag, aead::consts::U12, aes::Aes192};
 use zeroize::Zeroizing;
 
 use crate::{Error, FileKey, KeySize};
@@ -86,9 +86,47 @@ pub const MAGIC: &[u8; 8] = b"seccstmp";
 pub const VERSION: u8 = 1;
 /// Most blocks a file may have sealed under one key (random nonces).
 pub const MAX_SEALS: u64 = 1 << 32;
+/// Largest plaintext length (and so the largest offset a write or
+/// `set_len` may reach): 2^62 bytes, so that every slot offset, at most
+/// 1.03 × this with 1 KiB blocks, fits in a signed 64-bit file offset. A
+/// write or `set_len` beyond it fails with [`Error::FileTooLarge`]
+/// ([`std::io::ErrorKind::FileTooLarge`]); the file system's own limit
+/// (16 TiB on ext4) usually comes first.
+pub const MAX_FILE_SIZE: u64 = 1 << 62;
+/// Most block slots (holes included) a persisted file's footer may list:
+/// 2^24, a footer of 128 MiB, whole in memory when it is sealed and when it
+/// is opened (64 GiB of plaintext with 4 KiB blocks, 16 TiB with 1 MiB
+/// blocks). `persist` of a file with more slots fails with
+/// [`Error::PersistTooLarge`].
+pub const MAX_PERSISTED_SLOTS: u64 = 1 << 24;
 
 const FOOTER_HEADER_LEN: usize = 8 + 1 + 1 + 1 + FILE_ID_LEN;
 const FOOTER_MIN_LEN: usize = FOOTER_HEADER_LEN + NONCE_LEN + 16 + TAG_LEN + 8;
+
+/// The length a persisted file of `size` bytes must have as its footer, if
+/// `claimed` can be it: some block size leaves exactly `n` slots before a
+/// footer that lists `n` versions (`n` at most [`MAX_PERSISTED_SLOTS`]).
+/// Checked before the footer is read, so that a file's last 8 bytes cannot
+/// make the reader allocate more than the file could hold.
+pub fn footer_len_fits(size: u64, claimed: u64) -> bool {
+    let min = FOOTER_MIN_LEN as u64;
+    let Some(n) = claimed
+        .checked_sub(min)
+        .filter(|extra| extra.is_multiple_of(8))
+        .map(|extra| extra / 8)
+    else {
+        return false;
+    };
+    if n > MAX_PERSISTED_SLOTS {
+        return false;
+    }
+    (MIN_BLOCK_SIZE.trailing_zeros()..=MAX_BLOCK_SIZE.trailing_zeros()).any(|log| {
+        let slot = (1u64 << log) + BLOCK_OVERHEAD as u64;
+        n.checked_mul(slot)
+            .and_then(|region| region.checked_add(claimed))
+            == Some(size)
+    })
+}
 
 /// A file's random id, bound into every block's associated data.
 pub type FileId = [u8; FILE_ID_LEN];
@@ -109,10 +147,48 @@ pub fn check_block_size(block_size: usize) -> Result<(), Error> {
 /// RustCrypto. The wire format is the same AES-GCM either way. `ring` does
 /// not wipe its key schedules when they are dropped, as RustCrypto's do with
 /// the `zeroize` feature; the file key itself stays in a zeroizing type.
+/// So an AES-128 or AES-256 file's key schedule (from which the key follows;
+/// for AES-256 its first two round keys are the key) stays in freed memory
+/// after the file is dropped, until that memory is reused. The footer, sealed
+/// and opened once, uses RustCrypto at every size ([`Suite::zeroizing`]), so
+/// persisting or opening a file leaves no other key schedule behind.
 enum Suite {
     Aes128(ring::aead::LessSafeKey),
     Aes192(Box<Aes192Gcm>),
     Aes256(ring::aead::LessSafeKey),
+    /// RustCrypto AES-128-GCM, wiped on drop.
+    Rc128(Box<Aes128Gcm>),
+    /// RustCrypto AES-256-GCM, wiped on drop.
+    Rc256(Box<Aes256Gcm>),
+}
+
+/// Seals in place with a RustCrypto cipher.
+fn rc_seal<C>(
+    c: &C,
+    nonce: &[u8; NONCE_LEN],
+    ad: &[u8],
+    buf: InOutBuf<'_, '_, u8>,
+) -> Option<[u8; TAG_LEN]>
+where
+    C: AeadInOut + aead::AeadCore<NonceSize = U12>,
+{
+    c.encrypt_inout_detached(&Nonce::from(*nonce), ad, buf)
+        .ok()
+        .and_then(|tag| tag.as_slice().try_into().ok())
+}
+
+/// Opens in place with a RustCrypto cipher.
+fn rc_open<C>(
+    c: &C,
+    nonce: &[u8; NONCE_LEN],
+    ad: &[u8],
+    buf: InOutBuf<'_, '_, u8>,
+    tag: &[u8; TAG_LEN],
+) -> Result<(), aead::Error>
+where
+    C: AeadInOut + aead::AeadCore<NonceSize = U12, TagSize = aead::consts::U16>,
+{
+    c.decrypt_inout_detached(&Nonce::from(*nonce), ad, buf, &Tag::from(*tag))
 }
 
 impl Suite {
@@ -132,6 +208,24 @@ impl Suite {
         })
     }
 
+    /// RustCrypto's AES-GCM at every key size: slower than `ring`, but its
+    /// key schedule is wiped when it is dropped.
+    fn zeroizing(key: &FileKey) -> Result<Self, Error> {
+        let bytes = key.expose_secret();
+        let bad = |_| Error::KeySize(bytes.len());
+        Ok(match key.size() {
+            KeySize::Aes128 => {
+                Suite::Rc128(Box::new(Aes128Gcm::new_from_slice(bytes).map_err(bad)?))
+            }
+            KeySize::Aes192 => {
+                Suite::Aes192(Box::new(Aes192Gcm::new_from_slice(bytes).map_err(bad)?))
+            }
+            KeySize::Aes256 => {
+                Suite::Rc256(Box::new(Aes256Gcm::new_from_slice(bytes).map_err(bad)?))
+            }
+        })
+    }
+
     fn seal(&self, nonce: &[u8; NONCE_LEN], ad: &[u8], buf: InOutBuf<'_, '_, u8>) -> [u8; TAG_LEN] {
         let sealed = match self {
             Suite::Aes128(k) | Suite::Aes256(k) => {
@@ -144,10 +238,9 @@ impl Suite {
                 .ok()
                 .and_then(|tag| tag.as_ref().try_into().ok())
             }
-            Suite::Aes192(c) => c
-                .encrypt_inout_detached(&Nonce::from(*nonce), ad, buf)
-                .ok()
-                .map(|tag| tag.into()),
+            Suite::Aes192(c) => rc_seal(c.as_ref(), nonce, ad, buf),
+            Suite::Rc128(c) => rc_seal(c.as_ref(), nonce, ad, buf),
+            Suite::Rc256(c) => rc_seal(c.as_ref(), nonce, ad, buf),
         };
         // AES-GCM refuses only messages over 64 GiB or AD over 2^61 bytes;
         // blocks are at most 1 MiB and our associated data is 27 or 32 bytes.
@@ -174,9 +267,9 @@ impl Suite {
                 .map(|_| ())
                 .map_err(|_| aead::Error)
             }
-            Suite::Aes192(c) => {
-                c.decrypt_inout_detached(&Nonce::from(*nonce), ad, buf, &Tag::from(*tag))
-            }
+            Suite::Aes192(c) => rc_open(c.as_ref(), nonce, ad, buf, tag),
+            Suite::Rc128(c) => rc_open(c.as_ref(), nonce, ad, buf, tag),
+            Suite::Rc256(c) => rc_open(c.as_ref(), nonce, ad, buf, tag),
         }
     }
 }
@@ -318,7 +411,7 @@ impl Footer {
         let start = out.len();
         out.resize(start + body.len(), 0);
         let buf = InOutBuf::new(&body, &mut out[start..]).expect("resized to the body's length");
-        let tag = Suite::new(key)?.seal(nonce, &header, buf);
+        let tag = Suite::zeroizing(key)?.seal(nonce, &header, buf);
         out.extend_from_slice(&tag);
         out.extend_from_slice(&(total as u64).to_be_bytes());
         Ok(out)
@@ -356,7 +449,7 @@ impl Footer {
         let tag: &[u8; TAG_LEN] = tag.try_into().expect("split TAG_LEN from the end");
         let mut body = Zeroizing::new(vec![0u8; sealed.len()]);
         let buf = InOutBuf::new(sealed, &mut body).map_err(|_| Error::UnknownFormat)?;
-        Suite::new(key)?
+        Suite::zeroizing(key)?
             .open(nonce, header, buf, tag)
             .map_err(|_| Error::FooterTampered)?;
         let word = |i: usize| {
@@ -376,7 +469,7 @@ impl Footer {
         }
         let versions: Vec<u64> = (2..body.len() / 8).map(word).collect();
         let block_size = 1u64 << block_log2;
-        if count > len.div_ceil(block_size) {
+        if count > len.div_ceil(block_size) || len > MAX_FILE_SIZE || count > MAX_PERSISTED_SLOTS {
             return Err(Error::UnknownFormat);
         }
         let mut file_id = [0u8; FILE_ID_LEN];
@@ -398,9 +491,19 @@ impl Footer {
 }
 
 /// Random nonces, fetched from the OS generator a few hundred at a time.
+///
+/// The pool is process memory: a `fork()` without `exec` copies it, and
+/// parent and child would hand out the same nonces — under the same key,
+/// which breaks AES-GCM. So every [`NoncePool::take`] compares the process
+/// id with the one the pool was filled in and refills it after a change.
+/// That is a defence only: a file written from both sides of a fork is
+/// corrupt anyway (each side keeps its own block versions), so it must not
+/// be written from both sides.
 pub(crate) struct NoncePool {
     buf: Box<[u8; NONCE_LEN * 256]>,
     next: usize,
+    /// The process the buffered nonces were drawn in.
+    pid: u32,
 }
 
 impl NoncePool {
@@ -408,10 +511,24 @@ impl NoncePool {
         Self {
             buf: Box::new([0; NONCE_LEN * 256]),
             next: NONCE_LEN * 256,
+            pid: std::process::id(),
         }
     }
 
-    pub(crate) fn next(&mut self) -> Result<[u8; NONCE_LEN], Error> {
+    /// `count` fresh nonces. One process-id check per call (a system call),
+    /// not per nonce.
+    pub(crate) fn take(&mut self, count: usize) -> Result<Vec<[u8; NONCE_LEN]>, Error> {
+        let pid = std::process::id();
+        if pid != self.pid {
+            // Drawn before a fork: the other process has the same ones.
+            self.buf.fill(0);
+            self.next = self.buf.len();
+            self.pid = pid;
+        }
+        (0..count).map(|_| self.next()).collect()
+    }
+
+    fn next(&mut self) -> Result<[u8; NONCE_LEN], Error> {
         if self.next == self.buf.len() {
             getrandom::fill(&mut self.buf[..])?;
             self.next = 0;
@@ -475,6 +592,69 @@ mod tests {
             Footer::open(&sealed, &key()),
             Err(Error::UnknownFormat)
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn nonces_drawn_before_a_fork_are_not_handed_out_after_it() -> Result<(), Error> {
+        let mut pool = NoncePool::new();
+        let first = pool.take(1)?;
+        // What the pool would hand out next, as a forked child would also.
+        let buffered: [u8; NONCE_LEN] = pool.buf[NONCE_LEN..2 * NONCE_LEN]
+            .try_into()
+            .expect("NONCE_LEN bytes");
+        // As if this were the child of a fork: another process id.
+        pool.pid = pool.pid.wrapping_add(1);
+        let after = pool.take(2)?;
+        assert_ne!(
+            after[0], buffered,
+            "a nonce drawn before the fork was reused"
+        );
+        assert!(!after.contains(&first[0]));
+        assert_eq!(pool.pid, std::process::id());
+        Ok(())
+    }
+
+    #[test]
+    fn footers_seal_the_same_bytes_with_either_implementation() -> Result<(), Error> {
+        // The footer is sealed with RustCrypto (wiped on drop); the blocks of
+        // AES-128/256 files with ring. Both must be the same AES-GCM.
+        for len in [16usize, 24, 32] {
+            let key = FileKey::from_slice(&vec![0x42; len])?;
+            let header = [7u8; 27];
+            let body = [0x5au8; 100];
+            let mut out = [[0u8; 100]; 2];
+            let mut tags = [[0u8; TAG_LEN]; 2];
+            for (k, suite) in [Suite::new(&key)?, Suite::zeroizing(&key)?]
+                .iter()
+                .enumerate()
+            {
+                let buf = InOutBuf::new(&body[..], &mut out[k][..]).expect("same lengths");
+                tags[k] = suite.seal(&[3; NONCE_LEN], &header, buf);
+            }
+            assert_eq!(out[0], out[1], "{len}");
+            assert_eq!(tags[0], tags[1], "{len}");
+            let sealed = footer().seal(&key, &[1; NONCE_LEN])?;
+            assert_eq!(Footer::open(&sealed, &key)?, footer(), "{len}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn footer_length_is_bounded_by_what_the_file_can_hold() -> Result<(), Error> {
+        let sealed = footer().seal(&key(), &[1; NONCE_LEN])?;
+        let claimed = sealed.len() as u64;
+        let region = 3 * (4096 + BLOCK_OVERHEAD as u64);
+        assert!(footer_len_fits(region + claimed, claimed));
+        // A claim the file's size cannot hold, or a huge one, is refused
+        // without reading it.
+        assert!(!footer_len_fits(region + claimed, claimed + 8));
+        assert!(!footer_len_fits(3 << 30, 3 << 30));
+        assert!(!footer_len_fits(u64::MAX, u64::MAX));
+        assert!(!footer_len_fits(100, 7));
+        let slots = MAX_PERSISTED_SLOTS + 1;
+        let too_many = FOOTER_MIN_LEN as u64 + 8 * slots;
+        assert!(!footer_len_fits(slots * (1024 + 28) + too_many, too_many));
         Ok(())
     }
 

@@ -55,11 +55,47 @@
 //! `flush` or `sync_all` to know that everything written is on disk. If the
 //! thread cannot be started, the work stays on the calling thread.
 //!
+//! # Limits and failures
+//!
+//! A file holds at most [`format::MAX_FILE_SIZE`] (2^62) bytes: a write or
+//! [`EphemeralFile::set_len`] that would reach past it fails in that call
+//! with [`std::io::ErrorKind::FileTooLarge`] ([`Error::FileTooLarge`]), and
+//! the file system's own limit usually comes first. A hole (a write far past
+//! the end, or `set_len`) costs no memory and, on file systems with sparse
+//! files, no disk. A persisted file's footer lists every block slot, holes
+//! included, so [`persist`](NamedEphemeralFile::persist) refuses a file of
+//! more than [`format::MAX_PERSISTED_SLOTS`] slots.
+//!
+//! A call that fails leaves the file as it was, or, if it had already
+//! changed part of it (a write whose later blocks could not be written),
+//! marks the file failed: that call and every later one report the error,
+//! and no read returns bytes that were never written.
+//!
+//! # Fork
+//!
+//! A file's key, block versions and pool of random nonces are process
+//! memory: after `fork()` without `exec`, parent and child each hold a copy
+//! and would seal blocks of the same file independently. Do not write a file
+//! from both sides of a fork (reading it from one side only is fine). As a
+//! defence, the nonce pool is refilled when the process id changes, so the
+//! two sides never seal with the same buffered nonces.
+//!
 //! # What stays in the clear
 //!
 //! The size of the file on disk (rounded up to whole blocks), the time of
-//! each write and which blocks it touched. Keys and cached plaintext are
-//! zeroized when dropped.
+//! each write and which blocks it touched.
+//!
+//! In memory, the [`FileKey`], cached plaintext and the spooled buffer are
+//! zeroized when dropped, and so is the AES-192 key schedule and the one
+//! that seals and opens a persisted footer (RustCrypto's `aes-gcm`). The
+//! blocks of AES-128 and AES-256 files are sealed with `ring`, about three
+//! times as fast, whose expanded key schedule is **not** wiped when the file
+//! is dropped: the key can be recovered from it (for AES-256 its first two
+//! round keys are the key) in freed memory, and a scan of a test process
+//! found copies in other memory its sealing threads had used, until that
+//! memory is reused: whoever can read the process's memory or a core dump of
+//! it may find the key after the file is gone. Choose
+//! [`KeySize::Aes192`] where that matters more than throughput.
 
 #[cfg(feature = "tokio")]
 mod async_file;
@@ -73,6 +109,7 @@ mod key;
 mod named;
 mod positional;
 mod spooled;
+mod versions;
 
 use std::io;
 use std::path::Path;

@@ -278,3 +278,64 @@ fn file_key_refuses_a_bad_length_and_hides_its_bytes() -> Result<(), Error> {
     assert!(!shown.contains("171") && !shown.contains("ab,"), "{shown}");
     Ok(())
 }
+
+/// A write at an offset whose slot would lie past what a file offset can
+/// address fails in the call with `FileTooLarge` and leaves the disk as it
+/// was (the slot offset used to wrap onto block 0); so does a `set_len` to
+/// an impossible size, which used to succeed and fail only at the next flush.
+#[test]
+fn writes_and_set_len_past_the_largest_file_size_fail_and_change_nothing() -> io::Result<()> {
+    let max = seccs_tempfile::format::MAX_FILE_SIZE;
+    let slot = (4096 + seccs_tempfile::format::BLOCK_OVERHEAD) as u128;
+    let wraps = (1u128 << 64).div_ceil(slot) * 4096;
+    let wraps = u64::try_from(wraps).map_err(io::Error::other)?;
+    let mut f = NamedEphemeralFile::new()?;
+    f.write_all(&[7; 4096])?;
+    f.flush()?;
+    let before = std::fs::read(f.path())?;
+    for at in [wraps, max, u64::MAX - 10] {
+        f.seek(SeekFrom::Start(at))?;
+        let err = f
+            .write_all(&[0x55; 4096])
+            .expect_err("past the largest size");
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge, "{at}");
+    }
+    for size in [u64::MAX, max + 1] {
+        let err = f
+            .as_file_mut()
+            .set_len(size)
+            .expect_err("past the largest size");
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge, "{size}");
+    }
+    assert_eq!(f.as_file().len(), 4096);
+    f.flush()?;
+    assert_eq!(std::fs::read(f.path())?, before);
+    f.seek(SeekFrom::Start(0))?;
+    let mut back = Vec::new();
+    f.read_to_end(&mut back)?;
+    assert_eq!(back, vec![7; 4096]);
+    Ok(())
+}
+
+/// A file with a hole too large for a persisted footer cannot be persisted,
+/// and says so, instead of allocating a version for every block of the hole.
+#[test]
+fn persisting_a_file_with_too_many_slots_fails_cleanly() -> io::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut f = Builder::new().block_size(1024).tempfile_in(dir.path())?;
+    f.write_all(b"head")?;
+    let far = (seccs_tempfile::format::MAX_PERSISTED_SLOTS + 5) * 1024;
+    f.seek(SeekFrom::Start(far))?;
+    f.write_all(b"tail")?;
+    let err = f
+        .persist(dir.path().join("kept"))
+        .expect_err("too many slots for a footer");
+    assert_eq!(err.error.kind(), io::ErrorKind::FileTooLarge);
+    assert!(!dir.path().join("kept").exists());
+    let mut f = err.file;
+    f.seek(SeekFrom::Start(far))?;
+    let mut back = Vec::new();
+    f.read_to_end(&mut back)?;
+    assert_eq!(back, b"tail");
+    Ok(())
+}

@@ -182,3 +182,31 @@ fn persisted_file_detects_a_flipped_bit() -> io::Result<()> {
     let mut back = seccs_tempfile::EphemeralFile::open_persisted(&kept, &key)?;
     assert_read_fails(&mut back, 7)
 }
+
+/// A file whose last 8 bytes claim a footer larger than the file could hold
+/// is refused before the claim is allocated: a sparse 1 TiB file claiming a
+/// footer of nearly all of it used to abort the process on the allocation.
+#[test]
+fn a_huge_claimed_footer_is_refused_before_it_is_read() -> io::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = FileKey::generate(KeySize::Aes256)?;
+    for size in [3u64 << 30, 1 << 40] {
+        let path = dir.path().join(format!("sparse-{size}"));
+        let f = std::fs::File::create(&path)?;
+        f.set_len(size)?;
+        for claimed in [size, size - 16] {
+            f.write_all_at(&claimed.to_be_bytes(), size - 8)?;
+            let err = seccs_tempfile::EphemeralFile::open_persisted(&path, &key)
+                .expect_err("not a persisted file");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{size} {claimed}");
+            assert!(
+                matches!(
+                    err.get_ref().and_then(|e| e.downcast_ref::<Error>()),
+                    Some(Error::UnknownFormat)
+                ),
+                "{size} {claimed}: {err}"
+            );
+        }
+    }
+    Ok(())
+}

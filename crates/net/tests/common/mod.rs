@@ -190,6 +190,19 @@ impl Net {
         }
     }
 
+    /// Starts server `i` again on its root (so with its channel).
+    pub async fn restart(&mut self, i: usize) -> TestResult {
+        let h = server::start(
+            self.broker.clone(),
+            &self.root(i),
+            Some(format!("s{i}")),
+            TIMEOUT,
+        )
+        .await?;
+        self.servers[i] = Some(h);
+        Ok(())
+    }
+
     /// Waits (bounded) until exactly `n` servers are present.
     pub async fn wait_servers(&self, client: &Client, n: usize) -> TestResult {
         for _ in 0..100 {
