@@ -62,6 +62,22 @@ fn stop(rt: &tokio::runtime::Runtime, server: RunningServer) -> Result<(), KmsEr
     rt.block_on(server.shutdown(Duration::from_secs(5)))
 }
 
+/// Runs `test` with a client of a fresh server (64 KiB bodies, as
+/// [`boot`] makes it), then stops the server.
+fn with_client<F, Fut>(test: F) -> TestResult
+where
+    F: FnOnce(KmsClient) -> Fut,
+    Fut: std::future::Future<Output = TestResult>,
+{
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    rt.block_on(async { test(KmsClient::new(&cfg)?).await })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
 #[test]
 fn seed_routes_answer_byte_for_byte() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -680,15 +696,10 @@ fn the_largest_named_plaintext_round_trips_and_one_byte_more_is_refused() -> Tes
 /// batch whose ciphertexts would not fit one decrypt request is refused.
 #[test]
 fn an_encryption_whose_ciphertext_would_not_fit_a_decrypt_request_is_refused() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let rt = runtime()?;
     // 64 KiB bodies: `{"items":[{"data":"HEX","context":""}]}` is 36 bytes
     // and the hex of a ciphertext 76 longer than its plaintext's, so 32,712
     // bytes is the largest plaintext whose decrypt request fits.
-    let server = boot(&rt, dir.path())?;
-    let cfg = client_config(&server)?;
-    rt.block_on(async {
-        let c = KmsClient::new(&cfg)?;
+    with_client(|c| async move {
         c.create_key("k", KeyState::Active).await?;
         let fits = plaintext(32_712);
         let ct = c
@@ -711,10 +722,8 @@ fn an_encryption_whose_ciphertext_would_not_fit_a_decrypt_request_is_refused() -
         let text = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
         assert!(matches!(err, Some(KmsError::TooLarge(_))), "{err:?}");
         assert!(text.contains("decrypt request"), "{text}");
-        Ok::<_, Box<dyn std::error::Error>>(())
-    })?;
-    stop(&rt, server)?;
-    Ok(())
+        Ok(())
+    })
 }
 
 #[test]
@@ -891,22 +900,15 @@ fn a_data_key_whose_wrapped_form_would_not_fit_a_decrypt_request_is_refused() ->
 /// twice: once from the server's message, once from the client's error.
 #[test]
 fn a_too_large_refusal_says_so_once() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let rt = runtime()?;
-    let server = boot(&rt, dir.path())?;
-    let cfg = client_config(&server)?;
-    rt.block_on(async {
-        let c = KmsClient::new(&cfg)?;
+    with_client(|c| async move {
         c.create_key("k", KeyState::Active).await?;
         let err = c.encrypt("k", &[(&plaintext(32_713), b"")]).await.err();
         assert!(matches!(err, Some(KmsError::TooLarge(_))), "{err:?}");
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert_eq!(text.matches("too large").count(), 1, "{text}");
         assert!(text.contains("decrypt request"), "{text}");
-        Ok::<_, Box<dyn std::error::Error>>(())
-    })?;
-    stop(&rt, server)?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// `kms new --out` checked only that the directory existed, so a directory
