@@ -462,6 +462,32 @@ fn ignored_here(n: i32) -> bool {
         .is_some_and(|mask| mask & (1u64 << (n - 1)) != 0)
 }
 
+/// Waits (at most 30 s) for the temporary file of an output in `dir`: it
+/// appears once the key is fetched, and while the input stays open the
+/// command waits for the rest.
+fn wait_for_temporary_output(dir: &Path) -> TestResult {
+    for _ in 0..600 {
+        if !entries(dir)?.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err("the temporary output file never appeared".into())
+}
+
+/// `kill -SIGNAL` of `child`.
+fn send(signal: &str, child: &std::process::Child) -> TestResult {
+    let sent = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()?;
+    if sent.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -{signal} failed").into())
+    }
+}
+
 /// Waits for `child` to end, for at most `limit`; kills it and fails
 /// after that.
 fn wait_at_most(
@@ -509,22 +535,8 @@ fn an_interrupt_half_way_leaves_no_temporary_output_file() -> TestResult {
             .spawn()?;
         let mut stdin = child.stdin.take().ok_or("no stdin")?;
         stdin.write_all(&[7u8; 200_000])?;
-        // The output's temporary file appears once the key is fetched; the
-        // input is still open, so the command waits for the rest.
-        let mut appeared = false;
-        for _ in 0..600 {
-            if !entries(&out_dir)?.is_empty() {
-                appeared = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(appeared, "the temporary output file never appeared");
-        let killed = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()?;
-        assert!(killed.success());
+        wait_for_temporary_output(&out_dir)?;
+        send(signal, &child)?;
         let status = wait_at_most(&mut child, Duration::from_secs(30))?;
         drop(stdin);
         assert_eq!(status.code(), Some(128 + number), "SIG{signal}");
@@ -656,20 +668,8 @@ fn a_signal_ignored_at_start_stays_ignored_as_under_nohup() -> TestResult {
         .spawn()?;
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
     stdin.write_all(&[7u8; 100_000])?;
-    let mut appeared = false;
-    for _ in 0..600 {
-        if !entries(&out_dir)?.is_empty() {
-            appeared = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(appeared, "the temporary output file never appeared");
-    let sent = Command::new("kill")
-        .arg("-HUP")
-        .arg(child.id().to_string())
-        .status()?;
-    assert!(sent.success());
+    wait_for_temporary_output(&out_dir)?;
+    send("HUP", &child)?;
     // Had the signal not been ignored, the command would end now (129).
     for _ in 0..20 {
         if child.try_wait()?.is_some() {
