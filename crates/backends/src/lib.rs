@@ -63,14 +63,40 @@ pub use batch::RoundTrips;
 /// `s3`. A scheme whose feature is not compiled in, or any malformed part of
 /// the URL, is a [`BackendError::Config`] error naming what is wrong.
 pub fn open(url: &str) -> Result<Box<dyn Backend>, BackendError> {
-    connect(url, false)
+    connect(url, Prepare::No, Access::Shared)
 }
 
 /// Like [`open`], after preparing the server side for a new store: PostgreSQL
 /// creates the store's table if it does not exist; Redis and S3 need nothing
 /// beyond a reachable server (and bucket).
 pub fn create(url: &str) -> Result<Box<dyn Backend>, BackendError> {
-    connect(url, true)
+    connect(url, Prepare::Yes, Access::Shared)
+}
+
+/// Like [`open`] (or [`create`], with `prepare`), and makes this process the
+/// store's only writer for as long as the backend lives: a second process
+/// that opens the same table or prefix exclusively gets
+/// [`BackendError::Locked`], never a share of the counts. Redis holds a
+/// renewed lease key, PostgreSQL a session advisory lock (see each
+/// backend's docs). S3 has no primitive to build one on here, so an S3
+/// backend opens as with [`open`]: keep one store directory per prefix.
+pub fn open_exclusive(url: &str, prepare: bool) -> Result<Box<dyn Backend>, BackendError> {
+    let prepare = if prepare { Prepare::Yes } else { Prepare::No };
+    connect(url, prepare, Access::Exclusive)
+}
+
+/// Whether [`connect`] prepares the server side first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Prepare {
+    Yes,
+    No,
+}
+
+/// Whether [`connect`] takes the store's writer lock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Shared,
+    Exclusive,
 }
 
 /// Whether `url` names a network backend of this crate (by its scheme),
@@ -104,10 +130,10 @@ fn scheme(url: &str) -> Option<String> {
 }
 
 #[cfg_attr(
-    not(any(feature = "postgres", feature = "s3")),
+    not(all(feature = "redis", feature = "postgres", feature = "s3")),
     allow(unused_variables)
 )]
-fn connect(url: &str, create: bool) -> Result<Box<dyn Backend>, BackendError> {
+fn connect(url: &str, prepare: Prepare, access: Access) -> Result<Box<dyn Backend>, BackendError> {
     let Some(scheme) = scheme(url) else {
         return Err(BackendError::Config(format!(
             "backend URL {:?} has no scheme (expected redis://, postgres:// or s3://)",
@@ -118,23 +144,27 @@ fn connect(url: &str, create: bool) -> Result<Box<dyn Backend>, BackendError> {
         #[cfg(feature = "redis")]
         "redis" | "rediss" => {
             let config = RedisConfig::parse(url)?.with_env_credentials();
-            Ok(Box::new(RedisBackend::connect(config)?))
+            Ok(Box::new(match access {
+                Access::Shared => RedisBackend::connect(config)?,
+                Access::Exclusive => RedisBackend::connect_exclusive(config)?,
+            }))
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => {
             let config = PostgresConfig::parse(url)?.with_env_credentials();
-            let backend = if create {
-                PostgresBackend::create(config)?
-            } else {
-                PostgresBackend::connect(config)?
-            };
-            Ok(Box::new(backend))
+            if prepare == Prepare::Yes {
+                PostgresBackend::create_table(&config)?;
+            }
+            Ok(Box::new(match access {
+                Access::Shared => PostgresBackend::connect(config)?,
+                Access::Exclusive => PostgresBackend::connect_exclusive(config)?,
+            }))
         }
         #[cfg(feature = "s3")]
         "s3" => {
             let config = S3Config::parse(url)?;
             let backend = S3Backend::connect(config, None)?;
-            if create {
+            if prepare == Prepare::Yes {
                 backend.check()?;
             }
             Ok(Box::new(backend))

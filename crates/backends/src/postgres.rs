@@ -31,6 +31,17 @@
 //! and there is no unverified mode (libpq's `verify-ca`, `allow` and client
 //! certificates are not supported). A host that starts with `/`
 //! (percent-encoded) is a Unix socket directory.
+//!
+//! # One writer
+//!
+//! [`PostgresBackend::connect_exclusive`] takes a session-level advisory
+//! lock named after the store's table on the connection that does all of
+//! the backend's work, before that connection sends anything else, and
+//! again on every reconnect. A second process that opens the same table
+//! exclusively gets [`BackendError::Locked`] naming the holder's backend
+//! pid. The lock lives exactly as long as the connection: a holder that dies
+//! frees it at once, and a holder whose connection was cut must win the lock
+//! back before it writes again. `seccs` opens every store this way.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -49,6 +60,9 @@ const DEFAULT_TABLE: &str = "seccs_nodes";
 pub const CHUNK_BYTES: usize = 32 << 20;
 /// Rows per page of [`Backend::for_each`].
 const PAGE: i64 = 1000;
+/// The first key of every seccs advisory lock (`SECC`); the second is a
+/// hash of the table's schema-qualified name.
+const LOCK_CLASS: i32 = 0x5345_4343;
 
 /// Where a PostgreSQL-backed store lives and how to log in.
 #[derive(Clone)]
@@ -259,6 +273,7 @@ pub struct PostgresBackend {
     config: PostgresConfig,
     conn: Mutex<Option<Conn>>,
     round_trips: RoundTrips,
+    exclusive: bool,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -272,10 +287,22 @@ impl std::fmt::Debug for PostgresBackend {
 impl PostgresBackend {
     /// Connects to an existing store; its table must exist.
     pub fn connect(config: PostgresConfig) -> Result<Self, BackendError> {
+        Self::connect_with(config, false)
+    }
+
+    /// Like [`PostgresBackend::connect`], and holds the store's advisory
+    /// lock for as long as the backend lives: fails with
+    /// [`BackendError::Locked`] if another session holds it.
+    pub fn connect_exclusive(config: PostgresConfig) -> Result<Self, BackendError> {
+        Self::connect_with(config, true)
+    }
+
+    fn connect_with(config: PostgresConfig, exclusive: bool) -> Result<Self, BackendError> {
         let backend = Self {
             config,
             conn: Mutex::new(None),
             round_trips: RoundTrips::default(),
+            exclusive,
         };
         backend.with_conn(|_, _| Ok(()))?;
         Ok(backend)
@@ -283,6 +310,12 @@ impl PostgresBackend {
 
     /// Creates the store's table if it does not exist, then connects.
     pub fn create(config: PostgresConfig) -> Result<Self, BackendError> {
+        Self::create_table(&config)?;
+        Self::connect(config)
+    }
+
+    /// Creates the store's table if it does not exist.
+    pub fn create_table(config: &PostgresConfig) -> Result<(), BackendError> {
         let mut client = config.connect().map_err(|e| map_err(e, &config.table))?;
         let table = &config.table;
         client
@@ -292,8 +325,7 @@ impl PostgresBackend {
                  ALTER TABLE \"{table}\" ALTER COLUMN value SET STORAGE EXTERNAL;"
             ))
             .map_err(|e| map_err(e, table))?;
-        drop(client);
-        Self::connect(config)
+        Ok(())
     }
 
     /// Round trips (statements and prepares) sent to the server so far.
@@ -307,8 +339,50 @@ impl PostgresBackend {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn open_conn(&self) -> Result<Conn, postgres::Error> {
-        let mut client = self.config.connect()?;
+    fn open_conn(&self) -> Result<Conn, BackendError> {
+        let t = &self.config.table;
+        let mut client = self.config.connect().map_err(|e| map_err(e, t))?;
+        if self.exclusive {
+            self.take_lock(&mut client)?;
+        }
+        self.prepare(client).map_err(|e| map_err(e, t))
+    }
+
+    /// Takes the table's advisory lock on `client`'s session, or says who
+    /// holds it.
+    fn take_lock(&self, client: &mut Client) -> Result<(), BackendError> {
+        let t = &self.config.table;
+        self.round_trips.add(1);
+        let row = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext(current_schema() || '.' || $2))",
+                &[&LOCK_CLASS, t],
+            )
+            .map_err(|e| map_err(e, t))?;
+        if row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        self.round_trips.add(1);
+        let holder: Option<i32> = client
+            .query_opt(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted                    AND objsubid = 2 AND classid = $1::int8::oid                    AND objid = (hashtext(current_schema() || '.' || $2)::int8 & 4294967295)::oid                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())                  LIMIT 1",
+                &[&i64::from(LOCK_CLASS), t],
+            )
+            .ok()
+            .flatten()
+            .map(|row| row.get(0));
+        Err(BackendError::Locked {
+            detail: format!(
+                "postgres: table {t:?} is locked by {}",
+                holder.map_or_else(
+                    || "another session".to_owned(),
+                    |pid| format!("the session of server process {pid}")
+                )
+            ),
+        })
+    }
+
+    fn prepare(&self, mut client: Client) -> Result<Conn, postgres::Error> {
         let t = &self.config.table;
         let mut prepare = |sql: String| {
             self.round_trips.add(1);
@@ -355,7 +429,7 @@ impl PostgresBackend {
         }
         let conn = match guard.as_mut() {
             Some(conn) => conn,
-            None => guard.insert(self.open_conn().map_err(|e| map_err(e, table))?),
+            None => guard.insert(self.open_conn()?),
         };
         match work(conn, &self.round_trips) {
             Ok(value) => Ok(value),

@@ -33,6 +33,13 @@
 //! Several stores can share one database through distinct prefixes; without
 //! a prefix, the store expects the database to itself ([`Backend::for_each`]
 //! reports any key that is not an entry as corrupt).
+//!
+//! # One writer
+//!
+//! [`RedisBackend::connect_exclusive`] also takes the store's writer lease
+//! (see the `lease` module): a second process that opens the same prefix
+//! exclusively gets [`BackendError::Locked`] naming the holder, and writes
+//! stop if the lease cannot be renewed. `seccs` opens every store this way.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -41,6 +48,10 @@ use redis::{Client, Connection, ErrorKind, IntoConnectionInfo, RedisError};
 use seccs_store::backend::{Backend, BackendError, Batch, Entry, Op};
 
 use crate::batch::RoundTrips;
+
+mod lease;
+
+use lease::{LEASE_KEY, Lease};
 
 const NAME: &str = "redis";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -186,6 +197,7 @@ pub struct RedisBackend {
     prefix: Vec<u8>,
     conn: Mutex<Option<Connection>>,
     round_trips: RoundTrips,
+    lease: Option<Lease>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -209,8 +221,20 @@ impl RedisBackend {
             prefix: config.prefix,
             conn: Mutex::new(None),
             round_trips: RoundTrips::default(),
+            lease: None,
         };
         backend.with_conn(|conn| redis::cmd("PING").query::<()>(conn))?;
+        Ok(backend)
+    }
+
+    /// Like [`RedisBackend::connect`], and takes the store's writer lease:
+    /// fails with [`BackendError::Locked`] if another process holds it.
+    /// The lease is renewed in the background and released on drop; a
+    /// write after it could not be renewed fails with the same error.
+    pub fn connect_exclusive(config: RedisConfig) -> Result<Self, BackendError> {
+        let mut backend = Self::connect(config)?;
+        let key = backend.key(LEASE_KEY);
+        backend.lease = Some(Lease::acquire(&backend.client, key)?);
         Ok(backend)
     }
 
@@ -339,6 +363,8 @@ impl RedisBackend {
                     .arg(SCAN_COUNT)
                     .query(conn)
             })?;
+            let lease = self.key(LEASE_KEY);
+            let keys: Vec<Vec<u8>> = keys.into_iter().filter(|k| *k != lease).collect();
             if !keys.is_empty() {
                 visit(keys)?;
             }
@@ -405,6 +431,9 @@ impl Backend for RedisBackend {
     fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
         if batch.is_empty() {
             return Ok(());
+        }
+        if let Some(lease) = &self.lease {
+            lease.check()?;
         }
         let mut pipe = redis::pipe();
         pipe.atomic();

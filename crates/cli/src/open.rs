@@ -188,7 +188,7 @@ fn open_backend(dir: &StoreDir) -> Result<Arc<dyn Backend>> {
 }
 
 fn open_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
-    let backend = seccs_backends::open(url)
+    let backend = seccs_backends::open_exclusive(url, false)
         .with_context(|| format!("cannot open backend {}", seccs_backends::redact(url)))?;
     Ok(Arc::from(backend))
 }
@@ -198,8 +198,8 @@ fn open_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
 /// the first one's entries as tampered, and its `gc` would count them.
 fn create_network_backend(url: &str) -> Result<()> {
     let shown = seccs_backends::redact(url);
-    let backend =
-        seccs_backends::create(url).with_context(|| format!("cannot create backend {shown}"))?;
+    let backend = seccs_backends::open_exclusive(url, true)
+        .with_context(|| format!("cannot create backend {shown}"))?;
     let held = backend
         .usage()
         .with_context(|| format!("cannot read backend {shown}"))?

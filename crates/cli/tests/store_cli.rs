@@ -2015,3 +2015,65 @@ fn a_failed_rename_leaves_no_temporary_file_and_a_replaced_file_keeps_its_bits()
         & 0o777;
     assert_eq!(mode, 0o640);
 }
+
+/// Whether the Redis server on `port` holds `key` (one RESP `EXISTS`).
+fn redis_exists(port: u16, key: &[u8]) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut request = format!("*2\r\n$6\r\nEXISTS\r\n${}\r\n", key.len()).into_bytes();
+    request.extend_from_slice(key);
+    request.extend_from_slice(b"\r\n");
+    let mut reply = [0u8; 16];
+    s.write_all(&request).is_ok()
+        && s.read(&mut reply)
+            .is_ok_and(|n| reply[..n].starts_with(b":1"))
+}
+
+/// Two store directories made for one backend prefix (a copy of the
+/// directory, or the same store opened from two machines) never write at
+/// once: the second is refused while the first has the store open, and
+/// works once it is done.
+#[test]
+fn a_second_directory_on_the_same_backend_prefix_is_refused_while_the_first_writes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=shared:");
+    let first = tmp.path().join("first");
+    ok(seccs(&first).args(["init", "--backend", &url]));
+    let input = random_file(tmp.path(), "in.bin", 20_000, 37);
+    put_as(&first, &input, "x");
+    let second = tmp.path().join("second");
+    std::fs::create_dir(&second).expect("mkdir");
+    for file in ["config.toml", "key"] {
+        std::fs::copy(first.join(file), second.join(file)).expect("copy");
+    }
+
+    let mut holder = seccs(&first)
+        .args(["put", "-", "--name", "y", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !redis_exists(port, b"shared:\0seccs:writer-lease") {
+        assert!(Instant::now() < deadline, "the first never took the lease");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for args in [&["ls"][..], &["put", "-", "--name", "z"]] {
+        let err = fails(seccs(&second).args(args).stdin(Stdio::null()));
+        assert!(err.contains("store is in use"), "{args:?}: {err}");
+        assert!(err.contains(&format!("pid {}", holder.id())), "{err}");
+    }
+    {
+        use std::io::Write;
+        let mut stdin = holder.stdin.take().expect("stdin");
+        stdin.write_all(&[7u8; 10_000]).expect("write");
+    }
+    assert!(holder.wait().expect("wait").success());
+    let names = listed(&second, &[]);
+    assert_eq!(names, ["x", "y"], "{names:?}");
+}

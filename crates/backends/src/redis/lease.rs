@@ -1,0 +1,264 @@
+//! The writer lease of a Redis-backed store: one key that says which process
+//! has the store open, so that a second process (a second store directory
+//! pointed at the same prefix, on this machine or another) is refused
+//! instead of racing the first on reference counts.
+//!
+//! The lease is a string at the store's prefix followed by [`LEASE_KEY`],
+//! set with `SET … NX PX` to a random token (and, for the error a second
+//! process sees, the holder's pid and host). It expires [`TTL`] after its
+//! last renewal, so a holder that dies without releasing it (SIGKILL, a lost
+//! machine) blocks the store for at most that long. A thread renews it every
+//! [`RENEW_EVERY`] on its own connection; if the key is gone (a server
+//! restarted without persistence) the thread takes it again, and if another
+//! token is there the lease is lost for good.
+//!
+//! Redis has no way to make a `MULTI`/`EXEC` conditional on another key
+//! without `WATCH`, which the renewals themselves would trip, so writes check
+//! the lease locally instead: [`Lease::check`] refuses once the lease is
+//! lost or its last renewal is older than [`TTL`] less a safety margin. Like
+//! every lease without fencing tokens, this leaves one window: a process
+//! stopped for longer than the margin between its check and its `EXEC`.
+//! The margin is a third of the TTL.
+
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redis::{Client, Connection};
+use seccs_store::backend::BackendError;
+
+use super::{CONNECT_TIMEOUT, NAME, map_err};
+
+/// The lease's key after the store's prefix. No store key has this length
+/// (nodes are digests, catalog records 33 bytes), and walks skip it.
+pub(super) const LEASE_KEY: &[u8] = b"\0seccs:writer-lease";
+/// How long a lease outlives its last renewal.
+pub(super) const TTL: Duration = Duration::from_secs(30);
+/// How often the holder renews it.
+pub(super) const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// A write is refused once the last renewal is older than this.
+const TRUST_FOR: Duration = Duration::from_secs(20);
+
+/// Renews the lease if the token is ours; takes it again if it is gone.
+/// Returns 1 if the lease is ours afterwards, 0 if another holder has it.
+const RENEW_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
+     if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end \
+     if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
+     return 0";
+/// Deletes the lease if the token is ours.
+const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('DEL', KEYS[1]) end return 0";
+
+/// What the renewal thread last found.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Ours, renewed at this instant.
+    Held(Instant),
+    /// Another holder took it (after ours expired).
+    Lost,
+}
+
+/// A held writer lease; released when dropped.
+pub(super) struct Lease {
+    client: Client,
+    key: Vec<u8>,
+    token: String,
+    state: Arc<Mutex<State>>,
+    stop: Option<Sender<()>>,
+    renewer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("key", &String::from_utf8_lossy(&self.key))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    /// Takes the lease at `key`, or fails with [`BackendError::Locked`]
+    /// naming the holder.
+    pub(super) fn acquire(client: &Client, key: Vec<u8>) -> Result<Self, BackendError> {
+        let mut nonce = [0u8; 16];
+        seccs_core::random_bytes(&mut nonce).map_err(|e| BackendError::other(NAME, e))?;
+        let token = format!(
+            "{} pid {} on {}",
+            hex::encode(nonce),
+            std::process::id(),
+            host_name()
+        );
+        let mut conn = connect(client)?;
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(TTL.as_millis() as u64)
+            .query(&mut conn)
+            .map_err(map_err)?;
+        if taken.is_none() {
+            let holder: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&key)
+                .query(&mut conn)
+                .map_err(map_err)?;
+            return Err(BackendError::Locked {
+                detail: format!(
+                    "redis: its writer lease is held by {}; a holder that died frees it within {} s",
+                    holder
+                        .as_deref()
+                        .map(describe_holder)
+                        .unwrap_or_else(|| "a process that just released it".into()),
+                    TTL.as_secs()
+                ),
+            });
+        }
+        let state = Arc::new(Mutex::new(State::Held(Instant::now())));
+        let (stop, stopped) = mpsc::channel();
+        let renewer = {
+            let (client, key, token, state) =
+                (client.clone(), key.clone(), token.clone(), state.clone());
+            std::thread::Builder::new()
+                .name("seccs-redis-lease".into())
+                .spawn(move || renew(client, conn, &key, &token, &state, &stopped))
+                .map_err(|e| {
+                    BackendError::other(NAME, format!("cannot start the lease thread: {e}"))
+                })?
+        };
+        Ok(Self {
+            client: client.clone(),
+            key,
+            token,
+            state,
+            stop: Some(stop),
+            renewer: Some(renewer),
+        })
+    }
+
+    /// Whether a write may go ahead: the lease is ours and was renewed
+    /// recently enough that nobody else can hold it yet.
+    pub(super) fn check(&self) -> Result<(), BackendError> {
+        let state = *self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match state {
+            State::Held(at) if at.elapsed() < TRUST_FOR => Ok(()),
+            State::Held(at) => Err(BackendError::Locked {
+                detail: format!(
+                    "redis: this process could not renew its writer lease for {} s, so another \
+                     may hold it now; not writing",
+                    at.elapsed().as_secs()
+                ),
+            }),
+            State::Lost => Err(BackendError::Locked {
+                detail: "redis: this process lost its writer lease to another (it expired while \
+                         the server was out of reach); not writing"
+                    .into(),
+            }),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(renewer) = self.renewer.take() {
+            // The thread only waits on the channel just closed or on one
+            // request with a timeout; a panic in it has nothing to hand back.
+            let _ = renewer.join();
+        }
+        // Best effort: a lease not released expires by itself after TTL.
+        if let Ok(mut conn) = connect(&self.client) {
+            let _: Result<i64, _> = redis::cmd("EVAL")
+                .arg(RELEASE_SCRIPT)
+                .arg(1)
+                .arg(&self.key)
+                .arg(&self.token)
+                .query(&mut conn);
+        }
+    }
+}
+
+fn connect(client: &Client) -> Result<Connection, BackendError> {
+    let conn = client
+        .get_connection_with_timeout(CONNECT_TIMEOUT)
+        .map_err(map_err)?;
+    conn.set_read_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(map_err)?;
+    conn.set_write_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(map_err)?;
+    Ok(conn)
+}
+
+/// The renewal loop: runs until the lease is dropped (the channel closes)
+/// or lost; each turn waits at most [`RENEW_EVERY`] and makes one request
+/// bounded by the connection's timeouts.
+fn renew(
+    client: Client,
+    conn: Connection,
+    key: &[u8],
+    token: &str,
+    state: &Mutex<State>,
+    stopped: &mpsc::Receiver<()>,
+) {
+    let mut conn = Some(conn);
+    loop {
+        match stopped.recv_timeout(RENEW_EVERY) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if conn.is_none() {
+            conn = connect(&client).ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let renewed: redis::RedisResult<i64> = redis::cmd("EVAL")
+            .arg(RENEW_SCRIPT)
+            .arg(1)
+            .arg(key)
+            .arg(token)
+            .arg(TTL.as_millis() as u64)
+            .query(c);
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        match renewed {
+            Ok(1) => *state = State::Held(Instant::now()),
+            Ok(_) => {
+                *state = State::Lost;
+                return;
+            }
+            // Out of reach: try again next turn; writes stop on their own
+            // once the last renewal is too old.
+            Err(_) => conn = None,
+        }
+    }
+}
+
+/// The pid-and-host part of a holder's token, for messages.
+fn describe_holder(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    match text.split_once(' ') {
+        Some((_, who)) if who.starts_with("pid ") => who.escape_debug().to_string(),
+        _ => "another process".into(),
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "an unknown host".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_is_described_by_pid_and_host_only() {
+        assert_eq!(
+            describe_holder(b"00ff pid 42 on build-1"),
+            "pid 42 on build-1"
+        );
+        assert_eq!(describe_holder(b"junk"), "another process");
+        assert!(TRUST_FOR + RENEW_EVERY < TTL);
+    }
+}

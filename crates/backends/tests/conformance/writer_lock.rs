@@ -1,0 +1,200 @@
+//! One writer per store on the network backends: a second process that
+//! opens a store's table or prefix exclusively is refused, and a holder that
+//! lost its lock stops writing instead of racing the new holder on counts.
+
+use std::time::{Duration, Instant};
+
+use seccs_store::backend::{BackendError, Batch};
+
+use crate::support::{PostgresServer, REDIS_PASSWORD, RedisServer, TestResult};
+
+fn one_put() -> Batch {
+    let mut batch = Batch::new();
+    batch.put(b"k".to_vec(), b"v".to_vec(), 1);
+    batch
+}
+
+fn redis_url(server: &RedisServer, prefix: &str) -> String {
+    format!(
+        "redis://:{REDIS_PASSWORD}@{}?prefix={prefix}",
+        server.url().trim_start_matches("redis://")
+    )
+}
+
+/// The lease key the backend keeps beside a prefix's entries.
+fn lease_key(prefix: &str) -> Vec<u8> {
+    let mut key = prefix.as_bytes().to_vec();
+    key.extend_from_slice(b"\0seccs:writer-lease");
+    key
+}
+
+fn is_locked(result: Result<(), BackendError>) -> bool {
+    matches!(result, Err(BackendError::Locked { .. }))
+}
+
+/// Polls `done` every 100 ms for at most `limit`.
+fn within(limit: Duration, mut done: impl FnMut() -> TestResult<bool>) -> TestResult<bool> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done()? {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(false)
+}
+
+#[test]
+fn redis_a_second_exclusive_opener_is_refused_until_the_first_lets_go() -> TestResult {
+    let server = RedisServer::start()?;
+    let url = redis_url(&server, "locked:");
+    let first = seccs_backends::open_exclusive(&url, true)?;
+    // The lease is no entry: an empty store still reads as empty.
+    assert_eq!(first.usage()?.entries, 0);
+
+    let refused = seccs_backends::open_exclusive(&url, false).err();
+    let message = refused
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        matches!(refused, Some(BackendError::Locked { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "the error names the holder: {message}"
+    );
+    // Another prefix is another store.
+    drop(seccs_backends::open_exclusive(
+        &redis_url(&server, "other:"),
+        true,
+    )?);
+
+    first.apply(&one_put())?;
+    let mut seen = Vec::new();
+    first.for_each(&mut |key, _| {
+        seen.push(key.to_vec());
+        Ok(())
+    })?;
+    assert_eq!(seen, [b"k".to_vec()], "walks never show the lease");
+
+    drop(first);
+    let second = seccs_backends::open_exclusive(&url, false)?;
+    assert_eq!(second.get(b"k")?.map(|e| e.count), Some(1));
+    Ok(())
+}
+
+#[test]
+fn redis_a_holder_whose_lease_was_taken_stops_writing() -> TestResult {
+    let server = RedisServer::start()?;
+    let url = redis_url(&server, "taken:");
+    let holder = seccs_backends::open_exclusive(&url, true)?;
+    holder.apply(&one_put())?;
+    // What another process does once the lease expired while this one
+    // could not reach the server.
+    redis::cmd("SET")
+        .arg(lease_key("taken:"))
+        .arg("feed pid 1 on elsewhere")
+        .query::<()>(&mut server.raw()?)?;
+    let stopped = within(Duration::from_secs(20), || {
+        Ok(is_locked(holder.apply(&one_put())))
+    })?;
+    assert!(
+        stopped,
+        "the old holder kept writing after losing its lease"
+    );
+    Ok(())
+}
+
+#[test]
+fn redis_a_lease_lost_with_a_restarted_server_is_taken_back() -> TestResult {
+    let mut server = RedisServer::start()?;
+    let url = redis_url(&server, "restarted:");
+    let holder = seccs_backends::open_exclusive(&url, true)?;
+    server.restart()?;
+    // The server kept nothing; the holder's renewal takes its lease again,
+    // so a second opener is still refused and the holder still writes.
+    let retaken = within(Duration::from_secs(20), || {
+        let key: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(lease_key("restarted:"))
+            .query(&mut server.raw()?)?;
+        Ok(key.is_some())
+    })?;
+    assert!(retaken, "the lease was not taken back");
+    assert!(matches!(
+        seccs_backends::open_exclusive(&url, false).err(),
+        Some(BackendError::Locked { .. })
+    ));
+    // The restart cut the holder's connection too: its first write may say
+    // so, and the next reconnects.
+    if holder.apply(&one_put()).is_err() {
+        holder.apply(&one_put())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn postgres_a_second_exclusive_opener_is_refused_until_the_first_lets_go() -> TestResult {
+    let server = PostgresServer::start()?;
+    let url = server.url("locked_nodes");
+    let first = seccs_backends::open_exclusive(&url, true)?;
+    first.apply(&one_put())?;
+
+    let refused = seccs_backends::open_exclusive(&url, false).err();
+    let message = refused
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        matches!(refused, Some(BackendError::Locked { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        message.contains("locked_nodes") && message.contains("server process"),
+        "the error names the table and the holder: {message}"
+    );
+    // Another table is another store; a shared open (tools) still reads.
+    drop(seccs_backends::open_exclusive(
+        &server.url("other_nodes"),
+        true,
+    )?);
+    assert_eq!(
+        seccs_backends::open(&url)?.get(b"k")?.map(|e| e.count),
+        Some(1)
+    );
+
+    drop(first);
+    let second = seccs_backends::open_exclusive(&url, false)?;
+    second.apply(&one_put())?;
+    Ok(())
+}
+
+#[test]
+fn postgres_a_holder_whose_session_was_cut_must_win_the_lock_back() -> TestResult {
+    let server = PostgresServer::start()?;
+    let url = server.url("cut_nodes");
+    let holder = seccs_backends::open_exclusive(&url, true)?;
+    holder.apply(&one_put())?;
+
+    let mut admin = server.client()?;
+    let cut = admin.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted AND classid = 1397048131::oid",
+        &[],
+    )?;
+    assert_eq!(cut.len(), 1, "one session held the lock");
+    let mut taker = None;
+    let freed = within(Duration::from_secs(10), || {
+        taker = seccs_backends::open_exclusive(&url, false).ok();
+        Ok(taker.is_some())
+    })?;
+    assert!(freed, "the lock is free once the holder's session ends");
+
+    // The old holder reconnects, finds the lock taken, and writes nothing.
+    let _ = holder.apply(&one_put());
+    assert!(is_locked(holder.apply(&one_put())));
+    drop(taker);
+    holder.apply(&one_put())?;
+    Ok(())
+}
