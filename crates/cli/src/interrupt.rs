@@ -48,6 +48,14 @@ pub fn temp_file_in(dir: &Path) -> std::io::Result<(tempfile::NamedTempFile, Reg
     Ok((tmp, registered))
 }
 
+/// Registers a temporary file made elsewhere (by a library that creates
+/// its own). An interrupt between its creation and this call leaves it.
+pub fn register(path: &Path) -> Registered {
+    HANDLER.get_or_init(start_handler);
+    pending().insert(path.to_owned());
+    Registered(path.to_owned())
+}
+
 fn pending() -> MutexGuard<'static, BTreeSet<PathBuf>> {
     // The set stays valid whatever a panicking holder was doing.
     PENDING.lock().unwrap_or_else(|p| p.into_inner())

@@ -372,6 +372,10 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             // (taken, read-only, missing, a directory path) leaves no key
             // that no one holds the KEK of.
             let file = out.as_deref().map(client::KekFile::create).transpose()?;
+            // An interrupt while the server is asked removes it too.
+            let _registered = file
+                .as_ref()
+                .map(|f| crate::interrupt::register(f.temporary_path()));
             let kek = conn.client()?.run(|c| c.new_kek())?;
             match file {
                 Some(file) => {

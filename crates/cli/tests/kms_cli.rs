@@ -684,3 +684,41 @@ fn a_signal_ignored_at_start_stays_ignored_as_under_nohup() -> TestResult {
     assert_eq!(entries(&out_dir)?, ["sealed"]);
     Ok(())
 }
+
+/// `kms new --out FILE` makes FILE's temporary file before it asks the
+/// server; an interrupt while the server has not answered removes it.
+#[test]
+fn an_interrupted_new_leaves_no_temporary_kek_file() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    // A server that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("https://{}", silent.local_addr()?);
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir)?;
+    let signal = [("TERM", 15), ("INT", 2)]
+        .into_iter()
+        .find(|(_, n)| !ignored_here(*n))
+        .ok_or("SIGINT and SIGTERM are both ignored here")?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seccs"))
+        .args([
+            "kms",
+            "new",
+            "--server",
+            &url,
+            "--pin",
+            &"0".repeat(64),
+            "--out",
+        ])
+        .arg(out_dir.join("kek"))
+        .env_remove("SECCS_KMS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    wait_for_temporary_output(&out_dir)?;
+    send(signal.0, &child)?;
+    let status = wait_at_most(&mut child, Duration::from_secs(30))?;
+    assert_eq!(status.code(), Some(128 + signal.1));
+    assert_eq!(entries(&out_dir)?, Vec::<String>::new());
+    drop(silent);
+    Ok(())
+}

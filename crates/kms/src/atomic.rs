@@ -70,6 +70,11 @@ impl NewFile {
     /// anything: the temporary file is filled, synced, hard-linked to the
     /// final name (which fails with [`io::ErrorKind::AlreadyExists`] if
     /// that name exists, even as a dangling symbolic link), then removed.
+    /// The temporary file's path, until it is committed or dropped.
+    pub(crate) fn temporary_path(&self) -> &Path {
+        &self.tmp
+    }
+
     pub(crate) fn commit(mut self, bytes: &[u8]) -> io::Result<()> {
         let mut f = self
             .file

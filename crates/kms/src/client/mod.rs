@@ -693,6 +693,13 @@ impl KekFile {
         &self.path
     }
 
+    /// The temporary file the KEK is written to before it appears at
+    /// [`KekFile::path`] (removed by [`KekFile::write`] or on drop), for a
+    /// caller that must remove it itself if the process is interrupted.
+    pub fn temporary_path(&self) -> &std::path::Path {
+        self.file.temporary_path()
+    }
+
     /// Writes `kek` as 32 raw bytes and makes the file appear at its path,
     /// durably, by a hard link that fails if the name was taken since
     /// [`KekFile::create`] ([`KmsError::FileExists`]): nothing is replaced.
