@@ -407,12 +407,13 @@ impl Store {
     /// content is read from: its stamp, for [`Store::unchanged_since_stamp`],
     /// and its permission bits, owner, extended attributes and modification
     /// time, for a restore. Putting the newest version's content again with
-    /// any of those changed adds a version that shares the
-    /// content (no node is added, its root counts one more put), so that a
-    /// restore of an earlier time gives what the file had then; with only
-    /// another inode, change time or settledness, the newest version's
-    /// stamp is updated. Either way a gone name (see [`Store::mark_gone`])
-    /// is back.
+    /// any of those changed, or another inode or change time, adds a version
+    /// that shares the content (no node is added, its root counts one more
+    /// put), so that a restore of an earlier time gives what the file had
+    /// then, hard links included: they are told by inode and change time,
+    /// which a link made or removed changes. With only the stamp settled
+    /// since, the newest version's stamp is updated. Either way a gone name
+    /// (see [`Store::mark_gone`]) is back.
     pub fn put_named_stamped(
         &self,
         reader: &mut dyn std::io::Read,
@@ -450,8 +451,7 @@ impl Store {
                 && latest.mode == mode
                 && latest.owner == owner
                 && latest.xattrs == xattrs
-                && latest.stamp.map(|s| s.file_stamp().modified())
-                    == stamp.map(|s| s.file_stamp().modified())
+                && latest.stamp.map(|s| *s.file_stamp()) == stamp.map(|s| *s.file_stamp())
             {
                 // Unchanged since the newest version: not another put.
                 number.set(latest.number);
@@ -528,7 +528,8 @@ impl Store {
     pub fn resolve(&self, spec: &str) -> Result<Version> {
         let (name, number) = catalog::parse_name_version(spec);
         let (record, name, number) = match self.lookup(spec)? {
-            // A name that itself ends in `@digits` wins over a version.
+            // A name that itself ends in `@digits` (one a store took before
+            // such names were refused) wins over a version, as it did then.
             Some(r) => (r, spec, None),
             None => {
                 let r = self
@@ -960,6 +961,15 @@ fn check_name(name: &str) -> Result<()> {
     if name.parse::<ContentRef>().is_ok() {
         return Err(StoreError::InvalidName(format!(
             "{name:?}: a name cannot be spelled like a content reference (hex)"
+        )));
+    }
+    // Nor like a version of another name: `get a@2` reads version 2 of `a`.
+    if let Some((_, number)) = name.rsplit_once('@')
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(StoreError::InvalidName(format!(
+            "{name:?}: a name cannot end in @ and digits, which read as a version              (NAME@N) of another name"
         )));
     }
     Ok(())

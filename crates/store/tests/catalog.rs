@@ -242,31 +242,43 @@ fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
     assert!(unchanged("f", len, stamp(100, 43)).is_none());
     assert!(unchanged("f", len + 1, stamp(100, 42)).is_none());
     assert!(unchanged("g", len, stamp(100, 42)).is_none());
-    // Read again with the same bytes and modification time (a copy onto
-    // another inode): the stamp moves, no version or count is added.
+    // Read again with the same bytes and modification time, on another
+    // inode (a copy put in its place, which may have left a group of hard
+    // links): a version that shares the content, no node added, and the
+    // first keeps the stamp it had, so a restore of its time links (or does
+    // not link) the files as they were linked then.
     let counts = store.usage().expect("usage");
-    assert_eq!(put(Stamp::Settled(stamp(100, 77))), 1);
+    assert_eq!(put(Stamp::Settled(stamp(100, 77))), 2);
     assert_eq!(store.usage().expect("usage").entries, counts.entries);
     assert!(unchanged("f", len, stamp(100, 42)).is_none());
-    assert_eq!(unchanged("f", len, stamp(100, 77)), Some(1));
-    // Same bytes, another modification time (a touch): a version that
-    // shares the content keeps the time the file has now, the first keeps
-    // its own.
-    assert_eq!(put(Stamp::Settled(stamp(200, 77))), 2);
-    assert_eq!(unchanged("f", len, stamp(200, 77)), Some(2));
+    assert_eq!(unchanged("f", len, stamp(100, 77)), Some(2));
+    // Same bytes, another modification time (a touch): another version.
+    assert_eq!(put(Stamp::Settled(stamp(200, 77))), 3);
+    assert_eq!(unchanged("f", len, stamp(200, 77)), Some(3));
     // A recent stamp keeps the file's times, but the next put reads it;
-    // once settled with the same time, it is the same version.
-    assert_eq!(put(Stamp::Recent(stamp(300, 77))), 3);
+    // once settled with the same times, it is the same version.
+    assert_eq!(put(Stamp::Recent(stamp(300, 77))), 4);
     assert!(unchanged("f", len, stamp(300, 77)).is_none());
-    assert_eq!(put(Stamp::Settled(stamp(300, 77))), 3);
-    assert_eq!(unchanged("f", len, stamp(300, 77)), Some(3));
+    assert_eq!(put(Stamp::Settled(stamp(300, 77))), 4);
+    assert_eq!(unchanged("f", len, stamp(300, 77)), Some(4));
     let record = store.lookup("f").expect("lookup").expect("record");
-    let times: Vec<_> = record
+    let stamps: Vec<_> = record
         .versions
         .iter()
-        .map(|v| v.stamp.map(|s| s.file_stamp().modified()))
+        .map(|v| {
+            v.stamp
+                .map(|s| (s.file_stamp().modified(), s.file_stamp().inode))
+        })
         .collect();
-    assert_eq!(times, [Some((100, 5)), Some((200, 5)), Some((300, 5))]);
+    assert_eq!(
+        stamps,
+        [
+            Some(((100, 5), 42)),
+            Some(((100, 5), 77)),
+            Some(((200, 5), 77)),
+            Some(((300, 5), 77))
+        ]
+    );
     assert!(store.verify().expect("verify").is_clean());
     store.remove_name("f", None).expect("rm");
     assert_eq!(store.usage().expect("usage").entries, 0);
@@ -462,6 +474,8 @@ fn a_name_is_a_path_in_one_form_only() {
         ".",
         "a\0b",
         spelled_like_a_reference,
+        "a@2",
+        "dir/v@10",
     ] {
         let err = store
             .put_named(&mut &b"x"[..], bad, EntryKind::File)
@@ -472,7 +486,14 @@ fn a_name_is_a_path_in_one_form_only() {
         .delete(&reference.parse().expect("reference"))
         .expect("rm");
     assert_eq!(backend.keys().len(), 0, "a refused name stores nothing");
-    for good in ["a", "photos/2024/a.jpg", ".hidden/..x/x.."] {
+    for good in [
+        "a",
+        "photos/2024/a.jpg",
+        ".hidden/..x/x..",
+        "icon@2x.png",
+        "a@",
+        "a@b1",
+    ] {
         store
             .put_named(&mut &b"x"[..], good, EntryKind::File)
             .expect(good);
