@@ -77,9 +77,8 @@ pub fn create(url: &str) -> Result<Box<dyn Backend>, BackendError> {
 /// store's only writer for as long as the backend lives: a second process
 /// that opens the same table or prefix exclusively gets
 /// [`BackendError::Locked`], never a share of the counts. Redis holds a
-/// renewed lease key, PostgreSQL a session advisory lock (see each
-/// backend's docs). S3 has no primitive to build one on here, so an S3
-/// backend opens as with [`open`]: keep one store directory per prefix.
+/// renewed lease key, PostgreSQL a session advisory lock, S3 a lease object
+/// kept with conditional writes (see each backend's docs).
 pub fn open_exclusive(url: &str, prepare: bool) -> Result<Box<dyn Backend>, BackendError> {
     let prepare = if prepare { Prepare::Yes } else { Prepare::No };
     connect(url, prepare, Access::Exclusive)
@@ -163,7 +162,10 @@ fn connect(url: &str, prepare: Prepare, access: Access) -> Result<Box<dyn Backen
         #[cfg(feature = "s3")]
         "s3" => {
             let config = S3Config::parse(url)?;
-            let backend = S3Backend::connect(config, None)?;
+            let backend = match access {
+                Access::Shared => S3Backend::connect(config, None)?,
+                Access::Exclusive => S3Backend::connect_exclusive(config, None)?,
+            };
             if prepare == Prepare::Yes {
                 backend.check()?;
             }

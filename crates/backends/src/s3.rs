@@ -32,6 +32,16 @@
 //!
 //! OpenDAL is asynchronous: the backend owns a small tokio runtime and blocks
 //! on it, so it must not be called from inside another tokio runtime.
+//!
+//! # One writer
+//!
+//! [`S3Backend::connect_exclusive`] also takes the store's writer lease, an
+//! object beside the entries kept with conditional writes (see the `lease`
+//! module): a second process that opens the prefix exclusively gets
+//! [`BackendError::Locked`] naming the holder, and writes stop if the lease
+//! cannot be renewed. The service must support `If-None-Match: *` and
+//! `If-Match` on `PUT` (AWS S3 does since 2024). `seccs` opens every store
+//! this way.
 
 use std::time::Duration;
 
@@ -43,6 +53,10 @@ use seccs_store::backend::{Backend, BackendError, Batch, Entry, Usage};
 
 use crate::Visitor;
 use crate::batch::{Effect, RoundTrips, coalesce};
+
+mod lease;
+
+use lease::{LEASE_OBJECT, Lease};
 
 const NAME: &str = "s3";
 const DEFAULT_REGION: &str = "us-east-1";
@@ -165,6 +179,8 @@ impl std::fmt::Debug for S3Credentials {
 
 /// A content store's entries as objects in an S3 bucket.
 pub struct S3Backend {
+    // Dropped first, while the runtime it releases the lease on still runs.
+    lease: Option<Lease>,
     op: Operator,
     runtime: tokio::runtime::Runtime,
     concurrency: usize,
@@ -243,6 +259,7 @@ impl S3Backend {
             .layer(HttpClientLayer::new(HttpClient::with(http)))
             .finish();
         let backend = Self {
+            lease: None,
             op,
             runtime,
             concurrency: config.concurrency,
@@ -252,6 +269,22 @@ impl S3Backend {
             max_in_flight: Default::default(),
         };
         backend.check()?;
+        Ok(backend)
+    }
+
+    /// Like [`S3Backend::connect`], and takes the store's writer lease: fails
+    /// with [`BackendError::Locked`] if another process holds it. The lease
+    /// is renewed in the background and released on drop; a write after it
+    /// could not be renewed fails with the same error.
+    pub fn connect_exclusive(
+        config: S3Config,
+        credentials: Option<S3Credentials>,
+    ) -> Result<Self, BackendError> {
+        let mut backend = Self::connect(config, credentials)?;
+        backend.lease = Some(Lease::acquire(
+            &backend.op,
+            backend.runtime.handle().clone(),
+        )?);
         Ok(backend)
     }
 
@@ -350,6 +383,9 @@ impl S3Backend {
                 continue;
             }
             let name = entry.path().rsplit('/').next().unwrap_or_default();
+            if entry.path().trim_start_matches('/') == LEASE_OBJECT {
+                continue;
+            }
             let key = hex::decode(name).map_err(|_| BackendError::Corrupt {
                 backend: NAME.into(),
                 detail: format!(
@@ -440,6 +476,9 @@ impl Backend for S3Backend {
 
     fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
         for stage in batch.stages() {
+            if let Some(lease) = &self.lease {
+                lease.check()?;
+            }
             let effects = coalesce(stage);
             self.runtime.block_on(
                 futures::stream::iter(effects.into_iter().map(Ok))

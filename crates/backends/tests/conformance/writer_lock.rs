@@ -4,9 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use seccs_store::backend::{BackendError, Batch};
+use seccs_backends::{S3Backend, S3Config};
+use seccs_store::backend::{Backend, BackendError, Batch};
 
-use crate::support::{PostgresServer, REDIS_PASSWORD, RedisServer, TestResult};
+use crate::support::{
+    PostgresServer, REDIS_PASSWORD, RedisServer, S3_SECRET_KEY, S3Server, TestResult,
+};
 
 fn one_put() -> Batch {
     let mut batch = Batch::new();
@@ -196,5 +199,123 @@ fn postgres_a_holder_whose_session_was_cut_must_win_the_lock_back() -> TestResul
     assert!(is_locked(holder.apply(&one_put())));
     drop(taker);
     holder.apply(&one_put())?;
+    Ok(())
+}
+
+fn s3_exclusive(server: &S3Server, prefix: &str) -> Result<S3Backend, BackendError> {
+    S3Backend::connect_exclusive(
+        S3Config::parse(&server.url(prefix))?,
+        Some(crate::harness::s3_credentials(S3_SECRET_KEY)),
+    )
+}
+
+/// Writes a lease object as another process would, expiring `until_ms`.
+fn s3_foreign_lease(server: &S3Server, prefix: &str, until_ms: u128) -> TestResult {
+    let dir = server.object_dir(prefix);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("writer-lease"),
+        format!("feed pid 1 on elsewhere until {until_ms}"),
+    )?;
+    // The server keeps each object's ETag beside it; without it, it takes
+    // the ETag of the bytes, as for an object another client wrote.
+    let root = server
+        .object_dir("")
+        .parent()
+        .ok_or("the bucket has a parent")?
+        .to_owned();
+    for entry in std::fs::read_dir(root)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        // (Names are base64; the other objects lose nothing by this.)
+        if name.ends_with(".internal.json") {
+            std::fs::remove_file(server.object_dir("").parent().ok_or("root")?.join(name))?;
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+}
+
+#[test]
+fn s3_a_second_exclusive_opener_is_refused_until_the_first_lets_go() -> TestResult {
+    let server = S3Server::start()?;
+    let first = s3_exclusive(&server, "locked")?;
+    assert_eq!(first.usage()?.entries, 0, "the lease is no entry");
+    let refused = s3_exclusive(&server, "locked").err();
+    let message = refused
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        matches!(refused, Some(BackendError::Locked { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "the error names the holder: {message}"
+    );
+    drop(s3_exclusive(&server, "other")?);
+
+    first.apply(&one_put())?;
+    let mut seen = Vec::new();
+    first.for_each(&mut |key, _| {
+        seen.push(key.to_vec());
+        Ok(())
+    })?;
+    assert_eq!(seen, [b"k".to_vec()], "walks never show the lease");
+    drop(first);
+    assert!(
+        !server.object_dir("locked").join("writer-lease").exists(),
+        "a lease let go is removed"
+    );
+    let second = s3_exclusive(&server, "locked")?;
+    assert_eq!(second.get(b"k")?.map(|e| e.count), Some(1));
+    Ok(())
+}
+
+#[test]
+fn s3_a_lease_whose_holder_died_is_taken_over_once_its_time_has_passed() -> TestResult {
+    let server = S3Server::start()?;
+    // A live holder's lease is respected...
+    s3_foreign_lease(&server, "dead", now_ms() + 30_000)?;
+    let refused = s3_exclusive(&server, "dead").err().map(|e| e.to_string());
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|e| e.contains("pid 1 on elsewhere")),
+        "{refused:?}"
+    );
+    // ...and one whose time has passed is taken over.
+    s3_foreign_lease(&server, "dead", now_ms() - 1)?;
+    let taker = s3_exclusive(&server, "dead")?;
+    taker.apply(&one_put())?;
+    Ok(())
+}
+
+#[test]
+fn s3_a_holder_whose_lease_was_replaced_stops_writing() -> TestResult {
+    let server = S3Server::start()?;
+    let holder = s3_exclusive(&server, "replaced")?;
+    holder.apply(&one_put())?;
+    // Another process's lease in its place (its version differs from the
+    // holder's last): the next renewal finds it and the holder stops.
+    s3_foreign_lease(&server, "replaced", now_ms() + 30_000)?;
+    let stopped = within(Duration::from_secs(20), || {
+        Ok(is_locked(holder.apply(&one_put())))
+    })?;
+    assert!(
+        stopped,
+        "the old holder kept writing after losing its lease"
+    );
+    drop(holder);
+    assert!(
+        server.object_dir("replaced").join("writer-lease").exists(),
+        "a holder that lost its lease leaves the new holder's alone"
+    );
     Ok(())
 }

@@ -1,0 +1,323 @@
+//! The writer lease of an S3-backed store: one object beside the entries
+//! that says which process has the store open, so that a second process (a
+//! second store directory on the same prefix, here or on another machine)
+//! is refused instead of racing the first on reference counts.
+//!
+//! S3 has no locks, but it has conditional writes: a `PUT` with
+//! `If-None-Match: *` creates an object only if there is none, and one with
+//! `If-Match: ETAG` replaces it only if it is still the version we saw. The
+//! lease object holds a random token, the holder's pid and host, and the
+//! wall-clock time it expires ([`TTL`] after its last renewal):
+//!
+//! - taking it: create it with `If-None-Match: *`; if one is there and its
+//!   time has passed (a holder that died), replace it with `If-Match` on the
+//!   version read, so of two processes taking over at once only one wins;
+//! - holding it: a thread replaces it every [`RENEW_EVERY`] with `If-Match`
+//!   on the version it last wrote; a refusal means another process took it,
+//!   and the lease is lost for good;
+//! - writing: [`Lease::check`] refuses once the lease is lost or its last
+//!   renewal is older than [`TRUST_FOR`], a third of the TTL short of it.
+//!
+//! Expiry is judged by the taker's clock against the holder's, so machines
+//! sharing a store need clocks within a few seconds of each other (NTP).
+//! Like every lease without fencing tokens, it leaves one window: a process
+//! stopped for longer than the margin between its check and its writes.
+
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opendal::{ErrorKind, Operator, options};
+use seccs_store::backend::BackendError;
+use tokio::runtime::Handle;
+
+use super::{NAME, map_err};
+
+/// The lease object's name under the store's prefix: not hex, so never an
+/// entry's name, and listings skip it.
+pub(super) const LEASE_OBJECT: &str = "writer-lease";
+/// How long a lease outlives its last renewal.
+const TTL: Duration = Duration::from_secs(30);
+/// How often the holder renews it.
+const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// A write is refused once the last renewal is older than this.
+const TRUST_FOR: Duration = Duration::from_secs(20);
+/// Bound on each lease request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the renewal thread last found.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Ours, renewed at this instant.
+    Held(Instant),
+    /// Another holder replaced it.
+    Lost,
+}
+
+/// A held writer lease; released when dropped.
+pub(super) struct Lease {
+    op: Operator,
+    runtime: Handle,
+    token: String,
+    state: Arc<Mutex<State>>,
+    stop: Option<Sender<()>>,
+    renewer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").finish_non_exhaustive()
+    }
+}
+
+/// The lease object's text: token, holder, expiry in Unix milliseconds.
+fn lease_text(token: &str) -> String {
+    let until = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_add(TTL)
+        .as_millis();
+    format!("{token} until {until}")
+}
+
+/// The holder (`pid N on HOST`) and expiry of a lease object's text.
+fn parse_lease(text: &str) -> Option<(String, u128)> {
+    let (front, until) = text.rsplit_once(" until ")?;
+    let (_, holder) = front.split_once(' ')?;
+    Some((holder.escape_debug().to_string(), until.parse().ok()?))
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+}
+
+/// Writes the lease with the given condition; returns the new version's
+/// ETag, or `None` if the condition did not hold.
+async fn write(
+    op: &Operator,
+    text: String,
+    condition: options::WriteOptions,
+) -> Result<Option<String>, BackendError> {
+    let written = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        op.write_options(LEASE_OBJECT, text, condition),
+    )
+    .await
+    .map_err(|_| BackendError::unavailable(NAME, "the writer lease request timed out"))?;
+    let meta = match written {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::ConditionNotMatch => return Ok(None),
+        Err(e) => return Err(map_err(e)),
+    };
+    match meta.etag() {
+        Some(etag) => Ok(Some(etag.to_owned())),
+        None => Ok(Some(
+            op.stat(LEASE_OBJECT)
+                .await
+                .map_err(map_err)?
+                .etag()
+                .ok_or_else(|| {
+                    BackendError::other(NAME, "the service gives no ETag; cannot hold a lease")
+                })?
+                .to_owned(),
+        )),
+    }
+}
+
+fn if_not_exists() -> options::WriteOptions {
+    options::WriteOptions {
+        if_not_exists: true,
+        ..Default::default()
+    }
+}
+
+fn if_match(etag: &str) -> options::WriteOptions {
+    options::WriteOptions {
+        if_match: Some(etag.to_owned()),
+        ..Default::default()
+    }
+}
+
+impl Lease {
+    /// Takes the lease, or fails with [`BackendError::Locked`] naming the
+    /// holder.
+    pub(super) fn acquire(op: &Operator, runtime: Handle) -> Result<Self, BackendError> {
+        let mut nonce = [0u8; 16];
+        seccs_core::random_bytes(&mut nonce).map_err(|e| BackendError::other(NAME, e))?;
+        let token = format!(
+            "{} pid {} on {}",
+            hex::encode(nonce),
+            std::process::id(),
+            host_name()
+        );
+        let etag = runtime.block_on(take(op, &token))?;
+        let state = Arc::new(Mutex::new(State::Held(Instant::now())));
+        let (stop, stopped) = mpsc::channel();
+        let renewer = {
+            let (op, runtime, token, state) =
+                (op.clone(), runtime.clone(), token.clone(), state.clone());
+            std::thread::Builder::new()
+                .name("seccs-s3-lease".into())
+                .spawn(move || renew(&op, &runtime, &token, etag, &state, &stopped))
+                .map_err(|e| {
+                    BackendError::other(NAME, format!("cannot start the lease thread: {e}"))
+                })?
+        };
+        Ok(Self {
+            op: op.clone(),
+            runtime,
+            token,
+            state,
+            stop: Some(stop),
+            renewer: Some(renewer),
+        })
+    }
+
+    /// Whether a write may go ahead: the lease is ours and was renewed
+    /// recently enough that nobody else can hold it yet.
+    pub(super) fn check(&self) -> Result<(), BackendError> {
+        let state = *self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match state {
+            State::Held(at) if at.elapsed() < TRUST_FOR => Ok(()),
+            State::Held(at) => Err(BackendError::Locked {
+                detail: format!(
+                    "s3: this process could not renew its writer lease for {} s, so another may \
+                     hold it now; not writing",
+                    at.elapsed().as_secs()
+                ),
+            }),
+            State::Lost => Err(BackendError::Locked {
+                detail: "s3: this process lost its writer lease to another (it expired while the \
+                         service was out of reach); not writing"
+                    .into(),
+            }),
+        }
+    }
+}
+
+/// Creates the lease object, or takes over one whose time has passed.
+async fn take(op: &Operator, token: &str) -> Result<String, BackendError> {
+    if let Some(etag) = write(op, lease_text(token), if_not_exists()).await? {
+        return Ok(etag);
+    }
+    let seen = op.stat(LEASE_OBJECT).await.map_err(map_err)?;
+    let text = op.read(LEASE_OBJECT).await.map_err(map_err)?.to_vec();
+    let parsed = parse_lease(&String::from_utf8_lossy(&text));
+    let expired = parsed.as_ref().is_some_and(|(_, until)| now_ms() > *until);
+    if expired && let Some(etag) = seen.etag() {
+        // Of two processes taking over at once, the second's condition
+        // fails: the first changed the version both read.
+        if let Some(etag) = write(op, lease_text(token), if_match(etag)).await? {
+            return Ok(etag);
+        }
+    }
+    Err(BackendError::Locked {
+        detail: match parsed {
+            Some((holder, until)) => format!(
+                "s3: its writer lease is held by {holder} for {} s more; a holder that died \
+                 frees it within {} s",
+                until.saturating_sub(now_ms()).div_ceil(1000),
+                TTL.as_secs()
+            ),
+            None => format!(
+                "s3: the object {LEASE_OBJECT:?} under its prefix is held by something that is \
+                 not a seccs lease; remove it if no process has the store open"
+            ),
+        },
+    })
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(renewer) = self.renewer.take() {
+            // The thread waits on the channel just closed or on one request
+            // bounded by REQUEST_TIMEOUT; a panic in it has nothing to give.
+            let _ = renewer.join();
+        }
+        // Best effort: a lease not released expires by itself after TTL.
+        // Only ours is removed (S3 has no conditional delete, so a lease
+        // taken over in the instant between the read and the delete would
+        // go too; its holder renews it within RENEW_EVERY).
+        let lost = matches!(
+            *self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            State::Lost
+        );
+        if lost {
+            return;
+        }
+        let (op, token) = (&self.op, &self.token);
+        let _ = self.runtime.block_on(async {
+            tokio::time::timeout(REQUEST_TIMEOUT, async {
+                let text = op.read(LEASE_OBJECT).await?.to_vec();
+                if String::from_utf8_lossy(&text).starts_with(token.as_str()) {
+                    op.delete(LEASE_OBJECT).await?;
+                }
+                Ok::<(), opendal::Error>(())
+            })
+            .await
+        });
+    }
+}
+
+/// The renewal loop: runs until the lease is dropped (the channel closes)
+/// or lost; each turn waits at most [`RENEW_EVERY`] and makes one request
+/// bounded by [`REQUEST_TIMEOUT`].
+fn renew(
+    op: &Operator,
+    runtime: &Handle,
+    token: &str,
+    mut etag: String,
+    state: &Mutex<State>,
+    stopped: &mpsc::Receiver<()>,
+) {
+    loop {
+        match stopped.recv_timeout(RENEW_EVERY) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let renewed = runtime.block_on(write(op, lease_text(token), if_match(&etag)));
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        match renewed {
+            Ok(Some(new)) => {
+                etag = new;
+                *state = State::Held(Instant::now());
+            }
+            Ok(None) => {
+                *state = State::Lost;
+                return;
+            }
+            // Out of reach: try again next turn; writes stop on their own
+            // once the last renewal is too old.
+            Err(_) => {}
+        }
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "an unknown host".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_text_names_its_holder_and_expiry() {
+        let text = lease_text("00ff pid 42 on build-1");
+        let (holder, until) = parse_lease(&text).expect("parses");
+        assert_eq!(holder, "pid 42 on build-1");
+        assert!(until > now_ms() && until <= now_ms() + TTL.as_millis());
+        assert!(parse_lease("junk").is_none());
+        assert!(TRUST_FOR + RENEW_EVERY < TTL);
+        assert!(LEASE_OBJECT.bytes().any(|b| !b.is_ascii_hexdigit()));
+    }
+}
