@@ -12,21 +12,30 @@ use seccs_store::{Params, Store};
 /// Options that pick the store; shared by every store command.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreLocation {
-    /// The store directory. Defaults to $SECCS_STORE, else `seccs` in the
-    /// platform's data directory (~/.local/share/seccs on Linux).
-    #[arg(long, global = true, env = "SECCS_STORE", value_name = "DIR")]
+    /// The store directory. Defaults to $SECCS_STORE (when set and not
+    /// empty), else `seccs` in the platform's data directory
+    /// (~/.local/share/seccs on Linux).
+    // SECCS_STORE is read in `path`, not by clap: clap takes an exported but
+    // empty variable for a missing value and fails every command, even one
+    // given --store.
+    #[arg(long, global = true, value_name = "DIR")]
     pub store: Option<PathBuf>,
 }
 
 impl StoreLocation {
-    /// The store directory to use.
+    /// The store directory to use: --store, else a non-empty $SECCS_STORE,
+    /// else the platform's default.
     pub fn path(&self) -> Result<PathBuf> {
-        match &self.store {
-            Some(p) => Ok(p.clone()),
-            None => Ok(dirs::data_dir()
-                .context("no data directory on this platform; pass --store DIR")?
-                .join("seccs")),
+        if let Some(p) = &self.store {
+            return Ok(p.clone());
         }
+        // An empty value counts as unset, as for most variables naming a path.
+        if let Some(p) = std::env::var_os("SECCS_STORE").filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(p));
+        }
+        Ok(dirs::data_dir()
+            .context("no data directory on this platform; pass --store DIR")?
+            .join("seccs"))
     }
 }
 

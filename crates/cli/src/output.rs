@@ -179,7 +179,7 @@ pub fn write_file_atomically_as(
     let path = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
             resolved = std::fs::canonicalize(path).with_context(|| {
-                format!("cannot write {}: the link points nowhere", path.display())
+                format!("cannot write {}: the link points nowhere", shown(path))
             })?;
             resolved.as_path()
         }
@@ -187,15 +187,15 @@ pub fn write_file_atomically_as(
     };
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {
-            anyhow::bail!("cannot write {}: it is a directory", path.display())
+            anyhow::bail!("cannot write {}: it is a directory", shown(path))
         }
         Ok(meta) if !meta.is_file() => {
             let mut target = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+                .with_context(|| format!("cannot write {}", shown(path)))?;
             return write_when_whole(&mut target, SPOOL_IN_MEMORY, fill)
-                .with_context(|| format!("cannot write {}", path.display()));
+                .with_context(|| format!("cannot write {}", shown(path)));
         }
         _ => {}
     }
@@ -203,15 +203,9 @@ pub fn write_file_atomically_as(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        anyhow::bail!(
-            "cannot write {}: {} is not a directory",
-            path.display(),
-            dir.display()
-        );
-    }
+    check_parent(path, dir)?;
     let (tmp, _removed_on_interrupt) = crate::interrupt::temp_file_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
+        .with_context(|| format!("cannot write in {}", shown(dir)))?;
     // A file that replaces one keeps its permission bits, as `cp` keeps
     // them, unless the version restored brings its own.
     #[cfg(unix)]
@@ -223,26 +217,171 @@ pub fn write_file_atomically_as(
         let bits = std::fs::Permissions::from_mode(meta.permissions().mode() & 0o777);
         tmp.as_file()
             .set_permissions(bits)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .with_context(|| format!("cannot write {}", shown(path)))?;
     }
     // Whole blocks of zeros are left as holes: a sparse file comes back
     // sparse.
-    let mut out = SparseWriter::new(tmp);
+    let mut out = SparseWriter::new(Unnamed(tmp));
     fill(&mut out)?;
-    let tmp = out
-        .finish(|tmp, len| tmp.as_file().set_len(len))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let Unnamed(tmp) = out
+        .finish(|tmp, len| tmp.0.as_file().set_len(len))
+        .with_context(|| format!("cannot write {}", shown(path)))?;
     let unset = attrs
         .apply(tmp.as_file())
-        .with_context(|| format!("cannot set the mode or time of {}", path.display()))?;
+        .with_context(|| format!("cannot set the mode or time of {}", shown(path)))?;
     tmp.as_file().sync_all()?;
     // A failed rename hands the temporary file back inside the error; it
     // is dropped here, which removes it, rather than kept alive in the
     // error until the process exits (leaving the output's plaintext behind).
     tmp.persist(path)
         .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    unset.with_context(|| format!("{} is written, but not whole", path.display()))
+        .with_context(|| format!("cannot write {}", shown(path)))?;
+    unset.with_context(|| format!("{} is written, but not whole", shown(path)))
+}
+
+/// A path as messages show it (control characters escaped).
+fn shown(path: &Path) -> String {
+    crate::tree::shown_path(path)
+}
+
+/// Fails, saying why, unless `dir`, where `path` is to be written, is a
+/// directory: one that does not exist is not called "not a directory".
+fn check_parent(path: &Path, dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => anyhow::bail!(
+            "cannot write {}: {} is not a directory",
+            shown(path),
+            shown(dir)
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => anyhow::bail!(
+            "cannot write {}: {} does not exist",
+            shown(path),
+            shown(dir)
+        ),
+        Err(e) => anyhow::bail!("cannot write {}: {}: {e}", shown(path), shown(dir)),
+    }
+}
+
+/// A temporary file written through its `File`, so that a failed write
+/// (a full disk) is the system's error alone: `NamedTempFile`'s own writes
+/// add the temporary path, a name the user never gave and that is gone by
+/// the time the error is read.
+struct Unnamed(tempfile::NamedTempFile);
+
+impl Write for Unnamed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.as_file_mut().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.as_file_mut().flush()
+    }
+}
+
+impl Seek for Unnamed {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.0.as_file_mut().seek(pos)
+    }
+}
+
+/// A writer that keeps the first error its inner writer gave. A reader
+/// that feeds it (the store) reports that error as its own, which would
+/// call a full disk a failed read; with this, the caller can tell.
+struct WriteErrors<'w> {
+    inner: &'w mut dyn Write,
+    first: Option<io::Error>,
+}
+
+impl WriteErrors<'_> {
+    fn keep<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &result
+            && self.first.is_none()
+        {
+            self.first = Some(io::Error::new(e.kind(), e.to_string()));
+        }
+        result
+    }
+}
+
+impl Write for WriteErrors<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.keep(result)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let result = self.inner.flush();
+        self.keep(result)
+    }
+}
+
+/// Runs `read`, which reads `what` into `out`, the output `written`. When
+/// it fails because writing `out` failed, the error says so ("cannot write
+/// `written`: No space left on device"), the cause once; otherwise it says
+/// reading `what` failed.
+pub fn read_into<E>(
+    out: &mut dyn Write,
+    written: &str,
+    what: &str,
+    read: impl FnOnce(&mut dyn Write) -> std::result::Result<(), E>,
+) -> Result<()>
+where
+    E: Into<anyhow::Error>,
+{
+    let mut tracked = WriteErrors {
+        inner: out,
+        first: None,
+    };
+    match read(&mut tracked) {
+        Ok(()) => Ok(()),
+        Err(e) => match tracked.first {
+            Some(w) => Err(anyhow::anyhow!("cannot write {written}: {w}")),
+            None => Err(e.into().context(format!(
+                "cannot read {}",
+                crate::tree::shown_name(what, seccs_store::catalog::EntryKind::File)
+            ))),
+        },
+    }
+}
+
+/// Makes `path` a symlink to `target` (a link's bytes, as `put` read them)
+/// with `attrs`' owner, time and attributes: made under a temporary name
+/// beside it and renamed into place, so that what was at `path` (a file, or
+/// a link, which is replaced, never followed) goes only once the new link
+/// is whole. A directory at `path` is refused, as for a file.
+#[cfg(unix)]
+pub fn write_link_atomically(path: &Path, target: &[u8], attrs: &FileAttrs) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        anyhow::bail!("cannot write {}: it is a directory", shown(path));
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    check_parent(path, dir)?;
+    let target = std::ffi::OsStr::from_bytes(target);
+    // A fresh name: a link cannot be made over one that exists.
+    let tmp = (0..100u32)
+        .map(|i| dir.join(format!(".seccs-link-{}-{i}", std::process::id())))
+        .find_map(|tmp| match std::os::unix::fs::symlink(target, &tmp) {
+            Ok(()) => Some(Ok(tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+            Err(e) => Some(Err(e)),
+        })
+        .unwrap_or_else(|| Err(io::Error::from(io::ErrorKind::AlreadyExists)))
+        .with_context(|| format!("cannot write in {}", shown(dir)))?;
+    let placed = attrs
+        .apply_to_link(&tmp)
+        .with_context(|| format!("cannot set the time of link {}", shown(path)))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", shown(path)))
+        });
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    placed
 }
 
 /// Spools what `fill` produces in an encrypted temporary file and copies it

@@ -122,8 +122,11 @@ pub struct PutArgs {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// A content reference (hex, as `seccs put` printed it), a NAME (its
-    /// newest version), NAME@N (version N), or PREFIX/ (every name under
-    /// PREFIX/, restored as a tree into the -o directory).
+    /// newest version), NAME@N (version N; NAME/@N, as `ls --all` shows a
+    /// directory's, too), or PREFIX/ (every name under PREFIX/, or the
+    /// empty directory PREFIX, restored as a tree into the -o directory). A
+    /// symlink comes back as a symlink at -o FILE, as its target's bytes on
+    /// standard output.
     reference: String,
     /// Write to FILE instead of standard output (`-` is standard output;
     /// for PREFIX/: the directory to restore into). A file appears only when its whole content was read
@@ -164,7 +167,7 @@ pub struct GetArgs {
 #[derive(Debug, Args)]
 pub struct RmArgs {
     /// A content reference (undoes one put of it without a name), a NAME (removes every
-    /// version), NAME@N (removes version N), or PREFIX/ (removes every
+    /// version), NAME@N or NAME/@N (removes version N), or PREFIX/ (removes every
     /// version of every name under PREFIX/, and the directory PREFIX if
     /// `put DIR` recorded it). With --gone: only names under
     /// this prefix (default: all).
@@ -349,6 +352,15 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         )
     };
     let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+    if meta.as_ref().is_some_and(|m| m.is_symlink()) && args.file.is_dir() {
+        // Followed, it would be opened as a file and fail on the first
+        // read; said before the store is opened (or made).
+        bail!(
+            "cannot store {0}: it is a symlink to a directory; put `{0}/` to store the tree \
+             it points to",
+            shown_path(&args.file)
+        );
+    }
     if !exclude.is_empty() && !is_dir {
         bail!(
             "--exclude applies to a directory; {} is not one",
@@ -438,21 +450,21 @@ fn put_one(
     path: Option<&Path>,
     meta: FileMeta,
 ) -> Result<ContentRef> {
-    let shown = || path.map_or("standard input".to_owned(), |p| p.display().to_string());
+    let source = || path.map_or("standard input".to_owned(), shown_path);
     match name {
         None => {
             let outcome = store
                 .put_reader(reader)
-                .with_context(|| format!("cannot store {}", shown()))?;
+                .with_context(|| format!("cannot store {}", source()))?;
             outln!("{}", outcome.content_ref)?;
             Ok(outcome.content_ref)
         }
         Some(name) => {
             let (outcome, version) = store
                 .put_named_stamped(reader, name, EntryKind::File, meta)
-                .with_context(|| format!("cannot store {}", shown()))?;
+                .with_context(|| format!("cannot store {}", source()))?;
             outln!("{}", outcome.content_ref)?;
-            eprintln!("seccs: stored as {name}@{version}");
+            eprintln!("seccs: stored as {}@{version}", shown(name));
             Ok(outcome.content_ref)
         }
     }
@@ -478,8 +490,9 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     let store = &opened.store;
     if args.reference.ends_with('/') {
         let Some(dir) = &args.output else {
-            bail!("restoring {} needs -o DIR", args.reference);
+            bail!("restoring {} needs -o DIR", shown(&args.reference));
         };
+        refuse_for_a_tree(&args.reference, dir, args.range.is_some())?;
         return crate::tree::get_tree(
             store,
             &args.reference,
@@ -495,13 +508,14 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     if !exclude.is_empty() {
         bail!(
             "--exclude applies to a tree (PREFIX/ -o DIR); {} is one content",
-            args.reference
+            shown(&args.reference)
         );
     }
+    let spec = accepted_spec(store, &args.reference)?;
     let (r, version) = match args.at {
-        None => resolve(store, &args.reference)?,
+        None => resolve(store, &spec)?,
         Some(t) => {
-            let version = version_at(store, &args.reference, t)?;
+            let version = version_at(store, &spec, t)?;
             (version.content_ref.clone(), Some(version))
         }
     };
@@ -511,9 +525,27 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     {
         bail!(
             "{} is a directory: restore it with `seccs get {}/ -o DIR`",
-            args.reference,
-            parse_name_version(&args.reference).0
+            shown(&args.reference),
+            shown(parse_name_version(&spec).0)
         );
+    }
+    let to_file = args.output.as_deref().filter(|p| *p != Path::new("-"));
+    if let (Some(v), Some(path)) = (&version, to_file)
+        && v.kind == EntryKind::Symlink
+    {
+        if args.range.is_some() {
+            bail!(
+                "{} is a symlink: --range reads part of a file; without -o FILE it reads \
+                 part of the link's target",
+                shown(&args.reference)
+            );
+        }
+        // A symlink comes back as a symlink, as a tree restore makes it.
+        let target = store
+            .get(&r)
+            .with_context(|| format!("cannot read {}", shown(&args.reference)))?;
+        let attrs = crate::tree::attrs_of(v, ownership);
+        return crate::output::write_link_atomically(path, &target, &attrs);
     }
     // A whole named file comes back with its permission bits and time.
     let attrs = match (&version, args.range) {
@@ -523,7 +555,7 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     let (offset, len) = args.range.unwrap_or((0, r.len()));
     let bar = progress::bytes(len, args.quiet);
     // `-o -` is standard output, as `put -` is standard input.
-    match args.output.as_deref().filter(|p| *p != Path::new("-")) {
+    match to_file {
         None => {
             let stdout = io::stdout();
             let mut out = BufWriter::with_capacity(1 << 20, bar.wrap_write(stdout.lock()));
@@ -531,15 +563,57 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
             out.flush()?;
         }
         Some(path) => crate::output::write_file_atomically_as(path, &attrs, |out| {
-            let mut out = bar.wrap_write(out);
-            store
-                .get_range(&r, offset, len, &mut out)
-                .with_context(|| format!("cannot read {}", args.reference))?;
-            Ok(())
+            crate::output::read_into(out, &shown_path(path), &args.reference, |out| {
+                store.get_range(&r, offset, len, &mut bar.wrap_write(out))
+            })
         })?,
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// Refuses what `get PREFIX/ -o DIR` cannot do: --range (a tree is many
+/// contents) and `-o -` (a tree cannot go to standard output).
+fn refuse_for_a_tree(prefix: &str, dir: &Path, range: bool) -> Result<()> {
+    if range {
+        bail!(
+            "--range applies to one content (a reference, NAME or NAME@N); {} is a tree",
+            shown(prefix)
+        );
+    }
+    if dir == Path::new("-") {
+        bail!(
+            "{} is a tree, restored into a directory: it cannot go to standard output \
+             (give -o DIR; `-o ./-` for a directory named -)",
+            shown(prefix)
+        );
+    }
+    Ok(())
+}
+
+/// What the user typed, with a directory's version as `seccs ls --all`
+/// shows it (`NAME/@N`) turned into the form the store resolves
+/// (`NAME@N`), unless a name is spelled that way itself.
+fn accepted_spec(store: &seccs_store::Store, spec: &str) -> Result<String> {
+    if let Some((name, number)) = spec.rsplit_once("/@")
+        && !name.is_empty()
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && store.lookup(spec)?.is_none()
+    {
+        return Ok(format!("{name}@{number}"));
+    }
+    Ok(spec.to_owned())
+}
+
+/// A name or reference as messages show it (control characters escaped).
+fn shown(name: &str) -> String {
+    crate::tree::shown_name(name, EntryKind::File)
+}
+
+/// A path as messages show it (control characters escaped).
+fn shown_path(path: &Path) -> String {
+    crate::tree::shown_path(path)
 }
 
 /// The version NAME held at `time`.
@@ -612,13 +686,16 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
         store.delete(&r)?;
         return Ok(());
     }
-    let (name, version) = parse_name_version(&reference);
-    let removed = if store.lookup(&reference)?.is_some() {
-        store.remove_name(&reference, None)?
+    // The message names what was removed: a name spelled NAME@N itself
+    // (one a store took before such names were refused) is that name.
+    let (removed, name) = if store.lookup(&reference)?.is_some() {
+        (store.remove_name(&reference, None)?, reference.clone())
     } else {
-        store.remove_name(name, version)?
+        let spec = accepted_spec(store, &reference)?;
+        let (name, version) = parse_name_version(&spec);
+        (store.remove_name(name, version)?, name.to_owned())
     };
-    eprintln!("seccs: removed {removed} version(s) of {name}");
+    eprintln!("seccs: removed {removed} version(s) of {}", shown(&name));
     Ok(())
 }
 

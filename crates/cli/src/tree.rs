@@ -81,11 +81,13 @@ impl Found {
 /// A name as put and ls show it: a directory as NAME/, so that it reads as
 /// one, and control characters escaped (`\n`, `\u{1b}`), so that a file
 /// name can neither forge a line of a listing nor send the terminal an
-/// escape sequence. `--json` gives names exactly.
+/// escape sequence. A backslash is escaped too (`\\`), so that a name
+/// holding the two characters `\n` is not shown like one holding a
+/// newline. `--json` gives names exactly.
 pub fn shown_name(name: &str, kind: EntryKind) -> String {
     let mut shown = String::with_capacity(name.len() + 1);
     for c in name.chars() {
-        if c.is_control() {
+        if c.is_control() || c == '\\' {
             shown.extend(c.escape_default());
         } else {
             shown.push(c);
@@ -95,6 +97,13 @@ pub fn shown_name(name: &str, kind: EntryKind) -> String {
         shown.push('/');
     }
     shown
+}
+
+/// A path as messages show it: escaped as [`shown_name`] escapes a name,
+/// so that a file name in an error cannot send the terminal an escape
+/// sequence.
+pub fn shown_path(path: &Path) -> String {
+    shown_name(&path.to_string_lossy(), EntryKind::File)
 }
 
 /// Normalizes a path into a name: drops leading `/`, `.` and `..`
@@ -146,7 +155,7 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
         Ok(e) => e,
         Err(e) => {
             w.problems
-                .push(format!("cannot read directory {}: {e}", dir.display()));
+                .push(format!("cannot read directory {}: {e}", shown_path(dir)));
             w.unlisted.push(name_of(dir));
             return;
         }
@@ -157,7 +166,7 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
             Ok(e) => paths.push(e.path()),
             Err(e) => {
                 w.problems
-                    .push(format!("cannot read directory {}: {e}", dir.display()));
+                    .push(format!("cannot read directory {}: {e}", shown_path(dir)));
                 w.unlisted.push(name_of(dir));
             }
         }
@@ -177,7 +186,7 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
             Ok(m) => m,
             Err(e) => {
                 w.problems
-                    .push(format!("cannot read {}: {e}", path.display()));
+                    .push(format!("cannot read {}: {e}", shown_path(&path)));
                 // It may be a directory: keep what is under it too.
                 w.unlisted.push(name.clone());
                 w.present.insert(name);
@@ -220,7 +229,7 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
         } else {
             w.problems.push(format!(
                 "skipped {}: not a regular file or symlink",
-                path.display()
+                shown_path(&path)
             ));
         }
     }
@@ -400,7 +409,7 @@ pub struct Recorded {
 pub fn opened_attrs(file: &File, path: &Path, start: Duration) -> Result<Recorded> {
     let meta = file
         .metadata()
-        .with_context(|| format!("cannot read the metadata of {}", path.display()))?;
+        .with_context(|| format!("cannot read the metadata of {}", shown_path(path)))?;
     Ok(with_xattrs(
         recorded_attrs(&meta, start),
         crate::xattr::of_file(file),
@@ -440,7 +449,7 @@ fn with_xattrs(
             report: Some(format!(
                 "stored {} without its extended attributes: cannot read them ({e}); \
                  the next put tries again",
-                path.display()
+                shown_path(path)
             )),
         },
     }
@@ -459,17 +468,17 @@ fn open_regular(path: &Path) -> Result<File> {
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => anyhow::anyhow!(
                 "cannot read {}: it was replaced by a symlink while the put ran",
-                path.display()
+                shown_path(path)
             ),
-            _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
+            _ => anyhow::Error::new(e).context(format!("cannot read {}", shown_path(path))),
         })?;
     let meta = file
         .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .with_context(|| format!("cannot read {}", shown_path(path)))?;
     if !meta.is_file() {
         bail!(
             "cannot read {}: it is no longer a regular file (replaced while the put ran)",
-            path.display()
+            shown_path(path)
         );
     }
     Ok(file)
@@ -487,7 +496,7 @@ pub fn changed_while_read(path: &Path, opened: Option<&Stamp>, read_len: u64) ->
         format!(
             "{} changed while it was read: what was stored may mix old and new bytes \
              (the next put reads it again)",
-            path.display()
+            shown_path(path)
         )
     })
 }
@@ -557,7 +566,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     let device = match how.one_file_system {
         true => Some(
             fs::metadata(dir)
-                .with_context(|| format!("cannot read {}", dir.display()))?
+                .with_context(|| format!("cannot read {}", shown_path(dir)))?
                 .dev(),
         ),
         false => None,
@@ -672,7 +681,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     let mut reader = bar.wrap_read(file);
                     let (o, _) = store
                         .put_named_stamped(&mut reader, name, EntryKind::File, meta)
-                        .with_context(|| format!("cannot store {}", path.display()))?;
+                        .with_context(|| format!("cannot store {}", shown_path(path)))?;
                     let read_len = o.content_ref.len();
                     let reports = report.into_iter().chain(changed_while_read(
                         path,
@@ -684,7 +693,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                 }
                 Found::Symlink { path, name, meta } => {
                     let target = fs::read_link(path)
-                        .with_context(|| format!("cannot read link {}", path.display()))?;
+                        .with_context(|| format!("cannot read link {}", shown_path(path)))?;
                     let target = target.as_os_str().as_encoded_bytes().to_vec();
                     // A link is never changed in place, only replaced (a new
                     // inode and change time), so the walk's stamp is this
@@ -694,7 +703,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     let meta = FileMeta { mode: None, ..meta };
                     let (o, _) = store
                         .put_named_stamped(&mut target.as_slice(), name, EntryKind::Symlink, meta)
-                        .with_context(|| format!("cannot store {}", path.display()))?;
+                        .with_context(|| format!("cannot store {}", shown_path(path)))?;
                     report_later(&mut report.into_iter());
                     o
                 }
@@ -702,7 +711,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                     let Recorded { meta, report } = entry_attrs(path, meta, start);
                     let (o, _) = store
                         .put_named_stamped(&mut std::io::empty(), name, EntryKind::Directory, meta)
-                        .with_context(|| format!("cannot store {}", path.display()))?;
+                        .with_context(|| format!("cannot store {}", shown_path(path)))?;
                     report_later(&mut report.into_iter());
                     o
                 }
@@ -908,7 +917,7 @@ fn restore_target(dir: &Path, name: &str) -> Result<PathBuf> {
     let target = dir.join(&rel);
     if let Some(parent) = target.parent() {
         fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+            .with_context(|| format!("cannot create {}", shown_path(parent)))?;
     }
     Ok(target)
 }
@@ -929,8 +938,8 @@ fn refuse_links_above(dir: &Path, rel: &str) -> Result<()> {
             bail!(
                 "refusing to restore {rel}: {} is a symlink, and writing through it could \
                  leave {}",
-                path.display(),
-                dir.display()
+                shown_path(&path),
+                shown_path(dir)
             );
         }
     }
@@ -945,15 +954,18 @@ fn restore_link(path: &Path, link: &[u8], attrs: &FileAttrs) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let _ = fs::remove_file(path);
     std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(link), path)
-        .with_context(|| format!("cannot create link {}", path.display()))?;
+        .with_context(|| format!("cannot create link {}", shown_path(path)))?;
     attrs
         .apply_to_link(path)
-        .with_context(|| format!("cannot set the time of link {}", path.display()))
+        .with_context(|| format!("cannot set the time of link {}", shown_path(path)))
 }
 
 #[cfg(not(unix))]
 fn restore_link(path: &Path, _link: &[u8], _attrs: &FileAttrs) -> Result<()> {
-    bail!("cannot create symlink {} on this platform", path.display())
+    bail!(
+        "cannot create symlink {} on this platform",
+        shown_path(&path)
+    )
 }
 
 /// The names of `records` that are not gone already.
@@ -1011,13 +1023,23 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     {
         bail!(
             "cannot restore into {}: it is not a directory",
-            dir.display()
+            shown_path(dir)
         );
     }
     let listing = store.list_readable(prefix)?;
     let damage = listing.damage();
     let all = listing.records;
-    if all.is_empty() && damage.is_none() {
+    // The directory the prefix names, when `put` recorded it (a put of its
+    // parent did): it gets its bits and time once what is under it is
+    // written, and an empty one is all there is to restore.
+    let (top, top_error) = match directory_named_by(store, prefix) {
+        Ok(record) => (record, None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    let mut top = top
+        .as_ref()
+        .and_then(|r| Some((r, version_to_restore(r, at)?)));
+    if all.is_empty() && damage.is_none() && top.is_none() {
         bail!("no names start with {prefix:?}");
     }
     let listed = all.len();
@@ -1028,10 +1050,17 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .filter_map(|r| Some((r, version_to_restore(r, at)?)))
         .collect();
     let there = chosen.len();
-    let records: Vec<(&Record, &Version)> = chosen
+    let mut records: Vec<(&Record, &Version)> = chosen
         .into_iter()
         .filter(|(r, v)| !exclude.excludes_path(&r.name, v.kind == EntryKind::Directory))
         .collect();
+    // An empty directory: made, like any directory restored, and given
+    // its bits and time with the others below.
+    if all.is_empty()
+        && let Some(empty) = top.take()
+    {
+        records.push(empty);
+    }
     if records.is_empty() {
         if let Some(e) = damage {
             return Err(e.into());
@@ -1068,7 +1097,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
             };
             if in_the_way {
                 fs::remove_file(&target)
-                    .with_context(|| format!("cannot replace {}", target.display()))?;
+                    .with_context(|| format!("cannot replace {}", shown_path(&target)))?;
             }
         }
         match version.kind {
@@ -1076,21 +1105,19 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                 &target,
                 &attrs_of(version, ownership),
                 |out| {
-                    let mut out = bar.wrap_write(out);
-                    store
-                        .get_to(&version.content_ref, &mut out)
-                        .with_context(|| format!("cannot read {}", record.name))?;
-                    Ok(())
+                    crate::output::read_into(out, &shown_path(&target), &record.name, |out| {
+                        store.get_to(&version.content_ref, &mut bar.wrap_write(out))
+                    })
                 },
             ),
             EntryKind::Symlink => {
-                let link = store
-                    .get(&version.content_ref)
-                    .with_context(|| format!("cannot read {}", record.name))?;
+                let link = store.get(&version.content_ref).with_context(|| {
+                    format!("cannot read {}", shown_name(&record.name, EntryKind::File))
+                })?;
                 restore_link(&target, &link, &attrs_of(version, ownership))
             }
             EntryKind::Directory => fs::create_dir_all(&target)
-                .with_context(|| format!("cannot create {}", target.display())),
+                .with_context(|| format!("cannot create {}", shown_path(&target))),
         }
     };
     let (mut links, others): (Vec<_>, Vec<_>) = records
@@ -1128,15 +1155,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     bar.finish_and_clear();
     // Directories get their bits and times once everything under them is
     // written (a write would move the time; a read-only bit would stop
-    // it), the deepest first; the directory the prefix names too, when
-    // `put` recorded it (a put of its parent did).
-    let (top, top_error) = match directory_named_by(store, prefix) {
-        Ok(record) => (record, None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
-    let top = top
-        .as_ref()
-        .and_then(|r| Some((r, version_to_restore(r, at)?)));
+    // it), the deepest first; the directory the prefix names too.
     let mut dirs: Vec<(String, PathBuf, FileAttrs)> = records
         .iter()
         .copied()
@@ -1158,13 +1177,13 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => bail!(
                 "not setting the mode or time of {}: it is not a directory",
-                path.display()
+                shown_path(path)
             ),
-            Err(e) => bail!("cannot set the mode or time of {}: {e}", path.display()),
+            Err(e) => bail!("cannot set the mode or time of {}: {e}", shown_path(path)),
         }
         attrs
             .apply_to_dir(path)
-            .with_context(|| format!("cannot set the mode or time of {}", path.display()))
+            .with_context(|| format!("cannot set the mode or time of {}", shown_path(path)))
     });
     let failures: Vec<String> = results
         .into_iter()

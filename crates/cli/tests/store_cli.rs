@@ -2077,3 +2077,299 @@ fn a_second_directory_on_the_same_backend_prefix_is_refused_while_the_first_writ
     let names = listed(&second, &[]);
     assert_eq!(names, ["x", "y"], "{names:?}");
 }
+
+/// `put DIR` of the directory in `cwd`, quietly; must succeed.
+fn put_tree_in(store: &Path, cwd: &Path, dir: &str) {
+    ok(seccs(store).current_dir(cwd).args(["put", dir, "-q"]));
+}
+
+/// Seconds since the epoch, a little ahead: a `--at` after every put so far.
+fn soon() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    (now.as_secs() + 5).to_string()
+}
+
+#[test]
+fn an_empty_directory_is_restored_by_its_prefix_with_its_mode_and_time() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let empty = tmp.path().join("t9/e");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    std::fs::create_dir_all(tmp.path().join("t9/d")).expect("mkdir");
+    std::fs::write(tmp.path().join("t9/d/f"), b"x").expect("write");
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    std::fs::File::open(&empty)
+        .and_then(|d| d.set_modified(old))
+        .expect("set the time");
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o751)).expect("chmod");
+    put_tree_in(&store, tmp.path(), "t9");
+    for (out, at) in [("r14", None), ("r14at", Some(soon()))] {
+        let restore = tmp.path().join(out);
+        let mut get = seccs(&store);
+        get.args(["get", "t9/e/", "-o"]).arg(&restore);
+        if let Some(at) = &at {
+            get.args(["--at", at]);
+        }
+        ok(&mut get);
+        let meta = std::fs::metadata(restore.join("t9/e")).expect("restored");
+        assert!(meta.is_dir(), "{out}");
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o751, "{out}");
+        assert_eq!(meta.modified().expect("mtime"), old, "{out}");
+    }
+    // A prefix that names nothing still says so.
+    let err = fails(
+        seccs(&store)
+            .args(["get", "t9/none/", "-o"])
+            .arg(tmp.path().join("r16")),
+    );
+    assert!(err.contains("no names start with"), "{err}");
+}
+
+#[test]
+fn a_tree_restore_refuses_range_and_standard_output() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    std::fs::create_dir(tmp.path().join("t")).expect("mkdir");
+    random_file(&tmp.path().join("t"), "f", 1_000, 40);
+    put_tree_in(&store, tmp.path(), "t");
+    let err = fails(
+        seccs(&store)
+            .current_dir(tmp.path())
+            .args(["get", "t/", "--range", "0:1", "-o", "rr"]),
+    );
+    assert!(err.contains("--range") && err.contains("tree"), "{err}");
+    assert!(!tmp.path().join("rr").exists(), "nothing restored");
+    let err = fails(
+        seccs(&store)
+            .current_dir(tmp.path())
+            .args(["get", "t/", "-o", "-"]),
+    );
+    assert!(err.contains("standard output"), "{err}");
+    assert!(!tmp.path().join("-").exists(), "no directory named -");
+}
+
+#[test]
+fn an_empty_seccs_store_counts_as_unset() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let input = random_file(tmp.path(), "in.bin", 1_000, 41);
+    put_as(&store, &input, "x");
+    let names = ok(seccs(&store).env("SECCS_STORE", "").arg("ls"));
+    assert!(names.ends_with("  x\n"), "{names}");
+    // A set one is still honoured, and --help still says so.
+    let names = ok(Command::new(env!("CARGO_BIN_EXE_seccs"))
+        .env("SECCS_STORE", &store)
+        .arg("ls"));
+    assert!(names.ends_with("  x\n"), "{names}");
+    let help = ok(Command::new(env!("CARGO_BIN_EXE_seccs")).args(["ls", "--help"]));
+    assert!(help.contains("SECCS_STORE"), "{help}");
+}
+
+#[test]
+fn a_directory_version_as_ls_all_shows_it_is_accepted_by_get_and_rm() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    std::fs::create_dir_all(tmp.path().join("t1/empty")).expect("mkdir");
+    put_tree_in(&store, tmp.path(), "t1");
+    let all = listed(&store, &["--all"]);
+    assert!(all.contains(&"t1/empty/@1".to_owned()), "{all:?}");
+    let err = fails(seccs(&store).args(["get", "t1/empty/@1"]));
+    assert!(
+        err.contains("is a directory") && err.contains("`seccs get t1/empty/ -o DIR`"),
+        "{err}"
+    );
+    ok(seccs(&store).args(["rm", "t1/empty/@1"]));
+    let all = listed(&store, &["--all"]);
+    assert!(!all.iter().any(|n| n.starts_with("t1/empty")), "{all:?}");
+}
+
+#[test]
+fn a_symlinks_newest_version_comes_back_as_a_symlink() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    std::fs::create_dir(tmp.path().join("t")).expect("mkdir");
+    std::os::unix::fs::symlink("some/target", tmp.path().join("t/l")).expect("symlink");
+    put_tree_in(&store, tmp.path(), "t");
+    let out = tmp.path().join("out");
+    ok(seccs(&store).args(["get", "t/l", "-o"]).arg(&out));
+    assert_eq!(
+        std::fs::read_link(&out).expect("a link"),
+        Path::new("some/target")
+    );
+    // A link in the way is replaced, not followed.
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, b"keep").expect("write");
+    let again = tmp.path().join("again");
+    std::os::unix::fs::symlink(&victim, &again).expect("symlink");
+    ok(seccs(&store).args(["get", "t/l", "-o"]).arg(&again));
+    assert_eq!(
+        std::fs::read_link(&again).expect("a link"),
+        Path::new("some/target")
+    );
+    assert_eq!(std::fs::read(&victim).expect("read"), b"keep");
+    // Standard output gets the target's bytes.
+    for args in [&["get", "t/l"][..], &["get", "t/l", "-o", "-"]] {
+        let out = run(seccs(&store).args(args));
+        assert!(out.status.success(), "{args:?}");
+        assert_eq!(out.stdout, b"some/target", "{args:?}");
+    }
+}
+
+#[test]
+fn put_of_a_symlink_to_a_directory_says_so_and_how_to_store_the_tree() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    std::fs::create_dir(tmp.path().join("real")).expect("mkdir");
+    std::os::unix::fs::symlink("real", tmp.path().join("dirlink")).expect("symlink");
+    let err = fails(
+        seccs(&store)
+            .current_dir(tmp.path())
+            .args(["put", "dirlink"]),
+    );
+    assert!(
+        err.contains("symlink to a directory") && err.contains("`dirlink/`"),
+        "{err}"
+    );
+    assert!(!err.contains("os error"), "{err}");
+}
+
+#[test]
+fn ls_escapes_a_backslash_so_it_is_not_shown_like_a_newline() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let input = random_file(tmp.path(), "in.bin", 100, 42);
+    put_as(&store, &input, "x\\ny");
+    put_as(&store, &input, "x\ny");
+    let mut names = listed(&store, &[]);
+    names.sort();
+    assert_eq!(names, ["x\\\\ny", "x\\ny"]);
+}
+
+#[test]
+fn control_characters_in_messages_are_escaped() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let out = run(seccs(&store)
+        .args(["put", "--name", "z\x1b[2J", "-"])
+        .stdin(Stdio::null()));
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert!(err.contains("stored as z\\u{1b}[2J@1"), "{err}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+    // A restore onto a directory in the way names it escaped.
+    let name = "e\x1b[31mRED\x07";
+    std::fs::create_dir(tmp.path().join("t32")).expect("mkdir");
+    std::fs::write(tmp.path().join("t32").join(name), b"x").expect("write");
+    put_tree_in(&store, tmp.path(), "t32");
+    std::fs::create_dir_all(tmp.path().join("r36/t32").join(name)).expect("mkdir");
+    let out = run(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["get", "t32/", "-o", "r36"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert!(err.contains("e\\u{1b}[31mRED\\u{7}"), "{err}");
+    assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
+}
+
+#[test]
+fn a_failed_write_is_called_a_write_and_a_missing_directory_does_not_exist() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    std::fs::create_dir(tmp.path().join("t33")).expect("mkdir");
+    random_file(&tmp.path().join("t33"), "big", 1 << 20, 43);
+    put_tree_in(&store, tmp.path(), "t33");
+    // Files past a small size limit cannot be written (EFBIG, with the
+    // signal ignored), as on a full disk.
+    let limited = |args: &str| {
+        let script = format!("trap '' XFSZ; ulimit -f 128; exec \"$0\" --store \"$1\" {args}");
+        run(Command::new("sh")
+            .current_dir(tmp.path())
+            .env_remove("SECCS_STORE")
+            .args(["-c", &script, env!("CARGO_BIN_EXE_seccs")])
+            .arg(&store))
+    };
+    for args in ["get t33/ -o r37", "get t33/big -o big"] {
+        let out = limited(args);
+        assert!(!out.status.success(), "{args}");
+        let err = String::from_utf8(out.stderr).expect("utf-8");
+        assert!(err.contains("cannot write"), "{args}: {err}");
+        assert!(!err.contains("cannot read"), "{args}: {err}");
+        assert_eq!(err.matches("os error 27").count(), 1, "{args}: {err}");
+        assert!(!err.contains(".tmp"), "no temporary name: {err}");
+    }
+    let missing = tmp.path().join("nonexistent/dir/f");
+    let err = fails(seccs(&store).args(["get", "t33/big", "-o"]).arg(&missing));
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!err.contains("not a directory"), "{err}");
+}
+
+/// Hard links are told by inode and change time, which making or removing
+/// a link changes: a restore of an earlier time links files as they were
+/// linked then, not as they are linked now.
+#[test]
+fn a_restore_of_an_earlier_time_links_files_as_they_were_linked_then() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let tree = tmp.path().join("t");
+    std::fs::create_dir(&tree).expect("mkdir");
+    let (a, b) = (tree.join("a"), tree.join("b"));
+    let same_time = |path: &Path| {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("open");
+        let then = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        file.set_modified(then).expect("set mtime");
+    };
+    for path in [&a, &b] {
+        std::fs::write(path, b"data\n").expect("write");
+        same_time(path);
+    }
+    let inode = |path: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).expect("stat").ino()
+    };
+    let restore_at = |at: &str, out: &str| {
+        let out = tmp.path().join(out);
+        ok(seccs(&store)
+            .current_dir(tmp.path())
+            .args(["get", "t/", "-q", "--at", at, "-o"])
+            .arg(&out));
+        (inode(&out.join("t/a")), inode(&out.join("t/b")))
+    };
+    let put = || {
+        ok(seccs(&store)
+            .current_dir(tmp.path())
+            .args(["put", "t", "-q"]));
+        // A whole second after this put and before the next, so the time
+        // returned lies strictly between them.
+        std::thread::sleep(Duration::from_millis(1100));
+        let between = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            .to_string();
+        std::thread::sleep(Duration::from_millis(1100));
+        between
+    };
+    // Two files, then the same two as one file with two names, then two
+    // again (b replaced by a copy).
+    let apart = put();
+    std::fs::remove_file(&b).expect("rm");
+    std::fs::hard_link(&a, &b).expect("ln");
+    let linked = put();
+    std::fs::remove_file(&b).expect("rm");
+    std::fs::write(&b, b"data\n").expect("write");
+    same_time(&b);
+    let apart_again = put();
+    let (x, y) = restore_at(&apart, "r1");
+    assert_ne!(x, y, "separate files at {apart}");
+    let (x, y) = restore_at(&linked, "r2");
+    assert_eq!(x, y, "one file at {linked}");
+    let (x, y) = restore_at(&apart_again, "r3");
+    assert_ne!(x, y, "separate files at {apart_again}");
+    assert!(run(seccs(&store).arg("verify")).status.success());
+}
