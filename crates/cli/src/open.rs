@@ -58,6 +58,9 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
     if StoreDir::exists(path) {
         bail!("{} already holds a store", path.display());
     }
+    // Nothing is made anywhere (a backend, a key on the share network or
+    // the key service) for a store whose directory cannot be.
+    check_creatable(path)?;
     // The backend first: an unreachable server or a bad URL leaves nothing
     // behind, so the corrected command can run again.
     if new.backend != EMBEDDED {
@@ -97,13 +100,46 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
         }
         KeySource::Kms { .. } => load_key_source(path, &new.key)?,
     };
-    let store_dir = StoreDir::create(path, config)?;
+    let store_dir = StoreDir::create(path, config.with_key_check(&key))?;
     if new.backend == EMBEDDED {
         // Made now, with the store: opening a store later never makes one,
         // so a database that went missing is not taken for an empty store.
         drop(store_dir.open_embedded()?);
     }
     Ok((store_dir, key))
+}
+
+/// Fails unless `path` can be made a directory: the nearest of it and its
+/// ancestors that exists is a directory. Each step goes one component up,
+/// so the walk ends.
+fn check_creatable(path: &Path) -> Result<()> {
+    let mut at = path;
+    loop {
+        match std::fs::metadata(at) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => bail!(
+                "cannot make a store at {}: {} is not a directory",
+                path.display(),
+                at.display()
+            ),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                match at.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+                    _ => return Ok(()),
+                }
+            }
+            Err(e) => bail!(
+                "cannot make a store at {}: {}: {e}",
+                path.display(),
+                at.display()
+            ),
+        }
+    }
 }
 
 /// An open store and the directory lock that keeps it ours.
@@ -137,9 +173,27 @@ pub fn open(path: &Path, create_if_missing: bool) -> Result<OpenStore> {
         let key = load_key(&dir)?;
         (dir, key)
     };
+    let mut dir = dir;
     let backend = open_backend(&dir)?;
-    let store = dir.open_store(backend, &key)?;
+    let source = key_source_shown(dir.config());
+    let store = dir.open_store(backend, &key).map_err(|e| match e {
+        seccs_store::StoreError::WrongKey(_) => anyhow::Error::new(e).context(format!(
+            "the key from {source} does not belong to this store: a wrong or replaced key              file, another KEK, or another version of a shared key?"
+        )),
+        e => e.into(),
+    })?;
     Ok(OpenStore { dir, store })
+}
+
+/// Where a store's key came from, for messages.
+fn key_source_shown(config: &StoreConfig) -> String {
+    match &config.key {
+        KeySource::File { path } => format!("the key file {}", path.display()),
+        KeySource::Kms {
+            server, kek_file, ..
+        } => format!("the key service {server} (KEK file {})", kek_file.display()),
+        KeySource::Share { tag, .. } => format!("the share network (tag {tag:?})"),
+    }
 }
 
 fn load_key(dir: &StoreDir) -> Result<SecretKey> {

@@ -51,13 +51,19 @@ pub struct InitArgs {
     key_from_kms: Option<String>,
     /// The KEK file for --key-from-kms (32 raw bytes or 64 hex digits, as
     /// `seccs kms new` writes it).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "key_from_kms")]
     kek: Option<PathBuf>,
     /// A CA certificate to trust for --key-from-kms.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "key_from_kms")]
     kms_ca: Option<PathBuf>,
-    /// A pinned SHA-256 certificate fingerprint for --key-from-kms.
-    #[arg(long, value_name = "SHA256")]
+    /// A pinned SHA-256 certificate fingerprint for --key-from-kms (instead
+    /// of --kms-ca: a pin trusts that one certificate only).
+    #[arg(
+        long,
+        value_name = "SHA256",
+        requires = "key_from_kms",
+        conflicts_with = "kms_ca"
+    )]
     kms_pin: Option<String>,
     /// The share client config for --key-from-share.
     #[arg(long, value_name = "FILE", requires = "key_from_share")]

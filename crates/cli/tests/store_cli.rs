@@ -2373,3 +2373,116 @@ fn a_restore_of_an_earlier_time_links_files_as_they_were_linked_then() {
     assert_ne!(x, y, "separate files at {apart_again}");
     assert!(run(seccs(&store).arg("verify")).status.success());
 }
+
+/// A store's key file replaced by another store's key (or another KEK, or
+/// another version of a shared key) is refused at open, before a put can
+/// write records that no later open with the right key could read.
+#[test]
+fn a_wrong_key_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (store, other) = (tmp.path().join("store"), tmp.path().join("other"));
+    let input = random_file(tmp.path(), "in.bin", 5000, 38);
+    put_as(&store, &input, "a");
+    ok(seccs(&other).arg("init"));
+    let right = std::fs::read(store.join("key")).expect("key");
+    std::fs::copy(other.join("key"), store.join("key")).expect("swap");
+    for args in [&["ls"][..], &["put", "-", "--name", "b"], &["verify"]] {
+        let err = fails(seccs(&store).args(args).stdin(Stdio::null()));
+        assert!(
+            err.contains("does not belong to this store") && err.contains("key file"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::write(store.join("key"), right).expect("restore");
+    assert_eq!(listed(&store, &[]), ["a"]);
+    assert!(run(seccs(&store).arg("verify")).status.success());
+}
+
+/// Runs `cmd` for at most 20 s; its stderr and whether it succeeded, or
+/// `None` if it had to be killed.
+fn bounded(cmd: &mut Command) -> Option<(bool, String)> {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut err = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                stderr.read_to_string(&mut err).expect("stderr");
+            }
+            return Some((status.success(), err));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Key-source options are checked before anything is made: kms options
+/// without --key-from-kms, a CA and a pin together, a store path under a
+/// file, and key or CA "files" that never end (/dev/zero) are all refused,
+/// promptly, leaving nothing behind.
+#[test]
+fn init_checks_its_key_source_options_before_making_anything() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let pin = "0".repeat(64);
+    let kek = tmp.path().join("kek");
+    std::fs::write(&kek, [7u8; 32]).expect("kek");
+    let kek = kek.to_str().expect("utf-8").to_owned();
+    for args in [
+        &["init", "--kek", &kek][..],
+        &["init", "--kms-pin", &pin],
+        &["init", "--kms-ca", "/etc/hostname"],
+        &[
+            "init",
+            "--key-from-kms",
+            "https://127.0.0.1:1",
+            "--kek",
+            &kek,
+            "--kms-ca",
+            "/etc/hostname",
+            "--kms-pin",
+            &pin,
+        ],
+    ] {
+        let out = run(seccs(&store).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!store.exists(), "{args:?}: nothing made");
+    }
+    let afile = tmp.path().join("afile");
+    std::fs::write(&afile, b"x").expect("write");
+    let err = fails(seccs(&afile.join("st")).arg("init"));
+    assert!(err.contains("is not a directory"), "{err}");
+    for args in [
+        &[
+            "init",
+            "--key-from-kms",
+            "https://127.0.0.1:1",
+            "--kek",
+            "/dev/zero",
+            "--kms-pin",
+            &pin,
+        ][..],
+        &[
+            "init",
+            "--key-from-kms",
+            "https://127.0.0.1:1",
+            "--kek",
+            &kek,
+            "--kms-ca",
+            "/dev/zero",
+        ],
+    ] {
+        let (succeeded, err) = bounded(seccs(&store).args(args)).expect("ended within 20 s");
+        assert!(!succeeded, "{args:?}");
+        assert!(err.contains("longer than"), "{args:?}: {err}");
+        assert!(!store.exists(), "{args:?}: nothing made");
+    }
+}

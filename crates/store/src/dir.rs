@@ -2,7 +2,8 @@
 //! and (for the embedded backend) the database.
 //!
 //! ```text
-//! DIR/config.toml   format version, chunk size, wrapper, backend, key source
+//! DIR/config.toml   format version, chunk size, wrapper, backend, key
+//!                   source, and the key's check value
 //! DIR/key           the store key (mode 0600), unless the config names
 //!                   another key file, the key service or the share network
 //! DIR/lock          held exclusively while a process has the store open
@@ -11,6 +12,13 @@
 //! ```
 //! Credentials for network backends never go into the config: they come from
 //! the environment or the backend's own credential files.
+//!
+//! The key's check value (16 bytes derived from the store key with HKDF under
+//! a label of its own, so it tells nothing of the key or of any other subkey)
+//! lets an open refuse a wrong key before anything is written with it: a
+//! swapped key file, another KEK or another version of a shared key would
+//! otherwise make every record read as tampered, and a put would add records
+//! that no later open with the right key can read.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -18,7 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use seccs_core::SecretKey;
+use seccs_core::kdf::{self, Label};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use crate::backend::{Backend, EmbeddedBackend};
 use crate::error::{Result, StoreError};
@@ -32,6 +42,19 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const EMBEDDED: &str = "embedded";
 
 const KEY_FILE_MAGIC: &str = "seccs-store-key-v1";
+/// The HKDF label of a store key's check value; part of the format.
+const KEY_CHECK_LABEL: Label = Label::Custom("seccs/v1/store/key-check");
+/// Bytes of a check value.
+const KEY_CHECK_LEN: usize = 16;
+/// The largest key file read (one line holds the magic and 64 hex digits).
+const MAX_KEY_FILE: u64 = 4096;
+
+/// The check value of a store key, in hex, as config.toml records it.
+pub fn key_check(key: &SecretKey) -> String {
+    let mut out = [0u8; KEY_CHECK_LEN];
+    kdf::derive_into(key, KEY_CHECK_LABEL, &mut out);
+    seccs_core::hexenc::encode(&out)
+}
 
 /// Where a store's key comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +103,10 @@ pub struct StoreConfig {
     pub compression: String,
     /// Where the key comes from.
     pub key: KeySource,
+    /// The key's check value ([`key_check`]); absent in stores made before
+    /// check values, which get one at their first open with the right key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_check: Option<String>,
 }
 
 impl StoreConfig {
@@ -92,7 +119,14 @@ impl StoreConfig {
             backend,
             compression: params.compression().to_string(),
             key,
+            key_check: None,
         }
+    }
+
+    /// This config with `key`'s check value recorded.
+    pub fn with_key_check(mut self, key: &SecretKey) -> Self {
+        self.key_check = Some(key_check(key));
+        self
     }
 
     /// The store parameters, validated.
@@ -131,15 +165,21 @@ impl StoreDir {
         config.params()?;
         fs::create_dir_all(path).map_err(|e| io_err(path, e))?;
         let lock = lock(path)?;
-        let text = toml::to_string(&config)
-            .map_err(|e| StoreError::Config(format!("cannot write config: {e}")))?;
-        write_atomic(&path.join("config.toml"), text.as_bytes(), 0o644)?;
-        Ok(Self {
+        let dir = Self {
             path: path.to_owned(),
             config,
             created: true,
             _lock: lock,
-        })
+        };
+        dir.write_config()?;
+        Ok(dir)
+    }
+
+    /// Writes config.toml from the config held (atomically).
+    fn write_config(&self) -> Result<()> {
+        let text = toml::to_string(&self.config)
+            .map_err(|e| StoreError::Config(format!("cannot write config: {e}")))?;
+        write_atomic(&self.path.join("config.toml"), text.as_bytes(), 0o644)
     }
 
     /// Opens an existing store directory, taking its lock.
@@ -215,9 +255,33 @@ impl StoreDir {
     }
 
     /// Builds the store over `backend` with `key`, and cleans up after a put
-    /// that a crash interrupted.
-    pub fn open_store(&self, backend: Arc<dyn Backend>, key: &SecretKey) -> Result<Store> {
+    /// that a crash interrupted. Refuses a key that is not the store's
+    /// ([`StoreError::WrongKey`]) before anything is written: by its check
+    /// value, or, in a store made before check values, by whether it opens
+    /// the store's catalog records; such a store gets the check value of the
+    /// key that opens them (or of the first key, while it has no names).
+    pub fn open_store(&mut self, backend: Arc<dyn Backend>, key: &SecretKey) -> Result<Store> {
         let mut store = Store::new(backend, self.config.params()?, key);
+        let wrong = || {
+            StoreError::WrongKey(format!(
+                "the key given is not the key of the store at {} (its check value differs from                  the one recorded when the store was made); nothing was read or written with it",
+                self.path.display()
+            ))
+        };
+        match &self.config.key_check {
+            Some(recorded) => {
+                if !bool::from(recorded.as_bytes().ct_eq(key_check(key).as_bytes())) {
+                    return Err(wrong());
+                }
+            }
+            None => {
+                if store.key_opens_catalog()? == Some(false) {
+                    return Err(wrong());
+                }
+                self.config.key_check = Some(key_check(key));
+                self.write_config()?;
+            }
+        }
         store.set_journal_dir(self.path.join("journal"));
         if store.needs_recovery()? {
             store.recover()?;
@@ -246,8 +310,18 @@ pub fn write_key_file(path: &Path, key: &SecretKey) -> Result<()> {
 
 /// Reads a key file written by [`write_key_file`].
 pub fn read_key_file(path: &Path) -> Result<SecretKey> {
-    let text = zeroize::Zeroizing::new(fs::read_to_string(path).map_err(|e| io_err(path, e))?);
+    use std::io::Read;
     let bad = || StoreError::Config(format!("{} is not a seccs key file", path.display()));
+    // A key file is one short line: read no more than fits one, so that a
+    // device or a wrong file is refused rather than read for ever.
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    File::open(path)
+        .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| io_err(path, e))?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(bad());
+    }
+    let text = zeroize::Zeroizing::new(String::from_utf8(bytes.to_vec()).map_err(|_| bad())?);
     let hex = text
         .trim_end()
         .strip_prefix(KEY_FILE_MAGIC)
@@ -305,4 +379,87 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 fn io_err(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Config(format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::EntryKind;
+
+    fn key(byte: u8) -> SecretKey {
+        SecretKey::from_bytes([byte; 32])
+    }
+
+    fn new_dir(path: &Path, check_of: Option<&SecretKey>) -> Result<StoreDir> {
+        let config = StoreConfig::new(
+            Params::default(),
+            EMBEDDED.into(),
+            KeySource::File {
+                path: PathBuf::from("key"),
+            },
+        );
+        let config = match check_of {
+            Some(key) => config.with_key_check(key),
+            None => config,
+        };
+        StoreDir::create(path, config)
+    }
+
+    fn is_wrong_key(result: Result<Store>) -> bool {
+        matches!(result, Err(StoreError::WrongKey(_)))
+    }
+
+    #[test]
+    fn a_key_other_than_the_stores_is_refused_before_anything_is_written() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        let mut dir = new_dir(&path, Some(&key(1)))?;
+        let backend = dir.open_embedded()?;
+        assert!(is_wrong_key(dir.open_store(backend.clone(), &key(2))));
+        assert_eq!(backend.usage()?.entries, 0, "nothing was written");
+        let store = dir.open_store(backend, &key(1))?;
+        store.put_named(&mut &b"x"[..], "x", EntryKind::File)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_store_made_before_check_values_checks_the_key_by_its_records() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        {
+            let dir = new_dir(&path, None)?;
+            let backend = dir.open_embedded()?;
+            // While it has no names, any key is taken (and then recorded):
+            // write a record first, as the store's earlier life did.
+            let store = Store::new(backend, dir.config().params()?, &key(1));
+            store.put_named(&mut &b"x"[..], "x", EntryKind::File)?;
+            drop(store);
+            assert!(dir.config().key_check.is_none());
+            drop(dir);
+        }
+        let mut dir = StoreDir::open(&path)?;
+        let backend = dir.open_embedded()?;
+        assert!(is_wrong_key(dir.open_store(backend.clone(), &key(2))));
+        assert!(
+            dir.config().key_check.is_none(),
+            "a wrong key records nothing"
+        );
+        dir.open_store(backend, &key(1))?;
+        assert_eq!(dir.config().key_check, Some(key_check(&key(1))));
+        drop(dir);
+        // Recorded on disk: the next open checks by the value.
+        let mut dir = StoreDir::open(&path)?;
+        assert_eq!(dir.config().key_check, Some(key_check(&key(1))));
+        let backend = dir.open_embedded()?;
+        assert!(is_wrong_key(dir.open_store(backend, &key(2))));
+        Ok(())
+    }
+
+    #[test]
+    fn a_check_value_is_sixteen_bytes_of_its_own() {
+        let check = key_check(&key(1));
+        assert_eq!(check.len(), 2 * KEY_CHECK_LEN);
+        assert_ne!(check, key_check(&key(2)));
+        assert!(!seccs_core::hexenc::encode(key(1).expose_secret()).contains(&check));
+    }
 }

@@ -67,6 +67,12 @@ pub enum StoreError {
     /// The store's directory, configuration or key file is unusable.
     #[error("{0}")]
     Config(String),
+    /// The key given is not the store's: its check value differs from the
+    /// one recorded when the store was made, or (for a store made before
+    /// check values) it opens none of the store's catalog records. Nothing
+    /// was read or written with it.
+    #[error("{0}")]
+    WrongKey(String),
 }
 
 impl StoreError {

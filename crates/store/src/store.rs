@@ -624,6 +624,23 @@ impl Store {
         Ok(())
     }
 
+    /// Whether this store's key opens its catalog records: `Some(true)` as
+    /// soon as one opens, `Some(false)` if there are records and none
+    /// opens (a wrong key: the store's own records are not all damaged at
+    /// once), `None` if there are none. Used to check a key against a store
+    /// made before check values (see [`crate::dir`]).
+    pub fn key_opens_catalog(&self) -> Result<Option<bool>> {
+        let mut found = None;
+        self.backend
+            .for_each_with_prefix(&[catalog::KEY_PREFIX], &mut |key, entry| {
+                if found != Some(true) && catalog::is_catalog_key(key) {
+                    found = Some(self.catalog.open(key, &entry.value).is_ok());
+                }
+                Ok(())
+            })?;
+        Ok(found)
+    }
+
     /// Every catalog record whose name starts with `prefix`, sorted by name;
     /// an error if any record fails to authenticate.
     pub fn list(&self, prefix: &str) -> Result<Vec<Record>> {

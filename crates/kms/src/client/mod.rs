@@ -152,9 +152,8 @@ impl ClientConfig {
         let mut config = match &self.trust {
             Trust::CaFile(path) => {
                 let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_file_iter(path)
-                    .map_err(|e| KmsError::Tls(format!("{}: {e}", path.display())))?
-                {
+                let pem = read_bounded(path, MAX_CA_FILE)?;
+                for cert in CertificateDer::pem_slice_iter(&pem) {
                     let cert =
                         cert.map_err(|e| KmsError::Tls(format!("{}: {e}", path.display())))?;
                     roots.add(cert).map_err(|e| KmsError::Tls(e.to_string()))?;
@@ -601,12 +600,35 @@ impl BlockingClient {
 /// whitespace allowed), as written by `seccs kms new --out FILE`, `wget …
 /// /new -O kek.dat` or by hand.
 pub fn load_kek(path: &std::path::Path) -> Result<SecretKey, KmsError> {
-    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| KmsError::File {
+    let bytes = zeroize::Zeroizing::new(read_bounded(path, MAX_KEK_FILE)?);
+    crate::server::parse_kek(&bytes)
+}
+
+/// The largest KEK file read: 64 hex digits and a line end, with room.
+const MAX_KEK_FILE: u64 = 4096;
+/// The largest CA file read: a bundle of many certificates.
+const MAX_CA_FILE: u64 = 4 << 20;
+
+/// Reads `path` whole, refusing one longer than `limit` bytes (a device
+/// such as /dev/zero, or the wrong file) before it is all in memory.
+fn read_bounded(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, KmsError> {
+    use std::io::Read;
+    let read_err = |source| KmsError::File {
         action: "read",
         path: path.to_owned(),
         source,
-    })?);
-    crate::server::parse_kek(&bytes)
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > limit {
+        return Err(read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {limit} bytes; not the file expected"),
+        )));
+    }
+    Ok(bytes)
 }
 
 /// The directory and file name of a new KEK file at `path`, checked: the
