@@ -128,9 +128,11 @@ pub fn password_from(file: Option<&std::path::Path>, confirm: bool) -> anyhow::R
     if let Ok(p) = std::env::var("SECCS_SHARE_PASSWORD") {
         return Ok(Password::new(p.into_bytes()));
     }
-    let first = rpassword::prompt_password("Password: ")?;
+    let no_terminal = "cannot ask for the share password (no terminal to ask on?): set \
+                       SECCS_SHARE_PASSWORD, or give a password file where the command takes one";
+    let first = rpassword::prompt_password("Password: ").context(no_terminal)?;
     if confirm {
-        let again = rpassword::prompt_password("Password again: ")?;
+        let again = rpassword::prompt_password("Password again: ").context(no_terminal)?;
         anyhow::ensure!(first == again, "the passwords differ");
     }
     Ok(Password::new(first.into_bytes()))

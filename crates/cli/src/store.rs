@@ -273,6 +273,16 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     } else {
         path.join(&key_path)
     };
+    if let Some(server) = &args.key_from_kms
+        && server.starts_with("https://")
+        && args.kms_ca.is_none()
+        && args.kms_pin.is_none()
+    {
+        bail!(
+            "--key-from-kms {server} needs --kms-ca FILE or --kms-pin SHA256 to trust the \
+             server (`seccs kms serve` prints both)"
+        );
+    }
     let key = match (&args.key_from_share, &args.key_from_kms) {
         (_, Some(server)) => KeySource::Kms {
             server: server.clone(),

@@ -2456,6 +2456,15 @@ fn init_checks_its_key_source_options_before_making_anything() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!store.exists(), "{args:?}: nothing made");
     }
+    let err = fails(seccs(&store).args([
+        "init",
+        "--key-from-kms",
+        "https://127.0.0.1:1",
+        "--kek",
+        &kek,
+    ]));
+    assert!(err.contains("--kms-ca FILE or --kms-pin"), "{err}");
+    assert!(!store.exists());
     let afile = tmp.path().join("afile");
     std::fs::write(&afile, b"x").expect("write");
     let err = fails(seccs(&afile.join("st")).arg("init"));
