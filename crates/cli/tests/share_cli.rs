@@ -218,3 +218,98 @@ fn serv_without_servers_and_an_unreachable_broker_fail_clearly() {
     assert!(!out.status.success());
     assert!(err.contains("min_acks = 1 is below threshold = 2"), "{err}");
 }
+
+/// Starts `n` share servers on the broker that `common` (config lines for
+/// servers and client alike) names; the client config is written too.
+fn start_servers(tmp: &Path, common: &str, n: usize) -> (Vec<Killed>, Network) {
+    let mut servers = Vec::new();
+    for i in 0..n {
+        let root = tmp.join(format!("server{i}"));
+        std::fs::create_dir_all(&root).expect("mkdir");
+        std::fs::write(
+            root.join("seccs-share.toml"),
+            format!("name = \"s{i}\"\n{common}"),
+        )
+        .expect("server config");
+        let child = seccs(tmp)
+            .args(["share", "serve", "--root"])
+            .arg(&root)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("seccs share serve");
+        servers.push(Killed(child));
+    }
+    let net = Network {
+        home: tmp.to_path_buf(),
+        config: tmp.join("client.toml"),
+        password: tmp.join("password"),
+    };
+    std::fs::write(&net.config, common).expect("client config");
+    std::fs::write(&net.password, "correct horse\n").expect("password");
+    net.wait_for_servers(n);
+    (servers, net)
+}
+
+/// `seccs init --key-from-share TAG`: the store key lives only on the
+/// share network; the store opens with the password, refuses a wrong one,
+/// and a second store can neither take the same tag nor be made with a
+/// password or KDF too weak for a key.
+#[test]
+fn a_store_whose_key_lives_on_the_share_network() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let broker = format!("broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\n");
+    let common = format!(
+        "{broker}[kdf]\nalgorithm = \"argon2id\"\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n"
+    );
+    let (_servers, net) = start_servers(tmp.path(), &common, 3);
+    let store = |name: &str, password: &str| {
+        let mut c = seccs(tmp.path());
+        c.arg("--store")
+            .arg(tmp.path().join(name))
+            .env("SECCS_SHARE_PASSWORD", password);
+        c
+    };
+    let init = |name: &str, password: &str, config: &Path| {
+        let mut c = store(name, password);
+        c.args(["init", "--key-from-share", "storekey", "--share-config"])
+            .arg(config);
+        c
+    };
+    ok(&mut init("a", "correct horse", &net.config));
+    assert!(!tmp.path().join("a/key").exists(), "no key on this machine");
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "held by three servers\n").expect("input");
+    ok(store("a", "correct horse")
+        .arg("put")
+        .arg(&input)
+        .args(["--name", "f"]));
+    let back = run(store("a", "correct horse").args(["get", "f"]));
+    assert_eq!(back.stdout, b"held by three servers\n");
+    let wrong = run(store("a", "not it").args(["get", "f"]));
+    assert!(!wrong.status.success());
+
+    // The tag is taken: a second store would load another key, so it is
+    // refused, and nothing of it is made.
+    let taken = run(&mut init("b", "correct horse", &net.config));
+    let err = String::from_utf8_lossy(&taken.stderr);
+    assert!(!taken.status.success() && err.contains("storekey"), "{err}");
+    assert!(!tmp.path().join("b").exists());
+    // A key needs a password and a KDF that make guessing it costly.
+    let empty = run(&mut init("c", "", &net.config));
+    assert!(!empty.status.success());
+    let weak = tmp.path().join("weak.toml");
+    std::fs::write(
+        &weak,
+        format!("{broker}[kdf]\nalgorithm = \"argon2id\"\nmemory_kib = 8\niterations = 1\nparallelism = 1\n"),
+    )
+    .expect("weak config");
+    let cheap = run(&mut init("d", "correct horse", &weak));
+    let err = String::from_utf8_lossy(&cheap.stderr);
+    assert!(!cheap.status.success() && err.contains("19456"), "{err}");
+    assert!(!tmp.path().join("c").exists() && !tmp.path().join("d").exists());
+    let tags = json_lines(&ok(&mut net.client(&["ls", "--json"])));
+    assert_eq!(tags.len(), 1, "{tags:?}");
+}

@@ -77,6 +77,17 @@ impl From<&Config> for ClientOptions {
     }
 }
 
+/// Rules a save follows beyond the options: those of a store key
+/// ([`crate::keyfile`]). The default is a plain save's: none.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SaveRules {
+    /// The least threshold the save may use.
+    pub min_threshold: usize,
+    /// The tag must be new: no server may list or hold any version of it,
+    /// so the save never becomes a newer version of someone else's file.
+    pub new_tag: bool,
+}
+
 /// What a save did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaveReport {
@@ -378,10 +389,28 @@ impl Client {
         data: &[u8],
         password: &Password,
     ) -> Result<SaveReport, Error> {
+        self.save_with(tag, data, password, SaveRules::default())
+            .await
+    }
+
+    /// Saves `data` as a new version of `tag`, following `rules`.
+    pub(crate) async fn save_with(
+        &self,
+        tag: &str,
+        data: &[u8],
+        password: &Password,
+        rules: SaveRules,
+    ) -> Result<SaveReport, Error> {
         check_new_tag(tag)?;
         let servers = self.servers().await?;
         let n = servers.len();
         let t = self.threshold_for(n)?;
+        if t < rules.min_threshold {
+            return Err(Error::KeyThresholdTooLow {
+                servers: n,
+                threshold: t,
+            });
+        }
         sharing::check_file_len(data.len() as u64, t)?;
         let needed = self.options.min_acks.unwrap_or(t).max(t);
         if needed > n {
@@ -397,9 +426,26 @@ impl Client {
                 let ms = u64::from(u16::from_le_bytes(r)) % (50 * attempt as u64) + 1;
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
-            let version = next_version(tag, &self.versions_of(tag).await?)?.max(floor);
+            let listed = self.versions_of(tag).await?;
+            // A retry follows a server's "version exists": the tag is not
+            // new, even when no server lists it.
+            if rules.new_tag && (!listed.is_empty() || attempt > 0) {
+                return Err(Error::TagExists {
+                    tag: tag.to_owned(),
+                    versions: listed.iter().map(|v| v.version).collect(),
+                });
+            }
+            let version = next_version(tag, &listed)?.max(floor);
             match self
-                .save_version(tag, data, password, &servers, t, needed, version)
+                .save_version(
+                    tag,
+                    data,
+                    password,
+                    &servers,
+                    (t, needed),
+                    version,
+                    rules.new_tag,
+                )
                 .await?
             {
                 Some(report) => return Ok(report),
@@ -417,8 +463,10 @@ impl Client {
         })
     }
 
-    /// One attempt of a save at `version`: the report, or `None` when another
-    /// save holds the version (this one's records are then removed again).
+    /// One attempt of a save at `version` with threshold `t` and `needed`
+    /// acknowledgements: the report, or `None` when another save holds the
+    /// version (this one's records are then removed again). With `exclusive`,
+    /// any server holding the version makes it another's.
     #[allow(clippy::too_many_arguments)]
     async fn save_version(
         &self,
@@ -426,9 +474,9 @@ impl Client {
         data: &[u8],
         password: &Password,
         servers: &[String],
-        t: usize,
-        needed: usize,
+        (t, needed): (usize, usize),
         version: u64,
+        exclusive: bool,
     ) -> Result<Option<SaveReport>, Error> {
         let n = servers.len();
         let records = {
@@ -486,8 +534,9 @@ impl Client {
             }
         }
         // With a conflict, another save holds the version on some servers: it
-        // is this save's only with more than half of them (so not the other's).
-        let won = acked.len() >= needed && (conflicts == 0 || 2 * acked.len() > n);
+        // is this save's only with more than half of them (so not the other's),
+        // and never for an exclusive save, which must be the tag's only one.
+        let won = acked.len() >= needed && (conflicts == 0 || (!exclusive && 2 * acked.len() > n));
         if won {
             return Ok(Some(SaveReport {
                 version,

@@ -77,6 +77,14 @@ impl Default for Kdf {
 }
 
 const MAX_KDF_MEMORY: u64 = 4 << 30;
+
+/// The least Argon2id memory (KiB) a store key is saved with: OWASP's
+/// minimum configuration (19 MiB, 2 passes).
+pub const MIN_KEY_ARGON2_MEMORY_KIB: u32 = 19 * 1024;
+/// The least Argon2id passes a store key is saved with (OWASP's minimum).
+pub const MIN_KEY_ARGON2_ITERATIONS: u32 = 2;
+/// The least scrypt log2(N) a store key is saved with.
+pub const MIN_KEY_SCRYPT_LOG_N: u8 = 15;
 const KDF_ARGON2ID: u8 = 1;
 const KDF_SCRYPT: u8 = 2;
 
@@ -92,6 +100,14 @@ impl Kdf {
     pub const INSECURE_FAST: Kdf = Kdf::Argon2id {
         memory_kib: 8,
         iterations: 1,
+        parallelism: 1,
+    };
+
+    /// The cheapest Argon2id parameters a store key may be saved with
+    /// (see [`Kdf::check_key_floor`]).
+    pub const KEY_FLOOR: Kdf = Kdf::Argon2id {
+        memory_kib: MIN_KEY_ARGON2_MEMORY_KIB,
+        iterations: MIN_KEY_ARGON2_ITERATIONS,
         parallelism: 1,
     };
 
@@ -122,6 +138,47 @@ impl Kdf {
                 }
                 if 128 * u64::from(r) * (1u64 << log_n) > MAX_KDF_MEMORY {
                     return Err(Error::Kdf("scrypt needs more than 4 GiB"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that these parameters are costly enough to save a store key
+    /// with: a key guarded by a near-free KDF falls to a guessed password.
+    /// Only saves are held to it, so records saved before stay loadable.
+    pub fn check_key_floor(&self) -> Result<(), Error> {
+        let below = |setting: &'static str, value: u64, floor: u64| {
+            Err(Error::WeakKdf {
+                setting,
+                value,
+                floor,
+            })
+        };
+        match *self {
+            Kdf::Argon2id {
+                memory_kib,
+                iterations,
+                ..
+            } => {
+                if memory_kib < MIN_KEY_ARGON2_MEMORY_KIB {
+                    return below(
+                        "argon2id memory_kib",
+                        memory_kib.into(),
+                        MIN_KEY_ARGON2_MEMORY_KIB.into(),
+                    );
+                }
+                if iterations < MIN_KEY_ARGON2_ITERATIONS {
+                    return below(
+                        "argon2id iterations",
+                        iterations.into(),
+                        MIN_KEY_ARGON2_ITERATIONS.into(),
+                    );
+                }
+            }
+            Kdf::Scrypt { log_n, .. } => {
+                if log_n < MIN_KEY_SCRYPT_LOG_N {
+                    return below("scrypt log_n", log_n.into(), MIN_KEY_SCRYPT_LOG_N.into());
                 }
             }
         }
@@ -326,6 +383,34 @@ mod tests {
             .check()
             .is_err()
         );
+    }
+
+    #[test]
+    fn store_keys_need_kdf_settings_at_or_above_the_floor() {
+        assert!(Kdf::default().check_key_floor().is_ok());
+        assert!(Kdf::SEED_SCRYPT.check_key_floor().is_ok());
+        assert!(Kdf::KEY_FLOOR.check_key_floor().is_ok());
+        let weak = |kdf: Kdf| match kdf.check_key_floor() {
+            Err(e @ Error::WeakKdf { .. }) => e.to_string(),
+            other => format!("not refused: {other:?}"),
+        };
+        let m = weak(Kdf::INSECURE_FAST);
+        assert!(m.contains("memory_kib = 8") && m.contains("19456"), "{m}");
+        let m = weak(Kdf::Argon2id {
+            memory_kib: 65536,
+            iterations: 1,
+            parallelism: 1,
+        });
+        assert!(
+            m.contains("iterations = 1") && m.contains("at least 2"),
+            "{m}"
+        );
+        let m = weak(Kdf::Scrypt {
+            log_n: 1,
+            r: 1,
+            p: 1,
+        });
+        assert!(m.contains("log_n = 1") && m.contains("at least 15"), "{m}");
     }
 
     #[test]

@@ -202,6 +202,55 @@ pub enum Error {
     /// A tag is empty or too long.
     #[error("invalid tag: {0}")]
     InvalidTag(&'static str),
+    /// A store key is saved only under a tag of its own: saving over one
+    /// that exists would add a version that every store using the tag then
+    /// loads instead of its own key.
+    #[error(
+        "{tag:?} already exists on the share network ({}); a store key needs a tag \
+         no other file or key uses: choose another tag, or remove {tag:?} first \
+         (seccs share rm {tag:?}) if nothing needs it",
+        version_list(.versions)
+    )]
+    TagExists {
+        /// The tag.
+        tag: String,
+        /// The versions the servers list (empty when a server only refused
+        /// the new version because it holds one).
+        versions: Vec<u64>,
+    },
+    /// A store key would be recoverable from a single server's records.
+    #[error(
+        "only {servers} share server{} answered and the threshold would be {threshold}: \
+         at least 2 servers must hold shares for a store key, so that no single machine \
+         holds it; start more share servers, or set threshold = 2 (or more) in the share config",
+        if *.servers == 1 { "" } else { "s" }
+    )]
+    KeyThresholdTooLow {
+        /// Servers online.
+        servers: usize,
+        /// The threshold the save would use.
+        threshold: usize,
+    },
+    /// A store key must be saved with a password.
+    #[error(
+        "the password for a store key is empty, so anyone on the broker could load the key; \
+         give a non-empty password (SECCS_SHARE_PASSWORD or the prompt)"
+    )]
+    EmptyPassword,
+    /// The client config's KDF is too cheap to save a store key with.
+    #[error(
+        "the share config's [kdf] {setting} = {value} is too weak to save a store key: \
+         it must be at least {floor}; raise it, or remove the [kdf] section for the default \
+         (argon2id, memory_kib = 65536, iterations = 3)"
+    )]
+    WeakKdf {
+        /// The setting, as `algorithm key`.
+        setting: &'static str,
+        /// Its value.
+        value: u64,
+        /// The least value accepted.
+        floor: u64,
+    },
     /// A key file loaded from the network is not a key file.
     #[error("not a seccs key file")]
     NotAKeyFile,
@@ -223,6 +272,15 @@ fn reason_list(reasons: &[String]) -> String {
         String::new()
     } else {
         format!(" ({})", reasons.join("; "))
+    }
+}
+
+fn version_list(versions: &[u64]) -> String {
+    let v: Vec<String> = versions.iter().map(u64::to_string).collect();
+    match v.len() {
+        0 => "a server holds a version of it".into(),
+        1 => format!("version {}", v.join("")),
+        _ => format!("versions {}", v.join(", ")),
     }
 }
 

@@ -4,6 +4,17 @@
 //! A key file is `"SCKF" | version u8 = 1 | key [32]`, saved like any file:
 //! password layer, data key split t-of-n, erasure-coded.
 //!
+//! A save of a key is stricter than a save of a file, because a store opened
+//! later loads whatever its tag's latest version holds:
+//! - the tag must be new on every server that answers ([`Error::TagExists`]):
+//!   a new version over another file or key would become that store's key;
+//! - at least 2 servers must be needed to rebuild it
+//!   ([`Error::KeyThresholdTooLow`]), or one machine holds the key;
+//! - the password may not be empty ([`Error::EmptyPassword`]), and the KDF
+//!   must be at least [`Kdf::KEY_FLOOR`]'s cost ([`Error::WeakKdf`]).
+//!
+//! Loads check none of these, so keys saved before stay loadable.
+//!
 //! The blocking functions run their own single-threaded tokio runtime and must
 //! not be called from inside a runtime; async code uses [`save_key_with`] and
 //! [`load_key_with`].
@@ -11,13 +22,24 @@
 use seccs_core::{KEY_LEN, SecretKey};
 use zeroize::Zeroizing;
 
-use crate::client::{Client, SaveReport};
+use crate::client::{Client, SaveReport, SaveRules};
 use crate::config::Config;
-use crate::crypto::Password;
+use crate::crypto::{Kdf, Password};
 use crate::error::Error;
 
 const KEY_MAGIC: [u8; 4] = *b"SCKF";
 const KEY_VERSION: u8 = 1;
+/// The least threshold of a key: no single server's records rebuild it.
+const MIN_KEY_THRESHOLD: usize = 2;
+
+/// The checks of a key save that need no network: a non-empty password and
+/// a KDF at or above the floor.
+fn check_key_secrets(kdf: &Kdf, password: &Password) -> Result<(), Error> {
+    if password.expose_secret().is_empty() {
+        return Err(Error::EmptyPassword);
+    }
+    kdf.check_key_floor()
+}
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
@@ -26,18 +48,26 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::io("start tokio runtime", e))
 }
 
-/// Saves `key` under `tag` as a new version (async).
+/// Saves `key` under `tag`, which no server may hold yet, as version 1
+/// (async). Refused, with nothing stored, when the tag exists, when fewer
+/// than 2 servers would be needed to rebuild the key, or when the password
+/// is empty or the client's KDF below the floor (see the module docs).
 pub async fn save_key_with(
     client: &Client,
     tag: &str,
     key: &SecretKey,
     password: &Password,
 ) -> Result<SaveReport, Error> {
+    check_key_secrets(&client.options().kdf, password)?;
     let mut file = Zeroizing::new(Vec::with_capacity(5 + KEY_LEN));
     file.extend_from_slice(&KEY_MAGIC);
     file.push(KEY_VERSION);
     file.extend_from_slice(key.expose_secret());
-    client.save(tag, &file, password).await
+    let rules = SaveRules {
+        min_threshold: MIN_KEY_THRESHOLD,
+        new_tag: true,
+    };
+    client.save_with(tag, &file, password, rules).await
 }
 
 /// Loads the latest key saved under `tag` (async): the newest version that
@@ -62,13 +92,16 @@ pub async fn load_key_with(
     Ok(SecretKey::from_slice(&data[5..])?)
 }
 
-/// Saves `key` under `tag` on the network of `config` (blocking).
+/// Saves `key` under `tag` on the network of `config` (blocking), with the
+/// checks of [`save_key_with`].
 pub fn save_key(
     config: &Config,
     tag: &str,
     key: &SecretKey,
     password: &Password,
 ) -> Result<SaveReport, Error> {
+    // Before the broker is reached: these fail the same whatever it says.
+    check_key_secrets(&config.kdf, password)?;
     runtime()?.block_on(async {
         let client = Client::connect(config).await?;
         save_key_with(&client, tag, key, password).await

@@ -20,7 +20,7 @@ use crate::endpoint::{Endpoint, Incoming, REQUEST_QUEUE};
 use crate::error::{BrokerError, Error};
 use crate::message::{Body, Message, ServerInfo, conflict_reason};
 use crate::record::Record;
-use crate::store::{PutOutcome, RecordStore, write_atomic};
+use crate::store::{PutOutcome, RecordStore, create_private_dir_all, write_atomic};
 
 /// Channel prefix of servers.
 pub const SERVER_PREFIX: &str = "seccs:server:";
@@ -96,8 +96,9 @@ pub async fn start(
     name: Option<String>,
     ack_timeout: Duration,
 ) -> Result<ServerHandle, Error> {
-    std::fs::create_dir_all(root)
-        .map_err(|e| Error::io(format!("create {}", root.display()), e))?;
+    // A root the server makes is private like everything in it; one the
+    // operator made keeps its mode.
+    create_private_dir_all(root)?;
     let store = RecordStore::open(root)?;
     let id = load_or_create_id(root)?;
     let channel = format!("{SERVER_PREFIX}{id}");

@@ -12,6 +12,11 @@
 //! holds (`/`, `+`, `..`, unicode, 4 KiB). Every file is written to a
 //! temporary name, synced, then renamed, so a crash never leaves half a record.
 //!
+//! Directories the server makes are private (0700 on Unix) and so are its
+//! files (0600): a record is a share of a password-encrypted file, and other
+//! users of the machine have no business reading it. A root the operator
+//! made keeps the mode it has.
+//!
 //! A record is published with a hard link, which fails when the name exists:
 //! two saves that race for one version never overwrite each other, whether
 //! they reach one server process or two processes sharing a root.
@@ -52,6 +57,26 @@ fn io(context: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(context, e)
 }
 
+/// Creates `path` and any missing parents, each new one private to the
+/// owner (0700 on Unix); directories that exist keep their mode.
+pub(crate) fn create_private_dir_all(path: &Path) -> Result<(), Error> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(io("create", path))
+}
+
+/// Creates the file `path`, which must not exist, readable and writable by
+/// the owner only (0600 on Unix), from the moment it exists.
+fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync dir.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     write_synced(path, bytes, Publish::Replace).map(|_| ())
@@ -84,7 +109,7 @@ fn write_synced(path: &Path, bytes: &[u8], publish: Publish) -> Result<bool, Err
     seccs_core::random_bytes(&mut rnd)?;
     let tmp = dir.join(format!(".tmp-{}", hex::encode(rnd)));
     let result = (|| {
-        let mut f = fs::File::create_new(&tmp).map_err(io("create", &tmp))?;
+        let mut f = create_private_file(&tmp).map_err(io("create", &tmp))?;
         f.write_all(bytes).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("sync", &tmp))?;
         match publish {
@@ -123,7 +148,7 @@ impl RecordStore {
     /// Opens (creating) the store under `root`.
     pub fn open(root: &Path) -> Result<Self, Error> {
         let dir = root.join("records");
-        fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        create_private_dir_all(&dir)?;
         Ok(Self {
             root: root.to_owned(),
             dir,
@@ -150,7 +175,7 @@ impl RecordStore {
     pub fn put(&self, tag: &str, version: u64, record: &[u8]) -> Result<PutOutcome, Error> {
         let dir = self.tag_dir(tag);
         let new_tag = !dir.exists();
-        fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        create_private_dir_all(&dir)?;
         let tag_file = dir.join("tag");
         if !tag_file.exists() {
             write_atomic(&tag_file, tag.as_bytes())?;

@@ -142,7 +142,8 @@ fn store_keys_round_trip_through_the_blocking_key_file_functions() -> TestResult
         .build()?;
     let net = rt.block_on(Net::new(Kind::Redis, 3))?;
     let mut config = Config::new(net.url.clone());
-    config.kdf = Kdf::INSECURE_FAST;
+    // The cheapest KDF a store key may be saved with.
+    config.kdf = Kdf::KEY_FLOOR;
     config.timeout_secs = 10;
     let key = seccs_core::SecretKey::generate()?;
     let pw = Password::new("store password");
