@@ -107,8 +107,11 @@ pub fn is_backend_url(url: &str) -> bool {
     )
 }
 
-/// `url` without a password in its user info, for configs and messages.
-/// Returns the input unchanged if it does not parse as a URL.
+/// `url` without a password in its user info, and with the value of any
+/// query parameter whose name suggests a secret (`password`, `secret`,
+/// `token`, …) replaced, for configs and messages: no backend takes such a
+/// parameter, but the error that says so shows the URL. Returns the input
+/// unchanged if it does not parse as a URL.
 pub fn redact(url: &str) -> String {
     match ::url::Url::parse(url) {
         Ok(mut parsed) => {
@@ -116,6 +119,21 @@ pub fn redact(url: &str) -> String {
                 // Setting the password of a URL that already has one (so has
                 // a host) cannot fail.
                 let _ = parsed.set_password(None);
+            }
+            let secret = |name: &str| {
+                let name = name.to_ascii_lowercase();
+                ["pass", "pwd", "secret", "token", "credential"]
+                    .iter()
+                    .any(|s| name.contains(s))
+            };
+            let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+            if pairs.iter().any(|(name, _)| secret(name)) {
+                let mut query = parsed.query_pairs_mut();
+                query.clear();
+                for (name, value) in &pairs {
+                    let value = if secret(name) { "REDACTED" } else { value };
+                    query.append_pair(name, value);
+                }
             }
             parsed.to_string()
         }
@@ -232,6 +250,10 @@ mod tests {
             "redis://alice@127.0.0.1:6379/0?prefix=x"
         );
         assert_eq!(redact("s3://b/p"), "s3://b/p");
+        assert_eq!(
+            redact("redis://h/0?prefix=q:&password=S3cr3t&apiToken=t"),
+            "redis://h/0?prefix=q%3A&password=REDACTED&apiToken=REDACTED"
+        );
     }
 
     #[test]

@@ -201,6 +201,18 @@ impl PostgresConfig {
     }
 
     fn connect(&self) -> Result<Client, postgres::Error> {
+        // The session says which process it serves, so that a store found
+        // locked names its holder as on the other backends.
+        let mut named = self.clone();
+        named.config.application_name(&format!(
+            "seccs pid {} on {}",
+            std::process::id(),
+            host_name()
+        ));
+        named.connect_as_is()
+    }
+
+    fn connect_as_is(&self) -> Result<Client, postgres::Error> {
         match &self.tls {
             Tls::Disable => self.config.connect(NoTls),
             Tls::Require(tls) => {
@@ -363,21 +375,30 @@ impl PostgresBackend {
             return Ok(());
         }
         self.round_trips.add(1);
-        let holder: Option<i32> = client
+        let holder: Option<(i32, Option<String>)> = client
             .query_opt(
-                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted                    AND objsubid = 2 AND classid = $1::int8::oid                    AND objid = (hashtext(current_schema() || '.' || $2)::int8 & 4294967295)::oid                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())                  LIMIT 1",
+                "SELECT l.pid, a.application_name FROM pg_locks l \
+                   LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted \
+                   AND l.objsubid = 2 AND l.classid = $1::int8::oid \
+                   AND l.objid = (hashtext(current_schema() || '.' || $2)::int8 & 4294967295)::oid \
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 LIMIT 1",
                 &[&i64::from(LOCK_CLASS), t],
             )
             .ok()
             .flatten()
-            .map(|row| row.get(0));
+            .map(|row| (row.get(0), row.get(1)));
+        let holder = match holder {
+            Some((_, Some(name))) if name.starts_with("seccs pid ") => {
+                name["seccs ".len()..].escape_debug().to_string()
+            }
+            Some((pid, _)) => format!("the session of server process {pid}"),
+            None => "another session".to_owned(),
+        };
         Err(BackendError::Locked {
             detail: format!(
-                "postgres: table {t:?} is locked by {}",
-                holder.map_or_else(
-                    || "another session".to_owned(),
-                    |pid| format!("the session of server process {pid}")
-                )
+                "postgres: table {t:?} is locked by {holder}; a holder that died frees it at once"
             ),
         })
     }
@@ -673,7 +694,16 @@ fn map_err(err: postgres::Error, table: &str) -> BackendError {
         }
         return BackendError::other(NAME, db_message(&err));
     }
-    // Not a database error: the connection failed or broke.
+    // Not a database error: the connection failed or broke, or the client
+    // lacks what the server asked for.
+    if err.to_string().contains("password missing") {
+        return BackendError::Auth {
+            backend: NAME.into(),
+            detail: "the server asks for a password and none was given: set PGPASSWORD (or \
+                     give one in the URL for a one-off command)"
+                .into(),
+        };
+    }
     let mut detail = err.to_string();
     let mut source = std::error::Error::source(&err);
     let mut depth = 0;
@@ -685,6 +715,15 @@ fn map_err(err: postgres::Error, table: &str) -> BackendError {
         depth += 1;
     }
     BackendError::unavailable(NAME, detail)
+}
+
+/// This machine's name, for the session's application name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "an unknown host".into())
 }
 
 fn db_message(err: &postgres::Error) -> String {

@@ -466,6 +466,12 @@ impl Backend for RedisBackend {
         true
     }
 
+    fn release(&self) {
+        if let Some(lease) = &self.lease {
+            lease.release_now();
+        }
+    }
+
     fn for_each(
         &self,
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,

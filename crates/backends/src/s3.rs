@@ -494,6 +494,12 @@ impl Backend for S3Backend {
         false
     }
 
+    fn release(&self) {
+        if let Some(lease) = &self.lease {
+            lease.release_now();
+        }
+    }
+
     fn for_each(
         &self,
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,

@@ -11,10 +11,17 @@
 //! signal's number, as a shell reports a process the signal killed.
 //! Processes that never write such a file (the servers, with their own
 //! graceful shutdown) never install it.
+//!
+//! A store on a network backend holds a writer lease there (see
+//! `seccs_backends`); a process killed by a signal would leave it to expire
+//! (30 s) and keep the store locked meanwhile. Such a backend is registered
+//! too, and the handler lets its lease go before the process exits.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+
+use seccs_store::backend::Backend;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -23,6 +30,18 @@ use signal_hook::iterator::Signals;
 static PENDING: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 /// Whether the handler thread is running (or could not be started).
 static HANDLER: OnceLock<()> = OnceLock::new();
+/// Backends whose writer lease an interrupt lets go.
+static BACKENDS: Mutex<Vec<Weak<dyn Backend>>> = Mutex::new(Vec::new());
+
+/// Lets `backend`'s writer lease go if the process is interrupted while it
+/// is open (see the module docs).
+pub fn release_on_interrupt(backend: &Arc<dyn Backend>) {
+    HANDLER.get_or_init(start_handler);
+    BACKENDS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Arc::downgrade(backend));
+}
 
 /// A temporary file registered for removal on an interrupt, for as long as
 /// this lives: drop it once the file is renamed into place or removed.
@@ -90,6 +109,10 @@ fn start_handler() {
                 let pending = pending();
                 for path in pending.iter() {
                     let _ = std::fs::remove_file(path);
+                }
+                let backends = BACKENDS.lock().unwrap_or_else(|p| p.into_inner());
+                for backend in backends.iter().filter_map(Weak::upgrade) {
+                    backend.release();
                 }
                 std::process::exit(128 + signal);
             }

@@ -251,9 +251,12 @@ fn open_backend(dir: &StoreDir) -> Result<Arc<dyn Backend>> {
 }
 
 fn open_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
-    let backend = seccs_backends::open_exclusive(url, false)
-        .with_context(|| format!("cannot open backend {}", seccs_backends::redact(url)))?;
-    Ok(Arc::from(backend))
+    let backend: Arc<dyn Backend> = Arc::from(
+        seccs_backends::open_exclusive(url, false)
+            .with_context(|| format!("cannot open backend {}", seccs_backends::redact(url)))?,
+    );
+    crate::interrupt::release_on_interrupt(&backend);
+    Ok(backend)
 }
 
 /// Creates the backend at `url` (a PostgreSQL table) and checks that it

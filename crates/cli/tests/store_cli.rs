@@ -2495,3 +2495,48 @@ fn init_checks_its_key_source_options_before_making_anything() {
         assert!(!store.exists(), "{args:?}: nothing made");
     }
 }
+
+/// A command interrupted while it holds a network store's writer lease
+/// lets the lease go before it exits, so the store is not locked for the
+/// lease's 30 s after it.
+#[test]
+fn an_interrupted_command_lets_its_writer_lease_go() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args([
+        "init",
+        "--backend",
+        &format!("redis://127.0.0.1:{port}/0?prefix=int:"),
+    ]));
+    let lease = b"int:\0seccs:writer-lease";
+    let mut holder = seccs(&store)
+        .args(["put", "-", "--name", "y", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !redis_exists(port, lease) {
+        assert!(Instant::now() < deadline, "the lease was never taken");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &holder.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = holder.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the command did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(holder.stdin.take());
+    assert_eq!(status.code(), Some(143));
+    assert!(!redis_exists(port, lease), "the lease outlived its holder");
+    ok(seccs(&store).arg("ls"));
+}

@@ -57,6 +57,8 @@ enum State {
     Held(Instant),
     /// Another holder took it (after ours expired).
     Lost,
+    /// Let go by [`Lease::release_now`].
+    Released,
 }
 
 /// A held writer lease; released when dropped.
@@ -151,9 +153,35 @@ impl Lease {
             }),
             State::Lost => Err(BackendError::Locked {
                 detail: "redis: this process lost its writer lease to another (it expired while \
-                         the server was out of reach); not writing"
+                         this process could not renew it: the server out of reach, or this \
+                         process stopped); not writing"
                     .into(),
             }),
+            State::Released => Err(BackendError::Locked {
+                detail: "redis: this process let its writer lease go; not writing".into(),
+            }),
+        }
+    }
+}
+
+impl Lease {
+    /// Lets the lease go now, from any thread, for a process about to exit
+    /// without dropping it: writes are refused from here on, the renewal
+    /// thread stops at its next turn, and the key is deleted if ours.
+    pub(super) fn release_now(&self) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Released;
+        self.delete_if_ours();
+    }
+
+    fn delete_if_ours(&self) {
+        // Best effort: a lease not released expires by itself after TTL.
+        if let Ok(mut conn) = connect(&self.client) {
+            let _: Result<i64, _> = redis::cmd("EVAL")
+                .arg(RELEASE_SCRIPT)
+                .arg(1)
+                .arg(&self.key)
+                .arg(&self.token)
+                .query(&mut conn);
         }
     }
 }
@@ -166,15 +194,7 @@ impl Drop for Lease {
             // request with a timeout; a panic in it has nothing to hand back.
             let _ = renewer.join();
         }
-        // Best effort: a lease not released expires by itself after TTL.
-        if let Ok(mut conn) = connect(&self.client) {
-            let _: Result<i64, _> = redis::cmd("EVAL")
-                .arg(RELEASE_SCRIPT)
-                .arg(1)
-                .arg(&self.key)
-                .arg(&self.token)
-                .query(&mut conn);
-        }
+        self.delete_if_ours();
     }
 }
 
@@ -206,6 +226,12 @@ fn renew(
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
+        if matches!(
+            *state.lock().unwrap_or_else(|p| p.into_inner()),
+            State::Released
+        ) {
+            return;
+        }
         if conn.is_none() {
             conn = connect(&client).ok();
         }
@@ -218,6 +244,9 @@ fn renew(
             .arg(TTL.as_millis() as u64)
             .query(c);
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(*state, State::Released) {
+            return;
+        }
         match renewed {
             Ok(1) => *state = State::Held(Instant::now()),
             Ok(_) => {

@@ -53,6 +53,8 @@ enum State {
     Held(Instant),
     /// Another holder replaced it.
     Lost,
+    /// Let go by [`Lease::release_now`].
+    Released,
 }
 
 /// A held writer lease; released when dropped.
@@ -191,9 +193,13 @@ impl Lease {
                 ),
             }),
             State::Lost => Err(BackendError::Locked {
-                detail: "s3: this process lost its writer lease to another (it expired while the \
-                         service was out of reach); not writing"
+                detail: "s3: this process lost its writer lease to another (it expired while \
+                         this process could not renew it: the service out of reach, or this \
+                         process stopped); not writing"
                     .into(),
+            }),
+            State::Released => Err(BackendError::Locked {
+                detail: "s3: this process let its writer lease go; not writing".into(),
             }),
         }
     }
@@ -231,25 +237,25 @@ async fn take(op: &Operator, token: &str) -> Result<String, BackendError> {
     })
 }
 
-impl Drop for Lease {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(renewer) = self.renewer.take() {
-            // The thread waits on the channel just closed or on one request
-            // bounded by REQUEST_TIMEOUT; a panic in it has nothing to give.
-            let _ = renewer.join();
-        }
-        // Best effort: a lease not released expires by itself after TTL.
-        // Only ours is removed (S3 has no conditional delete, so a lease
-        // taken over in the instant between the read and the delete would
-        // go too; its holder renews it within RENEW_EVERY).
-        let lost = matches!(
-            *self.state.lock().unwrap_or_else(|p| p.into_inner()),
-            State::Lost
+impl Lease {
+    /// Lets the lease go now, from any thread, for a process about to exit
+    /// without dropping it: writes are refused from here on, the renewal
+    /// thread stops at its next turn, and the object is deleted if ours.
+    pub(super) fn release_now(&self) {
+        let was = std::mem::replace(
+            &mut *self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            State::Released,
         );
-        if lost {
-            return;
+        if !matches!(was, State::Lost | State::Released) {
+            self.delete_if_ours();
         }
+    }
+
+    /// Best effort: a lease not released expires by itself after TTL.
+    /// Only ours is removed (S3 has no conditional delete, so a lease
+    /// taken over in the instant between the read and the delete would go
+    /// too; its holder renews it within RENEW_EVERY).
+    fn delete_if_ours(&self) {
         let (op, token) = (&self.op, &self.token);
         let _ = self.runtime.block_on(async {
             tokio::time::timeout(REQUEST_TIMEOUT, async {
@@ -261,6 +267,21 @@ impl Drop for Lease {
             })
             .await
         });
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(renewer) = self.renewer.take() {
+            // The thread waits on the channel just closed or on one request
+            // bounded by REQUEST_TIMEOUT; a panic in it has nothing to give.
+            let _ = renewer.join();
+        }
+        let state = *self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(state, State::Held(_)) {
+            self.delete_if_ours();
+        }
     }
 }
 
@@ -280,8 +301,17 @@ fn renew(
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
+        if matches!(
+            *state.lock().unwrap_or_else(|p| p.into_inner()),
+            State::Released
+        ) {
+            return;
+        }
         let renewed = runtime.block_on(write(op, lease_text(token), if_match(&etag)));
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(*state, State::Released) {
+            return;
+        }
         match renewed {
             Ok(Some(new)) => {
                 etag = new;

@@ -360,6 +360,13 @@ pub trait Backend: Send + Sync {
     /// way. Writers of many small batches turn it off, then flush once.
     fn set_sync_each_batch(&self, _sync: bool) {}
 
+    /// Lets go at once of what the backend holds for this process alone (a
+    /// writer lease), for a process about to exit without dropping it (an
+    /// interrupt); nothing may be written through the backend afterwards. A
+    /// no-op (the default) where there is nothing to let go, or where the
+    /// server lets go by itself when the process ends (a session lock).
+    fn release(&self) {}
+
     /// Gives the file system back the space of entries already deleted,
     /// where the backend keeps it after a delete (an LSM tree keeps deleted
     /// records until a compaction merges them away). `gc` calls it; it may
@@ -428,6 +435,9 @@ macro_rules! forward_backend {
             }
             fn reclaim_space(&self) -> Result<(), BackendError> {
                 (**self).reclaim_space()
+            }
+            fn release(&self) {
+                (**self).release()
             }
         }
     };
