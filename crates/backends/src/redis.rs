@@ -53,6 +53,10 @@ mod lease;
 
 use lease::{LEASE_KEY, Lease};
 
+/// The store marker's key after the prefix (see [`Backend::read_marker`]);
+/// like the lease's, a length no entry has, and walks skip it.
+const MARKER_KEY: &[u8] = b"\0seccs:store-marker";
+
 const NAME: &str = "redis";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IO_TIMEOUT: Duration = Duration::from_secs(300);
@@ -363,8 +367,11 @@ impl RedisBackend {
                     .arg(SCAN_COUNT)
                     .query(conn)
             })?;
-            let lease = self.key(LEASE_KEY);
-            let keys: Vec<Vec<u8>> = keys.into_iter().filter(|k| *k != lease).collect();
+            let (lease, marker) = (self.key(LEASE_KEY), self.key(MARKER_KEY));
+            let keys: Vec<Vec<u8>> = keys
+                .into_iter()
+                .filter(|k| *k != lease && *k != marker)
+                .collect();
             if !keys.is_empty() {
                 visit(keys)?;
             }
@@ -470,6 +477,26 @@ impl Backend for RedisBackend {
         if let Some(lease) = &self.lease {
             lease.release_now();
         }
+    }
+
+    fn keeps_marker(&self) -> bool {
+        true
+    }
+
+    fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        self.with_conn(|conn| redis::cmd("GET").arg(self.key(MARKER_KEY)).query(conn))
+    }
+
+    fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
+        if let Some(lease) = &self.lease {
+            lease.check()?;
+        }
+        self.with_conn(|conn| {
+            redis::cmd("SET")
+                .arg(self.key(MARKER_KEY))
+                .arg(value)
+                .query::<()>(conn)
+        })
     }
 
     fn for_each(

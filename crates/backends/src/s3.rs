@@ -58,6 +58,10 @@ mod lease;
 
 use lease::{LEASE_OBJECT, Lease};
 
+/// The store marker's object (see [`Backend::read_marker`]): not hex, so
+/// never an entry's name, and listings skip it.
+const MARKER_OBJECT: &str = "store-marker";
+
 const NAME: &str = "s3";
 const DEFAULT_REGION: &str = "us-east-1";
 const DEFAULT_CONCURRENCY: usize = 64;
@@ -383,7 +387,10 @@ impl S3Backend {
                 continue;
             }
             let name = entry.path().rsplit('/').next().unwrap_or_default();
-            if entry.path().trim_start_matches('/') == LEASE_OBJECT {
+            if matches!(
+                entry.path().trim_start_matches('/'),
+                LEASE_OBJECT | MARKER_OBJECT
+            ) {
                 continue;
             }
             let key = hex::decode(name).map_err(|_| BackendError::Corrupt {
@@ -498,6 +505,30 @@ impl Backend for S3Backend {
         if let Some(lease) = &self.lease {
             lease.release_now();
         }
+    }
+
+    fn keeps_marker(&self) -> bool {
+        true
+    }
+
+    fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        let _request = InFlight::new(self);
+        match self.runtime.block_on(self.op.read(MARKER_OBJECT)) {
+            Ok(buf) => Ok(Some(buf.to_vec())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
+        if let Some(lease) = &self.lease {
+            lease.check()?;
+        }
+        let _request = InFlight::new(self);
+        self.runtime
+            .block_on(self.op.write(MARKER_OBJECT, value.to_vec()))
+            .map(drop)
+            .map_err(map_err)
     }
 
     fn for_each(

@@ -100,7 +100,13 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
         }
         KeySource::Kms { .. } => load_key_source(path, &new.key)?,
     };
-    let store_dir = StoreDir::create(path, config.with_key_check(&key))?;
+    let mut store_dir = StoreDir::create(path, config.with_key_check(&key))?;
+    if new.backend != EMBEDDED {
+        // Marked now, so that a second store cannot be made on the same
+        // table or prefix before this one's first write.
+        let backend = open_network_backend(&new.backend)?;
+        store_dir.check_backend_marker(backend.as_ref(), &key)?;
+    }
     if new.backend == EMBEDDED {
         // Made now, with the store: opening a store later never makes one,
         // so a database that went missing is not taken for an empty store.
@@ -266,6 +272,16 @@ fn create_network_backend(url: &str) -> Result<()> {
     let shown = seccs_backends::redact(url);
     let backend = seccs_backends::open_exclusive(url, true)
         .with_context(|| format!("cannot create backend {shown}"))?;
+    if backend
+        .read_marker()
+        .with_context(|| format!("cannot read backend {shown}"))?
+        .is_some()
+    {
+        bail!(
+            "backend {shown} already holds a store (its marker): give each store its own table \
+             or prefix"
+        );
+    }
     let held = backend
         .usage()
         .with_context(|| format!("cannot read backend {shown}"))?

@@ -2540,3 +2540,73 @@ fn an_interrupted_command_lets_its_writer_lease_go() {
     assert!(!redis_exists(port, lease), "the lease outlived its holder");
     ok(seccs(&store).arg("ls"));
 }
+
+/// Sends one command to the Redis server on `port` and returns the start of
+/// its reply.
+fn redis_command(port: u16, args: &[&[u8]]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut request = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        request.extend_from_slice(arg);
+        request.extend_from_slice(b"\r\n");
+    }
+    s.write_all(&request).expect("send");
+    let mut reply = vec![0u8; 256];
+    let n = s.read(&mut reply).expect("reply");
+    reply.truncate(n);
+    reply
+}
+
+/// A Redis (or S3) backend keeps the store's marker beside its entries: a
+/// server that lost everything (a restart without persistence) is reported
+/// as such rather than read as an empty store, a second store cannot be
+/// made on the same prefix even before the first one's first write, and a
+/// store made before markers gets one at its next open.
+#[test]
+fn a_backend_that_lost_the_stores_data_is_reported_not_taken_for_empty() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=m:");
+    let (store, other) = (tmp.path().join("store"), tmp.path().join("other"));
+    ok(seccs(&store).args(["init", "--backend", &url]));
+    let err = fails(seccs(&other).args(["init", "--backend", &url]));
+    assert!(err.contains("already holds a store"), "{err}");
+    let input = random_file(tmp.path(), "in.bin", 5000, 39);
+    put_as(&store, &input, "a");
+
+    // Made before markers: no marker, no mark in the config; the next open
+    // marks it again.
+    let config = store.join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains("backend_marked = true"), "{text}");
+    std::fs::write(&config, text.replace("backend_marked = true\n", "")).expect("config");
+    redis_command(port, &[b"DEL", b"m:\0seccs:store-marker"]);
+    assert_eq!(listed(&store, &[]), ["a"]);
+    assert!(
+        std::fs::read_to_string(&config)
+            .expect("config")
+            .contains("backend_marked = true")
+    );
+
+    // The marker is no entry: a store emptied of names holds none.
+    ok(seccs(&store).args(["rm", "a"]));
+    assert_eq!(stat(&store)["entries"], 0);
+
+    // The server loses everything.
+    assert!(redis_command(port, &[b"FLUSHALL"]).starts_with(b"+OK"));
+    for args in [&["ls"][..], &["verify"], &["put", "-", "--name", "b"]] {
+        let err = fails(seccs(&store).args(args).stdin(Stdio::null()));
+        assert!(
+            err.contains("holds none of this store's data"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(
+        redis_command(port, &[b"DBSIZE"]).starts_with(b":0"),
+        "nothing written"
+    );
+}

@@ -107,6 +107,11 @@ pub struct StoreConfig {
     /// check values, which get one at their first open with the right key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_check: Option<String>,
+    /// Whether the backend was given this store's marker (see
+    /// [`StoreDir::check_backend_marker`]): from then on, a backend without
+    /// it has lost the store's data rather than never held any.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backend_marked: bool,
 }
 
 impl StoreConfig {
@@ -120,6 +125,7 @@ impl StoreConfig {
             compression: params.compression().to_string(),
             key,
             key_check: None,
+            backend_marked: false,
         }
     }
 
@@ -173,6 +179,47 @@ impl StoreDir {
         };
         dir.write_config()?;
         Ok(dir)
+    }
+
+    /// Checks that `backend` holds this store's data, where the backend
+    /// keeps a store marker ([`Backend::keeps_marker`]: Redis, S3): the
+    /// marker is `key`'s check value, written when the store is made (or,
+    /// for a store made before markers, at its first open). A backend with
+    /// another store's marker, or with none once this store marked it (its
+    /// server lost everything, or the URL now names another database), is
+    /// refused before anything is read or written, rather than taken for an
+    /// empty store.
+    pub fn check_backend_marker(&mut self, backend: &dyn Backend, key: &SecretKey) -> Result<()> {
+        if !backend.keeps_marker() {
+            return Ok(());
+        }
+        let ours = key_check(key);
+        match backend.read_marker()? {
+            Some(found) => {
+                if bool::from(found.as_slice().ct_eq(ours.as_bytes())) {
+                    Ok(())
+                } else {
+                    Err(StoreError::Config(format!(
+                        "the {} backend of the store at {} holds another store's data (its \
+                         marker is not this store's): two stores on one table or prefix?",
+                        backend.name(),
+                        self.path.display()
+                    )))
+                }
+            }
+            None if self.config.backend_marked => Err(StoreError::Config(format!(
+                "the {} backend of the store at {} holds none of this store's data, though it \
+                 did: its server lost it (a Redis restart without persistence, an emptied \
+                 bucket?), or the URL now names another database or prefix; nothing was changed",
+                backend.name(),
+                self.path.display()
+            ))),
+            None => {
+                backend.write_marker(ours.as_bytes())?;
+                self.config.backend_marked = true;
+                self.write_config()
+            }
+        }
     }
 
     /// Writes config.toml from the config held (atomically).
@@ -282,6 +329,7 @@ impl StoreDir {
                 self.write_config()?;
             }
         }
+        self.check_backend_marker(store.backend(), key)?;
         store.set_journal_dir(self.path.join("journal"));
         if store.needs_recovery()? {
             store.recover()?;

@@ -320,3 +320,30 @@ fn s3_a_holder_whose_lease_was_replaced_stops_writing() -> TestResult {
     );
     Ok(())
 }
+
+/// The store marker lives beside the entries on Redis and S3, never among
+/// them.
+#[test]
+fn the_store_marker_is_kept_beside_the_entries_on_redis_and_s3() -> TestResult {
+    let redis = RedisServer::start()?;
+    let s3 = S3Server::start()?;
+    let backends: Vec<Box<dyn Backend>> = vec![
+        seccs_backends::open_exclusive(&redis_url(&redis, "marked:"), true)?,
+        Box::new(s3_exclusive(&s3, "marked")?),
+    ];
+    for backend in backends {
+        assert!(backend.keeps_marker());
+        assert_eq!(backend.read_marker()?, None);
+        backend.write_marker(b"check value")?;
+        assert_eq!(backend.read_marker()?.as_deref(), Some(&b"check value"[..]));
+        assert_eq!(backend.usage()?.entries, 0, "{}", backend.name());
+        backend.apply(&one_put())?;
+        let mut seen = Vec::new();
+        backend.for_each(&mut |key, _| {
+            seen.push(key.to_vec());
+            Ok(())
+        })?;
+        assert_eq!(seen, [b"k".to_vec()], "{}", backend.name());
+    }
+    Ok(())
+}

@@ -360,6 +360,28 @@ pub trait Backend: Send + Sync {
     /// way. Writers of many small batches turn it off, then flush once.
     fn set_sync_each_batch(&self, _sync: bool) {}
 
+    /// Whether the backend keeps a store marker ([`Backend::read_marker`]):
+    /// a server that can lose everything it holds (a Redis restart without
+    /// persistence, a bucket emptied) would otherwise make a store look
+    /// merely empty. False (the default) where the store's data cannot go
+    /// missing without the backend saying so (a missing database or table).
+    fn keeps_marker(&self) -> bool {
+        false
+    }
+
+    /// The store marker, if the backend holds one: a value written once by
+    /// [`Backend::write_marker`] beside the entries but not among them
+    /// (walks and [`Backend::usage`] never show it).
+    fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(None)
+    }
+
+    /// Writes the store marker (see [`Backend::read_marker`]).
+    fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
+        let _ = value;
+        Ok(())
+    }
+
     /// Lets go at once of what the backend holds for this process alone (a
     /// writer lease), for a process about to exit without dropping it (an
     /// interrupt); nothing may be written through the backend afterwards. A
@@ -438,6 +460,15 @@ macro_rules! forward_backend {
             }
             fn release(&self) {
                 (**self).release()
+            }
+            fn keeps_marker(&self) -> bool {
+                (**self).keeps_marker()
+            }
+            fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
+                (**self).read_marker()
+            }
+            fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
+                (**self).write_marker(value)
             }
         }
     };
