@@ -59,7 +59,10 @@ const MARKER_KEY: &[u8] = b"\0seccs:store-marker";
 
 const NAME: &str = "redis";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const IO_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a request waits for its answer: far longer than any batch takes
+/// (a batch is at most a few 4 MiB segments), so that only a server that
+/// stopped answering makes a command fail rather than wait for ever.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Keys per `SCAN` step and per `MGET` in [`Backend::for_each`].
 const SCAN_COUNT: usize = 1000;
 /// Upper bound on `SCAN` steps: far more than any database needs.
@@ -560,11 +563,17 @@ fn map_err(err: RedisError) -> BackendError {
             backend: NAME.into(),
             detail: err.to_string(),
         }
-    } else if err.is_io_error()
-        || err.is_connection_refusal()
-        || err.is_timeout()
-        || err.is_connection_dropped()
-    {
+    } else if err.is_timeout() {
+        BackendError::unavailable(
+            NAME,
+            format!(
+                "no answer in time (connecting: {} s, a request: {} s): the server stopped \
+                 answering, paused, overloaded or cut off? ({err})",
+                CONNECT_TIMEOUT.as_secs(),
+                IO_TIMEOUT.as_secs()
+            ),
+        )
+    } else if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() {
         BackendError::unavailable(NAME, err)
     } else if err.kind() == ErrorKind::InvalidClientConfig {
         BackendError::Config(format!("redis: {err}"))

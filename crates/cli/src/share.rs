@@ -13,10 +13,33 @@ use seccs_net::{Client, Config, Password, config::CONFIG_FILE, parse_tag_version
 
 /// Arguments of `seccs share`.
 #[derive(Debug, Args)]
+#[command(after_long_help = CONFIG_HELP)]
 pub struct ShareArgs {
     #[command(subcommand)]
     command: ShareCommand,
 }
+
+/// The config file's format, for `seccs share --help`.
+const CONFIG_HELP: &str = "\
+Config file (TOML; a server reads ROOT/seccs-share.toml, a client \
+~/.seccs-share/seccs-share.toml, either may be given with --config):
+
+  broker = \"redis://127.0.0.1:6379\"   # or nats://HOST:PORT, or memory (tests); required
+  name = \"basement-nas\"               # a server's name in listings (default: its id)
+  timeout_secs = 30                   # how long a client waits for replies and acks
+  threshold = 3                       # records needed to rebuild (default: n/2 + 1 online)
+  min_acks = 4                        # servers that must acknowledge a save (>= threshold)
+  [kdf]                               # how a password becomes a key (default below)
+  algorithm = \"argon2id\"              # or scrypt (log_n, r, p)
+  memory_kib = 65536
+  iterations = 3
+  parallelism = 1
+
+A store key (seccs init --key-from-share) needs at least 2 servers, a \
+non-empty password and a KDF of at least argon2id 19456 KiB x2 or scrypt \
+log_n 15. The password comes from SECCS_SHARE_PASSWORD, --password-file or \
+a prompt. Anyone who can use the broker can list, delete or flood records: \
+close it with a Redis password or ACL user, or NATS credentials.";
 
 #[derive(Debug, Subcommand)]
 enum ShareCommand {

@@ -313,3 +313,24 @@ fn a_store_whose_key_lives_on_the_share_network() {
     let tags = json_lines(&ok(&mut net.client(&["ls", "--json"])));
     assert_eq!(tags.len(), 1, "{tags:?}");
 }
+
+/// `seccs share --help` teaches the config file: every key, the defaults,
+/// and what a store key needs.
+#[test]
+fn share_help_shows_the_config_format() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let help = ok(seccs(tmp.path()).args(["share", "--help"]));
+    for key in [
+        "broker =",
+        "name =",
+        "timeout_secs =",
+        "threshold =",
+        "min_acks =",
+        "[kdf]",
+        "memory_kib =",
+        "SECCS_SHARE_PASSWORD",
+        "19456",
+    ] {
+        assert!(help.contains(key), "{key}: {help}");
+    }
+}
