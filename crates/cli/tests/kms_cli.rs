@@ -722,3 +722,22 @@ fn an_interrupted_new_leaves_no_temporary_kek_file() -> TestResult {
     drop(silent);
     Ok(())
 }
+
+/// `kms serve --dir` naming a file says which path is in the way.
+#[test]
+fn serve_on_a_file_names_the_path_in_the_way() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let file = tmp.path().join("afile");
+    std::fs::write(&file, b"x")?;
+    let out = Command::new(env!("CARGO_BIN_EXE_seccs"))
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&file)
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&file.display().to_string()) && err.contains("not a directory"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -334,3 +334,17 @@ fn share_help_shows_the_config_format() {
         assert!(help.contains(key), "{key}: {help}");
     }
 }
+
+/// A missing config file is named, with its cause said once.
+#[test]
+fn a_missing_config_is_named_with_its_cause_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let missing = tmp.path().join("missing.toml");
+    let out = run(seccs(tmp.path())
+        .args(["share", "ls", "--config"])
+        .arg(&missing));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

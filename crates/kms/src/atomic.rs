@@ -131,7 +131,18 @@ pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         b.mode(0o700);
     }
-    b.create(dir)
+    // The error names the directory: callers report it as it is.
+    b.create(dir).map_err(|e| {
+        let why = if e.kind() == io::ErrorKind::AlreadyExists {
+            "a file that is not a directory is in the way".to_owned()
+        } else {
+            e.to_string()
+        };
+        io::Error::new(
+            e.kind(),
+            format!("cannot create directory {}: {why}", dir.display()),
+        )
+    })
 }
 
 #[cfg(test)]

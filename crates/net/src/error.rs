@@ -70,12 +70,14 @@ pub enum Error {
     #[error("decode: {0}")]
     Decode(#[from] DecodeError),
     /// A local file operation failed.
-    #[error("{context}: {source}")]
+    // The cause is part of the message and not also a `source`, so that a
+    // report that prints the chain (anyhow's `{:#}`) says it once.
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done.
         context: String,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The configuration file is invalid.
     #[error("config: {0}")]
@@ -300,7 +302,7 @@ impl Error {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),
-            source,
+            cause: source,
         }
     }
 }
