@@ -41,6 +41,8 @@
 use seccs_store::backend::{Backend, BackendError};
 
 mod batch;
+#[cfg(any(feature = "redis", feature = "s3", feature = "postgres"))]
+mod lease_state;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]

@@ -207,7 +207,7 @@ impl PostgresConfig {
         named.config.application_name(&format!(
             "seccs pid {} on {}",
             std::process::id(),
-            host_name()
+            crate::lease_state::host_name()
         ));
         named.connect_as_is()
     }
@@ -715,15 +715,6 @@ fn map_err(err: postgres::Error, table: &str) -> BackendError {
         depth += 1;
     }
     BackendError::unavailable(NAME, detail)
-}
-
-/// This machine's name, for the session's application name.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "an unknown host".into())
 }
 
 fn db_message(err: &postgres::Error) -> String {

@@ -20,15 +20,16 @@
 //! stopped for longer than the margin between its check and its `EXEC`.
 //! The margin is a third of the TTL.
 
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::{Client, Connection};
 use seccs_store::backend::BackendError;
 
 use super::{CONNECT_TIMEOUT, NAME, map_err};
+use crate::lease_state::{LeaseState, holder_token};
 
 /// The lease's key after the store's prefix. No store key has this length
 /// (nodes are digests, catalog records 33 bytes), and walks skip it.
@@ -50,23 +51,12 @@ const RENEW_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
 const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      return redis.call('DEL', KEYS[1]) end return 0";
 
-/// What the renewal thread last found.
-#[derive(Debug, Clone, Copy)]
-enum State {
-    /// Ours, renewed at this instant.
-    Held(Instant),
-    /// Another holder took it (after ours expired).
-    Lost,
-    /// Let go by [`Lease::release_now`].
-    Released,
-}
-
 /// A held writer lease; released when dropped.
 pub(super) struct Lease {
     client: Client,
     key: Vec<u8>,
     token: String,
-    state: Arc<Mutex<State>>,
+    state: Arc<LeaseState>,
     stop: Option<Sender<()>>,
     renewer: Option<JoinHandle<()>>,
 }
@@ -83,14 +73,7 @@ impl Lease {
     /// Takes the lease at `key`, or fails with [`BackendError::Locked`]
     /// naming the holder.
     pub(super) fn acquire(client: &Client, key: Vec<u8>) -> Result<Self, BackendError> {
-        let mut nonce = [0u8; 16];
-        seccs_core::random_bytes(&mut nonce).map_err(|e| BackendError::other(NAME, e))?;
-        let token = format!(
-            "{} pid {} on {}",
-            hex::encode(nonce),
-            std::process::id(),
-            host_name()
-        );
+        let token = holder_token(NAME)?;
         let mut conn = connect(client)?;
         let taken: Option<String> = redis::cmd("SET")
             .arg(&key)
@@ -116,7 +99,7 @@ impl Lease {
                 ),
             });
         }
-        let state = Arc::new(Mutex::new(State::Held(Instant::now())));
+        let state = Arc::new(LeaseState::held_now());
         let (stop, stopped) = mpsc::channel();
         let renewer = {
             let (client, key, token, state) =
@@ -141,26 +124,7 @@ impl Lease {
     /// Whether a write may go ahead: the lease is ours and was renewed
     /// recently enough that nobody else can hold it yet.
     pub(super) fn check(&self) -> Result<(), BackendError> {
-        let state = *self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match state {
-            State::Held(at) if at.elapsed() < TRUST_FOR => Ok(()),
-            State::Held(at) => Err(BackendError::Locked {
-                detail: format!(
-                    "redis: this process could not renew its writer lease for {} s, so another \
-                     may hold it now; not writing",
-                    at.elapsed().as_secs()
-                ),
-            }),
-            State::Lost => Err(BackendError::Locked {
-                detail: "redis: this process lost its writer lease to another (it expired while \
-                         this process could not renew it: the server out of reach, or this \
-                         process stopped); not writing"
-                    .into(),
-            }),
-            State::Released => Err(BackendError::Locked {
-                detail: "redis: this process let its writer lease go; not writing".into(),
-            }),
-        }
+        self.state.check(NAME, TRUST_FOR)
     }
 }
 
@@ -169,8 +133,9 @@ impl Lease {
     /// without dropping it: writes are refused from here on, the renewal
     /// thread stops at its next turn, and the key is deleted if ours.
     pub(super) fn release_now(&self) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Released;
-        self.delete_if_ours();
+        if self.state.release() {
+            self.delete_if_ours();
+        }
     }
 
     fn delete_if_ours(&self) {
@@ -217,7 +182,7 @@ fn renew(
     conn: Connection,
     key: &[u8],
     token: &str,
-    state: &Mutex<State>,
+    state: &LeaseState,
     stopped: &mpsc::Receiver<()>,
 ) {
     let mut conn = Some(conn);
@@ -226,10 +191,7 @@ fn renew(
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        if matches!(
-            *state.lock().unwrap_or_else(|p| p.into_inner()),
-            State::Released
-        ) {
+        if state.is_released() {
             return;
         }
         if conn.is_none() {
@@ -243,14 +205,10 @@ fn renew(
             .arg(token)
             .arg(TTL.as_millis() as u64)
             .query(c);
-        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-        if matches!(*state, State::Released) {
-            return;
-        }
         match renewed {
-            Ok(1) => *state = State::Held(Instant::now()),
+            Ok(1) => state.renewed(),
             Ok(_) => {
-                *state = State::Lost;
+                state.lost();
                 return;
             }
             // Out of reach: try again next turn; writes stop on their own
@@ -267,14 +225,6 @@ fn describe_holder(raw: &[u8]) -> String {
         Some((_, who)) if who.starts_with("pid ") => who.escape_debug().to_string(),
         _ => "another process".into(),
     }
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "an unknown host".into())
 }
 
 #[cfg(test)]

@@ -23,16 +23,17 @@
 //! Like every lease without fencing tokens, it leaves one window: a process
 //! stopped for longer than the margin between its check and its writes.
 
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opendal::{ErrorKind, Operator, options};
 use seccs_store::backend::BackendError;
 use tokio::runtime::Handle;
 
 use super::{NAME, map_err};
+use crate::lease_state::{LeaseState, holder_token};
 
 /// The lease object's name under the store's prefix: not hex, so never an
 /// entry's name, and listings skip it.
@@ -46,23 +47,12 @@ const TRUST_FOR: Duration = Duration::from_secs(20);
 /// Bound on each lease request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the renewal thread last found.
-#[derive(Debug, Clone, Copy)]
-enum State {
-    /// Ours, renewed at this instant.
-    Held(Instant),
-    /// Another holder replaced it.
-    Lost,
-    /// Let go by [`Lease::release_now`].
-    Released,
-}
-
 /// A held writer lease; released when dropped.
 pub(super) struct Lease {
     op: Operator,
     runtime: Handle,
     token: String,
-    state: Arc<Mutex<State>>,
+    state: Arc<LeaseState>,
     stop: Option<Sender<()>>,
     renewer: Option<JoinHandle<()>>,
 }
@@ -148,16 +138,9 @@ impl Lease {
     /// Takes the lease, or fails with [`BackendError::Locked`] naming the
     /// holder.
     pub(super) fn acquire(op: &Operator, runtime: Handle) -> Result<Self, BackendError> {
-        let mut nonce = [0u8; 16];
-        seccs_core::random_bytes(&mut nonce).map_err(|e| BackendError::other(NAME, e))?;
-        let token = format!(
-            "{} pid {} on {}",
-            hex::encode(nonce),
-            std::process::id(),
-            host_name()
-        );
+        let token = holder_token(NAME)?;
         let etag = runtime.block_on(take(op, &token))?;
-        let state = Arc::new(Mutex::new(State::Held(Instant::now())));
+        let state = Arc::new(LeaseState::held_now());
         let (stop, stopped) = mpsc::channel();
         let renewer = {
             let (op, runtime, token, state) =
@@ -182,26 +165,7 @@ impl Lease {
     /// Whether a write may go ahead: the lease is ours and was renewed
     /// recently enough that nobody else can hold it yet.
     pub(super) fn check(&self) -> Result<(), BackendError> {
-        let state = *self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match state {
-            State::Held(at) if at.elapsed() < TRUST_FOR => Ok(()),
-            State::Held(at) => Err(BackendError::Locked {
-                detail: format!(
-                    "s3: this process could not renew its writer lease for {} s, so another may \
-                     hold it now; not writing",
-                    at.elapsed().as_secs()
-                ),
-            }),
-            State::Lost => Err(BackendError::Locked {
-                detail: "s3: this process lost its writer lease to another (it expired while \
-                         this process could not renew it: the service out of reach, or this \
-                         process stopped); not writing"
-                    .into(),
-            }),
-            State::Released => Err(BackendError::Locked {
-                detail: "s3: this process let its writer lease go; not writing".into(),
-            }),
-        }
+        self.state.check(NAME, TRUST_FOR)
     }
 }
 
@@ -242,11 +206,7 @@ impl Lease {
     /// without dropping it: writes are refused from here on, the renewal
     /// thread stops at its next turn, and the object is deleted if ours.
     pub(super) fn release_now(&self) {
-        let was = std::mem::replace(
-            &mut *self.state.lock().unwrap_or_else(|p| p.into_inner()),
-            State::Released,
-        );
-        if !matches!(was, State::Lost | State::Released) {
+        if self.state.release() {
             self.delete_if_ours();
         }
     }
@@ -278,8 +238,7 @@ impl Drop for Lease {
             // bounded by REQUEST_TIMEOUT; a panic in it has nothing to give.
             let _ = renewer.join();
         }
-        let state = *self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if matches!(state, State::Held(_)) {
+        if self.state.is_held() {
             self.delete_if_ours();
         }
     }
@@ -293,7 +252,7 @@ fn renew(
     runtime: &Handle,
     token: &str,
     mut etag: String,
-    state: &Mutex<State>,
+    state: &LeaseState,
     stopped: &mpsc::Receiver<()>,
 ) {
     loop {
@@ -301,24 +260,17 @@ fn renew(
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        if matches!(
-            *state.lock().unwrap_or_else(|p| p.into_inner()),
-            State::Released
-        ) {
+        if state.is_released() {
             return;
         }
         let renewed = runtime.block_on(write(op, lease_text(token), if_match(&etag)));
-        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-        if matches!(*state, State::Released) {
-            return;
-        }
         match renewed {
             Ok(Some(new)) => {
                 etag = new;
-                *state = State::Held(Instant::now());
+                state.renewed();
             }
             Ok(None) => {
-                *state = State::Lost;
+                state.lost();
                 return;
             }
             // Out of reach: try again next turn; writes stop on their own
@@ -326,14 +278,6 @@ fn renew(
             Err(_) => {}
         }
     }
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "an unknown host".into())
 }
 
 #[cfg(test)]

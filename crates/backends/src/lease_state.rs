@@ -1,0 +1,139 @@
+//! What the holder of a writer lease knows of it, shared by the Redis and
+//! S3 leases (each keeps the lease on its server its own way): whether it
+//! is held and when it was last renewed, lost to another process, or let
+//! go, and the token that names the holder in the server's copy.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use seccs_store::backend::BackendError;
+
+/// The holder's view of its lease.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Ours, renewed at this instant.
+    Held(Instant),
+    /// Another holder took it.
+    Lost,
+    /// Let go by [`LeaseState::release`].
+    Released,
+}
+
+/// A lease's state, shared between the backend and its renewal thread.
+#[derive(Debug)]
+pub(crate) struct LeaseState {
+    state: Mutex<State>,
+}
+
+impl LeaseState {
+    /// The state of a lease just taken.
+    pub(crate) fn held_now() -> Self {
+        Self {
+            state: Mutex::new(State::Held(Instant::now())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A state is one word: whatever a panicking holder did, it is whole.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a renewal (unless the lease was let go meanwhile).
+    pub(crate) fn renewed(&self) {
+        let mut state = self.lock();
+        if !matches!(*state, State::Released) {
+            *state = State::Held(Instant::now());
+        }
+    }
+
+    /// Records that another holder has the lease (unless let go meanwhile).
+    pub(crate) fn lost(&self) {
+        let mut state = self.lock();
+        if !matches!(*state, State::Released) {
+            *state = State::Lost;
+        }
+    }
+
+    /// Lets the lease go; returns whether it was still ours (so that the
+    /// server's copy should be removed).
+    pub(crate) fn release(&self) -> bool {
+        let was = std::mem::replace(&mut *self.lock(), State::Released);
+        matches!(was, State::Held(_))
+    }
+
+    /// Whether the lease was let go (the renewal thread then stops).
+    pub(crate) fn is_released(&self) -> bool {
+        matches!(*self.lock(), State::Released)
+    }
+
+    /// Whether the lease is still ours as far as this process knows.
+    pub(crate) fn is_held(&self) -> bool {
+        matches!(*self.lock(), State::Held(_))
+    }
+
+    /// Whether a write may go ahead: the lease is ours and was renewed
+    /// within `trust_for`, so nobody else can hold it yet.
+    pub(crate) fn check(&self, backend: &str, trust_for: Duration) -> Result<(), BackendError> {
+        let detail = match *self.lock() {
+            State::Held(at) if at.elapsed() < trust_for => return Ok(()),
+            State::Held(at) => format!(
+                "{backend}: this process could not renew its writer lease for {} s, so another \
+                 may hold it now; not writing",
+                at.elapsed().as_secs()
+            ),
+            State::Lost => format!(
+                "{backend}: this process lost its writer lease to another (it expired while this \
+                 process could not renew it: the server out of reach, or this process stopped); \
+                 not writing"
+            ),
+            State::Released => {
+                format!("{backend}: this process let its writer lease go; not writing")
+            }
+        };
+        Err(BackendError::Locked { detail })
+    }
+}
+
+/// A new holder token: 16 random bytes in hex, then `pid N on HOST` for the
+/// message a second process sees.
+pub(crate) fn holder_token(backend: &str) -> Result<String, BackendError> {
+    let mut nonce = [0u8; 16];
+    seccs_core::random_bytes(&mut nonce).map_err(|e| BackendError::other(backend, e))?;
+    Ok(format!(
+        "{} pid {} on {}",
+        hex::encode(nonce),
+        std::process::id(),
+        host_name()
+    ))
+}
+
+/// This machine's name, for holder tokens and session names.
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "an unknown host".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_refuses_writes_once_stale_lost_or_let_go() {
+        let lease = LeaseState::held_now();
+        assert!(lease.check("redis", Duration::from_secs(20)).is_ok());
+        assert!(lease.check("redis", Duration::ZERO).is_err(), "stale");
+        lease.lost();
+        assert!(!lease.is_held());
+        assert!(lease.check("redis", Duration::from_secs(20)).is_err());
+        lease.renewed();
+        assert!(lease.release(), "it was ours again");
+        lease.renewed();
+        assert!(lease.is_released(), "a released lease stays released");
+        assert!(!lease.release());
+        let token = holder_token("redis").expect("token");
+        assert!(token.contains(&format!(" pid {} on ", std::process::id())));
+    }
+}
