@@ -184,7 +184,8 @@ pub fn open(path: &Path, create_if_missing: bool) -> Result<OpenStore> {
     let source = key_source_shown(dir.config());
     let store = dir.open_store(backend, &key).map_err(|e| match e {
         seccs_store::StoreError::WrongKey(_) => anyhow::Error::new(e).context(format!(
-            "the key from {source} does not belong to this store: a wrong or replaced key              file, another KEK, or another version of a shared key?"
+            "the key from {source} does not belong to this store: a wrong or replaced key \
+             file, another KEK, or another version of a shared key?"
         )),
         e => e.into(),
     })?;

@@ -311,7 +311,8 @@ impl StoreDir {
         let mut store = Store::new(backend, self.config.params()?, key);
         let wrong = || {
             StoreError::WrongKey(format!(
-                "the key given is not the key of the store at {} (its check value differs from                  the one recorded when the store was made); nothing was read or written with it",
+                "the key given is not the key of the store at {} (its check value differs from \
+                 the one recorded when the store was made); nothing was read or written with it",
                 self.path.display()
             ))
         };

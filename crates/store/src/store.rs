@@ -986,7 +986,8 @@ fn check_name(name: &str) -> Result<()> {
         && number.bytes().all(|b| b.is_ascii_digit())
     {
         return Err(StoreError::InvalidName(format!(
-            "{name:?}: a name cannot end in @ and digits, which read as a version              (NAME@N) of another name"
+            "{name:?}: a name cannot end in @ and digits, which read as a version \
+             (NAME@N) of another name"
         )));
     }
     Ok(())
