@@ -2610,3 +2610,20 @@ fn a_backend_that_lost_the_stores_data_is_reported_not_taken_for_empty() {
         "nothing written"
     );
 }
+
+/// A read that fails says its cause once.
+#[test]
+fn a_failed_read_says_its_cause_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    // Standard input that is a directory: every read fails (EISDIR).
+    let dir = std::fs::File::open(tmp.path()).expect("open dir");
+    let err = fails(
+        seccs(&store)
+            .args(["put", "-", "--name", "x"])
+            .stdin(Stdio::from(dir)),
+    );
+    assert!(err.contains("standard input"), "{err}");
+    assert_eq!(err.matches("os error 21").count(), 1, "{err}");
+}

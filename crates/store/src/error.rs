@@ -62,7 +62,9 @@ pub enum StoreError {
         max: usize,
     },
     /// Reading the content to store, or writing a content out, failed.
-    #[error("I/O error: {0}")]
+    // The cause is the error's source, not also part of its message, so
+    // that a report of the chain (anyhow's `{:#}`) says it once.
+    #[error("I/O error")]
     Io(#[from] std::io::Error),
     /// The store's directory, configuration or key file is unusable.
     #[error("{0}")]
