@@ -218,13 +218,16 @@ fn load_key(dir: &StoreDir) -> Result<SecretKey> {
     }
 }
 
-/// Fetches the store key (a DEK) from the key service with the KEK file.
+/// Fetches the DEK from the key service with the KEK file, and derives the
+/// store key from it with the store's salt (a store made before salts uses
+/// the DEK itself).
 fn load_key_source(store_path: &Path, source: &KeySource) -> Result<SecretKey> {
     let KeySource::Kms {
         server,
         kek_file,
         ca,
         pin,
+        salt,
     } = source
     else {
         bail!("not a key-service key source");
@@ -245,8 +248,22 @@ fn load_key_source(store_path: &Path, source: &KeySource) -> Result<SecretKey> {
     }
     let kek = seccs_kms::client::load_kek(&resolve(kek_file))
         .with_context(|| format!("cannot read the KEK file {}", kek_file.display()))?;
-    seccs_kms::client::fetch_store_key(&config, &kek)
-        .with_context(|| format!("cannot fetch the store key from {server}"))
+    let dek = seccs_kms::client::fetch_store_key(&config, &kek)
+        .with_context(|| format!("cannot fetch the store key from {server}"))?;
+    match salt {
+        None => Ok(dek),
+        Some(salt) => {
+            let salt = seccs_core::hexenc::decode(salt)
+                .ok()
+                .filter(|s| !s.is_empty())
+                .context("the store's config holds a key-service salt that is not hex")?;
+            Ok(seccs_core::kdf::derive_salted(
+                &dek,
+                dir::KMS_STORE_KEY_LABEL,
+                &salt,
+            ))
+        }
+    }
 }
 
 fn open_backend(dir: &StoreDir) -> Result<Arc<dyn Backend>> {

@@ -297,6 +297,7 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
                 .map(std::path::absolute)
                 .transpose()?,
             pin: args.kms_pin.clone(),
+            salt: Some(new_salt()?),
         },
         (Some(tag), None) => {
             let config = match &args.share_config {
@@ -1015,4 +1016,12 @@ pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A new store's salt for a key from the key service (16 random bytes, hex):
+/// each store made with one KEK gets a key of its own.
+fn new_salt() -> Result<String> {
+    let mut salt = [0u8; 16];
+    seccs_core::random_bytes(&mut salt)?;
+    Ok(seccs_core::hexenc::encode(&salt))
 }

@@ -741,3 +741,41 @@ fn serve_on_a_file_names_the_path_in_the_way() -> TestResult {
     );
     Ok(())
 }
+
+/// A store whose key comes from the key service: it opens with the KEK, and
+/// two stores made with one KEK get keys of their own (a salt in each
+/// config), so the same content gets a different reference in each and
+/// neither store's backend tells what the other holds.
+#[test]
+fn stores_keyed_by_the_key_service_get_keys_of_their_own() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
+    let ca = srv_dir.join("tls/ca.pem");
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, b"kept under a key from the key service\n")?;
+    let mut references = Vec::new();
+    for name in ["a", "b"] {
+        let store = tmp.path().join(name);
+        let seccs = || {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+            c.arg("--store").arg(&store).env_remove("SECCS_KMS_URL");
+            c
+        };
+        succeeded(
+            seccs()
+                .args(["init", "--key-from-kms", &server.url, "--kek"])
+                .arg(&kek)
+                .arg("--kms-ca")
+                .arg(&ca)
+                .output()?,
+        )?;
+        assert!(!store.join("key").exists(), "no key on this machine");
+        let put = succeeded(seccs().arg("put").arg(&input).output()?)?;
+        let reference = String::from_utf8(put.stdout)?.trim().to_owned();
+        let back = succeeded(seccs().args(["get", &reference]).output()?)?;
+        assert_eq!(back.stdout, std::fs::read(&input)?);
+        references.push(reference);
+    }
+    assert_ne!(references[0], references[1]);
+    Ok(())
+}

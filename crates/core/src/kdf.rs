@@ -65,6 +65,18 @@ pub fn derive_into(root: &SecretKey, label: Label, out: &mut [u8]) {
         .expect("HKDF output length is within 255 blocks");
 }
 
+/// Derives the 32-byte key of `root` for `label` with `salt` (HKDF's salt):
+/// for one root shared by several users that must each get a key of their
+/// own, such as one DEK of the key service behind several stores.
+pub fn derive_salted(root: &SecretKey, label: Label, salt: &[u8]) -> SecretKey {
+    let mut out = [0u8; KEY_LEN];
+    let hk = Hkdf::<Sha256>::new(Some(salt), root.expose_secret());
+    // Cannot fail: 32 bytes is one block.
+    hk.expand(label.info().as_bytes(), &mut out)
+        .expect("HKDF output length is within 255 blocks");
+    SecretKey::from_bytes(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +98,16 @@ mod tests {
                 assert_ne!(derive(&root, *a), derive(&root, *b), "{a:?} vs {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_salt_gives_each_user_of_one_root_a_key_of_its_own() {
+        let root = SecretKey::from_bytes([3; KEY_LEN]);
+        let label = Label::Custom("test/salted");
+        let a = derive_salted(&root, label, b"store a");
+        assert_eq!(a, derive_salted(&root, label, b"store a"));
+        assert_ne!(a, derive_salted(&root, label, b"store b"));
+        assert_ne!(a, derive(&root, label));
     }
 
     #[test]

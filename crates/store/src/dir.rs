@@ -42,6 +42,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const EMBEDDED: &str = "embedded";
 
 const KEY_FILE_MAGIC: &str = "seccs-store-key-v1";
+/// The HKDF label of a store key derived from a key-service DEK with the
+/// store's salt; part of the format.
+pub const KMS_STORE_KEY_LABEL: Label = Label::Custom("seccs/v1/store/key-from-kms");
 /// The HKDF label of a store key's check value; part of the format.
 const KEY_CHECK_LABEL: Label = Label::Custom("seccs/v1/store/key-check");
 /// Bytes of a check value.
@@ -77,6 +80,12 @@ pub enum KeySource {
         /// A pinned SHA-256 certificate fingerprint, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pin: Option<String>,
+        /// 16 random bytes (hex) the store key is derived with from the DEK
+        /// ([`KMS_STORE_KEY_LABEL`]), so that stores made with one KEK get
+        /// keys of their own; absent in stores made before, whose key is
+        /// the DEK itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        salt: Option<String>,
     },
     /// A key file saved t-of-n on the share network.
     Share {
