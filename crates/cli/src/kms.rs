@@ -90,7 +90,11 @@ struct Io {
 enum KmsCommand {
     /// Run the key server over HTTPS until SIGINT or SIGTERM.
     Serve {
-        /// Storage directory (keys, named keys, token, audit log, certificate).
+        /// Storage directory, made 0700 if missing: `keys/` (DEK files,
+        /// each sealed), `named/` (named keys), `root.key` (the key that
+        /// seals them: back it up with the rest, keep it as secret as the
+        /// keys), `token` (the management token), `audit.log`, and `tls/`
+        /// (the certificate made when --cert is not given).
         #[arg(long)]
         dir: PathBuf,
         /// Address to listen on.

@@ -779,3 +779,17 @@ fn stores_keyed_by_the_key_service_get_keys_of_their_own() -> TestResult {
     assert_ne!(references[0], references[1]);
     Ok(())
 }
+
+/// `kms serve --help` lists what the storage directory holds, the root key
+/// that seals the rest included.
+#[test]
+fn serve_help_lists_the_storage_directory() -> TestResult {
+    let out = Command::new(env!("CARGO_BIN_EXE_seccs"))
+        .args(["kms", "serve", "--help"])
+        .output()?;
+    let help = String::from_utf8(succeeded(out)?.stdout)?;
+    for item in ["keys/", "named/", "root.key", "token", "audit.log", "tls/"] {
+        assert!(help.contains(item), "{item}: {help}");
+    }
+    Ok(())
+}
