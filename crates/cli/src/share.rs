@@ -37,7 +37,7 @@ Config file (TOML; a server reads ROOT/seccs-share.toml, a client \
 
 A store key (seccs init --key-from-share) needs at least 2 servers, a \
 non-empty password and a KDF of at least argon2id 19456 KiB x2 or scrypt \
-log_n 15. The password comes from SECCS_SHARE_PASSWORD, --password-file or \
+log_n 15, r 8. The password comes from SECCS_SHARE_PASSWORD, --password-file or \
 a prompt. Anyone who can use the broker can list, delete or flood records: \
 close it with a Redis password or ACL user, or NATS credentials.";
 

@@ -85,6 +85,9 @@ pub const MIN_KEY_ARGON2_MEMORY_KIB: u32 = 19 * 1024;
 pub const MIN_KEY_ARGON2_ITERATIONS: u32 = 2;
 /// The least scrypt log2(N) a store key is saved with.
 pub const MIN_KEY_SCRYPT_LOG_N: u8 = 15;
+/// The least scrypt block size r a store key is saved with: with log_n 15,
+/// 32 MiB of memory (128 · r · N bytes), the common interactive setting.
+pub const MIN_KEY_SCRYPT_R: u32 = 8;
 const KDF_ARGON2ID: u8 = 1;
 const KDF_SCRYPT: u8 = 2;
 
@@ -176,9 +179,12 @@ impl Kdf {
                     );
                 }
             }
-            Kdf::Scrypt { log_n, .. } => {
+            Kdf::Scrypt { log_n, r, .. } => {
                 if log_n < MIN_KEY_SCRYPT_LOG_N {
                     return below("scrypt log_n", log_n.into(), MIN_KEY_SCRYPT_LOG_N.into());
+                }
+                if r < MIN_KEY_SCRYPT_R {
+                    return below("scrypt r", r.into(), MIN_KEY_SCRYPT_R.into());
                 }
             }
         }
@@ -411,6 +417,12 @@ mod tests {
             p: 1,
         });
         assert!(m.contains("log_n = 1") && m.contains("at least 15"), "{m}");
+        let m = weak(Kdf::Scrypt {
+            log_n: 15,
+            r: 1,
+            p: 1,
+        });
+        assert!(m.contains("r = 1") && m.contains("at least 8"), "{m}");
     }
 
     #[test]
