@@ -180,15 +180,18 @@ pub fn open(path: &Path, create_if_missing: bool) -> Result<OpenStore> {
         (dir, key)
     };
     let mut dir = dir;
-    let backend = open_backend(&dir)?;
     let source = key_source_shown(dir.config());
-    let store = dir.open_store(backend, &key).map_err(|e| match e {
+    let wrong_key = |e: seccs_store::StoreError| match e {
         seccs_store::StoreError::WrongKey(_) => anyhow::Error::new(e).context(format!(
             "the key from {source} does not belong to this store: a wrong or replaced key \
              file, another KEK, or another version of a shared key?"
         )),
         e => e.into(),
-    })?;
+    };
+    // Before the backend is touched (a network backend takes a lease).
+    dir.check_key(&key).map_err(wrong_key)?;
+    let backend = open_backend(&dir)?;
+    let store = dir.open_store(backend, &key).map_err(wrong_key)?;
     Ok(OpenStore { dir, store })
 }
 
@@ -300,10 +303,15 @@ fn create_network_backend(url: &str) -> Result<()> {
              or prefix"
         );
     }
-    let held = backend
-        .usage()
-        .with_context(|| format!("cannot read backend {shown}"))?
-        .entries;
+    let held = match backend.usage() {
+        Ok(usage) => usage.entries,
+        Err(seccs_store::backend::BackendError::Corrupt { .. }) => bail!(
+            "backend {shown} holds keys that are not a store's entries (another application's, \
+             or another store under a longer prefix?): give this store its own database, table \
+             or prefix"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot read backend {shown}")),
+    };
     if held > 0 {
         bail!(
             "backend {shown} already holds {held} entries: another store's, or this store's from \

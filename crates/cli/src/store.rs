@@ -286,11 +286,7 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     let key = match (&args.key_from_share, &args.key_from_kms) {
         (_, Some(server)) => KeySource::Kms {
             server: server.clone(),
-            kek_file: std::path::absolute(
-                args.kek
-                    .as_deref()
-                    .context("--key-from-kms needs --kek FILE")?,
-            )?,
+            kek_file: kek_file(args.kek.as_deref())?,
             ca: args
                 .kms_ca
                 .as_deref()
@@ -1024,4 +1020,21 @@ fn new_salt() -> Result<String> {
     let mut salt = [0u8; 16];
     seccs_core::random_bytes(&mut salt)?;
     Ok(seccs_core::hexenc::encode(&salt))
+}
+
+/// The KEK file for `init --key-from-kms`, absolute: it must be a regular
+/// file, since every open reads it again (`<(cat kek)` names a pipe that
+/// is gone once init ends).
+fn kek_file(kek: Option<&Path>) -> Result<PathBuf> {
+    let kek = kek.context("--key-from-kms needs --kek FILE")?;
+    let meta = std::fs::metadata(kek)
+        .with_context(|| format!("cannot read the KEK file {}", kek.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "the KEK file {} is not a regular file: every open of the store reads it again, so \
+             it must be a file that stays",
+            kek.display()
+        );
+    }
+    Ok(std::path::absolute(kek)?)
 }

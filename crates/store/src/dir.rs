@@ -216,6 +216,16 @@ impl StoreDir {
                     )))
                 }
             }
+            None if self.config.backend_marked && backend.usage()?.entries > 0 => {
+                Err(StoreError::Config(format!(
+                    "the {} backend of the store at {} holds entries but not this store's marker: \
+                     something removed it; if this is the store's backend, delete the line \
+                     `backend_marked = true` from config.toml and the next command marks it \
+                     again; nothing was changed",
+                    backend.name(),
+                    self.path.display()
+                )))
+            }
             None if self.config.backend_marked => Err(StoreError::Config(format!(
                 "the {} backend of the store at {} holds none of this store's data, though it \
                  did: its server lost it (a Redis restart without persistence, an emptied \
@@ -270,6 +280,17 @@ impl StoreDir {
             )));
         }
         config.params()?;
+        if let Some(check) = &config.key_check
+            && !(check.len() == 2 * KEY_CHECK_LEN
+                && check
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        {
+            return Err(StoreError::Config(format!(
+                "{} is corrupt: key_check is not {KEY_CHECK_LEN} bytes of lowercase hex",
+                config_path.display()
+            )));
+        }
         Ok(Self {
             path: path.to_owned(),
             config,
@@ -310,34 +331,51 @@ impl StoreDir {
         Ok(Arc::new(backend))
     }
 
+    /// Refuses a key whose check value differs from the one recorded
+    /// ([`StoreError::WrongKey`]), without touching the backend: callers
+    /// check this before they open it. A store without a recorded value is
+    /// checked by [`StoreDir::open_store`] against its data.
+    pub fn check_key(&self, key: &SecretKey) -> Result<()> {
+        match &self.config.key_check {
+            Some(recorded) if !bool::from(recorded.as_bytes().ct_eq(key_check(key).as_bytes())) => {
+                Err(StoreError::WrongKey(format!(
+                    "the key given is not the key of the store at {} (its check value differs \
+                     from the one recorded when the store was made); nothing was read or written \
+                     with it",
+                    self.path.display()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Builds the store over `backend` with `key`, and cleans up after a put
     /// that a crash interrupted. Refuses a key that is not the store's
     /// ([`StoreError::WrongKey`]) before anything is written: by its check
     /// value, or, in a store made before check values, by whether it opens
-    /// the store's catalog records; such a store gets the check value of the
-    /// key that opens them (or of the first key, while it has no names).
+    /// the store's catalog records (or, without names, a few of its nodes);
+    /// such a store gets the check value of the key that opens them, or of
+    /// the first key while it holds nothing.
     pub fn open_store(&mut self, backend: Arc<dyn Backend>, key: &SecretKey) -> Result<Store> {
         let mut store = Store::new(backend, self.config.params()?, key);
-        let wrong = || {
-            StoreError::WrongKey(format!(
-                "the key given is not the key of the store at {} (its check value differs from \
-                 the one recorded when the store was made); nothing was read or written with it",
-                self.path.display()
-            ))
-        };
+        self.check_key(key)?;
         match &self.config.key_check {
-            Some(recorded) => {
-                if !bool::from(recorded.as_bytes().ct_eq(key_check(key).as_bytes())) {
-                    return Err(wrong());
+            Some(_) => {}
+            None => match store.key_opens_store()? {
+                Some(false) => {
+                    return Err(StoreError::WrongKey(format!(
+                        "the key given opens none of the records or nodes of the store at {}; \
+                         nothing was read or written with it",
+                        self.path.display()
+                    )));
                 }
-            }
-            None => {
-                if store.key_opens_catalog()? == Some(false) {
-                    return Err(wrong());
+                // Confirmed, or nothing to confirm it by and nothing to
+                // damage: recorded from now on.
+                Some(true) | None => {
+                    self.config.key_check = Some(key_check(key));
+                    self.write_config()?;
                 }
-                self.config.key_check = Some(key_check(key));
-                self.write_config()?;
-            }
+            },
         }
         self.check_backend_marker(store.backend(), key)?;
         store.set_journal_dir(self.path.join("journal"));
@@ -510,6 +548,48 @@ mod tests {
         assert_eq!(dir.config().key_check, Some(key_check(&key(1))));
         let backend = dir.open_embedded()?;
         assert!(is_wrong_key(dir.open_store(backend, &key(2))));
+        Ok(())
+    }
+
+    #[test]
+    fn a_store_without_names_made_before_check_values_checks_the_key_by_its_nodes() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        let reference = {
+            let dir = new_dir(&path, None)?;
+            let backend = dir.open_embedded()?;
+            let store = Store::new(backend, dir.config().params()?, &key(1));
+            store.put(&[7u8; 100_000])?
+        };
+        let mut dir = StoreDir::open(&path)?;
+        let backend = dir.open_embedded()?;
+        assert!(is_wrong_key(dir.open_store(backend.clone(), &key(2))));
+        assert!(
+            dir.config().key_check.is_none(),
+            "a wrong key records nothing"
+        );
+        let store = dir.open_store(backend, &key(1))?;
+        assert_eq!(store.get(&reference)?, vec![7u8; 100_000]);
+        assert_eq!(dir.config().key_check, Some(key_check(&key(1))));
+        Ok(())
+    }
+
+    #[test]
+    fn a_malformed_check_value_is_a_corrupt_config() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        drop(new_dir(&path, Some(&key(1)))?);
+        let config = path.join("config.toml");
+        let text = fs::read_to_string(&config)?;
+        let recorded = key_check(&key(1));
+        for bad in ["", "zz", &recorded.to_uppercase()] {
+            fs::write(&config, text.replace(&recorded, bad))?;
+            let err = StoreDir::open(&path).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains("corrupt")),
+                "{bad:?}: {err:?}"
+            );
+        }
         Ok(())
     }
 

@@ -22,6 +22,11 @@ use crate::wrapper::{CryptoWrapper, NodeContext};
 const READ_WINDOW: u64 = 4 << 20;
 /// Inner nodes fetched per round trip of a read.
 const INNER_BATCH: usize = 256;
+/// Heights a node of unknown place is tried at when checking a key: more
+/// than any tree has (each level multiplies a node's span by at least 2).
+const MAX_TRIED_HEIGHT: u8 = 64;
+/// Nodes tried when checking a key against a store without names.
+const NODES_TRIED: usize = 3;
 
 /// A content store over a backend.
 ///
@@ -638,6 +643,32 @@ impl Store {
                 }
                 Ok(())
             })?;
+        Ok(found)
+    }
+
+    /// Whether this store's key opens its catalog records or, in a store
+    /// with none (contents put without names only), one of its nodes: a
+    /// node is tried at every height it could have, root or not, since its
+    /// place in a tree is unknown here. `None` if the store holds nothing.
+    pub fn key_opens_store(&self) -> Result<Option<bool>> {
+        if let Some(opens) = self.key_opens_catalog()? {
+            return Ok(Some(opens));
+        }
+        // The right key opens every node; a few are tried so that one
+        // damaged node does not make it look wrong.
+        let (mut found, mut tried) = (None, 0);
+        self.backend.for_each(&mut |key, entry| {
+            if found != Some(true) && tried < NODES_TRIED && !catalog::is_catalog_key(key) {
+                tried += 1;
+                let opens = (0..=MAX_TRIED_HEIGHT).any(|height| {
+                    [false, true]
+                        .into_iter()
+                        .any(|root| self.open_node(height, root, key, &entry.value).is_ok())
+                });
+                found = Some(opens);
+            }
+            Ok(())
+        })?;
         Ok(found)
     }
 
