@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 
 use seccs_store::backend::BackendError;
 
+/// How long a lease outlives its last renewal on the server.
+pub(crate) const TTL: Duration = Duration::from_secs(30);
+/// How often the holder renews it.
+pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// A write is refused once the last renewal is older than this: a third of
+/// the TTL short of it, so that nobody else can hold the lease yet.
+pub(crate) const TRUST_FOR: Duration = Duration::from_secs(20);
+
 /// The holder's view of its lease.
 #[derive(Debug, Clone, Copy)]
 enum State {
@@ -72,8 +80,12 @@ impl LeaseState {
     }
 
     /// Whether a write may go ahead: the lease is ours and was renewed
-    /// within `trust_for`, so nobody else can hold it yet.
-    pub(crate) fn check(&self, backend: &str, trust_for: Duration) -> Result<(), BackendError> {
+    /// within [`TRUST_FOR`], so nobody else can hold it yet.
+    pub(crate) fn check(&self, backend: &str) -> Result<(), BackendError> {
+        self.check_within(backend, TRUST_FOR)
+    }
+
+    fn check_within(&self, backend: &str, trust_for: Duration) -> Result<(), BackendError> {
         let detail = match *self.lock() {
             State::Held(at) if at.elapsed() < trust_for => return Ok(()),
             State::Held(at) => format!(
@@ -123,11 +135,15 @@ mod tests {
     #[test]
     fn a_lease_refuses_writes_once_stale_lost_or_let_go() {
         let lease = LeaseState::held_now();
-        assert!(lease.check("redis", Duration::from_secs(20)).is_ok());
-        assert!(lease.check("redis", Duration::ZERO).is_err(), "stale");
+        assert!(TRUST_FOR + RENEW_EVERY < TTL);
+        assert!(lease.check("redis").is_ok());
+        assert!(
+            lease.check_within("redis", Duration::ZERO).is_err(),
+            "stale"
+        );
         lease.lost();
         assert!(!lease.is_held());
-        assert!(lease.check("redis", Duration::from_secs(20)).is_err());
+        assert!(lease.check("redis").is_err());
         lease.renewed();
         assert!(lease.release(), "it was ours again");
         lease.renewed();

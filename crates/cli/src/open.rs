@@ -63,9 +63,12 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
     check_creatable(path)?;
     // The backend first: an unreachable server or a bad URL leaves nothing
     // behind, so the corrected command can run again.
-    if new.backend != EMBEDDED {
-        create_network_backend(&new.backend)?;
-    }
+    // Kept open (its writer lease held) until the store is made and marked.
+    let network = if new.backend == EMBEDDED {
+        None
+    } else {
+        Some(create_network_backend(&new.backend)?)
+    };
     let backend_url = if new.backend == EMBEDDED {
         new.backend.clone()
     } else {
@@ -101,10 +104,9 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
         KeySource::Kms { .. } => load_key_source(path, &new.key)?,
     };
     let mut store_dir = StoreDir::create(path, config.with_key_check(&key))?;
-    if new.backend != EMBEDDED {
+    if let Some(backend) = &network {
         // Marked now, so that a second store cannot be made on the same
         // table or prefix before this one's first write.
-        let backend = open_network_backend(&new.backend)?;
         store_dir.check_backend_marker(backend.as_ref(), &key)?;
     }
     if new.backend == EMBEDDED {
@@ -286,13 +288,17 @@ fn open_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
     Ok(backend)
 }
 
-/// Creates the backend at `url` (a PostgreSQL table) and checks that it
-/// holds nothing yet: a second store on the same table or prefix would read
-/// the first one's entries as tampered, and its `gc` would count them.
-fn create_network_backend(url: &str) -> Result<()> {
+/// Creates the backend at `url` (a PostgreSQL table), opened as this
+/// process's, and checks that it holds nothing yet: a second store on the
+/// same table or prefix would read the first one's entries as tampered, and
+/// its `gc` would count them.
+fn create_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
     let shown = seccs_backends::redact(url);
-    let backend = seccs_backends::open_exclusive(url, true)
-        .with_context(|| format!("cannot create backend {shown}"))?;
+    let backend: Arc<dyn Backend> = Arc::from(
+        seccs_backends::open_exclusive(url, true)
+            .with_context(|| format!("cannot create backend {shown}"))?,
+    );
+    crate::interrupt::release_on_interrupt(&backend);
     if backend
         .read_marker()
         .with_context(|| format!("cannot read backend {shown}"))?
@@ -319,7 +325,7 @@ fn create_network_backend(url: &str) -> Result<()> {
              other store's prefix starts with, such as one ending in `:`)"
         );
     }
-    Ok(())
+    Ok(backend)
 }
 
 /// Opens a network backend by URL for `seccs bench --backend`, creating it
@@ -327,9 +333,6 @@ fn create_network_backend(url: &str) -> Result<()> {
 pub fn network_backend_for_bench(url: &str) -> Result<Arc<dyn Backend>> {
     match open_network_backend(url) {
         Ok(backend) => Ok(backend),
-        Err(_) => {
-            create_network_backend(url)?;
-            open_network_backend(url)
-        }
+        Err(_) => create_network_backend(url),
     }
 }

@@ -2018,18 +2018,7 @@ fn a_failed_rename_leaves_no_temporary_file_and_a_replaced_file_keeps_its_bits()
 
 /// Whether the Redis server on `port` holds `key` (one RESP `EXISTS`).
 fn redis_exists(port: u16, key: &[u8]) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut request = format!("*2\r\n$6\r\nEXISTS\r\n${}\r\n", key.len()).into_bytes();
-    request.extend_from_slice(key);
-    request.extend_from_slice(b"\r\n");
-    let mut reply = [0u8; 16];
-    s.write_all(&request).is_ok()
-        && s.read(&mut reply)
-            .is_ok_and(|n| reply[..n].starts_with(b":1"))
+    redis_command(port, &[b"EXISTS", key]).starts_with(b":1")
 }
 
 /// Two store directories made for one backend prefix (a copy of the
@@ -2408,14 +2397,24 @@ fn bounded(cmd: &mut Command) -> Option<(bool, String)> {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = wait_at_most(&mut child, Duration::from_secs(20))?;
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        stderr.read_to_string(&mut err).expect("stderr");
+    }
+    Some((status.success(), err))
+}
+
+/// Waits for `child` to end, for at most `limit`; kills it and gives `None`
+/// after that.
+fn wait_at_most(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait().expect("try_wait") {
-            let mut err = String::new();
-            if let Some(mut stderr) = child.stderr.take() {
-                stderr.read_to_string(&mut err).expect("stderr");
-            }
-            return Some((status.success(), err));
+            return Some(status);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -2530,14 +2529,7 @@ fn an_interrupted_command_lets_its_writer_lease_go() {
         .status()
         .expect("kill");
     assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = holder.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the command did not end");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_at_most(&mut holder, Duration::from_secs(30)).expect("the command ended");
     drop(holder.stdin.take());
     assert_eq!(status.code(), Some(143));
     assert!(!redis_exists(port, lease), "the lease outlived its holder");

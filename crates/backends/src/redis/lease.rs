@@ -23,23 +23,16 @@
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use redis::{Client, Connection};
 use seccs_store::backend::BackendError;
 
 use super::{CONNECT_TIMEOUT, NAME, map_err};
-use crate::lease_state::{LeaseState, holder_token};
+use crate::lease_state::{LeaseState, RENEW_EVERY, TTL, holder_token};
 
 /// The lease's key after the store's prefix. No store key has this length
 /// (nodes are digests, catalog records 33 bytes), and walks skip it.
 pub(super) const LEASE_KEY: &[u8] = b"\0seccs:writer-lease";
-/// How long a lease outlives its last renewal.
-pub(super) const TTL: Duration = Duration::from_secs(30);
-/// How often the holder renews it.
-pub(super) const RENEW_EVERY: Duration = Duration::from_secs(5);
-/// A write is refused once the last renewal is older than this.
-const TRUST_FOR: Duration = Duration::from_secs(20);
 
 /// Renews the lease if the token is ours; takes it again if it is gone.
 /// Returns 1 if the lease is ours afterwards, 0 if another holder has it.
@@ -124,7 +117,7 @@ impl Lease {
     /// Whether a write may go ahead: the lease is ours and was renewed
     /// recently enough that nobody else can hold it yet.
     pub(super) fn check(&self) -> Result<(), BackendError> {
-        self.state.check(NAME, TRUST_FOR)
+        self.state.check(NAME)
     }
 }
 
@@ -238,6 +231,5 @@ mod tests {
             "pid 42 on build-1"
         );
         assert_eq!(describe_holder(b"junk"), "another process");
-        assert!(TRUST_FOR + RENEW_EVERY < TTL);
     }
 }

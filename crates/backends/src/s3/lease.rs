@@ -16,7 +16,7 @@
 //!   on the version it last wrote; a refusal means another process took it,
 //!   and the lease is lost for good;
 //! - writing: [`Lease::check`] refuses once the lease is lost or its last
-//!   renewal is older than [`TRUST_FOR`], a third of the TTL short of it.
+//!   renewal is older than the shared trust period (see `lease_state`).
 //!
 //! Expiry is judged by the taker's clock against the holder's, so machines
 //! sharing a store need clocks within a few seconds of each other (NTP).
@@ -33,17 +33,11 @@ use seccs_store::backend::BackendError;
 use tokio::runtime::Handle;
 
 use super::{NAME, map_err};
-use crate::lease_state::{LeaseState, holder_token};
+use crate::lease_state::{LeaseState, RENEW_EVERY, TTL, holder_token};
 
 /// The lease object's name under the store's prefix: not hex, so never an
 /// entry's name, and listings skip it.
 pub(super) const LEASE_OBJECT: &str = "writer-lease";
-/// How long a lease outlives its last renewal.
-const TTL: Duration = Duration::from_secs(30);
-/// How often the holder renews it.
-const RENEW_EVERY: Duration = Duration::from_secs(5);
-/// A write is refused once the last renewal is older than this.
-const TRUST_FOR: Duration = Duration::from_secs(20);
 /// Bound on each lease request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -165,7 +159,7 @@ impl Lease {
     /// Whether a write may go ahead: the lease is ours and was renewed
     /// recently enough that nobody else can hold it yet.
     pub(super) fn check(&self) -> Result<(), BackendError> {
-        self.state.check(NAME, TRUST_FOR)
+        self.state.check(NAME)
     }
 }
 
@@ -291,7 +285,6 @@ mod tests {
         assert_eq!(holder, "pid 42 on build-1");
         assert!(until > now_ms() && until <= now_ms() + TTL.as_millis());
         assert!(parse_lease("junk").is_none());
-        assert!(TRUST_FOR + RENEW_EVERY < TTL);
         assert!(LEASE_OBJECT.bytes().any(|b| !b.is_ascii_hexdigit()));
     }
 }
