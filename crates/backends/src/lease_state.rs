@@ -1,9 +1,12 @@
 //! What the holder of a writer lease knows of it, shared by the Redis and
 //! S3 leases (each keeps the lease on its server its own way): whether it
 //! is held and when it was last renewed, lost to another process, or let
-//! go, and the token that names the holder in the server's copy.
+//! go; the thread that renews it; and the token that names the holder in
+//! the server's copy.
 
-use std::sync::Mutex;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use seccs_store::backend::BackendError;
@@ -106,6 +109,83 @@ impl LeaseState {
     }
 }
 
+/// What one renewal request found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renewal {
+    /// The lease is ours, for another [`TTL`].
+    Renewed,
+    /// Another holder has it: the lease is lost for good.
+    Lost,
+    /// The server did not answer; try again next turn (writes stop on
+    /// their own once the last renewal is older than [`TRUST_FOR`]).
+    Unreachable,
+}
+
+/// The thread that renews a lease every [`RENEW_EVERY`] until the lease is
+/// let go or lost, or the renewer is stopped (or dropped).
+#[derive(Debug)]
+pub(crate) struct Renewer {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Renewer {
+    /// Starts the thread; `renew_once` makes one request, bounded in time.
+    pub(crate) fn spawn(
+        backend: &str,
+        state: Arc<LeaseState>,
+        mut renew_once: impl FnMut() -> Renewal + Send + 'static,
+    ) -> Result<Self, BackendError> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("seccs-{backend}-lease"))
+            .spawn(move || {
+                // Each turn waits at most RENEW_EVERY and makes one bounded
+                // request; the loop ends when the channel closes.
+                loop {
+                    match stopped.recv_timeout(RENEW_EVERY) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    if state.is_released() {
+                        return;
+                    }
+                    match renew_once() {
+                        Renewal::Renewed => state.renewed(),
+                        Renewal::Lost => {
+                            state.lost();
+                            return;
+                        }
+                        Renewal::Unreachable => {}
+                    }
+                }
+            })
+            .map_err(|e| {
+                BackendError::other(backend, format!("cannot start the lease thread: {e}"))
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it to end (at most one request).
+    pub(crate) fn stop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            // The thread waits on the channel just closed or on one bounded
+            // request; a panic in it has nothing to hand back.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A new holder token: 16 random bytes in hex, then `pid N on HOST` for the
 /// message a second process sees.
 pub(crate) fn holder_token(backend: &str) -> Result<String, BackendError> {
@@ -151,5 +231,16 @@ mod tests {
         assert!(!lease.release());
         let token = holder_token("redis").expect("token");
         assert!(token.contains(&format!(" pid {} on ", std::process::id())));
+    }
+
+    #[test]
+    fn a_renewer_stops_when_stopped_and_a_lost_lease_stays_lost() {
+        let state = Arc::new(LeaseState::held_now());
+        let mut renewer =
+            Renewer::spawn("redis", state.clone(), || Renewal::Lost).expect("thread starts");
+        // Stopping before the first turn ends the thread without a request.
+        renewer.stop();
+        assert!(state.is_held());
+        renewer.stop();
     }
 }

@@ -32,6 +32,25 @@
 //! certificates are not supported). A host that starts with `/`
 //! (percent-encoded) is a Unix socket directory.
 //!
+//! # Timeouts
+//!
+//! Connecting (TCP, TLS, log-in and preparing statements) and every request
+//! must finish within the request timeout, 60 s unless
+//! [`PostgresConfig::with_request_timeout`] says otherwise: far longer than
+//! any statement of a batch takes, so that only a server that stopped
+//! answering (paused, overloaded, cut off behind a firewall that drops
+//! packets) makes a command fail instead of wait for ever. TCP keepalives
+//! cannot tell this apart, since a paused server's kernel still answers
+//! them. The client is `tokio-postgres` on a single-threaded runtime the
+//! backend owns, so each request is one future under a timer.
+//!
+//! # Store marker
+//!
+//! The marker ([`Backend::read_marker`]) is a row of its own, key
+//! `\0seccs:store-marker` and count 0, that walks and [`Backend::usage`]
+//! skip: a table emptied behind the store's back (`TRUNCATE`) loses it with
+//! the entries, so the store reports the loss instead of reading as empty.
+//!
 //! # One writer
 //!
 //! [`PostgresBackend::connect_exclusive`] takes a session-level advisory
@@ -43,12 +62,15 @@
 //! frees it at once, and a holder whose connection was cut must win the lock
 //! back before it writes again. `seccs` opens every store this way.
 
+use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use postgres::error::SqlState;
-use postgres::{Client, NoTls, Statement};
 use seccs_store::backend::{Backend, BackendError, Batch, Entry, Usage};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::Visitor;
@@ -63,13 +85,21 @@ const PAGE: i64 = 1000;
 /// The first key of every seccs advisory lock (`SECC`); the second is a
 /// hash of the table's schema-qualified name.
 const LOCK_CLASS: i32 = 0x5345_4343;
+/// How long connecting, or one request, may take (see the module docs).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a dropped backend waits for its session to end cleanly.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The store marker's key: no node or catalog key starts with a zero byte
+/// followed by this name.
+const MARKER_KEY: &[u8] = b"\0seccs:store-marker";
 
 /// Where a PostgreSQL-backed store lives and how to log in.
 #[derive(Clone)]
 pub struct PostgresConfig {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     table: String,
     tls: Tls,
+    request_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -107,7 +137,7 @@ impl PostgresConfig {
             crate::percent_decode(s)
                 .ok_or_else(|| bad(format!("{s:?} is not valid percent-encoded UTF-8")))
         };
-        let mut config = postgres::Config::new();
+        let mut config = tokio_postgres::Config::new();
         let host = decode(parsed.host_str().unwrap_or(""))?;
         if host.is_empty() {
             return Err(bad("no host".into()));
@@ -170,7 +200,12 @@ impl PostgresConfig {
                 )));
             }
         };
-        Ok(Self { config, table, tls })
+        Ok(Self {
+            config,
+            table,
+            tls,
+            request_timeout: REQUEST_TIMEOUT,
+        })
     }
 
     /// Fills a user and password missing from the URL from `PGUSER` (then
@@ -195,38 +230,102 @@ impl PostgresConfig {
         self
     }
 
+    /// Sets how long connecting, or one request, may take before the
+    /// server counts as not answering (60 s unless set).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
     /// The store's table.
     pub fn table(&self) -> &str {
         &self.table
     }
 
-    fn connect(&self) -> Result<Client, postgres::Error> {
+    /// Connects, and drives the connection on the current runtime until its
+    /// [`Driver`] is dropped.
+    async fn connect(&self) -> Result<(Client, Driver), tokio_postgres::Error> {
         // The session says which process it serves, so that a store found
         // locked names its holder as on the other backends.
         let mut named = self.clone();
-        named.config.application_name(&format!(
+        named.config.application_name(format!(
             "seccs pid {} on {}",
             std::process::id(),
             crate::lease_state::host_name()
         ));
-        named.connect_as_is()
+        named.connect_as_is().await
     }
 
-    fn connect_as_is(&self) -> Result<Client, postgres::Error> {
-        match &self.tls {
-            Tls::Disable => self.config.connect(NoTls),
-            Tls::Require(tls) => {
-                let mut config = self.config.clone();
-                config.ssl_mode(postgres::config::SslMode::Require);
-                config.connect(tls.clone())
+    async fn connect_as_is(&self) -> Result<(Client, Driver), tokio_postgres::Error> {
+        use tokio_postgres::config::SslMode;
+        let (tls, mode) = match &self.tls {
+            Tls::Disable => {
+                let (client, connection) = self.config.connect(NoTls).await?;
+                return Ok((client, Driver::spawn(connection)));
             }
-            Tls::Prefer(tls) => {
-                let mut config = self.config.clone();
-                config.ssl_mode(postgres::config::SslMode::Prefer);
-                config.connect(tls.clone())
-            }
-        }
+            Tls::Require(tls) => (tls, SslMode::Require),
+            Tls::Prefer(tls) => (tls, SslMode::Prefer),
+        };
+        let mut config = self.config.clone();
+        config.ssl_mode(mode);
+        let (client, connection) = config.connect(tls.clone()).await?;
+        Ok((client, Driver::spawn(connection)))
     }
+}
+
+/// The task that drives one connection's socket; dropping it closes the
+/// socket, which ends the server's session (and frees its advisory lock)
+/// even when the session is stuck in a request.
+struct Driver(JoinHandle<()>);
+
+impl Driver {
+    fn spawn<C>(connection: C) -> Self
+    where
+        C: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+    {
+        // A broken connection shows as an error of the client's next
+        // request, so the driver's own outcome adds nothing.
+        Self(tokio::spawn(async move {
+            let _ = connection.await;
+        }))
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A runtime of its own for a backend's connection: a single thread, which
+/// runs only inside the backend's calls.
+fn runtime() -> Result<Runtime, BackendError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BackendError::other(NAME, format!("cannot start the client runtime: {e}")))
+}
+
+/// Runs `work` on `runtime` within `timeout`.
+fn block_on<T>(
+    runtime: &Runtime,
+    timeout: Duration,
+    work: impl Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    // The timer is made inside the runtime: it needs the runtime's clock.
+    runtime
+        .block_on(async { tokio::time::timeout(timeout, work).await })
+        .unwrap_or_else(|_| Err(no_answer(timeout)))
+}
+
+fn no_answer(timeout: Duration) -> BackendError {
+    BackendError::unavailable(
+        NAME,
+        format!(
+            "no answer in {} s: the server stopped answering, paused, overloaded or cut off?",
+            timeout.as_secs_f64()
+        ),
+    )
 }
 
 fn valid_table(table: &str) -> bool {
@@ -274,6 +373,7 @@ fn tls_connector(rootcert: Option<&str>) -> Result<MakeRustlsConnect, BackendErr
 /// A live connection and its prepared statements.
 struct Conn {
     client: Client,
+    driver: Driver,
     get: Statement,
     counts: Statement,
     write: Statement,
@@ -283,6 +383,7 @@ struct Conn {
 /// A content store's entries in a PostgreSQL table.
 pub struct PostgresBackend {
     config: PostgresConfig,
+    runtime: Runtime,
     conn: Mutex<Option<Conn>>,
     round_trips: RoundTrips,
     exclusive: bool,
@@ -312,11 +413,12 @@ impl PostgresBackend {
     fn connect_with(config: PostgresConfig, exclusive: bool) -> Result<Self, BackendError> {
         let backend = Self {
             config,
+            runtime: runtime()?,
             conn: Mutex::new(None),
             round_trips: RoundTrips::default(),
             exclusive,
         };
-        backend.with_conn(|_, _| Ok(()))?;
+        backend.with_conn(async |_, _| Ok(()))?;
         Ok(backend)
     }
 
@@ -328,16 +430,18 @@ impl PostgresBackend {
 
     /// Creates the store's table if it does not exist.
     pub fn create_table(config: &PostgresConfig) -> Result<(), BackendError> {
-        let mut client = config.connect().map_err(|e| map_err(e, &config.table))?;
         let table = &config.table;
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS \"{table}\" (\
-                   key bytea PRIMARY KEY, value bytea NOT NULL, count bigint NOT NULL);\
-                 ALTER TABLE \"{table}\" ALTER COLUMN value SET STORAGE EXTERNAL;"
-            ))
-            .map_err(|e| map_err(e, table))?;
-        Ok(())
+        block_on(&runtime()?, config.request_timeout, async {
+            let (client, _driver) = config.connect().await.map_err(|e| map_err(e, table))?;
+            client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS \"{table}\" (\
+                       key bytea PRIMARY KEY, value bytea NOT NULL, count bigint NOT NULL);\
+                     ALTER TABLE \"{table}\" ALTER COLUMN value SET STORAGE EXTERNAL;"
+                ))
+                .await
+                .map_err(|e| map_err(e, table))
+        })
     }
 
     /// Round trips (statements and prepares) sent to the server so far.
@@ -351,18 +455,20 @@ impl PostgresBackend {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn open_conn(&self) -> Result<Conn, BackendError> {
+    async fn open_conn(&self) -> Result<Conn, BackendError> {
         let t = &self.config.table;
-        let mut client = self.config.connect().map_err(|e| map_err(e, t))?;
+        let (client, driver) = self.config.connect().await.map_err(|e| map_err(e, t))?;
         if self.exclusive {
-            self.take_lock(&mut client)?;
+            self.take_lock(&client).await?;
         }
-        self.prepare(client).map_err(|e| map_err(e, t))
+        self.prepare(client, driver)
+            .await
+            .map_err(|e| map_err(e, t))
     }
 
     /// Takes the table's advisory lock on `client`'s session, or says who
     /// holds it.
-    fn take_lock(&self, client: &mut Client) -> Result<(), BackendError> {
+    async fn take_lock(&self, client: &Client) -> Result<(), BackendError> {
         let t = &self.config.table;
         self.round_trips.add(1);
         let row = client
@@ -370,6 +476,7 @@ impl PostgresBackend {
                 "SELECT pg_try_advisory_lock($1, hashtext(current_schema() || '.' || $2))",
                 &[&LOCK_CLASS, t],
             )
+            .await
             .map_err(|e| map_err(e, t))?;
         if row.get::<_, bool>(0) {
             return Ok(());
@@ -386,6 +493,7 @@ impl PostgresBackend {
                  LIMIT 1",
                 &[&i64::from(LOCK_CLASS), t],
             )
+            .await
             .ok()
             .flatten()
             .map(|row| (row.get(0), row.get(1)));
@@ -403,18 +511,20 @@ impl PostgresBackend {
         })
     }
 
-    fn prepare(&self, mut client: Client) -> Result<Conn, postgres::Error> {
+    async fn prepare(&self, client: Client, driver: Driver) -> Result<Conn, tokio_postgres::Error> {
         let t = &self.config.table;
-        let mut prepare = |sql: String| {
+        let prepare = async |sql: String| {
             self.round_trips.add(1);
-            client.prepare(&sql)
+            client.prepare(&sql).await
         };
         let get = prepare(format!(
             "SELECT key, value, count FROM \"{t}\" WHERE key = ANY($1)"
-        ))?;
+        ))
+        .await?;
         let counts = prepare(format!(
             "SELECT key, count FROM \"{t}\" WHERE key = ANY($1)"
-        ))?;
+        ))
+        .await?;
         let write = prepare(format!(
             "WITH del AS (DELETE FROM \"{t}\" WHERE key = ANY($1::bytea[])), \
              upd AS (UPDATE \"{t}\" SET count = u.count \
@@ -423,12 +533,15 @@ impl PostgresBackend {
              INSERT INTO \"{t}\" (key, value, count) \
              SELECT * FROM unnest($4::bytea[], $5::bytea[], $6::int8[]) \
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, count = EXCLUDED.count"
-        ))?;
+        ))
+        .await?;
         let page = prepare(format!(
             "SELECT key, value, count FROM \"{t}\" WHERE key > $1 ORDER BY key LIMIT {PAGE}"
-        ))?;
+        ))
+        .await?;
         Ok(Conn {
             client,
+            driver,
             get,
             counts,
             write,
@@ -437,28 +550,38 @@ impl PostgresBackend {
     }
 
     /// Runs `work` on the connection (connecting first if there is none or
-    /// it was closed); drops the connection after any error that is not a
-    /// plain database error.
+    /// it was closed), each within the request timeout; drops the
+    /// connection after any error that is not a plain database error.
     fn with_conn<T>(
         &self,
-        work: impl FnOnce(&mut Conn, &RoundTrips) -> Result<T, postgres::Error>,
+        work: impl AsyncFnOnce(&mut Conn, &RoundTrips) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, BackendError> {
         let table = &self.config.table;
+        let timeout = self.config.request_timeout;
         let mut guard = self.lock();
         if guard.as_ref().is_some_and(|c| c.client.is_closed()) {
             *guard = None;
         }
         let conn = match guard.as_mut() {
             Some(conn) => conn,
-            None => guard.insert(self.open_conn()?),
+            None => guard.insert(block_on(&self.runtime, timeout, self.open_conn())?),
         };
-        match work(conn, &self.round_trips) {
-            Ok(value) => Ok(value),
-            Err(err) => {
+        let outcome = self
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, work(conn, &self.round_trips)).await });
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
                 if err.as_db_error().is_none() {
                     *guard = None;
                 }
                 Err(map_err(err, table))
+            }
+            // A request that timed out leaves its session mid-protocol: only
+            // a new connection can be trusted after it.
+            Err(_) => {
+                *guard = None;
+                Err(no_answer(timeout))
             }
         }
     }
@@ -481,15 +604,19 @@ impl PostgresBackend {
     ) -> Result<(), BackendError> {
         // Every page moves `after` strictly forward through a finite table.
         loop {
-            let rows = self.with_conn(|conn, rt| {
+            let rows = self.with_conn(async |conn, rt| {
                 rt.add(1);
-                conn.client.query(&conn.page, &[&after])
+                conn.client.query(&conn.page, &[&after]).await
             })?;
             let full = rows.len() as i64 == PAGE;
             for row in rows {
                 let key: Vec<u8> = row.get(0);
                 if !key.starts_with(prefix) {
                     return Ok(());
+                }
+                if key == MARKER_KEY {
+                    after = key;
+                    continue;
                 }
                 let value: Vec<u8> = row.get(1);
                 let count: i64 = row.get(2);
@@ -500,6 +627,28 @@ impl PostgresBackend {
             if !full {
                 return Ok(());
             }
+        }
+    }
+}
+
+impl Drop for PostgresBackend {
+    fn drop(&mut self) {
+        let conn = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(Conn {
+            client, mut driver, ..
+        }) = conn
+        {
+            // Without a client, the driver ends the session politely
+            // (`Terminate`) and closes; a server that does not answer gets
+            // its socket closed when the driver is dropped.
+            drop(client);
+            let _ = self
+                .runtime
+                .block_on(async { tokio::time::timeout(CLOSE_TIMEOUT, &mut driver.0).await });
         }
     }
 }
@@ -522,7 +671,7 @@ struct Chunk<'a> {
 }
 
 impl Chunk<'_> {
-    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 6] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
         [
             &self.deletes,
             &self.update_keys,
@@ -543,9 +692,9 @@ impl Backend for PostgresBackend {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = self.with_conn(|conn, rt| {
+        let rows = self.with_conn(async |conn, rt| {
             rt.add(1);
-            conn.client.query(&conn.get, &[&keys])
+            conn.client.query(&conn.get, &[&keys]).await
         })?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());
         for row in rows {
@@ -563,9 +712,9 @@ impl Backend for PostgresBackend {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = self.with_conn(|conn, rt| {
+        let rows = self.with_conn(async |conn, rt| {
             rt.add(1);
-            conn.client.query(&conn.counts, &[&keys])
+            conn.client.query(&conn.counts, &[&keys]).await
         })?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());
         for row in rows {
@@ -606,25 +755,63 @@ impl Backend for PostgresBackend {
         match chunks.as_slice() {
             [] => Ok(()),
             // One statement is its own transaction.
-            [chunk] => self.with_conn(|conn, rt| {
+            [chunk] => self.with_conn(async |conn, rt| {
                 rt.add(1);
-                conn.client.execute(&conn.write, &chunk.params()).map(drop)
+                conn.client
+                    .execute(&conn.write, &chunk.params())
+                    .await
+                    .map(drop)
             }),
-            chunks => self.with_conn(|conn, rt| {
+            chunks => self.with_conn(async |conn, rt| {
                 rt.add(1);
-                let mut tx = conn.client.transaction()?;
+                let tx = conn.client.transaction().await?;
                 for chunk in chunks {
                     rt.add(1);
-                    tx.execute(&conn.write, &chunk.params())?;
+                    tx.execute(&conn.write, &chunk.params()).await?;
                 }
                 rt.add(1);
-                tx.commit()
+                tx.commit().await
             }),
         }
     }
 
     fn is_transactional(&self) -> bool {
         true
+    }
+
+    fn keeps_marker(&self) -> bool {
+        true
+    }
+
+    fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        let table = &self.config.table;
+        let row = self.with_conn(async |conn, rt| {
+            rt.add(1);
+            conn.client
+                .query_opt(
+                    &format!("SELECT value FROM \"{table}\" WHERE key = $1"),
+                    &[&MARKER_KEY],
+                )
+                .await
+        })?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
+        let table = &self.config.table;
+        self.with_conn(async |conn, rt| {
+            rt.add(1);
+            conn.client
+                .execute(
+                    &format!(
+                        "INSERT INTO \"{table}\" (key, value, count) VALUES ($1, $2, 0) \
+                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+                    ),
+                    &[&MARKER_KEY, &value],
+                )
+                .await
+                .map(drop)
+        })
     }
 
     fn for_each(
@@ -641,7 +828,9 @@ impl Backend for PostgresBackend {
     ) -> Result<(), BackendError> {
         // Keys are ordered bytewise (bytea): the entries under the prefix are
         // the prefix itself, then one run of keys right after it.
-        if let Some(entry) = self.get(prefix)? {
+        if prefix != MARKER_KEY
+            && let Some(entry) = self.get(prefix)?
+        {
             visit(prefix, &entry)?;
         }
         self.walk_after(prefix.to_vec(), prefix, visit)
@@ -649,15 +838,17 @@ impl Backend for PostgresBackend {
 
     fn usage(&self) -> Result<Usage, BackendError> {
         let table = &self.config.table;
-        let row = self.with_conn(|conn, rt| {
+        let row = self.with_conn(async |conn, rt| {
             rt.add(1);
-            conn.client.query_one(
-                &format!(
-                    "SELECT count(*), coalesce(sum(length(key)::int8 + length(value)::int8 + 8), 0)::int8 \
-                     FROM \"{table}\""
-                ),
-                &[],
-            )
+            conn.client
+                .query_one(
+                    &format!(
+                        "SELECT count(*), coalesce(sum(length(key)::int8 + length(value)::int8 + 8), 0)::int8 \
+                         FROM \"{table}\" WHERE key <> $1"
+                    ),
+                    &[&MARKER_KEY],
+                )
+                .await
         })?;
         let entries: i64 = row.get(0);
         let bytes: i64 = row.get(1);
@@ -668,7 +859,7 @@ impl Backend for PostgresBackend {
     }
 }
 
-fn map_err(err: postgres::Error, table: &str) -> BackendError {
+fn map_err(err: tokio_postgres::Error, table: &str) -> BackendError {
     if let Some(code) = err.code() {
         if *code == SqlState::INVALID_PASSWORD
             || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
@@ -717,7 +908,7 @@ fn map_err(err: postgres::Error, table: &str) -> BackendError {
     BackendError::unavailable(NAME, detail)
 }
 
-fn db_message(err: &postgres::Error) -> String {
+fn db_message(err: &tokio_postgres::Error) -> String {
     err.as_db_error()
         .map(|db| format!("{}: {}", db.severity(), db.message()))
         .unwrap_or_else(|| err.to_string())

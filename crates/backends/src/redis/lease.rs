@@ -8,7 +8,7 @@
 //! process sees, the holder's pid and host). It expires [`TTL`] after its
 //! last renewal, so a holder that dies without releasing it (SIGKILL, a lost
 //! machine) blocks the store for at most that long. A thread renews it every
-//! [`RENEW_EVERY`] on its own connection; if the key is gone (a server
+//! [`RENEW_EVERY`](crate::lease_state::RENEW_EVERY) on its own connection; if the key is gone (a server
 //! restarted without persistence) the thread takes it again, and if another
 //! token is there the lease is lost for good.
 //!
@@ -21,14 +21,12 @@
 //! The margin is a third of the TTL.
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::thread::JoinHandle;
 
 use redis::{Client, Connection};
 use seccs_store::backend::BackendError;
 
 use super::{CONNECT_TIMEOUT, NAME, map_err};
-use crate::lease_state::{LeaseState, RENEW_EVERY, TTL, holder_token};
+use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token};
 
 /// The lease's key after the store's prefix. No store key has this length
 /// (nodes are digests, catalog records 33 bytes), and walks skip it.
@@ -50,8 +48,7 @@ pub(super) struct Lease {
     key: Vec<u8>,
     token: String,
     state: Arc<LeaseState>,
-    stop: Option<Sender<()>>,
-    renewer: Option<JoinHandle<()>>,
+    renewer: Renewer,
 }
 
 impl std::fmt::Debug for Lease {
@@ -93,24 +90,19 @@ impl Lease {
             });
         }
         let state = Arc::new(LeaseState::held_now());
-        let (stop, stopped) = mpsc::channel();
         let renewer = {
-            let (client, key, token, state) =
-                (client.clone(), key.clone(), token.clone(), state.clone());
-            std::thread::Builder::new()
-                .name("seccs-redis-lease".into())
-                .spawn(move || renew(client, conn, &key, &token, &state, &stopped))
-                .map_err(|e| {
-                    BackendError::other(NAME, format!("cannot start the lease thread: {e}"))
-                })?
+            let (client, key, token) = (client.clone(), key.clone(), token.clone());
+            let mut conn = Some(conn);
+            Renewer::spawn(NAME, state.clone(), move || {
+                renew_once(&client, &mut conn, &key, &token)
+            })?
         };
         Ok(Self {
             client: client.clone(),
             key,
             token,
             state,
-            stop: Some(stop),
-            renewer: Some(renewer),
+            renewer,
         })
     }
 
@@ -146,12 +138,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(renewer) = self.renewer.take() {
-            // The thread only waits on the channel just closed or on one
-            // request with a timeout; a panic in it has nothing to hand back.
-            let _ = renewer.join();
-        }
+        self.renewer.stop();
         self.delete_if_ours();
     }
 }
@@ -167,46 +154,28 @@ fn connect(client: &Client) -> Result<Connection, BackendError> {
     Ok(conn)
 }
 
-/// The renewal loop: runs until the lease is dropped (the channel closes)
-/// or lost; each turn waits at most [`RENEW_EVERY`] and makes one request
-/// bounded by the connection's timeouts.
-fn renew(
-    client: Client,
-    conn: Connection,
-    key: &[u8],
-    token: &str,
-    state: &LeaseState,
-    stopped: &mpsc::Receiver<()>,
-) {
-    let mut conn = Some(conn);
-    loop {
-        match stopped.recv_timeout(RENEW_EVERY) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-        }
-        if state.is_released() {
-            return;
-        }
-        if conn.is_none() {
-            conn = connect(&client).ok();
-        }
-        let Some(c) = conn.as_mut() else { continue };
-        let renewed: redis::RedisResult<i64> = redis::cmd("EVAL")
-            .arg(RENEW_SCRIPT)
-            .arg(1)
-            .arg(key)
-            .arg(token)
-            .arg(TTL.as_millis() as u64)
-            .query(c);
-        match renewed {
-            Ok(1) => state.renewed(),
-            Ok(_) => {
-                state.lost();
-                return;
-            }
-            // Out of reach: try again next turn; writes stop on their own
-            // once the last renewal is too old.
-            Err(_) => conn = None,
+/// One renewal on the lease thread's own connection (made again after
+/// any failure), bounded by the connection's timeouts.
+fn renew_once(client: &Client, conn: &mut Option<Connection>, key: &[u8], token: &str) -> Renewal {
+    if conn.is_none() {
+        *conn = connect(client).ok();
+    }
+    let Some(c) = conn.as_mut() else {
+        return Renewal::Unreachable;
+    };
+    let renewed: redis::RedisResult<i64> = redis::cmd("EVAL")
+        .arg(RENEW_SCRIPT)
+        .arg(1)
+        .arg(key)
+        .arg(token)
+        .arg(TTL.as_millis() as u64)
+        .query(c);
+    match renewed {
+        Ok(1) => Renewal::Renewed,
+        Ok(_) => Renewal::Lost,
+        Err(_) => {
+            *conn = None;
+            Renewal::Unreachable
         }
     }
 }

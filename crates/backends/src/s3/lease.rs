@@ -12,7 +12,7 @@
 //! - taking it: create it with `If-None-Match: *`; if one is there and its
 //!   time has passed (a holder that died), replace it with `If-Match` on the
 //!   version read, so of two processes taking over at once only one wins;
-//! - holding it: a thread replaces it every [`RENEW_EVERY`] with `If-Match`
+//! - holding it: a thread replaces it every [`RENEW_EVERY`](crate::lease_state::RENEW_EVERY) with `If-Match`
 //!   on the version it last wrote; a refusal means another process took it,
 //!   and the lease is lost for good;
 //! - writing: [`Lease::check`] refuses once the lease is lost or its last
@@ -24,8 +24,6 @@
 //! stopped for longer than the margin between its check and its writes.
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opendal::{ErrorKind, Operator, options};
@@ -33,7 +31,7 @@ use seccs_store::backend::BackendError;
 use tokio::runtime::Handle;
 
 use super::{NAME, map_err};
-use crate::lease_state::{LeaseState, RENEW_EVERY, TTL, holder_token};
+use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token};
 
 /// The lease object's name under the store's prefix: not hex, so never an
 /// entry's name, and listings skip it.
@@ -47,8 +45,7 @@ pub(super) struct Lease {
     runtime: Handle,
     token: String,
     state: Arc<LeaseState>,
-    stop: Option<Sender<()>>,
-    renewer: Option<JoinHandle<()>>,
+    renewer: Renewer,
 }
 
 impl std::fmt::Debug for Lease {
@@ -135,24 +132,27 @@ impl Lease {
         let token = holder_token(NAME)?;
         let etag = runtime.block_on(take(op, &token))?;
         let state = Arc::new(LeaseState::held_now());
-        let (stop, stopped) = mpsc::channel();
         let renewer = {
-            let (op, runtime, token, state) =
-                (op.clone(), runtime.clone(), token.clone(), state.clone());
-            std::thread::Builder::new()
-                .name("seccs-s3-lease".into())
-                .spawn(move || renew(&op, &runtime, &token, etag, &state, &stopped))
-                .map_err(|e| {
-                    BackendError::other(NAME, format!("cannot start the lease thread: {e}"))
-                })?
+            let (op, runtime, token) = (op.clone(), runtime.clone(), token.clone());
+            let mut etag = etag;
+            Renewer::spawn(NAME, state.clone(), move || {
+                // Bounded by REQUEST_TIMEOUT inside `write`.
+                match runtime.block_on(write(&op, lease_text(&token), if_match(&etag))) {
+                    Ok(Some(new)) => {
+                        etag = new;
+                        Renewal::Renewed
+                    }
+                    Ok(None) => Renewal::Lost,
+                    Err(_) => Renewal::Unreachable,
+                }
+            })?
         };
         Ok(Self {
             op: op.clone(),
             runtime,
             token,
             state,
-            stop: Some(stop),
-            renewer: Some(renewer),
+            renewer,
         })
     }
 
@@ -226,50 +226,9 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(renewer) = self.renewer.take() {
-            // The thread waits on the channel just closed or on one request
-            // bounded by REQUEST_TIMEOUT; a panic in it has nothing to give.
-            let _ = renewer.join();
-        }
+        self.renewer.stop();
         if self.state.is_held() {
             self.delete_if_ours();
-        }
-    }
-}
-
-/// The renewal loop: runs until the lease is dropped (the channel closes)
-/// or lost; each turn waits at most [`RENEW_EVERY`] and makes one request
-/// bounded by [`REQUEST_TIMEOUT`].
-fn renew(
-    op: &Operator,
-    runtime: &Handle,
-    token: &str,
-    mut etag: String,
-    state: &LeaseState,
-    stopped: &mpsc::Receiver<()>,
-) {
-    loop {
-        match stopped.recv_timeout(RENEW_EVERY) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-        }
-        if state.is_released() {
-            return;
-        }
-        let renewed = runtime.block_on(write(op, lease_text(token), if_match(&etag)));
-        match renewed {
-            Ok(Some(new)) => {
-                etag = new;
-                state.renewed();
-            }
-            Ok(None) => {
-                state.lost();
-                return;
-            }
-            // Out of reach: try again next turn; writes stop on their own
-            // once the last renewal is too old.
-            Err(_) => {}
         }
     }
 }

@@ -2,12 +2,13 @@
 
 use std::time::{Duration, Instant};
 
+use seccs_backends::{PostgresBackend, PostgresConfig};
 use seccs_core::SecretKey;
-use seccs_store::backend::Batch;
+use seccs_store::backend::{Backend, BackendError, Batch};
 use seccs_store::{Params, Store, WrapperKind};
 
 use crate::harness::{Harness, Opened, Postgres, Redis, S3};
-use crate::support::TestResult;
+use crate::support::{PostgresServer, TestResult};
 
 /// Deterministic incompressible bytes (xorshift64*), fast enough for
 /// tens of MiB.
@@ -293,6 +294,80 @@ fn s3_killed_mid_put_keeps_earlier_contents() -> TestResult {
 
 /// `open`/`create` pick the backend by URL; PostgreSQL's `open` of a store
 /// whose table was never created says so instead of creating it.
+/// Sends `signal` to process `pid` with kill(1).
+fn signal(pid: i32, signal: &str) -> TestResult {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()?;
+    if !status.success() {
+        return Err(format!("kill {signal} {pid}: {status}").into());
+    }
+    Ok(())
+}
+
+/// Lets a paused server process go on, also when the test fails first.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = signal(self.0, "-CONT");
+    }
+}
+
+/// A server whose kernel still answers TCP but which answers no request
+/// (paused, overloaded) fails the request after the request timeout instead
+/// of hanging the command; the backend then starts over on a new session.
+#[test]
+fn postgres_a_server_that_stops_answering_fails_the_request_in_time() -> TestResult {
+    let server = PostgresServer::start()?;
+    let config = PostgresConfig::parse(&server.url("paused_nodes"))?
+        .with_request_timeout(Duration::from_secs(2));
+    PostgresBackend::create_table(&config)?;
+    let backend = PostgresBackend::connect_exclusive(config)?;
+    let mut batch = Batch::new();
+    batch.put(b"k".to_vec(), b"v".to_vec(), 1);
+    backend.apply(&batch)?;
+
+    // The server process of the backend's session, named after this process.
+    let mut admin = server.client()?;
+    let pid: i32 = admin
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE $1",
+            &[&format!("seccs pid {} on %", std::process::id())],
+        )?
+        .get(0);
+    signal(pid, "-STOP")?;
+    let resume = Resume(pid);
+
+    let started = Instant::now();
+    let err = backend.get(b"k").err();
+    assert!(
+        matches!(&err, Some(BackendError::Unavailable { detail, .. })
+            if detail.contains("no answer in 2 s") && detail.contains("stopped answering")),
+        "{err:?}"
+    );
+    // Not a timing assertion: only that the request gave up rather than wait
+    // for a server that never answers.
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    // Once the server goes on, the paused session sees its socket closed and
+    // ends, freeing the lock; the backend takes it again on a new session.
+    drop(resume);
+    let mut value = None;
+    for _ in 0..100 {
+        match backend.get(b"k") {
+            Ok(entry) => {
+                value = entry.map(|e| e.value);
+                break;
+            }
+            Err(BackendError::Locked { .. }) => std::thread::sleep(Duration::from_millis(100)),
+            Err(other) => return Err(other.into()),
+        }
+    }
+    assert_eq!(value.as_deref(), Some(&b"v"[..]));
+    Ok(())
+}
+
 #[test]
 fn open_and_create_by_url() -> TestResult {
     let redis = crate::support::RedisServer::start()?;

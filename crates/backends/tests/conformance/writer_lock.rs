@@ -321,29 +321,49 @@ fn s3_a_holder_whose_lease_was_replaced_stops_writing() -> TestResult {
     Ok(())
 }
 
-/// The store marker lives beside the entries on Redis and S3, never among
-/// them.
+/// The store marker lives beside the entries on Redis, PostgreSQL and S3,
+/// never among them, and goes when the entries are wiped behind the
+/// store's back.
 #[test]
-fn the_store_marker_is_kept_beside_the_entries_on_redis_and_s3() -> TestResult {
+fn the_store_marker_is_kept_beside_the_entries_on_every_network_backend() -> TestResult {
     let redis = RedisServer::start()?;
+    let postgres = PostgresServer::start()?;
     let s3 = S3Server::start()?;
     let backends: Vec<Box<dyn Backend>> = vec![
         seccs_backends::open_exclusive(&redis_url(&redis, "marked:"), true)?,
+        seccs_backends::open_exclusive(&postgres.url("marked_nodes"), true)?,
         Box::new(s3_exclusive(&s3, "marked")?),
     ];
-    for backend in backends {
+    for backend in &backends {
         assert!(backend.keeps_marker());
         assert_eq!(backend.read_marker()?, None);
         backend.write_marker(b"check value")?;
         assert_eq!(backend.read_marker()?.as_deref(), Some(&b"check value"[..]));
+        backend.write_marker(b"another value")?;
+        assert_eq!(
+            backend.read_marker()?.as_deref(),
+            Some(&b"another value"[..])
+        );
         assert_eq!(backend.usage()?.entries, 0, "{}", backend.name());
         backend.apply(&one_put())?;
+        assert_eq!(backend.usage()?.entries, 1, "{}", backend.name());
         let mut seen = Vec::new();
         backend.for_each(&mut |key, _| {
             seen.push(key.to_vec());
             Ok(())
         })?;
         assert_eq!(seen, [b"k".to_vec()], "{}", backend.name());
+        let mut under_empty_prefix = 0;
+        backend.for_each_with_prefix(b"", &mut |_, _| {
+            under_empty_prefix += 1;
+            Ok(())
+        })?;
+        assert_eq!(under_empty_prefix, 1, "{}", backend.name());
     }
+
+    // A table emptied behind the store's back takes the marker with it.
+    postgres.client()?.batch_execute("TRUNCATE marked_nodes")?;
+    assert_eq!(backends[1].read_marker()?, None);
+    assert_eq!(backends[1].usage()?.entries, 0);
     Ok(())
 }
