@@ -551,7 +551,7 @@ impl PostgresBackend {
 
     /// Runs `work` on the connection (connecting first if there is none or
     /// it was closed), each within the request timeout; drops the
-    /// connection after any error that is not a plain database error.
+    /// connection after any error that ends the session.
     fn with_conn<T>(
         &self,
         work: impl AsyncFnOnce(&mut Conn, &RoundTrips) -> Result<T, tokio_postgres::Error>,
@@ -572,7 +572,13 @@ impl PostgresBackend {
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
-                if err.as_db_error().is_none() {
+                // A plain database error leaves the session usable; a broken
+                // connection, or a FATAL error (the session terminated by an
+                // administrator or a shutdown), does not.
+                if err
+                    .as_db_error()
+                    .is_none_or(|db| matches!(db.severity(), "FATAL" | "PANIC"))
+                {
                     *guard = None;
                 }
                 Err(map_err(err, table))

@@ -351,39 +351,67 @@ impl RedisBackend {
         under: &[u8],
         mut visit: impl FnMut(Vec<Vec<u8>>) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        let mut pattern = Vec::with_capacity(2 * (self.prefix.len() + under.len()) + 1);
-        for &b in self.prefix.iter().chain(under) {
-            if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
-                pattern.push(b'\\');
-            }
-            pattern.push(b);
-        }
+        let mut pattern = glob_escaped(&[&self.prefix, under].concat());
         pattern.push(b'*');
+        let (lease, marker) = (self.key(LEASE_KEY), self.key(MARKER_KEY));
+        self.scan_matching(&pattern, |keys| {
+            let keys: Vec<Vec<u8>> = keys
+                .into_iter()
+                .filter(|k| *k != lease && *k != marker)
+                .collect();
+            if keys.is_empty() {
+                return Ok(());
+            }
+            visit(keys)
+        })
+    }
+
+    /// Every key of the database that matches the glob `pattern`,
+    /// `SCAN_COUNT` at a time.
+    fn scan_matching(
+        &self,
+        pattern: &[u8],
+        mut visit: impl FnMut(Vec<Vec<u8>>) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
         let mut cursor: u64 = 0;
         for _ in 0..MAX_SCAN_STEPS {
             let (next, keys): (u64, Vec<Vec<u8>>) = self.with_conn(|conn| {
                 redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
-                    .arg(&pattern)
+                    .arg(pattern)
                     .arg("COUNT")
                     .arg(SCAN_COUNT)
                     .query(conn)
             })?;
-            let (lease, marker) = (self.key(LEASE_KEY), self.key(MARKER_KEY));
-            let keys: Vec<Vec<u8>> = keys
-                .into_iter()
-                .filter(|k| *k != lease && *k != marker)
-                .collect();
-            if !keys.is_empty() {
-                visit(keys)?;
-            }
+            visit(keys)?;
             if next == 0 {
                 return Ok(());
             }
             cursor = next;
         }
         Err(BackendError::other(NAME, "SCAN did not finish"))
+    }
+}
+
+/// `bytes` as a `MATCH` pattern that matches exactly them.
+fn glob_escaped(bytes: &[u8]) -> Vec<u8> {
+    let mut pattern = Vec::with_capacity(2 * bytes.len() + 1);
+    for &b in bytes {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            pattern.push(b'\\');
+        }
+        pattern.push(b);
+    }
+    pattern
+}
+
+/// A store's prefix, for messages.
+fn describe_prefix(prefix: &[u8]) -> String {
+    if prefix.is_empty() {
+        "the store without a prefix (the whole database)".into()
+    } else {
+        format!("the store at prefix {:?}", String::from_utf8_lossy(prefix))
     }
 }
 
@@ -488,6 +516,41 @@ impl Backend for RedisBackend {
 
     fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
         self.with_conn(|conn| redis::cmd("GET").arg(self.key(MARKER_KEY)).query(conn))
+    }
+
+    fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
+        let mut found = Vec::new();
+        // Stores whose prefix this one's starts with: a marker at each
+        // shorter prefix, read in one request.
+        if !self.prefix.is_empty() {
+            let outer: Vec<Vec<u8>> = (0..self.prefix.len())
+                .map(|len| [&self.prefix[..len], MARKER_KEY].concat())
+                .collect();
+            let markers: Vec<Option<Vec<u8>>> =
+                self.with_conn(|conn| redis::cmd("MGET").arg(&outer).query(conn))?;
+            for (len, marker) in markers.iter().enumerate() {
+                if marker.is_some() {
+                    found.push(describe_prefix(&self.prefix[..len]));
+                }
+            }
+        }
+        // Stores whose prefix starts with this one's: markers under it.
+        // (The marker's name has no glob character.)
+        let own = self.key(MARKER_KEY);
+        let mut pattern = glob_escaped(&self.prefix);
+        pattern.push(b'*');
+        pattern.extend_from_slice(MARKER_KEY);
+        self.scan_matching(&pattern, |keys| {
+            for key in keys {
+                if key != own
+                    && let Some(prefix) = key.strip_suffix(MARKER_KEY)
+                {
+                    found.push(describe_prefix(prefix));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {

@@ -186,6 +186,9 @@ pub struct S3Backend {
     // Dropped first, while the runtime it releases the lease on still runs.
     lease: Option<Lease>,
     op: Operator,
+    /// At the bucket's root: finds the markers of stores in the folders
+    /// above this one's.
+    bucket_op: Operator,
     runtime: tokio::runtime::Runtime,
     concurrency: usize,
     config: S3Config,
@@ -238,33 +241,38 @@ impl S3Backend {
             .enable_all()
             .build()
             .map_err(|e| BackendError::other(NAME, format!("cannot start the I/O runtime: {e}")))?;
-        let mut builder = opendal::services::S3::default()
-            .bucket(&config.bucket)
-            .root(&format!("/{}", config.prefix))
-            .region(&config.region)
-            .disable_ec2_metadata();
-        if let Some(endpoint) = &config.endpoint {
-            builder = builder.endpoint(endpoint);
-        }
-        if let Some(creds) = &credentials {
-            builder = builder
-                .access_key_id(&creds.access_key_id)
-                .secret_access_key(&creds.secret_access_key)
-                .disable_config_load();
-        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(300))
             .pool_max_idle_per_host(config.concurrency)
             .build()
             .map_err(|e| BackendError::other(NAME, format!("cannot build the HTTP client: {e}")))?;
-        let op = Operator::new(builder)
-            .map_err(map_err)?
-            .layer(HttpClientLayer::new(HttpClient::with(http)))
-            .finish();
+        let operator = |root: &str| -> Result<Operator, BackendError> {
+            let mut builder = opendal::services::S3::default()
+                .bucket(&config.bucket)
+                .root(root)
+                .region(&config.region)
+                .disable_ec2_metadata();
+            if let Some(endpoint) = &config.endpoint {
+                builder = builder.endpoint(endpoint);
+            }
+            if let Some(creds) = &credentials {
+                builder = builder
+                    .access_key_id(&creds.access_key_id)
+                    .secret_access_key(&creds.secret_access_key)
+                    .disable_config_load();
+            }
+            Ok(Operator::new(builder)
+                .map_err(map_err)?
+                .layer(HttpClientLayer::new(HttpClient::with(http.clone())))
+                .finish())
+        };
+        let op = operator(&format!("/{}", config.prefix))?;
+        let bucket_op = operator("/")?;
         let backend = Self {
             lease: None,
             op,
+            bucket_op,
             runtime,
             concurrency: config.concurrency,
             config,
@@ -518,6 +526,61 @@ impl Backend for S3Backend {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(map_err(e)),
         }
+    }
+
+    fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
+        let describe = |prefix: &str| {
+            if prefix.is_empty() {
+                "the store at the bucket's root".to_owned()
+            } else {
+                format!("the store at prefix {prefix:?}")
+            }
+        };
+        let mut found = Vec::new();
+        // Stores whose prefix this one's lies in: a marker in each folder
+        // above it.
+        let prefix = self.config.prefix.as_str();
+        let outer: Vec<&str> = if prefix.is_empty() {
+            Vec::new()
+        } else {
+            std::iter::once("")
+                .chain(prefix.match_indices('/').map(|(at, _)| &prefix[..at]))
+                .collect()
+        };
+        for folder in outer {
+            let path = if folder.is_empty() {
+                MARKER_OBJECT.to_owned()
+            } else {
+                format!("{folder}/{MARKER_OBJECT}")
+            };
+            self.round_trips.add(1);
+            match self.runtime.block_on(self.bucket_op.stat(&path)) {
+                Ok(_) => found.push(describe(folder)),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(map_err(e)),
+            }
+        }
+        // Stores whose prefix lies in this one's: markers in folders below.
+        self.round_trips.add(1);
+        let below = self
+            .runtime
+            .block_on(self.op.list_options(
+                "",
+                options::ListOptions {
+                    recursive: true,
+                    ..Default::default()
+                },
+            ))
+            .map_err(map_err)?;
+        for entry in below {
+            let path = entry.path().trim_start_matches('/');
+            if let Some(folder) = path.strip_suffix(&format!("/{MARKER_OBJECT}")) {
+                found.push(describe(
+                    &[prefix, folder].join("/").trim_start_matches('/'),
+                ));
+            }
+        }
+        Ok(found)
     }
 
     fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {

@@ -309,6 +309,21 @@ fn create_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
              or prefix"
         );
     }
+    let nested = backend
+        .nested_stores()
+        .with_context(|| format!("cannot read backend {shown}"))?;
+    if let Some(first) = nested.first() {
+        let more = match nested.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        bail!(
+            "backend {shown} nests with {first}{more}: one store's prefix would hold the other's \
+             entries, and each would read them as its own; give this store a prefix that neither \
+             starts another store's nor starts with one (`photos:` beside `videos:`, not \
+             `photos:2024:` inside `photos:`)"
+        );
+    }
     let held = match backend.usage() {
         Ok(usage) => usage.entries,
         Err(seccs_store::backend::BackendError::Corrupt { .. }) => bail!(

@@ -2613,6 +2613,26 @@ fn a_backend_that_lost_the_stores_data_is_reported_not_taken_for_empty() {
     );
 }
 
+/// `init` refuses a prefix that nests with another store's, in either
+/// order: the outer store would walk the inner one's entries as its own.
+#[test]
+fn init_refuses_a_prefix_that_nests_with_another_stores() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = |prefix: &str| format!("redis://127.0.0.1:{port}/0?prefix={prefix}");
+    ok(seccs(&tmp.path().join("photos")).args(["init", "--backend", &url("photos:")]));
+    let err =
+        fails(seccs(&tmp.path().join("y2024")).args(["init", "--backend", &url("photos:2024:")]));
+    assert!(
+        err.contains("nests with the store at prefix \"photos:\""),
+        "{err}"
+    );
+    let err = fails(seccs(&tmp.path().join("all")).args(["init", "--backend", &url("")]));
+    assert!(err.contains("nests with the store at prefix"), "{err}");
+    ok(seccs(&tmp.path().join("videos")).args(["init", "--backend", &url("videos:")]));
+    assert!(!tmp.path().join("y2024").exists(), "nothing made");
+}
+
 /// A read that fails says its cause once.
 #[test]
 fn a_failed_read_says_its_cause_once() {

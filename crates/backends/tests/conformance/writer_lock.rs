@@ -361,9 +361,56 @@ fn the_store_marker_is_kept_beside_the_entries_on_every_network_backend() -> Tes
         assert_eq!(under_empty_prefix, 1, "{}", backend.name());
     }
 
+    // A table of its own cannot nest with another store's.
+    assert!(backends[1].nested_stores()?.is_empty());
+
     // A table emptied behind the store's back takes the marker with it.
     postgres.client()?.batch_execute("TRUNCATE marked_nodes")?;
     assert_eq!(backends[1].read_marker()?, None);
     assert_eq!(backends[1].usage()?.entries, 0);
+    Ok(())
+}
+
+/// Stores whose prefixes nest would walk each other's entries: each finds
+/// the other by its marker, whichever was made first.
+#[test]
+fn stores_whose_prefixes_nest_find_each_other_by_their_markers() -> TestResult {
+    let redis = RedisServer::start()?;
+    let outer = seccs_backends::open_exclusive(&redis_url(&redis, "photos:"), true)?;
+    let beside = seccs_backends::open_exclusive(&redis_url(&redis, "videos:"), true)?;
+    let inner = seccs_backends::open_exclusive(&redis_url(&redis, "photos:2024:"), true)?;
+    assert!(outer.nested_stores()?.is_empty(), "no marker yet");
+    outer.write_marker(b"outer")?;
+    beside.write_marker(b"beside")?;
+    assert_eq!(inner.nested_stores()?, ["the store at prefix \"photos:\""]);
+    inner.write_marker(b"inner")?;
+    assert_eq!(
+        outer.nested_stores()?,
+        ["the store at prefix \"photos:2024:\""]
+    );
+    assert!(beside.nested_stores()?.is_empty());
+    // Glob characters in a prefix match only themselves.
+    let starred = seccs_backends::open_exclusive(&redis_url(&redis, "ph*"), true)?;
+    assert!(starred.nested_stores()?.is_empty());
+    let whole = seccs_backends::open_exclusive(&redis_url(&redis, ""), true)?;
+    assert_eq!(
+        whole.nested_stores()?.len(),
+        3,
+        "every prefixed store nests in it"
+    );
+
+    let s3 = S3Server::start()?;
+    let outer = s3_exclusive(&s3, "stores")?;
+    let inner = s3_exclusive(&s3, "stores/one/two")?;
+    let beside = s3_exclusive(&s3, "stores2")?;
+    outer.write_marker(b"outer")?;
+    beside.write_marker(b"beside")?;
+    assert_eq!(inner.nested_stores()?, ["the store at prefix \"stores\""]);
+    inner.write_marker(b"inner")?;
+    assert_eq!(
+        outer.nested_stores()?,
+        ["the store at prefix \"stores/one/two\""]
+    );
+    assert!(beside.nested_stores()?.is_empty());
     Ok(())
 }

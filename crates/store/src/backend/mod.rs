@@ -382,6 +382,16 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// The other stores, found by their markers, whose key space nests with
+    /// this one's: a store whose prefix this store's starts with, or one
+    /// whose prefix starts with this store's. Their entries would mix (each
+    /// would walk the other's), so `init` refuses such a place. Each is
+    /// described for a message. Empty (the default) where stores cannot
+    /// nest (a table or directory of their own).
+    fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
+        Ok(Vec::new())
+    }
+
     /// Lets go at once of what the backend holds for this process alone (a
     /// writer lease), for a process about to exit without dropping it (an
     /// interrupt); nothing may be written through the backend afterwards. A
@@ -469,6 +479,9 @@ macro_rules! forward_backend {
             }
             fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
                 (**self).write_marker(value)
+            }
+            fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
+                (**self).nested_stores()
             }
         }
     };
