@@ -575,9 +575,7 @@ impl Backend for S3Backend {
         for entry in below {
             let path = entry.path().trim_start_matches('/');
             if let Some(folder) = path.strip_suffix(&format!("/{MARKER_OBJECT}")) {
-                found.push(describe(
-                    &[prefix, folder].join("/").trim_start_matches('/'),
-                ));
+                found.push(describe([prefix, folder].join("/").trim_start_matches('/')));
             }
         }
         Ok(found)
