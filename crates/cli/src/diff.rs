@@ -128,7 +128,7 @@ pub fn run(loc: &StoreLocation, args: DiffArgs) -> Result<()> {
     }
     out.flush()?;
     let [added, removed, modified, type_changed, metadata] = counts;
-    eprintln!(
+    errln!(
         "seccs: from {} to {}: {added} added, {removed} removed, {modified} modified, \
          {type_changed} changed type, {metadata} changed metadata only",
         format_time(args.from),

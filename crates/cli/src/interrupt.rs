@@ -96,7 +96,7 @@ fn start_handler() {
     let mut signals = match Signals::new(&watched) {
         Ok(signals) => signals,
         Err(e) => {
-            eprintln!("seccs: warning: cannot watch for interrupts ({e})");
+            errln!("seccs: warning: cannot watch for interrupts ({e})");
             return;
         }
     };
@@ -118,7 +118,7 @@ fn start_handler() {
             }
         });
     if let Err(e) = started {
-        eprintln!("seccs: warning: cannot watch for interrupts ({e})");
+        errln!("seccs: warning: cannot watch for interrupts ({e})");
     }
 }
 

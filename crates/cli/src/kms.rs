@@ -359,14 +359,14 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             cfg.key = key;
             cfg.max_body = max_body;
             server::serve_blocking(cfg, |s| {
-                eprintln!("seccs kms listening on {}", s.url());
-                eprintln!("certificate: {}", s.cert().cert_path.display());
+                errln!("seccs kms listening on {}", s.url());
+                errln!("certificate: {}", s.cert().cert_path.display());
                 if let Some(ca) = &s.cert().ca_path {
-                    eprintln!("CA file (for --ca): {}", ca.display());
+                    errln!("CA file (for --ca): {}", ca.display());
                 }
-                eprintln!("SHA-256 fingerprint (for --pin): {}", s.cert().fingerprint);
+                errln!("SHA-256 fingerprint (for --pin): {}", s.cert().fingerprint);
                 if let Some(t) = s.token_path() {
-                    eprintln!("management token file: {}", t.display());
+                    errln!("management token file: {}", t.display());
                 }
             })?;
         }
@@ -390,7 +390,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
                             path.display()
                         )
                     })?;
-                    eprintln!("KEK written to {}", path.display());
+                    errln!("KEK written to {}", path.display());
                 }
                 None => {
                     // Not an I/O error any more: a closed pipe here loses a

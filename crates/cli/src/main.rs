@@ -10,6 +10,16 @@ macro_rules! outln {
     }};
 }
 
+/// Like `errln!`, but a standard error that cannot be written (a closed
+/// pipe) is no reason to panic: there is nowhere left to say anything, and
+/// the exit code still tells.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod diff;
 mod exclude;
@@ -95,7 +105,7 @@ fn main() {
         {
             std::process::exit(0);
         }
-        eprintln!("seccs: {err:#}");
+        errln!("seccs: {err:#}");
         std::process::exit(1);
     }
 }

@@ -95,9 +95,11 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
                 .with_context(|| {
                     format!("cannot save the store key to the share network as {tag:?}")
                 })?;
-            eprintln!(
+            errln!(
                 "seccs: store key saved on the share network as {tag:?} ({} of {} servers, any {} recover it)",
-                report.stored_on, report.servers, report.threshold
+                report.stored_on,
+                report.servers,
+                report.threshold
             );
             key
         }
@@ -170,7 +172,7 @@ pub fn open(path: &Path, create_if_missing: bool) -> Result<OpenStore> {
                 },
             },
         )?;
-        eprintln!(
+        errln!(
             "seccs: created a new store at {} (key file {})",
             path.display(),
             path.join("key").display()

@@ -302,16 +302,16 @@ impl Session {
         }
         let r = result?;
         for (newer, why) in &r.newer_failed {
-            eprintln!(
+            errln!(
                 "warning: {tag}@{newer} could not be rebuilt ({why}); loaded the older {tag}@{}",
                 r.version
             );
         }
         for bad in &r.bad_servers {
-            eprintln!("warning: server {bad} returned an invalid record; it was left out");
+            errln!("warning: server {bad} returned an invalid record; it was left out");
         }
         for other in &r.superseded_servers {
-            eprintln!(
+            errln!(
                 "note: server {other} holds an older save of {tag}@{} (made while the servers \
                  were partitioned); the newest was loaded",
                 r.version
@@ -320,7 +320,7 @@ impl Session {
         let to_file = file != Path::new("-");
         crate::output::write_bytes(to_file.then_some(file), &r.data)?;
         if to_file {
-            eprintln!("loaded {tag}@{} ({} bytes)", r.version, r.data.len());
+            errln!("loaded {tag}@{} ({} bytes)", r.version, r.data.len());
         }
         Ok(())
     }
@@ -474,7 +474,7 @@ fn interactive(args: &ClientArgs) -> anyhow::Result<()> {
             _ => Err(anyhow::anyhow!("unknown command; type help")),
         };
         if let Err(e) = result {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
         }
     }
     if let Some(dir) = history.parent() {

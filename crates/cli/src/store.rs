@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use seccs_store::catalog::{EntryKind, FileMeta, Record, Stamp, Version, parse_name_version};
 use seccs_store::dir::{EMBEDDED, KeySource};
-use seccs_store::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, Params, WrapperKind};
+use seccs_store::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, Params, StoreError, WrapperKind};
 
 use crate::open::{self, NewStore, StoreLocation};
 use crate::progress;
@@ -321,7 +321,7 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     // The URL may hold a password: it is shown as config.toml keeps it.
     let shown_backend = seccs_backends::redact(&args.backend);
     if !shows_key_file {
-        eprintln!(
+        errln!(
             "seccs: created a store at {} (chunk size {}, wrapper {}, compression {}, backend {}); key held elsewhere ({})",
             path.display(),
             args.chunk_size,
@@ -336,7 +336,7 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
         );
         return Ok(());
     }
-    eprintln!(
+    errln!(
         "seccs: created a store at {} (chunk size {}, wrapper {}, compression {}, backend {}); key file {}",
         path.display(),
         args.chunk_size,
@@ -477,7 +477,7 @@ fn put_one(
                 .put_named_stamped(reader, name, EntryKind::File, meta)
                 .with_context(|| format!("cannot store {}", source()))?;
             outln!("{}", outcome.content_ref)?;
-            eprintln!("seccs: stored as {}@{version}", shown(name));
+            errln!("seccs: stored as {}@{version}", shown(name));
             Ok(outcome.content_ref)
         }
     }
@@ -542,6 +542,16 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
             shown(parse_name_version(&spec).0)
         );
     }
+    // A name's content whose root node is gone is damage to the store, not
+    // a reference mistyped.
+    let damaged = |e: StoreError| match e {
+        StoreError::NotFound(_) if version.is_some() => StoreError::Integrity(format!(
+            "the root node of {} ({r}) is missing from the store; `seccs verify` lists what \
+             else is damaged",
+            shown(&args.reference)
+        )),
+        other => other,
+    };
     let to_file = args.output.as_deref().filter(|p| *p != Path::new("-"));
     if let (Some(v), Some(path)) = (&version, to_file)
         && v.kind == EntryKind::Symlink
@@ -556,6 +566,7 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
         // A symlink comes back as a symlink, as a tree restore makes it.
         let target = store
             .get(&r)
+            .map_err(damaged)
             .with_context(|| format!("cannot read {}", shown(&args.reference)))?;
         let attrs = crate::tree::attrs_of(v, ownership);
         return crate::output::write_link_atomically(path, &target, &attrs);
@@ -572,12 +583,16 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
         None => {
             let stdout = io::stdout();
             let mut out = BufWriter::with_capacity(1 << 20, bar.wrap_write(stdout.lock()));
-            store.get_range(&r, offset, len, &mut out)?;
+            store
+                .get_range(&r, offset, len, &mut out)
+                .map_err(damaged)?;
             out.flush()?;
         }
         Some(path) => crate::output::write_file_atomically_as(path, &attrs, |out| {
             crate::output::read_into(out, &shown_path(path), &args.reference, |out| {
-                store.get_range(&r, offset, len, &mut bar.wrap_write(out))
+                store
+                    .get_range(&r, offset, len, &mut bar.wrap_write(out))
+                    .map_err(damaged)
             })
         })?,
     }
@@ -708,7 +723,7 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
         let (name, version) = parse_name_version(&spec);
         (store.remove_name(name, version)?, name.to_owned())
     };
-    eprintln!("seccs: removed {removed} version(s) of {}", shown(&name));
+    errln!("seccs: removed {removed} version(s) of {}", shown(&name));
     Ok(())
 }
 
@@ -772,13 +787,13 @@ fn remove_listed(store: &seccs_store::Store, prefix: &str, only_gone: bool) -> R
             return Err(e.into());
         }
         if only_gone {
-            eprintln!("seccs: no {what} {place}");
+            errln!("seccs: no {what} {place}");
             return Ok(());
         }
         bail!("no names start with {prefix:?}");
     }
     let (n, versions) = store.remove_names(&names)?;
-    eprintln!("seccs: removed {n} {what} {place} ({versions} version(s))");
+    errln!("seccs: removed {n} {what} {place} ({versions} version(s))");
     match listing.damage() {
         Some(e) => Err(e.into()),
         None => Ok(()),
@@ -805,7 +820,7 @@ fn keep_newest(store: &seccs_store::Store, reference: &str, keep: u32) -> Result
         ]
     };
     let (trimmed, removed) = store.keep_newest(&names, keep as usize)?;
-    eprintln!(
+    errln!(
         "seccs: kept the newest {keep} version(s) of {} name(s); removed {removed} older \
          version(s) of {trimmed} of them",
         names.len()

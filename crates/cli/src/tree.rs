@@ -753,15 +753,15 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     );
     out.flush()?;
     if !how.quiet {
-        eprintln!(
+        errln!(
             "seccs: {stored} entries stored: {} read, {unchanged} unchanged since the last put (not read)",
             stored - unchanged
         );
         if let Some(said) = left_out.said() {
-            eprintln!("seccs: {said}");
+            errln!("seccs: {said}");
         }
         if gone > 0 {
-            eprintln!(
+            errln!(
                 "seccs: {gone} name(s) under {}/ are gone (no longer in the directory); \
                  their versions stay readable as NAME@N until removed",
                 name_of(dir)
@@ -774,7 +774,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
 /// Prints each problem and fails when there is one, after `done`.
 fn report_problems(problems: &[String], done: &str) -> Result<()> {
     for p in problems {
-        eprintln!("seccs: {p}");
+        errln!("seccs: {p}");
     }
     if !problems.is_empty() {
         bail!("{done}; {} problem(s) reported above", problems.len());
@@ -824,13 +824,13 @@ fn dry_run(
         writeln!(out, "gone       {name}")?;
     }
     out.flush()?;
-    eprintln!(
+    errln!(
         "seccs: dry run, nothing stored: {to_read} entries to read, {same} unchanged, \
          {} name(s) to mark gone",
         missing.len()
     );
     if let Some(said) = left_out.said() {
-        eprintln!("seccs: {said}");
+        errln!("seccs: {said}");
     }
     report_problems(&problems, &format!("checked {} entries", found.len()))
 }
@@ -1193,10 +1193,10 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .chain(top_error)
         .collect();
     for f in &failures {
-        eprintln!("seccs: {f}");
+        errln!("seccs: {f}");
     }
     if let Some(note) = unprivileged_note(records.iter().map(|(_, v)| *v)) {
-        eprintln!("seccs: {note}");
+        errln!("seccs: {note}");
     }
     if !failures.is_empty() {
         bail!(

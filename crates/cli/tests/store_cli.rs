@@ -2633,6 +2633,56 @@ fn init_refuses_a_prefix_that_nests_with_another_stores() {
     assert!(!tmp.path().join("y2024").exists(), "nothing made");
 }
 
+/// A name whose root node went missing from the backend is damage, said as
+/// such, not "no such content" as for a mistyped reference.
+#[test]
+fn a_name_whose_root_node_is_missing_is_reported_as_damage() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args([
+        "init",
+        "--backend",
+        &format!("redis://127.0.0.1:{port}/0?prefix=d:"),
+    ]));
+    let input = random_file(tmp.path(), "in.bin", 5000, 41);
+    let r: seccs_store::ContentRef = put_as(&store, &input, "docs/a")
+        .parse()
+        .expect("a reference");
+    let key = [&b"d:"[..], r.digest()].concat();
+    assert!(redis_command(port, &[b"DEL", &key]).starts_with(b":1"));
+    let out = tmp.path().join("out.bin");
+    let err = fails(seccs(&store).args(["get", "docs/a", "-o"]).arg(&out));
+    assert!(
+        err.contains("integrity error: the root node of docs/a") && err.contains("missing"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    // A reference typed by hand that the store never held is no damage.
+    let err = fails(seccs(&store).args(["get", &r.to_hex()]));
+    assert!(err.contains("no such content"), "{err}");
+}
+
+/// A standard error that cannot be written (its reader gone) is no reason
+/// to panic: the command fails with its own exit code.
+#[test]
+fn a_closed_standard_error_does_not_turn_an_error_into_a_panic() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    for _ in 0..3 {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let status = seccs(&store)
+            .args(["get", "no/such/name"])
+            .stdout(Stdio::null())
+            .stderr(writer)
+            .status()
+            .expect("runs");
+        assert_eq!(status.code(), Some(1), "{status}");
+    }
+}
+
 /// A read that fails says its cause once.
 #[test]
 fn a_failed_read_says_its_cause_once() {

@@ -410,6 +410,15 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
     let bad = || StoreError::Config(format!("{} is not a seccs key file", path.display()));
     // A key file is one short line: read no more than fits one, so that a
     // device or a wrong file is refused rather than read for ever.
+    // Every open reads it again, so it must be a file: a FIFO would block
+    // the open until something writes to it.
+    let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+    if !meta.is_file() {
+        return Err(StoreError::Config(format!(
+            "{} is not a regular file, so it cannot be a seccs key file",
+            path.display()
+        )));
+    }
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
     File::open(path)
         .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
@@ -484,6 +493,27 @@ mod tests {
 
     fn key(byte: u8) -> SecretKey {
         SecretKey::from_bytes([byte; 32])
+    }
+
+    /// A key "file" that is a FIFO, a directory or a device is refused at
+    /// once: opening a FIFO would block until something writes to it.
+    #[test]
+    fn a_key_path_that_is_not_a_regular_file_is_refused_without_opening_it() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let fifo = tmp.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        for path in [fifo.as_path(), tmp.path(), Path::new("/dev/null")] {
+            let err = read_key_file(path).err();
+            assert!(
+                matches!(&err, Some(StoreError::Config(m)) if m.contains("not a regular file")),
+                "{}: {err:?}",
+                path.display()
+            );
+        }
     }
 
     fn new_dir(path: &Path, check_of: Option<&SecretKey>) -> Result<StoreDir> {

@@ -518,7 +518,7 @@ impl<'s> Committer<'s> {
                         "a node listed by a new node is missing from the store",
                     )
                 })?;
-                entry.0 += 1;
+                entry.0 = one_more(entry.0, child)?;
                 entry.2 = true;
             }
         }
@@ -537,7 +537,7 @@ impl<'s> Committer<'s> {
                 .ok_or_else(|| crate::StoreError::integrity("root missing after sealing"))?;
             root_is_new = !entry.1;
             if count_put {
-                entry.0 += 1;
+                entry.0 = one_more(entry.0, root)?;
                 entry.2 = true;
             }
         }
@@ -582,4 +582,17 @@ impl<'s> Committer<'s> {
         }
         Ok(())
     }
+}
+
+/// A node's reference count plus one. The count comes from the backend: no
+/// store reaches 2^64 references, so a count that cannot grow was tampered
+/// with, and wrapping it to 0 would free a node still in use.
+fn one_more(count: u64, digest: &[u8]) -> Result<u64> {
+    count.checked_add(1).ok_or_else(|| {
+        crate::StoreError::integrity(format!(
+            "node {} has a reference count that cannot grow ({count}): the backend's count was \
+             tampered with",
+            seccs_core::hexenc::encode(digest)
+        ))
+    })
 }

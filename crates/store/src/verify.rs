@@ -109,6 +109,9 @@ pub struct GcReport {
 struct Scanned {
     count: u64,
     height: Option<u8>,
+    /// Whether the node authenticated only as a root (with a wrapper that
+    /// distinguishes roots; never otherwise).
+    as_root: bool,
     children: Vec<node::Child>,
 }
 
@@ -154,21 +157,22 @@ impl Store {
                                 node::decode_children(opened, digest_len)
                             };
                             if let Some(children) = children {
-                                found = Some((height, children));
+                                found = Some((height, is_root, children));
                             }
                             break 'heights;
                         }
                     }
                 }
-                let (height, children) = match found {
-                    Some((h, c)) => (Some(h), c),
-                    None => (None, Vec::new()),
+                let (height, as_root, children) = match found {
+                    Some((h, r, c)) => (Some(h), r, c),
+                    None => (None, false, Vec::new()),
                 };
                 nodes.insert(
                     key.to_vec(),
                     Scanned {
                         count: entry.count,
                         height,
+                        as_root,
                         children,
                     },
                 );
@@ -263,6 +267,36 @@ impl Store {
                         found,
                         expected,
                     });
+                }
+            }
+        }
+        // With a wrapper that distinguishes roots, a read opens a named
+        // version's root as a root and every child as not one: a node that
+        // authenticates only the other way (a root listed as a child, or a
+        // store written by a wrapper that does not distinguish roots) fails
+        // that read.
+        if self.params().wrapper().distinguishes_root() {
+            let named_roots = records
+                .iter()
+                .flat_map(|r| &r.versions)
+                .map(|v| v.content_ref.digest());
+            let children = nodes
+                .values()
+                .flat_map(|n| &n.children)
+                .map(|c| c.digest.as_slice());
+            let misplaced: Vec<&[u8]> = named_roots
+                .filter(|d| {
+                    nodes
+                        .get(*d)
+                        .is_some_and(|n| n.height.is_some() && !n.as_root)
+                })
+                .chain(children.filter(|d| nodes.get(*d).is_some_and(|n| n.as_root)))
+                .collect();
+            for digest in misplaced {
+                if broken.insert(digest.to_vec()) {
+                    report
+                        .findings
+                        .push(Finding::Tampered { node: hex(digest) });
                 }
             }
         }

@@ -108,3 +108,22 @@ fn an_inner_node_is_not_a_content_reference_with_distinguished_roots() {
     }
     assert!(tried > 0);
 }
+
+/// A reference count set to the largest value by whoever writes the backend
+/// cannot be wrapped to 0 (which would free a node still in use): the next
+/// put of the content fails with an integrity error and changes nothing.
+#[test]
+fn a_count_that_cannot_grow_is_an_integrity_error() {
+    use seccs_store::backend::{Backend, Batch};
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let content = random_bytes(20_000, 9);
+    let r = store.put(&content).expect("put");
+    let value = backend.get_raw(r.digest());
+    let mut batch = Batch::new();
+    batch.put(r.digest().to_vec(), value, u64::MAX);
+    backend.apply(&batch).expect("tamper with the count");
+    assert_integrity_error(store.put(&content), "count at u64::MAX");
+    let count = backend.get_counts(&[r.digest()]).expect("counts")[0];
+    assert_eq!(count, Some(u64::MAX), "nothing written");
+    assert_eq!(store.get(&r).expect("still reads"), content);
+}

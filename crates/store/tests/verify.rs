@@ -156,3 +156,44 @@ fn a_chunk_size_other_than_the_stores_is_a_finding_that_names_what_it_breaks() {
     );
     assert!(!report.is_clean());
 }
+
+/// Under a wrapper that distinguishes roots, `get` opens a named root as a
+/// root: a store whose roots do not authenticate as roots (written by the
+/// same key without the distinction, its config then changed) fails every
+/// read, and verify says so rather than pass it.
+#[test]
+fn roots_that_do_not_authenticate_as_roots_are_reported() {
+    use std::sync::Arc;
+    for (written, read) in [
+        (WrapperKind::AesSiv, WrapperKind::AesSivDistinguishedRoot),
+        (
+            WrapperKind::HmacSha256,
+            WrapperKind::HmacSha256DistinguishedRoot,
+        ),
+    ] {
+        let (store, backend) = memory_store(256, written);
+        let (outcome, _) = store
+            .put_named(
+                &mut random_bytes(20_000, 5).as_slice(),
+                "n",
+                EntryKind::File,
+            )
+            .expect("put");
+        let r = outcome.content_ref;
+        let root = seccs_core::hexenc::encode(r.digest());
+        assert!(store.verify().expect("verify").is_clean());
+        let params = seccs_store::Params::new(256, read).expect("params");
+        let misread =
+            seccs_store::Store::new(backend.clone() as Arc<dyn Backend>, params, &common::key(1));
+        assert!(misread.get(&r).is_err(), "{read}: a read fails");
+        let report = misread.verify().expect("verify");
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::Tampered { node } if *node == root)),
+            "{read}: {report:?}"
+        );
+        assert_eq!(report.broken_names, ["n"], "{read}");
+    }
+}

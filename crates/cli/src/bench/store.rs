@@ -147,7 +147,7 @@ pub fn run(args: StoreBenchArgs) -> Result<()> {
     seccs_core::random_bytes(&mut data)?;
     let say = |s: String| {
         if !args.json {
-            eprintln!("{s}");
+            errln!("{s}");
         }
     };
     say(format!(

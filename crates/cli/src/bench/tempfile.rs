@@ -136,7 +136,7 @@ pub fn run(args: TempfileBenchArgs) -> anyhow::Result<()> {
     let mut sealed = Figures::default();
     for round in 0..ROUNDS {
         if !args.json {
-            eprintln!("round {}/{ROUNDS}", round + 1);
+            errln!("round {}/{ROUNDS}", round + 1);
         }
         let mut f = tempfile::tempfile_in(&dir)?;
         plain = plain.best(measure(&mut f, &args, &data)?);

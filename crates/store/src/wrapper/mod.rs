@@ -143,6 +143,15 @@ impl WrapperKind {
         }
     }
 
+    /// Whether a content's root is authenticated as a root, so that it
+    /// cannot stand in for a node inside another tree, nor one for it.
+    pub fn distinguishes_root(&self) -> bool {
+        matches!(
+            self,
+            WrapperKind::AesSivDistinguishedRoot | WrapperKind::HmacSha256DistinguishedRoot
+        )
+    }
+
     /// Whether stored values are encrypted.
     pub fn is_confidential(&self) -> bool {
         matches!(
