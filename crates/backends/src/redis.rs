@@ -14,12 +14,18 @@
 //!
 //! # Round trips
 //!
-//! A batch is one pipeline wrapped in `MULTI`/`EXEC`: all of its commands go
-//! out in one write and their replies come back together, so a put of any
-//! size costs one round trip. Redis discards a transaction whose client goes
-//! away before `EXEC`, so a connection lost mid-batch applies nothing. Reads of
-//! many keys are one `MGET` (values and counts) or one pipeline of `GETRANGE`
-//! (counts only).
+//! A batch is one command: a Lua script that applies every put, count
+//! update and delete in order, which Redis runs atomically like
+//! `MULTI`/`EXEC`. A command that does not arrive whole is never run, so a
+//! connection lost mid-batch applies nothing, and a put of any size costs
+//! one round trip. Reads of many keys are one `MGET` (values and counts) or
+//! one script of `GETRANGE`s (counts only).
+//!
+//! Every request is one command with one reply, never a pipeline of many:
+//! the client waits for each reply of a pipeline in turn, each with its own
+//! timeout, so a server that stopped answering would hold a pipeline of N
+//! commands for N timeouts. One reply makes the request timeout (60 s unless
+//! [`RedisConfig::with_request_timeout`] says otherwise) bound the request.
 //!
 //! # Connection
 //!
@@ -68,8 +74,20 @@ const SCAN_COUNT: usize = 1000;
 /// Upper bound on `SCAN` steps: far more than any database needs.
 const MAX_SCAN_STEPS: u64 = 1 << 40;
 
-const SET_COUNT_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then \
-     redis.call('SETRANGE', KEYS[1], 0, ARGV[1]) end return 0";
+/// Applies a batch: per key, in order, ARGV holds an operation and its
+/// argument: `P` and the stored bytes, `C` and the 8-byte count (only where
+/// the entry exists, see the module docs), or `D` and nothing.
+const APPLY_SCRIPT: &str = "for i, key in ipairs(KEYS) do \
+     local op, arg = ARGV[2 * i - 1], ARGV[2 * i] \
+     if op == 'P' then redis.call('SET', key, arg) \
+     elseif op == 'C' then \
+       if redis.call('EXISTS', key) == 1 then redis.call('SETRANGE', key, 0, arg) end \
+     else redis.call('DEL', key) end \
+     end return #KEYS";
+/// The first 8 bytes (the count) of every key; empty for a missing key.
+const COUNTS_SCRIPT: &str = "local out = {} \
+     for i, key in ipairs(KEYS) do out[i] = redis.call('GETRANGE', key, 0, 7) end \
+     return out";
 
 /// Where a Redis-backed store lives and how to log in.
 #[derive(Clone)]
@@ -81,6 +99,7 @@ pub struct RedisConfig {
     prefix: Vec<u8>,
     username: Option<String>,
     password: Option<String>,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -148,6 +167,7 @@ impl RedisConfig {
             prefix,
             username,
             password,
+            request_timeout: IO_TIMEOUT,
         })
     }
 
@@ -160,6 +180,13 @@ impl RedisConfig {
         if self.password.is_none() {
             self.password = crate::env("REDIS_PASSWORD");
         }
+        self
+    }
+
+    /// Sets how long a request waits for its reply before the server counts
+    /// as not answering (60 s unless set).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 
@@ -202,6 +229,7 @@ impl RedisConfig {
 pub struct RedisBackend {
     client: Client,
     prefix: Vec<u8>,
+    request_timeout: Duration,
     conn: Mutex<Option<Connection>>,
     round_trips: RoundTrips,
     lease: Option<Lease>,
@@ -226,6 +254,7 @@ impl RedisBackend {
         let backend = Self {
             client: config.client()?,
             prefix: config.prefix,
+            request_timeout: config.request_timeout,
             conn: Mutex::new(None),
             round_trips: RoundTrips::default(),
             lease: None,
@@ -277,8 +306,10 @@ impl RedisBackend {
                     .client
                     .get_connection_with_timeout(CONNECT_TIMEOUT)
                     .map_err(map_err)?;
-                conn.set_read_timeout(Some(IO_TIMEOUT)).map_err(map_err)?;
-                conn.set_write_timeout(Some(IO_TIMEOUT)).map_err(map_err)?;
+                conn.set_read_timeout(Some(self.request_timeout))
+                    .map_err(map_err)?;
+                conn.set_write_timeout(Some(self.request_timeout))
+                    .map_err(map_err)?;
                 guard.insert(conn)
             }
         };
@@ -288,6 +319,16 @@ impl RedisBackend {
             Err(err) => {
                 if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() {
                     *guard = None;
+                }
+                if err.is_timeout() {
+                    return Err(BackendError::unavailable(
+                        NAME,
+                        format!(
+                            "no answer in {} s: the server stopped answering, paused, \
+                             overloaded or cut off?",
+                            self.request_timeout.as_secs_f64()
+                        ),
+                    ));
                 }
                 Err(map_err(err))
             }
@@ -445,11 +486,20 @@ impl Backend for RedisBackend {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("GETRANGE").arg(self.key(key)).arg(0).arg(7);
+        let full: Vec<Vec<u8>> = keys.iter().map(|k| self.key(k)).collect();
+        let raw: Vec<Vec<u8>> = self.with_conn(|conn| {
+            redis::cmd("EVAL")
+                .arg(COUNTS_SCRIPT)
+                .arg(full.len())
+                .arg(&full)
+                .query(conn)
+        })?;
+        if raw.len() != keys.len() {
+            return Err(BackendError::other(
+                NAME,
+                "the counts script answered the wrong number of values",
+            ));
         }
-        let raw: Vec<Vec<u8>> = self.with_conn(|conn| pipe.query(conn))?;
         raw.into_iter()
             .zip(keys)
             .map(|(raw, key)| match raw.len() {
@@ -473,31 +523,39 @@ impl Backend for RedisBackend {
         if let Some(lease) = &self.lease {
             lease.check()?;
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        let mut keys = Vec::new();
+        let mut args: Vec<Vec<u8>> = Vec::new();
         for op in batch.ops() {
             match op {
                 Op::Put { key, value, count } => {
                     let mut stored = Vec::with_capacity(8 + value.len());
                     stored.extend_from_slice(&count.to_be_bytes());
                     stored.extend_from_slice(value);
-                    pipe.cmd("SET").arg(self.key(key)).arg(stored).ignore();
+                    keys.push(self.key(key));
+                    args.extend([b"P".to_vec(), stored]);
                 }
                 Op::SetCount { key, count } => {
-                    pipe.cmd("EVAL")
-                        .arg(SET_COUNT_SCRIPT)
-                        .arg(1)
-                        .arg(self.key(key))
-                        .arg(&count.to_be_bytes()[..])
-                        .ignore();
+                    keys.push(self.key(key));
+                    args.extend([b"C".to_vec(), count.to_be_bytes().to_vec()]);
                 }
                 Op::Delete { key } => {
-                    pipe.cmd("DEL").arg(self.key(key)).ignore();
+                    keys.push(self.key(key));
+                    args.extend([b"D".to_vec(), Vec::new()]);
                 }
                 Op::Barrier => {}
             }
         }
-        self.with_conn(|conn| pipe.query::<()>(conn))
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(|conn| {
+            redis::cmd("EVAL")
+                .arg(APPLY_SCRIPT)
+                .arg(keys.len())
+                .arg(&keys)
+                .arg(&args)
+                .query::<()>(conn)
+        })
     }
 
     fn is_transactional(&self) -> bool {
@@ -630,10 +688,9 @@ fn map_err(err: RedisError) -> BackendError {
         BackendError::unavailable(
             NAME,
             format!(
-                "no answer in time (connecting: {} s, a request: {} s): the server stopped \
-                 answering, paused, overloaded or cut off? ({err})",
-                CONNECT_TIMEOUT.as_secs(),
-                IO_TIMEOUT.as_secs()
+                "no answer in time (connecting allows {} s): the server stopped answering, \
+                 paused, overloaded or cut off? ({err})",
+                CONNECT_TIMEOUT.as_secs()
             ),
         )
     } else if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() {

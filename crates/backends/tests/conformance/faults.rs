@@ -368,6 +368,51 @@ fn postgres_a_server_that_stops_answering_fails_the_request_in_time() -> TestRes
     Ok(())
 }
 
+/// A paused Redis fails a request after the request timeout, whatever the
+/// request's size: each request is one command with one reply (a pipeline
+/// of N commands would wait N timeouts, one per reply).
+#[test]
+fn redis_a_server_that_stops_answering_fails_the_request_in_time() -> TestResult {
+    use seccs_backends::{RedisBackend, RedisConfig};
+    let server = crate::support::RedisServer::start()?;
+    let config = RedisConfig::parse(&server.url())?
+        .with_credentials(None, Some(crate::support::REDIS_PASSWORD))
+        .with_request_timeout(Duration::from_secs(1));
+    let backend = RedisBackend::connect(config)?;
+    let keys: Vec<Vec<u8>> = (0u32..2000).map(|i| i.to_be_bytes().to_vec()).collect();
+    let mut batch = Batch::new();
+    for key in &keys {
+        batch.put(key.clone(), b"v".to_vec(), 1);
+    }
+    backend.apply(&batch)?;
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    assert_eq!(backend.get_counts(&refs)?, vec![Some(1); keys.len()]);
+
+    let pid = i32::try_from(server.pid().ok_or("the server runs")?)?;
+    signal(pid, "-STOP")?;
+    let resume = Resume(pid);
+    let started = Instant::now();
+    let counts = backend.get_counts(&refs).err();
+    let write = backend.apply(&batch).err();
+    // Not a timing assertion: 2,000 replies waited for one at a time would
+    // take over half an hour; one reply takes the timeout.
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        matches!(&counts, Some(BackendError::Unavailable { detail, .. })
+            if detail.contains("no answer in 1 s")),
+        "{counts:?}"
+    );
+    // The write connects again first, and the server does not answer that.
+    assert!(
+        matches!(&write, Some(BackendError::Unavailable { detail, .. })
+            if detail.contains("stopped answering")),
+        "{write:?}"
+    );
+    drop(resume);
+    assert_eq!(backend.get_counts(&refs)?, vec![Some(1); keys.len()]);
+    Ok(())
+}
+
 #[test]
 fn open_and_create_by_url() -> TestResult {
     let redis = crate::support::RedisServer::start()?;

@@ -128,6 +128,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// A raw connection for tests that reach behind the backend.
     pub fn raw(&self) -> TestResult<redis::Connection> {
         let addr = format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0", self.port);
