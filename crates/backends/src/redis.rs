@@ -14,9 +14,9 @@
 //!
 //! # Round trips
 //!
-//! A batch is one command: a Lua script that applies every put, count
-//! update and delete in order, which Redis runs atomically like
-//! `MULTI`/`EXEC`. A command that does not arrive whole is never run, so a
+//! A batch is one command: a Lua script that applies the batch's net effect
+//! on each key (puts as `MSET`s, deletes as `DEL`s, count updates), which
+//! Redis runs atomically like `MULTI`/`EXEC`. A command that does not arrive whole is never run, so a
 //! connection lost mid-batch applies nothing, and a put of any size costs
 //! one round trip. Reads of many keys are one `MGET` (values and counts) or
 //! one script of `GETRANGE`s (counts only).
@@ -51,9 +51,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis::{Client, Connection, ErrorKind, IntoConnectionInfo, RedisError};
-use seccs_store::backend::{Backend, BackendError, Batch, Entry, Op};
+use seccs_store::backend::{Backend, BackendError, Batch, Entry};
 
-use crate::batch::RoundTrips;
+use crate::batch::{Effect, RoundTrips, coalesce};
 
 mod lease;
 
@@ -74,16 +74,31 @@ const SCAN_COUNT: usize = 1000;
 /// Upper bound on `SCAN` steps: far more than any database needs.
 const MAX_SCAN_STEPS: u64 = 1 << 40;
 
-/// Applies a batch: per key, in order, ARGV holds an operation and its
-/// argument: `P` and the stored bytes, `C` and the 8-byte count (only where
-/// the entry exists, see the module docs), or `D` and nothing.
-const APPLY_SCRIPT: &str = "for i, key in ipairs(KEYS) do \
-     local op, arg = ARGV[2 * i - 1], ARGV[2 * i] \
-     if op == 'P' then redis.call('SET', key, arg) \
-     elseif op == 'C' then \
-       if redis.call('EXISTS', key) == 1 then redis.call('SETRANGE', key, 0, arg) end \
-     else redis.call('DEL', key) end \
-     end return #KEYS";
+/// Applies a batch coalesced to one effect per key (so their order does
+/// not matter): KEYS are the keys put, then those whose count is set, then
+/// those deleted; ARGV holds how many are put and how many counted, then
+/// the stored bytes of each put and the 8-byte count of each count update.
+/// Puts go out as `MSET`s and deletes as `DEL`s of up to 512 keys (Lua
+/// passes at most a few thousand values to one call); a count is set only
+/// where its entry exists (see the module docs).
+const APPLY_SCRIPT: &str = "local puts, counts = tonumber(ARGV[1]), tonumber(ARGV[2]) \
+     local i = 1 \
+     while i <= puts do \
+       local last, kv = math.min(i + 511, puts), {} \
+       for k = i, last do kv[#kv + 1] = KEYS[k]; kv[#kv + 1] = ARGV[2 + k] end \
+       redis.call('MSET', unpack(kv)) \
+       i = last + 1 \
+     end \
+     for k = puts + 1, puts + counts do \
+       if redis.call('EXISTS', KEYS[k]) == 1 then redis.call('SETRANGE', KEYS[k], 0, ARGV[2 + k]) end \
+     end \
+     i = puts + counts + 1 \
+     while i <= #KEYS do \
+       local last = math.min(i + 511, #KEYS) \
+       redis.call('DEL', unpack(KEYS, i, last)) \
+       i = last + 1 \
+     end \
+     return #KEYS";
 /// The first 8 bytes (the count) of every key; empty for a missing key.
 const COUNTS_SCRIPT: &str = "local out = {} \
      for i, key in ipairs(KEYS) do out[i] = redis.call('GETRANGE', key, 0, 7) end \
@@ -523,37 +538,39 @@ impl Backend for RedisBackend {
         if let Some(lease) = &self.lease {
             lease.check()?;
         }
-        let mut keys = Vec::new();
-        let mut args: Vec<Vec<u8>> = Vec::new();
-        for op in batch.ops() {
-            match op {
-                Op::Put { key, value, count } => {
+        let effects = coalesce(batch.ops());
+        if effects.is_empty() {
+            return Ok(());
+        }
+        let (mut puts, mut counts, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut put_values, mut count_values) = (Vec::new(), Vec::new());
+        for (key, effect) in effects {
+            match effect {
+                Effect::Put { value, count } => {
                     let mut stored = Vec::with_capacity(8 + value.len());
                     stored.extend_from_slice(&count.to_be_bytes());
                     stored.extend_from_slice(value);
-                    keys.push(self.key(key));
-                    args.extend([b"P".to_vec(), stored]);
+                    puts.push(self.key(key));
+                    put_values.push(stored);
                 }
-                Op::SetCount { key, count } => {
-                    keys.push(self.key(key));
-                    args.extend([b"C".to_vec(), count.to_be_bytes().to_vec()]);
+                Effect::SetCount { count } => {
+                    counts.push(self.key(key));
+                    count_values.push(count.to_be_bytes().to_vec());
                 }
-                Op::Delete { key } => {
-                    keys.push(self.key(key));
-                    args.extend([b"D".to_vec(), Vec::new()]);
-                }
-                Op::Barrier => {}
+                Effect::Delete => deletes.push(self.key(key)),
             }
         }
-        if keys.is_empty() {
-            return Ok(());
-        }
+        let (put_count, count_count) = (puts.len(), counts.len());
+        let keys = [puts, counts, deletes].concat();
         self.with_conn(|conn| {
             redis::cmd("EVAL")
                 .arg(APPLY_SCRIPT)
                 .arg(keys.len())
                 .arg(&keys)
-                .arg(&args)
+                .arg(put_count)
+                .arg(count_count)
+                .arg(&put_values)
+                .arg(&count_values)
                 .query::<()>(conn)
         })
     }
