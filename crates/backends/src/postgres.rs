@@ -318,6 +318,17 @@ fn block_on<T>(
         .unwrap_or_else(|_| Err(no_answer(timeout)))
 }
 
+fn no_answer_connecting(timeout: Duration) -> BackendError {
+    BackendError::unavailable(
+        NAME,
+        format!(
+            "no answer in {} s of connecting (connect_timeout): the server stopped answering, \
+             paused, overloaded or cut off?",
+            timeout.as_secs_f64()
+        ),
+    )
+}
+
 fn no_answer(timeout: Duration) -> BackendError {
     BackendError::unavailable(
         NAME,
@@ -457,7 +468,18 @@ impl PostgresBackend {
 
     async fn open_conn(&self) -> Result<Conn, BackendError> {
         let t = &self.config.table;
-        let (client, driver) = self.config.connect().await.map_err(|e| map_err(e, t))?;
+        // As in libpq, `connect_timeout` bounds the whole log-in (TCP, TLS,
+        // authentication), not only the TCP connect.
+        let limit = self
+            .config
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(self.config.request_timeout);
+        let (client, driver) = tokio::time::timeout(limit, self.config.connect())
+            .await
+            .map_err(|_| no_answer_connecting(limit))?
+            .map_err(|e| map_err(e, t))?;
         if self.exclusive {
             self.take_lock(&client).await?;
         }
@@ -877,7 +899,9 @@ fn map_err(err: tokio_postgres::Error, table: &str) -> BackendError {
         }
         if *code == SqlState::UNDEFINED_TABLE {
             return BackendError::Config(format!(
-                "postgres table {table:?} does not exist: create the store first (seccs init)"
+                "postgres table {table:?} does not exist: if the store was made on it, the \
+                 table was dropped, and its data with it; otherwise create the store first \
+                 (seccs init)"
             ));
         }
         if *code == SqlState::INVALID_CATALOG_NAME {
@@ -893,7 +917,14 @@ fn map_err(err: tokio_postgres::Error, table: &str) -> BackendError {
     }
     // Not a database error: the connection failed or broke, or the client
     // lacks what the server asked for.
-    if err.to_string().contains("password missing") {
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    for _ in 0..8 {
+        let Some(s) = source else { break };
+        chain = format!("{chain}: {s}");
+        source = s.source();
+    }
+    if chain.contains("password missing") {
         return BackendError::Auth {
             backend: NAME.into(),
             detail: "the server asks for a password and none was given: set PGPASSWORD (or \
@@ -901,17 +932,7 @@ fn map_err(err: tokio_postgres::Error, table: &str) -> BackendError {
                 .into(),
         };
     }
-    let mut detail = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    let mut depth = 0;
-    while let Some(s) = source
-        && depth < 8
-    {
-        detail = format!("{detail}: {s}");
-        source = s.source();
-        depth += 1;
-    }
-    BackendError::unavailable(NAME, detail)
+    BackendError::unavailable(NAME, chain)
 }
 
 fn db_message(err: &tokio_postgres::Error) -> String {

@@ -219,9 +219,12 @@ impl StoreDir {
             None if self.config.backend_marked && backend.usage()?.entries > 0 => {
                 Err(StoreError::Config(format!(
                     "the {} backend of the store at {} holds entries but not this store's marker: \
-                     something removed it; if this is the store's backend, delete the line \
-                     `backend_marked = true` from config.toml and the next command marks it \
-                     again; nothing was changed",
+                     either something removed the marker alone, or the backend lost the store's \
+                     data (emptied, or restarted without persistence) while a command was \
+                     writing, and holds only what that command wrote afterwards. Only if you \
+                     know the marker alone went, delete the line `backend_marked = true` from \
+                     config.toml and the next command marks it again, then run `seccs verify`; \
+                     otherwise what was stored before is gone. Nothing was changed",
                     backend.name(),
                     self.path.display()
                 )))

@@ -413,6 +413,43 @@ fn redis_a_server_that_stops_answering_fails_the_request_in_time() -> TestResult
     Ok(())
 }
 
+/// A server that asks for a password none was given for says which
+/// variable to set; a table dropped under a store says its data went with
+/// it; `connect_timeout` bounds the whole log-in, as in libpq.
+#[test]
+fn postgres_log_in_problems_are_said_plainly() -> TestResult {
+    let server = PostgresServer::start()?;
+    let url = server.auth_url("unused", "login_nodes");
+    let without_password = url.replacen(":unused@", "@", 1);
+    let err = PostgresBackend::connect(PostgresConfig::parse(&without_password)?).err();
+    assert!(
+        matches!(&err, Some(BackendError::Auth { detail, .. }) if detail.contains("PGPASSWORD")),
+        "{err:?}"
+    );
+    let err = PostgresBackend::connect(PostgresConfig::parse(&server.url("never_made"))?).err();
+    assert!(
+        matches!(&err, Some(BackendError::Config(m)) if m.contains("was dropped")),
+        "{err:?}"
+    );
+
+    // A listener that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port();
+    let started = Instant::now();
+    let err = PostgresBackend::connect(PostgresConfig::parse(&format!(
+        "postgres://u@127.0.0.1:{port}/db?sslmode=disable&connect_timeout=1"
+    ))?)
+    .err();
+    assert!(
+        matches!(&err, Some(BackendError::Unavailable { detail, .. })
+            if detail.contains("no answer in 1 s of connecting")),
+        "{err:?}"
+    );
+    // Not a timing assertion: only that it did not wait the request timeout.
+    assert!(started.elapsed() < Duration::from_secs(30));
+    Ok(())
+}
+
 #[test]
 fn open_and_create_by_url() -> TestResult {
     let redis = crate::support::RedisServer::start()?;
