@@ -388,6 +388,9 @@ struct Conn {
     get: Statement,
     counts: Statement,
     write: Statement,
+    /// The write that first checks the store marker, prepared at the first
+    /// batch that needs it.
+    write_guarded: Option<Statement>,
     page: Statement,
 }
 
@@ -398,6 +401,9 @@ pub struct PostgresBackend {
     conn: Mutex<Option<Conn>>,
     round_trips: RoundTrips,
     exclusive: bool,
+    /// The marker every batch must find (see
+    /// [`Backend::guard_writes_with_marker`]).
+    marker_guard: Mutex<Option<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -428,6 +434,7 @@ impl PostgresBackend {
             conn: Mutex::new(None),
             round_trips: RoundTrips::default(),
             exclusive,
+            marker_guard: Mutex::new(None),
         };
         backend.with_conn(async |_, _| Ok(()))?;
         Ok(backend)
@@ -562,6 +569,7 @@ impl PostgresBackend {
         ))
         .await?;
         Ok(Conn {
+            write_guarded: None,
             client,
             driver,
             get,
@@ -681,6 +689,97 @@ impl Drop for PostgresBackend {
     }
 }
 
+impl PostgresBackend {
+    /// The write statement gated on the store marker: every change happens
+    /// only if the marker row holds the expected value (locked against a
+    /// concurrent change until the transaction ends), and the statement
+    /// answers how many marker rows it found.
+    fn guarded_write_sql(&self) -> String {
+        let t = &self.config.table;
+        format!(
+            "WITH m AS (SELECT 1 FROM \"{t}\" WHERE key = $7 AND value = $8 FOR KEY SHARE), \
+             del AS (DELETE FROM \"{t}\" WHERE key = ANY($1::bytea[]) AND EXISTS (SELECT 1 FROM m)), \
+             upd AS (UPDATE \"{t}\" SET count = u.count \
+                     FROM unnest($2::bytea[], $3::int8[]) AS u(key, count) \
+                     WHERE \"{t}\".key = u.key AND EXISTS (SELECT 1 FROM m)), \
+             ins AS (INSERT INTO \"{t}\" (key, value, count) \
+                     SELECT * FROM unnest($4::bytea[], $5::bytea[], $6::int8[]) \
+                     WHERE EXISTS (SELECT 1 FROM m) \
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, count = EXCLUDED.count) \
+             SELECT count(*) FROM m"
+        )
+    }
+
+    /// Applies `chunks` (one transaction) only if the marker holds `marker`.
+    fn apply_guarded(&self, chunks: &[Chunk<'_>], marker: &[u8]) -> Result<(), BackendError> {
+        let sql = self.guarded_write_sql();
+        let marker = marker.to_vec();
+        let found = self.with_conn(async |conn, rt| {
+            let statement = match &conn.write_guarded {
+                Some(statement) => statement.clone(),
+                None => {
+                    rt.add(1);
+                    let statement = conn.client.prepare(&sql).await?;
+                    conn.write_guarded = Some(statement.clone());
+                    statement
+                }
+            };
+            match chunks {
+                [] => Ok(true),
+                // One statement is its own transaction.
+                [chunk] => {
+                    rt.add(1);
+                    let row = conn
+                        .client
+                        .query_one(&statement, &with_marker(chunk, &marker))
+                        .await?;
+                    Ok(row.get::<_, i64>(0) > 0)
+                }
+                chunks => {
+                    rt.add(1);
+                    let tx = conn.client.transaction().await?;
+                    for chunk in chunks {
+                        rt.add(1);
+                        let row = tx
+                            .query_one(&statement, &with_marker(chunk, &marker))
+                            .await?;
+                        if row.get::<_, i64>(0) == 0 {
+                            // Dropped without a commit: rolled back.
+                            return Ok(false);
+                        }
+                    }
+                    rt.add(1);
+                    tx.commit().await?;
+                    Ok(true)
+                }
+            }
+        })?;
+        if found {
+            Ok(())
+        } else {
+            Err(BackendError::Corrupt {
+                backend: NAME.into(),
+                detail: format!(
+                    "the store's marker is gone from table {:?}: it was emptied (TRUNCATE) \
+                     while this command wrote; nothing of this batch was written",
+                    self.config.table
+                ),
+            })
+        }
+    }
+}
+
+/// A chunk's parameters, then the marker's key and expected value.
+fn with_marker<'a>(
+    chunk: &'a Chunk<'a>,
+    marker: &'a Vec<u8>,
+) -> Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)> {
+    let mut params = chunk.params().to_vec();
+    params.push(&MARKER_KEY);
+    params.push(marker);
+    params
+}
+
 fn count_param(count: u64) -> Result<i64, BackendError> {
     i64::try_from(count)
         .map_err(|_| BackendError::other(NAME, format!("count {count} exceeds a bigint")))
@@ -780,6 +879,14 @@ impl Backend for PostgresBackend {
         chunks.retain(|c| {
             !(c.deletes.is_empty() && c.update_keys.is_empty() && c.put_keys.is_empty())
         });
+        let guard = self
+            .marker_guard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(marker) = guard {
+            return self.apply_guarded(&chunks, &marker);
+        }
         match chunks.as_slice() {
             [] => Ok(()),
             // One statement is its own transaction.
@@ -809,6 +916,10 @@ impl Backend for PostgresBackend {
 
     fn keeps_marker(&self) -> bool {
         true
+    }
+
+    fn guard_writes_with_marker(&self, value: &[u8]) {
+        *self.marker_guard.lock().unwrap_or_else(|p| p.into_inner()) = Some(value.to_vec());
     }
 
     fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {

@@ -75,24 +75,32 @@ const SCAN_COUNT: usize = 1000;
 const MAX_SCAN_STEPS: u64 = 1 << 40;
 
 /// Applies a batch coalesced to one effect per key (so their order does
-/// not matter): KEYS are the keys put, then those whose count is set, then
-/// those deleted; ARGV holds how many are put and how many counted, then
-/// the stored bytes of each put and the 8-byte count of each count update.
-/// Puts go out as `MSET`s and deletes as `DEL`s of up to 512 keys (Lua
-/// passes at most a few thousand values to one call); a count is set only
-/// where its entry exists (see the module docs).
-const APPLY_SCRIPT: &str = "local puts, counts = tonumber(ARGV[1]), tonumber(ARGV[2]) \
+/// not matter). KEYS[1] is the store marker's key; ARGV[1] is `1` if the
+/// marker must hold ARGV[2] for the batch to be applied at all (see
+/// [`Backend::guard_writes_with_marker`]). Then KEYS holds the keys put,
+/// those whose count is set, and those deleted; ARGV[3] and ARGV[4] say how
+/// many are put and how many counted, and the stored bytes of each put and
+/// the 8-byte count of each count update follow. Puts go out as `MSET`s and
+/// deletes as `DEL`s of up to 512 keys (Lua passes at most a few thousand
+/// values to one call); a count is set only where its entry exists (see
+/// the module docs).
+const APPLY_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[1]) ~= ARGV[2] then \
+       return redis.error_reply('SECCSMARKER the store marker is gone') \
+     end \
+     local puts, counts = tonumber(ARGV[3]), tonumber(ARGV[4]) \
      local i = 1 \
      while i <= puts do \
        local last, kv = math.min(i + 511, puts), {} \
-       for k = i, last do kv[#kv + 1] = KEYS[k]; kv[#kv + 1] = ARGV[2 + k] end \
+       for k = i, last do kv[#kv + 1] = KEYS[1 + k]; kv[#kv + 1] = ARGV[4 + k] end \
        redis.call('MSET', unpack(kv)) \
        i = last + 1 \
      end \
      for k = puts + 1, puts + counts do \
-       if redis.call('EXISTS', KEYS[k]) == 1 then redis.call('SETRANGE', KEYS[k], 0, ARGV[2 + k]) end \
+       if redis.call('EXISTS', KEYS[1 + k]) == 1 then \
+         redis.call('SETRANGE', KEYS[1 + k], 0, ARGV[4 + k]) \
+       end \
      end \
-     i = puts + counts + 1 \
+     i = puts + counts + 2 \
      while i <= #KEYS do \
        local last = math.min(i + 511, #KEYS) \
        redis.call('DEL', unpack(KEYS, i, last)) \
@@ -244,6 +252,9 @@ impl RedisConfig {
 pub struct RedisBackend {
     client: Client,
     prefix: Vec<u8>,
+    /// The marker every batch must find (see
+    /// [`Backend::guard_writes_with_marker`]).
+    marker_guard: Mutex<Option<Vec<u8>>>,
     request_timeout: Duration,
     conn: Mutex<Option<Connection>>,
     round_trips: RoundTrips,
@@ -269,6 +280,7 @@ impl RedisBackend {
         let backend = Self {
             client: config.client()?,
             prefix: config.prefix,
+            marker_guard: Mutex::new(None),
             request_timeout: config.request_timeout,
             conn: Mutex::new(None),
             round_trips: RoundTrips::default(),
@@ -561,12 +573,23 @@ impl Backend for RedisBackend {
             }
         }
         let (put_count, count_count) = (puts.len(), counts.len());
-        let keys = [puts, counts, deletes].concat();
+        let keys = [vec![self.key(MARKER_KEY)], puts, counts, deletes].concat();
+        let guard = self
+            .marker_guard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (check, expected) = match guard {
+            Some(value) => ("1", value),
+            None => ("0", Vec::new()),
+        };
         self.with_conn(|conn| {
             redis::cmd("EVAL")
                 .arg(APPLY_SCRIPT)
                 .arg(keys.len())
                 .arg(&keys)
+                .arg(check)
+                .arg(&expected)
                 .arg(put_count)
                 .arg(count_count)
                 .arg(&put_values)
@@ -591,6 +614,10 @@ impl Backend for RedisBackend {
 
     fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
         self.with_conn(|conn| redis::cmd("GET").arg(self.key(MARKER_KEY)).query(conn))
+    }
+
+    fn guard_writes_with_marker(&self, value: &[u8]) {
+        *self.marker_guard.lock().unwrap_or_else(|p| p.into_inner()) = Some(value.to_vec());
     }
 
     fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
@@ -693,6 +720,18 @@ impl Backend for RedisBackend {
     }
 }
 
+/// A batch found the store marker gone: the server lost the store's data
+/// while this process wrote to it.
+fn marker_gone() -> BackendError {
+    BackendError::Corrupt {
+        backend: NAME.into(),
+        detail: "the store's marker is gone: the server lost the store's data (emptied, or \
+                 restarted without persistence) while this command wrote; nothing of this \
+                 batch was written"
+            .into(),
+    }
+}
+
 fn map_err(err: RedisError) -> BackendError {
     let auth = err.kind() == ErrorKind::AuthenticationFailed
         || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
@@ -712,6 +751,8 @@ fn map_err(err: RedisError) -> BackendError {
         )
     } else if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() {
         BackendError::unavailable(NAME, err)
+    } else if err.code() == Some("SECCSMARKER") {
+        marker_gone()
     } else if err.kind() == ErrorKind::InvalidClientConfig {
         BackendError::Config(format!("redis: {err}"))
     } else {

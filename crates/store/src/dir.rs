@@ -206,6 +206,7 @@ impl StoreDir {
         match backend.read_marker()? {
             Some(found) => {
                 if bool::from(found.as_slice().ct_eq(ours.as_bytes())) {
+                    backend.guard_writes_with_marker(ours.as_bytes());
                     Ok(())
                 } else {
                     Err(StoreError::Config(format!(
@@ -238,6 +239,7 @@ impl StoreDir {
             ))),
             None => {
                 backend.write_marker(ours.as_bytes())?;
+                backend.guard_writes_with_marker(ours.as_bytes());
                 self.config.backend_marked = true;
                 self.write_config()
             }

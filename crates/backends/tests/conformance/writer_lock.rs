@@ -414,3 +414,57 @@ fn stores_whose_prefixes_nest_find_each_other_by_their_markers() -> TestResult {
     assert!(beside.nested_stores()?.is_empty());
     Ok(())
 }
+
+/// Once guarded by its marker, a backend writes a batch only while the
+/// marker is still there, checked in the same atomic step: a server emptied
+/// while a command writes stops that command instead of taking its later
+/// batches into an empty store.
+#[test]
+fn a_batch_after_the_backend_was_emptied_writes_nothing() -> TestResult {
+    let redis = RedisServer::start()?;
+    let postgres = PostgresServer::start()?;
+    let backends: Vec<Box<dyn Backend>> = vec![
+        seccs_backends::open_exclusive(&redis_url(&redis, "guarded:"), true)?,
+        seccs_backends::open_exclusive(&postgres.url("guarded_nodes"), true)?,
+    ];
+    let mut big = Batch::new();
+    for i in 0u32..3000 {
+        big.put(i.to_be_bytes().to_vec(), vec![7; 16 << 10], 1);
+    }
+    for backend in &backends {
+        backend.write_marker(b"ours")?;
+        backend.guard_writes_with_marker(b"ours");
+        backend.apply(&one_put())?;
+        // Larger than one PostgreSQL statement: a transaction of several.
+        backend.apply(&big)?;
+        assert_eq!(backend.usage()?.entries, 3001, "{}", backend.name());
+    }
+    let mut raw = redis.raw()?;
+    redis::cmd("FLUSHALL").query::<()>(&mut raw)?;
+    postgres.client()?.batch_execute("TRUNCATE guarded_nodes")?;
+    for backend in &backends {
+        for batch in [one_put(), big.clone()] {
+            let err = backend.apply(&batch).err();
+            assert!(
+                matches!(&err, Some(BackendError::Corrupt { detail, .. })
+                    if detail.contains("marker is gone")),
+                "{}: {err:?}",
+                backend.name()
+            );
+        }
+        assert_eq!(
+            backend.usage()?.entries,
+            0,
+            "{}: nothing written",
+            backend.name()
+        );
+    }
+    // Another store's marker does not pass either.
+    for backend in &backends {
+        backend.write_marker(b"theirs")?;
+        assert!(backend.apply(&one_put()).is_err(), "{}", backend.name());
+        backend.write_marker(b"ours")?;
+        backend.apply(&one_put())?;
+    }
+    Ok(())
+}

@@ -382,6 +382,17 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// From now on, applies a batch only while the backend still holds the
+    /// store marker `value`, checked in the same atomic step as the batch
+    /// (a batch that finds it gone writes nothing and fails with
+    /// [`BackendError::Corrupt`]). A backend emptied while a command writes
+    /// (a Redis restart without persistence, a `TRUNCATE`) then stops the
+    /// command, instead of taking its later batches into an empty store. A
+    /// no-op (the default) where the backend keeps no marker.
+    fn guard_writes_with_marker(&self, value: &[u8]) {
+        let _ = value;
+    }
+
     /// The other stores, found by their markers, whose key space nests with
     /// this one's: a store whose prefix this store's starts with, or one
     /// whose prefix starts with this store's. Their entries would mix (each
@@ -482,6 +493,9 @@ macro_rules! forward_backend {
             }
             fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
                 (**self).nested_stores()
+            }
+            fn guard_writes_with_marker(&self, value: &[u8]) {
+                (**self).guard_writes_with_marker(value)
             }
         }
     };
