@@ -194,6 +194,14 @@ impl PostgresConfig {
             "disable" => Tls::Disable,
             "prefer" => Tls::Prefer(tls_connector(rootcert.as_deref())?),
             "require" | "verify-full" => Tls::Require(tls_connector(rootcert.as_deref())?),
+            "verify-ca" => {
+                return Err(bad(
+                    "sslmode \"verify-ca\" is not supported: `require` verifies the server's \
+                     certificate and its name, as libpq's verify-full (give sslrootcert=FILE \
+                     for a private CA)"
+                        .into(),
+                ));
+            }
             other => {
                 return Err(bad(format!(
                     "sslmode {other:?} is not supported (disable, prefer, require)"
@@ -1043,6 +1051,13 @@ fn map_err(err: tokio_postgres::Error, table: &str) -> BackendError {
                 .into(),
         };
     }
+    if chain.contains("invalid peer certificate") {
+        // TLS always verifies (even with `prefer`, which libpq does not).
+        chain.push_str(
+            " (the server's certificate is checked against the system's roots unless \
+             sslrootcert=FILE names the CA that signed it)",
+        );
+    }
     BackendError::unavailable(NAME, chain)
 }
 
@@ -1079,6 +1094,7 @@ mod tests {
             "postgres://u@127.0.0.1:5432/db?table=drop;table",
             "postgres://u@127.0.0.1:5432/db?table=1abc",
             "postgres://u@127.0.0.1:5432/db?sslmode=allow",
+            "postgres://u@127.0.0.1:5432/db?sslmode=verify-ca",
             "mysql://u@127.0.0.1/db",
             "postgres:///db",
         ] {

@@ -450,6 +450,70 @@ fn postgres_log_in_problems_are_said_plainly() -> TestResult {
     Ok(())
 }
 
+/// A CA, and a certificate for 127.0.0.1 it signed: (CA, chain, key) PEM.
+fn test_ca_and_server() -> TestResult<(String, String, String)> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "seccs test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
+    let leaf_key = rcgen::KeyPair::generate()?;
+    let mut leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?;
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "seccs test server");
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca)?;
+    Ok((
+        ca.pem(),
+        format!("{}{}", leaf_cert.pem(), ca.pem()),
+        leaf_key.serialize_pem(),
+    ))
+}
+
+/// TLS to PostgreSQL verifies the server's certificate: with the CA that
+/// signed it (`sslrootcert`) the session is encrypted; without it, even
+/// `prefer` refuses (it never falls back to plaintext past a certificate it
+/// cannot check) and says how to trust a private CA.
+#[test]
+fn postgres_tls_verifies_the_server_and_says_how_to_trust_a_private_ca() -> TestResult {
+    let mut server = PostgresServer::start()?;
+    let (ca_pem, chain_pem, key_pem) = test_ca_and_server()?;
+    server.enable_tls(&chain_pem, &key_pem)?;
+    let tmp = tempfile::tempdir()?;
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem)?;
+    let plain = server.url("tls_nodes");
+    let with_ca = plain.replace(
+        "sslmode=disable",
+        &format!("sslmode=require&sslrootcert={}", ca.display()),
+    );
+    let config = PostgresConfig::parse(&with_ca)?;
+    PostgresBackend::create_table(&config)?;
+    let backend = PostgresBackend::connect(config)?;
+    let mut batch = Batch::new();
+    batch.put(b"k".to_vec(), b"v".to_vec(), 1);
+    backend.apply(&batch)?;
+    let encrypted: bool = server
+        .client()?
+        .query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name LIKE $1",
+            &[&format!("seccs pid {} on %", std::process::id())],
+        )?
+        .get(0);
+    assert!(encrypted, "the backend's session is TLS");
+
+    let prefer = plain.replace("sslmode=disable", "sslmode=prefer");
+    let err = PostgresBackend::connect(PostgresConfig::parse(&prefer)?).err();
+    assert!(
+        matches!(&err, Some(BackendError::Unavailable { detail, .. })
+            if detail.contains("sslrootcert=FILE")),
+        "{err:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn open_and_create_by_url() -> TestResult {
     let redis = crate::support::RedisServer::start()?;

@@ -178,6 +178,8 @@ pub struct PostgresServer {
     port: u16,
     run_as: Option<String>,
     running: bool,
+    /// Server options beyond the defaults (TLS).
+    extra_opts: String,
 }
 
 fn pg_bin() -> TestResult<PathBuf> {
@@ -234,6 +236,7 @@ impl PostgresServer {
             port: free_port()?,
             run_as,
             running: false,
+            extra_opts: String::new(),
         };
         let data = server.data();
         server.run_pg(
@@ -290,9 +293,10 @@ impl PostgresServer {
         let log = self.dir.path().join("server.log");
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off \
-             -c shared_buffers=16MB -c max_connections=30 -c max_wal_size=256MB",
+             -c shared_buffers=16MB -c max_connections=30 -c max_wal_size=256MB{}",
             self.port,
-            path_str(self.dir.path())?
+            path_str(self.dir.path())?,
+            self.extra_opts
         );
         self.run_pg(
             "pg_ctl",
@@ -352,6 +356,28 @@ impl PostgresServer {
             )?;
         }
         Ok(())
+    }
+
+    /// Restarts the server with TLS on: `chain_pem` is its certificate
+    /// chain, `key_pem` its key.
+    pub fn enable_tls(&mut self, chain_pem: &str, key_pem: &str) -> TestResult {
+        use std::os::unix::fs::PermissionsExt;
+        let cert = self.dir.path().join("server.crt");
+        let key = self.dir.path().join("server.key");
+        std::fs::write(&cert, chain_pem)?;
+        std::fs::write(&key, key_pem)?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        if let Some(user) = &self.run_as {
+            let (uid, gid) = user_ids(user).ok_or("user vanished")?;
+            std::os::unix::fs::chown(&cert, Some(uid), Some(gid))?;
+            std::os::unix::fs::chown(&key, Some(uid), Some(gid))?;
+        }
+        self.extra_opts = format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            path_str(&cert)?,
+            path_str(&key)?
+        );
+        self.restart()
     }
 
     /// Starts the server again on the same port and data directory.
