@@ -38,17 +38,17 @@ pub struct InitArgs {
     /// s3://BUCKET/PREFIX?endpoint=URL&region=R. Credentials come from the
     /// environment, never from the config.
     ///
-    /// redis://[USER@]HOST[:PORT][/DB][?prefix=P] (rediss:// for TLS): P
+    /// `redis://[USER@]HOST[:PORT][/DB][?prefix=P]` (`rediss://` for TLS): P
     /// keeps stores apart in one database; end it with `:`, and keep
     /// prefixes from nesting. REDIS_USERNAME, REDIS_PASSWORD.
     ///
-    /// postgres://[USER@]HOST[:PORT]/DB[?table=T&sslmode=M&sslrootcert=FILE&connect_timeout=S]:
+    /// `postgres://[USER@]HOST[:PORT]/DB[?table=T&sslmode=M&sslrootcert=FILE&connect_timeout=S]`:
     /// one table per store (default seccs_nodes); sslmode is disable, prefer
     /// (the default) or require, and TLS always verifies the server's
     /// certificate and name (against FILE, else the system's roots), as
     /// libpq's verify-full. PGUSER, PGPASSWORD.
     ///
-    /// s3://BUCKET/PREFIX[?endpoint=URL&region=R&concurrency=N]: one folder
+    /// `s3://BUCKET/PREFIX[?endpoint=URL&region=R&concurrency=N]`: one folder
     /// per store; the service needs conditional writes. AWS_ACCESS_KEY_ID,
     /// AWS_SECRET_ACCESS_KEY or ~/.aws/credentials.
     #[arg(long, default_value = EMBEDDED, value_name = "URL")]

@@ -406,6 +406,10 @@ fn a_second_process_gets_store_is_in_use() {
         assert!(Instant::now() < deadline, "never saw the lock: {err}");
     };
     assert!(err.contains("store is in use"), "{err}");
+    assert!(
+        err.contains(&format!("is locked by pid {} on ", holder.id())),
+        "the holder is named: {err}"
+    );
     drop(holder.stdin.take());
     assert!(holder.wait().expect("wait").success());
     ok(seccs(&store).arg("stat"));

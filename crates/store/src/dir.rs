@@ -450,14 +450,50 @@ fn lock(path: &Path) -> Result<File> {
         .open(&lock_path)
         .map_err(|e| io_err(&lock_path, e))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => {
+            // Says who holds the lock, for the message a second process
+            // gets; the lock itself is the flock, not these bytes.
+            let mut file = file;
+            let holder = format!("pid {} on {}\n", std::process::id(), host_name());
+            let _ = file
+                .set_len(0)
+                .and_then(|()| std::io::Write::write_all(&mut file, holder.as_bytes()));
+            Ok(file)
+        }
         Err(fs::TryLockError::WouldBlock) => {
             Err(StoreError::Backend(crate::backend::BackendError::Locked {
-                detail: format!("{} is locked", path.display()),
+                detail: format!(
+                    "{} is locked by {}",
+                    path.display(),
+                    lock_holder(&lock_path)
+                ),
             }))
         }
         Err(fs::TryLockError::Error(e)) => Err(io_err(&lock_path, e)),
     }
+}
+
+/// Who holds the lock at `lock_path`, as its holder wrote it (`pid N on
+/// HOST`), or "another process" if it cannot be read yet.
+fn lock_holder(lock_path: &Path) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = File::open(lock_path).and_then(|f| f.take(200).read_to_string(&mut text));
+    let line = text.trim();
+    if read.is_ok() && line.starts_with("pid ") && line.len() < 200 {
+        line.escape_debug().to_string()
+    } else {
+        "another process".into()
+    }
+}
+
+/// This machine's name, for the lock's holder line.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "an unknown host".into())
 }
 
 /// Writes a file atomically: temporary file, fsync, rename, fsync of the
