@@ -195,17 +195,8 @@ pub(crate) fn holder_token(backend: &str) -> Result<String, BackendError> {
         "{} pid {} on {}",
         hex::encode(nonce),
         std::process::id(),
-        host_name()
+        seccs_store::dir::host_name()
     ))
-}
-
-/// This machine's name, for holder tokens and session names.
-pub(crate) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "an unknown host".into())
 }
 
 #[cfg(test)]

@@ -259,7 +259,7 @@ impl PostgresConfig {
         named.config.application_name(format!(
             "seccs pid {} on {}",
             std::process::id(),
-            crate::lease_state::host_name()
+            seccs_store::dir::host_name()
         ));
         named.connect_as_is().await
     }

@@ -487,8 +487,9 @@ fn lock_holder(lock_path: &Path) -> String {
     }
 }
 
-/// This machine's name, for the lock's holder line.
-fn host_name() -> String {
+/// This machine's name, for messages that name a lock's holder (this
+/// directory's lock, and the network backends' writer locks).
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
