@@ -191,6 +191,15 @@ impl PostgresConfig {
             )));
         }
         let tls = match sslmode.as_str() {
+            // A CA given beside `disable` says TLS was meant: refused
+            // rather than ignored, as libpq would, and sent in the clear.
+            "disable" if rootcert.is_some() => {
+                return Err(bad(
+                    "sslrootcert is given but sslmode \"disable\" turns TLS off: drop one \
+                     (sslmode=require to verify the server with that CA)"
+                        .into(),
+                ));
+            }
             "disable" => Tls::Disable,
             "prefer" => Tls::Prefer(tls_connector(rootcert.as_deref())?),
             "require" | "verify-full" => Tls::Require(tls_connector(rootcert.as_deref())?),
@@ -765,7 +774,7 @@ impl PostgresBackend {
         if found {
             Ok(())
         } else {
-            Err(BackendError::Corrupt {
+            Err(BackendError::StoreLost {
                 backend: NAME.into(),
                 detail: format!(
                     "the store's marker is gone from table {:?}: it was emptied (TRUNCATE) \
@@ -1095,6 +1104,7 @@ mod tests {
             "postgres://u@127.0.0.1:5432/db?table=1abc",
             "postgres://u@127.0.0.1:5432/db?sslmode=allow",
             "postgres://u@127.0.0.1:5432/db?sslmode=verify-ca",
+            "postgres://u@127.0.0.1:5432/db?sslmode=disable&sslrootcert=/etc/ca.pem",
             "mysql://u@127.0.0.1/db",
             "postgres:///db",
         ] {

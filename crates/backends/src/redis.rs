@@ -329,10 +329,7 @@ impl RedisBackend {
         let conn = match guard.as_mut() {
             Some(conn) => conn,
             None => {
-                let conn = self
-                    .client
-                    .get_connection_with_timeout(CONNECT_TIMEOUT)
-                    .map_err(map_err)?;
+                let conn = open_connection(&self.client)?;
                 conn.set_read_timeout(Some(self.request_timeout))
                     .map_err(map_err)?;
                 conn.set_write_timeout(Some(self.request_timeout))
@@ -723,13 +720,41 @@ impl Backend for RedisBackend {
 /// A batch found the store marker gone: the server lost the store's data
 /// while this process wrote to it.
 fn marker_gone() -> BackendError {
-    BackendError::Corrupt {
+    BackendError::StoreLost {
         backend: NAME.into(),
         detail: "the store's marker is gone: the server lost the store's data (emptied, or \
                  restarted without persistence) while this command wrote; nothing of this \
                  batch was written"
             .into(),
     }
+}
+
+/// A new connection to the server of `client`, made (TCP, TLS, log-in)
+/// within [`CONNECT_TIMEOUT`].
+fn open_connection(client: &Client) -> Result<Connection, BackendError> {
+    client
+        .get_connection_with_timeout(CONNECT_TIMEOUT)
+        .map_err(|err| {
+            let tls = matches!(
+                client.get_connection_info().addr(),
+                redis::ConnectionAddr::TcpTls { .. }
+            );
+            if tls && err.is_timeout() {
+                // A server without TLS takes the TLS hello for the start of a
+                // command and waits for its end: the handshake never ends.
+                BackendError::unavailable(
+                    NAME,
+                    format!(
+                        "no TLS answer in {} s: does the server speak TLS? A Redis without \
+                         TLS never answers a TLS hello (use redis:// for it); or it stopped \
+                         answering ({err})",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                )
+            } else {
+                map_err(err)
+            }
+        })
 }
 
 fn map_err(err: RedisError) -> BackendError {

@@ -195,6 +195,9 @@ pub struct S3Backend {
     round_trips: RoundTrips,
     in_flight: std::sync::atomic::AtomicU64,
     max_in_flight: std::sync::atomic::AtomicU64,
+    /// The marker every batch must find (see
+    /// [`Backend::guard_writes_with_marker`]).
+    marker_guard: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 /// Counts a request as in flight until dropped.
@@ -279,6 +282,7 @@ impl S3Backend {
             round_trips: RoundTrips::default(),
             in_flight: Default::default(),
             max_in_flight: Default::default(),
+            marker_guard: std::sync::Mutex::new(None),
         };
         backend.check()?;
         Ok(backend)
@@ -349,6 +353,34 @@ impl S3Backend {
             .await
             .map(drop)
             .map_err(map_err)
+    }
+
+    /// Fails with [`BackendError::StoreLost`] unless the marker object holds
+    /// `expected`.
+    async fn check_marker(&self, expected: &[u8]) -> Result<(), BackendError> {
+        let _request = InFlight::new(self);
+        let found = match self.op.read(MARKER_OBJECT).await {
+            Ok(buf) => Some(buf.to_vec()),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(map_err(e)),
+        };
+        if found.as_deref() == Some(expected) {
+            return Ok(());
+        }
+        Err(BackendError::StoreLost {
+            backend: NAME.into(),
+            detail: format!(
+                "the store's marker {} under prefix {:?}: the bucket or prefix was emptied or \
+                 replaced while this command wrote, and S3 has no transactions, so this batch \
+                 may have been written into it",
+                if found.is_some() {
+                    "was replaced"
+                } else {
+                    "is gone"
+                },
+                self.config.prefix
+            ),
+        })
     }
 
     async fn apply_effect(&self, key: &[u8], effect: Effect<'_>) -> Result<(), BackendError> {
@@ -490,19 +522,44 @@ impl Backend for S3Backend {
     }
 
     fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
-        for stage in batch.stages() {
-            if let Some(lease) = &self.lease {
-                lease.check()?;
-            }
-            let effects = coalesce(stage);
-            self.runtime.block_on(
+        let guard = self
+            .marker_guard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let writes = async {
+            for stage in batch.stages() {
+                if let Some(lease) = &self.lease {
+                    lease.check()?;
+                }
+                let effects = coalesce(stage);
                 futures::stream::iter(effects.into_iter().map(Ok))
                     .try_for_each_concurrent(self.concurrency, |(key, effect)| {
                         self.apply_effect(key, effect)
-                    }),
-            )?;
-        }
-        Ok(())
+                    })
+                    .await?;
+            }
+            Ok(())
+        };
+        // S3 has no transactions, so the marker cannot gate the writes as
+        // on Redis and PostgreSQL; read beside them (no added latency), it
+        // still stops the command at the batch that found the store gone.
+        let check = async {
+            match &guard {
+                Some(expected) => self.check_marker(expected).await,
+                None => Ok(()),
+            }
+        };
+        self.runtime
+            .block_on(async { futures::try_join!(check, writes) })
+            .map(drop)
+    }
+
+    fn guard_writes_with_marker(&self, value: &[u8]) {
+        *self
+            .marker_guard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value.to_vec());
     }
 
     fn is_transactional(&self) -> bool {

@@ -61,6 +61,17 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
     // Nothing is made anywhere (a backend, a key on the share network or
     // the key service) for a store whose directory cannot be.
     check_creatable(path)?;
+    // Nor for a key file that cannot be written: it is never overwritten.
+    if let KeySource::File { path: key_path } = &new.key {
+        let key_path = path.join(key_path);
+        if key_path.symlink_metadata().is_ok() {
+            bail!(
+                "key file {} already exists; not overwriting it (give --key-file a new path, or \
+                 move the old key away if no store needs it)",
+                key_path.display()
+            );
+        }
+    }
     // The backend first: an unreachable server or a bad URL leaves nothing
     // behind, so the corrected command can run again.
     // Kept open (its writer lease held) until the store is made and marked.
@@ -77,11 +88,7 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
     let config = StoreConfig::new(new.params, backend_url, new.key.clone());
     let key = match &new.key {
         KeySource::File { path: key_path } => {
-            let key_path = if key_path.is_absolute() {
-                key_path.clone()
-            } else {
-                path.join(key_path)
-            };
+            let key_path = path.join(key_path);
             let key = SecretKey::generate()?;
             dir::write_key_file(&key_path, &key)?;
             key

@@ -312,8 +312,15 @@ impl Session {
         }
         for other in &r.superseded_servers {
             errln!(
-                "note: server {other} holds an older save of {tag}@{} (made while the servers \
-                 were partitioned); the newest was loaded",
+                "note: server {other} holds another save of {tag}@{} (made while the servers \
+                 were partitioned); the newest that enough servers hold was loaded",
+                r.version
+            );
+        }
+        for copy in &r.repeated_servers {
+            errln!(
+                "note: server {copy} holds the same share of {tag}@{} as another server \
+                 (a copy of its record); it was counted once",
                 r.version
             );
         }

@@ -657,71 +657,103 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .extend(reports);
     };
-    let results: Vec<Result<(String, bool)>> = found
+    let put_found = |f: &Found| -> Result<(String, bool)> {
+        let (name, kind, len, stamp) = f.identity();
+        if let Some(v) = unchanged(name, kind, len, &stamp)? {
+            if kind == EntryKind::File {
+                bar.inc(len);
+            }
+            return Ok((
+                format!("{}  {}", v.content_ref, shown_name(name, kind)),
+                true,
+            ));
+        }
+        let outcome = match f {
+            Found::File { path, name, .. } => {
+                let file = open_regular(path)?;
+                // The stamp of what is opened (the walk's may be of a
+                // file since replaced), taken before reading: a later
+                // write changes it.
+                let Recorded { meta, report } = opened_attrs(&file, path, start)?;
+                let stamp = meta.stamp;
+                let mut reader = bar.wrap_read(file);
+                let (o, _) = store
+                    .put_named_stamped(&mut reader, name, EntryKind::File, meta)
+                    .with_context(|| format!("cannot store {}", shown_path(path)))?;
+                let read_len = o.content_ref.len();
+                let reports =
+                    report
+                        .into_iter()
+                        .chain(changed_while_read(path, stamp.as_ref(), read_len));
+                report_later(&mut reports.into_iter());
+                o
+            }
+            Found::Symlink { path, name, meta } => {
+                let target = fs::read_link(path)
+                    .with_context(|| format!("cannot read link {}", shown_path(path)))?;
+                let target = target.as_os_str().as_encoded_bytes().to_vec();
+                // A link is never changed in place, only replaced (a new
+                // inode and change time), so the walk's stamp is this
+                // link's or one no later link will have. Its bits mean
+                // nothing on Linux.
+                let Recorded { meta, report } = entry_attrs(path, meta, start);
+                let meta = FileMeta { mode: None, ..meta };
+                let (o, _) = store
+                    .put_named_stamped(&mut target.as_slice(), name, EntryKind::Symlink, meta)
+                    .with_context(|| format!("cannot store {}", shown_path(path)))?;
+                report_later(&mut report.into_iter());
+                o
+            }
+            Found::Dir { path, name, meta } => {
+                let Recorded { meta, report } = entry_attrs(path, meta, start);
+                let (o, _) = store
+                    .put_named_stamped(&mut std::io::empty(), name, EntryKind::Directory, meta)
+                    .with_context(|| format!("cannot store {}", shown_path(path)))?;
+                report_later(&mut report.into_iter());
+                o
+            }
+        };
+        Ok((
+            format!("{}  {}", outcome.content_ref, shown_name(name, kind)),
+            false,
+        ))
+    };
+    // The first error that every later request would repeat (the backend
+    // went away or lost the store): the put stops there, and says it once
+    // rather than once per file left.
+    let backend_failed: std::sync::OnceLock<anyhow::Error> = std::sync::OnceLock::new();
+    let results: Vec<Option<Result<(String, bool)>>> = found
         .par_iter()
         .map(|f| {
-            let (name, kind, len, stamp) = f.identity();
-            if let Some(v) = unchanged(name, kind, len, &stamp)? {
-                if kind == EntryKind::File {
-                    bar.inc(len);
-                }
-                return Ok((
-                    format!("{}  {}", v.content_ref, shown_name(name, kind)),
-                    true,
-                ));
+            if backend_failed.get().is_some() {
+                return None;
             }
-            let outcome = match f {
-                Found::File { path, name, .. } => {
-                    let file = open_regular(path)?;
-                    // The stamp of what is opened (the walk's may be of a
-                    // file since replaced), taken before reading: a later
-                    // write changes it.
-                    let Recorded { meta, report } = opened_attrs(&file, path, start)?;
-                    let stamp = meta.stamp;
-                    let mut reader = bar.wrap_read(file);
-                    let (o, _) = store
-                        .put_named_stamped(&mut reader, name, EntryKind::File, meta)
-                        .with_context(|| format!("cannot store {}", shown_path(path)))?;
-                    let read_len = o.content_ref.len();
-                    let reports = report.into_iter().chain(changed_while_read(
-                        path,
-                        stamp.as_ref(),
-                        read_len,
-                    ));
-                    report_later(&mut reports.into_iter());
-                    o
+            let result = put_found(f);
+            match result {
+                Err(e) if fails_every_request(&e) => {
+                    // Only the first is kept; a later one (another thread's
+                    // request already under way) says the same.
+                    let _ = backend_failed.set(e);
+                    None
                 }
-                Found::Symlink { path, name, meta } => {
-                    let target = fs::read_link(path)
-                        .with_context(|| format!("cannot read link {}", shown_path(path)))?;
-                    let target = target.as_os_str().as_encoded_bytes().to_vec();
-                    // A link is never changed in place, only replaced (a new
-                    // inode and change time), so the walk's stamp is this
-                    // link's or one no later link will have. Its bits mean
-                    // nothing on Linux.
-                    let Recorded { meta, report } = entry_attrs(path, meta, start);
-                    let meta = FileMeta { mode: None, ..meta };
-                    let (o, _) = store
-                        .put_named_stamped(&mut target.as_slice(), name, EntryKind::Symlink, meta)
-                        .with_context(|| format!("cannot store {}", shown_path(path)))?;
-                    report_later(&mut report.into_iter());
-                    o
-                }
-                Found::Dir { path, name, meta } => {
-                    let Recorded { meta, report } = entry_attrs(path, meta, start);
-                    let (o, _) = store
-                        .put_named_stamped(&mut std::io::empty(), name, EntryKind::Directory, meta)
-                        .with_context(|| format!("cannot store {}", shown_path(path)))?;
-                    report_later(&mut report.into_iter());
-                    o
-                }
-            };
-            Ok((
-                format!("{}  {}", outcome.content_ref, shown_name(name, kind)),
-                false,
-            ))
+                other => Some(other),
+            }
         })
         .collect();
+    if let Some(e) = backend_failed.into_inner() {
+        bar.finish_and_clear();
+        for problem in results.iter().flatten().filter_map(|r| r.as_ref().err()) {
+            errln!("seccs: {problem:#}");
+        }
+        let left = results.iter().filter(|r| r.is_none()).count();
+        return Err(e.context(format!(
+            "put stopped at the backend's first failure, {left} of {} entries not stored; \
+             what the backend completed before it stays (each batch whole or absent), and \
+             the same put run again stores the rest",
+            found.len()
+        )));
+    }
+    let results: Vec<Result<(String, bool)>> = results.into_iter().flatten().collect();
     // Marked in the same deferred writes as the puts, made durable with them.
     let gone = match mark_missing_gone(store, &root, known, &present, &unlisted) {
         Ok(n) => n,
@@ -769,6 +801,20 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         }
     }
     report_problems(&problems, &format!("stored {stored} entries"))
+}
+
+/// Whether an error comes from a backend failure that every later request
+/// would repeat (see `BackendError::fails_every_request`).
+fn fails_every_request(e: &anyhow::Error) -> bool {
+    use seccs_store::{StoreError, backend::BackendError};
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<StoreError>()
+            .is_some_and(|s| matches!(s, StoreError::Backend(b) if b.fails_every_request()))
+            || cause
+                .downcast_ref::<BackendError>()
+                .is_some_and(BackendError::fails_every_request)
+    })
 }
 
 /// Prints each problem and fails when there is one, after `done`.

@@ -2706,3 +2706,105 @@ fn a_failed_read_says_its_cause_once() {
     assert!(err.contains("standard input"), "{err}");
     assert_eq!(err.matches("os error 21").count(), 1, "{err}");
 }
+
+/// `init --key-file` at a path that already holds something (a key, or a
+/// link to nothing) refuses before it makes anything: no backend entries,
+/// no store directory, and the old file untouched.
+#[test]
+fn init_with_a_key_file_that_exists_makes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=k:");
+    let old_key = tmp.path().join("old.key");
+    std::fs::write(&old_key, b"not to be lost\n").expect("write");
+    let dangling = tmp.path().join("dangling.key");
+    std::os::unix::fs::symlink(tmp.path().join("nowhere"), &dangling).expect("symlink");
+    for key in [&old_key, &dangling] {
+        let store = tmp.path().join("store");
+        let err = fails(
+            seccs(&store)
+                .args(["init", "--backend", &url, "--key-file"])
+                .arg(key),
+        );
+        assert!(err.contains("already exists; not overwriting it"), "{err}");
+        assert!(!store.exists(), "no store directory made");
+        assert!(
+            redis_command(port, &[b"DBSIZE"]).starts_with(b":0"),
+            "nothing written to the backend"
+        );
+    }
+    assert_eq!(std::fs::read(&old_key).expect("read"), b"not to be lost\n");
+    assert!(!tmp.path().join("nowhere").exists());
+    // With a new path the same command makes the store.
+    ok(seccs(&tmp.path().join("store"))
+        .args(["init", "--backend", &url, "--key-file"])
+        .arg(tmp.path().join("new.key")));
+}
+
+/// A backend that goes away while `put DIR` works through many files stops
+/// the put at its first failure, said once, not once for every file left.
+#[test]
+fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (redis, port) = common::redis_server(tmp.path(), &[]);
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args([
+        "init",
+        "--backend",
+        &format!("redis://127.0.0.1:{port}/0?prefix=w:"),
+    ]));
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    for i in 0..1500u64 {
+        random_file(&tree, &format!("f{i:04}"), 16 * 1024, i);
+    }
+    let put = seccs(&store)
+        .args(["put", "-q"])
+        .arg(&tree)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn seccs");
+    // Once the put has stored something (beyond the marker and its lease),
+    // it is stopped while the server goes, so the server is gone before
+    // the put is done.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let entries = || -> u64 {
+        let reply = redis_command(port, &[b"DBSIZE"]);
+        String::from_utf8_lossy(&reply)
+            .trim_start_matches(':')
+            .trim_end()
+            .parse()
+            .expect("DBSIZE answers a number")
+    };
+    while entries() < 3 {
+        assert!(Instant::now() < deadline, "the put never stored anything");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pid = put.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    drop(redis);
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let out = put.wait_with_output().expect("wait");
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("put stopped at the backend's first failure")
+            && err.contains("of 1501 entries not stored")
+            && err.contains("redis backend unavailable"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
+}

@@ -114,9 +114,12 @@ pub struct LoadReport {
     pub bad_servers: Vec<String>,
     /// Servers whose records were used.
     pub used_servers: Vec<String>,
-    /// Servers holding an older save of the same version (made while the
+    /// Servers holding another save of the same version (made while the
     /// servers were partitioned), left out; honest, unlike `bad_servers`.
     pub superseded_servers: Vec<String>,
+    /// Servers whose record repeats the share another server gave (a copy
+    /// of that server's record), left out; honest, unlike `bad_servers`.
+    pub repeated_servers: Vec<String>,
     /// Newer listed versions that could not be rebuilt, newest first, each
     /// with the reason: the latest was asked for and an older one loaded.
     pub newer_failed: Vec<(u64, String)>,
@@ -677,6 +680,7 @@ impl Client {
             bad_servers: rebuilt.bad,
             used_servers: rebuilt.used,
             superseded_servers: rebuilt.superseded,
+            repeated_servers: rebuilt.repeated,
             newer_failed: Vec::new(),
         })
     }

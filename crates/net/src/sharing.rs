@@ -303,10 +303,15 @@ pub struct Rebuilt {
     pub bad: Vec<String>,
     /// Servers whose record was used.
     pub used: Vec<String>,
-    /// Servers whose authentic record belongs to an older (or, within one
-    /// second, another) save of the same version, made while the servers
-    /// were partitioned: left out, but not bad.
+    /// Servers whose authentic record belongs to another save of the same
+    /// version, made while the servers were partitioned: an older one, or
+    /// one too few servers hold to rebuild it. Left out, but not bad.
     pub superseded: Vec<String>,
+    /// Servers whose authentic record is the same share of the same save
+    /// as another server's (a server restored from another's copy): it adds
+    /// nothing, so it is left out, but it is not bad, and no server is
+    /// blamed for it.
+    pub repeated: Vec<String>,
 }
 
 /// Rebuilds version `version` of `tag` from records, one per server.
@@ -335,15 +340,25 @@ pub fn rebuild(
             }
         }
     }
-    // Group by manifest, most supported first, and try each group's password key.
+    // Group by manifest, most supported first, and try each group's
+    // password key. A group's support is its distinct shares: two servers
+    // holding the same share count once.
     let mut groups: Vec<(Vec<u8>, [u8; 32], usize)> = Vec::new();
+    let mut seen_shares: Vec<(usize, u8)> = Vec::new();
     for (_, r, _) in &parsed {
-        match groups
-            .iter_mut()
-            .find(|(m, mac, _)| *m == r.manifest && *mac == r.mac)
+        let g = match groups
+            .iter()
+            .position(|(m, mac, _)| *m == r.manifest && *mac == r.mac)
         {
-            Some(g) => g.2 += 1,
-            None => groups.push((r.manifest.clone(), r.mac, 1)),
+            Some(g) => g,
+            None => {
+                groups.push((r.manifest.clone(), r.mac, 0));
+                groups.len() - 1
+            }
+        };
+        if !seen_shares.contains(&(g, r.index)) {
+            seen_shares.push((g, r.index));
+            groups[g].2 += 1;
         }
     }
     groups.sort_by_key(|g| std::cmp::Reverse(g.2));
@@ -380,10 +395,22 @@ pub fn rebuild(
             }
         }
     }
-    let other_saves: Vec<(Vec<u8>, [u8; 32])> = authentic
+    // Every other authentic save is an honest server's, whether older or
+    // held by too few servers to load: left out, not blamed.
+    let mut other_saves: Vec<(Vec<u8>, [u8; 32])> = authentic
         .iter()
         .map(|(i, _, _)| (groups[*i].0.clone(), groups[*i].1))
         .collect();
+    if let Some((chosen_group, _, _)) = &chosen {
+        for (i, (manifest, mac, _)) in groups.iter().enumerate() {
+            if !checked[i]
+                && i != *chosen_group
+                && authenticate(tag, manifest, mac, password, &mut tried)?.is_some()
+            {
+                other_saves.push((manifest.clone(), *mac));
+            }
+        }
+    }
     let Some((i, m, keys)) = chosen else {
         if parsed.is_empty() {
             return Err(Error::NotEnoughShares {
@@ -399,6 +426,7 @@ pub fn rebuild(
     let t = usize::from(m.t);
     let mut good: Vec<(String, Record)> = Vec::new();
     let mut superseded = Vec::new();
+    let mut repeated = Vec::new();
     for (server, r, _) in parsed {
         if other_saves
             .iter()
@@ -406,12 +434,14 @@ pub fn rebuild(
         {
             tracing::info!(server, "record of another save of this version left out");
             superseded.push(server);
-        } else if r.manifest != manifest_bytes
-            || r.mac != mac
-            || good.iter().any(|(_, g)| g.index == r.index)
-        {
+        } else if r.manifest != manifest_bytes || r.mac != mac {
             tracing::warn!(server, "record does not match the authentic manifest");
             bad.push(server);
+        } else if good.iter().any(|(_, g)| g.index == r.index) {
+            // `Record::decode` checked the share and fragment against the
+            // authentic manifest's hashes: the two records are the same.
+            tracing::info!(server, "record repeats another server's share");
+            repeated.push(server);
         } else {
             good.push((server, r));
         }
@@ -456,6 +486,7 @@ pub fn rebuild(
         bad,
         used: used.iter().map(|(s, _)| s.clone()).collect(),
         superseded,
+        repeated,
     })
 }
 
@@ -686,7 +717,60 @@ mod tests {
         // With too few records of the newest save, the older one still loads.
         let mut records = named(&older, &[0, 1, 2]);
         records.extend(named(&later, &[3]));
-        assert_eq!(rebuild("t", 1, records, &pw)?.plaintext, b"older");
+        let out = rebuild("t", 1, records, &pw)?;
+        assert_eq!(out.plaintext, b"older");
+        assert!(out.bad.is_empty(), "honest servers blamed: {:?}", out.bad);
+        assert_eq!(out.superseded, vec!["s3"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_share_two_servers_hold_counts_once_and_blames_neither() -> Result<(), Error> {
+        let pw = Password::new("p");
+        let recs = split("t", 1, b"secret", &pw, &Kdf::INSECURE_FAST, 5, 3)?;
+        // s0 and a server restored from s0's copy, then s1 and s2.
+        let mut records = named(&recs, &[0]);
+        records.push(("copy-of-s0".to_string(), recs[0].clone()));
+        records.extend(named(&recs, &[1, 2]));
+        let out = rebuild("t", 1, records.clone(), &pw)?;
+        assert_eq!(out.plaintext, b"secret");
+        assert!(out.bad.is_empty(), "honest servers blamed: {:?}", out.bad);
+        assert_eq!(out.repeated, vec!["copy-of-s0"]);
+        assert_eq!(out.used, vec!["s0", "s1", "s2"]);
+        // The copy does not stand in for a third share.
+        records.pop();
+        match rebuild("t", 1, records, &pw) {
+            Err(Error::NotEnoughShares {
+                good: 2,
+                needed: 3,
+                bad,
+                ..
+            }) => assert!(bad.is_empty(), "honest servers blamed: {bad:?}"),
+            other => panic!("expected too few shares, got {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_newer_save_held_twice_by_too_few_servers_does_not_hide_the_older() -> Result<(), Error> {
+        let pw = Password::new("p");
+        let older = split("t", 1, b"older", &pw, &Kdf::INSECURE_FAST, 3, 2)?;
+        let newer = split("t", 1, b"newer", &pw, &Kdf::INSECURE_FAST, 3, 2)?;
+        let (_, m_old) = Record::decode(&older[0])?;
+        let (mut r, mut m) = Record::decode(&newer[0])?;
+        m.created = m_old.created + 60;
+        r.manifest = m.encode();
+        let keys = PasswordKeys::derive(&m.kdf, &pw, &m.salt)?;
+        r.mac = manifest_mac(keys.mac.expose_secret(), "t", &r.manifest);
+        let later = r.encode();
+        // Two servers hold the newer save's share 0: one share, below t = 2.
+        let mut records = named(&older, &[1, 2]);
+        records.push(("a".to_string(), later.clone()));
+        records.push(("b".to_string(), later));
+        let out = rebuild("t", 1, records, &pw)?;
+        assert_eq!(out.plaintext, b"older");
+        assert!(out.bad.is_empty(), "honest servers blamed: {:?}", out.bad);
+        assert_eq!(out.superseded, vec!["a", "b"]);
         Ok(())
     }
 

@@ -393,7 +393,8 @@ impl StoreDir {
 
 /// Writes a new key file (mode 0600); refuses to overwrite one.
 pub fn write_key_file(path: &Path, key: &SecretKey) -> Result<()> {
-    if path.exists() {
+    // A link, even one to nothing, counts: the key goes nowhere but a new file.
+    if path.symlink_metadata().is_ok() {
         return Err(StoreError::Config(format!(
             "key file {} already exists; not overwriting it",
             path.display()

@@ -75,6 +75,19 @@ pub enum StoreError {
     /// was read or written with it.
     #[error("{0}")]
     WrongKey(String),
+    /// A command that works in atomic batches (removing many names) failed
+    /// after some of its batches were applied: those stay done, the rest is
+    /// untouched, and the same command run again finishes the job. The
+    /// cause is the error's source.
+    #[error("{done} before it stopped (the rest is untouched; the same command again finishes it)")]
+    PartlyDone {
+        /// What the applied batches did, as a phrase ("removed 512 of 900
+        /// names (600 versions)").
+        done: String,
+        /// Why the command stopped.
+        #[source]
+        cause: Box<StoreError>,
+    },
 }
 
 impl StoreError {

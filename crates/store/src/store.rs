@@ -759,12 +759,44 @@ impl Store {
 
     /// Removes all but the newest `keep` versions of each of `names` (with
     /// `keep` 0, the names), many names to an atomic batch. Returns how many
-    /// names lost versions and how many versions went.
+    /// names lost versions and how many versions went; a failure after a
+    /// batch was applied is [`StoreError::PartlyDone`], saying what was.
     fn drop_older_versions(&self, names: &[String], keep: usize) -> Result<(usize, usize)> {
+        let mut done = (0, 0);
+        match self.drop_older_versions_counting(names, keep, &mut done) {
+            Ok(()) => Ok(done),
+            // Nothing applied: the command simply failed.
+            Err(e) if done == (0, 0) => Err(e),
+            Err(e) => {
+                let (touched, versions) = done;
+                let done = if keep == 0 {
+                    format!(
+                        "removed {touched} of {} names ({versions} versions)",
+                        names.len()
+                    )
+                } else {
+                    format!("removed {versions} older versions of {touched} names")
+                };
+                Err(StoreError::PartlyDone {
+                    done,
+                    cause: Box::new(e),
+                })
+            }
+        }
+    }
+
+    /// [`Store::drop_older_versions`], counting in `done` (names touched,
+    /// versions removed) what its applied batches did.
+    fn drop_older_versions_counting(
+        &self,
+        names: &[String],
+        keep: usize,
+        done: &mut (usize, usize),
+    ) -> Result<()> {
         const NAMES_PER_BATCH: usize = 512;
         let _guard = self.lock_writer();
-        let (mut touched_names, mut removed_versions) = (0, 0);
         for group in names.chunks(NAMES_PER_BATCH) {
+            let (mut touched_names, mut removed_versions) = (0, 0);
             let mut releaser = Releaser::for_names();
             let mut batch = Batch::new();
             for (key, mut record) in self.records_of(group)? {
@@ -787,8 +819,10 @@ impl Store {
             if !batch.is_empty() {
                 self.backend.apply_owned(batch)?;
             }
+            done.0 += touched_names;
+            done.1 += removed_versions;
         }
-        Ok((touched_names, removed_versions))
+        Ok(())
     }
 
     /// Totals over the backend: entries and bytes, in all and by what the

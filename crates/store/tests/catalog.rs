@@ -518,3 +518,99 @@ fn a_name_whose_content_is_gone_can_still_be_removed() {
     // cannot tell them from the trees of puts without a name.
     assert!(store.verify().expect("verify").findings.is_empty());
 }
+
+/// A memory backend whose writes fail once `writes_left` reaches zero, as a
+/// server that goes away part way through a command.
+struct FailingWrites {
+    inner: seccs_store::backend::MemoryBackend,
+    writes_left: std::sync::atomic::AtomicUsize,
+}
+
+impl Backend for FailingWrites {
+    fn name(&self) -> &str {
+        "failing"
+    }
+    fn get_many(
+        &self,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<seccs_store::backend::Entry>>, seccs_store::backend::BackendError> {
+        self.inner.get_many(keys)
+    }
+    fn apply(
+        &self,
+        batch: &seccs_store::backend::Batch,
+    ) -> Result<(), seccs_store::backend::BackendError> {
+        use std::sync::atomic::Ordering;
+        let left = self.writes_left.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(seccs_store::backend::BackendError::unavailable(
+                "failing",
+                "the server went away",
+            ));
+        }
+        self.writes_left.store(left - 1, Ordering::SeqCst);
+        self.inner.apply(batch)
+    }
+    fn is_transactional(&self) -> bool {
+        true
+    }
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(
+            &[u8],
+            &seccs_store::backend::Entry,
+        ) -> Result<(), seccs_store::backend::BackendError>,
+    ) -> Result<(), seccs_store::backend::BackendError> {
+        self.inner.for_each(visit)
+    }
+}
+
+/// Removing many names stops at a failed batch and says what the batches
+/// before it did; they stay done, and running the removal again finishes.
+#[test]
+fn a_removal_that_fails_part_way_says_what_it_did() {
+    use std::sync::atomic::Ordering;
+    let backend = std::sync::Arc::new(FailingWrites {
+        inner: seccs_store::backend::MemoryBackend::new(),
+        writes_left: std::sync::atomic::AtomicUsize::new(usize::MAX),
+    });
+    let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let store = seccs_store::Store::new(backend.clone(), params, &common::key(7));
+    let names: Vec<String> = (0..1100).map(|i| format!("n/{i:04}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        store
+            .put_named(
+                &mut random_bytes(100, 1000 + i as u64).as_slice(),
+                name,
+                EntryKind::File,
+            )
+            .expect("put");
+    }
+    // One batch (512 names) goes through, the second fails.
+    backend.writes_left.store(1, Ordering::SeqCst);
+    match store.remove_names(&names) {
+        Err(e @ StoreError::PartlyDone { .. }) => {
+            assert!(
+                e.to_string()
+                    .starts_with("removed 512 of 1100 names (512 versions) before it stopped"),
+                "{e}"
+            );
+            let cause = std::error::Error::source(&e).map(ToString::to_string);
+            assert_eq!(
+                cause.as_deref(),
+                Some("failing backend unavailable: the server went away")
+            );
+        }
+        other => panic!("expected a removal done in part, got {other:?}"),
+    }
+    assert_eq!(store.list("n/").expect("list").len(), 1100 - 512);
+    // Failing at the first batch did nothing, and says no more than why.
+    backend.writes_left.store(0, Ordering::SeqCst);
+    assert!(matches!(
+        store.remove_names(&names),
+        Err(StoreError::Backend(_))
+    ));
+    backend.writes_left.store(usize::MAX, Ordering::SeqCst);
+    assert_eq!(store.remove_names(&names).expect("rm"), (588, 588));
+    assert_eq!(store.usage().expect("usage").entries, 0);
+}

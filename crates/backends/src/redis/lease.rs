@@ -144,9 +144,7 @@ impl Drop for Lease {
 }
 
 fn connect(client: &Client) -> Result<Connection, BackendError> {
-    let conn = client
-        .get_connection_with_timeout(CONNECT_TIMEOUT)
-        .map_err(map_err)?;
+    let conn = super::open_connection(client)?;
     conn.set_read_timeout(Some(CONNECT_TIMEOUT))
         .map_err(map_err)?;
     conn.set_write_timeout(Some(CONNECT_TIMEOUT))

@@ -368,6 +368,26 @@ fn postgres_a_server_that_stops_answering_fails_the_request_in_time() -> TestRes
     Ok(())
 }
 
+/// `rediss://` to a Redis that speaks no TLS: the server takes the TLS
+/// hello for the start of a command and never answers, so the connect
+/// times out, and the error says what is most likely wrong.
+#[test]
+fn rediss_against_a_server_without_tls_says_so() -> TestResult {
+    use seccs_backends::{RedisBackend, RedisConfig};
+    let server = crate::support::RedisServer::start()?;
+    let url = server.url().replacen("redis://", "rediss://", 1);
+    assert!(url.starts_with("rediss://"), "{url}");
+    let config =
+        RedisConfig::parse(&url)?.with_credentials(None, Some(crate::support::REDIS_PASSWORD));
+    let err = RedisBackend::connect(config).err();
+    assert!(
+        matches!(&err, Some(BackendError::Unavailable { detail, .. })
+            if detail.contains("does the server speak TLS?")),
+        "{err:?}"
+    );
+    Ok(())
+}
+
 /// A paused Redis fails a request after the request timeout, whatever the
 /// request's size: each request is one command with one reply (a pipeline
 /// of N commands would wait N timeouts, one per reply).

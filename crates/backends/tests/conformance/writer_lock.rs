@@ -446,7 +446,7 @@ fn a_batch_after_the_backend_was_emptied_writes_nothing() -> TestResult {
         for batch in [one_put(), big.clone()] {
             let err = backend.apply(&batch).err();
             assert!(
-                matches!(&err, Some(BackendError::Corrupt { detail, .. })
+                matches!(&err, Some(BackendError::StoreLost { detail, .. })
                     if detail.contains("marker is gone")),
                 "{}: {err:?}",
                 backend.name()
@@ -466,5 +466,34 @@ fn a_batch_after_the_backend_was_emptied_writes_nothing() -> TestResult {
         backend.write_marker(b"ours")?;
         backend.apply(&one_put())?;
     }
+    Ok(())
+}
+
+/// S3 has no transactions, so its marker cannot gate a batch: it is read
+/// beside each batch, and the batch that finds it gone or replaced fails
+/// (what that batch wrote may stay), so the command stops there.
+#[test]
+fn an_s3_batch_that_finds_the_marker_gone_stops_the_command() -> TestResult {
+    let s3 = S3Server::start()?;
+    let backend = s3_exclusive(&s3, "guarded")?;
+    backend.write_marker(b"ours")?;
+    backend.guard_writes_with_marker(b"ours");
+    backend.apply(&one_put())?;
+    std::fs::remove_file(s3.object_dir("guarded").join("store-marker"))?;
+    let err = backend.apply(&one_put()).err();
+    assert!(
+        matches!(&err, Some(BackendError::StoreLost { detail, .. })
+            if detail.contains("marker is gone")),
+        "{err:?}"
+    );
+    backend.write_marker(b"theirs")?;
+    let err = backend.apply(&one_put()).err();
+    assert!(
+        matches!(&err, Some(BackendError::StoreLost { detail, .. })
+            if detail.contains("marker was replaced")),
+        "{err:?}"
+    );
+    backend.write_marker(b"ours")?;
+    backend.apply(&one_put())?;
     Ok(())
 }

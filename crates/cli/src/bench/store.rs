@@ -28,6 +28,9 @@ pub struct StoreBenchArgs {
     #[arg(long, default_value_t = 1024, value_name = "MIB")]
     stream_mib: u64,
     /// Also measure a backend given by URL (redis://, postgres://, s3://).
+    /// At a store's URL, writes are checked against its marker as the
+    /// store's own commands check them (`guarded_by_marker` in the output);
+    /// what the bench puts there it removes again.
     #[arg(long, value_name = "URL")]
     backend: Option<String>,
     /// Print one JSON object.
@@ -217,9 +220,17 @@ pub fn run(args: StoreBenchArgs) -> Result<()> {
     }
     if let Some(url) = &args.backend {
         let backend: Arc<dyn Backend> = crate::open::network_backend_for_bench(url)?;
+        // A place that holds a store is written as that store's commands
+        // write it: each batch checked against its marker in the same
+        // atomic step. A place without one has nothing to check against.
+        let marker = backend.read_marker()?;
+        if let Some(marker) = &marker {
+            backend.guard_writes_with_marker(marker);
+        }
         let m = measure(backend, params, &key, &data, true)?;
         out["backend"] = serde_json::json!({
-            "url": url,
+            "url": seccs_backends::redact(url),
+            "guarded_by_marker": marker.is_some(),
             "put_mib_s": m.put,
             "get_mib_s": m.get,
             "put_ratio": m.put / floor,

@@ -211,6 +211,16 @@ pub enum BackendError {
         /// What is wrong.
         detail: String,
     },
+    /// The backend lost the store while this command wrote: its marker
+    /// went (the database or table was emptied, or the server restarted
+    /// without its data). Nothing of the batch that found it was written.
+    #[error("{backend} backend lost this store: {detail}")]
+    StoreLost {
+        /// The backend's name.
+        backend: String,
+        /// What happened.
+        detail: String,
+    },
     /// A malformed backend URL or option.
     #[error("invalid backend configuration: {0}")]
     Config(String),
@@ -231,6 +241,20 @@ impl BackendError {
             backend: backend.to_owned(),
             detail: detail.to_string(),
         }
+    }
+
+    /// Whether every later request of this command would fail the same way
+    /// (the backend is unreachable, refuses the credentials, is held by
+    /// another process, or lost the store), so a command working through
+    /// many entries should stop rather than try each.
+    pub fn fails_every_request(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable { .. }
+                | Self::Auth { .. }
+                | Self::Locked { .. }
+                | Self::StoreLost { .. }
+        )
     }
 
     /// Shorthand for [`BackendError::Unavailable`].
@@ -385,7 +409,7 @@ pub trait Backend: Send + Sync {
     /// From now on, applies a batch only while the backend still holds the
     /// store marker `value`, checked in the same atomic step as the batch
     /// (a batch that finds it gone writes nothing and fails with
-    /// [`BackendError::Corrupt`]). A backend emptied while a command writes
+    /// [`BackendError::StoreLost`]). A backend emptied while a command writes
     /// (a Redis restart without persistence, a `TRUNCATE`) then stops the
     /// command, instead of taking its later batches into an empty store. A
     /// no-op (the default) where the backend keeps no marker.
