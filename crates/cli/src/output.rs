@@ -88,21 +88,39 @@ impl FileAttrs {
     /// system without them, a label the system's policy refuses) do not
     /// stop the rest, nor lose the file: they are the inner error, for the
     /// caller to report once the file is in place.
+    ///
+    /// An owner that cannot be given (a root without the right to, as in
+    /// a user namespace) does not lose the file either: it keeps the
+    /// restorer as owner, without setuid and setgid bits (as `cp -p` and
+    /// tar drop them then), and that is the inner error.
     fn apply(&self, file: &File) -> io::Result<io::Result<()>> {
         if let Some(time) = self.modified {
             file.set_modified(time)?;
         }
+        let mut mode = self.mode;
+        let mut unset = Vec::new();
         #[cfg(unix)]
-        if let Some((uid, gid)) = self.owner {
-            std::os::unix::fs::fchown(file, Some(uid), Some(gid))?;
+        if let Some((uid, gid)) = self.owner
+            && let Err(e) = std::os::unix::fs::fchown(file, Some(uid), Some(gid))
+        {
+            mode = mode.map(|m| m & !0o6000);
+            unset.push(format!(
+                "cannot give it its owner {uid}:{gid} ({e}; --no-same-owner leaves owners \
+                 alone), so it keeps the restorer's, without setuid or setgid bits"
+            ));
         }
-        let xattrs = crate::xattr::set_on_file(file, &self.xattrs);
+        if let Err(e) = crate::xattr::set_on_file(file, &self.xattrs) {
+            unset.push(e.to_string());
+        }
         #[cfg(unix)]
-        if let Some(mode) = self.mode {
+        if let Some(mode) = mode {
             use std::os::unix::fs::PermissionsExt;
             file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         }
-        Ok(xattrs)
+        Ok(match unset.is_empty() {
+            true => Ok(()),
+            false => Err(io::Error::other(unset.join("; "))),
+        })
     }
 
     /// Gives the symlink at `path` itself (not what it points to) this
@@ -204,20 +222,57 @@ pub fn write_file_atomically_as(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     check_parent(path, dir)?;
-    let (tmp, _removed_on_interrupt) = crate::interrupt::temp_file_in(dir)
-        .with_context(|| format!("cannot write in {}", shown(dir)))?;
+    write_beside(path, path, attrs, fill)
+}
+
+/// Writes a file a tree restore gives back at `at` (shown as `shown`),
+/// as [`write_file_atomically_as`] but never through a symlink, not even
+/// one swapped in at `at` just before: the file is renamed over whatever
+/// is there (the caller removed anything but a file or a directory).
+pub fn write_restored(
+    at: &Path,
+    shown: &Path,
+    attrs: &FileAttrs,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    if std::fs::symlink_metadata(at).is_ok_and(|m| m.is_dir()) {
+        anyhow::bail!("cannot write {}: it is a directory", self::shown(shown))
+    }
+    write_beside(at, shown, attrs, fill)
+}
+
+/// Writes `path` (shown as `shown_as`) through a temporary file beside it,
+/// renamed over it once whole and given `attrs`.
+fn write_beside(
+    path: &Path,
+    shown_as: &Path,
+    attrs: &FileAttrs,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let path_shown = shown_as;
+    let (tmp, _removed_on_interrupt) = crate::interrupt::temp_file_in(dir).with_context(|| {
+        let shown_dir = path_shown
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        format!("cannot write in {}", shown(shown_dir))
+    })?;
     // A file that replaces one keeps its permission bits, as `cp` keeps
     // them, unless the version restored brings its own.
     #[cfg(unix)]
     if attrs.mode.is_none()
-        && let Ok(meta) = std::fs::metadata(path)
+        && let Ok(meta) = std::fs::symlink_metadata(path)
         && meta.is_file()
     {
         use std::os::unix::fs::PermissionsExt;
         let bits = std::fs::Permissions::from_mode(meta.permissions().mode() & 0o777);
         tmp.as_file()
             .set_permissions(bits)
-            .with_context(|| format!("cannot write {}", shown(path)))?;
+            .with_context(|| format!("cannot write {}", shown(path_shown)))?;
     }
     // Whole blocks of zeros are left as holes: a sparse file comes back
     // sparse.
@@ -225,18 +280,18 @@ pub fn write_file_atomically_as(
     fill(&mut out)?;
     let Unnamed(tmp) = out
         .finish(|tmp, len| tmp.0.as_file().set_len(len))
-        .with_context(|| format!("cannot write {}", shown(path)))?;
+        .with_context(|| format!("cannot write {}", shown(path_shown)))?;
     let unset = attrs
         .apply(tmp.as_file())
-        .with_context(|| format!("cannot set the mode or time of {}", shown(path)))?;
+        .with_context(|| format!("cannot set the mode or time of {}", shown(path_shown)))?;
     tmp.as_file().sync_all()?;
     // A failed rename hands the temporary file back inside the error; it
     // is dropped here, which removes it, rather than kept alive in the
     // error until the process exits (leaving the output's plaintext behind).
     tmp.persist(path)
         .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", shown(path)))?;
-    unset.with_context(|| format!("{} is written, but not whole", shown(path)))
+        .with_context(|| format!("cannot write {}", shown(path_shown)))?;
+    unset.with_context(|| format!("{} is written, but not whole", shown(path_shown)))
 }
 
 /// A path as messages show it (control characters escaped).

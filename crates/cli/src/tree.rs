@@ -122,6 +122,35 @@ pub fn name_of(path: &Path) -> String {
     parts.join("/")
 }
 
+/// Fails when `..` in `path` follows a symlink: names are made from the
+/// path as written (`a/../b` is `b`), but the system resolves `..` from
+/// the link's target, so the files read would be another directory's,
+/// stored under this one's names (and this one's marked gone).
+fn refuse_dot_dot_after_a_link(path: &Path) -> Result<()> {
+    let mut so_far = PathBuf::new();
+    for c in path.components() {
+        if c == Component::ParentDir {
+            let mut above = so_far.clone();
+            loop {
+                if above.is_symlink() {
+                    bail!(
+                        "cannot put {}: `..` follows the symlink {}, so it leads out of the \
+                         link's target, not back to where the name says; give the path \
+                         without it (as `realpath` prints it)",
+                        shown_path(path),
+                        shown_path(&above)
+                    );
+                }
+                if !above.pop() {
+                    break;
+                }
+            }
+        }
+        so_far.push(c);
+    }
+    Ok(())
+}
+
 /// What a walk of the directory found.
 #[derive(Default)]
 struct Walk {
@@ -318,12 +347,28 @@ fn unprivileged_note<'v>(versions: impl Iterator<Item = &'v Version>) -> Option<
 /// extended attribute (only root may set them).
 pub fn attrs_of(version: &Version, ownership: Ownership) -> FileAttrs {
     let as_root = rustix::process::geteuid().is_root();
+    let owner = version
+        .owner
+        .filter(|_| ownership == Ownership::AsPut)
+        .map(|o| (o.uid, o.gid));
+    // A file not given its owner back keeps setuid (setgid) only if the
+    // restorer is the user (group) it was put with, as `cp -p` and tar
+    // do: someone's setuid program must not come back setuid-root.
+    let mut mode = version.mode.map(FileMode::bits);
+    if owner.is_none()
+        && let Some(bits) = mode.as_mut()
+    {
+        let recorded = version.owner;
+        if recorded.is_none_or(|o| o.uid != rustix::process::geteuid().as_raw()) {
+            *bits &= !0o4000;
+        }
+        if recorded.is_none_or(|o| o.gid != rustix::process::getegid().as_raw()) {
+            *bits &= !0o2000;
+        }
+    }
     FileAttrs {
-        mode: version.mode.map(FileMode::bits),
-        owner: version
-            .owner
-            .filter(|_| ownership == Ownership::AsPut)
-            .map(|o| (o.uid, o.gid)),
+        mode,
+        owner,
         xattrs: version
             .xattrs
             .iter()
@@ -549,6 +594,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     if dir.to_str().is_none() {
         bail!("cannot put {dir:?}: its path is not valid UTF-8, and names are stored as UTF-8");
     }
+    refuse_dot_dot_after_a_link(dir)?;
     let root = name_of(dir);
     let mut w = Walk::default();
     // DIR itself is recorded too (as tar records it), so that a restore
@@ -950,67 +996,115 @@ fn hard_link_groups(
     (firsts, more)
 }
 
-/// Where the name `name` is restored under `dir`, with its parent made.
-/// Nothing is written through a symlink: not one that was in `dir`
-/// before, nor one this restore made (links come last, parents first), as
-/// tar guards its extractions.
-fn restore_target(dir: &Path, name: &str) -> Result<PathBuf> {
+/// Where a name is restored: its parent directory, reached from the
+/// output directory one component at a time without following a symlink,
+/// and held open, so that what the restore does there stays there even if
+/// the path is changed meanwhile (a directory swapped for a symlink to
+/// elsewhere between a check and a write).
+struct Place {
+    /// Keeps the parent open: `at` names the entry through it.
+    _parent: std::os::fd::OwnedFd,
+    /// The entry, as `/proc/self/fd/N/NAME`: the kernel resolves the first
+    /// part to the directory held open, not to whatever its path names
+    /// now. (Without `/proc` it is the plain path, checked as it is walked
+    /// but not held.)
+    at: PathBuf,
+    /// `DIR/NAME`, for messages.
+    shown: PathBuf,
+}
+
+/// The place of the name `name` under `dir`, with the directories above it
+/// made when `make_parents`. Nothing is written through a symlink: not one
+/// that was in `dir` before, nor one this restore made (links come last,
+/// parents first), nor one swapped in while it runs, as tar guards its
+/// extractions.
+fn place_of(dir: &Path, name: &str, make_parents: bool) -> Result<Place> {
+    use rustix::fs::{AtFlags, Mode, OFlags, mkdirat, openat, statat};
     let rel = name_of(Path::new(name));
     if rel.is_empty() {
         bail!("cannot restore the name {name:?}");
     }
-    refuse_links_above(dir, &rel)?;
-    let target = dir.join(&rel);
-    if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", shown_path(parent)))?;
+    if make_parents {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", shown_path(dir)))?;
     }
-    Ok(target)
-}
-
-/// Whether `path` is a symlink (not following it).
-fn is_symlink(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
-}
-
-/// Fails when a directory on the way from `dir` to the name `rel` is a
-/// symlink: writing there would follow it, maybe out of `dir`.
-fn refuse_links_above(dir: &Path, rel: &str) -> Result<()> {
-    let mut path = dir.to_path_buf();
-    let parents = rel.split('/').collect::<Vec<_>>();
-    for part in &parents[..parents.len().saturating_sub(1)] {
-        path.push(part);
-        if is_symlink(&path) {
-            bail!(
-                "refusing to restore {rel}: {} is a symlink, and writing through it could \
-                 leave {}",
-                shown_path(&path),
-                shown_path(dir)
-            );
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut parent = openat(rustix::fs::CWD, dir, flags, Mode::empty())
+        .with_context(|| format!("cannot open {}", shown_path(dir)))?;
+    let parts: Vec<&str> = rel.split('/').collect();
+    let (leaf, above) = parts.split_last().unwrap_or((&"", &[]));
+    let mut shown = dir.to_path_buf();
+    for part in above {
+        shown.push(part);
+        if make_parents {
+            match mkdirat(&parent, *part, Mode::from_raw_mode(0o777)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => {
+                    return Err(std::io::Error::from(e))
+                        .with_context(|| format!("cannot create {}", shown_path(&shown)));
+                }
+            }
+        }
+        match openat(&parent, *part, flags | OFlags::NOFOLLOW, Mode::empty()) {
+            Ok(fd) => parent = fd,
+            Err(e) => {
+                let is_link = statat(&parent, *part, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink());
+                if is_link {
+                    bail!(
+                        "refusing to restore {rel}: {} is a symlink, and writing through it \
+                         could leave {}",
+                        shown_path(&shown),
+                        shown_path(dir)
+                    );
+                }
+                if e == rustix::io::Errno::NOTDIR {
+                    bail!(
+                        "cannot restore {rel}: {} is in the way, and is not a directory",
+                        shown_path(&shown)
+                    );
+                }
+                return Err(std::io::Error::from(e))
+                    .with_context(|| format!("cannot open {}", shown_path(&shown)));
+            }
         }
     }
-    Ok(())
+    shown.push(leaf);
+    let held = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&parent)
+    ));
+    let at = if held.is_dir() {
+        held.join(leaf)
+    } else {
+        shown.clone()
+    };
+    Ok(Place {
+        _parent: parent,
+        at,
+        shown,
+    })
 }
 
 /// Creates the symlink `path` to `link` (a target's bytes, as `put` read
 /// them: any bytes but NUL on Unix) with the time of `attrs`, replacing what
 /// is at `path`.
 #[cfg(unix)]
-fn restore_link(path: &Path, link: &[u8], attrs: &FileAttrs) -> Result<()> {
+fn restore_link(place: &Place, link: &[u8], attrs: &FileAttrs) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
+    let (path, shown) = (&place.at, &place.shown);
     let _ = fs::remove_file(path);
     std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(link), path)
-        .with_context(|| format!("cannot create link {}", shown_path(path)))?;
+        .with_context(|| format!("cannot create link {}", shown_path(shown)))?;
     attrs
         .apply_to_link(path)
-        .with_context(|| format!("cannot set the time of link {}", shown_path(path)))
+        .with_context(|| format!("cannot set the time of link {}", shown_path(shown)))
 }
 
 #[cfg(not(unix))]
-fn restore_link(path: &Path, _link: &[u8], _attrs: &FileAttrs) -> Result<()> {
+fn restore_link(place: &Place, _link: &[u8], _attrs: &FileAttrs) -> Result<()> {
     bail!(
         "cannot create symlink {} on this platform",
-        shown_path(&path)
+        shown_path(&place.shown)
     )
 }
 
@@ -1129,11 +1223,12 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     let total = records.iter().map(|(_, v)| v.content_ref.len()).sum();
     let bar = crate::progress::bytes(total, !progress);
     let restore_one = |(record, version): Restored<'_>| -> Result<()> {
-        let target = restore_target(dir, &record.name)?;
+        let place = place_of(dir, &record.name, true)?;
+        let (target, shown) = (&place.at, &place.shown);
         // What is in the way goes, as tar does it: a symlink (writing
         // through it could leave `dir`), and for a file also a FIFO, socket
         // or device (writing to it would block, or reach a disk).
-        if let Ok(meta) = fs::symlink_metadata(&target) {
+        if let Ok(meta) = fs::symlink_metadata(target) {
             let found = meta.file_type();
             let in_the_way = match version.kind {
                 EntryKind::File => !found.is_file() && !found.is_dir(),
@@ -1142,28 +1237,30 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                 EntryKind::Symlink => false,
             };
             if in_the_way {
-                fs::remove_file(&target)
-                    .with_context(|| format!("cannot replace {}", shown_path(&target)))?;
+                fs::remove_file(target)
+                    .with_context(|| format!("cannot replace {}", shown_path(shown)))?;
             }
         }
         match version.kind {
-            EntryKind::File => crate::output::write_file_atomically_as(
-                &target,
-                &attrs_of(version, ownership),
-                |out| {
-                    crate::output::read_into(out, &shown_path(&target), &record.name, |out| {
+            EntryKind::File => {
+                crate::output::write_restored(target, shown, &attrs_of(version, ownership), |out| {
+                    crate::output::read_into(out, &shown_path(shown), &record.name, |out| {
                         store.get_to(&version.content_ref, &mut bar.wrap_write(out))
                     })
-                },
-            ),
+                })
+            }
             EntryKind::Symlink => {
                 let link = store.get(&version.content_ref).with_context(|| {
                     format!("cannot read {}", shown_name(&record.name, EntryKind::File))
                 })?;
-                restore_link(&target, &link, &attrs_of(version, ownership))
+                restore_link(&place, &link, &attrs_of(version, ownership))
             }
-            EntryKind::Directory => fs::create_dir_all(&target)
-                .with_context(|| format!("cannot create {}", shown_path(&target))),
+            EntryKind::Directory => match fs::create_dir(target) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && target.is_dir() => {
+                    Ok(())
+                }
+                made => made.with_context(|| format!("cannot create {}", shown_path(shown))),
+            },
         }
     };
     let (mut links, others): (Vec<_>, Vec<_>) = records
@@ -1191,9 +1288,9 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         if !written.contains(first.name.as_str()) {
             return restore_one(entry);
         }
-        let target = restore_target(dir, &entry.0.name)?;
-        let first = dir.join(name_of(Path::new(&first.name)));
-        link_or_write(&first, &target, || restore_one(entry))
+        let target = place_of(dir, &entry.0.name, true)?;
+        let first = place_of(dir, &first.name, false)?;
+        link_or_write(&first.at, &target.at, || restore_one(entry))
     }));
     // In name order (a parent's link before anything under it), one at a
     // time, so that each sees the links before it.
@@ -1217,9 +1314,10 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     // Each is checked again here, after the links were made: a directory
     // whose restore failed may have a file or a link in its place now, and
     // a link made since may sit above it.
-    let dir_results = dirs.iter().map(|(rel, path, attrs)| {
-        refuse_links_above(dir, rel)?;
-        match fs::symlink_metadata(path) {
+    let dir_results = dirs.iter().map(|(rel, _, attrs)| {
+        let place = place_of(dir, rel, false)?;
+        let (at, path) = (&place.at, &place.shown);
+        match fs::symlink_metadata(at) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => bail!(
                 "not setting the mode or time of {}: it is not a directory",
@@ -1228,7 +1326,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
             Err(e) => bail!("cannot set the mode or time of {}: {e}", shown_path(path)),
         }
         attrs
-            .apply_to_dir(path)
+            .apply_to_dir(at)
             .with_context(|| format!("cannot set the mode or time of {}", shown_path(path)))
     });
     let failures: Vec<String> = results
@@ -1257,6 +1355,43 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a restore writes at a place goes into the directory the place
+    /// was reached in, even when that directory is swapped for a link to
+    /// elsewhere before the write (a race another user of the output
+    /// directory could run); a place reached after the swap is refused.
+    #[test]
+    fn a_place_stays_in_the_directory_it_was_reached_in() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let out = tmp.path().join("out");
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside)?;
+        let place = place_of(&out, "tree/d/f", true)?;
+        let dir_place = place_of(&out, "tree/d/sub", true)?;
+        assert_eq!(place.shown, out.join("tree/d/f"));
+        fs::rename(out.join("tree/d"), out.join("tree/d.moved"))?;
+        std::os::unix::fs::symlink(&outside, out.join("tree/d"))?;
+        crate::output::write_restored(&place.at, &place.shown, &FileAttrs::default(), |w| {
+            Ok(w.write_all(b"restored")?)
+        })?;
+        fs::create_dir(&dir_place.at)?;
+        assert_eq!(fs::read(out.join("tree/d.moved/f"))?, b"restored");
+        assert!(out.join("tree/d.moved/sub").is_dir());
+        assert_eq!(
+            fs::read_dir(&outside)?.count(),
+            0,
+            "nothing written outside"
+        );
+        let err = place_of(&out, "tree/d/g", true)
+            .err()
+            .map(|e| format!("{e:#}"));
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("tree/d is a symlink")),
+            "{err:?}"
+        );
+        Ok(())
+    }
 
     #[test]
     fn a_file_replaced_by_a_symlink_or_a_fifo_is_not_followed_or_waited_on() -> Result<()> {

@@ -1102,6 +1102,12 @@ fn owners_are_recorded_and_a_restore_run_as_root_gives_them_back() {
     for name in names {
         assert_eq!(owner(&theirs.join("tree").join(name)), mine, "{name}");
     }
+    // Not given back its owner, a setuid program of someone else's loses
+    // the bit, as `cp -p` and tar drop it.
+    let mode = std::fs::metadata(theirs.join("tree/a"))
+        .expect("stat")
+        .mode();
+    assert_eq!(mode & 0o7777, if as_root { 0o750 } else { 0o4750 });
     if as_root {
         // A chown alone is a version of its own; the first keeps its owner.
         lchown(src.join("a"), Some(4999), None).expect("chown");
@@ -2807,4 +2813,95 @@ fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
+}
+
+/// A root that may not give files away (a user namespace) keeps every file
+/// of a restore, owned by itself and without setuid bits, and says which
+/// owners it could not give back, instead of leaving the files out.
+#[test]
+fn a_restore_that_cannot_give_owners_back_keeps_the_files() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("tow");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    let f = random_file(&src, "f", 3_000, 5);
+    // Root gives them an owner of their own; anyone else's own ids are
+    // as unmapped in the namespace below.
+    if rustix::process::geteuid().is_root() {
+        for p in [&f, &src.join("sub")] {
+            std::os::unix::fs::lchown(p, Some(1234), Some(1234)).expect("chown");
+        }
+    }
+    // After the chown, which clears them.
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o6755)).expect("chmod");
+    let meta = std::fs::metadata(&f).expect("stat");
+    let recorded = format!("{}:{}", meta.uid(), meta.gid());
+    ok(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["put", "tow", "-q"]));
+    let out = tmp.path().join("out");
+    let run = run(Command::new("unshare")
+        .args(["--user", "--map-root-user"])
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .arg("--store")
+        .arg(&store)
+        .args(["get", "-q", "tow/", "-o"])
+        .arg(&out));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success(),
+        "the owners not given back are reported"
+    );
+    assert!(
+        err.contains(&format!("cannot give it its owner {recorded}"))
+            && err.contains("--no-same-owner"),
+        "{err}"
+    );
+    let restored = out.join("tow/f");
+    assert_eq!(
+        std::fs::read(&restored).expect("kept"),
+        std::fs::read(&f).expect("read")
+    );
+    let meta = std::fs::metadata(&restored).expect("stat");
+    assert_eq!(
+        meta.mode() & 0o7777,
+        0o755,
+        "no setuid bit on the restorer's file"
+    );
+}
+
+/// `put lk/../x` with `lk` a symlink would read the `x` beside the link's
+/// target but name it `x`, and mark the real `x`'s files gone: refused.
+#[test]
+fn put_refuses_dot_dot_after_a_symlink() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let root = tmp.path().join("nx");
+    for d in ["x", "other/x", "other/sub"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    random_file(&root.join("x"), "realfile", 10, 1);
+    random_file(&root.join("other/x"), "otherfile", 10, 2);
+    std::os::unix::fs::symlink("other/sub", root.join("lk")).expect("symlink");
+    ok(seccs(&store).current_dir(&root).args(["put", "-q", "x"]));
+    let err = fails(
+        seccs(&store)
+            .current_dir(&root)
+            .args(["put", "-q", "lk/../x"]),
+    );
+    assert!(
+        err.contains("`..` follows the symlink lk") && err.contains("realpath"),
+        "{err}"
+    );
+    let names = listed(&store, &["--all", "x/"]);
+    assert!(
+        names.iter().any(|n| n.starts_with("x/realfile"))
+            && !names.iter().any(|n| n.contains("otherfile")),
+        "{names:?}"
+    );
+    // Without a link before it, `..` is taken as written.
+    ok(seccs(&store)
+        .current_dir(&root)
+        .args(["put", "-q", "other/../x"]));
 }

@@ -60,6 +60,9 @@ pub enum KmsError {
     /// A named key of this name already exists.
     #[error("a key of this name already exists")]
     AlreadyExists,
+    /// Another server holds the key directory.
+    #[error("{0}")]
+    DirInUse(String),
     /// A key name is empty, too long, or uses characters other than
     /// `A-Z a-z 0-9 - _ .` (names become file names).
     #[error("invalid key name")]

@@ -310,6 +310,29 @@ fn keys_and_certificate_persist_across_server_restart() -> TestResult {
     Ok(())
 }
 
+/// One server per key directory: each keeps the directory's keys in
+/// memory, so a second one would not see the first one's named keys and
+/// could overwrite one, losing what it encrypted.
+#[test]
+fn a_second_server_on_the_same_directory_is_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    match boot(&rt, dir.path()) {
+        Err(KmsError::DirInUse(message)) => assert!(
+            message.contains("in use by another key server")
+                && message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        ),
+        Err(other) => panic!("expected the directory in use, got {other}"),
+        Ok(_) => panic!("a second server started on the same directory"),
+    }
+    stop(&rt, server)?;
+    let server = boot(&rt, dir.path())?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
 #[test]
 fn sixty_four_concurrent_clients_lose_no_key() -> TestResult {
     let dir = tempfile::tempdir()?;

@@ -103,6 +103,8 @@ pub struct RunningServer {
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     state: Arc<routes::AppState>,
+    /// The directory's lock, held while the server runs.
+    _lock: std::fs::File,
 }
 
 impl RunningServer {
@@ -196,6 +198,10 @@ async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Re
 pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
     let dir = config.dir.clone();
     atomic::create_private_dir(&dir)?;
+    // Each server keeps the directory's keys in memory and writes new ones
+    // from there: a second server on the same directory would not see the
+    // first one's keys, and could overwrite a named key's file with another.
+    let lock = lock_dir(&dir)?;
     let (tls, cert) = tls::server_config(&dir, config.cert.as_deref(), config.key.as_deref())?;
     let (token, token_path) = load_token(&dir, config.token.as_deref())?;
     if token.is_empty() {
@@ -267,7 +273,54 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         handle,
         task,
         state,
+        _lock: lock,
     })
+}
+
+/// Takes the lock of the key directory `dir` (an exclusive `flock` on
+/// `dir/lock`, which says who holds it), or fails with
+/// [`KmsError::DirInUse`] naming the holder.
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, KmsError> {
+    use std::io::{Read, Write};
+    let path = dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|source| KmsError::File {
+            action: "open",
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => {
+            let holder = format!("pid {}\n", std::process::id());
+            // Only for the message a second server gets; the flock is the lock.
+            let _ = file
+                .set_len(0)
+                .and_then(|()| file.write_all(holder.as_bytes()));
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.take(64).read_to_string(&mut text);
+            let holder = match text.trim() {
+                line if line.starts_with("pid ") => line.escape_debug().to_string(),
+                _ => "another process".to_owned(),
+            };
+            Err(KmsError::DirInUse(format!(
+                "{} is in use by another key server ({holder}): one server per key directory",
+                dir.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(KmsError::File {
+            action: "lock",
+            path,
+            source,
+        }),
+    }
 }
 
 /// Waits for SIGINT or SIGTERM.
