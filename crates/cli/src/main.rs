@@ -52,6 +52,11 @@ enum Command {
     Init(store::InitArgs),
     /// Store a file, standard input (-) or a directory tree; prints content
     /// references.
+    ///
+    /// Where --store holds no store yet, `put` first makes one as `init`
+    /// does with its defaults (the embedded backend, a new key file in the
+    /// store directory) and says so; run `init` first for any other
+    /// backend or key (a key service, the share network).
     Put(store::PutArgs),
     /// Read a content back (by reference, NAME or NAME@N), or restore a tree
     /// (PREFIX/ -o DIR).

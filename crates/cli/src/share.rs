@@ -308,7 +308,11 @@ impl Session {
             );
         }
         for bad in &r.bad_servers {
-            errln!("warning: server {bad} returned an invalid record; it was left out");
+            errln!(
+                "warning: a record sent in the name of server {bad} is invalid or failed to \
+                 authenticate; it was left out (a faulty server, or another client of the \
+                 broker sending in its name)"
+            );
         }
         for other in &r.superseded_servers {
             errln!(
@@ -357,7 +361,10 @@ impl Session {
                 .iter()
                 .map(|v| format!("@{} on {} servers", v.version, v.servers))
                 .collect();
-            outln!("{}\t{}", l.tag, versions.join(", "))?;
+            // A tag is anyone's on the broker: escaped like a file name, so
+            // it can neither forge a line nor reach the terminal.
+            let tag = crate::tree::shown_name(&l.tag, seccs_store::catalog::EntryKind::File);
+            outln!("{tag}\t{}", versions.join(", "))?;
         }
         Ok(())
     }

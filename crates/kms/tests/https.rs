@@ -333,6 +333,31 @@ fn a_second_server_on_the_same_directory_is_refused() -> TestResult {
     Ok(())
 }
 
+/// A key directory whose secrets others could read (a copy, a restore
+/// from a backup) is made private again when a server starts on it.
+#[test]
+fn a_server_takes_others_access_to_its_secrets_away() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let kms = dir.path().join("kms");
+    let rt = runtime()?;
+    stop(&rt, boot(&rt, &kms)?)?;
+    let mode = |p: &Path| -> std::io::Result<u32> {
+        Ok(std::fs::metadata(p)?.permissions().mode() & 0o777)
+    };
+    let chmod = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    chmod(&kms, 0o755)?;
+    for file in ["root.key", "tls/server.key"] {
+        chmod(&kms.join(file), 0o644)?;
+    }
+    stop(&rt, boot(&rt, &kms)?)?;
+    assert_eq!(mode(&kms)?, 0o700);
+    for file in ["root.key", "tls/server.key"] {
+        assert_eq!(mode(&kms.join(file))?, 0o600, "{file}");
+    }
+    Ok(())
+}
+
 #[test]
 fn sixty_four_concurrent_clients_lose_no_key() -> TestResult {
     let dir = tempfile::tempdir()?;

@@ -184,6 +184,11 @@ fn check_tag(tag: &str) -> Result<(), Error> {
 /// may not end in `@` and digits, which `TAG@N` reads as a version.
 fn check_new_tag(tag: &str) -> Result<(), Error> {
     check_tag(tag)?;
+    if tag.chars().any(char::is_control) {
+        return Err(Error::InvalidTag(
+            "it holds a control character (a newline, an escape), which would garble listings",
+        ));
+    }
     if crate::parse_tag_version(tag).1.is_some() {
         return Err(Error::InvalidTag(
             "it ends in @ and digits, which name a version (TAG@N); use another tag",

@@ -265,7 +265,13 @@ fn bad_list(bad: &[String]) -> String {
     if bad.is_empty() {
         String::new()
     } else {
-        format!(" (invalid records from: {})", bad.join(", "))
+        // Replies are not signed by their servers: a record in a server's
+        // name proves nothing about that server.
+        format!(
+            " (invalid records sent in the name of: {}; any client of the broker can send \
+             in a server's name)",
+            bad.join(", ")
+        )
     }
 }
 

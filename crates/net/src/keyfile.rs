@@ -4,8 +4,9 @@
 //! A key file is `"SCKF" | version u8 = 1 | key [32]`, saved like any file:
 //! password layer, data key split t-of-n, erasure-coded.
 //!
-//! A save of a key is stricter than a save of a file, because a store opened
-//! later loads whatever its tag's latest version holds:
+//! A key is saved as its tag's version 1, and a store loads that version,
+//! whatever a later `share save` to the tag added. A save of a key is
+//! stricter than a save of a file:
 //! - the tag must be new on every server that answers ([`Error::TagExists`]):
 //!   a new version over another file or key would become that store's key;
 //! - at least 2 servers must be needed to rebuild it
@@ -70,14 +71,26 @@ pub async fn save_key_with(
     client.save_with(tag, &file, password, rules).await
 }
 
-/// Loads the latest key saved under `tag` (async): the newest version that
-/// rebuilds, as [`Client::load`] finds it; a newer one that did not is warned
-/// about, never passed over in silence.
+/// Loads the key saved under `tag` (async): version 1, the one
+/// [`save_key_with`] saves, whatever was saved over it later (a `share
+/// save` to the same tag must not change a store's key); for a key an
+/// earlier build saved at a later version, when version 1 is absent or not
+/// a key, the newest version that rebuilds, as [`Client::load`] finds it
+/// (a newer one that did not is warned about, never passed over in
+/// silence).
 pub async fn load_key_with(
     client: &Client,
     tag: &str,
     password: &Password,
 ) -> Result<SecretKey, Error> {
+    match client.load(tag, Some(1), password).await {
+        Ok(report) => match key_of(report.data) {
+            Err(Error::NotAKeyFile) => {}
+            loaded => return loaded,
+        },
+        Err(Error::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
     let report = client.load(tag, None, password).await?;
     for (newer, why) in &report.newer_failed {
         tracing::warn!(
@@ -85,7 +98,12 @@ pub async fn load_key_with(
             report.version
         );
     }
-    let data = Zeroizing::new(report.data);
+    key_of(report.data)
+}
+
+/// The key a key file holds.
+fn key_of(data: Vec<u8>) -> Result<SecretKey, Error> {
+    let data = Zeroizing::new(data);
     if data.len() != 5 + KEY_LEN || data[..4] != KEY_MAGIC || data[4] != KEY_VERSION {
         return Err(Error::NotAKeyFile);
     }
@@ -108,7 +126,8 @@ pub fn save_key(
     })
 }
 
-/// Loads the latest key saved under `tag` on the network of `config` (blocking).
+/// Loads the key saved under `tag` on the network of `config` (blocking),
+/// as [`load_key_with`] chooses it.
 pub fn load_key(config: &Config, tag: &str, password: &Password) -> Result<SecretKey, Error> {
     runtime()?.block_on(async {
         let client = Client::connect(config).await?;

@@ -526,6 +526,15 @@ async fn servers_with_no_server_online_and_missing_versions_fail_clearly(kind: K
         Err(e @ Error::InvalidTag(_)) => assert!(e.to_string().contains("TAG@N"), "{e}"),
         other => return Err(format!("expected InvalidTag, got {other:?}").into()),
     }
+    // So is one that would garble a listing.
+    for tag in ["evil\nt9\t@7 on 4 servers", "red\u{1b}[31m"] {
+        match client.save(tag, b"x", &pw()).await {
+            Err(e @ Error::InvalidTag(_)) => {
+                assert!(e.to_string().contains("control character"), "{e}")
+            }
+            other => return Err(format!("expected InvalidTag, got {other:?}").into()),
+        }
+    }
     client.save("mail@example.org", b"y", &pw()).await?;
     assert_eq!(
         client.load("mail@example.org", None, &pw()).await?.data,

@@ -66,6 +66,11 @@ async fn a_store_key_is_never_saved_over_an_existing_tag() -> TestResult {
     ));
     assert_eq!(versions(&client, "stores/main").await?, [1]);
     assert_eq!(load_key_with(&client, "stores/main", &pw()).await?, first);
+    // A plain save to the tag later (same password) adds a version, but
+    // the store's key stays the one saved as version 1.
+    client.save("stores/main", b"not a key", &pw()).await?;
+    assert_eq!(versions(&client, "stores/main").await?, [1, 2]);
+    assert_eq!(load_key_with(&client, "stores/main", &pw()).await?, first);
     // Any version counts, not only the first.
     client.save("notes", b"again", &pw()).await?;
     client.remove("notes", Some(1)).await?;

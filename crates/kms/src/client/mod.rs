@@ -134,7 +134,8 @@ impl ClientConfig {
                 }
                 if !self.allow_loopback_http {
                     return Err(KmsError::Config(
-                        "plain http to loopback needs the explicit --insecure-loopback-http flag"
+                        "plain http to loopback is allowed only where asked for explicitly, for \
+                         testing (`seccs kms ... --insecure-loopback-http`); use https"
                             .into(),
                     ));
                 }

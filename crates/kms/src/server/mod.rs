@@ -202,6 +202,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
     // from there: a second server on the same directory would not see the
     // first one's keys, and could overwrite a named key's file with another.
     let lock = lock_dir(&dir)?;
+    keep_private(&dir)?;
     let (tls, cert) = tls::server_config(&dir, config.cert.as_deref(), config.key.as_deref())?;
     let (token, token_path) = load_token(&dir, config.token.as_deref())?;
     if token.is_empty() {
@@ -275,6 +276,42 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         state,
         _lock: lock,
     })
+}
+
+/// Takes group and other access away from the key directory and the
+/// secrets in it (the root key, the token, the TLS key), as `init` made
+/// them: a copy or a restore from a backup may have widened them. Each
+/// change is logged.
+fn keep_private(dir: &Path) -> Result<(), KmsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let secrets = [
+        dir.to_path_buf(),
+        dir.join("root.key"),
+        dir.join("token"),
+        dir.join("tls").join("server.key"),
+    ];
+    for path in secrets {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 == 0 || meta.file_type().is_symlink() {
+            continue;
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700)).map_err(
+            |source| KmsError::File {
+                action: "restrict the permissions of",
+                path: path.clone(),
+                source,
+            },
+        )?;
+        tracing::warn!(
+            path = %path.display(),
+            "others could read it (mode {mode:o}): restricted to its owner ({:o})",
+            mode & 0o700
+        );
+    }
+    Ok(())
 }
 
 /// Takes the lock of the key directory `dir` (an exclusive `flock` on
