@@ -250,8 +250,8 @@ fn write_output(io: &Io, data: &[u8]) -> anyhow::Result<()> {
 }
 
 fn load_kek(path: &Path) -> anyhow::Result<seccs_core::SecretKey> {
-    // The library's error names the path.
-    client::load_kek(path).context("reading the KEK file")
+    // The library names the path only where the file cannot be opened.
+    client::load_kek(path).with_context(|| format!("cannot read the KEK file {}", path.display()))
 }
 
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {

@@ -365,7 +365,7 @@ fn named_keys_refuse_oversized_input_and_explain_item_and_key_file_errors() -> T
     )?;
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("below the key's minimum decryption version"),
+        stderr(&out).contains("below its minimum decryption version"),
         "{}",
         stderr(&out)
     );

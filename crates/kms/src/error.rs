@@ -152,7 +152,7 @@ pub enum KmsError {
     /// version is below the key's minimum decryption version, or was
     /// destroyed (the server's [`KmsError::VersionRefused`]).
     #[error(
-        "the ciphertext's key version is below the key's minimum decryption version, or was destroyed: rewrap ciphertexts before raising the minimum"
+        "the ciphertext names a key version the key does not allow: below its minimum decryption version, destroyed, or never made (a damaged ciphertext); rewrap ciphertexts before raising the minimum"
     )]
     VersionBelowMinimum,
     /// The server refused a batch item for a reason it names by `code`.
