@@ -520,9 +520,14 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
             bail!("restoring {} needs -o DIR", shown(&args.reference));
         };
         refuse_for_a_tree(&args.reference, dir, args.range.is_some())?;
+        // `/` and `./` name the top level, where `put .` and `put /` store.
+        let prefix = match args.reference.as_str() {
+            "/" | "./" => "",
+            prefix => prefix,
+        };
         return crate::tree::get_tree(
             store,
-            &args.reference,
+            prefix,
             dir,
             &crate::tree::TreeGet {
                 at: args.at,

@@ -845,6 +845,15 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                 name_of(dir)
             );
         }
+        if root.is_empty() {
+            errln!(
+                "seccs: note: {} is stored at the store's top level, where other trees may be \
+                 too, so names no longer in it are not marked gone; put it by its name \
+                 (`cd ..; seccs put NAME`) to have them marked. `get / -o OUT` restores the \
+                 top level",
+                shown_path(dir)
+            );
+        }
     }
     report_problems(&problems, &format!("stored {stored} entries"))
 }

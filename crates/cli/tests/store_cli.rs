@@ -2905,3 +2905,31 @@ fn put_refuses_dot_dot_after_a_symlink() {
         .current_dir(&root)
         .args(["put", "-q", "other/../x"]));
 }
+
+/// `put .` stores at the store's top level and says that names no longer
+/// there are not marked gone; `get / -o OUT` (or `./`) restores that level.
+#[test]
+fn put_dot_says_what_it_does_and_get_slash_restores_the_top_level() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("t5");
+    std::fs::create_dir_all(src.join("d")).expect("mkdir");
+    random_file(&src, "top", 100, 1);
+    random_file(&src.join("d"), "f1", 200, 2);
+    let out = run(seccs(&store).current_dir(&src).args(["put", "."]));
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stored at the store's top level") && err.contains("not marked gone"),
+        "{err}"
+    );
+    for top in ["/", "./"] {
+        let restored = tmp.path().join(format!("out{}", top.len()));
+        ok(seccs(&store).args(["get", "-q", top, "-o"]).arg(&restored));
+        assert_eq!(
+            std::fs::read(restored.join("d/f1")).expect("restored"),
+            std::fs::read(src.join("d/f1")).expect("read")
+        );
+        assert!(restored.join("top").is_file());
+    }
+}
