@@ -1265,8 +1265,15 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                 restore_link(&place, &link, &attrs_of(version, ownership))
             }
             EntryKind::Directory => match fs::create_dir(target) {
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && target.is_dir() => {
-                    Ok(())
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if target.is_dir() {
+                        Ok(())
+                    } else {
+                        bail!(
+                            "cannot create {}: something that is not a directory is in the way",
+                            shown_path(shown)
+                        )
+                    }
                 }
                 made => made.with_context(|| format!("cannot create {}", shown_path(shown))),
             },
