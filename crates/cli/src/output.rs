@@ -241,11 +241,11 @@ pub fn write_restored(
     write_beside(at, shown, attrs, fill)
 }
 
-/// Writes `path` (shown as `shown_as`) through a temporary file beside it,
-/// renamed over it once whole and given `attrs`.
+/// Writes `path` (shown as `path_shown`) through a temporary file beside
+/// it, renamed over it once whole and given `attrs`.
 fn write_beside(
     path: &Path,
-    shown_as: &Path,
+    path_shown: &Path,
     attrs: &FileAttrs,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
@@ -253,7 +253,6 @@ fn write_beside(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let path_shown = shown_as;
     let (tmp, _removed_on_interrupt) = crate::interrupt::temp_file_in(dir).with_context(|| {
         let shown_dir = path_shown
             .parent()
