@@ -814,7 +814,10 @@ fn per_item_errors_are_typed_with_clear_messages() -> TestResult {
             "{err:?}"
         );
         let text = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(text.contains("below the key's minimum"), "{text}");
+        assert!(
+            text.contains("below its minimum decryption version"),
+            "{text}"
+        );
         assert!(!text.contains("server answered"), "{text}");
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
