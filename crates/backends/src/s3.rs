@@ -358,12 +358,7 @@ impl S3Backend {
     /// Fails with [`BackendError::StoreLost`] unless the marker object holds
     /// `expected`.
     async fn check_marker(&self, expected: &[u8]) -> Result<(), BackendError> {
-        let _request = InFlight::new(self);
-        let found = match self.op.read(MARKER_OBJECT).await {
-            Ok(buf) => Some(buf.to_vec()),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(map_err(e)),
-        };
+        let found = self.fetch_marker().await?;
         if found.as_deref() == Some(expected) {
             return Ok(());
         }
@@ -381,6 +376,16 @@ impl S3Backend {
                 self.config.prefix
             ),
         })
+    }
+
+    /// The marker object's value, if there is one.
+    async fn fetch_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        let _request = InFlight::new(self);
+        match self.op.read(MARKER_OBJECT).await {
+            Ok(buf) => Ok(Some(buf.to_vec())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
     }
 
     async fn apply_effect(&self, key: &[u8], effect: Effect<'_>) -> Result<(), BackendError> {
@@ -577,12 +582,7 @@ impl Backend for S3Backend {
     }
 
     fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
-        let _request = InFlight::new(self);
-        match self.runtime.block_on(self.op.read(MARKER_OBJECT)) {
-            Ok(buf) => Ok(Some(buf.to_vec())),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(map_err(e)),
-        }
+        self.runtime.block_on(self.fetch_marker())
     }
 
     fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
