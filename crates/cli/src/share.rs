@@ -53,13 +53,20 @@ enum ShareCommand {
         root: Option<PathBuf>,
     },
     /// Open the interactive prompt (save, load, ls, serv, rm, help, exit).
-    Client(ClientArgs),
+    Client {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        save: SaveArgs,
+    },
     /// Save FILE (`-` for stdin) as a new version of TAG. The file is held in
     /// memory; each server's share must fit in one 1 GiB message, so a save
     /// carries up to about t GiB (t the threshold).
     Save {
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        save: SaveArgs,
         /// The tag.
         tag: String,
         /// The file, or `-` for stdin.
@@ -111,7 +118,14 @@ struct ClientArgs {
     /// Read the password from the first line of this file.
     #[arg(long)]
     password_file: Option<PathBuf>,
-    /// Records needed to rebuild a file (default: n/2 + 1 of the servers online).
+}
+
+/// How a save splits its file (a load, listing or removal reads the
+/// threshold each record was saved with).
+#[derive(Debug, Args)]
+struct SaveArgs {
+    /// Records needed to rebuild the file (default: n/2 + 1 of the servers
+    /// online).
     #[arg(long)]
     threshold: Option<usize>,
 }
@@ -223,11 +237,17 @@ struct Session {
 impl Session {
     async fn open(args: &ClientArgs) -> anyhow::Result<Self> {
         let config = load_config(args.config.as_deref(), &default_root())?;
-        let mut client = Client::connect(&config).await?;
-        if args.threshold.is_some() {
-            client.options_mut().threshold = args.threshold;
-        }
+        let client = Client::connect(&config).await?;
         Ok(Self { client })
+    }
+
+    /// A session whose saves use `save`'s threshold.
+    async fn open_to_save(args: &ClientArgs, save: &SaveArgs) -> anyhow::Result<Self> {
+        let mut session = Self::open(args).await?;
+        if save.threshold.is_some() {
+            session.client.options_mut().threshold = save.threshold;
+        }
+        Ok(session)
     }
 
     async fn save(&mut self, tag: &str, file: &Path, pw: &Password) -> anyhow::Result<()> {
@@ -444,9 +464,9 @@ impl rustyline::highlight::Highlighter for Completion {}
 impl rustyline::validate::Validator for Completion {}
 impl rustyline::Helper for Completion {}
 
-fn interactive(args: &ClientArgs) -> anyhow::Result<()> {
+fn interactive(args: &ClientArgs, save: &SaveArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
-    let mut session = rt.block_on(Session::open(args))?;
+    let mut session = rt.block_on(Session::open_to_save(args, save))?;
     let mut rl = rustyline::Editor::<Completion, rustyline::history::DefaultHistory>::new()?;
     rl.set_helper(Some(Completion));
     let history = default_root().join("history");
@@ -517,7 +537,7 @@ async fn shutdown_signal() {
 pub fn run(args: ShareArgs) -> anyhow::Result<()> {
     if !matches!(
         args.command,
-        ShareCommand::Serve { .. } | ShareCommand::Client(_)
+        ShareCommand::Serve { .. } | ShareCommand::Client { .. }
     ) {
         // A client command's errors say what went wrong; `RUST_LOG=warn`
         // shows each server's answer as it comes.
@@ -531,14 +551,23 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
             runtime()?.block_on(seccs_net::server::serve(&config, &root, shutdown_signal()))?;
             Ok(())
         }
-        ShareCommand::Client(client) => {
+        ShareCommand::Client { client, save } => {
             init_tracing("error");
-            interactive(&client)
+            interactive(&client, &save)
         }
-        ShareCommand::Save { client, tag, file } => {
+        ShareCommand::Save {
+            client,
+            save,
+            tag,
+            file,
+        } => {
             let pw = password(&client, true)?;
-            runtime()?
-                .block_on(async { Session::open(&client).await?.save(&tag, &file, &pw).await })
+            runtime()?.block_on(async {
+                Session::open_to_save(&client, &save)
+                    .await?
+                    .save(&tag, &file, &pw)
+                    .await
+            })
         }
         ShareCommand::Load { client, tag, file } => {
             let pw = password(&client, false)?;

@@ -406,6 +406,15 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
             args.file.display()
         );
     }
+    if let Some(name) = &args.name
+        && seccs_store::file_name::holds_held_bytes(name)
+    {
+        bail!(
+            "--name {}: a name may not hold a character of U+EF80-U+EFFF, which stand for \
+             bytes of file names that are not UTF-8 (a restore would write those bytes)",
+            shown(name)
+        );
+    }
     let opened = open::open(&loc.path()?, !args.dry_run)?;
     let store = &opened.store;
     let Some(meta) = meta else {
@@ -551,15 +560,29 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
             (version.content_ref.clone(), Some(version))
         }
     };
-    if version
-        .as_ref()
-        .is_some_and(|v| v.kind == EntryKind::Directory)
-    {
-        bail!(
-            "{} is a directory: restore it with `seccs get {}/ -o DIR`",
-            shown(&args.reference),
-            shown(parse_name_version(&spec).0)
-        );
+    if let Some(v) = version.as_ref().filter(|v| v.kind == EntryKind::Directory) {
+        let (name, number) = store.read_spec(&spec)?;
+        let name = shown(name);
+        // A tree is restored as it was at a time, not by a directory's
+        // version: the files under it have versions of their own.
+        match (number, args.at) {
+            (_, Some(t)) => bail!(
+                "{} is a directory: restore it with `seccs get {name}/ -o DIR --at '{}'`",
+                shown(&args.reference),
+                format_time(t)
+            ),
+            (Some(_), None) => bail!(
+                "{} is a version of a directory, put at {}: a tree is restored as it was at a \
+                 time, with `seccs get {name}/ -o DIR --at TIME` (`seccs ls --at TIME {name}/` \
+                 lists it)",
+                shown(&args.reference),
+                format_time(v.time)
+            ),
+            (None, None) => bail!(
+                "{} is a directory: restore it with `seccs get {name}/ -o DIR`",
+                shown(&args.reference)
+            ),
+        }
     }
     // A name's content whose root node is gone is damage to the store, not
     // a reference mistyped.
@@ -733,16 +756,12 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
         store.delete(&r)?;
         return Ok(());
     }
-    // The message names what was removed: a name spelled NAME@N itself
-    // (one a store took before such names were refused) is that name.
-    let (removed, name) = if store.lookup(&reference)?.is_some() {
-        (store.remove_name(&reference, None)?, reference.clone())
-    } else {
-        let spec = accepted_spec(store, &reference)?;
-        let (name, version) = parse_name_version(&spec);
-        (store.remove_name(name, version)?, name.to_owned())
-    };
-    errln!("seccs: removed {removed} version(s) of {}", shown(&name));
+    // A name spelled NAME@N itself (`build@2`) is that name, whole, and
+    // one that is also another name's version is refused.
+    let spec = accepted_spec(store, &reference)?;
+    let (name, version) = store.read_spec(&spec)?;
+    let removed = store.remove_name(name, version)?;
+    errln!("seccs: removed {removed} version(s) of {}", shown(name));
     Ok(())
 }
 

@@ -25,18 +25,20 @@
 //! file was read, still changes the change time past the recorded one.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io::Write;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
-use seccs_store::Store;
 use seccs_store::catalog::{
     EntryKind, FileMeta, FileMode, FileStamp, Owner, Record, Stamp, Version,
 };
+use seccs_store::{Store, file_name};
 
 use crate::exclude::Excludes;
 use crate::output::FileAttrs;
@@ -83,11 +85,15 @@ impl Found {
 /// name can neither forge a line of a listing nor send the terminal an
 /// escape sequence. A backslash is escaped too (`\\`), so that a name
 /// holding the two characters `\n` is not shown like one holding a
-/// newline. `--json` gives names exactly.
+/// newline. A byte of a file name that is not UTF-8 (held in the name
+/// as one of `U+EF80`–`U+EFFF`, see [`seccs_store::file_name`]) is shown
+/// as `\xNN`. `--json` gives names exactly.
 pub fn shown_name(name: &str, kind: EntryKind) -> String {
     let mut shown = String::with_capacity(name.len() + 1);
     for c in name.chars() {
-        if c.is_control() || c == '\\' {
+        if let Some(b) = file_name::held_byte(c) {
+            shown.push_str(&format!("\\x{b:02x}"));
+        } else if c.is_control() || c == '\\' {
             shown.extend(c.escape_default());
         } else {
             shown.push(c);
@@ -101,18 +107,38 @@ pub fn shown_name(name: &str, kind: EntryKind) -> String {
 
 /// A path as messages show it: escaped as [`shown_name`] escapes a name,
 /// so that a file name in an error cannot send the terminal an escape
-/// sequence.
+/// sequence, and its bytes that are not UTF-8 are shown as `\xNN`.
 pub fn shown_path(path: &Path) -> String {
-    shown_name(&path.to_string_lossy(), EntryKind::File)
+    let bytes = path.as_os_str().as_bytes();
+    match file_name::name_of_bytes(bytes) {
+        Some(name) => shown_name(&name, EntryKind::File),
+        None => shown_name(&path.to_string_lossy(), EntryKind::File),
+    }
+}
+
+/// The name a file name's bytes are stored under (see
+/// [`seccs_store::file_name`]); `None` when it holds one of the characters
+/// that stand for bytes, and could not come back as it is.
+fn part_name(part: &OsStr) -> Option<String> {
+    file_name::name_of_bytes(part.as_bytes())
+}
+
+/// The file name a part of a name stands for: the inverse of [`part_name`].
+fn part_path(part: &str) -> OsString {
+    OsString::from_vec(file_name::bytes_of_name(part).into_owned())
 }
 
 /// Normalizes a path into a name: drops leading `/`, `.` and `..`
-/// components and joins the rest with `/`.
+/// components and joins the rest with `/`, each part as [`part_name`]
+/// makes it (a part that holds the characters standing for bytes, which
+/// the put walk refuses before naming it, as it is).
 pub fn name_of(path: &Path) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in path.components() {
         match c {
-            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::Normal(p) => {
+                parts.push(part_name(p).unwrap_or_else(|| p.to_string_lossy().into_owned()))
+            }
             Component::ParentDir if !parts.is_empty() => {
                 parts.pop();
             }
@@ -202,11 +228,14 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
     }
     paths.sort();
     for path in paths {
-        // Names are UTF-8: converting another name lossily could give two
-        // files one name, and a restore a name that was never there.
-        if path.file_name().is_some_and(|n| n.to_str().is_none()) {
+        // A name's bytes that are not UTF-8 are held as characters that
+        // stand for them; a name that holds such a character itself would
+        // come back as other bytes (or as another file's name).
+        if path.file_name().is_some_and(|n| part_name(n).is_none()) {
             w.problems.push(format!(
-                "skipped {path:?}: its name is not valid UTF-8, and names are stored as UTF-8"
+                "skipped {}: its name holds a character of U+EF80-U+EFFF, which seccs uses \
+                 to store bytes of names that are not UTF-8",
+                shown_path(&path)
             ));
             continue;
         }
@@ -591,8 +620,15 @@ pub struct TreePut {
 /// Stores every file, symlink and directory under `dir`.
 pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     let start = since_epoch();
-    if dir.to_str().is_none() {
-        bail!("cannot put {dir:?}: its path is not valid UTF-8, and names are stored as UTF-8");
+    if dir
+        .components()
+        .any(|c| matches!(c, Component::Normal(p) if part_name(p).is_none()))
+    {
+        bail!(
+            "cannot put {}: its path holds a character of U+EF80-U+EFFF, which seccs uses \
+             to store bytes of names that are not UTF-8",
+            shown_path(dir)
+        );
     }
     refuse_dot_dot_after_a_link(dir)?;
     let root = name_of(dir);
@@ -1039,13 +1075,16 @@ fn place_of(dir: &Path, name: &str, make_parents: bool) -> Result<Place> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let mut parent = openat(rustix::fs::CWD, dir, flags, Mode::empty())
         .with_context(|| format!("cannot open {}", shown_path(dir)))?;
-    let parts: Vec<&str> = rel.split('/').collect();
-    let (leaf, above) = parts.split_last().unwrap_or((&"", &[]));
+    // A name's parts are the file names' bytes again.
+    let parts: Vec<OsString> = rel.split('/').map(part_path).collect();
+    let (leaf, above) = parts
+        .split_last()
+        .with_context(|| format!("cannot restore the name {name:?}"))?;
     let mut shown = dir.to_path_buf();
     for part in above {
         shown.push(part);
         if make_parents {
-            match mkdirat(&parent, *part, Mode::from_raw_mode(0o777)) {
+            match mkdirat(&parent, part, Mode::from_raw_mode(0o777)) {
                 Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => {
                     return Err(std::io::Error::from(e))
@@ -1053,22 +1092,24 @@ fn place_of(dir: &Path, name: &str, make_parents: bool) -> Result<Place> {
                 }
             }
         }
-        match openat(&parent, *part, flags | OFlags::NOFOLLOW, Mode::empty()) {
+        match openat(&parent, part, flags | OFlags::NOFOLLOW, Mode::empty()) {
             Ok(fd) => parent = fd,
             Err(e) => {
-                let is_link = statat(&parent, *part, AtFlags::SYMLINK_NOFOLLOW)
+                let is_link = statat(&parent, part, AtFlags::SYMLINK_NOFOLLOW)
                     .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink());
                 if is_link {
                     bail!(
-                        "refusing to restore {rel}: {} is a symlink, and writing through it \
+                        "refusing to restore {}: {} is a symlink, and writing through it \
                          could leave {}",
+                        shown_name(&rel, EntryKind::File),
                         shown_path(&shown),
                         shown_path(dir)
                     );
                 }
                 if e == rustix::io::Errno::NOTDIR {
                     bail!(
-                        "cannot restore {rel}: {} is in the way, and is not a directory",
+                        "cannot restore {}: {} is in the way, and is not a directory",
+                        shown_name(&rel, EntryKind::File),
                         shown_path(&shown)
                     );
                 }
@@ -1294,6 +1335,13 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .filter(|(_, r)| r.is_ok())
         .map(|(name, _)| *name)
         .collect();
+    // A directory that could not be made is reported once, not again when
+    // its bits and time are set.
+    let not_made: HashSet<String> = restored_firsts
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(name, _)| (*name).to_owned())
+        .collect();
     let mut results: Vec<Result<()>> = restored_firsts.into_iter().map(|(_, r)| r).collect();
     // Names that were one file are one file again: linked to the first,
     // or written on their own when that cannot be. Only a first that this
@@ -1319,7 +1367,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .iter()
         .copied()
         .chain(top)
-        .filter(|(_, v)| v.kind == EntryKind::Directory)
+        .filter(|(r, v)| v.kind == EntryKind::Directory && !not_made.contains(&r.name))
         .map(|(r, v)| {
             let rel = name_of(Path::new(&r.name));
             let path = dir.join(&rel);

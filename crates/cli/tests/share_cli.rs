@@ -333,6 +333,19 @@ fn share_help_shows_the_config_format() {
     ] {
         assert!(help.contains(key), "{key}: {help}");
     }
+    // --threshold splits a save; a load, listing or removal reads each
+    // record's own, so there it is refused rather than ignored.
+    assert!(ok(seccs(tmp.path()).args(["share", "save", "--help"])).contains("--threshold"));
+    for args in [
+        &["load", "--threshold", "2", "t", "-"][..],
+        &["ls", "--threshold", "2"],
+        &["rm", "--threshold", "2", "t"],
+    ] {
+        let out = run(seccs(tmp.path()).arg("share").args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("unexpected argument '--threshold'"), "{err}");
+    }
 }
 
 /// A missing config file is named, with its cause said once.

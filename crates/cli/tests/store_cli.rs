@@ -335,24 +335,64 @@ fn a_fifo_where_a_file_goes_is_replaced_not_written_to() {
 }
 
 #[test]
-fn names_that_are_not_utf8_are_reported_not_merged() {
+fn names_that_are_not_utf8_are_stored_and_restored_byte_for_byte() {
     use std::os::unix::ffi::OsStrExt;
     let tmp = tempfile::tempdir().expect("tmp");
     let store = tmp.path().join("store");
     let tree = tmp.path().join("t");
-    std::fs::create_dir(&tree).expect("mkdir");
-    let latin1 = |b: &[u8]| tree.join(std::ffi::OsStr::from_bytes(b));
-    std::fs::write(latin1(b"caf\xe9"), b"one").expect("write");
-    std::fs::write(latin1(b"caf\xe8"), b"two").expect("write");
-    std::fs::write(tree.join("ok"), b"three").expect("write");
+    let latin1 = |dir: &Path, b: &[u8]| dir.join(std::ffi::OsStr::from_bytes(b));
+    std::fs::create_dir_all(latin1(&tree, b"d\xff")).expect("mkdir");
+    std::fs::write(latin1(&tree, b"caf\xe9"), b"one").expect("write");
+    std::fs::write(latin1(&tree, b"caf\xe8"), b"two").expect("write");
+    std::fs::write(latin1(&latin1(&tree, b"d\xff"), b"\xc3"), b"cut").expect("write");
+    std::fs::write(tree.join("caf\u{e9}"), b"utf-8").expect("write");
+    std::fs::write(tree.join("build@2"), b"at-digits").expect("write");
+    // A name holding a character that stands for a byte cannot come back
+    // as itself: reported, and the rest stored.
+    std::fs::write(tree.join("pua-\u{ef80}"), b"refused").expect("write");
     let out = run(seccs(&store)
         .current_dir(tmp.path())
         .args(["put", "-q", "t"]));
-    assert!(!out.status.success(), "two files were not stored");
+    assert!(!out.status.success(), "one file was not stored");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.matches("not valid UTF-8").count(), 2, "{err}");
-    let names = listed(&store, &["t/"]);
-    assert_eq!(names, ["t/ok"]);
+    assert_eq!(err.matches("U+EF80-U+EFFF").count(), 1, "{err}");
+    let mut names = listed(&store, &["t/"]);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "t/build@2",
+            "t/caf\\xe8",
+            "t/caf\\xe9",
+            "t/caf\u{e9}",
+            "t/d\\xff/",
+            "t/d\\xff/\\xc3"
+        ]
+    );
+    let restored = tmp.path().join("o");
+    ok(seccs(&store).args(["get", "t/", "-o"]).arg(&restored));
+    let back = |b: &[u8]| std::fs::read(latin1(&restored.join("t"), b)).expect("restored");
+    assert_eq!(back(b"caf\xe9"), b"one");
+    assert_eq!(back(b"caf\xe8"), b"two");
+    assert_eq!(back("caf\u{e9}".as_bytes()), b"utf-8");
+    assert_eq!(back(b"d\xff/\xc3"), b"cut");
+    assert_eq!(back(b"build@2"), b"at-digits");
+    assert!(!restored.join("t/pua-\u{ef80}").exists());
+    // A name ending in @ and digits is read whole, its versions as NAME@N.
+    let one = tmp.path().join("one");
+    ok(seccs(&store).args(["get", "t/build@2", "-o"]).arg(&one));
+    assert_eq!(std::fs::read(&one).expect("read"), b"at-digits");
+    ok(seccs(&store).args(["get", "t/build@2@1", "-o", "-"]));
+    // --name refuses the characters that stand for bytes.
+    let err = fails(
+        seccs(&store)
+            .arg("put")
+            .arg(tree.join("build@2"))
+            .args(["--name", "x\u{efe9}"]),
+    );
+    assert!(err.contains("U+EF80-U+EFFF"), "{err}");
+    ok(seccs(&store).args(["rm", "t/build@2"]));
+    ok(seccs(&store).arg("verify"));
 }
 
 #[test]
@@ -2180,7 +2220,8 @@ fn a_directory_version_as_ls_all_shows_it_is_accepted_by_get_and_rm() {
     assert!(all.contains(&"t1/empty/@1".to_owned()), "{all:?}");
     let err = fails(seccs(&store).args(["get", "t1/empty/@1"]));
     assert!(
-        err.contains("is a directory") && err.contains("`seccs get t1/empty/ -o DIR`"),
+        err.contains("is a version of a directory")
+            && err.contains("`seccs get t1/empty/ -o DIR --at TIME`"),
         "{err}"
     );
     ok(seccs(&store).args(["rm", "t1/empty/@1"]));
@@ -2932,4 +2973,37 @@ fn put_dot_says_what_it_does_and_get_slash_restores_the_top_level() {
         );
         assert!(restored.join("top").is_file());
     }
+}
+
+/// A file where a directory of the tree goes stops that directory and
+/// everything under it; each is named once, the directory not a second
+/// time when its bits and time are set.
+#[test]
+fn a_directory_that_cannot_be_made_is_reported_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    std::fs::create_dir_all(tmp.path().join("t40/d")).expect("mkdir");
+    random_file(&tmp.path().join("t40/d"), "f1", 100, 1);
+    random_file(&tmp.path().join("t40/d"), "f2", 100, 2);
+    random_file(&tmp.path().join("t40"), "kept", 100, 3);
+    put_tree_in(&store, tmp.path(), "t40");
+    std::fs::create_dir_all(tmp.path().join("o40/t40")).expect("mkdir");
+    std::fs::write(tmp.path().join("o40/t40/d"), b"in the way").expect("write");
+    let out = run(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["get", "t40/", "-o", "o40"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "three problems and the summary: {err}");
+    assert_eq!(err.matches("o40/t40/d").count(), 3, "{err}");
+    assert!(err.contains("cannot restore t40/d/f1:"), "{err}");
+    assert!(err.contains("cannot restore t40/d/f2:"), "{err}");
+    assert!(!err.contains("mode or time"), "{err}");
+    assert!(err.contains("3 problem(s)"), "{err}");
+    assert_eq!(
+        std::fs::read(tmp.path().join("o40/t40/d")).expect("read"),
+        b"in the way"
+    );
+    assert!(tmp.path().join("o40/t40/kept").is_file());
 }

@@ -199,7 +199,16 @@ fn pinned_fingerprint_and_ca_file_are_trusted_a_wrong_pin_fails() -> TestResult 
     let by_ca = LocalFacility::new(&ClientConfig::new(server.url()).with_ca_file(ca))?;
     assert_eq!(by_ca.dek(&kek)?, pinned.dek(&kek)?);
     let wrong = LocalFacility::new(&ClientConfig::new(server.url()).with_pin(&"ab".repeat(32))?)?;
-    assert!(matches!(wrong.dek(&kek), Err(KmsError::Transport(_))));
+    match wrong.dek(&kek) {
+        Err(KmsError::Transport(msg)) => {
+            let presented = &server.cert().fingerprint;
+            assert!(
+                msg.contains("not the pinned one") && msg.contains(presented.as_str()),
+                "{msg}"
+            );
+        }
+        other => panic!("a wrong pin must fail the handshake: {other:?}"),
+    }
     assert!(matches!(wrong.generate(), Err(KmsError::Transport(_))));
     stop(&rt, server)?;
     Ok(())

@@ -47,6 +47,7 @@ pub mod catalog;
 pub mod chunker;
 pub mod dir;
 mod error;
+pub mod file_name;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -528,21 +528,37 @@ impl Store {
         self.record_at(&self.catalog.key_of(name))
     }
 
-    /// Resolves `NAME` (newest version) or `NAME@N`. A gone name resolves
-    /// only with a version number.
-    pub fn resolve(&self, spec: &str) -> Result<Version> {
+    /// How `spec` reads: `NAME@N` is version N of NAME, unless the catalog
+    /// holds a name spelled `NAME@N` itself (`build@2`, a file's name),
+    /// which it then is, whole; a spelling that is both (a name `a@2` and a
+    /// version 2 of `a`) is refused with both readings. Any other spec is a
+    /// name.
+    pub fn read_spec<'a>(&self, spec: &'a str) -> Result<(&'a str, Option<u32>)> {
         let (name, number) = catalog::parse_name_version(spec);
-        let (record, name, number) = match self.lookup(spec)? {
-            // A name that itself ends in `@digits` (one a store took before
-            // such names were refused) wins over a version, as it did then.
-            Some(r) => (r, spec, None),
-            None => {
-                let r = self
-                    .lookup(name)?
-                    .ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
-                (r, name, number)
-            }
+        let Some(n) = number else {
+            return Ok((spec, None));
         };
+        if self.lookup(spec)?.is_none() {
+            return Ok((name, Some(n)));
+        }
+        if self.lookup(name)?.is_some_and(|r| r.version(n).is_some()) {
+            return Err(StoreError::InvalidName(format!(
+                "{spec:?} is both a name and version {n} of {name:?}: {spec}@N reads a \
+                 version of the first (`seccs ls --all {spec}` lists them), the second's \
+                 reference (`seccs ls --all {name}`) reads it"
+            )));
+        }
+        Ok((spec, None))
+    }
+
+    /// Resolves `NAME` (newest version) or `NAME@N`, read as
+    /// [`Store::read_spec`] reads it. A gone name resolves only with a
+    /// version number.
+    pub fn resolve(&self, spec: &str) -> Result<Version> {
+        let (name, number) = self.read_spec(spec)?;
+        let record = self
+            .lookup(name)?
+            .ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
         match number {
             Some(n) => record
                 .version(n)
@@ -1045,15 +1061,7 @@ fn check_name(name: &str) -> Result<()> {
             "{name:?}: a name cannot be spelled like a content reference (hex)"
         )));
     }
-    // Nor like a version of another name: `get a@2` reads version 2 of `a`.
-    if let Some((_, number)) = name.rsplit_once('@')
-        && !number.is_empty()
-        && number.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(StoreError::InvalidName(format!(
-            "{name:?}: a name cannot end in @ and digits, which read as a version \
-             (NAME@N) of another name"
-        )));
-    }
+    // A name may end in `@` and digits, as file names do (`build@2`):
+    // `read_spec` reads such a spelling as the name when there is one.
     Ok(())
 }

@@ -474,8 +474,6 @@ fn a_name_is_a_path_in_one_form_only() {
         ".",
         "a\0b",
         spelled_like_a_reference,
-        "a@2",
-        "dir/v@10",
     ] {
         let err = store
             .put_named(&mut &b"x"[..], bad, EntryKind::File)
@@ -493,11 +491,52 @@ fn a_name_is_a_path_in_one_form_only() {
         "icon@2x.png",
         "a@",
         "a@b1",
+        "build@2",
+        "dir/v@10",
     ] {
         store
             .put_named(&mut &b"x"[..], good, EntryKind::File)
             .expect(good);
     }
+}
+
+#[test]
+fn a_name_ending_in_at_digits_is_read_whole_unless_that_is_ambiguous() {
+    let (store, _backend) = memory_store(256, WrapperKind::AesSiv);
+    let put = |name: &str, content: &[u8]| {
+        store
+            .put_named(&mut &content[..], name, EntryKind::File)
+            .expect(name)
+            .0
+            .content_ref
+    };
+    let first = put("v@2", b"the file named v@2");
+    let second = put("v@2", b"its second version");
+    // The whole spelling names the file; NAME@N its versions.
+    assert_eq!(store.read_spec("v@2").expect("spec"), ("v@2", None));
+    assert_eq!(store.resolve("v@2").expect("v@2").content_ref, second);
+    assert_eq!(store.resolve("v@2@1").expect("v@2@1").content_ref, first);
+    // Without a name spelled so, it is a version of another name.
+    put("w", b"w1");
+    let w2 = put("w", b"w2");
+    assert_eq!(store.read_spec("w@2").expect("spec"), ("w", Some(2)));
+    assert_eq!(store.resolve("w@2").expect("w@2").content_ref, w2);
+    // A spelling that is both is refused, naming both readings.
+    put("v", b"v1");
+    assert_eq!(
+        store.resolve("v@2").expect("v has one version").content_ref,
+        second
+    );
+    put("v", b"v2");
+    let err = store.resolve("v@2").expect_err("ambiguous").to_string();
+    assert!(
+        err.contains("both a name and version 2 of \"v\"") && err.contains("v@2@N"),
+        "{err}"
+    );
+    assert!(store.read_spec("v@2@1").is_ok());
+    // Removing one side settles it.
+    assert_eq!(store.remove_name("v@2", None).expect("rm"), 2);
+    assert_eq!(store.read_spec("v@2").expect("spec"), ("v", Some(2)));
 }
 
 #[test]

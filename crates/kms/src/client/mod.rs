@@ -185,7 +185,15 @@ fn transport(e: reqwest::Error) -> KmsError {
     let mut src = std::error::Error::source(&e);
     while let Some(s) = src {
         msg.push_str(": ");
-        msg.push_str(&s.to_string());
+        // rustls shows a verifier's own error by its Debug form; a pin
+        // that does not match says so in words.
+        match pin::mismatch_in(s) {
+            Some(mismatch) => {
+                msg.push_str(&mismatch);
+                break;
+            }
+            None => msg.push_str(&s.to_string()),
+        }
         src = s.source();
     }
     KmsError::Transport(msg)

@@ -19,6 +19,51 @@ pub(crate) struct PinVerifier {
     provider: Arc<CryptoProvider>,
 }
 
+/// Why a pinned handshake failed, as the user reads it: the fingerprint
+/// the server presented (public), to hold against the pin.
+#[derive(Debug)]
+struct PinMismatch {
+    presented: [u8; 32],
+}
+
+impl std::fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the server's certificate has SHA-256 fingerprint {}, not the pinned one \
+             (compare the pin with the fingerprint `seccs kms serve` printed)",
+            hex::encode(self.presented)
+        )
+    }
+}
+
+impl std::error::Error for PinMismatch {}
+
+/// The words of a pin mismatch, when `e` is the TLS error one caused (as
+/// it is, or inside the I/O errors that carry it: their `source` skips
+/// the error they wrap).
+pub(crate) fn mismatch_in(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut e = e;
+    // Bounded: a handshake error is wrapped a few times at most.
+    for _ in 0..8 {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return mismatch_of(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+    None
+}
+
+fn mismatch_of(tls: &rustls::Error) -> Option<String> {
+    match tls {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => other
+            .0
+            .downcast_ref::<PinMismatch>()
+            .map(|m| format!("invalid peer certificate: {m}")),
+        _ => None,
+    }
+}
+
 impl PinVerifier {
     pub(crate) fn new(pin: [u8; 32], provider: Arc<CryptoProvider>) -> Self {
         Self { pin, provider }
@@ -39,7 +84,9 @@ impl ServerCertVerifier for PinVerifier {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(PinMismatch {
+                    presented: fp,
+                }))),
             ))
         }
     }
