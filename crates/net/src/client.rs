@@ -22,6 +22,12 @@
 //! stored it (two saves cannot both have that); otherwise it removes its own
 //! records again (by its file id, never another save's) and tries N + 1, at
 //! most [`MAX_SAVE_ATTEMPTS`] times.
+//!
+//! A rollback goes to every server the save asked, not only to those that
+//! acknowledged: a server paused or slow past the timeout gets the store
+//! request late, and remembers the rollback to refuse it then (see
+//! [`crate::store::RecordStore::put_save`]), so a save reported as rolled
+//! back never becomes a version.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -554,13 +560,7 @@ impl Client {
                 record_bytes,
             }));
         }
-        let _ = self
-            .ask_all(&acked, || Body::Rollback {
-                tag: tag.to_owned(),
-                version,
-                file_id,
-            })
-            .await;
+        self.roll_back(servers, &acked, tag, version, file_id).await;
         if conflicts > 0 {
             return Ok(None);
         }
@@ -570,6 +570,55 @@ impl Client {
             servers: n,
             reasons,
         })
+    }
+
+    /// Rolls back the save `file_id` of `version` of `tag` on every server
+    /// in `servers`. Those that did not acknowledge it may still get its
+    /// store request late (a server paused or slow: the broker holds the
+    /// request for it) and must not keep the record then: they are sent the
+    /// rollback too, which they remember, without waiting for their answer.
+    /// The servers in `acked` are answering and are waited for.
+    async fn roll_back(
+        &self,
+        servers: &[String],
+        acked: &[String],
+        tag: &str,
+        version: u64,
+        file_id: [u8; 16],
+    ) {
+        let body = || Body::Rollback {
+            tag: tag.to_owned(),
+            version,
+            file_id,
+        };
+        let late = servers.iter().filter(|s| !acked.contains(s)).map(|s| {
+            let b = body();
+            async move {
+                if let Err(e) = self.tell(s, b).await {
+                    tracing::warn!(server = s, "rollback not sent: {e}");
+                }
+            }
+        });
+        let (answers, _) = futures::future::join(self.ask_all(acked, body), join_all(late)).await;
+        for (server, reply) in answers {
+            if let Err(e) = reply {
+                tracing::warn!(server, "rollback failed: {e}");
+            }
+        }
+    }
+
+    /// Sends the request `body` to `server` without waiting for its answer.
+    async fn tell(&self, server: &str, body: Body) -> Result<(), Error> {
+        let message = Message {
+            request_id: RequestId::random()?,
+            body,
+        };
+        tokio::time::timeout(
+            self.options.timeout,
+            self.endpoint.send(server, &message, None),
+        )
+        .await
+        .map_err(|_| Error::Timeout(server.to_owned()))?
     }
 
     /// Loads `version` of `tag` (the latest when `None`).

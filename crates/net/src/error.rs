@@ -256,6 +256,18 @@ pub enum Error {
     /// A key file loaded from the network is not a key file.
     #[error("not a seccs key file")]
     NotAKeyFile,
+    /// A store's key is kept as version 1 of its tag, which no server online
+    /// holds, and the latest version (where an earlier build may have saved
+    /// a key) is a file, not a key.
+    #[error(
+        "version 1 of {tag:?}, where the store's key is kept, is not on the share servers:          it was removed, or the servers that hold it are offline (the latest version,          {tag}@{latest}, is a file, not a key)"
+    )]
+    KeyVersionMissing {
+        /// The tag.
+        tag: String,
+        /// The latest version, which loaded and is not a key.
+        latest: u64,
+    },
     /// The operating system's random number generator failed.
     #[error(transparent)]
     Core(#[from] seccs_core::Error),

@@ -77,20 +77,22 @@ pub async fn save_key_with(
 /// earlier build saved at a later version, when version 1 is absent or not
 /// a key, the newest version that rebuilds, as [`Client::load`] finds it
 /// (a newer one that did not is warned about, never passed over in
-/// silence).
+/// silence). When version 1 is absent and that newest version is not a key
+/// either, the error is [`Error::KeyVersionMissing`]: version 1 is gone or
+/// offline, which a file at a later version does not explain.
 pub async fn load_key_with(
     client: &Client,
     tag: &str,
     password: &Password,
 ) -> Result<SecretKey, Error> {
-    match client.load(tag, Some(1), password).await {
+    let first_missing = match client.load(tag, Some(1), password).await {
         Ok(report) => match key_of(report.data) {
-            Err(Error::NotAKeyFile) => {}
+            Err(Error::NotAKeyFile) => false,
             loaded => return loaded,
         },
-        Err(Error::NotFound(_)) => {}
+        Err(Error::NotFound(_)) => true,
         Err(e) => return Err(e),
-    }
+    };
     let report = client.load(tag, None, password).await?;
     for (newer, why) in &report.newer_failed {
         tracing::warn!(
@@ -98,7 +100,14 @@ pub async fn load_key_with(
             report.version
         );
     }
-    key_of(report.data)
+    let latest = report.version;
+    match key_of(report.data) {
+        Err(Error::NotAKeyFile) if first_missing => Err(Error::KeyVersionMissing {
+            tag: tag.to_owned(),
+            latest,
+        }),
+        loaded => loaded,
+    }
 }
 
 /// The key a key file holds.

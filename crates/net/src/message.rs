@@ -18,6 +18,11 @@
 //! own records: a server that predates it drops it and keeps the record,
 //! which a later save steps over, rather than deleting another save's.
 //!
+//! A server remembers the saves it was told to roll back and refuses a later
+//! store of one ([`ROLLED_BACK_REASON`]): a client sends the rollback of a
+//! failed save to every server it asked, also to those that did not answer
+//! in time, which may still get the store late.
+//!
 //! A refusal whose reason is [`conflict_reason`] (the text servers have sent
 //! since format 1) means "another record holds this version": a client
 //! recognises a lost race by it.
@@ -42,6 +47,10 @@ const MAX_TEXT: usize = 4096;
 pub fn conflict_reason(version: u64) -> String {
     format!("version {version} exists")
 }
+
+/// The reason of a [`Body::Refused`] answering a store whose save was rolled
+/// back before the server stored it (the request came late).
+pub const ROLLED_BACK_REASON: &str = "the save was rolled back";
 
 /// A random identifier of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,7 +154,8 @@ pub enum Body {
     },
     /// Delete `version` of `tag` only if its record belongs to the save
     /// `file_id`: the rollback of a failed save, which must never remove
-    /// another save's record. Answered with [`Body::Deleted`].
+    /// another save's record. The server remembers the save and refuses a
+    /// store of it that comes later. Answered with [`Body::Deleted`].
     Rollback {
         /// The tag.
         tag: String,

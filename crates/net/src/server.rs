@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::endpoint::{Endpoint, Incoming, REQUEST_QUEUE};
 use crate::error::{BrokerError, Error};
-use crate::message::{Body, Message, ServerInfo, conflict_reason};
+use crate::message::{Body, Message, ROLLED_BACK_REASON, ServerInfo, conflict_reason};
 use crate::record::Record;
 use crate::store::{PutOutcome, RecordStore, create_private_dir_all, write_atomic};
 
@@ -181,10 +181,15 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
                     Err(e) => Body::Refused {
                         reason: format!("invalid record: {e}"),
                     },
-                    Ok(_) => match st.put(&tag, version, &record)? {
+                    // A save rolled back is refused even when its store
+                    // request comes late (this server was paused or slow).
+                    Ok(m) => match st.put_save(&tag, version, &record, &m.file_id)? {
                         PutOutcome::Stored | PutOutcome::Unchanged => Body::Stored,
                         PutOutcome::Conflict => Body::Refused {
                             reason: conflict_reason(version),
+                        },
+                        PutOutcome::RolledBack => Body::Refused {
+                            reason: ROLLED_BACK_REASON.into(),
                         },
                     },
                 })

@@ -20,7 +20,14 @@
 //! A record is published with a hard link, which fails when the name exists:
 //! two saves that race for one version never overwrite each other, whether
 //! they reach one server process or two processes sharing a root.
+//!
+//! A store remembers the file ids of the last [`MAX_ROLLED_BACK`] saves
+//! rolled back ([`RecordStore::delete_save`]) and refuses a record of any of
+//! them ([`RecordStore::put_save`]): a server that was paused or slow gets a
+//! failed save's store request late, maybe after its rollback, and must not
+//! keep it as a version that the client reported as rolled back.
 
+use std::collections::{HashSet, VecDeque};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,6 +47,38 @@ pub enum PutOutcome {
     Unchanged,
     /// A different record holds this version.
     Conflict,
+    /// The save the record belongs to was rolled back: the record is not kept.
+    RolledBack,
+}
+
+/// Rolled-back saves a store remembers (16 bytes each, oldest forgotten
+/// first): a store request is refused when its save is among them.
+pub const MAX_ROLLED_BACK: usize = 4096;
+
+/// The file ids of the saves rolled back most recently, at most
+/// [`MAX_ROLLED_BACK`].
+#[derive(Debug, Default)]
+struct RolledBack {
+    order: VecDeque<[u8; 16]>,
+    ids: HashSet<[u8; 16]>,
+}
+
+impl RolledBack {
+    fn remember(&mut self, file_id: [u8; 16]) {
+        if !self.ids.insert(file_id) {
+            return;
+        }
+        self.order.push_back(file_id);
+        while self.order.len() > MAX_ROLLED_BACK {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, file_id: &[u8; 16]) -> bool {
+        self.ids.contains(file_id)
+    }
 }
 
 /// Records kept in a directory.
@@ -48,8 +87,9 @@ pub struct RecordStore {
     root: PathBuf,
     dir: PathBuf,
     /// Serialises the steps that read a record and then change it (a
-    /// rollback's check of the file id, then its delete) within one process.
-    lock: Arc<Mutex<()>>,
+    /// rollback's check of the file id, then its delete) within one process,
+    /// and holds the saves rolled back.
+    lock: Arc<Mutex<RolledBack>>,
 }
 
 fn io(context: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -205,6 +245,38 @@ impl RecordStore {
         Ok(PutOutcome::Stored)
     }
 
+    /// [`RecordStore::put`] of a record of the save `file_id`, refused
+    /// ([`PutOutcome::RolledBack`]) when that save was rolled back, whether
+    /// the rollback came before this request or while it was written.
+    pub fn put_save(
+        &self,
+        tag: &str,
+        version: u64,
+        record: &[u8],
+        file_id: &[u8; 16],
+    ) -> Result<PutOutcome, Error> {
+        if self.locked().contains(file_id) {
+            return Ok(PutOutcome::RolledBack);
+        }
+        let outcome = self.put(tag, version, record)?;
+        if !matches!(outcome, PutOutcome::Stored | PutOutcome::Unchanged) {
+            return Ok(outcome);
+        }
+        // A rollback that came while the record was written either is seen
+        // here, or saw the record when it deleted (both hold the lock).
+        let rolled_back = self.locked();
+        if rolled_back.contains(file_id) {
+            self.delete_save_locked(tag, version, file_id)?;
+            return Ok(PutOutcome::RolledBack);
+        }
+        Ok(outcome)
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, RolledBack> {
+        // Every critical section leaves the set consistent: poisoning is ignored.
+        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The record of `version` of `tag`, if held.
     pub fn get(&self, tag: &str, version: u64) -> Result<Option<Vec<u8>>, Error> {
         let path = self.record_path(tag, version);
@@ -259,11 +331,24 @@ impl RecordStore {
         Ok(out)
     }
 
-    /// Deletes `version` of `tag` only if it is the record of the save
-    /// `file_id` (a rollback must never remove another save's record);
-    /// returns how many records were deleted (0 or 1).
+    /// Rolls back the save `file_id`: deletes `version` of `tag` only if it
+    /// is that save's record (a rollback must never remove another save's
+    /// record), and remembers the save so that a late store of it is refused
+    /// ([`RecordStore::put_save`]); returns how many records were deleted (0
+    /// or 1).
     pub fn delete_save(&self, tag: &str, version: u64, file_id: &[u8; 16]) -> Result<u64, Error> {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rolled_back = self.locked();
+        rolled_back.remember(*file_id);
+        self.delete_save_locked(tag, version, file_id)
+    }
+
+    /// [`RecordStore::delete_save`]'s delete, with the lock held.
+    fn delete_save_locked(
+        &self,
+        tag: &str,
+        version: u64,
+        file_id: &[u8; 16],
+    ) -> Result<u64, Error> {
         let path = self.record_path(tag, version);
         let mut head = Vec::new();
         match fs::File::open(&path) {
@@ -284,7 +369,7 @@ impl RecordStore {
 
     /// Deletes `version` of `tag`, or every version; returns how many.
     pub fn delete(&self, tag: &str, version: Option<u64>) -> Result<u64, Error> {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.locked();
         self.delete_locked(tag, version)
     }
 
@@ -453,5 +538,61 @@ mod tests {
         assert_eq!(store.delete_save("t", 1, &their_id)?, 1);
         assert!(store.list("")?.is_empty());
         Ok(())
+    }
+
+    #[test]
+    fn a_save_rolled_back_is_never_stored_again_whatever_the_order() -> Result<(), Error> {
+        use crate::crypto::{Kdf, Password};
+        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let store = RecordStore::open(tmp.path())?;
+        let pw = Password::new("p");
+        let late = crate::sharing::split("t", 1, b"late", &pw, &Kdf::INSECURE_FAST, 3, 2)?;
+        let late_id = crate::record::file_id_of(&late[0])?;
+        // The rollback first, the store after it: refused, nothing kept.
+        assert_eq!(store.delete_save("t", 1, &late_id)?, 0);
+        assert_eq!(
+            store.put_save("t", 1, &late[0], &late_id)?,
+            PutOutcome::RolledBack
+        );
+        assert!(store.list("")?.is_empty());
+        // The store first, the rollback after it: removed, and a repeat of
+        // the store is refused.
+        let other = crate::sharing::split("t", 1, b"other", &pw, &Kdf::INSECURE_FAST, 3, 2)?;
+        let other_id = crate::record::file_id_of(&other[0])?;
+        assert_eq!(
+            store.put_save("t", 1, &other[0], &other_id)?,
+            PutOutcome::Stored
+        );
+        assert_eq!(store.delete_save("t", 1, &other_id)?, 1);
+        assert_eq!(
+            store.put_save("t", 1, &other[0], &other_id)?,
+            PutOutcome::RolledBack
+        );
+        assert!(store.list("")?.is_empty());
+        // Another save of the version is not affected.
+        let next = crate::sharing::split("t", 1, b"next", &pw, &Kdf::INSECURE_FAST, 3, 2)?;
+        let next_id = crate::record::file_id_of(&next[0])?;
+        assert_eq!(
+            store.put_save("t", 1, &next[0], &next_id)?,
+            PutOutcome::Stored
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn rolled_back_saves_are_remembered_up_to_the_bound() {
+        let mut rolled_back = RolledBack::default();
+        for i in 0..MAX_ROLLED_BACK as u64 + 10 {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&i.to_be_bytes());
+            rolled_back.remember(id);
+            rolled_back.remember(id);
+        }
+        assert_eq!(rolled_back.order.len(), MAX_ROLLED_BACK);
+        assert_eq!(rolled_back.ids.len(), MAX_ROLLED_BACK);
+        assert!(!rolled_back.contains(&[0; 16]), "the oldest is forgotten");
+        let mut newest = [0u8; 16];
+        newest[..8].copy_from_slice(&(MAX_ROLLED_BACK as u64 + 9).to_be_bytes());
+        assert!(rolled_back.contains(&newest));
     }
 }

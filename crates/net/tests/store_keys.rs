@@ -83,6 +83,48 @@ async fn a_store_key_is_never_saved_over_an_existing_tag() -> TestResult {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_key_whose_version_1_was_removed_is_said_to_be_missing() -> TestResult {
+    let net = Net::new(Kind::Memory, 3).await?;
+    let client = key_client(&net, None).await?;
+    save_key_with(&client, "stores/main", &key(1)?, &pw()).await?;
+    client.save("stores/main", b"not a key", &pw()).await?;
+    client.remove("stores/main", Some(1)).await?;
+    assert_eq!(versions(&client, "stores/main").await?, [2]);
+    match load_key_with(&client, "stores/main", &pw()).await {
+        Err(e @ Error::KeyVersionMissing { latest: 2, .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("version 1 of \"stores/main\"")
+                    && text.contains("where the store's key is kept")
+                    && text.contains("is not on the share servers")
+                    && text.contains("removed")
+                    && text.contains("offline")
+                    && !text.contains("not a seccs key file"),
+                "{text}"
+            );
+        }
+        other => return Err(format!("expected KeyVersionMissing, got {other:?}").into()),
+    }
+    // A key an earlier build saved at a later version, with no version 1,
+    // still loads.
+    let mut old = Vec::from(*b"SCKF");
+    old.push(1);
+    old.extend_from_slice(&[7; KEY_LEN]);
+    client.save("older", b"a file first", &pw()).await?;
+    client.save("older", &old, &pw()).await?;
+    client.remove("older", Some(1)).await?;
+    assert_eq!(load_key_with(&client, "older", &pw()).await?, key(7)?);
+    // Version 1 there but not a key, the latest not a key either: the file
+    // is not a key file, and nothing is missing.
+    client.save("notes", b"my file", &pw()).await?;
+    assert!(matches!(
+        load_key_with(&client, "notes", &pw()).await,
+        Err(Error::NotAKeyFile)
+    ));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_key_is_refused_when_one_server_could_rebuild_it() -> TestResult {
     let lonely = Net::new(Kind::Memory, 1).await?;
     let client = key_client(&lonely, None).await?;

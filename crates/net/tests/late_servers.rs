@@ -1,0 +1,214 @@
+//! Servers that get a save's requests late: a server paused (SIGSTOP) or
+//! slow past the client's timeout is held its requests by the broker and
+//! handles them when it runs again, after the client rolled the save back.
+//! A save reported as rolled back must never become a version, in whatever
+//! order the late server handles the store and the rollback.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Kind, Net, TestResult};
+use seccs_net::broker::{BoxFuture, Broker, BrokerError, Subscription};
+use seccs_net::message::{Message, RequestId};
+use seccs_net::packet::FrameRef;
+use seccs_net::store::RecordStore;
+use seccs_net::{Client, ClientOptions, Error, Kdf, Password};
+
+fn pw() -> Password {
+    Password::new("correct horse battery staple")
+}
+
+/// The broker as a client sees it while some servers are paused: what the
+/// client publishes to a paused server is held, as the broker holds it for
+/// a stopped process, and delivered when the server runs again.
+struct Pausing {
+    inner: Arc<dyn Broker>,
+    state: Mutex<Paused>,
+}
+
+#[derive(Default)]
+struct Paused {
+    channels: HashSet<String>,
+    held: Vec<(String, Vec<u8>)>,
+}
+
+impl Pausing {
+    fn new(inner: Arc<dyn Broker>) -> Self {
+        Self {
+            inner,
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Paused> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pause(&self, channel: String) {
+        self.state().channels.insert(channel);
+    }
+
+    /// Ends every pause; returns what was held, in the order published.
+    fn unpause(&self) -> Vec<(String, Vec<u8>)> {
+        let mut state = self.state();
+        state.channels.clear();
+        std::mem::take(&mut state.held)
+    }
+}
+
+impl Broker for Pausing {
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            {
+                let mut state = self.state();
+                if state.channels.contains(channel) {
+                    state.held.push((channel.to_owned(), payload));
+                    return Ok(());
+                }
+            }
+            self.inner.publish(channel, payload).await
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Subscription, BrokerError>> {
+        self.inner.subscribe(channel)
+    }
+
+    fn channels<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>> {
+        self.inner.channels(prefix)
+    }
+}
+
+/// The sender and message of a single-frame message.
+fn message_of(frame: &[u8]) -> Result<(String, Message), String> {
+    match FrameRef::decode(frame) {
+        Ok(FrameRef::Data(d)) if d.count == 1 => Message::decode(d.payload)
+            .map(|m| (d.sender.to_owned(), m))
+            .map_err(|e| format!("undecodable message: {e}")),
+        other => Err(format!("not a single-frame message: {other:?}")),
+    }
+}
+
+/// A save to 3 servers of which `paused` are paused fails and is rolled
+/// back; the paused servers then run again and get the save's requests
+/// (in the order sent, or reversed: the rollback before the store). Once
+/// each has answered all of them, no server holds the save.
+async fn a_save_rolled_back_never_becomes_a_version(
+    kind: Kind,
+    paused: usize,
+    reverse: bool,
+) -> TestResult {
+    let net = Net::new(kind, 3).await?;
+    let broker = Arc::new(Pausing::new(net.broker.clone()));
+    let client = Client::new(
+        broker.clone(),
+        ClientOptions {
+            timeout: Duration::from_secs(2),
+            kdf: Kdf::INSECURE_FAST,
+            threshold: None,
+            min_acks: None,
+        },
+    )
+    .await?;
+    net.wait_servers(&client, 3).await?;
+    for i in 0..paused {
+        broker.pause(net.channel(i));
+    }
+    match client.save("q2", b"a save that failed", &pw()).await {
+        Err(e @ Error::SaveIncomplete { .. }) => {
+            assert!(e.to_string().contains("the save was rolled back"), "{e}");
+        }
+        other => return Err(format!("expected SaveIncomplete, got {other:?}").into()),
+    }
+
+    // The requests the paused servers missed, each awaiting an answer.
+    let mut held = broker.unpause();
+    let mut pending = HashSet::<(String, RequestId)>::new();
+    let mut client_channel = String::new();
+    for (to, frame) in &held {
+        let (from, message) = message_of(frame)?;
+        client_channel = from;
+        pending.insert((to.clone(), message.request_id));
+    }
+    if reverse {
+        held.reverse();
+    }
+    // The answers go to the client's channel; a second subscriber sees them.
+    let mut answers = net.broker.subscribe(&client_channel).await?;
+    for (to, frame) in held {
+        net.broker.publish(&to, frame).await?;
+    }
+    for _ in 0..1000 {
+        if pending.is_empty() {
+            break;
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(30), answers.recv())
+            .await
+            .map_err(|_| {
+                format!(
+                    "no answer to {} requests of the paused servers",
+                    pending.len()
+                )
+            })?
+            .ok_or("subscription ended")?;
+        if let Ok((from, message)) = message_of(&frame) {
+            pending.remove(&(from, message.request_id));
+        }
+    }
+    assert!(pending.is_empty(), "{} requests unanswered", pending.len());
+
+    // Every server has handled every request of the save: none holds it.
+    for i in 0..3 {
+        let records = RecordStore::open(&net.root(i))?.list("")?;
+        assert!(
+            records.is_empty(),
+            "server {i} (paused: {}) kept the rolled-back save: {records:?}",
+            i < paused
+        );
+    }
+    assert!(client.list("q2").await?.is_empty());
+    assert!(matches!(
+        client.load("q2", None, &pw()).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        client.load("q2", Some(1), &pw()).await,
+        Err(Error::NotFound(_))
+    ));
+    // The tag is free: the next save is its version 1.
+    let saved = client.save("q2", b"a save that worked", &pw()).await?;
+    assert_eq!((saved.version, saved.stored_on), (1, 3));
+    let loaded = client.load("q2", None, &pw()).await?;
+    assert_eq!(loaded.data, b"a save that worked");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_two_of_three_paused_get_the_store_then_the_rollback() -> TestResult {
+    a_save_rolled_back_never_becomes_a_version(Kind::Memory, 2, false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_all_paused_get_the_rollback_then_the_store() -> TestResult {
+    a_save_rolled_back_never_becomes_a_version(Kind::Memory, 3, true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_two_of_three_paused_get_the_rollback_then_the_store() -> TestResult {
+    a_save_rolled_back_never_becomes_a_version(Kind::Redis, 2, true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_all_paused_get_the_store_then_the_rollback() -> TestResult {
+    a_save_rolled_back_never_becomes_a_version(Kind::Redis, 3, false).await
+}
