@@ -129,13 +129,14 @@ enum KmsCommand {
     },
     /// Encrypt a file or stream: locally under the DEK of --kek (segmented
     /// stream format), or on the server under the named key --name.
+    #[command(group(clap::ArgGroup::new("key").required(true).args(["kek", "name"])))]
     Encrypt {
         #[command(flatten)]
         conn: Conn,
         #[command(flatten)]
         io: Io,
         /// Encrypt locally with the DEK of this KEK file.
-        #[arg(long, conflicts_with = "name", required_unless_present = "name")]
+        #[arg(long, conflicts_with = "name")]
         kek: Option<PathBuf>,
         /// Encrypt on the server with this named key (input ≤ 256 KiB; larger
         /// input is refused: use --kek for files).
@@ -143,13 +144,14 @@ enum KmsCommand {
         name: Option<String>,
     },
     /// Decrypt what `encrypt` produced (same --kek or --name and --context).
+    #[command(group(clap::ArgGroup::new("key").required(true).args(["kek", "name"])))]
     Decrypt {
         #[command(flatten)]
         conn: Conn,
         #[command(flatten)]
         io: Io,
         /// Decrypt locally with the DEK of this KEK file.
-        #[arg(long, conflicts_with = "name", required_unless_present = "name")]
+        #[arg(long, conflicts_with = "name")]
         kek: Option<PathBuf>,
         /// Decrypt on the server with this named key.
         #[arg(long)]
@@ -197,6 +199,9 @@ enum KmsCommand {
         /// The key name.
         name: String,
         /// The new state.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(
+            KeyState::ALL.map(KeyState::as_str)
+        ))]
         state: String,
     },
     /// Refuse decryption with versions below N.
@@ -346,13 +351,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             key,
             max_body,
         } => {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .try_init();
+            crate::init_tracing("info");
             let mut cfg = ServerConfig::new(&dir);
             cfg.listen = listen;
             cfg.cert = cert;

@@ -84,6 +84,19 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Logs to standard error at `default` (or `RUST_LOG`), coloured only on
+/// a terminal: a log file gets no escape sequences.
+fn init_tracing(default: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 fn main() {
     let cli = Cli::parse();
     let loc = &cli.location;

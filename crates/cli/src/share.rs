@@ -57,6 +57,8 @@ enum ShareCommand {
         #[command(flatten)]
         client: ClientArgs,
         #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
         save: SaveArgs,
     },
     /// Save FILE (`-` for stdin) as a new version of TAG. The file is held in
@@ -65,6 +67,8 @@ enum ShareCommand {
     Save {
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        password: PasswordArgs,
         #[command(flatten)]
         save: SaveArgs,
         /// The tag.
@@ -76,6 +80,8 @@ enum ShareCommand {
     Load {
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        password: PasswordArgs,
         /// The tag, optionally with @VERSION.
         tag: String,
         /// The file, or `-` for stdout.
@@ -115,6 +121,12 @@ struct ClientArgs {
     /// Config file (default: ~/.seccs-share/seccs-share.toml).
     #[arg(short, long)]
     config: Option<PathBuf>,
+}
+
+/// Where the password of a save or load comes from (listings and
+/// removals need none).
+#[derive(Debug, Args)]
+struct PasswordArgs {
     /// Read the password from the first line of this file.
     #[arg(long)]
     password_file: Option<PathBuf>,
@@ -149,7 +161,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// The password: `--password-file`, else `SECCS_SHARE_PASSWORD`, else a prompt
 /// without echo (twice when `confirm`).
-fn password(args: &ClientArgs, confirm: bool) -> anyhow::Result<Password> {
+fn password(args: &PasswordArgs, confirm: bool) -> anyhow::Result<Password> {
     password_from(args.password_file.as_deref(), confirm)
 }
 
@@ -220,16 +232,6 @@ impl PasswordCache {
 }
 
 /// Sets up logging to standard error: `default` level unless `RUST_LOG` says otherwise.
-fn init_tracing(default: &str) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 struct Session {
     client: Client,
 }
@@ -464,7 +466,7 @@ impl rustyline::highlight::Highlighter for Completion {}
 impl rustyline::validate::Validator for Completion {}
 impl rustyline::Helper for Completion {}
 
-fn interactive(args: &ClientArgs, save: &SaveArgs) -> anyhow::Result<()> {
+fn interactive(args: &ClientArgs, pw: &PasswordArgs, save: &SaveArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let mut session = rt.block_on(Session::open_to_save(args, save))?;
     let mut rl = rustyline::Editor::<Completion, rustyline::history::DefaultHistory>::new()?;
@@ -487,10 +489,10 @@ fn interactive(args: &ClientArgs, save: &SaveArgs) -> anyhow::Result<()> {
         let _ = rl.add_history_entry(line.as_str());
         let result = match words.as_slice() {
             ["save", tag, file] => passwords
-                .get(true, |confirm| password(args, confirm))
+                .get(true, |confirm| password(pw, confirm))
                 .and_then(|p| rt.block_on(session.save(tag, Path::new(file), &p))),
             ["load", tag, file] => passwords
-                .get(false, |confirm| password(args, confirm))
+                .get(false, |confirm| password(pw, confirm))
                 .and_then(|p| {
                     let result = rt.block_on(session.load(tag, Path::new(file), &p));
                     passwords.loaded(&result);
@@ -541,27 +543,32 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
     ) {
         // A client command's errors say what went wrong; `RUST_LOG=warn`
         // shows each server's answer as it comes.
-        init_tracing("error");
+        crate::init_tracing("error");
     }
     match args.command {
         ShareCommand::Serve { config, root } => {
-            init_tracing("info");
+            crate::init_tracing("info");
             let root = root.unwrap_or_else(default_root);
             let config = load_config(config.as_deref(), &root)?;
             runtime()?.block_on(seccs_net::server::serve(&config, &root, shutdown_signal()))?;
             Ok(())
         }
-        ShareCommand::Client { client, save } => {
-            init_tracing("error");
-            interactive(&client, &save)
+        ShareCommand::Client {
+            client,
+            password,
+            save,
+        } => {
+            crate::init_tracing("error");
+            interactive(&client, &password, &save)
         }
         ShareCommand::Save {
             client,
+            password: from,
             save,
             tag,
             file,
         } => {
-            let pw = password(&client, true)?;
+            let pw = password(&from, true)?;
             runtime()?.block_on(async {
                 Session::open_to_save(&client, &save)
                     .await?
@@ -569,8 +576,13 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
                     .await
             })
         }
-        ShareCommand::Load { client, tag, file } => {
-            let pw = password(&client, false)?;
+        ShareCommand::Load {
+            client,
+            password: from,
+            tag,
+            file,
+        } => {
+            let pw = password(&from, false)?;
             runtime()?
                 .block_on(async { Session::open(&client).await?.load(&tag, &file, &pw).await })
         }

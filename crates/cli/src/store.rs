@@ -30,7 +30,9 @@ pub struct InitArgs {
     /// restic and borg; `none` avoids that.
     #[arg(long, default_value = "zstd:3", value_name = "MODE")]
     compression: Compression,
-    /// Where to write the new store key (mode 0600). Default: DIR/key.
+    /// Where to write the new store key (mode 0600): a relative PATH is
+    /// taken from the current directory, and recorded whole in the config.
+    /// Default: DIR/key.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
     /// Where the encrypted nodes live: `embedded` (default, in DIR/db), or a
@@ -95,7 +97,9 @@ pub struct PutArgs {
     /// `ls` and `get DIR/` leave them out, `ls --all` and `get NAME@N`
     /// still reach their versions. A file written while it is read is
     /// stored as read and reported (non-zero exit); the next put reads it
-    /// again.
+    /// again. Sockets, FIFOs and devices under DIR are named and not
+    /// stored (as tar ignores a socket; the exit code stays 0). A file
+    /// name's bytes are kept as they are, UTF-8 or not.
     file: PathBuf,
     /// Store under NAME (a file or stdin), a relative path such as
     /// `docs/a.txt` (no leading `/`, no empty, `.` or `..` component). An
@@ -278,9 +282,13 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
 pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     let path = loc.path()?;
     let params = Params::new(args.chunk_size, args.wrapper)?.with_compression(args.compression);
+    // A path given is the current directory's, as --kms-ca and
+    // --share-config are (recorded absolute); the default sits in DIR.
     let key_path = args
         .key_file
-        .clone()
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()?
         .unwrap_or_else(|| PathBuf::from("key"));
     let key_shown = if key_path.is_absolute() {
         key_path.clone()
@@ -760,6 +768,22 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
     // one that is also another name's version is refused.
     let spec = accepted_spec(store, &reference)?;
     let (name, version) = store.read_spec(&spec)?;
+    // A directory's name alone would take its own record and leave every
+    // name under it: the tree is removed by its prefix.
+    if version.is_none()
+        && store
+            .lookup(name)?
+            .and_then(|record| record.latest().map(|v| v.kind))
+            == Some(EntryKind::Directory)
+    {
+        bail!(
+            "{} is a directory: `seccs rm {}/` removes it and every name under it \
+             (`seccs rm {}/@N` one version of the directory's own record)",
+            shown(name),
+            shown(name),
+            shown(name)
+        );
+    }
     let removed = store.remove_name(name, version)?;
     errln!("seccs: removed {removed} version(s) of {}", shown(name));
     Ok(())

@@ -193,6 +193,8 @@ struct Walk {
     excluded: usize,
     /// How many directories `--one-file-system` did not enter.
     mount_points: usize,
+    /// Names of the sockets, FIFOs and devices found: not stored.
+    special: Vec<String>,
 }
 
 /// What a walk enters.
@@ -285,10 +287,10 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
         } else if ft.is_symlink() {
             w.found.push(Found::Symlink { path, name, meta });
         } else {
-            w.problems.push(format!(
-                "skipped {}: not a regular file or symlink",
-                shown_path(&path)
-            ));
+            // A socket, FIFO or device holds no bytes a put could read (a
+            // FIFO's would be another process's stream): named in the
+            // summary, as tar says "socket ignored", not a failure.
+            w.special.push(name);
         }
     }
 }
@@ -484,11 +486,14 @@ pub fn opened_attrs(file: &File, path: &Path, start: Duration) -> Result<Recorde
     let meta = file
         .metadata()
         .with_context(|| format!("cannot read the metadata of {}", shown_path(path)))?;
-    Ok(with_xattrs(
-        recorded_attrs(&meta, start),
-        crate::xattr::of_file(file),
-        path,
-    ))
+    let mut recorded = recorded_attrs(&meta, start);
+    // A pipe or a device (`put <(cmd)`, `put /dev/fd/3`) has no length or
+    // times that say whether its bytes changed: it gets no stamp, so it is
+    // neither skipped as unchanged nor said to have changed while read.
+    if !meta.is_file() {
+        recorded.stamp = None;
+    }
+    Ok(with_xattrs(recorded, crate::xattr::of_file(file), path))
 }
 
 /// [`recorded_attrs`] and the extended attributes of the directory or link
@@ -665,10 +670,12 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         unlisted,
         excluded,
         mount_points,
+        special,
     } = w;
     let left_out = LeftOut {
         excluded,
         mount_points,
+        special,
     };
     let total: u64 = found
         .iter()
@@ -866,6 +873,9 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
     out.flush()?;
+    if let Some(said) = left_out.special_said() {
+        errln!("seccs: {said}");
+    }
     if !how.quiet {
         errln!(
             "seccs: {stored} entries stored: {} read, {unchanged} unchanged since the last put (not read)",
@@ -924,8 +934,9 @@ fn report_problems(problems: &[String], done: &str) -> Result<()> {
 type UnchangedCheck<'a> = dyn Fn(&str, EntryKind, u64, &FileStamp) -> Result<Option<Version>> + 'a;
 
 /// `seccs put DIR --dry-run`: one line per entry on stdout, `read` or
-/// `unchanged` (what a put would do with it), then `gone` for each name a
-/// put would mark gone; nothing is read or written.
+/// `unchanged` (what a put would do with it), `skip` for each socket, FIFO
+/// or device, then `gone` for each name a put would mark gone; nothing is
+/// read or written.
 fn dry_run(
     found: &[Found],
     unchanged: &UnchangedCheck<'_>,
@@ -953,12 +964,24 @@ fn dry_run(
             Err(e) => problems.push(format!("{e:#}")),
         }
     }
-    let missing = match known {
+    let mut missing = match known {
         Ok(records) if !root.is_empty() => missing_names(live_names(records), present, unlisted),
         _ => Vec::new(),
     };
+    for name in &left_out.special {
+        writeln!(out, "skip       {}", shown_name(name, EntryKind::File))?;
+    }
+    missing.sort();
     for name in &missing {
-        writeln!(out, "gone       {name}")?;
+        // Shown as every other line is: escaped, a directory with its `/`.
+        let kind = match known {
+            Ok(records) => records
+                .get(name)
+                .and_then(|r| r.latest().map(|v| v.kind))
+                .unwrap_or(EntryKind::File),
+            Err(_) => EntryKind::File,
+        };
+        writeln!(out, "gone       {}", shown_name(name, kind))?;
     }
     out.flush()?;
     errln!(
@@ -976,6 +999,7 @@ fn dry_run(
 struct LeftOut {
     excluded: usize,
     mount_points: usize,
+    special: Vec<String>,
 }
 
 impl LeftOut {
@@ -992,6 +1016,28 @@ impl LeftOut {
             ));
         }
         (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// The special files not stored, named, when there were any: said
+    /// even with `--quiet`, since nothing is skipped silently.
+    fn special_said(&self) -> Option<String> {
+        const SHOWN: usize = 8;
+        if self.special.is_empty() {
+            return None;
+        }
+        let mut named = self.special[..self.special.len().min(SHOWN)]
+            .iter()
+            .map(|name| shown_name(name, EntryKind::File))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if self.special.len() > SHOWN {
+            named.push_str(&format!(" and {} more", self.special.len() - SHOWN));
+        }
+        Some(format!(
+            "{} socket(s), FIFO(s) or device(s) not stored (seccs stores files, links and \
+             directories): {named}",
+            self.special.len()
+        ))
     }
 }
 

@@ -793,3 +793,23 @@ fn serve_help_lists_the_storage_directory() -> TestResult {
     }
     Ok(())
 }
+
+/// Usage mistakes are told by what would be right: which key options an
+/// encryption takes, which states a key can be moved to.
+#[test]
+fn usage_errors_name_the_choices() -> TestResult {
+    for (args, said) in [
+        (&["encrypt"][..], "<--kek <KEK>|--name <NAME>>"),
+        (&["decrypt"], "<--kek <KEK>|--name <NAME>>"),
+        (
+            &["state", "k1", "bogus"],
+            "[possible values: pre-activation, active, suspended, deactivated, compromised, \
+             destroyed]",
+        ),
+    ] {
+        let out = seccs_kms(args).output()?;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(said), "{args:?}: {}", stderr(&out));
+    }
+    Ok(())
+}

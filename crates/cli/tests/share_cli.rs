@@ -336,15 +336,22 @@ fn share_help_shows_the_config_format() {
     // --threshold splits a save; a load, listing or removal reads each
     // record's own, so there it is refused rather than ignored.
     assert!(ok(seccs(tmp.path()).args(["share", "save", "--help"])).contains("--threshold"));
-    for args in [
-        &["load", "--threshold", "2", "t", "-"][..],
-        &["ls", "--threshold", "2"],
-        &["rm", "--threshold", "2", "t"],
+    for (args, flag) in [
+        (&["load", "--threshold", "2", "t", "-"][..], "--threshold"),
+        (&["ls", "--threshold", "2"], "--threshold"),
+        (&["rm", "--threshold", "2", "t"], "--threshold"),
+        // Nor is a password read where none is needed.
+        (&["ls", "--password-file", "p"], "--password-file"),
+        (&["serv", "--password-file", "p"], "--password-file"),
+        (&["rm", "--password-file", "p", "t"], "--password-file"),
     ] {
         let out = run(seccs(tmp.path()).arg("share").args(args));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("unexpected argument '--threshold'"), "{err}");
+        assert!(
+            err.contains(&format!("unexpected argument '{flag}'")),
+            "{err}"
+        );
     }
 }
 
