@@ -155,7 +155,10 @@ pub struct GetArgs {
     /// Write to FILE instead of standard output (`-` is standard output;
     /// for PREFIX/: the directory to restore into). A file appears only when its whole content was read
     /// and authenticated. A named file (NAME, NAME@N, PREFIX/) gets back the
-    /// permission bits and modification time it was put with. Standard
+    /// permission bits and modification time it was put with; a content
+    /// without them (a REF, a --range) keeps the bits of a file it
+    /// replaces, and a new one is made 0600 whatever the umask, as
+    /// decrypted data should not be readable by others unless asked. Standard
     /// output gets each chunk once it is authenticated, so a failure part
     /// way through leaves a prefix of the content there (never a forged
     /// byte) and a non-zero exit.

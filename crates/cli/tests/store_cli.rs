@@ -77,6 +77,15 @@ fn put_get_rm_round_trip_and_stat_reports_zero_entries_at_the_end() {
         std::fs::read(&restored).expect("read"),
         std::fs::read(&input).expect("read")
     );
+    // Decrypted data without recorded bits is the user's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&restored)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     let s = stat(&store);
     for key in ["entries", "bytes", "nodes"] {
         assert!(s[key].as_u64().expect(key) > 0, "{key}");

@@ -251,6 +251,20 @@ fn plain_http_is_refused_seed_https_over_http_flaw() -> TestResult {
         c.dek(&SecretKey::generate()?),
         Err(KmsError::Transport(_))
     ));
+    // The other way round, a loopback http:// client of the real (TLS)
+    // server is told what it is talking to.
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let mut plain = ClientConfig::new(format!("http://{}", server.addr()));
+    plain.allow_loopback_http = true;
+    match LocalFacility::new(&plain)?.generate() {
+        Err(KmsError::Transport(msg)) => {
+            assert!(msg.contains("does the server speak TLS?"), "{msg}");
+        }
+        other => panic!("plain HTTP to a TLS server must fail: {other:?}"),
+    }
+    stop(&rt, server)?;
     Ok(())
 }
 
@@ -674,6 +688,8 @@ fn a_port_in_use_is_named_in_the_error() -> TestResult {
         source.to_string().contains("Address already in use"),
         "{source}"
     );
+    // Refused before anything was made for it.
+    assert_eq!(std::fs::read_dir(other.path())?.count(), 0);
     stop(&rt, server)?;
     Ok(())
 }

@@ -196,6 +196,14 @@ fn transport(e: reqwest::Error) -> KmsError {
         }
         src = s.source();
     }
+    // What an http:// client reads from a TLS server (hyper's words): the
+    // bytes of a TLS alert where a status line was expected.
+    if msg.contains("invalid HTTP version") {
+        msg.push_str(
+            " (does the server speak TLS? `seccs kms serve` serves HTTPS only: use an \
+             https:// URL)",
+        );
+    }
     KmsError::Transport(msg)
 }
 

@@ -196,6 +196,15 @@ async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Re
 
 /// Starts a server on the current tokio runtime.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
+    // The address first: a port in use fails the start before a key
+    // directory is made for a server that never ran.
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| KmsError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
     let dir = config.dir.clone();
     atomic::create_private_dir(&dir)?;
     // Each server keeps the directory's keys in memory and writes new ones
@@ -247,13 +256,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         ))
         .with_state(Arc::clone(&state));
 
-    let listener =
-        std::net::TcpListener::bind(config.listen).map_err(|source| KmsError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
     let handle = axum_server::Handle::new();
     let mut server = axum_server::from_tcp_rustls(
         listener,
