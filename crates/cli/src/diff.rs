@@ -17,7 +17,7 @@ use crate::tree::{shown_name, version_to_restore};
 pub struct DiffArgs {
     /// Only names starting with PREFIX (`photos/` for a tree put as
     /// `seccs put photos`).
-    #[arg(default_value = "")]
+    #[arg(default_value = "", value_parser = crate::store::name_arg())]
     prefix: String,
     /// The earlier time: `2026-12-02 14:14:22Z` as `seccs ls` prints it, or
     /// seconds since the epoch.

@@ -10,7 +10,9 @@
 //! - a trailing `/` makes a pattern match directories only (`build/`).
 //!
 //! `*` and `?` do not cross a `/`; `**` does. An excluded directory is not
-//! entered.
+//! entered. Patterns match a name's UTF-8 bytes (globset's rule, as in
+//! ripgrep): `?` and `[…]` match one byte, so a character outside ASCII
+//! (`é`, a byte held from a name that is not UTF-8) is matched by `*`.
 
 use std::path::Path;
 

@@ -104,8 +104,8 @@ pub struct PutArgs {
     /// Store under NAME (a file or stdin), a relative path such as
     /// `docs/a.txt` (no leading `/`, no empty, `.` or `..` component). An
     /// existing NAME keeps its older versions: read them with `seccs get
-    /// NAME@N`.
-    #[arg(long, value_name = "NAME")]
+    /// NAME@N`. Its bytes need not be UTF-8 (`$'caf\xe9'`).
+    #[arg(long, value_name = "NAME", value_parser = new_name_arg())]
     name: Option<String>,
     /// For a directory: read every file, even one whose size, times and
     /// inode match what the store recorded when it last read it (by
@@ -150,7 +150,9 @@ pub struct GetArgs {
     /// directory's, too), or PREFIX/ (every name under PREFIX/, or the
     /// empty directory PREFIX, restored as a tree into the -o directory). A
     /// symlink comes back as a symlink at -o FILE, as its target's bytes on
-    /// standard output.
+    /// standard output. A name is typed as listings show it, in the
+    /// shell's `$'…'` quoting where they show `\xNN` or `\n`.
+    #[arg(value_parser = name_arg())]
     reference: String,
     /// Write to FILE instead of standard output (`-` is standard output;
     /// for PREFIX/: the directory to restore into). A file appears only when its whole content was read
@@ -198,7 +200,7 @@ pub struct RmArgs {
     /// version of every name under PREFIX/, and the directory PREFIX if
     /// `put DIR` recorded it). With --gone: only names under
     /// this prefix (default: all).
-    #[arg(required_unless_present_any = ["gone", "keep"])]
+    #[arg(required_unless_present_any = ["gone", "keep"], value_parser = name_arg())]
     reference: Option<String>,
     /// Remove every version of the names that are gone (their files were
     /// no longer found by `seccs put DIR`; `seccs ls --all` marks them).
@@ -221,7 +223,7 @@ pub struct RmArgs {
 #[derive(Debug, Args)]
 pub struct LsArgs {
     /// Only names starting with PREFIX.
-    #[arg(default_value = "")]
+    #[arg(default_value = "", value_parser = name_arg())]
     prefix: String,
     /// Every version, not only the newest, and names that are gone (no
     /// longer found by `seccs put DIR` in their directory; marked "gone
@@ -386,7 +388,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
     } else {
         Some(
             std::fs::symlink_metadata(&args.file)
-                .with_context(|| format!("cannot read {}", args.file.display()))?,
+                .with_context(|| format!("cannot read {}", shown_path(&args.file)))?,
         )
     };
     let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
@@ -402,28 +404,19 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
     if !exclude.is_empty() && !is_dir {
         bail!(
             "--exclude applies to a directory; {} is not one",
-            args.file.display()
+            shown_path(&args.file)
         );
     }
     if args.one_file_system && !is_dir {
         bail!(
             "--one-file-system applies to a directory; {} is not one",
-            args.file.display()
+            shown_path(&args.file)
         );
     }
     if args.dry_run && !is_dir {
         bail!(
             "--dry-run applies to a directory; {} is not one",
-            args.file.display()
-        );
-    }
-    if let Some(name) = &args.name
-        && seccs_store::file_name::holds_held_bytes(name)
-    {
-        bail!(
-            "--name {}: a name may not hold a character of U+EF80-U+EFFF, which stand for \
-             bytes of file names that are not UTF-8 (a restore would write those bytes)",
-            shown(name)
+            shown_path(&args.file)
         );
     }
     let opened = open::open(&loc.path()?, !args.dry_run)?;
@@ -457,8 +450,8 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         );
     }
     let start = crate::tree::since_epoch();
-    let file =
-        File::open(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let file = File::open(&args.file)
+        .with_context(|| format!("cannot read {}", shown_path(&args.file)))?;
     // The stamp and bits of the file opened (through a link, the target's),
     // for a restore of the name.
     let crate::tree::Recorded {
@@ -672,17 +665,62 @@ fn refuse_for_a_tree(prefix: &str, dir: &Path, range: bool) -> Result<()> {
     Ok(())
 }
 
+/// A name, reference or prefix as typed: its bytes, UTF-8 or not, read
+/// as `put DIR` names a file (`$'caf\xe9'` reaches `caf\xe9`), or the
+/// name as `--json` gives it.
+pub(crate) fn name_arg() -> impl clap::builder::TypedValueParser<Value = String> {
+    use clap::builder::TypedValueParser;
+    use std::os::unix::ffi::OsStrExt;
+    clap::builder::OsStringValueParser::new()
+        .map(|typed| seccs_store::file_name::name_of_typed(typed.as_bytes()))
+}
+
+/// A new name given with `--name`: its bytes, UTF-8 or not, refused when
+/// it holds a character that stands for a byte (a restore would write the
+/// byte instead).
+fn new_name_arg() -> impl clap::builder::TypedValueParser<Value = String> {
+    use clap::builder::TypedValueParser;
+    use std::os::unix::ffi::OsStrExt;
+    clap::builder::OsStringValueParser::new().try_map(|typed| {
+        seccs_store::file_name::name_of_bytes(typed.as_bytes()).ok_or_else(|| {
+            format!(
+                "{}: a name may not hold a character of U+EF80-U+EFFF, which stand for bytes \
+                 of file names that are not UTF-8 (a restore would write those bytes)",
+                crate::tree::shown_literally(&typed.to_string_lossy())
+            )
+        })
+    })
+}
+
 /// What the user typed, with a directory's version as `seccs ls --all`
 /// shows it (`NAME/@N`) turned into the form the store resolves
-/// (`NAME@N`), unless a name is spelled that way itself.
+/// (`NAME@N`), unless a name is spelled that way itself (a file `@N` in
+/// the directory NAME), and refused when it is both.
 fn accepted_spec(store: &seccs_store::Store, spec: &str) -> Result<String> {
     if let Some((name, number)) = spec.rsplit_once("/@")
         && !name.is_empty()
         && !number.is_empty()
         && number.bytes().all(|b| b.is_ascii_digit())
-        && store.lookup(spec)?.is_none()
     {
-        return Ok(format!("{name}@{number}"));
+        if store.lookup(spec)?.is_none() {
+            return Ok(format!("{name}@{number}"));
+        }
+        // A file named `@N` in the directory NAME is spelled the same: when
+        // NAME has a version N too, neither reading is taken.
+        let version_too = match number.parse::<u32>() {
+            Ok(n) => store.lookup(name)?.is_some_and(|r| r.version(n).is_some()),
+            Err(_) => false,
+        };
+        if version_too {
+            bail!(
+                "{} is both a name and version {number} of {}: {}@N reads a version of the \
+                 first, {}@{number} the second",
+                shown(spec),
+                shown(name),
+                shown(spec),
+                shown(name)
+            );
+        }
     }
     Ok(spec.to_owned())
 }
@@ -832,10 +870,20 @@ fn refuse_a_names_put(store: &seccs_store::Store, r: &ContentRef) -> Result<()> 
 /// and, for a whole tree, the directory `prefix` names itself, if one was put.
 fn remove_listed(store: &seccs_store::Store, prefix: &str, only_gone: bool) -> Result<()> {
     let listing = store.list_readable(prefix)?;
+    // A prefix without its `/` (`rm --gone photos`) is the directory of
+    // that name, not every name that starts so (`photos-2019/`).
+    let under = |name: &str| {
+        prefix.is_empty()
+            || prefix.ends_with('/')
+            || name == prefix
+            || name
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
     let mut names: Vec<String> = listing
         .records
         .iter()
-        .filter(|r| !only_gone || r.is_gone())
+        .filter(|r| (!only_gone || r.is_gone()) && under(&r.name))
         .map(|r| r.name.clone())
         .collect();
     if !only_gone && let Some(dir) = crate::tree::directory_named_by(store, prefix)? {

@@ -85,24 +85,64 @@ impl Found {
 /// name can neither forge a line of a listing nor send the terminal an
 /// escape sequence. A backslash is escaped too (`\\`), so that a name
 /// holding the two characters `\n` is not shown like one holding a
-/// newline. A byte of a file name that is not UTF-8 (held in the name
-/// as one of `U+EF80`–`U+EFFF`, see [`seccs_store::file_name`]) is shown
-/// as `\xNN`. `--json` gives names exactly.
+/// newline, and so are characters a terminal draws as nothing or that
+/// reorder the line (a zero-width space, a right-to-left override, a
+/// private-use character), so that two names never look alike. A byte of
+/// a file name that is not UTF-8 (held in the name as one of
+/// `U+EF80`–`U+EFFF`, see [`seccs_store::file_name`]) is shown as `\xNN`,
+/// as the shell's `$'…'` quoting types it back. `--json` gives names
+/// exactly.
 pub fn shown_name(name: &str, kind: EntryKind) -> String {
+    escaped(name, kind, true)
+}
+
+/// A name shown with the characters that stand for bytes as the
+/// characters they are (`\u{ef80}`): for a name refused because it holds
+/// one.
+pub fn shown_literally(name: &str) -> String {
+    escaped(name, EntryKind::File, false)
+}
+
+fn escaped(name: &str, kind: EntryKind, held_as_bytes: bool) -> String {
     let mut shown = String::with_capacity(name.len() + 1);
     for c in name.chars() {
-        if let Some(b) = file_name::held_byte(c) {
-            shown.push_str(&format!("\\x{b:02x}"));
-        } else if c.is_control() || c == '\\' {
-            shown.extend(c.escape_default());
-        } else {
-            shown.push(c);
+        match file_name::held_byte(c) {
+            Some(b) if held_as_bytes => shown.push_str(&format!("\\x{b:02x}")),
+            _ if c.is_control() || c == '\\' || is_invisible(c) => shown.extend(c.escape_default()),
+            _ => shown.push(c),
         }
     }
     if kind == EntryKind::Directory {
         shown.push('/');
     }
     shown
+}
+
+/// Characters a terminal shows as nothing, or that change how the rest of
+/// a line is drawn: format characters (zero-width, joiners, direction
+/// marks and overrides, the byte order mark), tags, and private-use
+/// characters (drawn by no standard font).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{E000}'..='\u{F8FF}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E0FFF}'
+            | '\u{F0000}'..='\u{10FFFF}'
+    )
 }
 
 /// A path as messages show it: escaped as [`shown_name`] escapes a name,
@@ -237,7 +277,7 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
             w.problems.push(format!(
                 "skipped {}: its name holds a character of U+EF80-U+EFFF, which seccs uses \
                  to store bytes of names that are not UTF-8",
-                shown_path(&path)
+                shown_literally(&path.to_string_lossy())
             ));
             continue;
         }
@@ -289,7 +329,9 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
         } else {
             // A socket, FIFO or device holds no bytes a put could read (a
             // FIFO's would be another process's stream): named in the
-            // summary, as tar says "socket ignored", not a failure.
+            // summary, as tar says "socket ignored", not a failure. Not
+            // present either: a file or directory it replaced is gone.
+            w.present.remove(&name);
             w.special.push(name);
         }
     }
@@ -632,7 +674,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         bail!(
             "cannot put {}: its path holds a character of U+EF80-U+EFFF, which seccs uses \
              to store bytes of names that are not UTF-8",
-            shown_path(dir)
+            shown_literally(&dir.to_string_lossy())
         );
     }
     refuse_dot_dot_after_a_link(dir)?;
@@ -1181,6 +1223,18 @@ fn place_of(dir: &Path, name: &str, make_parents: bool) -> Result<Place> {
     })
 }
 
+/// Replaces a symlink in `dir` where the directory `name` goes by that
+/// directory, as a restore replaces a link where a file goes. Anything
+/// else there, or a failure, is left for the restore to meet and report.
+fn replace_a_link_where_a_directory_goes(dir: &Path, name: &str) {
+    if let Ok(place) = place_of(dir, name, true)
+        && fs::symlink_metadata(&place.at).is_ok_and(|m| m.file_type().is_symlink())
+        && fs::remove_file(&place.at).is_ok()
+    {
+        let _ = fs::create_dir(&place.at);
+    }
+}
+
 /// Creates the symlink `path` to `link` (a target's bytes, as `put` read
 /// them: any bytes but NUL on Unix) with the time of `attrs`, replacing what
 /// is at `path`.
@@ -1371,11 +1425,28 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .copied()
         .partition(|(_, v)| v.kind == EntryKind::Symlink);
     links.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    let (firsts, more_links) = hard_link_groups(others);
-    let restored_firsts: Vec<(&str, Result<()>)> = firsts
-        .into_par_iter()
+    // Directories first, one at a time, parents before what is under them
+    // (a name sorts before the names it is a prefix of): a link in OUT
+    // where one goes is replaced before anything is restored below it,
+    // which would otherwise be refused as a name below a link. The
+    // directory the prefix names, not restored as an entry, likewise.
+    let (mut directories, others): (Vec<_>, Vec<_>) = others
+        .into_iter()
+        .partition(|(_, v)| v.kind == EntryKind::Directory);
+    directories.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    if let Some((record, _)) = top {
+        replace_a_link_where_a_directory_goes(dir, &record.name);
+    }
+    let mut restored_firsts: Vec<(&str, Result<()>)> = directories
+        .into_iter()
         .map(|entry| (entry.0.name.as_str(), restore_one(entry)))
         .collect();
+    let (firsts, more_links) = hard_link_groups(others);
+    restored_firsts.par_extend(
+        firsts
+            .into_par_iter()
+            .map(|entry| (entry.0.name.as_str(), restore_one(entry))),
+    );
     let written: HashSet<&str> = restored_firsts
         .iter()
         .filter(|(_, r)| r.is_ok())

@@ -37,34 +37,48 @@ pub fn holds_held_bytes(name: &str) -> bool {
 /// are UTF-8 holding a character of `U+EF80`–`U+EFFF`, which would come
 /// back as other bytes.
 pub fn name_of_bytes(bytes: &[u8]) -> Option<String> {
+    hold_bytes(bytes, false)
+}
+
+/// The name a user means by typing `bytes`: the bytes of a file's name
+/// (`$'caf\xe9'` in a shell), or its catalog name as `--json` gives it,
+/// holding the characters that stand for bytes. Unlike
+/// [`name_of_bytes`], such characters are kept: they reach the name
+/// that holds them.
+pub fn name_of_typed(bytes: &[u8]) -> String {
+    // With the characters allowed, every byte string has a name.
+    hold_bytes(bytes, true).unwrap_or_default()
+}
+
+/// Keeps each valid UTF-8 sequence of `bytes` and holds each other byte as
+/// its character; `None` when a kept sequence holds such a character and
+/// `keep_held` is false.
+fn hold_bytes(bytes: &[u8], keep_held: bool) -> Option<String> {
     let mut name = String::with_capacity(bytes.len());
     let mut rest = bytes;
     loop {
-        match std::str::from_utf8(rest) {
-            Ok(valid) => {
-                if holds_held_bytes(valid) {
-                    return None;
-                }
-                name.push_str(valid);
-                return Some(name);
-            }
+        let (valid, after) = match std::str::from_utf8(rest) {
+            Ok(valid) => (valid, None),
             Err(e) => {
                 let (valid, after) = rest.split_at(e.valid_up_to());
-                // `valid_up_to` bytes are UTF-8 by the error's own account.
-                let valid = std::str::from_utf8(valid).ok()?;
-                if holds_held_bytes(valid) {
-                    return None;
-                }
-                name.push_str(valid);
-                // An incomplete sequence at the end is bytes that are not
+                // `valid_up_to` bytes are UTF-8 by the error's own account;
+                // an incomplete sequence at the end is bytes that are not
                 // UTF-8 too, each held on its own.
                 let bad = e.error_len().unwrap_or(after.len());
-                for &b in &after[..bad] {
-                    name.push(char::from_u32(0xEF00 + u32::from(b))?);
-                }
-                rest = &after[bad..];
+                (std::str::from_utf8(valid).ok()?, Some(after.split_at(bad)))
             }
+        };
+        if !keep_held && holds_held_bytes(valid) {
+            return None;
         }
+        name.push_str(valid);
+        let Some((bad, next)) = after else {
+            return Some(name);
+        };
+        for &b in bad {
+            name.push(char::from_u32(0xEF00 + u32::from(b))?);
+        }
+        rest = next;
     }
 }
 
@@ -125,6 +139,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_typed_name_keeps_the_characters_that_stand_for_bytes() {
+        assert_eq!(name_of_typed(b"caf\xe9"), "caf\u{EFE9}");
+        assert_eq!(name_of_typed("caf\u{EFE9}".as_bytes()), "caf\u{EFE9}");
+        assert_eq!(name_of_typed(b"plain"), "plain");
     }
 
     #[test]
