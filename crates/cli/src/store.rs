@@ -801,7 +801,6 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
     if let Ok(r) = reference.parse::<ContentRef>()
         && r.digest().len() == store.params().wrapper().digest_len()
     {
-        refuse_a_names_put(store, &r)?;
         store.delete(&r)?;
         return Ok(());
     }
@@ -827,42 +826,6 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
     }
     let removed = store.remove_name(name, version)?;
     errln!("seccs: removed {removed} version(s) of {}", shown(name));
-    Ok(())
-}
-
-/// Refuses `rm REF` when the puts of REF that the store counts are all
-/// names' versions: undoing one would take a version's content away, and
-/// the name would then fail to read and to be removed. (A content that is
-/// also part of another's tree has counts from its parents too; those are
-/// not told apart here.)
-fn refuse_a_names_put(store: &seccs_store::Store, r: &ContentRef) -> Result<()> {
-    let holders: Vec<String> = store
-        .list("")?
-        .iter()
-        .flat_map(|record| {
-            record
-                .versions
-                .iter()
-                .filter(|v| v.content_ref == *r)
-                .map(|v| format!("{}@{}", record.name, v.number))
-        })
-        .collect();
-    if holders.is_empty() {
-        return Ok(());
-    }
-    let count = store
-        .backend()
-        .get_counts(&[r.digest()])?
-        .pop()
-        .flatten()
-        .unwrap_or(0);
-    if count <= holders.len() as u64 {
-        bail!(
-            "{r} was put only as {}: remove a name's version with `seccs rm NAME@N` \
-             (`rm REF` undoes a put without a name)",
-            holders.join(", ")
-        );
-    }
     Ok(())
 }
 

@@ -3,10 +3,13 @@
 //! delete it records.
 //!
 //! A name's record lives under the key `'N' ‖ HMAC-SHA-256(index key, name)`
-//! (33 bytes, a length no node digest has), so the backend learns neither the
-//! names nor how many versions each has, only how many names there are. The
-//! record is sealed with AES-SIV under the catalog key, with its backend key
-//! as associated data, so a record cannot be moved to another name.
+//! (33 bytes, a length no node digest has), so the backend does not learn
+//! the names. It does learn how many names there are, and from a record's
+//! length (records are not padded) each name's length in bytes and roughly
+//! how many versions and extended attributes it has, as a restic or borg
+//! repository shows its metadata's sizes. The record is sealed with AES-SIV
+//! under the catalog key, with its backend key as associated data, so a
+//! record cannot be moved to another name.
 //!
 //! Each version of a name holds one put of its content's root: removing a
 //! version undoes exactly that put, and the reference counts stay exact.

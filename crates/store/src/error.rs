@@ -88,6 +88,21 @@ pub enum StoreError {
         #[source]
         cause: Box<StoreError>,
     },
+
+    /// [`crate::Store::delete`] of a content that only names' versions
+    /// hold: undoing a put would take it from them. Remove the versions
+    /// ([`crate::Store::remove_name`]) instead.
+    #[error(
+        "{reference} was put only as {}: remove a name's version instead (deleting a \
+         reference undoes a put without a name)",
+        .names.join(", ")
+    )]
+    HeldByNames {
+        /// The reference, in hex.
+        reference: String,
+        /// The versions that hold it, as `NAME@N`.
+        names: Vec<String>,
+    },
 }
 
 impl StoreError {

@@ -19,7 +19,7 @@ use std::borrow::Cow;
 /// The characters that stand for bytes that are not UTF-8.
 const HELD_BYTES: std::ops::RangeInclusive<char> = '\u{EF80}'..='\u{EFFF}';
 
-/// The byte `c` stands for, when it is one of [`HELD_BYTES`].
+/// The byte `c` stands for, when it is one of `U+EF80`–`U+EFFF`.
 pub fn held_byte(c: char) -> Option<u8> {
     if HELD_BYTES.contains(&c) {
         u8::try_from(u32::from(c) - 0xEF00).ok()

@@ -223,6 +223,14 @@ pub struct PutOutcome {
 impl Store {
     /// Stores a content read from `reader`, in memory bounded independently
     /// of its size.
+    ///
+    /// A large content is written in several batches, its root last. A put
+    /// that fails part way (the reader, the backend) leaves the nodes of
+    /// the batches already written, counted but reached by no root. With a
+    /// put journal ([`Store::set_journal_dir`]) the failed put stays
+    /// recorded: [`Store::needs_recovery`] says so and [`Store::recover`]
+    /// removes them (the `seccs` CLI does both when it opens a store);
+    /// without one, [`Store::gc`] does.
     pub fn put_reader(&self, reader: &mut dyn Read) -> Result<PutOutcome> {
         self.put_reader_with(reader, None)
     }

@@ -60,6 +60,12 @@ pub(crate) struct JournalEntry(PathBuf);
 impl Store {
     /// A store over `backend` with `params`, its keys derived from
     /// `store_key`. Uses every core; see [`Store::set_parallel`].
+    ///
+    /// One `Store` per backend: a `Store` serialises its own writers (it is
+    /// `Send + Sync`; share it in an `Arc`), but two over one backend would
+    /// race on reference counts and lose updates. The embedded backend
+    /// refuses a second open of its directory, and the network backends a
+    /// second writer process, but not a second `Store` on one handle.
     pub fn new(backend: Arc<dyn Backend>, params: Params, store_key: &SecretKey) -> Self {
         Self {
             backend,
@@ -125,7 +131,12 @@ impl Store {
 
     /// Reads a whole content into memory (Python: `get_content`).
     pub fn get(&self, content_ref: &ContentRef) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(usize::try_from(content_ref.len()).unwrap_or(0));
+        // The length is the reference's claim, read before anything is
+        // authenticated: it sizes the first allocation only up to a bound.
+        const FIRST_ALLOCATION: u64 = 64 << 20;
+        let mut out = Vec::with_capacity(
+            usize::try_from(content_ref.len().min(FIRST_ALLOCATION)).unwrap_or(0),
+        );
         self.get_to(content_ref, &mut out)?;
         Ok(out)
     }
@@ -304,12 +315,22 @@ impl Store {
         Ok(())
     }
 
-    /// Undoes one put of a content (Python: `delete_content`): its root's
-    /// count drops by one, and nodes whose count reaches zero are removed,
-    /// recursively, in one batch.
+    /// Undoes one put of a content without a name (Python:
+    /// `delete_content`): its root's count drops by one, and nodes whose
+    /// count reaches zero are removed, recursively, in one batch.
+    ///
+    /// The root is authenticated at the height the reference's length
+    /// gives, and that length checked, before any count changes: a
+    /// reference with a real digest and another length is refused, never
+    /// taken for the content it is not. A content that only names'
+    /// versions hold (each counts one put) is refused with
+    /// [`StoreError::HeldByNames`]: remove the versions instead. That check
+    /// reads the catalog, so a delete costs one pass over the names.
     pub fn delete(&self, content_ref: &ContentRef) -> Result<()> {
         self.check_ref(content_ref)?;
         let _guard = self.lock_writer();
+        self.authenticate_root(content_ref)?;
+        self.refuse_if_only_names_hold(content_ref)?;
         let mut releaser = Releaser::default();
         self.release(
             &mut releaser,
@@ -318,6 +339,56 @@ impl Store {
             true,
         )?;
         self.backend.apply_owned(releaser.into_batch())?;
+        Ok(())
+    }
+
+    /// Fails unless the root of `content_ref` is stored, authenticates as a
+    /// root at the height its length gives, and covers that length.
+    fn authenticate_root(&self, content_ref: &ContentRef) -> Result<()> {
+        let n = content_ref.len();
+        let height = self.params.height(n);
+        let root = self
+            .backend
+            .get(content_ref.digest())?
+            .ok_or_else(|| StoreError::NotFound(content_ref.to_hex()))?;
+        let plaintext = self.open(height, true, content_ref.digest(), &root.value)?;
+        if height == 0 {
+            node::decode_leaf(plaintext, n)?;
+        } else {
+            node::decode_superchunk(plaintext, self.wrapper.digest_len(), n)?;
+        }
+        Ok(())
+    }
+
+    /// Fails with [`StoreError::HeldByNames`] when every put that the
+    /// root's count holds is a name's version.
+    fn refuse_if_only_names_hold(&self, content_ref: &ContentRef) -> Result<()> {
+        let holders: Vec<String> = self
+            .list("")?
+            .iter()
+            .flat_map(|record| {
+                record
+                    .versions
+                    .iter()
+                    .filter(|v| v.content_ref == *content_ref)
+                    .map(|v| format!("{}@{}", record.name, v.number))
+            })
+            .collect();
+        if holders.is_empty() {
+            return Ok(());
+        }
+        let count = self
+            .backend
+            .get_counts(&[content_ref.digest()])?
+            .pop()
+            .flatten()
+            .unwrap_or(0);
+        if count <= holders.len() as u64 {
+            return Err(StoreError::HeldByNames {
+                reference: content_ref.to_hex(),
+                names: holders,
+            });
+        }
         Ok(())
     }
 

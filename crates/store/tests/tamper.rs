@@ -5,7 +5,7 @@
 mod common;
 
 use common::{memory_store, random_bytes};
-use seccs_store::{StoreError, WrapperKind};
+use seccs_store::{ContentRef, StoreError, WrapperKind};
 
 fn assert_integrity_error<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
     match r {
@@ -81,7 +81,7 @@ fn a_node_of_another_height_cannot_stand_in() {
     // (hence another height) fails too.
     let mut forged = leaf_ref.digest().to_vec();
     forged.extend_from_slice(&100_000u64.to_be_bytes());
-    let forged = seccs_store::ContentRef::from_bytes(&forged).expect("well formed");
+    let forged = ContentRef::from_bytes(&forged).expect("well formed");
     assert_integrity_error(store.get(&forged), "wrong height");
 }
 
@@ -100,7 +100,7 @@ fn an_inner_node_is_not_a_content_reference_with_distinguished_roots() {
             }
             let mut r = key.clone();
             r.extend_from_slice(&len.to_be_bytes());
-            let r = seccs_store::ContentRef::from_bytes(&r).expect("well formed");
+            let r = ContentRef::from_bytes(&r).expect("well formed");
             assert!(store.get(&r).is_err());
             tried += 1;
             break;
@@ -126,4 +126,69 @@ fn a_count_that_cannot_grow_is_an_integrity_error() {
     let count = backend.get_counts(&[r.digest()]).expect("counts")[0];
     assert_eq!(count, Some(u64::MAX), "nothing written");
     assert_eq!(store.get(&r).expect("still reads"), content);
+}
+
+/// A reference is what a caller hands in, maybe typed or forged: its
+/// length is a claim. A delete authenticates the root at the height that
+/// length gives and checks the length before any count moves; a get
+/// never sizes memory by the claim alone.
+#[test]
+fn a_reference_with_a_false_length_is_refused_and_harms_nothing() {
+    let (store, _backend) = memory_store(256, WrapperKind::AesSiv);
+    let content = random_bytes(100_000, 71);
+    let r = store.put(&content).expect("put");
+    let entries = store.usage().expect("usage").entries;
+    let with_len = |len: u64| {
+        let mut bytes = r.as_bytes().to_vec();
+        let n = bytes.len();
+        bytes[n - 8..].copy_from_slice(&len.to_be_bytes());
+        ContentRef::from_bytes(&bytes).expect("reference")
+    };
+    for len in [10, 99_999, 100_001, 1 << 40, u64::MAX] {
+        let forged = with_len(len);
+        assert!(store.delete(&forged).is_err(), "delete with length {len}");
+        assert!(store.get(&forged).is_err(), "get with length {len}");
+    }
+    assert_eq!(store.usage().expect("usage").entries, entries);
+    assert_eq!(store.get(&r).expect("still there"), content);
+    // A digest nobody stored, with a length no memory holds.
+    let mut made_up = vec![0x11u8; r.as_bytes().len() - 8];
+    made_up.extend_from_slice(&u64::MAX.to_be_bytes());
+    let made_up = ContentRef::from_bytes(&made_up).expect("reference");
+    assert!(matches!(store.get(&made_up), Err(StoreError::NotFound(_))));
+    store.delete(&r).expect("the real reference");
+    assert_eq!(store.usage().expect("usage").entries, 0);
+}
+
+/// Deleting a reference undoes a put without a name; one that only names'
+/// versions hold is refused, and stays readable by its names.
+#[test]
+fn a_delete_never_takes_a_content_from_the_names_that_hold_it() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let content = random_bytes(20_000, 72);
+    let (outcome, _) = store
+        .put_named(
+            &mut content.as_slice(),
+            "docs/a",
+            seccs_store::catalog::EntryKind::File,
+        )
+        .expect("put");
+    let r = outcome.content_ref;
+    match store.delete(&r) {
+        Err(StoreError::HeldByNames { names, .. }) => assert_eq!(names, ["docs/a@1"]),
+        other => panic!("a named content must not be deleted: {other:?}"),
+    }
+    assert_eq!(
+        store
+            .get(&store.resolve("docs/a").expect("name").content_ref)
+            .expect("get"),
+        content
+    );
+    // A put of its own can be undone, once; the name keeps it.
+    assert_eq!(store.put(&content).expect("put"), r);
+    store.delete(&r).expect("its own put");
+    assert!(store.delete(&r).is_err());
+    assert!(store.verify().expect("verify").is_clean());
+    store.remove_name("docs/a", None).expect("rm");
+    assert_eq!(backend.keys().len(), 0);
 }

@@ -17,6 +17,7 @@ use std::fs::File;
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::positional::{read_full_at, write_all_at};
@@ -39,7 +40,10 @@ pub(crate) struct Done {
 /// The thread, and whether a job is out.
 pub(crate) struct Background {
     jobs: Option<Sender<Job>>,
-    done: Receiver<Done>,
+    /// In a mutex only so that the file is `Sync`, as `std::fs::File` is
+    /// (a `Receiver` is not): it is reached through `&mut self`, never
+    /// locked.
+    done: Mutex<Receiver<Done>>,
     thread: Option<JoinHandle<()>>,
     busy: bool,
 }
@@ -70,7 +74,7 @@ impl Background {
             })?;
         Ok(Self {
             jobs: Some(jobs),
-            done,
+            done: Mutex::new(done),
             thread: Some(thread),
             busy: false,
         })
@@ -97,7 +101,8 @@ impl Background {
             return None;
         }
         self.busy = false;
-        Some(self.done.recv().unwrap_or_else(|_| Done {
+        let done = self.done.get_mut().unwrap_or_else(PoisonError::into_inner);
+        Some(done.recv().unwrap_or_else(|_| Done {
             buf: Vec::new(),
             result: Err(thread_gone()),
         }))

@@ -339,3 +339,17 @@ fn persisting_a_file_with_too_many_slots_fails_cleanly() -> io::Result<()> {
     assert_eq!(back, b"tail");
     Ok(())
 }
+
+/// As with the `tempfile` crate, the file and a failed persist's error can
+/// cross threads and be shared (`anyhow`, `Box<dyn Error + Send + Sync>`).
+#[test]
+fn the_file_and_its_errors_are_send_and_sync() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<seccs_tempfile::EphemeralFile>();
+    send_sync::<seccs_tempfile::NamedEphemeralFile>();
+    send_sync::<seccs_tempfile::PersistError>();
+    fn into_boxed(e: seccs_tempfile::PersistError) -> Box<dyn std::error::Error + Send + Sync> {
+        Box::new(e)
+    }
+    let _ = into_boxed;
+}

@@ -47,8 +47,9 @@ pub enum Trust {
     None,
 }
 
-/// Where the server is and how to trust it.
-#[derive(Debug, Clone)]
+/// Where the server is and how to trust it. Its `Debug` output leaves the
+/// token out.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The server URL, `https://host:port`.
     pub url: String,
@@ -62,6 +63,24 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// The management bearer token, for named-key calls.
     pub token: Option<String>,
+}
+
+/// What `Debug` shows of a bearer token: whether there is one.
+fn redacted(token: &Option<String>) -> Option<&'static str> {
+    token.as_ref().map(|_| "<redacted>")
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("url", &self.url)
+            .field("trust", &self.trust)
+            .field("allow_loopback_http", &self.allow_loopback_http)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("timeout", &self.timeout)
+            .field("token", &redacted(&self.token))
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -207,12 +226,22 @@ fn transport(e: reqwest::Error) -> KmsError {
     KmsError::Transport(msg)
 }
 
-/// An async client of one key server.
-#[derive(Debug, Clone)]
+/// An async client of one key server. Its `Debug` output leaves the token
+/// out.
+#[derive(Clone)]
 pub struct KmsClient {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+}
+
+impl std::fmt::Debug for KmsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsClient")
+            .field("base", &self.base.as_str())
+            .field("token", &redacted(&self.token))
+            .finish_non_exhaustive()
+    }
 }
 
 impl KmsClient {
@@ -821,4 +850,20 @@ pub fn fetch_store_key(config: &ClientConfig, kek: &SecretKey) -> Result<SecretK
         store_key_cache().insert(id, Arc::new(CachedKey::new(dek.clone())));
     }
     Ok(dek)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_token() -> Result<(), KmsError> {
+        let config = ClientConfig::new("https://127.0.0.1:1")
+            .with_token("SUPER-SECRET-TOKEN")
+            .with_pin(&"ab".repeat(32))?;
+        let shown = format!("{config:?} {:?}", KmsClient::new(&config)?);
+        assert!(!shown.contains("SUPER-SECRET"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        Ok(())
+    }
 }

@@ -9,7 +9,7 @@
 //!
 //! | name | Python seccs | digest | value | confidentiality |
 //! |---|---|---|---|---|
-//! | `aes-siv` (default) | `AES_SIV_256` | SIV tag (16 B) | ciphertext | yes; reveals only equality of whole nodes |
+//! | `aes-siv` (default) | `AES_SIV_256` | SIV tag (16 B) | ciphertext | yes; reveals equality of whole nodes, their sizes and kinds (leaf, compressed leaf, superchunk) |
 //! | `aes-siv-dr` | `AES_SIV_256_DISTINGUISHED_ROOT` | SIV tag | ciphertext | yes |
 //! | `hmac-sha-256` | `HMAC_SHA_256` | HMAC (32 B) | plaintext | no |
 //! | `hmac-sha-256-dr` | `HMAC_SHA_256_DISTINGUISHED_ROOT` | HMAC | plaintext | no |
