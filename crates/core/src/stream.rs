@@ -735,6 +735,13 @@ impl<W: Write> Write for EncryptingWriter<W> {
 /// An [`io::Read`] that decrypts a stream from an inner reader. Errors are
 /// [`io::Error`]s of kind `InvalidData` wrapping a [`StreamError`]; see
 /// [`StreamError::from_io`].
+///
+/// Each segment is authenticated before any of its bytes are returned, but
+/// a stream cut short or with segments dropped from its end is found out
+/// only at the end: the segments before were returned already. A reader
+/// that must act only on a whole authentic stream (write a file, run a
+/// command) holds what it reads until `read` returns 0, as the `seccs` CLI
+/// writes to a temporary file and renames it.
 pub struct DecryptingReader<R: Read> {
     inner: R,
     dec: Option<StreamDecryptor>,

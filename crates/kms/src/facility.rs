@@ -84,6 +84,11 @@ impl Facility {
     /// Opens (creating it, mode 0700, if needed) the key directory `dir`
     /// and loads every key file. Files that do not parse are remembered as
     /// corrupt: asking for their DEK is an error, never a wrong key.
+    ///
+    /// The keys are held in memory from then on: a key file changed or
+    /// removed on disk afterwards is not seen, and two facilities open on
+    /// one directory do not see each other's changes. Open one per
+    /// directory (`seccs kms serve` takes a lock on it for that).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, KmsError> {
         let dir = dir.as_ref().to_path_buf();
         atomic::create_private_dir(&dir)?;

@@ -77,7 +77,9 @@ pub struct Params {
 
 impl Params {
     /// Checks `2R <= chunk_size <= MAX_CHUNK_SIZE`, R being the wrapper's
-    /// child reference size.
+    /// child reference size. Leaves are not compressed (the Python
+    /// package's format); [`Params::with_compression`] sets it, and
+    /// [`Params::default`] (as `seccs init`) compresses with zstd level 3.
     pub fn new(chunk_size: usize, wrapper: WrapperKind) -> Result<Self> {
         if chunk_size > MAX_CHUNK_SIZE {
             return Err(StoreError::ChunkSizeTooLarge {

@@ -1109,17 +1109,19 @@ fn missing(digest: &[u8]) -> StoreError {
 /// which reads a name as a path under its output directory, would give a
 /// different one.
 fn check_name(name: &str) -> Result<()> {
+    // Messages quote the name, up to a bound: a name is caller input.
+    let quoted = quoted_name(name);
     if name.is_empty() {
         return Err(StoreError::InvalidName("a name cannot be empty".into()));
     }
     if name.contains('\0') {
         return Err(StoreError::InvalidName(format!(
-            "{name:?}: a name cannot hold a NUL byte"
+            "{quoted}: a name cannot hold a NUL byte"
         )));
     }
     if name.split('/').any(|part| matches!(part, "" | "." | "..")) {
         return Err(StoreError::InvalidName(format!(
-            "{name:?}: a name is a relative path without empty, `.` or `..` components \
+            "{quoted}: a name is a relative path without empty, `.` or `..` components \
              (such as `photos/2024/a.jpg`)"
         )));
     }
@@ -1129,10 +1131,19 @@ fn check_name(name: &str) -> Result<()> {
     // content.
     if name.parse::<ContentRef>().is_ok() {
         return Err(StoreError::InvalidName(format!(
-            "{name:?}: a name cannot be spelled like a content reference (hex)"
+            "{quoted}: a name cannot be spelled like a content reference (hex)"
         )));
     }
     // A name may end in `@` and digits, as file names do (`build@2`):
     // `read_spec` reads such a spelling as the name when there is one.
     Ok(())
+}
+
+/// `name` quoted for a message, cut to its first 200 characters.
+fn quoted_name(name: &str) -> String {
+    const SHOWN: usize = 200;
+    match name.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &name[..cut], name.len()),
+        None => format!("{name:?}"),
+    }
 }

@@ -480,6 +480,17 @@ fn a_name_is_a_path_in_one_form_only() {
             .expect_err(bad);
         assert!(matches!(err, StoreError::InvalidName(_)), "{bad:?}: {err}");
     }
+    // A refusal quotes a long name only in part.
+    let long = format!("{}/../x", "n".repeat(1 << 20));
+    let err = store
+        .put_named(&mut &b"x"[..], &long, EntryKind::File)
+        .expect_err("long");
+    assert!(
+        err.to_string().len() < 1000,
+        "{} bytes",
+        err.to_string().len()
+    );
+    assert!(err.to_string().contains("(1048581 bytes)"), "{err}");
     store
         .delete(&reference.parse().expect("reference"))
         .expect("rm");

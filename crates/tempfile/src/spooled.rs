@@ -42,12 +42,17 @@ impl SecretBuf {
         }
     }
 
-    fn write_at(&mut self, pos: usize, data: &[u8]) {
-        let end = pos + data.len();
+    fn write_at(&mut self, pos: usize, data: &[u8]) -> io::Result<()> {
+        // Only a spool that never rolls over (`max_size` of `usize::MAX`)
+        // can be asked for an end past the address space.
+        let end = pos
+            .checked_add(data.len())
+            .ok_or_else(|| io::Error::other("write past the end of memory"))?;
         if end > self.0.len() {
             self.resize(end);
         }
         self.0[pos..end].copy_from_slice(data);
+        Ok(())
     }
 }
 
@@ -197,7 +202,7 @@ impl Write for SpooledTempFile {
         match &mut self.inner {
             Inner::Memory { buf, pos } => {
                 let at = usize::try_from(*pos).map_err(io::Error::other)?;
-                buf.write_at(at, data);
+                buf.write_at(at, data)?;
                 *pos += data.len() as u64;
                 Ok(data.len())
             }
