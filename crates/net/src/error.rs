@@ -154,10 +154,15 @@ pub enum Error {
     #[error("no server holds {0:?}")]
     NotFound(String),
     /// Too few honest servers answered to rebuild the file.
-    #[error("only {good} valid shares for {tag:?}, {needed} needed{}", bad_list(.bad))]
+    #[error(
+        "only {good} valid shares for version {version} of {tag:?}, {needed} needed{}",
+        bad_list(.bad)
+    )]
     NotEnoughShares {
         /// The tag.
         tag: String,
+        /// The version asked for.
+        version: u64,
         /// Valid records received.
         good: usize,
         /// The threshold.

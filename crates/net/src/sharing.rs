@@ -415,6 +415,7 @@ pub fn rebuild(
         if parsed.is_empty() {
             return Err(Error::NotEnoughShares {
                 tag: tag.to_owned(),
+                version,
                 good: 0,
                 needed: 1,
                 bad,
@@ -449,6 +450,7 @@ pub fn rebuild(
     if good.len() < t {
         return Err(Error::NotEnoughShares {
             tag: tag.to_owned(),
+            version,
             good: good.len(),
             needed: t,
             bad,

@@ -109,7 +109,11 @@ async fn fewer_than_t_servers_fail_clearly_and_learn_nothing(kind: Kind) -> Test
                 good: 2, needed: 3, ..
             },
         ) => {
-            assert!(e.to_string().contains("only 2 valid shares"), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("only 2 valid shares for version 1 of \"secret\""),
+                "{e}"
+            );
         }
         other => return Err(format!("expected NotEnoughShares, got {other:?}").into()),
     }
