@@ -101,8 +101,14 @@ impl Excludes {
 /// The patterns of an `--exclude-from` file: one per line, blank lines and
 /// `#` comments skipped, surrounding spaces trimmed.
 pub fn patterns_in(file: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the --exclude-from file {}", file.display()))?;
+    let bytes = std::fs::read(file).with_context(|| {
+        format!(
+            "cannot read the --exclude-from file {}",
+            crate::tree::shown_path(file)
+        )
+    })?;
+    // A pattern's bytes need not be UTF-8, as a name's need not.
+    let text = seccs_store::file_name::name_of_typed(&bytes);
     Ok(text
         .lines()
         .map(str::trim)

@@ -120,7 +120,7 @@ pub struct PutArgs {
     /// path component, `**` crosses them. An excluded directory is not
     /// entered; names stored by an earlier put that are now excluded are
     /// marked gone, like deleted files.
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", value_parser = name_arg())]
     exclude: Vec<String>,
     /// For a directory: read more --exclude patterns from FILE, one per
     /// line; blank lines and lines starting with `#` are skipped.
@@ -182,7 +182,7 @@ pub struct GetArgs {
     /// For PREFIX/: leave out what PATTERN matches (repeatable), with the
     /// rules of `seccs put DIR --exclude`, applied to the names as `seccs
     /// ls` shows them; an excluded directory leaves out everything under it.
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", value_parser = name_arg())]
     exclude: Vec<String>,
     /// Run as root: leave what is restored owned by root, not by the owner
     /// and group it was put with (root's default, as tar's). Anyone else

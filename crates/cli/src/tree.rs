@@ -81,23 +81,23 @@ impl Found {
 }
 
 /// A name as put and ls show it: a directory as NAME/, so that it reads as
-/// one, and control characters escaped (`\n`, `\u{1b}`), so that a file
-/// name can neither forge a line of a listing nor send the terminal an
-/// escape sequence. A backslash is escaped too (`\\`), so that a name
-/// holding the two characters `\n` is not shown like one holding a
-/// newline, and so are characters a terminal draws as nothing or that
-/// reorder the line (a zero-width space, a right-to-left override, a
-/// private-use character), so that two names never look alike. A byte of
-/// a file name that is not UTF-8 (held in the name as one of
-/// `U+EF80`–`U+EFFF`, see [`seccs_store::file_name`]) is shown as `\xNN`,
-/// as the shell's `$'…'` quoting types it back. `--json` gives names
-/// exactly.
+/// one, and what a terminal would not show as itself escaped the way the
+/// shell's `$'…'` quoting types it back: control characters (`\n`,
+/// `\u001b`), a backslash (`\\`, so that a name holding the two
+/// characters `\n` is not shown like one holding a newline), a byte of a
+/// file name that is not UTF-8 (held in the name as one of
+/// `U+EF80`–`U+EFFF`, see [`seccs_store::file_name`]) as `\xNN`, and
+/// characters a terminal draws as nothing, as a blank or reordered
+/// (`\u200b`, `\u00a0`, `\u202e`, private-use characters, a space at
+/// either end as `\x20`), so that a name can neither forge a line of a
+/// listing nor send the terminal an escape sequence, and no two names
+/// look alike. `--json` gives names exactly.
 pub fn shown_name(name: &str, kind: EntryKind) -> String {
     escaped(name, kind, true)
 }
 
 /// A name shown with the characters that stand for bytes as the
-/// characters they are (`\u{ef80}`): for a name refused because it holds
+/// characters they are (`\uef80`): for a name refused because it holds
 /// one.
 pub fn shown_literally(name: &str) -> String {
     escaped(name, EntryKind::File, false)
@@ -105,10 +105,22 @@ pub fn shown_literally(name: &str) -> String {
 
 fn escaped(name: &str, kind: EntryKind, held_as_bytes: bool) -> String {
     let mut shown = String::with_capacity(name.len() + 1);
-    for c in name.chars() {
-        match file_name::held_byte(c) {
-            Some(b) if held_as_bytes => shown.push_str(&format!("\\x{b:02x}")),
-            _ if c.is_control() || c == '\\' || is_invisible(c) => shown.extend(c.escape_default()),
+    let last = name.chars().count().saturating_sub(1);
+    for (i, c) in name.chars().enumerate() {
+        match (c, file_name::held_byte(c)) {
+            (_, Some(b)) if held_as_bytes => shown.push_str(&format!("\\x{b:02x}")),
+            ('\\', _) => shown.push_str("\\\\"),
+            ('\n', _) => shown.push_str("\\n"),
+            ('\t', _) => shown.push_str("\\t"),
+            ('\r', _) => shown.push_str("\\r"),
+            (' ', _) if i == 0 || i == last => shown.push_str("\\x20"),
+            _ if c.is_control() || (c.is_whitespace() && c != ' ') || is_invisible(c) => {
+                // As bash's `$'…'` reads them: exactly four or eight digits.
+                match u32::from(c) {
+                    code @ ..=0xFFFF => shown.push_str(&format!("\\u{code:04x}")),
+                    code => shown.push_str(&format!("\\U{code:08x}")),
+                }
+            }
             _ => shown.push(c),
         }
     }
@@ -120,7 +132,8 @@ fn escaped(name: &str, kind: EntryKind, held_as_bytes: bool) -> String {
 
 /// Characters a terminal shows as nothing, or that change how the rest of
 /// a line is drawn: format characters (zero-width, joiners, direction
-/// marks and overrides, the byte order mark), tags, and private-use
+/// marks and overrides, the byte order mark, musical and shorthand format
+/// controls), fillers and blanks, non-characters, tags, and private-use
 /// characters (drawn by no standard font).
 fn is_invisible(c: char) -> bool {
     matches!(
@@ -134,12 +147,16 @@ fn is_invisible(c: char) -> bool {
             | '\u{200B}'..='\u{200F}'
             | '\u{2028}'..='\u{202E}'
             | '\u{2060}'..='\u{206F}'
+            | '\u{2800}'
             | '\u{3164}'
             | '\u{E000}'..='\u{F8FF}'
             | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
             | '\u{FFA0}'
-            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{FFF0}'..='\u{FFFF}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
             | '\u{E0000}'..='\u{E0FFF}'
             | '\u{F0000}'..='\u{10FFFF}'
     )

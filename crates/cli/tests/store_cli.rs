@@ -1747,8 +1747,8 @@ fn a_dry_run_says_what_put_dir_would_read_skip_and_mark_gone_and_writes_nothing(
             "unchanged  tree/keep",
             "read       tree/new",
             "gone       tree/delete-me",
-            "gone       tree/gone\\u{1b}-dir/",
-            "gone       tree/gone\\u{1b}-dir/f"
+            "gone       tree/gone\\u001b-dir/",
+            "gone       tree/gone\\u001b-dir/f"
         ]
     );
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1959,7 +1959,7 @@ fn names_with_control_characters_are_listed_escaped() {
     );
     assert!(!listing.contains('\x1b'), "{listing:?}");
     assert!(listing.contains("evil\\n"), "{listing}");
-    assert!(listing.contains("esc\\u{1b}[31mred"), "{listing}");
+    assert!(listing.contains("esc\\u001b[31mred"), "{listing}");
     // JSON keeps names exactly.
     let json = ok(seccs(&store).args(["ls", "t/", "--json"]));
     let names: Vec<String> = json
@@ -2345,7 +2345,7 @@ fn control_characters_in_messages_are_escaped() {
         .stdin(Stdio::null()));
     assert!(out.status.success());
     let err = String::from_utf8(out.stderr).expect("utf-8");
-    assert!(err.contains("stored as z\\u{1b}[2J@1"), "{err}");
+    assert!(err.contains("stored as z\\u001b[2J@1"), "{err}");
     assert!(!err.contains('\x1b'), "{err:?}");
     // A restore onto a directory in the way names it escaped.
     let name = "e\x1b[31mRED\x07";
@@ -2358,7 +2358,7 @@ fn control_characters_in_messages_are_escaped() {
         .args(["get", "t32/", "-o", "r36"]));
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).expect("utf-8");
-    assert!(err.contains("e\\u{1b}[31mRED\\u{7}"), "{err}");
+    assert!(err.contains("e\\u001b[31mRED\\u0007"), "{err}");
     assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
 }
 
@@ -3106,11 +3106,37 @@ fn listed_names_are_typed_back_as_bytes_and_never_look_alike() {
         "t41/caf\\xe9",
         "t41/caf\\\\xe9",
         "t41/ok",
-        "t41/ok\\u{200b}",
-        "t41/report\\u{202e}fdp.exe",
+        "t41/ok\\u200b",
+        "t41/report\\u202efdp.exe",
     ] {
         assert!(shown.contains(&name.to_owned()), "{name}: {shown:?}");
     }
+    // Each listed name, pasted into bash's `$'…'`, reaches its file.
+    for (listed_as, content) in [
+        ("t41/caf\\xe9", "latin1"),
+        ("t41/caf\\\\xe9", "backslash"),
+        ("t41/ok\\u200b", "zero-width"),
+        ("t41/report\\u202efdp.exe", "override"),
+    ] {
+        let script = format!("exec \"$0\" --store \"$1\" get $'{listed_as}'");
+        let got = run(Command::new("bash")
+            .args(["-c", &script, env!("CARGO_BIN_EXE_seccs")])
+            .arg(&store)
+            .env_remove("SECCS_STORE"));
+        assert!(got.status.success(), "{listed_as}");
+        assert_eq!(String::from_utf8_lossy(&got.stdout), content, "{listed_as}");
+    }
+    // An exclusion pattern's bytes need not be UTF-8 either.
+    let dry = ok(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["put", "t41", "--dry-run", "--exclude"])
+        .arg(std::ffi::OsStr::from_bytes(b"caf\xe9")));
+    assert!(
+        !dry.contains("read       t41/caf\\xe9\n")
+            && dry.contains("gone       t41/caf\\xe9\n")
+            && dry.contains("read       t41/caf\\\\xe9\n"),
+        "{dry}"
+    );
     let get = |arg: &std::ffi::OsStr| ok(seccs(&store).arg("get").arg(arg));
     assert_eq!(get(std::ffi::OsStr::from_bytes(b"t41/caf\xe9")), "latin1");
     assert_eq!(get("t41/caf\\xe9".as_ref()), "backslash");
@@ -3133,7 +3159,7 @@ fn listed_names_are_typed_back_as_bytes_and_never_look_alike() {
         .arg(&f)
         .args(["--name", "n\u{efff}"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("n\\u{efff}: a name may not hold"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("n\\uefff: a name may not hold"));
 }
 
 /// A file named `@1` in a directory is spelled as the directory's first

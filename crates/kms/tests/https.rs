@@ -688,7 +688,17 @@ fn a_port_in_use_is_named_in_the_error() -> TestResult {
         source.to_string().contains("Address already in use"),
         "{source}"
     );
-    // Refused before anything was made for it.
+    // Refused before anything was made for it; so is a certificate that
+    // cannot be read, by its path.
+    assert_eq!(std::fs::read_dir(other.path())?.count(), 0);
+    let mut c = config(other.path());
+    c.cert = Some(other.path().join("missing.pem"));
+    c.key = Some(other.path().join("missing.key"));
+    let err = rt
+        .block_on(start(c))
+        .err()
+        .ok_or("a server started without its certificate")?;
+    assert!(err.to_string().contains("missing.pem"), "{err}");
     assert_eq!(std::fs::read_dir(other.path())?.count(), 0);
     stop(&rt, server)?;
     Ok(())

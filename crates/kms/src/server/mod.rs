@@ -205,6 +205,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         })?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    // So is a certificate or key given that cannot be read, by its path.
+    for path in [config.cert.as_deref(), config.key.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        std::fs::File::open(path)
+            .map_err(|e| KmsError::Tls(format!("cannot read {}: {e}", path.display())))?;
+    }
     let dir = config.dir.clone();
     atomic::create_private_dir(&dir)?;
     // Each server keeps the directory's keys in memory and writes new ones
