@@ -566,24 +566,25 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     };
     if let Some(v) = version.as_ref().filter(|v| v.kind == EntryKind::Directory) {
         let (name, number) = store.read_spec(&spec)?;
-        let name = shown(name);
+        // The prefix as a command line types it.
+        let name = crate::tree::typed(&format!("{}/", shown(name)));
         // A tree is restored as it was at a time, not by a directory's
         // version: the files under it have versions of their own.
         match (number, args.at) {
             (_, Some(t)) => bail!(
-                "{} is a directory: restore it with `seccs get {name}/ -o DIR --at '{}'`",
+                "{} is a directory: restore it with `seccs get {name} -o DIR --at '{}'`",
                 shown(&args.reference),
                 format_time(t)
             ),
             (Some(_), None) => bail!(
                 "{} is a version of a directory, put at {}: a tree is restored as it was at a \
-                 time, with `seccs get {name}/ -o DIR --at TIME` (`seccs ls --at TIME {name}/` \
+                 time, with `seccs get {name} -o DIR --at TIME` (`seccs ls --at TIME {name}` \
                  lists it)",
                 shown(&args.reference),
                 format_time(v.time)
             ),
             (None, None) => bail!(
-                "{} is a directory: restore it with `seccs get {name}/ -o DIR`",
+                "{} is a directory: restore it with `seccs get {name} -o DIR`",
                 shown(&args.reference)
             ),
         }
@@ -817,11 +818,11 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
             == Some(EntryKind::Directory)
     {
         bail!(
-            "{} is a directory: `seccs rm {}/` removes it and every name under it \
-             (`seccs rm {}/@N` one version of the directory's own record)",
+            "{} is a directory: `seccs rm {}` removes it and every name under it \
+             (`seccs rm {}` one version of the directory's own record)",
             shown(name),
-            shown(name),
-            shown(name)
+            crate::tree::typed(&format!("{}/", shown(name))),
+            crate::tree::typed(&format!("{}/@N", shown(name)))
         );
     }
     let removed = store.remove_name(name, version)?;

@@ -130,6 +130,17 @@ fn escaped(name: &str, kind: EntryKind, held_as_bytes: bool) -> String {
     shown
 }
 
+/// A shown name (see [`shown_name`]) as a shell command line types it: as
+/// it is when it holds nothing the shell reads, else in `$'…'` quoting,
+/// which reads the escapes a listing shows.
+pub fn typed(shown: &str) -> String {
+    let plain = |c: char| c.is_alphanumeric() || "/._-+@,:=%^".contains(c);
+    if shown.chars().all(plain) {
+        return shown.to_owned();
+    }
+    format!("$'{}'", shown.replace('\'', "\\'"))
+}
+
 /// Characters a terminal shows as nothing, or that change how the rest of
 /// a line is drawn: format characters (zero-width, joiners, direction
 /// marks and overrides, the byte order mark, musical and shorthand format
@@ -1673,6 +1684,20 @@ mod tests {
         let err = link_or_write(&missing, &dir.path().join("fourth"), || bail!("no content"));
         assert!(err.is_err_and(|e| e.to_string() == "no content"));
         Ok(())
+    }
+
+    #[test]
+    fn a_shown_name_is_typed_back_in_shell_quoting_when_it_needs_it() {
+        assert_eq!(typed("photos/2024/"), "photos/2024/");
+        assert_eq!(
+            typed(&shown_name("caf\u{EFE9}/", EntryKind::File)),
+            "$'caf\\xe9/'"
+        );
+        assert_eq!(typed("it's here"), "$'it\\'s here'");
+        assert_eq!(
+            typed(&shown_name("a\u{200b}b", EntryKind::File)),
+            "$'a\\u200bb'"
+        );
     }
 
     #[test]
