@@ -54,6 +54,14 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A content's root node, opened.
+enum Root {
+    /// A content of one leaf: its bytes.
+    Leaf(Vec<u8>),
+    /// A superchunk of `height`, and its children.
+    Inner { height: u8, children: Vec<Child> },
+}
+
 /// A put in progress, recorded so that a crash can be cleaned up.
 pub(crate) struct JournalEntry(PathBuf);
 
@@ -167,24 +175,38 @@ impl Store {
                 len,
                 size: n,
             })?;
+        let (height, children) = match self.open_root(content_ref)? {
+            Root::Leaf(leaf) => {
+                out.write_all(&leaf[offset as usize..end as usize])?;
+                return Ok(());
+            }
+            Root::Inner { height, children } => (height, children),
+        };
+        if len == 0 {
+            return Ok(());
+        }
+        let mut window = LeafWindow::default();
+        self.visit(&children, height - 1, offset, end, out, &mut window)?;
+        self.flush_window(&mut window, out)
+    }
+
+    /// The root of `content_ref`, authenticated as a root at the height its
+    /// length gives, and checked to cover that length.
+    fn open_root(&self, content_ref: &ContentRef) -> Result<Root> {
+        let n = content_ref.len();
         let height = self.params.height(n);
         let root = self
             .backend
             .get(content_ref.digest())?
             .ok_or_else(|| StoreError::NotFound(content_ref.to_hex()))?;
         let plaintext = self.open(height, true, content_ref.digest(), &root.value)?;
-        if height == 0 {
-            let leaf = node::decode_leaf(plaintext, n)?;
-            out.write_all(&leaf[offset as usize..end as usize])?;
-            return Ok(());
-        }
-        if len == 0 {
-            return Ok(());
-        }
-        let children = node::decode_superchunk(plaintext, self.wrapper.digest_len(), n)?;
-        let mut window = LeafWindow::default();
-        self.visit(&children, height - 1, offset, end, out, &mut window)?;
-        self.flush_window(&mut window, out)
+        Ok(match height {
+            0 => Root::Leaf(node::decode_leaf(plaintext, n)?),
+            _ => Root::Inner {
+                height,
+                children: node::decode_superchunk(plaintext, self.wrapper.digest_len(), n)?,
+            },
+        })
     }
 
     fn check_ref(&self, r: &ContentRef) -> Result<()> {
@@ -329,7 +351,7 @@ impl Store {
     pub fn delete(&self, content_ref: &ContentRef) -> Result<()> {
         self.check_ref(content_ref)?;
         let _guard = self.lock_writer();
-        self.authenticate_root(content_ref)?;
+        self.open_root(content_ref)?;
         self.refuse_if_only_names_hold(content_ref)?;
         let mut releaser = Releaser::default();
         self.release(
@@ -339,24 +361,6 @@ impl Store {
             true,
         )?;
         self.backend.apply_owned(releaser.into_batch())?;
-        Ok(())
-    }
-
-    /// Fails unless the root of `content_ref` is stored, authenticates as a
-    /// root at the height its length gives, and covers that length.
-    fn authenticate_root(&self, content_ref: &ContentRef) -> Result<()> {
-        let n = content_ref.len();
-        let height = self.params.height(n);
-        let root = self
-            .backend
-            .get(content_ref.digest())?
-            .ok_or_else(|| StoreError::NotFound(content_ref.to_hex()))?;
-        let plaintext = self.open(height, true, content_ref.digest(), &root.value)?;
-        if height == 0 {
-            node::decode_leaf(plaintext, n)?;
-        } else {
-            node::decode_superchunk(plaintext, self.wrapper.digest_len(), n)?;
-        }
         Ok(())
     }
 
