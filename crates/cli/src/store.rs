@@ -837,12 +837,7 @@ fn remove_listed(store: &seccs_store::Store, prefix: &str, only_gone: bool) -> R
     // A prefix without its `/` (`rm --gone photos`) is the directory of
     // that name, not every name that starts so (`photos-2019/`).
     let under = |name: &str| {
-        prefix.is_empty()
-            || prefix.ends_with('/')
-            || name == prefix
-            || name
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('/'))
+        prefix.is_empty() || prefix.ends_with('/') || crate::tree::within(name, prefix)
     };
     let mut names: Vec<String> = listing
         .records

@@ -180,8 +180,22 @@ pub fn shown_path(path: &Path) -> String {
     let bytes = path.as_os_str().as_bytes();
     match file_name::name_of_bytes(bytes) {
         Some(name) => shown_name(&name, EntryKind::File),
-        None => shown_name(&path.to_string_lossy(), EntryKind::File),
+        None => shown_literally(&path.to_string_lossy()),
     }
+}
+
+/// Why a name that holds one of the characters standing for bytes is not
+/// put: it would come back as other bytes.
+const HOLDS_HELD_CHARACTERS: &str = "holds a character of U+EF80-U+EFFF, which seccs uses \
+                                     to store bytes of names that are not UTF-8";
+
+/// Whether `name` is `dir` or a name under it (`dir/…`), not a sibling
+/// that only starts the same (`dir-2019/…`).
+pub fn within(name: &str, dir: &str) -> bool {
+    name == dir
+        || name
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The name a file name's bytes are stored under (see
@@ -303,8 +317,7 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
         // come back as other bytes (or as another file's name).
         if path.file_name().is_some_and(|n| part_name(n).is_none()) {
             w.problems.push(format!(
-                "skipped {}: its name holds a character of U+EF80-U+EFFF, which seccs uses \
-                 to store bytes of names that are not UTF-8",
+                "skipped {}: its name {HOLDS_HELD_CHARACTERS}",
                 shown_literally(&path.to_string_lossy())
             ));
             continue;
@@ -326,6 +339,14 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
             // Not present: what an earlier put stored under the name is
             // marked gone, as for a deleted file.
             w.excluded += 1;
+            continue;
+        }
+        if !(ft.is_dir() || ft.is_file() || ft.is_symlink()) {
+            // A socket, FIFO or device holds no bytes a put could read (a
+            // FIFO's would be another process's stream): named in the
+            // summary, as tar says "socket ignored", not a failure. Not
+            // present either: a file or directory it replaced is gone.
+            w.special.push(name);
             continue;
         }
         w.present.insert(name.clone());
@@ -352,15 +373,8 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
                 len: meta.len(),
                 stamp: stamp_of(&meta),
             });
-        } else if ft.is_symlink() {
-            w.found.push(Found::Symlink { path, name, meta });
         } else {
-            // A socket, FIFO or device holds no bytes a put could read (a
-            // FIFO's would be another process's stream): named in the
-            // summary, as tar says "socket ignored", not a failure. Not
-            // present either: a file or directory it replaced is gone.
-            w.present.remove(&name);
-            w.special.push(name);
+            w.found.push(Found::Symlink { path, name, meta });
         }
     }
 }
@@ -377,13 +391,9 @@ fn missing_names<'a>(
         .into_iter()
         .filter(|name| !present.contains(*name))
         .filter(|name| {
-            !unlisted.iter().any(|dir| {
-                dir.is_empty()
-                    || *name == dir
-                    || name
-                        .strip_prefix(dir.as_str())
-                        .is_some_and(|rest| rest.starts_with('/'))
-            })
+            !unlisted
+                .iter()
+                .any(|dir| dir.is_empty() || within(name, dir))
         })
         .map(str::to_owned)
         .collect()
@@ -700,8 +710,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         .any(|c| matches!(c, Component::Normal(p) if part_name(p).is_none()))
     {
         bail!(
-            "cannot put {}: its path holds a character of U+EF80-U+EFFF, which seccs uses \
-             to store bytes of names that are not UTF-8",
+            "cannot put {}: its path {HOLDS_HELD_CHARACTERS}",
             shown_literally(&dir.to_string_lossy())
         );
     }
@@ -1034,23 +1043,19 @@ fn dry_run(
             Err(e) => problems.push(format!("{e:#}")),
         }
     }
-    let mut missing = match known {
-        Ok(records) if !root.is_empty() => missing_names(live_names(records), present, unlisted),
-        _ => Vec::new(),
-    };
+    let records = known.as_ref().ok().filter(|_| !root.is_empty());
+    let mut missing = records
+        .map(|records| missing_names(live_names(records), present, unlisted))
+        .unwrap_or_default();
     for name in &left_out.special {
         writeln!(out, "skip       {}", shown_name(name, EntryKind::File))?;
     }
     missing.sort();
     for name in &missing {
         // Shown as every other line is: escaped, a directory with its `/`.
-        let kind = match known {
-            Ok(records) => records
-                .get(name)
-                .and_then(|r| r.latest().map(|v| v.kind))
-                .unwrap_or(EntryKind::File),
-            Err(_) => EntryKind::File,
-        };
+        let kind = records
+            .and_then(|records| records.get(name)?.latest().map(|v| v.kind))
+            .unwrap_or(EntryKind::File);
         writeln!(out, "gone       {}", shown_name(name, kind))?;
     }
     out.flush()?;
@@ -1482,10 +1487,10 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .collect();
     // A directory that could not be made is reported once, not again when
     // its bits and time are set.
-    let not_made: HashSet<String> = restored_firsts
+    let not_made: HashSet<&str> = restored_firsts
         .iter()
         .filter(|(_, r)| r.is_err())
-        .map(|(name, _)| (*name).to_owned())
+        .map(|(name, _)| *name)
         .collect();
     let mut results: Vec<Result<()>> = restored_firsts.into_iter().map(|(_, r)| r).collect();
     // Names that were one file are one file again: linked to the first,
@@ -1512,7 +1517,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .iter()
         .copied()
         .chain(top)
-        .filter(|(r, v)| v.kind == EntryKind::Directory && !not_made.contains(&r.name))
+        .filter(|(r, v)| v.kind == EntryKind::Directory && !not_made.contains(r.name.as_str()))
         .map(|(r, v)| {
             let rel = name_of(Path::new(&r.name));
             let path = dir.join(&rel);

@@ -263,9 +263,8 @@ impl Client {
         let mut replies = self.endpoint.expect_replies(request_id);
         let deadline = Instant::now() + self.options.timeout;
         let message = Message { request_id, body };
-        tokio::time::timeout_at(deadline, self.endpoint.send(server, &message, progress))
-            .await
-            .map_err(|_| Error::Timeout(server.to_owned()))??;
+        self.send_before(deadline, server, &message, progress)
+            .await?;
         drop(message);
         for _ in 0..64 {
             match timeout_at(deadline, replies.recv()).await {
@@ -613,12 +612,21 @@ impl Client {
             request_id: RequestId::random()?,
             body,
         };
-        tokio::time::timeout(
-            self.options.timeout,
-            self.endpoint.send(server, &message, None),
-        )
-        .await
-        .map_err(|_| Error::Timeout(server.to_owned()))?
+        let deadline = Instant::now() + self.options.timeout;
+        self.send_before(deadline, server, &message, None).await
+    }
+
+    /// Sends `message` to `server`, failing with a timeout at `deadline`.
+    async fn send_before(
+        &self,
+        deadline: Instant,
+        server: &str,
+        message: &Message,
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<(), Error> {
+        timeout_at(deadline, self.endpoint.send(server, message, progress))
+            .await
+            .map_err(|_| Error::Timeout(server.to_owned()))?
     }
 
     /// Loads `version` of `tag` (the latest when `None`).

@@ -29,7 +29,7 @@ pub fn held_byte(c: char) -> Option<u8> {
 }
 
 /// Whether `name` holds a character that a restore reads as a byte.
-pub fn holds_held_bytes(name: &str) -> bool {
+fn holds_held_bytes(name: &str) -> bool {
     name.chars().any(|c| HELD_BYTES.contains(&c))
 }
 
