@@ -10,7 +10,7 @@ use std::sync::Arc;
 use libfuzzer_sys::fuzz_target;
 use seccs_core::SecretKey;
 use seccs_store::backend::MemoryBackend;
-use seccs_store::{Compression, Params, Store, WrapperKind};
+use seccs_store::{Compression, Params, Store, WrapperKind, ZstdLevel};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&[selector, a, b], content)) = data.split_first_chunk::<3>() else {
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let compression = if selector & 0x80 == 0 {
         Compression::None
     } else {
-        Compression::Zstd(1)
+        Compression::Zstd(ZstdLevel::MIN)
     };
     let min = 2 * (wrapper.digest_len() + 8);
     let chunk_size = min + usize::from(selector >> 3 & 0x0f) * 8;

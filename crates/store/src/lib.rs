@@ -59,7 +59,7 @@ mod verify;
 pub mod wrapper;
 
 pub use error::{Result, StoreError};
-pub use params::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, Params};
+pub use params::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, Params, ZstdLevel};
 pub use put::PutOutcome;
 pub use store::{Listing, Store, StoreStats};
 pub use verify::{Finding, GcReport, VerifyReport};

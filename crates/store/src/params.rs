@@ -30,12 +30,47 @@ pub enum Compression {
     /// Store leaves as they are.
     None,
     /// zstd at the given level, for leaves it makes smaller.
-    Zstd(i32),
+    Zstd(ZstdLevel),
 }
 
 impl Default for Compression {
     fn default() -> Self {
-        Compression::Zstd(3)
+        Compression::Zstd(ZstdLevel::DEFAULT)
+    }
+}
+
+/// A zstd compression level from 1 to 19, the levels `seccs init` offers.
+/// (zstd also has negative and "ultra" levels up to 22; the first give up
+/// most of the gain and the second need tens of MiB per worker, so a store
+/// never records them.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ZstdLevel(u8);
+
+impl ZstdLevel {
+    /// The lowest level.
+    pub const MIN: ZstdLevel = ZstdLevel(1);
+    /// The highest level.
+    pub const MAX: ZstdLevel = ZstdLevel(19);
+    /// Level 3, zstd's own default and `seccs init`'s.
+    pub const DEFAULT: ZstdLevel = ZstdLevel(3);
+
+    /// The level `level`, if it lies from 1 to 19.
+    pub fn new(level: i32) -> Option<ZstdLevel> {
+        u8::try_from(level)
+            .ok()
+            .map(ZstdLevel)
+            .filter(|l| (ZstdLevel::MIN..=ZstdLevel::MAX).contains(l))
+    }
+
+    /// The level as zstd takes it.
+    pub fn get(self) -> i32 {
+        i32::from(self.0)
+    }
+}
+
+impl fmt::Display for ZstdLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -59,7 +94,7 @@ impl FromStr for Compression {
                 let level = s
                     .strip_prefix("zstd:")
                     .and_then(|l| l.parse::<i32>().ok())
-                    .filter(|l| (1..=19).contains(l))
+                    .and_then(ZstdLevel::new)
                     .ok_or_else(|| format!("{s:?}: choose none, zstd or zstd:LEVEL (1-19)"))?;
                 Ok(Compression::Zstd(level))
             }
@@ -269,6 +304,24 @@ mod tests {
             })
         ));
         assert!(Params::new(usize::MAX, WrapperKind::Sha256).is_err());
+    }
+
+    #[test]
+    fn only_zstd_levels_one_to_nineteen_can_be_named() {
+        for level in [i32::MIN, -5, 0, 20, 22, 256, i32::MAX] {
+            assert_eq!(ZstdLevel::new(level), None, "level {level}");
+            assert!(format!("zstd:{level}").parse::<Compression>().is_err());
+        }
+        for level in 1..=19 {
+            let parsed: Compression = format!("zstd:{level}").parse().expect("a level 1-19");
+            assert_eq!(
+                parsed,
+                Compression::Zstd(ZstdLevel::new(level).expect("1-19"))
+            );
+            assert_eq!(parsed.to_string(), format!("zstd:{level}"));
+        }
+        assert_eq!("zstd".parse(), Ok(Compression::Zstd(ZstdLevel::DEFAULT)));
+        assert_eq!(ZstdLevel::DEFAULT.get(), 3);
     }
 
     #[test]

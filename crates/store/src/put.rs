@@ -358,7 +358,7 @@ impl Store {
 
     fn seal_leaf(&self, content: &[u8], is_root: bool) -> (Vec<u8>, Vec<u8>) {
         let packed = match self.params().compression() {
-            crate::params::Compression::Zstd(level) => node::compress_leaf(content, level),
+            crate::params::Compression::Zstd(level) => node::compress_leaf(content, level.get()),
             crate::params::Compression::None => None,
         };
         let (kind, body) = match &packed {

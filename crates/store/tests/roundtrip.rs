@@ -173,7 +173,9 @@ fn compressible_contents_round_trip_with_zstd_and_take_less_space() {
         .flat_map(|i| format!("fn item_{}() {{ return {}; }}\n", i % 977, i % 13).into_bytes())
         .collect();
     let plain = Params::new(4096, WrapperKind::AesSiv).expect("valid");
-    let packed = plain.with_compression(seccs_store::Compression::Zstd(3));
+    let packed = plain.with_compression(seccs_store::Compression::Zstd(
+        seccs_store::ZstdLevel::DEFAULT,
+    ));
     let mut sizes = Vec::new();
     for params in [plain, packed] {
         let store = Store::new(Arc::new(MemoryBackend::new()), params, &key(3));
