@@ -102,7 +102,7 @@ pub fn run(loc: &StoreLocation, args: DiffArgs) -> Result<()> {
             format_time(args.from)
         );
     }
-    let opened = open::open(&loc.path()?, false)?;
+    let opened = open::open(loc, false)?;
     let listing = opened.store.list_readable(&args.prefix)?;
     let mut out = BufWriter::new(io::stdout().lock());
     let mut counts = [0usize; 5];

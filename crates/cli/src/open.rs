@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use seccs_core::SecretKey;
-use seccs_store::backend::Backend;
+use seccs_store::StoreError;
+use seccs_store::backend::{Backend, BackendError};
 use seccs_store::dir::{self, EMBEDDED, KeySource, StoreConfig, StoreDir};
 use seccs_store::{Params, Store};
 
@@ -20,7 +22,24 @@ pub struct StoreLocation {
     // given --store.
     #[arg(long, global = true, value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// When another process holds the store (a put, a gc), wait up to
+    /// SECONDS for it to finish instead of failing at once, as a scheduled
+    /// job that may meet another wants. 0 (the default) fails at once.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..=MAX_LOCK_WAIT_SECS)
+    )]
+    pub lock_wait: u64,
 }
+
+/// The longest `--lock-wait`: a day.
+const MAX_LOCK_WAIT_SECS: u64 = 86_400;
+
+/// How often a waiting command tries the store's lock again.
+const LOCK_RETRY: Duration = Duration::from_millis(250);
 
 impl StoreLocation {
     /// The store directory to use: --store, else a non-empty $SECCS_STORE,
@@ -165,9 +184,12 @@ pub struct OpenStore {
     pub store: Store,
 }
 
-/// Opens the store at `path`; with `create_if_missing`, makes a default one
-/// first and says where on stderr.
-pub fn open(path: &Path, create_if_missing: bool) -> Result<OpenStore> {
+/// Opens the store `loc` names; with `create_if_missing`, makes a default
+/// one first and says where on stderr. A store another process holds is
+/// waited for as `--lock-wait` says.
+pub fn open(loc: &StoreLocation, create_if_missing: bool) -> Result<OpenStore> {
+    let path = &loc.path()?;
+    let mut lock = LockWait::new(Duration::from_secs(loc.lock_wait));
     let (dir, key) = if create_if_missing && !StoreDir::exists(path) {
         let (dir, key) = create(
             path,
@@ -186,7 +208,7 @@ pub fn open(path: &Path, create_if_missing: bool) -> Result<OpenStore> {
         );
         (dir, key)
     } else {
-        let dir = StoreDir::open(path)?;
+        let dir = lock.retry(|| Ok(StoreDir::open(path)?))?;
         let key = load_key(&dir)?;
         (dir, key)
     };
@@ -201,7 +223,7 @@ pub fn open(path: &Path, create_if_missing: bool) -> Result<OpenStore> {
     };
     // Before the backend is touched (a network backend takes a lease).
     dir.check_key(&key).map_err(wrong_key)?;
-    let backend = open_backend(&dir)?;
+    let backend = lock.retry(|| open_backend(&dir))?;
     let store = dir.open_store(backend, &key).map_err(wrong_key)?;
     Ok(OpenStore { dir, store })
 }
@@ -278,6 +300,67 @@ fn load_key_source(store_path: &Path, source: &KeySource) -> Result<SecretKey> {
             ))
         }
     }
+}
+
+/// Waiting for a store another process holds, up to `--lock-wait` from the
+/// first try: the directory lock and then a network backend's writer lease
+/// share the one wait.
+struct LockWait {
+    wait: Duration,
+    deadline: Instant,
+    said: bool,
+}
+
+impl LockWait {
+    fn new(wait: Duration) -> Self {
+        Self {
+            wait,
+            deadline: Instant::now() + wait,
+            said: false,
+        }
+    }
+
+    /// Runs `open` until it succeeds, fails for another reason than the
+    /// store being held, or the wait is over (saying once that it waits).
+    fn retry<T>(&mut self, mut open: impl FnMut() -> Result<T>) -> Result<T> {
+        loop {
+            match open() {
+                Err(e) if is_locked(&e) => {
+                    let now = Instant::now();
+                    if now >= self.deadline {
+                        return Err(match self.said {
+                            true => anyhow::anyhow!("{e:#}, still after {} s", self.wait.as_secs()),
+                            false => anyhow::anyhow!(
+                                "{e:#} (--lock-wait SECONDS waits for it to finish)"
+                            ),
+                        });
+                    }
+                    if !self.said {
+                        errln!(
+                            "seccs: {e:#}; waiting up to {} s for it to finish",
+                            self.wait.as_secs()
+                        );
+                        self.said = true;
+                    }
+                    std::thread::sleep(LOCK_RETRY.min(self.deadline - now));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Whether opening failed only because another process holds the store.
+fn is_locked(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<BackendError>(),
+            Some(BackendError::Locked { .. })
+        ) || matches!(
+            cause.downcast_ref::<StoreError>(),
+            Some(StoreError::Backend(BackendError::Locked { .. }))
+        )
+    })
 }
 
 fn open_backend(dir: &StoreDir) -> Result<Arc<dyn Backend>> {

@@ -419,7 +419,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
             shown_path(&args.file)
         );
     }
-    let opened = open::open(&loc.path()?, !args.dry_run)?;
+    let opened = open::open(loc, !args.dry_run)?;
     let store = &opened.store;
     let Some(meta) = meta else {
         let mut stdin = io::stdin().lock();
@@ -526,7 +526,7 @@ fn resolve(store: &seccs_store::Store, spec: &str) -> Result<(ContentRef, Option
 pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     let exclude = crate::exclude::Excludes::new(&args.exclude)?;
     let ownership = crate::tree::Ownership::for_this_process(!args.no_same_owner);
-    let opened = open::open(&loc.path()?, false)?;
+    let opened = open::open(loc, false)?;
     let store = &opened.store;
     if args.reference.ends_with('/') {
         let Some(dir) = &args.output else {
@@ -784,7 +784,7 @@ pub(crate) fn parse_time(s: &str) -> Result<u64, String> {
 
 /// Runs `seccs rm`.
 pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
-    let opened = open::open(&loc.path()?, false)?;
+    let opened = open::open(loc, false)?;
     let store = &opened.store;
     if args.gone {
         let prefix = args.reference.as_deref().unwrap_or("");
@@ -902,7 +902,7 @@ fn keep_newest(store: &seccs_store::Store, reference: &str, keep: u32) -> Result
 
 /// Runs `seccs ls`.
 pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
-    let opened = open::open(&loc.path()?, false)?;
+    let opened = open::open(loc, false)?;
     let listing = opened.store.list_readable(&args.prefix)?;
     let records = &listing.records;
     let stdout = io::stdout();
@@ -999,7 +999,7 @@ pub(crate) fn format_time(secs: u64) -> String {
 
 /// Runs `seccs verify`; exits non-zero on any finding.
 pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
-    let opened = open::open(&loc.path()?, false)?;
+    let opened = open::open(loc, false)?;
     let spinner = progress::spinner("verifying", false);
     let report = opened.store.verify()?;
     spinner.finish_and_clear();
@@ -1034,7 +1034,7 @@ pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
 
 /// Runs `seccs gc`.
 pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
-    let opened = open::open(&loc.path()?, false)?;
+    let opened = open::open(loc, false)?;
     let report = opened.store.gc()?;
     if args.json {
         outln!("{}", serde_json::to_string(&report)?)?;
@@ -1050,7 +1050,7 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
 
 /// Runs `seccs stat`.
 pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
-    let opened = open::open(&loc.path()?, false)?;
+    let opened = open::open(loc, false)?;
     let stats = opened.store.stats()?;
     let usage = stats.usage;
     let config = opened.dir.config();

@@ -430,15 +430,13 @@ fn rm_of_a_reference_never_takes_a_names_content() {
     assert_eq!(stat(&store)["entries"], 0);
 }
 
-#[test]
-fn a_second_process_gets_store_is_in_use() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let store = tmp.path().join("store");
-    ok(seccs(&store).arg("init"));
-    // A put from a pipe we keep open holds the store. Our own probe may take
-    // the lock first and make the holder exit: then start it again.
+/// Starts a `put -` that holds `store` open until its standard input is
+/// closed, and returns it with the error a second process then gets.
+fn hold_store(store: &Path) -> (std::process::Child, String) {
+    // Our own probe may take the lock first and make the holder exit: then
+    // start it again.
     let spawn_holder = || {
-        seccs(&store)
+        seccs(store)
             .args(["put", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -448,27 +446,96 @@ fn a_second_process_gets_store_is_in_use() {
     };
     let mut holder = spawn_holder();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let err = loop {
+    loop {
         std::thread::sleep(Duration::from_millis(200));
         if holder.try_wait().expect("try_wait").is_some() {
             holder = spawn_holder();
             continue;
         }
-        let out = run(seccs(&store).arg("stat"));
+        let out = run(seccs(store).arg("stat"));
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         if !out.status.success() && err.contains("in use") {
-            break err;
+            return (holder, err);
         }
         assert!(Instant::now() < deadline, "never saw the lock: {err}");
-    };
+    }
+}
+
+#[test]
+fn a_second_process_gets_store_is_in_use() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    let (mut holder, err) = hold_store(&store);
     assert!(err.contains("store is in use"), "{err}");
     assert!(
         err.contains(&format!("is locked by pid {} on ", holder.id())),
         "the holder is named: {err}"
     );
+    assert!(
+        err.contains("--lock-wait SECONDS"),
+        "the way to wait is named: {err}"
+    );
     drop(holder.stdin.take());
     assert!(holder.wait().expect("wait").success());
     ok(seccs(&store).arg("stat"));
+}
+
+/// `--lock-wait` waits for the holder to finish, says so once, and gives up
+/// with the holder named when it does not finish in time.
+#[test]
+fn lock_wait_waits_for_the_holder_and_gives_up_after_its_time() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    let (mut holder, _) = hold_store(&store);
+
+    let out = run(seccs(&store).args(["--lock-wait", "1", "stat"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the holder never finished: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].ends_with("waiting up to 1 s for it to finish"),
+        "{err}"
+    );
+    assert!(lines[1].contains("store is in use"), "{err}");
+    assert!(lines[1].ends_with("still after 1 s"), "{err}");
+
+    let waiter = seccs(&store)
+        .args(["ls", "--lock-wait", "120"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(500));
+    {
+        use std::io::Write;
+        let mut stdin = holder.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"held while another waited")
+            .expect("write");
+    }
+    assert!(holder.wait().expect("wait").success());
+    let out = waiter.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the waiter runs once the holder is done: {err}"
+    );
+    assert!(
+        err.contains("waiting up to 120 s for it to finish"),
+        "{err}"
+    );
+    assert_eq!(err.matches("waiting").count(), 1, "said once: {err}");
+
+    let out = run(seccs(&store).args(["--lock-wait", "86401", "ls"]));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'--lock-wait <SECONDS>': 86401 is not in 0..=86400"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -2151,12 +2218,24 @@ fn a_second_directory_on_the_same_backend_prefix_is_refused_while_the_first_writ
         assert!(err.contains("store is in use"), "{args:?}: {err}");
         assert!(err.contains(&format!("pid {}", holder.id())), "{err}");
     }
+    // One given --lock-wait waits for the lease instead.
+    let waiter = seccs(&second)
+        .args(["--lock-wait", "120", "ls"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(500));
     {
         use std::io::Write;
         let mut stdin = holder.stdin.take().expect("stdin");
         stdin.write_all(&[7u8; 10_000]).expect("write");
     }
     assert!(holder.wait().expect("wait").success());
+    let out = waiter.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("waiting up to 120 s"), "{err}");
     let names = listed(&second, &[]);
     assert_eq!(names, ["x", "y"], "{names:?}");
 }
