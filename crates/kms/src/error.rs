@@ -95,9 +95,10 @@ pub enum KmsError {
     /// The system random number generator or another core routine failed.
     #[error(transparent)]
     Core(#[from] seccs_core::Error),
-    /// Serialising or parsing JSON failed.
+    /// Serialising or parsing JSON failed. The cause is in the text and
+    /// is not a `source` too, so `{:#}` says it once.
     #[error("JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// A file-system or socket operation failed (the cause is the source,
     /// not repeated here: `{:#}` would print it twice).
     #[error("I/O error")]
@@ -126,6 +127,57 @@ pub enum KmsError {
     /// pipe, a symbolic link, a directory): it is not replaced.
     #[error("{} exists and is not a regular file: not replacing it", .0.display())]
     NotRegularFile(std::path::PathBuf),
+    /// A file read whole is larger than the key service reads: a device
+    /// such as `/dev/zero`, or the wrong file.
+    #[error("{} is larger than {limit} bytes: not the file expected", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The most read of it.
+        limit: u64,
+    },
+    /// The server's root key file is missing while `named/` holds keys
+    /// sealed under it: a new root key would cut them all off.
+    #[error(
+        "{} is missing, but {} holds {count} named key(s) sealed under it: restore root.key \
+         from a backup (the named keys cannot be opened without it); the server does not \
+         start without it",
+        path.display(),
+        named.display()
+    )]
+    MissingRootKey {
+        /// Where the root key belongs.
+        path: std::path::PathBuf,
+        /// The directory of named keys.
+        named: std::path::PathBuf,
+        /// How many named keys it holds.
+        count: usize,
+    },
+    /// The server's root key file is not a root key (32 bytes).
+    #[error(
+        "{} is not a root key (it must hold exactly 32 bytes): restore it from a backup",
+        .0.display()
+    )]
+    BadRootKey(std::path::PathBuf),
+    /// One of the files of the server's generated certificate is missing
+    /// while another is there: making a new certificate would change its
+    /// fingerprint and CA, and every client's `--pin` or `--ca` with it.
+    #[error(
+        "{} is missing, but {} is there: restore the missing file from a backup, or remove \
+         {} to make a new certificate (its fingerprint and CA change: give clients the new \
+         --pin or --ca)",
+        missing.display(),
+        present.display(),
+        dir.display()
+    )]
+    IncompleteCertificate {
+        /// The file missing.
+        missing: std::path::PathBuf,
+        /// A file of the certificate that is there.
+        present: std::path::PathBuf,
+        /// The certificate's directory (`DIR/tls`).
+        dir: std::path::PathBuf,
+    },
     /// A file that must be new already exists.
     #[error("{} exists; not overwriting it", .0.display())]
     FileExists(std::path::PathBuf),
@@ -175,6 +227,12 @@ pub enum KmsError {
     },
 }
 
+impl From<serde_json::Error> for KmsError {
+    fn from(e: serde_json::Error) -> Self {
+        KmsError::Json(e)
+    }
+}
+
 /// What [`KmsError::TooLarge`] says before its message.
 const TOO_LARGE_PREFIX: &str = "the server refused the request as too large: ";
 
@@ -203,6 +261,18 @@ impl KmsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_error_says_its_cause_once() {
+        let cause = serde_json::from_slice::<u8>(b"x").err();
+        let Some(cause) = cause else {
+            panic!("x parsed as JSON");
+        };
+        let e = KmsError::from(cause);
+        assert_eq!(e.to_string(), "JSON: expected value at line 1 column 1");
+        // Not a source too, so a chain (`{:#}`) does not say it again.
+        assert!(std::error::Error::source(&e).is_none());
+    }
 
     #[test]
     fn a_too_large_answer_carrying_the_prefix_says_it_once() {

@@ -26,7 +26,7 @@ use seccs_core::SecretKey;
 
 use crate::KmsError;
 use crate::atomic::{self, TEMP_SUFFIX};
-use crate::keyfile::{KeyId, SealedDek};
+use crate::keyfile::{DEK_FILE_LEN, KeyId, SealedDek};
 
 /// File name suffix of DEK files.
 const DEK_SUFFIX: &str = ".dek";
@@ -108,7 +108,9 @@ impl Facility {
             let Ok(id) = KeyId::from_hex(hex_id) else {
                 continue;
             };
-            let slot = match fs::read(entry.path()) {
+            // A DEK file has one length: a larger one is corrupt, and is
+            // not read whole.
+            let slot = match crate::files::read_bounded(&entry.path(), DEK_FILE_LEN as u64) {
                 Ok(bytes) => SealedDek::parse(&bytes).map_or(Slot::Corrupt, Slot::Sealed),
                 Err(_) => Slot::Corrupt,
             };

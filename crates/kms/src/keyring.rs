@@ -3,6 +3,10 @@
 //! 32 random bytes, mode 0600, created on first start). Every change is
 //! applied to a copy, written atomically and durably, and only then made
 //! visible, so a failed write leaves the key as it was.
+//!
+//! A missing root key is made only while `named/` holds no key: with keys
+//! there, a new root key would cut them all off, so the open is refused
+//! ([`KmsError::MissingRootKey`]) until the root key is restored.
 
 use std::collections::HashMap;
 use std::fs;
@@ -13,10 +17,17 @@ use seccs_core::SecretKey;
 
 use crate::KmsError;
 use crate::atomic;
-use crate::keyfile::NamedKeyFile;
+use crate::files::{read_bounded, read_bounded_opt};
+use crate::keyfile::{MAX_META_LEN, NamedKeyFile};
 use crate::lifecycle::{KeyInfo, KeyState, NamedKey, check_name};
 
 const SUFFIX: &str = ".key";
+
+/// The largest named key file read: its metadata and, with room, the
+/// material of many versions.
+const MAX_NAMED_FILE: u64 = (MAX_META_LEN as u64) + (16 << 20);
+/// The most of a root key file read (it holds 32 bytes).
+const MAX_ROOT_FILE: u64 = 64;
 
 enum Entry {
     Key(Box<NamedKey>),
@@ -38,12 +49,48 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
-fn load_root(path: &Path) -> Result<SecretKey, KmsError> {
-    match fs::read(path) {
-        Ok(bytes) => {
-            SecretKey::from_slice(&bytes).map_err(|_| KmsError::Malformed("root key file"))
+/// The names of the named key files in `named` (none if it is missing).
+fn named_files(named: &Path) -> Result<Vec<(String, PathBuf)>, KmsError> {
+    let entries = match fs::read_dir(named) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(KmsError::File {
+                action: "list",
+                path: named.to_owned(),
+                source,
+            });
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let fname = entry.file_name();
+        let Some(name) = fname.to_str().and_then(|n| n.strip_suffix(SUFFIX)) else {
+            continue;
+        };
+        if check_name(name).is_err() {
+            continue;
+        }
+        files.push((name.to_owned(), entry.path()));
+    }
+    Ok(files)
+}
+
+/// The root key at `path`, made on first start: only while `named` holds
+/// no named key (`count` of them), which a new root key would cut off.
+fn load_root(path: &Path, named: &Path, count: usize) -> Result<SecretKey, KmsError> {
+    match read_bounded_opt(path, MAX_ROOT_FILE) {
+        Ok(Some(bytes)) => {
+            let bytes = zeroize::Zeroizing::new(bytes);
+            SecretKey::from_slice(&bytes).map_err(|_| KmsError::BadRootKey(path.to_owned()))
+        }
+        Ok(None) if count > 0 => Err(KmsError::MissingRootKey {
+            path: path.to_owned(),
+            named: named.to_owned(),
+            count,
+        }),
+        Ok(None) => {
             let key = SecretKey::generate()?;
             let dir = path.parent().unwrap_or(Path::new("."));
             let name = path
@@ -53,7 +100,8 @@ fn load_root(path: &Path) -> Result<SecretKey, KmsError> {
             atomic::write_atomic(dir, name, key.expose_secret())?;
             Ok(key)
         }
-        Err(e) => Err(e.into()),
+        Err(KmsError::FileTooLarge { .. }) => Err(KmsError::BadRootKey(path.to_owned())),
+        Err(e) => Err(e),
     }
 }
 
@@ -61,22 +109,14 @@ impl KeyRing {
     /// Opens the named keys of the server directory `dir`.
     pub fn open(dir: &Path) -> Result<Self, KmsError> {
         atomic::create_private_dir(dir)?;
-        let root = load_root(&dir.join("root.key"))?;
         let named = dir.join("named");
+        let files = named_files(&named)?;
+        let root = load_root(&dir.join("root.key"), &named, files.len())?;
         atomic::create_private_dir(&named)?;
         let mut keys = HashMap::new();
-        for entry in fs::read_dir(&named)? {
-            let entry = entry?;
-            let fname = entry.file_name();
-            let Some(name) = fname.to_str().and_then(|n| n.strip_suffix(SUFFIX)) else {
-                continue;
-            };
-            if check_name(name).is_err() {
-                continue;
-            }
-            let loaded = fs::read(entry.path())
-                .map_err(KmsError::from)
-                .and_then(|b| decode(&root, name, &b));
+        for (name, path) in files {
+            let loaded = read_bounded(&path, MAX_NAMED_FILE)
+                .and_then(|b| decode(&root, &name, &zeroize::Zeroizing::new(b)));
             let e = match loaded {
                 Ok(k) => Entry::Key(Box::new(k)),
                 Err(err) => {
@@ -84,7 +124,7 @@ impl KeyRing {
                     Entry::Corrupt
                 }
             };
-            keys.insert(name.to_owned(), e);
+            keys.insert(name, e);
         }
         Ok(Self {
             dir: named,
@@ -233,6 +273,46 @@ mod tests {
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(
             text.contains("key file for orders is corrupt") && !text.contains("tampered"),
+            "{text}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_root_key_is_made_only_while_no_named_key_needs_it() -> Result<(), KmsError> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("root.key");
+        // No named key: a missing root key is made (again).
+        drop(KeyRing::open(dir.path())?);
+        fs::remove_file(&root)?;
+        drop(KeyRing::open(dir.path())?);
+        assert!(root.exists());
+        // With one: refused, nothing made, the key file untouched.
+        KeyRing::open(dir.path())?.create("orders", KeyState::Active, 1)?;
+        let sealed = fs::read(dir.path().join("named/orders.key"))?;
+        fs::remove_file(&root)?;
+        let err = KeyRing::open(dir.path()).err();
+        assert!(
+            matches!(&err, Some(KmsError::MissingRootKey { count: 1, .. })),
+            "{err:?}"
+        );
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            text.contains(&root.display().to_string())
+                && text.contains("is missing")
+                && text.contains("restore root.key from a backup"),
+            "{text}"
+        );
+        assert!(!root.exists(), "a new root key was made");
+        assert_eq!(fs::read(dir.path().join("named/orders.key"))?, sealed);
+        // A root key file of another length is named, not "malformed".
+        fs::write(&root, b"short")?;
+        let text = KeyRing::open(dir.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            text.contains(&root.display().to_string()) && text.contains("32 bytes"),
             "{text}"
         );
         Ok(())

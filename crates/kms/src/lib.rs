@@ -7,9 +7,11 @@
 //! - [`server`]: the HTTPS server (`seccs kms serve`): the seed's `/`,
 //!   `/new` and `/key` routes byte for byte, and a JSON API under `/v1/`.
 //! - [`client`]: [`client::ClientConfig`] (HTTPS only, CA file or pinned
-//!   fingerprint), [`client::KmsClient`], the caching
-//!   [`client::LocalFacility`] that encrypts locally, and
-//!   [`client::fetch_store_key`] for content stores whose key lives here.
+//!   fingerprint), [`client::KmsClient`], the
+//!   [`client::LocalFacility`] that encrypts locally with DEKs it caches in
+//!   the process's memory (never on disk), and [`client::fetch_store_key`]
+//!   for content stores whose key lives here (fetched at each open of the
+//!   store: the server must be up).
 //! - [`lifecycle`]: named keys with versions and states.
 //! - [`Encrypted`]: a serde wrapper for values stored encrypted.
 //!
@@ -47,6 +49,7 @@ pub mod client;
 mod encrypted;
 mod error;
 pub mod facility;
+mod files;
 pub mod keyfile;
 pub mod keyring;
 pub mod lifecycle;

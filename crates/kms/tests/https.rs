@@ -20,10 +20,13 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// The management token of the test servers (at least 16 bytes).
+const TOKEN: &str = "test-token-0123456789";
+
 fn config(dir: &Path) -> ServerConfig {
     let mut c = ServerConfig::new(dir);
     c.listen = "127.0.0.1:0".parse().expect("literal address");
-    c.token = Some("test-token".into());
+    c.token = Some(TOKEN.into());
     c.max_body = 64 * 1024;
     c
 }
@@ -35,7 +38,7 @@ fn boot(rt: &tokio::runtime::Runtime, dir: &Path) -> Result<RunningServer, KmsEr
 fn client_config(server: &RunningServer) -> Result<ClientConfig, KmsError> {
     ClientConfig::new(server.url())
         .with_pin(&server.cert().fingerprint)
-        .map(|c| c.with_token("test-token"))
+        .map(|c| c.with_token(TOKEN))
 }
 
 /// A raw reqwest client trusting the server's CA file, for byte-level checks.
@@ -370,12 +373,17 @@ fn a_server_takes_others_access_to_its_secrets_away() -> TestResult {
     };
     let chmod = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
     chmod(&kms, 0o755)?;
-    for file in ["root.key", "tls/server.key"] {
-        chmod(&kms.join(file), 0o644)?;
+    for sub in ["keys", "named", "tls"] {
+        chmod(&kms.join(sub), 0o777)?;
+    }
+    for file in ["root.key", "tls/server.key", "audit.log"] {
+        chmod(&kms.join(file), 0o666)?;
     }
     stop(&rt, boot(&rt, &kms)?)?;
-    assert_eq!(mode(&kms)?, 0o700);
-    for file in ["root.key", "tls/server.key"] {
+    for sub in ["", "keys", "named", "tls"] {
+        assert_eq!(mode(&kms.join(sub))?, 0o700, "{sub}/");
+    }
+    for file in ["root.key", "tls/server.key", "audit.log"] {
         assert_eq!(mode(&kms.join(file))?, 0o600, "{file}");
     }
     Ok(())
@@ -759,7 +767,7 @@ fn the_largest_named_plaintext_round_trips_and_one_byte_more_is_refused() -> Tes
             });
             let r = http
                 .post(format!("{url}/v1/keys/big/encrypt"))
-                .bearer_auth("test-token")
+                .bearer_auth(TOKEN)
                 .header("content-type", "application/json")
                 .body(serde_json::to_vec(&body)?)
                 .send()
@@ -947,17 +955,18 @@ fn save_kek_never_replaces_anything() -> TestResult {
 fn a_data_key_whose_wrapped_form_would_not_fit_a_decrypt_request_is_refused() -> TestResult {
     let dir = tempfile::tempdir()?;
     let rt = runtime()?;
-    // 1000-byte bodies: `{"items":[{"data":"HEX","context":"CTX"}]}` is 36
-    // bytes, the hex of a wrapped key 2 × (32 + 38) and the context's hex
-    // twice its length, so 412 bytes is the longest context that fits.
+    // 1024-byte bodies (the least a server takes):
+    // `{"items":[{"data":"HEX","context":"CTX"}]}` is 36 bytes, the hex of
+    // a wrapped key 2 × (32 + 38) and the context's hex twice its length,
+    // so 424 bytes is the longest context that fits.
     let mut cfg = config(dir.path());
-    cfg.max_body = 1000;
+    cfg.max_body = 1024;
     let server = rt.block_on(start(cfg))?;
     let cfg = client_config(&server)?;
     rt.block_on(async {
         let c = KmsClient::new(&cfg)?;
         c.create_key("a", KeyState::Active).await?;
-        let fits = vec![b'c'; 412];
+        let fits = vec![b'c'; 424];
         let (key, wrapped) = c.datakeys("a", 1, &fits).await?.pop().ok_or("no key")?;
         let back = c
             .decrypt("a", &[(&wrapped, &fits)])
@@ -968,7 +977,7 @@ fn a_data_key_whose_wrapped_form_would_not_fit_a_decrypt_request_is_refused() ->
             back == key.expose_secret(),
             "the wrapped key did not unwrap"
         );
-        let over = vec![b'c'; 413];
+        let over = vec![b'c'; 425];
         let err = c.datakeys("a", 1, &over).await.err();
         let text = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
         assert!(matches!(err, Some(KmsError::TooLarge(_))), "{err:?}");
@@ -1038,5 +1047,454 @@ fn a_kek_destination_that_cannot_be_written_or_names_a_directory_is_refused() ->
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["kek"], "{names:?}");
+    Ok(())
+}
+
+/// A server on `ip`, port any, in `dir`, with the test token.
+fn boot_on(rt: &tokio::runtime::Runtime, dir: &Path, ip: &str) -> Result<RunningServer, KmsError> {
+    let mut c = config(dir);
+    c.listen = std::net::SocketAddr::new(ip.parse().map_err(|_| KmsError::Malformed("ip"))?, 0);
+    rt.block_on(start(c))
+}
+
+/// M1: a directory that lost root.key while named/ holds keys is refused
+/// (a new root key would cut them off, and seal new ones under another
+/// root key); one that never had a named key gets a root key as before.
+#[test]
+fn a_missing_root_key_with_named_keys_stops_the_start() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    rt.block_on(async {
+        KmsClient::new(&cfg)?
+            .create_key("orders", KeyState::Active)
+            .await
+    })?;
+    stop(&rt, server)?;
+    let root = dir.path().join("root.key");
+    let saved = std::fs::read(&root)?;
+    std::fs::remove_file(&root)?;
+    let err = boot(&rt, dir.path()).err().ok_or("the server started")?;
+    assert!(
+        matches!(err, KmsError::MissingRootKey { count: 1, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("root.key is missing")
+            && text.contains("named")
+            && text.contains("restore root.key from a backup"),
+        "{text}"
+    );
+    assert!(!root.exists(), "a new root key was made");
+    // Restored: the named key opens again.
+    std::fs::write(&root, saved)?;
+    let server = boot(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    let info = rt.block_on(async { KmsClient::new(&cfg)?.key_info("orders").await })?;
+    assert_eq!(info.name, "orders");
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// M1: a tls/ directory that lost the server's key (or certificate) is
+/// refused, rather than a new CA and certificate made that no client trusts.
+#[test]
+fn a_partly_missing_certificate_stops_the_start() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let fingerprint = server.cert().fingerprint.clone();
+    stop(&rt, server)?;
+    let tls = dir.path().join("tls");
+    for lost in ["server.key", "server.pem"] {
+        let path = tls.join(lost);
+        let saved = std::fs::read(&path)?;
+        std::fs::remove_file(&path)?;
+        let err = boot(&rt, dir.path()).err().ok_or("the server started")?;
+        let text = err.to_string();
+        assert!(
+            matches!(err, KmsError::IncompleteCertificate { .. })
+                && text.contains(&format!("{} is missing", path.display()))
+                && text.contains("restore the missing file from a backup")
+                && text.contains(&format!("remove {}", tls.display())),
+            "{text}"
+        );
+        assert!(!path.exists(), "{lost} was made anew");
+        std::fs::write(&path, saved)?;
+    }
+    // Restored: the same certificate. Removed whole: a new one.
+    let server = boot(&rt, dir.path())?;
+    assert_eq!(server.cert().fingerprint, fingerprint);
+    stop(&rt, server)?;
+    std::fs::remove_dir_all(&tls)?;
+    let server = boot(&rt, dir.path())?;
+    assert!(server.cert().created);
+    assert_ne!(server.cert().fingerprint, fingerprint);
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// M3: the certificate a server makes names the address it listens on, so
+/// its CA file works there; a certificate made for another address is
+/// reported at start.
+#[test]
+fn a_made_certificate_names_the_listen_address() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot_on(&rt, dir.path(), "127.0.0.2")?;
+    assert_eq!(server.cert().unnamed_listen_ip, None);
+    let ca = server.cert().ca_path.clone().ok_or("no CA file")?;
+    let by_ca = ClientConfig::new(server.url()).with_ca_file(&ca);
+    let status = rt.block_on(async { KmsClient::new(&by_ca)?.status_text().await })?;
+    assert!(status.starts_with("KMS server holding"), "{status}");
+    stop(&rt, server)?;
+    // The same certificate at another address: said so, and --ca fails
+    // there with words, not rustls' names.
+    let server = boot_on(&rt, dir.path(), "127.0.0.3")?;
+    assert_eq!(
+        server.cert().unnamed_listen_ip,
+        Some("127.0.0.3".parse::<std::net::IpAddr>()?)
+    );
+    let by_ca = ClientConfig::new(server.url()).with_ca_file(&ca);
+    match rt.block_on(async { KmsClient::new(&by_ca)?.status_text().await }) {
+        Err(KmsError::Transport(msg)) => assert!(
+            msg.contains("does not name the host of the URL") && msg.contains("--pin"),
+            "{msg}"
+        ),
+        other => panic!("a certificate for another address was trusted: {other:?}"),
+    }
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// M2: with `new_needs_token`, `/new` and `/v1/new` take the management
+/// token; without it (the default, as keas.kmi) they take none.
+#[test]
+fn new_needs_the_token_when_the_server_says_so() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let mut c = config(dir.path());
+    c.new_needs_token = true;
+    let server = rt.block_on(start(c))?;
+    let http = raw_client(&server)?;
+    let url = server.url();
+    rt.block_on(async {
+        let r = http.post(format!("{url}/new")).send().await?;
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.bytes().await?.as_ref(), b"Unauthorized");
+        let r = http
+            .post(format!("{url}/new"))
+            .bearer_auth("wrong-token-0123456789")
+            .send()
+            .await?;
+        assert_eq!(r.status(), 401);
+        let r = http
+            .post(format!("{url}/v1/new"))
+            .body(r#"{"count": 2}"#)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 401);
+        let r = http
+            .post(format!("{url}/new"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await?.len(), 32);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    let with_token = client_config(&server)?;
+    let mut without = with_token.clone();
+    without.token = None;
+    rt.block_on(async {
+        assert_eq!(KmsClient::new(&with_token)?.new_keks(2).await?.len(), 2);
+        KmsClient::new(&with_token)?.new_kek().await?;
+        assert!(matches!(
+            KmsClient::new(&without)?.new_kek().await,
+            Err(KmsError::Unauthorized)
+        ));
+        assert!(matches!(
+            KmsClient::new(&without)?.new_keks(1).await,
+            Err(KmsError::Unauthorized)
+        ));
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// L8: the bearer scheme's name is case-insensitive (RFC 7235).
+#[test]
+fn a_lowercase_bearer_scheme_is_accepted() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let http = raw_client(&server)?;
+    let url = server.url();
+    rt.block_on(async {
+        for scheme in ["bearer", "BEARER", "Bearer"] {
+            let r = http
+                .get(format!("{url}/v1/keys"))
+                .header("authorization", format!("{scheme} {TOKEN}"))
+                .send()
+                .await?;
+            assert_eq!(r.status(), 200, "{scheme}");
+        }
+        let r = http
+            .get(format!("{url}/v1/keys"))
+            .header("authorization", format!("Basic {TOKEN}"))
+            .send()
+            .await?;
+        assert_eq!(r.status(), 401);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// L9 and L17: a management token under 16 bytes, or a body limit with no
+/// room for a request, is refused at start with the reason.
+#[test]
+fn a_short_token_or_a_tiny_body_limit_is_refused_at_start() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let mut c = config(dir.path());
+    c.token = Some("x".into());
+    let err = rt
+        .block_on(start(c))
+        .err()
+        .ok_or("a 1-byte token was taken")?;
+    assert!(err.to_string().contains("at least 16"), "{err}");
+    // The token file too, a trailing newline not counted.
+    let mut c = config(dir.path());
+    c.token = None;
+    std::fs::write(dir.path().join("token"), "0123456789abcde\n")?;
+    let err = rt
+        .block_on(start(c.clone()))
+        .err()
+        .ok_or("a 15-byte token file was taken")?;
+    assert!(
+        err.to_string().contains("token") && err.to_string().contains("15 bytes"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("token"), "0123456789abcdef\n")?;
+    stop(&rt, rt.block_on(start(c))?)?;
+    let mut c = config(dir.path());
+    c.max_body = 0;
+    let err = rt
+        .block_on(start(c))
+        .err()
+        .ok_or("a 0-byte body limit was taken")?;
+    assert!(err.to_string().contains("at least 1024"), "{err}");
+    Ok(())
+}
+
+/// L7: files that never end (a device) are refused at a bound, by name,
+/// not read until memory runs out.
+#[test]
+fn files_read_whole_are_bounded() -> TestResult {
+    let zero = Path::new("/dev/zero");
+    if !zero.exists() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let too_large = |e: &KmsError| e.to_string().contains("/dev/zero is larger than");
+    let mut c = config(dir.path());
+    c.cert = Some(zero.into());
+    c.key = Some(zero.into());
+    let err = rt.block_on(start(c)).err().ok_or("started")?;
+    assert!(too_large(&err), "{err}");
+    let err = seccs_kms::client::load_kek(zero).err().ok_or("a KEK")?;
+    assert!(too_large(&err), "{err}");
+    let err = seccs_kms::client::read_token_file(zero)
+        .err()
+        .ok_or("a token")?;
+    assert!(too_large(&err), "{err}");
+    let cfg = ClientConfig::new("https://127.0.0.1:1").with_ca_file(zero);
+    let err = KmsClient::new(&cfg).err().ok_or("a CA")?;
+    assert!(too_large(&err), "{err}");
+    // The server's own token file.
+    let kms = dir.path().join("kms");
+    stop(&rt, boot(&rt, &kms)?)?;
+    std::fs::remove_file(kms.join("token")).ok();
+    std::os::unix::fs::symlink(zero, kms.join("token"))?;
+    let mut c = config(&kms);
+    c.token = None;
+    let err = rt.block_on(start(c)).err().ok_or("started")?;
+    assert!(
+        err.to_string().contains("token is larger than 4096 bytes"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// A self-signed certificate made as a CA (as `openssl req -x509` makes
+/// one), for `names`: its PEM and its key's.
+fn self_signed_ca_leaf(names: &[&str]) -> Result<(String, String), rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// L11: TLS failures of client and server configuration are said in words.
+#[test]
+fn tls_mistakes_are_said_in_words() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let files = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let (cert_a, key_a) = self_signed_ca_leaf(&["localhost", "127.0.0.1"])?;
+    let (_, key_b) = self_signed_ca_leaf(&["localhost"])?;
+    let path = |name: &str| files.path().join(name);
+    std::fs::write(path("a.pem"), &cert_a)?;
+    std::fs::write(path("a.key"), &key_a)?;
+    std::fs::write(path("b.key"), &key_b)?;
+    std::fs::write(path("empty.pem"), "")?;
+    let start_with = |cert: &str, key: &str| {
+        let mut c = config(dir.path());
+        c.cert = Some(path(cert));
+        c.key = Some(path(key));
+        rt.block_on(start(c))
+    };
+    // Server: a key of another certificate, a file with no key, no certificate.
+    let err = start_with("a.pem", "b.key").err().ok_or("started")?;
+    assert!(err.to_string().contains("do not belong together"), "{err}");
+    let err = start_with("a.pem", "a.pem").err().ok_or("started")?;
+    assert!(
+        err.to_string().contains(&format!(
+            "{} holds no PEM private key",
+            path("a.pem").display()
+        )),
+        "{err}"
+    );
+    let err = start_with("empty.pem", "a.key").err().ok_or("started")?;
+    assert!(
+        err.to_string().contains(&format!(
+            "{} holds no PEM certificate",
+            path("empty.pem").display()
+        )),
+        "{err}"
+    );
+    // Client: the server's self-signed certificate given as --ca.
+    let server = start_with("a.pem", "a.key")?;
+    let cfg = ClientConfig::new(server.url()).with_ca_file(path("a.pem"));
+    match rt.block_on(async { KmsClient::new(&cfg)?.status_text().await }) {
+        Err(KmsError::Transport(msg)) => assert!(
+            msg.contains("a CA certificate used as its own")
+                && msg.contains("--pin")
+                && !msg.contains("CaUsedAsEndEntity"),
+            "{msg}"
+        ),
+        other => panic!("expected a handshake failure: {other:?}"),
+    }
+    stop(&rt, server)?;
+    // A token that cannot go in a header.
+    let err = ClientConfig::new("https://127.0.0.1:1")
+        .with_pin(&"ab".repeat(32))?
+        .with_token("abcdefgh\nijklmnop")
+        .validate()
+        .err()
+        .ok_or("a token with a line break was taken")?;
+    assert!(
+        err.to_string()
+            .contains("the token holds a character that cannot go in an HTTP header"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// L13: a server URL is its root: user info (which would be kept and sent
+/// as Basic auth), a path, a query or a fragment is refused, and the
+/// refusal never repeats a password.
+#[test]
+fn a_server_url_with_more_than_its_root_is_refused() -> TestResult {
+    for (url, said) in [
+        (
+            "https://user:s3cret@127.0.0.1:8080",
+            "a user name or password",
+        ),
+        ("https://user@127.0.0.1:8080", "a user name or password"),
+        ("https://127.0.0.1:8080/kms", "a path"),
+        ("https://127.0.0.1:8080/?a=b", "a query"),
+        ("https://127.0.0.1:8080/#frag", "a fragment"),
+    ] {
+        let err = ClientConfig::new(url)
+            .with_pin(&"ab".repeat(32))?
+            .validate()
+            .err()
+            .ok_or(url)?;
+        let text = err.to_string();
+        assert!(
+            text.contains(said) && !text.contains("s3cret"),
+            "{url}: {text}"
+        );
+        assert!(
+            fetch_store_key(
+                &ClientConfig::new(url).with_pin(&"ab".repeat(32))?,
+                &SecretKey::generate()?
+            )
+            .is_err()
+        );
+    }
+    for url in ["https://127.0.0.1:8080", "https://127.0.0.1:8080/"] {
+        ClientConfig::new(url)
+            .with_pin(&"ab".repeat(32))?
+            .validate()?;
+    }
+    Ok(())
+}
+
+/// L12 and L16: a batch out of bounds says the limit, a body that is not
+/// JSON says why once, and a batch whose every item failed is audited as
+/// `failed`.
+#[test]
+fn batch_errors_state_the_limit_and_failed_batches_are_audited_as_failed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let http = raw_client(&server)?;
+    let url = server.url();
+    let cfg = client_config(&server)?;
+    rt.block_on(async {
+        let r = http
+            .post(format!("{url}/v1/new"))
+            .body(r#"{"count": 0}"#)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 400);
+        let body = r.text().await?;
+        assert!(body.contains("1024"), "{body}");
+        let r = http.post(format!("{url}/v1/key")).body("x").send().await?;
+        let body = r.text().await?;
+        assert_eq!(
+            body.matches("expected value at line 1 column 1").count(),
+            1,
+            "{body}"
+        );
+        let client = KmsClient::new(&cfg)?;
+        client.create_key("k", KeyState::Active).await?;
+        let items: [(&[u8], &[u8]); 2] = [(b"not sealed", b""), (b"nor this", b"")];
+        let results = client.decrypt("k", &items).await?;
+        assert!(results.iter().all(Result::is_err));
+        let ct = client.encrypt("k", &[(b"x", b"")]).await?;
+        let ct = ct.into_iter().next().ok_or("no result")??;
+        let mixed: [(&[u8], &[u8]); 2] = [(&ct, b""), (b"nor this", b"")];
+        client.decrypt("k", &mixed).await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    let log = std::fs::read_to_string(dir.path().join("audit.log"))?;
+    let decrypts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(r#""op":"decrypt""#))
+        .collect();
+    assert_eq!(decrypts.len(), 2, "{log}");
+    assert!(decrypts[0].contains(r#""result":"failed""#), "{log}");
+    assert!(decrypts[1].contains(r#""result":"partial""#), "{log}");
     Ok(())
 }

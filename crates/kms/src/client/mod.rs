@@ -32,8 +32,11 @@ use sha2::{Digest, Sha256};
 pub use cache::{CachedKey, Clock, DekCache, ManualClock, SystemClock};
 pub use local::{LocalFacility, decrypt_file_with, encrypt_file_with};
 
+pub use crate::files::read_token_file;
+
 use crate::KmsError;
 use crate::api::*;
+use crate::files::{TOKEN_CHARACTERS, read_bounded, token_fits_header};
 use crate::lifecycle::{KeyInfo, KeyState};
 
 /// How the client authenticates the server.
@@ -128,9 +131,20 @@ impl ClientConfig {
         self
     }
 
-    /// Checks the URL against the trust rules; returns it parsed.
+    /// Checks the URL against the trust rules; returns it parsed. A URL
+    /// is the server's root, `https://HOST:PORT`: one with a user name or
+    /// password (which would be sent as Basic auth, and kept wherever the
+    /// URL is), a path, a query or a fragment (which the client would
+    /// silently drop) is refused. So is a token that cannot go in an HTTP
+    /// header.
     pub fn validate(&self) -> Result<Url, KmsError> {
         let url = Url::parse(&self.url).map_err(|e| KmsError::Config(format!("bad URL: {e}")))?;
+        check_root_url(&url)?;
+        if let Some(token) = &self.token
+            && !token_fits_header(token)
+        {
+            return Err(KmsError::Config(format!("the token {TOKEN_CHARACTERS}")));
+        }
         match url.scheme() {
             "https" => {
                 if self.trust == Trust::None {
@@ -174,13 +188,22 @@ impl ClientConfig {
                 let mut roots = rustls::RootCertStore::empty();
                 let pem = read_bounded(path, MAX_CA_FILE)?;
                 for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert =
-                        cert.map_err(|e| KmsError::Tls(format!("{}: {e}", path.display())))?;
-                    roots.add(cert).map_err(|e| KmsError::Tls(e.to_string()))?;
+                    let cert = cert.map_err(|e| {
+                        KmsError::Tls(format!(
+                            "{} is not a PEM certificate file ({e})",
+                            path.display()
+                        ))
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        KmsError::Tls(format!(
+                            "{} holds a certificate that cannot be read as a CA ({e})",
+                            path.display()
+                        ))
+                    })?;
                 }
                 if roots.is_empty() {
                     return Err(KmsError::Tls(format!(
-                        "no certificate in {}",
+                        "{} holds no PEM certificate",
                         path.display()
                     )));
                 }
@@ -199,16 +222,101 @@ impl ClientConfig {
     }
 }
 
+/// Refuses a server URL with more than a scheme, host and port: user
+/// info, a path other than `/`, a query, a fragment. The message never
+/// repeats the URL (it may hold a password).
+fn check_root_url(url: &Url) -> Result<(), KmsError> {
+    let refuse = |what: &str| {
+        Err(KmsError::Config(format!(
+            "the key server URL may not hold {what}: give its root, https://HOST:PORT"
+        )))
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return refuse(
+            "a user name or password (the server takes no Basic auth; named-key calls use the \
+             management token)",
+        );
+    }
+    if !matches!(url.path(), "" | "/") {
+        return refuse("a path (the server's routes are at its root)");
+    }
+    if url.query().is_some() {
+        return refuse("a query");
+    }
+    if url.fragment().is_some() {
+        return refuse("a fragment");
+    }
+    Ok(())
+}
+
+/// The TLS error inside `e`, as it is or inside the I/O errors that carry
+/// it (their `source` skips the error they wrap).
+fn tls_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut e = e;
+    // Bounded: a handshake error is wrapped a few times at most.
+    for _ in 0..8 {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+    None
+}
+
+/// What a TLS error means to the user of a key service client, in words
+/// (rustls shows several by their `Debug` form), if it is one of the
+/// failures a misconfigured client or server meets.
+fn tls_words(tls: &rustls::Error) -> Option<String> {
+    use rustls::CertificateError as C;
+    if let Some(mismatch) = pin::mismatch_of(tls) {
+        return Some(mismatch);
+    }
+    let words = match tls {
+        rustls::Error::InvalidCertificate(C::Other(other))
+            if format!("{other:?}").contains("CaUsedAsEndEntity") =>
+        {
+            "the server's certificate is a CA certificate used as its own (a self-signed \
+             certificate made as a CA, given as --ca?): a certificate given as --ca must be the \
+             CA that issued the server's; trust a self-signed one with --pin and its SHA-256 \
+             fingerprint"
+        }
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "the server's certificate was not issued by the CA given as --ca (another server, \
+             or a certificate made since: compare with the CA file and fingerprint `seccs kms \
+             serve` printed)"
+        }
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => {
+            "the server's certificate does not name the host of the URL: connect by a name or \
+             address it holds, or trust it with --pin and its SHA-256 fingerprint (a server \
+             whose certificate `seccs kms serve` made names localhost, 127.0.0.1, ::1 and the \
+             address it first listened on)"
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the server's certificate has expired"
+        }
+        rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "the server's certificate is not valid yet (check the clocks)"
+        }
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            "the server does not speak TLS on that port (plain HTTP?)"
+        }
+        _ => return None,
+    };
+    Some(words.to_owned())
+}
+
 fn transport(e: reqwest::Error) -> KmsError {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
+    // Bounded: an error chain is a few links long.
+    for _ in 0..16 {
+        let Some(s) = src else { break };
         msg.push_str(": ");
-        // rustls shows a verifier's own error by its Debug form; a pin
-        // that does not match says so in words.
-        match pin::mismatch_in(s) {
-            Some(mismatch) => {
-                msg.push_str(&mismatch);
+        match tls_error_in(s).and_then(tls_words) {
+            Some(words) => {
+                msg.push_str(&words);
                 break;
             }
             None => msg.push_str(&s.to_string()),
@@ -287,7 +395,7 @@ impl KmsClient {
                 "tampered" => return KmsError::Tampered,
                 "unauthorized" => return KmsError::Unauthorized,
                 "exists" => return KmsError::AlreadyExists,
-                "too-large" => return KmsError::too_large_from_server(e.message),
+                "too-large" => return KmsError::too_large_from_server(shown(&e.message)),
                 "corrupt-key" => {
                     return KmsError::CorruptKeyFile {
                         name: name.unwrap_or("?").to_owned(),
@@ -297,22 +405,17 @@ impl KmsClient {
             }
             return KmsError::Server {
                 status,
-                body: format!("{}: {}", e.error, e.message),
+                body: shown(&format!("{}: {}", e.error, e.message)),
             };
         }
         if status == 401 {
             return KmsError::Unauthorized;
         }
+        let text = shown(&String::from_utf8_lossy(&body[..body.len().min(SHOWN_MAX)]));
         if status == 413 {
-            return KmsError::TooLarge(format!(
-                "the body is above the server's limit ({})",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-            ));
+            return KmsError::TooLarge(format!("the body is above the server's limit ({text})"));
         }
-        KmsError::Server {
-            status,
-            body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-        }
+        KmsError::Server { status, body: text }
     }
 
     /// `GET /`: the seed's status line.
@@ -321,12 +424,19 @@ impl KmsClient {
         if status != 200 {
             return Err(Self::server_error(status, &body, None));
         }
-        String::from_utf8(body).map_err(|_| KmsError::Malformed("status text"))
+        String::from_utf8(body)
+            .map(|text| shown(&text))
+            .map_err(|_| KmsError::Malformed("status text"))
     }
 
-    /// `POST /new`: a new KEK.
+    /// `POST /new`: a new KEK. The management token goes with it when the
+    /// configuration has one (a server may require it on `/new`).
     pub async fn new_kek(&self) -> Result<SecretKey, KmsError> {
-        let (status, body) = self.send(self.http.post(self.url("/new")?)).await?;
+        let mut req = self.http.post(self.url("/new")?);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let (status, body) = self.send(req).await?;
         if status != 200 {
             return Err(Self::server_error(status, &body, None));
         }
@@ -592,15 +702,18 @@ fn item_value(i: Item, op: &str) -> Result<String, KmsError> {
             "tampered" => KmsError::Tampered,
             "version" => KmsError::VersionBelowMinimum,
             "malformed" if op == "decrypt" || op == "rewrap" => KmsError::NotCiphertext,
-            "malformed" if op == "key" => KmsError::Malformed("KEK"),
-            "too-large" => KmsError::too_large_from_server(i.message.unwrap_or(code)),
+            "malformed" if op == "key" => KmsError::Malformed(crate::server::KEK_FORMS),
+            "too-large" => KmsError::too_large_from_server(shown(&i.message.unwrap_or(code))),
             _ => KmsError::ItemRefused {
-                message: i.message.unwrap_or_else(|| match code.as_str() {
-                    "state" => "the key's state does not allow this operation".to_owned(),
-                    "malformed" => "the server could not read the item".to_owned(),
-                    _ => format!("error code {code}"),
-                }),
-                code,
+                message: i
+                    .message
+                    .map(|m| shown(&m))
+                    .unwrap_or_else(|| match code.as_str() {
+                        "state" => "the key's state does not allow this operation".to_owned(),
+                        "malformed" => "the server could not read the item".to_owned(),
+                        _ => format!("error code {}", shown(&code)),
+                    }),
+                code: shown(&code),
             },
         }),
         _ => Err(KmsError::Malformed("batch item")),
@@ -645,37 +758,80 @@ impl BlockingClient {
 /// Reads a KEK file: 32 raw bytes, or 64 hex digits (surrounding
 /// whitespace allowed), as written by `seccs kms new --out FILE`, `wget …
 /// /new -O kek.dat` or by hand.
+///
+/// A KEK file that group or other can read is used, but logged once per
+/// process as a warning (`tracing`): the KEK is the credential that fetches
+/// its DEK, so the file should be 0600. [`kek_file_mode_exposed`] tells a
+/// caller that shows its own warnings.
 pub fn load_kek(path: &std::path::Path) -> Result<SecretKey, KmsError> {
     let bytes = zeroize::Zeroizing::new(read_bounded(path, MAX_KEK_FILE)?);
-    crate::server::parse_kek(&bytes)
+    let kek = crate::server::parse_kek(&bytes)?;
+    if let Some(mode) = kek_file_mode_exposed(path) {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                path = %path.display(),
+                "{}",
+                kek_file_warning(path, mode)
+            );
+        }
+    }
+    Ok(kek)
+}
+
+/// The mode of the KEK file at `path` when group or other may read or
+/// write it (it should be 0600), else `None` (also when it cannot be
+/// checked).
+pub fn kek_file_mode_exposed(path: &std::path::Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// The warning about a KEK file of mode `mode` that others can read.
+pub fn kek_file_warning(path: &std::path::Path, mode: u32) -> String {
+    format!(
+        "the KEK file {} can be read by others (mode {mode:o}): make it 0600 (`chmod 600`); \
+         whoever holds the KEK can fetch its DEK",
+        path.display()
+    )
+}
+
+/// The most of a server's text shown in an error, in bytes.
+const SHOWN_MAX: usize = 300;
+
+/// A server's text as an error shows it: control characters (escape
+/// sequences, carriage returns, line breaks) escaped as `\u{1b}`, `\r`,
+/// `\n`, so that a server cannot forge lines or send the terminal
+/// commands, and cut to [`SHOWN_MAX`] characters.
+fn shown(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == SHOWN_MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The largest KEK file read: 64 hex digits and a line end, with room.
 const MAX_KEK_FILE: u64 = 4096;
 /// The largest CA file read: a bundle of many certificates.
 const MAX_CA_FILE: u64 = 4 << 20;
-
-/// Reads `path` whole, refusing one longer than `limit` bytes (a device
-/// such as /dev/zero, or the wrong file) before it is all in memory.
-fn read_bounded(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, KmsError> {
-    use std::io::Read;
-    let read_err = |source| KmsError::File {
-        action: "read",
-        path: path.to_owned(),
-        source,
-    };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
-        .map_err(read_err)?;
-    if bytes.len() as u64 > limit {
-        return Err(read_err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("longer than {limit} bytes; not the file expected"),
-        )));
-    }
-    Ok(bytes)
-}
 
 /// The directory and file name of a new KEK file at `path`, checked: the
 /// path does not end in a directory separator (`kek/` names a directory,
@@ -855,6 +1011,49 @@ pub fn fetch_store_key(config: &ClientConfig, kek: &SecretKey) -> Result<SecretK
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_servers_error_text_is_shown_escaped_and_bounded() {
+        let body = b"\x1b[31mred\rforged line\nmore\x07";
+        let shown = KmsClient::server_error(500, body, None).to_string();
+        assert_eq!(
+            shown,
+            "server answered 500: \\u{1b}[31mred\\rforged line\\nmore\\u{7}"
+        );
+        let json = br#"{"error":"weird\u001b","message":"a\u001b[2Jb"}"#;
+        let shown = KmsClient::server_error(400, json, None).to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("a\\u{1b}[2Jb"), "{shown}");
+        let long = "x".repeat(10_000);
+        let shown = KmsClient::server_error(500, long.as_bytes(), None).to_string();
+        assert!(shown.len() < 400, "{}", shown.len());
+        let item = Item {
+            value: None,
+            wrapped: None,
+            error: Some("odd\r".to_owned()),
+            message: Some("line\nforged".to_owned()),
+        };
+        let shown = item_value(item, "encrypt")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    }
+
+    #[test]
+    fn a_malformed_kek_answer_says_what_a_kek_is() {
+        let item = Item {
+            value: None,
+            wrapped: None,
+            error: Some("malformed".to_owned()),
+            message: None,
+        };
+        let shown = item_value(item, "key")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(shown, "malformed KEK: 32 bytes or 64 hex digits");
+    }
 
     #[test]
     fn debug_output_never_shows_the_token() -> Result<(), KmsError> {

@@ -39,22 +39,8 @@ impl std::fmt::Display for PinMismatch {
 
 impl std::error::Error for PinMismatch {}
 
-/// The words of a pin mismatch, when `e` is the TLS error one caused (as
-/// it is, or inside the I/O errors that carry it: their `source` skips
-/// the error they wrap).
-pub(crate) fn mismatch_in(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut e = e;
-    // Bounded: a handshake error is wrapped a few times at most.
-    for _ in 0..8 {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return mismatch_of(tls);
-        }
-        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
-    }
-    None
-}
-
-fn mismatch_of(tls: &rustls::Error) -> Option<String> {
+/// The words of a pin mismatch, when `tls` is the error one caused.
+pub(crate) fn mismatch_of(tls: &rustls::Error) -> Option<String> {
     match tls {
         rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => other
             .0

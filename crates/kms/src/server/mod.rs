@@ -6,15 +6,17 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /` | `200 text/plain`, `KMS server holding N keys` |
-//! | `POST /new` | `200`, a new KEK (32 raw bytes) |
+//! | `POST /new` | `200`, a new KEK (32 raw bytes); bearer token with [`ServerConfig::new_needs_token`] |
 //! | `POST /key` (body: KEK, raw or hex) | `200`, the DEK (32 raw bytes); `404 Key not found` |
 //! | `GET /v1/status` | `{"keys": N, "named_keys": M}` |
-//! | `POST /v1/new` `{"count"}` | `{"keks": [hex]}` |
+//! | `POST /v1/new` `{"count"}` | `{"keks": [hex]}`; bearer token as `/new` |
 //! | `POST /v1/key` `{"keks": [hex]}` | `{"results": [{"value"} or {"error"}]}` |
 //! | `GET/POST /v1/keys` | list / create named keys (bearer token) |
 //! | `GET /v1/keys/{name}` | key info (bearer token) |
 //! | `POST /v1/keys/{name}/rotate`, `/state`, `/config` | lifecycle (bearer token) |
 //! | `POST /v1/keys/{name}/encrypt`, `/decrypt`, `/rewrap`, `/datakey` | batches (bearer token) |
+//!
+//! [`ROUTES_HELP`] lists them for `seccs kms serve --help`.
 //!
 //! Hardening: request bodies above [`ServerConfig::max_body`] are answered
 //! `413` (a declared one after it is read and dropped, up to 16 MiB, so the
@@ -48,15 +50,46 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
 
-pub use routes::parse_kek;
+pub use crate::files::MIN_TOKEN_LEN;
+pub use routes::{KEK_FORMS, parse_kek};
 pub use tls::CertInfo;
 
 use crate::KmsError;
 use crate::atomic;
 use crate::audit::AuditLog;
 use crate::facility::Facility;
+use crate::files::{MAX_TOKEN_FILE, TOKEN_CHARACTERS, read_bounded_opt, token_fits_header};
 use crate::keyring::KeyRing;
 
+/// The routes, for `seccs kms serve --help`: method, path, what it does,
+/// and whether it needs the management token.
+pub const ROUTES_HELP: &str = "\
+Routes (HTTPS; \"token\": the management token, as `Authorization: Bearer TOKEN`):
+  GET  /                          status line, \"KMS server holding N keys\"  (keas.kmi)
+  POST /new                       a new KEK/DEK pair; answers the KEK, 32 raw bytes  (keas.kmi;
+                                  token only with --new-needs-token)
+  POST /key                       body: a KEK (32 bytes or 64 hex digits); answers its DEK,
+                                  32 raw bytes, or 404  (keas.kmi; the KEK is the credential)
+  GET  /v1/status                 {\"keys\": N, \"named_keys\": M}
+  POST /v1/new                    {\"count\": N} (1-1024): {\"keks\": [hex]}  (token only with
+                                  --new-needs-token)
+  POST /v1/key                    {\"keks\": [hex]} (at most 1024): {\"results\": [{\"value\"} or
+                                  {\"error\", \"message\"}]}  (the KEKs are the credential)
+  GET  /v1/keys                   the named keys' names  (token)
+  POST /v1/keys                   {\"name\", \"state\"?}: create a named key  (token)
+  GET  /v1/keys/NAME              a named key's versions, state and times  (token)
+  POST /v1/keys/NAME/rotate       add a version; new ciphertexts use it  (token)
+  POST /v1/keys/NAME/state        {\"state\"}: move it in its lifecycle  (token)
+  POST /v1/keys/NAME/config       {\"min_decrypt_version\"}  (token)
+  POST /v1/keys/NAME/encrypt      {\"items\": [{\"data\", \"context\"}]} (hex): ciphertexts  (token)
+  POST /v1/keys/NAME/decrypt      the same with ciphertexts: plaintexts  (token)
+  POST /v1/keys/NAME/rewrap       the same: ciphertexts under the newest version  (token)
+  POST /v1/keys/NAME/datakey      {\"count\", \"context\"}: data keys and their wrapped forms  (token)
+Errors of /v1/ are JSON: {\"error\": CODE, \"message\": TEXT}.";
+
+/// The smallest request body limit a server takes: room for any request
+/// of a KEK, and for small batches.
+pub const MIN_MAX_BODY: usize = 1024;
 /// How to run a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -70,9 +103,16 @@ pub struct ServerConfig {
     /// The private key (PEM) of `cert`.
     pub key: Option<PathBuf>,
     /// The management bearer token; `None` reads `DIR/token`, creating a
-    /// random one (mode 0600) on first start.
+    /// random one (mode 0600) on first start. Either way it is read at
+    /// start only (a changed token needs a restart) and must be at least
+    /// [`MIN_TOKEN_LEN`] bytes of printable ASCII.
     pub token: Option<String>,
-    /// Largest request body in bytes; larger ones get `413`.
+    /// Whether `POST /new` and `POST /v1/new` need the management token.
+    /// Off by default, as keas.kmi: then anyone who reaches the server can
+    /// create keys (a file each), and fill its disk.
+    pub new_needs_token: bool,
+    /// Largest request body in bytes; larger ones get `413`. At least
+    /// [`MIN_MAX_BODY`].
     pub max_body: usize,
     /// Deadline of one request.
     pub request_timeout: Duration,
@@ -88,6 +128,7 @@ impl ServerConfig {
             cert: None,
             key: None,
             token: None,
+            new_needs_token: false,
             max_body: 1 << 20,
             request_timeout: Duration::from_secs(30),
         }
@@ -143,22 +184,48 @@ impl RunningServer {
     }
 }
 
+/// The management token: the one given, or `DIR/token` (at most 4 KiB,
+/// without the whitespace around it), made on first start. A token shorter
+/// than [`MIN_TOKEN_LEN`] bytes, or that cannot go in an HTTP header, is
+/// refused.
 fn load_token(dir: &Path, given: Option<&str>) -> Result<(String, Option<PathBuf>), KmsError> {
-    if let Some(t) = given {
-        return Ok((t.to_owned(), None));
-    }
-    let path = dir.join("token");
-    match std::fs::read_to_string(&path) {
-        Ok(t) => Ok((t.trim().to_owned(), Some(path))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut raw = [0u8; 32];
-            seccs_core::random_bytes(&mut raw)?;
-            let token = hex::encode(raw);
-            atomic::write_atomic(dir, "token", token.as_bytes())?;
-            Ok((token, Some(path)))
+    let (token, path) = match given {
+        Some(t) => (t.trim().to_owned(), None),
+        None => {
+            let path = dir.join("token");
+            match read_bounded_opt(&path, MAX_TOKEN_FILE)? {
+                Some(bytes) => {
+                    let bytes = zeroize::Zeroizing::new(bytes);
+                    let text = std::str::from_utf8(&bytes).map_err(|_| {
+                        KmsError::Config(format!("{} {TOKEN_CHARACTERS}", path.display()))
+                    })?;
+                    (text.trim().to_owned(), Some(path))
+                }
+                None => {
+                    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+                    seccs_core::random_bytes(&mut raw[..])?;
+                    let token = hex::encode(&raw[..]);
+                    atomic::write_atomic(dir, "token", token.as_bytes())?;
+                    return Ok((token, Some(path)));
+                }
+            }
         }
-        Err(e) => Err(e.into()),
+    };
+    let whose = match &path {
+        Some(p) => format!("the management token in {}", p.display()),
+        None => "the management token".to_owned(),
+    };
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(KmsError::Config(format!(
+            "{whose} is {} bytes long: it must be at least {MIN_TOKEN_LEN} (remove the file to \
+             have the server make a random one)",
+            token.len()
+        )));
     }
+    if !token_fits_header(&token) {
+        return Err(KmsError::Config(format!("{whose} {TOKEN_CHARACTERS}")));
+    }
+    Ok((token, path))
 }
 
 /// Declared bodies above the limit are read and dropped up to this many
@@ -196,6 +263,12 @@ async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Re
 
 /// Starts a server on the current tokio runtime.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
+    if config.max_body < MIN_MAX_BODY {
+        return Err(KmsError::Config(format!(
+            "a body limit of {} bytes leaves no room for a request: give at least {MIN_MAX_BODY}",
+            config.max_body
+        )));
+    }
     // The address first: a port in use fails the start before a key
     // directory is made for a server that never ran.
     let listener =
@@ -210,8 +283,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         .into_iter()
         .flatten()
     {
-        std::fs::File::open(path)
-            .map_err(|e| KmsError::Tls(format!("cannot read {}: {e}", path.display())))?;
+        std::fs::File::open(path).map_err(|source| KmsError::File {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        })?;
     }
     let dir = config.dir.clone();
     atomic::create_private_dir(&dir)?;
@@ -220,11 +296,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
     // first one's keys, and could overwrite a named key's file with another.
     let lock = lock_dir(&dir)?;
     keep_private(&dir)?;
-    let (tls, cert) = tls::server_config(&dir, config.cert.as_deref(), config.key.as_deref())?;
+    let (tls, cert) = tls::server_config(
+        &dir,
+        config.cert.as_deref(),
+        config.key.as_deref(),
+        addr.ip(),
+    )?;
     let (token, token_path) = load_token(&dir, config.token.as_deref())?;
-    if token.is_empty() {
-        return Err(KmsError::Config("empty management token".into()));
-    }
     let state = {
         let dir = dir.clone();
         tokio::task::spawn_blocking(move || -> Result<routes::AppState, KmsError> {
@@ -234,6 +312,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
                 audit: AuditLog::open(&dir.join("audit.log"))?,
                 token_hash: Sha256::digest(token.as_bytes()).into(),
                 max_body: config.max_body,
+                new_needs_token: config.new_needs_token,
             })
         })
         .await
@@ -288,17 +367,22 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
     })
 }
 
-/// Takes group and other access away from the key directory and the
-/// secrets in it (the root key, the token, the TLS key), as `init` made
-/// them: a copy or a restore from a backup may have widened them. Each
-/// change is logged.
+/// Takes group and other access away from the key directory, its
+/// directories (`keys/`, `named/`, `tls/`: 0700) and its private files (the
+/// root key, the token, the TLS key, the audit log: 0600), as the server
+/// made them: a copy or a restore from a backup may have widened them.
+/// Each change is logged.
 fn keep_private(dir: &Path) -> Result<(), KmsError> {
     use std::os::unix::fs::PermissionsExt;
     let secrets = [
         dir.to_path_buf(),
+        dir.join("keys"),
+        dir.join("named"),
+        dir.join("tls"),
         dir.join("root.key"),
         dir.join("token"),
         dir.join("tls").join("server.key"),
+        dir.join("audit.log"),
     ];
     for path in secrets {
         let Ok(meta) = std::fs::symlink_metadata(&path) else {

@@ -28,6 +28,8 @@ pub(crate) struct AppState {
     pub(crate) token_hash: [u8; 32],
     /// The largest request body (bytes).
     pub(crate) max_body: usize,
+    /// Whether `/new` and `/v1/new` need the management token.
+    pub(crate) new_needs_token: bool,
 }
 
 impl std::fmt::Debug for AppState {
@@ -42,6 +44,13 @@ pub(crate) type Shared = Arc<AppState>;
 
 const OCTETS: &str = "application/octet-stream";
 
+/// What a malformed KEK is said to be: the forms a KEK takes.
+pub const KEK_FORMS: &str = "KEK: 32 bytes or 64 hex digits";
+/// What a batch whose count is out of bounds is said to be.
+pub(crate) const BAD_COUNT: &str = "count: from 1 to 1024 (the most in one batch)";
+/// What a batch of too many items is said to be.
+pub(crate) const TOO_MANY_ITEMS: &str = "batch: at most 1024 items in one request";
+
 /// Parses a KEK sent by a client: 32 raw bytes, or 64 hex digits with
 /// optional surrounding whitespace (a KEK file edited by hand).
 pub fn parse_kek(body: &[u8]) -> Result<SecretKey, KmsError> {
@@ -51,10 +60,10 @@ pub fn parse_kek(body: &[u8]) -> Result<SecretKey, KmsError> {
     let text = body.trim_ascii();
     if text.len() == 64 {
         let mut raw = zeroize::Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(text, &mut raw[..]).map_err(|_| KmsError::Malformed("KEK"))?;
+        hex::decode_to_slice(text, &mut raw[..]).map_err(|_| KmsError::Malformed(KEK_FORMS))?;
         return Ok(SecretKey::from_bytes(*raw));
     }
-    Err(KmsError::Malformed("KEK: 32 bytes or 64 hex digits"))
+    Err(KmsError::Malformed(KEK_FORMS))
 }
 
 fn code(e: &KmsError) -> (StatusCode, &'static str) {
@@ -141,8 +150,17 @@ pub(crate) async fn seed_status(State(s): State<Shared>) -> Response {
         .into_response()
 }
 
-/// `POST /new`: a new KEK, raw bytes.
-pub(crate) async fn seed_new(State(s): State<Shared>) -> Response {
+/// `POST /new`: a new KEK, raw bytes. With `--new-needs-token`, only for
+/// the management token (`401 Unauthorized` without it).
+pub(crate) async fn seed_new(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if s.new_needs_token && authorize(&s, &headers).is_err() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "Unauthorized",
+        )
+            .into_response();
+    }
     let f = s.facility.clone();
     let r = blocking(move || f.generate()).await;
     match r {
@@ -228,14 +246,19 @@ pub(crate) async fn v1_status(State(s): State<Shared>) -> Json<StatusResponse> {
     })
 }
 
-/// `POST /v1/new`: a batch of KEKs.
+/// `POST /v1/new`: a batch of KEKs (the management token with
+/// `--new-needs-token`).
 pub(crate) async fn v1_new(
     State(s): State<Shared>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<NewResponse>, ApiError> {
+    if s.new_needs_token {
+        authorize(&s, &headers)?;
+    }
     let req: NewRequest = parse_json(&body)?;
     if req.count == 0 || req.count > MAX_BATCH {
-        return Err(KmsError::Malformed("count").into());
+        return Err(KmsError::Malformed(BAD_COUNT).into());
     }
     let f = s.facility.clone();
     let keks = blocking(move || f.generate_many(req.count)).await?;
@@ -257,7 +280,7 @@ pub(crate) async fn v1_key(
 ) -> Result<Json<BatchResponse>, ApiError> {
     let req: KeyRequest = parse_json(&body)?;
     if req.keks.len() > MAX_BATCH {
-        return Err(KmsError::Malformed("too many items").into());
+        return Err(KmsError::Malformed(TOO_MANY_ITEMS).into());
     }
     let results = req
         .keks
@@ -275,14 +298,24 @@ pub(crate) async fn v1_key(
     Ok(Json(BatchResponse { results }))
 }
 
-/// Checks the management bearer token.
+/// The token of an `Authorization` header, if it is of the bearer scheme
+/// (whose name is case-insensitive, RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Checks the management bearer token (compared in constant time, by
+/// its SHA-256).
 pub(crate) fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
-    let h: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
+    let h: [u8; 32] = Sha256::digest(given.as_bytes()).into();
     if bool::from(h.ct_eq(&s.token_hash)) && !given.is_empty() {
         Ok(())
     } else {
@@ -416,7 +449,7 @@ pub(crate) async fn v1_data(
     };
     let req: DataRequest = parse_json(&body)?;
     if req.items.len() > MAX_BATCH {
-        return Err(KmsError::Malformed("too many items").into());
+        return Err(KmsError::Malformed(TOO_MANY_ITEMS).into());
     }
     if matches!(op, Operation::Encrypt) {
         check_encrypt_sizes(&req, body.len(), s.max_body)?;
@@ -440,12 +473,22 @@ pub(crate) async fn v1_data(
             .collect::<Vec<_>>())
     });
     let summary = match &r {
-        Ok(items) if items.iter().all(|i| i.error.is_none()) => "ok",
-        Ok(_) => "partial",
+        Ok(items) => batch_summary(items),
         Err(e) => code(e).1,
     };
     s.audit.record(&op.to_string(), &name, summary);
     Ok(Json(BatchResponse { results: r? }))
+}
+
+/// What the audit log says of a batch: `ok` when every item succeeded
+/// (or there was none), `failed` when every item failed, else `partial`.
+fn batch_summary(items: &[Item]) -> &'static str {
+    let failed = items.iter().filter(|i| i.error.is_some()).count();
+    match failed {
+        0 => "ok",
+        n if n == items.len() => "failed",
+        _ => "partial",
+    }
 }
 
 /// Refuses an encrypt batch with a plaintext above
@@ -506,7 +549,7 @@ fn check_datakey_size(context_hex: &str, max_body: usize) -> Result<(), KmsError
 fn datakey(s: &AppState, name: &str, body: &[u8]) -> Result<Json<BatchResponse>, ApiError> {
     let req: DataKeyRequest = parse_json(body)?;
     if req.count == 0 || req.count > MAX_BATCH {
-        return Err(KmsError::Malformed("count").into());
+        return Err(KmsError::Malformed(BAD_COUNT).into());
     }
     let ctx = unhex(&req.context)?;
     check_datakey_size(&req.context, s.max_body)?;
@@ -524,4 +567,42 @@ fn datakey(s: &AppState, name: &str, body: &[u8]) -> Result<Json<BatchResponse>,
     });
     s.audit.record("datakey", name, result_code(&r));
     Ok(Json(BatchResponse { results: r? }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR  t0k "] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
+        }
+        for value in ["Basic t0k", "Bearert0k", "t0k", ""] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn batch_limits_are_stated_in_their_messages() {
+        let limit = MAX_BATCH.to_string();
+        for text in [BAD_COUNT, TOO_MANY_ITEMS] {
+            assert!(text.contains(&limit), "{text}");
+        }
+        let short = parse_kek(b"zz").err().map(|e| e.to_string());
+        let bad_hex = parse_kek(&[b'g'; 64]).err().map(|e| e.to_string());
+        let long = Some("malformed KEK: 32 bytes or 64 hex digits".to_owned());
+        assert_eq!(short, long);
+        assert_eq!(bad_hex, long);
+    }
+
+    #[test]
+    fn a_batch_whose_every_item_failed_is_audited_as_failed() {
+        let ok = item(Ok(("00".to_owned(), None)));
+        let bad = item(Err(KmsError::Tampered));
+        assert_eq!(batch_summary(&[]), "ok");
+        assert_eq!(batch_summary(&[ok.clone(), ok.clone()]), "ok");
+        assert_eq!(batch_summary(&[ok, bad.clone()]), "partial");
+        assert_eq!(batch_summary(&[bad.clone(), bad]), "failed");
+    }
 }

@@ -3,18 +3,25 @@
 //! Without `--cert`/`--key`, the server creates under `DIR/tls/` a private
 //! CA (`ca.pem`; its private key is discarded once the server certificate
 //! is signed, so nobody can issue more certificates under it) and a server
-//! certificate for `localhost`, `127.0.0.1` and `::1` (`server.pem`,
-//! `server.key`, mode 0600). Clients trust `ca.pem` (`--ca`) or pin the
-//! SHA-256 fingerprint of the server certificate (`--pin`).
+//! certificate for `localhost`, `127.0.0.1`, `::1` and the address it
+//! listens on (`server.pem`, `server.key`, mode 0600). Clients trust
+//! `ca.pem` (`--ca`) or pin the SHA-256 fingerprint of the server
+//! certificate (`--pin`).
+//!
+//! A directory where some of these files are missing and others are there
+//! (a backup restored in part) is refused: a new certificate would change
+//! the fingerprint and the CA that clients trust.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use sha2::{Digest, Sha256};
 
 use crate::KmsError;
 use crate::atomic;
+use crate::files::{MAX_PEM_FILE, read_bounded};
 
 /// Where the certificate came from and how clients can trust it.
 #[derive(Debug, Clone)]
@@ -27,6 +34,11 @@ pub struct CertInfo {
     pub fingerprint: String,
     /// Whether this start created the certificate.
     pub created: bool,
+    /// The address the server listens on, when the certificate does not
+    /// name it: a client that connects to that address cannot trust the
+    /// certificate by a CA (`--ca`), only by its fingerprint (`--pin`).
+    /// `None` when it names it, or the server listens on every address.
+    pub unnamed_listen_ip: Option<IpAddr>,
 }
 
 /// SHA-256 of a DER certificate, lowercase hex.
@@ -38,11 +50,32 @@ fn tls_err(e: impl std::fmt::Display) -> KmsError {
     KmsError::Tls(e.to_string())
 }
 
-/// Creates the CA and server certificate in `tls_dir` unless present.
-fn ensure_self_signed(tls_dir: &Path) -> Result<bool, KmsError> {
-    let (cert, key) = (tls_dir.join("server.pem"), tls_dir.join("server.key"));
-    if cert.exists() && key.exists() {
-        return Ok(false);
+/// Whether something (a file, a link, dangling or not) is at `path`.
+fn present(path: &Path) -> bool {
+    path.symlink_metadata().is_ok()
+}
+
+/// Creates the CA and server certificate in `tls_dir` unless present; the
+/// certificate names `listen` too, unless it is the unspecified address.
+/// Refuses a directory that holds part of a certificate
+/// ([`KmsError::IncompleteCertificate`]).
+fn ensure_self_signed(tls_dir: &Path, listen: IpAddr) -> Result<bool, KmsError> {
+    let (ca, cert, key) = (
+        tls_dir.join("ca.pem"),
+        tls_dir.join("server.pem"),
+        tls_dir.join("server.key"),
+    );
+    let incomplete = |missing: &Path, present: &Path| KmsError::IncompleteCertificate {
+        missing: missing.to_owned(),
+        present: present.to_owned(),
+        dir: tls_dir.to_owned(),
+    };
+    match (present(&cert), present(&key)) {
+        (true, true) => return Ok(false),
+        (true, false) => return Err(incomplete(&key, &cert)),
+        (false, true) => return Err(incomplete(&cert, &key)),
+        (false, false) if present(&ca) => return Err(incomplete(&key, &ca)),
+        (false, false) => {}
     }
     atomic::create_private_dir(tls_dir)?;
     let ca_key = rcgen::KeyPair::generate().map_err(tls_err)?;
@@ -57,12 +90,16 @@ fn ensure_self_signed(tls_dir: &Path) -> Result<bool, KmsError> {
     ];
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(tls_err)?;
     let leaf_key = rcgen::KeyPair::generate().map_err(tls_err)?;
-    let mut leaf = rcgen::CertificateParams::new(vec![
+    let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
-    ])
-    .map_err(tls_err)?;
+    ];
+    let listen = listen.to_canonical().to_string();
+    if !listen_is_any(&listen) && !names.contains(&listen) {
+        names.push(listen);
+    }
+    let mut leaf = rcgen::CertificateParams::new(names).map_err(tls_err)?;
     leaf.distinguished_name
         .push(rcgen::DnType::CommonName, "seccs kms server");
     leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
@@ -74,22 +111,41 @@ fn ensure_self_signed(tls_dir: &Path) -> Result<bool, KmsError> {
     Ok(true)
 }
 
+/// Whether `ip` (as text) is an unspecified address (`0.0.0.0`, `::`).
+fn listen_is_any(ip: &str) -> bool {
+    ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())
+}
+
+/// Whether the certificate `leaf` names the address `ip`.
+fn names_ip(leaf: &CertificateDer<'_>, ip: IpAddr) -> bool {
+    let Ok(parsed) = rustls::server::ParsedCertificate::try_from(leaf) else {
+        return false;
+    };
+    rustls::client::verify_server_name(&parsed, &ServerName::IpAddress(ip.into())).is_ok()
+}
+
 /// Loads (or, without explicit files, creates in `DIR/tls/`) the server's
 /// certificate and builds a rustls configuration with the ring provider.
+/// `listen` is the address the server listens on: a certificate made here
+/// names it, and [`CertInfo::unnamed_listen_ip`] tells whether the one in
+/// use does.
 pub fn server_config(
     dir: &Path,
     cert: Option<&Path>,
     key: Option<&Path>,
+    listen: IpAddr,
 ) -> Result<(Arc<rustls::ServerConfig>, CertInfo), KmsError> {
     let (cert_path, key_path, ca_path, created) = match (cert, key) {
         (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf(), None, false),
         (None, None) => {
             let tls_dir = dir.join("tls");
-            let created = ensure_self_signed(&tls_dir)?;
+            let created = ensure_self_signed(&tls_dir, listen)?;
+            let ca = tls_dir.join("ca.pem");
             (
                 tls_dir.join("server.pem"),
                 tls_dir.join("server.key"),
-                Some(tls_dir.join("ca.pem")),
+                // A CA file lost while the certificate stayed: --pin only.
+                present(&ca).then_some(ca),
                 created,
             )
         }
@@ -99,23 +155,61 @@ pub fn server_config(
             ));
         }
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .map_err(tls_err)?
+    let pem = read_bounded(&cert_path, MAX_PEM_FILE)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
-        .map_err(tls_err)?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| KmsError::Tls(format!("no certificate in {}", cert_path.display())))?;
+        .map_err(|e| {
+            KmsError::Tls(format!(
+                "{} is not a PEM certificate file ({e})",
+                cert_path.display()
+            ))
+        })?;
+    let leaf = certs.first().ok_or_else(|| {
+        KmsError::Tls(format!("{} holds no PEM certificate", cert_path.display()))
+    })?;
     let fingerprint = fingerprint(leaf);
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(tls_err)?;
+    let unnamed_listen_ip = Some(listen.to_canonical())
+        .filter(|ip| !ip.is_unspecified())
+        .filter(|ip| !names_ip(leaf, *ip));
+    let pem = zeroize::Zeroizing::new(read_bounded(&key_path, MAX_PEM_FILE)?);
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            KmsError::Tls(format!("{} holds no PEM private key", key_path.display()))
+        }
+        e => KmsError::Tls(format!(
+            "{} is not a PEM private key file ({e})",
+            key_path.display()
+        )),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(tls_err)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(tls_err)?;
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => KmsError::Tls(format!(
+                "the certificate {} and the key {} do not belong together (--cert and --key \
+                 must be a certificate and its own private key)",
+                cert_path.display(),
+                key_path.display()
+            )),
+            e => KmsError::Tls(format!(
+                "the certificate {} or the key {} cannot be used: {e}",
+                cert_path.display(),
+                key_path.display()
+            )),
+        })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if let Some(ip) = unnamed_listen_ip {
+        tracing::warn!(
+            %ip,
+            cert = %cert_path.display(),
+            "the certificate does not name the address the server listens on: clients that \
+             connect to it must trust the certificate by its fingerprint (--pin), not a CA \
+             (--ca)"
+        );
+    }
     Ok((
         Arc::new(config),
         CertInfo {
@@ -123,6 +217,7 @@ pub fn server_config(
             ca_path,
             fingerprint,
             created,
+            unnamed_listen_ip,
         },
     ))
 }
