@@ -30,10 +30,14 @@ struct Conn {
     /// Trust exactly the server certificate with this SHA-256 fingerprint.
     #[arg(long, env = "SECCS_KMS_PIN")]
     pin: Option<String>,
-    /// The management bearer token (the server's DIR/token).
+    /// The management bearer token (the server's DIR/token). On the command
+    /// line it is visible to other users of this machine (`ps`,
+    /// /proc/PID/cmdline): prefer --token-file or the SECCS_KMS_TOKEN
+    /// environment variable.
     #[arg(long, env = "SECCS_KMS_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Read the management bearer token from this file.
+    /// Read the management bearer token from this file (at most 4 KiB; the
+    /// whitespace around it is dropped).
     #[arg(long, env = "SECCS_KMS_TOKEN_FILE", conflicts_with = "token")]
     token_file: Option<PathBuf>,
     /// Allow plain http:// to a loopback address (never to another host).
@@ -54,9 +58,7 @@ impl Conn {
             c = c.with_token(t.trim());
         }
         if let Some(f) = &self.token_file {
-            let t =
-                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            c = c.with_token(t.trim());
+            c = c.with_token(client::read_token_file(f)?);
         }
         c.allow_loopback_http = self.insecure_loopback_http;
         c.validate()?;
@@ -86,18 +88,42 @@ struct Io {
     context: String,
 }
 
+/// `--max-body`: a number of bytes, at least [`server::MIN_MAX_BODY`].
+fn parse_max_body(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of bytes"))?;
+    if n < server::MIN_MAX_BODY {
+        return Err(format!(
+            "{n} bytes leaves no room for a request: give at least {}",
+            server::MIN_MAX_BODY
+        ));
+    }
+    Ok(n)
+}
+
 #[derive(Debug, Subcommand)]
 enum KmsCommand {
     /// Run the key server over HTTPS until SIGINT or SIGTERM.
+    ///
+    /// At start it refuses a directory that lost root.key while named/
+    /// holds keys, or lost part of the certificate in tls/ (restore them
+    /// from a backup), and takes group and other access away from the
+    /// directory and what it holds, logging each change.
+    #[command(after_long_help = server::ROUTES_HELP)]
     Serve {
         /// Storage directory, made 0700 if missing: `keys/` (DEK files,
-        /// each sealed), `named/` (named keys), `root.key` (the key that
-        /// seals them: back it up with the rest, keep it as secret as the
-        /// keys), `token` (the management token), `audit.log`, and `tls/`
-        /// (the certificate made when --cert is not given).
+        /// each sealed under its own KEK, which only clients hold),
+        /// `named/` (named keys), `root.key` (the key that seals `named/`:
+        /// back it up with them, keep it as secret as the keys; without it
+        /// they cannot be opened), `token` (the management token: at least
+        /// 16 bytes, made when missing, read at start only, so a changed
+        /// token needs a restart), `audit.log`, and `tls/` (the
+        /// certificate made when --cert is not given).
         #[arg(long)]
         dir: PathBuf,
-        /// Address to listen on.
+        /// Address to listen on. A certificate made here names it, with
+        /// localhost, 127.0.0.1 and ::1.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// Certificate chain (PEM); without it a certificate is created in DIR/tls.
@@ -106,11 +132,18 @@ enum KmsCommand {
         /// Private key (PEM) of --cert.
         #[arg(long, requires = "cert")]
         key: Option<PathBuf>,
-        /// Largest request body in bytes (larger: 413).
-        #[arg(long, default_value_t = 1 << 20)]
+        /// Largest request body in bytes (larger: 413); at least 1024.
+        #[arg(long, default_value_t = 1 << 20, value_parser = parse_max_body)]
         max_body: usize,
+        /// Require the management token on POST /new and POST /v1/new.
+        /// Without it (keas.kmi's behaviour, the default) anyone who can
+        /// reach the server can create keys, a file each, until its disk is
+        /// full; `seccs kms new` then needs --token-file.
+        #[arg(long)]
+        new_needs_token: bool,
     },
-    /// Create a KEK/DEK pair on the server; writes the KEK (the caller keeps it).
+    /// Create a KEK/DEK pair on the server; writes the KEK (the caller keeps
+    /// it). Management token only if the server runs with --new-needs-token.
     New {
         #[command(flatten)]
         conn: Conn,
@@ -128,7 +161,8 @@ enum KmsCommand {
         kek: PathBuf,
     },
     /// Encrypt a file or stream: locally under the DEK of --kek (segmented
-    /// stream format), or on the server under the named key --name.
+    /// stream format), or on the server under the named key --name
+    /// (management token).
     #[command(group(clap::ArgGroup::new("key").required(true).args(["kek", "name"])))]
     Encrypt {
         #[command(flatten)]
@@ -138,12 +172,13 @@ enum KmsCommand {
         /// Encrypt locally with the DEK of this KEK file.
         #[arg(long, conflicts_with = "name")]
         kek: Option<PathBuf>,
-        /// Encrypt on the server with this named key (input ≤ 256 KiB; larger
-        /// input is refused: use --kek for files).
+        /// Encrypt on the server with this named key (management token;
+        /// input ≤ 256 KiB, larger input is refused: use --kek for files).
         #[arg(long)]
         name: Option<String>,
     },
-    /// Decrypt what `encrypt` produced (same --kek or --name and --context).
+    /// Decrypt what `encrypt` produced (same --kek or --name and --context;
+    /// --name needs the management token).
     #[command(group(clap::ArgGroup::new("key").required(true).args(["kek", "name"])))]
     Decrypt {
         #[command(flatten)]
@@ -153,11 +188,11 @@ enum KmsCommand {
         /// Decrypt locally with the DEK of this KEK file.
         #[arg(long, conflicts_with = "name")]
         kek: Option<PathBuf>,
-        /// Decrypt on the server with this named key.
+        /// Decrypt on the server with this named key (management token).
         #[arg(long)]
         name: Option<String>,
     },
-    /// Show the server's status (seed status line and key counts).
+    /// Show the server's status (seed status line and key counts; no token).
     Status {
         #[command(flatten)]
         conn: Conn,
@@ -177,14 +212,16 @@ enum KmsCommand {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Show a named key's versions, state and transition times (JSON).
+    /// Show a named key's versions, state and transition times, as JSON
+    /// (management token).
     Info {
         #[command(flatten)]
         conn: Conn,
         /// The key name.
         name: String,
     },
-    /// Add a version to a named key; new ciphertexts use it.
+    /// Add a version to a named key; new ciphertexts use it (management
+    /// token).
     Rotate {
         #[command(flatten)]
         conn: Conn,
@@ -192,7 +229,8 @@ enum KmsCommand {
         name: String,
     },
     /// Move a named key to a lifecycle state: pre-activation, active,
-    /// suspended, deactivated, compromised, destroyed (erases the material).
+    /// suspended, deactivated, compromised, destroyed (erases the material)
+    /// (management token).
     State {
         #[command(flatten)]
         conn: Conn,
@@ -204,7 +242,7 @@ enum KmsCommand {
         ))]
         state: String,
     },
-    /// Refuse decryption with versions below N.
+    /// Refuse decryption with versions below N (management token).
     MinVersion {
         #[command(flatten)]
         conn: Conn,
@@ -214,7 +252,7 @@ enum KmsCommand {
         version: u32,
     },
     /// Re-encrypt a ciphertext to the newest version of a named key without
-    /// revealing the plaintext.
+    /// revealing the plaintext (management token).
     Rewrap {
         #[command(flatten)]
         conn: Conn,
@@ -223,7 +261,8 @@ enum KmsCommand {
         /// The key name.
         name: String,
     },
-    /// Generate a data key: prints JSON with the key and its wrapped form (hex).
+    /// Generate a data key: prints JSON with the key and its wrapped form
+    /// (hex) (management token).
     Datakey {
         #[command(flatten)]
         conn: Conn,
@@ -235,17 +274,35 @@ enum KmsCommand {
     },
 }
 
+/// The most of an input `encrypt|decrypt|rewrap --name` reads: far above
+/// what one item holds, so the refusal can say how large the input is,
+/// and yet bounded (a device such as /dev/zero).
+const MAX_NAMED_INPUT: u64 = 16 << 20;
+
 fn read_input(io: &Io) -> anyhow::Result<Vec<u8>> {
     let mut data = Vec::new();
-    match &io.input {
+    let source = match &io.input {
         Some(p) => {
-            data = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+            std::fs::File::open(p)
+                .and_then(|f| f.take(MAX_NAMED_INPUT + 1).read_to_end(&mut data))
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            p.display().to_string()
         }
         None => {
             std::io::stdin()
+                .take(MAX_NAMED_INPUT + 1)
                 .read_to_end(&mut data)
                 .context("cannot read standard input")?;
+            "standard input".to_owned()
         }
+    };
+    if data.len() as u64 > MAX_NAMED_INPUT {
+        anyhow::bail!(
+            "{source} is larger than {} MiB; the server takes at most {} KiB per item: use --kek \
+             for files",
+            MAX_NAMED_INPUT >> 20,
+            MAX_ITEM_PLAINTEXT / 1024
+        );
     }
     Ok(data)
 }
@@ -256,7 +313,13 @@ fn write_output(io: &Io, data: &[u8]) -> anyhow::Result<()> {
 
 fn load_kek(path: &Path) -> anyhow::Result<seccs_core::SecretKey> {
     // The library names the path only where the file cannot be opened.
-    client::load_kek(path).with_context(|| format!("cannot read the KEK file {}", path.display()))
+    let kek = client::load_kek(path)
+        .with_context(|| format!("cannot read the KEK file {}", path.display()))?;
+    // Once: a command reads one KEK file.
+    if let Some(mode) = client::kek_file_mode_exposed(path) {
+        errln!("seccs: warning: {}", client::kek_file_warning(path, mode));
+    }
+    Ok(kek)
 }
 
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -341,6 +404,46 @@ fn named_one(c: &BlockingClient, name: &str, op: &str, io: &Io) -> anyhow::Resul
     write_output(io, &out)
 }
 
+/// What `kms serve` says once it listens: where, and how clients trust it.
+fn announce(s: &server::RunningServer, dir: &Path) {
+    let cert = s.cert();
+    errln!("seccs kms listening on {}", s.url());
+    errln!("certificate: {}", cert.cert_path.display());
+    match (&cert.ca_path, cert.unnamed_listen_ip) {
+        (Some(ca), None) => errln!("CA file (for --ca): {}", ca.display()),
+        (Some(ca), Some(ip)) => {
+            errln!(
+                "CA file (for --ca, by a name the certificate holds): {}",
+                ca.display()
+            );
+            errln!(
+                "warning: the certificate does not name {ip}, the address this server listens \
+                 on, so a client of https://{} cannot trust it by --ca: use --pin with the \
+                 fingerprint below, or stop the server and remove {} to make a certificate \
+                 that names it (clients then need the new --ca or --pin)",
+                s.addr(),
+                dir.join("tls").display()
+            );
+        }
+        (None, Some(ip)) => errln!(
+            "warning: the certificate does not name {ip}, the address this server listens on: \
+             clients that connect to it must use --pin with the fingerprint below"
+        ),
+        (None, None) => {}
+    }
+    if cert.ca_path.is_some() && s.addr().ip().is_unspecified() {
+        errln!(
+            "note: listening on every address; the certificate names localhost, 127.0.0.1 and \
+             ::1 (and the address it was made for): a client that connects by another address \
+             must use --pin"
+        );
+    }
+    errln!("SHA-256 fingerprint (for --pin): {}", cert.fingerprint);
+    if let Some(t) = s.token_path() {
+        errln!("management token file: {}", t.display());
+    }
+}
+
 /// Runs `seccs kms`.
 pub fn run(args: KmsArgs) -> anyhow::Result<()> {
     match args.command {
@@ -350,6 +453,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             cert,
             key,
             max_body,
+            new_needs_token,
         } => {
             crate::init_tracing("info");
             let mut cfg = ServerConfig::new(&dir);
@@ -357,17 +461,8 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             cfg.cert = cert;
             cfg.key = key;
             cfg.max_body = max_body;
-            server::serve_blocking(cfg, |s| {
-                errln!("seccs kms listening on {}", s.url());
-                errln!("certificate: {}", s.cert().cert_path.display());
-                if let Some(ca) = &s.cert().ca_path {
-                    errln!("CA file (for --ca): {}", ca.display());
-                }
-                errln!("SHA-256 fingerprint (for --pin): {}", s.cert().fingerprint);
-                if let Some(t) = s.token_path() {
-                    errln!("management token file: {}", t.display());
-                }
-            })?;
+            cfg.new_needs_token = new_needs_token;
+            server::serve_blocking(cfg, |s| announce(s, &dir))?;
         }
         KmsCommand::New { conn, out } => {
             // The KEK file's temporary file is created before the server

@@ -14,6 +14,8 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 struct Server {
     child: Child,
     url: String,
+    /// What it said at start, up to its fingerprint.
+    banner: Vec<String>,
 }
 
 impl Drop for Server {
@@ -26,28 +28,50 @@ impl Drop for Server {
 /// Starts a key server in `dir` on a free loopback port and waits (at most
 /// 60 s) for the address it prints.
 fn serve(dir: &Path) -> Result<Server, Box<dyn std::error::Error>> {
+    serve_with(dir, "127.0.0.1:0", &[])
+}
+
+/// Starts a key server in `dir` listening on `listen`, with `extra`
+/// arguments, and waits (at most 60 s) for what it prints at start.
+fn serve_with(
+    dir: &Path,
+    listen: &str,
+    extra: &[&str],
+) -> Result<Server, Box<dyn std::error::Error>> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_seccs"))
-        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
+        .args(["kms", "serve", "--listen", listen])
+        .args(extra)
+        .arg("--dir")
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
-    // The address is announced on standard error.
+    // The address is announced on standard error, the fingerprint last.
     let stderr = child.stderr.take().ok_or("server has no stderr")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut banner = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("seccs kms listening on ") {
-                let _ = tx.send(url.to_owned());
+            let last = line.starts_with("SHA-256 fingerprint");
+            banner.push(line);
+            if last {
+                let _ = tx.send(std::mem::take(&mut banner));
             }
         }
     });
     let mut server = Server {
         child,
         url: String::new(),
+        banner: Vec::new(),
     };
     // On a timeout the server is dropped, which kills it.
-    server.url = rx.recv_timeout(Duration::from_secs(60))?;
+    server.banner = rx.recv_timeout(Duration::from_secs(60))?;
+    server.url = server
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("seccs kms listening on "))
+        .ok_or("no address announced")?
+        .to_owned();
     Ok(server)
 }
 
@@ -780,17 +804,245 @@ fn stores_keyed_by_the_key_service_get_keys_of_their_own() -> TestResult {
     Ok(())
 }
 
-/// `kms serve --help` lists what the storage directory holds, the root key
-/// that seals the rest included.
+/// `kms serve --help` lists what the storage directory holds (the root key
+/// seals `named/`; each DEK is sealed under its KEK), the token's rules,
+/// `--new-needs-token` and its risk, and every route with whether it needs
+/// the token (L2, L3, L9, L18, M2).
 #[test]
-fn serve_help_lists_the_storage_directory() -> TestResult {
+fn serve_help_lists_the_storage_directory_and_the_routes() -> TestResult {
     let out = Command::new(env!("CARGO_BIN_EXE_seccs"))
         .args(["kms", "serve", "--help"])
         .output()?;
     let help = String::from_utf8(succeeded(out)?.stdout)?;
-    for item in ["keys/", "named/", "root.key", "token", "audit.log", "tls/"] {
-        assert!(help.contains(item), "{item}: {help}");
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for item in [
+        "keys/",
+        "named/",
+        "root.key",
+        "token",
+        "audit.log",
+        "tls/",
+        "the key that seals `named/`",
+        "sealed under its own KEK",
+        "at least 16 bytes",
+        "a changed token needs a restart",
+        "--new-needs-token",
+        "until its disk is full",
+        "at least 1024",
+        "POST /v1/keys/NAME/encrypt",
+        "GET /v1/status",
+    ] {
+        assert!(flat.contains(item), "{item}: {help}");
     }
+    // Each /v1/keys route says it needs the token.
+    let routes: Vec<&str> = help.lines().filter(|l| l.contains("/v1/keys")).collect();
+    assert_eq!(routes.len(), 10, "{help}");
+    for line in routes {
+        assert!(line.contains("(token)"), "{line}");
+    }
+    Ok(())
+}
+
+/// L1 and L15: `--token` warns that the command line is public; every
+/// command that needs the management token says so.
+#[test]
+fn client_help_says_which_commands_need_the_token() -> TestResult {
+    let help = |args: &[&str]| -> Result<String, Box<dyn std::error::Error>> {
+        let out = seccs_kms(args).output()?;
+        let text = String::from_utf8(succeeded(out)?.stdout)?;
+        Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    let status = help(&["status", "--help"])?;
+    assert!(
+        status.contains("visible to other users") && status.contains("--token-file"),
+        "{status}"
+    );
+    for sub in [
+        "create",
+        "list",
+        "info",
+        "rotate",
+        "state",
+        "min-version",
+        "rewrap",
+        "datakey",
+    ] {
+        let text = help(&[sub, "--help"])?;
+        assert!(text.contains("(management token)"), "{sub}: {text}");
+    }
+    for sub in ["encrypt", "decrypt"] {
+        let text = help(&[sub, "--help"])?;
+        assert!(
+            text.contains("named key (management token"),
+            "{sub}: {text}"
+        );
+    }
+    let text = help(&["new", "--help"])?;
+    assert!(text.contains("--new-needs-token"), "{text}");
+    Ok(())
+}
+
+/// L17: a body limit with no room for a request is a usage error.
+#[test]
+fn a_body_limit_below_1_kib_is_a_usage_error() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let out = seccs_kms(&[
+        "serve",
+        "--max-body",
+        "0",
+        "--listen",
+        "127.0.0.1:0",
+        "--dir",
+    ])
+    .arg(tmp.path().join("srv"))
+    .output()?;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at least 1024"), "{}", stderr(&out));
+    assert!(!tmp.path().join("srv").exists());
+    Ok(())
+}
+
+/// M2: `--new-needs-token` makes `kms new` need the management token.
+#[test]
+fn new_needs_the_token_when_the_server_is_started_so() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve_with(&srv_dir, "127.0.0.1:0", &["--new-needs-token"])?;
+    let out = kms(&server, &srv_dir, "new").output()?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not authorised"), "{}", stderr(&out));
+    let out = succeeded(managed(&server, &srv_dir, "new").output()?)?;
+    assert_eq!(String::from_utf8(out.stdout)?.trim().len(), 64);
+    Ok(())
+}
+
+/// M3: a server on another loopback address makes a certificate that names
+/// it, so `--ca` works there.
+#[test]
+fn the_ca_file_works_at_the_listen_address() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve_with(&srv_dir, "127.0.0.2:0", &[])?;
+    assert!(
+        server.url.starts_with("https://127.0.0.2:"),
+        "{}",
+        server.url
+    );
+    assert!(
+        server.banner.iter().all(|l| !l.starts_with("warning")),
+        "{:?}",
+        server.banner
+    );
+    succeeded(kms(&server, &srv_dir, "status").output()?)?;
+    drop(server);
+    // The same certificate at another address: said at start.
+    let server = serve_with(&srv_dir, "127.0.0.3:0", &[])?;
+    let banner = server.banner.join("\n");
+    assert!(
+        banner.contains("warning: the certificate does not name 127.0.0.3")
+            && banner.contains("--pin")
+            && banner.contains(&format!("remove {}", srv_dir.join("tls").display())),
+        "{banner}"
+    );
+    Ok(())
+}
+
+/// M1: a key directory that lost root.key while it holds named keys is
+/// refused at start, by the file that is missing.
+#[test]
+fn serve_refuses_a_directory_that_lost_its_root_key() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve(&srv_dir)?;
+    succeeded(managed(&server, &srv_dir, "create").arg("k").output()?)?;
+    drop(server);
+    std::fs::remove_file(srv_dir.join("root.key"))?;
+    let mut child = seccs_kms(&["serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&srv_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let status = wait_at_most(&mut child, Duration::from_secs(60))?;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut err)?;
+    }
+    assert!(!status.success());
+    assert!(
+        err.contains("root.key is missing") && err.contains("restore root.key from a backup"),
+        "{err}"
+    );
+    assert!(!srv_dir.join("root.key").exists());
+    Ok(())
+}
+
+/// L19, L13, L11 and L7: a KEK file others can read is used with a
+/// warning; a server URL holding a password is refused without showing
+/// it; a token file with a line break inside, or one that never ends, is
+/// refused in words.
+#[test]
+fn client_inputs_are_checked_and_warned_about() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
+    let out = succeeded(
+        kms(&server, &srv_dir, "key")
+            .arg("--kek")
+            .arg(&kek)
+            .output()?,
+    )?;
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o644))?;
+    let out = succeeded(
+        kms(&server, &srv_dir, "key")
+            .arg("--kek")
+            .arg(&kek)
+            .output()?,
+    )?;
+    let err = stderr(&out);
+    assert_eq!(err.matches("warning").count(), 1, "{err}");
+    assert!(
+        err.contains("can be read by others (mode 644)") && err.contains("0600"),
+        "{err}"
+    );
+
+    let out = seccs_kms(&[
+        "status",
+        "--server",
+        "https://me:s3cret@127.0.0.1:1",
+        "--pin",
+    ])
+    .arg("ab".repeat(32))
+    .output()?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("may not hold a user name or password")
+            && !stderr(&out).contains("s3cret"),
+        "{}",
+        stderr(&out)
+    );
+
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "0123456789\nabcdefghij\n")?;
+    let out = kms(&server, &srv_dir, "list")
+        .arg("--token-file")
+        .arg(&token)
+        .output()?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot go in an HTTP header"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kms(&server, &srv_dir, "list")
+        .args(["--token-file", "/dev/zero"])
+        .output()?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("/dev/zero is larger than 4096 bytes"),
+        "{}",
+        stderr(&out)
+    );
     Ok(())
 }
 
