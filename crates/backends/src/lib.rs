@@ -116,6 +116,20 @@ pub fn is_backend_url(url: &str) -> bool {
 /// unchanged if it does not parse as a URL.
 pub fn redact(url: &str) -> String {
     match ::url::Url::parse(url) {
+        // A parse is trusted only when no '@' is left after the user info
+        // it found: otherwise a password holding '/', '#' or '?' was read
+        // as part of a port, path, query or fragment.
+        Ok(parsed)
+            if [
+                parsed.path(),
+                parsed.query().unwrap_or(""),
+                parsed.fragment().unwrap_or(""),
+            ]
+            .iter()
+            .any(|part| part.contains('@')) =>
+        {
+            seccs_core::redact::url_password(url)
+        }
         Ok(mut parsed) => {
             if parsed.password().is_some() {
                 // Setting the password of a URL that already has one (so has
@@ -139,7 +153,7 @@ pub fn redact(url: &str) -> String {
             }
             parsed.to_string()
         }
-        Err(_) => url.to_owned(),
+        Err(_) => seccs_core::redact::url_password(url),
     }
 }
 
@@ -159,6 +173,17 @@ fn connect(url: &str, prepare: Prepare, access: Access) -> Result<Box<dyn Backen
             redact(url)
         )));
     };
+    let password_found = ::url::Url::parse(url).is_ok_and(|parsed| parsed.password().is_some());
+    if seccs_core::redact::url_password(url) != url && !password_found {
+        // A password the parser cannot find (it holds '/', '#', '?' or '@'
+        // unescaped) would otherwise be quoted, as a port, path or
+        // database, by the error about whatever it was read as.
+        return Err(BackendError::Config(format!(
+            "the password in {} cannot be read: percent-encode any '/', '#', '?' and '@' in it \
+             (%2F, %23, %3F, %40), or give it in the environment",
+            redact(url)
+        )));
+    }
     match scheme.as_str() {
         #[cfg(feature = "redis")]
         "redis" | "rediss" => {
@@ -252,6 +277,23 @@ mod tests {
             "redis://alice@127.0.0.1:6379/0?prefix=x"
         );
         assert_eq!(redact("s3://b/p"), "s3://b/p");
+        // Passwords that hold what ends a user info, or that fail to parse.
+        for url in [
+            "redis://:SECRETab@127.0.0.1:badport/0?prefix=u:",
+            "redis://:SECRETa/b@127.0.0.1:16380/0?prefix=u:",
+            "redis://:SECRETa#b@127.0.0.1:16380/0?prefix=u:",
+            "redis://:SECRETab@[::1:16380/0?prefix=u:",
+            "redis://user:1234/SECRET@127.0.0.1:16380/0",
+            "postgres://seccs:SECRETa/b@127.0.0.1:15433/seccs?table=u",
+            "postgres://seccs:SECRETab@127.0.0.1:99999/seccs?table=u",
+            "postgres://seccs:SECRETab@/seccs?table=u",
+            "postgres://seccs:SECRET%zz@127.0.0.1:15433/seccs?table=u",
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains("SECRET"), "{url} shown as {shown}");
+            let err = open(url).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(!err.contains("SECRET"), "{url}: {err}");
+        }
         assert_eq!(
             redact("redis://h/0?prefix=q:&password=S3cr3t&apiToken=t"),
             "redis://h/0?prefix=q%3A&password=REDACTED&apiToken=REDACTED"

@@ -133,12 +133,14 @@ impl PostgresConfig {
                 parsed.scheme()
             )));
         }
-        let decode = |s: &str| {
+        // The part is named, never quoted: it may be the password.
+        let decode_part = |s: &str, part: &str| {
             crate::percent_decode(s)
-                .ok_or_else(|| bad(format!("{s:?} is not valid percent-encoded UTF-8")))
+                .ok_or_else(|| bad(format!("the {part} is not valid percent-encoded UTF-8")))
         };
+
         let mut config = tokio_postgres::Config::new();
-        let host = decode(parsed.host_str().unwrap_or(""))?;
+        let host = decode_part(parsed.host_str().unwrap_or(""), "host")?;
         if host.is_empty() {
             return Err(bad("no host".into()));
         }
@@ -148,16 +150,16 @@ impl PostgresConfig {
             config.host(host.trim_start_matches('[').trim_end_matches(']'));
         }
         config.port(parsed.port().unwrap_or(5432));
-        let db = decode(parsed.path().trim_start_matches('/'))?;
+        let db = decode_part(parsed.path().trim_start_matches('/'), "database name")?;
         if db.is_empty() || db.contains('/') {
             return Err(bad("the path must name one database".into()));
         }
         config.dbname(&db);
         if !parsed.username().is_empty() {
-            config.user(&decode(parsed.username())?);
+            config.user(&decode_part(parsed.username(), "user name")?);
         }
         if let Some(password) = parsed.password() {
-            config.password(decode(password)?);
+            config.password(decode_part(password, "password")?);
         }
         config.connect_timeout(Duration::from_secs(5));
         config.keepalives(true);

@@ -282,16 +282,32 @@ fn load_key_source(store_path: &Path, source: &KeySource) -> Result<SecretKey> {
     if let Some(pin) = pin {
         config = config.with_pin(pin)?;
     }
-    let kek = seccs_kms::client::load_kek(&resolve(kek_file))
+    let kek_path = resolve(kek_file);
+    let kek = seccs_kms::client::load_kek(&kek_path)
         .with_context(|| format!("cannot read the KEK file {}", kek_file.display()))?;
-    let dek = seccs_kms::client::fetch_store_key(&config, &kek)
-        .with_context(|| format!("cannot fetch the store key from {server}"))?;
+    if let Some(mode) = seccs_kms::client::kek_file_mode_exposed(&kek_path) {
+        errln!(
+            "seccs: warning: {}",
+            seccs_kms::client::kek_file_warning(&kek_path, mode)
+        );
+    }
+    let dek = seccs_kms::client::fetch_store_key(&config, &kek).with_context(|| {
+        format!(
+            "cannot fetch the store key from {}",
+            seccs_core::redact::url_password(server)
+        )
+    })?;
     match salt {
         None => Ok(dek),
         Some(salt) => {
+            if salt.is_empty() {
+                bail!(
+                    "the store's config holds an empty key-service salt: it was made with one, \
+                     and its key cannot be derived without it (restore config.toml from a copy)"
+                );
+            }
             let salt = seccs_core::hexenc::decode(salt)
                 .ok()
-                .filter(|s| !s.is_empty())
                 .context("the store's config holds a key-service salt that is not hex")?;
             Ok(seccs_core::kdf::derive_salted(
                 &dek,

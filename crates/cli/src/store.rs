@@ -347,6 +347,16 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     )?;
     // The URL may hold a password: it is shown as config.toml keeps it.
     let shown_backend = seccs_backends::redact(&args.backend);
+    if seccs_core::redact::url_password(&args.backend) != args.backend {
+        let variable = match args.backend.split_once("://").map(|(s, _)| s) {
+            Some("postgres" | "postgresql") => "PGPASSWORD",
+            _ => "REDIS_PASSWORD",
+        };
+        errln!(
+            "seccs: the password in the backend URL was used to make the store but is not kept \
+             in its config.toml: give it to every later command as {variable} in the environment"
+        );
+    }
     if !shows_key_file {
         errln!(
             "seccs: created a store at {} (chunk size {}, wrapper {}, compression {}, backend {}); key held elsewhere ({})",

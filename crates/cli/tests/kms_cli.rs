@@ -801,6 +801,39 @@ fn stores_keyed_by_the_key_service_get_keys_of_their_own() -> TestResult {
         references.push(reference);
     }
     assert_ne!(references[0], references[1]);
+
+    // A KEK file others can read is warned about at each open.
+    let store = tmp.path().join("a");
+    let open_a = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+        c.arg("--store").arg(&store).arg("ls");
+        c
+    };
+    std::fs::set_permissions(&kek, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let out = succeeded(open_a().output()?)?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("can be read by others (mode 644): make it 0600"), "{said}");
+    std::fs::set_permissions(&kek, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let out = succeeded(open_a().output()?)?;
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // An emptied salt is said to be empty, not "not hex".
+    let config_path = store.join("config.toml");
+    let config = std::fs::read_to_string(&config_path)?;
+    let salted = config
+        .lines()
+        .map(|l| match l.trim_start().starts_with("salt") {
+            true => "salt = \"\"".to_owned(),
+            false => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(salted, config, "the config holds a salt");
+    std::fs::write(&config_path, salted)?;
+    let out = open_a().output()?;
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("holds an empty key-service salt"), "{said}");
     Ok(())
 }
 

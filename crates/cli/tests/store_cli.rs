@@ -2097,6 +2097,24 @@ fn init_on_redis_checks_the_backend_first_and_never_shows_its_password() {
         !said.contains("hunter2"),
         "the password is not shown: {said}"
     );
+    assert!(
+        said.contains(
+            "is not kept in its config.toml: give it to every later command as REDIS_PASSWORD"
+        ),
+        "{said}"
+    );
+    // A password that holds what ends a URL's user info is never quoted
+    // by the error about the part it was read as.
+    for bad in [
+        format!("redis://:hunter2/x@127.0.0.1:{port}/0?prefix=b:"),
+        format!("redis://:hunter2#x@127.0.0.1:{port}/0?prefix=b:"),
+        format!("redis://:hunter2@[::1:{port}/0?prefix=b:"),
+    ] {
+        let other = tmp.path().join("b");
+        let err = fails(seccs(&other).args(["init", "--backend", &bad]));
+        assert!(!err.contains("hunter2"), "{bad}: {err}");
+        assert!(!other.join("config.toml").exists());
+    }
     let config = std::fs::read_to_string(store.join("config.toml")).expect("config");
     assert!(!config.contains("hunter2"), "{config}");
     // Later commands take the password from the environment, as

@@ -8,6 +8,7 @@
 //!   for files and streams of any length.
 //! - [`hexenc`]: lowercase hex, the form in which references and key ids are
 //!   shown to users.
+//! - [`redact`]: URLs shown without their password.
 //!
 //! ```
 //! use seccs_core::{SecretKey, kdf::{self, Label}};
@@ -23,6 +24,7 @@ mod error;
 pub mod hexenc;
 pub mod kdf;
 mod key;
+pub mod redact;
 pub mod stream;
 
 pub use error::Error;

@@ -1,0 +1,61 @@
+//! Hiding the password in a URL shown to a user (an error, a listing, a
+//! log), whether or not the URL parses.
+//!
+//! A URL's user info runs from `://` to the *last* `@`: a password that
+//! holds an unescaped `/`, `#`, `?` or `@` makes a URL parser read part of
+//! it as a port, path or fragment (and fail, or succeed with the secret
+//! elsewhere), so this works on the text, not on a parse.
+
+/// `url` without the password of its user info (`scheme://user@rest`),
+/// or `url` itself when it holds none.
+pub fn url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some(at) = rest.rfind('@') else {
+        return url.to_owned();
+    };
+    let Some((user, _password)) = rest[..at].split_once(':') else {
+        return url.to_owned();
+    };
+    format!("{scheme}://{user}@{}", &rest[at + 1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_password;
+
+    #[test]
+    fn a_password_is_hidden_whatever_it_holds() {
+        for (url, shown) in [
+            ("redis://:pw@127.0.0.1:1/0", "redis://@127.0.0.1:1/0"),
+            (
+                "redis://alice:pw@h/0?prefix=p:",
+                "redis://alice@h/0?prefix=p:",
+            ),
+            ("redis://:SECRETa/b@127.0.0.1:1/0", "redis://@127.0.0.1:1/0"),
+            ("redis://:SECRETa#b@127.0.0.1:1/0", "redis://@127.0.0.1:1/0"),
+            ("redis://:SECRET@b@[::1:1/0", "redis://@[::1:1/0"),
+            (
+                "postgres://u:SECRET%zz@h/db?table=t",
+                "postgres://u@h/db?table=t",
+            ),
+            ("postgres://u:1234/5@h:5432/db", "postgres://u@h:5432/db"),
+        ] {
+            assert_eq!(url_password(url), shown, "{url}");
+            assert!(!url_password(url).contains("SECRET"), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_url_without_a_password_is_shown_as_it_is() {
+        for url in [
+            "s3://bucket/p",
+            "redis://h:1/0",
+            "redis://alice@h/0",
+            "no-scheme",
+        ] {
+            assert_eq!(url_password(url), url);
+        }
+    }
+}
