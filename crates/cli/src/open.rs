@@ -202,7 +202,8 @@ pub fn open(loc: &StoreLocation, create_if_missing: bool) -> Result<OpenStore> {
             },
         )?;
         errln!(
-            "seccs: created a new store at {} (key file {})",
+            "seccs: created a new store at {} on the embedded backend (key file {}); for \
+             another backend, run `seccs init --backend URL` first",
             path.display(),
             path.join("key").display()
         );

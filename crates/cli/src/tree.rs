@@ -1130,6 +1130,18 @@ fn link_or_write(first: &Path, target: &Path, write: impl FnOnce() -> Result<()>
     }
 }
 
+/// An entry a restore did not try, as the backend had failed for good.
+#[derive(Debug)]
+struct NotTried;
+
+impl std::fmt::Display for NotTried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not tried: the backend had failed")
+    }
+}
+
+impl std::error::Error for NotTried {}
+
 /// Splits the names to restore into those written (or made) on their own
 /// and hard links: files put with the same inode, change time and content
 /// were one file, and each but the first (in name order) is paired with
@@ -1405,7 +1417,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     }
     let total = records.iter().map(|(_, v)| v.content_ref.len()).sum();
     let bar = crate::progress::bytes(total, !progress);
-    let restore_one = |(record, version): Restored<'_>| -> Result<()> {
+    let restore_entry = |(record, version): Restored<'_>| -> Result<()> {
         let place = place_of(dir, &record.name, true)?;
         let (target, shown) = (&place.at, &place.shown);
         // What is in the way goes, as tar does it: a symlink (writing
@@ -1451,6 +1463,22 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                 }
                 made => made.with_context(|| format!("cannot create {}", shown_path(shown))),
             },
+        }
+    };
+    // The first error that every later request would repeat (the backend
+    // went away or lost the store): the restore stops there and says it
+    // once, as a put does, rather than once per entry left.
+    let backend_failed: std::sync::OnceLock<anyhow::Error> = std::sync::OnceLock::new();
+    let restore_one = |entry: Restored<'_>| -> Result<()> {
+        if backend_failed.get().is_some() {
+            return Err(NotTried.into());
+        }
+        match restore_entry(entry) {
+            Err(e) if fails_every_request(&e) => {
+                let _ = backend_failed.set(e);
+                Err(NotTried.into())
+            }
+            other => other,
         }
     };
     let (mut links, others): (Vec<_>, Vec<_>) = records
@@ -1543,15 +1571,27 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
             .apply_to_dir(at)
             .with_context(|| format!("cannot set the mode or time of {}", shown_path(path)))
     });
+    let not_tried = results
+        .iter()
+        .filter(|r| r.as_ref().is_err_and(|e| e.is::<NotTried>()))
+        .count();
     let failures: Vec<String> = results
         .into_iter()
         .chain(dir_results)
-        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+        .filter_map(|r| r.err().filter(|e| !e.is::<NotTried>()))
+        .map(|e| format!("{e:#}"))
         .chain(damage.map(|e| e.to_string()))
         .chain(top_error)
         .collect();
     for f in &failures {
         errln!("seccs: {f}");
+    }
+    if let Some(e) = backend_failed.into_inner() {
+        return Err(e.context(format!(
+            "restore stopped at the backend's first failure, {not_tried} of {} entries not \
+             restored; what was restored stays, and the same get run again restores the rest",
+            records.len()
+        )));
     }
     if let Some(note) = unprivileged_note(records.iter().map(|(_, v)| *v)) {
         errln!("seccs: {note}");

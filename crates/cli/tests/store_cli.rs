@@ -66,6 +66,10 @@ fn put_get_rm_round_trip_and_stat_reports_zero_entries_at_the_end() {
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("created a new store"), "{stderr}");
+    assert!(
+        stderr.contains("on the embedded backend") && stderr.contains("seccs init --backend URL"),
+        "which backend is said, and how to pick another: {stderr}"
+    );
     let reference = String::from_utf8(out.stdout)
         .expect("utf-8")
         .trim()
@@ -3001,6 +3005,77 @@ fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
+}
+
+/// A backend that goes away while `get PREFIX/ -o DIR` restores many files
+/// stops the restore at its first failure, said once, not once per file.
+#[test]
+fn a_restore_stops_at_the_backends_first_failure_and_says_it_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (redis, port) = common::redis_server(tmp.path(), &[]);
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args([
+        "init",
+        "--backend",
+        &format!("redis://127.0.0.1:{port}/0?prefix=r:"),
+    ]));
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    for i in 0..1000u64 {
+        random_file(&tree, &format!("f{i:04}"), 8 * 1024, i);
+    }
+    put_tree_in(&store, tmp.path(), "tree");
+    let out_dir = tmp.path().join("out");
+    let get = seccs(&store)
+        .args(["get", "tree/", "-o"])
+        .arg(&out_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn seccs");
+    // Once the restore has written a file, it is stopped while the server
+    // goes, so the server is gone before the restore is done.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let restored = || {
+        std::fs::read_dir(out_dir.join("tree")).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with('f'))
+            })
+            .count()
+        })
+    };
+    while restored() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the restore never wrote anything"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pid = get.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .expect("kill")
+                .success()
+        )
+    };
+    signal("-STOP");
+    drop(redis);
+    signal("-CONT");
+    let out = get.wait_with_output().expect("wait");
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("restore stopped at the backend's first failure")
+            && err.contains("entries not restored")
+            && err.contains("redis backend unavailable"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
+    assert!(restored() < 1000, "the restore stopped early");
 }
 
 /// A root that may not give files away (a user namespace) keeps every file
