@@ -656,6 +656,7 @@ impl PostgresBackend {
         mut after: Vec<u8>,
         prefix: &[u8],
         visit: &mut Visitor<'_>,
+        mut damaged: Option<&mut dyn FnMut(&[u8], BackendError)>,
     ) -> Result<(), BackendError> {
         // Every page moves `after` strictly forward through a finite table.
         loop {
@@ -675,8 +676,11 @@ impl PostgresBackend {
                 }
                 let value: Vec<u8> = row.get(1);
                 let count: i64 = row.get(2);
-                let entry = self.entry(value, count, &key)?;
-                visit(&key, &entry)?;
+                match (self.entry(value, count, &key), damaged.as_mut()) {
+                    // One damaged row is reported, and the walk goes on.
+                    (Err(e), Some(damaged)) => damaged(&key, e),
+                    (entry, _) => visit(&key, &entry?)?,
+                }
                 after = key;
             }
             if !full {
@@ -976,7 +980,15 @@ impl Backend for PostgresBackend {
         &self,
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        self.walk_after(Vec::new(), &[], visit)
+        self.walk_after(Vec::new(), &[], visit, None)
+    }
+
+    fn for_each_or_damaged(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        damaged: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        self.walk_after(Vec::new(), &[], visit, Some(damaged))
     }
 
     fn for_each_with_prefix(
@@ -991,7 +1003,7 @@ impl Backend for PostgresBackend {
         {
             visit(prefix, &entry)?;
         }
-        self.walk_after(prefix.to_vec(), prefix, visit)
+        self.walk_after(prefix.to_vec(), prefix, visit, None)
     }
 
     fn usage(&self) -> Result<Usage, BackendError> {

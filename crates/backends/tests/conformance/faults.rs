@@ -585,9 +585,23 @@ fn open_and_create_by_url() -> TestResult {
 /// `gc` goes on past it and leaves what names reach.
 #[test]
 fn redis_verify_reports_a_damaged_entry_and_checks_the_rest() -> TestResult {
+    let h = Redis::start()?;
+    verify_reports_a_damaged_entry_and_checks_the_rest(&h, |key| h.damage(key))
+}
+
+/// The same with a PostgreSQL row whose count is negative.
+#[test]
+fn postgres_verify_reports_a_damaged_entry_and_checks_the_rest() -> TestResult {
+    let h = Postgres::start()?;
+    verify_reports_a_damaged_entry_and_checks_the_rest(&h, |key| h.damage(key))
+}
+
+fn verify_reports_a_damaged_entry_and_checks_the_rest<H: Harness>(
+    h: &H,
+    damage: impl Fn(&[u8]) -> TestResult,
+) -> TestResult {
     use seccs_store::Finding;
     use seccs_store::catalog::EntryKind;
-    let h = Redis::start()?;
     let opened = h.open()?;
     let store = store_on(&opened)?;
     let (a, b) = (noise(1, 100_000), noise(2, 100_000));
@@ -602,7 +616,7 @@ fn redis_verify_reports_a_damaged_entry_and_checks_the_rest() -> TestResult {
                 && !seccs_store::catalog::is_catalog_key(k)
         })
         .ok_or("a node of b only")?;
-    h.damage(&victim)?;
+    damage(&victim)?;
     let report = store.verify()?;
     assert_eq!(report.names, 2, "every record was checked: {report:?}");
     assert!(

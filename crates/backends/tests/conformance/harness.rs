@@ -239,6 +239,21 @@ pub struct Postgres {
 
 const PG_TABLE: &str = "store_nodes";
 
+impl Postgres {
+    /// Gives the entry at `key` a count the backend cannot decode (a
+    /// negative one), as damage on the server would.
+    pub fn damage(&self, key: &[u8]) -> TestResult {
+        let n = self.server.client()?.execute(
+            &format!("UPDATE {PG_TABLE} SET count = -5 WHERE key = $1"),
+            &[&key],
+        )?;
+        match n {
+            1 => Ok(()),
+            _ => Err("damaged key is missing".into()),
+        }
+    }
+}
+
 impl Harness for Postgres {
     const NETWORK: bool = true;
 
