@@ -74,6 +74,9 @@ use tokio_postgres::{Client, NoTls, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::Visitor;
+
+/// What a walk tells of an entry it cannot decode.
+type Damaged<'a> = dyn FnMut(&[u8], BackendError) + 'a;
 use crate::batch::{Effect, RoundTrips, coalesce};
 
 const NAME: &str = "postgres";
@@ -656,7 +659,7 @@ impl PostgresBackend {
         mut after: Vec<u8>,
         prefix: &[u8],
         visit: &mut Visitor<'_>,
-        mut damaged: Option<&mut dyn FnMut(&[u8], BackendError)>,
+        mut damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError> {
         // Every page moves `after` strictly forward through a finite table.
         loop {
