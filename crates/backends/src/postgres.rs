@@ -74,12 +74,12 @@ use tokio_postgres::{Client, NoTls, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::Visitor;
-
-/// What a walk tells of an entry it cannot decode.
-type Damaged<'a> = dyn FnMut(&[u8], BackendError) + 'a;
 use crate::batch::{Effect, RoundTrips, coalesce};
 
 const NAME: &str = "postgres";
+
+/// What a walk tells of an entry it cannot decode.
+type Damaged<'a> = dyn FnMut(&[u8], BackendError) + 'a;
 const DEFAULT_TABLE: &str = "seccs_nodes";
 /// Bytes of values per statement of a batch.
 pub const CHUNK_BYTES: usize = 32 << 20;
