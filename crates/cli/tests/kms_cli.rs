@@ -812,10 +812,17 @@ fn stores_keyed_by_the_key_service_get_keys_of_their_own() -> TestResult {
     std::fs::set_permissions(&kek, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     let out = succeeded(open_a().output()?)?;
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("can be read by others (mode 644): make it 0600"), "{said}");
+    assert!(
+        said.contains("can be read by others (mode 644): make it 0600"),
+        "{said}"
+    );
     std::fs::set_permissions(&kek, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let out = succeeded(open_a().output()?)?;
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // An emptied salt is said to be empty, not "not hex".
     let config_path = store.join("config.toml");
