@@ -15,13 +15,28 @@
 //! adds version N + 1 and keeps the older ones; [`Client::load`] takes a
 //! version, [`Client::remove`] removes one version or all.
 //!
-//! Concurrent saves of one tag: a save takes version N = highest listed + 1,
-//! and a server never replaces a record it holds, so two saves racing for N
-//! are told apart by the servers' "version N exists" refusals. A save that
+//! The version of a save: N = 1 + the highest version any server online
+//! has held ([`Body::Versions`]), also one removed since, so a version
+//! removed while some servers were offline (which still hold it) is never
+//! given to another save; a server also refuses a new record at a version it
+//! held before. A version above [`MAX_VERSION`] never counts (it is warned
+//! about), and one at it that fewer than t servers reach is passed over.
+//!
+//! Concurrent saves of one tag: a server never replaces a record it holds,
+//! so two saves racing for N are told apart by the servers' "version N
+//! exists" refusals. A save that
 //! met such a refusal keeps N only if more than half of the servers it asked
 //! stored it (two saves cannot both have that); otherwise it removes its own
 //! records again (by its file id, never another save's) and tries N + 1, at
 //! most [`MAX_SAVE_ATTEMPTS`] times.
+//!
+//! The latest version of a tag is the newest that at least t servers hold,
+//! t read from its records' headers ([`Body::VersionsHeld`]): a newer one
+//! that fewer hold (a stray or half-saved record, or a save whose servers
+//! are offline) is passed over and named ([`LoadReport::passed_over`]).
+//! When that newest version cannot be rebuilt, [`Client::load`] fails
+//! ([`Error::LatestUnavailable`]); [`Client::load_or_older`] takes the
+//! newest that rebuilds instead.
 //!
 //! A rollback goes to every server the save asked, not only to those that
 //! acknowledged: a server paused or slow past the timeout gets the store
@@ -41,7 +56,7 @@ use crate::config::Config;
 use crate::crypto::{Kdf, Password};
 use crate::endpoint::Endpoint;
 use crate::error::{BrokerError, Error};
-use crate::message::{Body, MAX_TAG_LEN, Message, RequestId, ServerInfo};
+use crate::message::{Body, MAX_TAG_LEN, MAX_VERSION, Message, RequestId, SaveEntry, ServerInfo};
 use crate::server::SERVER_PREFIX;
 use crate::sharing;
 
@@ -107,6 +122,23 @@ pub struct SaveReport {
     pub threshold: usize,
     /// Bytes of each record.
     pub record_bytes: u64,
+    /// What the save passed over or changed, for a person: a server's
+    /// version above [`MAX_VERSION`] not counted, `min_acks` below the
+    /// threshold raised to it.
+    pub warnings: Vec<String>,
+}
+
+/// What a removal did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoveReport {
+    /// Servers that removed something.
+    pub removed_from: usize,
+    /// Servers online, all asked.
+    pub asked: usize,
+    /// The most servers a removed version was saved to (its records'
+    /// headers say), when a server told: more than `removed_from` means
+    /// servers offline now may still hold it, and it comes back with them.
+    pub saved_to: Option<usize>,
 }
 
 /// What a load returned.
@@ -118,6 +150,8 @@ pub struct LoadReport {
     pub version: u64,
     /// Servers whose record was corrupt or forged, left out.
     pub bad_servers: Vec<String>,
+    /// Each server of `bad_servers` with why its record was left out.
+    pub bad_reasons: Vec<(String, String)>,
     /// Servers whose records were used.
     pub used_servers: Vec<String>,
     /// Servers holding another save of the same version (made while the
@@ -127,8 +161,125 @@ pub struct LoadReport {
     /// of that server's record), left out; honest, unlike `bad_servers`.
     pub repeated_servers: Vec<String>,
     /// Newer listed versions that could not be rebuilt, newest first, each
-    /// with the reason: the latest was asked for and an older one loaded.
+    /// with the reason: [`Client::load_or_older`] loaded an older one.
     pub newer_failed: Vec<(u64, String)>,
+    /// Newer versions that fewer servers hold than their save needs (a
+    /// stray or half-saved record, or a save whose servers are offline),
+    /// newest first, each with how many hold it: passed over when the
+    /// latest was asked for.
+    pub passed_over: Vec<(u64, String)>,
+}
+
+/// One save of one version as the servers' record headers claim it.
+#[derive(Debug, Clone)]
+struct ClaimedSave {
+    n: u8,
+    t: u8,
+    servers: Vec<String>,
+}
+
+impl ClaimedSave {
+    /// Whether at least its t servers hold it.
+    fn held(&self) -> bool {
+        self.servers.len() >= usize::from(self.t)
+    }
+}
+
+/// What the servers online said of one tag ([`Body::Versions`]).
+#[derive(Debug, Default)]
+struct Probe {
+    /// Each answering server's highest version ever held.
+    highest: Vec<(String, u64)>,
+    /// The saves of each version, grouped by (file id, n, t).
+    saves: BTreeMap<u64, Vec<ClaimedSave>>,
+}
+
+impl Probe {
+    /// The versions held, ascending.
+    fn versions(&self) -> Vec<u64> {
+        self.saves.keys().copied().collect()
+    }
+
+    /// Whether some save of `version` is held by at least its t servers.
+    fn held(&self, version: u64) -> bool {
+        self.saves
+            .get(&version)
+            .is_some_and(|s| s.iter().any(ClaimedSave::held))
+    }
+
+    /// The save of `version` best held (most servers for its t).
+    fn best(&self, version: u64) -> Option<&ClaimedSave> {
+        self.saves.get(&version)?.iter().max_by(|a, b| {
+            (a.servers.len() * usize::from(b.t.max(1)))
+                .cmp(&(b.servers.len() * usize::from(a.t.max(1))))
+        })
+    }
+
+    /// Why `version` is passed over: how many hold it of how many needed.
+    fn shortfall(&self, version: u64) -> String {
+        match self.best(version) {
+            Some(s) => format!(
+                "{} server{} online hold{} a record of it, its save needs {}",
+                s.servers.len(),
+                if s.servers.len() == 1 { "" } else { "s" },
+                if s.servers.len() == 1 { "s" } else { "" },
+                s.t
+            ),
+            None => "no record of it is readable".into(),
+        }
+    }
+}
+
+/// The version a save takes after the highest versions the servers held:
+/// one above the highest, where each version any server online held counts
+/// (a removed one too). A version above [`MAX_VERSION`] (a record an
+/// earlier build kept, or a server's lie) never counts; when the highest at
+/// or below it is [`MAX_VERSION`] itself, it counts only if at least `t`
+/// servers reach it. Returns the version and warnings for a person.
+fn choose_version(
+    tag: &str,
+    highest: &[(String, u64)],
+    t: usize,
+) -> Result<(u64, Vec<String>), Error> {
+    let mut warnings = Vec::new();
+    let mut counted: Vec<u64> = Vec::new();
+    for (server, high) in highest {
+        if *high > MAX_VERSION {
+            warnings.push(format!(
+                "server {server} holds {tag}@{high}, above the largest version a server \
+                 stores ({MAX_VERSION}); it was not counted"
+            ));
+        } else {
+            counted.push(*high);
+        }
+    }
+    counted.sort_unstable_by(|a, b| b.cmp(a));
+    let top = counted.first().copied().unwrap_or(0);
+    if top < MAX_VERSION {
+        return Ok((top + 1, warnings));
+    }
+    // The largest version was reached: by enough servers, the tag is full;
+    // by fewer than t, it is a stray, passed over.
+    let reached: Vec<&str> = highest
+        .iter()
+        .filter(|(_, h)| *h == MAX_VERSION)
+        .map(|(s, _)| s.as_str())
+        .collect();
+    match counted.get(t.max(1) - 1) {
+        Some(&h) if h < MAX_VERSION => {
+            warnings.push(format!(
+                "{tag}@{MAX_VERSION}, the largest version a server stores, is held by fewer \
+                 than {t} servers ({}); it was passed over",
+                reached.join(", ")
+            ));
+            Ok((h + 1, warnings))
+        }
+        _ => Err(Error::VersionExhausted {
+            tag: tag.to_owned(),
+            version: MAX_VERSION,
+            servers: reached.join(", "),
+        }),
+    }
 }
 
 /// One version of a tag across the network.
@@ -201,16 +352,6 @@ fn check_new_tag(tag: &str) -> Result<(), Error> {
         ));
     }
     Ok(())
-}
-
-fn next_version(tag: &str, versions: &[VersionListing]) -> Result<u64, Error> {
-    match versions.last() {
-        None => Ok(1),
-        Some(v) => v
-            .version
-            .checked_add(1)
-            .ok_or_else(|| Error::VersionExhausted(tag.to_owned())),
-    }
 }
 
 impl Client {
@@ -344,14 +485,50 @@ impl Client {
             .collect())
     }
 
-    async fn versions_of(&self, tag: &str) -> Result<Vec<VersionListing>, Error> {
-        Ok(self
-            .list(tag)
-            .await?
-            .into_iter()
-            .find(|l| l.tag == tag)
-            .map(|l| l.versions)
-            .unwrap_or_default())
+    /// What `servers` hold of `tag` ([`Body::Versions`]); a server that
+    /// does not answer is left out.
+    async fn probe(&self, tag: &str, servers: &[String]) -> Probe {
+        let mut groups: BTreeMap<(u64, [u8; 16], u8, u8), Vec<String>> = BTreeMap::new();
+        let mut probe = Probe::default();
+        for (server, reply) in self
+            .ask_all(servers, || Body::Versions {
+                tag: tag.to_owned(),
+            })
+            .await
+        {
+            match reply {
+                Ok(Body::VersionsHeld { highest, saves }) => {
+                    // A server counts once per version, however often its
+                    // reply names it.
+                    let mut seen = std::collections::BTreeSet::new();
+                    for SaveEntry {
+                        version,
+                        file_id,
+                        n,
+                        t,
+                    } in saves
+                    {
+                        if seen.insert(version) {
+                            groups
+                                .entry((version, file_id, n, t))
+                                .or_default()
+                                .push(server.clone());
+                        }
+                    }
+                    probe.highest.push((server, highest));
+                }
+                Ok(other) => tracing::warn!(server, "unexpected reply to versions: {other:?}"),
+                Err(e) => tracing::warn!(server, "versions failed: {e}"),
+            }
+        }
+        for ((version, _, n, t), servers) in groups {
+            probe
+                .saves
+                .entry(version)
+                .or_default()
+                .push(ClaimedSave { n, t, servers });
+        }
+        probe
     }
 
     /// What each server online says about itself.
@@ -415,6 +592,10 @@ impl Client {
         rules: SaveRules,
     ) -> Result<SaveReport, Error> {
         check_new_tag(tag)?;
+        // Anyone on the broker could load what an empty password guards.
+        if password.expose_secret().is_empty() {
+            return Err(Error::EmptyPassword);
+        }
         let servers = self.servers().await?;
         let n = servers.len();
         let t = self.threshold_for(n)?;
@@ -429,6 +610,15 @@ impl Client {
         if needed > n {
             return Err(Error::NotEnoughServers { needed, servers: n });
         }
+        let mut warnings = Vec::new();
+        if let Some(m) = self.options.min_acks
+            && m < t
+        {
+            warnings.push(format!(
+                "min_acks = {m} is below this save's threshold {t} (a save held by fewer \
+                 could not be loaded): {t} acknowledgements were needed"
+            ));
+        }
         let mut floor = 1;
         for attempt in 0..MAX_SAVE_ATTEMPTS {
             if attempt > 0 {
@@ -439,16 +629,39 @@ impl Client {
                 let ms = u64::from(u16::from_le_bytes(r)) % (50 * attempt as u64) + 1;
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
-            let listed = self.versions_of(tag).await?;
-            // A retry follows a server's "version exists": the tag is not
-            // new, even when no server lists it.
-            if rules.new_tag && (!listed.is_empty() || attempt > 0) {
-                return Err(Error::TagExists {
+            let probe = self.probe(tag, &servers).await;
+            if rules.new_tag {
+                // A retry follows a server's "version exists": the tag is
+                // not new, even when no server lists it.
+                let listed = probe.versions();
+                if !listed.is_empty() || attempt > 0 {
+                    return Err(Error::TagExists {
+                        tag: tag.to_owned(),
+                        versions: listed,
+                    });
+                }
+                let highest = probe.highest.iter().map(|(_, h)| *h).max().unwrap_or(0);
+                if highest > 0 {
+                    return Err(Error::TagUsedBefore {
+                        tag: tag.to_owned(),
+                        highest,
+                    });
+                }
+            }
+            let (next, passed) = choose_version(tag, &probe.highest, t)?;
+            for w in passed {
+                if !warnings.contains(&w) {
+                    warnings.push(w);
+                }
+            }
+            let version = next.max(floor);
+            if version > MAX_VERSION {
+                return Err(Error::VersionExhausted {
                     tag: tag.to_owned(),
-                    versions: listed.iter().map(|v| v.version).collect(),
+                    version: MAX_VERSION,
+                    servers: "the servers that refused the versions below it".into(),
                 });
             }
-            let version = next_version(tag, &listed)?.max(floor);
             match self
                 .save_version(
                     tag,
@@ -461,12 +674,13 @@ impl Client {
                 )
                 .await?
             {
-                Some(report) => return Ok(report),
+                Some(mut report) => {
+                    report.warnings = warnings;
+                    return Ok(report);
+                }
                 None => {
                     tracing::info!(tag, version, "another save took this version; retrying");
-                    floor = version
-                        .checked_add(1)
-                        .ok_or_else(|| Error::VersionExhausted(tag.to_owned()))?;
+                    floor = version + 1;
                 }
             }
         }
@@ -557,6 +771,7 @@ impl Client {
                 stored_on: acked.len(),
                 threshold: t,
                 record_bytes,
+                warnings: Vec::new(),
             }));
         }
         self.roll_back(servers, &acked, tag, version, file_id).await;
@@ -629,17 +844,37 @@ impl Client {
             .map_err(|_| Error::Timeout(server.to_owned()))?
     }
 
-    /// Loads `version` of `tag` (the latest when `None`).
-    ///
-    /// The latest is the newest listed version that rebuilds: versions are
-    /// tried from the newest down (at most [`MAX_LOAD_ATTEMPTS`]), whatever
-    /// threshold they were saved with, and each newer one that failed is
-    /// warned about and named in [`LoadReport::newer_failed`].
+    /// Loads `version` of `tag`, or the latest when `None`: the newest
+    /// version that at least t servers hold (t its save's threshold, as its
+    /// records' headers say). Newer versions that fewer hold are passed
+    /// over and named in [`LoadReport::passed_over`]. When the latest
+    /// cannot be rebuilt (a wrong password, altered records, servers gone
+    /// since), the load fails with [`Error::LatestUnavailable`], naming it
+    /// and the next older version: nothing older is returned in its place
+    /// (see [`Client::load_or_older`]).
     pub async fn load(
         &self,
         tag: &str,
         version: Option<u64>,
         password: &Password,
+    ) -> Result<LoadReport, Error> {
+        self.load_with(tag, version, password, false).await
+    }
+
+    /// Loads the newest version of `tag` that rebuilds: versions that enough
+    /// servers hold are tried from the newest down (at most
+    /// [`MAX_LOAD_ATTEMPTS`]), and each newer one that failed is named in
+    /// [`LoadReport::newer_failed`].
+    pub async fn load_or_older(&self, tag: &str, password: &Password) -> Result<LoadReport, Error> {
+        self.load_with(tag, None, password, true).await
+    }
+
+    async fn load_with(
+        &self,
+        tag: &str,
+        version: Option<u64>,
+        password: &Password,
+        or_older: bool,
     ) -> Result<LoadReport, Error> {
         check_tag(tag)?;
         let servers = self.servers().await?;
@@ -652,23 +887,66 @@ impl Client {
                 other => other,
             };
         }
-        let listed = self.versions_of(tag).await?;
+        let probe = self.probe(tag, &servers).await;
+        let listed = probe.versions();
+        let held: Vec<u64> = listed
+            .iter()
+            .rev()
+            .copied()
+            .filter(|v| probe.held(*v))
+            .collect();
+        let Some(&newest) = held.first() else {
+            // No version is held by enough servers: the newest listed says
+            // what is missing, as a load of it would.
+            return match listed.last() {
+                None => Err(Error::NotFound(tag.to_owned())),
+                Some(&v) => self.load_version(tag, v, &servers, password).await,
+            };
+        };
+        let passed_over: Vec<(u64, String)> = listed
+            .iter()
+            .rev()
+            .take_while(|v| **v > newest)
+            .take(MAX_LOAD_ATTEMPTS)
+            .map(|v| (*v, probe.shortfall(*v)))
+            .collect();
+        for (v, why) in &passed_over {
+            tracing::warn!("{tag}@{v} passed over: {why}");
+        }
+        if !or_older {
+            return match self.load_version(tag, newest, &servers, password).await {
+                Ok(mut report) => {
+                    report.passed_over = passed_over;
+                    Ok(report)
+                }
+                Err(e) => Err(Error::LatestUnavailable {
+                    tag: tag.to_owned(),
+                    version: newest,
+                    decrypt: e.is_decrypt(),
+                    reason: match e {
+                        Error::Decrypt => "wrong password, or its records were altered or \
+                                           saved with another password"
+                            .into(),
+                        e => e.to_string(),
+                    },
+                    older: held.get(1).copied(),
+                }),
+            };
+        }
         let mut failed: Vec<(u64, Error)> = Vec::new();
-        for v in listed.iter().rev().take(MAX_LOAD_ATTEMPTS) {
-            match self.load_version(tag, v.version, &servers, password).await {
+        for &v in held.iter().take(MAX_LOAD_ATTEMPTS) {
+            match self.load_version(tag, v, &servers, password).await {
                 Ok(mut report) => {
                     report.newer_failed = failed
                         .into_iter()
                         .map(|(n, e)| (n, e.to_string()))
                         .collect();
+                    report.passed_over = passed_over;
                     return Ok(report);
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        "{tag}@{} could not be rebuilt ({e}); trying an older version",
-                        v.version
-                    );
-                    failed.push((v.version, e));
+                    tracing::warn!("{tag}@{v} could not be rebuilt ({e}); trying an older version");
+                    failed.push((v, e));
                     let decrypt = failed.iter().filter(|(_, e)| e.is_decrypt()).count();
                     if decrypt >= MAX_DECRYPT_FAILURES {
                         break;
@@ -692,15 +970,12 @@ impl Client {
     /// version, and the one below it in case this one is someone else's (a
     /// listing failure only loses the hint).
     async fn decrypt_error(&self, tag: &str, version: u64) -> Error {
-        let listed = self.versions_of(tag).await.unwrap_or_default();
+        let servers = self.servers().await.unwrap_or_default();
+        let listed = self.probe(tag, &servers).await.versions();
         Error::DecryptVersion {
             tag: tag.to_owned(),
             version,
-            older: listed
-                .iter()
-                .rev()
-                .map(|v| v.version)
-                .find(|v| *v < version),
+            older: listed.iter().rev().copied().find(|v| *v < version),
         }
     }
 
@@ -735,26 +1010,68 @@ impl Client {
             sharing::rebuild(&tag_owned, version, records, &pw)
         })
         .await
-        .map_err(|e| Error::io("rebuild", std::io::Error::other(e.to_string())))??;
+        .map_err(|e| Error::io("rebuild", std::io::Error::other(e.to_string())))?
+        .map_err(|e| match e {
+            // The servers asked, not only those that sent a record.
+            Error::NotEnoughShares {
+                tag,
+                version,
+                good,
+                needed,
+                held,
+                bad,
+                ..
+            } => Error::NotEnoughShares {
+                tag,
+                version,
+                good,
+                needed,
+                held,
+                asked: servers.len(),
+                bad,
+            },
+            e => e,
+        })?;
         Ok(LoadReport {
             data: rebuilt.plaintext,
             version,
             bad_servers: rebuilt.bad,
+            bad_reasons: rebuilt.bad_reasons,
             used_servers: rebuilt.used,
             superseded_servers: rebuilt.superseded,
             repeated_servers: rebuilt.repeated,
             newer_failed: Vec::new(),
+            passed_over: Vec::new(),
         })
     }
 
     /// Removes `version` of `tag`, or every version; returns how many
     /// servers removed something.
     pub async fn remove(&self, tag: &str, version: Option<u64>) -> Result<usize, Error> {
+        Ok(self.remove_report(tag, version).await?.removed_from)
+    }
+
+    /// Removes `version` of `tag`, or every version, from the servers
+    /// online. Servers offline keep what they hold, and it comes back with
+    /// them: the report says how many servers a removed version was saved
+    /// to, when the servers told.
+    pub async fn remove_report(
+        &self,
+        tag: &str,
+        version: Option<u64>,
+    ) -> Result<RemoveReport, Error> {
         check_tag(tag)?;
         let servers = self.servers().await?;
         if servers.is_empty() {
             return Err(Error::NoServers);
         }
+        let probe = self.probe(tag, &servers).await;
+        let saved_to = probe
+            .saves
+            .iter()
+            .filter(|(v, _)| version.is_none_or(|x| x == **v))
+            .flat_map(|(_, saves)| saves.iter().map(|s| usize::from(s.n)))
+            .max();
         let mut removed = 0;
         for (server, reply) in self
             .ask_all(&servers, || Body::Delete {
@@ -776,6 +1093,51 @@ impl Client {
                 None => tag.to_owned(),
             }));
         }
-        Ok(removed)
+        Ok(RemoveReport {
+            removed_from: removed,
+            asked: servers.len(),
+            saved_to,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn highs(values: &[u64]) -> Vec<(String, u64)> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("s{i}"), *v))
+            .collect()
+    }
+
+    #[test]
+    fn the_next_version_follows_every_version_a_server_held_up_to_the_largest() -> Result<(), Error>
+    {
+        // Any server's highest counts: a version held by one server online
+        // (the others were offline when it was saved) is not given again.
+        assert_eq!(choose_version("t", &highs(&[0, 3, 1]), 2)?, (4, vec![]));
+        assert_eq!(choose_version("t", &highs(&[]), 2)?, (1, vec![]));
+        // A version above the largest never counts, and is named.
+        let (v, warnings) = choose_version("t", &highs(&[2, u64::MAX, 2]), 2)?;
+        assert_eq!(v, 3);
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("server s1 holds t@18446744073709551615"),
+            "{warnings:?}"
+        );
+        // The largest itself, reached by fewer than t servers: passed over.
+        let (v, warnings) = choose_version("t", &highs(&[5, MAX_VERSION, 4]), 2)?;
+        assert_eq!(v, 6);
+        assert!(warnings[0].contains("(s1)"), "{warnings:?}");
+        // Reached by t servers: the tag is full, and the error says where.
+        match choose_version("t", &highs(&[MAX_VERSION, MAX_VERSION, 4]), 2) {
+            Err(e @ Error::VersionExhausted { .. }) => {
+                assert!(e.to_string().contains("on s0, s1"), "{e}")
+            }
+            other => panic!("expected VersionExhausted, got {other:?}"),
+        }
+        Ok(())
     }
 }

@@ -3,8 +3,11 @@
 //! Argon2id is the default KDF; scrypt is accepted so that the seed's
 //! parameters (N = 2^20, r = 8, p = 1, see [`Kdf::SEED_SCRYPT`]) keep working.
 //! KDF parameters travel inside records, which a server could alter, so every
-//! parameter is bounded before it is used: a lying server cannot make a client
-//! spend more than 4 GiB of memory or long minutes of CPU.
+//! parameter is bounded before it is used (the cap, [`Kdf::check`]): at most
+//! [`MAX_KDF_MEMORY`] (1 GiB) of memory, and memory × passes (argon2id) or
+//! memory × p (scrypt) at most [`MAX_KDF_WORK`] (4 GiB), a few seconds of
+//! CPU. A save's parameters are held to the same cap, so whatever is saved
+//! loads; a record above it is invalid, and a server refuses to store it.
 
 use hkdf::Hkdf;
 use seccs_core::SecretKey;
@@ -47,20 +50,20 @@ impl std::fmt::Debug for Password {
 pub enum Kdf {
     /// Argon2id (RFC 9106).
     Argon2id {
-        /// Memory in KiB, 8 to 4 Gi.
+        /// Memory in KiB, 8 to 1 Gi (1,048,576 KiB).
         memory_kib: u32,
-        /// Passes, 1 to 16.
+        /// Passes, 1 to 16, and memory × passes at most 4 GiB.
         iterations: u32,
         /// Lanes, 1 to 16.
         parallelism: u32,
     },
     /// scrypt (RFC 7914).
     Scrypt {
-        /// log2 of N, 1 to 22.
+        /// log2 of N, 1 to 22; memory (128 · r · N bytes) at most 1 GiB.
         log_n: u8,
         /// Block size, 1 to 32.
         r: u32,
-        /// Parallelism, 1 to 16.
+        /// Parallelism, 1 to 16, and memory × p at most 4 GiB.
         p: u32,
     },
 }
@@ -76,7 +79,11 @@ impl Default for Kdf {
     }
 }
 
-const MAX_KDF_MEMORY: u64 = 4 << 30;
+/// The most memory a KDF may take, in bytes (1 GiB).
+pub const MAX_KDF_MEMORY: u64 = 1 << 30;
+/// The most work a KDF may take, in bytes of memory × passes (argon2id) or
+/// × p (scrypt): 4 GiB, a few seconds.
+pub const MAX_KDF_WORK: u64 = 4 << 30;
 
 /// The least Argon2id memory (KiB) a store key is saved with: OWASP's
 /// minimum configuration (19 MiB, 2 passes).
@@ -132,15 +139,28 @@ impl Kdf {
                 if !(8..=(MAX_KDF_MEMORY >> 10) as u32).contains(&memory_kib)
                     || memory_kib < 8 * parallelism
                 {
-                    return Err(Error::Kdf("argon2id memory_kib out of range"));
+                    return Err(Error::Kdf(
+                        "argon2id memory_kib out of range (8 to 1048576, 1 GiB)",
+                    ));
+                }
+                if (u64::from(memory_kib) << 10) * u64::from(iterations) > MAX_KDF_WORK {
+                    return Err(Error::Kdf(
+                        "argon2id memory_kib × iterations above 4 GiB (4194304 KiB)",
+                    ));
                 }
             }
             Kdf::Scrypt { log_n, r, p } => {
                 if !(1..=22).contains(&log_n) || !(1..=32).contains(&r) || !(1..=16).contains(&p) {
                     return Err(Error::Kdf("scrypt parameter out of range"));
                 }
-                if 128 * u64::from(r) * (1u64 << log_n) > MAX_KDF_MEMORY {
-                    return Err(Error::Kdf("scrypt needs more than 4 GiB"));
+                let memory = 128 * u64::from(r) * (1u64 << log_n);
+                if memory > MAX_KDF_MEMORY {
+                    return Err(Error::Kdf(
+                        "scrypt needs more than 1 GiB (128 · r · 2^log_n)",
+                    ));
+                }
+                if memory * u64::from(p) > MAX_KDF_WORK {
+                    return Err(Error::Kdf("scrypt memory × p above 4 GiB"));
                 }
             }
         }
@@ -251,8 +271,11 @@ impl Kdf {
             },
             other => return Err(DecodeError::UnknownKind(other)),
         };
-        kdf.check()
-            .map_err(|_| DecodeError::Invalid("kdf parameters"))?;
+        kdf.check().map_err(|_| {
+            DecodeError::Invalid(
+                "KDF parameters (above the cap of 1 GiB of memory and 4 GiB × passes, or malformed)",
+            )
+        })?;
         Ok(kdf)
     }
 }
@@ -377,6 +400,28 @@ mod tests {
             }
             .check()
             .is_err()
+        );
+        // The cap: 4 GiB and 16 passes (74 s of one core) once passed.
+        for (memory_kib, iterations) in [(4 << 20, 16), (2 << 20, 1), (1 << 20, 5)] {
+            assert!(
+                Kdf::Argon2id {
+                    memory_kib,
+                    iterations,
+                    parallelism: 1
+                }
+                .check()
+                .is_err(),
+                "{memory_kib} KiB x {iterations}"
+            );
+        }
+        assert!(
+            Kdf::Argon2id {
+                memory_kib: 1 << 20,
+                iterations: 4,
+                parallelism: 4
+            }
+            .check()
+            .is_ok()
         );
         // Found by the share_packet fuzz target: a parallelism this large
         // overflowed the memory floor's product before it was bounded.

@@ -110,7 +110,9 @@ pub enum Error {
     },
     /// Too few servers acknowledged a save within the timeout.
     #[error(
-        "only {acked} of {servers} servers stored the file, {needed} needed; the save was rolled back{}",
+        "only {acked} of {servers} server{} stored the file, {needed} needed; the save was \
+         rolled back{}",
+        plural(*.servers),
         reason_list(.reasons)
     )]
     SaveIncomplete {
@@ -125,7 +127,10 @@ pub enum Error {
     },
     /// Fewer servers are online than a save must be acknowledged by.
     #[error(
-        "a save needs {needed} acknowledgements (min_acks) but only {servers} servers are online"
+        "a save needs {needed} acknowledgement{} (min_acks) but only {servers} server{} {} online",
+        plural(*.needed),
+        plural(*.servers),
+        if *.servers == 1 { "is" } else { "are" }
     )]
     NotEnoughServers {
         /// Acknowledgements needed.
@@ -144,18 +149,31 @@ pub enum Error {
         /// Versions tried.
         attempts: usize,
     },
-    /// The tag's highest version is the largest number: no version follows it.
+    /// The tag's highest version is the largest a server stores: no
+    /// version follows it.
     #[error(
-        "{0:?} has a record at version {max}, the largest possible; remove it ({0}@{max}) to save again",
-        max = u64::MAX
+        "{tag:?} has a record at version {version}, the largest a server stores \
+         ({max}), on {servers}; remove it ({tag}@{version}) to save again",
+        max = crate::message::MAX_VERSION
     )]
-    VersionExhausted(String),
+    VersionExhausted {
+        /// The tag.
+        tag: String,
+        /// The version that blocks.
+        version: u64,
+        /// The servers that hold it.
+        servers: String,
+    },
     /// No server holds the tag (or the requested version).
     #[error("no server holds {0:?}")]
     NotFound(String),
     /// Too few honest servers answered to rebuild the file.
     #[error(
-        "only {good} valid shares for version {version} of {tag:?}, {needed} needed{}",
+        "only {good} valid share{} of {tag}@{version}{}: {held} of the {asked} server{} \
+         asked sent a record of it{}",
+        plural(*.good),
+        needed_text(*.needed),
+        plural(*.asked),
         bad_list(.bad)
     )]
     NotEnoughShares {
@@ -163,12 +181,67 @@ pub enum Error {
         tag: String,
         /// The version asked for.
         version: u64,
-        /// Valid records received.
+        /// Valid records received (of the save best held).
         good: usize,
-        /// The threshold.
+        /// The threshold of that save.
         needed: usize,
-        /// Servers whose records were invalid.
+        /// Servers that sent a record of the version.
+        held: usize,
+        /// Servers asked (those online).
+        asked: usize,
+        /// Servers whose records were invalid, each with why.
         bad: Vec<String>,
+    },
+    /// Two saves of one version each rebuild: made while the servers were
+    /// partitioned, or after a removal while servers were offline. Neither
+    /// is chosen by a clock.
+    #[error(
+        "{tag}@{version} holds {} different saves that each rebuild ({}): made while the \
+         servers were partitioned, or over a removal while servers were offline; \
+         neither is chosen for you: stop the servers of the one you do not want, load \
+         the other, and save it again",
+        .saves.len(),
+        save_list(.saves)
+    )]
+    AmbiguousVersion {
+        /// The tag.
+        tag: String,
+        /// The version.
+        version: u64,
+        /// The servers of each save.
+        saves: Vec<Vec<String>>,
+    },
+    /// The newest version of a tag (the newest that enough servers list)
+    /// cannot be rebuilt, and an older one is not taken in its place.
+    #[error(
+        "{tag}@{version}, the newest version of {tag:?}, cannot be rebuilt: {reason}; \
+         nothing older is loaded in its place{}",
+        latest_hint(.tag, *.older)
+    )]
+    LatestUnavailable {
+        /// The tag.
+        tag: String,
+        /// The newest version.
+        version: u64,
+        /// Why it failed.
+        reason: String,
+        /// Whether it failed to decrypt (a wrong password, most likely).
+        decrypt: bool,
+        /// The next older version listed, if any.
+        older: Option<u64>,
+    },
+    /// A store key's tag was used before (removed since): servers offline
+    /// at the removal may still hold its version 1.
+    #[error(
+        "{tag:?} was used on the share network before (up to version {highest}; removed \
+         since, but servers offline then may still hold it): a store key needs a tag never \
+         used; choose another tag"
+    )]
+    TagUsedBefore {
+        /// The tag.
+        tag: String,
+        /// The highest version a server remembers.
+        highest: u64,
     },
     /// The password is wrong, or every record was altered (indistinguishable).
     #[error("wrong password, or the records were altered")]
@@ -238,10 +311,10 @@ pub enum Error {
         /// The threshold the save would use.
         threshold: usize,
     },
-    /// A store key must be saved with a password.
+    /// A save (of a file or a store key) must have a password.
     #[error(
-        "the password for a store key is empty, so anyone on the broker could load the key; \
-         give a non-empty password (SECCS_SHARE_PASSWORD or the prompt)"
+        "the password is empty, so anyone on the broker could load what is saved; \
+         give a non-empty password (SECCS_SHARE_PASSWORD, --password-file or the prompt)"
     )]
     EmptyPassword,
     /// The client config's KDF is too cheap to save a store key with.
@@ -265,7 +338,9 @@ pub enum Error {
     /// holds, and the latest version (where an earlier build may have saved
     /// a key) is a file, not a key.
     #[error(
-        "version 1 of {tag:?}, where the store's key is kept, is not on the share servers:          it was removed, or the servers that hold it are offline (the latest version,          {tag}@{latest}, is a file, not a key)"
+        "version 1 of {tag:?}, where the store's key is kept, is not on the share servers: \
+         it was removed, or the servers that hold it are offline (the latest version, \
+         {tag}@{latest}, is a file, not a key)"
     )]
     KeyVersionMissing {
         /// The tag.
@@ -289,6 +364,35 @@ fn bad_list(bad: &[String]) -> String {
              in a server's name)",
             bad.join(", ")
         )
+    }
+}
+
+fn needed_text(needed: usize) -> String {
+    match needed {
+        0 => " (no record received is valid, so the save's threshold is unknown)".into(),
+        n => format!(", {n} needed (the save's threshold)"),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn save_list(saves: &[Vec<String>]) -> String {
+    saves
+        .iter()
+        .map(|servers| format!("one on {}", servers.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn latest_hint(tag: &str, older: Option<u64>) -> String {
+    match older {
+        Some(v) => format!(
+            "; ask for an older version ({tag}@{v}), or for the newest that rebuilds \
+             (seccs share load --or-older)"
+        ),
+        None => String::new(),
     }
 }
 
@@ -319,7 +423,12 @@ fn older_hint(tag: &str, older: Option<u64>) -> String {
 impl Error {
     /// Whether this is a failure to decrypt with the password given.
     pub fn is_decrypt(&self) -> bool {
-        matches!(self, Error::Decrypt | Error::DecryptVersion { .. })
+        matches!(
+            self,
+            Error::Decrypt
+                | Error::DecryptVersion { .. }
+                | Error::LatestUnavailable { decrypt: true, .. }
+        )
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {

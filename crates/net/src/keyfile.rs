@@ -93,7 +93,7 @@ pub async fn load_key_with(
         Err(Error::NotFound(_)) => true,
         Err(e) => return Err(e),
     };
-    let report = client.load(tag, None, password).await?;
+    let report = client.load_or_older(tag, password).await?;
     for (newer, why) in &report.newer_failed {
         tracing::warn!(
             "key {tag}@{newer} could not be rebuilt ({why}); the older {tag}@{} was loaded",

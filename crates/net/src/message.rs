@@ -24,8 +24,18 @@
 //! in time, which may still get the store late.
 //!
 //! A refusal whose reason is [`conflict_reason`] (the text servers have sent
-//! since format 1) means "another record holds this version": a client
-//! recognises a lost race by it.
+//! since format 1) means "another record holds this version", or "this
+//! server held this version once (it was removed since)": a client
+//! recognises a lost race by it, and tries a higher version.
+//!
+//! [`Body::Versions`] (kind 13, answered by [`Body::VersionsHeld`], kind 14)
+//! asks a server the highest version of a tag it has ever held (it
+//! remembers it after a removal) and, for each version it holds, the save
+//! it belongs to (file id, n, t, read from the record's header). A server
+//! that predates it drops it and is not heard: a client waits its timeout
+//! for it, so upgrade servers before clients.
+//!
+//! Versions go up to [`MAX_VERSION`]: a server refuses to store above it.
 
 use std::ops::Range;
 
@@ -41,6 +51,10 @@ pub const MAX_TAG_LEN: usize = 8 * 1024;
 /// Longest record a message may carry (1 GiB, the frame limit).
 pub const MAX_RECORD_LEN: usize = 1 << 30;
 const MAX_TEXT: usize = 4096;
+/// The largest version a server stores (about 4.3 billion saves of one
+/// tag): a record above it is refused, and one found above it (left by an
+/// earlier build) never counts when a save chooses its version.
+pub const MAX_VERSION: u64 = u32::MAX as u64;
 
 /// The reason of a [`Body::Refused`] answering a store whose version holds
 /// another record: part of the protocol, matched by clients.
@@ -90,6 +104,20 @@ pub struct ListEntry {
     pub tag: String,
     /// Its versions held by this server, ascending.
     pub versions: Vec<VersionEntry>,
+}
+
+/// One version of a tag as a server holds it, read from its record's header
+/// (not authenticated: it tells a client what to try, never what to trust).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaveEntry {
+    /// The version.
+    pub version: u64,
+    /// The file id of the save the record belongs to.
+    pub file_id: [u8; 16],
+    /// Servers the save went to.
+    pub n: u8,
+    /// Records the save needs to rebuild.
+    pub t: u8,
 }
 
 /// What a server says about itself.
@@ -164,6 +192,20 @@ pub enum Body {
         /// The file id of the save being rolled back.
         file_id: [u8; 16],
     },
+    /// Say what you hold of `tag`: the highest version ever held, and the
+    /// save of each version held. Answered with [`Body::VersionsHeld`].
+    Versions {
+        /// The tag.
+        tag: String,
+    },
+    /// The answer to [`Body::Versions`].
+    VersionsHeld {
+        /// The highest version of the tag this server has held (also one
+        /// removed since), 0 when none; at most [`MAX_VERSION`].
+        highest: u64,
+        /// The versions held, ascending, each with its save.
+        saves: Vec<SaveEntry>,
+    },
     /// Records deleted.
     Deleted {
         /// How many.
@@ -189,6 +231,8 @@ mod kind {
     pub const DELETED: u8 = 10;
     pub const REFUSED: u8 = 11;
     pub const ROLLBACK: u8 = 12;
+    pub const VERSIONS: u8 = 13;
+    pub const VERSIONS_HELD: u8 = 14;
 }
 
 impl Body {
@@ -202,6 +246,7 @@ impl Body {
                 | Body::Info
                 | Body::Delete { .. }
                 | Body::Rollback { .. }
+                | Body::Versions { .. }
         )
     }
 }
@@ -302,6 +347,16 @@ impl Message {
                     .str(tag)
                     .u64(*version)
                     .raw(file_id);
+            }
+            Body::Versions { tag } => {
+                w.u8(kind::VERSIONS).raw(id).str(tag);
+            }
+            Body::VersionsHeld { highest, saves } => {
+                w.u8(kind::VERSIONS_HELD).raw(id).u64(*highest);
+                w.u32(u32::try_from(saves.len()).unwrap_or(u32::MAX));
+                for s in saves {
+                    w.u64(s.version).raw(&s.file_id).u8(s.n).u8(s.t);
+                }
             }
             Body::Deleted { removed } => {
                 w.u8(kind::DELETED).raw(id).u64(*removed);
@@ -410,6 +465,23 @@ impl Message {
                 version: r.u64()?,
                 file_id: r.array()?,
             },
+            kind::VERSIONS => Body::Versions {
+                tag: read_tag(&mut r)?.to_owned(),
+            },
+            kind::VERSIONS_HELD => {
+                let highest = r.u64()?;
+                let n = r.count(26, "save list")?;
+                let mut saves = Vec::with_capacity(n);
+                for _ in 0..n {
+                    saves.push(SaveEntry {
+                        version: r.u64()?,
+                        file_id: r.array()?,
+                        n: r.u8()?,
+                        t: r.u8()?,
+                    });
+                }
+                Body::VersionsHeld { highest, saves }
+            }
             kind::DELETED => Body::Deleted { removed: r.u64()? },
             kind::REFUSED => Body::Refused {
                 reason: r.str(MAX_TEXT, "reason")?.to_owned(),
@@ -480,6 +552,16 @@ mod tests {
                 tag: "t".into(),
                 version: 7,
                 file_id: [9; 16],
+            },
+            Body::Versions { tag: "t".into() },
+            Body::VersionsHeld {
+                highest: 9,
+                saves: vec![SaveEntry {
+                    version: 3,
+                    file_id: [4; 16],
+                    n: 5,
+                    t: 3,
+                }],
             },
             Body::Deleted { removed: 4 },
             Body::Refused {

@@ -309,11 +309,18 @@ pub const RECORD_PREFIX_MAX: usize = 4 + 1 + 1 + 4 + MAX_MANIFEST_LEN;
 /// The file id (the save it belongs to) of a record, read from its first
 /// bytes: at most [`RECORD_PREFIX_MAX`] are needed, and more are ignored.
 pub fn file_id_of(prefix: &[u8]) -> Result<[u8; 16], DecodeError> {
+    Ok(manifest_of(prefix)?.file_id)
+}
+
+/// The manifest of a record, read from its first bytes as [`file_id_of`]
+/// reads them: unauthenticated, it says which save a record claims to be
+/// part of, never that it is.
+pub fn manifest_of(prefix: &[u8]) -> Result<Manifest, DecodeError> {
     let mut r = Reader::new(prefix);
     r.header(&RECORD_MAGIC, RECORD_VERSION)?;
     let _index = r.u8()?;
     let manifest = r.bytes(MAX_MANIFEST_LEN, "manifest")?;
-    Ok(Manifest::decode(manifest)?.file_id)
+    Manifest::decode(manifest)
 }
 
 /// A record's fields, borrowed from its bytes.

@@ -7,6 +7,11 @@
 //! receive loop, and a request that fails is answered with a refusal, never
 //! with a crash. Shutdown stops taking requests and lets the ones in flight
 //! finish for up to [`SHUTDOWN_GRACE`].
+//!
+//! One server runs per root: [`start`] takes an exclusive lock on
+//! `ROOT/lock` (which names the holder's pid) and holds it until the
+//! [`ServerHandle`] is dropped; a second server on the root is refused,
+//! naming the holder.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::endpoint::{Endpoint, Incoming, REQUEST_QUEUE};
 use crate::error::{BrokerError, Error};
-use crate::message::{Body, Message, ROLLED_BACK_REASON, ServerInfo, conflict_reason};
+use crate::message::{Body, MAX_VERSION, Message, ROLLED_BACK_REASON, ServerInfo, conflict_reason};
 use crate::record::Record;
 use crate::store::{PutOutcome, RecordStore, create_private_dir_all, write_atomic};
 
@@ -35,6 +40,8 @@ pub struct ServerHandle {
     channel: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), Error>>,
+    /// The root's lock, released when the handle is dropped.
+    _lock: std::fs::File,
 }
 
 impl ServerHandle {
@@ -64,6 +71,45 @@ impl ServerHandle {
         match (&mut self.task).await {
             Ok(r) => r,
             Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Takes the lock of `root` (an exclusive `flock` on `root/lock`, which
+/// says who holds it), or fails naming the holder.
+fn lock_root(root: &Path) -> Result<std::fs::File, Error> {
+    use std::io::{Read, Write};
+    let path = root.join("lock");
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let holder = format!("pid {}\n", std::process::id());
+            // Only for the message a second server gets; the flock is the lock.
+            let _ = file
+                .set_len(0)
+                .and_then(|()| file.write_all(holder.as_bytes()));
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.take(64).read_to_string(&mut text);
+            let holder = match text.trim() {
+                line if line.starts_with("pid ") => line.escape_debug().to_string(),
+                _ => "another process".to_owned(),
+            };
+            Err(Error::Config(format!(
+                "{} is in use by another share server ({holder}): one server runs per root",
+                root.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("lock {}", path.display()), e))
         }
     }
 }
@@ -99,6 +145,7 @@ pub async fn start(
     // A root the server makes is private like everything in it; one the
     // operator made keeps its mode.
     create_private_dir_all(root)?;
+    let lock = lock_root(root)?;
     let store = RecordStore::open(root)?;
     let id = load_or_create_id(root)?;
     let channel = format!("{SERVER_PREFIX}{id}");
@@ -112,6 +159,7 @@ pub async fn start(
         channel,
         shutdown: Some(stop_tx),
         task,
+        _lock: lock,
     })
 }
 
@@ -171,6 +219,13 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
                     reason: "empty tag".into(),
                 });
             }
+            if version > MAX_VERSION {
+                return Ok(Body::Refused {
+                    reason: format!(
+                        "version {version} is above the largest a server stores ({MAX_VERSION})"
+                    ),
+                });
+            }
             // Hashing megabytes and writing them: off the runtime's workers.
             let st = store.clone();
             blocking(move || {
@@ -185,7 +240,8 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
                     // request comes late (this server was paused or slow).
                     Ok(m) => match st.put_save(&tag, version, &record, &m.file_id)? {
                         PutOutcome::Stored | PutOutcome::Unchanged => Body::Stored,
-                        PutOutcome::Conflict => Body::Refused {
+                        // A client takes both as "try a higher version".
+                        PutOutcome::Conflict | PutOutcome::VersionUsed => Body::Refused {
                             reason: conflict_reason(version),
                         },
                         PutOutcome::RolledBack => Body::Refused {
@@ -207,6 +263,16 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
             Body::Listed {
                 entries: blocking(move || st.list(&prefix)).await?,
             }
+        }
+        Body::Versions { tag } => {
+            let st = store.clone();
+            blocking(move || {
+                Ok(Body::VersionsHeld {
+                    highest: st.highest(&tag),
+                    saves: st.saves(&tag),
+                })
+            })
+            .await?
         }
         Body::Info => {
             let st = store.clone();

@@ -301,11 +301,15 @@ pub struct Rebuilt {
     pub plaintext: Vec<u8>,
     /// Servers whose record was invalid, forged or inconsistent.
     pub bad: Vec<String>,
+    /// Each server of `bad` with why its record was left out.
+    pub bad_reasons: Vec<(String, String)>,
     /// Servers whose record was used.
     pub used: Vec<String>,
-    /// Servers whose authentic record belongs to another save of the same
-    /// version, made while the servers were partitioned: an older one, or
-    /// one too few servers hold to rebuild it. Left out, but not bad.
+    /// Servers whose record belongs to another save of the same version
+    /// (another file id): one made while the servers were partitioned, a
+    /// record a failed save left, or another password's. Too few servers
+    /// hold it to rebuild it, or it does not open with this password: left
+    /// out, but not blamed.
     pub superseded: Vec<String>,
     /// Servers whose authentic record is the same share of the same save
     /// as another server's (a server restored from another's copy): it adds
@@ -314,137 +318,155 @@ pub struct Rebuilt {
     pub repeated: Vec<String>,
 }
 
+/// The records of one version that claim one save: the same manifest and
+/// MAC (so the same file id, KDF parameters, salt, n and t).
+struct Group {
+    manifest: Vec<u8>,
+    mac: [u8; 32],
+    m: Manifest,
+    /// Distinct share indices: a share two servers hold counts once.
+    indices: std::collections::BTreeSet<u8>,
+    servers: Vec<String>,
+}
+
 /// Rebuilds version `version` of `tag` from records, one per server.
 ///
-/// Every record that does not decode, whose manifest is not authentic under
-/// the password, or whose fragment or share does not match the authentic
-/// manifest is left out and its server named in [`Rebuilt::bad`].
+/// The records are grouped by the save their header claims (manifest and
+/// MAC). Only a group that at least its own t records share is a candidate,
+/// best supported first: one stray or forged record never chooses the KDF
+/// that is run, nor which save is loaded. A candidate whose manifest is
+/// authentic under the password is a save that rebuilds; when two are,
+/// [`Error::AmbiguousVersion`] names both (no clock decides). Every record
+/// that does not decode (KDF parameters above the bounds of
+/// [`Kdf::check`] included), or that claims the chosen save's file id
+/// without matching its authentic manifest, is left out and its server
+/// named in [`Rebuilt::bad`].
 pub fn rebuild(
     tag: &str,
     version: u64,
     records: Vec<(String, Vec<u8>)>,
     password: &Password,
 ) -> Result<Rebuilt, Error> {
-    let mut bad = Vec::new();
+    let held = records.len();
+    let mut bad_reasons: Vec<(String, String)> = Vec::new();
     let mut parsed = Vec::new();
     for (server, bytes) in records {
         match Record::decode(&bytes) {
             Ok((r, m)) if m.version == version => parsed.push((server, r, m)),
             Ok(_) => {
                 tracing::warn!(server, "record has the wrong version");
-                bad.push(server);
+                bad_reasons.push((server, "the record is of another version".into()));
             }
             Err(e) => {
                 tracing::warn!(server, "invalid record: {e}");
-                bad.push(server);
+                bad_reasons.push((server, format!("invalid record: {e}")));
             }
         }
     }
-    // Group by manifest, most supported first, and try each group's
-    // password key. A group's support is its distinct shares: two servers
-    // holding the same share count once.
-    let mut groups: Vec<(Vec<u8>, [u8; 32], usize)> = Vec::new();
-    let mut seen_shares: Vec<(usize, u8)> = Vec::new();
-    for (_, r, _) in &parsed {
+    let mut groups: Vec<Group> = Vec::new();
+    for (server, r, m) in &parsed {
         let g = match groups
             .iter()
-            .position(|(m, mac, _)| *m == r.manifest && *mac == r.mac)
+            .position(|g| g.manifest == r.manifest && g.mac == r.mac)
         {
             Some(g) => g,
             None => {
-                groups.push((r.manifest.clone(), r.mac, 0));
+                groups.push(Group {
+                    manifest: r.manifest.clone(),
+                    mac: r.mac,
+                    m: m.clone(),
+                    indices: Default::default(),
+                    servers: Vec::new(),
+                });
                 groups.len() - 1
             }
         };
-        if !seen_shares.contains(&(g, r.index)) {
-            seen_shares.push((g, r.index));
-            groups[g].2 += 1;
-        }
+        groups[g].indices.insert(r.index);
+        groups[g].servers.push(server.clone());
     }
-    groups.sort_by_key(|g| std::cmp::Reverse(g.2));
-    // Several authentic saves of one version happen when servers were
-    // partitioned: each side saved it. The newest save that enough servers
-    // hold wins; the others' servers are honest, not bad.
+    // Best supported first; equal support in a fixed order, never by clock.
+    groups.sort_by(|a, b| {
+        b.indices
+            .len()
+            .cmp(&a.indices.len())
+            .then_with(|| a.m.file_id.cmp(&b.m.file_id))
+    });
     let mut tried: Vec<(Kdf, [u8; 16])> = Vec::new();
-    let mut authentic: Vec<(usize, Manifest, PasswordKeys)> = Vec::new();
-    let mut checked = vec![false; groups.len()];
-    for (i, (manifest, mac, count)) in groups.iter().enumerate() {
-        if *count >= usize::from(Manifest::decode(manifest)?.t) {
-            checked[i] = true;
-            if let Some((m, keys)) = authenticate(tag, manifest, mac, password, &mut tried)? {
-                authentic.push((i, m, keys));
-            }
+    let mut authentic: Vec<(usize, PasswordKeys)> = Vec::new();
+    let mut candidates = 0;
+    for (i, g) in groups.iter().enumerate() {
+        if g.indices.len() < usize::from(g.m.t) {
+            continue;
+        }
+        candidates += 1;
+        if let Some(keys) = authenticate(tag, &g.manifest, &g.mac, password, &mut tried)? {
+            authentic.push((i, keys));
         }
     }
-    let mut chosen = authentic
-        .iter()
-        .enumerate()
-        .max_by_key(|(_, (_, m, _))| (m.created, m.file_id))
-        .map(|(j, _)| j)
-        .map(|j| authentic.swap_remove(j));
-    if chosen.is_none() {
-        // No save has enough records: the largest authentic group says how
-        // many are missing.
-        for (i, (manifest, mac, _)) in groups.iter().enumerate() {
-            if checked[i] {
-                continue;
-            }
-            if let Some((m, keys)) = authenticate(tag, manifest, mac, password, &mut tried)? {
-                chosen = Some((i, m, keys));
-                break;
-            }
-        }
-    }
-    // Every other authentic save is an honest server's, whether older or
-    // held by too few servers to load: left out, not blamed.
-    let mut other_saves: Vec<(Vec<u8>, [u8; 32])> = authentic
-        .iter()
-        .map(|(i, _, _)| (groups[*i].0.clone(), groups[*i].1))
-        .collect();
-    if let Some((chosen_group, _, _)) = &chosen {
-        for (i, (manifest, mac, _)) in groups.iter().enumerate() {
-            if !checked[i]
-                && i != *chosen_group
-                && authenticate(tag, manifest, mac, password, &mut tried)?.is_some()
-            {
-                other_saves.push((manifest.clone(), *mac));
-            }
-        }
-    }
-    let Some((i, m, keys)) = chosen else {
-        if parsed.is_empty() {
-            return Err(Error::NotEnoughShares {
-                tag: tag.to_owned(),
-                version,
-                good: 0,
-                needed: 1,
-                bad,
-            });
-        }
-        return Err(Error::Decrypt);
+    let bad_error = |bad_reasons: &[(String, String)]| -> Vec<String> {
+        bad_reasons
+            .iter()
+            .map(|(s, why)| format!("{s} ({why})"))
+            .collect()
     };
-    let (manifest_bytes, mac) = (groups[i].0.clone(), groups[i].1);
+    if authentic.len() > 1 {
+        return Err(Error::AmbiguousVersion {
+            tag: tag.to_owned(),
+            version,
+            saves: authentic
+                .iter()
+                .map(|(i, _)| groups[*i].servers.clone())
+                .collect(),
+        });
+    }
+    let Some((chosen, keys)) = authentic.pop() else {
+        if candidates > 0 {
+            return Err(Error::Decrypt);
+        }
+        // No save has enough records: the best supported says how many
+        // are missing.
+        let (good, needed) = groups
+            .first()
+            .map_or((0, 0), |g| (g.indices.len(), usize::from(g.m.t)));
+        return Err(Error::NotEnoughShares {
+            tag: tag.to_owned(),
+            version,
+            good,
+            needed,
+            held,
+            asked: held,
+            bad: bad_error(&bad_reasons),
+        });
+    };
+    let Group {
+        manifest: manifest_bytes,
+        mac,
+        m,
+        ..
+    } = groups.swap_remove(chosen);
     let t = usize::from(m.t);
     let mut good: Vec<(String, Record)> = Vec::new();
     let mut superseded = Vec::new();
     let mut repeated = Vec::new();
-    for (server, r, _) in parsed {
-        if other_saves
-            .iter()
-            .any(|(om, omac)| *om == r.manifest && *omac == r.mac)
-        {
+    for (server, r, other) in parsed {
+        if r.manifest == manifest_bytes && r.mac == mac {
+            if good.iter().any(|(_, g)| g.index == r.index) {
+                // `Record::decode` checked the share and fragment against the
+                // authentic manifest's hashes: the two records are the same.
+                tracing::info!(server, "record repeats another server's share");
+                repeated.push(server);
+            } else {
+                good.push((server, r));
+            }
+        } else if other.file_id == m.file_id {
+            tracing::warn!(server, "record does not match the authentic manifest");
+            bad_reasons.push((
+                server,
+                "its manifest differs from the authentic one of the same save".into(),
+            ));
+        } else {
             tracing::info!(server, "record of another save of this version left out");
             superseded.push(server);
-        } else if r.manifest != manifest_bytes || r.mac != mac {
-            tracing::warn!(server, "record does not match the authentic manifest");
-            bad.push(server);
-        } else if good.iter().any(|(_, g)| g.index == r.index) {
-            // `Record::decode` checked the share and fragment against the
-            // authentic manifest's hashes: the two records are the same.
-            tracing::info!(server, "record repeats another server's share");
-            repeated.push(server);
-        } else {
-            good.push((server, r));
         }
     }
     if good.len() < t {
@@ -453,7 +475,9 @@ pub fn rebuild(
             version,
             good: good.len(),
             needed: t,
-            bad,
+            held,
+            asked: held,
+            bad: bad_error(&bad_reasons),
         });
     }
     good.sort_by_key(|(_, r)| r.index);
@@ -485,22 +509,23 @@ pub fn rebuild(
     .map_err(|_| Error::Tampered("password layer"))?;
     Ok(Rebuilt {
         plaintext,
-        bad,
+        bad: bad_reasons.iter().map(|(s, _)| s.clone()).collect(),
+        bad_reasons,
         used: used.iter().map(|(s, _)| s.clone()).collect(),
         superseded,
         repeated,
     })
 }
 
-/// The manifest of a group and its password keys, if the manifest is
-/// authentic under `password`; `None` also when the KDF attempts ran out.
+/// The password keys of a manifest, if it is authentic under `password`;
+/// `None` also when the KDF attempts ran out.
 fn authenticate(
     tag: &str,
     manifest: &[u8],
     mac: &[u8; 32],
     password: &Password,
     tried: &mut Vec<(Kdf, [u8; 16])>,
-) -> Result<Option<(Manifest, PasswordKeys)>, Error> {
+) -> Result<Option<PasswordKeys>, Error> {
     let m = Manifest::decode(manifest)?;
     if !tried.iter().any(|(k, s)| *k == m.kdf && *s == m.salt) {
         if tried.len() >= MAX_KDF_ATTEMPTS {
@@ -509,7 +534,7 @@ fn authenticate(
         tried.push((m.kdf.clone(), m.salt));
     }
     let keys = PasswordKeys::derive(&m.kdf, password, &m.salt)?;
-    Ok(verify_manifest_mac(keys.mac.expose_secret(), tag, manifest, mac).then_some((m, keys)))
+    Ok(verify_manifest_mac(keys.mac.expose_secret(), tag, manifest, mac).then_some(keys))
 }
 
 #[cfg(test)]
@@ -693,10 +718,10 @@ mod tests {
     }
 
     #[test]
-    fn of_two_saves_of_one_version_the_newest_wins_and_no_honest_server_is_blamed()
+    fn two_saves_of_one_version_that_each_rebuild_fail_naming_both_whatever_their_clocks()
     -> Result<(), Error> {
         // A partition: one side saved version 1 on three servers, the other
-        // side, later, on two (threshold 2).
+        // side, later by its clock, on two (threshold 2). No clock decides.
         let pw = Password::new("p");
         let older = split("t", 1, b"older", &pw, &Kdf::INSECURE_FAST, 5, 2)?;
         let newer = split("t", 1, b"newer", &pw, &Kdf::INSECURE_FAST, 5, 2)?;
@@ -710,19 +735,105 @@ mod tests {
             r.mac = manifest_mac(keys.mac.expose_secret(), "t", &r.manifest);
             later.push(r.encode());
         }
-        let mut records = named(&older, &[0, 1, 2]);
-        records.extend(named(&later, &[3, 4]));
-        let out = rebuild("t", 1, records, &pw)?;
-        assert_eq!(out.plaintext, b"newer");
-        assert!(out.bad.is_empty(), "honest servers blamed: {:?}", out.bad);
-        assert_eq!(out.superseded, vec!["s0", "s1", "s2"]);
-        // With too few records of the newest save, the older one still loads.
+        for records in [
+            [named(&older, &[0, 1, 2]), named(&later, &[3, 4])].concat(),
+            [named(&later, &[3, 4]), named(&older, &[0, 1, 2])].concat(),
+        ] {
+            match rebuild("t", 1, records, &pw) {
+                Err(e @ Error::AmbiguousVersion { .. }) => {
+                    let text = e.to_string();
+                    assert!(
+                        text.contains("t@1 holds 2 different saves")
+                            && text.contains("one on s0, s1, s2")
+                            && text.contains("one on s3, s4"),
+                        "{text}"
+                    );
+                }
+                other => panic!("expected AmbiguousVersion, got {other:?}"),
+            }
+        }
+        // With too few records of one save, the other loads, whichever is
+        // newer by the clock, and no honest server is blamed.
         let mut records = named(&older, &[0, 1, 2]);
         records.extend(named(&later, &[3]));
         let out = rebuild("t", 1, records, &pw)?;
         assert_eq!(out.plaintext, b"older");
         assert!(out.bad.is_empty(), "honest servers blamed: {:?}", out.bad);
         assert_eq!(out.superseded, vec!["s3"]);
+        let mut records = named(&older, &[0]);
+        records.extend(named(&later, &[3, 4]));
+        assert_eq!(rebuild("t", 1, records, &pw)?.plaintext, b"newer");
+        Ok(())
+    }
+
+    #[test]
+    fn one_record_whose_kdf_header_was_raised_neither_runs_its_kdf_nor_stops_the_load()
+    -> Result<(), Error> {
+        let pw = Password::new("p");
+        let recs = split("t", 1, b"secret", &pw, &Kdf::INSECURE_FAST, 5, 3)?;
+        let raised = |kdf: Kdf| -> Result<Vec<u8>, Error> {
+            let (mut r, mut m) = Record::decode(&recs[4])?;
+            m.kdf = kdf;
+            r.manifest = m.encode();
+            Ok(r.encode())
+        };
+        // Within the cap but costly (1 GiB, 4 passes: seconds): one record
+        // is no save, so its KDF is never run.
+        let costly = raised(Kdf::Argon2id {
+            memory_kib: 1 << 20,
+            iterations: 4,
+            parallelism: 1,
+        })?;
+        let mut records = named(&recs, &[0, 1, 2, 3]);
+        records.push(("s4".into(), costly));
+        let start = std::time::Instant::now();
+        let out = rebuild("t", 1, records, &pw)?;
+        assert!(
+            start.elapsed() < std::time::Duration::from_millis(1500),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(out.plaintext, b"secret");
+        assert_eq!(out.bad, vec!["s4"], "the same save's id, another manifest");
+        // Above the cap (4 GiB, 16 passes): the record is invalid, and the
+        // reason names the cap.
+        let mut w = crate::codec::Writer::with_capacity(16);
+        w.u8(1).u32(4 << 20).u32(16).u32(1);
+        let bytes = w.finish();
+        let (mut r, m) = Record::decode(&recs[4])?;
+        let mut manifest = m.encode();
+        let at = 4 + 1 + 16 + 8 + 8 + 1 + 1;
+        manifest[at..at + bytes.len()].copy_from_slice(&bytes);
+        r.manifest = manifest;
+        let mut records = named(&recs, &[0, 1, 2, 3]);
+        records.push(("s4".into(), r.encode()));
+        let out = rebuild("t", 1, records, &pw)?;
+        assert_eq!(out.plaintext, b"secret");
+        assert_eq!(out.bad, vec!["s4"]);
+        assert!(
+            out.bad_reasons[0].1.contains("above the cap"),
+            "{:?}",
+            out.bad_reasons
+        );
+        // Alone with too few others, it is named in the error.
+        let mut records = named(&recs, &[0, 1]);
+        records.push(("s4".into(), {
+            let (mut r, _) = Record::decode(&recs[4])?;
+            let mut manifest = m.encode();
+            manifest[at..at + bytes.len()].copy_from_slice(&bytes);
+            r.manifest = manifest;
+            r.encode()
+        }));
+        match rebuild("t", 1, records, &pw) {
+            Err(e @ Error::NotEnoughShares { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("s4 (invalid record") && text.contains("above the cap"),
+                    "{text}"
+                );
+            }
+            other => panic!("expected NotEnoughShares, got {other:?}"),
+        }
         Ok(())
     }
 

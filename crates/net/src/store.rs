@@ -4,7 +4,20 @@
 //! ROOT/server-id                         this server's id (its channel survives restarts)
 //! ROOT/records/<sha256(tag) hex>/tag     the tag itself
 //! ROOT/records/<sha256(tag) hex>/<version, 20 digits>.rec
+//! ROOT/highest/<sha256(tag) hex>         the highest version of the tag ever held
+//! ROOT/lock                              held by the server running on the root
 //! ```
+//!
+//! `highest/` (added with message kind 13; a root without it is read as
+//! before, each tag's highest version being that of its newest record)
+//! keeps, per tag, the highest version this server has stored, also after
+//! the records are removed: `HIGH` or `HIGH PREV FILEID` in decimal and hex
+//! (PREV and FILEID say what a rollback of the save FILEID at HIGH puts
+//! back). A server answers it when a save asks for the next version
+//! ([`RecordStore::highest`]) and refuses a new record at or below it
+//! ([`PutOutcome::VersionUsed`]), so a version removed while some servers
+//! were offline is never given to another save: those servers still hold
+//! the removed one. The file names only the tag's hash, never the tag.
 //!
 //! Seed flaw fixed here: *a tag whose base64 contains `/` crashes a server
 //! thread*. The seed used base64 of the tag as a file name. Here a file name
@@ -36,7 +49,7 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::message::{ListEntry, VersionEntry};
+use crate::message::{ListEntry, MAX_VERSION, SaveEntry, VersionEntry};
 
 /// What a store request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +62,9 @@ pub enum PutOutcome {
     Conflict,
     /// The save the record belongs to was rolled back: the record is not kept.
     RolledBack,
+    /// No record holds this version, but this server held one at it or
+    /// above it before (removed since): the version is not given out again.
+    VersionUsed,
 }
 
 /// Rolled-back saves a store remembers (16 bytes each, oldest forgotten
@@ -78,6 +94,40 @@ impl RolledBack {
 
     fn contains(&self, file_id: &[u8; 16]) -> bool {
         self.ids.contains(file_id)
+    }
+}
+
+/// The highest version of a tag a store has held, as `ROOT/highest/HASH`
+/// keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Highest {
+    high: u64,
+    /// What `high` was before the save `by` raised it.
+    prev: u64,
+    /// The save whose record raised `high` (none when a removal did).
+    by: Option<[u8; 16]>,
+}
+
+impl Highest {
+    fn parse(text: &str) -> Option<Self> {
+        let mut words = text.split_whitespace();
+        let high = words.next()?.parse().ok()?;
+        let (prev, by) = match (words.next(), words.next()) {
+            (Some(p), Some(id)) => {
+                let mut by = [0u8; 16];
+                hex::decode_to_slice(id, &mut by).ok()?;
+                (p.parse().ok()?, Some(by))
+            }
+            _ => (high, None),
+        };
+        Some(Self { high, prev, by })
+    }
+
+    fn encode(&self) -> String {
+        match self.by {
+            Some(id) => format!("{} {} {}\n", self.high, self.prev, hex::encode(id)),
+            None => format!("{}\n", self.high),
+        }
     }
 }
 
@@ -171,6 +221,17 @@ fn write_synced(path: &Path, bytes: &[u8], publish: Publish) -> Result<bool, Err
     result
 }
 
+/// The first bytes of a record file: what [`crate::record::file_id_of`]
+/// and [`crate::record::manifest_of`] need.
+fn read_prefix(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    fs::File::open(path)?
+        .take(crate::record::RECORD_PREFIX_MAX as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
 fn version_file(version: u64) -> String {
     format!("{version:020}.rec")
 }
@@ -211,6 +272,103 @@ impl RecordStore {
         self.tag_dir(tag).join(version_file(version))
     }
 
+    /// The file keeping the highest version of `tag` ever held.
+    pub fn highest_path(&self, tag: &str) -> PathBuf {
+        self.root
+            .join("highest")
+            .join(hex::encode(Sha256::digest(tag.as_bytes())))
+    }
+
+    fn read_highest(&self, tag: &str) -> Highest {
+        let path = self.highest_path(tag);
+        match fs::read_to_string(&path) {
+            Ok(text) => Highest::parse(&text).unwrap_or_else(|| {
+                tracing::warn!(path = %path.display(), "unreadable highest-version file ignored");
+                Highest::default()
+            }),
+            Err(_) => Highest::default(),
+        }
+    }
+
+    fn write_highest(&self, tag: &str, highest: &Highest) -> Result<(), Error> {
+        let path = self.highest_path(tag);
+        if let Some(dir) = path.parent() {
+            create_private_dir_all(dir)?;
+        }
+        write_atomic(&path, highest.encode().as_bytes())
+    }
+
+    /// The newest record of `tag` at or below [`MAX_VERSION`], 0 when none.
+    fn newest_record(&self, tag: &str) -> u64 {
+        Self::versions(&self.tag_dir(tag))
+            .iter()
+            .map(|v| v.version)
+            .filter(|v| *v <= MAX_VERSION)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The highest version of `tag` this store has held, also one removed
+    /// since (0 when none): a save must choose a higher one. Records above
+    /// [`MAX_VERSION`] do not count.
+    pub fn highest(&self, tag: &str) -> u64 {
+        self.read_highest(tag)
+            .high
+            .min(MAX_VERSION)
+            .max(self.newest_record(tag))
+    }
+
+    /// Raises the highest version of `tag` to `version`: a record of the
+    /// save `by` was stored there, or (`by` is `None`) one is being removed,
+    /// which no rollback undoes. Called with the lock held.
+    fn raise_highest(&self, tag: &str, version: u64, by: Option<[u8; 16]>) -> Result<(), Error> {
+        if version > MAX_VERSION {
+            return Ok(());
+        }
+        let old = self.read_highest(tag);
+        let next = if version > old.high {
+            let below = Self::versions(&self.tag_dir(tag))
+                .iter()
+                .map(|v| v.version)
+                .filter(|v| *v < version)
+                .max()
+                .unwrap_or(0);
+            Highest {
+                high: version,
+                prev: old.high.max(below),
+                by,
+            }
+        } else if version == old.high && by.is_none() && old.by.is_some() {
+            Highest {
+                high: version,
+                prev: version,
+                by: None,
+            }
+        } else {
+            return Ok(());
+        };
+        self.write_highest(tag, &next)
+    }
+
+    /// Every version of `tag` held, each with the save (file id, n, t) its
+    /// record's header names; records that do not parse are left out.
+    pub fn saves(&self, tag: &str) -> Vec<SaveEntry> {
+        let dir = self.tag_dir(tag);
+        Self::versions(&dir)
+            .into_iter()
+            .filter_map(|v| {
+                let head = read_prefix(&dir.join(version_file(v.version))).ok()?;
+                let m = crate::record::manifest_of(&head).ok()?;
+                Some(SaveEntry {
+                    version: v.version,
+                    file_id: m.file_id,
+                    n: m.n,
+                    t: m.t,
+                })
+            })
+            .collect()
+    }
+
     /// Stores `record` as `version` of `tag`, unless another record is there.
     pub fn put(&self, tag: &str, version: u64, record: &[u8]) -> Result<PutOutcome, Error> {
         let dir = self.tag_dir(tag);
@@ -230,10 +388,21 @@ impl RecordStore {
         if let Some(outcome) = compare(&path)? {
             return Ok(outcome);
         }
+        // A version this store held before (removed since) is not given to
+        // another save: servers offline at the removal may still hold it.
+        if version <= self.read_highest(tag).high {
+            // A put of this version that raised it just now left its record.
+            return Ok(compare(&path)?.unwrap_or(PutOutcome::VersionUsed));
+        }
         // Another save may have taken the version since: the link refuses
         // to replace it, and the record there decides the outcome.
         if !write_new(&path, record)? {
             return Ok(compare(&path)?.unwrap_or(PutOutcome::Conflict));
+        }
+        {
+            let _guard = self.locked();
+            let by = crate::record::file_id_of(record).ok();
+            self.raise_highest(tag, version, by)?;
         }
         if new_tag {
             // The new tag directory's own entry must be on disk too before
@@ -350,19 +519,29 @@ impl RecordStore {
         file_id: &[u8; 16],
     ) -> Result<u64, Error> {
         let path = self.record_path(tag, version);
-        let mut head = Vec::new();
-        match fs::File::open(&path) {
-            Ok(f) => {
-                use std::io::Read;
-                f.take(crate::record::RECORD_PREFIX_MAX as u64)
-                    .read_to_end(&mut head)
-                    .map_err(io("read", &path))?;
-            }
+        let head = match read_prefix(&path) {
+            Ok(head) => head,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
-        }
+        };
         match crate::record::file_id_of(&head) {
-            Ok(id) if id == *file_id => self.delete_locked(tag, Some(version)),
+            Ok(id) if id == *file_id => {
+                let removed = self.delete_locked(tag, Some(version), false)?;
+                // The save rolled back never was a version: the highest
+                // version it raised goes back to what it was.
+                let highest = self.read_highest(tag);
+                if highest.by == Some(*file_id) && highest.high == version {
+                    self.write_highest(
+                        tag,
+                        &Highest {
+                            high: highest.prev,
+                            prev: highest.prev,
+                            by: None,
+                        },
+                    )?;
+                }
+                Ok(removed)
+            }
             _ => Ok(0),
         }
     }
@@ -370,10 +549,18 @@ impl RecordStore {
     /// Deletes `version` of `tag`, or every version; returns how many.
     pub fn delete(&self, tag: &str, version: Option<u64>) -> Result<u64, Error> {
         let _guard = self.locked();
-        self.delete_locked(tag, version)
+        self.delete_locked(tag, version, true)
     }
 
-    fn delete_locked(&self, tag: &str, version: Option<u64>) -> Result<u64, Error> {
+    /// Deletes `version` of `tag`, or every version, with the lock held;
+    /// `given_out`: the versions removed stay given out (a removal), or not
+    /// (a rollback, which puts the highest version back itself).
+    fn delete_locked(
+        &self,
+        tag: &str,
+        version: Option<u64>,
+        given_out: bool,
+    ) -> Result<u64, Error> {
         let dir = self.tag_dir(tag);
         let targets: Vec<u64> = match version {
             Some(v) => vec![v],
@@ -382,6 +569,13 @@ impl RecordStore {
                 .map(|v| v.version)
                 .collect(),
         };
+        // Removed versions stay given out (see the module docs).
+        if given_out
+            && let Some(top) = targets.iter().copied().filter(|v| *v <= MAX_VERSION).max()
+            && dir.join(version_file(top)).exists()
+        {
+            self.raise_highest(tag, top, None)?;
+        }
         let mut removed = 0;
         for v in targets {
             match fs::remove_file(dir.join(version_file(v))) {
@@ -576,6 +770,61 @@ mod tests {
             store.put_save("t", 1, &next[0], &next_id)?,
             PutOutcome::Stored
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_removed_version_stays_given_out_and_a_rolled_back_one_does_not() -> Result<(), Error> {
+        use crate::crypto::{Kdf, Password};
+        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let store = RecordStore::open(tmp.path())?;
+        let pw = Password::new("p");
+        let rec = |v: u64| crate::sharing::split("t", v, b"x", &pw, &Kdf::INSECURE_FAST, 3, 2);
+        assert_eq!(store.highest("t"), 0);
+        let (one, two) = (rec(1)?, rec(2)?);
+        assert_eq!(store.put("t", 1, &one[0])?, PutOutcome::Stored);
+        assert_eq!(store.put("t", 2, &two[0])?, PutOutcome::Stored);
+        assert_eq!(store.highest("t"), 2);
+        // Removed (every version): the tag's name goes, its highest version
+        // stays, under the tag's hash only.
+        assert_eq!(store.delete("t", None)?, 2);
+        assert!(!store.tag_dir("t").exists());
+        assert_eq!(store.highest("t"), 2);
+        let kept = fs::read_to_string(store.highest_path("t")).map_err(|e| Error::io("read", e))?;
+        assert!(!kept.contains('t'), "{kept}");
+        // A new record at a removed version is refused; above it, stored.
+        let again = rec(2)?;
+        assert_eq!(store.put("t", 2, &again[0])?, PutOutcome::VersionUsed);
+        assert_eq!(store.put("t", 1, &rec(1)?[0])?, PutOutcome::VersionUsed);
+        let three = rec(3)?;
+        let three_id = crate::record::file_id_of(&three[0])?;
+        assert_eq!(
+            store.put_save("t", 3, &three[0], &three_id)?,
+            PutOutcome::Stored
+        );
+        assert_eq!(store.highest("t"), 3);
+        // A rollback of that save puts the highest version back: the save
+        // never was a version.
+        assert_eq!(store.delete_save("t", 3, &three_id)?, 1);
+        assert_eq!(store.highest("t"), 2);
+        let other = rec(3)?;
+        assert_eq!(store.put("t", 3, &other[0])?, PutOutcome::Stored);
+        // A record above the largest version (an earlier build stored any)
+        // never counts.
+        store.put("t", u64::MAX, &rec(u64::MAX)?[0])?;
+        assert_eq!(store.highest("t"), 3);
+        // What a server lists of each version: its save, from the header.
+        let saves = store.saves("t");
+        assert_eq!(
+            saves
+                .iter()
+                .map(|s| (s.version, s.n, s.t))
+                .collect::<Vec<_>>(),
+            vec![(3, 3, 2), (u64::MAX, 3, 2)]
+        );
+        // A root an earlier build kept (records, no highest file).
+        fs::remove_dir_all(tmp.path().join("highest")).map_err(|e| Error::io("rm", e))?;
+        assert_eq!(store.highest("t"), 3);
         Ok(())
     }
 

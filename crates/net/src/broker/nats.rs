@@ -34,17 +34,45 @@ impl std::fmt::Debug for NatsBroker {
     }
 }
 
+/// How long a first connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a first connection failed, in a person's words: the client's own
+/// text for a refused connection is "IO error: Connection refused".
+fn connect_reason(e: &async_nats::ConnectError) -> String {
+    use std::error::Error as _;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    for _ in 0..8 {
+        let Some(s) = source else { break };
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text.strip_prefix("IO error: ")
+        .map(str::to_owned)
+        .unwrap_or(text)
+}
+
 fn nats_err(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Nats(e.to_string())
 }
 
 impl NatsBroker {
     /// Connects to `url` (`nats://HOST:PORT`).
+    /// A broker that cannot be reached fails with [`BrokerError::Connect`],
+    /// naming the URL (without credentials) and why.
     pub async fn connect(url: &str) -> Result<Self, BrokerError> {
-        let client = timeout(Duration::from_secs(5), async_nats::connect(url))
+        let failed = |reason: String| BrokerError::Connect {
+            url: super::redis::redact(url),
+            reason,
+        };
+        let client = timeout(CONNECT_TIMEOUT, async_nats::connect(url))
             .await
-            .map_err(|_| BrokerError::Closed)?
-            .map_err(nats_err)?;
+            .map_err(|_| failed(format!("timed out after {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| failed(connect_reason(&e)))?;
         Ok(Self { client })
     }
 }

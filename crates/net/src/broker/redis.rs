@@ -141,7 +141,7 @@ async fn pump(
 }
 
 /// `url` with any user name and password replaced by `***`.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
         let host_end = rest.find('/').unwrap_or(rest.len());
         if let Some(at) = rest[..host_end].rfind('@') {

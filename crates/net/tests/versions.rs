@@ -1,0 +1,222 @@
+//! Which version a save takes and which a load returns: a version removed
+//! while servers were offline is never given out again, the newest version
+//! that cannot be rebuilt is not replaced by an older one in silence, and a
+//! server keeps to one process per root and to the largest version.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Kind, Net, TestResult};
+use seccs_net::message::{Body, MAX_VERSION, Message, RequestId};
+use seccs_net::packet::{DataFrame, Frame, FrameRef, MessageId};
+use seccs_net::{Error, Password};
+
+fn pw() -> Password {
+    Password::new("correct horse battery staple")
+}
+
+/// The review's scenario: `save --threshold 2 tie1 A` on 5 servers; 3 go
+/// offline; `rm tie1` reaches 2; `save tie1 B`; the 3 come back. Before,
+/// B reused version 1 and a clock chose between A and B.
+async fn a_version_removed_while_servers_were_offline_is_never_given_again(
+    kind: Kind,
+) -> TestResult {
+    let mut net = Net::new(kind, 5).await?;
+    let client = net.client(Some(2)).await?;
+    let a = client.save("tie1", b"A: removed", &pw()).await?;
+    assert_eq!((a.version, a.stored_on), (1, 5));
+    for i in 2..5 {
+        net.kill(i);
+    }
+    net.wait_servers(&client, 2).await?;
+    let removed = client.remove_report("tie1", None).await?;
+    assert_eq!(
+        (removed.removed_from, removed.asked, removed.saved_to),
+        (2, 2, Some(5)),
+        "the removal says the version was saved to 5 servers"
+    );
+    let b = client.save("tie1", b"B: saved after the rm", &pw()).await?;
+    assert_eq!((b.version, b.stored_on), (2, 2), "version 1 is not reused");
+    for i in 2..5 {
+        net.restart(i).await?;
+    }
+    net.wait_servers(&client, 5).await?;
+    for _ in 0..5 {
+        let loaded = client.load("tie1", None, &pw()).await?;
+        assert_eq!(
+            (loaded.version, &loaded.data[..]),
+            (2, &b"B: saved after the rm"[..])
+        );
+    }
+    // The removed version comes back with the servers that were offline
+    // (the README says so), under its own number, never in B's place.
+    let old = client.load("tie1", Some(1), &pw()).await?;
+    assert_eq!(old.data, b"A: removed");
+    let listed = client.list("tie1").await?;
+    let versions: Vec<(u64, usize)> = listed
+        .iter()
+        .flat_map(|l| l.versions.iter().map(|v| (v.version, v.servers)))
+        .collect();
+    assert_eq!(versions, vec![(1, 3), (2, 2)]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_a_version_removed_while_servers_were_offline_is_never_given_again() -> TestResult {
+    a_version_removed_while_servers_were_offline_is_never_given_again(Kind::Memory).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_version_removed_while_servers_were_offline_is_never_given_again() -> TestResult {
+    a_version_removed_while_servers_were_offline_is_never_given_again(Kind::Redis).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_removed_from_the_top_are_not_reused() -> TestResult {
+    let net = Net::new(Kind::Memory, 3).await?;
+    let client = net.client(Some(2)).await?;
+    for data in [&b"one"[..], b"two", b"three"] {
+        client.save("t1", data, &pw()).await?;
+    }
+    client.remove("t1", Some(2)).await?;
+    client.remove("t1", Some(3)).await?;
+    let saved = client.save("t1", b"four", &pw()).await?;
+    assert_eq!(saved.version, 4);
+    // Every version removed: the next save still follows them.
+    client.remove("t1", None).await?;
+    assert_eq!(client.save("t1", b"five", &pw()).await?.version, 5);
+    let loaded = client.load("t1", None, &pw()).await?;
+    assert_eq!((loaded.version, &loaded.data[..]), (5, &b"five"[..]));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_version_that_does_not_rebuild_fails_the_load_unless_older_is_asked_for()
+-> TestResult {
+    let net = Net::new(Kind::Memory, 3).await?;
+    let client = net.client(Some(2)).await?;
+    client.save("doc", b"mine", &pw()).await?;
+    // A save made with a mistyped password.
+    client.save("doc", b"typo", &Password::new("typo")).await?;
+    match client.load("doc", None, &pw()).await {
+        Err(e @ Error::LatestUnavailable { .. }) => {
+            assert!(e.is_decrypt(), "{e}");
+            let text = e.to_string();
+            assert!(
+                text.contains("doc@2, the newest version of \"doc\", cannot be rebuilt")
+                    && text.contains("wrong password")
+                    && text.contains("doc@1")
+                    && text.contains("--or-older"),
+                "{text}"
+            );
+        }
+        other => return Err(format!("expected LatestUnavailable, got {other:?}").into()),
+    }
+    let older = client.load_or_older("doc", &pw()).await?;
+    assert_eq!((older.version, &older.data[..]), (1, &b"mine"[..]));
+    assert_eq!(older.newer_failed.len(), 1);
+    assert_eq!(older.newer_failed[0].0, 2);
+    // The newest version's servers gone: the load says how many answered.
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_password_saves_nothing() -> TestResult {
+    let net = Net::new(Kind::Memory, 3).await?;
+    let client = net.client(Some(2)).await?;
+    match client.save("t", b"x", &Password::new("")).await {
+        Err(e @ Error::EmptyPassword) => {
+            assert!(e.to_string().contains("the password is empty"), "{e}")
+        }
+        other => return Err(format!("expected EmptyPassword, got {other:?}").into()),
+    }
+    assert!(client.list("").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_one_root_is_refused_naming_the_holder() -> TestResult {
+    let net = Net::new(Kind::Memory, 1).await?;
+    match seccs_net::server::start(net.broker.clone(), &net.root(0), None, common::TIMEOUT).await {
+        Err(e) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("is in use by another share server")
+                    && text.contains(&format!("pid {}", std::process::id())),
+                "{text}"
+            );
+        }
+        Ok(_) => return Err("a second server started on the same root".into()),
+    }
+    Ok(())
+}
+
+/// Sends `body` to `server` as a client would and returns the answer.
+async fn ask(
+    net: &Net,
+    server: &str,
+    body: Body,
+) -> Result<Body, Box<dyn std::error::Error + Send + Sync>> {
+    let me = "seccs:client:raw-test";
+    let mut replies = net.broker.subscribe(me).await?;
+    let request_id = RequestId([7; 16]);
+    let frame = Frame::Data(DataFrame {
+        message_id: MessageId([8; 16]),
+        sender: me.into(),
+        index: 0,
+        count: 1,
+        payload: Message { request_id, body }.encode(),
+    });
+    net.broker.publish(server, frame.encode()).await?;
+    for _ in 0..16 {
+        let bytes = tokio::time::timeout(Duration::from_secs(10), replies.recv())
+            .await?
+            .ok_or("subscription ended")?;
+        if let Ok(FrameRef::Data(d)) = FrameRef::decode(&bytes)
+            && let Ok(m) = Message::decode(d.payload)
+            && m.request_id == request_id
+        {
+            return Ok(m.body);
+        }
+    }
+    Err("no answer".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refuses_a_version_above_the_largest_and_says_the_highest_it_held() -> TestResult {
+    let net = Net::new(Kind::Memory, 1).await?;
+    let client = net.client(Some(1)).await?;
+    client.save("t", b"x", &pw()).await?;
+    client.save("t", b"y", &pw()).await?;
+    client.remove("t", Some(2)).await?;
+    let server = net.channel(0);
+    match ask(&net, &server, Body::Versions { tag: "t".into() }).await? {
+        Body::VersionsHeld { highest, saves } => {
+            assert_eq!(highest, 2, "a removed version is remembered");
+            let held: Vec<(u64, u8, u8)> = saves.iter().map(|s| (s.version, s.n, s.t)).collect();
+            assert_eq!(held, vec![(1, 1, 1)]);
+        }
+        other => return Err(format!("unexpected answer {other:?}").into()),
+    }
+    let record = seccs_net::sharing::split(
+        "t",
+        MAX_VERSION + 1,
+        b"z",
+        &pw(),
+        &seccs_net::Kdf::INSECURE_FAST,
+        1,
+        1,
+    )?
+    .remove(0);
+    let body = Body::Store {
+        tag: "t".into(),
+        version: MAX_VERSION + 1,
+        record,
+    };
+    match ask(&net, &server, body).await? {
+        Body::Refused { reason } => assert!(reason.contains("above the largest"), "{reason}"),
+        other => return Err(format!("unexpected answer {other:?}").into()),
+    }
+    Ok(())
+}
