@@ -264,6 +264,21 @@ impl PostgresConfig {
         &self.table
     }
 
+    /// Logs in within `connect_timeout` (the request timeout when unset):
+    /// as in libpq, it bounds the whole log-in (TCP, TLS, authentication),
+    /// not only the TCP connect.
+    async fn log_in(&self) -> Result<(Client, Driver), BackendError> {
+        let limit = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(self.request_timeout);
+        tokio::time::timeout(limit, self.connect())
+            .await
+            .map_err(|_| no_answer_connecting(limit))?
+            .map_err(|e| map_err(e, &self.table))
+    }
+
     /// Connects, and drives the connection on the current runtime until its
     /// [`Driver`] is dropped.
     async fn connect(&self) -> Result<(Client, Driver), tokio_postgres::Error> {
@@ -472,7 +487,7 @@ impl PostgresBackend {
     pub fn create_table(config: &PostgresConfig) -> Result<(), BackendError> {
         let table = &config.table;
         block_on(&runtime()?, config.request_timeout, async {
-            let (client, _driver) = config.connect().await.map_err(|e| map_err(e, table))?;
+            let (client, _driver) = config.log_in().await?;
             client
                 .batch_execute(&format!(
                     "CREATE TABLE IF NOT EXISTS \"{table}\" (\
@@ -497,18 +512,7 @@ impl PostgresBackend {
 
     async fn open_conn(&self) -> Result<Conn, BackendError> {
         let t = &self.config.table;
-        // As in libpq, `connect_timeout` bounds the whole log-in (TCP, TLS,
-        // authentication), not only the TCP connect.
-        let limit = self
-            .config
-            .config
-            .get_connect_timeout()
-            .copied()
-            .unwrap_or(self.config.request_timeout);
-        let (client, driver) = tokio::time::timeout(limit, self.config.connect())
-            .await
-            .map_err(|_| no_answer_connecting(limit))?
-            .map_err(|e| map_err(e, t))?;
+        let (client, driver) = self.config.log_in().await?;
         if self.exclusive {
             self.take_lock(&client).await?;
         }

@@ -286,7 +286,19 @@ impl RedisBackend {
             round_trips: RoundTrips::default(),
             lease: None,
         };
-        backend.with_conn(|conn| redis::cmd("PING").query::<()>(conn))?;
+        // The first answer is waited for as long as connecting may take,
+        // not a whole request timeout: a port that takes the connection
+        // and never answers is not a Redis server.
+        let mut conn = open_connection(&backend.client)?;
+        conn.set_read_timeout(Some(CONNECT_TIMEOUT))
+            .and_then(|()| conn.set_write_timeout(Some(CONNECT_TIMEOUT)))
+            .map_err(map_err)?;
+        backend.round_trips.add(1);
+        redis::cmd("PING").query::<()>(&mut conn).map_err(map_err)?;
+        conn.set_read_timeout(Some(backend.request_timeout))
+            .and_then(|()| conn.set_write_timeout(Some(backend.request_timeout)))
+            .map_err(map_err)?;
+        *backend.lock() = Some(conn);
         Ok(backend)
     }
 
@@ -759,8 +771,21 @@ fn open_connection(client: &Client) -> Result<Connection, BackendError> {
 
 fn map_err(err: RedisError) -> BackendError {
     let auth = err.kind() == ErrorKind::AuthenticationFailed
-        || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
-    if auth {
+        || matches!(err.code(), Some("WRONGPASS" | "NOAUTH"));
+    if err.code() == Some("NOPERM") {
+        // Logged in, but the user's ACL leaves out a command or key seccs
+        // uses: `init` also reads the markers of the prefixes that would
+        // nest with its own, outside it.
+        BackendError::other(
+            NAME,
+            format!(
+                "the user is logged in but may not run a command or reach a key seccs uses \
+                 (its ACL needs +@all or the commands seccs runs, and read access to the \
+                 store's prefix and to the keys `init` checks for stores nesting with it): \
+                 {err}"
+            ),
+        )
+    } else if auth {
         BackendError::Auth {
             backend: NAME.into(),
             detail: err.to_string(),

@@ -3007,6 +3007,67 @@ fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
     assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
 }
 
+/// A Redis user whose ACL leaves out what seccs needs is told so, not that
+/// its credentials were refused; a port that takes the connection and
+/// never answers is given up on after the connect timeout, not a request's.
+#[test]
+fn redis_acl_limits_and_silent_ports_are_said_plainly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let reply = redis_command(
+        port,
+        &[
+            b"ACL",
+            b"SETUSER",
+            b"limited",
+            b"on",
+            b">limitedPW",
+            b"~ac:*",
+            b"+@all",
+        ],
+    );
+    assert!(
+        reply.starts_with(b"+OK"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let store = tmp.path().join("acl");
+    let err = fails(
+        seccs(&store)
+            .env("REDIS_USERNAME", "limited")
+            .env("REDIS_PASSWORD", "limitedPW")
+            .args([
+                "init",
+                "--backend",
+                &format!("redis://127.0.0.1:{port}/0?prefix=ac:"),
+            ]),
+    );
+    assert!(
+        err.contains("is logged in but may not run a command or reach a key"),
+        "{err}"
+    );
+    assert!(!err.contains("refused the credentials"), "{err}");
+    assert!(!err.contains("limitedPW"), "{err}");
+
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let started = Instant::now();
+    let err = fails(seccs(&tmp.path().join("silent")).args([
+        "init",
+        "--backend",
+        &format!("redis://127.0.0.1:{silent_port}/0?prefix=s:"),
+    ]));
+    assert!(
+        err.contains("no answer in time (connecting allows 5 s)"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "given up on after the connect timeout, not the 60 s of a request"
+    );
+    drop(silent);
+}
+
 /// A backend that goes away while `get PREFIX/ -o DIR` restores many files
 /// stops the restore at its first failure, said once, not once per file.
 #[test]

@@ -314,6 +314,26 @@ impl Drop for Resume {
     }
 }
 
+/// A server that takes the connection and never answers is given up on
+/// after `connect_timeout` when a table is made (as `seccs init` does), as
+/// when a store is opened.
+#[test]
+fn postgres_making_a_table_gives_up_after_the_connect_timeout() -> TestResult {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port();
+    let config = PostgresConfig::parse(&format!(
+        "postgres://seccs@127.0.0.1:{port}/seccs?table=t&connect_timeout=1&sslmode=disable"
+    ))?;
+    let err = PostgresBackend::create_table(&config).err();
+    assert!(
+        matches!(&err, Some(BackendError::Unavailable { detail, .. })
+            if detail.contains("no answer in 1 s of connecting")),
+        "{err:?}"
+    );
+    drop(silent);
+    Ok(())
+}
+
 /// A server whose kernel still answers TCP but which answers no request
 /// (paused, overloaded) fails the request after the request timeout instead
 /// of hanging the command; the backend then starts over on a new session.
