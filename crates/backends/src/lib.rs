@@ -157,6 +157,20 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// The query parameters of `url`, each name at most once: a name given
+/// twice would leave one of its values unused while messages show the
+/// other.
+fn query_pairs_once(url: &::url::Url) -> Result<Vec<(String, String)>, String> {
+    let mut seen = std::collections::HashSet::new();
+    url.query_pairs()
+        .into_owned()
+        .map(|(name, value)| match seen.insert(name.clone()) {
+            true => Ok((name, value)),
+            false => Err(format!("parameter {name:?} is given twice")),
+        })
+        .collect()
+}
+
 fn scheme(url: &str) -> Option<String> {
     url.split_once("://")
         .map(|(scheme, _)| scheme.to_ascii_lowercase())
@@ -298,6 +312,18 @@ mod tests {
             redact("redis://h/0?prefix=q:&password=S3cr3t&apiToken=t"),
             "redis://h/0?prefix=q%3A&password=REDACTED&apiToken=REDACTED"
         );
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_refused() {
+        for url in [
+            "redis://127.0.0.1:1/0?prefix=p:&prefix=q:",
+            "postgres://u@127.0.0.1/db?table=a&table=b",
+            "s3://bucket/p?region=a&region=b",
+        ] {
+            let err = open(url).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("is given twice"), "{url}: {err}");
+        }
     }
 
     #[test]

@@ -170,11 +170,11 @@ impl PostgresConfig {
         let mut table = DEFAULT_TABLE.to_owned();
         let mut sslmode = "prefer".to_owned();
         let mut rootcert = None;
-        for (name, value) in parsed.query_pairs() {
+        for (name, value) in crate::query_pairs_once(&parsed).map_err(bad)? {
             match name.as_ref() {
-                "table" => table = value.into_owned(),
-                "sslmode" => sslmode = value.into_owned(),
-                "sslrootcert" => rootcert = Some(value.into_owned()),
+                "table" => table = value,
+                "sslmode" => sslmode = value,
+                "sslrootcert" => rootcert = Some(value),
                 "connect_timeout" => {
                     let secs: u64 = value.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
                         bad(format!(

@@ -164,7 +164,7 @@ impl RedisConfig {
                 .ok_or_else(|| bad(format!("database {db:?} is not a number")))?,
         };
         let mut prefix = Vec::new();
-        for (name, value) in parsed.query_pairs() {
+        for (name, value) in crate::query_pairs_once(&parsed).map_err(bad)? {
             match name.as_ref() {
                 "prefix" => prefix = value.as_bytes().to_vec(),
                 other => return Err(bad(format!("unknown parameter {other:?} (known: prefix)"))),

@@ -126,7 +126,7 @@ impl S3Config {
             region: DEFAULT_REGION.to_owned(),
             concurrency: DEFAULT_CONCURRENCY,
         };
-        for (name, value) in parsed.query_pairs() {
+        for (name, value) in crate::query_pairs_once(&parsed).map_err(bad)? {
             match name.as_ref() {
                 "endpoint" => {
                     let endpoint = url::Url::parse(&value)
@@ -135,7 +135,7 @@ impl S3Config {
                         .ok_or_else(|| bad(format!("endpoint {value:?} is not an http(s) URL")))?;
                     config.endpoint = Some(endpoint.as_str().trim_end_matches('/').to_owned());
                 }
-                "region" if !value.is_empty() => config.region = value.into_owned(),
+                "region" if !value.is_empty() => config.region = value,
                 "concurrency" => {
                     config.concurrency = value
                         .parse()

@@ -232,8 +232,8 @@ impl StoreDir {
             }
             None if self.config.backend_marked => Err(StoreError::Config(format!(
                 "the {} backend of the store at {} holds none of this store's data, though it \
-                 did: its server lost it (a Redis restart without persistence, an emptied \
-                 bucket?), or the URL now names another database or prefix; nothing was changed",
+                 did: its server lost it (restarted without persistence, its table \
+                 truncated, its bucket emptied?), or the URL now names another database or prefix; nothing was changed",
                 backend.name(),
                 self.path.display()
             ))),
