@@ -436,7 +436,14 @@ impl Store {
                     Some(_) | None if is_root => {
                         return Err(StoreError::NotFound(ContentRef::new(&digest, len).to_hex()));
                     }
-                    _ => {
+                    None => {
+                        return Err(StoreError::integrity(format!(
+                            "node {} is missing from the store (`seccs verify` lists what \
+                             it breaks)",
+                            seccs_core::hexenc::encode(&digest)
+                        )));
+                    }
+                    Some(_) => {
                         return Err(StoreError::integrity(format!(
                             "node {} is released more often than it is referenced",
                             seccs_core::hexenc::encode(&digest)
@@ -1059,9 +1066,15 @@ pub(crate) struct Releaser {
 }
 
 impl Releaser {
-    /// A releaser for removing names' versions, which skips absent roots.
+    /// A releaser for removing names' versions, which skips absent nodes:
+    /// a name whose content lost a node (a damaged store, or one where an
+    /// older build let `rm REF` take it) can still be removed, and what is
+    /// gone has nothing left to release. (What only the lost node held
+    /// keeps its count: `verify` does not count that as a finding, as it
+    /// cannot tell it from a content put without a name.)
     pub(crate) fn for_names() -> Self {
         Self {
+            tolerate_missing: true,
             tolerate_missing_roots: true,
             ..Self::default()
         }

@@ -569,6 +569,34 @@ fn a_name_whose_content_is_gone_can_still_be_removed() {
     assert!(store.verify().expect("verify").findings.is_empty());
 }
 
+/// Likewise a name whose content lost a node below its root, and the
+/// content it shares nodes with keeps reading.
+#[test]
+fn a_name_whose_content_lost_an_inner_node_can_still_be_removed() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let content = random_bytes(20_000, 10);
+    let (outcome, _) = store
+        .put_named(&mut content.as_slice(), "a", EntryKind::File)
+        .expect("put");
+    let r = outcome.content_ref;
+    let before: std::collections::HashSet<Vec<u8>> = backend.keys().into_iter().collect();
+    let other = random_bytes(5_000, 11);
+    let (kept, _) = store
+        .put_named(&mut other.as_slice(), "b", EntryKind::File)
+        .expect("put");
+    let lost = before
+        .iter()
+        .find(|k| k.as_slice() != r.digest() && !seccs_store::catalog::is_catalog_key(k))
+        .expect("a node below the root")
+        .clone();
+    assert!(backend.remove_raw(&lost));
+    assert!(store.get(&r).is_err());
+    assert_eq!(store.remove_name("a", None).expect("removed"), 1);
+    assert_eq!(store.list("").expect("list").len(), 1);
+    assert_eq!(store.get(&kept.content_ref).expect("b reads"), other);
+    assert!(store.verify().expect("verify").findings.is_empty());
+}
+
 /// A memory backend whose writes fail once `writes_left` reaches zero, as a
 /// server that goes away part way through a command.
 struct FailingWrites {
