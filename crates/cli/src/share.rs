@@ -37,9 +37,13 @@ Config file (TOML; a server reads ROOT/seccs-share.toml, a client \
 
 A store key (seccs init --key-from-share) needs at least 2 servers, a \
 non-empty password and a KDF of at least argon2id 19456 KiB x2 or scrypt \
-log_n 15, r 8. The password comes from SECCS_SHARE_PASSWORD, --password-file or \
-a prompt. Anyone who can use the broker can list, delete or flood records: \
-close it with a Redis password or ACL user, or NATS credentials.";
+log_n 15, r 8. A KDF may take at most 1 GiB of memory and 4 GiB x passes \
+(memory_kib x iterations <= 4194304). The password comes from --password-file, \
+SECCS_SHARE_PASSWORD (empty counts as unset) or a prompt; a save refuses an \
+empty one. Anyone who can use the broker can list, delete or flood records: \
+close it with a Redis password or ACL user, or NATS credentials. The prompt \
+(seccs share client) keeps its history in ~/.seccs-share/history when run on a \
+terminal.";
 
 #[derive(Debug, Subcommand)]
 enum ShareCommand {
@@ -53,6 +57,8 @@ enum ShareCommand {
         root: Option<PathBuf>,
     },
     /// Open the interactive prompt (save, load, ls, serv, rm, help, exit).
+    /// Commands may also come on standard input, one a line: then the exit
+    /// status is 1 if any failed.
     Client {
         #[command(flatten)]
         client: ClientArgs,
@@ -77,11 +83,21 @@ enum ShareCommand {
         file: PathBuf,
     },
     /// Load TAG (or TAG@N for version N) into FILE (`-` for stdout).
+    ///
+    /// TAG loads the newest version that at least t servers hold (t its
+    /// save's threshold); newer versions that fewer hold are passed over
+    /// with a warning. When that newest version cannot be rebuilt (a wrong
+    /// password, altered records, servers gone), the load fails, naming it:
+    /// ask for an older one with TAG@N, or use --or-older.
     Load {
         #[command(flatten)]
         client: ClientArgs,
         #[command(flatten)]
         password: PasswordArgs,
+        /// When the newest version cannot be rebuilt, load the newest that
+        /// can, with a warning naming each newer one and why.
+        #[arg(long)]
+        or_older: bool,
         /// The tag, optionally with @VERSION.
         tag: String,
         /// The file, or `-` for stdout.
@@ -107,7 +123,13 @@ enum ShareCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove TAG (every version), or TAG@N (one version).
+    /// Remove TAG (every version), or TAG@N (one version), from the
+    /// servers online.
+    ///
+    /// Servers offline now are not reached: they keep what they hold, and
+    /// it comes back when they return (run rm again then). The output says
+    /// how many servers removed it, and warns when the version was saved to
+    /// more servers than that.
     Rm {
         #[command(flatten)]
         client: ClientArgs,
@@ -165,26 +187,62 @@ fn password(args: &PasswordArgs, confirm: bool) -> anyhow::Result<Password> {
     password_from(args.password_file.as_deref(), confirm)
 }
 
-/// The share password from a file, else `SECCS_SHARE_PASSWORD`, else a
-/// prompt without echo (twice when `confirm`).
+/// The share password from a file, else `SECCS_SHARE_PASSWORD` (empty
+/// counts as unset, as an empty `SECCS_STORE` does), else a prompt without
+/// echo (twice when `confirm`, which is for a save: then an empty password
+/// is refused, wherever it came from).
 pub fn password_from(file: Option<&std::path::Path>, confirm: bool) -> anyhow::Result<Password> {
+    let refuse_empty = |from: String| {
+        anyhow::anyhow!(
+            "{from} is empty: a save needs a password (anyone on the broker could load what \
+             an empty one guards)"
+        )
+    };
     if let Some(path) = file {
+        // Held as a password from the moment it is read, so it is zeroized.
         let text =
-            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        let line = text.lines().next().unwrap_or("");
-        return Ok(Password::new(line.as_bytes().to_vec()));
+            Password::new(std::fs::read(path).with_context(|| format!("read {}", path.display()))?);
+        let bytes = text.expose_secret();
+        let end = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .unwrap_or(bytes.len());
+        let line = bytes[..end].strip_suffix(b"\r").unwrap_or(&bytes[..end]);
+        if confirm && line.is_empty() {
+            return Err(refuse_empty(format!(
+                "the password file {} (its first line)",
+                path.display()
+            )));
+        }
+        return Ok(Password::new(line.to_vec()));
     }
-    if let Ok(p) = std::env::var("SECCS_SHARE_PASSWORD") {
+    if let Ok(p) = std::env::var("SECCS_SHARE_PASSWORD")
+        && !p.is_empty()
+    {
         return Ok(Password::new(p.into_bytes()));
     }
     let no_terminal = "cannot ask for the share password (no terminal to ask on?): set \
                        SECCS_SHARE_PASSWORD, or give a password file where the command takes one";
-    let first = rpassword::prompt_password("Password: ").context(no_terminal)?;
+    let first = Password::new(
+        rpassword::prompt_password("Password: ")
+            .context(no_terminal)?
+            .into_bytes(),
+    );
     if confirm {
-        let again = rpassword::prompt_password("Password again: ").context(no_terminal)?;
-        anyhow::ensure!(first == again, "the passwords differ");
+        if first.expose_secret().is_empty() {
+            return Err(refuse_empty("the password typed".into()));
+        }
+        let again = Password::new(
+            rpassword::prompt_password("Password again: ")
+                .context(no_terminal)?
+                .into_bytes(),
+        );
+        anyhow::ensure!(
+            first.expose_secret() == again.expose_secret(),
+            "the passwords differ"
+        );
     }
-    Ok(Password::new(first.into_bytes()))
+    Ok(first)
 }
 
 /// The interactive prompt's password, asked once and reused. A save uses a
@@ -258,7 +316,7 @@ impl Session {
         let max = self.client.max_save_len().await?;
         let too_large = |what: String| {
             anyhow::anyhow!(
-                "{what}, more than a save to the servers online carries ({max} bytes: each \
+                "{what} bytes, more than a save to the servers online carries ({max} bytes: each \
                  server's share must fit in one 1 GiB message); raise the threshold (--threshold) or \
                  split the file"
             )
@@ -267,7 +325,7 @@ impl Session {
             let mut buf = Vec::new();
             std::io::stdin().take(max + 1).read_to_end(&mut buf)?;
             if buf.len() as u64 > max {
-                return Err(too_large("standard input holds more".into()));
+                return Err(too_large(format!("standard input holds over {max}")));
             }
             buf
         } else {
@@ -275,7 +333,7 @@ impl Session {
                 .with_context(|| format!("read {}", file.display()))?
                 .len();
             if len > max {
-                return Err(too_large(format!("{} is {len} bytes", file.display())));
+                return Err(too_large(format!("{} is {len}", file.display())));
             }
             std::fs::read(file).with_context(|| format!("read {}", file.display()))?
         };
@@ -300,6 +358,9 @@ impl Session {
             bar.finish_and_clear();
         }
         let r = result?;
+        for w in &r.warnings {
+            errln!("warning: {w}");
+        }
         outln!(
             "saved {tag}@{}: {} of {} servers hold it, any {} rebuild it",
             r.version,
@@ -310,43 +371,107 @@ impl Session {
         Ok(())
     }
 
-    async fn load(&self, spec: &str, file: &Path, pw: &Password) -> anyhow::Result<()> {
+    /// The configured name of each server online, by channel (none when
+    /// the servers do not answer).
+    async fn names(&self) -> std::collections::HashMap<String, String> {
+        self.client
+            .server_status()
+            .await
+            .map(|all| {
+                all.into_iter()
+                    .map(|s| (s.channel, s.info.name.escape_debug().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `e`, with each server channel it names shown with the server's name.
+    async fn relabel(&self, e: anyhow::Error) -> anyhow::Error {
+        let text = format!("{e:#}");
+        if !text.contains(seccs_net::server::SERVER_PREFIX) {
+            return e;
+        }
+        let names = self.names().await;
+        let shown = relabel_text(&text, &names);
+        if shown == text {
+            e
+        } else {
+            anyhow::anyhow!(shown)
+        }
+    }
+
+    async fn load(
+        &self,
+        spec: &str,
+        file: &Path,
+        pw: &Password,
+        or_older: bool,
+    ) -> anyhow::Result<()> {
         let (tag, version) = parse_tag_version(spec);
+        if or_older && version.is_some() {
+            anyhow::bail!(
+                "--or-older loads the newest version of a tag that rebuilds; it does not apply \
+                 to {spec}, one version"
+            );
+        }
         let spinner = std::io::stderr().is_terminal().then(|| {
             let s = ProgressBar::new_spinner();
             s.set_message(format!("loading {tag}"));
             s.enable_steady_tick(std::time::Duration::from_millis(100));
             s
         });
-        let result = self.client.load(tag, version, pw).await;
+        let result = if or_older {
+            self.client.load_or_older(tag, pw).await
+        } else {
+            self.client.load(tag, version, pw).await
+        };
         if let Some(s) = spinner {
             s.finish_and_clear();
         }
         let r = result?;
+        let names = if r.bad_servers.is_empty()
+            && r.superseded_servers.is_empty()
+            && r.repeated_servers.is_empty()
+        {
+            std::collections::HashMap::new()
+        } else {
+            self.names().await
+        };
+        let label = |channel: &str| relabel_text(channel, &names);
+        for (passed, why) in &r.passed_over {
+            errln!(
+                "warning: {tag}@{passed} was passed over: {why} (a stray or half-saved record, \
+                 or its servers are offline); loaded {tag}@{}",
+                r.version
+            );
+        }
         for (newer, why) in &r.newer_failed {
             errln!(
                 "warning: {tag}@{newer} could not be rebuilt ({why}); loaded the older {tag}@{}",
                 r.version
             );
         }
-        for bad in &r.bad_servers {
+        for (bad, why) in &r.bad_reasons {
             errln!(
-                "warning: a record sent in the name of server {bad} is invalid or failed to \
-                 authenticate; it was left out (a faulty server, or another client of the \
-                 broker sending in its name)"
+                "warning: a record sent in the name of server {} was left out ({why}): a \
+                 faulty server, or another client of the broker sending in its name",
+                label(bad)
             );
         }
         for other in &r.superseded_servers {
             errln!(
-                "note: server {other} holds another save of {tag}@{} (made while the servers \
-                 were partitioned); the newest that enough servers hold was loaded",
+                "note: server {} holds another save of {tag}@{} (made while the servers were \
+                 partitioned, or left by a failed save), which too few servers hold to load; \
+                 it was left out",
+                label(other),
                 r.version
             );
         }
         for copy in &r.repeated_servers {
             errln!(
-                "note: server {copy} holds the same share of {tag}@{} as another server \
+                "note: server {} holds the same share of {tag}@{} as another server \
                  (a copy of its record); it was counted once",
+                label(copy),
                 r.version
             );
         }
@@ -420,10 +545,40 @@ impl Session {
 
     async fn rm(&self, spec: &str) -> anyhow::Result<()> {
         let (tag, version) = parse_tag_version(spec);
-        let n = self.client.remove(tag, version).await?;
-        outln!("removed {spec} from {n} servers")?;
+        let r = self.client.remove_report(tag, version).await?;
+        outln!(
+            "removed {spec} from {} of the {} server{} online",
+            r.removed_from,
+            r.asked,
+            if r.asked == 1 { "" } else { "s" }
+        )?;
+        match r.saved_to {
+            Some(n) if n > r.removed_from => errln!(
+                "warning: {spec} was saved to {n} servers and {} removed it: the other {}, \
+                 offline now or not answering, may still hold it, and it comes back when \
+                 they return (run rm again then)",
+                r.removed_from,
+                n - r.removed_from
+            ),
+            Some(_) => {}
+            None => errln!(
+                "note: servers offline now were not reached; what they hold of {spec} comes \
+                 back when they return (run rm again then)"
+            ),
+        }
         Ok(())
     }
+}
+
+/// `text` with each server channel in `names` shown as `NAME (CHANNEL)`.
+fn relabel_text(text: &str, names: &std::collections::HashMap<String, String>) -> String {
+    let mut out = text.to_owned();
+    for (channel, name) in names {
+        if out.contains(channel.as_str()) {
+            out = out.replace(channel.as_str(), &format!("{name} ({channel})"));
+        }
+    }
+    out
 }
 
 const COMMANDS: &[&str] = &["save", "load", "ls", "serv", "rm", "help", "exit"];
@@ -466,14 +621,28 @@ impl rustyline::highlight::Highlighter for Completion {}
 impl rustyline::validate::Validator for Completion {}
 impl rustyline::Helper for Completion {}
 
+/// The usage of an interactive command given the wrong arguments.
+fn usage(command: &str) -> anyhow::Error {
+    let line = HELP
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(command))
+        .map_or(command, |l| l.split("  ").next().unwrap_or(l).trim());
+    anyhow::anyhow!("usage: {line}")
+}
+
 fn interactive(args: &ClientArgs, pw: &PasswordArgs, save: &SaveArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let mut session = rt.block_on(Session::open_to_save(args, save))?;
     let mut rl = rustyline::Editor::<Completion, rustyline::history::DefaultHistory>::new()?;
     rl.set_helper(Some(Completion));
+    // History only of what a person typed: never of a script on stdin.
+    let terminal = std::io::stdin().is_terminal();
     let history = default_root().join("history");
-    let _ = rl.load_history(&history);
+    if terminal {
+        let _ = rl.load_history(&history);
+    }
     let mut passwords = PasswordCache::default();
+    let mut failed = 0usize;
     loop {
         let line = match rl.readline("seccs-share> ") {
             Ok(l) => l,
@@ -486,37 +655,72 @@ fn interactive(args: &ClientArgs, pw: &PasswordArgs, save: &SaveArgs) -> anyhow:
         if words.is_empty() {
             continue;
         }
-        let _ = rl.add_history_entry(line.as_str());
+        if terminal {
+            let _ = rl.add_history_entry(line.as_str());
+        }
         let result = match words.as_slice() {
+            ["save", _, "-"] => Err(anyhow::anyhow!(
+                "save TAG -: standard input carries the commands here; give a file"
+            )),
             ["save", tag, file] => passwords
                 .get(true, |confirm| password(pw, confirm))
-                .and_then(|p| rt.block_on(session.save(tag, Path::new(file), &p))),
+                .and_then(|p| {
+                    rt.block_on(async {
+                        let r = session.save(tag, Path::new(file), &p).await;
+                        match r {
+                            Err(e) => Err(session.relabel(e).await),
+                            ok => ok,
+                        }
+                    })
+                }),
+            ["save", ..] => Err(usage("save")),
             ["load", tag, file] => passwords
                 .get(false, |confirm| password(pw, confirm))
                 .and_then(|p| {
-                    let result = rt.block_on(session.load(tag, Path::new(file), &p));
+                    let result = rt.block_on(session.load(tag, Path::new(file), &p, false));
                     passwords.loaded(&result);
-                    result
+                    match result {
+                        Err(e) => Err(rt.block_on(session.relabel(e))),
+                        ok => ok,
+                    }
                 }),
+            ["load", ..] => Err(usage("load")),
             ["ls"] => rt.block_on(session.ls("", false)),
             ["ls", prefix] => rt.block_on(session.ls(prefix, false)),
+            ["ls", ..] => Err(usage("ls")),
             ["serv"] => rt.block_on(session.serv(false)),
+            ["serv", ..] => Err(usage("serv")),
             ["rm", tag] => rt.block_on(session.rm(tag)),
+            ["rm", ..] => Err(usage("rm")),
             ["help"] => {
                 outln!("{HELP}")?;
                 Ok(())
             }
             ["exit"] | ["quit"] => break,
-            _ => Err(anyhow::anyhow!("unknown command; type help")),
+            [command, ..] => Err(anyhow::anyhow!(
+                "unknown command {}; type help",
+                command.escape_debug()
+            )),
+            [] => Ok(()),
         };
         if let Err(e) = result {
+            failed += 1;
             errln!("error: {e:#}");
         }
     }
-    if let Some(dir) = history.parent() {
-        let _ = std::fs::create_dir_all(dir);
+    if terminal {
+        if let Some(dir) = history.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = rl.save_history(&history);
     }
-    let _ = rl.save_history(&history);
+    // A script learns that a command failed from the exit status.
+    if failed > 0 && !terminal {
+        anyhow::bail!(
+            "{failed} command{} failed",
+            if failed == 1 { "" } else { "s" }
+        );
+    }
     Ok(())
 }
 
@@ -570,21 +774,28 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
         } => {
             let pw = password(&from, true)?;
             runtime()?.block_on(async {
-                Session::open_to_save(&client, &save)
-                    .await?
-                    .save(&tag, &file, &pw)
-                    .await
+                let mut session = Session::open_to_save(&client, &save).await?;
+                match session.save(&tag, &file, &pw).await {
+                    Err(e) => Err(session.relabel(e).await),
+                    ok => ok,
+                }
             })
         }
         ShareCommand::Load {
             client,
             password: from,
+            or_older,
             tag,
             file,
         } => {
             let pw = password(&from, false)?;
-            runtime()?
-                .block_on(async { Session::open(&client).await?.load(&tag, &file, &pw).await })
+            runtime()?.block_on(async {
+                let session = Session::open(&client).await?;
+                match session.load(&tag, &file, &pw, or_older).await {
+                    Err(e) => Err(session.relabel(e).await),
+                    ok => ok,
+                }
+            })
         }
         ShareCommand::Ls {
             client,

@@ -207,6 +207,22 @@ fn serv_without_servers_and_an_unreachable_broker_fail_clearly() {
         )) && err.to_lowercase().contains("refused"),
         "{err}"
     );
+    // The same for NATS.
+    std::fs::write(
+        &net.config,
+        format!("broker = \"nats://127.0.0.1:{dead}\"\ntimeout_secs = 5\n"),
+    )
+    .expect("client config");
+    let out = run(&mut net.client(&["serv"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "cannot connect to the broker at nats://127.0.0.1:{dead}"
+        )) && err.to_lowercase().contains("refused")
+            && !err.contains("IO error"),
+        "{err}"
+    );
     // min_acks below the threshold is refused when the config is read.
     std::fs::write(
         &net.config,
@@ -219,28 +235,31 @@ fn serv_without_servers_and_an_unreachable_broker_fail_clearly() {
     assert!(err.contains("min_acks = 1 is below threshold = 2"), "{err}");
 }
 
+/// Starts share server `i` (root `tmp/server{i}`, name `s{i}`) on the
+/// broker that `common` (config lines for servers and client alike) names.
+fn spawn_server(tmp: &Path, common: &str, i: usize) -> Killed {
+    let root = tmp.join(format!("server{i}"));
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::write(
+        root.join("seccs-share.toml"),
+        format!("name = \"s{i}\"\n{common}"),
+    )
+    .expect("server config");
+    let child = seccs(tmp)
+        .args(["share", "serve", "--root"])
+        .arg(&root)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("seccs share serve");
+    Killed(child)
+}
+
 /// Starts `n` share servers on the broker that `common` (config lines for
 /// servers and client alike) names; the client config is written too.
 fn start_servers(tmp: &Path, common: &str, n: usize) -> (Vec<Killed>, Network) {
-    let mut servers = Vec::new();
-    for i in 0..n {
-        let root = tmp.join(format!("server{i}"));
-        std::fs::create_dir_all(&root).expect("mkdir");
-        std::fs::write(
-            root.join("seccs-share.toml"),
-            format!("name = \"s{i}\"\n{common}"),
-        )
-        .expect("server config");
-        let child = seccs(tmp)
-            .args(["share", "serve", "--root"])
-            .arg(&root)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("seccs share serve");
-        servers.push(Killed(child));
-    }
+    let servers = (0..n).map(|i| spawn_server(tmp, common, i)).collect();
     let net = Network {
         home: tmp.to_path_buf(),
         config: tmp.join("client.toml"),
@@ -250,6 +269,196 @@ fn start_servers(tmp: &Path, common: &str, n: usize) -> (Vec<Killed>, Network) {
     std::fs::write(&net.password, "correct horse\n").expect("password");
     net.wait_for_servers(n);
     (servers, net)
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The review's scenario: `save --threshold 2 tie1 A` on 5 servers; 3 go
+/// offline; `rm tie1` reaches 2; `save tie1 B`; the 3 come back. B is
+/// tie1@2 and `load tie1` returns it, every time; `rm` said that servers
+/// offline may still hold tie1. Then a save with a mistyped password: the
+/// next `load tie1` fails naming tie1@3, and `--or-older` loads tie1@2.
+#[test]
+fn a_version_removed_while_servers_were_offline_is_never_reused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let common = format!(
+        "broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\n\
+         [kdf]\nalgorithm = \"argon2id\"\nmemory_kib = 8\niterations = 1\nparallelism = 1\n"
+    );
+    let (mut servers, net) = start_servers(tmp.path(), &common, 5);
+    // One server per root: a second on server0's root is refused.
+    let second = run(seccs(tmp.path())
+        .args(["share", "serve", "--root"])
+        .arg(tmp.path().join("server0")));
+    let err = stderr_of(&second);
+    assert!(!second.status.success());
+    assert!(
+        err.contains("is in use by another share server (pid "),
+        "{err}"
+    );
+
+    let a = tmp.path().join("a.txt");
+    let b = tmp.path().join("b.txt");
+    std::fs::write(&a, "A: the removed content\n").expect("a");
+    std::fs::write(&b, "B: saved after the rm\n").expect("b");
+    let saved = ok(net
+        .with_password(&["save", "--threshold", "2", "tie1"])
+        .arg(&a));
+    assert!(saved.contains("tie1@1: 5 of 5"), "{saved}");
+    servers.truncate(2); // the other three stop
+    net.wait_for_servers(2);
+    let rm = run(&mut net.client(&["rm", "tie1"]));
+    assert!(rm.status.success(), "{}", stderr_of(&rm));
+    let said = String::from_utf8_lossy(&rm.stdout);
+    let warned = stderr_of(&rm);
+    assert!(
+        said.contains("removed tie1 from 2 of the 2 servers online"),
+        "{said}"
+    );
+    assert!(
+        warned.contains("was saved to 5 servers and 2 removed it: the other 3")
+            && warned.contains("comes back when they return"),
+        "{warned}"
+    );
+    let saved = ok(net.with_password(&["save", "tie1"]).arg(&b));
+    assert!(saved.contains("tie1@2: 2 of 2"), "{saved}");
+    for i in 2..5 {
+        servers.push(spawn_server(tmp.path(), &common, i));
+    }
+    net.wait_for_servers(5);
+    let out = tmp.path().join("out.txt");
+    for _ in 0..3 {
+        let _ = std::fs::remove_file(&out);
+        ok(net.with_password(&["load", "tie1"]).arg(&out));
+        assert_eq!(
+            std::fs::read_to_string(&out).expect("out"),
+            "B: saved after the rm\n"
+        );
+    }
+    ok(net.with_password(&["load", "tie1@1"]).arg(&out));
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("out"),
+        "A: the removed content\n"
+    );
+    let listed = ok(&mut net.client(&["ls", "tie1"]));
+    assert!(
+        listed.contains("tie1\t@1 on 3 servers, @2 on 2 servers"),
+        "{listed}"
+    );
+
+    // A save with a mistyped password: `load tie1` fails, exit 1, naming
+    // the version and the ways to an older one; nothing is written.
+    let typo = tmp.path().join("typo");
+    std::fs::write(&typo, "correct hose\n").expect("typo");
+    let saved = ok(net
+        .client(&["save", "tie1"])
+        .arg(&b)
+        .arg("--password-file")
+        .arg(&typo));
+    assert!(saved.contains("tie1@3"), "{saved}");
+    let strict = tmp.path().join("strict.txt");
+    let failed = run(net.with_password(&["load", "tie1"]).arg(&strict));
+    let err = stderr_of(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("tie1@3, the newest version of \"tie1\", cannot be rebuilt")
+            && err.contains("wrong password")
+            && err.contains("tie1@2")
+            && err.contains("--or-older"),
+        "{err}"
+    );
+    assert!(!strict.exists());
+    let older = run(net
+        .with_password(&["load", "--or-older", "tie1"])
+        .arg(&strict));
+    let err = stderr_of(&older);
+    assert!(older.status.success(), "{err}");
+    assert!(
+        err.contains("warning: tie1@3 could not be rebuilt") && err.contains("tie1@2"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&strict).expect("strict"),
+        "B: saved after the rm\n"
+    );
+
+    // The prompt, scripted on standard input: wrong argument counts say the
+    // usage, `save TAG -` is refused (the commands are on stdin) and the
+    // commands after it still run, the exit status says a command failed,
+    // and no history is kept.
+    let mut client = net.client(&["client"]);
+    client
+        .arg("--password-file")
+        .arg(&net.password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = client.spawn().expect("share client");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"bogus\nload tie1\nsave t2 -\nls tie1 extra\nls tie1\n")
+            .expect("commands");
+    }
+    let script = child.wait_with_output().expect("share client");
+    let err = stderr_of(&script);
+    let said = String::from_utf8_lossy(&script.stdout);
+    assert_eq!(script.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unknown command bogus")
+            && err.contains("usage: load TAG[@N] FILE")
+            && err.contains("save TAG -: standard input carries the commands")
+            && err.contains("usage: ls [PREFIX]")
+            && err.contains("4 commands failed"),
+        "{err}"
+    );
+    assert!(said.contains("tie1\t@1 on 3 servers"), "{said}");
+    assert!(!tmp.path().join(".seccs-share/history").exists());
+}
+
+/// A save refuses an empty password from a file, and an empty
+/// SECCS_SHARE_PASSWORD counts as unset: the save asks for the password,
+/// which fails without a terminal. Nothing reaches a broker.
+#[test]
+fn an_empty_password_is_refused_for_a_save() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("client.toml");
+    std::fs::write(&config, "broker = \"redis://127.0.0.1:1\"\n").expect("config");
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "x").expect("input");
+    let empty = tmp.path().join("empty");
+    std::fs::write(&empty, "\nsecond line\n").expect("empty");
+    let out = run(seccs(tmp.path())
+        .args(["share", "save", "t", "--config"])
+        .arg(&config)
+        .arg("--password-file")
+        .arg(&empty)
+        .arg(&input));
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("(its first line) is empty: a save needs a password"),
+        "{err}"
+    );
+    // `setsid --wait`: no terminal to prompt on, even when the tests run
+    // in one.
+    let mut cmd = Command::new("setsid");
+    cmd.arg("--wait")
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .args(["share", "save", "t", "--config"])
+        .arg(&config)
+        .arg(&input)
+        .env("HOME", tmp.path())
+        .env("SECCS_SHARE_PASSWORD", "")
+        .stdin(Stdio::null());
+    let out = run(&mut cmd);
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("cannot ask for the share password"), "{err}");
 }
 
 /// `seccs init --key-from-share TAG`: the store key lives only on the
