@@ -521,11 +521,9 @@ impl<'s> Committer<'s> {
             state[at] = Some((0, false, true));
             is_new[i] = true;
             for child in &node.children {
-                let entry = state[index[child]].as_mut().ok_or_else(|| {
-                    crate::StoreError::integrity(
-                        "a node listed by a new node is missing from the store",
-                    )
-                })?;
+                let Some(entry) = state[index[child]].as_mut() else {
+                    return Err(child_missing(backend));
+                };
                 entry.0 = one_more(entry.0, child)?;
                 entry.2 = true;
             }
@@ -603,4 +601,26 @@ fn one_more(count: u64, digest: &[u8]) -> Result<u64> {
             seccs_core::hexenc::encode(digest)
         ))
     })
+}
+
+/// The error for a child that a batch's new node lists but the backend no
+/// longer holds: this put wrote it in an earlier batch, so either the
+/// backend lost the store meanwhile (emptied, restarted without
+/// persistence: its marker is gone too) or something removed the node.
+fn child_missing(backend: &dyn crate::backend::Backend) -> crate::StoreError {
+    if backend.keeps_marker()
+        && let Ok(None) = backend.read_marker()
+    {
+        return crate::backend::BackendError::StoreLost {
+            backend: backend.name().to_owned(),
+            detail: "the store's marker is gone: the server lost the store's data (emptied, \
+                     or restarted without persistence) while this command wrote; nothing of \
+                     this batch was written"
+                .into(),
+        }
+        .into();
+    }
+    crate::StoreError::integrity(
+        "a node listed by a new node is missing from the store (removed while the put ran?)",
+    )
 }

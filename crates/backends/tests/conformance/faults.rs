@@ -652,6 +652,49 @@ fn verify_reports_a_damaged_entry_and_checks_the_rest<H: Harness>(
     Ok(())
 }
 
+/// A server emptied while a large put runs (between its batches) stops
+/// the put with "the store's marker is gone", not with an integrity error
+/// about a node the put wrote itself.
+#[test]
+fn a_put_into_a_server_emptied_meanwhile_says_the_store_was_lost() -> TestResult {
+    use seccs_store::catalog::EntryKind;
+    /// Reads `data`, emptying the server once half of it was read.
+    struct EmptiedHalfWay<'a> {
+        data: &'a [u8],
+        read: usize,
+        emptied: bool,
+        redis: &'a Redis,
+    }
+    impl std::io::Read for EmptiedHalfWay<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if !self.emptied && self.read >= self.data.len() / 2 {
+                self.redis.flush_all().map_err(std::io::Error::other)?;
+                self.emptied = true;
+            }
+            let n = buf.len().min(self.data.len() - self.read);
+            buf[..n].copy_from_slice(&self.data[self.read..self.read + n]);
+            self.read += n;
+            Ok(n)
+        }
+    }
+    let h = Redis::start()?;
+    let opened = h.open()?;
+    opened.backend.write_marker(b"ours")?;
+    let store = store_on(&opened)?;
+    let data = noise(7, 40 << 20);
+    let mut reader = EmptiedHalfWay {
+        data: &data,
+        read: 0,
+        emptied: false,
+        redis: &h,
+    };
+    let err = store.put_named(&mut reader, "big", EntryKind::File).err();
+    assert!(reader.emptied, "the server was emptied during the put");
+    let said = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(said.contains("the store's marker is gone"), "{said}");
+    Ok(())
+}
+
 /// Every key the backend holds.
 fn entry_keys(opened: &Opened) -> TestResult<Vec<Vec<u8>>> {
     let mut keys = Vec::new();

@@ -161,6 +161,12 @@ impl Redis {
         Ok(())
     }
 
+    /// Empties the server, as a restart without persistence would.
+    pub fn flush_all(&self) -> TestResult {
+        redis::cmd("FLUSHALL").query::<()>(&mut self.server.raw()?)?;
+        Ok(())
+    }
+
     fn config(&self) -> TestResult<RedisConfig> {
         Ok(RedisConfig::parse(&format!(
             "{}?prefix={}",
