@@ -362,11 +362,14 @@ impl Session {
             errln!("warning: {w}");
         }
         outln!(
-            "saved {tag}@{}: {} of {} servers hold it, any {} rebuild it",
+            "saved {tag}@{}: {} of {} server{} hold{} it, any {} rebuild{} it",
             r.version,
             r.stored_on,
             r.servers,
-            r.threshold
+            plural(r.servers),
+            if r.stored_on == 1 { "s" } else { "" },
+            r.threshold,
+            if r.threshold == 1 { "s" } else { "" }
         )?;
         Ok(())
     }
@@ -506,7 +509,14 @@ impl Session {
             let versions: Vec<String> = l
                 .versions
                 .iter()
-                .map(|v| format!("@{} on {} servers", v.version, v.servers))
+                .map(|v| {
+                    format!(
+                        "@{} on {} server{}",
+                        v.version,
+                        v.servers,
+                        plural(v.servers)
+                    )
+                })
                 .collect();
             // A tag is anyone's on the broker: escaped like a file name, so
             // it can neither forge a line nor reach the terminal.
@@ -568,6 +578,10 @@ impl Session {
         }
         Ok(())
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// `text` with each server channel in `names` shown as `NAME (CHANNEL)`.
@@ -856,6 +870,21 @@ mod tests {
         cache.get(false, typed("unused", &mut prompts))?;
         assert_eq!(prompts, 3);
         Ok(())
+    }
+
+    #[test]
+    fn server_channels_are_shown_with_their_names_where_known() {
+        let names: std::collections::HashMap<String, String> =
+            [("seccs:server:0123".to_owned(), "basement-nas".to_owned())].into();
+        assert_eq!(
+            relabel_text(
+                "only 1 valid share (invalid records sent in the name of: seccs:server:0123 \
+                 (bad), seccs:server:ffff (bad))",
+                &names
+            ),
+            "only 1 valid share (invalid records sent in the name of: basement-nas \
+             (seccs:server:0123) (bad), seccs:server:ffff (bad))"
+        );
     }
 
     #[test]

@@ -220,3 +220,19 @@ async fn a_server_refuses_a_version_above_the_largest_and_says_the_highest_it_he
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_acks_below_the_threshold_is_raised_with_a_warning() -> TestResult {
+    let net = Net::new(Kind::Memory, 3).await?;
+    let mut client = net.client(None).await?;
+    client.options_mut().min_acks = Some(1);
+    let saved = client.save("t", b"x", &pw()).await?;
+    assert_eq!(saved.threshold, 2);
+    assert!(
+        saved.warnings.len() == 1
+            && saved.warnings[0].contains("min_acks = 1 is below this save's threshold 2"),
+        "{:?}",
+        saved.warnings
+    );
+    Ok(())
+}
