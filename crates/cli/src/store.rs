@@ -1023,7 +1023,7 @@ pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
             report.findings.len()
         )?;
         for f in &report.findings {
-            outln!("{}", serde_json::to_string(f)?)?;
+            outln!("{f}")?;
         }
         for name in &report.broken_names {
             outln!(
@@ -1033,11 +1033,25 @@ pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
         }
     }
     if !report.is_clean() {
-        bail!(
-            "verify found {} problem(s); {} name(s) cannot be read back",
-            report.findings.len(),
-            report.broken_names.len()
-        );
+        let bad_records = report
+            .findings
+            .iter()
+            .filter(|f| matches!(f, seccs_store::Finding::BadRecord { .. }))
+            .count();
+        let mut said = format!("verify found {} problem(s)", report.findings.len());
+        if !report.broken_names.is_empty() {
+            said += &format!(
+                "; {} name(s) cannot be read back",
+                report.broken_names.len()
+            );
+        }
+        if bad_records > 0 {
+            said += &format!(
+                "; {bad_records} catalog record(s) do not authenticate, so the names they \
+                 held cannot be told or read"
+            );
+        }
+        bail!("{said}");
     }
     Ok(())
 }

@@ -951,6 +951,20 @@ fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
     assert!(restore.join("tree/c").exists());
     let verify = run(seccs(&store).arg("verify"));
     assert!(!verify.status.success());
+    // Findings are read by people: one line each, kind first, no JSON.
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(!said.contains('{'), "{said}");
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("bad-record: catalog record ")
+                || l.starts_with("tampered: node ")),
+        "{said}"
+    );
+    let err = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        err.contains("catalog record(s) do not authenticate") && !err.contains("0 name(s)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -77,6 +77,47 @@ pub enum Finding {
     },
 }
 
+/// One line for a person; `--json` gives the same fields as JSON.
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::Tampered { node } => {
+                write!(f, "tampered: node {node} does not authenticate")
+            }
+            Finding::Missing { node } => write!(f, "missing: node {node} is not stored"),
+            Finding::Unreadable { node, detail } => {
+                write!(f, "unreadable: entry {node} cannot be decoded ({detail})")
+            }
+            Finding::BadRecord { key } => {
+                write!(f, "bad-record: catalog record {key} does not authenticate")
+            }
+            Finding::WrongCount {
+                node,
+                stored,
+                expected,
+            } => write!(
+                f,
+                "wrong-count: node {node} has count {stored}, needs at least {expected}"
+            ),
+            Finding::WrongHeight {
+                node,
+                found,
+                expected,
+            } => write!(
+                f,
+                "wrong-height: root {node} authenticates at height {found}, its length gives \
+                 {expected} (a chunk size other than the store's?)"
+            ),
+            Finding::Orphan { node } => {
+                write!(
+                    f,
+                    "orphan: node {node} has count zero (`seccs gc` removes it)"
+                )
+            }
+        }
+    }
+}
+
 /// What verify found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
