@@ -140,15 +140,10 @@ async fn pump(
     }
 }
 
-/// `url` with any user name and password replaced by `***`.
+/// `url` without its password, whatever the password holds (a `/`, `#`
+/// or `@` in it included).
 pub(crate) fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let host_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..host_end].rfind('@') {
-            return format!("{scheme}://***@{}", &rest[at + 1..]);
-        }
-    }
-    url.to_owned()
+    seccs_core::redact::url_password(url)
 }
 
 fn glob_escape(prefix: &str) -> String {
@@ -251,7 +246,11 @@ mod tests {
     fn passwords_in_a_url_are_not_shown() {
         assert_eq!(
             super::redact("redis://:secret@127.0.0.1:6379/0"),
-            "redis://***@127.0.0.1:6379/0"
+            "redis://@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            super::redact("redis://u:se/cr#et@127.0.0.1:6379/0"),
+            "redis://u@127.0.0.1:6379/0"
         );
         assert_eq!(super::redact("redis://127.0.0.1:1"), "redis://127.0.0.1:1");
     }
