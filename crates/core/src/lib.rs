@@ -9,6 +9,7 @@
 //! - [`hexenc`]: lowercase hex, the form in which references and key ids are
 //!   shown to users.
 //! - [`redact`]: URLs shown without their password.
+//! - [`lockfile`]: a directory one process at a time may use.
 //!
 //! ```
 //! use seccs_core::{SecretKey, kdf::{self, Label}};
@@ -24,6 +25,7 @@ mod error;
 pub mod hexenc;
 pub mod kdf;
 mod key;
+pub mod lockfile;
 pub mod redact;
 pub mod stream;
 

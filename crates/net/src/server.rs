@@ -78,40 +78,18 @@ impl ServerHandle {
 /// Takes the lock of `root` (an exclusive `flock` on `root/lock`, which
 /// says who holds it), or fails naming the holder.
 fn lock_root(root: &Path) -> Result<std::fs::File, Error> {
-    use std::io::{Read, Write};
-    let path = root.join("lock");
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).truncate(false).read(true).write(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-    match file.try_lock() {
-        Ok(()) => {
-            let holder = format!("pid {}\n", std::process::id());
-            // Only for the message a second server gets; the flock is the lock.
-            let _ = file
-                .set_len(0)
-                .and_then(|()| file.write_all(holder.as_bytes()));
-            Ok(file)
-        }
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.take(64).read_to_string(&mut text);
-            let holder = match text.trim() {
-                line if line.starts_with("pid ") => line.escape_debug().to_string(),
-                _ => "another process".to_owned(),
-            };
-            Err(Error::Config(format!(
-                "{} is in use by another share server ({holder}): one server runs per root",
-                root.display()
-            )))
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(Error::io(format!("lock {}", path.display()), e))
-        }
-    }
+    use seccs_core::lockfile::{self, LockError};
+    lockfile::lock_dir(root).map_err(|e| match e {
+        LockError::Held { holder, .. } => Error::Config(format!(
+            "{} is in use by another share server ({holder}): one server runs per root",
+            root.display()
+        )),
+        LockError::Io {
+            action,
+            path,
+            source,
+        } => Error::io(format!("{action} {}", path.display()), source),
+    })
 }
 
 fn load_or_create_id(root: &Path) -> Result<String, Error> {

@@ -20,7 +20,7 @@
 //! otherwise make every record read as tampered, and a put would add records
 //! that no later open with the right key can read.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -443,59 +443,19 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
 }
 
 fn lock(path: &Path) -> Result<File> {
-    let lock_path = path.join("lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| io_err(&lock_path, e))?;
-    match file.try_lock() {
-        Ok(()) => {
-            // Says who holds the lock, for the message a second process
-            // gets; the lock itself is the flock, not these bytes.
-            let mut file = file;
-            let holder = format!("pid {} on {}\n", std::process::id(), host_name());
-            let _ = file
-                .set_len(0)
-                .and_then(|()| std::io::Write::write_all(&mut file, holder.as_bytes()));
-            Ok(file)
-        }
-        Err(fs::TryLockError::WouldBlock) => {
-            Err(StoreError::Backend(crate::backend::BackendError::Locked {
-                detail: format!(
-                    "{} is locked by {}",
-                    path.display(),
-                    lock_holder(&lock_path)
-                ),
-            }))
-        }
-        Err(fs::TryLockError::Error(e)) => Err(io_err(&lock_path, e)),
-    }
-}
-
-/// Who holds the lock at `lock_path`, as its holder wrote it (`pid N on
-/// HOST`), or "another process" if it cannot be read yet.
-fn lock_holder(lock_path: &Path) -> String {
-    use std::io::Read;
-    let mut text = String::new();
-    let read = File::open(lock_path).and_then(|f| f.take(200).read_to_string(&mut text));
-    let line = text.trim();
-    if read.is_ok() && line.starts_with("pid ") && line.len() < 200 {
-        line.escape_debug().to_string()
-    } else {
-        "another process".into()
-    }
+    use seccs_core::lockfile::{self, LockError};
+    lockfile::lock_dir(path).map_err(|e| match e {
+        LockError::Held { .. } => StoreError::Backend(crate::backend::BackendError::Locked {
+            detail: e.to_string(),
+        }),
+        LockError::Io { path, source, .. } => io_err(&path, source),
+    })
 }
 
 /// This machine's name, for messages that name a lock's holder (this
 /// directory's lock, and the network backends' writer locks).
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "an unknown host".into())
+    seccs_core::lockfile::host_name()
 }
 
 /// Writes a file atomically: temporary file, fsync, rename, fsync of the

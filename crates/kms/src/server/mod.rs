@@ -412,46 +412,22 @@ fn keep_private(dir: &Path) -> Result<(), KmsError> {
 /// `dir/lock`, which says who holds it), or fails with
 /// [`KmsError::DirInUse`] naming the holder.
 fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, KmsError> {
-    use std::io::{Read, Write};
-    let path = dir.join("lock");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|source| KmsError::File {
-            action: "open",
-            path: path.clone(),
-            source,
-        })?;
-    match file.try_lock() {
-        Ok(()) => {
-            let holder = format!("pid {}\n", std::process::id());
-            // Only for the message a second server gets; the flock is the lock.
-            let _ = file
-                .set_len(0)
-                .and_then(|()| file.write_all(holder.as_bytes()));
-            Ok(file)
-        }
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.take(64).read_to_string(&mut text);
-            let holder = match text.trim() {
-                line if line.starts_with("pid ") => line.escape_debug().to_string(),
-                _ => "another process".to_owned(),
-            };
-            Err(KmsError::DirInUse(format!(
-                "{} is in use by another key server ({holder}): one server per key directory",
-                dir.display()
-            )))
-        }
-        Err(std::fs::TryLockError::Error(source)) => Err(KmsError::File {
-            action: "lock",
+    use seccs_core::lockfile::{self, LockError};
+    lockfile::lock_dir(dir).map_err(|e| match e {
+        LockError::Held { holder, .. } => KmsError::DirInUse(format!(
+            "{} is in use by another key server ({holder}): one server per key directory",
+            dir.display()
+        )),
+        LockError::Io {
+            action,
             path,
             source,
-        }),
-    }
+        } => KmsError::File {
+            action,
+            path,
+            source,
+        },
+    })
 }
 
 /// Waits for SIGINT or SIGTERM.
