@@ -788,7 +788,10 @@ fn map_err(err: RedisError) -> BackendError {
     } else if auth {
         BackendError::Auth {
             backend: NAME.into(),
-            detail: err.to_string(),
+            detail: format!(
+                "{err} (later commands take the password from REDIS_PASSWORD, and an ACL \
+                 user from REDIS_USERNAME)"
+            ),
         }
     } else if err.is_timeout() {
         BackendError::unavailable(

@@ -68,7 +68,10 @@ pub enum KmsError {
     #[error("invalid key name")]
     InvalidName,
     /// The server refused the bearer token (HTTP 401/403).
-    #[error("not authorised: missing or wrong bearer token")]
+    #[error(
+        "not authorised: missing or wrong bearer token (this request needs the server's \
+         management token: --token-file or SECCS_KMS_TOKEN)"
+    )]
     Unauthorized,
     /// The client configuration is unsafe or incomplete (for example an
     /// `http://` URL to a non-loopback host, or no trust anchor).

@@ -390,7 +390,7 @@ fn latest_hint(tag: &str, older: Option<u64>) -> String {
     match older {
         Some(v) => format!(
             "; ask for an older version ({tag}@{v}), or for the newest that rebuilds \
-             (seccs share load --or-older)"
+             (seccs share load --or-older {tag} FILE)"
         ),
         None => String::new(),
     }

@@ -85,9 +85,8 @@ impl std::fmt::Display for Finding {
                 write!(f, "tampered: node {node} does not authenticate")
             }
             Finding::Missing { node } => write!(f, "missing: node {node} is not stored"),
-            Finding::Unreadable { node, detail } => {
-                write!(f, "unreadable: entry {node} cannot be decoded ({detail})")
-            }
+            // The backend's detail names the entry.
+            Finding::Unreadable { detail, .. } => write!(f, "unreadable: {detail}"),
             Finding::BadRecord { key } => {
                 write!(f, "bad-record: catalog record {key} does not authenticate")
             }
@@ -342,7 +341,9 @@ impl Store {
             }
         }
         for (digest, node) in &nodes {
-            if node.count == 0 {
+            // A node that parents or names need has a wrong count, found
+            // above; only one nothing needs is an orphan, for gc to remove.
+            if node.count == 0 && !needed.contains_key(digest) {
                 report.findings.push(Finding::Orphan { node: hex(digest) });
             }
         }

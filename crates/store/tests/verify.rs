@@ -99,6 +99,21 @@ fn wrong_counts_and_orphans_are_found_and_gc_repairs_them_without_touching_names
             .iter()
             .any(|f| matches!(f, Finding::Orphan { .. }))
     );
+    // The node a name still needs is a wrong count, never also an orphan
+    // (which gc would be said to remove).
+    let lowered = seccs_core::hexenc::encode(&node);
+    let about_lowered: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| match f {
+            Finding::WrongCount { node, .. } | Finding::Orphan { node } => *node == lowered,
+            _ => false,
+        })
+        .collect();
+    assert!(
+        matches!(about_lowered[..], [Finding::WrongCount { .. }]),
+        "{about_lowered:?}"
+    );
     let gc = store.gc().expect("gc");
     assert!(gc.counts_fixed >= 1 && gc.removed >= 1, "{gc:?}");
     let after = store.verify().expect("verify");
