@@ -1013,6 +1013,22 @@ impl Backend for PostgresBackend {
         self.walk_after(prefix.to_vec(), prefix, visit, None)
     }
 
+    fn for_each_with_prefix_or_damaged(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        damaged: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        match self.get(prefix) {
+            _ if prefix == MARKER_KEY => {}
+            Ok(Some(entry)) => visit(prefix, &entry)?,
+            Ok(None) => {}
+            Err(e @ BackendError::Corrupt { .. }) => damaged(prefix, e),
+            Err(e) => return Err(e),
+        }
+        self.walk_after(prefix.to_vec(), prefix, visit, Some(damaged))
+    }
+
     fn usage(&self) -> Result<Usage, BackendError> {
         let table = &self.config.table;
         let row = self.with_conn(async |conn, rt| {

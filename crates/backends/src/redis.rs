@@ -691,6 +691,15 @@ impl Backend for RedisBackend {
         self.walk(prefix, visit, None)
     }
 
+    fn for_each_with_prefix_or_damaged(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        damaged: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        self.walk(prefix, visit, Some(damaged))
+    }
+
     fn for_each_or_damaged(
         &self,
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,

@@ -784,18 +784,32 @@ impl Store {
     /// by name, and how many records failed to authenticate (their names
     /// cannot be read, so they count whatever the prefix).
     pub fn list_readable(&self, prefix: &str) -> Result<Listing> {
-        let mut listing = Listing::default();
-        self.backend
-            .for_each_with_prefix(&[catalog::KEY_PREFIX], &mut |key, entry| {
+        let mut records = Vec::new();
+        let (mut unopened, mut undecoded) = (0, 0);
+        self.backend.for_each_with_prefix_or_damaged(
+            &[catalog::KEY_PREFIX],
+            &mut |key, entry| {
                 if catalog::is_catalog_key(key) {
                     match self.catalog.open(key, &entry.value) {
-                        Ok(r) if r.name.starts_with(prefix) => listing.records.push(r),
+                        Ok(r) if r.name.starts_with(prefix) => records.push(r),
                         Ok(_) => {}
-                        Err(_) => listing.damaged += 1,
+                        Err(_) => unopened += 1,
                     }
                 }
                 Ok(())
-            })?;
+            },
+            // A record the backend cannot even decode is as damaged as one
+            // that fails to authenticate.
+            &mut |key, _| {
+                if catalog::is_catalog_key(key) {
+                    undecoded += 1;
+                }
+            },
+        )?;
+        let mut listing = Listing {
+            records,
+            damaged: unopened + undecoded,
+        };
         listing.records.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(listing)
     }

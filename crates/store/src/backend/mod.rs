@@ -364,6 +364,22 @@ pub trait Backend: Send + Sync {
         })
     }
 
+    /// Like [`Backend::for_each_with_prefix`], but an entry whose stored
+    /// form cannot be decoded goes to `damaged` and the walk goes on, as in
+    /// [`Backend::for_each_or_damaged`]: one damaged catalog record then
+    /// does not hide every other. The default gives every error to the
+    /// caller.
+    #[allow(clippy::type_complexity)]
+    fn for_each_with_prefix_or_damaged(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        damaged: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        let _ = damaged;
+        self.for_each_with_prefix(prefix, visit)
+    }
+
     /// Totals over every entry.
     fn usage(&self) -> Result<Usage, BackendError> {
         let mut usage = Usage::default();
@@ -493,6 +509,14 @@ macro_rules! forward_backend {
                 visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
             ) -> Result<(), BackendError> {
                 (**self).for_each_with_prefix(prefix, visit)
+            }
+            fn for_each_with_prefix_or_damaged(
+                &self,
+                prefix: &[u8],
+                visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+                damaged: &mut dyn FnMut(&[u8], BackendError),
+            ) -> Result<(), BackendError> {
+                (**self).for_each_with_prefix_or_damaged(prefix, visit, damaged)
             }
             fn usage(&self) -> Result<Usage, BackendError> {
                 (**self).usage()
