@@ -656,6 +656,26 @@ impl PostgresBackend {
         Ok(Entry { value, count })
     }
 
+    /// Visits the entries whose keys start with `prefix`. Keys are ordered
+    /// bytewise (bytea): they are the prefix itself, then one run of keys
+    /// right after it.
+    fn walk_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut Visitor<'_>,
+        mut damaged: Option<&mut Damaged<'_>>,
+    ) -> Result<(), BackendError> {
+        if prefix != MARKER_KEY {
+            match (self.get(prefix), damaged.as_mut()) {
+                (Ok(Some(entry)), _) => visit(prefix, &entry)?,
+                (Ok(None), _) => {}
+                (Err(e @ BackendError::Corrupt { .. }), Some(damaged)) => damaged(prefix, e),
+                (Err(e), _) => return Err(e),
+            }
+        }
+        self.walk_after(prefix.to_vec(), prefix, visit, damaged)
+    }
+
     /// Visits, a page at a time, the entries after key `after` in key order
     /// while their keys start with `prefix`.
     fn walk_after(
@@ -1003,14 +1023,7 @@ impl Backend for PostgresBackend {
         prefix: &[u8],
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        // Keys are ordered bytewise (bytea): the entries under the prefix are
-        // the prefix itself, then one run of keys right after it.
-        if prefix != MARKER_KEY
-            && let Some(entry) = self.get(prefix)?
-        {
-            visit(prefix, &entry)?;
-        }
-        self.walk_after(prefix.to_vec(), prefix, visit, None)
+        self.walk_prefix(prefix, visit, None)
     }
 
     fn for_each_with_prefix_or_damaged(
@@ -1019,14 +1032,7 @@ impl Backend for PostgresBackend {
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
         damaged: &mut dyn FnMut(&[u8], BackendError),
     ) -> Result<(), BackendError> {
-        match self.get(prefix) {
-            _ if prefix == MARKER_KEY => {}
-            Ok(Some(entry)) => visit(prefix, &entry)?,
-            Ok(None) => {}
-            Err(e @ BackendError::Corrupt { .. }) => damaged(prefix, e),
-            Err(e) => return Err(e),
-        }
-        self.walk_after(prefix.to_vec(), prefix, visit, Some(damaged))
+        self.walk_prefix(prefix, visit, Some(damaged))
     }
 
     fn usage(&self) -> Result<Usage, BackendError> {

@@ -290,14 +290,10 @@ impl RedisBackend {
         // not a whole request timeout: a port that takes the connection
         // and never answers is not a Redis server.
         let mut conn = open_connection(&backend.client)?;
-        conn.set_read_timeout(Some(CONNECT_TIMEOUT))
-            .and_then(|()| conn.set_write_timeout(Some(CONNECT_TIMEOUT)))
-            .map_err(map_err)?;
+        set_timeouts(&mut conn, CONNECT_TIMEOUT)?;
         backend.round_trips.add(1);
         redis::cmd("PING").query::<()>(&mut conn).map_err(map_err)?;
-        conn.set_read_timeout(Some(backend.request_timeout))
-            .and_then(|()| conn.set_write_timeout(Some(backend.request_timeout)))
-            .map_err(map_err)?;
+        set_timeouts(&mut conn, backend.request_timeout)?;
         *backend.lock() = Some(conn);
         Ok(backend)
     }
@@ -341,11 +337,8 @@ impl RedisBackend {
         let conn = match guard.as_mut() {
             Some(conn) => conn,
             None => {
-                let conn = open_connection(&self.client)?;
-                conn.set_read_timeout(Some(self.request_timeout))
-                    .map_err(map_err)?;
-                conn.set_write_timeout(Some(self.request_timeout))
-                    .map_err(map_err)?;
+                let mut conn = open_connection(&self.client)?;
+                set_timeouts(&mut conn, self.request_timeout)?;
                 guard.insert(conn)
             }
         };
@@ -738,16 +731,11 @@ impl Backend for RedisBackend {
     }
 }
 
-/// A batch found the store marker gone: the server lost the store's data
-/// while this process wrote to it.
-fn marker_gone() -> BackendError {
-    BackendError::StoreLost {
-        backend: NAME.into(),
-        detail: "the store's marker is gone: the server lost the store's data (emptied, or \
-                 restarted without persistence) while this command wrote; nothing of this \
-                 batch was written"
-            .into(),
-    }
+/// How long `conn` waits for a reply, and for a request to be sent.
+fn set_timeouts(conn: &mut Connection, timeout: Duration) -> Result<(), BackendError> {
+    conn.set_read_timeout(Some(timeout))
+        .and_then(|()| conn.set_write_timeout(Some(timeout)))
+        .map_err(map_err)
 }
 
 /// A new connection to the server of `client`, made (TCP, TLS, log-in)
@@ -814,7 +802,8 @@ fn map_err(err: RedisError) -> BackendError {
     } else if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() {
         BackendError::unavailable(NAME, err)
     } else if err.code() == Some("SECCSMARKER") {
-        marker_gone()
+        // A batch found the store marker gone.
+        BackendError::marker_gone(NAME)
     } else if err.kind() == ErrorKind::InvalidClientConfig {
         BackendError::Config(format!("redis: {err}"))
     } else {

@@ -886,27 +886,12 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             false,
         ))
     };
-    // The first error that every later request would repeat (the backend
-    // went away or lost the store): the put stops there, and says it once
+    // The put stops at the backend's first failure, and says it once
     // rather than once per file left.
-    let backend_failed: std::sync::OnceLock<anyhow::Error> = std::sync::OnceLock::new();
+    let backend_failed = FirstBackendFailure::default();
     let results: Vec<Option<Result<(String, bool)>>> = found
         .par_iter()
-        .map(|f| {
-            if backend_failed.get().is_some() {
-                return None;
-            }
-            let result = put_found(f);
-            match result {
-                Err(e) if fails_every_request(&e) => {
-                    // Only the first is kept; a later one (another thread's
-                    // request already under way) says the same.
-                    let _ = backend_failed.set(e);
-                    None
-                }
-                other => Some(other),
-            }
-        })
+        .map(|f| backend_failed.run(|| put_found(f)))
         .collect();
     if let Some(e) = backend_failed.into_inner() {
         bar.finish_and_clear();
@@ -981,6 +966,35 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         }
     }
     report_problems(&problems, &format!("stored {stored} entries"))
+}
+
+/// The first error that every later request would repeat (the backend
+/// went away or lost the store), for a command working through many
+/// entries on several threads: it stops there and says it once.
+#[derive(Default)]
+struct FirstBackendFailure(std::sync::OnceLock<anyhow::Error>);
+
+impl FirstBackendFailure {
+    /// `work`'s result, or `None` when it was not tried (the backend had
+    /// failed already) or failed in the way every later request would; only
+    /// the first such failure is kept, a later one (another thread's request
+    /// already under way) says the same.
+    fn run<T>(&self, work: impl FnOnce() -> Result<T>) -> Option<Result<T>> {
+        if self.0.get().is_some() {
+            return None;
+        }
+        match work() {
+            Err(e) if fails_every_request(&e) => {
+                let _ = self.0.set(e);
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    fn into_inner(self) -> Option<anyhow::Error> {
+        self.0.into_inner()
+    }
 }
 
 /// Whether an error comes from a backend failure that every later request
@@ -1465,21 +1479,13 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
             },
         }
     };
-    // The first error that every later request would repeat (the backend
-    // went away or lost the store): the restore stops there and says it
-    // once, as a put does, rather than once per entry left.
-    let backend_failed: std::sync::OnceLock<anyhow::Error> = std::sync::OnceLock::new();
+    // The restore stops at the backend's first failure and says it once,
+    // as a put does, rather than once per entry left.
+    let backend_failed = FirstBackendFailure::default();
     let restore_one = |entry: Restored<'_>| -> Result<()> {
-        if backend_failed.get().is_some() {
-            return Err(NotTried.into());
-        }
-        match restore_entry(entry) {
-            Err(e) if fails_every_request(&e) => {
-                let _ = backend_failed.set(e);
-                Err(NotTried.into())
-            }
-            other => other,
-        }
+        backend_failed
+            .run(|| restore_entry(entry))
+            .unwrap_or_else(|| Err(NotTried.into()))
     };
     let (mut links, others): (Vec<_>, Vec<_>) = records
         .iter()

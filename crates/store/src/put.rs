@@ -611,14 +611,7 @@ fn child_missing(backend: &dyn crate::backend::Backend) -> crate::StoreError {
     if backend.keeps_marker()
         && let Ok(None) = backend.read_marker()
     {
-        return crate::backend::BackendError::StoreLost {
-            backend: backend.name().to_owned(),
-            detail: "the store's marker is gone: the server lost the store's data (emptied, \
-                     or restarted without persistence) while this command wrote; nothing of \
-                     this batch was written"
-                .into(),
-        }
-        .into();
+        return crate::backend::BackendError::marker_gone(backend.name()).into();
     }
     crate::StoreError::integrity(
         "a node listed by a new node is missing from the store (removed while the put ran?)",

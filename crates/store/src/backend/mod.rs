@@ -257,6 +257,18 @@ impl BackendError {
         )
     }
 
+    /// [`BackendError::StoreLost`] for a store whose marker went while this
+    /// command wrote: nothing of the batch that found it gone was written.
+    pub fn marker_gone(backend: &str) -> Self {
+        Self::StoreLost {
+            backend: backend.to_owned(),
+            detail: "the store's marker is gone: the server lost the store's data (emptied, or \
+                     restarted without persistence) while this command wrote; nothing of this \
+                     batch was written"
+                .into(),
+        }
+    }
+
     /// Shorthand for [`BackendError::Unavailable`].
     pub fn unavailable(backend: &str, detail: impl std::fmt::Display) -> Self {
         Self::Unavailable {
