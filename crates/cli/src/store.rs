@@ -255,7 +255,10 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "The embedded backend keeps what `rm` deletes on disk until its tables \
-are compacted; gc compacts them, so the space of removed contents returns to the file system."
+are compacted; gc compacts them, so the space of removed contents returns to the file system.\n\n\
+gc never deletes a counted entry it cannot read (a wrong key or chunk size makes sound entries \
+look tampered): it lists what it left as `left: …` lines and exits 1. `seccs rm NAME` removes a \
+broken name."
 )]
 pub struct GcArgs {
     /// Print the report as JSON.
@@ -1033,33 +1036,39 @@ pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
         }
     }
     if !report.is_clean() {
-        let bad_records = report
-            .findings
-            .iter()
-            .filter(|f| matches!(f, seccs_store::Finding::BadRecord { .. }))
-            .count();
-        let mut said = format!("verify found {} problem(s)", report.findings.len());
-        if !report.broken_names.is_empty() {
-            said += &format!(
-                "; {} name(s) cannot be read back",
-                report.broken_names.len()
-            );
-        }
-        if bad_records > 0 {
-            said += &format!(
-                "; {bad_records} catalog record(s) do not authenticate, so the names they \
-                 held cannot be told or read"
-            );
-        }
-        bail!("{said}");
+        bail!(
+            "verify found {}",
+            problems_said(&report.findings, &report.broken_names)
+        );
     }
     Ok(())
+}
+
+/// "N problem(s); …" for verify's and gc's final error.
+fn problems_said(findings: &[seccs_store::Finding], broken_names: &[String]) -> String {
+    let bad_records = findings
+        .iter()
+        .filter(|f| matches!(f, seccs_store::Finding::BadRecord { .. }))
+        .count();
+    let mut said = format!("{} problem(s)", findings.len());
+    if !broken_names.is_empty() {
+        said += &format!("; {} name(s) cannot be read back", broken_names.len());
+    }
+    if bad_records > 0 {
+        said += &format!(
+            "; {bad_records} catalog record(s) do not authenticate, so the names they \
+             held cannot be told or read"
+        );
+    }
+    said
 }
 
 /// Runs `seccs gc`.
 pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
     let opened = open::open(loc, false)?;
+    let spinner = progress::spinner("collecting garbage", false);
     let report = opened.store.gc()?;
+    spinner.finish_and_clear();
     if args.json {
         outln!("{}", serde_json::to_string(&report)?)?;
     } else {
@@ -1068,6 +1077,25 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
             report.removed,
             report.counts_fixed
         )?;
+        for f in &report.remaining {
+            outln!("left: {f}")?;
+        }
+        for name in &report.broken_names {
+            outln!(
+                "broken name: {}",
+                crate::tree::shown_name(name, EntryKind::File)
+            )?;
+        }
+    }
+    if !report.is_clean() {
+        let mut said = format!(
+            "gc left {} it does not repair, since it never deletes what it cannot read",
+            problems_said(&report.remaining, &report.broken_names)
+        );
+        if !report.broken_names.is_empty() {
+            said += "; `seccs rm NAME` removes a broken name and frees what only it used";
+        }
+        bail!("{said}");
     }
     Ok(())
 }

@@ -965,6 +965,19 @@ fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
         err.contains("catalog record(s) do not authenticate") && !err.contains("0 name(s)"),
         "{err}"
     );
+    // gc repairs nothing it cannot read: it says what it left and fails.
+    let gc = run(seccs(&store).arg("gc"));
+    assert!(!gc.status.success(), "gc with damage left exits non-zero");
+    let said = String::from_utf8_lossy(&gc.stdout);
+    assert!(
+        said.lines().any(|l| l.starts_with("left: bad-record: ")),
+        "{said}"
+    );
+    let err = String::from_utf8_lossy(&gc.stderr);
+    assert!(
+        err.contains("gc left 1 problem(s)") && err.contains("never deletes what it cannot read"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -465,10 +465,22 @@ impl Store {
                 let entries = self.backend.get_many(&keys)?;
                 for ((digest, len), entry) in group.iter().zip(entries) {
                     let entry = entry.ok_or_else(|| missing(digest))?;
-                    let plaintext = self.open(height, is_root, digest, &entry.value)?;
                     let children =
-                        node::decode_superchunk(plaintext, self.wrapper.digest_len(), *len)?;
-                    next.extend(children.into_iter().map(|c| (c.digest, c.len)));
+                        self.open(height, is_root, digest, &entry.value)
+                            .and_then(|plaintext| {
+                                node::decode_superchunk(plaintext, self.wrapper.digest_len(), *len)
+                            });
+                    match children {
+                        Ok(children) => {
+                            next.extend(children.into_iter().map(|c| (c.digest, c.len)))
+                        }
+                        // A node of a removed name that does not
+                        // authenticate is removed with it; the children it
+                        // listed cannot be told, so they keep their counts
+                        // (a leak, never a loss).
+                        Err(StoreError::Integrity(_)) if releaser.tolerate_unreadable => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             level = next;
@@ -1077,6 +1089,10 @@ pub(crate) struct Releaser {
     /// damaged, or one where an older build let `rm REF` take it) can
     /// still be removed; there is nothing left to release.
     pub(crate) tolerate_missing_roots: bool,
+    /// Remove a node whose count reaches zero even if it does not
+    /// authenticate, without releasing its children: a name whose content
+    /// was tampered with can still be removed.
+    pub(crate) tolerate_unreadable: bool,
 }
 
 impl Releaser {
@@ -1085,11 +1101,14 @@ impl Releaser {
     /// older build let `rm REF` take it) can still be removed, and what is
     /// gone has nothing left to release. (What only the lost node held
     /// keeps its count: `verify` does not count that as a finding, as it
-    /// cannot tell it from a content put without a name.)
+    /// cannot tell it from a content put without a name.) The same holds
+    /// for a node that does not authenticate: it goes, and what it listed
+    /// keeps its count.
     pub(crate) fn for_names() -> Self {
         Self {
             tolerate_missing: true,
             tolerate_missing_roots: true,
+            tolerate_unreadable: true,
             ..Self::default()
         }
     }

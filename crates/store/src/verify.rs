@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::backend::Batch;
+use crate::backend::{Batch, Op};
 use crate::catalog;
 use crate::error::Result;
 use crate::node;
@@ -137,13 +137,29 @@ impl VerifyReport {
     }
 }
 
-/// What gc did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// What gc did, and what it left because no repair keeps every readable
+/// content.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GcReport {
     /// Entries removed (orphans and the nodes only they referred to).
     pub removed: u64,
     /// Counts raised to what parents and names need.
     pub counts_fixed: u64,
+    /// Verify's findings that gc does not repair: tampered, missing and
+    /// unreadable nodes, bad catalog records, roots at the wrong height.
+    /// gc never deletes what it cannot read, since a wrong key or chunk
+    /// size makes sound entries look the same.
+    pub remaining: Vec<Finding>,
+    /// Names whose content cannot be read back whole (see
+    /// [`VerifyReport::broken_names`]).
+    pub broken_names: Vec<String>,
+}
+
+impl GcReport {
+    /// Whether the store is clean after gc.
+    pub fn is_clean(&self) -> bool {
+        self.remaining.is_empty() && self.broken_names.is_empty()
+    }
 }
 
 struct Scanned {
@@ -232,12 +248,19 @@ impl Store {
     /// reference counts, and reports every problem.
     pub fn verify(&self) -> Result<VerifyReport> {
         let _guard = self.lock_writer();
+        let scan = self.scan()?;
+        Ok(self.examine(&scan))
+    }
+
+    /// Verify's rules applied to one walk of the backend.
+    fn examine(&self, scan: &Scan) -> VerifyReport {
         let Scan {
             nodes,
             records,
-            mut bad_records,
+            bad_records,
             damaged,
-        } = self.scan()?;
+        } = scan;
+        let mut bad_records = bad_records.clone();
         let mut report = VerifyReport {
             nodes: nodes.len() as u64,
             names: records.len() as u64,
@@ -246,22 +269,22 @@ impl Store {
         let hex = seccs_core::hexenc::encode;
         let mut broken: HashSet<Vec<u8>> = HashSet::new();
         for (key, detail) in damaged {
-            if catalog::is_catalog_key(&key) {
-                bad_records.push(hex(&key));
+            if catalog::is_catalog_key(key) {
+                bad_records.push(hex(key));
             } else {
                 report.findings.push(Finding::Unreadable {
-                    node: hex(&key),
-                    detail,
+                    node: hex(key),
+                    detail: detail.clone(),
                 });
-                broken.insert(key);
+                broken.insert(key.clone());
             }
         }
         for key in bad_records {
             report.findings.push(Finding::BadRecord { key });
         }
-        let needed = needed_counts(&nodes, &records);
+        let needed = needed_counts(nodes, records);
         let mut parents: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
-        for (digest, node) in &nodes {
+        for (digest, node) in nodes {
             if node.height.is_none() {
                 report
                     .findings
@@ -294,7 +317,7 @@ impl Store {
         // A read finds a root at the height its length gives; verify finds
         // every node at whichever height it authenticates at, so it checks
         // that the two agree.
-        for record in &records {
+        for record in records {
             for v in &record.versions {
                 let digest = v.content_ref.digest();
                 let expected = self.params().height(v.content_ref.len());
@@ -340,7 +363,7 @@ impl Store {
                 }
             }
         }
-        for (digest, node) in &nodes {
+        for (digest, node) in nodes {
             // A node that parents or names need has a wrong count, found
             // above; only one nothing needs is an orphan, for gc to remove.
             if node.count == 0 && !needed.contains_key(digest) {
@@ -356,7 +379,7 @@ impl Store {
                 }
             }
         }
-        for record in &records {
+        for record in records {
             if record
                 .versions
                 .iter()
@@ -367,7 +390,7 @@ impl Store {
         }
         report.broken_names.sort();
         report.findings.sort_by_key(|f| format!("{f:?}"));
-        Ok(report)
+        report
     }
 
     /// Raises counts that are too low, then removes orphans (count zero) and
@@ -375,17 +398,19 @@ impl Store {
     /// space of removed entries back
     /// ([`reclaim_space`](crate::backend::Backend::reclaim_space)). Never
     /// removes a node that a name reaches: such a node's count is at least
-    /// one after the first step.
+    /// one after the first step. An orphan that does not authenticate goes
+    /// too (nothing counts it), but the children it listed cannot be told,
+    /// so they keep their counts. What gc cannot repair is returned in
+    /// [`GcReport::remaining`].
     pub fn gc(&self) -> Result<GcReport> {
         let _guard = self.lock_writer();
-        // A damaged entry is left as it is: gc cannot tell what it held,
-        // and verify reports it.
-        let Scan { nodes, records, .. } = self.scan()?;
-        let needed = needed_counts(&nodes, &records);
+        // A damaged entry is left as it is: gc cannot tell what it held.
+        let mut scan = self.scan()?;
+        let needed = needed_counts(&scan.nodes, &scan.records);
         let mut report = GcReport::default();
         let mut batch = Batch::new();
         for (digest, need) in &needed {
-            if let Some(n) = nodes.get(digest)
+            if let Some(n) = scan.nodes.get(digest)
                 && n.count < *need
             {
                 batch.set_count(digest.clone(), *need);
@@ -397,28 +422,46 @@ impl Store {
         }
         let mut releaser = Releaser::default();
         releaser.tolerate_missing = true;
+        releaser.tolerate_unreadable = true;
         let mut batch = Batch::new();
-        for (digest, node) in &nodes {
+        for (digest, node) in &scan.nodes {
             let fixed = needed.get(digest).copied().unwrap_or(0).max(node.count);
-            if fixed == 0
-                && let Some(height) = node.height
-            {
-                batch.delete(digest.clone());
-                if height > 0 {
-                    let children = node
-                        .children
-                        .iter()
-                        .map(|c| (c.digest.clone(), c.len))
-                        .collect();
-                    self.release(&mut releaser, children, height - 1, false)?;
-                }
+            if fixed > 0 {
+                continue;
+            }
+            batch.delete(digest.clone());
+            if let Some(height @ 1..) = node.height {
+                let children = node
+                    .children
+                    .iter()
+                    .map(|c| (c.digest.clone(), c.len))
+                    .collect();
+                self.release(&mut releaser, children, height - 1, false)?;
             }
         }
         batch.append(releaser.into_batch());
-        report.removed = batch.len() as u64;
+        let deleted: HashSet<&[u8]> = batch
+            .ops()
+            .iter()
+            .filter_map(|op| match op {
+                Op::Delete { key } => Some(key.as_slice()),
+                _ => None,
+            })
+            .collect();
+        report.removed = deleted.len() as u64;
+        // What verify would find now: the same walk without what was
+        // removed, and with every count at least what is needed.
+        scan.nodes
+            .retain(|digest, _| !deleted.contains(digest.as_slice()));
+        for (digest, node) in &mut scan.nodes {
+            node.count = node.count.max(needed.get(digest).copied().unwrap_or(0));
+        }
         if !batch.is_empty() {
             self.backend().apply_owned(batch)?;
         }
+        let after = self.examine(&scan);
+        report.remaining = after.findings;
+        report.broken_names = after.broken_names;
         // Entries removed by `rm` before, and those removed just now, may
         // still hold disk space in backends that free it lazily.
         self.backend().reclaim_space()?;

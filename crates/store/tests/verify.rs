@@ -116,6 +116,8 @@ fn wrong_counts_and_orphans_are_found_and_gc_repairs_them_without_touching_names
     );
     let gc = store.gc().expect("gc");
     assert!(gc.counts_fixed >= 1 && gc.removed >= 1, "{gc:?}");
+    // The planted root went, and with it the need for its absent children.
+    assert!(gc.is_clean(), "{gc:?}");
     let after = store.verify().expect("verify");
     // The planted root's children are missing in this store; they were
     // never here. Everything else is clean, and the name reads back.
@@ -211,4 +213,84 @@ fn roots_that_do_not_authenticate_as_roots_are_reported() {
         );
         assert_eq!(report.broken_names, ["n"], "{read}");
     }
+}
+
+#[test]
+fn gc_leaves_what_it_cannot_read_and_says_so_and_the_broken_name_can_then_be_removed() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let a = random_bytes(50_000, 21);
+    let b = random_bytes(50_000, 22);
+    store
+        .put_named(&mut a.as_slice(), "a", EntryKind::File)
+        .expect("put a");
+    let (rb, _) = store
+        .put_named(&mut b.as_slice(), "b", EntryKind::File)
+        .expect("put b");
+    let keys_b_alone = {
+        let (s2, b2) = memory_store(256, WrapperKind::AesSiv);
+        s2.put(&b).expect("put");
+        b2.keys()
+    };
+    // b's root: removing b must open it to release its children.
+    let victim = rb.content_ref.digest().to_vec();
+    let mut value = backend.get_raw(&victim);
+    value[1] ^= 1;
+    backend.tamper(&victim, value);
+
+    // gc repairs nothing here and removes nothing a name reaches; it says
+    // what is left.
+    let gc = store.gc().expect("gc");
+    assert_eq!(gc.removed, 0, "{gc:?}");
+    assert!(!gc.is_clean());
+    assert!(
+        gc.remaining
+            .iter()
+            .any(|f| matches!(f, Finding::Tampered { .. })),
+        "{gc:?}"
+    );
+    assert_eq!(gc.broken_names, ["b"]);
+    assert_eq!(
+        store
+            .get(&store.resolve("a").expect("a").content_ref)
+            .expect("a reads back"),
+        a
+    );
+
+    // The broken name can be removed although a node of it does not
+    // authenticate.
+    store.remove_name("b", None).expect("rm b");
+    let gc = store.gc().expect("gc");
+    assert!(gc.is_clean(), "{gc:?}");
+    assert!(store.verify().expect("verify").is_clean());
+    // The children the tampered root listed cannot be told, so they keep
+    // their counts: a leak of b's nodes, never a loss of a's.
+    store.remove_name("a", None).expect("rm a");
+    store.gc().expect("gc");
+    let left = backend.keys();
+    assert!(!left.contains(&victim));
+    assert!(left.iter().all(|k| keys_b_alone.contains(k)), "{left:?}");
+}
+
+#[test]
+fn gc_removes_an_orphan_that_does_not_authenticate() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let a = random_bytes(20_000, 23);
+    store
+        .put_named(&mut a.as_slice(), "a", EntryKind::File)
+        .expect("put");
+    let mut batch = Batch::new();
+    batch.put(vec![7; 16], vec![1, 2, 3, 4, 5], 0);
+    backend.apply(&batch).expect("apply");
+    let report = store.verify().expect("verify");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::Orphan { .. })),
+        "{report:?}"
+    );
+    let gc = store.gc().expect("gc");
+    assert_eq!(gc.removed, 1, "{gc:?}");
+    assert!(gc.is_clean(), "{gc:?}");
+    assert!(store.verify().expect("verify").is_clean());
 }
