@@ -270,9 +270,10 @@ pub struct GcArgs {
 #[derive(Debug, Args)]
 pub struct StatArgs {
     /// Print JSON: {"entries", "bytes", "nodes", "names", "by_kind": {"leaf",
-    /// "compressed_leaf", "superchunk", "catalog_record", "unrecognized":
-    /// {"entries", "bytes"}}, ...}. Bytes count key, value and an 8-byte
-    /// count per entry, before the backend's own overhead.
+    /// "compressed_leaf", "superchunk", "catalog_record", "unrecognized",
+    /// "damaged": {"entries", "bytes"}}, ...}. Bytes count key, value and
+    /// an 8-byte count per entry, before the backend's own overhead; a
+    /// damaged entry (one the backend cannot decode) counts its key only.
     #[arg(long)]
     json: bool,
 }
@@ -1112,6 +1113,7 @@ pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
         ("superchunk", stats.superchunks),
         ("catalog_record", stats.records),
         ("unrecognized", stats.unrecognized),
+        ("damaged", stats.damaged),
     ];
     if args.json {
         let by_kind: serde_json::Map<String, serde_json::Value> = kinds

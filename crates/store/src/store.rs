@@ -954,21 +954,28 @@ impl Store {
     /// catalog records by their keys).
     pub fn stats(&self) -> Result<StoreStats> {
         let mut stats = StoreStats::default();
-        self.backend.for_each(&mut |key, entry| {
-            let (k, v) = (key.len(), entry.value.len());
-            stats.usage.add(k, v);
-            if catalog::is_catalog_key(key) {
-                stats.records.add(k, v);
-                return Ok(());
-            }
-            match entry.value.first().copied() {
-                Some(node::LEAF_RAW) => stats.leaves.add(k, v),
-                Some(node::LEAF_ZSTD) => stats.compressed_leaves.add(k, v),
-                Some(node::SUPERCHUNK) => stats.superchunks.add(k, v),
-                _ => stats.unrecognized.add(k, v),
-            }
-            Ok(())
-        })?;
+        let mut damaged = Usage::default();
+        self.backend.for_each_or_damaged(
+            &mut |key, entry| {
+                let (k, v) = (key.len(), entry.value.len());
+                stats.usage.add(k, v);
+                if catalog::is_catalog_key(key) {
+                    stats.records.add(k, v);
+                    return Ok(());
+                }
+                match entry.value.first().copied() {
+                    Some(node::LEAF_RAW) => stats.leaves.add(k, v),
+                    Some(node::LEAF_ZSTD) => stats.compressed_leaves.add(k, v),
+                    Some(node::SUPERCHUNK) => stats.superchunks.add(k, v),
+                    _ => stats.unrecognized.add(k, v),
+                }
+                Ok(())
+            },
+            &mut |key, _| damaged.add(key.len(), 0),
+        )?;
+        stats.usage.entries += damaged.entries;
+        stats.usage.bytes += damaged.bytes;
+        stats.damaged = damaged;
         Ok(stats)
     }
 
@@ -1035,6 +1042,9 @@ pub struct StoreStats {
     /// Nodes whose kind byte is none of the above (damaged, or written by a
     /// newer version).
     pub unrecognized: Usage,
+    /// Entries the backend holds but cannot decode (a Redis value too short
+    /// for its count); their bytes count the key only.
+    pub damaged: Usage,
 }
 
 /// What [`Store::list_readable`] found.

@@ -39,8 +39,9 @@ pub enum Finding {
     /// An entry the backend holds but cannot decode (its stored form is
     /// damaged, not only its sealed value).
     Unreadable {
-        /// The entry's key (hex).
-        node: String,
+        /// The entry's key (hex): a node's digest, or a key of no kind the
+        /// store writes.
+        key: String,
         /// What the backend said.
         detail: String,
     },
@@ -273,7 +274,7 @@ impl Store {
                 bad_records.push(hex(key));
             } else {
                 report.findings.push(Finding::Unreadable {
-                    node: hex(key),
+                    key: hex(key),
                     detail: detail.clone(),
                 });
                 broken.insert(key.clone());

@@ -668,12 +668,25 @@ fn verify_reports_a_damaged_entry_and_checks_the_rest<H: Harness>(
     assert!(
         report.findings.iter().any(|f| matches!(
             f,
-            Finding::Unreadable { node, .. } if *node == seccs_core::hexenc::encode(&victim)
+            Finding::Unreadable { key, .. } if *key == seccs_core::hexenc::encode(&victim)
         )),
         "{report:?}"
     );
     assert_eq!(report.broken_names, ["b"]);
-    store.gc()?;
+    let stats = store.stats()?;
+    assert_eq!(stats.damaged.entries, 1, "{stats:?}");
+    assert_eq!(
+        stats.usage.entries,
+        stats.damaged.entries + report.nodes + 2
+    );
+    let gc = store.gc()?;
+    assert!(
+        gc.remaining
+            .iter()
+            .any(|f| matches!(f, Finding::Unreadable { .. })),
+        "gc leaves the damaged entry and says so: {gc:?}"
+    );
+    assert_eq!(gc.broken_names, ["b"]);
     assert_eq!(store.get(&put_a.content_ref)?, a);
     Ok(())
 }
