@@ -202,10 +202,21 @@ fn connect(url: &str, prepare: Prepare, access: Access) -> Result<Box<dyn Backen
         #[cfg(feature = "redis")]
         "redis" | "rediss" => {
             let config = RedisConfig::parse(url)?.with_env_credentials();
-            Ok(Box::new(match access {
+            let backend = match access {
                 Access::Shared => RedisBackend::connect(config)?,
                 Access::Exclusive => RedisBackend::connect_exclusive(config)?,
-            }))
+            };
+            // A new store is not begun where it can be lost; an existing
+            // one opens (its contents stay readable) and the caller shows
+            // the risk.
+            if prepare == Prepare::Yes
+                && let Some(risk) = backend.eviction_risk()
+            {
+                return Err(BackendError::Config(format!(
+                    "{risk}; a store is not made on such a server"
+                )));
+            }
+            Ok(Box::new(backend))
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => {

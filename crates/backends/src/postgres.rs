@@ -25,7 +25,7 @@
 //! `postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB[?table=T&sslmode=M&sslrootcert=PATH&connect_timeout=S]`.
 //! The user and password may instead come from `PGUSER`/`PGPASSWORD` (then
 //! `USER`). `sslmode` is `disable`, `prefer` (the default, as in libpq) or
-//! `require`; TLS is rustls with the ring provider and always verifies the
+//! `require` (`verify-full` is accepted as its other name); TLS is rustls with the ring provider and always verifies the
 //! server's certificate and host name against the system's roots, or against
 //! `sslrootcert` when given, so `require` behaves like libpq's `verify-full`
 //! and there is no unverified mode (libpq's `verify-ca`, `allow` and client
@@ -218,7 +218,7 @@ impl PostgresConfig {
             }
             other => {
                 return Err(bad(format!(
-                    "sslmode {other:?} is not supported (disable, prefer, require)"
+                    "sslmode {other:?} is not supported (disable, prefer, require or its other name verify-full)"
                 )));
             }
         };

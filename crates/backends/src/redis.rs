@@ -259,6 +259,8 @@ pub struct RedisBackend {
     conn: Mutex<Option<Connection>>,
     round_trips: RoundTrips,
     lease: Option<Lease>,
+    /// What [`RedisBackend::eviction_risk`] found at connect.
+    eviction: Option<String>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -277,7 +279,7 @@ impl RedisBackend {
     /// Connects (and authenticates) to the server; fails if it does not
     /// answer a `PING`.
     pub fn connect(config: RedisConfig) -> Result<Self, BackendError> {
-        let backend = Self {
+        let mut backend = Self {
             client: config.client()?,
             prefix: config.prefix,
             marker_guard: Mutex::new(None),
@@ -285,6 +287,7 @@ impl RedisBackend {
             conn: Mutex::new(None),
             round_trips: RoundTrips::default(),
             lease: None,
+            eviction: None,
         };
         // The first answer is waited for as long as connecting may take,
         // not a whole request timeout: a port that takes the connection
@@ -294,8 +297,20 @@ impl RedisBackend {
         backend.round_trips.add(1);
         redis::cmd("PING").query::<()>(&mut conn).map_err(map_err)?;
         set_timeouts(&mut conn, backend.request_timeout)?;
+        backend.round_trips.add(1);
+        backend.eviction = eviction_risk(&mut conn);
         *backend.lock() = Some(conn);
         Ok(backend)
+    }
+
+    /// Why the server may drop the store's keys on its own, if it may: a
+    /// `maxmemory` limit with an `allkeys-*` policy evicts keys that have
+    /// no expiry, as every store key has none (the `volatile-*` policies
+    /// and `noeviction` leave them, and writes fail when the server is
+    /// full). Found at connect; `None` also where `CONFIG GET` is not
+    /// allowed (an ACL, a managed service).
+    pub fn eviction_risk(&self) -> Option<&str> {
+        self.eviction.as_deref()
     }
 
     /// Like [`RedisBackend::connect`], and takes the store's writer lease:
@@ -610,6 +625,10 @@ impl Backend for RedisBackend {
         }
     }
 
+    fn risks(&self) -> Vec<String> {
+        self.eviction.iter().cloned().collect()
+    }
+
     fn keeps_marker(&self) -> bool {
         true
     }
@@ -729,6 +748,28 @@ impl Backend for RedisBackend {
         })?;
         Ok(usage)
     }
+}
+
+/// See [`RedisBackend::eviction_risk`]: one round trip.
+fn eviction_risk(conn: &mut Connection) -> Option<String> {
+    let (policy, limit): (Vec<String>, Vec<String>) = redis::pipe()
+        .cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory")
+        .query(conn)
+        .ok()?;
+    let policy = policy.get(1)?;
+    let limit: u64 = limit.get(1)?.parse().ok()?;
+    (policy.starts_with("allkeys-") && limit > 0).then(|| {
+        format!(
+            "the Redis server evicts keys when it is full (maxmemory-policy {policy}, maxmemory \
+             {limit} bytes), so it can drop a store's entries and lose contents; set \
+             maxmemory-policy noeviction (writes then fail when it is full) or maxmemory 0"
+        )
+    })
 }
 
 /// How long `conn` waits for a reply, and for a request to be sent.

@@ -394,6 +394,9 @@ fn open_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
             .with_context(|| format!("cannot open backend {}", seccs_backends::redact(url)))?,
     );
     crate::interrupt::release_on_interrupt(&backend);
+    for risk in backend.risks() {
+        eprintln!("seccs: warning: {risk}");
+    }
     Ok(backend)
 }
 

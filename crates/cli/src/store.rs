@@ -46,9 +46,9 @@ pub struct InitArgs {
     ///
     /// `postgres://[USER@]HOST[:PORT]/DB[?table=T&sslmode=M&sslrootcert=FILE&connect_timeout=S]`:
     /// one table per store (default seccs_nodes); sslmode is disable, prefer
-    /// (the default) or require, and TLS always verifies the server's
-    /// certificate and name (against FILE, else the system's roots), as
-    /// libpq's verify-full. PGUSER, PGPASSWORD.
+    /// (the default) or require (verify-full is the same), and TLS always
+    /// verifies the server's certificate and name (against FILE, else the
+    /// system's roots), as libpq's verify-full. PGUSER, PGPASSWORD.
     ///
     /// `s3://BUCKET/PREFIX[?endpoint=URL&region=R&concurrency=N]`: one folder
     /// per store; the service needs conditional writes. AWS_ACCESS_KEY_ID,

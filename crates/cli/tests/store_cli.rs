@@ -3481,3 +3481,51 @@ fn directory_spellings_prefixes_and_replaced_entries() {
     );
     assert_eq!(std::fs::read_dir(&elsewhere).expect("list").count(), 0);
 }
+
+#[test]
+fn a_redis_server_that_evicts_keys_gets_no_new_store_and_an_existing_one_warns() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(
+        tmp.path(),
+        &["--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"],
+    );
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=e:");
+    let store = tmp.path().join("store");
+    let err = fails(seccs(&store).args(["init", "--backend", &url]));
+    assert!(
+        err.contains("evicts keys when it is full (maxmemory-policy allkeys-lru")
+            && err.contains("set maxmemory-policy noeviction")
+            && err.contains("a store is not made on such a server"),
+        "{err}"
+    );
+    assert!(!store.join("config.toml").exists(), "no half-made store");
+    let policy = |p: &str| {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["CONFIG", "SET", "maxmemory-policy", p])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success() && out.stdout.starts_with(b"OK"),
+            "{out:?}"
+        );
+    };
+    policy("noeviction");
+    ok(seccs(&store).args(["init", "--backend", &url]));
+    let file = random_file(tmp.path(), "f", 10_000, 1);
+    let put = run(seccs(&store).args(["put"]).arg(&file).args(["--name", "f"]));
+    assert!(put.status.success());
+    assert!(!String::from_utf8_lossy(&put.stderr).contains("evicts"));
+    // Turned on later: the store still opens and reads, and says why it
+    // may lose entries.
+    policy("allkeys-lfu");
+    let ls = run(seccs(&store).arg("ls"));
+    assert!(ls.status.success());
+    let err = String::from_utf8_lossy(&ls.stderr);
+    assert!(
+        err.contains(
+            "warning: the Redis server evicts keys when it is full (maxmemory-policy allkeys-lfu"
+        ),
+        "{err}"
+    );
+}

@@ -412,6 +412,14 @@ pub trait Backend: Send + Sync {
     /// way. Writers of many small batches turn it off, then flush once.
     fn set_sync_each_batch(&self, _sync: bool) {}
 
+    /// What the backend found, when it was opened, that puts a store's
+    /// entries at risk (a Redis server that evicts keys when it is full),
+    /// one sentence each, for the caller to show. None (the default) where
+    /// nothing was found or nothing can be checked.
+    fn risks(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Whether the backend keeps a store marker ([`Backend::read_marker`]):
     /// a server that can lose everything it holds (a Redis restart without
     /// persistence, a bucket emptied) would otherwise make a store look
@@ -541,6 +549,9 @@ macro_rules! forward_backend {
             }
             fn release(&self) {
                 (**self).release()
+            }
+            fn risks(&self) -> Vec<String> {
+                (**self).risks()
             }
             fn keeps_marker(&self) -> bool {
                 (**self).keeps_marker()
