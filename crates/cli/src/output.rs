@@ -53,7 +53,10 @@ pub fn write_bytes(path: Option<&Path>, data: &[u8]) -> Result<()> {
 /// place only if `fill` succeeds: a failed read leaves no partial file.
 ///
 /// A path that names a symbolic link is written through the link: the file
-/// it points to is replaced and the link stays. A path that names something
+/// it points to is replaced and the link stays (unless another user's link
+/// in a shared sticky directory, which is refused). A path that names an
+/// open descriptor (`/dev/stdout`, `/dev/fd/N`, a `>(cmd)`) is appended to,
+/// never replaced. A path that names something
 /// other than a regular file (`/dev/null`, a named pipe, a terminal) is
 /// written in place, fed like standard output from a spool once `fill` has
 /// succeeded: renaming a file over it would replace the device node itself.
@@ -193,9 +196,23 @@ pub fn write_file_atomically_as(
     attrs: &FileAttrs,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
+    if names_open_descriptor(path) {
+        // `/dev/stdout`, `/dev/fd/N`, `>(cmd)`: the descriptor the shell
+        // opened is written, at its end, whatever it is; resolving the link
+        // and renaming over its target would replace the file a `>>`
+        // opened (and give it the version's bits), and a pipe has no
+        // target to resolve.
+        let mut target = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot write {}", shown(path)))?;
+        return write_when_whole(&mut target, SPOOL_IN_MEMORY, fill)
+            .with_context(|| format!("cannot write {}", shown(path)));
+    }
     let resolved;
     let path = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
+            refuse_foreign_link_in_shared_dir(path)?;
             resolved = std::fs::canonicalize(path).with_context(|| {
                 format!("cannot write {}: the link points nowhere", shown(path))
             })?;
@@ -223,6 +240,66 @@ pub fn write_file_atomically_as(
         .unwrap_or(Path::new("."));
     check_parent(path, dir)?;
     write_beside(path, path, attrs, fill)
+}
+
+/// Whether `path` is, or links (in a few hops) to, a name for an open file
+/// descriptor: `/dev/stdout`, `/dev/stderr`, `/dev/fd/N`,
+/// `/proc/PID/fd/N`.
+fn names_open_descriptor(path: &Path) -> bool {
+    let is_descriptor = |p: &Path| {
+        let parts: Vec<_> = p.components().map(|c| c.as_os_str()).collect();
+        p.is_absolute()
+            && match parts.as_slice() {
+                [_, dev, name] if *dev == "dev" => *name == "stdout" || *name == "stderr",
+                [_, dev, fd, _] if *dev == "dev" => *fd == "fd",
+                [_, proc, _, fd, _] if *proc == "proc" => *fd == "fd",
+                _ => false,
+            }
+    };
+    let mut at = path.to_path_buf();
+    for _ in 0..8 {
+        if is_descriptor(&at) {
+            return true;
+        }
+        match std::fs::read_link(&at) {
+            Ok(target) if target.is_absolute() => at = target,
+            Ok(target) => {
+                at = at
+                    .parent()
+                    .map_or_else(|| target.clone(), |dir| dir.join(&target))
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Refuses to write through the symlink at `path` where the kernel's
+/// `protected_symlinks` would refuse to follow it: in a world-writable
+/// sticky directory (`/tmp`), a link owned by neither this user nor the
+/// directory's owner. Writing resolves the link and renames over its
+/// target, which the kernel's check never sees, so another user's link in
+/// `/tmp` would otherwise choose what a restore (run as root) replaces.
+fn refuse_foreign_link_in_shared_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let (Ok(link), Ok(dir_meta)) = (std::fs::symlink_metadata(path), std::fs::metadata(dir)) else {
+        return Ok(());
+    };
+    let shared = dir_meta.mode() & 0o1002 == 0o1002;
+    let me = rustix::process::geteuid().as_raw();
+    if shared && link.uid() != me && link.uid() != dir_meta.uid() {
+        anyhow::bail!(
+            "cannot write {}: it is a symlink another user (uid {}) owns in a shared sticky \
+             directory, which is not followed; remove it or give the path it points to",
+            shown(path),
+            link.uid()
+        );
+    }
+    Ok(())
 }
 
 /// Writes a file a tree restore gives back at `at` (shown as `shown`),

@@ -3529,3 +3529,81 @@ fn a_redis_server_that_evicts_keys_gets_no_new_store_and_an_existing_one_warns()
         "{err}"
     );
 }
+
+#[test]
+fn output_to_an_open_descriptor_appends_to_it_and_never_replaces_its_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 5_000, 71);
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    put_as(&store, &f, "f");
+    let content = std::fs::read(&f).expect("read");
+    // `seccs get f -o /dev/stdout >> log`: the log keeps what it held and
+    // its own bits.
+    let log = tmp.path().join("log.txt");
+    std::fs::write(&log, b"keep\n").expect("write");
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let appended = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open");
+    let out = seccs(&store)
+        .args(["get", "f", "-o", "/dev/stdout"])
+        .stdout(appended)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut expected = b"keep\n".to_vec();
+    expected.extend_from_slice(&content);
+    assert_eq!(std::fs::read(&log).expect("read"), expected);
+    let mode = std::fs::metadata(&log).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o7777, 0o600);
+    // A pipe, as `-o /dev/stdout | cmd` and `-o >(cmd)` give.
+    for path in ["/dev/stdout", "/dev/fd/1"] {
+        let out = run(seccs(&store).args(["get", "f", "-o", path]));
+        assert!(
+            out.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, content, "{path}");
+    }
+}
+
+#[test]
+fn output_through_another_users_link_in_a_shared_sticky_directory_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 5_000, 72);
+    put_as(&store, &f, "f");
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, b"keep").expect("write");
+    let link = shared.join("out");
+    std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+    // One's own link is written through, as cp does.
+    ok(seccs(&store).args(["get", "f", "-o"]).arg(&link));
+    assert_eq!(
+        std::fs::read(&victim).expect("read"),
+        std::fs::read(&f).expect("read")
+    );
+    // Another user's is not (only root can make one here).
+    if rustix::process::geteuid().is_root() {
+        std::fs::write(&victim, b"keep").expect("write");
+        std::os::unix::fs::lchown(&link, Some(4321), Some(4321)).expect("chown");
+        let err = fails(seccs(&store).args(["get", "f", "-o"]).arg(&link));
+        assert!(
+            err.contains("symlink another user (uid 4321) owns in a shared sticky directory"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&victim).expect("read"), b"keep");
+    }
+}
