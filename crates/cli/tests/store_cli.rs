@@ -3607,3 +3607,63 @@ fn output_through_another_users_link_in_a_shared_sticky_directory_is_refused() {
         assert_eq!(std::fs::read(&victim).expect("read"), b"keep");
     }
 }
+
+#[test]
+fn a_store_whose_empty_journal_file_was_lost_reads_and_counts_as_before() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 20_000, 73);
+    put_as(&store, &f, "a");
+    let journals: Vec<PathBuf> = std::fs::read_dir(store.join("db"))
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jnl"))
+        .collect();
+    assert!(!journals.is_empty());
+    for j in &journals {
+        assert_eq!(
+            std::fs::metadata(j).expect("stat").len(),
+            0,
+            "empty when closed"
+        );
+        std::fs::remove_file(j).expect("rm");
+    }
+    // The first command after the loss sees the store whole.
+    assert_eq!(listed(&store, &[]), ["a"]);
+    put_as(&store, &f, "b");
+    ok(seccs(&store).args(["rm", "b"]));
+    let out = tmp.path().join("a.out");
+    ok(seccs(&store).args(["get", "a", "-o"]).arg(&out));
+    assert_eq!(
+        std::fs::read(&out).expect("read"),
+        std::fs::read(&f).expect("read")
+    );
+    ok(seccs(&store).arg("verify"));
+}
+
+#[test]
+fn a_directory_where_the_database_keeps_a_file_is_damage_not_a_panic() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 5_000, 74);
+    put_as(&store, &f, "a");
+    let db = store.join("db");
+    let keyspace = std::fs::read_dir(db.join("keyspaces"))
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.join("tables").is_dir())
+        .expect("a keyspace");
+    for stray in [db.join("5.jnl"), keyspace.join("tables").join("x")] {
+        std::fs::create_dir(&stray).expect("mkdir");
+        let out = run(seccs(&store).arg("ls"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            err.contains("is damaged") && err.contains("is a directory where it keeps a file"),
+            "{err}"
+        );
+        std::fs::remove_dir(&stray).expect("rmdir");
+    }
+    assert_eq!(listed(&store, &[]), ["a"]);
+}

@@ -151,6 +151,8 @@ const WRITE_BUFFER_BYTES: u64 = 16 << 20;
 /// that a tree of small files makes few, large tables; small enough to keep
 /// a put of any size well under 128 MiB resident.
 const GROUP_BYTES: usize = 8 << 20;
+/// The name fjall 3.1 gives a database's first journal file.
+const FIRST_JOURNAL: &str = "0.jnl";
 /// The file whose presence says every table was merged since the last
 /// build that journaled batches wrote (see `settle_mixed_writes`).
 const INGEST_ONLY_MARKER: &str = "seccs-ingest-only";
@@ -290,6 +292,10 @@ impl EmbeddedBackend {
     }
 
     fn open_database(dir: &Path, existing: bool) -> Result<Self, BackendError> {
+        if existing {
+            check_layout(dir)?;
+            restore_lost_journal(dir)?;
+        }
         // fjall 3.1 marks the write-buffer limit deprecated pending a
         // runtime setting; it bounds memtables of journaled batches.
         #[allow(deprecated)]
@@ -920,6 +926,79 @@ fn corrupt(detail: impl std::fmt::Display) -> BackendError {
         backend: NAME.to_owned(),
         detail: detail.to_string(),
     }
+}
+
+/// Refuses a database with a directory where fjall keeps a file: fjall
+/// asserts on what it finds there, so it would panic (and abort while
+/// unwinding) instead of saying the store is damaged. Only the directories
+/// fjall makes are allowed: `keyspaces/`, and in each keyspace `tables/`
+/// and `blobs/`.
+fn check_layout(dir: &Path) -> Result<(), BackendError> {
+    fn stray_dir(dir: &Path, allowed: &[&str]) -> Option<PathBuf> {
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| {
+                e.file_type().is_ok_and(|t| t.is_dir())
+                    && !allowed.iter().any(|a| e.file_name() == **a)
+            })
+            .map(|e| e.path())
+    }
+    let mut found = stray_dir(dir, &["keyspaces"]);
+    if let Ok(keyspaces) = std::fs::read_dir(dir.join("keyspaces")) {
+        for keyspace in keyspaces.filter_map(Result::ok) {
+            if found.is_some() {
+                break;
+            }
+            let path = keyspace.path();
+            if !path.is_dir() {
+                continue;
+            }
+            found = stray_dir(&path, &["tables", "blobs"])
+                .or_else(|| stray_dir(&path.join("tables"), &[]))
+                .or_else(|| stray_dir(&path.join("blobs"), &[]));
+        }
+    }
+    match found {
+        Some(path) => Err(corrupt(format_args!(
+            "the database {} is damaged: {} is a directory where it keeps a file",
+            dir.display(),
+            path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Puts an empty journal back in a database that lost every journal file
+/// (a copy or sync tool that skips empty files drops it, as it is empty
+/// whenever the store is closed). fjall reads a database without a journal
+/// as one that was never written: its sequence numbers restart at zero, so
+/// the tables' entries stay hidden until the next open and a write made
+/// meanwhile is shadowed by them, which corrupts counts. Every batch of an
+/// ingest-only database is in its tables, so an empty journal loses
+/// nothing; a database an earlier build journaled batches in is refused.
+fn restore_lost_journal(dir: &Path) -> Result<(), BackendError> {
+    let io = |e: std::io::Error| BackendError::other(NAME, format_args!("{}: {e}", dir.display()));
+    if !dir.join("version").exists() {
+        return Ok(());
+    }
+    let has_journal = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().ends_with(".jnl"));
+    if has_journal {
+        return Ok(());
+    }
+    if !dir.join(INGEST_ONLY_MARKER).exists() {
+        return Err(corrupt(format_args!(
+            "the database {} lost its journal, which may have held writes; not opening it",
+            dir.display()
+        )));
+    }
+    File::create(dir.join(FIRST_JOURNAL))
+        .and_then(|f| f.sync_all())
+        .and_then(|()| File::open(dir)?.sync_all())
+        .map_err(io)
 }
 
 /// Maps an error of opening the database in `dir`, naming the directory.
