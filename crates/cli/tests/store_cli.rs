@@ -3667,3 +3667,38 @@ fn a_directory_where_the_database_keeps_a_file_is_damage_not_a_panic() {
     }
     assert_eq!(listed(&store, &[]), ["a"]);
 }
+
+#[test]
+fn damage_only_lookups_meet_is_found_by_verify() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "r", 2_000_000, 75);
+    put_as(&store, &f, "r");
+    // Near a table's end lie its filter and index blocks, which a walk of
+    // the entries does not read and every lookup does.
+    let table = walk(&store.join("db"))
+        .into_iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("tables")))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a table");
+    let mut bytes = std::fs::read(&table).expect("read");
+    let at = bytes.len() - 1600;
+    bytes[at] ^= 1;
+    std::fs::write(&table, bytes).expect("write");
+    let get = run(seccs(&store)
+        .args(["get", "r", "-o"])
+        .arg(tmp.path().join("out")));
+    let verify = run(seccs(&store).arg("verify"));
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(!get.status.success(), "the damage fails reads");
+    assert!(
+        !verify.status.success(),
+        "verify finds what fails reads: {said}"
+    );
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("unreadable: ") && l.contains("a lookup of entry")),
+        "{said}"
+    );
+    assert!(said.contains("broken name: r"), "{said}");
+}

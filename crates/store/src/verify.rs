@@ -178,6 +178,8 @@ struct Scan {
     nodes: HashMap<Vec<u8>, Scanned>,
     /// Every readable catalog record.
     records: Vec<catalog::Record>,
+    /// The keys of the readable records, for [`Store::check_lookups`].
+    record_keys: Vec<Vec<u8>>,
     /// The keys (hex) of records that do not authenticate or parse.
     bad_records: Vec<String>,
     /// Entries the backend holds but cannot decode: key and why.
@@ -188,6 +190,7 @@ impl Store {
     fn scan(&self) -> Result<Scan> {
         let mut nodes = HashMap::new();
         let mut records = Vec::new();
+        let mut record_keys = Vec::new();
         let mut bad_records = Vec::new();
         let mut damaged = Vec::new();
         let digest_len = self.wrapper().digest_len();
@@ -199,7 +202,10 @@ impl Store {
             &mut |key, entry| {
                 if catalog::is_catalog_key(key) {
                     match self.catalog().open(key, &entry.value) {
-                        Ok(r) => records.push(r),
+                        Ok(r) => {
+                            records.push(r);
+                            record_keys.push(key.to_vec());
+                        }
                         Err(_) => bad_records.push(seccs_core::hexenc::encode(key)),
                     }
                     return Ok(());
@@ -237,12 +243,40 @@ impl Store {
             },
             &mut on_damage,
         )?;
-        Ok(Scan {
+        let mut scan = Scan {
             nodes,
             records,
+            record_keys,
             bad_records,
             damaged,
-        })
+        };
+        self.check_lookups(&mut scan)?;
+        Ok(scan)
+    }
+
+    /// Looks up every entry the walk found as a read would (see
+    /// [`Backend::check_lookups`](crate::backend::Backend::check_lookups)):
+    /// a node a lookup cannot read is damaged, as a read of it would fail.
+    fn check_lookups(&self, scan: &mut Scan) -> Result<()> {
+        const GROUP: usize = 4096;
+        let keys: Vec<Vec<u8>> = scan
+            .nodes
+            .keys()
+            .chain(&scan.record_keys)
+            .cloned()
+            .collect();
+        let mut failed = Vec::new();
+        for group in keys.chunks(GROUP) {
+            let group: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
+            self.backend().check_lookups(&group, &mut |key, e| {
+                failed.push((key.to_vec(), e.to_string()));
+            })?;
+        }
+        for (key, detail) in failed {
+            scan.nodes.remove(&key);
+            scan.damaged.push((key, detail));
+        }
+        Ok(())
     }
 
     /// Walks every entry, authenticates every node and record, recomputes
@@ -260,6 +294,7 @@ impl Store {
             records,
             bad_records,
             damaged,
+            ..
         } = scan;
         let mut bad_records = bad_records.clone();
         let mut report = VerifyReport {

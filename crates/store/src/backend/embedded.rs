@@ -745,6 +745,39 @@ impl Backend for EmbeddedBackend {
         }
     }
 
+    fn check_lookups(
+        &self,
+        keys: &[&[u8]],
+        failed: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        // The walk reads data blocks in order; a lookup goes through the
+        // filter and index blocks, whose checksums only a lookup checks.
+        self.flush_pending()?;
+        for key in keys {
+            let value = self.entries.contains_key(tagged(VALUE_TAG, key));
+            let count = self.entries.get(tagged(COUNT_TAG, key));
+            match (value, count) {
+                (Ok(true), Ok(Some(_))) => {}
+                (Err(e), _) | (_, Err(e)) => failed(
+                    key,
+                    corrupt(format_args!(
+                        "a lookup of entry {} fails: {}",
+                        seccs_core::hexenc::encode(key),
+                        map_error(e)
+                    )),
+                ),
+                _ => failed(
+                    key,
+                    corrupt(format_args!(
+                        "entry {} is listed, but a lookup does not find it",
+                        seccs_core::hexenc::encode(key)
+                    )),
+                ),
+            }
+        }
+        Ok(())
+    }
+
     fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
         let overlay = self.read_overlay();
         let snapshot = self.db.snapshot();

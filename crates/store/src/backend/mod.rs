@@ -412,6 +412,21 @@ pub trait Backend: Send + Sync {
     /// way. Writers of many small batches turn it off, then flush once.
     fn set_sync_each_batch(&self, _sync: bool) {}
 
+    /// Looks `keys` up as reads do and calls `failed` for each one that a
+    /// lookup cannot read or does not find, for `verify`: in a backend
+    /// whose walks and lookups read different structures (an LSM tree's
+    /// filters and indexes), damage a walk never meets still fails every
+    /// read. The default checks nothing, for backends where a walk reads
+    /// what a lookup reads.
+    fn check_lookups(
+        &self,
+        keys: &[&[u8]],
+        failed: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        let _ = (keys, failed);
+        Ok(())
+    }
+
     /// What the backend found, when it was opened, that puts a store's
     /// entries at risk (a Redis server that evicts keys when it is full),
     /// one sentence each, for the caller to show. None (the default) where
@@ -549,6 +564,13 @@ macro_rules! forward_backend {
             }
             fn release(&self) {
                 (**self).release()
+            }
+            fn check_lookups(
+                &self,
+                keys: &[&[u8]],
+                failed: &mut dyn FnMut(&[u8], BackendError),
+            ) -> Result<(), BackendError> {
+                (**self).check_lookups(keys, failed)
             }
             fn risks(&self) -> Vec<String> {
                 (**self).risks()
