@@ -146,8 +146,9 @@ pub struct PutArgs {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// A content reference (hex, as `seccs put` printed it), a NAME (its
-    /// newest version), NAME@N (version N; NAME/@N, as `ls --all` shows a
-    /// directory's, too), or PREFIX/ (every name under PREFIX/, or the
+    /// newest version), NAME@N (version N; a directory's version, shown as
+    /// NAME/@N, has no content: restore it with PREFIX/ and --at), or
+    /// PREFIX/ (every name under PREFIX/, or the
     /// empty directory PREFIX, restored as a tree into the -o directory). A
     /// symlink comes back as a symlink at -o FILE, as its target's bytes on
     /// standard output. A name is typed as listings show it, in the
@@ -872,7 +873,10 @@ fn remove_listed(store: &seccs_store::Store, prefix: &str, only_gone: bool) -> R
         if let Some(e) = listing.damage() {
             return Err(e.into());
         }
-        if only_gone {
+        // Nothing gone under names that are there is a clean state, not
+        // an error; a prefix that names nothing is a mistake.
+        let any_there = listing.records.iter().any(|r| under(&r.name));
+        if only_gone && (any_there || prefix.is_empty()) {
             errln!("seccs: no {what} {place}");
             return Ok(());
         }
@@ -893,6 +897,9 @@ fn keep_newest(store: &seccs_store::Store, reference: &str, keep: u32) -> Result
         let listing = store.list_readable(reference)?;
         if let Some(e) = listing.damage() {
             return Err(e.into());
+        }
+        if listing.records.is_empty() && !reference.is_empty() {
+            bail!("no names start with {reference:?}");
         }
         listing.records.into_iter().map(|r| r.name).collect()
     } else {

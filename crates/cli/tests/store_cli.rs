@@ -1017,6 +1017,19 @@ fn rm_of_a_prefix_or_of_the_gone_names_removes_every_version_to_zero() {
     );
     ok(seccs(&store).arg("verify"));
     assert!(rm(&["--gone"]).contains("no gone names in the store"));
+    assert!(rm(&["--gone", "tree/"]).contains("no gone names under"));
+    // A prefix that names nothing is a mistake, whatever the option.
+    for args in [
+        &["--gone", "nosuch/"][..],
+        &["--keep", "1", "nosuch/"],
+        &["nosuch/"],
+    ] {
+        let err = fails(seccs(&store).arg("rm").args(args));
+        assert!(
+            err.contains("no names start with \"nosuch/\""),
+            "{args:?}: {err}"
+        );
+    }
     // A tree's removal takes the directory it names too.
     let said = rm(&["tree/sub/"]);
     assert!(
@@ -1771,6 +1784,8 @@ fn a_tree_comes_back_as_it_was_at_an_earlier_time() {
     );
     let err = fails(seccs(&store).args(["diff", "--from", &t2, "--to", &t1]));
     assert!(err.contains("is before --from"), "{err}");
+    let err = fails(seccs(&store).args(["diff", "--from", "99999999999"]));
+    assert!(err.contains("is in the future"), "{err}");
     assert_eq!(bits_and_time(&tmp.path().join("at-t2/tree/a")), a_at_t2);
     assert_eq!(
         bits_and_time(&tmp.path().join("now/tree/a")),
