@@ -54,7 +54,10 @@ fn rate(count: u64, elapsed: Duration) -> f64 {
 }
 
 /// Runs every measurement in a scratch directory.
+/// Blocking: on a thread inside a tokio runtime it fails with
+/// [`KmsError::InsideAsyncRuntime`].
 pub fn run(params: KmsBenchParams) -> Result<KmsBenchReport, KmsError> {
+    crate::client::ensure_not_in_runtime("the KMS benchmark")?;
     let scratch = std::env::temp_dir().join(format!("seccs-kms-bench-{}", std::process::id()));
     crate::atomic::create_private_dir(&scratch)?;
     let r = run_in(&scratch, params);

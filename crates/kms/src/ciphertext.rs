@@ -25,6 +25,8 @@ use seccs_core::{
     kdf::{self, Label},
 };
 
+use zeroize::Zeroizing;
+
 use crate::KmsError;
 
 /// Magic bytes of a message ciphertext.
@@ -214,15 +216,17 @@ impl MessageCipher {
     }
 
     /// Opens a ciphertext sealed by [`seal`](Self::seal) with the same key
-    /// and context. The caller checks the header's key version first.
-    pub fn open(&self, ciphertext: &[u8], context: &[u8]) -> Result<Vec<u8>, KmsError> {
+    /// and context. The caller checks the header's key version first. The
+    /// plaintext is zeroized when dropped, and so is the buffer of a
+    /// ciphertext that fails (AES-GCM decrypts before it checks the tag).
+    pub fn open(&self, ciphertext: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         let (header, body) = CiphertextHeader::parse(ciphertext)?;
         if header.key_version != self.key_version {
             return Err(KmsError::Tampered);
         }
         let ad = associated_data(&header.to_bytes(), context);
         let (ct, tag) = body.split_at(body.len() - TAG_LEN);
-        let mut out = ct.to_vec();
+        let mut out = Zeroizing::new(ct.to_vec());
         let tag = aes_gcm::Tag::try_from(tag).map_err(|_| KmsError::Tampered)?;
         self.aead
             .decrypt_inout_detached(
@@ -249,7 +253,8 @@ mod tests {
         let c = cipher();
         let ct = c.seal(b"hello", b"ctx")?;
         assert_eq!(ct.len(), HEADER_LEN + 5 + TAG_LEN);
-        assert_eq!(c.open(&ct, b"ctx")?, b"hello");
+        let plain: Zeroizing<Vec<u8>> = c.open(&ct, b"ctx")?;
+        assert_eq!(&plain[..], b"hello");
         assert_eq!(CiphertextHeader::parse(&ct)?.0.key_version, 3);
         Ok(())
     }

@@ -38,6 +38,21 @@ pub enum KmsError {
         /// The refused operation.
         op: Operation,
     },
+    /// A [`crate::lifecycle::Permit`] was used for another operation, or
+    /// on another key, than the one it was issued for (whatever the key's
+    /// state allows).
+    #[error("the permit is for {permit} {whose}, not for {op}: ask this key for a permit for {op}")]
+    WrongPermit {
+        /// The operation the permit was issued for.
+        permit: Operation,
+        /// The operation tried.
+        op: Operation,
+        /// `"of this key"` or `"of another key"`.
+        whose: &'static str,
+    },
+    /// A named key can only be created pre-activation or active.
+    #[error("a named key is created in state pre-activation or active, not {0}")]
+    InvalidInitialState(KeyState),
     /// The lifecycle does not allow moving between these states.
     #[error("key state {from} cannot change to {to}")]
     InvalidTransition {
@@ -210,6 +225,16 @@ pub enum KmsError {
         "the ciphertext names a key version the key does not allow: below its minimum decryption version, destroyed, or never made (a damaged ciphertext); rewrap ciphertexts before raising the minimum"
     )]
     VersionBelowMinimum,
+    /// A blocking call of the key service ([`crate::client::BlockingClient`],
+    /// [`crate::client::LocalFacility`], [`crate::client::fetch_store_key`],
+    /// [`crate::server::serve_blocking`]) was made on a thread inside a
+    /// tokio runtime, where blocking would panic or stall the runtime.
+    #[error(
+        "{0} blocks, and was called on a thread inside a tokio runtime: from async code use \
+         the async KmsClient, or call it on a thread of its own (std::thread::spawn); tokio's \
+         spawn_blocking threads count as inside the runtime"
+    )]
+    InsideAsyncRuntime(&'static str),
     /// The server refused a batch item for a reason it names by `code`.
     #[error("the server refused the item: {message}")]
     ItemRefused {

@@ -24,7 +24,8 @@
 //! let dek = facility.dek(&kek)?;             // whoever shows the KEK gets the DEK
 //! let cipher = MessageCipher::new(&dek, 0);
 //! let sealed = cipher.seal(b"card number", b"customer 42")?;
-//! assert_eq!(cipher.open(&sealed, b"customer 42")?, b"card number");
+//! let opened = cipher.open(&sealed, b"customer 42")?; // zeroized on drop
+//! assert_eq!(&opened[..], b"card number");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

@@ -230,16 +230,44 @@ pub fn check_name(name: &str) -> Result<(), KmsError> {
     }
 }
 
+/// The invariants of a named key's metadata (see [`NamedKey::from_parts`]).
+fn check_metadata(info: &KeyInfo) -> Result<(), KmsError> {
+    let numbered = !info.versions.is_empty()
+        && info
+            .versions
+            .iter()
+            .zip(1u32..)
+            .all(|(v, expected)| v.version == expected);
+    if !numbered {
+        return Err(KmsError::Malformed(
+            "named key metadata: versions must be numbered 1, 2, ... in order",
+        ));
+    }
+    if info.versions.last().map(|v| v.version) != Some(info.latest_version) {
+        return Err(KmsError::Malformed(
+            "named key metadata: the latest version is not the last version",
+        ));
+    }
+    if info.min_decrypt_version == 0 || info.min_decrypt_version > info.latest_version {
+        return Err(KmsError::Malformed(
+            "named key metadata: the minimum decryption version is not between 1 and the latest",
+        ));
+    }
+    if info.state == KeyState::Destroyed && info.versions.iter().any(|v| !v.destroyed) {
+        return Err(KmsError::Malformed(
+            "named key metadata: a destroyed key has a live version",
+        ));
+    }
+    Ok(())
+}
+
 impl NamedKey {
     /// A new key with version 1, in `initial` state (pre-activation or
     /// active).
     pub fn create(name: &str, initial: KeyState, now: u64) -> Result<Self, KmsError> {
         check_name(name)?;
         if !matches!(initial, KeyState::PreActivation | KeyState::Active) {
-            return Err(KmsError::InvalidTransition {
-                from: KeyState::PreActivation,
-                to: initial,
-            });
+            return Err(KmsError::InvalidInitialState(initial));
         }
         let mut transitions = vec![Transition {
             state: KeyState::PreActivation,
@@ -272,7 +300,16 @@ impl NamedKey {
 
     /// Rebuilds a key from stored metadata and the materials of its live
     /// versions, in version order.
+    ///
+    /// The metadata must be what [`create`](Self::create),
+    /// [`rotate`](Self::rotate) and [`transition`](Self::transition) make,
+    /// else it is [`KmsError::Malformed`]: versions numbered `1, 2, …`
+    /// in order, `latest_version` the last of them, `min_decrypt_version`
+    /// in `1 ..= latest_version`, and a destroyed key's versions all
+    /// destroyed. A count of materials other than the live versions' is
+    /// [`KmsError::Tampered`].
     pub fn from_parts(info: KeyInfo, materials: Vec<SecretKey>) -> Result<Self, KmsError> {
+        check_metadata(&info)?;
         let live: Vec<u32> = info
             .versions
             .iter()
@@ -349,7 +386,18 @@ impl NamedKey {
             .latest_version
             .checked_add(1)
             .ok_or(KmsError::Malformed("too many versions"))?;
-        self.material.insert(v, SecretKey::generate()?);
+        // Never replace a version's material (ciphertexts name it).
+        let std::collections::btree_map::Entry::Vacant(slot) = self.material.entry(v) else {
+            return Err(KmsError::Malformed(
+                "named key: the next version exists already",
+            ));
+        };
+        if self.info.versions.iter().any(|x| x.version == v) {
+            return Err(KmsError::Malformed(
+                "named key: the next version exists already",
+            ));
+        }
+        slot.insert(SecretKey::generate()?);
         self.info.latest_version = v;
         self.info.versions.push(VersionInfo {
             version: v,
@@ -387,12 +435,18 @@ impl NamedKey {
     }
 
     fn check(&self, permit: &Permit<'_>, op: Operation) -> Result<(), KmsError> {
-        if std::ptr::eq(permit.key, self) && permit.op == op {
+        let same_key = std::ptr::eq(permit.key, self);
+        if same_key && permit.op == op {
             Ok(())
         } else {
-            Err(KmsError::StateForbids {
-                state: self.info.state,
+            Err(KmsError::WrongPermit {
+                permit: permit.op,
                 op,
+                whose: if same_key {
+                    "of this key"
+                } else {
+                    "of another key"
+                },
             })
         }
     }
@@ -418,9 +472,7 @@ impl NamedKey {
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         self.check(permit, Operation::Decrypt)?;
         let (header, _) = CiphertextHeader::parse(ciphertext)?;
-        Ok(Zeroizing::new(
-            self.cipher(header.key_version)?.open(ciphertext, context)?,
-        ))
+        self.cipher(header.key_version)?.open(ciphertext, context)
     }
 
     /// Re-seals a ciphertext under the newest version; the plaintext never
@@ -433,7 +485,7 @@ impl NamedKey {
     ) -> Result<Vec<u8>, KmsError> {
         self.check(permit, Operation::Rewrap)?;
         let (header, _) = CiphertextHeader::parse(ciphertext)?;
-        let plain = Zeroizing::new(self.cipher(header.key_version)?.open(ciphertext, context)?);
+        let plain = self.cipher(header.key_version)?.open(ciphertext, context)?;
         self.cipher(self.info.latest_version)?.seal(&plain, context)
     }
 
@@ -595,6 +647,165 @@ mod tests {
         let p = k.permit(Operation::Decrypt)?;
         assert!(k.encrypt(&p, b"x", b"").is_err());
         Ok(())
+    }
+
+    #[test]
+    fn from_parts_refuses_inconsistent_metadata() -> Result<(), KmsError> {
+        let mut k = NamedKey::create("k", KeyState::Active, 0)?;
+        k.rotate(1)?;
+        let good = k.info().clone();
+        let materials = || -> Vec<SecretKey> { k.parts().1.into_iter().cloned().collect() };
+        assert!(NamedKey::from_parts(good.clone(), materials()).is_ok());
+        let broken: Vec<(&str, KeyInfo)> = vec![
+            (
+                "latest 0",
+                KeyInfo {
+                    latest_version: 0,
+                    ..good.clone()
+                },
+            ),
+            (
+                "latest 1 of 2",
+                KeyInfo {
+                    latest_version: 1,
+                    ..good.clone()
+                },
+            ),
+            (
+                "latest 3 of 2",
+                KeyInfo {
+                    latest_version: 3,
+                    ..good.clone()
+                },
+            ),
+            (
+                "min 0",
+                KeyInfo {
+                    min_decrypt_version: 0,
+                    ..good.clone()
+                },
+            ),
+            (
+                "min above latest",
+                KeyInfo {
+                    min_decrypt_version: 3,
+                    ..good.clone()
+                },
+            ),
+            (
+                "no versions",
+                KeyInfo {
+                    versions: vec![],
+                    ..good.clone()
+                },
+            ),
+            ("duplicate version", {
+                let mut i = good.clone();
+                i.versions[1].version = 1;
+                i
+            }),
+            ("out of order", {
+                let mut i = good.clone();
+                i.versions.swap(0, 1);
+                i
+            }),
+            ("gap", {
+                let mut i = good.clone();
+                i.versions[1].version = 3;
+                i.latest_version = 3;
+                i
+            }),
+            ("not from 1", {
+                let mut i = good.clone();
+                i.versions[0].version = 0;
+                i
+            }),
+            (
+                "destroyed but live",
+                KeyInfo {
+                    state: KeyState::Destroyed,
+                    ..good.clone()
+                },
+            ),
+        ];
+        for (what, info) in broken {
+            let r = NamedKey::from_parts(info, materials());
+            assert!(matches!(r, Err(KmsError::Malformed(_))), "{what}: {r:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn rotate_never_replaces_an_existing_version() -> Result<(), KmsError> {
+        let k = NamedKey::create("k", KeyState::Active, 0)?;
+        let ct = k.encrypt(&k.permit(Operation::Encrypt)?, b"one", b"")?;
+        // A key whose metadata lags its material (what from_parts refuses).
+        let mut lagging = k.duplicate();
+        lagging.info.latest_version = 0;
+        lagging.info.versions.clear();
+        assert!(matches!(lagging.rotate(1), Err(KmsError::Malformed(_))));
+        lagging.info.latest_version = 1;
+        let back = lagging.decrypt(&lagging.permit(Operation::Decrypt)?, &ct, b"")?;
+        assert_eq!(&back[..], b"one");
+        // Material present but metadata lacking, and the reverse.
+        let mut meta_only = k.duplicate();
+        meta_only.material.clear();
+        meta_only.info.versions.push(VersionInfo {
+            version: 2,
+            created: 0,
+            destroyed: false,
+        });
+        assert!(matches!(meta_only.rotate(1), Err(KmsError::Malformed(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn a_permit_for_another_operation_says_so() -> Result<(), KmsError> {
+        let k = NamedKey::create("k", KeyState::Active, 0)?;
+        let ct = k.encrypt(&k.permit(Operation::Encrypt)?, b"x", b"")?;
+        let shown = k
+            .decrypt(&k.permit(Operation::Encrypt)?, &ct, b"")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            shown,
+            "the permit is for encrypt of this key, not for decrypt: ask this key for a \
+             permit for decrypt"
+        );
+        assert!(!shown.contains("does not allow"), "{shown}");
+        let other = NamedKey::create("other", KeyState::Active, 0)?;
+        let r = k.decrypt(&other.permit(Operation::Decrypt)?, &ct, b"");
+        assert!(
+            matches!(
+                r,
+                Err(KmsError::WrongPermit {
+                    whose: "of another key",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn create_names_the_states_it_takes() {
+        for state in [
+            KeyState::Suspended,
+            KeyState::Deactivated,
+            KeyState::Compromised,
+            KeyState::Destroyed,
+        ] {
+            let shown = NamedKey::create("x", state, 0)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert_eq!(
+                shown,
+                format!("a named key is created in state pre-activation or active, not {state}")
+            );
+        }
     }
 
     #[test]

@@ -288,7 +288,8 @@ fn dek_cache_hits_then_expires_by_the_injected_clock() -> TestResult {
     let ct = local.encrypt(&kek, b"hello", b"ctx")?;
     stop(&rt, server)?;
     // The server is gone: only the cache can answer.
-    assert_eq!(local.decrypt(&kek, &ct, b"ctx")?, b"hello");
+    let plain: zeroize::Zeroizing<Vec<u8>> = local.decrypt(&kek, &ct, b"ctx")?;
+    assert_eq!(&plain[..], b"hello");
     clock.advance(Duration::from_secs(599));
     assert!(local.dek(&kek).is_ok());
     clock.advance(Duration::from_secs(1));
@@ -1501,5 +1502,76 @@ fn batch_errors_state_the_limit_and_failed_batches_are_audited_as_failed() -> Te
     assert_eq!(decrypts.len(), 2, "{log}");
     assert!(decrypts[0].contains(r#""result":"failed""#), "{log}");
     assert!(decrypts[1].contains(r#""result":"partial""#), "{log}");
+    Ok(())
+}
+
+/// The blocking API called on a thread inside a tokio runtime answers
+/// `InsideAsyncRuntime` (it used to panic "Cannot start a runtime from
+/// within a runtime"), cached key or not; dropping it there does not panic;
+/// the same facility keeps working on a plain thread.
+#[test]
+fn blocking_calls_inside_a_runtime_are_refused_not_a_panic() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    let local = LocalFacility::new(&cfg)?;
+    let kek = local.generate()?;
+    let ct = local.encrypt(&kek, b"hello", b"ctx")?;
+    let blocking = seccs_kms::client::BlockingClient::new(&cfg)?;
+
+    let refused = |r: Result<(), KmsError>| matches!(r, Err(KmsError::InsideAsyncRuntime(_)));
+    // Inside an async task of a multi-threaded runtime, and in the root
+    // future of a current-thread one (as #[tokio::test] runs).
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for inside in [&rt, &current] {
+        let results = inside.block_on(async {
+            vec![
+                refused(local.generate().map(drop)),
+                refused(local.dek(&kek).map(drop)),
+                refused(local.decrypt(&kek, &ct, b"ctx").map(drop)),
+                refused(local.encrypt(&kek, b"x", b"ctx").map(drop)),
+                refused(blocking.run(|c| c.status_text()).map(drop)),
+                refused(fetch_store_key(&cfg, &kek).map(drop)),
+                refused(seccs_kms::server::serve_blocking(
+                    config(&dir.path().join("other")),
+                    |_| {},
+                )),
+            ]
+        });
+        assert!(results.iter().all(|r| *r), "{results:?}");
+    }
+    let shown = current
+        .block_on(async { local.generate() })
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(shown.contains("inside a tokio runtime"), "{shown}");
+    assert!(shown.contains("std::thread::spawn"), "{shown}");
+    // Made and dropped inside a runtime: no panic.
+    current.block_on(async {
+        let made_inside = LocalFacility::new(&cfg)?;
+        drop(made_inside);
+        drop(blocking);
+        Ok::<_, KmsError>(())
+    })?;
+    // From async code, a thread of its own works.
+    let local = Arc::new(local);
+    let on_thread = Arc::clone(&local);
+    let plain = current.block_on(async move {
+        std::thread::spawn(move || on_thread.decrypt(&kek, &ct, b"ctx"))
+            .join()
+            .map_err(|_| "thread panicked")
+    })??;
+    assert_eq!(&plain[..], b"hello");
+    // tokio gives spawn_blocking threads the runtime's context and no way
+    // to tell them from its workers: refused too, as documented.
+    let in_pool = Arc::clone(&local);
+    let pooled =
+        rt.block_on(async move { tokio::task::spawn_blocking(move || in_pool.generate()).await })?;
+    assert!(matches!(pooled, Err(KmsError::InsideAsyncRuntime(_))));
+    stop(&rt, server)?;
     Ok(())
 }

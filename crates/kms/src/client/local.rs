@@ -16,9 +16,11 @@ use std::sync::Arc;
 use seccs_core::SecretKey;
 use seccs_core::kdf::{self, Label};
 use seccs_core::stream::{self, StreamParams};
+use zeroize::Zeroizing;
 
 use super::{
-    BlockingClient, CachedKey, ClientConfig, Clock, DekCache, SystemClock, cache_id, url_digest,
+    BlockingClient, CachedKey, ClientConfig, Clock, DekCache, SystemClock, cache_id,
+    ensure_not_in_runtime, url_digest,
 };
 use crate::KmsError;
 
@@ -26,6 +28,16 @@ use crate::KmsError;
 const FILE_LABEL: Label = Label::Custom("seccs/v1/kms/file");
 
 /// A caching client that encrypts locally with DEKs from a key server.
+///
+/// Its methods block (they ask the server through a [`BlockingClient`]):
+/// call them on a thread outside any tokio runtime. On a thread inside one
+/// (an async task, a `#[tokio::main]` or `#[tokio::test]` body, and also a
+/// `spawn_blocking` closure, to which tokio gives the runtime's context)
+/// every method but [`cache`](Self::cache) fails with
+/// [`KmsError::InsideAsyncRuntime`], whether the key is cached or not,
+/// instead of panicking. From async code, run them on a thread of its own
+/// (`std::thread::spawn`), or use the async [`super::KmsClient`]. Making
+/// and dropping one inside a runtime is safe.
 #[derive(Debug)]
 pub struct LocalFacility {
     client: BlockingClient,
@@ -55,12 +67,14 @@ impl LocalFacility {
 
     /// Asks the server for a new KEK.
     pub fn generate(&self) -> Result<SecretKey, KmsError> {
+        ensure_not_in_runtime("LocalFacility")?;
         self.client.run(|c| c.new_kek())
     }
 
     /// The cached key of `kek`, fetched from the server on a miss. Errors
     /// (a 404 included) are returned and never cached.
     pub fn key(&self, kek: &SecretKey) -> Result<Arc<CachedKey>, KmsError> {
+        ensure_not_in_runtime("LocalFacility")?;
         let id = cache_id(&self.url_digest, kek);
         if let Some(k) = self.cache.get(&id) {
             return Ok(k);
@@ -87,13 +101,14 @@ impl LocalFacility {
     }
 
     /// Decrypts a ciphertext of [`encrypt`](Self::encrypt); any change to
-    /// it, or another context, is [`KmsError::Tampered`].
+    /// it, or another context, is [`KmsError::Tampered`]. The plaintext is
+    /// zeroized when dropped.
     pub fn decrypt(
         &self,
         kek: &SecretKey,
         ciphertext: &[u8],
         context: &[u8],
-    ) -> Result<Vec<u8>, KmsError> {
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         self.key(kek)?.cipher().open(ciphertext, context)
     }
 

@@ -720,11 +720,33 @@ fn item_value(i: Item, op: &str) -> Result<String, KmsError> {
     }
 }
 
+/// Fails with [`KmsError::InsideAsyncRuntime`] if the calling thread is
+/// inside a tokio runtime: there, blocking on a runtime of our own panics
+/// ("Cannot start a runtime from within a runtime") or stalls the caller's.
+///
+/// tokio gives its `spawn_blocking` threads the runtime's context too and
+/// offers no way to tell them from its async workers, so they are refused
+/// as well: call the blocking API on a thread of its own.
+pub(crate) fn ensure_not_in_runtime(what: &'static str) -> Result<(), KmsError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Err(KmsError::InsideAsyncRuntime(what)),
+        Err(_) => Ok(()),
+    }
+}
+
 /// A blocking client: a [`KmsClient`] on its own single-threaded runtime.
-/// Must not be used from inside an async runtime.
+///
+/// It may be made anywhere, but [`run`](Self::run) must be called on a
+/// thread outside any tokio runtime: inside one (an async task, a
+/// `#[tokio::main]` or `#[tokio::test]` body, and also a `spawn_blocking`
+/// closure, which tokio gives the runtime's context) it returns
+/// [`KmsError::InsideAsyncRuntime`] rather than block. From async code use
+/// [`KmsClient`], or run the blocking call on a thread of its own
+/// (`std::thread::spawn`). Dropping it inside a runtime is safe.
 #[derive(Debug)]
 pub struct BlockingClient {
-    rt: tokio::runtime::Runtime,
+    /// `Some` until dropped.
+    rt: Option<tokio::runtime::Runtime>,
     inner: KmsClient,
 }
 
@@ -738,20 +760,44 @@ impl BlockingClient {
             let _guard = rt.enter();
             KmsClient::new(config)?
         };
-        Ok(Self { rt, inner })
+        Ok(Self {
+            rt: Some(rt),
+            inner,
+        })
     }
 
-    /// Runs one async call of the inner client to completion.
+    /// Runs one async call of the inner client to completion; on a thread
+    /// inside a tokio runtime, fails with [`KmsError::InsideAsyncRuntime`]
+    /// instead.
     pub fn run<'a, T, F>(&'a self, f: impl FnOnce(&'a KmsClient) -> F) -> Result<T, KmsError>
     where
         F: std::future::Future<Output = Result<T, KmsError>> + 'a,
     {
-        self.rt.block_on(f(&self.inner))
+        ensure_not_in_runtime("the blocking KMS client")?;
+        let Some(rt) = &self.rt else {
+            return Err(KmsError::Io(std::io::Error::other(
+                "the blocking KMS client's runtime is gone",
+            )));
+        };
+        rt.block_on(f(&self.inner))
     }
 
     /// The async client (for calls through [`run`](Self::run)).
     pub fn inner(&self) -> &KmsClient {
         &self.inner
+    }
+}
+
+impl Drop for BlockingClient {
+    /// Dropping a runtime waits for its threads, which tokio forbids (by
+    /// panicking) inside another runtime: there it is let go in the
+    /// background.
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_ok()
+            && let Some(rt) = self.rt.take()
+        {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -993,7 +1039,11 @@ pub(crate) fn cache_id(url_digest: &[u8; 32], kek: &SecretKey) -> [u8; 32] {
 /// never cached. A content store created with `seccs init --key-from-kms
 /// URL --kek FILE` keeps only the URL and the KEK file's location and calls
 /// this on every open.
+///
+/// On a thread inside a tokio runtime (including `spawn_blocking`) it
+/// fails with [`KmsError::InsideAsyncRuntime`], cached key or not.
 pub fn fetch_store_key(config: &ClientConfig, kek: &SecretKey) -> Result<SecretKey, KmsError> {
+    ensure_not_in_runtime("fetch_store_key")?;
     let id = cache_id(&url_digest(&config.url), kek);
     if !config.cache_ttl.is_zero()
         && let Some(k) = store_key_cache().get(&id)

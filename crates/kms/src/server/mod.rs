@@ -90,8 +90,9 @@ Errors of /v1/ are JSON: {\"error\": CODE, \"message\": TEXT}.";
 /// The smallest request body limit a server takes: room for any request
 /// of a KEK, and for small batches.
 pub const MIN_MAX_BODY: usize = 1024;
-/// How to run a server.
-#[derive(Debug, Clone)]
+/// How to run a server. `Debug` shows whether there is a token, never the
+/// token.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// The storage directory: `keys/` (DEK files), `named/`, `root.key`,
     /// `token`, `audit.log`, `tls/`.
@@ -116,6 +117,21 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Deadline of one request.
     pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("dir", &self.dir)
+            .field("listen", &self.listen)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("new_needs_token", &self.new_needs_token)
+            .field("max_body", &self.max_body)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
 }
 
 impl ServerConfig {
@@ -460,11 +476,13 @@ async fn shutdown_signal() {
 
 /// Runs a server until SIGINT or SIGTERM, on its own multi-threaded
 /// runtime; calls `ready` once it listens (to print its address and
-/// fingerprint). For the CLI.
+/// fingerprint). For the CLI. On a thread inside a tokio runtime it fails
+/// with [`KmsError::InsideAsyncRuntime`]: use [`start`] there.
 pub fn serve_blocking(
     config: ServerConfig,
     ready: impl FnOnce(&RunningServer),
 ) -> Result<(), KmsError> {
+    crate::client::ensure_not_in_runtime("serve_blocking")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -475,4 +493,21 @@ pub fn serve_blocking(
         tracing::info!("shutting down");
         server.shutdown(Duration::from_secs(10)).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_the_token() {
+        let mut cfg = ServerConfig::new("/srv/kms");
+        cfg.token = Some("s3cret-management-token-0123456789".into());
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cret-management-token"), "{shown}");
+        assert!(shown.contains("token: Some(\"<redacted>\")"), "{shown}");
+        assert!(shown.contains("/srv/kms"), "{shown}");
+        cfg.token = None;
+        assert!(format!("{cfg:?}").contains("token: None"));
+    }
 }

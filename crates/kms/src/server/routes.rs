@@ -75,7 +75,9 @@ fn code(e: &KmsError) -> (StatusCode, &'static str) {
         | KmsError::Malformed(_)
         | KmsError::Json(_) => (StatusCode::BAD_REQUEST, "malformed"),
         KmsError::StateForbids { .. } => (StatusCode::CONFLICT, "state"),
-        KmsError::InvalidTransition { .. } => (StatusCode::CONFLICT, "transition"),
+        KmsError::InvalidTransition { .. } | KmsError::InvalidInitialState(_) => {
+            (StatusCode::CONFLICT, "transition")
+        }
         KmsError::VersionRefused { .. } => (StatusCode::CONFLICT, "version"),
         KmsError::AlreadyExists => (StatusCode::CONFLICT, "exists"),
         KmsError::InvalidName => (StatusCode::BAD_REQUEST, "name"),
