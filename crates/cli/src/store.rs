@@ -461,6 +461,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
                 exclude,
                 dry_run: args.dry_run,
                 one_file_system: args.one_file_system,
+                store_dir: Some(opened.dir.path().to_path_buf()),
             },
         );
     }
@@ -515,6 +516,19 @@ fn put_one(
             Ok(outcome.content_ref)
         }
         Some(name) => {
+            // A file under a directory's name (one put DIR stored, with
+            // names under it) would not come back with them: a restore
+            // cannot write both at one path.
+            let under = store.list_readable(&format!("{name}/"))?;
+            if let Some(inside) = under.records.iter().find(|r| !r.is_gone()) {
+                bail!(
+                    "{} names a directory in the store ({} is under it): give the file \
+                     another name, or `seccs rm {}/` first",
+                    shown(name),
+                    shown(&inside.name),
+                    shown(name)
+                );
+            }
             let (outcome, version) = store
                 .put_named_stamped(reader, name, EntryKind::File, meta)
                 .with_context(|| format!("cannot store {}", source()))?;

@@ -280,6 +280,8 @@ struct Walk {
     mount_points: usize,
     /// Names of the sockets, FIFOs and devices found: not stored.
     special: Vec<String>,
+    /// The name of the store's own directory, when the walk met it.
+    own_store: Option<String>,
 }
 
 /// What a walk enters.
@@ -290,6 +292,10 @@ struct Scope<'a> {
     /// system: a directory on another (a mount point) is recorded, empty,
     /// as tar records it, and not entered.
     device: Option<u64>,
+    /// Device and inode of the store's own directory, never stored: a
+    /// store inside what it stores would hold a stale copy of itself, and
+    /// grow by it with every put.
+    store_dir: Option<(u64, u64)>,
 }
 
 fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
@@ -350,6 +356,11 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
             // summary, as tar says "socket ignored", not a failure. Not
             // present either: a file or directory it replaced is gone.
             w.special.push(name);
+            continue;
+        }
+        if ft.is_dir() && scope.store_dir == Some((meta.dev(), meta.ino())) {
+            // Not present: what an earlier put stored of it is gone.
+            w.own_store = Some(name);
             continue;
         }
         w.present.insert(name.clone());
@@ -703,6 +714,8 @@ pub struct TreePut {
     pub dry_run: bool,
     /// Do not enter directories on other file systems than `dir`'s.
     pub one_file_system: bool,
+    /// The store's own directory, which the walk leaves out.
+    pub store_dir: Option<PathBuf>,
 }
 
 /// Stores every file, symlink and directory under `dir`.
@@ -740,9 +753,24 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         ),
         false => None,
     };
+    let store_dir = how
+        .store_dir
+        .as_deref()
+        .and_then(|d| fs::metadata(d).ok())
+        .map(|m| (m.dev(), m.ino()));
+    if let Some(store_dir) = store_dir
+        && let Ok(meta) = fs::metadata(dir)
+        && (meta.dev(), meta.ino()) == store_dir
+    {
+        bail!(
+            "cannot put {}: it is the store's own directory",
+            shown_path(dir)
+        );
+    }
     let scope = Scope {
         exclude: &how.exclude,
         device,
+        store_dir,
     };
     walk(dir, &scope, &mut w);
     let Walk {
@@ -753,11 +781,13 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         excluded,
         mount_points,
         special,
+        own_store,
     } = w;
     let left_out = LeftOut {
         excluded,
         mount_points,
         special,
+        own_store,
     };
     let total: u64 = found
         .iter()
@@ -1067,6 +1097,9 @@ fn dry_run(
     for name in &left_out.special {
         writeln!(out, "skip       {}", shown_name(name, EntryKind::File))?;
     }
+    if let Some(name) = &left_out.own_store {
+        writeln!(out, "skip       {}", shown_name(name, EntryKind::Directory))?;
+    }
     missing.sort();
     for name in &missing {
         // Shown as every other line is: escaped, a directory with its `/`.
@@ -1092,6 +1125,7 @@ struct LeftOut {
     excluded: usize,
     mount_points: usize,
     special: Vec<String>,
+    own_store: Option<String>,
 }
 
 impl LeftOut {
@@ -1110,12 +1144,19 @@ impl LeftOut {
         (!parts.is_empty()).then(|| parts.join("; "))
     }
 
-    /// The special files not stored, named, when there were any: said
-    /// even with `--quiet`, since nothing is skipped silently.
+    /// The special files not stored, named, when there were any, and the
+    /// store's own directory: said even with `--quiet`, since nothing is
+    /// skipped silently.
     fn special_said(&self) -> Option<String> {
         const SHOWN: usize = 8;
+        let own = self.own_store.as_ref().map(|name| {
+            format!(
+                "the store's own directory {} is not stored in itself",
+                shown_name(name, EntryKind::Directory)
+            )
+        });
         if self.special.is_empty() {
-            return None;
+            return own;
         }
         let mut named = self.special[..self.special.len().min(SHOWN)]
             .iter()
@@ -1125,11 +1166,15 @@ impl LeftOut {
         if self.special.len() > SHOWN {
             named.push_str(&format!(" and {} more", self.special.len() - SHOWN));
         }
-        Some(format!(
+        let special = format!(
             "{} socket(s), FIFO(s) or device(s) not stored (seccs stores files, links and \
              directories): {named}",
             self.special.len()
-        ))
+        );
+        Some(match own {
+            Some(own) => format!("{own}; {special}"),
+            None => special,
+        })
     }
 }
 

@@ -3717,3 +3717,35 @@ fn damage_only_lookups_meet_is_found_by_verify() {
     );
     assert!(said.contains("broken name: r"), "{said}");
 }
+
+#[test]
+fn a_put_of_a_directory_that_holds_the_store_leaves_the_store_out() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir");
+    let store = home.join(".store");
+    random_file(&home, "a", 3_000, 76);
+    let out = run(seccs(&store).current_dir(tmp.path()).args(["put", "home"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the store's own directory home/.store/ is not stored in itself"),
+        "{err}"
+    );
+    let names = listed(&store, &[]);
+    assert!(names.iter().all(|n| !n.contains(".store")), "{names:?}");
+    assert!(names.contains(&"home/a".to_owned()), "{names:?}");
+    let err = fails(seccs(&store).current_dir(&home).args(["put", ".store"]));
+    assert!(err.contains("is the store's own directory"), "{err}");
+    // A file is not put under a directory's name.
+    let f = random_file(tmp.path(), "f", 100, 77);
+    let err = fails(seccs(&store).arg("put").arg(&f).args(["--name", "home"]));
+    assert!(
+        err.contains("home names a directory in the store (home/a is under it)"),
+        "{err}"
+    );
+}
