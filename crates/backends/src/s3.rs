@@ -58,6 +58,9 @@ mod lease;
 
 use lease::{LEASE_OBJECT, Lease};
 
+/// What a damage-tolerant walk calls with each object it cannot decode.
+type Damaged<'a> = dyn FnMut(&[u8], BackendError) + 'a;
+
 /// The store marker's object (see [`Backend::read_marker`]): not hex, so
 /// never an entry's name, and listings skip it.
 const MARKER_OBJECT: &str = "store-marker";
@@ -161,6 +164,15 @@ impl S3Config {
     /// The prefix (folder) of the store's objects, without slashes around.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The service's endpoint: the one given, else AWS's for the region (as
+    /// OpenDAL picks it).
+    fn endpoint_shown(&self) -> String {
+        match &self.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => format!("https://s3.{}.amazonaws.com", self.region),
+        }
     }
 }
 
@@ -307,7 +319,17 @@ impl S3Backend {
     /// Checks that the bucket exists and the credentials may list it.
     pub fn check(&self) -> Result<(), BackendError> {
         self.round_trips.add(1);
-        self.runtime.block_on(self.op.check()).map_err(map_err)
+        self.runtime.block_on(self.op.check()).map_err(|e| {
+            if is_no_such_bucket(&e) {
+                BackendError::Config(format!(
+                    "bucket {:?} does not exist at {}: create it first",
+                    self.config.bucket,
+                    self.config.endpoint_shown()
+                ))
+            } else {
+                map_err(e)
+            }
+        })
     }
 
     /// Requests sent to the server so far.
@@ -453,13 +475,18 @@ impl S3Backend {
         Ok(out)
     }
 
-    /// Reads the objects of `keys`, a window at a time so that memory stays
-    /// bounded by the window rather than the store, and visits each.
-    fn visit_listed(
+    /// Visits every entry whose key starts with `prefix`, reading the
+    /// listed objects a window at a time so that memory stays bounded by the
+    /// window rather than the store. An object too short to hold its count
+    /// goes to `damaged` when there is one, and the walk goes on; otherwise
+    /// it ends the walk with the error.
+    fn walk(
         &self,
-        keys: &[(Vec<u8>, u64)],
+        prefix: &[u8],
         visit: &mut Visitor<'_>,
+        mut damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError> {
+        let keys = self.list_prefix(prefix)?;
         for window in keys.chunks(self.concurrency * 4) {
             let raws: Vec<Option<Vec<u8>>> = self.runtime.block_on(
                 futures::stream::iter(window)
@@ -469,8 +496,11 @@ impl S3Backend {
             )?;
             for ((key, _), raw) in window.iter().zip(raws) {
                 // An object deleted since the listing is simply gone.
-                if let Some(raw) = raw {
-                    visit(key, &Self::decode(key, &raw)?)?;
+                let Some(raw) = raw else { continue };
+                match (Self::decode(key, &raw), damaged.as_mut()) {
+                    (Ok(entry), _) => visit(key, &entry)?,
+                    (Err(e), Some(damaged)) => damaged(key, e),
+                    (Err(e), None) => return Err(e),
                 }
             }
         }
@@ -653,7 +683,15 @@ impl Backend for S3Backend {
         &self,
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        self.visit_listed(&self.list()?, visit)
+        self.walk(&[], visit, None)
+    }
+
+    fn for_each_or_damaged(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        damaged: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        self.walk(&[], visit, Some(damaged))
     }
 
     fn for_each_with_prefix(
@@ -661,7 +699,16 @@ impl Backend for S3Backend {
         prefix: &[u8],
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        self.visit_listed(&self.list_prefix(prefix)?, visit)
+        self.walk(prefix, visit, None)
+    }
+
+    fn for_each_with_prefix_or_damaged(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        damaged: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        self.walk(prefix, visit, Some(damaged))
     }
 
     fn usage(&self) -> Result<Usage, BackendError> {
@@ -681,16 +728,52 @@ impl Backend for S3Backend {
 }
 
 fn map_err(err: opendal::Error) -> BackendError {
+    let detail = describe(&err);
     match err.kind() {
         ErrorKind::PermissionDenied => BackendError::Auth {
             backend: NAME.into(),
-            detail: err.to_string(),
+            detail,
         },
-        ErrorKind::ConfigInvalid => BackendError::Config(format!("s3: {err}")),
-        ErrorKind::NotFound => BackendError::Config(format!("s3 bucket not found: {err}")),
-        _ if err.is_temporary() || is_connect_error(&err) => BackendError::unavailable(NAME, err),
-        _ => BackendError::other(NAME, err),
+        _ if is_no_such_bucket(&err) => {
+            BackendError::Config("s3: the bucket does not exist (NoSuchBucket)".into())
+        }
+        ErrorKind::ConfigInvalid => BackendError::Config(format!("s3: {detail}")),
+        ErrorKind::NotFound => BackendError::Config(format!("s3 bucket not found: {detail}")),
+        _ if err.is_temporary() || is_connect_error(&err) => {
+            BackendError::unavailable(NAME, detail)
+        }
+        _ => BackendError::other(NAME, detail),
     }
+}
+
+/// Whether the service said the bucket does not exist (OpenDAL makes S3's
+/// `NoSuchBucket` a configuration error and keeps the code in its message).
+fn is_no_such_bucket(err: &opendal::Error) -> bool {
+    err.kind() == ErrorKind::ConfigInvalid && err.message().contains("NoSuchBucket")
+}
+
+/// An OpenDAL error as its kind, operation, message and source, without its
+/// context: OpenDAL's own display adds the request's URI and a dump of the
+/// response's status and every header.
+fn describe(err: &opendal::Error) -> String {
+    let shown = err.to_string();
+    // The display starts "KIND (STATUS) at OPERATION", then has the context,
+    // the message and the source, each after its own separator.
+    let head = [", context: {", " => ", ", source: "]
+        .iter()
+        .filter_map(|separator| shown.find(separator))
+        .min()
+        .unwrap_or(shown.len());
+    let mut out = shown[..head].to_owned();
+    if !err.message().is_empty() {
+        out.push_str(" => ");
+        out.push_str(err.message());
+    }
+    if let Some(source) = std::error::Error::source(err) {
+        out.push_str(", source: ");
+        out.push_str(&source.to_string());
+    }
+    out
 }
 
 /// Whether the request never reached a server (refused, reset, timed out).

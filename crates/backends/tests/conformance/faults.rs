@@ -743,3 +743,136 @@ fn entry_keys(opened: &Opened) -> TestResult<Vec<Vec<u8>>> {
     })?;
     Ok(keys)
 }
+
+/// S3 on a server of the test's own, so that the test can reach the objects
+/// behind the backend and damage one.
+struct S3Objects(crate::support::S3Server);
+
+impl S3Objects {
+    const PREFIX: &str = "damaged";
+
+    /// Cuts the object of `key` shorter than its count.
+    fn damage(&self, key: &[u8]) -> TestResult {
+        self.0.damage(Self::PREFIX, key)
+    }
+}
+
+impl Harness for S3Objects {
+    const NETWORK: bool = true;
+
+    fn start() -> TestResult<Self> {
+        Ok(Self(crate::support::S3Server::start()?))
+    }
+
+    fn open(&self) -> TestResult<Opened> {
+        let config = seccs_backends::S3Config::parse(&self.0.url(Self::PREFIX))?;
+        let backend = seccs_backends::S3Backend::connect(
+            config,
+            Some(crate::harness::s3_credentials(
+                crate::support::S3_SECRET_KEY,
+            )),
+        )?;
+        Ok(Opened {
+            backend: std::sync::Arc::new(backend),
+            round_trips: None,
+        })
+    }
+
+    fn tamper(&self, _: &Opened, _: &[u8], _: &[u8]) -> TestResult {
+        Err("these tests damage objects with S3Objects::damage".into())
+    }
+}
+
+/// The same with an S3 object cut shorter than its count.
+#[test]
+fn s3_verify_reports_a_damaged_entry_and_checks_the_rest() -> TestResult {
+    let h = S3Objects::start()?;
+    verify_reports_a_damaged_entry_and_checks_the_rest(&h, |key| h.damage(key))
+}
+
+/// A catalog record's S3 object cut shorter than its count counts as one
+/// damaged record: the other names are still listed.
+#[test]
+fn s3_a_damaged_record_does_not_hide_the_other_names() -> TestResult {
+    let h = S3Objects::start()?;
+    a_damaged_record_does_not_hide_the_other_names(&h, |key| h.damage(key))
+}
+
+fn a_damaged_record_does_not_hide_the_other_names<H: Harness>(
+    h: &H,
+    damage: impl Fn(&[u8]) -> TestResult,
+) -> TestResult {
+    use seccs_store::catalog::EntryKind;
+    let opened = h.open()?;
+    let store = store_on(&opened)?;
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        store.put_named(
+            &mut noise(i as u64, 1_000).as_slice(),
+            name,
+            EntryKind::File,
+        )?;
+    }
+    let record = entry_keys(&opened)?
+        .into_iter()
+        .find(|k| seccs_store::catalog::is_catalog_key(k))
+        .ok_or("a record")?;
+    damage(&record)?;
+    let listing = store.list_readable("")?;
+    assert_eq!(listing.damaged, 1);
+    assert_eq!(listing.records.len(), 2, "the other names are listed");
+    Ok(())
+}
+
+/// A bucket that does not exist is named, with where it was looked for and
+/// what to do, not as a dump of the service's response; other errors keep
+/// their detail but not the response's headers either.
+#[test]
+fn s3_a_missing_bucket_is_said_plainly() -> TestResult {
+    use seccs_backends::{S3Backend, S3Config};
+    let server = crate::support::S3Server::start()?;
+    let url = server.url("p");
+    let missing = url.replacen(
+        &format!("s3://{}/", crate::support::S3_BUCKET),
+        "s3://nosuchbucket/",
+        1,
+    );
+    assert_ne!(missing, url);
+    let endpoint = url
+        .split_once("endpoint=")
+        .and_then(|(_, rest)| rest.split('&').next())
+        .ok_or("an endpoint")?;
+    let credentials = || {
+        Some(crate::harness::s3_credentials(
+            crate::support::S3_SECRET_KEY,
+        ))
+    };
+    let said = S3Backend::connect(S3Config::parse(&missing)?, credentials())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        said,
+        format!(
+            "invalid backend configuration: bucket \"nosuchbucket\" does not exist at \
+             {endpoint}: create it first"
+        )
+    );
+    let refused = S3Backend::connect(
+        S3Config::parse(&url)?,
+        Some(crate::harness::s3_credentials("wrong-secret")),
+    )
+    .err()
+    .ok_or("wrong credentials are refused")?;
+    let said = refused.to_string();
+    assert!(
+        matches!(refused, BackendError::Auth { .. }) && said.contains("SignatureDoesNotMatch"),
+        "{said}"
+    );
+    for header in ["content-type", "x-amz-request-id", "headers"] {
+        assert!(
+            !said.to_ascii_lowercase().contains(header),
+            "no header dump: {said}"
+        );
+    }
+    Ok(())
+}

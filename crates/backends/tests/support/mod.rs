@@ -508,3 +508,15 @@ impl Drop for S3Server {
         let _ = self.kill();
     }
 }
+
+impl S3Server {
+    /// Cuts the object of `key` under `prefix` to its first 3 bytes, shorter
+    /// than the count the backend keeps before each value, as damage in the
+    /// bucket would.
+    pub fn damage(&self, prefix: &str, key: &[u8]) -> TestResult {
+        let path = self.object_dir(prefix).join(hex::encode(key));
+        let raw = std::fs::read(&path)?;
+        std::fs::write(&path, raw.get(..3).ok_or("damaged object is short")?)?;
+        Ok(())
+    }
+}
