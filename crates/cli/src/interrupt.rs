@@ -54,6 +54,10 @@ impl Drop for Registered {
     }
 }
 
+/// How the names of files being written start: `.seccs-partial-` and
+/// random characters.
+pub const PARTIAL_PREFIX: &str = ".seccs-partial-";
+
 /// Creates a temporary file in `dir` and registers it, in one step under
 /// the lock the handler takes: an interrupt either comes before the file
 /// exists or finds it registered, and once the handler has begun no new
@@ -61,7 +65,10 @@ impl Drop for Registered {
 pub fn temp_file_in(dir: &Path) -> std::io::Result<(tempfile::NamedTempFile, Registered)> {
     HANDLER.get_or_init(start_handler);
     let mut pending = pending();
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    // Named so that what a SIGKILL leaves is told for what it is.
+    let tmp = tempfile::Builder::new()
+        .prefix(PARTIAL_PREFIX)
+        .tempfile_in(dir)?;
     pending.insert(tmp.path().to_owned());
     let registered = Registered(tmp.path().to_owned());
     Ok((tmp, registered))
@@ -134,4 +141,22 @@ fn ignored_signals() -> Vec<i32> {
         .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
         .map(|mask| (1..=64).filter(|n| mask & (1u64 << (n - 1)) != 0).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod partial_name_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_being_written_is_named_as_seccs_partial() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (tmp, _registered) = temp_file_in(dir.path())?;
+        let name = tmp
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        assert!(name.starts_with(PARTIAL_PREFIX), "{name}");
+        Ok(())
+    }
 }
