@@ -60,9 +60,48 @@ impl std::fmt::Debug for Chunker {
     }
 }
 
+/// Sizes [`Chunker::try_new`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unsupported chunker sizes: chunk size {chunk_size} with reference size {reference_len}; \
+     the reference size must be at least 1 and the chunk size at least twice it"
+)]
+pub struct ChunkerError {
+    /// The chunk size (S) asked for.
+    pub chunk_size: usize,
+    /// The reference size (R) asked for.
+    pub reference_len: usize,
+}
+
 impl Chunker {
     /// A chunker for chunk size `chunk_size` (S) and child reference size
-    /// `reference_len` (R); the caller has checked `S >= 2R`.
+    /// `reference_len` (R), after checking `R >= 1` and `S >= 2R` (what
+    /// [`crate::Params`] guarantees): other sizes are a [`ChunkerError`].
+    pub fn try_new(
+        store_key: &SecretKey,
+        chunk_size: usize,
+        reference_len: usize,
+    ) -> Result<Self, ChunkerError> {
+        let valid = reference_len >= 1
+            && reference_len
+                .checked_mul(2)
+                .is_some_and(|least| chunk_size >= least);
+        if !valid {
+            return Err(ChunkerError {
+                chunk_size,
+                reference_len,
+            });
+        }
+        Ok(Self::new(store_key, chunk_size, reference_len))
+    }
+
+    /// A chunker for chunk size `chunk_size` (S) and child reference size
+    /// `reference_len` (R). The sizes should satisfy `R >= 1` and `S >= 2R`
+    /// (the caller has checked, as [`crate::Params`] does; or use
+    /// [`try_new`](Self::try_new), which checks). Other sizes never panic
+    /// but give a degenerate chunker: the minimum leaf is at least 1 byte,
+    /// the maximum at least the minimum, and levels stop where they would
+    /// no longer thin out (with `R >= S`, every boundary is of level 0).
     pub fn new(store_key: &SecretKey, chunk_size: usize, reference_len: usize) -> Self {
         let mut seed = zeroize::Zeroizing::new([0u8; 256 * 8]);
         kdf::derive_into(store_key, Label::ChunkerSeed, seed.as_mut());
@@ -73,16 +112,24 @@ impl Chunker {
             *slot = u64::from_le_bytes(word);
         }
         let min = (chunk_size / 4).max(1);
-        let max = chunk_size.saturating_mul(8);
+        let max = chunk_size.saturating_mul(8).max(min);
         // Level 0: a boundary every (S - min) bytes on average after the
         // minimum, so leaves average S. Each higher level keeps a fraction
         // R/S of the boundaries of the level below.
         let space = 1u128 << 64;
-        let mut t = space / (chunk_size - min).max(1) as u128;
+        let mut t = space / chunk_size.saturating_sub(min).max(1) as u128;
         let mut thresholds = Vec::new();
         while t > 0 && thresholds.len() < usize::from(END_LEVEL) - 1 {
-            thresholds.push(t.min(u64::MAX as u128) as u64);
-            t = t * reference_len as u128 / chunk_size as u128;
+            let stored = t.min(u64::MAX as u128) as u64;
+            // Thresholds must decrease (R < S); equal or growing ones
+            // (degenerate sizes) would add levels that keep every boundary.
+            if thresholds.last().is_some_and(|&last| stored >= last) {
+                break;
+            }
+            thresholds.push(stored);
+            t = t
+                .checked_mul(reference_len as u128)
+                .map_or(u128::MAX, |v| v / chunk_size.max(1) as u128);
         }
         Self {
             table,
@@ -268,6 +315,52 @@ mod tests {
         let (a, b) = (positions(&c.cut_all(&data)), positions(&c.cut_all(&edited)));
         let differing = a.symmetric_difference(&b).count();
         assert!(differing <= 4, "{differing} boundaries moved");
+    }
+
+    #[test]
+    fn degenerate_sizes_never_panic_and_try_new_refuses_them() {
+        let data = pseudo_random(20_000, 13);
+        let degenerate = [
+            (0, 24),
+            (0, 0),
+            (1, 24),
+            (1, 0),
+            (24, 24),
+            (47, 24),
+            (256, 0),
+            (2, usize::MAX),
+            (usize::MAX, usize::MAX),
+            (usize::MAX, usize::MAX / 2 + 1),
+        ];
+        for (s, r) in degenerate {
+            assert_eq!(
+                Chunker::try_new(&key(8), s, r).err(),
+                Some(ChunkerError {
+                    chunk_size: s,
+                    reference_len: r
+                }),
+                "S={s} R={r}"
+            );
+        }
+        for (s, r) in degenerate.into_iter().chain([(usize::MAX, 1), (48, 24)]) {
+            let c = Chunker::new(&key(8), s, r);
+            assert!(
+                c.min_size() >= 1 && c.min_size() <= c.max_size(),
+                "S={s} R={r}"
+            );
+            assert!(c.thresholds.windows(2).all(|w| w[0] > w[1]), "S={s} R={r}");
+            let cuts = c.cut_all(&data);
+            assert_eq!(cuts.iter().map(|c| c.0).sum::<usize>(), data.len());
+            assert!(cuts.iter().all(|&(len, _)| len >= 1));
+        }
+        assert!(Chunker::try_new(&key(8), 48, 24).is_ok());
+        assert!(Chunker::try_new(&key(8), 256, 24).is_ok());
+        let shown = ChunkerError {
+            chunk_size: 0,
+            reference_len: 24,
+        }
+        .to_string();
+        assert!(shown.contains("chunk size 0"), "{shown}");
     }
 
     #[test]
