@@ -626,6 +626,13 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
              else is damaged",
             shown(&args.reference)
         )),
+        // A reference typed or copied wrong (the length in its last 16
+        // digits read whole) meets a root that does not authenticate, as
+        // a damaged one would: both are said.
+        StoreError::Integrity(detail) if version.is_none() => StoreError::Integrity(format!(
+            "{detail}: the reference was copied wrong (its last 16 hex digits are the \
+             content's length), or the store is damaged (`seccs verify` says)"
+        )),
         other => other,
     };
     let to_file = args.output.as_deref().filter(|p| *p != Path::new("-"));

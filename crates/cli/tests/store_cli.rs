@@ -3749,3 +3749,22 @@ fn a_put_of_a_directory_that_holds_the_store_leaves_the_store_out() {
         "{err}"
     );
 }
+
+#[test]
+fn a_reference_with_a_wrong_length_says_it_may_be_copied_wrong() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 50_000, 78);
+    let reference = ok(seccs(&store).arg("put").arg(&f)).trim().to_owned();
+    // The same digest with a length one more.
+    let (digest, len) = reference.split_at(reference.len() - 16);
+    let len = u64::from_str_radix(len, 16).expect("hex length") + 1;
+    let wrong = format!("{digest}{len:016x}");
+    let err = fails(seccs(&store).args(["get", &wrong]));
+    assert!(
+        err.contains(
+            "the reference was copied wrong (its last 16 hex digits are the content's length)"
+        ),
+        "{err}"
+    );
+}
