@@ -22,24 +22,37 @@ impl SecretBuf {
         self.0.len()
     }
 
-    fn reserve_total(&mut self, total: usize) {
+    /// Makes room for `total` bytes; a size that does not fit the address
+    /// space or that the allocator refuses is an `OutOfMemory` error, never
+    /// a panic or an abort.
+    fn reserve_total(&mut self, total: usize) -> io::Result<()> {
         if total > self.0.capacity() {
-            let cap = total.max(self.0.capacity() * 2).max(256);
-            let mut grown = Zeroizing::new(Vec::with_capacity(cap));
+            let doubled = total.max(self.0.capacity().saturating_mul(2)).max(256);
+            let mut grown = Zeroizing::new(Vec::new());
+            if grown.try_reserve_exact(doubled).is_err() {
+                grown.try_reserve_exact(total).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        format!("cannot hold {total} bytes in memory: {e}"),
+                    )
+                })?;
+            }
             grown.extend_from_slice(&self.0);
             // The old allocation is zeroized as it drops here.
             self.0 = grown;
         }
+        Ok(())
     }
 
-    fn resize(&mut self, len: usize) {
+    fn resize(&mut self, len: usize) -> io::Result<()> {
         if len < self.0.len() {
             self.0[len..].zeroize();
             self.0.truncate(len);
         } else {
-            self.reserve_total(len);
+            self.reserve_total(len)?;
             self.0.resize(len, 0);
         }
+        Ok(())
     }
 
     fn write_at(&mut self, pos: usize, data: &[u8]) -> io::Result<()> {
@@ -49,7 +62,7 @@ impl SecretBuf {
             .checked_add(data.len())
             .ok_or_else(|| io::Error::other("write past the end of memory"))?;
         if end > self.0.len() {
-            self.resize(end);
+            self.resize(end)?;
         }
         self.0[pos..end].copy_from_slice(data);
         Ok(())
@@ -62,12 +75,17 @@ enum Inner {
 }
 
 /// A temporary file that stays in memory until it grows past `max_size`
-/// bytes, then moves to an encrypted [`EphemeralFile`] — the drop-in for the
+/// bytes, then moves to an encrypted [`EphemeralFile`] — in place of the
 /// `tempfile` crate's `SpooledTempFile` wherever plaintext is spooled (a pipe
-/// read twice, stdin saved to the share network).
+/// read twice, stdin saved to the share network). Same `new`, `is_rolled`,
+/// `roll`, `set_len`, `Read`, `Write` and `Seek`; no `into_inner` or
+/// `into_file` (they would hand out the plaintext buffer or a raw file).
 ///
 /// In memory the plaintext sits in a buffer that is zeroized when it grows,
-/// shrinks, rolls over or is dropped.
+/// shrinks, rolls over or is dropped. A write or [`set_len`](Self::set_len)
+/// that would need more memory than can be had while still under
+/// `max_size` (a seek far past the end with a huge `max_size`) fails with
+/// [`io::ErrorKind::OutOfMemory`] and leaves the data as it was.
 ///
 /// ```
 /// use std::io::{Read, Seek, SeekFrom, Write};
@@ -160,8 +178,7 @@ impl SpooledTempFile {
         }
         match &mut self.inner {
             Inner::Memory { buf, .. } => {
-                buf.resize(usize::try_from(size).map_err(io::Error::other)?);
-                Ok(())
+                buf.resize(usize::try_from(size).map_err(io::Error::other)?)
             }
             Inner::Disk(f) => f.set_len(size),
         }
@@ -243,4 +260,43 @@ impl Seek for SpooledTempFile {
 /// A spooled file with default options: in memory up to `max_size` bytes.
 pub fn spooled_tempfile(max_size: usize) -> SpooledTempFile {
     SpooledTempFile::new(max_size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_far_past_the_end_in_memory_is_an_error_not_a_panic() -> io::Result<()> {
+        let mut f = spooled_tempfile(usize::MAX);
+        f.write_all(b"kept")?;
+        for at in [u64::MAX - 1, 1 << 60, isize::MAX as u64] {
+            f.seek(SeekFrom::Start(at))?;
+            let e = f.write(b"a").err().map(|e| e.kind());
+            assert_eq!(e, Some(io::ErrorKind::OutOfMemory), "at {at}");
+            assert!(!f.is_rolled());
+            assert_eq!(f.len(), 4);
+        }
+        for size in [u64::MAX - 1, 1 << 60] {
+            let e = f.set_len(size).err().map(|e| e.kind());
+            assert_eq!(e, Some(io::ErrorKind::OutOfMemory), "size {size}");
+        }
+        f.seek(SeekFrom::Start(0))?;
+        let mut back = String::new();
+        f.read_to_string(&mut back)?;
+        assert_eq!(back, "kept");
+        f.write_all(b", still usable")?;
+        assert_eq!(f.len(), 18);
+        Ok(())
+    }
+
+    #[test]
+    fn a_write_far_past_a_small_threshold_rolls_over() -> io::Result<()> {
+        let mut f = spooled_tempfile(1 << 20);
+        f.seek(SeekFrom::Start(1 << 40))?;
+        // Rolled over: the encrypted file answers (or refuses) the size.
+        let r = f.write(b"a");
+        assert!(f.is_rolled(), "{r:?}");
+        Ok(())
+    }
 }
