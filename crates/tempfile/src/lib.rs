@@ -1,5 +1,6 @@
-//! Temporary files that are encrypted and authenticated on disk, with the
-//! surface of the `tempfile` crate.
+//! Temporary files that are encrypted and authenticated on disk, modelled
+//! on the `tempfile` crate (the same names where the meaning is the same)
+//! but not a drop-in replacement for it.
 //!
 //! - [`tempfile()`] / [`tempfile_in`]: an unnamed [`EphemeralFile`], unlinked
 //!   at creation (Linux: `O_TMPFILE`), mode 0600.
@@ -29,6 +30,29 @@
 //! assert!(!raw.windows(10).any(|w| w == b"plaintext "));
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! # What mirrors the `tempfile` crate, and what does not
+//!
+//! The bytes on disk are ciphertext, and the key, the length and every
+//! block's version live only in this process's memory. So no function here
+//! hands out a `std::fs::File` (reading or writing one would bypass the
+//! encryption and the authentication), and nothing makes a second handle
+//! on the same data (it would need the first one's memory).
+//!
+//! | `tempfile` | here |
+//! |---|---|
+//! | `tempfile()`, `tempfile_in(dir)` | same names; return an [`EphemeralFile`] (`Read`, `Write`, `Seek`, `set_len`, `sync_all`, …), not a `std::fs::File` |
+//! | `NamedTempFile::{new, new_in, path, as_file, as_file_mut, persist, persist_noclobber, keep}` | [`NamedEphemeralFile`], same methods; `persist`, `persist_noclobber` and `keep` leave the ciphertext with a sealed footer and return the [`FileKey`] it reopens with ([`EphemeralFile::open_persisted`]), not a `File`; `keep` also returns the path |
+//! | `SpooledTempFile::{new, is_rolled, roll, set_len}`, `spooled_tempfile` | [`SpooledTempFile`], same; `as_file_mut` gives the [`EphemeralFile`] once rolled |
+//! | `Builder::{new, prefix, suffix, rand_bytes, tempfile, tempfile_in}` | [`Builder`], same; plus `key_size`, `key`, `block_size`, `unnamed[_in]`, `spooled[_in]` |
+//!
+//! Not provided: `try_clone` and `reopen` (a second handle would need the
+//! in-memory state), `into_file`, `into_parts`, `into_temp_path`,
+//! `SpooledTempFile::into_inner`/`into_file` (each hands out a raw `File`
+//! or the plaintext buffer), `Builder::append`, `permissions`,
+//! `disable_cleanup` (files are always mode 0600 and removed unless
+//! persisted or kept), `tempdir` and `TempDir` (a directory cannot be
+//! encrypted: use the `tempfile` crate's).
 //!
 //! # The seed's flaw, and the fix
 //!

@@ -2,9 +2,9 @@
 //! be persisted and reopened with the key the caller holds.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use tempfile::TempPath;
+use tempfile::{PathPersistError, TempPath};
 
 use crate::{Builder, EphemeralFile, FileKey};
 
@@ -90,7 +90,38 @@ impl NamedEphemeralFile {
     /// version, so the persisted file detects the same tampering as a live
     /// one. Whoever replaces the whole file with another persisted under the
     /// same key is not detected: keep one key per persisted file.
+    ///
+    /// An existing file at `new_path` is replaced;
+    /// [`persist_noclobber`](Self::persist_noclobber) refuses instead.
     pub fn persist<P: AsRef<Path>>(self, new_path: P) -> Result<FileKey, PersistError> {
+        self.persist_with(|path| path.persist(new_path))
+            .map(|((), key)| key)
+    }
+
+    /// As [`persist`](Self::persist), but fails (with the file back, still
+    /// temporary) if `new_path` exists, as the `tempfile` crate's
+    /// `persist_noclobber`.
+    pub fn persist_noclobber<P: AsRef<Path>>(self, new_path: P) -> Result<FileKey, PersistError> {
+        self.persist_with(|path| path.persist_noclobber(new_path))
+            .map(|((), key)| key)
+    }
+
+    /// Keeps the file where it is, no longer removed on drop, and returns
+    /// its path and the key it opens with
+    /// ([`EphemeralFile::open_persisted`]). Unlike the `tempfile` crate's
+    /// `keep`, what stays on disk is the encrypted file with its sealed
+    /// footer, as [`persist`](Self::persist) leaves it, and no
+    /// `std::fs::File` is returned: the bytes there are ciphertext.
+    pub fn keep(self) -> Result<(PathBuf, FileKey), PersistError> {
+        self.persist_with(TempPath::keep)
+    }
+
+    /// Appends the footer, then `how` makes the path permanent; if it
+    /// fails, the footer comes off again and the file is handed back.
+    fn persist_with<R>(
+        self,
+        how: impl FnOnce(TempPath) -> Result<R, PathPersistError>,
+    ) -> Result<(R, FileKey), PersistError> {
         let Self { mut file, path } = self;
         let region = match file.append_footer() {
             Ok(at) => at,
@@ -101,8 +132,8 @@ impl NamedEphemeralFile {
                 });
             }
         };
-        match path.persist(new_path) {
-            Ok(()) => Ok(file.key().clone()),
+        match how(path) {
+            Ok(r) => Ok((r, file.key().clone())),
             Err(e) => {
                 // Still temporary: take the footer off again.
                 let error = match file.truncate_raw(region) {

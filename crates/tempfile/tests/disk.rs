@@ -353,3 +353,44 @@ fn the_file_and_its_errors_are_send_and_sync() {
     }
     let _ = into_boxed;
 }
+
+#[test]
+fn persist_noclobber_refuses_an_existing_file_and_gives_the_file_back() -> io::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let taken = dir.path().join("taken");
+    std::fs::write(&taken, b"someone else's")?;
+    let mut f = NamedEphemeralFile::new_in(dir.path())?;
+    f.write_all(b"mine")?;
+    let err = f.persist_noclobber(&taken).expect_err("the target exists");
+    assert_eq!(err.error.kind(), io::ErrorKind::AlreadyExists);
+    assert_eq!(std::fs::read(&taken)?, b"someone else's");
+    // Back, still temporary and whole (the footer came off again).
+    let mut f = err.file;
+    let temp = f.path().to_owned();
+    f.write_all(b", still")?;
+    let free = dir.path().join("free");
+    let key = f.persist_noclobber(&free)?;
+    assert!(!temp.exists());
+    let mut s = String::new();
+    EphemeralFile::open_persisted(&free, &key)?.read_to_string(&mut s)?;
+    assert_eq!(s, "mine, still");
+    Ok(())
+}
+
+#[test]
+fn keep_leaves_the_encrypted_file_in_place_to_reopen_with_its_key() -> io::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut f = NamedEphemeralFile::new_in(dir.path())?;
+    let secret = known_plaintext(10_000);
+    f.write_all(&secret)?;
+    let before = f.path().to_owned();
+    let (path, key) = f.keep()?;
+    assert_eq!(path, before);
+    // Not removed on drop, and still ciphertext on disk.
+    let raw = std::fs::read(&path)?;
+    assert!(!raw.windows(32).any(|w| w == &secret[4_000..4_032]));
+    let mut back = Vec::new();
+    EphemeralFile::open_persisted(&path, &key)?.read_to_end(&mut back)?;
+    assert_eq!(back, secret);
+    Ok(())
+}
