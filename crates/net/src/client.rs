@@ -75,6 +75,21 @@ const MAX_DECRYPT_FAILURES: usize = 3;
 pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// How a client behaves.
+///
+/// Start from [`ClientOptions::default`] (or [`From<&Config>`]): it has the
+/// default password KDF ([`Kdf::default`], Argon2id with 64 MiB and 3
+/// passes), as the CLI uses. Never set [`Kdf::INSECURE_FAST`] outside
+/// tests: it makes a stolen record's password cheap to guess, and a save
+/// with it (or any KDF below [`Kdf::KEY_FLOOR`]'s cost) reports a warning
+/// in [`SaveReport::warnings`].
+///
+/// ```
+/// use std::time::Duration;
+/// use seccs_net::{ClientOptions, Kdf};
+///
+/// let options = ClientOptions::default().with_timeout(Duration::from_secs(5));
+/// assert_eq!(options.kdf, Kdf::default());
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// How long to wait for replies and acknowledgements.
@@ -85,6 +100,46 @@ pub struct ClientOptions {
     pub threshold: Option<usize>,
     /// Acknowledgements a save needs (default and minimum: the threshold).
     pub min_acks: Option<usize>,
+}
+
+impl Default for ClientOptions {
+    /// What a configuration naming only a broker gives: a 30 s timeout, the
+    /// default KDF ([`Kdf::default`]), threshold n/2 + 1 of the servers
+    /// online, acknowledgements from at least the threshold.
+    fn default() -> Self {
+        Self::from(&Config::new(""))
+    }
+}
+
+impl ClientOptions {
+    /// The defaults ([`ClientOptions::default`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long to wait for replies and acknowledgements.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The password KDF for new saves (keep the default outside tests).
+    pub fn with_kdf(mut self, kdf: Kdf) -> Self {
+        self.kdf = kdf;
+        self
+    }
+
+    /// Records needed to rebuild a file.
+    pub fn with_threshold(mut self, threshold: usize) -> Self {
+        self.threshold = Some(threshold);
+        self
+    }
+
+    /// Acknowledgements a save needs (at least the threshold is used).
+    pub fn with_min_acks(mut self, min_acks: usize) -> Self {
+        self.min_acks = Some(min_acks);
+        self
+    }
 }
 
 impl From<&Config> for ClientOptions {
@@ -126,6 +181,16 @@ pub struct SaveReport {
     /// version above [`MAX_VERSION`] not counted, `min_acks` below the
     /// threshold raised to it.
     pub warnings: Vec<String>,
+}
+
+/// The warning of a save whose password KDF costs less than a store key's
+/// floor ([`Kdf::check_key_floor`]), such as [`Kdf::INSECURE_FAST`].
+fn weak_kdf_warning(setting: &str, value: u64, floor: u64) -> String {
+    format!(
+        "the password KDF is cheap ({setting} = {value}, below {floor}): whoever gets the \
+         records can try passwords fast; Kdf::INSECURE_FAST is for tests only: use the \
+         default KDF (ClientOptions::default(), or no [kdf] in the configuration)"
+    )
 }
 
 /// What a removal did.
@@ -618,6 +683,14 @@ impl Client {
                 "min_acks = {m} is below this save's threshold {t} (a save held by fewer \
                  could not be loaded): {t} acknowledgements were needed"
             ));
+        }
+        if let Err(Error::WeakKdf {
+            setting,
+            value,
+            floor,
+        }) = self.options.kdf.check_key_floor()
+        {
+            warnings.push(weak_kdf_warning(setting, value, floor));
         }
         let mut floor = 1;
         for attempt in 0..MAX_SAVE_ATTEMPTS {

@@ -106,7 +106,12 @@ impl Kdf {
         p: 1,
     };
 
-    /// Cheap parameters for tests only.
+    /// Cheap parameters for tests only. **Never for real data**: a
+    /// password guarded by it is cheap to guess from a stolen record. A
+    /// save with it gets a warning in
+    /// [`SaveReport::warnings`](crate::SaveReport::warnings), and a store
+    /// key cannot be saved with it ([`Kdf::check_key_floor`]). Real code
+    /// keeps [`Kdf::default`], as [`crate::ClientOptions::default`] does.
     pub const INSECURE_FAST: Kdf = Kdf::Argon2id {
         memory_kib: 8,
         iterations: 1,

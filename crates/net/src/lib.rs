@@ -13,7 +13,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), seccs_net::Error> {
 //! use std::sync::Arc;
-//! use seccs_net::{Client, ClientOptions, Kdf, Password, broker::MemoryBroker, server};
+//! use seccs_net::{Client, ClientOptions, Password, broker::MemoryBroker, server};
 //!
 //! let broker = Arc::new(MemoryBroker::new());
 //! let roots = tempfile::tempdir().map_err(|e| seccs_net::Error::Config(e.to_string()))?;
@@ -22,12 +22,13 @@
 //!     let root = roots.path().join(i.to_string());
 //!     servers.push(server::start(broker.clone(), &root, None, std::time::Duration::from_secs(5)).await?);
 //! }
-//! let options = ClientOptions { timeout: std::time::Duration::from_secs(5), kdf: Kdf::INSECURE_FAST,
-//!     threshold: None, min_acks: None };
+//! // The default password KDF (Argon2id, 64 MiB, 3 passes), as the CLI uses.
+//! let options = ClientOptions::default().with_timeout(std::time::Duration::from_secs(5));
 //! let client = Client::new(broker, options).await?;
 //! let password = Password::new("correct horse");
 //! let saved = client.save("notes/today", b"hello", &password).await?;
 //! assert_eq!((saved.stored_on, saved.threshold), (3, 2));
+//! assert!(saved.warnings.is_empty());
 //! let loaded = client.load("notes/today", None, &password).await?;
 //! assert_eq!(loaded.data, b"hello");
 //! # Ok(()) }

@@ -222,15 +222,45 @@ async fn a_server_refuses_a_version_above_the_largest_and_says_the_highest_it_he
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_with_the_test_kdf_warns_and_the_default_options_do_not() -> TestResult {
+    let defaults = seccs_net::ClientOptions::default();
+    assert_eq!(defaults.kdf, seccs_net::Kdf::default());
+    assert_eq!((defaults.threshold, defaults.min_acks), (None, None));
+    assert_eq!(defaults.timeout, Duration::from_secs(30));
+    let net = Net::new(Kind::Memory, 3).await?;
+    // The test helper's client uses Kdf::INSECURE_FAST.
+    let mut client = net.client(None).await?;
+    assert_eq!(client.options_mut().kdf, seccs_net::Kdf::INSECURE_FAST);
+    let saved = client.save("cheap", b"x", &pw()).await?;
+    assert!(
+        saved.warnings.len() == 1
+            && saved.warnings[0].contains("password KDF is cheap")
+            && saved.warnings[0].contains("INSECURE_FAST is for tests only"),
+        "{:?}",
+        saved.warnings
+    );
+    *client.options_mut() = seccs_net::ClientOptions::default().with_timeout(common::TIMEOUT);
+    let saved = client.save("costly", b"x", &pw()).await?;
+    assert!(saved.warnings.is_empty(), "{:?}", saved.warnings);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_acks_below_the_threshold_is_raised_with_a_warning() -> TestResult {
     let net = Net::new(Kind::Memory, 3).await?;
     let mut client = net.client(None).await?;
     client.options_mut().min_acks = Some(1);
     let saved = client.save("t", b"x", &pw()).await?;
     assert_eq!(saved.threshold, 2);
+    // The test KDF's own warning aside.
+    let warnings: Vec<_> = saved
+        .warnings
+        .iter()
+        .filter(|w| !w.contains("password KDF is cheap"))
+        .collect();
     assert!(
-        saved.warnings.len() == 1
-            && saved.warnings[0].contains("min_acks = 1 is below this save's threshold 2"),
+        warnings.len() == 1
+            && warnings[0].contains("min_acks = 1 is below this save's threshold 2"),
         "{:?}",
         saved.warnings
     );
