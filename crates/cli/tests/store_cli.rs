@@ -3768,3 +3768,59 @@ fn a_reference_with_a_wrong_length_says_it_may_be_copied_wrong() {
         "{err}"
     );
 }
+
+#[test]
+fn verify_goes_past_a_damaged_block_and_names_what_it_breaks() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let a = random_file(tmp.path(), "a", 1_000_000, 79);
+    let b = random_file(tmp.path(), "b", 1_000_000, 80);
+    put_as(&store, &a, "a");
+    put_as(&store, &b, "b");
+    let blob = walk(&store.join("db"))
+        .into_iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("blobs")))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a value file");
+    let mut bytes = std::fs::read(&blob).expect("read");
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x40;
+    std::fs::write(&blob, bytes).expect("write");
+    let verify = run(seccs(&store).args(["verify", "--json"]));
+    assert!(!verify.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout)
+        .unwrap_or_else(|e| panic!("a report, not only an error ({e}): {verify:?}"));
+    let findings = report["findings"].as_array().expect("findings");
+    assert!(
+        findings.iter().any(|f| f["kind"] == "unreadable"),
+        "{report}"
+    );
+    let broken: Vec<&str> = report["broken_names"]
+        .as_array()
+        .expect("names")
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
+    assert!(
+        broken.len() == 1,
+        "one value is damaged, so one name: {report}"
+    );
+    // What verify calls broken fails to read; the other reads back whole.
+    for (name, file) in [("a", &a), ("b", &b)] {
+        let out = tmp.path().join(format!("{name}.out"));
+        let got = run(seccs(&store).args(["get", name, "-o"]).arg(&out));
+        if broken.contains(&name) {
+            assert!(!got.status.success(), "{name}");
+        } else {
+            assert!(
+                got.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&got.stderr)
+            );
+            assert_eq!(
+                std::fs::read(&out).expect("read"),
+                std::fs::read(file).expect("read")
+            );
+        }
+    }
+}

@@ -459,6 +459,45 @@ impl EmbeddedBackend {
         }
     }
 
+    /// Every entry whose key starts with `prefix`: counts and values are
+    /// each one sorted run, walked side by side.
+    fn walk_merged(
+        &self,
+        snapshot: &Snapshot,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+    ) -> Result<(), WalkError> {
+        let read = WalkError::Read;
+        let mut counts = snapshot.prefix(&self.entries, tagged(COUNT_TAG, prefix));
+        for guard in snapshot.prefix(&self.entries, tagged(VALUE_TAG, prefix)) {
+            let (tagged_key, value) = guard.into_inner().map_err(|e| read(map_error(e)))?;
+            let key = &tagged_key[1..];
+            let Some(next) = counts.next() else {
+                return Err(read(uncounted(key)));
+            };
+            let (tagged_count_key, count) = next.into_inner().map_err(|e| read(map_error(e)))?;
+            let count_key = &tagged_count_key[1..];
+            let count = match count_key.cmp(key) {
+                std::cmp::Ordering::Equal => decode_count(key, &count).map_err(read)?,
+                std::cmp::Ordering::Less => return Err(read(valueless(count_key))),
+                std::cmp::Ordering::Greater => return Err(read(uncounted(key))),
+            };
+            visit(
+                key,
+                &Entry {
+                    value: value.to_vec(),
+                    count,
+                },
+            )
+            .map_err(WalkError::Visit)?;
+        }
+        if let Some(next) = counts.next() {
+            let (tagged_count_key, _) = next.into_inner().map_err(|e| read(map_error(e)))?;
+            return Err(read(valueless(&tagged_count_key[1..])));
+        }
+        Ok(())
+    }
+
     /// A snapshot of the tables once every pending write is in them, for
     /// walks (which read the tables only).
     fn settled_snapshot(&self) -> Result<Snapshot, BackendError> {
@@ -843,37 +882,53 @@ impl Backend for EmbeddedBackend {
         &self,
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        // Counts and values are each one sorted run: walk them side by side.
         let snapshot = self.settled_snapshot()?;
-        let mut counts = snapshot.prefix(&self.entries, [COUNT_TAG]);
-        for guard in snapshot.prefix(&self.entries, [VALUE_TAG]) {
-            let (tagged_key, value) = guard.into_inner().map_err(map_error)?;
-            let key = &tagged_key[1..];
-            let Some(next) = counts.next() else {
-                return Err(uncounted(key));
-            };
-            let (tagged_count_key, count) = next.into_inner().map_err(map_error)?;
-            let count_key = &tagged_count_key[1..];
-            let count = match count_key.cmp(key) {
-                std::cmp::Ordering::Equal => decode_count(key, &count)?,
-                std::cmp::Ordering::Less => {
-                    return Err(valueless(count_key));
+        self.walk_merged(&snapshot, &[], &mut |key, entry| visit(key, entry))
+            .map_err(WalkError::into_inner)
+    }
+
+    /// Walks key ranges one first byte at a time; a range that fails to
+    /// read (a damaged block) is walked again by its two-byte ranges, each
+    /// entry once, and a two-byte range that still fails is reported to
+    /// `damaged` (its prefix as the key): a damaged block costs the entries
+    /// near it, not the whole walk.
+    fn for_each_or_damaged(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        damaged: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        let snapshot = self.settled_snapshot()?;
+        for first in 0..=u8::MAX {
+            let mut seen = std::collections::HashSet::new();
+            let whole = self.walk_merged(&snapshot, &[first], &mut |key, entry| {
+                seen.insert(key.to_vec());
+                visit(key, entry)
+            });
+            match whole {
+                Ok(()) => continue,
+                Err(WalkError::Visit(e)) => return Err(e),
+                Err(WalkError::Read(_)) => {}
+            }
+            for second in 0..=u8::MAX {
+                let prefix = [first, second];
+                let part = self.walk_merged(&snapshot, &prefix, &mut |key, entry| {
+                    if seen.contains(key) {
+                        return Ok(());
+                    }
+                    visit(key, entry)
+                });
+                match part {
+                    Ok(()) => {}
+                    Err(WalkError::Visit(e)) => return Err(e),
+                    Err(WalkError::Read(e)) => damaged(
+                        &prefix,
+                        corrupt(format_args!(
+                            "entries whose keys start with {} cannot be read: {e}",
+                            hex::encode(prefix)
+                        )),
+                    ),
                 }
-                std::cmp::Ordering::Greater => {
-                    return Err(uncounted(key));
-                }
-            };
-            visit(
-                key,
-                &Entry {
-                    value: value.to_vec(),
-                    count,
-                },
-            )?;
-        }
-        if let Some(next) = counts.next() {
-            let (tagged_count_key, _) = next.into_inner().map_err(map_error)?;
-            return Err(valueless(&tagged_count_key[1..]));
+            }
         }
         Ok(())
     }
@@ -944,6 +999,21 @@ fn uncounted(key: &[u8]) -> BackendError {
         "entry {} has a value but no count",
         hex::encode(key)
     ))
+}
+
+/// Why a walk stopped: its visitor failed, or the database could not be
+/// read (only the second is damage a damage-tolerant walk goes past).
+enum WalkError {
+    Visit(BackendError),
+    Read(BackendError),
+}
+
+impl WalkError {
+    fn into_inner(self) -> BackendError {
+        match self {
+            WalkError::Visit(e) | WalkError::Read(e) => e,
+        }
+    }
 }
 
 /// A count record without its value record.
