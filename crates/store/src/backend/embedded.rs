@@ -461,6 +461,7 @@ impl EmbeddedBackend {
 
     /// Every entry whose key starts with `prefix`: counts and values are
     /// each one sorted run, walked side by side.
+    #[allow(clippy::type_complexity)]
     fn walk_merged(
         &self,
         snapshot: &Snapshot,
