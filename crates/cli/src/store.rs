@@ -1054,21 +1054,31 @@ pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
             report.names,
             report.findings.len()
         )?;
-        for f in &report.findings {
-            outln!("{f}")?;
-        }
-        for name in &report.broken_names {
-            outln!(
-                "broken name: {}",
-                crate::tree::shown_name(name, EntryKind::File)
-            )?;
-        }
+        print_findings("", &report.findings, &report.broken_names)?;
     }
     if !report.is_clean() {
         bail!(
             "verify found {}",
             problems_said(&report.findings, &report.broken_names)
         );
+    }
+    Ok(())
+}
+
+/// verify's and gc's findings, one line each, then the names they break.
+fn print_findings(
+    lead: &str,
+    findings: &[seccs_store::Finding],
+    broken_names: &[String],
+) -> Result<()> {
+    for f in findings {
+        outln!("{lead}{f}")?;
+    }
+    for name in broken_names {
+        outln!(
+            "broken name: {}",
+            crate::tree::shown_name(name, EntryKind::File)
+        )?;
     }
     Ok(())
 }
@@ -1106,15 +1116,7 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
             report.removed,
             report.counts_fixed
         )?;
-        for f in &report.remaining {
-            outln!("left: {f}")?;
-        }
-        for name in &report.broken_names {
-            outln!(
-                "broken name: {}",
-                crate::tree::shown_name(name, EntryKind::File)
-            )?;
-        }
+        print_findings("left: ", &report.remaining, &report.broken_names)?;
     }
     if !report.is_clean() {
         let mut said = format!(

@@ -613,26 +613,8 @@ fn redis_verify_reports_a_damaged_entry_and_checks_the_rest() -> TestResult {
 /// counts as one damaged record: the other names are still listed.
 #[test]
 fn redis_a_damaged_record_does_not_hide_the_other_names() -> TestResult {
-    use seccs_store::catalog::EntryKind;
     let h = Redis::start()?;
-    let opened = h.open()?;
-    let store = store_on(&opened)?;
-    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-        store.put_named(
-            &mut noise(i as u64, 1_000).as_slice(),
-            name,
-            EntryKind::File,
-        )?;
-    }
-    let record = entry_keys(&opened)?
-        .into_iter()
-        .find(|k| seccs_store::catalog::is_catalog_key(k))
-        .ok_or("a record")?;
-    h.damage(&record)?;
-    let listing = store.list_readable("")?;
-    assert_eq!(listing.damaged, 1);
-    assert_eq!(listing.records.len(), 2, "the other names are listed");
-    Ok(())
+    a_damaged_record_does_not_hide_the_other_names(&h, |key| h.damage(key))
 }
 
 /// The same with a PostgreSQL row whose count is negative.
