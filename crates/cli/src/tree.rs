@@ -35,9 +35,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
-
-/// Threads a tree restore writes files with (see where it is used).
-const RESTORE_THREADS: usize = 16;
 use seccs_store::catalog::{
     EntryKind, FileMeta, FileMode, FileStamp, Owner, Record, Stamp, Version,
 };
@@ -1557,23 +1554,11 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .map(|entry| (entry.0.name.as_str(), restore_one(entry)))
         .collect();
     let (firsts, more_links) = hard_link_groups(others);
-    let restore_all = || -> Vec<(&str, Result<()>)> {
+    restored_firsts.par_extend(
         firsts
             .into_par_iter()
-            .map(|entry| (entry.0.name.as_str(), restore_one(entry)))
-            .collect()
-    };
-    // Each file is synced before it is renamed into place, so a restore of
-    // many small files waits on the disk, not the cores: more threads than
-    // cores keep several syncs in flight, which the file system's journal
-    // commits together.
-    match rayon::ThreadPoolBuilder::new()
-        .num_threads(RESTORE_THREADS.max(rayon::current_num_threads()))
-        .build()
-    {
-        Ok(pool) => restored_firsts.extend(pool.install(restore_all)),
-        Err(_) => restored_firsts.extend(restore_all()),
-    }
+            .map(|entry| (entry.0.name.as_str(), restore_one(entry))),
+    );
     let written: HashSet<&str> = restored_firsts
         .iter()
         .filter(|(_, r)| r.is_ok())
