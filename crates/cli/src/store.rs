@@ -1057,8 +1057,23 @@ pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
         print_findings("", &report.findings, &report.broken_names)?;
     }
     if !report.is_clean() {
+        // Damage reaches some names; a store read with another wrapper
+        // than its own fails every name, and only by authentication.
+        let only_tampered = report
+            .findings
+            .iter()
+            .all(|f| matches!(f, seccs_store::Finding::Tampered { .. }));
+        let hint = if only_tampered
+            && report.names > 0
+            && report.broken_names.len() as u64 == report.names
+        {
+            "; no name reads back, each for a node that does not authenticate: is \
+             config.toml's wrapper the one the store was made with?"
+        } else {
+            ""
+        };
         bail!(
-            "verify found {}",
+            "verify found {}{hint}",
             problems_said(&report.findings, &report.broken_names)
         );
     }

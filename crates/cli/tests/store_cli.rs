@@ -3824,3 +3824,29 @@ fn verify_goes_past_a_damaged_block_and_names_what_it_breaks() {
         }
     }
 }
+
+#[test]
+fn verify_with_another_wrapper_in_the_config_asks_whether_it_is_the_stores() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 30_000, 81);
+    put_as(&store, &f, "f");
+    let config = store.join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains("wrapper = \"aes-siv\""), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("wrapper = \"aes-siv\"", "wrapper = \"aes-siv-dr\""),
+    )
+    .expect("write");
+    let verify = run(seccs(&store).arg("verify"));
+    let err = String::from_utf8_lossy(&verify.stderr);
+    assert!(!verify.status.success());
+    assert!(
+        err.contains(
+            "no name reads back, each for a node that does not authenticate: is config.toml's \
+             wrapper the one the store was made with?"
+        ),
+        "{err}"
+    );
+}
