@@ -165,7 +165,7 @@ pub enum Error {
         servers: String,
     },
     /// No server holds the tag (or the requested version).
-    #[error("no server holds {0:?}")]
+    #[error("no server holds {0:?}{hint}", hint = version_hint(.0))]
     NotFound(String),
     /// Too few honest servers answered to rebuild the file.
     #[error(
@@ -436,5 +436,40 @@ impl Error {
             context: context.into(),
             cause: source,
         }
+    }
+}
+
+/// For a tag that looks like a version was meant (`notes@latest`): a tag
+/// may hold `@`, so it was read as the tag, and the reader is told how a
+/// version is written.
+fn version_hint(tag: &str) -> &'static str {
+    match tag.rsplit_once('@') {
+        Some((_, v))
+            if !v.is_empty()
+                && !v.bytes().all(|b| b.is_ascii_digit())
+                && v.bytes().all(|b| b.is_ascii_alphanumeric())
+                && v.len() < 16 =>
+        {
+            " (read as a tag, since a version is written TAG@N with N a number)"
+        }
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod not_found_tests {
+    use super::Error;
+
+    #[test]
+    fn a_tag_that_looks_like_a_mistyped_version_says_how_versions_are_written() {
+        let said = Error::NotFound("notes@abc".into()).to_string();
+        assert!(
+            said.contains("a version is written TAG@N with N a number"),
+            "{said}"
+        );
+        let said = Error::NotFound("mail@example.org".into()).to_string();
+        assert_eq!(said, "no server holds \"mail@example.org\"");
+        let said = Error::NotFound("notes@3".into()).to_string();
+        assert_eq!(said, "no server holds \"notes@3\"");
     }
 }
