@@ -86,14 +86,29 @@ pub fn open_exclusive(url: &str, prepare: bool) -> Result<Box<dyn Backend>, Back
     connect(url, prepare, Access::Exclusive)
 }
 
-/// Whether [`connect`] prepares the server side first.
+/// [`connect_to`], refusing to prepare a new store where the backend
+/// found a risk to its entries ([`Backend::risks`]): an existing store
+/// still opens (its contents stay readable), and the caller shows them.
+fn connect(url: &str, prepare: Prepare, access: Access) -> Result<Box<dyn Backend>, BackendError> {
+    let backend = connect_to(url, prepare, access)?;
+    if prepare == Prepare::Yes
+        && let Some(risk) = backend.risks().first()
+    {
+        return Err(BackendError::Config(format!(
+            "{risk}; a store is not made on such a server"
+        )));
+    }
+    Ok(backend)
+}
+
+/// Whether [`connect_to`] prepares the server side first.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Prepare {
     Yes,
     No,
 }
 
-/// Whether [`connect`] takes the store's writer lock.
+/// Whether [`connect_to`] takes the store's writer lock.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Access {
     Shared,
@@ -180,7 +195,11 @@ fn scheme(url: &str) -> Option<String> {
     not(all(feature = "redis", feature = "postgres", feature = "s3")),
     allow(unused_variables)
 )]
-fn connect(url: &str, prepare: Prepare, access: Access) -> Result<Box<dyn Backend>, BackendError> {
+fn connect_to(
+    url: &str,
+    prepare: Prepare,
+    access: Access,
+) -> Result<Box<dyn Backend>, BackendError> {
     let Some(scheme) = scheme(url) else {
         return Err(BackendError::Config(format!(
             "backend URL {:?} has no scheme (expected redis://, postgres:// or s3://)",
@@ -202,21 +221,10 @@ fn connect(url: &str, prepare: Prepare, access: Access) -> Result<Box<dyn Backen
         #[cfg(feature = "redis")]
         "redis" | "rediss" => {
             let config = RedisConfig::parse(url)?.with_env_credentials();
-            let backend = match access {
+            Ok(Box::new(match access {
                 Access::Shared => RedisBackend::connect(config)?,
                 Access::Exclusive => RedisBackend::connect_exclusive(config)?,
-            };
-            // A new store is not begun where it can be lost; an existing
-            // one opens (its contents stay readable) and the caller shows
-            // the risk.
-            if prepare == Prepare::Yes
-                && let Some(risk) = backend.eviction_risk()
-            {
-                return Err(BackendError::Config(format!(
-                    "{risk}; a store is not made on such a server"
-                )));
-            }
-            Ok(Box::new(backend))
+            }))
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => {

@@ -259,7 +259,8 @@ pub struct RedisBackend {
     conn: Mutex<Option<Connection>>,
     round_trips: RoundTrips,
     lease: Option<Lease>,
-    /// What [`RedisBackend::eviction_risk`] found at connect.
+    /// What [`eviction_risk`] found at connect, which
+    /// [`Backend::risks`] reports.
     eviction: Option<String>,
 }
 
@@ -301,16 +302,6 @@ impl RedisBackend {
         backend.eviction = eviction_risk(&mut conn);
         *backend.lock() = Some(conn);
         Ok(backend)
-    }
-
-    /// Why the server may drop the store's keys on its own, if it may: a
-    /// `maxmemory` limit with an `allkeys-*` policy evicts keys that have
-    /// no expiry, as every store key has none (the `volatile-*` policies
-    /// and `noeviction` leave them, and writes fail when the server is
-    /// full). Found at connect; `None` also where `CONFIG GET` is not
-    /// allowed (an ACL, a managed service).
-    pub fn eviction_risk(&self) -> Option<&str> {
-        self.eviction.as_deref()
     }
 
     /// Like [`RedisBackend::connect`], and takes the store's writer lease:
@@ -750,7 +741,12 @@ impl Backend for RedisBackend {
     }
 }
 
-/// See [`RedisBackend::eviction_risk`]: one round trip.
+/// Why the server may drop the store's keys on its own, if it may: a
+/// `maxmemory` limit with an `allkeys-*` policy evicts keys that have no
+/// expiry, as every store key has none (the `volatile-*` policies and
+/// `noeviction` leave them, and writes fail when the server is full).
+/// `None` also where `CONFIG GET` is not allowed (an ACL, a managed
+/// service). One round trip.
 fn eviction_risk(conn: &mut Connection) -> Option<String> {
     let (policy, limit): (Vec<String>, Vec<String>) = redis::pipe()
         .cmd("CONFIG")

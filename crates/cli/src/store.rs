@@ -518,9 +518,16 @@ fn put_one(
         Some(name) => {
             // A file under a directory's name (one put DIR stored, with
             // names under it) would not come back with them: a restore
-            // cannot write both at one path.
-            let under = store.list_readable(&format!("{name}/"))?;
-            if let Some(inside) = under.records.iter().find(|r| !r.is_gone()) {
+            // cannot write both at one path. One lookup of the name; the
+            // catalog is listed only when it is a directory.
+            let is_directory = store.lookup(name)?.is_some_and(|r| {
+                !r.is_gone() && r.latest().is_some_and(|v| v.kind == EntryKind::Directory)
+            });
+            let under = match is_directory {
+                true => store.list_readable(&format!("{name}/"))?.records,
+                false => Vec::new(),
+            };
+            if let Some(inside) = under.iter().find(|r| !r.is_gone()) {
                 bail!(
                     "{} names a directory in the store ({} is under it): give the file \
                      another name, or `seccs rm {}/` first",

@@ -845,7 +845,7 @@ impl Store {
                 number.unwrap_or(0)
             )));
         }
-        let mut releaser = Releaser::for_names();
+        let mut releaser = Releaser::tolerant();
         self.release_versions(&mut releaser, &gone)?;
         let mut batch = Batch::new();
         record.versions = kept;
@@ -921,7 +921,7 @@ impl Store {
         let _guard = self.lock_writer();
         for group in names.chunks(NAMES_PER_BATCH) {
             let (mut touched_names, mut removed_versions) = (0, 0);
-            let mut releaser = Releaser::for_names();
+            let mut releaser = Releaser::tolerant();
             let mut batch = Batch::new();
             for (key, mut record) in self.records_of(group)? {
                 let cut = record.versions.len().saturating_sub(keep);
@@ -1106,7 +1106,7 @@ pub(crate) struct Releaser {
 }
 
 impl Releaser {
-    /// A releaser for removing names' versions, which skips absent nodes:
+    /// A releaser for removing names' versions and for gc, which skips absent nodes:
     /// a name whose content lost a node (a damaged store, or one where an
     /// older build let `rm REF` take it) can still be removed, and what is
     /// gone has nothing left to release. (What only the lost node held
@@ -1114,7 +1114,7 @@ impl Releaser {
     /// cannot tell it from a content put without a name.) The same holds
     /// for a node that does not authenticate: it goes, and what it listed
     /// keeps its count.
-    pub(crate) fn for_names() -> Self {
+    pub(crate) fn tolerant() -> Self {
         Self {
             tolerate_missing: true,
             tolerate_missing_roots: true,

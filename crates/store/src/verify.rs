@@ -258,20 +258,16 @@ impl Store {
     /// [`Backend::check_lookups`](crate::backend::Backend::check_lookups)):
     /// a node a lookup cannot read is damaged, as a read of it would fail.
     fn check_lookups(&self, scan: &mut Scan) -> Result<()> {
-        const GROUP: usize = 4096;
-        let keys: Vec<Vec<u8>> = scan
+        let keys: Vec<&[u8]> = scan
             .nodes
             .keys()
             .chain(&scan.record_keys)
-            .cloned()
+            .map(Vec::as_slice)
             .collect();
         let mut failed = Vec::new();
-        for group in keys.chunks(GROUP) {
-            let group: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
-            self.backend().check_lookups(&group, &mut |key, e| {
-                failed.push((key.to_vec(), e.to_string()));
-            })?;
-        }
+        self.backend().check_lookups(&keys, &mut |key, e| {
+            failed.push((key.to_vec(), e.to_string()));
+        })?;
         for (key, detail) in failed {
             scan.nodes.remove(&key);
             scan.damaged.push((key, detail));
@@ -456,9 +452,7 @@ impl Store {
         if !batch.is_empty() {
             self.backend().apply_owned(batch)?;
         }
-        let mut releaser = Releaser::default();
-        releaser.tolerate_missing = true;
-        releaser.tolerate_unreadable = true;
+        let mut releaser = Releaser::tolerant();
         let mut batch = Batch::new();
         for (digest, node) in &scan.nodes {
             let fixed = needed.get(digest).copied().unwrap_or(0).max(node.count);

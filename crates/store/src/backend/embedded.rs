@@ -802,7 +802,7 @@ impl Backend for EmbeddedBackend {
                     key,
                     corrupt(format_args!(
                         "a lookup of entry {} fails: {}",
-                        seccs_core::hexenc::encode(key),
+                        hex::encode(key),
                         map_error(e)
                     )),
                 ),
@@ -810,7 +810,7 @@ impl Backend for EmbeddedBackend {
                     key,
                     corrupt(format_args!(
                         "entry {} is listed, but a lookup does not find it",
-                        seccs_core::hexenc::encode(key)
+                        hex::encode(key)
                     )),
                 ),
             }
@@ -884,7 +884,7 @@ impl Backend for EmbeddedBackend {
         visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
         let snapshot = self.settled_snapshot()?;
-        self.walk_merged(&snapshot, &[], &mut |key, entry| visit(key, entry))
+        self.walk_merged(&snapshot, &[], visit)
             .map_err(WalkError::into_inner)
     }
 
