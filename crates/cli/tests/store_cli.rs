@@ -3408,10 +3408,16 @@ fn listed_names_are_typed_back_as_bytes_and_never_look_alike() {
         .current_dir(tmp.path())
         .args(["put", "t41", "--dry-run", "--exclude"])
         .arg(std::ffi::OsStr::from_bytes(b"caf\xe9")));
+    // A name left alone since the put is `unchanged` once its stamp has
+    // settled (on a slow machine, by the time of the put), else `read`.
+    let considered = |name: &str| {
+        dry.contains(&format!("read       {name}\n"))
+            || dry.contains(&format!("unchanged  {name}\n"))
+    };
     assert!(
-        !dry.contains("read       t41/caf\\xe9\n")
+        !considered("t41/caf\\xe9")
             && dry.contains("gone       t41/caf\\xe9\n")
-            && dry.contains("read       t41/caf\\\\xe9\n"),
+            && considered("t41/caf\\\\xe9"),
         "{dry}"
     );
     let get = |arg: &std::ffi::OsStr| ok(seccs(&store).arg("get").arg(arg));
