@@ -239,7 +239,7 @@ pub fn write_file_atomically_as(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     check_parent(path, dir)?;
-    write_beside(path, path, attrs, fill)
+    write_beside(path, path, attrs, Durability::Now, fill)?.put_in_place()
 }
 
 /// Whether `path` is, or links (in a few hops) to, a name for an open file
@@ -310,27 +310,89 @@ pub fn write_restored(
     at: &Path,
     shown: &Path,
     attrs: &FileAttrs,
+    durability: Durability,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
-) -> Result<()> {
+) -> Result<Unplaced> {
     if std::fs::symlink_metadata(at).is_ok_and(|m| m.is_dir()) {
         anyhow::bail!("cannot write {}: it is a directory", self::shown(shown))
     }
-    write_beside(at, shown, attrs, fill)
+    write_beside(at, shown, attrs, durability, fill)
+}
+
+/// When a file written beside its target is made durable: before it is
+/// renamed into place, so that a crash leaves the old file or the whole
+/// new one, never a name with lost data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `fsync` the file itself.
+    Now,
+    /// The caller syncs its file system (one `syncfs` for a group of
+    /// files, see [`sync_file_systems`]) before it puts the file in place.
+    ByCaller,
+}
+
+/// A file written whole under a temporary name beside its target, not yet
+/// renamed over it. Dropped unplaced, the temporary file is removed; an
+/// interrupt meanwhile removes it too.
+#[must_use = "the file is removed unless it is put in place"]
+pub struct Unplaced {
+    tmp: tempfile::TempPath,
+    _removed_on_interrupt: crate::interrupt::Registered,
+    path: std::path::PathBuf,
+    shown: std::path::PathBuf,
+    /// An attribute that could not be set, said once the file is in place.
+    unset: io::Result<()>,
+}
+
+impl Unplaced {
+    /// Renames the file over its target. With [`Durability::ByCaller`], only
+    /// once the caller has synced the file system it is on.
+    pub fn put_in_place(self) -> Result<()> {
+        let Unplaced {
+            tmp,
+            _removed_on_interrupt,
+            path,
+            shown,
+            unset,
+        } = self;
+        // A failed rename hands the temporary path back inside the error;
+        // it is dropped here, which removes the file, rather than kept
+        // alive in the error until the process exits (leaving the output's
+        // plaintext behind).
+        tmp.persist(&path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot write {}", self::shown(&shown)))?;
+        unset.with_context(|| format!("{} is written, but not whole", self::shown(&shown)))
+    }
+}
+
+/// Makes everything written on the file systems that hold `dirs` durable:
+/// one `syncfs` each (pass one directory per file system), in place of a
+/// `fsync` per file, which on many small files costs more than writing
+/// them.
+pub fn sync_file_systems<'d>(
+    dirs: impl IntoIterator<Item = &'d std::os::fd::OwnedFd>,
+) -> io::Result<()> {
+    for dir in dirs {
+        rustix::fs::syncfs(dir)?;
+    }
+    Ok(())
 }
 
 /// Writes `path` (shown as `path_shown`) through a temporary file beside
-/// it, renamed over it once whole and given `attrs`.
+/// it, given `attrs`, to be renamed over it once whole.
 fn write_beside(
     path: &Path,
     path_shown: &Path,
     attrs: &FileAttrs,
+    durability: Durability,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
-) -> Result<()> {
+) -> Result<Unplaced> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let (tmp, _removed_on_interrupt) = crate::interrupt::temp_file_in(dir).with_context(|| {
+    let (tmp, removed_on_interrupt) = crate::interrupt::temp_file_in(dir).with_context(|| {
         let shown_dir = path_shown
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -360,14 +422,18 @@ fn write_beside(
     let unset = attrs
         .apply(tmp.as_file())
         .with_context(|| format!("cannot set the mode or time of {}", shown(path_shown)))?;
-    tmp.as_file().sync_all()?;
-    // A failed rename hands the temporary file back inside the error; it
-    // is dropped here, which removes it, rather than kept alive in the
-    // error until the process exits (leaving the output's plaintext behind).
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", shown(path_shown)))?;
-    unset.with_context(|| format!("{} is written, but not whole", shown(path_shown)))
+    if durability == Durability::Now {
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("cannot write {}", shown(path_shown)))?;
+    }
+    Ok(Unplaced {
+        tmp: tmp.into_temp_path(),
+        _removed_on_interrupt: removed_on_interrupt,
+        path: path.to_path_buf(),
+        shown: path_shown.to_path_buf(),
+        unset,
+    })
 }
 
 /// A path as messages show it (control characters escaped).

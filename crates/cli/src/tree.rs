@@ -41,7 +41,7 @@ use seccs_store::catalog::{
 use seccs_store::{Store, file_name};
 
 use crate::exclude::Excludes;
-use crate::output::FileAttrs;
+use crate::output::{Durability, FileAttrs};
 
 /// One thing found under the directory.
 enum Found {
@@ -1178,6 +1178,46 @@ impl LeftOut {
 /// A name to restore, with the version it restores.
 type Restored<'r> = (&'r Record, &'r Version);
 
+/// A file restored under a temporary name, with the directory it is in
+/// (held open until it is renamed into place).
+type Written = (crate::output::Unplaced, std::sync::Arc<Reached>);
+
+/// How many files a tree restore writes before it makes them durable, with
+/// one `syncfs`, and renames them into place. It bounds the temporary files
+/// (and directories held open) at once; a few hundred already make the sync
+/// a small part of each file's cost.
+const FILES_SYNCED_AT_ONCE: usize = 256;
+
+/// Makes a group of written files durable, one `syncfs` per file system
+/// they are on, and renames each into place; the results, in order. When
+/// the sync fails, none is put in place (each temporary file is removed)
+/// and each says why.
+fn put_group_in_place(written: Vec<(&str, Result<Option<Written>>)>) -> Vec<(&str, Result<()>)> {
+    let mut file_systems: HashMap<u64, &std::os::fd::OwnedFd> = HashMap::new();
+    for (_, result) in &written {
+        if let Ok(Some((_, dir))) = result {
+            file_systems.entry(dir.device).or_insert(&dir.fd);
+        }
+    }
+    let synced =
+        crate::output::sync_file_systems(file_systems.into_values()).map_err(|e| e.to_string());
+    written
+        .into_iter()
+        .map(|(name, result)| {
+            let placed = result.and_then(|written| match (written, &synced) {
+                (None, _) => Ok(()),
+                (Some((unplaced, _)), Ok(())) => unplaced.put_in_place(),
+                (Some(_), Err(e)) => bail!(
+                    "cannot write {}: its file system could not be synced, so it was not \
+                     put in place: {e}",
+                    shown_name(name, EntryKind::File)
+                ),
+            });
+            (name, placed)
+        })
+        .collect()
+}
+
 /// Makes `target` a hard link to `first`, or when that cannot be (the first
 /// failed to restore, the file system has no hard links or the file too
 /// many) writes it on its own with `write`.
@@ -1233,98 +1273,168 @@ fn hard_link_groups(
     (firsts, more)
 }
 
-/// Where a name is restored: its parent directory, reached from the
-/// output directory one component at a time without following a symlink,
-/// and held open, so that what the restore does there stays there even if
-/// the path is changed meanwhile (a directory swapped for a symlink to
-/// elsewhere between a check and a write).
+/// A directory a restore writes in, reached from the output directory one
+/// component at a time without following a symlink, and held open, so
+/// that what the restore does there stays there even if the path is
+/// changed meanwhile (a directory swapped for a symlink to elsewhere
+/// between a check and a write).
+struct Reached {
+    fd: std::os::fd::OwnedFd,
+    /// The file system it is on: a group of files is made durable with one
+    /// `syncfs` per file system.
+    device: u64,
+    /// The directory as `/proc/self/fd/N`: the kernel resolves it to the
+    /// directory held open, not to whatever its path names now. (Without
+    /// `/proc` it is the plain path, checked as it is walked but not held.)
+    held: PathBuf,
+    /// `DIR/PARENTS`, for messages.
+    shown: PathBuf,
+}
+
+/// Where a name is restored: its parent directory, held open, and the
+/// name's path through it.
 struct Place {
-    /// Keeps the parent open: `at` names the entry through it.
-    _parent: std::os::fd::OwnedFd,
-    /// The entry, as `/proc/self/fd/N/NAME`: the kernel resolves the first
-    /// part to the directory held open, not to whatever its path names
-    /// now. (Without `/proc` it is the plain path, checked as it is walked
-    /// but not held.)
+    parent: std::sync::Arc<Reached>,
+    /// The entry, as `/proc/self/fd/N/NAME`.
     at: PathBuf,
     /// `DIR/NAME`, for messages.
     shown: PathBuf,
 }
 
-/// The place of the name `name` under `dir`, with the directories above it
-/// made when `make_parents`. Nothing is written through a symlink: not one
-/// that was in `dir` before, nor one this restore made (links come last,
-/// parents first), nor one swapped in while it runs, as tar guards its
-/// extractions.
-fn place_of(dir: &Path, name: &str, make_parents: bool) -> Result<Place> {
-    use rustix::fs::{AtFlags, Mode, OFlags, mkdirat, openat, statat};
-    let rel = name_of(Path::new(name));
-    if rel.is_empty() {
-        bail!("cannot restore the name {name:?}");
+/// The places of names under one output directory. The directories
+/// reached are kept (a few hundred at most), so that the files of one
+/// directory, restored one after another, do not walk and open the same
+/// path again each: that walk cost more than writing a small file.
+struct Places<'d> {
+    dir: &'d Path,
+    reached: std::sync::Mutex<HashMap<String, std::sync::Arc<Reached>>>,
+}
+
+/// How many directories [`Places`] keeps open at once.
+const DIRECTORIES_KEPT: usize = 256;
+
+impl<'d> Places<'d> {
+    fn new(dir: &'d Path) -> Self {
+        Places {
+            dir,
+            reached: std::sync::Mutex::new(HashMap::new()),
+        }
     }
-    if make_parents {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", shown_path(dir)))?;
+
+    /// The place of the name `name`, with the directories above it made
+    /// when `make_parents`. Nothing is written through a symlink: not one
+    /// that was in the output directory before, nor one this restore made
+    /// (links come last, parents first), nor one swapped in while it runs,
+    /// as tar guards its extractions.
+    fn of(&self, name: &str, make_parents: bool) -> Result<Place> {
+        let rel = name_of(Path::new(name));
+        let (above, leaf) = match rel.rsplit_once('/') {
+            Some((above, leaf)) => (above, leaf),
+            None => ("", rel.as_str()),
+        };
+        if leaf.is_empty() {
+            bail!("cannot restore the name {name:?}");
+        }
+        let kept = self
+            .reached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(above)
+            .cloned();
+        let parent = match kept {
+            Some(parent) => parent,
+            None => {
+                let parent = std::sync::Arc::new(self.reach(&rel, above, make_parents)?);
+                let mut reached = self.reached.lock().unwrap_or_else(|p| p.into_inner());
+                if reached.len() >= DIRECTORIES_KEPT {
+                    reached.clear();
+                }
+                reached.insert(above.to_owned(), parent.clone());
+                parent
+            }
+        };
+        let leaf = part_path(leaf);
+        Ok(Place {
+            at: parent.held.join(&leaf),
+            shown: parent.shown.join(&leaf),
+            parent,
+        })
     }
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let mut parent = openat(rustix::fs::CWD, dir, flags, Mode::empty())
-        .with_context(|| format!("cannot open {}", shown_path(dir)))?;
-    // A name's parts are the file names' bytes again.
-    let parts: Vec<OsString> = rel.split('/').map(part_path).collect();
-    let (leaf, above) = parts
-        .split_last()
-        .with_context(|| format!("cannot restore the name {name:?}"))?;
-    let mut shown = dir.to_path_buf();
-    for part in above {
-        shown.push(part);
+
+    /// Opens the directory `above` (the name `rel`'s parents) under the
+    /// output directory, making it when `make_parents`.
+    fn reach(&self, rel: &str, above: &str, make_parents: bool) -> Result<Reached> {
+        use rustix::fs::{AtFlags, Mode, OFlags, mkdirat, openat, statat};
+        let dir = self.dir;
         if make_parents {
-            match mkdirat(&parent, part, Mode::from_raw_mode(0o777)) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", shown_path(dir)))?;
+        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut parent = openat(rustix::fs::CWD, dir, flags, Mode::empty())
+            .with_context(|| format!("cannot open {}", shown_path(dir)))?;
+        let mut shown = dir.to_path_buf();
+        // A name's parts are the file names' bytes again.
+        for part in above.split('/').filter(|p| !p.is_empty()).map(part_path) {
+            shown.push(&part);
+            if make_parents {
+                match mkdirat(&parent, &part, Mode::from_raw_mode(0o777)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => {
+                        return Err(std::io::Error::from(e))
+                            .with_context(|| format!("cannot create {}", shown_path(&shown)));
+                    }
+                }
+            }
+            match openat(&parent, &part, flags | OFlags::NOFOLLOW, Mode::empty()) {
+                Ok(fd) => parent = fd,
                 Err(e) => {
+                    let is_link =
+                        statat(&parent, &part, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                            rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink()
+                        });
+                    if is_link {
+                        bail!(
+                            "refusing to restore {}: {} is a symlink, and writing through it \
+                             could leave {}",
+                            shown_name(rel, EntryKind::File),
+                            shown_path(&shown),
+                            shown_path(dir)
+                        );
+                    }
+                    if e == rustix::io::Errno::NOTDIR {
+                        bail!(
+                            "cannot restore {}: {} is in the way, and is not a directory",
+                            shown_name(rel, EntryKind::File),
+                            shown_path(&shown)
+                        );
+                    }
                     return Err(std::io::Error::from(e))
-                        .with_context(|| format!("cannot create {}", shown_path(&shown)));
+                        .with_context(|| format!("cannot open {}", shown_path(&shown)));
                 }
             }
         }
-        match openat(&parent, part, flags | OFlags::NOFOLLOW, Mode::empty()) {
-            Ok(fd) => parent = fd,
-            Err(e) => {
-                let is_link = statat(&parent, part, AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink());
-                if is_link {
-                    bail!(
-                        "refusing to restore {}: {} is a symlink, and writing through it \
-                         could leave {}",
-                        shown_name(&rel, EntryKind::File),
-                        shown_path(&shown),
-                        shown_path(dir)
-                    );
-                }
-                if e == rustix::io::Errno::NOTDIR {
-                    bail!(
-                        "cannot restore {}: {} is in the way, and is not a directory",
-                        shown_name(&rel, EntryKind::File),
-                        shown_path(&shown)
-                    );
-                }
-                return Err(std::io::Error::from(e))
-                    .with_context(|| format!("cannot open {}", shown_path(&shown)));
-            }
-        }
+        let device = rustix::fs::fstat(&parent)
+            .with_context(|| format!("cannot open {}", shown_path(&shown)))?
+            .st_dev;
+        let held = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&parent)
+        ));
+        let held = if held.is_dir() { held } else { shown.clone() };
+        Ok(Reached {
+            fd: parent,
+            device,
+            held,
+            shown,
+        })
     }
-    shown.push(leaf);
-    let held = PathBuf::from(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&parent)
-    ));
-    let at = if held.is_dir() {
-        held.join(leaf)
-    } else {
-        shown.clone()
-    };
-    Ok(Place {
-        _parent: parent,
-        at,
-        shown,
-    })
+}
+
+/// The place of the name `name` under `dir` (see [`Places::of`]), for a
+/// single name.
+fn place_of(dir: &Path, name: &str, make_parents: bool) -> Result<Place> {
+    Places::new(dir).of(name, make_parents)
 }
 
 /// Replaces a symlink in `dir` where the directory `name` goes by that
@@ -1476,62 +1586,77 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     }
     let total = records.iter().map(|(_, v)| v.content_ref.len()).sum();
     let bar = crate::progress::bytes(total, !progress);
-    let restore_entry = |(record, version): Restored<'_>| -> Result<()> {
-        let place = place_of(dir, &record.name, true)?;
-        let (target, shown) = (&place.at, &place.shown);
-        // What is in the way goes, as tar does it: a symlink (writing
-        // through it could leave `dir`), and for a file also a FIFO, socket
-        // or device (writing to it would block, or reach a disk).
-        if let Ok(meta) = fs::symlink_metadata(target) {
-            let found = meta.file_type();
-            let in_the_way = match version.kind {
-                EntryKind::File => !found.is_file() && !found.is_dir(),
-                EntryKind::Directory => found.is_symlink(),
-                // `restore_link` replaces whatever is there.
-                EntryKind::Symlink => false,
-            };
-            if in_the_way {
-                fs::remove_file(target)
-                    .with_context(|| format!("cannot replace {}", shown_path(shown)))?;
+    let places = Places::new(dir);
+    // A file is written under a temporary name and renamed into place
+    // once durable: with `Durability::ByCaller`, the caller syncs its file
+    // system first (see `restore_group`).
+    let restore_entry =
+        |(record, version): Restored<'_>, durability: Durability| -> Result<Option<Written>> {
+            let place = places.of(&record.name, true)?;
+            let (target, shown) = (&place.at, &place.shown);
+            // What is in the way goes, as tar does it: a symlink (writing
+            // through it could leave `dir`), and for a file also a FIFO, socket
+            // or device (writing to it would block, or reach a disk).
+            if let Ok(meta) = fs::symlink_metadata(target) {
+                let found = meta.file_type();
+                let in_the_way = match version.kind {
+                    EntryKind::File => !found.is_file() && !found.is_dir(),
+                    EntryKind::Directory => found.is_symlink(),
+                    // `restore_link` replaces whatever is there.
+                    EntryKind::Symlink => false,
+                };
+                if in_the_way {
+                    fs::remove_file(target)
+                        .with_context(|| format!("cannot replace {}", shown_path(shown)))?;
+                }
             }
-        }
-        match version.kind {
-            EntryKind::File => {
-                crate::output::write_restored(target, shown, &attrs_of(version, ownership), |out| {
-                    crate::output::read_into(out, &shown_path(shown), &record.name, |out| {
-                        store.get_to(&version.content_ref, &mut bar.wrap_write(out))
-                    })
-                })
-            }
-            EntryKind::Symlink => {
-                let link = store.get(&version.content_ref).with_context(|| {
-                    format!("cannot read {}", shown_name(&record.name, EntryKind::File))
-                })?;
-                restore_link(&place, &link, &attrs_of(version, ownership))
-            }
-            EntryKind::Directory => match fs::create_dir(target) {
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if target.is_dir() {
-                        Ok(())
-                    } else {
-                        bail!(
-                            "cannot create {}: something that is not a directory is in the way",
-                            shown_path(shown)
-                        )
+            match version.kind {
+                EntryKind::File => {
+                    let attrs = attrs_of(version, ownership);
+                    let unplaced =
+                        crate::output::write_restored(target, shown, &attrs, durability, |out| {
+                            crate::output::read_into(out, &shown_path(shown), &record.name, |out| {
+                                store.get_to(&version.content_ref, &mut bar.wrap_write(out))
+                            })
+                        })?;
+                    match durability {
+                        Durability::Now => unplaced.put_in_place().map(|()| None),
+                        Durability::ByCaller => Ok(Some((unplaced, place.parent))),
                     }
                 }
-                made => made.with_context(|| format!("cannot create {}", shown_path(shown))),
-            },
-        }
-    };
+                EntryKind::Symlink => {
+                    let link = store.get(&version.content_ref).with_context(|| {
+                        format!("cannot read {}", shown_name(&record.name, EntryKind::File))
+                    })?;
+                    restore_link(&place, &link, &attrs_of(version, ownership)).map(|()| None)
+                }
+                EntryKind::Directory => match fs::create_dir(target) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        if target.is_dir() {
+                            Ok(None)
+                        } else {
+                            bail!(
+                                "cannot create {}: something that is not a directory is in the way",
+                                shown_path(shown)
+                            )
+                        }
+                    }
+                    made => made
+                        .map(|()| None)
+                        .with_context(|| format!("cannot create {}", shown_path(shown))),
+                },
+            }
+        };
     // The restore stops at the backend's first failure and says it once,
     // as a put does, rather than once per entry left.
     let backend_failed = FirstBackendFailure::default();
-    let restore_one = |entry: Restored<'_>| -> Result<()> {
+    let restore_one_as = |entry: Restored<'_>, durability: Durability| -> Result<Option<Written>> {
         backend_failed
-            .run(|| restore_entry(entry))
+            .run(|| restore_entry(entry, durability))
             .unwrap_or_else(|| Err(NotTried.into()))
     };
+    let restore_one =
+        |entry: Restored<'_>| -> Result<()> { restore_one_as(entry, Durability::Now).map(|_| ()) };
     let (mut links, others): (Vec<_>, Vec<_>) = records
         .iter()
         .copied()
@@ -1554,11 +1679,22 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .map(|entry| (entry.0.name.as_str(), restore_one(entry)))
         .collect();
     let (firsts, more_links) = hard_link_groups(others);
-    restored_firsts.par_extend(
-        firsts
-            .into_par_iter()
-            .map(|entry| (entry.0.name.as_str(), restore_one(entry))),
-    );
+    // Files are written on all cores, a group at a time: the group is made
+    // durable with one `syncfs` and then renamed into place, rather than
+    // one `fsync` a file, which cost most of the time of a restore of many
+    // small files.
+    for group in firsts.chunks(FILES_SYNCED_AT_ONCE) {
+        let written: Vec<(&str, Result<Option<Written>>)> = group
+            .par_iter()
+            .map(|&entry| {
+                (
+                    entry.0.name.as_str(),
+                    restore_one_as(entry, Durability::ByCaller),
+                )
+            })
+            .collect();
+        restored_firsts.extend(put_group_in_place(written));
+    }
     let written: HashSet<&str> = restored_firsts
         .iter()
         .filter(|(_, r)| r.is_ok())
@@ -1581,8 +1717,8 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         if !written.contains(first.name.as_str()) {
             return restore_one(entry);
         }
-        let target = place_of(dir, &entry.0.name, true)?;
-        let first = place_of(dir, &first.name, false)?;
+        let target = places.of(&entry.0.name, true)?;
+        let first = places.of(&first.name, false)?;
         link_or_write(&first.at, &target.at, || restore_one(entry))
     }));
     // In name order (a parent's link before anything under it), one at a
@@ -1608,7 +1744,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     // whose restore failed may have a file or a link in its place now, and
     // a link made since may sit above it.
     let dir_results = dirs.iter().map(|(rel, _, attrs)| {
-        let place = place_of(dir, rel, false)?;
+        let place = places.of(rel, false)?;
         let (at, path) = (&place.at, &place.shown);
         match fs::symlink_metadata(at) {
             Ok(meta) if meta.is_dir() => {}
@@ -1676,9 +1812,14 @@ mod tests {
         assert_eq!(place.shown, out.join("tree/d/f"));
         fs::rename(out.join("tree/d"), out.join("tree/d.moved"))?;
         std::os::unix::fs::symlink(&outside, out.join("tree/d"))?;
-        crate::output::write_restored(&place.at, &place.shown, &FileAttrs::default(), |w| {
-            Ok(w.write_all(b"restored")?)
-        })?;
+        crate::output::write_restored(
+            &place.at,
+            &place.shown,
+            &FileAttrs::default(),
+            Durability::Now,
+            |w| Ok(w.write_all(b"restored")?),
+        )?
+        .put_in_place()?;
         fs::create_dir(&dir_place.at)?;
         assert_eq!(fs::read(out.join("tree/d.moved/f"))?, b"restored");
         assert!(out.join("tree/d.moved/sub").is_dir());

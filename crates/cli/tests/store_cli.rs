@@ -1050,6 +1050,66 @@ fn rm_of_a_prefix_or_of_the_gone_names_removes_every_version_to_zero() {
     assert!(String::from_utf8_lossy(&usage.stderr).contains("required"));
 }
 
+/// A restore writes its files a group at a time, makes the group durable
+/// with one sync and then renames it into place, and keeps the directories
+/// it writes in open a few hundred at a time: a tree of more files than a
+/// group, in more directories than are kept open, comes back whole, each
+/// file with its bits, and no temporary file is left.
+#[test]
+fn a_tree_larger_than_a_sync_group_in_more_directories_than_are_kept_open_comes_back_whole() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("many");
+    let mut expected = Vec::new();
+    for d in 0..300u64 {
+        let dir = src.join(format!("d{d:03}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for f in 0..2u64 {
+            let name = format!("f{f}");
+            let path = random_file(&dir, &name, 50 + (d * 7 + f) as usize % 400, d * 2 + f);
+            let mode = if f == 0 { 0o640 } else { 0o755 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            expected.push((
+                format!("d{d:03}/{name}"),
+                mode,
+                std::fs::read(&path).expect("read"),
+            ));
+        }
+    }
+    put_tree_in(&store, tmp.path(), "many");
+    let out = tmp.path().join("out");
+    ok(seccs(&store).args(["get", "many/", "-q", "-o"]).arg(&out));
+    for (name, mode, content) in &expected {
+        let path = out.join("many").join(name);
+        assert_eq!(&std::fs::read(&path).expect("restored"), content, "{name}");
+        let bits = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o7777;
+        assert_eq!(bits, *mode, "{name}");
+    }
+    let mut left = Vec::new();
+    let mut dirs = vec![out.clone()];
+    let mut files = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("list") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("type").is_dir() {
+                dirs.push(entry.path());
+            } else {
+                files += 1;
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".seccs-partial-")
+                {
+                    left.push(entry.path());
+                }
+            }
+        }
+    }
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(files, expected.len());
+}
+
 #[test]
 fn a_restore_gives_files_back_their_permission_bits_and_modification_times() {
     use std::os::unix::ffi::OsStrExt;
@@ -3855,4 +3915,36 @@ fn verify_with_another_wrapper_in_the_config_asks_whether_it_is_the_stores() {
         ),
         "{err}"
     );
+}
+
+/// `seccs bench tree` restores a tree it puts itself, checks what came
+/// back, prints its figures against plain writes, and leaves nothing in
+/// the directory it ran in.
+#[test]
+fn bench_tree_measures_a_restore_against_plain_writes_and_cleans_up() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = run(Command::new(env!("CARGO_BIN_EXE_seccs"))
+        .args(["bench", "tree", "--files", "40", "--rounds", "1", "--json"])
+        .current_dir(tmp.path())
+        .env_remove("SECCS_STORE"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(figures["files"], 40);
+    for field in [
+        "restore_files_per_s",
+        "plain_files_per_s",
+        "plain_synced_each_files_per_s",
+        "restore_time_ratio_to_plain",
+    ] {
+        assert!(
+            figures[field].as_f64().is_some_and(|v| v > 0.0),
+            "{field}: {figures}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("list").collect();
+    assert!(left.is_empty(), "{left:?}");
 }

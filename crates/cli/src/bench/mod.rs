@@ -5,6 +5,7 @@ mod kms;
 mod share;
 mod store;
 mod tempfile;
+mod tree;
 
 use clap::{Args, Subcommand};
 
@@ -25,6 +26,8 @@ enum BenchPart {
     Kms(kms::KmsBenchArgs),
     /// The share network: save and load past the KDF, stored bytes.
     Share(share::ShareBenchArgs),
+    /// A tree of many small files restored, against writing them plainly.
+    Tree(tree::TreeBenchArgs),
 }
 
 /// Runs `seccs bench`.
@@ -34,5 +37,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchPart::Tempfile(a)) => tempfile::run(a),
         Some(BenchPart::Kms(a)) => kms::run(a),
         Some(BenchPart::Share(a)) => share::run(a),
+        Some(BenchPart::Tree(a)) => tree::run(a),
     }
 }
