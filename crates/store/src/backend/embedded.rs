@@ -499,6 +499,89 @@ impl EmbeddedBackend {
         Ok(())
     }
 
+    /// Every entry whose key starts with `base`, walked by the key ranges
+    /// one byte longer; a range that fails to read (a damaged block) is
+    /// walked again by its ranges two bytes longer, each entry once, and a
+    /// range that still fails is reported to `damaged` (its prefix as the
+    /// key): a damaged block costs the entries near it, not the whole walk.
+    #[allow(clippy::type_complexity)]
+    fn walk_tolerant(
+        &self,
+        snapshot: &Snapshot,
+        base: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        damaged: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        // The key that is `base` itself is in no longer range.
+        if !base.is_empty() {
+            match self.exact_entry(snapshot, base) {
+                Ok(Some(entry)) => visit(base, &entry)?,
+                Ok(None) => {}
+                Err(e) => damaged(base, e),
+            }
+        }
+        for first in 0..=u8::MAX {
+            let one = [base, &[first]].concat();
+            let mut seen = std::collections::HashSet::new();
+            let whole = self.walk_merged(snapshot, &one, &mut |key, entry| {
+                seen.insert(key.to_vec());
+                visit(key, entry)
+            });
+            match whole {
+                Ok(()) => continue,
+                Err(WalkError::Visit(e)) => return Err(e),
+                Err(WalkError::Read(_)) => {}
+            }
+            // The key that is `one` itself is in no two-byte range.
+            if !seen.contains(&one) {
+                match self.exact_entry(snapshot, &one) {
+                    Ok(Some(entry)) => visit(&one, &entry)?,
+                    Ok(None) => {}
+                    Err(e) => damaged(&one, e),
+                }
+            }
+            for second in 0..=u8::MAX {
+                let two = [base, &[first, second]].concat();
+                let part = self.walk_merged(snapshot, &two, &mut |key, entry| {
+                    if seen.contains(key) {
+                        return Ok(());
+                    }
+                    visit(key, entry)
+                });
+                match part {
+                    Ok(()) => {}
+                    Err(WalkError::Visit(e)) => return Err(e),
+                    Err(WalkError::Read(e)) => damaged(
+                        &two,
+                        corrupt(format_args!(
+                            "entries whose keys start with {} cannot be read: {e}",
+                            hex::encode(&two)
+                        )),
+                    ),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry at exactly `key` in `snapshot`.
+    fn exact_entry(&self, snapshot: &Snapshot, key: &[u8]) -> Result<Option<Entry>, BackendError> {
+        let get = |tag| {
+            snapshot
+                .get(&self.entries, tagged(tag, key))
+                .map_err(map_error)
+        };
+        match (get(VALUE_TAG)?, get(COUNT_TAG)?) {
+            (None, None) => Ok(None),
+            (Some(value), Some(count)) => Ok(Some(Entry {
+                value: value.to_vec(),
+                count: decode_count(key, &count)?,
+            })),
+            (Some(_), None) => Err(uncounted(key)),
+            (None, Some(_)) => Err(valueless(key)),
+        }
+    }
+
     /// A snapshot of the tables once every pending write is in them, for
     /// walks (which read the tables only).
     fn settled_snapshot(&self) -> Result<Snapshot, BackendError> {
@@ -899,39 +982,38 @@ impl Backend for EmbeddedBackend {
         damaged: &mut dyn FnMut(&[u8], BackendError),
     ) -> Result<(), BackendError> {
         let snapshot = self.settled_snapshot()?;
-        for first in 0..=u8::MAX {
-            let mut seen = std::collections::HashSet::new();
-            let whole = self.walk_merged(&snapshot, &[first], &mut |key, entry| {
-                seen.insert(key.to_vec());
-                visit(key, entry)
-            });
-            match whole {
-                Ok(()) => continue,
-                Err(WalkError::Visit(e)) => return Err(e),
-                Err(WalkError::Read(_)) => {}
-            }
-            for second in 0..=u8::MAX {
-                let prefix = [first, second];
-                let part = self.walk_merged(&snapshot, &prefix, &mut |key, entry| {
-                    if seen.contains(key) {
-                        return Ok(());
-                    }
-                    visit(key, entry)
-                });
-                match part {
-                    Ok(()) => {}
-                    Err(WalkError::Visit(e)) => return Err(e),
-                    Err(WalkError::Read(e)) => damaged(
-                        &prefix,
-                        corrupt(format_args!(
-                            "entries whose keys start with {} cannot be read: {e}",
-                            hex::encode(prefix)
-                        )),
-                    ),
-                }
-            }
+        self.walk_tolerant(&snapshot, &[], visit, damaged)
+    }
+
+    /// Walks the prefix whole; when a block under it fails to read, walks
+    /// it again by the ranges one and two bytes longer, past the damage,
+    /// each entry once, as `for_each_or_damaged` walks every key: one
+    /// damaged block of the catalog does not hide every name.
+    fn for_each_with_prefix_or_damaged(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        damaged: &mut dyn FnMut(&[u8], BackendError),
+    ) -> Result<(), BackendError> {
+        let snapshot = self.settled_snapshot()?;
+        let mut seen = std::collections::HashSet::new();
+        let whole = self.walk_merged(&snapshot, prefix, &mut |key, entry| {
+            seen.insert(key.to_vec());
+            visit(key, entry)
+        });
+        match whole {
+            Ok(()) => Ok(()),
+            Err(WalkError::Visit(e)) => Err(e),
+            Err(WalkError::Read(_)) => self.walk_tolerant(
+                &snapshot,
+                prefix,
+                &mut |key, entry| match seen.contains(key) {
+                    true => Ok(()),
+                    false => visit(key, entry),
+                },
+                damaged,
+            ),
         }
-        Ok(())
     }
 
     fn usage(&self) -> Result<Usage, BackendError> {
