@@ -3948,3 +3948,78 @@ fn bench_tree_measures_a_restore_against_plain_writes_and_cleans_up() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("list").collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A tree restore interrupted while a group of files is written (under
+/// temporary names, before the group is synced and renamed into place)
+/// removes every temporary file before it exits, and every file that is
+/// under its own name is whole.
+#[test]
+fn an_interrupted_tree_restore_leaves_no_temporary_file_and_no_partial_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("big");
+    for d in 0..4 {
+        let dir = src.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        // Four groups of files: the interrupt comes well before the last.
+        for f in 0..200u64 {
+            random_file(&dir, &format!("f{f}"), 32 << 10, d * 1000 + f);
+        }
+    }
+    put_tree_in(&store, tmp.path(), "big");
+    let out = tmp.path().join("out");
+    let mut restore = seccs(&store)
+        .args(["get", "big/", "-q", "-o"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Files being written are the ones named `.seccs-partial-*`.
+    let partial = |p: &Path| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".seccs-partial-"))
+    };
+    let files_under = |dir: &Path| -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let mut dirs = vec![dir.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => dirs.push(entry.path()),
+                    Ok(_) => files.push(entry.path()),
+                    Err(_) => {}
+                }
+            }
+        }
+        files
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !files_under(&out).iter().any(|p| partial(p)) {
+        assert!(
+            restore.try_wait().expect("try_wait").is_none(),
+            "the restore ended before a file was seen being written"
+        );
+        assert!(Instant::now() < deadline, "no file was ever written");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &restore.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = wait_at_most(&mut restore, Duration::from_secs(30)).expect("the restore ended");
+    assert_eq!(status.code(), Some(130), "ended by the interrupt");
+    let left = files_under(&out);
+    let partials: Vec<_> = left.iter().filter(|p| partial(p)).collect();
+    assert!(partials.is_empty(), "{partials:?}");
+    for file in &left {
+        let rel = file.strip_prefix(&out).expect("under out");
+        assert_eq!(
+            std::fs::read(file).expect("read"),
+            std::fs::read(tmp.path().join(rel)).expect("source"),
+            "{} is not whole",
+            rel.display()
+        );
+    }
+}
