@@ -514,7 +514,7 @@ impl EmbeddedBackend {
     ) -> Result<(), BackendError> {
         // The key that is `base` itself is in no longer range.
         if !base.is_empty() {
-            match self.exact_entry(snapshot, base) {
+            match self.read_entry(&Overlay::default(), snapshot, base) {
                 Ok(Some(entry)) => visit(base, &entry)?,
                 Ok(None) => {}
                 Err(e) => damaged(base, e),
@@ -534,7 +534,7 @@ impl EmbeddedBackend {
             }
             // The key that is `one` itself is in no two-byte range.
             if !seen.contains(&one) {
-                match self.exact_entry(snapshot, &one) {
+                match self.read_entry(&Overlay::default(), snapshot, &one) {
                     Ok(Some(entry)) => visit(&one, &entry)?,
                     Ok(None) => {}
                     Err(e) => damaged(&one, e),
@@ -562,24 +562,6 @@ impl EmbeddedBackend {
             }
         }
         Ok(())
-    }
-
-    /// The entry at exactly `key` in `snapshot`.
-    fn exact_entry(&self, snapshot: &Snapshot, key: &[u8]) -> Result<Option<Entry>, BackendError> {
-        let get = |tag| {
-            snapshot
-                .get(&self.entries, tagged(tag, key))
-                .map_err(map_error)
-        };
-        match (get(VALUE_TAG)?, get(COUNT_TAG)?) {
-            (None, None) => Ok(None),
-            (Some(value), Some(count)) => Ok(Some(Entry {
-                value: value.to_vec(),
-                count: decode_count(key, &count)?,
-            })),
-            (Some(_), None) => Err(uncounted(key)),
-            (None, Some(_)) => Err(valueless(key)),
-        }
     }
 
     /// A snapshot of the tables once every pending write is in them, for
