@@ -427,18 +427,24 @@ impl S3Backend {
         }
     }
 
-    /// Every object's key and length.
+    /// Every object's key and length. An object that is not an entry is an
+    /// error: a place holding one is not only this store's.
     fn list(&self) -> Result<Vec<(Vec<u8>, u64)>, BackendError> {
-        self.list_prefix(&[])
+        let listed = self.list_prefix(&[])?;
+        match listed.strays.first() {
+            Some(stray) => Err(stray_error(stray)),
+            None => Ok(listed.entries),
+        }
     }
 
-    /// The key and length of every object whose key starts with `prefix`.
+    /// The key and length of every object whose key starts with `prefix`,
+    /// and the names of objects there that are not entries.
     /// Object names are the keys in hex, two digits a byte, so the names of
     /// those keys are exactly the names that start with the prefix's hex:
     /// the service filters the listing (`ListObjectsV2` with a prefix).
-    fn list_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, u64)>, BackendError> {
+    fn list_prefix(&self, prefix: &[u8]) -> Result<Listed, BackendError> {
         self.round_trips.add(1);
-        let entries = self
+        let objects = self
             .runtime
             .block_on(self.op.list_options(
                 &hex::encode(prefix),
@@ -448,45 +454,59 @@ impl S3Backend {
                 },
             ))
             .map_err(map_err)?;
-        let mut out = Vec::with_capacity(entries.len());
-        for entry in entries {
-            if !entry.metadata().is_file() {
+        let mut listed = Listed {
+            entries: Vec::with_capacity(objects.len()),
+            strays: Vec::new(),
+        };
+        for object in objects {
+            if !object.metadata().is_file() {
                 continue;
             }
-            let name = entry.path().rsplit('/').next().unwrap_or_default();
-            if matches!(
-                entry.path().trim_start_matches('/'),
-                LEASE_OBJECT | MARKER_OBJECT
-            ) {
+            let path = object.path().trim_start_matches('/');
+            if matches!(path, LEASE_OBJECT | MARKER_OBJECT) {
                 continue;
             }
-            let key = hex::decode(name).map_err(|_| BackendError::Corrupt {
-                backend: NAME.into(),
-                detail: format!(
-                    "object {:?} under the store's prefix is not an entry",
-                    entry.path()
-                ),
-            })?;
+            // An entry's object sits right under the prefix, named by its
+            // key in hex.
+            let key = match hex::decode(path) {
+                Ok(key) if !path.contains('/') => key,
+                _ => {
+                    listed.strays.push(path.to_owned());
+                    continue;
+                }
+            };
             // The service is not trusted to have filtered.
             if key.starts_with(prefix) {
-                out.push((key, entry.metadata().content_length()));
+                listed
+                    .entries
+                    .push((key, object.metadata().content_length()));
             }
         }
-        Ok(out)
+        Ok(listed)
     }
 
     /// Visits every entry whose key starts with `prefix`, reading the
     /// listed objects a window at a time so that memory stays bounded by the
-    /// window rather than the store. An object too short to hold its count
-    /// goes to `damaged` when there is one, and the walk goes on; otherwise
-    /// it ends the walk with the error.
+    /// window rather than the store. An object too short to hold its count,
+    /// or one whose name is not an entry's, goes to `damaged` when there is
+    /// one (by its name's bytes), and the walk goes on; otherwise it ends
+    /// the walk with the error.
     fn walk(
         &self,
         prefix: &[u8],
         visit: &mut Visitor<'_>,
         mut damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError> {
-        let keys = self.list_prefix(prefix)?;
+        let Listed {
+            entries: keys,
+            strays,
+        } = self.list_prefix(prefix)?;
+        for stray in &strays {
+            match damaged.as_mut() {
+                Some(damaged) => damaged(stray.as_bytes(), stray_error(stray)),
+                None => return Err(stray_error(stray)),
+            }
+        }
         for window in keys.chunks(self.concurrency * 4) {
             let raws: Vec<Option<Vec<u8>>> = self.runtime.block_on(
                 futures::stream::iter(window)
@@ -714,16 +734,29 @@ impl Backend for S3Backend {
     fn usage(&self) -> Result<Usage, BackendError> {
         let mut usage = Usage::default();
         for (key, len) in self.list()? {
+            // An object too short for its count is still an entry here (a
+            // damaged one, which `verify` reports): the place is not empty.
             let len = usize::try_from(len).unwrap_or(usize::MAX);
-            if len < 8 {
-                return Err(BackendError::Corrupt {
-                    backend: NAME.into(),
-                    detail: format!("object {} is shorter than its count", hex::encode(&key)),
-                });
-            }
-            usage.add(key.len(), len - 8);
+            usage.add(key.len(), len.saturating_sub(8));
         }
         Ok(usage)
+    }
+}
+
+/// What a listing under the store's prefix found.
+struct Listed {
+    /// Each entry's key and its object's length.
+    entries: Vec<(Vec<u8>, u64)>,
+    /// The names of objects that are not entries (not a key in hex right
+    /// under the prefix): another application's, or debris.
+    strays: Vec<String>,
+}
+
+/// The error for an object under the store's prefix that is not an entry.
+fn stray_error(name: &str) -> BackendError {
+    BackendError::Corrupt {
+        backend: NAME.into(),
+        detail: format!("object {name:?} under the store's prefix is not an entry"),
     }
 }
 

@@ -780,6 +780,58 @@ fn s3_a_damaged_record_does_not_hide_the_other_names() -> TestResult {
     a_damaged_record_does_not_hide_the_other_names(&h, |key| h.damage(key))
 }
 
+/// An object under the store's prefix that is not an entry (another
+/// application's file, debris of a copy) is reported by `verify` and
+/// counted by `stat` as damaged, and the walks go on past it: every name
+/// is still checked and listed. An object cut short still counts in the
+/// backend's usage.
+#[test]
+fn s3_an_object_that_is_not_an_entry_is_reported_and_the_walks_go_on() -> TestResult {
+    use seccs_store::Finding;
+    use seccs_store::catalog::EntryKind;
+    let h = S3Objects::start()?;
+    let opened = h.open()?;
+    let store = store_on(&opened)?;
+    for (i, name) in ["a", "b"].into_iter().enumerate() {
+        store.put_named(
+            &mut noise(i as u64, 10_000).as_slice(),
+            name,
+            EntryKind::File,
+        )?;
+    }
+    let dir = h.0.object_dir(S3Objects::PREFIX);
+    std::fs::write(dir.join("notes.txt"), b"not an entry")?;
+    let report = store.verify()?;
+    assert_eq!(report.names, 2, "{report:?}");
+    assert!(
+        report.findings.iter().any(|f| matches!(
+            f,
+            Finding::Unreadable { key, .. } if *key == seccs_core::hexenc::encode(b"notes.txt")
+        )),
+        "{report:?}"
+    );
+    assert!(report.broken_names.is_empty(), "{report:?}");
+    assert_eq!(store.stats()?.damaged.entries, 1);
+    let listing = store.list_readable("")?;
+    assert_eq!(listing.records.len(), 2);
+    for (i, name) in ["a", "b"].into_iter().enumerate() {
+        let version = &listing.records[i].versions[0];
+        assert_eq!(
+            store.get(&version.content_ref)?,
+            noise(i as u64, 10_000),
+            "{name}"
+        );
+    }
+    // An object too short for its count still counts as an entry (a new
+    // store is refused such a place): it is damage, not a failed count.
+    std::fs::remove_file(dir.join("notes.txt"))?;
+    let before = opened.backend.usage()?.entries;
+    let victim = entry_keys(&opened)?.into_iter().next().ok_or("an entry")?;
+    h.damage(&victim)?;
+    assert_eq!(opened.backend.usage()?.entries, before);
+    Ok(())
+}
+
 fn a_damaged_record_does_not_hide_the_other_names<H: Harness>(
     h: &H,
     damage: impl Fn(&[u8]) -> TestResult,
