@@ -1431,17 +1431,19 @@ impl<'d> Places<'d> {
     }
 }
 
-/// The place of the name `name` under `dir` (see [`Places::of`]), for a
-/// single name.
+/// The place of the name `name` under `dir` (see [`Places::of`]), reached
+/// afresh.
+#[cfg(test)]
 fn place_of(dir: &Path, name: &str, make_parents: bool) -> Result<Place> {
     Places::new(dir).of(name, make_parents)
 }
 
-/// Replaces a symlink in `dir` where the directory `name` goes by that
-/// directory, as a restore replaces a link where a file goes. Anything
-/// else there, or a failure, is left for the restore to meet and report.
-fn replace_a_link_where_a_directory_goes(dir: &Path, name: &str) {
-    if let Ok(place) = place_of(dir, name, true)
+/// Replaces a symlink in the output directory where the directory `name`
+/// goes by that directory, as a restore replaces a link where a file goes.
+/// Anything else there, or a failure, is left for the restore to meet and
+/// report.
+fn replace_a_link_where_a_directory_goes(places: &Places<'_>, name: &str) {
+    if let Ok(place) = places.of(name, true)
         && fs::symlink_metadata(&place.at).is_ok_and(|m| m.file_type().is_symlink())
         && fs::remove_file(&place.at).is_ok()
     {
@@ -1672,7 +1674,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .partition(|(_, v)| v.kind == EntryKind::Directory);
     directories.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     if let Some((record, _)) = top {
-        replace_a_link_where_a_directory_goes(dir, &record.name);
+        replace_a_link_where_a_directory_goes(&places, &record.name);
     }
     let mut restored_firsts: Vec<(&str, Result<()>)> = directories
         .into_iter()

@@ -198,9 +198,11 @@ fn a_tampered_store_fails_get_and_leaves_no_output_file() {
     assert!(!output.exists(), "no partial output file");
 }
 
+/// Every file under `dir`; nothing where it cannot be listed (not made
+/// yet, by a command still running).
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = entry.path();
         if p.is_dir() {
             out.extend(walk(&p));
@@ -209,6 +211,12 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Whether `path` names a file being written (`.seccs-partial-*`).
+fn is_partial(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(".seccs-partial-"))
 }
 
 /// Bytes the files under `dir` occupy on disk.
@@ -1086,28 +1094,10 @@ fn a_tree_larger_than_a_sync_group_in_more_directories_than_are_kept_open_comes_
         let bits = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o7777;
         assert_eq!(bits, *mode, "{name}");
     }
-    let mut left = Vec::new();
-    let mut dirs = vec![out.clone()];
-    let mut files = 0;
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("list") {
-            let entry = entry.expect("entry");
-            if entry.file_type().expect("type").is_dir() {
-                dirs.push(entry.path());
-            } else {
-                files += 1;
-                if entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(".seccs-partial-")
-                {
-                    left.push(entry.path());
-                }
-            }
-        }
-    }
+    let files = walk(&out);
+    let left: Vec<_> = files.iter().filter(|p| is_partial(p)).collect();
     assert!(left.is_empty(), "{left:?}");
-    assert_eq!(files, expected.len());
+    assert_eq!(files.len(), expected.len());
 }
 
 #[test]
@@ -3967,30 +3957,11 @@ fn an_interrupted_tree_restore_leaves_no_temporary_file_and_no_partial_file() {
         }
     }
     put_tree_in(&store, tmp.path(), "big");
-    // Files being written are the ones named `.seccs-partial-*`.
-    let partial = |p: &Path| {
-        p.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(".seccs-partial-"))
-    };
-    let files_under = |dir: &Path| -> Vec<PathBuf> {
-        let mut files = Vec::new();
-        let mut dirs = vec![dir.to_path_buf()];
-        while let Some(d) = dirs.pop() {
-            for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                match entry.file_type() {
-                    Ok(t) if t.is_dir() => dirs.push(entry.path()),
-                    Ok(_) => files.push(entry.path()),
-                    Err(_) => {}
-                }
-            }
-        }
-        files
-    };
     // What any restore leaves, interrupted or not: no temporary file, and
     // every file under its own name whole.
     let check = |out: &Path| {
-        let left = files_under(out);
-        let partials: Vec<_> = left.iter().filter(|p| partial(p)).collect();
+        let left = walk(out);
+        let partials: Vec<_> = left.iter().filter(|p| is_partial(p)).collect();
         assert!(partials.is_empty(), "{partials:?}");
         for file in &left {
             let rel = file.strip_prefix(out).expect("under out");
@@ -4016,7 +3987,7 @@ fn an_interrupted_tree_restore_leaves_no_temporary_file_and_no_partial_file() {
             .expect("spawn");
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut ended = restore.try_wait().expect("try_wait");
-        while ended.is_none() && !files_under(&out).iter().any(|p| partial(p)) {
+        while ended.is_none() && !walk(&out).iter().any(|p| is_partial(p)) {
             assert!(Instant::now() < deadline, "no file was ever written");
             std::thread::sleep(Duration::from_millis(1));
             ended = restore.try_wait().expect("try_wait");
