@@ -259,11 +259,6 @@ fn connect_to(
     }
 }
 
-/// What a walk over entries calls with each one.
-#[cfg(any(feature = "postgres", feature = "s3"))]
-pub(crate) type Visitor<'a> =
-    dyn FnMut(&[u8], &seccs_store::backend::Entry) -> Result<(), BackendError> + 'a;
-
 /// Installs ring as rustls's process-wide crypto provider unless another
 /// provider was installed first (then that one is used).
 #[cfg(any(feature = "redis", feature = "s3", feature = "postgres"))]

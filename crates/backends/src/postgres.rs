@@ -66,24 +66,21 @@ use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use seccs_store::backend::{Backend, BackendError, Batch, Entry, Usage};
+use seccs_store::backend::{Backend, BackendError, Batch, Damaged, Entry, Usage, Visitor};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::Visitor;
 use crate::batch::{Effect, RoundTrips, coalesce};
 
 const NAME: &str = "postgres";
 
-/// What a walk tells of an entry it cannot decode.
-type Damaged<'a> = dyn FnMut(&[u8], BackendError) + 'a;
 const DEFAULT_TABLE: &str = "seccs_nodes";
 /// Bytes of values per statement of a batch.
 pub const CHUNK_BYTES: usize = 32 << 20;
-/// Rows per page of [`Backend::for_each`].
+/// Rows per page of [`Backend::walk`].
 const PAGE: i64 = 1000;
 /// The first key of every seccs advisory lock (`SECC`); the second is a
 /// hash of the table's schema-qualified name.
@@ -656,26 +653,6 @@ impl PostgresBackend {
         Ok(Entry { value, count })
     }
 
-    /// Visits the entries whose keys start with `prefix`. Keys are ordered
-    /// bytewise (bytea): they are the prefix itself, then one run of keys
-    /// right after it.
-    fn walk_prefix(
-        &self,
-        prefix: &[u8],
-        visit: &mut Visitor<'_>,
-        mut damaged: Option<&mut Damaged<'_>>,
-    ) -> Result<(), BackendError> {
-        if prefix != MARKER_KEY {
-            match (self.get(prefix), damaged.as_mut()) {
-                (Ok(Some(entry)), _) => visit(prefix, &entry)?,
-                (Ok(None), _) => {}
-                (Err(e @ BackendError::Corrupt { .. }), Some(damaged)) => damaged(prefix, e),
-                (Err(e), _) => return Err(e),
-            }
-        }
-        self.walk_after(prefix.to_vec(), prefix, visit, damaged)
-    }
-
     /// Visits, a page at a time, the entries after key `after` in key order
     /// while their keys start with `prefix`.
     fn walk_after(
@@ -1003,36 +980,25 @@ impl Backend for PostgresBackend {
         })
     }
 
-    fn for_each(
-        &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-    ) -> Result<(), BackendError> {
-        self.walk_after(Vec::new(), &[], visit, None)
-    }
-
-    fn for_each_or_damaged(
-        &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-        damaged: &mut dyn FnMut(&[u8], BackendError),
-    ) -> Result<(), BackendError> {
-        self.walk_after(Vec::new(), &[], visit, Some(damaged))
-    }
-
-    fn for_each_with_prefix(
+    /// Visits the entries whose keys start with `prefix`, a page at a
+    /// time. Keys are ordered bytewise (bytea): they are the prefix itself,
+    /// then one run of keys right after it.
+    fn walk(
         &self,
         prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        visit: &mut Visitor<'_>,
+        mut damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError> {
-        self.walk_prefix(prefix, visit, None)
-    }
-
-    fn for_each_with_prefix_or_damaged(
-        &self,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-        damaged: &mut dyn FnMut(&[u8], BackendError),
-    ) -> Result<(), BackendError> {
-        self.walk_prefix(prefix, visit, Some(damaged))
+        // No entry has the empty key, and the marker is not an entry.
+        if !prefix.is_empty() && prefix != MARKER_KEY {
+            match (self.get(prefix), damaged.as_mut()) {
+                (Ok(Some(entry)), _) => visit(prefix, &entry)?,
+                (Ok(None), _) => {}
+                (Err(e @ BackendError::Corrupt { .. }), Some(damaged)) => damaged(prefix, e),
+                (Err(e), _) => return Err(e),
+            }
+        }
+        self.walk_after(prefix.to_vec(), prefix, visit, damaged)
     }
 
     fn usage(&self) -> Result<Usage, BackendError> {

@@ -51,7 +51,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis::{Client, Connection, ErrorKind, IntoConnectionInfo, RedisError};
-use seccs_store::backend::{Backend, BackendError, Batch, Entry};
+use seccs_store::backend::{Backend, BackendError, Batch, Damaged, Entry, Visitor};
 
 use crate::batch::{Effect, RoundTrips, coalesce};
 
@@ -69,7 +69,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// (a batch is at most a few 4 MiB segments), so that only a server that
 /// stopped answering makes a command fail rather than wait for ever.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
-/// Keys per `SCAN` step and per `MGET` in [`Backend::for_each`].
+/// Keys per `SCAN` step and per `MGET` in [`Backend::walk`].
 const SCAN_COUNT: usize = 1000;
 /// Upper bound on `SCAN` steps: far more than any database needs.
 const MAX_SCAN_STEPS: u64 = 1 << 40;
@@ -391,34 +391,6 @@ impl RedisBackend {
         })
     }
 
-    /// Visits every entry under the store's prefix followed by `under`; an
-    /// entry too short to hold its count goes to `damaged` when there is
-    /// one, and otherwise ends the walk with the error.
-    #[allow(clippy::type_complexity)]
-    fn walk(
-        &self,
-        under: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-        mut damaged: Option<&mut dyn FnMut(&[u8], BackendError)>,
-    ) -> Result<(), BackendError> {
-        let prefix_len = self.prefix.len();
-        self.scan(under, |keys| {
-            let raw: Vec<Option<Vec<u8>>> =
-                self.with_conn(|conn| redis::cmd("MGET").arg(&keys).query(conn))?;
-            for (full, raw) in keys.iter().zip(raw) {
-                // A key deleted between SCAN and MGET is simply gone.
-                let Some(raw) = raw else { continue };
-                let key = &full[prefix_len..];
-                match (self.decode(key, raw), damaged.as_mut()) {
-                    (Ok(entry), _) => visit(key, &entry)?,
-                    (Err(e), Some(damaged)) => damaged(key, e),
-                    (Err(e), None) => return Err(e),
-                }
-            }
-            Ok(())
-        })
-    }
-
     /// Every key under the store's prefix followed by `under`, `SCAN_COUNT`
     /// at a time: the server matches the pattern, so a walk of a small part
     /// (the catalog) sends only that part's keys.
@@ -679,36 +651,31 @@ impl Backend for RedisBackend {
         })
     }
 
-    fn for_each(
-        &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-    ) -> Result<(), BackendError> {
-        self.for_each_with_prefix(&[], visit)
-    }
-
-    fn for_each_with_prefix(
+    /// Visits every entry under the store's prefix followed by `prefix`,
+    /// a `SCAN` page at a time; an entry too short to hold its count is
+    /// damaged.
+    fn walk(
         &self,
         prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        visit: &mut Visitor<'_>,
+        mut damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError> {
-        self.walk(prefix, visit, None)
-    }
-
-    fn for_each_with_prefix_or_damaged(
-        &self,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-        damaged: &mut dyn FnMut(&[u8], BackendError),
-    ) -> Result<(), BackendError> {
-        self.walk(prefix, visit, Some(damaged))
-    }
-
-    fn for_each_or_damaged(
-        &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-        damaged: &mut dyn FnMut(&[u8], BackendError),
-    ) -> Result<(), BackendError> {
-        self.walk(&[], visit, Some(damaged))
+        let prefix_len = self.prefix.len();
+        self.scan(prefix, |keys| {
+            let raw: Vec<Option<Vec<u8>>> =
+                self.with_conn(|conn| redis::cmd("MGET").arg(&keys).query(conn))?;
+            for (full, raw) in keys.iter().zip(raw) {
+                // A key deleted between SCAN and MGET is simply gone.
+                let Some(raw) = raw else { continue };
+                let key = &full[prefix_len..];
+                match (self.decode(key, raw), damaged.as_mut()) {
+                    (Ok(entry), _) => visit(key, &entry)?,
+                    (Err(e), Some(damaged)) => damaged(key, e),
+                    (Err(e), None) => return Err(e),
+                }
+            }
+            Ok(())
+        })
     }
 
     fn usage(&self) -> Result<seccs_store::backend::Usage, BackendError> {

@@ -49,17 +49,13 @@ use futures::{StreamExt, TryStreamExt};
 use opendal::layers::HttpClientLayer;
 use opendal::raw::HttpClient;
 use opendal::{ErrorKind, Operator, options};
-use seccs_store::backend::{Backend, BackendError, Batch, Entry, Usage};
+use seccs_store::backend::{Backend, BackendError, Batch, Damaged, Entry, Usage, Visitor};
 
-use crate::Visitor;
 use crate::batch::{Effect, RoundTrips, coalesce};
 
 mod lease;
 
 use lease::{LEASE_OBJECT, Lease};
-
-/// What a damage-tolerant walk calls with each object it cannot decode.
-type Damaged<'a> = dyn FnMut(&[u8], BackendError) + 'a;
 
 /// The store marker's object (see [`Backend::read_marker`]): not hex, so
 /// never an entry's name, and listings skip it.
@@ -484,48 +480,6 @@ impl S3Backend {
         }
         Ok(listed)
     }
-
-    /// Visits every entry whose key starts with `prefix`, reading the
-    /// listed objects a window at a time so that memory stays bounded by the
-    /// window rather than the store. An object too short to hold its count,
-    /// or one whose name is not an entry's, goes to `damaged` when there is
-    /// one (by its name's bytes), and the walk goes on; otherwise it ends
-    /// the walk with the error.
-    fn walk(
-        &self,
-        prefix: &[u8],
-        visit: &mut Visitor<'_>,
-        mut damaged: Option<&mut Damaged<'_>>,
-    ) -> Result<(), BackendError> {
-        let Listed {
-            entries: keys,
-            strays,
-        } = self.list_prefix(prefix)?;
-        for stray in &strays {
-            match damaged.as_mut() {
-                Some(damaged) => damaged(stray.as_bytes(), stray_error(stray)),
-                None => return Err(stray_error(stray)),
-            }
-        }
-        for window in keys.chunks(self.concurrency * 4) {
-            let raws: Vec<Option<Vec<u8>>> = self.runtime.block_on(
-                futures::stream::iter(window)
-                    .map(|(key, _)| self.read(key))
-                    .buffered(self.concurrency)
-                    .try_collect(),
-            )?;
-            for ((key, _), raw) in window.iter().zip(raws) {
-                // An object deleted since the listing is simply gone.
-                let Some(raw) = raw else { continue };
-                match (Self::decode(key, &raw), damaged.as_mut()) {
-                    (Ok(entry), _) => visit(key, &entry)?,
-                    (Err(e), Some(damaged)) => damaged(key, e),
-                    (Err(e), None) => return Err(e),
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Backend for S3Backend {
@@ -699,36 +653,46 @@ impl Backend for S3Backend {
             .map_err(map_err)
     }
 
-    fn for_each(
-        &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-    ) -> Result<(), BackendError> {
-        self.walk(&[], visit, None)
-    }
-
-    fn for_each_or_damaged(
-        &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-        damaged: &mut dyn FnMut(&[u8], BackendError),
-    ) -> Result<(), BackendError> {
-        self.walk(&[], visit, Some(damaged))
-    }
-
-    fn for_each_with_prefix(
+    /// Visits every entry whose key starts with `prefix`, reading the
+    /// listed objects a window at a time so that memory stays bounded by the
+    /// window rather than the store. An object too short to hold its count,
+    /// or one whose name is not an entry's, goes to `damaged` when there is
+    /// one (by its name's bytes), and the walk goes on; otherwise it ends
+    /// the walk with the error.
+    fn walk(
         &self,
         prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        visit: &mut Visitor<'_>,
+        mut damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError> {
-        self.walk(prefix, visit, None)
-    }
-
-    fn for_each_with_prefix_or_damaged(
-        &self,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-        damaged: &mut dyn FnMut(&[u8], BackendError),
-    ) -> Result<(), BackendError> {
-        self.walk(prefix, visit, Some(damaged))
+        let Listed {
+            entries: keys,
+            strays,
+        } = self.list_prefix(prefix)?;
+        for stray in &strays {
+            match damaged.as_mut() {
+                Some(damaged) => damaged(stray.as_bytes(), stray_error(stray)),
+                None => return Err(stray_error(stray)),
+            }
+        }
+        for window in keys.chunks(self.concurrency * 4) {
+            let raws: Vec<Option<Vec<u8>>> = self.runtime.block_on(
+                futures::stream::iter(window)
+                    .map(|(key, _)| self.read(key))
+                    .buffered(self.concurrency)
+                    .try_collect(),
+            )?;
+            for ((key, _), raw) in window.iter().zip(raws) {
+                // An object deleted since the listing is simply gone.
+                let Some(raw) = raw else { continue };
+                match (Self::decode(key, &raw), damaged.as_mut()) {
+                    (Ok(entry), _) => visit(key, &entry)?,
+                    (Err(e), Some(damaged)) => damaged(key, e),
+                    (Err(e), None) => return Err(e),
+                }
+            }
+        }
+        Ok(())
     }
 
     fn usage(&self) -> Result<Usage, BackendError> {

@@ -798,7 +798,7 @@ impl Store {
     pub fn list_readable(&self, prefix: &str) -> Result<Listing> {
         let mut records = Vec::new();
         let (mut unopened, mut undecoded) = (0, 0);
-        self.backend.for_each_with_prefix_or_damaged(
+        self.backend.walk(
             &[catalog::KEY_PREFIX],
             &mut |key, entry| {
                 if catalog::is_catalog_key(key) {
@@ -812,11 +812,11 @@ impl Store {
             },
             // A record the backend cannot even decode is as damaged as one
             // that fails to authenticate.
-            &mut |key, _| {
+            Some(&mut |key, _| {
                 if catalog::is_catalog_key(key) {
                     undecoded += 1;
                 }
-            },
+            }),
         )?;
         let mut listing = Listing {
             records,
@@ -955,7 +955,8 @@ impl Store {
     pub fn stats(&self) -> Result<StoreStats> {
         let mut stats = StoreStats::default();
         let mut damaged = Usage::default();
-        self.backend.for_each_or_damaged(
+        self.backend.walk(
+            &[],
             &mut |key, entry| {
                 let (k, v) = (key.len(), entry.value.len());
                 stats.usage.add(k, v);
@@ -971,7 +972,7 @@ impl Store {
                 }
                 Ok(())
             },
-            &mut |key, _| damaged.add(key.len(), 0),
+            Some(&mut |key, _| damaged.add(key.len(), 0)),
         )?;
         stats.usage.entries += damaged.entries;
         stats.usage.bytes += damaged.bytes;

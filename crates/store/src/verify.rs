@@ -198,7 +198,8 @@ impl Store {
         let mut on_damage = |key: &[u8], e: crate::backend::BackendError| {
             damaged.push((key.to_vec(), e.to_string()));
         };
-        self.backend().for_each_or_damaged(
+        self.backend().walk(
+            &[],
             &mut |key, entry| {
                 if catalog::is_catalog_key(key) {
                     match self.catalog().open(key, &entry.value) {
@@ -241,7 +242,7 @@ impl Store {
                 );
                 Ok(())
             },
-            &mut on_damage,
+            Some(&mut on_damage),
         )?;
         let mut scan = Scan {
             nodes,

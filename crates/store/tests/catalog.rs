@@ -632,14 +632,13 @@ impl Backend for FailingWrites {
     fn is_transactional(&self) -> bool {
         true
     }
-    fn for_each(
+    fn walk(
         &self,
-        visit: &mut dyn FnMut(
-            &[u8],
-            &seccs_store::backend::Entry,
-        ) -> Result<(), seccs_store::backend::BackendError>,
+        prefix: &[u8],
+        visit: &mut seccs_store::backend::Visitor<'_>,
+        damaged: Option<&mut seccs_store::backend::Damaged<'_>>,
     ) -> Result<(), seccs_store::backend::BackendError> {
-        self.inner.for_each(visit)
+        self.inner.walk(prefix, visit, damaged)
     }
 }
 

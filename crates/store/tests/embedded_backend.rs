@@ -1027,14 +1027,14 @@ fn a_prefix_walk_goes_past_a_damaged_block() -> TestResult {
         (0u64..4000).map(|j| (key(j), crash_value(1, j))).collect();
     let mut visited = std::collections::HashSet::new();
     let mut damaged = Vec::new();
-    backend.for_each_with_prefix_or_damaged(
+    backend.walk(
         &[PREFIX],
         &mut |key, entry| {
             assert_eq!(expected.get(key), Some(&entry.value), "wrong data");
             assert!(visited.insert(key.to_vec()), "visited twice");
             Ok(())
         },
-        &mut |key, _| damaged.push(key.to_vec()),
+        Some(&mut |key, _| damaged.push(key.to_vec())),
     )?;
     assert!(!damaged.is_empty(), "the damage is reported");
     assert!(

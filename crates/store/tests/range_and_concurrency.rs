@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::random_bytes;
-use seccs_store::backend::{Backend, BackendError, Batch, Entry, MemoryBackend};
+use seccs_store::backend::{Backend, BackendError, Batch, Damaged, Entry, MemoryBackend, Visitor};
 use seccs_store::{Params, Store, WrapperKind};
 
 /// A memory backend that counts the keys read.
@@ -31,11 +31,13 @@ impl Backend for Counting {
     fn is_transactional(&self) -> bool {
         true
     }
-    fn for_each(
+    fn walk(
         &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        prefix: &[u8],
+        visit: &mut Visitor<'_>,
+        damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError> {
-        self.inner.for_each(visit)
+        self.inner.walk(prefix, visit, damaged)
     }
 }
 

@@ -126,7 +126,7 @@ use fjall::{
 
 use rayon::prelude::*;
 
-use super::{Backend, BackendError, Batch, Entry, Op, Usage};
+use super::{Backend, BackendError, Batch, Damaged, Entry, Op, Usage, Visitor};
 
 /// The backend's name in messages.
 const NAME: &str = "embedded";
@@ -466,7 +466,7 @@ impl EmbeddedBackend {
         &self,
         snapshot: &Snapshot,
         prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        visit: &mut Visitor<'_>,
     ) -> Result<(), WalkError> {
         let read = WalkError::Read;
         let mut counts = snapshot.prefix(&self.entries, tagged(COUNT_TAG, prefix));
@@ -509,8 +509,8 @@ impl EmbeddedBackend {
         &self,
         snapshot: &Snapshot,
         base: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-        damaged: &mut dyn FnMut(&[u8], BackendError),
+        visit: &mut Visitor<'_>,
+        damaged: &mut Damaged<'_>,
     ) -> Result<(), BackendError> {
         // The key that is `base` itself is in no longer range.
         if !base.is_empty() {
@@ -920,64 +920,27 @@ impl Backend for EmbeddedBackend {
         true
     }
 
-    fn for_each_with_prefix(
+    /// Walks the prefix whole. With `damaged`, a walk of every key goes
+    /// range by range from the start (`walk_tolerant`: a whole walk first
+    /// would have to remember every key it visited), and a walk under a
+    /// prefix goes whole first and, when a block under it fails to read,
+    /// again by the ranges one and two bytes longer, each entry once: a
+    /// damaged block costs the entries near it, not the whole walk.
+    fn walk(
         &self,
         prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        visit: &mut Visitor<'_>,
+        damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError> {
         let snapshot = self.settled_snapshot()?;
-        for guard in snapshot.prefix(&self.entries, tagged(VALUE_TAG, prefix)) {
-            let (tagged_key, value) = guard.into_inner().map_err(map_error)?;
-            let key = &tagged_key[1..];
-            let count = snapshot
-                .get(&self.entries, tagged(COUNT_TAG, key))
-                .map_err(map_error)?
-                .ok_or_else(|| uncounted(key))?;
-            visit(
-                key,
-                &Entry {
-                    value: value.to_vec(),
-                    count: decode_count(key, &count)?,
-                },
-            )?;
+        let Some(damaged) = damaged else {
+            return self
+                .walk_merged(&snapshot, prefix, visit)
+                .map_err(WalkError::into_inner);
+        };
+        if prefix.is_empty() {
+            return self.walk_tolerant(&snapshot, prefix, visit, damaged);
         }
-        Ok(())
-    }
-
-    fn for_each(
-        &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-    ) -> Result<(), BackendError> {
-        let snapshot = self.settled_snapshot()?;
-        self.walk_merged(&snapshot, &[], visit)
-            .map_err(WalkError::into_inner)
-    }
-
-    /// Walks key ranges one first byte at a time; a range that fails to
-    /// read (a damaged block) is walked again by its two-byte ranges, each
-    /// entry once, and a two-byte range that still fails is reported to
-    /// `damaged` (its prefix as the key): a damaged block costs the entries
-    /// near it, not the whole walk.
-    fn for_each_or_damaged(
-        &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-        damaged: &mut dyn FnMut(&[u8], BackendError),
-    ) -> Result<(), BackendError> {
-        let snapshot = self.settled_snapshot()?;
-        self.walk_tolerant(&snapshot, &[], visit, damaged)
-    }
-
-    /// Walks the prefix whole; when a block under it fails to read, walks
-    /// it again by the ranges one and two bytes longer, past the damage,
-    /// each entry once, as `for_each_or_damaged` walks every key: one
-    /// damaged block of the catalog does not hide every name.
-    fn for_each_with_prefix_or_damaged(
-        &self,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-        damaged: &mut dyn FnMut(&[u8], BackendError),
-    ) -> Result<(), BackendError> {
-        let snapshot = self.settled_snapshot()?;
         let mut seen = std::collections::HashSet::new();
         let whole = self.walk_merged(&snapshot, prefix, &mut |key, entry| {
             seen.insert(key.to_vec());

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use super::{Backend, BackendError, Batch, Entry, Op};
+use super::{Backend, BackendError, Batch, Damaged, Entry, Op, Visitor};
 
 /// Entries held in process memory; gone when dropped.
 #[derive(Debug, Default)]
@@ -100,12 +100,16 @@ impl Backend for MemoryBackend {
         true
     }
 
-    fn for_each(
+    /// Entries in memory cannot be damaged apart from their values (which
+    /// the store authenticates), so `damaged` is never called.
+    fn walk(
         &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        prefix: &[u8],
+        visit: &mut Visitor<'_>,
+        _damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError> {
         let map = self.lock();
-        for (key, entry) in map.iter() {
+        for (key, entry) in map.iter().filter(|(key, _)| key.starts_with(prefix)) {
             visit(key, entry)?;
         }
         Ok(())

@@ -35,6 +35,14 @@ pub struct Entry {
     pub count: u64,
 }
 
+/// What a walk over entries ([`Backend::walk`]) calls with each one; an
+/// error it returns ends the walk.
+pub type Visitor<'a> = dyn FnMut(&[u8], &Entry) -> Result<(), BackendError> + 'a;
+
+/// What a damage-tolerant walk ([`Backend::walk`]) calls with the key of
+/// each entry it cannot decode, and why.
+pub type Damaged<'a> = dyn FnMut(&[u8], BackendError) + 'a;
+
 /// One write of a [`Batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -330,66 +338,47 @@ pub trait Backend: Send + Sync {
     /// Whether [`Backend::apply`] is all-or-nothing.
     fn is_transactional(&self) -> bool;
 
-    /// Calls `visit` with every entry's key and entry, in no particular order.
-    /// Used by `stat`, `verify` and `gc`, never on a hot path.
-    // The visitor's type is spelled out so that implementations can name it
-    // without an alias (an alias would change its implied lifetime).
-    #[allow(clippy::type_complexity)]
-    fn for_each(
+    /// Calls `visit` with every entry whose key starts with `prefix` (every
+    /// entry, for an empty prefix), in no particular order. Used by listings
+    /// of the catalog, `stat`, `verify` and `gc`, never on a hot path.
+    ///
+    /// `damaged` says what an entry the backend holds but cannot decode
+    /// does to the walk. With `None`, the first such entry ends it with its
+    /// error. With `Some`, the entry's key (and why) goes to `damaged` and
+    /// the walk goes on past it: `verify` and `gc` walk this way, so that
+    /// one damaged entry is a finding rather than the end of the check, and
+    /// so do listings, so that one damaged catalog record does not hide
+    /// every other. A backend whose stored form cannot be damaged entry by
+    /// entry apart from the value (which the store authenticates) may
+    /// ignore `damaged`; one that packs its own fields into stored bytes
+    /// (Redis: the count before the value) or reads whole blocks of entries
+    /// (the embedded backend) must not.
+    ///
+    /// An error that `visit` returns ends the walk and is returned as it is.
+    /// Backends whose keys are ordered should read only the entries under
+    /// `prefix`, so that a listing of the catalog does not read every node.
+    fn walk(
         &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        prefix: &[u8],
+        visit: &mut Visitor<'_>,
+        damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError>;
 
-    /// Calls `visit` with every entry, and `damaged` with the key of each
-    /// entry the backend holds but cannot decode (and why), going on past
-    /// it. `verify` and `gc` walk this way, so that one damaged entry is a
-    /// finding rather than the end of the check. The default is
-    /// [`Backend::for_each`], for backends whose stored form cannot be
-    /// damaged entry by entry apart from the value (which the store
-    /// authenticates); a backend that packs its own fields into stored
-    /// bytes (Redis: the count before the value) overrides it.
-    #[allow(clippy::type_complexity)]
-    fn for_each_or_damaged(
-        &self,
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-        damaged: &mut dyn FnMut(&[u8], BackendError),
-    ) -> Result<(), BackendError> {
-        let _ = damaged;
-        self.for_each(visit)
+    /// Calls `visit` with every entry, stopping at the first damaged one:
+    /// [`Backend::walk`] with an empty prefix and no `damaged`.
+    fn for_each(&self, visit: &mut Visitor<'_>) -> Result<(), BackendError> {
+        self.walk(&[], visit, None)
     }
 
-    /// Calls `visit` with every entry whose key starts with `prefix`, in no
-    /// particular order. Backends whose keys are ordered should override
-    /// this to read only those entries (a listing of the catalog then does
-    /// not read every node).
-    #[allow(clippy::type_complexity)]
+    /// Calls `visit` with every entry whose key starts with `prefix`,
+    /// stopping at the first damaged one: [`Backend::walk`] with no
+    /// `damaged`.
     fn for_each_with_prefix(
         &self,
         prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+        visit: &mut Visitor<'_>,
     ) -> Result<(), BackendError> {
-        self.for_each(&mut |key, entry| {
-            if key.starts_with(prefix) {
-                visit(key, entry)?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Like [`Backend::for_each_with_prefix`], but an entry whose stored
-    /// form cannot be decoded goes to `damaged` and the walk goes on, as in
-    /// [`Backend::for_each_or_damaged`]: one damaged catalog record then
-    /// does not hide every other. The default gives every error to the
-    /// caller.
-    #[allow(clippy::type_complexity)]
-    fn for_each_with_prefix_or_damaged(
-        &self,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-        damaged: &mut dyn FnMut(&[u8], BackendError),
-    ) -> Result<(), BackendError> {
-        let _ = damaged;
-        self.for_each_with_prefix(prefix, visit)
+        self.walk(prefix, visit, None)
     }
 
     /// Totals over every entry.
@@ -525,33 +514,13 @@ macro_rules! forward_backend {
             fn is_transactional(&self) -> bool {
                 (**self).is_transactional()
             }
-            fn for_each(
-                &self,
-                visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-            ) -> Result<(), BackendError> {
-                (**self).for_each(visit)
-            }
-            fn for_each_or_damaged(
-                &self,
-                visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-                damaged: &mut dyn FnMut(&[u8], BackendError),
-            ) -> Result<(), BackendError> {
-                (**self).for_each_or_damaged(visit, damaged)
-            }
-            fn for_each_with_prefix(
+            fn walk(
                 &self,
                 prefix: &[u8],
-                visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
+                visit: &mut Visitor<'_>,
+                damaged: Option<&mut Damaged<'_>>,
             ) -> Result<(), BackendError> {
-                (**self).for_each_with_prefix(prefix, visit)
-            }
-            fn for_each_with_prefix_or_damaged(
-                &self,
-                prefix: &[u8],
-                visit: &mut dyn FnMut(&[u8], &Entry) -> Result<(), BackendError>,
-                damaged: &mut dyn FnMut(&[u8], BackendError),
-            ) -> Result<(), BackendError> {
-                (**self).for_each_with_prefix_or_damaged(prefix, visit, damaged)
+                (**self).walk(prefix, visit, damaged)
             }
             fn usage(&self) -> Result<Usage, BackendError> {
                 (**self).usage()
