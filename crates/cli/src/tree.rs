@@ -1188,19 +1188,22 @@ type Written = (crate::output::Unplaced, std::sync::Arc<Reached>);
 /// a small part of each file's cost.
 const FILES_SYNCED_AT_ONCE: usize = 256;
 
-/// Makes a group of written files durable, one `syncfs` per file system
-/// they are on, and renames each into place; the results, in order. When
-/// the sync fails, none is put in place (each temporary file is removed)
-/// and each says why.
-fn put_group_in_place(written: Vec<(&str, Result<Option<Written>>)>) -> Vec<(&str, Result<()>)> {
+/// Makes a group of written files durable with `sync`, given one directory
+/// on each file system they are on (a restore passes
+/// [`crate::output::sync_file_systems`]: one `syncfs` each), and renames
+/// each into place; the results, in order. When the sync fails, none is put
+/// in place (each temporary file is removed) and each says why.
+fn put_group_in_place(
+    written: Vec<(&str, Result<Option<Written>>)>,
+    sync: impl FnOnce(Vec<&std::os::fd::OwnedFd>) -> std::io::Result<()>,
+) -> Vec<(&str, Result<()>)> {
     let mut file_systems: HashMap<u64, &std::os::fd::OwnedFd> = HashMap::new();
     for (_, result) in &written {
         if let Ok(Some((_, dir))) = result {
             file_systems.entry(dir.device).or_insert(&dir.fd);
         }
     }
-    let synced =
-        crate::output::sync_file_systems(file_systems.into_values()).map_err(|e| e.to_string());
+    let synced = sync(file_systems.into_values().collect()).map_err(|e| e.to_string());
     written
         .into_iter()
         .map(|(name, result)| {
@@ -1695,7 +1698,9 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                 )
             })
             .collect();
-        restored_firsts.extend(put_group_in_place(written));
+        restored_firsts.extend(put_group_in_place(written, |dirs| {
+            crate::output::sync_file_systems(dirs)
+        }));
     }
     let written: HashSet<&str> = restored_firsts
         .iter()
@@ -1838,6 +1843,74 @@ mod tests {
                 .is_some_and(|e| e.contains("tree/d is a symlink")),
             "{err:?}"
         );
+        Ok(())
+    }
+
+    /// A group of files is renamed into place only once its file system
+    /// is synced: when the sync fails, no file of the group appears under
+    /// its own name, none is left under its temporary name, and each says
+    /// why; a group that is synced, with one sync for its one file system,
+    /// is put in place whole.
+    #[test]
+    fn a_group_whose_sync_fails_is_not_put_in_place() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let out = tmp.path().join("out");
+        let places = Places::new(&out);
+        let names = ["tree/a", "tree/d/b", "tree/d/e/c"];
+        let write_group = || -> Vec<(&str, Result<Option<Written>>)> {
+            names
+                .iter()
+                .map(|&name| {
+                    let written = places.of(name, true).and_then(|place| {
+                        let unplaced = crate::output::write_restored(
+                            &place.at,
+                            &place.shown,
+                            &FileAttrs::default(),
+                            Durability::ByCaller,
+                            |w| Ok(w.write_all(name.as_bytes())?),
+                        )?;
+                        Ok(Some((unplaced, place.parent)))
+                    });
+                    (name, written)
+                })
+                .collect()
+        };
+        let failed = put_group_in_place(write_group(), |_| {
+            Err(std::io::Error::other("the device went away"))
+        });
+        assert_eq!(failed.len(), names.len());
+        for (name, result) in &failed {
+            let err = result
+                .as_ref()
+                .err()
+                .map(|e| format!("{e:#}"))
+                .with_context(|| format!("{name} was put in place"))?;
+            assert!(err.contains("could not be synced"), "{err}");
+            assert!(err.contains("the device went away"), "{err}");
+        }
+        let mut left = Vec::new();
+        let mut dirs = vec![out.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(&dir)? {
+                let entry = entry?;
+                match entry.file_type()?.is_dir() {
+                    true => dirs.push(entry.path()),
+                    false => left.push(entry.path()),
+                }
+            }
+        }
+        assert!(left.is_empty(), "files left behind: {left:?}");
+
+        let mut syncs = 0;
+        let placed = put_group_in_place(write_group(), |dirs| {
+            syncs += dirs.len();
+            crate::output::sync_file_systems(dirs)
+        });
+        assert_eq!(syncs, 1, "one sync for the one file system");
+        for (name, result) in placed {
+            result?;
+            assert_eq!(fs::read(out.join(name))?, name.as_bytes());
+        }
         Ok(())
     }
 
