@@ -118,8 +118,10 @@ enum KmsCommand {
         /// back it up with them, keep it as secret as the keys; without it
         /// they cannot be opened), `token` (the management token: at least
         /// 16 bytes, made when missing, read at start only, so a changed
-        /// token needs a restart), `audit.log`, and `tls/` (the
-        /// certificate made when --cert is not given).
+        /// token needs a restart), `audit.log` (one JSON line per
+        /// operation: time, client address, operation, key id or name,
+        /// result; never key material), and `tls/` (the certificate made
+        /// when --cert is not given).
         #[arg(long)]
         dir: PathBuf,
         /// Address to listen on. A certificate made here names it, with

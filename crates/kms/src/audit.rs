@@ -1,7 +1,7 @@
 //! The append-only audit log: one JSON line per operation, with the time,
-//! the operation, the key (a KEK's id — SHA-256 of the KEK — or a key name)
-//! and the result. Never key material: the record type has no field that
-//! could hold any.
+//! the client's address, the operation, the key (a KEK's id — SHA-256 of
+//! the KEK — or a key name) and the result. Never key material: the record
+//! type has no field that could hold any.
 //!
 //! The file is opened in append mode (each record is one `write` call, so
 //! concurrent records never interleave) with mode 0600, and is never
@@ -9,6 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,6 +28,10 @@ pub fn unix_now() -> u64 {
 pub struct AuditEvent<'a> {
     /// Seconds since the Unix epoch.
     pub time: u64,
+    /// The client's address and port, as the server's socket saw it (a
+    /// proxy in front of the server shows as the proxy); `null` where the
+    /// server was not told it.
+    pub peer: Option<SocketAddr>,
     /// The operation (`new`, `key`, `encrypt`, `state`, …).
     pub op: &'a str,
     /// The key: hex SHA-256 of a KEK, or a named key's name.
@@ -56,11 +61,13 @@ impl AuditLog {
         })
     }
 
-    /// Appends one record. A failure to write is logged, not returned: the
-    /// operation it records has already happened.
-    pub fn record(&self, op: &str, key: &str, result: &str) {
+    /// Appends one record of an operation a client at `peer` asked for. A
+    /// failure to write is logged, not returned: the operation it records
+    /// has already happened.
+    pub fn record(&self, peer: Option<SocketAddr>, op: &str, key: &str, result: &str) {
         let event = AuditEvent {
             time: unix_now(),
+            peer,
             op,
             key,
             result,

@@ -43,6 +43,15 @@ fn client_config(server: &RunningServer) -> Result<ClientConfig, KmsError> {
 
 /// A raw reqwest client trusting the server's CA file, for byte-level checks.
 fn raw_client(server: &RunningServer) -> Result<reqwest::Client, Box<dyn std::error::Error>> {
+    raw_client_from(server, None)
+}
+
+/// A raw client whose connections come from the loopback address `local`
+/// (the system's choice when `None`).
+fn raw_client_from(
+    server: &RunningServer,
+    local: Option<std::net::IpAddr>,
+) -> Result<reqwest::Client, Box<dyn std::error::Error>> {
     let ca = server.cert().ca_path.clone().ok_or("no CA file")?;
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::{CertificateDer, pem::PemObject};
@@ -57,6 +66,7 @@ fn raw_client(server: &RunningServer) -> Result<reqwest::Client, Box<dyn std::er
     .with_no_client_auth();
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        .local_address(local)
         .timeout(Duration::from_secs(10))
         .build()?)
 }
@@ -1451,6 +1461,39 @@ fn a_server_url_with_more_than_its_root_is_refused() -> TestResult {
         ClientConfig::new(url)
             .with_pin(&"ab".repeat(32))?
             .validate()?;
+    }
+    Ok(())
+}
+
+/// Each audit record names the client that asked, by the address and
+/// port its connection came from: a client on 127.0.0.2 is recorded as
+/// 127.0.0.2, whether it was served or refused for a wrong token.
+#[test]
+fn audit_records_name_the_clients_address() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let http = raw_client_from(&server, Some([127, 0, 0, 2].into()))?;
+    let url = server.url();
+    rt.block_on(async {
+        let r = http.post(format!("{url}/new")).send().await?;
+        assert_eq!(r.status(), 200);
+        let r = http.get(format!("{url}/v1/keys")).send().await?;
+        assert_eq!(r.status(), 401);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    let log = std::fs::read_to_string(dir.path().join("audit.log"))?;
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let ops: Vec<&str> = records.iter().filter_map(|r| r["op"].as_str()).collect();
+    assert_eq!(ops, ["new", "auth"], "{log}");
+    for record in &records {
+        let peer: std::net::SocketAddr = record["peer"].as_str().ok_or("no peer")?.parse()?;
+        assert_eq!(peer.ip(), std::net::IpAddr::from([127, 0, 0, 2]), "{log}");
+        assert_ne!(peer.port(), 0, "{log}");
     }
     Ok(())
 }

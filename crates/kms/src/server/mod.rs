@@ -370,7 +370,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         .http_builder()
         .http1()
         .header_read_timeout(Some(Duration::from_secs(10)));
-    let task = tokio::spawn(server.serve(app.into_make_service()));
+    // With each connection's address, which the audit log records.
+    let task = tokio::spawn(server.serve(app.into_make_service_with_connect_info::<SocketAddr>()));
     tracing::info!(%addr, fingerprint = %cert.fingerprint, "kms server listening");
     Ok(RunningServer {
         addr,

@@ -1,10 +1,12 @@
 //! The HTTP routes: the three seed routes, byte for byte, and `/v1/`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use seccs_core::SecretKey;
@@ -41,6 +43,38 @@ impl std::fmt::Debug for AppState {
 }
 
 pub(crate) type Shared = Arc<AppState>;
+
+/// The audit log as one request writes to it: each record names the
+/// client's address (from the connection; the server is served with its
+/// connect info).
+pub(crate) struct Audit {
+    state: Shared,
+    peer: Option<SocketAddr>,
+}
+
+impl Audit {
+    /// Appends one record of this request's client (see [`AuditLog`]).
+    fn record(&self, op: &str, key: &str, result: &str) {
+        self.state.audit.record(self.peer, op, key, result);
+    }
+}
+
+impl FromRequestParts<Shared> for Audit {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Shared,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Audit {
+            state: Arc::clone(state),
+            peer: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(peer)| *peer),
+        })
+    }
+}
 
 const OCTETS: &str = "application/octet-stream";
 
@@ -154,8 +188,12 @@ pub(crate) async fn seed_status(State(s): State<Shared>) -> Response {
 
 /// `POST /new`: a new KEK, raw bytes. With `--new-needs-token`, only for
 /// the management token (`401 Unauthorized` without it).
-pub(crate) async fn seed_new(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    if s.new_needs_token && authorize(&s, &headers).is_err() {
+pub(crate) async fn seed_new(
+    State(s): State<Shared>,
+    audit: Audit,
+    headers: HeaderMap,
+) -> Response {
+    if s.new_needs_token && authorize(&s, &audit, &headers).is_err() {
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -167,7 +205,7 @@ pub(crate) async fn seed_new(State(s): State<Shared>, headers: HeaderMap) -> Res
     let r = blocking(move || f.generate()).await;
     match r {
         Ok(kek) => {
-            s.audit.record("new", &KeyId::of(&kek).to_hex(), "ok");
+            audit.record("new", &KeyId::of(&kek).to_hex(), "ok");
             (
                 [(header::CONTENT_TYPE, OCTETS)],
                 kek.expose_secret().to_vec(),
@@ -175,7 +213,7 @@ pub(crate) async fn seed_new(State(s): State<Shared>, headers: HeaderMap) -> Res
                 .into_response()
         }
         Err(e) => {
-            s.audit.record("new", "-", code(&e).1);
+            audit.record("new", "-", code(&e).1);
             tracing::error!(error = %e, "key generation failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "Key generation failed").into_response()
         }
@@ -183,17 +221,17 @@ pub(crate) async fn seed_new(State(s): State<Shared>, headers: HeaderMap) -> Res
 }
 
 /// `POST /key`: the DEK of the KEK in the body; `404 Key not found`.
-pub(crate) async fn seed_key(State(s): State<Shared>, body: Bytes) -> Response {
+pub(crate) async fn seed_key(State(s): State<Shared>, audit: Audit, body: Bytes) -> Response {
     let kek = match parse_kek(&body) {
         Ok(k) => k,
         Err(_) => {
-            s.audit.record("key", "-", "malformed");
+            audit.record("key", "-", "malformed");
             return (StatusCode::BAD_REQUEST, "Malformed key").into_response();
         }
     };
     let id = KeyId::of(&kek).to_hex();
     let r = s.facility.dek(&kek);
-    s.audit.record("key", &id, result_code(&r));
+    audit.record("key", &id, result_code(&r));
     match r {
         Ok(dek) => (
             [(header::CONTENT_TYPE, OCTETS)],
@@ -252,11 +290,12 @@ pub(crate) async fn v1_status(State(s): State<Shared>) -> Json<StatusResponse> {
 /// `--new-needs-token`).
 pub(crate) async fn v1_new(
     State(s): State<Shared>,
+    audit: Audit,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<NewResponse>, ApiError> {
     if s.new_needs_token {
-        authorize(&s, &headers)?;
+        authorize(&s, &audit, &headers)?;
     }
     let req: NewRequest = parse_json(&body)?;
     if req.count == 0 || req.count > MAX_BATCH {
@@ -265,7 +304,7 @@ pub(crate) async fn v1_new(
     let f = s.facility.clone();
     let keks = blocking(move || f.generate_many(req.count)).await?;
     for k in &keks {
-        s.audit.record("new", &KeyId::of(k).to_hex(), "ok");
+        audit.record("new", &KeyId::of(k).to_hex(), "ok");
     }
     Ok(Json(NewResponse {
         keks: keks
@@ -278,6 +317,7 @@ pub(crate) async fn v1_new(
 /// `POST /v1/key`: the DEKs of a batch of KEKs.
 pub(crate) async fn v1_key(
     State(s): State<Shared>,
+    audit: Audit,
     body: Bytes,
 ) -> Result<Json<BatchResponse>, ApiError> {
     let req: KeyRequest = parse_json(&body)?;
@@ -291,7 +331,7 @@ pub(crate) async fn v1_key(
             let r = parse_kek(k.as_bytes()).and_then(|kek| {
                 let id = KeyId::of(&kek).to_hex();
                 let r = s.facility.dek(&kek);
-                s.audit.record("key", &id, result_code(&r));
+                audit.record("key", &id, result_code(&r));
                 r
             });
             item(r.map(|dek| (hex::encode(dek.expose_secret()), None)))
@@ -311,7 +351,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 
 /// Checks the management bearer token (compared in constant time, by
 /// its SHA-256).
-pub(crate) fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(s: &AppState, audit: &Audit, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -321,7 +361,7 @@ pub(crate) fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiErro
     if bool::from(h.ct_eq(&s.token_hash)) && !given.is_empty() {
         Ok(())
     } else {
-        s.audit.record("auth", "-", "unauthorized");
+        audit.record("auth", "-", "unauthorized");
         Err(KmsError::Unauthorized.into())
     }
 }
@@ -329,9 +369,10 @@ pub(crate) fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiErro
 /// `GET /v1/keys`.
 pub(crate) async fn v1_list(
     State(s): State<Shared>,
+    audit: Audit,
     headers: HeaderMap,
 ) -> Result<Json<ListResponse>, ApiError> {
-    authorize(&s, &headers)?;
+    authorize(&s, &audit, &headers)?;
     Ok(Json(ListResponse {
         names: s.ring.names(),
     }))
@@ -340,10 +381,11 @@ pub(crate) async fn v1_list(
 /// `POST /v1/keys`: create a named key.
 pub(crate) async fn v1_create(
     State(s): State<Shared>,
+    audit: Audit,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
-    authorize(&s, &headers)?;
+    authorize(&s, &audit, &headers)?;
     let req: CreateRequest = parse_json(&body)?;
     let s2 = Arc::clone(&s);
     let name = req.name.clone();
@@ -352,17 +394,18 @@ pub(crate) async fn v1_create(
             .create(&name, req.state.unwrap_or(KeyState::Active), unix_now())
     })
     .await;
-    s.audit.record("create", &req.name, result_code(&r));
+    audit.record("create", &req.name, result_code(&r));
     Ok(Json(r?))
 }
 
 /// `GET /v1/keys/{name}`.
 pub(crate) async fn v1_info(
     State(s): State<Shared>,
+    audit: Audit,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
-    authorize(&s, &headers)?;
+    authorize(&s, &audit, &headers)?;
     Ok(Json(s.ring.with_key(&name, |k| Ok(k.info().clone()))?))
 }
 
@@ -375,6 +418,7 @@ pub(crate) enum Change {
 
 async fn change(
     s: Shared,
+    audit: Audit,
     name: String,
     change: Change,
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
@@ -398,55 +442,59 @@ async fn change(
             .await,
         ),
     };
-    s.audit.record(op, &name, result_code(&r));
+    audit.record(op, &name, result_code(&r));
     Ok(Json(r?.1))
 }
 
 /// `POST /v1/keys/{name}/rotate`.
 pub(crate) async fn v1_rotate(
     State(s): State<Shared>,
+    audit: Audit,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
-    authorize(&s, &headers)?;
-    change(s, name, Change::Rotate).await
+    authorize(&s, &audit, &headers)?;
+    change(s, audit, name, Change::Rotate).await
 }
 
 /// `POST /v1/keys/{name}/state`.
 pub(crate) async fn v1_state(
     State(s): State<Shared>,
+    audit: Audit,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
-    authorize(&s, &headers)?;
-    change(s, name, Change::State(parse_json(&body)?)).await
+    authorize(&s, &audit, &headers)?;
+    change(s, audit, name, Change::State(parse_json(&body)?)).await
 }
 
 /// `POST /v1/keys/{name}/config`.
 pub(crate) async fn v1_config(
     State(s): State<Shared>,
+    audit: Audit,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
-    authorize(&s, &headers)?;
-    change(s, name, Change::Config(parse_json(&body)?)).await
+    authorize(&s, &audit, &headers)?;
+    change(s, audit, name, Change::Config(parse_json(&body)?)).await
 }
 
 /// `POST /v1/keys/{name}/{encrypt|decrypt|rewrap}`.
 pub(crate) async fn v1_data(
     State(s): State<Shared>,
+    audit: Audit,
     headers: HeaderMap,
     Path((name, op)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    authorize(&s, &headers)?;
+    authorize(&s, &audit, &headers)?;
     let op = match op.as_str() {
         "encrypt" => Operation::Encrypt,
         "decrypt" => Operation::Decrypt,
         "rewrap" => Operation::Rewrap,
-        "datakey" => return datakey(&s, &name, &body),
+        "datakey" => return datakey(&s, &audit, &name, &body),
         _ => return Err(KmsError::NotFound.into()),
     };
     let req: DataRequest = parse_json(&body)?;
@@ -478,7 +526,7 @@ pub(crate) async fn v1_data(
         Ok(items) => batch_summary(items),
         Err(e) => code(e).1,
     };
-    s.audit.record(&op.to_string(), &name, summary);
+    audit.record(&op.to_string(), &name, summary);
     Ok(Json(BatchResponse { results: r? }))
 }
 
@@ -548,7 +596,12 @@ fn check_datakey_size(context_hex: &str, max_body: usize) -> Result<(), KmsError
     Ok(())
 }
 
-fn datakey(s: &AppState, name: &str, body: &[u8]) -> Result<Json<BatchResponse>, ApiError> {
+fn datakey(
+    s: &AppState,
+    audit: &Audit,
+    name: &str,
+    body: &[u8],
+) -> Result<Json<BatchResponse>, ApiError> {
     let req: DataKeyRequest = parse_json(body)?;
     if req.count == 0 || req.count > MAX_BATCH {
         return Err(KmsError::Malformed(BAD_COUNT).into());
@@ -567,7 +620,7 @@ fn datakey(s: &AppState, name: &str, body: &[u8]) -> Result<Json<BatchResponse>,
             })
             .collect::<Result<Vec<_>, KmsError>>()
     });
-    s.audit.record("datakey", name, result_code(&r));
+    audit.record("datakey", name, result_code(&r));
     Ok(Json(BatchResponse { results: r? }))
 }
 
