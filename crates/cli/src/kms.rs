@@ -411,6 +411,12 @@ fn announce(s: &server::RunningServer, dir: &Path) {
     let cert = s.cert();
     errln!("seccs kms listening on {}", s.url());
     errln!("certificate: {}", cert.cert_path.display());
+    if let Some(warning) = cert
+        .validity
+        .and_then(|v| validity_warning(v, seccs_kms::audit::unix_now()))
+    {
+        errln!("warning: {warning}");
+    }
     match (&cert.ca_path, cert.unnamed_listen_ip) {
         (Some(ca), None) => errln!("CA file (for --ca): {}", ca.display()),
         (Some(ca), Some(ip)) => {
@@ -443,6 +449,44 @@ fn announce(s: &server::RunningServer, dir: &Path) {
     errln!("SHA-256 fingerprint (for --pin): {}", cert.fingerprint);
     if let Some(t) = s.token_path() {
         errln!("management token file: {}", t.display());
+    }
+}
+
+/// How close to its end a certificate's validity is said at start.
+const EXPIRY_WARNED: u64 = 30 * 86_400;
+
+/// What `kms serve` warns of its certificate's validity at `now`: clients
+/// that trust it by a CA refuse a certificate that expired or is not valid
+/// yet, and soon one that ends within 30 days (a pin is trusted whatever
+/// its dates, as SSH trusts a host key).
+fn validity_warning(validity: server::Validity, now: u64) -> Option<String> {
+    let server::Validity {
+        not_before,
+        not_after,
+    } = validity;
+    let at = crate::store::format_time;
+    if now > not_after {
+        Some(format!(
+            "the certificate expired at {}: clients that trust it by a CA (--ca) refuse it \
+             (pinned ones, --pin, do not check its dates); give a renewed one with --cert and \
+             --key",
+            at(not_after)
+        ))
+    } else if now < not_before {
+        Some(format!(
+            "the certificate is not valid before {} (is this machine's clock right?): clients \
+             that trust it by a CA (--ca) refuse it until then",
+            at(not_before)
+        ))
+    } else if not_after - now < EXPIRY_WARNED {
+        let days = (not_after - now) / 86_400;
+        Some(format!(
+            "the certificate expires at {}, in {days} day(s): clients that trust it by a CA \
+             (--ca) refuse it from then on; renew it before",
+            at(not_after)
+        ))
+    } else {
+        None
     }
 }
 
@@ -588,4 +632,31 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate outside its validity, or near its end, is said at
+    /// start with its date; one well inside it is not.
+    #[test]
+    fn a_certificate_outside_or_near_the_end_of_its_validity_is_warned_of() {
+        let validity = server::Validity {
+            not_before: 1_000_000_000,
+            not_after: 2_000_000_000,
+        };
+        let said = |now| validity_warning(validity, now);
+        let expired = said(2_000_000_001).unwrap_or_default();
+        assert!(
+            expired.contains("expired at 2033-05-18 03:33:20Z"),
+            "{expired}"
+        );
+        let early = said(999_999_999).unwrap_or_default();
+        assert!(early.contains("not valid before 2001-09-09"), "{early}");
+        let soon = said(2_000_000_000 - 10 * 86_400).unwrap_or_default();
+        assert!(soon.contains("in 10 day(s)"), "{soon}");
+        assert_eq!(said(1_500_000_000), None);
+        assert_eq!(said(2_000_000_000 - EXPIRY_WARNED), None);
+    }
 }

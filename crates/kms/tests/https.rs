@@ -1358,6 +1358,52 @@ fn self_signed_ca_leaf(names: &[&str]) -> Result<(String, String), rcgen::Error>
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// A server reads its certificate's dates, so that a certificate that
+/// expired can be said at start: a client that trusts it by a CA is
+/// refused with words, one that pins it is served (a pin is trusted
+/// whatever its dates); a certificate the server makes is valid now.
+#[test]
+fn a_certificates_dates_are_read_and_an_expired_one_is_refused_by_ca_clients() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let files = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let now = seccs_kms::audit::unix_now();
+    let made = boot(&rt, dir.path())?;
+    let validity = made.cert().validity.ok_or("no validity read")?;
+    assert!(validity.not_before <= now && now < validity.not_after);
+    stop(&rt, made)?;
+
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?;
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let expired = params.self_signed(&key)?;
+    let (cert, key_file) = (files.path().join("c.pem"), files.path().join("c.key"));
+    std::fs::write(&cert, expired.pem())?;
+    std::fs::write(&key_file, key.serialize_pem())?;
+    let mut c = config(dir.path());
+    c.cert = Some(cert.clone());
+    c.key = Some(key_file);
+    let server = rt.block_on(start(c))?;
+    assert_eq!(
+        server.cert().validity,
+        Some(seccs_kms::server::Validity {
+            not_before: 1_577_836_800,
+            not_after: 1_609_459_200,
+        })
+    );
+    let by_ca = ClientConfig::new(server.url()).with_ca_file(&cert);
+    match rt.block_on(async { KmsClient::new(&by_ca)?.status_text().await }) {
+        Err(KmsError::Transport(msg)) => assert!(msg.contains("has expired"), "{msg}"),
+        other => panic!("an expired certificate was trusted by its CA: {other:?}"),
+    }
+    let pinned = ClientConfig::new(server.url()).with_pin(&server.cert().fingerprint)?;
+    let status = rt.block_on(async { KmsClient::new(&pinned)?.status_text().await })?;
+    assert!(status.starts_with("KMS server holding"), "{status}");
+    stop(&rt, server)?;
+    Ok(())
+}
+
 /// L11: TLS failures of client and server configuration are said in words.
 #[test]
 fn tls_mistakes_are_said_in_words() -> TestResult {

@@ -52,7 +52,7 @@ use sha2::{Digest, Sha256};
 
 pub use crate::files::MIN_TOKEN_LEN;
 pub use routes::{KEK_FORMS, parse_kek};
-pub use tls::CertInfo;
+pub use tls::{CertInfo, Validity};
 
 use crate::KmsError;
 use crate::atomic;

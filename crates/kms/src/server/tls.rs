@@ -39,6 +39,32 @@ pub struct CertInfo {
     /// certificate by a CA (`--ca`), only by its fingerprint (`--pin`).
     /// `None` when it names it, or the server listens on every address.
     pub unnamed_listen_ip: Option<IpAddr>,
+    /// When the certificate says it is valid (clients refuse it outside
+    /// that time); `None` when its validity cannot be read.
+    pub validity: Option<Validity>,
+}
+
+/// The time a certificate is valid in, as it says, in seconds since the
+/// Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Its first valid second.
+    pub not_before: u64,
+    /// Its last valid second.
+    pub not_after: u64,
+}
+
+impl Validity {
+    /// The validity of the DER certificate `der`.
+    pub fn of(der: &[u8]) -> Option<Self> {
+        use x509_cert::der::Decode;
+        let cert = x509_cert::Certificate::from_der(der).ok()?;
+        let validity = cert.tbs_certificate.validity;
+        Some(Validity {
+            not_before: validity.not_before.to_unix_duration().as_secs(),
+            not_after: validity.not_after.to_unix_duration().as_secs(),
+        })
+    }
 }
 
 /// SHA-256 of a DER certificate, lowercase hex.
@@ -168,6 +194,7 @@ pub fn server_config(
         KmsError::Tls(format!("{} holds no PEM certificate", cert_path.display()))
     })?;
     let fingerprint = fingerprint(leaf);
+    let validity = Validity::of(leaf);
     let unnamed_listen_ip = Some(listen.to_canonical())
         .filter(|ip| !ip.is_unspecified())
         .filter(|ip| !names_ip(leaf, *ip));
@@ -218,6 +245,7 @@ pub fn server_config(
             fingerprint,
             created,
             unnamed_listen_ip,
+            validity,
         },
     ))
 }
