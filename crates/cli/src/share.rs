@@ -602,7 +602,8 @@ ls [PREFIX]     list tags and versions
 serv            list servers online
 rm TAG[@N]      remove TAG (or one version)
 help            this text
-exit            leave";
+exit            leave
+Quote a tag or file with spaces as in a shell: save 'my notes' \"notes 2024.txt\"";
 
 struct Completion;
 
@@ -665,13 +666,22 @@ fn interactive(args: &ClientArgs, pw: &PasswordArgs, save: &SaveArgs) -> anyhow:
             ) => break,
             Err(e) => return Err(e.into()),
         };
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.is_empty() {
+        if line.trim().is_empty() {
             continue;
         }
         if terminal {
             let _ = rl.add_history_entry(line.as_str());
         }
+        // Words as a shell splits them, so that a tag or a file with spaces
+        // can be given quoted.
+        let Some(words) = shlex::split(&line) else {
+            failed += 1;
+            errln!(
+                "error: a quote is not closed: quote a tag or file with spaces as 'a b' or \"a b\""
+            );
+            continue;
+        };
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
         let result = match words.as_slice() {
             ["save", _, "-"] => Err(anyhow::anyhow!(
                 "save TAG -: standard input carries the commands here; give a file"

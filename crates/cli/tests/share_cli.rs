@@ -387,8 +387,12 @@ fn a_version_removed_while_servers_were_offline_is_never_reused() {
 
     // The prompt, scripted on standard input: wrong argument counts say the
     // usage, `save TAG -` is refused (the commands are on stdin) and the
-    // commands after it still run, the exit status says a command failed,
-    // and no history is kept.
+    // commands after it still run, a tag and files with spaces are given
+    // quoted as in a shell, a quote left open is an error, the exit status
+    // says a command failed, and no history is kept.
+    let spaced = tmp.path().join("in put.txt");
+    std::fs::write(&spaced, "saved from a spaced name\n").expect("spaced");
+    let spaced_back = tmp.path().join("back copy.txt");
     let mut client = net.client(&["client"]);
     client
         .arg("--password-file")
@@ -400,9 +404,13 @@ fn a_version_removed_while_servers_were_offline_is_never_reused() {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
-        stdin
-            .write_all(b"bogus\nload tie1\nsave t2 -\nls tie1 extra\nls tie1\n")
-            .expect("commands");
+        let quoted = format!(
+            "bogus\nload tie1\nsave t2 -\nls tie1 extra\nls tie1\n\
+             save 'my notes' \"{}\"\nload \"my notes\" '{}'\nls 'my notes\nls my\n",
+            spaced.display(),
+            spaced_back.display()
+        );
+        stdin.write_all(quoted.as_bytes()).expect("commands");
     }
     let script = child.wait_with_output().expect("share client");
     let err = stderr_of(&script);
@@ -413,10 +421,19 @@ fn a_version_removed_while_servers_were_offline_is_never_reused() {
             && err.contains("usage: load TAG[@N] FILE")
             && err.contains("save TAG -: standard input carries the commands")
             && err.contains("usage: ls [PREFIX]")
-            && err.contains("4 commands failed"),
+            && err.contains("error: a quote is not closed")
+            && err.contains("5 commands failed"),
         "{err}"
     );
     assert!(said.contains("tie1\t@1 on 3 servers"), "{said}");
+    assert!(
+        said.contains("saved my notes@1:") && said.contains("my notes\t@1 on "),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&spaced_back).expect("loaded by a quoted name"),
+        "saved from a spaced name\n"
+    );
     assert!(!tmp.path().join(".seccs-share/history").exists());
 }
 
