@@ -206,8 +206,7 @@ pub fn write_file_atomically_as(
             .append(true)
             .open(path)
             .with_context(|| format!("cannot write {}", shown(path)))?;
-        return write_when_whole(&mut target, SPOOL_IN_MEMORY, fill)
-            .with_context(|| format!("cannot write {}", shown(path)));
+        return write_when_whole(&mut target, &shown(path), SPOOL_IN_MEMORY, fill);
     }
     let resolved;
     let path = match std::fs::symlink_metadata(path) {
@@ -229,8 +228,7 @@ pub fn write_file_atomically_as(
                 .write(true)
                 .open(path)
                 .with_context(|| format!("cannot write {}", shown(path)))?;
-            return write_when_whole(&mut target, SPOOL_IN_MEMORY, fill)
-                .with_context(|| format!("cannot write {}", shown(path)));
+            return write_when_whole(&mut target, &shown(path), SPOOL_IN_MEMORY, fill);
         }
         _ => {}
     }
@@ -584,14 +582,21 @@ pub fn write_link_atomically(path: &Path, target: &[u8], attrs: &FileAttrs) -> R
 /// Spools what `fill` produces in an encrypted temporary file and copies it
 /// to standard output only if `fill` succeeds.
 pub fn write_stdout_when_whole(fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    write_when_whole(&mut io::stdout().lock(), SPOOL_IN_MEMORY, fill)
+    write_when_whole(
+        &mut io::stdout().lock(),
+        "standard output",
+        SPOOL_IN_MEMORY,
+        fill,
+    )
 }
 
 /// Spools what `fill` produces (in memory up to `in_memory` bytes, then in
-/// an encrypted temporary file) and copies it to `out` only if `fill`
-/// succeeds.
+/// an encrypted temporary file) and copies it to `out` (shown as
+/// `out_shown`) only if `fill` succeeds. An error of `fill` is returned as
+/// it is (a read that failed is not a failure to write `out`).
 fn write_when_whole(
     out: &mut dyn Write,
+    out_shown: &str,
     in_memory: usize,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
@@ -600,9 +605,9 @@ fn write_when_whole(
     spool
         .seek(SeekFrom::Start(0))
         .context("cannot read back the spooled output")?;
-    io::copy(&mut spool, out).context("cannot write the output")?;
-    out.flush().context("cannot write the output")?;
-    Ok(())
+    io::copy(&mut spool, out)
+        .and_then(|_| out.flush())
+        .with_context(|| format!("cannot write {out_shown}"))
 }
 
 #[cfg(test)]
@@ -618,11 +623,11 @@ mod tests {
         let data = bytes(3 << 20);
         // Past the in-memory limit the spool is an encrypted file.
         let mut out = Vec::new();
-        write_when_whole(&mut out, 1 << 20, |w| Ok(w.write_all(&data)?))?;
+        write_when_whole(&mut out, "out", 1 << 20, |w| Ok(w.write_all(&data)?))?;
         assert_eq!(out, data);
 
         let mut out = Vec::new();
-        let failed = write_when_whole(&mut out, 1 << 20, |w| {
+        let failed = write_when_whole(&mut out, "out", 1 << 20, |w| {
             w.write_all(&data)?;
             anyhow::bail!("the last segment did not authenticate")
         });

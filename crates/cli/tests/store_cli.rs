@@ -198,6 +198,48 @@ fn a_tampered_store_fails_get_and_leaves_no_output_file() {
     assert!(!output.exists(), "no partial output file");
 }
 
+/// A read that fails while it is written into a device (written in place,
+/// once whole) or to standard output is said as a failure to read the
+/// content, not to write the output.
+#[test]
+fn a_failed_read_into_a_device_is_said_as_a_read() {
+    use seccs_store::backend::{Backend, Batch, EmbeddedBackend};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args(["init", "--chunk-size", "256", "--compression", "none"]));
+    let input = random_file(tmp.path(), "in.bin", 20_000, 7);
+    let reference = ok(seccs(&store).arg("put").arg(&input).args(["--name", "big"]));
+    let root = seccs_core::hexenc::decode(&reference.trim()[..32]).expect("hex");
+    {
+        // One node's bytes swapped for another's: sealed, but not its own.
+        let backend = EmbeddedBackend::open(&store.join("db")).expect("open db");
+        let mut nodes = Vec::new();
+        backend
+            .for_each(&mut |key, entry| {
+                if !seccs_store::catalog::is_catalog_key(key) && key != root.as_slice() {
+                    nodes.push((key.to_vec(), entry.value.clone()));
+                }
+                Ok(())
+            })
+            .expect("walk");
+        nodes.sort();
+        let (victim, other) = (&nodes[0], &nodes[1]);
+        let mut batch = Batch::new();
+        batch.put(victim.0.clone(), other.1.clone(), 1);
+        backend.apply(&batch).expect("swap a node");
+    }
+    let err = fails(seccs(&store).args(["get", "big", "-o", "/dev/null"]));
+    assert!(
+        err.contains("cannot read big: integrity error") && !err.contains("cannot write"),
+        "{err}"
+    );
+    let err = fails(seccs(&store).args(["get", "big"]));
+    assert!(
+        err.contains("integrity error") && !err.contains("cannot write"),
+        "{err}"
+    );
+}
+
 /// Every file under `dir`; nothing where it cannot be listed (not made
 /// yet, by a command still running).
 fn walk(dir: &Path) -> Vec<PathBuf> {
