@@ -1048,9 +1048,14 @@ pub(crate) fn format_time(secs: u64) -> String {
 
 /// Runs `seccs verify`; exits non-zero on any finding.
 pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
-    let opened = open::open(loc, false)?;
+    let mut opened = open::open(loc, false)?;
     let spinner = progress::spinner("verifying", false);
     let report = opened.store.verify()?;
+    if report.is_clean() && report.nodes > 0 {
+        // Every node read with config.toml's chunk size and wrapper: a
+        // store made before they were checked at open gets their check.
+        opened.dir.confirm_params()?;
+    }
     spinner.finish_and_clear();
     if args.json {
         outln!("{}", serde_json::to_string(&report)?)?;

@@ -3923,6 +3923,70 @@ fn verify_goes_past_a_damaged_block_and_names_what_it_breaks() {
     }
 }
 
+/// config.toml's chunk size and wrapper, which every node is made with,
+/// are checked at open: a changed one is refused before anything is read,
+/// saying what the store was made with; compression may change. A store
+/// made before the check (no `params_check`) gets it from a clean verify,
+/// and not from one that finds its nodes fail.
+#[test]
+fn a_changed_chunk_size_or_wrapper_in_the_config_is_refused_at_open() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 30_000, 82);
+    put_as(&store, &f, "f");
+    let config = store.join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(
+        text.contains("chunk_size = 4096\n") && text.contains("params_check = \""),
+        "{text}"
+    );
+    for (from, to) in [
+        ("chunk_size = 4096\n", "chunk_size = 2048\n"),
+        ("wrapper = \"aes-siv\"", "wrapper = \"hmac-sha-256\""),
+    ] {
+        std::fs::write(&config, text.replace(from, to)).expect("write");
+        for args in [&["get", "f"][..], &["verify"], &["ls"]] {
+            let err = fails(seccs(&store).args(args));
+            assert!(
+                err.contains("which are not what the store was made with")
+                    && err.contains("it was made with chunk_size = 4096 and wrapper = \"aes-siv\""),
+                "{to}: {args:?}: {err}"
+            );
+        }
+    }
+    std::fs::write(
+        &config,
+        text.replace("compression = \"zstd:3\"", "compression = \"zstd:9\""),
+    )
+    .expect("write");
+    let read = run(seccs(&store).args(["get", "f"]));
+    assert!(read.status.success(), "compression may change");
+    assert_eq!(read.stdout, std::fs::read(&f).expect("f"));
+
+    // A store made before the check: a verify that fails records nothing,
+    // a clean one records the check of what it read with.
+    let legacy: String = text
+        .lines()
+        .filter(|l| !l.starts_with("params_check"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        &config,
+        legacy.replace("wrapper = \"aes-siv\"", "wrapper = \"aes-siv-dr\""),
+    )
+    .expect("write");
+    fails(seccs(&store).arg("verify"));
+    let after = std::fs::read_to_string(&config).expect("config");
+    assert!(!after.contains("params_check"), "{after}");
+    std::fs::write(&config, &legacy).expect("write");
+    ok(seccs(&store).arg("verify"));
+    let after = std::fs::read_to_string(&config).expect("config");
+    assert_eq!(after, text, "the check recorded is the one made at init");
+}
+
+/// A store made before parameter checks (no `params_check` in its
+/// config.toml) read with another wrapper than its own: verify asks
+/// whether it is the store's.
 #[test]
 fn verify_with_another_wrapper_in_the_config_asks_whether_it_is_the_stores() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -3932,9 +3996,14 @@ fn verify_with_another_wrapper_in_the_config_asks_whether_it_is_the_stores() {
     let config = store.join("config.toml");
     let text = std::fs::read_to_string(&config).expect("config");
     assert!(text.contains("wrapper = \"aes-siv\""), "{text}");
+    let legacy: String = text
+        .lines()
+        .filter(|l| !l.starts_with("params_check"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(
         &config,
-        text.replace("wrapper = \"aes-siv\"", "wrapper = \"aes-siv-dr\""),
+        legacy.replace("wrapper = \"aes-siv\"", "wrapper = \"aes-siv-dr\""),
     )
     .expect("write");
     let verify = run(seccs(&store).arg("verify"));

@@ -52,6 +52,61 @@ const KEY_CHECK_LEN: usize = 16;
 /// The largest key file read (one line holds the magic and 64 hex digits).
 const MAX_KEY_FILE: u64 = 4096;
 
+/// The HKDF label of the key that authenticates a store's parameters in
+/// config.toml; part of the format.
+const PARAMS_CHECK_LABEL: Label = Label::Custom("seccs/v1/store/params-check");
+
+/// The check value of the parameters every node of a store is made with
+/// (its chunk size and wrapper), under the store key, in hex, as
+/// config.toml records it: an HMAC, so that a changed `chunk_size` or
+/// `wrapper` is said at open, not met as nodes that fail to authenticate.
+/// Compression is left out: it may change (each leaf says how it is
+/// stored), and so is the backend (a store may move).
+pub fn params_check(key: &SecretKey, chunk_size: usize, wrapper: &str) -> String {
+    params_checker(key).check(chunk_size, wrapper)
+}
+
+/// Computes [`params_check`] values under one key, for many parameters.
+struct ParamsChecker(hmac::Hmac<sha2::Sha256>);
+
+fn params_checker(key: &SecretKey) -> ParamsChecker {
+    use hmac::KeyInit;
+    let mac_key = kdf::derive(key, PARAMS_CHECK_LABEL);
+    // Cannot fail: HMAC takes a key of any length.
+    let mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(mac_key.expose_secret())
+        .expect("HMAC takes any key length");
+    ParamsChecker(mac)
+}
+
+impl ParamsChecker {
+    fn tag(&self, chunk_size: usize, wrapper: &str) -> [u8; KEY_CHECK_LEN] {
+        use hmac::Mac;
+        let mut mac = self.0.clone();
+        mac.update(format!("chunk_size={chunk_size}\nwrapper={wrapper}\n").as_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; KEY_CHECK_LEN];
+        out.copy_from_slice(&full[..KEY_CHECK_LEN]);
+        out
+    }
+
+    fn check(&self, chunk_size: usize, wrapper: &str) -> String {
+        seccs_core::hexenc::encode(&self.tag(chunk_size, wrapper))
+    }
+
+    /// The chunk size and wrapper whose check value is `recorded`, among
+    /// every valid pair: what a store was made with, to say when its
+    /// config.toml was changed.
+    fn find(&self, recorded: &str) -> Option<(usize, &'static str)> {
+        let recorded = seccs_core::hexenc::decode(recorded).ok()?;
+        WrapperKind::ALL.iter().find_map(|wrapper| {
+            (2..=crate::params::MAX_CHUNK_SIZE)
+                .filter(|&s| Params::new(s, *wrapper).is_ok())
+                .find(|&s| bool::from(self.tag(s, wrapper.name()).ct_eq(&recorded)))
+                .map(|s| (s, wrapper.name()))
+        })
+    }
+}
+
 /// The check value of a store key, in hex, as config.toml records it.
 pub fn key_check(key: &SecretKey) -> String {
     let mut out = [0u8; KEY_CHECK_LEN];
@@ -116,6 +171,11 @@ pub struct StoreConfig {
     /// check values, which get one at their first open with the right key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_check: Option<String>,
+    /// The check value of `chunk_size` and `wrapper` ([`params_check`]);
+    /// absent in stores made before it, which get one at their first open
+    /// with the right key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_check: Option<String>,
     /// Whether the backend was given this store's marker (see
     /// [`StoreDir::check_backend_marker`]): from then on, a backend without
     /// it has lost the store's data rather than never held any.
@@ -134,6 +194,7 @@ impl StoreConfig {
             compression: params.compression().to_string(),
             key,
             key_check: None,
+            params_check: None,
             backend_marked: false,
         }
     }
@@ -141,6 +202,7 @@ impl StoreConfig {
     /// This config with `key`'s check value recorded.
     pub fn with_key_check(mut self, key: &SecretKey) -> Self {
         self.key_check = Some(key_check(key));
+        self.params_check = Some(params_check(key, self.chunk_size, &self.wrapper));
         self
     }
 
@@ -159,6 +221,9 @@ pub struct StoreDir {
     config: StoreConfig,
     /// Made by this handle: its embedded database does not exist yet.
     created: bool,
+    /// The check value of the parameters of a store made before parameter
+    /// checks, as they are now, to record once they are confirmed.
+    unconfirmed_params_check: Option<String>,
     _lock: File,
 }
 
@@ -184,6 +249,7 @@ impl StoreDir {
             path: path.to_owned(),
             config,
             created: true,
+            unconfirmed_params_check: None,
             _lock: lock,
         };
         dir.write_config()?;
@@ -285,21 +351,28 @@ impl StoreDir {
             )));
         }
         config.params()?;
-        if let Some(check) = &config.key_check
-            && !(check.len() == 2 * KEY_CHECK_LEN
+        let is_check = |check: &str| {
+            check.len() == 2 * KEY_CHECK_LEN
                 && check
                     .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        {
-            return Err(StoreError::Config(format!(
-                "{} is corrupt: key_check is not {KEY_CHECK_LEN} bytes of lowercase hex",
-                config_path.display()
-            )));
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        for (field, value) in [
+            ("key_check", &config.key_check),
+            ("params_check", &config.params_check),
+        ] {
+            if value.as_deref().is_some_and(|check| !is_check(check)) {
+                return Err(StoreError::Config(format!(
+                    "{} is corrupt: {field} is not {KEY_CHECK_LEN} bytes of lowercase hex",
+                    config_path.display()
+                )));
+            }
         }
         Ok(Self {
             path: path.to_owned(),
             config,
             created: false,
+            unconfirmed_params_check: None,
             _lock: lock,
         })
     }
@@ -350,7 +423,53 @@ impl StoreDir {
                     self.path.display()
                 )))
             }
-            _ => Ok(()),
+            // The parameters are checked only under a key known to be the
+            // store's: under another, every pair would look changed.
+            Some(_) => self.check_params(key),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a config.toml whose `chunk_size` or `wrapper` is not what
+    /// the store was made with (by its recorded [`params_check`]), saying
+    /// what it was made with.
+    fn check_params(&self, key: &SecretKey) -> Result<()> {
+        let Some(recorded) = &self.config.params_check else {
+            return Ok(());
+        };
+        let checker = params_checker(key);
+        let (chunk_size, wrapper) = (self.config.chunk_size, &self.config.wrapper);
+        if bool::from(
+            recorded
+                .as_bytes()
+                .ct_eq(checker.check(chunk_size, wrapper).as_bytes()),
+        ) {
+            return Ok(());
+        }
+        let made_with = match checker.find(recorded) {
+            Some((s, w)) => format!("it was made with chunk_size = {s} and wrapper = {w:?}"),
+            None => "its params_check matches no valid pair".to_owned(),
+        };
+        Err(StoreError::Config(format!(
+            "{} holds chunk_size = {chunk_size} and wrapper = {wrapper:?}, which are not what \
+             the store was made with: {made_with}. Every node is made with them, so they \
+             cannot change after init; put the values back. Nothing was read or written",
+            self.path.join("config.toml").display()
+        )))
+    }
+
+    /// Records the check value of `chunk_size` and `wrapper` in a store made
+    /// before parameter checks, opened with [`StoreDir::open_store`]: call
+    /// it once a clean [`Store::verify`] has read every node with them.
+    /// Returns whether it recorded one.
+    pub fn confirm_params(&mut self) -> Result<bool> {
+        match self.unconfirmed_params_check.take() {
+            Some(check) if self.config.params_check.is_none() => {
+                self.config.params_check = Some(check);
+                self.write_config()?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -381,6 +500,16 @@ impl StoreDir {
                     self.write_config()?;
                 }
             },
+        }
+        if self.config.params_check.is_none() {
+            // A store made before parameter checks: recorded only once a
+            // clean verify confirms them (`confirm_params`), since they may
+            // be the changed ones.
+            self.unconfirmed_params_check = Some(params_check(
+                key,
+                self.config.chunk_size,
+                &self.config.wrapper,
+            ));
         }
         self.check_backend_marker(store.backend(), key)?;
         store.set_journal_dir(self.path.join("journal"));
@@ -496,6 +625,26 @@ mod tests {
 
     fn key(byte: u8) -> SecretKey {
         SecretKey::from_bytes([byte; 32])
+    }
+
+    /// The check of the parameters depends on the key and on each of
+    /// them, and the pair a check was made for is found from it alone.
+    #[test]
+    fn a_params_check_names_its_pair_under_its_key_only() {
+        let check = params_check(&key(1), 4096, "aes-siv");
+        assert_ne!(check, params_check(&key(2), 4096, "aes-siv"));
+        assert_ne!(check, params_check(&key(1), 4097, "aes-siv"));
+        assert_ne!(check, params_check(&key(1), 4096, "aes-siv-dr"));
+        assert_eq!(
+            params_checker(&key(1)).find(&check),
+            Some((4096, "aes-siv"))
+        );
+        let other = params_check(&key(1), 300, "hmac-sha-256");
+        assert_eq!(
+            params_checker(&key(1)).find(&other),
+            Some((300, "hmac-sha-256"))
+        );
+        assert_eq!(params_checker(&key(2)).find(&"00".repeat(16)), None);
     }
 
     /// A key "file" that is a FIFO, a directory or a device is refused at
