@@ -722,18 +722,41 @@ pub(crate) fn name_arg() -> impl clap::builder::TypedValueParser<Value = String>
 /// A new name given with `--name`: its bytes, UTF-8 or not, refused when
 /// it holds a character that stands for a byte (a restore would write the
 /// byte instead).
-fn new_name_arg() -> impl clap::builder::TypedValueParser<Value = String> {
-    use clap::builder::TypedValueParser;
-    use std::os::unix::ffi::OsStrExt;
-    clap::builder::OsStringValueParser::new().try_map(|typed| {
-        seccs_store::file_name::name_of_bytes(typed.as_bytes()).ok_or_else(|| {
-            format!(
-                "{}: a name may not hold a character of U+EF80-U+EFFF, which stand for bytes \
-                 of file names that are not UTF-8 (a restore would write those bytes)",
-                crate::tree::shown_literally(&typed.to_string_lossy())
+fn new_name_arg() -> NewNameParser {
+    NewNameParser
+}
+
+/// The parser of `--name`. Its own, rather than a mapped one, because
+/// clap quotes a refused value as it was typed, and the characters refused
+/// here are the ones a terminal does not show: the message shows the
+/// value escaped.
+#[derive(Debug, Clone, Copy)]
+struct NewNameParser;
+
+impl clap::builder::TypedValueParser for NewNameParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<String, clap::Error> {
+        use std::os::unix::ffi::OsStrExt;
+        seccs_store::file_name::name_of_bytes(value.as_bytes()).ok_or_else(|| {
+            let arg = arg.map_or_else(|| "--name".to_owned(), ToString::to_string);
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "invalid value for '{arg}': {}: a name may not hold a character of \
+                     U+EF80-U+EFFF, which stand for bytes of file names that are not UTF-8 (a \
+                     restore would write those bytes)\n",
+                    crate::tree::shown_literally(&value.to_string_lossy())
+                ),
             )
+            .with_cmd(cmd)
         })
-    })
+    }
 }
 
 /// What the user typed, with a directory's version as `seccs ls --all`

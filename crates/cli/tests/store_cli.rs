@@ -3534,7 +3534,9 @@ fn listed_names_are_typed_back_as_bytes_and_never_look_alike() {
         .arg(&f)
         .args(["--name", "n\u{efff}"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("n\\uefff: a name may not hold"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("n\\uefff: a name may not hold"), "{err}");
+    assert!(!err.contains('\u{efff}'), "shown escaped only: {err}");
 }
 
 /// A file named `@1` in a directory is spelled as the directory's first
