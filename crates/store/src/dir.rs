@@ -172,8 +172,8 @@ pub struct StoreConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_check: Option<String>,
     /// The check value of `chunk_size` and `wrapper` ([`params_check`]);
-    /// absent in stores made before it, which get one at their first open
-    /// with the right key.
+    /// absent in stores made before it, which get one from their first
+    /// clean verify ([`StoreDir::confirm_params`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params_check: Option<String>,
     /// Whether the backend was given this store's marker (see
@@ -199,7 +199,8 @@ impl StoreConfig {
         }
     }
 
-    /// This config with `key`'s check value recorded.
+    /// This config with `key`'s check value recorded, and that of its
+    /// parameters under `key`.
     pub fn with_key_check(mut self, key: &SecretKey) -> Self {
         self.key_check = Some(key_check(key));
         self.params_check = Some(params_check(key, self.chunk_size, &self.wrapper));
