@@ -4,9 +4,12 @@
 //! As `tokio::fs::File` does, every operation runs on tokio's blocking pool
 //! (`spawn_blocking`), one at a time: the file moves into the blocking task
 //! and comes back with the result. Writes are written behind: `poll_write`
-//! returns as soon as the bytes are handed over, and a failure shows at the
-//! next operation or at `flush`. Bytes read ahead and bytes handed to a write
-//! sit in zeroizing buffers.
+//! returns as soon as the bytes are handed over, and a failure is kept until
+//! it is said by the next write, by `flush` (and `shutdown`), or by the next
+//! method that runs on the pool (`len`, `set_len`, `sync_all`, …), as
+//! `tokio::fs::File` keeps it: a read or a seek in between does not take it,
+//! so a `flush` always says a write that failed before it. Bytes read ahead
+//! and bytes handed to a write sit in zeroizing buffers.
 
 use std::any::Any;
 use std::future::Future;
@@ -68,6 +71,8 @@ pub struct AsyncEphemeralFile {
     /// A read came back empty: end of file, for the pending `poll_read`.
     eof: bool,
     flushing: bool,
+    /// A write behind that failed, not said yet (the first, if several).
+    write_error: Option<io::Error>,
 }
 
 impl std::fmt::Debug for AsyncEphemeralFile {
@@ -103,7 +108,13 @@ impl AsyncEphemeralFile {
             file_pos,
             eof: false,
             flushing: false,
+            write_error: None,
         }
+    }
+
+    /// The write behind that failed and was not said yet, as an error.
+    fn take_write_error(&mut self) -> io::Result<()> {
+        self.write_error.take().map_or(Ok(()), Err)
     }
 
     fn ahead_left(&self) -> usize {
@@ -132,7 +143,8 @@ impl AsyncEphemeralFile {
     }
 
     /// Drives a running operation to its end and files its outcome: read
-    /// bytes go ahead, errors are returned. `Ready(Ok(Some(op)))` hands back
+    /// bytes go ahead, a failed write is kept for the next write or flush,
+    /// other errors are returned. `Ready(Ok(Some(op)))` hands back
     /// a finished flush or seek for their own poll functions.
     fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Op>>> {
         loop {
@@ -144,7 +156,11 @@ impl AsyncEphemeralFile {
                     self.ahead = data;
                     self.ahead_used = 0;
                 }
-                Some(Op::Write(r)) => r?,
+                Some(Op::Write(r)) => {
+                    if let Err(e) = r {
+                        self.write_error.get_or_insert(e);
+                    }
+                }
                 Some(op @ (Op::Seek(_) | Op::Flush(_) | Op::Other(_))) => {
                     return Poll::Ready(Ok(Some(op)));
                 }
@@ -194,6 +210,7 @@ impl AsyncEphemeralFile {
                 Some(_) => {}
             }
         }
+        self.take_write_error()?;
         self.spawn(move |f| Op::Other(work(f).map(|t| Box::new(t) as Box<dyn Any + Send>)))?;
         match std::future::poll_fn(|cx| self.poll_op(cx)).await? {
             Some(Op::Other(r)) => r?
@@ -301,6 +318,7 @@ impl AsyncWrite for AsyncEphemeralFile {
             }
             Some(_) | None => {}
         }
+        this.take_write_error()?;
         let n = buf.len().min(MAX_CHUNK);
         let data: Bytes = Zeroizing::new(buf[..n].to_vec());
         this.spawn(move |f| Op::Write(f.write_all(&data)))?;
@@ -314,7 +332,7 @@ impl AsyncWrite for AsyncEphemeralFile {
                 Some(Op::Flush(r)) => {
                     if this.flushing {
                         this.flushing = false;
-                        return Poll::Ready(r);
+                        return Poll::Ready(this.take_write_error().and(r));
                     }
                     r?;
                 }
@@ -323,6 +341,7 @@ impl AsyncWrite for AsyncEphemeralFile {
                 }
                 Some(_) => {}
                 None => {
+                    this.take_write_error()?;
                     this.spawn(|f| Op::Flush(f.flush()))?;
                     this.flushing = true;
                 }

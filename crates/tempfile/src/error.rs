@@ -17,11 +17,17 @@ pub enum Error {
     /// A block on disk did not authenticate: it was changed, moved, swapped,
     /// rolled back to an older version, cut off or appended to. A failed
     /// decryption never says which.
+    ///
+    /// A read that meets such a block fails whole: it returns none of the
+    /// bytes it covered, those of sound blocks before the damaged one
+    /// included, as `std::io::Read` returns an error or bytes, never both.
+    /// Read in pieces of one block to get every sound one.
     #[error(
         "ephemeral file block {block} failed authentication: the ciphertext on disk was modified"
     )]
     Tampered {
-        /// Index of the block that failed.
+        /// Index of the block that failed (one past the last block when
+        /// bytes were added after the file's end).
         block: u64,
     },
     /// The footer of a persisted file did not authenticate under the given key

@@ -216,3 +216,12 @@ impl std::os::fd::AsFd for EphemeralFile {
         self.inner.file().as_fd()
     }
 }
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for EphemeralFile {
+    /// The descriptor of [`AsFd::as_fd`](std::os::fd::AsFd::as_fd).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.as_fd().as_raw_fd()
+    }
+}

@@ -42,7 +42,7 @@
 //! | `tempfile` | here |
 //! |---|---|
 //! | `tempfile()`, `tempfile_in(dir)` | same names; return an [`EphemeralFile`] (`Read`, `Write`, `Seek`, `set_len`, `sync_all`, …), not a `std::fs::File` |
-//! | `NamedTempFile::{new, new_in, path, as_file, as_file_mut, persist, persist_noclobber, keep}` | [`NamedEphemeralFile`], same methods; `persist`, `persist_noclobber` and `keep` leave the ciphertext with a sealed footer and return the [`FileKey`] it reopens with ([`EphemeralFile::open_persisted`]), not a `File`; `keep` also returns the path |
+//! | `NamedTempFile::{new, new_in, path, as_file, as_file_mut, persist, persist_noclobber, keep}` | [`NamedEphemeralFile`], same methods and `AsRef<Path>`, `AsFd`, `AsRawFd` and `From<PersistError>`; `persist`, `persist_noclobber` and `keep` leave the ciphertext with a sealed footer and return the [`FileKey`] it reopens with ([`EphemeralFile::open_persisted`]), not a `File`; `keep` also returns the path |
 //! | `SpooledTempFile::{new, is_rolled, roll, set_len}`, `spooled_tempfile` | [`SpooledTempFile`], same; `as_file_mut` gives the [`EphemeralFile`] once rolled |
 //! | `Builder::{new, prefix, suffix, rand_bytes, tempfile, tempfile_in}` | [`Builder`], same; plus `key_size`, `key`, `block_size`, `unnamed[_in]`, `spooled[_in]` |
 //!

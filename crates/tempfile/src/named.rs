@@ -54,6 +54,14 @@ impl From<PersistError> for io::Error {
     }
 }
 
+/// The file back from a failed persist, as `tempfile` gives a
+/// `NamedTempFile` back from its `PersistError`.
+impl From<PersistError> for NamedEphemeralFile {
+    fn from(e: PersistError) -> Self {
+        e.file
+    }
+}
+
 impl NamedEphemeralFile {
     /// A named file in the system's temporary directory, with default options.
     pub fn new() -> io::Result<Self> {
@@ -168,5 +176,29 @@ impl Write for NamedEphemeralFile {
 impl Seek for NamedEphemeralFile {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         self.file.seek(pos)
+    }
+}
+
+/// Its path, as `tempfile`'s `NamedTempFile` gives it to code that takes
+/// `impl AsRef<Path>`.
+impl AsRef<Path> for NamedEphemeralFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for NamedEphemeralFile {
+    /// The file holding the ciphertext (see [`EphemeralFile`]'s `as_fd`).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for NamedEphemeralFile {
+    /// The descriptor of [`AsFd::as_fd`](std::os::fd::AsFd::as_fd).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
     }
 }

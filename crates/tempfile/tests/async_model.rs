@@ -103,6 +103,24 @@ async fn async_file_reports_tampering_as_invalid_data() -> std::io::Result<()> {
     Ok(())
 }
 
+/// A write behind that fails is said by the next flush even when a seek
+/// came between (as `tokio::fs::File` keeps it), once: the file goes on.
+#[tokio::test]
+async fn a_failed_write_behind_is_said_by_the_next_flush_after_a_seek() -> std::io::Result<()> {
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+    let mut f = AsyncEphemeralFile::new().await?;
+    f.write_all(b"kept").await?;
+    f.seek(std::io::SeekFrom::Start(1 << 62)).await?;
+    // Handed over: the failure (past the largest file) comes later.
+    assert_eq!(f.write(b"x").await?, 1);
+    f.seek(std::io::SeekFrom::Start(0)).await?;
+    let err = f.flush().await.expect_err("the failed write is said");
+    assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge, "{err}");
+    f.flush().await?;
+    assert_eq!(f.len().await?, 4);
+    Ok(())
+}
+
 #[tokio::test]
 async fn async_file_round_trips_through_into_std() -> std::io::Result<()> {
     let mut f = AsyncEphemeralFile::new().await?;

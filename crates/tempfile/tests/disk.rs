@@ -354,6 +354,28 @@ fn the_file_and_its_errors_are_send_and_sync() {
     let _ = into_boxed;
 }
 
+/// A named file serves where `tempfile`'s does: as a path (`AsRef<Path>`)
+/// and as the descriptor of its ciphertext (`AsFd`, `AsRawFd`).
+#[test]
+fn a_named_file_is_a_path_and_a_descriptor_as_tempfiles_is() -> io::Result<()> {
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::unix::fs::MetadataExt;
+
+    fn len_at(path: impl AsRef<std::path::Path>) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
+    }
+    let dir = tempfile::tempdir()?;
+    let mut f = NamedEphemeralFile::new_in(dir.path())?;
+    f.write_all(&known_plaintext(10_000))?;
+    f.flush()?;
+    let on_disk = len_at(&f)?;
+    assert!(on_disk > 10_000, "ciphertext and tags: {on_disk}");
+    assert_eq!(f.as_raw_fd(), f.as_fd().as_raw_fd());
+    let by_fd = std::fs::metadata(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
+    assert_eq!(by_fd.ino(), std::fs::metadata(f.path())?.ino());
+    Ok(())
+}
+
 #[test]
 fn persist_noclobber_refuses_an_existing_file_and_gives_the_file_back() -> io::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -364,8 +386,9 @@ fn persist_noclobber_refuses_an_existing_file_and_gives_the_file_back() -> io::R
     let err = f.persist_noclobber(&taken).expect_err("the target exists");
     assert_eq!(err.error.kind(), io::ErrorKind::AlreadyExists);
     assert_eq!(std::fs::read(&taken)?, b"someone else's");
-    // Back, still temporary and whole (the footer came off again).
-    let mut f = err.file;
+    // Back, still temporary and whole (the footer came off again), by
+    // `From` as `tempfile` gives its file back.
+    let mut f = NamedEphemeralFile::from(err);
     let temp = f.path().to_owned();
     f.write_all(b", still")?;
     let free = dir.path().join("free");
