@@ -19,6 +19,10 @@
 //! | cut the file short                | the block the reader needs is missing                   |
 //! | append bytes                      | the reader of the last block finds bytes after it       |
 //!
+//! One change goes unnoticed, and harms nothing: the slot of a hole (a block
+//! never written, version 0) is never read, since a hole reads as zeros from
+//! memory, so bytes changed there change no byte read.
+//!
 //! # Blocks
 //!
 //! The plaintext is cut into blocks of a fixed power-of-two size (4 KiB by
