@@ -1594,7 +1594,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     let places = Places::new(dir);
     // A file is written under a temporary name and renamed into place
     // once durable: with `Durability::ByCaller`, the caller syncs its file
-    // system first (see `restore_group`).
+    // system first (see `put_group_in_place`).
     let restore_entry =
         |(record, version): Restored<'_>, durability: Durability| -> Result<Option<Written>> {
             let place = places.of(&record.name, true)?;

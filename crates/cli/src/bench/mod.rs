@@ -9,6 +9,20 @@ mod tree;
 
 use clap::{Args, Subcommand};
 
+/// xorshift64*: a fixed, reproducible sequence for the benches' data and
+/// offsets (not for secrets).
+struct XorShift(u64);
+
+impl XorShift {
+    /// The next value of the sequence.
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
 /// Arguments of `seccs bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {

@@ -79,10 +79,10 @@ impl Measured {
     }
 }
 
-/// Pseudo-random, incompressible bytes made as they are read (xorshift64*;
-/// not for secrets), so a streamed content needs no memory of its size.
+/// Pseudo-random, incompressible bytes made as they are read (not for
+/// secrets), so a streamed content needs no memory of its size.
 struct Generated {
-    state: u64,
+    sequence: super::XorShift,
     left: u64,
 }
 
@@ -92,10 +92,7 @@ impl std::io::Read for Generated {
             .len()
             .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         for word in buf[..n].chunks_mut(8) {
-            self.state ^= self.state >> 12;
-            self.state ^= self.state << 25;
-            self.state ^= self.state >> 27;
-            let v = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            let v = self.sequence.next_u64().to_le_bytes();
             word.copy_from_slice(&v[..word.len()]);
         }
         self.left -= n as u64;
@@ -123,7 +120,7 @@ fn measure_stream(params: Params, key: &SecretKey, mib: u64) -> Result<Measured>
     let store = Store::new(Arc::new(EmbeddedBackend::open(dir.path())?), params, key);
     let size = mib << 20;
     let mut source = Generated {
-        state: 0x9e37_79b9_7f4a_7c15,
+        sequence: super::XorShift(0x9e37_79b9_7f4a_7c15),
         left: size,
     };
     let start = Instant::now();

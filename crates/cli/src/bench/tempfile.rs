@@ -59,15 +59,12 @@ fn mib_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / (1 << 20) as f64 / secs.max(1e-9)
 }
 
-/// xorshift64*: a fixed, reproducible offset sequence (not for secrets).
-struct Offsets(u64);
+/// A fixed, reproducible sequence of block offsets.
+struct Offsets(super::XorShift);
 
 impl Offsets {
     fn next(&mut self, blocks: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) % blocks
+        (self.0.next_u64() >> 11) % blocks
     }
 }
 
@@ -102,7 +99,7 @@ fn measure<F: Read + Write + Seek>(
     anyhow::ensure!(read == size, "read back {read} of {size} bytes");
 
     let blocks = (size / RANDOM_IO as u64).max(1);
-    let mut offsets = Offsets(0x9e37_79b9_7f4a_7c15);
+    let mut offsets = Offsets(super::XorShift(0x9e37_79b9_7f4a_7c15));
     let mut one = [0u8; RANDOM_IO];
     let start = Instant::now();
     for i in 0..args.random_ops {

@@ -32,13 +32,8 @@ pub struct TreeBenchArgs {
 
 /// The tree's files: relative path and content.
 fn tree_files(count: usize) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    };
+    let mut sequence = super::XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || sequence.next_u64();
     (0..count)
         .map(|i| {
             let len = 200 + (next() % 501) as usize;

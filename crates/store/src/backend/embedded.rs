@@ -461,7 +461,6 @@ impl EmbeddedBackend {
 
     /// Every entry whose key starts with `prefix`: counts and values are
     /// each one sorted run, walked side by side.
-    #[allow(clippy::type_complexity)]
     fn walk_merged(
         &self,
         snapshot: &Snapshot,
@@ -499,67 +498,54 @@ impl EmbeddedBackend {
         Ok(())
     }
 
-    /// Every entry whose key starts with `base`, walked by the key ranges
-    /// one byte longer; a range that fails to read (a damaged block) is
-    /// walked again by its ranges two bytes longer, each entry once, and a
-    /// range that still fails is reported to `damaged` (its prefix as the
+    /// Every entry whose key starts with `range`, walked whole; when a
+    /// block under it fails to read (a damaged block), walked again by the
+    /// ranges one byte longer, `deeper` times at most, each entry once, and
+    /// a range that still fails is reported to `damaged` (its prefix as the
     /// key): a damaged block costs the entries near it, not the whole walk.
-    #[allow(clippy::type_complexity)]
     fn walk_tolerant(
         &self,
         snapshot: &Snapshot,
-        base: &[u8],
+        range: &[u8],
+        deeper: u8,
         visit: &mut Visitor<'_>,
         damaged: &mut Damaged<'_>,
     ) -> Result<(), BackendError> {
-        // The key that is `base` itself is in no longer range.
-        if !base.is_empty() {
-            match self.read_entry(&Overlay::default(), snapshot, base) {
-                Ok(Some(entry)) => visit(base, &entry)?,
+        let mut seen = std::collections::HashSet::new();
+        let whole = self.walk_merged(snapshot, range, &mut |key, entry| {
+            seen.insert(key.to_vec());
+            visit(key, entry)
+        });
+        let e = match whole {
+            Ok(()) => return Ok(()),
+            Err(WalkError::Visit(e)) => return Err(e),
+            Err(WalkError::Read(e)) => e,
+        };
+        if deeper == 0 {
+            damaged(
+                range,
+                corrupt(format_args!(
+                    "entries whose keys start with {} cannot be read: {e}",
+                    hex::encode(range)
+                )),
+            );
+            return Ok(());
+        }
+        let mut unseen = |key: &[u8], entry: &Entry| match seen.contains(key) {
+            true => Ok(()),
+            false => visit(key, entry),
+        };
+        // The key that is `range` itself is in no longer range.
+        if !range.is_empty() {
+            match self.read_entry(&Overlay::default(), snapshot, range) {
+                Ok(Some(entry)) => unseen(range, &entry)?,
                 Ok(None) => {}
-                Err(e) => damaged(base, e),
+                Err(e) => damaged(range, e),
             }
         }
-        for first in 0..=u8::MAX {
-            let one = [base, &[first]].concat();
-            let mut seen = std::collections::HashSet::new();
-            let whole = self.walk_merged(snapshot, &one, &mut |key, entry| {
-                seen.insert(key.to_vec());
-                visit(key, entry)
-            });
-            match whole {
-                Ok(()) => continue,
-                Err(WalkError::Visit(e)) => return Err(e),
-                Err(WalkError::Read(_)) => {}
-            }
-            // The key that is `one` itself is in no two-byte range.
-            if !seen.contains(&one) {
-                match self.read_entry(&Overlay::default(), snapshot, &one) {
-                    Ok(Some(entry)) => visit(&one, &entry)?,
-                    Ok(None) => {}
-                    Err(e) => damaged(&one, e),
-                }
-            }
-            for second in 0..=u8::MAX {
-                let two = [base, &[first, second]].concat();
-                let part = self.walk_merged(snapshot, &two, &mut |key, entry| {
-                    if seen.contains(key) {
-                        return Ok(());
-                    }
-                    visit(key, entry)
-                });
-                match part {
-                    Ok(()) => {}
-                    Err(WalkError::Visit(e)) => return Err(e),
-                    Err(WalkError::Read(e)) => damaged(
-                        &two,
-                        corrupt(format_args!(
-                            "entries whose keys start with {} cannot be read: {e}",
-                            hex::encode(&two)
-                        )),
-                    ),
-                }
-            }
+        for next in 0..=u8::MAX {
+            let longer = [range, &[next]].concat();
+            self.walk_tolerant(snapshot, &longer, deeper - 1, &mut unseen, damaged)?;
         }
         Ok(())
     }
@@ -920,12 +906,11 @@ impl Backend for EmbeddedBackend {
         true
     }
 
-    /// Walks the prefix whole. With `damaged`, a walk of every key goes
-    /// range by range from the start (`walk_tolerant`: a whole walk first
-    /// would have to remember every key it visited), and a walk under a
-    /// prefix goes whole first and, when a block under it fails to read,
-    /// again by the ranges one and two bytes longer, each entry once: a
-    /// damaged block costs the entries near it, not the whole walk.
+    /// Walks the prefix whole. With `damaged`, a walk under a prefix goes
+    /// whole first and, when a block under it fails to read, again by the
+    /// ranges one and two bytes longer (`walk_tolerant`); a walk of every
+    /// key goes by the ranges of each first byte from the start, since a
+    /// whole walk first would have to remember every key it visited.
     fn walk(
         &self,
         prefix: &[u8],
@@ -938,27 +923,13 @@ impl Backend for EmbeddedBackend {
                 .walk_merged(&snapshot, prefix, visit)
                 .map_err(WalkError::into_inner);
         };
-        if prefix.is_empty() {
-            return self.walk_tolerant(&snapshot, prefix, visit, damaged);
+        if !prefix.is_empty() {
+            return self.walk_tolerant(&snapshot, prefix, 2, visit, damaged);
         }
-        let mut seen = std::collections::HashSet::new();
-        let whole = self.walk_merged(&snapshot, prefix, &mut |key, entry| {
-            seen.insert(key.to_vec());
-            visit(key, entry)
-        });
-        match whole {
-            Ok(()) => Ok(()),
-            Err(WalkError::Visit(e)) => Err(e),
-            Err(WalkError::Read(_)) => self.walk_tolerant(
-                &snapshot,
-                prefix,
-                &mut |key, entry| match seen.contains(key) {
-                    true => Ok(()),
-                    false => visit(key, entry),
-                },
-                damaged,
-            ),
+        for first in 0..=u8::MAX {
+            self.walk_tolerant(&snapshot, &[first], 1, visit, damaged)?;
         }
+        Ok(())
     }
 
     fn usage(&self) -> Result<Usage, BackendError> {
