@@ -29,6 +29,8 @@ pub struct DiffArgs {
     /// One JSON object per line: name, change, from_version, to_version.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pub location: StoreLocation,
 }
 
 /// How a name differs between two times.

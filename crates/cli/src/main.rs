@@ -99,17 +99,23 @@ fn init_tracing(default: &str) {
 
 fn main() {
     let cli = Cli::parse();
-    let loc = &cli.location;
+    let before = &cli.location;
     let result = match cli.command {
-        Command::Init(args) => store::init(loc, args),
-        Command::Put(args) => store::put(loc, args),
-        Command::Get(args) => store::get(loc, args),
-        Command::Rm(args) => store::rm(loc, args),
-        Command::Ls(args) => store::ls(loc, args),
-        Command::Diff(args) => diff::run(loc, args),
-        Command::Stat(args) => store::stat(loc, args),
-        Command::Verify(args) => store::verify(loc, args),
-        Command::Gc(args) => store::gc(loc, args),
+        Command::Init(args) => store::init(&before.overridden_by(&args.location), args),
+        Command::Put(args) => store::put(&before.overridden_by(&args.location), args),
+        Command::Get(args) => store::get(&before.overridden_by(&args.location), args),
+        Command::Rm(args) => store::rm(&before.overridden_by(&args.location), args),
+        Command::Ls(args) => store::ls(&before.overridden_by(&args.location), args),
+        Command::Diff(args) => diff::run(&before.overridden_by(&args.location), args),
+        Command::Stat(args) => store::stat(&before.overridden_by(&args.location), args),
+        Command::Verify(args) => store::verify(&before.overridden_by(&args.location), args),
+        Command::Gc(args) => store::gc(&before.overridden_by(&args.location), args),
+        Command::Kms(_) | Command::Share(_) | Command::Bench(_) if before.is_given() => {
+            Err(anyhow::anyhow!(
+                "--store and --lock-wait pick the store of a store command (init, put, get, rm, \
+                 ls, diff, stat, verify, gc); `kms`, `share` and `bench` use no store"
+            ))
+        }
         Command::Kms(args) => kms::run(args),
         Command::Share(args) => share::run(args),
         Command::Bench(args) => bench::run(args),

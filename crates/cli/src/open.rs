@@ -12,7 +12,13 @@ use seccs_store::dir::{self, EMBEDDED, KeySource, StoreConfig, StoreDir};
 use seccs_store::{Params, Store};
 
 /// Options that pick the store; shared by every store command.
-#[derive(Debug, Clone, clap::Args)]
+///
+/// They may be given before the command (`seccs --store DIR put …`) or
+/// after it (`seccs put --store DIR …`); the one after wins. They are not
+/// clap's global options, since those would be listed in, and accepted by,
+/// the commands that use no store (`kms`, `share`, `bench`).
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Store options")]
 pub struct StoreLocation {
     /// The store directory. Defaults to $SECCS_STORE (when set and not
     /// empty), else `seccs` in the platform's data directory
@@ -20,19 +26,17 @@ pub struct StoreLocation {
     // SECCS_STORE is read in `path`, not by clap: clap takes an exported but
     // empty variable for a missing value and fails every command, even one
     // given --store.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// When another process holds the store (a put, a gc), wait up to
     /// SECONDS for it to finish instead of failing at once, as a scheduled
     /// job that may meet another wants. 0 (the default) fails at once.
     #[arg(
         long,
-        global = true,
         value_name = "SECONDS",
-        default_value_t = 0,
         value_parser = clap::value_parser!(u64).range(0..=MAX_LOCK_WAIT_SECS)
     )]
-    pub lock_wait: u64,
+    pub lock_wait: Option<u64>,
 }
 
 /// The longest `--lock-wait`: a day.
@@ -42,6 +46,20 @@ const MAX_LOCK_WAIT_SECS: u64 = 86_400;
 const LOCK_RETRY: Duration = Duration::from_millis(250);
 
 impl StoreLocation {
+    /// These options as given before the command, overridden by those given
+    /// after it.
+    pub fn overridden_by(&self, after: &StoreLocation) -> StoreLocation {
+        StoreLocation {
+            store: after.store.clone().or_else(|| self.store.clone()),
+            lock_wait: after.lock_wait.or(self.lock_wait),
+        }
+    }
+
+    /// Whether either option was given.
+    pub fn is_given(&self) -> bool {
+        self.store.is_some() || self.lock_wait.is_some()
+    }
+
     /// The store directory to use: --store, else a non-empty $SECCS_STORE,
     /// else the platform's default.
     pub fn path(&self) -> Result<PathBuf> {
@@ -189,7 +207,7 @@ pub struct OpenStore {
 /// waited for as `--lock-wait` says.
 pub fn open(loc: &StoreLocation, create_if_missing: bool) -> Result<OpenStore> {
     let path = &loc.path()?;
-    let mut lock = LockWait::new(Duration::from_secs(loc.lock_wait));
+    let mut lock = LockWait::new(Duration::from_secs(loc.lock_wait.unwrap_or(0)));
     let (dir, key) = if create_if_missing && !StoreDir::exists(path) {
         let (dir, key) = create(
             path,

@@ -84,6 +84,8 @@ pub struct InitArgs {
     /// The share client config for --key-from-share.
     #[arg(long, value_name = "FILE", requires = "key_from_share")]
     share_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub location: StoreLocation,
 }
 
 /// `seccs put`: store a file, standard input, or a directory tree.
@@ -140,6 +142,8 @@ pub struct PutArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    pub location: StoreLocation,
 }
 
 /// `seccs get`: read a content back.
@@ -190,6 +194,8 @@ pub struct GetArgs {
     /// owns what they restore in any case.
     #[arg(long)]
     no_same_owner: bool,
+    #[command(flatten)]
+    pub location: StoreLocation,
 }
 
 /// `seccs rm`: undo one put, remove a name, a tree, or the names that are
@@ -218,6 +224,8 @@ pub struct RmArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     keep: Option<u32>,
+    #[command(flatten)]
+    pub location: StoreLocation,
 }
 
 /// `seccs ls`: list names.
@@ -242,6 +250,8 @@ pub struct LsArgs {
     /// newest version put by then, leaving out names not there then.
     #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "all")]
     at: Option<u64>,
+    #[command(flatten)]
+    pub location: StoreLocation,
 }
 
 /// `seccs verify`: check every node, record and count.
@@ -250,6 +260,8 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pub location: StoreLocation,
 }
 
 /// `seccs gc`: remove orphans and fix counts.
@@ -265,6 +277,8 @@ pub struct GcArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pub location: StoreLocation,
 }
 
 /// `seccs stat`: what the backend holds.
@@ -277,6 +291,8 @@ pub struct StatArgs {
     /// damaged entry (one the backend cannot decode) counts its key only.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pub location: StoreLocation,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -1047,26 +1063,17 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
     Ok(())
 }
 
+/// A time in seconds since the Unix epoch as listings show it, in UTC.
 pub(crate) fn format_time(secs: u64) -> String {
-    // UTC, without a date library: days since the epoch to a civil date
-    // (Howard Hinnant's algorithm).
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    match i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+    {
+        Some(at) => at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+        // Past the year 9999: no file system here stamps such a time, but
+        // a stamp is what the file said, and is shown as it is.
+        None => format!("{secs} s after 1970-01-01"),
+    }
 }
 
 /// Runs `seccs verify`; exits non-zero on any finding.
@@ -1258,4 +1265,21 @@ fn kek_file(kek: Option<&Path>) -> Result<PathBuf> {
         );
     }
     Ok(std::path::absolute(kek)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_time;
+
+    #[test]
+    fn times_are_shown_in_utc_to_the_second() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(format_time(951_825_599), "2000-02-29 11:59:59Z");
+        assert_eq!(format_time(1_700_000_000), "2023-11-14 22:13:20Z");
+        assert_eq!(format_time(253_402_128_000), "9999-12-30 00:00:00Z");
+        assert_eq!(
+            format_time(u64::MAX),
+            "18446744073709551615 s after 1970-01-01"
+        );
+    }
 }

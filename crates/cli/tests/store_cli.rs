@@ -2486,6 +2486,57 @@ fn an_empty_seccs_store_counts_as_unset() {
     assert!(help.contains("SECCS_STORE"), "{help}");
 }
 
+/// `--store` and `--lock-wait` belong to the store commands: each one's
+/// help lists them, they may come before the command or after it (the one
+/// after wins), and the commands that use no store neither list nor take
+/// them.
+#[test]
+fn store_options_are_the_store_commands_own() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (first, second) = (tmp.path().join("first"), tmp.path().join("second"));
+    let input = random_file(tmp.path(), "in.bin", 1_000, 43);
+    put_as(&first, &input, "x");
+    put_as(&second, &input, "y");
+    let bare = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+        c.env_remove("SECCS_STORE");
+        c
+    };
+    let listed_in = |args: &[&Path]| ok(bare().args(args));
+    let (ls, store_opt) = (Path::new("ls"), Path::new("--store"));
+    assert!(listed_in(&[store_opt, &first, ls]).ends_with("  x\n"));
+    assert!(listed_in(&[ls, store_opt, &second]).ends_with("  y\n"));
+    assert!(listed_in(&[store_opt, &first, ls, store_opt, &second]).ends_with("  y\n"));
+
+    for command in [
+        "init", "put", "get", "rm", "ls", "diff", "stat", "verify", "gc",
+    ] {
+        let help = ok(bare().args([command, "--help"]));
+        assert!(
+            help.contains("Store options:") && help.contains("--store <DIR>"),
+            "{command}: {help}"
+        );
+        assert!(help.contains("--lock-wait <SECONDS>"), "{command}: {help}");
+    }
+    for (command, sub) in [("kms", "status"), ("share", "ls"), ("bench", "tempfile")] {
+        let help = ok(bare().args([command, "--help"]));
+        assert!(
+            !help.contains("--store") && !help.contains("--lock-wait"),
+            "{command}: {help}"
+        );
+        // Refused before the command runs.
+        let out = run(bare().args(["--store", "somewhere", command, sub]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command}: {err}");
+        assert!(
+            err.contains("`kms`, `share` and `bench` use no store"),
+            "{command}: {err}"
+        );
+        let out = run(bare().args([command, "--store", "somewhere"]));
+        assert_eq!(out.status.code(), Some(2), "{command}: a usage error");
+    }
+}
+
 #[test]
 fn a_directory_version_as_ls_all_shows_it_is_accepted_by_get_and_rm() {
     let tmp = tempfile::tempdir().expect("tmp");

@@ -112,7 +112,7 @@ pub fn run(args: TreeBenchArgs) -> Result<()> {
     let opened = crate::open::open(
         &StoreLocation {
             store: Some(store_dir),
-            lock_wait: 0,
+            lock_wait: None,
         },
         false,
     )?;
