@@ -120,8 +120,9 @@ enum KmsCommand {
         /// 16 bytes, made when missing, read at start only, so a changed
         /// token needs a restart), `audit.log` (one JSON line per
         /// operation: time, client address, operation, key id or name,
-        /// result; never key material), and `tls/` (the certificate made
-        /// when --cert is not given).
+        /// result; never key material; a request whose record cannot be
+        /// written is answered 503, with no key), and `tls/` (the
+        /// certificate made when --cert is not given).
         #[arg(long)]
         dir: PathBuf,
         /// Address to listen on. A certificate made here names it, with

@@ -541,10 +541,11 @@ impl Session {
                 )?;
                 continue;
             }
+            // A server names itself: escaped, as a tag is.
             outln!(
                 "{}\t{}\t{} records\t{} bytes stored\t{} bytes free",
-                s.channel,
-                s.info.name,
+                s.channel.escape_debug(),
+                s.info.name.escape_debug(),
                 s.info.records,
                 s.info.stored_bytes,
                 s.info.free_bytes

@@ -74,9 +74,15 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
     for i in 0..3 {
         let root = tmp.path().join(format!("server{i}"));
         std::fs::create_dir_all(&root).expect("mkdir");
+        // The third names itself with a control sequence, which `serv`
+        // must not send to a terminal.
+        let name = match i {
+            2 => "s2\\u001b]0;title\\u0007".to_owned(),
+            i => format!("s{i}"),
+        };
         std::fs::write(
             root.join("seccs-share.toml"),
-            format!("name = \"s{i}\"\n{common}"),
+            format!("name = \"{name}\"\n{common}"),
         )
         .expect("server config");
         let log = std::fs::File::create(tmp.path().join(format!("server{i}.log"))).expect("log");
@@ -101,8 +107,13 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
     let listed = net.wait_for_servers(3);
     let mut names: Vec<&str> = listed.iter().filter_map(|s| s["name"].as_str()).collect();
     names.sort_unstable();
-    assert_eq!(names, ["s0", "s1", "s2"]);
+    assert_eq!(names, ["s0", "s1", "s2\u{1b}]0;title\u{7}"]);
     assert!(listed.iter().all(|s| s["records"] == 0), "{listed:?}");
+    let text = ok(&mut net.client(&["serv"]));
+    assert!(
+        text.contains("\ts2\\u{1b}]0;title\\u{7}\t") && !text.contains('\u{1b}'),
+        "{text}"
+    );
     // A server logs its start (channel, name, root) to standard error.
     let log = std::fs::read_to_string(tmp.path().join("server0.log")).expect("server log");
     let channel_logged = listed

@@ -72,9 +72,38 @@ pub enum KmsError {
         /// The key's newest version.
         latest: u32,
     },
+    /// A named key holds as many versions, or has moved between active and
+    /// suspended as often, as one key may: the bounds keep its file small
+    /// enough that it can always still be deactivated, marked compromised
+    /// and destroyed.
+    #[error("the key has {count} {what}, the most one key may: {advice}")]
+    KeyLimit {
+        /// `versions` or `state changes`.
+        what: &'static str,
+        /// How many it has.
+        count: usize,
+        /// What to do instead.
+        advice: &'static str,
+    },
     /// A named key of this name already exists.
     #[error("a key of this name already exists")]
     AlreadyExists,
+    /// The server's audit log could not be written, so the server did not
+    /// answer the request (HTTP 503): no key leaves the server without its
+    /// record. A management change (create, rotate, state, config) is made
+    /// before it is recorded; `made` says whether this one was.
+    #[error(
+        "the server cannot write its audit log{}",
+        if *made {
+            ": the change was made but is not in the log (the server's own log says so)"
+        } else {
+            ", so it answers no request that needs a record"
+        }
+    )]
+    AuditUnwritable {
+        /// Whether the change the request asked for was made.
+        made: bool,
+    },
     /// Another server holds the key directory.
     #[error("{0}")]
     DirInUse(String),
@@ -286,9 +315,36 @@ impl KmsError {
     }
 }
 
+/// An error with each of its causes after it (`error: cause: cause`), as
+/// `{:#}` of anyhow shows one: what the server's log says, since an
+/// [`KmsError::Io`] alone says only "I/O error".
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_logged_error_says_its_cause() {
+        let e = KmsError::Io(std::io::Error::from_raw_os_error(28));
+        let text = Chain(&e).to_string();
+        assert!(
+            text.starts_with("I/O error: No space left on device"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_json_error_says_its_cause_once() {

@@ -246,7 +246,9 @@ impl Facility {
             c.committing = true;
             let group = std::mem::take(&mut c.collecting);
             drop(c);
-            let result = self.write_group(&group.items).map_err(|e| e.to_string());
+            let result = self
+                .write_group(&group.items)
+                .map_err(|e| crate::error::Chain(&e).to_string());
             // Set exactly once: this group was taken out of `collecting`.
             let _ = group.outcome.set(result);
             c = lock();

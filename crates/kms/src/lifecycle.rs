@@ -164,6 +164,15 @@ pub struct Permit<'a> {
     op: Operation,
 }
 
+/// The most versions one named key holds. With [`MAX_TRANSITIONS`], its
+/// metadata stays far below [`crate::keyfile::MAX_META_LEN`], so that it
+/// can always be retired (a test checks it).
+pub const MAX_VERSIONS: usize = 4096;
+
+/// The most state changes a named key makes between active and suspended
+/// (its moves toward retirement are not counted against it).
+pub const MAX_TRANSITIONS: usize = 4096;
+
 /// One recorded state change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
@@ -356,12 +365,22 @@ impl NamedKey {
     }
 
     /// Moves to state `to` at time `now`. Entering `destroyed` erases
-    /// every version's material.
+    /// every version's material. A move to active or suspended is refused
+    /// past [`MAX_TRANSITIONS`]; a move toward retirement (deactivated,
+    /// compromised, destroyed) never is, and there are at most three.
     pub fn transition(&mut self, to: KeyState, now: u64) -> Result<(), KmsError> {
         if !self.info.state.can_become(to) {
             return Err(KmsError::InvalidTransition {
                 from: self.info.state,
                 to,
+            });
+        }
+        let count = self.info.transitions.len();
+        if matches!(to, KeyState::Active | KeyState::Suspended) && count >= MAX_TRANSITIONS {
+            return Err(KmsError::KeyLimit {
+                what: "state changes",
+                count,
+                advice: "deactivate it and create a new key",
             });
         }
         self.info.state = to;
@@ -381,6 +400,14 @@ impl NamedKey {
     /// Adds a version; returns its number.
     pub fn rotate(&mut self, now: u64) -> Result<u32, KmsError> {
         self.permit(Operation::Rotate)?;
+        let count = self.info.versions.len();
+        if count >= MAX_VERSIONS {
+            return Err(KmsError::KeyLimit {
+                what: "versions",
+                count,
+                advice: "create a new key, move to it, and deactivate this one",
+            });
+        }
         let v = self
             .info
             .latest_version
@@ -507,6 +534,55 @@ impl NamedKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key rotated and suspended as often as it may be is refused a
+    /// further rotation and a further suspension, each saying what to do,
+    /// can still be deactivated, marked compromised and destroyed, and its
+    /// metadata stays well within what its file holds.
+    #[test]
+    fn a_key_at_its_limits_can_still_be_retired() -> Result<(), KmsError> {
+        let mut key = key_in(KeyState::Active)?;
+        while key.info.versions.len() < MAX_VERSIONS {
+            key.rotate(1_700_000_000)?;
+        }
+        let Err(e) = key.rotate(1_700_000_000) else {
+            panic!("a rotation past the limit was made");
+        };
+        assert!(
+            e.to_string()
+                .contains("4096 versions, the most one key may"),
+            "{e}"
+        );
+        while key.info.transitions.len() < MAX_TRANSITIONS {
+            let to = match key.info.state {
+                KeyState::Active => KeyState::Suspended,
+                _ => KeyState::Active,
+            };
+            key.transition(to, 1_700_000_000)?;
+        }
+        let to = match key.info.state {
+            KeyState::Active => KeyState::Suspended,
+            _ => KeyState::Active,
+        };
+        assert!(matches!(
+            key.transition(to, 1_700_000_000),
+            Err(KmsError::KeyLimit { .. })
+        ));
+        for to in [
+            KeyState::Deactivated,
+            KeyState::Compromised,
+            KeyState::Destroyed,
+        ] {
+            key.transition(to, 4_102_444_800)?;
+        }
+        let meta = serde_json::to_vec(&key.info)?;
+        assert!(
+            meta.len() < crate::keyfile::MAX_META_LEN / 2,
+            "{} bytes",
+            meta.len()
+        );
+        Ok(())
+    }
 
     /// The specification's transition table, written out in full.
     const ALLOWED: &[(KeyState, KeyState)] = {

@@ -1535,12 +1535,215 @@ fn audit_records_name_the_clients_address() -> TestResult {
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
     let ops: Vec<&str> = records.iter().filter_map(|r| r["op"].as_str()).collect();
-    assert_eq!(ops, ["new", "auth"], "{log}");
-    for record in &records {
+    assert_eq!(ops, ["start", "new", "auth", "stop"], "{log}");
+    // The server's own start and stop have no peer.
+    for record in [&records[0], &records[3]] {
+        assert!(record["peer"].is_null(), "{log}");
+    }
+    for record in &records[1..3] {
         let peer: std::net::SocketAddr = record["peer"].as_str().ok_or("no peer")?.parse()?;
         assert_eq!(peer.ip(), std::net::IpAddr::from([127, 0, 0, 2]), "{log}");
         assert_ne!(peer.port(), 0, "{log}");
     }
+    Ok(())
+}
+
+/// The audit log holds every refused request, whether a handler reached
+/// it or not (a malformed body, one too large, an unknown route, a wrong
+/// token: with its method and path), what a change changed to, the
+/// listing and reading of keys, and a client's key name only escaped and
+/// cut short.
+#[test]
+fn audit_records_say_every_refusal_and_what_a_change_changed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let http = raw_client(&server)?;
+    let url = server.url();
+    let bearer = format!("Bearer {TOKEN}");
+    let long_name = format!("x\u{1b}[31m{}", "n".repeat(5_000));
+    rt.block_on(async {
+        let post = |path: &str, body: String| {
+            http.post(format!("{url}{path}"))
+                .header("authorization", &bearer)
+                .body(body)
+                .send()
+        };
+        assert_eq!(
+            post("/v1/keys", r#"{"name":"k"}"#.into()).await?.status(),
+            200
+        );
+        let r = post("/v1/keys/k/state", r#"{"state":"suspended"}"#.into()).await?;
+        assert_eq!(r.status(), 200);
+        let r = http
+            .get(format!("{url}/v1/keys"))
+            .header("authorization", &bearer)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 200);
+        let r = http
+            .get(format!("{url}/v1/keys/k"))
+            .header("authorization", &bearer)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 200);
+        assert_eq!(post("/v1/keys", "x".into()).await?.status(), 400);
+        assert_eq!(post("/v1/key", "0".repeat(70_000)).await?.status(), 413);
+        assert_eq!(
+            http.get(format!("{url}/v1/keys")).send().await?.status(),
+            401
+        );
+        assert_eq!(
+            http.get(format!("{url}/nowhere")).send().await?.status(),
+            404
+        );
+        let encoded: String = long_name
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let r = post(
+            &format!("/v1/keys/{encoded}/encrypt"),
+            r#"{"items":[]}"#.into(),
+        )
+        .await?;
+        assert_eq!(r.status(), 404);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    let log = std::fs::read_to_string(dir.path().join("audit.log"))?;
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let said: Vec<String> = records
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r["op"].as_str().unwrap_or("?"),
+                r["key"].as_str().unwrap_or("?"),
+                r["result"].as_str().unwrap_or("?"),
+                r["detail"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    let expected = [
+        "start - ok -",
+        "create k ok active",
+        "state k ok suspended",
+        "list - ok -",
+        "info k ok -",
+        "refused - 400 POST /v1/keys",
+        "refused - 413 POST /v1/key",
+        "auth - unauthorized GET /v1/keys",
+        "refused - 404 GET /nowhere",
+    ];
+    assert_eq!(said[..expected.len()], expected, "{log}");
+    let last = &records[expected.len()];
+    assert_eq!(last["op"], "encrypt", "{log}");
+    let key = last["key"].as_str().ok_or("no key")?;
+    assert!(
+        key.starts_with("x\\u{1b}[31mnnn") && key.ends_with('…'),
+        "{key}"
+    );
+    assert!(
+        key.len() <= seccs_kms::audit::MAX_FIELD + 3,
+        "{}",
+        key.len()
+    );
+    assert_eq!(
+        said.last().map(String::as_str),
+        Some("stop - ok -"),
+        "{log}"
+    );
+    Ok(())
+}
+
+/// A server that cannot write its audit log (here `/dev/full`, as a full
+/// disk) does not start: it would have to refuse every request that gives
+/// out a key. The error names the log and the cause.
+#[test]
+fn a_server_whose_audit_log_cannot_be_written_does_not_start() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("audit.log"))?;
+    let rt = runtime()?;
+    let Err(e) = boot(&rt, dir.path()) else {
+        return Err("a server without a writable audit log started".into());
+    };
+    assert!(
+        matches!(&e, KmsError::File { action: "write", path, .. } if path.ends_with("audit.log")),
+        "{e}"
+    );
+    let cause = std::error::Error::source(&e).map(ToString::to_string);
+    assert!(
+        cause.is_some_and(|c| c.contains("No space left on device")),
+        "{e:?}"
+    );
+    Ok(())
+}
+
+/// The server speaks HTTP/1 only, as its ALPN says: the HTTP/2 preface
+/// sent over an HTTP/1.1 handshake is refused and the connection closed
+/// (it used to be served as HTTP/2, with none of HTTP/1's timeouts), and a
+/// client that offers only HTTP/1.0 (`curl --http1.0`) is served.
+#[test]
+fn http2_is_refused_and_http10_served() -> TestResult {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let ca = server.cert().ca_path.clone().ok_or("no CA file")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let talk = |alpn: &[u8], request: &[u8]| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![alpn.to_vec()];
+        let conn =
+            rustls::ClientConnection::new(Arc::new(tls), ServerName::try_from("127.0.0.1")?)?;
+        let tcp = std::net::TcpStream::connect(server.addr())?;
+        tcp.set_read_timeout(Some(Duration::from_secs(15)))?;
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        stream.write_all(request)?;
+        let mut answer = Vec::new();
+        // Until the server closes the connection (bounded by the timeout).
+        match stream.read_to_end(&mut answer) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            Err(e) => return Err(format!("{e} after {} bytes", answer.len()).into()),
+        }
+        Ok(answer)
+    };
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let answer = talk(b"http/1.1", preface)?;
+    let text = String::from_utf8_lossy(&answer);
+    // An HTTP/2 server would answer with a SETTINGS frame (type 4).
+    assert!(answer.get(3) != Some(&4), "answered as HTTP/2: {answer:?}");
+    assert!(
+        answer.is_empty() || text.starts_with("HTTP/1.1 4") || text.starts_with("HTTP/1.1 5"),
+        "{text}"
+    );
+    let answer = talk(b"http/1.0", b"GET / HTTP/1.0\r\n\r\n")?;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    assert!(text.ends_with("KMS server holding 0 keys"), "{text}");
+    stop(&rt, server)?;
     Ok(())
 }
 

@@ -56,7 +56,7 @@ use crate::config::Config;
 use crate::crypto::{Kdf, Password};
 use crate::endpoint::Endpoint;
 use crate::error::{BrokerError, Error};
-use crate::message::{Body, MAX_TAG_LEN, MAX_VERSION, Message, RequestId, SaveEntry, ServerInfo};
+use crate::message::{Body, MAX_TAG_LEN, MAX_VERSION, Message, RequestId, ServerInfo};
 use crate::server::SERVER_PREFIX;
 use crate::sharing;
 
@@ -188,8 +188,8 @@ pub struct SaveReport {
 fn weak_kdf_warning(setting: &str, value: u64, floor: u64) -> String {
     format!(
         "the password KDF is cheap ({setting} = {value}, below {floor}): whoever gets the \
-         records can try passwords fast; Kdf::INSECURE_FAST is for tests only: use the \
-         default KDF (ClientOptions::default(), or no [kdf] in the configuration)"
+         records can try passwords fast; leave [kdf] out of the configuration for the \
+         default KDF"
     )
 }
 
@@ -257,6 +257,11 @@ struct Probe {
     highest: Vec<(String, u64)>,
     /// The saves of each version, grouped by (file id, n, t).
     saves: BTreeMap<u64, Vec<ClaimedSave>>,
+    /// The servers holding a record of each version that they cannot read
+    /// (altered or damaged), or that names no possible save.
+    unreadable: BTreeMap<u64, Vec<String>>,
+    /// The first server's failure to answer, if one failed.
+    first_failure: Option<String>,
 }
 
 impl Probe {
@@ -282,16 +287,41 @@ impl Probe {
 
     /// Why `version` is passed over: how many hold it of how many needed.
     fn shortfall(&self, version: u64) -> String {
+        let unreadable = self.unreadable.get(&version).map_or(0, Vec::len);
         match self.best(version) {
             Some(s) => format!(
-                "{} server{} online hold{} a record of it, its save needs {}",
+                "{} server{} online hold{} a record of it{}, its save needs {}",
                 s.servers.len(),
                 if s.servers.len() == 1 { "" } else { "s" },
                 if s.servers.len() == 1 { "s" } else { "" },
+                match unreadable {
+                    0 => String::new(),
+                    n => format!(" ({n} more hold one that is altered or damaged)"),
+                },
                 s.t
             ),
             None => "no record of it is readable".into(),
         }
+    }
+
+    /// Why `version` is not one that too few servers hold, if it is not:
+    /// with the records that servers hold but cannot read, enough servers
+    /// hold it. Its records were altered or damaged, and loading an older
+    /// version in its place would pass that off as a save that never
+    /// completed.
+    fn altered(&self, version: u64) -> Option<String> {
+        let unreadable = self.unreadable.get(&version)?;
+        let best = self.best(version)?;
+        (best.servers.len() + unreadable.len() >= usize::from(best.t)).then(|| {
+            format!(
+                "its records on {} of the servers online are altered or damaged ({}), and the \
+                 {} readable ones are fewer than its save needs ({})",
+                unreadable.len(),
+                unreadable.join(", "),
+                best.servers.len(),
+                best.t
+            )
+        })
     }
 }
 
@@ -497,6 +527,26 @@ impl Client {
         join_all(asks).await
     }
 
+    /// [`Self::ask_all`], failing with [`Error::NoAnswer`] when servers
+    /// were asked and none answered: a listing of nothing would say they
+    /// hold nothing.
+    async fn ask_all_answered(
+        &self,
+        servers: &[String],
+        body: impl Fn() -> Body,
+    ) -> Result<Vec<(String, Result<Body, Error>)>, Error> {
+        let replies = self.ask_all(servers, body).await;
+        match replies.iter().find_map(|(_, r)| r.as_ref().err()) {
+            Some(first) if replies.iter().all(|(_, r)| r.is_err()) && !replies.is_empty() => {
+                Err(Error::NoAnswer {
+                    asked: replies.len(),
+                    first: first.to_string(),
+                })
+            }
+            _ => Ok(replies),
+        }
+    }
+
     /// Every version of every tag starting with `prefix`, across all servers.
     pub async fn list(&self, prefix: &str) -> Result<Vec<TagListing>, Error> {
         let servers = self.servers().await?;
@@ -505,10 +555,10 @@ impl Client {
         }
         let mut tags: BTreeMap<String, BTreeMap<u64, (usize, u64)>> = BTreeMap::new();
         for (server, reply) in self
-            .ask_all(&servers, || Body::List {
+            .ask_all_answered(&servers, || Body::List {
                 prefix: prefix.to_owned(),
             })
-            .await
+            .await?
         {
             match reply {
                 Ok(Body::Listed { entries }) => {
@@ -566,16 +616,19 @@ impl Client {
                     // A server counts once per version, however often its
                     // reply names it.
                     let mut seen = std::collections::BTreeSet::new();
-                    for SaveEntry {
-                        version,
-                        file_id,
-                        n,
-                        t,
-                    } in saves
-                    {
-                        if seen.insert(version) {
+                    for save in saves {
+                        if !seen.insert(save.version) {
+                            continue;
+                        }
+                        if save.is_readable() {
                             groups
-                                .entry((version, file_id, n, t))
+                                .entry((save.version, save.file_id, save.n, save.t))
+                                .or_default()
+                                .push(server.clone());
+                        } else {
+                            probe
+                                .unreadable
+                                .entry(save.version)
                                 .or_default()
                                 .push(server.clone());
                         }
@@ -583,7 +636,10 @@ impl Client {
                     probe.highest.push((server, highest));
                 }
                 Ok(other) => tracing::warn!(server, "unexpected reply to versions: {other:?}"),
-                Err(e) => tracing::warn!(server, "versions failed: {e}"),
+                Err(e) => {
+                    tracing::warn!(server, "versions failed: {e}");
+                    probe.first_failure.get_or_insert_with(|| e.to_string());
+                }
             }
         }
         for ((version, _, n, t), servers) in groups {
@@ -603,7 +659,7 @@ impl Client {
             return Err(Error::NoServers);
         }
         let mut out = Vec::new();
-        for (channel, reply) in self.ask_all(&servers, || Body::Info).await {
+        for (channel, reply) in self.ask_all_answered(&servers, || Body::Info).await? {
             match reply {
                 Ok(Body::InfoReply(info)) => out.push(ServerStatus { channel, info }),
                 Ok(other) => tracing::warn!(channel, "unexpected reply to info: {other:?}"),
@@ -817,10 +873,14 @@ impl Client {
             match reply {
                 Ok(Body::Stored) => acked.push(server),
                 Ok(Body::Refused { reason }) => {
-                    tracing::warn!(server, "store refused: {reason}");
+                    // A server's words reach a terminal: escaped, so
+                    // that they can neither forge a line nor send it a
+                    // control sequence.
                     if reason == conflict {
                         conflicts += 1;
                     }
+                    let reason = reason.escape_debug().to_string();
+                    tracing::warn!(server, "store refused: {reason}");
                     reasons.push(format!("{server} refused: {reason}"));
                 }
                 Ok(other) => {
@@ -961,6 +1021,14 @@ impl Client {
             };
         }
         let probe = self.probe(tag, &servers).await;
+        if probe.highest.is_empty()
+            && let Some(first) = probe.first_failure
+        {
+            return Err(Error::NoAnswer {
+                asked: servers.len(),
+                first,
+            });
+        }
         let listed = probe.versions();
         let held: Vec<u64> = listed
             .iter()
@@ -985,6 +1053,19 @@ impl Client {
             .collect();
         for (v, why) in &passed_over {
             tracing::warn!("{tag}@{v} passed over: {why}");
+        }
+        if !or_older
+            && let Some((version, reason)) = passed_over
+                .iter()
+                .find_map(|(v, _)| Some((*v, probe.altered(*v)?)))
+        {
+            return Err(Error::LatestUnavailable {
+                tag: tag.to_owned(),
+                version,
+                decrypt: false,
+                reason,
+                older: Some(newest),
+            });
         }
         if !or_older {
             return match self.load_version(tag, newest, &servers, password).await {

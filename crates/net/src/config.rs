@@ -47,6 +47,10 @@ pub struct Config {
     pub kdf: Kdf,
 }
 
+/// The longest reply timeout: a day. A deadline is the time now plus the
+/// timeout, which must stay within what the clock can hold.
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
 fn default_timeout() -> u64 {
     30
 }
@@ -68,8 +72,11 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self, Error> {
         let c: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         c.kdf.check()?;
-        if c.timeout_secs == 0 {
-            return Err(Error::Config("timeout_secs must be positive".into()));
+        if !(1..=MAX_TIMEOUT_SECS).contains(&c.timeout_secs) {
+            return Err(Error::Config(format!(
+                "timeout_secs must be from 1 to {MAX_TIMEOUT_SECS} (a day), not {}",
+                c.timeout_secs
+            )));
         }
         if c.threshold == Some(0) {
             return Err(Error::Config("threshold must be at least 1".into()));
@@ -105,6 +112,22 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A timeout past a day is refused at parse: a deadline of now plus
+    /// 2^64 - 1 seconds overflowed the clock and panicked the client.
+    #[test]
+    fn a_timeout_is_from_one_second_to_a_day() -> Result<(), Error> {
+        let with =
+            |secs: u64| Config::parse(&format!("broker = \"memory\"\ntimeout_secs = {secs}"));
+        assert_eq!(with(86_400)?.timeout(), Duration::from_secs(86_400));
+        for secs in [0, 86_401, u64::MAX] {
+            let Err(Error::Config(text)) = with(secs) else {
+                panic!("timeout_secs = {secs} was taken");
+            };
+            assert!(text.contains("from 1 to 86400"), "{text}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn broker_is_the_one_required_key() -> Result<(), Error> {

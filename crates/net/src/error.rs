@@ -85,6 +85,19 @@ pub enum Error {
     /// No server is subscribed to the broker.
     #[error("no share server is online")]
     NoServers,
+    /// Servers are subscribed to the broker, but none answered: what they
+    /// hold is unknown, not empty.
+    #[error(
+        "none of the {asked} share server{} online answered ({first}): paused, overloaded, \
+         or not share servers",
+        if *.asked == 1 { "" } else { "s" }
+    )]
+    NoAnswer {
+        /// How many servers were asked.
+        asked: usize,
+        /// The first server's failure.
+        first: String,
+    },
     /// The threshold is impossible for the number of servers.
     #[error("threshold {threshold} is invalid for {servers} servers (need 1 <= t <= n <= 255)")]
     BadThreshold {

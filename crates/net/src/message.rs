@@ -120,6 +120,26 @@ pub struct SaveEntry {
     pub t: u8,
 }
 
+impl SaveEntry {
+    /// A record the server holds as `version` but cannot read or parse:
+    /// `n` and `t` are 0, which no save has.
+    pub fn unreadable(version: u64) -> Self {
+        Self {
+            version,
+            file_id: [0; 16],
+            n: 0,
+            t: 0,
+        }
+    }
+
+    /// Whether this names a save a record could belong to: one that needs
+    /// at least one record and at most the servers it went to. Anything
+    /// else is a record held but unreadable, or a server's lie.
+    pub fn is_readable(&self) -> bool {
+        self.t >= 1 && self.t <= self.n
+    }
+}
+
 /// What a server says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {

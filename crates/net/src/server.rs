@@ -122,6 +122,12 @@ pub async fn start(
 ) -> Result<ServerHandle, Error> {
     // A root the server makes is private like everything in it; one the
     // operator made keeps its mode.
+    if root.exists() && !root.is_dir() {
+        return Err(Error::Config(format!(
+            "{} is not a directory: a server's root is a directory (made when missing)",
+            root.display()
+        )));
+    }
     create_private_dir_all(root)?;
     let lock = lock_root(root)?;
     let store = RecordStore::open(root)?;

@@ -351,20 +351,24 @@ impl RecordStore {
     }
 
     /// Every version of `tag` held, each with the save (file id, n, t) its
-    /// record's header names; records that do not parse are left out.
+    /// record's header names. A record that cannot be read or does not
+    /// parse (altered, or damaged on disk) is listed as
+    /// [`SaveEntry::unreadable`]: a client must not take its version for
+    /// one that too few servers hold, and load an older one in its place.
     pub fn saves(&self, tag: &str) -> Vec<SaveEntry> {
         let dir = self.tag_dir(tag);
         Self::versions(&dir)
             .into_iter()
-            .filter_map(|v| {
-                let head = read_prefix(&dir.join(version_file(v.version))).ok()?;
-                let m = crate::record::manifest_of(&head).ok()?;
-                Some(SaveEntry {
-                    version: v.version,
-                    file_id: m.file_id,
-                    n: m.n,
-                    t: m.t,
-                })
+            .map(|v| {
+                read_prefix(&dir.join(version_file(v.version)))
+                    .ok()
+                    .and_then(|head| crate::record::manifest_of(&head).ok())
+                    .map_or(SaveEntry::unreadable(v.version), |m| SaveEntry {
+                        version: v.version,
+                        file_id: m.file_id,
+                        n: m.n,
+                        t: m.t,
+                    })
             })
             .collect()
     }

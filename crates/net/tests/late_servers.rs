@@ -99,6 +99,54 @@ fn message_of(frame: &[u8]) -> Result<(String, Message), String> {
     }
 }
 
+/// Servers online that do not answer (paused, overloaded) are not servers
+/// that hold nothing: a listing, the servers' status and a load each fail
+/// saying that none answered, where they said "nothing" or "no server
+/// holds it" before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_that_do_not_answer_are_not_servers_that_hold_nothing() -> TestResult {
+    let net = Net::new(Kind::Memory, 3).await?;
+    let broker = Arc::new(Pausing::new(net.broker.clone()));
+    let client = Client::new(
+        broker.clone(),
+        ClientOptions {
+            timeout: Duration::from_secs(1),
+            kdf: Kdf::INSECURE_FAST,
+            threshold: None,
+            min_acks: None,
+        },
+    )
+    .await?;
+    net.wait_servers(&client, 3).await?;
+    client.save("kept", b"held by all three", &pw()).await?;
+    for i in 0..3 {
+        broker.pause(net.channel(i));
+    }
+    let said = |r: Result<String, Error>| match r {
+        Err(e @ Error::NoAnswer { asked: 3, .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("none of the 3 share servers online answered"),
+                "{text}"
+            );
+            Ok(())
+        }
+        other => Err(format!("expected NoAnswer, got {other:?}")),
+    };
+    said(client.list("").await.map(|l| format!("{l:?}")))?;
+    said(client.server_status().await.map(|s| format!("{s:?}")))?;
+    said(
+        client
+            .load("kept", None, &pw())
+            .await
+            .map(|r| format!("{:?}", r.version)),
+    )?;
+    broker.unpause();
+    let loaded = client.load("kept", None, &pw()).await?;
+    assert_eq!(loaded.data, b"held by all three");
+    Ok(())
+}
+
 /// A save to 3 servers of which `paused` are paused fails and is rolled
 /// back; the paused servers then run again and get the save's requests
 /// (in the order sent, or reversed: the rollback before the store). Once

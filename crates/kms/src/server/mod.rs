@@ -194,6 +194,8 @@ impl RunningServer {
             .task
             .await
             .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))?;
+        // Already logged when it cannot be written; the stop is not undone.
+        let _unrecorded = self.state.audit.record(None, "stop", "-", "ok");
         self.state.audit.sync()?;
         tracing::info!("server stopped");
         Ok(r?)
@@ -334,6 +336,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         .await
         .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))??
     };
+    // A server that cannot write its audit log would refuse every request
+    // that needs a record: it refuses to start instead.
+    state
+        .audit
+        .record(None, "start", "-", "ok")
+        .map_err(|source| KmsError::File {
+            action: "write",
+            path: dir.join("audit.log"),
+            source,
+        })?;
     let state = Arc::new(state);
     let app = Router::new()
         .route("/", get(routes::seed_status))
@@ -348,6 +360,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         .route("/v1/keys/{name}/state", post(routes::v1_state))
         .route("/v1/keys/{name}/config", post(routes::v1_config))
         .route("/v1/keys/{name}/{op}", post(routes::v1_data))
+        // Before the layers, so that they see an unknown route too.
+        .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })
         .layer(DefaultBodyLimit::max(config.max_body))
         .layer(middleware::from_fn_with_state(
             config.max_body,
@@ -357,6 +371,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
             config.request_timeout,
             deadline,
         ))
+        // Outermost: it sees every refusal, the layers' own too.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            routes::audit_unrecorded,
+        ))
         .with_state(Arc::clone(&state));
 
     let handle = axum_server::Handle::new();
@@ -365,6 +384,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         axum_server::tls_rustls::RustlsConfig::from_config(tls),
     )?
     .handle(handle.clone())
+    // HTTP/1 only, as ALPN says: the timeouts below are HTTP/1's, and an
+    // HTTP/2 connection (its preface sent over an HTTP/1.1 handshake)
+    // would be held open with none of them.
+    .http1_only()
     .first_request_timeout(Duration::from_secs(10));
     server
         .http_builder()

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -17,6 +18,7 @@ use subtle::ConstantTimeEq;
 use crate::KmsError;
 use crate::api::*;
 use crate::audit::{AuditLog, unix_now};
+use crate::error::Chain;
 use crate::facility::Facility;
 use crate::keyfile::KeyId;
 use crate::keyring::KeyRing;
@@ -44,18 +46,106 @@ impl std::fmt::Debug for AppState {
 
 pub(crate) type Shared = Arc<AppState>;
 
+/// Whether a request's handler recorded it; the request's extension, set
+/// by [`audit_unrecorded`] and by [`Audit`].
+#[derive(Clone, Default)]
+pub(crate) struct Recorded(Arc<AtomicBool>);
+
+/// Records every refusal that no handler recorded (a body too large, a
+/// malformed request, an unknown route, a timeout) with its method and
+/// path, so that the log holds each refused request and not only the ones
+/// a handler reached.
+pub(crate) async fn audit_unrecorded(
+    State(s): State<Shared>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let recorded = Recorded::default();
+    req.extensions_mut().insert(recorded.clone());
+    let peer = peer_of(req.extensions());
+    let request = format!("{} {}", req.method(), req.uri().path());
+    let response = next.run(req).await;
+    let status = response.status();
+    if !recorded.0.load(Ordering::Acquire) && (status.is_client_error() || status.is_server_error())
+    {
+        // A refusal is answered whether or not its record is written (the
+        // failure is in the server's own log).
+        let _unrecorded =
+            s.audit
+                .record_with(peer, "refused", "-", status.as_str(), Some(&request));
+    }
+    response
+}
+
+fn peer_of(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| *peer)
+}
+
 /// The audit log as one request writes to it: each record names the
 /// client's address (from the connection; the server is served with its
 /// connect info).
 pub(crate) struct Audit {
     state: Shared,
     peer: Option<SocketAddr>,
+    /// The request's method and path, said by a refused token's record.
+    request: String,
+    recorded: Recorded,
 }
 
 impl Audit {
-    /// Appends one record of this request's client (see [`AuditLog`]).
-    fn record(&self, op: &str, key: &str, result: &str) {
-        self.state.audit.record(self.peer, op, key, result);
+    fn write(
+        &self,
+        op: &str,
+        key: &str,
+        result: &str,
+        detail: Option<&str>,
+    ) -> std::io::Result<()> {
+        self.recorded.0.store(true, Ordering::Release);
+        self.state
+            .audit
+            .record_with(self.peer, op, key, result, detail)
+    }
+
+    /// Records an answer that gives something out (a key, a plaintext, a
+    /// ciphertext, the names of keys) for this request's client (see
+    /// [`AuditLog`]). Without its record the answer is not given: the
+    /// error makes it a 503.
+    fn record(&self, op: &str, key: &str, result: &str) -> Result<(), KmsError> {
+        self.write(op, key, result, None)
+            .map_err(|_| KmsError::AuditUnwritable { made: false })
+    }
+
+    /// Records a refusal. It is answered whether or not its record is
+    /// written: nothing leaves the server, and the failed write is in the
+    /// server's own log.
+    fn record_refusal(&self, op: &str, key: &str, result: &str) {
+        // Already logged by `AuditLog::record_with`.
+        let _unrecorded = self.write(op, key, result, None);
+    }
+
+    /// Records the outcome of a management change, with `detail` (what it
+    /// changes to): a refusal as [`Self::record_refusal`] does, a change
+    /// made as [`Self::record`] does, with the error saying that the
+    /// change was made.
+    fn record_change<T>(
+        &self,
+        op: &str,
+        key: &str,
+        detail: Option<&str>,
+        r: &Result<T, KmsError>,
+    ) -> Result<(), KmsError> {
+        match r {
+            Err(e) => {
+                // Already logged by `AuditLog::record_with`.
+                let _unrecorded = self.write(op, key, code(e).1, detail);
+                Ok(())
+            }
+            Ok(_) => self
+                .write(op, key, "ok", detail)
+                .map_err(|_| KmsError::AuditUnwritable { made: true }),
+        }
     }
 }
 
@@ -68,15 +158,25 @@ impl FromRequestParts<Shared> for Audit {
     ) -> Result<Self, Self::Rejection> {
         Ok(Audit {
             state: Arc::clone(state),
-            peer: parts
+            peer: peer_of(&parts.extensions),
+            request: format!("{} {}", parts.method, parts.uri.path()),
+            recorded: parts
                 .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(peer)| *peer),
+                .get::<Recorded>()
+                .cloned()
+                .unwrap_or_default(),
         })
     }
 }
 
 const OCTETS: &str = "application/octet-stream";
+
+/// The seed routes' plain-text answer when a key would leave without its
+/// audit record.
+const AUDIT_UNWRITABLE: (StatusCode, &str) = (
+    StatusCode::SERVICE_UNAVAILABLE,
+    "Audit log cannot be written",
+);
 
 /// What a malformed KEK is said to be: the forms a KEK takes.
 pub const KEK_FORMS: &str = "KEK: 32 bytes or 64 hex digits";
@@ -114,12 +214,14 @@ fn code(e: &KmsError) -> (StatusCode, &'static str) {
         }
         KmsError::VersionRefused { .. } => (StatusCode::CONFLICT, "version"),
         KmsError::AlreadyExists => (StatusCode::CONFLICT, "exists"),
+        KmsError::KeyLimit { .. } => (StatusCode::CONFLICT, "limit"),
         KmsError::InvalidName => (StatusCode::BAD_REQUEST, "name"),
         KmsError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
         KmsError::PlaintextTooLarge { .. } | KmsError::TooLarge(_) => {
             (StatusCode::PAYLOAD_TOO_LARGE, "too-large")
         }
         KmsError::CorruptKeyFile { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt-key"),
+        KmsError::AuditUnwritable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "audit"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -137,7 +239,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = code(&self.0);
         if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %self.0, "request failed");
+            tracing::error!(error = %Chain(&self.0), "request failed");
         }
         let message = message(&self.0);
         (
@@ -205,7 +307,12 @@ pub(crate) async fn seed_new(
     let r = blocking(move || f.generate()).await;
     match r {
         Ok(kek) => {
-            audit.record("new", &KeyId::of(&kek).to_hex(), "ok");
+            if audit
+                .record("new", &KeyId::of(&kek).to_hex(), "ok")
+                .is_err()
+            {
+                return AUDIT_UNWRITABLE.into_response();
+            }
             (
                 [(header::CONTENT_TYPE, OCTETS)],
                 kek.expose_secret().to_vec(),
@@ -213,8 +320,8 @@ pub(crate) async fn seed_new(
                 .into_response()
         }
         Err(e) => {
-            audit.record("new", "-", code(&e).1);
-            tracing::error!(error = %e, "key generation failed");
+            audit.record_refusal("new", "-", code(&e).1);
+            tracing::error!(error = %Chain(&e), "key generation failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "Key generation failed").into_response()
         }
     }
@@ -225,13 +332,19 @@ pub(crate) async fn seed_key(State(s): State<Shared>, audit: Audit, body: Bytes)
     let kek = match parse_kek(&body) {
         Ok(k) => k,
         Err(_) => {
-            audit.record("key", "-", "malformed");
+            audit.record_refusal("key", "-", "malformed");
             return (StatusCode::BAD_REQUEST, "Malformed key").into_response();
         }
     };
     let id = KeyId::of(&kek).to_hex();
     let r = s.facility.dek(&kek);
-    audit.record("key", &id, result_code(&r));
+    if r.is_ok() {
+        if audit.record("key", &id, "ok").is_err() {
+            return AUDIT_UNWRITABLE.into_response();
+        }
+    } else {
+        audit.record_refusal("key", &id, result_code(&r));
+    }
     match r {
         Ok(dek) => (
             [(header::CONTENT_TYPE, OCTETS)],
@@ -245,7 +358,7 @@ pub(crate) async fn seed_key(State(s): State<Shared>, audit: Audit, body: Bytes)
         )
             .into_response(),
         Err(e) => {
-            tracing::error!(error = %e, "key lookup failed");
+            tracing::error!(error = %Chain(&e), "key lookup failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response()
         }
     }
@@ -304,7 +417,7 @@ pub(crate) async fn v1_new(
     let f = s.facility.clone();
     let keks = blocking(move || f.generate_many(req.count)).await?;
     for k in &keks {
-        audit.record("new", &KeyId::of(k).to_hex(), "ok");
+        audit.record("new", &KeyId::of(k).to_hex(), "ok")?;
     }
     Ok(Json(NewResponse {
         keks: keks
@@ -324,6 +437,7 @@ pub(crate) async fn v1_key(
     if req.keks.len() > MAX_BATCH {
         return Err(KmsError::Malformed(TOO_MANY_ITEMS).into());
     }
+    let mut recorded = Ok(());
     let results = req
         .keks
         .iter()
@@ -331,12 +445,20 @@ pub(crate) async fn v1_key(
             let r = parse_kek(k.as_bytes()).and_then(|kek| {
                 let id = KeyId::of(&kek).to_hex();
                 let r = s.facility.dek(&kek);
-                audit.record("key", &id, result_code(&r));
+                if r.is_ok() {
+                    // The batch is answered 503 once one record fails.
+                    if recorded.is_ok() {
+                        recorded = audit.record("key", &id, "ok");
+                    }
+                } else {
+                    audit.record_refusal("key", &id, result_code(&r));
+                }
                 r
             });
             item(r.map(|dek| (hex::encode(dek.expose_secret()), None)))
         })
         .collect();
+    recorded?;
     Ok(Json(BatchResponse { results }))
 }
 
@@ -361,7 +483,8 @@ pub(crate) fn authorize(s: &AppState, audit: &Audit, headers: &HeaderMap) -> Res
     if bool::from(h.ct_eq(&s.token_hash)) && !given.is_empty() {
         Ok(())
     } else {
-        audit.record("auth", "-", "unauthorized");
+        // Already logged by `AuditLog::record_with` when not written.
+        let _unrecorded = audit.write("auth", "-", "unauthorized", Some(&audit.request));
         Err(KmsError::Unauthorized.into())
     }
 }
@@ -373,6 +496,7 @@ pub(crate) async fn v1_list(
     headers: HeaderMap,
 ) -> Result<Json<ListResponse>, ApiError> {
     authorize(&s, &audit, &headers)?;
+    audit.record("list", "-", "ok")?;
     Ok(Json(ListResponse {
         names: s.ring.names(),
     }))
@@ -389,12 +513,9 @@ pub(crate) async fn v1_create(
     let req: CreateRequest = parse_json(&body)?;
     let s2 = Arc::clone(&s);
     let name = req.name.clone();
-    let r = blocking(move || {
-        s2.ring
-            .create(&name, req.state.unwrap_or(KeyState::Active), unix_now())
-    })
-    .await;
-    audit.record("create", &req.name, result_code(&r));
+    let state = req.state.unwrap_or(KeyState::Active);
+    let r = blocking(move || s2.ring.create(&name, state, unix_now())).await;
+    audit.record_change("create", &req.name, Some(&state.to_string()), &r)?;
     Ok(Json(r?))
 }
 
@@ -406,7 +527,12 @@ pub(crate) async fn v1_info(
     Path(name): Path<String>,
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
     authorize(&s, &audit, &headers)?;
-    Ok(Json(s.ring.with_key(&name, |k| Ok(k.info().clone()))?))
+    let r = s.ring.with_key(&name, |k| Ok(k.info().clone()));
+    match &r {
+        Ok(_) => audit.record("info", &name, "ok")?,
+        Err(e) => audit.record_refusal("info", &name, code(e).1),
+    }
+    Ok(Json(r?))
 }
 
 /// What a management change does.
@@ -424,17 +550,20 @@ async fn change(
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
     let s2 = Arc::clone(&s);
     let n = name.clone();
-    let (op, r) = match change {
+    let (op, detail, r) = match change {
         Change::Rotate => (
             "rotate",
+            None,
             blocking(move || s2.ring.update(&n, |k| k.rotate(unix_now()).map(|_| ()))).await,
         ),
         Change::State(req) => (
             "state",
+            Some(req.state.to_string()),
             blocking(move || s2.ring.update(&n, |k| k.transition(req.state, unix_now()))).await,
         ),
         Change::Config(req) => (
             "config",
+            Some(format!("min_decrypt_version={}", req.min_decrypt_version)),
             blocking(move || {
                 s2.ring
                     .update(&n, |k| k.set_min_decrypt_version(req.min_decrypt_version))
@@ -442,7 +571,7 @@ async fn change(
             .await,
         ),
     };
-    audit.record(op, &name, result_code(&r));
+    audit.record_change(op, &name, detail.as_deref(), &r)?;
     Ok(Json(r?.1))
 }
 
@@ -502,7 +631,7 @@ pub(crate) async fn v1_data(
         return Err(KmsError::Malformed(TOO_MANY_ITEMS).into());
     }
     if matches!(op, Operation::Encrypt) {
-        check_encrypt_sizes(&req, body.len(), s.max_body)?;
+        check_encrypt_sizes(&req, s.max_body)?;
     }
     let r = s.ring.with_key(&name, |k| {
         let permit = k.permit(op)?;
@@ -526,7 +655,10 @@ pub(crate) async fn v1_data(
         Ok(items) => batch_summary(items),
         Err(e) => code(e).1,
     };
-    audit.record(&op.to_string(), &name, summary);
+    match &r {
+        Ok(_) => audit.record(&op.to_string(), &name, summary)?,
+        Err(_) => audit.record_refusal(&op.to_string(), &name, summary),
+    }
     Ok(Json(BatchResponse { results: r? }))
 }
 
@@ -543,13 +675,11 @@ fn batch_summary(items: &[Item]) -> &'static str {
 
 /// Refuses an encrypt batch with a plaintext above
 /// [`MAX_ITEM_PLAINTEXT`], or whose ciphertexts would not fit one decrypt
-/// (or rewrap) request under `max_body`: that request is this one with each
-/// item's hex data longer by twice the ciphertext overhead.
-fn check_encrypt_sizes(
-    req: &DataRequest,
-    body_len: usize,
-    max_body: usize,
-) -> Result<(), KmsError> {
+/// (or rewrap) request under `max_body`: that request is this one as a
+/// client writes it (every item naming its context, which an encrypt
+/// request may leave out), with each item's hex data longer by twice the
+/// ciphertext overhead.
+fn check_encrypt_sizes(req: &DataRequest, max_body: usize) -> Result<(), KmsError> {
     for it in &req.items {
         let len = it.data.len() / 2;
         if len > MAX_ITEM_PLAINTEXT {
@@ -563,7 +693,7 @@ fn check_encrypt_sizes(
         .items
         .len()
         .saturating_mul(2 * crate::ciphertext::OVERHEAD)
-        .saturating_add(body_len);
+        .saturating_add(serde_json::to_vec(req)?.len());
     if decrypt_len > max_body {
         return Err(KmsError::TooLarge(format!(
             "the ciphertexts would make a {decrypt_len}-byte decrypt request, above this server's {max_body}-byte limit: send fewer or smaller items"
@@ -620,7 +750,10 @@ fn datakey(
             })
             .collect::<Result<Vec<_>, KmsError>>()
     });
-    audit.record("datakey", name, result_code(&r));
+    match &r {
+        Ok(_) => audit.record("datakey", name, "ok")?,
+        Err(e) => audit.record_refusal("datakey", name, code(e).1),
+    }
     Ok(Json(BatchResponse { results: r? }))
 }
 
@@ -659,5 +792,110 @@ mod tests {
         assert_eq!(batch_summary(&[ok.clone(), ok.clone()]), "ok");
         assert_eq!(batch_summary(&[ok, bad.clone()]), "partial");
         assert_eq!(batch_summary(&[bad.clone(), bad]), "failed");
+    }
+
+    /// A server whose audit log fails after it started (a full disk;
+    /// here `/dev/full`, which fails every write) gives out no key: every
+    /// request that would is answered 503, a refusal is still answered as
+    /// one, and a change made but not recorded says so.
+    #[test]
+    fn nothing_is_given_out_without_its_audit_record() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let token = "a-management-token-0123";
+        let state: Shared = Arc::new(AppState {
+            facility: Facility::open(dir.path().join("keys"))?,
+            ring: KeyRing::open(dir.path())?,
+            audit: AuditLog::open(std::path::Path::new("/dev/full"))?,
+            token_hash: Sha256::digest(token.as_bytes()).into(),
+            max_body: 64 * 1024,
+            new_needs_token: false,
+        });
+        let audit = || Audit {
+            state: Arc::clone(&state),
+            peer: None,
+            request: String::new(),
+            recorded: Recorded::default(),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+        let kek = state.facility.generate()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let r = seed_new(State(Arc::clone(&state)), audit(), HeaderMap::new()).await;
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let body = Bytes::copy_from_slice(kek.expose_secret());
+            let r = seed_key(State(Arc::clone(&state)), audit(), body).await;
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            // A KEK the server does not hold is refused as before.
+            let r = seed_key(
+                State(Arc::clone(&state)),
+                audit(),
+                Bytes::from(vec![7u8; 32]),
+            )
+            .await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND);
+            let batch = format!(r#"{{"keks":["{}"]}}"#, hex::encode(kek.expose_secret()));
+            let r = v1_key(State(Arc::clone(&state)), audit(), Bytes::from(batch)).await;
+            let r = r
+                .map(IntoResponse::into_response)
+                .unwrap_or_else(IntoResponse::into_response);
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let r = v1_new(
+                State(Arc::clone(&state)),
+                audit(),
+                HeaderMap::new(),
+                Bytes::from(r#"{"count":1}"#),
+            )
+            .await;
+            let r = r
+                .map(IntoResponse::into_response)
+                .unwrap_or_else(IntoResponse::into_response);
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            // A wrong token is still a 401.
+            let r = v1_list(State(Arc::clone(&state)), audit(), HeaderMap::new()).await;
+            let r = r
+                .map(IntoResponse::into_response)
+                .unwrap_or_else(IntoResponse::into_response);
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+            let create = Bytes::from(r#"{"name":"k"}"#);
+            let r = v1_create(State(Arc::clone(&state)), audit(), headers.clone(), create).await;
+            let Err(ApiError(e)) = r else {
+                return Err("a change not recorded was answered as done".into());
+            };
+            assert!(matches!(e, KmsError::AuditUnwritable { made: true }), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("the change was made but is not in the log"),
+                "{e}"
+            );
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })?;
+        // The change was made: the key exists.
+        assert_eq!(state.ring.len(), 1);
+        Ok(())
+    }
+
+    /// An encrypt batch whose items leave out their context is answered
+    /// only if the decrypt request a client builds of its ciphertexts,
+    /// naming every context, fits the server's limit.
+    #[test]
+    fn an_encrypt_batch_is_sized_with_the_contexts_it_left_out()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let body = format!(r#"{{"items":[{}]}}"#, [r#"{"data":"00"}"#; 11].join(","));
+        let req: DataRequest = serde_json::from_str(&body)?;
+        let ciphertexts = vec![
+            format!(
+                r#"{{"data":"{}","context":""}}"#,
+                "00".repeat(1 + crate::ciphertext::OVERHEAD)
+            );
+            11
+        ];
+        let decrypt = format!(r#"{{"items":[{}]}}"#, ciphertexts.join(","));
+        // Refused under the decrypt request's length, taken at it.
+        assert!(check_encrypt_sizes(&req, decrypt.len() - 1).is_err());
+        check_encrypt_sizes(&req, decrypt.len())?;
+        Ok(())
     }
 }

@@ -227,7 +227,9 @@ pub fn server_config(
                 key_path.display()
             )),
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/1.0 too: `curl --http1.0` offers only it, and the seed's
+    // clients may be that old.
+    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     if let Some(ip) = unnamed_listen_ip {
         tracing::warn!(
             %ip,
