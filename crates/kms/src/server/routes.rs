@@ -63,16 +63,21 @@ pub(crate) async fn audit_unrecorded(
     let recorded = Recorded::default();
     req.extensions_mut().insert(recorded.clone());
     let peer = peer_of(req.extensions());
-    let request = format!("{} {}", req.method(), req.uri().path());
+    // Cheap to keep (the URI's bytes are shared); said only on a refusal.
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     let response = next.run(req).await;
     let status = response.status();
     if !recorded.0.load(Ordering::Acquire) && (status.is_client_error() || status.is_server_error())
     {
         // A refusal is answered whether or not its record is written (the
         // failure is in the server's own log).
-        let _unrecorded =
-            s.audit
-                .record_with(peer, "refused", "-", status.as_str(), Some(&request));
+        let _unrecorded = s.audit.record_with(
+            peer,
+            "refused",
+            "-",
+            status.as_str(),
+            Some(&format!("{method} {}", uri.path())),
+        );
     }
     response
 }
@@ -89,8 +94,8 @@ fn peer_of(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
 pub(crate) struct Audit {
     state: Shared,
     peer: Option<SocketAddr>,
-    /// The request's method and path, said by a refused token's record.
-    request: String,
+    /// The request's method and URI, said by a refused token's record.
+    request: (axum::http::Method, axum::http::Uri),
     recorded: Recorded,
 }
 
@@ -159,7 +164,7 @@ impl FromRequestParts<Shared> for Audit {
         Ok(Audit {
             state: Arc::clone(state),
             peer: peer_of(&parts.extensions),
-            request: format!("{} {}", parts.method, parts.uri.path()),
+            request: (parts.method.clone(), parts.uri.clone()),
             recorded: parts
                 .extensions
                 .get::<Recorded>()
@@ -484,7 +489,9 @@ pub(crate) fn authorize(s: &AppState, audit: &Audit, headers: &HeaderMap) -> Res
         Ok(())
     } else {
         // Already logged by `AuditLog::record_with` when not written.
-        let _unrecorded = audit.write("auth", "-", "unauthorized", Some(&audit.request));
+        let (method, uri) = &audit.request;
+        let request = format!("{method} {}", uri.path());
+        let _unrecorded = audit.write("auth", "-", "unauthorized", Some(&request));
         Err(KmsError::Unauthorized.into())
     }
 }
@@ -813,7 +820,7 @@ mod tests {
         let audit = || Audit {
             state: Arc::clone(&state),
             peer: None,
-            request: String::new(),
+            request: Default::default(),
             recorded: Recorded::default(),
         };
         let mut headers = HeaderMap::new();
