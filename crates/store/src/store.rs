@@ -347,7 +347,11 @@ impl Store {
     /// taken for the content it is not. A content that only names'
     /// versions hold (each counts one put) is refused with
     /// [`StoreError::HeldByNames`]: remove the versions instead. That check
-    /// reads the catalog, so a delete costs one pass over the names.
+    /// reads the catalog, so a delete costs one pass over the names. With a
+    /// wrapper that does not distinguish roots (the default `aes-siv`
+    /// among them), it also reads every superchunk, since the root may be a
+    /// leaf of other contents too (see `refuse_if_only_names_hold`): a
+    /// pass over the store's tree nodes, though not its leaves.
     pub fn delete(&self, content_ref: &ContentRef) -> Result<()> {
         self.check_ref(content_ref)?;
         let _guard = self.lock_writer();
@@ -365,7 +369,16 @@ impl Store {
     }
 
     /// Fails with [`StoreError::HeldByNames`] when every put that the
-    /// root's count holds is a name's version.
+    /// root's count holds is a name's version, and with
+    /// [`StoreError::NotFound`] when no put of the content is left at all.
+    ///
+    /// A root's count holds one per put of its content, named or not, and
+    /// one per stored parent listing it. With a wrapper that distinguishes
+    /// roots, a root is never another node's child. With one that does not,
+    /// a short content's root may also be a leaf of a longer content (the
+    /// same bytes, sealed alike), whose parent holds it too: those parents
+    /// are counted, by reading every superchunk, so that a delete never
+    /// takes the longer content's reference for a put of its own.
     fn refuse_if_only_names_hold(&self, content_ref: &ContentRef) -> Result<()> {
         let holders: Vec<String> = self
             .list("")?
@@ -378,7 +391,12 @@ impl Store {
                     .map(|v| format!("{}@{}", record.name, v.number))
             })
             .collect();
-        if holders.is_empty() {
+        let parents = if self.params.wrapper().distinguishes_root() {
+            0
+        } else {
+            self.parents_listing(content_ref.digest())?
+        };
+        if holders.is_empty() && parents == 0 {
             return Ok(());
         }
         let count = self
@@ -387,13 +405,20 @@ impl Store {
             .pop()
             .flatten()
             .unwrap_or(0);
-        if count <= holders.len() as u64 {
-            return Err(StoreError::HeldByNames {
-                reference: content_ref.to_hex(),
-                names: holders,
-            });
+        if count > holders.len() as u64 + parents {
+            return Ok(());
         }
-        Ok(())
+        if holders.is_empty() {
+            return Err(StoreError::NotFound(format!(
+                "{}: no put of it is left to undo (its root is also a part of {parents} other \
+                 node(s), which hold it)",
+                content_ref.to_hex()
+            )));
+        }
+        Err(StoreError::HeldByNames {
+            reference: content_ref.to_hex(),
+            names: holders,
+        })
     }
 
     /// Drops one reference to each listed node of `height`, removing nodes

@@ -187,6 +187,34 @@ struct Scan {
 }
 
 impl Store {
+    /// How many times stored superchunks list `digest` as a child. Reads
+    /// every superchunk (a value's first byte, its kind, is in the clear
+    /// and says which entries are), and no leaf.
+    pub(crate) fn parents_listing(&self, digest: &[u8]) -> Result<u64> {
+        let digest_len = self.wrapper().digest_len();
+        let max_height = self.params().height(u64::MAX);
+        let mut parents = 0u64;
+        self.backend().walk(
+            &[],
+            &mut |key, entry| {
+                if catalog::is_catalog_key(key) || entry.value.first() != Some(&node::SUPERCHUNK) {
+                    return Ok(());
+                }
+                for height in 1..=max_height {
+                    if let Ok(opened) = self.open_node(height, false, key, &entry.value) {
+                        let children =
+                            node::decode_children(opened, digest_len).unwrap_or_default();
+                        parents += children.iter().filter(|c| c.digest == digest).count() as u64;
+                        break;
+                    }
+                }
+                Ok(())
+            },
+            None,
+        )?;
+        Ok(parents)
+    }
+
     fn scan(&self) -> Result<Scan> {
         let mut nodes = HashMap::new();
         let mut records = Vec::new();

@@ -160,6 +160,68 @@ fn a_reference_with_a_false_length_is_refused_and_harms_nothing() {
     assert_eq!(store.usage().expect("usage").entries, 0);
 }
 
+/// With a wrapper that does not distinguish roots, a short content's root
+/// is the same node as a longer content's first leaf, and that leaf's count
+/// holds the longer content's parent too. A delete counts those parents:
+/// it refuses a reference that only names (and parents) hold, and a
+/// second delete of a content put once, instead of taking the parent's
+/// hold for a put of its own and removing a node another content needs.
+/// With a wrapper that distinguishes roots the two nodes differ.
+#[test]
+fn a_delete_never_takes_another_contents_hold_for_a_put() {
+    for wrapper in [WrapperKind::AesSiv, WrapperKind::AesSivDistinguishedRoot] {
+        let params = seccs_store::Params::new(256, wrapper).expect("params");
+        let chunker = seccs_store::chunker::Chunker::new(
+            &common::key(1),
+            params.chunk_size(),
+            params.reference_len(),
+        );
+        // B, whose first leaf (at most one chunk) is A.
+        let (b, first) = (0..1000u64)
+            .map(|seed| random_bytes(20_000, 500 + seed))
+            .find_map(|b| {
+                let (len, _) = chunker.next_boundary(&b)?;
+                (len <= params.chunk_size()).then_some((b, len))
+            })
+            .expect("a content whose first leaf is one chunk");
+        let a = b[..first].to_vec();
+
+        // A named, B put without a name: A's reference is no put of its own.
+        let (store, backend) = memory_store(256, wrapper);
+        let rb = store.put(&b).expect("put B");
+        let (outcome, _) = store
+            .put_named(
+                &mut a.as_slice(),
+                "keep/me",
+                seccs_store::catalog::EntryKind::File,
+            )
+            .expect("put A");
+        let ra = outcome.content_ref;
+        match store.delete(&ra) {
+            Err(StoreError::HeldByNames { names, .. }) => assert_eq!(names, ["keep/me@1"]),
+            other => panic!("{wrapper:?}: a named content was deleted: {other:?}"),
+        }
+        store.delete(&rb).expect("B's own put");
+        assert_eq!(store.get(&ra).expect("A is kept"), a);
+        assert!(store.verify().expect("verify").is_clean(), "{wrapper:?}");
+        store.remove_name("keep/me", None).expect("rm");
+        assert_eq!(backend.keys().len(), 0, "{wrapper:?}");
+
+        // A put once and deleted twice: the second delete finds no put.
+        let (store, backend) = memory_store(256, wrapper);
+        let rb = store.put(&b).expect("put B");
+        let ra = store.put(&a).expect("put A");
+        store.delete(&ra).expect("A's own put");
+        match store.delete(&ra) {
+            Err(StoreError::NotFound(_)) => {}
+            other => panic!("{wrapper:?}: a second delete of A: {other:?}"),
+        }
+        assert_eq!(store.get(&rb).expect("B is whole"), b, "{wrapper:?}");
+        store.delete(&rb).expect("B's own put");
+        assert_eq!(backend.keys().len(), 0, "{wrapper:?}");
+    }
+}
+
 /// Deleting a reference undoes a put without a name; one that only names'
 /// versions hold is refused, and stays readable by its names.
 #[test]
