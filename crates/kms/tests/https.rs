@@ -71,6 +71,19 @@ fn raw_client_from(
         .build()?)
 }
 
+/// The audit log of the server in `dir`: its text, and each line as the
+/// JSON record it must be.
+fn audit_records(
+    dir: &Path,
+) -> Result<(String, Vec<serde_json::Value>), Box<dyn std::error::Error>> {
+    let log = std::fs::read_to_string(dir.join("audit.log"))?;
+    let records = log
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    Ok((log, records))
+}
+
 fn stop(rt: &tokio::runtime::Runtime, server: RunningServer) -> Result<(), KmsError> {
     rt.block_on(server.shutdown(Duration::from_secs(5)))
 }
@@ -1529,11 +1542,7 @@ fn audit_records_name_the_clients_address() -> TestResult {
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
     stop(&rt, server)?;
-    let log = std::fs::read_to_string(dir.path().join("audit.log"))?;
-    let records: Vec<serde_json::Value> = log
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let (log, records) = audit_records(dir.path())?;
     let ops: Vec<&str> = records.iter().filter_map(|r| r["op"].as_str()).collect();
     assert_eq!(ops, ["start", "new", "auth", "stop"], "{log}");
     // The server's own start and stop have no peer.
@@ -1616,11 +1625,7 @@ fn audit_records_say_every_refusal_and_what_a_change_changed() -> TestResult {
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
     stop(&rt, server)?;
-    let log = std::fs::read_to_string(dir.path().join("audit.log"))?;
-    let records: Vec<serde_json::Value> = log
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let (log, records) = audit_records(dir.path())?;
     let said: Vec<String> = records
         .iter()
         .map(|r| {

@@ -89,6 +89,28 @@ impl Broker for Pausing {
     }
 }
 
+/// Three servers, and a client that reaches them through a [`Pausing`]
+/// broker with a reply timeout of `timeout_secs`, once it sees all three.
+async fn three_servers_behind_a_pausing_broker(
+    kind: Kind,
+    timeout_secs: u64,
+) -> Result<(Net, Arc<Pausing>, Client), Box<dyn std::error::Error + Send + Sync>> {
+    let net = Net::new(kind, 3).await?;
+    let broker = Arc::new(Pausing::new(net.broker.clone()));
+    let client = Client::new(
+        broker.clone(),
+        ClientOptions {
+            timeout: Duration::from_secs(timeout_secs),
+            kdf: Kdf::INSECURE_FAST,
+            threshold: None,
+            min_acks: None,
+        },
+    )
+    .await?;
+    net.wait_servers(&client, 3).await?;
+    Ok((net, broker, client))
+}
+
 /// The sender and message of a single-frame message.
 fn message_of(frame: &[u8]) -> Result<(String, Message), String> {
     match FrameRef::decode(frame) {
@@ -105,19 +127,7 @@ fn message_of(frame: &[u8]) -> Result<(String, Message), String> {
 /// holds it" before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_that_do_not_answer_are_not_servers_that_hold_nothing() -> TestResult {
-    let net = Net::new(Kind::Memory, 3).await?;
-    let broker = Arc::new(Pausing::new(net.broker.clone()));
-    let client = Client::new(
-        broker.clone(),
-        ClientOptions {
-            timeout: Duration::from_secs(1),
-            kdf: Kdf::INSECURE_FAST,
-            threshold: None,
-            min_acks: None,
-        },
-    )
-    .await?;
-    net.wait_servers(&client, 3).await?;
+    let (net, broker, client) = three_servers_behind_a_pausing_broker(Kind::Memory, 1).await?;
     client.save("kept", b"held by all three", &pw()).await?;
     for i in 0..3 {
         broker.pause(net.channel(i));
@@ -156,19 +166,7 @@ async fn a_save_rolled_back_never_becomes_a_version(
     paused: usize,
     reverse: bool,
 ) -> TestResult {
-    let net = Net::new(kind, 3).await?;
-    let broker = Arc::new(Pausing::new(net.broker.clone()));
-    let client = Client::new(
-        broker.clone(),
-        ClientOptions {
-            timeout: Duration::from_secs(2),
-            kdf: Kdf::INSECURE_FAST,
-            threshold: None,
-            min_acks: None,
-        },
-    )
-    .await?;
-    net.wait_servers(&client, 3).await?;
+    let (net, broker, client) = three_servers_behind_a_pausing_broker(kind, 2).await?;
     for i in 0..paused {
         broker.pause(net.channel(i));
     }

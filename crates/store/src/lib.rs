@@ -2,6 +2,11 @@
 //! storage of contents on top of any key-value store.
 //!
 //! - [`Store`]: put, get, delete contents; the one type most users need.
+//! - [`dir::StoreDir`]: a store kept on disk (its config, key check and
+//!   lock); [`dir::StoreDir::open_store`] opens its [`Store`] and refuses a
+//!   key that is not the store's, which [`Store::new`] does not check.
+//! - [`catalog`]: the encrypted names ([`Store::put_named`],
+//!   [`Store::resolve`], [`Store::list`]).
 //! - [`ContentRef`]: a content's reference, root digest ‖ length.
 //! - [`Params`]: chunk size and [`WrapperKind`], fixed when a store is created.
 //! - [`backend::Backend`]: the key-value interface; [`backend::MemoryBackend`]

@@ -31,8 +31,17 @@ const NODES_TRIED: usize = 3;
 /// A content store over a backend.
 ///
 /// `Store` is `Send + Sync`: puts, gets and deletes may run from many threads
-/// at once. Sealing and reading run in parallel; the short phase of a write
-/// that reads and updates reference counts is serialised.
+/// at once. Sealing and reading run in parallel; the phase of a write that
+/// reads and updates reference counts is serialised. For a content of more
+/// than one 4 MiB segment that phase lasts from the first segment's commit
+/// to the end of the put, reads of its reader included: a put from a slow
+/// stream holds up the other writes of this `Store` (puts, deletes, `gc`)
+/// while it runs. Read such a stream into a file first where that matters.
+///
+/// `Store::new` does not check `key` against the store's data: a wrong key
+/// writes nodes and catalog records that the right one cannot read. Open a
+/// store kept on disk with [`crate::dir::StoreDir::open_store`], which
+/// refuses a key that is not the store's.
 pub struct Store {
     backend: Arc<dyn Backend>,
     params: Params,
@@ -517,7 +526,16 @@ impl Store {
     /// Stores a content under `name`. If the name exists, the new content
     /// becomes its newest version and older versions stay readable until
     /// removed; putting the newest version's content again changes nothing.
-    /// The catalog record is written in the same batch as the put.
+    /// The catalog record is written in the same batch as the put. Returns
+    /// the put's outcome and the version number the name now has newest.
+    ///
+    /// A name is a `/`-separated path: not empty, no empty, `.` or `..`
+    /// part, no NUL, and not a string that parses as a [`ContentRef`] (an
+    /// even run of hex digits long enough to be one, such as a SHA-1
+    /// written out), which a command line could not tell from one.
+    /// Other characters, control characters among them, are taken as they
+    /// are: escape them where a name is shown. Read a name back with
+    /// [`Store::resolve`] and [`Store::get`].
     pub fn put_named(
         &self,
         reader: &mut dyn std::io::Read,
