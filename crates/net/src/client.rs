@@ -549,6 +549,13 @@ impl Client {
 
     /// Every version of every tag starting with `prefix`, across all servers.
     pub async fn list(&self, prefix: &str) -> Result<Vec<TagListing>, Error> {
+        // Servers drop a request they cannot decode, and none answering
+        // would be said as servers that do not answer.
+        if prefix.len() > MAX_TAG_LEN {
+            return Err(Error::InvalidTag(
+                "a prefix longer than 8 KiB, which no tag is",
+            ));
+        }
         let servers = self.servers().await?;
         if servers.is_empty() {
             return Err(Error::NoServers);

@@ -154,6 +154,15 @@ async fn servers_that_do_not_answer_are_not_servers_that_hold_nothing() -> TestR
     broker.unpause();
     let loaded = client.load("kept", None, &pw()).await?;
     assert_eq!(loaded.data, b"held by all three");
+    // A prefix that no server could decode is refused before it is sent,
+    // not said as servers that do not answer.
+    let long = "p".repeat(seccs_net::message::MAX_TAG_LEN + 1);
+    match client.list(&long).await {
+        Err(e @ Error::InvalidTag(_)) => {
+            assert!(e.to_string().contains("longer than 8 KiB"), "{e}")
+        }
+        other => return Err(format!("expected InvalidTag, got {other:?}").into()),
+    }
     Ok(())
 }
 
