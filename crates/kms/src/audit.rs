@@ -7,9 +7,9 @@
 //! The file is opened in append mode (records are written one at a time,
 //! so they never interleave) with mode 0600, and is never rewritten by the
 //! server: only the part of a record whose write failed part way (a full
-//! disk) is cut back off, so that every line is a whole record. The server records its own
-//! `start` (refusing to start when that record cannot be written) and
-//! `stop`, with no peer.
+//! disk) is cut back off, so that every line is a whole record. The server
+//! records its own `start` (refusing to start when that record cannot be
+//! written) and `stop`, with no peer.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -57,26 +57,27 @@ pub struct AuditEvent<'a> {
 /// a client cannot write a megabyte line.
 pub const MAX_FIELD: usize = 256;
 
-/// `text` as a record keeps a field a client chose: control characters
-/// and other characters a terminal or a log viewer would act on escaped
-/// (`\u{1b}`), and cut to [`MAX_FIELD`] bytes with `…` after.
+/// `text` as a record keeps a field a client chose: characters other than
+/// printable ASCII (control characters, and others a terminal or a log
+/// viewer would act on) escaped (`\u{1b}`), and cut to [`MAX_FIELD`] bytes
+/// with `…` after.
 fn shown(text: &str) -> std::borrow::Cow<'_, str> {
-    let plain = text.len() <= MAX_FIELD && text.chars().all(|c| c.is_ascii_graphic() || c == ' ');
-    if plain {
+    let kept = |c: char| c.is_ascii_graphic() || c == ' ';
+    if text.len() <= MAX_FIELD && text.chars().all(kept) {
         return text.into();
     }
     let mut out = String::new();
     for c in text.chars() {
-        let piece: String = if c.is_ascii_graphic() || c == ' ' {
-            c.to_string()
-        } else {
-            c.escape_unicode().to_string()
-        };
-        if out.len() + piece.len() > MAX_FIELD {
+        let len = if kept(c) { 1 } else { c.escape_unicode().len() };
+        if out.len() + len > MAX_FIELD {
             out.push('…');
             break;
         }
-        out.push_str(&piece);
+        if kept(c) {
+            out.push(c);
+        } else {
+            out.extend(c.escape_unicode());
+        }
     }
     out.into()
 }

@@ -130,16 +130,18 @@ impl Audit {
         let _unrecorded = self.write(op, key, result, None);
     }
 
-    /// Records the outcome of a management change, with `detail` (what it
-    /// changes to): a refusal as [`Self::record_refusal`] does, a change
-    /// made as [`Self::record`] does, with the error saying that the
-    /// change was made.
-    fn record_change<T>(
+    /// Records the outcome `r` of an operation, with `detail` (what a
+    /// change sets): a refusal as [`Self::record_refusal`] does, a success
+    /// as [`Self::record`] does. `made` says whether the success changed
+    /// the server before its record (a management change), which the error
+    /// then says.
+    fn record_outcome<T>(
         &self,
         op: &str,
         key: &str,
         detail: Option<&str>,
         r: &Result<T, KmsError>,
+        made: bool,
     ) -> Result<(), KmsError> {
         match r {
             Err(e) => {
@@ -149,7 +151,7 @@ impl Audit {
             }
             Ok(_) => self
                 .write(op, key, "ok", detail)
-                .map_err(|_| KmsError::AuditUnwritable { made: true }),
+                .map_err(|_| KmsError::AuditUnwritable { made }),
         }
     }
 }
@@ -267,13 +269,6 @@ fn message(e: &KmsError) -> String {
     }
 }
 
-fn result_code(r: &Result<impl Sized, KmsError>) -> &'static str {
-    match r {
-        Ok(_) => "ok",
-        Err(e) => code(e).1,
-    }
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, KmsError> + Send + 'static,
 ) -> Result<T, KmsError> {
@@ -343,12 +338,8 @@ pub(crate) async fn seed_key(State(s): State<Shared>, audit: Audit, body: Bytes)
     };
     let id = KeyId::of(&kek).to_hex();
     let r = s.facility.dek(&kek);
-    if r.is_ok() {
-        if audit.record("key", &id, "ok").is_err() {
-            return AUDIT_UNWRITABLE.into_response();
-        }
-    } else {
-        audit.record_refusal("key", &id, result_code(&r));
+    if audit.record_outcome("key", &id, None, &r, false).is_err() {
+        return AUDIT_UNWRITABLE.into_response();
     }
     match r {
         Ok(dek) => (
@@ -450,13 +441,10 @@ pub(crate) async fn v1_key(
             let r = parse_kek(k.as_bytes()).and_then(|kek| {
                 let id = KeyId::of(&kek).to_hex();
                 let r = s.facility.dek(&kek);
-                if r.is_ok() {
-                    // The batch is answered 503 once one record fails.
-                    if recorded.is_ok() {
-                        recorded = audit.record("key", &id, "ok");
-                    }
-                } else {
-                    audit.record_refusal("key", &id, result_code(&r));
+                // The batch is answered 503 if one record fails.
+                let outcome = audit.record_outcome("key", &id, None, &r, false);
+                if recorded.is_ok() {
+                    recorded = outcome;
                 }
                 r
             });
@@ -522,7 +510,7 @@ pub(crate) async fn v1_create(
     let name = req.name.clone();
     let state = req.state.unwrap_or(KeyState::Active);
     let r = blocking(move || s2.ring.create(&name, state, unix_now())).await;
-    audit.record_change("create", &req.name, Some(&state.to_string()), &r)?;
+    audit.record_outcome("create", &req.name, Some(&state.to_string()), &r, true)?;
     Ok(Json(r?))
 }
 
@@ -535,10 +523,7 @@ pub(crate) async fn v1_info(
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
     authorize(&s, &audit, &headers)?;
     let r = s.ring.with_key(&name, |k| Ok(k.info().clone()));
-    match &r {
-        Ok(_) => audit.record("info", &name, "ok")?,
-        Err(e) => audit.record_refusal("info", &name, code(e).1),
-    }
+    audit.record_outcome("info", &name, None, &r, false)?;
     Ok(Json(r?))
 }
 
@@ -578,7 +563,7 @@ async fn change(
             .await,
         ),
     };
-    audit.record_change(op, &name, detail.as_deref(), &r)?;
+    audit.record_outcome(op, &name, detail.as_deref(), &r, true)?;
     Ok(Json(r?.1))
 }
 
@@ -757,10 +742,7 @@ fn datakey(
             })
             .collect::<Result<Vec<_>, KmsError>>()
     });
-    match &r {
-        Ok(_) => audit.record("datakey", name, "ok")?,
-        Err(e) => audit.record_refusal("datakey", name, code(e).1),
-    }
+    audit.record_outcome("datakey", name, None, &r, false)?;
     Ok(Json(BatchResponse { results: r? }))
 }
 
