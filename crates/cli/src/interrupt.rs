@@ -1,14 +1,19 @@
 //! Temporary output files that an interrupt (SIGINT, SIGTERM, SIGHUP)
 //! removes before the process exits.
 //!
-//! Output is written to a temporary file beside its target and renamed into
-//! place only once it is whole (see [`crate::output`]). A process stopped
-//! half way by Ctrl-C or `kill` would leave that file behind, holding a
-//! prefix of the output: plaintext a later reader could mistake for a
-//! result, and clutter nothing else cleans up. A file is registered while it
-//! is being written; the first registration starts a thread that waits for
-//! those signals, removes every registered file, and exits with 128 + the
-//! signal's number, as a shell reports a process the signal killed.
+//! Output is written to a file beside its target and renamed into place
+//! only once it is whole (see [`crate::output`]). Where the file system
+//! allows it, the file has no name while it is written (`O_TMPFILE`): a
+//! process killed half way, even by SIGKILL, leaves nothing, since the
+//! kernel frees a file that no name holds. Once whole it gets a temporary
+//! name (`.seccs-partial-…`) until it is renamed into place, and where
+//! unnamed files cannot be made it has that name from the start. A
+//! process stopped by Ctrl-C or `kill` meanwhile would leave that file
+//! behind: plaintext a later reader could mistake for a result, and
+//! clutter nothing else cleans up. A named file is registered; the first
+//! registration starts a thread that waits for those signals, removes
+//! every registered file, and exits with 128 + the signal's number, as a
+//! shell reports a process the signal killed.
 //! Processes that never write such a file (the servers, with their own
 //! graceful shutdown) never install it.
 //!
@@ -72,6 +77,37 @@ pub fn temp_file_in(dir: &Path) -> std::io::Result<(tempfile::NamedTempFile, Reg
     pending.insert(tmp.path().to_owned());
     let registered = Registered(tmp.path().to_owned());
     Ok((tmp, registered))
+}
+
+/// Gives `file`, an unnamed file open in `dir` (made with `O_TMPFILE`), a
+/// temporary name there, and registers it, in one step under the lock the
+/// handler takes (as [`temp_file_in`]). The name is linked through
+/// `/proc/self/fd`, which needs no privilege, unlike linking the
+/// descriptor itself (`AT_EMPTY_PATH`).
+pub fn name_in(
+    dir: &Path,
+    file: &std::fs::File,
+) -> std::io::Result<(tempfile::TempPath, Registered)> {
+    use std::os::fd::AsRawFd;
+    HANDLER.get_or_init(start_handler);
+    let mut pending = pending();
+    let source = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let named = tempfile::Builder::new()
+        .prefix(PARTIAL_PREFIX)
+        .make_in(dir, |path| {
+            rustix::fs::linkat(
+                rustix::fs::CWD,
+                source.as_str(),
+                rustix::fs::CWD,
+                path,
+                rustix::fs::AtFlags::SYMLINK_FOLLOW,
+            )
+            .map_err(std::io::Error::from)
+        })?;
+    let path = named.into_temp_path();
+    pending.insert(path.to_path_buf());
+    let registered = Registered(path.to_path_buf());
+    Ok((path, registered))
 }
 
 /// Registers a temporary file made elsewhere (by a library that creates

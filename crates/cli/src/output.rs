@@ -378,7 +378,9 @@ pub fn sync_file_systems<'d>(
 }
 
 /// Writes `path` (shown as `path_shown`) through a temporary file beside
-/// it, given `attrs`, to be renamed over it once whole.
+/// it, given `attrs`, to be renamed over it once whole. The file has no
+/// name until it is whole where the file system allows it (see
+/// [`crate::interrupt`]): a process killed while it writes leaves nothing.
 fn write_beside(
     path: &Path,
     path_shown: &Path,
@@ -390,13 +392,22 @@ fn write_beside(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let (tmp, removed_on_interrupt) = crate::interrupt::temp_file_in(dir).with_context(|| {
+    let cannot_write_in = || {
         let shown_dir = path_shown
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         format!("cannot write in {}", shown(shown_dir))
-    })?;
+    };
+    let (file, named) = match open_unnamed(dir).with_context(cannot_write_in)? {
+        Some(file) => (file, None),
+        None => {
+            let (tmp, registered) =
+                crate::interrupt::temp_file_in(dir).with_context(cannot_write_in)?;
+            let (file, tmp) = tmp.into_parts();
+            (file, Some((tmp, registered)))
+        }
+    };
     // A file that replaces one keeps its permission bits, as `cp` keeps
     // them, unless the version restored brings its own.
     #[cfg(unix)]
@@ -406,32 +417,62 @@ fn write_beside(
     {
         use std::os::unix::fs::PermissionsExt;
         let bits = std::fs::Permissions::from_mode(meta.permissions().mode() & 0o777);
-        tmp.as_file()
-            .set_permissions(bits)
+        file.set_permissions(bits)
             .with_context(|| format!("cannot write {}", shown(path_shown)))?;
     }
     // Whole blocks of zeros are left as holes: a sparse file comes back
-    // sparse.
-    let mut out = SparseWriter::new(Unnamed(tmp));
+    // sparse. The file is written through its `File`, so that a failed
+    // write (a full disk) is the system's error alone, not one that names
+    // a temporary path the user never gave.
+    let mut out = SparseWriter::new(file);
     fill(&mut out)?;
-    let Unnamed(tmp) = out
-        .finish(|tmp, len| tmp.0.as_file().set_len(len))
+    let file = out
+        .finish(|file, len| file.set_len(len))
         .with_context(|| format!("cannot write {}", shown(path_shown)))?;
+    // Named before its owner and bits are set: a file given away, or made
+    // unreadable, could no longer be linked where hard links are
+    // protected (`fs.protected_hardlinks`).
+    let (tmp, registered) = match named {
+        Some(named) => named,
+        None => crate::interrupt::name_in(dir, &file).with_context(cannot_write_in)?,
+    };
     let unset = attrs
-        .apply(tmp.as_file())
+        .apply(&file)
         .with_context(|| format!("cannot set the mode or time of {}", shown(path_shown)))?;
     if durability == Durability::Now {
-        tmp.as_file()
-            .sync_all()
+        file.sync_all()
             .with_context(|| format!("cannot write {}", shown(path_shown)))?;
     }
     Ok(Unplaced {
-        tmp: tmp.into_temp_path(),
-        _removed_on_interrupt: removed_on_interrupt,
+        tmp,
+        _removed_on_interrupt: registered,
         path: path.to_path_buf(),
         shown: path_shown.to_path_buf(),
         unset,
     })
+}
+
+/// A new file with no name in `dir` (`O_TMPFILE`), readable and writable
+/// by its owner only; `None` where the kernel or the file system cannot
+/// make one, or where `/proc` (through which it is named later) is not
+/// mounted.
+fn open_unnamed(dir: &Path) -> io::Result<Option<File>> {
+    use rustix::fs::{Mode, OFlags};
+    if !Path::new("/proc/self/fd").is_dir() {
+        return Ok(None);
+    }
+    match rustix::fs::openat(
+        rustix::fs::CWD,
+        dir,
+        OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::RUSR | Mode::WUSR,
+    ) {
+        Ok(fd) => Ok(Some(File::from(fd))),
+        // EOPNOTSUPP: a file system without unnamed files; EISDIR: a
+        // kernel older than them, which reads the flag as O_DIRECTORY.
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::ISDIR => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A path as messages show it (control characters escaped).
@@ -455,28 +496,6 @@ fn check_parent(path: &Path, dir: &Path) -> Result<()> {
             shown(dir)
         ),
         Err(e) => anyhow::bail!("cannot write {}: {}: {e}", shown(path), shown(dir)),
-    }
-}
-
-/// A temporary file written through its `File`, so that a failed write
-/// (a full disk) is the system's error alone: `NamedTempFile`'s own writes
-/// add the temporary path, a name the user never gave and that is gone by
-/// the time the error is read.
-struct Unnamed(tempfile::NamedTempFile);
-
-impl Write for Unnamed {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.as_file_mut().write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.as_file_mut().flush()
-    }
-}
-
-impl Seek for Unnamed {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.0.as_file_mut().seek(pos)
     }
 }
 

@@ -198,6 +198,67 @@ fn a_tampered_store_fails_get_and_leaves_no_output_file() {
     assert!(!output.exists(), "no partial output file");
 }
 
+/// Whether process `pid` has a file open under `dir` with bytes written in
+/// it (its descriptors, as `/proc/PID/fd` shows them).
+fn writing_under(pid: u32, dir: &Path) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| target.starts_with(dir))
+            && std::fs::metadata(fd.path()).is_ok_and(|m| m.is_file() && m.len() > 0)
+    })
+}
+
+/// A `get` killed by SIGKILL, which no handler sees, while it writes its
+/// output leaves nothing beside it: the file has no name until it is
+/// whole, and the kernel frees a file that no name holds.
+#[test]
+fn a_get_killed_while_it_writes_leaves_no_file_behind() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args(["init", "--compression", "none"]));
+    let input = random_file(tmp.path(), "big.bin", 24 << 20, 9);
+    put_as(&store, &input, "big");
+    let out = std::fs::canonicalize(tmp.path())
+        .expect("canonical")
+        .join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    // On a busy machine the get may finish before it is seen writing; it
+    // is tried again, a bounded number of times.
+    let mut killed = 0;
+    for _ in 0..6 {
+        let mut get = seccs(&store)
+            .args(["get", "big", "-q", "-o"])
+            .arg(out.join("big.bin"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut ended = get.try_wait().expect("try_wait");
+        while ended.is_none() && !writing_under(get.id(), &out) {
+            assert!(Instant::now() < deadline, "the get never wrote");
+            std::thread::sleep(Duration::from_millis(1));
+            ended = get.try_wait().expect("try_wait");
+        }
+        if ended.is_none() {
+            get.kill().expect("SIGKILL");
+            let _ = get.wait();
+            let left: Vec<_> = std::fs::read_dir(&out)
+                .expect("list")
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            assert!(left.is_empty(), "a killed get left {left:?}");
+            killed += 1;
+            break;
+        }
+        std::fs::remove_file(out.join("big.bin")).expect("remove a finished get's output");
+    }
+    assert!(killed > 0, "no get was killed while it wrote");
+}
+
 /// A read that fails while it is written into a device (written in place,
 /// once whole) or to standard output is said as a failure to read the
 /// content, not to write the output.
