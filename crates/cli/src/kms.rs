@@ -1,5 +1,6 @@
 //! `seccs kms …`: the key service. A thin layer over `seccs-kms`.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,21 +25,24 @@ struct Conn {
     /// The key server, e.g. https://127.0.0.1:8080.
     #[arg(long, env = "SECCS_KMS_URL", default_value = "https://127.0.0.1:8080")]
     server: String,
-    /// Trust the CA certificates in this PEM file (the server's DIR/tls/ca.pem).
-    #[arg(long, env = "SECCS_KMS_CA", conflicts_with = "pin")]
+    /// Trust the CA certificates in this PEM file (the server's
+    /// DIR/tls/ca.pem). Also read from SECCS_KMS_CA, unless --pin is given.
+    #[arg(long, conflicts_with = "pin")]
     ca: Option<PathBuf>,
     /// Trust exactly the server certificate with this SHA-256 fingerprint.
-    #[arg(long, env = "SECCS_KMS_PIN")]
+    /// Also read from SECCS_KMS_PIN, unless --ca is given.
+    #[arg(long)]
     pin: Option<String>,
     /// The management bearer token (the server's DIR/token). On the command
     /// line it is visible to other users of this machine (`ps`,
     /// /proc/PID/cmdline): prefer --token-file or the SECCS_KMS_TOKEN
-    /// environment variable.
-    #[arg(long, env = "SECCS_KMS_TOKEN", hide_env_values = true)]
+    /// environment variable (read unless --token-file is given).
+    #[arg(long)]
     token: Option<String>,
     /// Read the management bearer token from this file (at most 4 KiB; the
-    /// whitespace around it is dropped).
-    #[arg(long, env = "SECCS_KMS_TOKEN_FILE", conflicts_with = "token")]
+    /// whitespace around it is dropped). Also read from
+    /// SECCS_KMS_TOKEN_FILE, unless --token is given.
+    #[arg(long, conflicts_with = "token")]
     token_file: Option<PathBuf>,
     /// Allow plain http:// to a loopback address (never to another host).
     #[arg(long)]
@@ -48,17 +52,31 @@ struct Conn {
 impl Conn {
     fn config(&self) -> anyhow::Result<ClientConfig> {
         let mut c = ClientConfig::new(&self.server);
-        if let Some(ca) = &self.ca {
-            c = c.with_ca_file(ca);
+        let (ca, pin) = either_option(
+            (
+                self.ca.clone().map(Into::into),
+                self.pin.clone().map(Into::into),
+            ),
+            ("SECCS_KMS_CA", "SECCS_KMS_PIN"),
+        )?;
+        if let Some(ca) = ca {
+            c = c.with_ca_file(PathBuf::from(ca));
         }
-        if let Some(pin) = &self.pin {
-            c = c.with_pin(pin)?;
+        if let Some(pin) = pin {
+            c = c.with_pin(&utf8(pin, "SECCS_KMS_PIN")?)?;
         }
-        if let Some(t) = &self.token {
-            c = c.with_token(t.trim());
+        let (token, token_file) = either_option(
+            (
+                self.token.clone().map(Into::into),
+                self.token_file.clone().map(Into::into),
+            ),
+            ("SECCS_KMS_TOKEN", "SECCS_KMS_TOKEN_FILE"),
+        )?;
+        if let Some(t) = token {
+            c = c.with_token(utf8(t, "SECCS_KMS_TOKEN")?.trim());
         }
-        if let Some(f) = &self.token_file {
-            c = c.with_token(client::read_token_file(f)?);
+        if let Some(f) = token_file {
+            c = c.with_token(client::read_token_file(Path::new(&f))?);
         }
         c.allow_loopback_http = self.insecure_loopback_http;
         c.validate()?;
@@ -68,6 +86,37 @@ impl Conn {
     fn client(&self) -> anyhow::Result<BlockingClient> {
         Ok(BlockingClient::new(&self.config()?)?)
     }
+}
+
+/// Of two options that exclude each other (`--ca` and `--pin`, `--token`
+/// and `--token-file`), each also read from an environment variable: the
+/// one given on the command line wins over both variables, so that a
+/// default exported for every command never stops one given the other
+/// option. Two variables set at once are refused, as two options are.
+fn either_option(
+    given: (Option<OsString>, Option<OsString>),
+    vars: (&str, &str),
+) -> anyhow::Result<(Option<OsString>, Option<OsString>)> {
+    let from_env = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
+    match given {
+        (None, None) => match (from_env(vars.0), from_env(vars.1)) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "{} and {} are both set, and only one may be: unset one, or give its option \
+                 on the command line",
+                vars.0,
+                vars.1
+            ),
+            either => Ok(either),
+        },
+        given => Ok(given),
+    }
+}
+
+/// `value`, from the option or the environment variable `var`, as text.
+fn utf8(value: OsString, var: &str) -> anyhow::Result<String> {
+    value
+        .into_string()
+        .map_err(|_| anyhow::anyhow!("{var} is not valid UTF-8"))
 }
 
 /// Where data comes from and goes to.

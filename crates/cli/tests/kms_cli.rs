@@ -1086,6 +1086,87 @@ fn client_inputs_are_checked_and_warned_about() -> TestResult {
     Ok(())
 }
 
+/// `--ca`/`--pin` and `--token`/`--token-file` exclude each other, and each
+/// is also read from the environment: an option given on the command line
+/// wins over a variable set for the other, and two variables set at once
+/// are refused in words.
+#[test]
+fn an_option_on_the_command_line_wins_over_the_environment() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve(&srv_dir)?;
+    let pin = server
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("SHA-256 fingerprint (for --pin): "))
+        .ok_or("no fingerprint announced")?
+        .to_owned();
+    let ca = srv_dir.join("tls/ca.pem");
+    let bare = |sub: &str| {
+        let mut c = seccs_kms(&[sub, "--server", &server.url]);
+        for var in [
+            "SECCS_KMS_CA",
+            "SECCS_KMS_PIN",
+            "SECCS_KMS_TOKEN",
+            "SECCS_KMS_TOKEN_FILE",
+        ] {
+            c.env_remove(var);
+        }
+        c
+    };
+    succeeded(
+        bare("status")
+            .args(["--pin", &pin])
+            .env("SECCS_KMS_CA", tmp.path().join("no-such-ca.pem"))
+            .output()?,
+    )?;
+    succeeded(
+        bare("status")
+            .arg("--ca")
+            .arg(&ca)
+            .env("SECCS_KMS_PIN", "00".repeat(32))
+            .output()?,
+    )?;
+    succeeded(bare("status").env("SECCS_KMS_PIN", &pin).output()?)?;
+    let out = bare("status")
+        .env("SECCS_KMS_PIN", &pin)
+        .env("SECCS_KMS_CA", &ca)
+        .output()?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("SECCS_KMS_CA and SECCS_KMS_PIN are both set"),
+        "{}",
+        stderr(&out)
+    );
+    let token = srv_dir.join("token");
+    succeeded(
+        bare("list")
+            .arg("--ca")
+            .arg(&ca)
+            .arg("--token-file")
+            .arg(&token)
+            .env("SECCS_KMS_TOKEN", "not-the-token-but-long-enough")
+            .output()?,
+    )?;
+    succeeded(
+        bare("list")
+            .arg("--ca")
+            .arg(&ca)
+            .env("SECCS_KMS_TOKEN_FILE", &token)
+            .output()?,
+    )?;
+    let out = bare("list")
+        .arg("--ca")
+        .arg(&ca)
+        .env("SECCS_KMS_TOKEN", "not-the-token-but-long-enough")
+        .output()?;
+    assert!(
+        !out.status.success(),
+        "a wrong token from the environment is used"
+    );
+    Ok(())
+}
+
 /// Usage mistakes are told by what would be right: which key options an
 /// encryption takes, which states a key can be moved to.
 #[test]
