@@ -168,10 +168,13 @@ enum KmsCommand {
         /// they cannot be opened), `token` (the management token: at least
         /// 16 bytes, made when missing, read at start only, so a changed
         /// token needs a restart), `audit.log` (one JSON line per
-        /// operation: time, client address, operation, key id or name,
-        /// result; never key material; a request whose record cannot be
-        /// written is answered 503, with no key), and `tls/` (the
-        /// certificate made when --cert is not given).
+        /// operation, or per outcome of a batch: time, client address,
+        /// operation, key id or name, result; never key material; a
+        /// request whose record cannot be written is answered 503, with no
+        /// key; refusals of requests without a credential beyond 100 at
+        /// once, then 2 a second, are counted in a summary line; rotating
+        /// it is the operator's job), and `tls/` (the certificate made
+        /// when --cert is not given).
         #[arg(long)]
         dir: PathBuf,
         /// Address to listen on. A certificate made here names it, with

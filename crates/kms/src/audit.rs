@@ -9,14 +9,40 @@
 //! server: only the part of a record whose write failed part way (a full
 //! disk) is cut back off, so that every line is a whole record. The server
 //! records its own `start` (refusing to start when that record cannot be
-//! written) and `stop`, with no peer.
+//! written) and `stop`, with no peer. Rotating the file is the operator's
+//! job (logrotate's `copytruncate`, or a move and a restart: the server
+//! keeps the file it opened).
+//!
+//! The log is bounded by what a client can make it write, since a server
+//! whose log fills its disk answers every key request 503:
+//!
+//! - A batch is one record per outcome, not one per item: the items'
+//!   count ([`AuditEvent::count`]) and their distinct KEK ids
+//!   ([`AuditEvent::keys`]). The ids of KEKs given out or made are all
+//!   listed (an auditor must be able to tell what left); a refusal lists
+//!   at most [`MAX_LISTED_REFUSED`]. So a batch's records are about as
+//!   long as the ids it gave out, and a batch refused item by item writes
+//!   one short line whatever its length.
+//! - A refusal of a request that showed no credential (no or a wrong
+//!   token, an unknown KEK, a malformed or oversized request, an unknown
+//!   route, a timeout) takes a token of one bucket the whole server
+//!   shares: [`REFUSAL_BURST`] at once, then [`REFUSALS_PER_SECOND`].
+//!   Without a token it is counted, not written, and the count is written
+//!   as one summary record (`op` `refusals`, with the count, the time of
+//!   the first one counted and the count of each kind) when the bucket has
+//!   a token again, or at `stop`. So every refusal is in the log, one by
+//!   one or in a summary, and the refused client is answered as before.
+//! - What gives out or changes keys, and anything a request with the
+//!   management token asks, is always written one by one: it is answered
+//!   only once its record is (see [`AuditLog::write`]).
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -27,6 +53,30 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// How many refusals of requests that showed no credential are written
+/// one by one at once, after a quiet time. A fleet of clients restarted
+/// with a stale token, or an operator trying routes by hand, is recorded
+/// whole; a flood writes at most this many lines (of at most about 700
+/// bytes: two fields of [`MAX_FIELD`] and the rest) before it is counted.
+pub const REFUSAL_BURST: u32 = 100;
+
+/// How many such refusals are written one by one each second once the
+/// burst is spent (a summary takes one of them). A client probing slowly
+/// is still recorded request by request, while a flood adds at most about
+/// 1.4 KB a second to the log (≈120 MB a day at the longest lines, ≈50 MB
+/// at a summary's usual ≈300 bytes): a day of it fits the room a daily
+/// rotation leaves, where a line per refusal (thousands a second) filled
+/// a disk in hours.
+pub const REFUSALS_PER_SECOND: u32 = 2;
+
+/// The most KEK ids a refusal record lists: enough to tell a client's
+/// mistaken keys apart, while a batch of unknown KEKs writes one short
+/// line. A cut list ends with `…`.
+pub const MAX_LISTED_REFUSED: usize = 16;
+
+/// The `op` of a summary of refusals not written one by one.
+pub const SUMMARY_OP: &str = "refusals";
+
 /// One audit record.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent<'a> {
@@ -34,15 +84,17 @@ pub struct AuditEvent<'a> {
     pub time: u64,
     /// The client's address and port, as the server's socket saw it (a
     /// proxy in front of the server shows as the proxy); `null` where the
-    /// server was not told it.
+    /// server was not told it, and for the server's own records.
     pub peer: Option<SocketAddr>,
-    /// The operation (`new`, `key`, `encrypt`, `state`, …).
+    /// The operation (`new`, `key`, `encrypt`, `state`, …; [`SUMMARY_OP`]
+    /// for a summary of refusals).
     pub op: &'a str,
     /// The key: hex SHA-256 of a KEK, or a named key's name (as the
-    /// client sent it: escaped and cut to [`MAX_FIELD`] bytes).
+    /// client sent it: escaped and cut to [`MAX_FIELD`] bytes); `-` for
+    /// none, or for several (then listed in `keys`).
     pub key: &'a str,
     /// `ok`, or the error's kind (for a refusal no handler recorded, the
-    /// HTTP status).
+    /// HTTP status; `summarized` for a summary).
     pub result: &'a str,
     /// What more the operation says: the state a key was moved to, the
     /// minimum decryption version set, or for a refusal the request's
@@ -50,6 +102,80 @@ pub struct AuditEvent<'a> {
     /// is nothing more.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<&'a str>,
+    /// How many the record stands for, when more than one: a batch's
+    /// items with this outcome, or a summary's refusals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// The distinct KEK ids of a batch's items with this outcome, when
+    /// more than one (one is said by `key`). A refusal's list is cut to
+    /// [`MAX_LISTED_REFUSED`] ids and `…`.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub keys: &'a [String],
+    /// A summary's first refusal: seconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// A summary's refusals by kind (`OP RESULT`, as their records would
+    /// have said them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<&'a BTreeMap<String, u64>>,
+}
+
+/// What a caller records: a record but its time, which the log sets.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// See [`AuditEvent::peer`].
+    pub peer: Option<SocketAddr>,
+    /// See [`AuditEvent::op`].
+    pub op: &'a str,
+    /// See [`AuditEvent::key`]; escaped and cut when written.
+    pub key: &'a str,
+    /// See [`AuditEvent::result`].
+    pub result: &'a str,
+    /// See [`AuditEvent::detail`]; escaped and cut when written.
+    pub detail: Option<&'a str>,
+    /// See [`AuditEvent::count`]; 1 is left out.
+    pub count: u64,
+    /// See [`AuditEvent::keys`].
+    pub keys: &'a [String],
+}
+
+impl<'a> Entry<'a> {
+    /// A record of one operation, with no detail.
+    pub fn new(peer: Option<SocketAddr>, op: &'a str, key: &'a str, result: &'a str) -> Self {
+        Self {
+            peer,
+            op,
+            key,
+            result,
+            detail: None,
+            count: 1,
+            keys: &[],
+        }
+    }
+
+    /// With `detail` (see [`AuditEvent::detail`]).
+    pub fn detail(self, detail: Option<&'a str>) -> Self {
+        Self { detail, ..self }
+    }
+
+    /// Standing for `count` items whose distinct KEK ids are `keys`.
+    pub fn batch(self, count: u64, keys: &'a [String]) -> Self {
+        Self {
+            count,
+            keys,
+            ..self
+        }
+    }
+}
+
+/// What became of a refusal given to [`AuditLog::write_limited`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Written as a record of its own.
+    Written,
+    /// Counted for a summary: the bucket was empty, or its record could
+    /// not be written.
+    Counted,
 }
 
 /// The most bytes of a field a client chose (a key name, a path) that a
@@ -82,10 +208,103 @@ fn shown(text: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// A token bucket on a clock the caller gives: `burst` tokens at most,
+/// one more every `every`.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: u32,
+    burst: u32,
+    every: Duration,
+    /// When the newest token came (or the bucket was last found full):
+    /// the part of an interval since then is kept, not lost to rounding.
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    fn new(burst: u32, per_second: u32, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            burst,
+            every: Duration::from_secs(1) / per_second.max(1),
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let due = now.saturating_duration_since(self.last).as_nanos() / self.every.as_nanos();
+        let room = self.burst - self.tokens;
+        match u32::try_from(due) {
+            Ok(0) => {}
+            Ok(due) if due < room => {
+                self.tokens += due;
+                self.last += self.every * due;
+            }
+            // Full: time spent full earns nothing.
+            _ => {
+                self.tokens = self.burst;
+                self.last = now;
+            }
+        }
+    }
+
+    /// Takes a token if there is one at `now`.
+    fn take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// Refusals counted since the last summary.
+#[derive(Debug, Default)]
+struct Counted {
+    count: u64,
+    /// The first one's time (seconds since the Unix epoch).
+    since: u64,
+    /// By `OP RESULT`.
+    kinds: BTreeMap<String, u64>,
+}
+
+impl Counted {
+    fn add(&mut self, op: &str, result: &str, count: u64) {
+        if self.count == 0 {
+            self.since = unix_now();
+        }
+        self.count += count;
+        *self.kinds.entry(format!("{op} {result}")).or_default() += count;
+    }
+
+    /// Adds `other`, counted before those here (a summary that could not
+    /// be written).
+    fn merge_earlier(&mut self, other: Counted) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 || other.since < self.since {
+            self.since = other.since;
+        }
+        self.count += other.count;
+        for (kind, n) in other.kinds {
+            *self.kinds.entry(kind).or_default() += n;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    file: File,
+    bucket: TokenBucket,
+    counted: Counted,
+}
+
 /// The audit log of one server.
 #[derive(Debug)]
 pub struct AuditLog {
-    file: Mutex<File>,
+    inner: Mutex<Inner>,
 }
 
 /// Appends `line` through `out` (a writer of `file`, opened to append)
@@ -112,6 +331,84 @@ fn append_whole(out: &mut impl Write, file: &File, line: &[u8]) -> std::io::Resu
     result
 }
 
+/// `event` as a line of the log.
+fn line_of(event: &AuditEvent<'_>) -> std::io::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(event)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// `entry` as a line of the log, at `time`.
+fn entry_line(entry: &Entry<'_>, time: u64) -> std::io::Result<Vec<u8>> {
+    let key = shown(entry.key);
+    let detail = entry.detail.map(shown);
+    line_of(&AuditEvent {
+        time,
+        peer: entry.peer,
+        op: entry.op,
+        key: &key,
+        result: entry.result,
+        detail: detail.as_deref(),
+        count: (entry.count != 1).then_some(entry.count),
+        keys: entry.keys,
+        since: None,
+        kinds: None,
+    })
+}
+
+impl Inner {
+    /// Appends `line`, the record of `op`, `key` and `result` (which a
+    /// failure's log names).
+    fn append(&self, line: &[u8], op: &str, key: &str, result: &str) -> std::io::Result<()> {
+        let file = &self.file;
+        let written = append_whole(&mut { file }, file, line);
+        if let Err(e) = &written {
+            tracing::error!(error = %e, op, key = %shown(key), result, "audit log write failed");
+        }
+        written
+    }
+
+    /// Writes the summary of the refusals counted, if any (at `stop`, or
+    /// when the bucket had a token for it). What it could not write stays
+    /// counted.
+    fn summarize(&mut self) -> std::io::Result<()> {
+        if self.counted.count == 0 {
+            return Ok(());
+        }
+        let counted = std::mem::take(&mut self.counted);
+        let detail = format!(
+            "{} refusals not recorded one by one since {}",
+            counted.count, counted.since
+        );
+        let written = line_of(&AuditEvent {
+            time: unix_now(),
+            peer: None,
+            op: SUMMARY_OP,
+            key: "-",
+            result: "summarized",
+            detail: Some(&detail),
+            count: Some(counted.count),
+            keys: &[],
+            since: Some(counted.since),
+            kinds: Some(&counted.kinds),
+        })
+        .and_then(|line| self.append(&line, SUMMARY_OP, "-", "summarized"));
+        if written.is_err() {
+            self.counted.merge_earlier(counted);
+        }
+        written
+    }
+
+    /// Writes the summary if there is one and the bucket has a token for
+    /// it at `now`.
+    fn summarize_due(&mut self, now: Instant) -> std::io::Result<()> {
+        if self.counted.count == 0 || !self.bucket.take(now) {
+            return Ok(());
+        }
+        self.summarize()
+    }
+}
+
 impl AuditLog {
     /// Opens (creating, mode 0600) the log at `path` for appending.
     pub fn open(path: &Path) -> std::io::Result<Self> {
@@ -123,8 +420,18 @@ impl AuditLog {
             opts.mode(0o600);
         }
         Ok(Self {
-            file: Mutex::new(opts.open(path)?),
+            inner: Mutex::new(Inner {
+                file: opts.open(path)?,
+                bucket: TokenBucket::new(REFUSAL_BURST, REFUSALS_PER_SECOND, Instant::now()),
+                counted: Counted::default(),
+            }),
         })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Appends one record of an operation a client at `peer` asked for.
@@ -140,7 +447,7 @@ impl AuditLog {
         key: &str,
         result: &str,
     ) -> std::io::Result<()> {
-        self.record_with(peer, op, key, result, None)
+        self.write(&Entry::new(peer, op, key, result))
     }
 
     /// [`Self::record`] with a detail (see [`AuditEvent::detail`]).
@@ -152,36 +459,58 @@ impl AuditLog {
         result: &str,
         detail: Option<&str>,
     ) -> std::io::Result<()> {
-        let key = shown(key);
-        let detail = detail.map(shown);
-        let event = AuditEvent {
-            time: unix_now(),
-            peer,
-            op,
-            key: &key,
-            result,
-            detail: detail.as_deref(),
-        };
-        let mut line = serde_json::to_vec(&event)?;
-        line.push(b'\n');
-        let guard = self
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let file: &File = &guard;
-        let written = append_whole(&mut { file }, file, &line);
-        if let Err(e) = &written {
-            tracing::error!(error = %e, op, key = %key, result, "audit log write failed");
+        self.write(&Entry::new(peer, op, key, result).detail(detail))
+    }
+
+    /// Appends the record `entry`, whatever the bucket of refusals holds:
+    /// for what gives out or changes keys, and what a request with the
+    /// management token asks. An error is to be acted on as
+    /// [`Self::record`] says.
+    pub fn write(&self, entry: &Entry<'_>) -> std::io::Result<()> {
+        let line = entry_line(entry, unix_now())?;
+        self.lock().append(&line, entry.op, entry.key, entry.result)
+    }
+
+    /// Appends the record of a refusal of a request that showed no
+    /// credential if the bucket has a token for it, else counts it for a
+    /// summary (a record that cannot be written is counted too). The
+    /// refusal is answered either way.
+    pub fn write_limited(&self, entry: &Entry<'_>) -> Refusal {
+        self.write_limited_at(entry, Instant::now())
+    }
+
+    fn write_limited_at(&self, entry: &Entry<'_>, now: Instant) -> Refusal {
+        let mut inner = self.lock();
+        // The summary first, so that the log reads in order; a failure is
+        // logged and its refusals stay counted.
+        let _unwritten = inner.summarize_due(now);
+        if inner.bucket.take(now) {
+            let written = entry_line(entry, unix_now())
+                .and_then(|line| inner.append(&line, entry.op, entry.key, entry.result));
+            if written.is_ok() {
+                return Refusal::Written;
+            }
         }
-        written
+        inner.counted.add(entry.op, entry.result, entry.count);
+        Refusal::Counted
+    }
+
+    /// Writes the summary of the refusals counted if the bucket has a
+    /// token for it (the server calls it every second, so that a summary
+    /// does not wait for the next refusal).
+    pub fn summarize_due(&self) -> std::io::Result<()> {
+        self.lock().summarize_due(Instant::now())
+    }
+
+    /// Writes the summary of the refusals counted, if any, token or not
+    /// (at `stop`).
+    pub fn summarize(&self) -> std::io::Result<()> {
+        self.lock().summarize()
     }
 
     /// Syncs the log to disk (called at shutdown).
     pub fn sync(&self) -> std::io::Result<()> {
-        self.file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .sync_all()
+        self.lock().file.sync_all()
     }
 }
 
@@ -253,6 +582,141 @@ mod tests {
                 .map_err(|e| std::io::Error::other(format!("{line}: {e}")))?;
         }
         assert_eq!(text.lines().count(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn the_bucket_gives_its_burst_then_one_token_per_interval() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut bucket = TokenBucket::new(3, 2, t0);
+        assert_eq!((0..5).filter(|_| bucket.take(t0)).count(), 3);
+        // Half an interval earns nothing, and is not lost: the other half
+        // makes the token.
+        assert!(!bucket.take(t0 + ms(250)));
+        assert!(bucket.take(t0 + ms(500)));
+        assert!(!bucket.take(t0 + ms(999)));
+        assert!(bucket.take(t0 + ms(1000)));
+        // A long quiet time fills it to its burst, no more.
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!((0..10).filter(|_| bucket.take(later)).count(), 3);
+        // Time spent full earned nothing: the next token is one interval
+        // after the bucket was found full.
+        assert!(!bucket.take(later + ms(499)));
+        assert!(bucket.take(later + ms(500)));
+        // A clock read out of order (another thread's earlier instant)
+        // takes nothing back.
+        assert!(!bucket.take(later));
+    }
+
+    /// The log's lines as JSON.
+    fn records(path: &Path) -> std::io::Result<Vec<serde_json::Value>> {
+        std::fs::read_to_string(path)?
+            .lines()
+            .map(|l| serde_json::from_str(l).map_err(std::io::Error::other))
+            .collect()
+    }
+
+    /// Beyond the burst, refusals are counted, not written, and the count
+    /// is written as one summary when the bucket has a token again (or at
+    /// stop), by kind: what is written one by one and what is summarized
+    /// add up to every refusal. Records that must be written are written
+    /// whatever the bucket holds.
+    #[test]
+    fn refusals_beyond_the_burst_are_summarized_and_all_accounted_for() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path)?;
+        let t0 = Instant::now();
+        let burst = REFUSAL_BURST as usize;
+        let auth = Entry::new(None, "auth", "-", "unauthorized").detail(Some("GET /v1/keys"));
+        let lookup = Entry::new(None, "key", "-", "not-found");
+        let mut counted = 0;
+        for i in 0..burst + 50 {
+            let entry = if i % 2 == 0 { auth } else { lookup };
+            if log.write_limited_at(&entry, t0) == Refusal::Counted {
+                counted += 1;
+            }
+        }
+        assert_eq!(counted, 50);
+        assert_eq!(records(&path)?.len(), burst);
+        // A key given out is written with the bucket empty.
+        log.record(None, "key", "ab", "ok")?;
+        assert_eq!(records(&path)?.len(), burst + 1);
+        // No token yet: no summary.
+        log.lock().summarize_due(t0)?;
+        assert_eq!(records(&path)?.len(), burst + 1);
+        // A batch's refusal stands for its items.
+        let ids = ["1".repeat(64), "2".repeat(64)];
+        let batch = lookup.batch(7, &ids);
+        assert_eq!(log.write_limited_at(&batch, t0), Refusal::Counted);
+        let every = Duration::from_secs(1) / REFUSALS_PER_SECOND;
+        log.lock().summarize_due(t0 + every)?;
+        let all = records(&path)?;
+        assert_eq!(all.len(), burst + 2);
+        let summary = &all[burst + 1];
+        assert_eq!(summary["op"], SUMMARY_OP);
+        assert_eq!(summary["result"], "summarized");
+        assert_eq!(summary["count"], 57);
+        assert_eq!(summary["kinds"]["auth unauthorized"], 25);
+        assert_eq!(summary["kinds"]["key not-found"], 32);
+        assert!(summary["since"].as_u64().is_some_and(|t| t > 0));
+        assert!(
+            summary["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("57 refusals not recorded one by one since ")),
+            "{summary}"
+        );
+        // The summary took the token: the next refusal is counted, and
+        // written as a summary at stop, token or not.
+        assert_eq!(log.write_limited_at(&auth, t0 + every), Refusal::Counted);
+        log.summarize()?;
+        log.summarize()?;
+        let all = records(&path)?;
+        assert_eq!(all.len(), burst + 3);
+        assert_eq!(all[burst + 2]["count"], 1);
+        // Written one by one, and summarized: every refusal.
+        let one_by_one = all.iter().filter(|r| r["op"] != SUMMARY_OP).count() - 1;
+        let summarized: u64 = all.iter().filter_map(|r| r["count"].as_u64()).sum();
+        assert_eq!(one_by_one as u64 + summarized, burst as u64 + 50 + 7 + 1);
+        Ok(())
+    }
+
+    /// A summary that cannot be written (a full disk) keeps its count for
+    /// the next one, and a refusal whose record cannot be written is
+    /// counted, not lost.
+    #[test]
+    fn refusals_whose_records_fail_stay_counted() -> std::io::Result<()> {
+        let log = AuditLog::open(Path::new("/dev/full"))?;
+        let entry = Entry::new(None, "refused", "-", "404").detail(Some("GET /nowhere"));
+        let t0 = Instant::now();
+        assert_eq!(log.write_limited_at(&entry, t0), Refusal::Counted);
+        assert!(log.summarize().is_err());
+        assert_eq!(log.write_limited_at(&entry, t0), Refusal::Counted);
+        let inner = log.lock();
+        assert_eq!(inner.counted.count, 2);
+        assert_eq!(inner.counted.kinds.get("refused 404"), Some(&2));
+        Ok(())
+    }
+
+    /// A batch's record lists its ids and count; one item is written as
+    /// a record always was.
+    #[test]
+    fn a_batch_record_says_its_count_and_ids() -> std::io::Result<()> {
+        let ids = ["a".repeat(64), "b".repeat(64)];
+        let line = entry_line(&Entry::new(None, "key", "-", "ok").batch(3, &ids), 9)?;
+        let record: serde_json::Value = serde_json::from_slice(&line)?;
+        assert_eq!(record["count"], 3);
+        assert_eq!(record["keys"][1], ids[1]);
+        let line = entry_line(&Entry::new(None, "key", &ids[0], "ok"), 9)?;
+        let text = String::from_utf8_lossy(&line);
+        assert_eq!(
+            text,
+            format!(
+                "{{\"time\":9,\"peer\":null,\"op\":\"key\",\"key\":\"{}\",\"result\":\"ok\"}}\n",
+                ids[0]
+            )
+        );
         Ok(())
     }
 }

@@ -1872,3 +1872,269 @@ fn blocking_calls_inside_a_runtime_are_refused_not_a_panic() -> TestResult {
     stop(&rt, server)?;
     Ok(())
 }
+
+/// The KEK ids of `keks` (hex), as the audit log names them.
+fn key_ids(keks: &[String]) -> Result<Vec<String>, KmsError> {
+    keks.iter()
+        .map(|k| {
+            seccs_kms::server::parse_kek(k.as_bytes())
+                .map(|kek| seccs_kms::keyfile::KeyId::of(&kek).to_hex())
+        })
+        .collect()
+}
+
+/// A batch is recorded as one record per outcome, not one per KEK: a
+/// batch of 1,024 KEKs the server does not hold (which wrote 2.2 times
+/// its own length, one line per KEK) writes one short line listing a
+/// few of their ids, and a batch that gives out keys lists each distinct
+/// KEK id once with the count of items, as a batch of new KEKs does.
+#[test]
+fn a_batch_is_recorded_in_fewer_bytes_than_it_was_sent_in() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let mut cfg = config(dir.path());
+    cfg.max_body = 1 << 20;
+    let server = rt.block_on(start(cfg))?;
+    let http = raw_client(&server)?;
+    let url = server.url();
+    let log_len = || std::fs::metadata(dir.path().join("audit.log")).map(|m| m.len());
+    let unknown = |n: usize| -> Vec<String> { (0..n).map(|i| format!("{i:064x}")).collect() };
+    let keks: Vec<String> = rt.block_on(async {
+        let r = http
+            .post(format!("{url}/v1/new"))
+            .body(r#"{"count":100}"#)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 200);
+        let made: seccs_kms::api::NewResponse = serde_json::from_slice(&r.bytes().await?)?;
+        Ok::<_, Box<dyn std::error::Error>>(made.keks)
+    })?;
+    let ids = key_ids(&keks)?;
+    let post_batch = |keks: Vec<String>| {
+        let body = serde_json::to_vec(&seccs_kms::api::KeyRequest { keks })?;
+        let len = body.len() as u64;
+        let before = log_len()?;
+        let results = rt.block_on(async {
+            let r = http.post(format!("{url}/v1/key")).body(body).send().await?;
+            assert_eq!(r.status(), 200);
+            let batch: seccs_kms::api::BatchResponse = serde_json::from_slice(&r.bytes().await?)?;
+            Ok::<_, Box<dyn std::error::Error>>(batch.results)
+        })?;
+        Ok::<_, Box<dyn std::error::Error>>((results, len, log_len()? - before))
+    };
+
+    let (results, sent, grown) = post_batch(unknown(1024))?;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.error.as_deref() == Some("not-found"))
+    );
+    assert!(grown * 20 < sent, "{grown} bytes of log for {sent} sent");
+
+    // The made KEKs twice, unknown ones, and malformed ones.
+    let mut mixed = [keks.clone(), keks.clone(), unknown(822)].concat();
+    mixed.extend(["zz".to_owned(), "yy".to_owned()]);
+    let (results, sent, grown) = post_batch(mixed)?;
+    assert_eq!(results.iter().filter(|r| r.value.is_some()).count(), 200);
+    assert!(grown * 4 < sent, "{grown} bytes of log for {sent} sent");
+    stop(&rt, server)?;
+
+    let (log, records) = audit_records(dir.path())?;
+    let said = |op: &str, result: &str| -> Vec<&serde_json::Value> {
+        records
+            .iter()
+            .filter(|r| r["op"] == op && r["result"] == result)
+            .collect()
+    };
+    let listed = |r: &serde_json::Value| -> Vec<String> {
+        r["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let new = said("new", "ok");
+    assert_eq!(new.len(), 1, "{log}");
+    assert_eq!(new[0]["count"], 100, "{log}");
+    assert_eq!(new[0]["key"], "-", "{log}");
+    assert_eq!(listed(new[0]), sorted, "{log}");
+    let given = said("key", "ok");
+    assert_eq!(given.len(), 1, "{log}");
+    assert_eq!(given[0]["count"], 200, "{log}");
+    assert_eq!(
+        listed(given[0]),
+        sorted,
+        "every KEK given out is listed once"
+    );
+    let not_found = said("key", "not-found");
+    let counts: Vec<u64> = not_found
+        .iter()
+        .filter_map(|r| r["count"].as_u64())
+        .collect();
+    assert_eq!(counts, [1024, 822], "{log}");
+    for r in not_found {
+        let keys = listed(r);
+        assert_eq!(
+            keys.len(),
+            seccs_kms::audit::MAX_LISTED_REFUSED + 1,
+            "{log}"
+        );
+        assert_eq!(keys.last().map(String::as_str), Some("…"), "{log}");
+    }
+    let malformed = said("key", "malformed");
+    assert_eq!(malformed.len(), 1, "{log}");
+    assert_eq!(malformed[0]["count"], 2, "{log}");
+    assert_eq!(malformed[0]["key"], "-", "{log}");
+    Ok(())
+}
+
+/// A flood of refusals of requests that show no credential (no token, an
+/// unknown route, an unknown KEK, a malformed body) writes at most the
+/// bucket's burst and what it refills while the flood lasts, then a
+/// summary (written once the bucket has a token again, before the stop):
+/// each request is still answered with its refusal, what is written one
+/// by one and what the summaries count add up to every refusal of each
+/// kind, and a key given out in the middle of the flood is recorded.
+#[test]
+fn a_flood_of_refusals_is_summarized_and_every_one_accounted_for() -> TestResult {
+    use futures::StreamExt;
+    use seccs_kms::audit::{REFUSAL_BURST, REFUSALS_PER_SECOND, SUMMARY_OP};
+    const SENT: usize = 2_000;
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let began = std::time::Instant::now();
+    let server = boot(&rt, dir.path())?;
+    let http = raw_client(&server)?;
+    let url = server.url();
+    let bearer = format!("Bearer {TOKEN}");
+    // Each kind as its record says it, and the status it is answered.
+    let kinds = [
+        ("auth unauthorized", 401),
+        ("refused 404", 404),
+        ("key not-found", 404),
+        ("refused 400", 400),
+    ];
+    let send = |i: usize| {
+        let http = &http;
+        let url = &url;
+        async move {
+            let kind = i % kinds.len();
+            let r = match kind {
+                0 => http.get(format!("{url}/v1/keys")).send().await,
+                1 => http.get(format!("{url}/nowhere/{i}")).send().await,
+                2 => {
+                    let kek = format!("{i:064x}");
+                    http.post(format!("{url}/key")).body(kek).send().await
+                }
+                _ => http.post(format!("{url}/v1/key")).body("x").send().await,
+            };
+            (kind, r.map(|r| r.status().as_u16()))
+        }
+    };
+    let kek = rt.block_on(async {
+        let flood = |range: std::ops::Range<usize>| {
+            futures::stream::iter(range)
+                .map(send)
+                .buffer_unordered(8)
+                .collect::<Vec<_>>()
+        };
+        let mut answers = flood(0..SENT / 2).await;
+        // A key given out, and a data key for the token, amid the flood.
+        let r = http.post(format!("{url}/new")).send().await?;
+        assert_eq!(r.status(), 200);
+        let kek = r.bytes().await?.to_vec();
+        let r = http
+            .post(format!("{url}/key"))
+            .body(kek.clone())
+            .send()
+            .await?;
+        assert_eq!(r.status(), 200);
+        let r = http
+            .post(format!("{url}/v1/keys"))
+            .header("authorization", &bearer)
+            .body(r#"{"name":"k"}"#)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 200);
+        let r = http
+            .post(format!("{url}/v1/keys/k/datakey"))
+            .header("authorization", &bearer)
+            .body(r#"{"count":1}"#)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 200);
+        answers.extend(flood(SENT / 2..SENT).await);
+        assert_eq!(answers.len(), SENT);
+        for (kind, status) in answers {
+            assert_eq!(status?, kinds[kind].1, "{}", kinds[kind].0);
+        }
+        Ok::<_, Box<dyn std::error::Error>>(kek)
+    })?;
+    // The summary is written once the bucket has a token again, without
+    // another request or the stop (bounded: 5 s).
+    let mut summarized_early = false;
+    for _ in 0..50 {
+        let log = std::fs::read_to_string(dir.path().join("audit.log"))?;
+        if log.contains(&format!(r#""op":"{SUMMARY_OP}""#)) {
+            summarized_early = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(summarized_early, "no summary before the stop");
+    stop(&rt, server)?;
+    let elapsed = began.elapsed();
+    let (log, records) = audit_records(dir.path())?;
+
+    let kek = SecretKey::from_slice(&kek)?;
+    let id = seccs_kms::keyfile::KeyId::of(&kek).to_hex();
+    for (op, key) in [("new", id.as_str()), ("key", &id), ("datakey", "k")] {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["op"] == op && r["key"] == key && r["result"] == "ok"),
+            "no {op} {key} in {log}"
+        );
+    }
+    let summaries: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["op"] == SUMMARY_OP).collect();
+    let mut summarized = 0;
+    for (kind, _) in kinds {
+        let written = records
+            .iter()
+            .filter(|r| {
+                let said = format!(
+                    "{} {}",
+                    r["op"].as_str().unwrap_or("?"),
+                    r["result"].as_str().unwrap_or("?")
+                );
+                said == kind && r["peer"].is_string()
+            })
+            .count() as u64;
+        let counted: u64 = summaries
+            .iter()
+            .filter_map(|s| s["kinds"][kind].as_u64())
+            .sum();
+        assert_eq!(
+            written + counted,
+            (SENT / kinds.len()) as u64,
+            "{kind}: {written} written, {counted} summarized"
+        );
+        summarized += counted;
+    }
+    let counts: u64 = summaries.iter().filter_map(|s| s["count"].as_u64()).sum();
+    assert_eq!(counts, summarized, "a summary's count is its kinds' sum");
+    assert!(summarized > 0, "the flood was written whole");
+    // One line per token (a summary takes one too), and the summary at
+    // stop, which takes none.
+    let limited = records.iter().filter(|r| r["result"] != "ok").count() as u64;
+    let refilled = u64::from(REFUSALS_PER_SECOND) * elapsed.as_secs().saturating_add(1);
+    assert!(
+        limited <= u64::from(REFUSAL_BURST) + refilled + 1,
+        "{limited} lines of refusals in {elapsed:?}"
+    );
+    Ok(())
+}

@@ -28,7 +28,11 @@
 //! `503`); a connection must send
 //! its first request within 10 s and each header within 10 s; SIGINT and
 //! SIGTERM stop accepting and let requests in flight finish. Logs (tracing)
-//! carry key ids (SHA-256 of the KEK) and names, never key material.
+//! carry key ids (SHA-256 of the KEK) and names, never key material. The
+//! audit log takes a batch as one record per outcome, and counts rather
+//! than writes refusals of requests without a credential beyond a rate
+//! (see [`crate::audit`]): a client without one cannot fill the disk
+//! through it, which would have the server answer every key request 503.
 //!
 //! Seed flaw fixed here: the seed's server ran one worker over plain HTTP as
 //! shipped; this one is HTTPS only, multi-threaded, with a certificate made
@@ -159,6 +163,8 @@ pub struct RunningServer {
     token_path: Option<PathBuf>,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Writes the audit log's summary of refusals once it is due.
+    summaries: tokio::task::JoinHandle<()>,
     state: Arc<routes::AppState>,
     /// The directory's lock, held while the server runs.
     _lock: std::fs::File,
@@ -194,7 +200,10 @@ impl RunningServer {
             .task
             .await
             .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))?;
-        // Already logged when it cannot be written; the stop is not undone.
+        self.summaries.abort();
+        // Each already logged when it cannot be written; the stop is not
+        // undone. The requests have ended: the summary counts them all.
+        let _unrecorded = self.state.audit.summarize();
         let _unrecorded = self.state.audit.record(None, "stop", "-", "ok");
         self.state.audit.sync()?;
         tracing::info!("server stopped");
@@ -276,6 +285,24 @@ async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Re
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "Request timed out").into_response(),
+    }
+}
+
+/// How often the audit log is asked whether a summary of refusals is due:
+/// a summary is written about this long after the bucket has a token for
+/// it, rather than waiting for the next refusal (which, once a flood has
+/// ended, may not come before `stop`).
+const SUMMARY_CHECK: Duration = Duration::from_secs(1);
+
+/// Writes the audit log's summary of refusals when it is due, until the
+/// server stops (which aborts it).
+async fn write_summaries(state: Arc<routes::AppState>) {
+    let mut tick = tokio::time::interval(SUMMARY_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // Already logged when it cannot be written; its count is kept.
+        let _unwritten = state.audit.summarize_due();
     }
 }
 
@@ -395,6 +422,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         .header_read_timeout(Some(Duration::from_secs(10)));
     // With each connection's address, which the audit log records.
     let task = tokio::spawn(server.serve(app.into_make_service_with_connect_info::<SocketAddr>()));
+    let summaries = tokio::spawn(write_summaries(Arc::clone(&state)));
     tracing::info!(%addr, fingerprint = %cert.fingerprint, "kms server listening");
     Ok(RunningServer {
         addr,
@@ -402,6 +430,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         token_path,
         handle,
         task,
+        summaries,
         state,
         _lock: lock,
     })

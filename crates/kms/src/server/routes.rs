@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use crate::KmsError;
 use crate::api::*;
-use crate::audit::{AuditLog, unix_now};
+use crate::audit::{AuditLog, Entry, MAX_LISTED_REFUSED, unix_now};
 use crate::error::Chain;
 use crate::facility::Facility;
 use crate::keyfile::KeyId;
@@ -46,38 +46,50 @@ impl std::fmt::Debug for AppState {
 
 pub(crate) type Shared = Arc<AppState>;
 
-/// Whether a request's handler recorded it; the request's extension, set
+/// What the audit log knows of a request; the request's extension, set
 /// by [`audit_unrecorded`] and by [`Audit`].
 #[derive(Clone, Default)]
-pub(crate) struct Recorded(Arc<AtomicBool>);
+pub(crate) struct AuditFlags(Arc<Flags>);
+
+/// What [`AuditFlags`] shares between the middleware and the handler.
+#[derive(Default)]
+struct Flags {
+    /// Whether a handler recorded it.
+    recorded: AtomicBool,
+    /// Whether it showed the management token: its refusals are then
+    /// always written one by one.
+    proven: AtomicBool,
+}
 
 /// Records every refusal that no handler recorded (a body too large, a
 /// malformed request, an unknown route, a timeout) with its method and
 /// path, so that the log holds each refused request and not only the ones
-/// a handler reached.
+/// a handler reached: one by one, or counted in a summary when the request
+/// showed no token (see [`crate::audit`]).
 pub(crate) async fn audit_unrecorded(
     State(s): State<Shared>,
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let recorded = Recorded::default();
-    req.extensions_mut().insert(recorded.clone());
+    let flags = AuditFlags::default();
+    req.extensions_mut().insert(flags.clone());
     let peer = peer_of(req.extensions());
     // Cheap to keep (the URI's bytes are shared); said only on a refusal.
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let response = next.run(req).await;
     let status = response.status();
-    if !recorded.0.load(Ordering::Acquire) && (status.is_client_error() || status.is_server_error())
+    if !flags.0.recorded.load(Ordering::Acquire)
+        && (status.is_client_error() || status.is_server_error())
     {
+        let request = format!("{method} {}", uri.path());
+        let entry = Entry::new(peer, "refused", "-", status.as_str()).detail(Some(&request));
         // A refusal is answered whether or not its record is written (the
         // failure is in the server's own log).
-        let _unrecorded = s.audit.record_with(
-            peer,
-            "refused",
-            "-",
-            status.as_str(),
-            Some(&format!("{method} {}", uri.path())),
-        );
+        if flags.0.proven.load(Ordering::Acquire) {
+            let _unrecorded = s.audit.write(&entry);
+        } else {
+            s.audit.write_limited(&entry);
+        }
     }
     response
 }
@@ -96,21 +108,24 @@ pub(crate) struct Audit {
     peer: Option<SocketAddr>,
     /// The request's method and URI, said by a refused token's record.
     request: (axum::http::Method, axum::http::Uri),
-    recorded: Recorded,
+    flags: AuditFlags,
 }
 
 impl Audit {
-    fn write(
-        &self,
-        op: &str,
-        key: &str,
-        result: &str,
-        detail: Option<&str>,
-    ) -> std::io::Result<()> {
-        self.recorded.0.store(true, Ordering::Release);
-        self.state
-            .audit
-            .record_with(self.peer, op, key, result, detail)
+    /// A record of this request's client.
+    fn entry<'a>(&self, op: &'a str, key: &'a str, result: &'a str) -> Entry<'a> {
+        Entry::new(self.peer, op, key, result)
+    }
+
+    /// Writes `entry` one by one, whatever the bucket of refusals holds.
+    fn write(&self, entry: &Entry<'_>) -> std::io::Result<()> {
+        self.flags.0.recorded.store(true, Ordering::Release);
+        self.state.audit.write(entry)
+    }
+
+    /// Says that the request showed the management token.
+    fn prove(&self) {
+        self.flags.0.proven.store(true, Ordering::Release);
     }
 
     /// Records an answer that gives something out (a key, a plaintext, a
@@ -118,16 +133,33 @@ impl Audit {
     /// [`AuditLog`]). Without its record the answer is not given: the
     /// error makes it a 503.
     fn record(&self, op: &str, key: &str, result: &str) -> Result<(), KmsError> {
-        self.write(op, key, result, None)
+        self.record_entry(&self.entry(op, key, result))
+    }
+
+    /// [`Self::record`] of any entry (a batch's).
+    fn record_entry(&self, entry: &Entry<'_>) -> Result<(), KmsError> {
+        self.write(entry)
             .map_err(|_| KmsError::AuditUnwritable { made: false })
     }
 
     /// Records a refusal. It is answered whether or not its record is
     /// written: nothing leaves the server, and the failed write is in the
-    /// server's own log.
+    /// server's own log. Unless the request showed the management token,
+    /// the refusal may be counted for a summary instead (see
+    /// [`crate::audit`]).
     fn record_refusal(&self, op: &str, key: &str, result: &str) {
-        // Already logged by `AuditLog::record_with`.
-        let _unrecorded = self.write(op, key, result, None);
+        self.refuse(&self.entry(op, key, result));
+    }
+
+    /// [`Self::record_refusal`] of any entry.
+    fn refuse(&self, entry: &Entry<'_>) {
+        if self.flags.0.proven.load(Ordering::Acquire) {
+            // Already logged by `AuditLog::write`.
+            let _unrecorded = self.write(entry);
+        } else {
+            self.flags.0.recorded.store(true, Ordering::Release);
+            self.state.audit.write_limited(entry);
+        }
     }
 
     /// Records the outcome `r` of an operation, with `detail` (what a
@@ -145,14 +177,64 @@ impl Audit {
     ) -> Result<(), KmsError> {
         match r {
             Err(e) => {
-                // Already logged by `AuditLog::record_with`.
-                let _unrecorded = self.write(op, key, code(e).1, detail);
+                self.refuse(&self.entry(op, key, code(e).1).detail(detail));
                 Ok(())
             }
             Ok(_) => self
-                .write(op, key, "ok", detail)
+                .write(&self.entry(op, key, "ok").detail(detail))
                 .map_err(|_| KmsError::AuditUnwritable { made }),
         }
+    }
+}
+
+/// The outcomes of a batch of KEKs, recorded as one record per outcome
+/// rather than one per item (see [`crate::audit`]): a batch as long as
+/// the server takes writes a few lines, and the ids of KEKs given out or
+/// made are all listed.
+#[derive(Default)]
+struct Tally {
+    /// By result (`ok` or the error's kind): the count and the ids.
+    outcomes: std::collections::BTreeMap<&'static str, (u64, Vec<String>)>,
+}
+
+impl Tally {
+    /// Counts an item whose result is `result`, of the KEK whose id is
+    /// `id` (none for a malformed one).
+    fn add(&mut self, result: &'static str, id: Option<String>) {
+        let (count, ids) = self.outcomes.entry(result).or_default();
+        *count += 1;
+        ids.extend(id);
+    }
+
+    /// Records the batch of `op` for `audit`'s client: what it gave out
+    /// (or made) as [`Audit::record`] does, its refusals as
+    /// [`Audit::record_refusal`] does, the refusals' ids cut to
+    /// [`MAX_LISTED_REFUSED`].
+    fn record(self, audit: &Audit, op: &str) -> Result<(), KmsError> {
+        let mut recorded = Ok(());
+        for (result, (count, mut ids)) in self.outcomes {
+            ids.sort_unstable();
+            ids.dedup();
+            if result != "ok" && ids.len() > MAX_LISTED_REFUSED {
+                ids.truncate(MAX_LISTED_REFUSED);
+                ids.push("…".to_owned());
+            }
+            let (key, listed) = match ids.as_slice() {
+                [one] => (one.as_str(), &[][..]),
+                many => ("-", many),
+            };
+            let entry = audit.entry(op, key, result).batch(count, listed);
+            if result == "ok" {
+                // The other outcomes are still recorded; the batch is
+                // answered 503.
+                if let Err(e) = audit.record_entry(&entry) {
+                    recorded = Err(e);
+                }
+            } else {
+                audit.refuse(&entry);
+            }
+        }
+        recorded
     }
 }
 
@@ -167,9 +249,9 @@ impl FromRequestParts<Shared> for Audit {
             state: Arc::clone(state),
             peer: peer_of(&parts.extensions),
             request: (parts.method.clone(), parts.uri.clone()),
-            recorded: parts
+            flags: parts
                 .extensions
-                .get::<Recorded>()
+                .get::<AuditFlags>()
                 .cloned()
                 .unwrap_or_default(),
         })
@@ -412,9 +494,11 @@ pub(crate) async fn v1_new(
     }
     let f = s.facility.clone();
     let keks = blocking(move || f.generate_many(req.count)).await?;
+    let mut tally = Tally::default();
     for k in &keks {
-        audit.record("new", &KeyId::of(k).to_hex(), "ok")?;
+        tally.add("ok", Some(KeyId::of(k).to_hex()));
     }
+    tally.record(&audit, "new")?;
     Ok(Json(NewResponse {
         keks: keks
             .iter()
@@ -433,25 +517,21 @@ pub(crate) async fn v1_key(
     if req.keks.len() > MAX_BATCH {
         return Err(KmsError::Malformed(TOO_MANY_ITEMS).into());
     }
-    let mut recorded = Ok(());
+    let mut tally = Tally::default();
     let results = req
         .keks
         .iter()
         .map(|k| {
-            let r = parse_kek(k.as_bytes()).and_then(|kek| {
-                let id = KeyId::of(&kek).to_hex();
-                let r = s.facility.dek(&kek);
-                // The batch is answered 503 if one record fails.
-                let outcome = audit.record_outcome("key", &id, None, &r, false);
-                if recorded.is_ok() {
-                    recorded = outcome;
-                }
-                r
-            });
+            let (id, r) = match parse_kek(k.as_bytes()) {
+                Ok(kek) => (Some(KeyId::of(&kek).to_hex()), s.facility.dek(&kek)),
+                Err(e) => (None, Err(e)),
+            };
+            tally.add(r.as_ref().map_or_else(|e| code(e).1, |_| "ok"), id);
             item(r.map(|dek| (hex::encode(dek.expose_secret()), None)))
         })
         .collect();
-    recorded?;
+    // The batch is answered 503 if what it gives out is not recorded.
+    tally.record(&audit, "key")?;
     Ok(Json(BatchResponse { results }))
 }
 
@@ -474,12 +554,16 @@ pub(crate) fn authorize(s: &AppState, audit: &Audit, headers: &HeaderMap) -> Res
         .unwrap_or("");
     let h: [u8; 32] = Sha256::digest(given.as_bytes()).into();
     if bool::from(h.ct_eq(&s.token_hash)) && !given.is_empty() {
+        audit.prove();
         Ok(())
     } else {
-        // Already logged by `AuditLog::record_with` when not written.
         let (method, uri) = &audit.request;
         let request = format!("{method} {}", uri.path());
-        let _unrecorded = audit.write("auth", "-", "unauthorized", Some(&request));
+        audit.refuse(
+            &audit
+                .entry("auth", "-", "unauthorized")
+                .detail(Some(&request)),
+        );
         Err(KmsError::Unauthorized.into())
     }
 }
@@ -803,7 +887,7 @@ mod tests {
             state: Arc::clone(&state),
             peer: None,
             request: Default::default(),
-            recorded: Recorded::default(),
+            flags: AuditFlags::default(),
         };
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse()?);
