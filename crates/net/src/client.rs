@@ -15,12 +15,24 @@
 //! adds version N + 1 and keeps the older ones; [`Client::load`] takes a
 //! version, [`Client::remove`] removes one version or all.
 //!
-//! The version of a save: N = 1 + the highest version any server online
-//! has held ([`Body::Versions`]), also one removed since, so a version
-//! removed while some servers were offline (which still hold it) is never
-//! given to another save; a server also refuses a new record at a version it
-//! held before. A version above [`MAX_VERSION`] never counts (it is warned
-//! about), and one at it that fewer than t servers reach is passed over.
+//! The version of a save ([`Body::Versions`] asks each server online for
+//! the highest version of the tag it has held, also one removed since, and
+//! the records it holds): N = 1 + the version that at least t servers
+//! report (the t-th highest report, t the save's threshold), or 1 + a
+//! higher version that fewer servers report or hold a record of, when it
+//! is at most [`MAX_STRAY_SKIP`] above: such a claim is left by a save that
+//! reached too few servers, versions removed while the other servers were
+//! offline, or a save made with a lower threshold, and its version is not
+//! given to another save. A claim of fewer than t servers further above is
+//! passed over, with a warning naming them: one faulty or forged server
+//! (or a broker client answering in a server's name) moves a save by at
+//! most [`MAX_STRAY_SKIP`] and cannot spend a tag's versions. Those servers
+//! refuse N (a server refuses a new record at a version it held before),
+//! and the save keeps N with the other servers when they are enough, as
+//! after a race (below); when they are not, the save takes a version those
+//! servers accept. A version above [`MAX_VERSION`] never counts (it is
+//! warned about). No server ever stores a second record at a version it
+//! held.
 //!
 //! Concurrent saves of one tag: a server never replaces a record it holds,
 //! so two saves racing for N are told apart by the servers' "version N
@@ -64,6 +76,11 @@ use crate::sharing;
 pub const CLIENT_PREFIX: &str = "seccs:client:";
 /// Versions a save tries before it gives up to concurrent saves of its tag.
 pub const MAX_SAVE_ATTEMPTS: usize = 8;
+/// How far above the version that t servers report a save looks for
+/// records that fewer servers hold, to take the version after them (see
+/// [`Client::save`]): records beyond it are passed over, so that a server
+/// listing records at will moves a save's version up by at most this much.
+pub const MAX_STRAY_SKIP: u64 = 1024;
 /// Listed versions a load of the latest tries, newest first, until one rebuilds.
 pub const MAX_LOAD_ATTEMPTS: usize = 8;
 /// Versions that fail to decrypt after which a load of the latest stops: a
@@ -265,6 +282,25 @@ struct Probe {
 }
 
 impl Probe {
+    /// Each version some server holds a record of, readable or not, with
+    /// those servers.
+    fn listed(&self) -> BTreeMap<u64, Vec<&str>> {
+        let mut listed: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
+        for (version, saves) in &self.saves {
+            let on = listed.entry(*version).or_default();
+            on.extend(
+                saves
+                    .iter()
+                    .flat_map(|s| s.servers.iter().map(String::as_str)),
+            );
+        }
+        for (version, servers) in &self.unreadable {
+            let on = listed.entry(*version).or_default();
+            on.extend(servers.iter().map(String::as_str));
+        }
+        listed
+    }
+
     /// The versions held, ascending.
     fn versions(&self) -> Vec<u64> {
         self.saves.keys().copied().collect()
@@ -325,56 +361,156 @@ impl Probe {
     }
 }
 
-/// The version a save takes after the highest versions the servers held:
-/// one above the highest, where each version any server online held counts
-/// (a removed one too). A version above [`MAX_VERSION`] (a record an
-/// earlier build kept, or a server's lie) never counts; when the highest at
-/// or below it is [`MAX_VERSION`] itself, it counts only if at least `t`
-/// servers reach it. Returns the version and warnings for a person.
+/// What a save needs of the servers: how many it asks (n), its threshold
+/// (t) and the acknowledgements it needs (at least t).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Quorum {
+    servers: usize,
+    t: usize,
+    needed: usize,
+}
+
+/// The version a save takes, from what the servers online said of the tag
+/// ([`Probe`]), at or above `floor`. Returns it and warnings for a person.
+///
+/// A claim counts when at least t servers make it: the version follows the
+/// t-th highest of the servers' highest versions, so that fewer than t
+/// servers (a faulty one, a forged one, a broker client answering in a
+/// server's name) cannot spend a tag's versions. A real save reached at
+/// least its t servers and each keeps its version, so t servers report it
+/// while they are online, when its t is this save's. A claim of fewer
+/// servers (a highest version, or a record held) at most
+/// [`MAX_STRAY_SKIP`] above is followed too: a save that reached too few
+/// servers, versions removed while the other servers were offline, or a
+/// save made with a lower threshold leaves one, and its version is not
+/// given to another save.
+///
+/// A claim further above is passed over (its servers are named in a
+/// warning). Its servers refuse the version, and a save refused so keeps
+/// its version only with the acknowledgements of more than half of the
+/// servers it asked ([`Client::save`]): when the others are not enough,
+/// the save cannot succeed without those servers, and takes a version they
+/// accept. A version above [`MAX_VERSION`] never counts (it is warned
+/// about).
 fn choose_version(
     tag: &str,
-    highest: &[(String, u64)],
-    t: usize,
+    probe: &Probe,
+    quorum: Quorum,
+    floor: u64,
 ) -> Result<(u64, Vec<String>), Error> {
     let mut warnings = Vec::new();
-    let mut counted: Vec<u64> = Vec::new();
-    for (server, high) in highest {
+    let mut claims: Vec<(&str, u64)> = Vec::new();
+    for (server, high) in &probe.highest {
         if *high > MAX_VERSION {
             warnings.push(format!(
                 "server {server} holds {tag}@{high}, above the largest version a server \
                  stores ({MAX_VERSION}); it was not counted"
             ));
         } else {
-            counted.push(*high);
+            claims.push((server.as_str(), *high));
         }
     }
-    counted.sort_unstable_by(|a, b| b.cmp(a));
-    let top = counted.first().copied().unwrap_or(0);
-    if top < MAX_VERSION {
-        return Ok((top + 1, warnings));
-    }
-    // The largest version was reached: by enough servers, the tag is full;
-    // by fewer than t, it is a stray, passed over.
-    let reached: Vec<&str> = highest
-        .iter()
-        .filter(|(_, h)| *h == MAX_VERSION)
-        .map(|(s, _)| s.as_str())
-        .collect();
-    match counted.get(t.max(1) - 1) {
-        Some(&h) if h < MAX_VERSION => {
-            warnings.push(format!(
-                "{tag}@{MAX_VERSION}, the largest version a server stores, is held by fewer \
-                 than {t} servers ({}); it was passed over",
-                reached.join(", ")
-            ));
-            Ok((h + 1, warnings))
-        }
-        _ => Err(Error::VersionExhausted {
+    let t = quorum.t.max(1);
+    let mut highs: Vec<u64> = claims.iter().map(|(_, h)| *h).collect();
+    highs.sort_unstable_by(|a, b| b.cmp(a));
+    let counted = highs.get(t - 1).copied().unwrap_or(0);
+    let at_max = || -> String {
+        let names: Vec<&str> = claims
+            .iter()
+            .filter(|(_, h)| *h == MAX_VERSION)
+            .map(|(s, _)| *s)
+            .collect();
+        names.join(", ")
+    };
+    if counted >= MAX_VERSION {
+        return Err(Error::VersionExhausted {
             tag: tag.to_owned(),
-            version: MAX_VERSION,
-            servers: reached.join(", "),
-        }),
+            servers: at_max(),
+            threshold: t,
+        });
     }
+    // A claim just above is most likely honest (a save that reached too
+    // few servers, versions removed while the other servers were offline,
+    // a save made with a lower threshold) and is followed, so that its
+    // version is not given out again; a window bounds how far claims of
+    // fewer than t servers move a save.
+    let listed = probe.listed();
+    let start = (counted + 1).max(floor);
+    let window = start..start.saturating_add(MAX_STRAY_SKIP);
+    let near = claims
+        .iter()
+        .map(|(_, h)| *h)
+        .filter(|h| window.contains(h))
+        .chain(listed.range(window.clone()).map(|(v, _)| *v))
+        .max();
+    let mut version = near.map_or(start, |top| top + 1);
+    if version > MAX_VERSION {
+        // Followed, a claim of the largest version would end the tag: it
+        // is passed over like a claim further above.
+        version = start;
+    }
+    // The rule by which a save refused by some servers keeps its version.
+    let wins_without_refusers = |version: u64| {
+        let refusing = claims.iter().filter(|(_, h)| *h >= version).count();
+        let accepting = claims.len() - refusing;
+        refusing == 0 || (accepting >= quorum.needed && 2 * accepting > quorum.servers)
+    };
+    if !wins_without_refusers(version) {
+        // The servers above are needed: the least version enough of them
+        // accept (above every claim, all do).
+        let mut above: Vec<u64> = highs
+            .iter()
+            .map(|h| h.saturating_add(1))
+            .filter(|v| *v > version)
+            .collect();
+        above.sort_unstable();
+        above.dedup();
+        version = above
+            .into_iter()
+            .find(|v| wins_without_refusers(*v))
+            .unwrap_or(version);
+    }
+    if version > MAX_VERSION {
+        let mut servers = at_max();
+        if let Some(on) = listed.get(&MAX_VERSION) {
+            servers = on.join(", ");
+        }
+        if servers.is_empty() {
+            servers = "the servers that refused the versions below it".into();
+        }
+        return Err(Error::VersionsClaimed {
+            tag: tag.to_owned(),
+            servers,
+            threshold: t,
+        });
+    }
+    let mut passed: Vec<&str> = claims
+        .iter()
+        .filter(|(_, h)| *h >= version)
+        .map(|(s, _)| *s)
+        .collect();
+    for (_, servers) in listed.range(version..) {
+        passed.extend(servers.iter().copied());
+    }
+    passed.sort_unstable();
+    passed.dedup();
+    if !passed.is_empty() {
+        let top = claims
+            .iter()
+            .map(|(_, h)| *h)
+            .chain(listed.range(version..).map(|(v, _)| *v))
+            .max()
+            .unwrap_or(version);
+        warnings.push(format!(
+            "{} report{} {tag} up to version {top}, a claim fewer than {t} servers online \
+             make (this save's threshold): it was passed over and the save went to the \
+             other servers; a save that reached too few servers, versions removed while \
+             the others were offline, or a faulty or forged server leaves such a claim",
+            passed.join(", "),
+            if passed.len() == 1 { "s" } else { "" },
+        ));
+    }
+    Ok((version, warnings))
 }
 
 /// One version of a tag across the network.
@@ -784,19 +920,16 @@ impl Client {
                     });
                 }
             }
-            let (next, passed) = choose_version(tag, &probe.highest, t)?;
+            let quorum = Quorum {
+                servers: n,
+                t,
+                needed,
+            };
+            let (version, passed) = choose_version(tag, &probe, quorum, floor)?;
             for w in passed {
                 if !warnings.contains(&w) {
                     warnings.push(w);
                 }
-            }
-            let version = next.max(floor);
-            if version > MAX_VERSION {
-                return Err(Error::VersionExhausted {
-                    tag: tag.to_owned(),
-                    version: MAX_VERSION,
-                    servers: "the servers that refused the versions below it".into(),
-                });
             }
             match self
                 .save_version(
@@ -1266,39 +1399,169 @@ impl Client {
 mod tests {
     use super::*;
 
-    fn highs(values: &[u64]) -> Vec<(String, u64)> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("s{i}"), *v))
-            .collect()
+    fn probe(highest: &[u64], listed: &[(u64, &[usize])]) -> Probe {
+        let mut probe = Probe {
+            highest: highest
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("s{i}"), *v))
+                .collect(),
+            ..Probe::default()
+        };
+        for (version, servers) in listed {
+            probe.saves.entry(*version).or_default().push(ClaimedSave {
+                n: 3,
+                t: 2,
+                servers: servers.iter().map(|i| format!("s{i}")).collect(),
+            });
+        }
+        probe
+    }
+
+    /// A save to `servers` with the default threshold.
+    fn quorum(servers: usize) -> Quorum {
+        Quorum {
+            servers,
+            t: servers / 2 + 1,
+            needed: servers / 2 + 1,
+        }
     }
 
     #[test]
-    fn the_next_version_follows_every_version_a_server_held_up_to_the_largest() -> Result<(), Error>
-    {
-        // Any server's highest counts: a version held by one server online
-        // (the others were offline when it was saved) is not given again.
-        assert_eq!(choose_version("t", &highs(&[0, 3, 1]), 2)?, (4, vec![]));
-        assert_eq!(choose_version("t", &highs(&[]), 2)?, (1, vec![]));
+    fn the_next_version_follows_what_t_servers_report() -> Result<(), Error> {
+        assert_eq!(
+            choose_version("t", &probe(&[], &[]), quorum(3), 1)?,
+            (1, vec![])
+        );
+        assert_eq!(
+            choose_version("t", &probe(&[2, 2, 2], &[]), quorum(3), 1)?,
+            (3, vec![])
+        );
+        // A retry after a conflict starts at its floor.
+        assert_eq!(
+            choose_version("t", &probe(&[2, 2, 2], &[]), quorum(3), 5)?,
+            (5, vec![])
+        );
         // A version above the largest never counts, and is named.
-        let (v, warnings) = choose_version("t", &highs(&[2, u64::MAX, 2]), 2)?;
+        let (v, warnings) = choose_version("t", &probe(&[2, u64::MAX, 2], &[]), quorum(3), 1)?;
         assert_eq!(v, 3);
         assert!(
             warnings.len() == 1 && warnings[0].contains("server s1 holds t@18446744073709551615"),
             "{warnings:?}"
         );
-        // The largest itself, reached by fewer than t servers: passed over.
-        let (v, warnings) = choose_version("t", &highs(&[5, MAX_VERSION, 4]), 2)?;
-        assert_eq!(v, 6);
-        assert!(warnings[0].contains("(s1)"), "{warnings:?}");
-        // Reached by t servers: the tag is full, and the error says where.
-        match choose_version("t", &highs(&[MAX_VERSION, MAX_VERSION, 4]), 2) {
+        Ok(())
+    }
+
+    #[test]
+    fn one_server_claiming_a_high_version_neither_spends_the_tag_nor_blocks_it() -> Result<(), Error>
+    {
+        // Claims of one server of three, with threshold 2: passed over and
+        // named, save after save.
+        for lie in [MAX_VERSION - 1, MAX_VERSION, 1_000_000] {
+            for (high, next) in [(1, 2), (2, 3), (41, 42)] {
+                let (v, warnings) =
+                    choose_version("t", &probe(&[high, lie, high], &[]), quorum(3), 1)?;
+                assert_eq!(v, next, "claim {lie}");
+                assert!(
+                    warnings.len() == 1
+                        && warnings[0].contains("s1 reports t up to version")
+                        && warnings[0].contains("fewer than 2 servers online"),
+                    "{warnings:?}"
+                );
+            }
+        }
+        // A server listing records at will moves the version up by at most
+        // MAX_STRAY_SKIP.
+        let mut liar = probe(&[1, MAX_VERSION - 1, 1], &[]);
+        for version in 2..5000 {
+            liar.saves.entry(version).or_default().push(ClaimedSave {
+                n: 1,
+                t: 1,
+                servers: vec!["s1".into()],
+            });
+        }
+        let (v, warnings) = choose_version("t", &liar, quorum(3), 1)?;
+        assert_eq!(v, 2 + MAX_STRAY_SKIP);
+        assert!(warnings[0].contains("s1 reports"), "{warnings:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_claim_of_t_servers_at_the_largest_version_ends_the_tag_and_says_why() -> Result<(), Error>
+    {
+        match choose_version(
+            "t",
+            &probe(&[MAX_VERSION, MAX_VERSION, 4], &[]),
+            quorum(3),
+            1,
+        ) {
             Err(e @ Error::VersionExhausted { .. }) => {
-                assert!(e.to_string().contains("on s0, s1"), "{e}")
+                let text = e.to_string();
+                assert!(
+                    text.contains("on s0, s1 (at least 2 servers")
+                        && text.contains("Removing its versions does not free their numbers")
+                        && text.contains("save under another tag"),
+                    "{text}"
+                );
             }
             other => panic!("expected VersionExhausted, got {other:?}"),
         }
+        // Fewer than t servers at the largest, even just above the others,
+        // are passed over.
+        let (v, warnings) = choose_version(
+            "t",
+            &probe(&[MAX_VERSION - 3, MAX_VERSION, MAX_VERSION - 3], &[]),
+            quorum(3),
+            1,
+        )?;
+        assert_eq!(v, MAX_VERSION - 2);
+        assert!(warnings[0].contains("s1 reports"), "{warnings:?}");
+        // Fewer than t servers at the largest, but the save cannot do
+        // without them: it says so, and what helps.
+        match choose_version("t", &probe(&[1, MAX_VERSION], &[]), quorum(2), 1) {
+            Err(e @ Error::VersionsClaimed { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(
+                        "version 4294967295, the largest a server stores, is claimed by s1"
+                    ) && text.contains("Bring more servers online"),
+                    "{text}"
+                );
+            }
+            other => panic!("expected VersionsClaimed, got {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_version_a_server_holds_a_record_of_is_not_given_to_another_save() -> Result<(), Error> {
+        // A save that reached 2 of 5 servers (its t was 3) and stopped: they
+        // hold version 4. The next save takes 5, which every server accepts.
+        let half_done = probe(&[4, 4, 3, 3, 3], &[(4, &[0, 1])]);
+        assert_eq!(choose_version("t", &half_done, quorum(5), 1)?, (5, vec![]));
+        // Saved 2-of-2 while two servers of four were offline: two servers
+        // hold version 2, fewer than this save's t (3), yet they are needed
+        // (two others would not be enough) and hold its records.
+        let smaller_t = probe(&[2, 2, 1, 1], &[(1, &[0, 1, 2, 3]), (2, &[0, 1])]);
+        assert_eq!(choose_version("t", &smaller_t, quorum(4), 1)?, (3, vec![]));
+        // Versions removed from two servers while the others were offline:
+        // they refuse anything up to their highest, which is followed.
+        let removed = probe(&[7, 7, 0, 0, 0], &[]);
+        assert_eq!(choose_version("t", &removed, quorum(5), 1)?, (8, vec![]));
+        // Far above, it is passed over when the other servers are enough,
+        // and followed when the save needs those servers.
+        let far = 5000;
+        let (v, warnings) = choose_version("t", &probe(&[far, far, 0, 0, 0], &[]), quorum(5), 1)?;
+        assert_eq!(v, 1);
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("s0, s1 report t up to version 5000"),
+            "{warnings:?}"
+        );
+        let needed = probe(&[far, far, 0, 0], &[]);
+        assert_eq!(
+            choose_version("t", &needed, quorum(4), 1)?,
+            (far + 1, vec![])
+        );
         Ok(())
     }
 }

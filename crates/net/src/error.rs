@@ -162,20 +162,41 @@ pub enum Error {
         /// Versions tried.
         attempts: usize,
     },
-    /// The tag's highest version is the largest a server stores: no
-    /// version follows it.
+    /// At least t servers (t the save's threshold) report the tag's highest
+    /// version as the largest a server stores: no version follows it.
     #[error(
-        "{tag:?} has a record at version {version}, the largest a server stores \
-         ({max}), on {servers}; remove it ({tag}@{version}) to save again",
+        "{tag:?} has reached version {max}, the largest a server stores, on {servers} (at \
+         least {threshold} servers, this save's threshold): no later version can be saved. \
+         Removing its versions does not free their numbers (each server keeps a tag's highest \
+         version after its records are removed, so that a removed version is never given to another save); save \
+         under another tag",
         max = crate::message::MAX_VERSION
     )]
     VersionExhausted {
         /// The tag.
         tag: String,
-        /// The version that blocks.
-        version: u64,
-        /// The servers that hold it.
+        /// The servers that report the largest version.
         servers: String,
+        /// The save's threshold.
+        threshold: usize,
+    },
+    /// Fewer than t servers claim the largest version of the tag, but the
+    /// save needs them: without them too few servers would acknowledge it.
+    #[error(
+        "{tag:?} has no version left that this save can take: version {max}, the largest a \
+         server stores, is claimed by {servers}, and without them too few servers would \
+         acknowledge the save (a claim of fewer than {threshold} servers, this save's \
+         threshold, is passed over only when the other servers are enough). Bring more \
+         servers online, or look into those: a faulty or forged server can claim any version",
+        max = crate::message::MAX_VERSION
+    )]
+    VersionsClaimed {
+        /// The tag.
+        tag: String,
+        /// The servers that claim the largest version.
+        servers: String,
+        /// The save's threshold.
+        threshold: usize,
     },
     /// No server holds the tag (or the requested version).
     #[error("no server holds {0:?}{hint}", hint = version_hint(.0))]

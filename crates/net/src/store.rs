@@ -16,8 +16,11 @@
 //! back). A server answers it when a save asks for the next version
 //! ([`RecordStore::highest`]) and refuses a new record at or below it
 //! ([`PutOutcome::VersionUsed`]), so a version removed while some servers
-//! were offline is never given to another save: those servers still hold
-//! the removed one. The file names only the tag's hash, never the tag.
+//! were offline (they still hold the removed one) is not given to another
+//! save, and this server never takes a version it held again. A client
+//! counts a claim of fewer than t servers only near what t servers report
+//! (see [`crate::client`]): one server's answer cannot spend a tag's
+//! versions. The file names only the tag's hash, never the tag.
 //!
 //! Seed flaw fixed here: *a tag whose base64 contains `/` crashes a server
 //! thread*. The seed used base64 of the tag as a file name. Here a file name

@@ -1,0 +1,156 @@
+//! What fewer than t servers, or any client of the broker, can do to a
+//! tag's versions: a server that claims a tag's highest version is near
+//! the largest neither spends the tag nor blocks its saves, and a save that
+//! reached too few servers keeps its version to itself.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Kind, Net, TestResult, data};
+use seccs_net::broker::Broker;
+use seccs_net::message::{Body, MAX_VERSION, Message, conflict_reason};
+use seccs_net::packet::{DataFrame, Frame, MessageId};
+use seccs_net::store::RecordStore;
+use seccs_net::{Kdf, Password};
+
+fn pw() -> Password {
+    Password::new("correct horse battery staple")
+}
+
+/// A broker client posing as a share server: it answers every request for
+/// versions with `highest` and no record, refuses every store as a version
+/// taken, and holds nothing, for at most 256 requests or a minute.
+async fn lying_server(
+    broker: Arc<dyn Broker>,
+    highest: u64,
+) -> Result<(String, tokio::task::JoinHandle<()>), Box<dyn std::error::Error + Send + Sync>> {
+    let me = format!("{}{}", seccs_net::server::SERVER_PREFIX, "5e".repeat(16));
+    let mut sub = broker.subscribe(&me).await?;
+    let channel = me.clone();
+    let task = tokio::spawn(async move {
+        for i in 0..256u32 {
+            let Ok(Some(bytes)) = tokio::time::timeout(Duration::from_secs(60), sub.recv()).await
+            else {
+                return;
+            };
+            let Ok(Frame::Data(d)) = Frame::decode(&bytes) else {
+                continue;
+            };
+            let Ok(m) = Message::decode(&d.payload) else {
+                continue;
+            };
+            let body = match m.body {
+                Body::Versions { .. } => Body::VersionsHeld {
+                    highest,
+                    saves: Vec::new(),
+                },
+                Body::Store { version, .. } => Body::Refused {
+                    reason: conflict_reason(version),
+                },
+                Body::Fetch { .. } => Body::Fetched { record: None },
+                Body::List { .. } => Body::Listed {
+                    entries: Vec::new(),
+                },
+                Body::Delete { .. } | Body::Rollback { .. } => Body::Deleted { removed: 0 },
+                _ => Body::Refused {
+                    reason: "no".into(),
+                },
+            };
+            let mut message_id = [0x1e; 16];
+            message_id[..4].copy_from_slice(&i.to_le_bytes());
+            let frame = Frame::Data(DataFrame {
+                message_id: MessageId(message_id),
+                sender: me.clone(),
+                index: 0,
+                count: 1,
+                payload: Message {
+                    request_id: m.request_id,
+                    body,
+                }
+                .encode(),
+            });
+            let _ = broker.publish(&d.sender, frame.encode()).await;
+        }
+    });
+    Ok((channel, task))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_claiming_the_largest_versions_neither_spends_a_tag_nor_blocks_its_saves()
+-> TestResult {
+    let net = Net::new(Kind::Redis, 3).await?;
+    let client = net.client(None).await?;
+    let first = client.save("doc", b"first", &pw()).await?;
+    assert_eq!(first.version, 1);
+    let (liar, task) = lying_server(net.broker.clone(), MAX_VERSION - 1).await?;
+    net.wait_servers(&client, 4).await?;
+    // Four servers online: threshold 3, which the three honest ones meet.
+    for (i, expected) in [(0u64, 2u64), (1, 3), (2, 4)] {
+        let file = data(2_000, i);
+        let saved = client.save("doc", &file, &pw()).await?;
+        assert_eq!(
+            (saved.version, saved.stored_on, saved.threshold),
+            (expected, 3, 3)
+        );
+        let passed: Vec<&String> = saved
+            .warnings
+            .iter()
+            .filter(|w| w.contains("passed over"))
+            .collect();
+        assert!(
+            passed.len() == 1
+                && passed[0].contains(&format!(
+                    "{liar} reports doc up to version {}",
+                    MAX_VERSION - 1
+                ))
+                && passed[0].contains("a faulty or forged server"),
+            "{:?}",
+            saved.warnings
+        );
+        let loaded = client.load("doc", None, &pw()).await?;
+        assert_eq!((loaded.version, &loaded.data), (expected, &file));
+    }
+    // No honest server took a version near the largest.
+    for i in 0..3 {
+        assert_eq!(RecordStore::open(&net.root(i))?.highest("doc"), 4);
+    }
+    task.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_that_reached_too_few_servers_keeps_its_version_to_itself() -> TestResult {
+    let net = Net::new(Kind::Redis, 5).await?;
+    let client = net.client(None).await?;
+    assert_eq!(client.save("doc", b"one", &pw()).await?.version, 1);
+    // A save of version 2 (3 of 5) that reached two servers and stopped.
+    let records =
+        seccs_net::sharing::split("doc", 2, b"half done", &pw(), &Kdf::INSECURE_FAST, 5, 3)?;
+    for (i, record) in records.iter().enumerate().take(2) {
+        RecordStore::open(&net.root(i))?.put("doc", 2, record)?;
+    }
+    // The next save does not share version 2 with it: every server stores
+    // version 3, and nothing was passed over.
+    let saved = client.save("doc", b"three", &pw()).await?;
+    assert_eq!((saved.version, saved.stored_on), (3, 5));
+    assert!(
+        saved.warnings.iter().all(|w| !w.contains("passed over")),
+        "{:?}",
+        saved.warnings
+    );
+    for (i, record) in records.iter().enumerate().take(2) {
+        let held = RecordStore::open(&net.root(i))?.get("doc", 2)?;
+        assert!(held.as_ref() == Some(record), "server {i} lost its record");
+    }
+    let loaded = client.load("doc", None, &pw()).await?;
+    assert_eq!((loaded.version, &loaded.data[..]), (3, &b"three"[..]));
+    // Removed from the servers online, version 3 stays taken by them.
+    client.remove("doc", Some(3)).await?;
+    let saved = client.save("doc", b"four", &pw()).await?;
+    assert_eq!((saved.version, saved.stored_on), (4, 5));
+    let loaded = client.load("doc", Some(1), &pw()).await?;
+    assert_eq!(loaded.data, b"one");
+    Ok(())
+}
