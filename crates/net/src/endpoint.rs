@@ -24,10 +24,19 @@ use crate::packet::{
     encode_data_parts,
 };
 
-/// Partially received messages an endpoint keeps at once.
+/// Partially received messages an endpoint keeps at once. A frame that
+/// opens one more takes the slot of the one that has received the fewest
+/// bytes ([`Receiver::least_received`]) instead of being dropped: a sender
+/// names itself in its frames, so a cap per sender cannot keep one broker
+/// client (which names as many senders as it likes) from filling every
+/// slot with messages it never completes. Such a flood costs a message in
+/// progress its slot only when every other slot holds more bytes than it,
+/// so the flood must send more bytes than the honest messages it pushes
+/// out; it can still slow them down, as any client of the broker can.
 const MAX_PARTIALS: usize = 64;
 /// Partially received messages an endpoint keeps at once from one sender
-/// channel, so that one sender cannot take every slot.
+/// channel, so that one sender that names itself truly cannot take every
+/// slot; one that does not is held by [`MAX_PARTIALS`]'s eviction.
 const MAX_PARTIALS_PER_SENDER: usize = 8;
 /// Payload bytes an endpoint holds at once in partial messages and in
 /// received messages not yet handled (two messages of the largest size); a
@@ -400,6 +409,21 @@ impl Receiver {
         partial.saturating_add(self.queued.load(Ordering::Relaxed))
     }
 
+    /// The partial message to drop when a new one needs its slot: the one
+    /// that has received the fewest payload bytes, and of those the one
+    /// that has waited longest for a new frame. A sender that never
+    /// completes its messages holds a slot only while none holds less: a
+    /// flood of frames that each open a message (whatever the senders they
+    /// name) takes the slots of its own earlier ones, and a message whose
+    /// frames keep coming holds more bytes than any of them after its
+    /// second frame. See [`MAX_PARTIALS`].
+    fn least_received(&self) -> Option<(String, MessageId)> {
+        self.partials
+            .iter()
+            .min_by_key(|(_, p)| (p.held, p.last))
+            .map(|(k, _)| k.clone())
+    }
+
     async fn run(mut self, mut sub: Subscription) -> Stop {
         let mut gc = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -464,14 +488,6 @@ impl Receiver {
     async fn handle_part(&mut self, d: DataFrameRef<'_>) {
         let key = (d.sender.to_owned(), d.message_id);
         if !self.partials.contains_key(&key) {
-            if self.partials.len() >= MAX_PARTIALS {
-                peer_warn!(
-                    self,
-                    from = d.sender,
-                    "too many partial messages; frame dropped"
-                );
-                return;
-            }
             let from_sender = self.partials.keys().filter(|k| k.0 == d.sender).count();
             if from_sender >= MAX_PARTIALS_PER_SENDER {
                 peer_warn!(
@@ -480,6 +496,17 @@ impl Receiver {
                     "too many partial messages from one sender; frame dropped"
                 );
                 return;
+            }
+            if self.partials.len() >= MAX_PARTIALS
+                && let Some(victim) = self.least_received()
+                && let Some(evicted) = self.partials.remove(&victim)
+            {
+                peer_warn!(
+                    self,
+                    from = victim.0,
+                    held = evicted.held,
+                    "too many partial messages; the one least received dropped"
+                );
             }
         }
         let held = self.held();
@@ -789,6 +816,82 @@ mod tests {
         rx.partials.get_mut(&key).ok_or("no partial")?.last = old;
         rx.handle(&data_frame(0, 1, 2, b"x")).await;
         assert!(rx.partials.get(&key).ok_or("no partial")?.last == old);
+        Ok(())
+    }
+
+    /// A frame that opens a message from `sender` and never completes it.
+    fn flood_frame(sender: &str, id: u32, payload: &[u8]) -> Vec<u8> {
+        let mut message_id = [0xf1; 16];
+        message_id[..4].copy_from_slice(&id.to_le_bytes());
+        encode_data_parts(MessageId(message_id), sender, 1, 2, [payload, &[]])
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_partial_messages_from_invented_senders_does_not_keep_a_message_out()
+    -> Result<(), String> {
+        let (tx, mut requests) = mpsc::channel(4);
+        let mut rx = receiver(Some(tx), MAX_HELD_BYTES);
+        let (message, bytes) = two_frame_store(42);
+        let (first, second) = bytes.split_at(MAX_FRAME_PAYLOAD);
+        let full = vec![0u8; MAX_FRAME_PAYLOAD];
+        // Eight messages from each of 40 invented senders fill every slot,
+        // small ones and ones as large as an honest frame alike.
+        for i in 0..320u32 {
+            let sender = format!("seccs:client:forged{}", i / 8);
+            let payload: &[u8] = if i % 2 == 0 { b"x" } else { &full };
+            rx.handle(&flood_frame(&sender, i, payload)).await;
+        }
+        assert_eq!(rx.partials.len(), MAX_PARTIALS);
+        // An honest message opens, the flood goes on, and it completes.
+        rx.handle(&data_frame(42, 0, 2, first)).await;
+        for i in 320..640u32 {
+            let sender = format!("seccs:client:forged{}", i / 8);
+            rx.handle(&flood_frame(&sender, i, b"x")).await;
+        }
+        rx.handle(&data_frame(42, 1, 2, second)).await;
+        match requests.try_recv() {
+            Ok(inc) => assert_eq!(inc.message, message),
+            Err(e) => return Err(format!("the honest message was kept out: {e}")),
+        }
+        assert_eq!(rx.partials.len(), MAX_PARTIALS - 1);
+        assert!(rx.held() <= MAX_PARTIALS * MAX_FRAME_PAYLOAD);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_partial_message_dropped_for_a_new_one_is_the_least_received_and_stalest()
+    -> Result<(), &'static str> {
+        let mut rx = receiver(None, MAX_HELD_BYTES);
+        let full = vec![0u8; MAX_FRAME_PAYLOAD];
+        for i in 0..MAX_PARTIALS as u32 {
+            let sender = format!("seccs:client:s{}", i / 4);
+            let payload: &[u8] = if i == 5 { b"xy" } else { &full };
+            rx.handle(&flood_frame(&sender, i, payload)).await;
+        }
+        // The one with the fewest bytes goes; of those with as few, the one
+        // that waited longest for a frame.
+        let key = |i: u32| {
+            let mut id = [0xf1; 16];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            (format!("seccs:client:s{}", i / 4), MessageId(id))
+        };
+        rx.handle(&flood_frame("seccs:client:late", 100, &full))
+            .await;
+        assert!(
+            !rx.partials.contains_key(&key(5)),
+            "the least received stayed"
+        );
+        let old = Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .ok_or("no earlier instant")?;
+        rx.partials.get_mut(&key(9)).ok_or("no partial")?.last = old;
+        rx.handle(&flood_frame("seccs:client:late", 101, b"ab"))
+            .await;
+        assert!(!rx.partials.contains_key(&key(9)), "the stalest stayed");
+        for kept in [0, 8, 10, 63] {
+            assert!(rx.partials.contains_key(&key(kept)), "{kept} was dropped");
+        }
+        assert_eq!(rx.partials.len(), MAX_PARTIALS);
         Ok(())
     }
 

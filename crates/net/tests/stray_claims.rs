@@ -1,17 +1,20 @@
 //! What fewer than t servers, or any client of the broker, can do to a
-//! tag's versions: a server that claims a tag's highest version is near
-//! the largest neither spends the tag nor blocks its saves, and a save that
-//! reached too few servers keeps its version to itself.
+//! tag's versions and to other clients' messages: a server that claims a
+//! tag's highest version is near the largest neither spends the tag nor
+//! blocks its saves, a save that reached too few servers keeps its version
+//! to itself, and a flood of messages that never complete does not keep a
+//! save of several frames out.
 
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Kind, Net, TestResult, data};
 use seccs_net::broker::Broker;
 use seccs_net::message::{Body, MAX_VERSION, Message, conflict_reason};
-use seccs_net::packet::{DataFrame, Frame, MessageId};
+use seccs_net::packet::{DataFrame, Frame, MAX_FRAME_PAYLOAD, MessageId};
 use seccs_net::store::RecordStore;
 use seccs_net::{Kdf, Password};
 
@@ -152,5 +155,70 @@ async fn a_save_that_reached_too_few_servers_keeps_its_version_to_itself() -> Te
     assert_eq!((saved.version, saved.stored_on), (4, 5));
     let loaded = client.load("doc", Some(1), &pw()).await?;
     assert_eq!(loaded.data, b"one");
+    Ok(())
+}
+
+/// Publishes, to each of `servers`, frames that each open a message of two
+/// frames and never complete it, from 1,000 invented senders: at most
+/// `limit` frames, until `stop` is set. Every 64th frame is as large as a
+/// frame of an honest message. Returns how many were sent.
+async fn flood(
+    broker: Arc<dyn Broker>,
+    servers: Vec<String>,
+    stop: Arc<AtomicBool>,
+    limit: u32,
+) -> Result<u32, seccs_net::Error> {
+    let full = vec![0u8; MAX_FRAME_PAYLOAD];
+    let mut sent = 0;
+    for i in 0..limit {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut message_id = [0xf1; 16];
+        message_id[..4].copy_from_slice(&i.to_le_bytes());
+        let large = i % 64 == 0;
+        let frame = Frame::Data(DataFrame {
+            message_id: MessageId(message_id),
+            sender: format!("seccs:client:forged{}", i % 1000),
+            index: if large { 0 } else { 1 },
+            count: 2,
+            payload: if large { full.clone() } else { b"x".to_vec() },
+        })
+        .encode();
+        for server in &servers {
+            broker
+                .publish(server, frame.clone())
+                .await
+                .map_err(seccs_net::Error::Broker)?;
+        }
+        sent += 1;
+        if i % 256 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_messages_that_never_complete_does_not_keep_a_large_save_out() -> TestResult {
+    let net = Net::new(Kind::Redis, 3).await?;
+    let client = net.client(None).await?;
+    let servers = client.servers().await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    // The flood fills every partial-message slot of every server first.
+    let sent = flood(net.broker.clone(), servers.clone(), stop.clone(), 2_000).await?;
+    assert_eq!(sent, 2_000);
+    let running = tokio::spawn(flood(net.broker.clone(), servers, stop.clone(), 400_000));
+    // Records of about 512 KiB: three frames to each server.
+    let file = data(1 << 20, 7);
+    let saved =
+        tokio::time::timeout(Duration::from_secs(60), client.save("large", &file, &pw())).await;
+    stop.store(true, Ordering::Relaxed);
+    let flooded = tokio::time::timeout(Duration::from_secs(60), running).await???;
+    let saved = saved??;
+    assert_eq!((saved.version, saved.stored_on), (1, 3));
+    assert!(flooded > 0, "the flood never ran alongside the save");
+    let loaded = client.load("large", None, &pw()).await?;
+    assert!(loaded.data == file, "the file loaded is not the one saved");
     Ok(())
 }
