@@ -79,6 +79,14 @@ pub fn temp_file_in(dir: &Path) -> std::io::Result<(tempfile::NamedTempFile, Reg
     Ok((tmp, registered))
 }
 
+/// Starts watching for interrupts, as a registration does, for a process
+/// about to write a file with no name: an interrupt then ends it as one
+/// that writes a named file (128 + the signal's number, a network
+/// backend's lease let go), though it has nothing to remove.
+pub fn watch() {
+    HANDLER.get_or_init(start_handler);
+}
+
 /// Gives `file`, an unnamed file open in `dir` (made with `O_TMPFILE`), a
 /// temporary name there, and registers it, in one step under the lock the
 /// handler takes (as [`temp_file_in`]). The name is linked through

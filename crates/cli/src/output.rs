@@ -399,6 +399,7 @@ fn write_beside(
             .unwrap_or(Path::new("."));
         format!("cannot write in {}", shown(shown_dir))
     };
+    crate::interrupt::watch();
     let (file, named) = match open_unnamed(dir).with_context(cannot_write_in)? {
         Some(file) => (file, None),
         None => {

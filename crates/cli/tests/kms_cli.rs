@@ -486,9 +486,25 @@ fn ignored_here(n: i32) -> bool {
         .is_some_and(|mask| mask & (1u64 << (n - 1)) != 0)
 }
 
-/// Waits (at most 30 s) for the temporary file of an output in `dir`: it
-/// appears once the key is fetched, and while the input stays open the
-/// command waits for the rest.
+/// Waits (at most 30 s) for `child` to open the file of an output in
+/// `dir` (a file with no name, as `/proc/PID/fd` shows it): it is opened
+/// once the key is fetched, and while the input stays open the command
+/// waits for the rest.
+fn wait_for_output_file(child: &std::process::Child, dir: &Path) -> TestResult {
+    let dir = std::fs::canonicalize(dir)?;
+    for _ in 0..600 {
+        let open = std::fs::read_dir(format!("/proc/{}/fd", child.id()))?
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.starts_with(&dir)));
+        if open {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err("the output file was never opened".into())
+}
+
+/// Waits (at most 30 s) for a file to appear in `dir`.
 fn wait_for_temporary_output(dir: &Path) -> TestResult {
     for _ in 0..600 {
         if !entries(dir)?.is_empty() {
@@ -559,7 +575,7 @@ fn an_interrupt_half_way_leaves_no_temporary_output_file() -> TestResult {
             .spawn()?;
         let mut stdin = child.stdin.take().ok_or("no stdin")?;
         stdin.write_all(&[7u8; 200_000])?;
-        wait_for_temporary_output(&out_dir)?;
+        wait_for_output_file(&child, &out_dir)?;
         send(signal, &child)?;
         let status = wait_at_most(&mut child, Duration::from_secs(30))?;
         drop(stdin);
@@ -692,7 +708,7 @@ fn a_signal_ignored_at_start_stays_ignored_as_under_nohup() -> TestResult {
         .spawn()?;
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
     stdin.write_all(&[7u8; 100_000])?;
-    wait_for_temporary_output(&out_dir)?;
+    wait_for_output_file(&child, &out_dir)?;
     send("HUP", &child)?;
     // Had the signal not been ignored, the command would end now (129).
     for _ in 0..20 {

@@ -215,7 +215,9 @@ impl StoreConfig {
     }
 }
 
-/// An open store directory; holds the lock until dropped.
+/// An open store directory; holds the lock until dropped, and so does
+/// each [`Store`] opened from it ([`StoreDir::open_store`]): a store
+/// outliving its directory handle keeps other processes out.
 #[derive(Debug)]
 pub struct StoreDir {
     path: PathBuf,
@@ -225,7 +227,7 @@ pub struct StoreDir {
     /// The check value of the parameters of a store made before parameter
     /// checks, as they are now, to record once they are confirmed.
     unconfirmed_params_check: Option<String>,
-    _lock: File,
+    lock: Arc<File>,
 }
 
 impl StoreDir {
@@ -251,7 +253,7 @@ impl StoreDir {
             config,
             created: true,
             unconfirmed_params_check: None,
-            _lock: lock,
+            lock: Arc::new(lock),
         };
         dir.write_config()?;
         Ok(dir)
@@ -374,7 +376,7 @@ impl StoreDir {
             config,
             created: false,
             unconfirmed_params_check: None,
-            _lock: lock,
+            lock: Arc::new(lock),
         })
     }
 
@@ -514,6 +516,7 @@ impl StoreDir {
         }
         self.check_backend_marker(store.backend(), key)?;
         store.set_journal_dir(self.path.join("journal"));
+        store.hold_dir_lock(Arc::clone(&self.lock));
         if store.needs_recovery()? {
             store.recover()?;
         }
@@ -698,6 +701,27 @@ mod tests {
         assert_eq!(backend.usage()?.entries, 0, "nothing was written");
         let store = dir.open_store(backend, &key(1))?;
         store.put_named(&mut &b"x"[..], "x", EntryKind::File)?;
+        Ok(())
+    }
+
+    /// A store keeps its directory's lock after the directory handle it
+    /// was opened from is dropped: no other handle (nor process) opens the
+    /// directory until the store is dropped too.
+    #[test]
+    fn a_store_holds_its_directorys_lock_after_the_handle_is_dropped() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        let mut dir = new_dir(&path, Some(&key(1)))?;
+        let backend = dir.open_embedded()?;
+        let store = dir.open_store(backend, &key(1))?;
+        drop(dir);
+        match StoreDir::open(&path) {
+            Err(StoreError::Backend(crate::backend::BackendError::Locked { .. })) => {}
+            other => panic!("a second handle opened a store in use: {other:?}"),
+        }
+        store.put_named(&mut &b"x"[..], "x", EntryKind::File)?;
+        drop(store);
+        StoreDir::open(&path)?;
         Ok(())
     }
 

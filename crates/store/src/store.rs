@@ -51,6 +51,10 @@ pub struct Store {
     parallel: bool,
     journal_dir: Option<PathBuf>,
     catalog: CatalogCrypto,
+    /// The lock of the store directory this store was opened from
+    /// ([`crate::dir::StoreDir::open_store`]), held for as long as the
+    /// store lives, not only its directory handle.
+    dir_lock: Option<Arc<std::fs::File>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -93,6 +97,7 @@ impl Store {
             parallel: true,
             journal_dir: None,
             catalog: CatalogCrypto::new(store_key),
+            dir_lock: None,
         }
     }
 
@@ -106,6 +111,11 @@ impl Store {
     /// that [`Store::recover`] after a crash knows to clean up.
     pub fn set_journal_dir(&mut self, dir: PathBuf) {
         self.journal_dir = Some(dir);
+    }
+
+    /// Holds `lock`, a store directory's, until this store is dropped.
+    pub(crate) fn hold_dir_lock(&mut self, lock: Arc<std::fs::File>) {
+        self.dir_lock = Some(lock);
     }
 
     /// The store's parameters.
