@@ -162,7 +162,11 @@ fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     assert!(err.contains("already holds a store"), "{err}");
     fails(seccs(&store).args(["get", "zz"]));
     fails(seccs(&store).args(["get", &"ab".repeat(24)]));
-    fails(seccs(&store).args(["rm", "no-such-name"]));
+    // What is missing is said once, whole.
+    let err = fails(seccs(&store).args(["rm", "no-such-name"]));
+    assert_eq!(err.trim_end(), "seccs: no content named \"no-such-name\"");
+    let err = fails(seccs(&store).args(["get", "no-such-name@2"]));
+    assert_eq!(err.trim_end(), "seccs: no content named \"no-such-name\"");
     fails(seccs(&store).args(["put", "/no/such/file"]));
     let err = fails(seccs(&tmp.path().join("nowhere")).args(["get", "x"]));
     assert!(err.contains("no store"), "{err}");

@@ -17,8 +17,9 @@ pub enum StoreError {
     /// (tampered, truncated, swapped, or missing node).
     #[error("integrity error: {0}")]
     Integrity(String),
-    /// The content reference is not in the store.
-    #[error("no such content: {0}")]
+    /// What was asked for is not in the store: a content reference, a
+    /// name, or a version of one. The text says which, whole.
+    #[error("{0}")]
     NotFound(String),
     /// A content reference that is not well formed.
     #[error("invalid content reference: {0}")]

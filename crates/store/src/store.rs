@@ -214,10 +214,9 @@ impl Store {
     fn open_root(&self, content_ref: &ContentRef) -> Result<Root> {
         let n = content_ref.len();
         let height = self.params.height(n);
-        let root = self
-            .backend
-            .get(content_ref.digest())?
-            .ok_or_else(|| StoreError::NotFound(content_ref.to_hex()))?;
+        let root = self.backend.get(content_ref.digest())?.ok_or_else(|| {
+            StoreError::NotFound(format!("no such content: {}", content_ref.to_hex()))
+        })?;
         let plaintext = self.open(height, true, content_ref.digest(), &root.value)?;
         Ok(match height {
             0 => Root::Leaf(node::decode_leaf(plaintext, n)?),
@@ -429,7 +428,7 @@ impl Store {
         }
         if holders.is_empty() {
             return Err(StoreError::NotFound(format!(
-                "{}: no put of it is left to undo (its root is also a part of {parents} other \
+                "no such content: {}: no put of it is left to undo (its root is also a part of {parents} other \
                  node(s), which hold it)",
                 content_ref.to_hex()
             )));
@@ -478,7 +477,10 @@ impl Store {
                     None if releaser.tolerate_missing && !is_root => continue,
                     None if releaser.tolerate_missing_roots && is_root => continue,
                     Some(_) | None if is_root => {
-                        return Err(StoreError::NotFound(ContentRef::new(&digest, len).to_hex()));
+                        return Err(StoreError::NotFound(format!(
+                            "no such content: {}",
+                            ContentRef::new(&digest, len).to_hex()
+                        )));
                     }
                     None => {
                         return Err(StoreError::integrity(format!(
