@@ -388,6 +388,30 @@ fn write_beside(
     durability: Durability,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<Unplaced> {
+    write_beside_as(path, path_shown, attrs, durability, Naming::Late, fill)
+}
+
+/// When a file written beside its target gets its temporary name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Naming {
+    /// Once whole, where the file system makes unnamed files; from the
+    /// start elsewhere.
+    Late,
+    /// From the start (what a file system without unnamed files gets; its
+    /// own tests choose it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Early,
+}
+
+/// [`write_beside`], naming the file as `naming` says.
+fn write_beside_as(
+    path: &Path,
+    path_shown: &Path,
+    attrs: &FileAttrs,
+    durability: Durability,
+    naming: Naming,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<Unplaced> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -400,7 +424,11 @@ fn write_beside(
         format!("cannot write in {}", shown(shown_dir))
     };
     crate::interrupt::watch();
-    let (file, named) = match open_unnamed(dir).with_context(cannot_write_in)? {
+    let unnamed = match naming {
+        Naming::Late => open_unnamed(dir).with_context(cannot_write_in)?,
+        Naming::Early => None,
+    };
+    let (file, named) = match unnamed {
         Some(file) => (file, None),
         None => {
             let (tmp, registered) =
@@ -727,6 +755,78 @@ mod tests {
             .err()
             .context("a directory was written as a file")?;
         assert!(err.to_string().contains("directory"), "{err}");
+        Ok(())
+    }
+
+    /// What fills a file, boxed so that one closure can take either.
+    type Fill<'a> = Box<dyn FnOnce(&mut dyn Write) -> Result<()> + 'a>;
+
+    /// Names in `dir`.
+    fn names_in(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A file is written with no name until it is whole where the file
+    /// system allows it (this one does), and from the start under a
+    /// `.seccs-partial-` name where it does not; either way it replaces
+    /// its target with its bits kept, as one link, and a failed fill
+    /// leaves nothing.
+    #[test]
+    fn a_file_is_named_once_whole_or_from_the_start_where_it_must_be() -> Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir()?;
+        anyhow::ensure!(
+            open_unnamed(dir.path())?.is_some(),
+            "this file system makes no unnamed files"
+        );
+        for (naming, seen_while_written) in [(Naming::Late, 0), (Naming::Early, 1)] {
+            let path = dir.path().join("out");
+            std::fs::write(&path, b"old")?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))?;
+            let write = |fill: Fill<'_>| {
+                write_beside_as(
+                    &path,
+                    &path,
+                    &FileAttrs::default(),
+                    Durability::Now,
+                    naming,
+                    fill,
+                )
+            };
+            let mut seen = Vec::new();
+            write(Box::new(|w| {
+                w.write_all(&bytes(2 << 20))?;
+                w.flush()?;
+                seen = names_in(dir.path());
+                Ok(())
+            }))?
+            .put_in_place()?;
+            let partial: Vec<_> = seen
+                .iter()
+                .filter(|n| n.starts_with(crate::interrupt::PARTIAL_PREFIX))
+                .collect();
+            assert_eq!(partial.len(), seen_while_written, "{naming:?}: {seen:?}");
+            assert_eq!(std::fs::read(&path)?, bytes(2 << 20), "{naming:?}");
+            let meta = std::fs::metadata(&path)?;
+            assert_eq!(meta.permissions().mode() & 0o777, 0o640, "{naming:?}");
+            assert_eq!(meta.nlink(), 1, "{naming:?}");
+            assert_eq!(names_in(dir.path()), ["out"], "{naming:?}");
+
+            let failed = write(Box::new(|w| {
+                w.write_all(&bytes(1 << 20))?;
+                anyhow::bail!("input ended early")
+            }));
+            assert!(failed.is_err(), "{naming:?}");
+            assert_eq!(names_in(dir.path()), ["out"], "{naming:?}");
+            assert_eq!(std::fs::read(&path)?, bytes(2 << 20), "{naming:?}");
+        }
         Ok(())
     }
 
