@@ -5,12 +5,13 @@
 //! only once it is whole (see [`crate::output`]). Where the file system
 //! allows it, the file has no name while it is written (`O_TMPFILE`): a
 //! process killed half way, even by SIGKILL, leaves nothing, since the
-//! kernel frees a file that no name holds. Once whole it gets a temporary
-//! name (`.seccs-partial-…`) until it is renamed into place, and where
-//! unnamed files cannot be made it has that name from the start. A
-//! process stopped by Ctrl-C or `kill` meanwhile would leave that file
-//! behind: plaintext a later reader could mistake for a result, and
-//! clutter nothing else cleans up. A named file is registered; the first
+//! kernel frees a file that no name holds. Once whole and durable it is
+//! linked at its target, or, over an existing file, under a temporary
+//! name (`.seccs-partial-…`) renamed over it at once; where unnamed files
+//! cannot be made it has that name from the start. A process stopped by
+//! Ctrl-C or `kill` while the name exists would leave that file behind:
+//! plaintext a later reader could mistake for a result, and clutter
+//! nothing else cleans up. A named file is registered; the first
 //! registration starts a thread that waits for those signals, removes
 //! every registered file, and exits with 128 + the signal's number, as a
 //! shell reports a process the signal killed.
@@ -89,33 +90,35 @@ pub fn watch() {
 
 /// Gives `file`, an unnamed file open in `dir` (made with `O_TMPFILE`), a
 /// temporary name there, and registers it, in one step under the lock the
-/// handler takes (as [`temp_file_in`]). The name is linked through
-/// `/proc/self/fd`, which needs no privilege, unlike linking the
-/// descriptor itself (`AT_EMPTY_PATH`).
-pub fn name_in(
-    dir: &Path,
-    file: &std::fs::File,
-) -> std::io::Result<(tempfile::TempPath, Registered)> {
-    use std::os::fd::AsRawFd;
+/// handler takes (as [`temp_file_in`]). Returns the name, as `dir` gives
+/// it: a relative `dir` stays relative, so no directory above the working
+/// one needs to be searchable.
+///
+/// The name is the process's id and a count, not random: it is linked
+/// (`linkat` never follows nor replaces what is at the new name), so a
+/// name someone else made first is passed over, never written through.
+pub fn name_in(dir: &Path, file: &std::fs::File) -> std::io::Result<(PathBuf, Registered)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NAMED: AtomicU64 = AtomicU64::new(0);
     HANDLER.get_or_init(start_handler);
     let mut pending = pending();
-    let source = format!("/proc/self/fd/{}", file.as_raw_fd());
-    let named = tempfile::Builder::new()
-        .prefix(PARTIAL_PREFIX)
-        .make_in(dir, |path| {
-            rustix::fs::linkat(
-                rustix::fs::CWD,
-                source.as_str(),
-                rustix::fs::CWD,
-                path,
-                rustix::fs::AtFlags::SYMLINK_FOLLOW,
-            )
-            .map_err(std::io::Error::from)
-        })?;
-    let path = named.into_temp_path();
-    pending.insert(path.to_path_buf());
-    let registered = Registered(path.to_path_buf());
-    Ok((path, registered))
+    for _ in 0..128 {
+        let n = NAMED.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{PARTIAL_PREFIX}{:x}-{n:x}", std::process::id()));
+        match crate::output::link_unnamed(file, &path) {
+            Ok(()) => {
+                pending.insert(path.clone());
+                let registered = Registered(path.clone());
+                return Ok((path, registered));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "128 temporary names in a row were taken",
+    ))
 }
 
 /// Registers a temporary file made elsewhere (by a library that creates

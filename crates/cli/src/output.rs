@@ -329,39 +329,88 @@ pub enum Durability {
     ByCaller,
 }
 
-/// A file written whole under a temporary name beside its target, not yet
-/// renamed over it. Dropped unplaced, the temporary file is removed; an
-/// interrupt meanwhile removes it too.
+/// A file written whole beside its target, not yet put in place. Dropped
+/// unplaced, it is gone: an unnamed one with its descriptor, a named one
+/// removed (an interrupt meanwhile removes it too).
 #[must_use = "the file is removed unless it is put in place"]
 pub struct Unplaced {
-    tmp: tempfile::TempPath,
-    _removed_on_interrupt: crate::interrupt::Registered,
+    file: Pending,
     path: std::path::PathBuf,
     shown: std::path::PathBuf,
     /// An attribute that could not be set, said once the file is in place.
     unset: io::Result<()>,
 }
 
+/// How a file waiting to be put in place is held.
+enum Pending {
+    /// With no name (`O_TMPFILE`) in `dir`, until it is linked at its
+    /// target: a process killed before that leaves nothing.
+    Unnamed { file: File, dir: std::path::PathBuf },
+    /// Under a temporary name from the start, where the file system makes
+    /// no unnamed files.
+    Named {
+        tmp: tempfile::TempPath,
+        _removed_on_interrupt: crate::interrupt::Registered,
+    },
+}
+
 impl Unplaced {
-    /// Renames the file over its target. With [`Durability::ByCaller`], only
+    /// Puts the file at its target. With [`Durability::ByCaller`], only
     /// once the caller has synced the file system it is on.
+    ///
+    /// An unnamed file is linked at its target when nothing is there, and
+    /// otherwise under a temporary name renamed over it at once, so a name
+    /// other than the target's lives for two system calls at most.
     pub fn put_in_place(self) -> Result<()> {
         let Unplaced {
-            tmp,
-            _removed_on_interrupt,
+            file,
             path,
             shown,
             unset,
         } = self;
-        // A failed rename hands the temporary path back inside the error;
-        // it is dropped here, which removes the file, rather than kept
-        // alive in the error until the process exits (leaving the output's
-        // plaintext behind).
-        tmp.persist(&path)
-            .map_err(|e| e.error)
-            .with_context(|| format!("cannot write {}", self::shown(&shown)))?;
+        let cannot_write = || format!("cannot write {}", self::shown(&shown));
+        match file {
+            Pending::Unnamed { file, dir } => match link_unnamed(&file, &path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let (tmp, _removed_on_interrupt) =
+                        crate::interrupt::name_in(&dir, &file).with_context(cannot_write)?;
+                    if let Err(e) = std::fs::rename(&tmp, &path) {
+                        // Not left behind holding the output's plaintext.
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e).with_context(cannot_write);
+                    }
+                }
+                Err(e) => return Err(e).with_context(cannot_write),
+            },
+            // A failed rename hands the temporary path back inside the
+            // error; it is dropped here, which removes the file, rather than
+            // kept alive in the error until the process exits (leaving the
+            // output's plaintext behind).
+            Pending::Named { tmp, .. } => tmp
+                .persist(&path)
+                .map_err(|e| e.error)
+                .with_context(cannot_write)?,
+        }
         unset.with_context(|| format!("{} is written, but not whole", self::shown(&shown)))
     }
+}
+
+/// Links `file`, an unnamed file (`O_TMPFILE`), at `path`, which must not
+/// exist (`AlreadyExists` if it does; a link there is not followed). It is
+/// linked through `/proc/self/fd`, which needs no privilege, unlike
+/// linking the descriptor itself (`AT_EMPTY_PATH`).
+pub(crate) fn link_unnamed(file: &File, path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let source = format!("/proc/self/fd/{}", file.as_raw_fd());
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        source.as_str(),
+        rustix::fs::CWD,
+        path,
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    )
+    .map_err(io::Error::from)
 }
 
 /// Makes everything written on the file systems that hold `dirs` durable:
@@ -378,8 +427,8 @@ pub fn sync_file_systems<'d>(
 }
 
 /// Writes `path` (shown as `path_shown`) through a temporary file beside
-/// it, given `attrs`, to be renamed over it once whole. The file has no
-/// name until it is whole where the file system allows it (see
+/// it, given `attrs`, to be put in place once whole ([`Unplaced`]). The
+/// file has no name until then where the file system allows it (see
 /// [`crate::interrupt`]): a process killed while it writes leaves nothing.
 fn write_beside(
     path: &Path,
@@ -458,13 +507,9 @@ fn write_beside_as(
     let file = out
         .finish(|file, len| file.set_len(len))
         .with_context(|| format!("cannot write {}", shown(path_shown)))?;
-    // Named before its owner and bits are set: a file given away, or made
-    // unreadable, could no longer be linked where hard links are
-    // protected (`fs.protected_hardlinks`).
-    let (tmp, registered) = match named {
-        Some(named) => named,
-        None => crate::interrupt::name_in(dir, &file).with_context(cannot_write_in)?,
-    };
+    // An unnamed file given away or made unreadable is still linked where
+    // hard links are protected (`fs.protected_hardlinks`): by its owner,
+    // or by root, who may give it away (CAP_FOWNER).
     let unset = attrs
         .apply(&file)
         .with_context(|| format!("cannot set the mode or time of {}", shown(path_shown)))?;
@@ -472,9 +517,18 @@ fn write_beside_as(
         file.sync_all()
             .with_context(|| format!("cannot write {}", shown(path_shown)))?;
     }
+    let file = match named {
+        Some((tmp, registered)) => Pending::Named {
+            tmp,
+            _removed_on_interrupt: registered,
+        },
+        None => Pending::Unnamed {
+            file,
+            dir: dir.to_path_buf(),
+        },
+    };
     Ok(Unplaced {
-        tmp,
-        _removed_on_interrupt: registered,
+        file,
         path: path.to_path_buf(),
         shown: path_shown.to_path_buf(),
         unset,

@@ -1183,10 +1183,30 @@ type Restored<'r> = (&'r Record, &'r Version);
 type Written = (crate::output::Unplaced, std::sync::Arc<Reached>);
 
 /// How many files a tree restore writes before it makes them durable, with
-/// one `syncfs`, and renames them into place. It bounds the temporary files
-/// (and directories held open) at once; a few hundred already make the sync
-/// a small part of each file's cost.
+/// one `syncfs`, and puts them in place. It bounds the files held open
+/// (with no names, until then) and the directories held open at once; a
+/// few hundred already make the sync a small part of each file's cost.
 const FILES_SYNCED_AT_ONCE: usize = 256;
+
+/// Raises this process's soft limit of open files to its hard limit (at
+/// most 65,536), as a restore holds a group of files and its directories
+/// open beside the store's own files: a soft limit of 1,024, common, would
+/// leave the store little. Where it cannot be raised, a restore that runs
+/// out says so file by file.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let wanted = limit.maximum.map_or(65_536, |hard| hard.min(65_536));
+    if limit.current.is_some_and(|soft| soft < wanted) {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(wanted),
+                maximum: limit.maximum,
+            },
+        );
+    }
+}
 
 /// Makes a group of written files durable with `sync`, given one directory
 /// on each file system they are on (a restore passes
@@ -1527,6 +1547,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         ownership,
         progress,
     } = *how;
+    raise_open_file_limit();
     if let Ok(meta) = fs::metadata(dir)
         && !meta.is_dir()
     {
