@@ -26,7 +26,9 @@ struct Conn {
     #[arg(long, env = "SECCS_KMS_URL", default_value = "https://127.0.0.1:8080")]
     server: String,
     /// Trust the CA certificates in this PEM file (the server's
-    /// DIR/tls/ca.pem). Also read from SECCS_KMS_CA, unless --pin is given.
+    /// DIR/tls/ca.pem). Also read from SECCS_KMS_CA, unless --pin is given
+    /// (SECCS_KMS_CA and SECCS_KMS_PIN both set are refused; an empty
+    /// variable is unset; the same holds for the two token variables).
     #[arg(long, conflicts_with = "pin")]
     ca: Option<PathBuf>,
     /// Trust exactly the server certificate with this SHA-256 fingerprint.
@@ -37,7 +39,7 @@ struct Conn {
     /// line it is visible to other users of this machine (`ps`,
     /// /proc/PID/cmdline): prefer --token-file or the SECCS_KMS_TOKEN
     /// environment variable (read unless --token-file is given).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     token: Option<String>,
     /// Read the management bearer token from this file (at most 4 KiB; the
     /// whitespace around it is dropped). Also read from

@@ -1180,6 +1180,16 @@ fn an_option_on_the_command_line_wins_over_the_environment() -> TestResult {
         !out.status.success(),
         "a wrong token from the environment is used"
     );
+    // An empty --token is a mistake, not a token that wins over the
+    // environment's.
+    let out = bare("list")
+        .arg("--ca")
+        .arg(&ca)
+        .args(["--token", ""])
+        .env("SECCS_KMS_TOKEN_FILE", &token)
+        .output()?;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--token"), "{}", stderr(&out));
     Ok(())
 }
 
