@@ -1610,6 +1610,9 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
             ),
         }
     }
+    // Made first: a directory that cannot be made is one error, not one
+    // per entry restored under it.
+    fs::create_dir_all(dir).with_context(|| format!("cannot restore into {}", shown_path(dir)))?;
     let total = records.iter().map(|(_, v)| v.content_ref.len()).sum();
     let bar = crate::progress::bytes(total, !progress);
     let places = Places::new(dir);

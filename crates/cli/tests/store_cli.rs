@@ -2466,6 +2466,27 @@ fn put_tree_in(store: &Path, cwd: &Path, dir: &str) {
     ok(seccs(store).current_dir(cwd).args(["put", dir, "-q"]));
 }
 
+/// A tree restore into a directory that cannot be made says so once, and
+/// creates nothing.
+#[test]
+fn a_restore_into_a_directory_that_cannot_be_made_is_one_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    std::fs::create_dir(tmp.path().join("t")).expect("mkdir");
+    for f in 0..5 {
+        random_file(&tmp.path().join("t"), &format!("f{f}"), 100, f);
+    }
+    put_tree_in(&store, tmp.path(), "t");
+    let blocker = random_file(tmp.path(), "a-file", 10, 9);
+    let err = fails(
+        seccs(&store)
+            .args(["get", "t/", "-q", "-o"])
+            .arg(blocker.join("out")),
+    );
+    assert!(err.contains("cannot restore into"), "{err}");
+}
+
 /// Seconds since the epoch, a little ahead: a `--at` after every put so far.
 fn soon() -> String {
     let now = std::time::SystemTime::now()
