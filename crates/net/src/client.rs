@@ -390,7 +390,10 @@ struct Quorum {
 /// its version only with the acknowledgements of more than half of the
 /// servers it asked ([`Client::save`]): when the others are not enough,
 /// the save cannot succeed without those servers, and takes a version they
-/// accept. A version above [`MAX_VERSION`] never counts (it is warned
+/// accept: after the least claim above that leaves enough of them, and the
+/// claims just above that one, as above. A claim of [`MAX_VERSION`] itself
+/// is never followed (it would end the tag), nor hides a claim below it.
+/// A version above [`MAX_VERSION`] never counts (it is warned
 /// about).
 fn choose_version(
     tag: &str,
@@ -433,43 +436,40 @@ fn choose_version(
     // few servers, versions removed while the other servers were offline,
     // a save made with a lower threshold) and is followed, so that its
     // version is not given out again; a window bounds how far claims of
-    // fewer than t servers move a save.
+    // fewer than t servers move a save. A claim of the largest version is
+    // passed over like one further above (followed, it would end the tag),
+    // and never hides a claim below it.
     let listed = probe.listed();
-    let start = (counted + 1).max(floor);
-    let window = start..start.saturating_add(MAX_STRAY_SKIP);
-    let near = claims
-        .iter()
-        .map(|(_, h)| *h)
-        .filter(|h| window.contains(h))
-        .chain(listed.range(window.clone()).map(|(v, _)| *v))
-        .max();
-    let mut version = near.map_or(start, |top| top + 1);
-    if version > MAX_VERSION {
-        // Followed, a claim of the largest version would end the tag: it
-        // is passed over like a claim further above.
-        version = start;
-    }
+    let after = |base: u64| {
+        let start = base.saturating_add(1).max(floor);
+        let window = start..start.saturating_add(MAX_STRAY_SKIP);
+        claims
+            .iter()
+            .map(|(_, h)| *h)
+            .filter(|h| window.contains(h))
+            .chain(listed.range(window.clone()).map(|(v, _)| *v))
+            .filter(|v| *v < MAX_VERSION)
+            .max()
+            .map_or(start, |top| top + 1)
+    };
     // The rule by which a save refused by some servers keeps its version.
     let wins_without_refusers = |version: u64| {
         let refusing = claims.iter().filter(|(_, h)| *h >= version).count();
         let accepting = claims.len() - refusing;
         refusing == 0 || (accepting >= quorum.needed && 2 * accepting > quorum.servers)
     };
-    if !wins_without_refusers(version) {
-        // The servers above are needed: the least version enough of them
-        // accept (above every claim, all do).
-        let mut above: Vec<u64> = highs
-            .iter()
-            .map(|h| h.saturating_add(1))
-            .filter(|v| *v > version)
-            .collect();
-        above.sort_unstable();
-        above.dedup();
-        version = above
-            .into_iter()
-            .find(|v| wins_without_refusers(*v))
-            .unwrap_or(version);
-    }
+    // When the servers above are needed, the version follows the least
+    // claim above that leaves enough of them accepting (above every claim,
+    // all do), and the claims just above that one as above.
+    let mut bases: Vec<u64> = highs.iter().copied().filter(|h| *h > counted).collect();
+    bases.push(counted);
+    bases.sort_unstable();
+    bases.dedup();
+    let version = bases
+        .into_iter()
+        .map(after)
+        .find(|v| wins_without_refusers(*v))
+        .unwrap_or_else(|| after(counted));
     if version > MAX_VERSION {
         let mut servers = at_max();
         if let Some(on) = listed.get(&MAX_VERSION) {
@@ -1561,6 +1561,55 @@ mod tests {
         assert_eq!(
             choose_version("t", &needed, quorum(4), 1)?,
             (far + 1, vec![])
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_claim_at_the_largest_version_does_not_hide_a_half_done_save_below_it() -> Result<(), Error>
+    {
+        // Three servers of five report MAX_VERSION - 3; a save that reached
+        // s3 alone holds MAX_VERSION - 2 there, and s4 claims the largest.
+        let near_end = probe(
+            &[
+                MAX_VERSION - 3,
+                MAX_VERSION - 3,
+                MAX_VERSION - 3,
+                MAX_VERSION - 2,
+                MAX_VERSION,
+            ],
+            &[(MAX_VERSION - 2, &[3])],
+        );
+        let (v, warnings) = choose_version("t", &near_end, quorum(5), 1)?;
+        assert_eq!(
+            v,
+            MAX_VERSION - 1,
+            "the half-done save's version given again"
+        );
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("s4 reports t up to version 4294967295"),
+            "{warnings:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_save_that_needs_the_servers_of_a_far_claim_follows_the_records_just_above_it()
+    -> Result<(), Error> {
+        // Four acknowledgements of five servers are needed, so s0 (highest
+        // 5000) is; s1 holds a record of 5001 that a save of a lower
+        // threshold, or one that reached too few servers, left.
+        let far = 5000;
+        let quorum = Quorum {
+            servers: 5,
+            t: 3,
+            needed: 4,
+        };
+        let needed = probe(&[far, far + 1, 0, 0, 0], &[(far + 1, &[1])]);
+        assert_eq!(
+            choose_version("t", &needed, quorum, 1)?,
+            (far + 2, vec![]),
+            "a version s1 holds a record of given to another save"
         );
         Ok(())
     }
