@@ -32,7 +32,9 @@ use crate::packet::{
 /// slot with messages it never completes. Such a flood costs a message in
 /// progress its slot only when every other slot holds more bytes than it,
 /// so the flood must send more bytes than the honest messages it pushes
-/// out; it can still slow them down, as any client of the broker can.
+/// out; it can still slow them down, as any client of the broker can. A
+/// frame that is dropped (a short inner frame, one over the byte budget)
+/// takes no slot.
 const MAX_PARTIALS: usize = 64;
 /// Partially received messages an endpoint keeps at once from one sender
 /// channel, so that one sender that names itself truly cannot take every
@@ -487,6 +489,9 @@ impl Receiver {
 
     async fn handle_part(&mut self, d: DataFrameRef<'_>) {
         let key = (d.sender.to_owned(), d.message_id);
+        // The slot a frame that opens a message takes when all are held;
+        // taken only once the frame is kept.
+        let mut victim = None;
         if !self.partials.contains_key(&key) {
             let from_sender = self.partials.keys().filter(|k| k.0 == d.sender).count();
             if from_sender >= MAX_PARTIALS_PER_SENDER {
@@ -497,19 +502,19 @@ impl Receiver {
                 );
                 return;
             }
-            if self.partials.len() >= MAX_PARTIALS
-                && let Some(victim) = self.least_received()
-                && let Some(evicted) = self.partials.remove(&victim)
-            {
-                peer_warn!(
-                    self,
-                    from = victim.0,
-                    held = evicted.held,
-                    "too many partial messages; the one least received dropped"
-                );
+            if d.index + 1 < d.count && d.payload.len() != MAX_FRAME_PAYLOAD {
+                peer_warn!(self, from = d.sender, "short inner frame; message dropped");
+                return;
+            }
+            if self.partials.len() >= MAX_PARTIALS {
+                victim = self.least_received();
             }
         }
-        let held = self.held();
+        let freed = victim
+            .as_ref()
+            .and_then(|v| self.partials.get(v))
+            .map_or(0, |p| p.held);
+        let held = self.held().saturating_sub(freed);
         let new_bytes = match self.partials.get(&key) {
             Some(p) if p.have.get(d.index as usize) == Some(&true) => 0,
             _ => d.payload.len(),
@@ -523,6 +528,16 @@ impl Receiver {
                 "receive buffers full; frame dropped"
             );
             return;
+        }
+        if let Some(victim) = victim
+            && let Some(evicted) = self.partials.remove(&victim)
+        {
+            peer_warn!(
+                self,
+                from = victim.0,
+                held = evicted.held,
+                "too many partial messages; the one least received dropped"
+            );
         }
         let partial = self
             .partials
@@ -892,6 +907,76 @@ mod tests {
             assert!(rx.partials.contains_key(&key(kept)), "{kept} was dropped");
         }
         assert_eq!(rx.partials.len(), MAX_PARTIALS);
+        Ok(())
+    }
+
+    /// A receiver whose every slot holds the first frame (of two) of a
+    /// message in progress from one of 16 senders, and the keys of those.
+    async fn full_of_messages_in_progress(max_held: usize) -> (Receiver, Vec<(String, MessageId)>) {
+        let mut rx = receiver(None, max_held);
+        let full = vec![0u8; MAX_FRAME_PAYLOAD];
+        let mut keys = Vec::new();
+        for i in 0..MAX_PARTIALS as u32 {
+            let sender = format!("seccs:client:s{}", i / 4);
+            rx.handle(&flood_frame(&sender, i, &full)).await;
+            let mut id = [0xf1; 16];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            keys.push((sender, MessageId(id)));
+        }
+        (rx, keys)
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_is_not_kept_takes_no_slot() -> Result<(), String> {
+        let (mut rx, keys) = full_of_messages_in_progress(MAX_HELD_BYTES).await;
+        assert_eq!(rx.partials.len(), MAX_PARTIALS);
+        // A first frame of two, of one byte, which no message has: dropped.
+        let short = encode_data_parts(
+            MessageId([0xf2; 16]),
+            "seccs:client:late",
+            0,
+            2,
+            [b"x", &[]],
+        );
+        rx.handle(&short).await;
+        assert_eq!(rx.partials.len(), MAX_PARTIALS);
+        for key in &keys {
+            if !rx.partials.contains_key(key) {
+                return Err(format!(
+                    "{key:?} was pushed out by a frame that was dropped"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_the_byte_budget_takes_no_slot() -> Result<(), String> {
+        let max_held = (MAX_PARTIALS + 1) * MAX_FRAME_PAYLOAD;
+        let (mut rx, keys) = full_of_messages_in_progress(max_held).await;
+        // Messages delivered and not yet handled hold a frame and a byte:
+        // even with a slot's bytes freed, a new frame does not fit.
+        rx.queued.store(MAX_FRAME_PAYLOAD + 1, Ordering::Relaxed);
+        let full = vec![0u8; MAX_FRAME_PAYLOAD];
+        rx.handle(&flood_frame("seccs:client:late", 100, &full))
+            .await;
+        for key in &keys {
+            if !rx.partials.contains_key(key) {
+                return Err(format!(
+                    "{key:?} was pushed out by a frame that was dropped"
+                ));
+            }
+        }
+        // Without the queued bytes it fits, in the stalest one's slot.
+        rx.queued.store(0, Ordering::Relaxed);
+        let old = Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .ok_or("no earlier instant")?;
+        rx.partials.get_mut(&keys[0]).ok_or("no partial")?.last = old;
+        rx.handle(&flood_frame("seccs:client:late", 101, &full))
+            .await;
+        assert_eq!(rx.partials.len(), MAX_PARTIALS);
+        assert!(!rx.partials.contains_key(&keys[0]));
         Ok(())
     }
 
