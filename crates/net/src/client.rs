@@ -195,8 +195,10 @@ pub struct SaveReport {
     /// Bytes of each record.
     pub record_bytes: u64,
     /// What the save passed over or changed, for a person: a server's
-    /// version above [`MAX_VERSION`] not counted, `min_acks` below the
-    /// threshold raised to it.
+    /// version above [`MAX_VERSION`] not counted, a claim of fewer than t
+    /// servers passed over (and a save they hold that a load of the latest
+    /// takes instead of this one), `min_acks` below the threshold raised to
+    /// it, a cheap password KDF.
     pub warnings: Vec<String>,
 }
 
@@ -393,6 +395,8 @@ struct Quorum {
 /// accept: after the least claim above that leaves enough of them, and the
 /// claims just above that one, as above. A claim of [`MAX_VERSION`] itself
 /// is never followed (it would end the tag), nor hides a claim below it.
+/// A save passed over that enough servers for its own threshold hold is
+/// named in a warning too: a load of the latest takes it, not this save.
 /// A version above [`MAX_VERSION`] never counts (it is warned
 /// about).
 fn choose_version(
@@ -508,6 +512,31 @@ fn choose_version(
              the others were offline, or a faulty or forged server leaves such a claim",
             passed.join(", "),
             if passed.len() == 1 { "s" } else { "" },
+        ));
+    }
+    // A passed-over save that enough servers for its own threshold hold
+    // (one made while the other servers were offline, or with a lower
+    // threshold) is what a load of the latest takes, not this save.
+    let shadow = probe.saves.range(version..).rev().find_map(|(v, saves)| {
+        saves
+            .iter()
+            .filter(|s| s.held())
+            .max_by_key(|s| s.servers.len())
+            .map(|s| (*v, s))
+    });
+    if let Some((v, save)) = shadow {
+        warnings.push(format!(
+            "{} hold{} {tag}@{v}, a save of threshold {} that they are enough for: a load of \
+             {tag} without a version takes that version (or a newer one), not this save, while \
+             they are online{}; load this save by its version",
+            save.servers.join(", "),
+            if save.servers.len() == 1 { "s" } else { "" },
+            save.t,
+            if probe.saves.contains_key(&version) {
+                ", and servers online hold another save of this save's version"
+            } else {
+                ""
+            },
         ));
     }
     Ok((version, warnings))
@@ -1611,6 +1640,38 @@ mod tests {
             (far + 2, vec![]),
             "a version s1 holds a record of given to another save"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_save_passing_over_a_save_that_loads_take_as_the_latest_says_so() -> Result<(), Error> {
+        // s3 and s4 saved 2,000 versions 2-of-2 while the three others were
+        // offline; all five are back, and this save's threshold is 3.
+        let mut partitioned = probe(&[10, 10, 10, 2010, 2010], &[(10, &[0, 1, 2, 3, 4])]);
+        for version in 11..=2010 {
+            partitioned
+                .saves
+                .entry(version)
+                .or_default()
+                .push(ClaimedSave {
+                    n: 2,
+                    t: 2,
+                    servers: vec!["s3".into(), "s4".into()],
+                });
+        }
+        let (v, warnings) = choose_version("t", &partitioned, quorum(5), 1)?;
+        assert_eq!(v, 11 + MAX_STRAY_SKIP);
+        // A load of the latest takes t@2010, which enough servers for its
+        // save hold: this save is not what it returns.
+        assert!(
+            warnings.iter().any(|w| w.contains("s3, s4 hold t@2010")
+                && w.contains("a load of t without a version takes")
+                && w.contains("another save of this save's version")),
+            "{warnings:?}"
+        );
+        // A liar's claim, with no save of it held, says nothing of loads.
+        let (_, warnings) = choose_version("t", &probe(&[1, 5000, 1], &[]), quorum(3), 1)?;
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         Ok(())
     }
 }
