@@ -34,7 +34,9 @@ use crate::packet::{
 /// so the flood must send more bytes than the honest messages it pushes
 /// out; it can still slow them down, as any client of the broker can. A
 /// frame that is dropped (a short inner frame, one over the byte budget)
-/// takes no slot.
+/// takes no slot, and only a message's first frame (a full one, unless the
+/// message has one frame) takes another's: a later frame of a message
+/// pushed out would take a slot it never completes in.
 const MAX_PARTIALS: usize = 64;
 /// Partially received messages an endpoint keeps at once from one sender
 /// channel, so that one sender that names itself truly cannot take every
@@ -507,6 +509,19 @@ impl Receiver {
                 return;
             }
             if self.partials.len() >= MAX_PARTIALS {
+                // A later frame of a message whose slot was taken (its first
+                // frames acknowledged, never sent again) would never
+                // complete, and would take a third message's slot, and so on
+                // down the slots: only a first frame takes one. It is dropped
+                // unacknowledged, as before slots were taken, and sent again.
+                if d.index > 0 {
+                    peer_warn!(
+                        self,
+                        from = d.sender,
+                        "too many partial messages; frame dropped"
+                    );
+                    return;
+                }
                 victim = self.least_received();
             }
         }
@@ -841,6 +856,14 @@ mod tests {
         encode_data_parts(MessageId(message_id), sender, 1, 2, [payload, &[]])
     }
 
+    /// The first frame (a full one) of a message of two from `sender`.
+    fn first_frame(sender: &str, id: u32) -> Vec<u8> {
+        let mut message_id = [0xf1; 16];
+        message_id[..4].copy_from_slice(&id.to_le_bytes());
+        let full = vec![0u8; MAX_FRAME_PAYLOAD];
+        encode_data_parts(MessageId(message_id), sender, 0, 2, [&full, &[]])
+    }
+
     #[tokio::test]
     async fn a_flood_of_partial_messages_from_invented_senders_does_not_keep_a_message_out()
     -> Result<(), String> {
@@ -890,8 +913,7 @@ mod tests {
             id[..4].copy_from_slice(&i.to_le_bytes());
             (format!("seccs:client:s{}", i / 4), MessageId(id))
         };
-        rx.handle(&flood_frame("seccs:client:late", 100, &full))
-            .await;
+        rx.handle(&first_frame("seccs:client:late", 100)).await;
         assert!(
             !rx.partials.contains_key(&key(5)),
             "the least received stayed"
@@ -900,8 +922,7 @@ mod tests {
             .checked_sub(Duration::from_secs(1))
             .ok_or("no earlier instant")?;
         rx.partials.get_mut(&key(9)).ok_or("no partial")?.last = old;
-        rx.handle(&flood_frame("seccs:client:late", 101, b"ab"))
-            .await;
+        rx.handle(&first_frame("seccs:client:late", 101)).await;
         assert!(!rx.partials.contains_key(&key(9)), "the stalest stayed");
         for kept in [0, 8, 10, 63] {
             assert!(rx.partials.contains_key(&key(kept)), "{kept} was dropped");
@@ -957,9 +978,7 @@ mod tests {
         // Messages delivered and not yet handled hold a frame and a byte:
         // even with a slot's bytes freed, a new frame does not fit.
         rx.queued.store(MAX_FRAME_PAYLOAD + 1, Ordering::Relaxed);
-        let full = vec![0u8; MAX_FRAME_PAYLOAD];
-        rx.handle(&flood_frame("seccs:client:late", 100, &full))
-            .await;
+        rx.handle(&first_frame("seccs:client:late", 100)).await;
         for key in &keys {
             if !rx.partials.contains_key(key) {
                 return Err(format!(
@@ -973,10 +992,55 @@ mod tests {
             .checked_sub(Duration::from_secs(1))
             .ok_or("no earlier instant")?;
         rx.partials.get_mut(&keys[0]).ok_or("no partial")?.last = old;
-        rx.handle(&flood_frame("seccs:client:late", 101, &full))
-            .await;
+        rx.handle(&first_frame("seccs:client:late", 101)).await;
         assert_eq!(rx.partials.len(), MAX_PARTIALS);
         assert!(!rx.partials.contains_key(&keys[0]));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_later_frame_of_a_message_pushed_out_takes_no_other_slot() -> Result<(), String> {
+        // 65 honest messages of three frames from 65 senders, their frames
+        // interleaved: the 65th's first frame pushes out the stalest, whose
+        // first frame was acknowledged and is never sent again.
+        let (tx, mut requests) = mpsc::channel(128);
+        let mut rx = receiver(Some(tx), MAX_HELD_BYTES);
+        let messages: Vec<Vec<u8>> = (0..=MAX_PARTIALS as u8)
+            .map(|i| {
+                Message {
+                    request_id: RequestId([i; 16]),
+                    body: Body::Store {
+                        tag: "t".into(),
+                        version: 1,
+                        record: vec![i; 2 * MAX_FRAME_PAYLOAD + 10],
+                    },
+                }
+                .encode()
+            })
+            .collect();
+        for index in 0..3u32 {
+            for (i, bytes) in messages.iter().enumerate() {
+                let at = index as usize * MAX_FRAME_PAYLOAD;
+                let payload = &bytes[at..(at + MAX_FRAME_PAYLOAD).min(bytes.len())];
+                let frame = encode_data_parts(
+                    MessageId([i as u8; 16]),
+                    &format!("seccs:client:c{i}"),
+                    index,
+                    3,
+                    [payload, &[]],
+                );
+                rx.handle(&frame).await;
+            }
+        }
+        let mut delivered = 0;
+        while requests.try_recv().is_ok() {
+            delivered += 1;
+        }
+        // One message lost its slot; its later frames took no other's.
+        if delivered != MAX_PARTIALS {
+            return Err(format!("{delivered} of 65 messages delivered"));
+        }
+        assert!(rx.partials.is_empty(), "{} left", rx.partials.len());
         Ok(())
     }
 
