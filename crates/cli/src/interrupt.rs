@@ -137,7 +137,7 @@ fn pending() -> MutexGuard<'static, BTreeSet<PathBuf>> {
 fn start_handler() {
     // A signal the process was started with ignored (`nohup` ignores
     // SIGHUP; a shell ignores SIGINT in background jobs) stays ignored.
-    let ignored = ignored_signals();
+    let ignored = seccs_core::signals::ignored();
     let watched: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
         .into_iter()
         .filter(|s| !ignored.contains(s))
@@ -174,20 +174,6 @@ fn start_handler() {
     if let Err(e) = started {
         errln!("seccs: warning: cannot watch for interrupts ({e})");
     }
-}
-
-/// The signals this process ignores, from the `SigIgn` mask of
-/// `/proc/self/status` (bit n-1 for signal n); none where it cannot be read.
-fn ignored_signals() -> Vec<i32> {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return Vec::new();
-    };
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("SigIgn:"))
-        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        .map(|mask| (1..=64).filter(|n| mask & (1u64 << (n - 1)) != 0).collect())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

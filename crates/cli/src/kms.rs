@@ -155,7 +155,8 @@ fn parse_max_body(text: &str) -> Result<usize, String> {
 
 #[derive(Debug, Subcommand)]
 enum KmsCommand {
-    /// Run the key server over HTTPS until SIGINT or SIGTERM.
+    /// Run the key server over HTTPS until SIGINT, SIGTERM or SIGHUP (a
+    /// SIGHUP ignored at start, as under nohup, stays ignored).
     ///
     /// At start it refuses a directory that lost root.key while named/
     /// holds keys, or lost part of the certificate in tls/ (restore them

@@ -47,7 +47,8 @@ terminal.";
 
 #[derive(Debug, Subcommand)]
 enum ShareCommand {
-    /// Run a share server that keeps records in ROOT.
+    /// Run a share server that keeps records in ROOT, until SIGINT, SIGTERM
+    /// or SIGHUP (a SIGHUP ignored at start, as under nohup, stays ignored).
     Serve {
         /// Config file (default: ROOT/seccs-share.toml).
         #[arg(short, long)]
@@ -749,17 +750,28 @@ fn interactive(args: &ClientArgs, pw: &PasswordArgs, save: &SaveArgs) -> anyhow:
     Ok(())
 }
 
+/// Waits for SIGINT, SIGTERM, or SIGHUP (a closed terminal) unless the
+/// process was started with SIGHUP ignored (`nohup`): each stops a share
+/// server as SIGTERM does.
 async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+    use tokio::signal::unix::{SignalKind, signal};
+    let hangup = async {
+        // Not even registered when ignored: a handler would undo that.
+        if !seccs_core::signals::is_ignored(seccs_core::signals::SIGHUP)
+            && let Ok(mut s) = signal(SignalKind::hangup())
+        {
+            s.recv().await;
             return;
         }
+        std::future::pending::<()>().await
+    };
+    if let Ok(mut term) = signal(SignalKind::terminate()) {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            () = hangup => {}
+        }
+        return;
     }
     let _ = tokio::signal::ctrl_c().await;
 }

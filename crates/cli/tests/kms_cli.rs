@@ -725,6 +725,59 @@ fn a_signal_ignored_at_start_stays_ignored_as_under_nohup() -> TestResult {
     Ok(())
 }
 
+/// The operations of `DIR/audit.log`, in order.
+fn audit_ops(dir: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let log = std::fs::read_to_string(dir.join("audit.log"))?;
+    let mut ops = Vec::new();
+    for line in log.lines() {
+        let record: serde_json::Value = serde_json::from_str(line)?;
+        ops.push(record["op"].as_str().unwrap_or_default().to_owned());
+    }
+    Ok(ops)
+}
+
+/// SIGHUP (a closed terminal) stops the key server as SIGTERM does, its
+/// audit log ending with `stop`; a server started with SIGHUP ignored (as
+/// under `nohup`) keeps running through one.
+#[test]
+fn a_hangup_stops_the_server_unless_it_was_started_ignoring_it() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("srv");
+    let mut server = serve(&dir)?;
+    send("HUP", &server.child)?;
+    let status = wait_at_most(&mut server.child, Duration::from_secs(30))?;
+    assert!(status.success(), "{status:?}");
+    assert_eq!(audit_ops(&dir)?.last().map(String::as_str), Some("stop"));
+
+    let dir = tmp.path().join("nohup");
+    let mut child = Command::new("sh")
+        .args(["-c", "trap '' HUP; exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut started = false;
+    for _ in 0..600 {
+        if audit_ops(&dir).is_ok_and(|ops| ops.iter().any(|op| op == "start")) {
+            started = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(started, "the server never started");
+    send("HUP", &child)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let running = child.try_wait()?.is_none();
+    send("TERM", &child)?;
+    let status = wait_at_most(&mut child, Duration::from_secs(30))?;
+    assert!(running, "a SIGHUP ignored at start stopped the server");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(audit_ops(&dir)?.last().map(String::as_str), Some("stop"));
+    Ok(())
+}
+
 /// `kms new --out FILE` makes FILE's temporary file before it asks the
 /// server; an interrupt while the server has not answered removes it.
 #[test]

@@ -27,6 +27,7 @@ pub mod kdf;
 mod key;
 pub mod lockfile;
 pub mod redact;
+pub mod signals;
 pub mod stream;
 
 pub use error::Error;

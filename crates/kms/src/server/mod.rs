@@ -26,8 +26,9 @@
 //! encrypts it can always decrypt and rewrap); malformed bodies `400`;
 //! every request has a deadline ([`ServerConfig::request_timeout`], then
 //! `503`); a connection must send
-//! its first request within 10 s and each header within 10 s; SIGINT and
-//! SIGTERM stop accepting and let requests in flight finish. Logs (tracing)
+//! its first request within 10 s and each header within 10 s; SIGINT,
+//! SIGTERM and SIGHUP (unless started with it ignored, as under `nohup`)
+//! stop accepting and let requests in flight finish. Logs (tracing)
 //! carry key ids (SHA-256 of the KEK) and names, never key material. The
 //! audit log takes a batch as one record per outcome, and counts rather
 //! than writes refusals of requests without a credential beyond a rate
@@ -499,7 +500,10 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, KmsError> {
     })
 }
 
-/// Waits for SIGINT or SIGTERM.
+/// Waits for SIGINT, SIGTERM, or SIGHUP (a closed terminal, or an
+/// operator's `kill -HUP`), unless the process was started with SIGHUP
+/// ignored (`nohup`): each stops the server as SIGTERM does, so that its
+/// audit log gets its summary of refusals and its `stop`.
 async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
@@ -507,27 +511,32 @@ async fn shutdown_signal() {
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let watch = |kind: tokio::signal::unix::SignalKind, name: &'static str| async move {
+        match tokio::signal::unix::signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                tracing::error!(error = %e, "cannot listen for {name}");
                 std::future::pending::<()>().await;
             }
         }
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
+    let term = watch(tokio::signal::unix::SignalKind::terminate(), "SIGTERM");
+    let hangup = async {
+        if seccs_core::signals::is_ignored(seccs_core::signals::SIGHUP) {
+            std::future::pending::<()>().await;
+        }
+        watch(tokio::signal::unix::SignalKind::hangup(), "SIGHUP").await;
+    };
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+        () = hangup => {},
     }
 }
 
-/// Runs a server until SIGINT or SIGTERM, on its own multi-threaded
+/// Runs a server until SIGINT, SIGTERM or SIGHUP, on its own multi-threaded
 /// runtime; calls `ready` once it listens (to print its address and
 /// fingerprint). For the CLI. On a thread inside a tokio runtime it fails
 /// with [`KmsError::InsideAsyncRuntime`]: use [`start`] there.
