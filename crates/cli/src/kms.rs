@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use seccs_kms::api::MAX_ITEM_PLAINTEXT;
 use seccs_kms::client::{self, BlockingClient, ClientConfig, LocalFacility};
 use seccs_kms::lifecycle::KeyState;
-use seccs_kms::server::{self, ServerConfig};
+use seccs_kms::server::{self, AuditSync, ServerConfig};
 
 /// Arguments of `seccs kms`.
 #[derive(Debug, Args)]
@@ -140,6 +140,11 @@ struct Io {
 }
 
 /// `--max-body`: a number of bytes, at least [`server::MIN_MAX_BODY`].
+fn parse_audit_sync(text: &str) -> Result<AuditSync, String> {
+    text.parse()
+        .map_err(|e: seccs_kms::audit::UnknownAuditSync| e.to_string())
+}
+
 fn parse_max_body(text: &str) -> Result<usize, String> {
     let n: usize = text
         .parse()
@@ -175,9 +180,9 @@ enum KmsCommand {
         /// operation, key id or name, result; never key material; a
         /// request whose record cannot be written is answered 503, with no
         /// key; refusals of requests without a credential beyond 100 at
-        /// once, then 2 a second, are counted in a summary line; rotating
-        /// it is the operator's job), and `tls/` (the certificate made
-        /// when --cert is not given).
+        /// once, then 2 a second, are counted in a summary line; synced to
+        /// disk as --audit-sync says; rotating it is the operator's job),
+        /// and `tls/` (the certificate made when --cert is not given).
         #[arg(long)]
         dir: PathBuf,
         /// Address to listen on. A certificate made here names it, with
@@ -199,6 +204,17 @@ enum KmsCommand {
         /// full; `seccs kms new` then needs --token-file.
         #[arg(long)]
         new_needs_token: bool,
+        /// When audit.log is synced to disk. `interval` (the default): at
+        /// most once a second, when records were written, so a power cut
+        /// or kernel crash loses at most about the last second of records.
+        /// `each`: an answer that gives out or changes keys waits until its
+        /// record is on disk; concurrent requests share one sync, but each
+        /// such answer takes a sync's latency more, and the disk's syncs
+        /// bound their rate. In both modes a sync that fails is logged and
+        /// such answers are 503 until a sync succeeds.
+        #[arg(long, default_value = "interval", value_name = "interval|each",
+              value_parser = parse_audit_sync)]
+        audit_sync: AuditSync,
     },
     /// Create a KEK/DEK pair on the server; writes the KEK (the caller keeps
     /// it). Management token only if the server runs with --new-needs-token.
@@ -556,6 +572,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             key,
             max_body,
             new_needs_token,
+            audit_sync,
         } => {
             crate::init_tracing("info");
             let mut cfg = ServerConfig::new(&dir);
@@ -564,6 +581,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             cfg.key = key;
             cfg.max_body = max_body;
             cfg.new_needs_token = new_needs_token;
+            cfg.audit_sync = audit_sync;
             server::serve_blocking(cfg, |s| announce(s, &dir))?;
         }
         KmsCommand::New { conn, out } => {

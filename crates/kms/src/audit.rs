@@ -35,16 +35,59 @@
 //! - What gives out or changes keys, and anything a request with the
 //!   management token asks, is always written one by one: it is answered
 //!   only once its record is (see [`AuditLog::write`]).
+//!
+//! # Durability
+//!
+//! A record written is in the page cache, not yet on disk: a power cut or
+//! a kernel crash loses what was not synced, the records of keys already
+//! handed out among them. Key files are synced before each answer; the
+//! log is synced as [`AuditSync`] says:
+//!
+//! - [`AuditSync::Interval`] (the default): a background thread syncs the
+//!   log (`fdatasync`) at most every [`AUDIT_SYNC_INTERVAL`], when records
+//!   were written since its last sync. A crash loses at most the records
+//!   of about that last second (plus the time a sync takes), where
+//!   without it the page cache could hold them for 30 s or more. Answers
+//!   do not wait.
+//! - [`AuditSync::Each`]: an answer that gives out or changes keys (any
+//!   answer whose record is fail-closed, [`AuditLog::write_release`]) is
+//!   given only once its record is on disk. Requests share syncs (group
+//!   commit): one thread syncs, and each request waits for the first sync
+//!   that started after its record was written, so that N requests
+//!   arriving during one sync cost one more sync, not N. The cost is the
+//!   latency of one or two syncs per such answer (well under a
+//!   millisecond on a disk with a power-safe cache, several on one
+//!   without) and the throughput the disk's syncs allow; refusals never
+//!   wait.
+//!
+//! A sync that fails is logged (tracing, with its cause) and, in both
+//! modes, makes every answer that would give out or change keys a 503, as
+//! a record that cannot be written does, until a later sync succeeds
+//! (retried every [`AUDIT_SYNC_INTERVAL`]). This is the fail-closed rule
+//! carried over to the disk: a disk that takes writes but fails syncs may
+//! lose the records of what the server gives out, and an answer the log
+//! may never show is the one the log exists to catch. Refusals are still
+//! answered (nothing leaves the server). Reopening on a later success is
+//! a choice for availability over a guarantee Linux does not give: after
+//! a failed `fsync` the kernel may have dropped the dirty pages it could
+//! not write, so a later sync that succeeds does not bring back the
+//! records of before the failure. The server's log names the failure and
+//! how many records it covered; an auditor should treat the log around it
+//! as possibly incomplete. The records of answers given before the
+//! failure was seen (in the default mode, up to one interval's) are not
+//! undone.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+
+use crate::error::Chain;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {
@@ -76,6 +119,233 @@ pub const MAX_LISTED_REFUSED: usize = 16;
 
 /// The `op` of a summary of refusals not written one by one.
 pub const SUMMARY_OP: &str = "refusals";
+
+/// How often, at most, the default mode ([`AuditSync::Interval`]) syncs
+/// the log, and how long a failed sync waits before it is tried again.
+/// A second bounds what a crash can lose to about the records of the
+/// last second while costing at most one `fdatasync` a second whatever
+/// the load (and none while no records are written); shorter buys little
+/// against a crash and costs a busy disk more syncs, longer widens the
+/// window for every record. A client that needs its record on disk
+/// before its key runs the server with [`AuditSync::Each`].
+pub const AUDIT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When the log's records are synced to disk (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuditSync {
+    /// A background sync at most every [`AUDIT_SYNC_INTERVAL`]; answers do
+    /// not wait.
+    #[default]
+    Interval,
+    /// An answer that gives out or changes keys waits until its record is
+    /// synced, sharing the sync with the requests of the same moment.
+    Each,
+}
+
+impl AuditSync {
+    /// The values `--audit-sync` takes.
+    pub const VALUES: &'static str = "interval, each";
+
+    /// Its name as `--audit-sync` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Interval => "interval",
+            Self::Each => "each",
+        }
+    }
+}
+
+impl std::fmt::Display for AuditSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is no [`AuditSync`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is no audit sync mode: use one of {values}", values = AuditSync::VALUES)]
+pub struct UnknownAuditSync(pub String);
+
+impl std::str::FromStr for AuditSync {
+    type Err = UnknownAuditSync;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "interval" => Ok(Self::Interval),
+            "each" => Ok(Self::Each),
+            other => Err(UnknownAuditSync(other.to_owned())),
+        }
+    }
+}
+
+/// Why an answer that gives out or changes keys is refused although its
+/// record could be written: the log's last sync failed (see the module
+/// docs), or the sync covering the record did.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Undurable {
+    /// The last sync failed and none has succeeded since.
+    #[error("the audit log's last sync failed and none has succeeded since")]
+    Failing,
+    /// The sync that covered the record failed.
+    #[error("the sync of this record to the audit log failed")]
+    SyncFailed,
+    /// The log was closed before the record was synced.
+    #[error("the audit log was closed before this record was synced")]
+    Closed,
+}
+
+/// How the log is synced: `fdatasync` on the server, a counted or failing
+/// sync in tests.
+pub(crate) type SyncFn = Arc<dyn Fn(&File) -> std::io::Result<()> + Send + Sync>;
+
+/// Where the syncing of a log stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// The number of the newest record whose sync succeeded (records are
+    /// numbered from 1 in the order they were written).
+    pub synced: u64,
+    /// The newest record covered by a sync that failed (0: none failed).
+    pub failed_upto: u64,
+    /// Whether the last sync failed.
+    pub failing: bool,
+    /// Syncs that succeeded.
+    pub syncs: u64,
+    /// Syncs that failed.
+    pub failures: u64,
+}
+
+/// A record written by [`AuditLog::write_release`]: its number, which
+/// [`AuditLog::durable`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "in the `each` mode the answer must wait for the record to be synced"]
+pub struct Written(pub u64);
+
+/// What writers and the syncer share.
+struct Durability {
+    mode: AuditSync,
+    interval: Duration,
+    file: Arc<File>,
+    sync: SyncFn,
+    /// The newest record's number, and whether the log is closed; the
+    /// syncer waits on `wake` for it to change.
+    state: Mutex<Pending>,
+    wake: Condvar,
+    /// Published by the syncer only; answers wait on it.
+    status: tokio::sync::watch::Sender<SyncStatus>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    written: u64,
+    closed: bool,
+}
+
+impl Durability {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits on `wake` until `until` or the log is closed.
+    fn pause<'a>(
+        &self,
+        mut pending: MutexGuard<'a, Pending>,
+        until: Instant,
+    ) -> MutexGuard<'a, Pending> {
+        loop {
+            let now = Instant::now();
+            if pending.closed || now >= until {
+                return pending;
+            }
+            pending = self
+                .wake
+                .wait_timeout(pending, until - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// The syncer: one thread per log, so that syncs are never run twice
+    /// at once and the requests of one moment share one. Returns when the
+    /// log is closed.
+    fn run(&self) {
+        let mut next = Instant::now() + self.interval;
+        loop {
+            let target = {
+                let mut pending = self.lock();
+                loop {
+                    if pending.closed {
+                        return;
+                    }
+                    let status = *self.status.borrow();
+                    let behind = pending.written > status.synced;
+                    // A failed sync is retried after an interval in both
+                    // modes: at once, a failing disk would spin this thread.
+                    let due = match self.mode {
+                        AuditSync::Each if !status.failing => behind,
+                        _ => behind && Instant::now() >= next,
+                    };
+                    if due {
+                        break pending.written;
+                    }
+                    pending = match self.mode {
+                        AuditSync::Each if !status.failing => self
+                            .wake
+                            .wait(pending)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        _ => {
+                            if Instant::now() >= next {
+                                next = Instant::now() + self.interval;
+                            }
+                            self.pause(pending, next)
+                        }
+                    };
+                }
+            };
+            // Every record numbered up to `target` was written before this
+            // sync started, so it is on disk if the sync succeeds.
+            let result = (self.sync)(&self.file);
+            next = Instant::now() + self.interval;
+            let was_failing = self.status.borrow().failing;
+            self.status.send_modify(|s| match &result {
+                Ok(()) => {
+                    s.synced = s.synced.max(target);
+                    s.failing = false;
+                    s.syncs += 1;
+                }
+                Err(_) => {
+                    s.failed_upto = s.failed_upto.max(target);
+                    s.failing = true;
+                    s.failures += 1;
+                }
+            });
+            match &result {
+                Err(e) => tracing::error!(
+                    error = %Chain(e),
+                    records = target,
+                    "audit log sync failed: answers that give out or change keys are refused \
+                     until a sync succeeds, and records up to this one may not be on disk"
+                ),
+                Ok(()) if was_failing => tracing::warn!(
+                    records = target,
+                    "audit log sync succeeded again: answers that give out keys are given again"
+                ),
+                Ok(()) => {}
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durability")
+            .field("mode", &self.mode)
+            .field("interval", &self.interval)
+            .field("status", &*self.status.borrow())
+            .finish_non_exhaustive()
+    }
+}
 
 /// One audit record.
 #[derive(Debug, Clone, Serialize)]
@@ -296,7 +566,8 @@ impl Counted {
 
 #[derive(Debug)]
 struct Inner {
-    file: File,
+    /// Shared with the syncer, which syncs it without this lock.
+    file: Arc<File>,
     bucket: TokenBucket,
     counted: Counted,
 }
@@ -305,6 +576,14 @@ struct Inner {
 #[derive(Debug)]
 pub struct AuditLog {
     inner: Mutex<Inner>,
+    durability: Arc<Durability>,
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.durability.lock().closed = true;
+        self.durability.wake.notify_all();
+    }
 }
 
 /// Appends `line` through `out` (a writer of `file`, opened to append)
@@ -360,7 +639,7 @@ impl Inner {
     /// Appends `line`, the record of `op`, `key` and `result` (which a
     /// failure's log names).
     fn append(&self, line: &[u8], op: &str, key: &str, result: &str) -> std::io::Result<()> {
-        let file = &self.file;
+        let file: &File = &self.file;
         let written = append_whole(&mut { file }, file, line);
         if let Err(e) = &written {
             tracing::error!(error = %e, op, key = %shown(key), result, "audit log write failed");
@@ -410,8 +689,22 @@ impl Inner {
 }
 
 impl AuditLog {
-    /// Opens (creating, mode 0600) the log at `path` for appending.
-    pub fn open(path: &Path) -> std::io::Result<Self> {
+    /// Opens (creating, mode 0600) the log at `path` for appending, synced
+    /// as `mode` says (see the module docs) by a thread of its own, which
+    /// ends when the log is dropped.
+    pub fn open(path: &Path, mode: AuditSync) -> std::io::Result<Self> {
+        Self::open_with(path, mode, AUDIT_SYNC_INTERVAL, Arc::new(File::sync_data))
+    }
+
+    /// [`Self::open`] with the sync interval and the sync itself given.
+    /// `fdatasync` is enough for an appended file: it writes the new
+    /// length with the data, which is all a reader needs of the inode.
+    pub(crate) fn open_with(
+        path: &Path,
+        mode: AuditSync,
+        interval: Duration,
+        sync: SyncFn,
+    ) -> std::io::Result<Self> {
         let mut opts = OpenOptions::new();
         opts.append(true).create(true);
         #[cfg(unix)]
@@ -419,13 +712,64 @@ impl AuditLog {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
+        let file = Arc::new(opts.open(path)?);
+        let durability = Arc::new(Durability {
+            mode,
+            interval,
+            file: Arc::clone(&file),
+            sync,
+            state: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            status: tokio::sync::watch::Sender::new(SyncStatus::default()),
+        });
+        let syncer = Arc::clone(&durability);
+        std::thread::Builder::new()
+            .name("audit-sync".into())
+            .spawn(move || syncer.run())?;
         Ok(Self {
             inner: Mutex::new(Inner {
-                file: opts.open(path)?,
+                file,
                 bucket: TokenBucket::new(REFUSAL_BURST, REFUSALS_PER_SECOND, Instant::now()),
                 counted: Counted::default(),
             }),
+            durability,
         })
+    }
+
+    /// How records are synced.
+    pub fn mode(&self) -> AuditSync {
+        self.durability.mode
+    }
+
+    /// Where the syncing stands.
+    pub fn sync_status(&self) -> SyncStatus {
+        *self.durability.status.borrow()
+    }
+
+    /// Where the syncing stands, to wait on.
+    #[cfg(test)]
+    pub(crate) fn durability_status(&self) -> tokio::sync::watch::Receiver<SyncStatus> {
+        self.durability.status.subscribe()
+    }
+
+    /// The number of the newest record written.
+    pub fn written(&self) -> u64 {
+        self.durability.lock().written
+    }
+
+    /// Numbers the record just appended (under the lock of `inner`, so
+    /// numbers follow the order of the file) and wakes the syncer in the
+    /// `each` mode.
+    fn count_written(&self) -> Written {
+        let n = {
+            let mut pending = self.durability.lock();
+            pending.written += 1;
+            pending.written
+        };
+        if self.durability.mode == AuditSync::Each {
+            self.durability.wake.notify_one();
+        }
+        Written(n)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -467,8 +811,47 @@ impl AuditLog {
     /// management token asks. An error is to be acted on as
     /// [`Self::record`] says.
     pub fn write(&self, entry: &Entry<'_>) -> std::io::Result<()> {
+        self.append_counted(entry).map(|_| ())
+    }
+
+    fn append_counted(&self, entry: &Entry<'_>) -> std::io::Result<Written> {
         let line = entry_line(entry, unix_now())?;
-        self.lock().append(&line, entry.op, entry.key, entry.result)
+        let inner = self.lock();
+        inner.append(&line, entry.op, entry.key, entry.result)?;
+        Ok(self.count_written())
+    }
+
+    /// Appends the record of an answer that gives out or changes keys, as
+    /// [`Self::write`] does, unless the log's last sync failed ([`Undurable::Failing`]:
+    /// such answers are refused until a sync succeeds, and the record is
+    /// not written, since its answer is not given). In the `each` mode the
+    /// answer must then wait for [`Self::durable`].
+    pub fn write_release(&self, entry: &Entry<'_>) -> std::io::Result<Written> {
+        if self.durability.status.borrow().failing {
+            return Err(std::io::Error::other(Undurable::Failing));
+        }
+        self.append_counted(entry)
+    }
+
+    /// In the `each` mode, waits until the record `written` is synced, by
+    /// the first sync that started after it was written (shared with every
+    /// record written before that sync started); an error if that sync
+    /// failed. In the default mode, at once.
+    pub async fn durable(&self, written: Written) -> std::io::Result<()> {
+        if self.durability.mode != AuditSync::Each {
+            return Ok(());
+        }
+        let mut status = self.durability.status.subscribe();
+        let seen = status
+            .wait_for(|s| s.synced >= written.0 || s.failed_upto >= written.0)
+            .await
+            .map_err(|_| std::io::Error::other(Undurable::Closed))?;
+        // A sync that failed may have dropped the pages it could not
+        // write: a later success does not make the record durable.
+        if seen.failed_upto >= written.0 {
+            return Err(std::io::Error::other(Undurable::SyncFailed));
+        }
+        Ok(())
     }
 
     /// Appends the record of a refusal of a request that showed no
@@ -483,11 +866,14 @@ impl AuditLog {
         let mut inner = self.lock();
         // The summary first, so that the log reads in order; a failure is
         // logged and its refusals stay counted.
+        let before = inner.counted.count;
         let _unwritten = inner.summarize_due(now);
+        self.count_summary(before, &inner);
         if inner.bucket.take(now) {
             let written = entry_line(entry, unix_now())
                 .and_then(|line| inner.append(&line, entry.op, entry.key, entry.result));
             if written.is_ok() {
+                let _numbered = self.count_written();
                 return Refusal::Written;
             }
         }
@@ -499,18 +885,35 @@ impl AuditLog {
     /// token for it (the server calls it every second, so that a summary
     /// does not wait for the next refusal).
     pub fn summarize_due(&self) -> std::io::Result<()> {
-        self.lock().summarize_due(Instant::now())
+        let mut inner = self.lock();
+        let before = inner.counted.count;
+        let written = inner.summarize_due(Instant::now());
+        self.count_summary(before, &inner);
+        written
+    }
+
+    /// Numbers a summary if one was written since `inner` counted
+    /// `before` refusals, so that the syncer syncs it too.
+    fn count_summary(&self, before: u64, inner: &Inner) {
+        if before > 0 && inner.counted.count == 0 {
+            let _numbered = self.count_written();
+        }
     }
 
     /// Writes the summary of the refusals counted, if any, token or not
     /// (at `stop`).
     pub fn summarize(&self) -> std::io::Result<()> {
-        self.lock().summarize()
+        let mut inner = self.lock();
+        let before = inner.counted.count;
+        let written = inner.summarize();
+        self.count_summary(before, &inner);
+        written
     }
 
-    /// Syncs the log to disk (called at shutdown).
+    /// Syncs the log to disk (called at shutdown, after the last record).
     pub fn sync(&self) -> std::io::Result<()> {
-        self.lock().file.sync_all()
+        let file = Arc::clone(&self.lock().file);
+        file.sync_all()
     }
 }
 
@@ -557,7 +960,7 @@ mod tests {
     fn a_record_cut_short_by_a_full_disk_is_cut_back_off() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("audit.log");
-        let log = AuditLog::open(&path)?;
+        let log = AuditLog::open(&path, AuditSync::Interval)?;
         log.record(None, "start", "-", "ok")?;
         let whole = std::fs::read(&path)?;
         let file = OpenOptions::new().append(true).open(&path)?;
@@ -626,7 +1029,7 @@ mod tests {
     fn refusals_beyond_the_burst_are_summarized_and_all_accounted_for() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("audit.log");
-        let log = AuditLog::open(&path)?;
+        let log = AuditLog::open(&path, AuditSync::Interval)?;
         let t0 = Instant::now();
         let burst = REFUSAL_BURST as usize;
         let auth = Entry::new(None, "auth", "-", "unauthorized").detail(Some("GET /v1/keys"));
@@ -687,7 +1090,7 @@ mod tests {
     /// counted, not lost.
     #[test]
     fn refusals_whose_records_fail_stay_counted() -> std::io::Result<()> {
-        let log = AuditLog::open(Path::new("/dev/full"))?;
+        let log = AuditLog::open(Path::new("/dev/full"), AuditSync::Interval)?;
         let entry = Entry::new(None, "refused", "-", "404").detail(Some("GET /nowhere"));
         let t0 = Instant::now();
         assert_eq!(log.write_limited_at(&entry, t0), Refusal::Counted);
@@ -697,6 +1100,211 @@ mod tests {
         assert_eq!(inner.counted.count, 2);
         assert_eq!(inner.counted.kinds.get("refused 404"), Some(&2));
         Ok(())
+    }
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// Waits (at most 20 s) until the log's status satisfies `done`.
+    async fn status_until(
+        log: &AuditLog,
+        done: impl FnMut(&SyncStatus) -> bool,
+    ) -> Result<SyncStatus, Box<dyn std::error::Error>> {
+        let mut status = log.durability.status.subscribe();
+        let seen = tokio::time::timeout(Duration::from_secs(20), status.wait_for(done)).await??;
+        Ok(*seen)
+    }
+
+    fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }
+
+    /// Many requests at once in the `each` mode share syncs (group
+    /// commit): the first sync is held until every record is written, so
+    /// all but the first record must share the next one; and each waiter
+    /// returns only once a sync that started after its record was written
+    /// has succeeded (the file as it was when that sync started holds the
+    /// record).
+    #[test]
+    fn concurrent_writers_in_each_mode_share_syncs() -> TestResult {
+        const WRITERS: usize = 48;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let syncs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // The file's text when the newest successful sync started.
+        let synced_text = Arc::new(Mutex::new(String::new()));
+        let (all_written, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Mutex::new(Some(gate));
+        let sync: SyncFn = {
+            let (syncs, synced_text, path) =
+                (Arc::clone(&syncs), Arc::clone(&synced_text), path.clone());
+            Arc::new(move |file: &File| {
+                let text = std::fs::read_to_string(&path)?;
+                let first = gate.lock().ok().and_then(|mut g| g.take());
+                if let Some(gate) = first {
+                    gate.recv_timeout(Duration::from_secs(20))
+                        .map_err(std::io::Error::other)?;
+                }
+                file.sync_data()?;
+                syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Ok(mut t) = synced_text.lock() {
+                    *t = text;
+                }
+                Ok(())
+            })
+        };
+        let log = Arc::new(AuditLog::open_with(
+            &path,
+            AuditSync::Each,
+            AUDIT_SYNC_INTERVAL,
+            sync,
+        )?);
+        let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let all_written = Arc::new(Mutex::new(all_written));
+        runtime()?.block_on(async {
+            let mut tasks = Vec::new();
+            for i in 0..WRITERS {
+                let (log, written, all_written, synced_text) = (
+                    Arc::clone(&log),
+                    Arc::clone(&written),
+                    Arc::clone(&all_written),
+                    Arc::clone(&synced_text),
+                );
+                tasks.push(tokio::spawn(async move {
+                    let key = format!("k{i}");
+                    let ticket = log.write_release(&Entry::new(None, "key", &key, "ok"))?;
+                    if written.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == WRITERS {
+                        all_written
+                            .lock()
+                            .map_err(|_| "poisoned")?
+                            .send(())
+                            .map_err(|_| "the first sync is gone")?;
+                    }
+                    tokio::time::timeout(Duration::from_secs(20), log.durable(ticket)).await??;
+                    let text = synced_text.lock().map_err(|_| "poisoned")?.clone();
+                    let mine = format!("\"key\":\"{key}\"");
+                    if !text.contains(&mine) {
+                        return Err(format!("{key} returned before a sync covered it").into());
+                    }
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+                }));
+            }
+            for t in tasks {
+                t.await?.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })?;
+        let syncs = syncs.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(syncs >= 1, "no sync");
+        assert!(
+            syncs < WRITERS as u64,
+            "{syncs} syncs for {WRITERS} records: none shared"
+        );
+        assert_eq!(records(&path)?.len(), WRITERS);
+        let status = log.sync_status();
+        assert_eq!(status.synced, WRITERS as u64);
+        assert_eq!(status.failures, 0);
+        Ok(())
+    }
+
+    /// A sync that fails refuses, in the default mode, every later record
+    /// of something given out (refusals are still written) until a sync
+    /// succeeds again; it is retried without a new record.
+    #[test]
+    fn a_failed_sync_refuses_what_gives_out_keys_until_one_succeeds() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sync: SyncFn = {
+            let failing = Arc::clone(&failing);
+            Arc::new(move |file: &File| {
+                if failing.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(std::io::Error::from_raw_os_error(5));
+                }
+                file.sync_data()
+            })
+        };
+        let log = AuditLog::open_with(&path, AuditSync::Interval, Duration::from_millis(20), sync)?;
+        let key = Entry::new(None, "key", "ab", "ok");
+        // Answers do not wait in the default mode.
+        runtime()?.block_on(async {
+            let ticket = log.write_release(&key)?;
+            log.durable(ticket).await?;
+            status_until(&log, |s| s.failing).await?;
+            let refused = log
+                .write_release(&key)
+                .err()
+                .ok_or("a key was given out after a failed sync")?;
+            let why = refused
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<Undurable>())
+                .ok_or("no cause")?;
+            assert_eq!(*why, Undurable::Failing);
+            let refusal = Entry::new(None, "key", "cd", "not-found");
+            assert_eq!(log.write_limited(&refusal), Refusal::Written);
+            failing.store(false, std::sync::atomic::Ordering::SeqCst);
+            let status = status_until(&log, |s| !s.failing).await?;
+            assert_eq!(status.synced, 2, "the retry synced what was written");
+            assert!(status.failures >= 1);
+            let ticket = log.write_release(&key)?;
+            assert_eq!(ticket, Written(3));
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })?;
+        assert_eq!(records(&path)?.len(), 3);
+        Ok(())
+    }
+
+    /// In the `each` mode, a record whose sync fails is not durable, even
+    /// once a later sync succeeds, and its answer is refused.
+    #[test]
+    fn in_each_mode_a_record_whose_sync_failed_is_refused() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sync: SyncFn = {
+            let calls = Arc::clone(&calls);
+            Arc::new(move |file: &File| {
+                // Only the first sync fails.
+                if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return Err(std::io::Error::from_raw_os_error(5));
+                }
+                file.sync_data()
+            })
+        };
+        let log = AuditLog::open_with(&path, AuditSync::Each, Duration::from_millis(20), sync)?;
+        runtime()?.block_on(async {
+            let ticket = log.write_release(&Entry::new(None, "key", "ab", "ok"))?;
+            let failed = tokio::time::timeout(Duration::from_secs(20), log.durable(ticket))
+                .await?
+                .err()
+                .ok_or("a record whose sync failed was taken as durable")?;
+            assert_eq!(
+                failed.get_ref().and_then(|e| e.downcast_ref::<Undurable>()),
+                Some(&Undurable::SyncFailed)
+            );
+            // The retry succeeds; the failed record stays undurable, the
+            // next one is durable.
+            status_until(&log, |s| s.syncs >= 1).await?;
+            assert!(log.durable(ticket).await.is_err());
+            let ticket = log.write_release(&Entry::new(None, "key", "cd", "ok"))?;
+            tokio::time::timeout(Duration::from_secs(20), log.durable(ticket)).await??;
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })?;
+        Ok(())
+    }
+
+    #[test]
+    fn audit_sync_modes_parse_and_unknown_ones_are_named() {
+        assert_eq!("each".parse(), Ok(AuditSync::Each));
+        assert_eq!("interval".parse(), Ok(AuditSync::Interval));
+        assert_eq!(AuditSync::default(), AuditSync::Interval);
+        let e = "always".parse::<AuditSync>().err();
+        assert_eq!(
+            e.map(|e| e.to_string()).as_deref(),
+            Some("\"always\" is no audit sync mode: use one of interval, each")
+        );
     }
 
     /// A batch's record lists its ids and count; one item is written as

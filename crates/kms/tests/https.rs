@@ -2138,3 +2138,87 @@ fn a_flood_of_refusals_is_summarized_and_every_one_accounted_for() -> TestResult
     );
     Ok(())
 }
+
+/// In the default mode, records given out become durable without another
+/// request or a stop: the background sync covers them (counted by the
+/// server's syncs, not timed), and a server that writes nothing syncs
+/// nothing.
+#[test]
+fn by_default_audit_records_are_synced_in_the_background() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let cfg = client_config(&server)?;
+    rt.block_on(async {
+        let client = KmsClient::new(&cfg)?;
+        let kek = client.new_kek().await?;
+        for _ in 0..5 {
+            client.dek(&kek).await?;
+        }
+        Ok::<_, KmsError>(())
+    })?;
+    // `start`, a `new` and five `key` records at least.
+    let (written, _) = server.audit_sync_status();
+    assert!(written >= 7, "{written} records");
+    // At most 20 s (the interval is 1 s) for the sync to cover them.
+    let mut status = server.audit_sync_status().1;
+    for _ in 0..400 {
+        if status.synced >= written {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        status = server.audit_sync_status().1;
+    }
+    assert!(
+        status.synced >= written,
+        "{status:?}: not synced in the background"
+    );
+    assert!(status.syncs >= 1 && status.failures == 0, "{status:?}");
+    // Idle: three intervals without records, and no sync more.
+    std::thread::sleep(seccs_kms::server::AUDIT_SYNC_INTERVAL * 3);
+    let (idle_written, idle) = server.audit_sync_status();
+    assert_eq!(idle_written, written, "a record was written while idle");
+    assert_eq!(idle.syncs, status.syncs, "a sync with nothing to sync");
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// With `--audit-sync each`, every key is answered after its record is
+/// synced, with 16 clients at once.
+#[test]
+fn with_audit_sync_each_every_key_waits_for_its_sync() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let mut c = config(dir.path());
+    c.audit_sync = seccs_kms::server::AuditSync::Each;
+    let server = rt.block_on(start(c))?;
+    let cfg = client_config(&server)?;
+    let kek = rt.block_on(async { KmsClient::new(&cfg)?.new_kek().await })?;
+    // The `new` was answered: its record is synced.
+    let (written, status) = server.audit_sync_status();
+    assert!(status.synced >= written, "{written}: {status:?}");
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let client = KmsClient::new(&cfg)?;
+            let kek = kek.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..8 {
+                    client.dek(&kek).await?;
+                }
+                Ok::<_, KmsError>(())
+            }));
+        }
+        for t in tasks {
+            t.await.map_err(|e| e.to_string())??;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    // Every answer waited for its record's sync, so all 128 are synced.
+    let (all, status) = server.audit_sync_status();
+    assert_eq!(all, written + 128);
+    assert!(status.synced >= all, "{all}: {status:?}");
+    assert_eq!(status.failures, 0);
+    stop(&rt, server)?;
+    Ok(())
+}

@@ -35,6 +35,13 @@
 //! (see [`crate::audit`]): a client without one cannot fill the disk
 //! through it, which would have the server answer every key request 503.
 //!
+//! The audit log is synced to disk as [`ServerConfig::audit_sync`] says
+//! (see [`crate::audit`]): by default a background sync at most every
+//! [`AUDIT_SYNC_INTERVAL`] bounds what a crash can lose of it to about a
+//! second; with [`AuditSync::Each`] an answer that gives out or changes
+//! keys waits for its record's sync, which concurrent requests share. A
+//! failed sync makes such answers 503 until a sync succeeds.
+//!
 //! Seed flaw fixed here: the seed's server ran one worker over plain HTTP as
 //! shipped; this one is HTTPS only, multi-threaded, with a certificate made
 //! on first start whose fingerprint it prints for pinning.
@@ -61,7 +68,8 @@ pub use tls::{CertInfo, Validity};
 
 use crate::KmsError;
 use crate::atomic;
-use crate::audit::AuditLog;
+pub use crate::audit::{AUDIT_SYNC_INTERVAL, AuditSync, SyncStatus};
+use crate::audit::{AuditLog, SyncFn};
 use crate::facility::Facility;
 use crate::files::{MAX_TOKEN_FILE, TOKEN_CHARACTERS, read_bounded_opt, token_fits_header};
 use crate::keyring::KeyRing;
@@ -122,6 +130,10 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Deadline of one request.
     pub request_timeout: Duration,
+    /// When audit records are synced to disk: at most every
+    /// [`AUDIT_SYNC_INTERVAL`] (the default), or before each answer that
+    /// gives out or changes keys (see [`crate::audit`]).
+    pub audit_sync: AuditSync,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -135,13 +147,15 @@ impl std::fmt::Debug for ServerConfig {
             .field("new_needs_token", &self.new_needs_token)
             .field("max_body", &self.max_body)
             .field("request_timeout", &self.request_timeout)
+            .field("audit_sync", &self.audit_sync)
             .finish()
     }
 }
 
 impl ServerConfig {
     /// Defaults: listen on `127.0.0.1:8080`, self-signed certificate,
-    /// 1 MiB bodies, 30 s per request.
+    /// 1 MiB bodies, 30 s per request, the audit log synced every
+    /// [`AUDIT_SYNC_INTERVAL`].
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
@@ -152,6 +166,7 @@ impl ServerConfig {
             new_needs_token: false,
             max_body: 1 << 20,
             request_timeout: Duration::from_secs(30),
+            audit_sync: AuditSync::Interval,
         }
     }
 }
@@ -185,6 +200,12 @@ impl RunningServer {
     /// The certificate in use and its fingerprint.
     pub fn cert(&self) -> &CertInfo {
         &self.cert
+    }
+
+    /// Where the syncing of the audit log stands: how many records were
+    /// written and synced, and how many syncs succeeded and failed.
+    pub fn audit_sync_status(&self) -> (u64, SyncStatus) {
+        (self.state.audit.written(), self.state.audit.sync_status())
     }
 
     /// The file holding the management token, if the server created or read
@@ -309,6 +330,14 @@ async fn write_summaries(state: Arc<routes::AppState>) {
 
 /// Starts a server on the current tokio runtime.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
+    start_with(config, Arc::new(std::fs::File::sync_data)).await
+}
+
+/// [`start`] with the audit log synced by `sync` (a failing one in tests).
+pub(crate) async fn start_with(
+    config: ServerConfig,
+    sync: SyncFn,
+) -> Result<RunningServer, KmsError> {
     if config.max_body < MIN_MAX_BODY {
         return Err(KmsError::Config(format!(
             "a body limit of {} bytes leaves no room for a request: give at least {MIN_MAX_BODY}",
@@ -355,7 +384,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
             Ok(routes::AppState {
                 facility: Facility::open(dir.join("keys"))?,
                 ring: KeyRing::open(&dir)?,
-                audit: AuditLog::open(&dir.join("audit.log"))?,
+                audit: AuditLog::open_with(
+                    &dir.join("audit.log"),
+                    config.audit_sync,
+                    AUDIT_SYNC_INTERVAL,
+                    sync,
+                )?,
                 token_hash: Sha256::digest(token.as_bytes()).into(),
                 max_body: config.max_body,
                 new_needs_token: config.new_needs_token,
@@ -390,6 +424,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, KmsError> {
         .route("/v1/keys/{name}/{op}", post(routes::v1_data))
         // Before the layers, so that they see an unknown route too.
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })
+        // Inside the deadline: a sync that never ends is a timeout.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            routes::await_durable,
+        ))
         .layer(DefaultBodyLimit::max(config.max_body))
         .layer(middleware::from_fn_with_state(
             config.max_body,
@@ -571,5 +610,68 @@ mod tests {
         assert!(shown.contains("/srv/kms"), "{shown}");
         cfg.token = None;
         assert!(format!("{cfg:?}").contains("token: None"));
+    }
+}
+
+#[cfg(test)]
+mod sync_tests {
+    use super::*;
+    use crate::client::{ClientConfig, KmsClient};
+
+    /// Over real TLS, in the `each` mode, on a disk whose syncs fail: a
+    /// key is answered 503 (seed and `/v1/` routes), never given out,
+    /// while a refusal (an unknown KEK) is answered at once as before.
+    #[test]
+    fn in_each_mode_a_failed_sync_answers_a_key_request_503()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let mut cfg = ServerConfig::new(dir.path());
+        cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.audit_sync = AuditSync::Each;
+        // The key exists before the server starts, so that only the sync
+        // stands between a client and its DEK.
+        let kek = Facility::open(dir.path().join("keys"))?.generate()?;
+        // The first sync (of the `start` record) succeeds, every later
+        // one fails: the first key waits for a sync that fails, and the
+        // next ones are refused before they wait.
+        let calls = std::sync::atomic::AtomicU64::new(0);
+        let failing: SyncFn = Arc::new(move |file: &std::fs::File| {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                return file.sync_data();
+            }
+            Err(std::io::Error::from_raw_os_error(5))
+        });
+        let server = rt.block_on(start_with(cfg, failing))?;
+        let client_cfg = ClientConfig::new(server.url()).with_pin(&server.cert().fingerprint)?;
+        rt.block_on(async {
+            let mut status = server.state.audit.durability_status();
+            tokio::time::timeout(Duration::from_secs(20), status.wait_for(|s| s.syncs >= 1))
+                .await??;
+            let client = KmsClient::new(&client_cfg)?;
+            let refused = client.dek(&kek).await.err().ok_or("a DEK left without a synced record")?;
+            assert!(
+                matches!(&refused, KmsError::Server { status: 503, body } if body.contains("Audit log cannot be written")),
+                "{refused}"
+            );
+            let batch = client.deks(std::slice::from_ref(&kek)).await;
+            let refused = batch.err().ok_or("a batch left without a synced record")?;
+            assert!(
+                matches!(&refused, KmsError::Server { status: 503, body } if body.starts_with("audit:")),
+                "{refused}"
+            );
+            let unknown = seccs_core::SecretKey::from_bytes([7u8; 32]);
+            assert!(matches!(client.dek(&unknown).await, Err(KmsError::NotFound)));
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })?;
+        let status = server.state.audit.sync_status();
+        assert!(status.failing && status.syncs == 1, "{status:?}");
+        let log = std::fs::read_to_string(dir.path().join("audit.log"))?;
+        assert!(log.contains("\"result\":\"not-found\""), "{log}");
+        rt.block_on(server.shutdown(Duration::from_secs(5)))?;
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use crate::KmsError;
 use crate::api::*;
-use crate::audit::{AuditLog, Entry, MAX_LISTED_REFUSED, unix_now};
+use crate::audit::{AuditLog, Entry, MAX_LISTED_REFUSED, Written, unix_now};
 use crate::error::Chain;
 use crate::facility::Facility;
 use crate::keyfile::KeyId;
@@ -59,6 +59,42 @@ struct Flags {
     /// Whether it showed the management token: its refusals are then
     /// always written one by one.
     proven: AtomicBool,
+    /// The newest record of something it gives out or changes (0: none),
+    /// which the answer waits for in the `each` mode ([`await_durable`]).
+    release: AtomicU64,
+    /// Whether a change was made before that record.
+    made: AtomicBool,
+}
+
+/// In the `each` mode, holds the answer of a request that gives out or
+/// changes keys until its record is synced (see [`crate::audit`]), and
+/// answers 503 instead when that sync fails, as a record that cannot be
+/// written is answered. Inside the deadline, so that a disk that never
+/// finishes a sync holds a request no longer than any other work.
+pub(crate) async fn await_durable(
+    State(s): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let flags = req.extensions().get::<AuditFlags>().cloned();
+    let v1 = req.uri().path().starts_with("/v1/");
+    let response = next.run(req).await;
+    let Some(flags) = flags else {
+        return response;
+    };
+    let release = flags.0.release.load(Ordering::Acquire);
+    if release == 0 {
+        return response;
+    }
+    match s.audit.durable(Written(release)).await {
+        Ok(()) => response,
+        // The syncer logged the failure, with its cause.
+        Err(_) if v1 => ApiError(KmsError::AuditUnwritable {
+            made: flags.0.made.load(Ordering::Acquire),
+        })
+        .into_response(),
+        Err(_) => AUDIT_UNWRITABLE.into_response(),
+    }
 }
 
 /// Records every refusal that no handler recorded (a body too large, a
@@ -138,8 +174,21 @@ impl Audit {
 
     /// [`Self::record`] of any entry (a batch's).
     fn record_entry(&self, entry: &Entry<'_>) -> Result<(), KmsError> {
-        self.write(entry)
+        self.release(entry, false)
             .map_err(|_| KmsError::AuditUnwritable { made: false })
+    }
+
+    /// Writes the record of an answer that gives out or changes keys
+    /// (`made`: a change made before it), which in the `each` mode waits
+    /// for its sync before it is given ([`await_durable`]).
+    fn release(&self, entry: &Entry<'_>, made: bool) -> std::io::Result<()> {
+        self.flags.0.recorded.store(true, Ordering::Release);
+        let Written(n) = self.state.audit.write_release(entry)?;
+        if made {
+            self.flags.0.made.store(true, Ordering::Release);
+        }
+        self.flags.0.release.fetch_max(n, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Records a refusal. It is answered whether or not its record is
@@ -181,7 +230,7 @@ impl Audit {
                 Ok(())
             }
             Ok(_) => self
-                .write(&self.entry(op, key, "ok").detail(detail))
+                .release(&self.entry(op, key, "ok").detail(detail), made)
                 .map_err(|_| KmsError::AuditUnwritable { made }),
         }
     }
@@ -833,6 +882,7 @@ fn datakey(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::AuditSync;
 
     #[test]
     fn the_bearer_scheme_is_case_insensitive() {
@@ -878,7 +928,7 @@ mod tests {
         let state: Shared = Arc::new(AppState {
             facility: Facility::open(dir.path().join("keys"))?,
             ring: KeyRing::open(dir.path())?,
-            audit: AuditLog::open(std::path::Path::new("/dev/full"))?,
+            audit: AuditLog::open(std::path::Path::new("/dev/full"), AuditSync::Interval)?,
             token_hash: Sha256::digest(token.as_bytes()).into(),
             max_body: 64 * 1024,
             new_needs_token: false,
