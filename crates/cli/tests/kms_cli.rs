@@ -940,6 +940,10 @@ fn serve_help_lists_the_storage_directory_and_the_routes() -> TestResult {
         "at least 1024",
         "POST /v1/keys/NAME/encrypt",
         "GET /v1/status",
+        "--audit-sync <interval|each>",
+        "synced to disk as --audit-sync says",
+        "at most once a second",
+        "concurrent requests share one sync",
     ] {
         assert!(flat.contains(item), "{item}: {help}");
     }
@@ -1263,5 +1267,36 @@ fn usage_errors_name_the_choices() -> TestResult {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(stderr(&out).contains(said), "{args:?}: {}", stderr(&out));
     }
+    Ok(())
+}
+
+/// `--audit-sync each` is taken (the server starts and gives out a key,
+/// its record synced before the answer); an unknown mode is refused
+/// naming the modes there are.
+#[test]
+fn serve_takes_audit_sync_each_and_names_the_modes_of_a_wrong_one() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let srv_dir = dir.path().join("srv");
+    let server = serve_with(&srv_dir, "127.0.0.1:0", &["--audit-sync", "each"])?;
+    let out = succeeded(kms(&server, &srv_dir, "new").output()?)?;
+    let kek = String::from_utf8(out.stdout)?;
+    assert_eq!(kek.trim().len(), 64, "{kek}");
+    drop(server);
+    let log = std::fs::read_to_string(srv_dir.join("audit.log"))?;
+    assert!(log.contains("\"op\":\"new\""), "{log}");
+    let out = seccs_kms(&["serve", "--audit-sync", "sometimes", "--dir"])
+        .arg(dir.path().join("other"))
+        .output()?;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalid value 'sometimes' for '--audit-sync <interval|each>'")
+            && err.contains("\"sometimes\" is no audit sync mode: use one of interval, each"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("other").exists(),
+        "a refused start made its directory"
+    );
     Ok(())
 }
