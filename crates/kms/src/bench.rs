@@ -10,6 +10,7 @@ use aes_gcm::Aes256Gcm;
 use serde::Serialize;
 
 use crate::KmsError;
+use crate::audit::AuditSync;
 use crate::client::{ClientConfig, KmsClient, LocalFacility};
 use crate::facility::Facility;
 use crate::server::{ServerConfig, start};
@@ -23,6 +24,12 @@ pub struct KmsBenchReport {
     pub encrypt_per_s: f64,
     /// `POST /key` over HTTPS per second, 16 concurrent clients, loopback.
     pub https_req_per_s: f64,
+    /// The same against a server run with [`AuditSync::Each`] (each key
+    /// waits for its audit record's sync, shared by concurrent requests),
+    /// measured right after it in the same run.
+    pub https_req_per_s_audit_each: f64,
+    /// `https_req_per_s_audit_each / https_req_per_s`.
+    pub audit_each_ratio: f64,
     /// File encryption MiB/s.
     pub file_mib_per_s: f64,
     /// Raw AES-256-GCM MiB/s over the same bytes in 64 KiB segments.
@@ -72,9 +79,10 @@ fn run_in(dir: &std::path::Path, params: KmsBenchParams) -> Result<KmsBenchRepor
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let mut cfg = ServerConfig::new(dir.join("server"));
-    cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = rt.block_on(start(cfg))?;
+    let server = rt.block_on(start(server_config(
+        &dir.join("server"),
+        AuditSync::Interval,
+    )))?;
     let client_cfg = ClientConfig::new(server.url()).with_pin(&server.cert().fingerprint)?;
 
     let local = LocalFacility::new(&client_cfg)?;
@@ -92,6 +100,18 @@ fn run_in(dir: &std::path::Path, params: KmsBenchParams) -> Result<KmsBenchRepor
     let encrypt_per_s = rate(n, start_t.elapsed());
 
     let https_req_per_s = rt.block_on(https(&client_cfg, &kek, params.duration))?;
+    let https_req_per_s_audit_each = {
+        let each = rt.block_on(start(server_config(
+            &dir.join("server-each"),
+            AuditSync::Each,
+        )))?;
+        let each_cfg = ClientConfig::new(each.url()).with_pin(&each.cert().fingerprint)?;
+        let kek = KmsClient::new(&each_cfg)?;
+        let kek = rt.block_on(kek.new_kek())?;
+        let r = rt.block_on(https(&each_cfg, &kek, params.duration));
+        rt.block_on(each.shutdown(Duration::from_secs(5)))?;
+        r?
+    };
 
     let (file_mib_per_s, raw_aes_gcm_mib_per_s) = file(dir, &local, &kek, params.file_bytes)?;
     rt.block_on(server.shutdown(Duration::from_secs(5)))?;
@@ -99,10 +119,20 @@ fn run_in(dir: &std::path::Path, params: KmsBenchParams) -> Result<KmsBenchRepor
         keygen_per_s,
         encrypt_per_s,
         https_req_per_s,
+        https_req_per_s_audit_each,
+        audit_each_ratio: https_req_per_s_audit_each / https_req_per_s.max(1e-9),
         file_mib_per_s,
         raw_aes_gcm_mib_per_s,
         file_ratio: file_mib_per_s / raw_aes_gcm_mib_per_s.max(1e-9),
     })
+}
+
+/// A server on any free loopback port, its audit log synced as `audit_sync`.
+fn server_config(dir: &std::path::Path, audit_sync: AuditSync) -> ServerConfig {
+    let mut cfg = ServerConfig::new(dir);
+    cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.audit_sync = audit_sync;
+    cfg
 }
 
 fn keygen(dir: &std::path::Path, duration: Duration) -> Result<f64, KmsError> {

@@ -10,7 +10,8 @@ use seccs_kms::bench::{self, KmsBenchParams};
 #[derive(Debug, Args)]
 pub struct KmsBenchArgs {
     /// Print the figures as JSON (`keygen_per_s`, `encrypt_per_s`,
-    /// `https_req_per_s`, `file_ratio`, …).
+    /// `https_req_per_s`, `https_req_per_s_audit_each`,
+    /// `audit_each_ratio`, `file_ratio`, …).
     #[arg(long)]
     json: bool,
     /// Seconds spent on each timed measurement.
@@ -42,6 +43,10 @@ pub fn run(args: KmsBenchArgs) -> anyhow::Result<()> {
         println!(
             "POST /key over HTTPS, 16 conns  {:>12.0} req/s",
             r.https_req_per_s
+        );
+        println!(
+            "  the same, --audit-sync each   {:>12.0} req/s  ({:.2}x)",
+            r.https_req_per_s_audit_each, r.audit_each_ratio
         );
         println!(
             "file encryption                 {:>12.0} MiB/s  ({:.2}x raw AES-256-GCM at {:.0} MiB/s)",
