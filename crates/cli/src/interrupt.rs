@@ -121,12 +121,20 @@ pub fn name_in(dir: &Path, file: &std::fs::File) -> std::io::Result<(PathBuf, Re
     ))
 }
 
-/// Registers a temporary file made elsewhere (by a library that creates
-/// its own). An interrupt between its creation and this call leaves it.
-pub fn register(path: &Path) -> Registered {
+/// Makes a temporary file with `make` (a library that creates its own)
+/// and registers the path `path_of` gives, in one step under the lock the
+/// handler takes, as [`temp_file_in`] does: an interrupt either comes
+/// before the file exists or finds it registered.
+pub fn make_registered<T, E>(
+    make: impl FnOnce() -> Result<T, E>,
+    path_of: impl FnOnce(&T) -> &Path,
+) -> Result<(T, Registered), E> {
     HANDLER.get_or_init(start_handler);
-    pending().insert(path.to_owned());
-    Registered(path.to_owned())
+    let mut pending = pending();
+    let made = make()?;
+    let path = path_of(&made).to_owned();
+    pending.insert(path.clone());
+    Ok((made, Registered(path)))
 }
 
 fn pending() -> MutexGuard<'static, BTreeSet<PathBuf>> {

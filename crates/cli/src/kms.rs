@@ -588,12 +588,19 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             // The KEK file's temporary file is created before the server
             // creates the key, so a destination that cannot be written
             // (taken, read-only, missing, a directory path) leaves no key
-            // that no one holds the KEK of.
-            let file = out.as_deref().map(client::KekFile::create).transpose()?;
-            // An interrupt while the server is asked removes it too.
-            let _registered = file
-                .as_ref()
-                .map(|f| crate::interrupt::register(f.temporary_path()));
+            // that no one holds the KEK of. It is made and registered in
+            // one step, so that an interrupt while the server is asked
+            // removes it too.
+            let (file, _registered) = match out.as_deref() {
+                Some(out) => {
+                    let (file, registered) = crate::interrupt::make_registered(
+                        || client::KekFile::create(out),
+                        |f| f.temporary_path(),
+                    )?;
+                    (Some(file), Some(registered))
+                }
+                None => (None, None),
+            };
             let kek = conn.client()?.run(|c| c.new_kek())?;
             match file {
                 Some(file) => {

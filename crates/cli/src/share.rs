@@ -750,30 +750,26 @@ fn interactive(args: &ClientArgs, pw: &PasswordArgs, save: &SaveArgs) -> anyhow:
     Ok(())
 }
 
-/// Waits for SIGINT, SIGTERM, or SIGHUP (a closed terminal) unless the
-/// process was started with SIGHUP ignored (`nohup`): each stops a share
-/// server as SIGTERM does.
-async fn shutdown_signal() {
+/// Listens for SIGINT, SIGTERM, and SIGHUP (a closed terminal) unless the
+/// process was started with SIGHUP ignored (`nohup`), and returns what
+/// waits for the first of them: each stops a share server as SIGTERM
+/// does. It listens at once, when called, so that a signal sent once the
+/// server runs is never missed.
+fn shutdown_signals() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let hangup = async {
-        // Not even registered when ignored: a handler would undo that.
-        if !seccs_core::signals::is_ignored(seccs_core::signals::SIGHUP)
-            && let Ok(mut s) = signal(SignalKind::hangup())
-        {
-            s.recv().await;
-            return;
-        }
-        std::future::pending::<()>().await
-    };
-    if let Ok(mut term) = signal(SignalKind::terminate()) {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            () = hangup => {}
-        }
-        return;
+    let mut kinds = vec![SignalKind::interrupt(), SignalKind::terminate()];
+    // Not even listened for when ignored: a handler would undo that.
+    if !seccs_core::signals::is_ignored(seccs_core::signals::SIGHUP) {
+        kinds.push(SignalKind::hangup());
     }
-    let _ = tokio::signal::ctrl_c().await;
+    let mut watched: Vec<_> = kinds.into_iter().filter_map(|k| signal(k).ok()).collect();
+    std::future::poll_fn(move |cx| {
+        if watched.iter_mut().any(|s| s.poll_recv(cx).is_ready()) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
 }
 
 /// Runs `seccs share`.
@@ -791,7 +787,12 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
             crate::init_tracing("info");
             let root = root.unwrap_or_else(default_root);
             let config = load_config(config.as_deref(), &root)?;
-            runtime()?.block_on(seccs_net::server::serve(&config, &root, shutdown_signal()))?;
+            let runtime = runtime()?;
+            let stop = {
+                let _inside = runtime.enter();
+                shutdown_signals()
+            };
+            runtime.block_on(seccs_net::server::serve(&config, &root, stop))?;
             Ok(())
         }
         ShareCommand::Client {

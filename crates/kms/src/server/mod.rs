@@ -539,40 +539,37 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, KmsError> {
     })
 }
 
-/// Waits for SIGINT, SIGTERM, or SIGHUP (a closed terminal, or an
-/// operator's `kill -HUP`), unless the process was started with SIGHUP
-/// ignored (`nohup`): each stops the server as SIGTERM does, so that its
-/// audit log gets its summary of refusals and its `stop`.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    let watch = |kind: tokio::signal::unix::SignalKind, name: &'static str| async move {
-        match tokio::signal::unix::signal(kind) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for {name}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    let term = watch(tokio::signal::unix::SignalKind::terminate(), "SIGTERM");
-    let hangup = async {
-        if seccs_core::signals::is_ignored(seccs_core::signals::SIGHUP) {
-            std::future::pending::<()>().await;
-        }
-        watch(tokio::signal::unix::SignalKind::hangup(), "SIGHUP").await;
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-        () = hangup => {},
+/// Listens for SIGINT, SIGTERM, and SIGHUP (a closed terminal, or an
+/// operator's `kill -HUP`) unless the process was started with SIGHUP
+/// ignored (`nohup`), and returns what waits for the first of them: each
+/// stops the server as SIGTERM does, so that its audit log gets its
+/// summary of refusals and its `stop`. It listens at once, when called,
+/// not when first awaited: called before the server says it is ready, a
+/// signal sent after that is never missed (nor takes its default action,
+/// which would end the process with no `stop`).
+fn shutdown_signals() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut kinds = vec![
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+    ];
+    if !seccs_core::signals::is_ignored(seccs_core::signals::SIGHUP) {
+        kinds.push((SignalKind::hangup(), "SIGHUP"));
     }
+    let mut watched = Vec::new();
+    for (kind, name) in kinds {
+        match signal(kind) {
+            Ok(listening) => watched.push(listening),
+            Err(e) => tracing::error!(error = %e, "cannot listen for {name}"),
+        }
+    }
+    std::future::poll_fn(move |cx| {
+        if watched.iter_mut().any(|s| s.poll_recv(cx).is_ready()) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
 }
 
 /// Runs a server until SIGINT, SIGTERM or SIGHUP, on its own multi-threaded
@@ -588,9 +585,10 @@ pub fn serve_blocking(
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let stop = shutdown_signals();
         let server = start(config).await?;
         ready(&server);
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutting down");
         server.shutdown(Duration::from_secs(10)).await
     })
