@@ -736,37 +736,48 @@ fn audit_ops(dir: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     Ok(ops)
 }
 
+/// Starts `seccs kms serve` in `dir` through `wrapper` (a command that
+/// sets how SIGHUP is handled, then runs the rest), and waits (at most
+/// 30 s) for its `start` record: the server listens for its stop signals
+/// before it writes that.
+fn serve_through(dir: &Path, wrapper: &[&str]) -> Result<Child, Box<dyn std::error::Error>> {
+    let (program, args) = wrapper.split_first().ok_or("no wrapper")?;
+    let mut child = Command::new(program)
+        .args(args)
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    for _ in 0..600 {
+        if audit_ops(dir).is_ok_and(|ops| ops.iter().any(|op| op == "start")) {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err("the server never started".into())
+}
+
 /// SIGHUP (a closed terminal) stops the key server as SIGTERM does, its
 /// audit log ending with `stop`; a server started with SIGHUP ignored (as
-/// under `nohup`) keeps running through one.
+/// under `nohup`) keeps running through one. Each is started with SIGHUP
+/// set as it needs, whatever this test inherited (a run under `nohup`
+/// ignores it).
 #[test]
 fn a_hangup_stops_the_server_unless_it_was_started_ignoring_it() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("srv");
-    let mut server = serve(&dir)?;
-    send("HUP", &server.child)?;
-    let status = wait_at_most(&mut server.child, Duration::from_secs(30))?;
+    let mut child = serve_through(&dir, &["env", "--default-signal=HUP"])?;
+    send("HUP", &child)?;
+    let status = wait_at_most(&mut child, Duration::from_secs(30))?;
     assert!(status.success(), "{status:?}");
     assert_eq!(audit_ops(&dir)?.last().map(String::as_str), Some("stop"));
 
     let dir = tmp.path().join("nohup");
-    let mut child = Command::new("sh")
-        .args(["-c", "trap '' HUP; exec \"$@\"", "sh"])
-        .arg(env!("CARGO_BIN_EXE_seccs"))
-        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut started = false;
-    for _ in 0..600 {
-        if audit_ops(&dir).is_ok_and(|ops| ops.iter().any(|op| op == "start")) {
-            started = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(started, "the server never started");
+    let mut child = serve_through(&dir, &["sh", "-c", "trap '' HUP; exec \"$@\"", "sh"])?;
     send("HUP", &child)?;
     std::thread::sleep(Duration::from_millis(500));
     let running = child.try_wait()?.is_none();
