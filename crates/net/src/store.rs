@@ -528,29 +528,46 @@ impl RecordStore {
         let path = self.record_path(tag, version);
         let head = match read_prefix(&path) {
             Ok(head) => head,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A rollback that came between the store's write of its
+                // record and its raise of the highest version removed the
+                // record first: the raise it made since is undone here.
+                self.lower_highest_raised_by(tag, version, file_id)?;
+                return Ok(0);
+            }
             Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
         };
         match crate::record::file_id_of(&head) {
             Ok(id) if id == *file_id => {
                 let removed = self.delete_locked(tag, Some(version), false)?;
-                // The save rolled back never was a version: the highest
-                // version it raised goes back to what it was.
-                let highest = self.read_highest(tag);
-                if highest.by == Some(*file_id) && highest.high == version {
-                    self.write_highest(
-                        tag,
-                        &Highest {
-                            high: highest.prev,
-                            prev: highest.prev,
-                            by: None,
-                        },
-                    )?;
-                }
+                self.lower_highest_raised_by(tag, version, file_id)?;
                 Ok(removed)
             }
             _ => Ok(0),
         }
+    }
+
+    /// The save rolled back never was a version: the highest version of
+    /// `tag`, if this save (`file_id`) raised it to `version`, goes back to
+    /// what it was. Called with the lock held.
+    fn lower_highest_raised_by(
+        &self,
+        tag: &str,
+        version: u64,
+        file_id: &[u8; 16],
+    ) -> Result<(), Error> {
+        let highest = self.read_highest(tag);
+        if highest.by == Some(*file_id) && highest.high == version {
+            self.write_highest(
+                tag,
+                &Highest {
+                    high: highest.prev,
+                    prev: highest.prev,
+                    by: None,
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// Deletes `version` of `tag`, or every version; returns how many.
@@ -777,6 +794,35 @@ mod tests {
             store.put_save("t", 1, &next[0], &next_id)?,
             PutOutcome::Stored
         );
+        Ok(())
+    }
+
+    /// A rollback that removed the record between the store's write of it
+    /// and its raise of the highest version (the two steps of `put`) still
+    /// puts the highest version back once the store sees the rollback: the
+    /// version was never given out, and the next save takes it.
+    #[test]
+    fn a_rollback_between_a_stores_write_and_its_raise_gives_the_version_back() -> Result<(), Error>
+    {
+        use crate::crypto::{Kdf, Password};
+        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let store = RecordStore::open(tmp.path())?;
+        let pw = Password::new("p");
+        let save = crate::sharing::split("t", 1, b"x", &pw, &Kdf::INSECURE_FAST, 3, 2)?;
+        let id = crate::record::file_id_of(&save[0])?;
+        // The store's two steps are done; the rollback removed the record
+        // after the first, as it does when it comes between them.
+        assert_eq!(store.put("t", 1, &save[0])?, PutOutcome::Stored);
+        fs::remove_file(store.record_path("t", 1)).map_err(|e| Error::io("rm", e))?;
+        assert_eq!(store.highest("t"), 1);
+        // What `put_save` does next, having seen the rollback.
+        assert_eq!(store.delete_save("t", 1, &id)?, 0);
+        assert_eq!(store.highest("t"), 0, "the version is given back");
+        let next = crate::sharing::split("t", 1, b"y", &pw, &Kdf::INSECURE_FAST, 3, 2)?;
+        assert_eq!(store.put("t", 1, &next[0])?, PutOutcome::Stored);
+        // Another save's rollback never lowers what this one raised.
+        assert_eq!(store.delete_save("t", 1, &id)?, 0);
+        assert_eq!(store.highest("t"), 1);
         Ok(())
     }
 
