@@ -414,23 +414,14 @@ async fn rogue_lister(
     version: u64,
     dup: usize,
 ) -> Result<tokio::task::JoinHandle<()>, Box<dyn std::error::Error + Send + Sync>> {
-    use seccs_net::message::{Body, ListEntry, Message, VersionEntry};
-    let me = format!("{}{}", seccs_net::server::SERVER_PREFIX, "ab".repeat(16));
-    let mut sub = net.broker.subscribe(&me).await?;
-    let broker = net.broker.clone();
+    use seccs_net::message::{Body, ListEntry, VersionEntry};
     let tag = tag.to_owned();
-    Ok(tokio::spawn(async move {
-        for _ in 0..64 {
-            let Some(bytes) = sub.recv().await else {
-                return;
-            };
-            let Ok(Frame::Data(d)) = Frame::decode(&bytes) else {
-                continue;
-            };
-            let Ok(m) = Message::decode(&d.payload) else {
-                continue;
-            };
-            let body = match m.body {
+    let (_, task) =
+        common::posing_server(
+            net.broker.clone(),
+            &"ab".repeat(16),
+            64,
+            move |body| match body {
                 Body::List { .. } => Body::Listed {
                     entries: vec![
                         ListEntry {
@@ -446,21 +437,10 @@ async fn rogue_lister(
                 _ => Body::Refused {
                     reason: "no".into(),
                 },
-            };
-            let reply = Message {
-                request_id: m.request_id,
-                body,
-            };
-            let frame = Frame::Data(DataFrame {
-                message_id: MessageId([3; 16]),
-                sender: me.clone(),
-                index: 0,
-                count: 1,
-                payload: reply.encode(),
-            });
-            let _ = broker.publish(&d.sender, frame.encode()).await;
-        }
-    }))
+            },
+        )
+        .await?;
+    Ok(task)
 }
 
 async fn a_server_listing_a_version_many_times_counts_once(kind: Kind) -> TestResult {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{Kind, Net, TestResult, data};
 use seccs_net::broker::Broker;
-use seccs_net::message::{Body, MAX_VERSION, Message, conflict_reason};
+use seccs_net::message::{Body, MAX_VERSION, conflict_reason};
 use seccs_net::packet::{DataFrame, Frame, MAX_FRAME_PAYLOAD, MessageId};
 use seccs_net::store::RecordStore;
 use seccs_net::{Kdf, Password};
@@ -29,55 +29,24 @@ async fn lying_server(
     broker: Arc<dyn Broker>,
     highest: u64,
 ) -> Result<(String, tokio::task::JoinHandle<()>), Box<dyn std::error::Error + Send + Sync>> {
-    let me = format!("{}{}", seccs_net::server::SERVER_PREFIX, "5e".repeat(16));
-    let mut sub = broker.subscribe(&me).await?;
-    let channel = me.clone();
-    let task = tokio::spawn(async move {
-        for i in 0..256u32 {
-            let Ok(Some(bytes)) = tokio::time::timeout(Duration::from_secs(60), sub.recv()).await
-            else {
-                return;
-            };
-            let Ok(Frame::Data(d)) = Frame::decode(&bytes) else {
-                continue;
-            };
-            let Ok(m) = Message::decode(&d.payload) else {
-                continue;
-            };
-            let body = match m.body {
-                Body::Versions { .. } => Body::VersionsHeld {
-                    highest,
-                    saves: Vec::new(),
-                },
-                Body::Store { version, .. } => Body::Refused {
-                    reason: conflict_reason(version),
-                },
-                Body::Fetch { .. } => Body::Fetched { record: None },
-                Body::List { .. } => Body::Listed {
-                    entries: Vec::new(),
-                },
-                Body::Delete { .. } | Body::Rollback { .. } => Body::Deleted { removed: 0 },
-                _ => Body::Refused {
-                    reason: "no".into(),
-                },
-            };
-            let mut message_id = [0x1e; 16];
-            message_id[..4].copy_from_slice(&i.to_le_bytes());
-            let frame = Frame::Data(DataFrame {
-                message_id: MessageId(message_id),
-                sender: me.clone(),
-                index: 0,
-                count: 1,
-                payload: Message {
-                    request_id: m.request_id,
-                    body,
-                }
-                .encode(),
-            });
-            let _ = broker.publish(&d.sender, frame.encode()).await;
-        }
-    });
-    Ok((channel, task))
+    common::posing_server(broker, &"5e".repeat(16), 256, move |body| match body {
+        Body::Versions { .. } => Body::VersionsHeld {
+            highest,
+            saves: Vec::new(),
+        },
+        Body::Store { version, .. } => Body::Refused {
+            reason: conflict_reason(version),
+        },
+        Body::Fetch { .. } => Body::Fetched { record: None },
+        Body::List { .. } => Body::Listed {
+            entries: Vec::new(),
+        },
+        Body::Delete { .. } | Body::Rollback { .. } => Body::Deleted { removed: 0 },
+        _ => Body::Refused {
+            reason: "no".into(),
+        },
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

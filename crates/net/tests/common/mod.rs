@@ -227,3 +227,49 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A broker client posing as a share server named `SERVER_PREFIX` + `id`
+/// (32 hex digits): it answers each request it gets with the body `answer`
+/// gives for it, a frame each, for at most `requests` requests or a
+/// minute without one. Returns its channel and its task.
+pub async fn posing_server(
+    broker: Arc<dyn Broker>,
+    id: &str,
+    requests: u32,
+    answer: impl Fn(seccs_net::message::Body) -> seccs_net::message::Body + Send + 'static,
+) -> Result<(String, tokio::task::JoinHandle<()>), Box<dyn std::error::Error + Send + Sync>> {
+    use seccs_net::message::Message;
+    use seccs_net::packet::{DataFrame, Frame, MessageId};
+    let me = format!("{}{id}", server::SERVER_PREFIX);
+    let mut sub = broker.subscribe(&me).await?;
+    let channel = me.clone();
+    let task = tokio::spawn(async move {
+        for i in 0..requests {
+            let Ok(Some(bytes)) = tokio::time::timeout(Duration::from_secs(60), sub.recv()).await
+            else {
+                return;
+            };
+            let Ok(Frame::Data(d)) = Frame::decode(&bytes) else {
+                continue;
+            };
+            let Ok(m) = Message::decode(&d.payload) else {
+                continue;
+            };
+            let mut message_id = [0x1e; 16];
+            message_id[..4].copy_from_slice(&i.to_le_bytes());
+            let frame = Frame::Data(DataFrame {
+                message_id: MessageId(message_id),
+                sender: me.clone(),
+                index: 0,
+                count: 1,
+                payload: Message {
+                    request_id: m.request_id,
+                    body: answer(m.body),
+                }
+                .encode(),
+            });
+            let _ = broker.publish(&d.sender, frame.encode()).await;
+        }
+    });
+    Ok((channel, task))
+}
