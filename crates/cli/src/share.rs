@@ -750,28 +750,6 @@ fn interactive(args: &ClientArgs, pw: &PasswordArgs, save: &SaveArgs) -> anyhow:
     Ok(())
 }
 
-/// Listens for SIGINT, SIGTERM, and SIGHUP (a closed terminal) unless the
-/// process was started with SIGHUP ignored (`nohup`), and returns what
-/// waits for the first of them: each stops a share server as SIGTERM
-/// does. It listens at once, when called, so that a signal sent once the
-/// server runs is never missed.
-fn shutdown_signals() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut kinds = vec![SignalKind::interrupt(), SignalKind::terminate()];
-    // Not even listened for when ignored: a handler would undo that.
-    if !seccs_core::signals::is_ignored(seccs_core::signals::SIGHUP) {
-        kinds.push(SignalKind::hangup());
-    }
-    let mut watched: Vec<_> = kinds.into_iter().filter_map(|k| signal(k).ok()).collect();
-    std::future::poll_fn(move |cx| {
-        if watched.iter_mut().any(|s| s.poll_recv(cx).is_ready()) {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-}
-
 /// Runs `seccs share`.
 pub fn run(args: ShareArgs) -> anyhow::Result<()> {
     if !matches!(
@@ -790,7 +768,9 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
             let runtime = runtime()?;
             let stop = {
                 let _inside = runtime.enter();
-                shutdown_signals()
+                seccs_core::signals::stop_signals(&mut |name, error| {
+                    errln!("seccs: warning: cannot listen for {name} ({error})");
+                })
             };
             runtime.block_on(seccs_net::server::serve(&config, &root, stop))?;
             Ok(())

@@ -605,3 +605,59 @@ fn a_missing_config_is_named_with_its_cause_once() {
     assert!(err.contains(&missing.display().to_string()), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
+
+/// SIGHUP (a closed terminal) stops a share server as SIGTERM does: it
+/// leaves the network and exits 0, its log saying it stopped. The server
+/// is started with SIGHUP at its default, whatever this test inherited (a
+/// run under `nohup` ignores it, and a server started so rightly keeps
+/// running through one).
+#[test]
+fn a_hangup_stops_a_share_server_gracefully() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let common = format!("broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\n");
+    let root = tmp.path().join("server0");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::write(
+        root.join("seccs-share.toml"),
+        format!("name = \"s0\"\n{common}"),
+    )
+    .expect("server config");
+    let log = tmp.path().join("server0.log");
+    let child = Command::new("env")
+        .arg("--default-signal=HUP")
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .args(["share", "serve", "--root"])
+        .arg(&root)
+        .env("HOME", tmp.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("seccs share serve");
+    let mut server = Killed(child);
+    let net = Network {
+        home: tmp.path().to_path_buf(),
+        config: tmp.path().join("client.toml"),
+        password: tmp.path().join("password"),
+    };
+    std::fs::write(&net.config, &common).expect("client config");
+    net.wait_for_servers(1);
+
+    let sent = Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not stop the server");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(&log).expect("server log");
+    assert!(log.contains("share server stopped"), "{log}");
+}

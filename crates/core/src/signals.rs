@@ -30,6 +30,46 @@ pub fn is_ignored(signal: i32) -> bool {
     ignored().contains(&signal)
 }
 
+/// Listens for SIGINT, SIGTERM, and SIGHUP (a closed terminal, or an
+/// operator's `kill -HUP`) unless the process was started with SIGHUP
+/// ignored (`nohup`; not even listened for then, since a handler would
+/// undo that), and returns what waits for the first of them: the stop of
+/// a server. It listens at once, when called, not when first awaited:
+/// called before a server says it is ready, a signal sent after that is
+/// never missed, nor takes its default action (which would end the
+/// process before its orderly stop). A signal that cannot be listened for
+/// is given to `cannot_listen` with its name, and the others still stop.
+///
+/// Call it inside a tokio runtime (`Runtime::enter`), as tokio's signal
+/// listeners need one.
+#[cfg(feature = "tokio")]
+pub fn stop_signals(
+    cannot_listen: &mut dyn FnMut(&'static str, std::io::Error),
+) -> impl std::future::Future<Output = ()> + use<> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut kinds = vec![
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+    ];
+    if !is_ignored(SIGHUP) {
+        kinds.push((SignalKind::hangup(), "SIGHUP"));
+    }
+    let mut watched = Vec::new();
+    for (kind, name) in kinds {
+        match signal(kind) {
+            Ok(listening) => watched.push(listening),
+            Err(e) => cannot_listen(name, e),
+        }
+    }
+    std::future::poll_fn(move |cx| {
+        if watched.iter_mut().any(|s| s.poll_recv(cx).is_ready()) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +84,37 @@ mod tests {
         assert_eq!(ignored_in("SigIgn:\t8000000000000000"), [64]);
         assert!(ignored_in("Name:\tseccs\n").is_empty());
         assert!(ignored_in("SigIgn:\tnot hex").is_empty());
+    }
+
+    /// The stop future listens from the moment it is made: a SIGTERM sent
+    /// to this process before it is first awaited is neither missed nor
+    /// fatal, and until a signal comes it does not resolve.
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn a_signal_sent_before_the_stop_is_awaited_still_stops() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut failed = Vec::new();
+        let stop = {
+            let _inside = runtime.enter();
+            stop_signals(&mut |name, _| failed.push(name))
+        };
+        assert!(failed.is_empty(), "cannot listen for {failed:?}");
+        let mut stop = Box::pin(stop);
+        let quiet = runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_millis(200), &mut stop).await
+        });
+        assert!(quiet.is_err(), "the stop resolved with no signal sent");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let stopped = runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(10), stop).await
+        });
+        assert!(stopped.is_ok(), "SIGTERM did not resolve the stop");
     }
 }

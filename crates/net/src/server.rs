@@ -345,7 +345,7 @@ pub async fn serve(
     let mut handle = start(broker, root, config.name.clone(), config.timeout()).await?;
     tracing::info!(
         channel = handle.channel(),
-        "serving; stop with Ctrl-C or SIGTERM"
+        "serving; stop with Ctrl-C, SIGTERM or SIGHUP"
     );
     tokio::select! {
         () = shutdown => {}

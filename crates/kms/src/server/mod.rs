@@ -539,39 +539,6 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, KmsError> {
     })
 }
 
-/// Listens for SIGINT, SIGTERM, and SIGHUP (a closed terminal, or an
-/// operator's `kill -HUP`) unless the process was started with SIGHUP
-/// ignored (`nohup`), and returns what waits for the first of them: each
-/// stops the server as SIGTERM does, so that its audit log gets its
-/// summary of refusals and its `stop`. It listens at once, when called,
-/// not when first awaited: called before the server says it is ready, a
-/// signal sent after that is never missed (nor takes its default action,
-/// which would end the process with no `stop`).
-fn shutdown_signals() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut kinds = vec![
-        (SignalKind::interrupt(), "SIGINT"),
-        (SignalKind::terminate(), "SIGTERM"),
-    ];
-    if !seccs_core::signals::is_ignored(seccs_core::signals::SIGHUP) {
-        kinds.push((SignalKind::hangup(), "SIGHUP"));
-    }
-    let mut watched = Vec::new();
-    for (kind, name) in kinds {
-        match signal(kind) {
-            Ok(listening) => watched.push(listening),
-            Err(e) => tracing::error!(error = %e, "cannot listen for {name}"),
-        }
-    }
-    std::future::poll_fn(move |cx| {
-        if watched.iter_mut().any(|s| s.poll_recv(cx).is_ready()) {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-}
-
 /// Runs a server until SIGINT, SIGTERM or SIGHUP, on its own multi-threaded
 /// runtime; calls `ready` once it listens (to print its address and
 /// fingerprint). For the CLI. On a thread inside a tokio runtime it fails
@@ -585,7 +552,12 @@ pub fn serve_blocking(
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let stop = shutdown_signals();
+        // SIGHUP too stops the server as SIGTERM does (unless it was
+        // ignored at start), so that its audit log gets its summary of
+        // refusals and its `stop`.
+        let stop = seccs_core::signals::stop_signals(&mut |name, error| {
+            tracing::error!(%error, "cannot listen for {name}");
+        });
         let server = start(config).await?;
         ready(&server);
         stop.await;
