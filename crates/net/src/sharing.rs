@@ -283,14 +283,29 @@ pub fn split_in_place(
     }
     .encode();
     let mac = manifest_mac(keys.mac.expose_secret(), tag, &manifest);
-    let mut records = Vec::with_capacity(n);
-    for (i, fragment) in fragments.into_iter().enumerate() {
+    let record = |i: usize, fragment: &[u8]| {
         let mut share = Zeroizing::new([0u8; SHARE_LEN]);
         share.copy_from_slice(&shares[i]);
-        records.push(Record::encode_parts(
-            i as u8, &manifest, &mac, &share, fragment,
-        ));
+        Record::encode_parts(i as u8, &manifest, &mac, &share, fragment)
+    };
+    // Each record copies its fragment: the recovery fragments are made
+    // into records first and each freed as its record is made, so that a
+    // save holds (n - t)/t of the file less at its peak.
+    let Fragments {
+        shard,
+        data,
+        recovery,
+    } = encoded;
+    let mut recovery_records = Vec::with_capacity(n - t);
+    for (j, fragment) in recovery.into_iter().enumerate() {
+        recovery_records.push(record(t + j, &fragment));
     }
+    let mut records: Vec<Vec<u8>> = data
+        .chunks_exact(shard)
+        .enumerate()
+        .map(|(i, fragment)| record(i, fragment))
+        .collect();
+    records.append(&mut recovery_records);
     Ok(records)
 }
 
