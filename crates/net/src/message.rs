@@ -66,6 +66,10 @@ pub fn conflict_reason(version: u64) -> String {
 /// back before the server stored it (the request came late).
 pub const ROLLED_BACK_REASON: &str = "the save was rolled back";
 
+/// The reason of a [`Body::Refused`] answering a store of version 0, which
+/// no save takes (versions start at 1).
+pub const NOT_A_VERSION_REASON: &str = "version 0 is not a version (versions start at 1)";
+
 /// A random identifier of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestId(pub [u8; 16]);

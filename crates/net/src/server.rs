@@ -23,7 +23,10 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::endpoint::{Endpoint, Incoming, REQUEST_QUEUE};
 use crate::error::{BrokerError, Error};
-use crate::message::{Body, MAX_VERSION, Message, ROLLED_BACK_REASON, ServerInfo, conflict_reason};
+use crate::message::{
+    Body, MAX_VERSION, Message, NOT_A_VERSION_REASON, ROLLED_BACK_REASON, ServerInfo,
+    conflict_reason,
+};
 use crate::record::Record;
 use crate::store::{PutOutcome, RecordStore, create_private_dir_all, write_atomic};
 
@@ -203,6 +206,11 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
                     reason: "empty tag".into(),
                 });
             }
+            if version == 0 {
+                return Ok(Body::Refused {
+                    reason: NOT_A_VERSION_REASON.into(),
+                });
+            }
             if version > MAX_VERSION {
                 return Ok(Body::Refused {
                     reason: format!(
@@ -230,6 +238,9 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
                         },
                         PutOutcome::RolledBack => Body::Refused {
                             reason: ROLLED_BACK_REASON.into(),
+                        },
+                        PutOutcome::NotAVersion => Body::Refused {
+                            reason: NOT_A_VERSION_REASON.into(),
                         },
                     },
                 })

@@ -37,6 +37,14 @@
 //! two saves that race for one version never overwrite each other, whether
 //! they reach one server process or two processes sharing a root.
 //!
+//! A store that is refused leaves nothing behind: the tag's directory is
+//! made only for a record that will be written, and a rollback of a tag's
+//! first save removes its `highest/` file. Before, a refused store made the
+//! tag's directory (with no record) and a rolled-back first save left a
+//! `highest/` file of version 0, so anyone on the broker could fill a
+//! server's disk with entries; a store of version 0, which is no version,
+//! was refused as a version taken.
+//!
 //! A store remembers the file ids of the last [`MAX_ROLLED_BACK`] saves
 //! rolled back ([`RecordStore::delete_save`]) and refuses a record of any of
 //! them ([`RecordStore::put_save`]): a server that was paused or slow gets a
@@ -68,6 +76,8 @@ pub enum PutOutcome {
     /// No record holds this version, but this server held one at it or
     /// above it before (removed since): the version is not given out again.
     VersionUsed,
+    /// Version 0, which is no version: versions start at 1.
+    NotAVersion,
 }
 
 /// Rolled-back saves a store remembers (16 bytes each, oldest forgotten
@@ -377,14 +387,13 @@ impl RecordStore {
     }
 
     /// Stores `record` as `version` of `tag`, unless another record is there.
+    /// A store that is refused leaves nothing behind: the tag's directory
+    /// is made only for a record that will be written.
     pub fn put(&self, tag: &str, version: u64, record: &[u8]) -> Result<PutOutcome, Error> {
-        let dir = self.tag_dir(tag);
-        let new_tag = !dir.exists();
-        create_private_dir_all(&dir)?;
-        let tag_file = dir.join("tag");
-        if !tag_file.exists() {
-            write_atomic(&tag_file, tag.as_bytes())?;
+        if version == 0 {
+            return Ok(PutOutcome::NotAVersion);
         }
+        let dir = self.tag_dir(tag);
         let path = dir.join(version_file(version));
         let compare = |path: &Path| match fs::read(path) {
             Ok(existing) if existing == record => Ok(Some(PutOutcome::Unchanged)),
@@ -400,6 +409,12 @@ impl RecordStore {
         if version <= self.read_highest(tag).high {
             // A put of this version that raised it just now left its record.
             return Ok(compare(&path)?.unwrap_or(PutOutcome::VersionUsed));
+        }
+        let new_tag = !dir.exists();
+        create_private_dir_all(&dir)?;
+        let tag_file = dir.join("tag");
+        if !tag_file.exists() {
+            write_atomic(&tag_file, tag.as_bytes())?;
         }
         // Another save may have taken the version since: the link refuses
         // to replace it, and the record there decides the outcome.
@@ -557,17 +572,27 @@ impl RecordStore {
         file_id: &[u8; 16],
     ) -> Result<(), Error> {
         let highest = self.read_highest(tag);
-        if highest.by == Some(*file_id) && highest.high == version {
-            self.write_highest(
-                tag,
-                &Highest {
-                    high: highest.prev,
-                    prev: highest.prev,
-                    by: None,
-                },
-            )?;
+        if highest.by != Some(*file_id) || highest.high != version {
+            return Ok(());
         }
-        Ok(())
+        if highest.prev == 0 {
+            // The tag had no version before: nothing is left of it, as
+            // when the save never came (a removal keeps its version).
+            let path = self.highest_path(tag);
+            return match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(format!("remove {}", path.display()), e)),
+            };
+        }
+        self.write_highest(
+            tag,
+            &Highest {
+                high: highest.prev,
+                prev: highest.prev,
+                by: None,
+            },
+        )
     }
 
     /// Deletes `version` of `tag`, or every version; returns how many.

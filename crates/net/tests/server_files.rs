@@ -1,5 +1,7 @@
 //! A share server's files are private: a record is a share of a
 //! password-encrypted file, not for other users of the machine to read.
+//! And a store the server refuses, or that is rolled back, leaves nothing
+//! on its disk.
 
 #![cfg(unix)]
 
@@ -9,8 +11,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{TIMEOUT, TestResult};
+use common::{Kind, Net, TIMEOUT, TestResult, ask_raw};
 use seccs_net::broker::MemoryBroker;
+use seccs_net::message::{Body, NOT_A_VERSION_REASON, conflict_reason};
+use seccs_net::store::RecordStore;
 use seccs_net::{Client, ClientOptions, Kdf, Password, server};
 
 fn mode(path: &Path) -> std::io::Result<u32> {
@@ -97,5 +101,111 @@ async fn a_root_the_operator_made_keeps_its_mode() -> TestResult {
     assert_eq!(mode(&root.join("records"))?, 0o700);
     assert_eq!(mode(&root.join("server-id"))?, 0o600);
     s.shutdown().await?;
+    Ok(())
+}
+
+/// The names in `dir`, sorted; none when it does not exist.
+fn names(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                out.push(entry?.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_refused_or_rolled_back_leaves_nothing_on_the_servers_disk() -> TestResult {
+    let net = Net::new(Kind::Memory, 1).await?;
+    let server = net.channel(0);
+    let root = net.root(0);
+    let store = RecordStore::open(&root)?;
+    let pw = Password::new("p");
+    let record = |tag: &str, version: u64| {
+        seccs_net::sharing::split(tag, version, b"forged", &pw, &Kdf::INSECURE_FAST, 1, 1)
+            .map(|mut r| r.remove(0))
+    };
+    // Version 0 is no version: refused as such, not as a version taken.
+    let body = Body::Store {
+        tag: "zero".into(),
+        version: 0,
+        record: record("zero", 0)?,
+    };
+    match ask_raw(&net.broker, &server, body).await? {
+        Body::Refused { reason } => {
+            assert_eq!(reason, NOT_A_VERSION_REASON);
+            assert_ne!(reason, conflict_reason(0));
+        }
+        other => return Err(format!("unexpected answer {other:?}").into()),
+    }
+    // A store at a version the server held (its tag removed since) is
+    // refused without the tag's directory coming back.
+    let client = Client::new(
+        net.broker.clone(),
+        ClientOptions {
+            timeout: TIMEOUT,
+            kdf: Kdf::INSECURE_FAST,
+            threshold: None,
+            min_acks: None,
+        },
+    )
+    .await?;
+    client.save("removed", b"data", &pw).await?;
+    client.remove("removed", None).await?;
+    let body = Body::Store {
+        tag: "removed".into(),
+        version: 1,
+        record: record("removed", 1)?,
+    };
+    match ask_raw(&net.broker, &server, body).await? {
+        Body::Refused { reason } => assert_eq!(reason, conflict_reason(1)),
+        other => return Err(format!("unexpected answer {other:?}").into()),
+    }
+    // A store rolled back after it was stored takes nothing with it: the
+    // tag had no version before, and has no trace after.
+    let forged = record("gone", 1)?;
+    let file_id = seccs_net::record::file_id_of(&forged)?;
+    let body = Body::Store {
+        tag: "gone".into(),
+        version: 1,
+        record: forged,
+    };
+    match ask_raw(&net.broker, &server, body).await? {
+        Body::Stored => {}
+        other => return Err(format!("unexpected answer {other:?}").into()),
+    }
+    let body = Body::Rollback {
+        tag: "gone".into(),
+        version: 1,
+        file_id,
+    };
+    match ask_raw(&net.broker, &server, body).await? {
+        Body::Deleted { removed: 1 } => {}
+        other => return Err(format!("unexpected answer {other:?}").into()),
+    }
+    // No tag directory is left, and only the removed tag's highest version
+    // is remembered (as it must be).
+    assert!(
+        names(&root.join("records"))?.is_empty(),
+        "{:?}",
+        names(&root.join("records"))?
+    );
+    let removed = store.highest_path("removed");
+    let highest = names(&root.join("highest"))?;
+    assert_eq!(
+        highest,
+        [removed
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()]
+    );
+    assert_eq!(store.highest("removed"), 1);
+    assert_eq!(store.highest("gone"), 0);
     Ok(())
 }

@@ -273,3 +273,42 @@ pub async fn posing_server(
     });
     Ok((channel, task))
 }
+
+/// Sends `body` to `server` in one frame, as a client of `broker` named
+/// for this call, and returns the server's answer (waited for at most 10 s,
+/// among at most 16 frames).
+pub async fn ask_raw(
+    broker: &Arc<dyn Broker>,
+    server: &str,
+    body: seccs_net::message::Body,
+) -> Result<seccs_net::message::Body, Box<dyn std::error::Error + Send + Sync>> {
+    use seccs_net::message::{Message, RequestId};
+    use seccs_net::packet::{DataFrame, Frame, FrameRef, MessageId};
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let me = format!("seccs:client:raw-test-{n}");
+    let mut replies = broker.subscribe(&me).await?;
+    let request_id = RequestId::random()?;
+    let mut message_id = [0x4d; 16];
+    message_id[..4].copy_from_slice(&n.to_le_bytes());
+    let frame = Frame::Data(DataFrame {
+        message_id: MessageId(message_id),
+        sender: me,
+        index: 0,
+        count: 1,
+        payload: Message { request_id, body }.encode(),
+    });
+    broker.publish(server, frame.encode()).await?;
+    for _ in 0..16 {
+        let bytes = tokio::time::timeout(Duration::from_secs(10), replies.recv())
+            .await?
+            .ok_or("subscription ended")?;
+        if let Ok(FrameRef::Data(d)) = FrameRef::decode(&bytes)
+            && let Ok(m) = Message::decode(d.payload)
+            && m.request_id == request_id
+        {
+            return Ok(m.body);
+        }
+    }
+    Err("no answer".into())
+}
