@@ -50,6 +50,17 @@
 //! ([`Error::LatestUnavailable`]); [`Client::load_or_older`] takes the
 //! newest that rebuilds instead.
 //!
+//! A server that does not answer the probe (paused, slow, its answer
+//! lost) is unknown, not a server that refuses N: counted as one, a lost
+//! answer and one server claiming far up pushed a save above that claim.
+//! A server that then misses the save's store too counts as refusing in
+//! the save's later attempts. A save that retried reports the warnings of
+//! the attempt that succeeded only.
+//!
+//! A store key's tag must be new, by the same rule: what at least t servers
+//! say of it counts (see `check_tag_unused`); before, any one server that
+//! said it held the tag refused the key.
+//!
 //! A rollback goes to every server the save asked, not only to those that
 //! acknowledged: a server paused or slow past the timeout gets the store
 //! request late, and remembers the rollback to refuse it then (see
@@ -281,6 +292,8 @@ struct Probe {
     unreadable: BTreeMap<u64, Vec<String>>,
     /// The first server's failure to answer, if one failed.
     first_failure: Option<String>,
+    /// The servers that did not answer (paused, slow, or the answer lost).
+    silent: Vec<String>,
 }
 
 impl Probe {
@@ -370,6 +383,10 @@ struct Quorum {
     servers: usize,
     t: usize,
     needed: usize,
+    /// Servers asked whose answer to the probe is missing, not known to be
+    /// down: what they hold is unknown, and they are not taken for servers
+    /// that refuse the version.
+    unknown: usize,
 }
 
 /// The version a save takes, from what the servers online said of the tag
@@ -459,7 +476,7 @@ fn choose_version(
     // The rule by which a save refused by some servers keeps its version.
     let wins_without_refusers = |version: u64| {
         let refusing = claims.iter().filter(|(_, h)| *h >= version).count();
-        let accepting = claims.len() - refusing;
+        let accepting = claims.len() - refusing + quorum.unknown;
         refusing == 0 || (accepting >= quorum.needed && 2 * accepting > quorum.servers)
     };
     // When the servers above are needed, the version follows the least
@@ -540,6 +557,82 @@ fn choose_version(
         ));
     }
     Ok((version, warnings))
+}
+
+/// Whether a store key may be saved as version 1 of `tag` ([`Probe`]: what
+/// the servers online said of it): the warnings for a person, or why not.
+///
+/// The tag must be new: a key saved over a file or another key becomes a
+/// version that its store loads. A server that lists a record of the tag
+/// or remembers a version of it (removed since) says it is not; as in
+/// [`choose_version`], that counts when at least t servers say it (t the
+/// save's threshold), so that one faulty or forged server (or a broker
+/// client answering in a server's name) cannot refuse every new tag. Fewer
+/// servers' claim is passed over, with a warning naming them, when the
+/// others are enough for the save by the rule that keeps a version after a
+/// race (`min_acks`, and more than half of the servers asked): those servers
+/// refuse version 1 and the save is kept by the others. When the others are
+/// not enough, the save could not succeed without the servers that say the
+/// tag was used, and is refused.
+fn check_tag_unused(tag: &str, probe: &Probe, quorum: Quorum) -> Result<Vec<String>, Error> {
+    let listed = probe.listed();
+    let mut claimants: Vec<&str> = probe
+        .highest
+        .iter()
+        .filter(|(_, h)| *h > 0)
+        .map(|(s, _)| s.as_str())
+        .chain(listed.values().flatten().copied())
+        .collect();
+    claimants.sort_unstable();
+    claimants.dedup();
+    if claimants.is_empty() {
+        return Ok(Vec::new());
+    }
+    let answered = probe.highest.len().max(claimants.len());
+    let accepting = answered - claimants.len() + quorum.unknown;
+    let t = quorum.t.max(1);
+    if claimants.len() >= t || accepting < quorum.needed || 2 * accepting <= quorum.servers {
+        let versions: Vec<u64> = listed.into_keys().collect();
+        if !versions.is_empty() {
+            return Err(Error::TagExists {
+                tag: tag.to_owned(),
+                versions,
+            });
+        }
+        return Err(Error::TagUsedBefore {
+            tag: tag.to_owned(),
+            highest: probe.highest.iter().map(|(_, h)| *h).max().unwrap_or(0),
+        });
+    }
+    let top = probe
+        .highest
+        .iter()
+        .map(|(_, h)| *h)
+        .chain(listed.keys().copied())
+        .max()
+        .unwrap_or(0);
+    Ok(vec![format!(
+        "{} report{} {tag} as used (up to version {top}), a claim fewer than {t} servers \
+         online make (this save's threshold): it was passed over and the key went to \
+         version 1 on the other servers; a faulty or forged server leaves such a claim, and \
+         so does a tag held by servers offline now, whose version 1 then holds two saves \
+         once they are back (each store opens only with its own key)",
+        claimants.join(", "),
+        if claimants.len() == 1 { "s" } else { "" },
+    )])
+}
+
+/// How one attempt of a save ended, when it did not fail.
+#[derive(Debug)]
+enum Attempt {
+    /// Enough servers hold it.
+    Saved(SaveReport),
+    /// Another save holds its version (a server said "version exists"):
+    /// try a higher one. `silent`: the servers that did not answer.
+    Lost {
+        /// Servers that did not answer the store (paused, slow, down).
+        silent: Vec<String>,
+    },
 }
 
 /// One version of a tag across the network.
@@ -811,6 +904,7 @@ impl Client {
                 Err(e) => {
                     tracing::warn!(server, "versions failed: {e}");
                     probe.first_failure.get_or_insert_with(|| e.to_string());
+                    probe.silent.push(server);
                 }
             }
         }
@@ -903,11 +997,12 @@ impl Client {
         if needed > n {
             return Err(Error::NotEnoughServers { needed, servers: n });
         }
-        let mut warnings = Vec::new();
+        // What holds whatever the attempt: the options' own warnings.
+        let mut warnings_before = Vec::new();
         if let Some(m) = self.options.min_acks
             && m < t
         {
-            warnings.push(format!(
+            warnings_before.push(format!(
                 "min_acks = {m} is below this save's threshold {t} (a save held by fewer \
                  could not be loaded): {t} acknowledgements were needed"
             ));
@@ -918,9 +1013,10 @@ impl Client {
             floor,
         }) = self.options.kdf.check_key_floor()
         {
-            warnings.push(weak_kdf_warning(setting, value, floor));
+            warnings_before.push(weak_kdf_warning(setting, value, floor));
         }
         let mut floor = 1;
+        let mut missed: Vec<String> = Vec::new();
         for attempt in 0..MAX_SAVE_ATTEMPTS {
             if attempt > 0 {
                 // Saves that collided retry at random moments, so one of
@@ -931,30 +1027,31 @@ impl Client {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
             let probe = self.probe(tag, &servers).await;
-            if rules.new_tag {
-                // A retry follows a server's "version exists": the tag is
-                // not new, even when no server lists it.
-                let listed = probe.versions();
-                if !listed.is_empty() || attempt > 0 {
-                    return Err(Error::TagExists {
-                        tag: tag.to_owned(),
-                        versions: listed,
-                    });
-                }
-                let highest = probe.highest.iter().map(|(_, h)| *h).max().unwrap_or(0);
-                if highest > 0 {
-                    return Err(Error::TagUsedBefore {
-                        tag: tag.to_owned(),
-                        highest,
-                    });
-                }
-            }
+            // A server that did not answer the probe is unknown, not one
+            // that refuses, unless it missed an earlier attempt's store too
+            // (it is down, or too slow for this save).
             let quorum = Quorum {
                 servers: n,
                 t,
                 needed,
+                unknown: probe.silent.iter().filter(|s| !missed.contains(*s)).count(),
             };
-            let (version, passed) = choose_version(tag, &probe, quorum, floor)?;
+            let (version, passed) = if rules.new_tag {
+                // A retry follows a server's "version exists": the tag is
+                // not new, even when no server lists it.
+                if attempt > 0 {
+                    return Err(Error::TagExists {
+                        tag: tag.to_owned(),
+                        versions: probe.listed().into_keys().collect(),
+                    });
+                }
+                (1, check_tag_unused(tag, &probe, quorum)?)
+            } else {
+                choose_version(tag, &probe, quorum, floor)?
+            };
+            // Only what holds for the attempt that succeeds is reported:
+            // a claim an earlier attempt passed over may be gone since.
+            let mut warnings = warnings_before.clone();
             for w in passed {
                 if !warnings.contains(&w) {
                     warnings.push(w);
@@ -972,13 +1069,16 @@ impl Client {
                 )
                 .await?
             {
-                Some(mut report) => {
+                Attempt::Saved(mut report) => {
                     report.warnings = warnings;
                     return Ok(report);
                 }
-                None => {
+                Attempt::Lost { silent } => {
                     tracing::info!(tag, version, "another save took this version; retrying");
                     floor = version + 1;
+                    missed.extend(silent);
+                    missed.sort_unstable();
+                    missed.dedup();
                 }
             }
         }
@@ -989,9 +1089,9 @@ impl Client {
     }
 
     /// One attempt of a save at `version` with threshold `t` and `needed`
-    /// acknowledgements: the report, or `None` when another save holds the
-    /// version (this one's records are then removed again). With `exclusive`,
-    /// any server holding the version makes it another's.
+    /// acknowledgements: the report, or [`Attempt::Lost`] when another save
+    /// holds the version (this one's records are then removed again). With `exclusive`,
+    /// t servers holding the version make it another's.
     #[allow(clippy::too_many_arguments)]
     async fn save_version(
         &self,
@@ -1002,7 +1102,7 @@ impl Client {
         (t, needed): (usize, usize),
         version: u64,
         exclusive: bool,
-    ) -> Result<Option<SaveReport>, Error> {
+    ) -> Result<Attempt, Error> {
         let n = servers.len();
         let records = {
             let buffer = sharing::split_buffer(data);
@@ -1038,6 +1138,7 @@ impl Client {
         });
         let conflict = crate::message::conflict_reason(version);
         let (mut acked, mut conflicts, mut reasons) = (Vec::new(), 0usize, Vec::new());
+        let mut silent = Vec::new();
         for (server, reply) in join_all(asks).await {
             match reply {
                 Ok(Body::Stored) => acked.push(server),
@@ -1059,15 +1160,19 @@ impl Client {
                 Err(e) => {
                     tracing::warn!(server, "store failed: {e}");
                     reasons.push(format!("{server}: {e}"));
+                    silent.push(server);
                 }
             }
         }
         // With a conflict, another save holds the version on some servers: it
-        // is this save's only with more than half of them (so not the other's),
-        // and never for an exclusive save, which must be the tag's only one.
-        let won = acked.len() >= needed && (conflicts == 0 || (!exclusive && 2 * acked.len() > n));
+        // is this save's only with more than half of them (so not the other's).
+        // An exclusive save must be the tag's only one: it loses to what at
+        // least t servers refuse it for, as it is refused before it is
+        // stored ([`check_tag_unused`]); fewer than t cannot stop it.
+        let won = acked.len() >= needed
+            && (conflicts == 0 || (2 * acked.len() > n && (!exclusive || conflicts < t)));
         if won {
-            return Ok(Some(SaveReport {
+            return Ok(Attempt::Saved(SaveReport {
                 version,
                 servers: n,
                 stored_on: acked.len(),
@@ -1078,7 +1183,7 @@ impl Client {
         }
         self.roll_back(servers, &acked, tag, version, file_id).await;
         if conflicts > 0 {
-            return Ok(None);
+            return Ok(Attempt::Lost { silent });
         }
         Err(Error::SaveIncomplete {
             acked: acked.len(),
@@ -1453,6 +1558,7 @@ mod tests {
             servers,
             t: servers / 2 + 1,
             needed: servers / 2 + 1,
+            unknown: 0,
         }
     }
 
@@ -1633,6 +1739,7 @@ mod tests {
             servers: 5,
             t: 3,
             needed: 4,
+            unknown: 0,
         };
         let needed = probe(&[far, far + 1, 0, 0, 0], &[(far + 1, &[1])]);
         assert_eq!(

@@ -7,8 +7,11 @@
 //! A key is saved as its tag's version 1, and a store loads that version,
 //! whatever a later `share save` to the tag added. A save of a key is
 //! stricter than a save of a file:
-//! - the tag must be new on every server that answers ([`Error::TagExists`]):
-//!   a new version over another file or key would become that store's key;
+//! - the tag must be new ([`Error::TagExists`], [`Error::TagUsedBefore`]):
+//!   a new version over another file or key would become that store's key.
+//!   As with versions, what at least t servers say counts: a claim of fewer
+//!   is passed over with a warning when the others are enough for the save,
+//!   so that one faulty or forged server cannot refuse every new tag;
 //! - at least 2 servers must be needed to rebuild it
 //!   ([`Error::KeyThresholdTooLow`]), or one machine holds the key;
 //! - the password may not be empty ([`Error::EmptyPassword`]), and the KDF

@@ -191,3 +191,119 @@ async fn a_flood_of_messages_that_never_complete_does_not_keep_a_large_save_out(
     assert!(loaded.data == file, "the file loaded is not the one saved");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fewer_than_t_servers_saying_a_tag_was_used_do_not_refuse_a_store_key() -> TestResult {
+    use seccs_core::{KEY_LEN, SecretKey};
+    use seccs_net::Error;
+    use seccs_net::keyfile::{load_key_with, save_key_with};
+    use seccs_net::message::SaveEntry;
+    let net = Net::new(Kind::Redis, 3).await?;
+    let mut client = net.client(None).await?;
+    client.options_mut().kdf = Kdf::KEY_FLOOR;
+    // A broker client posing as a server that once held every tag, holds
+    // an unreadable version 1 of it, and refuses every store as taken.
+    let (liar, task) =
+        common::posing_server(
+            net.broker.clone(),
+            &"7a".repeat(16),
+            64,
+            |body| match body {
+                Body::Versions { .. } => Body::VersionsHeld {
+                    highest: 9,
+                    saves: vec![SaveEntry::unreadable(1)],
+                },
+                Body::Store { version, .. } => Body::Refused {
+                    reason: conflict_reason(version),
+                },
+                Body::Fetch { .. } => Body::Fetched { record: None },
+                Body::Delete { .. } | Body::Rollback { .. } => Body::Deleted { removed: 0 },
+                _ => Body::Refused {
+                    reason: "no".into(),
+                },
+            },
+        )
+        .await?;
+    net.wait_servers(&client, 4).await?;
+    // Four servers online, threshold 3: the three honest ones keep the key.
+    let key = SecretKey::from_slice(&[9; KEY_LEN])?;
+    let saved = save_key_with(&client, "stores/new", &key, &pw()).await?;
+    assert_eq!((saved.version, saved.stored_on, saved.threshold), (1, 3, 3));
+    assert!(
+        saved.warnings.iter().any(|w| w.contains(&format!(
+            "{liar} reports stores/new as used (up to version 9), a claim fewer than 3 servers"
+        )) && w.contains("passed over")),
+        "{:?}",
+        saved.warnings
+    );
+    assert!(load_key_with(&client, "stores/new", &pw()).await? == key);
+    // What t servers say still counts: the tag is taken now.
+    let other = SecretKey::from_slice(&[8; KEY_LEN])?;
+    match save_key_with(&client, "stores/new", &other, &pw()).await {
+        Err(Error::TagExists { versions, .. }) => assert_eq!(versions, [1]),
+        other => return Err(format!("expected TagExists, got {other:?}").into()),
+    }
+    task.abort();
+    Ok(())
+}
+
+/// A broker client posing as a share server that claims `claim` as the
+/// highest version of the first tag it is asked about, and 0 after; it
+/// refuses its first store as a version taken and acknowledges the next
+/// (holding nothing).
+async fn refusing_once(
+    broker: Arc<dyn Broker>,
+    id: &str,
+    claim: u64,
+) -> Result<(String, tokio::task::JoinHandle<()>), Box<dyn std::error::Error + Send + Sync>> {
+    use std::sync::atomic::AtomicU32;
+    let (probes, stores) = (AtomicU32::new(0), AtomicU32::new(0));
+    common::posing_server(broker, id, 64, move |body| match body {
+        Body::Versions { .. } => Body::VersionsHeld {
+            highest: if probes.fetch_add(1, Ordering::SeqCst) == 0 {
+                claim
+            } else {
+                0
+            },
+            saves: Vec::new(),
+        },
+        Body::Store { version, .. } if stores.fetch_add(1, Ordering::SeqCst) == 0 => {
+            Body::Refused {
+                reason: conflict_reason(version),
+            }
+        }
+        Body::Store { .. } => Body::Stored,
+        Body::Delete { .. } | Body::Rollback { .. } => Body::Deleted { removed: 0 },
+        _ => Body::Refused {
+            reason: "no".into(),
+        },
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_that_retried_reports_only_what_held_for_its_last_attempt() -> TestResult {
+    let net = Net::new(Kind::Memory, 2).await?;
+    let client = net.client(None).await?;
+    // Two servers posing as ones: the first claims the tag far up, once;
+    // both refuse their first store as a version taken and store the next.
+    let (far, far_task) = refusing_once(net.broker.clone(), &"6b".repeat(16), 5000).await?;
+    let (_, near_task) = refusing_once(net.broker.clone(), &"6c".repeat(16), 0).await?;
+    net.wait_servers(&client, 4).await?;
+    // The first attempt passes over the far claim, takes version 1 and
+    // loses it (two acknowledgements of three needed, two refusals); the
+    // second meets no claim and keeps version 2.
+    let saved = client.save("doc", b"retried", &pw()).await?;
+    assert_eq!((saved.version, saved.stored_on), (2, 4));
+    assert!(
+        saved
+            .warnings
+            .iter()
+            .all(|w| !w.contains(&far) && !w.contains("passed over")),
+        "{:?}",
+        saved.warnings
+    );
+    far_task.abort();
+    near_task.abort();
+    Ok(())
+}
