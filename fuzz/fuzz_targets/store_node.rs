@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let wrapper = WrapperKind::ALL[usize::from(selector) % WrapperKind::ALL.len()];
     let backend = Arc::new(MemoryBackend::new());
     let params = Params::new(128, wrapper).expect("128 is a valid chunk size");
-    let store = Store::new(backend.clone(), params, &SecretKey::from_bytes([3; 32]));
+    let store = Store::new_unchecked(backend.clone(), params, &SecretKey::from_bytes([3; 32]));
     let content: Vec<u8> = (0..2000u32).map(|i| (i * 7 % 251) as u8).collect();
     let (put, _) = store
         .put_named(&mut &content[..], NAME, EntryKind::File)

@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         .expect("at least 2R")
         .with_compression(compression);
     let backend = Arc::new(MemoryBackend::new());
-    let store = Store::new(backend.clone(), params, &SecretKey::from_bytes([5; 32]));
+    let store = Store::new_unchecked(backend.clone(), params, &SecretKey::from_bytes([5; 32]));
 
     let r = store.put(content).expect("put to memory");
     assert_eq!(r.len(), content.len() as u64);

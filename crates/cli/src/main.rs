@@ -122,9 +122,16 @@ fn main() {
     };
     if let Err(err) = result {
         // A closed pipe (`seccs get REF | head`) is not an error.
+        // (The store's I/O error holds its cause in its message, not as
+        // its source.)
         if err
             .chain()
-            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .filter_map(|e| {
+                e.downcast_ref::<std::io::Error>().or_else(|| {
+                    e.downcast_ref::<seccs_store::StoreError>()
+                        .and_then(seccs_store::StoreError::io_error)
+                })
+            })
             .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
         {
             std::process::exit(0);

@@ -269,9 +269,13 @@ pub struct VerifyArgs {
 #[command(
     after_help = "The embedded backend keeps what `rm` deletes on disk until its tables \
 are compacted; gc compacts them, so the space of removed contents returns to the file system.\n\n\
-gc never deletes a counted entry it cannot read (a wrong key or chunk size makes sound entries \
-look tampered): it lists what it left as `left: …` lines and exits 1. `seccs rm NAME` removes a \
-broken name."
+gc never deletes a counted node it cannot read (a wrong chunk size makes sound nodes look \
+tampered): it lists what it left as `left: …` lines and exits 1. `seccs rm NAME` removes a \
+broken name.\n\n\
+A catalog record that does not authenticate under the store's key (checked at open, so the \
+record is corrupt or forged, and nothing can read it) is removed, one `removed bad-record: …` \
+line each; the contents it held keep their counts, as puts without a name (`seccs rm REF` \
+undoes them)."
 )]
 pub struct GcArgs {
     /// Print the report as JSON.
@@ -884,7 +888,8 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
     if let Ok(r) = reference.parse::<ContentRef>()
         && r.digest().len() == store.params().wrapper().digest_len()
     {
-        store.delete(&r)?;
+        let report = store.delete(&r)?;
+        said_of_delete(&report);
         return Ok(());
     }
     // A name spelled NAME@N itself (`build@2`) is that name, whole, and
@@ -910,6 +915,34 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
     let removed = store.remove_name(name, version)?;
     errln!("seccs: removed {removed} version(s) of {}", shown(name));
     Ok(())
+}
+
+/// Says on standard error what damage `rm REF` went past; the put is
+/// undone either way, so the exit code stays 0.
+fn said_of_delete(report: &seccs_store::DeleteReport) {
+    for node in &report.missing {
+        errln!("seccs: node {node} of the content was missing: nothing of it to release");
+    }
+    for node in &report.unreadable {
+        errln!("seccs: node {node} of the content did not authenticate: removed");
+    }
+    for node in &report.damaged {
+        errln!("seccs: node {node} of the content cannot be decoded by the backend: left as it is");
+    }
+    if !(report.missing.is_empty() && report.unreadable.is_empty() && report.damaged.is_empty()) {
+        errln!(
+            "seccs: the nodes only those listed cannot be told, so they keep their counts \
+             (space leaked, nothing another content needs removed); `seccs verify` checks the rest"
+        );
+    }
+    if report.damaged_records > 0 {
+        errln!(
+            "seccs: {} catalog record(s) could not be read and were not taken to hold this \
+             content (`seccs verify` lists them, `seccs gc` removes those that do not \
+             authenticate)",
+            report.damaged_records
+        );
+    }
 }
 
 /// Removes every name under `prefix` (only the gone ones with `only_gone`),
@@ -1173,11 +1206,17 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
             report.removed,
             report.counts_fixed
         )?;
+        for key in &report.records_removed {
+            outln!(
+                "removed bad-record: catalog record {key}, which does not authenticate under the \
+                 store's key (the contents it held keep their counts, as puts without a name)"
+            )?;
+        }
         print_findings("left: ", &report.remaining, &report.broken_names)?;
     }
     if !report.is_clean() {
         let mut said = format!(
-            "gc left {} it does not repair, since it never deletes what it cannot read",
+            "gc left {} it does not repair, since it never deletes a node it cannot read",
             problems_said(&report.remaining, &report.broken_names)
         );
         if !report.broken_names.is_empty() {

@@ -484,7 +484,7 @@ impl StoreDir {
     /// such a store gets the check value of the key that opens them, or of
     /// the first key while it holds nothing.
     pub fn open_store(&mut self, backend: Arc<dyn Backend>, key: &SecretKey) -> Result<Store> {
-        let mut store = Store::new(backend, self.config.params()?, key);
+        let mut store = Store::new_unchecked(backend, self.config.params()?, key);
         self.check_key(key)?;
         match &self.config.key_check {
             Some(_) => {}
@@ -515,6 +515,7 @@ impl StoreDir {
             ));
         }
         self.check_backend_marker(store.backend(), key)?;
+        store.mark_key_checked();
         store.set_journal_dir(self.path.join("journal"));
         store.hold_dir_lock(Arc::clone(&self.lock));
         if store.needs_recovery()? {
@@ -734,7 +735,7 @@ mod tests {
             let backend = dir.open_embedded()?;
             // While it has no names, any key is taken (and then recorded):
             // write a record first, as the store's earlier life did.
-            let store = Store::new(backend, dir.config().params()?, &key(1));
+            let store = Store::new_unchecked(backend, dir.config().params()?, &key(1));
             store.put_named(&mut &b"x"[..], "x", EntryKind::File)?;
             drop(store);
             assert!(dir.config().key_check.is_none());
@@ -765,7 +766,7 @@ mod tests {
         let reference = {
             let dir = new_dir(&path, None)?;
             let backend = dir.open_embedded()?;
-            let store = Store::new(backend, dir.config().params()?, &key(1));
+            let store = Store::new_unchecked(backend, dir.config().params()?, &key(1));
             store.put(&[7u8; 100_000])?
         };
         let mut dir = StoreDir::open(&path)?;

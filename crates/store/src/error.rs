@@ -21,7 +21,10 @@ pub enum StoreError {
     /// name, or a version of one. The text says which, whole.
     #[error("{0}")]
     NotFound(String),
-    /// A content reference that is not well formed.
+    /// A content reference that is not well formed, or that names a node
+    /// this store holds (authentic) with a length that is not its
+    /// content's: a mistyped or altered reference, not damage to the
+    /// store.
     #[error("invalid content reference: {0}")]
     InvalidRef(String),
     /// A range that does not lie within its content.
@@ -63,10 +66,12 @@ pub enum StoreError {
         max: usize,
     },
     /// Reading the content to store, or writing a content out, failed.
-    // The cause is the error's source, not also part of its message, so
-    // that a report of the chain (anyhow's `{:#}`) says it once.
-    #[error("I/O error")]
-    Io(#[from] std::io::Error),
+    // The cause is part of the message, not also the error's source, so
+    // that both a plain `{}` and a report of the chain (anyhow's `{:#}`)
+    // say it, once. (It was the source alone: a caller that printed the
+    // error said "I/O error" and nothing of why.)
+    #[error("I/O error: {0}")]
+    Io(std::io::Error),
     /// The store's directory, configuration or key file is unusable.
     #[error("{0}")]
     Config(String),
@@ -106,9 +111,25 @@ pub enum StoreError {
     },
 }
 
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
 impl StoreError {
     pub(crate) fn integrity(detail: impl Into<String>) -> Self {
         Self::Integrity(detail.into())
+    }
+
+    /// The I/O error this is, if it is one ([`StoreError::Io`]), for a
+    /// caller that acts on its kind (a closed pipe): the I/O error is part
+    /// of the message rather than the error's source.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            Self::Io(e) => Some(e),
+            _ => None,
+        }
     }
 }
 

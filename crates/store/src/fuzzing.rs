@@ -72,7 +72,7 @@ mod tests {
     #[test]
     fn a_stored_record_passes_the_catalog_record_target() -> crate::Result<()> {
         let params = Params::new(128, WrapperKind::AesSiv)?;
-        let store = Store::new(
+        let store = Store::new_unchecked(
             Arc::new(MemoryBackend::new()),
             params,
             &SecretKey::from_bytes([1; 32]),

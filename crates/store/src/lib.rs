@@ -2,9 +2,11 @@
 //! storage of contents on top of any key-value store.
 //!
 //! - [`Store`]: put, get, delete contents; the one type most users need.
+//!   [`Store::open`] refuses a key that is not the store's;
+//!   [`Store::new_unchecked`], as its name says, does not check.
 //! - [`dir::StoreDir`]: a store kept on disk (its config, key check and
 //!   lock); [`dir::StoreDir::open_store`] opens its [`Store`] and refuses a
-//!   key that is not the store's, which [`Store::new`] does not check.
+//!   key that is not the store's by the check value it recorded.
 //! - [`catalog`]: the encrypted names ([`Store::put_named`],
 //!   [`Store::resolve`], [`Store::list`]).
 //! - [`ContentRef`]: a content's reference, root digest ‖ length.
@@ -20,7 +22,7 @@
 //!
 //! let key = SecretKey::generate()?;
 //! let params = Params::new(256, WrapperKind::AesSiv)?;
-//! let store = Store::new(Arc::new(MemoryBackend::new()), params, &key);
+//! let store = Store::open(Arc::new(MemoryBackend::new()), params, &key)?;
 //!
 //! let content = vec![7u8; 100_000];
 //! let r = store.put(&content)?;
@@ -33,7 +35,7 @@
 //! # Names from the Python package
 //! | Python `seccs` | here |
 //! |---|---|
-//! | `SecCSLite(chunk_size, database, crypto_wrapper)` | [`Store::new`] with [`Params`] |
+//! | `SecCSLite(chunk_size, database, crypto_wrapper)` | [`Store::open`] with [`Params`] |
 //! | `put_content` | [`Store::put`] |
 //! | `put_content_and_check_if_new` | [`Store::put_and_check_if_new`] |
 //! | `get_content` | [`Store::get`] (and [`Store::get_to`], [`Store::get_range`]) |
@@ -66,6 +68,6 @@ pub mod wrapper;
 pub use error::{Result, StoreError};
 pub use params::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, Params, ZstdLevel};
 pub use put::PutOutcome;
-pub use store::{Listing, Store, StoreStats};
+pub use store::{DeleteReport, Listing, Store, StoreStats};
 pub use verify::{Finding, GcReport, VerifyReport};
 pub use wrapper::WrapperKind;

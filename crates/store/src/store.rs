@@ -38,10 +38,13 @@ const NODES_TRIED: usize = 3;
 /// stream holds up the other writes of this `Store` (puts, deletes, `gc`)
 /// while it runs. Read such a stream into a file first where that matters.
 ///
-/// `Store::new` does not check `key` against the store's data: a wrong key
-/// writes nodes and catalog records that the right one cannot read. Open a
-/// store kept on disk with [`crate::dir::StoreDir::open_store`], which
-/// refuses a key that is not the store's.
+/// [`Store::open`] checks the key against the store's data and refuses one
+/// that is not the store's; [`crate::dir::StoreDir::open_store`] opens a
+/// store kept on disk by its recorded check value. [`Store::new_unchecked`]
+/// checks nothing: a wrong key would write nodes and catalog records that
+/// the right one cannot read, and every record would look forged, so a
+/// store made that way never has [`Store::gc`] remove a record that fails
+/// to authenticate.
 pub struct Store {
     backend: Arc<dyn Backend>,
     params: Params,
@@ -51,6 +54,10 @@ pub struct Store {
     parallel: bool,
     journal_dir: Option<PathBuf>,
     catalog: CatalogCrypto,
+    /// Whether the key was checked against the store's data when it was
+    /// opened: only then is a record that fails to authenticate known to be
+    /// corrupt or forged rather than sealed under another key.
+    key_checked: bool,
     /// The lock of the store directory this store was opened from
     /// ([`crate::dir::StoreDir::open_store`]), held for as long as the
     /// store lives, not only its directory handle.
@@ -80,14 +87,56 @@ pub(crate) struct JournalEntry(PathBuf);
 
 impl Store {
     /// A store over `backend` with `params`, its keys derived from
-    /// `store_key`. Uses every core; see [`Store::set_parallel`].
+    /// `store_key`, once the key is found to be the store's: the backend's
+    /// store marker, where it keeps one, must be this key's check value,
+    /// and the key must open the store's catalog records (or, in a store
+    /// without names, one of its nodes). A backend that holds nothing is
+    /// the new store of this key. Another key is refused with
+    /// [`StoreError::WrongKey`] before anything is written. Uses every core;
+    /// see [`Store::set_parallel`].
     ///
-    /// One `Store` per backend: a `Store` serialises its own writers (it is
-    /// `Send + Sync`; share it in an `Arc`), but two over one backend would
-    /// race on reference counts and lose updates. The embedded backend
-    /// refuses a second open of its directory, and the network backends a
-    /// second writer process, but not a second `Store` on one handle.
-    pub fn new(backend: Arc<dyn Backend>, params: Params, store_key: &SecretKey) -> Self {
+    /// The check reads the catalog (and, in a store without names, walks
+    /// the backend until a node opens). One `Store` per backend: a `Store`
+    /// serialises its own writers (it is `Send + Sync`; share it in an
+    /// `Arc`), but two over one backend would race on reference counts and
+    /// lose updates. The embedded backend refuses a second open of its
+    /// directory, and the network backends a second writer process, but
+    /// not a second `Store` on one handle.
+    pub fn open(backend: Arc<dyn Backend>, params: Params, store_key: &SecretKey) -> Result<Self> {
+        let mut store = Self::new_unchecked(backend, params, store_key);
+        if let Some(marker) = store.backend.read_marker()? {
+            let ours = crate::dir::key_check(store_key);
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                marker.as_slice(),
+                ours.as_bytes(),
+            )) {
+                return Err(StoreError::WrongKey(format!(
+                    "the key given is not the key of the store on this {} backend (its \
+                     marker holds another key's check value); nothing was read or written with it",
+                    store.backend.name()
+                )));
+            }
+        }
+        if store.key_opens_store()? == Some(false) {
+            return Err(StoreError::WrongKey(format!(
+                "the key given opens none of the catalog records or nodes of the store on this \
+                 {} backend; nothing was written with it",
+                store.backend.name()
+            )));
+        }
+        store.key_checked = true;
+        Ok(store)
+    }
+
+    /// A store over `backend` with `params`, its keys derived from
+    /// `store_key`, without checking that the key is the store's (as
+    /// [`Store::open`] does): for a backend known to be new or to be this
+    /// key's, where the check's reads are not wanted. With another key,
+    /// puts write nodes and records that the store's own key cannot read,
+    /// and every record reads as forged, so [`Store::gc`] of a store made
+    /// this way leaves records that fail to authenticate where they are.
+    /// Uses every core; see [`Store::set_parallel`].
+    pub fn new_unchecked(backend: Arc<dyn Backend>, params: Params, store_key: &SecretKey) -> Self {
         Self {
             backend,
             params,
@@ -97,8 +146,21 @@ impl Store {
             parallel: true,
             journal_dir: None,
             catalog: CatalogCrypto::new(store_key),
+            key_checked: false,
             dir_lock: None,
         }
+    }
+
+    /// Records that the key was checked against the store's data
+    /// ([`crate::dir::StoreDir::open_store`] checks it by its own means).
+    pub(crate) fn mark_key_checked(&mut self) {
+        self.key_checked = true;
+    }
+
+    /// Whether the key was checked against the store's data when the store
+    /// was opened ([`Store::open`], [`crate::dir::StoreDir::open_store`]).
+    pub fn key_checked(&self) -> bool {
+        self.key_checked
     }
 
     /// Whether to use every core (default) or one thread. Results are
@@ -211,20 +273,78 @@ impl Store {
 
     /// The root of `content_ref`, authenticated as a root at the height its
     /// length gives, and checked to cover that length.
+    ///
+    /// A reference whose root is not stored is [`StoreError::NotFound`] (a
+    /// reference from another store, or with a mistyped digest). One whose
+    /// root is stored and authentic, but not at that height or not of that
+    /// length, is [`StoreError::InvalidRef`]: a node that authenticates is
+    /// one this store's key sealed under that very digest, so the node is
+    /// sound and the reference's length is not its content's (mistyped, or
+    /// altered). Only a root that authenticates as nothing is an
+    /// [`StoreError::Integrity`] error: damage or tampering, which no
+    /// reference can cause.
     fn open_root(&self, content_ref: &ContentRef) -> Result<Root> {
         let n = content_ref.len();
         let height = self.params.height(n);
         let root = self.backend.get(content_ref.digest())?.ok_or_else(|| {
             StoreError::NotFound(format!("no such content: {}", content_ref.to_hex()))
         })?;
-        let plaintext = self.open(height, true, content_ref.digest(), &root.value)?;
-        Ok(match height {
-            0 => Root::Leaf(node::decode_leaf(plaintext, n)?),
-            _ => Root::Inner {
-                height,
-                children: node::decode_superchunk(plaintext, self.wrapper.digest_len(), n)?,
-            },
-        })
+        let opened = self
+            .open_sealed(height, true, content_ref.digest(), &root.value)
+            .and_then(|plaintext| {
+                Ok(match height {
+                    0 => Root::Leaf(node::decode_leaf(plaintext, n)?),
+                    _ => Root::Inner {
+                        height,
+                        children: node::decode_superchunk(plaintext, self.wrapper.digest_len(), n)?,
+                    },
+                })
+            });
+        match opened {
+            Err(StoreError::Integrity(detail)) => {
+                Err(self.misread_root(content_ref, height, &root.value, detail))
+            }
+            other => other,
+        }
+    }
+
+    /// Why the root of `content_ref` did not open at `height` as a content
+    /// of its length: [`StoreError::InvalidRef`] if the node authenticates
+    /// at all (at another height, or not as a root), else the integrity
+    /// error `detail` says.
+    fn misread_root(
+        &self,
+        content_ref: &ContentRef,
+        height: u8,
+        value: &[u8],
+        detail: String,
+    ) -> StoreError {
+        let digest = content_ref.digest();
+        let max_height = self.params.height(u64::MAX).max(height);
+        let found = (0..=max_height).find_map(|h| {
+            [true, false]
+                .into_iter()
+                .find(|&root| self.open_node(h, root, digest, value).is_ok())
+                .map(|root| (h, root))
+        });
+        let n = content_ref.len();
+        let said = match found {
+            None => return StoreError::Integrity(detail),
+            Some((h, _)) if h != height => format!(
+                "its digest names a stored, authentic node of height {h}, and a content of \
+                 {n} bytes has a root of height {height}"
+            ),
+            Some((_, false)) => "its digest names a stored, authentic node that is a part of a \
+                                 content, not a content's root"
+                .to_owned(),
+            Some((_, true)) => format!(
+                "its digest names a stored, authentic root of another length than {n} bytes"
+            ),
+        };
+        StoreError::InvalidRef(format!(
+            "{}: {said}: the reference's length is not its content's (mistyped or altered?)",
+            content_ref.to_hex()
+        ))
     }
 
     fn check_ref(&self, r: &ContentRef) -> Result<()> {
@@ -259,7 +379,7 @@ impl Store {
         self.wrapper.open(ctx, digest, value)
     }
 
-    fn open(
+    fn open_sealed(
         &self,
         height: u8,
         is_root: bool,
@@ -319,7 +439,7 @@ impl Store {
             let values = self.backend.get_values(&keys)?;
             for ((child, from, to), value) in group.iter().zip(values) {
                 let value = value.ok_or_else(|| missing(&child.digest))?;
-                let plaintext = self.open(height, false, &child.digest, &value)?;
+                let plaintext = self.open_sealed(height, false, &child.digest, &value)?;
                 let grandchildren =
                     node::decode_superchunk(plaintext, self.wrapper.digest_len(), child.len)?;
                 self.visit(&grandchildren, height - 1, *from, *to, out, window)?;
@@ -338,7 +458,7 @@ impl Store {
         let entries = self.backend.get_values(&keys)?;
         let open_one = |((digest, len, _, _), value): (&WindowLeaf, Option<Vec<u8>>)| {
             let value = value.ok_or_else(|| missing(digest))?;
-            node::decode_leaf(self.open(0, false, digest, &value)?, *len)
+            node::decode_leaf(self.open_sealed(0, false, digest, &value)?, *len)
         };
         let opened: Vec<Result<Vec<u8>>> = if self.parallel {
             leaves
@@ -370,25 +490,58 @@ impl Store {
     /// among them), it also reads every superchunk, since the root may be a
     /// leaf of other contents too (see `refuse_if_only_names_hold`): a
     /// pass over the store's tree nodes, though not its leaves.
-    pub fn delete(&self, content_ref: &ContentRef) -> Result<()> {
+    ///
+    /// Damage elsewhere does not stop a delete; the report says what it
+    /// met. A catalog record that fails to authenticate (or that the
+    /// backend cannot decode) is not read as holding anything: its names
+    /// and versions cannot be told, so it is counted in
+    /// [`DeleteReport::damaged_records`] and the delete goes on by the
+    /// records that do authenticate. A node below the root that is missing
+    /// has nothing left to release, and one that does not authenticate is
+    /// removed when its count reaches zero: both are listed, and the nodes
+    /// only they listed cannot be told, so they keep their counts (space
+    /// leaked, never a node another content needs removed).
+    pub fn delete(&self, content_ref: &ContentRef) -> Result<DeleteReport> {
         self.check_ref(content_ref)?;
         let _guard = self.lock_writer();
         self.open_root(content_ref)?;
-        self.refuse_if_only_names_hold(content_ref)?;
-        let mut releaser = Releaser::default();
+        let damaged_records = self.refuse_if_only_names_hold(content_ref)?;
+        let mut releaser = Releaser {
+            tolerate_missing: true,
+            tolerate_unreadable: true,
+            ..Releaser::default()
+        };
         self.release(
             &mut releaser,
             vec![(content_ref.digest().to_vec(), content_ref.len())],
             self.params.height(content_ref.len()),
             true,
         )?;
-        self.backend.apply_owned(releaser.into_batch())?;
-        Ok(())
+        let hex = |d: &Vec<u8>| seccs_core::hexenc::encode(d);
+        let mut report = DeleteReport {
+            removed: 0,
+            missing: releaser.missing.iter().map(hex).collect(),
+            unreadable: releaser.unreadable.iter().map(hex).collect(),
+            damaged: releaser.damaged.iter().map(hex).collect(),
+            damaged_records,
+        };
+        report.missing.sort();
+        report.unreadable.sort();
+        let batch = releaser.into_batch();
+        report.removed = batch
+            .ops()
+            .iter()
+            .filter(|op| matches!(op, crate::backend::Op::Delete { .. }))
+            .count() as u64;
+        self.backend.apply_owned(batch)?;
+        Ok(report)
     }
 
     /// Fails with [`StoreError::HeldByNames`] when every put that the
     /// root's count holds is a name's version, and with
     /// [`StoreError::NotFound`] when no put of the content is left at all.
+    /// Returns how many catalog records could not be read (they are not
+    /// taken to hold anything).
     ///
     /// A root's count holds one per put of its content, named or not, and
     /// one per stored parent listing it. With a wrapper that distinguishes
@@ -397,9 +550,10 @@ impl Store {
     /// same bytes, sealed alike), whose parent holds it too: those parents
     /// are counted, by reading every superchunk, so that a delete never
     /// takes the longer content's reference for a put of its own.
-    fn refuse_if_only_names_hold(&self, content_ref: &ContentRef) -> Result<()> {
-        let holders: Vec<String> = self
-            .list("")?
+    fn refuse_if_only_names_hold(&self, content_ref: &ContentRef) -> Result<usize> {
+        let listing = self.list_readable("")?;
+        let holders: Vec<String> = listing
+            .records
             .iter()
             .flat_map(|record| {
                 record
@@ -415,7 +569,7 @@ impl Store {
             self.parents_listing(content_ref.digest())?
         };
         if holders.is_empty() && parents == 0 {
-            return Ok(());
+            return Ok(listing.damaged);
         }
         let count = self
             .backend
@@ -424,7 +578,7 @@ impl Store {
             .flatten()
             .unwrap_or(0);
         if count > holders.len() as u64 + parents {
-            return Ok(());
+            return Ok(listing.damaged);
         }
         if holders.is_empty() {
             return Err(StoreError::NotFound(format!(
@@ -461,7 +615,7 @@ impl Store {
                     .filter(|d| !releaser.counts.contains_key(*d) && seen.insert(*d))
                     .collect()
             };
-            let counts = self.backend.get_counts(&unknown)?;
+            let counts = self.counts_for_release(&unknown, releaser)?;
             for (d, c) in unknown.iter().zip(counts) {
                 releaser.counts.insert(d.to_vec(), (c, c, height));
             }
@@ -472,9 +626,15 @@ impl Store {
                     .get_mut(&digest)
                     .ok_or_else(|| missing(&digest))?;
                 let count = match slot.1 {
+                    // An entry the backend cannot decode: its count and
+                    // children cannot be told, so it stays as it is.
+                    None if releaser.damaged.contains(&digest) => continue,
                     Some(c) if c > 0 => c,
                     // Cleaning up: what is already gone needs no release.
-                    None if releaser.tolerate_missing && !is_root => continue,
+                    None if releaser.tolerate_missing && !is_root => {
+                        releaser.missing.insert(digest);
+                        continue;
+                    }
                     None if releaser.tolerate_missing_roots && is_root => continue,
                     Some(_) | None if is_root => {
                         return Err(StoreError::NotFound(format!(
@@ -511,11 +671,11 @@ impl Store {
                 let entries = self.backend.get_many(&keys)?;
                 for ((digest, len), entry) in group.iter().zip(entries) {
                     let entry = entry.ok_or_else(|| missing(digest))?;
-                    let children =
-                        self.open(height, is_root, digest, &entry.value)
-                            .and_then(|plaintext| {
-                                node::decode_superchunk(plaintext, self.wrapper.digest_len(), *len)
-                            });
+                    let children = self
+                        .open_sealed(height, is_root, digest, &entry.value)
+                        .and_then(|plaintext| {
+                            node::decode_superchunk(plaintext, self.wrapper.digest_len(), *len)
+                        });
                     match children {
                         Ok(children) => {
                             next.extend(children.into_iter().map(|c| (c.digest, c.len)))
@@ -524,7 +684,9 @@ impl Store {
                         // authenticate is removed with it; the children it
                         // listed cannot be told, so they keep their counts
                         // (a leak, never a loss).
-                        Err(StoreError::Integrity(_)) if releaser.tolerate_unreadable => {}
+                        Err(StoreError::Integrity(_)) if releaser.tolerate_unreadable => {
+                            releaser.unreadable.insert(digest.clone());
+                        }
                         Err(e) => return Err(e),
                     }
                 }
@@ -532,6 +694,32 @@ impl Store {
             level = next;
             height -= 1;
             is_root = false;
+        }
+    }
+
+    /// The counts of `keys`, for a release. A tolerant release (one that
+    /// skips missing nodes) also goes on past an entry the backend cannot
+    /// decode (a Redis value too short for its count), which fails a read
+    /// of many keys at once: the keys are then read one at a time, and
+    /// each that fails so is put in `releaser.damaged` and read as absent.
+    fn counts_for_release(
+        &self,
+        keys: &[&[u8]],
+        releaser: &mut Releaser,
+    ) -> Result<Vec<Option<u64>>> {
+        match self.backend.get_counts(keys) {
+            Err(crate::backend::BackendError::Corrupt { .. }) if releaser.tolerate_missing => keys
+                .iter()
+                .map(|key| match self.backend.get_counts(&[key]) {
+                    Ok(mut count) => Ok(count.pop().flatten()),
+                    Err(crate::backend::BackendError::Corrupt { .. }) => {
+                        releaser.damaged.insert(key.to_vec());
+                        Ok(None)
+                    }
+                    Err(e) => Err(e.into()),
+                })
+                .collect(),
+            other => Ok(other?),
         }
     }
 
@@ -780,7 +968,7 @@ impl Store {
     }
 
     /// Drops the put each of `versions` holds, into `releaser` (made by
-    /// [`Releaser::for_names`]).
+    /// [`Releaser::tolerant`]).
     fn release_versions(&self, releaser: &mut Releaser, versions: &[Version]) -> Result<()> {
         for v in versions {
             let r = &v.content_ref;
@@ -801,13 +989,12 @@ impl Store {
     /// made before check values (see [`crate::dir`]).
     pub fn key_opens_catalog(&self) -> Result<Option<bool>> {
         let mut found = None;
-        self.backend
-            .for_each_with_prefix(&[catalog::KEY_PREFIX], &mut |key, entry| {
-                if found != Some(true) && catalog::is_catalog_key(key) {
-                    found = Some(self.catalog.open(key, &entry.value).is_ok());
-                }
-                Ok(())
-            })?;
+        self.walk_until(&[catalog::KEY_PREFIX], &mut |key, entry| {
+            if catalog::is_catalog_key(key) {
+                found = Some(self.catalog.open(key, &entry.value).is_ok());
+            }
+            found != Some(true)
+        })?;
         Ok(found)
     }
 
@@ -822,8 +1009,8 @@ impl Store {
         // The right key opens every node; a few are tried so that one
         // damaged node does not make it look wrong.
         let (mut found, mut tried) = (None, 0);
-        self.backend.for_each(&mut |key, entry| {
-            if found != Some(true) && tried < NODES_TRIED && !catalog::is_catalog_key(key) {
+        self.walk_until(&[], &mut |key, entry| {
+            if !catalog::is_catalog_key(key) {
                 tried += 1;
                 let opens = (0..=MAX_TRIED_HEIGHT).any(|height| {
                     [false, true]
@@ -832,9 +1019,39 @@ impl Store {
                 });
                 found = Some(opens);
             }
-            Ok(())
+            found != Some(true) && tried < NODES_TRIED
         })?;
         Ok(found)
+    }
+
+    /// Walks the entries under `prefix` until `visit` returns false,
+    /// past entries the backend cannot decode (a key check must not fail
+    /// for one damaged entry).
+    fn walk_until(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &crate::backend::Entry) -> bool,
+    ) -> Result<()> {
+        let mut stopped = false;
+        let walked = self.backend.walk(
+            prefix,
+            &mut |key, entry| {
+                if visit(key, entry) {
+                    return Ok(());
+                }
+                stopped = true;
+                // Ends the walk; told from a backend's error by `stopped`.
+                Err(crate::backend::BackendError::other(
+                    self.backend.name(),
+                    "walk ended by its visitor",
+                ))
+            },
+            Some(&mut |_, _| {}),
+        );
+        match walked {
+            Err(_) if stopped => Ok(()),
+            other => Ok(other?),
+        }
     }
 
     /// Every catalog record whose name starts with `prefix`, sorted by name;
@@ -1070,7 +1287,7 @@ impl Store {
     /// left without a parent (count zero) and those only they referred to,
     /// then clears the journal. Run only while no other writer is active.
     pub fn recover(&self) -> Result<u64> {
-        let removed = self.gc()?.removed;
+        let removed = self.collect(false)?.removed;
         if let Some(dir) = &self.journal_dir
             && dir.exists()
         {
@@ -1101,6 +1318,44 @@ pub struct StoreStats {
     /// Entries the backend holds but cannot decode (a Redis value too short
     /// for its count); their bytes count the key only.
     pub damaged: Usage,
+}
+
+/// What [`Store::delete`] did, and the damage it went past.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeleteReport {
+    /// Entries removed: the nodes whose count reached zero.
+    pub removed: u64,
+    /// Nodes of the content's tree that are not stored (hex): nothing was
+    /// left of them to release. The nodes only they listed cannot be told,
+    /// so they keep their counts; `verify` cannot tell those from contents
+    /// put without a name.
+    pub missing: Vec<String>,
+    /// Nodes of the content's tree that did not authenticate (hex), removed
+    /// as their count reached zero; the children they listed keep their
+    /// counts, as under [`DeleteReport::missing`].
+    pub unreadable: Vec<String>,
+    /// Nodes of the content's tree that the backend holds but cannot
+    /// decode (hex; a Redis value too short for its count): their counts
+    /// cannot be read, so they were left as they are, with what they list
+    /// (`verify` reports them `unreadable`).
+    pub damaged: Vec<String>,
+    /// Catalog records that failed to authenticate, or that the backend
+    /// could not decode, when the delete looked for the names that hold
+    /// the content: they were not taken to hold it (their names and
+    /// versions cannot be told). `seccs verify` lists them and `gc`
+    /// removes those that fail to authenticate.
+    pub damaged_records: usize,
+}
+
+impl DeleteReport {
+    /// Whether the delete met no damage.
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty()
+            && self.unreadable.is_empty()
+            && self.damaged.is_empty()
+            && self.damaged_records == 0
+    }
 }
 
 /// What [`Store::list_readable`] found.
@@ -1159,6 +1414,14 @@ pub(crate) struct Releaser {
     /// authenticate, without releasing its children: a name whose content
     /// was tampered with can still be removed.
     pub(crate) tolerate_unreadable: bool,
+    /// Nodes found missing (skipped under `tolerate_missing`).
+    pub(crate) missing: std::collections::BTreeSet<Vec<u8>>,
+    /// Entries the backend could not decode (skipped under
+    /// `tolerate_missing`): left as they are, with their children's counts.
+    pub(crate) damaged: std::collections::BTreeSet<Vec<u8>>,
+    /// Nodes removed though they did not authenticate (under
+    /// `tolerate_unreadable`): the children they listed keep their counts.
+    pub(crate) unreadable: std::collections::BTreeSet<Vec<u8>>,
 }
 
 impl Releaser {

@@ -45,7 +45,11 @@ pub enum Finding {
         /// What the backend said.
         detail: String,
     },
-    /// A catalog record does not authenticate or parse.
+    /// A catalog record does not authenticate or parse: under the store's
+    /// own key (checked when it was opened), it is corrupt or forged, and
+    /// what it held (a name, its versions) cannot be read. [`Store::gc`]
+    /// removes it. (A catalog entry the backend cannot decode at all is
+    /// [`Finding::Unreadable`].)
     BadRecord {
         /// The record's key (hex).
         key: String,
@@ -88,9 +92,12 @@ impl std::fmt::Display for Finding {
             Finding::Missing { node } => write!(f, "missing: node {node} is not stored"),
             // The backend's detail names the entry.
             Finding::Unreadable { detail, .. } => write!(f, "unreadable: {detail}"),
-            Finding::BadRecord { key } => {
-                write!(f, "bad-record: catalog record {key} does not authenticate")
-            }
+            Finding::BadRecord { key } => write!(
+                f,
+                "bad-record: catalog record {key} does not authenticate under the store's key \
+                 (corrupt or forged): the name and versions it held cannot be read \
+                 (`seccs gc` removes it)"
+            ),
             Finding::WrongCount {
                 node,
                 stored,
@@ -142,14 +149,22 @@ impl VerifyReport {
 /// content.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GcReport {
-    /// Entries removed (orphans and the nodes only they referred to).
+    /// Entries removed (orphans and the nodes only they referred to; not
+    /// counting [`GcReport::records_removed`]).
     pub removed: u64,
+    /// Catalog records removed because they failed to authenticate under
+    /// the store's key (hex keys; each was verify's
+    /// [`Finding::BadRecord`]). Only a store whose key was checked when it
+    /// was opened removes them. The contents they held keep their counts,
+    /// as puts without a name.
+    pub records_removed: Vec<String>,
     /// Counts raised to what parents and names need.
     pub counts_fixed: u64,
     /// Verify's findings that gc does not repair: tampered, missing and
-    /// unreadable nodes, bad catalog records, roots at the wrong height.
-    /// gc never deletes what it cannot read, since a wrong key or chunk
-    /// size makes sound entries look the same.
+    /// unreadable nodes, roots at the wrong height, and bad catalog records
+    /// of a store whose key was not checked. gc never deletes a counted
+    /// node it cannot read, since a wrong chunk size makes sound nodes look
+    /// the same, nor a record that a wrong key could make look bad.
     pub remaining: Vec<Finding>,
     /// Names whose content cannot be read back whole (see
     /// [`VerifyReport::broken_names`]).
@@ -157,7 +172,8 @@ pub struct GcReport {
 }
 
 impl GcReport {
-    /// Whether the store is clean after gc.
+    /// Whether the store is clean after gc (records it removed were
+    /// repaired).
     pub fn is_clean(&self) -> bool {
         self.remaining.is_empty() && self.broken_names.is_empty()
     }
@@ -180,8 +196,8 @@ struct Scan {
     records: Vec<catalog::Record>,
     /// The keys of the readable records, for [`Store::check_lookups`].
     record_keys: Vec<Vec<u8>>,
-    /// The keys (hex) of records that do not authenticate or parse.
-    bad_records: Vec<String>,
+    /// The keys of records that do not authenticate or parse.
+    bad_records: Vec<Vec<u8>>,
     /// Entries the backend holds but cannot decode: key and why.
     damaged: Vec<(Vec<u8>, String)>,
 }
@@ -235,7 +251,7 @@ impl Store {
                             records.push(r);
                             record_keys.push(key.to_vec());
                         }
-                        Err(_) => bad_records.push(seccs_core::hexenc::encode(key)),
+                        Err(_) => bad_records.push(key.to_vec()),
                     }
                     return Ok(());
                 }
@@ -321,7 +337,6 @@ impl Store {
             damaged,
             ..
         } = scan;
-        let mut bad_records = bad_records.clone();
         let mut report = VerifyReport {
             nodes: nodes.len() as u64,
             names: records.len() as u64,
@@ -330,18 +345,19 @@ impl Store {
         let hex = seccs_core::hexenc::encode;
         let mut broken: HashSet<Vec<u8>> = HashSet::new();
         for (key, detail) in damaged {
-            if catalog::is_catalog_key(key) {
-                bad_records.push(hex(key));
-            } else {
-                report.findings.push(Finding::Unreadable {
-                    key: hex(key),
-                    detail: detail.clone(),
-                });
+            // A catalog entry the backend cannot decode is unreadable like
+            // any other entry (it breaks no node); one it reads whole but
+            // that fails to authenticate is a bad record.
+            report.findings.push(Finding::Unreadable {
+                key: hex(key),
+                detail: detail.clone(),
+            });
+            if !catalog::is_catalog_key(key) {
                 broken.insert(key.clone());
             }
         }
         for key in bad_records {
-            report.findings.push(Finding::BadRecord { key });
+            report.findings.push(Finding::BadRecord { key: hex(key) });
         }
         let needed = needed_counts(nodes, records);
         let mut parents: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
@@ -463,12 +479,41 @@ impl Store {
     /// too (nothing counts it), but the children it listed cannot be told,
     /// so they keep their counts. What gc cannot repair is returned in
     /// [`GcReport::remaining`].
+    ///
+    /// In a store whose key was checked when it was opened ([`Store::open`],
+    /// [`crate::dir::StoreDir::open_store`]), gc also removes the catalog
+    /// records that fail to authenticate, and lists them in
+    /// [`GcReport::records_removed`]: under the store's own key such a
+    /// record is corrupt or forged, and nothing can ever read it (AES-SIV
+    /// cannot be repaired). What it held cannot be told, so the contents
+    /// its versions held keep their counts, as puts without a name
+    /// (`verify` cannot tell them from such puts; `delete` of a reference
+    /// undoes them). A store opened without a key check leaves such
+    /// records, since under a wrong key every record looks so.
     pub fn gc(&self) -> Result<GcReport> {
+        self.collect(true)
+    }
+
+    /// [`Store::gc`]; bad catalog records are removed only with
+    /// `remove_bad_records` (recovery after a crash, which nobody reads
+    /// the report of, leaves them to a gc that says so).
+    pub(crate) fn collect(&self, remove_bad_records: bool) -> Result<GcReport> {
         let _guard = self.lock_writer();
         // A damaged entry is left as it is: gc cannot tell what it held.
         let mut scan = self.scan()?;
-        let needed = needed_counts(&scan.nodes, &scan.records);
         let mut report = GcReport::default();
+        if remove_bad_records && self.key_checked() && !scan.bad_records.is_empty() {
+            let mut batch = Batch::new();
+            for key in &scan.bad_records {
+                batch.delete(key.clone());
+            }
+            self.backend().apply_owned(batch)?;
+            report.records_removed = std::mem::take(&mut scan.bad_records)
+                .iter()
+                .map(|k| seccs_core::hexenc::encode(k))
+                .collect();
+        }
+        let needed = needed_counts(&scan.nodes, &scan.records);
         let mut batch = Batch::new();
         for (digest, need) in &needed {
             if let Some(n) = scan.nodes.get(digest)

@@ -41,7 +41,7 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
 
 fn run(backend: Arc<dyn Backend>, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let params = Params::new(128, WrapperKind::AesSiv).expect("valid");
-    let store = Store::new(backend, params, &common::key(3));
+    let store = Store::new_unchecked(backend, params, &common::key(3));
     let pieces = pool();
     // Model: every put not yet deleted, as (reference, content).
     let mut live: Vec<(ContentRef, Vec<u8>)> = Vec::new();

@@ -45,7 +45,7 @@ impl Backend for Counting {
 fn a_range_read_fetches_only_the_nodes_on_its_path() {
     let backend = Arc::new(Counting::default());
     let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
-    let store = Store::new(backend.clone(), params, &common::key(4));
+    let store = Store::new_unchecked(backend.clone(), params, &common::key(4));
     let content = random_bytes(8 << 20, 9);
     let r = store.put(&content).expect("put");
     let height = u64::from(params.height(r.len()));
@@ -74,7 +74,11 @@ fn a_range_read_fetches_only_the_nodes_on_its_path() {
 fn eight_threads_put_and_delete_overlapping_contents_with_exact_counts() {
     let backend = Arc::new(MemoryBackend::new());
     let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
-    let store = Arc::new(Store::new(backend.clone(), params, &common::key(5)));
+    let store = Arc::new(Store::new_unchecked(
+        backend.clone(),
+        params,
+        &common::key(5),
+    ));
     let pieces: Vec<Vec<u8>> = (0..6)
         .map(|i| random_bytes(3000 + i * 1000, i as u64))
         .collect();

@@ -25,7 +25,7 @@ fn check_all(backend: Arc<dyn Backend>, wrapper: WrapperKind) {
     let r_len = wrapper.digest_len() + 8;
     for chunk_size in [2 * r_len, 256, 4096] {
         let params = Params::new(chunk_size, wrapper).expect("valid chunk size");
-        let store = Store::new(backend.clone(), params, &key(2));
+        let store = Store::new_unchecked(backend.clone(), params, &key(2));
         let mut refs = Vec::new();
         for (i, size) in sizes(chunk_size, chunk_size as u64).into_iter().enumerate() {
             let content = random_bytes(size, i as u64);
@@ -178,7 +178,7 @@ fn compressible_contents_round_trip_with_zstd_and_take_less_space() {
     ));
     let mut sizes = Vec::new();
     for params in [plain, packed] {
-        let store = Store::new(Arc::new(MemoryBackend::new()), params, &key(3));
+        let store = Store::new_unchecked(Arc::new(MemoryBackend::new()), params, &key(3));
         let r = store.put(&text).expect("put");
         assert_eq!(store.get(&r).expect("get"), text);
         sizes.push(store.usage().expect("usage").bytes);
@@ -191,4 +191,45 @@ fn compressible_contents_round_trip_with_zstd_and_take_less_space() {
         sizes[1],
         sizes[0]
     );
+}
+
+/// `Store::open` checks the key against the store's data: another key is
+/// refused before anything is written (`Store::new` took any key, and a
+/// put under a wrong one wrote nodes and records the store's key cannot
+/// read). A store of unnamed contents is checked by its nodes, a new
+/// backend takes any key, and the unchecked path says so in its name.
+#[test]
+fn a_store_opened_with_another_key_is_refused_before_anything_is_written() {
+    let params = Params::new(256, WrapperKind::AesSiv).expect("params");
+    for named in [true, false] {
+        let backend = Arc::new(MemoryBackend::new());
+        let store = Store::open(backend.clone(), params, &key(1)).expect("a new store");
+        assert!(store.key_checked());
+        let content = random_bytes(40_000, 91);
+        let r = if named {
+            store
+                .put_named(
+                    &mut content.as_slice(),
+                    "n",
+                    seccs_store::catalog::EntryKind::File,
+                )
+                .expect("put")
+                .0
+                .content_ref
+        } else {
+            store.put(&content).expect("put")
+        };
+        drop(store);
+        let keys = backend.keys();
+        match Store::open(backend.clone(), params, &key(2)) {
+            Err(seccs_store::StoreError::WrongKey(said)) => {
+                assert!(said.contains("nothing was written"), "{said}")
+            }
+            other => panic!("named {named}: another key: {other:?}"),
+        }
+        assert_eq!(backend.keys(), keys);
+        let store = Store::open(backend.clone(), params, &key(1)).expect("the store's key");
+        assert_eq!(store.get(&r).expect("get"), content);
+        assert!(!Store::new_unchecked(backend.clone(), params, &key(2)).key_checked());
+    }
 }

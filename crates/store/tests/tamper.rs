@@ -59,10 +59,144 @@ fn swapping_truncating_and_deleting_values_is_detected() {
         .expect("a tree of more than one node");
     backend.remove_raw(inner);
     assert_integrity_error(store.get(&r), "deleted entry");
-    assert!(
-        store.delete(&r).is_err(),
-        "delete over a missing node must fail, not half-apply"
-    );
+}
+
+/// A content put without a name whose tree lost a node below the root
+/// can still be deleted (it once failed on the missing node, and nothing
+/// could free it): the delete releases what is there, in one batch, and
+/// says what was missing. What only the lost node listed cannot be told,
+/// so it keeps its count; verify and gc stay clean and exact.
+#[test]
+fn a_content_that_lost_a_node_can_still_be_deleted_and_says_what_was_missing() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let kept = random_bytes(30_000, 81);
+    let (named, _) = store
+        .put_named(
+            &mut kept.as_slice(),
+            "keep",
+            seccs_store::catalog::EntryKind::File,
+        )
+        .expect("put kept");
+    let before = backend.keys();
+    let content = random_bytes(50_000, 82);
+    let r = store.put(&content).expect("put");
+    let own: Vec<Vec<u8>> = backend
+        .keys()
+        .into_iter()
+        .filter(|k| !before.contains(k))
+        .collect();
+    // One node of each kind below the root (a leaf, a superchunk: the kind
+    // is a value's first byte).
+    let mut kinds = std::collections::HashSet::new();
+    let victims: Vec<&Vec<u8>> = own
+        .iter()
+        .filter(|k| k.as_slice() != r.digest() && kinds.insert(backend.get_raw(k)[0]))
+        .collect();
+    assert!(victims.len() >= 2, "a leaf and a superchunk");
+    for victim in victims {
+        let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+        store
+            .put_named(
+                &mut kept.as_slice(),
+                "keep",
+                seccs_store::catalog::EntryKind::File,
+            )
+            .expect("put kept");
+        assert_eq!(store.put(&content).expect("put"), r);
+        backend.remove_raw(victim);
+        let report = store.delete(&r).expect("delete past the missing node");
+        assert_eq!(
+            report.missing,
+            [seccs_core::hexenc::encode(victim)],
+            "{report:?}"
+        );
+        assert!(report.removed > 0, "{report:?}");
+        let verify = store.verify().expect("verify");
+        assert!(verify.is_clean(), "{verify:?}");
+        let gc = store.gc().expect("gc");
+        assert!(gc.is_clean() && gc.removed == 0, "{gc:?}");
+        assert_eq!(store.get(&named.content_ref).expect("kept"), kept);
+        // What is left beside the name's tree is the content's only, and
+        // only what the lost node listed.
+        let left: Vec<Vec<u8>> = backend
+            .keys()
+            .into_iter()
+            .filter(|k| !before.contains(k))
+            .collect();
+        assert!(
+            left.iter().all(|k| own.contains(k) && k != victim),
+            "{left:?}"
+        );
+        assert!(!left.contains(&r.digest().to_vec()));
+        // The delete is not repeated: the content's put is undone.
+        assert!(matches!(store.delete(&r), Err(StoreError::NotFound(_))));
+    }
+}
+
+/// A reference's length is its own claim: one whose digest names a
+/// stored, authentic node with a length that is not its content's is a
+/// wrong reference (`InvalidRef`), not damage to the store (it was an
+/// integrity error, like tampering); one whose root is not stored (another
+/// store's, or a mistyped digest) is not found; only a root that
+/// authenticates as nothing is an integrity error.
+#[test]
+fn a_wrong_reference_is_told_from_damage() {
+    for wrapper in [WrapperKind::AesSiv, WrapperKind::AesSivDistinguishedRoot] {
+        let (store, backend) = memory_store(256, wrapper);
+        let content = random_bytes(100_000, 83);
+        let r = store.put(&content).expect("put");
+        let with_len = |len: u64| {
+            let mut bytes = r.as_bytes().to_vec();
+            let n = bytes.len();
+            bytes[n - 8..].copy_from_slice(&len.to_be_bytes());
+            ContentRef::from_bytes(&bytes).expect("reference")
+        };
+        // Same height, another length; another height.
+        for len in [99_999, 10] {
+            match store.get(&with_len(len)) {
+                Err(StoreError::InvalidRef(said)) => {
+                    assert!(said.contains("length"), "{said}")
+                }
+                other => panic!("{wrapper}: length {len}: {other:?}"),
+            }
+            assert!(matches!(
+                store.delete(&with_len(len)),
+                Err(StoreError::InvalidRef(_))
+            ));
+        }
+        // Another store's reference.
+        let (other, _) = memory_store(256, wrapper);
+        let theirs = other.put(&random_bytes(100_000, 84)).expect("put");
+        assert!(matches!(store.get(&theirs), Err(StoreError::NotFound(_))));
+        // The root itself altered.
+        let mut value = backend.get_raw(r.digest());
+        value[3] ^= 1;
+        backend.tamper(r.digest(), value);
+        assert_integrity_error(store.get(&r), "altered root");
+        assert_integrity_error(store.get(&with_len(10)), "altered root, another length");
+    }
+}
+
+/// The I/O error of a content written out says why, in its own message
+/// (it said only "I/O error", with the cause as its source that a plain
+/// print of the error left out), and says it once.
+#[test]
+fn an_io_error_says_its_cause_once() {
+    struct Full;
+    impl std::io::Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("the disk is full"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let (store, _) = memory_store(256, WrapperKind::AesSiv);
+    let r = store.put(&random_bytes(10_000, 85)).expect("put");
+    let err = store.get_to(&r, &mut Full).expect_err("a full disk");
+    assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+    assert_eq!(err.to_string(), "I/O error: the disk is full");
+    assert!(std::error::Error::source(&err).is_none());
 }
 
 #[test]
@@ -78,11 +212,12 @@ fn a_node_of_another_height_cannot_stand_in() {
     backend.tamper(big_ref.digest(), leaf_value);
     assert_integrity_error(store.get(&big_ref), "leaf in place of root");
     // And a reference that claims the leaf is a content of another length
-    // (hence another height) fails too.
+    // (hence another height) fails too: the leaf is sound, so the
+    // reference is what is wrong.
     let mut forged = leaf_ref.digest().to_vec();
     forged.extend_from_slice(&100_000u64.to_be_bytes());
     let forged = ContentRef::from_bytes(&forged).expect("well formed");
-    assert_integrity_error(store.get(&forged), "wrong height");
+    assert!(matches!(store.get(&forged), Err(StoreError::InvalidRef(_))));
 }
 
 #[test]

@@ -151,7 +151,7 @@ fn a_chunk_size_other_than_the_stores_is_a_finding_that_names_what_it_breaks() {
     // config: the nodes all authenticate, but the large content's root is
     // not at the height a read looks for it.
     let params = seccs_store::Params::new(1024, WrapperKind::AesSiv).expect("params");
-    let misread = seccs_store::Store::new(
+    let misread = seccs_store::Store::new_unchecked(
         backend as std::sync::Arc<dyn Backend>,
         params,
         &common::key(1),
@@ -200,8 +200,11 @@ fn roots_that_do_not_authenticate_as_roots_are_reported() {
         let root = seccs_core::hexenc::encode(r.digest());
         assert!(store.verify().expect("verify").is_clean());
         let params = seccs_store::Params::new(256, read).expect("params");
-        let misread =
-            seccs_store::Store::new(backend.clone() as Arc<dyn Backend>, params, &common::key(1));
+        let misread = seccs_store::Store::new_unchecked(
+            backend.clone() as Arc<dyn Backend>,
+            params,
+            &common::key(1),
+        );
         assert!(misread.get(&r).is_err(), "{read}: a read fails");
         let report = misread.verify().expect("verify");
         assert!(
@@ -293,4 +296,73 @@ fn gc_removes_an_orphan_that_does_not_authenticate() {
     assert_eq!(gc.removed, 1, "{gc:?}");
     assert!(gc.is_clean(), "{gc:?}");
     assert!(store.verify().expect("verify").is_clean());
+}
+
+/// One catalog record that fails to authenticate blocks no delete of
+/// another content (a delete once listed every name and failed on it), is
+/// a finding of its own, and gc removes it in a store whose key was
+/// checked at open; what it held keeps its counts, as puts without a name.
+/// A store opened without a key check leaves it: under a wrong key every
+/// record would look so.
+#[test]
+fn a_record_that_fails_to_authenticate_blocks_no_delete_and_gc_removes_it() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let a = random_bytes(30_000, 31);
+    let b = random_bytes(30_000, 32);
+    let (put_a, _) = store
+        .put_named(&mut a.as_slice(), "docs/a", EntryKind::File)
+        .expect("put a");
+    let rb = store.put(&b).expect("put b");
+    let record = backend
+        .keys()
+        .into_iter()
+        .find(|k| seccs_store::catalog::is_catalog_key(k))
+        .expect("a's record");
+    let mut value = backend.get_raw(&record);
+    value[20] ^= 1;
+    backend.tamper(&record, value);
+
+    let report = store.delete(&rb).expect("b's own put is undone");
+    assert_eq!(report.damaged_records, 1, "{report:?}");
+    assert!(report.missing.is_empty() && report.unreadable.is_empty());
+    assert_eq!(store.get(&put_a.content_ref).expect("a is kept"), a);
+
+    let verify = store.verify().expect("verify");
+    let bad: Vec<_> = verify
+        .findings
+        .iter()
+        .filter(|f| matches!(f, Finding::BadRecord { .. }))
+        .collect();
+    assert_eq!(bad.len(), 1, "{verify:?}");
+    assert!(
+        bad[0].to_string().contains("`seccs gc` removes it"),
+        "{}",
+        bad[0]
+    );
+
+    // A store opened on the same backend without a key check, here with
+    // another key, removes no record (and no node it cannot read).
+    let params = *store.params();
+    let unchecked = seccs_store::Store::new_unchecked(
+        backend.clone() as std::sync::Arc<dyn Backend>,
+        params,
+        &common::key(9),
+    );
+    let gc = unchecked.gc().expect("gc under another key");
+    assert!(gc.records_removed.is_empty(), "{gc:?}");
+    assert_eq!(gc.removed, 0, "{gc:?}");
+    assert!(backend.keys().contains(&record));
+
+    let gc = store.gc().expect("gc");
+    assert_eq!(
+        gc.records_removed,
+        [seccs_core::hexenc::encode(&record)],
+        "{gc:?}"
+    );
+    assert!(gc.is_clean(), "{gc:?}");
+    assert!(!backend.keys().contains(&record));
+    assert!(store.verify().expect("verify").is_clean());
+    // a's content is a put without a name now, which a delete undoes.
+    store.delete(&put_a.content_ref).expect("a's put");
+    assert_eq!(backend.keys().len(), 0);
 }

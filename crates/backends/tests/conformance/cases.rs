@@ -444,7 +444,7 @@ pub fn wrong_credentials_are_refused_clearly<H: Harness>() -> TestResult {
 
 fn store_on(opened: &Opened, chunk_size: usize) -> TestResult<Store> {
     let key = SecretKey::from_bytes([7; 32]);
-    Ok(Store::new(
+    Ok(Store::new_unchecked(
         opened.backend.clone(),
         Params::new(chunk_size, WrapperKind::AesSiv)?,
         &key,

@@ -26,7 +26,7 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
 }
 
 fn store_on(opened: &Opened) -> TestResult<Store> {
-    Ok(Store::new(
+    Ok(Store::new_unchecked(
         opened.backend.clone(),
         Params::new(4096, WrapperKind::AesSiv)?,
         &SecretKey::from_bytes([9; 32]),
@@ -105,7 +105,7 @@ fn s3_put_keeps_many_requests_in_flight() -> TestResult {
             crate::support::S3_SECRET_KEY,
         )),
     )?);
-    let store = Store::new(
+    let store = Store::new_unchecked(
         backend.clone(),
         Params::new(4096, WrapperKind::AesSiv)?,
         &SecretKey::from_bytes([9; 32]),

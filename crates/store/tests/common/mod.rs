@@ -26,10 +26,12 @@ pub fn key(seed: u8) -> SecretKey {
     SecretKey::from_bytes([seed; 32])
 }
 
-/// A store over a fresh memory backend, and the backend for tampering.
+/// A store over a fresh memory backend (its key checked: the backend is
+/// new), and the backend for tampering.
 pub fn memory_store(chunk_size: usize, wrapper: WrapperKind) -> (Store, Arc<MemoryBackend>) {
     let backend = Arc::new(MemoryBackend::new());
     let params = Params::new(chunk_size, wrapper).expect("valid chunk size");
-    let store = Store::new(backend.clone() as Arc<dyn Backend>, params, &key(1));
+    let store =
+        Store::open(backend.clone() as Arc<dyn Backend>, params, &key(1)).expect("a new store");
     (store, backend)
 }
