@@ -617,6 +617,88 @@ fn redis_a_damaged_record_does_not_hide_the_other_names() -> TestResult {
     a_damaged_record_does_not_hide_the_other_names(&h, |key| h.damage(key))
 }
 
+/// An entry too short for its count on the server (a node of one name)
+/// blocks neither the removal of the names beside it in one batch nor the
+/// backend's usage: a read of many counts that meets it is read again key
+/// by key, the damaged node is left as it is (it was the end of the whole
+/// group's removal), and the usage counts it by its key (it was the end of
+/// every total).
+#[test]
+fn redis_a_short_entry_blocks_no_removal_of_other_names_and_no_usage() -> TestResult {
+    use seccs_store::Finding;
+    use seccs_store::catalog::EntryKind;
+    let h = Redis::start()?;
+    let opened = h.open()?;
+    let store = store_on(&opened)?;
+    let (mut before_b, mut b_keys) = (Vec::new(), Vec::new());
+    let mut put_b = None;
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        if name == "b" {
+            before_b = entry_keys(&opened)?;
+        }
+        let (put, _) = store.put_named(
+            &mut noise(21 + 2 * i as u64, 100_000).as_slice(),
+            name,
+            EntryKind::File,
+        )?;
+        if name == "b" {
+            put_b = Some(put);
+            b_keys = entry_keys(&opened)?;
+        }
+    }
+    let put_b = put_b.ok_or("b was put")?;
+    let entries = entry_keys(&opened)?.len() as u64;
+    let victim = entry_keys(&opened)?
+        .into_iter()
+        .find(|k| {
+            !before_b.contains(k)
+                && b_keys.contains(k)
+                && k.as_slice() != put_b.content_ref.digest()
+                && !seccs_store::catalog::is_catalog_key(k)
+        })
+        .ok_or("a node of b only")?;
+    h.damage(&victim)?;
+    assert_eq!(store.usage()?.entries, entries, "the damaged entry counts");
+    let names = ["a", "b", "c"].map(String::from);
+    assert_eq!(store.remove_names(&names)?, (3, 3));
+    let report = store.verify()?;
+    assert_eq!(report.names, 0, "{report:?}");
+    assert!(
+        report.findings.iter().any(|f| matches!(
+            f,
+            Finding::Unreadable { key, .. } if *key == seccs_core::hexenc::encode(&victim)
+        )),
+        "the damaged node is left, and reported: {report:?}"
+    );
+    // Only b's nodes can be left (the damaged one, and what it listed):
+    // a's and c's went whole.
+    let left = entry_keys_past_damage(&opened)?;
+    assert!(left.contains(&victim), "the damaged entry stays");
+    assert!(
+        left.iter()
+            .all(|k| !before_b.contains(k) && b_keys.contains(k)),
+        "{} entries left",
+        left.len()
+    );
+    Ok(())
+}
+
+/// Every key the backend holds, damaged ones too.
+fn entry_keys_past_damage(opened: &Opened) -> TestResult<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    let mut damaged = Vec::new();
+    opened.backend.walk(
+        &[],
+        &mut |key, _| {
+            keys.push(key.to_vec());
+            Ok(())
+        },
+        Some(&mut |key, _| damaged.push(key.to_vec())),
+    )?;
+    keys.extend(damaged);
+    Ok(keys)
+}
+
 /// The same with a PostgreSQL row whose count is negative.
 #[test]
 fn postgres_verify_reports_a_damaged_entry_and_checks_the_rest() -> TestResult {
