@@ -653,12 +653,15 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
              else is damaged",
             shown(&args.reference)
         )),
-        // A reference typed or copied wrong (the length in its last 16
-        // digits read whole) meets a root that does not authenticate, as
-        // a damaged one would: both are said.
+        // A reference typed or copied wrong in its length (the last 16
+        // digits) names a root that authenticates at another height or
+        // length: the store tells it from damage (a root that
+        // authenticates as nothing), and each is said as what it is.
+        StoreError::InvalidRef(detail) if version.is_none() => StoreError::InvalidRef(format!(
+            "{detail} (its last 16 hex digits are the content's length)"
+        )),
         StoreError::Integrity(detail) if version.is_none() => StoreError::Integrity(format!(
-            "{detail}: the reference was copied wrong (its last 16 hex digits are the \
-             content's length), or the store is damaged (`seccs verify` says)"
+            "{detail}: the store is damaged (`seccs verify` says what else)"
         )),
         other => other,
     };

@@ -342,7 +342,7 @@ impl Store {
             ),
         };
         StoreError::InvalidRef(format!(
-            "{}: {said}: the reference's length is not its content's (mistyped or altered?)",
+            "{}: {said}: the reference's length is not its content's: it was mistyped or altered",
             content_ref.to_hex()
         ))
     }
