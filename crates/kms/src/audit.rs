@@ -238,6 +238,9 @@ struct Durability {
 struct Pending {
     written: u64,
     closed: bool,
+    /// Whether the syncer waits for a record with none to sync (then a
+    /// writer wakes it, in either mode).
+    idle: bool,
 }
 
 impl Durability {
@@ -294,6 +297,18 @@ impl Durability {
                             .wake
                             .wait(pending)
                             .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        // Nothing to sync: no timer, until a record comes
+                        // (whose writer wakes this thread). An idle server
+                        // so does not wake every interval.
+                        _ if !behind && !status.failing => {
+                            pending.idle = true;
+                            let mut woken = self
+                                .wake
+                                .wait(pending)
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            woken.idle = false;
+                            woken
+                        }
                         _ => {
                             if Instant::now() >= next {
                                 next = Instant::now() + self.interval;
@@ -577,6 +592,8 @@ struct Inner {
 pub struct AuditLog {
     inner: Mutex<Inner>,
     durability: Arc<Durability>,
+    /// Told when a refusal is counted, for the summaries' task.
+    counted_one: tokio::sync::Notify,
 }
 
 impl Drop for AuditLog {
@@ -712,7 +729,18 @@ impl AuditLog {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let file = Arc::new(opts.open(path)?);
+        Self::from_file(opts.open(path)?, mode, interval, sync)
+    }
+
+    /// [`Self::open_with`] of a file opened for appending (the server's
+    /// `audit.log`, opened only as a regular file).
+    pub(crate) fn from_file(
+        file: File,
+        mode: AuditSync,
+        interval: Duration,
+        sync: SyncFn,
+    ) -> std::io::Result<Self> {
+        let file = Arc::new(file);
         let durability = Arc::new(Durability {
             mode,
             interval,
@@ -733,6 +761,7 @@ impl AuditLog {
                 counted: Counted::default(),
             }),
             durability,
+            counted_one: tokio::sync::Notify::new(),
         })
     }
 
@@ -759,17 +788,29 @@ impl AuditLog {
 
     /// Numbers the record just appended (under the lock of `inner`, so
     /// numbers follow the order of the file) and wakes the syncer in the
-    /// `each` mode.
+    /// `each` mode, or when it waits with nothing to sync.
     fn count_written(&self) -> Written {
-        let n = {
+        let (n, idle) = {
             let mut pending = self.durability.lock();
             pending.written += 1;
-            pending.written
+            (pending.written, pending.idle)
         };
-        if self.durability.mode == AuditSync::Each {
+        if idle || self.durability.mode == AuditSync::Each {
             self.durability.wake.notify_one();
         }
         Written(n)
+    }
+
+    /// Waits until a refusal is counted rather than written (at once if
+    /// one was since the last wait), for the task that writes summaries:
+    /// with none counted, it has nothing to do and no timer.
+    pub(crate) async fn refusal_counted(&self) {
+        self.counted_one.notified().await;
+    }
+
+    /// The refusals counted and not yet in a summary.
+    pub(crate) fn counted(&self) -> u64 {
+        self.lock().counted.count
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -878,12 +919,13 @@ impl AuditLog {
             }
         }
         inner.counted.add(entry.op, entry.result, entry.count);
+        self.counted_one.notify_one();
         Refusal::Counted
     }
 
     /// Writes the summary of the refusals counted if the bucket has a
-    /// token for it (the server calls it every second, so that a summary
-    /// does not wait for the next refusal).
+    /// token for it (the server calls it every second while refusals are
+    /// counted, so that a summary does not wait for the next refusal).
     pub fn summarize_due(&self) -> std::io::Result<()> {
         let mut inner = self.lock();
         let before = inner.counted.count;

@@ -128,6 +128,19 @@ pub enum KmsError {
     /// including a certificate that matches neither CA nor pin).
     #[error("transport: {0}")]
     Transport(String),
+    /// The server's answer is longer than its route can legitimately
+    /// return (a broken or hostile server, or not a key server): it was
+    /// not read further.
+    #[error(
+        "the answer to {route} is larger than {limit} bytes, more than that route can return: \
+         not read further (a broken server, or not a seccs key server at that URL)"
+    )]
+    AnswerTooLarge {
+        /// The route asked (`POST /key`).
+        route: &'static str,
+        /// The most bytes read of its answer.
+        limit: u64,
+    },
     /// The server answered with an unexpected status.
     #[error("server answered {status}: {body}")]
     Server {
@@ -174,6 +187,20 @@ pub enum KmsError {
     /// pipe, a symbolic link, a directory): it is not replaced.
     #[error("{} exists and is not a regular file: not replacing it", .0.display())]
     NotRegularFile(std::path::PathBuf),
+    /// A file of the key directory is not a regular file (a symbolic link,
+    /// a named pipe, a device, a directory): the server neither follows nor
+    /// opens it.
+    #[error(
+        "{} is {what}, not a regular file: the key server opens the files of its directory \
+         only as regular files, never through a link (put the file itself there)",
+        path.display()
+    )]
+    NotAFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What it is instead: `a symbolic link`, `a named pipe`, ….
+        what: &'static str,
+    },
     /// A file read whole is larger than the key service reads: a device
     /// such as `/dev/zero`, or the wrong file.
     #[error("{} is larger than {limit} bytes: not the file expected", path.display())]

@@ -30,6 +30,13 @@ use crate::keyfile::{DEK_FILE_LEN, KeyId, SealedDek};
 
 /// File name suffix of DEK files.
 const DEK_SUFFIX: &str = ".dek";
+
+/// Reads and parses the DEK file at `path`: a regular file (never through
+/// a link, never a named pipe, which would block), of its one length.
+fn read_dek_file(path: &Path) -> Result<SealedDek, KmsError> {
+    let bytes = crate::files::read_own(path, DEK_FILE_LEN as u64)?;
+    SealedDek::parse(&bytes)
+}
 /// Most threads that sync one group's files in parallel.
 const SYNC_THREADS: usize = 64;
 
@@ -110,9 +117,18 @@ impl Facility {
             };
             // A DEK file has one length: a larger one is corrupt, and is
             // not read whole.
-            let slot = match crate::files::read_bounded(&entry.path(), DEK_FILE_LEN as u64) {
-                Ok(bytes) => SealedDek::parse(&bytes).map_or(Slot::Corrupt, Slot::Sealed),
-                Err(_) => Slot::Corrupt,
+            // Never through a link, never a named pipe (which would block).
+            let slot = match read_dek_file(&entry.path()) {
+                Ok(sealed) => Slot::Sealed(sealed),
+                Err(e) => {
+                    // Said at start: asked for, it is an error.
+                    tracing::warn!(
+                        path = %entry.path().display(),
+                        error = %crate::error::Chain(&e),
+                        "DEK file rejected"
+                    );
+                    Slot::Corrupt
+                }
             };
             keys.insert(id, slot);
         }
@@ -125,6 +141,44 @@ impl Facility {
                 turn: Condvar::new(),
             }),
         })
+    }
+
+    /// Checks every DEK file in `dir` (a key directory's `keys/`) as
+    /// [`Facility::open`] reads it, without opening the facility: how
+    /// many there are, and each that does not parse (its path and why).
+    /// A DEK file is sealed under its KEK, which only clients hold, so
+    /// its form is what can be checked (its magic, version and length,
+    /// that it is a regular file), not its authenticity.
+    pub fn check_files(dir: &Path) -> Result<(usize, Vec<(PathBuf, KmsError)>), KmsError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, Vec::new())),
+            Err(source) => {
+                return Err(KmsError::File {
+                    action: "list",
+                    path: dir.to_owned(),
+                    source,
+                });
+            }
+        };
+        let mut count = 0;
+        let mut bad = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(hex_id) = name.to_str().and_then(|n| n.strip_suffix(DEK_SUFFIX)) else {
+                continue;
+            };
+            if KeyId::from_hex(hex_id).is_err() {
+                continue;
+            }
+            count += 1;
+            if let Err(e) = read_dek_file(&entry.path()) {
+                bad.push((entry.path(), e));
+            }
+        }
+        bad.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((count, bad))
     }
 
     /// The storage directory.

@@ -2,9 +2,23 @@
 //! as `/dev/zero`, or the wrong file, is refused once it passes the bound
 //! instead of filling memory. And the management token, as read from a
 //! file and as it may go in an HTTP header.
+//!
+//! The files of a key directory (`audit.log`, `token`, `root.key`, the key
+//! files, the lock) are opened only as regular files, never through a
+//! symbolic link ([`open_own`], with `O_NOFOLLOW` and `O_NONBLOCK`, then
+//! the type of what was opened checked): anything else is
+//! [`KmsError::NotAFile`]. Flaws fixed here: an `audit.log` that was a
+//! named pipe made `kms serve` wait forever for a reader at start (as did
+//! a named pipe among the key files), and a symbolic link in place of
+//! `audit.log` or `token` was followed, so whoever could write the
+//! directory once chose where the server appends its records or which
+//! file's text becomes the management token.
 
+use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+
+use rustix::fs::{Mode, OFlags};
 
 use crate::KmsError;
 
@@ -14,17 +28,6 @@ pub(crate) const MAX_TOKEN_FILE: u64 = 4096;
 pub(crate) const MAX_PEM_FILE: u64 = 4 << 20;
 /// The shortest management token a server accepts, in bytes.
 pub const MIN_TOKEN_LEN: usize = 16;
-
-/// Reads `path` whole, or `None` if it does not exist; one longer than
-/// `limit` bytes is [`KmsError::FileTooLarge`], refused before it is all
-/// in memory.
-pub(crate) fn read_bounded_opt(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, KmsError> {
-    match std::fs::File::open(path) {
-        Ok(file) => read_file(path, file, limit).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(read_err(path, source)),
-    }
-}
 
 /// Reads `path` whole, refusing one longer than `limit` bytes
 /// ([`KmsError::FileTooLarge`]).
@@ -58,6 +61,106 @@ fn read_file(path: &Path, file: std::fs::File, limit: u64) -> Result<Vec<u8>, Km
         });
     }
     Ok(bytes)
+}
+
+/// How a file of the key directory is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Own {
+    /// To read it.
+    Read,
+    /// To append to it, created (mode 0600) when missing.
+    Append,
+}
+
+/// What a file that is not a regular file is, in words.
+fn what_it_is(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path`, a file of the key directory, as `how` says: only a
+/// regular file, never through a symbolic link, and never waiting (a named
+/// pipe is refused at once, with or without a peer). `None` when there is
+/// nothing at `path` to read.
+pub(crate) fn open_own(path: &Path, how: Own) -> Result<Option<File>, KmsError> {
+    let (flags, action) = match how {
+        Own::Read => (OFlags::RDONLY, "read"),
+        Own::Append => (OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE, "open"),
+    };
+    let not_a_file = |what| KmsError::NotAFile {
+        path: path.to_owned(),
+        what,
+    };
+    let opened = rustix::fs::open(
+        path,
+        flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    );
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(e) if e == rustix::io::Errno::NOENT && how == Own::Read => return Ok(None),
+        // The refusals of what is not a file: the last component a link
+        // (`O_NOFOLLOW`), a named pipe or socket with no reader (written
+        // with `O_NONBLOCK`), a directory.
+        Err(e)
+            if e == rustix::io::Errno::LOOP
+                || e == rustix::io::Errno::NXIO
+                || e == rustix::io::Errno::ISDIR =>
+        {
+            let what = std::fs::symlink_metadata(path)
+                .map(|m| what_it_is(m.file_type()))
+                .unwrap_or("not a regular file");
+            return Err(not_a_file(what));
+        }
+        Err(e) => {
+            return Err(KmsError::File {
+                action,
+                path: path.to_owned(),
+                source: e.into(),
+            });
+        }
+    };
+    let file = File::from(fd);
+    let io_err = |source| KmsError::File {
+        action,
+        path: path.to_owned(),
+        source,
+    };
+    let kind = file.metadata().map_err(io_err)?.file_type();
+    if !kind.is_file() {
+        return Err(not_a_file(what_it_is(kind)));
+    }
+    // A regular file: blocking as any other from here on.
+    rustix::fs::fcntl_setfl(&file, flags).map_err(|e| io_err(e.into()))?;
+    Ok(Some(file))
+}
+
+/// Reads `path`, a file of the key directory, whole within `limit` bytes
+/// (through [`open_own`]); `None` if it does not
+/// exist.
+pub(crate) fn read_own_opt(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, KmsError> {
+    match open_own(path, Own::Read)? {
+        Some(file) => read_file(path, file, limit).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// [`read_own_opt`] of a file that must exist.
+pub(crate) fn read_own(path: &Path, limit: u64) -> Result<Vec<u8>, KmsError> {
+    read_own_opt(path, limit)?
+        .ok_or_else(|| read_err(path, std::io::Error::from(std::io::ErrorKind::NotFound)))
 }
 
 /// Whether `token` can go in an HTTP header as a bearer token: printable
@@ -107,7 +210,59 @@ mod tests {
                 Err(KmsError::FileTooLarge { limit: 4096, .. })
             ));
         }
-        assert!(read_bounded_opt(&dir.path().join("none"), 10)?.is_none());
+        assert!(read_own_opt(&dir.path().join("none"), 10)?.is_none());
+        Ok(())
+    }
+
+    /// A file of the key directory is opened only as a regular file: a
+    /// link to one, a named pipe (which would block the open), a
+    /// directory are refused by what they are, at once.
+    #[test]
+    fn own_files_are_regular_files_never_links_or_pipes() -> Result<(), KmsError> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"text")?;
+        assert_eq!(read_own(&file, 10)?, b"text");
+        assert!(read_own_opt(&dir.path().join("none"), 10)?.is_none());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link)?;
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .map_err(std::io::Error::from)?;
+        for (path, what) in [
+            (&link, "a symbolic link"),
+            (&fifo, "a named pipe"),
+            (&dir.path().to_path_buf(), "a directory"),
+        ] {
+            for how in [Own::Read, Own::Append] {
+                let refused = open_own(path, how).err().map(|e| e.to_string());
+                let said = format!(
+                    "{} is {what}, not a regular file: the key server opens the files of its \
+                     directory only as regular files, never through a link (put the file itself \
+                     there)",
+                    path.display()
+                );
+                assert_eq!(refused, Some(said), "{how:?}");
+            }
+        }
+        // Appending creates the file, 0600, and appends.
+        let log = dir.path().join("log");
+        let mut opened = open_own(&log, Own::Append)?.ok_or(KmsError::NotFound)?;
+        std::io::Write::write_all(&mut opened, b"one")?;
+        std::io::Write::write_all(
+            &mut open_own(&log, Own::Append)?.ok_or(KmsError::NotFound)?,
+            b"two",
+        )?;
+        assert_eq!(std::fs::read(&log)?, b"onetwo");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&log)?.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&file)?, b"text");
         Ok(())
     }
 }

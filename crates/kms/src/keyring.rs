@@ -17,7 +17,7 @@ use seccs_core::SecretKey;
 
 use crate::KmsError;
 use crate::atomic;
-use crate::files::{read_bounded, read_bounded_opt};
+use crate::files::{read_own, read_own_opt};
 use crate::keyfile::{MAX_META_LEN, NamedKeyFile};
 use crate::lifecycle::{KeyInfo, KeyState, NamedKey, check_name};
 
@@ -80,7 +80,7 @@ fn named_files(named: &Path) -> Result<Vec<(String, PathBuf)>, KmsError> {
 /// The root key at `path`, made on first start: only while `named` holds
 /// no named key (`count` of them), which a new root key would cut off.
 fn load_root(path: &Path, named: &Path, count: usize) -> Result<SecretKey, KmsError> {
-    match read_bounded_opt(path, MAX_ROOT_FILE) {
+    match read_own_opt(path, MAX_ROOT_FILE) {
         Ok(Some(bytes)) => {
             let bytes = zeroize::Zeroizing::new(bytes);
             SecretKey::from_slice(&bytes).map_err(|_| KmsError::BadRootKey(path.to_owned()))
@@ -106,6 +106,43 @@ fn load_root(path: &Path, named: &Path, count: usize) -> Result<SecretKey, KmsEr
 }
 
 impl KeyRing {
+    /// Checks the named key files of the server directory `dir` as
+    /// [`KeyRing::open`] reads them, without opening it or making
+    /// anything: how many there are, and each that does not parse or
+    /// authenticate under `dir/root.key` (its path and why). A root key
+    /// that is missing or malformed while named keys need it is the error.
+    pub fn check_files(dir: &Path) -> Result<(usize, Vec<(PathBuf, KmsError)>), KmsError> {
+        let named = dir.join("named");
+        let files = named_files(&named)?;
+        if files.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let root_path = dir.join("root.key");
+        let root = match read_own_opt(&root_path, MAX_ROOT_FILE) {
+            Ok(Some(bytes)) => SecretKey::from_slice(&zeroize::Zeroizing::new(bytes))
+                .map_err(|_| KmsError::BadRootKey(root_path.clone()))?,
+            Ok(None) => {
+                return Err(KmsError::MissingRootKey {
+                    path: root_path,
+                    named,
+                    count: files.len(),
+                });
+            }
+            Err(KmsError::FileTooLarge { .. }) => return Err(KmsError::BadRootKey(root_path)),
+            Err(e) => return Err(e),
+        };
+        let mut bad = Vec::new();
+        for (name, path) in &files {
+            let loaded = read_own(path, MAX_NAMED_FILE)
+                .and_then(|b| decode(&root, name, &zeroize::Zeroizing::new(b)));
+            if let Err(e) = loaded {
+                bad.push((path.clone(), e));
+            }
+        }
+        bad.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((files.len(), bad))
+    }
+
     /// Opens the named keys of the server directory `dir`.
     pub fn open(dir: &Path) -> Result<Self, KmsError> {
         atomic::create_private_dir(dir)?;
@@ -115,7 +152,7 @@ impl KeyRing {
         atomic::create_private_dir(&named)?;
         let mut keys = HashMap::new();
         for (name, path) in files {
-            let loaded = read_bounded(&path, MAX_NAMED_FILE)
+            let loaded = read_own(&path, MAX_NAMED_FILE)
                 .and_then(|b| decode(&root, &name, &zeroize::Zeroizing::new(b)));
             let e = match loaded {
                 Ok(k) => Entry::Key(Box::new(k)),

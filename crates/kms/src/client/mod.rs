@@ -14,6 +14,7 @@
 //! requests, KEK included, went out in clear text. Here the scheme decides,
 //! the client refuses redirects, and TLS is always verified.
 
+mod answer;
 mod cache;
 mod local;
 mod pin;
@@ -38,6 +39,7 @@ use crate::KmsError;
 use crate::api::*;
 use crate::files::{TOKEN_CHARACTERS, read_bounded, token_fits_header};
 use crate::lifecycle::{KeyInfo, KeyState};
+use answer::{Bound, KEY_INFO_ANSWER, LIST_ANSWER, SHORT_ANSWER};
 
 /// How the client authenticates the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,11 +381,16 @@ impl KmsClient {
             .map_err(|e| KmsError::Config(format!("bad URL: {e}")))
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), KmsError> {
+    /// Sends `req` and reads its answer within `bound` (see [`answer`]).
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        bound: Bound,
+    ) -> Result<(u16, Vec<u8>), KmsError> {
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(transport)?;
-        Ok((status, body.to_vec()))
+        let body = answer::read_bounded(resp, bound).await?;
+        Ok((status, body))
     }
 
     /// The error of a non-200 answer to a request about the named key
@@ -420,7 +427,11 @@ impl KmsClient {
 
     /// `GET /`: the seed's status line.
     pub async fn status_text(&self) -> Result<String, KmsError> {
-        let (status, body) = self.send(self.http.get(self.url("/")?)).await?;
+        let bound = Bound {
+            limit: SHORT_ANSWER,
+            route: "GET /",
+        };
+        let (status, body) = self.send(self.http.get(self.url("/")?), bound).await?;
         if status != 200 {
             return Err(Self::server_error(status, &body, None));
         }
@@ -436,7 +447,11 @@ impl KmsClient {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let (status, body) = self.send(req).await?;
+        let bound = Bound {
+            limit: SHORT_ANSWER,
+            route: "POST /new",
+        };
+        let (status, body) = self.send(req, bound).await?;
         if status != 200 {
             return Err(Self::server_error(status, &body, None));
         }
@@ -451,7 +466,11 @@ impl KmsClient {
             .post(self.url("/key")?)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(kek.expose_secret().to_vec());
-        let (status, body) = self.send(req).await?;
+        let bound = Bound {
+            limit: SHORT_ANSWER,
+            route: "POST /key",
+        };
+        let (status, body) = self.send(req, bound).await?;
         let body = zeroize::Zeroizing::new(body);
         match status {
             200 => SecretKey::from_slice(&body).map_err(|_| KmsError::Malformed("DEK from server")),
@@ -460,22 +479,28 @@ impl KmsClient {
         }
     }
 
+    /// A JSON request to `path` and its answer, read within the bound
+    /// `answer` gives for the request's length in bytes.
     async fn json<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&Req>,
+        answer: impl FnOnce(usize) -> Bound,
     ) -> Result<Resp, KmsError> {
         let mut req = self.http.request(method, self.url(path)?);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
+        let mut request_len = 0;
         if let Some(b) = body {
+            let bytes = serde_json::to_vec(b)?;
+            request_len = bytes.len();
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(serde_json::to_vec(b)?);
+                .body(bytes);
         }
-        let (status, bytes) = self.send(req).await?;
+        let (status, bytes) = self.send(req, answer(request_len)).await?;
         let bytes = zeroize::Zeroizing::new(bytes);
         if status != 200 {
             let name = path
@@ -488,8 +513,13 @@ impl KmsClient {
 
     /// `GET /v1/status`.
     pub async fn status(&self) -> Result<StatusResponse, KmsError> {
-        self.json::<(), _>(reqwest::Method::GET, "/v1/status", None)
-            .await
+        self.json::<(), _>(
+            reqwest::Method::GET,
+            "/v1/status",
+            None,
+            fixed(SHORT_ANSWER, "GET /v1/status"),
+        )
+        .await
     }
 
     /// `POST /v1/new`: `count` new KEKs in one request.
@@ -499,6 +529,7 @@ impl KmsClient {
                 reqwest::Method::POST,
                 "/v1/new",
                 Some(&NewRequest { count }),
+                batch("POST /v1/new", count),
             )
             .await?;
         r.keks.iter().map(|k| unhex_key(k)).collect()
@@ -516,7 +547,12 @@ impl KmsClient {
                 .collect(),
         };
         let r: BatchResponse = self
-            .json(reqwest::Method::POST, "/v1/key", Some(&req))
+            .json(
+                reqwest::Method::POST,
+                "/v1/key",
+                Some(&req),
+                batch("POST /v1/key", keks.len()),
+            )
             .await?;
         Ok(r.results
             .into_iter()
@@ -530,28 +566,48 @@ impl KmsClient {
             name: name.to_owned(),
             state: Some(state),
         };
-        self.json(reqwest::Method::POST, "/v1/keys", Some(&req))
-            .await
+        self.json(
+            reqwest::Method::POST,
+            "/v1/keys",
+            Some(&req),
+            fixed(KEY_INFO_ANSWER, "POST /v1/keys"),
+        )
+        .await
     }
 
     /// Lists named keys (bearer token).
     pub async fn list_keys(&self) -> Result<Vec<String>, KmsError> {
         let r: ListResponse = self
-            .json::<(), _>(reqwest::Method::GET, "/v1/keys", None)
+            .json::<(), _>(
+                reqwest::Method::GET,
+                "/v1/keys",
+                None,
+                fixed(LIST_ANSWER, "GET /v1/keys"),
+            )
             .await?;
         Ok(r.names)
     }
 
     /// A named key's metadata (bearer token).
     pub async fn key_info(&self, name: &str) -> Result<KeyInfo, KmsError> {
-        self.json::<(), _>(reqwest::Method::GET, &key_path(name, "")?, None)
-            .await
+        self.json::<(), _>(
+            reqwest::Method::GET,
+            &key_path(name, "")?,
+            None,
+            fixed(KEY_INFO_ANSWER, "GET /v1/keys/NAME"),
+        )
+        .await
     }
 
     /// Adds a version to a named key (bearer token).
     pub async fn rotate(&self, name: &str) -> Result<KeyInfo, KmsError> {
-        self.json::<(), _>(reqwest::Method::POST, &key_path(name, "/rotate")?, None)
-            .await
+        self.json::<(), _>(
+            reqwest::Method::POST,
+            &key_path(name, "/rotate")?,
+            None,
+            fixed(KEY_INFO_ANSWER, "POST /v1/keys/NAME/rotate"),
+        )
+        .await
     }
 
     /// Changes a named key's state (bearer token).
@@ -560,6 +616,7 @@ impl KmsClient {
             reqwest::Method::POST,
             &key_path(name, "/state")?,
             Some(&StateRequest { state }),
+            fixed(KEY_INFO_ANSWER, "POST /v1/keys/NAME/state"),
         )
         .await
     }
@@ -573,6 +630,7 @@ impl KmsClient {
             reqwest::Method::POST,
             &key_path(name, "/config")?,
             Some(&req),
+            fixed(KEY_INFO_ANSWER, "POST /v1/keys/NAME/config"),
         )
         .await
     }
@@ -605,6 +663,7 @@ impl KmsClient {
                 reqwest::Method::POST,
                 &key_path(name, &format!("/{op}"))?,
                 Some(&req),
+                batch(data_route(op), items.len()),
             )
             .await?;
         Ok(r.results
@@ -665,6 +724,7 @@ impl KmsClient {
                 reqwest::Method::POST,
                 &key_path(name, "/datakey")?,
                 Some(&req),
+                batch("POST /v1/keys/NAME/datakey", count),
             )
             .await?;
         r.results
@@ -678,6 +738,30 @@ impl KmsClient {
                 ))
             })
             .collect()
+    }
+}
+
+/// The bound of an answer of at most `limit` bytes to `route`, whatever
+/// the request.
+fn fixed(limit: u64, route: &'static str) -> impl FnOnce(usize) -> Bound {
+    move |_| Bound { limit, route }
+}
+
+/// The bound of the answer to a batch of `items` items to `route` (see
+/// [`answer::batch_answer`]).
+fn batch(route: &'static str, items: usize) -> impl FnOnce(usize) -> Bound {
+    move |request_len| Bound {
+        limit: answer::batch_answer(request_len, items),
+        route,
+    }
+}
+
+/// The route of the batch operation `op`, as an error names it.
+fn data_route(op: &str) -> &'static str {
+    match op {
+        "encrypt" => "POST /v1/keys/NAME/encrypt",
+        "decrypt" => "POST /v1/keys/NAME/decrypt",
+        _ => "POST /v1/keys/NAME/rewrap",
     }
 }
 

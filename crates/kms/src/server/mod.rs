@@ -46,6 +46,7 @@
 //! shipped; this one is HTTPS only, multi-threaded, with a certificate made
 //! on first start whose fingerprint it prints for pinning.
 
+mod linger;
 mod routes;
 pub mod tls;
 
@@ -71,7 +72,7 @@ use crate::atomic;
 pub use crate::audit::{AUDIT_SYNC_INTERVAL, AuditSync, SyncStatus};
 use crate::audit::{AuditLog, SyncFn};
 use crate::facility::Facility;
-use crate::files::{MAX_TOKEN_FILE, TOKEN_CHARACTERS, read_bounded_opt, token_fits_header};
+use crate::files::{self, MAX_TOKEN_FILE, TOKEN_CHARACTERS, read_own_opt, token_fits_header};
 use crate::keyring::KeyRing;
 
 /// The routes, for `seccs kms serve --help`: method, path, what it does,
@@ -183,7 +184,7 @@ pub struct RunningServer {
     summaries: tokio::task::JoinHandle<()>,
     state: Arc<routes::AppState>,
     /// The directory's lock, held while the server runs.
-    _lock: std::fs::File,
+    _lock: DirLock,
 }
 
 impl RunningServer {
@@ -242,7 +243,7 @@ fn load_token(dir: &Path, given: Option<&str>) -> Result<(String, Option<PathBuf
         Some(t) => (t.trim().to_owned(), None),
         None => {
             let path = dir.join("token");
-            match read_bounded_opt(&path, MAX_TOKEN_FILE)? {
+            match read_own_opt(&path, MAX_TOKEN_FILE)? {
                 Some(bytes) => {
                     let bytes = zeroize::Zeroizing::new(bytes);
                     let text = std::str::from_utf8(&bytes).map_err(|_| {
@@ -317,14 +318,24 @@ async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Re
 const SUMMARY_CHECK: Duration = Duration::from_secs(1);
 
 /// Writes the audit log's summary of refusals when it is due, until the
-/// server stops (which aborts it).
+/// server stops (which aborts it). It waits with no timer until a refusal
+/// is counted, then asks every [`SUMMARY_CHECK`] until none is left
+/// unsummarized: an idle server does not wake for it (before, it woke
+/// every second whatever happened, as the syncer did on its interval).
 async fn write_summaries(state: Arc<routes::AppState>) {
-    let mut tick = tokio::time::interval(SUMMARY_CHECK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        // Already logged when it cannot be written; its count is kept.
-        let _unwritten = state.audit.summarize_due();
+        state.audit.refusal_counted().await;
+        // Bounded by the bucket: it has a token for the summary within a
+        // second, unless the summary cannot be written (a full disk),
+        // which is retried every second as before.
+        loop {
+            tokio::time::sleep(SUMMARY_CHECK).await;
+            // Already logged when it cannot be written; its count is kept.
+            let _unwritten = state.audit.summarize_due();
+            if state.audit.counted() == 0 {
+                break;
+            }
+        }
     }
 }
 
@@ -353,17 +364,12 @@ pub(crate) async fn start_with(
         })?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    // So is a certificate or key given that cannot be read, by its path.
-    for path in [config.cert.as_deref(), config.key.as_deref()]
-        .into_iter()
-        .flatten()
-    {
-        std::fs::File::open(path).map_err(|source| KmsError::File {
-            action: "read",
-            path: path.to_owned(),
-            source,
-        })?;
-    }
+    // So is a certificate or key given that cannot be read, or that do
+    // not belong together: all of it is checked before anything is made.
+    let given_tls = match (config.cert.as_deref(), config.key.as_deref()) {
+        (None, None) => None,
+        (cert, key) => Some(tls::server_config(&config.dir, cert, key, addr.ip())?),
+    };
     let dir = config.dir.clone();
     atomic::create_private_dir(&dir)?;
     // Each server keeps the directory's keys in memory and writes new ones
@@ -371,21 +377,28 @@ pub(crate) async fn start_with(
     // first one's keys, and could overwrite a named key's file with another.
     let lock = lock_dir(&dir)?;
     keep_private(&dir)?;
-    let (tls, cert) = tls::server_config(
-        &dir,
-        config.cert.as_deref(),
-        config.key.as_deref(),
-        addr.ip(),
-    )?;
+    let (tls, cert) = match given_tls {
+        Some(given) => given,
+        None => tls::server_config(&dir, None, None, addr.ip())?,
+    };
     let (token, token_path) = load_token(&dir, config.token.as_deref())?;
+    // Only a regular file, never through a link: a named pipe would hold
+    // the start until a reader came.
+    let audit_path = dir.join("audit.log");
+    let audit_file =
+        files::open_own(&audit_path, files::Own::Append)?.ok_or_else(|| KmsError::File {
+            action: "open",
+            path: audit_path.clone(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
     let state = {
         let dir = dir.clone();
         tokio::task::spawn_blocking(move || -> Result<routes::AppState, KmsError> {
             Ok(routes::AppState {
                 facility: Facility::open(dir.join("keys"))?,
                 ring: KeyRing::open(&dir)?,
-                audit: AuditLog::open_with(
-                    &dir.join("audit.log"),
+                audit: AuditLog::from_file(
+                    audit_file,
                     config.audit_sync,
                     AUDIT_SYNC_INTERVAL,
                     sync,
@@ -450,6 +463,10 @@ pub(crate) async fn start_with(
         listener,
         axum_server::tls_rustls::RustlsConfig::from_config(tls),
     )?
+    // A connection closed with input unread is read a while longer, so
+    // that a client still sending (a header block too large) reads its
+    // 431 rather than a reset.
+    .map(|tls| tls.acceptor(linger::LingeringAcceptor))
     .handle(handle.clone())
     // HTTP/1 only, as ALPN says: the timeouts below are HTTP/1's, and an
     // HTTP/2 connection (its preface sent over an HTTP/1.1 handshake)
@@ -480,7 +497,9 @@ pub(crate) async fn start_with(
 /// directories (`keys/`, `named/`, `tls/`: 0700) and its private files (the
 /// root key, the token, the TLS key, the audit log: 0600), as the server
 /// made them: a copy or a restore from a backup may have widened them.
-/// Each change is logged.
+/// Each change is logged. A `dir` that is a symbolic link has its
+/// target's mode restricted (before, the link was passed over and the
+/// directory kept whatever mode it had).
 fn keep_private(dir: &Path) -> Result<(), KmsError> {
     use std::os::unix::fs::PermissionsExt;
     let secrets = [
@@ -493,8 +512,17 @@ fn keep_private(dir: &Path) -> Result<(), KmsError> {
         dir.join("tls").join("server.key"),
         dir.join("audit.log"),
     ];
-    for path in secrets {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+    for (i, path) in secrets.into_iter().enumerate() {
+        // The directory itself through a link to it (`--dir` may name
+        // one): its target is the key directory. What is in it, never
+        // through a link (a link in place of a file is refused when it is
+        // opened).
+        let meta = if i == 0 {
+            std::fs::metadata(&path)
+        } else {
+            std::fs::symlink_metadata(&path)
+        };
+        let Ok(meta) = meta else {
             continue;
         };
         let mode = meta.permissions().mode() & 0o7777;
@@ -517,16 +545,64 @@ fn keep_private(dir: &Path) -> Result<(), KmsError> {
     Ok(())
 }
 
-/// Takes the lock of the key directory `dir` (an exclusive `flock` on
-/// `dir/lock`, which says who holds it), or fails with
-/// [`KmsError::DirInUse`] naming the holder.
-fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, KmsError> {
+/// The lock of a key directory, held until dropped.
+#[derive(Debug)]
+struct DirLock {
+    /// The directory itself, open and locked.
+    _dir: std::os::fd::OwnedFd,
+    /// `DIR/lock`, locked too, which names the holder.
+    _file: std::fs::File,
+}
+
+/// Takes the lock of the key directory `dir`, or fails with
+/// [`KmsError::DirInUse`] naming the holder: an exclusive `flock` on the
+/// directory itself, open for as long as the server runs, so that removing
+/// or replacing `dir/lock` frees nothing; then one on `dir/lock` too, which
+/// says who holds the directory (and which servers of earlier builds
+/// take).
+///
+/// Flaw fixed here: the lock was `dir/lock`'s alone, so once that file was
+/// removed (by hand, by a clean-up of the directory) while a server ran, a
+/// second server made a new one, locked it and started on the same keys.
+fn lock_dir(dir: &std::path::Path) -> Result<DirLock, KmsError> {
+    use rustix::fs::{FlockOperation, Mode, OFlags};
     use seccs_core::lockfile::{self, LockError};
-    lockfile::lock_dir(dir).map_err(|e| match e {
-        LockError::Held { holder, .. } => KmsError::DirInUse(format!(
+    let in_use = |holder: &str| {
+        KmsError::DirInUse(format!(
             "{} is in use by another key server ({holder}): one server per key directory",
             dir.display()
-        )),
+        ))
+    };
+    let io_err = |action, source: rustix::io::Errno| KmsError::File {
+        action,
+        path: dir.to_owned(),
+        source: source.into(),
+    };
+    let opened = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("open", e))?;
+    match rustix::fs::flock(&opened, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+            // Who holds it, as `dir/lock` says, if it is still there.
+            let text = files::read_own_opt(&dir.join("lock"), 200)
+                .ok()
+                .flatten()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .unwrap_or_default();
+            let holder = match text.trim() {
+                line if line.starts_with("pid ") => line.escape_debug().to_string(),
+                _ => "another process".to_owned(),
+            };
+            return Err(in_use(&holder));
+        }
+        Err(e) => return Err(io_err("lock", e)),
+    }
+    let file = lockfile::lock_dir(dir).map_err(|e| match e {
+        LockError::Held { holder, .. } => in_use(&holder),
         LockError::Io {
             action,
             path,
@@ -536,6 +612,10 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, KmsError> {
             path,
             source,
         },
+    })?;
+    Ok(DirLock {
+        _dir: opened,
+        _file: file,
     })
 }
 
@@ -642,6 +722,66 @@ mod sync_tests {
         let log = std::fs::read_to_string(dir.path().join("audit.log"))?;
         assert!(log.contains("\"result\":\"not-found\""), "{log}");
         rt.block_on(server.shutdown(Duration::from_secs(5)))?;
+        Ok(())
+    }
+
+    /// In the `each` mode, a key whose record's sync outlasts the
+    /// request's deadline is answered 503, and the log says so after its
+    /// record: the record of the key is followed by one saying it was
+    /// withheld.
+    #[test]
+    fn in_each_mode_a_key_whose_sync_outlasts_the_deadline_is_logged_as_withheld()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let mut cfg = ServerConfig::new(dir.path());
+        cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.audit_sync = AuditSync::Each;
+        cfg.request_timeout = Duration::from_millis(500);
+        let kek = Facility::open(dir.path().join("keys"))?.generate()?;
+        // The first sync (of the `start` record) is quick, the next ones
+        // take 2 s, four times the deadline.
+        let calls = std::sync::atomic::AtomicU64::new(0);
+        let slow: SyncFn = Arc::new(move |file: &std::fs::File| {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            file.sync_data()
+        });
+        let server = rt.block_on(start_with(cfg, slow))?;
+        let client_cfg = ClientConfig::new(server.url()).with_pin(&server.cert().fingerprint)?;
+        rt.block_on(async {
+            let client = KmsClient::new(&client_cfg)?;
+            let refused = client.dek(&kek).await.err().ok_or("a DEK left before its sync")?;
+            assert!(
+                matches!(&refused, KmsError::Server { status: 503, body } if body.contains("timed out")),
+                "{refused}"
+            );
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })?;
+        rt.block_on(server.shutdown(Duration::from_secs(10)))?;
+        let log = std::fs::read_to_string(dir.path().join("audit.log"))?;
+        let records: Vec<serde_json::Value> = log
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        let key = records
+            .iter()
+            .position(|r| r["op"] == "key")
+            .ok_or(format!("no key record: {log}"))?;
+        assert_eq!(records[key]["result"], "ok", "{log}");
+        let next = &records[key + 1];
+        assert_eq!(next["op"], "withheld", "{log}");
+        assert_eq!(next["result"], "503", "{log}");
+        let detail = next["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.starts_with("POST /key: answered 503 after its record was written")
+                && detail.ends_with("nothing it records was given out"),
+            "{detail}"
+        );
         Ok(())
     }
 }

@@ -114,9 +114,30 @@ pub(crate) async fn audit_unrecorded(
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let response = next.run(req).await;
     let status = response.status();
-    if !flags.0.recorded.load(Ordering::Acquire)
-        && (status.is_client_error() || status.is_server_error())
-    {
+    let refused = status.is_client_error() || status.is_server_error();
+    if refused && flags.0.release.load(Ordering::Acquire) != 0 {
+        // Its record says what it gives out or changes, but the answer
+        // is a refusal: the deadline ended the wait for its record's sync
+        // in the `each` mode, or the sync failed. The record is not
+        // undone (the log is only appended to, and the record was
+        // written first, so that nothing leaves without one): this line
+        // says what the client was answered.
+        let made = flags.0.made.load(Ordering::Acquire);
+        let detail = format!(
+            "{method} {}: answered {} after its record was written (its sync failed or did not \
+             end within the request's deadline): {}",
+            uri.path(),
+            status.as_str(),
+            if made {
+                "the change it records was made, and not confirmed to the client"
+            } else {
+                "nothing it records was given out"
+            }
+        );
+        let entry = Entry::new(peer, "withheld", "-", status.as_str()).detail(Some(&detail));
+        // Already logged when it cannot be written.
+        let _unrecorded = s.audit.write(&entry);
+    } else if !flags.0.recorded.load(Ordering::Acquire) && refused {
         let request = format!("{method} {}", uri.path());
         let entry = Entry::new(peer, "refused", "-", status.as_str()).detail(Some(&request));
         // A refusal is answered whether or not its record is written (the

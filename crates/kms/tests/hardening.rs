@@ -1,0 +1,338 @@
+//! The key service against what a hostile or broken peer, or a careless
+//! operator, does: over real TLS on 127.0.0.1 (ephemeral ports).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use seccs_core::SecretKey;
+use seccs_kms::KmsError;
+use seccs_kms::client::{ClientConfig, KmsClient};
+use seccs_kms::server::{RunningServer, ServerConfig, start};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// The management token of the test servers (at least 16 bytes).
+const TOKEN: &str = "test-token-0123456789";
+
+fn config(dir: &Path) -> ServerConfig {
+    let mut c = ServerConfig::new(dir);
+    c.listen = "127.0.0.1:0".parse().expect("literal address");
+    c.token = Some(TOKEN.into());
+    c
+}
+
+fn stop(rt: &tokio::runtime::Runtime, server: RunningServer) -> Result<(), KmsError> {
+    rt.block_on(server.shutdown(Duration::from_secs(5)))
+}
+
+/// The most a hostile server's endless answer sends, so that the test
+/// ends even against a client that reads it all.
+const HOSTILE_MAX: u64 = 256 << 20;
+/// The size of each piece of it.
+const HOSTILE_CHUNK: usize = 64 << 10;
+
+/// A TLS server on loopback that answers every request `200` with a body
+/// far longer than any route of a key server returns: without a declared
+/// length (chunked, up to [`HOSTILE_MAX`]) on every route but
+/// `/v1/status`, which declares 100 KiB. Returns its address, its
+/// certificate's fingerprint, and the count of bytes it sent.
+async fn hostile_server() -> Result<(SocketAddr, String, Arc<AtomicU64>), Box<dyn std::error::Error>>
+{
+    use axum::body::Body;
+    let sent = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&sent);
+    let endless = move || {
+        let counted = Arc::clone(&counted);
+        let pieces = (0..HOSTILE_MAX / HOSTILE_CHUNK as u64).map(move |_| {
+            counted.fetch_add(HOSTILE_CHUNK as u64, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(vec![b'a'; HOSTILE_CHUNK])
+        });
+        Body::from_stream(futures::stream::iter(pieces))
+    };
+    let app = axum::Router::new()
+        .route(
+            "/v1/status",
+            axum::routing::get(|| async { vec![b'{'; 100 << 10] }),
+        )
+        .fallback(move || {
+            let body = endless();
+            async move { body }
+        });
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+    let der = made.cert.der().to_vec();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der())?;
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(vec![der.clone().into()], key)?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let server = axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)),
+    )?;
+    tokio::spawn(server.serve(app.into_make_service()));
+    Ok((addr, seccs_kms::server::tls::fingerprint(&der), sent))
+}
+
+/// A server whose answers never end, or declare a length beyond what the
+/// route can return, makes each call fail naming the route and the bound,
+/// having read little more than the bound.
+#[test]
+fn an_answer_longer_than_its_route_can_return_is_refused_unread() -> TestResult {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let (addr, fingerprint, sent) = hostile_server().await?;
+        let cfg = ClientConfig::new(format!("https://{addr}"))
+            .with_pin(&fingerprint)?
+            .with_token(TOKEN);
+        let client = KmsClient::new(&cfg)?;
+        let kek = SecretKey::from_bytes([7u8; 32]);
+        let refused = client.dek(&kek).await.err().ok_or("an endless DEK was read")?;
+        assert!(
+            matches!(
+                refused,
+                KmsError::AnswerTooLarge {
+                    route: "POST /key",
+                    limit: 65536
+                }
+            ),
+            "{refused}"
+        );
+        assert_eq!(
+            refused.to_string(),
+            "the answer to POST /key is larger than 65536 bytes, more than that route can \
+             return: not read further (a broken server, or not a seccs key server at that URL)"
+        );
+        let refused = client.new_kek().await.err().ok_or("an endless KEK was read")?;
+        assert!(matches!(refused, KmsError::AnswerTooLarge { .. }), "{refused}");
+        let refused = client.list_keys().await.err().ok_or("an endless list was read")?;
+        assert!(
+            matches!(refused, KmsError::AnswerTooLarge { route: "GET /v1/keys", limit } if limit == 32 << 20),
+            "{refused}"
+        );
+        let refused = client
+            .deks(std::slice::from_ref(&kek))
+            .await
+            .err()
+            .ok_or("an endless batch was read")?;
+        assert!(
+            matches!(refused, KmsError::AnswerTooLarge { route: "POST /v1/key", limit } if limit < 128 << 10),
+            "{refused}"
+        );
+        let items: [(&[u8], &[u8]); 1] = [(b"secret", b"")];
+        let refused = client.encrypt("k", &items).await.err().ok_or("an endless batch was read")?;
+        assert!(
+            matches!(refused, KmsError::AnswerTooLarge { route: "POST /v1/keys/NAME/encrypt", .. }),
+            "{refused}"
+        );
+        // Each endless answer was cut off near its bound (the list's is
+        // the largest), not read to its end.
+        let total = sent.load(Ordering::SeqCst);
+        assert!(total < HOSTILE_MAX / 2, "{total} bytes were sent");
+        // A declared length beyond the bound is refused before its body.
+        let refused = client.status().await.err().ok_or("an oversized status was read")?;
+        assert!(
+            matches!(refused, KmsError::AnswerTooLarge { route: "GET /v1/status", limit: 65536 }),
+            "{refused}"
+        );
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
+}
+
+/// A raw client trusting the server's CA file, for byte-level checks.
+fn raw_client(server: &RunningServer) -> Result<reqwest::Client, Box<dyn std::error::Error>> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let ca = server.cert().ca_path.clone().ok_or("no CA file")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(20))
+        .build()?)
+}
+
+/// A header block larger than the server reads, in one header of 1 MB
+/// or in 200 small ones, is answered 431 (the client, still sending the
+/// large one when the answer comes, reads it rather than a reset), and
+/// the server goes on serving.
+#[test]
+fn a_header_block_too_large_is_answered_431() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = rt.block_on(start(config(dir.path())))?;
+    let client = raw_client(&server)?;
+    let url = server.url();
+    rt.block_on(async {
+        let big = client
+            .get(&url)
+            .header("x-large", "a".repeat(1 << 20))
+            .send()
+            .await?;
+        assert_eq!(big.status().as_u16(), 431);
+        let mut many = client.get(&url);
+        for i in 0..200 {
+            many = many.header(format!("x-h{i}"), "v");
+        }
+        assert_eq!(many.send().await?.status().as_u16(), 431);
+        let fine = client.get(&url).send().await?;
+        assert_eq!(fine.status().as_u16(), 200);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// Makes a named pipe at `path`.
+fn mkfifo(path: &Path) -> std::io::Result<()> {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// The start of a server on `dir`, within 20 s (a start that waits for
+/// a named pipe's reader would never end).
+fn start_within(
+    rt: &tokio::runtime::Runtime,
+    config: ServerConfig,
+) -> Result<Result<RunningServer, KmsError>, Box<dyn std::error::Error>> {
+    Ok(rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), start(config)).await })?)
+}
+
+/// An `audit.log` or `token` that is a named pipe or a symbolic link
+/// stops the start at once, saying what it is; a link's target is left
+/// as it was.
+#[test]
+fn an_audit_log_or_token_that_is_not_a_regular_file_stops_the_start() -> TestResult {
+    let rt = runtime()?;
+    let elsewhere = tempfile::tempdir()?;
+    let target = elsewhere.path().join("target");
+    std::fs::write(&target, "a-token-of-someone-else-0123456789\n")?;
+    for (file, kind) in [
+        ("audit.log", "pipe"),
+        ("audit.log", "link"),
+        ("token", "pipe"),
+        ("token", "link"),
+    ] {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(file);
+        let what = if kind == "pipe" {
+            mkfifo(&path)?;
+            "a named pipe"
+        } else {
+            std::os::unix::fs::symlink(&target, &path)?;
+            "a symbolic link"
+        };
+        let mut cfg = config(dir.path());
+        // The token read from DIR/token, where it is tried.
+        if file == "token" {
+            cfg.token = None;
+        }
+        let refused = start_within(&rt, cfg)?.err().ok_or("the server started")?;
+        assert!(
+            matches!(&refused, KmsError::NotAFile { path: p, what: w } if *p == path && *w == what),
+            "{file} as a {kind}: {refused}"
+        );
+        assert!(
+            refused.to_string().contains("not a regular file"),
+            "{refused}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&target)?,
+        "a-token-of-someone-else-0123456789\n"
+    );
+    Ok(())
+}
+
+/// A `--dir` that is a symbolic link to a directory others may read has
+/// its target made private, as a directory named directly has.
+#[test]
+fn a_key_directory_named_through_a_link_is_made_private() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let rt = runtime()?;
+    let base = tempfile::tempdir()?;
+    let real = base.path().join("real");
+    std::fs::create_dir(&real)?;
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755))?;
+    let link = base.path().join("link");
+    std::os::unix::fs::symlink(&real, &link)?;
+    let server = rt.block_on(start(config(&link)))?;
+    stop(&rt, server)?;
+    let mode = std::fs::metadata(&real)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+    assert!(std::fs::symlink_metadata(&link)?.file_type().is_symlink());
+    Ok(())
+}
+
+/// Removing `DIR/lock` while a server runs does not let a second one
+/// start on the directory; once the first stops, one starts.
+#[test]
+fn removing_the_lock_file_does_not_free_the_key_directory() -> TestResult {
+    let rt = runtime()?;
+    let dir = tempfile::tempdir()?;
+    let first = rt.block_on(start(config(dir.path())))?;
+    std::fs::remove_file(dir.path().join("lock"))?;
+    match rt.block_on(start(config(dir.path()))) {
+        Err(KmsError::DirInUse(message)) => assert!(
+            message.contains("in use by another key server (another process)"),
+            "{message}"
+        ),
+        Err(other) => panic!("expected the directory in use, got {other}"),
+        Ok(_) => panic!("a second server started once the lock file was removed"),
+    }
+    stop(&rt, first)?;
+    let again = rt.block_on(start(config(dir.path())))?;
+    stop(&rt, again)?;
+    Ok(())
+}
+
+/// A `--cert` and `--key` that do not belong together fail the start
+/// before the key directory is made.
+#[test]
+fn a_certificate_and_another_key_fail_the_start_before_anything_is_made() -> TestResult {
+    let rt = runtime()?;
+    let base = tempfile::tempdir()?;
+    let one = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+    let (cert, key) = (base.path().join("cert.pem"), base.path().join("key.pem"));
+    std::fs::write(&cert, one.cert.pem())?;
+    std::fs::write(&key, other.signing_key.serialize_pem())?;
+    let dir = base.path().join("kms");
+    let mut cfg = config(&dir);
+    cfg.cert = Some(cert);
+    cfg.key = Some(key);
+    let refused = rt.block_on(start(cfg)).err().ok_or("the server started")?;
+    assert!(
+        refused.to_string().contains("do not belong together"),
+        "{refused}"
+    );
+    assert!(!dir.exists(), "the failed start made {}", dir.display());
+    Ok(())
+}
