@@ -1,7 +1,7 @@
 //! `seccs kms …`: the key service. A thin layer over `seccs-kms`.
 
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -43,7 +43,9 @@ struct Conn {
     token: Option<String>,
     /// Read the management bearer token from this file (at most 4 KiB; the
     /// whitespace around it is dropped). Also read from
-    /// SECCS_KMS_TOKEN_FILE, unless --token is given.
+    /// SECCS_KMS_TOKEN_FILE, unless --token is given. Read only by the
+    /// commands that send the token: not by status, key, or encrypt and
+    /// decrypt with --kek.
     #[arg(long, conflicts_with = "token")]
     token_file: Option<PathBuf>,
     /// Allow plain http:// to a loopback address (never to another host).
@@ -51,8 +53,21 @@ struct Conn {
     insecure_loopback_http: bool,
 }
 
+/// Whether a command sends the management token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token {
+    /// It may (named keys; `new`, which a server may hold to it): the
+    /// token is read from wherever it is given.
+    Sent,
+    /// It never does (`status`, `key`, `encrypt|decrypt --kek`): no token
+    /// is read, so a token file named for other commands
+    /// (`SECCS_KMS_TOKEN_FILE`) that is missing or unreadable stops
+    /// nothing.
+    Unused,
+}
+
 impl Conn {
-    fn config(&self) -> anyhow::Result<ClientConfig> {
+    fn config(&self, token_use: Token) -> anyhow::Result<ClientConfig> {
         let mut c = ClientConfig::new(&self.server);
         let (ca, pin) = either_option(
             (
@@ -67,13 +82,16 @@ impl Conn {
         if let Some(pin) = pin {
             c = c.with_pin(&utf8(pin, "SECCS_KMS_PIN")?)?;
         }
-        let (token, token_file) = either_option(
-            (
-                self.token.clone().map(Into::into),
-                self.token_file.clone().map(Into::into),
-            ),
-            ("SECCS_KMS_TOKEN", "SECCS_KMS_TOKEN_FILE"),
-        )?;
+        let (token, token_file) = match token_use {
+            Token::Unused => (None, None),
+            Token::Sent => either_option(
+                (
+                    self.token.clone().map(Into::into),
+                    self.token_file.clone().map(Into::into),
+                ),
+                ("SECCS_KMS_TOKEN", "SECCS_KMS_TOKEN_FILE"),
+            )?,
+        };
         if let Some(t) = token {
             c = c.with_token(utf8(t, "SECCS_KMS_TOKEN")?.trim());
         }
@@ -85,8 +103,14 @@ impl Conn {
         Ok(c)
     }
 
+    /// A client for a command that may send the management token.
     fn client(&self) -> anyhow::Result<BlockingClient> {
-        Ok(BlockingClient::new(&self.config()?)?)
+        Ok(BlockingClient::new(&self.config(Token::Sent)?)?)
+    }
+
+    /// A client for a command that never sends the management token.
+    fn client_without_token(&self) -> anyhow::Result<BlockingClient> {
+        Ok(BlockingClient::new(&self.config(Token::Unused)?)?)
     }
 }
 
@@ -131,7 +155,8 @@ struct Io {
     /// the whole input was processed: a regular file appears by a synced
     /// rename; standard output, a device or a named pipe is fed from an
     /// encrypted spool at the end (never replaced); a symbolic link is
-    /// written through.
+    /// written through. Its temporary file is made before the server is
+    /// asked, so an output that cannot be written is refused first.
     #[arg(long = "out", value_name = "FILE")]
     output: Option<PathBuf>,
     /// The encryption context (associated data); decryption needs the same.
@@ -165,8 +190,15 @@ enum KmsCommand {
     ///
     /// At start it refuses a directory that lost root.key while named/
     /// holds keys, or lost part of the certificate in tls/ (restore them
-    /// from a backup), and takes group and other access away from the
-    /// directory and what it holds, logging each change.
+    /// from a backup), or where audit.log, token, root.key or a key file
+    /// is a symbolic link or a named pipe (its files are opened only as
+    /// regular files); it takes group and other access away from the
+    /// directory (a link's target, if --dir names one) and what it holds,
+    /// logging each change, and logs each DEK file that does not parse
+    /// (`seccs kms check DIR` checks them all). One server runs per
+    /// directory: it locks the directory itself (removing DIR/lock, which
+    /// names the holder, frees nothing). --cert and --key are checked
+    /// before anything is made.
     #[command(after_long_help = server::ROUTES_HELP)]
     Serve {
         /// Storage directory, made 0700 if missing: `keys/` (DEK files,
@@ -215,6 +247,17 @@ enum KmsCommand {
         #[arg(long, default_value = "interval", value_name = "interval|each",
               value_parser = parse_audit_sync)]
         audit_sync: AuditSync,
+    },
+    /// Check every key file of a key directory, without a server (it may
+    /// run meanwhile): each named key (named/) must authenticate under
+    /// root.key; each DEK file (keys/) must have the form of one (it is
+    /// sealed under its KEK, which only clients hold, so its
+    /// authenticity is checked when a client asks for it). Prints each
+    /// bad file, with its path and why, and exits non-zero if there is
+    /// one. A server reads them all at start too and logs each bad one.
+    Check {
+        /// The key directory (the one given to `serve --dir`).
+        dir: PathBuf,
     },
     /// Create a KEK/DEK pair on the server; writes the KEK (the caller keeps
     /// it). Management token only if the server runs with --new-needs-token.
@@ -381,10 +424,6 @@ fn read_input(io: &Io) -> anyhow::Result<Vec<u8>> {
     Ok(data)
 }
 
-fn write_output(io: &Io, data: &[u8]) -> anyhow::Result<()> {
-    crate::output::write_bytes(io.output.as_deref(), data)
-}
-
 fn load_kek(path: &Path) -> anyhow::Result<seccs_core::SecretKey> {
     // The library names the path only where the file cannot be opened.
     let kek = client::load_kek(path)
@@ -402,7 +441,7 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 fn local_stream(conn: &Conn, io: &Io, kek: &Path, encrypt: bool) -> anyhow::Result<()> {
-    let local = LocalFacility::new(&conn.config()?)?;
+    let local = LocalFacility::new(&conn.config(Token::Unused)?)?;
     let kek = load_kek(kek)?;
     let ctx = io.context.as_bytes();
     let mut input = Input {
@@ -467,15 +506,52 @@ fn named_one(c: &BlockingClient, name: &str, op: &str, io: &Io) -> anyhow::Resul
         );
     }
     let items: [(&[u8], &[u8]); 1] = [(&data, io.context.as_bytes())];
-    let mut results = c.run(|k| async move {
-        match op {
-            "encrypt" => k.encrypt(name, &items).await,
-            "decrypt" => k.decrypt(name, &items).await,
-            _ => k.rewrap(name, &items).await,
+    // The output is made ready (its temporary file created beside it)
+    // before the server is asked: an output that cannot be written is
+    // refused before the server decrypts or encrypts anything for it.
+    crate::output::write_output(io.output.as_deref(), |out| {
+        let mut results = c.run(|k| async move {
+            match op {
+                "encrypt" => k.encrypt(name, &items).await,
+                "decrypt" => k.decrypt(name, &items).await,
+                _ => k.rewrap(name, &items).await,
+            }
+        })?;
+        let result = results.pop().context("the server answered no result")??;
+        out.write_all(&result)?;
+        Ok(())
+    })
+}
+
+/// `kms check DIR`: every key file of `dir`, each bad one said on
+/// standard output, and an error if there is one.
+fn check(dir: &Path) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        anyhow::bail!("{} is not a key directory", dir.display());
+    }
+    let (deks, bad_deks) = seccs_kms::facility::Facility::check_files(&dir.join("keys"))?;
+    let (named, bad_named) = seccs_kms::keyring::KeyRing::check_files(dir)?;
+    let bad = bad_deks.len() + bad_named.len();
+    for (path, why) in bad_deks.iter().chain(&bad_named) {
+        // With its causes, as an error line says them.
+        let mut said = why.to_string();
+        let mut cause = std::error::Error::source(why);
+        // Bounded: an error's chain is a few causes long.
+        for _ in 0..8 {
+            let Some(c) = cause else { break };
+            said.push_str(&format!(": {c}"));
+            cause = c.source();
         }
-    })?;
-    let out = results.pop().context("the server answered no result")??;
-    write_output(io, &out)
+        outln!("{}: {said}", path.display())?;
+    }
+    outln!("{deks} DEK file(s), {named} named key file(s): {bad} bad")?;
+    if bad > 0 {
+        anyhow::bail!(
+            "{bad} key file(s) in {} are damaged: restore them from a backup",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// What `kms serve` says once it listens: where, and how clients trust it.
@@ -584,6 +660,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             cfg.audit_sync = audit_sync;
             server::serve_blocking(cfg, |s| announce(s, &dir))?;
         }
+        KmsCommand::Check { dir } => check(&dir)?,
         KmsCommand::New { conn, out } => {
             // The KEK file's temporary file is created before the server
             // creates the key, so a destination that cannot be written
@@ -628,7 +705,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
         }
         KmsCommand::Key { conn, kek } => {
             let kek = load_kek(&kek)?;
-            let dek = conn.client()?.run(|c| c.dek(&kek))?;
+            let dek = conn.client_without_token()?.run(|c| c.dek(&kek))?;
             outln!("{}", seccs_core::hexenc::encode(dek.expose_secret()))?;
         }
         KmsCommand::Encrypt {
@@ -652,7 +729,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             (None, None) => anyhow::bail!("give --kek FILE or --name NAME"),
         },
         KmsCommand::Status { conn } => {
-            let c = conn.client()?;
+            let c = conn.client_without_token()?;
             outln!("{}", c.run(|k| k.status_text())?)?;
             print_json(&c.run(|k| k.status())?)?;
         }

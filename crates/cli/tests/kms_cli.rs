@@ -1311,3 +1311,128 @@ fn serve_takes_audit_sync_each_and_names_the_modes_of_a_wrong_one() -> TestResul
     );
     Ok(())
 }
+
+/// `status`, `key` and `encrypt --kek` send no token, and read none: a
+/// `SECCS_KMS_TOKEN_FILE` that names a missing file (set for the other
+/// commands) stops none of them, while a command that sends the token
+/// still says the file is missing.
+#[test]
+fn commands_that_send_no_token_read_no_token_file() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
+    let missing = tmp.path().join("no-such-token");
+    let status = kms(&server, &srv_dir, "status")
+        .env("SECCS_KMS_TOKEN_FILE", &missing)
+        .output()?;
+    let text = String::from_utf8(succeeded(status)?.stdout)?;
+    assert!(text.starts_with("KMS server holding 1 keys"), "{text}");
+    succeeded(
+        kms(&server, &srv_dir, "key")
+            .arg("--kek")
+            .arg(&kek)
+            .env("SECCS_KMS_TOKEN_FILE", &missing)
+            .output()?,
+    )?;
+    succeeded(run_with_stdin(
+        kms(&server, &srv_dir, "encrypt")
+            .arg("--kek")
+            .arg(&kek)
+            .env("SECCS_KMS_TOKEN_FILE", &missing),
+        b"data",
+    )?)?;
+    let list = kms(&server, &srv_dir, "list")
+        .env("SECCS_KMS_TOKEN_FILE", &missing)
+        .output()?;
+    assert!(!list.status.success());
+    assert!(
+        stderr(&list).contains(&missing.display().to_string()),
+        "{}",
+        stderr(&list)
+    );
+    Ok(())
+}
+
+/// An `--out` that cannot be written is refused before the server is
+/// asked: with `--name`, the server decrypts nothing (its log holds no
+/// decrypt), and with `--kek` the DEK is not fetched (no `key` record).
+#[test]
+fn an_unwritable_output_is_refused_before_the_server_is_asked() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
+    succeeded(managed(&server, &srv_dir, "create").arg("k").output()?)?;
+    let sealed = succeeded(run_with_stdin(
+        managed(&server, &srv_dir, "encrypt").args(["--name", "k"]),
+        b"secret",
+    )?)?
+    .stdout;
+    let before = audit_ops(&srv_dir)?;
+    let nowhere = tmp.path().join("missing-dir").join("out");
+    let out = run_with_stdin(
+        managed(&server, &srv_dir, "decrypt")
+            .args(["--name", "k", "--out"])
+            .arg(&nowhere),
+        &sealed,
+    )?;
+    assert!(!out.status.success(), "decrypted into a missing directory");
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let out = run_with_stdin(
+        kms(&server, &srv_dir, "encrypt")
+            .arg("--kek")
+            .arg(&kek)
+            .arg("--out")
+            .arg(&nowhere),
+        b"data",
+    )?;
+    assert!(!out.status.success(), "encrypted into a missing directory");
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    // Nothing was asked of the server in between.
+    assert_eq!(audit_ops(&srv_dir)?, before);
+    Ok(())
+}
+
+/// `kms check DIR` finds damaged key files without a server: each is
+/// named with its path, and it exits non-zero; a sound directory passes.
+#[test]
+fn check_names_each_damaged_key_file_and_fails() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, _kek) = serve_with_kek(tmp.path())?;
+    succeeded(managed(&server, &srv_dir, "create").arg("k").output()?)?;
+    new_kek(&server, &srv_dir, &tmp.path().join("kek2"))?;
+    drop(server);
+    let sound = succeeded(seccs_kms(&["check"]).arg(&srv_dir).output()?)?;
+    let text = String::from_utf8(sound.stdout)?;
+    assert_eq!(text, "2 DEK file(s), 1 named key file(s): 0 bad\n");
+
+    let flip_last = |path: &Path| -> std::io::Result<()> {
+        let mut bytes = std::fs::read(path)?;
+        if let Some(last) = bytes.last_mut() {
+            *last ^= 1;
+        }
+        std::fs::write(path, bytes)
+    };
+    let named = srv_dir.join("named/k.key");
+    flip_last(&named)?;
+    let mut deks: Vec<_> = std::fs::read_dir(srv_dir.join("keys"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    deks.sort();
+    let cut = deks.first().ok_or("no DEK file")?;
+    let bytes = std::fs::read(cut)?;
+    std::fs::write(cut, &bytes[..bytes.len() / 2])?;
+    let out = seccs_kms(&["check"]).arg(&srv_dir).output()?;
+    assert!(!out.status.success(), "damaged key files passed");
+    let text = String::from_utf8(out.stdout.clone())?;
+    assert!(
+        text.contains(&format!("{}: ", named.display()))
+            && text.contains(&format!("{}: ", cut.display()))
+            && text.ends_with("2 DEK file(s), 1 named key file(s): 2 bad\n"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("2 key file(s) in") && stderr(&out).contains("damaged"),
+        "{}",
+        stderr(&out)
+    );
+    Ok(())
+}
