@@ -1,7 +1,7 @@
 //! `seccs kms …`: the key service. A thin layer over `seccs-kms`.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
