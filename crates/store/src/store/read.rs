@@ -1,0 +1,156 @@
+//! Reading: [`Store::get`], [`Store::get_to`] and [`Store::get_range`]
+//! walk a content's tree from its root, fetching inner nodes in batches
+//! and leaves in windows of [`READ_WINDOW`] bytes, and opening only the
+//! nodes on the path to the range read.
+
+use std::io::Write;
+
+use rayon::prelude::*;
+
+use super::{INNER_BATCH, Root, Store, missing};
+use crate::error::{Result, StoreError};
+use crate::node::{self, Child};
+use crate::params::ContentRef;
+
+/// Leaf bytes fetched and opened per round trip of a read.
+const READ_WINDOW: u64 = 4 << 20;
+
+impl Store {
+    /// Reads a whole content into memory (Python: `get_content`).
+    pub fn get(&self, content_ref: &ContentRef) -> Result<Vec<u8>> {
+        // The length is the reference's claim, read before anything is
+        // authenticated: it sizes the first allocation only up to a bound.
+        const FIRST_ALLOCATION: u64 = 64 << 20;
+        let mut out = Vec::with_capacity(
+            usize::try_from(content_ref.len().min(FIRST_ALLOCATION)).unwrap_or(0),
+        );
+        self.get_to(content_ref, &mut out)?;
+        Ok(out)
+    }
+
+    /// Writes a whole content to `out`, in memory bounded independently of
+    /// its size. On an integrity error, part of the content may have been
+    /// written; callers writing files write to a temporary file first.
+    pub fn get_to(&self, content_ref: &ContentRef, out: &mut dyn Write) -> Result<()> {
+        self.get_range(content_ref, 0, content_ref.len(), out)
+    }
+
+    /// Writes `len` bytes of a content from `offset` to `out`, fetching only
+    /// the nodes on the paths to that range: O(height + len/S) nodes.
+    pub fn get_range(
+        &self,
+        content_ref: &ContentRef,
+        offset: u64,
+        len: u64,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        self.check_ref(content_ref)?;
+        let n = content_ref.len();
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= n)
+            .ok_or(StoreError::RangeOutside {
+                offset,
+                len,
+                size: n,
+            })?;
+        let (height, children) = match self.open_root(content_ref)? {
+            Root::Leaf(leaf) => {
+                out.write_all(&leaf[offset as usize..end as usize])?;
+                return Ok(());
+            }
+            Root::Inner { height, children } => (height, children),
+        };
+        if len == 0 {
+            return Ok(());
+        }
+        let mut window = LeafWindow::default();
+        self.visit(&children, height - 1, offset, end, out, &mut window)?;
+        self.flush_window(&mut window, out)
+    }
+
+    /// Visits the children (of height `height`) overlapping `[start, end)`,
+    /// positions relative to the parent's first byte.
+    fn visit(
+        &self,
+        children: &[Child],
+        height: u8,
+        start: u64,
+        end: u64,
+        out: &mut dyn Write,
+        window: &mut LeafWindow,
+    ) -> Result<()> {
+        let mut pos = 0u64;
+        let mut selected = Vec::new();
+        for child in children {
+            let (c_start, c_end) = (pos, pos + child.len);
+            pos = c_end;
+            if c_end <= start || c_start >= end {
+                continue;
+            }
+            let from = start.saturating_sub(c_start);
+            let to = end.min(c_end) - c_start;
+            selected.push((child, from, to));
+        }
+        if height == 0 {
+            for (child, from, to) in selected {
+                window
+                    .leaves
+                    .push((child.digest.clone(), child.len, from, to));
+                window.bytes += child.len;
+                if window.bytes >= READ_WINDOW {
+                    self.flush_window(window, out)?;
+                }
+            }
+            return Ok(());
+        }
+        for group in selected.chunks(INNER_BATCH) {
+            let keys: Vec<&[u8]> = group.iter().map(|(c, _, _)| c.digest.as_slice()).collect();
+            let values = self.backend.get_values(&keys)?;
+            for ((child, from, to), value) in group.iter().zip(values) {
+                let value = value.ok_or_else(|| missing(&child.digest))?;
+                let plaintext = self.open_sealed(height, false, &child.digest, &value)?;
+                let grandchildren =
+                    node::decode_superchunk(plaintext, self.wrapper.digest_len(), child.len)?;
+                self.visit(&grandchildren, height - 1, *from, *to, out, window)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_window(&self, window: &mut LeafWindow, out: &mut dyn Write) -> Result<()> {
+        if window.leaves.is_empty() {
+            return Ok(());
+        }
+        let leaves = std::mem::take(&mut window.leaves);
+        window.bytes = 0;
+        let keys: Vec<&[u8]> = leaves.iter().map(|l| l.0.as_slice()).collect();
+        let entries = self.backend.get_values(&keys)?;
+        let open_one = |((digest, len, _, _), value): (&WindowLeaf, Option<Vec<u8>>)| {
+            let value = value.ok_or_else(|| missing(digest))?;
+            node::decode_leaf(self.open_sealed(0, false, digest, &value)?, *len)
+        };
+        let opened: Vec<Result<Vec<u8>>> = if self.parallel {
+            leaves
+                .par_iter()
+                .zip(entries.into_par_iter())
+                .map(open_one)
+                .collect()
+        } else {
+            leaves.iter().zip(entries).map(open_one).collect()
+        };
+        for ((_, _, from, to), leaf) in leaves.iter().zip(opened) {
+            out.write_all(&leaf?[*from as usize..*to as usize])?;
+        }
+        Ok(())
+    }
+}
+
+/// A leaf to read: (digest, leaf length, from, to).
+type WindowLeaf = (Vec<u8>, u64, u64, u64);
+
+#[derive(Default)]
+struct LeafWindow {
+    leaves: Vec<WindowLeaf>,
+    bytes: u64,
+}
