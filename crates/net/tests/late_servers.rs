@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{Kind, Net, TestResult};
 use seccs_net::broker::{BoxFuture, Broker, BrokerError, Subscription};
-use seccs_net::message::{Body, Message, RequestId, conflict_reason};
+use seccs_net::message::{Body, Message, RequestId};
 use seccs_net::packet::FrameRef;
 use seccs_net::store::RecordStore;
 use seccs_net::{Client, ClientOptions, Error, Kdf, Password};
@@ -295,26 +295,7 @@ async fn redis_all_paused_get_the_store_then_the_rollback() -> TestResult {
 async fn a_server_that_missed_the_probe_does_not_count_as_refusing() -> TestResult {
     let (net, broker, client) = three_servers_behind_a_pausing_broker(Kind::Memory, 2).await?;
     let (liar, task) =
-        common::posing_server(
-            net.broker.clone(),
-            &"5f".repeat(16),
-            64,
-            |body| match body {
-                Body::Versions { .. } => Body::VersionsHeld {
-                    highest: 5000,
-                    saves: Vec::new(),
-                },
-                Body::Store { version, .. } => Body::Refused {
-                    reason: conflict_reason(version),
-                },
-                Body::Fetch { .. } => Body::Fetched { record: None },
-                Body::Delete { .. } | Body::Rollback { .. } => Body::Deleted { removed: 0 },
-                _ => Body::Refused {
-                    reason: "no".into(),
-                },
-            },
-        )
-        .await?;
+        common::lying_server(net.broker.clone(), &"5f".repeat(16), 64, 5000, Vec::new()).await?;
     net.wait_servers(&client, 4).await?;
     broker.lose_probe(net.channel(2));
     let saved = client.save("doc", b"kept low", &pw()).await?;

@@ -22,33 +22,6 @@ fn pw() -> Password {
     Password::new("correct horse battery staple")
 }
 
-/// A broker client posing as a share server: it answers every request for
-/// versions with `highest` and no record, refuses every store as a version
-/// taken, and holds nothing, for at most 256 requests or a minute.
-async fn lying_server(
-    broker: Arc<dyn Broker>,
-    highest: u64,
-) -> Result<(String, tokio::task::JoinHandle<()>), Box<dyn std::error::Error + Send + Sync>> {
-    common::posing_server(broker, &"5e".repeat(16), 256, move |body| match body {
-        Body::Versions { .. } => Body::VersionsHeld {
-            highest,
-            saves: Vec::new(),
-        },
-        Body::Store { version, .. } => Body::Refused {
-            reason: conflict_reason(version),
-        },
-        Body::Fetch { .. } => Body::Fetched { record: None },
-        Body::List { .. } => Body::Listed {
-            entries: Vec::new(),
-        },
-        Body::Delete { .. } | Body::Rollback { .. } => Body::Deleted { removed: 0 },
-        _ => Body::Refused {
-            reason: "no".into(),
-        },
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_claiming_the_largest_versions_neither_spends_a_tag_nor_blocks_its_saves()
 -> TestResult {
@@ -56,7 +29,14 @@ async fn a_server_claiming_the_largest_versions_neither_spends_a_tag_nor_blocks_
     let client = net.client(None).await?;
     let first = client.save("doc", b"first", &pw()).await?;
     assert_eq!(first.version, 1);
-    let (liar, task) = lying_server(net.broker.clone(), MAX_VERSION - 1).await?;
+    let (liar, task) = common::lying_server(
+        net.broker.clone(),
+        &"5e".repeat(16),
+        256,
+        MAX_VERSION - 1,
+        Vec::new(),
+    )
+    .await?;
     net.wait_servers(&client, 4).await?;
     // Four servers online: threshold 3, which the three honest ones meet.
     for (i, expected) in [(0u64, 2u64), (1, 3), (2, 4)] {
@@ -203,27 +183,14 @@ async fn fewer_than_t_servers_saying_a_tag_was_used_do_not_refuse_a_store_key() 
     client.options_mut().kdf = Kdf::KEY_FLOOR;
     // A broker client posing as a server that once held every tag, holds
     // an unreadable version 1 of it, and refuses every store as taken.
-    let (liar, task) =
-        common::posing_server(
-            net.broker.clone(),
-            &"7a".repeat(16),
-            64,
-            |body| match body {
-                Body::Versions { .. } => Body::VersionsHeld {
-                    highest: 9,
-                    saves: vec![SaveEntry::unreadable(1)],
-                },
-                Body::Store { version, .. } => Body::Refused {
-                    reason: conflict_reason(version),
-                },
-                Body::Fetch { .. } => Body::Fetched { record: None },
-                Body::Delete { .. } | Body::Rollback { .. } => Body::Deleted { removed: 0 },
-                _ => Body::Refused {
-                    reason: "no".into(),
-                },
-            },
-        )
-        .await?;
+    let (liar, task) = common::lying_server(
+        net.broker.clone(),
+        &"7a".repeat(16),
+        64,
+        9,
+        vec![SaveEntry::unreadable(1)],
+    )
+    .await?;
     net.wait_servers(&client, 4).await?;
     // Four servers online, threshold 3: the three honest ones keep the key.
     let key = SecretKey::from_slice(&[9; KEY_LEN])?;

@@ -8,8 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Kind, Net, TestResult};
-use seccs_net::message::{Body, MAX_VERSION, Message, RequestId};
-use seccs_net::packet::{DataFrame, Frame, FrameRef, MessageId};
+use seccs_net::message::{Body, MAX_VERSION};
 use seccs_net::store::RecordStore;
 use seccs_net::{Error, Password};
 
@@ -219,37 +218,6 @@ async fn a_second_server_on_one_root_is_refused_naming_the_holder() -> TestResul
     Ok(())
 }
 
-/// Sends `body` to `server` as a client would and returns the answer.
-async fn ask(
-    net: &Net,
-    server: &str,
-    body: Body,
-) -> Result<Body, Box<dyn std::error::Error + Send + Sync>> {
-    let me = "seccs:client:raw-test";
-    let mut replies = net.broker.subscribe(me).await?;
-    let request_id = RequestId([7; 16]);
-    let frame = Frame::Data(DataFrame {
-        message_id: MessageId([8; 16]),
-        sender: me.into(),
-        index: 0,
-        count: 1,
-        payload: Message { request_id, body }.encode(),
-    });
-    net.broker.publish(server, frame.encode()).await?;
-    for _ in 0..16 {
-        let bytes = tokio::time::timeout(Duration::from_secs(10), replies.recv())
-            .await?
-            .ok_or("subscription ended")?;
-        if let Ok(FrameRef::Data(d)) = FrameRef::decode(&bytes)
-            && let Ok(m) = Message::decode(d.payload)
-            && m.request_id == request_id
-        {
-            return Ok(m.body);
-        }
-    }
-    Err("no answer".into())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_refuses_a_version_above_the_largest_and_says_the_highest_it_held() -> TestResult {
     let net = Net::new(Kind::Memory, 1).await?;
@@ -258,7 +226,7 @@ async fn a_server_refuses_a_version_above_the_largest_and_says_the_highest_it_he
     client.save("t", b"y", &pw()).await?;
     client.remove("t", Some(2)).await?;
     let server = net.channel(0);
-    match ask(&net, &server, Body::Versions { tag: "t".into() }).await? {
+    match common::ask_raw(&net.broker, &server, Body::Versions { tag: "t".into() }).await? {
         Body::VersionsHeld { highest, saves } => {
             assert_eq!(highest, 2, "a removed version is remembered");
             let held: Vec<(u64, u8, u8)> = saves.iter().map(|s| (s.version, s.n, s.t)).collect();
@@ -281,7 +249,7 @@ async fn a_server_refuses_a_version_above_the_largest_and_says_the_highest_it_he
         version: MAX_VERSION + 1,
         record,
     };
-    match ask(&net, &server, body).await? {
+    match common::ask_raw(&net.broker, &server, body).await? {
         Body::Refused { reason } => assert!(reason.contains("above the largest"), "{reason}"),
         other => return Err(format!("unexpected answer {other:?}").into()),
     }

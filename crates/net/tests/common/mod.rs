@@ -274,6 +274,37 @@ pub async fn posing_server(
     Ok((channel, task))
 }
 
+/// A broker client posing as share server `id`: it answers every request
+/// for versions with `highest` and `saves`, refuses every store as a
+/// version taken, and holds nothing, for at most `requests` requests.
+pub async fn lying_server(
+    broker: Arc<dyn Broker>,
+    id: &str,
+    requests: u32,
+    highest: u64,
+    saves: Vec<seccs_net::message::SaveEntry>,
+) -> Result<(String, tokio::task::JoinHandle<()>), Box<dyn std::error::Error + Send + Sync>> {
+    use seccs_net::message::{Body, conflict_reason};
+    posing_server(broker, id, requests, move |body| match body {
+        Body::Versions { .. } => Body::VersionsHeld {
+            highest,
+            saves: saves.clone(),
+        },
+        Body::Store { version, .. } => Body::Refused {
+            reason: conflict_reason(version),
+        },
+        Body::Fetch { .. } => Body::Fetched { record: None },
+        Body::List { .. } => Body::Listed {
+            entries: Vec::new(),
+        },
+        Body::Delete { .. } | Body::Rollback { .. } => Body::Deleted { removed: 0 },
+        _ => Body::Refused {
+            reason: "no".into(),
+        },
+    })
+    .await
+}
+
 /// Sends `body` to `server` in one frame, as a client of `broker` named
 /// for this call, and returns the server's answer (waited for at most 10 s,
 /// among at most 16 frames).
