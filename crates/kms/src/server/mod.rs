@@ -668,12 +668,20 @@ mod sync_tests {
     use super::*;
     use crate::client::{ClientConfig, KmsClient};
 
-    /// Over real TLS, in the `each` mode, on a disk whose syncs fail: a
-    /// key is answered 503 (seed and `/v1/` routes), never given out,
-    /// while a refusal (an unknown KEK) is answered at once as before.
-    #[test]
-    fn in_each_mode_a_failed_sync_answers_a_key_request_503()
-    -> Result<(), Box<dyn std::error::Error>> {
+    /// What a test of the `each` mode starts from: a scratch directory, a
+    /// runtime, the config of a loopback server in that mode, and a KEK
+    /// made before the server starts, so that only the sync stands between
+    /// a client and its DEK.
+    #[allow(clippy::type_complexity)]
+    fn each_mode_parts() -> Result<
+        (
+            tempfile::TempDir,
+            tokio::runtime::Runtime,
+            ServerConfig,
+            seccs_core::SecretKey,
+        ),
+        Box<dyn std::error::Error>,
+    > {
         let dir = tempfile::tempdir()?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -682,9 +690,17 @@ mod sync_tests {
         let mut cfg = ServerConfig::new(dir.path());
         cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         cfg.audit_sync = AuditSync::Each;
-        // The key exists before the server starts, so that only the sync
-        // stands between a client and its DEK.
         let kek = Facility::open(dir.path().join("keys"))?.generate()?;
+        Ok((dir, rt, cfg, kek))
+    }
+
+    /// Over real TLS, in the `each` mode, on a disk whose syncs fail: a
+    /// key is answered 503 (seed and `/v1/` routes), never given out,
+    /// while a refusal (an unknown KEK) is answered at once as before.
+    #[test]
+    fn in_each_mode_a_failed_sync_answers_a_key_request_503()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (dir, rt, cfg, kek) = each_mode_parts()?;
         // The first sync (of the `start` record) succeeds, every later
         // one fails: the first key waits for a sync that fails, and the
         // next ones are refused before they wait.
@@ -732,16 +748,8 @@ mod sync_tests {
     #[test]
     fn in_each_mode_a_key_whose_sync_outlasts_the_deadline_is_logged_as_withheld()
     -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let mut cfg = ServerConfig::new(dir.path());
-        cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        cfg.audit_sync = AuditSync::Each;
+        let (dir, rt, mut cfg, kek) = each_mode_parts()?;
         cfg.request_timeout = Duration::from_millis(500);
-        let kek = Facility::open(dir.path().join("keys"))?.generate()?;
         // The first sync (of the `start` record) is quick, the next ones
         // take 2 s, four times the deadline.
         let calls = std::sync::atomic::AtomicU64::new(0);
