@@ -7,32 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+mod common;
+
+use common::{TOKEN, TestResult, runtime, stop};
 use seccs_core::SecretKey;
 use seccs_kms::KmsError;
 use seccs_kms::client::{ClientConfig, KmsClient};
 use seccs_kms::server::{RunningServer, ServerConfig, start};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-}
-
-/// The management token of the test servers (at least 16 bytes).
-const TOKEN: &str = "test-token-0123456789";
-
 fn config(dir: &Path) -> ServerConfig {
-    let mut c = ServerConfig::new(dir);
-    c.listen = "127.0.0.1:0".parse().expect("literal address");
-    c.token = Some(TOKEN.into());
-    c
-}
-
-fn stop(rt: &tokio::runtime::Runtime, server: RunningServer) -> Result<(), KmsError> {
-    rt.block_on(server.shutdown(Duration::from_secs(5)))
+    common::loopback_config(dir)
 }
 
 /// The most a hostile server's endless answer sends, so that the test
@@ -151,26 +135,6 @@ fn an_answer_longer_than_its_route_can_return_is_refused_unread() -> TestResult 
         );
         Ok::<_, Box<dyn std::error::Error>>(())
     })
-}
-
-/// A raw client trusting the server's CA file, for byte-level checks.
-fn raw_client(server: &RunningServer) -> Result<reqwest::Client, Box<dyn std::error::Error>> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let ca = server.cert().ca_path.clone().ok_or("no CA file")?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca)? {
-        roots.add(c?)?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(Duration::from_secs(20))
-        .build()?)
 }
 
 /// A header block larger than the server reads, in one header of 1 MB
@@ -335,4 +299,9 @@ fn a_certificate_and_another_key_fail_the_start_before_anything_is_made() -> Tes
     );
     assert!(!dir.exists(), "the failed start made {}", dir.display());
     Ok(())
+}
+
+/// A raw client trusting the server's CA file, for byte-level checks.
+fn raw_client(server: &RunningServer) -> Result<reqwest::Client, Box<dyn std::error::Error>> {
+    common::raw_client_from(server, None, Duration::from_secs(20))
 }

@@ -1,5 +1,8 @@
 //! The key service over real HTTPS on 127.0.0.1 (ephemeral ports).
 
+mod common;
+
+use common::{TOKEN, TestResult, runtime, stop};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -11,22 +14,8 @@ use seccs_kms::client::{ClientConfig, KmsClient, LocalFacility, ManualClock, fet
 use seccs_kms::lifecycle::KeyState;
 use seccs_kms::server::{RunningServer, ServerConfig, start};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-}
-
-/// The management token of the test servers (at least 16 bytes).
-const TOKEN: &str = "test-token-0123456789";
-
 fn config(dir: &Path) -> ServerConfig {
-    let mut c = ServerConfig::new(dir);
-    c.listen = "127.0.0.1:0".parse().expect("literal address");
-    c.token = Some(TOKEN.into());
+    let mut c = common::loopback_config(dir);
     c.max_body = 64 * 1024;
     c
 }
@@ -52,23 +41,7 @@ fn raw_client_from(
     server: &RunningServer,
     local: Option<std::net::IpAddr>,
 ) -> Result<reqwest::Client, Box<dyn std::error::Error>> {
-    let ca = server.cert().ca_path.clone().ok_or("no CA file")?;
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    for c in CertificateDer::pem_file_iter(ca)? {
-        roots.add(c?)?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .local_address(local)
-        .timeout(Duration::from_secs(10))
-        .build()?)
+    common::raw_client_from(server, local, Duration::from_secs(10))
 }
 
 /// The audit log of the server in `dir`: its text, and each line as the
@@ -82,10 +55,6 @@ fn audit_records(
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
     Ok((log, records))
-}
-
-fn stop(rt: &tokio::runtime::Runtime, server: RunningServer) -> Result<(), KmsError> {
-    rt.block_on(server.shutdown(Duration::from_secs(5)))
 }
 
 /// Runs `test` with a client of a fresh server (64 KiB bodies, as

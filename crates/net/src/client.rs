@@ -389,6 +389,15 @@ struct Quorum {
     unknown: usize,
 }
 
+impl Quorum {
+    /// Whether `accepting` servers keep a save that others refuse: enough
+    /// acknowledgements, from more than half of the servers asked (so the
+    /// version is not another save's too).
+    fn kept_by(self, accepting: usize) -> bool {
+        accepting >= self.needed && 2 * accepting > self.servers
+    }
+}
+
 /// The version a save takes, from what the servers online said of the tag
 /// ([`Probe`]), at or above `floor`. Returns it and warnings for a person.
 ///
@@ -477,7 +486,7 @@ fn choose_version(
     let wins_without_refusers = |version: u64| {
         let refusing = claims.iter().filter(|(_, h)| *h >= version).count();
         let accepting = claims.len() - refusing + quorum.unknown;
-        refusing == 0 || (accepting >= quorum.needed && 2 * accepting > quorum.servers)
+        refusing == 0 || quorum.kept_by(accepting)
     };
     // When the servers above are needed, the version follows the least
     // claim above that leaves enough of them accepting (above every claim,
@@ -591,7 +600,7 @@ fn check_tag_unused(tag: &str, probe: &Probe, quorum: Quorum) -> Result<Vec<Stri
     let answered = probe.highest.len().max(claimants.len());
     let accepting = answered - claimants.len() + quorum.unknown;
     let t = quorum.t.max(1);
-    if claimants.len() >= t || accepting < quorum.needed || 2 * accepting <= quorum.servers {
+    if claimants.len() >= t || !quorum.kept_by(accepting) {
         let versions: Vec<u64> = listed.into_keys().collect();
         if !versions.is_empty() {
             return Err(Error::TagExists {
