@@ -486,13 +486,18 @@ fn write_beside_as(
             (file, Some((tmp, registered)))
         }
     };
-    // A file that replaces one keeps its permission bits, as `cp` keeps
-    // them, unless the version restored brings its own.
+    // A file that replaces one keeps its owner and permission bits, as `cp`
+    // keeps them (it writes in place), unless the version restored brings
+    // its own (with `--no-same-owner`, a named version's file is the
+    // restorer's, as tar makes it).
     #[cfg(unix)]
     if attrs.mode.is_none()
         && let Ok(meta) = std::fs::symlink_metadata(path)
         && meta.is_file()
     {
+        if attrs.owner.is_none() {
+            keep_replaced_owner(&file, &meta);
+        }
         use std::os::unix::fs::PermissionsExt;
         let bits = std::fs::Permissions::from_mode(meta.permissions().mode() & 0o777);
         file.set_permissions(bits)
@@ -533,6 +538,22 @@ fn write_beside_as(
         shown: path_shown.to_path_buf(),
         unset,
     })
+}
+
+/// Gives `file`, which replaces the regular file `replaced` describes, that
+/// file's owner and group. Only root may give a file away, so for anyone
+/// else this does what `mv` does: the new file is the writer's. That is
+/// not an error, the writer could replace the file by hand just the same.
+#[cfg(unix)]
+fn keep_replaced_owner(file: &File, replaced: &std::fs::Metadata) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(own) = file.metadata() else { return };
+    let uid = (replaced.uid() != own.uid()).then_some(replaced.uid());
+    let gid = (replaced.gid() != own.gid()).then_some(replaced.gid());
+    if uid.is_some() || gid.is_some() {
+        // Best effort by design (see above): a refusal leaves the writer's.
+        let _ = std::os::unix::fs::fchown(file, uid, gid);
+    }
 }
 
 /// A new file with no name in `dir` (`O_TMPFILE`), readable and writable
@@ -735,6 +756,39 @@ mod tests {
         });
         assert!(failed.is_err());
         assert!(out.is_empty(), "{} bytes escaped a failed fill", out.len());
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_replaced_file_keeps_its_owner_where_the_writer_may_give_it() -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("theirs");
+        std::fs::write(&path, b"old")?;
+        // Whether this process may give files away (root may): the
+        // replaced file's owner can be kept only then.
+        let privileged = std::os::unix::fs::chown(&path, Some(4321), Some(8765)).is_ok();
+        let before = std::fs::metadata(&path)?;
+        write_file_atomically(&path, |w| Ok(w.write_all(b"new")?))?;
+        let after = std::fs::metadata(&path)?;
+        assert_eq!(std::fs::read(&path)?, b"new");
+        if privileged {
+            assert_eq!((after.uid(), after.gid()), (4321, 8765));
+        } else {
+            // As `mv`: the writer's file, nothing refused.
+            assert_eq!(after.uid(), before.uid());
+        }
+        // A version that brings its own owner has it, not the replaced one's.
+        if privileged {
+            let attrs = FileAttrs {
+                owner: Some((1111, 2222)),
+                ..FileAttrs::default()
+            };
+            write_file_atomically_as(&path, &attrs, |w| Ok(w.write_all(b"v2")?))?;
+            let meta = std::fs::metadata(&path)?;
+            assert_eq!((meta.uid(), meta.gid()), (1111, 2222));
+        }
         Ok(())
     }
 
