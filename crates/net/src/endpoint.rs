@@ -20,8 +20,8 @@ use crate::broker::{Broker, Subscription};
 use crate::error::{DecodeError, Error};
 use crate::message::{Message, RequestId};
 use crate::packet::{
-    AckFrame, DataFrameRef, Frame, FrameRef, MAX_FRAME_PAYLOAD, MAX_FRAMES, MessageId, WINDOW,
-    encode_data_parts,
+    AckFrame, DataFrameRef, DroppedFrame, Frame, FrameRef, MAX_FRAME_PAYLOAD, MAX_FRAMES,
+    MessageId, WINDOW, encode_data_parts,
 };
 
 /// Partially received messages an endpoint keeps at once. A frame that
@@ -53,6 +53,9 @@ const WARN_INTERVAL: Duration = Duration::from_secs(1);
 const PARTIAL_TTL: Duration = Duration::from_secs(60);
 /// Retransmissions of unacknowledged frames before a send fails.
 const MAX_RETRANSMITS: u32 = 3;
+/// Times a send starts again from its first frame because the receiver
+/// dropped what it held of the message, before the send fails.
+const MAX_RESTARTS: u32 = 3;
 const QUEUE: usize = 1024;
 
 /// A decoded message and the channel it came from.
@@ -140,7 +143,7 @@ pub(crate) type Progress<'a> = Option<&'a (dyn Fn(u64) + Send + Sync)>;
 pub(crate) struct Endpoint {
     broker: Arc<dyn Broker>,
     channel: String,
-    acks: Routes<MessageId, mpsc::UnboundedSender<u32>>,
+    acks: Routes<MessageId, mpsc::UnboundedSender<Receipt>>,
     replies: Routes<RequestId, mpsc::Sender<Incoming>>,
     ack_timeout: Duration,
     closing: Arc<AtomicBool>,
@@ -182,9 +185,19 @@ impl Drop for Replies {
     }
 }
 
+/// What a receiver says of a message being sent to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Receipt {
+    /// It holds data frame `.0`.
+    Acked(u32),
+    /// It let go of what it held of the message (its slot went to another
+    /// message): every frame must be sent again.
+    Dropped,
+}
+
 struct AckGuard<'a> {
     id: MessageId,
-    routes: &'a Routes<MessageId, mpsc::UnboundedSender<u32>>,
+    routes: &'a Routes<MessageId, mpsc::UnboundedSender<Receipt>>,
 }
 
 impl Drop for AckGuard<'_> {
@@ -343,23 +356,42 @@ impl Endpoint {
             routes: &self.acks,
         };
         let mut acked = vec![false; count];
-        let (mut n_acked, mut next, mut retransmits) = (0usize, 0usize, 0u32);
+        // Frames counted in the progress once, whatever is sent again.
+        let mut reported = vec![false; count];
+        let (mut n_acked, mut next, mut retransmits, mut restarts) = (0usize, 0usize, 0u32, 0u32);
         while n_acked < count {
             while next < count && next - n_acked < WINDOW {
                 self.broker.publish(to, frame(next)).await?;
                 next += 1;
             }
             match timeout(self.ack_timeout, ack_rx.recv()).await {
-                Ok(Some(i)) => {
+                Ok(Some(Receipt::Acked(i))) => {
                     let i = i as usize;
                     if i < next && !acked[i] {
                         acked[i] = true;
                         n_acked += 1;
-                        if let Some(p) = progress {
+                        if let Some(p) = progress
+                            && !std::mem::replace(&mut reported[i], true)
+                        {
                             let len = (total - i * MAX_FRAME_PAYLOAD).min(MAX_FRAME_PAYLOAD);
                             p(len as u64);
                         }
                     }
+                }
+                Ok(Some(Receipt::Dropped)) => {
+                    // The frames it acknowledged are gone with its slot:
+                    // the message is sent again from its first frame, which
+                    // is where the receiver lets a message take a slot.
+                    restarts += 1;
+                    if restarts > MAX_RESTARTS {
+                        return Err(Error::Dropped {
+                            server: to.to_owned(),
+                            times: restarts,
+                        });
+                    }
+                    tracing::debug!(to, "the receiver dropped the message; sending it again");
+                    acked.fill(false);
+                    (n_acked, next, retransmits) = (0, 0, 0);
                 }
                 Ok(None) => return Err(crate::error::BrokerError::Closed.into()),
                 Err(_) => {
@@ -392,7 +424,7 @@ fn message_slices<'a>(head: &'a [u8], tail: &'a [u8], range: Range<usize>) -> [&
 struct Receiver {
     broker: Arc<dyn Broker>,
     channel: String,
-    acks: Routes<MessageId, mpsc::UnboundedSender<u32>>,
+    acks: Routes<MessageId, mpsc::UnboundedSender<Receipt>>,
     replies: Routes<RequestId, mpsc::Sender<Incoming>>,
     requests: Option<mpsc::Sender<Incoming>>,
     partials: HashMap<(String, MessageId), Partial>,
@@ -466,14 +498,9 @@ impl Receiver {
         };
         match frame {
             FrameRef::Ack(a) => {
-                let tx = lock(&self.acks).get(&a.message_id).cloned();
-                match tx {
-                    Some(tx) => {
-                        let _ = tx.send(a.index);
-                    }
-                    None => tracing::debug!(channel = self.channel, "dropping unexpected ack"),
-                }
+                self.route_receipt(a.message_id, Receipt::Acked(a.index));
             }
+            FrameRef::Dropped(d) => self.route_receipt(d.message_id, Receipt::Dropped),
             FrameRef::Data(d) if d.count == 1 => {
                 if self.held().saturating_add(d.payload.len()) > self.max_held {
                     peer_warn!(
@@ -486,6 +513,16 @@ impl Receiver {
                 self.deliver(d.sender.to_owned(), d.payload.to_vec());
             }
             FrameRef::Data(d) => self.handle_part(d).await,
+        }
+    }
+
+    /// Hands what a receiver said of message `id` to the send awaiting it.
+    fn route_receipt(&self, id: MessageId, receipt: Receipt) {
+        match lock(&self.acks).get(&id) {
+            Some(tx) => {
+                let _ = tx.send(receipt);
+            }
+            None => tracing::debug!(channel = self.channel, "dropping unexpected {receipt:?}"),
         }
     }
 
@@ -553,6 +590,19 @@ impl Receiver {
                 held = evicted.held,
                 "too many partial messages; the one least received dropped"
             );
+            // Its sender would otherwise learn of it only when its request
+            // times out, its frames all acknowledged.
+            let notice = Frame::Dropped(DroppedFrame {
+                message_id: victim.1,
+                sender: self.channel.clone(),
+            });
+            if let Err(e) = self.broker.publish(&victim.0, notice.encode()).await {
+                peer_warn!(
+                    self,
+                    error = tracing::field::display(&e),
+                    "could not tell a sender its message was dropped"
+                );
+            }
         }
         let partial = self
             .partials
@@ -679,7 +729,7 @@ mod tests {
             );
             match FrameRef::decode(&bytes)? {
                 FrameRef::Data(d) => joined.extend_from_slice(d.payload),
-                FrameRef::Ack(_) => panic!("a data frame decoded as an ack"),
+                other => panic!("a data frame decoded as {other:?}"),
             }
         }
         assert_eq!(joined, message.encode());
@@ -1005,6 +1055,16 @@ mod tests {
         // first frame was acknowledged and is never sent again.
         let (tx, mut requests) = mpsc::channel(128);
         let mut rx = receiver(Some(tx), MAX_HELD_BYTES);
+        let mut notices = Vec::new();
+        for i in 0..=MAX_PARTIALS {
+            let channel = format!("seccs:client:c{i}");
+            notices.push(
+                rx.broker
+                    .subscribe(&channel)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
         let messages: Vec<Vec<u8>> = (0..=MAX_PARTIALS as u8)
             .map(|i| {
                 Message {
@@ -1041,7 +1101,147 @@ mod tests {
             return Err(format!("{delivered} of 65 messages delivered"));
         }
         assert!(rx.partials.is_empty(), "{} left", rx.partials.len());
+        // Its sender, and only it, was told, by the receiver.
+        let mut told = Vec::new();
+        for (i, notices) in notices.iter_mut().enumerate() {
+            while let Ok(Some(bytes)) = timeout(Duration::from_millis(1), notices.recv()).await {
+                if let Ok(FrameRef::Dropped(d)) = FrameRef::decode(&bytes) {
+                    assert_eq!(d.sender, rx.channel);
+                    told.push((i, d.message_id));
+                }
+            }
+        }
+        assert_eq!(told.len(), 1, "told: {told:?}");
+        assert_eq!(told[0].1, MessageId([told[0].0 as u8; 16]));
         Ok(())
+    }
+
+    /// A three-frame message, and a peer's channel subscribed on `broker`
+    /// where an endpoint sends it (the test plays that peer by hand).
+    async fn sender_and_peer(
+        broker: &Arc<dyn Broker>,
+    ) -> Result<(Endpoint, Message, Subscription), String> {
+        let sender = Endpoint::open(
+            broker.clone(),
+            "seccs:client:a".into(),
+            None,
+            Duration::from_secs(60),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let peer = broker
+            .subscribe("seccs:server:x")
+            .await
+            .map_err(|e| e.to_string())?;
+        let message = Message {
+            request_id: RequestId([1; 16]),
+            body: Body::Store {
+                tag: "t".into(),
+                version: 1,
+                record: vec![5; 2 * MAX_FRAME_PAYLOAD + 10],
+            },
+        };
+        Ok((sender, message, peer))
+    }
+
+    /// The next data frame `peer` receives: its message id and index.
+    async fn next_data(peer: &mut Subscription) -> Result<(MessageId, u32), String> {
+        let bytes = timeout(Duration::from_secs(10), peer.recv())
+            .await
+            .map_err(|_| "no frame came")?
+            .ok_or("the subscription ended")?;
+        match FrameRef::decode(&bytes).map_err(|e| e.to_string())? {
+            FrameRef::Data(d) => Ok((d.message_id, d.index)),
+            other => Err(format!("expected a data frame, got {other:?}")),
+        }
+    }
+
+    async fn say(broker: &Arc<dyn Broker>, frame: Frame) -> Result<(), String> {
+        broker
+            .publish("seccs:client:a", frame.encode())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn ack(id: MessageId, index: u32) -> Frame {
+        Frame::Ack(AckFrame {
+            message_id: id,
+            sender: "seccs:server:x".into(),
+            index,
+        })
+    }
+
+    fn dropped(id: MessageId) -> Frame {
+        Frame::Dropped(DroppedFrame {
+            message_id: id,
+            sender: "seccs:server:x".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_sender_told_its_message_was_dropped_sends_it_again_from_the_first_frame()
+    -> Result<(), String> {
+        let broker: Arc<dyn Broker> = Arc::new(crate::broker::MemoryBroker::new());
+        let (sender, message, mut peer) = sender_and_peer(&broker).await?;
+        let send = sender.send("seccs:server:x", &message, None);
+        let peer_side = async {
+            let mut first = Vec::new();
+            for _ in 0..3 {
+                first.push(next_data(&mut peer).await?);
+            }
+            let id = first[0].0;
+            assert_eq!(first.iter().map(|f| f.1).collect::<Vec<_>>(), [0, 1, 2]);
+            // Frame 0 acknowledged, then its slot taken: the receiver says
+            // so, and everything comes again, at once (the acknowledgement
+            // timeout is a minute), from frame 0.
+            say(&broker, ack(id, 0)).await?;
+            say(&broker, dropped(id)).await?;
+            for expected in 0..3 {
+                assert_eq!(next_data(&mut peer).await?, (id, expected));
+            }
+            for index in 0..3 {
+                say(&broker, ack(id, index)).await?;
+            }
+            Ok::<_, String>(())
+        };
+        let (sent, played) = tokio::join!(
+            timeout(Duration::from_secs(20), send),
+            timeout(Duration::from_secs(20), peer_side)
+        );
+        played.map_err(|_| "the peer's side timed out")??;
+        sent.map_err(|_| "the send did not end")?
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_message_dropped_again_and_again_fails_its_send_saying_so() -> Result<(), String> {
+        let broker: Arc<dyn Broker> = Arc::new(crate::broker::MemoryBroker::new());
+        let (sender, message, mut peer) = sender_and_peer(&broker).await?;
+        let send = sender.send("seccs:server:x", &message, None);
+        let peer_side = async {
+            for _ in 0..=MAX_RESTARTS {
+                let mut id = None;
+                for _ in 0..3 {
+                    id = Some(next_data(&mut peer).await?.0);
+                }
+                say(&broker, dropped(id.ok_or("no frame")?)).await?;
+            }
+            Ok::<_, String>(())
+        };
+        let (sent, played) = tokio::join!(
+            timeout(Duration::from_secs(20), send),
+            timeout(Duration::from_secs(20), peer_side)
+        );
+        played.map_err(|_| "the peer's side timed out")??;
+        match sent.map_err(|_| "the send did not end")? {
+            Err(Error::Dropped { server, times }) => {
+                assert_eq!(server, "seccs:server:x");
+                assert_eq!(times, MAX_RESTARTS + 1);
+                Ok(())
+            }
+            other => Err(format!("expected Dropped, got {other:?}")),
+        }
     }
 
     #[test]

@@ -313,6 +313,18 @@ pub enum Error {
     /// A peer did not answer in time.
     #[error("timed out waiting for {0}")]
     Timeout(String),
+    /// A server kept letting go of a message it was receiving, its slots
+    /// for messages in progress taken by others.
+    #[error(
+        "{server} dropped the message {times} times: it was receiving more messages at once \
+         than it holds; try again when it is less busy"
+    )]
+    Dropped {
+        /// The server's channel.
+        server: String,
+        /// Times it dropped the message.
+        times: u32,
+    },
     /// A tag is empty or too long.
     #[error("invalid tag: {0}")]
     InvalidTag(&'static str),

@@ -23,7 +23,15 @@
 //! "SCNF" | version u8 = 1 | kind u8 | message id [16] | sender (u32 len, bytes)
 //! kind 1 (data): index u32 | count u32 | payload (u32 len, bytes)
 //! kind 2 (ack):  index u32
+//! kind 3 (dropped): nothing more
 //! ```
+//!
+//! A *dropped* frame tells a sender that the receiver let go of a message it
+//! was reassembling (its slot went to another message, see
+//! [`crate::endpoint`]), so frames already acknowledged must be sent again.
+//! Without it the sender learned only from its request's timeout. A build
+//! that predates it drops the frame as of an unknown kind and keeps that
+//! older behaviour.
 
 use crate::codec::{Reader, Writer};
 use crate::error::DecodeError;
@@ -44,6 +52,7 @@ pub const WINDOW: usize = 16;
 
 const KIND_DATA: u8 = 1;
 const KIND_ACK: u8 = 2;
+const KIND_DROPPED: u8 = 3;
 
 /// A random identifier of one framed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,6 +65,8 @@ pub enum Frame {
     Data(DataFrame),
     /// The receiver got data frame `index` of `message_id`.
     Ack(AckFrame),
+    /// The receiver dropped what it held of `message_id`.
+    Dropped(DroppedFrame),
 }
 
 /// A piece of a message.
@@ -84,6 +95,15 @@ pub struct AckFrame {
     pub index: u32,
 }
 
+/// Tells a sender that the receiver dropped what it held of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedFrame {
+    /// The message dropped.
+    pub message_id: MessageId,
+    /// The channel of the host that dropped it.
+    pub sender: String,
+}
+
 /// Whether `name` is a channel every broker can carry: 1 to
 /// [`MAX_CHANNEL_LEN`] characters from `A-Z a-z 0-9 : _ -`.
 pub fn valid_channel(name: &str) -> bool {
@@ -103,6 +123,8 @@ pub enum FrameRef<'a> {
     Data(DataFrameRef<'a>),
     /// The receiver got data frame `index` of `message_id`.
     Ack(AckFrameRef<'a>),
+    /// The receiver dropped what it held of `message_id`.
+    Dropped(DroppedFrameRef<'a>),
 }
 
 /// A piece of a message, borrowed from the frame's bytes.
@@ -129,6 +151,15 @@ pub struct AckFrameRef<'a> {
     pub sender: &'a str,
     /// The frame acknowledged.
     pub index: u32,
+}
+
+/// A dropped message's notice, borrowed from the frame's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DroppedFrameRef<'a> {
+    /// The message dropped.
+    pub message_id: MessageId,
+    /// The channel of the host that dropped it (already valid).
+    pub sender: &'a str,
 }
 
 /// Writes a data frame whose payload is `payload`, copying it once.
@@ -181,6 +212,7 @@ impl Frame {
                 w.u32(a.index);
                 w.finish()
             }
+            Frame::Dropped(d) => frame_head(KIND_DROPPED, d.message_id, &d.sender, 0).finish(),
         }
     }
 
@@ -198,6 +230,10 @@ impl Frame {
                 message_id: a.message_id,
                 sender: a.sender.to_owned(),
                 index: a.index,
+            }),
+            FrameRef::Dropped(d) => Frame::Dropped(DroppedFrame {
+                message_id: d.message_id,
+                sender: d.sender.to_owned(),
             }),
         })
     }
@@ -244,6 +280,7 @@ impl<'a> FrameRef<'a> {
                     index,
                 })
             }
+            KIND_DROPPED => FrameRef::Dropped(DroppedFrameRef { message_id, sender }),
             other => return Err(DecodeError::UnknownKind(other)),
         };
         r.finish()?;
@@ -274,6 +311,10 @@ mod tests {
                 message_id: MessageId([1; 16]),
                 sender: "seccs:server:x".into(),
                 index: 4,
+            }),
+            Frame::Dropped(DroppedFrame {
+                message_id: MessageId([2; 16]),
+                sender: "seccs:server:x".into(),
             }),
         ] {
             assert_eq!(Frame::decode(&f.encode())?, f);
