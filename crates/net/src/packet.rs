@@ -27,8 +27,8 @@
 //! ```
 //!
 //! A *dropped* frame tells a sender that the receiver let go of a message it
-//! was reassembling (its slot went to another message, see
-//! [`crate::endpoint`]), so frames already acknowledged must be sent again.
+//! was reassembling (its slot went to another message: a receiver
+//! keeps 64 messages in progress at once), so frames already acknowledged must be sent again.
 //! Without it the sender learned only from its request's timeout. A build
 //! that predates it drops the frame as of an unknown kind and keeps that
 //! older behaviour.
