@@ -1046,14 +1046,13 @@ impl Client {
                 unknown: probe.silent.iter().filter(|s| !missed.contains(*s)).count(),
             };
             let (version, passed) = if rules.new_tag {
-                // A retry follows a server's "version exists": the tag is
-                // not new, even when no server lists it.
-                if attempt > 0 {
-                    return Err(Error::TagExists {
-                        tag: tag.to_owned(),
-                        versions: probe.listed().into_keys().collect(),
-                    });
-                }
+                // A retry follows refusals of version 1 that did not add up
+                // to t (an exclusive save loses only to t of them) or left
+                // too few acknowledgements: a save that ran at the same
+                // time and rolled back, or servers that lie. The new probe
+                // decides, as the first did: a save that won is listed by
+                // at least t servers, and two exclusive saves cannot both
+                // win (each needs more than half of the servers).
                 (1, check_tag_unused(tag, &probe, quorum)?)
             } else {
                 choose_version(tag, &probe, quorum, floor)?

@@ -274,3 +274,36 @@ async fn a_save_that_retried_reports_only_what_held_for_its_last_attempt() -> Te
     near_task.abort();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_key_whose_first_attempt_fewer_than_t_refused_is_saved_on_its_retry() -> TestResult
+{
+    use seccs_core::{KEY_LEN, SecretKey};
+    use seccs_net::keyfile::save_key_with;
+    let net = Net::new(Kind::Memory, 2).await?;
+    let mut client = net.client(None).await?;
+    client.options_mut().kdf = Kdf::KEY_FLOOR;
+    // Two servers posing as ones refuse their first store as a version
+    // taken (as a save that ran at the same time and rolled back leaves
+    // them, or as a liar does) and claim nothing: with four servers and a
+    // threshold of 3, the first attempt is kept by two and loses.
+    let (_, first_task) = refusing_once(net.broker.clone(), &"6d".repeat(16), 0).await?;
+    let (_, second_task) = refusing_once(net.broker.clone(), &"6e".repeat(16), 0).await?;
+    net.wait_servers(&client, 4).await?;
+    // The retry asks again; nothing is held, so the key is saved, where it
+    // was refused as an existing tag that no server listed.
+    let key = SecretKey::from_slice(&[7; KEY_LEN])?;
+    let saved = save_key_with(&client, "stores/raced", &key, &pw()).await?;
+    assert_eq!((saved.version, saved.stored_on), (1, 4));
+    // The posing servers keep nothing; the two real ones list version 1.
+    let held: Vec<u64> = client
+        .list("stores/raced")
+        .await?
+        .into_iter()
+        .flat_map(|l| l.versions.into_iter().map(|v| v.version))
+        .collect();
+    assert_eq!(held, [1]);
+    first_task.abort();
+    second_task.abort();
+    Ok(())
+}
