@@ -340,8 +340,7 @@ pub enum Error {
     TagExists {
         /// The tag.
         tag: String,
-        /// The versions the servers list (empty when a server only refused
-        /// the new version because it holds one).
+        /// The versions the servers list (never empty).
         versions: Vec<u64>,
     },
     /// A store key would be recoverable from a single server's records.
