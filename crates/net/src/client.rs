@@ -763,12 +763,30 @@ impl Client {
         progress: Option<&(dyn Fn(u64) + Send + Sync)>,
     ) -> Result<Body, Error> {
         let request_id = RequestId::random()?;
+        let message = Message { request_id, body };
+        let (head, record) = message.encode_parts();
+        self.ask_encoded(server, request_id, &head, record, progress)
+            .await
+    }
+
+    /// [`Self::ask`] with the request already encoded, as `head` then
+    /// `record` (see [`Message::encode_parts`]), under `request_id`.
+    async fn ask_encoded(
+        &self,
+        server: &str,
+        request_id: RequestId,
+        head: &[u8],
+        record: &[u8],
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<Body, Error> {
         let mut replies = self.endpoint.expect_replies(request_id);
         let deadline = Instant::now() + self.options.timeout;
-        let message = Message { request_id, body };
-        self.send_before(deadline, server, &message, progress)
-            .await?;
-        drop(message);
+        timeout_at(
+            deadline,
+            self.endpoint.send_parts(server, head, record, progress),
+        )
+        .await
+        .map_err(|_| Error::Timeout(server.to_owned()))??;
         for _ in 0..64 {
             match timeout_at(deadline, replies.recv()).await {
                 Ok(Some(inc)) if inc.from == server => return Ok(inc.message.body),
@@ -1112,20 +1130,23 @@ impl Client {
         exclusive: bool,
     ) -> Result<Attempt, Error> {
         let n = servers.len();
+        // The records are sent from where they were made (the encrypted
+        // file's buffer, the recovery fragments), never copied into one
+        // buffer each.
         let records = {
             let buffer = sharing::split_buffer(data);
             let (tag, pw, kdf) = (tag.to_owned(), password.clone(), self.options.kdf.clone());
             tokio::task::spawn_blocking(move || {
-                sharing::split_in_place(&tag, version, buffer, &pw, &kdf, n, t)
+                sharing::split_into_parts(&tag, version, buffer, &pw, &kdf, n, t)
             })
             .await
             .map_err(|e| Error::io("split", std::io::Error::other(e.to_string())))??
         };
-        let file_id = match records.first() {
-            Some(r) => crate::record::file_id_of(r)?,
-            None => return Err(Error::NoServers),
-        };
-        let record_bytes = records.first().map_or(0, |r| r.len() as u64);
+        if records.is_empty() {
+            return Err(Error::NoServers);
+        }
+        let file_id = records.file_id();
+        let record_bytes = records.record_len() as u64;
         let total = record_bytes * n as u64;
         let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let progress = self.progress.clone();
@@ -1135,14 +1156,25 @@ impl Client {
                 p(now.min(total), total);
             }
         };
-        let asks = servers.iter().zip(records).map(|(s, record)| {
-            let body = Body::Store {
-                tag: tag.to_owned(),
-                version,
-                record,
-            };
+        let records = &records;
+        let asks = servers.iter().enumerate().map(|(i, s)| {
             let report = &report;
-            async move { (s.clone(), self.ask(s, body, Some(report)).await) }
+            async move {
+                let reply = async {
+                    let [record_head, fragment] = records.record(i).ok_or(Error::NoServers)?;
+                    let request_id = RequestId::random()?;
+                    let mut head = Message::encode_store_head(
+                        request_id,
+                        tag,
+                        version,
+                        record_head.len() + fragment.len(),
+                    );
+                    head.extend_from_slice(record_head);
+                    self.ask_encoded(s, request_id, &head, fragment, Some(report))
+                        .await
+                };
+                (s.clone(), reply.await)
+            }
         });
         let conflict = crate::message::conflict_reason(version);
         let (mut acked, mut conflicts, mut reasons) = (Vec::new(), 0usize, Vec::new());

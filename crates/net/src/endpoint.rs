@@ -323,6 +323,18 @@ impl Endpoint {
         progress: Progress<'_>,
     ) -> Result<(), Error> {
         let (head, record) = message.encode_parts();
+        self.send_parts(to, &head, record, progress).await
+    }
+
+    /// Sends the encoded message that is `head` then `record` to `to`, in
+    /// acknowledged frames when it is large, framed from where they lie.
+    pub(crate) async fn send_parts(
+        &self,
+        to: &str,
+        head: &[u8],
+        record: &[u8],
+        progress: Progress<'_>,
+    ) -> Result<(), Error> {
         let total = head.len() + record.len();
         let count = total.div_ceil(MAX_FRAME_PAYLOAD).max(1);
         if count > MAX_FRAMES as usize {
@@ -339,7 +351,7 @@ impl Endpoint {
                 &self.channel,
                 i as u32,
                 count as u32,
-                message_slices(&head, record, start..end),
+                message_slices(head, record, start..end),
             )
         };
         if count == 1 {

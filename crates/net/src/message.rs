@@ -287,6 +287,22 @@ impl Message {
         bytes
     }
 
+    /// The encoded start of a store request whose record, `record_len`
+    /// bytes, follows it: the bytes of
+    /// [`encode`](Self::encode) up to the record, so that a record made of
+    /// parts is sent from where they lie.
+    pub fn encode_store_head(
+        request_id: RequestId,
+        tag: &str,
+        version: u64,
+        record_len: usize,
+    ) -> Vec<u8> {
+        let mut w = Writer::with_capacity(tag.len() + 64);
+        w.raw(&MESSAGE_MAGIC).u8(MESSAGE_VERSION);
+        store_head(&mut w, &request_id.0, tag, version, record_len);
+        w.finish()
+    }
+
     /// The encoded message as two parts to be sent one after the other:
     /// everything up to a record, and the record itself (empty when the
     /// message has none). The record is the last field of every message that
@@ -306,11 +322,7 @@ impl Message {
                 version,
                 record,
             } => {
-                w.u8(kind::STORE)
-                    .raw(id)
-                    .str(tag)
-                    .u64(*version)
-                    .u32(u32::try_from(record.len()).unwrap_or(u32::MAX));
+                store_head(&mut w, id, tag, *version, record.len());
                 tail = record;
             }
             Body::Stored => {
@@ -527,6 +539,15 @@ impl Body {
     }
 }
 
+/// A store request's fields after the magic and version, up to its record.
+fn store_head(w: &mut Writer, id: &[u8; 16], tag: &str, version: u64, record_len: usize) {
+    w.u8(kind::STORE)
+        .raw(id)
+        .str(tag)
+        .u64(version)
+        .u32(u32::try_from(record_len).unwrap_or(u32::MAX));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -612,6 +633,34 @@ mod tests {
             long.push(0);
             assert_eq!(Message::decode(&long), Err(DecodeError::Trailing));
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_store_sent_as_its_head_and_the_records_parts_is_the_store_encoded_whole()
+    -> Result<(), DecodeError> {
+        // A save sends each record as its head and a fragment that lies in
+        // another buffer: the bytes must be those of the whole message.
+        let record_head = b"record head".to_vec();
+        let fragment = vec![7u8; 1000];
+        let whole = Message {
+            request_id: RequestId([9; 16]),
+            body: Body::Store {
+                tag: "docs/a".into(),
+                version: 42,
+                record: [record_head.as_slice(), &fragment].concat(),
+            },
+        };
+        let mut sent = Message::encode_store_head(
+            RequestId([9; 16]),
+            "docs/a",
+            42,
+            record_head.len() + fragment.len(),
+        );
+        sent.extend_from_slice(&record_head);
+        sent.extend_from_slice(&fragment);
+        assert_eq!(sent, whole.encode());
+        assert_eq!(Message::decode(&sent)?, whole);
         Ok(())
     }
 

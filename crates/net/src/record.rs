@@ -265,14 +265,30 @@ impl Record {
         share: &[u8; SHARE_LEN],
         fragment: &[u8],
     ) -> Vec<u8> {
-        let mut w = Writer::with_capacity(fragment.len() + manifest.len() + 96);
+        let mut bytes = Self::encode_head(index, manifest, mac, share, fragment.len());
+        bytes.reserve_exact(fragment.len());
+        bytes.extend_from_slice(fragment);
+        bytes
+    }
+
+    /// Writes a record up to its fragment: the record is these bytes and
+    /// then the `fragment_len` bytes of the fragment, so that a sender can
+    /// send a fragment from where it lies, without copying it.
+    pub fn encode_head(
+        index: u8,
+        manifest: &[u8],
+        mac: &[u8; 32],
+        share: &[u8; SHARE_LEN],
+        fragment_len: usize,
+    ) -> Vec<u8> {
+        let mut w = Writer::with_capacity(manifest.len() + 96);
         w.raw(&RECORD_MAGIC)
             .u8(RECORD_VERSION)
             .u8(index)
             .bytes(manifest)
             .raw(mac)
             .raw(share)
-            .bytes(fragment);
+            .u32(u32::try_from(fragment_len).unwrap_or(u32::MAX));
         w.finish()
     }
 

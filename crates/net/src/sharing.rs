@@ -11,6 +11,7 @@
 //! file in storage and traffic). Each server now stores ≈ 1/t of it, so the
 //! whole network stores ≈ n/t × the file (5/3 for 5 servers, t = 3).
 
+use reed_solomon_simd::ReedSolomonEncoder;
 use seccs_core::SecretKey;
 use zeroize::Zeroizing;
 
@@ -77,6 +78,10 @@ fn combine_key(shares: &[Vec<u8>], t: usize) -> Result<SecretKey, Error> {
     Ok(SecretKey::from_slice(&bytes)?)
 }
 
+/// Bytes of each shard coded at once (a multiple of 64, see
+/// [`Fragments::encode_in_stripes`]).
+const RS_STRIPE: usize = 1 << 20;
+
 /// The `n` erasure-coded fragments of a ciphertext, each `shard` bytes.
 struct Fragments {
     shard: usize,
@@ -89,19 +94,60 @@ struct Fragments {
 impl Fragments {
     /// Erasure-codes `blob` so that any `t` of `n` fragments rebuild it. The
     /// first `t` fragments stay in `blob` (no copy).
-    fn encode(mut blob: Vec<u8>, n: usize, t: usize) -> Result<Self, Error> {
+    fn encode(blob: Vec<u8>, n: usize, t: usize) -> Result<Self, Error> {
+        Self::encode_in_stripes(blob, n, t, RS_STRIPE)
+    }
+
+    /// [`Self::encode`], coding the shards `stripe` bytes at a time (a
+    /// multiple of 64): the coder's working space, several times a whole
+    /// shard when it codes them at once, is then a few stripes. The
+    /// fragments are the same either way, since the code works on each
+    /// 64-byte column of the shards apart (a shorter last stripe is coded
+    /// as a shard's short last chunk is).
+    fn encode_in_stripes(
+        mut blob: Vec<u8>,
+        n: usize,
+        t: usize,
+        stripe: usize,
+    ) -> Result<Self, Error> {
+        let bad = |_| Error::BadThreshold {
+            threshold: t,
+            servers: n,
+        };
         let shard = blob.len().div_ceil(t).max(2).next_multiple_of(2);
         blob.resize(shard * t, 0);
-        let recovery = if n > t {
-            reed_solomon_simd::encode(t, n - t, blob.chunks_exact(shard)).map_err(|_| {
-                Error::BadThreshold {
-                    threshold: t,
-                    servers: n,
+        let mut recovery = Vec::new();
+        if n > t {
+            if !ReedSolomonEncoder::supports(t, n - t) {
+                return Err(bad(reed_solomon_simd::Error::UnsupportedShardCount {
+                    original_count: t,
+                    recovery_count: n - t,
+                }));
+            }
+            recovery = vec![vec![0u8; shard]; n - t];
+            let mut encoder: Option<ReedSolomonEncoder> = None;
+            let mut at = 0;
+            while at < shard {
+                let len = (shard - at).min(stripe);
+                let encoder = match &mut encoder {
+                    Some(e) => {
+                        e.reset(t, n - t, len).map_err(bad)?;
+                        e
+                    }
+                    None => encoder.insert(ReedSolomonEncoder::new(t, n - t, len).map_err(bad)?),
+                };
+                for original in blob.chunks_exact(shard) {
+                    encoder
+                        .add_original_shard(&original[at..at + len])
+                        .map_err(bad)?;
                 }
-            })?
-        } else {
-            Vec::new()
-        };
+                let coded = encoder.encode().map_err(bad)?;
+                for (fragment, part) in recovery.iter_mut().zip(coded.recovery_iter()) {
+                    fragment[at..at + len].copy_from_slice(part);
+                }
+                at += len;
+            }
+        }
         Ok(Self {
             shard,
             data: blob,
@@ -218,6 +264,78 @@ pub fn split_in_place(
     n: usize,
     t: usize,
 ) -> Result<Vec<Vec<u8>>, Error> {
+    Ok(split_into_parts(tag, version, plaintext, password, kdf, n, t)?.joined())
+}
+
+/// The `n` records of one save, each kept as its head and its fragment
+/// where the fragment was made: the first `t` fragments are slices of the
+/// encrypted file's own buffer. Joining them would copy the file once more
+/// (and the recovery fragments again); a sender sends each as two parts.
+#[derive(Debug)]
+pub struct SplitRecords {
+    file_id: [u8; 16],
+    heads: Vec<Vec<u8>>,
+    shard: usize,
+    /// Fragments `0..t`, one after another.
+    data: Vec<u8>,
+    /// Fragments `t..n`.
+    recovery: Vec<Vec<u8>>,
+}
+
+impl SplitRecords {
+    /// The save's random id, which every record's manifest holds.
+    pub fn file_id(&self) -> [u8; 16] {
+        self.file_id
+    }
+
+    /// How many records there are (`n`).
+    pub fn len(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// Whether there are none (never, for a split that succeeded).
+    pub fn is_empty(&self) -> bool {
+        self.heads.is_empty()
+    }
+
+    /// Record `i`: its head, then its fragment; `None` past the last.
+    pub fn record(&self, i: usize) -> Option<[&[u8]; 2]> {
+        let head = self.heads.get(i)?;
+        let t = self.data.len() / self.shard.max(1);
+        let fragment = if i < t {
+            self.data.get(i * self.shard..(i + 1) * self.shard)?
+        } else {
+            self.recovery.get(i - t)?.as_slice()
+        };
+        Some([head, fragment])
+    }
+
+    /// The length of each record (all are as long).
+    pub fn record_len(&self) -> usize {
+        self.heads.first().map_or(0, |h| h.len() + self.shard)
+    }
+
+    /// Every record in one buffer of its own.
+    pub fn joined(&self) -> Vec<Vec<u8>> {
+        (0..self.len())
+            .filter_map(|i| self.record(i))
+            .map(|parts| parts.concat())
+            .collect()
+    }
+}
+
+/// [`split_in_place`], keeping the records as [`SplitRecords`]: a save's
+/// peak memory is then the file, its encrypted copy and the recovery
+/// fragments, with no record copied out of them.
+pub fn split_into_parts(
+    tag: &str,
+    version: u64,
+    plaintext: Vec<u8>,
+    password: &Password,
+    kdf: &Kdf,
+    n: usize,
+    t: usize,
+) -> Result<SplitRecords, Error> {
     if t == 0 || t > n || n > 255 {
         return Err(Error::BadThreshold {
             threshold: t,
@@ -283,30 +401,25 @@ pub fn split_in_place(
     }
     .encode();
     let mac = manifest_mac(keys.mac.expose_secret(), tag, &manifest);
-    let record = |i: usize, fragment: &[u8]| {
-        let mut share = Zeroizing::new([0u8; SHARE_LEN]);
-        share.copy_from_slice(&shares[i]);
-        Record::encode_parts(i as u8, &manifest, &mac, &share, fragment)
-    };
-    // Each record copies its fragment: the recovery fragments are made
-    // into records first and each freed as its record is made, so that a
-    // save holds (n - t)/t of the file less at its peak.
+    let heads = (0..n)
+        .map(|i| {
+            let mut share = Zeroizing::new([0u8; SHARE_LEN]);
+            share.copy_from_slice(&shares[i]);
+            Record::encode_head(i as u8, &manifest, &mac, &share, encoded.shard)
+        })
+        .collect();
     let Fragments {
         shard,
         data,
         recovery,
     } = encoded;
-    let mut recovery_records = Vec::with_capacity(n - t);
-    for (j, fragment) in recovery.into_iter().enumerate() {
-        recovery_records.push(record(t + j, &fragment));
-    }
-    let mut records: Vec<Vec<u8>> = data
-        .chunks_exact(shard)
-        .enumerate()
-        .map(|(i, fragment)| record(i, fragment))
-        .collect();
-    records.append(&mut recovery_records);
-    Ok(records)
+    Ok(SplitRecords {
+        file_id,
+        heads,
+        shard,
+        data,
+        recovery,
+    })
 }
 
 /// A file rebuilt from records.
@@ -563,6 +676,56 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn fragments_coded_in_stripes_are_those_coded_whole() -> Result<(), Error> {
+        for (len, t, n) in [
+            (1, 1, 2),
+            (100, 2, 3),
+            (1000, 3, 5),
+            (5000, 3, 5),
+            (65_537, 4, 7),
+        ] {
+            let blob: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+            let whole = Fragments::encode_in_stripes(blob.clone(), n, t, usize::MAX)?;
+            for stripe in [64, 192, 1024] {
+                let striped = Fragments::encode_in_stripes(blob.clone(), n, t, stripe)?;
+                assert_eq!(striped.shard, whole.shard);
+                assert_eq!(striped.data, whole.data);
+                assert_eq!(
+                    striped.recovery, whole.recovery,
+                    "{len} bytes {t}-of-{n}, stripe {stripe}"
+                );
+            }
+            let library = reed_solomon_simd::encode(t, n - t, whole.data.chunks_exact(whole.shard))
+                .map_err(|_| Error::NoServers)?;
+            assert_eq!(whole.recovery, library);
+        }
+        Ok(())
+    }
+    #[test]
+    fn records_kept_in_parts_are_the_records_and_the_first_t_lie_in_the_files_buffer()
+    -> Result<(), Error> {
+        let pw = Password::new("pw");
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let parts = split_into_parts("t", 1, split_buffer(&data), &pw, &Kdf::INSECURE_FAST, 5, 3)?;
+        assert_eq!(parts.len(), 5);
+        assert!(parts.record(5).is_none());
+        let joined = parts.joined();
+        for (i, record) in joined.iter().enumerate() {
+            assert_eq!(record.len(), parts.record_len());
+            let (decoded, manifest) = Record::decode(record).map_err(Error::Decode)?;
+            assert_eq!(usize::from(decoded.index), i);
+            assert_eq!(manifest.file_id, parts.file_id());
+            let [_, fragment] = parts.record(i).ok_or(Error::NoServers)?;
+            let in_buffer = parts.data.as_ptr_range().contains(&fragment.as_ptr());
+            assert_eq!(in_buffer, i < 3, "fragment {i}");
+        }
+        // Any three rebuild the file: here the last three, two of them
+        // recovery fragments.
+        let got = rebuild("t", 1, named(&joined, &[2, 3, 4]), &pw)?;
+        assert_eq!(got.plaintext, data);
+        Ok(())
+    }
     #[test]
     fn any_t_of_n_records_rebuild_the_file() -> Result<(), Error> {
         let pw = Password::new("pw");
