@@ -164,32 +164,40 @@ impl Fragments {
     }
 }
 
-fn decode_fragments(good: &[(usize, &[u8])], m: &Manifest) -> Result<Vec<u8>, Error> {
+/// Joins the ciphertext from `t` fragments (index, bytes), taking them:
+/// when they are the first `t`, each is freed as it is copied, so that a
+/// load holds about one file's worth of them and the ciphertext at once,
+/// not both whole.
+fn decode_fragments(mut good: Vec<(usize, Vec<u8>)>, m: &Manifest) -> Result<Vec<u8>, Error> {
     let (n, t) = (usize::from(m.n), usize::from(m.t));
     let shard = m.shard_len as usize;
-    let mut originals: Vec<Option<&[u8]>> = vec![None; t];
-    for &(i, f) in good {
-        if i < t {
-            originals[i] = Some(f);
+    good.sort_by_key(|(i, _)| *i);
+    let all_originals = good.len() >= t && good[..t].iter().enumerate().all(|(k, (i, _))| *i == k);
+    let mut blob = Vec::new();
+    if all_originals {
+        let mut fragments = good.into_iter().take(t).map(|(_, f)| f);
+        // The first fragment's buffer becomes the ciphertext's: growing a
+        // large allocation moves its pages, not its bytes.
+        blob = fragments.next().unwrap_or_default();
+        blob.reserve_exact((shard * t).saturating_sub(blob.len()));
+        for fragment in fragments {
+            blob.extend_from_slice(&fragment);
         }
-    }
-    let restored = if originals.iter().all(Option::is_some) {
-        std::collections::BTreeMap::new()
     } else {
-        let orig = good.iter().filter(|(i, _)| *i < t).map(|&(i, f)| (i, f));
+        let orig = good.iter().filter(|(i, _)| *i < t).map(|(i, f)| (*i, f));
         let rec = good
             .iter()
             .filter(|(i, _)| *i >= t)
-            .map(|&(i, f)| (i - t, f));
-        reed_solomon_simd::decode(t, n - t, orig, rec)
-            .map_err(|_| Error::Tampered("erasure code"))?
-    };
-    let mut blob = Vec::with_capacity(shard * t);
-    for (i, o) in originals.iter().enumerate() {
-        match o {
-            Some(f) => blob.extend_from_slice(f),
-            None => {
-                blob.extend_from_slice(restored.get(&i).ok_or(Error::Tampered("erasure code"))?)
+            .map(|(i, f)| (i - t, f));
+        let restored = reed_solomon_simd::decode(t, n - t, orig, rec)
+            .map_err(|_| Error::Tampered("erasure code"))?;
+        blob.reserve_exact(shard * t);
+        for i in 0..t {
+            match good.iter().find(|(k, _)| *k == i) {
+                Some((_, f)) => blob.extend_from_slice(f),
+                None => {
+                    blob.extend_from_slice(restored.get(&i).ok_or(Error::Tampered("erasure code"))?)
+                }
             }
         }
     }
@@ -616,11 +624,15 @@ pub fn rebuild(
             .collect::<Vec<_>>(),
     );
     let data_key = combine_key(&shares, t)?;
-    let frags: Vec<(usize, &[u8])> = used
-        .iter()
-        .map(|(_, r)| (usize::from(r.index), &r.fragment[..]))
+    let used_servers: Vec<String> = used.iter().map(|(s, _)| s.clone()).collect();
+    // Only the fragments used are kept from here on (the others are freed
+    // before the ciphertext is joined).
+    good.truncate(t);
+    let frags: Vec<(usize, Vec<u8>)> = good
+        .into_iter()
+        .map(|(_, r)| (usize::from(r.index), r.fragment))
         .collect();
-    let blob = decode_fragments(&frags, &m)?;
+    let blob = decode_fragments(frags, &m)?;
     let inner = open(
         &data_key,
         &m.outer_nonce,
@@ -639,7 +651,7 @@ pub fn rebuild(
         plaintext,
         bad: bad_reasons.iter().map(|(s, _)| s.clone()).collect(),
         bad_reasons,
-        used: used.iter().map(|(s, _)| s.clone()).collect(),
+        used: used_servers,
         superseded,
         repeated,
     })
