@@ -566,16 +566,20 @@ fn put_one(
     }
 }
 
-/// Resolves what the user typed: a reference, NAME or NAME@N (then with the
-/// version it names).
-fn resolve(store: &seccs_store::Store, spec: &str) -> Result<(ContentRef, Option<Version>)> {
+/// What the user typed, resolved: a reference, or NAME or NAME@N (then
+/// the name and number it was read as, and the version it names).
+type Resolved<'a> = (ContentRef, Option<(&'a str, Option<u32>, Version)>);
+
+/// Resolves what the user typed: a reference, NAME or NAME@N, the catalog
+/// read in one round trip.
+fn resolve<'a>(store: &seccs_store::Store, spec: &'a str) -> Result<Resolved<'a>> {
     if let Ok(r) = spec.parse::<ContentRef>()
         && r.digest().len() == store.params().wrapper().digest_len()
     {
         return Ok((r, None));
     }
-    let version = store.resolve(spec)?;
-    Ok((version.content_ref.clone(), Some(version)))
+    let (name, number, version) = store.resolve_spec(spec)?;
+    Ok((version.content_ref.clone(), Some((name, number, version))))
 }
 
 /// Runs `seccs get`.
@@ -613,15 +617,22 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
         );
     }
     let spec = accepted_spec(store, &args.reference)?;
-    let (r, version) = match args.at {
+    let (r, named) = match args.at {
         None => resolve(store, &spec)?,
         Some(t) => {
             let version = version_at(store, &spec, t)?;
-            (version.content_ref.clone(), Some(version))
+            // `--at` takes the name whole.
+            (
+                version.content_ref.clone(),
+                Some((spec.as_str(), None, version)),
+            )
         }
     };
-    if let Some(v) = version.as_ref().filter(|v| v.kind == EntryKind::Directory) {
-        let (name, number) = store.read_spec(&spec)?;
+    let version = named.as_ref().map(|(_, _, v)| v);
+    if let Some((name, number, v)) = named
+        .as_ref()
+        .filter(|(_, _, v)| v.kind == EntryKind::Directory)
+    {
         // The prefix as a command line types it.
         let name = crate::tree::typed(&format!("{}/", shown(name)));
         // A tree is restored as it was at a time, not by a directory's

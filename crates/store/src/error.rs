@@ -27,6 +27,10 @@ pub enum StoreError {
     /// store.
     #[error("invalid content reference: {0}")]
     InvalidRef(String),
+    /// A name's version that is a directory, read as a content
+    /// ([`crate::Store::get_named`]): a directory has none of its own.
+    #[error("{0}")]
+    IsDirectory(String),
     /// A range that does not lie within its content.
     #[error("range {offset}+{len} is outside the content's {size} bytes")]
     RangeOutside {

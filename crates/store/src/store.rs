@@ -495,50 +495,74 @@ impl Store {
     /// version 2 of `a`) is refused with both readings. Any other spec is a
     /// name.
     pub fn read_spec<'a>(&self, spec: &'a str) -> Result<(&'a str, Option<u32>)> {
+        let (name, number, _) = self.read_spec_records(spec)?;
+        Ok((name, number))
+    }
+
+    /// [`Store::read_spec`], with the record of the name the spec reads as
+    /// when it was read to tell (`Some(None)`: the catalog does not hold
+    /// it); `None` for a spec without `@N`, for which nothing is read. The
+    /// records of `NAME@N` and of `NAME` are read in one backend round trip.
+    #[allow(clippy::type_complexity)]
+    fn read_spec_records<'a>(
+        &self,
+        spec: &'a str,
+    ) -> Result<(&'a str, Option<u32>, Option<Option<Record>>)> {
         let (name, number) = catalog::parse_name_version(spec);
         let Some(n) = number else {
-            return Ok((spec, None));
+            return Ok((spec, None, None));
         };
-        if self.lookup(spec)?.is_none() {
-            return Ok((name, Some(n)));
-        }
-        if self.lookup(name)?.is_some_and(|r| r.version(n).is_some()) {
+        let (whole_key, name_key) = (self.catalog.key_of(spec), self.catalog.key_of(name));
+        let values = self
+            .backend
+            .get_values(&[whole_key.as_slice(), name_key.as_slice()])?;
+        // One answer a key (the backend's contract); none is no record.
+        let mut values = values.into_iter();
+        let open = |key: &[u8], value: Option<Vec<u8>>| {
+            value.map(|v| self.catalog.open(key, &v)).transpose()
+        };
+        let whole = open(&whole_key, values.next().flatten())?;
+        let of_name = open(&name_key, values.next().flatten())?;
+        let Some(whole) = whole else {
+            return Ok((name, Some(n), Some(of_name)));
+        };
+        if of_name.is_some_and(|r| r.version(n).is_some()) {
             return Err(StoreError::InvalidName(format!(
                 "{spec:?} is both a name and version {n} of {name:?}: {spec}@N reads a \
                  version of the first (`seccs ls --all {spec}` lists them), the second's \
                  reference (`seccs ls --all {name}`) reads it"
             )));
         }
-        Ok((spec, None))
+        Ok((spec, None, Some(Some(whole))))
     }
 
     /// Resolves `NAME` (newest version) or `NAME@N`, read as
     /// [`Store::read_spec`] reads it. A gone name resolves only with a
     /// version number.
     pub fn resolve(&self, spec: &str) -> Result<Version> {
-        let (name, number) = self.read_spec(spec)?;
-        let record = self
-            .lookup(name)?
-            .ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
-        match number {
-            Some(n) => record
-                .version(n)
-                .cloned()
-                .ok_or_else(|| StoreError::NotFound(format!("{name:?} has no version {n}"))),
-            None => {
-                let latest = record
-                    .latest()
-                    .ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
-                if record.is_gone() {
-                    return Err(StoreError::NotFound(format!(
-                        "{name:?} is gone: the last put of its directory did not find it; \
-                         its versions stay readable as {name}@N (newest: {name}@{})",
-                        latest.number
-                    )));
-                }
-                Ok(latest.clone())
-            }
-        }
+        Ok(self.resolve_spec(spec)?.2)
+    }
+
+    /// [`Store::resolve`], with how the spec was read ([`Store::read_spec`]):
+    /// the name and the version number it gave, if any. One backend round
+    /// trip, `NAME@N` too.
+    pub fn resolve_spec<'a>(&self, spec: &'a str) -> Result<(&'a str, Option<u32>, Version)> {
+        let (name, number, record) = self.read_spec_records(spec)?;
+        let record = match record {
+            Some(record) => record,
+            None => self.lookup(name)?,
+        };
+        Ok((name, number, version_of(record, name, number)?))
+    }
+
+    /// Version `number` of `name`, or its newest version without a number,
+    /// from one lookup. A name not in the catalog, and a version it does
+    /// not have, are [`StoreError::NotFound`], naming the name (and the
+    /// version); so is the newest version of a gone name (see
+    /// [`Store::mark_gone`]), whose versions stay readable by number. Unlike
+    /// [`Store::resolve`], `name` is taken whole: `a@2` is the name `a@2`.
+    pub fn resolve_named(&self, name: &str, number: Option<u32>) -> Result<Version> {
+        version_of(self.lookup(name)?, name, number)
     }
 
     /// Marks `names` gone: their files were not found by a put of their
@@ -969,6 +993,32 @@ impl StoreStats {
     /// Entries that are catalog records (one per name).
     pub fn names(&self) -> u64 {
         self.records.entries
+    }
+}
+
+/// Version `number` of `record`, the record of `name` (`None`: not in
+/// the catalog), or its newest version unless the name is gone.
+fn version_of(record: Option<Record>, name: &str, number: Option<u32>) -> Result<Version> {
+    let record =
+        record.ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
+    match number {
+        Some(n) => record
+            .version(n)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("{name:?} has no version {n}"))),
+        None => {
+            let latest = record
+                .latest()
+                .ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
+            if record.is_gone() {
+                return Err(StoreError::NotFound(format!(
+                    "{name:?} is gone: the last put of its directory did not find it; \
+                     its versions stay readable as {name}@N (newest: {name}@{})",
+                    latest.number
+                )));
+            }
+            Ok(latest.clone())
+        }
     }
 }
 

@@ -550,6 +550,77 @@ fn a_name_ending_in_at_digits_is_read_whole_unless_that_is_ambiguous() {
     assert_eq!(store.read_spec("v@2").expect("spec"), ("v", Some(2)));
 }
 
+/// `get_named` reads a name's newest version or a numbered one, says
+/// which name and version it does not find, refuses a directory before
+/// writing anything, gives a symlink's target, and calls a missing root
+/// damage.
+#[test]
+fn get_named_reads_a_version_by_name_and_says_what_it_cannot() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let (v1, v2) = (random_bytes(5000, 31), random_bytes(3000, 32));
+    for content in [&v1, &v2] {
+        store
+            .put_named(&mut content.as_slice(), "docs/a", EntryKind::File)
+            .expect("put");
+    }
+    let mut out = Vec::new();
+    let newest = store.get_named("docs/a", None, &mut out).expect("newest");
+    assert_eq!((newest.number, &out), (2, &v2));
+    out.clear();
+    let first = store.get_named("docs/a", Some(1), &mut out).expect("v1");
+    assert_eq!((first.number, &out), (1, &v1));
+    // What is not there is named.
+    out.clear();
+    match store.get_named("docs/b", None, &mut out) {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, "no content named \"docs/b\""),
+        other => panic!("{other:?}"),
+    }
+    match store.get_named("docs/a", Some(7), &mut out) {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, "\"docs/a\" has no version 7"),
+        other => panic!("{other:?}"),
+    }
+    // The name is taken whole: `docs/a@1` is not a version.
+    assert!(matches!(
+        store.get_named("docs/a@1", None, &mut out),
+        Err(StoreError::NotFound(_))
+    ));
+    // A directory has no content: refused, nothing written.
+    store
+        .put_named(&mut &b""[..], "docs", EntryKind::Directory)
+        .expect("dir");
+    match store.get_named("docs", None, &mut out) {
+        Err(e @ StoreError::IsDirectory(_)) => {
+            assert!(e.to_string().contains("\"docs\" is a directory"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(out.is_empty());
+    // A symlink gives its target, and says it is one.
+    store
+        .put_named(&mut &b"a"[..], "docs/link", EntryKind::Symlink)
+        .expect("link");
+    let link = store.get_named("docs/link", None, &mut out).expect("link");
+    assert_eq!((link.kind, out.as_slice()), (EntryKind::Symlink, &b"a"[..]));
+    // A gone name's newest version is not read, its numbered ones are.
+    store.mark_gone(&["docs/a".to_owned()]).expect("gone");
+    out.clear();
+    match store.get_named("docs/a", None, &mut out) {
+        Err(StoreError::NotFound(m)) => assert!(m.contains("is gone"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    store.get_named("docs/a", Some(2), &mut out).expect("v2");
+    assert_eq!(out, v2);
+    // A name's root missing from the store is damage, not a wrong name.
+    assert!(backend.remove_raw(first.content_ref.digest()));
+    match store.get_named("docs/a", Some(1), &mut Vec::new()) {
+        Err(StoreError::Integrity(m)) => assert!(
+            m.starts_with("the root node of \"docs/a\" version 1 (") && m.contains("missing"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn a_name_whose_content_is_gone_can_still_be_removed() {
     let (store, backend) = memory_store(256, WrapperKind::AesSiv);

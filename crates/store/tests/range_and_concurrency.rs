@@ -10,11 +10,13 @@ use common::random_bytes;
 use seccs_store::backend::{Backend, BackendError, Batch, Damaged, Entry, MemoryBackend, Visitor};
 use seccs_store::{Params, Store, WrapperKind};
 
-/// A memory backend that counts the keys read.
+/// A memory backend that counts the keys read, and the reads (round
+/// trips, on a backend over a network).
 #[derive(Default)]
 struct Counting {
     inner: MemoryBackend,
     reads: AtomicU64,
+    round_trips: AtomicU64,
 }
 
 impl Backend for Counting {
@@ -23,6 +25,7 @@ impl Backend for Counting {
     }
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
         self.reads.fetch_add(keys.len() as u64, Ordering::Relaxed);
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         self.inner.get_many(keys)
     }
     fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
@@ -39,6 +42,46 @@ impl Backend for Counting {
     ) -> Result<(), BackendError> {
         self.inner.walk(prefix, visit, damaged)
     }
+}
+
+/// `NAME@N` is read from the catalog in one round trip: the records of
+/// the name spelled `NAME@N` (which it would be, whole) and of `NAME`
+/// together, where it took one lookup for each (and `read_spec` before
+/// `resolve` a third).
+#[test]
+fn a_name_and_version_is_resolved_in_one_round_trip() {
+    use seccs_store::catalog::EntryKind;
+    let backend = Arc::new(Counting::default());
+    let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let store = Store::new_unchecked(backend.clone(), params, &common::key(4));
+    for content in [&b"one"[..], b"two"] {
+        store
+            .put_named(&mut &content[..], "w", EntryKind::File)
+            .expect("put");
+    }
+    store
+        .put_named(&mut &b"whole"[..], "v@2", EntryKind::File)
+        .expect("put");
+    for (spec, name, number, content) in [
+        ("w@1", "w", Some(1), &b"one"[..]),
+        ("w", "w", None, b"two"),
+        ("v@2", "v@2", None, b"whole"),
+    ] {
+        backend.round_trips.store(0, Ordering::Relaxed);
+        let (read_name, read_number, version) = store.resolve_spec(spec).expect(spec);
+        assert_eq!(backend.round_trips.load(Ordering::Relaxed), 1, "{spec}");
+        assert_eq!((read_name, read_number), (name, number), "{spec}");
+        assert_eq!(store.get(&version.content_ref).expect("get"), content);
+        backend.round_trips.store(0, Ordering::Relaxed);
+        assert_eq!(store.resolve(spec).expect(spec), version);
+        assert_eq!(backend.round_trips.load(Ordering::Relaxed), 1, "{spec}");
+    }
+    // A name's version read by name: one lookup, then the content's nodes.
+    backend.round_trips.store(0, Ordering::Relaxed);
+    let mut out = Vec::new();
+    let version = store.get_named("w", Some(1), &mut out).expect("w@1");
+    assert_eq!((version.number, out.as_slice()), (1, &b"one"[..]));
+    assert_eq!(backend.round_trips.load(Ordering::Relaxed), 2);
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! Reading: [`Store::get`], [`Store::get_to`] and [`Store::get_range`]
+//! (and, by name, [`Store::get_named`] and [`Store::get_version_range`])
 //! walk a content's tree from its root, fetching inner nodes in batches
 //! and leaves in windows of [`READ_WINDOW`] bytes, and opening only the
 //! nodes on the path to the range read.
@@ -8,6 +9,7 @@ use std::io::Write;
 use rayon::prelude::*;
 
 use super::{INNER_BATCH, Root, Store, missing};
+use crate::catalog::{EntryKind, Version};
 use crate::error::{Result, StoreError};
 use crate::node::{self, Child};
 use crate::params::ContentRef;
@@ -33,6 +35,68 @@ impl Store {
     /// written; callers writing files write to a temporary file first.
     pub fn get_to(&self, content_ref: &ContentRef, out: &mut dyn Write) -> Result<()> {
         self.get_range(content_ref, 0, content_ref.len(), out)
+    }
+
+    /// Writes version `number` of `name` (its newest version without a
+    /// number) to `out`, in memory bounded independently of its size, and
+    /// returns the version: [`Store::get_to`] of what [`Store::lookup`]
+    /// finds, in one lookup. `name` is taken whole (`a@2` is the name
+    /// `a@2`; [`Store::resolve_spec`] reads a spec typed as `NAME@N`).
+    ///
+    /// A name not in the catalog, a version it does not have, and the
+    /// newest version of a gone name are [`StoreError::NotFound`], naming
+    /// the name and version (see [`Store::resolve_named`]). A directory's
+    /// version is refused with [`StoreError::IsDirectory`] before anything
+    /// is written: it has no content of its own (the files under it are
+    /// names of their own), and an empty output would pass for an empty
+    /// file. A symlink's version writes the link's target, the content
+    /// `put` stored for it; the version returned says which it was. A root
+    /// node missing from the store is damage, an [`StoreError::Integrity`]
+    /// error, as in [`Store::get_version_range`]. On an integrity error,
+    /// part of the content may have been written.
+    pub fn get_named(
+        &self,
+        name: &str,
+        number: Option<u32>,
+        out: &mut dyn Write,
+    ) -> Result<Version> {
+        let version = self.resolve_named(name, number)?;
+        if version.kind == EntryKind::Directory {
+            return Err(StoreError::IsDirectory(format!(
+                "{:?} is a directory (version {}): it has no content of its own; the files \
+                 under it are names of their own ({:?})",
+                name,
+                version.number,
+                format!("{name}/")
+            )));
+        }
+        self.get_version_range(name, &version, 0, version.content_ref.len(), out)?;
+        Ok(version)
+    }
+
+    /// [`Store::get_range`] of `version`, a version of `name` (from
+    /// [`Store::resolve_spec`] or [`Store::resolve_named`]). The root of a
+    /// name's version is one the store holds a count for, so its absence is
+    /// damage: an [`StoreError::Integrity`] error naming the version, where
+    /// `get_range` of a reference says [`StoreError::NotFound`].
+    pub fn get_version_range(
+        &self,
+        name: &str,
+        version: &Version,
+        offset: u64,
+        len: u64,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        let r = &version.content_ref;
+        self.get_range(r, offset, len, out).map_err(|e| match e {
+            StoreError::NotFound(_) => StoreError::integrity(format!(
+                "the root node of {:?} version {} ({}) is missing from the store",
+                name,
+                version.number,
+                r.to_hex()
+            )),
+            other => other,
+        })
     }
 
     /// Writes `len` bytes of a content from `offset` to `out`, fetching only
