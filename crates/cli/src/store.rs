@@ -274,8 +274,9 @@ tampered): it lists what it left as `left: …` lines and exits 1. `seccs rm NAM
 broken name.\n\n\
 A catalog record that does not authenticate under the store's key (checked at open, so the \
 record is corrupt or forged, and nothing can read it) is removed, one `removed bad-record: …` \
-line each; the contents it held keep their counts, as puts without a name (`seccs rm REF` \
-undoes them)."
+line each; so is a catalog entry the backend cannot decode at all (verify's `unreadable`, such as \
+a Redis value too short for its count), one `removed unreadable: …` line each. The contents they \
+held keep their counts, as puts without a name (`seccs rm REF` undoes them)."
 )]
 pub struct GcArgs {
     /// Print the report as JSON.
@@ -620,8 +621,8 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     let (r, named) = match args.at {
         None => resolve(store, &spec)?,
         Some(t) => {
-            let version = version_at(store, &spec, t)?;
             // `--at` takes the name whole.
+            let version = version_at(store, &spec, t)?;
             (
                 version.content_ref.clone(),
                 Some((spec.as_str(), None, version)),
@@ -1224,6 +1225,12 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
             outln!(
                 "removed bad-record: catalog record {key}, which does not authenticate under the \
                  store's key (the contents it held keep their counts, as puts without a name)"
+            )?;
+        }
+        for key in &report.unreadable_records_removed {
+            outln!(
+                "removed unreadable: catalog entry {key}, which the backend cannot decode (the \
+                 contents it held keep their counts, as puts without a name)"
             )?;
         }
         print_findings("left: ", &report.remaining, &report.broken_names)?;

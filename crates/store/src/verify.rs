@@ -158,11 +158,20 @@ pub struct GcReport {
     /// was opened removes them. The contents they held keep their counts,
     /// as puts without a name.
     pub records_removed: Vec<String>,
+    /// Catalog entries removed because the backend cannot decode them at
+    /// all (hex keys; each was verify's [`Finding::Unreadable`]), such as a
+    /// Redis value too short for its count: nothing can read them, under
+    /// any key. Only a store whose key was checked when it was opened
+    /// removes them, as it does [`GcReport::records_removed`]; the
+    /// contents they held keep their counts, as puts without a name. An
+    /// entry that a walk reads whole but a lookup cannot (damage that only
+    /// lookups meet) is left: its name's versions can still be listed.
+    pub unreadable_records_removed: Vec<String>,
     /// Counts raised to what parents and names need.
     pub counts_fixed: u64,
     /// Verify's findings that gc does not repair: tampered, missing and
-    /// unreadable nodes, roots at the wrong height, and bad catalog records
-    /// of a store whose key was not checked. gc never deletes a counted
+    /// unreadable nodes, roots at the wrong height, and bad or unreadable
+    /// catalog records of a store whose key was not checked. gc never deletes a counted
     /// node it cannot read, since a wrong chunk size makes sound nodes look
     /// the same, nor a record that a wrong key could make look bad.
     pub remaining: Vec<Finding>,
@@ -488,8 +497,11 @@ impl Store {
     /// cannot be repaired). What it held cannot be told, so the contents
     /// its versions held keep their counts, as puts without a name
     /// (`verify` cannot tell them from such puts; `delete` of a reference
-    /// undoes them). A store opened without a key check leaves such
-    /// records, since under a wrong key every record looks so.
+    /// undoes them). Such a store also removes the catalog entries that
+    /// the backend cannot decode at all (verify's `unreadable`), listed in
+    /// [`GcReport::unreadable_records_removed`]. A store opened without a
+    /// key check leaves both, since under a wrong key every record looks
+    /// bad.
     pub fn gc(&self) -> Result<GcReport> {
         self.collect(true)
     }
@@ -502,16 +514,29 @@ impl Store {
         // A damaged entry is left as it is: gc cannot tell what it held.
         let mut scan = self.scan()?;
         let mut report = GcReport::default();
-        if remove_bad_records && self.key_checked() && !scan.bad_records.is_empty() {
+        if remove_bad_records && self.key_checked() {
+            // A catalog entry the walk could not decode holds nothing
+            // anything can read; one it read whole (a lookup failed) does.
+            let readable: HashSet<&[u8]> = scan.record_keys.iter().map(Vec::as_slice).collect();
+            let (undecodable, damaged): (Vec<_>, Vec<_>) = std::mem::take(&mut scan.damaged)
+                .into_iter()
+                .partition(|(key, _)| {
+                    catalog::is_catalog_key(key) && !readable.contains(key.as_slice())
+                });
+            scan.damaged = damaged;
+            let undecodable: Vec<Vec<u8>> = undecodable.into_iter().map(|(key, _)| key).collect();
             let mut batch = Batch::new();
-            for key in &scan.bad_records {
+            for key in scan.bad_records.iter().chain(&undecodable) {
                 batch.delete(key.clone());
             }
-            self.backend().apply_owned(batch)?;
-            report.records_removed = std::mem::take(&mut scan.bad_records)
-                .iter()
-                .map(|k| seccs_core::hexenc::encode(k))
-                .collect();
+            if !batch.is_empty() {
+                self.backend().apply_owned(batch)?;
+            }
+            let hex = |keys: Vec<Vec<u8>>| -> Vec<String> {
+                keys.iter().map(|k| seccs_core::hexenc::encode(k)).collect()
+            };
+            report.records_removed = hex(std::mem::take(&mut scan.bad_records));
+            report.unreadable_records_removed = hex(undecodable);
         }
         let needed = needed_counts(&scan.nodes, &scan.records);
         let mut batch = Batch::new();

@@ -366,3 +366,142 @@ fn a_record_that_fails_to_authenticate_blocks_no_delete_and_gc_removes_it() {
     store.delete(&put_a.content_ref).expect("a's put");
     assert_eq!(backend.keys().len(), 0);
 }
+
+/// A memory backend that holds one entry it cannot decode, as a Redis
+/// value too short for its count: a walk reports it as damaged, a lookup
+/// fails, and a delete removes it.
+#[derive(Default)]
+struct OneUndecodable {
+    inner: seccs_store::backend::MemoryBackend,
+    /// The entry's key; none (empty) until it is damaged.
+    key: std::sync::Mutex<Vec<u8>>,
+}
+
+impl OneUndecodable {
+    fn key(&self) -> Vec<u8> {
+        self.key.lock().expect("not poisoned").clone()
+    }
+
+    fn damaged(&self) -> seccs_store::backend::BackendError {
+        seccs_store::backend::BackendError::other(
+            "undecodable",
+            format!(
+                "entry {} is too short for its count",
+                seccs_core::hexenc::encode(&self.key())
+            ),
+        )
+    }
+
+    fn holds_it(&self) -> bool {
+        self.inner.keys().contains(&self.key())
+    }
+}
+
+impl Backend for OneUndecodable {
+    fn name(&self) -> &str {
+        "undecodable"
+    }
+    fn get_many(
+        &self,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<seccs_store::backend::Entry>>, seccs_store::backend::BackendError> {
+        if self.holds_it() && keys.contains(&self.key().as_slice()) {
+            return Err(self.damaged());
+        }
+        self.inner.get_many(keys)
+    }
+    fn apply(&self, batch: &Batch) -> Result<(), seccs_store::backend::BackendError> {
+        self.inner.apply(batch)
+    }
+    fn is_transactional(&self) -> bool {
+        true
+    }
+    fn walk(
+        &self,
+        prefix: &[u8],
+        visit: &mut seccs_store::backend::Visitor<'_>,
+        mut damaged: Option<&mut seccs_store::backend::Damaged<'_>>,
+    ) -> Result<(), seccs_store::backend::BackendError> {
+        let broken = self.key();
+        self.inner.walk(
+            prefix,
+            &mut |key, entry| {
+                if key != broken.as_slice() {
+                    return visit(key, entry);
+                }
+                match damaged.as_mut() {
+                    Some(damaged) => {
+                        damaged(key, self.damaged());
+                        Ok(())
+                    }
+                    None => Err(self.damaged()),
+                }
+            },
+            None,
+        )
+    }
+}
+
+/// A catalog entry the backend cannot decode at all is removed by gc in a
+/// store whose key was checked at open, and reported as removed (it was
+/// only `unreadable`, left for a manual delete); what it held keeps its
+/// counts, as puts without a name. A store opened without a key check
+/// leaves it.
+#[test]
+fn gc_removes_a_catalog_entry_the_backend_cannot_decode() {
+    let backend = std::sync::Arc::new(OneUndecodable::default());
+    let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let writer = seccs_store::Store::open(backend.clone(), params, &common::key(1)).expect("new");
+    let contents: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(20_000, 40 + i)).collect();
+    let mut refs = Vec::new();
+    for (name, content) in ["a", "b", "c"].into_iter().zip(&contents) {
+        let (put, _) = writer
+            .put_named(&mut content.as_slice(), name, EntryKind::File)
+            .expect("put");
+        refs.push(put.content_ref);
+    }
+    drop(writer);
+    let record = backend
+        .inner
+        .keys()
+        .into_iter()
+        .find(|k| seccs_store::catalog::is_catalog_key(k))
+        .expect("a record");
+    *backend.key.lock().expect("not poisoned") = record.clone();
+    let hex = seccs_core::hexenc::encode(&record);
+    let store = seccs_store::Store::open(backend.clone(), params, &common::key(1)).expect("open");
+    let verify = store.verify().expect("verify");
+    assert!(
+        verify
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::Unreadable { key, .. } if *key == hex)),
+        "{verify:?}"
+    );
+    assert_eq!(store.list_readable("").expect("list").damaged, 1);
+
+    // Without a key check, gc leaves it and says so.
+    let unchecked = seccs_store::Store::new_unchecked(backend.clone(), params, &common::key(1));
+    let gc = unchecked.gc().expect("gc");
+    assert!(gc.unreadable_records_removed.is_empty(), "{gc:?}");
+    assert!(
+        gc.remaining
+            .iter()
+            .any(|f| matches!(f, Finding::Unreadable { key, .. } if *key == hex)),
+        "{gc:?}"
+    );
+    assert!(backend.holds_it());
+
+    let gc = store.gc().expect("gc");
+    assert_eq!(gc.unreadable_records_removed, [hex], "{gc:?}");
+    assert!(gc.records_removed.is_empty(), "{gc:?}");
+    assert!(gc.is_clean(), "{gc:?}");
+    assert!(!backend.holds_it());
+    assert!(store.verify().expect("verify").is_clean());
+    let listing = store.list_readable("").expect("list");
+    assert_eq!((listing.records.len(), listing.damaged), (2, 0));
+    // Every content reads back: the removed name's as a put without one.
+    for (r, content) in refs.iter().zip(&contents) {
+        assert_eq!(&store.get(r).expect("get"), content);
+    }
+}

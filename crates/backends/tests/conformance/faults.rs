@@ -617,6 +617,43 @@ fn redis_a_damaged_record_does_not_hide_the_other_names() -> TestResult {
     a_damaged_record_does_not_hide_the_other_names(&h, |key| h.damage(key))
 }
 
+/// A catalog record damaged on the server (too short to hold its count)
+/// is removed by gc of a store whose key was checked at open, and reported
+/// as removed: it took a manual `DEL`. The contents of the name it held
+/// keep their counts, as puts without a name.
+#[test]
+fn redis_gc_removes_a_record_the_backend_cannot_decode() -> TestResult {
+    use seccs_store::catalog::EntryKind;
+    let h = Redis::start()?;
+    let opened = h.open()?;
+    let params = Params::new(4096, WrapperKind::AesSiv)?;
+    let key = SecretKey::from_bytes([9; 32]);
+    let store = Store::open(opened.backend.clone(), params, &key)?;
+    let mut puts = Vec::new();
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        let content = noise(60 + i as u64, 20_000);
+        let (put, _) = store.put_named(&mut content.as_slice(), name, EntryKind::File)?;
+        puts.push((put.content_ref, content));
+    }
+    let record = entry_keys(&opened)?
+        .into_iter()
+        .find(|k| seccs_store::catalog::is_catalog_key(k))
+        .ok_or("a record")?;
+    h.damage(&record)?;
+    let hex = seccs_core::hexenc::encode(&record);
+    let gc = store.gc()?;
+    assert_eq!(gc.unreadable_records_removed, [hex], "{gc:?}");
+    assert!(gc.is_clean(), "{gc:?}");
+    assert!(!entry_keys_past_damage(&opened)?.contains(&record));
+    let listing = store.list_readable("")?;
+    assert_eq!((listing.records.len(), listing.damaged), (2, 0));
+    assert!(store.verify()?.is_clean());
+    for (r, content) in &puts {
+        assert_eq!(&store.get(r)?, content);
+    }
+    Ok(())
+}
+
 /// An entry too short for its count on the server (a node of one name)
 /// blocks neither the removal of the names beside it in one batch nor the
 /// backend's usage: a read of many counts that meets it is read again key

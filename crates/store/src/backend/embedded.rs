@@ -460,12 +460,15 @@ impl EmbeddedBackend {
     }
 
     /// Every entry whose key starts with `prefix`: counts and values are
-    /// each one sorted run, walked side by side.
+    /// each one sorted run, walked side by side. With `damaged`, an entry
+    /// whose count record does not decode (damage to that entry alone, its
+    /// key known) goes to `damaged`, and the walk goes on past it.
     fn walk_merged(
         &self,
         snapshot: &Snapshot,
         prefix: &[u8],
         visit: &mut Visitor<'_>,
+        mut damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), WalkError> {
         let read = WalkError::Read;
         let mut counts = snapshot.prefix(&self.entries, tagged(COUNT_TAG, prefix));
@@ -478,7 +481,14 @@ impl EmbeddedBackend {
             let (tagged_count_key, count) = next.into_inner().map_err(|e| read(map_error(e)))?;
             let count_key = &tagged_count_key[1..];
             let count = match count_key.cmp(key) {
-                std::cmp::Ordering::Equal => decode_count(key, &count).map_err(read)?,
+                std::cmp::Ordering::Equal => match (decode_count(key, &count), &mut damaged) {
+                    (Ok(count), _) => count,
+                    (Err(e), Some(damaged)) => {
+                        damaged(key, e);
+                        continue;
+                    }
+                    (Err(e), None) => return Err(read(e)),
+                },
                 std::cmp::Ordering::Less => return Err(read(valueless(count_key))),
                 std::cmp::Ordering::Greater => return Err(read(uncounted(key))),
             };
@@ -512,10 +522,23 @@ impl EmbeddedBackend {
         damaged: &mut Damaged<'_>,
     ) -> Result<(), BackendError> {
         let mut seen = std::collections::HashSet::new();
-        let whole = self.walk_merged(snapshot, range, &mut |key, entry| {
-            seen.insert(key.to_vec());
-            visit(key, entry)
-        });
+        // An entry found damaged by a walk of `range` is found again by
+        // the walks of the ranges in it: reported once.
+        let mut reported = std::collections::HashSet::new();
+        let mut damaged = |key: &[u8], e: BackendError| {
+            if reported.insert(key.to_vec()) {
+                damaged(key, e);
+            }
+        };
+        let whole = self.walk_merged(
+            snapshot,
+            range,
+            &mut |key, entry| {
+                seen.insert(key.to_vec());
+                visit(key, entry)
+            },
+            Some(&mut damaged),
+        );
         let e = match whole {
             Ok(()) => return Ok(()),
             Err(WalkError::Visit(e)) => return Err(e),
@@ -545,7 +568,7 @@ impl EmbeddedBackend {
         }
         for next in 0..=u8::MAX {
             let longer = [range, &[next]].concat();
-            self.walk_tolerant(snapshot, &longer, deeper - 1, &mut unseen, damaged)?;
+            self.walk_tolerant(snapshot, &longer, deeper - 1, &mut unseen, &mut damaged)?;
         }
         Ok(())
     }
@@ -910,7 +933,9 @@ impl Backend for EmbeddedBackend {
     /// whole first and, when a block under it fails to read, again by the
     /// ranges one and two bytes longer (`walk_tolerant`); a walk of every
     /// key goes by the ranges of each first byte from the start, since a
-    /// whole walk first would have to remember every key it visited.
+    /// whole walk first would have to remember every key it visited. An
+    /// entry whose count record does not decode is reported by its own
+    /// key; a range that does not read, by its prefix.
     fn walk(
         &self,
         prefix: &[u8],
@@ -920,7 +945,7 @@ impl Backend for EmbeddedBackend {
         let snapshot = self.settled_snapshot()?;
         let Some(damaged) = damaged else {
             return self
-                .walk_merged(&snapshot, prefix, visit)
+                .walk_merged(&snapshot, prefix, visit, None)
                 .map_err(WalkError::into_inner);
         };
         if !prefix.is_empty() {
