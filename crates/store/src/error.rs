@@ -99,6 +99,27 @@ pub enum StoreError {
         cause: Box<StoreError>,
     },
 
+    /// A command on many names ([`crate::Store::remove_names`],
+    /// [`crate::Store::keep_newest`], [`crate::Store::mark_gone`]) did what
+    /// it does to every name but those whose catalog record fails to
+    /// authenticate (or to parse): their versions cannot be read, so they
+    /// were left as they are, and the names beside them in a batch were
+    /// not held up. What was done stays done; [`crate::Store::gc`] of a
+    /// store whose key was checked removes such records.
+    #[error(
+        "{done}; left {} name(s) whose catalog record fails to authenticate, so that their \
+         versions cannot be read (seccs gc removes such records): {}",
+        .names.len(),
+        .names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+    )]
+    DamagedRecords {
+        /// What was done, as a phrase ("removed 511 of 512 names (511
+        /// versions)").
+        done: String,
+        /// The names left, as given.
+        names: Vec<String>,
+    },
+
     /// [`crate::Store::delete`] of a content that only names' versions
     /// hold: undoing a put would take it from them. Remove the versions
     /// ([`crate::Store::remove_name`]) instead.

@@ -570,15 +570,21 @@ impl Store {
     /// only by [`Store::remove_name`]); listings and tree restores leave them
     /// out until a put brings them back. Names already gone or not in the
     /// catalog are left alone. Records are rewritten in batches, each one
-    /// atomic; returns how many names were marked.
+    /// atomic; returns how many names were marked. A name whose record
+    /// fails to authenticate cannot be rewritten: it is left, the others
+    /// are marked, and the call ends with [`StoreError::DamagedRecords`]
+    /// naming it.
     pub fn mark_gone(&self, names: &[String]) -> Result<usize> {
         const RECORDS_PER_BATCH: usize = 4096;
         let when = now();
         let _guard = self.lock_writer();
         let mut marked = 0;
+        let mut damaged = Vec::new();
         for group in names.chunks(RECORDS_PER_BATCH) {
             let mut batch = Batch::new();
-            for (key, mut record) in self.records_of(group)? {
+            let (records, unreadable) = self.records_of(group)?;
+            damaged.extend(unreadable);
+            for (key, mut record) in records {
                 if record.is_gone() {
                     continue;
                 }
@@ -591,28 +597,38 @@ impl Store {
                 self.backend.apply_owned(batch)?;
             }
         }
+        if !damaged.is_empty() {
+            return Err(StoreError::DamagedRecords {
+                done: format!("marked {marked} of {} names gone", names.len()),
+                names: damaged,
+            });
+        }
         Ok(marked)
     }
 
     /// The records of those of `names` that the catalog holds, each once,
-    /// with their keys, read in one backend round trip.
-    fn records_of(&self, names: &[String]) -> Result<Vec<(Vec<u8>, Record)>> {
+    /// with their keys, read in one backend round trip; and the names whose
+    /// records fail to authenticate or to parse (their versions cannot be
+    /// read, so a caller leaves them and goes on with the others).
+    #[allow(clippy::type_complexity)]
+    fn records_of(&self, names: &[String]) -> Result<(Vec<(Vec<u8>, Record)>, Vec<String>)> {
         let mut seen = std::collections::HashSet::new();
-        let keys: Vec<Vec<u8>> = names
+        let named: Vec<(&String, Vec<u8>)> = names
             .iter()
-            .map(|n| self.catalog.key_of(n))
-            .filter(|k| seen.insert(k.clone()))
+            .map(|n| (n, self.catalog.key_of(n)))
+            .filter(|(_, k)| seen.insert(k.clone()))
             .collect();
-        let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let key_refs: Vec<&[u8]> = named.iter().map(|(_, k)| k.as_slice()).collect();
         let values = self.backend.get_values(&key_refs)?;
-        keys.into_iter()
-            .zip(values)
-            .filter_map(|(key, value)| value.map(|v| (key, v)))
-            .map(|(key, value)| {
-                let record = self.catalog.open(&key, &value)?;
-                Ok((key, record))
-            })
-            .collect()
+        let (mut records, mut damaged) = (Vec::new(), Vec::new());
+        for ((name, key), value) in named.into_iter().zip(values) {
+            let Some(value) = value else { continue };
+            match self.catalog.open(&key, &value) {
+                Ok(record) => records.push((key, record)),
+                Err(_) => damaged.push(name.clone()),
+            }
+        }
+        Ok((records, damaged))
     }
 
     /// Drops the put each of `versions` holds, into `releaser` (made by
@@ -748,12 +764,18 @@ impl Store {
 
     /// Removes every version of `name` (or only version `number`), undoing
     /// the put each version holds, in one batch. Returns how many versions
-    /// were removed.
+    /// were removed. A name whose record fails to authenticate is an
+    /// [`StoreError::Integrity`] error naming it: its versions cannot be
+    /// read ([`Store::gc`] of a store whose key was checked removes it).
     pub fn remove_name(&self, name: &str, number: Option<u32>) -> Result<usize> {
         let key = self.catalog.key_of(name);
         let _guard = self.lock_writer();
         let mut record = self
-            .record_at(&key)?
+            .record_at(&key)
+            .map_err(|e| match e {
+                StoreError::Integrity(_) => damaged_record_of(name),
+                other => other,
+            })?
             .ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
         let (gone, kept): (Vec<Version>, Vec<Version>) = record
             .versions
@@ -783,6 +805,11 @@ impl Store {
     /// Removes every version of each of `names` (names not in the catalog
     /// are skipped), in batches of a few hundred names, each batch atomic.
     /// Returns how many names and versions were removed.
+    ///
+    /// A name whose record fails to authenticate (or to parse) cannot have
+    /// its versions read: it is left, the others in its batch are removed,
+    /// and the removal ends with [`StoreError::DamagedRecords`], naming it
+    /// and saying what was done.
     pub fn remove_names(&self, names: &[String]) -> Result<(usize, usize)> {
         self.drop_older_versions(names, 0)
     }
@@ -791,7 +818,8 @@ impl Store {
     /// (a retention policy: `seccs rm --keep N`), in atomic batches of many
     /// names, releasing each removed version's nodes. Returns how many names
     /// lost versions and how many versions went. Names that are gone keep
-    /// their newest `keep` too.
+    /// their newest `keep` too. A name whose record fails to authenticate
+    /// is left, as [`Store::remove_names`] leaves it.
     pub fn keep_newest(&self, names: &[String], keep: usize) -> Result<(usize, usize)> {
         if keep == 0 {
             return Err(StoreError::Config(
@@ -807,35 +835,42 @@ impl Store {
     /// batch was applied is [`StoreError::PartlyDone`], saying what was.
     fn drop_older_versions(&self, names: &[String], keep: usize) -> Result<(usize, usize)> {
         let mut done = (0, 0);
-        match self.drop_older_versions_counting(names, keep, &mut done) {
-            Ok(()) => Ok(done),
+        let mut damaged = Vec::new();
+        let said = |(touched, versions): (usize, usize)| {
+            if keep == 0 {
+                format!(
+                    "removed {touched} of {} names ({versions} versions)",
+                    names.len()
+                )
+            } else {
+                format!("removed {versions} older versions of {touched} names")
+            }
+        };
+        match self.drop_older_versions_counting(names, keep, &mut done, &mut damaged) {
+            Ok(()) if damaged.is_empty() => Ok(done),
+            Ok(()) => Err(StoreError::DamagedRecords {
+                done: said(done),
+                names: damaged,
+            }),
             // Nothing applied: the command simply failed.
             Err(e) if done == (0, 0) => Err(e),
-            Err(e) => {
-                let (touched, versions) = done;
-                let done = if keep == 0 {
-                    format!(
-                        "removed {touched} of {} names ({versions} versions)",
-                        names.len()
-                    )
-                } else {
-                    format!("removed {versions} older versions of {touched} names")
-                };
-                Err(StoreError::PartlyDone {
-                    done,
-                    cause: Box::new(e),
-                })
-            }
+            Err(e) => Err(StoreError::PartlyDone {
+                done: said(done),
+                cause: Box::new(e),
+            }),
         }
     }
 
     /// [`Store::drop_older_versions`], counting in `done` (names touched,
-    /// versions removed) what its applied batches did.
+    /// versions removed) what its applied batches did, and gathering in
+    /// `damaged` the names whose records it left because they fail to
+    /// authenticate.
     fn drop_older_versions_counting(
         &self,
         names: &[String],
         keep: usize,
         done: &mut (usize, usize),
+        damaged: &mut Vec<String>,
     ) -> Result<()> {
         const NAMES_PER_BATCH: usize = 512;
         let _guard = self.lock_writer();
@@ -843,7 +878,9 @@ impl Store {
             let (mut touched_names, mut removed_versions) = (0, 0);
             let mut releaser = Releaser::tolerant();
             let mut batch = Batch::new();
-            for (key, mut record) in self.records_of(group)? {
+            let (records, unreadable) = self.records_of(group)?;
+            damaged.extend(unreadable);
+            for (key, mut record) in records {
                 let cut = record.versions.len().saturating_sub(keep);
                 if keep > 0 && cut == 0 {
                     continue;
@@ -1020,6 +1057,15 @@ fn version_of(record: Option<Record>, name: &str, number: Option<u32>) -> Result
             Ok(latest.clone())
         }
     }
+}
+
+/// The error of a command on one name whose record fails to authenticate.
+fn damaged_record_of(name: &str) -> StoreError {
+    StoreError::integrity(format!(
+        "the catalog record of {} fails to authenticate: its versions cannot be read \
+         (seccs gc removes such records)",
+        quoted_name(name)
+    ))
 }
 
 fn damaged_records(n: usize) -> StoreError {

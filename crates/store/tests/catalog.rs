@@ -668,6 +668,105 @@ fn a_name_whose_content_lost_an_inner_node_can_still_be_removed() {
     assert!(store.verify().expect("verify").findings.is_empty());
 }
 
+/// Puts `name` (one version of `content`) and makes its catalog record
+/// fail to authenticate; returns the record's key.
+fn put_with_bad_record(
+    store: &seccs_store::Store,
+    backend: &seccs_store::backend::MemoryBackend,
+    name: &str,
+    content: &[u8],
+) -> Vec<u8> {
+    let before = backend.keys();
+    store
+        .put_named(&mut &content[..], name, EntryKind::File)
+        .expect("put");
+    let record = backend
+        .keys()
+        .into_iter()
+        .find(|k| seccs_store::catalog::is_catalog_key(k) && !before.contains(k))
+        .expect("its record");
+    let mut value = backend.get_raw(&record);
+    value[20] ^= 1;
+    backend.tamper(&record, value);
+    record
+}
+
+/// A name whose record fails to authenticate, passed with others to a
+/// command on many names, holds none of them up (it failed the whole batch
+/// of 512): the others are removed, trimmed or marked, and the command
+/// ends with an error naming it and saying what was done. Removing it alone
+/// says which name's record it is.
+#[test]
+fn a_bad_record_among_names_removed_holds_up_none_of_the_others() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    for i in [0, 1, 3] {
+        for v in 0..2u64 {
+            store
+                .put_named(
+                    &mut random_bytes(3000, 50 + 2 * i + v).as_slice(),
+                    &format!("n/{i}"),
+                    EntryKind::File,
+                )
+                .expect("put");
+        }
+    }
+    let bad = put_with_bad_record(&store, &backend, "n/2", b"the bad one's content");
+    let names: Vec<String> = (0..4).map(|i| format!("n/{i}")).collect();
+
+    match store.keep_newest(&names, 1) {
+        Err(StoreError::DamagedRecords { done, names }) => {
+            assert_eq!(done, "removed 3 older versions of 3 names");
+            assert_eq!(names, ["n/2"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    for i in [0, 1, 3] {
+        let record = store
+            .lookup(&format!("n/{i}"))
+            .expect("lookup")
+            .expect("kept");
+        assert_eq!(record.versions.len(), 1, "n/{i} was trimmed");
+    }
+
+    match store.mark_gone(&names) {
+        Err(e @ StoreError::DamagedRecords { .. }) => assert_eq!(
+            e.to_string(),
+            "marked 3 of 4 names gone; left 1 name(s) whose catalog record fails to \
+             authenticate, so that their versions cannot be read (seccs gc removes such \
+             records): \"n/2\""
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        store
+            .lookup("n/3")
+            .expect("lookup")
+            .is_some_and(|r| r.is_gone())
+    );
+
+    match store.remove_names(&names) {
+        Err(StoreError::DamagedRecords { done, names }) => {
+            assert_eq!(done, "removed 3 of 4 names (3 versions)");
+            assert_eq!(names, ["n/2"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let listing = store.list_readable("").expect("list");
+    assert_eq!((listing.records.len(), listing.damaged), (0, 1));
+    assert_eq!(backend.keys().iter().filter(|k| **k == bad).count(), 1);
+
+    match store.remove_name("n/2", None) {
+        Err(StoreError::Integrity(m)) => assert!(
+            m.starts_with("the catalog record of \"n/2\" fails to authenticate"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // gc removes it; its content stays, as a put without a name.
+    assert_eq!(store.gc().expect("gc").records_removed.len(), 1);
+    assert!(store.verify().expect("verify").is_clean());
+}
+
 /// A memory backend whose writes fail once `writes_left` reaches zero, as a
 /// server that goes away part way through a command.
 struct FailingWrites {
