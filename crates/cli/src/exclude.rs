@@ -10,14 +10,19 @@
 //! - a trailing `/` makes a pattern match directories only (`build/`).
 //!
 //! `*` and `?` do not cross a `/`; `**` does. An excluded directory is not
-//! entered. Patterns match a name's UTF-8 bytes (globset's rule, as in
-//! ripgrep): `?` and `[…]` match one byte, so a character outside ASCII
-//! (`é`, a byte held from a name that is not UTF-8) is matched by `*`.
+//! entered. Patterns match a name's characters: `?` and `[…]` match one
+//! character, ASCII or not (`caf?` matches `café`, `[éè]` either letter).
+//! A name read from a file name that is not UTF-8 holds each byte that is
+//! not part of UTF-8 as one character (U+EF80–U+EFFF, see
+//! `seccs_store::file_name`), so there `?` matches one such byte, and a
+//! pattern that holds the same byte (from `--exclude-from`, or typed as
+//! `$'\xe9'`) matches it literally.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use globset::{GlobBuilder, GlobMatcher};
+use globset::GlobBuilder;
+use regex::Regex;
 
 /// Whether a pattern matches the last component or the whole name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +33,7 @@ enum Scope {
 
 #[derive(Debug, Clone)]
 struct Rule {
-    matcher: GlobMatcher,
+    matcher: Regex,
     scope: Scope,
     directories_only: bool,
 }
@@ -63,8 +68,17 @@ impl Excludes {
                 .backslash_escape(true)
                 .build()
                 .with_context(|| format!("invalid --exclude pattern {given:?}"))?;
+            let matcher = unicode_regex(glob.regex())
+                .and_then(|re| {
+                    regex::RegexBuilder::new(&re)
+                        .dot_matches_new_line(true)
+                        .size_limit(10 << 20)
+                        .build()
+                        .ok()
+                })
+                .with_context(|| format!("invalid --exclude pattern {given:?}: too complex"))?;
             rules.push(Rule {
-                matcher: glob.compile_matcher(),
+                matcher,
                 scope,
                 directories_only,
             });
@@ -96,6 +110,49 @@ impl Excludes {
             .any(|(i, _)| self.excludes(&name[..i], true))
             || self.excludes(name, is_dir)
     }
+}
+
+/// The regular expression globset makes of a glob, read as one over
+/// characters rather than bytes. globset's matches bytes (`(?-u)`), where
+/// `?` (`[^/]`) and a class match one byte, and it writes each character
+/// outside ASCII as the escapes of its UTF-8 bytes (`é` as `\xc3\xa9`, in
+/// a class too). Without `(?-u)`, and with those escapes turned back into
+/// the characters they spell, the same expression matches one character
+/// where it matched one byte, and nothing else changes. `None` if the
+/// expression is not in that form.
+fn unicode_regex(bytes_regex: &str) -> Option<String> {
+    let body = bytes_regex.strip_prefix("(?-u)")?;
+    let mut out = String::with_capacity(body.len());
+    let mut utf8 = Vec::new();
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let escaped = chars.next()?;
+            if escaped == 'x' {
+                let hex: String = chars.by_ref().take(2).collect();
+                utf8.push(u8::from_str_radix(&hex, 16).ok()?);
+                continue;
+            }
+            spell(&mut utf8, &mut out)?;
+            out.push(c);
+            out.push(escaped);
+            continue;
+        }
+        spell(&mut utf8, &mut out)?;
+        out.push(c);
+    }
+    spell(&mut utf8, &mut out)?;
+    Some(out)
+}
+
+/// Writes the characters whose UTF-8 bytes are `utf8` to `out`, and empties
+/// it; `None` if they are not whole characters.
+fn spell(utf8: &mut Vec<u8>, out: &mut String) -> Option<()> {
+    if !utf8.is_empty() {
+        out.push_str(&regex::escape(std::str::from_utf8(utf8).ok()?));
+        utf8.clear();
+    }
+    Some(())
 }
 
 /// The patterns of an `--exclude-from` file: one per line, blank lines and
@@ -179,6 +236,45 @@ mod tests {
         assert_eq!(patterns_in(&file).expect("read"), ["target/", "*.o"]);
         let err = patterns_in(&dir.path().join("missing")).expect_err("missing");
         assert!(format!("{err:#}").contains("--exclude-from"), "{err:#}");
+    }
+
+    /// `?` and `[…]` match one character, not one byte of its UTF-8:
+    /// `é` is two bytes, and was matched by `??` and by no `?`.
+    #[test]
+    fn question_marks_and_classes_match_one_character_outside_ascii_too() {
+        let ex = excludes(&["caf?", "[éè]t?", "x/?.txt", "[à-ÿ]/"]);
+        assert!(ex.excludes("docs/café", false));
+        assert!(ex.excludes("été", false));
+        assert!(ex.excludes("èté", false));
+        assert!(ex.excludes("x/é.txt", false));
+        assert!(ex.excludes("a/ü", true));
+        assert!(!ex.excludes("a/ü", false));
+        assert!(!ex.excludes("docs/cafés", false));
+        assert!(!ex.excludes("ete", false));
+        let two = excludes(&["??.txt", "[é][é]"]);
+        assert!(!two.excludes("é.txt", false), "é is one character");
+        assert!(two.excludes("ab.txt", false));
+        assert!(two.excludes("éé.txt", false));
+        assert!(two.excludes("éé", false));
+        assert!(!two.excludes("é", false));
+        // Literal characters outside ASCII, and escapes, keep matching.
+        let literal = excludes(&["naïve*", "a\\*b", "#x~&-"]);
+        assert!(literal.excludes("naïve.md", false));
+        assert!(literal.excludes("a*b", false));
+        assert!(!literal.excludes("axb", false));
+        assert!(literal.excludes("#x~&-", false));
+    }
+
+    /// A name from a file name that is not UTF-8 holds each such byte as
+    /// one character: `?` matches it, and so does the byte in a pattern.
+    #[test]
+    fn a_byte_of_a_name_that_is_not_utf8_is_one_character() {
+        let latin1 = seccs_store::file_name::name_of_typed(b"caf\xe9");
+        assert!(excludes(&["caf?"]).excludes(&latin1, false));
+        assert!(!excludes(&["caf??"]).excludes(&latin1, false));
+        let pattern = seccs_store::file_name::name_of_typed(b"*\xe9");
+        assert!(excludes(&[pattern.as_str()]).excludes(&latin1, false));
+        assert!(!excludes(&[pattern.as_str()]).excludes("café", false));
     }
 
     #[test]

@@ -119,7 +119,8 @@ pub struct PutArgs {
     /// depth (`target`, `*.o`, `.git`); one with `/` matches the whole name
     /// as `seccs ls` shows it (`photos/2024/tmp`, `src/**/cache`); a
     /// trailing `/` matches directories only. `*` and `?` stay within one
-    /// path component, `**` crosses them. An excluded directory is not
+    /// path component, `**` crosses them; `?` and `[…]` match one
+    /// character, `é` too. An excluded directory is not
     /// entered; names stored by an earlier put that are now excluded are
     /// marked gone, like deleted files.
     #[arg(long, value_name = "PATTERN", value_parser = name_arg())]

@@ -1707,6 +1707,31 @@ fn a_file_put_right_after_it_changed_keeps_its_time_and_is_read_again_next_time(
     assert_eq!(listed(&store, &["--all"]), ["fresh/@1", "fresh/new.txt@1"]);
 }
 
+/// `?` in an `--exclude` pattern matches one character of a file name,
+/// `é` as well as `e` (it matched one byte, and `é` is two), and a byte of
+/// a name that is not UTF-8 is one character.
+#[test]
+fn exclude_question_mark_matches_one_character_of_a_non_ascii_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("words");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    for name in ["café", "cafe", "cafés", "naïf"] {
+        random_file(&src, name, 100, 85);
+    }
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    std::fs::write(src.join(latin1), b"latin-1").expect("write");
+    let said = put_dir_in(
+        &store,
+        tmp.path(),
+        "words",
+        &["--exclude", "caf?", "--exclude", "na?f"],
+    );
+    assert!(said.contains("4 entries left out by --exclude"), "{said}");
+    assert_eq!(listed(&store, &[]), ["words/", "words/cafés"]);
+}
+
 #[test]
 fn put_dir_leaves_out_what_exclude_matches_and_marks_it_gone_when_it_was_stored() {
     let tmp = tempfile::tempdir().expect("tmp");
