@@ -190,9 +190,12 @@ enum KmsCommand {
     ///
     /// At start it refuses a directory that lost root.key while named/
     /// holds keys, or lost part of the certificate in tls/ (restore them
-    /// from a backup), or where audit.log, token, root.key or a key file
-    /// is a symbolic link or a named pipe (its files are opened only as
-    /// regular files); it takes group and other access away from the
+    /// from a backup), or where audit.log, token, root.key, lock, a key
+    /// file or the certificate or key in tls/ is a symbolic link or a
+    /// named pipe (its files are opened only as regular files), or keys/,
+    /// named/ or tls/ is a link (used only as directories), or --cert or
+    /// --key is a named pipe or a device (a link to a file is followed);
+    /// it takes group and other access away from the
     /// directory (a link's target, if --dir names one) and what it holds,
     /// logging each change, and logs each DEK file that does not parse
     /// (`seccs kms check DIR` checks them all). One server runs per

@@ -34,17 +34,45 @@ pub enum LockError {
 
 /// Takes the lock of `dir`, held until the returned file is dropped (or the
 /// process ends, however it ends).
+///
+/// `dir/lock` is opened only as a regular file, never through a symbolic
+/// link and never waiting: anything else is a [`LockError::Io`] whose
+/// cause says what is there ([`std::io::ErrorKind::InvalidInput`]).
+/// Flaw fixed here: a link in place of the lock file was followed, so
+/// whoever could write the directory once chose which file the holder's
+/// text was written over (truncated first).
 pub fn lock_dir(dir: &Path) -> Result<File, LockError> {
     let path = dir.join("lock");
     let mut options = OpenOptions::new();
     options.create(true).truncate(false).read(true).write(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).map_err(|source| LockError::Io {
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let open_err = |source| LockError::Io {
         action: "open",
         path: path.clone(),
         source,
-    })?;
+    };
+    let mut file = match options.open(&path) {
+        Ok(file) => file,
+        // `O_NOFOLLOW` on a link; a socket, which cannot be opened; a
+        // directory, which cannot be written.
+        Err(e) if [ELOOP, ENXIO, EISDIR].map(Some).contains(&e.raw_os_error()) => {
+            let what = std::fs::symlink_metadata(&path)
+                .map(|m| what_it_is(m.file_type()))
+                .unwrap_or("not a regular file");
+            return Err(open_err(not_a_file(what)));
+        }
+        Err(e) => return Err(open_err(e)),
+    };
+    let kind = file.metadata().map_err(open_err)?.file_type();
+    if !kind.is_file() {
+        return Err(open_err(not_a_file(what_it_is(kind))));
+    }
     match file.try_lock() {
         Ok(()) => {
             // Only for the message a second process gets; the flock is the
@@ -77,6 +105,50 @@ pub fn lock_dir(dir: &Path) -> Result<File, LockError> {
     }
 }
 
+#[cfg(unix)]
+use libc::{EISDIR, ELOOP, ENXIO};
+#[cfg(not(unix))]
+const ELOOP: i32 = -1;
+#[cfg(not(unix))]
+const ENXIO: i32 = -1;
+#[cfg(not(unix))]
+const EISDIR: i32 = -1;
+
+/// The cause of a refused lock file that is `what` instead of a file.
+fn not_a_file(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!(
+            "it is {what}, not a regular file: a lock file is opened only as a regular file, \
+             never through a link (remove it; the lock makes a new one)"
+        ),
+    )
+}
+
+/// What `kind`, which is not a regular file, is, in words.
+fn what_it_is(kind: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a named pipe";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// This machine's name, for messages that name a lock's holder.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -104,6 +176,50 @@ mod tests {
             other => panic!("a second lock was not refused: {other:?}"),
         }
         drop(first);
+        assert!(lock_dir(dir.path()).is_ok());
+    }
+
+    /// A link, a named pipe or a directory in place of the lock file is
+    /// refused, saying what it is; a link's target is left as it was
+    /// (it was followed, then truncated and written over).
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_file_that_is_not_a_regular_file_is_refused_as_what_it_is() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let lock = dir.path().join("lock");
+        let target = dir.path().join("target");
+        std::fs::write(&target, "precious\n").expect("target");
+        std::os::unix::fs::symlink(&target, &lock).expect("link");
+        let said = |dir: &std::path::Path| match lock_dir(dir) {
+            Err(LockError::Io {
+                action: "open",
+                path,
+                source,
+            }) if path == dir.join("lock") && source.kind() == std::io::ErrorKind::InvalidInput => {
+                source.to_string()
+            }
+            other => panic!("not refused as it should be: {other:?}"),
+        };
+        assert!(
+            said(dir.path()).starts_with("it is a symbolic link, not a regular file"),
+            "{}",
+            said(dir.path())
+        );
+        assert_eq!(
+            std::fs::read_to_string(&target).expect("read"),
+            "precious\n"
+        );
+        std::fs::remove_file(&lock).expect("rm");
+        std::fs::create_dir(&lock).expect("dir");
+        assert!(said(dir.path()).starts_with("it is a directory, not a regular file"));
+        std::fs::remove_dir(&lock).expect("rmdir");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&lock)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        assert!(said(dir.path()).starts_with("it is a named pipe, not a regular file"));
+        std::fs::remove_file(&lock).expect("rm");
         assert!(lock_dir(dir.path()).is_ok());
     }
 

@@ -201,6 +201,34 @@ pub enum KmsError {
         /// What it is instead: `a symbolic link`, `a named pipe`, ….
         what: &'static str,
     },
+    /// A directory of the key directory (`keys/`, `named/`, `tls/`) is
+    /// not a directory (a symbolic link, even to one; a file): the server
+    /// neither follows nor uses it.
+    #[error(
+        "{} is {what}, not a directory: the key server uses the directories of its key \
+         directory only as they are, never through a link (put the directory itself there)",
+        path.display()
+    )]
+    NotADirectory {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What it is instead: `a symbolic link`, `a regular file`, ….
+        what: &'static str,
+    },
+    /// A certificate or private key given to the server (`--cert`,
+    /// `--key`) is not a regular file (a named pipe, which would hold the
+    /// start until a writer came; a device; a directory).
+    #[error(
+        "{} is {what}, not a regular file: a certificate or key given to the key server \
+         (--cert, --key) is read only from a regular file (a link to one is followed)",
+        path.display()
+    )]
+    GivenNotAFile {
+        /// The file given.
+        path: std::path::PathBuf,
+        /// What it is instead: `a named pipe`, `a device`, ….
+        what: &'static str,
+    },
     /// A file read whole is larger than the key service reads: a device
     /// such as `/dev/zero`, or the wrong file.
     #[error("{} is larger than {limit} bytes: not the file expected", path.display())]

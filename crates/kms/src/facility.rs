@@ -149,7 +149,10 @@ impl Facility {
     /// A DEK file is sealed under its KEK, which only clients hold, so
     /// its form is what can be checked (its magic, version and length,
     /// that it is a regular file), not its authenticity.
+    /// A `dir` that is a symbolic link (even to a directory) is
+    /// [`KmsError::NotADirectory`], as a server refuses it.
     pub fn check_files(dir: &Path) -> Result<(usize, Vec<(PathBuf, KmsError)>), KmsError> {
+        crate::files::own_dir(dir)?;
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, Vec::new())),

@@ -79,6 +79,8 @@ fn what_it_is(kind: std::fs::FileType) -> &'static str {
         "a symbolic link"
     } else if kind.is_dir() {
         "a directory"
+    } else if kind.is_file() {
+        "a regular file"
     } else if kind.is_fifo() {
         "a named pipe"
     } else if kind.is_socket() {
@@ -95,17 +97,41 @@ fn what_it_is(kind: std::fs::FileType) -> &'static str {
 /// pipe is refused at once, with or without a peer). `None` when there is
 /// nothing at `path` to read.
 pub(crate) fn open_own(path: &Path, how: Own) -> Result<Option<File>, KmsError> {
+    open_regular(path, how, Follow::Never, |what| KmsError::NotAFile {
+        path: path.to_owned(),
+        what,
+    })
+}
+
+/// Whether [`open_regular`] follows a symbolic link at `path`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// Never: a link is refused as one.
+    Never,
+    /// To what it names, which must then be a regular file.
+    Links,
+}
+
+/// Opens `path` as `how` says, only as a regular file and never waiting:
+/// anything else is `refused(what it is)`. `None` when there is nothing at
+/// `path` to read.
+fn open_regular(
+    path: &Path,
+    how: Own,
+    follow: Follow,
+    refused: impl Fn(&'static str) -> KmsError,
+) -> Result<Option<File>, KmsError> {
     let (flags, action) = match how {
         Own::Read => (OFlags::RDONLY, "read"),
         Own::Append => (OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE, "open"),
     };
-    let not_a_file = |what| KmsError::NotAFile {
-        path: path.to_owned(),
-        what,
+    let nofollow = match follow {
+        Follow::Never => OFlags::NOFOLLOW,
+        Follow::Links => OFlags::empty(),
     };
     let opened = rustix::fs::open(
         path,
-        flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        flags | nofollow | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     );
     let fd = match opened {
@@ -119,10 +145,14 @@ pub(crate) fn open_own(path: &Path, how: Own) -> Result<Option<File>, KmsError> 
                 || e == rustix::io::Errno::NXIO
                 || e == rustix::io::Errno::ISDIR =>
         {
-            let what = std::fs::symlink_metadata(path)
+            let meta = match follow {
+                Follow::Never => std::fs::symlink_metadata(path),
+                Follow::Links => std::fs::metadata(path),
+            };
+            let what = meta
                 .map(|m| what_it_is(m.file_type()))
                 .unwrap_or("not a regular file");
-            return Err(not_a_file(what));
+            return Err(refused(what));
         }
         Err(e) => {
             return Err(KmsError::File {
@@ -140,11 +170,55 @@ pub(crate) fn open_own(path: &Path, how: Own) -> Result<Option<File>, KmsError> 
     };
     let kind = file.metadata().map_err(io_err)?.file_type();
     if !kind.is_file() {
-        return Err(not_a_file(what_it_is(kind)));
+        return Err(refused(what_it_is(kind)));
     }
     // A regular file: blocking as any other from here on.
     rustix::fs::fcntl_setfl(&file, flags).map_err(|e| io_err(e.into()))?;
     Ok(Some(file))
+}
+
+/// Reads `path`, a certificate or private key given to the server, whole
+/// within `limit` bytes: a regular file, or a link to one (a certificate
+/// renewed by a tool such as certbot is a link to its latest version),
+/// opened without waiting. Anything else is
+/// [`KmsError::GivenNotAFile`]: a named pipe held the start forever until
+/// a writer came, and a device was read up to the bound.
+pub(crate) fn read_given(path: &Path, limit: u64) -> Result<Vec<u8>, KmsError> {
+    let refused = |what| KmsError::GivenNotAFile {
+        path: path.to_owned(),
+        what,
+    };
+    match open_regular(path, Own::Read, Follow::Links, refused)? {
+        Some(file) => read_file(path, file, limit),
+        None => Err(read_err(
+            path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )),
+    }
+}
+
+/// Checks that `path`, a directory of the key directory (`keys/`,
+/// `named/`, `tls/`), is a directory itself, not a symbolic link (even to
+/// one) nor anything else: [`KmsError::NotADirectory`]. Nothing there is
+/// fine (it is made when needed).
+///
+/// Flaw fixed here: a link in place of `keys/`, `named/` or `tls/` was
+/// followed, so whoever could write the key directory once chose where
+/// the server keeps and reads its keys and its certificate.
+pub(crate) fn own_dir(path: &Path) -> Result<(), KmsError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) => Err(KmsError::NotADirectory {
+            path: path.to_owned(),
+            what: what_it_is(meta.file_type()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(KmsError::File {
+            action: "examine",
+            path: path.to_owned(),
+            source,
+        }),
+    }
 }
 
 /// Reads `path`, a file of the key directory, whole within `limit` bytes

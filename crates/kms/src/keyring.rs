@@ -50,7 +50,10 @@ impl std::fmt::Debug for KeyRing {
 }
 
 /// The names of the named key files in `named` (none if it is missing).
+/// A `named` that is a symbolic link, even to a directory, is
+/// [`KmsError::NotADirectory`]: it is never followed.
 fn named_files(named: &Path) -> Result<Vec<(String, PathBuf)>, KmsError> {
+    crate::files::own_dir(named)?;
     let entries = match fs::read_dir(named) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

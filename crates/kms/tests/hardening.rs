@@ -189,6 +189,47 @@ fn start_within(
     Ok(rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), start(config)).await })?)
 }
 
+/// The start of a server on a thread of its own, within 20 s: a start
+/// that blocks its thread opening the named pipe `fifo` (which a timeout
+/// inside the runtime cannot end) is released by a writer opening it,
+/// and is a failure.
+fn start_on_thread_within(
+    config: ServerConfig,
+    fifo: &Path,
+) -> Result<Result<RunningServer, KmsError>, Box<dyn std::error::Error>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let started = runtime().map(|rt| {
+            let r = rt.block_on(start(config));
+            if let Ok(server) = r {
+                // Stopped here, on its runtime: the test fails anyway.
+                let _ = stop(&rt, server);
+                return Err(KmsError::Config("the server started".into()));
+            }
+            r
+        });
+        let _ = tx.send(started);
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(started) => {
+            let _ = thread.join();
+            Ok(started?)
+        }
+        Err(_) => {
+            // A writer that opens and closes the pipe at once (without
+            // waiting, should no reader be there) releases the start,
+            // which then reads it empty; then the test fails.
+            drop(rustix::fs::open(
+                fifo,
+                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NONBLOCK,
+                rustix::fs::Mode::empty(),
+            ));
+            let _ = thread.join();
+            Err("the start waited on a named pipe".into())
+        }
+    }
+}
+
 /// An `audit.log` or `token` that is a named pipe or a symbolic link
 /// stops the start at once, saying what it is; a link's target is left
 /// as it was.
@@ -298,6 +339,124 @@ fn a_certificate_and_another_key_fail_the_start_before_anything_is_made() -> Tes
         "{refused}"
     );
     assert!(!dir.exists(), "the failed start made {}", dir.display());
+    Ok(())
+}
+
+/// A symbolic link in place of `keys/`, `named/` or `tls/` (to a real
+/// directory), of `DIR/lock`, or of the certificate or key in `tls/`
+/// stops the start, saying what it is, and the link's target is left as
+/// it was: each was followed before (the lock's target was truncated and
+/// written over with the holder's name).
+#[test]
+fn links_in_place_of_the_directories_lock_or_tls_files_stop_the_start() -> TestResult {
+    let rt = runtime()?;
+    let elsewhere = tempfile::tempdir()?;
+    let target_dir = elsewhere.path().join("dir");
+    std::fs::create_dir(&target_dir)?;
+    let target_file = elsewhere.path().join("file");
+    std::fs::write(&target_file, "precious\n")?;
+    for sub in ["keys", "named", "tls"] {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(sub);
+        std::os::unix::fs::symlink(&target_dir, &path)?;
+        let refused = start_within(&rt, config(dir.path()))?
+            .err()
+            .ok_or("the server started")?;
+        assert!(
+            matches!(&refused, KmsError::NotADirectory { path: p, what: "a symbolic link" } if *p == path),
+            "{sub}: {refused}"
+        );
+        assert!(refused.to_string().contains("not a directory"), "{refused}");
+        // Refused before anything was made in it or beside it.
+        assert_eq!(std::fs::read_dir(&target_dir)?.count(), 0, "{sub}");
+        assert!(!dir.path().join("token").exists(), "{sub}");
+    }
+    // The lock file: the error names it and says what it is.
+    let dir = tempfile::tempdir()?;
+    let lock = dir.path().join("lock");
+    std::os::unix::fs::symlink(&target_file, &lock)?;
+    let refused = start_within(&rt, config(dir.path()))?
+        .err()
+        .ok_or("the server started")?;
+    let cause = std::error::Error::source(&refused).ok_or("no cause")?;
+    let said = format!("{refused}: {cause}");
+    assert!(
+        said.contains(&format!("cannot open {}", lock.display()))
+            && said.contains("it is a symbolic link, not a regular file"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read_to_string(&target_file)?, "precious\n");
+    // The certificate and the key the server made in tls/.
+    for file in ["server.pem", "server.key"] {
+        let dir = tempfile::tempdir()?;
+        stop(&rt, rt.block_on(start(config(dir.path())))?)?;
+        let path = dir.path().join("tls").join(file);
+        let moved = elsewhere.path().join(file);
+        std::fs::rename(&path, &moved)?;
+        std::os::unix::fs::symlink(&moved, &path)?;
+        let refused = start_within(&rt, config(dir.path()))?
+            .err()
+            .ok_or("the server started")?;
+        assert!(
+            matches!(&refused, KmsError::NotAFile { path: p, what: "a symbolic link" } if *p == path),
+            "{file}: {refused}"
+        );
+    }
+    Ok(())
+}
+
+/// A `--cert` or `--key` that is a named pipe stops the start at once,
+/// saying so (it waited forever for a writer); so does a device. A link
+/// to a certificate and its key (as certbot keeps them) is followed.
+#[test]
+fn a_given_certificate_or_key_that_is_a_pipe_stops_the_start() -> TestResult {
+    let rt = runtime()?;
+    let base = tempfile::tempdir()?;
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+    let (cert, key) = (base.path().join("cert.pem"), base.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem())?;
+    std::fs::write(&key, made.signing_key.serialize_pem())?;
+    let fifo = base.path().join("fifo");
+    mkfifo(&fifo)?;
+    let zero = Path::new("/dev/zero");
+    let mut cases = vec![
+        (fifo.clone(), key.clone(), "a named pipe"),
+        (cert.clone(), fifo.clone(), "a named pipe"),
+    ];
+    if zero.exists() {
+        cases.push((zero.to_path_buf(), key.clone(), "a device"));
+    }
+    for (given_cert, given_key, what) in cases {
+        let dir = base.path().join("kms");
+        let mut cfg = config(&dir);
+        cfg.cert = Some(given_cert.clone());
+        cfg.key = Some(given_key.clone());
+        let refused = start_on_thread_within(cfg, &fifo)?
+            .err()
+            .ok_or("the server started")?;
+        let bad = if given_cert == cert {
+            &given_key
+        } else {
+            &given_cert
+        };
+        assert!(
+            matches!(&refused, KmsError::GivenNotAFile { path, what: w } if path == bad && *w == what),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("not a regular file"),
+            "{refused}"
+        );
+        assert!(!dir.exists(), "the failed start made {}", dir.display());
+    }
+    let (cert_link, key_link) = (base.path().join("live.pem"), base.path().join("live.key"));
+    std::os::unix::fs::symlink(&cert, &cert_link)?;
+    std::os::unix::fs::symlink(&key, &key_link)?;
+    let mut cfg = config(&base.path().join("kms"));
+    cfg.cert = Some(cert_link);
+    cfg.key = Some(key_link);
+    let server = start_within(&rt, cfg)??;
+    stop(&rt, server)?;
     Ok(())
 }
 

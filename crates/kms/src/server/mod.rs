@@ -376,6 +376,11 @@ pub(crate) async fn start_with(
     // from there: a second server on the same directory would not see the
     // first one's keys, and could overwrite a named key's file with another.
     let lock = lock_dir(&dir)?;
+    // Its directories as they are, never through a link: refused before
+    // anything is made in them.
+    for sub in ["keys", "named", "tls"] {
+        files::own_dir(&dir.join(sub))?;
+    }
     keep_private(&dir)?;
     let (tls, cert) = match given_tls {
         Some(given) => given,

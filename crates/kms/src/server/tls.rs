@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::KmsError;
 use crate::atomic;
-use crate::files::{MAX_PEM_FILE, read_bounded};
+use crate::files::{self, MAX_PEM_FILE};
 
 /// Where the certificate came from and how clients can trust it.
 #[derive(Debug, Clone)]
@@ -150,6 +150,9 @@ fn names_ip(leaf: &CertificateDer<'_>, ip: IpAddr) -> bool {
     rustls::client::verify_server_name(&parsed, &ServerName::IpAddress(ip.into())).is_ok()
 }
 
+/// How a certificate or key file is read whole, within a bound.
+type Reader = fn(&Path, u64) -> Result<Vec<u8>, KmsError>;
+
 /// Loads (or, without explicit files, creates in `DIR/tls/`) the server's
 /// certificate and builds a rustls configuration with the ring provider.
 /// `listen` is the address the server listens on: a certificate made here
@@ -161,10 +164,19 @@ pub fn server_config(
     key: Option<&Path>,
     listen: IpAddr,
 ) -> Result<(Arc<rustls::ServerConfig>, CertInfo), KmsError> {
-    let (cert_path, key_path, ca_path, created) = match (cert, key) {
-        (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf(), None, false),
+    // Given files are read as given (a link followed), the server's own
+    // never through a link; both only if regular files.
+    let (cert_path, key_path, ca_path, created, read): (_, _, _, _, Reader) = match (cert, key) {
+        (Some(c), Some(k)) => (
+            c.to_path_buf(),
+            k.to_path_buf(),
+            None,
+            false,
+            files::read_given,
+        ),
         (None, None) => {
             let tls_dir = dir.join("tls");
+            files::own_dir(&tls_dir)?;
             let created = ensure_self_signed(&tls_dir, listen)?;
             let ca = tls_dir.join("ca.pem");
             (
@@ -173,6 +185,7 @@ pub fn server_config(
                 // A CA file lost while the certificate stayed: --pin only.
                 present(&ca).then_some(ca),
                 created,
+                files::read_own,
             )
         }
         _ => {
@@ -181,7 +194,7 @@ pub fn server_config(
             ));
         }
     };
-    let pem = read_bounded(&cert_path, MAX_PEM_FILE)?;
+    let pem = read(&cert_path, MAX_PEM_FILE)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| {
@@ -198,7 +211,7 @@ pub fn server_config(
     let unnamed_listen_ip = Some(listen.to_canonical())
         .filter(|ip| !ip.is_unspecified())
         .filter(|ip| !names_ip(leaf, *ip));
-    let pem = zeroize::Zeroizing::new(read_bounded(&key_path, MAX_PEM_FILE)?);
+    let pem = zeroize::Zeroizing::new(read(&key_path, MAX_PEM_FILE)?);
     let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => {
             KmsError::Tls(format!("{} holds no PEM private key", key_path.display()))
