@@ -20,9 +20,13 @@
 //!   count ([`AuditEvent::count`]) and their distinct KEK ids
 //!   ([`AuditEvent::keys`]). The ids of KEKs given out or made are all
 //!   listed (an auditor must be able to tell what left); a refusal lists
-//!   at most [`MAX_LISTED_REFUSED`]. So a batch's records are about as
-//!   long as the ids it gave out, and a batch refused item by item writes
-//!   one short line whatever its length.
+//!   at most [`MAX_LISTED_REFUSED`], and so does a batch of keys made
+//!   without the management token ([`MAX_LISTED_MADE_UNPROVEN`]), with
+//!   the SHA-256 of all its ids ([`AuditEvent::keys_sha256`]). So a
+//!   batch's records are about as long as the ids it gave out, a batch of
+//!   keys made by a client that showed no credential writes at most about
+//!   1.4 KB, and a batch refused item by item writes one short line
+//!   whatever its length.
 //! - A refusal of a request that showed no credential (no or a wrong
 //!   token, an unknown KEK, a malformed or oversized request, an unknown
 //!   route, a timeout) takes a token of one bucket the whole server
@@ -116,6 +120,15 @@ pub const REFUSALS_PER_SECOND: u32 = 2;
 /// mistaken keys apart, while a batch of unknown KEKs writes one short
 /// line. A cut list ends with `…`.
 pub const MAX_LISTED_REFUSED: usize = 16;
+
+/// The most KEK ids a record of keys made without the management token
+/// lists (`/v1/new` on a server without `--new-needs-token`): past it the
+/// list ends with `…` and the record holds the SHA-256 of all the ids
+/// ([`AuditEvent::keys_sha256`]). Listing every id let a client that
+/// showed no credential make the server write about 68 KB for a request
+/// of 142 bytes (a batch of 1,024 keys); so bounded, such a record is at
+/// most about 1.4 KB whatever the batch.
+pub const MAX_LISTED_MADE_UNPROVEN: usize = 16;
 
 /// The `op` of a summary of refusals not written one by one.
 pub const SUMMARY_OP: &str = "refusals";
@@ -396,6 +409,14 @@ pub struct AuditEvent<'a> {
     /// [`MAX_LISTED_REFUSED`] ids and `…`.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub keys: &'a [String],
+    /// When `keys` was cut although its ids are of keys made (a batch made
+    /// without the management token, [`MAX_LISTED_MADE_UNPROVEN`]): the
+    /// SHA-256, lowercase hex, of all the ids, sorted, each followed by a
+    /// line feed (what `LC_ALL=C sort | sha256sum` gives of a list of
+    /// them), so that a set of ids (a client's KEKs' ids, the names of the
+    /// DEK files in `keys/`) can be checked to be the batch's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_sha256: Option<&'a str>,
     /// A summary's first refusal: seconds since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
@@ -422,6 +443,8 @@ pub struct Entry<'a> {
     pub count: u64,
     /// See [`AuditEvent::keys`].
     pub keys: &'a [String],
+    /// See [`AuditEvent::keys_sha256`].
+    pub keys_sha256: Option<&'a str>,
 }
 
 impl<'a> Entry<'a> {
@@ -435,6 +458,7 @@ impl<'a> Entry<'a> {
             detail: None,
             count: 1,
             keys: &[],
+            keys_sha256: None,
         }
     }
 
@@ -448,6 +472,15 @@ impl<'a> Entry<'a> {
         Self {
             count,
             keys,
+            ..self
+        }
+    }
+
+    /// With the digest of all the ids of a cut `keys` (see
+    /// [`AuditEvent::keys_sha256`]).
+    pub fn keys_sha256(self, keys_sha256: Option<&'a str>) -> Self {
+        Self {
+            keys_sha256,
             ..self
         }
     }
@@ -647,6 +680,7 @@ fn entry_line(entry: &Entry<'_>, time: u64) -> std::io::Result<Vec<u8>> {
         detail: detail.as_deref(),
         count: (entry.count != 1).then_some(entry.count),
         keys: entry.keys,
+        keys_sha256: entry.keys_sha256,
         since: None,
         kinds: None,
     })
@@ -685,6 +719,7 @@ impl Inner {
             detail: Some(&detail),
             count: Some(counted.count),
             keys: &[],
+            keys_sha256: None,
             since: Some(counted.since),
             kinds: Some(&counted.kinds),
         })

@@ -1931,11 +1931,14 @@ fn a_batch_is_recorded_in_fewer_bytes_than_it_was_sent_in() -> TestResult {
     };
     let mut sorted = ids.clone();
     sorted.sort();
+    // Made without the management token: the first ids and the digest
+    // of them all (see the next test).
     let new = said("new", "ok");
     assert_eq!(new.len(), 1, "{log}");
     assert_eq!(new[0]["count"], 100, "{log}");
     assert_eq!(new[0]["key"], "-", "{log}");
-    assert_eq!(listed(new[0]), sorted, "{log}");
+    let first = &sorted[..seccs_kms::audit::MAX_LISTED_MADE_UNPROVEN];
+    assert_eq!(listed(new[0]), [first, &["…".to_owned()]].concat(), "{log}");
     let given = said("key", "ok");
     assert_eq!(given.len(), 1, "{log}");
     assert_eq!(given[0]["count"], 200, "{log}");
@@ -1963,6 +1966,88 @@ fn a_batch_is_recorded_in_fewer_bytes_than_it_was_sent_in() -> TestResult {
     assert_eq!(malformed.len(), 1, "{log}");
     assert_eq!(malformed[0]["count"], 2, "{log}");
     assert_eq!(malformed[0]["key"], "-", "{log}");
+    Ok(())
+}
+
+/// The SHA-256 (hex) of `ids` sorted, each followed by a line feed, as
+/// `LC_ALL=C sort | sha256sum` gives it.
+fn ids_digest(ids: &[String]) -> String {
+    use sha2::Digest;
+    let mut sorted = ids.to_vec();
+    sorted.sort();
+    let text: String = sorted.iter().map(|id| format!("{id}\n")).collect();
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// A batch of 1,024 keys made without the management token (a request of
+/// 14 bytes of body) writes a record of at most 2 KB: its count, the first
+/// ids and the SHA-256 of all of them, which the ids of the KEKs given
+/// out match. It wrote every id, about 68 KB, so that a client that showed
+/// no credential made the server write about 480 times what it sent. With
+/// the management token (`--new-needs-token`) every id is still listed.
+#[test]
+fn keys_made_without_the_token_are_recorded_in_a_bounded_record() -> TestResult {
+    use seccs_kms::audit::MAX_LISTED_MADE_UNPROVEN;
+    let rt = runtime()?;
+    for needs_token in [false, true] {
+        let dir = tempfile::tempdir()?;
+        let mut cfg = config(dir.path());
+        cfg.new_needs_token = needs_token;
+        let server = rt.block_on(start(cfg))?;
+        let http = raw_client(&server)?;
+        let url = server.url();
+        let log_len = || std::fs::metadata(dir.path().join("audit.log")).map(|m| m.len());
+        let before = log_len()?;
+        let keks = rt.block_on(async {
+            let mut request = http.post(format!("{url}/v1/new")).body(r#"{"count":1024}"#);
+            if needs_token {
+                request = request.bearer_auth(TOKEN);
+            }
+            let r = request.send().await?;
+            assert_eq!(r.status(), 200);
+            let made: seccs_kms::api::NewResponse = serde_json::from_slice(&r.bytes().await?)?;
+            Ok::<_, Box<dyn std::error::Error>>(made.keks)
+        })?;
+        let grown = log_len()? - before;
+        stop(&rt, server)?;
+        assert_eq!(keks.len(), 1024);
+        let ids = key_ids(&keks)?;
+        let (log, records) = audit_records(dir.path())?;
+        let new: Vec<_> = records.iter().filter(|r| r["op"] == "new").collect();
+        assert_eq!(new.len(), 1, "{log}");
+        assert_eq!(new[0]["count"], 1024, "{log}");
+        let listed: Vec<&str> = new[0]["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k.as_str())
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        if needs_token {
+            assert_eq!(listed, sorted, "with the token, every id is listed");
+            assert!(new[0].get("keys_sha256").is_none(), "{log}");
+            assert!(grown > 60_000, "{grown}");
+            continue;
+        }
+        assert!(grown < 2_000, "{grown} bytes of log for 1,024 keys made");
+        assert_eq!(listed.len(), MAX_LISTED_MADE_UNPROVEN + 1, "{log}");
+        assert_eq!(
+            listed[..MAX_LISTED_MADE_UNPROVEN],
+            sorted[..MAX_LISTED_MADE_UNPROVEN]
+        );
+        assert_eq!(listed.last(), Some(&"…"));
+        assert_eq!(
+            new[0]["keys_sha256"].as_str(),
+            Some(ids_digest(&ids).as_str()),
+            "{log}"
+        );
+        // Another set of ids does not match it.
+        assert_ne!(
+            new[0]["keys_sha256"].as_str(),
+            Some(ids_digest(&ids[1..]).as_str())
+        );
+    }
     Ok(())
 }
 

@@ -30,10 +30,12 @@
 //! SIGTERM and SIGHUP (unless started with it ignored, as under `nohup`)
 //! stop accepting and let requests in flight finish. Logs (tracing)
 //! carry key ids (SHA-256 of the KEK) and names, never key material. The
-//! audit log takes a batch as one record per outcome, and counts rather
-//! than writes refusals of requests without a credential beyond a rate
-//! (see [`crate::audit`]): a client without one cannot fill the disk
-//! through it, which would have the server answer every key request 503.
+//! audit log takes a batch as one record per outcome, lists at most a
+//! few ids of the keys a batch made without the management token (with
+//! the SHA-256 of them all), and counts rather than writes refusals of
+//! requests without a credential beyond a rate (see [`crate::audit`]): a
+//! client without one cannot fill the disk through it, which would have
+//! the server answer every key request 503.
 //!
 //! The audit log is synced to disk as [`ServerConfig::audit_sync`] says
 //! (see [`crate::audit`]): by default a background sync at most every

@@ -17,7 +17,9 @@ use subtle::ConstantTimeEq;
 
 use crate::KmsError;
 use crate::api::*;
-use crate::audit::{AuditLog, Entry, MAX_LISTED_REFUSED, Written, unix_now};
+use crate::audit::{
+    AuditLog, Entry, MAX_LISTED_MADE_UNPROVEN, MAX_LISTED_REFUSED, Written, unix_now,
+};
 use crate::error::Chain;
 use crate::facility::Facility;
 use crate::keyfile::KeyId;
@@ -279,21 +281,35 @@ impl Tally {
     /// Records the batch of `op` for `audit`'s client: what it gave out
     /// (or made) as [`Audit::record`] does, its refusals as
     /// [`Audit::record_refusal`] does, the refusals' ids cut to
-    /// [`MAX_LISTED_REFUSED`].
-    fn record(self, audit: &Audit, op: &str) -> Result<(), KmsError> {
+    /// [`MAX_LISTED_REFUSED`]. With `Made::Unproven` (keys made for a
+    /// client that showed no credential), the ids of the keys made are cut
+    /// to [`MAX_LISTED_MADE_UNPROVEN`], with the SHA-256 of them all.
+    fn record(self, audit: &Audit, op: &str, made: Made) -> Result<(), KmsError> {
         let mut recorded = Ok(());
         for (result, (count, mut ids)) in self.outcomes {
             ids.sort_unstable();
             ids.dedup();
-            if result != "ok" && ids.len() > MAX_LISTED_REFUSED {
-                ids.truncate(MAX_LISTED_REFUSED);
+            let most = match (result, made) {
+                ("ok", Made::Unproven) => Some(MAX_LISTED_MADE_UNPROVEN),
+                ("ok", Made::Listed) => None,
+                _ => Some(MAX_LISTED_REFUSED),
+            };
+            let mut digest = None;
+            if let Some(most) = most.filter(|most| ids.len() > *most) {
+                if result == "ok" {
+                    digest = Some(ids_sha256(&ids));
+                }
+                ids.truncate(most);
                 ids.push("…".to_owned());
             }
             let (key, listed) = match ids.as_slice() {
                 [one] => (one.as_str(), &[][..]),
                 many => ("-", many),
             };
-            let entry = audit.entry(op, key, result).batch(count, listed);
+            let entry = audit
+                .entry(op, key, result)
+                .batch(count, listed)
+                .keys_sha256(digest.as_deref());
             if result == "ok" {
                 // The other outcomes are still recorded; the batch is
                 // answered 503.
@@ -306,6 +322,29 @@ impl Tally {
         }
         recorded
     }
+}
+
+/// How a batch's record lists the ids of what it gave out or made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    /// Every one: the client showed the management token, or presented
+    /// each KEK (a record about as long as the request).
+    Listed,
+    /// At most [`MAX_LISTED_MADE_UNPROVEN`], with the SHA-256 of them all:
+    /// keys made for a client that showed no credential, whose short
+    /// request would otherwise write a record hundreds of times longer.
+    Unproven,
+}
+
+/// The SHA-256, lowercase hex, of `ids` (sorted), each followed by a line
+/// feed: [`crate::audit::AuditEvent::keys_sha256`].
+fn ids_sha256(ids: &[String]) -> String {
+    let mut hash = Sha256::new();
+    for id in ids {
+        hash.update(id.as_bytes());
+        hash.update(b"\n");
+    }
+    hex::encode(hash.finalize())
 }
 
 impl FromRequestParts<Shared> for Audit {
@@ -568,7 +607,14 @@ pub(crate) async fn v1_new(
     for k in &keks {
         tally.add("ok", Some(KeyId::of(k).to_hex()));
     }
-    tally.record(&audit, "new")?;
+    // Without the management token, a request of a few bytes must not
+    // write a record of every id it made.
+    let made = if s.new_needs_token {
+        Made::Listed
+    } else {
+        Made::Unproven
+    };
+    tally.record(&audit, "new", made)?;
     Ok(Json(NewResponse {
         keks: keks
             .iter()
@@ -601,7 +647,7 @@ pub(crate) async fn v1_key(
         })
         .collect();
     // The batch is answered 503 if what it gives out is not recorded.
-    tally.record(&audit, "key")?;
+    tally.record(&audit, "key", Made::Listed)?;
     Ok(Json(BatchResponse { results }))
 }
 
