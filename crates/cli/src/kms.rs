@@ -261,6 +261,14 @@ enum KmsCommand {
     Check {
         /// The key directory (the one given to `serve --dir`).
         dir: PathBuf,
+        /// Print one JSON document instead: {"dek_files", "named_key_files",
+        /// "bad" (the counts), "findings": [{"path", "kind" ("dek" or
+        /// "named"), "reason"}]}. It still exits non-zero when a file is
+        /// bad; a directory that cannot be checked at all (no root.key
+        /// while named/ holds keys, a link in place of keys/ or named/) is
+        /// an error on standard error, with nothing on standard output.
+        #[arg(long)]
+        json: bool,
     },
     /// Create a KEK/DEK pair on the server; writes the KEK (the caller keeps
     /// it). Management token only if the server runs with --new-needs-token.
@@ -526,28 +534,77 @@ fn named_one(c: &BlockingClient, name: &str, op: &str, io: &Io) -> anyhow::Resul
     })
 }
 
+/// One bad key file, as `kms check --json` lists it.
+#[derive(Debug, serde::Serialize)]
+struct CheckFinding {
+    /// The file (lossy where it is not UTF-8).
+    path: String,
+    /// `dek` (in `keys/`) or `named` (in `named/`).
+    kind: &'static str,
+    /// Why it is bad, with its causes.
+    reason: String,
+}
+
+/// What `kms check --json` prints.
+#[derive(Debug, serde::Serialize)]
+struct CheckReport {
+    /// DEK files checked.
+    dek_files: usize,
+    /// Named key files checked.
+    named_key_files: usize,
+    /// How many are bad (`findings.len()`).
+    bad: usize,
+    /// Each bad file.
+    findings: Vec<CheckFinding>,
+}
+
+/// `err` with its causes, as an error line says them.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut said = err.to_string();
+    let mut cause = err.source();
+    // Bounded: an error's chain is a few causes long.
+    for _ in 0..8 {
+        let Some(c) = cause else { break };
+        said.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    said
+}
+
 /// `kms check DIR`: every key file of `dir`, each bad one said on
-/// standard output, and an error if there is one.
-fn check(dir: &Path) -> anyhow::Result<()> {
+/// standard output (one line each, or one JSON document with `json`),
+/// and an error if there is one.
+fn check(dir: &Path, json: bool) -> anyhow::Result<()> {
     if !dir.is_dir() {
         anyhow::bail!("{} is not a key directory", dir.display());
     }
     let (deks, bad_deks) = seccs_kms::facility::Facility::check_files(&dir.join("keys"))?;
     let (named, bad_named) = seccs_kms::keyring::KeyRing::check_files(dir)?;
     let bad = bad_deks.len() + bad_named.len();
-    for (path, why) in bad_deks.iter().chain(&bad_named) {
-        // With its causes, as an error line says them.
-        let mut said = why.to_string();
-        let mut cause = std::error::Error::source(why);
-        // Bounded: an error's chain is a few causes long.
-        for _ in 0..8 {
-            let Some(c) = cause else { break };
-            said.push_str(&format!(": {c}"));
-            cause = c.source();
+    let findings = bad_deks
+        .iter()
+        .map(|found| ("dek", found))
+        .chain(bad_named.iter().map(|found| ("named", found)));
+    if json {
+        let report = CheckReport {
+            dek_files: deks,
+            named_key_files: named,
+            bad,
+            findings: findings
+                .map(|(kind, (path, why))| CheckFinding {
+                    path: path.to_string_lossy().into_owned(),
+                    kind,
+                    reason: with_causes(why),
+                })
+                .collect(),
+        };
+        outln!("{}", serde_json::to_string(&report)?)?;
+    } else {
+        for (_, (path, why)) in findings {
+            outln!("{}: {}", path.display(), with_causes(why))?;
         }
-        outln!("{}: {said}", path.display())?;
+        outln!("{deks} DEK file(s), {named} named key file(s): {bad} bad")?;
     }
-    outln!("{deks} DEK file(s), {named} named key file(s): {bad} bad")?;
     if bad > 0 {
         anyhow::bail!(
             "{bad} key file(s) in {} are damaged: restore them from a backup",
@@ -663,7 +720,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             cfg.audit_sync = audit_sync;
             server::serve_blocking(cfg, |s| announce(s, &dir))?;
         }
-        KmsCommand::Check { dir } => check(&dir)?,
+        KmsCommand::Check { dir, json } => check(&dir, json)?,
         KmsCommand::New { conn, out } => {
             // The KEK file's temporary file is created before the server
             // creates the key, so a destination that cannot be written

@@ -1434,5 +1434,71 @@ fn check_names_each_damaged_key_file_and_fails() -> TestResult {
         "{}",
         stderr(&out)
     );
+
+    // The same as one JSON document: the counts and each finding with
+    // its path, kind and reason; still a failure.
+    let out = seccs_kms(&["check", "--json"]).arg(&srv_dir).output()?;
+    assert!(!out.status.success(), "damaged key files passed");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["dek_files"], 2, "{report}");
+    assert_eq!(report["named_key_files"], 1, "{report}");
+    assert_eq!(report["bad"], 2, "{report}");
+    let findings = report["findings"].as_array().ok_or("no findings")?;
+    assert_eq!(findings.len(), 2, "{report}");
+    let finding = |kind: &str| {
+        findings
+            .iter()
+            .find(|f| f["kind"] == kind)
+            .ok_or(format!("no {kind} finding in {report}"))
+    };
+    let dek = finding("dek")?;
+    assert_eq!(dek["path"].as_str(), cut.to_str(), "{report}");
+    assert!(
+        dek["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{report}"
+    );
+    let bad_named = finding("named")?;
+    assert_eq!(bad_named["path"].as_str(), named.to_str(), "{report}");
+    assert!(
+        bad_named["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("authentication failed")),
+        "{report}"
+    );
+    assert!(
+        stderr(&out).contains("2 key file(s) in"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(&named)?;
+    std::fs::remove_file(cut)?;
+    let sound = succeeded(seccs_kms(&["check", "--json"]).arg(&srv_dir).output()?)?;
+    let report: serde_json::Value = serde_json::from_slice(&sound.stdout)?;
+    assert_eq!(
+        report,
+        serde_json::json!({"dek_files": 1, "named_key_files": 0, "bad": 0, "findings": []})
+    );
+
+    // A link in place of keys/ is an error, not followed, with nothing
+    // on standard output.
+    let keys = srv_dir.join("keys");
+    let moved = tmp.path().join("keys-elsewhere");
+    std::fs::rename(&keys, &moved)?;
+    std::os::unix::fs::symlink(&moved, &keys)?;
+    let out = seccs_kms(&["check", "--json"]).arg(&srv_dir).output()?;
+    assert!(!out.status.success(), "a link in place of keys/ passed");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr(&out).contains(&format!(
+            "{} is a symbolic link, not a directory",
+            keys.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
     Ok(())
 }
