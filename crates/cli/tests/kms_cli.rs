@@ -1502,3 +1502,53 @@ fn check_names_each_damaged_key_file_and_fails() -> TestResult {
     );
     Ok(())
 }
+
+/// A server whose audit log cannot be written does not start: the error
+/// names the log and the cause. The log is a regular file the server may
+/// open, on a file system that refuses to make it longer: a shell sets the
+/// largest file the server may write (`ulimit -f`, the RLIMIT_FSIZE of
+/// what it runs) below the log's length, and ignores SIGXFSZ, which the
+/// server then inherits, so that a write past it fails with EFBIG ("File
+/// too large") as on a full disk, instead of killing the process. Every
+/// other file the server makes at start is far below the limit.
+#[test]
+fn a_server_whose_audit_log_cannot_be_written_does_not_start() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("srv");
+    std::fs::create_dir(&dir)?;
+    let log = dir.join("audit.log");
+    // 1 MiB: at or past the limit, whether the shell counts `ulimit -f`
+    // in blocks of 512 bytes (POSIX) or 1,024 (bash).
+    let full = vec![b'\n'; 1 << 20];
+    std::fs::write(&log, &full)?;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 1024 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let status = wait_at_most(&mut child, Duration::from_secs(60))?;
+    let mut said = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut err, &mut said)?;
+    }
+    assert!(
+        !status.success(),
+        "a server without a writable audit log started: {said}"
+    );
+    assert!(
+        said.contains(&format!("cannot write {}", log.display())),
+        "{said}"
+    );
+    assert!(said.contains("File too large"), "{said}");
+    // Nothing was added to it, not even part of a record.
+    assert_eq!(std::fs::read(&log)?, full);
+    // With room, the same directory serves.
+    std::fs::write(&log, b"")?;
+    let server = serve(&dir)?;
+    drop(server);
+    Ok(())
+}

@@ -1648,9 +1648,11 @@ fn audit_records_say_every_refusal_and_what_a_change_changed() -> TestResult {
     Ok(())
 }
 
-/// A server that cannot write its audit log (here `/dev/full`, as a full
-/// disk) does not start: it would have to refuse every request that gives
-/// out a key. The error names the log and the cause.
+/// An `audit.log` that is a link to `/dev/full` (which fails every write,
+/// as a full disk) is refused as a link before a record is tried. That a
+/// server whose log is a regular file it cannot write does not start is
+/// tested end to end in crates/cli/tests/kms_cli.rs (a file size limit
+/// below the log's length).
 #[test]
 fn a_server_whose_audit_log_cannot_be_written_does_not_start() -> TestResult {
     let dir = tempfile::tempdir()?;
