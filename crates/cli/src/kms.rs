@@ -194,7 +194,8 @@ enum KmsCommand {
     /// file or the certificate or key in tls/ is a symbolic link or a
     /// named pipe (its files are opened only as regular files), or keys/,
     /// named/ or tls/ is a link (used only as directories), or --cert or
-    /// --key is a named pipe or a device (a link to a file is followed);
+    /// --key is a device or a named pipe no process writes to (a link to a
+    /// file is followed, and a pipe such as --key <(pass show ...) is read);
     /// it takes group and other access away from the
     /// directory (a link's target, if --dir names one) and what it holds,
     /// logging each change, and logs each DEK file that does not parse

@@ -216,11 +216,12 @@ pub enum KmsError {
         what: &'static str,
     },
     /// A certificate or private key given to the server (`--cert`,
-    /// `--key`) is not a regular file (a named pipe, which would hold the
-    /// start until a writer came; a device; a directory).
+    /// `--key`) is neither a regular file nor a pipe (a device; a socket;
+    /// a directory).
     #[error(
         "{} is {what}, not a regular file: a certificate or key given to the key server \
-         (--cert, --key) is read only from a regular file (a link to one is followed)",
+         (--cert, --key) is read only from a regular file (a link to one is followed) or \
+         a pipe",
         path.display()
     )]
     GivenNotAFile {
@@ -228,6 +229,18 @@ pub enum KmsError {
         path: std::path::PathBuf,
         /// What it is instead: `a named pipe`, `a device`, ….
         what: &'static str,
+    },
+    /// A certificate or private key given to the server is a pipe that
+    /// gave nothing: a named pipe no process writes to (it is not waited
+    /// for), or a command that wrote nothing.
+    #[error(
+        "{} is a pipe that gave nothing: no process writes to it, or the command behind it \
+         wrote nothing (the key server does not wait for a writer)",
+        path.display()
+    )]
+    GivenPipeEmpty {
+        /// The file given.
+        path: std::path::PathBuf,
     },
     /// A file read whole is larger than the key service reads: a device
     /// such as `/dev/zero`, or the wrong file.

@@ -97,19 +97,10 @@ fn what_it_is(kind: std::fs::FileType) -> &'static str {
 /// pipe is refused at once, with or without a peer). `None` when there is
 /// nothing at `path` to read.
 pub(crate) fn open_own(path: &Path, how: Own) -> Result<Option<File>, KmsError> {
-    open_regular(path, how, Follow::Never, |what| KmsError::NotAFile {
+    open_regular(path, how, |what| KmsError::NotAFile {
         path: path.to_owned(),
         what,
     })
-}
-
-/// Whether [`open_regular`] follows a symbolic link at `path`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Follow {
-    /// Never: a link is refused as one.
-    Never,
-    /// To what it names, which must then be a regular file.
-    Links,
 }
 
 /// Opens `path` as `how` says, only as a regular file and never waiting:
@@ -118,20 +109,15 @@ enum Follow {
 fn open_regular(
     path: &Path,
     how: Own,
-    follow: Follow,
     refused: impl Fn(&'static str) -> KmsError,
 ) -> Result<Option<File>, KmsError> {
     let (flags, action) = match how {
         Own::Read => (OFlags::RDONLY, "read"),
         Own::Append => (OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE, "open"),
     };
-    let nofollow = match follow {
-        Follow::Never => OFlags::NOFOLLOW,
-        Follow::Links => OFlags::empty(),
-    };
     let opened = rustix::fs::open(
         path,
-        flags | nofollow | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     );
     let fd = match opened {
@@ -145,11 +131,7 @@ fn open_regular(
                 || e == rustix::io::Errno::NXIO
                 || e == rustix::io::Errno::ISDIR =>
         {
-            let meta = match follow {
-                Follow::Never => std::fs::symlink_metadata(path),
-                Follow::Links => std::fs::metadata(path),
-            };
-            let what = meta
+            let what = std::fs::symlink_metadata(path)
                 .map(|m| what_it_is(m.file_type()))
                 .unwrap_or("not a regular file");
             return Err(refused(what));
@@ -179,22 +161,50 @@ fn open_regular(
 
 /// Reads `path`, a certificate or private key given to the server, whole
 /// within `limit` bytes: a regular file, or a link to one (a certificate
-/// renewed by a tool such as certbot is a link to its latest version),
-/// opened without waiting. Anything else is
-/// [`KmsError::GivenNotAFile`]: a named pipe held the start forever until
-/// a writer came, and a device was read up to the bound.
+/// renewed by a tool such as certbot is a link to its latest version), or
+/// a pipe (`--key <(pass show …)`). It is opened without waiting, so a
+/// named pipe no process writes to reads as empty at once
+/// ([`KmsError::GivenPipeEmpty`]) where it held the start forever. A
+/// device, a socket or a directory is [`KmsError::GivenNotAFile`].
 pub(crate) fn read_given(path: &Path, limit: u64) -> Result<Vec<u8>, KmsError> {
+    let read_err_of = |e: rustix::io::Errno| read_err(path, e.into());
     let refused = |what| KmsError::GivenNotAFile {
         path: path.to_owned(),
         what,
     };
-    match open_regular(path, Own::Read, Follow::Links, refused)? {
-        Some(file) => read_file(path, file, limit),
-        None => Err(read_err(
-            path,
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        )),
+    let fd = match rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) if e == rustix::io::Errno::NXIO || e == rustix::io::Errno::ISDIR => {
+            let what = std::fs::metadata(path)
+                .map(|m| what_it_is(m.file_type()))
+                .unwrap_or("not a regular file");
+            return Err(refused(what));
+        }
+        Err(e) => return Err(read_err_of(e)),
+    };
+    let file = File::from(fd);
+    let kind = file.metadata().map_err(|e| read_err(path, e))?.file_type();
+    let pipe = {
+        use std::os::unix::fs::FileTypeExt;
+        kind.is_fifo()
+    };
+    if !kind.is_file() && !pipe {
+        return Err(refused(what_it_is(kind)));
     }
+    // Blocking from here on: a pipe's writer is waited for once it is
+    // there, as `cat` waits; with none, a read ends at once.
+    rustix::fs::fcntl_setfl(&file, OFlags::RDONLY).map_err(read_err_of)?;
+    let bytes = read_file(path, file, limit)?;
+    if pipe && bytes.is_empty() {
+        return Err(KmsError::GivenPipeEmpty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(bytes)
 }
 
 /// Checks that `path`, a directory of the key directory (`keys/`,

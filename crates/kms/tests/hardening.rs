@@ -405,54 +405,73 @@ fn links_in_place_of_the_directories_lock_or_tls_files_stop_the_start() -> TestR
     Ok(())
 }
 
-/// A `--cert` or `--key` that is a named pipe stops the start at once,
-/// saying so (it waited forever for a writer); so does a device. A link
-/// to a certificate and its key (as certbot keeps them) is followed.
+/// A `--cert` or `--key` is read from a regular file, a link to one (as
+/// certbot keeps them) or a pipe (process substitution); a named pipe no
+/// process writes to is refused at once (the start waited forever for a
+/// writer), and a device is refused as one.
 #[test]
-fn a_given_certificate_or_key_that_is_a_pipe_stops_the_start() -> TestResult {
+fn a_given_certificate_or_key_is_read_from_a_file_or_a_pipe_and_never_waited_for() -> TestResult {
     let rt = runtime()?;
     let base = tempfile::tempdir()?;
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
     let (cert, key) = (base.path().join("cert.pem"), base.path().join("key.pem"));
     std::fs::write(&cert, made.cert.pem())?;
-    std::fs::write(&key, made.signing_key.serialize_pem())?;
+    let key_pem = made.signing_key.serialize_pem();
+    std::fs::write(&key, &key_pem)?;
     let fifo = base.path().join("fifo");
     mkfifo(&fifo)?;
-    let zero = Path::new("/dev/zero");
-    let mut cases = vec![
-        (fifo.clone(), key.clone(), "a named pipe"),
-        (cert.clone(), fifo.clone(), "a named pipe"),
-    ];
-    if zero.exists() {
-        cases.push((zero.to_path_buf(), key.clone(), "a device"));
-    }
-    for (given_cert, given_key, what) in cases {
+    // A named pipe no process writes to is read as empty at once (it held
+    // the start forever before), and refused as such.
+    for (given_cert, given_key) in [(fifo.clone(), key.clone()), (cert.clone(), fifo.clone())] {
         let dir = base.path().join("kms");
         let mut cfg = config(&dir);
-        cfg.cert = Some(given_cert.clone());
-        cfg.key = Some(given_key.clone());
+        cfg.cert = Some(given_cert);
+        cfg.key = Some(given_key);
         let refused = start_on_thread_within(cfg, &fifo)?
             .err()
             .ok_or("the server started")?;
-        let bad = if given_cert == cert {
-            &given_key
-        } else {
-            &given_cert
-        };
         assert!(
-            matches!(&refused, KmsError::GivenNotAFile { path, what: w } if path == bad && *w == what),
+            matches!(&refused, KmsError::GivenPipeEmpty { path } if path == &fifo),
             "{refused}"
         );
         assert!(
-            refused.to_string().contains("not a regular file"),
+            refused.to_string().contains("no process writes to it"),
             "{refused}"
         );
         assert!(!dir.exists(), "the failed start made {}", dir.display());
     }
+    // A device is refused as one, never read.
+    let zero = Path::new("/dev/zero");
+    if zero.exists() {
+        let dir = base.path().join("kms");
+        let mut cfg = config(&dir);
+        cfg.cert = Some(zero.to_path_buf());
+        cfg.key = Some(key.clone());
+        let refused = start_on_thread_within(cfg, &fifo)?
+            .err()
+            .ok_or("the server started")?;
+        assert!(
+            matches!(&refused, KmsError::GivenNotAFile { path, what } if path == zero && *what == "a device"),
+            "{refused}"
+        );
+        assert!(!dir.exists(), "the failed start made {}", dir.display());
+    }
+    // A pipe, as `--key <(pass show …)` gives one (`/dev/fd/N`), is read
+    // whole: here its writer has written the key and gone.
+    let (reader, mut writer) = std::io::pipe()?;
+    std::io::Write::write_all(&mut writer, key_pem.as_bytes())?;
+    drop(writer);
+    let mut cfg = config(&base.path().join("kms"));
+    cfg.cert = Some(cert.clone());
+    cfg.key = Some(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&reader)).into());
+    let server = start_within(&rt, cfg)??;
+    stop(&rt, server)?;
+    drop(reader);
+    // A link to a regular file, as certbot keeps them, is followed.
     let (cert_link, key_link) = (base.path().join("live.pem"), base.path().join("live.key"));
     std::os::unix::fs::symlink(&cert, &cert_link)?;
     std::os::unix::fs::symlink(&key, &key_link)?;
-    let mut cfg = config(&base.path().join("kms"));
+    let mut cfg = config(&base.path().join("kms2"));
     cfg.cert = Some(cert_link);
     cfg.key = Some(key_link);
     let server = start_within(&rt, cfg)??;
