@@ -33,7 +33,9 @@
 //!   shares: [`REFUSAL_BURST`] at once, then [`REFUSALS_PER_SECOND`].
 //!   Without a token it is counted, not written, and the count is written
 //!   as one summary record (`op` `refusals`, with the count, the time of
-//!   the first one counted and the count of each kind) when the bucket has
+//!   the first one counted, the count of each kind, and of each client
+//!   address, the [`MAX_SUMMARY_PEERS`] with the most listed and the rest
+//!   as one count) when the bucket has
 //!   a token again, or at `stop`. So every refusal is in the log, one by
 //!   one or in a summary, and the refused client is answered as before.
 //! - What gives out or changes keys, and anything a request with the
@@ -81,10 +83,10 @@
 //! failure was seen (in the default mode, up to one interval's) are not
 //! undone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -129,6 +131,15 @@ pub const MAX_LISTED_REFUSED: usize = 16;
 /// of 142 bytes (a batch of 1,024 keys); so bounded, such a record is at
 /// most about 1.4 KB whatever the batch.
 pub const MAX_LISTED_MADE_UNPROVEN: usize = 16;
+
+/// The most client addresses a summary of refusals lists, those with the
+/// most refusals; the rest are one count.
+pub const MAX_SUMMARY_PEERS: usize = 16;
+
+/// The most client addresses counted apart between two summaries, so that
+/// counting costs bounded memory whatever the clients; refusals from
+/// addresses beyond it are counted with the others.
+const MAX_COUNTED_PEERS: usize = 256;
 
 /// The `op` of a summary of refusals not written one by one.
 pub const SUMMARY_OP: &str = "refusals";
@@ -424,6 +435,15 @@ pub struct AuditEvent<'a> {
     /// have said them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kinds: Option<&'a BTreeMap<String, u64>>,
+    /// A summary's refusals by the client's address (without its port),
+    /// the [`MAX_SUMMARY_PEERS`] with the most; the others' refusals are
+    /// counted in `other_peers`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<&'a BTreeMap<String, u64>>,
+    /// A summary's refusals from clients not listed in `peers` (and from
+    /// none the server was told of).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_peers: Option<u64>,
 }
 
 /// What a caller records: a record but its time, which the log sets.
@@ -585,15 +605,48 @@ struct Counted {
     since: u64,
     /// By `OP RESULT`.
     kinds: BTreeMap<String, u64>,
+    /// By the client's address, at most [`MAX_COUNTED_PEERS`] of them.
+    peers: HashMap<IpAddr, u64>,
+    /// Refusals from addresses not in `peers`, or from none.
+    other_peers: u64,
 }
 
 impl Counted {
-    fn add(&mut self, op: &str, result: &str, count: u64) {
+    fn add(&mut self, op: &str, result: &str, peer: Option<IpAddr>, count: u64) {
         if self.count == 0 {
             self.since = unix_now();
         }
         self.count += count;
         *self.kinds.entry(format!("{op} {result}")).or_default() += count;
+        self.add_peer(peer, count);
+    }
+
+    fn add_peer(&mut self, peer: Option<IpAddr>, count: u64) {
+        let known = self.peers.len() < MAX_COUNTED_PEERS;
+        match peer {
+            Some(ip) if known || self.peers.contains_key(&ip) => {
+                *self.peers.entry(ip).or_default() += count;
+            }
+            _ => self.other_peers += count,
+        }
+    }
+
+    /// The [`MAX_SUMMARY_PEERS`] addresses with the most refusals, and the
+    /// count of all the others'.
+    fn top_peers(&self) -> (BTreeMap<String, u64>, u64) {
+        let mut by_count: Vec<(&IpAddr, &u64)> = self.peers.iter().collect();
+        by_count.sort_unstable_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let rest: u64 = by_count
+            .iter()
+            .skip(MAX_SUMMARY_PEERS)
+            .map(|(_, n)| **n)
+            .sum();
+        let top = by_count
+            .into_iter()
+            .take(MAX_SUMMARY_PEERS)
+            .map(|(ip, n)| (ip.to_string(), *n))
+            .collect();
+        (top, rest + self.other_peers)
     }
 
     /// Adds `other`, counted before those here (a summary that could not
@@ -609,6 +662,10 @@ impl Counted {
         for (kind, n) in other.kinds {
             *self.kinds.entry(kind).or_default() += n;
         }
+        for (ip, n) in other.peers {
+            self.add_peer(Some(ip), n);
+        }
+        self.other_peers += other.other_peers;
     }
 }
 
@@ -683,6 +740,8 @@ fn entry_line(entry: &Entry<'_>, time: u64) -> std::io::Result<Vec<u8>> {
         keys_sha256: entry.keys_sha256,
         since: None,
         kinds: None,
+        peers: None,
+        other_peers: None,
     })
 }
 
@@ -710,6 +769,7 @@ impl Inner {
             "{} refusals not recorded one by one since {}",
             counted.count, counted.since
         );
+        let (peers, other_peers) = counted.top_peers();
         let written = line_of(&AuditEvent {
             time: unix_now(),
             peer: None,
@@ -722,6 +782,8 @@ impl Inner {
             keys_sha256: None,
             since: Some(counted.since),
             kinds: Some(&counted.kinds),
+            peers: Some(&peers),
+            other_peers: (other_peers > 0).then_some(other_peers),
         })
         .and_then(|line| self.append(&line, SUMMARY_OP, "-", "summarized"));
         if written.is_err() {
@@ -953,7 +1015,8 @@ impl AuditLog {
                 return Refusal::Written;
             }
         }
-        inner.counted.add(entry.op, entry.result, entry.count);
+        let peer = entry.peer.map(|p| p.ip());
+        inner.counted.add(entry.op, entry.result, peer, entry.count);
         self.counted_one.notify_one();
         Refusal::Counted
     }
@@ -1159,6 +1222,58 @@ mod tests {
         let one_by_one = all.iter().filter(|r| r["op"] != SUMMARY_OP).count() - 1;
         let summarized: u64 = all.iter().filter_map(|r| r["count"].as_u64()).sum();
         assert_eq!(one_by_one as u64 + summarized, burst as u64 + 50 + 7 + 1);
+        Ok(())
+    }
+
+    /// A summary says whom the refusals came from: the addresses with the
+    /// most (without their ports), and the rest as one count, so that an
+    /// operator sees who is knocking however many knock.
+    #[test]
+    fn a_summary_names_the_clients_with_the_most_refusals() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path, AuditSync::Interval)?;
+        let t0 = Instant::now();
+        let from = |ip: [u8; 4], port: u16| Some(SocketAddr::from((ip, port)));
+        // The burst is written one by one.
+        for _ in 0..REFUSAL_BURST {
+            log.write_limited_at(&Entry::new(from([10, 0, 0, 1], 1), "auth", "-", "401"), t0);
+        }
+        // Then one address knocks 500 times, from many ports; 20 others
+        // once each (address 20 twice); and one refusal had no address.
+        for i in 0..500u16 {
+            let e = Entry::new(from([192, 0, 2, 7], 1000 + i), "auth", "-", "401");
+            assert_eq!(log.write_limited_at(&e, t0), Refusal::Counted);
+        }
+        for i in 1..=20u8 {
+            let e = Entry::new(from([198, 51, 100, i], 5), "key", "-", "not-found");
+            log.write_limited_at(&e, t0);
+        }
+        log.write_limited_at(
+            &Entry::new(from([198, 51, 100, 20], 6), "key", "-", "not-found"),
+            t0,
+        );
+        log.write_limited_at(&Entry::new(None, "key", "-", "not-found"), t0);
+        log.summarize()?;
+        let all = records(&path)?;
+        let summary = all
+            .last()
+            .ok_or_else(|| std::io::Error::other("no summary"))?;
+        assert_eq!(summary["count"], 522);
+        let peers = summary["peers"]
+            .as_object()
+            .ok_or_else(|| std::io::Error::other(format!("no peers in {summary}")))?;
+        assert_eq!(peers.len(), MAX_SUMMARY_PEERS);
+        assert_eq!(peers["192.0.2.7"], 500);
+        assert_eq!(peers["198.51.100.20"], 2);
+        // Listed and not listed add up to every refusal summarized.
+        let listed: u64 = peers.values().filter_map(|n| n.as_u64()).sum();
+        assert_eq!(summary["other_peers"].as_u64(), Some(522 - listed));
+        assert_eq!(
+            522 - listed,
+            6,
+            "five addresses of one refusal, and one with none"
+        );
         Ok(())
     }
 
