@@ -22,6 +22,7 @@
 //! ```
 
 mod error;
+pub mod file_kind;
 pub mod hexenc;
 pub mod kdf;
 mod key;

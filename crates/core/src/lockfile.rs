@@ -7,6 +7,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::file_kind;
+
 /// Why a directory's lock was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -63,7 +65,7 @@ pub fn lock_dir(dir: &Path) -> Result<File, LockError> {
         // directory, which cannot be written.
         Err(e) if [ELOOP, ENXIO, EISDIR].map(Some).contains(&e.raw_os_error()) => {
             let what = std::fs::symlink_metadata(&path)
-                .map(|m| what_it_is(m.file_type()))
+                .map(|m| file_kind::in_words(m.file_type()))
                 .unwrap_or("not a regular file");
             return Err(open_err(not_a_file(what)));
         }
@@ -71,7 +73,7 @@ pub fn lock_dir(dir: &Path) -> Result<File, LockError> {
     };
     let kind = file.metadata().map_err(open_err)?.file_type();
     if !kind.is_file() {
-        return Err(open_err(not_a_file(what_it_is(kind))));
+        return Err(open_err(not_a_file(file_kind::in_words(kind))));
     }
     match file.try_lock() {
         Ok(()) => {
@@ -123,30 +125,6 @@ fn not_a_file(what: &str) -> std::io::Error {
              never through a link (remove it; the lock makes a new one)"
         ),
     )
-}
-
-/// What `kind`, which is not a regular file, is, in words.
-fn what_it_is(kind: std::fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if kind.is_fifo() {
-            return "a named pipe";
-        }
-        if kind.is_socket() {
-            return "a socket";
-        }
-        if kind.is_block_device() || kind.is_char_device() {
-            return "a device";
-        }
-    }
-    if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else {
-        "not a regular file"
-    }
 }
 
 /// This machine's name, for messages that name a lock's holder.

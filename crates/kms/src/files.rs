@@ -19,6 +19,7 @@ use std::io::Read;
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
+use seccs_core::file_kind;
 
 use crate::KmsError;
 
@@ -72,48 +73,18 @@ pub(crate) enum Own {
     Append,
 }
 
-/// What a file that is not a regular file is, in words.
-fn what_it_is(kind: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_file() {
-        "a regular file"
-    } else if kind.is_fifo() {
-        "a named pipe"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_block_device() || kind.is_char_device() {
-        "a device"
-    } else {
-        "not a regular file"
-    }
-}
-
 /// Opens `path`, a file of the key directory, as `how` says: only a
 /// regular file, never through a symbolic link, and never waiting (a named
 /// pipe is refused at once, with or without a peer). `None` when there is
 /// nothing at `path` to read.
 pub(crate) fn open_own(path: &Path, how: Own) -> Result<Option<File>, KmsError> {
-    open_regular(path, how, |what| KmsError::NotAFile {
-        path: path.to_owned(),
-        what,
-    })
-}
-
-/// Opens `path` as `how` says, only as a regular file and never waiting:
-/// anything else is `refused(what it is)`. `None` when there is nothing at
-/// `path` to read.
-fn open_regular(
-    path: &Path,
-    how: Own,
-    refused: impl Fn(&'static str) -> KmsError,
-) -> Result<Option<File>, KmsError> {
     let (flags, action) = match how {
         Own::Read => (OFlags::RDONLY, "read"),
         Own::Append => (OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE, "open"),
+    };
+    let refused = |what| KmsError::NotAFile {
+        path: path.to_owned(),
+        what,
     };
     let opened = rustix::fs::open(
         path,
@@ -132,7 +103,7 @@ fn open_regular(
                 || e == rustix::io::Errno::ISDIR =>
         {
             let what = std::fs::symlink_metadata(path)
-                .map(|m| what_it_is(m.file_type()))
+                .map(|m| file_kind::in_words(m.file_type()))
                 .unwrap_or("not a regular file");
             return Err(refused(what));
         }
@@ -152,7 +123,7 @@ fn open_regular(
     };
     let kind = file.metadata().map_err(io_err)?.file_type();
     if !kind.is_file() {
-        return Err(refused(what_it_is(kind)));
+        return Err(refused(file_kind::in_words(kind)));
     }
     // A regular file: blocking as any other from here on.
     rustix::fs::fcntl_setfl(&file, flags).map_err(|e| io_err(e.into()))?;
@@ -180,7 +151,7 @@ pub(crate) fn read_given(path: &Path, limit: u64) -> Result<Vec<u8>, KmsError> {
         Ok(fd) => fd,
         Err(e) if e == rustix::io::Errno::NXIO || e == rustix::io::Errno::ISDIR => {
             let what = std::fs::metadata(path)
-                .map(|m| what_it_is(m.file_type()))
+                .map(|m| file_kind::in_words(m.file_type()))
                 .unwrap_or("not a regular file");
             return Err(refused(what));
         }
@@ -193,7 +164,7 @@ pub(crate) fn read_given(path: &Path, limit: u64) -> Result<Vec<u8>, KmsError> {
         kind.is_fifo()
     };
     if !kind.is_file() && !pipe {
-        return Err(refused(what_it_is(kind)));
+        return Err(refused(file_kind::in_words(kind)));
     }
     // Blocking from here on: a pipe's writer is waited for once it is
     // there, as `cat` waits; with none, a read ends at once.
@@ -220,7 +191,7 @@ pub(crate) fn own_dir(path: &Path) -> Result<(), KmsError> {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(meta) => Err(KmsError::NotADirectory {
             path: path.to_owned(),
-            what: what_it_is(meta.file_type()),
+            what: file_kind::in_words(meta.file_type()),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(KmsError::File {

@@ -781,12 +781,8 @@ impl Client {
     ) -> Result<Body, Error> {
         let mut replies = self.endpoint.expect_replies(request_id);
         let deadline = Instant::now() + self.options.timeout;
-        timeout_at(
-            deadline,
-            self.endpoint.send_parts(server, head, record, progress),
-        )
-        .await
-        .map_err(|_| Error::Timeout(server.to_owned()))??;
+        self.send_before(deadline, server, (head, record), progress)
+            .await?;
         for _ in 0..64 {
             match timeout_at(deadline, replies.recv()).await {
                 Ok(Some(inc)) if inc.from == server => return Ok(inc.message.body),
@@ -1275,20 +1271,27 @@ impl Client {
             body,
         };
         let deadline = Instant::now() + self.options.timeout;
-        self.send_before(deadline, server, &message, None).await
+        let (head, record) = message.encode_parts();
+        self.send_before(deadline, server, (&head, record), None)
+            .await
     }
 
-    /// Sends `message` to `server`, failing with a timeout at `deadline`.
+    /// Sends the encoded request `head` then `record` (see
+    /// [`Message::encode_parts`]) to `server`, failing with a timeout at
+    /// `deadline`.
     async fn send_before(
         &self,
         deadline: Instant,
         server: &str,
-        message: &Message,
+        (head, record): (&[u8], &[u8]),
         progress: Option<&(dyn Fn(u64) + Send + Sync)>,
     ) -> Result<(), Error> {
-        timeout_at(deadline, self.endpoint.send(server, message, progress))
-            .await
-            .map_err(|_| Error::Timeout(server.to_owned()))?
+        timeout_at(
+            deadline,
+            self.endpoint.send_parts(server, head, record, progress),
+        )
+        .await
+        .map_err(|_| Error::Timeout(server.to_owned()))?
     }
 
     /// Loads `version` of `tag`, or the latest when `None`: the newest

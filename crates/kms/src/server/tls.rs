@@ -164,8 +164,9 @@ pub fn server_config(
     key: Option<&Path>,
     listen: IpAddr,
 ) -> Result<(Arc<rustls::ServerConfig>, CertInfo), KmsError> {
-    // Given files are read as given (a link followed), the server's own
-    // never through a link; both only if regular files.
+    // Given files are read as given (a link followed, a pipe read, never
+    // waited for); the server's own only as regular files, never through
+    // a link.
     let (cert_path, key_path, ca_path, created, read): (_, _, _, _, Reader) = match (cert, key) {
         (Some(c), Some(k)) => (
             c.to_path_buf(),
