@@ -104,6 +104,32 @@ enum ShareCommand {
         /// The file, or `-` for stdout.
         file: PathBuf,
     },
+    /// Check TAG's newest version (or TAG@N) on every server online: fetch
+    /// each server's record and check it against the save's authentic
+    /// manifest.
+    ///
+    /// A load asks only t servers when they agree, so it does not see a
+    /// record altered or lost on the others; a check does, and says for
+    /// each server whether its record is authentic, left out (altered,
+    /// forged), of another save, a copy of another's, missing, or not
+    /// answered. The exit status is 0 when all n records the save made are
+    /// authentic on servers online, 1 when any is missing or bad (the file
+    /// may still rebuild: the output says), and the version's error when it
+    /// does not rebuild. Run it from cron to learn of a failing server
+    /// before t are gone.
+    Check {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// One JSON object: tag, version, n, t, whole, and the servers in
+        /// each state (authentic, bad with reasons, superseded, repeated,
+        /// without_record, silent with the failure).
+        #[arg(long)]
+        json: bool,
+        /// The tag, optionally with @VERSION.
+        tag: String,
+    },
     /// List tags and their versions.
     Ls {
         #[command(flatten)]
@@ -527,6 +553,90 @@ impl Session {
         Ok(())
     }
 
+    /// Checks every server's record of `spec`; an error when any record
+    /// the save made is missing or bad.
+    async fn check(&self, spec: &str, pw: &Password, json: bool) -> anyhow::Result<()> {
+        let (tag, version) = parse_tag_version(spec);
+        let r = self.client.check(tag, version, pw).await?;
+        let names = self.names().await;
+        let label = |channel: &str| relabel_text(channel, &names);
+        let whole = r.is_whole();
+        if json {
+            let labels =
+                |servers: &[String]| -> Vec<String> { servers.iter().map(|s| label(s)).collect() };
+            let with_reasons = |servers: &[(String, String)]| -> Vec<serde_json::Value> {
+                servers
+                    .iter()
+                    .map(|(s, why)| serde_json::json!({ "server": label(s), "reason": why }))
+                    .collect()
+            };
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "tag": tag,
+                    "version": r.version,
+                    "n": r.n,
+                    "t": r.t,
+                    "whole": whole,
+                    "authentic": labels(&r.authentic),
+                    "bad": with_reasons(&r.bad),
+                    "superseded": labels(&r.superseded),
+                    "repeated": labels(&r.repeated),
+                    "without_record": labels(&r.without_record),
+                    "silent": with_reasons(&r.silent),
+                })
+            )?;
+        } else {
+            let shown = crate::tree::shown_name(tag, seccs_store::catalog::EntryKind::File);
+            outln!(
+                "{shown}@{}: {} of the {} records its save made are authentic on servers \
+                 online ({} rebuild it)",
+                r.version,
+                r.authentic.len(),
+                r.n,
+                r.t
+            )?;
+            for s in &r.authentic {
+                outln!("  authentic       {}", label(s))?;
+            }
+            for (s, why) in &r.bad {
+                outln!("  bad             {} ({why})", label(s))?;
+            }
+            for s in &r.superseded {
+                outln!("  another save    {}", label(s))?;
+            }
+            for s in &r.repeated {
+                outln!("  copy of another {}", label(s))?;
+            }
+            for s in &r.without_record {
+                outln!("  no record       {}", label(s))?;
+            }
+            for (s, why) in &r.silent {
+                outln!("  no answer       {} ({why})", label(s))?;
+            }
+        }
+        if whole {
+            return Ok(());
+        }
+        let bad = r.bad.len();
+        anyhow::bail!(
+            "{tag}@{} is not whole: {} of the {} records its save made are authentic on the \
+             servers online{}; it still rebuilds, as {} are enough",
+            r.version,
+            r.authentic.len(),
+            r.n,
+            match bad {
+                0 => String::new(),
+                b => format!(
+                    ", and {b} server{} hold{} a bad record",
+                    plural(b),
+                    if b == 1 { "s" } else { "" }
+                ),
+            },
+            r.t,
+        )
+    }
+
     async fn serv(&self, json: bool) -> anyhow::Result<()> {
         for s in self.client.server_status().await? {
             if json {
@@ -597,9 +707,10 @@ fn relabel_text(text: &str, names: &std::collections::HashMap<String, String>) -
     out
 }
 
-const COMMANDS: &[&str] = &["save", "load", "ls", "serv", "rm", "help", "exit"];
+const COMMANDS: &[&str] = &["save", "load", "check", "ls", "serv", "rm", "help", "exit"];
 const HELP: &str = "save TAG FILE   save FILE as a new version of TAG
 load TAG[@N] FILE  load TAG (or version N) into FILE
+check TAG[@N]   check every server's record of TAG (or version N)
 ls [PREFIX]     list tags and versions
 serv            list servers online
 rm TAG[@N]      remove TAG (or one version)
@@ -711,6 +822,17 @@ fn interactive(args: &ClientArgs, pw: &PasswordArgs, save: &SaveArgs) -> anyhow:
                     }
                 }),
             ["load", ..] => Err(usage("load")),
+            ["check", tag] => passwords
+                .get(false, |confirm| password(pw, confirm))
+                .and_then(|p| {
+                    let result = rt.block_on(session.check(tag, &p, false));
+                    passwords.loaded(&result);
+                    match result {
+                        Err(e) => Err(rt.block_on(session.relabel(e))),
+                        ok => ok,
+                    }
+                }),
+            ["check", ..] => Err(usage("check")),
             ["ls"] => rt.block_on(session.ls("", false)),
             ["ls", prefix] => rt.block_on(session.ls(prefix, false)),
             ["ls", ..] => Err(usage("ls")),
@@ -825,6 +947,21 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
                 .ls(prefix.as_deref().unwrap_or(""), json)
                 .await
         }),
+        ShareCommand::Check {
+            client,
+            password: from,
+            json,
+            tag,
+        } => {
+            let pw = password(&from, false)?;
+            runtime()?.block_on(async {
+                let session = Session::open(&client).await?;
+                match session.check(&tag, &pw, json).await {
+                    Err(e) => Err(session.relabel(e).await),
+                    ok => ok,
+                }
+            })
+        }
         ShareCommand::Serv { client, json } => {
             runtime()?.block_on(async { Session::open(&client).await?.serv(json).await })
         }

@@ -145,6 +145,22 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
     assert!(text.contains("docs/report\t@1 on 3 servers"), "{text}");
     let after = net.wait_for_servers(3);
     assert!(after.iter().all(|s| s["records"] == 1), "{after:?}");
+    // A check reads every server's record: all three authentic.
+    let checked = json_lines(&ok(net
+        .with_password(&["check", "--json"])
+        .arg("docs/report")));
+    assert_eq!(checked.len(), 1, "{checked:?}");
+    assert_eq!(
+        (
+            &checked[0]["version"],
+            &checked[0]["n"],
+            &checked[0]["t"],
+            &checked[0]["whole"]
+        ),
+        (&1.into(), &3.into(), &2.into(), &true.into()),
+        "{checked:?}"
+    );
+    assert_eq!(checked[0]["authentic"].as_array().map(Vec::len), Some(3));
 
     // A file larger than a save carries (each share must fit in one 1 GiB
     // message; with t = 2, about 2 GiB) is refused before it is read: a
@@ -169,6 +185,23 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
     let out = tmp.path().join("out.bin");
     ok(net.with_password(&["load", "docs/report"]).arg(&out));
     assert_eq!(std::fs::read(&out).expect("loaded"), data);
+    // A check says a record is gone, and fails, though the file rebuilds.
+    let checked = run(&mut net.with_password(&["check", "docs/report@1"]));
+    let (said, err) = (
+        String::from_utf8_lossy(&checked.stdout),
+        stderr_of(&checked),
+    );
+    assert!(!checked.status.success(), "{said}");
+    assert!(
+        said.starts_with("docs/report@1: 2 of the 3 records its save made are authentic")
+            && said.matches("  authentic ").count() == 2,
+        "{said}"
+    );
+    assert!(
+        err.contains("docs/report@1 is not whole")
+            && err.contains("it still rebuilds, as 2 are enough"),
+        "{err}"
+    );
 
     // A wrong password loads nothing and leaves no file.
     std::fs::write(&net.password, "wrong\n").expect("password");
@@ -176,6 +209,13 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
     let failed = run(net.with_password(&["load", "docs/report"]).arg(&bad));
     assert!(!failed.status.success());
     assert!(!bad.exists());
+    let failed = run(&mut net.with_password(&["check", "docs/report"]));
+    assert!(!failed.status.success());
+    assert!(
+        stderr_of(&failed).contains("cannot decrypt docs/report@1"),
+        "{}",
+        stderr_of(&failed)
+    );
 
     ok(&mut net.client(&["rm", "docs/report"]));
     assert!(ok(&mut net.client(&["ls", "--json"])).trim().is_empty());

@@ -50,6 +50,14 @@
 //! ([`Error::LatestUnavailable`]); [`Client::load_or_older`] takes the
 //! newest that rebuilds instead.
 //!
+//! A load asks t servers for their records, not all n, when the probe
+//! found one save of the version held by its t servers: the t ranking
+//! highest by a hash of each server with the tag and version, so a load
+//! receives about the file's size and loads of different files spread over
+//! the servers. The others are asked only when those do not give the file
+//! back (see `load_version`); [`Client::check`] asks every server and
+//! checks every record, which a load no longer does.
+//!
 //! A server that does not answer the probe (paused, slow, its answer
 //! lost) is unknown, not a server that refuses N: counted as one, a lost
 //! answer and one server claiming far up pushed a save above that claim.
@@ -249,6 +257,10 @@ pub struct LoadReport {
     pub bad_reasons: Vec<(String, String)>,
     /// Servers whose records were used.
     pub used_servers: Vec<String>,
+    /// Servers asked for a record: the t chosen first when the probe found
+    /// one save of the version held by enough servers, every server online
+    /// when those did not give a whole file (see [`Client::load`]).
+    pub asked_servers: Vec<String>,
     /// Servers holding another save of the same version (made while the
     /// servers were partitioned), left out; honest, unlike `bad_servers`.
     pub superseded_servers: Vec<String>,
@@ -263,6 +275,111 @@ pub struct LoadReport {
     /// newest first, each with how many hold it: passed over when the
     /// latest was asked for.
     pub passed_over: Vec<(u64, String)>,
+}
+
+/// What [`Client::check`] found of one version on every server online.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// The version checked.
+    pub version: u64,
+    /// How many records its save made (one a server).
+    pub n: u8,
+    /// How many rebuild it.
+    pub t: u8,
+    /// Servers whose record is an authentic share of the save, every one
+    /// checked against the manifest, ordered by share.
+    pub authentic: Vec<String>,
+    /// Servers whose record is corrupt or forged, each with why.
+    pub bad: Vec<(String, String)>,
+    /// Servers holding another save of the same version (see
+    /// [`LoadReport::superseded_servers`]).
+    pub superseded: Vec<String>,
+    /// Servers whose record repeats another server's share.
+    pub repeated: Vec<String>,
+    /// Servers that answered holding no record of the version.
+    pub without_record: Vec<String>,
+    /// Servers that did not answer, each with the failure.
+    pub silent: Vec<(String, String)>,
+}
+
+impl CheckReport {
+    /// Whether every record the save made is on a server online and
+    /// authentic, and no server holds a bad one.
+    pub fn is_whole(&self) -> bool {
+        self.bad.is_empty() && self.authentic.len() >= usize::from(self.n)
+    }
+}
+
+/// The records of one version that servers sent, and what the others said.
+#[derive(Debug, Default)]
+struct Fetched {
+    records: Vec<(String, Vec<u8>)>,
+    without_record: Vec<String>,
+    silent: Vec<(String, String)>,
+}
+
+/// [`sharing::rebuild`] on a blocking thread, its shortfall counting the
+/// `asked` servers, not only those that sent a record; no record at all is
+/// [`Error::NotFound`].
+async fn rebuild_blocking(
+    tag: &str,
+    version: u64,
+    records: Vec<(String, Vec<u8>)>,
+    password: &Password,
+    asked: usize,
+) -> Result<sharing::Rebuilt, Error> {
+    if records.is_empty() {
+        return Err(Error::NotFound(format!("{tag}@{version}")));
+    }
+    let (tag, pw) = (tag.to_owned(), password.clone());
+    tokio::task::spawn_blocking(move || sharing::rebuild(&tag, version, records, &pw))
+        .await
+        .map_err(|e| Error::io("rebuild", std::io::Error::other(e.to_string())))?
+        .map_err(|e| match e {
+            Error::NotEnoughShares {
+                tag,
+                version,
+                good,
+                needed,
+                held,
+                bad,
+                ..
+            } => Error::NotEnoughShares {
+                tag,
+                version,
+                good,
+                needed,
+                held,
+                asked,
+                bad,
+            },
+            e => e,
+        })
+}
+
+/// The `count` of `holders` a load asks first for `version` of `tag`: those
+/// ranking highest by a hash of the server with the tag and version
+/// (rendezvous hashing). Loads of different files so spread over the
+/// servers, while every load of one file asks the same ones, and no
+/// server's answer, clock or position in a listing decides.
+fn first_asked(tag: &str, version: u64, holders: &[String], count: usize) -> Vec<String> {
+    let rank = |server: &str| {
+        let mut h = blake3::Hasher::new();
+        h.update(b"seccs share load order\0");
+        h.update(&(server.len() as u64).to_le_bytes());
+        h.update(server.as_bytes());
+        h.update(&version.to_le_bytes());
+        h.update(tag.as_bytes());
+        *h.finalize().as_bytes()
+    };
+    let mut ranked: Vec<([u8; 32], &String)> = holders.iter().map(|s| (rank(s), s)).collect();
+    ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    ranked.dedup_by(|a, b| a.1 == b.1);
+    ranked
+        .into_iter()
+        .take(count)
+        .map(|(_, s)| s.clone())
+        .collect()
 }
 
 /// One save of one version as the servers' record headers claim it.
@@ -326,6 +443,16 @@ impl Probe {
         self.saves
             .get(&version)
             .is_some_and(|s| s.iter().any(ClaimedSave::held))
+    }
+
+    /// The one save of `version` the servers claim, when it is held by its
+    /// t servers and no server holds an unreadable record of the version:
+    /// then t of its servers' records rebuild it, unless some lie.
+    fn sole_save(&self, version: u64) -> Option<&ClaimedSave> {
+        match self.saves.get(&version)?.as_slice() {
+            [save] if save.held() && !self.unreadable.contains_key(&version) => Some(save),
+            _ => None,
+        }
     }
 
     /// The save of `version` best held (most servers for its t).
@@ -1302,6 +1429,11 @@ impl Client {
     /// since), the load fails with [`Error::LatestUnavailable`], naming it
     /// and the next older version: nothing older is returned in its place
     /// (see [`Client::load_or_older`]).
+    ///
+    /// Only t servers are asked for records when the servers agree on one
+    /// save of the version ([`LoadReport::asked_servers`] names those
+    /// asked), so a record altered on a server not asked goes unseen:
+    /// [`Client::check`] reads every server's.
     pub async fn load(
         &self,
         tag: &str,
@@ -1332,7 +1464,12 @@ impl Client {
             return Err(Error::NoServers);
         }
         if let Some(version) = version {
-            return match self.load_version(tag, version, &servers, password).await {
+            let probe = self.probe(tag, &servers).await;
+            let save = probe.sole_save(version);
+            return match self
+                .load_version(tag, version, &servers, save, password)
+                .await
+            {
                 Err(Error::Decrypt) => Err(self.decrypt_error(tag, version).await),
                 other => other,
             };
@@ -1358,7 +1495,7 @@ impl Client {
             // what is missing, as a load of it would.
             return match listed.last() {
                 None => Err(Error::NotFound(tag.to_owned())),
-                Some(&v) => self.load_version(tag, v, &servers, password).await,
+                Some(&v) => self.load_version(tag, v, &servers, None, password).await,
             };
         };
         let passed_over: Vec<(u64, String)> = listed
@@ -1385,7 +1522,11 @@ impl Client {
             });
         }
         if !or_older {
-            return match self.load_version(tag, newest, &servers, password).await {
+            let save = probe.sole_save(newest);
+            return match self
+                .load_version(tag, newest, &servers, save, password)
+                .await
+            {
                 Ok(mut report) => {
                     report.passed_over = passed_over;
                     Ok(report)
@@ -1406,7 +1547,10 @@ impl Client {
         }
         let mut failed: Vec<(u64, Error)> = Vec::new();
         for &v in held.iter().take(MAX_LOAD_ATTEMPTS) {
-            match self.load_version(tag, v, &servers, password).await {
+            match self
+                .load_version(tag, v, &servers, probe.sole_save(v), password)
+                .await
+            {
                 Ok(mut report) => {
                     report.newer_failed = failed
                         .into_iter()
@@ -1450,15 +1594,62 @@ impl Client {
         }
     }
 
-    /// Fetches and rebuilds `version` of `tag` from `servers`.
+    /// Fetches and rebuilds `version` of `tag`.
+    ///
+    /// When the probe found one save of the version that its t servers
+    /// hold (`save`), only t of them are asked ([`first_asked`]): a load
+    /// receives about the file's size, not n/t times it. When one of them
+    /// sends no record, the other servers are asked too, and the load goes
+    /// on with every record; when their records do not rebuild the file (a
+    /// record altered, a wrong password), every server is asked again, so
+    /// that the load fails or succeeds as one that asked all of them, at the
+    /// cost of fetching those t records twice. Without such a save (two
+    /// saves of the version, an unreadable record, too few holders) every
+    /// server online is asked at once.
     async fn load_version(
         &self,
         tag: &str,
         version: u64,
         servers: &[String],
+        save: Option<&ClaimedSave>,
         password: &Password,
     ) -> Result<LoadReport, Error> {
-        let mut records = Vec::new();
+        if let Some(save) = save {
+            let t = usize::from(save.t);
+            let first = first_asked(tag, version, &save.servers, t);
+            let mut fetched = self.fetch(tag, version, &first).await;
+            if fetched.records.len() < t {
+                let rest: Vec<String> = servers
+                    .iter()
+                    .filter(|s| !first.contains(s))
+                    .cloned()
+                    .collect();
+                let more = self.fetch(tag, version, &rest).await;
+                fetched.records.extend(more.records);
+                let asked: Vec<String> = first.into_iter().chain(rest).collect();
+                return self
+                    .rebuild(tag, version, fetched.records, asked, password)
+                    .await;
+            }
+            match self
+                .rebuild(tag, version, fetched.records, first, password)
+                .await
+            {
+                Ok(report) => return Ok(report),
+                Err(e) => tracing::warn!(
+                    "{tag}@{version} did not rebuild from the {t} records asked for first \
+                     ({e}); asking every server"
+                ),
+            }
+        }
+        let fetched = self.fetch(tag, version, servers).await;
+        self.rebuild(tag, version, fetched.records, servers.to_vec(), password)
+            .await
+    }
+
+    /// Asks `servers` for their record of `version` of `tag`.
+    async fn fetch(&self, tag: &str, version: u64, servers: &[String]) -> Fetched {
+        let mut fetched = Fetched::default();
         for (server, reply) in self
             .ask_all(servers, || Body::Fetch {
                 tag: tag.to_owned(),
@@ -1467,52 +1658,102 @@ impl Client {
             .await
         {
             match reply {
-                Ok(Body::Fetched { record: Some(r) }) => records.push((server, r)),
-                Ok(Body::Fetched { record: None }) => {}
-                Ok(other) => tracing::warn!(server, "unexpected reply to fetch: {other:?}"),
-                Err(e) => tracing::warn!(server, "fetch failed: {e}"),
+                Ok(Body::Fetched { record: Some(r) }) => fetched.records.push((server, r)),
+                Ok(Body::Fetched { record: None }) => fetched.without_record.push(server),
+                Ok(other) => {
+                    tracing::warn!(server, "unexpected reply to fetch: {other:?}");
+                    fetched
+                        .silent
+                        .push((server, "it answered with something else".into()));
+                }
+                Err(e) => {
+                    tracing::warn!(server, "fetch failed: {e}");
+                    fetched.silent.push((server, e.to_string()));
+                }
             }
         }
-        if records.is_empty() {
-            return Err(Error::NotFound(format!("{tag}@{version}")));
-        }
-        let (tag_owned, pw) = (tag.to_owned(), password.clone());
-        let rebuilt = tokio::task::spawn_blocking(move || {
-            sharing::rebuild(&tag_owned, version, records, &pw)
-        })
-        .await
-        .map_err(|e| Error::io("rebuild", std::io::Error::other(e.to_string())))?
-        .map_err(|e| match e {
-            // The servers asked, not only those that sent a record.
-            Error::NotEnoughShares {
-                tag,
-                version,
-                good,
-                needed,
-                held,
-                bad,
-                ..
-            } => Error::NotEnoughShares {
-                tag,
-                version,
-                good,
-                needed,
-                held,
-                asked: servers.len(),
-                bad,
-            },
-            e => e,
-        })?;
+        fetched
+    }
+
+    /// Rebuilds `version` of `tag` from `records`, which `asked` sent.
+    async fn rebuild(
+        &self,
+        tag: &str,
+        version: u64,
+        records: Vec<(String, Vec<u8>)>,
+        asked: Vec<String>,
+        password: &Password,
+    ) -> Result<LoadReport, Error> {
+        let rebuilt = rebuild_blocking(tag, version, records, password, asked.len()).await?;
         Ok(LoadReport {
             data: rebuilt.plaintext,
             version,
             bad_servers: rebuilt.bad,
             bad_reasons: rebuilt.bad_reasons,
             used_servers: rebuilt.used,
+            asked_servers: asked,
             superseded_servers: rebuilt.superseded,
             repeated_servers: rebuilt.repeated,
             newer_failed: Vec::new(),
             passed_over: Vec::new(),
+        })
+    }
+
+    /// Fetches `version` of `tag` (the newest that enough servers hold, when
+    /// `None`) from every server online and checks every record against
+    /// the save's authentic manifest, as a load that asked every server
+    /// does: what a load that asks only t servers does not see (a server
+    /// whose record was altered, or lost) is found here. Fails as such a
+    /// load fails when the version does not rebuild (too few authentic
+    /// records, a wrong password); the rebuilt file is dropped.
+    pub async fn check(
+        &self,
+        tag: &str,
+        version: Option<u64>,
+        password: &Password,
+    ) -> Result<CheckReport, Error> {
+        check_tag(tag)?;
+        let servers = self.servers().await?;
+        if servers.is_empty() {
+            return Err(Error::NoServers);
+        }
+        let version = match version {
+            Some(v) => v,
+            None => {
+                let probe = self.probe(tag, &servers).await;
+                if probe.highest.is_empty()
+                    && let Some(first) = probe.first_failure
+                {
+                    return Err(Error::NoAnswer {
+                        asked: servers.len(),
+                        first,
+                    });
+                }
+                let listed = probe.versions();
+                match listed.iter().rev().find(|v| probe.held(**v)) {
+                    Some(v) => *v,
+                    None => *listed
+                        .last()
+                        .ok_or_else(|| Error::NotFound(tag.to_owned()))?,
+                }
+            }
+        };
+        let fetched = self.fetch(tag, version, &servers).await;
+        let rebuilt =
+            match rebuild_blocking(tag, version, fetched.records, password, servers.len()).await {
+                Err(Error::Decrypt) => return Err(self.decrypt_error(tag, version).await),
+                other => other?,
+            };
+        Ok(CheckReport {
+            version,
+            n: rebuilt.n,
+            t: rebuilt.t,
+            authentic: rebuilt.authentic,
+            bad: rebuilt.bad_reasons,
+            superseded: rebuilt.superseded,
+            repeated: rebuilt.repeated,
+            without_record: fetched.without_record,
+            silent: fetched.silent,
         })
     }
 

@@ -447,6 +447,13 @@ pub struct Rebuilt {
     /// nothing, so it is left out, but it is not bad, and no server is
     /// blamed for it.
     pub repeated: Vec<String>,
+    /// Servers whose record is an authentic share of the save rebuilt,
+    /// used or not (a check of every server reads it), ordered by share.
+    pub authentic: Vec<String>,
+    /// How many records the save made (one a server).
+    pub n: u8,
+    /// The save's threshold.
+    pub t: u8,
 }
 
 /// The records of one version that claim one save: the same manifest and
@@ -612,6 +619,7 @@ pub fn rebuild(
         });
     }
     good.sort_by_key(|(_, r)| r.index);
+    let authentic: Vec<String> = good.iter().map(|(s, _)| s.clone()).collect();
     let used = &good[..t];
     let shares = Zeroizing::new(
         used.iter()
@@ -649,6 +657,9 @@ pub fn rebuild(
         used: used_servers,
         superseded,
         repeated,
+        authentic,
+        n: m.n,
+        t: m.t,
     })
 }
 

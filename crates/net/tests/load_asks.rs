@@ -1,0 +1,190 @@
+//! What a load asks of the servers: when they agree on one save of the
+//! version, t of its servers' records, the same t for every load of one
+//! file and others for other files; the other servers only when those t
+//! do not give the file back; and a check reads every server's record.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+
+use common::{Kind, Net, TestResult, data};
+use seccs_net::message::Body;
+use seccs_net::record::Record;
+use seccs_net::store::RecordStore;
+use seccs_net::{Error, Password};
+
+fn pw() -> Password {
+    Password::new("correct horse battery staple")
+}
+
+fn sorted(servers: &[String]) -> Vec<String> {
+    let mut servers = servers.to_vec();
+    servers.sort();
+    servers
+}
+
+/// The index of the server of `channel` in `net`.
+fn index_of(net: &Net, channel: &str) -> Result<usize, String> {
+    (0..net.servers.len())
+        .find(|i| net.channel(*i) == channel)
+        .ok_or_else(|| format!("no server has channel {channel}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_asks_t_servers_the_same_for_one_file_and_others_for_others() -> TestResult {
+    let net = Net::new(Kind::Memory, 5).await?;
+    let client = net.client(Some(3)).await?;
+    let mut asked_any: BTreeSet<String> = BTreeSet::new();
+    for i in 0..12u64 {
+        let tag = format!("doc/{i}");
+        let file = data(20_000, i);
+        client.save(&tag, &file, &pw()).await?;
+        let first = client.load(&tag, None, &pw()).await?;
+        assert_eq!(first.data, file);
+        assert_eq!(
+            first.asked_servers.len(),
+            3,
+            "{tag}: {:?}",
+            first.asked_servers
+        );
+        assert_eq!(sorted(&first.used_servers), sorted(&first.asked_servers));
+        // A version asked for by number is loaded the same way.
+        let again = client.load(&tag, Some(1), &pw()).await?;
+        assert_eq!(again.data, file);
+        assert_eq!(again.asked_servers, first.asked_servers, "{tag}");
+        asked_any.extend(first.asked_servers);
+    }
+    // Twelve files, each ranking the five servers by its own hash: the odds
+    // that all rank the same three first are 10^-11.
+    assert!(asked_any.len() > 3, "every load asked {asked_any:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_asked_first_that_sends_no_record_is_made_up_for_by_the_others() -> TestResult {
+    let net = Net::new(Kind::Memory, 5).await?;
+    let client = net.client(Some(3)).await?;
+    let tags: Vec<String> = (0..24).map(|i| format!("file/{i}")).collect();
+    let mut claims: HashMap<String, Body> = HashMap::new();
+    for (i, tag) in tags.iter().enumerate() {
+        client.save(tag, &data(5_000, i as u64), &pw()).await?;
+        let held = common::ask_raw(
+            &net.broker,
+            &net.channel(0),
+            Body::Versions { tag: tag.clone() },
+        )
+        .await?;
+        claims.insert(tag.clone(), held);
+    }
+    // A server that claims every save as the real ones do, and sends no
+    // record when asked for one.
+    let (poser, task) = common::posing_server(
+        net.broker.clone(),
+        &"70".repeat(16),
+        1_000,
+        move |body| match body {
+            Body::Versions { tag } => claims.get(&tag).cloned().unwrap_or(Body::VersionsHeld {
+                highest: 0,
+                saves: Vec::new(),
+            }),
+            Body::Fetch { .. } => Body::Fetched { record: None },
+            _ => Body::Refused {
+                reason: "no".into(),
+            },
+        },
+    )
+    .await?;
+    net.wait_servers(&client, 6).await?;
+    let mut made_up = 0;
+    for (i, tag) in tags.iter().enumerate() {
+        let loaded = client.load(tag, None, &pw()).await?;
+        assert_eq!(loaded.data, data(5_000, i as u64), "{tag}");
+        assert!(!loaded.used_servers.contains(&poser));
+        assert!(loaded.bad_servers.is_empty(), "{:?}", loaded.bad_servers);
+        if loaded.asked_servers.contains(&poser) {
+            // Asked first, it gave nothing: every other server was asked.
+            assert_eq!(loaded.asked_servers.len(), 6, "{tag}");
+            made_up += 1;
+        } else {
+            assert_eq!(loaded.asked_servers.len(), 3, "{tag}");
+        }
+    }
+    // One holder in six ranks among a file's first three half the time:
+    // the odds that it never does in 24 files are 6·10^-8.
+    assert!(made_up > 0, "the posing server was never asked first");
+    task.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_asked_first_that_do_not_rebuild_make_the_load_ask_every_server() -> TestResult {
+    let net = Net::new(Kind::Memory, 5).await?;
+    let client = net.client(Some(3)).await?;
+    let file = data(100_000, 3);
+    client.save("doc", &file, &pw()).await?;
+    let first = client.load("doc", None, &pw()).await?;
+    assert_eq!(first.asked_servers.len(), 3);
+    // One of the servers a load of it asks first has its record altered.
+    let victim = index_of(&net, &first.asked_servers[0])?;
+    let path = RecordStore::open(&net.root(victim))?.record_path("doc", 1);
+    let (mut rec, _) = Record::decode(&std::fs::read(&path)?)?;
+    rec.fragment[10] ^= 0x55;
+    std::fs::write(&path, rec.encode())?;
+    let loaded = client.load("doc", None, &pw()).await?;
+    assert_eq!(loaded.data, file);
+    assert_eq!(loaded.asked_servers.len(), 5);
+    assert_eq!(loaded.bad_servers, vec![net.channel(victim)]);
+    assert!(!loaded.used_servers.contains(&net.channel(victim)));
+    // A wrong password fails as a load of every server fails.
+    match client.load("doc", None, &Password::new("wrong")).await {
+        Err(Error::LatestUnavailable {
+            version: 1,
+            decrypt: true,
+            ..
+        }) => {}
+        other => return Err(format!("expected a decryption failure, got {other:?}").into()),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_reads_every_servers_record_and_names_the_altered_and_the_missing() -> TestResult {
+    let net = Net::new(Kind::Memory, 5).await?;
+    let client = net.client(Some(3)).await?;
+    client.save("doc", &data(50_000, 8), &pw()).await?;
+    client.save("doc", &data(50_000, 9), &pw()).await?;
+    let whole = client.check("doc", None, &pw()).await?;
+    assert_eq!((whole.version, whole.n, whole.t), (2, 5, 3));
+    assert_eq!(whole.authentic.len(), 5);
+    assert!(whole.is_whole());
+    // Server 1's record of version 2 is altered, server 4's lost.
+    let path = RecordStore::open(&net.root(1))?.record_path("doc", 2);
+    let (mut rec, _) = Record::decode(&std::fs::read(&path)?)?;
+    rec.share[3] ^= 0x01;
+    std::fs::write(&path, rec.encode())?;
+    std::fs::remove_file(RecordStore::open(&net.root(4))?.record_path("doc", 2))?;
+    let checked = client.check("doc", Some(2), &pw()).await?;
+    assert!(!checked.is_whole());
+    assert_eq!(
+        sorted(&checked.authentic),
+        sorted(&[net.channel(0), net.channel(2), net.channel(3)])
+    );
+    assert_eq!(
+        checked
+            .bad
+            .iter()
+            .map(|(s, _)| s.clone())
+            .collect::<Vec<_>>(),
+        vec![net.channel(1)]
+    );
+    assert_eq!(checked.without_record, vec![net.channel(4)]);
+    assert!(checked.silent.is_empty());
+    // Version 1 is untouched.
+    assert!(client.check("doc", Some(1), &pw()).await?.is_whole());
+    // A version that does not rebuild fails the check as it fails a load.
+    match client.check("doc", Some(2), &Password::new("wrong")).await {
+        Err(Error::DecryptVersion { version: 2, .. }) => {}
+        other => return Err(format!("expected a decryption failure, got {other:?}").into()),
+    }
+    Ok(())
+}
