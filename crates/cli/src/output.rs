@@ -54,9 +54,12 @@ pub fn write_bytes(path: Option<&Path>, data: &[u8]) -> Result<()> {
 ///
 /// A path that names a symbolic link is written through the link: the file
 /// it points to is replaced and the link stays (unless another user's link
-/// in a shared sticky directory, which is refused). A path that names an
-/// open descriptor (`/dev/stdout`, `/dev/fd/N`, a `>(cmd)`) is appended to,
-/// never replaced. A path that names something
+/// in a shared sticky directory, which is refused). This process's
+/// standard output or error by any name (`/dev/stdout`, `/dev/fd/2`,
+/// `/proc/self/fd/1`) is written through the descriptor it inherited, at
+/// the offset the shell shares with it; another open descriptor
+/// (`/dev/fd/N`, a `>(cmd)`) is appended to; neither is ever replaced. A
+/// path that names something
 /// other than a regular file (`/dev/null`, a named pipe, a terminal) is
 /// written in place, fed like standard output from a spool once `fill` has
 /// succeeded: renaming a file over it would replace the device node itself.
@@ -196,7 +199,33 @@ pub fn write_file_atomically_as(
     attrs: &FileAttrs,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
-    if names_open_descriptor(path) {
+    let descriptor = open_descriptor(path);
+    // This process's own standard output or error, when open, is written
+    // through the descriptor it inherited, whose offset the shell's later
+    // writes share. Opened again by name it would be a new description
+    // with an offset of its own: in `{ echo a; seccs get f -o /dev/stdout;
+    // echo b; } > out`, `echo b` would overwrite what seccs wrote. (A
+    // closed one fails to open below, where the standard handle would
+    // drop every byte.)
+    if let Some(own @ (Descriptor::Stdout | Descriptor::Stderr)) = descriptor
+        && std::fs::metadata(path).is_ok()
+    {
+        return match own {
+            Descriptor::Stdout => write_when_whole(
+                &mut io::stdout().lock(),
+                &shown(path),
+                SPOOL_IN_MEMORY,
+                fill,
+            ),
+            _ => write_when_whole(
+                &mut io::stderr().lock(),
+                &shown(path),
+                SPOOL_IN_MEMORY,
+                fill,
+            ),
+        };
+    }
+    if descriptor.is_some() {
         // `/dev/stdout`, `/dev/fd/N`, `>(cmd)`: the descriptor the shell
         // opened is written, at its end, whatever it is; resolving the link
         // and renaming over its target would replace the file a `>>`
@@ -240,24 +269,48 @@ pub fn write_file_atomically_as(
     write_beside(path, path, attrs, Durability::Now, fill)?.put_in_place()
 }
 
-/// Whether `path` is, or links (in a few hops) to, a name for an open file
-/// descriptor: `/dev/stdout`, `/dev/stderr`, `/dev/fd/N`,
-/// `/proc/PID/fd/N`.
-fn names_open_descriptor(path: &Path) -> bool {
-    let is_descriptor = |p: &Path| {
+/// Which open file descriptor a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Descriptor {
+    /// This process's standard output (descriptor 1).
+    Stdout,
+    /// This process's standard error (descriptor 2).
+    Stderr,
+    /// Another of this process's descriptors, or one of another process.
+    Other,
+}
+
+/// The open file descriptor that `path` is, or links to (in a few hops), a
+/// name for: `/dev/stdout`, `/dev/stderr`, `/dev/fd/N`, `/proc/PID/fd/N`.
+fn open_descriptor(path: &Path) -> Option<Descriptor> {
+    let own = |n: &std::ffi::OsStr| match n.to_str() {
+        Some("1") => Descriptor::Stdout,
+        Some("2") => Descriptor::Stderr,
+        _ => Descriptor::Other,
+    };
+    let descriptor = |p: &Path| {
         let parts: Vec<_> = p.components().map(|c| c.as_os_str()).collect();
-        p.is_absolute()
-            && match parts.as_slice() {
-                [_, dev, name] if *dev == "dev" => *name == "stdout" || *name == "stderr",
-                [_, dev, fd, _] if *dev == "dev" => *fd == "fd",
-                [_, proc, _, fd, _] if *proc == "proc" => *fd == "fd",
-                _ => false,
+        if !p.is_absolute() {
+            return None;
+        }
+        match parts.as_slice() {
+            [_, dev, name] if *dev == "dev" && *name == "stdout" => Some(Descriptor::Stdout),
+            [_, dev, name] if *dev == "dev" && *name == "stderr" => Some(Descriptor::Stderr),
+            [_, dev, fd, n] if *dev == "dev" && *fd == "fd" => Some(own(n)),
+            [_, proc, pid, fd, n] if *proc == "proc" && *fd == "fd" => {
+                let this = std::process::id().to_string();
+                Some(match pid.to_str() {
+                    Some(pid) if pid == "self" || pid == this => own(n),
+                    _ => Descriptor::Other,
+                })
             }
+            _ => None,
+        }
     };
     let mut at = path.to_path_buf();
     for _ in 0..8 {
-        if is_descriptor(&at) {
-            return true;
+        if let Some(found) = descriptor(&at) {
+            return Some(found);
         }
         match std::fs::read_link(&at) {
             Ok(target) if target.is_absolute() => at = target,
@@ -266,10 +319,10 @@ fn names_open_descriptor(path: &Path) -> bool {
                     .parent()
                     .map_or_else(|| target.clone(), |dir| dir.join(&target))
             }
-            Err(_) => return false,
+            Err(_) => return None,
         }
     }
-    false
+    None
 }
 
 /// Refuses to write through the symlink at `path` where the kernel's

@@ -3849,6 +3849,39 @@ fn output_to_an_open_descriptor_appends_to_it_and_never_replaces_its_file() {
     assert_eq!(std::fs::read(&log).expect("read"), expected);
     let mode = std::fs::metadata(&log).expect("stat").permissions().mode();
     assert_eq!(mode & 0o7777, 0o600);
+    // In a group sent to one file, what comes after seccs follows what it
+    // wrote: seccs writes through the descriptor it inherited, sharing its
+    // offset, for standard output and standard error by any of their names.
+    for (path, to) in [
+        ("/dev/stdout", ">"),
+        ("/dev/fd/1", ">"),
+        ("/proc/self/fd/1", ">"),
+        ("/dev/stderr", "2>"),
+        ("/dev/fd/2", "2>"),
+    ] {
+        let grouped = tmp.path().join("grouped.txt");
+        let fd = if to == ">" { "" } else { ">&2" };
+        let script = format!(
+            "{{ echo header {fd}; \"$0\" get f -o {path}; echo footer {fd}; }} {to} \"$1\""
+        );
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .arg(env!("CARGO_BIN_EXE_seccs"))
+            .arg(&grouped)
+            .env("SECCS_STORE", &store)
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut expected = b"header\n".to_vec();
+        expected.extend_from_slice(&content);
+        expected.extend_from_slice(b"footer\n");
+        assert!(std::fs::read(&grouped).expect("read") == expected, "{path}");
+    }
     // A pipe, as `-o /dev/stdout | cmd` and `-o >(cmd)` give.
     for path in ["/dev/stdout", "/dev/fd/1"] {
         let out = run(seccs(&store).args(["get", "f", "-o", path]));
