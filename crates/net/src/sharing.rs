@@ -11,7 +11,7 @@
 //! file in storage and traffic). Each server now stores ≈ 1/t of it, so the
 //! whole network stores ≈ n/t × the file (5/3 for 5 servers, t = 3).
 
-use reed_solomon_simd::ReedSolomonEncoder;
+use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 use seccs_core::SecretKey;
 use zeroize::Zeroizing;
 
@@ -160,43 +160,104 @@ impl Fragments {
 }
 
 /// Joins the ciphertext from `t` fragments (index, bytes), taking them:
-/// when they are the first `t`, each is freed as it is copied, so that a
-/// load holds about one file's worth of them and the ciphertext at once,
-/// not both whole.
-fn decode_fragments(mut good: Vec<(usize, Vec<u8>)>, m: &Manifest) -> Result<Vec<u8>, Error> {
-    let (n, t) = (usize::from(m.n), usize::from(m.t));
-    let shard = m.shard_len as usize;
+/// each is freed as it is copied, so that a load holds about one file's
+/// worth of them and the ciphertext at once, not both whole.
+fn decode_fragments(good: Vec<(usize, Vec<u8>)>, m: &Manifest) -> Result<Vec<u8>, Error> {
+    let shape = Shape {
+        n: usize::from(m.n),
+        t: usize::from(m.t),
+        shard: m.shard_len as usize,
+        len: m.ciphertext_len as usize,
+    };
+    decode_fragments_in_stripes(good, shape, RS_STRIPE)
+}
+
+/// What the fragments of a save are: `n` of them, `t` rebuild it, each
+/// `shard` bytes, joined into a ciphertext of `len` bytes.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    n: usize,
+    t: usize,
+    shard: usize,
+    len: usize,
+}
+
+/// [`decode_fragments`], restoring missing original shards `stripe` bytes
+/// at a time (a multiple of 64): a decoder over whole shards takes working
+/// space of several shards, which for a load that got recovery fragments
+/// was most of its peak. The restored bytes are the same either way (see
+/// [`Fragments::encode_in_stripes`]).
+fn decode_fragments_in_stripes(
+    mut good: Vec<(usize, Vec<u8>)>,
+    Shape { n, t, shard, len }: Shape,
+    stripe: usize,
+) -> Result<Vec<u8>, Error> {
+    let tampered = || Error::Tampered("erasure code");
     good.sort_by_key(|(i, _)| *i);
-    let all_originals = good.len() >= t && good[..t].iter().enumerate().all(|(k, (i, _))| *i == k);
-    let mut blob = Vec::new();
-    if all_originals {
-        let mut fragments = good.into_iter().take(t).map(|(_, f)| f);
-        // The first fragment's buffer becomes the ciphertext's: growing a
-        // large allocation moves its pages, not its bytes.
-        blob = fragments.next().unwrap_or_default();
-        blob.reserve_exact((shard * t).saturating_sub(blob.len()));
-        for fragment in fragments {
+    good.dedup_by_key(|(i, _)| *i);
+    good.truncate(t);
+    if good.len() < t || good.iter().any(|(i, f)| *i >= n || f.len() != shard) {
+        return Err(tampered());
+    }
+    // The first shard's buffer becomes the ciphertext's when it is there:
+    // growing a large allocation moves its pages, not its bytes.
+    let mut blob = match good.first() {
+        Some((0, _)) => Vec::new(),
+        _ => Vec::with_capacity(shard * t),
+    };
+    let mut recovery: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut present = vec![false; t];
+    for (i, fragment) in good {
+        if i >= t {
+            recovery.push((i - t, fragment));
+            continue;
+        }
+        if i == 0 {
+            blob = fragment;
+            blob.reserve_exact(shard * t - shard);
+        } else {
+            blob.resize(i * shard, 0);
             blob.extend_from_slice(&fragment);
         }
-    } else {
-        let orig = good.iter().filter(|(i, _)| *i < t).map(|(i, f)| (*i, f));
-        let rec = good
-            .iter()
-            .filter(|(i, _)| *i >= t)
-            .map(|(i, f)| (i - t, f));
-        let restored = reed_solomon_simd::decode(t, n - t, orig, rec)
-            .map_err(|_| Error::Tampered("erasure code"))?;
-        blob.reserve_exact(shard * t);
-        for i in 0..t {
-            match good.iter().find(|(k, _)| *k == i) {
-                Some((_, f)) => blob.extend_from_slice(f),
-                None => {
-                    blob.extend_from_slice(restored.get(&i).ok_or(Error::Tampered("erasure code"))?)
+        present[i] = true;
+    }
+    blob.resize(shard * t, 0);
+    if !recovery.is_empty() {
+        let mut decoder: Option<ReedSolomonDecoder> = None;
+        let mut at = 0;
+        while at < shard {
+            let len = (shard - at).min(stripe);
+            let decoder = match &mut decoder {
+                Some(d) => {
+                    d.reset(t, n - t, len).map_err(|_| tampered())?;
+                    d
                 }
+                None => {
+                    decoder.insert(ReedSolomonDecoder::new(t, n - t, len).map_err(|_| tampered())?)
+                }
+            };
+            for (i, _) in present.iter().enumerate().filter(|(_, p)| **p) {
+                let from = i * shard + at;
+                decoder
+                    .add_original_shard(i, &blob[from..from + len])
+                    .map_err(|_| tampered())?;
             }
+            for (j, fragment) in &recovery {
+                decoder
+                    .add_recovery_shard(*j, &fragment[at..at + len])
+                    .map_err(|_| tampered())?;
+            }
+            let restored = decoder.decode().map_err(|_| tampered())?;
+            for (i, part) in restored.restored_original_iter() {
+                let from = i * shard + at;
+                blob.get_mut(from..from + len)
+                    .ok_or_else(tampered)?
+                    .copy_from_slice(part);
+            }
+            at += len;
         }
     }
-    blob.truncate(m.ciphertext_len as usize);
+    blob.truncate(len);
     Ok(blob)
 }
 
@@ -692,6 +753,39 @@ mod tests {
             .iter()
             .map(|&i| (format!("s{i}"), records[i].clone()))
             .collect()
+    }
+
+    #[test]
+    fn any_t_fragments_decoded_in_stripes_give_the_ciphertext_back() -> Result<(), Error> {
+        for (len, t, n) in [(1, 1, 2), (1000, 3, 5), (4099, 3, 5), (9_001, 4, 7)] {
+            let blob: Vec<u8> = (0..len).map(|i| (i * 11 % 251) as u8).collect();
+            let coded = Fragments::encode_in_stripes(blob.clone(), n, t, usize::MAX)?;
+            let fragments = coded.all();
+            let shape = Shape {
+                n,
+                t,
+                shard: coded.shard,
+                len,
+            };
+            // Every t-subset of the n fragments, in index order.
+            for mask in 0u32..(1 << n) {
+                if mask.count_ones() as usize != t {
+                    continue;
+                }
+                let chosen: Vec<(usize, Vec<u8>)> = (0..n)
+                    .filter(|i| mask & (1 << i) != 0)
+                    .map(|i| (i, fragments[i].to_vec()))
+                    .collect();
+                for stripe in [64, 1024, usize::MAX] {
+                    let back = decode_fragments_in_stripes(chosen.clone(), shape, stripe)?;
+                    assert!(
+                        back == blob,
+                        "len {len}, {t} of {n}, mask {mask:b}, stripe {stripe}"
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     #[test]
