@@ -379,7 +379,7 @@ impl Session {
                 b.set_position(done);
             })));
         }
-        let result = self.client.save(tag, &data, pw).await;
+        let result = self.client.save_owned(tag, data, pw).await;
         self.client.set_progress(None);
         if let Some(bar) = bar {
             bar.finish_and_clear();

@@ -768,6 +768,8 @@ enum Attempt {
     Lost {
         /// Servers that did not answer the store (paused, slow, down).
         silent: Vec<String>,
+        /// The file, decrypted back from this attempt's records.
+        plaintext: Vec<u8>,
     },
 }
 
@@ -1109,11 +1111,27 @@ impl Client {
         Ok(t)
     }
 
-    /// Saves `data` as a new version of `tag`.
+    /// Saves `data` as a new version of `tag`. The save works on one copy
+    /// of `data`; [`Client::save_owned`] takes the file's own buffer.
     pub async fn save(
         &self,
         tag: &str,
         data: &[u8],
+        password: &Password,
+    ) -> Result<SaveReport, Error> {
+        self.save_owned(tag, sharing::split_buffer(data), password)
+            .await
+    }
+
+    /// [`Client::save`], encrypting and cutting `data` where it lies: a
+    /// save then holds the file once (encrypted, its buffer the first t
+    /// fragments) and the n - t recovery fragments, 1 + (n - t)/t times
+    /// the file. A save that must try another version decrypts the file
+    /// back from its records ([`sharing::SplitRecords::into_plaintext`]).
+    pub async fn save_owned(
+        &self,
+        tag: &str,
+        data: Vec<u8>,
         password: &Password,
     ) -> Result<SaveReport, Error> {
         self.save_with(tag, data, password, SaveRules::default())
@@ -1124,7 +1142,7 @@ impl Client {
     pub(crate) async fn save_with(
         &self,
         tag: &str,
-        data: &[u8],
+        mut data: Vec<u8>,
         password: &Password,
         rules: SaveRules,
     ) -> Result<SaveReport, Error> {
@@ -1209,7 +1227,7 @@ impl Client {
             match self
                 .save_version(
                     tag,
-                    data,
+                    std::mem::take(&mut data),
                     password,
                     &servers,
                     (t, needed),
@@ -1222,8 +1240,9 @@ impl Client {
                     report.warnings = warnings;
                     return Ok(report);
                 }
-                Attempt::Lost { silent } => {
+                Attempt::Lost { silent, plaintext } => {
                     tracing::info!(tag, version, "another save took this version; retrying");
+                    data = plaintext;
                     floor = version + 1;
                     missed.extend(silent);
                     missed.sort_unstable();
@@ -1245,7 +1264,7 @@ impl Client {
     async fn save_version(
         &self,
         tag: &str,
-        data: &[u8],
+        plaintext: Vec<u8>,
         password: &Password,
         servers: &[String],
         (t, needed): (usize, usize),
@@ -1257,10 +1276,9 @@ impl Client {
         // file's buffer, the recovery fragments), never copied into one
         // buffer each.
         let records = {
-            let buffer = sharing::split_buffer(data);
             let (tag, pw, kdf) = (tag.to_owned(), password.clone(), self.options.kdf.clone());
             tokio::task::spawn_blocking(move || {
-                sharing::split_into_parts(&tag, version, buffer, &pw, &kdf, n, t)
+                sharing::split_into_parts(&tag, version, plaintext, &pw, &kdf, n, t)
             })
             .await
             .map_err(|e| Error::io("split", std::io::Error::other(e.to_string())))??
@@ -1279,12 +1297,12 @@ impl Client {
                 p(now.min(total), total);
             }
         };
-        let records = &records;
+        let parts = &records;
         let asks = servers.iter().enumerate().map(|(i, s)| {
             let report = &report;
             async move {
                 let reply = async {
-                    let [record_head, fragment] = records.record(i).ok_or(Error::NoServers)?;
+                    let [record_head, fragment] = parts.record(i).ok_or(Error::NoServers)?;
                     let request_id = RequestId::random()?;
                     let mut head = Message::encode_store_head(
                         request_id,
@@ -1346,7 +1364,10 @@ impl Client {
         }
         self.roll_back(servers, &acked, tag, version, file_id).await;
         if conflicts > 0 {
-            return Ok(Attempt::Lost { silent });
+            let plaintext = tokio::task::spawn_blocking(move || records.into_plaintext())
+                .await
+                .map_err(|e| Error::io("decrypt", std::io::Error::other(e.to_string())))??;
+            return Ok(Attempt::Lost { silent, plaintext });
         }
         Err(Error::SaveIncomplete {
             acked: acked.len(),

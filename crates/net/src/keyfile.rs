@@ -71,7 +71,9 @@ pub async fn save_key_with(
         min_threshold: MIN_KEY_THRESHOLD,
         new_tag: true,
     };
-    client.save_with(tag, &file, password, rules).await
+    client
+        .save_with(tag, crate::sharing::split_buffer(&file), password, rules)
+        .await
 }
 
 /// Loads the key saved under `tag` (async): version 1, the one

@@ -91,6 +91,19 @@ struct Fragments {
     recovery: Vec<Vec<u8>>,
 }
 
+/// The keys and parameters of one save's two encryption layers, kept so
+/// that [`SplitRecords::into_plaintext`] can decrypt the file back.
+#[derive(Debug)]
+struct Opening {
+    data_key: SecretKey,
+    password_key: SecretKey,
+    file_id: [u8; 16],
+    version: u64,
+    inner_nonce: [u8; 12],
+    outer_nonce: [u8; 12],
+    ciphertext_len: usize,
+}
+
 impl Fragments {
     /// Erasure-codes `blob` so that any `t` of `n` fragments rebuild it. The
     /// first `t` fragments stay in `blob` (no copy).
@@ -344,6 +357,8 @@ pub struct SplitRecords {
     data: Vec<u8>,
     /// Fragments `t..n`.
     recovery: Vec<Vec<u8>>,
+    /// What decrypts the file back out of `data`.
+    opening: Opening,
 }
 
 impl SplitRecords {
@@ -377,6 +392,35 @@ impl SplitRecords {
     /// The length of each record (all are as long).
     pub fn record_len(&self) -> usize {
         self.heads.first().map_or(0, |h| h.len() + self.shard)
+    }
+
+    /// The file the records were made from, decrypted back where it lies
+    /// in the encrypted file's buffer (the recovery fragments freed
+    /// first). A save that must try another version, which is in the
+    /// ciphertext's associated data, so gets its file back without having
+    /// kept a copy of it beside its records.
+    pub fn into_plaintext(self) -> Result<Vec<u8>, Error> {
+        let Self {
+            data: mut blob,
+            opening,
+            recovery,
+            heads,
+            ..
+        } = self;
+        drop((recovery, heads));
+        blob.truncate(opening.ciphertext_len);
+        let inner = open(
+            &opening.data_key,
+            &opening.outer_nonce,
+            &aad(&opening.file_id, opening.version, b"outer"),
+            blob,
+        )?;
+        open(
+            &opening.password_key,
+            &opening.inner_nonce,
+            &aad(&opening.file_id, opening.version, b"inner"),
+            inner,
+        )
     }
 
     /// Every record in one buffer of its own.
@@ -483,6 +527,15 @@ pub fn split_into_parts(
         shard,
         data,
         recovery,
+        opening: Opening {
+            data_key,
+            password_key: keys.enc,
+            file_id,
+            version,
+            inner_nonce,
+            outer_nonce,
+            ciphertext_len: ciphertext_len as usize,
+        },
     })
 }
 
@@ -753,6 +806,31 @@ mod tests {
             .iter()
             .map(|&i| (format!("s{i}"), records[i].clone()))
             .collect()
+    }
+
+    #[test]
+    fn records_give_their_file_back_decrypted_where_it_lies() -> Result<(), Error> {
+        let pw = Password::new("p");
+        for (len, n, t) in [(0, 2, 1), (1, 2, 1), (1000, 5, 3), (100_000, 5, 3)] {
+            let file: Vec<u8> = (0..len).map(|i| (i * 13 % 241) as u8).collect();
+            let records =
+                split_into_parts("t", 7, split_buffer(&file), &pw, &Kdf::INSECURE_FAST, n, t)?;
+            let first_fragment = records.record(0).map(|[_, f]| f.as_ptr());
+            let back = records.into_plaintext()?;
+            assert_eq!(back, file, "{len} bytes");
+            // The encrypted file's buffer, which held the first fragment:
+            // no copy of the file was made.
+            assert_eq!(Some(back.as_ptr()), first_fragment, "{len} bytes");
+            // Saved again at another version, it makes records that rebuild.
+            let again = split_in_place("t", 8, back, &pw, &Kdf::INSECURE_FAST, n, t)?;
+            let named: Vec<(String, Vec<u8>)> = again
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (format!("s{i}"), r))
+                .collect();
+            assert_eq!(rebuild("t", 8, named, &pw)?.plaintext, file);
+        }
+        Ok(())
     }
 
     #[test]
