@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -164,12 +165,44 @@ struct Io {
     context: String,
 }
 
-/// `--max-body`: a number of bytes, at least [`server::MIN_MAX_BODY`].
+/// How to rotate the audit log, for `seccs kms serve --help`.
+const ROTATION_HELP: &str = "\
+Rotating audit.log: move it away, then send SIGUSR1 (`kill -USR1 PID`); the server
+finishes the moved file with a `reopened` line and opens a new DIR/audit.log, first line
+`reopen`. No record is lost or split. Do not use copytruncate, which loses the records
+written between its copy and its truncate. A logrotate entry (nocreate: the server makes
+the new file, mode 0600; delaycompress: the moved file gets its last line just after
+postrotate; the PID here from systemd):
+  /var/lib/seccs-kms/audit.log {
+      daily
+      rotate 30
+      compress
+      delaycompress
+      missingok
+      notifempty
+      nocreate
+      postrotate
+          kill -USR1 \"$(systemctl show -p MainPID --value seccs-kms)\"
+      endscript
+  }";
+
+/// What `seccs kms serve --help` says after the options: rotation, routes.
+fn serve_after_help() -> String {
+    format!("{ROTATION_HELP}\n\n{}", server::ROUTES_HELP)
+}
+
+/// `--audit-sync`: `interval` or `each`.
 fn parse_audit_sync(text: &str) -> Result<AuditSync, String> {
     text.parse()
         .map_err(|e: seccs_kms::audit::UnknownAuditSync| e.to_string())
 }
 
+/// `--audit-sync-interval`: seconds, above 0 and at most 60.
+fn parse_audit_sync_interval(text: &str) -> Result<Duration, String> {
+    server::parse_audit_sync_interval(text).map_err(|e| e.to_string())
+}
+
+/// `--max-body`: a number of bytes, at least [`server::MIN_MAX_BODY`].
 fn parse_max_body(text: &str) -> Result<usize, String> {
     let n: usize = text
         .parse()
@@ -186,7 +219,9 @@ fn parse_max_body(text: &str) -> Result<usize, String> {
 #[derive(Debug, Subcommand)]
 enum KmsCommand {
     /// Run the key server over HTTPS until SIGINT, SIGTERM or SIGHUP (a
-    /// SIGHUP ignored at start, as under nohup, stays ignored).
+    /// SIGHUP ignored at start, as under nohup, stays ignored). SIGUSR1
+    /// (`kill -USR1 PID`) reopens DIR/audit.log: rotate it by moving it
+    /// away, then sending SIGUSR1 (see the logrotate example below).
     ///
     /// At start it refuses a directory that lost root.key while named/
     /// holds keys, or lost part of the certificate in tls/ (restore them
@@ -203,7 +238,7 @@ enum KmsCommand {
     /// directory: it locks the directory itself (removing DIR/lock, which
     /// names the holder, frees nothing). --cert and --key are checked
     /// before anything is made.
-    #[command(after_long_help = server::ROUTES_HELP)]
+    #[command(after_long_help = serve_after_help())]
     Serve {
         /// Storage directory, made 0700 if missing: `keys/` (DEK files,
         /// each sealed under its own KEK, which only clients hold),
@@ -217,7 +252,10 @@ enum KmsCommand {
         /// request whose record cannot be written is answered 503, with no
         /// key; refusals of requests without a credential beyond 100 at
         /// once, then 2 a second, are counted in a summary line; synced to
-        /// disk as --audit-sync says; rotating it is the operator's job),
+        /// disk as --audit-sync says; rotated by moving it away and
+        /// sending SIGUSR1, after which the moved file ends with a
+        /// `reopened` line and a new audit.log begins with a `reopen`
+        /// line; a reopen that fails keeps the file in use and is logged),
         /// and `tls/` (the certificate made when --cert is not given).
         #[arg(long)]
         dir: PathBuf,
@@ -251,6 +289,14 @@ enum KmsCommand {
         #[arg(long, default_value = "interval", value_name = "interval|each",
               value_parser = parse_audit_sync)]
         audit_sync: AuditSync,
+        /// How often, at most, the `interval` mode syncs audit.log, in
+        /// seconds (decimals such as 0.25 are taken): above 0, at most 60.
+        /// Shorter bounds what a crash can lose to less, at the cost of
+        /// more syncs of a busy disk. It is also how long a failed sync
+        /// waits before it is tried again, in both modes.
+        #[arg(long, default_value = "1", value_name = "SECONDS",
+              value_parser = parse_audit_sync_interval)]
+        audit_sync_interval: Duration,
     },
     /// Check every key file of a key directory, without a server (it may
     /// run meanwhile): each named key (named/) must authenticate under
@@ -710,6 +756,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             max_body,
             new_needs_token,
             audit_sync,
+            audit_sync_interval,
         } => {
             crate::init_tracing("info");
             let mut cfg = ServerConfig::new(&dir);
@@ -719,6 +766,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             cfg.max_body = max_body;
             cfg.new_needs_token = new_needs_token;
             cfg.audit_sync = audit_sync;
+            cfg.audit_sync_interval = audit_sync_interval;
             server::serve_blocking(cfg, |s| announce(s, &dir))?;
         }
         KmsCommand::Check { dir, json } => check(&dir, json)?,

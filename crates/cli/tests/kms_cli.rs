@@ -955,6 +955,11 @@ fn serve_help_lists_the_storage_directory_and_the_routes() -> TestResult {
         "synced to disk as --audit-sync says",
         "at most once a second",
         "concurrent requests share one sync",
+        "--audit-sync-interval <SECONDS>",
+        "above 0, at most 60",
+        "SIGUSR1 (`kill -USR1 PID`) reopens DIR/audit.log",
+        "Do not use copytruncate",
+        "postrotate kill -USR1",
     ] {
         assert!(flat.contains(item), "{item}: {help}");
     }
@@ -1550,5 +1555,77 @@ fn a_server_whose_audit_log_cannot_be_written_does_not_start() -> TestResult {
     std::fs::write(&log, b"")?;
     let server = serve(&dir)?;
     drop(server);
+    Ok(())
+}
+
+/// The operations of `DIR/audit.log` once `done` holds of them, polled
+/// (at most 10 s).
+fn audit_ops_once(
+    dir: &Path,
+    done: impl Fn(&[String]) -> bool,
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ops = audit_ops(dir).unwrap_or_default();
+        if done(&ops) {
+            return Ok(ops);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("{}/audit.log never got there: {ops:?}", dir.display()).into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// logrotate's way without `copytruncate`: the audit log is moved away,
+/// then SIGUSR1 has the server open a new one at its path. The moved file
+/// holds the first request's record and ends with `reopened`; the new one
+/// begins with `reopen` and holds the second request's record; the server
+/// answered throughout and stops as before, its `stop` in the new file.
+#[test]
+fn sigusr1_reopens_an_audit_log_moved_away_at_its_path() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let mut server = serve_with(&srv_dir, "127.0.0.1:0", &["--audit-sync-interval", "0.25"])?;
+    succeeded(kms(&server, &srv_dir, "new").output()?)?;
+    let moved_dir = tmp.path().join("rotated");
+    std::fs::create_dir(&moved_dir)?;
+    std::fs::rename(srv_dir.join("audit.log"), moved_dir.join("audit.log"))?;
+    send("USR1", &server.child)?;
+    audit_ops_once(&srv_dir, |ops| ops.first().is_some_and(|op| op == "reopen"))?;
+    succeeded(kms(&server, &srv_dir, "new").output()?)?;
+    let new = audit_ops_once(&srv_dir, |ops| ops.iter().any(|op| op == "new"))?;
+    assert_eq!(new, ["reopen", "new"]);
+    let old = audit_ops(&moved_dir)?;
+    assert_eq!(old, ["start", "new", "reopened"]);
+    send("TERM", &server.child)?;
+    let status = wait_at_most(&mut server.child, Duration::from_secs(30))?;
+    assert!(status.success(), "{status:?}");
+    assert_eq!(audit_ops(&srv_dir)?, ["reopen", "new", "stop"]);
+    Ok(())
+}
+
+/// `--audit-sync-interval` takes seconds above 0 and at most 60; 0 is a
+/// usage error naming the flag and the range, before a directory is made.
+#[test]
+fn serve_refuses_an_audit_sync_interval_of_zero() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let out = seccs_kms(&[
+        "serve",
+        "--audit-sync-interval",
+        "0",
+        "--listen",
+        "127.0.0.1:0",
+        "--dir",
+    ])
+    .arg(tmp.path().join("srv"))
+    .output()?;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--audit-sync-interval \"0\"") && err.contains("above 0 and at most 60"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("srv").exists());
     Ok(())
 }

@@ -70,6 +70,34 @@ pub fn stop_signals(
     })
 }
 
+/// Listens for SIGUSR1, with which an operator (or logrotate's
+/// `postrotate`) asks a server to reopen its log at its path, unless the
+/// process was started with it ignored (then `None`, and it stays
+/// ignored). It listens at once, when called: called before a server says
+/// it is ready, a SIGUSR1 sent after that never takes its default action
+/// (which would end the process). If it cannot be listened for, that is
+/// given to `cannot_listen` with its name, and `None` is returned.
+///
+/// Call it inside a tokio runtime, as [`stop_signals`].
+#[cfg(feature = "tokio")]
+pub fn reopen_signal(
+    cannot_listen: &mut dyn FnMut(&'static str, std::io::Error),
+) -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Its number as this platform has it (10 on x86 and ARM, not on all).
+    let usr1 = SignalKind::user_defined1();
+    if is_ignored(usr1.as_raw_value()) {
+        return None;
+    }
+    match signal(usr1) {
+        Ok(listening) => Some(listening),
+        Err(e) => {
+            cannot_listen("SIGUSR1", e);
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,9 +9,24 @@
 //! server: only the part of a record whose write failed part way (a full
 //! disk) is cut back off, so that every line is a whole record. The server
 //! records its own `start` (refusing to start when that record cannot be
-//! written) and `stop`, with no peer. Rotating the file is the operator's
-//! job (logrotate's `copytruncate`, or a move and a restart: the server
-//! keeps the file it opened).
+//! written) and `stop`, with no peer.
+//!
+//! # Rotating
+//!
+//! The server never rotates the file; an operator (logrotate) moves it
+//! away and has the server reopen its path ([`AuditLog::reopen`], on
+//! SIGUSR1), as with nginx: no `copytruncate`, which loses the records
+//! written between its copy and its truncate, and no restart. The moved
+//! file ends with a [`REOPENED_OP`] record, the new one begins with a
+//! [`REOPEN_OP`] record (both with no peer); no record is lost or split
+//! between them. The summary of refusals counted but not yet written goes
+//! to the old file, before its last record (if it cannot be written there,
+//! its count is kept for a summary in the new file). The old file is
+//! synced before the switch, and from then on only the new one, so that a
+//! record counts as synced only by a sync of the file that holds it. A
+//! reopen that fails (the path now a directory or a link, which are
+//! refused as at start; no room for the new file's first record) keeps the
+//! old file in use, is logged with its cause, and can be tried again.
 //!
 //! The log is bounded by what a client can make it write, since a server
 //! whose log fills its disk answers every key request 503:
@@ -50,7 +65,8 @@
 //! log is synced as [`AuditSync`] says:
 //!
 //! - [`AuditSync::Interval`] (the default): a background thread syncs the
-//!   log (`fdatasync`) at most every [`AUDIT_SYNC_INTERVAL`], when records
+//!   log (`fdatasync`) at most every [`AUDIT_SYNC_INTERVAL`] (or the
+//!   interval given, `--audit-sync-interval`), when records
 //!   were written since its last sync. A crash loses at most the records
 //!   of about that last second (plus the time a sync takes), where
 //!   without it the page cache could hold them for 30 s or more. Answers
@@ -69,7 +85,7 @@
 //! A sync that fails is logged (tracing, with its cause) and, in both
 //! modes, makes every answer that would give out or change keys a 503, as
 //! a record that cannot be written does, until a later sync succeeds
-//! (retried every [`AUDIT_SYNC_INTERVAL`]). This is the fail-closed rule
+//! (retried every interval). This is the fail-closed rule
 //! carried over to the disk: a disk that takes writes but fails syncs may
 //! lose the records of what the server gives out, and an answer the log
 //! may never show is the one the log exists to catch. Refusals are still
@@ -87,7 +103,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -144,6 +160,14 @@ const MAX_COUNTED_PEERS: usize = 256;
 /// The `op` of a summary of refusals not written one by one.
 pub const SUMMARY_OP: &str = "refusals";
 
+/// The `op` of the first record of a file opened by [`AuditLog::reopen`]
+/// (result `ok`), or of the record in the old file saying a reopen failed
+/// and records stay there (result `failed`).
+pub const REOPEN_OP: &str = "reopen";
+
+/// The `op` of the last record of a file closed by [`AuditLog::reopen`].
+pub const REOPENED_OP: &str = "reopened";
+
 /// How often, at most, the default mode ([`AuditSync::Interval`]) syncs
 /// the log, and how long a failed sync waits before it is tried again.
 /// A second bounds what a crash can lose to about the records of the
@@ -153,6 +177,77 @@ pub const SUMMARY_OP: &str = "refusals";
 /// window for every record. A client that needs its record on disk
 /// before its key runs the server with [`AuditSync::Each`].
 pub const AUDIT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The longest sync interval a server takes (`--audit-sync-interval`):
+/// past a minute, a crash could lose more records than an audit log
+/// should, and a failed sync would wait as long to be retried.
+pub const MAX_AUDIT_SYNC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A sync interval that is no number of seconds, or not in (0,
+/// [`MAX_AUDIT_SYNC_INTERVAL`]].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--audit-sync-interval {given:?}: {why}; give seconds above 0 and at most {max} \
+     (decimals such as 0.25 are taken)",
+    max = MAX_AUDIT_SYNC_INTERVAL.as_secs()
+)]
+pub struct BadSyncInterval {
+    /// What was given.
+    pub given: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+/// Checks a sync interval: above zero, at most
+/// [`MAX_AUDIT_SYNC_INTERVAL`].
+pub fn check_audit_sync_interval(interval: Duration) -> Result<Duration, BadSyncInterval> {
+    let bad = |why| BadSyncInterval {
+        given: format!("{}", interval.as_secs_f64()),
+        why,
+    };
+    if interval.is_zero() {
+        return Err(bad("zero would sync without pause"));
+    }
+    if interval > MAX_AUDIT_SYNC_INTERVAL {
+        return Err(bad("too long"));
+    }
+    Ok(interval)
+}
+
+/// Parses `--audit-sync-interval`: seconds, decimals allowed (`0.25`),
+/// above zero and at most [`MAX_AUDIT_SYNC_INTERVAL`].
+pub fn parse_audit_sync_interval(text: &str) -> Result<Duration, BadSyncInterval> {
+    let bad = |why| BadSyncInterval {
+        given: text.to_owned(),
+        why,
+    };
+    // Digits and one point only: `f64` would take `inf`, `NaN`, `1e3`
+    // and a sign.
+    let trimmed = text.trim();
+    let digits = trimmed.chars().filter(char::is_ascii_digit).count();
+    let points = trimmed.chars().filter(|&c| c == '.').count();
+    if trimmed.starts_with('-') {
+        return Err(bad("a negative interval"));
+    }
+    if digits == 0 || points > 1 || digits + points != trimmed.len() {
+        return Err(bad("not a number of seconds"));
+    }
+    let seconds: f64 = trimmed
+        .parse()
+        .map_err(|_| bad("not a number of seconds"))?;
+    if seconds <= 0.0 {
+        return Err(bad("zero would sync without pause"));
+    }
+    if seconds > MAX_AUDIT_SYNC_INTERVAL.as_secs_f64() {
+        return Err(bad("too long"));
+    }
+    let interval = Duration::try_from_secs_f64(seconds).map_err(|_| bad("too long"))?;
+    // Below a nanosecond rounds to zero.
+    if interval.is_zero() {
+        return Err(bad("zero would sync without pause"));
+    }
+    Ok(interval)
+}
 
 /// When the log's records are synced to disk (see the module docs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -248,18 +343,23 @@ pub struct Written(pub u64);
 struct Durability {
     mode: AuditSync,
     interval: Duration,
-    file: Arc<File>,
     sync: SyncFn,
-    /// The newest record's number, and whether the log is closed; the
-    /// syncer waits on `wake` for it to change.
+    /// The file records go to, the newest record's number, and whether
+    /// the log is closed; the syncer waits on `wake` for it to change.
     state: Mutex<Pending>,
     wake: Condvar,
     /// Published by the syncer only; answers wait on it.
     status: tokio::sync::watch::Sender<SyncStatus>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Pending {
+    /// The file records numbered above those of any earlier file are
+    /// written to. Under the one lock with `written`, so that a sync takes
+    /// its file and the newest record in it together: a reopen switches
+    /// both at once, and a sync of the old file never counts a record of
+    /// the new one as synced, nor the reverse.
+    file: Arc<File>,
     written: u64,
     closed: bool,
     /// Whether the syncer waits for a record with none to sync (then a
@@ -299,7 +399,7 @@ impl Durability {
     fn run(&self) {
         let mut next = Instant::now() + self.interval;
         loop {
-            let target = {
+            let (file, target) = {
                 let mut pending = self.lock();
                 loop {
                     if pending.closed {
@@ -314,7 +414,7 @@ impl Durability {
                         _ => behind && Instant::now() >= next,
                     };
                     if due {
-                        break pending.written;
+                        break (Arc::clone(&pending.file), pending.written);
                     }
                     pending = match self.mode {
                         AuditSync::Each if !status.failing => self
@@ -343,35 +443,42 @@ impl Durability {
                 }
             };
             // Every record numbered up to `target` was written before this
-            // sync started, so it is on disk if the sync succeeds.
-            let result = (self.sync)(&self.file);
+            // sync started, to `file` or to a file a reopen synced before it
+            // switched to `file`, so it is on disk if the sync succeeds.
+            let result = (self.sync)(&file);
             next = Instant::now() + self.interval;
-            let was_failing = self.status.borrow().failing;
-            self.status.send_modify(|s| match &result {
-                Ok(()) => {
-                    s.synced = s.synced.max(target);
-                    s.failing = false;
-                    s.syncs += 1;
-                }
-                Err(_) => {
-                    s.failed_upto = s.failed_upto.max(target);
-                    s.failing = true;
-                    s.failures += 1;
-                }
-            });
-            match &result {
-                Err(e) => tracing::error!(
-                    error = %Chain(e),
-                    records = target,
-                    "audit log sync failed: answers that give out or change keys are refused \
-                     until a sync succeeds, and records up to this one may not be on disk"
-                ),
-                Ok(()) if was_failing => tracing::warn!(
-                    records = target,
-                    "audit log sync succeeded again: answers that give out keys are given again"
-                ),
-                Ok(()) => {}
+            self.settle(target, &result);
+        }
+    }
+
+    /// Publishes the outcome of a sync that covered the records up to
+    /// `target`, and logs a failure (or the first success after one).
+    fn settle(&self, target: u64, result: &std::io::Result<()>) {
+        let was_failing = self.status.borrow().failing;
+        self.status.send_modify(|s| match result {
+            Ok(()) => {
+                s.synced = s.synced.max(target);
+                s.failing = false;
+                s.syncs += 1;
             }
+            Err(_) => {
+                s.failed_upto = s.failed_upto.max(target);
+                s.failing = true;
+                s.failures += 1;
+            }
+        });
+        match result {
+            Err(e) => tracing::error!(
+                error = %Chain(e),
+                records = target,
+                "audit log sync failed: answers that give out or change keys are refused \
+                 until a sync succeeds, and records up to this one may not be on disk"
+            ),
+            Ok(()) if was_failing => tracing::warn!(
+                records = target,
+                "audit log sync succeeded again: answers that give out keys are given again"
+            ),
+            Ok(()) => {}
         }
     }
 }
@@ -684,6 +791,8 @@ pub struct AuditLog {
     durability: Arc<Durability>,
     /// Told when a refusal is counted, for the summaries' task.
     counted_one: tokio::sync::Notify,
+    /// Where [`Self::reopen`] opens the file to write to.
+    path: PathBuf,
 }
 
 impl Drop for AuditLog {
@@ -715,6 +824,30 @@ fn append_whole(out: &mut impl Write, file: &File, line: &[u8]) -> std::io::Resu
         file.set_len(len.saturating_sub(written as u64))?;
     }
     result
+}
+
+/// Takes group and other access away from `file`, a log found at `path`
+/// when it is reopened, as the server does of the log at start: a file
+/// made there by another tool (logrotate's `create 0640`) may have wider
+/// access than the 0600 the server gives the files it makes.
+fn keep_own(file: &File, path: &Path) -> Result<(), crate::KmsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io_err = |source| crate::KmsError::File {
+        action: "restrict the permissions of",
+        path: path.to_owned(),
+        source,
+    };
+    let mode = file.metadata().map_err(io_err)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(io_err)?;
+        tracing::warn!(
+            path = %path.display(),
+            "others could read it (mode {mode:o}): restricted to its owner ({:o})",
+            mode & 0o700
+        );
+    }
+    Ok(())
 }
 
 /// `event` as a line of the log.
@@ -826,13 +959,15 @@ impl AuditLog {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        Self::from_file(opts.open(path)?, mode, interval, sync)
+        Self::from_file(opts.open(path)?, path, mode, interval, sync)
     }
 
     /// [`Self::open_with`] of a file opened for appending (the server's
-    /// `audit.log`, opened only as a regular file).
+    /// `audit.log`, opened only as a regular file) from `path`, where
+    /// [`Self::reopen`] opens its successor.
     pub(crate) fn from_file(
         file: File,
+        path: &Path,
         mode: AuditSync,
         interval: Duration,
         sync: SyncFn,
@@ -841,9 +976,13 @@ impl AuditLog {
         let durability = Arc::new(Durability {
             mode,
             interval,
-            file: Arc::clone(&file),
             sync,
-            state: Mutex::new(Pending::default()),
+            state: Mutex::new(Pending {
+                file: Arc::clone(&file),
+                written: 0,
+                closed: false,
+                idle: false,
+            }),
             wake: Condvar::new(),
             status: tokio::sync::watch::Sender::new(SyncStatus::default()),
         });
@@ -859,6 +998,7 @@ impl AuditLog {
             }),
             durability,
             counted_one: tokio::sync::Notify::new(),
+            path: path.to_owned(),
         })
     }
 
@@ -1048,6 +1188,114 @@ impl AuditLog {
         let written = inner.summarize();
         self.count_summary(before, &inner);
         written
+    }
+
+    /// Opens the file at the log's path anew and writes every later record
+    /// there (the server does on SIGUSR1), so that a log moved away (by
+    /// logrotate) is closed and a new one begun, without a restart and
+    /// without losing or splitting a record. See the module docs.
+    ///
+    /// The file is opened as at start: created with mode 0600 (a file
+    /// found there loses group and other access, which is logged),
+    /// appended to, and refused when it is a link or not a regular file.
+    /// Then,
+    /// with writers held back (for one sync of the old file):
+    ///
+    /// 1. the summary of the refusals counted, if any, is written to the
+    ///    old file (if it cannot be, its count stays for a later summary,
+    ///    in the new file);
+    /// 2. the old file gets its last record, [`REOPENED_OP`];
+    /// 3. the new one its first, [`REOPEN_OP`] (with no peer, as `start`);
+    /// 4. the old file is synced, which settles its records as any sync
+    ///    does (synced, or failed and answers that give out keys refused
+    ///    until a sync succeeds);
+    /// 5. the syncer and writers are switched to the new file together.
+    ///
+    /// If the new file cannot be opened or its first record written, the
+    /// old file stays in use (and, after step 2, gets a record saying the
+    /// reopen failed), and the error names the path and the cause: the log
+    /// is never left without a file, and a later call tries again.
+    pub fn reopen(&self) -> Result<(), crate::KmsError> {
+        let failed = |e: crate::KmsError| {
+            tracing::error!(
+                error = %Chain(&e),
+                path = %self.path.display(),
+                "audit log not reopened: records still go to the file it had open"
+            );
+            e
+        };
+        let io_err = |source| crate::KmsError::File {
+            action: "write",
+            path: self.path.clone(),
+            source,
+        };
+        let new = crate::files::open_own(&self.path, crate::files::Own::Append)
+            .map_err(failed)?
+            .ok_or_else(|| {
+                failed(crate::KmsError::File {
+                    action: "open",
+                    path: self.path.clone(),
+                    source: std::io::ErrorKind::NotFound.into(),
+                })
+            })?;
+        keep_own(&new, &self.path).map_err(failed)?;
+        let mut inner = self.lock();
+        let before = inner.counted.count;
+        // Already logged when it cannot be written; its count is kept.
+        let _unwritten = inner.summarize();
+        self.count_summary(before, &inner);
+        let closing = entry_line(
+            &Entry::new(None, REOPENED_OP, "-", "ok").detail(Some(
+                "closed for a reopen: later records are in the file now at this log's path",
+            )),
+            unix_now(),
+        )
+        .map_err(io_err)?;
+        // The old file's end is best told; a disk too full for it does not
+        // keep the new file from being used.
+        if inner.append(&closing, REOPENED_OP, "-", "ok").is_ok() {
+            let _numbered = self.count_written();
+        }
+        let opening = entry_line(
+            &Entry::new(None, REOPEN_OP, "-", "ok").detail(Some(
+                "opened at a reopen: earlier records are in the file that was at this path",
+            )),
+            unix_now(),
+        )
+        .map_err(io_err)?;
+        if let Err(e) = append_whole(&mut { &new }, &new, &opening) {
+            let still = Entry::new(None, REOPEN_OP, "-", "failed").detail(Some(
+                "the file at this log's path could not be written: records stay in this file",
+            ));
+            if let Ok(line) = entry_line(&still, unix_now())
+                && inner.append(&line, REOPEN_OP, "-", "failed").is_ok()
+            {
+                let _numbered = self.count_written();
+            }
+            return Err(failed(io_err(e)));
+        }
+        // The old file is synced with every writer held back, so that no
+        // record numbered before the switch is left for the syncer, which
+        // from the switch on syncs only the new file.
+        let upto = self.durability.lock().written;
+        if upto > self.durability.status.borrow().synced {
+            let result = (self.durability.sync)(&inner.file);
+            self.durability.settle(upto, &result);
+        }
+        let new = Arc::new(new);
+        inner.file = Arc::clone(&new);
+        let idle = {
+            let mut pending = self.durability.lock();
+            pending.file = new;
+            pending.written += 1;
+            pending.idle
+        };
+        if idle || self.durability.mode == AuditSync::Each {
+            self.durability.wake.notify_one();
+        }
+        drop(inner);
+        tracing::info!(path = %self.path.display(), "audit log reopened");
+        Ok(())
     }
 
     /// Syncs the log to disk (called at shutdown, after the last record).
@@ -1485,6 +1733,276 @@ mod tests {
             Ok::<_, Box<dyn std::error::Error>>(())
         })?;
         Ok(())
+    }
+
+    /// A log moved away (as logrotate moves it) and reopened: the moved
+    /// file holds the records of before, the summary of the refusals
+    /// counted and then its closing record; the file at the path begins
+    /// with the `reopen` record and holds the records of after. Every line
+    /// is a whole record, and the two files hold every record written.
+    #[test]
+    fn a_moved_log_is_reopened_at_its_path_and_no_record_is_lost_or_split() -> TestResult {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let moved = dir.path().join("audit.log.1");
+        let log = AuditLog::open(&path, AuditSync::Interval)?;
+        log.record(None, "start", "-", "ok")?;
+        log.record(None, "key", "ab", "ok")?;
+        let t0 = Instant::now();
+        let refusal = Entry::new(None, "auth", "-", "unauthorized");
+        for _ in 0..REFUSAL_BURST + 5 {
+            log.write_limited_at(&refusal, t0);
+        }
+        assert_eq!(log.counted(), 5);
+        std::fs::rename(&path, &moved)?;
+        log.reopen()?;
+        log.record(None, "key", "cd", "ok")?;
+        log.record(None, "stop", "-", "ok")?;
+        let old = records(&moved)?;
+        let new = records(&path)?;
+        let burst = REFUSAL_BURST as usize;
+        assert_eq!(old.len(), 2 + burst + 2, "{old:?}");
+        let summary = &old[old.len() - 2];
+        assert_eq!(summary["op"], SUMMARY_OP);
+        assert_eq!(summary["count"], 5);
+        let closing = &old[old.len() - 1];
+        assert_eq!(closing["op"], REOPENED_OP);
+        assert_eq!(closing["result"], "ok");
+        assert!(closing["peer"].is_null());
+        assert_eq!(log.counted(), 0, "the summary went to the old file");
+        assert_eq!(new.len(), 3, "{new:?}");
+        assert_eq!(new[0]["op"], REOPEN_OP);
+        assert_eq!(new[0]["result"], "ok");
+        assert!(new[0]["peer"].is_null());
+        assert_eq!(new[1]["key"], "cd");
+        assert_eq!(new[2]["op"], "stop");
+        assert_eq!((old.len() + new.len()) as u64, log.written());
+        let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        Ok(())
+    }
+
+    /// A reopen onto a path that is now a directory, or a link, fails and
+    /// leaves the file in use in use: its records keep coming, and a later
+    /// reopen, once the path is free, begins a new file (one another tool
+    /// made there is taken, its access restricted to its owner).
+    #[test]
+    fn a_reopen_that_fails_keeps_writing_to_the_file_in_use() -> TestResult {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let moved = dir.path().join("audit.log.1");
+        let log = AuditLog::open(&path, AuditSync::Interval)?;
+        log.record(None, "start", "-", "ok")?;
+        std::fs::rename(&path, &moved)?;
+        std::fs::create_dir(&path)?;
+        let refused = log
+            .reopen()
+            .err()
+            .ok_or("a directory was opened as the log")?;
+        assert!(
+            matches!(&refused, crate::KmsError::NotAFile { what, .. } if what.contains("directory")),
+            "{refused}"
+        );
+        log.record(None, "key", "ab", "ok")?;
+        std::fs::remove_dir(&path)?;
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &path)?;
+        let refused = log.reopen().err().ok_or("a link was followed to the log")?;
+        assert!(
+            matches!(&refused, crate::KmsError::NotAFile { .. }),
+            "{refused}"
+        );
+        assert!(!dir.path().join("elsewhere").exists());
+        log.record(None, "key", "cd", "ok")?;
+        let old = records(&moved)?;
+        let ops: Vec<_> = old.iter().map(|r| r["op"].clone()).collect();
+        assert_eq!(ops, ["start", "key", "key"], "{old:?}");
+        // A file made there by another tool, open to others: taken as
+        // the log, and made its owner's only.
+        std::fs::remove_file(&path)?;
+        std::fs::File::create(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        log.reopen()?;
+        let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        log.record(None, "key", "ef", "ok")?;
+        assert_eq!(records(&moved)?.len(), 4);
+        assert_eq!(records(&moved)?[3]["op"], REOPENED_OP);
+        let new = records(&path)?;
+        assert_eq!(new.len(), 2);
+        assert_eq!(new[0]["op"], REOPEN_OP);
+        assert_eq!(log.written(), 6);
+        Ok(())
+    }
+
+    /// A sync that records which file it synced (by inode) and how many
+    /// lines that file held, and fails for the files `fails` says.
+    fn watched_sync(
+        seen: &Arc<Mutex<Vec<(u64, usize)>>>,
+        fails: impl Fn(u64) -> bool + Send + Sync + 'static,
+    ) -> SyncFn {
+        let seen = Arc::clone(seen);
+        Arc::new(move |file: &File| {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::fs::MetadataExt;
+            let ino = file.metadata()?.ino();
+            let text = std::fs::read_to_string(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+            if fails(ino) {
+                return Err(std::io::Error::from_raw_os_error(5));
+            }
+            file.sync_data()?;
+            if let Ok(mut seen) = seen.lock() {
+                seen.push((ino, text.lines().count()));
+            }
+            Ok(())
+        })
+    }
+
+    fn inode(path: &Path) -> std::io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(std::fs::metadata(path)?.ino())
+    }
+
+    /// Across a reopen, the records written before it are synced on the
+    /// old file (by the reopen itself, before the switch), those after on
+    /// the new one; and while the new file's syncs fail, `synced` stays at
+    /// the old file's last record however well the old file syncs.
+    #[test]
+    fn records_are_synced_on_the_file_that_holds_them_across_a_reopen() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let old_ino = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let new_fails = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sync = {
+            let (old_ino, new_fails) = (Arc::clone(&old_ino), Arc::clone(&new_fails));
+            watched_sync(&seen, move |ino| {
+                ino != old_ino.load(std::sync::atomic::Ordering::SeqCst)
+                    && new_fails.load(std::sync::atomic::Ordering::SeqCst)
+            })
+        };
+        let log = AuditLog::open_with(&path, AuditSync::Interval, Duration::from_millis(20), sync)?;
+        let old = inode(&path)?;
+        old_ino.store(old, std::sync::atomic::Ordering::SeqCst);
+        runtime()?.block_on(async {
+            for key in ["a", "b", "c"] {
+                log.record(None, "key", key, "ok")?;
+            }
+            status_until(&log, |s| s.synced == 3).await?;
+            log.record(None, "key", "d", "ok")?;
+            std::fs::rename(&path, dir.path().join("audit.log.1"))?;
+            log.reopen()?;
+            // Records 1-4, and 5 (the closing one), on the old file.
+            let status = log.sync_status();
+            assert_eq!(status.synced, 5, "{status:?}");
+            assert!(!status.failing);
+            let last_old = seen.lock().map_err(|_| "poisoned")?.last().copied();
+            assert_eq!(last_old, Some((old, 5)));
+            let new = inode(&path)?;
+            log.record(None, "key", "e", "ok")?;
+            log.record(None, "key", "f", "ok")?;
+            // The new file's syncs fail: nothing past 5 is synced.
+            let status = status_until(&log, |s| s.failed_upto >= 6).await?;
+            assert_eq!(status.synced, 5, "{status:?}");
+            assert!(status.failing);
+            new_fails.store(false, std::sync::atomic::Ordering::SeqCst);
+            let status = status_until(&log, |s| s.synced == 8).await?;
+            assert!(!status.failing);
+            let seen = seen.lock().map_err(|_| "poisoned")?.clone();
+            assert_eq!(seen.last(), Some(&(new, 3)), "{seen:?}");
+            // Each sync saw no more lines than its file holds of the
+            // records it covered.
+            assert!(
+                seen.iter()
+                    .all(|&(ino, lines)| (ino == old && lines <= 5) || (ino == new && lines <= 3))
+            );
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })?;
+        Ok(())
+    }
+
+    /// A reopen whose sync of the old file fails settles that file's
+    /// records as a failed sync does: refused for what gives out keys
+    /// until a sync (now of the new file) succeeds, and never counted as
+    /// synced.
+    #[test]
+    fn a_failed_sync_of_the_old_file_at_a_reopen_is_a_failed_sync() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let old_ino = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sync = {
+            let old_ino = Arc::clone(&old_ino);
+            watched_sync(&seen, move |ino| {
+                ino == old_ino.load(std::sync::atomic::Ordering::SeqCst)
+            })
+        };
+        // A minute: the syncer does not sync before the reopen does.
+        let log = AuditLog::open_with(&path, AuditSync::Interval, Duration::from_secs(60), sync)?;
+        old_ino.store(inode(&path)?, std::sync::atomic::Ordering::SeqCst);
+        log.record(None, "key", "a", "ok")?;
+        log.record(None, "key", "b", "ok")?;
+        std::fs::rename(&path, dir.path().join("audit.log.1"))?;
+        log.reopen()?;
+        let status = log.sync_status();
+        assert_eq!(
+            (status.synced, status.failed_upto, status.failing),
+            (0, 3, true),
+            "{status:?}"
+        );
+        let refused = log
+            .write_release(&Entry::new(None, "key", "c", "ok"))
+            .err()
+            .ok_or("a key was given out after a failed sync")?;
+        assert_eq!(
+            refused
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<Undurable>()),
+            Some(&Undurable::Failing)
+        );
+        assert!(seen.lock().map_err(|_| "poisoned")?.is_empty());
+        // Only the `reopen` record is in the new file.
+        assert_eq!(records(&path)?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn audit_sync_intervals_parse_in_seconds_and_bad_ones_are_refused() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_audit_sync_interval("1"), Ok(ms(1000)));
+        assert_eq!(parse_audit_sync_interval("0.25"), Ok(ms(250)));
+        assert_eq!(parse_audit_sync_interval("60"), Ok(ms(60_000)));
+        assert_eq!(parse_audit_sync_interval(".5"), Ok(ms(500)));
+        for (bad, why) in [
+            ("0", "zero would sync without pause"),
+            ("0.0", "zero would sync without pause"),
+            ("0.0000000001", "zero would sync without pause"),
+            ("-1", "a negative interval"),
+            ("60.5", "too long"),
+            ("3600", "too long"),
+            ("", "not a number of seconds"),
+            ("one", "not a number of seconds"),
+            ("1e1", "not a number of seconds"),
+            ("inf", "not a number of seconds"),
+            ("NaN", "not a number of seconds"),
+            ("1.2.3", "not a number of seconds"),
+            (".", "not a number of seconds"),
+        ] {
+            let e = parse_audit_sync_interval(bad).err();
+            assert_eq!(e.as_ref().map(|e| e.why), Some(why), "{bad:?}");
+        }
+        let e = parse_audit_sync_interval("0").err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                "--audit-sync-interval \"0\": zero would sync without pause; give seconds \
+                 above 0 and at most 60 (decimals such as 0.25 are taken)"
+            )
+        );
+        assert!(check_audit_sync_interval(Duration::ZERO).is_err());
+        assert!(check_audit_sync_interval(ms(60_001)).is_err());
+        assert_eq!(check_audit_sync_interval(ms(5)), Ok(ms(5)));
     }
 
     #[test]

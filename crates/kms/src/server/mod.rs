@@ -43,6 +43,15 @@
 //! second; with [`AuditSync::Each`] an answer that gives out or changes
 //! keys waits for its record's sync, which concurrent requests share. A
 //! failed sync makes such answers 503 until a sync succeeds.
+//! [`ServerConfig::audit_sync_interval`] sets that interval (and how long
+//! a failed sync waits to be retried).
+//!
+//! The audit log is rotated by moving it away and asking the server to
+//! reopen it ([`RunningServer::reopen_audit_log`]; `kill -USR1 PID` for
+//! [`serve_blocking`], as in logrotate's `postrotate`): the moved file
+//! ends with a `reopened` record and `DIR/audit.log` is opened anew, as
+//! at start, beginning with a `reopen` record. A reopen that fails keeps
+//! the file in use and is logged.
 //!
 //! Seed flaw fixed here: the seed's server ran one worker over plain HTTP as
 //! shipped; this one is HTTPS only, multi-threaded, with a certificate made
@@ -71,7 +80,10 @@ pub use tls::{CertInfo, Validity};
 
 use crate::KmsError;
 use crate::atomic;
-pub use crate::audit::{AUDIT_SYNC_INTERVAL, AuditSync, SyncStatus};
+pub use crate::audit::{
+    AUDIT_SYNC_INTERVAL, AuditSync, BadSyncInterval, MAX_AUDIT_SYNC_INTERVAL, SyncStatus,
+    check_audit_sync_interval, parse_audit_sync_interval,
+};
 use crate::audit::{AuditLog, SyncFn};
 use crate::facility::Facility;
 use crate::files::{self, MAX_TOKEN_FILE, TOKEN_CHARACTERS, read_own_opt, token_fits_header};
@@ -137,6 +149,11 @@ pub struct ServerConfig {
     /// [`AUDIT_SYNC_INTERVAL`] (the default), or before each answer that
     /// gives out or changes keys (see [`crate::audit`]).
     pub audit_sync: AuditSync,
+    /// How often, at most, the `interval` mode syncs the audit log, and
+    /// how long a failed sync waits before it is tried again (in both
+    /// modes): more than zero and at most [`MAX_AUDIT_SYNC_INTERVAL`];
+    /// [`AUDIT_SYNC_INTERVAL`] by default.
+    pub audit_sync_interval: Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -151,6 +168,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_body", &self.max_body)
             .field("request_timeout", &self.request_timeout)
             .field("audit_sync", &self.audit_sync)
+            .field("audit_sync_interval", &self.audit_sync_interval)
             .finish()
     }
 }
@@ -170,6 +188,7 @@ impl ServerConfig {
             max_body: 1 << 20,
             request_timeout: Duration::from_secs(30),
             audit_sync: AuditSync::Interval,
+            audit_sync_interval: AUDIT_SYNC_INTERVAL,
         }
     }
 }
@@ -209,6 +228,20 @@ impl RunningServer {
     /// written and synced, and how many syncs succeeded and failed.
     pub fn audit_sync_status(&self) -> (u64, SyncStatus) {
         (self.state.audit.written(), self.state.audit.sync_status())
+    }
+
+    /// Opens the audit log anew at `DIR/audit.log` and writes every later
+    /// record there, as SIGUSR1 has [`serve_blocking`] do: after logrotate
+    /// (or an operator) moved the file away, the moved file ends with a
+    /// `reopened` record and the new one begins with a `reopen` record.
+    /// A failure (the path now a directory or a link, no room for the
+    /// first record) is logged and returned, and the file in use stays in
+    /// use. See [`crate::audit::AuditLog::reopen`].
+    pub async fn reopen_audit_log(&self) -> Result<(), KmsError> {
+        let state = Arc::clone(&self.state);
+        tokio::task::spawn_blocking(move || state.audit.reopen())
+            .await
+            .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))?
     }
 
     /// The file holding the management token, if the server created or read
@@ -351,6 +384,8 @@ pub(crate) async fn start_with(
     config: ServerConfig,
     sync: SyncFn,
 ) -> Result<RunningServer, KmsError> {
+    check_audit_sync_interval(config.audit_sync_interval)
+        .map_err(|e| KmsError::Config(e.to_string()))?;
     if config.max_body < MIN_MAX_BODY {
         return Err(KmsError::Config(format!(
             "a body limit of {} bytes leaves no room for a request: give at least {MIN_MAX_BODY}",
@@ -406,8 +441,9 @@ pub(crate) async fn start_with(
                 ring: KeyRing::open(&dir)?,
                 audit: AuditLog::from_file(
                     audit_file,
+                    &audit_path,
                     config.audit_sync,
-                    AUDIT_SYNC_INTERVAL,
+                    config.audit_sync_interval,
                     sync,
                 )?,
                 token_hash: Sha256::digest(token.as_bytes()).into(),
@@ -627,8 +663,10 @@ fn lock_dir(dir: &std::path::Path) -> Result<DirLock, KmsError> {
 }
 
 /// Runs a server until SIGINT, SIGTERM or SIGHUP, on its own multi-threaded
-/// runtime; calls `ready` once it listens (to print its address and
-/// fingerprint). For the CLI. On a thread inside a tokio runtime it fails
+/// runtime, reopening its audit log on each SIGUSR1
+/// ([`RunningServer::reopen_audit_log`]; unless the process was started
+/// with SIGUSR1 ignored); calls `ready` once it listens (to print its
+/// address and fingerprint). For the CLI. On a thread inside a tokio runtime it fails
 /// with [`KmsError::InsideAsyncRuntime`]: use [`start`] there.
 pub fn serve_blocking(
     config: ServerConfig,
@@ -645,9 +683,33 @@ pub fn serve_blocking(
         let stop = seccs_core::signals::stop_signals(&mut |name, error| {
             tracing::error!(%error, "cannot listen for {name}");
         });
+        // Listened for before the server says it is ready, as the stop
+        // signals are: SIGUSR1's default action would end the process.
+        let mut reopen = seccs_core::signals::reopen_signal(&mut |name, error| {
+            tracing::error!(%error, "cannot listen for {name}: the audit log cannot be reopened");
+        });
         let server = start(config).await?;
         ready(&server);
-        stop.await;
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let signalled = async {
+                match reopen.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut stop => break,
+                got = signalled => match got {
+                    // Already logged with its cause; the old file stays in use.
+                    Some(()) => {
+                        let _kept = server.reopen_audit_log().await;
+                    }
+                    // The listener is gone (never, with tokio's): no spin.
+                    None => reopen = None,
+                },
+            }
+        }
         tracing::info!("shutting down");
         server.shutdown(Duration::from_secs(10)).await
     })
