@@ -1922,6 +1922,38 @@ mod tests {
         Ok(())
     }
 
+    /// In the `each` mode, an answer whose record was written before a
+    /// reopen waits for a sync of the old file, and one written after it
+    /// for a sync of the new file.
+    #[test]
+    fn in_each_mode_records_on_either_side_of_a_reopen_wait_for_their_own_file() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = AuditLog::open_with(
+            &path,
+            AuditSync::Each,
+            Duration::from_millis(20),
+            watched_sync(&seen, |_| false),
+        )?;
+        let old = inode(&path)?;
+        runtime()?.block_on(async {
+            let before = log.write_release(&Entry::new(None, "key", "a", "ok"))?;
+            std::fs::rename(&path, dir.path().join("audit.log.1"))?;
+            log.reopen()?;
+            tokio::time::timeout(Duration::from_secs(20), log.durable(before)).await??;
+            let new = inode(&path)?;
+            let after = log.write_release(&Entry::new(None, "key", "b", "ok"))?;
+            assert_eq!(after, Written(4), "a, reopened, reopen, b");
+            tokio::time::timeout(Duration::from_secs(20), log.durable(after)).await??;
+            let seen = seen.lock().map_err(|_| "poisoned")?.clone();
+            assert!(seen.contains(&(old, 2)), "{seen:?}");
+            assert_eq!(seen.last(), Some(&(new, 2)), "{seen:?}");
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })?;
+        Ok(())
+    }
+
     /// A reopen whose sync of the old file fails settles that file's
     /// records as a failed sync does: refused for what gives out keys
     /// until a sync (now of the new file) succeeds, and never counted as
