@@ -31,6 +31,18 @@ pub enum StoreError {
     /// ([`crate::Store::get_named`]): a directory has none of its own.
     #[error("{0}")]
     IsDirectory(String),
+    /// A name's version that a writer removed (`rm`, `rm --keep`) while
+    /// it was read, by a reader that holds no writer lease: nodes of it
+    /// went missing, and the catalog, read again, no longer holds it
+    /// ([`crate::Store::get_version_range`]). Not damage: what was read of
+    /// it is to be thrown away.
+    #[error("{}@{number} was removed while it was read", .name.escape_debug())]
+    VersionRemoved {
+        /// The name.
+        name: String,
+        /// The version's number.
+        number: u32,
+    },
     /// A range that does not lie within its content.
     #[error("range {offset}+{len} is outside the content's {size} bytes")]
     RangeOutside {

@@ -164,3 +164,127 @@ fn store_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Store>();
 }
+
+/// A memory backend that, once a read has fetched `root`, runs `then`
+/// (a writer's removal) before the read goes on: a reader beside a writer,
+/// interleaved the same way every run.
+struct RemovedAfterRoot {
+    inner: Arc<MemoryBackend>,
+    root: Vec<u8>,
+    then: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Backend for RemovedAfterRoot {
+    fn name(&self) -> &str {
+        "removed-after-root"
+    }
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+        let found = self.inner.get_many(keys)?;
+        if keys.contains(&self.root.as_slice()) {
+            let then = self.then.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(then) = then {
+                then();
+            }
+        }
+        Ok(found)
+    }
+    fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+        self.inner.apply(batch)
+    }
+    fn is_transactional(&self) -> bool {
+        true
+    }
+    fn walk(
+        &self,
+        prefix: &[u8],
+        visit: &mut Visitor<'_>,
+        damaged: Option<&mut Damaged<'_>>,
+    ) -> Result<(), BackendError> {
+        self.inner.walk(prefix, visit, damaged)
+    }
+}
+
+/// A reader whose version a writer removes (the whole name, or only that
+/// version) once the reader has its root gets "NAME@N was removed while it
+/// was read", not an integrity error: the version's nodes went with it.
+#[test]
+fn a_version_removed_while_it_is_read_is_said_as_removed_not_as_damage() {
+    use seccs_store::StoreError;
+    use seccs_store::catalog::EntryKind;
+    let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
+    for whole_name in [true, false] {
+        let inner = Arc::new(MemoryBackend::new());
+        let writer = Arc::new(Store::new_unchecked(inner.clone(), params, &common::key(5)));
+        let first = random_bytes(60_000, 21);
+        let (put, _) = writer
+            .put_named(&mut first.as_slice(), "docs/a", EntryKind::File)
+            .expect("put");
+        writer
+            .put_named(
+                &mut &random_bytes(60_000, 22)[..],
+                "docs/a",
+                EntryKind::File,
+            )
+            .expect("second version");
+        let remover = Arc::clone(&writer);
+        let backend = Arc::new(RemovedAfterRoot {
+            inner: inner.clone(),
+            root: put.content_ref.digest().to_vec(),
+            then: std::sync::Mutex::new(Some(Box::new(move || {
+                let number = if whole_name { None } else { Some(1) };
+                remover.remove_name("docs/a", number).expect("removed");
+            }))),
+        });
+        let reader = Store::new_unchecked(backend.clone(), params, &common::key(5));
+        let mut out = Vec::new();
+        match reader.get_named("docs/a", Some(1), &mut out) {
+            Err(e @ StoreError::VersionRemoved { .. }) => {
+                assert_eq!(e.to_string(), "docs/a@1 was removed while it was read")
+            }
+            other => panic!("whole name {whole_name}: {other:?}"),
+        }
+        assert!(backend.then.lock().expect("lock").is_none(), "it ran");
+        assert!(out.len() < first.len(), "the read stopped");
+    }
+}
+
+/// A node missing from a version the catalog still holds is damage, said
+/// as an integrity error as before: asking the catalog again does not
+/// explain it away.
+#[test]
+fn a_node_missing_from_a_version_still_in_the_catalog_is_damage() {
+    use seccs_store::StoreError;
+    use seccs_store::catalog::{self, EntryKind};
+    let (store, backend) = common::memory_store(256, WrapperKind::AesSiv);
+    let content = random_bytes(60_000, 23);
+    let (put, _) = store
+        .put_named(&mut content.as_slice(), "docs/a", EntryKind::File)
+        .expect("put");
+    let mut below_root = Vec::new();
+    backend
+        .for_each(&mut |key, _| {
+            if !catalog::is_catalog_key(key) && key != put.content_ref.digest() {
+                below_root.push(key.to_vec());
+            }
+            Ok(())
+        })
+        .expect("walk");
+    below_root.sort();
+    let gone = below_root.first().expect("a node below the root");
+    assert!(backend.remove_raw(gone));
+    match store.get_named("docs/a", Some(1), &mut Vec::new()) {
+        Err(StoreError::Integrity(m)) => assert!(m.contains("is missing from the store"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Its root gone too: still damage, naming the version.
+    assert!(backend.remove_raw(put.content_ref.digest()));
+    match store.get_named("docs/a", None, &mut Vec::new()) {
+        Err(StoreError::Integrity(m)) => {
+            assert!(
+                m.starts_with("the root node of \"docs/a\" version 1"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}

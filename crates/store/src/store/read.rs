@@ -2,7 +2,10 @@
 //! (and, by name, [`Store::get_named`] and [`Store::get_version_range`])
 //! walk a content's tree from its root, fetching inner nodes in batches
 //! and leaves in windows of [`READ_WINDOW`] bytes, and opening only the
-//! nodes on the path to the range read.
+//! nodes on the path to the range read. A read of a name's version that
+//! finds a node missing asks the catalog again whether the version is still
+//! there, so that one removed by a writer while it was read is said as
+//! such, not as damage.
 
 use std::io::Write;
 
@@ -79,6 +82,14 @@ impl Store {
     /// name's version is one the store holds a count for, so its absence is
     /// damage: an [`StoreError::Integrity`] error naming the version, where
     /// `get_range` of a reference says [`StoreError::NotFound`].
+    ///
+    /// Unless the version went while it was read: a writer's `rm` (or
+    /// `rm --keep`) removes a version's catalog record and its nodes,
+    /// which a reader beside it (a store opened for reading) may find
+    /// gone. A node found missing is therefore damage only if the catalog,
+    /// read again, still holds the version with this root; otherwise the
+    /// read fails with [`StoreError::VersionRemoved`]. Either way part of
+    /// the content may have been written to `out`.
     pub fn get_version_range(
         &self,
         name: &str,
@@ -88,15 +99,41 @@ impl Store {
         out: &mut dyn Write,
     ) -> Result<()> {
         let r = &version.content_ref;
-        self.get_range(r, offset, len, out).map_err(|e| match e {
-            StoreError::NotFound(_) => StoreError::integrity(format!(
-                "the root node of {:?} version {} ({}) is missing from the store",
-                name,
-                version.number,
-                r.to_hex()
-            )),
-            other => other,
-        })
+        let mut window = LeafWindow::default();
+        let read = self.read_range(r, offset, len, out, &mut window);
+        let err = match read {
+            Ok(()) => return Ok(()),
+            Err(StoreError::NotFound(_)) => {
+                window.missing = true;
+                StoreError::integrity(format!(
+                    "the root node of {:?} version {} ({}) is missing from the store",
+                    name,
+                    version.number,
+                    r.to_hex()
+                ))
+            }
+            Err(other) => other,
+        };
+        if window.missing && self.removed_since(name, version) {
+            return Err(StoreError::VersionRemoved {
+                name: name.to_owned(),
+                number: version.number,
+            });
+        }
+        Err(err)
+    }
+
+    /// Whether the catalog no longer holds `version` of `name` with its
+    /// root (read now). A catalog that cannot be read says nothing of it:
+    /// false.
+    fn removed_since(&self, name: &str, version: &Version) -> bool {
+        match self.lookup(name) {
+            Ok(Some(record)) => record
+                .version(version.number)
+                .is_none_or(|now| now.content_ref != version.content_ref),
+            Ok(None) => true,
+            Err(_) => false,
+        }
     }
 
     /// Writes `len` bytes of a content from `offset` to `out`, fetching only
@@ -107,6 +144,19 @@ impl Store {
         offset: u64,
         len: u64,
         out: &mut dyn Write,
+    ) -> Result<()> {
+        self.read_range(content_ref, offset, len, out, &mut LeafWindow::default())
+    }
+
+    /// [`Store::get_range`], reading leaves through `window`, which tells
+    /// afterwards whether a node below the root was found missing.
+    fn read_range(
+        &self,
+        content_ref: &ContentRef,
+        offset: u64,
+        len: u64,
+        out: &mut dyn Write,
+        window: &mut LeafWindow,
     ) -> Result<()> {
         self.check_ref(content_ref)?;
         let n = content_ref.len();
@@ -128,9 +178,8 @@ impl Store {
         if len == 0 {
             return Ok(());
         }
-        let mut window = LeafWindow::default();
-        self.visit(&children, height - 1, offset, end, out, &mut window)?;
-        self.flush_window(&mut window, out)
+        self.visit(&children, height - 1, offset, end, out, window)?;
+        self.flush_window(window, out)
     }
 
     /// Visits the children (of height `height`) overlapping `[start, end)`,
@@ -172,7 +221,10 @@ impl Store {
             let keys: Vec<&[u8]> = group.iter().map(|(c, _, _)| c.digest.as_slice()).collect();
             let values = self.backend.get_values(&keys)?;
             for ((child, from, to), value) in group.iter().zip(values) {
-                let value = value.ok_or_else(|| missing(&child.digest))?;
+                let Some(value) = value else {
+                    window.missing = true;
+                    return Err(missing(&child.digest));
+                };
                 let plaintext = self.open_sealed(height, false, &child.digest, &value)?;
                 let grandchildren =
                     node::decode_superchunk(plaintext, self.wrapper.digest_len(), child.len)?;
@@ -190,6 +242,7 @@ impl Store {
         window.bytes = 0;
         let keys: Vec<&[u8]> = leaves.iter().map(|l| l.0.as_slice()).collect();
         let entries = self.backend.get_values(&keys)?;
+        window.missing |= entries.iter().any(Option::is_none);
         let open_one = |((digest, len, _, _), value): (&WindowLeaf, Option<Vec<u8>>)| {
             let value = value.ok_or_else(|| missing(digest))?;
             node::decode_leaf(self.open_sealed(0, false, digest, &value)?, *len)
@@ -217,4 +270,7 @@ type WindowLeaf = (Vec<u8>, u64, u64, u64);
 struct LeafWindow {
     leaves: Vec<WindowLeaf>,
     bytes: u64,
+    /// Whether a node of the read was found missing (not: failed to
+    /// authenticate).
+    missing: bool,
 }
