@@ -114,7 +114,7 @@ pub fn run(loc: &StoreLocation, args: DiffArgs) -> Result<()> {
             format_time(args.from)
         );
     }
-    let opened = open::open(loc, false)?;
+    let opened = open::open_to_read(loc)?;
     let listing = opened.store.list_readable(&args.prefix)?;
     let mut out = BufWriter::new(io::stdout().lock());
     let mut counts = [0usize; 5];

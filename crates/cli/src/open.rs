@@ -29,8 +29,11 @@ pub struct StoreLocation {
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// When another process holds the store (a put, a gc), wait up to
-    /// SECONDS for it to finish instead of failing at once, as a scheduled
-    /// job that may meet another wants. 0 (the default) fails at once.
+    /// SECONDS for it to finish instead of failing at once with "store is
+    /// in use", as a scheduled job that may meet another wants. 0 (the
+    /// default) fails at once. On a network backend (Redis, PostgreSQL,
+    /// S3) the commands that only read (get, ls, diff, stat) never wait:
+    /// they run beside a writer.
     #[arg(
         long,
         value_name = "SECONDS",
@@ -202,10 +205,31 @@ pub struct OpenStore {
     pub store: Store,
 }
 
-/// Opens the store `loc` names; with `create_if_missing`, makes a default
-/// one first and says where on stderr. A store another process holds is
-/// waited for as `--lock-wait` says.
+/// Opens the store `loc` names for a command that may write; with
+/// `create_if_missing`, makes a default one first and says where on stderr.
+/// A store another process holds is waited for as `--lock-wait` says.
 pub fn open(loc: &StoreLocation, create_if_missing: bool) -> Result<OpenStore> {
+    open_as(loc, create_if_missing, Access::Write)
+}
+
+/// Opens the store `loc` names for a command that only reads (`get`, `ls`,
+/// `diff`, `stat`). A network store is opened without its directory's lock
+/// and without the backend's writer lease, so that it runs beside a writer
+/// (here or on another machine) and beside other readers, and writes
+/// nothing (see [`StoreDir::open_for_reading`]); a store on the embedded
+/// backend, one process at a time, is opened as [`open`] opens it.
+pub fn open_to_read(loc: &StoreLocation) -> Result<OpenStore> {
+    open_as(loc, false, Access::Read)
+}
+
+/// What a command does with the store it opens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+fn open_as(loc: &StoreLocation, create_if_missing: bool, access: Access) -> Result<OpenStore> {
     let path = &loc.path()?;
     let mut lock = LockWait::new(Duration::from_secs(loc.lock_wait.unwrap_or(0)));
     let (dir, key) = if create_if_missing && !StoreDir::exists(path) {
@@ -227,7 +251,12 @@ pub fn open(loc: &StoreLocation, create_if_missing: bool) -> Result<OpenStore> {
         );
         (dir, key)
     } else {
-        let dir = lock.retry(|| Ok(StoreDir::open(path)?))?;
+        let dir = lock.retry(|| {
+            Ok(match access {
+                Access::Read => StoreDir::open_for_reading(path)?,
+                Access::Write => StoreDir::open(path)?,
+            })
+        })?;
         let key = load_key(&dir)?;
         (dir, key)
     };
@@ -403,7 +432,10 @@ fn open_backend(dir: &StoreDir) -> Result<Arc<dyn Backend>> {
     if url == EMBEDDED {
         return Ok(dir.open_embedded()?);
     }
-    open_network_backend(url)
+    match dir.is_reader() {
+        true => open_network_backend_to_read(url),
+        false => open_network_backend(url),
+    }
 }
 
 fn open_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
@@ -412,6 +444,18 @@ fn open_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
             .with_context(|| format!("cannot open backend {}", seccs_backends::redact(url)))?,
     );
     crate::interrupt::release_on_interrupt(&backend);
+    for risk in backend.risks() {
+        eprintln!("seccs: warning: {risk}");
+    }
+    Ok(backend)
+}
+
+/// Opens a network backend by URL without its writer lease, for a reader.
+fn open_network_backend_to_read(url: &str) -> Result<Arc<dyn Backend>> {
+    let backend: Arc<dyn Backend> = Arc::from(
+        seccs_backends::open(url)
+            .with_context(|| format!("cannot open backend {}", seccs_backends::redact(url)))?,
+    );
     for risk in backend.risks() {
         eprintln!("seccs: warning: {risk}");
     }

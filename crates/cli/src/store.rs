@@ -588,7 +588,7 @@ fn resolve<'a>(store: &seccs_store::Store, spec: &'a str) -> Result<Resolved<'a>
 pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     let exclude = crate::exclude::Excludes::new(&args.exclude)?;
     let ownership = crate::tree::Ownership::for_this_process(!args.no_same_owner);
-    let opened = open::open(loc, false)?;
+    let opened = open::open_to_read(loc)?;
     let store = &opened.store;
     if args.reference.ends_with('/') {
         let Some(dir) = &args.output else {
@@ -658,13 +658,12 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
             ),
         }
     }
-    // A name's content whose root node is gone is damage to the store, not
-    // a reference mistyped.
+    // A name's content whose root node is gone is damage to the store
+    // (`read` says it so), not a reference mistyped; unless the version
+    // was removed while it was read, which `read` says as that.
     let damaged = |e: StoreError| match e {
-        StoreError::NotFound(_) if version.is_some() => StoreError::Integrity(format!(
-            "the root node of {} ({r}) is missing from the store; `seccs verify` lists what \
-             else is damaged",
-            shown(&args.reference)
+        StoreError::Integrity(detail) if version.is_some() => StoreError::Integrity(format!(
+            "{detail}; `seccs verify` lists what else is damaged"
         )),
         // A reference typed or copied wrong in its length (the last 16
         // digits) names a root that authenticates at another height or
@@ -678,6 +677,12 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
         )),
         other => other,
     };
+    // A name's version is read as one, so that a node that a writer
+    // removed under this reader is told from damage.
+    let read = |offset: u64, len: u64, out: &mut dyn Write| match &named {
+        Some((name, _, v)) => store.get_version_range(name, v, offset, len, out),
+        None => store.get_range(&r, offset, len, out),
+    };
     let to_file = args.output.as_deref().filter(|p| *p != Path::new("-"));
     if let (Some(v), Some(path)) = (&version, to_file)
         && v.kind == EntryKind::Symlink
@@ -690,8 +695,8 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
             );
         }
         // A symlink comes back as a symlink, as a tree restore makes it.
-        let target = store
-            .get(&r)
+        let mut target = Vec::new();
+        read(0, r.len(), &mut target)
             .map_err(damaged)
             .with_context(|| format!("cannot read {}", shown(&args.reference)))?;
         let attrs = crate::tree::attrs_of(v, ownership);
@@ -709,16 +714,12 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
         None => {
             let stdout = io::stdout();
             let mut out = BufWriter::with_capacity(1 << 20, bar.wrap_write(stdout.lock()));
-            store
-                .get_range(&r, offset, len, &mut out)
-                .map_err(damaged)?;
+            read(offset, len, &mut out).map_err(damaged)?;
             out.flush()?;
         }
         Some(path) => crate::output::write_file_atomically_as(path, &attrs, |out| {
             crate::output::read_into(out, &shown_path(path), &args.reference, |out| {
-                store
-                    .get_range(&r, offset, len, &mut bar.wrap_write(out))
-                    .map_err(damaged)
+                read(offset, len, &mut bar.wrap_write(out)).map_err(damaged)
             })
         })?,
     }
@@ -1039,7 +1040,7 @@ fn keep_newest(store: &seccs_store::Store, reference: &str, keep: u32) -> Result
 
 /// Runs `seccs ls`.
 pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
-    let opened = open::open(loc, false)?;
+    let opened = open::open_to_read(loc)?;
     let listing = opened.store.list_readable(&args.prefix)?;
     let records = &listing.records;
     let stdout = io::stdout();
@@ -1251,7 +1252,7 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
 
 /// Runs `seccs stat`.
 pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
-    let opened = open::open(loc, false)?;
+    let opened = open::open_to_read(loc)?;
     let stats = opened.store.stats()?;
     let usage = stats.usage;
     let config = opened.dir.config();

@@ -1645,7 +1645,15 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                     let unplaced =
                         crate::output::write_restored(target, shown, &attrs, durability, |out| {
                             crate::output::read_into(out, &shown_path(shown), &record.name, |out| {
-                                store.get_to(&version.content_ref, &mut bar.wrap_write(out))
+                                // As a version, so that one removed while it is
+                                // read is said as that, not as damage.
+                                store.get_version_range(
+                                    &record.name,
+                                    version,
+                                    0,
+                                    version.content_ref.len(),
+                                    &mut bar.wrap_write(out),
+                                )
                             })
                         })?;
                     match durability {
@@ -1654,9 +1662,18 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                     }
                 }
                 EntryKind::Symlink => {
-                    let link = store.get(&version.content_ref).with_context(|| {
-                        format!("cannot read {}", shown_name(&record.name, EntryKind::File))
-                    })?;
+                    let mut link = Vec::new();
+                    store
+                        .get_version_range(
+                            &record.name,
+                            version,
+                            0,
+                            version.content_ref.len(),
+                            &mut link,
+                        )
+                        .with_context(|| {
+                            format!("cannot read {}", shown_name(&record.name, EntryKind::File))
+                        })?;
                     restore_link(&place, &link, &attrs_of(version, ownership)).map(|()| None)
                 }
                 EntryKind::Directory => match fs::create_dir(target) {

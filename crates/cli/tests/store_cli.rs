@@ -2468,14 +2468,16 @@ fn a_second_directory_on_the_same_backend_prefix_is_refused_while_the_first_writ
         assert!(Instant::now() < deadline, "the first never took the lease");
         std::thread::sleep(Duration::from_millis(50));
     }
-    for args in [&["ls"][..], &["put", "-", "--name", "z"]] {
+    for args in [&["rm", "x"][..], &["put", "-", "--name", "z"]] {
         let err = fails(seccs(&second).args(args).stdin(Stdio::null()));
         assert!(err.contains("store is in use"), "{args:?}: {err}");
         assert!(err.contains(&format!("pid {}", holder.id())), "{err}");
     }
     // One given --lock-wait waits for the lease instead.
     let waiter = seccs(&second)
-        .args(["--lock-wait", "120", "ls"])
+        .args(["--lock-wait", "120", "put"])
+        .arg(&input)
+        .args(["--name", "z", "-q"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -2492,7 +2494,82 @@ fn a_second_directory_on_the_same_backend_prefix_is_refused_while_the_first_writ
     assert!(out.status.success(), "{err}");
     assert!(err.contains("waiting up to 120 s"), "{err}");
     let names = listed(&second, &[]);
-    assert_eq!(names, ["x", "y"], "{names:?}");
+    assert_eq!(names, ["x", "y", "z"], "{names:?}");
+}
+
+/// On a network store, the commands that only read (`get` of a name, a
+/// range or a tree, `ls`, `diff`, `stat`) run beside a writer, from the
+/// writer's own directory and from another one (another machine), while
+/// two writers still exclude each other.
+#[test]
+fn readers_of_a_redis_store_run_beside_its_writer_and_writers_still_exclude_each_other() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=rw:");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args(["init", "--backend", &url]));
+    let input = random_file(tmp.path(), "in.bin", 200_000, 43);
+    put_as(&store, &input, "docs/a");
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    for file in ["config.toml", "key"] {
+        std::fs::copy(store.join(file), other.join(file)).expect("copy");
+    }
+
+    // A put from a pipe that stays open: the writer holds the store (its
+    // directory's lock and the backend's lease) until its input ends.
+    let mut writer = seccs(&store)
+        .args(["put", "-", "--name", "big", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !redis_exists(port, b"rw:\0seccs:writer-lease") {
+        assert!(Instant::now() < deadline, "the writer never took the lease");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stdin = writer.stdin.take().expect("stdin");
+    {
+        use std::io::Write;
+        stdin.write_all(&[9u8; 1 << 20]).expect("write");
+    }
+    let expected = std::fs::read(&input).expect("read");
+    for dir in [&store, &other] {
+        let out = tmp.path().join("out.bin");
+        ok(seccs(dir).args(["get", "docs/a", "-o"]).arg(&out));
+        assert_eq!(std::fs::read(&out).expect("read"), expected);
+        let part = run(seccs(dir).args(["get", "docs/a@1", "--range", "1000:10"]));
+        assert!(part.status.success(), "{part:?}");
+        assert_eq!(part.stdout, &expected[1000..1010]);
+        let tree = tmp.path().join("tree");
+        ok(seccs(dir).args(["get", "docs/", "-o"]).arg(&tree));
+        assert_eq!(
+            std::fs::read(tree.join("docs/a")).expect("restored"),
+            expected
+        );
+        std::fs::remove_dir_all(&tree).expect("rm");
+        assert_eq!(listed(dir, &[]), ["docs/a"]);
+        ok(seccs(dir).args(["diff", "--from", "0"]));
+        ok(seccs(dir).args(["stat"]));
+    }
+    // Writers still meet it: from its directory (its lock) and from the
+    // other (the lease).
+    for dir in [&store, &other] {
+        for args in [
+            &["rm", "docs/a"][..],
+            &["put", "-", "--name", "z"],
+            &["verify"],
+        ] {
+            let err = fails(seccs(dir).args(args).stdin(Stdio::null()));
+            assert!(err.contains("store is in use"), "{args:?}: {err}");
+        }
+    }
+    drop(stdin);
+    assert!(writer.wait().expect("wait").success());
+    assert_eq!(listed(&other, &[]), ["big", "docs/a"]);
+    ok(seccs(&store).arg("verify"));
 }
 
 /// `put DIR` of the directory in `cwd`, quietly; must succeed.
@@ -3082,7 +3159,8 @@ fn a_backend_that_lost_the_stores_data_is_reported_not_taken_for_empty() {
 
     // The marker alone removed: said as such, with the way back, which is
     // also how a store made before markers looks (no mark in the config):
-    // the next open marks it again.
+    // the next open that may write marks it again (a reader writes
+    // nothing).
     redis_command(port, &[b"DEL", b"m:\0seccs:store-marker"]);
     let err = fails(seccs(&store).arg("ls"));
     assert!(
@@ -3095,6 +3173,12 @@ fn a_backend_that_lost_the_stores_data_is_reported_not_taken_for_empty() {
     assert!(text.contains("backend_marked = true"), "{text}");
     std::fs::write(&config, text.replace("backend_marked = true\n", "")).expect("config");
     assert_eq!(listed(&store, &[]), ["a"]);
+    assert!(
+        !std::fs::read_to_string(&config)
+            .expect("config")
+            .contains("backend_marked = true")
+    );
+    ok(seccs(&store).arg("verify"));
     assert!(
         std::fs::read_to_string(&config)
             .expect("config")
@@ -3161,7 +3245,9 @@ fn a_name_whose_root_node_is_missing_is_reported_as_damage() {
     let out = tmp.path().join("out.bin");
     let err = fails(seccs(&store).args(["get", "docs/a", "-o"]).arg(&out));
     assert!(
-        err.contains("integrity error: the root node of docs/a") && err.contains("missing"),
+        err.contains("integrity error: the root node of \"docs/a\" version 1")
+            && err.contains("missing")
+            && err.contains("seccs verify"),
         "{err}"
     );
     assert!(!out.exists());

@@ -7,6 +7,8 @@
 //! DIR/key           the store key (mode 0600), unless the config names
 //!                   another key file, the key service or the share network
 //! DIR/lock          held exclusively while a process has the store open
+//!                   (not by a reader of a network store: see
+//!                   [`StoreDir::open_for_reading`])
 //! DIR/journal/      one file per large put in progress
 //! DIR/db/           the embedded backend's database
 //! ```
@@ -217,7 +219,9 @@ impl StoreConfig {
 
 /// An open store directory; holds the lock until dropped, and so does
 /// each [`Store`] opened from it ([`StoreDir::open_store`]): a store
-/// outliving its directory handle keeps other processes out.
+/// outliving its directory handle keeps other processes out. A handle
+/// from [`StoreDir::open_for_reading`] on a network store holds no lock
+/// and writes nothing.
 #[derive(Debug)]
 pub struct StoreDir {
     path: PathBuf,
@@ -227,7 +231,9 @@ pub struct StoreDir {
     /// The check value of the parameters of a store made before parameter
     /// checks, as they are now, to record once they are confirmed.
     unconfirmed_params_check: Option<String>,
-    lock: Arc<File>,
+    /// The directory's lock; `None` for a reader of a network store, which
+    /// writes nothing to the directory or the backend.
+    lock: Option<Arc<File>>,
 }
 
 impl StoreDir {
@@ -253,7 +259,7 @@ impl StoreDir {
             config,
             created: true,
             unconfirmed_params_check: None,
-            lock: Arc::new(lock),
+            lock: Some(Arc::new(lock)),
         };
         dir.write_config()?;
         Ok(dir)
@@ -293,7 +299,7 @@ impl StoreDir {
                      data (emptied, or restarted without persistence) while a command was \
                      writing, and holds only what that command wrote afterwards. Only if you \
                      know the marker alone went, delete the line `backend_marked = true` from \
-                     config.toml and the next command marks it again, then run `seccs verify`; \
+                     config.toml and run `seccs verify`, which marks it again; \
                      otherwise what was stored before is gone. Nothing was changed",
                     backend.name(),
                     self.path.display()
@@ -306,6 +312,8 @@ impl StoreDir {
                 backend.name(),
                 self.path.display()
             ))),
+            // Marked by the next writer: a reader writes nothing.
+            None if self.is_reader() => Ok(()),
             None => {
                 backend.write_marker(ours.as_bytes())?;
                 backend.guard_writes_with_marker(ours.as_bytes());
@@ -315,8 +323,15 @@ impl StoreDir {
         }
     }
 
-    /// Writes config.toml from the config held (atomically).
+    /// Writes config.toml from the config held (atomically); never from a
+    /// reader's handle, which holds no lock.
     fn write_config(&self) -> Result<()> {
+        if self.is_reader() {
+            return Err(StoreError::Config(format!(
+                "{} was opened for reading: its config is not written",
+                self.path.display()
+            )));
+        }
         let text = toml::to_string(&self.config)
             .map_err(|e| StoreError::Config(format!("cannot write config: {e}")))?;
         write_atomic(&self.path.join("config.toml"), text.as_bytes(), 0o644)
@@ -324,6 +339,54 @@ impl StoreDir {
 
     /// Opens an existing store directory, taking its lock.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::check_is_store(path)?;
+        let lock = lock(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            config: read_config(path)?,
+            created: false,
+            unconfirmed_params_check: None,
+            lock: Some(Arc::new(lock)),
+        })
+    }
+
+    /// Opens an existing store directory for a command that only reads
+    /// (a get, a listing): a store on the embedded backend exactly as
+    /// [`StoreDir::open`] opens it (its lock taken: one process at a time),
+    /// a network store without taking the lock, so that readers run beside
+    /// a writer, on this machine or another. Such a handle never writes:
+    /// [`StoreDir::open_store`] then neither records check values, nor
+    /// marks the backend, nor cleans up after an interrupted put (the
+    /// next writer does), and the store it opens writes nothing either.
+    ///
+    /// That is safe because nothing in a network store's directory is
+    /// changed in place: config.toml is replaced whole (renamed over), the
+    /// key file is never rewritten, and the journal and the lock are
+    /// writers' alone. Writers on other machines never held this lock
+    /// anyway.
+    pub fn open_for_reading(path: &Path) -> Result<Self> {
+        Self::check_is_store(path)?;
+        let config = read_config(path)?;
+        if config.backend == EMBEDDED {
+            return Self::open(path);
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            config,
+            created: false,
+            unconfirmed_params_check: None,
+            lock: None,
+        })
+    }
+
+    /// Whether this handle was opened by [`StoreDir::open_for_reading`]
+    /// on a network store: it holds no lock and writes nothing.
+    pub fn is_reader(&self) -> bool {
+        self.lock.is_none()
+    }
+
+    /// Fails unless `path` is a directory holding config.toml.
+    fn check_is_store(path: &Path) -> Result<()> {
         if !path.exists() {
             return Err(StoreError::Config(format!(
                 "no store at {} (create one with `seccs init`)",
@@ -337,47 +400,7 @@ impl StoreDir {
                 path.display()
             )));
         }
-        let lock = lock(path)?;
-        let text = fs::read_to_string(&config_path).map_err(|e| io_err(&config_path, e))?;
-        let config: StoreConfig = toml::from_str(&text).map_err(|e| {
-            StoreError::Config(format!(
-                "{} is corrupt: {}",
-                config_path.display(),
-                e.message()
-            ))
-        })?;
-        if config.format_version != FORMAT_VERSION {
-            return Err(StoreError::Config(format!(
-                "{} has format version {}; this seccs reads version {FORMAT_VERSION}",
-                config_path.display(),
-                config.format_version
-            )));
-        }
-        config.params()?;
-        let is_check = |check: &str| {
-            check.len() == 2 * KEY_CHECK_LEN
-                && check
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        };
-        for (field, value) in [
-            ("key_check", &config.key_check),
-            ("params_check", &config.params_check),
-        ] {
-            if value.as_deref().is_some_and(|check| !is_check(check)) {
-                return Err(StoreError::Config(format!(
-                    "{} is corrupt: {field} is not {KEY_CHECK_LEN} bytes of lowercase hex",
-                    config_path.display()
-                )));
-            }
-        }
-        Ok(Self {
-            path: path.to_owned(),
-            config,
-            created: false,
-            unconfirmed_params_check: None,
-            lock: Arc::new(lock),
-        })
+        Ok(())
     }
 
     /// The directory.
@@ -483,7 +506,15 @@ impl StoreDir {
     /// the store's catalog records (or, without names, a few of its nodes);
     /// such a store gets the check value of the key that opens them, or of
     /// the first key while it holds nothing.
+    ///
+    /// From a reader's handle ([`StoreDir::open_for_reading`] on a network
+    /// store) nothing is recorded, marked or cleaned up, and the store
+    /// returned refuses every write.
     pub fn open_store(&mut self, backend: Arc<dyn Backend>, key: &SecretKey) -> Result<Store> {
+        let backend: Arc<dyn Backend> = match self.is_reader() {
+            true => Arc::new(crate::backend::ReadOnly(backend)),
+            false => backend,
+        };
         let mut store = Store::new_unchecked(backend, self.config.params()?, key);
         self.check_key(key)?;
         match &self.config.key_check {
@@ -496,6 +527,8 @@ impl StoreDir {
                         self.path.display()
                     )));
                 }
+                // Recorded by the next writer.
+                Some(true) | None if self.is_reader() => {}
                 // Confirmed, or nothing to confirm it by and nothing to
                 // damage: recorded from now on.
                 Some(true) | None => {
@@ -516,8 +549,14 @@ impl StoreDir {
         }
         self.check_backend_marker(store.backend(), key)?;
         store.mark_key_checked();
+        let Some(lock) = &self.lock else {
+            // A reader: the journal is the writers' (an entry may be a put
+            // running now), and what an interrupted put left (nodes no
+            // version holds) is never read.
+            return Ok(store);
+        };
         store.set_journal_dir(self.path.join("journal"));
-        store.hold_dir_lock(Arc::clone(&self.lock));
+        store.hold_dir_lock(Arc::clone(lock));
         if store.needs_recovery()? {
             store.recover()?;
         }
@@ -574,6 +613,45 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
         .ok_or_else(bad)?;
     let bytes = zeroize::Zeroizing::new(seccs_core::hexenc::decode(hex).map_err(|_| bad())?);
     SecretKey::from_slice(&bytes).map_err(|_| bad())
+}
+
+/// Reads and checks `path`/config.toml.
+fn read_config(path: &Path) -> Result<StoreConfig> {
+    let config_path = path.join("config.toml");
+    let text = fs::read_to_string(&config_path).map_err(|e| io_err(&config_path, e))?;
+    let config: StoreConfig = toml::from_str(&text).map_err(|e| {
+        StoreError::Config(format!(
+            "{} is corrupt: {}",
+            config_path.display(),
+            e.message()
+        ))
+    })?;
+    if config.format_version != FORMAT_VERSION {
+        return Err(StoreError::Config(format!(
+            "{} has format version {}; this seccs reads version {FORMAT_VERSION}",
+            config_path.display(),
+            config.format_version
+        )));
+    }
+    config.params()?;
+    let is_check = |check: &str| {
+        check.len() == 2 * KEY_CHECK_LEN
+            && check
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    for (field, value) in [
+        ("key_check", &config.key_check),
+        ("params_check", &config.params_check),
+    ] {
+        if value.as_deref().is_some_and(|check| !is_check(check)) {
+            return Err(StoreError::Config(format!(
+                "{} is corrupt: {field} is not {KEY_CHECK_LEN} bytes of lowercase hex",
+                config_path.display()
+            )));
+        }
+    }
+    Ok(config)
 }
 
 fn lock(path: &Path) -> Result<File> {
@@ -723,6 +801,56 @@ mod tests {
         store.put_named(&mut &b"x"[..], "x", EntryKind::File)?;
         drop(store);
         StoreDir::open(&path)?;
+        Ok(())
+    }
+
+    /// A reader of a network store takes no lock (a writer's handle opens
+    /// beside it), and writes nothing: no key check value recorded, no
+    /// marker, no clean-up of a put in progress, and its store refuses a
+    /// put. On the embedded backend a reader takes the lock as before.
+    #[test]
+    fn a_reader_of_a_network_store_takes_no_lock_and_writes_nothing() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        let config = StoreConfig::new(
+            Params::default(),
+            "redis://127.0.0.1:1/0?prefix=r:".into(),
+            KeySource::File {
+                path: PathBuf::from("key"),
+            },
+        );
+        drop(StoreDir::create(&path, config)?);
+        let journal = path.join("journal");
+        fs::create_dir_all(&journal)?;
+        fs::write(journal.join("a-put-running-now"), b"")?;
+        let backend: Arc<dyn Backend> = Arc::new(crate::backend::MemoryBackend::new());
+        let writer = StoreDir::open(&path)?;
+        let mut reader = StoreDir::open_for_reading(&path)?;
+        assert!(reader.is_reader() && !writer.is_reader());
+        let store = reader.open_store(Arc::clone(&backend), &key(1))?;
+        assert!(
+            journal.join("a-put-running-now").exists(),
+            "left to writers"
+        );
+        assert!(
+            StoreDir::open_for_reading(&path)?
+                .config()
+                .key_check
+                .is_none()
+        );
+        assert_eq!(backend.read_marker()?, None);
+        assert!(store.put(b"x").is_err(), "a reader's store writes nothing");
+        assert_eq!(backend.usage()?.entries, 0);
+        drop(writer);
+
+        let embedded = tmp.path().join("embedded");
+        let held = new_dir(&embedded, Some(&key(1)))?;
+        match StoreDir::open_for_reading(&embedded) {
+            Err(StoreError::Backend(crate::backend::BackendError::Locked { .. })) => {}
+            other => panic!("a reader opened an embedded store in use: {other:?}"),
+        }
+        drop(held);
+        assert!(!StoreDir::open_for_reading(&embedded)?.is_reader());
         Ok(())
     }
 

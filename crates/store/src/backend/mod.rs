@@ -22,9 +22,11 @@
 
 mod embedded;
 mod memory;
+mod read_only;
 
 pub use embedded::EmbeddedBackend;
 pub use memory::MemoryBackend;
+pub(crate) use read_only::ReadOnly;
 
 /// One stored entry: a sealed value and its reference count.
 #[derive(Debug, Clone, PartialEq, Eq)]
