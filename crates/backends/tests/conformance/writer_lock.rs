@@ -2,6 +2,7 @@
 //! opens a store's table or prefix exclusively is refused, and a holder that
 //! lost its lock stops writing instead of racing the new holder on counts.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use seccs_backends::{S3Backend, S3Config};
@@ -496,4 +497,67 @@ fn an_s3_batch_that_finds_the_marker_gone_stops_the_command() -> TestResult {
     backend.write_marker(b"ours")?;
     backend.apply(&one_put())?;
     Ok(())
+}
+
+/// What `seccs get` and `ls` do on a network store: a `Store` over the
+/// backend opened without the lease reads and lists what the writer, who
+/// holds the lease, put, and keeps reading while the writer removes and
+/// puts more; a second exclusive opener is still refused.
+fn a_reader_reads_beside_the_writer(
+    writer: Box<dyn Backend>,
+    reader: Box<dyn Backend>,
+    exclusive_again: impl FnOnce() -> Result<(), BackendError>,
+) -> TestResult {
+    use seccs_store::catalog::EntryKind;
+    use seccs_store::{Params, Store};
+    let key = seccs_core::SecretKey::from_bytes([3; 32]);
+    let params = Params::new(256, seccs_store::WrapperKind::AesSiv)?;
+    let writer = Store::open(Arc::from(writer), params, &key)?;
+    let reader = Store::open(Arc::from(reader), params, &key)?;
+    let content: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    writer.put_named(&mut content.as_slice(), "a", EntryKind::File)?;
+    let mut out = Vec::new();
+    reader.get_named("a", None, &mut out)?;
+    assert_eq!(out, content);
+    writer.put_named(&mut &b"b"[..], "b", EntryKind::File)?;
+    let names: Vec<String> = reader.list("")?.into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["a", "b"]);
+    writer.remove_name("a", None)?;
+    assert!(reader.lookup("a")?.is_none());
+    assert!(is_locked(exclusive_again()), "a second writer is refused");
+    Ok(())
+}
+
+#[test]
+fn redis_a_reader_without_the_lease_reads_beside_the_writer() -> TestResult {
+    let server = RedisServer::start()?;
+    let url = redis_url(&server, "beside:");
+    a_reader_reads_beside_the_writer(
+        seccs_backends::open_exclusive(&url, true)?,
+        seccs_backends::open(&url)?,
+        || seccs_backends::open_exclusive(&url, false).map(drop),
+    )
+}
+
+#[test]
+fn postgres_a_reader_without_the_lease_reads_beside_the_writer() -> TestResult {
+    let server = PostgresServer::start()?;
+    let url = server.url("beside_nodes");
+    a_reader_reads_beside_the_writer(
+        seccs_backends::open_exclusive(&url, true)?,
+        seccs_backends::open(&url)?,
+        || seccs_backends::open_exclusive(&url, false).map(drop),
+    )
+}
+
+#[test]
+fn s3_a_reader_without_the_lease_reads_beside_the_writer() -> TestResult {
+    let server = S3Server::start()?;
+    let credentials = || Some(crate::harness::s3_credentials(S3_SECRET_KEY));
+    let config = || S3Config::parse(&server.url("beside"));
+    a_reader_reads_beside_the_writer(
+        Box::new(S3Backend::connect_exclusive(config()?, credentials())?),
+        Box::new(S3Backend::connect(config()?, credentials())?),
+        || s3_exclusive(&server, "beside").map(drop),
+    )
 }
