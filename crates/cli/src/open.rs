@@ -432,30 +432,26 @@ fn open_backend(dir: &StoreDir) -> Result<Arc<dyn Backend>> {
     if url == EMBEDDED {
         return Ok(dir.open_embedded()?);
     }
-    match dir.is_reader() {
-        true => open_network_backend_to_read(url),
-        false => open_network_backend(url),
-    }
+    let access = match dir.is_reader() {
+        true => Access::Read,
+        false => Access::Write,
+    };
+    open_network_backend(url, access)
 }
 
-fn open_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
+/// Opens a network backend by URL: a writer holds its writer lease (given
+/// back on an interrupt), a reader reads beside whoever holds it.
+fn open_network_backend(url: &str, access: Access) -> Result<Arc<dyn Backend>> {
+    let opened = match access {
+        Access::Read => seccs_backends::open(url),
+        Access::Write => seccs_backends::open_exclusive(url, false),
+    };
     let backend: Arc<dyn Backend> = Arc::from(
-        seccs_backends::open_exclusive(url, false)
-            .with_context(|| format!("cannot open backend {}", seccs_backends::redact(url)))?,
+        opened.with_context(|| format!("cannot open backend {}", seccs_backends::redact(url)))?,
     );
-    crate::interrupt::release_on_interrupt(&backend);
-    for risk in backend.risks() {
-        eprintln!("seccs: warning: {risk}");
+    if access == Access::Write {
+        crate::interrupt::release_on_interrupt(&backend);
     }
-    Ok(backend)
-}
-
-/// Opens a network backend by URL without its writer lease, for a reader.
-fn open_network_backend_to_read(url: &str) -> Result<Arc<dyn Backend>> {
-    let backend: Arc<dyn Backend> = Arc::from(
-        seccs_backends::open(url)
-            .with_context(|| format!("cannot open backend {}", seccs_backends::redact(url)))?,
-    );
     for risk in backend.risks() {
         eprintln!("seccs: warning: {risk}");
     }
@@ -520,7 +516,7 @@ fn create_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
 /// Opens a network backend by URL for `seccs bench --backend`, creating it
 /// first (a PostgreSQL table) when it does not exist yet.
 pub fn network_backend_for_bench(url: &str) -> Result<Arc<dyn Backend>> {
-    match open_network_backend(url) {
+    match open_network_backend(url, Access::Write) {
         Ok(backend) => Ok(backend),
         Err(_) => create_network_backend(url),
     }
