@@ -122,13 +122,16 @@ enum ShareCommand {
         client: ClientArgs,
         #[command(flatten)]
         password: PasswordArgs,
-        /// One JSON object: tag, version, n, t, whole, and the servers in
-        /// each state (authentic, bad with reasons, superseded, repeated,
-        /// without_record, silent with the failure).
+        /// One JSON object per tag: tag, version, n, t, whole, and the
+        /// servers in each state (authentic, bad with reasons, superseded,
+        /// repeated, without_record, silent with the failure); a tag whose
+        /// check failed is {"tag", "error"}.
         #[arg(long)]
         json: bool,
-        /// The tag, optionally with @VERSION.
-        tag: String,
+        /// The tag, optionally with @VERSION. Without it, every tag listed
+        /// is checked (its newest version), each of which must open with
+        /// the password given; the exit status is 1 if any is not whole.
+        tag: Option<String>,
     },
     /// List tags and their versions.
     Ls {
@@ -553,88 +556,62 @@ impl Session {
         Ok(())
     }
 
-    /// Checks every server's record of `spec`; an error when any record
-    /// the save made is missing or bad.
-    async fn check(&self, spec: &str, pw: &Password, json: bool) -> anyhow::Result<()> {
+    /// Checks every server's record of `spec`, or of every tag's newest
+    /// version when `None`; an error when any record a save made is
+    /// missing or bad, or a version does not rebuild.
+    async fn check(&self, spec: Option<&str>, pw: &Password, json: bool) -> anyhow::Result<()> {
+        let names = self.names().await;
+        let Some(spec) = spec else {
+            return self.check_all(pw, json, &names).await;
+        };
         let (tag, version) = parse_tag_version(spec);
         let r = self.client.check(tag, version, pw).await?;
-        let names = self.names().await;
-        let label = |channel: &str| relabel_text(channel, &names);
-        let whole = r.is_whole();
-        if json {
-            let labels =
-                |servers: &[String]| -> Vec<String> { servers.iter().map(|s| label(s)).collect() };
-            let with_reasons = |servers: &[(String, String)]| -> Vec<serde_json::Value> {
-                servers
-                    .iter()
-                    .map(|(s, why)| serde_json::json!({ "server": label(s), "reason": why }))
-                    .collect()
+        show_check(tag, &r, json, &names)?;
+        whole_or_why(tag, &r)
+    }
+
+    /// [`Self::check`] of each tag listed, going on past those that fail.
+    async fn check_all(
+        &self,
+        pw: &Password,
+        json: bool,
+        names: &std::collections::HashMap<String, String>,
+    ) -> anyhow::Result<()> {
+        let tags = self.client.list("").await?;
+        let mut failed = 0usize;
+        for listing in &tags {
+            let tag = &listing.tag;
+            let result = match self.client.check(tag, None, pw).await {
+                Ok(r) => show_check(tag, &r, json, names).and_then(|()| whole_or_why(tag, &r)),
+                Err(e) => Err(e.into()),
             };
-            outln!(
-                "{}",
-                serde_json::json!({
-                    "tag": tag,
-                    "version": r.version,
-                    "n": r.n,
-                    "t": r.t,
-                    "whole": whole,
-                    "authentic": labels(&r.authentic),
-                    "bad": with_reasons(&r.bad),
-                    "superseded": labels(&r.superseded),
-                    "repeated": labels(&r.repeated),
-                    "without_record": labels(&r.without_record),
-                    "silent": with_reasons(&r.silent),
-                })
-            )?;
-        } else {
-            let shown = crate::tree::shown_name(tag, seccs_store::catalog::EntryKind::File);
-            outln!(
-                "{shown}@{}: {} of the {} records its save made are authentic on servers \
-                 online ({} rebuild it)",
-                r.version,
-                r.authentic.len(),
-                r.n,
-                r.t
-            )?;
-            for s in &r.authentic {
-                outln!("  authentic       {}", label(s))?;
-            }
-            for (s, why) in &r.bad {
-                outln!("  bad             {} ({why})", label(s))?;
-            }
-            for s in &r.superseded {
-                outln!("  another save    {}", label(s))?;
-            }
-            for s in &r.repeated {
-                outln!("  copy of another {}", label(s))?;
-            }
-            for s in &r.without_record {
-                outln!("  no record       {}", label(s))?;
-            }
-            for (s, why) in &r.silent {
-                outln!("  no answer       {} ({why})", label(s))?;
+            if let Err(e) = result {
+                failed += 1;
+                let why = relabel_text(&format!("{e:#}"), names);
+                if json {
+                    outln!("{}", serde_json::json!({ "tag": tag, "error": why }))?;
+                } else {
+                    errln!("error: {}: {why}", shown_tag(tag));
+                }
             }
         }
-        if whole {
-            return Ok(());
+        match failed {
+            0 => {
+                if !json {
+                    errln!(
+                        "checked {} tag{}: every record of each newest version is authentic",
+                        tags.len(),
+                        plural(tags.len())
+                    );
+                }
+                Ok(())
+            }
+            f => anyhow::bail!(
+                "{f} of the {} tags checked {} not whole or did not rebuild",
+                tags.len(),
+                if f == 1 { "is" } else { "are" }
+            ),
         }
-        let bad = r.bad.len();
-        anyhow::bail!(
-            "{tag}@{} is not whole: {} of the {} records its save made are authentic on the \
-             servers online{}; it still rebuilds, as {} are enough",
-            r.version,
-            r.authentic.len(),
-            r.n,
-            match bad {
-                0 => String::new(),
-                b => format!(
-                    ", and {b} server{} hold{} a bad record",
-                    plural(b),
-                    if b == 1 { "s" } else { "" }
-                ),
-            },
-            r.t,
-        )
     }
 
     async fn serv(&self, json: bool) -> anyhow::Result<()> {
@@ -690,6 +667,104 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// A tag as a terminal may show it: anyone on the broker names tags, so
+/// one can neither forge a line nor send a control sequence.
+fn shown_tag(tag: &str) -> String {
+    crate::tree::shown_name(tag, seccs_store::catalog::EntryKind::File).to_string()
+}
+
+/// Prints what a check of `tag` found, as one JSON object or a line a
+/// server.
+fn show_check(
+    tag: &str,
+    r: &seccs_net::CheckReport,
+    json: bool,
+    names: &std::collections::HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let label = |channel: &str| relabel_text(channel, names);
+    if json {
+        let labels =
+            |servers: &[String]| -> Vec<String> { servers.iter().map(|s| label(s)).collect() };
+        let with_reasons = |servers: &[(String, String)]| -> Vec<serde_json::Value> {
+            servers
+                .iter()
+                .map(|(s, why)| serde_json::json!({ "server": label(s), "reason": why }))
+                .collect()
+        };
+        outln!(
+            "{}",
+            serde_json::json!({
+                "tag": tag,
+                "version": r.version,
+                "n": r.n,
+                "t": r.t,
+                "whole": r.is_whole(),
+                "authentic": labels(&r.authentic),
+                "bad": with_reasons(&r.bad),
+                "superseded": labels(&r.superseded),
+                "repeated": labels(&r.repeated),
+                "without_record": labels(&r.without_record),
+                "silent": with_reasons(&r.silent),
+            })
+        )?;
+        return Ok(());
+    }
+    outln!(
+        "{}@{}: {} of the {} records its save made are authentic on servers online ({} \
+         rebuild it)",
+        shown_tag(tag),
+        r.version,
+        r.authentic.len(),
+        r.n,
+        r.t
+    )?;
+    for s in &r.authentic {
+        outln!("  authentic       {}", label(s))?;
+    }
+    for (s, why) in &r.bad {
+        outln!("  bad             {} ({why})", label(s))?;
+    }
+    for s in &r.superseded {
+        outln!("  another save    {}", label(s))?;
+    }
+    for s in &r.repeated {
+        outln!("  copy of another {}", label(s))?;
+    }
+    for s in &r.without_record {
+        outln!("  no record       {}", label(s))?;
+    }
+    for (s, why) in &r.silent {
+        outln!("  no answer       {} ({why})", label(s))?;
+    }
+    Ok(())
+}
+
+/// Nothing when every record the check of `tag` found is authentic, and
+/// all its save made are; else the error that says what is not.
+fn whole_or_why(tag: &str, r: &seccs_net::CheckReport) -> anyhow::Result<()> {
+    if r.is_whole() {
+        return Ok(());
+    }
+    let bad = r.bad.len();
+    anyhow::bail!(
+        "{}@{} is not whole: {} of the {} records its save made are authentic on the servers \
+         online{}; it still rebuilds, as {} are enough",
+        shown_tag(tag),
+        r.version,
+        r.authentic.len(),
+        r.n,
+        match bad {
+            0 => String::new(),
+            b => format!(
+                ", and {b} server{} hold{} a bad record",
+                plural(b),
+                if b == 1 { "s" } else { "" }
+            ),
+        },
+        r.t,
+    )
 }
 
 fn plural(n: usize) -> &'static str {
@@ -825,7 +900,7 @@ fn interactive(args: &ClientArgs, pw: &PasswordArgs, save: &SaveArgs) -> anyhow:
             ["check", tag] => passwords
                 .get(false, |confirm| password(pw, confirm))
                 .and_then(|p| {
-                    let result = rt.block_on(session.check(tag, &p, false));
+                    let result = rt.block_on(session.check(Some(tag), &p, false));
                     passwords.loaded(&result);
                     match result {
                         Err(e) => Err(rt.block_on(session.relabel(e))),
@@ -956,7 +1031,7 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
             let pw = password(&from, false)?;
             runtime()?.block_on(async {
                 let session = Session::open(&client).await?;
-                match session.check(&tag, &pw, json).await {
+                match session.check(tag.as_deref(), &pw, json).await {
                     Err(e) => Err(session.relabel(e).await),
                     ok => ok,
                 }

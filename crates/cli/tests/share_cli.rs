@@ -161,6 +161,12 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
         "{checked:?}"
     );
     assert_eq!(checked[0]["authentic"].as_array().map(Vec::len), Some(3));
+    // Without a tag, every tag listed is checked, its newest version.
+    let all = json_lines(&ok(&mut net.with_password(&["check", "--json"])));
+    assert!(
+        all.len() == 1 && all[0]["tag"] == "docs/report" && all[0]["whole"] == true,
+        "{all:?}"
+    );
 
     // A file larger than a save carries (each share must fit in one 1 GiB
     // message; with t = 2, about 2 GiB) is refused before it is read: a
@@ -203,6 +209,14 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
         "{err}"
     );
 
+    let all = run(&mut net.with_password(&["check"]));
+    let err = stderr_of(&all);
+    assert!(!all.status.success());
+    assert!(
+        err.contains("error: docs/report: docs/report@1 is not whole")
+            && err.contains("1 of the 1 tags checked is not whole or did not rebuild"),
+        "{err}"
+    );
     // A wrong password loads nothing and leaves no file.
     std::fs::write(&net.password, "wrong\n").expect("password");
     let bad = tmp.path().join("bad.bin");

@@ -66,7 +66,7 @@ pub mod sharing;
 pub mod store;
 
 pub use broker::Broker;
-pub use client::{Client, ClientOptions, LoadReport, RemoveReport, SaveReport};
+pub use client::{CheckReport, Client, ClientOptions, LoadReport, RemoveReport, SaveReport};
 pub use config::Config;
 pub use crypto::{Kdf, Password};
 pub use error::{BrokerError, DecodeError, Error};
