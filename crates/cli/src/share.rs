@@ -57,7 +57,8 @@ enum ShareCommand {
         #[arg(short, long)]
         root: Option<PathBuf>,
     },
-    /// Open the interactive prompt (save, load, ls, serv, rm, help, exit).
+    /// Open the interactive prompt (save, load, check, ls, serv, rm, help,
+    /// exit).
     /// Commands may also come on standard input, one a line: then the exit
     /// status is 1 if any failed.
     Client {
@@ -104,19 +105,19 @@ enum ShareCommand {
         /// The file, or `-` for stdout.
         file: PathBuf,
     },
-    /// Check TAG's newest version (or TAG@N) on every server online: fetch
-    /// each server's record and check it against the save's authentic
-    /// manifest.
+    /// Check TAG's newest version (TAG@N: version N; no TAG: every tag's
+    /// newest) on every server online: fetch each server's record and check
+    /// it against the save's authentic manifest.
     ///
     /// A load asks only t servers when they agree, so it does not see a
     /// record altered or lost on the others; a check does, and says for
     /// each server whether its record is authentic, left out (altered,
     /// forged), of another save, a copy of another's, missing, or not
     /// answered. The exit status is 0 when all n records the save made are
-    /// authentic on servers online, 1 when any is missing or bad (the file
-    /// may still rebuild: the output says), and the version's error when it
-    /// does not rebuild. Run it from cron to learn of a failing server
-    /// before t are gone.
+    /// authentic on servers online, and 1 when any is missing or bad (the
+    /// file may still rebuild: the output says) or the version does not
+    /// rebuild (the error says why). Run it from cron to learn of a failing
+    /// server before fewer than t are left.
     Check {
         #[command(flatten)]
         client: ClientArgs,
