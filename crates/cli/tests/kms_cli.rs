@@ -195,6 +195,21 @@ fn seccs_kms(args: &[&str]) -> Command {
     c
 }
 
+/// Runs `kms serve` with `flags` on a loopback port and a directory not
+/// yet made; checks that it is a usage error (exit 2) that made no
+/// directory, and returns what it said.
+fn serve_usage_error(flags: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let out = seccs_kms(&["serve"])
+        .args(flags)
+        .args(["--listen", "127.0.0.1:0", "--dir"])
+        .arg(tmp.path().join("srv"))
+        .output()?;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!tmp.path().join("srv").exists());
+    Ok(stderr(&out))
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -1014,20 +1029,8 @@ fn client_help_says_which_commands_need_the_token() -> TestResult {
 /// L17: a body limit with no room for a request is a usage error.
 #[test]
 fn a_body_limit_below_1_kib_is_a_usage_error() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let out = seccs_kms(&[
-        "serve",
-        "--max-body",
-        "0",
-        "--listen",
-        "127.0.0.1:0",
-        "--dir",
-    ])
-    .arg(tmp.path().join("srv"))
-    .output()?;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("at least 1024"), "{}", stderr(&out));
-    assert!(!tmp.path().join("srv").exists());
+    let err = serve_usage_error(&["--max-body", "0"])?;
+    assert!(err.contains("at least 1024"), "{err}");
     Ok(())
 }
 
@@ -1609,23 +1612,10 @@ fn sigusr1_reopens_an_audit_log_moved_away_at_its_path() -> TestResult {
 /// usage error naming the flag and the range, before a directory is made.
 #[test]
 fn serve_refuses_an_audit_sync_interval_of_zero() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let out = seccs_kms(&[
-        "serve",
-        "--audit-sync-interval",
-        "0",
-        "--listen",
-        "127.0.0.1:0",
-        "--dir",
-    ])
-    .arg(tmp.path().join("srv"))
-    .output()?;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = serve_usage_error(&["--audit-sync-interval", "0"])?;
     assert!(
         err.contains("--audit-sync-interval \"0\"") && err.contains("above 0 and at most 60"),
         "{err}"
     );
-    assert!(!tmp.path().join("srv").exists());
     Ok(())
 }

@@ -1019,6 +1019,21 @@ impl Client {
 
     /// What `servers` hold of `tag` ([`Body::Versions`]); a server that
     /// does not answer is left out.
+    /// [`Self::probe`], failing with [`Error::NoAnswer`] when servers were
+    /// asked and none answered: that is no tag, not a tag without versions.
+    async fn probe_answered(&self, tag: &str, servers: &[String]) -> Result<Probe, Error> {
+        let mut probe = self.probe(tag, servers).await;
+        if probe.highest.is_empty()
+            && let Some(first) = probe.first_failure.take()
+        {
+            return Err(Error::NoAnswer {
+                asked: servers.len(),
+                first,
+            });
+        }
+        Ok(probe)
+    }
+
     async fn probe(&self, tag: &str, servers: &[String]) -> Probe {
         let mut groups: BTreeMap<(u64, [u8; 16], u8, u8), Vec<String>> = BTreeMap::new();
         let mut probe = Probe::default();
@@ -1495,15 +1510,7 @@ impl Client {
                 other => other,
             };
         }
-        let probe = self.probe(tag, &servers).await;
-        if probe.highest.is_empty()
-            && let Some(first) = probe.first_failure
-        {
-            return Err(Error::NoAnswer {
-                asked: servers.len(),
-                first,
-            });
-        }
+        let probe = self.probe_answered(tag, &servers).await?;
         let listed = probe.versions();
         let held: Vec<u64> = listed
             .iter()
@@ -1741,15 +1748,7 @@ impl Client {
         let version = match version {
             Some(v) => v,
             None => {
-                let probe = self.probe(tag, &servers).await;
-                if probe.highest.is_empty()
-                    && let Some(first) = probe.first_failure
-                {
-                    return Err(Error::NoAnswer {
-                        asked: servers.len(),
-                        first,
-                    });
-                }
+                let probe = self.probe_answered(tag, &servers).await?;
                 let listed = probe.versions();
                 match listed.iter().rev().find(|v| probe.held(**v)) {
                     Some(v) => *v,

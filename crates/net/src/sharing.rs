@@ -433,8 +433,9 @@ impl SplitRecords {
 }
 
 /// [`split_in_place`], keeping the records as [`SplitRecords`]: a save's
-/// peak memory is then the file, its encrypted copy and the recovery
-/// fragments, with no record copied out of them.
+/// peak memory is then the file, encrypted where it lies (its buffer the
+/// first t fragments), and the recovery fragments, with no record copied
+/// out of them.
 pub fn split_into_parts(
     tag: &str,
     version: u64,

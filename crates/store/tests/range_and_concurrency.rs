@@ -3,21 +3,28 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use common::random_bytes;
 use seccs_store::backend::{Backend, BackendError, Batch, Damaged, Entry, MemoryBackend, Visitor};
 use seccs_store::{Params, Store, WrapperKind};
 
 /// A memory backend that counts the keys read, and the reads (round
-/// trips, on a backend over a network).
+/// trips, on a backend over a network). Given `then_after` (a key, and a
+/// step such as a writer's removal), it runs the step once, right after
+/// the read that fetched that key: a reader beside a writer, interleaved
+/// the same way every run.
 #[derive(Default)]
 struct Counting {
-    inner: MemoryBackend,
+    inner: Arc<MemoryBackend>,
     reads: AtomicU64,
     round_trips: AtomicU64,
+    then_after: Mutex<Option<AfterRead>>,
 }
+
+/// A key, and what to run once a read has fetched it.
+type AfterRead = (Vec<u8>, Box<dyn FnOnce() + Send>);
 
 impl Backend for Counting {
     fn name(&self) -> &str {
@@ -26,7 +33,18 @@ impl Backend for Counting {
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
         self.reads.fetch_add(keys.len() as u64, Ordering::Relaxed);
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        self.inner.get_many(keys)
+        let found = self.inner.get_many(keys)?;
+        let step = {
+            let mut then = self.then_after.lock().unwrap_or_else(|p| p.into_inner());
+            match then.as_ref() {
+                Some((key, _)) if keys.contains(&key.as_slice()) => then.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, step)) = step {
+            step();
+        }
+        Ok(found)
     }
     fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
         self.inner.apply(batch)
@@ -165,45 +183,6 @@ fn store_is_send_and_sync() {
     check::<Store>();
 }
 
-/// A memory backend that, once a read has fetched `root`, runs `then`
-/// (a writer's removal) before the read goes on: a reader beside a writer,
-/// interleaved the same way every run.
-struct RemovedAfterRoot {
-    inner: Arc<MemoryBackend>,
-    root: Vec<u8>,
-    then: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-impl Backend for RemovedAfterRoot {
-    fn name(&self) -> &str {
-        "removed-after-root"
-    }
-    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
-        let found = self.inner.get_many(keys)?;
-        if keys.contains(&self.root.as_slice()) {
-            let then = self.then.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(then) = then {
-                then();
-            }
-        }
-        Ok(found)
-    }
-    fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
-        self.inner.apply(batch)
-    }
-    fn is_transactional(&self) -> bool {
-        true
-    }
-    fn walk(
-        &self,
-        prefix: &[u8],
-        visit: &mut Visitor<'_>,
-        damaged: Option<&mut Damaged<'_>>,
-    ) -> Result<(), BackendError> {
-        self.inner.walk(prefix, visit, damaged)
-    }
-}
-
 /// A reader whose version a writer removes (the whole name, or only that
 /// version) once the reader has its root gets "NAME@N was removed while it
 /// was read", not an integrity error: the version's nodes went with it.
@@ -227,13 +206,16 @@ fn a_version_removed_while_it_is_read_is_said_as_removed_not_as_damage() {
             )
             .expect("second version");
         let remover = Arc::clone(&writer);
-        let backend = Arc::new(RemovedAfterRoot {
+        let backend = Arc::new(Counting {
             inner: inner.clone(),
-            root: put.content_ref.digest().to_vec(),
-            then: std::sync::Mutex::new(Some(Box::new(move || {
-                let number = if whole_name { None } else { Some(1) };
-                remover.remove_name("docs/a", number).expect("removed");
-            }))),
+            then_after: Mutex::new(Some((
+                put.content_ref.digest().to_vec(),
+                Box::new(move || {
+                    let number = if whole_name { None } else { Some(1) };
+                    remover.remove_name("docs/a", number).expect("removed");
+                }),
+            ))),
+            ..Counting::default()
         });
         let reader = Store::new_unchecked(backend.clone(), params, &common::key(5));
         let mut out = Vec::new();
@@ -243,7 +225,7 @@ fn a_version_removed_while_it_is_read_is_said_as_removed_not_as_damage() {
             }
             other => panic!("whole name {whole_name}: {other:?}"),
         }
-        assert!(backend.then.lock().expect("lock").is_none(), "it ran");
+        assert!(backend.then_after.lock().expect("lock").is_none(), "it ran");
         assert!(out.len() < first.len(), "the read stopped");
     }
 }
