@@ -89,7 +89,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{BrokerError, Error};
 use crate::message::{Body, MAX_TAG_LEN, MAX_VERSION, Message, RequestId, ServerInfo};
 use crate::server::SERVER_PREFIX;
-use crate::sharing;
+use crate::sharing::{self, KeyDeriver};
 
 /// Channel prefix of clients.
 pub const CLIENT_PREFIX: &str = "seccs:client:";
@@ -267,6 +267,12 @@ pub struct LoadReport {
     /// Servers whose record repeats the share another server gave (a copy
     /// of that server's record), left out; honest, unlike `bad_servers`.
     pub repeated_servers: Vec<String>,
+    /// How many of the t fragments that are the ciphertext itself were
+    /// missing from the records used and were restored from recovery
+    /// fragments. A save gives those t fragments to the servers a load asks
+    /// first, so this is 0 unless one of them is offline, lost its record
+    /// or sent a bad one, or the save was made before saves did so.
+    pub restored_fragments: usize,
     /// Newer listed versions that could not be rebuilt, newest first, each
     /// with the reason: [`Client::load_or_older`] loaded an older one.
     pub newer_failed: Vec<(u64, String)>,
@@ -318,21 +324,21 @@ struct Fetched {
     silent: Vec<(String, String)>,
 }
 
-/// [`sharing::rebuild`] on a blocking thread, its shortfall counting the
+/// [`sharing::rebuild_with`] on a blocking thread, its shortfall counting the
 /// `asked` servers, not only those that sent a record; no record at all is
 /// [`Error::NotFound`].
 async fn rebuild_blocking(
     tag: &str,
     version: u64,
     records: Vec<(String, Vec<u8>)>,
-    password: &Password,
+    deriver: &KeyDeriver,
     asked: usize,
 ) -> Result<sharing::Rebuilt, Error> {
     if records.is_empty() {
         return Err(Error::NotFound(format!("{tag}@{version}")));
     }
-    let (tag, pw) = (tag.to_owned(), password.clone());
-    tokio::task::spawn_blocking(move || sharing::rebuild(&tag, version, records, &pw))
+    let (tag, deriver) = (tag.to_owned(), deriver.clone());
+    tokio::task::spawn_blocking(move || sharing::rebuild_with(&tag, version, records, &deriver))
         .await
         .map_err(|e| Error::io("rebuild", std::io::Error::other(e.to_string())))?
         .map_err(|e| match e {
@@ -357,12 +363,20 @@ async fn rebuild_blocking(
         })
 }
 
-/// The `count` of `holders` a load asks first for `version` of `tag`: those
-/// ranking highest by a hash of the server with the tag and version
-/// (rendezvous hashing). Loads of different files so spread over the
-/// servers, while every load of one file asks the same ones, and no
-/// server's answer, clock or position in a listing decides.
-fn first_asked(tag: &str, version: u64, holders: &[String], count: usize) -> Vec<String> {
+/// `servers` in the order a load asks them for `version` of `tag`: by a
+/// hash of the server with the tag and version, highest first (rendezvous
+/// hashing). Loads of different files so spread over the servers, while
+/// every load of one file asks the same ones, and no server's answer, clock
+/// or position in a listing decides.
+///
+/// A save gives its fragments out in this order ([`Client::save_version`]):
+/// the first t servers get the t fragments that are the ciphertext itself,
+/// so a load that asks them ([`first_asked`]) joins their fragments and
+/// restores none, as long as they all still hold their record. Since the
+/// rank of a server depends on nothing but itself, the tag and the version,
+/// servers that joined or left since do not change which of the save's
+/// servers come first.
+fn load_order(tag: &str, version: u64, servers: &[String]) -> Vec<String> {
     let rank = |server: &str| {
         let mut h = blake3::Hasher::new();
         h.update(b"seccs share load order\0");
@@ -372,14 +386,18 @@ fn first_asked(tag: &str, version: u64, holders: &[String], count: usize) -> Vec
         h.update(tag.as_bytes());
         *h.finalize().as_bytes()
     };
-    let mut ranked: Vec<([u8; 32], &String)> = holders.iter().map(|s| (rank(s), s)).collect();
+    let mut ranked: Vec<([u8; 32], &String)> = servers.iter().map(|s| (rank(s), s)).collect();
     ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     ranked.dedup_by(|a, b| a.1 == b.1);
-    ranked
-        .into_iter()
-        .take(count)
-        .map(|(_, s)| s.clone())
-        .collect()
+    ranked.into_iter().map(|(_, s)| s.clone()).collect()
+}
+
+/// The `count` of `holders` a load asks first for `version` of `tag`: the
+/// first in [`load_order`].
+fn first_asked(tag: &str, version: u64, holders: &[String], count: usize) -> Vec<String> {
+    let mut first = load_order(tag, version, holders);
+    first.truncate(count);
+    first
 }
 
 /// One save of one version as the servers' record headers claim it.
@@ -1286,6 +1304,10 @@ impl Client {
         version: u64,
         exclusive: bool,
     ) -> Result<Attempt, Error> {
+        // Fragment i goes to the i-th server in the load's order, so the
+        // servers a load asks first hold the ciphertext's own fragments.
+        let ordered = load_order(tag, version, servers);
+        let servers = ordered.as_slice();
         let n = servers.len();
         // The records are sent from where they were made (the encrypted
         // file's buffer, the recovery fragments), never copied into one
@@ -1631,7 +1653,8 @@ impl Client {
     /// on with every record; when their records do not rebuild the file (a
     /// record altered, a wrong password), every server is asked again, so
     /// that the load fails or succeeds as one that asked all of them, at the
-    /// cost of fetching those t records twice. Without such a save (two
+    /// cost of fetching those t records twice (the password's keys are
+    /// derived once for both, [`KeyDeriver`]). Without such a save (two
     /// saves of the version, an unreadable record, too few holders) every
     /// server online is asked at once.
     async fn load_version(
@@ -1642,6 +1665,7 @@ impl Client {
         save: Option<&ClaimedSave>,
         password: &Password,
     ) -> Result<LoadReport, Error> {
+        let deriver = KeyDeriver::new(password);
         if let Some(save) = save {
             let t = usize::from(save.t);
             let first = first_asked(tag, version, &save.servers, t);
@@ -1656,11 +1680,11 @@ impl Client {
                 fetched.records.extend(more.records);
                 let asked: Vec<String> = first.into_iter().chain(rest).collect();
                 return self
-                    .rebuild(tag, version, fetched.records, asked, password)
+                    .rebuild(tag, version, fetched.records, asked, &deriver)
                     .await;
             }
             match self
-                .rebuild(tag, version, fetched.records, first, password)
+                .rebuild(tag, version, fetched.records, first, &deriver)
                 .await
             {
                 Ok(report) => return Ok(report),
@@ -1671,7 +1695,7 @@ impl Client {
             }
         }
         let fetched = self.fetch(tag, version, servers).await;
-        self.rebuild(tag, version, fetched.records, servers.to_vec(), password)
+        self.rebuild(tag, version, fetched.records, servers.to_vec(), &deriver)
             .await
     }
 
@@ -1710,9 +1734,9 @@ impl Client {
         version: u64,
         records: Vec<(String, Vec<u8>)>,
         asked: Vec<String>,
-        password: &Password,
+        deriver: &KeyDeriver,
     ) -> Result<LoadReport, Error> {
-        let rebuilt = rebuild_blocking(tag, version, records, password, asked.len()).await?;
+        let rebuilt = rebuild_blocking(tag, version, records, deriver, asked.len()).await?;
         Ok(LoadReport {
             data: rebuilt.plaintext,
             version,
@@ -1722,6 +1746,7 @@ impl Client {
             asked_servers: asked,
             superseded_servers: rebuilt.superseded,
             repeated_servers: rebuilt.repeated,
+            restored_fragments: rebuilt.restored,
             newer_failed: Vec::new(),
             passed_over: Vec::new(),
         })
@@ -1759,11 +1784,18 @@ impl Client {
             }
         };
         let fetched = self.fetch(tag, version, &servers).await;
-        let rebuilt =
-            match rebuild_blocking(tag, version, fetched.records, password, servers.len()).await {
-                Err(Error::Decrypt) => return Err(self.decrypt_error(tag, version).await),
-                other => other?,
-            };
+        let rebuilt = match rebuild_blocking(
+            tag,
+            version,
+            fetched.records,
+            &KeyDeriver::new(password),
+            servers.len(),
+        )
+        .await
+        {
+            Err(Error::Decrypt) => return Err(self.decrypt_error(tag, version).await),
+            other => other?,
+        };
         Ok(CheckReport {
             version,
             n: rebuilt.n,

@@ -286,6 +286,7 @@ impl Kdf {
 }
 
 /// The two keys derived from the password key.
+#[derive(Clone)]
 pub(crate) struct PasswordKeys {
     pub enc: SecretKey,
     pub mac: SecretKey,

@@ -11,6 +11,8 @@
 //! file in storage and traffic). Each server now stores ≈ 1/t of it, so the
 //! whole network stores ≈ n/t × the file (5/3 for 5 servers, t = 3).
 
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 use seccs_core::SecretKey;
 use zeroize::Zeroizing;
@@ -174,8 +176,10 @@ impl Fragments {
 
 /// Joins the ciphertext from `t` fragments (index, bytes), taking them:
 /// each is freed as it is copied, so that a load holds about one file's
-/// worth of them and the ciphertext at once, not both whole.
-fn decode_fragments(good: Vec<(usize, Vec<u8>)>, m: &Manifest) -> Result<Vec<u8>, Error> {
+/// worth of them and the ciphertext at once, not both whole. Also says how
+/// many of the ciphertext's own fragments (those below t) were missing and
+/// restored from recovery fragments.
+fn decode_fragments(good: Vec<(usize, Vec<u8>)>, m: &Manifest) -> Result<Joined, Error> {
     let shape = Shape {
         n: usize::from(m.n),
         t: usize::from(m.t),
@@ -183,6 +187,14 @@ fn decode_fragments(good: Vec<(usize, Vec<u8>)>, m: &Manifest) -> Result<Vec<u8>
         len: m.ciphertext_len as usize,
     };
     decode_fragments_in_stripes(good, shape, RS_STRIPE)
+}
+
+/// A ciphertext joined from fragments.
+#[derive(Debug)]
+struct Joined {
+    ciphertext: Vec<u8>,
+    /// How many of its t own fragments were restored from recovery ones.
+    restored: usize,
 }
 
 /// What the fragments of a save are: `n` of them, `t` rebuild it, each
@@ -204,7 +216,7 @@ fn decode_fragments_in_stripes(
     mut good: Vec<(usize, Vec<u8>)>,
     Shape { n, t, shard, len }: Shape,
     stripe: usize,
-) -> Result<Vec<u8>, Error> {
+) -> Result<Joined, Error> {
     let tampered = || Error::Tampered("erasure code");
     good.sort_by_key(|(i, _)| *i);
     good.dedup_by_key(|(i, _)| *i);
@@ -235,6 +247,7 @@ fn decode_fragments_in_stripes(
         present[i] = true;
     }
     blob.resize(shard * t, 0);
+    let restored = present.iter().filter(|p| !**p).count();
     if !recovery.is_empty() {
         let mut decoder: Option<ReedSolomonDecoder> = None;
         let mut at = 0;
@@ -271,7 +284,10 @@ fn decode_fragments_in_stripes(
         }
     }
     blob.truncate(len);
-    Ok(blob)
+    Ok(Joined {
+        ciphertext: blob,
+        restored,
+    })
 }
 
 /// Room [`split_in_place`] needs past the plaintext: two AEAD tags, and the
@@ -569,6 +585,11 @@ pub struct Rebuilt {
     pub n: u8,
     /// The save's threshold.
     pub t: u8,
+    /// How many of the t fragments that are the ciphertext itself were
+    /// missing from the records used and restored from recovery fragments
+    /// (erasure decoding): 0 when the records used were those the save gave
+    /// the first servers of a load's order.
+    pub restored: usize,
 }
 
 /// The records of one version that claim one save: the same manifest and
@@ -599,6 +620,82 @@ pub fn rebuild(
     version: u64,
     records: Vec<(String, Vec<u8>)>,
     password: &Password,
+) -> Result<Rebuilt, Error> {
+    rebuild_with(tag, version, records, &KeyDeriver::new(password))
+}
+
+/// The password keys of the manifests that one load meets, derived under
+/// its password once for each KDF and salt. A load that asks more servers
+/// after its first records did not rebuild gives the second rebuild the
+/// same deriver: a wrong password then runs the KDF, slow on purpose, once
+/// and not once an attempt, and manifests that share a salt share it.
+/// Clones share the keys derived, so that a clone can go to a blocking
+/// thread.
+#[derive(Clone)]
+pub struct KeyDeriver {
+    password: Password,
+    derived: Arc<Mutex<Vec<Derived>>>,
+}
+
+/// Keys derived from one KDF and salt.
+struct Derived {
+    kdf: Kdf,
+    salt: [u8; 16],
+    keys: PasswordKeys,
+}
+
+impl KeyDeriver {
+    /// A deriver of keys under `password`, with none derived yet.
+    pub fn new(password: &Password) -> Self {
+        Self {
+            password: password.clone(),
+            derived: Arc::default(),
+        }
+    }
+
+    /// How many times the KDF has run, in this deriver and its clones.
+    pub fn derivations(&self) -> usize {
+        self.derived().len()
+    }
+
+    /// The keys derived so far. A rebuild that panicked holding them left
+    /// nothing half-written (keys are pushed whole), so a poisoned lock's
+    /// contents are still good.
+    fn derived(&self) -> MutexGuard<'_, Vec<Derived>> {
+        self.derived.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The keys of `kdf` and `salt`, derived on the first ask.
+    fn keys(&self, kdf: &Kdf, salt: &[u8; 16]) -> Result<PasswordKeys, Error> {
+        let mut derived = self.derived();
+        if let Some(d) = derived.iter().find(|d| d.kdf == *kdf && d.salt == *salt) {
+            return Ok(d.keys.clone());
+        }
+        let keys = PasswordKeys::derive(kdf, &self.password, salt)?;
+        derived.push(Derived {
+            kdf: kdf.clone(),
+            salt: *salt,
+            keys: keys.clone(),
+        });
+        Ok(keys)
+    }
+}
+
+impl std::fmt::Debug for KeyDeriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyDeriver")
+            .field("derivations", &self.derivations())
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`rebuild`] with the password keys of `deriver`, which keeps those it
+/// derives for a later rebuild of the same load.
+pub fn rebuild_with(
+    tag: &str,
+    version: u64,
+    records: Vec<(String, Vec<u8>)>,
+    deriver: &KeyDeriver,
 ) -> Result<Rebuilt, Error> {
     let held = records.len();
     let mut bad_reasons: Vec<(String, String)> = Vec::new();
@@ -652,7 +749,7 @@ pub fn rebuild(
             continue;
         }
         candidates += 1;
-        if let Some(keys) = authenticate(tag, &g.manifest, &g.mac, password, &mut tried)? {
+        if let Some(keys) = authenticate(tag, &g.manifest, &g.mac, deriver, &mut tried)? {
             authentic.push((i, keys));
         }
     }
@@ -750,7 +847,10 @@ pub fn rebuild(
         .into_iter()
         .map(|(_, r)| (usize::from(r.index), r.fragment))
         .collect();
-    let blob = decode_fragments(frags, &m)?;
+    let Joined {
+        ciphertext: blob,
+        restored,
+    } = decode_fragments(frags, &m)?;
     let inner = open(
         &data_key,
         &m.outer_nonce,
@@ -775,6 +875,7 @@ pub fn rebuild(
         authentic,
         n: m.n,
         t: m.t,
+        restored,
     })
 }
 
@@ -784,7 +885,7 @@ fn authenticate(
     tag: &str,
     manifest: &[u8],
     mac: &[u8; 32],
-    password: &Password,
+    deriver: &KeyDeriver,
     tried: &mut Vec<(Kdf, [u8; 16])>,
 ) -> Result<Option<PasswordKeys>, Error> {
     let m = Manifest::decode(manifest)?;
@@ -794,7 +895,7 @@ fn authenticate(
         }
         tried.push((m.kdf.clone(), m.salt));
     }
-    let keys = PasswordKeys::derive(&m.kdf, password, &m.salt)?;
+    let keys = deriver.keys(&m.kdf, &m.salt)?;
     Ok(verify_manifest_mac(keys.mac.expose_secret(), tag, manifest, mac).then_some(keys))
 }
 
@@ -857,8 +958,10 @@ mod tests {
                     .collect();
                 for stripe in [64, 1024, usize::MAX] {
                     let back = decode_fragments_in_stripes(chosen.clone(), shape, stripe)?;
+                    let missing = (0..t).filter(|i| mask & (1 << i) == 0).count();
+                    assert_eq!(back.restored, missing, "{t} of {n}, mask {mask:b}");
                     assert!(
-                        back == blob,
+                        back.ciphertext == blob,
                         "len {len}, {t} of {n}, mask {mask:b}, stripe {stripe}"
                     );
                 }
@@ -932,6 +1035,56 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    #[test]
+    fn a_load_that_asks_more_servers_derives_the_password_keys_once() -> Result<(), Error> {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 3) as u8).collect();
+        let recs = split(
+            "tag",
+            1,
+            &data,
+            &Password::new("pw"),
+            &Kdf::INSECURE_FAST,
+            5,
+            3,
+        )?;
+        // A wrong password: the first three records fail, then all five,
+        // and the KDF ran once.
+        let wrong = KeyDeriver::new(&Password::new("not it"));
+        for which in [&[0, 1, 2][..], &[0, 1, 2, 3, 4]] {
+            let failed = rebuild_with("tag", 1, named(&recs, which), &wrong);
+            assert!(matches!(failed, Err(Error::Decrypt)), "{which:?}");
+        }
+        assert_eq!(wrong.derivations(), 1);
+        // One of the first three altered: too few to try the password, then
+        // all five rebuild with one derivation.
+        let mut altered = named(&recs, &[0, 1, 2, 3, 4]);
+        if let Some(last) = altered[1].1.last_mut() {
+            *last ^= 1;
+        }
+        let right = KeyDeriver::new(&Password::new("pw"));
+        let first = rebuild_with("tag", 1, altered[..3].to_vec(), &right);
+        assert!(
+            matches!(failed_shares(&first), Some((2, 3))),
+            "{:?}",
+            first.map(|r| r.used)
+        );
+        assert_eq!(right.derivations(), 0);
+        let all = rebuild_with("tag", 1, altered, &right.clone())?;
+        assert_eq!(all.plaintext, data);
+        assert_eq!(all.bad, ["s1"]);
+        assert_eq!(all.restored, 1);
+        assert_eq!(right.derivations(), 1);
+        Ok(())
+    }
+
+    /// The good and needed records of a rebuild that had too few.
+    fn failed_shares(rebuilt: &Result<Rebuilt, Error>) -> Option<(usize, usize)> {
+        match rebuilt {
+            Err(Error::NotEnoughShares { good, needed, .. }) => Some((*good, *needed)),
+            _ => None,
+        }
     }
 
     #[test]

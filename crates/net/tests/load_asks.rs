@@ -48,6 +48,9 @@ async fn a_load_asks_t_servers_the_same_for_one_file_and_others_for_others() -> 
             first.asked_servers
         );
         assert_eq!(sorted(&first.used_servers), sorted(&first.asked_servers));
+        // The save gave the servers asked first the ciphertext's own
+        // fragments: nothing was restored from recovery fragments.
+        assert_eq!(first.restored_fragments, 0, "{tag}");
         // A version asked for by number is loaded the same way.
         let again = client.load(&tag, Some(1), &pw()).await?;
         assert_eq!(again.data, file);
@@ -57,6 +60,27 @@ async fn a_load_asks_t_servers_the_same_for_one_file_and_others_for_others() -> 
     // Twelve files, each ranking the five servers by its own hash: the odds
     // that all rank the same three first are 10^-11.
     assert!(asked_any.len() > 3, "every load asked {asked_any:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_asked_first_that_is_gone_is_replaced_and_its_fragment_restored() -> TestResult {
+    let mut net = Net::new(Kind::Memory, 5).await?;
+    let client = net.client(Some(3)).await?;
+    let file = data(30_000, 7);
+    client.save("gone/first", &file, &pw()).await?;
+    let whole = client.load("gone/first", None, &pw()).await?;
+    assert_eq!(whole.restored_fragments, 0);
+    // One of the servers asked first stops: the load asks the next in the
+    // save's order, whose record is a recovery fragment.
+    let stopped = whole.asked_servers[1].clone();
+    net.kill(index_of(&net, &stopped)?);
+    net.wait_servers(&client, 4).await?;
+    let loaded = client.load("gone/first", None, &pw()).await?;
+    assert_eq!(loaded.data, file);
+    assert_eq!(loaded.asked_servers.len(), 3, "{:?}", loaded.asked_servers);
+    assert!(!loaded.asked_servers.contains(&stopped));
+    assert_eq!(loaded.restored_fragments, 1);
     Ok(())
 }
 
@@ -101,6 +125,9 @@ async fn a_server_asked_first_that_sends_no_record_is_made_up_for_by_the_others(
         assert_eq!(loaded.data, data(5_000, i as u64), "{tag}");
         assert!(!loaded.used_servers.contains(&poser));
         assert!(loaded.bad_servers.is_empty(), "{:?}", loaded.bad_servers);
+        // Whoever was asked, the records used are the first t of the
+        // save's order, which the real servers all hold.
+        assert_eq!(loaded.restored_fragments, 0, "{tag}");
         if loaded.asked_servers.contains(&poser) {
             // Asked first, it gave nothing: every other server was asked.
             assert_eq!(loaded.asked_servers.len(), 6, "{tag}");
