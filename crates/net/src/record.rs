@@ -311,6 +311,28 @@ impl Record {
         ))
     }
 
+    /// [`Record::decode`], taking the bytes: the fragment (all but a few
+    /// hundred bytes of a record) is moved to the front of the buffer it
+    /// arrived in, not copied out, so that a load holds each record once.
+    pub fn decode_owned(mut bytes: Vec<u8>) -> Result<(Self, Manifest), DecodeError> {
+        let (parts, m) = RecordParts::check(&bytes)?;
+        let (index, manifest, mac, share) =
+            (parts.index, parts.manifest.to_vec(), parts.mac, parts.share);
+        // The fragment is the record's last field (the check read to the end).
+        let fragment_at = bytes.len() - parts.fragment.len();
+        bytes.drain(..fragment_at);
+        Ok((
+            Self {
+                index,
+                manifest,
+                mac,
+                share,
+                fragment: bytes,
+            },
+            m,
+        ))
+    }
+
     /// The checks of [`Record::decode`] without copying the record: what a
     /// server runs on every record it is asked to store.
     pub fn check(bytes: &[u8]) -> Result<Manifest, DecodeError> {

@@ -701,7 +701,7 @@ pub fn rebuild_with(
     let mut bad_reasons: Vec<(String, String)> = Vec::new();
     let mut parsed = Vec::new();
     for (server, bytes) in records {
-        match Record::decode(&bytes) {
+        match Record::decode_owned(bytes) {
             Ok((r, m)) if m.version == version => parsed.push((server, r, m)),
             Ok(_) => {
                 tracing::warn!(server, "record has the wrong version");
@@ -1076,6 +1076,44 @@ mod tests {
         assert_eq!(all.bad, ["s1"]);
         assert_eq!(all.restored, 1);
         assert_eq!(right.derivations(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_record_decoded_from_its_own_buffer_keeps_its_fragment_there() -> Result<(), Error> {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 5) as u8).collect();
+        let recs = split(
+            "tag",
+            1,
+            &data,
+            &Password::new("pw"),
+            &Kdf::INSECURE_FAST,
+            5,
+            3,
+        )?;
+        for bytes in recs {
+            let copied = Record::decode(&bytes).map_err(Error::Decode)?;
+            let buffer = bytes.as_ptr();
+            let owned = Record::decode_owned(bytes).map_err(Error::Decode)?;
+            assert_eq!(owned, copied);
+            assert_eq!(
+                owned.0.fragment.as_ptr(),
+                buffer,
+                "record {}",
+                copied.0.index
+            );
+        }
+        let mut cut = split(
+            "tag",
+            1,
+            &data,
+            &Password::new("pw"),
+            &Kdf::INSECURE_FAST,
+            5,
+            3,
+        )?;
+        cut[0].pop();
+        assert!(Record::decode_owned(cut.swap_remove(0)).is_err());
         Ok(())
     }
 
