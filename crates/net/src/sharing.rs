@@ -224,12 +224,11 @@ fn decode_fragments_in_stripes(
     if good.len() < t || good.iter().any(|(i, f)| *i >= n || f.len() != shard) {
         return Err(tampered());
     }
-    // The first shard's buffer becomes the ciphertext's when it is there:
-    // growing a large allocation moves its pages, not its bytes.
-    let mut blob = match good.first() {
-        Some((0, _)) => Vec::new(),
-        _ => Vec::with_capacity(shard * t),
-    };
+    // The ciphertext is joined in zero pages that the kernel maps only
+    // when they are written, and each fragment is moved in from its end a
+    // stripe at a time, shrinking behind the copy: the load holds each
+    // byte once, never a whole fragment twice.
+    let mut blob = vec![0u8; shard * t];
     let mut recovery: Vec<(usize, Vec<u8>)> = Vec::new();
     let mut present = vec![false; t];
     for (i, fragment) in good {
@@ -237,16 +236,12 @@ fn decode_fragments_in_stripes(
             recovery.push((i - t, fragment));
             continue;
         }
-        if i == 0 {
-            blob = fragment;
-            blob.reserve_exact(shard * t - shard);
-        } else {
-            blob.resize(i * shard, 0);
-            blob.extend_from_slice(&fragment);
-        }
+        let into = blob
+            .get_mut(i * shard..(i + 1) * shard)
+            .ok_or_else(tampered)?;
+        move_from_the_end(fragment, into, stripe);
         present[i] = true;
     }
-    blob.resize(shard * t, 0);
     let restored = present.iter().filter(|p| !**p).count();
     if !recovery.is_empty() {
         let mut decoder: Option<ReedSolomonDecoder> = None;
@@ -288,6 +283,19 @@ fn decode_fragments_in_stripes(
         ciphertext: blob,
         restored,
     })
+}
+
+/// Copies `from` into `into` (of the same length) `step` bytes at a time
+/// from the end, giving back the memory of each part copied.
+fn move_from_the_end(mut from: Vec<u8>, into: &mut [u8], step: usize) {
+    let mut end = from.len().min(into.len());
+    while end > 0 {
+        let start = end.saturating_sub(step.max(1));
+        into[start..end].copy_from_slice(&from[start..end]);
+        from.truncate(start);
+        from.shrink_to_fit();
+        end = start;
+    }
 }
 
 /// Room [`split_in_place`] needs past the plaintext: two AEAD tags, and the
