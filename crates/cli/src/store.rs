@@ -660,7 +660,8 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     }
     // A name's content whose root node is gone is damage to the store
     // (`read` says it so), not a reference mistyped; unless the version
-    // was removed while it was read, which `read` says as that.
+    // (or a bare reference's content) was removed while it was read,
+    // which `read` says as that.
     let damaged = |e: StoreError| match e {
         StoreError::Integrity(detail) if version.is_some() => StoreError::Integrity(format!(
             "{detail}; `seccs verify` lists what else is damaged"

@@ -43,6 +43,16 @@ pub enum StoreError {
         /// The version's number.
         number: u32,
     },
+    /// A content read by its reference alone ([`crate::Store::get_range`])
+    /// that a writer removed (`rm REF`, or `rm`/`gc` of the last name that
+    /// held it) while it was read: a node of it went missing, and its root,
+    /// looked up again, is gone too. Not damage: what was read of it is to
+    /// be thrown away.
+    #[error("content {reference} was removed while it was read")]
+    ContentRemoved {
+        /// The reference, in hex.
+        reference: String,
+    },
     /// A range that does not lie within its content.
     #[error("range {offset}+{len} is outside the content's {size} bytes")]
     RangeOutside {

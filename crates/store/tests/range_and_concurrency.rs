@@ -230,6 +230,60 @@ fn a_version_removed_while_it_is_read_is_said_as_removed_not_as_damage() {
     }
 }
 
+/// A reader of a bare reference whose content a writer removes once the
+/// reader has its root gets "content REF was removed while it was read",
+/// not an integrity error: the root went with the rest. A node missing
+/// below a root that is still stored stays damage.
+#[test]
+fn a_content_removed_while_it_is_read_by_reference_is_said_as_removed_not_as_damage() {
+    use seccs_store::StoreError;
+    let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let inner = Arc::new(MemoryBackend::new());
+    let writer = Arc::new(Store::new_unchecked(inner.clone(), params, &common::key(5)));
+    let content = random_bytes(60_000, 24);
+    let r = writer.put(&content).expect("put");
+    let remover = Arc::clone(&writer);
+    let removed = r.clone();
+    let backend = Arc::new(Counting {
+        inner: inner.clone(),
+        then_after: Mutex::new(Some((
+            r.digest().to_vec(),
+            Box::new(move || {
+                remover.delete(&removed).expect("deleted");
+            }),
+        ))),
+        ..Counting::default()
+    });
+    let reader = Store::new_unchecked(backend.clone(), params, &common::key(5));
+    let mut out = Vec::new();
+    match reader.get_range(&r, 0, r.len(), &mut out) {
+        Err(e @ StoreError::ContentRemoved { .. }) => assert_eq!(
+            e.to_string(),
+            format!("content {} was removed while it was read", r.to_hex())
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(backend.then_after.lock().expect("lock").is_none(), "it ran");
+    assert!(out.len() < content.len(), "the read stopped");
+    // Its root still there: a node missing below it is damage.
+    let r = writer.put(&content).expect("put again");
+    let mut below_root = Vec::new();
+    inner
+        .for_each(&mut |key, _| {
+            if key != r.digest() {
+                below_root.push(key.to_vec());
+            }
+            Ok(())
+        })
+        .expect("walk");
+    below_root.sort();
+    assert!(inner.remove_raw(below_root.first().expect("a node below the root")));
+    match reader.get(&r) {
+        Err(StoreError::Integrity(m)) => assert!(m.contains("is missing from the store"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A node missing from a version the catalog still holds is damage, said
 /// as an integrity error as before: asking the catalog again does not
 /// explain it away.

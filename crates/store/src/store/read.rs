@@ -4,8 +4,9 @@
 //! and leaves in windows of [`READ_WINDOW`] bytes, and opening only the
 //! nodes on the path to the range read. A read of a name's version that
 //! finds a node missing asks the catalog again whether the version is still
-//! there, so that one removed by a writer while it was read is said as
-//! such, not as damage.
+//! there, and a read of a bare reference asks whether its root is, so that
+//! a content removed by a writer while it was read is said as such, not as
+//! damage.
 
 use std::io::Write;
 
@@ -138,6 +139,14 @@ impl Store {
 
     /// Writes `len` bytes of a content from `offset` to `out`, fetching only
     /// the nodes on the paths to that range: O(height + len/S) nodes.
+    ///
+    /// A root not in the store is [`StoreError::NotFound`]. A node below
+    /// the root found missing is damage (an [`StoreError::Integrity`]
+    /// error) only if the root, looked up again, is still stored: a writer
+    /// that removed the content while it was read (`rm REF`, or the last
+    /// name that held it) took the root with it, and the read then fails
+    /// with [`StoreError::ContentRemoved`]. Either way part of the content
+    /// may have been written to `out`.
     pub fn get_range(
         &self,
         content_ref: &ContentRef,
@@ -145,7 +154,21 @@ impl Store {
         len: u64,
         out: &mut dyn Write,
     ) -> Result<()> {
-        self.read_range(content_ref, offset, len, out, &mut LeafWindow::default())
+        let mut window = LeafWindow::default();
+        match self.read_range(content_ref, offset, len, out, &mut window) {
+            Err(_) if window.missing && self.root_gone(content_ref) => {
+                Err(StoreError::ContentRemoved {
+                    reference: content_ref.to_hex(),
+                })
+            }
+            read => read,
+        }
+    }
+
+    /// Whether the root of `content_ref` is no longer stored (read now). A
+    /// backend that cannot answer says nothing of it: false.
+    fn root_gone(&self, content_ref: &ContentRef) -> bool {
+        matches!(self.backend.get(content_ref.digest()), Ok(None))
     }
 
     /// [`Store::get_range`], reading leaves through `window`, which tells
