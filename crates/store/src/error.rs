@@ -122,12 +122,13 @@ pub enum StoreError {
     },
 
     /// A command on many names ([`crate::Store::remove_names`],
-    /// [`crate::Store::keep_newest`], [`crate::Store::mark_gone`]) did what
-    /// it does to every name but those whose catalog record fails to
-    /// authenticate (or to parse): their versions cannot be read, so they
-    /// were left as they are, and the names beside them in a batch were
-    /// not held up. What was done stays done; [`crate::Store::gc`] of a
-    /// store whose key was checked removes such records.
+    /// [`crate::Store::keep_newest`]) did what it does to every name but
+    /// those whose catalog record fails to authenticate (or to parse):
+    /// their versions cannot be read, so they were left as they are, and
+    /// the names beside them in a batch were not held up. What was done
+    /// stays done. [`crate::Store::mark_gone`] instead marks none of its
+    /// names when one record is bad (`done` says so). [`crate::Store::gc`]
+    /// of a store whose key was checked removes such records.
     #[error(
         "{done}; left {} name(s) whose catalog record fails to authenticate, so that their \
          versions cannot be read (seccs gc removes such records): {}",

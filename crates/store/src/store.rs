@@ -569,41 +569,47 @@ impl Store {
     /// directory. Their versions stay (readable as `NAME@N`, counted, removed
     /// only by [`Store::remove_name`]); listings and tree restores leave them
     /// out until a put brings them back. Names already gone or not in the
-    /// catalog are left alone. Records are rewritten in batches, each one
-    /// atomic; returns how many names were marked. A name whose record
-    /// fails to authenticate cannot be rewritten: it is left, the others
-    /// are marked, and the call ends with [`StoreError::DamagedRecords`]
-    /// naming it.
+    /// catalog are left alone. Returns how many names were marked.
+    ///
+    /// Every record is read and opened before any is rewritten: if one
+    /// fails to authenticate (or to parse), none is marked, and the call
+    /// fails with [`StoreError::DamagedRecords`] naming it. A put of a
+    /// directory that cannot mark each of its missing names leaves the
+    /// catalog's marks as they were, rather than half of them, so what it
+    /// says ("N names are gone") holds whole or not at all. Records are
+    /// then rewritten in batches, each one atomic.
     pub fn mark_gone(&self, names: &[String]) -> Result<usize> {
         const RECORDS_PER_BATCH: usize = 4096;
         let when = now();
         let _guard = self.lock_writer();
-        let mut marked = 0;
+        let mut seen = std::collections::HashSet::new();
+        let mut to_mark = Vec::new();
         let mut damaged = Vec::new();
         for group in names.chunks(RECORDS_PER_BATCH) {
-            let mut batch = Batch::new();
             let (records, unreadable) = self.records_of(group)?;
             damaged.extend(unreadable);
-            for (key, mut record) in records {
-                if record.is_gone() {
-                    continue;
-                }
-                record.gone_since = Some(when);
-                let sealed = self.catalog.seal(&key, &record);
-                batch.put(key, sealed, 1);
-                marked += 1;
-            }
-            if !batch.is_empty() {
-                self.backend.apply_owned(batch)?;
-            }
+            to_mark.extend(
+                records
+                    .into_iter()
+                    .filter(|(key, record)| !record.is_gone() && seen.insert(key.clone())),
+            );
         }
         if !damaged.is_empty() {
             return Err(StoreError::DamagedRecords {
-                done: format!("marked {marked} of {} names gone", names.len()),
+                done: format!("marked none of {} names gone", names.len()),
                 names: damaged,
             });
         }
-        Ok(marked)
+        for group in to_mark.chunks_mut(RECORDS_PER_BATCH) {
+            let mut batch = Batch::new();
+            for (key, record) in group {
+                record.gone_since = Some(when);
+                let sealed = self.catalog.seal(key, record);
+                batch.put(std::mem::take(key), sealed, 1);
+            }
+            self.backend.apply_owned(batch)?;
+        }
+        Ok(to_mark.len())
     }
 
     /// The records of those of `names` that the catalog holds, each once,

@@ -693,8 +693,8 @@ fn put_with_bad_record(
 
 /// A name whose record fails to authenticate, passed with others to a
 /// command on many names, holds none of them up (it failed the whole batch
-/// of 512): the others are removed, trimmed or marked, and the command
-/// ends with an error naming it and saying what was done. Removing it alone
+/// of 512): the others are removed or trimmed, and the command ends with
+/// an error naming it and saying what was done. Removing it alone
 /// says which name's record it is.
 #[test]
 fn a_bad_record_among_names_removed_holds_up_none_of_the_others() {
@@ -728,22 +728,6 @@ fn a_bad_record_among_names_removed_holds_up_none_of_the_others() {
         assert_eq!(record.versions.len(), 1, "n/{i} was trimmed");
     }
 
-    match store.mark_gone(&names) {
-        Err(e @ StoreError::DamagedRecords { .. }) => assert_eq!(
-            e.to_string(),
-            "marked 3 of 4 names gone; left 1 name(s) whose catalog record fails to \
-             authenticate, so that their versions cannot be read (seccs gc removes such \
-             records): \"n/2\""
-        ),
-        other => panic!("{other:?}"),
-    }
-    assert!(
-        store
-            .lookup("n/3")
-            .expect("lookup")
-            .is_some_and(|r| r.is_gone())
-    );
-
     match store.remove_names(&names) {
         Err(StoreError::DamagedRecords { done, names }) => {
             assert_eq!(done, "removed 3 of 4 names (3 versions)");
@@ -765,6 +749,47 @@ fn a_bad_record_among_names_removed_holds_up_none_of_the_others() {
     // gc removes it; its content stays, as a put without a name.
     assert_eq!(store.gc().expect("gc").records_removed.len(), 1);
     assert!(store.verify().expect("verify").is_clean());
+}
+
+/// Marking names gone (a put of their directory that no longer finds
+/// their files) when one of their records fails to authenticate marks
+/// none of them: the catalog's marks stay as they were, where they were
+/// half made (every name but the bad one marked, and the put failed).
+#[test]
+fn a_bad_record_among_names_marked_gone_marks_none_of_them() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    for i in [0, 1, 3] {
+        store
+            .put_named(
+                &mut random_bytes(3000, 70 + i).as_slice(),
+                &format!("n/{i}"),
+                EntryKind::File,
+            )
+            .expect("put");
+    }
+    let bad = put_with_bad_record(&store, &backend, "n/2", b"the bad one's content");
+    let names: Vec<String> = (0..4).map(|i| format!("n/{i}")).collect();
+    match store.mark_gone(&names) {
+        Err(e @ StoreError::DamagedRecords { .. }) => assert_eq!(
+            e.to_string(),
+            "marked none of 4 names gone; left 1 name(s) whose catalog record fails to \
+             authenticate, so that their versions cannot be read (seccs gc removes such \
+             records): \"n/2\""
+        ),
+        other => panic!("{other:?}"),
+    }
+    for i in [0, 1, 3] {
+        let record = store
+            .lookup(&format!("n/{i}"))
+            .expect("lookup")
+            .expect("kept");
+        assert!(!record.is_gone(), "n/{i} was marked gone");
+    }
+    // With the bad record removed, every name is marked, once.
+    assert_eq!(store.gc().expect("gc").records_removed.len(), 1);
+    assert!(!backend.keys().contains(&bad));
+    assert_eq!(store.mark_gone(&names).expect("marked"), 3);
+    assert_eq!(store.mark_gone(&names).expect("marked already"), 0);
 }
 
 /// A memory backend whose writes fail once `writes_left` reaches zero, as a
