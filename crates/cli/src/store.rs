@@ -541,13 +541,16 @@ fn put_one(
             // A file under a directory's name (one put DIR stored, with
             // names under it) would not come back with them: a restore
             // cannot write both at one path. One lookup of the name; the
-            // catalog is listed only when it is a directory.
-            let is_directory = store.lookup(name)?.is_some_and(|r| {
-                !r.is_gone() && r.latest().is_some_and(|v| v.kind == EntryKind::Directory)
+            // catalog is listed unless the name is a file already (its
+            // new version changes nothing of that). Names can be under it
+            // with no record of its own: put as `--name N/F`, or left when
+            // `rm N@1` took the directory's only version.
+            let is_file = store.lookup(name)?.is_some_and(|r| {
+                !r.is_gone() && r.latest().is_some_and(|v| v.kind != EntryKind::Directory)
             });
-            let under = match is_directory {
-                true => store.list_readable(&format!("{name}/"))?.records,
-                false => Vec::new(),
+            let under = match is_file {
+                false => store.list_readable(&format!("{name}/"))?.records,
+                true => Vec::new(),
             };
             if let Some(inside) = under.iter().find(|r| !r.is_gone()) {
                 bail!(

@@ -4140,6 +4140,40 @@ fn a_put_of_a_directory_that_holds_the_store_leaves_the_store_out() {
     );
 }
 
+/// A file is not put under a name that names are under, even when the
+/// name has no record of its own (`--name N/F`, or the directory's only
+/// version removed): a restore of the top level could not write both.
+#[test]
+fn a_file_is_not_put_under_a_name_with_names_under_it_but_no_record_of_its_own() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 100, 79);
+    put_as(&store, &f, "a/b");
+    let err = fails(seccs(&store).arg("put").arg(&f).args(["--name", "a"]));
+    assert!(
+        err.contains("a names a directory in the store (a/b is under it)"),
+        "{err}"
+    );
+    let dir = tmp.path().join("dir");
+    std::fs::create_dir(&dir).expect("mkdir");
+    random_file(&dir, "x", 200, 80);
+    ok(seccs(&store).current_dir(tmp.path()).args(["put", "dir"]));
+    ok(seccs(&store).args(["rm", "dir@1"]));
+    let err = fails(seccs(&store).arg("put").arg(&f).args(["--name", "dir"]));
+    assert!(
+        err.contains("dir names a directory in the store (dir/x is under it)"),
+        "{err}"
+    );
+    // Nothing was stored under either name, and the top level restores.
+    let names = listed(&store, &[]);
+    assert!(!names.iter().any(|n| n == "a" || n == "dir"), "{names:?}");
+    ok(seccs(&store)
+        .args(["get", "/", "-o"])
+        .arg(tmp.path().join("out")));
+    // A file's new version is still put under its own name.
+    put_as(&store, &f, "a/b");
+}
+
 #[test]
 fn a_reference_with_a_wrong_length_says_it_may_be_copied_wrong() {
     let tmp = tempfile::tempdir().expect("tmp");
