@@ -26,7 +26,11 @@ pub struct DiffArgs {
     /// The later time (same forms); without it, what the names hold now.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     to: Option<u64>,
-    /// One JSON object per line: name, change, from_version, to_version.
+    /// One JSON object per line: name, change, from_version, to_version,
+    /// kind (file, symlink or directory: what the name holds at the later
+    /// time, or held before if it was removed). The name is given whole,
+    /// as `get NAME@N` takes it: a directory's without the `/` the plain
+    /// form shows it with (the kind says it is one).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -132,6 +136,7 @@ pub fn run(loc: &StoreLocation, args: DiffArgs) -> Result<()> {
                 "change": change.word(),
                 "from_version": before.map(|v| v.number),
                 "to_version": after.map(|v| v.number),
+                "kind": crate::store::kind_word(kind),
             });
             writeln!(out, "{line}")?;
         } else {

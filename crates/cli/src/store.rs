@@ -232,7 +232,9 @@ pub struct RmArgs {
 /// `seccs ls`: list names.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Only names starting with PREFIX.
+    /// Only names starting with PREFIX, as a string: `docs/` lists what is
+    /// under the directory docs, not docs' own record (as `ls DIR` in a
+    /// shell does), and `docs` lists docs itself and docs-old too.
     #[arg(default_value = "", value_parser = name_arg())]
     prefix: String,
     /// Every version, not only the newest, and names that are gone (no
@@ -244,7 +246,9 @@ pub struct LsArgs {
     /// mode, mtime, uid, gid, xattrs (names of extended attributes), stamp
     /// (settled: a put skips the file while it matches; recent: taken too
     /// close to a change, the next put reads it again), gone_since (null,
-    /// or when the name was found gone).
+    /// or when the name was found gone). The name is given whole, as `get
+    /// NAME@N` takes it: a directory's without the `/` the plain form
+    /// shows it with (kind says it is one).
     #[arg(long)]
     json: bool,
     /// The names as they were at TIME (see `seccs get --at`): each one's
@@ -1060,11 +1064,7 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
             record.latest().into_iter().collect()
         };
         for v in versions {
-            let kind = match v.kind {
-                EntryKind::File => "file",
-                EntryKind::Symlink => "symlink",
-                EntryKind::Directory => "directory",
-            };
+            let kind = kind_word(v.kind);
             if args.json {
                 let line = serde_json::json!({
                     "name": record.name,
@@ -1115,6 +1115,15 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
         return Err(e.into());
     }
     Ok(())
+}
+
+/// A version's kind as `--json` gives it.
+pub(crate) fn kind_word(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File => "file",
+        EntryKind::Symlink => "symlink",
+        EntryKind::Directory => "directory",
+    }
 }
 
 /// A time in seconds since the Unix epoch as listings show it, in UTC.

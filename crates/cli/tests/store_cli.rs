@@ -4174,6 +4174,50 @@ fn a_file_is_not_put_under_a_name_with_names_under_it_but_no_record_of_its_own()
     put_as(&store, &f, "a/b");
 }
 
+/// A directory is written `NAME/` in plain listings and diffs, and its
+/// name whole with `"kind": "directory"` in their JSON (as `get NAME@N`
+/// takes it); diff's JSON said nothing of the kind, so a directory read
+/// as a file there. `ls DIR/` lists what is under DIR, `ls DIR` DIR too.
+#[test]
+fn a_directory_is_told_apart_in_plain_and_json_listings_and_diffs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("tree");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    random_file(&src.join("sub"), "x", 100, 81);
+    ok(seccs(&store).current_dir(tmp.path()).args(["put", "tree"]));
+    assert_eq!(listed(&store, &["tree/"]), ["tree/sub/", "tree/sub/x"]);
+    assert_eq!(
+        listed(&store, &["tree"]),
+        ["tree/", "tree/sub/", "tree/sub/x"]
+    );
+    let json_lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        ok(seccs(&store).args(args))
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect()
+    };
+    let named = |lines: &[serde_json::Value]| -> Vec<(String, String)> {
+        lines
+            .iter()
+            .map(|v| {
+                let field = |f: &str| v[f].as_str().expect(f).to_owned();
+                (field("name"), field("kind"))
+            })
+            .collect()
+    };
+    let pair = |n: &str, k: &str| (n.to_owned(), k.to_owned());
+    let expected = [pair("tree/sub", "directory"), pair("tree/sub/x", "file")];
+    assert_eq!(named(&json_lines(&["ls", "tree/", "--json"])), expected);
+    let diff = ok(seccs(&store).args(["diff", "tree/", "--from", "0"]));
+    assert_eq!(
+        diff.lines().collect::<Vec<_>>(),
+        ["+  tree/sub/", "+  tree/sub/x"]
+    );
+    let diff_json = json_lines(&["diff", "tree/", "--from", "0", "--json"]);
+    assert_eq!(named(&diff_json), expected);
+}
+
 #[test]
 fn a_reference_with_a_wrong_length_says_it_may_be_copied_wrong() {
     let tmp = tempfile::tempdir().expect("tmp");
