@@ -565,6 +565,7 @@ fn put_one(
                     shown(name)
                 );
             }
+            refuse_under_a_file(store, name)?;
             let (outcome, version) = store
                 .put_named_stamped(reader, name, EntryKind::File, meta)
                 .with_context(|| format!("cannot store {}", source()))?;
@@ -573,6 +574,30 @@ fn put_one(
             Ok(outcome.content_ref)
         }
     }
+}
+
+/// Refuses `name` when a name it would be under (`a` or `a/b` of
+/// `a/b/c`) holds a file or a symlink: a restore cannot make a directory
+/// where that file is. One lookup per level of the name.
+fn refuse_under_a_file(store: &seccs_store::Store, name: &str) -> Result<()> {
+    for (at, _) in name.match_indices('/') {
+        let above = &name[..at];
+        let kind = store
+            .lookup(above)?
+            .filter(|r| !r.is_gone())
+            .and_then(|r| r.latest().map(|v| v.kind));
+        if let Some(kind @ (EntryKind::File | EntryKind::Symlink)) = kind {
+            bail!(
+                "{} would be under {}, a {} in the store, not a directory: give the file \
+                 another name, or `seccs rm {}` first",
+                shown(name),
+                shown(above),
+                kind_word(kind),
+                shown(above)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// What the user typed, resolved: a reference, or NAME or NAME@N (then

@@ -2119,14 +2119,16 @@ fn a_restore_never_writes_through_a_symlink_out_of_its_directory() {
     std::fs::write(src.join("a"), b"a").expect("write");
     std::fs::write(src.join("sub/x"), b"x").expect("write");
     std::os::unix::fs::symlink(&outside, src.join("link")).expect("symlink");
-    put_dir_in(&store, tmp.path(), "tree", &[]);
-    // A name under the link, put by hand: the restore makes tree/link a
-    // directory for it, and then cannot make the link there.
+    // A name under the link: put by hand before the link was put (`put
+    // --name` refuses a name under a stored link), and kept by a put at
+    // the top level, which marks nothing gone. The restore makes tree/link
+    // a directory for it, and then cannot make the link there.
     let f = random_file(tmp.path(), "f", 100, 110);
     ok(seccs(&store)
         .arg("put")
         .arg(&f)
         .args(["--name", "tree/link/escape"]));
+    put_dir_in(&store, tmp.path(), ".", &[]);
     let out = tmp.path().join("out");
     let got = run(seccs(&store).args(["get", "tree/", "-o"]).arg(&out));
     assert!(!got.status.success());
@@ -4142,7 +4144,8 @@ fn a_put_of_a_directory_that_holds_the_store_leaves_the_store_out() {
 
 /// A file is not put under a name that names are under, even when the
 /// name has no record of its own (`--name N/F`, or the directory's only
-/// version removed): a restore of the top level could not write both.
+/// version removed), nor under a name that is a file: a restore of the
+/// top level could not write both.
 #[test]
 fn a_file_is_not_put_under_a_name_with_names_under_it_but_no_record_of_its_own() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -4172,6 +4175,20 @@ fn a_file_is_not_put_under_a_name_with_names_under_it_but_no_record_of_its_own()
         .arg(tmp.path().join("out")));
     // A file's new version is still put under its own name.
     put_as(&store, &f, "a/b");
+    // Nor is a file put under a name that is a file: a restore could not
+    // make the directory. Each level above is looked at.
+    for name in ["a/b/c", "a/b/c/d"] {
+        let err = fails(seccs(&store).arg("put").arg(&f).args(["--name", name]));
+        assert!(
+            err.contains(&format!(
+                "{name} would be under a/b, a file in the store, not a directory"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(listed(&store, &["a/b/"]), Vec::<String>::new());
+    // Under a directory that put DIR stored, it is put.
+    put_as(&store, &f, "dir/y");
 }
 
 /// A directory is written `NAME/` in plain listings and diffs, and its
