@@ -886,9 +886,11 @@ fn version_at(store: &seccs_store::Store, name: &str, time: u64) -> Result<Versi
     )?;
     record.at(time).cloned().with_context(|| {
         format!(
-            "{name} held nothing at {} (not put yet, gone then, or that version removed): \
-             `seccs ls --all {name}` lists its versions",
-            format_time(time)
+            "{} held nothing at {} (not put yet, gone then, or that version removed): \
+             `seccs ls --all {}` lists its versions",
+            shown(name),
+            format_time(time),
+            crate::tree::typed(&shown(name))
         )
     })
 }

@@ -1598,14 +1598,17 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         if there > 0 {
             bail!("--exclude leaves out all {there} names under {prefix:?}");
         }
+        // The prefix as a command line types it.
+        let typed_prefix = typed(&shown_name(prefix, EntryKind::File));
         match at {
             None => bail!(
                 "every name under {prefix:?} is gone ({listed}; the last put of their \
-                 directory did not find them): `seccs ls --all {prefix}` lists their versions"
+                 directory did not find them): `seccs ls --all {typed_prefix}` lists their \
+                 versions"
             ),
             Some(t) => bail!(
                 "none of the {listed} names under {prefix:?} was there at {}: \
-                 `seccs ls --all {prefix}` lists their versions and times",
+                 `seccs ls --all {typed_prefix}` lists their versions and times",
                 crate::store::format_time(t)
             ),
         }

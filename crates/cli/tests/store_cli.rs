@@ -4235,6 +4235,36 @@ fn a_directory_is_told_apart_in_plain_and_json_listings_and_diffs() {
     assert_eq!(named(&diff_json), expected);
 }
 
+/// A name with a space or a control character that held nothing at a
+/// time is said on one line, and the `ls` it suggests is typed as a
+/// command line takes it: the name went into the message raw, so a
+/// newline in it forged a second line and a space split the command.
+#[test]
+fn nothing_at_a_time_suggests_a_command_that_types_the_name_back() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("sp d");
+    std::fs::create_dir(&src).expect("mkdir");
+    random_file(&src, "new\nline", 100, 82);
+    ok(seccs(&store).current_dir(tmp.path()).args(["put", "sp d"]));
+    let err = fails(seccs(&store).args(["get", "sp d/new\nline", "--at", "0"]));
+    assert!(
+        err.contains("sp d/new\\nline held nothing at 1970-01-01 00:00:00Z")
+            && err.contains("`seccs ls --all $'sp d/new\\nline'` lists its versions"),
+        "{err}"
+    );
+    let out = tmp.path().join("out");
+    let err = fails(
+        seccs(&store)
+            .args(["get", "sp d/", "--at", "0", "-o"])
+            .arg(&out),
+    );
+    assert!(
+        err.contains("`seccs ls --all $'sp d/'` lists their versions and times"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_reference_with_a_wrong_length_says_it_may_be_copied_wrong() {
     let tmp = tempfile::tempdir().expect("tmp");
