@@ -4187,6 +4187,19 @@ fn a_file_is_not_put_under_a_name_with_names_under_it_but_no_record_of_its_own()
         );
     }
     assert_eq!(listed(&store, &["a/b/"]), Vec::<String>::new());
+    // Nor under a symlink that put DIR stored.
+    std::os::unix::fs::symlink("x", dir.join("link")).expect("symlink");
+    ok(seccs(&store).current_dir(tmp.path()).args(["put", "dir"]));
+    let err = fails(
+        seccs(&store)
+            .arg("put")
+            .arg(&f)
+            .args(["--name", "dir/link/y"]),
+    );
+    assert!(
+        err.contains("dir/link/y would be under dir/link, a symlink in the store"),
+        "{err}"
+    );
     // Under a directory that put DIR stored, it is put.
     put_as(&store, &f, "dir/y");
 }
