@@ -6,75 +6,79 @@
 //! `open(..., 'wb')` and no fsync, with the process umask's mode, so a crash
 //! could leave an empty or partial key file and other users could read it.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::OFlags;
+
+use crate::dir::DirFd;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Suffix of temporary files; such files are leftovers of a crash.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 
-/// Creates the empty file `dir/.name.<pid>.<n>.tmp` with mode 0600;
-/// returns its path and open handle.
-fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
+/// Creates the empty file `.name.<pid>.<n>.tmp` in `dir` with mode 0600;
+/// returns its name and open handle.
+fn create_temp(dir: &DirFd, name: &str) -> io::Result<(String, File)> {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()));
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let f = opts.open(&tmp)?;
+    let tmp = format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id());
+    let f = dir.open_file(
+        &tmp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
+        0o600,
+    )?;
     Ok((tmp, f))
 }
 
-/// Creates `dir/.name.<pid>.<n>.tmp` with mode 0600 and writes `bytes`
-/// without syncing; returns its path and open handle.
-pub(crate) fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<(PathBuf, File)> {
+/// Creates `.name.<pid>.<n>.tmp` in `dir` with mode 0600 and writes
+/// `bytes` without syncing; returns its name and open handle.
+pub(crate) fn write_temp(dir: &DirFd, name: &str, bytes: &[u8]) -> io::Result<(String, File)> {
     let (tmp, mut f) = create_temp(dir, name)?;
     if let Err(e) = f.write_all(bytes) {
-        let _ = fs::remove_file(&tmp);
+        let _ = dir.remove(&tmp);
         return Err(e);
     }
     Ok((tmp, f))
 }
 
-/// A new file `dir/name` in the making: its empty temporary file exists
-/// (so the directory is known to be writable) until [`NewFile::commit`]
-/// fills, syncs and links it; dropped uncommitted, it is removed.
+/// A new file `name` of `dir` in the making: its empty temporary file
+/// exists (so the directory is known to be writable) until
+/// [`NewFile::commit`] fills, syncs and links it; dropped uncommitted, it
+/// is removed.
 #[derive(Debug)]
 pub(crate) struct NewFile {
-    dir: PathBuf,
+    dir: DirFd,
     name: String,
-    tmp: PathBuf,
+    tmp: String,
+    tmp_path: PathBuf,
     file: Option<File>,
 }
 
 impl NewFile {
-    /// Creates the temporary file of `dir/name` (mode 0600).
-    pub(crate) fn create(dir: &Path, name: &str) -> io::Result<Self> {
+    /// Creates the temporary file of `name` in `dir` (mode 0600).
+    pub(crate) fn create(dir: &DirFd, name: &str) -> io::Result<Self> {
         let (tmp, file) = create_temp(dir, name)?;
         Ok(Self {
-            dir: dir.to_owned(),
+            dir: dir.clone(),
             name: name.to_owned(),
+            tmp_path: dir.join(&tmp),
             tmp,
             file: Some(file),
         })
     }
 
-    /// Durably creates `dir/name` holding `bytes`, never replacing
+    /// The temporary file's path, until it is committed or dropped.
+    pub(crate) fn temporary_path(&self) -> &Path {
+        &self.tmp_path
+    }
+
+    /// Durably creates `name` holding `bytes`, never replacing
     /// anything: the temporary file is filled, synced, hard-linked to the
     /// final name (which fails with [`io::ErrorKind::AlreadyExists`] if
     /// that name exists, even as a dangling symbolic link), then removed.
-    /// The temporary file's path, until it is committed or dropped.
-    pub(crate) fn temporary_path(&self) -> &Path {
-        &self.tmp
-    }
-
     pub(crate) fn commit(mut self, bytes: &[u8]) -> io::Result<()> {
         let mut f = self
             .file
@@ -83,43 +87,39 @@ impl NewFile {
         let result = f
             .write_all(bytes)
             .and_then(|()| f.sync_all())
-            .and_then(|()| fs::hard_link(&self.tmp, self.dir.join(&self.name)));
+            .and_then(|()| self.dir.link(&self.tmp, &self.name));
         drop(f);
-        let removed = fs::remove_file(&self.tmp);
+        let removed = self.dir.remove(&self.tmp);
         result?;
         removed?;
-        sync_dir(&self.dir)
+        self.dir.sync()
     }
 }
 
 impl Drop for NewFile {
     fn drop(&mut self) {
         if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.tmp);
+            let _ = self.dir.remove(&self.tmp);
         }
     }
 }
 
-/// Makes renames and creations in `dir` durable.
+/// Makes renames and creations in the directory at `dir` durable (for
+/// files written beside a path the user gave, not in a key directory).
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    File::open(dir)?.sync_all()
 }
 
-/// Atomically and durably replaces `dir/name` with `bytes` (mode 0600).
-pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+/// Atomically and durably replaces `name` in `dir` with `bytes` (mode
+/// 0600).
+pub(crate) fn write_atomic(dir: &DirFd, name: &str, bytes: &[u8]) -> io::Result<()> {
     let (tmp, f) = write_temp(dir, name, bytes)?;
-    let result = f.sync_all().and_then(|()| fs::rename(&tmp, dir.join(name)));
+    let result = f.sync_all().and_then(|()| dir.rename(&tmp, name));
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = dir.remove(&tmp);
     }
     result?;
-    sync_dir(dir)
+    dir.sync()
 }
 
 /// Creates `dir` (and parents) with mode 0700 if it does not exist.
@@ -150,14 +150,19 @@ mod tests {
     use super::*;
 
     fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-        NewFile::create(dir, name)?.commit(bytes)
+        NewFile::create(&open(dir)?, name)?.commit(bytes)
+    }
+
+    fn open(dir: &Path) -> io::Result<DirFd> {
+        DirFd::open(dir).map_err(io::Error::other)
     }
 
     #[test]
     fn atomic_write_replaces_content_with_mode_0600() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
-        write_atomic(dir.path(), "k", b"one")?;
-        write_atomic(dir.path(), "k", b"two")?;
+        let opened = open(dir.path())?;
+        write_atomic(&opened, "k", b"one")?;
+        write_atomic(&opened, "k", b"two")?;
         assert_eq!(fs::read(dir.path().join("k"))?, b"two");
         #[cfg(unix)]
         {

@@ -100,7 +100,7 @@
 //! undone.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -109,6 +109,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::dir::DirFd;
 use crate::error::Chain;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -791,7 +792,11 @@ pub struct AuditLog {
     durability: Arc<Durability>,
     /// Told when a refusal is counted, for the summaries' task.
     counted_one: tokio::sync::Notify,
-    /// Where [`Self::reopen`] opens the file to write to.
+    /// The directory, held open, where [`Self::reopen`] opens the file to
+    /// write to, and that file's name there.
+    dir: DirFd,
+    name: String,
+    /// The path of the log, for messages.
     path: PathBuf,
 }
 
@@ -952,22 +957,32 @@ impl AuditLog {
         interval: Duration,
         sync: SyncFn,
     ) -> std::io::Result<Self> {
-        let mut opts = OpenOptions::new();
-        opts.append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        Self::from_file(opts.open(path)?, path, mode, interval, sync)
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} names no file for an audit log", path.display()),
+            )
+        })?;
+        let dir = DirFd::open(parent).map_err(std::io::Error::other)?;
+        let file = dir.open_file(
+            name,
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::APPEND | rustix::fs::OFlags::CREATE,
+            0o600,
+        )?;
+        Self::from_file(file, &dir, name, mode, interval, sync)
     }
 
     /// [`Self::open_with`] of a file opened for appending (the server's
-    /// `audit.log`, opened only as a regular file) from `path`, where
-    /// [`Self::reopen`] opens its successor.
+    /// `audit.log`, opened only as a regular file) as `name` in `dir`,
+    /// where [`Self::reopen`] opens its successor.
     pub(crate) fn from_file(
         file: File,
-        path: &Path,
+        dir: &DirFd,
+        name: &str,
         mode: AuditSync,
         interval: Duration,
         sync: SyncFn,
@@ -998,7 +1013,9 @@ impl AuditLog {
             }),
             durability,
             counted_one: tokio::sync::Notify::new(),
-            path: path.to_owned(),
+            dir: dir.clone(),
+            name: name.to_owned(),
+            path: dir.join(name),
         })
     }
 
@@ -1229,7 +1246,7 @@ impl AuditLog {
             path: self.path.clone(),
             source,
         };
-        let new = crate::files::open_own(&self.path, crate::files::Own::Append)
+        let new = crate::files::open_own(&self.dir, &self.name, crate::files::Own::Append)
             .map_err(failed)?
             .ok_or_else(|| {
                 failed(crate::KmsError::File {
@@ -1308,6 +1325,7 @@ impl AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     /// A writer with room for `room` more bytes of `file`, then none, as a
     /// disk that fills up part way through a record.

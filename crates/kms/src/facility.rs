@@ -26,17 +26,24 @@ use seccs_core::SecretKey;
 
 use crate::KmsError;
 use crate::atomic::{self, TEMP_SUFFIX};
+use crate::dir::DirFd;
 use crate::keyfile::{DEK_FILE_LEN, KeyId, SealedDek};
 
 /// File name suffix of DEK files.
 const DEK_SUFFIX: &str = ".dek";
 
-/// Reads and parses the DEK file at `path`: a regular file (never through
-/// a link, never a named pipe, which would block), of its one length.
-fn read_dek_file(path: &Path) -> Result<SealedDek, KmsError> {
-    let bytes = crate::files::read_own(path, DEK_FILE_LEN as u64)?;
+/// Reads and parses the DEK file `name` of `dir`: a regular file (never
+/// through a link, never a named pipe, which would block), of its one
+/// length.
+fn read_dek_file(dir: &DirFd, name: &str) -> Result<SealedDek, KmsError> {
+    let bytes = crate::files::read_own(dir, name, DEK_FILE_LEN as u64)?;
     SealedDek::parse(&bytes)
 }
+/// The key id a DEK file's name gives, if it is one.
+fn dek_file_id(name: &str) -> Option<KeyId> {
+    KeyId::from_hex(name.strip_suffix(DEK_SUFFIX)?).ok()
+}
+
 /// Most threads that sync one group's files in parallel.
 const SYNC_THREADS: usize = 64;
 
@@ -65,7 +72,7 @@ struct Group {
 }
 
 struct Inner {
-    dir: PathBuf,
+    dir: DirFd,
     keys: RwLock<HashMap<KeyId, Slot>>,
     commits: Mutex<Commits>,
     turn: Condvar,
@@ -81,7 +88,7 @@ pub struct Facility {
 impl std::fmt::Debug for Facility {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Facility")
-            .field("dir", &self.inner.dir)
+            .field("dir", &self.inner.dir.path())
             .field("keys", &self.len())
             .finish()
     }
@@ -97,33 +104,34 @@ impl Facility {
     /// one directory do not see each other's changes. Open one per
     /// directory (`seccs kms serve` takes a lock on it for that).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, KmsError> {
-        let dir = dir.as_ref().to_path_buf();
-        atomic::create_private_dir(&dir)?;
+        let dir = dir.as_ref();
+        atomic::create_private_dir(dir)?;
+        Self::open_in(DirFd::open(dir)?)
+    }
+
+    /// [`Facility::open`] of the directory open as `dir`: its key files are
+    /// read and written in the directory it holds open, wherever its path
+    /// leads by then.
+    pub(crate) fn open_in(dir: DirFd) -> Result<Self, KmsError> {
         let mut keys = HashMap::new();
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+        for name in dir.names()? {
             if name.ends_with(TEMP_SUFFIX) {
                 // A crash left it before its rename: it was never handed out.
-                let _ = fs::remove_file(entry.path());
+                let _ = dir.remove(&name);
                 continue;
             }
-            let Some(hex_id) = name.strip_suffix(DEK_SUFFIX) else {
-                continue;
-            };
-            let Ok(id) = KeyId::from_hex(hex_id) else {
+            let Some(id) = dek_file_id(&name) else {
                 continue;
             };
             // A DEK file has one length: a larger one is corrupt, and is
             // not read whole.
             // Never through a link, never a named pipe (which would block).
-            let slot = match read_dek_file(&entry.path()) {
+            let slot = match read_dek_file(&dir, &name) {
                 Ok(sealed) => Slot::Sealed(sealed),
                 Err(e) => {
                     // Said at start: asked for, it is an error.
                     tracing::warn!(
-                        path = %entry.path().display(),
+                        path = %dir.join(&name).display(),
                         error = %crate::error::Chain(&e),
                         "DEK file rejected"
                     );
@@ -132,7 +140,7 @@ impl Facility {
             };
             keys.insert(id, slot);
         }
-        tracing::info!(dir = %dir.display(), keys = keys.len(), "facility opened");
+        tracing::info!(dir = %dir.path().display(), keys = keys.len(), "facility opened");
         Ok(Self {
             inner: Arc::new(Inner {
                 dir,
@@ -152,32 +160,18 @@ impl Facility {
     /// A `dir` that is a symbolic link (even to a directory) is
     /// [`KmsError::NotADirectory`], as a server refuses it.
     pub fn check_files(dir: &Path) -> Result<(usize, Vec<(PathBuf, KmsError)>), KmsError> {
-        crate::files::own_dir(dir)?;
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, Vec::new())),
-            Err(source) => {
-                return Err(KmsError::File {
-                    action: "list",
-                    path: dir.to_owned(),
-                    source,
-                });
-            }
+        let Some(dir) = DirFd::open_own(dir)? else {
+            return Ok((0, Vec::new()));
         };
         let mut count = 0;
         let mut bad = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(hex_id) = name.to_str().and_then(|n| n.strip_suffix(DEK_SUFFIX)) else {
-                continue;
-            };
-            if KeyId::from_hex(hex_id).is_err() {
+        for name in dir.names()? {
+            if dek_file_id(&name).is_none() {
                 continue;
             }
             count += 1;
-            if let Err(e) = read_dek_file(&entry.path()) {
-                bad.push((entry.path(), e));
+            if let Err(e) = read_dek_file(&dir, &name) {
+                bad.push((dir.join(&name), e));
             }
         }
         bad.sort_by(|a, b| a.0.cmp(&b.0));
@@ -186,7 +180,7 @@ impl Facility {
 
     /// The storage directory.
     pub fn dir(&self) -> &Path {
-        &self.inner.dir
+        self.inner.dir.path()
     }
 
     /// How many keys the facility holds.
@@ -268,8 +262,8 @@ impl Facility {
         if map.remove(&id).is_none() {
             return Err(KmsError::NotFound);
         }
-        fs::remove_file(self.inner.dir.join(format!("{id}{DEK_SUFFIX}")))?;
-        atomic::sync_dir(&self.inner.dir)?;
+        self.inner.dir.remove(&format!("{id}{DEK_SUFFIX}"))?;
+        self.inner.dir.sync()?;
         tracing::info!(key_id = %id, "key removed");
         Ok(())
     }
@@ -325,7 +319,7 @@ impl Facility {
                 Ok((tmp, f)) => written.push((name, tmp, f)),
                 Err(e) => {
                     for (_, tmp, _) in &written {
-                        let _ = fs::remove_file(tmp);
+                        let _ = dir.remove(tmp);
                     }
                     return Err(e.into());
                 }
@@ -335,20 +329,20 @@ impl Facility {
         let mut result = Ok(());
         for ((name, tmp, file), sync) in written.into_iter().zip(synced) {
             drop(file);
-            let r = sync.and_then(|()| fs::rename(&tmp, dir.join(&name)));
+            let r = sync.and_then(|()| dir.rename(&tmp, &name));
             if let Err(e) = r {
-                let _ = fs::remove_file(&tmp);
+                let _ = dir.remove(&tmp);
                 result = Err(e);
             }
         }
         result?;
-        atomic::sync_dir(dir)?;
+        dir.sync()?;
         Ok(())
     }
 }
 
 /// Syncs files, in parallel when there are several.
-fn sync_files(files: &[(String, PathBuf, fs::File)]) -> Vec<std::io::Result<()>> {
+fn sync_files(files: &[(String, String, fs::File)]) -> Vec<std::io::Result<()>> {
     if files.len() <= 1 {
         return files.iter().map(|(_, _, f)| f.sync_all()).collect();
     }

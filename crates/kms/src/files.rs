@@ -22,6 +22,7 @@ use rustix::fs::{Mode, OFlags};
 use seccs_core::file_kind;
 
 use crate::KmsError;
+use crate::dir::DirFd;
 
 /// The largest token file read.
 pub(crate) const MAX_TOKEN_FILE: u64 = 4096;
@@ -73,27 +74,24 @@ pub(crate) enum Own {
     Append,
 }
 
-/// Opens `path`, a file of the key directory, as `how` says: only a
-/// regular file, never through a symbolic link, and never waiting (a named
-/// pipe is refused at once, with or without a peer). `None` when there is
-/// nothing at `path` to read.
-pub(crate) fn open_own(path: &Path, how: Own) -> Result<Option<File>, KmsError> {
+/// Opens `name`, a file of the key directory `dir` (or of one of its
+/// directories), as `how` says: only a regular file, never through a
+/// symbolic link, and never waiting (a named pipe is refused at once, with
+/// or without a peer). `None` when there is nothing of that name to read.
+pub(crate) fn open_own(dir: &DirFd, name: &str, how: Own) -> Result<Option<File>, KmsError> {
     let (flags, action) = match how {
         Own::Read => (OFlags::RDONLY, "read"),
         Own::Append => (OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE, "open"),
     };
+    let path = dir.join(name);
     let refused = |what| KmsError::NotAFile {
-        path: path.to_owned(),
+        path: path.clone(),
         what,
     };
-    let opened = rustix::fs::open(
-        path,
-        flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    );
-    let fd = match opened {
-        Ok(fd) => fd,
-        Err(e) if e == rustix::io::Errno::NOENT && how == Own::Read => return Ok(None),
+    let opened = dir.open_file(name, flags | OFlags::NOFOLLOW | OFlags::NONBLOCK, 0o600);
+    let file = match opened {
+        Ok(file) => file,
+        Err(rustix::io::Errno::NOENT) if how == Own::Read => return Ok(None),
         // The refusals of what is not a file: the last component a link
         // (`O_NOFOLLOW`), a named pipe or socket with no reader (written
         // with `O_NONBLOCK`), a directory.
@@ -102,23 +100,25 @@ pub(crate) fn open_own(path: &Path, how: Own) -> Result<Option<File>, KmsError> 
                 || e == rustix::io::Errno::NXIO
                 || e == rustix::io::Errno::ISDIR =>
         {
-            let what = std::fs::symlink_metadata(path)
-                .map(|m| file_kind::in_words(m.file_type()))
+            let what = dir
+                .kind_of(name)
+                .ok()
+                .flatten()
+                .map(crate::dir::kind_in_words)
                 .unwrap_or("not a regular file");
             return Err(refused(what));
         }
         Err(e) => {
             return Err(KmsError::File {
                 action,
-                path: path.to_owned(),
+                path,
                 source: e.into(),
             });
         }
     };
-    let file = File::from(fd);
     let io_err = |source| KmsError::File {
         action,
-        path: path.to_owned(),
+        path: path.clone(),
         source,
     };
     let kind = file.metadata().map_err(io_err)?.file_type();
@@ -178,44 +178,27 @@ pub(crate) fn read_given(path: &Path, limit: u64) -> Result<Vec<u8>, KmsError> {
     Ok(bytes)
 }
 
-/// Checks that `path`, a directory of the key directory (`keys/`,
-/// `named/`, `tls/`), is a directory itself, not a symbolic link (even to
-/// one) nor anything else: [`KmsError::NotADirectory`]. Nothing there is
-/// fine (it is made when needed).
-///
-/// Flaw fixed here: a link in place of `keys/`, `named/` or `tls/` was
-/// followed, so whoever could write the key directory once chose where
-/// the server keeps and reads its keys and its certificate.
-pub(crate) fn own_dir(path: &Path) -> Result<(), KmsError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(meta) => Err(KmsError::NotADirectory {
-            path: path.to_owned(),
-            what: file_kind::in_words(meta.file_type()),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(KmsError::File {
-            action: "examine",
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
-/// Reads `path`, a file of the key directory, whole within `limit` bytes
-/// (through [`open_own`]); `None` if it does not
-/// exist.
-pub(crate) fn read_own_opt(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, KmsError> {
-    match open_own(path, Own::Read)? {
-        Some(file) => read_file(path, file, limit).map(Some),
+/// Reads `name`, a file of `dir`, whole within `limit` bytes (through
+/// [`open_own`]); `None` if it does not exist.
+pub(crate) fn read_own_opt(
+    dir: &DirFd,
+    name: &str,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, KmsError> {
+    match open_own(dir, name, Own::Read)? {
+        Some(file) => read_file(&dir.join(name), file, limit).map(Some),
         None => Ok(None),
     }
 }
 
 /// [`read_own_opt`] of a file that must exist.
-pub(crate) fn read_own(path: &Path, limit: u64) -> Result<Vec<u8>, KmsError> {
-    read_own_opt(path, limit)?
-        .ok_or_else(|| read_err(path, std::io::Error::from(std::io::ErrorKind::NotFound)))
+pub(crate) fn read_own(dir: &DirFd, name: &str, limit: u64) -> Result<Vec<u8>, KmsError> {
+    read_own_opt(dir, name, limit)?.ok_or_else(|| {
+        read_err(
+            &dir.join(name),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+    })
 }
 
 /// Whether `token` can go in an HTTP header as a bearer token: printable
@@ -265,7 +248,8 @@ mod tests {
                 Err(KmsError::FileTooLarge { limit: 4096, .. })
             ));
         }
-        assert!(read_own_opt(&dir.path().join("none"), 10)?.is_none());
+        let opened = DirFd::open(dir.path())?;
+        assert!(read_own_opt(&opened, "none", 10)?.is_none());
         Ok(())
     }
 
@@ -275,10 +259,12 @@ mod tests {
     #[test]
     fn own_files_are_regular_files_never_links_or_pipes() -> Result<(), KmsError> {
         let dir = tempfile::tempdir()?;
+        let opened = DirFd::open(dir.path())?;
         let file = dir.path().join("file");
         std::fs::write(&file, b"text")?;
-        assert_eq!(read_own(&file, 10)?, b"text");
-        assert!(read_own_opt(&dir.path().join("none"), 10)?.is_none());
+        assert_eq!(read_own(&opened, "file", 10)?, b"text");
+        assert!(read_own_opt(&opened, "none", 10)?.is_none());
+        std::fs::create_dir(dir.path().join("sub"))?;
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&file, &link)?;
         let fifo = dir.path().join("fifo");
@@ -290,13 +276,14 @@ mod tests {
             0,
         )
         .map_err(std::io::Error::from)?;
-        for (path, what) in [
-            (&link, "a symbolic link"),
-            (&fifo, "a named pipe"),
-            (&dir.path().to_path_buf(), "a directory"),
+        for (name, what) in [
+            ("link", "a symbolic link"),
+            ("fifo", "a named pipe"),
+            ("sub", "a directory"),
         ] {
+            let path = dir.path().join(name);
             for how in [Own::Read, Own::Append] {
-                let refused = open_own(path, how).err().map(|e| e.to_string());
+                let refused = open_own(&opened, name, how).err().map(|e| e.to_string());
                 let said = format!(
                     "{} is {what}, not a regular file: the key server opens the files of its \
                      directory only as regular files, never through a link (put the file itself \
@@ -308,10 +295,10 @@ mod tests {
         }
         // Appending creates the file, 0600, and appends.
         let log = dir.path().join("log");
-        let mut opened = open_own(&log, Own::Append)?.ok_or(KmsError::NotFound)?;
-        std::io::Write::write_all(&mut opened, b"one")?;
+        let mut appended = open_own(&opened, "log", Own::Append)?.ok_or(KmsError::NotFound)?;
+        std::io::Write::write_all(&mut appended, b"one")?;
         std::io::Write::write_all(
-            &mut open_own(&log, Own::Append)?.ok_or(KmsError::NotFound)?,
+            &mut open_own(&opened, "log", Own::Append)?.ok_or(KmsError::NotFound)?,
             b"two",
         )?;
         assert_eq!(std::fs::read(&log)?, b"onetwo");

@@ -9,7 +9,6 @@
 //! ([`KmsError::MissingRootKey`]) until the root key is restored.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -17,11 +16,16 @@ use seccs_core::SecretKey;
 
 use crate::KmsError;
 use crate::atomic;
+use crate::dir::DirFd;
 use crate::files::{read_own, read_own_opt};
 use crate::keyfile::{MAX_META_LEN, NamedKeyFile};
 use crate::lifecycle::{KeyInfo, KeyState, NamedKey, check_name};
 
 const SUFFIX: &str = ".key";
+/// The directory of the named key files in a server directory.
+const NAMED_DIR: &str = "named";
+/// The root key's file in a server directory.
+const ROOT_FILE: &str = "root.key";
 
 /// The largest named key file read: its metadata and, with room, the
 /// material of many versions.
@@ -36,7 +40,7 @@ enum Entry {
 
 /// The named keys of one server.
 pub struct KeyRing {
-    dir: PathBuf,
+    dir: DirFd,
     root: SecretKey,
     keys: Mutex<HashMap<String, Entry>>,
 }
@@ -44,66 +48,51 @@ pub struct KeyRing {
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyRing")
-            .field("dir", &self.dir)
+            .field("dir", &self.dir.path())
             .finish_non_exhaustive()
     }
 }
 
-/// The names of the named key files in `named` (none if it is missing).
-/// A `named` that is a symbolic link, even to a directory, is
-/// [`KmsError::NotADirectory`]: it is never followed.
-fn named_files(named: &Path) -> Result<Vec<(String, PathBuf)>, KmsError> {
-    crate::files::own_dir(named)?;
-    let entries = match fs::read_dir(named) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(KmsError::File {
-                action: "list",
-                path: named.to_owned(),
-                source,
-            });
-        }
+/// The named keys' names in `named` (none if it is missing), each with its
+/// file's name.
+fn named_files(named: Option<&DirFd>) -> Result<Vec<(String, String)>, KmsError> {
+    let Some(named) = named else {
+        return Ok(Vec::new());
     };
     let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let fname = entry.file_name();
-        let Some(name) = fname.to_str().and_then(|n| n.strip_suffix(SUFFIX)) else {
+    for fname in named.names()? {
+        let Some(name) = fname.strip_suffix(SUFFIX) else {
             continue;
         };
         if check_name(name).is_err() {
             continue;
         }
-        files.push((name.to_owned(), entry.path()));
+        files.push((name.to_owned(), fname));
     }
     Ok(files)
 }
 
-/// The root key at `path`, made on first start: only while `named` holds
-/// no named key (`count` of them), which a new root key would cut off.
-fn load_root(path: &Path, named: &Path, count: usize) -> Result<SecretKey, KmsError> {
-    match read_own_opt(path, MAX_ROOT_FILE) {
+/// The root key `root.key` of `dir`, made on first start: only while
+/// `named` holds no named key (`count` of them), which a new root key
+/// would cut off.
+fn load_root(dir: &DirFd, count: usize) -> Result<SecretKey, KmsError> {
+    let path = dir.join(ROOT_FILE);
+    match read_own_opt(dir, ROOT_FILE, MAX_ROOT_FILE) {
         Ok(Some(bytes)) => {
             let bytes = zeroize::Zeroizing::new(bytes);
-            SecretKey::from_slice(&bytes).map_err(|_| KmsError::BadRootKey(path.to_owned()))
+            SecretKey::from_slice(&bytes).map_err(|_| KmsError::BadRootKey(path))
         }
         Ok(None) if count > 0 => Err(KmsError::MissingRootKey {
-            path: path.to_owned(),
-            named: named.to_owned(),
+            path,
+            named: dir.join(NAMED_DIR),
             count,
         }),
         Ok(None) => {
             let key = SecretKey::generate()?;
-            let dir = path.parent().unwrap_or(Path::new("."));
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or(KmsError::Malformed("root key path"))?;
-            atomic::write_atomic(dir, name, key.expose_secret())?;
+            atomic::write_atomic(dir, ROOT_FILE, key.expose_secret())?;
             Ok(key)
         }
-        Err(KmsError::FileTooLarge { .. }) => Err(KmsError::BadRootKey(path.to_owned())),
+        Err(KmsError::FileTooLarge { .. }) => Err(KmsError::BadRootKey(path)),
         Err(e) => Err(e),
     }
 }
@@ -115,19 +104,27 @@ impl KeyRing {
     /// authenticate under `dir/root.key` (its path and why). A root key
     /// that is missing or malformed while named keys need it is the error.
     pub fn check_files(dir: &Path) -> Result<(usize, Vec<(PathBuf, KmsError)>), KmsError> {
-        let named = dir.join("named");
-        let files = named_files(&named)?;
-        if files.is_empty() {
+        let Some(dir) = DirFd::open_own(dir).or_else(|e| match e {
+            // `--dir` may name a link to the key directory.
+            KmsError::NotADirectory { .. } => DirFd::open(dir).map(Some),
+            e => Err(e),
+        })?
+        else {
             return Ok((0, Vec::new()));
-        }
-        let root_path = dir.join("root.key");
-        let root = match read_own_opt(&root_path, MAX_ROOT_FILE) {
+        };
+        let named = dir.sub(NAMED_DIR)?;
+        let files = named_files(named.as_ref())?;
+        let Some(named) = named.filter(|_| !files.is_empty()) else {
+            return Ok((0, Vec::new()));
+        };
+        let root_path = dir.join(ROOT_FILE);
+        let root = match read_own_opt(&dir, ROOT_FILE, MAX_ROOT_FILE) {
             Ok(Some(bytes)) => SecretKey::from_slice(&zeroize::Zeroizing::new(bytes))
                 .map_err(|_| KmsError::BadRootKey(root_path.clone()))?,
             Ok(None) => {
                 return Err(KmsError::MissingRootKey {
                     path: root_path,
-                    named,
+                    named: named.path().to_owned(),
                     count: files.len(),
                 });
             }
@@ -135,27 +132,34 @@ impl KeyRing {
             Err(e) => return Err(e),
         };
         let mut bad = Vec::new();
-        for (name, path) in &files {
-            let loaded = read_own(path, MAX_NAMED_FILE)
+        for (name, file) in &files {
+            let loaded = read_own(&named, file, MAX_NAMED_FILE)
                 .and_then(|b| decode(&root, name, &zeroize::Zeroizing::new(b)));
             if let Err(e) = loaded {
-                bad.push((path.clone(), e));
+                bad.push((named.join(file), e));
             }
         }
         bad.sort_by(|a, b| a.0.cmp(&b.0));
         Ok((files.len(), bad))
     }
 
-    /// Opens the named keys of the server directory `dir`.
+    /// Opens the named keys of the server directory `dir` (made, mode
+    /// 0700, if missing).
     pub fn open(dir: &Path) -> Result<Self, KmsError> {
         atomic::create_private_dir(dir)?;
-        let named = dir.join("named");
-        let files = named_files(&named)?;
-        let root = load_root(&dir.join("root.key"), &named, files.len())?;
-        atomic::create_private_dir(&named)?;
+        Self::open_in(&DirFd::open(dir)?)
+    }
+
+    /// Opens the named keys of the server directory open as `dir`: its
+    /// `root.key` and `named/` are read, and the keys written, in the
+    /// directory it holds open, wherever its path leads by then.
+    pub(crate) fn open_in(dir: &DirFd) -> Result<Self, KmsError> {
+        let files = named_files(dir.sub(NAMED_DIR)?.as_ref())?;
+        let root = load_root(dir, files.len())?;
+        let named = dir.make_sub(NAMED_DIR)?;
         let mut keys = HashMap::new();
-        for (name, path) in files {
-            let loaded = read_own(&path, MAX_NAMED_FILE)
+        for (name, file) in files {
+            let loaded = read_own(&named, &file, MAX_NAMED_FILE)
                 .and_then(|b| decode(&root, &name, &zeroize::Zeroizing::new(b)));
             let e = match loaded {
                 Ok(k) => Entry::Key(Box::new(k)),
@@ -277,6 +281,7 @@ fn decode(root: &SecretKey, name: &str, bytes: &[u8]) -> Result<NamedKey, KmsErr
 mod tests {
     use super::*;
     use crate::lifecycle::Operation;
+    use std::fs;
 
     #[test]
     fn named_keys_persist_across_reopen_and_reject_tampering() -> Result<(), KmsError> {

@@ -47,6 +47,7 @@ pub mod audit;
 pub mod bench;
 pub mod ciphertext;
 pub mod client;
+mod dir;
 mod encrypted;
 mod error;
 pub mod facility;

@@ -357,6 +357,87 @@ fn a_second_server_on_the_same_directory_is_refused() -> TestResult {
     Ok(())
 }
 
+/// The files under `dir`, recursively, as paths relative to it.
+fn files_under(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let shown = path.strip_prefix(dir).unwrap_or(&path);
+                found.push(shown.display().to_string());
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The server keeps using the key directory it checked at start: one
+/// renamed away and replaced, by another directory or by a link to one
+/// (with `keys/` and `named/` of its own ready), gets none of the keys,
+/// named keys or audit records made after; they go to the directory the
+/// server checked, wherever it now is. Flaw fixed: the server opened its
+/// files by path after checking the directory, so the replacement got the
+/// new keys unchecked and the checked directory missed them.
+#[test]
+fn a_key_directory_replaced_after_start_is_never_written_into() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let rt = runtime()?;
+    for (round, by_link) in [false, true].into_iter().enumerate() {
+        let dir = base.path().join(format!("keys-{round}"));
+        let server = boot(&rt, &dir)?;
+        let cfg = client_config(&server)?;
+        let moved = base.path().join(format!("moved-{round}"));
+        std::fs::rename(&dir, &moved)?;
+        let other = base.path().join(format!("other-{round}"));
+        for sub in ["keys", "named"] {
+            std::fs::create_dir_all(other.join(sub))?;
+        }
+        if by_link {
+            std::os::unix::fs::symlink(&other, &dir)?;
+        } else {
+            std::fs::rename(&other, &dir)?;
+        }
+        let replacement = if by_link { other } else { dir.clone() };
+        let kek = rt.block_on(async {
+            let client = KmsClient::new(&cfg)?;
+            let kek = client.new_kek().await?;
+            client.create_key("orders", KeyState::Active).await?;
+            client.rotate("orders").await?;
+            Ok::<_, KmsError>(kek)
+        })?;
+        std::fs::rename(moved.join("audit.log"), moved.join("audit.log.1"))?;
+        rt.block_on(server.reopen_audit_log())?;
+        stop(&rt, server)?;
+        assert_eq!(
+            files_under(&replacement)?,
+            Vec::<String>::new(),
+            "by link: {by_link}"
+        );
+        let kept = files_under(&moved)?;
+        let dek_file = format!("keys/{}.dek", seccs_kms::keyfile::KeyId::of(&kek));
+        for name in [
+            dek_file.as_str(),
+            "named/orders.key",
+            "audit.log",
+            "audit.log.1",
+        ] {
+            assert!(kept.iter().any(|f| f == name), "{name} not in {kept:?}");
+        }
+        // The moved directory is whole: a server started on it gives the
+        // DEK of the KEK made after the move.
+        let server = boot(&rt, &moved)?;
+        let local = LocalFacility::new(&client_config(&server)?)?;
+        assert_eq!(local.dek(&kek)?.expose_secret().len(), 32);
+        stop(&rt, server)?;
+    }
+    Ok(())
+}
+
 /// A key directory whose secrets others could read (a copy, a restore
 /// from a backup) is made private again when a server starts on it.
 #[test]

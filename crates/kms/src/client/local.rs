@@ -203,11 +203,16 @@ fn temp_beside(dst: &Path) -> Result<(PathBuf, fs::File), KmsError> {
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or(KmsError::Config("destination needs a file name".into()))?;
-    crate::atomic::write_temp(dir, name, &[]).map_err(|source| KmsError::File {
-        action: "create a file in",
-        path: dir.to_owned(),
-        source,
-    })
+    crate::dir::DirFd::open_io(dir)
+        .and_then(|opened| {
+            crate::atomic::write_temp(&opened, name, &[])
+                .map(|(tmp, file)| (opened.join(tmp), file))
+        })
+        .map_err(|source| KmsError::File {
+            action: "create a file in",
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 fn parent_dir(path: &Path) -> &Path {

@@ -1030,8 +1030,9 @@ impl KekFile {
     /// temporary file the KEK will be written to.
     pub fn create(path: &std::path::Path) -> Result<Self, KmsError> {
         let (dir, name) = kek_destination(path)?;
-        let file =
-            crate::atomic::NewFile::create(&dir, &name).map_err(|source| KmsError::File {
+        let file = crate::dir::DirFd::open_io(&dir)
+            .and_then(|opened| crate::atomic::NewFile::create(&opened, &name))
+            .map_err(|source| KmsError::File {
                 action: "create a file in",
                 path: dir,
                 source,

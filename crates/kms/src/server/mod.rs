@@ -49,9 +49,14 @@
 //! The audit log is rotated by moving it away and asking the server to
 //! reopen it ([`RunningServer::reopen_audit_log`]; `kill -USR1 PID` for
 //! [`serve_blocking`], as in logrotate's `postrotate`): the moved file
-//! ends with a `reopened` record and `DIR/audit.log` is opened anew, as
+//! ends with a `reopened` record and `audit.log` is opened anew, as
 //! at start, beginning with a `reopen` record. A reopen that fails keeps
 //! the file in use and is logged.
+//!
+//! The key directory is held open from start (see `dir.rs`): every file
+//! of it is opened relative to the directory checked, never by its path
+//! again, so a directory put in its place while the server runs is never
+//! used.
 //!
 //! Seed flaw fixed here: the seed's server ran one worker over plain HTTP as
 //! shipped; this one is HTTPS only, multi-threaded, with a certificate made
@@ -85,6 +90,7 @@ pub use crate::audit::{
     check_audit_sync_interval, parse_audit_sync_interval,
 };
 use crate::audit::{AuditLog, SyncFn};
+use crate::dir::DirFd;
 use crate::facility::Facility;
 use crate::files::{self, MAX_TOKEN_FILE, TOKEN_CHARACTERS, read_own_opt, token_fits_header};
 use crate::keyring::KeyRing;
@@ -114,6 +120,9 @@ Routes (HTTPS; \"token\": the management token, as `Authorization: Bearer TOKEN`
   POST /v1/keys/NAME/rewrap       the same: ciphertexts under the newest version  (token)
   POST /v1/keys/NAME/datakey      {\"count\", \"context\"}: data keys and their wrapped forms  (token)
 Errors of /v1/ are JSON: {\"error\": CODE, \"message\": TEXT}.";
+
+/// The audit log's file in the key directory.
+const AUDIT_FILE: &str = "audit.log";
 
 /// The smallest request body limit a server takes: room for any request
 /// of a KEK, and for small batches.
@@ -230,7 +239,8 @@ impl RunningServer {
         (self.state.audit.written(), self.state.audit.sync_status())
     }
 
-    /// Opens the audit log anew at `DIR/audit.log` and writes every later
+    /// Opens the audit log anew as `audit.log` of the key directory the
+    /// server holds open and writes every later
     /// record there, as SIGUSR1 has [`serve_blocking`] do: after logrotate
     /// (or an operator) moved the file away, the moved file ends with a
     /// `reopened` record and the new one begins with a `reopen` record.
@@ -273,12 +283,12 @@ impl RunningServer {
 /// without the whitespace around it), made on first start. A token shorter
 /// than [`MIN_TOKEN_LEN`] bytes, or that cannot go in an HTTP header, is
 /// refused.
-fn load_token(dir: &Path, given: Option<&str>) -> Result<(String, Option<PathBuf>), KmsError> {
+fn load_token(dir: &DirFd, given: Option<&str>) -> Result<(String, Option<PathBuf>), KmsError> {
     let (token, path) = match given {
         Some(t) => (t.trim().to_owned(), None),
         None => {
             let path = dir.join("token");
-            match read_own_opt(&path, MAX_TOKEN_FILE)? {
+            match read_own_opt(dir, "token", MAX_TOKEN_FILE)? {
                 Some(bytes) => {
                     let bytes = zeroize::Zeroizing::new(bytes);
                     let text = std::str::from_utf8(&bytes).map_err(|_| {
@@ -405,43 +415,64 @@ pub(crate) async fn start_with(
     // not belong together: all of it is checked before anything is made.
     let given_tls = match (config.cert.as_deref(), config.key.as_deref()) {
         (None, None) => None,
-        (cert, key) => Some(tls::server_config(&config.dir, cert, key, addr.ip())?),
+        (Some(cert), Some(key)) => Some(tls::server_config(
+            tls::CertSource::Given { cert, key },
+            addr.ip(),
+        )?),
+        _ => {
+            return Err(KmsError::Config(
+                "--cert and --key must be given together".into(),
+            ));
+        }
     };
-    let dir = config.dir.clone();
-    atomic::create_private_dir(&dir)?;
+    atomic::create_private_dir(&config.dir)?;
+    // The directory is held open from here on, and all that the server
+    // reads and writes in it is opened relative to it: a directory put in
+    // its place later (renamed over it, or a link) is never used.
+    let dir = DirFd::open(&config.dir)?;
     // Each server keeps the directory's keys in memory and writes new ones
     // from there: a second server on the same directory would not see the
     // first one's keys, and could overwrite a named key's file with another.
     let lock = lock_dir(&dir)?;
     // Its directories as they are, never through a link: refused before
     // anything is made in them.
-    for sub in ["keys", "named", "tls"] {
-        files::own_dir(&dir.join(sub))?;
-    }
+    let keys_dir = dir.sub("keys")?;
+    let tls_dir = dir.sub("tls")?;
+    dir.sub("named")?;
     keep_private(&dir)?;
     let (tls, cert) = match given_tls {
         Some(given) => given,
-        None => tls::server_config(&dir, None, None, addr.ip())?,
+        None => {
+            let tls_dir = match tls_dir {
+                Some(tls_dir) => tls_dir,
+                None => dir.make_sub("tls")?,
+            };
+            tls::server_config(tls::CertSource::Own(&tls_dir), addr.ip())?
+        }
     };
     let (token, token_path) = load_token(&dir, config.token.as_deref())?;
     // Only a regular file, never through a link: a named pipe would hold
     // the start until a reader came.
-    let audit_path = dir.join("audit.log");
     let audit_file =
-        files::open_own(&audit_path, files::Own::Append)?.ok_or_else(|| KmsError::File {
+        files::open_own(&dir, AUDIT_FILE, files::Own::Append)?.ok_or_else(|| KmsError::File {
             action: "open",
-            path: audit_path.clone(),
+            path: dir.join(AUDIT_FILE),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         })?;
     let state = {
         let dir = dir.clone();
         tokio::task::spawn_blocking(move || -> Result<routes::AppState, KmsError> {
+            let keys_dir = match keys_dir {
+                Some(keys_dir) => keys_dir,
+                None => dir.make_sub("keys")?,
+            };
             Ok(routes::AppState {
-                facility: Facility::open(dir.join("keys"))?,
-                ring: KeyRing::open(&dir)?,
+                facility: Facility::open_in(keys_dir)?,
+                ring: KeyRing::open_in(&dir)?,
                 audit: AuditLog::from_file(
                     audit_file,
-                    &audit_path,
+                    &dir,
+                    AUDIT_FILE,
                     config.audit_sync,
                     config.audit_sync_interval,
                     sync,
@@ -461,7 +492,7 @@ pub(crate) async fn start_with(
         .record(None, "start", "-", "ok")
         .map_err(|source| KmsError::File {
             action: "write",
-            path: dir.join("audit.log"),
+            path: dir.join(AUDIT_FILE),
             source,
         })?;
     let state = Arc::new(state);
@@ -543,48 +574,53 @@ pub(crate) async fn start_with(
 /// Each change is logged. A `dir` that is a symbolic link has its
 /// target's mode restricted (before, the link was passed over and the
 /// directory kept whatever mode it had).
-fn keep_private(dir: &Path) -> Result<(), KmsError> {
-    use std::os::unix::fs::PermissionsExt;
-    let secrets = [
-        dir.to_path_buf(),
-        dir.join("keys"),
-        dir.join("named"),
-        dir.join("tls"),
-        dir.join("root.key"),
-        dir.join("token"),
-        dir.join("tls").join("server.key"),
-        dir.join("audit.log"),
-    ];
-    for (i, path) in secrets.into_iter().enumerate() {
-        // The directory itself through a link to it (`--dir` may name
-        // one): its target is the key directory. What is in it, never
-        // through a link (a link in place of a file is refused when it is
-        // opened).
-        let meta = if i == 0 {
-            std::fs::metadata(&path)
-        } else {
-            std::fs::symlink_metadata(&path)
-        };
-        let Ok(meta) = meta else {
-            continue;
-        };
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 == 0 || meta.file_type().is_symlink() {
-            continue;
-        }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700)).map_err(
-            |source| KmsError::File {
-                action: "restrict the permissions of",
-                path: path.clone(),
-                source,
-            },
-        )?;
-        tracing::warn!(
-            path = %path.display(),
-            "others could read it (mode {mode:o}): restricted to its owner ({:o})",
-            mode & 0o700
+fn keep_private(dir: &DirFd) -> Result<(), KmsError> {
+    let tls = dir.sub("tls")?;
+    restrict(dir.fd(), dir.path())?;
+    for (at, name) in [
+        (Some(dir), "keys"),
+        (Some(dir), "named"),
+        (Some(dir), "tls"),
+        (Some(dir), "root.key"),
+        (Some(dir), "token"),
+        (tls.as_ref(), "server.key"),
+        (Some(dir), AUDIT_FILE),
+    ] {
+        let Some(at) = at else { continue };
+        // What is in it, never through a link (a link in place of a file
+        // is refused when it is opened), and never waiting on a named
+        // pipe (refused when it is opened too).
+        let opened = at.open_file(
+            name,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::NONBLOCK,
+            0,
         );
+        if let Ok(file) = opened {
+            restrict(std::os::fd::AsFd::as_fd(&file), &at.join(name))?;
+        }
     }
+    Ok(())
+}
+
+/// Takes group and other access away from the open `fd`, found at `path`.
+fn restrict(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> Result<(), KmsError> {
+    let failed = |e: rustix::io::Errno| KmsError::File {
+        action: "restrict the permissions of",
+        path: path.to_owned(),
+        source: e.into(),
+    };
+    let mode = rustix::fs::fstat(fd).map_err(failed)?.st_mode & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(mode & 0o700)).map_err(failed)?;
+    tracing::warn!(
+        path = %path.display(),
+        "others could read it (mode {mode:o}): restricted to its owner ({:o})",
+        mode & 0o700
+    );
     Ok(())
 }
 
@@ -607,8 +643,9 @@ struct DirLock {
 /// Flaw fixed here: the lock was `dir/lock`'s alone, so once that file was
 /// removed (by hand, by a clean-up of the directory) while a server ran, a
 /// second server made a new one, locked it and started on the same keys.
-fn lock_dir(dir: &std::path::Path) -> Result<DirLock, KmsError> {
-    use rustix::fs::{FlockOperation, Mode, OFlags};
+fn lock_dir(opened: &DirFd) -> Result<DirLock, KmsError> {
+    let dir = opened.path();
+    use rustix::fs::FlockOperation;
     use seccs_core::lockfile::{self, LockError};
     let in_use = |holder: &str| {
         KmsError::DirInUse(format!(
@@ -621,17 +658,21 @@ fn lock_dir(dir: &std::path::Path) -> Result<DirLock, KmsError> {
         path: dir.to_owned(),
         source: source.into(),
     };
-    let opened = rustix::fs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
+    // A descriptor of its own, on the directory checked: the lock goes
+    // with it when the server is dropped, while the clones of `opened`
+    // that the key stores hold may outlive it a moment.
+    let locked = rustix::fs::openat(
+        opened.fd(),
+        ".",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
     )
     .map_err(|e| io_err("open", e))?;
-    match rustix::fs::flock(&opened, FlockOperation::NonBlockingLockExclusive) {
+    match rustix::fs::flock(&locked, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
             // Who holds it, as `dir/lock` says, if it is still there.
-            let text = files::read_own_opt(&dir.join("lock"), 200)
+            let text = files::read_own_opt(opened, "lock", 200)
                 .ok()
                 .flatten()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
@@ -657,7 +698,7 @@ fn lock_dir(dir: &std::path::Path) -> Result<DirLock, KmsError> {
         },
     })?;
     Ok(DirLock {
-        _dir: opened,
+        _dir: locked,
         _file: file,
     })
 }

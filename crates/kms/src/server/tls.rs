@@ -21,7 +21,13 @@ use sha2::{Digest, Sha256};
 
 use crate::KmsError;
 use crate::atomic;
+use crate::dir::DirFd;
 use crate::files::{self, MAX_PEM_FILE};
+
+/// The files of `DIR/tls/`: the CA, the server's chain and its key.
+const CA_FILE: &str = "ca.pem";
+const CERT_FILE: &str = "server.pem";
+const KEY_FILE: &str = "server.key";
 
 /// Where the certificate came from and how clients can trust it.
 #[derive(Debug, Clone)]
@@ -76,34 +82,33 @@ fn tls_err(e: impl std::fmt::Display) -> KmsError {
     KmsError::Tls(e.to_string())
 }
 
-/// Whether something (a file, a link, dangling or not) is at `path`.
-fn present(path: &Path) -> bool {
-    path.symlink_metadata().is_ok()
-}
-
 /// Creates the CA and server certificate in `tls_dir` unless present; the
 /// certificate names `listen` too, unless it is the unspecified address.
 /// Refuses a directory that holds part of a certificate
 /// ([`KmsError::IncompleteCertificate`]).
-fn ensure_self_signed(tls_dir: &Path, listen: IpAddr) -> Result<bool, KmsError> {
-    let (ca, cert, key) = (
-        tls_dir.join("ca.pem"),
-        tls_dir.join("server.pem"),
-        tls_dir.join("server.key"),
-    );
-    let incomplete = |missing: &Path, present: &Path| KmsError::IncompleteCertificate {
-        missing: missing.to_owned(),
-        present: present.to_owned(),
-        dir: tls_dir.to_owned(),
+fn ensure_self_signed(tls_dir: &DirFd, listen: IpAddr) -> Result<bool, KmsError> {
+    let present = |name: &str| -> Result<bool, KmsError> {
+        tls_dir
+            .kind_of(name)
+            .map(|kind| kind.is_some())
+            .map_err(|source| KmsError::File {
+                action: "examine",
+                path: tls_dir.join(name),
+                source,
+            })
     };
-    match (present(&cert), present(&key)) {
+    let incomplete = |missing: &str, present: &str| KmsError::IncompleteCertificate {
+        missing: tls_dir.join(missing),
+        present: tls_dir.join(present),
+        dir: tls_dir.path().to_owned(),
+    };
+    match (present(CERT_FILE)?, present(KEY_FILE)?) {
         (true, true) => return Ok(false),
-        (true, false) => return Err(incomplete(&key, &cert)),
-        (false, true) => return Err(incomplete(&cert, &key)),
-        (false, false) if present(&ca) => return Err(incomplete(&key, &ca)),
+        (true, false) => return Err(incomplete(KEY_FILE, CERT_FILE)),
+        (false, true) => return Err(incomplete(CERT_FILE, KEY_FILE)),
+        (false, false) if present(CA_FILE)? => return Err(incomplete(KEY_FILE, CA_FILE)),
         (false, false) => {}
     }
-    atomic::create_private_dir(tls_dir)?;
     let ca_key = rcgen::KeyPair::generate().map_err(tls_err)?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
@@ -131,9 +136,9 @@ fn ensure_self_signed(tls_dir: &Path, listen: IpAddr) -> Result<bool, KmsError> 
     leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let leaf_cert = leaf.signed_by(&leaf_key, &ca).map_err(tls_err)?;
     let chain = format!("{}{}", leaf_cert.pem(), ca.pem());
-    atomic::write_atomic(tls_dir, "ca.pem", ca.pem().as_bytes())?;
-    atomic::write_atomic(tls_dir, "server.key", leaf_key.serialize_pem().as_bytes())?;
-    atomic::write_atomic(tls_dir, "server.pem", chain.as_bytes())?;
+    atomic::write_atomic(tls_dir, CA_FILE, ca.pem().as_bytes())?;
+    atomic::write_atomic(tls_dir, KEY_FILE, leaf_key.serialize_pem().as_bytes())?;
+    atomic::write_atomic(tls_dir, CERT_FILE, chain.as_bytes())?;
     Ok(true)
 }
 
@@ -150,52 +155,50 @@ fn names_ip(leaf: &CertificateDer<'_>, ip: IpAddr) -> bool {
     rustls::client::verify_server_name(&parsed, &ServerName::IpAddress(ip.into())).is_ok()
 }
 
-/// How a certificate or key file is read whole, within a bound.
-type Reader = fn(&Path, u64) -> Result<Vec<u8>, KmsError>;
+/// Where the server's certificate comes from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CertSource<'a> {
+    /// `--cert` and `--key`.
+    Given { cert: &'a Path, key: &'a Path },
+    /// The key directory's `tls/`, open (made on first start).
+    Own(&'a DirFd),
+}
 
-/// Loads (or, without explicit files, creates in `DIR/tls/`) the server's
+/// Loads (or, for [`CertSource::Own`], creates in `DIR/tls/`) the server's
 /// certificate and builds a rustls configuration with the ring provider.
 /// `listen` is the address the server listens on: a certificate made here
 /// names it, and [`CertInfo::unnamed_listen_ip`] tells whether the one in
 /// use does.
-pub fn server_config(
-    dir: &Path,
-    cert: Option<&Path>,
-    key: Option<&Path>,
+pub(crate) fn server_config(
+    source: CertSource<'_>,
     listen: IpAddr,
 ) -> Result<(Arc<rustls::ServerConfig>, CertInfo), KmsError> {
     // Given files are read as given (a link followed, a pipe read, never
     // waited for); the server's own only as regular files, never through
-    // a link.
-    let (cert_path, key_path, ca_path, created, read): (_, _, _, _, Reader) = match (cert, key) {
-        (Some(c), Some(k)) => (
-            c.to_path_buf(),
-            k.to_path_buf(),
+    // a link, in the directory it checked.
+    let (cert_path, key_path, ca_path, created, pem, key_pem) = match source {
+        CertSource::Given { cert, key } => (
+            cert.to_path_buf(),
+            key.to_path_buf(),
             None,
             false,
-            files::read_given,
+            files::read_given(cert, MAX_PEM_FILE)?,
+            zeroize::Zeroizing::new(files::read_given(key, MAX_PEM_FILE)?),
         ),
-        (None, None) => {
-            let tls_dir = dir.join("tls");
-            files::own_dir(&tls_dir)?;
-            let created = ensure_self_signed(&tls_dir, listen)?;
-            let ca = tls_dir.join("ca.pem");
+        CertSource::Own(tls_dir) => {
+            let created = ensure_self_signed(tls_dir, listen)?;
+            // A CA file lost while the certificate stayed: --pin only.
+            let ca = matches!(tls_dir.kind_of(CA_FILE), Ok(Some(_)));
             (
-                tls_dir.join("server.pem"),
-                tls_dir.join("server.key"),
-                // A CA file lost while the certificate stayed: --pin only.
-                present(&ca).then_some(ca),
+                tls_dir.join(CERT_FILE),
+                tls_dir.join(KEY_FILE),
+                ca.then(|| tls_dir.join(CA_FILE)),
                 created,
-                files::read_own,
+                files::read_own(tls_dir, CERT_FILE, MAX_PEM_FILE)?,
+                zeroize::Zeroizing::new(files::read_own(tls_dir, KEY_FILE, MAX_PEM_FILE)?),
             )
         }
-        _ => {
-            return Err(KmsError::Config(
-                "--cert and --key must be given together".into(),
-            ));
-        }
     };
-    let pem = read(&cert_path, MAX_PEM_FILE)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| {
@@ -212,8 +215,7 @@ pub fn server_config(
     let unnamed_listen_ip = Some(listen.to_canonical())
         .filter(|ip| !ip.is_unspecified())
         .filter(|ip| !names_ip(leaf, *ip));
-    let pem = zeroize::Zeroizing::new(read(&key_path, MAX_PEM_FILE)?);
-    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => {
             KmsError::Tls(format!("{} holds no PEM private key", key_path.display()))
         }
