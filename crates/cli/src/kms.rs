@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use seccs_kms::KmsError;
 use seccs_kms::api::MAX_ITEM_PLAINTEXT;
 use seccs_kms::client::{self, BlockingClient, ClientConfig, LocalFacility};
 use seccs_kms::lifecycle::KeyState;
@@ -554,7 +555,23 @@ impl Read for Input {
     }
 }
 
-fn named_one(c: &BlockingClient, name: &str, op: &str, io: &Io) -> anyhow::Result<()> {
+/// An error of a request about the named key `name` on `server`: one
+/// that is about the name says which key and which server, where the
+/// client's own words ("key not found") named neither.
+fn about_named(name: &str, server: &str, err: KmsError) -> anyhow::Error {
+    match err {
+        KmsError::NotFound => anyhow::anyhow!(
+            "the key server {server} has no named key {name} (`seccs kms list` lists them)"
+        ),
+        KmsError::AlreadyExists => {
+            anyhow::anyhow!("the key server {server} already has a named key {name}")
+        }
+        e => e.into(),
+    }
+}
+
+fn named_one(conn: &Conn, name: &str, op: &str, io: &Io) -> anyhow::Result<()> {
+    let c = conn.client()?;
     let data = read_input(io)?;
     if op == "encrypt" && data.len() > MAX_ITEM_PLAINTEXT {
         anyhow::bail!(
@@ -568,13 +585,15 @@ fn named_one(c: &BlockingClient, name: &str, op: &str, io: &Io) -> anyhow::Resul
     // before the server is asked: an output that cannot be written is
     // refused before the server decrypts or encrypts anything for it.
     crate::output::write_output(io.output.as_deref(), |out| {
-        let mut results = c.run(|k| async move {
-            match op {
-                "encrypt" => k.encrypt(name, &items).await,
-                "decrypt" => k.decrypt(name, &items).await,
-                _ => k.rewrap(name, &items).await,
-            }
-        })?;
+        let mut results = c
+            .run(|k| async move {
+                match op {
+                    "encrypt" => k.encrypt(name, &items).await,
+                    "decrypt" => k.decrypt(name, &items).await,
+                    _ => k.rewrap(name, &items).await,
+                }
+            })
+            .map_err(|e| about_named(name, &conn.server, e))?;
         let result = results.pop().context("the server answered no result")??;
         out.write_all(&result)?;
         Ok(())
@@ -812,9 +831,23 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        KmsCommand::Key { conn, kek } => {
-            let kek = load_kek(&kek)?;
-            let dek = conn.client_without_token()?.run(|c| c.dek(&kek))?;
+        KmsCommand::Key {
+            conn,
+            kek: kek_file,
+        } => {
+            let kek = load_kek(&kek_file)?;
+            let dek = conn
+                .client_without_token()?
+                .run(|c| c.dek(&kek))
+                .map_err(|e| match e {
+                    KmsError::NotFound => anyhow::anyhow!(
+                        "the key server {} holds no key for the KEK in {} (a KEK of another \
+                         server, or one whose key was removed)",
+                        conn.server,
+                        kek_file.display()
+                    ),
+                    e => e.into(),
+                })?;
             outln!("{}", seccs_core::hexenc::encode(dek.expose_secret()))?;
         }
         KmsCommand::Encrypt {
@@ -824,7 +857,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             name,
         } => match (kek, name) {
             (Some(kek), _) => local_stream(&conn, &io, &kek, true)?,
-            (None, Some(name)) => named_one(&conn.client()?, &name, "encrypt", &io)?,
+            (None, Some(name)) => named_one(&conn, &name, "encrypt", &io)?,
             (None, None) => anyhow::bail!("give --kek FILE or --name NAME"),
         },
         KmsCommand::Decrypt {
@@ -834,7 +867,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             name,
         } => match (kek, name) {
             (Some(kek), _) => local_stream(&conn, &io, &kek, false)?,
-            (None, Some(name)) => named_one(&conn.client()?, &name, "decrypt", &io)?,
+            (None, Some(name)) => named_one(&conn, &name, "decrypt", &io)?,
             (None, None) => anyhow::bail!("give --kek FILE or --name NAME"),
         },
         KmsCommand::Status { conn } => {
@@ -852,7 +885,8 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             } else {
                 KeyState::Active
             };
-            print_json(&conn.client()?.run(|k| k.create_key(&name, state))?)?;
+            let info = conn.client()?.run(|k| k.create_key(&name, state));
+            print_json(&info.map_err(|e| about_named(&name, &conn.server, e))?)?;
         }
         KmsCommand::List { conn } => {
             for n in conn.client()?.run(|k| k.list_keys())? {
@@ -860,28 +894,30 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             }
         }
         KmsCommand::Info { conn, name } => {
-            print_json(&conn.client()?.run(|k| k.key_info(&name))?)?;
+            let info = conn.client()?.run(|k| k.key_info(&name));
+            print_json(&info.map_err(|e| about_named(&name, &conn.server, e))?)?;
         }
         KmsCommand::Rotate { conn, name } => {
-            print_json(&conn.client()?.run(|k| k.rotate(&name))?)?;
+            let info = conn.client()?.run(|k| k.rotate(&name));
+            print_json(&info.map_err(|e| about_named(&name, &conn.server, e))?)?;
         }
         KmsCommand::State { conn, name, state } => {
             let state: KeyState = state.parse()?;
-            print_json(&conn.client()?.run(|k| k.set_state(&name, state))?)?;
+            let info = conn.client()?.run(|k| k.set_state(&name, state));
+            print_json(&info.map_err(|e| about_named(&name, &conn.server, e))?)?;
         }
         KmsCommand::MinVersion {
             conn,
             name,
             version,
         } => {
-            print_json(
-                &conn
-                    .client()?
-                    .run(|k| k.set_min_decrypt_version(&name, version))?,
-            )?;
+            let info = conn
+                .client()?
+                .run(|k| k.set_min_decrypt_version(&name, version));
+            print_json(&info.map_err(|e| about_named(&name, &conn.server, e))?)?;
         }
         KmsCommand::Rewrap { conn, io, name } => {
-            named_one(&conn.client()?, &name, "rewrap", &io)?;
+            named_one(&conn, &name, "rewrap", &io)?;
         }
         KmsCommand::Datakey {
             conn,
@@ -890,7 +926,8 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
         } => {
             let mut keys = conn
                 .client()?
-                .run(|k| k.datakeys(&name, 1, context.as_bytes()))?;
+                .run(|k| k.datakeys(&name, 1, context.as_bytes()))
+                .map_err(|e| about_named(&name, &conn.server, e))?;
             let (key, wrapped) = keys.pop().context("the server answered no data key")?;
             print_json(&serde_json::json!({
                 "plaintext": seccs_core::hexenc::encode(key.expose_secret()),

@@ -335,6 +335,87 @@ fn managed(server: &Server, dir: &Path, sub: &str) -> Command {
     c
 }
 
+/// An error about a named key or a KEK says which key and which server
+/// (they said "key not found" or "a key of this name already exists"
+/// alone), and a server that is not running is said to be the likely
+/// cause of a refused connection.
+#[test]
+fn errors_name_the_key_and_the_server_and_a_server_not_running_is_said() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, _kek) = serve_with_kek(tmp.path())?;
+    succeeded(
+        managed(&server, &srv_dir, "create")
+            .arg("orders")
+            .output()?,
+    )?;
+    let out = managed(&server, &srv_dir, "create")
+        .arg("orders")
+        .output()?;
+    assert!(!out.status.success());
+    let said = format!(
+        "the key server {} already has a named key orders",
+        server.url
+    );
+    assert!(stderr(&out).contains(&said), "{}", stderr(&out));
+    let missing = format!("the key server {} has no named key nope", server.url);
+    for args in [
+        &["info", "nope"][..],
+        &["rotate", "nope"],
+        &["datakey", "nope"],
+    ] {
+        let out = managed(&server, &srv_dir, args[0])
+            .args(&args[1..])
+            .output()?;
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr(&out).contains(&missing),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let out = run_with_stdin(
+        managed(&server, &srv_dir, "encrypt").args(["--name", "nope"]),
+        b"data",
+    )?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&missing), "{}", stderr(&out));
+    // A KEK the server never made.
+    let stranger = tmp.path().join("stranger.kek");
+    std::fs::write(&stranger, [7u8; 32])?;
+    let out = kms(&server, &srv_dir, "key")
+        .arg("--kek")
+        .arg(&stranger)
+        .output()?;
+    assert!(!out.status.success());
+    let said = format!(
+        "the key server {} holds no key for the KEK in {}",
+        server.url,
+        stranger.display()
+    );
+    assert!(stderr(&out).contains(&said), "{}", stderr(&out));
+    // No server at the address: a port just freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let out = seccs_kms(&[
+        "status",
+        "--server",
+        &format!("https://127.0.0.1:{port}"),
+        "--ca",
+    ])
+    .arg(srv_dir.join("tls/ca.pem"))
+    .output()?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no key server listens there: is `seccs kms serve` running"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+    Ok(())
+}
+
 /// Findings 2, 4 and 6: named-key size limit, per-item errors and corrupt
 /// key files, as the command line reports them.
 #[test]

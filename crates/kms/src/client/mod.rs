@@ -309,6 +309,22 @@ fn tls_words(tls: &rustls::Error) -> Option<String> {
     Some(words.to_owned())
 }
 
+/// Whether the connection of `e` was refused: nothing listens there.
+fn refused(e: &reqwest::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    // Bounded: an error chain is a few links long.
+    for _ in 0..16 {
+        let Some(s) = src else { break };
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
 fn transport(e: reqwest::Error) -> KmsError {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(&e);
@@ -324,6 +340,14 @@ fn transport(e: reqwest::Error) -> KmsError {
             None => msg.push_str(&s.to_string()),
         }
         src = s.source();
+    }
+    // Nothing listens at the address: most often a server not started, or
+    // a --server (SECCS_KMS_URL) that names the wrong port.
+    if e.is_connect() && refused(&e) {
+        msg.push_str(
+            " (no key server listens there: is `seccs kms serve` running, and do --server or \
+             SECCS_KMS_URL name its address?)",
+        );
     }
     // What an http:// client reads from a TLS server (hyper's words): the
     // bytes of a TLS alert where a status line was expected.
