@@ -180,7 +180,8 @@ struct ClientArgs {
 /// removals need none).
 #[derive(Debug, Args)]
 struct PasswordArgs {
-    /// Read the password from the first line of this file.
+    /// Read the password from the first line of this file (at most 64 KiB
+    /// is read). Without it: SECCS_SHARE_PASSWORD, else a prompt.
     #[arg(long)]
     password_file: Option<PathBuf>,
 }
@@ -218,6 +219,70 @@ fn password(args: &PasswordArgs, confirm: bool) -> anyhow::Result<Password> {
     password_from(args.password_file.as_deref(), confirm)
 }
 
+/// What a save of `file` (`-`: standard input) carries, refused through
+/// `too_large` when it holds more than `max` bytes.
+fn read_save_input(
+    file: &Path,
+    max: u64,
+    too_large: impl Fn(String) -> anyhow::Error,
+) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    if file == Path::new("-") {
+        std::io::stdin()
+            .take(max + 1)
+            .read_to_end(&mut buf)
+            .context("cannot read standard input")?;
+        if buf.len() as u64 > max {
+            return Err(too_large(format!("standard input holds over {max}")));
+        }
+        return Ok(buf);
+    }
+    let cannot_read = || format!("cannot read {}", file.display());
+    let opened = std::fs::File::open(file).with_context(cannot_read)?;
+    let len = opened.metadata().with_context(cannot_read)?.len();
+    if len > max {
+        return Err(too_large(format!("{} is {len}", file.display())));
+    }
+    // Within the bound even where the size said nothing: a device
+    // (`/dev/zero`) or a pipe (`<(cmd)`) has none, and was read until
+    // memory ran out.
+    opened
+        .take(max + 1)
+        .read_to_end(&mut buf)
+        .with_context(cannot_read)?;
+    if buf.len() as u64 > max {
+        return Err(too_large(format!("{} holds over {max}", file.display())));
+    }
+    Ok(buf)
+}
+
+/// The most of a password file read: a password is one line, and a device
+/// (`/dev/zero`) or the wrong file named by mistake is refused at the bound
+/// rather than read until memory runs out.
+const MAX_PASSWORD_FILE: u64 = 64 << 10;
+
+/// The bytes of the password file `path`, within [`MAX_PASSWORD_FILE`].
+fn read_password_file(path: &Path) -> anyhow::Result<Password> {
+    let cannot_read = || format!("cannot read the password file {}", path.display());
+    // Room for any password at once, so that the buffer does not grow,
+    // leaving copies behind.
+    let mut bytes = Vec::with_capacity(4096);
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PASSWORD_FILE + 1).read_to_end(&mut bytes))
+        .with_context(cannot_read);
+    // Held as a password from the moment it is read, so it is zeroized,
+    // whatever happens next.
+    let bytes = Password::new(bytes);
+    read?;
+    if bytes.expose_secret().len() as u64 > MAX_PASSWORD_FILE {
+        anyhow::bail!(
+            "the password file {} is larger than {MAX_PASSWORD_FILE} bytes: not a password file",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
 /// The share password from a file, else `SECCS_SHARE_PASSWORD` (empty
 /// counts as unset, as an empty `SECCS_STORE` does), else a prompt without
 /// echo (twice when `confirm`, which is for a save: then an empty password
@@ -231,8 +296,7 @@ pub fn password_from(file: Option<&std::path::Path>, confirm: bool) -> anyhow::R
     };
     if let Some(path) = file {
         // Held as a password from the moment it is read, so it is zeroized.
-        let text =
-            Password::new(std::fs::read(path).with_context(|| format!("read {}", path.display()))?);
+        let text = read_password_file(path)?;
         let bytes = text.expose_secret();
         let end = bytes
             .iter()
@@ -352,22 +416,7 @@ impl Session {
                  split the file"
             )
         };
-        let data = if file == Path::new("-") {
-            let mut buf = Vec::new();
-            std::io::stdin().take(max + 1).read_to_end(&mut buf)?;
-            if buf.len() as u64 > max {
-                return Err(too_large(format!("standard input holds over {max}")));
-            }
-            buf
-        } else {
-            let len = std::fs::metadata(file)
-                .with_context(|| format!("read {}", file.display()))?
-                .len();
-            if len > max {
-                return Err(too_large(format!("{} is {len}", file.display())));
-            }
-            std::fs::read(file).with_context(|| format!("read {}", file.display()))?
-        };
+        let data = read_save_input(file, max, too_large)?;
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
@@ -1050,6 +1099,77 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A save's input without a size (a device, a pipe) is read only up to
+    /// the bound, then refused: `/dev/zero` was read until memory ran out.
+    #[test]
+    fn a_save_input_without_a_size_is_read_only_up_to_the_bound() -> anyhow::Result<()> {
+        let refused = |what: String| anyhow::anyhow!("{what} bytes, too many");
+        let err = read_save_input(Path::new("/dev/zero"), 1000, refused)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("/dev/zero holds over 1000 bytes, too many")
+        );
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("small");
+        std::fs::write(&file, b"twelve bytes")?;
+        assert_eq!(read_save_input(&file, 12, refused)?, b"twelve bytes");
+        let missing = dir.path().join("missing");
+        let err = read_save_input(&missing, 12, refused)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            err.starts_with(&format!("cannot read {}: ", missing.display())),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    /// A password file is read only up to 64 KiB: a larger one (the wrong
+    /// file, a device) is refused by name; one that cannot be read says
+    /// it is the password file.
+    #[test]
+    fn a_password_file_is_bounded_and_named_in_its_errors() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let big = dir.path().join("big");
+        let mut text = b"secret\n".to_vec();
+        text.resize(64 << 10, b'x');
+        std::fs::write(&big, &text)?;
+        assert_eq!(password_from(Some(&big), false)?.expose_secret(), b"secret");
+        text.push(b'x');
+        std::fs::write(&big, &text)?;
+        let err = password_from(Some(&big), false)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err,
+            Some(format!(
+                "the password file {} is larger than 65536 bytes: not a password file",
+                big.display()
+            ))
+        );
+        let zero = password_from(Some(Path::new("/dev/zero")), false)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(zero.contains("larger than 65536 bytes"), "{zero}");
+        let missing = dir.path().join("missing");
+        let err = password_from(Some(&missing), false)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            err.starts_with(&format!(
+                "cannot read the password file {}: ",
+                missing.display()
+            )),
+            "{err}"
+        );
+        Ok(())
+    }
 
     /// Answers like a person at the prompt: `typed` each time, counting the
     /// prompts (two for a confirmed one).
