@@ -299,16 +299,7 @@ impl Record {
     /// catches a lie.
     pub fn decode(bytes: &[u8]) -> Result<(Self, Manifest), DecodeError> {
         let (parts, m) = RecordParts::check(bytes)?;
-        Ok((
-            Self {
-                index: parts.index,
-                manifest: parts.manifest.to_vec(),
-                mac: parts.mac,
-                share: parts.share,
-                fragment: parts.fragment.to_vec(),
-            },
-            m,
-        ))
+        Ok((parts.record(parts.fragment.to_vec()), m))
     }
 
     /// [`Record::decode`], taking the bytes: the fragment (all but a few
@@ -316,21 +307,12 @@ impl Record {
     /// arrived in, not copied out, so that a load holds each record once.
     pub fn decode_owned(mut bytes: Vec<u8>) -> Result<(Self, Manifest), DecodeError> {
         let (parts, m) = RecordParts::check(&bytes)?;
-        let (index, manifest, mac, share) =
-            (parts.index, parts.manifest.to_vec(), parts.mac, parts.share);
+        let mut record = parts.record(Vec::new());
         // The fragment is the record's last field (the check read to the end).
         let fragment_at = bytes.len() - parts.fragment.len();
         bytes.drain(..fragment_at);
-        Ok((
-            Self {
-                index,
-                manifest,
-                mac,
-                share,
-                fragment: bytes,
-            },
-            m,
-        ))
+        record.fragment = bytes;
+        Ok((record, m))
     }
 
     /// The checks of [`Record::decode`] without copying the record: what a
@@ -371,6 +353,17 @@ struct RecordParts<'a> {
 }
 
 impl<'a> RecordParts<'a> {
+    /// The record of these parts, with `fragment` as its fragment.
+    fn record(&self, fragment: Vec<u8>) -> Record {
+        Record {
+            index: self.index,
+            manifest: self.manifest.to_vec(),
+            mac: self.mac,
+            share: self.share,
+            fragment,
+        }
+    }
+
     fn check(bytes: &'a [u8]) -> Result<(Self, Manifest), DecodeError> {
         let mut r = Reader::new(bytes);
         r.header(&RECORD_MAGIC, RECORD_VERSION)?;

@@ -1048,15 +1048,7 @@ mod tests {
     #[test]
     fn a_load_that_asks_more_servers_derives_the_password_keys_once() -> Result<(), Error> {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 3) as u8).collect();
-        let recs = split(
-            "tag",
-            1,
-            &data,
-            &Password::new("pw"),
-            &Kdf::INSECURE_FAST,
-            5,
-            3,
-        )?;
+        let recs = three_of_five(&data)?;
         // A wrong password: the first three records fail, then all five,
         // and the KDF ran once.
         let wrong = KeyDeriver::new(&Password::new("not it"));
@@ -1090,15 +1082,7 @@ mod tests {
     #[test]
     fn a_record_decoded_from_its_own_buffer_keeps_its_fragment_there() -> Result<(), Error> {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i * 5) as u8).collect();
-        let recs = split(
-            "tag",
-            1,
-            &data,
-            &Password::new("pw"),
-            &Kdf::INSECURE_FAST,
-            5,
-            3,
-        )?;
+        let recs = three_of_five(&data)?;
         for bytes in recs {
             let copied = Record::decode(&bytes).map_err(Error::Decode)?;
             let buffer = bytes.as_ptr();
@@ -1111,18 +1095,24 @@ mod tests {
                 copied.0.index
             );
         }
-        let mut cut = split(
+        let mut cut = three_of_five(&data)?;
+        cut[0].pop();
+        assert!(Record::decode_owned(cut.swap_remove(0)).is_err());
+        Ok(())
+    }
+
+    /// The five records of `data` saved 3-of-5 as version 1 of "tag" under
+    /// the password "pw".
+    fn three_of_five(data: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+        split(
             "tag",
             1,
-            &data,
+            data,
             &Password::new("pw"),
             &Kdf::INSECURE_FAST,
             5,
             3,
-        )?;
-        cut[0].pop();
-        assert!(Record::decode_owned(cut.swap_remove(0)).is_err());
-        Ok(())
+        )
     }
 
     /// The good and needed records of a rebuild that had too few.

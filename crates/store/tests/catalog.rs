@@ -691,6 +691,11 @@ fn put_with_bad_record(
     record
 }
 
+/// The catalog record of `name`, which must be there.
+fn record_of(store: &seccs_store::Store, name: &str) -> seccs_store::catalog::Record {
+    store.lookup(name).expect("lookup").expect("kept")
+}
+
 /// A name whose record fails to authenticate, passed with others to a
 /// command on many names, holds none of them up (it failed the whole batch
 /// of 512): the others are removed or trimmed, and the command ends with
@@ -721,10 +726,7 @@ fn a_bad_record_among_names_removed_holds_up_none_of_the_others() {
         other => panic!("{other:?}"),
     }
     for i in [0, 1, 3] {
-        let record = store
-            .lookup(&format!("n/{i}"))
-            .expect("lookup")
-            .expect("kept");
+        let record = record_of(&store, &format!("n/{i}"));
         assert_eq!(record.versions.len(), 1, "n/{i} was trimmed");
     }
 
@@ -779,10 +781,7 @@ fn a_bad_record_among_names_marked_gone_marks_none_of_them() {
         other => panic!("{other:?}"),
     }
     for i in [0, 1, 3] {
-        let record = store
-            .lookup(&format!("n/{i}"))
-            .expect("lookup")
-            .expect("kept");
+        let record = record_of(&store, &format!("n/{i}"));
         assert!(!record.is_gone(), "n/{i} was marked gone");
     }
     // With the bad record removed, every name is marked, once.
