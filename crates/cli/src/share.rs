@@ -102,7 +102,9 @@ enum ShareCommand {
         or_older: bool,
         /// The tag, optionally with @VERSION.
         tag: String,
-        /// The file, or `-` for stdout.
+        /// The file to write, or `-` for stdout. An existing file is
+        /// replaced, only once the load has succeeded; a file that cannot
+        /// be written is refused before any server is asked.
         file: PathBuf,
     },
     /// Check TAG's newest version (TAG@N: version N; no TAG: every tag's
@@ -384,6 +386,37 @@ impl PasswordCache {
     }
 }
 
+/// Loads `spec` into `file` (`-`: standard output) on `rt`. A file's
+/// temporary file is made beside it first, so that a FILE that cannot be
+/// written (its directory missing or not writable, a directory) is refused
+/// before any server is asked and the password's keys are derived; an
+/// existing FILE is replaced only once the load has succeeded.
+fn load_into(
+    rt: &tokio::runtime::Runtime,
+    session: &Session,
+    spec: &str,
+    file: &Path,
+    pw: &Password,
+    or_older: bool,
+) -> anyhow::Result<()> {
+    if file == Path::new("-") {
+        let r = rt.block_on(session.load(spec, pw, or_older))?;
+        return crate::output::write_bytes(None, &r.data);
+    }
+    let mut loaded = None;
+    crate::output::write_file_atomically(file, |out| {
+        let r = rt.block_on(session.load(spec, pw, or_older))?;
+        out.write_all(&r.data)?;
+        loaded = Some((r.version, r.data.len()));
+        Ok(())
+    })?;
+    if let Some((version, bytes)) = loaded {
+        let (tag, _) = parse_tag_version(spec);
+        errln!("loaded {tag}@{version} ({bytes} bytes)");
+    }
+    Ok(())
+}
+
 /// Sets up logging to standard error: `default` level unless `RUST_LOG` says otherwise.
 struct Session {
     client: Client,
@@ -483,13 +516,14 @@ impl Session {
         }
     }
 
+    /// Loads `spec` (TAG or TAG@N) and says on standard error what the
+    /// load passed over or left out; writing it is [`load_into`]'s.
     async fn load(
         &self,
         spec: &str,
-        file: &Path,
         pw: &Password,
         or_older: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<seccs_net::LoadReport> {
         let (tag, version) = parse_tag_version(spec);
         if or_older && version.is_some() {
             anyhow::bail!(
@@ -558,12 +592,7 @@ impl Session {
                 r.version
             );
         }
-        let to_file = file != Path::new("-");
-        crate::output::write_bytes(to_file.then_some(file), &r.data)?;
-        if to_file {
-            errln!("loaded {tag}@{} ({} bytes)", r.version, r.data.len());
-        }
-        Ok(())
+        Ok(r)
     }
 
     async fn ls(&self, prefix: &str, json: bool) -> anyhow::Result<()> {
@@ -939,7 +968,7 @@ fn interactive(args: &ClientArgs, pw: &PasswordArgs, save: &SaveArgs) -> anyhow:
             ["load", tag, file] => passwords
                 .get(false, |confirm| password(pw, confirm))
                 .and_then(|p| {
-                    let result = rt.block_on(session.load(tag, Path::new(file), &p, false));
+                    let result = load_into(&rt, &session, tag, Path::new(file), &p, false);
                     passwords.loaded(&result);
                     match result {
                         Err(e) => Err(rt.block_on(session.relabel(e))),
@@ -1054,13 +1083,12 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
             file,
         } => {
             let pw = password(&from, false)?;
-            runtime()?.block_on(async {
-                let session = Session::open(&client).await?;
-                match session.load(&tag, &file, &pw, or_older).await {
-                    Err(e) => Err(session.relabel(e).await),
-                    ok => ok,
-                }
-            })
+            let rt = runtime()?;
+            let session = rt.block_on(Session::open(&client))?;
+            match load_into(&rt, &session, &tag, &file, &pw, or_older) {
+                Err(e) => Err(rt.block_on(session.relabel(e))),
+                ok => ok,
+            }
         }
         ShareCommand::Ls {
             client,

@@ -217,12 +217,28 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
             && err.contains("1 of the 1 tags checked is not whole or did not rebuild"),
         "{err}"
     );
-    // A wrong password loads nothing and leaves no file.
+    // An output that cannot be written is refused before any server is
+    // asked: the error is the output's, not that no such tag is held.
+    let nowhere = tmp.path().join("missing").join("out.bin");
+    let refused = run(net.with_password(&["load", "no/such/tag"]).arg(&nowhere));
+    let err = stderr_of(&refused);
+    assert!(!refused.status.success());
+    assert!(
+        err.contains(&format!("cannot write {}", nowhere.display()))
+            && err.contains("does not exist")
+            && !err.contains("no/such/tag"),
+        "{err}"
+    );
+    // A wrong password loads nothing and leaves no file, and an existing
+    // file is left as it was.
     std::fs::write(&net.password, "wrong\n").expect("password");
     let bad = tmp.path().join("bad.bin");
     let failed = run(net.with_password(&["load", "docs/report"]).arg(&bad));
     assert!(!failed.status.success());
     assert!(!bad.exists());
+    let failed = run(net.with_password(&["load", "docs/report"]).arg(&out));
+    assert!(!failed.status.success());
+    assert_eq!(std::fs::read(&out).expect("kept"), data);
     let failed = run(&mut net.with_password(&["check", "docs/report"]));
     assert!(!failed.status.success());
     assert!(
