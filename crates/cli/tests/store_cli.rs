@@ -105,7 +105,7 @@ fn put_get_rm_round_trip_and_stat_reports_zero_entries_at_the_end() {
     let err = fails(seccs(&store).args(["get", &reference, "--range", &past]));
     assert!(
         err.contains(&format!(
-            "range {size}+1 is outside the content's {size} bytes"
+            "range {size}:1 (offset:length) is outside the content's {size} bytes"
         )),
         "{err}"
     );

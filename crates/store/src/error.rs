@@ -54,7 +54,7 @@ pub enum StoreError {
         reference: String,
     },
     /// A range that does not lie within its content.
-    #[error("range {offset}+{len} is outside the content's {size} bytes")]
+    #[error("range {offset}:{len} (offset:length) is outside the content's {size} bytes")]
     RangeOutside {
         /// Where the range starts.
         offset: u64,
