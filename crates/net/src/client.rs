@@ -89,7 +89,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{BrokerError, Error};
 use crate::message::{Body, MAX_TAG_LEN, MAX_VERSION, Message, RequestId, ServerInfo};
 use crate::server::SERVER_PREFIX;
-use crate::sharing::{self, KeyDeriver};
+use crate::sharing::{self, KeyDeriver, Received};
 
 /// Channel prefix of clients.
 pub const CLIENT_PREFIX: &str = "seccs:client:";
@@ -324,43 +324,72 @@ struct Fetched {
     silent: Vec<(String, String)>,
 }
 
-/// [`sharing::rebuild_with`] on a blocking thread, its shortfall counting the
-/// `asked` servers, not only those that sent a record; no record at all is
-/// [`Error::NotFound`].
+/// [`sharing::rebuild_received`] on a blocking thread, its shortfall
+/// counting the `asked` servers, not only those that sent a record; no
+/// record at all is [`Error::NotFound`]. `received` comes back with the
+/// records a failed rebuild did not use.
 async fn rebuild_blocking(
     tag: &str,
-    version: u64,
-    records: Vec<(String, Vec<u8>)>,
+    mut received: Received,
     deriver: &KeyDeriver,
     asked: usize,
-) -> Result<sharing::Rebuilt, Error> {
-    if records.is_empty() {
-        return Err(Error::NotFound(format!("{tag}@{version}")));
+) -> (Result<sharing::Rebuilt, Error>, Received) {
+    if received.held() == 0 {
+        let version = received.version();
+        return (Err(Error::NotFound(format!("{tag}@{version}"))), received);
     }
+    let version = received.version();
     let (tag, deriver) = (tag.to_owned(), deriver.clone());
-    tokio::task::spawn_blocking(move || sharing::rebuild_with(&tag, version, records, &deriver))
-        .await
-        .map_err(|e| Error::io("rebuild", std::io::Error::other(e.to_string())))?
-        .map_err(|e| match e {
-            Error::NotEnoughShares {
-                tag,
-                version,
-                good,
-                needed,
-                held,
-                bad,
-                ..
-            } => Error::NotEnoughShares {
-                tag,
-                version,
-                good,
-                needed,
-                held,
-                asked,
-                bad,
-            },
-            e => e,
-        })
+    let joined = tokio::task::spawn_blocking(move || {
+        let rebuilt = sharing::rebuild_received(&tag, &mut received, &deriver);
+        (rebuilt, received)
+    })
+    .await;
+    let (rebuilt, received) = match joined {
+        Ok(done) => done,
+        Err(e) => (
+            Err(Error::io("rebuild", std::io::Error::other(e.to_string()))),
+            Received::new(version),
+        ),
+    };
+    let rebuilt = rebuilt.map_err(|e| match e {
+        Error::NotEnoughShares {
+            tag,
+            version,
+            good,
+            needed,
+            held,
+            bad,
+            ..
+        } => Error::NotEnoughShares {
+            tag,
+            version,
+            good,
+            needed,
+            held,
+            asked,
+            bad,
+        },
+        e => e,
+    });
+    (rebuilt, received)
+}
+
+/// The report of a load of `version` that asked `asked` and rebuilt it.
+fn load_report(rebuilt: sharing::Rebuilt, version: u64, asked: Vec<String>) -> LoadReport {
+    LoadReport {
+        data: rebuilt.plaintext,
+        version,
+        bad_servers: rebuilt.bad,
+        bad_reasons: rebuilt.bad_reasons,
+        used_servers: rebuilt.used,
+        asked_servers: asked,
+        superseded_servers: rebuilt.superseded,
+        repeated_servers: rebuilt.repeated,
+        restored_fragments: rebuilt.restored,
+        newer_failed: Vec::new(),
+        passed_over: Vec::new(),
+    }
 }
 
 /// `servers` in the order a load asks them for `version` of `tag`: by a
@@ -1651,10 +1680,11 @@ impl Client {
     /// receives about the file's size, not n/t times it. When one of them
     /// sends no record, the other servers are asked too, and the load goes
     /// on with every record; when their records do not rebuild the file (a
-    /// record altered, a wrong password), every server is asked again, so
-    /// that the load fails or succeeds as one that asked all of them, at the
-    /// cost of fetching those t records twice (the password's keys are
-    /// derived once for both, [`KeyDeriver`]). Without such a save (two
+    /// record altered, a wrong password), the other servers are asked for
+    /// theirs, and the load rebuilds from every record, those first t
+    /// kept ([`Received`]) and the password's keys derived once for both
+    /// ([`KeyDeriver`]): it fails or succeeds as one that asked all of the
+    /// servers at once. Without such a save (two
     /// saves of the version, an unreadable record, too few holders) every
     /// server online is asked at once.
     async fn load_version(
@@ -1666,37 +1696,41 @@ impl Client {
         password: &Password,
     ) -> Result<LoadReport, Error> {
         let deriver = KeyDeriver::new(password);
-        if let Some(save) = save {
-            let t = usize::from(save.t);
-            let first = first_asked(tag, version, &save.servers, t);
-            let mut fetched = self.fetch(tag, version, &first).await;
-            if fetched.records.len() < t {
+        let mut received = Received::new(version);
+        let asked: Vec<String> = match save {
+            Some(save) => {
+                let t = usize::from(save.t);
+                let first = first_asked(tag, version, &save.servers, t);
+                let fetched = self.fetch(tag, version, &first).await;
+                let whole = fetched.records.len() >= t;
+                received.add(fetched.records);
+                if whole {
+                    let (rebuilt, back) =
+                        rebuild_blocking(tag, received, &deriver, first.len()).await;
+                    match rebuilt {
+                        Ok(rebuilt) => return Ok(load_report(rebuilt, version, first)),
+                        Err(e) => tracing::warn!(
+                            "{tag}@{version} did not rebuild from the {t} records asked for \
+                             first ({e}); asking the other servers"
+                        ),
+                    }
+                    received = back;
+                }
                 let rest: Vec<String> = servers
                     .iter()
                     .filter(|s| !first.contains(s))
                     .cloned()
                     .collect();
-                let more = self.fetch(tag, version, &rest).await;
-                fetched.records.extend(more.records);
-                let asked: Vec<String> = first.into_iter().chain(rest).collect();
-                return self
-                    .rebuild(tag, version, fetched.records, asked, &deriver)
-                    .await;
+                received.add(self.fetch(tag, version, &rest).await.records);
+                first.into_iter().chain(rest).collect()
             }
-            match self
-                .rebuild(tag, version, fetched.records, first, &deriver)
-                .await
-            {
-                Ok(report) => return Ok(report),
-                Err(e) => tracing::warn!(
-                    "{tag}@{version} did not rebuild from the {t} records asked for first \
-                     ({e}); asking every server"
-                ),
+            None => {
+                received.add(self.fetch(tag, version, servers).await.records);
+                servers.to_vec()
             }
-        }
-        let fetched = self.fetch(tag, version, servers).await;
-        self.rebuild(tag, version, fetched.records, servers.to_vec(), &deriver)
-            .await
+        };
+        let (rebuilt, _) = rebuild_blocking(tag, received, &deriver, asked.len()).await;
+        Ok(load_report(rebuilt?, version, asked))
     }
 
     /// Asks `servers` for their record of `version` of `tag`.
@@ -1725,31 +1759,6 @@ impl Client {
             }
         }
         fetched
-    }
-
-    /// Rebuilds `version` of `tag` from `records`, which `asked` sent.
-    async fn rebuild(
-        &self,
-        tag: &str,
-        version: u64,
-        records: Vec<(String, Vec<u8>)>,
-        asked: Vec<String>,
-        deriver: &KeyDeriver,
-    ) -> Result<LoadReport, Error> {
-        let rebuilt = rebuild_blocking(tag, version, records, deriver, asked.len()).await?;
-        Ok(LoadReport {
-            data: rebuilt.plaintext,
-            version,
-            bad_servers: rebuilt.bad,
-            bad_reasons: rebuilt.bad_reasons,
-            used_servers: rebuilt.used,
-            asked_servers: asked,
-            superseded_servers: rebuilt.superseded,
-            repeated_servers: rebuilt.repeated,
-            restored_fragments: rebuilt.restored,
-            newer_failed: Vec::new(),
-            passed_over: Vec::new(),
-        })
     }
 
     /// Fetches `version` of `tag` (the newest that enough servers hold, when
@@ -1784,14 +1793,12 @@ impl Client {
             }
         };
         let fetched = self.fetch(tag, version, &servers).await;
-        let rebuilt = match rebuild_blocking(
-            tag,
-            version,
-            fetched.records,
-            &KeyDeriver::new(password),
-            servers.len(),
-        )
-        .await
+        let mut received = Received::new(version);
+        received.add(fetched.records);
+        let deriver = KeyDeriver::new(password);
+        let rebuilt = match rebuild_blocking(tag, received, &deriver, servers.len())
+            .await
+            .0
         {
             Err(Error::Decrypt) => return Err(self.decrypt_error(tag, version).await),
             other => other?,

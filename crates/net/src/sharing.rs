@@ -705,24 +705,83 @@ pub fn rebuild_with(
     records: Vec<(String, Vec<u8>)>,
     deriver: &KeyDeriver,
 ) -> Result<Rebuilt, Error> {
-    let held = records.len();
-    let mut bad_reasons: Vec<(String, String)> = Vec::new();
-    let mut parsed = Vec::new();
-    for (server, bytes) in records {
-        match Record::decode_owned(bytes) {
-            Ok((r, m)) if m.version == version => parsed.push((server, r, m)),
-            Ok(_) => {
-                tracing::warn!(server, "record has the wrong version");
-                bad_reasons.push((server, "the record is of another version".into()));
-            }
-            Err(e) => {
-                tracing::warn!(server, "invalid record: {e}");
-                bad_reasons.push((server, format!("invalid record: {e}")));
+    let mut received = Received::new(version);
+    received.add(records);
+    rebuild_received(tag, &mut received, deriver)
+}
+
+/// The records of one version that a load has received, each checked
+/// against its own manifest's hashes but not yet authenticated. A rebuild
+/// that fails before it uses them ([`rebuild_received`]) leaves them here,
+/// so that a load that asks more servers adds their records to these
+/// rather than fetching these again.
+#[derive(Debug)]
+pub struct Received {
+    version: u64,
+    /// Records that parsed, of this version.
+    parsed: Vec<(String, Record, Manifest)>,
+    /// Servers whose record did not parse, or is of another version.
+    bad_reasons: Vec<(String, String)>,
+    /// Records received, parsed or not.
+    held: usize,
+}
+
+impl Received {
+    /// No records yet of `version`.
+    pub fn new(version: u64) -> Self {
+        Self {
+            version,
+            parsed: Vec::new(),
+            bad_reasons: Vec::new(),
+            held: 0,
+        }
+    }
+
+    /// Adds the records `records` (server, bytes), each taken where it
+    /// lies ([`Record::decode_owned`]).
+    pub fn add(&mut self, records: Vec<(String, Vec<u8>)>) {
+        self.held += records.len();
+        for (server, bytes) in records {
+            match Record::decode_owned(bytes) {
+                Ok((r, m)) if m.version == self.version => self.parsed.push((server, r, m)),
+                Ok(_) => {
+                    tracing::warn!(server, "record has the wrong version");
+                    self.bad_reasons
+                        .push((server, "the record is of another version".into()));
+                }
+                Err(e) => {
+                    tracing::warn!(server, "invalid record: {e}");
+                    self.bad_reasons
+                        .push((server, format!("invalid record: {e}")));
+                }
             }
         }
     }
+
+    /// How many records were received, parsed or not.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// The version the records are of.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+/// Rebuilds the version of `received` from its records. When it fails
+/// before it uses them (too few authentic records, no save that the
+/// password opens, two saves that it does), `received` keeps every record,
+/// so more can be added and the rebuild tried again; otherwise it is left
+/// empty.
+pub fn rebuild_received(
+    tag: &str,
+    received: &mut Received,
+    deriver: &KeyDeriver,
+) -> Result<Rebuilt, Error> {
+    let (version, held) = (received.version, received.held);
     let mut groups: Vec<Group> = Vec::new();
-    for (server, r, m) in &parsed {
+    for (server, r, m) in &received.parsed {
         let g = match groups
             .iter()
             .position(|g| g.manifest == r.manifest && g.mac == r.mac)
@@ -793,9 +852,12 @@ pub fn rebuild_with(
             needed,
             held,
             asked: held,
-            bad: bad_error(&bad_reasons),
+            bad: bad_error(&received.bad_reasons),
         });
     };
+    let parsed = std::mem::take(&mut received.parsed);
+    let mut bad_reasons = std::mem::take(&mut received.bad_reasons);
+    received.held = 0;
     let Group {
         manifest: manifest_bytes,
         mac,
@@ -1076,6 +1138,43 @@ mod tests {
         assert_eq!(all.bad, ["s1"]);
         assert_eq!(all.restored, 1);
         assert_eq!(right.derivations(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn records_a_rebuild_did_not_use_stay_for_the_next_with_more() -> Result<(), Error> {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 11) as u8).collect();
+        let recs = three_of_five(&data)?;
+        // A wrong password: the three records stay, and with the other two
+        // the rebuild still fails on the password, having derived once.
+        let wrong = KeyDeriver::new(&Password::new("not it"));
+        let mut received = Received::new(1);
+        received.add(named(&recs, &[0, 1, 2]));
+        let failed = rebuild_received("tag", &mut received, &wrong);
+        assert!(matches!(failed, Err(Error::Decrypt)));
+        assert_eq!(received.held(), 3);
+        received.add(named(&recs, &[3, 4]));
+        let failed = rebuild_received("tag", &mut received, &wrong);
+        assert!(matches!(failed, Err(Error::Decrypt)));
+        assert_eq!((received.held(), wrong.derivations()), (5, 1));
+        // One of the first three altered: too few, kept; with the other
+        // two the file rebuilds, naming the altered one, and nothing is
+        // left behind.
+        let mut first = named(&recs, &[0, 1, 2]);
+        if let Some(last) = first[1].1.last_mut() {
+            *last ^= 1;
+        }
+        let right = KeyDeriver::new(&Password::new("pw"));
+        let mut received = Received::new(1);
+        received.add(first);
+        let short = rebuild_received("tag", &mut received, &right);
+        assert_eq!(failed_shares(&short), Some((2, 3)));
+        assert_eq!(received.held(), 3);
+        received.add(named(&recs, &[3, 4]));
+        let rebuilt = rebuild_received("tag", &mut received, &right)?;
+        assert_eq!(rebuilt.plaintext, data);
+        assert_eq!(rebuilt.bad, ["s1"]);
+        assert_eq!(received.held(), 0);
         Ok(())
     }
 
