@@ -6,7 +6,7 @@ mod common;
 
 use common::{ok, run};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn seccs(store: &Path) -> Command {
@@ -2439,6 +2439,36 @@ fn redis_exists(port: u16, key: &[u8]) -> bool {
     redis_command(port, &[b"EXISTS", key]).starts_with(b":1")
 }
 
+/// A second directory for the network store of `dir` (what another
+/// machine would hold): its config and key file, copied to `to`.
+fn copy_of_store_dir(dir: &Path, to: &Path) -> PathBuf {
+    std::fs::create_dir(to).expect("mkdir");
+    for file in ["config.toml", "key"] {
+        std::fs::copy(dir.join(file), to.join(file)).expect("copy");
+    }
+    to.to_path_buf()
+}
+
+/// A `put -` as `name` into the Redis store of `dir` (key prefix `prefix`
+/// on `port`) whose input stays open, once it holds the backend's writer
+/// lease (waited for, bounded): it holds the store until its stdin ends.
+fn writer_holding_redis_store(dir: &Path, port: u16, prefix: &str, name: &str) -> Child {
+    let writer = seccs(dir)
+        .args(["put", "-", "--name", name, "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let lease = [prefix.as_bytes(), b"\0seccs:writer-lease"].concat();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !redis_exists(port, &lease) {
+        assert!(Instant::now() < deadline, "the writer never took the lease");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    writer
+}
+
 /// Two store directories made for one backend prefix (a copy of the
 /// directory, or the same store opened from two machines) never write at
 /// once: the second is refused while the first has the store open, and
@@ -2452,24 +2482,9 @@ fn a_second_directory_on_the_same_backend_prefix_is_refused_while_the_first_writ
     ok(seccs(&first).args(["init", "--backend", &url]));
     let input = random_file(tmp.path(), "in.bin", 20_000, 37);
     put_as(&first, &input, "x");
-    let second = tmp.path().join("second");
-    std::fs::create_dir(&second).expect("mkdir");
-    for file in ["config.toml", "key"] {
-        std::fs::copy(first.join(file), second.join(file)).expect("copy");
-    }
+    let second = copy_of_store_dir(&first, &tmp.path().join("second"));
 
-    let mut holder = seccs(&first)
-        .args(["put", "-", "--name", "y", "-q"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !redis_exists(port, b"shared:\0seccs:writer-lease") {
-        assert!(Instant::now() < deadline, "the first never took the lease");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut holder = writer_holding_redis_store(&first, port, "shared:", "y");
     for args in [&["rm", "x"][..], &["put", "-", "--name", "z"]] {
         let err = fails(seccs(&second).args(args).stdin(Stdio::null()));
         assert!(err.contains("store is in use"), "{args:?}: {err}");
@@ -2512,26 +2527,11 @@ fn readers_of_a_redis_store_run_beside_its_writer_and_writers_still_exclude_each
     ok(seccs(&store).args(["init", "--backend", &url]));
     let input = random_file(tmp.path(), "in.bin", 200_000, 43);
     put_as(&store, &input, "docs/a");
-    let other = tmp.path().join("other");
-    std::fs::create_dir(&other).expect("mkdir");
-    for file in ["config.toml", "key"] {
-        std::fs::copy(store.join(file), other.join(file)).expect("copy");
-    }
+    let other = copy_of_store_dir(&store, &tmp.path().join("other"));
 
     // A put from a pipe that stays open: the writer holds the store (its
     // directory's lock and the backend's lease) until its input ends.
-    let mut writer = seccs(&store)
-        .args(["put", "-", "--name", "big", "-q"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !redis_exists(port, b"rw:\0seccs:writer-lease") {
-        assert!(Instant::now() < deadline, "the writer never took the lease");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut writer = writer_holding_redis_store(&store, port, "rw:", "big");
     let mut stdin = writer.stdin.take().expect("stdin");
     {
         use std::io::Write;
@@ -3098,18 +3098,7 @@ fn an_interrupted_command_lets_its_writer_lease_go() {
         &format!("redis://127.0.0.1:{port}/0?prefix=int:"),
     ]));
     let lease = b"int:\0seccs:writer-lease";
-    let mut holder = seccs(&store)
-        .args(["put", "-", "--name", "y", "-q"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !redis_exists(port, lease) {
-        assert!(Instant::now() < deadline, "the lease was never taken");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut holder = writer_holding_redis_store(&store, port, "int:", "y");
     let sent = Command::new("kill")
         .args(["-TERM", &holder.id().to_string()])
         .status()

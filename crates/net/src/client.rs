@@ -334,11 +334,10 @@ async fn rebuild_blocking(
     deriver: &KeyDeriver,
     asked: usize,
 ) -> (Result<sharing::Rebuilt, Error>, Received) {
+    let version = received.version();
     if received.held() == 0 {
-        let version = received.version();
         return (Err(Error::NotFound(format!("{tag}@{version}"))), received);
     }
-    let version = received.version();
     let (tag, deriver) = (tag.to_owned(), deriver.clone());
     let joined = tokio::task::spawn_blocking(move || {
         let rebuilt = sharing::rebuild_received(&tag, &mut received, &deriver);
@@ -1697,47 +1696,41 @@ impl Client {
     ) -> Result<LoadReport, Error> {
         let deriver = KeyDeriver::new(password);
         let mut received = Received::new(version);
-        let asked: Vec<String> = match save {
-            Some(save) => {
-                let t = usize::from(save.t);
-                let first = first_asked(tag, version, &save.servers, t);
-                let fetched = self.fetch(tag, version, &first).await;
-                let whole = fetched.records.len() >= t;
-                received.add(fetched.records);
-                if whole {
-                    let (rebuilt, back) =
-                        rebuild_blocking(tag, received, &deriver, first.len()).await;
-                    match rebuilt {
-                        Ok(rebuilt) => return Ok(load_report(rebuilt, version, first)),
-                        Err(e) => tracing::warn!(
-                            "{tag}@{version} did not rebuild from the {t} records asked for \
-                             first ({e}); asking the other servers"
-                        ),
-                    }
-                    received = back;
-                    if received.held() == 0 {
-                        // The rebuild used the records before it failed (a
-                        // ciphertext that does not open): every server is
-                        // asked afresh, so it fails as a load of all does.
-                        received.add(self.fetch(tag, version, servers).await.records);
-                        let (rebuilt, _) =
-                            rebuild_blocking(tag, received, &deriver, servers.len()).await;
-                        return Ok(load_report(rebuilt?, version, servers.to_vec()));
-                    }
+        let mut asked: Vec<String> = Vec::new();
+        if let Some(save) = save {
+            let t = usize::from(save.t);
+            let first = first_asked(tag, version, &save.servers, t);
+            let fetched = self.fetch(tag, version, &first).await;
+            let whole = fetched.records.len() >= t;
+            received.add(fetched.records);
+            if whole {
+                let (rebuilt, back) = rebuild_blocking(tag, received, &deriver, first.len()).await;
+                match rebuilt {
+                    Ok(rebuilt) => return Ok(load_report(rebuilt, version, first)),
+                    Err(e) => tracing::warn!(
+                        "{tag}@{version} did not rebuild from the {t} records asked for first \
+                         ({e}); asking the other servers"
+                    ),
                 }
+                received = back;
+            }
+            // A rebuild that used the records before it failed (a
+            // ciphertext that does not open) left none: then every server
+            // is asked afresh, below, so that it fails as a load of all.
+            if !whole || received.held() > 0 {
                 let rest: Vec<String> = servers
                     .iter()
                     .filter(|s| !first.contains(s))
                     .cloned()
                     .collect();
                 received.add(self.fetch(tag, version, &rest).await.records);
-                first.into_iter().chain(rest).collect()
+                asked = first.into_iter().chain(rest).collect();
             }
-            None => {
-                received.add(self.fetch(tag, version, servers).await.records);
-                servers.to_vec()
-            }
-        };
+        }
+        if asked.is_empty() {
+            received.add(self.fetch(tag, version, servers).await.records);
+            asked = servers.to_vec();
+        }
         let (rebuilt, _) = rebuild_blocking(tag, received, &deriver, asked.len()).await;
         Ok(load_report(rebuilt?, version, asked))
     }

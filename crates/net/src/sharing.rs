@@ -629,7 +629,9 @@ pub fn rebuild(
     records: Vec<(String, Vec<u8>)>,
     password: &Password,
 ) -> Result<Rebuilt, Error> {
-    rebuild_with(tag, version, records, &KeyDeriver::new(password))
+    let mut received = Received::new(version);
+    received.add(records);
+    rebuild_received(tag, &mut received, &KeyDeriver::new(password))
 }
 
 /// The password keys of the manifests that one load meets, derived under
@@ -695,19 +697,6 @@ impl std::fmt::Debug for KeyDeriver {
             .field("derivations", &self.derivations())
             .finish_non_exhaustive()
     }
-}
-
-/// [`rebuild`] with the password keys of `deriver`, which keeps those it
-/// derives for a later rebuild of the same load.
-pub fn rebuild_with(
-    tag: &str,
-    version: u64,
-    records: Vec<(String, Vec<u8>)>,
-    deriver: &KeyDeriver,
-) -> Result<Rebuilt, Error> {
-    let mut received = Received::new(version);
-    received.add(records);
-    rebuild_received(tag, &mut received, deriver)
 }
 
 /// The records of one version that a load has received, each checked
@@ -1107,40 +1096,8 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn a_load_that_asks_more_servers_derives_the_password_keys_once() -> Result<(), Error> {
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 3) as u8).collect();
-        let recs = three_of_five(&data)?;
-        // A wrong password: the first three records fail, then all five,
-        // and the KDF ran once.
-        let wrong = KeyDeriver::new(&Password::new("not it"));
-        for which in [&[0, 1, 2][..], &[0, 1, 2, 3, 4]] {
-            let failed = rebuild_with("tag", 1, named(&recs, which), &wrong);
-            assert!(matches!(failed, Err(Error::Decrypt)), "{which:?}");
-        }
-        assert_eq!(wrong.derivations(), 1);
-        // One of the first three altered: too few to try the password, then
-        // all five rebuild with one derivation.
-        let mut altered = named(&recs, &[0, 1, 2, 3, 4]);
-        if let Some(last) = altered[1].1.last_mut() {
-            *last ^= 1;
-        }
-        let right = KeyDeriver::new(&Password::new("pw"));
-        let first = rebuild_with("tag", 1, altered[..3].to_vec(), &right);
-        assert!(
-            matches!(failed_shares(&first), Some((2, 3))),
-            "{:?}",
-            first.map(|r| r.used)
-        );
-        assert_eq!(right.derivations(), 0);
-        let all = rebuild_with("tag", 1, altered, &right.clone())?;
-        assert_eq!(all.plaintext, data);
-        assert_eq!(all.bad, ["s1"]);
-        assert_eq!(all.restored, 1);
-        assert_eq!(right.derivations(), 1);
-        Ok(())
-    }
-
+    /// A load that asks more servers after its first records failed keeps
+    /// those records and derives the password's keys once for both tries.
     #[test]
     fn records_a_rebuild_did_not_use_stay_for_the_next_with_more() -> Result<(), Error> {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 11) as u8).collect();
@@ -1170,10 +1127,13 @@ mod tests {
         let short = rebuild_received("tag", &mut received, &right);
         assert_eq!(failed_shares(&short), Some((2, 3)));
         assert_eq!(received.held(), 3);
+        assert_eq!(right.derivations(), 0);
         received.add(named(&recs, &[3, 4]));
-        let rebuilt = rebuild_received("tag", &mut received, &right)?;
+        let rebuilt = rebuild_received("tag", &mut received, &right.clone())?;
         assert_eq!(rebuilt.plaintext, data);
         assert_eq!(rebuilt.bad, ["s1"]);
+        assert_eq!(rebuilt.restored, 1);
+        assert_eq!(right.derivations(), 1);
         assert_eq!(received.held(), 0);
         Ok(())
     }
