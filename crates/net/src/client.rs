@@ -1676,14 +1676,16 @@ impl Client {
     ///
     /// When the probe found one save of the version that its t servers
     /// hold (`save`), only t of them are asked ([`first_asked`]): a load
-    /// receives about the file's size, not n/t times it. When one of them
-    /// sends no record, the other servers are asked too, and the load goes
-    /// on with every record; when their records do not rebuild the file (a
-    /// record altered, a wrong password), the other servers are asked for
-    /// theirs, and the load rebuilds from every record, those first t
-    /// kept ([`Received`]) and the password's keys derived once for both
-    /// ([`KeyDeriver`]): it fails or succeeds as one that asked all of the
-    /// servers at once. Without such a save (two
+    /// receives about the file's size, not n/t times it. The first of them
+    /// is asked alone, and the password's keys are derived from its record
+    /// while the others send theirs ([`Self::fetch_deriving_ahead`]). When
+    /// one of them sends no record, the other servers are asked too, and
+    /// the load goes on with every record; when their records do not
+    /// rebuild the file (a record altered, a wrong password), the other
+    /// servers are asked for theirs, and the load rebuilds from every
+    /// record, those first t kept ([`Received`]) and the password's keys
+    /// derived once for both ([`KeyDeriver`]): it fails or succeeds as one
+    /// that asked all of the servers at once. Without such a save (two
     /// saves of the version, an unreadable record, too few holders) every
     /// server online is asked at once.
     async fn load_version(
@@ -1700,9 +1702,9 @@ impl Client {
         if let Some(save) = save {
             let t = usize::from(save.t);
             let first = first_asked(tag, version, &save.servers, t);
-            let fetched = self.fetch(tag, version, &first).await;
-            let whole = fetched.records.len() >= t;
-            received.add(fetched.records);
+            self.fetch_deriving_ahead(tag, version, &first, &mut received, &deriver)
+                .await;
+            let whole = received.held() >= t;
             if whole {
                 let (rebuilt, back) = rebuild_blocking(tag, received, &deriver, first.len()).await;
                 match rebuilt {
@@ -1733,6 +1735,37 @@ impl Client {
         }
         let (rebuilt, _) = rebuild_blocking(tag, received, &deriver, asked.len()).await;
         Ok(load_report(rebuilt?, version, asked))
+    }
+
+    /// Asks `servers` for their records of `version` of `tag` into
+    /// `received`: the first alone, then the others while the password's
+    /// keys are derived from the first record's manifest. The KDF (64 MiB
+    /// by default) then runs while the load holds one record, not all of
+    /// them, since over one broker connection the records of servers asked
+    /// together arrive interleaved and are whole only at the end. The
+    /// other records still come over the same connection, so the load
+    /// waits for one server's reply more, not for the KDF.
+    async fn fetch_deriving_ahead(
+        &self,
+        tag: &str,
+        version: u64,
+        servers: &[String],
+        received: &mut Received,
+        deriver: &KeyDeriver,
+    ) {
+        let (lead, others) = servers.split_at(servers.len().min(1));
+        received.add(self.fetch(tag, version, lead).await.records);
+        let ahead = received.first_key_salt().map(|salt| {
+            let deriver = deriver.clone();
+            tokio::task::spawn_blocking(move || deriver.derive_ahead(&salt))
+        });
+        received.add(self.fetch(tag, version, others).await.records);
+        if let Some(ahead) = ahead
+            && let Err(e) = ahead.await
+        {
+            // The rebuild derives the keys itself when this did not.
+            tracing::debug!("deriving the password keys ahead did not finish: {e}");
+        }
     }
 
     /// Asks `servers` for their record of `version` of `tag`.

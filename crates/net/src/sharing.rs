@@ -245,8 +245,11 @@ fn decode_fragments_in_stripes(
     let restored = present.iter().filter(|p| !**p).count();
     if !recovery.is_empty() {
         let mut decoder: Option<ReedSolomonDecoder> = None;
-        let mut at = 0;
-        while at < shard {
+        // From the last stripe to the first, so that each recovery
+        // fragment shrinks behind the decoding as the restored bytes fill
+        // the ciphertext's zero pages: the two are never held whole at once.
+        let starts: Vec<usize> = (0..shard).step_by(stripe.max(1)).collect();
+        for &at in starts.iter().rev() {
             let len = (shard - at).min(stripe);
             let decoder = match &mut decoder {
                 Some(d) => {
@@ -275,7 +278,10 @@ fn decode_fragments_in_stripes(
                     .ok_or_else(tampered)?
                     .copy_from_slice(part);
             }
-            at += len;
+            for (_, fragment) in &mut recovery {
+                fragment.truncate(at);
+                fragment.shrink_to_fit();
+            }
         }
     }
     blob.truncate(len);
@@ -691,6 +697,31 @@ impl KeyDeriver {
     }
 }
 
+/// The KDF and salt that a received record's manifest names: what
+/// [`KeyDeriver::derive_ahead`] needs to derive the password's keys before
+/// the rest of a version's records arrive. Taken from a record not yet
+/// authenticated, so it only ever gives the rebuild a head start: the
+/// rebuild still authenticates each manifest with the keys it names.
+#[derive(Clone, Debug)]
+pub struct KeySalt {
+    kdf: Kdf,
+    salt: [u8; 16],
+}
+
+impl KeyDeriver {
+    /// Derives the keys of `salt` now, unless they were, so that a rebuild
+    /// finds them made. A load runs this on a blocking thread while its
+    /// other records arrive: the KDF's memory is then freed before the
+    /// load holds them all. A failure is left for the rebuild to meet and
+    /// report; a forged record can make this derive once for nothing, as
+    /// it could make the rebuild.
+    pub fn derive_ahead(&self, salt: &KeySalt) {
+        if let Err(e) = self.keys(&salt.kdf, &salt.salt) {
+            tracing::debug!("deriving the password keys ahead failed: {e}");
+        }
+    }
+}
+
 impl std::fmt::Debug for KeyDeriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyDeriver")
@@ -745,6 +776,14 @@ impl Received {
                 }
             }
         }
+    }
+
+    /// The KDF and salt of the first record received that parsed, if any.
+    pub fn first_key_salt(&self) -> Option<KeySalt> {
+        self.parsed.first().map(|(_, _, m)| KeySalt {
+            kdf: m.kdf.clone(),
+            salt: m.salt,
+        })
     }
 
     /// How many records were received, parsed or not.

@@ -143,6 +143,116 @@ async fn a_server_asked_first_that_sends_no_record_is_made_up_for_by_the_others(
     Ok(())
 }
 
+/// The tag a request to a server asks a record of, if it is a fetch.
+fn fetched_tag(frame: &[u8]) -> Option<String> {
+    use seccs_net::message::Message;
+    use seccs_net::packet::Frame;
+    let Ok(Frame::Data(d)) = Frame::decode(frame) else {
+        return None;
+    };
+    match Message::decode(&d.payload).ok()?.body {
+        Body::Fetch { tag, .. } => Some(tag),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_asks_its_first_server_alone_and_the_others_once_it_has_answered() -> TestResult {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    let net = Net::new(Kind::Memory, 5).await?;
+    let client = net.client(Some(3)).await?;
+    let tags: Vec<String> = (0..64).map(|i| format!("lead/{i}")).collect();
+    let mut claims: HashMap<String, Body> = HashMap::new();
+    for (i, tag) in tags.iter().enumerate() {
+        client.save(tag, &data(2_000, i as u64), &pw()).await?;
+        let held = common::ask_raw(
+            &net.broker,
+            &net.channel(0),
+            Body::Versions { tag: tag.clone() },
+        )
+        .await?;
+        claims.insert(tag.clone(), held);
+    }
+    // A second subscriber on each real server's channel sees every
+    // request sent to it.
+    let mut watchers = Vec::new();
+    for i in 0..net.servers.len() {
+        watchers.push(net.broker.subscribe(&net.channel(i)).await?);
+    }
+    let watchers = Arc::new(tokio::sync::Mutex::new(watchers));
+    // For each fetch the posing server is sent: its tag, and how many real
+    // servers had been asked for that tag's record by the time it answers
+    // (a tenth of a second later).
+    let asked_before_answer: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+    let (poser, task) = {
+        let (watchers, seen) = (watchers.clone(), asked_before_answer.clone());
+        common::posing_server_waiting(net.broker.clone(), &"71".repeat(16), 1_000, move |body| {
+            let (watchers, seen, claims) = (watchers.clone(), seen.clone(), claims.clone());
+            async move {
+                match body {
+                    Body::Versions { tag } => {
+                        claims.get(&tag).cloned().unwrap_or(Body::VersionsHeld {
+                            highest: 0,
+                            saves: Vec::new(),
+                        })
+                    }
+                    Body::Fetch { tag, .. } => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let mut asked = 0;
+                        for w in watchers.lock().await.iter_mut() {
+                            // Bounded: what is queued now, then nothing.
+                            for _ in 0..1_024 {
+                                let Ok(Some(frame)) =
+                                    tokio::time::timeout(Duration::ZERO, w.recv()).await
+                                else {
+                                    break;
+                                };
+                                asked += usize::from(fetched_tag(&frame).as_ref() == Some(&tag));
+                            }
+                        }
+                        if let Ok(mut seen) = seen.lock() {
+                            seen.push((tag, asked));
+                        }
+                        Body::Fetched { record: None }
+                    }
+                    _ => Body::Refused {
+                        reason: "no".into(),
+                    },
+                }
+            }
+        })
+        .await?
+    };
+    net.wait_servers(&client, 6).await?;
+    for (i, tag) in tags.iter().enumerate() {
+        let loaded = client.load(tag, None, &pw()).await?;
+        assert_eq!(loaded.data, data(2_000, i as u64), "{tag}");
+        assert!(!loaded.used_servers.contains(&poser));
+    }
+    task.abort();
+    let seen = asked_before_answer
+        .lock()
+        .map_err(|_| "a posing server's answer panicked")?
+        .clone();
+    // Asked first, the posing server is asked alone: no other server is
+    // asked for the tag until it has answered. Asked second or third, the
+    // first had been asked before it. Loads that asked every server at
+    // once would have asked the two others beside it every time.
+    let alone = seen.iter().filter(|(_, asked)| *asked == 0).count();
+    assert!(
+        seen.iter().all(|(_, asked)| *asked <= 2),
+        "more than t servers asked at once: {seen:?}"
+    );
+    // One holder in six ranks first for a file: the odds that it never
+    // does in 64 files are 9·10^-6.
+    assert!(
+        alone > 0,
+        "the posing server was never asked alone: {seen:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_asked_first_that_do_not_rebuild_make_the_load_ask_every_server() -> TestResult {
     let net = Net::new(Kind::Memory, 5).await?;

@@ -238,6 +238,23 @@ pub async fn posing_server(
     requests: u32,
     answer: impl Fn(seccs_net::message::Body) -> seccs_net::message::Body + Send + 'static,
 ) -> Result<(String, tokio::task::JoinHandle<()>), Box<dyn std::error::Error + Send + Sync>> {
+    posing_server_waiting(broker, id, requests, move |body| {
+        std::future::ready(answer(body))
+    })
+    .await
+}
+
+/// [`posing_server`] whose answers may wait before they are sent.
+pub async fn posing_server_waiting<F, A>(
+    broker: Arc<dyn Broker>,
+    id: &str,
+    requests: u32,
+    answer: F,
+) -> Result<(String, tokio::task::JoinHandle<()>), Box<dyn std::error::Error + Send + Sync>>
+where
+    F: Fn(seccs_net::message::Body) -> A + Send + 'static,
+    A: std::future::Future<Output = seccs_net::message::Body> + Send,
+{
     use seccs_net::message::Message;
     use seccs_net::packet::{DataFrame, Frame, MessageId};
     let me = format!("{}{id}", server::SERVER_PREFIX);
@@ -264,7 +281,7 @@ pub async fn posing_server(
                 count: 1,
                 payload: Message {
                     request_id: m.request_id,
-                    body: answer(m.body),
+                    body: answer(m.body).await,
                 }
                 .encode(),
             });
