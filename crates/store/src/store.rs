@@ -576,16 +576,23 @@ impl Store {
     /// fails with [`StoreError::DamagedRecords`] naming it. A put of a
     /// directory that cannot mark each of its missing names leaves the
     /// catalog's marks as they were, rather than half of them, so what it
-    /// says ("N names are gone") holds whole or not at all. Records are
-    /// then rewritten in batches, each one atomic.
+    /// says ("N names are gone") holds whole or not at all. For the same
+    /// reason every record is then rewritten in one batch, atomic on a
+    /// transactional backend: a write that fails marks none. (No backend
+    /// bounds a batch's size: PostgreSQL splits a large one into statements
+    /// of one transaction, Redis into commands of one script. S3, which has
+    /// no transactions, can be left with some of them marked; the same put
+    /// again marks the rest.)
     pub fn mark_gone(&self, names: &[String]) -> Result<usize> {
-        const RECORDS_PER_BATCH: usize = 4096;
+        // Records are read this many at a time, so that no one request
+        // asks for every name of a large tree.
+        const RECORDS_PER_READ: usize = 4096;
         let when = now();
         let _guard = self.lock_writer();
         let mut seen = std::collections::HashSet::new();
         let mut to_mark = Vec::new();
         let mut damaged = Vec::new();
-        for group in names.chunks(RECORDS_PER_BATCH) {
+        for group in names.chunks(RECORDS_PER_READ) {
             let (records, unreadable) = self.records_of(group)?;
             damaged.extend(unreadable);
             to_mark.extend(
@@ -600,16 +607,18 @@ impl Store {
                 names: damaged,
             });
         }
-        for group in to_mark.chunks_mut(RECORDS_PER_BATCH) {
-            let mut batch = Batch::new();
-            for (key, record) in group {
-                record.gone_since = Some(when);
-                let sealed = self.catalog.seal(key, record);
-                batch.put(std::mem::take(key), sealed, 1);
-            }
-            self.backend.apply_owned(batch)?;
+        let marked = to_mark.len();
+        if marked == 0 {
+            return Ok(0);
         }
-        Ok(to_mark.len())
+        let mut batch = Batch::new();
+        for (key, mut record) in to_mark {
+            record.gone_since = Some(when);
+            let sealed = self.catalog.seal(&key, &record);
+            batch.put(key, sealed, 1);
+        }
+        self.backend.apply_owned(batch)?;
+        Ok(marked)
     }
 
     /// The records of those of `names` that the catalog holds, each once,

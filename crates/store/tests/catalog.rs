@@ -791,11 +791,23 @@ fn a_bad_record_among_names_marked_gone_marks_none_of_them() {
     assert_eq!(store.mark_gone(&names).expect("marked already"), 0);
 }
 
-/// A memory backend whose writes fail once `writes_left` reaches zero, as a
-/// server that goes away part way through a command.
+/// A memory backend whose writes fail once `writes_left` reaches zero, or
+/// once a batch holds more records than `records_left`, as a server that
+/// goes away part way through a command.
 struct FailingWrites {
     inner: seccs_store::backend::MemoryBackend,
     writes_left: std::sync::atomic::AtomicUsize,
+    records_left: std::sync::atomic::AtomicUsize,
+}
+
+impl FailingWrites {
+    fn new() -> Self {
+        Self {
+            inner: seccs_store::backend::MemoryBackend::new(),
+            writes_left: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            records_left: std::sync::atomic::AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 impl Backend for FailingWrites {
@@ -814,13 +826,16 @@ impl Backend for FailingWrites {
     ) -> Result<(), seccs_store::backend::BackendError> {
         use std::sync::atomic::Ordering;
         let left = self.writes_left.load(Ordering::SeqCst);
-        if left == 0 {
+        let records_left = self.records_left.load(Ordering::SeqCst);
+        if left == 0 || batch.len() > records_left {
             return Err(seccs_store::backend::BackendError::unavailable(
                 "failing",
                 "the server went away",
             ));
         }
         self.writes_left.store(left - 1, Ordering::SeqCst);
+        self.records_left
+            .store(records_left - batch.len(), Ordering::SeqCst);
         self.inner.apply(batch)
     }
     fn is_transactional(&self) -> bool {
@@ -841,10 +856,7 @@ impl Backend for FailingWrites {
 #[test]
 fn a_removal_that_fails_part_way_says_what_it_did() {
     use std::sync::atomic::Ordering;
-    let backend = std::sync::Arc::new(FailingWrites {
-        inner: seccs_store::backend::MemoryBackend::new(),
-        writes_left: std::sync::atomic::AtomicUsize::new(usize::MAX),
-    });
+    let backend = std::sync::Arc::new(FailingWrites::new());
     let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
     let store = seccs_store::Store::new_unchecked(backend.clone(), params, &common::key(7));
     let names: Vec<String> = (0..1100).map(|i| format!("n/{i:04}")).collect();
@@ -884,4 +896,50 @@ fn a_removal_that_fails_part_way_says_what_it_did() {
     backend.writes_left.store(usize::MAX, Ordering::SeqCst);
     assert_eq!(store.remove_names(&names).expect("rm"), (588, 588));
     assert_eq!(store.usage().expect("usage").entries, 0);
+}
+
+/// Marking more names gone than one batch of reads holds (a put of a large
+/// directory) is all or none also when the backend fails while it writes:
+/// a server that goes away after 4,096 records leaves no name marked,
+/// where marks written batch by batch left the first 4,096 marked and the
+/// put failed.
+#[test]
+fn marking_many_names_gone_that_fails_while_it_writes_marks_none() {
+    use std::sync::atomic::Ordering;
+    let backend = std::sync::Arc::new(FailingWrites::new());
+    let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let store = seccs_store::Store::new_unchecked(backend.clone(), params, &common::key(8));
+    let names: Vec<String> = (0..4100).map(|i| format!("n/{i:04}")).collect();
+    let content = random_bytes(100, 2000);
+    for name in &names {
+        store
+            .put_named(&mut content.as_slice(), name, EntryKind::File)
+            .expect("put");
+    }
+    backend.records_left.store(4096, Ordering::SeqCst);
+    match store.mark_gone(&names) {
+        Err(StoreError::Backend(e)) => {
+            assert_eq!(
+                e.to_string(),
+                "failing backend unavailable: the server went away"
+            )
+        }
+        other => panic!("expected the backend's failure, got {other:?}"),
+    }
+    let listing = store.list("n/").expect("list");
+    assert_eq!(listing.len(), names.len());
+    let marked = listing.iter().filter(|r| r.is_gone()).count();
+    assert_eq!(
+        marked, 0,
+        "{marked} names were marked gone by a failed call"
+    );
+    backend.records_left.store(usize::MAX, Ordering::SeqCst);
+    assert_eq!(store.mark_gone(&names).expect("marked"), names.len());
+    assert!(
+        store
+            .list("n/")
+            .expect("list")
+            .iter()
+            .all(seccs_store::catalog::Record::is_gone)
+    );
 }
