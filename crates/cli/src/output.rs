@@ -689,7 +689,8 @@ impl Write for WriteErrors<'_> {
 
 /// Runs `read`, which reads `what` into `out`, the output `written`. When
 /// it fails because writing `out` failed, the error says so ("cannot write
-/// `written`: No space left on device"), the cause once; otherwise it says
+/// `written`: No space left on device"), the cause once and kept as the
+/// I/O error it is (a closed pipe is told by its kind); otherwise it says
 /// reading `what` failed.
 pub fn read_into<E>(
     out: &mut dyn Write,
@@ -707,7 +708,7 @@ where
     match read(&mut tracked) {
         Ok(()) => Ok(()),
         Err(e) => match tracked.first {
-            Some(w) => Err(anyhow::anyhow!("cannot write {written}: {w}")),
+            Some(w) => Err(anyhow::Error::new(w).context(format!("cannot write {written}"))),
             None => Err(e.into().context(format!(
                 "cannot read {}",
                 crate::tree::shown_name(what, seccs_store::catalog::EntryKind::File)

@@ -742,18 +742,23 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     };
     let (offset, len) = args.range.unwrap_or((0, r.len()));
     let bar = progress::bytes(len, args.quiet);
+    // Standard output and a file are fed the same way, so that a read that
+    // fails is said the same way into either ("cannot read NAME: ...").
+    let fill = |out: &mut dyn Write, written: &str| {
+        crate::output::read_into(out, written, &args.reference, |out| {
+            read(offset, len, &mut bar.wrap_write(out)).map_err(damaged)
+        })
+    };
     // `-o -` is standard output, as `put -` is standard input.
     match to_file {
         None => {
             let stdout = io::stdout();
-            let mut out = BufWriter::with_capacity(1 << 20, bar.wrap_write(stdout.lock()));
-            read(offset, len, &mut out).map_err(damaged)?;
-            out.flush()?;
+            let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
+            fill(&mut out, "standard output")?;
+            out.flush().context("cannot write standard output")?;
         }
         Some(path) => crate::output::write_file_atomically_as(path, &attrs, |out| {
-            crate::output::read_into(out, &shown_path(path), &args.reference, |out| {
-                read(offset, len, &mut bar.wrap_write(out)).map_err(damaged)
-            })
+            fill(out, &shown_path(path))
         })?,
     }
     bar.finish_and_clear();

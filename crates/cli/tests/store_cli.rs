@@ -295,13 +295,50 @@ fn a_failed_read_into_a_device_is_said_as_a_read() {
     }
     let err = fails(seccs(&store).args(["get", "big", "-o", "/dev/null"]));
     assert!(
-        err.contains("cannot read big: integrity error") && !err.contains("cannot write"),
+        err.starts_with("seccs: cannot read big: integrity error") && !err.contains("cannot write"),
         "{err}"
     );
-    let err = fails(seccs(&store).args(["get", "big"]));
+    // Standard output (`-o -` too) and a file say it as a device does,
+    // word for word.
+    for args in [
+        vec!["get", "big"],
+        vec!["get", "big", "-o", "-"],
+        vec!["get", "big", "--range", "0:20000"],
+    ] {
+        assert_eq!(fails(seccs(&store).args(&args)), err, "{args:?}");
+    }
+    let file = tmp.path().join("out.bin");
+    assert_eq!(
+        fails(seccs(&store).args(["get", "big", "-o"]).arg(&file)),
+        err
+    );
+    assert!(!file.exists());
+}
+
+/// A get whose standard output is closed before it writes (`seccs get
+/// NAME | head -c0`) stops without a word and exits 0, as a closed pipe is
+/// not an error.
+#[test]
+fn a_get_into_a_closed_pipe_exits_quietly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    // More than a pipe's buffer, so that a write meets the closed end.
+    let input = random_file(tmp.path(), "in.bin", 3 << 20, 8);
+    ok(seccs(&store).arg("put").arg(&input).args(["--name", "big"]));
+    let mut get = seccs(&store)
+        .args(["get", "big"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(get.stdout.take());
+    let out = get.wait_with_output().expect("wait");
     assert!(
-        err.contains("integrity error") && !err.contains("cannot write"),
-        "{err}"
+        out.status.success() && out.stderr.is_empty(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
