@@ -357,14 +357,18 @@ fn refuse_foreign_link_in_shared_dir(path: &Path) -> Result<()> {
 /// as [`write_file_atomically_as`] but never through a symlink, not even
 /// one swapped in at `at` just before: the file is renamed over whatever
 /// is there (the caller removed anything but a file or a directory).
+/// `dir_in_the_way` is whether the caller found a directory at `at`,
+/// which is refused: passed in, since the caller looked already, so that a
+/// restore looks at each path once.
 pub fn write_restored(
     at: &Path,
     shown: &Path,
+    dir_in_the_way: bool,
     attrs: &FileAttrs,
     durability: Durability,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<Unplaced> {
-    if std::fs::symlink_metadata(at).is_ok_and(|m| m.is_dir()) {
+    if dir_in_the_way {
         anyhow::bail!("cannot write {}: it is a directory", self::shown(shown))
     }
     write_beside(at, shown, attrs, durability, fill)
@@ -615,7 +619,10 @@ fn keep_replaced_owner(file: &File, replaced: &std::fs::Metadata) {
 /// mounted.
 fn open_unnamed(dir: &Path) -> io::Result<Option<File>> {
     use rustix::fs::{Mode, OFlags};
-    if !Path::new("/proc/self/fd").is_dir() {
+    // Looked up once a process, not once a file: a tree restore writes
+    // many.
+    static PROC_MOUNTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*PROC_MOUNTED.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
         return Ok(None);
     }
     match rustix::fs::openat(

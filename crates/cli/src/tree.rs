@@ -1629,7 +1629,8 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
             // What is in the way goes, as tar does it: a symlink (writing
             // through it could leave `dir`), and for a file also a FIFO, socket
             // or device (writing to it would block, or reach a disk).
-            if let Ok(meta) = fs::symlink_metadata(target) {
+            let found_meta = fs::symlink_metadata(target).ok();
+            if let Some(meta) = &found_meta {
                 let found = meta.file_type();
                 let in_the_way = match version.kind {
                     EntryKind::File => !found.is_file() && !found.is_dir(),
@@ -1642,11 +1643,18 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                         .with_context(|| format!("cannot replace {}", shown_path(shown)))?;
                 }
             }
+            // Only a directory stays in the way of a file now.
+            let dir_in_the_way = found_meta.as_ref().is_some_and(fs::Metadata::is_dir);
             match version.kind {
                 EntryKind::File => {
                     let attrs = attrs_of(version, ownership);
-                    let unplaced =
-                        crate::output::write_restored(target, shown, &attrs, durability, |out| {
+                    let unplaced = crate::output::write_restored(
+                        target,
+                        shown,
+                        dir_in_the_way,
+                        &attrs,
+                        durability,
+                        |out| {
                             crate::output::read_into(out, &shown_path(shown), &record.name, |out| {
                                 // As a version, so that one removed while it is
                                 // read is said as that, not as damage.
@@ -1658,7 +1666,8 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                                     &mut bar.wrap_write(out),
                                 )
                             })
-                        })?;
+                        },
+                    )?;
                     match durability {
                         Durability::Now => unplaced.put_in_place().map(|()| None),
                         Durability::ByCaller => Ok(Some((unplaced, place.parent))),
@@ -1866,6 +1875,7 @@ mod tests {
         crate::output::write_restored(
             &place.at,
             &place.shown,
+            false,
             &FileAttrs::default(),
             Durability::Now,
             |w| Ok(w.write_all(b"restored")?),
@@ -1909,6 +1919,7 @@ mod tests {
                         let unplaced = crate::output::write_restored(
                             &place.at,
                             &place.shown,
+                            false,
                             &FileAttrs::default(),
                             Durability::ByCaller,
                             |w| Ok(w.write_all(name.as_bytes())?),

@@ -4569,3 +4569,30 @@ fn an_interrupted_tree_restore_leaves_no_temporary_file_and_no_partial_file() {
         );
     }
 }
+
+/// A tree restore that finds a directory where a file goes leaves the
+/// directory and says so, and restores the rest.
+#[test]
+fn a_restore_leaves_a_directory_where_a_file_goes_and_says_so() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let tree = tmp.path().join("t");
+    std::fs::create_dir(&tree).expect("mkdir");
+    std::fs::write(tree.join("a"), b"file a").expect("write");
+    std::fs::write(tree.join("b"), b"file b").expect("write");
+    ok(seccs(&store).current_dir(tmp.path()).args(["put", "t"]));
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("t/a/kept")).expect("mkdir");
+    let got = run(seccs(&store).args(["get", "t/", "-o"]).arg(&out));
+    assert!(!got.status.success());
+    let err = String::from_utf8(got.stderr).expect("utf-8");
+    assert!(
+        err.starts_with(&format!(
+            "seccs: cannot write {}: it is a directory\n",
+            out.join("t/a").display()
+        )),
+        "{err}"
+    );
+    assert!(out.join("t/a/kept").is_dir());
+    assert_eq!(std::fs::read(out.join("t/b")).expect("b"), b"file b");
+}
