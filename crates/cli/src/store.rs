@@ -169,7 +169,8 @@ pub struct GetArgs {
     /// decrypted data should not be readable by others unless asked. Standard
     /// output gets each chunk once it is authenticated, so a failure part
     /// way through leaves a prefix of the content there (never a forged
-    /// byte) and a non-zero exit.
+    /// byte) and a non-zero exit. A FILE or DIR in the store's directory,
+    /// or at its key file, is refused.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// No progress bar.
@@ -622,6 +623,9 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     let ownership = crate::tree::Ownership::for_this_process(!args.no_same_owner);
     let opened = open::open_to_read(loc)?;
     let store = &opened.store;
+    if let Some(out) = args.output.as_deref().filter(|p| *p != Path::new("-")) {
+        refuse_the_stores_own_files(&opened.dir, out)?;
+    }
     if args.reference.ends_with('/') {
         let Some(dir) = &args.output else {
             bail!("restoring {} needs -o DIR", shown(&args.reference));
@@ -763,6 +767,65 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// Refuses an output of `get` (a FILE, or a DIR a tree is restored into)
+/// in the store's own directory, or at its key file or KEK file kept
+/// elsewhere: written there, the output would replace the key or the
+/// database it is read from, and every content of the store would be lost
+/// with them. The path is followed as the write would follow it (a symlink
+/// at FILE, links among its directories, parts not made yet).
+fn refuse_the_stores_own_files(dir: &seccs_store::dir::StoreDir, out: &Path) -> Result<()> {
+    let Ok(store_dir) = std::fs::canonicalize(dir.path()) else {
+        return Ok(());
+    };
+    let target = real_location(out);
+    if target.starts_with(&store_dir) {
+        bail!(
+            "cannot write {}: it is in the store's directory {}, which holds the store's own              files; give a path outside it",
+            shown_path(out),
+            shown_path(dir.path())
+        );
+    }
+    let key_files = match &dir.config().key {
+        KeySource::File { path } => vec![("key file", dir.resolve(path))],
+        KeySource::Kms { kek_file, .. } => vec![("KEK file", dir.resolve(kek_file))],
+        _ => Vec::new(),
+    };
+    for (what, file) in key_files {
+        if std::fs::canonicalize(&file).is_ok_and(|f| f == target) {
+            bail!(
+                "cannot write {}: it is the store's {what} {}; give another path",
+                shown_path(out),
+                shown_path(&file)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Where writing `path` lands: the path with its longest existing part
+/// resolved (symlinks followed, `..` taken), the rest as given.
+fn real_location(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut at = path;
+    // Bounded by the path's components.
+    loop {
+        if let Ok(found) = std::fs::canonicalize(if at.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            at
+        }) {
+            return rest.iter().rev().fold(found, |p, part| p.join(part));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                at = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 /// Refuses what `get PREFIX/ -o DIR` cannot do: --range (a tree is many

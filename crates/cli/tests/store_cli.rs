@@ -4596,3 +4596,66 @@ fn a_restore_leaves_a_directory_where_a_file_goes_and_says_so() {
     assert!(out.join("t/a/kept").is_dir());
     assert_eq!(std::fs::read(out.join("t/b")).expect("b"), b"file b");
 }
+
+/// `get -o` into the store's own directory or at its key file is refused:
+/// written there, the output replaced the key (or the database) it was
+/// read with, and every content of the store was lost.
+#[test]
+fn get_does_not_write_over_the_stores_own_files() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    let input = random_file(tmp.path(), "in.bin", 1000, 9);
+    ok(seccs(&store).arg("put").arg(&input).args(["--name", "t/a"]));
+    let key = std::fs::read(store.join("key")).expect("key");
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(store.join("key"), &link).expect("link");
+    std::fs::create_dir(tmp.path().join("elsewhere")).expect("mkdir");
+    let dots = tmp.path().join("elsewhere/../store/key");
+    for (args, out) in [
+        (["get", "t/a"], store.join("key")),
+        (["get", "t/a"], store.join("config.toml")),
+        (["get", "t/a"], store.join("new")),
+        (["get", "t/a"], link.clone()),
+        (["get", "t/a"], dots),
+        (["get", "t/"], store.clone()),
+        (["get", "t/"], store.join("not/made/yet")),
+    ] {
+        let err = fails(seccs(&store).args(args).arg("-o").arg(&out));
+        assert!(
+            err.starts_with(&format!(
+                "seccs: cannot write {}: it is in the store's directory",
+                out.display()
+            )),
+            "{args:?} -o {}: {err}",
+            out.display()
+        );
+    }
+    // A key file kept outside the store directory is refused too.
+    let moved = tmp.path().join("store.key");
+    std::fs::rename(store.join("key"), &moved).expect("move the key");
+    let config = std::fs::read_to_string(store.join("config.toml")).expect("config");
+    assert!(config.contains("path = \"key\""), "{config}");
+    std::fs::write(
+        store.join("config.toml"),
+        config.replace(
+            "path = \"key\"",
+            &format!("path = {:?}", moved.display().to_string()),
+        ),
+    )
+    .expect("config");
+    let err = fails(seccs(&store).args(["get", "t/a", "-o"]).arg(&moved));
+    assert!(
+        err.starts_with(&format!(
+            "seccs: cannot write {}: it is the store's key file",
+            moved.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&moved).expect("key"), key);
+    assert!(!store.join("new").exists() && !store.join("t").exists());
+    // Beside the store is fine.
+    ok(seccs(&store)
+        .args(["get", "t/a", "-o"])
+        .arg(tmp.path().join("store-out")));
+}
