@@ -1482,8 +1482,19 @@ fn restore_link(place: &Place, link: &[u8], attrs: &FileAttrs) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let (path, shown) = (&place.at, &place.shown);
     let _ = fs::remove_file(path);
-    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(link), path)
-        .with_context(|| format!("cannot create link {}", shown_path(shown)))?;
+    match std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(link), path) {
+        // Said as a file restored there says it, not as "File exists".
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AlreadyExists
+                && fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) =>
+        {
+            bail!(
+                "cannot create link {}: it is a directory",
+                shown_path(shown)
+            )
+        }
+        made => made.with_context(|| format!("cannot create link {}", shown_path(shown)))?,
+    }
     attrs
         .apply_to_link(path)
         .with_context(|| format!("cannot set the time of link {}", shown_path(shown)))

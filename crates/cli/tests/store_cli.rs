@@ -4570,30 +4570,42 @@ fn an_interrupted_tree_restore_leaves_no_temporary_file_and_no_partial_file() {
     }
 }
 
-/// A tree restore that finds a directory where a file goes leaves the
-/// directory and says so, and restores the rest.
+/// A tree restore that finds a directory where a file or a link goes
+/// leaves the directory and says so, and restores the rest.
 #[test]
-fn a_restore_leaves_a_directory_where_a_file_goes_and_says_so() {
+fn a_restore_leaves_a_directory_where_a_file_or_link_goes_and_says_so() {
     let tmp = tempfile::tempdir().expect("tmp");
     let store = tmp.path().join("store");
     let tree = tmp.path().join("t");
     std::fs::create_dir(&tree).expect("mkdir");
     std::fs::write(tree.join("a"), b"file a").expect("write");
     std::fs::write(tree.join("b"), b"file b").expect("write");
+    std::os::unix::fs::symlink("b", tree.join("l")).expect("link");
     ok(seccs(&store).current_dir(tmp.path()).args(["put", "t"]));
     let out = tmp.path().join("out");
     std::fs::create_dir_all(out.join("t/a/kept")).expect("mkdir");
+    std::fs::create_dir_all(out.join("t/l/kept")).expect("mkdir");
     let got = run(seccs(&store).args(["get", "t/", "-o"]).arg(&out));
     assert!(!got.status.success());
     let err = String::from_utf8(got.stderr).expect("utf-8");
-    assert!(
-        err.starts_with(&format!(
-            "seccs: cannot write {}: it is a directory\n",
-            out.join("t/a").display()
-        )),
+    // A link is refused in the same words as a file.
+    let mut said: Vec<&str> = err.lines().take(2).collect();
+    said.sort();
+    assert_eq!(
+        said,
+        [
+            format!(
+                "seccs: cannot create link {}: it is a directory",
+                out.join("t/l").display()
+            ),
+            format!(
+                "seccs: cannot write {}: it is a directory",
+                out.join("t/a").display()
+            ),
+        ],
         "{err}"
     );
-    assert!(out.join("t/a/kept").is_dir());
+    assert!(out.join("t/a/kept").is_dir() && out.join("t/l/kept").is_dir());
     assert_eq!(std::fs::read(out.join("t/b")).expect("b"), b"file b");
 }
 
