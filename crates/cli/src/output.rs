@@ -266,7 +266,23 @@ pub fn write_file_atomically_as(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     check_parent(path, dir)?;
+    refuse_a_directory_path(path)?;
     write_beside(path, path, attrs, Durability::Now, fill)?.put_in_place()
+}
+
+/// Refuses a file's path that ends in `/` (`-o out/`), which names a
+/// directory, where there is none (one that exists is refused before):
+/// said at once, as `cp` says it, rather than as "No such file or
+/// directory" once the whole content was read.
+fn refuse_a_directory_path(path: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.as_os_str().as_bytes().ends_with(b"/") {
+        anyhow::bail!(
+            "cannot write {}: a path ending in / names a directory, and there is none",
+            shown(path)
+        );
+    }
+    Ok(())
 }
 
 /// Which open file descriptor a path names.
@@ -740,6 +756,7 @@ pub fn write_link_atomically(path: &Path, target: &[u8], attrs: &FileAttrs) -> R
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     check_parent(path, dir)?;
+    refuse_a_directory_path(path)?;
     let target = std::ffi::OsStr::from_bytes(target);
     // A fresh name: a link cannot be made over one that exists.
     let tmp = (0..100u32)

@@ -2445,13 +2445,15 @@ fn a_failed_rename_leaves_no_temporary_file_and_a_replaced_file_keeps_its_bits()
         .to_owned();
     let work = tmp.path().join("work");
     std::fs::create_dir(&work).expect("mkdir");
-    // `newname/` names a directory that is not there: the rename of the
-    // whole, authenticated output fails, and its temporary file goes too.
-    fails(
+    // A name longer than a file name may be: the rename of the whole,
+    // authenticated output fails, and its temporary file goes too.
+    let too_long = "n".repeat(300);
+    let err = fails(
         seccs(&store)
             .current_dir(&work)
-            .args(["get", &reference, "-o", "newname/"]),
+            .args(["get", &reference, "-o", &too_long]),
     );
+    assert!(err.contains("File name too long"), "{err}");
     let left: Vec<_> = std::fs::read_dir(&work).expect("ls").collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     // An output that replaces a file keeps that file's bits.
@@ -4670,4 +4672,46 @@ fn get_does_not_write_over_the_stores_own_files() {
     ok(seccs(&store)
         .args(["get", "t/a", "-o"])
         .arg(tmp.path().join("store-out")));
+}
+
+/// `get NAME -o PATH/` where PATH is no directory is refused before the
+/// content is read, saying why, for a file and for a symlink alike; and
+/// nothing is written.
+#[test]
+fn get_refuses_a_file_path_ending_in_a_slash() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    let input = random_file(tmp.path(), "in.bin", 1000, 10);
+    ok(seccs(&store).arg("put").arg(&input).args(["--name", "f"]));
+    let tree = tmp.path().join("t");
+    std::fs::create_dir(&tree).expect("mkdir");
+    std::os::unix::fs::symlink("target", tree.join("l")).expect("link");
+    ok(seccs(&store).current_dir(tmp.path()).args(["put", "t"]));
+    std::fs::write(tmp.path().join("file"), b"kept").expect("write");
+    for (name, out) in [
+        ("f", "missing/"),
+        ("t/l", "missing/"),
+        ("f", "file/"),
+        ("f", "in.bin/"),
+    ] {
+        let err = fails(
+            seccs(&store)
+                .current_dir(tmp.path())
+                .args(["get", name, "-o", out]),
+        );
+        assert_eq!(
+            err,
+            format!(
+                "seccs: cannot write {out}: a path ending in / names a directory, and there is \
+                 none\n"
+            ),
+            "{name} -o {out}"
+        );
+    }
+    assert!(!tmp.path().join("missing").exists());
+    assert_eq!(
+        std::fs::read(tmp.path().join("file")).expect("file"),
+        b"kept"
+    );
 }
