@@ -17,7 +17,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use seccs_core::file_kind::Kind;
 
 use crate::KmsError;
 
@@ -28,19 +29,6 @@ use crate::KmsError;
 pub(crate) struct DirFd {
     fd: Arc<OwnedFd>,
     path: PathBuf,
-}
-
-/// `kind` in words, as [`seccs_core::file_kind::in_words`] says it.
-pub(crate) fn kind_in_words(kind: FileType) -> &'static str {
-    match kind {
-        FileType::Fifo => "a named pipe",
-        FileType::Socket => "a socket",
-        FileType::BlockDevice | FileType::CharacterDevice => "a device",
-        FileType::Symlink => "a symbolic link",
-        FileType::Directory => "a directory",
-        FileType::RegularFile => "a regular file",
-        FileType::Unknown => "not a regular file",
-    }
 }
 
 impl DirFd {
@@ -134,9 +122,9 @@ impl DirFd {
 
     /// What `name` in this directory is, a link not followed; `None` if
     /// there is nothing of that name.
-    pub(crate) fn kind_of(&self, name: &str) -> io::Result<Option<FileType>> {
+    pub(crate) fn kind_of(&self, name: &str) -> io::Result<Option<Kind>> {
         match rustix::fs::statat(&*self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) => Ok(Some(FileType::from_raw_mode(stat.st_mode))),
+            Ok(stat) => Ok(Some(Kind::of_mode(stat.st_mode))),
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -209,7 +197,7 @@ fn open_dir_at(at: BorrowedFd<'_>, path: &Path, shown: &Path) -> Result<Option<D
         // something else than a directory.
         Err(e) if e == rustix::io::Errno::LOOP || e == rustix::io::Errno::NOTDIR => {
             let what = rustix::fs::statat(at, path, AtFlags::SYMLINK_NOFOLLOW)
-                .map(|stat| kind_in_words(FileType::from_raw_mode(stat.st_mode)))
+                .map(|stat| Kind::of_mode(stat.st_mode).in_words())
                 .unwrap_or("not a directory");
             Err(KmsError::NotADirectory {
                 path: shown.to_owned(),

@@ -104,7 +104,7 @@ pub(crate) fn open_own(dir: &DirFd, name: &str, how: Own) -> Result<Option<File>
                 .kind_of(name)
                 .ok()
                 .flatten()
-                .map(crate::dir::kind_in_words)
+                .map(file_kind::Kind::in_words)
                 .unwrap_or("not a regular file");
             return Err(refused(what));
         }
