@@ -1700,3 +1700,144 @@ fn serve_refuses_an_audit_sync_interval_of_zero() -> TestResult {
     );
     Ok(())
 }
+
+/// What a server said on standard error, line by line, as it comes.
+type Said = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Starts `seccs kms serve` in `dir` as
+/// [`a_server_whose_audit_log_cannot_be_written_does_not_start`] does,
+/// with a file size limit of 512 KiB or 1 MiB (SIGXFSZ ignored, so that a
+/// write past it fails with EFBIG as on a full disk), and keeps each line
+/// it says on standard error, in order.
+fn serve_with_a_file_size_limit(dir: &Path) -> Result<(Server, Said), Box<dyn std::error::Error>> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 1024 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("server has no stderr")?;
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    {
+        let said = std::sync::Arc::clone(&said);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("seccs kms listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+                if let Ok(mut said) = said.lock() {
+                    said.push(line);
+                }
+            }
+        });
+    }
+    let mut server = Server {
+        child,
+        url: String::new(),
+        banner: Vec::new(),
+    };
+    server.url = rx.recv_timeout(Duration::from_secs(60))?;
+    Ok((server, said))
+}
+
+/// Waits (at most 20 s) until the server has said a line, after its first
+/// `from`, that holds every one of `words`; returns it.
+fn said_after(
+    said: &std::sync::Mutex<Vec<String>>,
+    from: usize,
+    words: &[&str],
+) -> Result<String, Box<dyn std::error::Error>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let lines = said.lock().map_err(|_| "poisoned")?.clone();
+        if let Some(line) = lines
+            .iter()
+            .skip(from)
+            .find(|l| words.iter().all(|w| l.contains(w)))
+        {
+            return Ok(line.clone());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("the server never said {words:?}: {lines:#?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The audit log fills up while the server runs (a write past the file
+/// size limit fails with EFBIG, as one on a full disk fails with ENOSPC):
+/// a key is then refused 503, the client says why and prints no key, and
+/// the server logs the failed write with its cause. A rotation onto a
+/// path whose file cannot take a record either (the disk still full)
+/// fails, is logged with its cause, adds not a byte to that file, and
+/// keys stay refused. Once the path is free, SIGUSR1 opens a new log and
+/// keys are given again, each recorded there.
+#[test]
+fn keys_are_refused_while_the_audit_log_cannot_be_written_and_given_again_after_a_reopen()
+-> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("srv");
+    let (server, said) = serve_with_a_file_size_limit(&dir)?;
+    let kek = new_kek(&server, &dir, &tmp.path().join("kek"))?;
+    let key = || kms(&server, &dir, "key").arg("--kek").arg(&kek).output();
+    let dek = succeeded(key()?)?.stdout;
+    assert_eq!(String::from_utf8(dek.clone())?.trim().len(), 64);
+    // The log grows to the limit with a record of its own.
+    let log = dir.join("audit.log");
+    let size = std::fs::metadata(&log)?.len();
+    let pad = usize::try_from((1u64 << 20).saturating_sub(size))?;
+    let filler = format!("{{\"op\":\"filler\",\"pad\":\"{}\"}}\n", "x".repeat(pad));
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)?
+        .write_all(filler.as_bytes())?;
+    let full = std::fs::read(&log)?;
+
+    let from = said.lock().map_err(|_| "poisoned")?.len();
+    let refused = key()?;
+    assert!(
+        !refused.status.success(),
+        "a key was given without its record"
+    );
+    assert!(refused.stdout.is_empty(), "{:?}", refused.stdout);
+    let err = stderr(&refused);
+    assert!(err.contains("503: Audit log cannot be written"), "{err}");
+    said_after(&said, from, &["audit log write failed", "File too large"])?;
+    assert_eq!(std::fs::read(&log)?, full, "part of a record was left");
+
+    // Rotated onto a file that cannot take the new log's first record.
+    let moved = dir.join("audit.log.1");
+    std::fs::rename(&log, &moved)?;
+    let blocked = std::fs::File::create(&log)?;
+    blocked.set_len(1 << 20)?;
+    drop(blocked);
+    let from = said.lock().map_err(|_| "poisoned")?.len();
+    send("USR1", &server.child)?;
+    said_after(&said, from, &["audit log not reopened", "File too large"])?;
+    assert_eq!(std::fs::metadata(&log)?.len(), 1 << 20);
+    let still = key()?;
+    assert!(
+        !still.status.success(),
+        "a key was given without its record"
+    );
+    let err = stderr(&still);
+    assert!(err.contains("503: Audit log cannot be written"), "{err}");
+
+    // The path freed, the next SIGUSR1 opens a new log.
+    std::fs::remove_file(&log)?;
+    let from = said.lock().map_err(|_| "poisoned")?.len();
+    send("USR1", &server.child)?;
+    said_after(&said, from, &["audit log reopened"])?;
+    assert_eq!(succeeded(key()?)?.stdout, dek);
+    assert_eq!(
+        audit_ops_once(&dir, |ops| ops.len() >= 2)?,
+        ["reopen", "key"]
+    );
+    // Nothing was added to the full file, nor cut from it.
+    assert_eq!(std::fs::read(&moved)?, full);
+    Ok(())
+}
