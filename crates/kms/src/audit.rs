@@ -22,8 +22,10 @@
 //! between them. The summary of refusals counted but not yet written goes
 //! to the old file, before its last record (if it cannot be written there,
 //! its count is kept for a summary in the new file). The old file is
-//! synced before the switch, and from then on only the new one, so that a
-//! record counts as synced only by a sync of the file that holds it. A
+//! synced once writers have switched to the new one (they do not wait for
+//! that sync), and the new one is not synced before the old one's sync has
+//! settled, so that a record counts as synced only by a sync of the file
+//! that holds it. A
 //! reopen that fails (the path now a directory or a link, which are
 //! refused as at start; no room for the new file's first record) keeps the
 //! old file in use, is logged with its cause, and can be tried again.
@@ -366,6 +368,10 @@ struct Pending {
     /// Whether the syncer waits for a record with none to sync (then a
     /// writer wakes it, in either mode).
     idle: bool,
+    /// Whether a reopen is syncing the file it closed: until that sync has
+    /// settled, the syncer starts none, since a sync of the new file would
+    /// count the old file's records (numbered below its own) as synced.
+    closing_sync: bool,
 }
 
 impl Durability {
@@ -406,6 +412,14 @@ impl Durability {
                     if pending.closed {
                         return;
                     }
+                    if pending.closing_sync {
+                        // The reopen wakes this thread once its sync settled.
+                        pending = self
+                            .wake
+                            .wait(pending)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        continue;
+                    }
                     let status = *self.status.borrow();
                     let behind = pending.written > status.synced;
                     // A failed sync is retried after an interval in both
@@ -444,8 +458,9 @@ impl Durability {
                 }
             };
             // Every record numbered up to `target` was written before this
-            // sync started, to `file` or to a file a reopen synced before it
-            // switched to `file`, so it is on disk if the sync succeeds.
+            // sync started, to `file` or to a file a reopen closed and whose
+            // sync settled before this one started, so it is on disk if the
+            // sync succeeds.
             let result = (self.sync)(&file);
             next = Instant::now() + self.interval;
             self.settle(target, &result);
@@ -798,6 +813,9 @@ pub struct AuditLog {
     name: String,
     /// The path of the log, for messages.
     path: PathBuf,
+    /// Held through a reopen, its sync of the old file included, so that
+    /// reopens follow one another (writers take `inner` only).
+    reopening: Mutex<()>,
 }
 
 impl Drop for AuditLog {
@@ -997,6 +1015,7 @@ impl AuditLog {
                 written: 0,
                 closed: false,
                 idle: false,
+                closing_sync: false,
             }),
             wake: Condvar::new(),
             status: tokio::sync::watch::Sender::new(SyncStatus::default()),
@@ -1016,6 +1035,7 @@ impl AuditLog {
             dir: dir.clone(),
             name: name.to_owned(),
             path: dir.join(name),
+            reopening: Mutex::new(()),
         })
     }
 
@@ -1215,24 +1235,31 @@ impl AuditLog {
     /// The file is opened as at start: created with mode 0600 (a file
     /// found there loses group and other access, which is logged),
     /// appended to, and refused when it is a link or not a regular file.
-    /// Then,
-    /// with writers held back (for one sync of the old file):
+    /// Then, with writers held back (for writes, not for a sync):
     ///
     /// 1. the summary of the refusals counted, if any, is written to the
     ///    old file (if it cannot be, its count stays for a later summary,
     ///    in the new file);
     /// 2. the old file gets its last record, [`REOPENED_OP`];
     /// 3. the new one its first, [`REOPEN_OP`] (with no peer, as `start`);
-    /// 4. the old file is synced, which settles its records as any sync
-    ///    does (synced, or failed and answers that give out keys refused
-    ///    until a sync succeeds);
-    /// 5. the syncer and writers are switched to the new file together.
+    /// 4. the syncer and writers are switched to the new file together.
+    ///
+    /// Writers let go, the old file is synced, which settles its records
+    /// as any sync does (synced, or failed and answers that give out keys
+    /// refused until a sync succeeds); the syncer starts no sync until
+    /// then, so that a sync of the new file never counts a record of the
+    /// old one as synced. This returns once that sync has settled; reopens
+    /// called at once follow one another.
     ///
     /// If the new file cannot be opened or its first record written, the
     /// old file stays in use (and, after step 2, gets a record saying the
     /// reopen failed), and the error names the path and the cause: the log
     /// is never left without a file, and a later call tries again.
     pub fn reopen(&self) -> Result<(), crate::KmsError> {
+        let _one_at_a_time = self
+            .reopening
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let failed = |e: crate::KmsError| {
             tracing::error!(
                 error = %Chain(&e),
@@ -1291,26 +1318,36 @@ impl AuditLog {
             }
             return Err(failed(io_err(e)));
         }
-        // The old file is synced with every writer held back, so that no
-        // record numbered before the switch is left for the syncer, which
-        // from the switch on syncs only the new file.
-        let upto = self.durability.lock().written;
-        if upto > self.durability.status.borrow().synced {
-            let result = (self.durability.sync)(&inner.file);
-            self.durability.settle(upto, &result);
-        }
+        // Writers and the syncer switch to the new file together; the old
+        // one is synced after, with writers let go (a slow disk's sync held
+        // every request, refusals too, for its length) but the syncer held
+        // back, so that no sync of the new file counts a record of the old
+        // one as synced before the old file's sync has settled.
         let new = Arc::new(new);
-        inner.file = Arc::clone(&new);
-        let idle = {
+        let old = std::mem::replace(&mut inner.file, Arc::clone(&new));
+        let (upto, syncing) = {
             let mut pending = self.durability.lock();
+            let upto = pending.written;
+            let syncing = upto > self.durability.status.borrow().synced;
             pending.file = new;
             pending.written += 1;
+            pending.closing_sync = syncing;
+            (upto, syncing)
+        };
+        drop(inner);
+        if syncing {
+            let result = (self.durability.sync)(&old);
+            self.durability.settle(upto, &result);
+        }
+        let idle = {
+            let mut pending = self.durability.lock();
+            pending.closing_sync = false;
             pending.idle
         };
-        if idle || self.durability.mode == AuditSync::Each {
-            self.durability.wake.notify_one();
+        // Woken while it waits for this sync, or for records to sync.
+        if syncing || idle || self.durability.mode == AuditSync::Each {
+            self.durability.wake.notify_all();
         }
-        drop(inner);
         tracing::info!(path = %self.path.display(), "audit log reopened");
         Ok(())
     }
@@ -2014,6 +2051,109 @@ mod tests {
         assert!(seen.lock().map_err(|_| "poisoned")?.is_empty());
         // Only the `reopen` record is in the new file.
         assert_eq!(records(&path)?.len(), 1);
+        Ok(())
+    }
+
+    /// A sync that, of the file whose inode is `held` (0: none), waits
+    /// until `open` is set (at most 10 s, then fails), telling `entered`
+    /// each time it begins to wait.
+    fn gated_sync(
+        held: &Arc<std::sync::atomic::AtomicU64>,
+        open: &Arc<(Mutex<bool>, Condvar)>,
+        entered: std::sync::mpsc::Sender<()>,
+    ) -> SyncFn {
+        let (held, open) = (Arc::clone(held), Arc::clone(open));
+        let entered = Mutex::new(entered);
+        Arc::new(move |file: &File| {
+            use std::os::unix::fs::MetadataExt;
+            if file.metadata()?.ino() == held.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(entered) = entered.lock() {
+                    let _gone = entered.send(());
+                }
+                let (lock, cvar) = &*open;
+                let opened = lock.lock().map_err(|_| std::io::Error::other("poisoned"))?;
+                let (opened, _) = cvar
+                    .wait_timeout_while(opened, Duration::from_secs(10), |opened| !*opened)
+                    .map_err(|_| std::io::Error::other("poisoned"))?;
+                if !*opened {
+                    return Err(std::io::Error::other("the gate was never opened"));
+                }
+            }
+            file.sync_data()
+        })
+    }
+
+    /// While a reopen syncs the file it closed (a slow disk's sync), a
+    /// writer is not held back: its record goes to the new file at once.
+    /// But no sync counts it, nor a record of the old file, as synced
+    /// before the old file's sync ends: in the `each` mode its answer
+    /// waits for that sync and then for one of the new file.
+    #[test]
+    fn writers_do_not_wait_for_a_reopen_to_sync_the_old_file() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let held = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let open = Arc::new((Mutex::new(false), Condvar::new()));
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let sync = gated_sync(&held, &open, entered_tx);
+        let log = Arc::new(AuditLog::open_with(
+            &path,
+            AuditSync::Each,
+            Duration::from_millis(20),
+            sync,
+        )?);
+        runtime()?.block_on(async {
+            let first = log.write_release(&Entry::new(None, "key", "a", "ok"))?;
+            tokio::time::timeout(Duration::from_secs(20), log.durable(first)).await??;
+            held.store(inode(&path)?, std::sync::atomic::Ordering::SeqCst);
+            std::fs::rename(&path, dir.path().join("audit.log.1"))?;
+            let reopening = {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || log.reopen().map_err(|e| e.to_string()))
+            };
+            // A sync of the old file waits (the reopen's, or the syncer's
+            // of the closing record), and the new file has its first
+            // record: the reopen is past its writes.
+            entered.recv_timeout(Duration::from_secs(20))?;
+            for _ in 0..400 {
+                if records(&path).is_ok_and(|r| !r.is_empty()) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            let started = Instant::now();
+            let second = log.write_release(&Entry::new(None, "key", "b", "ok"))?;
+            log.record(None, "auth", "-", "unauthorized")?;
+            let waited = started.elapsed();
+            assert!(
+                waited < Duration::from_secs(5),
+                "writers waited {waited:?} for the old file's sync"
+            );
+            assert_eq!(second, Written(4), "a, reopened, reopen, b");
+            let early = tokio::time::timeout(Duration::from_millis(300), log.durable(second)).await;
+            assert!(early.is_err(), "b answered before the old file was synced");
+            assert_eq!(log.sync_status().synced, 1, "{:?}", log.sync_status());
+            {
+                let (lock, cvar) = &*open;
+                *lock.lock().map_err(|_| "poisoned")? = true;
+                cvar.notify_all();
+            }
+            reopening.join().map_err(|_| "the reopen panicked")??;
+            tokio::time::timeout(Duration::from_secs(20), log.durable(second)).await??;
+            let status = log.sync_status();
+            assert!(status.synced >= 5 && !status.failing, "{status:?}");
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })?;
+        let old: Vec<_> = records(&dir.path().join("audit.log.1"))?
+            .into_iter()
+            .map(|r| r["op"].clone())
+            .collect();
+        assert_eq!(old, ["key", REOPENED_OP]);
+        let new: Vec<_> = records(&path)?
+            .into_iter()
+            .map(|r| r["op"].clone())
+            .collect();
+        assert_eq!(new, [REOPEN_OP, "key", "auth"]);
         Ok(())
     }
 
