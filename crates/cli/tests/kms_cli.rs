@@ -1259,6 +1259,43 @@ fn client_inputs_are_checked_and_warned_about() -> TestResult {
     Ok(())
 }
 
+/// A token file with nothing in it but whitespace (a token not yet
+/// copied in, a file emptied) is refused before any request, naming the
+/// file, as is SECCS_KMS_TOKEN set to spaces: sent, the empty token drew
+/// the server's "missing or wrong bearer token ... --token-file", though
+/// --token-file was given. No server runs at the URL, so an error about
+/// reaching it would mean the token was sent.
+#[test]
+fn an_empty_token_is_refused_naming_where_it_came_from() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let token = tmp.path().join("token file");
+    let pin = "ab".repeat(32);
+    let base = ["list", "--server", "https://127.0.0.1:1", "--pin", &pin];
+    for empty in ["", "\n", "  \t\n"] {
+        std::fs::write(&token, empty)?;
+        let out = seccs_kms(&base)
+            .arg("--token-file")
+            .arg(&token)
+            .env_remove("SECCS_KMS_TOKEN")
+            .env_remove("SECCS_KMS_TOKEN_FILE")
+            .output()?;
+        assert!(!out.status.success(), "{empty:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{} holds no token", token.display())),
+            "{empty:?}: {err}"
+        );
+    }
+    let out = seccs_kms(&base)
+        .env("SECCS_KMS_TOKEN", "   ")
+        .env_remove("SECCS_KMS_TOKEN_FILE")
+        .output()?;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("the token is empty"), "{err}");
+    Ok(())
+}
+
 /// `--ca`/`--pin` and `--token`/`--token-file` exclude each other, and each
 /// is also read from the environment: an option given on the command line
 /// wins over a variable set for the other, and two variables set at once

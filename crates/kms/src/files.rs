@@ -214,13 +214,27 @@ pub(crate) const TOKEN_CHARACTERS: &str = "holds a character that cannot go in a
 
 /// Reads a management token from `path` (at most 4 KiB), without the
 /// whitespace around it (a trailing newline). Its content never appears in
-/// an error.
+/// an error. A file with nothing else is refused by its path: sent, its
+/// empty token drew the server's "missing or wrong bearer token", which
+/// sent the user looking for a token option already given.
 pub fn read_token_file(path: &Path) -> Result<String, KmsError> {
     let bytes = zeroize::Zeroizing::new(read_bounded(path, MAX_TOKEN_FILE)?);
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| KmsError::Config(format!("{} {TOKEN_CHARACTERS}", path.display())))?;
-    Ok(text.trim().to_owned())
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(KmsError::Config(format!(
+            "{} {EMPTY_TOKEN}",
+            path.display()
+        )));
+    }
+    Ok(token.to_owned())
 }
+
+/// What is wrong with a token file that is empty or only whitespace,
+/// said after its path.
+pub(crate) const EMPTY_TOKEN: &str =
+    "holds no token (it is empty or only whitespace): give the server's DIR/token";
 
 #[cfg(test)]
 mod tests {
@@ -250,6 +264,27 @@ mod tests {
         }
         let opened = DirFd::open(dir.path())?;
         assert!(read_own_opt(&opened, "none", 10)?.is_none());
+        Ok(())
+    }
+
+    /// A token file with nothing but whitespace is refused by its path,
+    /// not read as an empty token; a token's surrounding whitespace is
+    /// dropped.
+    #[test]
+    fn an_empty_token_file_is_refused_by_name() -> Result<(), KmsError> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("token");
+        for empty in [&b""[..], b"\n", b" \t\r\n  "] {
+            std::fs::write(&path, empty)?;
+            let err = read_token_file(&path).err().map(|e| e.to_string());
+            assert_eq!(
+                err,
+                Some(format!("configuration: {} {EMPTY_TOKEN}", path.display())),
+                "{empty:?}"
+            );
+        }
+        std::fs::write(&path, b"  0123456789abcdef\n")?;
+        assert_eq!(read_token_file(&path)?, "0123456789abcdef");
         Ok(())
     }
 

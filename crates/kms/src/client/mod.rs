@@ -138,14 +138,19 @@ impl ClientConfig {
     /// password (which would be sent as Basic auth, and kept wherever the
     /// URL is), a path, a query or a fragment (which the client would
     /// silently drop) is refused. So is a token that cannot go in an HTTP
-    /// header.
+    /// header, or an empty one (which the server could only refuse).
     pub fn validate(&self) -> Result<Url, KmsError> {
         let url = Url::parse(&self.url).map_err(|e| KmsError::Config(format!("bad URL: {e}")))?;
         check_root_url(&url)?;
-        if let Some(token) = &self.token
-            && !token_fits_header(token)
-        {
-            return Err(KmsError::Config(format!("the token {TOKEN_CHARACTERS}")));
+        if let Some(token) = &self.token {
+            if !token_fits_header(token) {
+                return Err(KmsError::Config(format!("the token {TOKEN_CHARACTERS}")));
+            }
+            if token.is_empty() {
+                return Err(KmsError::Config(
+                    "the token is empty: give the server's DIR/token".into(),
+                ));
+            }
         }
         match url.scheme() {
             "https" => {
