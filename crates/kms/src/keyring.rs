@@ -159,9 +159,7 @@ impl KeyRing {
         let named = dir.make_sub(NAMED_DIR)?;
         let mut keys = HashMap::new();
         for (name, file) in files {
-            let loaded = read_own(&named, &file, MAX_NAMED_FILE)
-                .and_then(|b| decode(&root, &name, &zeroize::Zeroizing::new(b)));
-            let e = match loaded {
+            let e = match load(&named, &root, &name, &file) {
                 Ok(k) => Entry::Key(Box::new(k)),
                 Err(err) => {
                     tracing::warn!(key = name, error = %err, "named key file rejected");
@@ -226,20 +224,43 @@ impl KeyRing {
         Ok(info)
     }
 
+    /// The key `name` of `map`; a key whose file was rejected is read
+    /// again first, so that a file restored from a backup, as the error
+    /// says to, is taken without a restart (it was refused until one).
+    fn current<'m>(
+        &self,
+        map: &'m mut HashMap<String, Entry>,
+        name: &str,
+    ) -> Result<&'m NamedKey, KmsError> {
+        let entry = map.get_mut(name).ok_or(KmsError::NotFound)?;
+        if matches!(entry, Entry::Corrupt) {
+            let file = format!("{name}{SUFFIX}");
+            match load(&self.dir, &self.root, name, &file) {
+                Ok(k) => {
+                    tracing::info!(key = name, "named key file read again and taken");
+                    *entry = Entry::Key(Box::new(k));
+                }
+                Err(err) => {
+                    tracing::debug!(key = name, error = %err, "named key file still rejected");
+                }
+            }
+        }
+        match entry {
+            Entry::Key(k) => Ok(k),
+            Entry::Corrupt => Err(KmsError::CorruptKeyFile {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
     /// Runs `f` on the key `name`.
     pub fn with_key<R>(
         &self,
         name: &str,
         f: impl FnOnce(&NamedKey) -> Result<R, KmsError>,
     ) -> Result<R, KmsError> {
-        let map = self.lock();
-        match map.get(name) {
-            None => Err(KmsError::NotFound),
-            Some(Entry::Corrupt) => Err(KmsError::CorruptKeyFile {
-                name: name.to_owned(),
-            }),
-            Some(Entry::Key(k)) => f(k),
-        }
+        let mut map = self.lock();
+        f(self.current(&mut map, name)?)
     }
 
     /// Applies `f` to a copy of the key `name`, stores the copy durably,
@@ -250,21 +271,19 @@ impl KeyRing {
         f: impl FnOnce(&mut NamedKey) -> Result<R, KmsError>,
     ) -> Result<(R, KeyInfo), KmsError> {
         let mut map = self.lock();
-        let mut copy = match map.get(name) {
-            None => return Err(KmsError::NotFound),
-            Some(Entry::Corrupt) => {
-                return Err(KmsError::CorruptKeyFile {
-                    name: name.to_owned(),
-                });
-            }
-            Some(Entry::Key(k)) => k.duplicate(),
-        };
+        let mut copy = self.current(&mut map, name)?.duplicate();
         let r = f(&mut copy)?;
         self.store(&copy)?;
         let info = copy.info().clone();
         map.insert(name.to_owned(), Entry::Key(Box::new(copy)));
         Ok((r, info))
     }
+}
+
+/// Reads and opens the key `name` from its file `file` in `named`.
+fn load(named: &DirFd, root: &SecretKey, name: &str, file: &str) -> Result<NamedKey, KmsError> {
+    read_own(named, file, MAX_NAMED_FILE)
+        .and_then(|b| decode(root, name, &zeroize::Zeroizing::new(b)))
 }
 
 fn decode(root: &SecretKey, name: &str, bytes: &[u8]) -> Result<NamedKey, KmsError> {
@@ -300,7 +319,8 @@ mod tests {
         assert_eq!(pt, b"x");
         assert_eq!(ring.with_key("orders", |k| Ok(k.info().latest_version))?, 2);
         let path = dir.path().join("named/orders.key");
-        let mut bytes = fs::read(&path)?;
+        let good = fs::read(&path)?;
+        let mut bytes = good.clone();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         fs::write(&path, bytes)?;
@@ -320,6 +340,16 @@ mod tests {
             text.contains("key file for orders is corrupt") && !text.contains("tampered"),
             "{text}"
         );
+        // Restored from a backup, as the error says: taken at the next
+        // request, without a restart.
+        fs::write(&path, &good)?;
+        let pt = ring.with_key("orders", |k| {
+            k.decrypt(&k.permit(Operation::Decrypt)?, &ct, b"")
+                .map(|p| p.to_vec())
+        })?;
+        assert_eq!(pt, b"x");
+        ring.update("orders", |k| k.rotate(3))?;
+        assert_eq!(ring.with_key("orders", |k| Ok(k.info().latest_version))?, 3);
         Ok(())
     }
 
