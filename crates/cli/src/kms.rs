@@ -483,10 +483,17 @@ fn read_input(io: &Io) -> anyhow::Result<Vec<u8>> {
     Ok(data)
 }
 
-fn load_kek(path: &Path) -> anyhow::Result<seccs_core::SecretKey> {
-    // The library names the path only where the file cannot be opened.
-    let kek = client::load_kek(path)
-        .with_context(|| format!("cannot read the KEK file {}", path.display()))?;
+/// The KEK in the file at `path`, with a warning when others may read it. An error names the file once, as "the
+/// KEK file": the library's own error for a file it cannot open names the
+/// path again, so only its cause follows.
+pub(crate) fn load_kek(path: &Path) -> anyhow::Result<seccs_core::SecretKey> {
+    let kek = client::load_kek(path).map_err(|e| {
+        let context = format!("cannot read the KEK file {}", path.display());
+        match e {
+            seccs_kms::KmsError::File { source, .. } => anyhow::Error::new(source).context(context),
+            e => anyhow::Error::new(e).context(context),
+        }
+    })?;
     // Once: a command reads one KEK file.
     if let Some(mode) = client::kek_file_mode_exposed(path) {
         errln!("seccs: warning: {}", client::kek_file_warning(path, mode));

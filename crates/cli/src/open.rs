@@ -331,14 +331,7 @@ fn load_key_source(store_path: &Path, source: &KeySource) -> Result<SecretKey> {
         config = config.with_pin(pin)?;
     }
     let kek_path = resolve(kek_file);
-    let kek = seccs_kms::client::load_kek(&kek_path)
-        .with_context(|| format!("cannot read the KEK file {}", kek_file.display()))?;
-    if let Some(mode) = seccs_kms::client::kek_file_mode_exposed(&kek_path) {
-        errln!(
-            "seccs: warning: {}",
-            seccs_kms::client::kek_file_warning(&kek_path, mode)
-        );
-    }
+    let kek = crate::kms::load_kek(&kek_path)?;
     let dek = seccs_kms::client::fetch_store_key(&config, &kek).with_context(|| {
         format!(
             "cannot fetch the store key from {}",

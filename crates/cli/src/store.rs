@@ -782,7 +782,8 @@ fn refuse_the_stores_own_files(dir: &seccs_store::dir::StoreDir, out: &Path) -> 
     let target = real_location(out);
     if target.starts_with(&store_dir) {
         bail!(
-            "cannot write {}: it is in the store's directory {}, which holds the store's own              files; give a path outside it",
+            "cannot write {}: it is in the store's directory {}, which holds the store's own \
+             files; give a path outside it",
             shown_path(out),
             shown_path(dir.path())
         );

@@ -532,6 +532,15 @@ fn io_errors_name_the_path_and_say_the_cause_once() -> TestResult {
         &missing_kek.display().to_string(),
         "No such file or directory",
     );
+    // The KEK file is named once, as such, not again by its read.
+    let err = stderr(&out);
+    let named = format!("cannot read the KEK file {}", missing_kek.display());
+    assert!(err.contains(&named), "{err}");
+    assert_eq!(
+        err.matches(&*missing_kek.display().to_string()).count(),
+        1,
+        "{err}"
+    );
 
     let kek = new_kek(&server, &srv_dir, &tmp.path().join("kek"))?;
     let missing_in = tmp.path().join("missing-in");
