@@ -84,14 +84,18 @@ async fn a_server_asked_first_that_is_gone_is_replaced_and_its_fragment_restored
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_asked_first_that_sends_no_record_is_made_up_for_by_the_others() -> TestResult {
-    let net = Net::new(Kind::Memory, 5).await?;
-    let client = net.client(Some(3)).await?;
-    let tags: Vec<String> = (0..24).map(|i| format!("file/{i}")).collect();
-    let mut claims: HashMap<String, Body> = HashMap::new();
+/// Saves `data(len, i)` as the i-th of `tags`, and returns what a server
+/// holding them all answers when asked for each tag's versions: the claims
+/// a server posing as one of them makes.
+async fn save_each(
+    net: &Net,
+    client: &seccs_net::Client,
+    tags: &[String],
+    len: usize,
+) -> Result<HashMap<String, Body>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut claims = HashMap::new();
     for (i, tag) in tags.iter().enumerate() {
-        client.save(tag, &data(5_000, i as u64), &pw()).await?;
+        client.save(tag, &data(len, i as u64), &pw()).await?;
         let held = common::ask_raw(
             &net.broker,
             &net.channel(0),
@@ -100,6 +104,15 @@ async fn a_server_asked_first_that_sends_no_record_is_made_up_for_by_the_others(
         .await?;
         claims.insert(tag.clone(), held);
     }
+    Ok(claims)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_asked_first_that_sends_no_record_is_made_up_for_by_the_others() -> TestResult {
+    let net = Net::new(Kind::Memory, 5).await?;
+    let client = net.client(Some(3)).await?;
+    let tags: Vec<String> = (0..24).map(|i| format!("file/{i}")).collect();
+    let claims = save_each(&net, &client, &tags, 5_000).await?;
     // A server that claims every save as the real ones do, and sends no
     // record when asked for one.
     let (poser, task) = common::posing_server(
@@ -163,17 +176,7 @@ async fn a_load_asks_its_first_server_alone_and_the_others_once_it_has_answered(
     let net = Net::new(Kind::Memory, 5).await?;
     let client = net.client(Some(3)).await?;
     let tags: Vec<String> = (0..64).map(|i| format!("lead/{i}")).collect();
-    let mut claims: HashMap<String, Body> = HashMap::new();
-    for (i, tag) in tags.iter().enumerate() {
-        client.save(tag, &data(2_000, i as u64), &pw()).await?;
-        let held = common::ask_raw(
-            &net.broker,
-            &net.channel(0),
-            Body::Versions { tag: tag.clone() },
-        )
-        .await?;
-        claims.insert(tag.clone(), held);
-    }
+    let claims = save_each(&net, &client, &tags, 2_000).await?;
     // A second subscriber on each real server's channel sees every
     // request sent to it.
     let mut watchers = Vec::new();
