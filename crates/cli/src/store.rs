@@ -170,7 +170,8 @@ pub struct GetArgs {
     /// output gets each chunk once it is authenticated, so a failure part
     /// way through leaves a prefix of the content there (never a forged
     /// byte) and a non-zero exit. A FILE or DIR in the store's directory,
-    /// or at its key file, is refused.
+    /// or at its key file, is refused, and so is each name of a tree that
+    /// would land in the store's directory.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// No progress bar.
@@ -645,6 +646,7 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
                 exclude: &exclude,
                 ownership,
                 progress: progress::enabled(args.quiet),
+                store_dir: Some(opened.dir.path()),
             },
         );
     }

@@ -1331,6 +1331,16 @@ struct Place {
 struct Places<'d> {
     dir: &'d Path,
     reached: std::sync::Mutex<HashMap<String, std::sync::Arc<Reached>>>,
+    /// Where under `dir` no name may land: the store's own directory.
+    keep_out: Option<PathBuf>,
+}
+
+/// Where `inner` lies under `outer`, both resolved as they are on disk
+/// (links followed, `..` taken); `None` when it does not, or either
+/// cannot be resolved.
+fn lies_under(outer: &Path, inner: &Path) -> Option<PathBuf> {
+    let (outer, inner) = (fs::canonicalize(outer).ok()?, fs::canonicalize(inner).ok()?);
+    inner.strip_prefix(&outer).ok().map(Path::to_path_buf)
 }
 
 /// How many directories [`Places`] keeps open at once.
@@ -1341,6 +1351,7 @@ impl<'d> Places<'d> {
         Places {
             dir,
             reached: std::sync::Mutex::new(HashMap::new()),
+            keep_out: None,
         }
     }
 
@@ -1357,6 +1368,18 @@ impl<'d> Places<'d> {
         };
         if leaf.is_empty() {
             bail!("cannot restore the name {name:?}");
+        }
+        // No link under `dir` is followed, so where a name lands is `dir`
+        // and its parts, as they are.
+        if let Some(store) = &self.keep_out {
+            let landing: PathBuf = rel.split('/').map(part_path).collect();
+            if landing.starts_with(store) {
+                bail!(
+                    "cannot write {}: it is in the store's own directory; restore into a \
+                     directory that does not hold the store",
+                    shown_path(&self.dir.join(&landing))
+                );
+            }
         }
         let kept = self
             .reached
@@ -1548,6 +1571,10 @@ pub struct TreeGet<'a> {
     pub ownership: Ownership,
     /// Draw a progress bar.
     pub progress: bool,
+    /// The store's own directory, which no name restored may land in (a
+    /// tree restored into a directory above it, with names under its
+    /// name, would write over the store's key or database).
+    pub store_dir: Option<&'a Path>,
 }
 
 /// Restores every name under `prefix` into `dir` (as `tar -x -C DIR` would).
@@ -1557,6 +1584,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         exclude,
         ownership,
         progress,
+        store_dir,
     } = *how;
     raise_open_file_limit();
     if let Ok(meta) = fs::metadata(dir)
@@ -1629,7 +1657,8 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     fs::create_dir_all(dir).with_context(|| format!("cannot restore into {}", shown_path(dir)))?;
     let total = records.iter().map(|(_, v)| v.content_ref.len()).sum();
     let bar = crate::progress::bytes(total, !progress);
-    let places = Places::new(dir);
+    let mut places = Places::new(dir);
+    places.keep_out = store_dir.and_then(|store| lies_under(dir, store));
     // A file is written under a temporary name and renamed into place
     // once durable: with `Durability::ByCaller`, the caller syncs its file
     // system first (see `put_group_in_place`).

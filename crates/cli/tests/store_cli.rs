@@ -4672,6 +4672,46 @@ fn get_does_not_write_over_the_stores_own_files() {
     ok(seccs(&store)
         .args(["get", "t/a", "-o"])
         .arg(tmp.path().join("store-out")));
+    // A tree put elsewhere under the store directory's own name, restored
+    // into the directory above the store: its names would land in the
+    // store. Each is refused, the rest restored.
+    let elsewhere = tmp.path().join("src");
+    std::fs::create_dir_all(elsewhere.join("store")).expect("mkdir");
+    std::fs::write(elsewhere.join("store/store.key"), b"not a key").expect("write");
+    std::fs::write(elsewhere.join("store/new"), b"new").expect("write");
+    std::fs::write(elsewhere.join("beside"), b"beside").expect("write");
+    ok(seccs(&store).current_dir(&elsewhere).args(["put", "store"]));
+    ok(seccs(&store)
+        .current_dir(&elsewhere)
+        .args(["put", "beside", "--name", "beside"]));
+    let config_before = std::fs::read(store.join("config.toml")).expect("config");
+    for prefix in ["store/", "/"] {
+        let out = run(seccs(&store)
+            .args(["get", prefix, "-o"])
+            .arg(tmp.path())
+            .arg("--quiet"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{prefix}: {err}");
+        for inside in ["store/new", "store/store.key", "store"] {
+            assert!(
+                err.contains(&format!(
+                    "seccs: cannot write {}: it is in the store's own directory",
+                    tmp.path().join(inside).display()
+                )),
+                "{prefix}: {err}"
+            );
+        }
+        assert!(!store.join("new").exists(), "{prefix}: {err}");
+        assert_eq!(std::fs::read(&moved).expect("key"), key);
+        assert_eq!(
+            std::fs::read(store.join("config.toml")).expect("config"),
+            config_before
+        );
+    }
+    assert_eq!(
+        std::fs::read(tmp.path().join("beside")).expect("restored beside"),
+        b"beside"
+    );
 }
 
 /// `get NAME -o PATH/` where PATH is no directory is refused before the

@@ -122,6 +122,8 @@ pub fn run(args: TreeBenchArgs) -> Result<()> {
         exclude: &exclude,
         ownership: Ownership::Restorer,
         progress: false,
+        // The bench restores into directories of its own, beside its store.
+        store_dir: None,
     };
     let (mut restore, mut plain, mut synced) = (Duration::MAX, Duration::MAX, Duration::MAX);
     for round in 1..=args.rounds {
