@@ -456,41 +456,29 @@ enum KmsCommand {
 const MAX_NAMED_INPUT: u64 = 16 << 20;
 
 fn read_input(io: &Io) -> anyhow::Result<Vec<u8>> {
-    let mut data = Vec::new();
-    let source = match &io.input {
-        Some(p) => {
-            std::fs::File::open(p)
-                .and_then(|f| f.take(MAX_NAMED_INPUT + 1).read_to_end(&mut data))
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            p.display().to_string()
-        }
-        None => {
-            std::io::stdin()
-                .take(MAX_NAMED_INPUT + 1)
-                .read_to_end(&mut data)
-                .context("cannot read standard input")?;
-            "standard input".to_owned()
-        }
-    };
-    if data.len() as u64 > MAX_NAMED_INPUT {
-        anyhow::bail!(
-            "{source} is larger than {} MiB; the server takes at most {} KiB per item: use --kek \
+    match crate::input::read_bounded(io.input.as_deref(), MAX_NAMED_INPUT)? {
+        crate::input::Bounded::Whole(data) => Ok(data),
+        crate::input::Bounded::Over { .. } => anyhow::bail!(
+            "{} is larger than {} MiB; the server takes at most {} KiB per item: use --kek \
              for files",
+            io.input
+                .as_deref()
+                .map_or("standard input".to_owned(), |p| p.display().to_string()),
             MAX_NAMED_INPUT >> 20,
             MAX_ITEM_PLAINTEXT / 1024
-        );
+        ),
     }
-    Ok(data)
 }
 
-/// The KEK in the file at `path`, with a warning when others may read it. An error names the file once, as "the
-/// KEK file": the library's own error for a file it cannot open names the
-/// path again, so only its cause follows.
+/// The KEK in the file at `path`, with a warning when others may read
+/// it. An error names the file once, as "the KEK file": the library's own
+/// error for a file it cannot open names the path again, so only its
+/// cause follows.
 pub(crate) fn load_kek(path: &Path) -> anyhow::Result<seccs_core::SecretKey> {
     let kek = client::load_kek(path).map_err(|e| {
         let context = format!("cannot read the KEK file {}", path.display());
         match e {
-            seccs_kms::KmsError::File { source, .. } => anyhow::Error::new(source).context(context),
+            KmsError::File { source, .. } => anyhow::Error::new(source).context(context),
             e => anyhow::Error::new(e).context(context),
         }
     })?;

@@ -23,6 +23,7 @@ macro_rules! errln {
 mod bench;
 mod diff;
 mod exclude;
+mod input;
 mod interrupt;
 mod kms;
 mod open;

@@ -261,28 +261,8 @@ pub fn write_file_atomically_as(
         }
         _ => {}
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    check_parent(path, dir)?;
-    refuse_a_directory_path(path)?;
+    check_parent(path)?;
     write_beside(path, path, attrs, Durability::Now, fill)?.put_in_place()
-}
-
-/// Refuses a file's path that ends in `/` (`-o out/`), which names a
-/// directory, where there is none (one that exists is refused before):
-/// said at once, as `cp` says it, rather than as "No such file or
-/// directory" once the whole content was read.
-fn refuse_a_directory_path(path: &Path) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    if path.as_os_str().as_bytes().ends_with(b"/") {
-        anyhow::bail!(
-            "cannot write {}: a path ending in / names a directory, and there is none",
-            shown(path)
-        );
-    }
-    Ok(())
 }
 
 /// Which open file descriptor a path names.
@@ -660,11 +640,20 @@ fn shown(path: &Path) -> String {
     crate::tree::shown_path(path)
 }
 
-/// Fails, saying why, unless `dir`, where `path` is to be written, is a
-/// directory: one that does not exist is not called "not a directory".
-fn check_parent(path: &Path, dir: &Path) -> Result<()> {
+/// The directory a file at `path` is written in, checked at once, before
+/// anything is read for it: it must be a directory (one that does not
+/// exist is not called "not a directory"), and `path` must not end in `/`
+/// (`-o out/`), which names a directory where there is none (one that
+/// exists is refused before), as `cp` says it, rather than as "No such
+/// file or directory" once the whole content was read.
+fn check_parent(path: &Path) -> Result<&Path> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     match std::fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.is_dir() => {}
         Ok(_) => anyhow::bail!(
             "cannot write {}: {} is not a directory",
             shown(path),
@@ -677,6 +666,13 @@ fn check_parent(path: &Path, dir: &Path) -> Result<()> {
         ),
         Err(e) => anyhow::bail!("cannot write {}: {}: {e}", shown(path), shown(dir)),
     }
+    if path.as_os_str().as_bytes().ends_with(b"/") {
+        anyhow::bail!(
+            "cannot write {}: a path ending in / names a directory, and there is none",
+            shown(path)
+        );
+    }
+    Ok(dir)
 }
 
 /// A writer that keeps the first error its inner writer gave. A reader
@@ -751,12 +747,7 @@ pub fn write_link_atomically(path: &Path, target: &[u8], attrs: &FileAttrs) -> R
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
         anyhow::bail!("cannot write {}: it is a directory", shown(path));
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    check_parent(path, dir)?;
-    refuse_a_directory_path(path)?;
+    let dir = check_parent(path)?;
     let target = std::ffi::OsStr::from_bytes(target);
     // A fresh name: a link cannot be made over one that exists.
     let tmp = (0..100u32)

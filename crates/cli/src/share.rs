@@ -11,6 +11,8 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use seccs_net::{Client, Config, Password, config::CONFIG_FILE, parse_tag_version};
 
+use crate::input::Bounded;
+
 /// Arguments of `seccs share`.
 #[derive(Debug, Args)]
 #[command(after_long_help = CONFIG_HELP)]
@@ -228,34 +230,16 @@ fn read_save_input(
     max: u64,
     too_large: impl Fn(String) -> anyhow::Error,
 ) -> anyhow::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    if file == Path::new("-") {
-        std::io::stdin()
-            .take(max + 1)
-            .read_to_end(&mut buf)
-            .context("cannot read standard input")?;
-        if buf.len() as u64 > max {
-            return Err(too_large(format!("standard input holds over {max}")));
-        }
-        return Ok(buf);
+    let stdin = file == Path::new("-");
+    let shown = || match stdin {
+        true => "standard input".to_owned(),
+        false => file.display().to_string(),
+    };
+    match crate::input::read_bounded((!stdin).then_some(file), max)? {
+        Bounded::Whole(data) => Ok(data),
+        Bounded::Over { size: Some(len) } => Err(too_large(format!("{} is {len}", shown()))),
+        Bounded::Over { size: None } => Err(too_large(format!("{} holds over {max}", shown()))),
     }
-    let cannot_read = || format!("cannot read {}", file.display());
-    let opened = std::fs::File::open(file).with_context(cannot_read)?;
-    let len = opened.metadata().with_context(cannot_read)?.len();
-    if len > max {
-        return Err(too_large(format!("{} is {len}", file.display())));
-    }
-    // Within the bound even where the size said nothing: a device
-    // (`/dev/zero`) or a pipe (`<(cmd)`) has none, and was read until
-    // memory ran out.
-    opened
-        .take(max + 1)
-        .read_to_end(&mut buf)
-        .with_context(cannot_read)?;
-    if buf.len() as u64 > max {
-        return Err(too_large(format!("{} holds over {max}", file.display())));
-    }
-    Ok(buf)
 }
 
 /// The most of a password file read: a password is one line, and a device

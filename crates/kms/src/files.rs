@@ -233,7 +233,7 @@ pub fn read_token_file(path: &Path) -> Result<String, KmsError> {
 
 /// What is wrong with a token file that is empty or only whitespace,
 /// said after its path.
-pub(crate) const EMPTY_TOKEN: &str =
+const EMPTY_TOKEN: &str =
     "holds no token (it is empty or only whitespace): give the server's DIR/token";
 
 #[cfg(test)]

@@ -1698,7 +1698,9 @@ impl Client {
     ) -> Result<LoadReport, Error> {
         let deriver = KeyDeriver::new(password);
         let mut received = Received::new(version);
-        let mut asked: Vec<String> = Vec::new();
+        // The servers asked so far, when the records they sent are to be
+        // rebuilt from below.
+        let mut asked: Option<Vec<String>> = None;
         if let Some(save) = save {
             let t = usize::from(save.t);
             let first = first_asked(tag, version, &save.servers, t);
@@ -1726,13 +1728,16 @@ impl Client {
                     .cloned()
                     .collect();
                 received.add(self.fetch(tag, version, &rest).await.records);
-                asked = first.into_iter().chain(rest).collect();
+                asked = Some(first.into_iter().chain(rest).collect());
             }
         }
-        if asked.is_empty() {
-            received.add(self.fetch(tag, version, servers).await.records);
-            asked = servers.to_vec();
-        }
+        let asked = match asked {
+            Some(asked) => asked,
+            None => {
+                received.add(self.fetch(tag, version, servers).await.records);
+                servers.to_vec()
+            }
+        };
         let (rebuilt, _) = rebuild_blocking(tag, received, &deriver, asked.len()).await;
         Ok(load_report(rebuilt?, version, asked))
     }
@@ -1828,8 +1833,7 @@ impl Client {
             }
         };
         let fetched = self.fetch(tag, version, &servers).await;
-        let mut received = Received::new(version);
-        received.add(fetched.records);
+        let received = Received::of(version, fetched.records);
         let deriver = KeyDeriver::new(password);
         let rebuilt = match rebuild_blocking(tag, received, &deriver, servers.len())
             .await

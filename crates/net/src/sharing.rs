@@ -248,8 +248,7 @@ fn decode_fragments_in_stripes(
         // From the last stripe to the first, so that each recovery
         // fragment shrinks behind the decoding as the restored bytes fill
         // the ciphertext's zero pages: the two are never held whole at once.
-        let starts: Vec<usize> = (0..shard).step_by(stripe.max(1)).collect();
-        for &at in starts.iter().rev() {
+        for at in (0..shard).step_by(stripe.max(1)).rev() {
             let len = (shard - at).min(stripe);
             let decoder = match &mut decoder {
                 Some(d) => {
@@ -635,8 +634,7 @@ pub fn rebuild(
     records: Vec<(String, Vec<u8>)>,
     password: &Password,
 ) -> Result<Rebuilt, Error> {
-    let mut received = Received::new(version);
-    received.add(records);
+    let mut received = Received::of(version, records);
     rebuild_received(tag, &mut received, &KeyDeriver::new(password))
 }
 
@@ -681,6 +679,18 @@ impl KeyDeriver {
         self.derived.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Derives the keys of `salt` now, unless they were, so that a rebuild
+    /// finds them made. A load runs this on a blocking thread while its
+    /// other records arrive: the KDF's memory is then freed before the
+    /// load holds them all. A failure is left for the rebuild to meet and
+    /// report; a forged record can make this derive once for nothing, as
+    /// it could make the rebuild.
+    pub fn derive_ahead(&self, salt: &KeySalt) {
+        if let Err(e) = self.keys(&salt.kdf, &salt.salt) {
+            tracing::debug!("deriving the password keys ahead failed: {e}");
+        }
+    }
+
     /// The keys of `kdf` and `salt`, derived on the first ask.
     fn keys(&self, kdf: &Kdf, salt: &[u8; 16]) -> Result<PasswordKeys, Error> {
         let mut derived = self.derived();
@@ -706,20 +716,6 @@ impl KeyDeriver {
 pub struct KeySalt {
     kdf: Kdf,
     salt: [u8; 16],
-}
-
-impl KeyDeriver {
-    /// Derives the keys of `salt` now, unless they were, so that a rebuild
-    /// finds them made. A load runs this on a blocking thread while its
-    /// other records arrive: the KDF's memory is then freed before the
-    /// load holds them all. A failure is left for the rebuild to meet and
-    /// report; a forged record can make this derive once for nothing, as
-    /// it could make the rebuild.
-    pub fn derive_ahead(&self, salt: &KeySalt) {
-        if let Err(e) = self.keys(&salt.kdf, &salt.salt) {
-            tracing::debug!("deriving the password keys ahead failed: {e}");
-        }
-    }
 }
 
 impl std::fmt::Debug for KeyDeriver {
@@ -755,6 +751,14 @@ impl Received {
             bad_reasons: Vec::new(),
             held: 0,
         }
+    }
+
+    /// The records `records` (server, bytes) of `version`, as
+    /// [`Self::add`] takes them.
+    pub fn of(version: u64, records: Vec<(String, Vec<u8>)>) -> Self {
+        let mut received = Self::new(version);
+        received.add(records);
+        received
     }
 
     /// Adds the records `records` (server, bytes), each taken where it
@@ -1144,8 +1148,7 @@ mod tests {
         // A wrong password: the three records stay, and with the other two
         // the rebuild still fails on the password, having derived once.
         let wrong = KeyDeriver::new(&Password::new("not it"));
-        let mut received = Received::new(1);
-        received.add(named(&recs, &[0, 1, 2]));
+        let mut received = Received::of(1, named(&recs, &[0, 1, 2]));
         let failed = rebuild_received("tag", &mut received, &wrong);
         assert!(matches!(failed, Err(Error::Decrypt)));
         assert_eq!(received.held(), 3);
@@ -1161,8 +1164,7 @@ mod tests {
             *last ^= 1;
         }
         let right = KeyDeriver::new(&Password::new("pw"));
-        let mut received = Received::new(1);
-        received.add(first);
+        let mut received = Received::of(1, first);
         let short = rebuild_received("tag", &mut received, &right);
         assert_eq!(failed_shares(&short), Some((2, 3)));
         assert_eq!(received.held(), 3);
