@@ -34,8 +34,28 @@ pub enum LockError {
     },
 }
 
-/// Takes the lock of `dir`, held until the returned file is dropped (or the
-/// process ends, however it ends).
+/// A directory's lock, held until dropped (or until the process ends,
+/// however it ends).
+///
+/// Dropping it unlocks the file before closing it. Closing alone frees an
+/// `flock` only once every descriptor of the open file is closed, and a
+/// child that another thread forks holds a copy of each until it runs its
+/// program: a lock dropped in that moment outlived its holder, and a store
+/// or server reopened at once was refused as in use by itself.
+#[derive(Debug)]
+pub struct DirLock {
+    file: File,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // On failure the close still frees it, as before.
+        let _ = self.file.unlock();
+    }
+}
+
+/// Takes the lock of `dir`, held until the returned [`DirLock`] is dropped
+/// (or the process ends, however it ends).
 ///
 /// `dir/lock` is opened only as a regular file, never through a symbolic
 /// link and never waiting: anything else is a [`LockError::Io`] whose
@@ -43,7 +63,7 @@ pub enum LockError {
 /// Flaw fixed here: a link in place of the lock file was followed, so
 /// whoever could write the directory once chose which file the holder's
 /// text was written over (truncated first).
-pub fn lock_dir(dir: &Path) -> Result<File, LockError> {
+pub fn lock_dir(dir: &Path) -> Result<DirLock, LockError> {
     let path = dir.join("lock");
     let mut options = OpenOptions::new();
     options.create(true).truncate(false).read(true).write(true);
@@ -83,7 +103,7 @@ pub fn lock_dir(dir: &Path) -> Result<File, LockError> {
             let _ = file
                 .set_len(0)
                 .and_then(|()| file.write_all(holder.as_bytes()));
-            Ok(file)
+            Ok(DirLock { file })
         }
         Err(TryLockError::WouldBlock) => {
             let mut text = String::new();
@@ -155,6 +175,19 @@ mod tests {
         }
         drop(first);
         assert!(lock_dir(dir.path()).is_ok());
+    }
+
+    /// A copy of the lock's descriptor, as a child forked by another
+    /// thread holds until it runs its program, does not keep the lock once
+    /// it is dropped.
+    #[test]
+    fn a_dropped_lock_is_free_while_a_copy_of_its_descriptor_lives() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let first = lock_dir(dir.path()).expect("first");
+        let copy = first.file.try_clone().expect("dup");
+        drop(first);
+        assert!(lock_dir(dir.path()).is_ok(), "still held by the copy");
+        drop(copy);
     }
 
     /// A link, a named pipe or a directory in place of the lock file is

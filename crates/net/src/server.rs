@@ -44,7 +44,7 @@ pub struct ServerHandle {
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), Error>>,
     /// The root's lock, released when the handle is dropped.
-    _lock: std::fs::File,
+    _lock: seccs_core::lockfile::DirLock,
 }
 
 impl ServerHandle {
@@ -80,7 +80,7 @@ impl ServerHandle {
 
 /// Takes the lock of `root` (an exclusive `flock` on `root/lock`, which
 /// says who holds it), or fails naming the holder.
-fn lock_root(root: &Path) -> Result<std::fs::File, Error> {
+fn lock_root(root: &Path) -> Result<seccs_core::lockfile::DirLock, Error> {
     use seccs_core::lockfile::{self, LockError};
     lockfile::lock_dir(root).map_err(|e| match e {
         LockError::Held { holder, .. } => Error::Config(format!(

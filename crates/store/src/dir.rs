@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use seccs_core::SecretKey;
 use seccs_core::kdf::{self, Label};
+use seccs_core::lockfile::DirLock;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -233,7 +234,7 @@ pub struct StoreDir {
     unconfirmed_params_check: Option<String>,
     /// The directory's lock; `None` for a reader of a network store, which
     /// writes nothing to the directory or the backend.
-    lock: Option<Arc<File>>,
+    lock: Option<Arc<DirLock>>,
 }
 
 impl StoreDir {
@@ -654,7 +655,7 @@ fn read_config(path: &Path) -> Result<StoreConfig> {
     Ok(config)
 }
 
-fn lock(path: &Path) -> Result<File> {
+fn lock(path: &Path) -> Result<DirLock> {
     use seccs_core::lockfile::{self, LockError};
     lockfile::lock_dir(path).map_err(|e| match e {
         LockError::Held { .. } => StoreError::Backend(crate::backend::BackendError::Locked {

@@ -62,7 +62,7 @@ pub struct Store {
     /// The lock of the store directory this store was opened from
     /// ([`crate::dir::StoreDir::open_store`]), held for as long as the
     /// store lives, not only its directory handle.
-    dir_lock: Option<Arc<std::fs::File>>,
+    dir_lock: Option<Arc<seccs_core::lockfile::DirLock>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -177,7 +177,7 @@ impl Store {
     }
 
     /// Holds `lock`, a store directory's, until this store is dropped.
-    pub(crate) fn hold_dir_lock(&mut self, lock: Arc<std::fs::File>) {
+    pub(crate) fn hold_dir_lock(&mut self, lock: Arc<seccs_core::lockfile::DirLock>) {
         self.dir_lock = Some(lock);
     }
 

@@ -628,9 +628,18 @@ fn restrict(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> Result<(), KmsError
 #[derive(Debug)]
 struct DirLock {
     /// The directory itself, open and locked.
-    _dir: std::os::fd::OwnedFd,
+    dir: std::os::fd::OwnedFd,
     /// `DIR/lock`, locked too, which names the holder.
-    _file: std::fs::File,
+    _file: seccs_core::lockfile::DirLock,
+}
+
+impl Drop for DirLock {
+    /// Unlocks the directory before closing it, as
+    /// [`seccs_core::lockfile::DirLock`] does its file and for the same
+    /// reason: a child forked meanwhile holds a copy of the descriptor.
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&self.dir, rustix::fs::FlockOperation::Unlock);
+    }
 }
 
 /// Takes the lock of the key directory `dir`, or fails with
@@ -698,7 +707,7 @@ fn lock_dir(opened: &DirFd) -> Result<DirLock, KmsError> {
         },
     })?;
     Ok(DirLock {
-        _dir: locked,
+        dir: locked,
         _file: file,
     })
 }
@@ -770,6 +779,24 @@ mod tests {
         assert!(shown.contains("/srv/kms"), "{shown}");
         cfg.token = None;
         assert!(format!("{cfg:?}").contains("token: None"));
+    }
+
+    /// A key directory's lock, once dropped, is free at once, though a
+    /// copy of the directory's descriptor lives on (as in a child another
+    /// thread has forked and not yet run its program in). The lock file's
+    /// own copy is `seccs_core::lockfile`'s test.
+    #[test]
+    fn a_dropped_directory_lock_is_free_while_a_copy_of_its_descriptor_lives()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let opened = DirFd::open(tmp.path())?;
+        let first = lock_dir(&opened)?;
+        let copy = first.dir.try_clone()?;
+        drop(first);
+        let again = lock_dir(&opened);
+        assert!(again.is_ok(), "still held by the copy: {again:?}");
+        drop(copy);
+        Ok(())
     }
 }
 
