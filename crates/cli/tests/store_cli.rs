@@ -658,13 +658,14 @@ fn lock_wait_waits_for_the_holder_and_gives_up_after_its_time() {
     assert!(lines[1].contains("store is in use"), "{err}");
     assert!(lines[1].ends_with("still after 1 s"), "{err}");
 
-    let waiter = seccs(&store)
+    let mut waiter = seccs(&store)
         .args(["ls", "--lock-wait", "120"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut said = common::StderrWatch::of(&mut waiter);
+    said.wait_for("waiting up to 120 s", Duration::from_secs(60));
     {
         use std::io::Write;
         let mut stdin = holder.stdin.take().expect("stdin");
@@ -674,7 +675,7 @@ fn lock_wait_waits_for_the_holder_and_gives_up_after_its_time() {
     }
     assert!(holder.wait().expect("wait").success());
     let out = waiter.wait_with_output().expect("wait");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = said.whole();
     assert!(
         out.status.success(),
         "the waiter runs once the holder is done: {err}"
@@ -2530,7 +2531,7 @@ fn a_second_directory_on_the_same_backend_prefix_is_refused_while_the_first_writ
         assert!(err.contains(&format!("pid {}", holder.id())), "{err}");
     }
     // One given --lock-wait waits for the lease instead.
-    let waiter = seccs(&second)
+    let mut waiter = seccs(&second)
         .args(["--lock-wait", "120", "put"])
         .arg(&input)
         .args(["--name", "z", "-q"])
@@ -2538,7 +2539,8 @@ fn a_second_directory_on_the_same_backend_prefix_is_refused_while_the_first_writ
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut said = common::StderrWatch::of(&mut waiter);
+    said.wait_for("waiting up to 120 s", Duration::from_secs(60));
     {
         use std::io::Write;
         let mut stdin = holder.stdin.take().expect("stdin");
@@ -2546,7 +2548,7 @@ fn a_second_directory_on_the_same_backend_prefix_is_refused_while_the_first_writ
     }
     assert!(holder.wait().expect("wait").success());
     let out = waiter.wait_with_output().expect("wait");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = said.whole();
     assert!(out.status.success(), "{err}");
     assert!(err.contains("waiting up to 120 s"), "{err}");
     let names = listed(&second, &[]);
@@ -3402,22 +3404,12 @@ fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
         assert!(Instant::now() < deadline, "the put never stored anything");
         std::thread::sleep(Duration::from_millis(1));
     }
-    let pid = put.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    // Signalled from here, at once: a `kill` process started first may
+    // come after the put is done.
+    let pid = rustix::process::Pid::from_child(&put);
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
     drop(redis);
-    assert!(
-        Command::new("kill")
-            .args(["-CONT", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
     let out = put.wait_with_output().expect("wait");
     let err = String::from_utf8(out.stderr).expect("utf-8");
     assert!(!out.status.success(), "{err}");
@@ -3536,19 +3528,12 @@ fn a_restore_stops_at_the_backends_first_failure_and_says_it_once() {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    let pid = get.id().to_string();
-    let signal = |sig: &str| {
-        assert!(
-            Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .expect("kill")
-                .success()
-        )
-    };
-    signal("-STOP");
+    // Signalled from here, at once: a `kill` process started first may
+    // come after the restore is done.
+    let pid = rustix::process::Pid::from_child(&get);
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
     drop(redis);
-    signal("-CONT");
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
     let out = get.wait_with_output().expect("wait");
     let err = String::from_utf8(out.stderr).expect("utf-8");
     assert!(!out.status.success(), "{err}");

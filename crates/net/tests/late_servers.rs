@@ -110,6 +110,8 @@ impl Broker for Pausing {
 
 /// Three servers, and a client that reaches them through a [`Pausing`]
 /// broker with a reply timeout of `timeout_secs`, once it sees all three.
+/// The tests wait it out where servers are paused, and in it the servers
+/// not paused must answer, on a machine that may be busy: a few seconds.
 async fn three_servers_behind_a_pausing_broker(
     kind: Kind,
     timeout_secs: u64,
@@ -146,7 +148,7 @@ fn message_of(frame: &[u8]) -> Result<(String, Message), String> {
 /// holds it" before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_that_do_not_answer_are_not_servers_that_hold_nothing() -> TestResult {
-    let (net, broker, client) = three_servers_behind_a_pausing_broker(Kind::Memory, 1).await?;
+    let (net, broker, client) = three_servers_behind_a_pausing_broker(Kind::Memory, 3).await?;
     client.save("kept", b"held by all three", &pw()).await?;
     for i in 0..3 {
         broker.pause(net.channel(i));
@@ -194,7 +196,7 @@ async fn a_save_rolled_back_never_becomes_a_version(
     paused: usize,
     reverse: bool,
 ) -> TestResult {
-    let (net, broker, client) = three_servers_behind_a_pausing_broker(kind, 2).await?;
+    let (net, broker, client) = three_servers_behind_a_pausing_broker(kind, 4).await?;
     for i in 0..paused {
         broker.pause(net.channel(i));
     }
@@ -293,7 +295,7 @@ async fn redis_all_paused_get_the_store_then_the_rollback() -> TestResult {
 /// not pushed above that claim when the other servers answer its store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_missed_the_probe_does_not_count_as_refusing() -> TestResult {
-    let (net, broker, client) = three_servers_behind_a_pausing_broker(Kind::Memory, 2).await?;
+    let (net, broker, client) = three_servers_behind_a_pausing_broker(Kind::Memory, 4).await?;
     let (liar, task) =
         common::lying_server(net.broker.clone(), &"5f".repeat(16), 64, 5000, Vec::new()).await?;
     net.wait_servers(&client, 4).await?;

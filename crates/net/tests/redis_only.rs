@@ -76,7 +76,7 @@ async fn a_save_without_enough_acks_fails_and_is_rolled_back() -> TestResult {
     let client = Client::new(
         net.broker.clone(),
         ClientOptions {
-            timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(3),
             kdf: Kdf::INSECURE_FAST,
             threshold: Some(3),
             min_acks: None,

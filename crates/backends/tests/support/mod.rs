@@ -80,6 +80,8 @@ impl RedisServer {
         Self::start_with(true)
     }
 
+    /// A server on a free port; on another one while the port picked was
+    /// taken before the server bound it (three ports at most).
     fn start_with(persistent: bool) -> TestResult<Self> {
         let mut server = Self {
             child: None,
@@ -87,8 +89,23 @@ impl RedisServer {
             dir: tempfile::Builder::new().prefix("seccs-redis").tempdir()?,
             persistent,
         };
-        server.spawn()?;
-        Ok(server)
+        for _ in 0..2 {
+            match server.spawn() {
+                Err(e) if server.ended_at_start() => {
+                    eprintln!("{e}; trying another port");
+                    server.port = free_port()?;
+                }
+                started => return started.map(|()| server),
+            }
+        }
+        server.spawn().map(|()| server)
+    }
+
+    /// Whether the server last spawned has ended.
+    fn ended_at_start(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().is_ok_and(|s| s.is_some()))
     }
 
     fn spawn(&mut self) -> TestResult {
@@ -116,11 +133,16 @@ impl RedisServer {
         let addr = format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0", self.port);
         let client = redis::Client::open(addr.as_str())?;
         wait_until("redis-server", || {
-            client
-                .get_connection_with_timeout(Duration::from_millis(200))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-        })
+            self.ended_at_start()
+                || client
+                    .get_connection_with_timeout(Duration::from_millis(200))
+                    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                    .is_ok()
+        })?;
+        match self.ended_at_start() {
+            true => Err(format!("redis-server on port {} ended at start", self.port).into()),
+            false => Ok(()),
+        }
     }
 
     /// `redis://127.0.0.1:PORT/0`, without credentials.

@@ -30,6 +30,63 @@ impl Drop for Killed {
     }
 }
 
+/// A child's standard error, read on a thread of its own, so that a test
+/// can wait until the child has said something (rather than sleep and
+/// hope it has) and still have all it said once it ends.
+pub struct StderrWatch {
+    lines: std::sync::mpsc::Receiver<String>,
+    said: String,
+}
+
+impl StderrWatch {
+    /// Takes `child`'s standard error, which must be piped.
+    pub fn of(child: &mut std::process::Child) -> Self {
+        use std::io::BufRead;
+        let stderr = child.stderr.take().expect("a piped standard error");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            lines,
+            said: String::new(),
+        }
+    }
+
+    /// Waits until a line contains `needle`, for `within` at most.
+    pub fn wait_for(&mut self, needle: &str, within: std::time::Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while !self.said.lines().any(|l| l.contains(needle)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.said.push_str(&line);
+                    self.said.push('\n');
+                }
+                Err(_) => panic!(
+                    "not said within {within:?} (or the child ended): {needle:?}; said: {}",
+                    self.said
+                ),
+            }
+        }
+    }
+
+    /// Everything said, once the child has closed its standard error
+    /// (ended).
+    pub fn whole(mut self) -> String {
+        while let Ok(line) = self.lines.recv() {
+            self.said.push_str(&line);
+            self.said.push('\n');
+        }
+        self.said
+    }
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -39,24 +96,40 @@ pub fn free_port() -> u16 {
 }
 
 /// A `redis-server` of its own on a free loopback port, keeping nothing on
-/// disk, with `args` added; returns once it answers (within 10 s).
+/// disk, with `args` added; returns once it answers (within 10 s). A
+/// server that ends at start (its port taken between [`free_port`] and
+/// its start) is started again on another port, three times at most.
 pub fn redis_server(dir: &std::path::Path, args: &[&str]) -> (Killed, u16) {
+    for _ in 0..3 {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(args)
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test installs it)");
+        let mut proc = Killed(child);
+        if answers_ping(&mut proc, port) {
+            return (proc, port);
+        }
+    }
+    panic!("three redis-servers in a row ended at start: their ports were taken");
+}
+
+/// Whether the server `proc` started on `port` answers PING; false when
+/// it ends first. Panics when it does neither within 10 s.
+fn answers_ping(proc: &mut Killed, port: u16) -> bool {
     use std::io::{Read, Write};
     use std::time::{Duration, Instant};
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server (scripts/test installs it)");
-    let proc = Killed(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
+        if proc.0.try_wait().expect("wait for redis-server").is_some() {
+            return false;
+        }
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
             let mut buf = [0u8; 64];
@@ -66,7 +139,7 @@ pub fn redis_server(dir: &std::path::Path, args: &[&str]) -> (Killed, u16) {
                 && let Ok(n) = s.read(&mut buf)
                 && (buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
             {
-                return (proc, port);
+                return true;
             }
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -33,9 +33,15 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn wait_ready(port: u16, probe: &[u8], expect: &[u8]) -> std::io::Result<()> {
+/// Waits until the broker `proc` started answers `probe` with `expect`.
+/// `Ok(false)`: it ended first, as a broker does whose port another
+/// process took between [`free_port`] and its start.
+fn wait_ready(proc: &mut Proc, probe: &[u8], expect: &[u8]) -> std::io::Result<bool> {
     for _ in 0..200 {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+        if proc.child.try_wait()?.is_some() {
+            return Ok(false);
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", proc.port)) {
             s.set_read_timeout(Some(Duration::from_millis(500)))?;
             if !probe.is_empty() {
                 s.write_all(probe)?;
@@ -44,57 +50,77 @@ fn wait_ready(port: u16, probe: &[u8], expect: &[u8]) -> std::io::Result<()> {
             if let Ok(n) = s.read(&mut buf)
                 && buf[..n].starts_with(expect)
             {
-                return Ok(());
+                return Ok(true);
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     Err(std::io::Error::other(format!(
-        "broker on port {port} never became ready"
+        "broker on port {} never became ready",
+        proc.port
     )))
+}
+
+/// Starts a broker with `start(port)` on `port`, or on a free port when
+/// `None`, trying other free ports (three in all) while the one picked
+/// was taken before the broker bound it.
+fn start_broker(
+    port: Option<u16>,
+    probe: &[u8],
+    expect: &[u8],
+    mut start: impl FnMut(u16, &std::path::Path) -> std::io::Result<Child>,
+) -> std::io::Result<Proc> {
+    for _ in 0..3 {
+        let port = match port {
+            Some(p) => p,
+            None => free_port()?,
+        };
+        let dir = tempfile::tempdir()?;
+        let child = start(port, dir.path())?;
+        let mut proc = Proc { child, port, dir };
+        if wait_ready(&mut proc, probe, expect)? {
+            return Ok(proc);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(std::io::Error::other(match port {
+        Some(p) => format!("the broker on port {p} ended at start, three times: the port is taken"),
+        None => "three brokers in a row ended at start: their ports were taken".to_owned(),
+    }))
 }
 
 /// Starts `redis-server` on `port` (a free one when `None`).
 pub fn redis(port: Option<u16>) -> std::io::Result<Proc> {
-    let port = match port {
-        Some(p) => p,
-        None => free_port()?,
-    };
-    let dir = tempfile::tempdir()?;
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let proc = Proc { child, port, dir };
-    wait_ready(port, b"PING\r\n", b"+PONG")?;
-    Ok(proc)
+    start_broker(port, b"PING\r\n", b"+PONG", |port, dir| {
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    })
 }
 
 /// Starts `nats-server` on a free port.
 pub fn nats() -> std::io::Result<Proc> {
-    let port = free_port()?;
-    let dir = tempfile::tempdir()?;
-    let child = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let proc = Proc { child, port, dir };
-    wait_ready(port, b"", b"INFO")?;
-    Ok(proc)
+    start_broker(None, b"", b"INFO", |port, dir| {
+        Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    })
 }
 
 #[derive(Debug, Clone, Copy)]
