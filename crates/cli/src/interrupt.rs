@@ -71,10 +71,19 @@ pub const PARTIAL_PREFIX: &str = ".seccs-partial-";
 pub fn temp_file_in(dir: &Path) -> std::io::Result<(tempfile::NamedTempFile, Registered)> {
     HANDLER.get_or_init(start_handler);
     let mut pending = pending();
-    // Named so that what a SIGKILL leaves is told for what it is.
+    // Named so that what a SIGKILL leaves is told for what it is. Opened
+    // here, as `tempfile` opens its own (new, 0600), so that an error is
+    // the system's alone: `tempfile`'s names its random path, which the
+    // caller's message would show as if the user had given it.
     let tmp = tempfile::Builder::new()
         .prefix(PARTIAL_PREFIX)
-        .tempfile_in(dir)?;
+        .make_in(dir, |path| {
+            let mut options = std::fs::OpenOptions::new();
+            options.read(true).write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options.open(path)
+        })?;
     pending.insert(tmp.path().to_owned());
     let registered = Registered(tmp.path().to_owned());
     Ok((tmp, registered))

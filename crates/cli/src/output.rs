@@ -737,17 +737,32 @@ where
 }
 
 /// Makes `path` a symlink to `target` (a link's bytes, as `put` read them)
-/// with `attrs`' owner, time and attributes: made under a temporary name
-/// beside it and renamed into place, so that what was at `path` (a file, or
-/// a link, which is replaced, never followed) goes only once the new link
-/// is whole. A directory at `path` is refused, as for a file.
+/// with `attrs`' owner, time and attributes, as [`place_link`] does. A
+/// directory at `path` is refused, as for a file.
 #[cfg(unix)]
 pub fn write_link_atomically(path: &Path, target: &[u8], attrs: &FileAttrs) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
         anyhow::bail!("cannot write {}: it is a directory", shown(path));
     }
-    let dir = check_parent(path)?;
+    check_parent(path)?;
+    place_link(path, path, target, attrs)
+}
+
+/// Makes `path` (`shown` in messages) a symlink to `target` with `attrs`:
+/// made under a temporary name beside it and renamed into place, so that
+/// what was at `path` (a file, or a link, which is replaced, never
+/// followed) goes only once the new link is whole, and is kept when the
+/// link cannot be made.
+#[cfg(unix)]
+pub fn place_link(path: &Path, shown_as: &Path, target: &[u8], attrs: &FileAttrs) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let parent = |p: &Path| -> std::path::PathBuf {
+        p.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned()
+    };
+    let (dir, shown_dir) = (parent(path), parent(shown_as));
     let target = std::ffi::OsStr::from_bytes(target);
     // A fresh name: a link cannot be made over one that exists.
     let tmp = (0..100u32)
@@ -758,12 +773,12 @@ pub fn write_link_atomically(path: &Path, target: &[u8], attrs: &FileAttrs) -> R
             Err(e) => Some(Err(e)),
         })
         .unwrap_or_else(|| Err(io::Error::from(io::ErrorKind::AlreadyExists)))
-        .with_context(|| format!("cannot write in {}", shown(dir)))?;
+        .with_context(|| format!("cannot write in {}", shown(&shown_dir)))?;
     let placed = attrs
         .apply_to_link(&tmp)
-        .with_context(|| format!("cannot set the time of link {}", shown(path)))
+        .with_context(|| format!("cannot set the time of link {}", shown(shown_as)))
         .and_then(|()| {
-            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", shown(path)))
+            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", shown(shown_as)))
         });
     if placed.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -1497,30 +1497,23 @@ fn replace_a_link_where_a_directory_goes(places: &Places<'_>, name: &str) {
     }
 }
 
-/// Creates the symlink `path` to `link` (a target's bytes, as `put` read
-/// them: any bytes but NUL on Unix) with the time of `attrs`, replacing what
-/// is at `path`.
+/// Creates the symlink at `place` to `link` (a target's bytes, as `put`
+/// read them: any bytes but NUL on Unix) with the time of `attrs`: made
+/// beside it and renamed into place, so that what was there goes only
+/// once the link is whole (it was removed first, and lost when the link
+/// could not be made).
 #[cfg(unix)]
 fn restore_link(place: &Place, link: &[u8], attrs: &FileAttrs) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
     let (path, shown) = (&place.at, &place.shown);
-    let _ = fs::remove_file(path);
-    match std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(link), path) {
-        // Said as a file restored there says it, not as "File exists".
-        Err(e)
-            if e.kind() == std::io::ErrorKind::AlreadyExists
-                && fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) =>
-        {
-            bail!(
-                "cannot create link {}: it is a directory",
-                shown_path(shown)
-            )
-        }
-        made => made.with_context(|| format!("cannot create link {}", shown_path(shown)))?,
+    // Said as a file restored there says it. Checked first: the rename
+    // below would say it as "Is a directory".
+    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        bail!(
+            "cannot create link {}: it is a directory",
+            shown_path(shown)
+        )
     }
-    attrs
-        .apply_to_link(path)
-        .with_context(|| format!("cannot set the time of link {}", shown_path(shown)))
+    crate::output::place_link(path, shown, link, attrs)
 }
 
 #[cfg(not(unix))]

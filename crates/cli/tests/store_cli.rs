@@ -4674,6 +4674,49 @@ fn a_restore_leaves_a_directory_where_a_file_or_link_goes_and_says_so() {
     assert_eq!(std::fs::read(out.join("t/b")).expect("b"), b"file b");
 }
 
+/// A link restored where a file is replaces it only once the link is
+/// made: one that cannot be made (a target longer than the system takes,
+/// put through the library) leaves the file there, and nothing else.
+#[test]
+fn a_link_that_cannot_be_made_keeps_what_was_at_its_place() {
+    use seccs_store::catalog::EntryKind;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let tree = tmp.path().join("t");
+    std::fs::create_dir(&tree).expect("mkdir");
+    std::fs::write(tree.join("a"), b"file a").expect("write");
+    ok(seccs(&store).current_dir(tmp.path()).args(["put", "t"]));
+    {
+        let key = seccs_store::dir::read_key_file(&store.join("key")).expect("key");
+        let mut dir = seccs_store::dir::StoreDir::open(&store).expect("open");
+        let backend = dir.open_embedded().expect("db");
+        let opened = dir.open_store(backend, &key).expect("store");
+        let target = vec![b'x'; 5000];
+        opened
+            .put_named(&mut target.as_slice(), "t/l", EntryKind::Symlink)
+            .expect("put a link");
+    }
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("t")).expect("mkdir");
+    std::fs::write(out.join("t/l"), b"precious").expect("write");
+    let got = run(seccs(&store).args(["get", "t/", "-o"]).arg(&out));
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert!(!got.status.success(), "{err}");
+    assert!(err.contains("File name too long"), "{err}");
+    assert_eq!(
+        std::fs::read(out.join("t/l")).expect("kept"),
+        b"precious",
+        "{err}"
+    );
+    assert_eq!(std::fs::read(out.join("t/a")).expect("a"), b"file a");
+    let mut left: Vec<_> = std::fs::read_dir(out.join("t"))
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["a", "l"]);
+}
+
 /// `get -o` into the store's own directory or at its key file is refused:
 /// written there, the output replaced the key (or the database) it was
 /// read with, and every content of the store was lost.
@@ -4780,6 +4823,22 @@ fn get_does_not_write_over_the_stores_own_files() {
 /// `get NAME -o PATH/` where PATH is no directory is refused before the
 /// content is read, saying why, for a file and for a symlink alike; and
 /// nothing is written.
+/// A directory where no file can be made (`/proc` takes none) is said
+/// with the system's reason alone: the random name of the temporary file
+/// tried there is no name the user gave, and was shown as if it were.
+#[test]
+fn a_directory_that_takes_no_file_is_said_without_a_temporary_name() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let input = random_file(tmp.path(), "in.bin", 1000, 11);
+    ok(seccs(&store).arg("put").arg(&input).args(["--name", "f"]));
+    let err = fails(seccs(&store).args(["get", "f", "-o", "/proc/seccs-out"]));
+    assert_eq!(
+        err,
+        "seccs: cannot write in /proc: No such file or directory (os error 2)\n"
+    );
+}
+
 #[test]
 fn get_refuses_a_file_path_ending_in_a_slash() {
     let tmp = tempfile::tempdir().expect("tmp");
