@@ -4096,11 +4096,7 @@ fn damage_only_lookups_meet_is_found_by_verify() {
     put_as(&store, &f, "r");
     // Near a table's end lie its filter and index blocks, which a walk of
     // the entries does not read and every lookup does.
-    let table = walk(&store.join("db"))
-        .into_iter()
-        .filter(|p| p.parent().is_some_and(|d| d.ends_with("tables")))
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .expect("a table");
+    let table = largest_db_file(&store, "tables");
     let mut bytes = std::fs::read(&table).expect("read");
     let at = bytes.len() - 1600;
     bytes[at] ^= 1;
@@ -4313,6 +4309,16 @@ fn a_reference_with_a_wrong_length_says_it_may_be_copied_wrong() {
     );
 }
 
+/// The largest of the embedded backend's files in its `kind` directories
+/// (`tables`, `blobs`) under the store `store`.
+fn largest_db_file(store: &Path, kind: &str) -> PathBuf {
+    walk(&store.join("db"))
+        .into_iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with(kind)))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .unwrap_or_else(|| panic!("no file in the database's {kind}"))
+}
+
 /// One record of the embedded backend's value files (fjall's blob
 /// files): where its header's unchecked length field and its value lie.
 struct BlobRecord {
@@ -4358,11 +4364,7 @@ fn verify_goes_past_a_damaged_block_and_names_what_it_breaks() {
     let b = random_file(tmp.path(), "b", 1_000_000, 80);
     put_as(&store, &a, "a");
     put_as(&store, &b, "b");
-    let blob = walk(&store.join("db"))
-        .into_iter()
-        .filter(|p| p.parent().is_some_and(|d| d.ends_with("blobs")))
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .expect("a value file");
+    let blob = largest_db_file(&store, "blobs");
     let mut bytes = std::fs::read(&blob).expect("read");
     let value = blob_at(&bytes, bytes.len() / 3);
     bytes[value.data.start + value.data.len() / 2] ^= 0x40;
@@ -4417,11 +4419,7 @@ fn damage_to_a_length_no_checksum_covers_changes_nothing_and_panics_nothing() {
     let store = tmp.path().join("store");
     let a = random_file(tmp.path(), "a", 1_000_000, 81);
     put_as(&store, &a, "a");
-    let blob = walk(&store.join("db"))
-        .into_iter()
-        .filter(|p| p.parent().is_some_and(|d| d.ends_with("blobs")))
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .expect("a value file");
+    let blob = largest_db_file(&store, "blobs");
     let mut bytes = std::fs::read(&blob).expect("read");
     let mut fields = Vec::new();
     for near in [bytes.len() / 4, bytes.len() / 2, bytes.len() * 3 / 4] {
