@@ -676,10 +676,14 @@ fn check(dir: &Path, json: bool) -> anyhow::Result<()> {
 }
 
 /// What `kms serve` says once it listens: where, and how clients trust it.
+/// Files are named by absolute paths (not resolving links), as a `--dir`
+/// given relative would not name them for a client started elsewhere.
 fn announce(s: &server::RunningServer, dir: &Path) {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    let dir = &absolute(dir);
     let cert = s.cert();
     errln!("seccs kms listening on {}", s.url());
-    errln!("certificate: {}", cert.cert_path.display());
+    errln!("certificate: {}", absolute(&cert.cert_path).display());
     if let Some(warning) = cert
         .validity
         .and_then(|v| validity_warning(v, seccs_kms::audit::unix_now()))
@@ -687,11 +691,11 @@ fn announce(s: &server::RunningServer, dir: &Path) {
         errln!("warning: {warning}");
     }
     match (&cert.ca_path, cert.unnamed_listen_ip) {
-        (Some(ca), None) => errln!("CA file (for --ca): {}", ca.display()),
+        (Some(ca), None) => errln!("CA file (for --ca): {}", absolute(ca).display()),
         (Some(ca), Some(ip)) => {
             errln!(
                 "CA file (for --ca, by a name the certificate holds): {}",
-                ca.display()
+                absolute(ca).display()
             );
             errln!(
                 "warning: the certificate does not name {ip}, the address this server listens \
@@ -717,7 +721,7 @@ fn announce(s: &server::RunningServer, dir: &Path) {
     }
     errln!("SHA-256 fingerprint (for --pin): {}", cert.fingerprint);
     if let Some(t) = s.token_path() {
-        errln!("management token file: {}", t.display());
+        errln!("management token file: {}", absolute(t).display());
     }
 }
 

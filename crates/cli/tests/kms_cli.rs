@@ -38,14 +38,19 @@ fn serve_with(
     listen: &str,
     extra: &[&str],
 ) -> Result<Server, Box<dyn std::error::Error>> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seccs"))
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_seccs"));
+    serve
         .args(["kms", "serve", "--listen", listen])
         .args(extra)
         .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .arg(dir);
+    serve_by(serve)
+}
+
+/// Starts the key server `serve` runs, and waits (at most 60 s) for what
+/// it prints at start.
+fn serve_by(mut serve: Command) -> Result<Server, Box<dyn std::error::Error>> {
+    let mut child = serve.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
     // The address is announced on standard error, the fingerprint last.
     let stderr = child.stderr.take().ok_or("server has no stderr")?;
     let (tx, rx) = mpsc::channel();
@@ -73,6 +78,27 @@ fn serve_with(
         .ok_or("no address announced")?
         .to_owned();
     Ok(server)
+}
+
+/// What a server prints at start names its files by absolute paths, so
+/// that a client started elsewhere can be given them, though its `--dir`
+/// was relative.
+#[test]
+fn the_start_banner_names_files_by_absolute_paths() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_seccs"));
+    serve
+        .current_dir(tmp.path())
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir", "kd"]);
+    let server = serve_by(serve)?;
+    let tls = tmp.path().join("kd/tls");
+    for line in [
+        format!("certificate: {}", tls.join("server.pem").display()),
+        format!("CA file (for --ca): {}", tls.join("ca.pem").display()),
+    ] {
+        assert!(server.banner.contains(&line), "{line}: {:?}", server.banner);
+    }
+    Ok(())
 }
 
 /// `seccs kms SUBCOMMAND` against `server`, whose directory is `dir`.
