@@ -80,9 +80,9 @@ fn serve_by(mut serve: Command) -> Result<Server, Box<dyn std::error::Error>> {
     Ok(server)
 }
 
-/// What a server prints at start names its files by absolute paths, so
-/// that a client started elsewhere can be given them, though its `--dir`
-/// was relative.
+/// What a server prints and logs at start names its files by absolute
+/// paths, so that a client started elsewhere can be given them, though
+/// its `--dir` was relative.
 #[test]
 fn the_start_banner_names_files_by_absolute_paths() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
@@ -98,6 +98,12 @@ fn the_start_banner_names_files_by_absolute_paths() -> Result<(), Box<dyn std::e
     ] {
         assert!(server.banner.contains(&line), "{line}: {:?}", server.banner);
     }
+    let keys = format!("dir={}", tmp.path().join("kd/keys").display());
+    assert!(
+        server.banner.iter().any(|l| l.contains(&keys)),
+        "{keys}: {:?}",
+        server.banner
+    );
     Ok(())
 }
 

@@ -425,11 +425,15 @@ pub(crate) async fn start_with(
             ));
         }
     };
-    atomic::create_private_dir(&config.dir)?;
+    // Named by an absolute path (links not resolved) in every message and
+    // log line: an operator reads them, or copies a path from them to a
+    // client, from elsewhere than the directory the server started in.
+    let dir_path = std::path::absolute(&config.dir).unwrap_or_else(|_| config.dir.clone());
+    atomic::create_private_dir(&dir_path)?;
     // The directory is held open from here on, and all that the server
     // reads and writes in it is opened relative to it: a directory put in
     // its place later (renamed over it, or a link) is never used.
-    let dir = DirFd::open(&config.dir)?;
+    let dir = DirFd::open(&dir_path)?;
     // Each server keeps the directory's keys in memory and writes new ones
     // from there: a second server on the same directory would not see the
     // first one's keys, and could overwrite a named key's file with another.
