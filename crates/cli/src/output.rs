@@ -329,10 +329,7 @@ fn open_descriptor(path: &Path) -> Option<Descriptor> {
 /// `/tmp` would otherwise choose what a restore (run as root) replaces.
 fn refuse_foreign_link_in_shared_dir(path: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let (Ok(link), Ok(dir_meta)) = (std::fs::symlink_metadata(path), std::fs::metadata(dir)) else {
         return Ok(());
     };
@@ -514,17 +511,8 @@ fn write_beside_as(
     naming: Naming,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<Unplaced> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let cannot_write_in = || {
-        let shown_dir = path_shown
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        format!("cannot write in {}", shown(shown_dir))
-    };
+    let dir = parent_dir(path);
+    let cannot_write_in = || format!("cannot write in {}", shown(parent_dir(path_shown)));
     crate::interrupt::watch();
     let unnamed = match naming {
         Naming::Late => open_unnamed(dir).with_context(cannot_write_in)?,
@@ -635,6 +623,14 @@ fn open_unnamed(dir: &Path) -> io::Result<Option<File>> {
     }
 }
 
+/// The directory a file at `path` goes in: its parent, or `.` for a bare
+/// name.
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// A path as messages show it (control characters escaped).
 fn shown(path: &Path) -> String {
     crate::tree::shown_path(path)
@@ -648,10 +644,7 @@ fn shown(path: &Path) -> String {
 /// file or directory" once the whole content was read.
 fn check_parent(path: &Path) -> Result<&Path> {
     use std::os::unix::ffi::OsStrExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => anyhow::bail!(
@@ -756,13 +749,7 @@ pub fn write_link_atomically(path: &Path, target: &[u8], attrs: &FileAttrs) -> R
 #[cfg(unix)]
 pub fn place_link(path: &Path, shown_as: &Path, target: &[u8], attrs: &FileAttrs) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
-    let parent = |p: &Path| -> std::path::PathBuf {
-        p.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_owned()
-    };
-    let (dir, shown_dir) = (parent(path), parent(shown_as));
+    let (dir, shown_dir) = (parent_dir(path), parent_dir(shown_as));
     let target = std::ffi::OsStr::from_bytes(target);
     // A fresh name: a link cannot be made over one that exists.
     let tmp = (0..100u32)
@@ -773,7 +760,7 @@ pub fn place_link(path: &Path, shown_as: &Path, target: &[u8], attrs: &FileAttrs
             Err(e) => Some(Err(e)),
         })
         .unwrap_or_else(|| Err(io::Error::from(io::ErrorKind::AlreadyExists)))
-        .with_context(|| format!("cannot write in {}", shown(&shown_dir)))?;
+        .with_context(|| format!("cannot write in {}", shown(shown_dir)))?;
     let placed = attrs
         .apply_to_link(&tmp)
         .with_context(|| format!("cannot set the time of link {}", shown(shown_as)))

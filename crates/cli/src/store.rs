@@ -624,9 +624,10 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
     let ownership = crate::tree::Ownership::for_this_process(!args.no_same_owner);
     let opened = open::open_to_read(loc)?;
     let store = &opened.store;
-    if let Some(out) = args.output.as_deref().filter(|p| *p != Path::new("-")) {
-        refuse_the_stores_own_files(&opened.dir, out)?;
-    }
+    let store_dir = match args.output.as_deref().filter(|p| *p != Path::new("-")) {
+        Some(out) => refuse_the_stores_own_files(&opened.dir, out)?,
+        None => None,
+    };
     if args.reference.ends_with('/') {
         let Some(dir) = &args.output else {
             bail!("restoring {} needs -o DIR", shown(&args.reference));
@@ -646,7 +647,7 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
                 exclude: &exclude,
                 ownership,
                 progress: progress::enabled(args.quiet),
-                store_dir: Some(opened.dir.path()),
+                store_dir: store_dir.as_deref(),
             },
         );
     }
@@ -776,10 +777,15 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
 /// elsewhere: written there, the output would replace the key or the
 /// database it is read from, and every content of the store would be lost
 /// with them. The path is followed as the write would follow it (a symlink
-/// at FILE, links among its directories, parts not made yet).
-fn refuse_the_stores_own_files(dir: &seccs_store::dir::StoreDir, out: &Path) -> Result<()> {
+/// at FILE, links among its directories, parts not made yet). Returns the
+/// store's directory resolved (links followed), for the tree restore's
+/// own check of each name; `None` when it cannot be resolved.
+fn refuse_the_stores_own_files(
+    dir: &seccs_store::dir::StoreDir,
+    out: &Path,
+) -> Result<Option<PathBuf>> {
     let Ok(store_dir) = std::fs::canonicalize(dir.path()) else {
-        return Ok(());
+        return Ok(None);
     };
     let target = real_location(out);
     if target.starts_with(&store_dir) {
@@ -804,7 +810,7 @@ fn refuse_the_stores_own_files(dir: &seccs_store::dir::StoreDir, out: &Path) -> 
             );
         }
     }
-    Ok(())
+    Ok(Some(store_dir))
 }
 
 /// Where writing `path` lands: the path with its longest existing part

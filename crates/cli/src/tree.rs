@@ -1335,12 +1335,12 @@ struct Places<'d> {
     keep_out: Option<PathBuf>,
 }
 
-/// Where `inner` lies under `outer`, both resolved as they are on disk
-/// (links followed, `..` taken); `None` when it does not, or either
-/// cannot be resolved.
-fn lies_under(outer: &Path, inner: &Path) -> Option<PathBuf> {
-    let (outer, inner) = (fs::canonicalize(outer).ok()?, fs::canonicalize(inner).ok()?);
-    inner.strip_prefix(&outer).ok().map(Path::to_path_buf)
+/// Where `resolved`, a path resolved already, lies under `outer`,
+/// resolved as it is on disk (links followed, `..` taken); `None` when it
+/// does not, or `outer` cannot be resolved.
+fn lies_under(outer: &Path, resolved: &Path) -> Option<PathBuf> {
+    let outer = fs::canonicalize(outer).ok()?;
+    resolved.strip_prefix(&outer).ok().map(Path::to_path_buf)
 }
 
 /// How many directories [`Places`] keeps open at once.
@@ -1501,23 +1501,22 @@ fn replace_a_link_where_a_directory_goes(places: &Places<'_>, name: &str) {
 /// read them: any bytes but NUL on Unix) with the time of `attrs`: made
 /// beside it and renamed into place, so that what was there goes only
 /// once the link is whole (it was removed first, and lost when the link
-/// could not be made).
+/// could not be made). `dir_in_the_way` is whether the caller found a
+/// directory there, as for [`crate::output::write_restored`].
 #[cfg(unix)]
-fn restore_link(place: &Place, link: &[u8], attrs: &FileAttrs) -> Result<()> {
-    let (path, shown) = (&place.at, &place.shown);
-    // Said as a file restored there says it. Checked first: the rename
-    // below would say it as "Is a directory".
-    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+fn restore_link(place: &Place, dir_in_the_way: bool, link: &[u8], attrs: &FileAttrs) -> Result<()> {
+    // Said as a file restored there says it, not as the rename would.
+    if dir_in_the_way {
         bail!(
             "cannot create link {}: it is a directory",
-            shown_path(shown)
+            shown_path(&place.shown)
         )
     }
-    crate::output::place_link(path, shown, link, attrs)
+    crate::output::place_link(&place.at, &place.shown, link, attrs)
 }
 
 #[cfg(not(unix))]
-fn restore_link(place: &Place, _link: &[u8], _attrs: &FileAttrs) -> Result<()> {
+fn restore_link(place: &Place, _dir: bool, _link: &[u8], _attrs: &FileAttrs) -> Result<()> {
     bail!(
         "cannot create symlink {} on this platform",
         shown_path(&place.shown)
@@ -1564,9 +1563,10 @@ pub struct TreeGet<'a> {
     pub ownership: Ownership,
     /// Draw a progress bar.
     pub progress: bool,
-    /// The store's own directory, which no name restored may land in (a
-    /// tree restored into a directory above it, with names under its
-    /// name, would write over the store's key or database).
+    /// The store's own directory, resolved (links followed), which no
+    /// name restored may land in (a tree restored into a directory above
+    /// it, with names under its name, would write over the store's key or
+    /// database).
     pub store_dir: Option<&'a Path>,
 }
 
@@ -1668,7 +1668,8 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                 let in_the_way = match version.kind {
                     EntryKind::File => !found.is_file() && !found.is_dir(),
                     EntryKind::Directory => found.is_symlink(),
-                    // `restore_link` replaces whatever is there.
+                    // `restore_link` renames over whatever is there but
+                    // a directory.
                     EntryKind::Symlink => false,
                 };
                 if in_the_way {
@@ -1676,7 +1677,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                         .with_context(|| format!("cannot replace {}", shown_path(shown)))?;
                 }
             }
-            // Only a directory stays in the way of a file now.
+            // Only a directory stays in the way of a file or a link now.
             let dir_in_the_way = found_meta.as_ref().is_some_and(fs::Metadata::is_dir);
             match version.kind {
                 EntryKind::File => {
@@ -1719,7 +1720,8 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                         .with_context(|| {
                             format!("cannot read {}", shown_name(&record.name, EntryKind::File))
                         })?;
-                    restore_link(&place, &link, &attrs_of(version, ownership)).map(|()| None)
+                    let attrs = attrs_of(version, ownership);
+                    restore_link(&place, dir_in_the_way, &link, &attrs).map(|()| None)
                 }
                 EntryKind::Directory => match fs::create_dir(target) {
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

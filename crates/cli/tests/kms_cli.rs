@@ -2,10 +2,11 @@
 //! a streamed decryption writes nothing unless the whole stream
 //! authenticates, to standard output or to a file.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -49,35 +50,53 @@ fn serve_with(
 
 /// Starts the key server `serve` runs, and waits (at most 60 s) for what
 /// it prints at start.
-fn serve_by(mut serve: Command) -> Result<Server, Box<dyn std::error::Error>> {
+fn serve_by(serve: Command) -> Result<Server, Box<dyn std::error::Error>> {
+    serve_watched(serve).map(|(server, _)| server)
+}
+
+/// [`serve_by`], watching what the server says on standard error.
+fn serve_watched(
+    mut serve: Command,
+) -> Result<(Server, common::StderrWatch), Box<dyn std::error::Error>> {
     let mut child = serve.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
-    // The address is announced on standard error, the fingerprint last.
-    let stderr = child.stderr.take().ok_or("server has no stderr")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut banner = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let last = line.starts_with("SHA-256 fingerprint");
-            banner.push(line);
-            if last {
-                let _ = tx.send(std::mem::take(&mut banner));
-            }
-        }
-    });
+    let mut said = common::StderrWatch::of(&mut child);
+    // On a timeout the server is dropped, which kills it.
     let mut server = Server {
         child,
         url: String::new(),
         banner: Vec::new(),
     };
-    // On a timeout the server is dropped, which kills it.
-    server.banner = rx.recv_timeout(Duration::from_secs(60))?;
+    // The address is announced on standard error, the fingerprint last.
+    said.wait_after(
+        0,
+        |l| l.starts_with("SHA-256 fingerprint"),
+        Duration::from_secs(60),
+    )?;
+    server.banner = said.said().to_vec();
     server.url = server
         .banner
         .iter()
         .find_map(|l| l.strip_prefix("seccs kms listening on "))
         .ok_or("no address announced")?
         .to_owned();
-    Ok(server)
+    Ok((server, said))
+}
+
+/// `seccs kms serve` on a free loopback port in `dir`, run through
+/// `wrapper` (a command that runs the rest; none when empty).
+fn serve_command(dir: &Path, wrapper: &[&str]) -> Command {
+    let mut serve = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(env!("CARGO_BIN_EXE_seccs"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_seccs")),
+    };
+    serve
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir);
+    serve
 }
 
 /// What a server prints and logs at start names its files by absolute
@@ -878,12 +897,7 @@ fn audit_ops(dir: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
 /// 30 s) for its `start` record: the server listens for its stop signals
 /// before it writes that.
 fn serve_through(dir: &Path, wrapper: &[&str]) -> Result<Child, Box<dyn std::error::Error>> {
-    let (program, args) = wrapper.split_first().ok_or("no wrapper")?;
-    let mut child = Command::new(program)
-        .args(args)
-        .arg(env!("CARGO_BIN_EXE_seccs"))
-        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(dir)
+    let mut child = serve_command(dir, wrapper)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -1688,12 +1702,7 @@ fn a_server_whose_audit_log_cannot_be_written_does_not_start() -> TestResult {
     // in blocks of 512 bytes (POSIX) or 1,024 (bash).
     let full = vec![b'\n'; 1 << 20];
     std::fs::write(&log, &full)?;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"trap '' XFSZ; ulimit -f 1024 && exec "$0" "$@""#)
-        .arg(env!("CARGO_BIN_EXE_seccs"))
-        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(&dir)
+    let mut child = serve_command(&dir, &FILE_SIZE_LIMITED)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -1779,71 +1788,38 @@ fn serve_refuses_an_audit_sync_interval_of_zero() -> TestResult {
     Ok(())
 }
 
-/// What a server said on standard error, line by line, as it comes.
-type Said = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
 /// Starts `seccs kms serve` in `dir` as
 /// [`a_server_whose_audit_log_cannot_be_written_does_not_start`] does,
-/// with a file size limit of 512 KiB or 1 MiB (SIGXFSZ ignored, so that a
-/// write past it fails with EFBIG as on a full disk), and keeps each line
-/// it says on standard error, in order.
-fn serve_with_a_file_size_limit(dir: &Path) -> Result<(Server, Said), Box<dyn std::error::Error>> {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"trap '' XFSZ; ulimit -f 1024 && exec "$0" "$@""#)
-        .arg(env!("CARGO_BIN_EXE_seccs"))
-        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().ok_or("server has no stderr")?;
-    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel();
-    {
-        let said = std::sync::Arc::clone(&said);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("seccs kms listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-                if let Ok(mut said) = said.lock() {
-                    said.push(line);
-                }
-            }
-        });
-    }
-    let mut server = Server {
-        child,
-        url: String::new(),
-        banner: Vec::new(),
-    };
-    server.url = rx.recv_timeout(Duration::from_secs(60))?;
-    Ok((server, said))
+/// through [`FILE_SIZE_LIMITED`], and watches what it says on standard
+/// error.
+fn serve_with_a_file_size_limit(
+    dir: &Path,
+) -> Result<(Server, common::StderrWatch), Box<dyn std::error::Error>> {
+    serve_watched(serve_command(dir, &FILE_SIZE_LIMITED))
 }
 
+/// A wrapper that runs the rest with a file size limit of 512 KiB or
+/// 1 MiB (however the shell counts `ulimit -f`), SIGXFSZ ignored, so that
+/// a write past it fails with EFBIG as on a full disk.
+const FILE_SIZE_LIMITED: [&str; 3] = [
+    "sh",
+    "-c",
+    r#"trap '' XFSZ; ulimit -f 1024 && exec "$0" "$@""#,
+];
+
 /// Waits (at most 20 s) until the server has said a line, after its first
-/// `from`, that holds every one of `words`; returns it.
+/// `from`, that holds every one of `words`.
 fn said_after(
-    said: &std::sync::Mutex<Vec<String>>,
+    said: &mut common::StderrWatch,
     from: usize,
     words: &[&str],
-) -> Result<String, Box<dyn std::error::Error>> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let lines = said.lock().map_err(|_| "poisoned")?.clone();
-        if let Some(line) = lines
-            .iter()
-            .skip(from)
-            .find(|l| words.iter().all(|w| l.contains(w)))
-        {
-            return Ok(line.clone());
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(format!("the server never said {words:?}: {lines:#?}").into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+) -> Result<String, String> {
+    said.wait_after(
+        from,
+        |l| words.iter().all(|w| l.contains(w)),
+        Duration::from_secs(20),
+    )
+    .map_err(|e| format!("the server never said {words:?}: {e}"))
 }
 
 /// The audit log fills up while the server runs (a write past the file
@@ -1859,7 +1835,7 @@ fn keys_are_refused_while_the_audit_log_cannot_be_written_and_given_again_after_
 -> TestResult {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("srv");
-    let (server, said) = serve_with_a_file_size_limit(&dir)?;
+    let (server, mut said) = serve_with_a_file_size_limit(&dir)?;
     let kek = new_kek(&server, &dir, &tmp.path().join("kek"))?;
     let key = || kms(&server, &dir, "key").arg("--kek").arg(&kek).output();
     let dek = succeeded(key()?)?.stdout;
@@ -1875,7 +1851,7 @@ fn keys_are_refused_while_the_audit_log_cannot_be_written_and_given_again_after_
         .write_all(filler.as_bytes())?;
     let full = std::fs::read(&log)?;
 
-    let from = said.lock().map_err(|_| "poisoned")?.len();
+    let from = said.said().len();
     let refused = key()?;
     assert!(
         !refused.status.success(),
@@ -1884,7 +1860,11 @@ fn keys_are_refused_while_the_audit_log_cannot_be_written_and_given_again_after_
     assert!(refused.stdout.is_empty(), "{:?}", refused.stdout);
     let err = stderr(&refused);
     assert!(err.contains("503: Audit log cannot be written"), "{err}");
-    said_after(&said, from, &["audit log write failed", "File too large"])?;
+    said_after(
+        &mut said,
+        from,
+        &["audit log write failed", "File too large"],
+    )?;
     assert_eq!(std::fs::read(&log)?, full, "part of a record was left");
 
     // Rotated onto a file that cannot take the new log's first record.
@@ -1893,9 +1873,13 @@ fn keys_are_refused_while_the_audit_log_cannot_be_written_and_given_again_after_
     let blocked = std::fs::File::create(&log)?;
     blocked.set_len(1 << 20)?;
     drop(blocked);
-    let from = said.lock().map_err(|_| "poisoned")?.len();
+    let from = said.said().len();
     send("USR1", &server.child)?;
-    said_after(&said, from, &["audit log not reopened", "File too large"])?;
+    said_after(
+        &mut said,
+        from,
+        &["audit log not reopened", "File too large"],
+    )?;
     assert_eq!(std::fs::metadata(&log)?.len(), 1 << 20);
     let still = key()?;
     assert!(
@@ -1907,9 +1891,9 @@ fn keys_are_refused_while_the_audit_log_cannot_be_written_and_given_again_after_
 
     // The path freed, the next SIGUSR1 opens a new log.
     std::fs::remove_file(&log)?;
-    let from = said.lock().map_err(|_| "poisoned")?.len();
+    let from = said.said().len();
     send("USR1", &server.child)?;
-    said_after(&said, from, &["audit log reopened"])?;
+    said_after(&mut said, from, &["audit log reopened"])?;
     assert_eq!(succeeded(key()?)?.stdout, dek);
     assert_eq!(
         audit_ops_once(&dir, |ops| ops.len() >= 2)?,

@@ -25,10 +25,10 @@
 //! synced once writers have switched to the new one (they do not wait for
 //! that sync), and the new one is not synced before the old one's sync has
 //! settled, so that a record counts as synced only by a sync of the file
-//! that holds it. A
-//! reopen that fails (the path now a directory or a link, which are
-//! refused as at start; no room for the new file's first record) keeps the
-//! old file in use, is logged with its cause, and can be tried again.
+//! that holds it. A reopen that fails (the path now a directory or a link,
+//! which are refused as at start; no room for the new file's first record)
+//! keeps the old file in use, is logged with its cause, and can be tried
+//! again.
 //!
 //! The log is bounded by what a client can make it write, since a server
 //! whose log fills its disk answers every key request 503:

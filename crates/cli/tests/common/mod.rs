@@ -30,12 +30,13 @@ impl Drop for Killed {
     }
 }
 
-/// A child's standard error, read on a thread of its own, so that a test
-/// can wait until the child has said something (rather than sleep and
-/// hope it has) and still have all it said once it ends.
+/// A child's standard error, read line by line on a thread of its own
+/// (to its end, so that the child never blocks on a full pipe), so that a
+/// test can wait until the child has said something, rather than sleep
+/// and hope it has, and still have all it said.
 pub struct StderrWatch {
     lines: std::sync::mpsc::Receiver<String>,
-    said: String,
+    said: Vec<String>,
 }
 
 impl StderrWatch {
@@ -47,32 +48,56 @@ impl StderrWatch {
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if send.send(line).is_err() {
-                    break;
-                }
+                // Read on once the watch is gone: the child may say more.
+                let _ = send.send(line);
             }
         });
         Self {
             lines,
-            said: String::new(),
+            said: Vec::new(),
+        }
+    }
+
+    /// The lines said so far.
+    pub fn said(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.said.push(line);
+        }
+        &self.said
+    }
+
+    /// Waits until a line after the first `from` is one that `wanted`
+    /// takes, for `within` at most; returns it, or says what was said.
+    pub fn wait_after(
+        &mut self,
+        from: usize,
+        wanted: impl Fn(&str) -> bool,
+        within: std::time::Duration,
+    ) -> Result<String, String> {
+        let deadline = std::time::Instant::now() + within;
+        let mut seen = from;
+        loop {
+            if let Some(line) = self.said.iter().skip(seen).find(|l| wanted(l)) {
+                return Ok(line.clone());
+            }
+            seen = seen.max(self.said.len());
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.said.push(line),
+                Err(_) => {
+                    return Err(format!(
+                        "not said within {within:?} (or the child ended); said: {:#?}",
+                        self.said
+                    ));
+                }
+            }
         }
     }
 
     /// Waits until a line contains `needle`, for `within` at most.
     pub fn wait_for(&mut self, needle: &str, within: std::time::Duration) {
-        let deadline = std::time::Instant::now() + within;
-        while !self.said.lines().any(|l| l.contains(needle)) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.said.push_str(&line);
-                    self.said.push('\n');
-                }
-                Err(_) => panic!(
-                    "not said within {within:?} (or the child ended): {needle:?}; said: {}",
-                    self.said
-                ),
-            }
+        if let Err(e) = self.wait_after(0, |l| l.contains(needle), within) {
+            panic!("{needle:?} {e}");
         }
     }
 
@@ -80,10 +105,9 @@ impl StderrWatch {
     /// (ended).
     pub fn whole(mut self) -> String {
         while let Ok(line) = self.lines.recv() {
-            self.said.push_str(&line);
-            self.said.push('\n');
+            self.said.push(line);
         }
-        self.said
+        self.said.iter().map(|l| format!("{l}\n")).collect()
     }
 }
 
