@@ -90,6 +90,7 @@ use crate::error::{BrokerError, Error};
 use crate::message::{Body, MAX_TAG_LEN, MAX_VERSION, Message, RequestId, ServerInfo};
 use crate::server::SERVER_PREFIX;
 use crate::sharing::{self, KeyDeriver, Received};
+use crate::tail::Tail;
 
 /// Channel prefix of clients.
 pub const CLIENT_PREFIX: &str = "seccs:client:";
@@ -940,7 +941,7 @@ impl Client {
         let request_id = RequestId::random()?;
         let message = Message { request_id, body };
         let (head, record) = message.encode_parts();
-        self.ask_encoded(server, request_id, &head, record, progress)
+        self.ask_encoded(server, request_id, &head, &record, progress)
             .await
     }
 
@@ -951,12 +952,12 @@ impl Client {
         server: &str,
         request_id: RequestId,
         head: &[u8],
-        record: &[u8],
+        tail: &dyn Tail,
         progress: Option<&(dyn Fn(u64) + Send + Sync)>,
     ) -> Result<Body, Error> {
         let mut replies = self.endpoint.expect_replies(request_id);
         let deadline = Instant::now() + self.options.timeout;
-        self.send_before(deadline, server, (head, record), progress)
+        self.send_before(deadline, server, (head, tail), progress)
             .await?;
         for _ in 0..64 {
             match timeout_at(deadline, replies.recv()).await {
@@ -1337,9 +1338,9 @@ impl Client {
         let ordered = load_order(tag, version, servers);
         let servers = ordered.as_slice();
         let n = servers.len();
-        // The records are sent from where they were made (the encrypted
-        // file's buffer, the recovery fragments), never copied into one
-        // buffer each.
+        // The records are sent from where they lie (the encrypted file's
+        // buffer) or as they are made (the recovery fragments, coded a
+        // stripe at a time), never copied into one buffer each.
         let records = {
             let (tag, pw, kdf) = (tag.to_owned(), password.clone(), self.options.kdf.clone());
             tokio::task::spawn_blocking(move || {
@@ -1367,7 +1368,7 @@ impl Client {
             let report = &report;
             async move {
                 let reply = async {
-                    let [record_head, fragment] = parts.record(i).ok_or(Error::NoServers)?;
+                    let (record_head, fragment) = parts.record(i).ok_or(Error::NoServers)?;
                     let request_id = RequestId::random()?;
                     let mut head = Message::encode_store_head(
                         request_id,
@@ -1376,7 +1377,7 @@ impl Client {
                         record_head.len() + fragment.len(),
                     );
                     head.extend_from_slice(record_head);
-                    self.ask_encoded(s, request_id, &head, fragment, Some(report))
+                    self.ask_encoded(s, request_id, &head, &fragment, Some(report))
                         .await
                 };
                 (s.clone(), reply.await)
@@ -1485,7 +1486,7 @@ impl Client {
         };
         let deadline = Instant::now() + self.options.timeout;
         let (head, record) = message.encode_parts();
-        self.send_before(deadline, server, (&head, record), None)
+        self.send_before(deadline, server, (&head, &record), None)
             .await
     }
 
@@ -1496,12 +1497,12 @@ impl Client {
         &self,
         deadline: Instant,
         server: &str,
-        (head, record): (&[u8], &[u8]),
+        (head, tail): (&[u8], &dyn Tail),
         progress: Option<&(dyn Fn(u64) + Send + Sync)>,
     ) -> Result<(), Error> {
         timeout_at(
             deadline,
-            self.endpoint.send_parts(server, head, record, progress),
+            self.endpoint.send_parts(server, head, tail, progress),
         )
         .await
         .map_err(|_| Error::Timeout(server.to_owned()))?

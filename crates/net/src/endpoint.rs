@@ -8,7 +8,6 @@
 //! unexpected is logged and dropped; nothing a peer sends can stop the task.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +22,7 @@ use crate::packet::{
     AckFrame, DataFrameRef, DroppedFrame, Frame, FrameRef, MAX_FRAME_PAYLOAD, MAX_FRAMES,
     MessageId, WINDOW, encode_data_parts,
 };
+use crate::tail::{Tail, message_range};
 
 /// Partially received messages an endpoint keeps at once. A frame that
 /// opens one more takes the slot of the one that has received the fewest
@@ -323,19 +323,20 @@ impl Endpoint {
         progress: Progress<'_>,
     ) -> Result<(), Error> {
         let (head, record) = message.encode_parts();
-        self.send_parts(to, &head, record, progress).await
+        self.send_parts(to, &head, &record, progress).await
     }
 
-    /// Sends the encoded message that is `head` then `record` to `to`, in
-    /// acknowledged frames when it is large, framed from where they lie.
+    /// Sends the encoded message that is `head` then `tail` to `to`, in
+    /// acknowledged frames when it is large, each framed from where its
+    /// bytes lie (or from bytes the tail makes for it).
     pub(crate) async fn send_parts(
         &self,
         to: &str,
         head: &[u8],
-        record: &[u8],
+        tail: &dyn Tail,
         progress: Progress<'_>,
     ) -> Result<(), Error> {
-        let total = head.len() + record.len();
+        let total = head.len() + tail.len();
         let count = total.div_ceil(MAX_FRAME_PAYLOAD).max(1);
         if count > MAX_FRAMES as usize {
             return Err(DecodeError::TooLong("message").into());
@@ -343,19 +344,20 @@ impl Endpoint {
         let mut id = [0u8; 16];
         seccs_core::random_bytes(&mut id)?;
         let message_id = MessageId(id);
-        let frame = |i: usize| {
+        let frame = |i: usize| -> Result<Vec<u8>, Error> {
             let start = i * MAX_FRAME_PAYLOAD;
             let end = (start + MAX_FRAME_PAYLOAD).min(total);
-            encode_data_parts(
+            let (in_head, in_tail) = message_range(head, tail, start..end)?;
+            Ok(encode_data_parts(
                 message_id,
                 &self.channel,
                 i as u32,
                 count as u32,
-                message_slices(head, record, start..end),
-            )
+                [in_head, &in_tail],
+            ))
         };
         if count == 1 {
-            self.broker.publish(to, frame(0)).await?;
+            self.broker.publish(to, frame(0)?).await?;
             if let Some(p) = progress {
                 p(total as u64);
             }
@@ -373,7 +375,7 @@ impl Endpoint {
         let (mut n_acked, mut next, mut retransmits, mut restarts) = (0usize, 0usize, 0u32, 0u32);
         while n_acked < count {
             while next < count && next - n_acked < WINDOW {
-                self.broker.publish(to, frame(next)).await?;
+                self.broker.publish(to, frame(next)?).await?;
                 next += 1;
             }
             match timeout(self.ack_timeout, ack_rx.recv()).await {
@@ -414,7 +416,7 @@ impl Endpoint {
                     tracing::debug!(to, "no ack in {:?}; retransmitting", self.ack_timeout);
                     for (i, done) in acked.iter().enumerate().take(next) {
                         if !done {
-                            self.broker.publish(to, frame(i)).await?;
+                            self.broker.publish(to, frame(i)?).await?;
                         }
                     }
                 }
@@ -422,14 +424,6 @@ impl Endpoint {
         }
         Ok(())
     }
-}
-
-/// Bytes `range` of `head` followed by `tail`, as (at most) two slices.
-fn message_slices<'a>(head: &'a [u8], tail: &'a [u8], range: Range<usize>) -> [&'a [u8]; 2] {
-    let h = head.len();
-    let in_head = &head[range.start.min(h)..range.end.min(h)];
-    let in_tail = &tail[range.start.max(h) - h..range.end.max(h) - h];
-    [in_head, in_tail]
 }
 
 /// The receive task's state.
@@ -715,8 +709,7 @@ mod tests {
     use crate::message::Body;
 
     #[test]
-    fn frames_cut_from_head_and_record_carry_exactly_the_encoded_message() -> Result<(), DecodeError>
-    {
+    fn frames_cut_from_head_and_record_carry_exactly_the_encoded_message() -> Result<(), Error> {
         let message = Message {
             request_id: RequestId([9; 16]),
             body: Body::Store {
@@ -732,12 +725,13 @@ mod tests {
         for i in 0..count {
             let start = i * MAX_FRAME_PAYLOAD;
             let end = (start + MAX_FRAME_PAYLOAD).min(total);
+            let (in_head, in_tail) = message_range(&head, &record, start..end)?;
             let bytes = encode_data_parts(
                 MessageId([1; 16]),
                 "seccs:client:x",
                 i as u32,
                 count as u32,
-                message_slices(&head, record, start..end),
+                [in_head, &in_tail],
             );
             match FrameRef::decode(&bytes)? {
                 FrameRef::Data(d) => joined.extend_from_slice(d.payload),

@@ -6,7 +6,9 @@
 //! - [`Broker`]: publish, subscribe, presence; [`broker::RedisBroker`],
 //!   [`broker::NatsBroker`] and [`broker::MemoryBroker`].
 //! - [`sharing`]: password layer, data key split with Shamir's scheme, and the
-//!   ciphertext erasure-coded so each server stores about 1/t of it.
+//!   ciphertext erasure-coded so each server stores about 1/t of it; a
+//!   save codes its recovery fragments again as it sends them ([`tail`]),
+//!   never holding them whole.
 //! - [`keyfile`]: a content store's key kept on the network.
 //!
 //! ```
@@ -57,6 +59,7 @@ pub mod config;
 pub mod crypto;
 mod endpoint;
 mod error;
+mod fragments;
 pub mod keyfile;
 pub mod message;
 pub mod packet;
@@ -64,6 +67,7 @@ pub mod record;
 pub mod server;
 pub mod sharing;
 pub mod store;
+pub mod tail;
 
 pub use broker::Broker;
 pub use client::{CheckReport, Client, ClientOptions, LoadReport, RemoveReport, SaveReport};

@@ -138,12 +138,36 @@ pub fn fragment_hash(
             labelled_hash(b"seccs-net/v1/fragment", file_id, index, fragment)
         }
         ManifestFormat::V2Blake3 => {
-            let mut h = blake3::Hasher::new_derive_key("seccs-net v2 fragment hash");
-            h.update(file_id);
-            h.update(&[index]);
+            let mut h = FragmentHasher::new(file_id, index);
             h.update(fragment);
-            h.finalize().into()
+            h.finalize()
         }
+    }
+}
+
+/// [`fragment_hash`] in the format this build writes
+/// ([`ManifestFormat::CURRENT`]), of a fragment fed a part at a time: a
+/// save hashes its recovery fragments as it codes them, never holding one
+/// whole.
+pub struct FragmentHasher(blake3::Hasher);
+
+impl FragmentHasher {
+    /// A hasher of fragment `index` of save `file_id`.
+    pub fn new(file_id: &[u8; 16], index: u8) -> Self {
+        let mut h = blake3::Hasher::new_derive_key("seccs-net v2 fragment hash");
+        h.update(file_id);
+        h.update(&[index]);
+        Self(h)
+    }
+
+    /// Feeds the fragment's next bytes.
+    pub fn update(&mut self, part: &[u8]) {
+        self.0.update(part);
+    }
+
+    /// The hash of every byte fed.
+    pub fn finalize(&self) -> [u8; 32] {
+        self.0.finalize().into()
     }
 }
 

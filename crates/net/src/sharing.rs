@@ -13,16 +13,17 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
+use reed_solomon_simd::ReedSolomonDecoder;
 use seccs_core::SecretKey;
 use zeroize::Zeroizing;
 
 use crate::crypto::{Kdf, Password, PasswordKeys, open, seal};
 use crate::error::Error;
+use crate::fragments::Fragments;
+pub use crate::fragments::SavedFragment;
 use crate::packet::{MAX_FRAME_PAYLOAD, MAX_FRAMES};
 use crate::record::{
-    Manifest, ManifestFormat, Record, SHARE_LEN, fragment_hash, manifest_mac, share_hash,
-    verify_manifest_mac,
+    Manifest, ManifestFormat, Record, SHARE_LEN, manifest_mac, share_hash, verify_manifest_mac,
 };
 
 /// Different (KDF, salt) pairs a client tries before it gives up: bounds the
@@ -80,18 +81,9 @@ fn combine_key(shares: &[Vec<u8>], t: usize) -> Result<SecretKey, Error> {
     Ok(SecretKey::from_slice(&bytes)?)
 }
 
-/// Bytes of each shard coded at once (a multiple of 64, see
-/// [`Fragments::encode_in_stripes`]).
+/// Bytes of each shard restored at once (a multiple of 64, see
+/// [`decode_fragments_in_stripes`]).
 const RS_STRIPE: usize = 1 << 20;
-
-/// The `n` erasure-coded fragments of a ciphertext, each `shard` bytes.
-struct Fragments {
-    shard: usize,
-    /// Fragments `0..t`: the ciphertext itself, zero-padded to whole shards.
-    data: Vec<u8>,
-    /// Fragments `t..n`.
-    recovery: Vec<Vec<u8>>,
-}
 
 /// The keys and parameters of one save's two encryption layers, kept so
 /// that [`SplitRecords::into_plaintext`] can decrypt the file back.
@@ -104,74 +96,6 @@ struct Opening {
     inner_nonce: [u8; 12],
     outer_nonce: [u8; 12],
     ciphertext_len: usize,
-}
-
-impl Fragments {
-    /// Erasure-codes `blob` so that any `t` of `n` fragments rebuild it. The
-    /// first `t` fragments stay in `blob` (no copy).
-    fn encode(blob: Vec<u8>, n: usize, t: usize) -> Result<Self, Error> {
-        Self::encode_in_stripes(blob, n, t, RS_STRIPE)
-    }
-
-    /// [`Self::encode`], coding the shards `stripe` bytes at a time (a
-    /// multiple of 64): the coder's working space, several times a whole
-    /// shard when it codes them at once, is then a few stripes. The
-    /// fragments are the same either way, since the code works on each
-    /// 64-byte column of the shards apart (a shorter last stripe is coded
-    /// as a shard's short last chunk is).
-    fn encode_in_stripes(
-        mut blob: Vec<u8>,
-        n: usize,
-        t: usize,
-        stripe: usize,
-    ) -> Result<Self, Error> {
-        let bad = |_| Error::BadThreshold {
-            threshold: t,
-            servers: n,
-        };
-        let shard = blob.len().div_ceil(t).max(2).next_multiple_of(2);
-        blob.resize(shard * t, 0);
-        let mut recovery = Vec::new();
-        if n > t {
-            // Counts the coder does not support fail its first `new`.
-            recovery = vec![vec![0u8; shard]; n - t];
-            let mut encoder: Option<ReedSolomonEncoder> = None;
-            let mut at = 0;
-            while at < shard {
-                let len = (shard - at).min(stripe);
-                let encoder = match &mut encoder {
-                    Some(e) => {
-                        e.reset(t, n - t, len).map_err(bad)?;
-                        e
-                    }
-                    None => encoder.insert(ReedSolomonEncoder::new(t, n - t, len).map_err(bad)?),
-                };
-                for original in blob.chunks_exact(shard) {
-                    encoder
-                        .add_original_shard(&original[at..at + len])
-                        .map_err(bad)?;
-                }
-                let coded = encoder.encode().map_err(bad)?;
-                for (fragment, part) in recovery.iter_mut().zip(coded.recovery_iter()) {
-                    fragment[at..at + len].copy_from_slice(part);
-                }
-                at += len;
-            }
-        }
-        Ok(Self {
-            shard,
-            data: blob,
-            recovery,
-        })
-    }
-
-    /// Every fragment, in order.
-    fn all(&self) -> Vec<&[u8]> {
-        self.data
-            .chunks_exact(self.shard)
-            .chain(self.recovery.iter().map(Vec::as_slice))
-            .collect()
-    }
 }
 
 /// Joins the ciphertext from `t` fragments (index, bytes), taking them:
@@ -210,8 +134,8 @@ struct Shape {
 /// [`decode_fragments`], restoring missing original shards `stripe` bytes
 /// at a time (a multiple of 64): a decoder over whole shards takes working
 /// space of several shards, which for a load that got recovery fragments
-/// was most of its peak. The restored bytes are the same either way (see
-/// [`Fragments::encode_in_stripes`]).
+/// was most of its peak. The restored bytes are the same either way (the
+/// code works on each 64-byte column of the shards apart).
 fn decode_fragments_in_stripes(
     mut good: Vec<(usize, Vec<u8>)>,
     Shape { n, t, shard, len }: Shape,
@@ -370,23 +294,20 @@ pub fn split_in_place(
     n: usize,
     t: usize,
 ) -> Result<Vec<Vec<u8>>, Error> {
-    Ok(split_into_parts(tag, version, plaintext, password, kdf, n, t)?.joined())
+    split_into_parts(tag, version, plaintext, password, kdf, n, t)?.joined()
 }
 
 /// The `n` records of one save, each kept as its head and its fragment
-/// where the fragment was made: the first `t` fragments are slices of the
-/// encrypted file's own buffer. Joining them would copy the file once more
-/// (and the recovery fragments again); a sender sends each as two parts.
+/// where the fragment is made: the first `t` fragments are slices of the
+/// encrypted file's own buffer, and the others are coded from them again
+/// as they are read ([`SavedFragment`]), never held whole. Joining them
+/// would copy the file once more; a sender sends each as two parts.
 #[derive(Debug)]
 pub struct SplitRecords {
     file_id: [u8; 16],
     heads: Vec<Vec<u8>>,
-    shard: usize,
-    /// Fragments `0..t`, one after another.
-    data: Vec<u8>,
-    /// Fragments `t..n`.
-    recovery: Vec<Vec<u8>>,
-    /// What decrypts the file back out of `data`.
+    fragments: Fragments,
+    /// What decrypts the file back out of the first t fragments.
     opening: Opening,
 }
 
@@ -407,36 +328,26 @@ impl SplitRecords {
     }
 
     /// Record `i`: its head, then its fragment; `None` past the last.
-    pub fn record(&self, i: usize) -> Option<[&[u8]; 2]> {
-        let head = self.heads.get(i)?;
-        let t = self.data.len() / self.shard.max(1);
-        let fragment = if i < t {
-            self.data.get(i * self.shard..(i + 1) * self.shard)?
-        } else {
-            self.recovery.get(i - t)?.as_slice()
-        };
-        Some([head, fragment])
+    pub fn record(&self, i: usize) -> Option<(&[u8], SavedFragment<'_>)> {
+        Some((self.heads.get(i)?, self.fragments.fragment(i)?))
     }
 
     /// The length of each record (all are as long).
     pub fn record_len(&self) -> usize {
-        self.heads.first().map_or(0, |h| h.len() + self.shard)
+        self.heads
+            .first()
+            .map_or(0, |h| h.len() + self.fragments.shard())
     }
 
     /// The file the records were made from, decrypted back where it lies
-    /// in the encrypted file's buffer (the recovery fragments freed
-    /// first). A save that must try another version, which is in the
-    /// ciphertext's associated data, so gets its file back without having
-    /// kept a copy of it beside its records.
+    /// in the encrypted file's buffer. A save that must try another
+    /// version, which is in the ciphertext's associated data, so gets its
+    /// file back without having kept a copy of it beside its records.
     pub fn into_plaintext(self) -> Result<Vec<u8>, Error> {
         let Self {
-            data: mut blob,
-            opening,
-            recovery,
-            heads,
-            ..
+            fragments, opening, ..
         } = self;
-        drop((recovery, heads));
+        let mut blob = fragments.into_data();
         blob.truncate(opening.ciphertext_len);
         let inner = open(
             &opening.data_key,
@@ -453,18 +364,22 @@ impl SplitRecords {
     }
 
     /// Every record in one buffer of its own.
-    pub fn joined(&self) -> Vec<Vec<u8>> {
+    pub fn joined(&self) -> Result<Vec<Vec<u8>>, Error> {
         (0..self.len())
             .filter_map(|i| self.record(i))
-            .map(|parts| parts.concat())
+            .map(|(head, fragment)| {
+                let mut record = head.to_vec();
+                record.extend_from_slice(&fragment.to_vec()?);
+                Ok(record)
+            })
             .collect()
     }
 }
 
 /// [`split_in_place`], keeping the records as [`SplitRecords`]: a save's
 /// peak memory is then the file, encrypted where it lies (its buffer the
-/// first t fragments), and the recovery fragments, with no record copied
-/// out of them.
+/// first t fragments), and a few stripes of the recovery fragments, coded
+/// as they are sent, with no record copied out of them.
 pub fn split_into_parts(
     tag: &str,
     version: u64,
@@ -499,9 +414,9 @@ pub fn split_into_parts(
         inner,
     );
     let ciphertext_len = blob.len() as u64;
-    let encoded = Fragments::encode(blob, n, t)?;
-    let shard_len = u32::try_from(encoded.shard).map_err(|_| Error::Tampered("file too large"))?;
-    let fragments = encoded.all();
+    let fragments = Fragments::new(blob, n, t)?;
+    let shard_len =
+        u32::try_from(fragments.shard()).map_err(|_| Error::Tampered("file too large"))?;
     let shares = split_key(&data_key, n, t)?;
     let manifest = Manifest {
         format: ManifestFormat::CURRENT,
@@ -518,21 +433,7 @@ pub fn split_into_parts(
         outer_nonce,
         ciphertext_len,
         shard_len,
-        fragment_hashes: std::thread::scope(|scope| {
-            // One thread per fragment: hashing is a large share of a save.
-            let handles: Vec<_> = fragments
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    scope
-                        .spawn(move || fragment_hash(ManifestFormat::CURRENT, &file_id, i as u8, f))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        }),
+        fragment_hashes: fragments.hashes(&file_id)?,
         share_hashes: (0..n)
             .map(|i| share_hash(&file_id, i as u8, &shares[i]))
             .collect(),
@@ -543,20 +444,13 @@ pub fn split_into_parts(
         .map(|i| {
             let mut share = Zeroizing::new([0u8; SHARE_LEN]);
             share.copy_from_slice(&shares[i]);
-            Record::encode_head(i as u8, &manifest, &mac, &share, encoded.shard)
+            Record::encode_head(i as u8, &manifest, &mac, &share, fragments.shard())
         })
         .collect();
-    let Fragments {
-        shard,
-        data,
-        recovery,
-    } = encoded;
     Ok(SplitRecords {
         file_id,
         heads,
-        shard,
-        data,
-        recovery,
+        fragments,
         opening: Opening {
             data_key,
             password_key: keys.enc,
@@ -1004,6 +898,8 @@ fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::fragment_hash;
+    use crate::tail::Tail;
 
     fn named(records: &[Vec<u8>], which: &[usize]) -> Vec<(String, Vec<u8>)> {
         which
@@ -1019,7 +915,10 @@ mod tests {
             let file: Vec<u8> = (0..len).map(|i| (i * 13 % 241) as u8).collect();
             let records =
                 split_into_parts("t", 7, split_buffer(&file), &pw, &Kdf::INSECURE_FAST, n, t)?;
-            let first_fragment = records.record(0).map(|[_, f]| f.as_ptr());
+            let first_fragment = records
+                .record(0)
+                .and_then(|(_, f)| f.in_ciphertext())
+                .map(<[u8]>::as_ptr);
             let back = records.into_plaintext()?;
             assert_eq!(back, file, "{len} bytes");
             // The encrypted file's buffer, which held the first fragment:
@@ -1041,12 +940,14 @@ mod tests {
     fn any_t_fragments_decoded_in_stripes_give_the_ciphertext_back() -> Result<(), Error> {
         for (len, t, n) in [(1, 1, 2), (1000, 3, 5), (4099, 3, 5), (9_001, 4, 7)] {
             let blob: Vec<u8> = (0..len).map(|i| (i * 11 % 251) as u8).collect();
-            let coded = Fragments::encode_in_stripes(blob.clone(), n, t, usize::MAX)?;
-            let fragments = coded.all();
+            let coded = Fragments::new(blob.clone(), n, t)?;
+            let fragments = (0..n)
+                .map(|i| coded.fragment(i).ok_or(Error::NoServers)?.to_vec())
+                .collect::<Result<Vec<_>, Error>>()?;
             let shape = Shape {
                 n,
                 t,
-                shard: coded.shard,
+                shard: coded.shard(),
                 len,
             };
             // Every t-subset of the n fragments, in index order.
@@ -1073,32 +974,6 @@ mod tests {
     }
 
     #[test]
-    fn fragments_coded_in_stripes_are_those_coded_whole() -> Result<(), Error> {
-        for (len, t, n) in [
-            (1, 1, 2),
-            (100, 2, 3),
-            (1000, 3, 5),
-            (5000, 3, 5),
-            (65_537, 4, 7),
-        ] {
-            let blob: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
-            let whole = Fragments::encode_in_stripes(blob.clone(), n, t, usize::MAX)?;
-            for stripe in [64, 192, 1024] {
-                let striped = Fragments::encode_in_stripes(blob.clone(), n, t, stripe)?;
-                assert_eq!(striped.shard, whole.shard);
-                assert_eq!(striped.data, whole.data);
-                assert_eq!(
-                    striped.recovery, whole.recovery,
-                    "{len} bytes {t}-of-{n}, stripe {stripe}"
-                );
-            }
-            let library = reed_solomon_simd::encode(t, n - t, whole.data.chunks_exact(whole.shard))
-                .map_err(|_| Error::NoServers)?;
-            assert_eq!(whole.recovery, library);
-        }
-        Ok(())
-    }
-    #[test]
     fn records_kept_in_parts_are_the_records_and_the_first_t_lie_in_the_files_buffer()
     -> Result<(), Error> {
         let pw = Password::new("pw");
@@ -1106,15 +981,26 @@ mod tests {
         let parts = split_into_parts("t", 1, split_buffer(&data), &pw, &Kdf::INSECURE_FAST, 5, 3)?;
         assert_eq!(parts.len(), 5);
         assert!(parts.record(5).is_none());
-        let joined = parts.joined();
+        let joined = parts.joined()?;
+        let mut buffer = None;
         for (i, record) in joined.iter().enumerate() {
             assert_eq!(record.len(), parts.record_len());
             let (decoded, manifest) = Record::decode(record).map_err(Error::Decode)?;
             assert_eq!(usize::from(decoded.index), i);
             assert_eq!(manifest.file_id, parts.file_id());
-            let [_, fragment] = parts.record(i).ok_or(Error::NoServers)?;
-            let in_buffer = parts.data.as_ptr_range().contains(&fragment.as_ptr());
-            assert_eq!(in_buffer, i < 3, "fragment {i}");
+            let (_, fragment) = parts.record(i).ok_or(Error::NoServers)?;
+            // The first three lie one after another in one buffer; the
+            // other two lie nowhere whole.
+            let start = fragment.in_ciphertext().map(<[u8]>::as_ptr);
+            assert_eq!(start.is_some(), i < 3, "fragment {i}");
+            if let Some(start) = start {
+                let first = *buffer.get_or_insert(start);
+                assert_eq!(
+                    start,
+                    first.wrapping_add(i * fragment.len()),
+                    "fragment {i}"
+                );
+            }
         }
         // Any three rebuild the file: here the last three, two of them
         // recovery fragments.
