@@ -26,30 +26,69 @@ pub enum Bounded {
 /// without a size (a device, a pipe) is read only to one byte past `max`.
 /// A failure to read names the input and the cause.
 pub fn read_bounded(file: Option<&Path>, max: u64) -> anyhow::Result<Bounded> {
-    let cannot_read = || match file {
-        Some(path) => format!("cannot read {}", path.display()),
-        None => "cannot read standard input".to_owned(),
+    match open_bounded(file, max)? {
+        Opened::Within(input) => input.read(),
+        Opened::Over { size } => Ok(Bounded::Over { size: Some(size) }),
+    }
+}
+
+/// What [`open_bounded`] found.
+pub enum Opened {
+    /// An input that its size does not put over the bound (or that has
+    /// none), not read yet.
+    Within(BoundedInput),
+    /// A file whose size is over the bound: not read.
+    Over {
+        /// The file's size, as its metadata gave it.
+        size: u64,
+    },
+}
+
+/// [`read_bounded`] in two steps: the input opened and its size checked,
+/// then read ([`BoundedInput::read`]), so that a command can refuse what
+/// cannot be opened before other work and read the input after it.
+pub fn open_bounded(file: Option<&Path>, max: u64) -> anyhow::Result<Opened> {
+    let shown = match file {
+        Some(path) => path.display().to_string(),
+        None => "standard input".to_owned(),
     };
-    let input: Box<dyn Read> = match file {
+    let reader: Box<dyn Read + Send> = match file {
         None => Box::new(std::io::stdin()),
         Some(path) => {
+            let cannot_read = || format!("cannot read {shown}");
             let opened = std::fs::File::open(path).with_context(cannot_read)?;
             let size = opened.metadata().with_context(cannot_read)?.len();
             if size > max {
-                return Ok(Bounded::Over { size: Some(size) });
+                return Ok(Opened::Over { size });
             }
             Box::new(opened)
         }
     };
-    let mut buf = Vec::new();
-    input
-        .take(max.saturating_add(1))
-        .read_to_end(&mut buf)
-        .with_context(cannot_read)?;
-    if buf.len() as u64 > max {
-        return Ok(Bounded::Over { size: None });
+    Ok(Opened::Within(BoundedInput { reader, max, shown }))
+}
+
+/// An input opened by [`open_bounded`], read only to its bound.
+pub struct BoundedInput {
+    reader: Box<dyn Read + Send>,
+    max: u64,
+    /// How errors name the input.
+    shown: String,
+}
+
+impl BoundedInput {
+    /// The whole input, or [`Bounded::Over`] once reading passes the bound.
+    pub fn read(self) -> anyhow::Result<Bounded> {
+        let Self { reader, max, shown } = self;
+        let mut buf = Vec::new();
+        reader
+            .take(max.saturating_add(1))
+            .read_to_end(&mut buf)
+            .with_context(|| format!("cannot read {shown}"))?;
+        if buf.len() as u64 > max {
+            return Ok(Bounded::Over { size: None });
+        }
+        Ok(Bounded::Whole(buf))
     }
-    Ok(Bounded::Whole(buf))
 }
 
 #[cfg(test)]

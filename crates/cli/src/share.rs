@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use seccs_net::{Client, Config, Password, config::CONFIG_FILE, parse_tag_version};
 
-use crate::input::Bounded;
+use crate::input::{Bounded, BoundedInput, Opened};
 
 /// Arguments of `seccs share`.
 #[derive(Debug, Args)]
@@ -223,22 +223,49 @@ fn password(args: &PasswordArgs, confirm: bool) -> anyhow::Result<Password> {
     password_from(args.password_file.as_deref(), confirm)
 }
 
-/// What a save of `file` (`-`: standard input) carries, refused through
-/// `too_large` when it holds more than `max` bytes.
+/// The input a save of `file` (`-`: standard input) carries, opened, and
+/// refused through `too_large` when its size is over `max` bytes; read it
+/// with [`read_save_input`].
+fn open_save_input(
+    file: &Path,
+    max: u64,
+    too_large: impl Fn(String) -> anyhow::Error,
+) -> anyhow::Result<BoundedInput> {
+    match crate::input::open_bounded(stdin_or(file), max)? {
+        Opened::Within(input) => Ok(input),
+        Opened::Over { size } => Err(too_large(format!("{} is {size}", shown_input(file)))),
+    }
+}
+
+/// What a save of `file` carries, refused through `too_large` when reading
+/// it goes past `max` bytes.
 fn read_save_input(
+    input: BoundedInput,
     file: &Path,
     max: u64,
     too_large: impl Fn(String) -> anyhow::Error,
 ) -> anyhow::Result<Vec<u8>> {
-    let stdin = file == Path::new("-");
-    let shown = || match stdin {
-        true => "standard input".to_owned(),
-        false => file.display().to_string(),
-    };
-    match crate::input::read_bounded((!stdin).then_some(file), max)? {
+    match input.read()? {
         Bounded::Whole(data) => Ok(data),
-        Bounded::Over { size: Some(len) } => Err(too_large(format!("{} is {len}", shown()))),
-        Bounded::Over { size: None } => Err(too_large(format!("{} holds over {max}", shown()))),
+        Bounded::Over { size: Some(len) } => {
+            Err(too_large(format!("{} is {len}", shown_input(file))))
+        }
+        Bounded::Over { size: None } => {
+            Err(too_large(format!("{} holds over {max}", shown_input(file))))
+        }
+    }
+}
+
+/// `file`, or `None` for `-` (standard input).
+fn stdin_or(file: &Path) -> Option<&Path> {
+    (file != Path::new("-")).then_some(file)
+}
+
+/// How a save's messages name its input.
+fn shown_input(file: &Path) -> String {
+    match stdin_or(file) {
+        Some(path) => path.display().to_string(),
+        None => "standard input".to_owned(),
     }
 }
 
@@ -433,7 +460,11 @@ impl Session {
                  split the file"
             )
         };
-        let data = read_save_input(file, max, too_large)?;
+        let input = open_save_input(file, max, too_large)?;
+        // The KDF runs before the file is read, so that its memory is free
+        // again before the save holds the file.
+        let keys = self.client.save_keys(pw).await?;
+        let data = read_save_input(input, file, max, too_large)?;
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
@@ -449,7 +480,7 @@ impl Session {
                 b.set_position(done);
             })));
         }
-        let result = self.client.save_owned(tag, data, pw).await;
+        let result = self.client.save_owned_keyed(tag, data, &keys).await;
         self.client.set_progress(None);
         if let Some(bar) = bar {
             bar.finish_and_clear();
@@ -1117,7 +1148,10 @@ mod tests {
     #[test]
     fn a_save_input_without_a_size_is_read_only_up_to_the_bound() -> anyhow::Result<()> {
         let refused = |what: String| anyhow::anyhow!("{what} bytes, too many");
-        let err = read_save_input(Path::new("/dev/zero"), 1000, refused)
+        let read = |file: &Path, max| {
+            open_save_input(file, max, refused).and_then(|i| read_save_input(i, file, max, refused))
+        };
+        let err = read(Path::new("/dev/zero"), 1000)
             .err()
             .map(|e| e.to_string());
         assert_eq!(
@@ -1125,17 +1159,26 @@ mod tests {
             Some("/dev/zero holds over 1000 bytes, too many")
         );
         // A file is read whole within the bound, and refused by its size
-        // past it; how inputs are read is `input::read_bounded`'s test.
+        // past it, before it is read; how inputs are read is
+        // `input::read_bounded`'s test.
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("small");
         std::fs::write(&file, b"twelve bytes")?;
-        assert_eq!(read_save_input(&file, 12, refused)?, b"twelve bytes");
-        let err = read_save_input(&file, 11, refused)
+        assert_eq!(read(&file, 12)?, b"twelve bytes");
+        let err = open_save_input(&file, 11, refused)
             .err()
             .map(|e| e.to_string());
         assert_eq!(
             err,
             Some(format!("{} is 12 bytes, too many", file.display()))
+        );
+        // One that cannot be opened is refused at the opening.
+        let err = open_save_input(&dir.path().join("none"), 11, refused)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err,
+            Some(format!("cannot read {}", dir.path().join("none").display()))
         );
         Ok(())
     }

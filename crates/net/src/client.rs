@@ -89,7 +89,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{BrokerError, Error};
 use crate::message::{Body, MAX_TAG_LEN, MAX_VERSION, Message, RequestId, ServerInfo};
 use crate::server::SERVER_PREFIX;
-use crate::sharing::{self, KeyDeriver, Received};
+use crate::sharing::{self, KeyDeriver, Received, SaveKeys};
 use crate::tail::Tail;
 
 /// Channel prefix of clients.
@@ -1187,32 +1187,61 @@ impl Client {
 
     /// [`Client::save`], encrypting and cutting `data` where it lies: a
     /// save then holds the file once (encrypted, its buffer the first t
-    /// fragments) and the n - t recovery fragments, 1 + (n - t)/t times
-    /// the file. A save that must try another version decrypts the file
-    /// back from its records ([`sharing::SplitRecords::into_plaintext`]).
+    /// fragments) and a few stripes of the n - t recovery fragments, which
+    /// are coded again as they are sent. A save that must try another
+    /// version decrypts the file back from its records
+    /// ([`sharing::SplitRecords::into_plaintext`]).
+    ///
+    /// The password's keys are derived while `data` is held; derive them
+    /// before reading the file ([`Client::save_keys`], then
+    /// [`Client::save_owned_keyed`]) and the KDF's memory is free again
+    /// before the file is read.
     pub async fn save_owned(
         &self,
         tag: &str,
         data: Vec<u8>,
         password: &Password,
     ) -> Result<SaveReport, Error> {
-        self.save_with(tag, data, password, SaveRules::default())
-            .await
+        check_new_tag(tag)?;
+        let keys = self.save_keys(password).await?;
+        self.save_owned_keyed(tag, data, &keys).await
     }
 
-    /// Saves `data` as a new version of `tag`, following `rules`.
+    /// The password's keys for saves, derived by the options' KDF under a
+    /// fresh salt (on a blocking thread). An empty password is refused:
+    /// anyone on the broker could load what it guards.
+    pub async fn save_keys(&self, password: &Password) -> Result<SaveKeys, Error> {
+        if password.expose_secret().is_empty() {
+            return Err(Error::EmptyPassword);
+        }
+        let (kdf, password) = (self.options.kdf.clone(), password.clone());
+        tokio::task::spawn_blocking(move || SaveKeys::derive(&kdf, &password))
+            .await
+            .map_err(|e| Error::io("derive", std::io::Error::other(e.to_string())))?
+    }
+
+    /// [`Client::save_owned`] under keys derived ahead
+    /// ([`Client::save_keys`]); a save that retries at another version
+    /// uses them again.
+    pub async fn save_owned_keyed(
+        &self,
+        tag: &str,
+        data: Vec<u8>,
+        keys: &SaveKeys,
+    ) -> Result<SaveReport, Error> {
+        self.save_with(tag, data, keys, SaveRules::default()).await
+    }
+
+    /// Saves `data` as a new version of `tag` under `keys`, following
+    /// `rules`.
     pub(crate) async fn save_with(
         &self,
         tag: &str,
         mut data: Vec<u8>,
-        password: &Password,
+        keys: &SaveKeys,
         rules: SaveRules,
     ) -> Result<SaveReport, Error> {
         check_new_tag(tag)?;
-        // Anyone on the broker could load what an empty password guards.
-        if password.expose_secret().is_empty() {
-            return Err(Error::EmptyPassword);
-        }
         let servers = self.servers().await?;
         let n = servers.len();
         let t = self.threshold_for(n)?;
@@ -1241,7 +1270,7 @@ impl Client {
             setting,
             value,
             floor,
-        }) = self.options.kdf.check_key_floor()
+        }) = keys.kdf().check_key_floor()
         {
             warnings_before.push(weak_kdf_warning(setting, value, floor));
         }
@@ -1290,7 +1319,7 @@ impl Client {
                 .save_version(
                     tag,
                     std::mem::take(&mut data),
-                    password,
+                    keys,
                     &servers,
                     (t, needed),
                     version,
@@ -1327,7 +1356,7 @@ impl Client {
         &self,
         tag: &str,
         plaintext: Vec<u8>,
-        password: &Password,
+        keys: &SaveKeys,
         servers: &[String],
         (t, needed): (usize, usize),
         version: u64,
@@ -1342,9 +1371,9 @@ impl Client {
         // buffer) or as they are made (the recovery fragments, coded a
         // stripe at a time), never copied into one buffer each.
         let records = {
-            let (tag, pw, kdf) = (tag.to_owned(), password.clone(), self.options.kdf.clone());
+            let (tag, keys) = (tag.to_owned(), keys.clone());
             tokio::task::spawn_blocking(move || {
-                sharing::split_into_parts(&tag, version, plaintext, &pw, &kdf, n, t)
+                sharing::split_into_parts(&tag, version, plaintext, &keys, n, t)
             })
             .await
             .map_err(|e| Error::io("split", std::io::Error::other(e.to_string())))??

@@ -71,8 +71,9 @@ pub async fn save_key_with(
         min_threshold: MIN_KEY_THRESHOLD,
         new_tag: true,
     };
+    let keys = client.save_keys(password).await?;
     client
-        .save_with(tag, crate::sharing::split_buffer(&file), password, rules)
+        .save_with(tag, crate::sharing::split_buffer(&file), &keys, rules)
         .await
 }
 

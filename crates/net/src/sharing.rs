@@ -294,7 +294,47 @@ pub fn split_in_place(
     n: usize,
     t: usize,
 ) -> Result<Vec<Vec<u8>>, Error> {
-    split_into_parts(tag, version, plaintext, password, kdf, n, t)?.joined()
+    let keys = SaveKeys::derive(kdf, password)?;
+    split_into_parts(tag, version, plaintext, &keys, n, t)?.joined()
+}
+
+/// A password's keys for saves, derived by the KDF under a fresh salt.
+///
+/// Derived before the file is read, the KDF's memory (64 MiB by default)
+/// is free again before a save holds the file; and a save that retries at
+/// another version does not run the KDF again. Saves under one salt are as
+/// safe as saves under one each: every save has its own file id and random
+/// nonces, which its ciphertexts' associated data and its manifest hold.
+#[derive(Clone)]
+pub struct SaveKeys {
+    kdf: Kdf,
+    salt: [u8; 16],
+    keys: PasswordKeys,
+}
+
+impl SaveKeys {
+    /// Runs `kdf` on `password` under a fresh random salt.
+    pub fn derive(kdf: &Kdf, password: &Password) -> Result<Self, Error> {
+        let salt = random::<16>()?;
+        Ok(Self {
+            kdf: kdf.clone(),
+            salt,
+            keys: PasswordKeys::derive(kdf, password, &salt)?,
+        })
+    }
+
+    /// The KDF the keys were derived by, which the saves' manifests name.
+    pub fn kdf(&self) -> &Kdf {
+        &self.kdf
+    }
+}
+
+impl std::fmt::Debug for SaveKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaveKeys")
+            .field("kdf", &self.kdf)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The `n` records of one save, each kept as its head and its fragment
@@ -384,8 +424,7 @@ pub fn split_into_parts(
     tag: &str,
     version: u64,
     plaintext: Vec<u8>,
-    password: &Password,
-    kdf: &Kdf,
+    keys: &SaveKeys,
     n: usize,
     t: usize,
 ) -> Result<SplitRecords, Error> {
@@ -396,10 +435,9 @@ pub fn split_into_parts(
         });
     }
     let file_id = random::<16>()?;
-    let salt = random::<16>()?;
     let inner_nonce = random::<12>()?;
     let outer_nonce = random::<12>()?;
-    let keys = PasswordKeys::derive(kdf, password, &salt)?;
+    let SaveKeys { kdf, salt, keys } = keys;
     let inner = seal(
         &keys.enc,
         &inner_nonce,
@@ -428,7 +466,7 @@ pub fn split_into_parts(
         n: n as u8,
         t: t as u8,
         kdf: kdf.clone(),
-        salt,
+        salt: *salt,
         inner_nonce,
         outer_nonce,
         ciphertext_len,
@@ -453,7 +491,7 @@ pub fn split_into_parts(
         fragments,
         opening: Opening {
             data_key,
-            password_key: keys.enc,
+            password_key: keys.enc.clone(),
             file_id,
             version,
             inner_nonce,
@@ -901,6 +939,10 @@ mod tests {
     use crate::record::fragment_hash;
     use crate::tail::Tail;
 
+    fn fast_keys(pw: &Password) -> Result<SaveKeys, Error> {
+        SaveKeys::derive(&Kdf::INSECURE_FAST, pw)
+    }
+
     fn named(records: &[Vec<u8>], which: &[usize]) -> Vec<(String, Vec<u8>)> {
         which
             .iter()
@@ -913,8 +955,7 @@ mod tests {
         let pw = Password::new("p");
         for (len, n, t) in [(0, 2, 1), (1, 2, 1), (1000, 5, 3), (100_000, 5, 3)] {
             let file: Vec<u8> = (0..len).map(|i| (i * 13 % 241) as u8).collect();
-            let records =
-                split_into_parts("t", 7, split_buffer(&file), &pw, &Kdf::INSECURE_FAST, n, t)?;
+            let records = split_into_parts("t", 7, split_buffer(&file), &fast_keys(&pw)?, n, t)?;
             let first_fragment = records
                 .record(0)
                 .and_then(|(_, f)| f.in_ciphertext())
@@ -933,6 +974,34 @@ mod tests {
                 .collect();
             assert_eq!(rebuild("t", 8, named, &pw)?.plaintext, file);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn keys_derived_once_serve_several_saves_each_of_its_own_id_and_nonces() -> Result<(), Error> {
+        let pw = Password::new("p");
+        let keys = fast_keys(&pw)?;
+        let file = b"the same file, saved twice".to_vec();
+        let mut manifests = Vec::new();
+        for version in [3, 4] {
+            let records = split_into_parts("t", version, split_buffer(&file), &keys, 5, 3)?;
+            let joined = records.joined()?;
+            let (_, manifest) = Record::decode(&joined[0]).map_err(Error::Decode)?;
+            let got = rebuild("t", version, named(&joined, &[0, 2, 4]), &pw)?;
+            assert_eq!(got.plaintext, file);
+            manifests.push(manifest);
+        }
+        // One KDF run: both manifests name its salt, and the load derives
+        // the keys from it. Each save is its own.
+        let [a, b] = &manifests[..] else {
+            panic!("two saves made {} manifests", manifests.len());
+        };
+        assert_eq!((a.salt, &a.kdf), (b.salt, &b.kdf));
+        assert_ne!(a.file_id, b.file_id);
+        assert_ne!(
+            (a.inner_nonce, a.outer_nonce),
+            (b.inner_nonce, b.outer_nonce)
+        );
         Ok(())
     }
 
@@ -978,7 +1047,7 @@ mod tests {
     -> Result<(), Error> {
         let pw = Password::new("pw");
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        let parts = split_into_parts("t", 1, split_buffer(&data), &pw, &Kdf::INSECURE_FAST, 5, 3)?;
+        let parts = split_into_parts("t", 1, split_buffer(&data), &fast_keys(&pw)?, 5, 3)?;
         assert_eq!(parts.len(), 5);
         assert!(parts.record(5).is_none());
         let joined = parts.joined()?;
