@@ -611,7 +611,15 @@ impl Session {
     }
 
     async fn ls(&self, prefix: &str, json: bool) -> anyhow::Result<()> {
-        for l in self.client.list(prefix).await? {
+        let listing = self.client.list(prefix).await?;
+        if listing.is_empty() && !json {
+            // Said apart from the listing, so that a script reads nothing.
+            match prefix {
+                "" => errln!("note: the servers hold no tags"),
+                prefix => errln!("note: no tags start with {prefix:?}"),
+            }
+        }
+        for l in listing {
             if json {
                 let versions: Vec<_> = l
                     .versions

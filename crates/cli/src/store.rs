@@ -1157,6 +1157,7 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
     let records = &listing.records;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
+    let mut listed = 0usize;
     for record in records {
         let versions: Vec<_> = if args.all {
             record.versions.iter().collect()
@@ -1168,6 +1169,7 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
             record.latest().into_iter().collect()
         };
         for v in versions {
+            listed += 1;
             let kind = kind_word(v.kind);
             if args.json {
                 let line = serde_json::json!({
@@ -1217,6 +1219,17 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
     out.flush()?;
     if let Some(e) = listing.damage() {
         return Err(e.into());
+    }
+    if listed == 0 && !args.json {
+        // Said apart from the listing, so that a script reads nothing.
+        let when = args
+            .at
+            .map(|t| format!(" at {}", format_time(t)))
+            .unwrap_or_default();
+        match args.prefix.as_str() {
+            "" => errln!("seccs: no names in the store{when}"),
+            prefix => errln!("seccs: no names start with {prefix:?}{when}"),
+        }
     }
     Ok(())
 }

@@ -143,6 +143,16 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
     assert_eq!(tags[0]["versions"][0]["servers"], 3);
     let text = ok(&mut net.client(&["ls"]));
     assert!(text.contains("docs/report\t@1 on 3 servers"), "{text}");
+    // A prefix no tag starts with lists nothing, and says so apart from
+    // the listing; --json lists nothing and says nothing.
+    let none = run(&mut net.client(&["ls", "mail/"]));
+    assert!(none.status.success());
+    assert_eq!(
+        (none.stdout.as_slice(), stderr_of(&none).trim()),
+        (&b""[..], "note: no tags start with \"mail/\"")
+    );
+    let none = run(&mut net.client(&["ls", "mail/", "--json"]));
+    assert!(none.status.success() && none.stdout.is_empty() && none.stderr.is_empty());
     let after = net.wait_for_servers(3);
     assert!(after.iter().all(|s| s["records"] == 1), "{after:?}");
     // A check reads every server's record: all three authentic.

@@ -2851,6 +2851,38 @@ fn put_of_a_symlink_to_a_directory_says_so_and_how_to_store_the_tree() {
 }
 
 #[test]
+fn ls_of_nothing_says_so_apart_from_the_listing_and_succeeds() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let input = random_file(tmp.path(), "in.bin", 100, 42);
+    put_as(&store, &input, "docs/a");
+    let said = |args: &[&str]| {
+        let out = run(seccs(&store).arg("ls").args(args));
+        assert!(out.status.success(), "{args:?}");
+        let err = String::from_utf8(out.stderr).expect("utf-8");
+        (String::from_utf8(out.stdout).expect("utf-8"), err)
+    };
+    assert_eq!(
+        said(&["mail/"]),
+        (
+            String::new(),
+            "seccs: no names start with \"mail/\"\n".into()
+        )
+    );
+    let (listed, err) = said(&["docs/"]);
+    assert!(listed.contains("docs/a") && err.is_empty(), "{listed}{err}");
+    // Before the first put, as of then.
+    let (listed, err) = said(&["--at", "2001-01-01 00:00:00Z"]);
+    assert!(listed.is_empty(), "{listed}");
+    assert_eq!(
+        err,
+        "seccs: no names in the store at 2001-01-01 00:00:00Z\n"
+    );
+    // --json lists nothing and says nothing.
+    assert_eq!(said(&["mail/", "--json"]), (String::new(), String::new()));
+}
+
+#[test]
 fn ls_escapes_a_backslash_so_it_is_not_shown_like_a_newline() {
     let tmp = tempfile::tempdir().expect("tmp");
     let store = tmp.path().join("store");
