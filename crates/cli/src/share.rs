@@ -462,7 +462,9 @@ impl Session {
         };
         let input = open_save_input(file, max, too_large)?;
         // The KDF runs before the file is read, so that its memory is free
-        // again before the save holds the file.
+        // again before the save holds the file; a mistyped tag is refused
+        // before it runs.
+        seccs_net::client::check_new_tag(tag)?;
         let keys = self.client.save_keys(pw).await?;
         let data = read_save_input(input, file, max, too_large)?;
         let bar = std::io::stderr().is_terminal().then(|| {

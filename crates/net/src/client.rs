@@ -201,6 +201,14 @@ pub(crate) struct SaveRules {
     pub new_tag: bool,
 }
 
+/// What a save encrypts under: a password, whose keys the save derives
+/// once its checks have passed, or keys derived ahead.
+#[derive(Clone, Copy)]
+pub(crate) enum Secret<'a> {
+    Password(&'a Password),
+    Keys(&'a SaveKeys),
+}
+
 /// What a save did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaveReport {
@@ -876,8 +884,11 @@ fn check_tag(tag: &str) -> Result<(), Error> {
 }
 
 /// The checks of a tag to save: a new tag must also be addressable, so it
-/// may not end in `@` and digits, which `TAG@N` reads as a version.
-fn check_new_tag(tag: &str) -> Result<(), Error> {
+/// may not end in `@` and digits, which `TAG@N` reads as a version. A save
+/// makes them first; a caller that derives the keys ahead
+/// ([`Client::save_keys`]) makes them before, so that a mistyped tag does
+/// not cost a KDF run.
+pub fn check_new_tag(tag: &str) -> Result<(), Error> {
     check_tag(tag)?;
     if tag.chars().any(char::is_control) {
         return Err(Error::InvalidTag(
@@ -1192,19 +1203,18 @@ impl Client {
     /// version decrypts the file back from its records
     /// ([`sharing::SplitRecords::into_plaintext`]).
     ///
-    /// The password's keys are derived while `data` is held; derive them
-    /// before reading the file ([`Client::save_keys`], then
-    /// [`Client::save_owned_keyed`]) and the KDF's memory is free again
-    /// before the file is read.
+    /// The password's keys are derived (after the checks that need no
+    /// KDF) while `data` is held; derive them before reading the file
+    /// ([`Client::save_keys`], then [`Client::save_owned_keyed`]) and the
+    /// KDF's memory is free again before the file is read.
     pub async fn save_owned(
         &self,
         tag: &str,
         data: Vec<u8>,
         password: &Password,
     ) -> Result<SaveReport, Error> {
-        check_new_tag(tag)?;
-        let keys = self.save_keys(password).await?;
-        self.save_owned_keyed(tag, data, &keys).await
+        self.save_with(tag, data, Secret::Password(password), SaveRules::default())
+            .await
     }
 
     /// The password's keys for saves, derived by the options' KDF under a
@@ -1221,27 +1231,38 @@ impl Client {
     }
 
     /// [`Client::save_owned`] under keys derived ahead
-    /// ([`Client::save_keys`]); a save that retries at another version
-    /// uses them again.
+    /// ([`Client::save_keys`]) for this one save: a save that retries at
+    /// another version uses them again. Keys used for several saves stay
+    /// safe (each save has its own file id and nonces), but their manifests
+    /// name one salt, which tells the servers that one derivation made
+    /// them.
     pub async fn save_owned_keyed(
         &self,
         tag: &str,
         data: Vec<u8>,
         keys: &SaveKeys,
     ) -> Result<SaveReport, Error> {
-        self.save_with(tag, data, keys, SaveRules::default()).await
+        self.save_with(tag, data, Secret::Keys(keys), SaveRules::default())
+            .await
     }
 
-    /// Saves `data` as a new version of `tag` under `keys`, following
-    /// `rules`.
+    /// Saves `data` as a new version of `tag` under `secret`, following
+    /// `rules`. A password's keys are derived once the checks that need no
+    /// KDF have passed.
     pub(crate) async fn save_with(
         &self,
         tag: &str,
         mut data: Vec<u8>,
-        keys: &SaveKeys,
+        secret: Secret<'_>,
         rules: SaveRules,
     ) -> Result<SaveReport, Error> {
         check_new_tag(tag)?;
+        // Anyone on the broker could load what an empty password guards.
+        if let Secret::Password(password) = secret
+            && password.expose_secret().is_empty()
+        {
+            return Err(Error::EmptyPassword);
+        }
         let servers = self.servers().await?;
         let n = servers.len();
         let t = self.threshold_for(n)?;
@@ -1256,6 +1277,11 @@ impl Client {
         if needed > n {
             return Err(Error::NotEnoughServers { needed, servers: n });
         }
+        // The KDF the records will name: the keys' own when derived ahead.
+        let kdf = match secret {
+            Secret::Keys(keys) => keys.kdf(),
+            Secret::Password(_) => &self.options.kdf,
+        };
         // What holds whatever the attempt: the options' own warnings.
         let mut warnings_before = Vec::new();
         if let Some(m) = self.options.min_acks
@@ -1270,10 +1296,14 @@ impl Client {
             setting,
             value,
             floor,
-        }) = keys.kdf().check_key_floor()
+        }) = kdf.check_key_floor()
         {
             warnings_before.push(weak_kdf_warning(setting, value, floor));
         }
+        // A password's keys, derived at the first attempt's store (after
+        // its probe: a tag another save holds costs no KDF run) and used
+        // again by any retry.
+        let mut derived: Option<SaveKeys> = None;
         let mut floor = 1;
         let mut missed: Vec<String> = Vec::new();
         for attempt in 0..MAX_SAVE_ATTEMPTS {
@@ -1315,6 +1345,13 @@ impl Client {
                     warnings.push(w);
                 }
             }
+            let keys = match (secret, &mut derived) {
+                (Secret::Keys(keys), _) => keys,
+                (Secret::Password(_), Some(keys)) => &*keys,
+                (Secret::Password(password), slot @ None) => {
+                    &*slot.insert(self.save_keys(password).await?)
+                }
+            };
             match self
                 .save_version(
                     tag,

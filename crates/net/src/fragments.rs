@@ -10,7 +10,7 @@
 //! the manifest, then again, a stripe at a time, as each frame that carries
 //! them is sent ([`SavedFragment`]). The n − t senders read about the same
 //! stripes at about the same time, so the last stripes coded are kept for
-//! them, up to [`KEPT_BYTES`].
+//! them, up to [`KEPT_PER_FRAGMENT`] for each recovery fragment.
 //!
 //! The code works on each 64-byte column of the shards apart, so coding in
 //! stripes (a multiple of 64 bytes of each shard) gives the bytes that
@@ -36,8 +36,15 @@ const HASH_STRIPE: usize = 1 << 20;
 /// that a frame needs at most two stripes.
 const SEND_STRIPE: usize = crate::packet::MAX_FRAME_PAYLOAD;
 
-/// Bytes of recovery stripes kept for the senders (at least one stripe is).
-const KEPT_BYTES: usize = 16 << 20;
+/// Bytes of recovery stripes kept for the senders, for each recovery
+/// fragment (at most the whole fragment): two senders' windows of frames,
+/// so that senders as far apart as that find the stripes that the first of
+/// them coded. That is at least 32 stripes, or all of them.
+const KEPT_PER_FRAGMENT: usize = 2 * crate::packet::WINDOW * crate::packet::MAX_FRAME_PAYLOAD;
+
+// Coding in stripes gives the bytes coding whole shards gives only for
+// stripes of whole 64-byte columns.
+const _: () = assert!(SEND_STRIPE.is_multiple_of(64) && HASH_STRIPE.is_multiple_of(64));
 
 /// The n fragments of one ciphertext, each `shard` bytes.
 pub(crate) struct Fragments {
@@ -48,6 +55,9 @@ pub(crate) struct Fragments {
     data: Vec<u8>,
     /// Recovery stripes coded last, for the senders.
     kept: Mutex<KeptStripes>,
+    /// The most bytes of stripes kept: [`KEPT_PER_FRAGMENT`] (or the
+    /// shard, when shorter) for each recovery fragment.
+    kept_budget: usize,
 }
 
 /// Recovery stripes coded for senders, the most recently read last.
@@ -56,6 +66,8 @@ struct KeptStripes {
     encoder: Option<ReedSolomonEncoder>,
     /// (stripe index, the n − t fragments' bytes in that stripe).
     stripes: VecDeque<(usize, Arc<Vec<Vec<u8>>>)>,
+    /// Stripes coded for senders so far, counting those coded again.
+    coded: usize,
 }
 
 impl KeptStripes {
@@ -81,6 +93,7 @@ impl Fragments {
             n,
             t,
             shard,
+            kept_budget: (n - t).saturating_mul(KEPT_PER_FRAGMENT.min(shard)),
             data: blob,
             kept: Mutex::default(),
         })
@@ -186,8 +199,8 @@ impl Fragments {
     }
 
     /// The recovery fragments' bytes in send stripe `index`: kept, or coded
-    /// now and kept (the stripes read least recently let go past
-    /// [`KEPT_BYTES`]).
+    /// now and kept (the stripes read least recently let go past the
+    /// budget, the one just coded always kept).
     fn send_stripe(&self, index: usize) -> Result<Arc<Vec<Vec<u8>>>, Error> {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(at) = kept.stripes.iter().position(|(i, _)| *i == index) {
@@ -202,23 +215,27 @@ impl Fragments {
         let start = index * SEND_STRIPE;
         let range = start..self.shard.min(start + SEND_STRIPE);
         let mut parts = Vec::with_capacity(self.n - self.t);
-        let KeptStripes { encoder, stripes } = &mut *kept;
+        let KeptStripes {
+            encoder,
+            stripes,
+            coded,
+        } = &mut *kept;
         self.code_stripe(encoder, range, |_, part| parts.push(part.to_vec()))?;
+        *coded += 1;
         let parts = Arc::new(parts);
         stripes.push_back((index, parts.clone()));
-        while kept.stripes.len() > 1 && kept.bytes() > KEPT_BYTES {
+        while kept.stripes.len() > 1 && kept.bytes() > self.kept_budget {
             kept.stripes.pop_front();
         }
         Ok(parts)
     }
 
-    /// Bytes of recovery stripes kept for senders now.
+    /// Bytes of recovery stripes kept for senders now, and how many
+    /// stripes were coded for them.
     #[cfg(test)]
-    fn kept_bytes(&self) -> usize {
-        self.kept
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .bytes()
+    fn kept_and_coded(&self) -> (usize, usize) {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        (kept.bytes(), kept.coded)
     }
 
     /// Fragment `index` as a sender reads it.
@@ -349,24 +366,31 @@ mod tests {
 
     #[test]
     fn a_save_keeps_a_bounded_few_recovery_stripes_however_large_the_file() -> Result<(), Error> {
-        // 3-of-5 over 48 MiB: 16 MiB shards, two recovery fragments of
-        // 16 MiB each, read through in frames by both of their senders.
-        let (t, n) = (3, 5);
-        let fragments = Fragments::new(vec![7; 48 << 20], n, t)?;
-        let shard = fragments.shard();
-        let mut most = 0;
-        let mut at = 0;
-        while at < shard {
-            let end = shard.min(at + SEND_STRIPE);
-            for i in t..n {
-                let fragment = fragments.fragment(i).ok_or(Error::NoServers)?;
-                assert_eq!(fragment.bytes(at..end)?.len(), end - at);
+        // 3-of-5 over 48 MiB: two recovery fragments of 16 MiB, 8 MiB of
+        // each kept. 2-of-10 over 40 MiB: eight of 20 MiB, 8 MiB of each.
+        for (len, t, n, budget) in [(48 << 20, 3, 5, 16 << 20), (40 << 20, 2, 10, 64 << 20)] {
+            let fragments = Fragments::new(blob(len), n, t)?;
+            let shard = fragments.shard();
+            assert_eq!(fragments.kept_budget, budget);
+            let library = reed_solomon_simd::encode(t, n - t, fragments.data.chunks_exact(shard))
+                .map_err(|_| Error::NoServers)?;
+            // Each sender reads its fragment in frames, all side by side,
+            // the frames offset by a head as a message's are.
+            let mut most = 0;
+            let mut at = 0;
+            while at < shard {
+                let end = shard.min(at + SEND_STRIPE - 100);
+                for i in t..n {
+                    let fragment = fragments.fragment(i).ok_or(Error::NoServers)?;
+                    assert!(*fragment.bytes(at..end)? == library[i - t][at..end]);
+                }
+                most = most.max(fragments.kept_and_coded().0);
+                at = end;
             }
-            most = most.max(fragments.kept_bytes());
-            at = end;
+            assert!(most <= budget, "{most} bytes kept");
+            // Each stripe coded once for all the senders.
+            assert_eq!(fragments.kept_and_coded().1, shard.div_ceil(SEND_STRIPE));
         }
-        assert!(most <= KEPT_BYTES, "{most} bytes kept");
-        assert!(2 * (n - t) * shard > 2 * KEPT_BYTES);
         Ok(())
     }
 

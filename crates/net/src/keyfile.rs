@@ -26,7 +26,7 @@
 use seccs_core::{KEY_LEN, SecretKey};
 use zeroize::Zeroizing;
 
-use crate::client::{Client, SaveReport, SaveRules};
+use crate::client::{Client, SaveReport, SaveRules, Secret};
 use crate::config::Config;
 use crate::crypto::{Kdf, Password};
 use crate::error::Error;
@@ -71,9 +71,13 @@ pub async fn save_key_with(
         min_threshold: MIN_KEY_THRESHOLD,
         new_tag: true,
     };
-    let keys = client.save_keys(password).await?;
     client
-        .save_with(tag, crate::sharing::split_buffer(&file), &keys, rules)
+        .save_with(
+            tag,
+            crate::sharing::split_buffer(&file),
+            Secret::Password(password),
+            rules,
+        )
         .await
 }
 

@@ -294,17 +294,32 @@ pub fn split_in_place(
     n: usize,
     t: usize,
 ) -> Result<Vec<Vec<u8>>, Error> {
+    check_threshold(n, t)?;
     let keys = SaveKeys::derive(kdf, password)?;
     split_into_parts(tag, version, plaintext, &keys, n, t)?.joined()
+}
+
+/// Refuses a threshold outside 1..=n, and more than 255 records.
+fn check_threshold(n: usize, t: usize) -> Result<(), Error> {
+    match t == 0 || t > n || n > 255 {
+        true => Err(Error::BadThreshold {
+            threshold: t,
+            servers: n,
+        }),
+        false => Ok(()),
+    }
 }
 
 /// A password's keys for saves, derived by the KDF under a fresh salt.
 ///
 /// Derived before the file is read, the KDF's memory (64 MiB by default)
 /// is free again before a save holds the file; and a save that retries at
-/// another version does not run the KDF again. Saves under one salt are as
-/// safe as saves under one each: every save has its own file id and random
-/// nonces, which its ciphertexts' associated data and its manifest hold.
+/// another version does not run the KDF again. They are meant for one save
+/// and its retries. Saves under one salt keep their secrecy and integrity
+/// (every save has its own file id and random nonces, which its
+/// ciphertexts' associated data and its manifest hold), but their
+/// manifests name that salt, which tells the servers that one derivation
+/// made them.
 #[derive(Clone)]
 pub struct SaveKeys {
     kdf: Kdf,
@@ -428,12 +443,7 @@ pub fn split_into_parts(
     n: usize,
     t: usize,
 ) -> Result<SplitRecords, Error> {
-    if t == 0 || t > n || n > 255 {
-        return Err(Error::BadThreshold {
-            threshold: t,
-            servers: n,
-        });
-    }
+    check_threshold(n, t)?;
     let file_id = random::<16>()?;
     let inner_nonce = random::<12>()?;
     let outer_nonce = random::<12>()?;
