@@ -76,6 +76,11 @@ pub struct BoundedInput {
 }
 
 impl BoundedInput {
+    /// How messages name the input: its path, or "standard input".
+    pub fn name(&self) -> &str {
+        &self.shown
+    }
+
     /// The whole input, or [`Bounded::Over`] once reading passes the bound.
     pub fn read(self) -> anyhow::Result<Bounded> {
         let Self { reader, max, shown } = self;

@@ -231,41 +231,25 @@ fn open_save_input(
     max: u64,
     too_large: impl Fn(String) -> anyhow::Error,
 ) -> anyhow::Result<BoundedInput> {
-    match crate::input::open_bounded(stdin_or(file), max)? {
+    let stdin = file == Path::new("-");
+    match crate::input::open_bounded((!stdin).then_some(file), max)? {
         Opened::Within(input) => Ok(input),
-        Opened::Over { size } => Err(too_large(format!("{} is {size}", shown_input(file)))),
+        // Only a file has a size to be refused by.
+        Opened::Over { size } => Err(too_large(format!("{} is {size}", file.display()))),
     }
 }
 
-/// What a save of `file` carries, refused through `too_large` when reading
-/// it goes past `max` bytes.
+/// What a save of `input` carries, refused through `too_large` when
+/// reading it goes past `max` bytes.
 fn read_save_input(
     input: BoundedInput,
-    file: &Path,
     max: u64,
     too_large: impl Fn(String) -> anyhow::Error,
 ) -> anyhow::Result<Vec<u8>> {
+    let name = input.name().to_owned();
     match input.read()? {
         Bounded::Whole(data) => Ok(data),
-        Bounded::Over { size: Some(len) } => {
-            Err(too_large(format!("{} is {len}", shown_input(file))))
-        }
-        Bounded::Over { size: None } => {
-            Err(too_large(format!("{} holds over {max}", shown_input(file))))
-        }
-    }
-}
-
-/// `file`, or `None` for `-` (standard input).
-fn stdin_or(file: &Path) -> Option<&Path> {
-    (file != Path::new("-")).then_some(file)
-}
-
-/// How a save's messages name its input.
-fn shown_input(file: &Path) -> String {
-    match stdin_or(file) {
-        Some(path) => path.display().to_string(),
-        None => "standard input".to_owned(),
+        Bounded::Over { .. } => Err(too_large(format!("{name} holds over {max}"))),
     }
 }
 
@@ -466,7 +450,7 @@ impl Session {
         // before it runs.
         seccs_net::client::check_new_tag(tag)?;
         let keys = self.client.save_keys(pw).await?;
-        let data = read_save_input(input, file, max, too_large)?;
+        let data = read_save_input(input, max, too_large)?;
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
@@ -1159,7 +1143,7 @@ mod tests {
     fn a_save_input_without_a_size_is_read_only_up_to_the_bound() -> anyhow::Result<()> {
         let refused = |what: String| anyhow::anyhow!("{what} bytes, too many");
         let read = |file: &Path, max| {
-            open_save_input(file, max, refused).and_then(|i| read_save_input(i, file, max, refused))
+            open_save_input(file, max, refused).and_then(|i| read_save_input(i, max, refused))
         };
         let err = read(Path::new("/dev/zero"), 1000)
             .err()

@@ -188,11 +188,11 @@ fn a_tampered_store_fails_get_and_leaves_no_output_file() {
         .collect();
     files.sort_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
     let target = files.pop().expect("a database file");
-    let mut bytes = std::fs::read(&target).expect("read db");
-    for i in (0..bytes.len()).step_by(97) {
-        bytes[i] ^= 0x55;
-    }
-    std::fs::write(&target, bytes).expect("write db");
+    alter_file(&target, |bytes| {
+        for i in (0..bytes.len()).step_by(97) {
+            bytes[i] ^= 0x55;
+        }
+    });
     let output = tmp.path().join("out.bin");
     let result = run(seccs(&store).args(["get", &reference, "-o"]).arg(&output));
     assert!(
@@ -4129,10 +4129,10 @@ fn damage_only_lookups_meet_is_found_by_verify() {
     // Near a table's end lie its filter and index blocks, which a walk of
     // the entries does not read and every lookup does.
     let table = largest_db_file(&store, "tables");
-    let mut bytes = std::fs::read(&table).expect("read");
-    let at = bytes.len() - 1600;
-    bytes[at] ^= 1;
-    std::fs::write(&table, bytes).expect("write");
+    alter_file(&table, |bytes| {
+        let at = bytes.len() - 1600;
+        bytes[at] ^= 1;
+    });
     let get = run(seccs(&store)
         .args(["get", "r", "-o"])
         .arg(tmp.path().join("out")));
@@ -4341,6 +4341,14 @@ fn a_reference_with_a_wrong_length_says_it_may_be_copied_wrong() {
     );
 }
 
+/// Rewrites the file at `path` as `change` leaves its bytes (a test's
+/// damage to a database file).
+fn alter_file(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).expect("read");
+    change(&mut bytes);
+    std::fs::write(path, bytes).expect("write");
+}
+
 /// The largest of the embedded backend's files in its `kind` directories
 /// (`tables`, `blobs`) under the store `store`.
 fn largest_db_file(store: &Path, kind: &str) -> PathBuf {
@@ -4397,10 +4405,10 @@ fn verify_goes_past_a_damaged_block_and_names_what_it_breaks() {
     put_as(&store, &a, "a");
     put_as(&store, &b, "b");
     let blob = largest_db_file(&store, "blobs");
-    let mut bytes = std::fs::read(&blob).expect("read");
-    let value = blob_at(&bytes, bytes.len() / 3);
-    bytes[value.data.start + value.data.len() / 2] ^= 0x40;
-    std::fs::write(&blob, bytes).expect("write");
+    alter_file(&blob, |bytes| {
+        let value = blob_at(bytes, bytes.len() / 3);
+        bytes[value.data.start + value.data.len() / 2] ^= 0x40;
+    });
     let verify = run(seccs(&store).args(["verify", "--json"]));
     assert!(!verify.status.success());
     let report: serde_json::Value = serde_json::from_slice(&verify.stdout)
@@ -4452,16 +4460,16 @@ fn damage_to_a_length_no_checksum_covers_changes_nothing_and_panics_nothing() {
     let a = random_file(tmp.path(), "a", 1_000_000, 81);
     put_as(&store, &a, "a");
     let blob = largest_db_file(&store, "blobs");
-    let mut bytes = std::fs::read(&blob).expect("read");
-    let mut fields = Vec::new();
-    for near in [bytes.len() / 4, bytes.len() / 2, bytes.len() * 3 / 4] {
-        let field = blob_at(&bytes, near).length_field;
-        if !fields.contains(&field) {
-            bytes[field.start] ^= 0x40;
-            fields.push(field);
+    alter_file(&blob, |bytes| {
+        let mut fields = Vec::new();
+        for near in [bytes.len() / 4, bytes.len() / 2, bytes.len() * 3 / 4] {
+            let field = blob_at(bytes, near).length_field;
+            if !fields.contains(&field) {
+                bytes[field.start] ^= 0x40;
+                fields.push(field);
+            }
         }
-    }
-    std::fs::write(&blob, bytes).expect("write");
+    });
     let verify = run(seccs(&store).args(["verify", "--json"]));
     assert!(
         verify.status.success(),

@@ -344,18 +344,7 @@ impl Endpoint {
         let mut id = [0u8; 16];
         seccs_core::random_bytes(&mut id)?;
         let message_id = MessageId(id);
-        let frame = |i: usize| -> Result<Vec<u8>, Error> {
-            let start = i * MAX_FRAME_PAYLOAD;
-            let end = (start + MAX_FRAME_PAYLOAD).min(total);
-            let (in_head, in_tail) = message_range(head, tail, start..end)?;
-            Ok(encode_data_parts(
-                message_id,
-                &self.channel,
-                i as u32,
-                count as u32,
-                [in_head, &in_tail],
-            ))
-        };
+        let frame = |i: usize| message_frame(message_id, &self.channel, (head, tail), i);
         if count == 1 {
             self.broker.publish(to, frame(0)?).await?;
             if let Some(p) = progress {
@@ -424,6 +413,29 @@ impl Endpoint {
         }
         Ok(())
     }
+}
+
+/// Data frame `i` of the message that is `head` then `tail`, cut in frames
+/// of [`MAX_FRAME_PAYLOAD`] bytes, its payload framed from where the bytes
+/// lie (or from bytes the tail makes for it).
+fn message_frame(
+    message_id: MessageId,
+    sender: &str,
+    (head, tail): (&[u8], &dyn Tail),
+    i: usize,
+) -> Result<Vec<u8>, Error> {
+    let total = head.len() + tail.len();
+    let count = total.div_ceil(MAX_FRAME_PAYLOAD).max(1);
+    let start = i * MAX_FRAME_PAYLOAD;
+    let end = (start + MAX_FRAME_PAYLOAD).min(total);
+    let (in_head, in_tail) = message_range(head, tail, start..end)?;
+    Ok(encode_data_parts(
+        message_id,
+        sender,
+        i as u32,
+        count as u32,
+        [in_head, &in_tail],
+    ))
 }
 
 /// The receive task's state.
@@ -723,16 +735,7 @@ mod tests {
         let count = total.div_ceil(MAX_FRAME_PAYLOAD);
         let mut joined = Vec::new();
         for i in 0..count {
-            let start = i * MAX_FRAME_PAYLOAD;
-            let end = (start + MAX_FRAME_PAYLOAD).min(total);
-            let (in_head, in_tail) = message_range(&head, &record, start..end)?;
-            let bytes = encode_data_parts(
-                MessageId([1; 16]),
-                "seccs:client:x",
-                i as u32,
-                count as u32,
-                [in_head, &in_tail],
-            );
+            let bytes = message_frame(MessageId([1; 16]), "seccs:client:x", (&head, &record), i)?;
             match FrameRef::decode(&bytes)? {
                 FrameRef::Data(d) => joined.extend_from_slice(d.payload),
                 other => panic!("a data frame decoded as {other:?}"),

@@ -10,7 +10,7 @@
 //! the manifest, then again, a stripe at a time, as each frame that carries
 //! them is sent ([`SavedFragment`]). The n − t senders read about the same
 //! stripes at about the same time, so the last stripes coded are kept for
-//! them, up to [`KEPT_PER_FRAGMENT`] for each recovery fragment.
+//! them ([`KEPT_STRIPES`]).
 //!
 //! The code works on each 64-byte column of the shards apart, so coding in
 //! stripes (a multiple of 64 bytes of each shard) gives the bytes that
@@ -36,11 +36,11 @@ const HASH_STRIPE: usize = 1 << 20;
 /// that a frame needs at most two stripes.
 const SEND_STRIPE: usize = crate::packet::MAX_FRAME_PAYLOAD;
 
-/// Bytes of recovery stripes kept for the senders, for each recovery
-/// fragment (at most the whole fragment): two senders' windows of frames,
-/// so that senders as far apart as that find the stripes that the first of
-/// them coded. That is at least 32 stripes, or all of them.
-const KEPT_PER_FRAGMENT: usize = 2 * crate::packet::WINDOW * crate::packet::MAX_FRAME_PAYLOAD;
+/// Send stripes kept for the senders: two senders' windows of frames (8
+/// MiB of each recovery fragment), so that senders as far apart as that
+/// find the stripes that the first of them coded.
+const KEPT_STRIPES: usize =
+    2 * crate::packet::WINDOW * crate::packet::MAX_FRAME_PAYLOAD / SEND_STRIPE;
 
 // Coding in stripes gives the bytes coding whole shards gives only for
 // stripes of whole 64-byte columns.
@@ -55,9 +55,6 @@ pub(crate) struct Fragments {
     data: Vec<u8>,
     /// Recovery stripes coded last, for the senders.
     kept: Mutex<KeptStripes>,
-    /// The most bytes of stripes kept: [`KEPT_PER_FRAGMENT`] (or the
-    /// shard, when shorter) for each recovery fragment.
-    kept_budget: usize,
 }
 
 /// Recovery stripes coded for senders, the most recently read last.
@@ -70,30 +67,18 @@ struct KeptStripes {
     coded: usize,
 }
 
-impl KeptStripes {
-    fn bytes(&self) -> usize {
-        self.stripes
-            .iter()
-            .map(|(_, parts)| parts.iter().map(Vec::len).sum::<usize>())
-            .sum()
-    }
-}
-
 impl Fragments {
     /// The fragments of `blob` (its buffer becomes the first t), any `t` of
     /// `n` of which rebuild it. A count the coder does not support fails
     /// here, before anything is coded.
     pub(crate) fn new(mut blob: Vec<u8>, n: usize, t: usize) -> Result<Self, Error> {
-        if t == 0 || t > n || (n > t && !ReedSolomonEncoder::supports(t, n - t)) {
-            return Err(bad_threshold(n, t));
-        }
+        check_threshold(n, t)?;
         let shard = blob.len().div_ceil(t).max(2).next_multiple_of(2);
         blob.resize(shard * t, 0);
         Ok(Self {
             n,
             t,
             shard,
-            kept_budget: (n - t).saturating_mul(KEPT_PER_FRAGMENT.min(shard)),
             data: blob,
             kept: Mutex::default(),
         })
@@ -199,15 +184,12 @@ impl Fragments {
     }
 
     /// The recovery fragments' bytes in send stripe `index`: kept, or coded
-    /// now and kept (the stripes read least recently let go past the
-    /// budget, the one just coded always kept).
+    /// now and kept (the stripe read least recently let go past
+    /// [`KEPT_STRIPES`]).
     fn send_stripe(&self, index: usize) -> Result<Arc<Vec<Vec<u8>>>, Error> {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(at) = kept.stripes.iter().position(|(i, _)| *i == index) {
-            let found = kept
-                .stripes
-                .remove(at)
-                .ok_or_else(|| bad_threshold(self.n, self.t))?;
+        let at = kept.stripes.iter().position(|(i, _)| *i == index);
+        if let Some(found) = at.and_then(|at| kept.stripes.remove(at)) {
             let parts = found.1.clone();
             kept.stripes.push_back(found);
             return Ok(parts);
@@ -224,8 +206,8 @@ impl Fragments {
         *coded += 1;
         let parts = Arc::new(parts);
         stripes.push_back((index, parts.clone()));
-        while kept.stripes.len() > 1 && kept.bytes() > self.kept_budget {
-            kept.stripes.pop_front();
+        if stripes.len() > KEPT_STRIPES {
+            stripes.pop_front();
         }
         Ok(parts)
     }
@@ -235,7 +217,15 @@ impl Fragments {
     #[cfg(test)]
     fn kept_and_coded(&self) -> (usize, usize) {
         let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        (kept.bytes(), kept.coded)
+        let bytes = kept.stripes.iter().flat_map(|(_, parts)| parts.iter());
+        (bytes.map(Vec::len).sum(), kept.coded)
+    }
+
+    /// The most bytes of stripes kept: [`KEPT_STRIPES`] of every recovery
+    /// fragment, or the whole fragments when shorter.
+    #[cfg(test)]
+    fn kept_budget(&self) -> usize {
+        (self.n - self.t) * (KEPT_STRIPES * SEND_STRIPE).min(self.shard)
     }
 
     /// Fragment `index` as a sender reads it.
@@ -254,6 +244,15 @@ impl std::fmt::Debug for Fragments {
             .field("t", &self.t)
             .field("shard", &self.shard)
             .finish_non_exhaustive()
+    }
+}
+
+/// Refuses a threshold outside 1..=n, more than 255 records, and counts the
+/// coder does not support.
+pub(crate) fn check_threshold(n: usize, t: usize) -> Result<(), Error> {
+    match t == 0 || t > n || n > 255 || (n > t && !ReedSolomonEncoder::supports(t, n - t)) {
+        true => Err(bad_threshold(n, t)),
+        false => Ok(()),
     }
 }
 
@@ -371,7 +370,7 @@ mod tests {
         for (len, t, n, budget) in [(48 << 20, 3, 5, 16 << 20), (40 << 20, 2, 10, 64 << 20)] {
             let fragments = Fragments::new(blob(len), n, t)?;
             let shard = fragments.shard();
-            assert_eq!(fragments.kept_budget, budget);
+            assert_eq!(fragments.kept_budget(), budget);
             let library = reed_solomon_simd::encode(t, n - t, fragments.data.chunks_exact(shard))
                 .map_err(|_| Error::NoServers)?;
             // Each sender reads its fragment in frames, all side by side,

@@ -19,8 +19,8 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{Kdf, Password, PasswordKeys, open, seal};
 use crate::error::Error;
-use crate::fragments::Fragments;
 pub use crate::fragments::SavedFragment;
+use crate::fragments::{Fragments, check_threshold};
 use crate::packet::{MAX_FRAME_PAYLOAD, MAX_FRAMES};
 use crate::record::{
     Manifest, ManifestFormat, Record, SHARE_LEN, manifest_mac, share_hash, verify_manifest_mac,
@@ -297,17 +297,6 @@ pub fn split_in_place(
     check_threshold(n, t)?;
     let keys = SaveKeys::derive(kdf, password)?;
     split_into_parts(tag, version, plaintext, &keys, n, t)?.joined()
-}
-
-/// Refuses a threshold outside 1..=n, and more than 255 records.
-fn check_threshold(n: usize, t: usize) -> Result<(), Error> {
-    match t == 0 || t > n || n > 255 {
-        true => Err(Error::BadThreshold {
-            threshold: t,
-            servers: n,
-        }),
-        false => Ok(()),
-    }
 }
 
 /// A password's keys for saves, derived by the KDF under a fresh salt.
