@@ -124,6 +124,12 @@ pub enum StreamError {
     /// source, not repeated here: `{:#}` would print it twice).
     #[error("stream I/O failed")]
     Io(#[from] io::Error),
+    /// An earlier call on this [`EncryptingWriter`] or [`DecryptingReader`]
+    /// failed, and a stream is not taken up again after a failure: the
+    /// writer may have sealed a segment it could not write, the reader may
+    /// have consumed bytes of a segment it could not open.
+    #[error("an earlier error ended this stream")]
+    AfterError,
 }
 
 impl StreamError {
@@ -667,10 +673,15 @@ impl StreamDecryptor {
 /// An [`io::Write`] that encrypts into an inner writer. Call
 /// [`finish`](Self::finish) to seal the last segment: a writer dropped
 /// without it leaves a stream that decrypts as [`StreamError::Truncated`].
+///
+/// After an error every later `write` and `finish` fails with
+/// [`StreamError::AfterError`]: a segment sealed but not written cannot be
+/// sealed again under its nonce, so the stream cannot go on.
 pub struct EncryptingWriter<W: Write> {
     inner: W,
     enc: StreamEncryptor,
     buf: Vec<u8>,
+    failed: bool,
 }
 
 impl<W: Write> std::fmt::Debug for EncryptingWriter<W> {
@@ -692,11 +703,19 @@ impl<W: Write> EncryptingWriter<W> {
         let (enc, header) = StreamEncryptor::new(key, params, ad)?;
         inner.write_all(&header)?;
         let buf = Vec::with_capacity(enc.segment_size() + TAG_LEN);
-        Ok(Self { inner, enc, buf })
+        Ok(Self {
+            inner,
+            enc,
+            buf,
+            failed: false,
+        })
     }
 
     /// Seals the last segment, flushes, and returns the inner writer.
     pub fn finish(mut self) -> Result<W, StreamError> {
+        if self.failed {
+            return Err(StreamError::AfterError);
+        }
         self.enc.encrypt_last(&mut self.buf)?;
         self.inner.write_all(&self.buf)?;
         self.inner.flush()?;
@@ -704,15 +723,20 @@ impl<W: Write> EncryptingWriter<W> {
     }
 
     fn write_inner(&mut self, data: &[u8]) -> Result<usize, StreamError> {
+        if self.failed {
+            return Err(StreamError::AfterError);
+        }
         let seg = self.enc.segment_size();
         if data.is_empty() {
             return Ok(0);
         }
         if self.buf.len() == seg {
             // More data follows, so the held segment is not the last.
+            self.failed = true;
             self.enc.encrypt_next(&mut self.buf)?;
             self.inner.write_all(&self.buf)?;
             self.buf.clear();
+            self.failed = false;
         }
         let take = (seg - self.buf.len()).min(data.len());
         self.buf.extend_from_slice(&data[..take]);
@@ -742,6 +766,10 @@ impl<W: Write> Write for EncryptingWriter<W> {
 /// that must act only on a whole authentic stream (write a file, run a
 /// command) holds what it reads until `read` returns 0, as the `seccs` CLI
 /// writes to a temporary file and renames it.
+///
+/// After an error every later `read` fails with [`StreamError::AfterError`],
+/// never reports a clean end: the bytes of the segment that failed are
+/// spent, so what would follow could not be trusted to be the rest.
 pub struct DecryptingReader<R: Read> {
     inner: R,
     dec: Option<StreamDecryptor>,
@@ -752,6 +780,7 @@ pub struct DecryptingReader<R: Read> {
     ahead: Option<u8>,
     pos: usize,
     serving: bool,
+    failed: bool,
 }
 
 impl<R: Read> std::fmt::Debug for DecryptingReader<R> {
@@ -777,6 +806,7 @@ impl<R: Read> DecryptingReader<R> {
             ahead: None,
             pos: 0,
             serving: false,
+            failed: false,
         })
     }
 
@@ -787,6 +817,16 @@ impl<R: Read> DecryptingReader<R> {
 
     /// Decrypts the next segment into `buf`; `false` at the end of the stream.
     fn next_segment(&mut self) -> Result<bool, StreamError> {
+        if self.failed {
+            return Err(StreamError::AfterError);
+        }
+        self.failed = true;
+        let more = self.open_next_segment()?;
+        self.failed = false;
+        Ok(more)
+    }
+
+    fn open_next_segment(&mut self) -> Result<bool, StreamError> {
         let Some(dec) = self.dec.as_mut() else {
             return Ok(false);
         };
@@ -1040,6 +1080,95 @@ mod tests {
             back.extend_from_slice(&chunk[..n]);
         }
         assert_eq!(back, data);
+        Ok(())
+    }
+
+    /// A sink that takes `ok` writes, then fails every one.
+    struct FailingAfter {
+        ok: usize,
+        written: Vec<u8>,
+    }
+
+    impl Write for FailingAfter {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            if self.ok == 0 {
+                return Err(io::Error::other("disk full"));
+            }
+            self.ok -= 1;
+            self.written.extend_from_slice(data);
+            Ok(data.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn after_error(e: &io::Error) -> bool {
+        matches!(StreamError::from_io(e), Some(StreamError::AfterError))
+    }
+
+    #[test]
+    fn a_writer_whose_sink_failed_refuses_every_later_write_and_its_finish()
+    -> Result<(), StreamError> {
+        // The header is the one write allowed; the first full segment's
+        // write fails after it was sealed under its nonce.
+        let sink = FailingAfter {
+            ok: 1,
+            written: Vec::new(),
+        };
+        let mut w = EncryptingWriter::new(sink, &key(), small(Suite::Aes256Gcm), b"")?;
+        w.write_all(&[0; 1024])?;
+        let first = w.write(&[1]).err();
+        assert!(first.is_some_and(|e| e.to_string() == "disk full"));
+        for _ in 0..3 {
+            assert!(w.write(&[1]).is_err_and(|e| after_error(&e)));
+        }
+        assert!(matches!(w.finish(), Err(StreamError::AfterError)));
+        Ok(())
+    }
+
+    /// Reads `r` to its end or its first error, in reads of 100 bytes.
+    fn read_until_error<R: Read>(r: &mut DecryptingReader<R>) -> (Vec<u8>, Option<io::Error>) {
+        let mut back = Vec::new();
+        let mut chunk = [0u8; 100];
+        loop {
+            match r.read(&mut chunk) {
+                Ok(0) => return (back, None),
+                Ok(n) => back.extend_from_slice(&chunk[..n]),
+                Err(e) => return (back, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_reader_that_failed_never_reports_a_clean_end() -> Result<(), StreamError> {
+        let data = sample(3000);
+        let sealed = seal_bytes(&key(), small(Suite::Aes256Gcm), b"", &data)?;
+        let header = FIXED_HEADER_LEN + Suite::Aes256Gcm.prefix_len();
+        let segment = 1024 + TAG_LEN;
+        // Cut after two whole segments: the second is read as the last,
+        // and fails; so does a middle segment with a flipped byte.
+        let cut = &sealed[..header + 2 * segment];
+        let mut flipped = sealed.clone();
+        flipped[header + segment + 5] ^= 1;
+        for (stream, expected) in [(cut, "truncated"), (&flipped[..], "tampered")] {
+            let mut r = DecryptingReader::new(stream, &key(), b"")?;
+            let (got, err) = read_until_error(&mut r);
+            assert_eq!(got, data[..1024], "{expected}");
+            let first = err.map(|e| StreamError::from_io(&e).map(ToString::to_string));
+            assert!(
+                first.flatten().is_some_and(|m| m.contains(expected)),
+                "{expected}"
+            );
+            let mut chunk = [0u8; 100];
+            for _ in 0..4 {
+                assert!(
+                    r.read(&mut chunk).is_err_and(|e| after_error(&e)),
+                    "{expected}"
+                );
+            }
+        }
         Ok(())
     }
 
