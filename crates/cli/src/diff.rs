@@ -2,7 +2,7 @@
 //! name, from the catalog alone (no content is read), as `restic diff`
 //! and `borg diff` compare two snapshots.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{BufWriter, Write};
 
 use anyhow::Result;
 use clap::Args;
@@ -120,7 +120,7 @@ pub fn run(loc: &StoreLocation, args: DiffArgs) -> Result<()> {
     }
     let opened = open::open_to_read(loc)?;
     let listing = opened.store.list_readable(&args.prefix)?;
-    let mut out = BufWriter::new(io::stdout().lock());
+    let mut out = BufWriter::new(crate::output::report_out());
     let mut counts = [0usize; 5];
     for record in &listing.records {
         let before = record.at(args.from);

@@ -1,12 +1,13 @@
 //! `seccs`: the command-line entry point. It parses, calls a part's crate,
 //! prints, and exits; no format or crypto code lives here.
 
-/// `println!` that returns the error (a closed pipe, a full disk) for the
-/// caller to report, where `println!` would panic.
+/// `println!` that returns the error (a full disk) for the caller to
+/// report, where `println!` would panic. It writes a report line: a closed
+/// pipe ends the report, not the command (see `output::ReportOut`).
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($arg)*)
+        writeln!($crate::output::report_out(), $($arg)*)
     }};
 }
 

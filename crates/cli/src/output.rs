@@ -35,6 +35,61 @@ pub fn write_output(
     }
 }
 
+/// Standard output for a command's report (what it stored, checked,
+/// listed), as opposed to data it reads out (`get`, `share load`).
+///
+/// A reader that has gone (a closed pipe: `seccs put DIR | head`) ends the
+/// report, not the command: what follows is dropped, the work goes on, and
+/// its problems and findings still reach standard error and the exit
+/// status. Were the closed pipe an error, the command would stop half way
+/// and `main` would take it for success (it ends `get … | head` with 0),
+/// so `put` would store part of a tree and `verify` would hide what it
+/// found behind a 0.
+pub struct ReportOut {
+    out: io::StdoutLock<'static>,
+    reader_gone: bool,
+}
+
+/// Standard output for a report (see [`ReportOut`]).
+pub fn report_out() -> ReportOut {
+    ReportOut {
+        out: io::stdout().lock(),
+        reader_gone: false,
+    }
+}
+
+impl ReportOut {
+    fn unless_gone(&mut self, done: io::Result<()>) -> io::Result<()> {
+        match done {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.reader_gone = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+impl Write for ReportOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.reader_gone {
+            return Ok(buf.len());
+        }
+        match self.out.write(buf) {
+            Ok(n) => Ok(n),
+            Err(e) => self.unless_gone(Err(e)).map(|()| buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.reader_gone {
+            return Ok(());
+        }
+        let flushed = self.out.flush();
+        self.unless_gone(flushed)
+    }
+}
+
 /// Writes `data`, already whole, to `path` (through a temporary file and a
 /// rename) or to standard output when `path` is `None`.
 pub fn write_bytes(path: Option<&Path>, data: &[u8]) -> Result<()> {
@@ -732,10 +787,24 @@ where
 /// Makes `path` a symlink to `target` (a link's bytes, as `put` read them)
 /// with `attrs`' owner, time and attributes, as [`place_link`] does. A
 /// directory at `path` is refused, as for a file.
+///
+/// What is written in place and never replaced when a file is restored
+/// there (standard output or another open descriptor by any name, a named
+/// pipe, a device, a socket) is not replaced by a link either: it gets the
+/// link's target as bytes, as standard output does without `-o`. So
+/// `-o /dev/null` reads a link back without making `/dev/null` one.
 #[cfg(unix)]
 pub fn write_link_atomically(path: &Path, target: &[u8], attrs: &FileAttrs) -> Result<()> {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+    let found = std::fs::symlink_metadata(path);
+    if found.as_ref().is_ok_and(|m| m.is_dir()) {
         anyhow::bail!("cannot write {}: it is a directory", shown(path));
+    }
+    let special = found.is_ok_and(|m| {
+        let kind = m.file_type();
+        !(kind.is_file() || kind.is_symlink())
+    });
+    if special || open_descriptor(path).is_some() {
+        return write_file_atomically(path, |out| Ok(out.write_all(target)?));
     }
     check_parent(path)?;
     place_link(path, path, target, attrs)
@@ -751,16 +820,22 @@ pub fn place_link(path: &Path, shown_as: &Path, target: &[u8], attrs: &FileAttrs
     use std::os::unix::ffi::OsStrExt;
     let (dir, shown_dir) = (parent_dir(path), parent_dir(shown_as));
     let target = std::ffi::OsStr::from_bytes(target);
-    // A fresh name: a link cannot be made over one that exists.
-    let tmp = (0..100u32)
-        .map(|i| dir.join(format!(".seccs-link-{}-{i}", std::process::id())))
-        .find_map(|tmp| match std::os::unix::fs::symlink(target, &tmp) {
-            Ok(()) => Some(Ok(tmp)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
-            Err(e) => Some(Err(e)),
-        })
-        .unwrap_or_else(|| Err(io::Error::from(io::ErrorKind::AlreadyExists)))
-        .with_context(|| format!("cannot write in {}", shown(shown_dir)))?;
+    // A fresh name: a link cannot be made over one that exists. Registered
+    // as it is made, so that an interrupt before the rename removes it.
+    let (tmp, _removed_on_interrupt) = crate::interrupt::make_registered(
+        || {
+            (0..100u32)
+                .map(|i| dir.join(format!(".seccs-link-{}-{i}", std::process::id())))
+                .find_map(|tmp| match std::os::unix::fs::symlink(target, &tmp) {
+                    Ok(()) => Some(Ok(tmp)),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .unwrap_or_else(|| Err(io::Error::from(io::ErrorKind::AlreadyExists)))
+        },
+        |tmp| tmp.as_path(),
+    )
+    .with_context(|| format!("cannot write in {}", shown(shown_dir)))?;
     let placed = attrs
         .apply_to_link(&tmp)
         .with_context(|| format!("cannot set the time of link {}", shown(shown_as)))

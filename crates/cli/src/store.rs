@@ -1155,8 +1155,7 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
     let opened = open::open_to_read(loc)?;
     let listing = opened.store.list_readable(&args.prefix)?;
     let records = &listing.records;
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let mut out = BufWriter::new(crate::output::report_out());
     let mut listed = 0usize;
     for record in records {
         let versions: Vec<_> = if args.all {

@@ -29,7 +29,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -948,8 +948,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     store.backend().set_sync_each_batch(true);
     store.backend().flush()?;
     bar.finish_and_clear();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = crate::output::report_out();
     let (mut stored, mut unchanged) = (0, 0);
     for r in results {
         match r {
@@ -1069,8 +1068,7 @@ fn dry_run(
     left_out: &LeftOut,
     mut problems: Vec<String>,
 ) -> Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = crate::output::report_out();
     let (mut to_read, mut same) = (0, 0);
     for f in found {
         let (name, kind, len, stamp) = f.identity();
@@ -1333,6 +1331,13 @@ struct Places<'d> {
     reached: std::sync::Mutex<HashMap<String, std::sync::Arc<Reached>>>,
     /// Where under `dir` no name may land: the store's own directory.
     keep_out: Option<PathBuf>,
+    /// The directories restored with recorded bits (their names as
+    /// [`name_of`] gives them): made private (0700) while the restore runs,
+    /// and given their bits at its end. Made with their own bits, or 0777
+    /// less the umask as `mkdir` makes one, a 0700 directory would be open
+    /// to all from its making to the restore's end (for good if it is
+    /// interrupted) while its files are written into it.
+    private_until_done: HashSet<String>,
 }
 
 /// Where `resolved`, a path resolved already, lies under `outer`,
@@ -1352,6 +1357,16 @@ impl<'d> Places<'d> {
             dir,
             reached: std::sync::Mutex::new(HashMap::new()),
             keep_out: None,
+            private_until_done: HashSet::new(),
+        }
+    }
+
+    /// The bits the directory `rel` (as [`name_of`] gives it) is made with.
+    fn making_mode(&self, rel: &str) -> u32 {
+        if self.private_until_done.contains(rel) {
+            0o700
+        } else {
+            0o777
         }
     }
 
@@ -1420,11 +1435,18 @@ impl<'d> Places<'d> {
         let mut parent = openat(rustix::fs::CWD, dir, flags, Mode::empty())
             .with_context(|| format!("cannot open {}", shown_path(dir)))?;
         let mut shown = dir.to_path_buf();
-        // A name's parts are the file names' bytes again.
-        for part in above.split('/').filter(|p| !p.is_empty()).map(part_path) {
+        let mut reached = String::new();
+        for name_part in above.split('/').filter(|p| !p.is_empty()) {
+            if !reached.is_empty() {
+                reached.push('/');
+            }
+            reached.push_str(name_part);
+            // A name's parts are the file names' bytes again.
+            let part = part_path(name_part);
             shown.push(&part);
             if make_parents {
-                match mkdirat(&parent, &part, Mode::from_raw_mode(0o777)) {
+                let mode = Mode::from_raw_mode(self.making_mode(&reached));
+                match mkdirat(&parent, &part, mode) {
                     Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => {
                         return Err(std::io::Error::from(e))
@@ -1652,6 +1674,12 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     let bar = crate::progress::bytes(total, !progress);
     let mut places = Places::new(dir);
     places.keep_out = store_dir.and_then(|store| lies_under(dir, store));
+    places.private_until_done = records
+        .iter()
+        .chain(&top)
+        .filter(|(_, v)| v.kind == EntryKind::Directory && v.mode.is_some())
+        .map(|(r, _)| name_of(Path::new(&r.name)))
+        .collect();
     // A file is written under a temporary name and renamed into place
     // once durable: with `Durability::ByCaller`, the caller syncs its file
     // system first (see `put_group_in_place`).
@@ -1723,7 +1751,10 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
                     let attrs = attrs_of(version, ownership);
                     restore_link(&place, dir_in_the_way, &link, &attrs).map(|()| None)
                 }
-                EntryKind::Directory => match fs::create_dir(target) {
+                EntryKind::Directory => match fs::DirBuilder::new()
+                    .mode(places.making_mode(&name_of(Path::new(&record.name))))
+                    .create(target)
+                {
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         if target.is_dir() {
                             Ok(None)

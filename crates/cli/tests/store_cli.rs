@@ -263,6 +263,57 @@ fn a_get_killed_while_it_writes_leaves_no_file_behind() {
     assert!(killed > 0, "no get was killed while it wrote");
 }
 
+/// A directory put with bits that keep others out is made with none for
+/// them, and given its own bits once the restore is done: it is never open
+/// to others while its files are written, even when the restore is killed.
+#[test]
+fn a_private_directory_stays_private_while_a_restore_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args(["init", "--compression", "none"]));
+    let src = tmp.path().join("t");
+    std::fs::create_dir_all(src.join("priv")).expect("mkdir");
+    std::fs::write(src.join("priv/doc"), b"secret").expect("write");
+    std::fs::set_permissions(src.join("priv"), std::fs::Permissions::from_mode(0o700))
+        .expect("chmod");
+    random_file(&src, "zbig", 24 << 20, 10);
+    put_tree_in(&store, tmp.path(), "t");
+    let mode = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.permissions().mode() & 0o777);
+    // On a busy machine the restore may end before it is seen; it is tried
+    // again, a bounded number of times.
+    let mut seen = 0;
+    for round in 0..6 {
+        let out = tmp.path().join(format!("out{round}"));
+        let private = out.join("t/priv");
+        let mut get = seccs(&store)
+            .args(["get", "t/", "-q", "-o"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut ended = get.try_wait().expect("try_wait");
+        while ended.is_none() && !private.exists() {
+            assert!(Instant::now() < deadline, "the restore never made t/priv");
+            std::thread::sleep(Duration::from_millis(1));
+            ended = get.try_wait().expect("try_wait");
+        }
+        let while_running = mode(&private).ok();
+        if get.try_wait().expect("try_wait").is_none() {
+            get.kill().expect("SIGKILL");
+            let _ = get.wait();
+            assert_eq!(while_running, Some(0o700), "while the restore ran");
+            assert_eq!(mode(&private).ok(), Some(0o700), "after it was killed");
+            seen += 1;
+            break;
+        }
+        assert_eq!(mode(&private).ok(), Some(0o700), "once restored");
+    }
+    assert!(seen > 0, "no restore was seen running");
+}
+
 /// A read that fails while it is written into a device (written in place,
 /// once whole) or to standard output is said as a failure to read the
 /// content, not to write the output.
@@ -326,20 +377,61 @@ fn a_get_into_a_closed_pipe_exits_quietly() {
     // More than a pipe's buffer, so that a write meets the closed end.
     let input = random_file(tmp.path(), "in.bin", 3 << 20, 8);
     ok(seccs(&store).arg("put").arg(&input).args(["--name", "big"]));
-    let mut get = seccs(&store)
-        .args(["get", "big"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    drop(get.stdout.take());
-    let out = get.wait_with_output().expect("wait");
+    let out = with_stdout_closed(seccs(&store).args(["get", "big"]));
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "{:?}: {}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `cmd` with a standard output whose reader has gone (as `| head`
+/// leaves it once it has read enough).
+fn with_stdout_closed(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn a_report_into_a_closed_pipe_still_ends_in_its_findings_and_status() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let src = tmp.path().join("t");
+    std::fs::create_dir(&src).expect("mkdir");
+    for i in 0..200 {
+        random_file(&src, &format!("f{i}"), 2_000, i);
+    }
+    // A put whose lines no one reads stores the whole tree and succeeds.
+    let put = with_stdout_closed(seccs(&store).current_dir(tmp.path()).args(["put", "t"]));
+    assert!(put.status.success(), "{put:?}");
+    let names = listed(&store, &[]);
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("t/f")).count(),
+        200,
+        "{names:?}"
+    );
+    // A verify whose findings no one reads still fails, and says so.
+    let blob = random_file(tmp.path(), "big", 1_000_000, 81);
+    put_as(&store, &blob, "big");
+    alter_file(&largest_db_file(&store, "blobs"), |bytes| {
+        let value = blob_at(bytes, bytes.len() / 3);
+        bytes[value.data.start + value.data.len() / 2] ^= 0x40;
+    });
+    for args in [&["verify"][..], &["verify", "--json"]] {
+        let verify = with_stdout_closed(seccs(&store).args(args));
+        let err = String::from_utf8_lossy(&verify.stderr);
+        assert!(
+            !verify.status.success() && err.contains("problem(s)"),
+            "{args:?}: {:?}: {err}",
+            verify.status
+        );
+    }
 }
 
 /// Every file under `dir`; nothing where it cannot be listed (not made
@@ -2830,6 +2922,30 @@ fn a_symlinks_newest_version_comes_back_as_a_symlink() {
         assert!(out.status.success(), "{args:?}");
         assert_eq!(out.stdout, b"some/target", "{args:?}");
     }
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    // So does what a file is written into in place (a named pipe here, as
+    // `-o /dev/null` would be): it is not replaced by a link.
+    let fifo = tmp.path().join("fifo");
+    ok(Command::new("mkfifo").arg(&fifo));
+    // Opened for reading without waiting for a writer, so that the get's
+    // open for writing does not wait either.
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("open fifo");
+    ok(seccs(&store).args(["get", "t/l", "-o"]).arg(&fifo));
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .expect("stat")
+            .file_type()
+            .is_fifo(),
+        "the named pipe is still one"
+    );
+    let mut got = Vec::new();
+    reader.read_to_end(&mut got).expect("read fifo");
+    assert_eq!(got, b"some/target");
 }
 
 #[test]
