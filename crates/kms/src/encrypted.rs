@@ -46,10 +46,12 @@ impl<T: Serialize + DeserializeOwned> Encrypted<T> {
     }
 
     /// Opens the value; a wrong key or context, or a change, is
-    /// [`KmsError::Tampered`].
+    /// [`KmsError::Tampered`]. A plaintext that is not the JSON of a `T`
+    /// (sealed as another type) is [`KmsError::SecretJson`], which does
+    /// not quote it.
     pub fn open(&self, cipher: &MessageCipher, context: &[u8]) -> Result<T, KmsError> {
         let plain = Zeroizing::new(cipher.open(&self.ciphertext, context)?);
-        Ok(serde_json::from_slice(&plain)?)
+        serde_json::from_slice(&plain).map_err(|e| KmsError::secret_json("the decrypted value", &e))
     }
 
     /// The ciphertext.
@@ -115,6 +117,35 @@ mod tests {
             back.open(&cipher, b"row 8"),
             Err(KmsError::Tampered)
         ));
+        Ok(())
+    }
+
+    /// A value opened as another type than it was sealed as fails without
+    /// quoting it, in any form of the error.
+    #[test]
+    fn a_value_opened_as_another_type_is_not_quoted_by_the_error() -> Result<(), KmsError> {
+        let cipher = MessageCipher::new(&SecretKey::generate()?, 0);
+        let number = "4111111111111111";
+        let sealed = Encrypted::<String>::seal(&cipher, &number.to_owned(), b"row 7")?;
+        let json = serde_json::to_string(&sealed)?;
+        let as_u64: Encrypted<u64> = serde_json::from_str(&json)?;
+        let Err(e) = as_u64.open(&cipher, b"row 7") else {
+            panic!("a string opened as a u64");
+        };
+        for shown in [e.to_string(), format!("{e:#}"), format!("{e:?}")] {
+            assert!(!shown.contains(number), "{shown}");
+        }
+        assert!(
+            matches!(
+                e,
+                KmsError::SecretJson {
+                    category: "data",
+                    line: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         Ok(())
     }
 }

@@ -159,6 +159,27 @@ pub enum KmsError {
     /// is not a `source` too, so `{:#}` says it once.
     #[error("JSON: {0}")]
     Json(serde_json::Error),
+    /// Bytes that may hold secrets (a value decrypted from an
+    /// [`crate::Encrypted`], a server's answer carrying keys or
+    /// plaintexts) are not the JSON expected. Only the kind of error and
+    /// where it is are said: serde_json's own message quotes the value it
+    /// met (`invalid type: string "4111…"`), which would put the secret in
+    /// the error's text, and so in logs.
+    #[error(
+        "{what} is not the JSON expected: {category} error at line {line} column {column} \
+         (its text is not shown: it may hold secrets)"
+    )]
+    SecretJson {
+        /// What was parsed: `the decrypted value`, `the server's answer`.
+        what: &'static str,
+        /// The kind of error: `syntax`, `data` (a valid JSON of another
+        /// shape or type), `end of input`, `I/O`.
+        category: &'static str,
+        /// The line of the error, from 1.
+        line: usize,
+        /// The column of the error, from 1.
+        column: usize,
+    },
     /// A file-system or socket operation failed (the cause is the source,
     /// not repeated here: `{:#}` would print it twice).
     #[error("I/O error")]
@@ -355,6 +376,26 @@ pub enum KmsError {
 impl From<serde_json::Error> for KmsError {
     fn from(e: serde_json::Error) -> Self {
         KmsError::Json(e)
+    }
+}
+
+impl KmsError {
+    /// The [`KmsError::SecretJson`] of `e`, an error of parsing `what`:
+    /// its category and position, never its message.
+    pub(crate) fn secret_json(what: &'static str, e: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        let category = match e.classify() {
+            Category::Io => "I/O",
+            Category::Syntax => "syntax",
+            Category::Data => "data",
+            Category::Eof => "end of input",
+        };
+        KmsError::SecretJson {
+            what,
+            category,
+            line: e.line(),
+            column: e.column(),
+        }
     }
 }
 

@@ -537,7 +537,9 @@ impl KmsClient {
                 .and_then(|rest| rest.split('/').next());
             return Err(Self::server_error(status, &bytes, name));
         }
-        Ok(serde_json::from_slice(&bytes)?)
+        // Answers carry keys and plaintexts, which serde_json's message
+        // would quote.
+        serde_json::from_slice(&bytes).map_err(|e| KmsError::secret_json("the server's answer", &e))
     }
 
     /// `GET /v1/status`.
