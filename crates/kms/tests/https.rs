@@ -334,6 +334,34 @@ fn keys_and_certificate_persist_across_server_restart() -> TestResult {
     Ok(())
 }
 
+/// A store key is cached for the caller's TTL, not an hour whatever it
+/// asked: past it, the key is fetched again, which fails once the server
+/// is gone.
+#[test]
+fn a_store_key_is_cached_no_longer_than_the_callers_ttl() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let ttl = Duration::from_secs(1);
+    let mut cfg = client_config(&server)?.with_cache_ttl(ttl);
+    cfg.timeout = Duration::from_secs(5);
+    let kek = LocalFacility::new(&cfg)?.generate()?;
+    let fetched = std::time::Instant::now();
+    let dek = fetch_store_key(&cfg, &kek)?;
+    stop(&rt, server)?;
+    // Within the TTL, the cached key, as before (unless the stop took
+    // longer on a loaded machine).
+    if fetched.elapsed() < ttl / 2 {
+        assert_eq!(fetch_store_key(&cfg, &kek)?, dek);
+    }
+    std::thread::sleep(ttl.saturating_sub(fetched.elapsed()) + Duration::from_millis(200));
+    assert!(
+        fetch_store_key(&cfg, &kek).is_err(),
+        "a store key was served from the cache past its TTL"
+    );
+    Ok(())
+}
+
 /// One server per key directory: each keeps the directory's keys in
 /// memory, so a second one would not see the first one's named keys and
 /// could overwrite one, losing what it encrypted.

@@ -166,10 +166,18 @@ impl DekCache {
 
     /// Caches `key` under `id`.
     pub fn insert(&self, id: [u8; 32], key: Arc<CachedKey>) {
-        if self.ttl.is_zero() {
+        self.insert_for(id, key, self.ttl);
+    }
+
+    /// Caches `key` under `id` for `ttl`, at most the cache's own TTL: a
+    /// cache shared by callers that each keep keys for their own time. A
+    /// zero `ttl` caches nothing.
+    pub fn insert_for(&self, id: [u8; 32], key: Arc<CachedKey>, ttl: Duration) {
+        let ttl = ttl.min(self.ttl);
+        if ttl.is_zero() {
             return;
         }
-        let expires = self.clock.now() + self.ttl;
+        let expires = self.clock.now() + ttl;
         self.purge_expired();
         let mut map = self
             .map
@@ -234,5 +242,21 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         assert!(cache.get(&[1; 32]).is_none());
         assert_eq!(cache.len(), 0, "expired entry was dropped, not kept");
+    }
+
+    #[test]
+    fn an_entry_lives_its_own_ttl_at_most_the_caches() {
+        let clock = Arc::new(ManualClock::new());
+        let cache = DekCache::new(Duration::from_secs(60), clock.clone());
+        let key = || Arc::new(CachedKey::new(SecretKey::from_bytes([5; 32])));
+        cache.insert_for([1; 32], key(), Duration::from_secs(1));
+        cache.insert_for([2; 32], key(), Duration::from_secs(600));
+        cache.insert_for([3; 32], key(), Duration::ZERO);
+        assert!(cache.get(&[3; 32]).is_none());
+        clock.advance(Duration::from_secs(1));
+        assert!(cache.get(&[1; 32]).is_none());
+        assert!(cache.get(&[2; 32]).is_some());
+        clock.advance(Duration::from_secs(59));
+        assert!(cache.get(&[2; 32]).is_none());
     }
 }

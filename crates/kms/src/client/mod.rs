@@ -1126,10 +1126,15 @@ pub fn save_kek(path: &std::path::Path, kek: &SecretKey) -> Result<(), KmsError>
     KekFile::create(path)?.write(kek)
 }
 
-/// Process-wide cache of store keys, by server and KEK.
+/// The longest a store key stays in [`store_key_cache`], whatever TTL
+/// its caller asked for.
+const MAX_STORE_KEY_TTL: Duration = Duration::from_secs(3600);
+
+/// Process-wide cache of store keys, by server and KEK. Shared by callers
+/// whose configurations differ, so each entry lives its caller's TTL.
 fn store_key_cache() -> &'static DekCache {
     static CACHE: OnceLock<DekCache> = OnceLock::new();
-    CACHE.get_or_init(|| DekCache::new(Duration::from_secs(3600), Arc::new(SystemClock::default())))
+    CACHE.get_or_init(|| DekCache::new(MAX_STORE_KEY_TTL, Arc::new(SystemClock::default())))
 }
 
 /// The part of cache ids that names the server.
@@ -1169,7 +1174,7 @@ pub fn fetch_store_key(config: &ClientConfig, kek: &SecretKey) -> Result<SecretK
     let client = BlockingClient::new(config)?;
     let dek = client.run(|c| c.dek(kek))?;
     if !config.cache_ttl.is_zero() {
-        store_key_cache().insert(id, Arc::new(CachedKey::new(dek.clone())));
+        store_key_cache().insert_for(id, Arc::new(CachedKey::new(dek.clone())), config.cache_ttl);
     }
     Ok(dek)
 }
