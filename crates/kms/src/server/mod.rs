@@ -940,3 +940,137 @@ mod sync_tests {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod dropped_request_tests {
+    use super::*;
+    use crate::client::{ClientConfig, KmsClient};
+    use crate::lifecycle::KeyState;
+
+    const TOKEN: &str = "a-management-token-0123";
+
+    /// How long the key map is held, so that a rotate waits for it.
+    const HELD: Duration = Duration::from_millis(1200);
+
+    /// Starts a server whose requests have `deadline`, creates the named
+    /// key `k`, then asks for its rotation with a client that gives up
+    /// after `client_timeout` while the key map is held for [`HELD`].
+    /// Returns, once the map is free and the rotation is recorded (or 20 s
+    /// have passed), the key's newest version and the audit log's
+    /// records.
+    fn rotate_while_held(
+        deadline: Duration,
+        client_timeout: Duration,
+    ) -> Result<(u32, Vec<serde_json::Value>, String), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let mut cfg = ServerConfig::new(dir.path());
+        cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.token = Some(TOKEN.into());
+        cfg.request_timeout = deadline;
+        let server = rt.block_on(start(cfg))?;
+        let mut client_cfg = ClientConfig::new(server.url())
+            .with_pin(&server.cert().fingerprint)?
+            .with_token(TOKEN);
+        rt.block_on(async {
+            KmsClient::new(&client_cfg)?
+                .create_key("k", KeyState::Active)
+                .await
+        })?;
+        client_cfg.timeout = client_timeout;
+        let answered = std::thread::scope(|scope| {
+            let (held_tx, held_rx) = std::sync::mpsc::channel();
+            let state = Arc::clone(&server.state);
+            let holder = scope.spawn(move || {
+                state.ring.with_key("k", |_| {
+                    let _ = held_tx.send(());
+                    std::thread::sleep(HELD);
+                    Ok(())
+                })
+            });
+            held_rx.recv_timeout(Duration::from_secs(10))?;
+            let answered = rt.block_on(async { KmsClient::new(&client_cfg)?.rotate("k").await });
+            holder.join().map_err(|_| "the holder panicked")??;
+            Ok::<_, Box<dyn std::error::Error>>(answered)
+        })?;
+        let answered = answered
+            .err()
+            .ok_or("a rotation held back was answered as done")?;
+        let log_path = dir.path().join("audit.log");
+        let rotated = |log: &str| log.contains("\"op\":\"rotate\"");
+        let waited = std::time::Instant::now();
+        while !rotated(&std::fs::read_to_string(&log_path)?)
+            && waited.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let version = server
+            .state
+            .ring
+            .with_key("k", |k| Ok(k.info().latest_version))?;
+        rt.block_on(server.shutdown(Duration::from_secs(10)))?;
+        let log = std::fs::read_to_string(&log_path)?;
+        let records = log
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        Ok((version, records, format!("{answered} | {log}")))
+    }
+
+    /// A rotation whose client closed its connection while the rotation
+    /// waited (so that the request was dropped) is made and recorded as
+    /// made: before, it was made and never in the log.
+    #[test]
+    fn a_change_whose_client_went_away_is_still_recorded() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let (version, records, said) =
+            rotate_while_held(Duration::from_secs(30), Duration::from_millis(200))?;
+        assert_eq!(version, 2, "{said}");
+        let rotate = records
+            .iter()
+            .position(|r| r["op"] == "rotate")
+            .ok_or(format!("no rotate record: {said}"))?;
+        assert_eq!(records[rotate]["result"], "ok", "{said}");
+        assert_eq!(records[rotate]["key"], "k", "{said}");
+        // Dropped, not refused by the deadline: nothing says otherwise.
+        assert!(
+            records
+                .iter()
+                .all(|r| r["op"] != "refused" && r["op"] != "withheld"),
+            "{said}"
+        );
+        Ok(())
+    }
+
+    /// A rotation that outlasts the request's deadline is made, recorded
+    /// as made, and followed by a record of the 503 its client was
+    /// answered: before, the log said only that the request was refused.
+    #[test]
+    fn a_change_that_outlasts_the_deadline_is_recorded_then_withheld()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (version, records, said) =
+            rotate_while_held(Duration::from_millis(300), Duration::from_secs(10))?;
+        assert!(said.contains("503"), "{said}");
+        assert_eq!(version, 2, "{said}");
+        assert!(records.iter().all(|r| r["op"] != "refused"), "{said}");
+        let rotate = records
+            .iter()
+            .position(|r| r["op"] == "rotate")
+            .ok_or(format!("no rotate record: {said}"))?;
+        assert_eq!(records[rotate]["result"], "ok", "{said}");
+        let next = records
+            .get(rotate + 1)
+            .ok_or(format!("no withheld record: {said}"))?;
+        assert_eq!(next["op"], "withheld", "{said}");
+        assert_eq!(
+            next["detail"],
+            "POST /v1/keys/k/rotate: answered 503 before its change ended: the change it \
+             records was made, and not confirmed to the client",
+            "{said}"
+        );
+        Ok(())
+    }
+}

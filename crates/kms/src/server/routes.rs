@@ -1,8 +1,8 @@
 //! The HTTP routes: the three seed routes, byte for byte, and `/v1/`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -66,6 +66,61 @@ struct Flags {
     release: AtomicU64,
     /// Whether a change was made before that record.
     made: AtomicBool,
+    /// Where its change stands, if it makes one ([`make_change`]).
+    change: Mutex<ChangeState>,
+}
+
+/// Where a request's change stands between the blocking task that makes
+/// and records it and the request, which may end first (its deadline; or
+/// its client closed the connection, and the request was dropped).
+#[derive(Default)]
+enum ChangeState {
+    /// No change was started.
+    #[default]
+    NotStarted,
+    /// The change is being made; its record is not written yet.
+    Running,
+    /// The change and its record are done, and its outcome was handed to
+    /// the request (which may still end before it answers).
+    Handed,
+    /// The request (`POST /v1/keys/k/rotate`) was answered `status`
+    /// before the change ended: the task writes that after the change's
+    /// record.
+    Abandoned { request: String, status: StatusCode },
+}
+
+impl AuditFlags {
+    fn change_state(&self) -> std::sync::MutexGuard<'_, ChangeState> {
+        // A state is replaced whole, so a poisoned one is still consistent.
+        self.0
+            .change
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Says that the request, `request`, was answered `status` before its
+    /// change ended, if one is being made: then its task says so after the
+    /// change's record, and true is returned.
+    fn abandon_change(&self, request: impl FnOnce() -> String, status: StatusCode) -> bool {
+        let mut state = self.change_state();
+        if matches!(*state, ChangeState::Running) {
+            *state = ChangeState::Abandoned {
+                request: request(),
+                status,
+            };
+            return true;
+        }
+        false
+    }
+
+    /// Hands the change's outcome to the request; the request and what it
+    /// was answered, if it was answered before.
+    fn hand_over(&self) -> Option<(String, StatusCode)> {
+        match std::mem::replace(&mut *self.change_state(), ChangeState::Handed) {
+            ChangeState::Abandoned { request, status } => Some((request, status)),
+            _ => None,
+        }
+    }
 }
 
 /// In the `each` mode, holds the answer of a request that gives out or
@@ -117,17 +172,22 @@ pub(crate) async fn audit_unrecorded(
     let response = next.run(req).await;
     let status = response.status();
     let refused = status.is_client_error() || status.is_server_error();
-    if refused && flags.0.release.load(Ordering::Acquire) != 0 {
+    if refused && flags.abandon_change(|| format!("{method} {}", uri.path()), status) {
+        // Refused before its change ended (the request's deadline): the
+        // change goes on, and its task writes its record and then what
+        // the client was answered. Not a refusal: the change may be made.
+    } else if refused && flags.0.release.load(Ordering::Acquire) != 0 {
         // Its record says what it gives out or changes, but the answer
         // is a refusal: the deadline ended the wait for its record's sync
-        // in the `each` mode, or the sync failed. The record is not
+        // in the `each` mode, or for the handler once its change was
+        // recorded, or the sync failed. The record is not
         // undone (the log is only appended to, and the record was
         // written first, so that nothing leaves without one): this line
         // says what the client was answered.
         let made = flags.0.made.load(Ordering::Acquire);
         let detail = format!(
-            "{method} {}: answered {} after its record was written (its sync failed or did not \
-             end within the request's deadline): {}",
+            "{method} {}: answered {} after its record was written (its sync failed, or the \
+             request's deadline passed first): {}",
             uri.path(),
             status.as_str(),
             if made {
@@ -162,6 +222,7 @@ fn peer_of(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
 /// The audit log as one request writes to it: each record names the
 /// client's address (from the connection; the server is served with its
 /// connect info).
+#[derive(Clone)]
 pub(crate) struct Audit {
     state: Shared,
     peer: Option<SocketAddr>,
@@ -460,12 +521,46 @@ fn message(e: &KmsError) -> String {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, KmsError> + Send + 'static,
+/// What a `withheld` record says of a change made but answered before it
+/// ended: a management change.
+const CHANGE_MADE: &str = "the change it records was made, and not confirmed to the client";
+/// The same of keys made for `/new` and `/v1/new`.
+const KEYS_MADE: &str = "the keys it records were made, and not given out";
+
+/// Makes a change (`change`) and writes its record (`record`, of its
+/// outcome) on a blocking thread whose work does not hang on the request:
+/// if the request ends first (its deadline; or its client closed the
+/// connection, and the request was dropped), the change is still made and
+/// its record still says how it ended, followed, when the deadline's
+/// answer went out first, by a `withheld` record saying what the client
+/// was answered and `made` (what was made) if it succeeded. Before, the
+/// change was made and its record never written, or the request logged
+/// as refused. Its outcome is the record's error if there is one, else
+/// the change's.
+async fn make_change<T: Send + 'static>(
+    audit: &Audit,
+    made: &'static str,
+    change: impl FnOnce() -> Result<T, KmsError> + Send + 'static,
+    record: impl FnOnce(&Audit, &Result<T, KmsError>) -> Result<(), KmsError> + Send + 'static,
 ) -> Result<T, KmsError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))?
+    let audit = audit.clone();
+    *audit.flags.change_state() = ChangeState::Running;
+    tokio::task::spawn_blocking(move || {
+        let r = change();
+        let recorded = record(&audit, &r);
+        if let Some((request, status)) = audit.flags.hand_over()
+            && r.is_ok()
+        {
+            let status = status.as_str();
+            let detail = format!("{request}: answered {status} before its change ended: {made}");
+            let entry = audit.entry("withheld", "-", status).detail(Some(&detail));
+            // Already logged when it cannot be written.
+            let _unrecorded = audit.write(&entry);
+        }
+        recorded.and(r)
+    })
+    .await
+    .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))?
 }
 
 // ---- seed routes -------------------------------------------------------
@@ -495,23 +590,27 @@ pub(crate) async fn seed_new(
             .into_response();
     }
     let f = s.facility.clone();
-    let r = blocking(move || f.generate()).await;
-    match r {
-        Ok(kek) => {
-            if audit
-                .record("new", &KeyId::of(&kek).to_hex(), "ok")
-                .is_err()
-            {
-                return AUDIT_UNWRITABLE.into_response();
+    let r = make_change(
+        &audit,
+        KEYS_MADE,
+        move || f.generate(),
+        |audit, r| match r {
+            Ok(kek) => audit.record("new", &KeyId::of(kek).to_hex(), "ok"),
+            Err(e) => {
+                audit.record_refusal("new", "-", code(e).1);
+                Ok(())
             }
-            (
-                [(header::CONTENT_TYPE, OCTETS)],
-                kek.expose_secret().to_vec(),
-            )
-                .into_response()
-        }
+        },
+    )
+    .await;
+    match r {
+        Ok(kek) => (
+            [(header::CONTENT_TYPE, OCTETS)],
+            kek.expose_secret().to_vec(),
+        )
+            .into_response(),
+        Err(KmsError::AuditUnwritable { .. }) => AUDIT_UNWRITABLE.into_response(),
         Err(e) => {
-            audit.record_refusal("new", "-", code(&e).1);
             tracing::error!(error = %Chain(&e), "key generation failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "Key generation failed").into_response()
         }
@@ -602,11 +701,6 @@ pub(crate) async fn v1_new(
         return Err(KmsError::Malformed(BAD_COUNT).into());
     }
     let f = s.facility.clone();
-    let keks = blocking(move || f.generate_many(req.count)).await?;
-    let mut tally = Tally::default();
-    for k in &keks {
-        tally.add("ok", Some(KeyId::of(k).to_hex()));
-    }
     // Without the management token, a request of a few bytes must not
     // write a record of every id it made.
     let made = if s.new_needs_token {
@@ -614,7 +708,26 @@ pub(crate) async fn v1_new(
     } else {
         Made::Unproven
     };
-    tally.record(&audit, "new", made)?;
+    let keks = make_change(
+        &audit,
+        KEYS_MADE,
+        move || f.generate_many(req.count),
+        move |audit, r| {
+            let keks = match r {
+                Ok(keks) => keks,
+                Err(e) => {
+                    audit.record_refusal("new", "-", code(e).1);
+                    return Ok(());
+                }
+            };
+            let mut tally = Tally::default();
+            for k in keks {
+                tally.add("ok", Some(KeyId::of(k).to_hex()));
+            }
+            tally.record(audit, "new", made)
+        },
+    )
+    .await?;
     Ok(Json(NewResponse {
         keks: keks
             .iter()
@@ -706,12 +819,19 @@ pub(crate) async fn v1_create(
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
     authorize(&s, &audit, &headers)?;
     let req: CreateRequest = parse_json(&body)?;
-    let s2 = Arc::clone(&s);
-    let name = req.name.clone();
     let state = req.state.unwrap_or(KeyState::Active);
-    let r = blocking(move || s2.ring.create(&name, state, unix_now())).await;
-    audit.record_outcome("create", &req.name, Some(&state.to_string()), &r, true)?;
-    Ok(Json(r?))
+    let name = req.name;
+    let info = make_change(
+        &audit,
+        CHANGE_MADE,
+        {
+            let name = name.clone();
+            move || s.ring.create(&name, state, unix_now())
+        },
+        move |audit, r| audit.record_outcome("create", &name, Some(&state.to_string()), r, true),
+    )
+    .await?;
+    Ok(Json(info))
 }
 
 /// `GET /v1/keys/{name}`.
@@ -740,31 +860,32 @@ async fn change(
     name: String,
     change: Change,
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
-    let s2 = Arc::clone(&s);
-    let n = name.clone();
-    let (op, detail, r) = match change {
-        Change::Rotate => (
-            "rotate",
-            None,
-            blocking(move || s2.ring.update(&n, |k| k.rotate(unix_now()).map(|_| ()))).await,
-        ),
-        Change::State(req) => (
-            "state",
-            Some(req.state.to_string()),
-            blocking(move || s2.ring.update(&n, |k| k.transition(req.state, unix_now()))).await,
-        ),
+    let (op, detail) = match &change {
+        Change::Rotate => ("rotate", None),
+        Change::State(req) => ("state", Some(req.state.to_string())),
         Change::Config(req) => (
             "config",
             Some(format!("min_decrypt_version={}", req.min_decrypt_version)),
-            blocking(move || {
-                s2.ring
-                    .update(&n, |k| k.set_min_decrypt_version(req.min_decrypt_version))
-            })
-            .await,
         ),
     };
-    audit.record_outcome(op, &name, detail.as_deref(), &r, true)?;
-    Ok(Json(r?.1))
+    let n = name.clone();
+    let info = make_change(
+        &audit,
+        CHANGE_MADE,
+        move || {
+            let r = match change {
+                Change::Rotate => s.ring.update(&n, |k| k.rotate(unix_now()).map(|_| ())),
+                Change::State(req) => s.ring.update(&n, |k| k.transition(req.state, unix_now())),
+                Change::Config(req) => s
+                    .ring
+                    .update(&n, |k| k.set_min_decrypt_version(req.min_decrypt_version)),
+            };
+            r.map(|((), info)| info)
+        },
+        move |audit, r| audit.record_outcome(op, &name, detail.as_deref(), r, true),
+    )
+    .await?;
+    Ok(Json(info))
 }
 
 /// `POST /v1/keys/{name}/rotate`.
