@@ -820,7 +820,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
                 None => {
                     // Not an I/O error any more: a closed pipe here loses a
                     // key, it is not the benign end of `… | head`.
-                    outln!("{}", seccs_core::hexenc::encode(kek.expose_secret())).map_err(
+                    dataln!("{}", seccs_core::hexenc::encode(kek.expose_secret())).map_err(
                         |e| {
                             anyhow::anyhow!(
                                 "the server created a key, but its KEK could not be written to standard output ({e}): that key is lost; create another with --out FILE"
@@ -847,7 +847,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
                     ),
                     e => e.into(),
                 })?;
-            outln!("{}", seccs_core::hexenc::encode(dek.expose_secret()))?;
+            dataln!("{}", seccs_core::hexenc::encode(dek.expose_secret()))?;
         }
         KmsCommand::Encrypt {
             conn,

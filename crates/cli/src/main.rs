@@ -11,7 +11,17 @@ macro_rules! outln {
     }};
 }
 
-/// Like `errln!`, but a standard error that cannot be written (a closed
+/// `outln!` for a line that is the command's result, not a report of it (a
+/// content's reference, a key): a closed pipe is an error, for the caller
+/// to turn into what losing that line means.
+macro_rules! dataln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// Like `eprintln!`, but a standard error that cannot be written (a closed
 /// pipe) is no reason to panic: there is nowhere left to say anything, and
 /// the exit code still tells.
 macro_rules! errln {

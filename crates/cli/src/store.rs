@@ -540,7 +540,7 @@ fn put_one(
             let outcome = store
                 .put_reader(reader)
                 .with_context(|| format!("cannot store {}", source()))?;
-            outln!("{}", outcome.content_ref)?;
+            dataln!("{}", outcome.content_ref)?;
             Ok(outcome.content_ref)
         }
         Some(name) => {
@@ -571,7 +571,7 @@ fn put_one(
             let (outcome, version) = store
                 .put_named_stamped(reader, name, EntryKind::File, meta)
                 .with_context(|| format!("cannot store {}", source()))?;
-            outln!("{}", outcome.content_ref)?;
+            dataln!("{}", outcome.content_ref)?;
             errln!("seccs: stored as {}@{version}", shown(name));
             Ok(outcome.content_ref)
         }
