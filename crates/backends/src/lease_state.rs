@@ -97,9 +97,9 @@ impl LeaseState {
                 at.elapsed().as_secs()
             ),
             State::Lost => format!(
-                "{backend}: this process lost its writer lease to another (it expired while this \
-                 process could not renew it: the server out of reach, or this process stopped); \
-                 not writing"
+                "{backend}: this process lost its writer lease (it expired while this process \
+                 could not renew it: the server out of reach or restarted, or this process \
+                 stopped; another process may hold it now); not writing"
             ),
             State::Released => {
                 format!("{backend}: this process let its writer lease go; not writing")
@@ -114,7 +114,8 @@ impl LeaseState {
 pub(crate) enum Renewal {
     /// The lease is ours, for another [`TTL`].
     Renewed,
-    /// Another holder has it: the lease is lost for good.
+    /// Another holder has it, or it is gone from the server: the lease is
+    /// lost for good.
     Lost,
     /// The server did not answer; try again next turn (writes stop on
     /// their own once the last renewal is older than [`TRUST_FOR`]).

@@ -45,7 +45,10 @@
 //! [`RedisBackend::connect_exclusive`] also takes the store's writer lease
 //! (see the `lease` module): a second process that opens the same prefix
 //! exclusively gets [`BackendError::Locked`] naming the holder, and writes
-//! stop if the lease cannot be renewed. `seccs` opens every store this way.
+//! stop if the lease cannot be renewed. Each batch checks on the server, in
+//! its own atomic script, that the lease key still holds this writer's
+//! token, so a writer that lost its lease writes nothing even before it
+//! noticed. `seccs` opens every store this way.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -75,38 +78,55 @@ const SCAN_COUNT: usize = 1000;
 const MAX_SCAN_STEPS: u64 = 1 << 40;
 
 /// Applies a batch coalesced to one effect per key (so their order does
-/// not matter). KEYS[1] is the store marker's key; ARGV[1] is `1` if the
-/// marker must hold ARGV[2] for the batch to be applied at all (see
-/// [`Backend::guard_writes_with_marker`]). Then KEYS holds the keys put,
-/// those whose count is set, and those deleted; ARGV[3] and ARGV[4] say how
-/// many are put and how many counted, and the stored bytes of each put and
-/// the 8-byte count of each count update follow. Puts go out as `MSET`s and
-/// deletes as `DEL`s of up to 512 keys (Lua passes at most a few thousand
-/// values to one call); a count is set only where its entry exists (see
-/// the module docs).
+/// not matter). KEYS[1] is the store marker's key and KEYS[2] the writer
+/// lease's; ARGV[1] is `1` if the marker must hold ARGV[2] for the batch to
+/// be applied at all (see [`Backend::guard_writes_with_marker`]), and
+/// ARGV[3] is `1` if the lease must hold this writer's token, ARGV[4] (a
+/// backend opened with [`RedisBackend::connect_exclusive`]): both are
+/// checked before anything is written, in the same atomic step as the
+/// writes, so a writer that lost its lease (to another process, or to
+/// expiry) writes nothing even if it has not noticed yet. The marker comes
+/// first: a server that lost everything lost the lease too, and "the store
+/// is lost" says more than "the lease is lost". Then KEYS holds
+/// the keys put, those whose count is set, and those deleted; ARGV[5] and
+/// ARGV[6] say how many are put and how many counted, and the stored bytes
+/// of each put and the 8-byte count of each count update follow. Puts go
+/// out as `MSET`s and deletes as `DEL`s of up to 512 keys (Lua passes at
+/// most a few thousand values to one call); a count is set only where its
+/// entry exists (see the module docs).
 const APPLY_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[1]) ~= ARGV[2] then \
        return redis.error_reply('SECCSMARKER the store marker is gone') \
      end \
-     local puts, counts = tonumber(ARGV[3]), tonumber(ARGV[4]) \
+     if ARGV[3] == '1' and redis.call('GET', KEYS[2]) ~= ARGV[4] then \
+       return redis.error_reply('SECCSLEASE this process no longer holds the writer lease') \
+     end \
+     local puts, counts = tonumber(ARGV[5]), tonumber(ARGV[6]) \
      local i = 1 \
      while i <= puts do \
        local last, kv = math.min(i + 511, puts), {} \
-       for k = i, last do kv[#kv + 1] = KEYS[1 + k]; kv[#kv + 1] = ARGV[4 + k] end \
+       for k = i, last do kv[#kv + 1] = KEYS[2 + k]; kv[#kv + 1] = ARGV[6 + k] end \
        redis.call('MSET', unpack(kv)) \
        i = last + 1 \
      end \
      for k = puts + 1, puts + counts do \
-       if redis.call('EXISTS', KEYS[1 + k]) == 1 then \
-         redis.call('SETRANGE', KEYS[1 + k], 0, ARGV[4 + k]) \
+       if redis.call('EXISTS', KEYS[2 + k]) == 1 then \
+         redis.call('SETRANGE', KEYS[2 + k], 0, ARGV[6 + k]) \
        end \
      end \
-     i = puts + counts + 2 \
+     i = puts + counts + 3 \
      while i <= #KEYS do \
        local last = math.min(i + 511, #KEYS) \
        redis.call('DEL', unpack(KEYS, i, last)) \
        i = last + 1 \
      end \
      return #KEYS";
+/// Sets the store marker (KEYS[1]) to ARGV[3], only while the writer lease
+/// (KEYS[2]) holds this writer's token ARGV[2] if ARGV[1] is `1`.
+const WRITE_MARKER_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[2]) ~= ARGV[2] then \
+       return redis.error_reply('SECCSLEASE this process no longer holds the writer lease') \
+     end \
+     redis.call('SET', KEYS[1], ARGV[3]) \
+     return 1";
 /// The first 8 bytes (the count) of every key; empty for a missing key.
 const COUNTS_SCRIPT: &str = "local out = {} \
      for i, key in ipairs(KEYS) do out[i] = redis.call('GETRANGE', key, 0, 7) end \
@@ -325,6 +345,16 @@ impl RedisBackend {
         full.extend_from_slice(&self.prefix);
         full.extend_from_slice(key);
         full
+    }
+
+    /// The apply and marker scripts' lease arguments: `1` and this
+    /// writer's token if it holds the lease (so the script writes only
+    /// while the server's lease key still holds that token), else `0`.
+    fn lease_fence(&self) -> (&'static str, &str) {
+        match &self.lease {
+            Some(lease) => ("1", lease.token()),
+            None => ("0", ""),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
@@ -553,7 +583,13 @@ impl Backend for RedisBackend {
             }
         }
         let (put_count, count_count) = (puts.len(), counts.len());
-        let keys = [vec![self.key(MARKER_KEY)], puts, counts, deletes].concat();
+        let keys = [
+            vec![self.key(MARKER_KEY), self.key(LEASE_KEY)],
+            puts,
+            counts,
+            deletes,
+        ]
+        .concat();
         let guard = self
             .marker_guard
             .lock()
@@ -563,6 +599,7 @@ impl Backend for RedisBackend {
             Some(value) => ("1", value),
             None => ("0", Vec::new()),
         };
+        let (fence, token) = self.lease_fence();
         self.with_conn(|conn| {
             redis::cmd("EVAL")
                 .arg(APPLY_SCRIPT)
@@ -570,6 +607,8 @@ impl Backend for RedisBackend {
                 .arg(&keys)
                 .arg(check)
                 .arg(&expected)
+                .arg(fence)
+                .arg(token)
                 .arg(put_count)
                 .arg(count_count)
                 .arg(&put_values)
@@ -643,9 +682,15 @@ impl Backend for RedisBackend {
         if let Some(lease) = &self.lease {
             lease.check()?;
         }
+        let (fence, token) = self.lease_fence();
         self.with_conn(|conn| {
-            redis::cmd("SET")
+            redis::cmd("EVAL")
+                .arg(WRITE_MARKER_SCRIPT)
+                .arg(2)
                 .arg(self.key(MARKER_KEY))
+                .arg(self.key(LEASE_KEY))
+                .arg(fence)
+                .arg(token)
                 .arg(value)
                 .query::<()>(conn)
         })
@@ -802,6 +847,15 @@ fn map_err(err: RedisError) -> BackendError {
         )
     } else if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() {
         BackendError::unavailable(NAME, err)
+    } else if err.code() == Some("SECCSLEASE") {
+        // A write found the lease key gone or holding another's token.
+        BackendError::Locked {
+            detail: format!(
+                "{NAME}: this process no longer holds the store's writer lease (another process \
+                 took it, or it expired while this process could not renew it); nothing of \
+                 this write was written"
+            ),
+        }
     } else if err.code() == Some("SECCSMARKER") {
         // A batch found the store marker gone.
         BackendError::marker_gone(NAME)

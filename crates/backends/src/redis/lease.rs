@@ -8,17 +8,20 @@
 //! process sees, the holder's pid and host). It expires [`TTL`] after its
 //! last renewal, so a holder that dies without releasing it (SIGKILL, a lost
 //! machine) blocks the store for at most that long. A thread renews it every
-//! [`RENEW_EVERY`](crate::lease_state::RENEW_EVERY) on its own connection; if the key is gone (a server
-//! restarted without persistence) the thread takes it again, and if another
-//! token is there the lease is lost for good.
+//! [`RENEW_EVERY`](crate::lease_state::RENEW_EVERY) on its own connection;
+//! if another token is there, or the key is gone, the lease is lost for
+//! good. A key that is gone is never taken again: another process may have
+//! taken the expired lease, written and released it in between, and counts
+//! this process read before would then be stale. (A server restarted
+//! without persistence lost the lease and the store marker alike: a
+//! store's writes stop on the marker, and the holder on its lost lease.)
 //!
-//! Redis has no way to make a `MULTI`/`EXEC` conditional on another key
-//! without `WATCH`, which the renewals themselves would trip, so writes check
-//! the lease locally instead: [`Lease::check`] refuses once the lease is
-//! lost or its last renewal is older than [`TTL`] less a safety margin. Like
-//! every lease without fencing tokens, this leaves one window: a process
-//! stopped for longer than the margin between its check and its `EXEC`.
-//! The margin is a third of the TTL.
+//! Every write is fenced by the lease on the server: the batch script (and
+//! the marker write) checks, in the same atomic step as its writes, that
+//! the lease key still holds this holder's token, and writes nothing
+//! otherwise ([`BackendError::Locked`]). [`Lease::check`] also refuses
+//! locally, before a request is sent, once the lease is lost or its last
+//! renewal is older than [`TTL`] less a safety margin (a third of the TTL).
 
 use std::sync::Arc;
 
@@ -32,11 +35,12 @@ use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token};
 /// (nodes are digests, catalog records 33 bytes), and walks skip it.
 pub(super) const LEASE_KEY: &[u8] = b"\0seccs:writer-lease";
 
-/// Renews the lease if the token is ours; takes it again if it is gone.
-/// Returns 1 if the lease is ours afterwards, 0 if another holder has it.
-const RENEW_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
-     if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end \
-     if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
+/// Renews the lease if the token is ours. Returns 1 if it was, 0 if the
+/// key holds another holder's token or is gone (expired, released by a
+/// holder that had it meanwhile, or lost with the server's data): never
+/// taken again, see the module docs.
+const RENEW_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+       redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end \
      return 0";
 /// Deletes the lease if the token is ours.
 const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -110,6 +114,12 @@ impl Lease {
     /// recently enough that nobody else can hold it yet.
     pub(super) fn check(&self) -> Result<(), BackendError> {
         self.state.check(NAME)
+    }
+
+    /// The token the lease key holds while the lease is ours, which every
+    /// write checks on the server.
+    pub(super) fn token(&self) -> &str {
+        &self.token
     }
 }
 

@@ -2,6 +2,7 @@
 //! opens a store's table or prefix exclusively is refused, and a holder that
 //! lost its lock stops writing instead of racing the new holder on counts.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,29 +113,122 @@ fn redis_a_holder_whose_lease_was_taken_stops_writing() -> TestResult {
 }
 
 #[test]
-fn redis_a_lease_lost_with_a_restarted_server_is_taken_back() -> TestResult {
+fn redis_a_lease_lost_with_a_restarted_server_stops_its_holder() -> TestResult {
     let mut server = RedisServer::start()?;
     let url = redis_url(&server, "restarted:");
     let holder = seccs_backends::open_exclusive(&url, true)?;
+    holder.apply(&one_put())?;
     server.restart()?;
-    // The server kept nothing; the holder's renewal takes its lease again,
-    // so a second opener is still refused and the holder still writes.
-    let retaken = within(Duration::from_secs(20), || {
+    // The server kept nothing, the lease included: the holder writes
+    // nothing more (the restart cut its connection too, so its first
+    // attempt may say that instead), and another process may take the
+    // store.
+    let _ = holder.apply(&one_put());
+    assert!(is_locked(holder.apply(&one_put())));
+    assert_eq!(store_keys(&server, "restarted:")?, BTreeMap::new());
+    let taker = seccs_backends::open_exclusive(&url, false)?;
+    taker.apply(&one_put())?;
+    Ok(())
+}
+
+/// Every key under `prefix` but the lease, with its value.
+fn store_keys(server: &RedisServer, prefix: &str) -> TestResult<BTreeMap<Vec<u8>, Vec<u8>>> {
+    let mut conn = server.raw()?;
+    let mut pattern = prefix.as_bytes().to_vec();
+    pattern.push(b'*');
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(pattern).query(&mut conn)?;
+    let mut found = BTreeMap::new();
+    for key in keys {
+        if key != lease_key(prefix) {
+            let value: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn)?;
+            found.insert(key, value);
+        }
+    }
+    Ok(found)
+}
+
+/// A batch that puts, updates a count and deletes.
+fn mixed_batch() -> Batch {
+    let mut batch = Batch::new();
+    batch.put(b"k2".to_vec(), b"v2".to_vec(), 1);
+    batch.set_count(b"k".to_vec(), 5);
+    batch.delete(b"gone".to_vec());
+    batch
+}
+
+/// The server's lease, not the holder's memory of it, decides whether a
+/// batch is written: a holder whose lease key another process overwrote, or
+/// that is gone, writes nothing from its very next batch on, before its
+/// renewal could notice.
+#[test]
+fn redis_a_holder_whose_lease_key_changed_writes_nothing() -> TestResult {
+    let server = RedisServer::start()?;
+    for (prefix, take) in [("replaced:", true), ("deleted:", false)] {
+        let url = redis_url(&server, prefix);
+        let holder = seccs_backends::open_exclusive(&url, true)?;
+        let mut first = one_put();
+        first.put(b"gone".to_vec(), b"v".to_vec(), 1);
+        holder.apply(&first)?;
+        holder.write_marker(b"ours")?;
+        let before = store_keys(&server, prefix)?;
+        let mut raw = server.raw()?;
+        if take {
+            redis::cmd("SET")
+                .arg(lease_key(prefix))
+                .arg("feed pid 1 on elsewhere")
+                .arg("PX")
+                .arg(30_000)
+                .query::<()>(&mut raw)?;
+        } else {
+            redis::cmd("DEL")
+                .arg(lease_key(prefix))
+                .query::<()>(&mut raw)?;
+        }
+        let err = holder.apply(&mixed_batch()).err();
+        assert!(
+            matches!(&err, Some(BackendError::Locked { detail })
+                if detail.contains("no longer holds")),
+            "{prefix} {err:?}"
+        );
+        assert!(is_locked(holder.write_marker(b"theirs")), "{prefix}");
+        assert_eq!(
+            store_keys(&server, prefix)?,
+            before,
+            "{prefix}: nothing written"
+        );
+    }
+    Ok(())
+}
+
+/// A lease that expired, was taken by another process and released again
+/// is not taken back by its old holder's renewal: the old holder read its
+/// counts before the other wrote, so it must not write again.
+#[test]
+fn redis_a_renewal_never_takes_back_a_lease_that_is_gone() -> TestResult {
+    let server = RedisServer::start()?;
+    let url = redis_url(&server, "gone:");
+    let holder = seccs_backends::open_exclusive(&url, true)?;
+    holder.apply(&one_put())?;
+    redis::cmd("DEL")
+        .arg(lease_key("gone:"))
+        .query::<()>(&mut server.raw()?)?;
+    // At least one renewal turn (every 5 s) passes without the key coming
+    // back.
+    let came_back = within(Duration::from_secs(7), || {
         let key: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(lease_key("restarted:"))
+            .arg(lease_key("gone:"))
             .query(&mut server.raw()?)?;
         Ok(key.is_some())
     })?;
-    assert!(retaken, "the lease was not taken back");
-    assert!(matches!(
-        seccs_backends::open_exclusive(&url, false).err(),
-        Some(BackendError::Locked { .. })
-    ));
-    // The restart cut the holder's connection too: its first write may say
-    // so, and the next reconnects.
-    if holder.apply(&one_put()).is_err() {
-        holder.apply(&one_put())?;
-    }
+    assert!(!came_back, "the old holder took the lease back");
+    assert!(is_locked(holder.apply(&one_put())));
+    let taker = seccs_backends::open_exclusive(&url, false)?;
+    taker.apply(&one_put())?;
+    drop(taker);
+    // Nor once the new holder let it go.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(is_locked(holder.apply(&one_put())));
+    seccs_backends::open_exclusive(&url, false)?.apply(&one_put())?;
     Ok(())
 }
 
@@ -424,7 +518,7 @@ fn stores_whose_prefixes_nest_find_each_other_by_their_markers() -> TestResult {
 fn a_batch_after_the_backend_was_emptied_writes_nothing() -> TestResult {
     let redis = RedisServer::start()?;
     let postgres = PostgresServer::start()?;
-    let backends: Vec<Box<dyn Backend>> = vec![
+    let mut backends: Vec<Box<dyn Backend>> = vec![
         seccs_backends::open_exclusive(&redis_url(&redis, "guarded:"), true)?,
         seccs_backends::open_exclusive(&postgres.url("guarded_nodes"), true)?,
     ];
@@ -460,6 +554,12 @@ fn a_batch_after_the_backend_was_emptied_writes_nothing() -> TestResult {
             backend.name()
         );
     }
+    // The Redis writer's lease went with everything else: it writes
+    // nothing more, not even a marker, and another writer may open the
+    // store.
+    assert!(is_locked(backends[0].write_marker(b"ours")));
+    backends[0] = seccs_backends::open_exclusive(&redis_url(&redis, "guarded:"), true)?;
+    backends[0].guard_writes_with_marker(b"ours");
     // Another store's marker does not pass either.
     for backend in &backends {
         backend.write_marker(b"theirs")?;
