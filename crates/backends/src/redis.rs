@@ -37,8 +37,10 @@
 //! error, so a backend survives a server restart.
 //!
 //! Several stores can share one database through distinct prefixes; without
-//! a prefix, the store expects the database to itself ([`Backend::for_each`]
-//! reports any key that is not an entry as corrupt).
+//! a prefix, the store expects the database to itself: [`Backend::for_each`]
+//! takes every string key for an entry (its first 8 bytes for the count),
+//! reports one shorter than 8 bytes as corrupt, and skips keys that are not
+//! strings.
 //!
 //! # One writer
 //!
@@ -50,6 +52,7 @@
 //! token, so a writer that lost its lease writes nothing even before it
 //! noticed. `seccs` opens every store this way.
 
+use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -445,31 +448,54 @@ impl RedisBackend {
     }
 
     /// Every key of the database that matches the glob `pattern`,
-    /// `SCAN_COUNT` at a time.
+    /// `SCAN_COUNT` at a time, each once.
     fn scan_matching(
         &self,
         pattern: &[u8],
-        mut visit: impl FnMut(Vec<Vec<u8>>) -> Result<(), BackendError>,
+        visit: impl FnMut(Vec<Vec<u8>>) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        let mut cursor: u64 = 0;
-        for _ in 0..MAX_SCAN_STEPS {
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.with_conn(|conn| {
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(SCAN_COUNT)
-                    .query(conn)
-            })?;
-            visit(keys)?;
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
-        Err(BackendError::other(NAME, "SCAN did not finish"))
+        scan_pages(
+            |cursor| {
+                self.with_conn(|conn| {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT)
+                        .query(conn)
+                })
+            },
+            visit,
+        )
     }
+}
+
+/// Follows a `SCAN` from cursor 0 until it returns to 0, `step` fetching
+/// the page at a cursor (the next cursor and its keys), and hands `visit`
+/// each page's keys that no earlier page had. `SCAN` may return a key more
+/// than once (when the server rehashes its table between steps), and a key
+/// visited twice would be an entry counted twice (by `verify`, `gc`, `ls`).
+/// The keys seen are kept for the whole scan: a store's keys are short
+/// (node digests, catalog records), so even millions fit in memory.
+fn scan_pages(
+    mut step: impl FnMut(u64) -> Result<(u64, Vec<Vec<u8>>), BackendError>,
+    mut visit: impl FnMut(Vec<Vec<u8>>) -> Result<(), BackendError>,
+) -> Result<(), BackendError> {
+    let mut seen: HashSet<Box<[u8]>> = HashSet::new();
+    let mut cursor: u64 = 0;
+    for _ in 0..MAX_SCAN_STEPS {
+        let (next, mut keys) = step(cursor)?;
+        keys.retain(|key| seen.insert(key.as_slice().into()));
+        if !keys.is_empty() {
+            visit(keys)?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+    Err(BackendError::other(NAME, "SCAN did not finish"))
 }
 
 /// `bytes` as a `MATCH` pattern that matches exactly them.
@@ -881,6 +907,38 @@ mod tests {
         assert!(!format!("{c:?}").contains("p:ss"));
         let c = RedisConfig::parse("redis://127.0.0.1")?;
         assert_eq!((c.port, c.db, c.prefix().len()), (6379, 0, 0));
+        Ok(())
+    }
+
+    /// `SCAN` pages as a rehashing server may return them: a key again on
+    /// a later page, and twice on one page. Each key reaches the visitor
+    /// once, and the scan follows the cursor to its end.
+    #[test]
+    fn a_scan_hands_each_key_over_once_though_pages_repeat_it() -> Result<(), BackendError> {
+        let key = |k: &str| k.as_bytes().to_vec();
+        let pages = [
+            (7, vec![key("a"), key("b")]),
+            (3, vec![key("b"), key("c"), key("c")]),
+            (9, vec![key("a")]),
+            (0, vec![key("d"), key("a")]),
+        ];
+        let mut cursors = Vec::new();
+        let mut visited = Vec::new();
+        scan_pages(
+            |cursor| {
+                cursors.push(cursor);
+                Ok(pages[cursors.len() - 1].clone())
+            },
+            |keys| {
+                visited.push(keys);
+                Ok(())
+            },
+        )?;
+        assert_eq!(cursors, [0, 7, 3, 9]);
+        assert_eq!(
+            visited,
+            [vec![key("a"), key("b")], vec![key("c")], vec![key("d")]]
+        );
         Ok(())
     }
 
