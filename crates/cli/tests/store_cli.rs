@@ -214,6 +214,29 @@ fn writing_under(pid: u32, dir: &Path) -> bool {
     })
 }
 
+/// Starts `cmd` with its output dropped and watches it, every
+/// millisecond for at most a minute, until `seen` (given its process id)
+/// holds or it ends: the child, and how it ended if it did.
+fn start_until(
+    cmd: &mut Command,
+    what: &str,
+    seen: impl Fn(u32) -> bool,
+) -> (Child, Option<std::process::ExitStatus>) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut ended = child.try_wait().expect("try_wait");
+    while ended.is_none() && !seen(child.id()) {
+        assert!(Instant::now() < deadline, "never seen: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+        ended = child.try_wait().expect("try_wait");
+    }
+    (child, ended)
+}
+
 /// A `get` killed by SIGKILL, which no handler sees, while it writes its
 /// output leaves nothing beside it: the file has no name until it is
 /// whole, and the kernel frees a file that no name holds.
@@ -232,20 +255,11 @@ fn a_get_killed_while_it_writes_leaves_no_file_behind() {
     // is tried again, a bounded number of times.
     let mut killed = 0;
     for _ in 0..6 {
-        let mut get = seccs(&store)
-            .args(["get", "big", "-q", "-o"])
-            .arg(out.join("big.bin"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut ended = get.try_wait().expect("try_wait");
-        while ended.is_none() && !writing_under(get.id(), &out) {
-            assert!(Instant::now() < deadline, "the get never wrote");
-            std::thread::sleep(Duration::from_millis(1));
-            ended = get.try_wait().expect("try_wait");
-        }
+        let mut get = seccs(&store);
+        get.args(["get", "big", "-q", "-o"])
+            .arg(out.join("big.bin"));
+        let (mut get, ended) =
+            start_until(&mut get, "the get wrote", |pid| writing_under(pid, &out));
         if ended.is_none() {
             get.kill().expect("SIGKILL");
             let _ = get.wait();
@@ -286,20 +300,9 @@ fn a_private_directory_stays_private_while_a_restore_runs() {
     for round in 0..6 {
         let out = tmp.path().join(format!("out{round}"));
         let private = out.join("t/priv");
-        let mut get = seccs(&store)
-            .args(["get", "t/", "-q", "-o"])
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut ended = get.try_wait().expect("try_wait");
-        while ended.is_none() && !private.exists() {
-            assert!(Instant::now() < deadline, "the restore never made t/priv");
-            std::thread::sleep(Duration::from_millis(1));
-            ended = get.try_wait().expect("try_wait");
-        }
+        let mut get = seccs(&store);
+        get.args(["get", "t/", "-q", "-o"]).arg(&out);
+        let (mut get, _) = start_until(&mut get, "the restore made t/priv", |_| private.exists());
         let while_running = mode(&private).ok();
         if get.try_wait().expect("try_wait").is_none() {
             get.kill().expect("SIGKILL");
@@ -4746,20 +4749,11 @@ fn an_interrupted_tree_restore_leaves_no_temporary_file_and_no_partial_file() {
         let mut interrupted = 0;
         for attempt in 0..6 {
             let out = base.join(format!("out-{name}-{attempt}"));
-            let mut restore = seccs(&store)
-                .args(["get", "big/", "-q", "-o"])
-                .arg(&out)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn");
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let mut ended = restore.try_wait().expect("try_wait");
-            while ended.is_none() && !writing_under(restore.id(), &out) {
-                assert!(Instant::now() < deadline, "no file was ever written");
-                std::thread::sleep(Duration::from_millis(1));
-                ended = restore.try_wait().expect("try_wait");
-            }
+            let mut restore = seccs(&store);
+            restore.args(["get", "big/", "-q", "-o"]).arg(&out);
+            let (mut restore, ended) = start_until(&mut restore, "a file was written", |pid| {
+                writing_under(pid, &out)
+            });
             let status = match ended {
                 Some(status) => status,
                 None => {
