@@ -9,7 +9,7 @@
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use crate::key::{KEY_LEN, SecretKey};
+use crate::key::SecretKey;
 
 /// A use of a derived key. The string of each label is part of seccs' formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +48,7 @@ impl Label {
 
 /// Derives the 32-byte subkey of `root` for `label`.
 pub fn derive(root: &SecretKey, label: Label) -> SecretKey {
-    let mut out = [0u8; KEY_LEN];
-    derive_into(root, label, &mut out);
-    SecretKey::from_bytes(out)
+    SecretKey::filled(|out| derive_into(root, label, out))
 }
 
 /// Derives `out.len()` bytes of key material of `root` for `label`.
@@ -69,17 +67,27 @@ pub fn derive_into(root: &SecretKey, label: Label, out: &mut [u8]) {
 /// for one root shared by several users that must each get a key of their
 /// own, such as one DEK of the key service behind several stores.
 pub fn derive_salted(root: &SecretKey, label: Label, salt: &[u8]) -> SecretKey {
-    let mut out = [0u8; KEY_LEN];
     let hk = Hkdf::<Sha256>::new(Some(salt), root.expose_secret());
     // Cannot fail: 32 bytes is one block.
-    hk.expand(label.info().as_bytes(), &mut out)
-        .expect("HKDF output length is within 255 blocks");
-    SecretKey::from_bytes(out)
+    SecretKey::filled(|out| {
+        hk.expand(label.info().as_bytes(), out)
+            .expect("HKDF output length is within 255 blocks");
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::KEY_LEN;
+
+    /// HKDF keeps HMAC states, SHA-256 states that absorbed the root key:
+    /// from them every label's subkey could be computed. With `sha2`'s
+    /// `zeroize` feature (set in the workspace) they wipe themselves on drop.
+    #[test]
+    fn the_hash_states_that_absorb_a_key_are_wiped_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<Sha256>();
+    }
 
     #[test]
     fn each_label_gives_a_different_key() {

@@ -29,6 +29,14 @@ impl SecretKey {
         Self(bytes)
     }
 
+    /// A key whose bytes `fill` writes in place, so that no copy of them is
+    /// left outside the key (as a derived array passed by value would be).
+    pub(crate) fn filled(fill: impl FnOnce(&mut [u8; KEY_LEN])) -> Self {
+        let mut key = Self([0u8; KEY_LEN]);
+        fill(&mut key.0);
+        key
+    }
+
     /// Copies a key out of a slice that must be exactly [`KEY_LEN`] bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
         let arr: [u8; KEY_LEN] = bytes.try_into().map_err(|_| Error::KeyLength {
