@@ -18,7 +18,12 @@
 //! stage; inside a stage it may run operations concurrently. The store puts
 //! children in earlier stages than their parents and deletes parents before
 //! their children, so a crash never leaves a stored node that refers to a
-//! missing one; it can only leave orphans, which `gc` removes.
+//! missing one. What it can leave is space: a child written with the count
+//! of a parent never written (a put cut off), or still holding the count of
+//! a parent already removed (a delete cut off). Such a count looks like a
+//! put without a name, so neither `verify` nor `gc` can tell it from one,
+//! and the node stays; no node in use is ever lost. Orphans (count zero)
+//! that a cut-off put leaves between its batches `gc` removes.
 
 mod embedded;
 mod memory;
