@@ -498,11 +498,11 @@ impl StreamEncryptor {
             counter: self.counter,
             last: false,
         };
-        let next = self.counter.checked_add(1).ok_or(StreamError::TooLong)?;
+        // Spent before the seal: a counter is never handed out twice, even
+        // after a call that failed.
+        self.counter = self.counter.checked_add(1).ok_or(StreamError::TooLong)?;
         let (n, len) = nonce.bytes(&self.header.prefix[..self.header.suite.prefix_len()]);
-        self.cipher.seal(&n[..len], segment)?;
-        self.counter = next;
-        Ok(())
+        self.cipher.seal(&n[..len], segment)
     }
 
     /// Seals several full segments that are not the last, in order, using
@@ -536,6 +536,10 @@ impl StreamEncryptor {
         let n = u32::try_from(segments.len()).map_err(|_| StreamError::TooLong)?;
         let first = self.counter;
         let next = first.checked_add(n).ok_or(StreamError::TooLong)?;
+        // Spent before any is sealed: a batch that fails part way (its `io`,
+        // a helper) has sealed some segments under them, and a later call
+        // must not seal others under the same nonces.
+        self.counter = next;
         let prefix = &self.header.prefix[..self.header.suite.prefix_len()];
         let cipher = &self.cipher;
         let helpers = threads.clamp(1, segments.len().max(1)) - 1;
@@ -564,9 +568,7 @@ impl StreamEncryptor {
                 .into_iter()
                 .try_for_each(|h| h.join().unwrap_or(Err(StreamError::TooLong)));
             io_result.and(mine).and(joined)
-        })?;
-        self.counter = next;
-        Ok(())
+        })
     }
 
     /// Seals the last segment (at most one segment size, possibly empty) and
@@ -1125,6 +1127,32 @@ mod tests {
             assert!(w.write(&[1]).is_err_and(|e| after_error(&e)));
         }
         assert!(matches!(w.finish(), Err(StreamError::AfterError)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_batch_that_failed_spends_its_counters() -> Result<(), StreamError> {
+        let (mut enc, header) = StreamEncryptor::new(&key(), small(Suite::Aes256Gcm), b"")?;
+        let data = sample(3 * 1024 + 10);
+        let mut batch: Vec<Vec<u8>> = data[..2048].chunks(1024).map(<[u8]>::to_vec).collect();
+        let failed = enc.encrypt_next_many_during(&mut batch, 2, || {
+            Err(StreamError::Io(io::Error::other("disk full")))
+        });
+        assert!(matches!(failed, Err(StreamError::Io(_))));
+        // The batch's segments were sealed; the next ones follow them, not
+        // reuse their nonces, so the whole stream opens.
+        let mut third = data[2048..3072].to_vec();
+        enc.encrypt_next(&mut third)?;
+        let mut last = data[3072..].to_vec();
+        enc.encrypt_last(&mut last)?;
+        let stream: Vec<u8> = [header.as_slice()]
+            .into_iter()
+            .chain(batch.iter().map(Vec::as_slice))
+            .chain([third.as_slice(), last.as_slice()])
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(open_bytes(&key(), b"", &stream)?, data);
         Ok(())
     }
 
