@@ -446,7 +446,7 @@ fn open_network_backend(url: &str, access: Access) -> Result<Arc<dyn Backend>> {
         crate::interrupt::release_on_interrupt(&backend);
     }
     for risk in backend.risks() {
-        eprintln!("seccs: warning: {risk}");
+        errln!("seccs: warning: {risk}");
     }
     Ok(backend)
 }

@@ -30,28 +30,31 @@ pub fn run(args: KmsBenchArgs) -> anyhow::Result<()> {
     };
     let r = bench::run(params)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?)?;
     } else {
-        println!(
+        outln!(
             "keygen (durable, group commit)  {:>12.0} keys/s",
             r.keygen_per_s
-        );
-        println!(
+        )?;
+        outln!(
             "local encrypt, 64 B, cached     {:>12.0} msg/s",
             r.encrypt_per_s
-        );
-        println!(
+        )?;
+        outln!(
             "POST /key over HTTPS, 16 conns  {:>12.0} req/s",
             r.https_req_per_s
-        );
-        println!(
+        )?;
+        outln!(
             "  the same, --audit-sync each   {:>12.0} req/s  ({:.2}x)",
-            r.https_req_per_s_audit_each, r.audit_each_ratio
-        );
-        println!(
+            r.https_req_per_s_audit_each,
+            r.audit_each_ratio
+        )?;
+        outln!(
             "file encryption                 {:>12.0} MiB/s  ({:.2}x raw AES-256-GCM at {:.0} MiB/s)",
-            r.file_mib_per_s, r.file_ratio, r.raw_aes_gcm_mib_per_s
-        );
+            r.file_mib_per_s,
+            r.file_ratio,
+            r.raw_aes_gcm_mib_per_s
+        )?;
     }
     Ok(())
 }

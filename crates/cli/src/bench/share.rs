@@ -146,29 +146,35 @@ pub fn run(args: ShareBenchArgs) -> anyhow::Result<()> {
             "seed_stored_ratio": 5.0,
             "sizes": sizes,
         });
-        println!("{out}");
+        outln!("{out}")?;
     } else {
-        println!(
+        outln!(
             "share network, 5 servers, t = 3, broker {}",
             args.broker.as_deref().unwrap_or("memory")
-        );
-        println!(
+        )?;
+        outln!(
             "{:>8} {:>12} {:>12} {:>13}",
-            "MiB", "save MiB/s", "load MiB/s", "stored ratio"
-        );
+            "MiB",
+            "save MiB/s",
+            "load MiB/s",
+            "stored ratio"
+        )?;
         for r in &rows {
-            println!(
+            outln!(
                 "{:>8} {:>12.1} {:>12.1} {:>13.3}",
                 r.size_mib,
                 r.size_mib as f64 / r.save_s,
                 r.size_mib as f64 / r.load_s,
                 r.stored as f64 / (r.size_mib as f64 * 1048576.0)
-            );
+            )?;
         }
-        println!(
+        outln!(
             "{:>8} {:>12.1} {:>12.1} {:>13.3}  (seed: 5.000)",
-            "all", save_mib_s, load_mib_s, stored_ratio
-        );
+            "all",
+            save_mib_s,
+            load_mib_s,
+            stored_ratio
+        )?;
     }
     Ok(())
 }
