@@ -4,13 +4,22 @@
 //! applied to a copy, written atomically and durably, and only then made
 //! visible, so a failed write leaves the key as it was.
 //!
+//! Readers never wait for a file to be written: the map of keys is held
+//! only to look a key up or to swap one in, never while a key file is
+//! written or read, nor while a caller's work on a key runs. Changes wait
+//! for each other (one at a time, under their own lock), so each starts
+//! from the one before it, and a key's file always holds what the map
+//! holds once the change is done. The count of keys ([`KeyRing::len`])
+//! needs no lock at all.
+//!
 //! A missing root key is made only while `named/` holds no key: with keys
 //! there, a new root key would cut them all off, so the open is refused
 //! ([`KmsError::MissingRootKey`]) until the root key is restored.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use seccs_core::SecretKey;
 
@@ -33,8 +42,12 @@ const MAX_NAMED_FILE: u64 = (MAX_META_LEN as u64) + (16 << 20);
 /// The most of a root key file read (it holds 32 bytes).
 const MAX_ROOT_FILE: u64 = 64;
 
+/// A named key as the map holds it: shared, so that a reader works on it
+/// after the map's lock is let go, and a change swaps in a new one whole.
+/// The last holder drops (and zeroizes) a replaced key.
+#[derive(Clone)]
 enum Entry {
-    Key(Box<NamedKey>),
+    Key(Arc<NamedKey>),
     Corrupt,
 }
 
@@ -42,7 +55,18 @@ enum Entry {
 pub struct KeyRing {
     dir: DirFd,
     root: SecretKey,
+    /// Held only to look up, insert or swap an entry: never across a
+    /// file's write or read, nor a caller's work.
     keys: Mutex<HashMap<String, Entry>>,
+    /// How many entries `keys` holds, set under its lock.
+    count: AtomicUsize,
+    /// Held by a change ([`KeyRing::create`], [`KeyRing::update`]) from
+    /// before it reads the key until its file is written and swapped in:
+    /// changes are made one at a time, each from the one before.
+    changes: Mutex<()>,
+    /// Held while a rejected key's file is read again, so that requests
+    /// for it read the file (up to [`MAX_NAMED_FILE`]) one at a time.
+    reloads: Mutex<()>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -157,10 +181,10 @@ impl KeyRing {
         let files = named_files(dir.sub(NAMED_DIR)?.as_ref())?;
         let root = load_root(dir, files.len())?;
         let named = dir.make_sub(NAMED_DIR)?;
-        let mut keys = HashMap::new();
+        let mut keys = HashMap::with_capacity(files.len());
         for (name, file) in files {
             let e = match load(&named, &root, &name, &file) {
-                Ok(k) => Entry::Key(Box::new(k)),
+                Ok(k) => Entry::Key(Arc::new(k)),
                 Err(err) => {
                     tracing::warn!(key = name, error = %err, "named key file rejected");
                     Entry::Corrupt
@@ -171,15 +195,29 @@ impl KeyRing {
         Ok(Self {
             dir: named,
             root,
+            count: AtomicUsize::new(keys.len()),
             keys: Mutex::new(keys),
+            changes: Mutex::new(()),
+            reloads: Mutex::new(()),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         // Entries are replaced whole, so a poisoned map is still consistent.
-        self.keys
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_changes(&self) -> MutexGuard<'_, ()> {
+        // It guards no data: a change that panicked changed nothing yet,
+        // or swapped its key in whole.
+        self.changes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts `entry` in as `name` (under the map's lock), keeping the count.
+    fn put(&self, name: &str, entry: Entry) {
+        let mut map = self.lock();
+        map.insert(name.to_owned(), entry);
+        self.count.store(map.len(), Ordering::Release);
     }
 
     fn store(&self, key: &NamedKey) -> Result<(), KmsError> {
@@ -194,9 +232,10 @@ impl KeyRing {
         Ok(())
     }
 
-    /// How many named keys there are.
+    /// How many named keys there are. Takes no lock: never waits for a
+    /// change, nor for a reader.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.count.load(Ordering::Acquire)
     }
 
     /// Whether there is no named key.
@@ -212,70 +251,98 @@ impl KeyRing {
     }
 
     /// Creates a key in state `initial` (pre-activation or active).
+    ///
+    /// The key's file is written with no lock on the map: until it is
+    /// written and the key put in, the name is not there for readers, and
+    /// a create of the same name waits for this one and is refused.
     pub fn create(&self, name: &str, initial: KeyState, now: u64) -> Result<KeyInfo, KmsError> {
-        let mut map = self.lock();
-        if map.contains_key(name) {
+        let _change = self.lock_changes();
+        if self.lock().contains_key(name) {
             return Err(KmsError::AlreadyExists);
         }
         let key = NamedKey::create(name, initial, now)?;
         self.store(&key)?;
         let info = key.info().clone();
-        map.insert(name.to_owned(), Entry::Key(Box::new(key)));
+        self.put(name, Entry::Key(Arc::new(key)));
         Ok(info)
     }
 
-    /// The key `name` of `map`; a key whose file was rejected is read
-    /// again first, so that a file restored from a backup, as the error
-    /// says to, is taken without a restart (it was refused until one).
-    fn current<'m>(
-        &self,
-        map: &'m mut HashMap<String, Entry>,
-        name: &str,
-    ) -> Result<&'m NamedKey, KmsError> {
-        let entry = map.get_mut(name).ok_or(KmsError::NotFound)?;
-        if matches!(entry, Entry::Corrupt) {
-            let file = format!("{name}{SUFFIX}");
-            match load(&self.dir, &self.root, name, &file) {
-                Ok(k) => {
-                    tracing::info!(key = name, "named key file read again and taken");
-                    *entry = Entry::Key(Box::new(k));
-                }
-                Err(err) => {
-                    tracing::debug!(key = name, error = %err, "named key file still rejected");
-                }
-            }
+    /// The key `name`; a key whose file was rejected is read again first,
+    /// so that a file restored from a backup, as the error says to, is
+    /// taken without a restart (it was refused until one). The file is
+    /// read with no lock on the map (one such read at a time), and what it
+    /// holds is taken only if the key is still the rejected one by then.
+    fn current(&self, name: &str) -> Result<Arc<NamedKey>, KmsError> {
+        let look_up = || self.lock().get(name).cloned().ok_or(KmsError::NotFound);
+        if let Entry::Key(k) = look_up()? {
+            return Ok(k);
         }
-        match entry {
-            Entry::Key(k) => Ok(k),
-            Entry::Corrupt => Err(KmsError::CorruptKeyFile {
-                name: name.to_owned(),
-            }),
+        // A poisoned lock guards no data.
+        let _reload = self.reloads.lock().unwrap_or_else(PoisonError::into_inner);
+        // Taken by the read this one waited for, if it succeeded.
+        if let Entry::Key(k) = look_up()? {
+            return Ok(k);
+        }
+        let file = format!("{name}{SUFFIX}");
+        let loaded = match load(&self.dir, &self.root, name, &file) {
+            Ok(k) => Arc::new(k),
+            Err(err) => {
+                tracing::debug!(key = name, error = %err, "named key file still rejected");
+                return Err(KmsError::CorruptKeyFile {
+                    name: name.to_owned(),
+                });
+            }
+        };
+        let mut map = self.lock();
+        match map.get_mut(name) {
+            Some(entry @ Entry::Corrupt) => {
+                tracing::info!(key = name, "named key file read again and taken");
+                *entry = Entry::Key(Arc::clone(&loaded));
+                Ok(loaded)
+            }
+            // Nothing else takes a rejected key (reads again are made one
+            // at a time), nor removes a key: whatever is there is kept.
+            Some(Entry::Key(k)) => Ok(Arc::clone(k)),
+            None => Err(KmsError::NotFound),
         }
     }
 
-    /// Runs `f` on the key `name`.
+    /// Runs `f` on the key `name`, as it was when `f` began: with no lock
+    /// held, so that neither a change nor other readers wait for it.
     pub fn with_key<R>(
         &self,
         name: &str,
         f: impl FnOnce(&NamedKey) -> Result<R, KmsError>,
     ) -> Result<R, KmsError> {
-        let mut map = self.lock();
-        f(self.current(&mut map, name)?)
+        let key = self.current(name)?;
+        f(&key)
+    }
+
+    /// Runs `f` while holding the lock of changes and the map's, as
+    /// nothing else does for long: a test's stand-in for a change or a
+    /// lookup that stalls.
+    #[cfg(test)]
+    pub(crate) fn hold<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _change = self.lock_changes();
+        let _map = self.lock();
+        f()
     }
 
     /// Applies `f` to a copy of the key `name`, stores the copy durably,
-    /// then makes it current.
+    /// then makes it current. Readers meanwhile get the key as it was,
+    /// without waiting for the file's write; other changes wait for this
+    /// one.
     pub fn update<R>(
         &self,
         name: &str,
         f: impl FnOnce(&mut NamedKey) -> Result<R, KmsError>,
     ) -> Result<(R, KeyInfo), KmsError> {
-        let mut map = self.lock();
-        let mut copy = self.current(&mut map, name)?.duplicate();
+        let _change = self.lock_changes();
+        let mut copy = self.current(name)?.duplicate();
         let r = f(&mut copy)?;
         self.store(&copy)?;
         let info = copy.info().clone();
-        map.insert(name.to_owned(), Entry::Key(Box::new(copy)));
+        self.put(name, Entry::Key(Arc::new(copy)));
         Ok((r, info))
     }
 }
@@ -390,6 +457,50 @@ mod tests {
             text.contains(&root.display().to_string()) && text.contains("32 bytes"),
             "{text}"
         );
+        Ok(())
+    }
+
+    /// A change whose work (here its `f`; a file's write and sync alike)
+    /// is slow holds up no reader: the key is read at once, as it was
+    /// before the change, and counted. A second change waits for the first
+    /// and starts from it, and the file holds them both. Before, the map
+    /// was held for the whole change, so the read waited for it.
+    #[test]
+    fn a_slow_change_holds_up_no_reader_and_the_next_change_waits_for_it()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let ring = KeyRing::open(dir.path())?;
+        ring.create("orders", KeyState::Active, 1)?;
+        let latest = |ring: &KeyRing| ring.with_key("orders", |k| Ok(k.info().latest_version));
+        std::thread::scope(|scope| {
+            let ring = &ring;
+            let (started_tx, started_rx) = std::sync::mpsc::channel();
+            let first = scope.spawn(move || {
+                ring.update("orders", |k| {
+                    let _ = started_tx.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(1500));
+                    k.rotate(2).map(|_| ())
+                })
+            });
+            started_rx.recv_timeout(std::time::Duration::from_secs(10))?;
+            let second = scope.spawn(|| ring.update("orders", |k| k.rotate(3).map(|_| ())));
+            let asked = std::time::Instant::now();
+            assert_eq!(latest(ring)?, 1);
+            assert_eq!(ring.len(), 1);
+            let waited = asked.elapsed();
+            assert!(
+                waited < std::time::Duration::from_millis(500),
+                "the read waited {waited:?} for the change"
+            );
+            let (((), first), ((), second)) = (
+                first.join().map_err(|_| "the first change panicked")??,
+                second.join().map_err(|_| "the second change panicked")??,
+            );
+            assert_eq!((first.latest_version, second.latest_version), (2, 3));
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })?;
+        assert_eq!(latest(&ring)?, 3);
+        assert_eq!(latest(&KeyRing::open(dir.path())?)?, 3);
         Ok(())
     }
 

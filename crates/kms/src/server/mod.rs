@@ -949,7 +949,7 @@ mod dropped_request_tests {
 
     const TOKEN: &str = "a-management-token-0123";
 
-    /// How long the key map is held, so that a rotate waits for it.
+    /// How long the key ring is held, so that a rotate waits for it.
     const HELD: Duration = Duration::from_millis(1200);
 
     /// Starts a server whose requests have `deadline`, creates the named
@@ -985,10 +985,10 @@ mod dropped_request_tests {
             let (held_tx, held_rx) = std::sync::mpsc::channel();
             let state = Arc::clone(&server.state);
             let holder = scope.spawn(move || {
-                state.ring.with_key("k", |_| {
+                state.ring.hold(|| {
                     let _ = held_tx.send(());
                     std::thread::sleep(HELD);
-                    Ok(())
+                    Ok::<(), KmsError>(())
                 })
             });
             held_rx.recv_timeout(Duration::from_secs(10))?;
@@ -1071,6 +1071,110 @@ mod dropped_request_tests {
              records was made, and not confirmed to the client",
             "{said}"
         );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod ring_lock_tests {
+    use super::*;
+    use crate::client::{ClientConfig, KmsClient};
+    use crate::lifecycle::KeyState;
+    use std::time::Instant;
+
+    const TOKEN: &str = "a-management-token-0123";
+
+    /// How long the key ring's locks are held.
+    const HELD: Duration = Duration::from_secs(2);
+
+    /// While the key ring's locks are held (as a slow change or a key
+    /// file read again would), anonymous `GET /v1/status` requests and
+    /// requests of a key's info, each kind more than the server has
+    /// workers, hold up no other request: `GET /` is answered within 500 ms, and the status
+    /// at once. Before, each of them waited for the lock on a worker, and
+    /// with both workers of a 2-worker runtime waiting, no connection was
+    /// served until the lock was let go.
+    #[test]
+    fn requests_that_wait_for_the_key_ring_hold_up_no_other()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        // The clients' own runtime: only the server's workers can stall.
+        let clients = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let mut cfg = ServerConfig::new(dir.path());
+        cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.token = Some(TOKEN.into());
+        let server = rt.block_on(start(cfg))?;
+        let client_cfg = ClientConfig::new(server.url())
+            .with_pin(&server.cert().fingerprint)?
+            .with_token(TOKEN);
+        clients.block_on(async {
+            KmsClient::new(&client_cfg)?
+                .create_key("k", KeyState::Active)
+                .await
+        })?;
+        let mut quick_cfg = client_cfg.clone();
+        quick_cfg.timeout = Duration::from_millis(500);
+        std::thread::scope(|scope| {
+            let (held_tx, held_rx) = std::sync::mpsc::channel();
+            let state = Arc::clone(&server.state);
+            let holder = scope.spawn(move || {
+                state.ring.hold(|| {
+                    let _ = held_tx.send(());
+                    std::thread::sleep(HELD);
+                })
+            });
+            held_rx.recv_timeout(Duration::from_secs(10))?;
+            let held_at = Instant::now();
+            let checked = clients.block_on(async {
+                let mut statuses = Vec::new();
+                for _ in 0..3 {
+                    let client = KmsClient::new(&client_cfg)?;
+                    statuses.push(tokio::spawn(async move {
+                        let r = client.status().await;
+                        (r, held_at.elapsed())
+                    }));
+                }
+                let mut infos = Vec::new();
+                for _ in 0..2 {
+                    let client = KmsClient::new(&client_cfg)?;
+                    infos.push(tokio::spawn(async move { client.key_info("k").await }));
+                }
+                // Time for each to reach its handler (where, before, it
+                // held a worker).
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                let line = KmsClient::new(&quick_cfg)?.status_text().await;
+                let line_at = held_at.elapsed();
+                let line = line.map_err(|e| format!("GET / while the ring was held: {e}"))?;
+                assert!(line.starts_with("KMS server holding"), "{line}");
+                assert!(
+                    line_at < HELD,
+                    "answered after the ring was let go: {line_at:?}"
+                );
+                for status in statuses {
+                    let (r, at) = status.await?;
+                    assert_eq!(r?.named_keys, 1);
+                    assert!(
+                        at < HELD,
+                        "status answered after the ring was let go: {at:?}"
+                    );
+                }
+                for info in infos {
+                    let info = info.await??;
+                    assert_eq!((info.name.as_str(), info.latest_version), ("k", 1));
+                }
+                Ok::<_, Box<dyn std::error::Error>>(())
+            });
+            holder.join().map_err(|_| "the holder panicked")?;
+            checked
+        })?;
+        rt.block_on(server.shutdown(Duration::from_secs(10)))?;
         Ok(())
     }
 }

@@ -563,6 +563,17 @@ async fn make_change<T: Send + 'static>(
     .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))?
 }
 
+/// Runs `f`, which works on the key ring (and may wait for its lock, or
+/// read a key file), on a blocking thread: a tokio worker never waits for
+/// it, so that other connections, timers and deadlines go on meanwhile.
+async fn off_worker<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, KmsError> + Send + 'static,
+) -> Result<T, KmsError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))?
+}
+
 // ---- seed routes -------------------------------------------------------
 
 /// `GET /`: `KMS server holding N keys`, as the seed.
@@ -677,7 +688,8 @@ fn item(r: Result<(String, Option<String>), KmsError>) -> Item {
     }
 }
 
-/// `GET /v1/status`.
+/// `GET /v1/status`. Takes no lock that a change holds: answered at once
+/// whatever the key ring is doing.
 pub(crate) async fn v1_status(State(s): State<Shared>) -> Json<StatusResponse> {
     Json(StatusResponse {
         keys: s.facility.len(),
@@ -805,9 +817,8 @@ pub(crate) async fn v1_list(
 ) -> Result<Json<ListResponse>, ApiError> {
     authorize(&s, &audit, &headers)?;
     audit.record("list", "-", "ok")?;
-    Ok(Json(ListResponse {
-        names: s.ring.names(),
-    }))
+    let names = off_worker(move || Ok(s.ring.names())).await?;
+    Ok(Json(ListResponse { names }))
 }
 
 /// `POST /v1/keys`: create a named key.
@@ -842,7 +853,10 @@ pub(crate) async fn v1_info(
     Path(name): Path<String>,
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
     authorize(&s, &audit, &headers)?;
-    let r = s.ring.with_key(&name, |k| Ok(k.info().clone()));
+    let r = {
+        let name = name.clone();
+        off_worker(move || s.ring.with_key(&name, |k| Ok(k.info().clone()))).await
+    };
     audit.record_outcome("info", &name, None, &r, false)?;
     Ok(Json(r?))
 }
@@ -936,7 +950,7 @@ pub(crate) async fn v1_data(
         "encrypt" => Operation::Encrypt,
         "decrypt" => Operation::Decrypt,
         "rewrap" => Operation::Rewrap,
-        "datakey" => return datakey(&s, &audit, &name, &body),
+        "datakey" => return datakey(s, &audit, name, &body).await,
         _ => return Err(KmsError::NotFound.into()),
     };
     let req: DataRequest = parse_json(&body)?;
@@ -946,24 +960,31 @@ pub(crate) async fn v1_data(
     if matches!(op, Operation::Encrypt) {
         check_encrypt_sizes(&req, s.max_body)?;
     }
-    let r = s.ring.with_key(&name, |k| {
-        let permit = k.permit(op)?;
-        Ok(req
-            .items
-            .iter()
-            .map(|it| {
-                let r = unhex(&it.data).and_then(|data| {
-                    let ctx = unhex(&it.context)?;
-                    match op {
-                        Operation::Encrypt => k.encrypt(&permit, &data, &ctx),
-                        Operation::Decrypt => k.decrypt(&permit, &data, &ctx).map(|p| p.to_vec()),
-                        _ => k.rewrap(&permit, &data, &ctx),
-                    }
-                });
-                item(r.map(|v| (hex::encode(v), None)))
-            })
-            .collect::<Vec<_>>())
-    });
+    let state = Arc::clone(&s);
+    let key = name.clone();
+    let r = off_worker(move || {
+        state.ring.with_key(&key, |k| {
+            let permit = k.permit(op)?;
+            Ok(req
+                .items
+                .iter()
+                .map(|it| {
+                    let r = unhex(&it.data).and_then(|data| {
+                        let ctx = unhex(&it.context)?;
+                        match op {
+                            Operation::Encrypt => k.encrypt(&permit, &data, &ctx),
+                            Operation::Decrypt => {
+                                k.decrypt(&permit, &data, &ctx).map(|p| p.to_vec())
+                            }
+                            _ => k.rewrap(&permit, &data, &ctx),
+                        }
+                    });
+                    item(r.map(|v| (hex::encode(v), None)))
+                })
+                .collect::<Vec<_>>())
+        })
+    })
+    .await;
     let summary = match &r {
         Ok(items) => batch_summary(items),
         Err(e) => code(e).1,
@@ -1039,10 +1060,10 @@ fn check_datakey_size(context_hex: &str, max_body: usize) -> Result<(), KmsError
     Ok(())
 }
 
-fn datakey(
-    s: &AppState,
+async fn datakey(
+    s: Shared,
     audit: &Audit,
-    name: &str,
+    name: String,
     body: &[u8],
 ) -> Result<Json<BatchResponse>, ApiError> {
     let req: DataKeyRequest = parse_json(body)?;
@@ -1051,19 +1072,23 @@ fn datakey(
     }
     let ctx = unhex(&req.context)?;
     check_datakey_size(&req.context, s.max_body)?;
-    let r = s.ring.with_key(name, |k| {
-        let permit = k.permit(Operation::DataKey)?;
-        (0..req.count)
-            .map(|_| {
-                let (dk, wrapped) = k.datakey(&permit, &ctx)?;
-                Ok(item(Ok((
-                    hex::encode(dk.expose_secret()),
-                    Some(hex::encode(wrapped)),
-                ))))
-            })
-            .collect::<Result<Vec<_>, KmsError>>()
-    });
-    audit.record_outcome("datakey", name, None, &r, false)?;
+    let key = name.clone();
+    let r = off_worker(move || {
+        s.ring.with_key(&key, |k| {
+            let permit = k.permit(Operation::DataKey)?;
+            (0..req.count)
+                .map(|_| {
+                    let (dk, wrapped) = k.datakey(&permit, &ctx)?;
+                    Ok(item(Ok((
+                        hex::encode(dk.expose_secret()),
+                        Some(hex::encode(wrapped)),
+                    ))))
+                })
+                .collect::<Result<Vec<_>, KmsError>>()
+        })
+    })
+    .await;
+    audit.record_outcome("datakey", &name, None, &r, false)?;
     Ok(Json(BatchResponse { results: r? }))
 }
 
