@@ -705,13 +705,28 @@ impl Drop for PostgresBackend {
             client, mut driver, ..
         }) = conn
         {
-            // Without a client, the driver ends the session politely
-            // (`Terminate`) and closes; a server that does not answer gets
-            // its socket closed when the driver is dropped.
-            drop(client);
-            let _ = self
-                .runtime
-                .block_on(async { tokio::time::timeout(CLOSE_TIMEOUT, &mut driver.0).await });
+            let exclusive = self.exclusive;
+            let _ = self.runtime.block_on(async {
+                tokio::time::timeout(CLOSE_TIMEOUT, async {
+                    // The server frees a session's locks only once its
+                    // process has ended, after this end of the socket has
+                    // closed: a writer opened at once after this one (the
+                    // next command of a script) would find the store still
+                    // locked. The lock is let go first, and answered.
+                    if exclusive {
+                        let _ = client
+                            .batch_execute("SELECT pg_advisory_unlock_all()")
+                            .await;
+                    }
+                    // Without a client, the driver ends the session
+                    // politely (`Terminate`) and closes; a server that does
+                    // not answer gets its socket closed when the driver is
+                    // dropped.
+                    drop(client);
+                    (&mut driver.0).await
+                })
+                .await
+            });
         }
     }
 }
