@@ -39,9 +39,10 @@
 //! object beside the entries kept with conditional writes (see the `lease`
 //! module): a second process that opens the prefix exclusively gets
 //! [`BackendError::Locked`] naming the holder, and writes stop if the lease
-//! cannot be renewed. The service must support `If-None-Match: *` and
-//! `If-Match` on `PUT` (AWS S3 does since 2024). `seccs` opens every store
-//! this way.
+//! cannot be renewed: every write request checks it as it starts, so a
+//! stage that runs for minutes starts none after the lease is lost. The
+//! service must support `If-None-Match: *` and `If-Match` on `PUT` (AWS S3
+//! does since 2024). `seccs` opens every store this way.
 
 use std::time::Duration;
 
@@ -361,6 +362,17 @@ impl S3Backend {
         }
     }
 
+    /// Fails with [`BackendError::Locked`] once the writer lease (if this
+    /// backend holds one) is lost or stale. Checked before every write
+    /// request, not once a stage: a stage of many requests can run for
+    /// minutes, longer than the lease can be trusted.
+    fn check_lease(&self) -> Result<(), BackendError> {
+        match &self.lease {
+            Some(lease) => lease.check(),
+            None => Ok(()),
+        }
+    }
+
     async fn write(&self, key: &[u8], value: &[u8], count: u64) -> Result<(), BackendError> {
         let mut object = Vec::with_capacity(8 + value.len());
         object.extend_from_slice(&count.to_be_bytes());
@@ -406,12 +418,15 @@ impl S3Backend {
         }
     }
 
+    /// One key's effect; the lease is checked before each of its requests.
     async fn apply_effect(&self, key: &[u8], effect: Effect<'_>) -> Result<(), BackendError> {
+        self.check_lease()?;
         match effect {
             Effect::Put { value, count } => self.write(key, value, count).await,
             Effect::SetCount { count } => match self.read(key).await? {
                 Some(raw) => {
                     let entry = Self::decode(key, &raw)?;
+                    self.check_lease()?;
                     self.write(key, &entry.value, count).await
                 }
                 None => Ok(()),
@@ -538,9 +553,8 @@ impl Backend for S3Backend {
             .clone();
         let writes = async {
             for stage in batch.stages() {
-                if let Some(lease) = &self.lease {
-                    lease.check()?;
-                }
+                // Each request checks the lease as it starts (see
+                // `check_lease`), so none starts once it is lost.
                 let effects = coalesce(stage);
                 futures::stream::iter(effects.into_iter().map(Ok))
                     .try_for_each_concurrent(self.concurrency, |(key, effect)| {
@@ -643,9 +657,7 @@ impl Backend for S3Backend {
     }
 
     fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
-        if let Some(lease) = &self.lease {
-            lease.check()?;
-        }
+        self.check_lease()?;
         let _request = InFlight::new(self);
         self.runtime
             .block_on(self.op.write(MARKER_OBJECT, value.to_vec()))

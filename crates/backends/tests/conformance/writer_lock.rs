@@ -416,6 +416,61 @@ fn s3_a_holder_whose_lease_was_replaced_stops_writing() -> TestResult {
     Ok(())
 }
 
+/// A stage of a batch can run for minutes (large objects, a slow link),
+/// longer than a lost lease takes to be taken by another process: each
+/// request of a stage checks the lease as it starts, so none starts once
+/// the lease is lost, though the stage began with the lease held.
+#[test]
+fn s3_a_lease_lost_in_the_middle_of_a_stage_starts_no_further_request() -> TestResult {
+    let server = S3Server::start()?;
+    let prefix = "midstage";
+    // One request at a time: the first put is in flight when the lease
+    // goes, and every later one starts after.
+    let holder = Arc::new(S3Backend::connect_exclusive(
+        S3Config::parse(&format!("{}&concurrency=1", server.url(prefix)))?,
+        Some(crate::harness::s3_credentials(S3_SECRET_KEY)),
+    )?);
+    let keys: Vec<Vec<u8>> = (0..16u8).map(|i| vec![0xa0, i]).collect();
+    let mut batch = Batch::new();
+    for key in &keys {
+        batch.put(key.clone(), b"v".to_vec(), 1);
+    }
+    assert_eq!(batch.stages().count(), 1, "one stage");
+
+    let first_put = server.hold("PutObject", prefix, &hex::encode(&keys[0]));
+    let writer = {
+        let holder = holder.clone();
+        std::thread::spawn(move || holder.apply(&batch))
+    };
+    first_put.wait_reached(Duration::from_secs(10))?;
+    // Another process takes the lease; the holder's next renewal finds it.
+    s3_foreign_lease(&server, prefix, now_ms() + 30_000)?;
+    let mut probe = Batch::new();
+    probe.delete(b"probe".to_vec());
+    let lost = within(Duration::from_secs(20), || {
+        Ok(is_locked(holder.apply(&probe)))
+    })?;
+    assert!(lost, "the holder never found its lease taken");
+    first_put.let_go();
+    let applied = writer.join().map_err(|_| "the writer panicked")?;
+    let shown = format!("{applied:?}");
+    assert!(
+        is_locked(applied),
+        "the stage went on after the lease was lost: {shown}"
+    );
+    let dir = server.object_dir(prefix);
+    let written: Vec<String> = keys[1..]
+        .iter()
+        .map(hex::encode)
+        .filter(|name| dir.join(name).exists())
+        .collect();
+    assert!(
+        written.is_empty(),
+        "written after the lease was lost: {written:?}"
+    );
+    Ok(())
+}
+
 /// The store marker lives beside the entries on Redis, PostgreSQL and S3,
 /// never among them, and goes when the entries are wiped behind the
 /// store's back.

@@ -14,10 +14,13 @@
 #![allow(dead_code)]
 
 use std::error::Error;
+use std::future::Future;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub type TestResult<T = ()> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -431,6 +434,119 @@ pub struct S3Server {
     runtime: Option<tokio::runtime::Runtime>,
     port: u16,
     root: tempfile::TempDir,
+    gate: Arc<Gate>,
+}
+
+/// The longest a request is held back (see [`S3Server::hold`]).
+const HOLD_LIMIT: Duration = Duration::from_secs(30);
+
+/// The request the server holds back, if any: every request passes through
+/// it (as the service's access check) before it is served.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// The operation (`PutObject`, `HeadObject`...) and object key of the
+    /// next request to hold.
+    target: Option<(String, String)>,
+    /// Refuse that request with this error instead of holding it.
+    refuse: Option<s3s::S3ErrorCode>,
+    /// Whether that request arrived (and is held, or was refused).
+    reached: bool,
+    /// Whether it may go on.
+    open: bool,
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The service's access check: the [`Gate`] (shared with the server, which
+/// outlives a restart's service).
+struct GateAccess(Arc<Gate>);
+
+impl s3s::access::S3Access for GateAccess {
+    // `async fn check` as `async_trait` expands it (the crate is not a
+    // dependency here).
+    fn check<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        cx: &'life1 mut s3s::access::S3AccessContext<'life2>,
+    ) -> Pin<Box<dyn Future<Output = s3s::S3Result<()>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        // As the default check: only signed requests.
+        if cx.credentials().is_none() {
+            return Box::pin(async { Err(s3s::s3_error!(AccessDenied, "Signature is required")) });
+        }
+        let held = {
+            let mut state = self.0.lock();
+            let matches = match (&state.target, cx.s3_path()) {
+                (Some((op, object)), s3s::path::S3Path::Object { key, .. }) => {
+                    op == cx.s3_op().name() && **object == **key
+                }
+                _ => false,
+            };
+            if matches {
+                state.target = None;
+                state.reached = true;
+                if let Some(code) = state.refuse.take() {
+                    return Box::pin(async move { Err(s3s::S3Error::new(code)) });
+                }
+            }
+            matches
+        };
+        let gate = self.0.clone();
+        Box::pin(async move {
+            let start = Instant::now();
+            while held && !gate.lock().open && start.elapsed() < HOLD_LIMIT {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A request held back at the server until this is let go (or dropped, or
+/// [`HOLD_LIMIT`] passed): see [`S3Server::hold`].
+pub struct Held {
+    gate: Arc<Gate>,
+}
+
+impl Held {
+    /// Waits at most `limit` for the request to arrive.
+    pub fn wait_reached(&self, limit: Duration) -> TestResult {
+        let start = Instant::now();
+        while !self.gate.lock().reached {
+            if start.elapsed() > limit {
+                return Err(format!("the held request did not come within {limit:?}").into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Lets the held request (or the one still awaited) go on.
+    pub fn let_go(&self) {
+        let mut state = self.gate.lock();
+        state.target = None;
+        state.refuse = None;
+        state.open = true;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.let_go();
+    }
 }
 
 impl S3Server {
@@ -441,6 +557,7 @@ impl S3Server {
             runtime: None,
             port: free_port()?,
             root,
+            gate: Arc::default(),
         };
         server.spawn()?;
         Ok(server)
@@ -461,6 +578,7 @@ impl S3Server {
             S3_ACCESS_KEY,
             S3_SECRET_KEY,
         ));
+        builder.set_access(GateAccess(self.gate.clone()));
         let service = builder.build();
         let port = self.port;
         // The port may linger for a moment after a kill: retry the bind.
@@ -499,6 +617,50 @@ impl S3Server {
             "s3://{S3_BUCKET}/{prefix}?endpoint=http://127.0.0.1:{}&region=us-east-1",
             self.port
         )
+    }
+
+    /// Holds back the next `operation` (`PutObject`, `HeadObject`...) on
+    /// the object `name` under `prefix` before it is served, until the
+    /// returned [`Held`] is let go: the test can change the bucket, or the
+    /// client's state, between a request and the next.
+    pub fn hold(&self, operation: &str, prefix: &str, name: &str) -> Held {
+        self.gate_next(operation, prefix, name, None)
+    }
+
+    /// Refuses the next `operation` on the object `name` under `prefix`
+    /// with `code` (as another service would answer it), unserved; the
+    /// returned [`Held`] says when it came.
+    pub fn refuse(
+        &self,
+        operation: &str,
+        prefix: &str,
+        name: &str,
+        code: s3s::S3ErrorCode,
+    ) -> Held {
+        self.gate_next(operation, prefix, name, Some(code))
+    }
+
+    fn gate_next(
+        &self,
+        operation: &str,
+        prefix: &str,
+        name: &str,
+        refuse: Option<s3s::S3ErrorCode>,
+    ) -> Held {
+        let object = if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        *self.gate.lock() = GateState {
+            target: Some((operation.to_owned(), object)),
+            refuse,
+            reached: false,
+            open: false,
+        };
+        Held {
+            gate: self.gate.clone(),
+        }
     }
 
     /// The directory holding the objects of `prefix`.
