@@ -12,6 +12,8 @@
 //! - taking it: create it with `If-None-Match: *`; if one is there and its
 //!   time has passed (a holder that died), replace it with `If-Match` on the
 //!   version read, so of two processes taking over at once only one wins;
+//!   if it is gone by the time it is read (its holder let it go), create it
+//!   again;
 //! - holding it: a thread replaces it every [`RENEW_EVERY`](crate::lease_state::RENEW_EVERY) with `If-Match`
 //!   on the version it last wrote; a refusal means another process took it,
 //!   and the lease is lost for good;
@@ -163,36 +165,65 @@ impl Lease {
     }
 }
 
+/// How many times [`take`] looks again when the lease changed under it
+/// (let go between its requests, or taken over by another process first).
+const TAKE_ATTEMPTS: usize = 3;
+
 /// Creates the lease object, or takes over one whose time has passed.
 async fn take(op: &Operator, token: &str) -> Result<String, BackendError> {
-    if let Some(etag) = write(op, lease_text(token), if_not_exists()).await? {
-        return Ok(etag);
-    }
-    let seen = op.stat(LEASE_OBJECT).await.map_err(map_err)?;
-    let text = op.read(LEASE_OBJECT).await.map_err(map_err)?.to_vec();
-    let parsed = parse_lease(&String::from_utf8_lossy(&text));
-    let expired = parsed.as_ref().is_some_and(|(_, until)| now_ms() > *until);
-    if expired && let Some(etag) = seen.etag() {
+    let mut parsed = None;
+    for _ in 0..TAKE_ATTEMPTS {
+        if let Some(etag) = write(op, lease_text(token), if_not_exists()).await? {
+            return Ok(etag);
+        }
+        // The holder may let the lease go between the create that failed
+        // and these reads: then it is free, and the create is tried again.
+        let Some(seen) = found(op.stat(LEASE_OBJECT).await)? else {
+            continue;
+        };
+        let Some(text) = found(op.read(LEASE_OBJECT).await)? else {
+            continue;
+        };
+        let lease = parse_lease(&String::from_utf8_lossy(&text.to_vec()));
+        let expired = lease.as_ref().is_some_and(|(_, until)| now_ms() > *until);
+        parsed = Some(lease);
+        if !expired {
+            break;
+        }
         // Of two processes taking over at once, the second's condition
-        // fails: the first changed the version both read.
+        // fails: the first changed the version both read. Looking again
+        // then finds the first's lease, live.
+        let Some(etag) = seen.etag() else { break };
         if let Some(etag) = write(op, lease_text(token), if_match(etag)).await? {
             return Ok(etag);
         }
     }
     Err(BackendError::Locked {
         detail: match parsed {
-            Some((holder, until)) => format!(
+            Some(Some((holder, until))) => format!(
                 "s3: its writer lease is held by {holder} for {} s more; a holder that died \
                  frees it within {} s",
                 until.saturating_sub(now_ms()).div_ceil(1000),
                 TTL.as_secs()
             ),
-            None => format!(
+            Some(None) => format!(
                 "s3: the object {LEASE_OBJECT:?} under its prefix is held by something that is \
                  not a seccs lease; remove it if no process has the store open"
             ),
+            None => "s3: its writer lease changed hands while this process tried to take it; \
+                     another process may hold it now"
+                .to_owned(),
         },
     })
+}
+
+/// What a read of the lease object found: `None` if it is gone.
+fn found<T>(result: opendal::Result<T>) -> Result<Option<T>, BackendError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(map_err(e)),
+    }
 }
 
 impl Lease {

@@ -471,6 +471,38 @@ fn s3_a_lease_lost_in_the_middle_of_a_stage_starts_no_further_request() -> TestR
     Ok(())
 }
 
+/// A holder that lets its lease go between a taker's create (refused: the
+/// lease was there) and the taker's look at it leaves the lease free: the
+/// taker takes it rather than failing.
+#[test]
+fn s3_a_lease_let_go_while_a_taker_looks_at_it_is_taken() -> TestResult {
+    let server = S3Server::start()?;
+    let prefix = "freed";
+    s3_foreign_lease(&server, prefix, now_ms() + 30_000)?;
+    let look = server.hold("HeadObject", prefix, "writer-lease");
+    let taker = {
+        let url = server.url(prefix);
+        std::thread::spawn(move || {
+            S3Backend::connect_exclusive(
+                S3Config::parse(&url)?,
+                Some(crate::harness::s3_credentials(S3_SECRET_KEY)),
+            )
+        })
+    };
+    look.wait_reached(Duration::from_secs(10))?;
+    // The holder lets go.
+    std::fs::remove_file(server.object_dir(prefix).join("writer-lease"))?;
+    look.let_go();
+    let taker = taker.join().map_err(|_| "the taker panicked")??;
+    taker.apply(&one_put())?;
+    let lease = std::fs::read_to_string(server.object_dir(prefix).join("writer-lease"))?;
+    assert!(
+        lease.contains(&format!("pid {}", std::process::id())),
+        "the lease is the taker's: {lease}"
+    );
+    Ok(())
+}
+
 /// The store marker lives beside the entries on Redis, PostgreSQL and S3,
 /// never among them, and goes when the entries are wiped behind the
 /// store's back.
