@@ -15,8 +15,8 @@
 //!   if it is gone by the time it is read (its holder let it go), create it
 //!   again;
 //! - holding it: a thread replaces it every [`RENEW_EVERY`](crate::lease_state::RENEW_EVERY) with `If-Match`
-//!   on the version it last wrote; a refusal means another process took it,
-//!   and the lease is lost for good;
+//!   on the version it last wrote; a refusal means another process took it
+//!   (or the object is gone), and the lease is lost for good;
 //! - writing: [`Lease::check`] refuses once the lease is lost or its last
 //!   renewal is older than the shared trust period (see `lease_state`).
 //!
@@ -81,7 +81,9 @@ fn now_ms() -> u128 {
 }
 
 /// Writes the lease with the given condition; returns the new version's
-/// ETag, or `None` if the condition did not hold.
+/// ETag, or `None` if the condition did not hold. An `If-Match` on a lease
+/// that is gone fails too: `s3s-fs` and others answer 412, AWS S3 answers
+/// 404, and both are `None` here.
 async fn write(
     op: &Operator,
     text: String,
@@ -95,7 +97,9 @@ async fn write(
     .map_err(|_| BackendError::unavailable(NAME, "the writer lease request timed out"))?;
     let meta = match written {
         Ok(meta) => meta,
-        Err(e) if e.kind() == ErrorKind::ConditionNotMatch => return Ok(None),
+        Err(e) if matches!(e.kind(), ErrorKind::ConditionNotMatch | ErrorKind::NotFound) => {
+            return Ok(None);
+        }
         Err(e) => return Err(map_err(e)),
     };
     match meta.etag() {
@@ -239,7 +243,8 @@ impl Lease {
     /// Best effort: a lease not released expires by itself after TTL.
     /// Only ours is removed (S3 has no conditional delete, so a lease
     /// taken over in the instant between the read and the delete would go
-    /// too; its holder renews it within RENEW_EVERY).
+    /// too: its holder's next renewal, within RENEW_EVERY, finds it gone,
+    /// and that holder reports the lease lost and writes nothing more).
     fn delete_if_ours(&self) {
         let (op, token) = (&self.op, &self.token);
         let _ = self.runtime.block_on(async {

@@ -503,6 +503,39 @@ fn s3_a_lease_let_go_while_a_taker_looks_at_it_is_taken() -> TestResult {
     Ok(())
 }
 
+/// A lease deleted under its holder (by a process that took it over and
+/// was removing its own in the same instant) is lost at the holder's next
+/// renewal, also on a service that refuses an `If-Match` on a missing
+/// object with 404 (AWS S3) rather than 412 (`s3s-fs`).
+#[test]
+fn s3_a_holder_whose_lease_object_is_gone_reports_it_lost_at_its_next_renewal() -> TestResult {
+    let server = S3Server::start()?;
+    let prefix = "deleted";
+    let holder = s3_exclusive(&server, prefix)?;
+    holder.apply(&one_put())?;
+    let renewal = server.refuse(
+        "PutObject",
+        prefix,
+        "writer-lease",
+        s3s::S3ErrorCode::NoSuchKey,
+    );
+    std::fs::remove_file(server.object_dir(prefix).join("writer-lease"))?;
+    renewal.wait_reached(Duration::from_secs(10))?;
+    // Lost at this renewal, not at the next one (RENEW_EVERY later) nor
+    // once the last renewal is too old.
+    let stopped = within(Duration::from_secs(2), || {
+        Ok(is_locked(holder.apply(&one_put())))
+    })?;
+    assert!(stopped, "the holder kept writing without its lease");
+    let said = holder.apply(&one_put()).err().map(|e| e.to_string());
+    assert!(
+        said.as_deref()
+            .is_some_and(|e| e.contains("lost its writer lease")),
+        "{said:?}"
+    );
+    Ok(())
+}
+
 /// The store marker lives beside the entries on Redis, PostgreSQL and S3,
 /// never among them, and goes when the entries are wiped behind the
 /// store's back.
