@@ -941,13 +941,91 @@ mod sync_tests {
     }
 }
 
+/// What the tests that hold the key ring share: a server on two workers
+/// with the named key `k`, and a thread that holds the ring.
 #[cfg(test)]
-mod dropped_request_tests {
+mod held_ring {
     use super::*;
     use crate::client::{ClientConfig, KmsClient};
     use crate::lifecycle::KeyState;
 
     const TOKEN: &str = "a-management-token-0123";
+
+    /// A running server, its directory and runtime, and a client
+    /// configuration with its pin and token.
+    pub(super) struct WithKey {
+        pub(super) server: RunningServer,
+        pub(super) rt: tokio::runtime::Runtime,
+        pub(super) client_cfg: ClientConfig,
+        /// The server's directory, removed when this is dropped.
+        pub(super) dir: tempfile::TempDir,
+    }
+
+    /// A server on two workers (a 2-core machine's), its requests given
+    /// `deadline`, with the named key `k` made through `clients` (the
+    /// server's own runtime when `None`).
+    pub(super) fn server_with_key(
+        deadline: Option<Duration>,
+        clients: Option<&tokio::runtime::Runtime>,
+    ) -> Result<WithKey, Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let mut cfg = ServerConfig::new(dir.path());
+        cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.token = Some(TOKEN.into());
+        if let Some(deadline) = deadline {
+            cfg.request_timeout = deadline;
+        }
+        let server = rt.block_on(start(cfg))?;
+        let client_cfg = ClientConfig::new(server.url())
+            .with_pin(&server.cert().fingerprint)?
+            .with_token(TOKEN);
+        clients.unwrap_or(&rt).block_on(async {
+            KmsClient::new(&client_cfg)?
+                .create_key("k", KeyState::Active)
+                .await
+        })?;
+        Ok(WithKey {
+            server,
+            rt,
+            client_cfg,
+            dir,
+        })
+    }
+
+    /// Runs `f` while a thread holds `server`'s key ring for `held` (it
+    /// is held before `f` starts), and returns what `f` returned once the
+    /// ring is let go.
+    pub(super) fn while_held<R>(
+        server: &RunningServer,
+        held: Duration,
+        f: impl FnOnce() -> R,
+    ) -> Result<R, Box<dyn std::error::Error>> {
+        std::thread::scope(|scope| {
+            let (held_tx, held_rx) = std::sync::mpsc::channel();
+            let state = Arc::clone(&server.state);
+            let holder = scope.spawn(move || {
+                state.ring.hold(|| {
+                    let _ = held_tx.send(());
+                    std::thread::sleep(held);
+                })
+            });
+            held_rx.recv_timeout(Duration::from_secs(10))?;
+            let r = f();
+            holder.join().map_err(|_| "the holder panicked")?;
+            Ok(r)
+        })
+    }
+}
+
+#[cfg(test)]
+mod dropped_request_tests {
+    use super::held_ring::{WithKey, server_with_key, while_held};
+    use super::*;
+    use crate::client::KmsClient;
 
     /// How long the key ring is held, so that a rotate waits for it.
     const HELD: Duration = Duration::from_millis(1200);
@@ -962,39 +1040,15 @@ mod dropped_request_tests {
         deadline: Duration,
         client_timeout: Duration,
     ) -> Result<(u32, Vec<serde_json::Value>, String), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let mut cfg = ServerConfig::new(dir.path());
-        cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        cfg.token = Some(TOKEN.into());
-        cfg.request_timeout = deadline;
-        let server = rt.block_on(start(cfg))?;
-        let mut client_cfg = ClientConfig::new(server.url())
-            .with_pin(&server.cert().fingerprint)?
-            .with_token(TOKEN);
-        rt.block_on(async {
-            KmsClient::new(&client_cfg)?
-                .create_key("k", KeyState::Active)
-                .await
-        })?;
+        let WithKey {
+            server,
+            rt,
+            mut client_cfg,
+            dir,
+        } = server_with_key(Some(deadline), None)?;
         client_cfg.timeout = client_timeout;
-        let answered = std::thread::scope(|scope| {
-            let (held_tx, held_rx) = std::sync::mpsc::channel();
-            let state = Arc::clone(&server.state);
-            let holder = scope.spawn(move || {
-                state.ring.hold(|| {
-                    let _ = held_tx.send(());
-                    std::thread::sleep(HELD);
-                    Ok::<(), KmsError>(())
-                })
-            });
-            held_rx.recv_timeout(Duration::from_secs(10))?;
-            let answered = rt.block_on(async { KmsClient::new(&client_cfg)?.rotate("k").await });
-            holder.join().map_err(|_| "the holder panicked")??;
-            Ok::<_, Box<dyn std::error::Error>>(answered)
+        let answered = while_held(&server, HELD, || {
+            rt.block_on(async { KmsClient::new(&client_cfg)?.rotate("k").await })
         })?;
         let answered = answered
             .err()
@@ -1077,12 +1131,10 @@ mod dropped_request_tests {
 
 #[cfg(test)]
 mod ring_lock_tests {
+    use super::held_ring::{WithKey, server_with_key, while_held};
     use super::*;
-    use crate::client::{ClientConfig, KmsClient};
-    use crate::lifecycle::KeyState;
+    use crate::client::KmsClient;
     use std::time::Instant;
-
-    const TOKEN: &str = "a-management-token-0123";
 
     /// How long the key ring's locks are held: long enough that a loaded
     /// machine still answers the requests that must not wait well within it.
@@ -1098,42 +1150,22 @@ mod ring_lock_tests {
     #[test]
     fn requests_that_wait_for_the_key_ring_hold_up_no_other()
     -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
         // The clients' own runtime: only the server's workers can stall.
         let clients = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let mut cfg = ServerConfig::new(dir.path());
-        cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        cfg.token = Some(TOKEN.into());
-        let server = rt.block_on(start(cfg))?;
-        let client_cfg = ClientConfig::new(server.url())
-            .with_pin(&server.cert().fingerprint)?
-            .with_token(TOKEN);
-        clients.block_on(async {
-            KmsClient::new(&client_cfg)?
-                .create_key("k", KeyState::Active)
-                .await
-        })?;
+        let WithKey {
+            server,
+            rt,
+            client_cfg,
+            dir: _dir,
+        } = server_with_key(None, Some(&clients))?;
         let mut quick_cfg = client_cfg.clone();
         quick_cfg.timeout = Duration::from_secs(5);
-        std::thread::scope(|scope| {
-            let (held_tx, held_rx) = std::sync::mpsc::channel();
-            let state = Arc::clone(&server.state);
-            let holder = scope.spawn(move || {
-                state.ring.hold(|| {
-                    let _ = held_tx.send(());
-                    std::thread::sleep(HELD);
-                })
-            });
-            held_rx.recv_timeout(Duration::from_secs(10))?;
+        while_held(&server, HELD, || {
             let held_at = Instant::now();
-            let checked = clients.block_on(async {
+            clients.block_on(async {
                 let mut statuses = Vec::new();
                 for _ in 0..3 {
                     let client = KmsClient::new(&client_cfg)?;
@@ -1171,10 +1203,8 @@ mod ring_lock_tests {
                     assert_eq!((info.name.as_str(), info.latest_version), ("k", 1));
                 }
                 Ok::<_, Box<dyn std::error::Error>>(())
-            });
-            holder.join().map_err(|_| "the holder panicked")?;
-            checked
-        })?;
+            })
+        })??;
         rt.block_on(server.shutdown(Duration::from_secs(10)))?;
         Ok(())
     }
