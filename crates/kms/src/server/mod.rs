@@ -804,6 +804,22 @@ mod tests {
     }
 }
 
+/// What the in-crate server tests start from: a scratch directory, a
+/// runtime on two workers (a 2-core machine's), and the config of a server
+/// on a loopback port whose files are in that directory.
+#[cfg(test)]
+fn loopback_parts()
+-> Result<(tempfile::TempDir, tokio::runtime::Runtime, ServerConfig), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut cfg = ServerConfig::new(dir.path());
+    cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    Ok((dir, rt, cfg))
+}
+
 #[cfg(test)]
 mod sync_tests {
     use super::*;
@@ -823,13 +839,7 @@ mod sync_tests {
         ),
         Box<dyn std::error::Error>,
     > {
-        let dir = tempfile::tempdir()?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let mut cfg = ServerConfig::new(dir.path());
-        cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (dir, rt, mut cfg) = loopback_parts()?;
         cfg.audit_sync = AuditSync::Each;
         let kek = Facility::open(dir.path().join("keys"))?.generate()?;
         Ok((dir, rt, cfg, kek))
@@ -968,13 +978,7 @@ mod held_ring {
         deadline: Option<Duration>,
         clients: Option<&tokio::runtime::Runtime>,
     ) -> Result<WithKey, Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let mut cfg = ServerConfig::new(dir.path());
-        cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (dir, rt, mut cfg) = loopback_parts()?;
         cfg.token = Some(TOKEN.into());
         if let Some(deadline) = deadline {
             cfg.request_timeout = deadline;
@@ -1144,9 +1148,9 @@ mod ring_lock_tests {
     /// file read again would), anonymous `GET /v1/status` requests and
     /// requests of a key's info, each kind more than the server has
     /// workers, hold up no other request: `GET /` and the status are
-    /// answered while the ring is still held. Before, each of them waited for the lock on a worker, and
-    /// with both workers of a 2-worker runtime waiting, no connection was
-    /// served until the lock was let go.
+    /// answered while the ring is still held. Before, each of them waited
+    /// for the lock on a worker, and with both workers of a 2-worker
+    /// runtime waiting, no connection was served until the lock was let go.
     #[test]
     fn requests_that_wait_for_the_key_ring_hold_up_no_other()
     -> Result<(), Box<dyn std::error::Error>> {

@@ -545,7 +545,7 @@ async fn make_change<T: Send + 'static>(
 ) -> Result<T, KmsError> {
     let audit = audit.clone();
     *audit.flags.change_state() = ChangeState::Running;
-    tokio::task::spawn_blocking(move || {
+    off_worker(move || {
         let r = change();
         let recorded = record(&audit, &r);
         if let Some((request, status)) = audit.flags.hand_over()
@@ -560,7 +560,6 @@ async fn make_change<T: Send + 'static>(
         recorded.and(r)
     })
     .await
-    .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))?
 }
 
 /// Runs `f`, which works on the key ring (and may wait for its lock, or
