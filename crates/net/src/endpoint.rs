@@ -42,10 +42,15 @@ const MAX_PARTIALS: usize = 64;
 /// channel, so that one sender that names itself truly cannot take every
 /// slot; one that does not is held by [`MAX_PARTIALS`]'s eviction.
 const MAX_PARTIALS_PER_SENDER: usize = 8;
+/// The largest message's payload bytes.
+const MAX_MESSAGE_BYTES: usize = MAX_FRAMES as usize * MAX_FRAME_PAYLOAD;
 /// Payload bytes an endpoint holds at once in partial messages and in
-/// received messages not yet handled (two messages of the largest size); a
-/// frame beyond it is dropped unacknowledged, a message beyond it dropped.
-const MAX_HELD_BYTES: usize = 2 * MAX_FRAMES as usize * MAX_FRAME_PAYLOAD;
+/// received messages not yet handled (two messages of the largest size),
+/// beyond those it awaits as replies ([`Endpoint::expect_replies`]); a
+/// frame beyond it pushes out messages that have received fewer bytes than
+/// its own ([`Receiver::make_room`]) or is dropped unacknowledged, a
+/// single-frame message beyond it is dropped.
+const MAX_HELD_BYTES: usize = 2 * MAX_MESSAGE_BYTES;
 /// A warning of one kind is logged at most once per this interval; the
 /// next one says how many were suppressed.
 const WARN_INTERVAL: Duration = Duration::from_secs(1);
@@ -145,6 +150,9 @@ pub(crate) struct Endpoint {
     channel: String,
     acks: Routes<MessageId, mpsc::UnboundedSender<Receipt>>,
     replies: Routes<RequestId, mpsc::Sender<Incoming>>,
+    /// Payload bytes set aside for the replies awaited now, one message of
+    /// the largest size each, on top of [`MAX_HELD_BYTES`].
+    awaited: Arc<AtomicUsize>,
     ack_timeout: Duration,
     closing: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Stop>,
@@ -166,11 +174,13 @@ enum Stop {
     Lost,
 }
 
-/// Replies to one request; unregistered on drop.
+/// Replies to one request; unregistered, and the room set aside for them
+/// given back, on drop.
 pub(crate) struct Replies {
     rx: mpsc::Receiver<Incoming>,
     id: RequestId,
     routes: Routes<RequestId, mpsc::Sender<Incoming>>,
+    awaited: Arc<AtomicUsize>,
 }
 
 impl Replies {
@@ -182,6 +192,7 @@ impl Replies {
 impl Drop for Replies {
     fn drop(&mut self) {
         lock(&self.routes).remove(&self.id);
+        self.awaited.fetch_sub(MAX_MESSAGE_BYTES, Ordering::Relaxed);
     }
 }
 
@@ -264,6 +275,7 @@ impl Endpoint {
         let sub = broker.subscribe(&channel).await?;
         let acks: Routes<MessageId, _> = Arc::default();
         let replies: Routes<RequestId, _> = Arc::default();
+        let awaited: Arc<AtomicUsize> = Arc::default();
         let closing = Arc::new(AtomicBool::new(false));
         let rx = Receiver {
             broker: broker.clone(),
@@ -273,6 +285,7 @@ impl Endpoint {
             requests,
             partials: HashMap::new(),
             max_held: MAX_HELD_BYTES,
+            awaited: awaited.clone(),
             queued: Arc::default(),
             closing: closing.clone(),
             warnings: Warnings::default(),
@@ -283,6 +296,7 @@ impl Endpoint {
             channel,
             acks,
             replies,
+            awaited,
             ack_timeout,
             closing,
             task,
@@ -304,14 +318,24 @@ impl Endpoint {
         &self.broker
     }
 
-    /// Routes replies to request `id` to the returned receiver.
+    /// Routes replies to request `id` to the returned receiver, and sets
+    /// aside room for one message of the largest size until it is dropped.
+    ///
+    /// A client asks several servers at once (a load asks t of them, a
+    /// check every one), and their replies arrive interleaved over the
+    /// broker: held in a budget of fixed size, replies larger than its share
+    /// would each stop part way, none ever whole. With room for every reply
+    /// awaited, what the endpoint may hold grows only with what its owner
+    /// asked for, which it holds anyway once the replies are in.
     pub(crate) fn expect_replies(&self, id: RequestId) -> Replies {
         let (tx, rx) = mpsc::channel(16);
         lock(&self.replies).insert(id, tx);
+        self.awaited.fetch_add(MAX_MESSAGE_BYTES, Ordering::Relaxed);
         Replies {
             rx,
             id,
             routes: self.replies.clone(),
+            awaited: self.awaited.clone(),
         }
     }
 
@@ -447,8 +471,10 @@ struct Receiver {
     requests: Option<mpsc::Sender<Incoming>>,
     partials: HashMap<(String, MessageId), Partial>,
     /// Payload bytes partial messages and messages not yet handled may hold
-    /// together.
+    /// together, beyond those set aside in `awaited`.
     max_held: usize,
+    /// Payload bytes set aside for replies awaited ([`Endpoint::awaited`]).
+    awaited: Arc<AtomicUsize>,
     /// Payload bytes of messages delivered and not yet handled.
     queued: Arc<AtomicUsize>,
     /// Set when the endpoint is dropped.
@@ -461,6 +487,12 @@ impl Receiver {
     fn held(&self) -> usize {
         let partial: usize = self.partials.values().map(|p| p.held).sum();
         partial.saturating_add(self.queued.load(Ordering::Relaxed))
+    }
+
+    /// Payload bytes that may be held now.
+    fn limit(&self) -> usize {
+        self.max_held
+            .saturating_add(self.awaited.load(Ordering::Relaxed))
     }
 
     /// The partial message to drop when a new one needs its slot: the one
@@ -476,6 +508,46 @@ impl Receiver {
             .iter()
             .min_by_key(|(_, p)| (p.held, p.last))
             .map(|(k, _)| k.clone())
+    }
+
+    /// The messages in progress to drop so that `over` more payload bytes
+    /// fit, when a frame of message `key`, which would then hold `mine`
+    /// bytes, does not: those that have received the fewest bytes, each
+    /// fewer than `mine`, other than `key` and those in `taken`; `None` when
+    /// they do not free enough.
+    ///
+    /// Without it, messages that arrive side by side and together outgrow
+    /// the budget (records of several large saves sent to one server at
+    /// once) would each stop part way, their frames dropped and sent again
+    /// until their senders give up, and none would ever be whole. With it,
+    /// the message that has received the most always goes on, and those
+    /// dropped are sent again from their first frame once there is room.
+    /// As with slots ([`MAX_PARTIALS`]), a flood pushes out only messages
+    /// that have received fewer bytes than it has sent.
+    fn make_room(
+        &self,
+        key: &(String, MessageId),
+        taken: &[(String, MessageId)],
+        over: usize,
+        mine: usize,
+    ) -> Option<Vec<(String, MessageId)>> {
+        let mut candidates: Vec<_> = self
+            .partials
+            .iter()
+            .filter(|(k, p)| *k != key && !taken.contains(k) && p.held < mine)
+            .map(|(k, p)| (p.held, p.last, k))
+            .collect();
+        candidates.sort_by_key(|(held, last, _)| (*held, *last));
+        let mut freed = 0usize;
+        let mut out = Vec::new();
+        for (held, _, k) in candidates {
+            if freed >= over {
+                break;
+            }
+            freed = freed.saturating_add(held);
+            out.push(k.clone());
+        }
+        (freed >= over).then_some(out)
     }
 
     async fn run(mut self, mut sub: Subscription) -> Stop {
@@ -520,7 +592,7 @@ impl Receiver {
             }
             FrameRef::Dropped(d) => self.route_receipt(d.message_id, Receipt::Dropped),
             FrameRef::Data(d) if d.count == 1 => {
-                if self.held().saturating_add(d.payload.len()) > self.max_held {
+                if self.held().saturating_add(d.payload.len()) > self.limit() {
                     peer_warn!(
                         self,
                         from = d.sender,
@@ -580,41 +652,61 @@ impl Receiver {
                 victim = self.least_received();
             }
         }
-        let freed = victim
-            .as_ref()
-            .and_then(|v| self.partials.get(v))
-            .map_or(0, |p| p.held);
+        let mut victims: Vec<(String, MessageId)> = victim.iter().cloned().collect();
+        let freed: usize = victims
+            .iter()
+            .filter_map(|v| self.partials.get(v))
+            .map(|p| p.held)
+            .sum();
         let held = self.held().saturating_sub(freed);
-        let new_bytes = match self.partials.get(&key) {
-            Some(p) if p.have.get(d.index as usize) == Some(&true) => 0,
-            _ => d.payload.len(),
+        let (new_bytes, mine) = match self.partials.get(&key) {
+            Some(p) if p.have.get(d.index as usize) == Some(&true) => (0, p.held),
+            Some(p) => (d.payload.len(), p.held.saturating_add(d.payload.len())),
+            None => (d.payload.len(), d.payload.len()),
         };
-        if held.saturating_add(new_bytes) > self.max_held {
-            peer_warn!(
-                self,
-                from = d.sender,
-                held = held,
-                limit = self.max_held,
-                "receive buffers full; frame dropped"
-            );
-            return;
+        let limit = self.limit();
+        let over = held.saturating_add(new_bytes).saturating_sub(limit);
+        if over > 0 {
+            match self.make_room(&key, &victims, over, mine) {
+                Some(more) => victims.extend(more),
+                None => {
+                    peer_warn!(
+                        self,
+                        from = d.sender,
+                        held = held,
+                        limit = limit,
+                        "receive buffers full; frame dropped"
+                    );
+                    return;
+                }
+            }
         }
-        if let Some(victim) = victim
-            && let Some(evicted) = self.partials.remove(&victim)
-        {
-            peer_warn!(
-                self,
-                from = victim.0,
-                held = evicted.held,
-                "too many partial messages; the one least received dropped"
-            );
+        for dropped in victims {
+            let Some(evicted) = self.partials.remove(&dropped) else {
+                continue;
+            };
+            if victim.as_ref() == Some(&dropped) {
+                peer_warn!(
+                    self,
+                    from = dropped.0,
+                    held = evicted.held,
+                    "too many partial messages; the one least received dropped"
+                );
+            } else {
+                peer_warn!(
+                    self,
+                    from = dropped.0,
+                    held = evicted.held,
+                    "receive buffers full; a message less received dropped"
+                );
+            }
             // Its sender would otherwise learn of it only when its request
             // times out, its frames all acknowledged.
             let notice = Frame::Dropped(DroppedFrame {
-                message_id: victim.1,
+                message_id: dropped.1,
                 sender: self.channel.clone(),
             });
-            if let Err(e) = self.broker.publish(&victim.0, notice.encode()).await {
+            if let Err(e) = self.broker.publish(&dropped.0, notice.encode()).await {
                 peer_warn!(
                     self,
                     error = tracing::field::display(&e),
@@ -755,6 +847,7 @@ mod tests {
             requests,
             partials: HashMap::new(),
             max_held,
+            awaited: Arc::default(),
             queued: Arc::default(),
             closing: Arc::default(),
             warnings: Warnings::default(),
@@ -1122,6 +1215,168 @@ mod tests {
         }
         assert_eq!(told.len(), 1, "told: {told:?}");
         assert_eq!(told[0].1, MessageId([told[0].0 as u8; 16]));
+        Ok(())
+    }
+
+    /// Three encoded store messages of three frames each, from senders
+    /// `seccs:client:c0`..`c2`, and those senders' channels subscribed on
+    /// `rx`'s broker (where the receiver's notices reach them).
+    async fn three_messages_of_three_frames(
+        rx: &Receiver,
+    ) -> Result<(Vec<Vec<u8>>, Vec<Subscription>), String> {
+        let mut channels = Vec::new();
+        for i in 0..3 {
+            channels.push(
+                rx.broker
+                    .subscribe(&format!("seccs:client:c{i}"))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let messages = (0..3u8)
+            .map(|i| {
+                Message {
+                    request_id: RequestId([i; 16]),
+                    body: Body::Store {
+                        tag: "t".into(),
+                        version: 1,
+                        record: vec![i; 2 * MAX_FRAME_PAYLOAD + 10],
+                    },
+                }
+                .encode()
+            })
+            .collect();
+        Ok((messages, channels))
+    }
+
+    /// Frame `index` of message `i` of [`three_messages_of_three_frames`].
+    fn frame_of(messages: &[Vec<u8>], i: usize, index: u32) -> Vec<u8> {
+        let bytes = &messages[i];
+        let at = index as usize * MAX_FRAME_PAYLOAD;
+        let payload = &bytes[at..(at + MAX_FRAME_PAYLOAD).min(bytes.len())];
+        encode_data_parts(
+            MessageId([i as u8; 16]),
+            &format!("seccs:client:c{i}"),
+            index,
+            3,
+            [payload, &[]],
+        )
+    }
+
+    /// The senders (by number) told that their message was dropped.
+    async fn told_dropped(channels: &mut [Subscription]) -> Vec<usize> {
+        let mut told = Vec::new();
+        for (i, channel) in channels.iter_mut().enumerate() {
+            while let Ok(Some(bytes)) = timeout(Duration::from_millis(1), channel.recv()).await {
+                if let Ok(FrameRef::Dropped(_)) = FrameRef::decode(&bytes) {
+                    told.push(i);
+                }
+            }
+        }
+        told
+    }
+
+    #[tokio::test]
+    async fn messages_that_outgrow_the_budget_together_are_whole_one_after_another()
+    -> Result<(), String> {
+        // Three messages of three frames side by side, in a budget of six
+        // frames: after two rounds it is full, and no message is whole.
+        let (tx, mut requests) = mpsc::channel(8);
+        let mut rx = receiver(Some(tx), 6 * MAX_FRAME_PAYLOAD);
+        let (messages, mut channels) = three_messages_of_three_frames(&rx).await?;
+        let mut delivered = Vec::new();
+        for index in 0..3 {
+            for i in 0..3 {
+                rx.handle(&frame_of(&messages, i, index)).await;
+                // Handled at once, as a server stores a record.
+                while let Ok(inc) = requests.try_recv() {
+                    delivered.push(inc.message.request_id);
+                }
+            }
+        }
+        // The first to need room went on, and the one that had received the
+        // least (of those that had received less) was dropped, and told.
+        let told = told_dropped(&mut channels).await;
+        if delivered.is_empty() {
+            return Err("no message was whole: the budget stalled them all".into());
+        }
+        assert_eq!(told, [1], "told: {told:?}");
+        assert_eq!(delivered, [RequestId([0; 16]), RequestId([2; 16])]);
+        // Its sender sends it again from its first frame, and it is whole
+        // (its last frame came once more after it was dropped, and is
+        // merged in). The frame sent once more after that holds its frame's
+        // bytes until it goes stale, as any repeated frame does.
+        for index in 0..3 {
+            rx.handle(&frame_of(&messages, 1, index)).await;
+        }
+        while let Ok(inc) = requests.try_recv() {
+            delivered.push(inc.message.request_id);
+        }
+        assert_eq!(delivered.len(), 3);
+        assert_eq!(delivered[2], RequestId([1; 16]));
+        assert!(rx.held() <= MAX_FRAME_PAYLOAD, "{} bytes held", rx.held());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_would_push_out_a_message_further_along_is_dropped() -> Result<(), String>
+    {
+        // Two messages in a budget of three frames: the first has two, the
+        // second's first frame does not fit and may not push the first out.
+        let mut rx = receiver(None, 3 * MAX_FRAME_PAYLOAD);
+        let (messages, mut channels) = three_messages_of_three_frames(&rx).await?;
+        rx.handle(&frame_of(&messages, 0, 0)).await;
+        rx.handle(&frame_of(&messages, 0, 1)).await;
+        rx.queued.store(1, Ordering::Relaxed);
+        rx.handle(&frame_of(&messages, 1, 0)).await;
+        assert_eq!(rx.partials.len(), 1);
+        assert_eq!(
+            rx.partials.values().map(|p| p.held).sum::<usize>(),
+            2 * MAX_FRAME_PAYLOAD
+        );
+        assert!(told_dropped(&mut channels).await.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn replies_awaited_have_room_of_their_own() -> Result<(), String> {
+        let broker: Arc<dyn Broker> = Arc::new(crate::broker::MemoryBroker::new());
+        let endpoint = Endpoint::open(
+            broker,
+            "seccs:client:me".into(),
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let awaited: Vec<Replies> = (0..3u8)
+            .map(|i| endpoint.expect_replies(RequestId([i; 16])))
+            .collect();
+        assert_eq!(
+            endpoint.awaited.load(Ordering::Relaxed),
+            3 * MAX_MESSAGE_BYTES
+        );
+        drop(awaited);
+        assert_eq!(endpoint.awaited.load(Ordering::Relaxed), 0);
+        // A client awaiting three replies larger than its budget's share
+        // (records fetched from three servers at once) takes them all,
+        // side by side, and drops none.
+        let (tx, mut replies) = mpsc::channel(8);
+        let mut rx = receiver(Some(tx), 6 * MAX_FRAME_PAYLOAD);
+        rx.awaited
+            .store(3 * 3 * MAX_FRAME_PAYLOAD, Ordering::Relaxed);
+        let (messages, mut channels) = three_messages_of_three_frames(&rx).await?;
+        for index in 0..3 {
+            for i in 0..3 {
+                rx.handle(&frame_of(&messages, i, index)).await;
+            }
+        }
+        let mut delivered = 0;
+        while replies.try_recv().is_ok() {
+            delivered += 1;
+        }
+        assert_eq!(delivered, 3);
+        assert!(told_dropped(&mut channels).await.is_empty());
         Ok(())
     }
 
