@@ -5025,3 +5025,64 @@ fn get_refuses_a_file_path_ending_in_a_slash() {
         b"kept"
     );
 }
+
+/// `seccs bench --backend` at a store's URL counts as node writes only the
+/// entries its own put adds (not the store's), and its plain-text report
+/// does not show the URL's password.
+#[test]
+fn bench_at_a_stores_url_counts_only_its_own_writes_and_hides_the_password() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &["--requirepass", "hunter2"]);
+    let url = |prefix: &str| format!("redis://:hunter2@127.0.0.1:{port}/0?prefix={prefix}");
+    let store = tmp.path().join("s");
+    ok(seccs(&store)
+        .args(["init", "--backend", &url("s:")])
+        .env("REDIS_PASSWORD", "hunter2"));
+    // Far more entries than the bench's 1 MiB writes.
+    let file = random_file(tmp.path(), "big", 12 << 20, 7);
+    ok(seccs(&store)
+        .arg("put")
+        .arg(&file)
+        .arg("-q")
+        .env("REDIS_PASSWORD", "hunter2"));
+    let bench = |prefix: &str, json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seccs"));
+        cmd.args([
+            "bench",
+            "--size-mib",
+            "1",
+            "--rounds",
+            "1",
+            "--stream-mib",
+            "0",
+        ])
+        .args(["--backend", &url(prefix)])
+        .env_remove("SECCS_STORE");
+        if json {
+            cmd.arg("--json");
+        }
+        ok(&mut cmd)
+    };
+    // Node writes in the put: writes a second times seconds the put took.
+    let writes = |prefix: &str| {
+        let out: serde_json::Value = serde_json::from_str(&bench(prefix, true)).expect("json");
+        let b = &out["backend"];
+        assert_eq!(b["guarded_by_marker"], prefix == "s:", "{b}");
+        let per_s = b["node_writes_per_s"].as_f64().expect("writes/s");
+        let mib_s = b["put_mib_s"].as_f64().expect("MiB/s");
+        per_s / mib_s
+    };
+    let at_store = writes("s:");
+    let at_empty = writes("e:");
+    assert!(at_empty > 100.0, "a MiB is hundreds of nodes: {at_empty}");
+    assert!(
+        (at_store - at_empty).abs() < at_empty / 4.0,
+        "{at_store} node writes at the store's URL, {at_empty} at an empty prefix"
+    );
+    let said = bench("s:", false);
+    assert!(said.contains("backend redis://"), "{said}");
+    assert!(
+        !said.contains("hunter2"),
+        "the password is not shown: {said}"
+    );
+}

@@ -118,12 +118,15 @@ fn seed_routes_answer_byte_for_byte() -> TestResult {
 
 #[test]
 fn seed_wget_and_curl_flows_work() -> TestResult {
-    let have = |tool: &str| {
-        Command::new(tool)
+    // Both clients are needed: scripts/install-deps installs them, and a
+    // machine without one fails here rather than passing untested.
+    for tool in ["wget", "curl"] {
+        let found = Command::new(tool)
             .arg("--version")
             .output()
-            .is_ok_and(|o| o.status.success())
-    };
+            .is_ok_and(|o| o.status.success());
+        assert!(found, "{tool} is needed (scripts/install-deps installs it)");
+    }
     let dir = tempfile::tempdir()?;
     let work = tempfile::tempdir()?;
     let rt = runtime()?;
@@ -131,7 +134,7 @@ fn seed_wget_and_curl_flows_work() -> TestResult {
     let port = server.addr().port();
     let kek = work.path().join("kek.dat");
     let dek = work.path().join("dek.dat");
-    if have("wget") {
+    {
         let st = Command::new("wget")
             .args(["-q", "--no-check-certificate", "--post-data="])
             .arg(format!("https://127.0.0.1:{port}/new"))
@@ -154,7 +157,7 @@ fn seed_wget_and_curl_flows_work() -> TestResult {
         assert!(st.success());
         assert_eq!(std::fs::read(&dek)?.len(), 32);
     }
-    if have("curl") {
+    {
         let out = Command::new("curl")
             .args(["-sk", "-X", "POST"])
             .arg(format!("https://127.0.0.1:{port}/new"))

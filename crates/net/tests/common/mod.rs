@@ -111,10 +111,24 @@ pub fn redis(port: Option<u16>) -> std::io::Result<Proc> {
     })
 }
 
+/// Where `nats-server` is: on the `PATH`, or where Debian's package puts
+/// it (`/usr/sbin`, which a user's `PATH` there lacks).
+fn nats_server() -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|dir| dir.join("nats-server"))
+        .find(|bin| bin.is_file())
+        .unwrap_or_else(|| "nats-server".into())
+}
+
 /// Starts `nats-server` on a free port.
 pub fn nats() -> std::io::Result<Proc> {
     start_broker(None, b"", b"INFO", |port, dir| {
-        Command::new("nats-server")
+        Command::new(nats_server())
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .current_dir(dir)
             .stdout(Stdio::null())
