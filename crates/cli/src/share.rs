@@ -129,8 +129,9 @@ enum ShareCommand {
         password: PasswordArgs,
         /// One JSON object per tag: tag, version, n, t, whole, and the
         /// servers in each state (authentic, bad with reasons, superseded,
-        /// repeated, without_record, silent with the failure); a tag whose
-        /// check failed is {"tag", "error"}.
+        /// repeated, without_record, silent with the failure), also when
+        /// it is not whole; a tag whose check failed (it does not rebuild,
+        /// or the password does not open it) is {"tag", "error"}.
         #[arg(long)]
         json: bool,
         /// The tag, optionally with @VERSION. Without it, every tag listed
@@ -670,7 +671,19 @@ impl Session {
         for listing in &tags {
             let tag = &listing.tag;
             let result = match self.client.check(tag, None, pw).await {
-                Ok(r) => show_check(tag, &r, json, names).and_then(|()| whole_or_why(tag, &r)),
+                Ok(r) => match show_check(tag, &r, json, names) {
+                    // The report just printed says it is not whole
+                    // ("whole": false); an error object after it would
+                    // make two objects for the one tag.
+                    Ok(()) if json => {
+                        if !r.is_whole() {
+                            failed += 1;
+                        }
+                        continue;
+                    }
+                    Ok(()) => whole_or_why(tag, &r),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e.into()),
             };
             if let Err(e) = result {

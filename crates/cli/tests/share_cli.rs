@@ -227,6 +227,15 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
             && err.contains("1 of the 1 tags checked is not whole or did not rebuild"),
         "{err}"
     );
+    // With --json, the tag that is not whole is one object, its report
+    // ("whole": false), and the exit status still says it is not whole.
+    let all = run(&mut net.with_password(&["check", "--json"]));
+    assert!(!all.status.success());
+    let lines = json_lines(&String::from_utf8_lossy(&all.stdout));
+    assert!(
+        lines.len() == 1 && lines[0]["tag"] == "docs/report" && lines[0]["whole"] == false,
+        "{lines:?}"
+    );
     // An output that cannot be written is refused before any server is
     // asked: the error is the output's, not that no such tag is held.
     let nowhere = tmp.path().join("missing").join("out.bin");
