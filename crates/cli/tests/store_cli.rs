@@ -4705,6 +4705,31 @@ fn bench_tree_measures_a_restore_against_plain_writes_and_cleans_up() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// `seccs bench kms --seconds` refuses a figure that is no duration
+/// (infinite, too large for one, not a number, negative) as a usage error,
+/// exit status 2 and a line naming the option, before anything runs,
+/// rather than panicking.
+#[test]
+fn bench_kms_refuses_seconds_that_are_no_duration() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for seconds in ["inf", "1e20", "NaN", "-1", "0"] {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_seccs"))
+            .args(["bench", "kms"])
+            .arg(format!("--seconds={seconds}"))
+            .current_dir(tmp.path())
+            .env_remove("SECCS_STORE"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{seconds}: {err}");
+        assert!(
+            err.contains("--seconds")
+                && err.contains("from 0.1 to 3600")
+                && !err.contains("panicked"),
+            "{seconds}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{seconds}");
+    }
+}
+
 /// A tree restore stopped while a group of files is written (with no
 /// names, before the group is synced and linked into place) leaves no
 /// temporary file, and every file under its own name is whole: stopped by

@@ -14,18 +14,41 @@ pub struct KmsBenchArgs {
     /// `audit_each_ratio`, `file_ratio`, …).
     #[arg(long)]
     json: bool,
-    /// Seconds spent on each timed measurement.
-    #[arg(long, default_value_t = 2.0)]
-    seconds: f64,
+    /// Seconds spent on each timed measurement, from 0.1 to 3600
+    /// (decimals such as 0.5 are taken).
+    #[arg(long, default_value = "2", value_name = "SECONDS", value_parser = parse_seconds)]
+    seconds: Duration,
     /// MiB encrypted for the file measurement.
     #[arg(long, default_value_t = 128)]
     file_mib: usize,
 }
 
+/// The bounds of `--seconds`: below the lower one a measurement is mostly
+/// noise; the upper one keeps a mistyped figure from running for days.
+const SECONDS_RANGE: std::ops::RangeInclusive<f64> = 0.1..=3600.0;
+
+/// `--seconds`: a finite number of seconds within [`SECONDS_RANGE`],
+/// refused here rather than turned into a duration that cannot exist
+/// (`inf`, `1e20` or NaN would panic in `Duration::from_secs_f64`).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !SECONDS_RANGE.contains(&secs) {
+        return Err(format!(
+            "{text} seconds is out of range: give from {} to {}",
+            SECONDS_RANGE.start(),
+            SECONDS_RANGE.end()
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 /// Runs `seccs bench kms`.
 pub fn run(args: KmsBenchArgs) -> anyhow::Result<()> {
     let params = KmsBenchParams {
-        duration: Duration::from_secs_f64(args.seconds.max(0.1)),
+        duration: args.seconds,
         file_bytes: args.file_mib.max(1) << 20,
     };
     let r = bench::run(params)?;
