@@ -309,10 +309,13 @@ pub fn password_from(file: Option<&std::path::Path>, confirm: bool) -> anyhow::R
         }
         return Ok(Password::new(line.to_vec()));
     }
-    if let Ok(p) = std::env::var("SECCS_SHARE_PASSWORD")
+    // A password is bytes: a value that is not UTF-8 is taken as it is,
+    // not passed over for a prompt (nor turned into other bytes).
+    if let Some(p) = std::env::var_os("SECCS_SHARE_PASSWORD")
         && !p.is_empty()
     {
-        return Ok(Password::new(p.into_bytes()));
+        use std::os::unix::ffi::OsStringExt;
+        return Ok(Password::new(p.into_vec()));
     }
     let no_terminal = "cannot ask for the share password (no terminal to ask on?): set \
                        SECCS_SHARE_PASSWORD, or give a password file where the command takes one";

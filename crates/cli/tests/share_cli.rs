@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Killed, free_port, ok, run};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -177,6 +178,39 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
         all.len() == 1 && all[0]["tag"] == "docs/report" && all[0]["whole"] == true,
         "{all:?}"
     );
+
+    // SECCS_SHARE_PASSWORD is bytes: a value that is not UTF-8 is the
+    // password, exactly (a file of those bytes loads the save; the UTF-8
+    // spelling of the same text does not), and the variable is not passed
+    // over for a prompt.
+    let latin1 = || std::ffi::OsString::from_vec(b"caf\xe9".to_vec());
+    ok(net
+        .client(&["save", "bytes/pw"])
+        .env("SECCS_SHARE_PASSWORD", latin1())
+        .stdin(Stdio::null())
+        .arg(&input));
+    let pw_bytes = tmp.path().join("pw-bytes");
+    std::fs::write(&pw_bytes, b"caf\xe9\n").expect("password");
+    let back = tmp.path().join("back.bin");
+    ok(net
+        .client(&["load", "bytes/pw"])
+        .arg("--password-file")
+        .arg(&pw_bytes)
+        .arg(&back));
+    assert_eq!(std::fs::read(&back).expect("loaded"), data);
+    std::fs::write(&pw_bytes, "caf\u{e9}\n").expect("password");
+    let wrong = run(net
+        .client(&["load", "bytes/pw"])
+        .arg("--password-file")
+        .arg(&pw_bytes)
+        .arg(tmp.path().join("wrong.bin")));
+    assert!(!wrong.status.success());
+    ok(net
+        .client(&["load", "bytes/pw"])
+        .env("SECCS_SHARE_PASSWORD", latin1())
+        .stdin(Stdio::null())
+        .arg(tmp.path().join("again.bin")));
+    ok(&mut net.client(&["rm", "bytes/pw"]));
 
     // A file larger than a save carries (each share must fit in one 1 GiB
     // message; with t = 2, about 2 GiB) is refused before it is read: a
