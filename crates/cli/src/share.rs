@@ -262,9 +262,11 @@ const MAX_PASSWORD_FILE: u64 = 64 << 10;
 /// The bytes of the password file `path`, within [`MAX_PASSWORD_FILE`].
 fn read_password_file(path: &Path) -> anyhow::Result<Password> {
     let cannot_read = || format!("cannot read the password file {}", path.display());
-    // Room for any password at once, so that the buffer does not grow,
-    // leaving copies behind.
-    let mut bytes = Vec::with_capacity(4096);
+    // Room for all that is read (the bound and the byte past it that shows
+    // a file over it) at once, so that the buffer never grows: a growth
+    // would leave the bytes read so far behind, unwiped, in the buffer it
+    // frees.
+    let mut bytes = Vec::with_capacity(MAX_PASSWORD_FILE as usize + 1);
     let read = std::fs::File::open(path)
         .and_then(|f| f.take(MAX_PASSWORD_FILE + 1).read_to_end(&mut bytes))
         .with_context(cannot_read);
