@@ -35,7 +35,14 @@
 //!
 //! A record is published with a hard link, which fails when the name exists:
 //! two saves that race for one version never overwrite each other, whether
-//! they reach one server process or two processes sharing a root.
+//! they reach one server process or two processes sharing a root. It is
+//! written under a temporary name in `records/` (without the lock: it may
+//! be large) and linked into its tag's directory, made with the `tag` file
+//! when missing, with the lock held: a removal of the tag's last version,
+//! which removes both, cannot come in between. Before, the directory and
+//! the record were made without the lock, and such a removal left a record
+//! without its `tag` file (the tag vanished from listings) or failed the
+//! store.
 //!
 //! A store that is refused leaves nothing behind: the tag's directory is
 //! made only for a record that will be written, and a rollback of a tag's
@@ -144,6 +151,14 @@ impl Highest {
     }
 }
 
+/// Where [`RecordStore::put`] is after its first step.
+enum Staged {
+    /// Refused, or the record is there: nothing was written.
+    Done(PutOutcome),
+    /// The record is written under a temporary name, to be published.
+    Written(TempFile),
+}
+
 /// Records kept in a directory.
 #[derive(Debug, Clone)]
 pub struct RecordStore {
@@ -185,13 +200,6 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     write_synced(path, bytes, Publish::Replace).map(|_| ())
 }
 
-/// Writes `bytes` to `path` only if no file is there: temporary file, fsync,
-/// hard link (which fails when `path` exists), fsync dir. Returns whether the
-/// file was created; never replaces an existing one.
-pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
-    write_synced(path, bytes, Publish::IfAbsent)
-}
-
 /// How a written temporary file takes its final name.
 #[derive(Clone, Copy)]
 enum Publish {
@@ -201,6 +209,62 @@ enum Publish {
     IfAbsent,
 }
 
+/// The prefix of a temporary file's name, followed by [`TEMP_HEX_DIGITS`]
+/// lowercase hex digits.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// The hex digits after [`TEMP_PREFIX`] (8 random bytes).
+const TEMP_HEX_DIGITS: usize = 16;
+
+/// A file written and synced under a temporary name in a directory,
+/// removed when dropped: once published under its own name, the temporary
+/// one is only a second link (or gone, after a rename).
+struct TempFile {
+    path: PathBuf,
+}
+
+impl TempFile {
+    /// Writes and syncs `bytes` to a new temporary file in `dir`.
+    fn write(dir: &Path, bytes: &[u8]) -> Result<Self, Error> {
+        let mut rnd = [0u8; TEMP_HEX_DIGITS / 2];
+        seccs_core::random_bytes(&mut rnd)?;
+        let tmp = Self {
+            path: dir.join(format!("{TEMP_PREFIX}{}", hex::encode(rnd))),
+        };
+        let mut f = create_private_file(&tmp.path).map_err(io("create", &tmp.path))?;
+        f.write_all(bytes).map_err(io("write", &tmp.path))?;
+        f.sync_all().map_err(io("sync", &tmp.path))?;
+        Ok(tmp)
+    }
+
+    /// Gives the file the name `path` and syncs `path`'s directory; returns
+    /// whether it was published (false: `IfAbsent` found the name taken).
+    fn publish(&self, path: &Path, publish: Publish) -> Result<bool, Error> {
+        match publish {
+            Publish::Replace => fs::rename(&self.path, path).map_err(io("rename to", path))?,
+            Publish::IfAbsent => match fs::hard_link(&self.path, path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(Error::io(format!("link {}", path.display()), e)),
+            },
+        }
+        if let Some(dir) = path.parent()
+            && let Ok(d) = fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(true)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // Gone after a rename; after a link or a failure, the temporary
+        // name is left to remove.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 /// Writes and syncs a temporary file beside `path`, publishes it, and syncs
 /// the directory; returns whether it was published (false: `IfAbsent` found
 /// the name taken).
@@ -208,30 +272,7 @@ fn write_synced(path: &Path, bytes: &[u8], publish: Publish) -> Result<bool, Err
     let dir = path
         .parent()
         .ok_or_else(|| Error::Config("path without parent".into()))?;
-    let mut rnd = [0u8; 8];
-    seccs_core::random_bytes(&mut rnd)?;
-    let tmp = dir.join(format!(".tmp-{}", hex::encode(rnd)));
-    let result = (|| {
-        let mut f = create_private_file(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(bytes).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("sync", &tmp))?;
-        match publish {
-            Publish::Replace => fs::rename(&tmp, path).map_err(io("rename to", path))?,
-            Publish::IfAbsent => match fs::hard_link(&tmp, path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-                Err(e) => return Err(Error::io(format!("link {}", path.display()), e)),
-            },
-        }
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(true)
-    })();
-    // Gone after a rename; after a link or a failure, the temporary name is
-    // left to remove.
-    let _ = fs::remove_file(&tmp);
-    result
+    TempFile::write(dir, bytes)?.publish(path, publish)
 }
 
 /// The first bytes of a record file: what [`crate::record::file_id_of`]
@@ -390,26 +431,63 @@ impl RecordStore {
     /// A store that is refused leaves nothing behind: the tag's directory
     /// is made only for a record that will be written.
     pub fn put(&self, tag: &str, version: u64, record: &[u8]) -> Result<PutOutcome, Error> {
-        if version == 0 {
-            return Ok(PutOutcome::NotAVersion);
+        match self.stage(tag, version, record)? {
+            Staged::Done(outcome) => Ok(outcome),
+            Staged::Written(tmp) => self.publish(tag, version, record, &tmp),
         }
-        let dir = self.tag_dir(tag);
-        let path = dir.join(version_file(version));
-        let compare = |path: &Path| match fs::read(path) {
+    }
+
+    /// What a record held at `path` makes of a store of `record` there
+    /// (`None`: no record is there).
+    fn compare(path: &Path, record: &[u8]) -> Result<Option<PutOutcome>, Error> {
+        match fs::read(path) {
             Ok(existing) if existing == record => Ok(Some(PutOutcome::Unchanged)),
             Ok(_) => Ok(Some(PutOutcome::Conflict)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
-        };
-        if let Some(outcome) = compare(&path)? {
-            return Ok(outcome);
+        }
+    }
+
+    /// [`RecordStore::put`]'s first step, without the lock: the outcome
+    /// when the store is refused or the record is there, else the record
+    /// written and synced under a temporary name in `records/` (which a
+    /// removal never deletes, unlike the tag's directory).
+    fn stage(&self, tag: &str, version: u64, record: &[u8]) -> Result<Staged, Error> {
+        if version == 0 {
+            return Ok(Staged::Done(PutOutcome::NotAVersion));
+        }
+        let path = self.record_path(tag, version);
+        if let Some(outcome) = Self::compare(&path, record)? {
+            return Ok(Staged::Done(outcome));
         }
         // A version this store held before (removed since) is not given to
         // another save: servers offline at the removal may still hold it.
         if version <= self.read_highest(tag).high {
             // A put of this version that raised it just now left its record.
-            return Ok(compare(&path)?.unwrap_or(PutOutcome::VersionUsed));
+            return Ok(Staged::Done(
+                Self::compare(&path, record)?.unwrap_or(PutOutcome::VersionUsed),
+            ));
         }
+        Ok(Staged::Written(TempFile::write(&self.dir, record)?))
+    }
+
+    /// [`RecordStore::put`]'s second step: links the record written in
+    /// `tmp` into the tag's directory, made with its `tag` file when
+    /// missing. With the lock held throughout, so that a removal of the
+    /// tag's last version, which removes the `tag` file and the directory,
+    /// comes wholly before it or after: in between, it would leave the
+    /// record in a directory without its `tag` file (a tag [`Self::list`]
+    /// never shows), or take the directory from under the link.
+    fn publish(
+        &self,
+        tag: &str,
+        version: u64,
+        record: &[u8],
+        tmp: &TempFile,
+    ) -> Result<PutOutcome, Error> {
+        let dir = self.tag_dir(tag);
+        let path = dir.join(version_file(version));
+        let _guard = self.locked();
         let new_tag = !dir.exists();
         create_private_dir_all(&dir)?;
         let tag_file = dir.join("tag");
@@ -418,14 +496,11 @@ impl RecordStore {
         }
         // Another save may have taken the version since: the link refuses
         // to replace it, and the record there decides the outcome.
-        if !write_new(&path, record)? {
-            return Ok(compare(&path)?.unwrap_or(PutOutcome::Conflict));
+        if !tmp.publish(&path, Publish::IfAbsent)? {
+            return Ok(Self::compare(&path, record)?.unwrap_or(PutOutcome::Conflict));
         }
-        {
-            let _guard = self.locked();
-            let by = crate::record::file_id_of(record).ok();
-            self.raise_highest(tag, version, by)?;
-        }
+        let by = crate::record::file_id_of(record).ok();
+        self.raise_highest(tag, version, by)?;
         if new_tag {
             // The new tag directory's own entry must be on disk too before
             // the record counts as stored.
@@ -752,12 +827,45 @@ mod tests {
             // The record on disk is the one whose put said it was stored.
             assert_eq!(store.get("t", v)?, Some(vec![stored[0]; 64]));
         }
-        let leftovers = fs::read_dir(store.tag_dir("t"))
-            .map_err(|e| Error::io("list", e))?
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
-            .count();
-        assert_eq!(leftovers, 0, "temporary files are removed");
+        for dir in [store.tag_dir("t"), tmp.path().join("records")] {
+            let leftovers = fs::read_dir(&dir)
+                .map_err(|e| Error::io("list", e))?
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+                .count();
+            assert_eq!(leftovers, 0, "temporary files are removed");
+        }
+        Ok(())
+    }
+
+    /// A removal of a tag's last version that comes while a new version
+    /// of the tag is stored (its record written, not yet published) comes
+    /// wholly before the publication: the store succeeds, and the tag is
+    /// listed with its new version (before, the removal took the `tag`
+    /// file, or the directory, from under the store).
+    #[test]
+    fn a_removal_of_the_last_version_during_a_store_leaves_the_tag_listed() -> Result<(), Error> {
+        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let store = RecordStore::open(tmp.path())?;
+        assert_eq!(store.put("t", 1, b"one")?, PutOutcome::Stored);
+        let Staged::Written(staged) = store.stage("t", 2, b"two")? else {
+            panic!("version 2 is free");
+        };
+        assert_eq!(store.delete("t", None)?, 1);
+        assert_eq!(store.publish("t", 2, b"two", &staged)?, PutOutcome::Stored);
+        drop(staged);
+        let list = store.list("")?;
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].tag, "t");
+        assert_eq!(
+            list[0]
+                .versions
+                .iter()
+                .map(|v| v.version)
+                .collect::<Vec<_>>(),
+            [2]
+        );
+        assert_eq!(store.get("t", 2)?.as_deref(), Some(&b"two"[..]));
         Ok(())
     }
 
