@@ -134,6 +134,15 @@ pub async fn start(
     create_private_dir_all(root)?;
     let lock = lock_root(root)?;
     let store = RecordStore::open(root)?;
+    // The lock is held: no store of this root is in progress.
+    let leftovers = store.remove_leftover_temporaries();
+    if leftovers > 0 {
+        tracing::info!(
+            root = %root.display(),
+            leftovers,
+            "removed temporary files an earlier run left"
+        );
+    }
     let id = load_or_create_id(root)?;
     let channel = format!("{SERVER_PREFIX}{id}");
     let name = name.unwrap_or_else(|| id[..8].to_owned());

@@ -44,6 +44,10 @@
 //! without its `tag` file (the tag vanished from listings) or failed the
 //! store.
 //!
+//! A temporary file left by a crash (a record's may be near 1 GiB) is
+//! removed when a server starts on the root
+//! ([`RecordStore::remove_leftover_temporaries`]).
+//!
 //! A store that is refused leaves nothing behind: the tag's directory is
 //! made only for a record that will be written, and a rollback of a tag's
 //! first save removes its `highest/` file. Before, a refused store made the
@@ -216,6 +220,16 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// The hex digits after [`TEMP_PREFIX`] (8 random bytes).
 const TEMP_HEX_DIGITS: usize = 16;
 
+/// Whether `name` is one that [`TempFile::write`] gives, and nothing else.
+fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix(TEMP_PREFIX).is_some_and(|hex| {
+        hex.len() == TEMP_HEX_DIGITS
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// A file written and synced under a temporary name in a directory,
 /// removed when dropped: once published under its own name, the temporary
 /// one is only a second link (or gone, after a rename).
@@ -273,6 +287,19 @@ fn write_synced(path: &Path, bytes: &[u8], publish: Publish) -> Result<bool, Err
         .parent()
         .ok_or_else(|| Error::Config("path without parent".into()))?;
     TempFile::write(dir, bytes)?.publish(path, publish)
+}
+
+/// Removes the temporary files [`TempFile::write`] left in `dir` (a crash
+/// between the write and the removal); returns how many.
+fn remove_temporaries(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(is_temp_name))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 /// The first bytes of a record file: what [`crate::record::file_id_of`]
@@ -509,6 +536,36 @@ impl RecordStore {
                 .map_err(io("sync", &self.dir))?;
         }
         Ok(PutOutcome::Stored)
+    }
+
+    /// Removes the temporary files that a store or a write of this root
+    /// left when the process stopped (crashed, killed) between writing one
+    /// and removing it: in `records/`, each tag's directory, `highest/` and
+    /// the root itself; only names of the form the store gives them. A tag
+    /// directory left with no record (the removal of its last version
+    /// could not remove it while the file was there) is removed too.
+    /// Returns how many files were removed.
+    ///
+    /// Only for the process holding the root's lock, before it stores
+    /// anything (a server at start): a store in progress elsewhere would
+    /// lose its temporary file.
+    pub fn remove_leftover_temporaries(&self) -> usize {
+        let mut removed = remove_temporaries(&self.root)
+            + remove_temporaries(&self.dir)
+            + remove_temporaries(&self.root.join("highest"));
+        for entry in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let dir = entry.path();
+            let here = remove_temporaries(&dir);
+            removed += here;
+            if here > 0 && Self::versions(&dir).is_empty() {
+                let _ = fs::remove_file(dir.join("tag"));
+                let _ = fs::remove_dir(&dir);
+            }
+        }
+        removed
     }
 
     /// [`RecordStore::put`] of a record of the save `file_id`, refused
@@ -866,6 +923,60 @@ mod tests {
             [2]
         );
         assert_eq!(store.get("t", 2)?.as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            store.remove_leftover_temporaries(),
+            0,
+            "nothing left behind"
+        );
+        Ok(())
+    }
+
+    /// The temporary files a crash left (in the root, `records/`, a tag's
+    /// directory, `highest/`) are removed, and only those: records, `tag`
+    /// files and other names stay. A tag directory that held only a
+    /// temporary file besides its `tag` file goes with it.
+    #[test]
+    fn leftover_temporary_files_are_removed_and_nothing_else() -> Result<(), Error> {
+        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let root = tmp.path();
+        let store = RecordStore::open(root)?;
+        assert_eq!(store.put("t", 1, b"one")?, PutOutcome::Stored);
+        let emptied = store.tag_dir("e");
+        create_private_dir_all(&emptied)?;
+        create_private_dir_all(&root.join("highest"))?;
+        let write = |path: PathBuf| -> Result<PathBuf, Error> {
+            fs::write(&path, b"x").map_err(|e| Error::io("write", e))?;
+            Ok(path)
+        };
+        let name = ".tmp-0123456789abcdef";
+        let left = [
+            write(root.join(name))?,
+            write(root.join("records").join(name))?,
+            write(store.tag_dir("t").join(name))?,
+            write(root.join("highest").join(name))?,
+            write(emptied.join(name))?,
+        ];
+        write(emptied.join("tag"))?;
+        let kept = [
+            write(root.join(".tmp-0123"))?,
+            write(store.tag_dir("t").join(".tmp-0123456789ABCDEF"))?,
+            write(store.tag_dir("t").join(".tmp-0123456789abcdefg"))?,
+            write(root.join("records").join("tmp-0123456789abcdef"))?,
+        ];
+        let store = RecordStore::open(root)?;
+        assert_eq!(store.remove_leftover_temporaries(), left.len());
+        for path in &left {
+            assert!(!path.exists(), "{} removed", path.display());
+        }
+        for path in &kept {
+            assert!(path.exists(), "{} kept", path.display());
+        }
+        assert!(!emptied.exists(), "the emptied tag directory is removed");
+        assert_eq!(store.get("t", 1)?.as_deref(), Some(&b"one"[..]));
+        assert!(store.tag_dir("t").join("tag").exists());
+        let list = store.list("")?;
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].tag, "t");
         Ok(())
     }
 
