@@ -823,8 +823,9 @@ enum Attempt {
     Lost {
         /// Servers that did not answer the store (paused, slow, down).
         silent: Vec<String>,
-        /// The file, decrypted back from this attempt's records.
-        plaintext: Vec<u8>,
+        /// The file, decrypted back from this attempt's records; wiped
+        /// when dropped, as the next attempt may fail before it takes it.
+        plaintext: zeroize::Zeroizing<Vec<u8>>,
     },
 }
 
@@ -1252,10 +1253,14 @@ impl Client {
     pub(crate) async fn save_with(
         &self,
         tag: &str,
-        mut data: Vec<u8>,
+        data: Vec<u8>,
         secret: Secret<'_>,
         rules: SaveRules,
     ) -> Result<SaveReport, Error> {
+        // Wiped on every way out: a check or a retry's probe that fails
+        // (another save took a new tag, the loser of two at once) returns
+        // with the file (a store key, for a key file) still held here.
+        let mut data = zeroize::Zeroizing::new(data);
         check_new_tag(tag)?;
         // Anyone on the broker could load what an empty password guards.
         if let Secret::Password(password) = secret
@@ -1355,7 +1360,7 @@ impl Client {
             match self
                 .save_version(
                     tag,
-                    std::mem::take(&mut data),
+                    std::mem::take(&mut *data),
                     keys,
                     &servers,
                     (t, needed),
@@ -1496,9 +1501,11 @@ impl Client {
         }
         self.roll_back(servers, &acked, tag, version, file_id).await;
         if conflicts > 0 {
-            let plaintext = tokio::task::spawn_blocking(move || records.into_plaintext())
-                .await
-                .map_err(|e| Error::io("decrypt", std::io::Error::other(e.to_string())))??;
+            let plaintext = tokio::task::spawn_blocking(move || {
+                records.into_plaintext().map(zeroize::Zeroizing::new)
+            })
+            .await
+            .map_err(|e| Error::io("decrypt", std::io::Error::other(e.to_string())))??;
             return Ok(Attempt::Lost { silent, plaintext });
         }
         Err(Error::SaveIncomplete {
