@@ -623,6 +623,18 @@ pub fn is_catalog_key(key: &[u8]) -> bool {
     key.len() == KEY_LEN && key[0] == KEY_PREFIX
 }
 
+/// Whether damage that a damage-tolerant walk reports under `key` may have
+/// cost catalog records: `key` is a catalog key, or a shorter prefix of
+/// catalog keys that is not a node's key (`node_key_len` bytes). A backend
+/// that reads entries a block at a time (the embedded one) reports a block
+/// it cannot read by the prefix of the key range it then could not walk,
+/// and that range may hold any number of records, or only nodes whose
+/// digests start like a catalog key: it counts as damage to the catalog.
+pub(crate) fn damage_may_hold_records(key: &[u8], node_key_len: usize) -> bool {
+    is_catalog_key(key)
+        || (key.first() == Some(&KEY_PREFIX) && key.len() < KEY_LEN && key.len() != node_key_len)
+}
+
 /// Parses `NAME` or `NAME@N`. A name may itself contain `@`; only a suffix of
 /// digits after the last `@` is a version.
 pub fn parse_name_version(s: &str) -> (&str, Option<u32>) {

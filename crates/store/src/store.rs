@@ -734,7 +734,7 @@ impl Store {
     }
 
     /// Every catalog record whose name starts with `prefix`, sorted by name;
-    /// an error if any record fails to authenticate.
+    /// an error if any record fails to authenticate or cannot be read.
     pub fn list(&self, prefix: &str) -> Result<Vec<Record>> {
         let listing = self.list_readable(prefix)?;
         match listing.damaged {
@@ -744,11 +744,15 @@ impl Store {
     }
 
     /// Every readable catalog record whose name starts with `prefix`, sorted
-    /// by name, and how many records failed to authenticate (their names
-    /// cannot be read, so they count whatever the prefix).
+    /// by name, and how many records failed to authenticate or could not be
+    /// read (their names cannot be read, so they count whatever the
+    /// prefix). A range of entries the backend could not read (a damaged
+    /// block of the embedded backend) counts as one, though it may hold
+    /// more records: [`Listing::damaged`] is then a lower bound.
     pub fn list_readable(&self, prefix: &str) -> Result<Listing> {
         let mut records = Vec::new();
         let (mut unopened, mut undecoded) = (0, 0);
+        let digest_len = self.wrapper.digest_len();
         self.backend.walk(
             &[catalog::KEY_PREFIX],
             &mut |key, entry| {
@@ -762,9 +766,11 @@ impl Store {
                 Ok(())
             },
             // A record the backend cannot even decode is as damaged as one
-            // that fails to authenticate.
+            // that fails to authenticate, and so is a range of entries it
+            // cannot read (a damaged block): the names in it are missing
+            // from the listing, which must not look whole.
             Some(&mut |key, _| {
-                if catalog::is_catalog_key(key) {
+                if catalog::damage_may_hold_records(key, digest_len) {
                     undecoded += 1;
                 }
             }),
@@ -1025,7 +1031,10 @@ pub struct StoreStats {
 pub struct Listing {
     /// Readable records under the prefix, sorted by name.
     pub records: Vec<Record>,
-    /// Records (under any name) that failed to authenticate.
+    /// Records (under any name) that failed to authenticate or that the
+    /// backend could not decode, and ranges of entries under the catalog's
+    /// prefix that it could not read, each counted as one though it may
+    /// hold more records. Zero only if every record was read.
     pub damaged: usize,
 }
 
@@ -1085,8 +1094,9 @@ fn damaged_record_of(name: &str) -> StoreError {
 
 fn damaged_records(n: usize) -> StoreError {
     StoreError::integrity(format!(
-        "{n} catalog record(s) failed to authenticate; their names cannot be read \
-         (seccs verify reports them)"
+        "{n} catalog record(s) failed to authenticate or could not be read (a damaged \
+         range of entries counts as one, though it may hold more); their names cannot be \
+         read (seccs verify reports them)"
     ))
 }
 

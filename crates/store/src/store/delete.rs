@@ -283,8 +283,10 @@ pub struct DeleteReport {
     /// Catalog records that failed to authenticate, or that the backend
     /// could not decode, when the delete looked for the names that hold
     /// the content: they were not taken to hold it (their names and
-    /// versions cannot be told). `seccs verify` lists them and `gc`
-    /// removes those that fail to authenticate.
+    /// versions cannot be told). A range of entries the backend could not
+    /// read (a damaged block) counts as one, though it may hold more
+    /// records. `seccs verify` lists them and `gc` removes those that fail
+    /// to authenticate.
     pub damaged_records: usize,
 }
 
