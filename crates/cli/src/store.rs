@@ -1056,7 +1056,10 @@ fn said_of_delete(report: &seccs_store::DeleteReport) {
         errln!("seccs: node {node} of the content did not authenticate: removed");
     }
     for node in &report.damaged {
-        errln!("seccs: node {node} of the content cannot be decoded by the backend: left as it is");
+        // Not only the content's nodes: the pass over the store's
+        // superchunks looking for the root's parents goes past such
+        // entries too.
+        errln!("seccs: entry {node} cannot be decoded by the backend: left as it is");
     }
     if !(report.missing.is_empty() && report.unreadable.is_empty() && report.damaged.is_empty()) {
         errln!(

@@ -212,13 +212,17 @@ struct Scan {
 }
 
 impl Store {
-    /// How many times stored superchunks list `digest` as a child. Reads
-    /// every superchunk (a value's first byte, its kind, is in the clear
-    /// and says which entries are), and no leaf.
-    pub(crate) fn parents_listing(&self, digest: &[u8]) -> Result<u64> {
+    /// How many times stored superchunks list `digest` as a child, and the
+    /// keys of the entries (or ranges of them) that the backend could not
+    /// decode, which were not taken to list it. Reads every superchunk (a
+    /// value's first byte, its kind, is in the clear and says which
+    /// entries are), and no leaf. Damage that may be to catalog records is
+    /// left out: the listing of the names reports it.
+    pub(crate) fn parents_listing(&self, digest: &[u8]) -> Result<(u64, Vec<Vec<u8>>)> {
         let digest_len = self.wrapper().digest_len();
         let max_height = self.params().height(u64::MAX);
         let mut parents = 0u64;
+        let mut damaged = Vec::new();
         self.backend().walk(
             &[],
             &mut |key, entry| {
@@ -235,9 +239,15 @@ impl Store {
                 }
                 Ok(())
             },
-            None,
+            // One entry the backend cannot decode must not stop every
+            // delete: it is skipped, and the delete reports it.
+            Some(&mut |key, _| {
+                if !catalog::damage_may_hold_records(key, digest_len) {
+                    damaged.push(key.to_vec());
+                }
+            }),
         )?;
-        Ok(parents)
+        Ok((parents, damaged))
     }
 
     fn scan(&self) -> Result<Scan> {

@@ -383,13 +383,13 @@ impl OneUndecodable {
     }
 
     fn damaged(&self) -> seccs_store::backend::BackendError {
-        seccs_store::backend::BackendError::other(
-            "undecodable",
-            format!(
+        seccs_store::backend::BackendError::Corrupt {
+            backend: "undecodable".into(),
+            detail: format!(
                 "entry {} is too short for its count",
                 seccs_core::hexenc::encode(&self.key())
             ),
-        )
+        }
     }
 
     fn holds_it(&self) -> bool {
@@ -504,4 +504,64 @@ fn gc_removes_a_catalog_entry_the_backend_cannot_decode() {
     for (r, content) in refs.iter().zip(&contents) {
         assert_eq!(&store.get(r).expect("get"), content);
     }
+}
+
+/// With a wrapper that does not distinguish roots, a delete reads every
+/// superchunk to count the root's parents. One entry the backend cannot
+/// decode there, a catalog record elsewhere or a node of the content's own
+/// tree, does not stop the delete (it once ended it with the backend's
+/// error): it is skipped and reported, a record in `damaged_records`, a
+/// node in `damaged`, once.
+#[test]
+fn an_entry_the_backend_cannot_decode_blocks_no_delete() {
+    let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
+    assert!(!params.wrapper().distinguishes_root());
+    let x = random_bytes(30_000, 61);
+    let other = random_bytes(30_000, 62);
+
+    // A catalog record of another name.
+    let backend = std::sync::Arc::new(OneUndecodable::default());
+    let store = seccs_store::Store::open(backend.clone(), params, &common::key(1)).expect("new");
+    let x_ref = store.put(&x).expect("put x");
+    let (a, _) = store
+        .put_named(&mut other.as_slice(), "a", EntryKind::File)
+        .expect("put a");
+    let record = backend
+        .inner
+        .keys()
+        .into_iter()
+        .find(|k| seccs_store::catalog::is_catalog_key(k))
+        .expect("a's record");
+    *backend.key.lock().expect("not poisoned") = record;
+    let report = store.delete(&x_ref).expect("x's put is undone");
+    assert_eq!(report.damaged_records, 1, "{report:?}");
+    assert!(report.damaged.is_empty(), "{report:?}");
+    assert!(store.get(&x_ref).is_err(), "x is gone");
+    assert_eq!(store.get(&a.content_ref).expect("a's content stays"), other);
+
+    // A node of the content's own tree, below its root: left as it is,
+    // with what it lists, and reported once.
+    let backend = std::sync::Arc::new(OneUndecodable::default());
+    let store = seccs_store::Store::open(backend.clone(), params, &common::key(1)).expect("new");
+    store
+        .put_named(&mut other.as_slice(), "a", EntryKind::File)
+        .expect("put a");
+    let before = backend.inner.keys();
+    let x_ref = store.put(&x).expect("put x");
+    let victim = backend
+        .inner
+        .keys()
+        .into_iter()
+        .find(|k| !before.contains(k) && k.as_slice() != x_ref.digest())
+        .expect("a node of x below its root");
+    *backend.key.lock().expect("not poisoned") = victim.clone();
+    let report = store.delete(&x_ref).expect("x's put is undone");
+    assert_eq!(
+        report.damaged,
+        [seccs_core::hexenc::encode(&victim)],
+        "{report:?}"
+    );
+    assert_eq!(report.damaged_records, 0, "{report:?}");
+    assert!(backend.holds_it(), "the damaged node is left");
+    assert!(store.get(&x_ref).is_err(), "x is gone");
 }

@@ -25,7 +25,9 @@ impl Store {
     /// wrapper that does not distinguish roots (the default `aes-siv`
     /// among them), it also reads every superchunk, since the root may be a
     /// leaf of other contents too (see `refuse_if_only_names_hold`): a
-    /// pass over the store's tree nodes, though not its leaves.
+    /// pass over the store's tree nodes, though not its leaves. An entry
+    /// that pass cannot decode is not taken to list the root, and is
+    /// listed in [`DeleteReport::damaged`].
     ///
     /// Damage elsewhere does not stop a delete; the report says what it
     /// met. A catalog record that fails to authenticate (or that the
@@ -41,7 +43,7 @@ impl Store {
         self.check_ref(content_ref)?;
         let _guard = self.lock_writer();
         self.open_root(content_ref)?;
-        let damaged_records = self.refuse_if_only_names_hold(content_ref)?;
+        let (damaged_records, unwalked) = self.refuse_if_only_names_hold(content_ref)?;
         let mut releaser = Releaser {
             tolerate_missing: true,
             tolerate_unreadable: true,
@@ -54,11 +56,15 @@ impl Store {
             true,
         )?;
         let hex = |d: &Vec<u8>| seccs_core::hexenc::encode(d);
+        // A node of the content's tree that the walk for parents skipped is
+        // met again by the release: listed once.
+        let damaged: std::collections::BTreeSet<&Vec<u8>> =
+            releaser.damaged.iter().chain(&unwalked).collect();
         let mut report = DeleteReport {
             removed: 0,
             missing: releaser.missing.iter().map(hex).collect(),
             unreadable: releaser.unreadable.iter().map(hex).collect(),
-            damaged: releaser.damaged.iter().map(hex).collect(),
+            damaged: damaged.into_iter().map(hex).collect(),
             damaged_records,
         };
         report.missing.sort();
@@ -77,7 +83,8 @@ impl Store {
     /// root's count holds is a name's version, and with
     /// [`StoreError::NotFound`] when no put of the content is left at all.
     /// Returns how many catalog records could not be read (they are not
-    /// taken to hold anything).
+    /// taken to hold anything), and the keys of the entries that the walk
+    /// for parents could not decode (they are not taken to list the root).
     ///
     /// A root's count holds one per put of its content, named or not, and
     /// one per stored parent listing it. With a wrapper that distinguishes
@@ -86,7 +93,7 @@ impl Store {
     /// same bytes, sealed alike), whose parent holds it too: those parents
     /// are counted, by reading every superchunk, so that a delete never
     /// takes the longer content's reference for a put of its own.
-    fn refuse_if_only_names_hold(&self, content_ref: &ContentRef) -> Result<usize> {
+    fn refuse_if_only_names_hold(&self, content_ref: &ContentRef) -> Result<(usize, Vec<Vec<u8>>)> {
         let listing = self.list_readable("")?;
         let holders: Vec<String> = listing
             .records
@@ -99,13 +106,13 @@ impl Store {
                     .map(|v| format!("{}@{}", record.name, v.number))
             })
             .collect();
-        let parents = if self.params.wrapper().distinguishes_root() {
-            0
+        let (parents, unwalked) = if self.params.wrapper().distinguishes_root() {
+            (0, Vec::new())
         } else {
             self.parents_listing(content_ref.digest())?
         };
         if holders.is_empty() && parents == 0 {
-            return Ok(listing.damaged);
+            return Ok((listing.damaged, unwalked));
         }
         let count = self
             .backend
@@ -114,7 +121,7 @@ impl Store {
             .flatten()
             .unwrap_or(0);
         if count > holders.len() as u64 + parents {
-            return Ok(listing.damaged);
+            return Ok((listing.damaged, unwalked));
         }
         if holders.is_empty() {
             return Err(StoreError::NotFound(format!(
@@ -275,10 +282,14 @@ pub struct DeleteReport {
     /// as their count reached zero; the children they listed keep their
     /// counts, as under [`DeleteReport::missing`].
     pub unreadable: Vec<String>,
-    /// Nodes of the content's tree that the backend holds but cannot
-    /// decode (hex; a Redis value too short for its count): their counts
-    /// cannot be read, so they were left as they are, with what they list
-    /// (`verify` reports them `unreadable`).
+    /// Entries the backend holds but cannot decode (hex; a Redis value too
+    /// short for its count), left as they are: nodes of the content's
+    /// tree, whose counts cannot be read, so what they list keeps its
+    /// counts too; and, with a wrapper that does not distinguish roots,
+    /// entries met while counting the superchunks that list the content's
+    /// root, which were not taken to list it (a key may then be the prefix
+    /// of a range of entries that the backend could not read). `verify`
+    /// reports them `unreadable`.
     pub damaged: Vec<String>,
     /// Catalog records that failed to authenticate, or that the backend
     /// could not decode, when the delete looked for the names that hold
