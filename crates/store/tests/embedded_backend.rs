@@ -22,6 +22,10 @@ const CRASH_BATCH_KEYS: u64 = 200;
 const BULK_BATCH_KEYS: u64 = 1000;
 /// The crash test's marker entry: its count is the last committed batch.
 const MARKER: &[u8] = b"marker";
+/// The entry that the failing ingestion's batch deletes.
+const FAILING_KEY: &[u8] = b"kept";
+/// Puts in the failing ingestion's batch: about 600 KiB of values.
+const FAILING_PUTS: u64 = 2000;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -123,6 +127,25 @@ fn child_helper() -> TestResult {
                 backend.apply(&batch)?;
                 next += 1;
             }
+        }
+        "fail-ingest" => {
+            // Run under a file size limit (see
+            // `a_batch_whose_ingestion_fails_is_not_applied`): a durable
+            // batch that deletes the entry, with puts enough to make its
+            // table larger than the limit.
+            let mut batch = Batch::new();
+            batch.delete(FAILING_KEY.to_vec());
+            for j in 0..FAILING_PUTS {
+                batch.put(crash_key(9, j), crash_value(9, j), 1);
+            }
+            let applied = backend.apply(&batch);
+            let kept = backend.get(FAILING_KEY)?.is_some();
+            let put = backend.get(&crash_key(9, 0))?.is_some();
+            println!(
+                "SECCS_CHILD_RESULT applied={} kept={kept} put={put}",
+                applied.is_ok()
+            );
+            Ok(())
         }
         other => Err(format!("unknown helper mode {other}").into()),
     }
@@ -1171,5 +1194,54 @@ fn a_listing_with_a_damaged_catalog_block_reports_damage() -> TestResult {
     assert!(listing.damaged > 0, "the names it cost are counted");
     assert!(listing.damage().is_some());
     assert!(store.list("").is_err(), "a listing that misses names fails");
+    Ok(())
+}
+
+/// A batch whose ingestion fails (here: a table larger than the process
+/// may write) is not applied: `apply` returns the error, and reads after
+/// it, in that process and after a restart, see the store as it was. It
+/// once stayed in the pending writes, seen by every later read and
+/// written by a later ingestion, so a delete reported as failed took
+/// effect.
+#[test]
+fn a_batch_whose_ingestion_fails_is_not_applied() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let backend = EmbeddedBackend::open(dir.path())?;
+        let mut batch = Batch::new();
+        batch.put(FAILING_KEY.to_vec(), b"value".to_vec(), 1);
+        backend.apply(&batch)?;
+    }
+    // The helper runs with a file size limit of 64 blocks (32 or 64 KiB),
+    // and with SIGXFSZ ignored (an ignored signal stays ignored across
+    // exec) so that a write past the limit fails with EFBIG instead of
+    // killing it.
+    let output = Command::new("sh")
+        .args([
+            "-c",
+            "trap '' XFSZ; ulimit -f 64 && exec \"$0\" child_helper --exact --nocapture --test-threads=1",
+        ])
+        .arg(std::env::current_exe()?)
+        .env(CHILD_ENV, format!("fail-ingest:{}", dir.path().display()))
+        .stdin(Stdio::null())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result = stdout
+        .lines()
+        .find_map(|line| line.split_once("SECCS_CHILD_RESULT ").map(|(_, r)| r))
+        .ok_or_else(|| {
+            format!(
+                "the helper said nothing: {}\n{stdout}\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+    assert_eq!(result.trim(), "applied=false kept=true put=false");
+    let backend = EmbeddedBackend::open(dir.path())?;
+    assert!(
+        backend.get(FAILING_KEY)?.is_some(),
+        "still there after a restart"
+    );
+    assert!(backend.get(&crash_key(9, 0))?.is_none());
     Ok(())
 }

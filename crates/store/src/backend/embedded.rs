@@ -105,7 +105,14 @@
 //! batch is on disk when `apply` returns. A deferred batch, or any batch
 //! while [`EmbeddedBackend::set_sync_each_batch`] is off, is on disk only
 //! after the next durable batch, [`Backend::flush`], or the overlay filling
-//! up: a crash of the process loses those batches, whole. `fjall` gives
+//! up: a crash of the process loses those batches, whole. A batch whose
+//! ingestion fails (a full disk) is taken back out of the overlay and
+//! `apply` returns the error: the batch is not applied (a read during the
+//! attempt may have seen it), and the batches accepted before it stay
+//! pending, for the next ingestion. (fjall registers an ingestion by
+//! renaming a version file into place: if a sync after the rename fails,
+//! the failed ingestion is on disk until the next version change, and a
+//! crash before that may let a restart find the batch, whole.) `fjall` gives
 //! every write of a batch the same sequence number, so `apply` folds the
 //! batch into one net write per key first, in batch order. `fjall` holds an
 //! advisory lock on `DIR/lock` while the database is open; a second open,
@@ -206,14 +213,43 @@ impl Overlay {
         self.writes.get(tagged).cloned()
     }
 
-    fn insert(&mut self, key: Slice, value: Option<Slice>) {
+    /// Sets the pending record of `key`; returns what it replaced (`None`:
+    /// the key had none pending).
+    fn insert(&mut self, key: Slice, value: Option<Slice>) -> Option<Option<Slice>> {
         let size = |value: &Option<Slice>| key.len() + value.as_ref().map_or(0, |v| v.len());
         self.bytes += size(&value);
         // A rewrite of a pending key replaces its record: count it once.
-        if let Some(replaced) = self.writes.insert(key.clone(), value) {
-            self.bytes -= size(&replaced);
+        let replaced = self.writes.insert(key.clone(), value);
+        if let Some(replaced) = &replaced {
+            self.bytes -= size(replaced);
         }
+        replaced
     }
+
+    /// Takes a batch's writes back out: puts back what they replaced and
+    /// the byte count from before them.
+    fn undo(&mut self, undo: Undo) {
+        for (key, replaced) in undo.replaced.into_iter().rev() {
+            match replaced {
+                Some(record) => {
+                    self.writes.insert(key, record);
+                }
+                None => {
+                    self.writes.remove(&key);
+                }
+            }
+        }
+        self.bytes = undo.bytes;
+    }
+}
+
+/// What one batch's writes replaced in the overlay, to take them back
+/// out if the batch's ingestion fails.
+struct Undo {
+    /// The overlay's byte count before the batch.
+    bytes: usize,
+    /// Each written key, with what [`Overlay::insert`] returned for it.
+    replaced: Vec<(Slice, Option<Option<Slice>>)>,
 }
 
 /// A content store's entries in a `fjall` database on local disk.
@@ -436,7 +472,8 @@ impl EmbeddedBackend {
 
     fn read_overlay(&self) -> RwLockReadGuard<'_, Overlay> {
         // Writers replace the overlay's contents only once an ingestion has
-        // succeeded, so a panic elsewhere never leaves it half-moved.
+        // succeeded, and add or take back a batch under one write lock, so
+        // a panic elsewhere never leaves it half-moved.
         self.overlay.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -716,19 +753,31 @@ impl EmbeddedBackend {
 
     /// Applies folded writes into the overlay, ingested when it is full or
     /// the writes must be durable. The caller holds the writer lock.
+    ///
+    /// If the ingestion fails (a full disk), the writes are taken back out
+    /// of the overlay and the error returned: the batch is not applied, so
+    /// no later read sees it and no later ingestion writes it, and the
+    /// batches accepted before it stay pending.
     fn commit(&self, net: NetWrites) -> Result<(), BackendError> {
         let NetWrites { writes, durable } = net;
         // Every batch is ingested, none journaled: records written both ways
         // were seen to go wrong (see `settle_mixed_writes`).
-        let full = {
+        let (full, undo) = {
             let mut overlay = self.write_overlay();
+            let bytes = overlay.bytes;
+            let mut replaced = Vec::with_capacity(writes.len());
             for (key, value) in writes {
-                overlay.insert(Slice::from(key), value);
+                let key = Slice::from(key);
+                let was = overlay.insert(key.clone(), value);
+                replaced.push((key, was));
             }
-            overlay.bytes >= GROUP_BYTES
+            (overlay.bytes >= GROUP_BYTES, Undo { bytes, replaced })
         };
-        if durable || full {
-            self.ingest_pending()?;
+        if (durable || full)
+            && let Err(e) = self.ingest_pending()
+        {
+            self.write_overlay().undo(undo);
+            return Err(e);
         }
         Ok(())
     }
