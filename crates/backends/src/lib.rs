@@ -130,21 +130,12 @@ pub fn is_backend_url(url: &str) -> bool {
 /// parameter, but the error that says so shows the URL. Returns the input
 /// unchanged if it does not parse as a URL.
 pub fn redact(url: &str) -> String {
-    match ::url::Url::parse(url) {
-        // A parse is trusted only when no '@' is left after the user info
-        // it found: otherwise a password holding '/', '#' or '?' was read
-        // as part of a port, path, query or fragment.
-        Ok(parsed)
-            if [
-                parsed.path(),
-                parsed.query().unwrap_or(""),
-                parsed.fragment().unwrap_or(""),
-            ]
-            .iter()
-            .any(|part| part.contains('@')) =>
-        {
-            seccs_core::redact::url_password(url)
-        }
+    // The password is found on the text first: a password holding '/',
+    // '#', '?' or '@' unescaped is read by a parser as part of a port,
+    // path, query or fragment. What is left is parsed for the query, where
+    // a value may hold '@' (`?password=S3cr@t`).
+    let shown = seccs_core::redact::url_password(url);
+    match ::url::Url::parse(&shown) {
         Ok(mut parsed) => {
             if parsed.password().is_some() {
                 // Setting the password of a URL that already has one (so has
@@ -168,7 +159,7 @@ pub fn redact(url: &str) -> String {
             }
             parsed.to_string()
         }
-        Err(_) => seccs_core::redact::url_password(url),
+        Err(_) => shown,
     }
 }
 
@@ -326,6 +317,27 @@ mod tests {
             redact("redis://h/0?prefix=q:&password=S3cr3t&apiToken=t"),
             "redis://h/0?prefix=q%3A&password=REDACTED&apiToken=REDACTED"
         );
+        // A query value holding '@' is no user info: the secret in it is
+        // still hidden, and the URL is shown as it is.
+        let shown = redact("redis://h/0?password=S3cr@t");
+        assert!(!shown.contains("S3cr"), "{shown}");
+        assert_eq!(
+            redact("redis://127.0.0.1:6379/0?prefix=me@work"),
+            "redis://127.0.0.1:6379/0?prefix=me@work"
+        );
+    }
+
+    /// An '@' in a query value is not taken for the end of a password: the
+    /// URL is not refused as one whose password cannot be read (with no
+    /// server listening, opening it fails later, for another reason).
+    #[test]
+    fn an_at_sign_in_a_query_value_is_no_password() {
+        let err = open("redis://127.0.0.1:1/0?prefix=me@work")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(!err.contains("cannot be read"), "{err}");
+        assert!(!err.contains("127.0.0.1@work"), "{err}");
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! Hiding the password in a URL shown to a user (an error, a listing, a
 //! log), whether or not the URL parses.
 //!
-//! A URL's user info runs from `://` to the *last* `@`: a password that
-//! holds an unescaped `/`, `#`, `?` or `@` makes a URL parser read part of
-//! it as a port, path or fragment (and fail, or succeed with the secret
-//! elsewhere), so this works on the text, not on a parse.
+//! A URL's user info runs from `://` to the *last* `@` before the query: a
+//! password that holds an unescaped `/`, `#`, `?` or `@` makes a URL parser
+//! read part of it as a port, path or fragment (and fail, or succeed with
+//! the secret elsewhere), so this works on the text, not on a parse. An `@`
+//! in a query parameter (`?prefix=me@work`, `?password=S3cr@t`) ends no
+//! user info: the query starts at the first `?` that a `=` follows before
+//! the next `@`. (A password holding `?`, then `=`, then `@` unescaped is
+//! read as a query too; percent-encoded, as a URL wants it, it is hidden.)
 
 /// `url` without the password of its user info (`scheme://user@rest`),
 /// or `url` itself when it holds none.
@@ -12,13 +16,29 @@ pub fn url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some(at) = rest.rfind('@') else {
+    let Some(at) = user_info_end(rest) else {
         return url.to_owned();
     };
     let Some((user, _password)) = rest[..at].split_once(':') else {
         return url.to_owned();
     };
     format!("{scheme}://{user}@{}", &rest[at + 1..])
+}
+
+/// Where the user info of `rest` (a URL after its `://`) ends: its last
+/// `@` before the query, if any.
+fn user_info_end(rest: &str) -> Option<usize> {
+    let mut query = rest.len();
+    let mut from = 0;
+    while let Some(q) = rest[from..].find('?').map(|q| from + q) {
+        let pair_end = rest[q..].find('@').map_or(rest.len(), |at| q + at);
+        if rest[q..pair_end].contains('=') {
+            query = q;
+            break;
+        }
+        from = q + 1;
+    }
+    rest[..query].rfind('@')
 }
 
 #[cfg(test)]
@@ -41,6 +61,11 @@ mod tests {
                 "postgres://u@h/db?table=t",
             ),
             ("postgres://u:1234/5@h:5432/db", "postgres://u@h:5432/db"),
+            ("redis://:SECRETa?b@h/0?prefix=p", "redis://@h/0?prefix=p"),
+            (
+                "redis://u:SECRET@h/0?prefix=me@work",
+                "redis://u@h/0?prefix=me@work",
+            ),
         ] {
             assert_eq!(url_password(url), shown, "{url}");
             assert!(!url_password(url).contains("SECRET"), "{url}");
@@ -53,6 +78,9 @@ mod tests {
             "s3://bucket/p",
             "redis://h:1/0",
             "redis://alice@h/0",
+            "redis://127.0.0.1:6379/0?prefix=me@work",
+            "redis://h/0?password=S3cr@t",
+            "redis://h:1/0?db=1&x@y",
             "no-scheme",
         ] {
             assert_eq!(url_password(url), url);
