@@ -219,8 +219,8 @@ fn parse_max_body(text: &str) -> Result<usize, String> {
 
 #[derive(Debug, Subcommand)]
 enum KmsCommand {
-    /// Run the key server over HTTPS until SIGINT, SIGTERM or SIGHUP (a
-    /// SIGHUP ignored at start, as under nohup, stays ignored). SIGUSR1
+    /// Run the key server over HTTPS until SIGINT, SIGTERM or SIGHUP (one
+    /// ignored at start, as SIGHUP under nohup, stays ignored). SIGUSR1
     /// (`kill -USR1 PID`) reopens DIR/audit.log: rotate it by moving it
     /// away, then sending SIGUSR1 (see the logrotate example below).
     ///

@@ -50,7 +50,8 @@ terminal.";
 #[derive(Debug, Subcommand)]
 enum ShareCommand {
     /// Run a share server that keeps records in ROOT, until SIGINT, SIGTERM
-    /// or SIGHUP (a SIGHUP ignored at start, as under nohup, stays ignored).
+    /// or SIGHUP (one ignored at start, as SIGHUP under nohup, stays
+    /// ignored).
     Serve {
         /// Config file (default: ROOT/seccs-share.toml).
         #[arg(short, long)]

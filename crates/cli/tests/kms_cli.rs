@@ -940,6 +940,44 @@ fn a_hangup_stops_the_server_unless_it_was_started_ignoring_it() -> TestResult {
     Ok(())
 }
 
+/// The signals `/proc/PID/status` says process `pid` ignores (`SigIgn`)
+/// or catches (`SigCgt`), as a bit mask (bit n-1 for signal n).
+fn signal_mask(pid: u32, field: &str) -> Result<u64, Box<dyn std::error::Error>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .ok_or("no such line")?;
+    Ok(u64::from_str_radix(mask.trim(), 16)?)
+}
+
+/// A server started with SIGINT ignored (a shell's background job) keeps
+/// it ignored, as its docs say: it sets no handler for it (which would
+/// undo that), and a SIGINT does not stop it, while SIGTERM still does.
+#[test]
+fn an_interrupt_ignored_at_start_stays_ignored_by_the_server() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("srv");
+    let mut child = serve_through(&dir, &["sh", "-c", "trap '' INT; exec \"$@\"", "sh"])?;
+    // The server listens for its stop signals before its `start` record.
+    let ignored = signal_mask(child.id(), "SigIgn:")?;
+    let caught = signal_mask(child.id(), "SigCgt:")?;
+    send("INT", &child)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let running = child.try_wait()?.is_none();
+    if running {
+        send("TERM", &child)?;
+    }
+    let status = wait_at_most(&mut child, Duration::from_secs(30))?;
+    assert!(ignored & (1 << 1) != 0, "SIGINT is no longer ignored");
+    assert!(caught & (1 << 1) == 0, "SIGINT is caught");
+    assert!(caught & (1 << 14) != 0, "SIGTERM is not caught");
+    assert!(running, "a SIGINT ignored at start stopped the server");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(audit_ops(&dir)?.last().map(String::as_str), Some("stop"));
+    Ok(())
+}
+
 /// `kms new --out FILE` makes FILE's temporary file before it asks the
 /// server; an interrupt while the server has not answered removes it.
 #[test]

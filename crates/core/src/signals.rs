@@ -31,9 +31,10 @@ pub fn is_ignored(signal: i32) -> bool {
 }
 
 /// Listens for SIGINT, SIGTERM, and SIGHUP (a closed terminal, or an
-/// operator's `kill -HUP`) unless the process was started with SIGHUP
-/// ignored (`nohup`; not even listened for then, since a handler would
-/// undo that), and returns what waits for the first of them: the stop of
+/// operator's `kill -HUP`), each unless the process was started with it
+/// ignored (`nohup` ignores SIGHUP, a shell's background job SIGINT; not
+/// even listened for then, since a handler would undo that), and returns
+/// what waits for the first of them: the stop of
 /// a server. It listens at once, when called, not when first awaited:
 /// called before a server says it is ready, a signal sent after that is
 /// never missed, nor takes its default action (which would end the
@@ -47,15 +48,17 @@ pub fn stop_signals(
     cannot_listen: &mut dyn FnMut(&'static str, std::io::Error),
 ) -> impl std::future::Future<Output = ()> + use<> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut kinds = vec![
+    let ignored = ignored();
+    let kinds = [
         (SignalKind::interrupt(), "SIGINT"),
         (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::hangup(), "SIGHUP"),
     ];
-    if !is_ignored(SIGHUP) {
-        kinds.push((SignalKind::hangup(), "SIGHUP"));
-    }
     let mut watched = Vec::new();
     for (kind, name) in kinds {
+        if ignored.contains(&kind.as_raw_value()) {
+            continue;
+        }
         match signal(kind) {
             Ok(listening) => watched.push(listening),
             Err(e) => cannot_listen(name, e),

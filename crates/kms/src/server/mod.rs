@@ -27,8 +27,8 @@
 //! every request has a deadline ([`ServerConfig::request_timeout`], then
 //! `503`); a connection must send
 //! its first request within 10 s and each header within 10 s; SIGINT,
-//! SIGTERM and SIGHUP (unless started with it ignored, as under `nohup`)
-//! stop accepting and let requests in flight finish. Logs (tracing)
+//! SIGTERM and SIGHUP (each unless started with it ignored, as under
+//! `nohup` or in a shell's background job) stop accepting and let requests in flight finish. Logs (tracing)
 //! carry key ids (SHA-256 of the KEK) and names, never key material. The
 //! audit log takes a batch as one record per outcome, lists at most a
 //! few ids of the keys a batch made without the management token (with
@@ -731,7 +731,7 @@ pub fn serve_blocking(
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        // SIGHUP too stops the server as SIGTERM does (unless it was
+        // SIGHUP too stops the server as SIGTERM does (each unless it was
         // ignored at start), so that its audit log gets its summary of
         // refusals and its `stop`.
         let stop = seccs_core::signals::stop_signals(&mut |name, error| {
