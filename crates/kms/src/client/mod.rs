@@ -481,6 +481,8 @@ impl KmsClient {
             route: "POST /new",
         };
         let (status, body) = self.send(req, bound).await?;
+        // The answer is the KEK itself: wiped when dropped, as the key.
+        let body = zeroize::Zeroizing::new(body);
         if status != 200 {
             return Err(Self::server_error(status, &body, None));
         }
@@ -494,7 +496,11 @@ impl KmsClient {
             .http
             .post(self.url("/key")?)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(kek.expose_secret().to_vec());
+            // The body is the KEK: its copy is wiped when the request that
+            // holds it is done with it (Bytes drops its owner then).
+            .body(bytes::Bytes::from_owner(zeroize::Zeroizing::new(
+                kek.expose_secret().to_vec(),
+            )));
         let bound = Bound {
             limit: SHORT_ANSWER,
             route: "POST /key",
