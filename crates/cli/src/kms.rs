@@ -150,10 +150,10 @@ fn utf8(value: OsString, var: &str) -> anyhow::Result<String> {
 /// Where data comes from and goes to.
 #[derive(Debug, Args)]
 struct Io {
-    /// Input file (default: standard input).
+    /// Input file (default, or `-`: standard input).
     #[arg(long = "in", value_name = "FILE")]
     input: Option<PathBuf>,
-    /// Output file (default: standard output). Nothing is written unless
+    /// Output file (default, or `-`: standard output). Nothing is written unless
     /// the whole input was processed: a regular file appears by a synced
     /// rename; standard output, a device or a named pipe is fed from an
     /// encrypted spool at the end (never replaced); a symbolic link is
@@ -164,6 +164,20 @@ struct Io {
     /// The encryption context (associated data); decryption needs the same.
     #[arg(long, default_value = "")]
     context: String,
+}
+
+impl Io {
+    /// The input file; `None` for standard input (no `--in`, or `--in -`,
+    /// as `put -` reads standard input).
+    fn input(&self) -> Option<&Path> {
+        self.input.as_deref().filter(|p| *p != Path::new("-"))
+    }
+
+    /// The output file; `None` for standard output (no `--out`, or
+    /// `--out -`, as `get -o -` writes standard output).
+    fn output(&self) -> Option<&Path> {
+        self.output.as_deref().filter(|p| *p != Path::new("-"))
+    }
 }
 
 /// How to rotate the audit log, for `seccs kms serve --help`.
@@ -456,13 +470,12 @@ enum KmsCommand {
 const MAX_NAMED_INPUT: u64 = 16 << 20;
 
 fn read_input(io: &Io) -> anyhow::Result<Vec<u8>> {
-    match crate::input::read_bounded(io.input.as_deref(), MAX_NAMED_INPUT)? {
+    match crate::input::read_bounded(io.input(), MAX_NAMED_INPUT)? {
         crate::input::Bounded::Whole(data) => Ok(data),
         crate::input::Bounded::Over { .. } => anyhow::bail!(
             "{} is larger than {} MiB; the server takes at most {} KiB per item: use --kek \
              for files",
-            io.input
-                .as_deref()
+            io.input()
                 .map_or("standard input".to_owned(), |p| p.display().to_string()),
             MAX_NAMED_INPUT >> 20,
             MAX_ITEM_PLAINTEXT / 1024
@@ -499,7 +512,7 @@ fn local_stream(conn: &Conn, io: &Io, kek: &Path, encrypt: bool) -> anyhow::Resu
     let kek = load_kek(kek)?;
     let ctx = io.context.as_bytes();
     let mut input = Input {
-        inner: match &io.input {
+        inner: match io.input() {
             Some(p) => Box::new(
                 std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
             ),
@@ -507,7 +520,7 @@ fn local_stream(conn: &Conn, io: &Io, kek: &Path, encrypt: bool) -> anyhow::Resu
         },
         failed: false,
     };
-    let source = match &io.input {
+    let source = match io.input() {
         Some(p) => p.display().to_string(),
         None => "standard input".to_owned(),
     };
@@ -516,7 +529,7 @@ fn local_stream(conn: &Conn, io: &Io, kek: &Path, encrypt: bool) -> anyhow::Resu
     // file or not, goes through `write_output`: a regular file appears by
     // a synced rename; a device, a named pipe or a link's target is
     // written in place, never replaced.
-    crate::output::write_output(io.output.as_deref(), |mut output| {
+    crate::output::write_output(io.output(), |mut output| {
         let r = if encrypt {
             local.encrypt_stream(&kek, ctx, &mut input, &mut output)
         } else {
@@ -579,7 +592,7 @@ fn named_one(conn: &Conn, name: &str, op: &str, io: &Io) -> anyhow::Result<()> {
     // The output is made ready (its temporary file created beside it)
     // before the server is asked: an output that cannot be written is
     // refused before the server decrypts or encrypts anything for it.
-    crate::output::write_output(io.output.as_deref(), |out| {
+    crate::output::write_output(io.output(), |out| {
         let mut results = c
             .run(|k| async move {
                 match op {

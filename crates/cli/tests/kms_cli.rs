@@ -621,6 +621,30 @@ fn io_errors_name_the_path_and_say_the_cause_once() -> TestResult {
     Ok(())
 }
 
+/// `--in -` and `--out -` are standard input and output, as `put -` and
+/// `get -o -` are: `--out -` made a file named `-`, and `--in -` failed.
+#[test]
+fn a_dash_is_standard_input_and_output() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work)?;
+    let dashed = |subcommand: &str| {
+        let mut c = kms(&server, &srv_dir, subcommand);
+        c.arg("--kek")
+            .arg(&kek)
+            .args(["--in", "-", "--out", "-"])
+            .current_dir(&work);
+        c
+    };
+    let sealed = succeeded(run_with_stdin(&mut dashed("encrypt"), b"through dashes")?)?;
+    assert!(!sealed.stdout.is_empty());
+    let opened = succeeded(run_with_stdin(&mut dashed("decrypt"), &sealed.stdout)?)?;
+    assert_eq!(opened.stdout, b"through dashes");
+    assert_eq!(entries(&work)?, Vec::<String>::new());
+    Ok(())
+}
+
 /// The entries of `dir`, by name.
 fn entries(dir: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let mut names = Vec::new();
