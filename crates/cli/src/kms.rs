@@ -529,18 +529,26 @@ fn local_stream(conn: &Conn, io: &Io, kek: &Path, encrypt: bool) -> anyhow::Resu
     // file or not, goes through `write_output`: a regular file appears by
     // a synced rename; a device, a named pipe or a link's target is
     // written in place, never replaced.
-    crate::output::write_output(io.output(), |mut output| {
-        let r = if encrypt {
-            local.encrypt_stream(&kek, ctx, &mut input, &mut output)
-        } else {
-            local.decrypt_stream(&kek, ctx, &mut input, &mut output)
-        };
-        if input.failed {
-            r.with_context(|| format!("cannot read {source}"))?;
-        } else {
-            r?;
-        }
-        Ok(())
+    let written = match io.output() {
+        Some(p) => p.display().to_string(),
+        None => "standard output".to_owned(),
+    };
+    // A failed write (a full disk) names the output, as a failed read names
+    // the input.
+    crate::output::write_output(io.output(), |output| {
+        crate::output::naming_write_errors(output, &written, |mut output| {
+            let r = if encrypt {
+                local.encrypt_stream(&kek, ctx, &mut input, &mut output)
+            } else {
+                local.decrypt_stream(&kek, ctx, &mut input, &mut output)
+            };
+            if input.failed {
+                r.with_context(|| format!("cannot read {source}"))?;
+            } else {
+                r?;
+            }
+            Ok(())
+        })
     })
 }
 

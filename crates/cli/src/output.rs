@@ -754,6 +754,30 @@ impl Write for WriteErrors<'_> {
     }
 }
 
+/// Runs `fill`, which writes into `out`, the output `written`. When it
+/// fails because writing `out` failed, the error says so ("cannot write
+/// `written`: No space left on device"), the cause once and kept as the
+/// I/O error it is; any other error is returned as `fill` gave it. A
+/// writer of a stream (`kms encrypt`) would otherwise report a full disk
+/// only as its own "stream I/O failed", naming no file.
+pub fn naming_write_errors(
+    out: &mut dyn Write,
+    written: &str,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let mut tracked = WriteErrors {
+        inner: out,
+        first: None,
+    };
+    match fill(&mut tracked) {
+        Ok(()) => Ok(()),
+        Err(e) => match tracked.first {
+            Some(w) => Err(anyhow::Error::new(w).context(format!("cannot write {written}"))),
+            None => Err(e),
+        },
+    }
+}
+
 /// Runs `read`, which reads `what` into `out`, the output `written`. When
 /// it fails because writing `out` failed, the error says so ("cannot write
 /// `written`: No space left on device"), the cause once and kept as the

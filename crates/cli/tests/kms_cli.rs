@@ -621,6 +621,57 @@ fn io_errors_name_the_path_and_say_the_cause_once() -> TestResult {
     Ok(())
 }
 
+/// A stream written to `--out FILE` that cannot be written whole (here a
+/// file size limit; a full disk alike) names FILE, as a failed read names
+/// the input: it said only "stream I/O failed", naming no file. No output
+/// file is left.
+#[test]
+fn a_stream_output_that_cannot_be_written_is_named() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
+    let plain = tmp.path().join("plain");
+    std::fs::write(&plain, vec![7u8; 4 << 20])?;
+    let sealed = tmp.path().join("sealed");
+    succeeded(
+        kms(&server, &srv_dir, "encrypt")
+            .arg("--kek")
+            .arg(&kek)
+            .arg("--in")
+            .arg(&plain)
+            .arg("--out")
+            .arg(&sealed)
+            .output()?,
+    )?;
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir)?;
+    for (subcommand, input) in [("encrypt", &plain), ("decrypt", &sealed)] {
+        let written = out_dir.join(subcommand);
+        // A file size limit of 1 MiB or less (in the shell's blocks), with
+        // SIGXFSZ ignored so that a write past it fails (EFBIG).
+        let mut limited = Command::new("sh");
+        limited
+            .args(["-c", "ulimit -f 1024; trap '' XFSZ; exec \"$@\"", "sh"])
+            .arg(env!("CARGO_BIN_EXE_seccs"))
+            .args(["kms", subcommand, "--server", &server.url, "--ca"])
+            .arg(srv_dir.join("tls/ca.pem"))
+            .arg("--kek")
+            .arg(&kek)
+            .arg("--in")
+            .arg(input)
+            .arg("--out")
+            .arg(&written)
+            .env_remove("SECCS_KMS_URL");
+        let out = limited.output()?;
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{subcommand}: {err}");
+        let named = format!("cannot write {}", written.display());
+        assert!(err.contains(&named), "{subcommand}: {err}");
+        assert!(!err.contains("stream I/O failed"), "{subcommand}: {err}");
+        assert_eq!(entries(&out_dir)?, Vec::<String>::new(), "{subcommand}");
+    }
+    Ok(())
+}
+
 /// `--in -` and `--out -` are standard input and output, as `put -` and
 /// `get -o -` are: `--out -` made a file named `-`, and `--in -` failed.
 #[test]
