@@ -20,11 +20,21 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Suffix of temporary files; such files are leftovers of a crash.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 
-/// Creates the empty file `.name.<pid>.<n>.tmp` in `dir` with mode 0600;
-/// returns its name and open handle.
+/// Creates the empty file `.name.<pid>.<n>.<random>.tmp` in `dir` with
+/// mode 0600; returns its name and open handle. The random part keeps it
+/// apart from the leftover of a crashed process that had the same pid (a
+/// server restarted in a container is pid 1 again, with its counter at 0),
+/// which would otherwise make the write fail as the name exists.
 fn create_temp(dir: &DirFd, name: &str) -> io::Result<(String, File)> {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id());
+    let mut random = [0u8; 8];
+    seccs_core::random_bytes(&mut random).map_err(io::Error::other)?;
+    let tmp = format!(
+        ".{name}.{}.{n}.{}{TEMP_SUFFIX}",
+        std::process::id(),
+        hex::encode(random)
+    );
+
     let f = dir.open_file(
         &tmp,
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
@@ -33,7 +43,7 @@ fn create_temp(dir: &DirFd, name: &str) -> io::Result<(String, File)> {
     Ok((tmp, f))
 }
 
-/// Creates `.name.<pid>.<n>.tmp` in `dir` with mode 0600 and writes
+/// Creates `.name.<pid>.<n>.<random>.tmp` in `dir` with mode 0600 and writes
 /// `bytes` without syncing; returns its name and open handle.
 pub(crate) fn write_temp(dir: &DirFd, name: &str, bytes: &[u8]) -> io::Result<(String, File)> {
     let (tmp, mut f) = create_temp(dir, name)?;
@@ -104,6 +114,36 @@ impl Drop for NewFile {
     }
 }
 
+/// Whether `name` is a temporary file of [`create_temp`] (or of its
+/// earlier form, `.name.<pid>.<n>.tmp`): a dot, a name, and two or three
+/// dot-separated hexadecimal parts before `.tmp`.
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    let Some(middle) = name
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
+    else {
+        return false;
+    };
+    let parts: Vec<&str> = middle.rsplitn(4, '.').collect();
+    let hex = |part: &&str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_hexdigit());
+    parts.len() >= 3 && parts[..2].iter().all(hex)
+}
+
+/// Removes the temporary files [`create_temp`] left in `dir` (a crash
+/// before their rename or link; they were never handed out). One in
+/// `tls/` may hold the server's private key. Best effort: one that cannot
+/// be removed is said in the log and left.
+pub(crate) fn remove_leftovers(dir: &DirFd) -> Result<(), crate::error::KmsError> {
+    for name in dir.names()? {
+        if is_temp_name(&name)
+            && let Err(error) = dir.remove(&name)
+        {
+            tracing::warn!(path = %dir.join(&name).display(), %error, "cannot remove a leftover temporary file");
+        }
+    }
+    Ok(())
+}
+
 /// Makes renames and creations in the directory at `dir` durable (for
 /// files written beside a path the user gave, not in a key directory).
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -155,6 +195,42 @@ mod tests {
 
     fn open(dir: &Path) -> io::Result<DirFd> {
         DirFd::open(dir).map_err(io::Error::other)
+    }
+
+    /// Leftovers of a crashed process that had this pid (a server in a
+    /// container is pid 1 after each restart), named as the next writes
+    /// would have named their temporary files before names had a random
+    /// part, do not make those writes fail (they did, as the names
+    /// existed). Leftover names are told from other files.
+    #[test]
+    fn leftovers_with_the_next_temporary_names_do_not_break_a_write() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let opened = open(dir.path())?;
+        let pid = std::process::id();
+        let next = TEMP_COUNTER.load(Ordering::Relaxed);
+        // Other tests of this process may take a few numbers meanwhile.
+        for n in next..next + 64 {
+            for name in ["k", "n"] {
+                fs::write(dir.path().join(format!(".{name}.{pid}.{n}.tmp")), b"old")?;
+            }
+        }
+        write_atomic(&opened, "k", b"new")?;
+        write_new(dir.path(), "n", b"new")?;
+        assert_eq!(fs::read(dir.path().join("k"))?, b"new");
+        assert_eq!(fs::read(dir.path().join("n"))?, b"new");
+        assert!(is_temp_name(&format!(".k.{pid}.{next}.tmp")));
+        assert!(is_temp_name(".tls.key.pem.1.0.0123abcd.tmp"));
+        for other in [
+            "k",
+            ".k.tmp",
+            ".k.x.1.tmp",
+            "k.1.2.tmp",
+            ".1.tmp",
+            "audit.log",
+        ] {
+            assert!(!is_temp_name(other), "{other}");
+        }
+        Ok(())
     }
 
     #[test]

@@ -442,8 +442,17 @@ pub(crate) async fn start_with(
     // anything is made in them.
     let keys_dir = dir.sub("keys")?;
     let tls_dir = dir.sub("tls")?;
-    dir.sub("named")?;
+    let named_dir = dir.sub("named")?;
     keep_private(&dir)?;
+    // Temporary files a crash left before their rename (`keys/` is cleaned
+    // as its keys are read): one in `tls/` may hold the TLS private key,
+    // one here `root.key`. Under this server's lock no write is under way.
+    for leftovers in [Some(&dir), tls_dir.as_ref(), named_dir.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        atomic::remove_leftovers(leftovers)?;
+    }
     let (tls, cert) = match given_tls {
         Some(given) => given,
         None => {
@@ -772,6 +781,30 @@ pub fn serve_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Temporary files a crash left in `named/`, `tls/` (where one may
+    /// hold the TLS private key) and the directory itself are removed when
+    /// a server starts, as those in `keys/` were; other files stay.
+    #[test]
+    fn a_start_removes_leftover_temporary_files() -> Result<(), Box<dyn std::error::Error>> {
+        let (dir, rt, cfg) = loopback_parts()?;
+        rt.block_on(async { start(cfg.clone()).await?.shutdown(Duration::ZERO).await })?;
+        let leftovers = [
+            "named/.k.1.0.tmp",
+            "tls/.key.pem.1.3.0011223344556677.tmp",
+            ".root.key.1.2.tmp",
+        ];
+        for leftover in leftovers {
+            std::fs::write(dir.path().join(leftover), b"crashed")?;
+        }
+        std::fs::write(dir.path().join("named/.kept"), b"not ours")?;
+        rt.block_on(async { start(cfg).await?.shutdown(Duration::ZERO).await })?;
+        for leftover in leftovers {
+            assert!(!dir.path().join(leftover).exists(), "{leftover} is left");
+        }
+        assert!(dir.path().join("named/.kept").exists());
+        Ok(())
+    }
 
     #[test]
     fn debug_redacts_the_token() {
