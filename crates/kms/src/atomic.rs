@@ -34,7 +34,6 @@ fn create_temp(dir: &DirFd, name: &str) -> io::Result<(String, File)> {
         std::process::id(),
         hex::encode(random)
     );
-
     let f = dir.open_file(
         &tmp,
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
@@ -65,19 +64,117 @@ pub(crate) struct NewFile {
     tmp: String,
     tmp_path: PathBuf,
     file: Option<File>,
+    publish: Publish,
+}
+
+/// How a [`NewFile`] appears at its name without replacing anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    /// A hard link, then the temporary name removed.
+    Link,
+    /// A rename that replaces nothing (`RENAME_NOREPLACE`), where the file
+    /// system has no hard links (vfat, exFAT: a USB stick).
+    RenameNoReplace,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: this thread's links fail as on a file system without hard
+    /// links, and, if the second is set, so do its renames that replace
+    /// nothing.
+    static UNSUPPORTED: std::cell::Cell<(bool, bool)> = const { std::cell::Cell::new((false, false)) };
+}
+
+/// Whether `e` says the file system (or kernel) cannot do what was asked
+/// at all, rather than that this file or name is wrong: a link on vfat is
+/// EPERM; a rename flag a file system lacks, EINVAL.
+fn unsupported(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    let Some(code) = e.raw_os_error() else {
+        return false;
+    };
+    let errno = Errno::from_raw_os_error(code);
+    [
+        Errno::PERM,
+        Errno::OPNOTSUPP,
+        Errno::MLINK,
+        Errno::INVAL,
+        Errno::NOSYS,
+    ]
+    .contains(&errno)
+}
+
+/// [`DirFd::link`] of `from` to `to`.
+fn link(dir: &DirFd, from: &str, to: &str) -> io::Result<()> {
+    #[cfg(test)]
+    if UNSUPPORTED.get().0 {
+        return Err(rustix::io::Errno::PERM.into());
+    }
+    dir.link(from, to)
+}
+
+/// [`DirFd::rename_no_replace`] of `from` to `to`.
+fn rename_no_replace(dir: &DirFd, from: &str, to: &str) -> io::Result<()> {
+    #[cfg(test)]
+    if UNSUPPORTED.get().1 {
+        return Err(rustix::io::Errno::INVAL.into());
+    }
+    dir.rename_no_replace(from, to)
 }
 
 impl NewFile {
-    /// Creates the temporary file of `name` in `dir` (mode 0600).
+    /// Creates the temporary file of `name` in `dir` (mode 0600), and
+    /// finds how it can be made to appear at `name` without replacing
+    /// anything: a hard link, or where the file system has none (vfat,
+    /// exFAT), a rename that replaces nothing. Where neither can be done
+    /// it fails now, before the caller makes what the file is to hold (a
+    /// key the server would keep while its file was never written).
     pub(crate) fn create(dir: &DirFd, name: &str) -> io::Result<Self> {
         let (tmp, file) = create_temp(dir, name)?;
-        Ok(Self {
+        let mut new = Self {
             dir: dir.clone(),
             name: name.to_owned(),
             tmp_path: dir.join(&tmp),
             tmp,
             file: Some(file),
-        })
+            publish: Publish::Link,
+        };
+        // Dropped on an error, `new` removes its temporary file.
+        new.publish = new.probe()?;
+        Ok(new)
+    }
+
+    /// How the temporary file can be published (see [`NewFile::create`]),
+    /// found by linking it, or renaming it, to a second temporary name and
+    /// back.
+    fn probe(&self) -> io::Result<Publish> {
+        let probe = format!("{}.probe", self.tmp);
+        match link(&self.dir, &self.tmp, &probe) {
+            Ok(()) => {
+                self.dir.remove(&probe)?;
+                return Ok(Publish::Link);
+            }
+            Err(e) if !unsupported(&e) => return Err(e),
+            Err(_) => {}
+        }
+        match rename_no_replace(&self.dir, &self.tmp, &probe) {
+            Ok(()) => {
+                if let Err(e) = rename_no_replace(&self.dir, &probe, &self.tmp) {
+                    let _ = self.dir.remove(&probe);
+                    return Err(e);
+                }
+                Ok(Publish::RenameNoReplace)
+            }
+            Err(e) if unsupported(&e) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "its file system can neither link a file nor rename one without replacing \
+                     another ({e}), so a file cannot be made there without the risk of \
+                     replacing one"
+                ),
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     /// The temporary file's path, until it is committed or dropped.
@@ -88,18 +185,26 @@ impl NewFile {
     /// Durably creates `name` holding `bytes`, never replacing
     /// anything: the temporary file is filled, synced, hard-linked to the
     /// final name (which fails with [`io::ErrorKind::AlreadyExists`] if
-    /// that name exists, even as a dangling symbolic link), then removed.
+    /// that name exists, even as a dangling symbolic link), then removed;
+    /// where the file system has no hard links, renamed to it by a rename
+    /// that fails alike.
     pub(crate) fn commit(mut self, bytes: &[u8]) -> io::Result<()> {
         let mut f = self
             .file
             .take()
             .ok_or_else(|| io::Error::other("temporary file already used"))?;
-        let result = f
-            .write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .and_then(|()| self.dir.link(&self.tmp, &self.name));
+        let written = f.write_all(bytes).and_then(|()| f.sync_all());
         drop(f);
-        let removed = self.dir.remove(&self.tmp);
+        let result = written.and_then(|()| match self.publish {
+            Publish::Link => link(&self.dir, &self.tmp, &self.name),
+            Publish::RenameNoReplace => rename_no_replace(&self.dir, &self.tmp, &self.name),
+        });
+        let renamed = self.publish == Publish::RenameNoReplace && result.is_ok();
+        let removed = if renamed {
+            Ok(())
+        } else {
+            self.dir.remove(&self.tmp)
+        };
         result?;
         removed?;
         self.dir.sync()
@@ -195,6 +300,53 @@ mod tests {
 
     fn open(dir: &Path) -> io::Result<DirFd> {
         DirFd::open(dir).map_err(io::Error::other)
+    }
+
+    /// The names in `dir`.
+    fn names(dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for e in fs::read_dir(dir)? {
+            names.push(e?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// On a file system without hard links (vfat, exFAT: a USB stick;
+    /// links fail as there, with EPERM) a new file appears by a rename
+    /// that replaces nothing: it failed at its link, after the caller had
+    /// made the key it was to hold. A taken name is still refused and kept.
+    #[test]
+    fn without_hard_links_a_new_file_appears_by_a_rename_that_replaces_nothing() -> io::Result<()> {
+        UNSUPPORTED.set((true, false));
+        let dir = tempfile::tempdir()?;
+        write_new(dir.path(), "kek", b"one")?;
+        assert_eq!(fs::read(dir.path().join("kek"))?, b"one");
+        assert_eq!(names(dir.path())?, ["kek"]);
+        let taken = write_new(dir.path(), "kek", b"two");
+        UNSUPPORTED.set((false, false));
+        assert_eq!(
+            taken.err().map(|e| e.kind()),
+            Some(io::ErrorKind::AlreadyExists)
+        );
+        assert_eq!(fs::read(dir.path().join("kek"))?, b"one");
+        assert_eq!(names(dir.path())?, ["kek"]);
+        Ok(())
+    }
+
+    /// Where neither a link nor a rename that replaces nothing can be
+    /// done, a new file is refused when it is created (before what it is
+    /// to hold exists), not when it is committed; nothing is left.
+    #[test]
+    fn without_links_or_safe_renames_a_new_file_is_refused_at_create() -> io::Result<()> {
+        UNSUPPORTED.set((true, true));
+        let dir = tempfile::tempdir()?;
+        let created = NewFile::create(&open(dir.path())?, "kek");
+        UNSUPPORTED.set((false, false));
+        let err = created.err().ok_or_else(|| io::Error::other("created"))?;
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+        assert_eq!(names(dir.path())?, Vec::<String>::new());
+        Ok(())
     }
 
     /// Leftovers of a crashed process that had this pid (a server in a

@@ -147,6 +147,20 @@ impl DirFd {
         )?)
     }
 
+    /// Renames `from` to `to`, both in this directory, failing with
+    /// [`io::ErrorKind::AlreadyExists`] if `to` is taken
+    /// (`RENAME_NOREPLACE`): for file systems without hard links (vfat,
+    /// exFAT), where [`DirFd::link`] fails.
+    pub(crate) fn rename_no_replace(&self, from: &str, to: &str) -> io::Result<()> {
+        Ok(rustix::fs::renameat_with(
+            &*self.fd,
+            from,
+            &*self.fd,
+            to,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )?)
+    }
+
     /// Removes the file `name`.
     pub(crate) fn remove(&self, name: &str) -> io::Result<()> {
         Ok(rustix::fs::unlinkat(&*self.fd, name, AtFlags::empty())?)

@@ -1051,8 +1051,9 @@ fn kek_destination(path: &std::path::Path) -> Result<(std::path::PathBuf, String
 
 /// A new KEK file in the making: created by [`KekFile::create`] *before*
 /// the server is asked for a KEK, so a destination that cannot be written
-/// (a taken name, a missing or read-only directory, a path ending in `/`)
-/// is refused while no key exists yet; [`KekFile::write`] then fills it.
+/// (a taken name, a missing or read-only directory, a path ending in `/`,
+/// a file system that can neither link a file nor rename one without
+/// replacing another) is refused while no key exists yet; [`KekFile::write`] then fills it.
 ///
 /// It holds an empty temporary file (mode 0600) beside the destination;
 /// dropped without [`write`](KekFile::write), that file is removed.
@@ -1094,7 +1095,9 @@ impl KekFile {
 
     /// Writes `kek` as 32 raw bytes and makes the file appear at its path,
     /// durably, by a hard link that fails if the name was taken since
-    /// [`KekFile::create`] ([`KmsError::FileExists`]): nothing is replaced.
+    /// [`KekFile::create`] ([`KmsError::FileExists`]), or on a file system
+    /// without hard links (vfat, exFAT) a rename that fails alike: nothing
+    /// is replaced.
     pub fn write(self, kek: &SecretKey) -> Result<(), KmsError> {
         let Self { path, file } = self;
         file.commit(kek.expose_secret()).map_err(|source| {
