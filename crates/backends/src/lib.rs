@@ -341,6 +341,15 @@ mod tests {
     }
 
     #[test]
+    fn a_password_holding_a_question_mark_and_an_equals_sign_is_never_shown() {
+        let url = "redis://u:pa?ss=x@127.0.0.1:1/0";
+        assert!(!redact(url).contains("pa?ss"), "{}", redact(url));
+        let err = open(url).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("cannot be read"), "{err}");
+        assert!(!err.contains("pa?ss"), "{err}");
+    }
+
+    #[test]
     fn a_parameter_given_twice_is_refused() {
         for url in [
             "redis://127.0.0.1:1/0?prefix=p:&prefix=q:",

@@ -7,8 +7,10 @@
 //! the secret elsewhere), so this works on the text, not on a parse. An `@`
 //! in a query parameter (`?prefix=me@work`, `?password=S3cr@t`) ends no
 //! user info: the query starts at the first `?` that a `=` follows before
-//! the next `@`. (A password holding `?`, then `=`, then `@` unescaped is
-//! read as a query too; percent-encoded, as a URL wants it, it is hidden.)
+//! the next `@`, and that follows a host, port and path with no user info
+//! (`h:6379/0?`, not `u:pa?`). (A password of digits, then `?`, `=` and
+//! `@` unescaped, as in `u:12?a=b@h`, reads as a port and a query;
+//! percent-encoded, as a URL wants it, it is hidden.)
 
 /// `url` without the password of its user info (`scheme://user@rest`),
 /// or `url` itself when it holds none.
@@ -32,13 +34,29 @@ fn user_info_end(rest: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(q) = rest[from..].find('?').map(|q| from + q) {
         let pair_end = rest[q..].find('@').map_or(rest.len(), |at| q + at);
-        if rest[q..pair_end].contains('=') {
+        if rest[q..pair_end].contains('=') && (rest[..q].contains('@') || is_host(&rest[..q])) {
             query = q;
             break;
         }
         from = q + 1;
     }
     rest[..query].rfind('@')
+}
+
+/// Whether `before` (what precedes a `?`, no `@` in it) reads as a host,
+/// an optional port of digits, and an optional path: were it user info,
+/// what follows its `:` would be a password.
+fn is_host(before: &str) -> bool {
+    let authority = before.split('/').next().unwrap_or_default();
+    // An IPv6 literal's colons are inside its brackets.
+    let after_host = match authority.rfind(']') {
+        Some(end) => &authority[end + 1..],
+        None => authority,
+    };
+    match after_host.rsplit_once(':') {
+        Some((_, port)) => port.bytes().all(|b| b.is_ascii_digit()),
+        None => true,
+    }
 }
 
 #[cfg(test)]
@@ -66,6 +84,11 @@ mod tests {
                 "redis://u:SECRET@h/0?prefix=me@work",
                 "redis://u@h/0?prefix=me@work",
             ),
+            (
+                "redis://u:SECRETpa?ss=x@127.0.0.1:1/0",
+                "redis://u@127.0.0.1:1/0",
+            ),
+            ("redis://:SECRET?a=b@[::1]:1/0", "redis://@[::1]:1/0"),
         ] {
             assert_eq!(url_password(url), shown, "{url}");
             assert!(!url_password(url).contains("SECRET"), "{url}");
@@ -79,6 +102,7 @@ mod tests {
             "redis://h:1/0",
             "redis://alice@h/0",
             "redis://127.0.0.1:6379/0?prefix=me@work",
+            "redis://[::1]:6379/0?prefix=me@work",
             "redis://h/0?password=S3cr@t",
             "redis://h:1/0?db=1&x@y",
             "no-scheme",
