@@ -515,6 +515,12 @@ impl RecordStore {
         let dir = self.tag_dir(tag);
         let path = dir.join(version_file(version));
         let _guard = self.locked();
+        // Checked again with the lock held: since the first step another
+        // save may have stored this version and a removal taken it, and a
+        // version removed is not given out again.
+        if version <= self.read_highest(tag).high {
+            return Ok(Self::compare(&path, record)?.unwrap_or(PutOutcome::VersionUsed));
+        }
         let new_tag = !dir.exists();
         create_private_dir_all(&dir)?;
         let tag_file = dir.join("tag");
@@ -928,6 +934,28 @@ mod tests {
             0,
             "nothing left behind"
         );
+        Ok(())
+    }
+
+    /// A version stored by another save and removed while a store of it
+    /// was in its first step is not given out again by that store.
+    #[test]
+    fn a_version_removed_while_a_store_of_it_was_written_is_not_taken() -> Result<(), Error> {
+        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let store = RecordStore::open(tmp.path())?;
+        assert_eq!(store.put("t", 1, b"one")?, PutOutcome::Stored);
+        let Staged::Written(staged) = store.stage("t", 2, b"mine")? else {
+            panic!("version 2 is free");
+        };
+        assert_eq!(store.put("t", 2, b"theirs")?, PutOutcome::Stored);
+        assert_eq!(store.delete("t", None)?, 2);
+        assert_eq!(
+            store.publish("t", 2, b"mine", &staged)?,
+            PutOutcome::VersionUsed
+        );
+        drop(staged);
+        assert_eq!(store.get("t", 2)?, None);
+        assert!(store.list("")?.is_empty());
         Ok(())
     }
 
