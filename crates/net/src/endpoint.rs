@@ -652,6 +652,21 @@ impl Receiver {
                 victim = self.least_received();
             }
         }
+        // A frame that is dropped anyway pushes no other message out.
+        if let Some(partial) = self.partials.get(&key) {
+            if partial.count != d.count {
+                peer_warn!(self, from = d.sender, "frame count changed; frame dropped");
+                return;
+            }
+            if !partial.have[d.index as usize]
+                && d.index + 1 < d.count
+                && d.payload.len() != MAX_FRAME_PAYLOAD
+            {
+                self.partials.remove(&key);
+                peer_warn!(self, from = d.sender, "short inner frame; message dropped");
+                return;
+            }
+        }
         let mut victims: Vec<(String, MessageId)> = victim.iter().cloned().collect();
         let freed: usize = victims
             .iter()
@@ -718,16 +733,7 @@ impl Receiver {
             .partials
             .entry(key.clone())
             .or_insert_with(|| Partial::new(d.count));
-        if partial.count != d.count {
-            peer_warn!(self, from = d.sender, "frame count changed; frame dropped");
-            return;
-        }
         if !partial.have[d.index as usize] {
-            if d.index + 1 < d.count && d.payload.len() != MAX_FRAME_PAYLOAD {
-                self.partials.remove(&key);
-                peer_warn!(self, from = d.sender, "short inner frame; message dropped");
-                return;
-            }
             partial.place(d.index, d.payload);
             partial.have[d.index as usize] = true;
             partial.received += 1;
@@ -1334,6 +1340,29 @@ mod tests {
             rx.partials.values().map(|p| p.held).sum::<usize>(),
             2 * MAX_FRAME_PAYLOAD
         );
+        assert!(told_dropped(&mut channels).await.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_frame_dropped_for_its_count_pushes_no_message_out() -> Result<(), String> {
+        // Message 0 holds two frames and message 1 one, in a budget of
+        // three: a frame of message 0 that is dropped anyway (it names
+        // another count) must not make room first.
+        let mut rx = receiver(None, 3 * MAX_FRAME_PAYLOAD);
+        let (messages, mut channels) = three_messages_of_three_frames(&rx).await?;
+        rx.handle(&frame_of(&messages, 0, 0)).await;
+        rx.handle(&frame_of(&messages, 0, 1)).await;
+        rx.handle(&frame_of(&messages, 1, 0)).await;
+        let other_count = encode_data_parts(
+            MessageId([0; 16]),
+            "seccs:client:c0",
+            2,
+            4,
+            [&vec![0u8; MAX_FRAME_PAYLOAD][..], &[]],
+        );
+        rx.handle(&other_count).await;
+        assert_eq!(rx.partials.len(), 2, "message 1 was pushed out");
         assert!(told_dropped(&mut channels).await.is_empty());
         Ok(())
     }
