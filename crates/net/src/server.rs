@@ -365,7 +365,7 @@ pub async fn serve(
     let mut handle = start(broker, root, config.name.clone(), config.timeout()).await?;
     tracing::info!(
         channel = handle.channel(),
-        "serving; stop with Ctrl-C, SIGTERM or SIGHUP"
+        "serving; SIGINT (Ctrl-C), SIGTERM or SIGHUP stops it, unless ignored at its start"
     );
     tokio::select! {
         () = shutdown => {}
