@@ -1163,41 +1163,10 @@ mod tests {
         // first frame was acknowledged and is never sent again.
         let (tx, mut requests) = mpsc::channel(128);
         let mut rx = receiver(Some(tx), MAX_HELD_BYTES);
-        let mut notices = Vec::new();
-        for i in 0..=MAX_PARTIALS {
-            let channel = format!("seccs:client:c{i}");
-            notices.push(
-                rx.broker
-                    .subscribe(&channel)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-        let messages: Vec<Vec<u8>> = (0..=MAX_PARTIALS as u8)
-            .map(|i| {
-                Message {
-                    request_id: RequestId([i; 16]),
-                    body: Body::Store {
-                        tag: "t".into(),
-                        version: 1,
-                        record: vec![i; 2 * MAX_FRAME_PAYLOAD + 10],
-                    },
-                }
-                .encode()
-            })
-            .collect();
+        let (messages, mut notices) = messages_of_three_frames(&rx, MAX_PARTIALS as u8 + 1).await?;
         for index in 0..3u32 {
-            for (i, bytes) in messages.iter().enumerate() {
-                let at = index as usize * MAX_FRAME_PAYLOAD;
-                let payload = &bytes[at..(at + MAX_FRAME_PAYLOAD).min(bytes.len())];
-                let frame = encode_data_parts(
-                    MessageId([i as u8; 16]),
-                    &format!("seccs:client:c{i}"),
-                    index,
-                    3,
-                    [payload, &[]],
-                );
-                rx.handle(&frame).await;
+            for i in 0..messages.len() {
+                rx.handle(&frame_of(&messages, i, index)).await;
             }
         }
         let mut delivered = 0;
@@ -1224,14 +1193,15 @@ mod tests {
         Ok(())
     }
 
-    /// Three encoded store messages of three frames each, from senders
-    /// `seccs:client:c0`..`c2`, and those senders' channels subscribed on
+    /// `n` encoded store messages of three frames each, from senders
+    /// `seccs:client:c0`.., and those senders' channels subscribed on
     /// `rx`'s broker (where the receiver's notices reach them).
-    async fn three_messages_of_three_frames(
+    async fn messages_of_three_frames(
         rx: &Receiver,
+        n: u8,
     ) -> Result<(Vec<Vec<u8>>, Vec<Subscription>), String> {
         let mut channels = Vec::new();
-        for i in 0..3 {
+        for i in 0..n {
             channels.push(
                 rx.broker
                     .subscribe(&format!("seccs:client:c{i}"))
@@ -1239,7 +1209,7 @@ mod tests {
                     .map_err(|e| e.to_string())?,
             );
         }
-        let messages = (0..3u8)
+        let messages = (0..n)
             .map(|i| {
                 Message {
                     request_id: RequestId([i; 16]),
@@ -1255,7 +1225,7 @@ mod tests {
         Ok((messages, channels))
     }
 
-    /// Frame `index` of message `i` of [`three_messages_of_three_frames`].
+    /// Frame `index` of message `i` of [`messages_of_three_frames`].
     fn frame_of(messages: &[Vec<u8>], i: usize, index: u32) -> Vec<u8> {
         let bytes = &messages[i];
         let at = index as usize * MAX_FRAME_PAYLOAD;
@@ -1289,7 +1259,7 @@ mod tests {
         // frames: after two rounds it is full, and no message is whole.
         let (tx, mut requests) = mpsc::channel(8);
         let mut rx = receiver(Some(tx), 6 * MAX_FRAME_PAYLOAD);
-        let (messages, mut channels) = three_messages_of_three_frames(&rx).await?;
+        let (messages, mut channels) = messages_of_three_frames(&rx, 3).await?;
         let mut delivered = Vec::new();
         for index in 0..3 {
             for i in 0..3 {
@@ -1330,7 +1300,7 @@ mod tests {
         // Two messages in a budget of three frames: the first has two, the
         // second's first frame does not fit and may not push the first out.
         let mut rx = receiver(None, 3 * MAX_FRAME_PAYLOAD);
-        let (messages, mut channels) = three_messages_of_three_frames(&rx).await?;
+        let (messages, mut channels) = messages_of_three_frames(&rx, 3).await?;
         rx.handle(&frame_of(&messages, 0, 0)).await;
         rx.handle(&frame_of(&messages, 0, 1)).await;
         rx.queued.store(1, Ordering::Relaxed);
@@ -1350,7 +1320,7 @@ mod tests {
         // three: a frame of message 0 that is dropped anyway (it names
         // another count) must not make room first.
         let mut rx = receiver(None, 3 * MAX_FRAME_PAYLOAD);
-        let (messages, mut channels) = three_messages_of_three_frames(&rx).await?;
+        let (messages, mut channels) = messages_of_three_frames(&rx, 3).await?;
         rx.handle(&frame_of(&messages, 0, 0)).await;
         rx.handle(&frame_of(&messages, 0, 1)).await;
         rx.handle(&frame_of(&messages, 1, 0)).await;
@@ -1394,7 +1364,7 @@ mod tests {
         let mut rx = receiver(Some(tx), 6 * MAX_FRAME_PAYLOAD);
         rx.awaited
             .store(3 * 3 * MAX_FRAME_PAYLOAD, Ordering::Relaxed);
-        let (messages, mut channels) = three_messages_of_three_frames(&rx).await?;
+        let (messages, mut channels) = messages_of_three_frames(&rx, 3).await?;
         for index in 0..3 {
             for i in 0..3 {
                 rx.handle(&frame_of(&messages, i, index)).await;

@@ -901,6 +901,20 @@ mod tests {
         Ok(())
     }
 
+    /// A store holding version 1 of tag `t`, and a store of `record` as
+    /// its version 2 in its first step (written, not yet published).
+    fn second_version_written(
+        record: &[u8],
+    ) -> Result<(tempfile::TempDir, RecordStore, TempFile), Error> {
+        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let store = RecordStore::open(tmp.path())?;
+        assert_eq!(store.put("t", 1, b"one")?, PutOutcome::Stored);
+        let Staged::Written(staged) = store.stage("t", 2, record)? else {
+            panic!("version 2 is free");
+        };
+        Ok((tmp, store, staged))
+    }
+
     /// A removal of a tag's last version that comes while a new version
     /// of the tag is stored (its record written, not yet published) comes
     /// wholly before the publication: the store succeeds, and the tag is
@@ -908,12 +922,7 @@ mod tests {
     /// file, or the directory, from under the store).
     #[test]
     fn a_removal_of_the_last_version_during_a_store_leaves_the_tag_listed() -> Result<(), Error> {
-        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let store = RecordStore::open(tmp.path())?;
-        assert_eq!(store.put("t", 1, b"one")?, PutOutcome::Stored);
-        let Staged::Written(staged) = store.stage("t", 2, b"two")? else {
-            panic!("version 2 is free");
-        };
+        let (_tmp, store, staged) = second_version_written(b"two")?;
         assert_eq!(store.delete("t", None)?, 1);
         assert_eq!(store.publish("t", 2, b"two", &staged)?, PutOutcome::Stored);
         drop(staged);
@@ -941,12 +950,7 @@ mod tests {
     /// was in its first step is not given out again by that store.
     #[test]
     fn a_version_removed_while_a_store_of_it_was_written_is_not_taken() -> Result<(), Error> {
-        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let store = RecordStore::open(tmp.path())?;
-        assert_eq!(store.put("t", 1, b"one")?, PutOutcome::Stored);
-        let Staged::Written(staged) = store.stage("t", 2, b"mine")? else {
-            panic!("version 2 is free");
-        };
+        let (_tmp, store, staged) = second_version_written(b"mine")?;
         assert_eq!(store.put("t", 2, b"theirs")?, PutOutcome::Stored);
         assert_eq!(store.delete("t", None)?, 2);
         assert_eq!(
