@@ -172,8 +172,10 @@ impl RedisConfig {
             "rediss" => true,
             other => return Err(bad(format!("scheme {other:?} is not redis or rediss"))),
         };
+        // An IPv6 address comes in brackets, which `client` adds again.
         let host = parsed
             .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
             .filter(|h| !h.is_empty())
             .ok_or_else(|| bad("no host".into()))?
             .to_owned();
@@ -939,6 +941,15 @@ mod tests {
             visited,
             [vec![key("a"), key("b")], vec![key("c")], vec![key("d")]]
         );
+        Ok(())
+    }
+
+    /// An IPv6 address keeps its one pair of brackets in the client's URL.
+    #[test]
+    fn an_ipv6_host_makes_a_client() -> Result<(), BackendError> {
+        let c = RedisConfig::parse("redis://[::1]:6379/0")?;
+        assert_eq!(c.host, "::1");
+        c.client()?;
         Ok(())
     }
 
