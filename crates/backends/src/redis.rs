@@ -130,9 +130,14 @@ const WRITE_MARKER_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[
      end \
      redis.call('SET', KEYS[1], ARGV[3]) \
      return 1";
-/// The first 8 bytes (the count) of every key; empty for a missing key.
+/// The first 8 bytes (the count) of every key; nil for a missing key
+/// (`GETRANGE` alone answers an empty string for it, as for an entry
+/// whose value is empty, which is damage).
 const COUNTS_SCRIPT: &str = "local out = {} \
-     for i, key in ipairs(KEYS) do out[i] = redis.call('GETRANGE', key, 0, 7) end \
+     for i, key in ipairs(KEYS) do \
+       if redis.call('EXISTS', key) == 1 then out[i] = redis.call('GETRANGE', key, 0, 7) \
+       else out[i] = false end \
+     end \
      return out";
 
 /// Where a Redis-backed store lives and how to log in.
@@ -552,7 +557,7 @@ impl Backend for RedisBackend {
             return Ok(Vec::new());
         }
         let full: Vec<Vec<u8>> = keys.iter().map(|k| self.key(k)).collect();
-        let raw: Vec<Vec<u8>> = self.with_conn(|conn| {
+        let raw: Vec<Option<Vec<u8>>> = self.with_conn(|conn| {
             redis::cmd("EVAL")
                 .arg(COUNTS_SCRIPT)
                 .arg(full.len())
@@ -567,16 +572,16 @@ impl Backend for RedisBackend {
         }
         raw.into_iter()
             .zip(keys)
-            .map(|(raw, key)| match raw.len() {
-                // A missing key reads as an empty string; an entry always has
-                // its 8-byte count.
-                0 => Ok(None),
-                8 => {
+            .map(|(raw, key)| match raw {
+                None => Ok(None),
+                // An entry always has its 8-byte count; anything shorter
+                // (an empty value too) is damage.
+                Some(raw) if raw.len() == 8 => {
                     let mut count = [0u8; 8];
                     count.copy_from_slice(&raw);
                     Ok(Some(u64::from_be_bytes(count)))
                 }
-                _ => self.decode(key, raw).map(|e| Some(e.count)),
+                Some(raw) => self.decode(key, raw).map(|e| Some(e.count)),
             })
             .collect()
     }

@@ -453,6 +453,26 @@ fn redis_a_server_that_stops_answering_fails_the_request_in_time() -> TestResult
     Ok(())
 }
 
+/// An empty value at an entry's key (no count) is a damaged entry to a
+/// read of counts, as to every other read, not a missing one: a commit
+/// would take the node for new and lose its count.
+#[test]
+fn redis_an_empty_value_is_a_damaged_entry_to_a_read_of_counts() -> TestResult {
+    let h = Redis::start()?;
+    let opened = h.open()?;
+    let mut batch = Batch::new();
+    batch.put(b"k".to_vec(), b"v".to_vec(), 3);
+    opened.backend.apply(&batch)?;
+    h.set_raw(b"k", b"")?;
+    let counts = opened.backend.get_counts(&[b"k", b"gone"]);
+    assert!(
+        matches!(&counts, Err(BackendError::Corrupt { .. })),
+        "{counts:?}"
+    );
+    assert_eq!(opened.backend.get_counts(&[b"gone"])?, [None]);
+    Ok(())
+}
+
 /// A server that asks for a password none was given for says which
 /// variable to set; a table dropped under a store says its data went with
 /// it; `connect_timeout` bounds the whole log-in, as in libpq.

@@ -152,11 +152,16 @@ impl Redis {
     /// Stores bytes at `key` that the backend cannot decode (shorter than
     /// the count it keeps before each value), as damage on the server would.
     pub fn damage(&self, key: &[u8]) -> TestResult {
+        self.set_raw(key, b"abc")
+    }
+
+    /// Stores `value` as it is (no count before it) at `key`.
+    pub fn set_raw(&self, key: &[u8], value: &[u8]) -> TestResult {
         let mut full = self.prefix.as_bytes().to_vec();
         full.extend_from_slice(key);
         redis::cmd("SET")
             .arg(&full)
-            .arg(&b"abc"[..])
+            .arg(value)
             .query::<()>(&mut self.server.raw()?)?;
         Ok(())
     }
