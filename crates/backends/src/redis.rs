@@ -40,7 +40,8 @@
 //! a prefix, the store expects the database to itself: [`Backend::for_each`]
 //! takes every string key for an entry (its first 8 bytes for the count),
 //! reports one shorter than 8 bytes as corrupt, and skips keys that are not
-//! strings.
+//! strings; [`Backend::usage`] fails as corrupt on those (`init` then says
+//! the place holds keys that are not a store's entries).
 //!
 //! # One writer
 //!
@@ -139,6 +140,22 @@ const COUNTS_SCRIPT: &str = "local out = {} \
        else out[i] = false end \
      end \
      return out";
+
+/// The length of every key (KEYS) as `STRLEN` gives it, [`MISSING`] for a
+/// key that is gone and [`NOT_A_STRING`] for one of another type (where
+/// `STRLEN` would fail the whole script with `WRONGTYPE`).
+const LENGTHS_SCRIPT: &str = "local out = {} \
+     for i, key in ipairs(KEYS) do \
+       local t = redis.call('TYPE', key).ok \
+       if t == 'string' then out[i] = redis.call('STRLEN', key) \
+       elseif t == 'none' then out[i] = -1 \
+       else out[i] = -2 end \
+     end \
+     return out";
+/// [`LENGTHS_SCRIPT`]'s answer for a key that is gone.
+const MISSING: i64 = -1;
+/// [`LENGTHS_SCRIPT`]'s answer for a key that is not a string.
+const NOT_A_STRING: i64 = -2;
 
 /// Where a Redis-backed store lives and how to log in.
 #[derive(Clone)]
@@ -328,7 +345,7 @@ impl RedisBackend {
         backend.round_trips.add(1);
         redis::cmd("PING").query::<()>(&mut conn).map_err(map_err)?;
         set_timeouts(&mut conn, backend.request_timeout)?;
-        backend.round_trips.add(1);
+        backend.round_trips.add(2);
         backend.eviction = eviction_risk(&mut conn);
         *backend.lock() = Some(conn);
         Ok(backend)
@@ -738,14 +755,10 @@ impl Backend for RedisBackend {
         visit: &mut Visitor<'_>,
         mut damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError> {
-        let prefix_len = self.prefix.len();
         self.scan(prefix, |keys| {
             let raw: Vec<Option<Vec<u8>>> =
                 self.with_conn(|conn| redis::cmd("MGET").arg(&keys).query(conn))?;
-            for (full, raw) in keys.iter().zip(raw) {
-                // A key deleted between SCAN and MGET is simply gone.
-                let Some(raw) = raw else { continue };
-                let key = &full[prefix_len..];
+            for (key, raw) in walk_page(&self.prefix, &keys, raw)? {
                 match (self.decode(key, raw), damaged.as_mut()) {
                     (Ok(entry), _) => visit(key, &entry)?,
                     (Err(e), Some(damaged)) => damaged(key, e),
@@ -756,31 +769,97 @@ impl Backend for RedisBackend {
         })
     }
 
+    /// One script per `SCAN` page measures its keys (see [`LENGTHS_SCRIPT`]),
+    /// so that a server that stops answering holds it for one request
+    /// timeout (see the module docs).
     fn usage(&self) -> Result<seccs_store::backend::Usage, BackendError> {
-        let prefix_len = self.prefix.len();
         let mut usage = seccs_store::backend::Usage::default();
         self.scan(&[], |keys| {
-            let mut pipe = redis::pipe();
-            for key in &keys {
-                pipe.cmd("STRLEN").arg(key);
-            }
-            let lens: Vec<usize> = self.with_conn(|conn| pipe.query(conn))?;
-            for (key, len) in keys.iter().zip(lens) {
-                match len {
-                    // Gone since the scan.
-                    0 => {}
-                    // Damaged (too short for its count): still an entry,
-                    // counted by its key as `Store::stats` counts it,
-                    // rather than a failure of every total (`verify`
-                    // reports it).
-                    1..8 => usage.add(key.len() - prefix_len, 0),
-                    _ => usage.add(key.len() - prefix_len, len - 8),
-                }
-            }
-            Ok(())
+            let lens: Vec<i64> = self.with_conn(|conn| {
+                redis::cmd("EVAL")
+                    .arg(LENGTHS_SCRIPT)
+                    .arg(keys.len())
+                    .arg(&keys)
+                    .query(conn)
+            })?;
+            usage_page(&self.prefix, &keys, &lens, &mut usage)
         })?;
         Ok(usage)
     }
+}
+
+/// A key of a `SCAN` page after the store's prefix, and its stored bytes.
+type PageEntry<'k> = (&'k [u8], Vec<u8>);
+
+/// The entries of a `SCAN` page whose values `MGET` read: each key after
+/// the store's `prefix`, with its value. A key gone since the scan is
+/// skipped, and so is one not under the prefix (the server matched it,
+/// but the listing is checked as S3's is, rather than trusted to slice).
+fn walk_page<'k>(
+    prefix: &[u8],
+    keys: &'k [Vec<u8>],
+    raw: Vec<Option<Vec<u8>>>,
+) -> Result<Vec<PageEntry<'k>>, BackendError> {
+    if raw.len() != keys.len() {
+        return Err(BackendError::other(
+            NAME,
+            "MGET answered the wrong number of values",
+        ));
+    }
+    Ok(keys
+        .iter()
+        .zip(raw)
+        .filter_map(|(full, raw)| Some((full.strip_prefix(prefix)?, raw?)))
+        .collect())
+}
+
+/// Adds the keys of a `SCAN` page to `usage`, given their lengths as
+/// [`LENGTHS_SCRIPT`] answered them; a key that is not a string is not a
+/// store's entry, and makes the usage fail as corrupt.
+fn usage_page(
+    prefix: &[u8],
+    keys: &[Vec<u8>],
+    lens: &[i64],
+    usage: &mut seccs_store::backend::Usage,
+) -> Result<(), BackendError> {
+    if lens.len() != keys.len() {
+        return Err(BackendError::other(
+            NAME,
+            "the lengths script answered the wrong number of values",
+        ));
+    }
+    for (full, &len) in keys.iter().zip(lens) {
+        let Some(key) = full.strip_prefix(prefix) else {
+            continue;
+        };
+        match len {
+            // Gone since the scan.
+            MISSING => {}
+            NOT_A_STRING => {
+                return Err(BackendError::Corrupt {
+                    backend: NAME.into(),
+                    detail: format!(
+                        "key {} is not a string, so not a store's entry",
+                        hex::encode(full)
+                    ),
+                });
+            }
+            // Damaged (too short for its count): still an entry, counted
+            // by its key as `Store::stats` counts it, rather than a failure
+            // of every total (`verify` reports it).
+            0..8 => usage.add(key.len(), 0),
+            len => match usize::try_from(len - 8) {
+                Ok(value) => usage.add(key.len(), value),
+                Err(_) => {
+                    return Err(BackendError::other(
+                        NAME,
+                        format!("the lengths script answered {len} for a key"),
+                    ));
+                }
+            },
+        }
+    }
+    Ok(())
 }
 
 /// Why the server may drop the store's keys on its own, if it may: a
@@ -788,17 +867,13 @@ impl Backend for RedisBackend {
 /// expiry, as every store key has none (the `volatile-*` policies and
 /// `noeviction` leave them, and writes fail when the server is full).
 /// `None` also where `CONFIG GET` is not allowed (an ACL, a managed
-/// service). One round trip.
+/// service). Two requests, one command each (see the module docs).
 fn eviction_risk(conn: &mut Connection) -> Option<String> {
-    let (policy, limit): (Vec<String>, Vec<String>) = redis::pipe()
-        .cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory-policy")
-        .cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory")
-        .query(conn)
-        .ok()?;
+    let mut config_get = |name: &str| -> Option<Vec<String>> {
+        redis::cmd("CONFIG").arg("GET").arg(name).query(conn).ok()
+    };
+    let policy = config_get("maxmemory-policy")?;
+    let limit = config_get("maxmemory")?;
     let policy = policy.get(1)?;
     let limit: u64 = limit.get(1)?.parse().ok()?;
     (policy.starts_with("allkeys-") && limit > 0).then(|| {
@@ -955,6 +1030,40 @@ mod tests {
         let c = RedisConfig::parse("redis://[::1]:6379/0")?;
         assert_eq!(c.host, "::1");
         c.client()?;
+        Ok(())
+    }
+
+    /// A `SCAN` page holding a key outside the prefix (shorter than it, or
+    /// not starting with it) skips that key rather than panicking, and a
+    /// reply of the wrong length is an error, not keys silently dropped.
+    #[test]
+    fn a_page_skips_keys_outside_the_prefix_and_checks_the_reply_length() -> Result<(), BackendError>
+    {
+        let keys = [
+            b"p:a".to_vec(),
+            b"p".to_vec(),
+            b"q:bb".to_vec(),
+            b"p:c".to_vec(),
+        ];
+        let raw = vec![
+            Some(b"12345678x".to_vec()),
+            Some(b"12345678y".to_vec()),
+            Some(b"12345678z".to_vec()),
+            None,
+        ];
+        let page = walk_page(b"p:", &keys, raw)?;
+        assert_eq!(page, [(&b"a"[..], b"12345678x".to_vec())]);
+        assert!(walk_page(b"p:", &keys, vec![None]).is_err());
+
+        let mut usage = seccs_store::backend::Usage::default();
+        usage_page(b"p:", &keys, &[9, 9, 9, MISSING], &mut usage)?;
+        assert_eq!(usage.entries, 1);
+        assert!(usage_page(b"p:", &keys, &[9], &mut usage).is_err());
+        let err = usage_page(b"p:", &keys, &[NOT_A_STRING, 9, 9, 9], &mut usage).err();
+        assert!(matches!(err, Some(BackendError::Corrupt { .. })), "{err:?}");
+        // An empty value is a damaged entry, counted by its key.
+        usage_page(b"p:", &keys, &[0, 9, 9, MISSING], &mut usage)?;
+        assert_eq!(usage.entries, 2);
         Ok(())
     }
 

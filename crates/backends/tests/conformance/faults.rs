@@ -453,6 +453,111 @@ fn redis_a_server_that_stops_answering_fails_the_request_in_time() -> TestResult
     Ok(())
 }
 
+/// A TCP relay to a server that passes requests on until it has passed a
+/// `SCAN`, and swallows every request after it: a server that stops
+/// answering in the middle of a walk.
+struct StallAfterScan {
+    port: u16,
+}
+
+impl StallAfterScan {
+    fn start(server_port: u16) -> TestResult<Self> {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let stalled = Arc::new(AtomicBool::new(false));
+        std::thread::spawn(move || {
+            for _ in 0..16 {
+                let Ok((client, _)) = listener.accept() else {
+                    return;
+                };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                    return;
+                };
+                let (Ok(mut client_in), Ok(mut server_out)) =
+                    (client.try_clone(), server.try_clone())
+                else {
+                    return;
+                };
+                let stalled = stalled.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0; 1 << 16];
+                    for _ in 0..1_000_000 {
+                        let n = match client_in.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if stalled.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        if server_out.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                        if buf[..n].windows(4).any(|w| w == b"SCAN") {
+                            stalled.store(true, Ordering::SeqCst);
+                        }
+                    }
+                });
+                let (mut server_in, mut client_out) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_in, &mut client_out);
+                });
+            }
+        });
+        Ok(Self { port })
+    }
+}
+
+/// A Redis that stops answering after the `SCAN` of the backend's usage
+/// fails the usage after a request timeout, not one timeout for each key
+/// of the page: the page's lengths are one command with one reply.
+#[test]
+fn redis_usage_of_a_server_that_stops_answering_after_the_scan_fails_in_time() -> TestResult {
+    use seccs_backends::{RedisBackend, RedisConfig};
+    let server = crate::support::RedisServer::start()?;
+    let direct = RedisBackend::connect(
+        RedisConfig::parse(&server.url())?
+            .with_credentials(None, Some(crate::support::REDIS_PASSWORD)),
+    )?;
+    let mut batch = Batch::new();
+    for i in 0u32..300 {
+        batch.put(i.to_be_bytes().to_vec(), b"v".to_vec(), 1);
+    }
+    direct.apply(&batch)?;
+    assert_eq!(direct.usage()?.entries, 300);
+
+    let server_port: u16 = server
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|tail| tail.split('/').next())
+        .ok_or("a port")?
+        .parse()?;
+    let relay = StallAfterScan::start(server_port)?;
+    let config = RedisConfig::parse(&format!("redis://127.0.0.1:{}/0", relay.port))?
+        .with_credentials(None, Some(crate::support::REDIS_PASSWORD))
+        .with_request_timeout(Duration::from_secs(1));
+    let backend = RedisBackend::connect(config)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(backend.usage().err());
+    });
+    // Not a timing assertion: 300 replies waited for one at a time would
+    // take five minutes; one reply takes the timeout.
+    let err = rx
+        .recv_timeout(Duration::from_secs(60))
+        .map_err(|_| "usage still waits after 60 timeouts")?;
+    assert!(
+        matches!(&err, Some(BackendError::Unavailable { detail, .. })
+            if detail.contains("no answer in 1 s")),
+        "{err:?}"
+    );
+    Ok(())
+}
+
 /// An empty value at an entry's key (no count) is a damaged entry to a
 /// read of counts, as to every other read, not a missing one: a commit
 /// would take the node for new and lose its count.
@@ -470,6 +575,7 @@ fn redis_an_empty_value_is_a_damaged_entry_to_a_read_of_counts() -> TestResult {
         "{counts:?}"
     );
     assert_eq!(opened.backend.get_counts(&[b"gone"])?, [None]);
+    assert_eq!(opened.backend.usage()?.entries, 1, "usage counts it");
     Ok(())
 }
 
