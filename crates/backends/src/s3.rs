@@ -78,8 +78,8 @@ pub struct S3Config {
 
 impl S3Config {
     /// Parses `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&concurrency=N]`.
-    /// Unknown parameters, credentials in the URL and malformed endpoints are
-    /// errors.
+    /// Unknown parameters, credentials in the URL (its endpoint too) and
+    /// malformed endpoints are errors.
     pub fn parse(url: &str) -> Result<Self, BackendError> {
         let bad = |what: String| BackendError::Config(format!("s3 URL: {what}"));
         let parsed = url::Url::parse(url).map_err(|e| bad(format!("{e}")))?;
@@ -133,6 +133,14 @@ impl S3Config {
                         .ok()
                         .filter(|e| matches!(e.scheme(), "http" | "https") && e.has_host())
                         .ok_or_else(|| bad(format!("endpoint {value:?} is not an http(s) URL")))?;
+                    if !endpoint.username().is_empty() || endpoint.password().is_some() {
+                        // Said without the value: it holds a secret.
+                        return Err(bad(
+                            "credentials do not belong in the endpoint (a store records its \
+                             URL): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                                .into(),
+                        ));
+                    }
                     config.endpoint = Some(endpoint.as_str().trim_end_matches('/').to_owned());
                 }
                 "region" if !value.is_empty() => config.region = value,
@@ -819,6 +827,23 @@ mod tests {
         let c = S3Config::parse("s3://bucket")?;
         assert_eq!((c.prefix(), c.region.as_str()), ("", DEFAULT_REGION));
         Ok(())
+    }
+
+    /// Credentials in the endpoint would be saved with the store's URL and
+    /// shown in messages: refused, without repeating them.
+    #[test]
+    fn refuses_credentials_in_the_endpoint() {
+        for url in [
+            "s3://bucket/p?endpoint=http://AK:SECRET@127.0.0.1:9000",
+            "s3://bucket/p?endpoint=https://SECRET@minio:9000",
+        ] {
+            let err = S3Config::parse(url).err();
+            assert!(
+                matches!(&err, Some(BackendError::Config(m))
+                    if m.contains("AWS_SECRET_ACCESS_KEY") && !m.contains("SECRET@")),
+                "{url}: {err:?}"
+            );
+        }
     }
 
     #[test]
