@@ -70,7 +70,7 @@ use seccs_store::backend::{Backend, BackendError, Batch, Damaged, Entry, Usage, 
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, NoTls, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::batch::{Effect, RoundTrips, coalesce};
@@ -645,6 +645,14 @@ impl PostgresBackend {
         }
     }
 
+    /// The entry of `key` in `row`, whose columns `value` and `count` follow
+    /// the key's.
+    fn row_entry(&self, row: &Row, key: &[u8]) -> Result<Entry, BackendError> {
+        let value = column(row, 1, key, "value")?;
+        let count = column(row, 2, key, "count")?;
+        self.entry(value, count, key)
+    }
+
     fn entry(&self, value: Vec<u8>, count: i64, key: &[u8]) -> Result<Entry, BackendError> {
         let count = u64::try_from(count).map_err(|_| BackendError::Corrupt {
             backend: NAME.into(),
@@ -670,7 +678,7 @@ impl PostgresBackend {
             })?;
             let full = rows.len() as i64 == PAGE;
             for row in rows {
-                let key: Vec<u8> = row.get(0);
+                let key: Vec<u8> = column(&row, 0, b"", "key")?;
                 if !key.starts_with(prefix) {
                     return Ok(());
                 }
@@ -678,9 +686,7 @@ impl PostgresBackend {
                     after = key;
                     continue;
                 }
-                let value: Vec<u8> = row.get(1);
-                let count: i64 = row.get(2);
-                match (self.entry(value, count, &key), damaged.as_mut()) {
+                match (self.row_entry(&row, &key), damaged.as_mut()) {
                     // One damaged row is reported, and the walk goes on.
                     (Err(e), Some(damaged)) => damaged(&key, e),
                     (entry, _) => visit(&key, &entry?)?,
@@ -867,10 +873,8 @@ impl Backend for PostgresBackend {
         })?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());
         for row in rows {
-            let key: Vec<u8> = row.get(0);
-            let value: Vec<u8> = row.get(1);
-            let count: i64 = row.get(2);
-            let entry = self.entry(value, count, &key)?;
+            let key: Vec<u8> = column(&row, 0, b"", "key")?;
+            let entry = self.row_entry(&row, &key)?;
             found.insert(key, entry);
         }
         // A key asked for twice gets its entry twice.
@@ -887,8 +891,8 @@ impl Backend for PostgresBackend {
         })?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());
         for row in rows {
-            let key: Vec<u8> = row.get(0);
-            let count: i64 = row.get(1);
+            let key: Vec<u8> = column(&row, 0, b"", "key")?;
+            let count = column(&row, 1, &key, "count")?;
             let count = self.entry(Vec::new(), count, &key)?.count;
             found.insert(key, count);
         }
@@ -975,7 +979,8 @@ impl Backend for PostgresBackend {
                 )
                 .await
         })?;
-        Ok(row.map(|row| row.get(0)))
+        row.map(|row| column(&row, 0, MARKER_KEY, "value"))
+            .transpose()
     }
 
     fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
@@ -1030,13 +1035,36 @@ impl Backend for PostgresBackend {
                 )
                 .await
         })?;
-        let entries: i64 = row.get(0);
-        let bytes: i64 = row.get(1);
+        let entries: i64 = column(&row, 0, b"", "count(*)")?;
+        let bytes: i64 = column(&row, 1, b"", "sum of lengths")?;
         Ok(Usage {
             entries: entries.unsigned_abs(),
             bytes: bytes.unsigned_abs(),
         })
     }
+}
+
+/// Column `index` of a row of `key` (empty where the row's key is not known
+/// yet), as a damaged row if it is NULL or not of the type the store made
+/// it: a table made before (which `CREATE TABLE IF NOT EXISTS` takes as it
+/// is) or altered since can hold anything.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+    key: &[u8],
+    name: &str,
+) -> Result<T, BackendError> {
+    row.try_get(index).map_err(|err| BackendError::Corrupt {
+        backend: NAME.into(),
+        detail: if key.is_empty() {
+            format!("a row's {name} cannot be read: {err}")
+        } else {
+            format!(
+                "the {name} of entry {} cannot be read: {err}",
+                hex::encode(key)
+            )
+        },
+    })
 }
 
 fn map_err(err: tokio_postgres::Error, table: &str) -> BackendError {

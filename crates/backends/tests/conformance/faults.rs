@@ -862,6 +862,43 @@ fn s3_a_short_entry_blocks_no_removal_of_other_names_and_no_usage() -> TestResul
     a_short_entry_blocks_no_removal_of_other_names_and_no_usage(&h, |key| h.damage(key))
 }
 
+/// A PostgreSQL row whose value and count are NULL (a table altered by
+/// hand) is a damaged entry to every read, not a panic: a walk reports it
+/// and goes on, and reads of it fail as corrupt.
+#[test]
+fn postgres_a_null_row_is_a_damaged_entry() -> TestResult {
+    let h = Postgres::start()?;
+    let opened = h.open()?;
+    let mut batch = Batch::new();
+    for key in [&b"a"[..], b"b", b"c"] {
+        batch.put(key.to_vec(), b"v".to_vec(), 1);
+    }
+    opened.backend.apply(&batch)?;
+    h.null_row(b"b")?;
+    let (mut keys, mut damaged) = (Vec::new(), Vec::new());
+    opened.backend.walk(
+        &[],
+        &mut |key, _| {
+            keys.push(key.to_vec());
+            Ok(())
+        },
+        Some(&mut |key, e| damaged.push((key.to_vec(), e))),
+    )?;
+    assert_eq!(keys, [b"a".to_vec(), b"c".to_vec()]);
+    assert!(
+        matches!(&damaged[..], [(key, BackendError::Corrupt { .. })] if key == b"b"),
+        "{damaged:?}"
+    );
+    let got = opened.backend.get_many(&[b"b"]).err();
+    assert!(matches!(got, Some(BackendError::Corrupt { .. })), "{got:?}");
+    let counts = opened.backend.get_counts(&[b"b"]).err();
+    assert!(
+        matches!(counts, Some(BackendError::Corrupt { .. })),
+        "{counts:?}"
+    );
+    Ok(())
+}
+
 /// Every key the backend holds, damaged ones too.
 fn entry_keys_past_damage(opened: &Opened) -> TestResult<Vec<Vec<u8>>> {
     let mut keys = Vec::new();

@@ -263,6 +263,24 @@ impl Postgres {
             _ => Err("damaged key is missing".into()),
         }
     }
+
+    /// Lets the table hold a NULL value and count, as a table altered by
+    /// hand may, and sets both NULL at `key`.
+    pub fn null_row(&self, key: &[u8]) -> TestResult {
+        let mut client = self.server.client()?;
+        client.batch_execute(&format!(
+            "ALTER TABLE {PG_TABLE} ALTER COLUMN value DROP NOT NULL, \
+             ALTER COLUMN count DROP NOT NULL"
+        ))?;
+        let n = client.execute(
+            &format!("UPDATE {PG_TABLE} SET value = NULL, count = NULL WHERE key = $1"),
+            &[&key],
+        )?;
+        match n {
+            1 => Ok(()),
+            _ => Err("damaged key is missing".into()),
+        }
+    }
 }
 
 impl Harness for Postgres {
