@@ -21,7 +21,7 @@
 //!
 //! Every backend counts its round trips to the server ([`RoundTrips`]): a
 //! batch costs a constant number of them (one Lua script, run atomically, on
-//! Redis, one transaction of at most a handful of array statements per 16 MiB
+//! Redis, one transaction of at most a handful of array statements per 32 MiB
 //! on PostgreSQL), whatever the number of nodes; S3 has no batch request and
 //! instead keeps many requests of one stage in flight.
 //!
