@@ -769,9 +769,9 @@ impl Backend for RedisBackend {
         })
     }
 
-    /// One script per `SCAN` page measures its keys (see [`LENGTHS_SCRIPT`]),
-    /// so that a server that stops answering holds it for one request
-    /// timeout (see the module docs).
+    /// One script per `SCAN` page measures its keys, so that a server that
+    /// stops answering holds it for one request timeout (see the module
+    /// docs).
     fn usage(&self) -> Result<seccs_store::backend::Usage, BackendError> {
         let mut usage = seccs_store::backend::Usage::default();
         self.scan(&[], |keys| {
