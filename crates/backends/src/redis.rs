@@ -97,7 +97,9 @@ const MAX_SCAN_STEPS: u64 = 1 << 40;
 /// of each put and the 8-byte count of each count update follow. Puts go
 /// out as `MSET`s and deletes as `DEL`s of up to 512 keys (Lua passes at
 /// most a few thousand values to one call); a count is set only where its
-/// entry exists (see the module docs).
+/// entry exists (see the module docs). A count's key that holds another
+/// type than a string fails the batch before anything is written: Redis
+/// keeps a script's writes made before an error.
 const APPLY_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[1]) ~= ARGV[2] then \
        return redis.error_reply('SECCSMARKER the store marker is gone') \
      end \
@@ -105,6 +107,12 @@ const APPLY_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[1]) ~= 
        return redis.error_reply('SECCSLEASE this process no longer holds the writer lease') \
      end \
      local puts, counts = tonumber(ARGV[5]), tonumber(ARGV[6]) \
+     for k = puts + 1, puts + counts do \
+       local t = redis.call('TYPE', KEYS[2 + k]).ok \
+       if t ~= 'none' and t ~= 'string' then \
+         return redis.error_reply('SECCSTYPE a key whose count the batch sets holds a ' .. t) \
+       end \
+     end \
      local i = 1 \
      while i <= puts do \
        local last, kv = math.min(i + 511, puts), {} \
@@ -955,6 +963,18 @@ fn map_err(err: RedisError) -> BackendError {
         )
     } else if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() {
         BackendError::unavailable(NAME, err)
+    } else if err.code() == Some("SECCSTYPE") {
+        // Checked before any write: Redis keeps a script's writes made
+        // before an error, so a count set on such a key (WRONGTYPE) would
+        // have left the batch's puts without its deletes.
+        BackendError::Corrupt {
+            backend: NAME.to_owned(),
+            detail: format!(
+                "{}, which no store writes; nothing of this write was written",
+                err.detail()
+                    .unwrap_or("a key whose count the batch sets is not a string")
+            ),
+        }
     } else if err.code() == Some("SECCSLEASE") {
         // A write found the lease key gone or holding another's token.
         BackendError::Locked {

@@ -579,6 +579,35 @@ fn redis_an_empty_value_is_a_damaged_entry_to_a_read_of_counts() -> TestResult {
     Ok(())
 }
 
+/// A batch that sets the count of a key holding another type than a
+/// string (not written by any store) writes nothing, not its puts without
+/// its deletes: Redis keeps a script's writes made before an error.
+#[test]
+fn redis_a_batch_that_meets_a_key_of_another_type_writes_nothing() -> TestResult {
+    let h = Redis::start()?;
+    let opened = h.open()?;
+    let mut batch = Batch::new();
+    batch.put(b"gone".to_vec(), b"v".to_vec(), 1);
+    opened.backend.apply(&batch)?;
+    h.set_hash(b"k")?;
+    let mut batch = Batch::new();
+    batch.put(b"a".to_vec(), b"v".to_vec(), 1);
+    batch.set_count(b"k".to_vec(), 2);
+    batch.delete(b"gone".to_vec());
+    let applied = opened.backend.apply(&batch);
+    assert!(
+        matches!(&applied, Err(BackendError::Corrupt { .. })),
+        "{applied:?}"
+    );
+    assert_eq!(opened.backend.get_counts(&[b"a"])?, [None], "no put");
+    assert_eq!(
+        opened.backend.get_counts(&[b"gone"])?,
+        [Some(1)],
+        "no delete"
+    );
+    Ok(())
+}
+
 /// A server that asks for a password none was given for says which
 /// variable to set; a table dropped under a store says its data went with
 /// it; `connect_timeout` bounds the whole log-in, as in libpq.

@@ -166,6 +166,18 @@ impl Redis {
         Ok(())
     }
 
+    /// Makes `key` (under the store's prefix) a hash, as no store writes it.
+    pub fn set_hash(&self, key: &[u8]) -> TestResult {
+        let mut full = self.prefix.as_bytes().to_vec();
+        full.extend_from_slice(key);
+        redis::cmd("HSET")
+            .arg(&full)
+            .arg("f")
+            .arg("v")
+            .query::<()>(&mut self.server.raw()?)?;
+        Ok(())
+    }
+
     /// Empties the server, as a restart without persistence would.
     pub fn flush_all(&self) -> TestResult {
         redis::cmd("FLUSHALL").query::<()>(&mut self.server.raw()?)?;
