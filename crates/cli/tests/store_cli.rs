@@ -4710,7 +4710,7 @@ fn bench_tree_measures_a_restore_against_plain_writes_and_cleans_up() {
 /// exit status 2 and a line naming the option, before anything runs,
 /// rather than panicking.
 #[test]
-fn bench_kms_refuses_seconds_that_are_no_duration() {
+fn bench_kms_refuses_seconds_and_file_sizes_out_of_range() {
     let tmp = tempfile::tempdir().expect("tmp");
     for seconds in ["inf", "1e20", "NaN", "-1", "0"] {
         let out = run(Command::new(env!("CARGO_BIN_EXE_seccs"))
@@ -4727,6 +4727,17 @@ fn bench_kms_refuses_seconds_that_are_no_duration() {
             "{seconds}: {err}"
         );
         assert!(out.stdout.is_empty(), "{seconds}");
+    }
+    // A size whose bytes would not fit a word was shifted past it.
+    for mib in ["0", "18446744073709551615"] {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_seccs"))
+            .args(["bench", "kms"])
+            .arg(format!("--file-mib={mib}"))
+            .current_dir(tmp.path())
+            .env_remove("SECCS_STORE"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{mib}: {err}");
+        assert!(err.contains("--file-mib"), "{mib}: {err}");
     }
 }
 

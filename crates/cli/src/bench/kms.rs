@@ -18,9 +18,9 @@ pub struct KmsBenchArgs {
     /// (decimals such as 0.5 are taken).
     #[arg(long, default_value = "2", value_name = "SECONDS", value_parser = parse_seconds)]
     seconds: Duration,
-    /// MiB encrypted for the file measurement.
-    #[arg(long, default_value_t = 128)]
-    file_mib: usize,
+    /// MiB encrypted for the file measurement, from 1 to 16384.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=16384))]
+    file_mib: u32,
 }
 
 /// The bounds of `--seconds`: below the lower one a measurement is mostly
@@ -49,7 +49,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 pub fn run(args: KmsBenchArgs) -> anyhow::Result<()> {
     let params = KmsBenchParams {
         duration: args.seconds,
-        file_bytes: args.file_mib.max(1) << 20,
+        file_bytes: (args.file_mib as usize) << 20,
     };
     let r = bench::run(params)?;
     if args.json {
