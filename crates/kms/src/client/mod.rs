@@ -533,7 +533,8 @@ impl KmsClient {
             request_len = bytes.len();
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(bytes);
+                // It may carry keys or plaintexts (hex): wiped once sent.
+                .body(bytes::Bytes::from_owner(zeroize::Zeroizing::new(bytes)));
         }
         let (status, bytes) = self.send(req, answer(request_len)).await?;
         let bytes = zeroize::Zeroizing::new(bytes);
@@ -569,7 +570,8 @@ impl KmsClient {
                 batch("POST /v1/new", count),
             )
             .await?;
-        r.keks.iter().map(|k| unhex_key(k)).collect()
+        let keks = zeroize::Zeroizing::new(r.keks);
+        keks.iter().map(|k| unhex_key(k)).collect()
     }
 
     /// `POST /v1/key`: the DEKs of many KEKs in one request, each a result.
@@ -577,23 +579,25 @@ impl KmsClient {
         &self,
         keks: &[SecretKey],
     ) -> Result<Vec<Result<SecretKey, KmsError>>, KmsError> {
-        let req = KeyRequest {
+        let mut req = KeyRequest {
             keks: keks
                 .iter()
                 .map(|k| hex::encode(k.expose_secret()))
                 .collect(),
         };
-        let r: BatchResponse = self
+        let answer = self
             .json(
                 reqwest::Method::POST,
                 "/v1/key",
                 Some(&req),
                 batch("POST /v1/key", keks.len()),
             )
-            .await?;
+            .await;
+        zeroize::Zeroize::zeroize(&mut req.keks);
+        let r: BatchResponse = answer?;
         Ok(r.results
             .into_iter()
-            .map(|i| item_value(i, "key").and_then(|v| unhex_key(&v)))
+            .map(|i| item_value(i, "key").and_then(|v| unhex_key(&zeroize::Zeroizing::new(v))))
             .collect())
     }
 
@@ -768,7 +772,7 @@ impl KmsClient {
             .into_iter()
             .map(|i| {
                 let wrapped = i.wrapped.clone().ok_or(KmsError::Malformed("datakey"))?;
-                let key = unhex_key(&item_value(i, "datakey")?)?;
+                let key = unhex_key(&zeroize::Zeroizing::new(item_value(i, "datakey")?))?;
                 Ok((
                     key,
                     hex::decode(wrapped).map_err(|_| KmsError::Malformed("hex"))?,
