@@ -97,9 +97,11 @@ const MAX_SCAN_STEPS: u64 = 1 << 40;
 /// of each put and the 8-byte count of each count update follow. Puts go
 /// out as `MSET`s and deletes as `DEL`s of up to 512 keys (Lua passes at
 /// most a few thousand values to one call); a count is set only where its
-/// entry exists (see the module docs). A count's key that holds another
-/// type than a string fails the batch before anything is written: Redis
-/// keeps a script's writes made before an error.
+/// entry exists (see the module docs), as its type, read before anything is
+/// written, says (a batch holds one effect per key, so its puts do not
+/// change it). A count's key that holds another type than a string fails
+/// the batch before anything is written: Redis keeps a script's writes made
+/// before an error.
 const APPLY_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[1]) ~= ARGV[2] then \
        return redis.error_reply('SECCSMARKER the store marker is gone') \
      end \
@@ -107,9 +109,11 @@ const APPLY_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[1]) ~= 
        return redis.error_reply('SECCSLEASE this process no longer holds the writer lease') \
      end \
      local puts, counts = tonumber(ARGV[5]), tonumber(ARGV[6]) \
+     local counted = {} \
      for k = puts + 1, puts + counts do \
        local t = redis.call('TYPE', KEYS[2 + k]).ok \
-       if t ~= 'none' and t ~= 'string' then \
+       if t == 'string' then counted[k] = true \
+       elseif t ~= 'none' then \
          return redis.error_reply('SECCSTYPE a key whose count the batch sets holds a ' .. t) \
        end \
      end \
@@ -121,7 +125,7 @@ const APPLY_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[1]) ~= 
        i = last + 1 \
      end \
      for k = puts + 1, puts + counts do \
-       if redis.call('EXISTS', KEYS[2 + k]) == 1 then \
+       if counted[k] then \
          redis.call('SETRANGE', KEYS[2 + k], 0, ARGV[6 + k]) \
        end \
      end \

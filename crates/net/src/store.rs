@@ -836,14 +836,7 @@ mod tests {
         assert_eq!(store.put("t", 1, b"b")?, PutOutcome::Conflict);
         store.put("t", 2, b"bb")?;
         let list = store.list("t")?;
-        assert_eq!(
-            list[0]
-                .versions
-                .iter()
-                .map(|v| v.version)
-                .collect::<Vec<_>>(),
-            vec![1, 2]
-        );
+        assert_eq!(versions_of(&list[0]), [1, 2]);
         assert_eq!(store.stats()?, (2, 3));
         assert_eq!(store.delete("t", Some(1))?, 1);
         assert_eq!(store.delete("t", None)?, 1);
@@ -901,6 +894,11 @@ mod tests {
         Ok(())
     }
 
+    /// The versions a listing of one tag names, in its order.
+    fn versions_of(entry: &ListEntry) -> Vec<u64> {
+        entry.versions.iter().map(|v| v.version).collect()
+    }
+
     /// A store holding version 1 of tag `t`, and a store of `record` as
     /// its version 2 in its first step (written, not yet published).
     fn second_version_written(
@@ -929,14 +927,7 @@ mod tests {
         let list = store.list("")?;
         assert_eq!(list.len(), 1, "{list:?}");
         assert_eq!(list[0].tag, "t");
-        assert_eq!(
-            list[0]
-                .versions
-                .iter()
-                .map(|v| v.version)
-                .collect::<Vec<_>>(),
-            [2]
-        );
+        assert_eq!(versions_of(&list[0]), [2]);
         assert_eq!(store.get("t", 2)?.as_deref(), Some(&b"two"[..]));
         assert_eq!(
             store.remove_leftover_temporaries(),

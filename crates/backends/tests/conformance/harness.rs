@@ -155,12 +155,17 @@ impl Redis {
         self.set_raw(key, b"abc")
     }
 
-    /// Stores `value` as it is (no count before it) at `key`.
-    pub fn set_raw(&self, key: &[u8], value: &[u8]) -> TestResult {
+    /// `key` under the store's prefix, as the server holds it.
+    fn prefixed(&self, key: &[u8]) -> Vec<u8> {
         let mut full = self.prefix.as_bytes().to_vec();
         full.extend_from_slice(key);
+        full
+    }
+
+    /// Stores `value` as it is (no count before it) at `key`.
+    pub fn set_raw(&self, key: &[u8], value: &[u8]) -> TestResult {
         redis::cmd("SET")
-            .arg(&full)
+            .arg(self.prefixed(key))
             .arg(value)
             .query::<()>(&mut self.server.raw()?)?;
         Ok(())
@@ -168,10 +173,8 @@ impl Redis {
 
     /// Makes `key` (under the store's prefix) a hash, as no store writes it.
     pub fn set_hash(&self, key: &[u8]) -> TestResult {
-        let mut full = self.prefix.as_bytes().to_vec();
-        full.extend_from_slice(key);
         redis::cmd("HSET")
-            .arg(&full)
+            .arg(self.prefixed(key))
             .arg("f")
             .arg("v")
             .query::<()>(&mut self.server.raw()?)?;
