@@ -486,9 +486,11 @@ impl S3Backend {
                 continue;
             }
             // An entry's object sits right under the prefix, named by its
-            // key in hex.
+            // key in lowercase hex: the only name its reads and writes use.
+            // Another spelling of the same key (uppercase digits) would
+            // list the entry twice yet never be read, so it is a stray.
             let key = match hex::decode(path) {
-                Ok(key) if !path.contains('/') => key,
+                Ok(key) if is_lowercase_hex(path) => key,
                 _ => {
                     listed.strays.push(path.to_owned());
                     continue;
@@ -743,6 +745,13 @@ struct Listed {
     /// The names of objects that are not entries (not a key in hex right
     /// under the prefix): another application's, or debris.
     strays: Vec<String>,
+}
+
+/// Whether `name` is written only with digits and lowercase `a`-`f`, the
+/// spelling `hex::encode` gives an entry's object.
+fn is_lowercase_hex(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The error for an object under the store's prefix that is not an entry.

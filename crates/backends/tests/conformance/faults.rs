@@ -1159,6 +1159,43 @@ fn s3_an_object_that_is_not_an_entry_is_reported_and_the_walks_go_on() -> TestRe
     Ok(())
 }
 
+/// An object named by an entry's key in uppercase hex is another spelling
+/// of a key the backend reads and writes only in lowercase: it is a stray,
+/// reported as such, not a second listing of the entry (which every walk
+/// would then visit twice, yet no read could ever reach).
+#[test]
+fn s3_an_entry_copied_under_its_key_in_uppercase_is_a_stray() -> TestResult {
+    use seccs_store::Finding;
+    use seccs_store::catalog::EntryKind;
+    let h = S3Objects::start()?;
+    let opened = h.open()?;
+    let store = store_on(&opened)?;
+    store.put_named(&mut noise(7, 10_000).as_slice(), "a", EntryKind::File)?;
+    let entries = entry_keys(&opened)?;
+    let victim = entries
+        .iter()
+        .find(|k| hex::encode(k) != hex::encode(k).to_uppercase())
+        .ok_or("an entry whose hex holds a letter")?;
+    let dir = h.0.object_dir(S3Objects::PREFIX);
+    let upper = hex::encode(victim).to_uppercase();
+    std::fs::copy(dir.join(hex::encode(victim)), dir.join(&upper))?;
+    let report = store.verify()?;
+    assert_eq!(report.findings.len(), 1, "{report:?}");
+    assert!(
+        matches!(
+            &report.findings[0],
+            Finding::Unreadable { key, .. } if *key == seccs_core::hexenc::encode(upper.as_bytes())
+        ),
+        "{report:?}"
+    );
+    assert!(report.broken_names.is_empty(), "{report:?}");
+    assert_eq!(store.stats()?.damaged.entries, 1);
+    let mut read = Vec::new();
+    store.get_named("a", None, &mut read)?;
+    assert_eq!(read, noise(7, 10_000));
+    Ok(())
+}
+
 fn a_damaged_record_does_not_hide_the_other_names<H: Harness>(
     h: &H,
     damage: impl Fn(&[u8]) -> TestResult,
