@@ -134,7 +134,8 @@ pub(crate) struct BlockFile {
     /// number of slots the file on disk must have. Sparse: a hole costs no
     /// memory.
     versions: Versions,
-    /// The last version handed out.
+    /// The last version handed out (used up whether or not its write
+    /// succeeded).
     counter: u64,
     len: u64,
     read_only: bool,
@@ -308,7 +309,7 @@ impl BlockFile {
                 &mut slots,
             );
             self.write_slots(first, slots)?;
-            self.record_versions(first, count);
+            self.record_versions(first, counter, count);
             self.state[i..end].fill(Slot::Clean);
             i = end;
         }
@@ -324,21 +325,27 @@ impl BlockFile {
     }
 
     /// The version before the next `count` seals, and a fresh nonce for each.
+    ///
+    /// The versions are used up here, not when the write succeeds: a write
+    /// that fails part way may leave slots sealed with them on disk, and a
+    /// later seal of the same block at the same version would let such a
+    /// slot be put back in its place and read as valid.
     fn next_versions(&mut self, count: usize) -> Result<(u64, Vec<[u8; NONCE_LEN]>), Error> {
         if self.counter + count as u64 > MAX_SEALS {
             return Err(Error::TooManyWrites);
         }
         let nonces = self.nonces.take(count)?;
-        Ok((self.counter, nonces))
+        let base = self.counter;
+        self.counter += count as u64;
+        Ok((base, nonces))
     }
 
     /// Records that blocks `first..first + count` were sealed with the
-    /// versions [`BlockFile::next_versions`] handed out.
-    fn record_versions(&mut self, first: u64, count: usize) {
+    /// versions after `base` that [`BlockFile::next_versions`] handed out.
+    fn record_versions(&mut self, first: u64, base: u64, count: usize) {
         for k in 0..count as u64 {
-            self.versions.set(first + k, self.counter + 1 + k);
+            self.versions.set(first + k, base + 1 + k);
         }
-        self.counter += count as u64;
     }
 
     /// A buffer of `len` bytes for slots, reused when one is spare.
@@ -684,7 +691,7 @@ impl BlockFile {
                     &mut slots,
                 );
                 self.write_slots(block, slots)?;
-                self.record_versions(block, blocks);
+                self.record_versions(block, counter, blocks);
                 done += bytes;
                 continue;
             }

@@ -1,0 +1,118 @@
+//! Writes that fail part way (the file size limit, `RLIMIT_FSIZE`, lowered
+//! in the middle of a test) must never make the file return old data or
+//! report sound data as tampered.
+//!
+//! Each test runs again in a child process of its own with SIGXFSZ ignored
+//! (an ignored signal stays ignored across exec), so that a write past the
+//! limit fails with EFBIG instead of killing it, and so that lowering the
+//! limit touches no other test. The child sets its limit with util-linux's
+//! `prlimit`, in bytes.
+
+#![cfg(target_os = "linux")]
+
+use std::fs::OpenOptions;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::process::{Command, Stdio};
+
+use seccs_tempfile::format::BLOCK_OVERHEAD;
+use seccs_tempfile::{Builder, EphemeralFile};
+
+/// Set in the child to the name of the test it runs.
+const CHILD_ENV: &str = "SECCS_TEMPFILE_LIMITED_CHILD";
+
+const BS: usize = 4096;
+const SLOT: usize = BS + BLOCK_OVERHEAD;
+
+/// `true` in the child, which runs the test's body; in the parent, runs
+/// test `name` in the child and returns `false` once it passed.
+fn in_child(name: &str) -> io::Result<bool> {
+    if std::env::var(CHILD_ENV).is_ok_and(|n| n == name) {
+        return Ok(true);
+    }
+    let output = Command::new("sh")
+        .args([
+            "-c",
+            "trap '' XFSZ; exec \"$0\" \"$1\" --exact --nocapture --test-threads=1",
+        ])
+        .arg(std::env::current_exe()?)
+        .arg(name)
+        .env(CHILD_ENV, name)
+        .stdin(Stdio::null())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() || !stdout.contains("1 passed") {
+        return Err(io::Error::other(format!(
+            "{name} failed in the child ({}):\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    Ok(false)
+}
+
+/// Sets this process's file size limit (soft) to `bytes`, or lifts it.
+fn limit_file_size(bytes: Option<usize>) -> io::Result<()> {
+    let limit = bytes.map_or("unlimited".to_owned(), |b| b.to_string());
+    let status = Command::new("prlimit")
+        .arg("--pid")
+        .arg(std::process::id().to_string())
+        .arg(format!("--fsize={limit}:"))
+        .status()?;
+    if !status.success() {
+        return Err(io::Error::other(format!("prlimit failed: {status}")));
+    }
+    Ok(())
+}
+
+fn read_block(f: &mut EphemeralFile, block: u64) -> io::Result<Vec<u8>> {
+    f.seek(SeekFrom::Start(block * BS as u64))?;
+    let mut out = vec![0; BS];
+    f.read_exact(&mut out)?;
+    Ok(out)
+}
+
+/// A write-back that fails after it sealed blocks used versions up: the
+/// block written again afterwards gets a version of its own, so the slot
+/// the failed write left on disk cannot be put back in its place. The
+/// versions were once handed out again, and the old slot read back as
+/// valid data.
+#[test]
+fn a_failed_write_back_never_reuses_its_versions() -> io::Result<()> {
+    if !in_child("a_failed_write_back_never_reuses_its_versions")? {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let mut named = Builder::new().block_size(BS).tempfile_in(dir.path())?;
+    let disk = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(named.path())?;
+    let f = named.as_file_mut();
+    f.write_all(&vec![b'A'; 4 * BS])?;
+    // Room for slot 0 and part of slot 1.
+    limit_file_size(Some(2 * BS))?;
+    let flushed = f.flush();
+    limit_file_size(None)?;
+    assert!(flushed.is_err(), "the write-back had to hit the limit");
+    let mut saved = vec![0u8; SLOT];
+    disk.read_exact_at(&mut saved, 0)?;
+
+    // The caller keeps one block and writes it again.
+    f.set_len(BS as u64)?;
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&vec![b'B'; BS])?;
+    f.flush()?;
+    assert_eq!(read_block(f, 0)?, vec![b'B'; BS]);
+
+    // Whoever can write the file puts the slot of the failed write back.
+    disk.write_all_at(&saved, 0)?;
+    let back = read_block(f, 0);
+    assert!(
+        back.as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::InvalidData),
+        "a rolled-back block was read back: {:?}",
+        back.map(|b| b[0] as char)
+    );
+    Ok(())
+}
