@@ -820,8 +820,17 @@ impl BlockFile {
         let bytes = footer.seal(&self.key, nonce)?;
         let at = slot_offset(slots, self.slot_size)?;
         self.file.set_len(at)?;
-        write_all_at(&self.file, &bytes, at)?;
-        self.file.sync_all()?;
+        let written = write_all_at(&self.file, &bytes, at).and_then(|()| self.file.sync_all());
+        if let Err(e) = written {
+            // The file is handed back still temporary: a partial footer left
+            // after the last slot would make its reads report tampering.
+            if let Err(t) = self.file.set_len(at) {
+                let t = Error::from(t);
+                self.fail(&t);
+                return Err(t);
+            }
+            return Err(e.into());
+        }
         Ok(at)
     }
 }

@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::process::{Command, Stdio};
 
 use seccs_tempfile::format::BLOCK_OVERHEAD;
-use seccs_tempfile::{Builder, EphemeralFile};
+use seccs_tempfile::{Builder, EphemeralFile, NamedEphemeralFile};
 
 /// Set in the child to the name of the test it runs.
 const CHILD_ENV: &str = "SECCS_TEMPFILE_LIMITED_CHILD";
@@ -114,5 +114,37 @@ fn a_failed_write_back_never_reuses_its_versions() -> io::Result<()> {
         "a rolled-back block was read back: {:?}",
         back.map(|b| b[0] as char)
     );
+    Ok(())
+}
+
+/// A persist whose footer cannot be written hands the file back without
+/// the part of the footer that reached the disk: its blocks read back as
+/// written. The partial footer once stayed after the last slot, and every
+/// read of the last block reported tampering.
+#[test]
+fn a_persist_whose_footer_fails_hands_back_a_readable_file() -> io::Result<()> {
+    if !in_child("a_persist_whose_footer_fails_hands_back_a_readable_file")? {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let mut named = Builder::new().block_size(BS).tempfile_in(dir.path())?;
+    let blocks = 4;
+    named.write_all(&vec![7u8; blocks * BS])?;
+    named.flush()?;
+    // Room for the slots and the first bytes of the footer.
+    limit_file_size(Some(blocks * SLOT + 10))?;
+    let persisted = named.persist(dir.path().join("kept"));
+    limit_file_size(None)?;
+    let mut named: NamedEphemeralFile = match persisted {
+        Ok(_) => return Err(io::Error::other("the footer had to hit the limit")),
+        Err(e) => e.into(),
+    };
+    assert_eq!(
+        std::fs::metadata(named.path())?.len(),
+        (blocks * SLOT) as u64
+    );
+    for block in 0..blocks as u64 {
+        assert_eq!(read_block(named.as_file_mut(), block)?, vec![7u8; BS]);
+    }
     Ok(())
 }
