@@ -642,6 +642,7 @@ impl BlockFile {
             return Ok(());
         }
         let end = check_size(pos.saturating_add(buf.len() as u64))?;
+        self.extend_disk(end.div_ceil(self.block_size as u64))?;
         let mut changed = false;
         match self.write_blocks(pos, buf, &mut changed) {
             Ok(()) => {
@@ -655,6 +656,28 @@ impl BlockFile {
                 Err(e)
             }
         }
+    }
+
+    /// Makes the file on disk at least `slots` slots long before a write
+    /// reaches them, so that a file system that cannot hold them fails the
+    /// write itself, before anything changed: the write once filled only the
+    /// window, returned `Ok`, and the file system's refusal came from a later
+    /// write-back, in whatever unrelated call moved the window. The new
+    /// slots are holes (version 0) until written, so the disk always holds
+    /// exactly the slots [`Versions`] counts, and a write-back that fails
+    /// part way leaves no bytes past them.
+    fn extend_disk(&mut self, slots: u64) -> Result<(), Error> {
+        if slots <= self.versions.slots() {
+            return Ok(());
+        }
+        let end = slot_offset(slots, self.slot_size)?;
+        // A file already that long (a write-back in flight may have made
+        // it so) needs no truncate.
+        if self.file.metadata()?.len() < end {
+            self.file.set_len(end)?;
+        }
+        self.versions.extend(slots);
+        Ok(())
     }
 
     /// The body of [`BlockFile::write_at`]; sets `changed` before its first
@@ -748,7 +771,11 @@ impl BlockFile {
         // Nothing fails from here on.
         if let Some(i) = cut_at {
             self.win[i * self.block_size + cut..(i + 1) * self.block_size].fill(0);
-            self.state[i] = Slot::Dirty;
+            // A cut past the slots on disk falls in zeros, and writing that
+            // block back would grow the file past what `extend_disk` made.
+            if self.win_start + (i as u64) < slots {
+                self.state[i] = Slot::Dirty;
+            }
         }
         for (i, s) in self.state.iter_mut().enumerate() {
             if self.win_start + i as u64 >= blocks {
@@ -1149,7 +1176,8 @@ mod tests {
     fn a_failed_write_behind_is_reported_by_every_later_call() -> Result<(), Error> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("f");
-        std::fs::write(&path, b"")?;
+        // Long enough already: the write need not grow it (it could not).
+        std::fs::write(&path, vec![0; 16 * (BS + BLOCK_OVERHEAD)])?;
         let read_only = File::open(&path)?;
         let mut f = BlockFile::new(read_only, FileKey::generate(KeySize::Aes128)?, BS)?;
         // A long run is written behind: the call itself succeeds.
@@ -1191,9 +1219,14 @@ mod tests {
     fn a_write_that_fails_part_way_never_exposes_its_bytes() -> Result<(), Error> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("f");
-        std::fs::write(&path, b"")?;
+        let window = (WINDOW_BYTES / BS) as u64;
+        // Long enough already for every write here: none need grow it (it
+        // could not).
+        std::fs::write(
+            &path,
+            vec![0; (window as usize + 2) * (BS + BLOCK_OVERHEAD)],
+        )?;
         let mut f = BlockFile::new(File::open(&path)?, FileKey::generate(KeySize::Aes256)?, BS)?;
-        let window = f.window_blocks();
         f.write_at(0, b"A")?;
         let end = (window - 2) * BS as u64 + 100;
         f.set_len(end)?;
@@ -1218,7 +1251,7 @@ mod tests {
     fn a_write_that_fails_before_any_change_leaves_the_file_as_it_was() -> Result<(), Error> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("f");
-        std::fs::write(&path, b"")?;
+        std::fs::write(&path, vec![0; BS + BLOCK_OVERHEAD])?;
         let mut f = BlockFile::new(File::open(&path)?, FileKey::generate(KeySize::Aes256)?, BS)?;
         f.write_at(0, b"kept")?;
         let far = 10 * f.window_blocks() * BS as u64;

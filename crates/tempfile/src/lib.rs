@@ -84,7 +84,9 @@
 //! A file holds at most [`format::MAX_FILE_SIZE`] (2^62) bytes: a write or
 //! [`EphemeralFile::set_len`] that would reach past it fails in that call
 //! with [`std::io::ErrorKind::FileTooLarge`] ([`Error::FileTooLarge`]), and
-//! the file system's own limit usually comes first. A hole (a write far past
+//! the file system's own limit usually comes first: a write that reaches
+//! past the end of the file on disk grows it first, so a write the file
+//! system cannot hold fails in that call and changes nothing. A hole (a write far past
 //! the end, or `set_len`) costs no memory and, on file systems with sparse
 //! files, no disk. A persisted file's footer lists every block slot, holes
 //! included, so [`persist`](NamedEphemeralFile::persist) refuses a file of

@@ -58,6 +58,12 @@ impl Versions {
         self.slots = self.slots.max(block.saturating_add(1));
     }
 
+    /// Records that the file on disk has `slots` slots, the new ones holes
+    /// until they are written.
+    pub(crate) fn extend(&mut self, slots: u64) {
+        self.slots = self.slots.max(slots);
+    }
+
     /// Drops the versions of every slot from `slots` on.
     pub(crate) fn truncate(&mut self, slots: u64) {
         if slots >= self.slots {

@@ -148,3 +148,75 @@ fn a_persist_whose_footer_fails_hands_back_a_readable_file() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A write past what the file system may hold fails in that call and
+/// changes nothing: the file reads, flushes and truncates as before. It
+/// once returned `Ok`, and the refusal came from later, unrelated calls
+/// (reads at offset 0 failed with "File too large").
+#[test]
+fn a_write_past_the_file_size_limit_fails_in_that_call() -> io::Result<()> {
+    if !in_child("a_write_past_the_file_size_limit_fails_in_that_call")? {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let mut f = Builder::new().block_size(BS).unnamed_in(dir.path())?;
+    f.write_all(&vec![b'A'; 3 * BS])?;
+    f.flush()?;
+    limit_file_size(Some(64 * SLOT))?;
+    f.seek(SeekFrom::Start(1 << 20))?;
+    let far = f.write(b"x");
+    // A small write past the end within the limit still works.
+    f.seek(SeekFrom::Start(3 * BS as u64 + 10))?;
+    let near = f.write(b"y");
+    limit_file_size(None)?;
+    assert!(far.is_err(), "a write past the limit returned {far:?}");
+    assert_eq!(near?, 1);
+    assert_eq!(f.len(), 3 * BS as u64 + 11);
+    for block in 0..3 {
+        assert_eq!(read_block(&mut f, block)?, vec![b'A'; BS]);
+    }
+    f.flush()?;
+    f.set_len(100)?;
+    assert_eq!(f.len(), 100);
+    f.seek(SeekFrom::Start(0))?;
+    let mut back = Vec::new();
+    f.read_to_end(&mut back)?;
+    assert_eq!(back, vec![b'A'; 100]);
+    Ok(())
+}
+
+/// After a write-back fails part way, blocks already on disk read back as
+/// written, before and after the caller cuts the file back: the failed
+/// write once left bytes past the slots the file counted, and the check
+/// for appended bytes reported the sound last block as tampered.
+#[test]
+fn a_failed_write_back_never_makes_sound_blocks_read_as_tampered() -> io::Result<()> {
+    if !in_child("a_failed_write_back_never_makes_sound_blocks_read_as_tampered")? {
+        return Ok(());
+    }
+    // The limit lowered before the write, then between the write and the
+    // flush.
+    for limit_before_write in [true, false] {
+        let dir = tempfile::tempdir()?;
+        let mut f = Builder::new().block_size(BS).unnamed_in(dir.path())?;
+        f.write_all(&vec![b'A'; BS])?;
+        f.flush()?;
+        if limit_before_write {
+            limit_file_size(Some(2 * BS))?;
+        }
+        let written = f.write_all(&vec![b'B'; 3 * BS]);
+        if !limit_before_write {
+            limit_file_size(Some(2 * BS))?;
+        }
+        let flushed = f.flush();
+        limit_file_size(None)?;
+        assert!(
+            written.is_err() || flushed.is_err(),
+            "nothing hit the limit"
+        );
+        assert_eq!(read_block(&mut f, 0)?, vec![b'A'; BS]);
+        f.set_len(BS as u64)?;
+        assert_eq!(read_block(&mut f, 0)?, vec![b'A'; BS]);
+    }
+    Ok(())
+}
