@@ -101,6 +101,20 @@ impl NamedEphemeralFile {
     ///
     /// An existing file at `new_path` is replaced;
     /// [`persist_noclobber`](Self::persist_noclobber) refuses instead.
+    ///
+    /// # A failed persist
+    ///
+    /// The footer is written and synced before the path is made permanent.
+    /// If that last step fails (the rename, or [`keep`](Self::keep)), the
+    /// footer comes off again and the file is handed back in the error,
+    /// but until then the temporary file was a complete persisted file of
+    /// the contents at that moment, under the same key and file id the
+    /// file keeps. Whoever copied it then holds a file that opens with the
+    /// key returned by a later successful persist of the same file, as that
+    /// earlier state: [`EphemeralFile::open_persisted`] cannot tell the two
+    /// apart. Where that matters, do not persist the handed-back file
+    /// again; copy its contents into a new file (which has a new key) and
+    /// persist that one.
     pub fn persist<P: AsRef<Path>>(self, new_path: P) -> Result<FileKey, PersistError> {
         self.persist_with(|path| path.persist(new_path))
             .map(|((), key)| key)
@@ -125,7 +139,9 @@ impl NamedEphemeralFile {
     }
 
     /// Appends the footer, then `how` makes the path permanent; if it
-    /// fails, the footer comes off again and the file is handed back.
+    /// fails, the footer comes off again and the file is handed back (see
+    /// "A failed persist" in [`persist`](Self::persist) for what a copy of
+    /// the file taken in between can do).
     fn persist_with<R>(
         self,
         how: impl FnOnce(TempPath) -> Result<R, PathPersistError>,
