@@ -12,8 +12,9 @@ const PAGE: u64 = 256;
 pub(crate) struct Versions {
     /// Pages holding at least one written block, by page index.
     pages: BTreeMap<u64, Box<[u64; PAGE as usize]>>,
-    /// Slots on disk: one past the last block written, or fewer after a
-    /// truncation.
+    /// Slots on disk: one past the last block a write reached (the file is
+    /// grown before the write, see `BlockFile::extend_disk`), or fewer
+    /// after a truncation.
     slots: u64,
 }
 
