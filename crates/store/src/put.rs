@@ -256,7 +256,8 @@ impl Store {
         let mut builder = TreeBuilder::new(self);
         // Held from the first of several batches to the last: between them,
         // nodes written earlier are assumed present, which no other writer
-        // may undo meanwhile.
+        // may undo meanwhile. While it is held, rayon is called only through
+        // `run_under_writer_lock` (the last commits and the hook use none).
         let mut held: Option<MutexGuard<'_, ()>> = None;
         // A full segment waiting to be committed while the next one is cut
         // and sealed (the commit of segment k overlaps the work on k + 1;
@@ -274,34 +275,44 @@ impl Store {
                 next_buf.extend_from_slice(&cur_buf[consumed..]);
                 next_eof = fill(reader, &mut next_buf, READ_BUF)?;
             }
-            let work = || {
-                if self.is_parallel() && !cur_eof {
-                    rayon::join(
-                        || self.cut(&next_buf, next_eof),
-                        || self.seal_leaves(&cur_buf, &cur_cuts),
-                    )
-                } else {
-                    let leaves = self.seal_leaves(&cur_buf, &cur_cuts);
-                    let cuts = if cur_eof {
-                        Vec::new()
+            // Seals this buffer's leaves and cuts the next buffer, in
+            // parallel with the commit of the segment before, if any.
+            let mut pending = to_commit.take();
+            let mut step = |parallel: bool| -> Result<(Vec<Cut>, Vec<SealedNode>)> {
+                let work = || {
+                    if parallel && !cur_eof {
+                        rayon::join(
+                            || self.cut(&next_buf, next_eof),
+                            || self.seal_leaves(&cur_buf, &cur_cuts, true),
+                        )
                     } else {
-                        self.cut(&next_buf, next_eof)
-                    };
-                    (cuts, leaves)
-                }
+                        let leaves = self.seal_leaves(&cur_buf, &cur_cuts, parallel);
+                        let cuts = if cur_eof {
+                            Vec::new()
+                        } else {
+                            self.cut(&next_buf, next_eof)
+                        };
+                        (cuts, leaves)
+                    }
+                };
+                Ok(match pending.take() {
+                    Some(nodes) if parallel => {
+                        let (done, committed) =
+                            rayon::join(work, || committer.commit_locked(nodes, None));
+                        committed?;
+                        done
+                    }
+                    Some(nodes) => {
+                        committer.commit_locked(nodes, None)?;
+                        work()
+                    }
+                    None => work(),
+                })
             };
-            let (next_cuts, leaves) = match to_commit.take() {
-                Some(nodes) if self.is_parallel() => {
-                    let (done, committed) =
-                        rayon::join(work, || committer.commit_locked(nodes, None));
-                    committed?;
-                    done
-                }
-                Some(nodes) => {
-                    committer.commit_locked(nodes, None)?;
-                    work()
-                }
-                None => work(),
+            let (next_cuts, leaves) = if held.is_some() {
+                self.run_under_writer_lock(&mut step)?
+            } else {
+                step(self.is_parallel())?
             };
             for (leaf, cut) in leaves.into_iter().zip(&cur_cuts) {
                 builder.push_leaf(leaf, (cut.end - cut.start) as u64, cut.level);
@@ -406,7 +417,7 @@ impl Store {
         cuts
     }
 
-    fn seal_leaves(&self, buf: &[u8], cuts: &[Cut]) -> Vec<SealedNode> {
+    fn seal_leaves(&self, buf: &[u8], cuts: &[Cut], parallel: bool) -> Vec<SealedNode> {
         let seal = |cut: &Cut| {
             let (digest, value) = self.seal_leaf(&buf[cut.start..cut.end], false);
             SealedNode {
@@ -416,10 +427,58 @@ impl Store {
                 children: Vec::new(),
             }
         };
-        if self.is_parallel() {
+        if parallel {
             cuts.par_iter().map(seal).collect()
         } else {
             cuts.iter().map(seal).collect()
+        }
+    }
+
+    /// Runs `step` (given whether it may use rayon) for a put that holds
+    /// the writer lock, so that its rayon calls cannot wait for a thread
+    /// that waits for the lock.
+    ///
+    /// Puts run from a rayon pool (`seccs put DIR` puts its files from
+    /// `par_iter`), and a rayon worker that waits for a `join` or a
+    /// `par_iter` to finish runs other jobs of its pool meanwhile: other
+    /// files' puts, which block on the writer lock. Run in the caller's
+    /// pool, the step's rayon calls would deadlock in either of two ways: a
+    /// put holding the lock on a worker takes up, while it waits, a put
+    /// that blocks on the lock its own thread holds; or every worker ends
+    /// up blocked on the lock, and none is left to run the jobs of the
+    /// holder's step.
+    ///
+    /// So the step runs in this store's own pool, whose jobs come only from
+    /// steps under the lock and never wait for the lock (they cut, seal and
+    /// commit), entered from a thread that is no rayon worker: such a
+    /// thread waits for the pool's jobs without running any other job. A
+    /// put on a worker thread (of any pool: `install` from a worker of
+    /// another pool would still run that pool's jobs while it waits) hands
+    /// the step to a scoped thread and waits for it to end, which is a plain
+    /// wait too. A store that cannot have its pool or that thread runs the
+    /// step without rayon.
+    fn run_under_writer_lock<R: Send>(&self, step: &mut (dyn FnMut(bool) -> R + Send)) -> R {
+        if !self.is_parallel() {
+            return step(false);
+        }
+        let Some(pool) = self.locked_pool() else {
+            return step(false);
+        };
+        if rayon::current_thread_index().is_none() {
+            return pool.install(|| step(true));
+        }
+        let mut result = None;
+        std::thread::scope(|scope| {
+            let (step, result) = (&mut *step, &mut result);
+            // A failed spawn leaves `result` empty and `step` not run; a
+            // panic in the thread is raised again when the scope ends.
+            let _ = std::thread::Builder::new()
+                .name("seccs-put-locked".into())
+                .spawn_scoped(scope, move || *result = Some(pool.install(|| step(true))));
+        });
+        match result {
+            Some(r) => r,
+            None => step(false),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The [`Store`]: puts, gets and deletes contents over a [`Backend`].
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use seccs_core::SecretKey;
 
@@ -52,6 +52,10 @@ pub struct Store {
     wrapper: Box<dyn CryptoWrapper>,
     chunker: Chunker,
     writer: Mutex<()>,
+    /// The pool for a put's parallel work while it holds `writer`, built
+    /// when first needed (`None` if it could not be): see
+    /// `Store::run_under_writer_lock`.
+    locked_pool: OnceLock<Option<rayon::ThreadPool>>,
     parallel: bool,
     journal_dir: Option<PathBuf>,
     catalog: CatalogCrypto,
@@ -144,6 +148,7 @@ impl Store {
             wrapper: params.wrapper().build(store_key),
             chunker: Chunker::new(store_key, params.chunk_size(), params.reference_len()),
             writer: Mutex::new(()),
+            locked_pool: OnceLock::new(),
             parallel: true,
             journal_dir: None,
             catalog: CatalogCrypto::new(store_key),
@@ -201,6 +206,20 @@ impl Store {
 
     pub(crate) fn is_parallel(&self) -> bool {
         self.parallel
+    }
+
+    /// The pool that a put's parallel work runs in while the put holds
+    /// the writer lock, sized like the caller's pool when first needed.
+    pub(crate) fn locked_pool(&self) -> Option<&rayon::ThreadPool> {
+        self.locked_pool
+            .get_or_init(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(rayon::current_num_threads())
+                    .thread_name(|i| format!("seccs-locked-{i}"))
+                    .build()
+                    .ok()
+            })
+            .as_ref()
     }
 
     pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {

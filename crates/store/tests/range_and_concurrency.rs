@@ -177,6 +177,91 @@ fn eight_threads_put_and_delete_overlapping_contents_with_exact_counts() {
     assert_eq!(backend.keys().len(), 0, "residue after deleting everything");
 }
 
+/// A reader that hands out `len` bytes of noise and, once `after` of them
+/// are out (the put holding the writer lock by then), runs `then` once.
+struct ThenReader {
+    data: Vec<u8>,
+    pos: usize,
+    after: usize,
+    then: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::io::Read for ThenReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.after
+            && let Some(then) = self.then.take()
+        {
+            then();
+        }
+        let n = buf.len().min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A put of several 4 MiB segments holds the writer lock from its first
+/// batch to its end, and cuts and seals in parallel meanwhile. That work
+/// ran in the rayon pool of the caller, whose workers may all be waiting
+/// for the lock (other puts from the pool, as `seccs put DIR` runs them):
+/// nothing then ran it, and the put never ended. (On a worker of the pool
+/// the put could also take up, while it waited, a put that then waited for
+/// the lock its own thread held.) Here every worker of the global pool
+/// waits for the lock while the large put, on a thread of its own, goes on.
+#[test]
+fn a_large_put_holding_the_writer_lock_finishes_while_every_pool_worker_waits_for_it() {
+    // A deadlock is caught by the bound, far above what the puts take.
+    const BOUND: std::time::Duration = std::time::Duration::from_secs(120);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (store, _backend) = common::memory_store(4096, WrapperKind::AesSiv);
+        let store = Arc::new(store);
+        let workers = rayon::current_num_threads();
+        let (small_done, smalls) = std::sync::mpsc::channel();
+        let then: Box<dyn FnOnce() + Send> = {
+            let store = store.clone();
+            Box::new(move || {
+                // More puts than workers: each worker takes one and waits
+                // for the lock; the others wait in the pool's queue.
+                for i in 0..2 * workers {
+                    let (store, small_done) = (store.clone(), small_done.clone());
+                    rayon::spawn(move || {
+                        let put = store.put(&random_bytes(1000, i as u64));
+                        let _ = small_done.send(put.is_ok());
+                    });
+                }
+                // Time for the workers to reach the lock. Were they later,
+                // the test would pass on code that deadlocks, never fail
+                // on code that does not.
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            })
+        };
+        let mut reader = ThenReader {
+            data: random_bytes(14 << 20, 88),
+            pos: 0,
+            after: 10 << 20,
+            then: Some(then),
+        };
+        let large = store
+            .put_reader(&mut reader)
+            .expect("large put")
+            .content_ref;
+        let small_ok = smalls.iter().take(2 * workers).all(|ok| ok);
+        assert_eq!(store.get(&large).expect("get"), reader.data);
+        assert!(store.verify().expect("verify").is_clean());
+        let _ = done.send(small_ok);
+    });
+    match finished.recv_timeout(BOUND) {
+        Ok(small_ok) => assert!(small_ok, "a small put failed"),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the puts did not finish: deadlocked")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("the puts failed (see the panic above)")
+        }
+    }
+}
+
 #[test]
 fn store_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
