@@ -70,9 +70,18 @@ pub fn decode_superchunk(
 ) -> Result<Vec<Child>> {
     let children = decode_children(node, digest_len)
         .ok_or_else(|| StoreError::integrity("inner node is not a well-formed superchunk"))?;
+    // Summed without saturating: lengths whose true sum passes 2^64 would
+    // saturate to u64::MAX and pass for a content of that length, and a
+    // reader adding them up one by one would overflow.
     let total = children
         .iter()
-        .fold(0u64, |sum, c| sum.saturating_add(c.len));
+        .try_fold(0u64, |sum, c| sum.checked_add(c.len))
+        .ok_or_else(|| {
+            StoreError::integrity(format!(
+                "superchunk's child lengths add up to more than 2^64 bytes, its parent says \
+                 {expected_len}"
+            ))
+        })?;
     if total != expected_len || children.iter().any(|c| c.len == 0) {
         return Err(StoreError::integrity(format!(
             "superchunk covers {total} bytes, its parent says {expected_len}"
@@ -182,6 +191,20 @@ mod tests {
         assert!(decode_superchunk((SUPERCHUNK, cut), 16, 12).is_err());
         assert!(decode_superchunk((LEAF_RAW, b"abc".to_vec()), 16, 3).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn superchunk_whose_child_lengths_add_up_past_u64_is_refused() {
+        let body =
+            encode_superchunk([(&[1u8; 16][..], u64::MAX - 4), (&[2u8; 16][..], 5)].into_iter());
+        // The true sum is 2^64; saturated, it would equal u64::MAX.
+        for expected in [u64::MAX, 0] {
+            assert!(matches!(
+                decode_superchunk((SUPERCHUNK, body.clone()), 16, expected),
+                Err(StoreError::Integrity(_))
+            ));
+        }
+        crate::fuzzing::node(SUPERCHUNK, &body, u64::MAX);
     }
 
     #[test]

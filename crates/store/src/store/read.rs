@@ -297,3 +297,50 @@ struct LeafWindow {
     /// authenticate).
     missing: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use seccs_core::SecretKey;
+
+    use crate::backend::{Backend, Batch, MemoryBackend};
+    use crate::error::StoreError;
+    use crate::node;
+    use crate::params::ContentRef;
+    use crate::wrapper::NodeContext;
+    use crate::{Params, Store, WrapperKind};
+
+    /// A root whose children's lengths add up past 2^64 is damage, not a
+    /// panic. Under SHA-256 anyone can seal such a root: a child of 2^64 - 5
+    /// bytes and one of 5 add up to 2^64, which a saturating sum took for a
+    /// content of 2^64 - 1 bytes, and a read then overflowed adding them up.
+    #[test]
+    fn a_root_whose_child_lengths_overflow_is_an_integrity_error() -> crate::Result<()> {
+        let params = Params::new(4096, WrapperKind::Sha256)?;
+        let backend = Arc::new(MemoryBackend::new());
+        let store = Store::new_unchecked(backend.clone(), params, &SecretKey::from_bytes([1; 32]));
+        let len = u64::MAX;
+        let height = params.height(len);
+        let body = node::encode_superchunk(
+            [(&[0xAA; 32][..], u64::MAX - 4), (&[0xBB; 32][..], 5)].into_iter(),
+        );
+        let ctx = NodeContext {
+            kind: node::SUPERCHUNK,
+            height,
+            is_root: true,
+        };
+        let (root, value) = store.wrapper().seal(ctx, &body);
+        let mut batch = Batch::new();
+        batch.put(root.clone(), value, 1);
+        backend.apply(&batch)?;
+        let content_ref = ContentRef::new(&root, len);
+        let mut out = Vec::new();
+        let read = store.get_range(&content_ref, 0, 1, &mut out);
+        assert!(
+            matches!(read, Err(StoreError::Integrity(_))),
+            "read gave {read:?}"
+        );
+        Ok(())
+    }
+}
