@@ -47,6 +47,27 @@ fn dek_file_id(name: &str) -> Option<KeyId> {
 /// Most threads that sync one group's files in parallel.
 const SYNC_THREADS: usize = 64;
 
+/// A fault a test makes happen in the commits its own thread makes.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// Every sync thread fails to start (the process is out of threads).
+    SpawnFails,
+    /// The commit panics before it writes.
+    Panics,
+}
+
+#[cfg(test)]
+thread_local! {
+    static FAULT: std::cell::Cell<Fault> = const { std::cell::Cell::new(Fault::None) };
+}
+
+#[cfg(test)]
+fn fault() -> Fault {
+    FAULT.with(std::cell::Cell::get)
+}
+
 /// A stored key: sealed, or a file that did not parse.
 #[derive(Clone)]
 enum Slot {
@@ -69,6 +90,28 @@ struct Commits {
 struct Group {
     items: Vec<(KeyId, SealedDek)>,
     outcome: Arc<OnceLock<Result<(), String>>>,
+}
+
+/// The turn of the caller committing a group: when it ends, however it
+/// ends, the group has an outcome and the next caller may commit.
+struct Turn<'a> {
+    inner: &'a Inner,
+    outcome: Arc<OnceLock<Result<(), String>>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        // Already set unless the commit panicked.
+        let _ = self
+            .outcome
+            .set(Err("the commit of this group panicked".to_owned()));
+        self.inner
+            .commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .committing = false;
+        self.inner.turn.notify_all();
+    }
 }
 
 struct Inner {
@@ -297,20 +340,29 @@ impl Facility {
             c.committing = true;
             let group = std::mem::take(&mut c.collecting);
             drop(c);
+            // Gives the turn back and settles the group even if the commit
+            // panics: else every later caller would wait for it forever.
+            let turn = Turn {
+                inner: &self.inner,
+                outcome: Arc::clone(&group.outcome),
+            };
             let result = self
                 .write_group(&group.items)
                 .map_err(|e| crate::error::Chain(&e).to_string());
             // Set exactly once: this group was taken out of `collecting`.
             let _ = group.outcome.set(result);
+            drop(turn);
             c = lock();
-            c.committing = false;
-            self.inner.turn.notify_all();
         }
     }
 
     /// Writes `items` durably: temp files, synced in parallel, renamed, then
     /// one directory sync for all of them.
     fn write_group(&self, items: &[(KeyId, SealedDek)]) -> Result<(), KmsError> {
+        #[cfg(test)]
+        if fault() == Fault::Panics {
+            panic!("a fault of the test");
+        }
         let dir = &self.inner.dir;
         let mut written = Vec::with_capacity(items.len());
         for (id, sealed) in items {
@@ -341,38 +393,65 @@ impl Facility {
     }
 }
 
-/// Syncs files, in parallel when there are several.
+/// Syncs files, in parallel when there are several. A sync thread that
+/// cannot be started (the process is out of threads or memory) leaves its
+/// files to this thread, which syncs them once the others are started.
 fn sync_files(files: &[(String, String, fs::File)]) -> Vec<std::io::Result<()>> {
+    let sync_chunk = |chunk: &[(String, String, fs::File)]| {
+        chunk
+            .iter()
+            .map(|(_, _, f)| f.sync_all())
+            .collect::<Vec<_>>()
+    };
     if files.len() <= 1 {
-        return files.iter().map(|(_, _, f)| f.sync_all()).collect();
+        return sync_chunk(files);
     }
     let threads = files.len().clamp(1, SYNC_THREADS);
     let per = files.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let handles: Vec<_> = files
+        let spawned: Vec<_> = files
             .chunks(per)
-            .map(|chunk| {
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|(_, _, f)| f.sync_all())
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|chunk| (chunk, spawn_sync(s, chunk, sync_chunk)))
             .collect();
-        handles
+        spawned
             .into_iter()
-            .zip(files.chunks(per))
-            .flat_map(|(h, chunk)| {
-                h.join().unwrap_or_else(|_| {
+            .flat_map(|(chunk, handle)| match handle {
+                Some(h) => h.join().unwrap_or_else(|_| {
                     chunk
                         .iter()
                         .map(|_| Err(std::io::Error::other("sync thread panicked")))
                         .collect()
-                })
+                }),
+                None => sync_chunk(chunk),
             })
             .collect()
     })
+}
+
+/// Starts a thread of `scope` that syncs `chunk`; `None` if it cannot be
+/// started (said in the log).
+fn spawn_sync<'scope, 'env, F>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    chunk: &'env [(String, String, fs::File)],
+    sync_chunk: F,
+) -> Option<std::thread::ScopedJoinHandle<'scope, Vec<std::io::Result<()>>>>
+where
+    F: FnOnce(&'env [(String, String, fs::File)]) -> Vec<std::io::Result<()>> + Send + 'scope,
+{
+    #[cfg(test)]
+    if fault() == Fault::SpawnFails {
+        return None;
+    }
+    match std::thread::Builder::new()
+        .name("kms-sync".to_owned())
+        .spawn_scoped(scope, move || sync_chunk(chunk))
+    {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "a sync thread could not be started: its files are synced in turn");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -388,6 +467,50 @@ mod tests {
         assert_eq!(f.len(), 1);
         let f2 = Facility::open(dir.path())?;
         assert_eq!(f2.dek(&kek)?, dek);
+        Ok(())
+    }
+
+    /// Runs `f` with `fault` made in this thread's commits.
+    fn with_fault<T>(fault: Fault, f: impl FnOnce() -> T) -> T {
+        FAULT.with(|c| c.set(fault));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        FAULT.with(|c| c.set(Fault::None));
+        r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+
+    #[test]
+    fn a_group_whose_sync_threads_fail_to_start_is_synced_by_its_committer() -> Result<(), KmsError>
+    {
+        let dir = tempfile::tempdir()?;
+        let f = Facility::open(dir.path())?;
+        let keks = with_fault(Fault::SpawnFails, || f.generate_many(8))?;
+        assert_eq!(keks.len(), 8);
+        let reopened = Facility::open(dir.path())?;
+        for k in &keks {
+            assert_eq!(reopened.dek(k)?, f.dek(k)?);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_commit_that_panics_leaves_key_generation_working() -> Result<(), KmsError> {
+        let dir = tempfile::tempdir()?;
+        let f = Facility::open(dir.path())?;
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_fault(Fault::Panics, || f.generate_many(2))
+        }));
+        assert!(panicked.is_err());
+        // Had the commit's turn stayed taken, the next generate would
+        // wait for it forever.
+        let committing = f
+            .inner
+            .commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .committing;
+        assert!(!committing);
+        let kek = f.generate()?;
+        assert_eq!(Facility::open(dir.path())?.dek(&kek)?, f.dek(&kek)?);
         Ok(())
     }
 
