@@ -1148,6 +1148,18 @@ impl AuditLog {
         self.append_counted(entry)
     }
 
+    /// Appends the record of a change already made, as [`Self::write`]
+    /// does, even while the log's last sync has failed: the change cannot
+    /// be taken back, and must not go unrecorded. Its number, and whether
+    /// the log's last sync has failed (then its answer is refused, as
+    /// [`Self::write_release`] refuses, since the record may not reach the
+    /// disk). In the `each` mode the answer must wait for
+    /// [`Self::durable`].
+    pub fn write_made(&self, entry: &Entry<'_>) -> std::io::Result<(Written, bool)> {
+        let written = self.append_counted(entry)?;
+        Ok((written, self.durability.status.borrow().failing))
+    }
+
     /// In the `each` mode, waits until the record `written` is synced, by
     /// the first sync that started after it was written (shared with every
     /// record written before that sync started); an error if that sync

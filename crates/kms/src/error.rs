@@ -91,11 +91,13 @@ pub enum KmsError {
     /// The server's audit log could not be written, so the server did not
     /// answer the request (HTTP 503): no key leaves the server without its
     /// record. A management change (create, rotate, state, config) is made
-    /// before it is recorded; `made` says whether this one was.
+    /// before it is recorded; `made` says whether this one was. While the
+    /// log's last sync has failed, a change is refused before it is made.
     #[error(
         "the server cannot write its audit log{}",
         if *made {
-            ": the change was made but is not in the log (the server's own log says so)"
+            ": the change was made, but its record is not in the log or may not be on disk (the \
+             server's own log says so)"
         } else {
             ", so it answers no request that needs a record"
         }

@@ -265,13 +265,31 @@ impl Audit {
     /// Writes the record of an answer that gives out or changes keys
     /// (`made`: a change made before it), which in the `each` mode waits
     /// for its sync before it is given ([`await_durable`]).
+    ///
+    /// The record of a change already made is written even while the
+    /// log's last sync has failed (the change cannot be taken back, and
+    /// must not go unrecorded); the answer is then refused all the same.
     fn release(&self, entry: &Entry<'_>, made: bool) -> std::io::Result<()> {
         self.flags.0.recorded.store(true, Ordering::Release);
-        let Written(n) = self.state.audit.write_release(entry)?;
-        if made {
-            self.flags.0.made.store(true, Ordering::Release);
+        if !made {
+            let Written(n) = self.state.audit.write_release(entry)?;
+            self.flags.0.release.fetch_max(n, Ordering::AcqRel);
+            return Ok(());
         }
+        let (Written(n), failing) = self.state.audit.write_made(entry)?;
+        self.flags.0.made.store(true, Ordering::Release);
         self.flags.0.release.fetch_max(n, Ordering::AcqRel);
+        if failing {
+            tracing::error!(
+                op = entry.op,
+                // Debug: escaped, as the record escapes it.
+                key = ?entry.key,
+                record = n,
+                "a change was made and its record written while the audit log's last sync has \
+                 failed: the record may not reach the disk; the request is answered 503"
+            );
+            return Err(std::io::Error::other(crate::audit::Undurable::Failing));
+        }
         Ok(())
     }
 
@@ -543,6 +561,13 @@ async fn make_change<T: Send + 'static>(
     change: impl FnOnce() -> Result<T, KmsError> + Send + 'static,
     record: impl FnOnce(&Audit, &Result<T, KmsError>) -> Result<(), KmsError> + Send + 'static,
 ) -> Result<T, KmsError> {
+    // Its record could not be released while the log's last sync has
+    // failed: the change is refused before it is made, rather than made
+    // and answered 503. One made as the sync fails still has its record
+    // written ([`Audit::release`]).
+    if audit.state.audit.sync_status().failing {
+        return Err(KmsError::AuditUnwritable { made: false });
+    }
     let audit = audit.clone();
     *audit.flags.change_state() = ChangeState::Running;
     off_worker(move || {
@@ -1202,13 +1227,79 @@ mod tests {
             assert!(matches!(e, KmsError::AuditUnwritable { made: true }), "{e}");
             assert!(
                 e.to_string()
-                    .contains("the change was made but is not in the log"),
+                    .contains("the change was made, but its record is not in the log"),
                 "{e}"
             );
             Ok::<_, Box<dyn std::error::Error>>(())
         })?;
         // The change was made: the key exists.
         assert_eq!(state.ring.len(), 1);
+        Ok(())
+    }
+
+    /// While the audit log's last sync has failed, a management change is
+    /// refused before it is made; one made as the sync failed still has
+    /// its record written, and is answered 503.
+    #[test]
+    fn a_change_is_not_made_unrecorded_while_the_audit_log_is_failing()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let token = "a-management-token-0123";
+        let failing: crate::audit::SyncFn =
+            Arc::new(|_: &std::fs::File| Err(std::io::Error::from_raw_os_error(5)));
+        let log = dir.path().join("audit.log");
+        let state: Shared = Arc::new(AppState {
+            facility: Facility::open(dir.path().join("keys"))?,
+            ring: KeyRing::open(dir.path())?,
+            audit: AuditLog::open_with(
+                &log,
+                AuditSync::Interval,
+                std::time::Duration::from_millis(20),
+                failing,
+            )?,
+            token_hash: Sha256::digest(token.as_bytes()).into(),
+            max_body: 64 * 1024,
+            new_needs_token: false,
+        });
+        state.ring.create("k", KeyState::Active, 1)?;
+        state.audit.record(None, "start", "-", "ok")?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut status = state.audit.durability_status();
+        rt.block_on(status.wait_for(|s| s.failing))?;
+        let audit = || Audit {
+            state: Arc::clone(&state),
+            peer: None,
+            request: Default::default(),
+            flags: AuditFlags::default(),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+        let r = rt.block_on(v1_rotate(
+            State(Arc::clone(&state)),
+            audit(),
+            headers,
+            Path("k".to_owned()),
+        ));
+        let Err(ApiError(e)) = r else {
+            return Err("a change was answered as done while the log was failing".into());
+        };
+        assert!(
+            matches!(e, KmsError::AuditUnwritable { made: false }),
+            "{e}"
+        );
+        let version = state.ring.with_key("k", |k| Ok(k.info().latest_version))?;
+        assert_eq!(version, 1, "the refused change was made");
+        // A change made before the failure was seen: its record is written.
+        let r = audit().record_outcome("rotate", "k", None, &Ok(()), true);
+        assert!(matches!(r, Err(KmsError::AuditUnwritable { made: true })));
+        let text = std::fs::read_to_string(&log)?;
+        assert!(
+            text.lines()
+                .any(|l| l.contains(r#""op":"rotate""#) && l.contains(r#""result":"ok""#)),
+            "{text}"
+        );
         Ok(())
     }
 
