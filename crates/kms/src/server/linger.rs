@@ -17,14 +17,26 @@
 //! read the answer sends at once). It is done below TLS, on the bytes as
 //! they arrive, after the server's TLS `close_notify` and TCP end of
 //! stream are sent.
+//!
+//! The same wrapper bounds how long a connection is held by a client that
+//! does not read its answers: a write (or flush) that makes no progress
+//! for the server's write timeout fails, which ends the connection.
+//! Progress, however slow, starts the timeout anew: a slow reader is
+//! served, one that stopped reading is not. And it holds the connection's
+//! place under the server's cap on connections, taken as it is accepted
+//! (before its TLS handshake; a connection beyond the cap is closed at
+//! once) and given back when it is dropped.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 /// The most bytes read from a closing connection.
@@ -51,15 +63,47 @@ pub(crate) struct Lingering<S> {
     inner: S,
     drain: Option<Drain>,
     done: bool,
+    /// How long writes may make no progress.
+    write_timeout: Duration,
+    /// The end of the writes' wait, set at a write that cannot proceed and
+    /// cleared at one that does.
+    stalled: Option<Pin<Box<Sleep>>>,
+    /// The connection's place under the cap, given back when it is dropped.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl<S> Lingering<S> {
-    fn new(inner: S) -> Self {
+    fn new(inner: S, write_timeout: Duration, slot: OwnedSemaphorePermit) -> Self {
         Self {
             inner,
             drain: None,
             done: false,
+            write_timeout,
+            stalled: None,
+            _slot: slot,
         }
+    }
+
+    /// `r`, the outcome of a write or flush, unless it has waited for
+    /// longer than the write timeout since the writes last made progress:
+    /// then an error, which ends the connection.
+    fn progress<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let timeout = self.write_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            self.stalled = None;
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing of its answer within the write timeout",
+            )));
+        }
+        Poll::Pending
     }
 }
 
@@ -118,7 +162,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress(cx, r)
     }
 
     fn poll_write_vectored(
@@ -126,7 +171,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progress(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -134,7 +180,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(cx, r)
     }
 
     /// Ends the stream (the client reads its end), then lingers.
@@ -157,9 +204,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
     }
 }
 
-/// The acceptor that makes each TCP connection [`Lingering`], beneath TLS.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct LingeringAcceptor;
+/// The acceptor that makes each TCP connection [`Lingering`], beneath TLS,
+/// and closes those beyond the cap.
+#[derive(Debug, Clone)]
+pub(crate) struct LingeringAcceptor {
+    write_timeout: Duration,
+    /// A permit for each connection that may be open.
+    slots: Arc<Semaphore>,
+    /// Whether a connection was refused since the cap was last below
+    /// reach: said once in the log, not once per connection.
+    full: Arc<AtomicBool>,
+}
+
+impl LingeringAcceptor {
+    /// An acceptor of at most `max_connections` connections at once, whose
+    /// writes fail after `write_timeout` without progress.
+    pub(crate) fn new(write_timeout: Duration, max_connections: usize) -> Self {
+        Self {
+            write_timeout,
+            slots: Arc::new(Semaphore::new(max_connections)),
+            full: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
 
 impl<S> axum_server::accept::Accept<TcpStream, S> for LingeringAcceptor {
     type Stream = Lingering<TcpStream>;
@@ -167,6 +234,17 @@ impl<S> axum_server::accept::Accept<TcpStream, S> for LingeringAcceptor {
     type Future = std::future::Ready<io::Result<(Self::Stream, S)>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        std::future::ready(Ok((Lingering::new(stream), service)))
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            if !self.full.swap(true, Ordering::Relaxed) {
+                tracing::warn!("connection cap reached: new connections are closed until one ends");
+            }
+            // Dropped: closed before its TLS handshake.
+            return std::future::ready(Err(io::Error::other("connection cap reached")));
+        };
+        self.full.store(false, Ordering::Relaxed);
+        std::future::ready(Ok((
+            Lingering::new(stream, self.write_timeout, slot),
+            service,
+        )))
     }
 }

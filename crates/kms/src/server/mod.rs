@@ -26,7 +26,10 @@
 //! encrypts it can always decrypt and rewrap); malformed bodies `400`;
 //! every request has a deadline ([`ServerConfig::request_timeout`], then
 //! `503`); a connection must send
-//! its first request within 10 s and each header within 10 s; SIGINT,
+//! its first request within 10 s and each header within 10 s; one whose
+//! client reads nothing of its answers for [`ServerConfig::write_timeout`]
+//! is closed; at most [`ServerConfig::max_connections`] are open at once
+//! (one more is closed as it is accepted); SIGINT,
 //! SIGTERM and SIGHUP (each unless started with it ignored, as under
 //! `nohup` or in a shell's background job) stop accepting and let requests in flight finish. Logs (tracing)
 //! carry key ids (SHA-256 of the KEK) and names, never key material. The
@@ -154,6 +157,12 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Deadline of one request.
     pub request_timeout: Duration,
+    /// How long a connection may make no progress writing its answers
+    /// (its client reads none of them) before it is closed.
+    pub write_timeout: Duration,
+    /// The most connections served at once; one beyond it is closed as it
+    /// is accepted, before its TLS handshake.
+    pub max_connections: usize,
     /// When audit records are synced to disk: at most every
     /// [`AUDIT_SYNC_INTERVAL`] (the default), or before each answer that
     /// gives out or changes keys (see [`crate::audit`]).
@@ -176,6 +185,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("new_needs_token", &self.new_needs_token)
             .field("max_body", &self.max_body)
             .field("request_timeout", &self.request_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("max_connections", &self.max_connections)
             .field("audit_sync", &self.audit_sync)
             .field("audit_sync_interval", &self.audit_sync_interval)
             .finish()
@@ -196,6 +207,8 @@ impl ServerConfig {
             new_needs_token: false,
             max_body: 1 << 20,
             request_timeout: Duration::from_secs(30),
+            write_timeout: WRITE_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
             audit_sync: AuditSync::Interval,
             audit_sync_interval: AUDIT_SYNC_INTERVAL,
         }
@@ -226,6 +239,11 @@ impl RunningServer {
     /// `https://ADDR`.
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// How many connections are open (in their TLS handshake, or served).
+    pub fn connections(&self) -> usize {
+        self.handle.connection_count()
     }
 
     /// The certificate in use and its fingerprint.
@@ -396,6 +414,18 @@ pub(crate) async fn start_with(
 ) -> Result<RunningServer, KmsError> {
     check_audit_sync_interval(config.audit_sync_interval)
         .map_err(|e| KmsError::Config(e.to_string()))?;
+    if config.max_connections == 0 || config.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+        return Err(KmsError::Config(format!(
+            "a cap of {} connections: give from 1 to {}",
+            config.max_connections,
+            tokio::sync::Semaphore::MAX_PERMITS
+        )));
+    }
+    if config.write_timeout.is_zero() {
+        return Err(KmsError::Config(
+            "a write timeout of zero would close every connection".into(),
+        ));
+    }
     if config.max_body < MIN_MAX_BODY {
         return Err(KmsError::Config(format!(
             "a body limit of {} bytes leaves no room for a request: give at least {MIN_MAX_BODY}",
@@ -553,7 +583,14 @@ pub(crate) async fn start_with(
     // A connection closed with input unread is read a while longer, so
     // that a client still sending (a header block too large) reads its
     // 431 rather than a reset.
-    .map(|tls| tls.acceptor(linger::LingeringAcceptor))
+    // And a connection whose client reads none of its answers is closed
+    // after the write timeout, as is one beyond the cap, at once.
+    .map(|tls| {
+        tls.acceptor(linger::LingeringAcceptor::new(
+            config.write_timeout,
+            config.max_connections,
+        ))
+    })
     .handle(handle.clone())
     // HTTP/1 only, as ALPN says: the timeouts below are HTTP/1's, and an
     // HTTP/2 connection (its preface sent over an HTTP/1.1 handshake)
