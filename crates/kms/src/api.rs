@@ -131,12 +131,20 @@ pub struct ListResponse {
     pub names: Vec<String>,
 }
 
-/// The body of every `/v1/` error answer.
+/// The body of every `/v1/` error answer (all but a `431` for a header
+/// block too large, refused before its path is read), with the answer's
+/// content type `application/json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
-    /// A stable code: `not-found`, `tampered`, `malformed`, `state`,
-    /// `transition`, `version`, `exists`, `name`, `unauthorized`,
-    /// `too-large`, `corrupt-key`, `internal`.
+    /// A stable code: `not-found` (404: no such key, or no such route),
+    /// `tampered` (422), `malformed` (400), `state`, `transition`,
+    /// `version`, `exists`, `limit` (409: the key has as many versions or
+    /// state changes as one key may), `name` (400), `unauthorized` (401),
+    /// `too-large` (413: a body above the server's limit, or an item or
+    /// batch whose answer would not fit one), `method-not-allowed` (405),
+    /// `corrupt-key` (500), `audit` (503: the audit log cannot be written
+    /// or synced), `timeout` (503: the request's deadline passed),
+    /// `internal` (500).
     pub error: String,
     /// A human-readable message without key material.
     pub message: String,

@@ -604,3 +604,97 @@ fn connections_beyond_the_cap_are_closed() -> TestResult {
     stop(&rt, server)?;
     Ok(())
 }
+
+/// Every refusal of a `/v1/` path is JSON, as documented: a body too
+/// large, an unknown route, a method the route does not take, a request
+/// past its deadline.
+#[test]
+fn refusals_of_v1_paths_are_json() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let mut cfg = config(dir.path());
+    cfg.request_timeout = Duration::from_secs(2);
+    let server = rt.block_on(start(cfg))?;
+    let client = raw_client(&server)?;
+    let url = server.url();
+    let is_error = |status: u16, code: &str, r: (u16, Option<String>, String)| {
+        let (got, content_type, body) = r;
+        assert_eq!(got, status, "{body}");
+        assert_eq!(content_type.as_deref(), Some("application/json"), "{body}");
+        let parsed: seccs_kms::api::ErrorBody = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("not an error body ({e}): {body}"));
+        assert_eq!(parsed.error, code, "{body}");
+        assert!(!parsed.message.is_empty());
+    };
+    let answer = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let content_type = r
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok::<_, reqwest::Error>((status, content_type, r.text().await?))
+    };
+    rt.block_on(async {
+        let big = vec![b' '; (1 << 20) + 1];
+        let r = client
+            .post(format!("{url}/v1/key"))
+            .body(big)
+            .send()
+            .await?;
+        is_error(413, "too-large", answer(r).await?);
+        let r = client.get(format!("{url}/v1/nothing")).send().await?;
+        is_error(404, "not-found", answer(r).await?);
+        let r = client.get(format!("{url}/v1/new")).send().await?;
+        is_error(405, "method-not-allowed", answer(r).await?);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    // Without a declared length: cut off by the body limit.
+    let mut chunked = b"POST /v1/key HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+        Transfer-Encoding: chunked\r\n\r\n"
+        .to_vec();
+    for _ in 0..20 {
+        chunked.extend_from_slice(b"10000\r\n");
+        chunked.extend_from_slice(&[b' '; 0x10000]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    is_error(413, "too-large", raw_answer(&server, &chunked)?);
+    // A body that never comes: the deadline answers.
+    let never = b"POST /v1/new HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+        Content-Length: 20\r\n\r\n";
+    is_error(503, "timeout", raw_answer(&server, never)?);
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// Sends `request` over a connection of its own to `server` and reads the
+/// answer until the server closes it: its status, its content type and
+/// its body.
+fn raw_answer(
+    server: &RunningServer,
+    request: &[u8],
+) -> Result<(u16, Option<String>, String), Box<dyn std::error::Error>> {
+    use std::io::{Read, Write};
+    let mut stream = tls_stream(server)?;
+    stream.write_all(request)?;
+    let mut text = Vec::new();
+    match stream.read_to_end(&mut text) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(e) => return Err(e.into()),
+    }
+    let text = String::from_utf8_lossy(&text);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no answer")?;
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .ok_or("no status line")?
+        .parse()?;
+    let content_type = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("content-type: ")
+            .map(str::to_owned)
+    });
+    Ok((status, content_type, body.to_owned()))
+}

@@ -122,7 +122,15 @@ Routes (HTTPS; \"token\": the management token, as `Authorization: Bearer TOKEN`
   POST /v1/keys/NAME/decrypt      the same with ciphertexts: plaintexts  (token)
   POST /v1/keys/NAME/rewrap       the same: ciphertexts under the newest version  (token)
   POST /v1/keys/NAME/datakey      {\"count\", \"context\"}: data keys and their wrapped forms  (token)
-Errors of /v1/ are JSON: {\"error\": CODE, \"message\": TEXT}.";
+Errors of /v1/ are JSON: {\"error\": CODE, \"message\": TEXT}, the refusals of the layers
+before the routes too (413 too-large, 404 not-found, 405 method-not-allowed, 503 timeout);
+only a header block too large is refused (431) before its path is read, without a body.";
+
+/// How long a connection may make no progress writing before it is closed,
+/// by default.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most connections served at once, by default.
+pub const MAX_CONNECTIONS: usize = 4096;
 
 /// The audit log's file in the key directory.
 const AUDIT_FILE: &str = "audit.log";
@@ -347,18 +355,91 @@ fn load_token(dir: &DirFd, given: Option<&str>) -> Result<(String, Option<PathBu
 /// reset under its write. Larger ones are refused at once.
 const DRAIN_LIMIT: u64 = 16 << 20;
 
+/// An error answer of a `/v1/` path, as [`crate::api::ErrorBody`] says.
+fn v1_error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        axum::Json(crate::api::ErrorBody {
+            error: code.to_owned(),
+            message,
+        }),
+    )
+        .into_response()
+}
+
+/// Whether `req` is of a `/v1/` path, whose errors are JSON.
+fn is_v1(req: &Request) -> bool {
+    req.uri().path().starts_with("/v1/")
+}
+
+/// Makes every error answer of a `/v1/` path that is not JSON yet (those
+/// of axum itself: a method the route does not take, a body beyond the
+/// limit as it is read, a path it cannot take apart) an
+/// [`crate::api::ErrorBody`], as the routes' own are, with a code for its
+/// status and its text as the message. The seed routes' answers are
+/// left as they are, byte for byte.
+async fn json_errors(req: Request, next: Next) -> Response {
+    if !is_v1(&req) {
+        return next.run(req).await;
+    }
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => "timeout",
+        s if s.is_client_error() => "malformed",
+        _ => "internal",
+    };
+    let (mut parts, body) = response.into_parts();
+    // Its text is short (axum's rejections are a line); a longer one, or
+    // one that is not text, is not said.
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let rebuilt = v1_error(status, code, text);
+    // Its other headers (405's `Allow`) are kept; its length and type are
+    // the new body's.
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    let (new_parts, new_body) = rebuilt.into_parts();
+    parts.headers.extend(new_parts.headers);
+    Response::from_parts(parts, new_body)
+}
+
 async fn refuse_oversized(State(max_body): State<usize>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let v1 = is_v1(&req);
     match declared {
         Some(len) if len > max_body as u64 => {
             if len <= DRAIN_LIMIT {
                 use futures::StreamExt;
                 let mut body = req.into_body().into_data_stream();
                 while let Some(Ok(_)) = body.next().await {}
+            }
+            if v1 {
+                return v1_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    format!("a body of {len} bytes, above this server's {max_body}-byte limit"),
+                );
             }
             (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large").into_response()
         }
@@ -368,8 +449,14 @@ async fn refuse_oversized(State(max_body): State<usize>, req: Request, next: Nex
 }
 
 async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let v1 = is_v1(&req);
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
+        Err(_) if v1 => v1_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request did not end within this server's deadline of {limit:?}"),
+        ),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "Request timed out").into_response(),
     }
 }
@@ -553,7 +640,16 @@ pub(crate) async fn start_with(
         .route("/v1/keys/{name}/config", post(routes::v1_config))
         .route("/v1/keys/{name}/{op}", post(routes::v1_data))
         // Before the layers, so that they see an unknown route too.
-        .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })
+        .fallback(|req: Request| async move {
+            if is_v1(&req) {
+                return v1_error(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    format!("no route {} {}", req.method(), req.uri().path()),
+                );
+            }
+            (StatusCode::NOT_FOUND, "Not Found").into_response()
+        })
         // Inside the deadline: a sync that never ends is a timeout.
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -568,6 +664,9 @@ pub(crate) async fn start_with(
             config.request_timeout,
             deadline,
         ))
+        // Around every layer that refuses, so that a /v1/ refusal is JSON
+        // whichever made it.
+        .layer(middleware::from_fn(json_errors))
         // Outermost: it sees every refusal, the layers' own too.
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
