@@ -2,6 +2,7 @@
 //! Bytes travel as lowercase hex.
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
 
 use crate::lifecycle::KeyState;
 
@@ -24,21 +25,21 @@ pub struct NewRequest {
 }
 
 /// Answer to `POST /v1/new`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, Zeroize)]
 pub struct NewResponse {
     /// The new KEKs, hex.
     pub keks: Vec<String>,
 }
 
 /// `POST /v1/key`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, Zeroize)]
 pub struct KeyRequest {
     /// KEKs, hex.
     pub keks: Vec<String>,
 }
 
 /// One result of a batch: a value, or an error code.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, Zeroize)]
 pub struct Item {
     /// The value (hex), on success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,7 +57,7 @@ pub struct Item {
 }
 
 /// Answer to every batch request.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, Zeroize)]
 pub struct BatchResponse {
     /// One result per requested item, in order.
     pub results: Vec<Item>,
@@ -87,7 +88,7 @@ pub struct ConfigRequest {
 }
 
 /// One item of an encrypt, decrypt or rewrap batch.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, Zeroize)]
 pub struct DataItem {
     /// Plaintext (encrypt) or ciphertext (decrypt, rewrap), hex.
     pub data: String,
@@ -97,7 +98,7 @@ pub struct DataItem {
 }
 
 /// `POST /v1/keys/{name}/encrypt|decrypt|rewrap`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, Zeroize)]
 pub struct DataRequest {
     /// The items.
     pub items: Vec<DataItem>,

@@ -81,6 +81,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 pub use crate::files::MIN_TOKEN_LEN;
 pub use routes::{KEK_FORMS, parse_kek};
@@ -309,9 +310,12 @@ impl RunningServer {
 /// without the whitespace around it), made on first start. A token shorter
 /// than [`MIN_TOKEN_LEN`] bytes, or that cannot go in an HTTP header, is
 /// refused.
-fn load_token(dir: &DirFd, given: Option<&str>) -> Result<(String, Option<PathBuf>), KmsError> {
+fn load_token(
+    dir: &DirFd,
+    given: Option<&str>,
+) -> Result<(Zeroizing<String>, Option<PathBuf>), KmsError> {
     let (token, path) = match given {
-        Some(t) => (t.trim().to_owned(), None),
+        Some(t) => (Zeroizing::new(t.trim().to_owned()), None),
         None => {
             let path = dir.join("token");
             match read_own_opt(dir, "token", MAX_TOKEN_FILE)? {
@@ -320,12 +324,12 @@ fn load_token(dir: &DirFd, given: Option<&str>) -> Result<(String, Option<PathBu
                     let text = std::str::from_utf8(&bytes).map_err(|_| {
                         KmsError::Config(format!("{} {TOKEN_CHARACTERS}", path.display()))
                     })?;
-                    (text.trim().to_owned(), Some(path))
+                    (Zeroizing::new(text.trim().to_owned()), Some(path))
                 }
                 None => {
                     let mut raw = zeroize::Zeroizing::new([0u8; 32]);
                     seccs_core::random_bytes(&mut raw[..])?;
-                    let token = hex::encode(&raw[..]);
+                    let token = Zeroizing::new(hex::encode(&raw[..]));
                     atomic::write_atomic(dir, "token", token.as_bytes())?;
                     return Ok((token, Some(path)));
                 }

@@ -14,6 +14,7 @@ use seccs_core::SecretKey;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use crate::KmsError;
 use crate::api::*;
@@ -448,6 +449,37 @@ impl FromRequestParts<Shared> for Audit {
 
 const OCTETS: &str = "application/octet-stream";
 
+/// An answer's body that holds keys or plaintexts: wiped once the answer
+/// is done with it.
+fn secret_body(bytes: Vec<u8>) -> Bytes {
+    Bytes::from_owner(Zeroizing::new(bytes))
+}
+
+/// `value`, which holds keys or plaintexts, as a JSON answer: written
+/// into a buffer of its exact length (one that grew would leave copies in
+/// the memory it freed), wiped once the answer is done with it.
+fn secret_json<T: serde::Serialize>(value: &T) -> Result<Response, ApiError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_err(KmsError::Json)?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(count.0));
+    serde_json::to_writer(&mut *buf, value).map_err(KmsError::Json)?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::from_owner(buf),
+    )
+        .into_response())
+}
+
 /// The seed routes' plain-text answer when a key would leave without its
 /// audit record.
 const AUDIT_UNWRITABLE: (StatusCode, &str) = (
@@ -641,7 +673,7 @@ pub(crate) async fn seed_new(
     match r {
         Ok(kek) => (
             [(header::CONTENT_TYPE, OCTETS)],
-            kek.expose_secret().to_vec(),
+            secret_body(kek.expose_secret().to_vec()),
         )
             .into_response(),
         Err(KmsError::AuditUnwritable { .. }) => AUDIT_UNWRITABLE.into_response(),
@@ -669,7 +701,7 @@ pub(crate) async fn seed_key(State(s): State<Shared>, audit: Audit, body: Bytes)
     match r {
         Ok(dek) => (
             [(header::CONTENT_TYPE, OCTETS)],
-            dek.expose_secret().to_vec(),
+            secret_body(dek.expose_secret().to_vec()),
         )
             .into_response(),
         Err(KmsError::NotFound) => (StatusCode::NOT_FOUND, "Key not found").into_response(),
@@ -728,7 +760,7 @@ pub(crate) async fn v1_new(
     audit: Audit,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<NewResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     if s.new_needs_token {
         authorize(&s, &audit, &headers)?;
     }
@@ -764,12 +796,13 @@ pub(crate) async fn v1_new(
         },
     )
     .await?;
-    Ok(Json(NewResponse {
+    let answer = Zeroizing::new(NewResponse {
         keks: keks
             .iter()
             .map(|k| hex::encode(k.expose_secret()))
             .collect(),
-    }))
+    });
+    secret_json(&*answer)
 }
 
 /// `POST /v1/key`: the DEKs of a batch of KEKs.
@@ -777,8 +810,8 @@ pub(crate) async fn v1_key(
     State(s): State<Shared>,
     audit: Audit,
     body: Bytes,
-) -> Result<Json<BatchResponse>, ApiError> {
-    let req: KeyRequest = parse_json(&body)?;
+) -> Result<Response, ApiError> {
+    let req: Zeroizing<KeyRequest> = Zeroizing::new(parse_json(&body)?);
     if req.keks.len() > MAX_BATCH {
         return Err(KmsError::Malformed(TOO_MANY_ITEMS).into());
     }
@@ -795,9 +828,10 @@ pub(crate) async fn v1_key(
             item(r.map(|dek| (hex::encode(dek.expose_secret()), None)))
         })
         .collect();
+    let answer = Zeroizing::new(BatchResponse { results });
     // The batch is answered 503 if what it gives out is not recorded.
     tally.record(&audit, "key", Made::Listed)?;
-    Ok(Json(BatchResponse { results }))
+    secret_json(&*answer)
 }
 
 /// The token of an `Authorization` header, if it is of the bearer scheme
@@ -968,7 +1002,7 @@ pub(crate) async fn v1_data(
     headers: HeaderMap,
     Path((name, op)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Json<BatchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     authorize(&s, &audit, &headers)?;
     let op = match op.as_str() {
         "encrypt" => Operation::Encrypt,
@@ -977,7 +1011,8 @@ pub(crate) async fn v1_data(
         "datakey" => return datakey(s, &audit, name, &body).await,
         _ => return Err(KmsError::NotFound.into()),
     };
-    let req: DataRequest = parse_json(&body)?;
+    // Its data may be plaintexts: wiped once done with.
+    let req: Zeroizing<DataRequest> = Zeroizing::new(parse_json(&body)?);
     if req.items.len() > MAX_BATCH {
         return Err(KmsError::Malformed(TOO_MANY_ITEMS).into());
     }
@@ -994,30 +1029,32 @@ pub(crate) async fn v1_data(
                 .iter()
                 .map(|it| {
                     let r = unhex(&it.data).and_then(|data| {
+                        let data = Zeroizing::new(data);
                         let ctx = unhex(&it.context)?;
                         match op {
-                            Operation::Encrypt => k.encrypt(&permit, &data, &ctx),
-                            Operation::Decrypt => {
-                                k.decrypt(&permit, &data, &ctx).map(|p| p.to_vec())
+                            Operation::Encrypt => {
+                                k.encrypt(&permit, &data, &ctx).map(Zeroizing::new)
                             }
-                            _ => k.rewrap(&permit, &data, &ctx),
+                            Operation::Decrypt => k.decrypt(&permit, &data, &ctx),
+                            _ => k.rewrap(&permit, &data, &ctx).map(Zeroizing::new),
                         }
                     });
-                    item(r.map(|v| (hex::encode(v), None)))
+                    item(r.map(|v| (hex::encode(&*v), None)))
                 })
                 .collect::<Vec<_>>())
         })
     })
-    .await;
+    .await
+    .map(|results| Zeroizing::new(BatchResponse { results }));
     let summary = match &r {
-        Ok(items) => batch_summary(items),
+        Ok(answer) => batch_summary(&answer.results),
         Err(e) => code(e).1,
     };
     match &r {
         Ok(_) => audit.record(&op.to_string(), &name, summary)?,
         Err(_) => audit.record_refusal(&op.to_string(), &name, summary),
     }
-    Ok(Json(BatchResponse { results: r? }))
+    secret_json(&*r?)
 }
 
 /// What the audit log says of a batch: `ok` when every item succeeded
@@ -1089,7 +1126,7 @@ async fn datakey(
     audit: &Audit,
     name: String,
     body: &[u8],
-) -> Result<Json<BatchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: DataKeyRequest = parse_json(body)?;
     if req.count == 0 || req.count > MAX_BATCH {
         return Err(KmsError::Malformed(BAD_COUNT).into());
@@ -1111,9 +1148,10 @@ async fn datakey(
                 .collect::<Result<Vec<_>, KmsError>>()
         })
     })
-    .await;
+    .await
+    .map(|results| Zeroizing::new(BatchResponse { results }));
     audit.record_outcome("datakey", &name, None, &r, false)?;
-    Ok(Json(BatchResponse { results: r? }))
+    secret_json(&*r?)
 }
 
 #[cfg(test)]
