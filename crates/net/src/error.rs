@@ -34,7 +34,8 @@ pub enum DecodeError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
-    /// The broker URL is not one of `redis://…`, `nats://…` or `memory`.
+    /// The broker URL is not one of `redis://…`, `nats://…` or `memory`
+    /// (held without any password).
     #[error("unsupported broker URL {0:?} (expected redis://…, nats://… or memory)")]
     UnsupportedUrl(String),
     /// A channel name has characters that some broker cannot carry.

@@ -99,7 +99,9 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Broker>, BrokerError> {
     } else if url.starts_with("nats://") {
         Ok(Arc::new(NatsBroker::connect(url).await?))
     } else {
-        Err(BrokerError::UnsupportedUrl(url.to_owned()))
+        Err(BrokerError::UnsupportedUrl(
+            seccs_core::redact::url_password(url),
+        ))
     }
 }
 
@@ -108,5 +110,25 @@ pub(crate) fn check_channel(name: &str) -> Result<(), BrokerError> {
         Ok(())
     } else {
         Err(BrokerError::InvalidChannel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn an_unsupported_url_is_shown_without_its_password() {
+        for url in [
+            "rediss://:hunter2@host:6380",
+            "tls://user:hunter2@host:4222",
+            "reddis://:hunter2@127.0.0.1:6379/0",
+        ] {
+            let Err(e) = super::connect(url).await else {
+                panic!("{url} was accepted");
+            };
+            let shown = e.to_string();
+            assert!(shown.contains("unsupported broker URL"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!format!("{e:?}").contains("hunter2"), "{e:?}");
+        }
     }
 }
