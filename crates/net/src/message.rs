@@ -51,6 +51,12 @@ pub const MAX_TAG_LEN: usize = 8 * 1024;
 /// Longest record a message may carry (1 GiB, the frame limit).
 pub const MAX_RECORD_LEN: usize = 1 << 30;
 const MAX_TEXT: usize = 4096;
+/// Most tags a [`Body::Listed`] carries (about a million). An entry takes
+/// 8 bytes on the wire at least and a whole [`ListEntry`] (48 bytes) in
+/// memory: without a bound, a forged 1 GiB listing would decode into 6 GiB.
+pub const MAX_LISTED_ENTRIES: usize = 1 << 20;
+/// Entries a decoder reserves room for before it has read them.
+const LISTED_RESERVE: usize = 4096;
 /// The largest version a server stores (about 4.3 billion saves of one
 /// tag): a record above it is refused, and one found above it (left by an
 /// earlier build) never counts when a save chooses its version.
@@ -190,7 +196,8 @@ pub enum Body {
     },
     /// The tags held.
     Listed {
-        /// One entry per tag.
+        /// One entry per tag, at most [`MAX_LISTED_ENTRIES`] (a server
+        /// holding more under the prefix refuses the listing).
         entries: Vec<ListEntry>,
     },
     /// Describe yourself.
@@ -466,7 +473,10 @@ impl Message {
             },
             kind::LISTED => {
                 let n = r.count(8, "tag list")?;
-                let mut entries = Vec::new();
+                if n > MAX_LISTED_ENTRIES {
+                    return Err(DecodeError::TooLong("tag list"));
+                }
+                let mut entries = Vec::with_capacity(n.min(LISTED_RESERVE));
                 for _ in 0..n {
                     let tag = read_tag(&mut r)?.to_owned();
                     let m = r.count(16, "version list")?;
@@ -673,6 +683,25 @@ mod tests {
         .encode();
         let n = bytes.len();
         bytes[n - 4..].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            Message::decode(&bytes),
+            Err(DecodeError::TooLong("tag list"))
+        );
+    }
+
+    #[test]
+    fn a_listing_of_more_entries_than_the_bound_is_rejected() {
+        // Each entry an empty tag with no versions: 8 bytes on the wire, a
+        // whole `ListEntry` in memory.
+        let n = MAX_LISTED_ENTRIES + 1;
+        let mut bytes = Message {
+            request_id: RequestId([0; 16]),
+            body: Body::Listed { entries: vec![] },
+        }
+        .encode();
+        let len = bytes.len();
+        bytes[len - 4..].copy_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
+        bytes.resize(len + n * 8, 0);
         assert_eq!(
             Message::decode(&bytes),
             Err(DecodeError::TooLong("tag list"))

@@ -24,8 +24,8 @@ use crate::broker::Broker;
 use crate::endpoint::{Endpoint, Incoming, REQUEST_QUEUE};
 use crate::error::{BrokerError, Error};
 use crate::message::{
-    Body, MAX_VERSION, Message, NOT_A_VERSION_REASON, ROLLED_BACK_REASON, ServerInfo,
-    conflict_reason,
+    Body, MAX_LISTED_ENTRIES, MAX_VERSION, Message, NOT_A_VERSION_REASON, ROLLED_BACK_REASON,
+    ServerInfo, conflict_reason,
 };
 use crate::record::Record;
 use crate::store::{PutOutcome, RecordStore, create_private_dir_all, write_atomic};
@@ -264,9 +264,18 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
         }
         Body::List { prefix } => {
             let st = store.clone();
-            Body::Listed {
-                entries: blocking(move || st.list(&prefix)).await?,
+            let entries = blocking(move || st.list(&prefix)).await?;
+            // A client drops a longer listing undecoded.
+            if entries.len() > MAX_LISTED_ENTRIES {
+                return Ok(Body::Refused {
+                    reason: format!(
+                        "{} tags start with the prefix, more than a listing carries \
+                         ({MAX_LISTED_ENTRIES}); list a longer prefix",
+                        entries.len()
+                    ),
+                });
             }
+            Body::Listed { entries }
         }
         Body::Versions { tag } => {
             let st = store.clone();
