@@ -318,18 +318,28 @@ fn cipher(key: &SecretKey) -> ring::aead::LessSafeKey {
     ring::aead::LessSafeKey::new(unbound)
 }
 
+/// The most bytes ring's AES-GCM encrypts in one call: its 32-bit block
+/// counter leaves 2^32 - 2 blocks of 16 bytes for the data.
+pub(crate) const MAX_SEAL_LEN: u64 = ((1 << 32) - 2) * 16;
+
 /// Encrypts `data` in place with AES-256-GCM and appends the tag. Give
-/// `data` 16 bytes of spare capacity to spare a copy.
-pub(crate) fn seal(key: &SecretKey, nonce: &[u8; 12], aad: &[u8], mut data: Vec<u8>) -> Vec<u8> {
+/// `data` 16 bytes of spare capacity to spare a copy. Fails with
+/// [`Error::Encrypt`] when `data` is longer than [`MAX_SEAL_LEN`].
+pub(crate) fn seal(
+    key: &SecretKey,
+    nonce: &[u8; 12],
+    aad: &[u8],
+    mut data: Vec<u8>,
+) -> Result<Vec<u8>, Error> {
     let tag = cipher(key)
         .seal_in_place_separate_tag(
             ring::aead::Nonce::assume_unique_for_key(*nonce),
             ring::aead::Aad::from(aad),
             &mut data,
         )
-        .expect("AES-GCM encryption fails only above 64 GiB, and messages are at most 1 GiB");
+        .map_err(|_| Error::Encrypt(data.len() as u64))?;
     data.extend_from_slice(tag.as_ref());
-    data
+    Ok(data)
 }
 
 /// Checks and removes the tag, then decrypts in place. Never says why it failed.
@@ -361,7 +371,7 @@ mod tests {
     #[test]
     fn seal_then_open_round_trips_and_detects_a_flipped_bit() -> Result<(), Error> {
         let key = SecretKey::generate()?;
-        let sealed = seal(&key, &[1; 12], b"ad", b"hello".to_vec());
+        let sealed = seal(&key, &[1; 12], b"ad", b"hello".to_vec())?;
         assert_eq!(open(&key, &[1; 12], b"ad", sealed.clone())?, b"hello");
         let mut bad = sealed.clone();
         bad[0] ^= 1;

@@ -108,11 +108,12 @@ pub enum Error {
         servers: usize,
     },
     /// The file is larger than a save with this threshold can carry: each
-    /// server's share must fit in one message.
+    /// server's share must fit in one message, and the file in one
+    /// encryption.
     #[error(
         "the file is {len} bytes, more than a save with threshold {threshold} carries \
-         ({max} bytes: each server's share must fit in one 1 GiB message); \
-         raise the threshold or split the file"
+         ({max} bytes: each server's share must fit in one 1 GiB message, and the file in \
+         one AES-GCM encryption of 64 GiB); raise the threshold or split the file"
     )]
     FileTooLarge {
         /// The file's length.
@@ -281,6 +282,10 @@ pub enum Error {
     /// The password is wrong, or every record was altered (indistinguishable).
     #[error("wrong password, or the records were altered")]
     Decrypt,
+    /// Encryption failed: the input is longer than AES-GCM encrypts in one
+    /// call (a file is held to [`crate::sharing::max_file_len`] first).
+    #[error("cannot encrypt {0} bytes at once: more than AES-GCM takes")]
+    Encrypt(u64),
     /// No record of one version opens with the password: the password is
     /// wrong, the records were altered, or that version was saved by someone
     /// else (with another password).

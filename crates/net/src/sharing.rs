@@ -17,7 +17,7 @@ use reed_solomon_simd::ReedSolomonDecoder;
 use seccs_core::SecretKey;
 use zeroize::Zeroizing;
 
-use crate::crypto::{Kdf, Password, PasswordKeys, open, seal};
+use crate::crypto::{Kdf, MAX_SEAL_LEN, Password, PasswordKeys, open, seal};
 use crate::error::Error;
 pub use crate::fragments::SavedFragment;
 use crate::fragments::{Fragments, check_threshold};
@@ -238,12 +238,15 @@ const RECORD_HEADROOM: u64 = 64 * 1024;
 
 /// The largest file a save with threshold `t` carries: each server gets one
 /// fragment of `1/t` of the ciphertext, and a record must fit in one message
-/// ([`MAX_FRAMES`] × [`MAX_FRAME_PAYLOAD`], 1 GiB).
+/// ([`MAX_FRAMES`] × [`MAX_FRAME_PAYLOAD`], 1 GiB); and, from `t` = 65 on,
+/// the file and the inner tag must fit in one AES-GCM encryption
+/// ([`MAX_SEAL_LEN`], 64 GiB less 32 bytes).
 pub fn max_file_len(t: usize) -> u64 {
     let message = u64::from(MAX_FRAMES) * MAX_FRAME_PAYLOAD as u64;
     // Fragments are rounded up to an even length: one byte of slack each.
     let fragment = message - RECORD_HEADROOM - 2;
-    (fragment * t.max(1) as u64).saturating_sub(SEAL_OVERHEAD as u64)
+    let by_messages = (fragment * t.max(1) as u64).saturating_sub(SEAL_OVERHEAD as u64);
+    by_messages.min(MAX_SEAL_LEN - 16)
 }
 
 /// Fails with [`Error::FileTooLarge`] when a file of `len` bytes is more than
@@ -433,6 +436,7 @@ pub fn split_into_parts(
     t: usize,
 ) -> Result<SplitRecords, Error> {
     check_threshold(n, t)?;
+    check_file_len(plaintext.len() as u64, t)?;
     let file_id = random::<16>()?;
     let inner_nonce = random::<12>()?;
     let outer_nonce = random::<12>()?;
@@ -442,14 +446,14 @@ pub fn split_into_parts(
         &inner_nonce,
         &aad(&file_id, version, b"inner"),
         plaintext,
-    );
+    )?;
     let data_key = SecretKey::generate()?;
     let blob = seal(
         &data_key,
         &outer_nonce,
         &aad(&file_id, version, b"outer"),
         inner,
-    );
+    )?;
     let ciphertext_len = blob.len() as u64;
     let fragments = Fragments::new(blob, n, t)?;
     let shard_len =
@@ -1175,6 +1179,21 @@ mod tests {
             Err(Error::NotEnoughShares { good, needed, .. }) => Some((*good, *needed)),
             _ => None,
         }
+    }
+
+    #[test]
+    fn the_largest_file_of_any_threshold_is_one_aes_gcm_encrypts_at_once() {
+        // ring's AES-GCM encrypts at most 2^36 - 32 bytes in one call; the
+        // outer encryption takes the file and the inner tag.
+        let aes_gcm_max = (1u64 << 36) - 32;
+        for t in 1..=255 {
+            assert!(max_file_len(t) + 16 <= aes_gcm_max, "t = {t}");
+            assert!(check_file_len(max_file_len(t), t).is_ok());
+        }
+        assert!(matches!(
+            check_file_len(aes_gcm_max, 255),
+            Err(Error::FileTooLarge { threshold: 255, .. })
+        ));
     }
 
     #[test]
