@@ -173,7 +173,15 @@ async fn run(
             _ = &mut stop => break Ok(()),
             req = requests.recv() => match req {
                 Some(inc) => {
-                    let Ok(permit) = limit.clone().acquire_owned().await else { break Ok(()) };
+                    // Waiting for a slot watches `stop` too: every slot may be
+                    // held for an acknowledgement timeout, longer than the grace.
+                    let permit = tokio::select! {
+                        _ = &mut stop => break Ok(()),
+                        permit = limit.clone().acquire_owned() => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => break Ok(()),
+                        },
+                    };
                     let (ep, st, nm) = (endpoint.clone(), store.clone(), name.clone());
                     tasks.spawn(async move {
                         handle(&ep, &st, &nm, inc).await;

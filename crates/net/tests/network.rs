@@ -524,6 +524,55 @@ async fn forged_requests_from_a_channel_nobody_reads_free_the_request_slots(
     Ok(())
 }
 
+/// Every request slot held by a reply nobody acknowledges, and one more
+/// request waiting for a slot: shutdown still ends after its grace, instead
+/// of when a slot frees (one acknowledgement timeout, here far longer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_while_every_request_slot_is_held() -> TestResult {
+    use seccs_net::message::{Body, Message, RequestId};
+    let (broker, _proc, _url) = common::broker_for(Kind::Memory).await?;
+    let root = tempfile::tempdir()?;
+    let ack_timeout = Duration::from_secs(600);
+    let server = seccs_net::server::start(broker.clone(), root.path(), None, ack_timeout).await?;
+    let client = seccs_net::Client::new(
+        broker.clone(),
+        seccs_net::ClientOptions {
+            timeout: common::TIMEOUT,
+            kdf: Kdf::INSECURE_FAST,
+            threshold: None,
+            min_acks: None,
+        },
+    )
+    .await?;
+    // Replies to fetches of this file take several frames.
+    client.save("big", &data(700_000, 5), &pw()).await?;
+    for i in 0..=seccs_net::server::MAX_CONCURRENT {
+        let request = Message {
+            request_id: RequestId([i as u8; 16]),
+            body: Body::Fetch {
+                tag: "big".into(),
+                version: 1,
+            },
+        };
+        let frame = Frame::Data(DataFrame {
+            message_id: MessageId([i as u8; 16]),
+            sender: "seccs:client:nobody".into(),
+            index: 0,
+            count: 1,
+            payload: request.encode(),
+        });
+        broker.publish(server.channel(), frame.encode()).await?;
+    }
+    // Lets the server take the requests (the last one waits for a slot).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let bound = seccs_net::server::SHUTDOWN_GRACE * 6;
+    match tokio::time::timeout(bound, server.shutdown()).await {
+        Ok(stopped) => stopped?,
+        Err(_) => return Err(format!("shutdown still running after {bound:?}").into()),
+    }
+    Ok(())
+}
+
 async fn servers_with_no_server_online_and_missing_versions_fail_clearly(kind: Kind) -> TestResult {
     let empty = Net::new(kind, 0).await?;
     let lonely = empty.client(None).await?;
