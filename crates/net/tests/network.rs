@@ -573,6 +573,33 @@ async fn shutdown_ends_while_every_request_slot_is_held() -> TestResult {
     Ok(())
 }
 
+/// A NATS broker that is gone: what waits for it fails instead of
+/// waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_fails_requests_instead_of_hanging() -> TestResult {
+    use seccs_net::broker::{Broker, NatsBroker};
+    let proc = common::nats()?;
+    let broker = NatsBroker::connect(&format!("nats://127.0.0.1:{}", proc.port))
+        .await?
+        .with_outage_limit(Duration::from_secs(2));
+    let mut sub = broker.subscribe("seccs:test:outage").await?;
+    drop(proc);
+    let bound = Duration::from_secs(60);
+    match tokio::time::timeout(bound, broker.channels("seccs:")).await {
+        Ok(listed) => assert!(listed.is_err(), "{listed:?}"),
+        Err(_) => return Err(format!("listing channels still waiting after {bound:?}").into()),
+    }
+    match tokio::time::timeout(bound, broker.subscribe("seccs:test:later")).await {
+        Ok(sub) => assert!(sub.is_err(), "{sub:?}"),
+        Err(_) => return Err(format!("subscribing still waiting after {bound:?}").into()),
+    }
+    // The subscription ends after the outage limit, as a server's does.
+    match tokio::time::timeout(bound, async { while sub.recv().await.is_some() {} }).await {
+        Ok(()) => Ok(()),
+        Err(_) => Err(format!("subscription still open after {bound:?}").into()),
+    }
+}
+
 async fn servers_with_no_server_online_and_missing_versions_fail_clearly(kind: Kind) -> TestResult {
     let empty = Net::new(kind, 0).await?;
     let lonely = empty.client(None).await?;

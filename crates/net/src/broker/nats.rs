@@ -1,7 +1,11 @@
 //! NATS: a second real broker, which can run as a cluster so that the broker
 //! stops being a single point of failure.
 //!
-//! The NATS client reconnects and subscribes again by itself. NATS has no
+//! The NATS client reconnects and subscribes again by itself, for ever: so
+//! each wait for the broker here is bounded ([`BROKER_TIMEOUT`]), and a
+//! subscription ends once the connection has been down for longer than the
+//! outage limit (as a Redis one does), so that a server stops with an error
+//! instead of hanging. NATS has no
 //! command that lists subjects with subscribers, so presence is a protocol:
 //! every subscription made here also answers requests on [`PRESENCE_SUBJECT`]
 //! with its channel name when the channel starts with the requested prefix,
@@ -22,10 +26,17 @@ const PRESENCE_QUIET: Duration = Duration::from_millis(150);
 /// How long a presence request waits at most.
 const PRESENCE_MAX: Duration = Duration::from_secs(2);
 
+/// How long a request to the broker (a subscription, a flush, a publish
+/// queued while the connection is down) may wait.
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a subscription checks that its connection is up.
+const STATE_CHECK: Duration = Duration::from_secs(1);
+
 /// A NATS broker.
 #[derive(Clone)]
 pub struct NatsBroker {
     client: async_nats::Client,
+    outage_limit: Duration,
 }
 
 impl std::fmt::Debug for NatsBroker {
@@ -73,8 +84,28 @@ impl NatsBroker {
             .await
             .map_err(|_| failed(format!("timed out after {CONNECT_TIMEOUT:?}")))?
             .map_err(|e| failed(connect_reason(&e)))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            outage_limit: super::redis::DEFAULT_OUTAGE_LIMIT,
+        })
     }
+
+    /// Sets how long the connection may be down before subscriptions end.
+    pub fn with_outage_limit(mut self, limit: Duration) -> Self {
+        self.outage_limit = limit;
+        self
+    }
+}
+
+/// `fut`, or an error once it has waited [`BROKER_TIMEOUT`] for the broker.
+async fn bounded<T>(
+    fut: impl std::future::Future<Output = Result<T, BrokerError>>,
+) -> Result<T, BrokerError> {
+    timeout(BROKER_TIMEOUT, fut).await.map_err(|_| {
+        BrokerError::Nats(format!(
+            "no answer from the broker within {BROKER_TIMEOUT:?}"
+        ))
+    })?
 }
 
 impl Broker for NatsBroker {
@@ -85,10 +116,13 @@ impl Broker for NatsBroker {
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
             check_channel(channel)?;
-            self.client
-                .publish(channel.to_owned(), payload.into())
-                .await
-                .map_err(nats_err)
+            bounded(async {
+                self.client
+                    .publish(channel.to_owned(), payload.into())
+                    .await
+                    .map_err(nats_err)
+            })
+            .await
         })
     }
 
@@ -98,23 +132,38 @@ impl Broker for NatsBroker {
     ) -> BoxFuture<'a, Result<Subscription, BrokerError>> {
         Box::pin(async move {
             check_channel(channel)?;
-            let mut sub = self
-                .client
-                .subscribe(channel.to_owned())
-                .await
-                .map_err(nats_err)?;
-            let mut presence = self
-                .client
-                .subscribe(PRESENCE_SUBJECT)
-                .await
-                .map_err(nats_err)?;
-            self.client.flush().await.map_err(nats_err)?;
+            let (mut sub, mut presence) = bounded(async {
+                let sub = self
+                    .client
+                    .subscribe(channel.to_owned())
+                    .await
+                    .map_err(nats_err)?;
+                let presence = self
+                    .client
+                    .subscribe(PRESENCE_SUBJECT)
+                    .await
+                    .map_err(nats_err)?;
+                self.client.flush().await.map_err(nats_err)?;
+                Ok((sub, presence))
+            })
+            .await?;
             let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
             let client = self.client.clone();
             let name = channel.to_owned();
+            let outage_limit = self.outage_limit;
             let task = tokio::spawn(async move {
+                let mut check = tokio::time::interval(STATE_CHECK);
+                let mut down_since: Option<Instant> = None;
                 loop {
                     tokio::select! {
+                        _ = check.tick() => {
+                            if client.connection_state() == async_nats::connection::State::Connected {
+                                down_since = None;
+                            } else if down_since.get_or_insert_with(Instant::now).elapsed() > outage_limit {
+                                tracing::error!(channel = name, "nats unreachable for {outage_limit:?}; giving up");
+                                return;
+                            }
+                        }
                         msg = sub.next() => match msg {
                             Some(m) => {
                                 if tx.send(m.payload.to_vec()).await.is_err() {
@@ -128,7 +177,9 @@ impl Broker for NatsBroker {
                                 let wanted = String::from_utf8_lossy(&m.payload);
                                 if let Some(reply) = m.reply
                                     && name.starts_with(wanted.as_ref())
-                                    && let Err(e) = client.publish(reply, name.clone().into_bytes().into()).await
+                                    && let Err(e) = bounded(async {
+                                        client.publish(reply, name.clone().into_bytes().into()).await.map_err(nats_err)
+                                    }).await
                                 {
                                     tracing::debug!("nats presence answer failed: {e}");
                                 }
@@ -146,20 +197,24 @@ impl Broker for NatsBroker {
     fn channels<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>> {
         Box::pin(async move {
             let inbox = self.client.new_inbox();
-            let mut answers = self
-                .client
-                .subscribe(inbox.clone())
-                .await
-                .map_err(nats_err)?;
-            self.client
-                .publish_with_reply(
-                    PRESENCE_SUBJECT,
-                    inbox,
-                    prefix.to_owned().into_bytes().into(),
-                )
-                .await
-                .map_err(nats_err)?;
-            self.client.flush().await.map_err(nats_err)?;
+            let mut answers = bounded(async {
+                let answers = self
+                    .client
+                    .subscribe(inbox.clone())
+                    .await
+                    .map_err(nats_err)?;
+                self.client
+                    .publish_with_reply(
+                        PRESENCE_SUBJECT,
+                        inbox,
+                        prefix.to_owned().into_bytes().into(),
+                    )
+                    .await
+                    .map_err(nats_err)?;
+                self.client.flush().await.map_err(nats_err)?;
+                Ok(answers)
+            })
+            .await?;
             let deadline = Instant::now() + PRESENCE_MAX;
             let mut out = Vec::new();
             while Instant::now() < deadline {
