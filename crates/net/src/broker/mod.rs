@@ -37,7 +37,9 @@ pub(crate) const SUBSCRIPTION_BUFFER: usize = 1024;
 
 /// Publish/subscribe with presence.
 pub trait Broker: Send + Sync {
-    /// Publishes `payload` to `channel`. Delivery is at most once.
+    /// Publishes `payload` to `channel`. Delivery is at most once: a publish
+    /// that may have reached the broker is never sent again, so an error
+    /// does not say that the payload was not delivered.
     fn publish<'a>(
         &'a self,
         channel: &'a str,

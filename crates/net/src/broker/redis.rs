@@ -1,14 +1,18 @@
 //! Redis pub/sub: the broker of real deployments.
 //!
 //! Publishing goes through a `ConnectionManager`, which reconnects by itself;
-//! a publish that fails during a broker restart is retried a few times with a
-//! short backoff. Each subscription has its own connection, driven by a task
+//! a publish refused during a broker restart (so surely not sent) is retried
+//! a few times with a short backoff, and one that may have reached the broker
+//! (a timeout, a dropped connection) is not, so that it is delivered at most
+//! once. A command waits up to [`RESPONSE_TIMEOUT`] for its answer: the
+//! client's default, 500 ms, also counts the queueing behind other commands
+//! and the upload of a frame of up to 256 KiB, which a slow link exceeds. Each subscription has its own connection, driven by a task
 //! that pings every [`HEARTBEAT`] and subscribes again after any failure.
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
 
@@ -18,6 +22,8 @@ use super::{BoxFuture, Broker, BrokerError, SUBSCRIPTION_BUFFER, Subscription, c
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PUBLISH_ATTEMPTS: u32 = 6;
+/// How long a command waits for the broker's answer.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a subscription keeps reconnecting before it gives up.
 pub const DEFAULT_OUTAGE_LIMIT: Duration = Duration::from_secs(600);
 
@@ -51,10 +57,16 @@ impl RedisBroker {
             .await
             .map_err(|_| timed_out())?
             .map_err(|e| failed(e.to_string()))?;
-        let conn = timeout(CONNECT_TIMEOUT, ConnectionManager::new(client.clone()))
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| failed(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn = timeout(
+            CONNECT_TIMEOUT,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| failed(e.to_string()))?;
         Ok(Self {
             client,
             conn,
@@ -177,7 +189,11 @@ impl Broker for RedisBroker {
                     .await;
                 match res {
                     Ok(_) => return Ok(()),
-                    Err(e) if attempt >= PUBLISH_ATTEMPTS => return Err(e.into()),
+                    // Only a refused connection says the command was never
+                    // sent; after any other error it may have run.
+                    Err(e) if attempt >= PUBLISH_ATTEMPTS || !e.is_connection_refusal() => {
+                        return Err(e.into());
+                    }
                     Err(e) => {
                         tracing::debug!("redis publish failed ({e}); retrying");
                         sleep(delay).await;
