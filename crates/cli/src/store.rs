@@ -658,14 +658,24 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
         );
     }
     let spec = accepted_spec(store, &args.reference)?;
-    let (r, named) = match args.at {
-        None => resolve(store, &spec)?,
-        Some(t) => {
+    let (r, named) = match (&spec, args.at) {
+        (Spec::Typed(spec), None) => resolve(store, spec)?,
+        (Spec::Typed(spec), Some(t)) => {
             // `--at` takes the name whole.
-            let version = version_at(store, &spec, t)?;
+            let version = version_at(store, spec, t)?;
             (
                 version.content_ref.clone(),
                 Some((spec.as_str(), None, version)),
+            )
+        }
+        (Spec::DirectoryVersion { .. }, Some(_)) => {
+            bail!("--at picks the version itself: give NAME, not NAME/@N")
+        }
+        (Spec::DirectoryVersion { name, number }, None) => {
+            let version = directory_version(store, name, *number)?;
+            (
+                version.content_ref.clone(),
+                Some((name.as_str(), Some(*number), version)),
             )
         }
     };
@@ -906,26 +916,40 @@ impl clap::builder::TypedValueParser for NewNameParser {
     }
 }
 
-/// What the user typed, with a directory's version as `seccs ls --all`
-/// shows it (`NAME/@N`) turned into the form the store resolves
-/// (`NAME@N`), unless a name is spelled that way itself (a file `@N` in
-/// the directory NAME), and refused when it is both.
-fn accepted_spec(store: &seccs_store::Store, spec: &str) -> Result<String> {
+/// What the user typed, as it is read.
+enum Spec {
+    /// A reference, NAME or NAME@N, read as [`seccs_store::Store::read_spec`]
+    /// reads it.
+    Typed(String),
+    /// A directory's version as `seccs ls --all` shows it (`NAME/@N`):
+    /// version N of the directory NAME and nothing else. Turned into
+    /// `NAME@N`, it would read (or remove) a file spelled so, not the
+    /// directory's version.
+    DirectoryVersion { name: String, number: u32 },
+}
+
+/// What the user typed: `NAME/@N` is version N of the directory NAME,
+/// unless a name is spelled that way itself (a file `@N` in the directory
+/// NAME), and refused when it is both.
+fn accepted_spec(store: &seccs_store::Store, spec: &str) -> Result<Spec> {
     if let Some((name, number)) = spec.rsplit_once("/@")
         && !name.is_empty()
         && !number.is_empty()
         && number.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(number) = number.parse::<u32>()
     {
         if store.lookup(spec)?.is_none() {
-            return Ok(format!("{name}@{number}"));
+            return Ok(Spec::DirectoryVersion {
+                name: name.to_owned(),
+                number,
+            });
         }
         // A file named `@N` in the directory NAME is spelled the same: when
         // NAME has a version N too, neither reading is taken.
-        let version_too = match number.parse::<u32>() {
-            Ok(n) => store.lookup(name)?.is_some_and(|r| r.version(n).is_some()),
-            Err(_) => false,
-        };
-        if version_too {
+        if store
+            .lookup(name)?
+            .is_some_and(|r| r.version(number).is_some())
+        {
             bail!(
                 "{} is both a name and version {number} of {}: {}@N reads a version of the \
                  first, {}@{number} the second",
@@ -936,7 +960,24 @@ fn accepted_spec(store: &seccs_store::Store, spec: &str) -> Result<String> {
             );
         }
     }
-    Ok(spec.to_owned())
+    Ok(Spec::Typed(spec.to_owned()))
+}
+
+/// Version `number` of the directory `name`, as `NAME/@N` names it: a
+/// version of `name` that is not a directory is refused, so that the
+/// spelling of a directory's version never reaches a file's.
+fn directory_version(store: &seccs_store::Store, name: &str, number: u32) -> Result<Version> {
+    let version = store.resolve_named(name, Some(number))?;
+    if version.kind != EntryKind::Directory {
+        bail!(
+            "{}/@{number} names a version of a directory, and version {number} of {} is not \
+             a directory (`seccs ls --all {}` lists its versions)",
+            shown(name),
+            shown(name),
+            crate::tree::typed(&shown(name))
+        );
+    }
+    Ok(version)
 }
 
 /// A name or reference as messages show it (control characters escaped).
@@ -1024,7 +1065,13 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
     // A name spelled NAME@N itself (`build@2`) is that name, whole, and
     // one that is also another name's version is refused.
     let spec = accepted_spec(store, &reference)?;
-    let (name, version) = store.read_spec(&spec)?;
+    let (name, version) = match &spec {
+        Spec::Typed(spec) => store.read_spec(spec)?,
+        Spec::DirectoryVersion { name, number } => {
+            directory_version(store, name, *number)?;
+            (name.as_str(), Some(*number))
+        }
+    };
     // A directory's name alone would take its own record and leave every
     // name under it: the tree is removed by its prefix.
     if version.is_none()

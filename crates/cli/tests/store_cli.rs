@@ -4020,6 +4020,37 @@ fn directory_spellings_prefixes_and_replaced_entries() {
     assert_eq!(std::fs::read_dir(&elsewhere).expect("list").count(), 0);
 }
 
+/// `NAME/@N` is version N of the directory NAME and nothing else: a
+/// sibling file spelled `NAME@N` is never read, nor removed, through it.
+#[test]
+fn a_directory_version_spelling_never_reaches_a_file_spelled_name_at_n() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let d = tmp.path().join("proj");
+    std::fs::create_dir_all(d.join("build")).expect("mkdir");
+    std::fs::write(d.join("build/out"), b"out").expect("write");
+    std::fs::write(d.join("build@3"), b"precious").expect("write");
+    put_tree_in(&store, tmp.path(), "proj");
+    let err = fails(seccs(&store).args(["get", "proj/build/@3"]));
+    assert!(err.contains("has no version 3"), "{err}");
+    let err = fails(seccs(&store).args(["rm", "proj/build/@3"]));
+    assert!(err.contains("has no version 3"), "{err}");
+    assert_eq!(ok(seccs(&store).args(["get", "proj/build@3"])), "precious");
+    // A file's version is not a directory's.
+    let err = fails(seccs(&store).args(["get", "proj/build/out/@1"]));
+    assert!(err.contains("not a directory"), "{err}");
+    let err = fails(seccs(&store).args(["rm", "proj/build/out/@1"]));
+    assert!(err.contains("not a directory"), "{err}");
+    // The directory's own version still reads and goes that way.
+    let err = fails(seccs(&store).args(["get", "proj/build/@1"]));
+    assert!(err.contains("is a version of a directory"), "{err}");
+    ok(seccs(&store).args(["rm", "proj/build/@1"]));
+    let all = ok(seccs(&store).args(["ls", "--all"]));
+    assert!(!all.contains("proj/build/@1\n"), "{all}");
+    assert_eq!(ok(seccs(&store).args(["get", "proj/build@3"])), "precious");
+    assert_eq!(ok(seccs(&store).args(["get", "proj/build/out"])), "out");
+}
+
 #[test]
 fn a_redis_server_that_evicts_keys_gets_no_new_store_and_an_existing_one_warns() {
     let tmp = tempfile::tempdir().expect("tmp");
