@@ -5,8 +5,9 @@
 //! - a pattern without `/` matches the last component of a name, at any
 //!   depth (`target`, `*.o`, `.git`);
 //! - a pattern with `/` matches the whole name, as `seccs ls` shows it
-//!   (`src/tree/build`, `src/**/cache`); a leading `/` is dropped, since
-//!   names have none;
+//!   (`src/tree/build`, `src/**/cache`); a leading `/` anchors a pattern
+//!   to the whole name too (`/build` is the name `build` only), and is not
+//!   itself matched, since names have none;
 //! - a trailing `/` makes a pattern match directories only (`build/`).
 //!
 //! `*` and `?` do not cross a `/`; `**` does. An excluded directory is not
@@ -54,11 +55,15 @@ impl Excludes {
                 Some(body) => (body, true),
                 None => (given.as_str(), false),
             };
+            // A leading `/` anchors the pattern to the whole name, as in
+            // `.gitignore` (`/build` is the top `build`, not every one);
+            // names have no `/` of their own to match it.
+            let anchored = body.starts_with('/');
             let body = body.trim_start_matches('/');
             if body.is_empty() {
                 bail!("--exclude {given:?} matches no name: give a name or a glob such as '*.o'");
             }
-            let scope = if body.contains('/') {
+            let scope = if anchored || body.contains('/') {
                 Scope::WholeName
             } else {
                 Scope::BaseName
@@ -206,6 +211,18 @@ mod tests {
         let star = excludes(&["proj/*.log"]);
         assert!(star.excludes("proj/x.log", false));
         assert!(!star.excludes("proj/sub/x.log", false));
+    }
+
+    #[test]
+    fn a_leading_slash_anchors_a_pattern_to_the_whole_name() {
+        let ex = excludes(&["/build", "/cache/"]);
+        assert!(ex.excludes("build", true));
+        assert!(ex.excludes("build", false));
+        assert!(!ex.excludes("proj/build", true));
+        assert!(!ex.excludes("proj/a/build", false));
+        assert!(ex.excludes("cache", true));
+        assert!(!ex.excludes("cache", false));
+        assert!(!ex.excludes("proj/cache", true));
     }
 
     #[test]

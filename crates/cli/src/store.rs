@@ -117,7 +117,8 @@ pub struct PutArgs {
     /// For a directory: leave out what PATTERN matches (repeatable). A
     /// pattern without `/` matches a file's or directory's own name at any
     /// depth (`target`, `*.o`, `.git`); one with `/` matches the whole name
-    /// as `seccs ls` shows it (`photos/2024/tmp`, `src/**/cache`); a
+    /// as `seccs ls` shows it (`photos/2024/tmp`, `src/**/cache`), as one
+    /// with a leading `/` does (`/proj/build` is that name only); a
     /// trailing `/` matches directories only. `*` and `?` stay within one
     /// path component, `**` crosses them; `?` and `[…]` match one
     /// character, `é` too. An excluded directory is not
