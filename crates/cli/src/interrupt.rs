@@ -107,6 +107,23 @@ pub fn watch() {
 /// (`linkat` never follows nor replaces what is at the new name), so a
 /// name someone else made first is passed over, never written through.
 pub fn name_in(dir: &Path, file: &std::fs::File) -> std::io::Result<(PathBuf, Registered)> {
+    linked_in(dir, |path| crate::output::link_unnamed(file, path))
+}
+
+/// Makes a hard link to `first` under a temporary name in `dir`, and
+/// registers it, as [`name_in`] names an unnamed file: so that a link is
+/// made beside its target and renamed over it, and what is at the target
+/// stays there until the link is made.
+pub fn hard_link_in(dir: &Path, first: &Path) -> std::io::Result<(PathBuf, Registered)> {
+    linked_in(dir, |path| std::fs::hard_link(first, path))
+}
+
+/// Links something at a temporary name in `dir` with `link`, which must
+/// fail with `AlreadyExists` where a name is taken, and registers it.
+fn linked_in(
+    dir: &Path,
+    link: impl Fn(&Path) -> std::io::Result<()>,
+) -> std::io::Result<(PathBuf, Registered)> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NAMED: AtomicU64 = AtomicU64::new(0);
     HANDLER.get_or_init(start_handler);
@@ -114,7 +131,7 @@ pub fn name_in(dir: &Path, file: &std::fs::File) -> std::io::Result<(PathBuf, Re
     for _ in 0..128 {
         let n = NAMED.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!("{PARTIAL_PREFIX}{:x}-{n:x}", std::process::id()));
-        match crate::output::link_unnamed(file, &path) {
+        match link(&path) {
             Ok(()) => {
                 pending.insert(path.clone());
                 let registered = Registered(path.clone());

@@ -1241,13 +1241,31 @@ fn put_group_in_place(
 
 /// Makes `target` a hard link to `first`, or when that cannot be (the first
 /// failed to restore, the file system has no hard links or the file too
-/// many) writes it on its own with `write`.
+/// many) writes it on its own with `write`. What is at `target` stays
+/// until one of them is in place: the link is made under a temporary name
+/// beside it and renamed over it, as a written file is.
 fn link_or_write(first: &Path, target: &Path, write: impl FnOnce() -> Result<()>) -> Result<()> {
-    let _ = fs::remove_file(target);
-    match fs::hard_link(first, target) {
+    match link_over(first, target) {
         Ok(()) => Ok(()),
         Err(_) => write(),
     }
+}
+
+/// Replaces what is at `target` with a hard link to `first`, in one rename.
+fn link_over(first: &Path, target: &Path) -> std::io::Result<()> {
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let (tmp, _removed_on_interrupt) = crate::interrupt::hard_link_in(dir, first)?;
+    let renamed = fs::rename(&tmp, target);
+    // A failed rename leaves the temporary name; so does one over a name
+    // of the same file already (a restore into its own earlier output),
+    // which succeeds doing nothing.
+    if renamed.is_err() || fs::symlink_metadata(&tmp).is_ok() {
+        let _ = fs::remove_file(&tmp);
+    }
+    renamed
 }
 
 /// An entry a restore did not try, as the backend had failed for good.
@@ -2116,6 +2134,27 @@ mod tests {
         // A failed write is the name's error.
         let err = link_or_write(&missing, &dir.path().join("fourth"), || bail!("no content"));
         assert!(err.is_err_and(|e| e.to_string() == "no content"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_hard_link_that_cannot_be_made_nor_written_leaves_the_file_there() -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir()?;
+        let (first, target) = (dir.path().join("first"), dir.path().join("target"));
+        fs::write(&target, b"the user's")?;
+        let missing = dir.path().join("failed-to-restore");
+        let err = link_or_write(&missing, &target, || bail!("no content"));
+        assert!(err.is_err_and(|e| e.to_string() == "no content"));
+        assert_eq!(fs::read(&target)?, b"the user's");
+        // Linked again over a link to the same file: one name each, and no
+        // temporary one left.
+        fs::write(&first, b"one file")?;
+        link_or_write(&first, &target, || bail!("written, not linked"))?;
+        link_or_write(&first, &target, || bail!("written, not linked"))?;
+        assert_eq!(fs::metadata(&target)?.ino(), fs::metadata(&first)?.ino());
+        assert_eq!(fs::metadata(&first)?.nlink(), 2);
+        assert_eq!(fs::read_dir(dir.path())?.count(), 2);
         Ok(())
     }
 
