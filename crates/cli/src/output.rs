@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
@@ -108,8 +108,9 @@ pub fn write_bytes(path: Option<&Path>, data: &[u8]) -> Result<()> {
 /// place only if `fill` succeeds: a failed read leaves no partial file.
 ///
 /// A path that names a symbolic link is written through the link: the file
-/// it points to is replaced and the link stays (unless another user's link
-/// in a shared sticky directory, which is refused). This process's
+/// it points to is replaced and the link stays (unless the link, or one it
+/// leads through at any hop, is another user's link in a shared sticky
+/// directory, which is refused). This process's
 /// standard output or error by any name (`/dev/stdout`, `/dev/fd/2`,
 /// `/proc/self/fd/1`) is written through the descriptor it inherited, at
 /// the offset the shell shares with it; another open descriptor
@@ -295,10 +296,7 @@ pub fn write_file_atomically_as(
     let resolved;
     let path = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
-            refuse_foreign_link_in_shared_dir(path)?;
-            resolved = std::fs::canonicalize(path).with_context(|| {
-                format!("cannot write {}: the link points nowhere", shown(path))
-            })?;
+            resolved = resolve_links_checked(path)?;
             resolved.as_path()
         }
         _ => path,
@@ -374,6 +372,61 @@ fn open_descriptor(path: &Path) -> Option<Descriptor> {
         }
     }
     None
+}
+
+/// How many links [`resolve_links_checked`] follows, as the kernel's
+/// `MAXSYMLINKS`.
+const LINKS_FOLLOWED: usize = 40;
+
+/// The path `path` resolves to (absolute, no link in it), its links
+/// followed one hop at a time, each checked by
+/// [`refuse_foreign_link_in_shared_dir`]: a chain that passes through
+/// another user's link in a shared sticky directory, at any hop or as a
+/// directory of the path, is refused as that link itself would be.
+fn resolve_links_checked(path: &Path) -> Result<PathBuf> {
+    use std::path::Component;
+    let nowhere = || format!("cannot write {}: the link points nowhere", shown(path));
+    let mut done = if path.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir().with_context(nowhere)?
+    };
+    // The components left to walk, the next one last.
+    let mut left: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .map(|c| c.as_os_str().to_owned())
+        .collect();
+    let mut followed = 0;
+    while let Some(part) = left.pop() {
+        match Path::new(&part).components().next() {
+            Some(Component::RootDir) => done = PathBuf::from("/"),
+            Some(Component::ParentDir) => {
+                // `done` holds no link, so its parent is the one `..` reaches.
+                done.pop();
+            }
+            Some(Component::Normal(_)) => {
+                let next = done.join(&part);
+                let meta = std::fs::symlink_metadata(&next).with_context(nowhere)?;
+                if !meta.file_type().is_symlink() {
+                    done = next;
+                    continue;
+                }
+                followed += 1;
+                if followed > LINKS_FOLLOWED {
+                    anyhow::bail!(
+                        "cannot write {}: more than {LINKS_FOLLOWED} links to follow",
+                        shown(path)
+                    );
+                }
+                refuse_foreign_link_in_shared_dir(&next)?;
+                let target = std::fs::read_link(&next).with_context(nowhere)?;
+                left.extend(target.components().rev().map(|c| c.as_os_str().to_owned()));
+            }
+            _ => {}
+        }
+    }
+    Ok(done)
 }
 
 /// Refuses to write through the symlink at `path` where the kernel's

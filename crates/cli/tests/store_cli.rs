@@ -4210,6 +4210,64 @@ fn output_through_another_users_link_in_a_shared_sticky_directory_is_refused() {
     }
 }
 
+/// A chain of links is checked at each hop: one's own link to another
+/// user's in a shared sticky directory is refused as that one is, and so
+/// is a path through a directory link of another user there.
+#[test]
+fn output_through_a_chain_reaching_another_users_link_in_a_sticky_directory_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() {
+        // Only root can give a link another owner.
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 5_000, 74);
+    put_as(&store, &f, "f");
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let victims = tmp.path().join("victims");
+    std::fs::create_dir(&victims).expect("mkdir");
+    let victim = victims.join("victim");
+    std::fs::write(&victim, b"keep").expect("write");
+    let foreign = shared.join("out");
+    std::os::unix::fs::symlink(&victim, &foreign).expect("symlink");
+    std::os::unix::fs::lchown(&foreign, Some(4321), Some(4321)).expect("chown");
+    let mine = tmp.path().join("mine");
+    std::os::unix::fs::symlink(&foreign, &mine).expect("symlink");
+    let err = fails(seccs(&store).args(["get", "f", "-o"]).arg(&mine));
+    assert!(
+        err.contains("symlink another user (uid 4321) owns in a shared sticky directory"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&victim).expect("read"), b"keep");
+    // Through a directory link of another user, at a later hop.
+    let foreign_dir = shared.join("dir");
+    std::os::unix::fs::symlink(&victims, &foreign_dir).expect("symlink");
+    std::os::unix::fs::lchown(&foreign_dir, Some(4321), Some(4321)).expect("chown");
+    let mine_too = tmp.path().join("mine-too");
+    std::os::unix::fs::symlink(foreign_dir.join("victim"), &mine_too).expect("symlink");
+    let err = fails(seccs(&store).args(["get", "f", "-o"]).arg(&mine_too));
+    assert!(err.contains("uid 4321"), "{err}");
+    assert_eq!(std::fs::read(&victim).expect("read"), b"keep");
+    // One's own chain is written through, to the end.
+    let own = tmp.path().join("own");
+    std::os::unix::fs::symlink(&victim, &own).expect("symlink");
+    let own_too = tmp.path().join("own-too");
+    std::os::unix::fs::symlink("own", &own_too).expect("symlink");
+    ok(seccs(&store).args(["get", "f", "-o"]).arg(&own_too));
+    assert_eq!(
+        std::fs::read(&victim).expect("read"),
+        std::fs::read(&f).expect("read")
+    );
+    assert!(
+        std::fs::symlink_metadata(&own_too)
+            .expect("stat")
+            .is_symlink()
+    );
+}
+
 #[test]
 fn a_store_whose_empty_journal_file_was_lost_reads_and_counts_as_before() {
     let tmp = tempfile::tempdir().expect("tmp");
