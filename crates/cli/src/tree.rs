@@ -1533,7 +1533,11 @@ fn replace_a_link_where_a_directory_goes(places: &Places<'_>, name: &str) {
         && fs::symlink_metadata(&place.at).is_ok_and(|m| m.file_type().is_symlink())
         && fs::remove_file(&place.at).is_ok()
     {
-        let _ = fs::create_dir(&place.at);
+        // Made as the restore makes it (private while its entries are
+        // written when the directory's bits are not to be widened yet).
+        let _ = fs::DirBuilder::new()
+            .mode(places.making_mode(&name_of(Path::new(name))))
+            .create(&place.at);
     }
 }
 
@@ -2134,6 +2138,24 @@ mod tests {
         // A failed write is the name's error.
         let err = link_or_write(&missing, &dir.path().join("fourth"), || bail!("no content"));
         assert!(err.is_err_and(|e| e.to_string() == "no content"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_link_where_a_private_directory_goes_is_replaced_by_a_private_one() -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere)?;
+        let out = dir.path().join("out");
+        fs::create_dir(&out)?;
+        std::os::unix::fs::symlink(&elsewhere, out.join("top"))?;
+        let mut places = Places::new(&out);
+        places.private_until_done = HashSet::from(["top".to_owned()]);
+        replace_a_link_where_a_directory_goes(&places, "top");
+        let made = fs::symlink_metadata(out.join("top"))?;
+        assert!(made.is_dir());
+        assert_eq!(made.permissions().mode() & 0o777, 0o700);
         Ok(())
     }
 
