@@ -529,7 +529,7 @@ pub fn directory_named_by(store: &Store, prefix: &str) -> Result<Option<Record>>
     }
     let record = store
         .lookup(name)
-        .with_context(|| format!("cannot look up {name}"))?;
+        .with_context(|| format!("cannot look up {}", shown_name(name, EntryKind::Directory)))?;
     Ok(record.filter(|r| r.latest().is_some_and(|v| v.kind == EntryKind::Directory)))
 }
 
@@ -828,7 +828,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                 .cloned(),
             _ => store
                 .unchanged_since_stamp(name, kind, len, stamp)
-                .with_context(|| format!("cannot look up {name}"))?,
+                .with_context(|| format!("cannot look up {}", shown_name(name, kind)))?,
         })
     };
     if how.dry_run {
@@ -1591,9 +1591,12 @@ fn mark_missing_gone(
     }
     let known = known.context("names missing from the directory are not marked gone")?;
     let missing = missing_names(live_names(&known), present, unlisted);
-    store
-        .mark_gone(&missing)
-        .with_context(|| format!("cannot mark the names missing from {root}/ gone"))
+    store.mark_gone(&missing).with_context(|| {
+        format!(
+            "cannot mark the names missing from {} gone",
+            shown_name(root, EntryKind::Directory)
+        )
+    })
 }
 
 /// How `seccs get PREFIX/ -o DIR` runs.
