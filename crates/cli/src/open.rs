@@ -95,9 +95,9 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
             new.backend
         );
     }
-    if StoreDir::exists(path) {
-        bail!("{} already holds a store", path.display());
-    }
+    // Nor over the data of a store that lost its config.toml, which the
+    // new store would take for its own.
+    StoreDir::check_new(path)?;
     // Nothing is made anywhere (a backend, a key on the share network or
     // the key service) for a store whose directory cannot be.
     check_creatable(path)?;

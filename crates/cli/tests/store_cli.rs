@@ -5250,3 +5250,30 @@ fn a_damaged_block_of_the_catalog_fails_ls_and_a_restore() {
     let got = run(seccs(&store).args(["get", "tree/", "-o"]).arg(&restore));
     assert!(!got.status.success(), "the restore says names are missing");
 }
+
+/// `init` over a directory that lost its config.toml but still holds the
+/// store's database is refused, before any key is written: the new store
+/// would take that database for its own, and its gc would delete it.
+#[test]
+fn init_refuses_a_directory_holding_another_stores_database() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args(["init", "--compression", "none"]));
+    let input = random_file(tmp.path(), "in", 5000, 7);
+    put_as(&store, &input, "doc");
+    let config = store.join("config.toml");
+    let saved = std::fs::read(&config).expect("config");
+    std::fs::remove_file(&config).expect("rm config");
+    let other_key = tmp.path().join("other-key");
+    let err = fails(seccs(&store).args(["init", "--key-file"]).arg(&other_key));
+    assert!(err.contains("another store's data"), "{err}");
+    assert!(!other_key.exists(), "no key written");
+    assert!(!config.exists(), "no config written");
+    std::fs::write(&config, saved).expect("restore config");
+    let out = tmp.path().join("out");
+    ok(seccs(&store).args(["get", "doc", "-o"]).arg(&out));
+    assert_eq!(
+        std::fs::read(&out).expect("out"),
+        std::fs::read(&input).expect("in")
+    );
+}

@@ -55,6 +55,10 @@ const KEY_CHECK_LEN: usize = 16;
 /// The largest key file read (one line holds the magic and 64 hex digits).
 const MAX_KEY_FILE: u64 = 4096;
 
+/// What a store keeps in its directory besides config.toml, its key file
+/// and its lock: the embedded database and the journal of puts in progress.
+const STORE_DATA: [&str; 2] = ["db", "journal"];
+
 /// The HKDF label of the key that authenticates a store's parameters in
 /// config.toml; part of the format.
 const PARAMS_CHECK_LABEL: Label = Label::Custom("seccs/v1/store/params-check");
@@ -243,18 +247,54 @@ impl StoreDir {
         path.join("config.toml").is_file()
     }
 
-    /// Creates a store directory with `config`. Refuses a directory that
-    /// already holds a store.
-    pub fn create(path: &Path, config: StoreConfig) -> Result<Self> {
+    /// Refuses `path` for a new store if it holds a store, or the data of
+    /// one that lost its config.toml: its embedded database or its journal
+    /// of puts in progress. A new store would open that database as its
+    /// own, read every record in it as tampered under its own key, and its
+    /// `gc` would delete them. Empty directories hold nothing and are taken.
+    pub fn check_new(path: &Path) -> Result<()> {
         if Self::exists(path) {
             return Err(StoreError::Config(format!(
                 "{} already holds a store",
                 path.display()
             )));
         }
+        for name in STORE_DATA {
+            let data = path.join(name);
+            let holds_data = match data.symlink_metadata() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => return Err(io_err(&data, e)),
+                Ok(meta) if meta.is_dir() => fs::read_dir(&data)
+                    .map_err(|e| io_err(&data, e))?
+                    .next()
+                    .is_some(),
+                Ok(_) => true,
+            };
+            if holds_data {
+                return Err(StoreError::Config(format!(
+                    "{} holds another store's data ({}) but no config.toml: a new store there \
+                     would take that data for its own and delete it. Put that store's \
+                     config.toml back to open it, or move {} away to make a new store; \
+                     nothing was changed",
+                    path.display(),
+                    data.display(),
+                    data.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a store directory with `config`. Refuses a directory that
+    /// already holds a store, or another store's data
+    /// ([`StoreDir::check_new`]).
+    pub fn create(path: &Path, config: StoreConfig) -> Result<Self> {
+        Self::check_new(path)?;
         config.params()?;
         fs::create_dir_all(path).map_err(|e| io_err(path, e))?;
         let lock = lock(path)?;
+        // Again under the lock: a store opened meanwhile may have written.
+        Self::check_new(path)?;
         let dir = Self {
             path: path.to_owned(),
             config,
@@ -927,6 +967,56 @@ mod tests {
                 "{bad:?}: {err:?}"
             );
         }
+        Ok(())
+    }
+
+    /// A directory that lost its config.toml still holds its store's
+    /// database: a new store made there would open that database, read
+    /// every record as tampered under its own key, and its gc would delete
+    /// them. Made over it, or over a journal of puts in progress, a store
+    /// is refused, and the old data stays.
+    #[test]
+    fn a_store_is_not_made_over_another_stores_data() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        {
+            let mut dir = new_dir(&path, Some(&key(1)))?;
+            let backend = dir.open_embedded()?;
+            let store = dir.open_store(backend, &key(1))?;
+            store.put_named(&mut &b"precious"[..], "doc", EntryKind::File)?;
+        }
+        let config = path.join("config.toml");
+        let saved = fs::read(&config)?;
+        fs::remove_file(&config)?;
+        let err = new_dir(&path, Some(&key(2))).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("another store's data") && e.contains("db")),
+            "{err:?}"
+        );
+        assert!(!config.exists(), "nothing written");
+        fs::write(&config, saved)?;
+        let mut dir = StoreDir::open(&path)?;
+        let backend = dir.open_embedded()?;
+        let store = dir.open_store(backend, &key(1))?;
+        let mut read = Vec::new();
+        store.get_named("doc", None, &mut read)?;
+        assert_eq!(read, b"precious");
+        drop((store, dir));
+
+        let other = tmp.path().join("journal-only");
+        fs::create_dir_all(other.join("journal"))?;
+        fs::write(other.join("journal").join("a-put"), b"")?;
+        let err = new_dir(&other, Some(&key(2))).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("another store's data") && e.contains("journal")),
+            "{err:?}"
+        );
+        // Empty directories hold nothing: a store is made there.
+        fs::remove_file(other.join("journal").join("a-put"))?;
+        fs::create_dir_all(other.join("db"))?;
+        new_dir(&other, Some(&key(2)))?.open_embedded()?;
         Ok(())
     }
 
