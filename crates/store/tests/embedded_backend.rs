@@ -1245,3 +1245,39 @@ fn a_batch_whose_ingestion_fails_is_not_applied() -> TestResult {
     assert!(backend.get(&crash_key(9, 0))?.is_none());
     Ok(())
 }
+
+/// fjall's lock file is empty whenever the database is closed, so a copy
+/// or sync tool that skips empty files drops it; fjall's recovery opens it
+/// without creating it. The store opens as before, with its data.
+#[test]
+fn a_database_that_lost_its_empty_lock_file_opens_with_its_data() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let db = tmp.path().join("db");
+    {
+        let backend = EmbeddedBackend::open(&db)?;
+        let mut batch = Batch::new();
+        batch.put(b"kept".to_vec(), vec![9; 10], 2);
+        backend.apply(&batch)?;
+    }
+    let lock = db.join("lock");
+    assert_eq!(std::fs::metadata(&lock)?.len(), 0, "the lock file is empty");
+    std::fs::remove_file(&lock)?;
+    let backend = EmbeddedBackend::open_existing(&db)?;
+    assert_eq!(
+        backend.get_many(&[b"kept".as_slice()])?,
+        vec![Some(Entry {
+            value: vec![9; 10],
+            count: 2
+        })]
+    );
+    assert!(lock.exists(), "put back");
+    drop(backend);
+    // And a second open while one holds it is still refused.
+    let held = EmbeddedBackend::open_existing(&db)?;
+    assert!(matches!(
+        EmbeddedBackend::open_existing(&db),
+        Err(BackendError::Locked { .. })
+    ));
+    drop(held);
+    Ok(())
+}

@@ -332,6 +332,7 @@ impl EmbeddedBackend {
             check_layout(dir)?;
             restore_lost_journal(dir)?;
         }
+        restore_lost_lock(dir)?;
         // fjall 3.1 marks the write-buffer limit deprecated pending a
         // runtime setting; it bounds memtables of journaled batches.
         #[allow(deprecated)]
@@ -1175,6 +1176,27 @@ fn restore_lost_journal(dir: &Path) -> Result<(), BackendError> {
         .and_then(|f| f.sync_all())
         .and_then(|()| File::open(dir)?.sync_all())
         .map_err(io)
+}
+
+/// Puts fjall's lock file back in a database that lost it: it is empty,
+/// so a copy or sync tool that skips empty files drops it, and fjall's
+/// recovery opens it without creating it (the open then fails naming only
+/// the directory). Only where the rest of the database is there (its
+/// version file): a new database gets one from fjall.
+fn restore_lost_lock(dir: &Path) -> Result<(), BackendError> {
+    if !dir.join("version").exists() {
+        return Ok(());
+    }
+    let lock = dir.join("lock");
+    // create_new: a lock file another open holds is left as it is.
+    match File::options().write(true).create_new(true).open(&lock) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(BackendError::other(
+            NAME,
+            format_args!("cannot put back the lost lock file {}: {e}", lock.display()),
+        )),
+    }
 }
 
 /// Maps an error of opening the database in `dir`, naming the directory.
