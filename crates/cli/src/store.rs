@@ -210,7 +210,9 @@ pub struct RmArgs {
     /// version), NAME@N or NAME/@N (removes version N), or PREFIX/ (removes every
     /// version of every name under PREFIX/, and the directory PREFIX if
     /// `put DIR` recorded it). With --gone: only names under
-    /// this prefix (default: all).
+    /// this prefix (default: all). A name whose every version is removed is
+    /// gone: a later put of it starts again at version 1, so a NAME@N
+    /// noted before then may name other content.
     #[arg(required_unless_present_any = ["gone", "keep"], value_parser = name_arg())]
     reference: Option<String>,
     /// Remove every version of the names that are gone (their files were

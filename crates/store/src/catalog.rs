@@ -225,7 +225,10 @@ pub struct FileMeta {
 /// One version of a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
-    /// Version number, from 1, never reused for a name.
+    /// Version number, from 1, never reused while the name has a version:
+    /// once every version of a name is removed the name is gone with its
+    /// record (a store whose names are all removed holds nothing), and a
+    /// later put of it starts again at 1.
     pub number: u32,
     /// The content.
     pub content_ref: ContentRef,
