@@ -240,7 +240,7 @@ const RECORD_HEADROOM: u64 = 64 * 1024;
 /// fragment of `1/t` of the ciphertext, and a record must fit in one message
 /// ([`MAX_FRAMES`] × [`MAX_FRAME_PAYLOAD`], 1 GiB); and, from `t` = 65 on,
 /// the file and the inner tag must fit in one AES-GCM encryption
-/// ([`MAX_SEAL_LEN`], 64 GiB less 32 bytes).
+/// (`MAX_SEAL_LEN`, 64 GiB less 32 bytes).
 pub fn max_file_len(t: usize) -> u64 {
     let message = u64::from(MAX_FRAMES) * MAX_FRAME_PAYLOAD as u64;
     // Fragments are rounded up to an even length: one byte of slack each.
