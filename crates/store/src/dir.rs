@@ -262,7 +262,16 @@ impl StoreDir {
         for name in STORE_DATA {
             let data = path.join(name);
             let holds_data = match data.symlink_metadata() {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                // A path through a file holds no store: making the store
+                // there fails next, naming what is not a directory.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    false
+                }
                 Err(e) => return Err(io_err(&data, e)),
                 Ok(meta) if meta.is_dir() => fs::read_dir(&data)
                     .map_err(|e| io_err(&data, e))?
