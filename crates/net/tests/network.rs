@@ -477,10 +477,37 @@ async fn a_server_listing_a_version_many_times_counts_once(kind: Kind) -> TestRe
     Ok(())
 }
 
+/// Sends `count` fetches of version 1 of "big" to `channel`, each from a
+/// client channel nobody reads, so their replies are never acknowledged.
+async fn forge_fetches(
+    broker: &dyn seccs_net::broker::Broker,
+    channel: &str,
+    count: usize,
+) -> TestResult {
+    use seccs_net::message::{Body, Message, RequestId};
+    for i in 0..count {
+        let request = Message {
+            request_id: RequestId([i as u8; 16]),
+            body: Body::Fetch {
+                tag: "big".into(),
+                version: 1,
+            },
+        };
+        let frame = Frame::Data(DataFrame {
+            message_id: MessageId([i as u8; 16]),
+            sender: "seccs:client:nobody".into(),
+            index: 0,
+            count: 1,
+            payload: request.encode(),
+        });
+        broker.publish(channel, frame.encode()).await?;
+    }
+    Ok(())
+}
+
 async fn forged_requests_from_a_channel_nobody_reads_free_the_request_slots(
     kind: Kind,
 ) -> TestResult {
-    use seccs_net::message::{Body, Message, RequestId};
     let (broker, _proc, _url) = common::broker_for(kind).await?;
     let root = tempfile::tempdir()?;
     let ack_timeout = Duration::from_secs(2);
@@ -496,23 +523,12 @@ async fn forged_requests_from_a_channel_nobody_reads_free_the_request_slots(
     let file = data(700_000, 5);
     client.save("big", &file, &pw()).await?;
     // One forged fetch per request slot, each answered to a channel nobody reads.
-    for i in 0..seccs_net::server::MAX_CONCURRENT {
-        let request = Message {
-            request_id: RequestId([i as u8; 16]),
-            body: Body::Fetch {
-                tag: "big".into(),
-                version: 1,
-            },
-        };
-        let frame = Frame::Data(DataFrame {
-            message_id: MessageId([i as u8; 16]),
-            sender: "seccs:client:nobody".into(),
-            index: 0,
-            count: 1,
-            payload: request.encode(),
-        });
-        broker.publish(server.channel(), frame.encode()).await?;
-    }
+    forge_fetches(
+        &*broker,
+        server.channel(),
+        seccs_net::server::MAX_CONCURRENT,
+    )
+    .await?;
     // A client that waits 3.5 ack timeouts is answered: the slots are free
     // after one (they were held for four). The margin is for a loaded
     // machine: the forged replies are sent before the slots free.
@@ -529,7 +545,6 @@ async fn forged_requests_from_a_channel_nobody_reads_free_the_request_slots(
 /// of when a slot frees (one acknowledgement timeout, here far longer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_while_every_request_slot_is_held() -> TestResult {
-    use seccs_net::message::{Body, Message, RequestId};
     let (broker, _proc, _url) = common::broker_for(Kind::Memory).await?;
     let root = tempfile::tempdir()?;
     let ack_timeout = Duration::from_secs(600);
@@ -546,23 +561,12 @@ async fn shutdown_ends_while_every_request_slot_is_held() -> TestResult {
     .await?;
     // Replies to fetches of this file take several frames.
     client.save("big", &data(700_000, 5), &pw()).await?;
-    for i in 0..=seccs_net::server::MAX_CONCURRENT {
-        let request = Message {
-            request_id: RequestId([i as u8; 16]),
-            body: Body::Fetch {
-                tag: "big".into(),
-                version: 1,
-            },
-        };
-        let frame = Frame::Data(DataFrame {
-            message_id: MessageId([i as u8; 16]),
-            sender: "seccs:client:nobody".into(),
-            index: 0,
-            count: 1,
-            payload: request.encode(),
-        });
-        broker.publish(server.channel(), frame.encode()).await?;
-    }
+    forge_fetches(
+        &*broker,
+        server.channel(),
+        seccs_net::server::MAX_CONCURRENT + 1,
+    )
+    .await?;
     // Lets the server take the requests (the last one waits for a slot).
     tokio::time::sleep(Duration::from_secs(1)).await;
     let bound = seccs_net::server::SHUTDOWN_GRACE * 6;
