@@ -384,7 +384,12 @@ impl StoreDir {
         }
         let text = toml::to_string(&self.config)
             .map_err(|e| StoreError::Config(format!("cannot write config: {e}")))?;
-        write_atomic(&self.path.join("config.toml"), text.as_bytes(), 0o644)
+        write_atomic(
+            &self.path.join("config.toml"),
+            text.as_bytes(),
+            0o644,
+            Replace::Allowed,
+        )
     }
 
     /// Opens an existing store directory, taking its lock.
@@ -630,7 +635,16 @@ pub fn write_key_file(path: &Path, key: &SecretKey) -> Result<()> {
         "{KEY_FILE_MAGIC} {}\n",
         seccs_core::hexenc::encode(key.expose_secret())
     ));
-    write_atomic(path, text.as_bytes(), 0o600)
+    // Checked again as the file takes its name: another `init` may have
+    // made the file since the check above, and its key may already sit
+    // in a store's config.
+    write_atomic(path, text.as_bytes(), 0o600, Replace::Refused).map_err(|e| match e {
+        StoreError::Config(_) if path.symlink_metadata().is_ok() => StoreError::Config(format!(
+            "key file {} already exists; not overwriting it",
+            path.display()
+        )),
+        other => other,
+    })
 }
 
 /// Reads a key file written by [`write_key_file`].
@@ -722,7 +736,14 @@ pub fn host_name() -> String {
 
 /// Writes a file atomically: temporary file, fsync, rename, fsync of the
 /// directory.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+/// Whether [`write_atomic`] may take the place of a file already at its path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    Allowed,
+    Refused,
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32, replace: Replace) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -739,7 +760,11 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let _ = mode;
     tmp.write_all(bytes).map_err(|e| io_err(path, e))?;
     tmp.as_file().sync_all().map_err(|e| io_err(path, e))?;
-    tmp.persist(path).map_err(|e| io_err(path, e.error))?;
+    match replace {
+        Replace::Allowed => tmp.persist(path).map(drop),
+        Replace::Refused => tmp.persist_noclobber(path).map(drop),
+    }
+    .map_err(|e| io_err(path, e.error))?;
     if let Ok(d) = File::open(dir) {
         // Best effort: not every platform can fsync a directory.
         let _ = d.sync_all();
@@ -799,6 +824,27 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    /// A key file that another `init` made after `write_key_file`'s first
+    /// check is not replaced when the new file takes its name: the other
+    /// key may already be the one a store's config was made for.
+    #[test]
+    fn a_key_file_made_after_the_check_is_not_replaced() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("key");
+        std::fs::write(&path, "theirs").expect("write");
+        let err = write_atomic(&path, b"ours", 0o600, Replace::Refused).err();
+        assert!(matches!(err, Some(StoreError::Config(_))), "{err:?}");
+        assert_eq!(std::fs::read(&path).expect("read"), b"theirs");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .expect("list")
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<_>>()
+            .expect("names");
+        assert_eq!(left, vec![std::ffi::OsString::from("key")]);
+        write_atomic(&path, b"ours", 0o600, Replace::Allowed).expect("replaced");
+        assert_eq!(std::fs::read(&path).expect("read"), b"ours");
     }
 
     fn new_dir(path: &Path, check_of: Option<&SecretKey>) -> Result<StoreDir> {
