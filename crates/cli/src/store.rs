@@ -1092,7 +1092,20 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
         );
     }
     let removed = store.remove_name(name, version)?;
-    errln!("seccs: removed {removed} version(s) of {}", shown(name));
+    // The numbers of a name whose last version went start again at 1: a
+    // NAME@N noted before may later name other content.
+    let left = if store.lookup(name)?.is_some() {
+        String::new()
+    } else {
+        format!(
+            "; no version of it is left, so a later put of {} is version 1",
+            shown(name)
+        )
+    };
+    errln!(
+        "seccs: removed {removed} version(s) of {}{left}",
+        shown(name)
+    );
     Ok(())
 }
 

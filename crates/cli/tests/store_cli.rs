@@ -681,6 +681,35 @@ fn rm_of_a_reference_never_takes_a_names_content() {
     assert_eq!(stat(&store)["entries"], 0);
 }
 
+/// `rm` says when it removed a name's last version: the numbers start
+/// again at 1, so a NAME@N noted before may later name other content.
+#[test]
+fn rm_of_a_names_last_version_says_its_numbers_start_again() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let said = |args: &[&str]| {
+        let out = run(seccs(&store).args(args));
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stderr).expect("utf-8")
+    };
+    let first = put_as(&store, &random_file(tmp.path(), "f1", 5000, 4), "n");
+    put_as(&store, &random_file(tmp.path(), "f2", 5000, 5), "n");
+    let one = said(&["rm", "n@1"]);
+    assert!(
+        one.contains("removed 1 version(s) of") && !one.contains("no version of it is left"),
+        "{one}"
+    );
+    let last = said(&["rm", "n@2"]);
+    assert!(
+        last.contains("no version of it is left, so a later put of"),
+        "{last}"
+    );
+    assert_eq!(put_as(&store, &tmp.path().join("f1"), "n"), first);
+    let listed = ok(seccs(&store).args(["ls", "--all", "--json"]));
+    assert!(listed.contains("\"version\":1"), "{listed}");
+    assert!(!listed.contains("\"version\":2"), "{listed}");
+}
+
 /// Starts a `put -` that holds `store` open until its standard input is
 /// closed, and returns it with the error a second process then gets.
 fn hold_store(store: &Path) -> (std::process::Child, String) {
