@@ -204,3 +204,123 @@ async fn min_acks_above_the_servers_online_fails_the_save() -> TestResult {
     assert!(client.list("").await?.is_empty(), "nothing was stored");
     Ok(())
 }
+
+/// A loopback TCP relay to a Redis server that holds back every byte the
+/// server sends for `delay` (as a slow link would), and counts the
+/// `PUBLISH` commands the client sends through it.
+struct SlowRelay {
+    port: u16,
+    publishes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowRelay {
+    async fn start(upstream: u16, delay: Duration) -> std::io::Result<Self> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let publishes = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = publishes.clone();
+        let task = tokio::spawn(async move {
+            // Bounded: a test opens a handful of connections.
+            for _ in 0..64 {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut server_rx, mut server_tx) = server.into_split();
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    // What the client sent last, so that a command name cut
+                    // between two reads is still counted once.
+                    let mut tail: Vec<u8> = Vec::new();
+                    while let Ok(n) = client_rx.read(&mut buf).await {
+                        if n == 0 || server_tx.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                        let mut seen = std::mem::take(&mut tail);
+                        seen.extend_from_slice(&buf[..n]);
+                        let word = b"PUBLISH\r\n";
+                        counted.fetch_add(
+                            seen.windows(word.len()).filter(|w| w == word).count(),
+                            Ordering::SeqCst,
+                        );
+                        tail = seen[seen.len().saturating_sub(word.len() - 1)..].to_vec();
+                    }
+                });
+                tokio::spawn(async move {
+                    let (tx, mut rx) =
+                        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+                    tokio::spawn(async move {
+                        while let Some((due, bytes)) = rx.recv().await {
+                            tokio::time::sleep_until(due).await;
+                            if client_tx.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    let mut buf = vec![0u8; 64 << 10];
+                    while let Ok(n) = server_rx.read(&mut buf).await {
+                        let due = tokio::time::Instant::now() + delay;
+                        if n == 0 || tx.send((due, buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            port,
+            publishes,
+            task,
+        })
+    }
+
+    fn publishes(&self) -> usize {
+        self.publishes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for SlowRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A publish whose answer is slow to come (a slow link, a busy broker) is
+/// waited for, not sent again: every payload reaches a subscriber once.
+/// (The client's default answer timeout of 500 ms, with a resend after it,
+/// once delivered such payloads two or three times.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_answered_slowly_is_delivered_once() -> TestResult {
+    use seccs_net::Broker;
+    use seccs_net::broker::RedisBroker;
+    let redis = common::redis(None)?;
+    let direct = RedisBroker::connect(&format!("redis://127.0.0.1:{}", redis.port)).await?;
+    let mut subscription = direct.subscribe("seccs:test:slow").await?;
+    let relay = SlowRelay::start(redis.port, Duration::from_millis(1200)).await?;
+    let slow = RedisBroker::connect(&format!("redis://127.0.0.1:{}", relay.port)).await?;
+    let sent = relay.publishes();
+    for i in 0..3u8 {
+        slow.publish("seccs:test:slow", vec![i; 100]).await?;
+    }
+    assert_eq!(relay.publishes() - sent, 3, "each payload was sent once");
+    let mut got = Vec::new();
+    // Anything sent twice would arrive before the last reply was relayed.
+    while let Ok(Some(payload)) =
+        tokio::time::timeout(Duration::from_secs(2), subscription.recv()).await
+    {
+        got.push(payload);
+        if got.len() > 6 {
+            break;
+        }
+    }
+    assert_eq!(got, vec![vec![0u8; 100], vec![1u8; 100], vec![2u8; 100]]);
+    Ok(())
+}

@@ -53,10 +53,18 @@ impl RedisBroker {
         // One plain connection first: its error says why (connection
         // refused, unknown host, authentication), where the connection
         // manager would keep retrying until the timeout.
-        timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| failed(e.to_string()))?;
+        // With the same answer timeout as the manager's: the client's
+        // default (500 ms) would refuse a link that slow before it is used.
+        let probe = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        timeout(
+            CONNECT_TIMEOUT,
+            client.get_multiplexed_async_connection_with_config(&probe),
+        )
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| failed(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
