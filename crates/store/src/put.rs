@@ -28,7 +28,6 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::MutexGuard;
 
 use rayon::prelude::*;
 
@@ -37,7 +36,7 @@ use crate::chunker::END_LEVEL;
 use crate::error::Result;
 use crate::node;
 use crate::params::ContentRef;
-use crate::store::Store;
+use crate::store::{Held, Store};
 use crate::wrapper::NodeContext;
 
 /// Bytes read and chunked per step of the pipeline.
@@ -46,8 +45,9 @@ const READ_BUF: usize = 2 << 20;
 const SEGMENT: u64 = 4 << 20;
 
 /// Run under the writer lock when a put's reference is known; says what the
-/// put's last batch records besides its nodes.
-pub(crate) type FinalHook<'a> = dyn Fn(&ContentRef) -> Result<FinalEntries> + 'a;
+/// put's last batch records besides its nodes. `Sync`: it runs where the
+/// work under the lock runs (see [`Held::run`]).
+pub(crate) type FinalHook<'a> = dyn Fn(&ContentRef) -> Result<FinalEntries> + Sync + 'a;
 
 /// What a [`FinalHook`] decided.
 pub(crate) struct FinalEntries {
@@ -256,9 +256,10 @@ impl Store {
         let mut builder = TreeBuilder::new(self);
         // Held from the first of several batches to the last: between them,
         // nodes written earlier are assumed present, which no other writer
-        // may undo meanwhile. While it is held, rayon is called only through
-        // `run_under_writer_lock` (the last commits and the hook use none).
-        let mut held: Option<MutexGuard<'_, ()>> = None;
+        // may undo meanwhile. While it is held, the backend and rayon are
+        // called only through `Held::run` (reading and building the tree
+        // between steps use neither).
+        let mut held: Option<Held<'_>> = None;
         // A full segment waiting to be committed while the next one is cut
         // and sealed (the commit of segment k overlaps the work on k + 1;
         // commits still run one after another, in order).
@@ -309,10 +310,9 @@ impl Store {
                     None => work(),
                 })
             };
-            let (next_cuts, leaves) = if held.is_some() {
-                self.run_under_writer_lock(&mut step)?
-            } else {
-                step(self.is_parallel())?
+            let (next_cuts, leaves) = match &held {
+                Some(held) => held.run(|pool| step(pool && self.is_parallel()))?,
+                None => step(self.is_parallel())?,
             };
             for (leaf, cut) in leaves.into_iter().zip(&cur_cuts) {
                 builder.push_leaf(leaf, (cut.end - cut.start) as u64, cut.level);
@@ -332,17 +332,21 @@ impl Store {
             cur_eof = next_eof;
             cur_cuts = next_cuts;
         }
-        let _guard = match held {
-            Some(g) => g,
+        let root = builder.finish();
+        let mut last = std::mem::take(&mut builder.sealed);
+        let held = match held {
+            Some(held) => held,
             None => self.lock_writer(),
         };
-        if let Some(nodes) = to_commit.take() {
-            committer.commit_locked(nodes, None)?;
-        }
-        let root = builder.finish();
-        let is_new =
-            committer.commit_final(std::mem::take(&mut builder.sealed), &root, builder.n, hook)?;
-        committer.done()?;
+        let is_new = held.run(|_| -> Result<bool> {
+            if let Some(nodes) = to_commit.take() {
+                committer.commit_locked(nodes, None)?;
+            }
+            let is_new =
+                committer.commit_final(std::mem::take(&mut last), &root, builder.n, hook)?;
+            committer.done()?;
+            Ok(is_new)
+        })?;
         Ok(PutOutcome {
             content_ref: ContentRef::new(&root, builder.n),
             is_new,
@@ -357,10 +361,18 @@ impl Store {
             height: 0,
             children: Vec::new(),
         };
-        let committer = Committer::new(self);
-        let _guard = self.lock_writer();
-        let is_new = committer.commit_final(vec![node], &digest, content.len() as u64, hook)?;
-        committer.done()?;
+        let mut committer = Committer::new(self);
+        let mut nodes = vec![node];
+        let is_new = self.with_writer_lock(|| -> Result<bool> {
+            let is_new = committer.commit_final(
+                std::mem::take(&mut nodes),
+                &digest,
+                content.len() as u64,
+                hook,
+            )?;
+            committer.done()?;
+            Ok(is_new)
+        })?;
         Ok(PutOutcome {
             content_ref: ContentRef::new(&digest, content.len() as u64),
             is_new,
@@ -431,54 +443,6 @@ impl Store {
             cuts.par_iter().map(seal).collect()
         } else {
             cuts.iter().map(seal).collect()
-        }
-    }
-
-    /// Runs `step` (given whether it may use rayon) for a put that holds
-    /// the writer lock, so that its rayon calls cannot wait for a thread
-    /// that waits for the lock.
-    ///
-    /// Puts run from a rayon pool (`seccs put DIR` puts its files from
-    /// `par_iter`), and a rayon worker that waits for a `join` or a
-    /// `par_iter` to finish runs other jobs of its pool meanwhile: other
-    /// files' puts, which block on the writer lock. Run in the caller's
-    /// pool, the step's rayon calls would deadlock in either of two ways: a
-    /// put holding the lock on a worker takes up, while it waits, a put
-    /// that blocks on the lock its own thread holds; or every worker ends
-    /// up blocked on the lock, and none is left to run the jobs of the
-    /// holder's step.
-    ///
-    /// So the step runs in this store's own pool, whose jobs come only from
-    /// steps under the lock and never wait for the lock (they cut, seal and
-    /// commit), entered from a thread that is no rayon worker: such a
-    /// thread waits for the pool's jobs without running any other job. A
-    /// put on a worker thread (of any pool: `install` from a worker of
-    /// another pool would still run that pool's jobs while it waits) hands
-    /// the step to a scoped thread and waits for it to end, which is a plain
-    /// wait too. A store that cannot have its pool or that thread runs the
-    /// step without rayon.
-    fn run_under_writer_lock<R: Send>(&self, step: &mut (dyn FnMut(bool) -> R + Send)) -> R {
-        if !self.is_parallel() {
-            return step(false);
-        }
-        let Some(pool) = self.locked_pool() else {
-            return step(false);
-        };
-        if rayon::current_thread_index().is_none() {
-            return pool.install(|| step(true));
-        }
-        let mut result = None;
-        std::thread::scope(|scope| {
-            let (step, result) = (&mut *step, &mut result);
-            // A failed spawn leaves `result` empty and `step` not run; a
-            // panic in the thread is raised again when the scope ends.
-            let _ = std::thread::Builder::new()
-                .name("seccs-put-locked".into())
-                .spawn_scoped(scope, move || *result = Some(pool.install(|| step(true))));
-        });
-        match result {
-            Some(r) => r,
-            None => step(false),
         }
     }
 }
@@ -641,8 +605,9 @@ impl<'s> Committer<'s> {
         Ok(root_is_new)
     }
 
-    fn done(self) -> Result<()> {
-        if let Some(j) = self.journal {
+    /// Ends the put's journal entry, if it has one.
+    fn done(&mut self) -> Result<()> {
+        if let Some(j) = self.journal.take() {
             self.store.journal_end(j)?;
         }
         Ok(())

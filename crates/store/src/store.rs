@@ -1,7 +1,7 @@
 //! The [`Store`]: puts, gets and deletes contents over a [`Backend`].
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::Arc;
 
 use seccs_core::SecretKey;
 
@@ -17,9 +17,11 @@ use crate::wrapper::{CryptoWrapper, NodeContext};
 
 mod delete;
 mod read;
+mod writer;
 
 pub use delete::DeleteReport;
 pub(crate) use delete::Releaser;
+pub(crate) use writer::Held;
 
 /// Inner nodes fetched per round trip of a read.
 const INNER_BATCH: usize = 256;
@@ -51,11 +53,9 @@ pub struct Store {
     params: Params,
     wrapper: Box<dyn CryptoWrapper>,
     chunker: Chunker,
-    writer: Mutex<()>,
-    /// The pool for a put's parallel work while it holds `writer`, built
-    /// when first needed (`None` if it could not be): see
-    /// `Store::run_under_writer_lock`.
-    locked_pool: OnceLock<Option<rayon::ThreadPool>>,
+    /// Serialises writes; the work done under it runs in a pool of its
+    /// own (see [`Held::run`]).
+    writer: writer::WriterLock,
     parallel: bool,
     journal_dir: Option<PathBuf>,
     catalog: CatalogCrypto,
@@ -147,8 +147,7 @@ impl Store {
             params,
             wrapper: params.wrapper().build(store_key),
             chunker: Chunker::new(store_key, params.chunk_size(), params.reference_len()),
-            writer: Mutex::new(()),
-            locked_pool: OnceLock::new(),
+            writer: writer::WriterLock::new(),
             parallel: true,
             journal_dir: None,
             catalog: CatalogCrypto::new(store_key),
@@ -208,23 +207,18 @@ impl Store {
         self.parallel
     }
 
-    /// The pool that a put's parallel work runs in while the put holds
-    /// the writer lock, sized like the caller's pool when first needed.
-    pub(crate) fn locked_pool(&self) -> Option<&rayon::ThreadPool> {
-        self.locked_pool
-            .get_or_init(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(rayon::current_num_threads())
-                    .thread_name(|i| format!("seccs-locked-{i}"))
-                    .build()
-                    .ok()
-            })
-            .as_ref()
+    /// Takes the writer lock. What is done under it that may call rayon,
+    /// the backend included, runs through [`Held::run`]; see
+    /// [`Store::with_writer_lock`].
+    pub(crate) fn lock_writer(&self) -> Held<'_> {
+        self.writer.lock()
     }
 
-    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
-        // The guarded data is `()`: a panic elsewhere leaves nothing broken.
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `work` under the writer lock, in the pool where work under it
+    /// runs ([`Held::run`]). `work` is `FnMut`: it runs once, but may have
+    /// to be run on the caller's thread when it could not be handed over.
+    pub(crate) fn with_writer_lock<R: Send>(&self, mut work: impl FnMut() -> R + Send) -> R {
+        self.lock_writer().run(|_| work())
     }
 
     /// Stores `content`; returns its reference (Python: `put_content`).
@@ -423,7 +417,8 @@ impl Store {
         }
         check_name(name)?;
         let key = self.catalog.key_of(name);
-        let number = std::cell::Cell::new(0u32);
+        // Set by the hook, which runs where work under the writer lock runs.
+        let number = std::sync::atomic::AtomicU32::new(0);
         let hook = |content_ref: &ContentRef| -> Result<FinalEntries> {
             // One time for the version and the end of an absence, so that
             // the name is never both gone and not yet put at one instant.
@@ -439,7 +434,7 @@ impl Store {
                 && latest.stamp.map(|s| *s.file_stamp()) == stamp.map(|s| *s.file_stamp())
             {
                 // Unchanged since the newest version: not another put.
-                number.set(latest.number);
+                number.store(latest.number, std::sync::atomic::Ordering::Relaxed);
                 let mut entries = Vec::new();
                 if latest.stamp != stamp || record.gone_since.is_some() {
                     latest.stamp = stamp;
@@ -469,7 +464,7 @@ impl Store {
                 owner,
                 xattrs: xattrs.clone(),
             };
-            number.set(version.number);
+            number.store(version.number, std::sync::atomic::Ordering::Relaxed);
             record.next_version += 1;
             record.versions.push(version);
             Ok(FinalEntries {
@@ -478,7 +473,7 @@ impl Store {
             })
         };
         let outcome = self.put_reader_with(reader, Some(&hook))?;
-        Ok((outcome, number.get()))
+        Ok((outcome, number.into_inner()))
     }
 
     /// The newest version of `name` when it is a `kind` of `len` bytes whose
@@ -603,11 +598,16 @@ impl Store {
     /// no transactions, can be left with some of them marked; the same put
     /// again marks the rest.)
     pub fn mark_gone(&self, names: &[String]) -> Result<usize> {
+        let when = now();
+        self.with_writer_lock(|| self.mark_gone_locked(names, when))
+    }
+
+    /// [`Store::mark_gone`], under the writer lock, marking them gone since
+    /// `when`.
+    fn mark_gone_locked(&self, names: &[String], when: u64) -> Result<usize> {
         // Records are read this many at a time, so that no one request
         // asks for every name of a large tree.
         const RECORDS_PER_READ: usize = 4096;
-        let when = now();
-        let _guard = self.lock_writer();
         let mut seen = std::collections::HashSet::new();
         let mut to_mark = Vec::new();
         let mut damaged = Vec::new();
@@ -809,9 +809,13 @@ impl Store {
     /// read ([`Store::gc`] of a store whose key was checked removes it).
     pub fn remove_name(&self, name: &str, number: Option<u32>) -> Result<usize> {
         let key = self.catalog.key_of(name);
-        let _guard = self.lock_writer();
+        self.with_writer_lock(|| self.remove_name_locked(name, number, &key))
+    }
+
+    /// [`Store::remove_name`] under the writer lock; `key` is the name's.
+    fn remove_name_locked(&self, name: &str, number: Option<u32>, key: &[u8]) -> Result<usize> {
         let mut record = self
-            .record_at(&key)
+            .record_at(key)
             .map_err(|e| match e {
                 StoreError::Integrity(_) => damaged_record_of(name),
                 other => other,
@@ -832,10 +836,10 @@ impl Store {
         let mut batch = Batch::new();
         record.versions = kept;
         if record.versions.is_empty() {
-            batch.delete(key);
+            batch.delete(key.to_vec());
         } else {
-            let sealed = self.catalog.seal(&key, &record);
-            batch.put(key, sealed, 1);
+            let sealed = self.catalog.seal(key, &record);
+            batch.put(key.to_vec(), sealed, 1);
         }
         batch.append(releaser.into_batch());
         self.backend.apply_owned(batch)?;
@@ -913,37 +917,38 @@ impl Store {
         damaged: &mut Vec<String>,
     ) -> Result<()> {
         const NAMES_PER_BATCH: usize = 512;
-        let _guard = self.lock_writer();
-        for group in names.chunks(NAMES_PER_BATCH) {
-            let (mut touched_names, mut removed_versions) = (0, 0);
-            let mut releaser = Releaser::tolerant();
-            let mut batch = Batch::new();
-            let (records, unreadable) = self.records_of(group)?;
-            damaged.extend(unreadable);
-            for (key, mut record) in records {
-                let cut = record.versions.len().saturating_sub(keep);
-                if keep > 0 && cut == 0 {
-                    continue;
+        self.with_writer_lock(|| {
+            for group in names.chunks(NAMES_PER_BATCH) {
+                let (mut touched_names, mut removed_versions) = (0, 0);
+                let mut releaser = Releaser::tolerant();
+                let mut batch = Batch::new();
+                let (records, unreadable) = self.records_of(group)?;
+                damaged.extend(unreadable);
+                for (key, mut record) in records {
+                    let cut = record.versions.len().saturating_sub(keep);
+                    if keep > 0 && cut == 0 {
+                        continue;
+                    }
+                    let older: Vec<Version> = record.versions.drain(..cut).collect();
+                    self.release_versions(&mut releaser, &older)?;
+                    touched_names += 1;
+                    removed_versions += older.len();
+                    if record.versions.is_empty() {
+                        batch.delete(key);
+                    } else {
+                        let sealed = self.catalog.seal(&key, &record);
+                        batch.put(key, sealed, 1);
+                    }
                 }
-                let older: Vec<Version> = record.versions.drain(..cut).collect();
-                self.release_versions(&mut releaser, &older)?;
-                touched_names += 1;
-                removed_versions += older.len();
-                if record.versions.is_empty() {
-                    batch.delete(key);
-                } else {
-                    let sealed = self.catalog.seal(&key, &record);
-                    batch.put(key, sealed, 1);
+                batch.append(releaser.into_batch());
+                if !batch.is_empty() {
+                    self.backend.apply_owned(batch)?;
                 }
+                done.0 += touched_names;
+                done.1 += removed_versions;
             }
-            batch.append(releaser.into_batch());
-            if !batch.is_empty() {
-                self.backend.apply_owned(batch)?;
-            }
-            done.0 += touched_names;
-            done.1 += removed_versions;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Totals over the backend: entries and bytes, in all and by what the

@@ -342,9 +342,10 @@ impl Store {
     /// Walks every entry, authenticates every node and record, recomputes
     /// reference counts, and reports every problem.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let _guard = self.lock_writer();
-        let scan = self.scan()?;
-        Ok(self.examine(&scan))
+        self.with_writer_lock(|| {
+            let scan = self.scan()?;
+            Ok(self.examine(&scan))
+        })
     }
 
     /// Verify's rules applied to one walk of the backend.
@@ -520,7 +521,11 @@ impl Store {
     /// `remove_bad_records` (recovery after a crash, which nobody reads
     /// the report of, leaves them to a gc that says so).
     pub(crate) fn collect(&self, remove_bad_records: bool) -> Result<GcReport> {
-        let _guard = self.lock_writer();
+        self.with_writer_lock(|| self.collect_locked(remove_bad_records))
+    }
+
+    /// [`Store::collect`], under the writer lock.
+    fn collect_locked(&self, remove_bad_records: bool) -> Result<GcReport> {
         // A damaged entry is left as it is: gc cannot tell what it held.
         let mut scan = self.scan()?;
         let mut report = GcReport::default();

@@ -41,7 +41,12 @@ impl Store {
     /// leaked, never a node another content needs removed).
     pub fn delete(&self, content_ref: &ContentRef) -> Result<DeleteReport> {
         self.check_ref(content_ref)?;
-        let _guard = self.lock_writer();
+        self.with_writer_lock(|| self.delete_locked(content_ref))
+    }
+
+    /// [`Store::delete`] of a reference already checked, under the writer
+    /// lock.
+    fn delete_locked(&self, content_ref: &ContentRef) -> Result<DeleteReport> {
         self.open_root(content_ref)?;
         let (damaged_records, unwalked) = self.refuse_if_only_names_hold(content_ref)?;
         let mut releaser = Releaser {
