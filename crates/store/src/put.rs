@@ -338,7 +338,7 @@ impl Store {
             Some(held) => held,
             None => self.lock_writer(),
         };
-        let is_new = held.run(|_| -> Result<bool> {
+        let is_new = held.run_here(|| -> Result<bool> {
             if let Some(nodes) = to_commit.take() {
                 committer.commit_locked(nodes, None)?;
             }
@@ -363,7 +363,7 @@ impl Store {
         };
         let mut committer = Committer::new(self);
         let mut nodes = vec![node];
-        let is_new = self.with_writer_lock(|| -> Result<bool> {
+        let is_new = self.lock_writer().run_here(|| -> Result<bool> {
             let is_new = committer.commit_final(
                 std::mem::take(&mut nodes),
                 &digest,

@@ -298,6 +298,15 @@ impl BackendError {
 /// Implementations must be safe to share between threads; the store
 /// serialises writers itself, so `apply` is never called concurrently by one
 /// store, but `get_many` may be.
+///
+/// The store calls most methods while it holds its writer lock, some of
+/// them from rayon workers. A backend may use rayon itself only in
+/// `get_many` and `get_values`, and only for 16 keys or more: the store
+/// calls those with many keys, under the lock, only from a thread pool
+/// of its own where no waiting job can need the lock, and the last commit
+/// of each put (`apply`, `get_counts`, and these two with fewer keys) runs
+/// where the put runs. A rayon call elsewhere could wait for a worker that
+/// waits for the lock.
 pub trait Backend: Send + Sync {
     /// A short name for messages: `memory`, `embedded`, `redis`, ...
     fn name(&self) -> &str;

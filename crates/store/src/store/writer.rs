@@ -80,8 +80,8 @@ impl Held<'_> {
     /// thread (of any pool: `install` from a worker of another pool would
     /// still run that pool's jobs while it waits) hands the work to a
     /// scoped thread and waits for it to end, which is a plain wait too.
-    /// That thread costs tens of microseconds a call: a put of a tree of
-    /// small files, each put on a worker, pays it once a file.
+    /// That thread costs tens of microseconds a call, which is why the last
+    /// commit of each put runs through [`Held::run_here`] instead.
     /// Work already on a thread of the store's pool (work under the lock,
     /// nested) runs where it is. If the pool or that thread cannot be had,
     /// the work runs on the caller's thread, told not to use rayon (a
@@ -115,6 +115,21 @@ impl Held<'_> {
             Some(r) => r,
             None => work(false),
         }
+    }
+}
+
+impl Held<'_> {
+    /// Runs `work` on the caller's thread while the lock is held, for work
+    /// that calls no rayon, itself or through the backend: the last commit
+    /// of a put and its catalog hook, which write one batch and read single
+    /// records and counts (`get`, `get_counts`, `get_values` of fewer keys
+    /// than the embedded backend reads in parallel, `apply`). A put of a tree
+    /// of small files does this once a file, from a rayon worker: handed to
+    /// a thread of its own, as [`Held::run`] must, it made that put about
+    /// half as fast again. The [`Backend`](crate::backend::Backend) trait
+    /// documents which of its methods may use rayon.
+    pub(crate) fn run_here<R>(&self, work: impl FnOnce() -> R) -> R {
+        work()
     }
 }
 
