@@ -54,13 +54,23 @@
 //! # One writer
 //!
 //! [`PostgresBackend::connect_exclusive`] takes a session-level advisory
-//! lock named after the store's table on the connection that does all of
-//! the backend's work, before that connection sends anything else, and
-//! again on every reconnect. A second process that opens the same table
-//! exclusively gets [`BackendError::Locked`] naming the holder's backend
-//! pid. The lock lives exactly as long as the connection: a holder that dies
-//! frees it at once, and a holder whose connection was cut must win the lock
-//! back before it writes again. `seccs` opens every store this way.
+//! lock on the store's table, on the connection that does all of the
+//! backend's writes, before that connection sends anything else. The lock
+//! is keyed by the oid of the table the session's `search_path` finds,
+//! never by its name: two roles whose search paths start differently (one
+//! with a schema of its own first, as the default `"$user", public` gives)
+//! may both find the same `public` table, and must share its lock. A second
+//! process that opens the same table exclusively gets
+//! [`BackendError::Locked`] naming the holder's backend pid.
+//!
+//! The lock lives exactly as long as that session: a holder that dies frees
+//! it at once. A holder whose session ended (cut by an administrator or by
+//! `idle_session_timeout`, lost with a restarted server, or given up for
+//! want of an answer) has lost the lock for good, as a Redis or S3 writer
+//! that lost its lease: another process may have taken the store, written
+//! and let it go meanwhile, so the counts this one read are stale. It reads
+//! on over new sessions, which take no lock, and every write fails with
+//! [`BackendError::Locked`]. `seccs` opens every store this way.
 
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
@@ -82,9 +92,9 @@ const DEFAULT_TABLE: &str = "seccs_nodes";
 pub const CHUNK_BYTES: usize = 32 << 20;
 /// Rows per page of [`Backend::walk`].
 const PAGE: i64 = 1000;
-/// The first key of every seccs advisory lock (`SECC`); the second is a
-/// hash of the table's schema-qualified name.
-const LOCK_CLASS: i32 = 0x5345_4343;
+/// The high half of every seccs advisory lock's key (`SECC`); the low half
+/// is the oid of the store's table.
+const LOCK_CLASS: u32 = 0x5345_4343;
 /// How long connecting, or one request, may take (see the module docs).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a dropped backend waits for its session to end cleanly.
@@ -426,6 +436,9 @@ struct Conn {
     /// batch that needs it.
     write_guarded: Option<Statement>,
     page: Statement,
+    /// Whether this session holds the store's writer lock: only the first
+    /// session of an exclusive backend ever does.
+    holds_lock: bool,
 }
 
 /// A content store's entries in a PostgreSQL table.
@@ -462,6 +475,7 @@ impl PostgresBackend {
     }
 
     fn connect_with(config: PostgresConfig, exclusive: bool) -> Result<Self, BackendError> {
+        let timeout = config.request_timeout;
         let backend = Self {
             config,
             runtime: runtime()?,
@@ -470,7 +484,9 @@ impl PostgresBackend {
             exclusive,
             marker_guard: Mutex::new(None),
         };
-        backend.with_conn(async |_, _| Ok(()))?;
+        // The only session that takes the lock.
+        let first = block_on(&backend.runtime, timeout, backend.open_conn(exclusive))?;
+        *backend.lock() = Some(first);
         Ok(backend)
     }
 
@@ -507,13 +523,14 @@ impl PostgresBackend {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn open_conn(&self) -> Result<Conn, BackendError> {
+    /// Opens a session, which first takes the writer lock if `take_lock`.
+    async fn open_conn(&self, take_lock: bool) -> Result<Conn, BackendError> {
         let t = &self.config.table;
         let (client, driver) = self.config.log_in().await?;
-        if self.exclusive {
+        if take_lock {
             self.take_lock(&client).await?;
         }
-        self.prepare(client, driver)
+        self.prepare(client, driver, take_lock)
             .await
             .map_err(|e| map_err(e, t))
     }
@@ -523,38 +540,58 @@ impl PostgresBackend {
     async fn take_lock(&self, client: &Client) -> Result<(), BackendError> {
         let t = &self.config.table;
         self.round_trips.add(1);
+        // The table is found as every statement of the session finds it
+        // (`"{t}"`, through the search path), and the lock keyed by what
+        // was found: no table, no oid, and no lock taken.
         let row = client
             .query_one(
-                "SELECT pg_try_advisory_lock($1, hashtext(current_schema() || '.' || $2))",
-                &[&LOCK_CLASS, t],
+                "SELECT found.oid, pg_try_advisory_lock($1::int8 | found.oid::int8) \
+                 FROM (SELECT to_regclass(quote_ident($2))::oid AS oid) AS found",
+                &[&(i64::from(LOCK_CLASS) << 32), t],
             )
             .await
             .map_err(|e| map_err(e, t))?;
-        if row.get::<_, bool>(0) {
-            return Ok(());
-        }
+        let oid: Option<u32> = answer(&row, 0, "the lock request")?;
+        let taken: Option<bool> = answer(&row, 1, "the lock request")?;
+        let oid = match (oid, taken) {
+            (None, _) => return Err(table_missing(t)),
+            (Some(_), Some(true)) => return Ok(()),
+            (Some(oid), Some(false)) => oid,
+            (Some(_), None) => {
+                return Err(BackendError::other(
+                    NAME,
+                    "the server answered the lock request with neither yes nor no",
+                ));
+            }
+        };
         self.round_trips.add(1);
-        let holder: Option<(i32, Option<String>)> = client
+        // Who holds it only names the holder: an unreadable answer names
+        // nobody in particular.
+        let holder: Option<(Option<i32>, Option<String>)> = client
             .query_opt(
                 "SELECT l.pid, a.application_name FROM pg_locks l \
                    LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
                  WHERE l.locktype = 'advisory' AND l.granted \
-                   AND l.objsubid = 2 AND l.classid = $1::int8::oid \
-                   AND l.objid = (hashtext(current_schema() || '.' || $2)::int8 & 4294967295)::oid \
+                   AND l.objsubid = 1 AND l.classid = $1 AND l.objid = $2 \
                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                  LIMIT 1",
-                &[&i64::from(LOCK_CLASS), t],
+                &[&LOCK_CLASS, &oid],
             )
             .await
             .ok()
             .flatten()
-            .map(|row| (row.get(0), row.get(1)));
+            .map(|row| {
+                (
+                    row.try_get(0).ok().flatten(),
+                    row.try_get(1).ok().flatten(),
+                )
+            });
         let holder = match holder {
             Some((_, Some(name))) if name.starts_with("seccs pid ") => {
                 name["seccs ".len()..].escape_debug().to_string()
             }
-            Some((pid, _)) => format!("the session of server process {pid}"),
-            None => "another session".to_owned(),
+            Some((Some(pid), _)) => format!("the session of server process {pid}"),
+            _ => "another session".to_owned(),
         };
         Err(BackendError::Locked {
             detail: format!(
@@ -563,7 +600,25 @@ impl PostgresBackend {
         })
     }
 
-    async fn prepare(&self, client: Client, driver: Driver) -> Result<Conn, tokio_postgres::Error> {
+    /// Why an exclusive backend whose locked session ended writes no more.
+    fn lock_lost(&self) -> BackendError {
+        BackendError::Locked {
+            detail: format!(
+                "{NAME}: this process lost its writer lock on table {:?} when the session that \
+                 held it ended (cut by the server or an administrator, idle_session_timeout, a \
+                 restart, or given up for want of an answer); another process may have \
+                 written since, so this one writes nothing more",
+                self.config.table
+            ),
+        }
+    }
+
+    async fn prepare(
+        &self,
+        client: Client,
+        driver: Driver,
+        holds_lock: bool,
+    ) -> Result<Conn, tokio_postgres::Error> {
         let t = &self.config.table;
         let prepare = async |sql: String| {
             self.round_trips.add(1);
@@ -599,14 +654,33 @@ impl PostgresBackend {
             counts,
             write,
             page,
+            holds_lock,
         })
     }
 
-    /// Runs `work` on the connection (connecting first if there is none or
-    /// it was closed), each within the request timeout; drops the
-    /// connection after any error that ends the session.
+    /// Runs the read `work` on the connection (connecting first if there
+    /// is none or it was closed), each within the request timeout; drops
+    /// the connection after any error that ends the session.
     fn with_conn<T>(
         &self,
+        work: impl AsyncFnOnce(&mut Conn, &RoundTrips) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, BackendError> {
+        self.with_session(false, work)
+    }
+
+    /// Like [`Self::with_conn`] for a `work` that writes: on an exclusive
+    /// backend, only on the session that took the writer lock, and never
+    /// once that session has ended.
+    fn with_writer<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Conn, &RoundTrips) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, BackendError> {
+        self.with_session(true, work)
+    }
+
+    fn with_session<T>(
+        &self,
+        writes: bool,
         work: impl AsyncFnOnce(&mut Conn, &RoundTrips) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, BackendError> {
         let table = &self.config.table;
@@ -615,9 +689,14 @@ impl PostgresBackend {
         if guard.as_ref().is_some_and(|c| c.client.is_closed()) {
             *guard = None;
         }
+        // A new session never takes the lock back: only the first one held
+        // it, and whoever held it in between may have changed the counts.
+        if writes && self.exclusive && !guard.as_ref().is_some_and(|c| c.holds_lock) {
+            return Err(self.lock_lost());
+        }
         let conn = match guard.as_mut() {
             Some(conn) => conn,
-            None => guard.insert(block_on(&self.runtime, timeout, self.open_conn())?),
+            None => guard.insert(block_on(&self.runtime, timeout, self.open_conn(false))?),
         };
         let outcome = self
             .runtime
@@ -708,10 +787,12 @@ impl Drop for PostgresBackend {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(Conn {
-            client, mut driver, ..
+            client,
+            mut driver,
+            holds_lock,
+            ..
         }) = conn
         {
-            let exclusive = self.exclusive;
             let _ = self.runtime.block_on(async {
                 tokio::time::timeout(CLOSE_TIMEOUT, async {
                     // The server frees a session's locks only once its
@@ -719,7 +800,7 @@ impl Drop for PostgresBackend {
                     // closed: a writer opened at once after this one (the
                     // next command of a script) would find the store still
                     // locked. The lock is let go first, and answered.
-                    if exclusive {
+                    if holds_lock {
                         let _ = client
                             .batch_execute("SELECT pg_advisory_unlock_all()")
                             .await;
@@ -762,7 +843,7 @@ impl PostgresBackend {
     fn apply_guarded(&self, chunks: &[Chunk<'_>], marker: &[u8]) -> Result<(), BackendError> {
         let sql = self.guarded_write_sql();
         let marker = marker.to_vec();
-        let found = self.with_conn(async |conn, rt| {
+        let found = self.with_writer(async |conn, rt| {
             let statement = match &conn.write_guarded {
                 Some(statement) => statement.clone(),
                 None => {
@@ -772,8 +853,10 @@ impl PostgresBackend {
                     statement
                 }
             };
+            // An unreadable answer is an error of its own, which leaves the
+            // session (and its lock) as it is.
             match chunks {
-                [] => Ok(true),
+                [] => Ok(Ok(true)),
                 // One statement is its own transaction.
                 [chunk] => {
                     rt.add(1);
@@ -781,7 +864,7 @@ impl PostgresBackend {
                         .client
                         .query_one(&statement, &with_marker(chunk, &marker))
                         .await?;
-                    Ok(row.get::<_, i64>(0) > 0)
+                    Ok(marker_rows(&row).map(|found| found > 0))
                 }
                 chunks => {
                     rt.add(1);
@@ -791,17 +874,19 @@ impl PostgresBackend {
                         let row = tx
                             .query_one(&statement, &with_marker(chunk, &marker))
                             .await?;
-                        if row.get::<_, i64>(0) == 0 {
-                            // Dropped without a commit: rolled back.
-                            return Ok(false);
+                        // Dropped without a commit: rolled back.
+                        match marker_rows(&row) {
+                            Ok(0) => return Ok(Ok(false)),
+                            Ok(_) => {}
+                            Err(e) => return Ok(Err(e)),
                         }
                     }
                     rt.add(1);
                     tx.commit().await?;
-                    Ok(true)
+                    Ok(Ok(true))
                 }
             }
-        })?;
+        })??;
         if found {
             Ok(())
         } else {
@@ -815,6 +900,11 @@ impl PostgresBackend {
             })
         }
     }
+}
+
+/// How many marker rows a guarded write found.
+fn marker_rows(row: &Row) -> Result<i64, BackendError> {
+    answer(row, 0, "a write guarded by the store marker")
 }
 
 /// A chunk's parameters, then the marker's key and expected value.
@@ -936,14 +1026,14 @@ impl Backend for PostgresBackend {
         match chunks.as_slice() {
             [] => Ok(()),
             // One statement is its own transaction.
-            [chunk] => self.with_conn(async |conn, rt| {
+            [chunk] => self.with_writer(async |conn, rt| {
                 rt.add(1);
                 conn.client
                     .execute(&conn.write, &chunk.params())
                     .await
                     .map(drop)
             }),
-            chunks => self.with_conn(async |conn, rt| {
+            chunks => self.with_writer(async |conn, rt| {
                 rt.add(1);
                 let tx = conn.client.transaction().await?;
                 for chunk in chunks {
@@ -985,7 +1075,7 @@ impl Backend for PostgresBackend {
 
     fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
         let table = &self.config.table;
-        self.with_conn(async |conn, rt| {
+        self.with_writer(async |conn, rt| {
             rt.add(1);
             conn.client
                 .execute(
@@ -1078,11 +1168,7 @@ fn map_err(err: tokio_postgres::Error, table: &str) -> BackendError {
             };
         }
         if *code == SqlState::UNDEFINED_TABLE {
-            return BackendError::Config(format!(
-                "postgres table {table:?} does not exist: if the store was made on it, the \
-                 table was dropped, and its data with it; otherwise create the store first \
-                 (seccs init)"
-            ));
+            return table_missing(table);
         }
         if *code == SqlState::INVALID_CATALOG_NAME {
             return BackendError::Config(format!("postgres: {}", db_message(&err)));
@@ -1120,6 +1206,25 @@ fn map_err(err: tokio_postgres::Error, table: &str) -> BackendError {
         );
     }
     BackendError::unavailable(NAME, chain)
+}
+
+fn table_missing(table: &str) -> BackendError {
+    BackendError::Config(format!(
+        "postgres table {table:?} does not exist (in the schemas of the role's search_path): \
+         if the store was made on it, the table was dropped, and its data with it; otherwise \
+         create the store first (seccs init)"
+    ))
+}
+
+/// Column `index` of the server's answer to `what`, which can be anything:
+/// a NULL or a value of another type is an error, not a panic.
+fn answer<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+    what: &str,
+) -> Result<T, BackendError> {
+    row.try_get(index)
+        .map_err(|err| BackendError::other(NAME, format!("unreadable answer to {what}: {err}")))
 }
 
 fn db_message(err: &tokio_postgres::Error) -> String {

@@ -344,8 +344,14 @@ impl PostgresServer {
 
     /// `postgres://seccs@127.0.0.1:PORT/postgres?table=TABLE&sslmode=disable`.
     pub fn url(&self, table: &str) -> String {
+        self.url_as("seccs", table)
+    }
+
+    /// The same database as another role (every role but the
+    /// password-protected one logs in by trust).
+    pub fn url_as(&self, role: &str, table: &str) -> String {
         format!(
-            "postgres://seccs@127.0.0.1:{}/postgres?table={table}&sslmode=disable",
+            "postgres://{role}@127.0.0.1:{}/postgres?table={table}&sslmode=disable",
             self.port
         )
     }
