@@ -25,12 +25,23 @@
 //! `postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB[?table=T&sslmode=M&sslrootcert=PATH&connect_timeout=S]`.
 //! The user and password may instead come from `PGUSER`/`PGPASSWORD` (then
 //! `USER`). `sslmode` is `disable`, `prefer` (the default, as in libpq) or
-//! `require` (`verify-full` is accepted as its other name); TLS is rustls with the ring provider and always verifies the
-//! server's certificate and host name against the system's roots, or against
+//! `require` (`verify-full` is accepted as its other name). TLS is rustls
+//! with the ring provider, and a TLS session always verifies the server's
+//! certificate and host name against the system's roots, or against
 //! `sslrootcert` when given, so `require` behaves like libpq's `verify-full`
 //! and there is no unverified mode (libpq's `verify-ca`, `allow` and client
-//! certificates are not supported). A host that starts with `/`
-//! (percent-encoded) is a Unix socket directory.
+//! certificates are not supported).
+//!
+//! Only `require` protects against an active attacker on the network.
+//! `prefer` falls back to plaintext whenever the answer to its TLS request
+//! is "no", and anyone in the path can give that answer: the session then
+//! runs in the clear, every key, count and (sealed) node crosses
+//! unencrypted, and a server, or that attacker, asking for a cleartext
+//! password is sent `PGPASSWORD` as it is. Give `sslmode=require` (or
+//! `verify-full`) unless the network to the server is trusted.
+//!
+//! A host that starts with `/` (percent-encoded) is a Unix socket
+//! directory.
 //!
 //! # Timeouts
 //!
