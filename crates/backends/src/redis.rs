@@ -78,8 +78,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Keys per `SCAN` step and per `MGET` in [`Backend::walk`].
 const SCAN_COUNT: usize = 1000;
-/// Upper bound on `SCAN` steps: far more than any database needs.
-const MAX_SCAN_STEPS: u64 = 1 << 40;
+/// Steps a `SCAN` may take beyond twice the database's size (see
+/// [`scan_bound`]): each step that finds no key still covers at least
+/// `SCAN_COUNT` buckets (the server looks at up to ten times that many
+/// empty ones), so this many such steps cover a table of 10^9 buckets.
+const SCAN_SPARE_STEPS: u64 = 1 << 20;
 
 /// Applies a batch coalesced to one effect per key (so their order does
 /// not matter). KEYS[1] is the store marker's key and KEYS[2] the writer
@@ -490,7 +493,9 @@ impl RedisBackend {
         pattern: &[u8],
         visit: impl FnMut(Vec<Vec<u8>>) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
+        let dbsize: u64 = self.with_conn(|conn| redis::cmd("DBSIZE").query(conn))?;
         scan_pages(
+            scan_bound(dbsize),
             |cursor| {
                 self.with_conn(|conn| {
                     redis::cmd("SCAN")
@@ -507,6 +512,17 @@ impl RedisBackend {
     }
 }
 
+/// How many steps a `SCAN` of a database holding `dbsize` keys may take,
+/// and how many distinct keys it may hand over, before the server is taken
+/// to be looping: a step that finds a key is one of at most `dbsize` (twice
+/// that, for keys a rehash returns again or a concurrent writer adds), and
+/// a step that finds none still covers at least `SCAN_COUNT` buckets (a
+/// `MATCH` filters after the buckets are read), so [`SCAN_SPARE_STEPS`]
+/// more cover any table the server can have.
+fn scan_bound(dbsize: u64) -> u64 {
+    dbsize.saturating_mul(2).saturating_add(SCAN_SPARE_STEPS)
+}
+
 /// Follows a `SCAN` from cursor 0 until it returns to 0, `step` fetching
 /// the page at a cursor (the next cursor and its keys), and hands `visit`
 /// each page's keys that no earlier page had. `SCAN` may return a key more
@@ -514,24 +530,48 @@ impl RedisBackend {
 /// visited twice would be an entry counted twice (by `verify`, `gc`, `ls`).
 /// The keys seen are kept for the whole scan: a store's keys are short
 /// (node digests, catalog records), so even millions fit in memory.
+///
+/// The server is not trusted to end the scan: a cursor it gave before
+/// (a real scan's cursor only moves on, even across a rehash) or more than
+/// `bound` steps or distinct keys (see [`scan_bound`]) end it with an
+/// error, so that neither the time nor what is kept grows without bound.
 fn scan_pages(
+    bound: u64,
     mut step: impl FnMut(u64) -> Result<(u64, Vec<Vec<u8>>), BackendError>,
     mut visit: impl FnMut(Vec<Vec<u8>>) -> Result<(), BackendError>,
 ) -> Result<(), BackendError> {
+    let looping = |detail: String| BackendError::Corrupt {
+        backend: NAME.into(),
+        detail: format!("SCAN does not finish: {detail}"),
+    };
     let mut seen: HashSet<Box<[u8]>> = HashSet::new();
+    let mut cursors: HashSet<u64> = HashSet::from([0]);
     let mut cursor: u64 = 0;
-    for _ in 0..MAX_SCAN_STEPS {
+    for _ in 0..bound {
         let (next, mut keys) = step(cursor)?;
         keys.retain(|key| seen.insert(key.as_slice().into()));
+        if u64::try_from(seen.len()).unwrap_or(u64::MAX) > bound {
+            return Err(looping(format!(
+                "the server returned more than {bound} distinct keys, far more than the \
+                 database holds"
+            )));
+        }
         if !keys.is_empty() {
             visit(keys)?;
         }
         if next == 0 {
             return Ok(());
         }
+        if !cursors.insert(next) {
+            return Err(looping(format!(
+                "the server returned cursor {next} a second time"
+            )));
+        }
         cursor = next;
     }
-    Err(BackendError::other(NAME, "SCAN did not finish"))
+    Err(looping(format!(
+        "{bound} steps, far more than the database's size needs"
+    )))
 }
 
 /// `bytes` as a `MATCH` pattern that matches exactly them.
@@ -1031,6 +1071,7 @@ mod tests {
         let mut cursors = Vec::new();
         let mut visited = Vec::new();
         scan_pages(
+            scan_bound(4),
             |cursor| {
                 cursors.push(cursor);
                 Ok(pages[cursors.len() - 1].clone())
@@ -1046,6 +1087,57 @@ mod tests {
             [vec![key("a"), key("b")], vec![key("c")], vec![key("d")]]
         );
         Ok(())
+    }
+
+    /// A server that hands out a cursor it gave before, or keeps a scan
+    /// going past what the database's size allows, ends the scan with an
+    /// error rather than looping for ever.
+    #[test]
+    fn a_scan_that_repeats_a_cursor_or_outruns_its_bound_fails() {
+        let mut steps = 0u64;
+        let repeated = scan_pages(
+            scan_bound(0),
+            |cursor| {
+                steps += 1;
+                Ok((if cursor == 5 { 6 } else { 5 }, Vec::new()))
+            },
+            |_| Ok(()),
+        );
+        assert!(
+            matches!(&repeated, Err(BackendError::Corrupt { detail, .. })
+                if detail.contains("cursor 5 a second time")),
+            "{repeated:?}"
+        );
+        assert_eq!(steps, 3);
+        let mut next = 0u64;
+        let endless = scan_pages(
+            10,
+            |_| {
+                next += 1;
+                Ok((next, Vec::new()))
+            },
+            |_| Ok(()),
+        );
+        assert!(
+            matches!(&endless, Err(BackendError::Corrupt { detail, .. })
+                if detail.contains("10 steps")),
+            "{endless:?}"
+        );
+        let mut page = 0u32;
+        let too_many_keys = scan_pages(
+            10,
+            |_| {
+                page += 1;
+                let keys = (0..5u32).map(|i| [page, i].map(u32::to_be_bytes).concat());
+                Ok((u64::from(page), keys.collect()))
+            },
+            |_| Ok(()),
+        );
+        assert!(
+            matches!(&too_many_keys, Err(BackendError::Corrupt { detail, .. })
+                if detail.contains("more than 10 distinct keys")),
+            "{too_many_keys:?}"
+        );
     }
 
     /// An IPv6 address keeps its one pair of brackets in the client's URL.

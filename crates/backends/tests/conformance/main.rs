@@ -11,6 +11,7 @@ mod support;
 mod cases;
 mod faults;
 mod harness;
+mod hostile;
 mod writer_lock;
 
 macro_rules! conformance {
