@@ -46,10 +46,10 @@
 
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use opendal::layers::HttpClientLayer;
-use opendal::raw::HttpClient;
-use opendal::{ErrorKind, Operator, options};
+use opendal::raw::{HttpBody, HttpClient, HttpFetch};
+use opendal::{ErrorKind, Metadata, Operator, options};
 use seccs_store::backend::{Backend, BackendError, Batch, Damaged, Entry, Usage, Visitor};
 
 use crate::batch::{Effect, RoundTrips, coalesce};
@@ -209,6 +209,9 @@ pub struct S3Backend {
     runtime: tokio::runtime::Runtime,
     concurrency: usize,
     config: S3Config,
+    /// What each listing builds its own operator from (see `list_each`).
+    credentials: Option<S3Credentials>,
+    http: reqwest::Client,
     round_trips: RoundTrips,
     in_flight: std::sync::atomic::AtomicU64,
     max_in_flight: std::sync::atomic::AtomicU64,
@@ -267,28 +270,14 @@ impl S3Backend {
             .pool_max_idle_per_host(config.concurrency)
             .build()
             .map_err(|e| BackendError::other(NAME, format!("cannot build the HTTP client: {e}")))?;
-        let operator = |root: &str| -> Result<Operator, BackendError> {
-            let mut builder = opendal::services::S3::default()
-                .bucket(&config.bucket)
-                .root(root)
-                .region(&config.region)
-                .disable_ec2_metadata();
-            if let Some(endpoint) = &config.endpoint {
-                builder = builder.endpoint(endpoint);
-            }
-            if let Some(creds) = &credentials {
-                builder = builder
-                    .access_key_id(&creds.access_key_id)
-                    .secret_access_key(&creds.secret_access_key)
-                    .disable_config_load();
-            }
-            Ok(Operator::new(builder)
-                .map_err(map_err)?
-                .layer(HttpClientLayer::new(HttpClient::with(http.clone())))
-                .finish())
-        };
-        let op = operator(&format!("/{}", config.prefix))?;
-        let bucket_op = operator("/")?;
+        let client = HttpClient::with(http.clone());
+        let op = operator(
+            &config,
+            credentials.as_ref(),
+            &format!("/{}", config.prefix),
+            client.clone(),
+        )?;
+        let bucket_op = operator(&config, credentials.as_ref(), "/", client)?;
         let backend = Self {
             lease: None,
             op,
@@ -296,6 +285,8 @@ impl S3Backend {
             runtime,
             concurrency: config.concurrency,
             config,
+            credentials,
+            http,
             round_trips: RoundTrips::default(),
             in_flight: Default::default(),
             max_in_flight: Default::default(),
@@ -321,20 +312,110 @@ impl S3Backend {
         Ok(backend)
     }
 
-    /// Checks that the bucket exists and the credentials may list it.
+    /// Checks that the bucket exists and the credentials may list it (a
+    /// listing of one object under the prefix).
     pub fn check(&self) -> Result<(), BackendError> {
+        self.runtime
+            .block_on(self.list_each("", Some(1), |_, _| Ok(false)))
+            .map_err(|e| match e {
+                BackendError::Config(m) if m.contains("NoSuchBucket") => {
+                    BackendError::Config(format!(
+                        "bucket {:?} does not exist at {}: create it first",
+                        self.config.bucket,
+                        self.config.endpoint_shown()
+                    ))
+                }
+                e => e,
+            })
+    }
+
+    /// Lists the objects whose names, relative to the store's prefix, start
+    /// with `start`, handing `each` every name and its metadata until it
+    /// returns `false`; `limit` is the page size asked for.
+    ///
+    /// The service is not trusted: the listing is made from the bucket's
+    /// root, so that OpenDAL never cuts the store's prefix off a name the
+    /// service made up (a name shorter than the prefix made it slice out
+    /// of range), and a name outside the prefix is an error here; each
+    /// listing has an HTTP client of its own that stops a listing that
+    /// does not end (see [`ListingPages`]); and nothing is kept but what
+    /// `each` keeps.
+    async fn list_each(
+        &self,
+        start: &str,
+        limit: Option<usize>,
+        mut each: impl FnMut(&str, &Metadata) -> Result<bool, BackendError>,
+    ) -> Result<(), BackendError> {
         self.round_trips.add(1);
-        self.runtime.block_on(self.op.check()).map_err(|e| {
-            if is_no_such_bucket(&e) {
-                BackendError::Config(format!(
-                    "bucket {:?} does not exist at {}: create it first",
-                    self.config.bucket,
-                    self.config.endpoint_shown()
-                ))
-            } else {
-                map_err(e)
+        let pages = std::sync::Arc::new(std::sync::Mutex::new(ListingPages::default()));
+        let fetch = ListingFetch {
+            http: self.http.clone(),
+            pages: pages.clone(),
+        };
+        let op = operator(
+            &self.config,
+            self.credentials.as_ref(),
+            "/",
+            HttpClient::with(fetch),
+        )?;
+        let root = if self.config.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.config.prefix)
+        };
+        let failed = |e: opendal::Error| {
+            let stopped = pages
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .stopped
+                .clone();
+            match stopped {
+                Some(why) => listing_error(why),
+                None => map_err(e),
             }
-        })
+        };
+        let mut lister = op
+            .lister_options(
+                &format!("{root}{start}"),
+                options::ListOptions {
+                    recursive: true,
+                    limit,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(failed)?;
+        loop {
+            // OpenDAL still asserts, in debug builds, that a listed name
+            // is not the root itself ("/" here). A panic in `next` is
+            // caught and ends the listing: the lister that panicked and
+            // the operator behind it are this call's alone and dropped
+            // unused right after, and nothing shared was being changed
+            // (the page counter's lock is not held while OpenDAL runs).
+            let next = std::panic::AssertUnwindSafe(lister.next())
+                .catch_unwind()
+                .await;
+            let entry = match next {
+                Ok(None) => return Ok(()),
+                Ok(Some(Ok(entry))) => entry,
+                Ok(Some(Err(e))) => return Err(failed(e)),
+                Err(_) => {
+                    return Err(listing_error(
+                        "the service listed a name the S3 client cannot handle".into(),
+                    ));
+                }
+            };
+            let Some(name) = entry.path().strip_prefix(root.as_str()) else {
+                return Err(listing_error(format!(
+                    "the service listed object {:?}, outside the store's prefix {:?}",
+                    entry.path(),
+                    self.config.prefix
+                )));
+            };
+            if !each(name, entry.metadata())? {
+                return Ok(());
+            }
+        }
     }
 
     /// Requests sent to the server so far.
@@ -446,63 +527,21 @@ impl S3Backend {
         }
     }
 
-    /// Every object's key and length. An object that is not an entry is an
-    /// error: a place holding one is not only this store's.
-    fn list(&self) -> Result<Vec<(Vec<u8>, u64)>, BackendError> {
-        let listed = self.list_prefix(&[])?;
-        match listed.strays.first() {
-            Some(stray) => Err(stray_error(stray)),
-            None => Ok(listed.entries),
-        }
-    }
-
     /// The key and length of every object whose key starts with `prefix`,
     /// and the names of objects there that are not entries.
     /// Object names are the keys in hex, two digits a byte, so the names of
     /// those keys are exactly the names that start with the prefix's hex:
     /// the service filters the listing (`ListObjectsV2` with a prefix).
     fn list_prefix(&self, prefix: &[u8]) -> Result<Listed, BackendError> {
-        self.round_trips.add(1);
-        let objects = self
-            .runtime
-            .block_on(self.op.list_options(
-                &hex::encode(prefix),
-                options::ListOptions {
-                    recursive: true,
-                    ..Default::default()
-                },
-            ))
-            .map_err(map_err)?;
         let mut listed = Listed {
-            entries: Vec::with_capacity(objects.len()),
+            entries: Vec::new(),
             strays: Vec::new(),
         };
-        for object in objects {
-            if !object.metadata().is_file() {
-                continue;
-            }
-            let path = object.path().trim_start_matches('/');
-            if matches!(path, LEASE_OBJECT | MARKER_OBJECT) {
-                continue;
-            }
-            // An entry's object sits right under the prefix, named by its
-            // key in lowercase hex: the only name its reads and writes use.
-            // Another spelling of the same key (uppercase digits) would
-            // list the entry twice yet never be read, so it is a stray.
-            let key = match hex::decode(path) {
-                Ok(key) if is_lowercase_hex(path) => key,
-                _ => {
-                    listed.strays.push(path.to_owned());
-                    continue;
-                }
-            };
-            // The service is not trusted to have filtered.
-            if key.starts_with(prefix) {
-                listed
-                    .entries
-                    .push((key, object.metadata().content_length()));
-            }
-        }
+        self.runtime
+            .block_on(self.list_each(&hex::encode(prefix), None, |path, meta| {
+                listed.add(path, meta, prefix);
+                Ok(true)
+            }))?;
         Ok(listed)
     }
 }
@@ -655,23 +694,13 @@ impl Backend for S3Backend {
             }
         }
         // Stores whose prefix lies in this one's: markers in folders below.
-        self.round_trips.add(1);
-        let below = self
-            .runtime
-            .block_on(self.op.list_options(
-                "",
-                options::ListOptions {
-                    recursive: true,
-                    ..Default::default()
-                },
-            ))
-            .map_err(map_err)?;
-        for entry in below {
-            let path = entry.path().trim_start_matches('/');
-            if let Some(folder) = path.strip_suffix(&format!("/{MARKER_OBJECT}")) {
+        let suffix = format!("/{MARKER_OBJECT}");
+        self.runtime.block_on(self.list_each("", None, |path, _| {
+            if let Some(folder) = path.strip_suffix(&suffix) {
                 found.push(describe([prefix, folder].join("/").trim_start_matches('/')));
             }
-        }
+            Ok(true)
+        }))?;
         Ok(found)
     }
 
@@ -726,14 +755,30 @@ impl Backend for S3Backend {
         Ok(())
     }
 
+    /// Adds up the listing as it comes, keeping nothing of it; an object
+    /// that is not an entry is an error: a place holding one is not only
+    /// this store's.
     fn usage(&self) -> Result<Usage, BackendError> {
         let mut usage = Usage::default();
-        for (key, len) in self.list()? {
-            // An object too short for its count is still an entry here (a
-            // damaged one, which `verify` reports): the place is not empty.
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            usage.add(key.len(), len.saturating_sub(8));
-        }
+        self.runtime
+            .block_on(self.list_each("", None, |path, meta| {
+                let mut listed = Listed {
+                    entries: Vec::new(),
+                    strays: Vec::new(),
+                };
+                listed.add(path, meta, &[]);
+                if let Some(stray) = listed.strays.first() {
+                    return Err(stray_error(stray));
+                }
+                for (key, len) in listed.entries {
+                    // An object too short for its count is still an entry here
+                    // (a damaged one, which `verify` reports): the place is not
+                    // empty.
+                    let len = usize::try_from(len).unwrap_or(usize::MAX);
+                    usage.add(key.len(), len.saturating_sub(8));
+                }
+                Ok(true)
+            }))?;
         Ok(usage)
     }
 }
@@ -745,6 +790,31 @@ struct Listed {
     /// The names of objects that are not entries (not a key in hex right
     /// under the prefix): another application's, or debris.
     strays: Vec<String>,
+}
+
+impl Listed {
+    /// Adds the object listed as `path` (under the store's prefix), if it
+    /// is an entry whose key starts with `prefix` or a stray.
+    fn add(&mut self, path: &str, meta: &Metadata, prefix: &[u8]) {
+        if !meta.is_file() || matches!(path, LEASE_OBJECT | MARKER_OBJECT) {
+            return;
+        }
+        // An entry's object sits right under the prefix, named by its key
+        // in lowercase hex: the only name its reads and writes use. Another
+        // spelling of the same key (uppercase digits) would list the entry
+        // twice yet never be read, so it is a stray.
+        let key = match hex::decode(path) {
+            Ok(key) if is_lowercase_hex(path) => key,
+            _ => {
+                self.strays.push(path.to_owned());
+                return;
+            }
+        };
+        // The service is not trusted to have filtered.
+        if key.starts_with(prefix) {
+            self.entries.push((key, meta.content_length()));
+        }
+    }
 }
 
 /// Whether `name` is written only with digits and lowercase `a`-`f`, the
@@ -759,6 +829,123 @@ fn stray_error(name: &str) -> BackendError {
     BackendError::Corrupt {
         backend: NAME.into(),
         detail: format!("object {name:?} under the store's prefix is not an entry"),
+    }
+}
+
+/// An OpenDAL operator on the bucket at `root`, sending its requests
+/// through `client`.
+fn operator(
+    config: &S3Config,
+    credentials: Option<&S3Credentials>,
+    root: &str,
+    client: HttpClient,
+) -> Result<Operator, BackendError> {
+    let mut builder = opendal::services::S3::default()
+        .bucket(&config.bucket)
+        .root(root)
+        .region(&config.region)
+        .disable_ec2_metadata();
+    if let Some(endpoint) = &config.endpoint {
+        builder = builder.endpoint(endpoint);
+    }
+    if let Some(creds) = credentials {
+        builder = builder
+            .access_key_id(&creds.access_key_id)
+            .secret_access_key(&creds.secret_access_key)
+            .disable_config_load();
+    }
+    Ok(Operator::new(builder)
+        .map_err(map_err)?
+        .layer(HttpClientLayer::new(client))
+        .finish())
+}
+
+/// The error for a listing the service answered wrongly.
+fn listing_error(detail: String) -> BackendError {
+    BackendError::Corrupt {
+        backend: NAME.into(),
+        detail: format!("listing the store's objects: {detail}"),
+    }
+}
+
+/// Pages a listing may take before the service is taken to be looping:
+/// a page holds up to 1,000 objects, so this is a store of over four
+/// billion entries (16 TiB of 4 KiB nodes), beyond any store this backend
+/// serves well. What a listing keeps of its pages (a 16-byte digest of
+/// each continuation token) stays under 64 MiB.
+const MAX_LIST_PAGES: usize = 1 << 22;
+
+/// The page requests of one listing, as they leave the HTTP client: the
+/// service is not trusted to end a listing (OpenDAL asks for the next page
+/// for as long as the answer says it is truncated), so a continuation
+/// token it gave before, or more than [`MAX_LIST_PAGES`] pages, stops the
+/// listing.
+#[derive(Default)]
+struct ListingPages {
+    pages: usize,
+    /// Digests of the tokens asked for so far (two independent SipHash
+    /// keys, so that a collision is out of reach even for the service).
+    tokens: std::collections::HashSet<u128>,
+    keys: (std::hash::RandomState, std::hash::RandomState),
+    /// Why the listing was stopped, once it was.
+    stopped: Option<String>,
+}
+
+impl ListingPages {
+    /// Admits one more page request to `uri`, or says why not.
+    fn admit(&mut self, uri: &http::Uri) -> Result<(), String> {
+        if let Some(why) = &self.stopped {
+            return Err(why.clone());
+        }
+        self.pages += 1;
+        let token = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .find(|(name, _)| name == "continuation-token" || name == "marker")
+            .map(|(_, token)| token.into_owned());
+        let why = if self.pages > MAX_LIST_PAGES {
+            format!("the listing went on past {MAX_LIST_PAGES} pages")
+        } else if let Some(token) = token.filter(|t| !t.is_empty()) {
+            use std::hash::BuildHasher;
+            let digest = (u128::from(self.keys.0.hash_one(&token)) << 64)
+                | u128::from(self.keys.1.hash_one(&token));
+            if self.tokens.insert(digest) {
+                return Ok(());
+            }
+            format!(
+                "the service gave continuation token {:?} a second time after {} pages",
+                token.escape_debug().to_string(),
+                self.pages - 1
+            )
+        } else if self.pages > 1 {
+            "the service asked for another page without a continuation token".to_owned()
+        } else {
+            return Ok(());
+        };
+        self.stopped = Some(why.clone());
+        Err(why)
+    }
+}
+
+/// The HTTP client of one listing: sends each request on through `http`
+/// once [`ListingPages`] admits it.
+struct ListingFetch {
+    http: reqwest::Client,
+    pages: std::sync::Arc<std::sync::Mutex<ListingPages>>,
+}
+
+impl HttpFetch for ListingFetch {
+    async fn fetch(
+        &self,
+        req: http::Request<opendal::Buffer>,
+    ) -> opendal::Result<http::Response<HttpBody>> {
+        let admitted = self
+            .pages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(req.uri());
+        match admitted {
+            Ok(()) => HttpFetch::fetch(&self.http, req).await,
+            Err(why) => Err(opendal::Error::new(ErrorKind::Unexpected, why)),
+        }
     }
 }
 

@@ -116,3 +116,110 @@ fn redis_a_scan_whose_cursor_repeats_ends_the_walk_with_an_error() -> TestResult
     );
     Ok(())
 }
+
+/// Reads one HTTP request (its head and body); `None` when the peer is gone.
+fn read_http_request(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).ok()? == 0 {
+        return None;
+    }
+    let mut len = 0usize;
+    for _ in 0..256 {
+        let mut header = String::new();
+        if reader.read_line(&mut header).ok()? == 0 {
+            return None;
+        }
+        if header == "\r\n" {
+            let mut body = vec![0u8; len.min(1 << 24)];
+            reader.read_exact(&mut body).ok()?;
+            return Some(request_line);
+        }
+        if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    None
+}
+
+/// A fake S3 service answering every request 200 with the same listing
+/// page: `key` under `stores/one/`, "truncated, continue at `same`".
+fn fake_s3_listing(key: &'static str) -> TestResult<u16> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+         <Name>bucket</Name><Prefix>stores/one/</Prefix><KeyCount>1</KeyCount>\
+         <MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>\
+         <NextContinuationToken>same</NextContinuationToken>\
+         <Contents><Key>{key}</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified>\
+         <ETag>\"e\"</ETag><Size>9</Size><StorageClass>STANDARD</StorageClass></Contents>\
+         </ListBucketResult>"
+    );
+    fake_server(move |reader, writer| {
+        read_http_request(reader)?;
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nETag: \"e1\"\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        writer.write_all(reply.as_bytes()).ok()
+    })
+}
+
+fn s3_on_fake(port: u16) -> TestResult<seccs_backends::S3Config> {
+    Ok(seccs_backends::S3Config::parse(&format!(
+        "s3://bucket/stores/one?endpoint=http://127.0.0.1:{port}"
+    ))?)
+}
+
+fn fake_credentials() -> Option<seccs_backends::S3Credentials> {
+    Some(seccs_backends::S3Credentials {
+        access_key_id: "AK".into(),
+        secret_access_key: "SK".into(),
+    })
+}
+
+/// A service whose listing always says "truncated, continue at `same`"
+/// (OpenDAL would ask for the next page for ever): the walk, the usage and
+/// the search for nested stores end with an error naming the repeated
+/// token, in seconds.
+#[test]
+fn s3_a_listing_that_repeats_its_continuation_token_ends_with_an_error() -> TestResult {
+    use seccs_backends::S3Backend;
+    let port = fake_s3_listing("stores/one/00ff")?;
+    let backend = S3Backend::connect(s3_on_fake(port)?, fake_credentials())?;
+    let (results, took) = within(Duration::from_secs(30), move || {
+        [
+            backend.walk(&[], &mut |_, _| Ok(()), None),
+            backend.usage().map(drop),
+            backend.nested_stores().map(drop),
+        ]
+    })?;
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    for result in results {
+        assert!(
+            matches!(&result, Err(BackendError::Corrupt { detail, .. })
+                if detail.contains("continuation token \"same\" a second time")),
+            "{result:?}"
+        );
+    }
+    Ok(())
+}
+
+/// A listing naming an object outside the store's prefix (`x` for
+/// `stores/one`) made the S3 client slice out of range: connecting now
+/// fails with an error naming the object, without a panic.
+#[test]
+fn s3_a_listed_key_outside_the_prefix_is_an_error_not_a_panic() -> TestResult {
+    use seccs_backends::S3Backend;
+    let port = fake_s3_listing("x")?;
+    let config = s3_on_fake(port)?;
+    let connected =
+        std::panic::catch_unwind(move || S3Backend::connect(config, fake_credentials()).map(drop));
+    let connected = connected.map_err(|_| "connect panicked")?;
+    assert!(
+        matches!(&connected, Err(BackendError::Corrupt { detail, .. })
+            if detail.contains("object \"x\", outside the store's prefix")),
+        "{connected:?}"
+    );
+    Ok(())
+}
