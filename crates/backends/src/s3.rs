@@ -42,7 +42,9 @@
 //! cannot be renewed: every write request checks it as it starts, so a
 //! stage that runs for minutes starts none after the lease is lost. The
 //! service must support `If-None-Match: *` and `If-Match` on `PUT` (AWS S3
-//! does since 2024). `seccs` opens every store this way.
+//! does since 2024); taking the lease checks that it refuses a second
+//! create of the lease object, and refuses a service that does not. `seccs`
+//! opens every store this way.
 
 use std::time::Duration;
 

@@ -9,7 +9,9 @@
 //! lease object holds a random token, the holder's pid and host, and the
 //! wall-clock time it expires ([`TTL`] after its last renewal):
 //!
-//! - taking it: create it with `If-None-Match: *`; if one is there and its
+//! - taking it: create it with `If-None-Match: *`, then make sure a second
+//!   such create is refused (a service that ignores the condition cannot
+//!   keep a lease, and exclusive mode is refused on it); if one is there and its
 //!   time has passed (a holder that died), replace it with `If-Match` on the
 //!   version read, so of two processes taking over at once only one wins;
 //!   if it is gone by the time it is read (its holder let it go), create it
@@ -178,6 +180,7 @@ async fn take(op: &Operator, token: &str) -> Result<String, BackendError> {
     let mut parsed = None;
     for _ in 0..TAKE_ATTEMPTS {
         if let Some(etag) = write(op, lease_text(token), if_not_exists()).await? {
+            check_conditions_honoured(op, token).await?;
             return Ok(etag);
         }
         // The holder may let the lease go between the create that failed
@@ -219,6 +222,27 @@ async fn take(op: &Operator, token: &str) -> Result<String, BackendError> {
                 .to_owned(),
         },
     })
+}
+
+/// Checks, right after creating the lease object, that the service
+/// refuses a second create of it: a service that ignores `If-None-Match`
+/// (and so, most likely, `If-Match`) would let every process take the
+/// lease, and the lease would keep nobody out. Such a service is refused,
+/// and the lease object this process wrote is removed (best effort).
+async fn check_conditions_honoured(op: &Operator, token: &str) -> Result<(), BackendError> {
+    if write(op, lease_text(token), if_not_exists())
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, op.delete(LEASE_OBJECT)).await;
+    Err(BackendError::Config(format!(
+        "s3: the service does not support conditional writes (it accepted a PUT with \
+         `If-None-Match: *` over the existing object {LEASE_OBJECT:?}), so it cannot keep a \
+         writer lease and a second process could write beside this one: use a service that \
+         honours `If-None-Match` and `If-Match` on PUT (AWS S3 does since 2024)"
+    )))
 }
 
 /// What a read of the lease object found: `None` if it is gone.

@@ -223,3 +223,23 @@ fn s3_a_listed_key_outside_the_prefix_is_an_error_not_a_panic() -> TestResult {
     );
     Ok(())
 }
+
+/// A service that ignores `If-None-Match` (it answers 200 to every PUT)
+/// would give the "exclusive" lease to every process: taking it is
+/// refused with an error saying the service lacks conditional writes.
+#[test]
+fn s3_a_service_ignoring_conditional_writes_cannot_give_the_writer_lease() -> TestResult {
+    use seccs_backends::S3Backend;
+    let port = fake_s3_listing("stores/one/00ff")?;
+    let config = s3_on_fake(port)?;
+    let (taken, took) = within(Duration::from_secs(30), move || {
+        S3Backend::connect_exclusive(config, fake_credentials()).map(drop)
+    })?;
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        matches!(&taken, Err(BackendError::Config(m))
+            if m.contains("does not support conditional writes")),
+        "{taken:?}"
+    );
+    Ok(())
+}
