@@ -85,12 +85,19 @@ impl LeaseState {
     /// Whether a write may go ahead: the lease is ours and was renewed
     /// within [`TRUST_FOR`], so nobody else can hold it yet.
     pub(crate) fn check(&self, backend: &str) -> Result<(), BackendError> {
+        self.check_within(backend, TRUST_FOR).map(drop)
+    }
+
+    /// Like [`LeaseState::check`], and says how much longer a write may
+    /// go on: until [`TRUST_FOR`] after the last renewal. A write still
+    /// running then may land after another process took the lease over.
+    pub(crate) fn trusted_for(&self, backend: &str) -> Result<Duration, BackendError> {
         self.check_within(backend, TRUST_FOR)
     }
 
-    fn check_within(&self, backend: &str, trust_for: Duration) -> Result<(), BackendError> {
+    fn check_within(&self, backend: &str, trust_for: Duration) -> Result<Duration, BackendError> {
         let detail = match *self.lock() {
-            State::Held(at) if at.elapsed() < trust_for => return Ok(()),
+            State::Held(at) if at.elapsed() < trust_for => return Ok(trust_for - at.elapsed()),
             State::Held(at) => format!(
                 "{backend}: this process could not renew its writer lease for {} s, so another \
                  may hold it now; not writing",
@@ -209,6 +216,8 @@ mod tests {
         let lease = LeaseState::held_now();
         assert!(TRUST_FOR + RENEW_EVERY < TTL);
         assert!(lease.check("redis").is_ok());
+        let left = lease.trusted_for("redis").expect("trusted");
+        assert!(left <= TRUST_FOR && left > TRUST_FOR - Duration::from_secs(5));
         assert!(
             lease.check_within("redis", Duration::ZERO).is_err(),
             "stale"

@@ -39,8 +39,10 @@
 //! object beside the entries kept with conditional writes (see the `lease`
 //! module): a second process that opens the prefix exclusively gets
 //! [`BackendError::Locked`] naming the holder, and writes stop if the lease
-//! cannot be renewed: every write request checks it as it starts, so a
-//! stage that runs for minutes starts none after the lease is lost. The
+//! cannot be renewed: every write request checks it as it starts and is
+//! abandoned if it has not finished while the lease can be trusted, so a
+//! stage that runs for minutes starts none after the lease is lost and a
+//! slow request does not land long after. The
 //! service must support `If-None-Match: *` and `If-Match` on `PUT` (AWS S3
 //! does since 2024); taking the lease checks that it refuses a second
 //! create of the lease object, and refuses a service that does not. `seccs`
@@ -453,15 +455,37 @@ impl S3Backend {
         }
     }
 
-    /// Fails with [`BackendError::Locked`] once the writer lease (if this
-    /// backend holds one) is lost or stale. Checked before every write
-    /// request, not once a stage: a stage of many requests can run for
-    /// minutes, longer than the lease can be trusted.
-    fn check_lease(&self) -> Result<(), BackendError> {
-        match &self.lease {
-            Some(lease) => lease.check(),
-            None => Ok(()),
-        }
+    /// Runs one write request under the writer lease (if this backend
+    /// holds one): it does not start once the lease is lost or stale
+    /// ([`BackendError::Locked`]), and it is abandoned, with the same
+    /// error, if it has not finished by the end of the time the lease can
+    /// be trusted (`TRUST_FOR` after its last renewal, see `lease_state`).
+    /// The lease is checked before every write request, not once a stage:
+    /// a stage of many requests can run for minutes, and one slow request
+    /// could otherwise land long after another process took the lease over
+    /// (the HTTP client alone would wait 300 s). An abandoned request's
+    /// connection is closed, so a body not yet received whole is never
+    /// stored; one the service already had may still be applied just
+    /// after the deadline, within the lease's remaining margin (TTL minus
+    /// `TRUST_FOR`).
+    async fn under_lease<T>(
+        &self,
+        request: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        let Some(lease) = &self.lease else {
+            return request.await;
+        };
+        let trusted_for = lease.trusted_for()?;
+        tokio::time::timeout(trusted_for, request)
+            .await
+            .map_err(|_| BackendError::Locked {
+                detail: format!(
+                    "s3: a write did not finish while this process's writer lease could be \
+                     trusted ({} s more when it started), so it was abandoned: another process \
+                     may hold the lease by now",
+                    trusted_for.as_secs()
+                ),
+            })?
     }
 
     async fn write(&self, key: &[u8], value: &[u8], count: u64) -> Result<(), BackendError> {
@@ -511,20 +535,25 @@ impl S3Backend {
 
     /// One key's effect; the lease is checked before each of its requests.
     async fn apply_effect(&self, key: &[u8], effect: Effect<'_>) -> Result<(), BackendError> {
-        self.check_lease()?;
         match effect {
-            Effect::Put { value, count } => self.write(key, value, count).await,
-            Effect::SetCount { count } => match self.read(key).await? {
-                Some(raw) => {
-                    let entry = Self::decode(key, &raw)?;
-                    self.check_lease()?;
-                    self.write(key, &entry.value, count).await
+            Effect::Put { value, count } => self.under_lease(self.write(key, value, count)).await,
+            Effect::SetCount { count } => {
+                // Not worth reading when the write could not start.
+                self.under_lease(async { Ok(()) }).await?;
+                match self.read(key).await? {
+                    Some(raw) => {
+                        let entry = Self::decode(key, &raw)?;
+                        self.under_lease(self.write(key, &entry.value, count)).await
+                    }
+                    None => Ok(()),
                 }
-                None => Ok(()),
-            },
+            }
             Effect::Delete => {
-                let _request = InFlight::new(self);
-                self.op.delete(&hex::encode(key)).await.map_err(map_err)
+                self.under_lease(async {
+                    let _request = InFlight::new(self);
+                    self.op.delete(&hex::encode(key)).await.map_err(map_err)
+                })
+                .await
             }
         }
     }
@@ -613,8 +642,8 @@ impl Backend for S3Backend {
             .clone();
         let writes = async {
             for stage in batch.stages() {
-                // Each request checks the lease as it starts (see
-                // `check_lease`), so none starts once it is lost.
+                // Each request runs under the lease (see `under_lease`):
+                // none starts once it is lost, none outlives its trust.
                 let effects = coalesce(stage);
                 futures::stream::iter(effects.into_iter().map(Ok))
                     .try_for_each_concurrent(self.concurrency, |(key, effect)| {
@@ -707,12 +736,14 @@ impl Backend for S3Backend {
     }
 
     fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
-        self.check_lease()?;
-        let _request = InFlight::new(self);
-        self.runtime
-            .block_on(self.op.write(MARKER_OBJECT, value.to_vec()))
-            .map(drop)
-            .map_err(map_err)
+        self.runtime.block_on(self.under_lease(async {
+            let _request = InFlight::new(self);
+            self.op
+                .write(MARKER_OBJECT, value.to_vec())
+                .await
+                .map(drop)
+                .map_err(map_err)
+        }))
     }
 
     /// Visits every entry whose key starts with `prefix`, reading the

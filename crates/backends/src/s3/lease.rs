@@ -19,7 +19,7 @@
 //! - holding it: a thread replaces it every [`RENEW_EVERY`](crate::lease_state::RENEW_EVERY) with `If-Match`
 //!   on the version it last wrote; a refusal means another process took it
 //!   (or the object is gone), and the lease is lost for good;
-//! - writing: [`Lease::check`] refuses once the lease is lost or its last
+//! - writing: [`Lease::trusted_for`] refuses once the lease is lost or its last
 //!   renewal is older than the shared trust period (see `lease_state`).
 //!
 //! Expiry is judged by the taker's clock against the holder's, so machines
@@ -164,10 +164,10 @@ impl Lease {
         })
     }
 
-    /// Whether a write may go ahead: the lease is ours and was renewed
-    /// recently enough that nobody else can hold it yet.
-    pub(super) fn check(&self) -> Result<(), BackendError> {
-        self.state.check(NAME)
+    /// How much longer a write that starts now may run (see
+    /// [`LeaseState::trusted_for`]), or why it may not start.
+    pub(super) fn trusted_for(&self) -> Result<Duration, BackendError> {
+        self.state.trusted_for(NAME)
     }
 }
 

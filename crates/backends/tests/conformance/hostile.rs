@@ -243,3 +243,76 @@ fn s3_a_service_ignoring_conditional_writes_cannot_give_the_writer_lease() -> Te
     );
     Ok(())
 }
+
+/// Reads one HTTP request and returns its head (request line and
+/// headers, lowercased); `None` when the peer is gone.
+fn read_http_head(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut head = String::new();
+    let mut len = 0usize;
+    for _ in 0..256 {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            let mut body = vec![0u8; len.min(1 << 24)];
+            reader.read_exact(&mut body).ok()?;
+            return Some(head);
+        }
+        let line = line.to_ascii_lowercase();
+        if let Some(v) = line.strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        head.push_str(&line);
+    }
+    None
+}
+
+/// A write that hangs (the service takes its request and never answers)
+/// is abandoned once the writer lease can no longer be trusted, about 20 s
+/// after its last renewal, rather than after the HTTP client's 300 s:
+/// it cannot land long after another process took the lease over.
+#[test]
+fn s3_a_write_that_outlasts_the_lease_trust_is_abandoned() -> TestResult {
+    use seccs_backends::S3Backend;
+    use seccs_store::backend::Batch;
+    let port = fake_server(|reader, writer| {
+        static LEASE_CREATED: std::sync::atomic::AtomicBool =
+            std::sync::atomic::AtomicBool::new(false);
+        let head = read_http_head(reader)?;
+        let first = head.lines().next().unwrap_or_default().to_owned();
+        let reply = if first.starts_with("get ") {
+            let body = "<ListBucketResult><Name>bucket</Name><IsTruncated>false</IsTruncated>\
+                        <KeyCount>0</KeyCount></ListBucketResult>";
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        } else if first.contains("writer-lease") {
+            let create = head.contains("if-none-match");
+            if create && LEASE_CREATED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                "HTTP/1.1 412 Precondition Failed\r\nContent-Length: 0\r\n\r\n".to_owned()
+            } else {
+                "HTTP/1.1 200 OK\r\nETag: \"l1\"\r\nContent-Length: 0\r\n\r\n".to_owned()
+            }
+        } else if first.starts_with("put ") {
+            // Holds the request far longer than the lease can be trusted.
+            std::thread::sleep(Duration::from_secs(50));
+            "HTTP/1.1 200 OK\r\nETag: \"e1\"\r\nContent-Length: 0\r\n\r\n".to_owned()
+        } else {
+            "HTTP/1.1 204 No Content\r\n\r\n".to_owned()
+        };
+        writer.write_all(reply.as_bytes()).ok()
+    })?;
+    let backend = S3Backend::connect_exclusive(s3_on_fake(port)?, fake_credentials())?;
+    let mut batch = Batch::new();
+    batch.put(vec![0xab], b"value".to_vec(), 1);
+    let (applied, took) = within(Duration::from_secs(45), move || backend.apply(&batch))?;
+    assert!(took < Duration::from_secs(25), "{took:?}");
+    assert!(
+        matches!(&applied, Err(BackendError::Locked { detail })
+            if detail.contains("did not finish while this process's writer lease")),
+        "{applied:?}"
+    );
+    Ok(())
+}
