@@ -174,6 +174,7 @@ mod tests {
             mode: Some(FileMode::from_st_mode(0o644)),
             owner: None,
             xattrs: Vec::new(),
+            hard_links: None,
         }
     }
 

@@ -19,7 +19,9 @@
 //!
 //! A file whose size, modification and change times and inode equal the
 //! stamp recorded with its name's newest version is not read again (as
-//! restic, borg and git skip unchanged files). A stamp is recorded only
+//! restic, borg and git skip unchanged files); its device and link count,
+//! recorded for a restore to give back its hard links, take no part (see
+//! `seccs_store::catalog::HardLinks`). A stamp is recorded only
 //! when the file's change time lies clearly before the put began, so a
 //! write that lands in the same timestamp tick as an earlier one, after the
 //! file was read, still changes the change time past the recorded one.
@@ -36,7 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use seccs_store::catalog::{
-    EntryKind, FileMeta, FileMode, FileStamp, Owner, Record, Stamp, Version,
+    EntryKind, FileMeta, FileMode, FileStamp, HardLinks, Owner, Record, Stamp, Version,
 };
 use seccs_store::{Store, file_name};
 
@@ -542,8 +544,10 @@ pub fn since_epoch() -> Duration {
 
 /// What a put that started at `start` records of the file or directory
 /// `meta` describes: its stamp, settled when the file can be recognized by
-/// it later (see `stamp_is_settled`), its permission bits and its owner;
-/// not its extended attributes, which `stat` does not give.
+/// it later (see `stamp_is_settled`), its permission bits, its owner and,
+/// for a regular file, its device and link count (for a restore to know
+/// its hard links); not its extended attributes, which `stat` does not
+/// give.
 fn recorded_attrs(meta: &Metadata, start: Duration) -> FileMeta {
     let stamp = stamp_of(meta);
     let stamp = if stamp_is_settled(&stamp, start) {
@@ -559,6 +563,10 @@ fn recorded_attrs(meta: &Metadata, start: Duration) -> FileMeta {
             gid: meta.gid(),
         }),
         xattrs: Vec::new(),
+        hard_links: meta.is_file().then(|| HardLinks {
+            device: meta.dev(),
+            nlink: meta.nlink(),
+        }),
     }
 }
 
@@ -1281,9 +1289,19 @@ impl std::fmt::Display for NotTried {
 impl std::error::Error for NotTried {}
 
 /// Splits the names to restore into those written (or made) on their own
-/// and hard links: files put with the same inode, change time and content
-/// were one file, and each but the first (in name order) is paired with
-/// that first.
+/// and hard links: files put with more than one link each, from the same
+/// device, with the same inode, change time and content were one file,
+/// and each but the first (in name order) is paired with that first. An
+/// inode number is unique only within one file system, and a put that
+/// enters mount points can meet two file systems (two snapshots of one,
+/// a bind mount) holding different files with the same inode, change
+/// time and content: without the device they would come back as one
+/// file, and an edit of one would change the other.
+///
+/// Versions written before catalog format 8 have no device or link count
+/// ([`HardLinks`]); they are grouped as before, by inode, change time and
+/// content, among themselves only: such a version is never linked with
+/// one that has a device, since which device it was on is not known.
 fn hard_link_groups(
     mut entries: Vec<Restored<'_>>,
 ) -> (Vec<Restored<'_>>, Vec<(Restored<'_>, &Record)>) {
@@ -1291,12 +1309,18 @@ fn hard_link_groups(
     let mut first_of = HashMap::new();
     let (mut firsts, mut more) = (Vec::new(), Vec::new());
     for entry @ (record, version) in entries {
+        // `Some(None)`: a version from before devices were recorded.
+        let device = match version.hard_links {
+            None => Some(None),
+            Some(links) if links.nlink > 1 => Some(Some(links.device)),
+            Some(_) => None,
+        };
         let same_file = (version.kind == EntryKind::File)
-            .then_some(version.stamp.as_ref())
+            .then_some(version.stamp.as_ref().zip(device))
             .flatten()
-            .map(|s| {
+            .map(|(s, device)| {
                 let s = s.file_stamp();
-                (s.inode, s.ctime_s, s.ctime_ns, &version.content_ref)
+                (device, s.inode, s.ctime_s, s.ctime_ns, &version.content_ref)
             });
         match same_file {
             Some(key) => match first_of.get(&key) {
@@ -2248,5 +2272,107 @@ mod tests {
         assert!(stamp_is_settled(&changed_at(997, 0), start));
         // A change time before 1970 is not trusted at all.
         assert!(!stamp_is_settled(&changed_at(-5, 1), start));
+    }
+
+    /// A file version put from inode 7 changed at 100.5 s with `content`,
+    /// with `hard_links` (`None`: as catalog formats before 8 recorded it).
+    fn put_file(name: &str, content: u8, hard_links: Option<HardLinks>) -> Record {
+        let stamp = FileStamp {
+            mtime_s: 100,
+            mtime_ns: 5,
+            ctime_s: 100,
+            ctime_ns: 500_000_000,
+            inode: 7,
+        };
+        Record {
+            name: name.to_owned(),
+            next_version: 2,
+            versions: vec![Version {
+                number: 1,
+                content_ref: seccs_store::ContentRef::from_bytes(
+                    &[[content; 16].as_slice(), &3u64.to_be_bytes()].concat(),
+                )
+                .expect("16-byte digest and a length"),
+                time: 200,
+                kind: EntryKind::File,
+                stamp: Some(Stamp::Settled(stamp)),
+                mode: None,
+                owner: None,
+                xattrs: Vec::new(),
+                hard_links,
+            }],
+            gone_since: None,
+            absences: Vec::new(),
+        }
+    }
+
+    /// What `hard_link_groups` makes of `records`: each name linked to
+    /// another, with the name it is linked to.
+    fn linked(records: &[Record]) -> Vec<(String, String)> {
+        let entries = records
+            .iter()
+            .map(|r| (r, r.latest().expect("a version")))
+            .collect();
+        let (firsts, more) = hard_link_groups(entries);
+        assert_eq!(firsts.len() + more.len(), records.len());
+        more.into_iter()
+            .map(|((record, _), first)| (record.name.clone(), first.name.clone()))
+            .collect()
+    }
+
+    fn links(device: u64, nlink: u64) -> Option<HardLinks> {
+        Some(HardLinks { device, nlink })
+    }
+
+    fn pair(a: &str, b: &str) -> Vec<(String, String)> {
+        vec![(a.to_owned(), b.to_owned())]
+    }
+
+    #[test]
+    fn files_on_two_devices_with_one_inode_change_time_and_content_are_not_linked() {
+        // Two snapshots of one file system under DIR: the same inode,
+        // change time and bytes, but two files.
+        let (a, b) = (
+            put_file("t/a", 1, links(1, 2)),
+            put_file("t/b", 1, links(2, 2)),
+        );
+        assert!(linked(&[a, b]).is_empty());
+    }
+
+    #[test]
+    fn a_file_with_one_link_is_linked_to_nothing() {
+        let (a, b) = (
+            put_file("t/a", 1, links(1, 1)),
+            put_file("t/b", 1, links(1, 1)),
+        );
+        assert!(linked(&[a, b]).is_empty());
+        // One side with one link is not enough either.
+        let (a, b) = (
+            put_file("t/a", 1, links(1, 2)),
+            put_file("t/b", 1, links(1, 1)),
+        );
+        assert!(linked(&[a, b]).is_empty());
+    }
+
+    #[test]
+    fn links_of_one_file_on_one_device_are_linked_again() {
+        let (a, b, c) = (
+            put_file("t/a", 1, links(3, 2)),
+            put_file("t/b", 1, links(3, 2)),
+            put_file("t/c", 2, links(3, 2)),
+        );
+        // Given in any order, linked to the first by name; other content
+        // is another file.
+        assert_eq!(linked(&[c, b, a]), pair("t/b", "t/a"));
+    }
+
+    #[test]
+    fn versions_put_before_devices_were_recorded_are_linked_as_before() {
+        let (a, b) = (put_file("t/a", 1, None), put_file("t/b", 1, None));
+        assert_eq!(linked(&[a.clone(), b]), pair("t/b", "t/a"));
+        // With one that has a device, which device the other was on is
+        // not known: not linked.
+        let c = put_file("t/c", 1, links(3, 2));
+        assert!(linked(&[a, c]).is_empty());
     }
 }

@@ -36,22 +36,36 @@
 //! its extended attributes (file capabilities, ACLs, SELinux labels, user
 //! attributes); its modification time, restored too, is the stamp's.
 //!
-//! Record format (version 7), written and read by separate code, trailing
-//! bytes rejected; versions 1 to 6 are still read:
+//! A version read from a regular file also carries its [`HardLinks`]: the
+//! device it was on and its link count, which a restore needs to tell the
+//! names that were one file (hard links) from different files on different
+//! file systems that happen to share an inode number, change time and
+//! content (two snapshots of one file system, bind mounts). They are kept
+//! outside the stamp, so that a put does not take a file as changed for
+//! them: a device number may change with nothing done to the file (a
+//! reboot or a remount may number the disks anew), and a link count
+//! changes only together with the change time, which is in the stamp
+//! (`link` and `unlink` change the inode's change time).
+//!
+//! Record format (version 8), written and read by separate code, trailing
+//! bytes rejected; versions 1 to 7 are still read:
 //! ```text
-//! u8 7 | u32 name_len | name | u32 next_version | u32 n |
+//! u8 8 | u32 name_len | name | u32 next_version | u32 n |
 //!   n × ( u32 number | u8 ref_len | ref | u64 size | u64 time | u8 kind |
 //!         u8 stamp | [ i64 mtime_s | u32 mtime_ns | i64 ctime_s |
 //!                      u32 ctime_ns | u64 inode ] |
 //!         u8 has_mode | [ u16 mode ] |
 //!         u8 has_owner | [ u32 uid | u32 gid ] |
-//!         u16 k | k × ( u8 xname_len | xname | u32 xvalue_len | xvalue ) ) |
+//!         u16 k | k × ( u8 xname_len | xname | u32 xvalue_len | xvalue ) |
+//!         u8 has_links | [ u64 device | u64 nlink ] ) |
 //!   u8 is_gone | [ u64 gone_since ] |
 //!   u32 m | m × ( u64 gone_from | u64 back_at )
 //! ```
 //! (`kind`: 0 file, 1 symlink, 2 directory; `stamp`: 0 none, 1 settled,
 //! 2 recent; extended attributes sorted by name, names unique, not empty and
-//! without NUL, values at most 64 KiB. Format 6 has no attribute count;
+//! without NUL, values at most 64 KiB; `device` and `nlink` are `st_dev`
+//! and `st_nlink` as read. Format 7 has no links flag; format 6 also has no
+//! attribute count;
 //! format 5 also has no owner flag; format 4 also has no recent
 //! stamps and ends at the gone flag and its time;
 //! format 3 also ends each version after the stamp and has no directories;
@@ -72,7 +86,9 @@ use crate::wrapper::SivPool;
 pub const KEY_PREFIX: u8 = b'N';
 /// Length of catalog keys.
 pub const KEY_LEN: usize = 33;
-pub(crate) const FORMAT: u8 = 7;
+pub(crate) const FORMAT: u8 = 8;
+/// The format before devices and link counts; still read.
+const FORMAT_NO_LINKS: u8 = 7;
 /// The format before extended attributes; still read.
 const FORMAT_NO_XATTRS: u8 = 6;
 /// The format before owners; still read.
@@ -122,6 +138,20 @@ impl FileStamp {
     }
 }
 
+/// Where a regular file was and how many names it had when it was read
+/// (`st_dev`, `st_nlink`): for a restore only, to link again the names
+/// that were one file and no others. Not part of the [`FileStamp`]: a
+/// device number can change with no change to the file (a reboot, a
+/// remount), and the link count changes only with the change time, which
+/// the stamp has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HardLinks {
+    /// The device (file system) the file was on.
+    pub device: u64,
+    /// Its link count: how many names it had.
+    pub nlink: u64,
+}
+
 /// A [`FileStamp`] as a version records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stamp {
@@ -144,7 +174,10 @@ impl Stamp {
     }
 
     /// Whether a file whose stamp is now `now` is the file this stamp
-    /// recorded, unchanged.
+    /// recorded, unchanged. The file's device and link count
+    /// ([`HardLinks`]) take no part: a device renumbered alone is no
+    /// change to the file, and a link made or removed moves the change
+    /// time anyway.
     pub fn recognizes(&self, now: &FileStamp) -> bool {
         matches!(self, Stamp::Settled(s) if s == now)
     }
@@ -220,6 +253,8 @@ pub struct FileMeta {
     pub owner: Option<Owner>,
     /// Its extended attributes, sorted by name.
     pub xattrs: Vec<Xattr>,
+    /// Its device and link count, for a restore; a regular file's only.
+    pub hard_links: Option<HardLinks>,
 }
 
 /// One version of a name.
@@ -246,6 +281,9 @@ pub struct Version {
     /// The extended attributes of the file it was read from, sorted by
     /// name.
     pub xattrs: Vec<Xattr>,
+    /// The device and link count of the regular file it was read from;
+    /// `None` for other entries and for versions written before format 8.
+    pub hard_links: Option<HardLinks>,
 }
 
 /// A time a name was gone before it was put again: from `from` (when a put
@@ -388,6 +426,14 @@ impl Record {
                 out.extend_from_slice(&(x.value.len() as u32).to_be_bytes());
                 out.extend_from_slice(&x.value);
             }
+            match v.hard_links {
+                None => out.push(0),
+                Some(links) => {
+                    out.push(1);
+                    out.extend_from_slice(&links.device.to_be_bytes());
+                    out.extend_from_slice(&links.nlink.to_be_bytes());
+                }
+            }
         }
         match self.gone_since {
             None => out.push(0),
@@ -497,6 +543,18 @@ impl Record {
                 }
                 xattrs.push(x);
             }
+            let has_links = match format {
+                f if f > FORMAT_NO_LINKS => r.u8()?,
+                _ => 0,
+            };
+            let hard_links = match has_links {
+                0 => None,
+                1 => Some(HardLinks {
+                    device: r.u64()?,
+                    nlink: r.u64()?,
+                }),
+                _ => return None,
+            };
             versions.push(Version {
                 number,
                 content_ref,
@@ -506,6 +564,7 @@ impl Record {
                 mode,
                 owner,
                 xattrs,
+                hard_links,
             });
         }
         let is_gone = match format {
@@ -664,6 +723,7 @@ mod tests {
             mode: None,
             owner: None,
             xattrs: Vec::new(),
+            hard_links: None,
         }
     }
 
@@ -696,9 +756,9 @@ mod tests {
         assert_eq!(Record::decode(&trailing), None);
         assert_eq!(Record::decode(&bytes[..bytes.len() - 1]), None);
         // The stamp flag is 0, 1 (settled) or 2 (recent), nothing else (it
-        // precedes the mode and owner flags, the attribute count, the gone
-        // flag and the absence count).
-        let flag_at = bytes.len() - 42;
+        // precedes the mode and owner flags, the attribute count, the links
+        // flag, the gone flag and the absence count).
+        let flag_at = bytes.len() - 43;
         assert_eq!(bytes[flag_at], 1);
         let mut recent = bytes.clone();
         recent[flag_at] = 2;
@@ -716,14 +776,14 @@ mod tests {
         }
         .encode();
         assert_eq!(
-            moded[moded.len() - 11..],
-            [1, 0x09, 0xED, 0, 0, 0, 0, 0, 0, 0, 0]
+            moded[moded.len() - 12..],
+            [1, 0x09, 0xED, 0, 0, 0, 0, 0, 0, 0, 0, 0]
         );
         let mut bad_mode = moded.clone();
-        bad_mode[moded.len() - 10] |= 0x10;
+        bad_mode[moded.len() - 11] |= 0x10;
         assert_eq!(Record::decode(&bad_mode), None);
         let mut bad_mode_flag = moded.clone();
-        bad_mode_flag[moded.len() - 11] = 2;
+        bad_mode_flag[moded.len() - 12] = 2;
         assert_eq!(Record::decode(&bad_mode_flag), None);
         // An owner is a user and a group id; its flag is 0 or 1.
         let owned = Record {
@@ -738,13 +798,34 @@ mod tests {
         };
         let bytes = owned.encode();
         assert_eq!(
-            bytes[bytes.len() - 16..bytes.len() - 7],
+            bytes[bytes.len() - 17..bytes.len() - 8],
             [1, 0, 0, 3, 0xE8, 0xFF, 0xFF, 0xFF, 0xFF]
         );
         assert_eq!(Record::decode(&bytes), Some(owned));
         let mut bad_owner_flag = bytes.clone();
-        bad_owner_flag[bytes.len() - 16] = 2;
+        bad_owner_flag[bytes.len() - 17] = 2;
         assert_eq!(Record::decode(&bad_owner_flag), None);
+        // A regular file's device and link count follow its attributes;
+        // their flag is 0 or 1.
+        let linked = Record {
+            versions: vec![Version {
+                hard_links: Some(HardLinks {
+                    device: 0x0102_0304_0506_0708,
+                    nlink: 2,
+                }),
+                ..rec.versions[1].clone()
+            }],
+            ..rec.clone()
+        };
+        let bytes = linked.encode();
+        assert_eq!(
+            bytes[bytes.len() - 22..bytes.len() - 5],
+            [1, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0, 2]
+        );
+        assert_eq!(Record::decode(&bytes), Some(linked));
+        let mut bad_links_flag = bytes.clone();
+        bad_links_flag[bytes.len() - 22] = 2;
+        assert_eq!(Record::decode(&bad_links_flag), None);
         // Extended attributes: sorted, each name once, names not empty.
         let x = |name: &[u8], value: &[u8]| Xattr::new(name.to_vec(), value.to_vec());
         let attributed = Record {
@@ -864,16 +945,22 @@ mod tests {
                     ],
                     ..version(2, None)
                 },
-                version(
-                    3,
-                    Some(Stamp::Recent(FileStamp {
-                        mtime_s: 1,
-                        mtime_ns: 2,
-                        ctime_s: 3,
-                        ctime_ns: 4,
-                        inode: 5,
-                    })),
-                ),
+                Version {
+                    hard_links: Some(HardLinks {
+                        device: 6,
+                        nlink: 7,
+                    }),
+                    ..version(
+                        3,
+                        Some(Stamp::Recent(FileStamp {
+                            mtime_s: 1,
+                            mtime_ns: 2,
+                            ctime_s: 3,
+                            ctime_ns: 4,
+                            inode: 5,
+                        })),
+                    )
+                },
             ],
             gone_since: Some(5),
             absences: vec![Absence { from: 1, to: 2 }],
@@ -910,11 +997,23 @@ mod tests {
         bytes.len() - 4 - 16 * rec.absences.len() - gone_len
     }
 
+    /// `rec` (one version without a device and link count) as format 7
+    /// wrote it: format 8 without the links flag, the byte before the gone
+    /// flag.
+    fn format_7_bytes(rec: &Record) -> Vec<u8> {
+        assert!(rec.versions[0].hard_links.is_none());
+        let mut bytes = rec.encode();
+        let at = gone_flag_at(rec, &bytes) - 1;
+        assert_eq!(bytes.remove(at), 0);
+        bytes[0] = FORMAT_NO_LINKS;
+        bytes
+    }
+
     /// `rec` (one version without attributes) as format 6 wrote it: format
     /// 7 without the attribute count, the two bytes before the gone flag.
     fn format_6_bytes(rec: &Record) -> Vec<u8> {
         assert!(rec.versions[0].xattrs.is_empty());
-        let mut bytes = rec.encode();
+        let mut bytes = format_7_bytes(rec);
         let at = gone_flag_at(rec, &bytes) - 2;
         assert_eq!(bytes.drain(at..at + 2).collect::<Vec<_>>(), [0, 0]);
         bytes[0] = FORMAT_NO_XATTRS;
@@ -933,6 +1032,73 @@ mod tests {
     }
 
     #[test]
+    fn format_7_records_still_read_and_have_no_devices_or_link_counts() {
+        // Written out field by field as format 7 laid them out, not by the
+        // encoder: a settled stamp, bits 0644, no owner, one attribute.
+        let digest = [0xAB; 16];
+        let mut v7 = vec![7];
+        v7.extend_from_slice(&1u32.to_be_bytes()); // name_len
+        v7.extend_from_slice(b"f");
+        v7.extend_from_slice(&2u32.to_be_bytes()); // next_version
+        v7.extend_from_slice(&1u32.to_be_bytes()); // versions
+        v7.extend_from_slice(&1u32.to_be_bytes()); // number
+        v7.push(24);
+        v7.extend_from_slice(&digest);
+        v7.extend_from_slice(&99u64.to_be_bytes()); // the ref's length
+        v7.extend_from_slice(&99u64.to_be_bytes()); // size
+        v7.extend_from_slice(&1_700_000_000u64.to_be_bytes()); // time
+        v7.push(0); // file
+        v7.push(1); // settled
+        v7.extend_from_slice(&10i64.to_be_bytes());
+        v7.extend_from_slice(&20u32.to_be_bytes());
+        v7.extend_from_slice(&30i64.to_be_bytes());
+        v7.extend_from_slice(&40u32.to_be_bytes());
+        v7.extend_from_slice(&50u64.to_be_bytes());
+        v7.extend_from_slice(&[1, 0o644u16.to_be_bytes()[0], 0o644u16.to_be_bytes()[1]]);
+        v7.push(0); // no owner
+        v7.extend_from_slice(&1u16.to_be_bytes());
+        v7.push(6);
+        v7.extend_from_slice(b"user.a");
+        v7.extend_from_slice(&1u32.to_be_bytes());
+        v7.push(b'x');
+        v7.push(0); // not gone
+        v7.extend_from_slice(&0u32.to_be_bytes()); // absences
+        let rec = Record {
+            name: "f".into(),
+            next_version: 2,
+            versions: vec![Version {
+                content_ref: ContentRef::new(&digest, 99),
+                mode: Some(FileMode::from_st_mode(0o644)),
+                xattrs: vec![Xattr::new(b"user.a".to_vec(), b"x".to_vec()).expect("xattr")],
+                ..version(1, Some(Stamp::Settled(STAMP)))
+            }],
+            gone_since: None,
+            absences: Vec::new(),
+        };
+        assert_eq!(Record::decode(&v7), Some(rec.clone()));
+        // Written again, it is format 8: the same fields and a links flag
+        // of 0 after the attributes.
+        let v8 = rec.encode();
+        assert_eq!(v8[0], FORMAT);
+        assert_eq!(format_7_bytes(&rec), v7);
+        // A links flag is malformed before format 8.
+        let linked = Record {
+            versions: vec![Version {
+                hard_links: Some(HardLinks {
+                    device: 1,
+                    nlink: 2,
+                }),
+                ..rec.versions[0].clone()
+            }],
+            ..rec
+        };
+        let mut bytes = linked.encode();
+        assert_eq!(Record::decode(&bytes), Some(linked));
+        bytes[0] = FORMAT_NO_LINKS;
+        assert_eq!(Record::decode(&bytes), None);
+    }
+
+    #[test]
     fn format_6_records_still_read_and_have_no_attributes() {
         let rec = Record {
             name: "a".into(),
@@ -946,7 +1112,7 @@ mod tests {
         };
         assert_eq!(Record::decode(&format_6_bytes(&rec)), Some(rec.clone()));
         // An attribute count is malformed before format 7.
-        let mut bytes = rec.encode();
+        let mut bytes = format_7_bytes(&rec);
         bytes[0] = FORMAT_NO_XATTRS;
         assert_eq!(Record::decode(&bytes), None);
     }

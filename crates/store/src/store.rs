@@ -391,7 +391,9 @@ impl Store {
     /// put), so that a restore of an earlier time gives what the file had
     /// then, hard links included: they are told by inode and change time,
     /// which a link made or removed changes. With only the stamp settled
-    /// since, the newest version's stamp is updated. Either way a gone name
+    /// since, or only the device or link count ([`catalog::HardLinks`])
+    /// other, the newest version's are updated: a device renumbered by a
+    /// reboot or a remount is no change to the file. Either way a gone name
     /// (see [`Store::mark_gone`]) is back.
     pub fn put_named_stamped(
         &self,
@@ -405,6 +407,7 @@ impl Store {
             mode,
             owner,
             mut xattrs,
+            hard_links,
         } = meta;
         // One order and one entry per name, as the record format wants.
         xattrs.sort();
@@ -436,8 +439,12 @@ impl Store {
                 // Unchanged since the newest version: not another put.
                 number.store(latest.number, std::sync::atomic::Ordering::Relaxed);
                 let mut entries = Vec::new();
-                if latest.stamp != stamp || record.gone_since.is_some() {
+                if latest.stamp != stamp
+                    || latest.hard_links != hard_links
+                    || record.gone_since.is_some()
+                {
                     latest.stamp = stamp;
+                    latest.hard_links = hard_links;
                     record.come_back(now);
                     entries.push((key.clone(), self.catalog.seal(&key, record)));
                 }
@@ -463,6 +470,7 @@ impl Store {
                 mode,
                 owner,
                 xattrs: xattrs.clone(),
+                hard_links,
             };
             number.store(version.number, std::sync::atomic::Ordering::Relaxed);
             record.next_version += 1;

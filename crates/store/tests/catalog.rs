@@ -4,7 +4,9 @@ mod common;
 
 use common::{memory_store, random_bytes};
 use seccs_store::backend::Backend;
-use seccs_store::catalog::{EntryKind, FileMeta, FileMode, FileStamp, Owner, Stamp, Xattr};
+use seccs_store::catalog::{
+    EntryKind, FileMeta, FileMode, FileStamp, HardLinks, Owner, Stamp, Xattr,
+};
 use seccs_store::{StoreError, WrapperKind};
 
 #[test]
@@ -282,6 +284,94 @@ fn a_file_stamp_marks_the_newest_version_unchanged_without_another_put() {
     assert!(store.verify().expect("verify").is_clean());
     store.remove_name("f", None).expect("rm");
     assert_eq!(store.usage().expect("usage").entries, 0);
+}
+
+#[test]
+fn a_device_renumbered_alone_is_no_change_and_adds_no_version() {
+    let (store, _) = memory_store(256, WrapperKind::AesSiv);
+    let v = random_bytes(4000, 30);
+    let len = v.len() as u64;
+    let stamp = FileStamp {
+        mtime_s: 100,
+        mtime_ns: 1,
+        ctime_s: 100,
+        ctime_ns: 2,
+        inode: 9,
+    };
+    let put = |stamp: Stamp, device: u64| {
+        store
+            .put_named_stamped(
+                &mut v.as_slice(),
+                "f",
+                EntryKind::File,
+                FileMeta {
+                    stamp: Some(stamp),
+                    hard_links: Some(HardLinks { device, nlink: 2 }),
+                    ..FileMeta::default()
+                },
+            )
+            .expect("put")
+            .1
+    };
+    let links_of = |spec: &str| store.resolve(spec).expect("resolve").hard_links;
+    assert_eq!(put(Stamp::Settled(stamp), 1), 1);
+    assert_eq!(
+        links_of("f"),
+        Some(HardLinks {
+            device: 1,
+            nlink: 2
+        })
+    );
+    // A put after a reboot that numbered the disk 2 skips the file: the
+    // stamp alone decides, and it is the one recorded.
+    let unchanged = store
+        .unchanged_since_stamp("f", EntryKind::File, len, &stamp)
+        .expect("lookup");
+    assert_eq!(unchanged.map(|v| v.number), Some(1));
+    // Read again all the same (`--force`): no version, but the device the
+    // file is on now, for a restore to compare with its links' devices.
+    let entries = store.usage().expect("usage").entries;
+    assert_eq!(put(Stamp::Settled(stamp), 2), 1);
+    assert_eq!(
+        links_of("f"),
+        Some(HardLinks {
+            device: 2,
+            nlink: 2
+        })
+    );
+    assert_eq!(
+        store
+            .lookup("f")
+            .expect("lookup")
+            .expect("record")
+            .versions
+            .len(),
+        1
+    );
+    assert_eq!(store.usage().expect("usage").entries, entries);
+    // A recent stamp that settles on another device is one version too.
+    let later = FileStamp {
+        ctime_s: 200,
+        ..stamp
+    };
+    assert_eq!(put(Stamp::Recent(later), 2), 2);
+    assert_eq!(put(Stamp::Settled(later), 3), 2);
+    assert_eq!(
+        links_of("f"),
+        Some(HardLinks {
+            device: 3,
+            nlink: 2
+        })
+    );
+    // The first version keeps what it had.
+    assert_eq!(
+        links_of("f@1"),
+        Some(HardLinks {
+            device: 2,
+            nlink: 2
+        })
+    );
+    assert!(store.verify().expect("verify").is_clean());
 }
 
 #[test]
