@@ -45,7 +45,11 @@
 //! them: a device number may change with nothing done to the file (a
 //! reboot or a remount may number the disks anew), and a link count
 //! changes only together with the change time, which is in the stamp
-//! (`link` and `unlink` change the inode's change time).
+//! (`link` and `unlink` change the inode's change time). A file read
+//! again with its stamp unchanged gets its version's device and link count
+//! replaced, not another version. Versions written before format 8 have
+//! neither; a restore groups those by inode, change time and content alone,
+//! as it did, and only with each other.
 //!
 //! Record format (version 8), written and read by separate code, trailing
 //! bytes rejected; versions 1 to 7 are still read:
