@@ -148,6 +148,12 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
                 report.servers,
                 report.threshold
             );
+            // Only with a threshold set in the share config: the default is
+            // refused with no server to spare.
+            if let Some(warning) = crate::share::no_spare_warning(report.servers, report.threshold)
+            {
+                errln!("seccs: warning: the store key was {warning}, and the store with it");
+            }
             key
         }
         KeySource::Kms { .. } => load_key_source(path, &new.key)?,

@@ -75,6 +75,10 @@ enum ShareCommand {
     /// Save FILE (`-` for stdin) as a new version of TAG. The file is held in
     /// memory; each server's share must fit in one 1 GiB message, so a save
     /// carries up to about t GiB (t the threshold).
+    ///
+    /// With the default threshold (n/2 + 1 of the servers online), a save
+    /// while servers are offline may need every server that took part (2 of
+    /// 3 down to 2 of 2): it then warns that no server can be lost.
     Save {
         #[command(flatten)]
         client: ClientArgs,
@@ -122,13 +126,16 @@ enum ShareCommand {
     /// authentic on servers online, and 1 when any is missing or bad (the
     /// file may still rebuild: the output says) or the version does not
     /// rebuild (the error says why). Run it from cron to learn of a failing
-    /// server before fewer than t are left.
+    /// server before fewer than t are left. A save that needs all n of its
+    /// servers (t = n, saved while the others were offline) is said to have
+    /// no spare server: it may be whole, but losing any one loses it.
     Check {
         #[command(flatten)]
         client: ClientArgs,
         #[command(flatten)]
         password: PasswordArgs,
-        /// One JSON object per tag: tag, version, n, t, whole, and the
+        /// One JSON object per tag: tag, version, n, t, spare_servers
+        /// (n - t: how many servers may be lost), whole, and the
         /// servers in each state (authentic, bad with reasons, superseded,
         /// repeated, without_record, silent with the failure), also when
         /// it is not whole; a tag whose check failed (it does not rebuild,
@@ -492,6 +499,13 @@ impl Session {
             r.threshold,
             if r.threshold == 1 { "s" } else { "" }
         )?;
+        if let Some(warning) = no_spare_warning(r.servers, r.threshold) {
+            errln!(
+                "warning: {tag}@{} was {warning}; save it again when more servers are online, \
+                 or with a lower --threshold",
+                r.version
+            );
+        }
         Ok(())
     }
 
@@ -807,6 +821,7 @@ fn show_check(
                 "version": r.version,
                 "n": r.n,
                 "t": r.t,
+                "spare_servers": r.n.saturating_sub(r.t),
                 "whole": r.is_whole(),
                 "authentic": labels(&r.authentic),
                 "bad": with_reasons(&r.bad),
@@ -827,6 +842,9 @@ fn show_check(
         r.n,
         r.t
     )?;
+    if let Some(warning) = no_spare_warning(r.n.into(), r.t.into()) {
+        outln!("  no spare server: it was {warning}")?;
+    }
     for s in &r.authentic {
         outln!("  authentic       {}", label(s))?;
     }
@@ -872,6 +890,18 @@ fn whole_or_why(tag: &str, r: &seccs_net::CheckReport) -> anyhow::Result<()> {
         },
         r.t,
     )
+}
+
+/// What to say of a save to `n` servers that all `t` are needed to
+/// rebuild: losing any one server's records loses the file. Nothing when
+/// one or more could be lost, or when there was only one server.
+pub fn no_spare_warning(n: usize, t: usize) -> Option<String> {
+    (t >= n && n > 1).then(|| {
+        format!(
+            "saved to {n} servers and each one is needed to rebuild it: no server can be lost \
+             (losing any one's records loses it)"
+        )
+    })
 }
 
 fn plural(n: usize) -> &'static str {

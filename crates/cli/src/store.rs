@@ -58,6 +58,10 @@ pub struct InitArgs {
     /// Keep the store key on the share network under TAG (split t-of-n
     /// across its servers), so no single machine holds it. The password
     /// comes from SECCS_SHARE_PASSWORD or a prompt, at init and every open.
+    /// Under the default threshold (n/2 + 1 of the servers online), init is
+    /// refused when it would need every server online (2 of 3 up: 2-of-2),
+    /// since losing any one's disk would lose the store; set threshold in
+    /// the share config to accept that.
     #[arg(long, value_name = "TAG", conflicts_with = "key_file")]
     key_from_share: Option<String>,
     /// Take the store key from the key service at URL: the store key is the

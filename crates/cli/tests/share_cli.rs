@@ -674,6 +674,67 @@ fn a_store_whose_key_lives_on_the_share_network() {
     assert_eq!(tags.len(), 1, "{tags:?}");
 }
 
+/// Three servers, one down: a save under the default threshold needs both
+/// that are left (2-of-2). `share save` warns that no server can be lost,
+/// `share check` says it has no spare server (and still exits 0: it is
+/// whole), and `init --key-from-share` refuses it unless the share config
+/// sets the threshold.
+#[test]
+fn a_save_that_needs_every_server_says_so_and_a_store_key_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let broker = format!("broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\n");
+    let common = format!(
+        "{broker}[kdf]\nalgorithm = \"argon2id\"\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n"
+    );
+    let (_servers, net) = start_servers(tmp.path(), &common, 2);
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "two servers\n").expect("input");
+    let out = run(net.with_password(&["save", "t"]).arg(&input));
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: t@1 was saved to 2 servers and each one is needed")
+            && err.contains("no server can be lost"),
+        "{err}"
+    );
+    let text = ok(&mut net.with_password(&["check", "t"]));
+    assert!(text.contains("no spare server"), "{text}");
+    let report = json_lines(&ok(&mut net.with_password(&["check", "t", "--json"])));
+    assert_eq!(report[0]["spare_servers"], 0, "{report:?}");
+    assert_eq!(report[0]["whole"], true, "{report:?}");
+
+    let init = |name: &str, config: &Path| {
+        let mut c = seccs(tmp.path());
+        c.arg("--store")
+            .arg(tmp.path().join(name))
+            .env("SECCS_SHARE_PASSWORD", "correct horse")
+            .args(["init", "--key-from-share", "storekey", "--share-config"])
+            .arg(config);
+        run(&mut c)
+    };
+    let refused = init("a", &net.config);
+    let err = stderr_of(&refused);
+    assert!(!refused.status.success());
+    assert!(
+        err.contains("only 2 share servers answered")
+            && err.contains("start more share servers")
+            && err.contains("threshold = 2"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("a").exists(),
+        "nothing of the store is made"
+    );
+    // The threshold set by hand: the user's choice, made with a warning.
+    let chosen = tmp.path().join("chosen.toml");
+    std::fs::write(&chosen, format!("threshold = 2\n{common}")).expect("config");
+    let made = init("b", &chosen);
+    let err = stderr_of(&made);
+    assert!(made.status.success(), "{err}");
+    assert!(err.contains("no server can be lost"), "{err}");
+}
+
 /// `seccs share --help` teaches the config file: every key, the defaults,
 /// and what a store key needs.
 #[test]

@@ -199,6 +199,10 @@ pub(crate) struct SaveRules {
     /// The tag must be new: no server may list or hold any version of it,
     /// so the save never becomes a newer version of someone else's file.
     pub new_tag: bool,
+    /// A default threshold may not need every server online (n > 1): such
+    /// a save is lost with any one server's disk, which for a store key
+    /// loses the store. A threshold set in the options is taken as given.
+    pub spare_server: bool,
 }
 
 /// What a save encrypts under: a password, whose keys the save derives
@@ -1276,6 +1280,9 @@ impl Client {
                 servers: n,
                 threshold: t,
             });
+        }
+        if rules.spare_server && self.options.threshold.is_none() && t == n && n > 1 {
+            return Err(Error::KeyNoSpareServer { servers: n });
         }
         sharing::check_file_len(data.len() as u64, t)?;
         let needed = self.options.min_acks.unwrap_or(t).max(t);

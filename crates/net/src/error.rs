@@ -362,6 +362,15 @@ pub enum Error {
         /// The threshold the save would use.
         threshold: usize,
     },
+    /// A store key saved under the default threshold would need every
+    /// server online: losing any one's disk would lose the store.
+    #[error(
+        "only {servers} share servers answered, and the default threshold would need all          {servers} to rebuild the store key: losing any one server's disk would lose the store          for good; start more share servers (or wait for those offline), or set          threshold = {servers} in the share config to accept that no server can be lost"
+    )]
+    KeyNoSpareServer {
+        /// Servers online.
+        servers: usize,
+    },
     /// A save (of a file or a store key) must have a password.
     #[error(
         "the password is empty, so anyone on the broker could load what is saved; \

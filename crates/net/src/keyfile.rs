@@ -14,6 +14,10 @@
 //!   so that one faulty or forged server cannot refuse every new tag;
 //! - at least 2 servers must be needed to rebuild it
 //!   ([`Error::KeyThresholdTooLow`]), or one machine holds the key;
+//! - under the default threshold, at least one server must be spare
+//!   ([`Error::KeyNoSpareServer`]): a t-of-t key is lost with any one
+//!   server's disk, and the store with it. A threshold set in the config
+//!   is taken as the user's choice;
 //! - the password may not be empty ([`Error::EmptyPassword`]), and the KDF
 //!   must be at least [`Kdf::KEY_FLOOR`]'s cost ([`Error::WeakKdf`]).
 //!
@@ -54,7 +58,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 /// Saves `key` under `tag`, which no server may hold yet, as version 1
 /// (async). Refused, with nothing stored, when the tag exists, when fewer
-/// than 2 servers would be needed to rebuild the key, or when the password
+/// than 2 servers would be needed to rebuild the key, when the default
+/// threshold would need every server online, or when the password
 /// is empty or the client's KDF below the floor (see the module docs).
 pub async fn save_key_with(
     client: &Client,
@@ -70,6 +75,7 @@ pub async fn save_key_with(
     let rules = SaveRules {
         min_threshold: MIN_KEY_THRESHOLD,
         new_tag: true,
+        spare_server: true,
     };
     client
         .save_with(

@@ -169,11 +169,38 @@ async fn a_store_key_is_refused_when_one_server_could_rebuild_it() -> TestResult
         })
     ));
     assert!(one.list("").await?.is_empty(), "nothing was stored");
-    // Two servers online: saved 2-of-2.
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_key_needs_a_spare_server_unless_the_threshold_is_set() -> TestResult {
+    // Two servers online (three, one down): the default threshold would
+    // need both, so losing either disk would lose the store. Refused.
     let two = Net::new(Kind::Memory, 2).await?;
     let client = key_client(&two, None).await?;
+    match save_key_with(&client, "k", &key(1)?, &pw()).await {
+        Err(e @ Error::KeyNoSpareServer { servers: 2 }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("only 2 share servers answered")
+                    && text.contains("would lose the store")
+                    && text.contains("start more share servers")
+                    && text.contains("threshold = 2"),
+                "{text}"
+            );
+        }
+        other => return Err(format!("expected KeyNoSpareServer, got {other:?}").into()),
+    }
+    assert!(client.list("").await?.is_empty(), "nothing was stored");
+    // The same threshold set by hand is the user's choice: saved 2-of-2.
+    let client = key_client(&two, Some(2)).await?;
     let saved = save_key_with(&client, "k", &key(1)?, &pw()).await?;
     assert_eq!((saved.stored_on, saved.threshold), (2, 2));
+    // Three online: 2-of-3 by default, one server to spare.
+    let three = Net::new(Kind::Memory, 3).await?;
+    let client = key_client(&three, None).await?;
+    let saved = save_key_with(&client, "k", &key(1)?, &pw()).await?;
+    assert_eq!((saved.stored_on, saved.threshold), (3, 2));
     Ok(())
 }
 
