@@ -174,6 +174,11 @@ enum ShareCommand {
     /// it comes back when they return (run rm again then). The output says
     /// how many servers removed it, and warns when the version was saved to
     /// more servers than that.
+    ///
+    /// A tag that `seccs init --key-from-share` made holds a store's key:
+    /// removing it (TAG, or TAG@1, the version the store loads) makes that
+    /// store unopenable for good, and nothing asks first. (A later `save`
+    /// to the tag adds a version the store does not use.)
     Rm {
         #[command(flatten)]
         client: ClientArgs,

@@ -61,7 +61,9 @@ pub struct InitArgs {
     /// Under the default threshold (n/2 + 1 of the servers online), init is
     /// refused when it would need every server online (2 of 3 up: 2-of-2),
     /// since losing any one's disk would lose the store; set threshold in
-    /// the share config to accept that.
+    /// the share config to accept that. The tag's version 1 is the store's
+    /// only key: `seccs share rm TAG` (or TAG@1) makes the store unopenable
+    /// for good, without asking.
     #[arg(long, value_name = "TAG", conflicts_with = "key_file")]
     key_from_share: Option<String>,
     /// Take the store key from the key service at URL: the store key is the
