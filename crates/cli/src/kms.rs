@@ -502,14 +502,29 @@ pub(crate) fn load_kek(path: &Path) -> anyhow::Result<seccs_core::SecretKey> {
     Ok(kek)
 }
 
+/// `e`, said as the key server's answer when it is [`KmsError::NotFound`]:
+/// the server at `server` holds no key for the KEK in `kek_file` (a bare
+/// "key not found" names neither).
+pub(crate) fn no_key_for_kek(e: KmsError, server: &str, kek_file: &Path) -> anyhow::Error {
+    match e {
+        KmsError::NotFound => anyhow::anyhow!(
+            "the key server {} holds no key for the KEK in {} (a KEK of another server, or one \
+             whose key was removed)",
+            seccs_core::redact::url_password(server),
+            kek_file.display()
+        ),
+        e => e.into(),
+    }
+}
+
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 
-fn local_stream(conn: &Conn, io: &Io, kek: &Path, encrypt: bool) -> anyhow::Result<()> {
+fn local_stream(conn: &Conn, io: &Io, kek_file: &Path, encrypt: bool) -> anyhow::Result<()> {
     let local = LocalFacility::new(&conn.config(Token::Unused)?)?;
-    let kek = load_kek(kek)?;
+    let kek = load_kek(kek_file)?;
     let ctx = io.context.as_bytes();
     let mut input = Input {
         inner: match io.input() {
@@ -545,7 +560,13 @@ fn local_stream(conn: &Conn, io: &Io, kek: &Path, encrypt: bool) -> anyhow::Resu
             if input.failed {
                 r.with_context(|| format!("cannot read {source}"))?;
             } else {
-                r?;
+                // A stream that is not one (cut, altered, another file)
+                // names the input it came from.
+                r.map_err(|e| match e {
+                    KmsError::NotFound => no_key_for_kek(e, &conn.server, kek_file),
+                    e if encrypt => e.into(),
+                    e => anyhow::Error::new(e).context(format!("cannot decrypt {source}")),
+                })?;
             }
             Ok(())
         })
@@ -859,15 +880,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             let dek = conn
                 .client_without_token()?
                 .run(|c| c.dek(&kek))
-                .map_err(|e| match e {
-                    KmsError::NotFound => anyhow::anyhow!(
-                        "the key server {} holds no key for the KEK in {} (a KEK of another \
-                         server, or one whose key was removed)",
-                        conn.server,
-                        kek_file.display()
-                    ),
-                    e => e.into(),
-                })?;
+                .map_err(|e| no_key_for_kek(e, &conn.server, &kek_file))?;
             dataln!("{}", seccs_core::hexenc::encode(dek.expose_secret()))?;
         }
         KmsCommand::Encrypt {

@@ -338,12 +338,14 @@ fn load_key_source(store_path: &Path, source: &KeySource) -> Result<SecretKey> {
     }
     let kek_path = resolve(kek_file);
     let kek = crate::kms::load_kek(&kek_path)?;
-    let dek = seccs_kms::client::fetch_store_key(&config, &kek).with_context(|| {
-        format!(
-            "cannot fetch the store key from {}",
-            seccs_core::redact::url_password(server)
-        )
-    })?;
+    let dek = seccs_kms::client::fetch_store_key(&config, &kek)
+        .map_err(|e| crate::kms::no_key_for_kek(e, server, &kek_path))
+        .with_context(|| {
+            format!(
+                "cannot fetch the store key from {}",
+                seccs_core::redact::url_password(server)
+            )
+        })?;
     match salt {
         None => Ok(dek),
         Some(salt) => {

@@ -2016,3 +2016,44 @@ fn keys_are_refused_while_the_audit_log_cannot_be_written_and_given_again_after_
     assert_eq!(std::fs::read(&moved)?, full);
     Ok(())
 }
+
+/// A KEK the server holds no key for is said to be that, naming the
+/// server and the KEK file, by `encrypt --kek` and by `init
+/// --key-from-kms` as by `kms key`; not only "key not found".
+#[test]
+fn a_kek_the_server_does_not_hold_is_named_with_the_server() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, _kek) = serve_with_kek(tmp.path())?;
+    let stranger = tmp.path().join("stranger.kek");
+    std::fs::write(&stranger, [7u8; 32])?;
+    std::fs::set_permissions(
+        &stranger,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
+    let said = format!(
+        "the key server {} holds no key for the KEK in {}",
+        server.url,
+        stranger.display()
+    );
+    let out = run_with_stdin(
+        kms(&server, &srv_dir, "encrypt")
+            .arg("--kek")
+            .arg(&stranger),
+        b"data",
+    )?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&said), "{}", stderr(&out));
+    let store = tmp.path().join("store");
+    let out = Command::new(env!("CARGO_BIN_EXE_seccs"))
+        .arg("--store")
+        .arg(&store)
+        .args(["init", "--key-from-kms", &server.url, "--kek"])
+        .arg(&stranger)
+        .arg("--kms-ca")
+        .arg(srv_dir.join("tls/ca.pem"))
+        .output()?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&said), "{}", stderr(&out));
+    assert!(!store.exists(), "nothing of the store is made");
+    Ok(())
+}
