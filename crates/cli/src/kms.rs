@@ -121,7 +121,7 @@ impl Conn {
 /// one given on the command line wins over both variables, so that a
 /// default exported for every command never stops one given the other
 /// option. Two variables set at once are refused, as two options are.
-fn either_option(
+pub(crate) fn either_option(
     given: (Option<OsString>, Option<OsString>),
     vars: (&str, &str),
 ) -> anyhow::Result<(Option<OsString>, Option<OsString>)> {
@@ -141,7 +141,7 @@ fn either_option(
 }
 
 /// `value`, from the option or the environment variable `var`, as text.
-fn utf8(value: OsString, var: &str) -> anyhow::Result<String> {
+pub(crate) fn utf8(value: OsString, var: &str) -> anyhow::Result<String> {
     value
         .into_string()
         .map_err(|_| anyhow::anyhow!("{var} is not valid UTF-8"))

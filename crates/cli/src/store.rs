@@ -75,11 +75,16 @@ pub struct InitArgs {
     /// `seccs kms new` writes it).
     #[arg(long, value_name = "FILE", requires = "key_from_kms")]
     kek: Option<PathBuf>,
-    /// A CA certificate to trust for --key-from-kms.
+    /// A CA certificate to trust for --key-from-kms. Also read from
+    /// SECCS_KMS_CA, as by the `seccs kms` commands, unless --kms-pin is
+    /// given (SECCS_KMS_CA and SECCS_KMS_PIN both set are refused; an empty
+    /// variable is unset). The one used is kept in config.toml for every
+    /// later open.
     #[arg(long, value_name = "FILE", requires = "key_from_kms")]
     kms_ca: Option<PathBuf>,
     /// A pinned SHA-256 certificate fingerprint for --key-from-kms (instead
-    /// of --kms-ca: a pin trusts that one certificate only).
+    /// of --kms-ca: a pin trusts that one certificate only). Also read from
+    /// SECCS_KMS_PIN, unless --kms-ca is given.
     #[arg(
         long,
         value_name = "SHA256",
@@ -342,26 +347,39 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     } else {
         path.join(&key_path)
     };
+    // As the `seccs kms` commands read them: the one on the command line
+    // wins over both variables.
+    let (kms_ca, kms_pin) = match &args.key_from_kms {
+        Some(_) => crate::kms::either_option(
+            (
+                args.kms_ca.clone().map(Into::into),
+                args.kms_pin.clone().map(Into::into),
+            ),
+            ("SECCS_KMS_CA", "SECCS_KMS_PIN"),
+        )?,
+        None => (None, None),
+    };
+    let kms_pin = kms_pin
+        .map(|p| crate::kms::utf8(p, "SECCS_KMS_PIN"))
+        .transpose()?;
     if let Some(server) = &args.key_from_kms
         && server.starts_with("https://")
-        && args.kms_ca.is_none()
-        && args.kms_pin.is_none()
+        && kms_ca.is_none()
+        && kms_pin.is_none()
     {
         bail!(
-            "--key-from-kms {server} needs --kms-ca FILE or --kms-pin SHA256 to trust the \
-             server (`seccs kms serve` prints both)"
+            "--key-from-kms {server} needs --kms-ca FILE or --kms-pin SHA256 (or SECCS_KMS_CA \
+             or SECCS_KMS_PIN) to trust the server (`seccs kms serve` prints both)"
         );
     }
     let key = match (&args.key_from_share, &args.key_from_kms) {
         (_, Some(server)) => KeySource::Kms {
             server: server.clone(),
             kek_file: kek_file(args.kek.as_deref())?,
-            ca: args
-                .kms_ca
-                .as_deref()
-                .map(std::path::absolute)
+            ca: kms_ca
+                .map(|ca| std::path::absolute(PathBuf::from(ca)))
                 .transpose()?,
-            pin: args.kms_pin.clone(),
+            pin: kms_pin,
             salt: Some(new_salt()?),
         },
         (Some(tag), None) => {

@@ -2057,3 +2057,59 @@ fn a_kek_the_server_does_not_hold_is_named_with_the_server() -> TestResult {
     assert!(!store.exists(), "nothing of the store is made");
     Ok(())
 }
+
+/// `init --key-from-kms` trusts the server by SECCS_KMS_CA or
+/// SECCS_KMS_PIN as the `seccs kms` commands do, and the store opens
+/// with it afterwards.
+#[test]
+fn init_from_the_key_service_reads_the_ca_and_pin_variables() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
+    let pin = server
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("SHA-256 fingerprint (for --pin): "))
+        .ok_or("no fingerprint announced")?
+        .to_owned();
+    let seccs = |name: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+        c.arg("--store")
+            .arg(tmp.path().join(name))
+            .env_remove("SECCS_KMS_CA")
+            .env_remove("SECCS_KMS_PIN");
+        c
+    };
+    let init = |name: &str| {
+        let mut c = seccs(name);
+        c.args(["init", "--key-from-kms", &server.url, "--kek"])
+            .arg(&kek);
+        c
+    };
+    succeeded(
+        init("by-ca")
+            .env("SECCS_KMS_CA", srv_dir.join("tls/ca.pem"))
+            .output()?,
+    )?;
+    succeeded(init("by-pin").env("SECCS_KMS_PIN", &pin).output()?)?;
+    for name in ["by-ca", "by-pin"] {
+        succeeded(seccs(name).arg("ls").output()?)?;
+    }
+    // Both set: refused, as by the kms commands.
+    let out = init("both")
+        .env("SECCS_KMS_CA", srv_dir.join("tls/ca.pem"))
+        .env("SECCS_KMS_PIN", &pin)
+        .output()?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("SECCS_KMS_CA and SECCS_KMS_PIN are both set"),
+        "{}",
+        stderr(&out)
+    );
+    let help = succeeded(seccs("x").args(["init", "--help"]).output()?)?;
+    let help = String::from_utf8(help.stdout)?;
+    assert!(
+        help.contains("SECCS_KMS_CA") && help.contains("SECCS_KMS_PIN"),
+        "{help}"
+    );
+    Ok(())
+}
