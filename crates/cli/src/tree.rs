@@ -589,8 +589,11 @@ pub fn opened_attrs(file: &File, path: &Path, start: Duration) -> Result<Recorde
     // A pipe or a device (`put <(cmd)`, `put /dev/fd/3`) has no length or
     // times that say whether its bytes changed: it gets no stamp, so it is
     // neither skipped as unchanged nor said to have changed while read.
+    // Nor its permission bits: they are the node's (0666 for /dev/null),
+    // not those of a file, and a restore would give them to one.
     if !meta.is_file() {
         recorded.stamp = None;
+        recorded.mode = None;
     }
     Ok(with_xattrs(recorded, crate::xattr::of_file(file), path))
 }

@@ -5306,3 +5306,19 @@ fn init_refuses_a_directory_holding_another_stores_database() {
         std::fs::read(&input).expect("in")
     );
 }
+
+/// A content read from a device (or a pipe) is not a file with that
+/// node's permission bits: `put /dev/null` then `get` makes a file with
+/// the default mode, never the device's world-writable 0666.
+#[test]
+fn a_content_read_from_a_device_does_not_carry_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args(["init", "--compression", "none"]));
+    ok(seccs(&store).args(["put", "/dev/null", "--name", "n", "-q"]));
+    let out = tmp.path().join("x");
+    ok(seccs(&store).args(["get", "n", "-o"]).arg(&out));
+    let mode = std::fs::metadata(&out).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode & 0o022, 0, "writable by others: {mode:o}");
+}
