@@ -681,6 +681,17 @@ fn check(dir: &Path, json: bool) -> anyhow::Result<()> {
     if !dir.is_dir() {
         anyhow::bail!("{} is not a key directory", dir.display());
     }
+    // A wrong path (a parent, a store) would else be counted clean.
+    if ["keys", "named", "root.key"]
+        .iter()
+        .all(|part| dir.join(part).symlink_metadata().is_err())
+    {
+        anyhow::bail!(
+            "{} holds no key directory (none of keys/, named/, root.key): give the directory \
+             `seccs kms serve --dir` uses",
+            dir.display()
+        );
+    }
     let (deks, bad_deks) = seccs_kms::facility::Facility::check_files(&dir.join("keys"))?;
     let (named, bad_named) = seccs_kms::keyring::KeyRing::check_files(dir)?;
     let bad = bad_deks.len() + bad_named.len();

@@ -2113,3 +2113,26 @@ fn init_from_the_key_service_reads_the_ca_and_pin_variables() -> TestResult {
     );
     Ok(())
 }
+
+/// `kms check` on a directory that holds no key directory (no keys/,
+/// named/ or root.key: a wrong path) is refused, not counted as clean.
+#[test]
+fn check_refuses_a_directory_that_is_not_a_key_directory() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    for json in [false, true] {
+        let mut c = seccs_kms(&["check"]);
+        c.arg(tmp.path());
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output()?;
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("holds no key directory"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty());
+    }
+    Ok(())
+}
