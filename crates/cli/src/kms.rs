@@ -98,7 +98,15 @@ impl Conn {
             c = c.with_token(utf8(t, "SECCS_KMS_TOKEN")?.trim());
         }
         if let Some(f) = token_file {
-            c = c.with_token(client::read_token_file(Path::new(&f))?);
+            let path = Path::new(&f);
+            let token = client::read_token_file(path).map_err(|e| {
+                let context = format!("cannot read the token file {}", path.display());
+                match e {
+                    KmsError::File { source, .. } => anyhow::Error::new(source).context(context),
+                    e => anyhow::Error::new(e).context(context),
+                }
+            })?;
+            c = c.with_token(token);
         }
         c.allow_loopback_http = self.insecure_loopback_http;
         c.validate()?;

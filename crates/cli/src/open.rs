@@ -295,7 +295,11 @@ fn key_source_shown(config: &StoreConfig) -> String {
 
 fn load_key(dir: &StoreDir) -> Result<SecretKey> {
     match &dir.config().key {
-        KeySource::File { path } => Ok(dir::read_key_file(&dir.resolve(path))?),
+        KeySource::File { path } => {
+            let path = dir.resolve(path);
+            // Its errors name the path only, not what the file is.
+            dir::read_key_file(&path).context("cannot read the store's key file")
+        }
         KeySource::Kms { .. } => load_key_source(dir.path(), &dir.config().key),
         KeySource::Share { tag, config } => {
             let share_config = seccs_net::Config::load(&dir.resolve(config))

@@ -2136,3 +2136,43 @@ fn check_refuses_a_directory_that_is_not_a_key_directory() -> TestResult {
     }
     Ok(())
 }
+
+/// `kms decrypt --kek` of something that is not a whole stream names the
+/// input it read; an unreadable token file is said to be the token file.
+#[test]
+fn a_bad_stream_names_its_input_and_a_missing_token_file_is_named() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
+    let junk = tmp.path().join("junk.bin");
+    std::fs::write(&junk, b"not a stream at all, just some bytes")?;
+    let out = kms(&server, &srv_dir, "decrypt")
+        .arg("--kek")
+        .arg(&kek)
+        .arg("--in")
+        .arg(&junk)
+        .output()?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&junk.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_with_stdin(
+        kms(&server, &srv_dir, "decrypt").arg("--kek").arg(&kek),
+        b"not a stream",
+    )?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("standard input"), "{}", stderr(&out));
+    let missing = tmp.path().join("no-token");
+    let out = kms(&server, &srv_dir, "list")
+        .env("SECCS_KMS_TOKEN_FILE", &missing)
+        .env_remove("SECCS_KMS_TOKEN")
+        .output()?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("cannot read the token file {}", missing.display())),
+        "{}",
+        stderr(&out)
+    );
+    Ok(())
+}

@@ -5322,3 +5322,36 @@ fn a_content_read_from_a_device_does_not_carry_its_mode() {
     let mode = std::fs::metadata(&out).expect("stat").permissions().mode() & 0o7777;
     assert_eq!(mode & 0o022, 0, "writable by others: {mode:o}");
 }
+
+/// Errors about a store's own files say which file: its key file, its
+/// config.toml.
+#[test]
+fn a_missing_key_file_and_a_bad_config_value_are_named() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let key = tmp.path().join("k2");
+    ok(seccs(&store)
+        .args(["init", "--compression", "none", "--key-file"])
+        .arg(&key));
+    let moved = tmp.path().join("k2.away");
+    std::fs::rename(&key, &moved).expect("move key");
+    let err = fails(seccs(&store).arg("ls"));
+    assert!(
+        err.contains(&format!("the store's key file: {}", key.display())),
+        "{err}"
+    );
+    std::fs::rename(&moved, &key).expect("key back");
+    let config = store.join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains("compression = \"none\""), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("compression = \"none\"", "compression = \"zstd:99\""),
+    )
+    .expect("config");
+    let err = fails(seccs(&store).arg("ls"));
+    assert!(
+        err.contains("config.toml") && err.contains("zstd:99"),
+        "{err}"
+    );
+}

@@ -216,8 +216,14 @@ impl StoreConfig {
 
     /// The store parameters, validated.
     pub fn params(&self) -> Result<Params> {
-        let wrapper: WrapperKind = self.wrapper.parse().map_err(StoreError::Config)?;
-        let compression = self.compression.parse().map_err(StoreError::Config)?;
+        let wrapper: WrapperKind = self
+            .wrapper
+            .parse()
+            .map_err(|e| StoreError::Config(format!("config.toml: wrapper {e}")))?;
+        let compression = self
+            .compression
+            .parse()
+            .map_err(|e| StoreError::Config(format!("config.toml: compression {e}")))?;
         Ok(Params::new(self.chunk_size, wrapper)?.with_compression(compression))
     }
 }
