@@ -21,9 +21,10 @@ pub struct KmsArgs {
     command: KmsCommand,
 }
 
-/// How to reach and trust the key server.
+/// How to reach and trust the key server: all that `status` and `key`
+/// take, which never send the management token.
 #[derive(Debug, Args)]
-struct Conn {
+struct Trust {
     /// The key server, e.g. https://127.0.0.1:8080.
     #[arg(long, env = "SECCS_KMS_URL", default_value = "https://127.0.0.1:8080")]
     server: String,
@@ -37,6 +38,17 @@ struct Conn {
     /// Also read from SECCS_KMS_PIN, unless --ca is given.
     #[arg(long)]
     pin: Option<String>,
+    /// Allow plain http:// to a loopback address (never to another host).
+    #[arg(long)]
+    insecure_loopback_http: bool,
+}
+
+/// How to reach and trust the key server, and the management token for
+/// the commands that may send it.
+#[derive(Debug, Args)]
+struct Conn {
+    #[command(flatten)]
+    trust: Trust,
     /// The management bearer token (the server's DIR/token). On the command
     /// line it is visible to other users of this machine (`ps`,
     /// /proc/PID/cmdline): prefer --token-file or the SECCS_KMS_TOKEN
@@ -46,13 +58,10 @@ struct Conn {
     /// Read the management bearer token from this file (at most 4 KiB; the
     /// whitespace around it is dropped). Also read from
     /// SECCS_KMS_TOKEN_FILE, unless --token is given. Read only by the
-    /// commands that send the token: not by status, key, or encrypt and
-    /// decrypt with --kek.
+    /// commands that send the token: not by encrypt and decrypt with --kek
+    /// (status and key take no token).
     #[arg(long, conflicts_with = "token")]
     token_file: Option<PathBuf>,
-    /// Allow plain http:// to a loopback address (never to another host).
-    #[arg(long)]
-    insecure_loopback_http: bool,
 }
 
 /// Whether a command sends the management token.
@@ -68,8 +77,9 @@ enum Token {
     Unused,
 }
 
-impl Conn {
-    fn config(&self, token_use: Token) -> anyhow::Result<ClientConfig> {
+impl Trust {
+    /// The client config without a token, not yet validated.
+    fn config(&self) -> anyhow::Result<ClientConfig> {
         let mut c = ClientConfig::new(&self.server);
         let (ca, pin) = either_option(
             (
@@ -84,6 +94,21 @@ impl Conn {
         if let Some(pin) = pin {
             c = c.with_pin(&utf8(pin, "SECCS_KMS_PIN")?)?;
         }
+        c.allow_loopback_http = self.insecure_loopback_http;
+        Ok(c)
+    }
+
+    /// A client for a command that never sends the management token.
+    fn client(&self) -> anyhow::Result<BlockingClient> {
+        let c = self.config()?;
+        c.validate()?;
+        Ok(BlockingClient::new(&c)?)
+    }
+}
+
+impl Conn {
+    fn config(&self, token_use: Token) -> anyhow::Result<ClientConfig> {
+        let mut c = self.trust.config()?;
         let (token, token_file) = match token_use {
             Token::Unused => (None, None),
             Token::Sent => either_option(
@@ -108,7 +133,6 @@ impl Conn {
             })?;
             c = c.with_token(token);
         }
-        c.allow_loopback_http = self.insecure_loopback_http;
         c.validate()?;
         Ok(c)
     }
@@ -116,11 +140,6 @@ impl Conn {
     /// A client for a command that may send the management token.
     fn client(&self) -> anyhow::Result<BlockingClient> {
         Ok(BlockingClient::new(&self.config(Token::Sent)?)?)
-    }
-
-    /// A client for a command that never sends the management token.
-    fn client_without_token(&self) -> anyhow::Result<BlockingClient> {
-        Ok(BlockingClient::new(&self.config(Token::Unused)?)?)
     }
 }
 
@@ -353,7 +372,7 @@ enum KmsCommand {
     /// Fetch the DEK of a KEK (printed as hex).
     Key {
         #[command(flatten)]
-        conn: Conn,
+        conn: Trust,
         /// The KEK file (32 raw bytes or 64 hex digits).
         #[arg(long)]
         kek: PathBuf,
@@ -393,7 +412,7 @@ enum KmsCommand {
     /// Show the server's status (seed status line and key counts; no token).
     Status {
         #[command(flatten)]
-        conn: Conn,
+        conn: Trust,
     },
     /// Create a named key (management token).
     Create {
@@ -571,7 +590,7 @@ fn local_stream(conn: &Conn, io: &Io, kek_file: &Path, encrypt: bool) -> anyhow:
                 // A stream that is not one (cut, altered, another file)
                 // names the input it came from.
                 r.map_err(|e| match e {
-                    KmsError::NotFound => no_key_for_kek(e, &conn.server, kek_file),
+                    KmsError::NotFound => no_key_for_kek(e, &conn.trust.server, kek_file),
                     e if encrypt => e.into(),
                     e => anyhow::Error::new(e).context(format!("cannot decrypt {source}")),
                 })?;
@@ -638,7 +657,7 @@ fn named_one(conn: &Conn, name: &str, op: &str, io: &Io) -> anyhow::Result<()> {
                     _ => k.rewrap(name, &items).await,
                 }
             })
-            .map_err(|e| about_named(name, &conn.server, e))?;
+            .map_err(|e| about_named(name, &conn.trust.server, e))?;
         let result = results.pop().context("the server answered no result")??;
         out.write_all(&result)?;
         Ok(())
@@ -897,7 +916,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
         } => {
             let kek = load_kek(&kek_file)?;
             let dek = conn
-                .client_without_token()?
+                .client()?
                 .run(|c| c.dek(&kek))
                 .map_err(|e| no_key_for_kek(e, &conn.server, &kek_file))?;
             dataln!("{}", seccs_core::hexenc::encode(dek.expose_secret()))?;
@@ -923,7 +942,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             (None, None) => anyhow::bail!("give --kek FILE or --name NAME"),
         },
         KmsCommand::Status { conn } => {
-            let c = conn.client_without_token()?;
+            let c = conn.client()?;
             outln!("{}", c.run(|k| k.status_text())?)?;
             print_json(&c.run(|k| k.status())?)?;
         }
@@ -938,7 +957,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
                 KeyState::Active
             };
             let info = conn.client()?.run(|k| k.create_key(&name, state));
-            print_json(&info.map_err(|e| about_named(&name, &conn.server, e))?)?;
+            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server, e))?)?;
         }
         KmsCommand::List { conn } => {
             for n in conn.client()?.run(|k| k.list_keys())? {
@@ -947,16 +966,16 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
         }
         KmsCommand::Info { conn, name } => {
             let info = conn.client()?.run(|k| k.key_info(&name));
-            print_json(&info.map_err(|e| about_named(&name, &conn.server, e))?)?;
+            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server, e))?)?;
         }
         KmsCommand::Rotate { conn, name } => {
             let info = conn.client()?.run(|k| k.rotate(&name));
-            print_json(&info.map_err(|e| about_named(&name, &conn.server, e))?)?;
+            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server, e))?)?;
         }
         KmsCommand::State { conn, name, state } => {
             let state: KeyState = state.parse()?;
             let info = conn.client()?.run(|k| k.set_state(&name, state));
-            print_json(&info.map_err(|e| about_named(&name, &conn.server, e))?)?;
+            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server, e))?)?;
         }
         KmsCommand::MinVersion {
             conn,
@@ -966,7 +985,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             let info = conn
                 .client()?
                 .run(|k| k.set_min_decrypt_version(&name, version));
-            print_json(&info.map_err(|e| about_named(&name, &conn.server, e))?)?;
+            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server, e))?)?;
         }
         KmsCommand::Rewrap { conn, io, name } => {
             named_one(&conn, &name, "rewrap", &io)?;
@@ -979,7 +998,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             let mut keys = conn
                 .client()?
                 .run(|k| k.datakeys(&name, 1, context.as_bytes()))
-                .map_err(|e| about_named(&name, &conn.server, e))?;
+                .map_err(|e| about_named(&name, &conn.trust.server, e))?;
             let (key, wrapped) = keys.pop().context("the server answered no data key")?;
             print_json(&serde_json::json!({
                 "plaintext": seccs_core::hexenc::encode(key.expose_secret()),

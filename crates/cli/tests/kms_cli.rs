@@ -1245,11 +1245,24 @@ fn client_help_says_which_commands_need_the_token() -> TestResult {
         let text = String::from_utf8(succeeded(out)?.stdout)?;
         Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
     };
-    let status = help(&["status", "--help"])?;
+    let status = help(&["list", "--help"])?;
     assert!(
         status.contains("visible to other users") && status.contains("--token-file"),
         "{status}"
     );
+    // `status` and `key` never send the token: they take none, rather
+    // than take one and ignore it.
+    for sub in ["status", "key"] {
+        let text = help(&[sub, "--help"])?;
+        assert!(!text.contains("--token"), "{sub}: {text}");
+        let out = seccs_kms(&[sub, "--token", "t", "--kek", "k"]).output()?;
+        assert_eq!(out.status.code(), Some(2), "{sub}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("unexpected argument '--token'"),
+            "{sub}: {}",
+            stderr(&out)
+        );
+    }
     for sub in [
         "create",
         "list",
