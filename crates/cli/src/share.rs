@@ -880,7 +880,7 @@ fn whole_or_why(tag: &str, r: &seccs_net::CheckReport) -> anyhow::Result<()> {
     let bad = r.bad.len();
     anyhow::bail!(
         "{}@{} is not whole: {} of the {} records its save made are authentic on the servers \
-         online{}; it still rebuilds, as {} are enough",
+         online{}; it still rebuilds, as {} {} enough",
         shown_tag(tag),
         r.version,
         r.authentic.len(),
@@ -894,6 +894,7 @@ fn whole_or_why(tag: &str, r: &seccs_net::CheckReport) -> anyhow::Result<()> {
             ),
         },
         r.t,
+        if r.t == 1 { "is" } else { "are" },
     )
 }
 

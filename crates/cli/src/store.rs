@@ -142,8 +142,9 @@ pub struct PutArgs {
     #[arg(long, value_name = "FILE")]
     exclude_from: Vec<PathBuf>,
     /// For a directory: print what a put would do, and do nothing: `read`
-    /// or `unchanged` for each entry, `gone` for each name it would mark
-    /// gone. Needs an existing store.
+    /// or `unchanged` for each entry, `skip` for each it would leave out (a
+    /// socket, FIFO or device, or the store's own directory), `gone` for
+    /// each name it would mark gone. Needs an existing store.
     #[arg(long)]
     dry_run: bool,
     /// For a directory: stay on its file system. A directory on another
@@ -647,6 +648,7 @@ fn resolve<'a>(store: &seccs_store::Store, spec: &'a str) -> Result<Resolved<'a>
 
 /// Runs `seccs get`.
 pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
+    refuse_future(args.at)?;
     let exclude = crate::exclude::Excludes::new(&args.exclude)?;
     let ownership = crate::tree::Ownership::for_this_process(!args.no_same_owner);
     let opened = open::open_to_read(loc)?;
@@ -1040,6 +1042,22 @@ fn version_at(store: &seccs_store::Store, name: &str, time: u64) -> Result<Versi
     })
 }
 
+/// Refuses an `--at` after now, as `diff --from` does: what a name held
+/// then is not known yet, and the listing of now would pass for it.
+fn refuse_future(at: Option<u64>) -> Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match at {
+        Some(at) if at > now => bail!(
+            "--at {} is in the future (now is {})",
+            format_time(at),
+            format_time(now)
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The record of `name`, given to an option that works on a whole name:
 /// NAME@N (unless it is a name itself) fails with `refusal`.
 fn whole_name(store: &seccs_store::Store, name: &str, refusal: &str) -> Result<Record> {
@@ -1242,6 +1260,7 @@ fn keep_newest(store: &seccs_store::Store, reference: &str, keep: u32) -> Result
 
 /// Runs `seccs ls`.
 pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
+    refuse_future(args.at)?;
     let opened = open::open_to_read(loc)?;
     let listing = opened.store.list_readable(&args.prefix)?;
     let records = &listing.records;

@@ -570,6 +570,11 @@ fn recorded_attrs(meta: &Metadata, start: Duration) -> FileMeta {
     }
 }
 
+/// "entry" or "entries", for a count of `n`.
+fn entries(n: usize) -> &'static str {
+    if n == 1 { "entry" } else { "entries" }
+}
+
 /// What a put records of one entry, and a report when that is less than
 /// all of it.
 pub struct Recorded {
@@ -982,7 +987,8 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     }
     if !how.quiet {
         errln!(
-            "seccs: {stored} entries stored: {} read, {unchanged} unchanged since the last put (not read)",
+            "seccs: {stored} {} stored: {} read, {unchanged} unchanged since the last put (not read)",
+            entries(stored),
             stored - unchanged
         );
         if let Some(said) = left_out.said() {
@@ -1116,8 +1122,9 @@ fn dry_run(
     }
     out.flush()?;
     errln!(
-        "seccs: dry run, nothing stored: {to_read} entries to read, {same} unchanged, \
+        "seccs: dry run, nothing stored: {to_read} {} to read, {same} unchanged, \
          {} name(s) to mark gone",
+        entries(to_read),
         missing.len()
     );
     if let Some(said) = left_out.said() {
@@ -1139,7 +1146,11 @@ impl LeftOut {
     fn said(&self) -> Option<String> {
         let mut parts = Vec::new();
         if self.excluded > 0 {
-            parts.push(format!("{} entries left out by --exclude", self.excluded));
+            parts.push(format!(
+                "{} {} left out by --exclude",
+                self.excluded,
+                entries(self.excluded)
+            ));
         }
         if self.mount_points > 0 {
             parts.push(format!(

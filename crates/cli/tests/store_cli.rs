@@ -2765,12 +2765,13 @@ fn a_restore_into_a_directory_that_cannot_be_made_is_one_error() {
     assert!(err.contains("cannot restore into"), "{err}");
 }
 
-/// Seconds since the epoch, a little ahead: a `--at` after every put so far.
+/// Seconds since the epoch now: a `--at` at or after every put so far (a
+/// later one is refused as in the future).
 fn soon() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970");
-    (now.as_secs() + 5).to_string()
+    now.as_secs().to_string()
 }
 
 #[test]
@@ -5354,4 +5355,41 @@ fn a_missing_key_file_and_a_bad_config_value_are_named() {
         err.contains("config.toml") && err.contains("zstd:99"),
         "{err}"
     );
+}
+
+/// `ls --at` and `get --at` refuse a time in the future, as `diff --from`
+/// does: nothing was stored then yet.
+#[test]
+fn a_time_in_the_future_is_refused_by_ls_and_get() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args(["init", "--compression", "none"]));
+    ok(seccs(&store).args(["put", "/dev/null", "--name", "d/n", "-q"]));
+    for args in [
+        &["ls", "--at", "4000000000"][..],
+        &["get", "d/", "--at", "4000000000"],
+    ] {
+        // From tmp: a `get` that took the time would restore d/ there.
+        let err = fails(seccs(&store).current_dir(tmp.path()).args(args));
+        assert!(
+            err.contains("--at") && err.contains("is in the future"),
+            "{args:?}: {err}"
+        );
+    }
+    let help = ok(seccs(&store).args(["put", "--help"]));
+    assert!(help.contains("`skip`"), "{help}");
+}
+
+/// A put of one entry says "1 entry stored".
+#[test]
+fn a_put_of_one_entry_says_entry() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args(["init", "--compression", "none"]));
+    let dir = tmp.path().join("one");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let out = run(seccs(&store).arg("put").arg(&dir));
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 entry stored"), "{err}");
 }
