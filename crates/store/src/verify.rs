@@ -395,10 +395,21 @@ impl Store {
                     .push(digest.as_slice());
             }
         }
+        // A backend may report damage by the prefix of a range it cannot
+        // read (a damaged block of the embedded store): a node under one is
+        // stored but unreadable, reported so already, not also missing.
+        let unreadable_ranges: Vec<&[u8]> = damaged
+            .iter()
+            .map(|(key, _)| key.as_slice())
+            .filter(|key| !catalog::is_catalog_key(key))
+            .collect();
         for (digest, need) in &needed {
             match nodes.get(digest) {
                 // Reported as unreadable already.
                 None if broken.contains(digest) => {}
+                None if unreadable_ranges.iter().any(|r| digest.starts_with(r)) => {
+                    broken.insert(digest.clone());
+                }
                 None => {
                     report.findings.push(Finding::Missing { node: hex(digest) });
                     broken.insert(digest.clone());

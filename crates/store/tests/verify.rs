@@ -375,6 +375,9 @@ struct OneUndecodable {
     inner: seccs_store::backend::MemoryBackend,
     /// The entry's key; none (empty) until it is damaged.
     key: std::sync::Mutex<Vec<u8>>,
+    /// A walk reports the damage by a prefix of the key, as the embedded
+    /// backend reports a range of entries in a block it cannot read.
+    as_range: std::sync::atomic::AtomicBool,
 }
 
 impl OneUndecodable {
@@ -431,7 +434,12 @@ impl Backend for OneUndecodable {
                 }
                 match damaged.as_mut() {
                     Some(damaged) => {
-                        damaged(key, self.damaged());
+                        let reported =
+                            match self.as_range.load(std::sync::atomic::Ordering::Relaxed) {
+                                true => &key[..4],
+                                false => key,
+                            };
+                        damaged(reported, self.damaged());
                         Ok(())
                     }
                     None => Err(self.damaged()),
@@ -440,6 +448,44 @@ impl Backend for OneUndecodable {
             None,
         )
     }
+}
+
+/// A node in a range the backend cannot read (a damaged block of the
+/// embedded store, reported by its range's prefix) is reported once, as
+/// unreadable: it is stored, only not readable, so not also `missing`.
+#[test]
+fn a_node_in_an_unreadable_range_is_unreadable_not_missing() {
+    let backend = std::sync::Arc::new(OneUndecodable::default());
+    backend
+        .as_range
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let store = seccs_store::Store::open(backend.clone(), params, &common::key(1)).expect("new");
+    let (put, _) = store
+        .put_named(
+            &mut random_bytes(20_000, 7).as_slice(),
+            "a",
+            EntryKind::File,
+        )
+        .expect("put");
+    let root = put.content_ref.digest().to_vec();
+    *backend.key.lock().expect("not poisoned") = root.clone();
+    let report = store.verify().expect("verify");
+    let range = seccs_core::hexenc::encode(&root[..4]);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::Unreadable { key, .. } if *key == range)),
+        "{report:?}"
+    );
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::Missing { .. })),
+        "{report:?}"
+    );
 }
 
 /// A catalog entry the backend cannot decode at all is removed by gc in a
