@@ -2189,3 +2189,66 @@ fn a_bad_stream_names_its_input_and_a_missing_token_file_is_named() -> TestResul
     );
     Ok(())
 }
+
+/// The names in `dir` that begin with `prefix`.
+fn names_with(dir: &Path, prefix: &str) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// A first start killed while it writes its certificate leaves no `tls/`,
+/// where it left part of one that every later start refused until it was
+/// removed by hand; the next start removes what the killed one left and
+/// makes a whole certificate. The kill is the file size limit (SIGXFSZ)
+/// at the third file: the CA and the key are under 1 KiB, the chain over.
+#[test]
+fn a_first_start_killed_while_it_writes_its_certificate_leaves_no_tls_directory() -> TestResult {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let mut limited = Command::new("prlimit");
+    limited
+        .arg("--fsize=1024")
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&srv_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut killed = common::Killed(limited.spawn()?);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = killed.0.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the server under a file size limit kept running".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Killed by the limit (SIGXFSZ), not stopped by an error of its own.
+    assert!(status.signal().is_some(), "{status:?}");
+    assert!(!srv_dir.join("tls").exists(), "a partial tls/ was left");
+    // It was killed midway: the CA and the key were written.
+    let left = names_with(&srv_dir, "tls.new-")?;
+    let [left] = left.as_slice() else {
+        return Err(format!("{left:?} left").into());
+    };
+    assert!(srv_dir.join(left).join("ca.pem").is_file());
+    assert!(srv_dir.join(left).join("server.key").is_file());
+    drop(killed);
+
+    let server = serve(&srv_dir)?;
+    succeeded(kms(&server, &srv_dir, "status").output()?)?;
+    let made = names_with(&srv_dir.join("tls"), "")?;
+    assert_eq!(made, ["ca.pem", "server.key", "server.pem"]);
+    assert_eq!(names_with(&srv_dir, "tls.new-")?, Vec::<String>::new());
+    Ok(())
+}

@@ -166,6 +166,16 @@ impl DirFd {
         Ok(rustix::fs::unlinkat(&*self.fd, name, AtFlags::empty())?)
     }
 
+    /// Removes the empty directory `name`.
+    pub(crate) fn remove_dir(&self, name: &str) -> io::Result<()> {
+        Ok(rustix::fs::unlinkat(&*self.fd, name, AtFlags::REMOVEDIR)?)
+    }
+
+    /// This directory, known from now on by `path` (it was renamed there).
+    pub(crate) fn renamed(self, path: PathBuf) -> Self {
+        Self { path, ..self }
+    }
+
     /// Makes the creations, renames and removals in it durable.
     pub(crate) fn sync(&self) -> io::Result<()> {
         Ok(rustix::fs::fsync(&*self.fd)?)

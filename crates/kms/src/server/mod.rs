@@ -574,15 +574,18 @@ pub(crate) async fn start_with(
     {
         atomic::remove_leftovers(leftovers)?;
     }
+    // So is the directory a first start was making `tls/` in, when it
+    // stopped before the certificate was whole.
+    tls::remove_leftovers(&dir)?;
     let (tls, cert) = match given_tls {
         Some(given) => given,
-        None => {
-            let tls_dir = match tls_dir {
-                Some(tls_dir) => tls_dir,
-                None => dir.make_sub("tls")?,
-            };
-            tls::server_config(tls::CertSource::Own(&tls_dir), addr.ip())?
-        }
+        None => tls::server_config(
+            tls::CertSource::Own {
+                dir: &dir,
+                tls: tls_dir.as_ref(),
+            },
+            addr.ip(),
+        )?,
     };
     let (token, token_path) = load_token(&dir, config.token.as_deref())?;
     // Only a regular file, never through a link: a named pipe would hold
@@ -943,6 +946,40 @@ mod tests {
             assert!(!dir.path().join(leftover).exists(), "{leftover} is left");
         }
         assert!(dir.path().join("named/.kept").exists());
+        Ok(())
+    }
+
+    /// A directory `tls.new-<random>` that a first start left when it
+    /// stopped before its certificate was whole (it may hold the TLS
+    /// private key) is removed at the next start; a link of that name is
+    /// not followed (what it points to stays), and other names stay.
+    #[test]
+    fn a_start_removes_the_certificate_directory_a_failed_first_start_left()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (dir, rt, cfg) = loopback_parts()?;
+        let left = dir.path().join("tls.new-0123456789abcdef");
+        std::fs::create_dir_all(&left)?;
+        std::fs::write(left.join("ca.pem"), b"crashed")?;
+        std::fs::write(left.join("server.key"), b"crashed")?;
+        let outside = tempfile::tempdir()?;
+        std::fs::write(outside.path().join("server.key"), b"not ours")?;
+        let link = dir.path().join("tls.new-fedcba9876543210");
+        std::os::unix::fs::symlink(outside.path(), &link)?;
+        let other = dir.path().join("tls.new-kept");
+        std::fs::create_dir(&other)?;
+        let server = rt.block_on(start(cfg))?;
+        assert!(server.cert().created);
+        rt.block_on(server.shutdown(Duration::ZERO))?;
+        assert!(!left.exists(), "the leftover is still there");
+        assert!(link.symlink_metadata()?.file_type().is_symlink());
+        assert_eq!(
+            std::fs::read(outside.path().join("server.key"))?,
+            b"not ours"
+        );
+        assert!(other.is_dir());
+        for file in ["ca.pem", "server.key", "server.pem"] {
+            assert!(dir.path().join("tls").join(file).is_file(), "{file}");
+        }
         Ok(())
     }
 
