@@ -171,9 +171,16 @@ pub fn set_count_and_delete_follow_batch_order<H: Harness>() -> TestResult {
     Ok(())
 }
 
+/// A staged batch ends as its stages in order would leave it; where the
+/// harness sees the server's requests (S3, which applies a stage as many
+/// concurrent requests), no request of a stage starts at the server
+/// before every request of the stage before has been served there: the
+/// final state alone does not show that a stage started early.
 pub fn stages_apply_in_order<H: Harness>() -> TestResult {
     let h = H::start()?;
     let b = h.open()?.backend;
+    // Only the batch's own requests.
+    let _ = h.take_writes();
     let mut batch = Batch::new();
     for i in 0..50 {
         batch.put(key(i), value(i, 200), 1);
@@ -188,10 +195,59 @@ pub fn stages_apply_in_order<H: Harness>() -> TestResult {
         batch.delete(key(i));
     }
     b.apply(&batch)?;
+    if let Some(writes) = h.take_writes() {
+        check_stage_barriers(&writes)?;
+    }
     let all = all_entries(b.as_ref())?;
     assert_eq!(all.len(), 26);
     for i in 25..50 {
         assert_eq!(all.get(&key(i)), entry(value(i, 200), 2).as_ref());
+    }
+    Ok(())
+}
+
+/// The stages of the batch of [`stages_apply_in_order`] as the server
+/// served them: the first PUT of keys 0..50, then their second PUT (the
+/// new count) and the PUT of key 1000, then the DELETEs of keys 0..25.
+/// Each stage is whole, and starts after the one before was served.
+fn check_stage_barriers(writes: &[crate::support::ServedWrite]) -> TestResult {
+    let index: BTreeMap<String, usize> = (0..50)
+        .chain([1000])
+        .map(|i| (hex::encode(key(i)), i))
+        .collect();
+    let mut sorted = writes.to_vec();
+    sorted.sort_by_key(|w| w.started);
+    let mut puts = BTreeMap::<usize, usize>::new();
+    let mut stages: [Vec<&crate::support::ServedWrite>; 3] = Default::default();
+    for w in &sorted {
+        let name = w.object.rsplit('/').next().unwrap_or_default();
+        let Some(&i) = index.get(name) else {
+            return Err(format!("a write to {} is not of the batch", w.object).into());
+        };
+        let stage = match w.method.as_str() {
+            "DELETE" => 2,
+            _ if i == 1000 => 1,
+            _ => {
+                let n = puts.entry(i).or_default();
+                *n += 1;
+                *n - 1
+            }
+        };
+        stages
+            .get_mut(stage)
+            .ok_or_else(|| format!("key {i} written too often"))?
+            .push(w);
+    }
+    let counts: Vec<usize> = stages.iter().map(Vec::len).collect();
+    assert_eq!(counts, [50, 51, 25], "requests served per stage");
+    for k in 0..2 {
+        let done = stages[k].iter().map(|w| w.finished).max();
+        let next = stages[k + 1].iter().map(|w| w.started).min();
+        assert!(
+            done <= next,
+            "stage {} started at the server before stage {k} was served",
+            k + 1
+        );
     }
     Ok(())
 }

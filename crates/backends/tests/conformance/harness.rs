@@ -69,6 +69,12 @@ pub trait Harness: Sized {
     fn restart(&mut self) -> TestResult {
         Ok(())
     }
+
+    /// The write requests the server served since the last call, each with
+    /// the object key it names, where the harness sees them (S3).
+    fn take_writes(&self) -> Option<Vec<support::ServedWrite>> {
+        None
+    }
 }
 
 /// Rewrites an entry through the backend itself, for local backends whose
@@ -411,5 +417,9 @@ impl Harness for S3 {
 
     fn restart(&mut self) -> TestResult {
         self.server.restart()
+    }
+
+    fn take_writes(&self) -> Option<Vec<support::ServedWrite>> {
+        Some(self.server.take_writes())
     }
 }

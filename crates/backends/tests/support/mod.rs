@@ -9,7 +9,9 @@
 //!   the `postgres` (else `nobody`) user when the tests run as root; trust
 //!   authentication on loopback except for one password-protected role.
 //! - S3: `s3s-fs`, an S3 server over a directory, in process on its own
-//!   tokio runtime, with one access key.
+//!   tokio runtime, with one access key; it records when it got and when
+//!   it had served each PUT and DELETE, so a test can check the order in
+//!   which a backend's requests reached it.
 
 #![allow(dead_code)]
 
@@ -441,6 +443,21 @@ pub struct S3Server {
     port: u16,
     root: tempfile::TempDir,
     gate: Arc<Gate>,
+    writes: Arc<Mutex<Vec<ServedWrite>>>,
+}
+
+/// A PUT or DELETE request the server served, as it saw it.
+#[derive(Debug, Clone)]
+pub struct ServedWrite {
+    /// `PUT` or `DELETE`.
+    pub method: String,
+    /// The object key, the bucket left out.
+    pub object: String,
+    /// When the server got it.
+    pub started: Instant,
+    /// When it had served it (the object written or removed), before the
+    /// answer went back.
+    pub finished: Instant,
 }
 
 /// The longest a request is held back (see [`S3Server::hold`]).
@@ -564,6 +581,7 @@ impl S3Server {
             port: free_port()?,
             root,
             gate: Arc::default(),
+            writes: Arc::default(),
         };
         server.spawn()?;
         Ok(server)
@@ -585,7 +603,38 @@ impl S3Server {
             S3_SECRET_KEY,
         ));
         builder.set_access(GateAccess(self.gate.clone()));
-        let service = builder.build();
+        let s3 = builder.build();
+        // Every PUT and DELETE is recorded when it comes and once served.
+        let writes = self.writes.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let s3 = s3.clone();
+                let writes = writes.clone();
+                let method = req.method().as_str().to_owned();
+                let object = req
+                    .uri()
+                    .path()
+                    .strip_prefix(&format!("/{S3_BUCKET}/"))
+                    .map(str::to_owned);
+                let started = Instant::now();
+                async move {
+                    let answer = hyper::service::Service::call(&s3, req).await;
+                    if let Some(object) = object
+                        && (method == "PUT" || method == "DELETE")
+                    {
+                        writes
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(ServedWrite {
+                                method,
+                                object,
+                                started,
+                                finished: Instant::now(),
+                            });
+                    }
+                    answer
+                }
+            });
         let port = self.port;
         // The port may linger for a moment after a kill: retry the bind.
         let listener = runtime.block_on(async {
@@ -667,6 +716,12 @@ impl S3Server {
         Held {
             gate: self.gate.clone(),
         }
+    }
+
+    /// The PUT and DELETE requests served since the last call, in the
+    /// order they were served.
+    pub fn take_writes(&self) -> Vec<ServedWrite> {
+        std::mem::take(&mut *self.writes.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The directory holding the objects of `prefix`.
