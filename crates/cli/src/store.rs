@@ -1104,6 +1104,10 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
         && r.digest().len() == store.params().wrapper().digest_len()
     {
         let report = store.delete(&r)?;
+        errln!(
+            "seccs: removed one put of {r} ({} entries freed)",
+            report.removed
+        );
         said_of_delete(&report);
         return Ok(());
     }

@@ -674,7 +674,13 @@ fn rm_of_a_reference_never_takes_a_names_content() {
     ok(seccs(&store).args(["verify"]));
     // A put of its own can be undone, once.
     assert_eq!(ok(seccs(&store).arg("put").arg(&f)).trim(), r);
-    ok(seccs(&store).args(["rm", r]));
+    let out = run(seccs(&store).args(["rm", r]));
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8(out.stderr).expect("utf-8");
+    assert!(
+        said.starts_with(&format!("seccs: removed one put of {r} (")),
+        "{said}"
+    );
     fails(seccs(&store).args(["rm", r]));
     ok(seccs(&store).args(["verify"]));
     ok(seccs(&store).args(["rm", "a"]));
