@@ -472,9 +472,21 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
             shown_path(&args.file)
         );
     }
-    if !exclude.is_empty() && !is_dir {
+    if !args.exclude.is_empty() && !is_dir {
         bail!(
             "--exclude applies to a directory; {} is not one",
+            shown_path(&args.file)
+        );
+    }
+    if !args.exclude_from.is_empty() && !is_dir {
+        bail!(
+            "--exclude-from applies to a directory; {} is not one",
+            shown_path(&args.file)
+        );
+    }
+    if args.force && !is_dir {
+        bail!(
+            "--force applies to a directory; {} is not one",
             shown_path(&args.file)
         );
     }

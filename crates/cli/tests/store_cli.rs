@@ -1978,6 +1978,26 @@ fn put_dir_leaves_out_what_exclude_matches_and_marks_it_gone_when_it_was_stored(
                 .args(["put", "proj/cache", "--exclude", "x"]),
         );
     assert!(err.contains("--exclude applies to a directory"), "{err}");
+    // So are --exclude-from (even a file of no patterns) and --force,
+    // which a single file would otherwise take and ignore.
+    let empty = tmp.path().join("no-patterns");
+    std::fs::write(&empty, "# nothing\n").expect("write");
+    let err = fails(
+        seccs(&fresh)
+            .current_dir(tmp.path())
+            .args(["put", "proj/cache", "--exclude-from"])
+            .arg(&empty),
+    );
+    assert!(
+        err.contains("--exclude-from applies to a directory"),
+        "{err}"
+    );
+    let err = fails(
+        seccs(&fresh)
+            .current_dir(tmp.path())
+            .args(["put", "proj/cache", "--force"]),
+    );
+    assert!(err.contains("--force applies to a directory"), "{err}");
     assert!(!fresh.exists());
 }
 
