@@ -472,6 +472,22 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
             shown_path(&args.file)
         );
     }
+    if meta.as_ref().is_some_and(|m| m.is_symlink())
+        && let Err(e) = std::fs::metadata(&args.file)
+        && e.kind() == io::ErrorKind::NotFound
+    {
+        // A file is read through its link, and a link whose target is gone
+        // has nothing to read: "No such file" alone would seem to name the
+        // link itself.
+        let target = std::fs::read_link(&args.file)
+            .map(|t| shown_path(&t))
+            .unwrap_or_else(|_| "a target".to_owned());
+        bail!(
+            "cannot store {}: it is a symbolic link to {target}, which does not exist (a file \
+             is read through its link; `seccs put DIR` stores the links under DIR as links)",
+            shown_path(&args.file)
+        );
+    }
     if !args.exclude.is_empty() && !is_dir {
         bail!(
             "--exclude applies to a directory; {} is not one",

@@ -5419,3 +5419,23 @@ fn a_put_of_one_entry_says_entry() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("1 entry stored"), "{err}");
 }
+
+/// `put LINK` reads a file through its link: a link whose target is gone
+/// is said to be one, naming the target and how a tree keeps links, and
+/// no store is made for it.
+#[test]
+fn put_of_a_dangling_symlink_names_it_and_its_missing_target() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink("no-such-target", &link).expect("symlink");
+    let err = fails(seccs(&store).arg("put").arg(&link).args(["--name", "d"]));
+    assert!(
+        err.contains(&format!(
+            "cannot store {}: it is a symbolic link to no-such-target, which does not exist",
+            link.display()
+        )) && err.contains("`seccs put DIR` stores the links under DIR as links"),
+        "{err}"
+    );
+    assert!(!store.exists());
+}
