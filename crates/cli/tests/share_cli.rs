@@ -430,7 +430,10 @@ fn a_version_removed_while_servers_were_offline_is_never_reused() {
     let err = stderr_of(&second);
     assert!(!second.status.success());
     assert!(
-        err.contains("is in use by another share server (pid "),
+        err.starts_with(&format!(
+            "seccs: {} is in use by another share server (pid ",
+            tmp.path().join("server0").display()
+        )),
         "{err}"
     );
 

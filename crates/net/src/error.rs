@@ -83,6 +83,19 @@ pub enum Error {
     /// The configuration file is invalid.
     #[error("config: {0}")]
     Config(String),
+    /// Another share server holds the lock of the root: nothing is wrong
+    /// with the configuration, the root is taken.
+    #[error(
+        "{} is in use by another share server ({holder}): one server runs per root",
+        root.display()
+    )]
+    RootInUse {
+        /// The server's root directory.
+        root: std::path::PathBuf,
+        /// Who holds it, as the lock says (`pid N on HOST`), or "another
+        /// process".
+        holder: String,
+    },
     /// No server is subscribed to the broker.
     #[error("no share server is online")]
     NoServers,

@@ -83,10 +83,10 @@ impl ServerHandle {
 fn lock_root(root: &Path) -> Result<seccs_core::lockfile::DirLock, Error> {
     use seccs_core::lockfile::{self, LockError};
     lockfile::lock_dir(root).map_err(|e| match e {
-        LockError::Held { holder, .. } => Error::Config(format!(
-            "{} is in use by another share server ({holder}): one server runs per root",
-            root.display()
-        )),
+        LockError::Held { holder, .. } => Error::RootInUse {
+            root: root.to_owned(),
+            holder,
+        },
         LockError::Io {
             action,
             path,

@@ -201,8 +201,11 @@ async fn a_second_server_on_one_root_is_refused_naming_the_holder() -> TestResul
         Err(e) => {
             let text = e.to_string();
             assert!(
-                text.contains("is in use by another share server")
-                    && text.contains(&format!("pid {}", std::process::id())),
+                text.starts_with(&format!(
+                    "{} is in use by another share server (pid {} on ",
+                    net.root(0).display(),
+                    std::process::id()
+                )),
                 "{text}"
             );
         }
