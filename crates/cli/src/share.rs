@@ -310,6 +310,15 @@ pub fn password_from(file: Option<&std::path::Path>, confirm: bool) -> anyhow::R
     if let Some(path) = file {
         // Held as a password from the moment it is read, so it is zeroized.
         let text = read_password_file(path)?;
+        // As for a KEK file: the password is the credential, so a file
+        // others can read is used but said, once (a command reads it once).
+        if let Some(mode) = seccs_kms::client::kek_file_mode_exposed(path) {
+            errln!(
+                "seccs: warning: the password file {} can be read by others (mode {mode:o}): \
+                 make it 0600 (`chmod 600`); whoever holds the password can load what it guards",
+                path.display()
+            );
+        }
         let bytes = text.expose_secret();
         let end = bytes
             .iter()

@@ -615,6 +615,38 @@ fn an_empty_password_is_refused_for_a_save() {
     assert!(err.contains("cannot ask for the share password"), "{err}");
 }
 
+/// A password file that group or others can read is used, and said once,
+/// naming the file and its mode, as a KEK file is; a 0600 one is not.
+#[test]
+fn a_password_file_others_can_read_is_warned_of_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("client.toml");
+    std::fs::write(&config, "broker = \"redis://127.0.0.1:1\"\n").expect("config");
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "correct horse\n").expect("pw");
+    let load = |mode: u32| {
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        // The broker is unreachable: the load fails after the password.
+        let out = run(seccs(tmp.path())
+            .args(["share", "load", "t", "--config"])
+            .arg(&config)
+            .arg("--password-file")
+            .arg(&pw)
+            .arg(tmp.path().join("out")));
+        assert!(!out.status.success());
+        stderr_of(&out)
+    };
+    let err = load(0o644);
+    let warning = format!(
+        "seccs: warning: the password file {} can be read by others (mode 644)",
+        pw.display()
+    );
+    assert_eq!(err.matches(&warning).count(), 1, "{err}");
+    let err = load(0o600);
+    assert!(!err.contains("warning"), "{err}");
+}
+
 /// `seccs init --key-from-share TAG`: the store key lives only on the
 /// share network; the store opens with the password, refuses a wrong one,
 /// and a second store can neither take the same tag nor be made with a
