@@ -378,7 +378,10 @@ pub enum Error {
     /// A store key saved under the default threshold would need every
     /// server online: losing any one's disk would lose the store.
     #[error(
-        "only {servers} share servers answered, and the default threshold would need all          {servers} to rebuild the store key: losing any one server's disk would lose the store          for good; start more share servers (or wait for those offline), or set          threshold = {servers} in the share config to accept that no server can be lost"
+        "only {servers} share servers answered, and the default threshold would need all \
+         {servers} to rebuild the store key: losing any one server's disk would lose the store \
+         for good; start more share servers (or wait for those offline), or set \
+         threshold = {servers} in the share config to accept that no server can be lost"
     )]
     KeyNoSpareServer {
         /// Servers online.

@@ -182,8 +182,11 @@ async fn a_store_key_needs_a_spare_server_unless_the_threshold_is_set() -> TestR
         Err(e @ Error::KeyNoSpareServer { servers: 2 }) => {
             let text = e.to_string();
             assert!(
-                text.contains("only 2 share servers answered")
-                    && text.contains("would lose the store")
+                text.contains(
+                    "only 2 share servers answered, and the default threshold would need all 2 \
+                     to rebuild the store key: losing any one server's disk would lose the store \
+                     for good;"
+                ) && text.contains("would lose the store")
                     && text.contains("start more share servers")
                     && text.contains("threshold = 2"),
                 "{text}"
