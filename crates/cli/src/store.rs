@@ -1133,8 +1133,9 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
     {
         let report = store.delete(&r)?;
         errln!(
-            "seccs: removed one put of {r} ({} entries freed)",
-            report.removed
+            "seccs: removed one put of {r} ({} {} freed)",
+            report.removed,
+            crate::tree::entries(usize::try_from(report.removed).unwrap_or(usize::MAX))
         );
         said_of_delete(&report);
         return Ok(());

@@ -571,7 +571,7 @@ fn recorded_attrs(meta: &Metadata, start: Duration) -> FileMeta {
 }
 
 /// "entry" or "entries", for a count of `n`.
-fn entries(n: usize) -> &'static str {
+pub(crate) fn entries(n: usize) -> &'static str {
     if n == 1 { "entry" } else { "entries" }
 }
 

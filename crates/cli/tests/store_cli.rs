@@ -681,9 +681,20 @@ fn rm_of_a_reference_never_takes_a_names_content() {
         said.starts_with(&format!("seccs: removed one put of {r} (")),
         "{said}"
     );
+    // The name still holds its one node.
+    assert!(said.contains("(0 entries freed)"), "{said}");
     fails(seccs(&store).args(["rm", r]));
     ok(seccs(&store).args(["verify"]));
     ok(seccs(&store).args(["rm", "a"]));
+    assert_eq!(stat(&store)["entries"], 0);
+    // Put alone, its nodes go with it, and the count said is theirs.
+    assert_eq!(ok(seccs(&store).arg("put").arg(&f)).trim(), r);
+    let held = stat(&store)["entries"].as_u64().expect("a count");
+    let out = run(seccs(&store).args(["rm", r]));
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8(out.stderr).expect("utf-8");
+    let noun = if held == 1 { "entry" } else { "entries" };
+    assert!(said.contains(&format!("({held} {noun} freed)")), "{said}");
     assert_eq!(stat(&store)["entries"], 0);
 }
 
