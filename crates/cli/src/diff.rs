@@ -99,16 +99,7 @@ pub fn change(before: Option<&Version>, after: Option<&Version>) -> Option<Chang
 
 /// Runs `seccs diff`.
 pub fn run(loc: &StoreLocation, args: DiffArgs) -> Result<()> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if args.from > now {
-        anyhow::bail!(
-            "--from {} is in the future (now is {})",
-            format_time(args.from),
-            format_time(now)
-        );
-    }
+    crate::store::refuse_future("--from", Some(args.from))?;
     if let Some(to) = args.to
         && to < args.from
     {

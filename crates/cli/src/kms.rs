@@ -125,11 +125,7 @@ impl Conn {
         if let Some(f) = token_file {
             let path = Path::new(&f);
             let token = client::read_token_file(path).map_err(|e| {
-                let context = format!("cannot read the token file {}", path.display());
-                match e {
-                    KmsError::File { source, .. } => anyhow::Error::new(source).context(context),
-                    e => anyhow::Error::new(e).context(context),
-                }
+                file_error(e, format!("cannot read the token file {}", path.display()))
             })?;
             c = c.with_token(token);
         }
@@ -510,18 +506,21 @@ fn read_input(io: &Io) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// `e`, from reading a file the caller names in `context` ("cannot read
+/// the KEK file F"): the library's own error for a file it cannot open
+/// names the path again, so only its cause follows the context.
+fn file_error(e: KmsError, context: String) -> anyhow::Error {
+    match e {
+        KmsError::File { source, .. } => anyhow::Error::new(source).context(context),
+        e => anyhow::Error::new(e).context(context),
+    }
+}
+
 /// The KEK in the file at `path`, with a warning when others may read
-/// it. An error names the file once, as "the KEK file": the library's own
-/// error for a file it cannot open names the path again, so only its
-/// cause follows.
+/// it. An error names the file once, as "the KEK file".
 pub(crate) fn load_kek(path: &Path) -> anyhow::Result<seccs_core::SecretKey> {
-    let kek = client::load_kek(path).map_err(|e| {
-        let context = format!("cannot read the KEK file {}", path.display());
-        match e {
-            KmsError::File { source, .. } => anyhow::Error::new(source).context(context),
-            e => anyhow::Error::new(e).context(context),
-        }
-    })?;
+    let kek = client::load_kek(path)
+        .map_err(|e| file_error(e, format!("cannot read the KEK file {}", path.display())))?;
     // Once: a command reads one KEK file.
     if let Some(mode) = client::kek_file_mode_exposed(path) {
         errln!("seccs: warning: {}", client::kek_file_warning(path, mode));

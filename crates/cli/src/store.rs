@@ -488,33 +488,16 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
             shown_path(&args.file)
         );
     }
-    if !args.exclude.is_empty() && !is_dir {
+    let directory_only = [
+        ("--exclude", !args.exclude.is_empty()),
+        ("--exclude-from", !args.exclude_from.is_empty()),
+        ("--force", args.force),
+        ("--one-file-system", args.one_file_system),
+        ("--dry-run", args.dry_run),
+    ];
+    if let Some((flag, _)) = directory_only.iter().find(|(_, given)| *given && !is_dir) {
         bail!(
-            "--exclude applies to a directory; {} is not one",
-            shown_path(&args.file)
-        );
-    }
-    if !args.exclude_from.is_empty() && !is_dir {
-        bail!(
-            "--exclude-from applies to a directory; {} is not one",
-            shown_path(&args.file)
-        );
-    }
-    if args.force && !is_dir {
-        bail!(
-            "--force applies to a directory; {} is not one",
-            shown_path(&args.file)
-        );
-    }
-    if args.one_file_system && !is_dir {
-        bail!(
-            "--one-file-system applies to a directory; {} is not one",
-            shown_path(&args.file)
-        );
-    }
-    if args.dry_run && !is_dir {
-        bail!(
-            "--dry-run applies to a directory; {} is not one",
+            "{flag} applies to a directory; {} is not one",
             shown_path(&args.file)
         );
     }
@@ -676,7 +659,7 @@ fn resolve<'a>(store: &seccs_store::Store, spec: &'a str) -> Result<Resolved<'a>
 
 /// Runs `seccs get`.
 pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
-    refuse_future(args.at)?;
+    refuse_future("--at", args.at)?;
     let exclude = crate::exclude::Excludes::new(&args.exclude)?;
     let ownership = crate::tree::Ownership::for_this_process(!args.no_same_owner);
     let opened = open::open_to_read(loc)?;
@@ -1070,15 +1053,16 @@ fn version_at(store: &seccs_store::Store, name: &str, time: u64) -> Result<Versi
     })
 }
 
-/// Refuses an `--at` after now, as `diff --from` does: what a name held
-/// then is not known yet, and the listing of now would pass for it.
-fn refuse_future(at: Option<u64>) -> Result<()> {
+/// Refuses a time given to `option` (`--at`, `diff --from`) after now:
+/// what a name held then is not known yet, and the listing of now would
+/// pass for it.
+pub(crate) fn refuse_future(option: &str, at: Option<u64>) -> Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     match at {
         Some(at) if at > now => bail!(
-            "--at {} is in the future (now is {})",
+            "{option} {} is in the future (now is {})",
             format_time(at),
             format_time(now)
         ),
@@ -1293,7 +1277,7 @@ fn keep_newest(store: &seccs_store::Store, reference: &str, keep: u32) -> Result
 
 /// Runs `seccs ls`.
 pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
-    refuse_future(args.at)?;
+    refuse_future("--at", args.at)?;
     let opened = open::open_to_read(loc)?;
     let listing = opened.store.list_readable(&args.prefix)?;
     let records = &listing.records;
