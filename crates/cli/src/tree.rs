@@ -594,11 +594,18 @@ pub fn opened_attrs(file: &File, path: &Path, start: Duration) -> Result<Recorde
     // A pipe or a device (`put <(cmd)`, `put /dev/fd/3`) has no length or
     // times that say whether its bytes changed: it gets no stamp, so it is
     // neither skipped as unchanged nor said to have changed while read.
-    // Nor its permission bits: they are the node's (0666 for /dev/null),
-    // not those of a file, and a restore would give them to one.
+    // Nor its permission bits, owner or extended attributes: they are the
+    // node's (0666 and root for /dev/null, a tty's user, a device's
+    // security label), not those of a file, and a restore would give them
+    // to one.
     if !meta.is_file() {
         recorded.stamp = None;
         recorded.mode = None;
+        recorded.owner = None;
+        return Ok(Recorded {
+            meta: recorded,
+            report: None,
+        });
     }
     Ok(with_xattrs(recorded, crate::xattr::of_file(file), path))
 }

@@ -5346,10 +5346,12 @@ fn init_refuses_a_directory_holding_another_stores_database() {
 }
 
 /// A content read from a device (or a pipe) is not a file with that
-/// node's permission bits: `put /dev/null` then `get` makes a file with
-/// the default mode, never the device's world-writable 0666.
+/// node's permission bits, owner or attributes: `put /dev/null` then `get`
+/// makes a file with the default mode, never the device's world-writable
+/// 0666, and the version records neither mode nor owner (root's, which a
+/// restore as root would give the file).
 #[test]
-fn a_content_read_from_a_device_does_not_carry_its_mode() {
+fn a_content_read_from_a_device_does_not_carry_its_mode_or_owner() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().expect("tmp");
     let store = tmp.path().join("store");
@@ -5359,6 +5361,12 @@ fn a_content_read_from_a_device_does_not_carry_its_mode() {
     ok(seccs(&store).args(["get", "n", "-o"]).arg(&out));
     let mode = std::fs::metadata(&out).expect("stat").permissions().mode() & 0o7777;
     assert_eq!(mode & 0o022, 0, "writable by others: {mode:o}");
+    let listed = ok(seccs(&store).args(["ls", "n", "--json"]));
+    let version: serde_json::Value =
+        serde_json::from_str(listed.lines().next().expect("a line")).expect("json");
+    assert_eq!(version["name"], "n", "{listed}");
+    assert!(version["mode"].is_null(), "{listed}");
+    assert!(version["uid"].is_null(), "{listed}");
 }
 
 /// Errors about a store's own files say which file: its key file, its
