@@ -659,8 +659,9 @@ impl BlockFile {
     }
 
     /// Makes the file on disk at least `slots` slots long before a write
-    /// reaches them, so that a file system that cannot hold them fails the
-    /// write itself, before anything changed: the write once filled only the
+    /// reaches them, so that a file too large for the file system (or for
+    /// `RLIMIT_FSIZE`) fails the write itself, before anything changed (it
+    /// reserves no space: a full disk still fails a later write-back): the write once filled only the
     /// window, returned `Ok`, and the file system's refusal came from a later
     /// write-back, in whatever unrelated call moved the window. The new
     /// slots are holes (version 0) until written, so the disk always holds

@@ -84,9 +84,16 @@
 //! A file holds at most [`format::MAX_FILE_SIZE`] (2^62) bytes: a write or
 //! [`EphemeralFile::set_len`] that would reach past it fails in that call
 //! with [`std::io::ErrorKind::FileTooLarge`] ([`Error::FileTooLarge`]), and
-//! the file system's own limit usually comes first: a write that reaches
-//! past the end of the file on disk grows it first, so a write the file
-//! system cannot hold fails in that call and changes nothing. A hole (a write far past
+//! the file system's own limit on a file's size (or `RLIMIT_FSIZE`)
+//! usually comes first: a write that reaches past the end of the file on
+//! disk grows it first, so a write past that limit fails in that call and
+//! changes nothing. A full disk is another matter: growing a file on disk
+//! makes a sparse file and reserves no space (as with the `tempfile`
+//! crate's files behind a `BufWriter`), so running out of space is
+//! reported by the call that writes the bytes back, often a later one
+//! (`flush`, `sync_all`, or a read or write that moves the window), and
+//! from then on the file is failed, as below: keep what must survive a
+//! full disk elsewhere, or check free space first. A hole (a write far past
 //! the end, or `set_len`) costs no memory and, on file systems with sparse
 //! files, no disk. A persisted file's footer lists every block slot, holes
 //! included, so [`persist`](NamedEphemeralFile::persist) refuses a file of
