@@ -66,9 +66,11 @@ pub struct InitArgs {
     /// for good, without asking.
     #[arg(long, value_name = "TAG", conflicts_with = "key_file")]
     key_from_share: Option<String>,
-    /// Take the store key from the key service at URL: the store key is the
-    /// DEK the service holds for the KEK in --kek FILE. The store keeps only
-    /// where the KEK is, never the DEK.
+    /// Take the store key from the key service at URL: the store key is
+    /// derived (HKDF, with a random salt kept in config.toml) from the DEK
+    /// the service holds for the KEK in --kek FILE, so that stores made
+    /// with one KEK get keys of their own. The store keeps only where the
+    /// KEK is and the salt, never the DEK.
     #[arg(long, value_name = "URL", requires = "kek", conflicts_with_all = ["key_file", "key_from_share"])]
     key_from_kms: Option<String>,
     /// The KEK file for --key-from-kms (32 raw bytes or 64 hex digits, as

@@ -16,7 +16,23 @@
 //! and with the whole header and the caller's associated data (the
 //! "encryption context") in the `info`: a changed header byte, a different
 //! context or a different key all give a different stream key, so every
-//! segment fails to open.
+//! segment fails to open. Exactly:
+//!
+//! ```text
+//! stream key = HKDF-SHA-256(ikm = caller's key (32), salt = header's salt (32),
+//!                           info = "seccs/v1/stream" ‖ header (all of it, nonce prefix
+//!                                  included) ‖ len(context) (u64 BE) ‖ context), 32 bytes
+//! suite      1 = AES-256-GCM (prefix 7), 2 = ChaCha20-Poly1305 (prefix 7),
+//!            3 = XChaCha20-Poly1305 (prefix 19); every suite's nonce is prefix ‖ 4 ‖ 1 bytes
+//! segment    the AEAD's associated data is empty; log2 segment size is 10..=24 (1 KiB to
+//!            16 MiB), 16 by default
+//! ```
+//!
+//! A reader refuses a version other than 1 ([`StreamError::UnsupportedVersion`]),
+//! an unknown suite ([`StreamError::UnknownSuite`]) and a segment size out of
+//! range before it reads a segment. The key service's `kms encrypt --kek`
+//! (`seccs-kms`) writes this format under `HKDF(DEK, "seccs/v1/kms/file")`
+//! ([`crate::kdf`]: salt `seccs`) with the context given on its command line.
 //!
 //! What the construction detects, and how:
 //! - **reordering or dropping a segment**: the counter is in the nonce;

@@ -7,10 +7,14 @@
 //! ```
 //!
 //! The AEAD's associated data is the 10 header bytes before the nonce
-//! followed by the caller's context, so a changed version, suite or context
-//! fails authentication. The key is derived from the DEK (or the named key's
-//! version) with its own HKDF label, so a DEK that is also a content store's
-//! store key never encrypts messages directly.
+//! followed by the caller's context (its bytes as given, no length
+//! prefix), so a changed version, suite or context fails authentication.
+//! The key is `HKDF(K, "seccs/v1/kms/message")` (`seccs_core::kdf`:
+//! HKDF-SHA-256, salt `seccs`, 32 bytes), where K is the DEK, or the 32
+//! bytes of the named key's version the header names; so a DEK that is
+//! also a content store's store key never encrypts messages directly. A
+//! version byte other than 1 is [`KmsError::UnsupportedVersion`], a suite
+//! other than 1 malformed.
 //!
 //! Seed flaw fixed here: keas.kmi encrypted with AES-CBC under a fixed IV
 //! (`0123456789ABCDEF`) with no authentication, so equal plaintexts gave

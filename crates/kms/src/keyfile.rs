@@ -10,7 +10,18 @@
 //! named key  "seccsnky" | version 1 | suite 3 | metadata length (u32 BE) | metadata (JSON)
 //!            | nonce (24) | XChaCha20-Poly1305(material of each live version, 32 bytes each)
 //!            key = HKDF(root key, "seccs/v1/kms/named-key-wrap"), AD = all bytes before the nonce
+//!            file name: DIR/named/NAME.key; root key: DIR/root.key (32 raw bytes)
 //! ```
+//!
+//! `HKDF(K, "label")` is `seccs_core::kdf`'s derivation: HKDF-SHA-256 with
+//! the salt `seccs` (five ASCII bytes), the label as info, 32 bytes out.
+//! XChaCha20-Poly1305's tag (16 bytes) follows its ciphertext. The named
+//! key's metadata is the JSON of [`KeyInfo`](crate::lifecycle::KeyInfo)
+//! (its `name` must equal NAME), and the sealed materials are those of the
+//! versions it lists with `"destroyed": false`, 32 bytes each, in
+//! ascending version order. A version byte other than 1 is a file this
+//! build cannot read ([`KmsError::UnsupportedVersion`]); a suite other
+//! than 3 is malformed.
 //!
 //! Seed flaws fixed here: keas.kmi wrapped each DEK with RSA-2048 PKCS#1
 //! v1.5 (about 4 keys a second to generate, and a padding-oracle-prone

@@ -10,6 +10,25 @@
 //! current one.
 //!
 //! Layout: `"SCNM" | version u8 = 1 | kind u8 | request id [16] | body`.
+//! Integers are big-endian; `str` is a u32 length and that many bytes of
+//! UTF-8 (a tag at most [`MAX_TAG_LEN`] bytes); a record is last, so it is
+//! sent from where it lies. The bodies, by kind:
+//! ```text
+//!  1 Store          tag str | version u64 | record length u32 | record
+//!  2 Stored         (empty)
+//!  3 Fetch          tag str | version u64
+//!  4 Fetched        0 (not held) | 1, record length u32, record
+//!  5 List           prefix str
+//!  6 Listed         count u32 | count × ( tag str | v u32 | v × ( version u64 | stored bytes u64 ) )
+//!  7 Info           (empty)
+//!  8 InfoReply      name str | free bytes u64 | records u64 | stored bytes u64
+//!  9 Delete         tag str | 0 (every version) | 1, version u64
+//! 10 Deleted        removed u64
+//! 11 Refused        reason str
+//! 12 Rollback       tag str | version u64 | file id [16]
+//! 13 Versions       tag str
+//! 14 VersionsHeld   highest u64 | count u32 | count × ( version u64 | file id [16] | n u8 | t u8 )
+//! ```
 //!
 //! Compatibility: kinds are only ever added, never changed, so the format
 //! version stays 1. A peer that predates a kind rejects it as an unknown kind

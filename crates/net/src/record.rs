@@ -25,7 +25,20 @@
 //!
 //! Manifest formats (see [`ManifestFormat`]): 2, written now, hashes
 //! fragments with BLAKE3 in key derivation mode; 1 hashed them with SHA-256
-//! and is still read. Share hashes are SHA-256 in both.
+//! and is still read. Share hashes are SHA-256 in both. Exactly:
+//! ```text
+//! kdf            kind 1 = argon2id: memory KiB, passes, lanes (3 × u32)
+//!                kind 2 = scrypt:   log2 N, r, p (3 × u32)
+//! mac            HMAC-SHA-256(mac key, "seccs-net/v1/manifest" ‖ len(tag) u64 ‖ tag (UTF-8)
+//!                ‖ manifest bytes), the mac key as `sharing` derives it
+//! share hash     SHA-256("seccs-net/v1/share" ‖ file id ‖ index u8 ‖ share (33))
+//! fragment hash  format 2: BLAKE3 derive_key(context "seccs-net v2 fragment hash",
+//!                    file id ‖ index u8 ‖ fragment)
+//!                format 1: SHA-256("seccs-net/v1/fragment" ‖ file id ‖ index u8 ‖ fragment)
+//! ```
+//! A record version other than 1, or a manifest format other than 1 or 2,
+//! is a record this build cannot read
+//! ([`DecodeError::UnknownVersion`]).
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};

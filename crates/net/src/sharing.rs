@@ -7,6 +7,28 @@
 //! 4. The ciphertext is erasure-coded with Reed-Solomon (`reed-solomon-simd`)
 //!    into n fragments of ⌈len / t⌉ bytes, any t of which rebuild it.
 //!
+//! Exactly, for a save of `tag` at `version` with a random 16-byte file
+//! id, salt and two 12-byte nonces (the manifest's, see [`crate::record`]):
+//!
+//! ```text
+//! root        = KDF(password, salt), 32 bytes: argon2id v0x13 (memory KiB, passes, lanes)
+//!               or scrypt (log2 N, r, p), as the manifest's kdf names them (kind 1 or 2)
+//! enc, mac    = HKDF-SHA-256(ikm = root, no salt, info = "seccs-net/v1/password-layer"),
+//!               and the same with info "seccs-net/v1/manifest-mac", 32 bytes each
+//! inner       = AES-256-GCM(enc, inner nonce, AD = "inner" ‖ file id ‖ version u64 BE, file)
+//! ciphertext  = AES-256-GCM(data key, outer nonce, AD = "outer" ‖ file id ‖ version u64 BE, inner)
+//!               (each AES-256-GCM output is ciphertext ‖ tag (16); the data key is 32 random
+//!               bytes, used as is)
+//! shares      = Shamir t-of-n of the data key over GF(2^8) (polynomial 0x11b), byte by byte;
+//!               share i (33 bytes) = x-coordinate i + 1 ‖ the 32 y bytes; with t = 1 each
+//!               share is its identifier ‖ the key itself
+//! fragments   = the ciphertext zero-padded to t × shard length, cut into t data fragments
+//!               (indexes 0..t), and n − t recovery fragments (indexes t..n) coded from them
+//!               by `reed-solomon-simd` 3 (its Leopard-style GF(2^16) code, the shard
+//!               length a multiple of 64)
+//! record i    = share i and fragment i, with the manifest and its MAC
+//! ```
+//!
 //! Seed flaw fixed here: *every server stores the full ciphertext* (n× the
 //! file in storage and traffic). Each server now stores ≈ 1/t of it, so the
 //! whole network stores ≈ n/t × the file (5/3 for 5 servers, t = 3).

@@ -75,6 +75,18 @@
 //! format 3 also ends each version after the stamp and has no directories;
 //! format 2 also ends after the last version; format 1 also ends each
 //! version at `kind`).
+//!
+//! Every integer is big-endian; times (`time`, `gone_since`, `gone_from`,
+//! `back_at`) are seconds since the Unix epoch; `ref` is a content
+//! reference ([`ContentRef`]: root digest ‖ length u64); a directory's
+//! name is stored without its trailing `/`. Sealed, as the backend holds it:
+//! ```text
+//! backend key = 'N' ‖ HMAC-SHA-256(HKDF(store key, "seccs/v1/store/catalog-index"), name)
+//! value       = SIV tag (16) ‖ ciphertext, from AES-256-SIV with the 64-byte key
+//!               HKDF(store key, "seccs/v1/store/catalog-encryption") and the backend
+//!               key (33 bytes) as its one associated-data header
+//! ```
+//! (`HKDF` is `seccs_core::kdf`'s: HKDF-SHA-256 with the salt `seccs`.)
 
 use aes_siv::Tag;
 use hmac::{Hmac, KeyInit, Mac};
@@ -716,6 +728,40 @@ pub fn parse_name_version(s: &str) -> (&str, Option<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The module's spec of a sealed record, computed from the primitives
+    /// directly: a change of key derivation, associated data or layout
+    /// fails this.
+    #[test]
+    fn a_record_is_sealed_and_keyed_as_its_spec_says() {
+        let store_key = SecretKey::from_bytes([5; 32]);
+        let crypto = CatalogCrypto::new(&store_key);
+        let name = "photos/2024/a.jpg";
+        let index_key = kdf::derive(&store_key, Label::CatalogIndex);
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(index_key.expose_secret()).expect("key");
+        mac.update(name.as_bytes());
+        let mut want_key = vec![b'N'];
+        want_key.extend_from_slice(&mac.finalize().into_bytes());
+        let key = crypto.key_of(name);
+        assert_eq!(key, want_key);
+        assert_eq!(key.len(), 33);
+        let rec = Record {
+            name: name.into(),
+            next_version: 2,
+            versions: vec![version(1, None)],
+            gone_since: None,
+            absences: Vec::new(),
+        };
+        let sealed = crypto.seal(&key, &rec);
+        let mut siv_key = [0; 64];
+        kdf::derive_into(&store_key, Label::CatalogEncryption, &mut siv_key);
+        let opened = aes_siv::siv::Aes256Siv::new((&siv_key).into())
+            .decrypt([&key[..]], &sealed)
+            .expect("opens as the spec says");
+        assert_eq!(opened, rec.encode());
+        assert_eq!(opened[0], 8, "the format byte leads");
+    }
 
     fn version(number: u32, stamp: Option<Stamp>) -> Version {
         Version {

@@ -21,6 +21,19 @@
 //! swapped key file, another KEK or another version of a shared key would
 //! otherwise make every record read as tampered, and a put would add records
 //! that no later open with the right key can read.
+//!
+//! Exactly (`HKDF` is `seccs_core::kdf`'s: HKDF-SHA-256, salt `seccs` unless
+//! one is named; hex is lowercase):
+//! ```text
+//! DIR/key       "seccs-store-key-v1 " ‖ hex(store key, 32 bytes) ‖ "\n"
+//! key_check     hex(HKDF(store key, "seccs/v1/store/key-check"), 16 bytes)
+//! params_check  hex(first 16 bytes of HMAC-SHA-256(HKDF(store key, "seccs/v1/store/params-check"),
+//!                   "chunk_size=" ‖ S ‖ "\nwrapper=" ‖ W ‖ "\n")), S in decimal, W the wrapper's name
+//! key from KMS  HKDF(DEK, "seccs/v1/store/key-from-kms", salt = the 16 bytes of [key] salt),
+//!               or the DEK itself for a store made before salts (no salt in config.toml)
+//! key from share network  the 32-byte key of the "SCKF" key file saved as the tag's version 1
+//!               (`seccs-net`'s keyfile module)
+//! ```
 
 use std::fs::{self, File};
 use std::io::Write;

@@ -1,14 +1,21 @@
 //! The body of a chunk-tree node, before sealing, and its kind byte.
 //!
 //! ```text
-//! kind 0x00 leaf:       content bytes
-//! kind 0x02 superchunk: (child digest ‖ child content length u64 BE)*
+//! kind 0x00 leaf:            content bytes
+//! kind 0x01 compressed leaf: one zstd frame of the content bytes (written only
+//!                            when it is more than 8 bytes shorter than they are)
+//! kind 0x02 superchunk:      (child digest ‖ child content length u64 BE)*
+//! stored value = kind (1) ‖ the wrapper's sealing of the body (see `wrapper`)
+//! content reference = root digest ‖ content length (u64 BE)
 //! ```
 //! The kind is stored in the clear as the first byte of the value and
 //! authenticated by the wrapper together with the node's height, so neither
-//! can be changed without detection. Child lengths make range reads possible without
-//! fetching the children, and let every read check that a node covers
-//! exactly the bytes its parent says.
+//! can be changed without detection. Any other kind byte, a leaf above
+//! height 0 or a superchunk at it, is an integrity error. A content's
+//! height, which the reference does not carry, follows from its length and
+//! the store's parameters ([`crate::Params::height`]). Child lengths make
+//! range reads possible without fetching the children, and let every read
+//! check that a node covers exactly the bytes its parent says.
 
 use crate::error::{Result, StoreError};
 

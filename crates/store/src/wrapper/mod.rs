@@ -14,6 +14,29 @@
 //! | `hmac-sha-256` | `HMAC_SHA_256` | HMAC (32 B) | plaintext | no |
 //! | `hmac-sha-256-dr` | `HMAC_SHA_256_DISTINGUISHED_ROOT` | HMAC | plaintext | no |
 //! | `sha-256` | `SHA_256` | SHA-256 (32 B) | plaintext | no; integrity relative to a trusted reference only |
+//!
+//! Exactly, for a node of kind `k` at height `h` (0 for leaves), with `r`
+//! = 1 for a content's root under a `-dr` wrapper and 0 otherwise:
+//!
+//! ```text
+//! body   k = 0x00 leaf: the content bytes
+//!        k = 0x01 compressed leaf: one zstd frame of them (only when more than 8 bytes shorter)
+//!        k = 0x02 superchunk: (child digest ‖ child content length u64 BE)*
+//! AD     = [1, k, h, r]  (4 bytes; the 1 is this layout's version)
+//! key    = HKDF(store key, "seccs/v1/store/node-encryption"), 64 bytes for AES-SIV, 32 for HMAC
+//!          (seccs_core::kdf: HKDF-SHA-256, salt "seccs")
+//! aes-siv       digest = SIV tag, value = k ‖ ciphertext, where (tag, ciphertext) =
+//!               AES-256-SIV(key, associated data = [AD] as its one header, body)
+//! hmac-sha-256  digest = HMAC-SHA-256(key, AD ‖ body), value = k ‖ body
+//! sha-256       digest = SHA-256(AD ‖ body) (r always 0), value = k ‖ body
+//! ```
+//!
+//! The backend holds each node's value under its digest; a content's
+//! reference ([`crate::ContentRef`]) is its root's digest followed by its
+//! length (u64 BE). The body never holds the kind byte; the AD carries it.
+//! Any other kind, a leaf above height 0 or a superchunk at it, fails to
+//! read. A content's height, which its reference does not carry, follows
+//! from its length and the store's parameters ([`crate::Params::height`]).
 
 mod aes_siv;
 mod hmac_sha256;
@@ -191,5 +214,65 @@ impl FromStr for WrapperKind {
                 let names: Vec<_> = WrapperKind::ALL.iter().map(|w| w.name()).collect();
                 format!("unknown wrapper {s:?}; choose one of {}", names.join(", "))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::aes_siv::aead::KeyInit;
+    use ::aes_siv::siv::Aes256Siv;
+    use hmac::{Hmac, Mac};
+    use seccs_core::kdf::{self, Label};
+    use sha2::{Digest, Sha256};
+
+    /// The module's spec, computed from the primitives directly: a change
+    /// of associated data, key derivation or value layout fails this.
+    #[test]
+    fn every_wrapper_seals_as_its_spec_says() {
+        let store_key = SecretKey::from_bytes([9; 32]);
+        let body = b"a node's body".as_slice();
+        let (kind, height) = (0x02, 3);
+        for kind_of in WrapperKind::ALL {
+            for is_root in [false, true] {
+                let ctx = NodeContext {
+                    kind,
+                    height,
+                    is_root,
+                };
+                let r = u8::from(is_root && kind_of.distinguishes_root());
+                let ad = [1, kind, height, r];
+                let (digest, value) = kind_of.build(&store_key).seal(ctx, body);
+                let (want_digest, want_body) = match kind_of {
+                    WrapperKind::AesSiv | WrapperKind::AesSivDistinguishedRoot => {
+                        let mut key = [0; 64];
+                        kdf::derive_into(&store_key, Label::NodeEncryption, &mut key);
+                        let sealed = Aes256Siv::new((&key).into())
+                            .encrypt([&ad[..]], body)
+                            .expect("seal");
+                        let (tag, ciphertext) = sealed.split_at(16);
+                        (tag.to_vec(), ciphertext.to_vec())
+                    }
+                    WrapperKind::HmacSha256 | WrapperKind::HmacSha256DistinguishedRoot => {
+                        let key = kdf::derive(&store_key, Label::NodeEncryption);
+                        let mut mac =
+                            <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.expose_secret())
+                                .expect("key");
+                        mac.update(&ad);
+                        mac.update(body);
+                        (mac.finalize().into_bytes().to_vec(), body.to_vec())
+                    }
+                    WrapperKind::Sha256 => {
+                        let mut h = Sha256::new();
+                        h.update([1, kind, height, 0]);
+                        h.update(body);
+                        (h.finalize().to_vec(), body.to_vec())
+                    }
+                };
+                assert_eq!(digest, want_digest, "{kind_of} root {is_root}");
+                assert_eq!(value[0], kind, "{kind_of}");
+                assert_eq!(value[1..], want_body[..], "{kind_of} root {is_root}");
+            }
+        }
     }
 }
