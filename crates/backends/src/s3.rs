@@ -335,21 +335,35 @@ impl S3Backend {
 
     /// Lists the objects whose names, relative to the store's prefix, start
     /// with `start`, handing `each` every name and its metadata until it
-    /// returns `false`; `limit` is the page size asked for.
-    ///
-    /// The service is not trusted: the listing is made from the bucket's
-    /// root, so that OpenDAL never cuts the store's prefix off a name the
-    /// service made up (a name shorter than the prefix made it slice out
-    /// of range), and a name outside the prefix is an error here; each
-    /// listing has an HTTP client of its own that stops a listing that
-    /// does not end (see [`ListingPages`]); and nothing is kept but what
-    /// `each` keeps.
+    /// returns `false`; `limit` is the page size asked for. Nothing is kept
+    /// but what `each` keeps.
     async fn list_each(
         &self,
         start: &str,
         limit: Option<usize>,
         mut each: impl FnMut(&str, &Metadata) -> Result<bool, BackendError>,
     ) -> Result<(), BackendError> {
+        let mut listing = self.listing(start, limit).await?;
+        while let Some((name, entry)) = listing.next().await? {
+            if !each(&name, entry.metadata())? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts listing the objects whose names, relative to the store's
+    /// prefix, start with `start`; `limit` is the page size asked for. The
+    /// listing asks for a page only when the names of the one before are
+    /// all taken (see [`Listing::next`]).
+    ///
+    /// The service is not trusted: the listing is made from the bucket's
+    /// root, so that OpenDAL never cuts the store's prefix off a name the
+    /// service made up (a name shorter than the prefix made it slice out
+    /// of range), and a name outside the prefix is an error (see
+    /// [`Listing::next`]); and each listing has an HTTP client of its own
+    /// that stops a listing that does not end (see [`ListingPages`]).
+    async fn listing(&self, start: &str, limit: Option<usize>) -> Result<Listing, BackendError> {
         self.round_trips.add(1);
         let pages = std::sync::Arc::new(std::sync::Mutex::new(ListingPages::default()));
         let fetch = ListingFetch {
@@ -367,18 +381,7 @@ impl S3Backend {
         } else {
             format!("{}/", self.config.prefix)
         };
-        let failed = |e: opendal::Error| {
-            let stopped = pages
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .stopped
-                .clone();
-            match stopped {
-                Some(why) => listing_error(why),
-                None => map_err(e),
-            }
-        };
-        let mut lister = op
+        let lister = op
             .lister_options(
                 &format!("{root}{start}"),
                 options::ListOptions {
@@ -388,38 +391,48 @@ impl S3Backend {
                 },
             )
             .await
-            .map_err(failed)?;
-        loop {
-            // OpenDAL still asserts, in debug builds, that a listed name
-            // is not the root itself ("/" here). A panic in `next` is
-            // caught and ends the listing: the lister that panicked and
-            // the operator behind it are this call's alone and dropped
-            // unused right after, and nothing shared was being changed
-            // (the page counter's lock is not held while OpenDAL runs).
-            let next = std::panic::AssertUnwindSafe(lister.next())
-                .catch_unwind()
-                .await;
-            let entry = match next {
-                Ok(None) => return Ok(()),
-                Ok(Some(Ok(entry))) => entry,
-                Ok(Some(Err(e))) => return Err(failed(e)),
-                Err(_) => {
-                    return Err(listing_error(
-                        "the service listed a name the S3 client cannot handle".into(),
-                    ));
-                }
+            .map_err(|e| listing_failed(&pages, e))?;
+        Ok(Listing {
+            state: ListingState::Open(lister),
+            root,
+            prefix: self.config.prefix.clone(),
+            pages,
+        })
+    }
+
+    /// The next at most `size` objects of `listing` (entries whose key
+    /// starts with `prefix`, and strays), each entry's object read
+    /// (`None` if it was deleted since it was listed), and whether the
+    /// listing has ended.
+    async fn next_window(
+        &self,
+        listing: &mut Listing,
+        prefix: &[u8],
+        size: usize,
+    ) -> Result<Window, BackendError> {
+        let mut listed = Vec::with_capacity(size.min(1024));
+        let mut last = false;
+        while listed.len() < size {
+            let Some((name, entry)) = listing.next().await? else {
+                last = true;
+                break;
             };
-            let Some(name) = entry.path().strip_prefix(root.as_str()) else {
-                return Err(listing_error(format!(
-                    "the service listed object {:?}, outside the store's prefix {:?}",
-                    entry.path(),
-                    self.config.prefix
-                )));
-            };
-            if !each(name, entry.metadata())? {
-                return Ok(());
-            }
+            listed.extend(Listed::of(&name, entry.metadata(), prefix));
         }
+        let objects = futures::stream::iter(listed)
+            .map(|listed| async move {
+                Ok(match listed {
+                    Listed::Entry { key, .. } => {
+                        let raw = self.read(&key).await?;
+                        WindowObject::Entry(key, raw)
+                    }
+                    Listed::Stray(name) => WindowObject::Stray(name),
+                })
+            })
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
+        Ok(Window { objects, last })
     }
 
     /// Requests sent to the server so far.
@@ -556,24 +569,6 @@ impl S3Backend {
                 .await
             }
         }
-    }
-
-    /// The key and length of every object whose key starts with `prefix`,
-    /// and the names of objects there that are not entries.
-    /// Object names are the keys in hex, two digits a byte, so the names of
-    /// those keys are exactly the names that start with the prefix's hex:
-    /// the service filters the listing (`ListObjectsV2` with a prefix).
-    fn list_prefix(&self, prefix: &[u8]) -> Result<Listed, BackendError> {
-        let mut listed = Listed {
-            entries: Vec::new(),
-            strays: Vec::new(),
-        };
-        self.runtime
-            .block_on(self.list_each(&hex::encode(prefix), None, |path, meta| {
-                listed.add(path, meta, prefix);
-                Ok(true)
-            }))?;
-        Ok(listed)
     }
 }
 
@@ -746,46 +741,59 @@ impl Backend for S3Backend {
         }))
     }
 
-    /// Visits every entry whose key starts with `prefix`, reading the
-    /// listed objects a window at a time so that memory stays bounded by the
-    /// window rather than the store. An object too short to hold its count,
-    /// or one whose name is not an entry's, goes to `damaged` when there is
-    /// one (by its name's bytes), and the walk goes on; otherwise it ends
-    /// the walk with the error.
+    /// Visits every entry whose key starts with `prefix`, as the listing
+    /// goes: a window of listed objects (`concurrency` × 4) is read, then
+    /// visited, then the next is listed, so that memory stays bounded by
+    /// the window and one page of the listing rather than by the store. An
+    /// object too short to hold its count, or one whose name is not an
+    /// entry's, goes to `damaged` when there is one (by its name's bytes),
+    /// and the walk goes on; otherwise it ends the walk with the error, once
+    /// the listing reaches it. An object deleted since it was listed is
+    /// skipped.
     fn walk(
         &self,
         prefix: &[u8],
         visit: &mut Visitor<'_>,
         mut damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError> {
-        let Listed {
-            entries: keys,
-            strays,
-        } = self.list_prefix(prefix)?;
-        for stray in &strays {
-            match damaged.as_mut() {
-                Some(damaged) => damaged(stray.as_bytes(), stray_error(stray)),
-                None => return Err(stray_error(stray)),
-            }
-        }
-        for window in keys.chunks(self.concurrency * 4) {
-            let raws: Vec<Option<Vec<u8>>> = self.runtime.block_on(
-                futures::stream::iter(window)
-                    .map(|(key, _)| self.read(key))
-                    .buffered(self.concurrency)
-                    .try_collect(),
-            )?;
-            for ((key, _), raw) in window.iter().zip(raws) {
-                // An object deleted since the listing is simply gone.
-                let Some(raw) = raw else { continue };
-                match (Self::decode(key, &raw), damaged.as_mut()) {
-                    (Ok(entry), _) => visit(key, &entry)?,
-                    (Err(e), Some(damaged)) => damaged(key, e),
+        let size = self.concurrency * 4;
+        // Object names are the keys in hex, two digits a byte, so the names
+        // of the keys under `prefix` are exactly the names that start with
+        // its hex: the service filters the listing (`ListObjectsV2` with a
+        // prefix), and `Listed::of` checks that it did.
+        let mut listing = self
+            .runtime
+            .block_on(self.listing(&hex::encode(prefix), None))?;
+        loop {
+            // The window is listed and read inside the runtime and visited
+            // outside it: `visit` may call back into this backend, which
+            // blocks on the runtime again (and a nested `block_on` panics).
+            let window = self
+                .runtime
+                .block_on(self.next_window(&mut listing, prefix, size))?;
+            for object in window.objects {
+                let (key, raw) = match object {
+                    WindowObject::Stray(name) => {
+                        match damaged.as_mut() {
+                            Some(damaged) => damaged(name.as_bytes(), stray_error(&name)),
+                            None => return Err(stray_error(&name)),
+                        }
+                        continue;
+                    }
+                    // An object deleted since the listing is simply gone.
+                    WindowObject::Entry(_, None) => continue,
+                    WindowObject::Entry(key, Some(raw)) => (key, raw),
+                };
+                match (Self::decode(&key, &raw), damaged.as_mut()) {
+                    (Ok(entry), _) => visit(&key, &entry)?,
+                    (Err(e), Some(damaged)) => damaged(&key, e),
                     (Err(e), None) => return Err(e),
                 }
             }
+            if window.last {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// Adds up the listing as it comes, keeping nothing of it; an object
@@ -795,20 +803,16 @@ impl Backend for S3Backend {
         let mut usage = Usage::default();
         self.runtime
             .block_on(self.list_each("", None, |path, meta| {
-                let mut listed = Listed {
-                    entries: Vec::new(),
-                    strays: Vec::new(),
-                };
-                listed.add(path, meta, &[]);
-                if let Some(stray) = listed.strays.first() {
-                    return Err(stray_error(stray));
-                }
-                for (key, len) in listed.entries {
-                    // An object too short for its count is still an entry here
-                    // (a damaged one, which `verify` reports): the place is not
-                    // empty.
-                    let len = usize::try_from(len).unwrap_or(usize::MAX);
-                    usage.add(key.len(), len.saturating_sub(8));
+                match Listed::of(path, meta, &[]) {
+                    Some(Listed::Stray(name)) => return Err(stray_error(&name)),
+                    Some(Listed::Entry { key, len }) => {
+                        // An object too short for its count is still an
+                        // entry here (a damaged one, which `verify`
+                        // reports): the place is not empty.
+                        let len = usize::try_from(len).unwrap_or(usize::MAX);
+                        usage.add(key.len(), len.saturating_sub(8));
+                    }
+                    None => {}
                 }
                 Ok(true)
             }))?;
@@ -816,21 +820,36 @@ impl Backend for S3Backend {
     }
 }
 
-/// What a listing under the store's prefix found.
-struct Listed {
-    /// Each entry's key and its object's length.
-    entries: Vec<(Vec<u8>, u64)>,
-    /// The names of objects that are not entries (not a key in hex right
+/// A window of a walk (see [`S3Backend::next_window`]).
+struct Window {
+    objects: Vec<WindowObject>,
+    /// Whether the listing has ended with this window.
+    last: bool,
+}
+
+/// An object of a [`Window`].
+enum WindowObject {
+    /// An entry's key and its object, if it was still there.
+    Entry(Vec<u8>, Option<Vec<u8>>),
+    /// The name of an object that is not an entry.
+    Stray(String),
+}
+
+/// An object a listing under the store's prefix found.
+enum Listed {
+    /// An entry's key and its object's length.
+    Entry { key: Vec<u8>, len: u64 },
+    /// The name of an object that is not an entry (not a key in hex right
     /// under the prefix): another application's, or debris.
-    strays: Vec<String>,
+    Stray(String),
 }
 
 impl Listed {
-    /// Adds the object listed as `path` (under the store's prefix), if it
-    /// is an entry whose key starts with `prefix` or a stray.
-    fn add(&mut self, path: &str, meta: &Metadata, prefix: &[u8]) {
+    /// The object listed as `path` (under the store's prefix), if it is an
+    /// entry whose key starts with `prefix` or a stray.
+    fn of(path: &str, meta: &Metadata, prefix: &[u8]) -> Option<Self> {
         if !meta.is_file() || matches!(path, LEASE_OBJECT | MARKER_OBJECT) {
-            return;
+            return None;
         }
         // An entry's object sits right under the prefix, named by its key
         // in lowercase hex: the only name its reads and writes use. Another
@@ -838,15 +857,98 @@ impl Listed {
         // twice yet never be read, so it is a stray.
         let key = match hex::decode(path) {
             Ok(key) if is_lowercase_hex(path) => key,
-            _ => {
-                self.strays.push(path.to_owned());
-                return;
-            }
+            _ => return Some(Self::Stray(path.to_owned())),
         };
         // The service is not trusted to have filtered.
-        if key.starts_with(prefix) {
-            self.entries.push((key, meta.content_length()));
-        }
+        key.starts_with(prefix).then(|| Self::Entry {
+            key,
+            len: meta.content_length(),
+        })
+    }
+}
+
+/// One listing under the store's prefix, taken an object at a time (see
+/// [`S3Backend::listing`]): it holds one page of names at most, and can be
+/// taken from across several `block_on`s.
+struct Listing {
+    state: ListingState,
+    /// The store's prefix with a slash after it (empty for none): what
+    /// every listed path must start with.
+    root: String,
+    /// The store's prefix as the configuration says it.
+    prefix: String,
+    pages: std::sync::Arc<std::sync::Mutex<ListingPages>>,
+}
+
+/// Where a [`Listing`] is.
+enum ListingState {
+    Open(opendal::Lister),
+    Ended,
+    /// It failed, or OpenDAL panicked: it cannot go on, and must not look
+    /// ended.
+    Failed,
+}
+
+impl Listing {
+    /// The next object: its name relative to the store's prefix, and what
+    /// was listed of it; `None` once the listing has ended.
+    async fn next(&mut self) -> Result<Option<(String, opendal::Entry)>, BackendError> {
+        let lister = match &mut self.state {
+            ListingState::Open(lister) => lister,
+            ListingState::Ended => return Ok(None),
+            ListingState::Failed => {
+                return Err(listing_error("taken from again after it failed".into()));
+            }
+        };
+        // OpenDAL still asserts, in debug builds, that a listed name is not
+        // the root itself ("/" here). A panic in `next` is caught and ends
+        // the listing: the lister that panicked and the operator behind it
+        // are this listing's alone and dropped unused right after, and
+        // nothing shared was being changed (the page counter's lock is not
+        // held while OpenDAL runs).
+        let next = std::panic::AssertUnwindSafe(lister.next())
+            .catch_unwind()
+            .await;
+        let entry = match next {
+            Ok(Some(Ok(entry))) => entry,
+            Ok(None) => {
+                self.state = ListingState::Ended;
+                return Ok(None);
+            }
+            Ok(Some(Err(e))) => {
+                self.state = ListingState::Failed;
+                return Err(listing_failed(&self.pages, e));
+            }
+            Err(_) => {
+                self.state = ListingState::Failed;
+                return Err(listing_error(
+                    "the service listed a name the S3 client cannot handle".into(),
+                ));
+            }
+        };
+        let Some(name) = entry.path().strip_prefix(self.root.as_str()) else {
+            self.state = ListingState::Failed;
+            return Err(listing_error(format!(
+                "the service listed object {:?}, outside the store's prefix {:?}",
+                entry.path(),
+                self.prefix
+            )));
+        };
+        Ok(Some((name.to_owned(), entry)))
+    }
+}
+
+/// The error for a listing that failed with `e`: why [`ListingPages`]
+/// stopped it, if it did.
+fn listing_failed(pages: &std::sync::Mutex<ListingPages>, e: opendal::Error) -> BackendError {
+    let stopped = pages
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .stopped
+        .clone();
+    match stopped {
+        Some(why) => listing_error(why),
+        None => map_err(e),
     }
 }
 

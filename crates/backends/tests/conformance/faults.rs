@@ -141,6 +141,87 @@ fn s3_put_keeps_many_requests_in_flight() -> TestResult {
     Ok(())
 }
 
+/// A walk of an S3 store reads and visits the entries as its listing goes,
+/// a window at a time, rather than listing every object first: what it
+/// holds is bounded by the window (`concurrency` × 4 objects) and a page of
+/// the listing, not by the store. Here 2,100 entries take three pages of
+/// 1,000 names: the first entries are read and visited before the second
+/// page is asked for, and no visit comes after more than a window of reads
+/// beyond it. The visitor reads from the backend too, as the store's
+/// visitors may.
+#[test]
+fn s3_a_walk_reads_and_visits_as_the_listing_goes() -> TestResult {
+    let server = crate::support::S3Server::start()?;
+    let concurrency = 64;
+    let window = concurrency * 4;
+    let backend = seccs_backends::S3Backend::connect(
+        seccs_backends::S3Config::parse(&format!(
+            "{}&concurrency={concurrency}",
+            server.url("walk")
+        ))?,
+        Some(crate::harness::s3_credentials(
+            crate::support::S3_SECRET_KEY,
+        )),
+    )?;
+    let n = 2_100;
+    let mut batch = Batch::new();
+    for i in 0..n {
+        batch.put(format!("k{i:05}").into_bytes(), noise(i as u64, 16), 1);
+    }
+    backend.apply(&batch)?;
+    let _ = server.take_requests();
+    let mut visits = Vec::new();
+    backend.walk(
+        &[],
+        &mut |key, entry| {
+            visits.push(Instant::now());
+            if visits.len() == 1 {
+                assert_eq!(backend.get(key)?.as_ref(), Some(entry));
+            }
+            Ok(())
+        },
+        None,
+    )?;
+    let requests = server.take_requests();
+    let pages: Vec<Instant> = requests
+        .iter()
+        .filter(|r| r.is_listing())
+        .map(|r| r.started)
+        .collect();
+    let mut reads: Vec<Instant> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && !r.object.is_empty())
+        .map(|r| r.started)
+        .collect();
+    reads.sort();
+    assert_eq!(visits.len(), n);
+    assert_eq!(pages.len(), 3, "pages listed");
+    assert_eq!(
+        reads.len(),
+        n + 1,
+        "objects read: each entry and one look-up"
+    );
+    let read_before = |at: Instant| reads.partition_point(|&r| r < at);
+    let visited_before = |at: Instant| visits.partition_point(|&v| v < at);
+    assert!(
+        read_before(pages[1]) > 0 && visited_before(pages[1]) > 0,
+        "{} objects read and {} visited before the second page was asked for",
+        read_before(pages[1]),
+        visited_before(pages[1])
+    );
+    for (i, &visit) in visits.iter().enumerate() {
+        // Reads of the window visit `i` is in and of those before it, and
+        // the visitor's own look-up.
+        let allowed = (i / window + 1) * window + 1;
+        assert!(
+            read_before(visit) <= allowed,
+            "{} objects read before visit {i}, more than {allowed}",
+            read_before(visit)
+        );
+    }
+    Ok(())
+}
+
 /// Kills a transactional server while a large batch is in flight, at a few
 /// moments; after a restart the batch is entirely there or entirely absent.
 fn killed_batch_is_all_or_nothing<H: Harness>() -> TestResult {

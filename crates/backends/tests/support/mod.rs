@@ -10,8 +10,9 @@
 //!   authentication on loopback except for one password-protected role.
 //! - S3: `s3s-fs`, an S3 server over a directory, in process on its own
 //!   tokio runtime, with one access key; it records when it got and when
-//!   it had served each PUT and DELETE, so a test can check the order in
-//!   which a backend's requests reached it.
+//!   it had served each PUT and DELETE, and when it got each request of
+//!   any kind, so a test can check the order in which a backend's requests
+//!   reached it.
 
 #![allow(dead_code)]
 
@@ -444,6 +445,28 @@ pub struct S3Server {
     root: tempfile::TempDir,
     gate: Arc<Gate>,
     writes: Arc<Mutex<Vec<ServedWrite>>>,
+    requests: Arc<Mutex<Vec<ServedRequest>>>,
+}
+
+/// A request the server got, of any kind.
+#[derive(Debug, Clone)]
+pub struct ServedRequest {
+    /// `GET`, `PUT`, `HEAD`...
+    pub method: String,
+    /// The path after the bucket (the object key, or empty for the bucket
+    /// itself).
+    pub object: String,
+    /// The query string (`list-type=2&prefix=...` for a listing).
+    pub query: String,
+    /// When the server got it.
+    pub started: Instant,
+}
+
+impl ServedRequest {
+    /// Whether this asked for a page of a listing of the bucket's objects.
+    pub fn is_listing(&self) -> bool {
+        self.method == "GET" && self.object.is_empty() && self.query.contains("list-type=")
+    }
 }
 
 /// A PUT or DELETE request the server served, as it saw it.
@@ -582,6 +605,7 @@ impl S3Server {
             root,
             gate: Arc::default(),
             writes: Arc::default(),
+            requests: Arc::default(),
         };
         server.spawn()?;
         Ok(server)
@@ -604,8 +628,10 @@ impl S3Server {
         ));
         builder.set_access(GateAccess(self.gate.clone()));
         let s3 = builder.build();
-        // Every PUT and DELETE is recorded when it comes and once served.
+        // Every PUT and DELETE is recorded when it comes and once served,
+        // and every request when it comes.
         let writes = self.writes.clone();
+        let requests = self.requests.clone();
         let service =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let s3 = s3.clone();
@@ -617,6 +643,15 @@ impl S3Server {
                     .strip_prefix(&format!("/{S3_BUCKET}/"))
                     .map(str::to_owned);
                 let started = Instant::now();
+                requests
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(ServedRequest {
+                        method: method.clone(),
+                        object: object.clone().unwrap_or_default(),
+                        query: req.uri().query().unwrap_or_default().to_owned(),
+                        started,
+                    });
                 async move {
                     let answer = hyper::service::Service::call(&s3, req).await;
                     if let Some(object) = object
@@ -722,6 +757,12 @@ impl S3Server {
     /// order they were served.
     pub fn take_writes(&self) -> Vec<ServedWrite> {
         std::mem::take(&mut *self.writes.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Every request the server got since the last call, in the order it
+    /// got them.
+    pub fn take_requests(&self) -> Vec<ServedRequest> {
+        std::mem::take(&mut *self.requests.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The directory holding the objects of `prefix`.
