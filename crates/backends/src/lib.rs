@@ -17,7 +17,10 @@
 //! `REDIS_PASSWORD`, `PGUSER` / `PGPASSWORD`, `AWS_ACCESS_KEY_ID` /
 //! `AWS_SECRET_ACCESS_KEY` or `~/.aws/credentials`). A password written in a
 //! URL's user info is accepted for interactive use; [`redact`] strips it before
-//! a URL is stored or printed.
+//! a URL is stored or printed. It must be percent-encoded: a user info that
+//! holds a '/', '#', '?' or '@' (or any '@' after the password), which a URL
+//! parser would read in part as a host, path or query, is refused with an
+//! error that quotes none of the URL after its scheme.
 //!
 //! Every backend counts its round trips to the server ([`RoundTrips`]): a
 //! batch costs a constant number of them (one Lua script, run atomically, on
@@ -197,17 +200,9 @@ fn connect_to(
             redact(url)
         )));
     };
-    let password_found = ::url::Url::parse(url).is_ok_and(|parsed| parsed.password().is_some());
-    if seccs_core::redact::url_password(url) != url && !password_found {
-        // A password the parser cannot find (it holds '/', '#', '?' or '@'
-        // unescaped) would otherwise be quoted, as a port, path or
-        // database, by the error about whatever it was read as.
-        return Err(BackendError::Config(format!(
-            "the password in {} cannot be read: percent-encode any '/', '#', '?' and '@' in it \
-             (%2F, %23, %3F, %40), or give it in the environment",
-            redact(url)
-        )));
-    }
+    // Each parser checks the user info first too; checking it here as well
+    // keeps a URL whose backend is not compiled in from reaching a message.
+    check_user_info(url).map_err(BackendError::Config)?;
     match scheme.as_str() {
         #[cfg(feature = "redis")]
         "redis" | "rediss" => {
@@ -265,9 +260,65 @@ pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// Refuses a URL whose user info, as its text shows it, is not what a URL
+/// parser reads as the user info, or holds a character a URL must have
+/// percent-encoded there, or a password with an '@' anywhere after it. A
+/// password holding an unescaped '/', '#', '?' or '@' is read in part as a
+/// host, port, path or query, and the error about that part would quote it;
+/// this check runs before any such error and never quotes the user info
+/// (not even the user name, as the split between user and password is what
+/// is in doubt).
+pub(crate) fn check_user_info(url: &str) -> Result<(), String> {
+    let Some((user_info, after)) = seccs_core::redact::url_user_info(url) else {
+        return Ok(());
+    };
+    // RFC 3986 user info: unreserved and sub-delims characters, ':' and
+    // `%XX` escapes.
+    let bytes = user_info.as_bytes();
+    let plain = bytes.iter().enumerate().all(|(i, &b)| match b {
+        b'%' => bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)),
+        b'-' | b'.' | b'_' | b'~' | b':' => true,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => true,
+        b => b.is_ascii_alphanumeric(),
+    });
+    // An '@' after a password leaves its end in doubt: in
+    // `u:ab@cd?S3CR3T=1@h` the parser, as the text, reads `S3CR3T=1@h` as a
+    // query, though it may be the rest of the password. Such an '@' (in a
+    // query value) is refused too; percent-encoded there, it reads the same.
+    let password_then_at = user_info.contains(':') && after.contains('@');
+    let as_parsed = match ::url::Url::parse(url) {
+        // A URL that does not parse fails with the parser's error, which
+        // quotes none of it.
+        Err(_) => true,
+        Ok(parsed) => {
+            let (user, password) = match user_info.split_once(':') {
+                Some((user, password)) => (user, Some(password)),
+                None => (user_info, None),
+            };
+            let decoded = |s: &str| percent_decode(s);
+            decoded(parsed.username()) == decoded(user)
+                && parsed.password().filter(|p| !p.is_empty()).map(decoded)
+                    == password.filter(|p| !p.is_empty()).map(decoded)
+        }
+    };
+    if plain && as_parsed && !password_then_at {
+        return Ok(());
+    }
+    // Where the user info ends is what is in doubt, so no part of the URL
+    // after the scheme is shown: any of it may be the password.
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    Err(format!(
+        "the user info of the {scheme}:// URL cannot be read as written: percent-encode \
+         the password and any '@' after it ('/' as %2F, '#' as %23, '?' as %3F, '@' as %40, \
+         ':' in a user name as %3A, any other character that is not a letter, digit or one \
+         of -._~!$&'()*+,;= as %XX), or give it in the environment"
+    ))
+}
+
 /// Decodes `%XX` escapes in a URL's user name or password; `None` if an
 /// escape is malformed or the result is not UTF-8.
-#[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -347,6 +398,53 @@ mod tests {
         let err = open(url).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("cannot be read"), "{err}");
         assert!(!err.contains("pa?ss"), "{err}");
+    }
+
+    /// A password holding '@' with a '/', '?', ':' or '.' after it is read
+    /// by the URL parser in part as the host, port, path or query: the URL
+    /// is refused, saying to percent-encode the password, and no message
+    /// quotes any of it, whatever the scheme.
+    #[test]
+    fn a_password_the_parser_would_split_is_refused_unquoted() {
+        for url in [
+            "redis://u:ab@cd/S3CR3T@127.0.0.1:6391/0",
+            "redis://u:ab@cd?S3CR3T=1@127.0.0.1:6391/0",
+            "redis://u:ab@S3CR3T.invalid/x@127.0.0.1:6391/0",
+            "redis://u:ab@cd:S3CR3T/x@127.0.0.1:6391/0",
+            "rediss://u:ab@cd/S3CR3T@127.0.0.1:6391/0",
+            "postgres://u:ab@cd/S3CR3T@127.0.0.1:5432/db",
+            "postgres://u:ab@cd?S3CR3T=1@127.0.0.1:5432/db",
+            "postgresql://u:ab@cd:S3CR3T/x@127.0.0.1:5432/db",
+            "s3://u:ab@cd/S3CR3T@bucket/prefix?region=x",
+            "s3://u:ab@cd?S3CR3T=1@bucket/prefix",
+            "redis://S3CR3T/x@127.0.0.1:6391/0",
+            "redis://u:S3CR3T pw@127.0.0.1:6391/0",
+        ] {
+            let err = open(url).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("percent-encode the password"), "{url}: {err}");
+            assert!(!err.contains("S3CR3T"), "{url}: {err}");
+            let err = match url.split_once(':').map(|(scheme, _)| scheme) {
+                Some("redis" | "rediss") => RedisConfig::parse(url).err(),
+                Some("s3") => S3Config::parse(url).err(),
+                _ => PostgresConfig::parse(url).err(),
+            };
+            let err = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("percent-encode the password"), "{url}: {err}");
+            assert!(!err.contains("S3CR3T"), "{url}: {err}");
+        }
+        // The same passwords percent-encoded are read as written.
+        for url in [
+            "redis://u:ab%40cd%2FS3CR3T@127.0.0.1:6391/0",
+            "redis://u:ab%40cd%3FS3CR3T=1@127.0.0.1:6391/0",
+            "postgres://u:ab%40cd:S3CR3T%2Fx@127.0.0.1:5432/db",
+            "redis://u:a;b=c!@127.0.0.1:6391/0",
+            "redis://u:pw@127.0.0.1:6391/0?prefix=me%40work",
+            "redis://127.0.0.1:6391/0?prefix=me@work",
+        ] {
+            assert_eq!(check_user_info(url), Ok(()), "{url}");
+        }
+        let config = RedisConfig::parse("redis://u:ab%40cd%2FS3CR3T@127.0.0.1:6391/0");
+        assert!(config.is_ok(), "{:?}", config.err());
     }
 
     #[test]

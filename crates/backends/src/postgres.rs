@@ -147,6 +147,7 @@ impl PostgresConfig {
     /// for the parameters. Unknown parameters are an error.
     pub fn parse(url: &str) -> Result<Self, BackendError> {
         let bad = |what: String| BackendError::Config(format!("postgres URL: {what}"));
+        crate::check_user_info(url).map_err(bad)?;
         let parsed = url::Url::parse(url).map_err(|e| bad(format!("{e}")))?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err(bad(format!(

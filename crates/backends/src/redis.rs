@@ -203,6 +203,7 @@ impl RedisConfig {
     /// `rediss://` for TLS). Any other query parameter is an error.
     pub fn parse(url: &str) -> Result<Self, BackendError> {
         let bad = |what: String| BackendError::Config(format!("redis URL: {what}"));
+        crate::check_user_info(url).map_err(bad)?;
         let parsed = url::Url::parse(url).map_err(|e| bad(format!("{e}")))?;
         let tls = match parsed.scheme() {
             "redis" => false,

@@ -86,6 +86,7 @@ impl S3Config {
     /// malformed endpoints are errors.
     pub fn parse(url: &str) -> Result<Self, BackendError> {
         let bad = |what: String| BackendError::Config(format!("s3 URL: {what}"));
+        crate::check_user_info(url).map_err(bad)?;
         let parsed = url::Url::parse(url).map_err(|e| bad(format!("{e}")))?;
         if parsed.scheme() != "s3" {
             return Err(bad(format!("scheme {:?} is not s3", parsed.scheme())));

@@ -27,6 +27,18 @@ pub fn url_password(url: &str) -> String {
     format!("{scheme}://{user}@{}", &rest[at + 1..])
 }
 
+/// The user info of `url` as its text shows it (from `://` to the last `@`
+/// before the query, found as [`url_password`] finds it), and what follows
+/// that `@`; `None` when the URL has no user info. A URL parser may take a
+/// shorter user info (it ends one at the first `/`, `?` or `#`): comparing
+/// the two tells whether part of a password would be read as a host, path
+/// or query.
+pub fn url_user_info(url: &str) -> Option<(&str, &str)> {
+    let (_scheme, rest) = url.split_once("://")?;
+    let at = user_info_end(rest)?;
+    Some((&rest[..at], &rest[at + 1..]))
+}
+
 /// Where the user info of `rest` (a URL after its `://`) ends: its last
 /// `@` before the query, if any.
 fn user_info_end(rest: &str) -> Option<usize> {
