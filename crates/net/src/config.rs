@@ -24,8 +24,9 @@ use crate::error::Error;
 /// File name of the configuration inside a server's root.
 pub const CONFIG_FILE: &str = "seccs-share.toml";
 
-/// The configuration of a host.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The configuration of a host. Its `Debug` shows the broker URL without
+/// its password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Broker URL: `redis://…`, `nats://…` or `memory`. The one required key.
@@ -45,6 +46,20 @@ pub struct Config {
     /// The password KDF used for new saves.
     #[serde(default)]
     pub kdf: Kdf,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A broker URL may carry the broker's password; a Debug reaches logs.
+        f.debug_struct("Config")
+            .field("broker", &seccs_core::redact::url_password(&self.broker))
+            .field("name", &self.name)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("threshold", &self.threshold)
+            .field("min_acks", &self.min_acks)
+            .field("kdf", &self.kdf)
+            .finish()
+    }
 }
 
 /// The longest reply timeout: a day. A deadline is the time now plus the
@@ -68,9 +83,10 @@ impl Config {
         }
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text. An error names the line and column, and never
+    /// quotes the text: the line may hold the broker's password.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let c: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let c: Config = toml::from_str(text).map_err(|e| Error::Config(toml_error(text, &e)))?;
         c.kdf.check()?;
         if !(1..=MAX_TIMEOUT_SECS).contains(&c.timeout_secs) {
             return Err(Error::Config(format!(
@@ -109,6 +125,38 @@ impl Config {
     }
 }
 
+/// `error` said by its place in `text` and its message, without the
+/// snippet of `text` toml's own `Display` quotes (the broker line, password
+/// and all, when that line is what is wrong), and with any password of a
+/// URL in `text` hidden should the message hold it.
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let mut message = error.message().trim_end().to_owned();
+    for password in url_passwords(text) {
+        message = message.replace(password, "…");
+    }
+    let place = error
+        .span()
+        .and_then(|span| text.get(..span.start))
+        .map(|before| {
+            let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+            let line = before.matches('\n').count() + 1;
+            let column = before[line_start..].chars().count() + 1;
+            format!("line {line}, column {column}: ")
+        })
+        .unwrap_or_default();
+    format!("{place}{message}")
+}
+
+/// The passwords in the user info of the URLs `text` holds.
+fn url_passwords(text: &str) -> Vec<&str> {
+    text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '[' | ']' | '='))
+        .filter_map(|word| seccs_core::redact::url_user_info(word))
+        .filter_map(|(user_info, _)| user_info.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|password| !password.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +175,29 @@ mod tests {
             assert!(text.contains("from 1 to 86400"), "{text}");
         }
         Ok(())
+    }
+
+    /// Neither Debug nor a parse error shows the broker's password: toml's
+    /// error quoted the offending line, the broker line when that was it.
+    #[test]
+    fn the_broker_password_is_shown_nowhere() {
+        let debug = format!("{:?}", Config::new("redis://:hunter2@127.0.0.1:6379"));
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("redis://@127.0.0.1:6379"), "{debug}");
+        for text in [
+            "broker = redis://:hunter2@127.0.0.1:6379\n",
+            "broker = \"redis://:hunter2@127.0.0.1:6379\"\ntimeout_secs = \"30\"\n",
+            "broker = \"redis://:hunter2@127.0.0.1:6379\"\nbogus = 1\n",
+            "broker = \"redis://:hunter2@127.0.0.1:6379\ntimeout_secs = 30\n",
+            "broker = \"redis://u:hunter2@127.0.0.1:6379\"\nbroker = \"x\"\n",
+            "broker = [\"redis://:hunter2@127.0.0.1:6379\"]\n",
+        ] {
+            let Err(Error::Config(message)) = Config::parse(text) else {
+                panic!("{text:?} was taken");
+            };
+            assert!(!message.contains("hunter2"), "{text:?}: {message}");
+            assert!(message.starts_with("line "), "{text:?}: {message}");
+        }
     }
 
     #[test]
