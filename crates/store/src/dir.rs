@@ -171,8 +171,9 @@ pub enum KeySource {
     },
 }
 
-/// The contents of `config.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The contents of `config.toml`. Its `Debug` shows the backend URL
+/// without a password, should one have been put there by hand.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// [`FORMAT_VERSION`] when written.
@@ -201,6 +202,38 @@ pub struct StoreConfig {
     /// it has lost the store's data rather than never held any.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub backend_marked: bool,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("format_version", &self.format_version)
+            .field("chunk_size", &self.chunk_size)
+            .field("wrapper", &self.wrapper)
+            .field("backend", &seccs_core::redact::url_password(&self.backend))
+            .field("compression", &self.compression)
+            .field("key", &self.key)
+            .field("key_check", &self.key_check)
+            .field("params_check", &self.params_check)
+            .field("backend_marked", &self.backend_marked)
+            .finish()
+    }
+}
+
+/// Refuses a backend URL that holds a password for the config.toml of the
+/// store at `path`: that file is readable by all (mode 0644), and the
+/// credentials of a network backend come from the environment.
+fn check_no_password(path: &Path, backend: &str) -> Result<()> {
+    let without = seccs_core::redact::url_password(backend);
+    if without == backend {
+        return Ok(());
+    }
+    Err(StoreError::Config(format!(
+        "{}: the backend URL {without} holds a password, and credentials never go into a \
+         store's config (readable by all): record the URL without it and give the password in \
+         the environment (REDIS_PASSWORD, PGPASSWORD)",
+        path.join("config.toml").display()
+    )))
 }
 
 impl StoreConfig {
@@ -315,8 +348,11 @@ impl StoreDir {
 
     /// Creates a store directory with `config`. Refuses a directory that
     /// already holds a store, or another store's data
-    /// ([`StoreDir::check_new`]).
+    /// ([`StoreDir::check_new`]), and a backend URL that holds a password
+    /// (credentials never go into the config: pass the URL through
+    /// `seccs_backends::redact` or without its password).
     pub fn create(path: &Path, config: StoreConfig) -> Result<Self> {
+        check_no_password(path, &config.backend)?;
         Self::check_new(path)?;
         config.params()?;
         fs::create_dir_all(path).map_err(|e| io_err(path, e))?;
@@ -401,6 +437,7 @@ impl StoreDir {
                 self.path.display()
             )));
         }
+        check_no_password(&self.path, &self.config.backend)?;
         let text = toml::to_string(&self.config)
             .map_err(|e| StoreError::Config(format!("cannot write config: {e}")))?;
         write_atomic(
@@ -802,6 +839,39 @@ mod tests {
 
     fn key(byte: u8) -> SecretKey {
         SecretKey::from_bytes([byte; 32])
+    }
+
+    /// A backend URL with a password is refused before anything is made,
+    /// and never shown with it: config.toml is readable by all.
+    #[test]
+    fn a_backend_url_with_a_password_is_never_written() -> Result<()> {
+        let parent = tempfile::tempdir().map_err(|e| io_err(Path::new("tempdir"), e))?;
+        let path = parent.path().join("s");
+        for url in [
+            "redis://:hunter2@127.0.0.1:6391/0?prefix=cred:",
+            "postgres://seccs:hunter2@127.0.0.1:5432/db",
+        ] {
+            let config = StoreConfig::new(
+                Params::default(),
+                url.into(),
+                KeySource::File { path: "key".into() },
+            );
+            assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+            let Err(StoreError::Config(message)) = StoreDir::create(&path, config) else {
+                panic!("{url} was taken");
+            };
+            assert!(message.contains("holds a password"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(!path.exists(), "{url}: {} was made", path.display());
+        }
+        let config = StoreConfig::new(
+            Params::default(),
+            "redis://u@127.0.0.1:6391/0?prefix=cred:".into(),
+            KeySource::File { path: "key".into() },
+        );
+        let dir = StoreDir::create(&path, config)?;
+        assert!(format!("{dir:?}").contains("redis://u@127.0.0.1:6391/0"));
+        Ok(())
     }
 
     /// The check of the parameters depends on the key and on each of
