@@ -28,11 +28,16 @@
 //! on PostgreSQL), whatever the number of nodes; S3 has no batch request and
 //! instead keeps many requests of one stage in flight.
 //!
+//! A process that writes opens its backend with [`open_exclusive`]: only
+//! such a handle holds the store's writer lease (or lock), so that a second
+//! writer process is refused rather than racing on reference counts. A
+//! handle from [`open`] or [`create`] holds none and suits readers.
+//!
 //! ```no_run
 //! use seccs_store::backend::Backend;
 //!
 //! # fn main() -> Result<(), seccs_store::backend::BackendError> {
-//! let backend = seccs_backends::open("redis://127.0.0.1:6379/0?prefix=photos:")?;
+//! let backend = seccs_backends::open_exclusive("redis://127.0.0.1:6379/0?prefix=photos:", false)?;
 //! let mut batch = seccs_store::backend::Batch::new();
 //! batch.put(b"key".to_vec(), b"value".to_vec(), 1);
 //! backend.apply(&batch)?;
@@ -62,7 +67,9 @@ pub use s3::{S3Backend, S3Config, S3Credentials};
 
 pub use batch::RoundTrips;
 
-/// Opens the backend a URL names and checks that it answers.
+/// Opens the backend a URL names and checks that it answers. The handle
+/// holds no writer lease: another process may write beside it, so a process
+/// that writes uses [`open_exclusive`].
 ///
 /// The scheme selects the backend: `redis`/`rediss`, `postgres`/`postgresql`,
 /// `s3`. A scheme whose feature is not compiled in, or any malformed part of

@@ -105,8 +105,12 @@ impl Store {
     /// serialises its own writers (it is `Send + Sync`; share it in an
     /// `Arc`), but two over one backend would race on reference counts and
     /// lose updates. The embedded backend refuses a second open of its
-    /// directory, and the network backends a second writer process, but
-    /// not a second `Store` on one handle.
+    /// directory. A network backend refuses a second writer process only
+    /// when each writer's handle comes from `seccs_backends::open_exclusive`
+    /// (it holds the store's writer lease or lock); a handle from
+    /// `seccs_backends::open` or `create` holds none, so two processes
+    /// writing through such handles race on reference counts. No backend
+    /// refuses a second `Store` on one handle.
     pub fn open(backend: Arc<dyn Backend>, params: Params, store_key: &SecretKey) -> Result<Self> {
         let mut store = Self::new_unchecked(backend, params, store_key);
         if let Some(marker) = store.backend.read_marker()? {
