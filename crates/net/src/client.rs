@@ -129,7 +129,8 @@ pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// How long to wait for replies and acknowledgements.
+    /// How long to wait for replies and acknowledgements; a timeout set
+    /// here past a day is taken as a day, as by [`Self::with_timeout`].
     pub timeout: Duration,
     /// The password KDF for new saves.
     pub kdf: Kdf,
@@ -137,6 +138,15 @@ pub struct ClientOptions {
     pub threshold: Option<usize>,
     /// Acknowledgements a save needs (default and minimum: the threshold).
     pub min_acks: Option<usize>,
+}
+
+/// The longest wait for a reply: a day, as a configuration allows.
+const MAX_TIMEOUT: Duration = Duration::from_secs(crate::config::MAX_TIMEOUT_SECS);
+
+/// The deadline of a wait of `timeout` from now, a day at most: the clock
+/// cannot hold now plus [`Duration::MAX`], and adding it panicked.
+fn deadline_after(timeout: Duration) -> Instant {
+    Instant::now() + timeout.min(MAX_TIMEOUT)
 }
 
 impl Default for ClientOptions {
@@ -154,9 +164,13 @@ impl ClientOptions {
         Self::default()
     }
 
-    /// How long to wait for replies and acknowledgements.
+    /// How long to wait for replies and acknowledgements: at most a day
+    /// ([`MAX_TIMEOUT_SECS`](crate::config::MAX_TIMEOUT_SECS), the bound
+    /// of a configuration's `timeout_secs`); a longer timeout is taken as a
+    /// day. A deadline is the time now plus the timeout, which must stay
+    /// within what the clock can hold.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
@@ -920,7 +934,8 @@ impl Client {
         let mut id = [0u8; 16];
         seccs_core::random_bytes(&mut id)?;
         let channel = format!("{CLIENT_PREFIX}{}", hex::encode(id));
-        let endpoint = Endpoint::open(broker, channel, None, options.timeout).await?;
+        let endpoint =
+            Endpoint::open(broker, channel, None, options.timeout.min(MAX_TIMEOUT)).await?;
         Ok(Self {
             endpoint,
             options,
@@ -972,7 +987,7 @@ impl Client {
         progress: Option<&(dyn Fn(u64) + Send + Sync)>,
     ) -> Result<Body, Error> {
         let mut replies = self.endpoint.expect_replies(request_id);
-        let deadline = Instant::now() + self.options.timeout;
+        let deadline = deadline_after(self.options.timeout);
         self.send_before(deadline, server, (head, tail), progress)
             .await?;
         for _ in 0..64 {
@@ -1564,7 +1579,7 @@ impl Client {
             request_id: RequestId::random()?,
             body,
         };
-        let deadline = Instant::now() + self.options.timeout;
+        let deadline = deadline_after(self.options.timeout);
         let (head, record) = message.encode_parts();
         self.send_before(deadline, server, (&head, &record), None)
             .await

@@ -283,6 +283,26 @@ async fn a_save_with_the_test_kdf_warns_and_the_default_options_do_not() -> Test
     Ok(())
 }
 
+/// A timeout past what the clock can add to now is taken as a day: a
+/// save with `Duration::MAX` panicked computing its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_of_duration_max_is_taken_as_a_day() -> TestResult {
+    let day = Duration::from_secs(seccs_net::config::MAX_TIMEOUT_SECS);
+    let options = seccs_net::ClientOptions::default().with_timeout(Duration::MAX);
+    assert_eq!(options.timeout, day);
+    let net = Net::new(Kind::Memory, 3).await?;
+    let mut client = net.client(None).await?;
+    client.options_mut().timeout = Duration::MAX;
+    let saved = client.save("long", b"x", &pw()).await?;
+    assert_eq!(saved.stored_on, 3);
+    let kdf = client.options_mut().kdf.clone();
+    *client.options_mut() = options.with_kdf(kdf);
+    let saved = client.save("long", b"y", &pw()).await?;
+    assert_eq!(saved.version, 2);
+    assert_eq!(client.load("long", None, &pw()).await?.data, b"y");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_acks_below_the_threshold_is_raised_with_a_warning() -> TestResult {
     let net = Net::new(Kind::Memory, 3).await?;
