@@ -133,12 +133,17 @@ impl std::fmt::Debug for Map {
     }
 }
 
+/// The longest a DEK stays cached: an hour. A longer TTL is taken as an
+/// hour (an expiry is the clock's time plus the TTL, which must not
+/// overflow, and a key should not outlive its revocation by long).
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
+
 impl DekCache {
-    /// A cache whose entries live `ttl` by `clock`. A zero `ttl` caches
-    /// nothing.
+    /// A cache whose entries live `ttl` by `clock`, at most
+    /// [`MAX_CACHE_TTL`]. A zero `ttl` caches nothing.
     pub fn new(ttl: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {
-            ttl,
+            ttl: ttl.min(MAX_CACHE_TTL),
             clock,
             map: RwLock::new(Map::default()),
         }
@@ -177,7 +182,11 @@ impl DekCache {
         if ttl.is_zero() {
             return;
         }
-        let expires = self.clock.now() + ttl;
+        // A clock so far along that it cannot add the TTL keeps nothing
+        // rather than panic.
+        let Some(expires) = self.clock.now().checked_add(ttl) else {
+            return;
+        };
         self.purge_expired();
         let mut map = self
             .map
@@ -242,6 +251,27 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         assert!(cache.get(&[1; 32]).is_none());
         assert_eq!(cache.len(), 0, "expired entry was dropped, not kept");
+    }
+
+    /// A TTL of `Duration::MAX` is taken as an hour: the expiry, now plus
+    /// the TTL, overflowed and panicked at the first insert.
+    #[test]
+    fn a_ttl_past_an_hour_is_taken_as_an_hour() {
+        let clock = Arc::new(ManualClock::new());
+        clock.advance(Duration::from_secs(5));
+        let cache = DekCache::new(Duration::MAX, clock.clone());
+        cache.insert(
+            [1; 32],
+            Arc::new(CachedKey::new(SecretKey::from_bytes([5; 32]))),
+        );
+        assert!(cache.get(&[1; 32]).is_some());
+        clock.advance(MAX_CACHE_TTL - Duration::from_secs(1));
+        assert!(cache.get(&[1; 32]).is_some());
+        clock.advance(Duration::from_secs(1));
+        assert!(cache.get(&[1; 32]).is_none());
+        let config =
+            super::super::ClientConfig::new("https://127.0.0.1:1").with_cache_ttl(Duration::MAX);
+        assert_eq!(config.cache_ttl, MAX_CACHE_TTL);
     }
 
     #[test]

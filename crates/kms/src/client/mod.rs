@@ -30,7 +30,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-pub use cache::{CachedKey, Clock, DekCache, ManualClock, SystemClock};
+pub use cache::{CachedKey, Clock, DekCache, MAX_CACHE_TTL, ManualClock, SystemClock};
 pub use local::{LocalFacility, decrypt_file_with, encrypt_file_with};
 
 pub use crate::files::read_token_file;
@@ -62,7 +62,8 @@ pub struct ClientConfig {
     pub trust: Trust,
     /// Permit `http://` when the host is a loopback address.
     pub allow_loopback_http: bool,
-    /// How long a fetched DEK stays cached (zero: no caching).
+    /// How long a fetched DEK stays cached (zero: no caching; at most
+    /// [`MAX_CACHE_TTL`], an hour, whatever is set here).
     pub cache_ttl: Duration,
     /// Deadline of each request.
     pub timeout: Duration,
@@ -127,9 +128,10 @@ impl ClientConfig {
         self
     }
 
-    /// Sets the DEK cache lifetime.
+    /// Sets the DEK cache lifetime: at most an hour ([`MAX_CACHE_TTL`]),
+    /// a longer one is taken as an hour (as is one set in the field).
     pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
-        self.cache_ttl = ttl;
+        self.cache_ttl = ttl.min(MAX_CACHE_TTL);
         self
     }
 
@@ -1141,7 +1143,7 @@ pub fn save_kek(path: &std::path::Path, kek: &SecretKey) -> Result<(), KmsError>
 
 /// The longest a store key stays in [`store_key_cache`], whatever TTL
 /// its caller asked for.
-const MAX_STORE_KEY_TTL: Duration = Duration::from_secs(3600);
+const MAX_STORE_KEY_TTL: Duration = MAX_CACHE_TTL;
 
 /// Process-wide cache of store keys, by server and KEK. Shared by callers
 /// whose configurations differ, so each entry lives its caller's TTL.
