@@ -96,6 +96,15 @@ pub enum Error {
         /// process".
         holder: String,
     },
+    /// A blocking call ([`crate::keyfile::load_key`],
+    /// [`crate::keyfile::save_key`]) was made on a thread inside a tokio
+    /// runtime, where starting its own runtime would panic.
+    #[error(
+        "{0} blocks, and was called on a thread inside a tokio runtime: from async code use \
+         its async form ({0}_with and a Client), or call it on a thread of its own \
+         (std::thread::spawn); tokio's spawn_blocking threads count as inside the runtime"
+    )]
+    InsideAsyncRuntime(&'static str),
     /// No server is subscribed to the broker.
     #[error("no share server is online")]
     NoServers,

@@ -49,6 +49,15 @@ fn check_key_secrets(kdf: &Kdf, password: &Password) -> Result<(), Error> {
     kdf.check_key_floor()
 }
 
+/// Refuses a blocking call, named `what`, on a thread inside a tokio
+/// runtime: its own runtime's `block_on` would panic there.
+fn ensure_not_in_runtime(what: &'static str) -> Result<(), Error> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Err(Error::InsideAsyncRuntime(what)),
+        Err(_) => Ok(()),
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -136,13 +145,16 @@ fn key_of(data: Vec<u8>) -> Result<SecretKey, Error> {
 }
 
 /// Saves `key` under `tag` on the network of `config` (blocking), with the
-/// checks of [`save_key_with`].
+/// checks of [`save_key_with`]. On a thread inside a tokio runtime
+/// (including `spawn_blocking`) it fails with
+/// [`Error::InsideAsyncRuntime`]: use [`save_key_with`] there.
 pub fn save_key(
     config: &Config,
     tag: &str,
     key: &SecretKey,
     password: &Password,
 ) -> Result<SaveReport, Error> {
+    ensure_not_in_runtime("seccs_net::keyfile::save_key")?;
     // Before the broker is reached: these fail the same whatever it says.
     check_key_secrets(&config.kdf, password)?;
     runtime()?.block_on(async {
@@ -152,8 +164,11 @@ pub fn save_key(
 }
 
 /// Loads the key saved under `tag` on the network of `config` (blocking),
-/// as [`load_key_with`] chooses it.
+/// as [`load_key_with`] chooses it. On a thread inside a tokio runtime
+/// (including `spawn_blocking`) it fails with
+/// [`Error::InsideAsyncRuntime`]: use [`load_key_with`] there.
 pub fn load_key(config: &Config, tag: &str, password: &Password) -> Result<SecretKey, Error> {
+    ensure_not_in_runtime("seccs_net::keyfile::load_key")?;
     runtime()?.block_on(async {
         let client = Client::connect(config).await?;
         load_key_with(&client, tag, password).await

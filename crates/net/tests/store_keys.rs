@@ -287,3 +287,39 @@ fn the_blocking_save_checks_the_password_and_the_config_kdf_first() -> TestResul
     ));
     Ok(())
 }
+
+/// The blocking key calls, made inside a tokio runtime (a task, and a
+/// spawn_blocking thread, which has the runtime's context), return an error
+/// naming the async form instead of panicking as their own runtime's
+/// block_on did ("Cannot start a runtime from within a runtime").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blocking_key_calls_refuse_a_runtime_thread() -> TestResult {
+    let config = Config::new("memory");
+    let inside = |result: Result<(), Error>, what: &str| match result {
+        Err(Error::InsideAsyncRuntime(name)) => {
+            let message = Error::InsideAsyncRuntime(name).to_string();
+            assert!(name.ends_with(what), "{name}");
+            assert!(message.contains("inside a tokio runtime"), "{message}");
+            assert!(message.contains(&format!("{what}_with")), "{message}");
+        }
+        other => panic!("{what} inside a runtime gave {other:?}"),
+    };
+    inside(load_key(&config, "k", &pw()).map(|_| ()), "load_key");
+    inside(
+        save_key(&config, "k", &key(1)?, &pw()).map(|_| ()),
+        "save_key",
+    );
+    let in_blocking = tokio::task::spawn_blocking(move || {
+        let config = Config::new("memory");
+        (
+            load_key(&config, "k", &pw()).map(|_| ()),
+            key(1)
+                .map_err(Error::from)
+                .and_then(|k| save_key(&config, "k", &k, &pw()).map(|_| ())),
+        )
+    })
+    .await?;
+    inside(in_blocking.0, "load_key");
+    inside(in_blocking.1, "save_key");
+    Ok(())
+}
