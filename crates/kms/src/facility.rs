@@ -254,7 +254,15 @@ impl Facility {
     }
 
     /// Creates `count` pairs in one durable group; returns their KEKs.
+    /// At most [`crate::api::MAX_BATCH`] pairs, as a server request may
+    /// ask: a larger count is refused with [`KmsError::Malformed`] before
+    /// anything is made (the lists for `usize::MAX` pairs cannot be held).
     pub fn generate_many(&self, count: usize) -> Result<Vec<SecretKey>, KmsError> {
+        if count > crate::api::MAX_BATCH {
+            return Err(KmsError::Malformed(
+                "count of generate_many: at most 1024 pairs in one batch",
+            ));
+        }
         let mut keks = Vec::with_capacity(count);
         let mut items = Vec::with_capacity(count);
         for _ in 0..count {
@@ -476,6 +484,22 @@ mod tests {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         FAULT.with(|c| c.set(Fault::None));
         r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+
+    /// A count past a batch is refused, nothing made: `usize::MAX`
+    /// panicked reserving its lists.
+    #[test]
+    fn a_count_past_a_batch_is_refused() -> Result<(), KmsError> {
+        let dir = tempfile::tempdir()?;
+        let f = Facility::open(dir.path())?;
+        for count in [crate::api::MAX_BATCH + 1, usize::MAX] {
+            let Err(KmsError::Malformed(what)) = f.generate_many(count) else {
+                panic!("generate_many({count}) was taken");
+            };
+            assert!(what.contains("at most 1024"), "{what}");
+        }
+        assert_eq!(f.generate_many(crate::api::MAX_BATCH)?.len(), 1024);
+        Ok(())
     }
 
     #[test]
