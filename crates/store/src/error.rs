@@ -28,7 +28,8 @@ pub enum StoreError {
     #[error("invalid content reference: {0}")]
     InvalidRef(String),
     /// A name's version that is a directory, read as a content
-    /// ([`crate::Store::get_named`]): a directory has none of its own.
+    /// ([`crate::Store::get_named`]), or put with a content
+    /// ([`crate::Store::put_named`]): a directory has none of its own.
     #[error("{0}")]
     IsDirectory(String),
     /// A name's version that a writer removed (`rm`, `rm --keep`) while

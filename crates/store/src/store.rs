@@ -377,6 +377,10 @@ impl Store {
     /// Other characters, control characters among them, are taken as they
     /// are: escape them where a name is shown. Read a name back with
     /// [`Store::resolve`] and [`Store::get`].
+    ///
+    /// A [`EntryKind::Directory`] has no content of its own: one whose
+    /// reader gives any byte is refused with [`StoreError::IsDirectory`],
+    /// nothing stored.
     pub fn put_named(
         &self,
         reader: &mut dyn std::io::Read,
@@ -423,6 +427,9 @@ impl Store {
             )));
         }
         check_name(name)?;
+        if kind == EntryKind::Directory {
+            refuse_directory_content(reader, name)?;
+        }
         let key = self.catalog.key_of(name);
         // Set by the hook, which runs where work under the writer lock runs.
         let number = std::sync::atomic::AtomicU32::new(0);
@@ -1147,6 +1154,25 @@ fn missing(digest: &[u8]) -> StoreError {
         "node {} is missing from the store",
         seccs_core::hexenc::encode(digest)
     ))
+}
+
+/// Refuses a directory entry `name` whose content, read from `reader`, is
+/// not empty: a directory has none of its own, and [`Store::get_named`]
+/// would refuse to read back what was stored. One byte read tells.
+fn refuse_directory_content(reader: &mut dyn std::io::Read, name: &str) -> Result<()> {
+    let mut first = Vec::with_capacity(1);
+    // read_to_end retries an interrupted read itself.
+    let read = std::io::Read::read_to_end(&mut std::io::Read::take(&mut *reader, 1), &mut first);
+    match read {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(StoreError::IsDirectory(format!(
+            "{name:?} is put as a directory, which has no content of its own, but the content \
+             given is not empty: nothing was stored; put the files under it by their own names \
+             ({:?})",
+            format!("{name}/")
+        ))),
+        Err(e) => Err(StoreError::Io(e)),
+    }
 }
 
 /// Refuses a name that is not in the one form a path is stored under

@@ -685,6 +685,18 @@ fn get_named_reads_a_version_by_name_and_says_what_it_cannot() {
         other => panic!("{other:?}"),
     }
     assert!(out.is_empty());
+    // Nor is one put with a content: it could not be read back.
+    let before = backend.usage().expect("usage");
+    match store.put_named(&mut &b"x"[..], "docs2", EntryKind::Directory) {
+        Err(e @ StoreError::IsDirectory(_)) => {
+            let text = e.to_string();
+            assert!(text.contains("\"docs2\" is put as a directory"), "{text}");
+            assert!(text.contains("nothing was stored"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(backend.usage().expect("usage"), before);
+    assert!(store.lookup("docs2").expect("lookup").is_none());
     // A symlink gives its target, and says it is one.
     store
         .put_named(&mut &b"a"[..], "docs/link", EntryKind::Symlink)
