@@ -13,7 +13,7 @@ use crate::node::{self, Child};
 use crate::params::{ContentRef, Params};
 use crate::put::FinalEntries;
 use crate::put::PutOutcome;
-use crate::wrapper::{CryptoWrapper, NodeContext};
+use crate::wrapper::{CryptoWrapper, NodeContext, WrapperKind};
 
 mod delete;
 mod read;
@@ -97,7 +97,10 @@ impl Store {
     /// and the key must open the store's catalog records (or, in a store
     /// without names, one of its nodes). A backend that holds nothing is
     /// the new store of this key. Another key is refused with
-    /// [`StoreError::WrongKey`] before anything is written. Uses every core;
+    /// [`StoreError::WrongKey`] before anything is written; the store's key
+    /// with another wrapper, in a store without names (checked on its
+    /// nodes, which the wrapper seals), with [`StoreError::Config`], naming
+    /// the wrapper its nodes open under. Uses every core;
     /// see [`Store::set_parallel`].
     ///
     /// The check reads the catalog (and, in a store without names, walks
@@ -127,6 +130,24 @@ impl Store {
             }
         }
         if store.key_opens_store()? == Some(false) {
+            // Without catalog records the key is checked on nodes, which
+            // the wrapper seals: under another wrapper the right key fails
+            // too, and that is said rather than a wrong key.
+            let others = match store.key_opens_catalog()? {
+                None => store.other_wrappers_opening_nodes(store_key)?,
+                Some(_) => Vec::new(),
+            };
+            if !others.is_empty() {
+                return Err(StoreError::Config(format!(
+                    "the store on this {} backend was made with other parameters: the key \
+                     given opens its nodes under the {} wrapper, not under {}, the wrapper of \
+                     the parameters given; open it with its own parameters. Nothing was \
+                     written",
+                    store.backend.name(),
+                    others.join(" or "),
+                    store.params.wrapper().name()
+                )));
+            }
             return Err(StoreError::WrongKey(format!(
                 "the key given opens none of the catalog records or nodes of the store on this \
                  {} backend; nothing was written with it",
@@ -723,6 +744,12 @@ impl Store {
         if let Some(opens) = self.key_opens_catalog()? {
             return Ok(Some(opens));
         }
+        self.wrapper_opens_nodes(self.wrapper.as_ref())
+    }
+
+    /// Whether `wrapper` opens one of the first few nodes of the store,
+    /// `None` if it holds none.
+    fn wrapper_opens_nodes(&self, wrapper: &dyn CryptoWrapper) -> Result<Option<bool>> {
         // The right key opens every node; a few are tried so that one
         // damaged node does not make it look wrong.
         let (mut found, mut tried) = (None, 0);
@@ -730,15 +757,36 @@ impl Store {
             if !catalog::is_catalog_key(key) {
                 tried += 1;
                 let opens = (0..=MAX_TRIED_HEIGHT).any(|height| {
-                    [false, true]
-                        .into_iter()
-                        .any(|root| self.open_node(height, root, key, &entry.value).is_ok())
+                    [false, true].into_iter().any(|is_root| {
+                        let ctx = NodeContext {
+                            kind: 0,
+                            height,
+                            is_root,
+                        };
+                        wrapper.open(ctx, key, &entry.value).is_ok()
+                    })
                 });
                 found = Some(opens);
             }
             found != Some(true) && tried < NODES_TRIED
         })?;
         Ok(found)
+    }
+
+    /// The wrappers other than the one of this store's parameters under
+    /// which `store_key` opens the store's nodes, for a store whose nodes
+    /// this store's wrapper does not open: the parameters, not the key,
+    /// are then what differs.
+    fn other_wrappers_opening_nodes(&self, store_key: &SecretKey) -> Result<Vec<&'static str>> {
+        let mut opening = Vec::new();
+        for kind in WrapperKind::ALL {
+            if kind != self.params.wrapper()
+                && self.wrapper_opens_nodes(kind.build(store_key).as_ref())? == Some(true)
+            {
+                opening.push(kind.name());
+            }
+        }
+        Ok(opening)
     }
 
     /// Walks the entries under `prefix` until `visit` returns false,

@@ -233,3 +233,35 @@ fn a_store_opened_with_another_key_is_refused_before_anything_is_written() {
         assert!(!Store::new_unchecked(backend.clone(), params, &key(2)).key_checked());
     }
 }
+
+/// A store of unnamed contents opened with its own key but another
+/// wrapper is said to have other parameters, naming the wrapper its nodes
+/// open under, not refused as a wrong key; a wrong key is still one.
+#[test]
+fn a_store_opened_with_another_wrapper_is_said_to_have_other_parameters() {
+    let params = Params::new(256, WrapperKind::AesSiv).expect("params");
+    let backend = Arc::new(MemoryBackend::new());
+    let store = Store::open(backend.clone(), params, &key(1)).expect("a new store");
+    let content = random_bytes(40_000, 92);
+    store.put(&content).expect("put");
+    drop(store);
+    let keys = backend.keys();
+    let other = Params::new(256, WrapperKind::HmacSha256).expect("params");
+    match Store::open(backend.clone(), other, &key(1)) {
+        Err(seccs_store::StoreError::Config(said)) => {
+            assert!(said.contains("made with other parameters"), "{said}");
+            assert!(
+                said.contains("under the aes-siv or aes-siv-dr wrapper"),
+                "{said}"
+            );
+            assert!(said.contains("not under hmac-sha-256"), "{said}");
+            assert!(said.contains("Nothing was written"), "{said}");
+        }
+        other => panic!("another wrapper: {other:?}"),
+    }
+    assert!(matches!(
+        Store::open(backend.clone(), other, &key(2)),
+        Err(seccs_store::StoreError::WrongKey(_))
+    ));
+    assert_eq!(backend.keys(), keys);
+}
