@@ -300,7 +300,10 @@ A catalog record that does not authenticate under the store's key (checked at op
 record is corrupt or forged, and nothing can read it) is removed, one `removed bad-record: …` \
 line each; so is a catalog entry the backend cannot decode at all (verify's `unreadable`, such as \
 a Redis value too short for its count), one `removed unreadable: …` line each. The contents they \
-held keep their counts, as puts without a name (`seccs rm REF` undoes them)."
+held keep their counts, as puts without a name (`seccs rm REF` undoes them).\n\n\
+A catalog record that authenticates but was written by a newer seccs (verify's \
+`newer-record`) is not damage: while there is one, gc removes nothing and fixes no count (the \
+nodes it references cannot be told by this build), and exits 1 saying so."
 )]
 pub struct GcArgs {
     /// Print the report as JSON.
@@ -1463,6 +1466,16 @@ fn problems_said(findings: &[seccs_store::Finding], broken_names: &[String]) -> 
              held cannot be told or read"
         );
     }
+    let newer = findings
+        .iter()
+        .filter(|f| matches!(f, seccs_store::Finding::NewerRecord { .. }))
+        .count();
+    if newer > 0 {
+        said += &format!(
+            "; {newer} catalog record(s) were written by a newer seccs, so this build cannot \
+             fully check the store (not damage: use a newer seccs)"
+        );
+    }
     said
 }
 
@@ -1474,6 +1487,13 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
     spinner.finish_and_clear();
     if args.json {
         outln!("{}", serde_json::to_string(&report)?)?;
+    } else if !report.newer_records.is_empty() {
+        outln!(
+            "removed nothing and fixed no count: a newer seccs wrote part of this store \
+             ({} catalog record(s) this build cannot read, which may reference any node)",
+            report.newer_records.len()
+        )?;
+        print_findings("left: ", &report.remaining, &report.broken_names)?;
     } else {
         outln!(
             "removed {} entries, fixed {} counts",
@@ -1493,6 +1513,12 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
             )?;
         }
         print_findings("left: ", &report.remaining, &report.broken_names)?;
+    }
+    if !report.newer_records.is_empty() {
+        bail!(
+            "gc changed nothing: a newer seccs wrote part of this store, and this build cannot \
+             tell what its records reference; run gc with a newer seccs"
+        );
     }
     if !report.is_clean() {
         let mut said = format!(

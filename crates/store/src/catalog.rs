@@ -117,6 +117,8 @@ const FORMAT_NO_MODE: u8 = 3;
 const FORMAT_NO_GONE: u8 = 2;
 /// The format before file stamps; still read.
 const FORMAT_NO_STAMPS: u8 = 1;
+/// The oldest format read.
+pub(crate) const OLDEST_FORMAT: u8 = FORMAT_NO_STAMPS;
 
 /// What a catalog version stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -691,8 +693,47 @@ impl CatalogCrypto {
                 .map_err(|_| tampered())?;
             Ok::<_, StoreError>(buf)
         })?;
+        // An authentic record of a format above ours was written by a newer
+        // seccs: not damage, and not to be taken for it (gc removes damaged
+        // records).
+        if let Some(&format) = plaintext.first()
+            && format > FORMAT
+        {
+            return Err(newer_record(format));
+        }
         Record::decode(&plaintext)
             .ok_or_else(|| StoreError::integrity("a catalog record is malformed"))
+    }
+
+    /// Seals `plaintext` as the record under `key`, whatever it holds: a
+    /// record of another format, for tests.
+    #[cfg(test)]
+    pub(crate) fn seal_bytes(&self, key: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        self.ciphers.with_cipher(|c| {
+            c.encrypt([key], plaintext)
+                .expect("one header is within the SIV header limit")
+        })
+    }
+}
+
+/// The error of an authentic catalog record of `format`, newer than any
+/// this build reads; its name is not known here ([`StoreError::of_name`]
+/// gives it one).
+pub(crate) fn newer_record(format: u8) -> StoreError {
+    newer_records(1, format)
+}
+
+/// The error of `count` authentic catalog records whose newest format,
+/// `format`, is newer than any this build reads.
+pub(crate) fn newer_records(count: usize, format: u8) -> StoreError {
+    StoreError::NewerFormat {
+        what: match count {
+            1 => "a catalog record (its name cannot be read by this build)".into(),
+            n => format!("{n} catalog records (their names cannot be read by this build)"),
+        },
+        found: format,
+        oldest: OLDEST_FORMAT,
+        newest: FORMAT,
     }
 }
 

@@ -130,18 +130,43 @@ pub enum StoreError {
     /// stays done. [`crate::Store::mark_gone`] instead marks none of its
     /// names when one record is bad (`done` says so). [`crate::Store::gc`]
     /// of a store whose key was checked removes such records.
-    #[error(
-        "{done}; left {} name(s) whose catalog record fails to authenticate, so that their \
-         versions cannot be read (seccs gc removes such records): {}",
-        .names.len(),
-        .names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
-    )]
+    ///
+    /// Names whose record authenticates but was written by a newer seccs
+    /// (see [`StoreError::NewerFormat`]) are left too, and listed apart in
+    /// `newer`: they are not damaged, and gc leaves them.
+    #[error("{}", damaged_records_said(.done, .names, .newer))]
     DamagedRecords {
         /// What was done, as a phrase ("removed 511 of 512 names (511
         /// versions)").
         done: String,
-        /// The names left, as given.
+        /// The names left because their records fail to authenticate, as
+        /// given.
         names: Vec<String>,
+        /// The names left because a newer seccs wrote their records, as
+        /// given.
+        newer: Vec<String>,
+    },
+
+    /// A catalog record that authenticates under the store's key (so it is
+    /// neither damaged nor forged) but whose format byte is above any this
+    /// build reads: a newer seccs wrote it. Nothing of it can be read here
+    /// (its name, its versions, what they reference), so nothing that uses
+    /// it is done: it is never removed, and nothing it may reference is
+    /// freed. A seccs that reads its format reads it.
+    #[error(
+        "{what}: written by a newer seccs (format {found}; this build reads formats {oldest} \
+         to {newest}), so this build cannot read it and leaves it as it is; use a newer seccs"
+    )]
+    NewerFormat {
+        /// What it is, as a phrase ("the catalog record of \"a\"", "2
+        /// catalog records (their names cannot be read by this build)").
+        what: String,
+        /// The (highest) format byte found.
+        found: u8,
+        /// The oldest format this build reads.
+        oldest: u8,
+        /// The newest format this build reads.
+        newest: u8,
     },
 
     /// [`crate::Store::delete`] of a content that only names' versions
@@ -171,6 +196,27 @@ impl StoreError {
         Self::Integrity(detail.into())
     }
 
+    /// This error about one name, `name`: a catalog record of a newer
+    /// format is said to be that name's (an open of a record by its key
+    /// alone cannot tell whose it is). Other errors are returned as they
+    /// are.
+    pub(crate) fn of_name(self, name: &str) -> Self {
+        match self {
+            Self::NewerFormat {
+                found,
+                oldest,
+                newest,
+                ..
+            } => Self::NewerFormat {
+                what: format!("the catalog record of {}", crate::store::quoted_name(name)),
+                found,
+                oldest,
+                newest,
+            },
+            other => other,
+        }
+    }
+
     /// The I/O error this is, if it is one ([`StoreError::Io`]), for a
     /// caller that acts on its kind (a closed pipe): the I/O error is part
     /// of the message rather than the error's source.
@@ -180,6 +226,35 @@ impl StoreError {
             _ => None,
         }
     }
+}
+
+/// The message of [`StoreError::DamagedRecords`].
+fn damaged_records_said(done: &str, names: &[String], newer: &[String]) -> String {
+    let listed = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut said = done.to_string();
+    if !names.is_empty() {
+        said += &format!(
+            "; left {} name(s) whose catalog record fails to authenticate, so that their \
+             versions cannot be read (seccs gc removes such records): {}",
+            names.len(),
+            listed(names)
+        );
+    }
+    if !newer.is_empty() {
+        said += &format!(
+            "; left {} name(s) whose catalog record a newer seccs wrote (authentic, in a \
+             format this build cannot read; use a newer seccs): {}",
+            newer.len(),
+            listed(newer)
+        );
+    }
+    said
 }
 
 /// Shorthand for results of the content store.

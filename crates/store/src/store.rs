@@ -458,7 +458,7 @@ impl Store {
             // One time for the version and the end of an absence, so that
             // the name is never both gone and not yet put at one instant.
             let now = now();
-            let mut existing = self.record_at(&key)?;
+            let mut existing = self.record_at(&key).map_err(|e| e.of_name(name))?;
             if let Some(record) = existing.as_mut()
                 && let Some(latest) = record.versions.last_mut()
                 && latest.content_ref == *content_ref
@@ -541,6 +541,7 @@ impl Store {
     /// The catalog record of `name`, if any.
     pub fn lookup(&self, name: &str) -> Result<Option<Record>> {
         self.record_at(&self.catalog.key_of(name))
+            .map_err(|e| e.of_name(name))
     }
 
     /// How `spec` reads: `NAME@N` is version N of NAME, unless the catalog
@@ -572,11 +573,13 @@ impl Store {
             .get_values(&[whole_key.as_slice(), name_key.as_slice()])?;
         // One answer a key (the backend's contract); none is no record.
         let mut values = values.into_iter();
-        let open = |key: &[u8], value: Option<Vec<u8>>| {
-            value.map(|v| self.catalog.open(key, &v)).transpose()
+        let open = |key: &[u8], value: Option<Vec<u8>>, of: &str| {
+            value
+                .map(|v| self.catalog.open(key, &v).map_err(|e| e.of_name(of)))
+                .transpose()
         };
-        let whole = open(&whole_key, values.next().flatten())?;
-        let of_name = open(&name_key, values.next().flatten())?;
+        let whole = open(&whole_key, values.next().flatten(), spec)?;
+        let of_name = open(&name_key, values.next().flatten(), name)?;
         let Some(whole) = whole else {
             return Ok((name, Some(n), Some(of_name)));
         };
@@ -650,20 +653,22 @@ impl Store {
         const RECORDS_PER_READ: usize = 4096;
         let mut seen = std::collections::HashSet::new();
         let mut to_mark = Vec::new();
-        let mut damaged = Vec::new();
+        let (mut damaged, mut newer) = (Vec::new(), Vec::new());
         for group in names.chunks(RECORDS_PER_READ) {
-            let (records, unreadable) = self.records_of(group)?;
+            let (records, unreadable, of_newer) = self.records_of(group)?;
             damaged.extend(unreadable);
+            newer.extend(of_newer);
             to_mark.extend(
                 records
                     .into_iter()
                     .filter(|(key, record)| !record.is_gone() && seen.insert(key.clone())),
             );
         }
-        if !damaged.is_empty() {
+        if !(damaged.is_empty() && newer.is_empty()) {
             return Err(StoreError::DamagedRecords {
                 done: format!("marked none of {} names gone", names.len()),
                 names: damaged,
+                newer,
             });
         }
         let marked = to_mark.len();
@@ -681,11 +686,16 @@ impl Store {
     }
 
     /// The records of those of `names` that the catalog holds, each once,
-    /// with their keys, read in one backend round trip; and the names whose
+    /// with their keys, read in one backend round trip; the names whose
     /// records fail to authenticate or to parse (their versions cannot be
-    /// read, so a caller leaves them and goes on with the others).
+    /// read, so a caller leaves them and goes on with the others); and the
+    /// names whose records a newer seccs wrote (authentic, but unreadable
+    /// here: left too, and never taken for damage).
     #[allow(clippy::type_complexity)]
-    fn records_of(&self, names: &[String]) -> Result<(Vec<(Vec<u8>, Record)>, Vec<String>)> {
+    fn records_of(
+        &self,
+        names: &[String],
+    ) -> Result<(Vec<(Vec<u8>, Record)>, Vec<String>, Vec<String>)> {
         let mut seen = std::collections::HashSet::new();
         let named: Vec<(&String, Vec<u8>)> = names
             .iter()
@@ -694,15 +704,16 @@ impl Store {
             .collect();
         let key_refs: Vec<&[u8]> = named.iter().map(|(_, k)| k.as_slice()).collect();
         let values = self.backend.get_values(&key_refs)?;
-        let (mut records, mut damaged) = (Vec::new(), Vec::new());
+        let (mut records, mut damaged, mut newer) = (Vec::new(), Vec::new(), Vec::new());
         for ((name, key), value) in named.into_iter().zip(values) {
             let Some(value) = value else { continue };
             match self.catalog.open(&key, &value) {
                 Ok(record) => records.push((key, record)),
+                Err(StoreError::NewerFormat { .. }) => newer.push(name.clone()),
                 Err(_) => damaged.push(name.clone()),
             }
         }
-        Ok((records, damaged))
+        Ok((records, damaged, newer))
     }
 
     /// Drops the put each of `versions` holds, into `releaser` (made by
@@ -729,7 +740,12 @@ impl Store {
         let mut found = None;
         self.walk_until(&[catalog::KEY_PREFIX], &mut |key, entry| {
             if catalog::is_catalog_key(key) {
-                found = Some(self.catalog.open(key, &entry.value).is_ok());
+                // A record of a newer format authenticated before its
+                // format was read: the key opens it.
+                found = Some(matches!(
+                    self.catalog.open(key, &entry.value),
+                    Ok(_) | Err(StoreError::NewerFormat { .. })
+                ));
             }
             found != Some(true)
         })?;
@@ -823,9 +839,9 @@ impl Store {
     /// an error if any record fails to authenticate or cannot be read.
     pub fn list(&self, prefix: &str) -> Result<Vec<Record>> {
         let listing = self.list_readable(prefix)?;
-        match listing.damaged {
-            0 => Ok(listing.records),
-            n => Err(damaged_records(n)),
+        match listing.damage() {
+            None => Ok(listing.records),
+            Some(e) => Err(e),
         }
     }
 
@@ -838,6 +854,7 @@ impl Store {
     pub fn list_readable(&self, prefix: &str) -> Result<Listing> {
         let mut records = Vec::new();
         let (mut unopened, mut undecoded) = (0, 0);
+        let (mut newer, mut newer_format) = (0, 0);
         let digest_len = self.wrapper.digest_len();
         self.backend.walk(
             &[catalog::KEY_PREFIX],
@@ -846,6 +863,12 @@ impl Store {
                     match self.catalog.open(key, &entry.value) {
                         Ok(r) if r.name.starts_with(prefix) => records.push(r),
                         Ok(_) => {}
+                        // Its name cannot be read: it counts whatever the
+                        // prefix, as a damaged one does, but apart.
+                        Err(StoreError::NewerFormat { found, .. }) => {
+                            newer += 1;
+                            newer_format = newer_format.max(found);
+                        }
                         Err(_) => unopened += 1,
                     }
                 }
@@ -864,6 +887,8 @@ impl Store {
         let mut listing = Listing {
             records,
             damaged: unopened + undecoded,
+            newer,
+            newer_format,
         };
         listing.records.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(listing)
@@ -885,7 +910,7 @@ impl Store {
             .record_at(key)
             .map_err(|e| match e {
                 StoreError::Integrity(_) => damaged_record_of(name),
-                other => other,
+                other => other.of_name(name),
             })?
             .ok_or_else(|| StoreError::NotFound(format!("no content named {name:?}")))?;
         let (gone, kept): (Vec<Version>, Vec<Version>) = record
@@ -946,7 +971,7 @@ impl Store {
     /// batch was applied is [`StoreError::PartlyDone`], saying what was.
     fn drop_older_versions(&self, names: &[String], keep: usize) -> Result<(usize, usize)> {
         let mut done = (0, 0);
-        let mut damaged = Vec::new();
+        let (mut damaged, mut newer) = (Vec::new(), Vec::new());
         let said = |(touched, versions): (usize, usize)| {
             if keep == 0 {
                 format!(
@@ -957,11 +982,12 @@ impl Store {
                 format!("removed {versions} older versions of {touched} names")
             }
         };
-        match self.drop_older_versions_counting(names, keep, &mut done, &mut damaged) {
-            Ok(()) if damaged.is_empty() => Ok(done),
+        match self.drop_older_versions_counting(names, keep, &mut done, &mut damaged, &mut newer) {
+            Ok(()) if damaged.is_empty() && newer.is_empty() => Ok(done),
             Ok(()) => Err(StoreError::DamagedRecords {
                 done: said(done),
                 names: damaged,
+                newer,
             }),
             // Nothing applied: the command simply failed.
             Err(e) if done == (0, 0) => Err(e),
@@ -975,13 +1001,15 @@ impl Store {
     /// [`Store::drop_older_versions`], counting in `done` (names touched,
     /// versions removed) what its applied batches did, and gathering in
     /// `damaged` the names whose records it left because they fail to
-    /// authenticate.
+    /// authenticate, and in `newer` those it left because a newer seccs
+    /// wrote them.
     fn drop_older_versions_counting(
         &self,
         names: &[String],
         keep: usize,
         done: &mut (usize, usize),
         damaged: &mut Vec<String>,
+        newer: &mut Vec<String>,
     ) -> Result<()> {
         const NAMES_PER_BATCH: usize = 512;
         self.with_writer_lock(|| {
@@ -989,8 +1017,9 @@ impl Store {
                 let (mut touched_names, mut removed_versions) = (0, 0);
                 let mut releaser = Releaser::tolerant();
                 let mut batch = Batch::new();
-                let (records, unreadable) = self.records_of(group)?;
+                let (records, unreadable, of_newer) = self.records_of(group)?;
                 damaged.extend(unreadable);
+                newer.extend(of_newer);
                 for (key, mut record) in records {
                     let cut = record.versions.len().saturating_sub(keep);
                     if keep > 0 && cut == 0 {
@@ -1127,12 +1156,32 @@ pub struct Listing {
     /// prefix that it could not read, each counted as one though it may
     /// hold more records. Zero only if every record was read.
     pub damaged: usize,
+    /// Records (under any name) that authenticate but were written by a
+    /// newer seccs, in a format this build cannot read (see
+    /// [`StoreError::NewerFormat`]); not counted in [`Listing::damaged`].
+    pub newer: usize,
+    /// The highest format of those records (0 if there are none).
+    pub newer_format: u8,
 }
 
 impl Listing {
-    /// An error saying that records are damaged, if any are.
+    /// An error saying that records are damaged, or were written by a newer
+    /// seccs, if any are (damage first: it is what needs repair).
     pub fn damage(&self) -> Option<StoreError> {
-        (self.damaged > 0).then(|| damaged_records(self.damaged))
+        if self.damaged > 0 {
+            let mut e = damaged_records(self.damaged);
+            if let StoreError::Integrity(detail) = &mut e
+                && self.newer > 0
+            {
+                *detail += &format!(
+                    "; and {} more authenticate but were written by a newer seccs (format {}), \
+                     which this build cannot read",
+                    self.newer, self.newer_format
+                );
+            }
+            return Some(e);
+        }
+        (self.newer > 0).then(|| catalog::newer_records(self.newer, self.newer_format))
     }
 }
 
@@ -1260,7 +1309,7 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 /// `name` quoted for a message, cut to its first 200 characters.
-fn quoted_name(name: &str) -> String {
+pub(crate) fn quoted_name(name: &str) -> String {
     const SHOWN: usize = 200;
     match name.char_indices().nth(SHOWN) {
         Some((cut, _)) => format!("{:?}… ({} bytes)", &name[..cut], name.len()),

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::backend::{Batch, Op};
 use crate::catalog;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::node;
 use crate::store::{Releaser, Store};
 
@@ -53,6 +53,19 @@ pub enum Finding {
     BadRecord {
         /// The record's key (hex).
         key: String,
+    },
+    /// A catalog record that authenticates under the store's key but was
+    /// written by a newer seccs, in a format this build does not read: not
+    /// damage. Its name and versions cannot be read here, so the store
+    /// cannot be fully checked by this build (the nodes it references are
+    /// not known), and [`Store::gc`] changes nothing while one is there.
+    NewerRecord {
+        /// The record's key (hex): its name cannot be read.
+        key: String,
+        /// Its format byte.
+        format: u8,
+        /// The newest format this build reads.
+        newest: u8,
     },
     /// A node's stored count is below what its parents and names need.
     WrongCount {
@@ -97,6 +110,17 @@ impl std::fmt::Display for Finding {
                 "bad-record: catalog record {key} does not authenticate under the store's key \
                  (corrupt or forged): the name and versions it held cannot be read \
                  (`seccs gc` removes it)"
+            ),
+            Finding::NewerRecord {
+                key,
+                format,
+                newest,
+            } => write!(
+                f,
+                "newer-record: catalog record {key} authenticates under the store's key but was \
+                 written by a newer seccs (format {format}; this build reads 1 to {newest}): \
+                 this build cannot read its name or versions, so it cannot fully check the \
+                 store, and `seccs gc` leaves the store as it is; use a newer seccs"
             ),
             Finding::WrongCount {
                 node,
@@ -169,6 +193,12 @@ pub struct GcReport {
     pub unreadable_records_removed: Vec<String>,
     /// Counts raised to what parents and names need.
     pub counts_fixed: u64,
+    /// Catalog records (hex keys) that authenticate but that a newer seccs
+    /// wrote (verify's [`Finding::NewerRecord`]). While there is one, gc
+    /// changes nothing: the nodes such a record references cannot be told
+    /// here, and an orphan or a low count may be its. They are also in
+    /// [`GcReport::remaining`].
+    pub newer_records: Vec<String>,
     /// Verify's findings that gc does not repair: tampered, missing and
     /// unreadable nodes, roots at the wrong height, and bad or unreadable
     /// catalog records of a store whose key was not checked. gc never deletes a counted
@@ -207,6 +237,9 @@ struct Scan {
     record_keys: Vec<Vec<u8>>,
     /// The keys of records that do not authenticate or parse.
     bad_records: Vec<Vec<u8>>,
+    /// The keys and formats of records that authenticate but that a newer
+    /// seccs wrote.
+    newer_records: Vec<(Vec<u8>, u8)>,
     /// Entries the backend holds but cannot decode: key and why.
     damaged: Vec<(Vec<u8>, String)>,
 }
@@ -255,6 +288,7 @@ impl Store {
         let mut records = Vec::new();
         let mut record_keys = Vec::new();
         let mut bad_records = Vec::new();
+        let mut newer_records = Vec::new();
         let mut damaged = Vec::new();
         let digest_len = self.wrapper().digest_len();
         let max_height = self.params().height(u64::MAX);
@@ -269,6 +303,9 @@ impl Store {
                         Ok(r) => {
                             records.push(r);
                             record_keys.push(key.to_vec());
+                        }
+                        Err(StoreError::NewerFormat { found, .. }) => {
+                            newer_records.push((key.to_vec(), found));
                         }
                         Err(_) => bad_records.push(key.to_vec()),
                     }
@@ -312,6 +349,7 @@ impl Store {
             records,
             record_keys,
             bad_records,
+            newer_records,
             damaged,
         };
         self.check_lookups(&mut scan)?;
@@ -354,6 +392,7 @@ impl Store {
             nodes,
             records,
             bad_records,
+            newer_records,
             damaged,
             ..
         } = scan;
@@ -378,6 +417,13 @@ impl Store {
         }
         for key in bad_records {
             report.findings.push(Finding::BadRecord { key: hex(key) });
+        }
+        for (key, format) in newer_records {
+            report.findings.push(Finding::NewerRecord {
+                key: hex(key),
+                format: *format,
+                newest: catalog::FORMAT,
+            });
         }
         let needed = needed_counts(nodes, records);
         let mut parents: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
@@ -524,6 +570,12 @@ impl Store {
     /// [`GcReport::unreadable_records_removed`]. A store opened without a
     /// key check leaves both, since under a wrong key every record looks
     /// bad.
+    ///
+    /// A store with a catalog record that a newer seccs wrote (verify's
+    /// [`Finding::NewerRecord`]) is left as it is, whole: gc removes no
+    /// record, node or orphan and changes no count, and lists the records
+    /// in [`GcReport::newer_records`]. Such a record's versions reference
+    /// nodes this build cannot tell, so any orphan or count may be its.
     pub fn gc(&self) -> Result<GcReport> {
         self.collect(true)
     }
@@ -540,6 +592,18 @@ impl Store {
         // A damaged entry is left as it is: gc cannot tell what it held.
         let mut scan = self.scan()?;
         let mut report = GcReport::default();
+        if !scan.newer_records.is_empty() {
+            // Nothing is changed: what verify finds is what is left.
+            report.newer_records = scan
+                .newer_records
+                .iter()
+                .map(|(key, _)| seccs_core::hexenc::encode(key))
+                .collect();
+            let found = self.examine(&scan);
+            report.remaining = found.findings;
+            report.broken_names = found.broken_names;
+            return Ok(report);
+        }
         if remove_bad_records && self.key_checked() {
             // A catalog entry the walk could not decode holds nothing
             // anything can read; one it read whole (a lookup failed) does.
@@ -642,4 +706,241 @@ fn needed_counts(
         }
     }
     needed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use seccs_core::SecretKey;
+
+    use crate::backend::{Backend, Batch, MemoryBackend};
+    use crate::catalog::EntryKind;
+    use crate::error::StoreError;
+    use crate::params::ContentRef;
+    use crate::{Finding, Params, Store, WrapperKind};
+
+    /// Bytes that differ from seed to seed, and from chunk to chunk, so a
+    /// content is many nodes.
+    fn bytes(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 8) as u8 ^ seed)
+            .collect()
+    }
+
+    /// A store holding `keep/g` (two versions) and `other`, with
+    /// `keep/g`'s record sealed again, under the store's own catalog key,
+    /// as format 9 (a newer seccs's), and the root of its newest version
+    /// at count zero: an orphan to this build, which cannot read that the
+    /// record references it.
+    struct Newer {
+        store: Store,
+        backend: Arc<MemoryBackend>,
+        /// The record's backend key.
+        key: Vec<u8>,
+        /// The record as this build wrote it, before it was made format 9.
+        plaintext: Vec<u8>,
+        /// The root put at count zero.
+        root: ContentRef,
+        /// The contents of `keep/g`'s two versions and of `other`.
+        contents: [Vec<u8>; 3],
+    }
+
+    fn store_with_a_newer_record() -> Newer {
+        let params = Params::new(256, WrapperKind::AesSiv).expect("params");
+        let backend = Arc::new(MemoryBackend::new());
+        let store = Store::open(backend.clone(), params, &SecretKey::from_bytes([3; 32]))
+            .expect("a new store");
+        let contents = [bytes(20_000, 1), bytes(20_000, 2), bytes(9_000, 3)];
+        for content in &contents[..2] {
+            store
+                .put_named(&mut content.as_slice(), "keep/g", EntryKind::File)
+                .expect("put keep/g");
+        }
+        store
+            .put_named(&mut contents[2].as_slice(), "other", EntryKind::File)
+            .expect("put other");
+        let key = store.catalog().key_of("keep/g");
+        let record = store.lookup("keep/g").expect("lookup").expect("a record");
+        let root = record.latest().expect("a version").content_ref.clone();
+        let plaintext = record.encode();
+        let mut newer = plaintext.clone();
+        newer[0] = 9;
+        let sealed = store.catalog().seal_bytes(&key, &newer);
+        assert!(backend.tamper(&key, sealed));
+        let mut batch = Batch::new();
+        batch.set_count(root.digest().to_vec(), 0);
+        backend.apply(&batch).expect("count");
+        Newer {
+            store,
+            backend,
+            key,
+            plaintext,
+            root,
+            contents,
+        }
+    }
+
+    /// Every entry with its value and count, in key order.
+    fn snapshot(backend: &MemoryBackend) -> Vec<(Vec<u8>, Vec<u8>, Option<u64>)> {
+        let mut keys = backend.keys();
+        keys.sort();
+        keys.into_iter()
+            .map(|k| {
+                let count = backend
+                    .get_counts(&[k.as_slice()])
+                    .expect("count")
+                    .pop()
+                    .flatten();
+                let value = backend.get_raw(&k);
+                (k, value, count)
+            })
+            .collect()
+    }
+
+    /// The message of an authentic record of a newer format: naming what,
+    /// never damage, never "restore" or "gc removes".
+    fn says_newer(e: &StoreError, what: &str) {
+        let said = e.to_string();
+        assert!(
+            matches!(e, StoreError::NewerFormat { found: 9, .. }),
+            "{e:?}"
+        );
+        assert!(said.contains(what), "{said}");
+        assert!(
+            said.contains("written by a newer seccs (format 9; this build reads formats 1 to 8)"),
+            "{said}"
+        );
+        for wrong in [
+            "authenticate",
+            "corrupt",
+            "forged",
+            "damaged",
+            "malformed",
+            "restore",
+        ] {
+            assert!(!said.contains(wrong), "{said}");
+        }
+    }
+
+    /// verify reports an authentic record of a newer format as such (not
+    /// as corrupt or forged), and gc then removes nothing and changes no
+    /// count: neither the record nor a node it may reference (here its
+    /// newest version's root, at count zero, an orphan to this build).
+    #[test]
+    fn a_record_of_a_newer_format_is_reported_as_newer_and_gc_changes_nothing() {
+        let newer = store_with_a_newer_record();
+        let (store, backend) = (&newer.store, &newer.backend);
+        let hex = seccs_core::hexenc::encode(&newer.key);
+
+        let report = store.verify().expect("verify");
+        assert!(!report.is_clean(), "{report:?}");
+        assert!(
+            !report
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::BadRecord { .. })),
+            "{report:?}"
+        );
+        let found: Vec<&Finding> = report
+            .findings
+            .iter()
+            .filter(|f| matches!(f, Finding::NewerRecord { .. }))
+            .collect();
+        assert_eq!(
+            found,
+            [&Finding::NewerRecord {
+                key: hex.clone(),
+                format: 9,
+                newest: 8
+            }],
+            "{report:?}"
+        );
+        let said = found[0].to_string();
+        assert!(
+            said.contains("written by a newer seccs (format 9"),
+            "{said}"
+        );
+        assert!(said.contains("cannot fully check"), "{said}");
+        assert!(
+            !said.contains("corrupt") && !said.contains("removes it"),
+            "{said}"
+        );
+
+        let before = snapshot(backend);
+        let gc = store.gc().expect("gc");
+        assert_eq!(gc.newer_records, [hex], "{gc:?}");
+        assert!(gc.records_removed.is_empty(), "{gc:?}");
+        assert_eq!((gc.removed, gc.counts_fixed), (0, 0), "{gc:?}");
+        assert!(!gc.is_clean(), "{gc:?}");
+        assert_eq!(snapshot(backend), before, "gc changed the store");
+        // A crash recovery (gc without its report) leaves it whole too.
+        store.recover().expect("recover");
+        assert_eq!(snapshot(backend), before, "recovery changed the store");
+
+        // What a seccs that reads the record would find is all there: the
+        // record in this build's format again, and the root's count back,
+        // every version reads back and the store verifies clean.
+        let sealed = store.catalog().seal_bytes(&newer.key, &newer.plaintext);
+        assert!(backend.tamper(&newer.key, sealed));
+        let mut batch = Batch::new();
+        batch.set_count(newer.root.digest().to_vec(), 1);
+        backend.apply(&batch).expect("count");
+        for (number, content) in [(1, &newer.contents[0]), (2, &newer.contents[1])] {
+            let v = store
+                .resolve_named("keep/g", Some(number))
+                .expect("version");
+            assert_eq!(&store.get(&v.content_ref).expect("get"), content);
+        }
+        assert!(store.verify().expect("verify").is_clean());
+    }
+
+    /// Reading, putting and removing the name, listing names, and deleting
+    /// a content by reference each say the record was written by a newer
+    /// seccs, and none of them changes the store.
+    #[test]
+    fn a_record_of_a_newer_format_is_named_as_newer_by_every_command() {
+        let newer = store_with_a_newer_record();
+        let (store, backend) = (&newer.store, &newer.backend);
+        let named = "the catalog record of \"keep/g\"";
+        let before = snapshot(backend);
+
+        says_newer(&store.lookup("keep/g").expect_err("lookup"), named);
+        says_newer(&store.resolve("keep/g").expect_err("resolve"), named);
+        says_newer(&store.resolve("keep/g@1").expect_err("resolve @1"), named);
+        says_newer(&store.remove_name("keep/g", None).expect_err("rm"), named);
+        says_newer(
+            &store
+                .put_named(&mut &b"new"[..], "keep/g", EntryKind::File)
+                .expect_err("put"),
+            named,
+        );
+        let listing = store.list_readable("").expect("list");
+        assert_eq!((listing.damaged, listing.newer), (0, 1), "{listing:?}");
+        assert_eq!(listing.records.len(), 1, "{listing:?}");
+        says_newer(&store.list("").expect_err("ls"), "a catalog record");
+        let other = store.resolve("other").expect("other").content_ref;
+        says_newer(
+            &store.delete(&other).expect_err("delete"),
+            "catalog record(s), which may hold",
+        );
+        let removed = store.remove_names(&["keep/g".into(), "other".into()]);
+        match removed {
+            Err(StoreError::DamagedRecords { names, newer, .. }) => {
+                assert!(names.is_empty(), "{names:?}");
+                assert_eq!(newer, ["keep/g"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(store.lookup("other").expect("lookup").is_none());
+        // Only other's record and nodes went.
+        let after = snapshot(backend);
+        assert!(before.iter().any(|(k, _, _)| *k == newer.key));
+        assert!(after.iter().any(|(k, _, _)| *k == newer.key));
+        assert_eq!(
+            store.key_opens_catalog().expect("key check"),
+            Some(true),
+            "an authentic record of a newer format opens under the key"
+        );
+    }
 }

@@ -821,7 +821,7 @@ fn a_bad_record_among_names_removed_holds_up_none_of_the_others() {
     let names: Vec<String> = (0..4).map(|i| format!("n/{i}")).collect();
 
     match store.keep_newest(&names, 1) {
-        Err(StoreError::DamagedRecords { done, names }) => {
+        Err(StoreError::DamagedRecords { done, names, .. }) => {
             assert_eq!(done, "removed 3 older versions of 3 names");
             assert_eq!(names, ["n/2"]);
         }
@@ -833,7 +833,7 @@ fn a_bad_record_among_names_removed_holds_up_none_of_the_others() {
     }
 
     match store.remove_names(&names) {
-        Err(StoreError::DamagedRecords { done, names }) => {
+        Err(StoreError::DamagedRecords { done, names, .. }) => {
             assert_eq!(done, "removed 3 of 4 names (3 versions)");
             assert_eq!(names, ["n/2"]);
         }

@@ -100,6 +100,21 @@ impl Store {
     /// takes the longer content's reference for a put of its own.
     fn refuse_if_only_names_hold(&self, content_ref: &ContentRef) -> Result<(usize, Vec<Vec<u8>>)> {
         let listing = self.list_readable("")?;
+        // A record a newer seccs wrote may hold this content, as a put this
+        // build cannot see: undoing a put could take the content from it.
+        if listing.newer > 0 {
+            return Err(StoreError::NewerFormat {
+                what: format!(
+                    "{} catalog record(s), which may hold {} (their names cannot be read by \
+                     this build, so deleting it by reference is left to that seccs)",
+                    listing.newer,
+                    content_ref.to_hex()
+                ),
+                found: listing.newer_format,
+                oldest: crate::catalog::OLDEST_FORMAT,
+                newest: crate::catalog::FORMAT,
+            });
+        }
         let holders: Vec<String> = listing
             .records
             .iter()
