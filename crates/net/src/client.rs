@@ -1666,8 +1666,14 @@ impl Client {
             .collect();
         let Some(&newest) = held.first() else {
             // No version is held by enough servers: the newest listed says
-            // what is missing, as a load of it would.
-            return match listed.last() {
+            // what is missing, as a load of it would. With none readable,
+            // the newest that servers hold unreadable records of does: the
+            // tag is held (`share ls` lists it), and the load fails naming
+            // those records and why (altered, or a newer seccs's format).
+            let newest_listed = listed
+                .last()
+                .or_else(|| probe.unreadable.keys().next_back());
+            return match newest_listed {
                 None => Err(Error::NotFound(tag.to_owned())),
                 Some(&v) => self.load_version(tag, v, &servers, None, password).await,
             };

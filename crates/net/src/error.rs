@@ -16,6 +16,21 @@ pub enum DecodeError {
     /// The format version is not one this build understands.
     #[error("unknown format version {0}")]
     UnknownVersion(u8),
+    /// The format version is above the ones this build reads. What holds
+    /// it is not authenticated when it is read, so it says only what the
+    /// bytes show: a newer seccs wrote it, unless it was altered.
+    #[error(
+        "its {what} names format {found}, newer than this build reads (up to {newest}): \
+         written by a newer seccs, unless altered"
+    )]
+    NewerFormat {
+        /// What names the format ("record", "manifest").
+        what: &'static str,
+        /// The format named.
+        found: u8,
+        /// The newest format this build reads.
+        newest: u8,
+    },
     /// A kind byte names no known packet, message or algorithm.
     #[error("unknown kind {0}")]
     UnknownKind(u8),

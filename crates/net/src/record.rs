@@ -73,6 +73,11 @@ impl ManifestFormat {
         match v {
             1 => Ok(Self::V1Sha256),
             2 => Ok(Self::V2Blake3),
+            other if other > Self::CURRENT as u8 => Err(DecodeError::NewerFormat {
+                what: "manifest",
+                found: other,
+                newest: Self::CURRENT as u8,
+            }),
             other => Err(DecodeError::UnknownVersion(other)),
         }
     }
@@ -374,10 +379,25 @@ pub fn file_id_of(prefix: &[u8]) -> Result<[u8; 16], DecodeError> {
 /// part of, never that it is.
 pub fn manifest_of(prefix: &[u8]) -> Result<Manifest, DecodeError> {
     let mut r = Reader::new(prefix);
-    r.header(&RECORD_MAGIC, RECORD_VERSION)?;
+    record_header(&mut r)?;
     let _index = r.u8()?;
     let manifest = r.bytes(MAX_MANIFEST_LEN, "manifest")?;
     Manifest::decode(manifest)
+}
+
+/// Reads a record's magic and format version: a version above
+/// [`RECORD_VERSION`] is [`DecodeError::NewerFormat`].
+fn record_header(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    match r.header(&RECORD_MAGIC, RECORD_VERSION) {
+        Err(DecodeError::UnknownVersion(found)) if found > RECORD_VERSION => {
+            Err(DecodeError::NewerFormat {
+                what: "record",
+                found,
+                newest: RECORD_VERSION,
+            })
+        }
+        other => other,
+    }
 }
 
 /// A record's fields, borrowed from its bytes.
@@ -403,7 +423,7 @@ impl<'a> RecordParts<'a> {
 
     fn check(bytes: &'a [u8]) -> Result<(Self, Manifest), DecodeError> {
         let mut r = Reader::new(bytes);
-        r.header(&RECORD_MAGIC, RECORD_VERSION)?;
+        record_header(&mut r)?;
         let index = r.u8()?;
         let manifest = r.bytes(MAX_MANIFEST_LEN, "manifest")?;
         let mac = r.array()?;

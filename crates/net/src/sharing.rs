@@ -40,7 +40,7 @@ use seccs_core::SecretKey;
 use zeroize::Zeroizing;
 
 use crate::crypto::{Kdf, MAX_SEAL_LEN, Password, PasswordKeys, open, seal};
-use crate::error::Error;
+use crate::error::{DecodeError, Error};
 pub use crate::fragments::SavedFragment;
 use crate::fragments::{Fragments, check_threshold};
 use crate::packet::{MAX_FRAME_PAYLOAD, MAX_FRAMES};
@@ -729,6 +729,13 @@ impl Received {
                     tracing::warn!(server, "record has the wrong version");
                     self.bad_reasons
                         .push((server, "the record is of another version".into()));
+                }
+                // Not authenticated (a record's format is read before
+                // anything else): the reason says what its bytes show.
+                Err(e @ DecodeError::NewerFormat { .. }) => {
+                    tracing::warn!(server, "record of a newer format: {e}");
+                    self.bad_reasons
+                        .push((server, format!("unreadable record: {e}")));
                 }
                 Err(e) => {
                     tracing::warn!(server, "invalid record: {e}");

@@ -328,3 +328,66 @@ async fn a_check_reads_every_servers_record_and_names_the_altered_and_the_missin
     }
     Ok(())
 }
+
+/// A tag whose every record no server can read is still a tag (`share
+/// ls` lists it): a load fails naming the servers and why each record is
+/// unreadable, and a record of a newer format is said to be one, not "no
+/// server holds" the tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_of_a_tag_whose_every_record_is_unreadable_names_them_and_why() -> TestResult {
+    let net = Net::new(Kind::Memory, 3).await?;
+    let client = net.client(Some(2)).await?;
+    client.save("doc", &data(20_000, 11), &pw()).await?;
+    let paths = (0..3)
+        .map(|i| Ok(RecordStore::open(&net.root(i))?.record_path("doc", 1)))
+        .collect::<Result<Vec<_>, seccs_net::Error>>()?;
+    let originals = paths
+        .iter()
+        .map(std::fs::read)
+        .collect::<Result<Vec<_>, _>>()?;
+    // The record's format byte follows its 4-byte magic; then its index,
+    // the manifest's length (4 bytes) and the manifest, whose format byte
+    // follows its own magic.
+    /// A case's name, how it alters each record, and the reason said.
+    type Case = (&'static str, fn(&mut Vec<u8>), &'static str);
+    let cases: [Case; 3] = [
+        (
+            "a newer record format",
+            |r| r[4] = 2,
+            "its record names format 2, newer than this build reads (up to 1): written by a \
+             newer seccs, unless altered",
+        ),
+        (
+            "a newer manifest format",
+            |r| r[4 + 1 + 1 + 4 + 4] = 3,
+            "its manifest names format 3, newer than this build reads (up to 2)",
+        ),
+        ("a bad magic", |r| r[0] ^= 0xFF, "invalid record: bad magic"),
+    ];
+    for (case, alter, why) in cases {
+        for (path, original) in paths.iter().zip(&originals) {
+            let mut bytes = original.clone();
+            alter(&mut bytes);
+            std::fs::write(path, bytes)?;
+        }
+        let listed = client.list("").await?;
+        assert!(listed.iter().any(|t| t.tag == "doc"), "{case}: {listed:?}");
+        for load in [
+            client.load("doc", None, &pw()).await,
+            client.load_or_older("doc", &pw()).await,
+        ] {
+            let said = match load {
+                Err(e @ seccs_net::Error::NotEnoughShares { .. }) => e.to_string(),
+                other => {
+                    return Err(format!("{case}: expected the records named, got {other:?}").into());
+                }
+            };
+            assert!(!said.contains("no server holds"), "{case}: {said}");
+            assert!(said.contains(why), "{case}: {said}");
+            for i in 0..3 {
+                assert!(said.contains(&net.channel(i)), "{case}: {said}");
+            }
+        }
+    }
+    Ok(())
+}
