@@ -72,6 +72,7 @@ impl CiphertextHeader {
             return Err(KmsError::UnsupportedVersion {
                 what: "ciphertext",
                 version: bytes[4],
+                reads: VERSION,
             });
         }
         if bytes[5] != SUITE_AES256GCM {

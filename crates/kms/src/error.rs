@@ -19,13 +19,18 @@ pub enum KmsError {
     /// The bytes are not in a format this code knows (bad magic).
     #[error("unknown format: {0}")]
     UnknownFormat(&'static str),
-    /// The bytes are in a newer version of a known format.
-    #[error("unsupported {what} version {version}")]
+    /// The bytes are in another version of a known format than this
+    /// build reads: one above it was written by a newer seccs (the version
+    /// byte is read before anything is authenticated, so the message
+    /// claims no more than that, or an alteration).
+    #[error("{}", unsupported_version_said(what, *.version, *.reads))]
     UnsupportedVersion {
         /// Which format.
         what: &'static str,
         /// The version found.
         version: u8,
+        /// The version this build reads.
+        reads: u8,
     },
     /// Structurally invalid input: wrong length, trailing bytes, bad field.
     #[error("malformed {0}")]
@@ -440,6 +445,18 @@ impl std::fmt::Display for Chain<'_> {
             cause = c.source();
         }
         Ok(())
+    }
+}
+
+/// The message of [`KmsError::UnsupportedVersion`].
+fn unsupported_version_said(what: &str, version: u8, reads: u8) -> String {
+    if version > reads {
+        format!(
+            "{what} version {version}, newer than this build reads (version {reads}): written \
+             by a newer seccs, unless altered; use a newer seccs"
+        )
+    } else {
+        format!("unsupported {what} version {version} (this build reads version {reads})")
     }
 }
 

@@ -190,6 +190,7 @@ fn check_header(bytes: &[u8], magic: &[u8; 8], what: &'static str) -> Result<(),
         return Err(KmsError::UnsupportedVersion {
             what,
             version: bytes[8],
+            reads: VERSION,
         });
     }
     if bytes[9] != SUITE_XCHACHA {

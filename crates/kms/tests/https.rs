@@ -953,6 +953,34 @@ fn per_item_errors_are_typed_with_clear_messages() -> TestResult {
             .ok_or("no result")?
             .err();
         assert!(matches!(err, Some(KmsError::NotCiphertext)), "{err:?}");
+        // A ciphertext whose version byte (after the 4-byte magic) is a
+        // newer one is said to be that version, not "not a ciphertext".
+        let mut newer = ct.clone();
+        newer[4] = 2;
+        for op in ["decrypt", "rewrap"] {
+            let results = match op {
+                "decrypt" => c.decrypt("k", &[(&newer, b"")]).await?,
+                _ => c.rewrap("k", &[(&newer, b"")]).await?,
+            };
+            let err = results.into_iter().next().ok_or("no result")?.err();
+            assert!(
+                matches!(
+                    err,
+                    Some(KmsError::UnsupportedVersion {
+                        what: "ciphertext",
+                        version: 2,
+                        reads: 1
+                    })
+                ),
+                "{op}: {err:?}"
+            );
+            let text = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                text.contains("ciphertext version 2, newer than this build reads (version 1)"),
+                "{op}: {text}"
+            );
+            assert!(!text.contains("not a seccs kms ciphertext"), "{op}: {text}");
+        }
 
         c.rotate("k").await?;
         c.set_min_decrypt_version("k", 2).await?;

@@ -513,10 +513,12 @@ fn code(e: &KmsError) -> (StatusCode, &'static str) {
     match e {
         KmsError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
         KmsError::Tampered => (StatusCode::UNPROCESSABLE_ENTITY, "tampered"),
-        KmsError::UnknownFormat(_)
-        | KmsError::UnsupportedVersion { .. }
-        | KmsError::Malformed(_)
-        | KmsError::Json(_) => (StatusCode::BAD_REQUEST, "malformed"),
+        // A version this build does not read is not a malformed input: the
+        // client says which version it is.
+        KmsError::UnsupportedVersion { .. } => (StatusCode::BAD_REQUEST, "unsupported-version"),
+        KmsError::UnknownFormat(_) | KmsError::Malformed(_) | KmsError::Json(_) => {
+            (StatusCode::BAD_REQUEST, "malformed")
+        }
         KmsError::StateForbids { .. } => (StatusCode::CONFLICT, "state"),
         KmsError::InvalidTransition { .. } | KmsError::InvalidInitialState(_) => {
             (StatusCode::CONFLICT, "transition")
