@@ -672,6 +672,9 @@ struct CheckFinding {
     kind: &'static str,
     /// Why it is bad, with its causes.
     reason: String,
+    /// Whether it names a format newer than this build reads (not damage:
+    /// a newer seccs wrote it, unless it was altered).
+    newer: bool,
 }
 
 /// What `kms check --json` prints.
@@ -681,8 +684,11 @@ struct CheckReport {
     dek_files: usize,
     /// Named key files checked.
     named_key_files: usize,
-    /// How many are bad (`findings.len()`).
+    /// How many are damaged (do not parse or authenticate).
     bad: usize,
+    /// How many name a format newer than this build reads; `bad + newer`
+    /// is `findings.len()`.
+    newer: usize,
     /// Each bad file.
     findings: Vec<CheckFinding>,
 }
@@ -720,21 +726,27 @@ fn check(dir: &Path, json: bool) -> anyhow::Result<()> {
     }
     let (deks, bad_deks) = seccs_kms::facility::Facility::check_files(&dir.join("keys"))?;
     let (named, bad_named) = seccs_kms::keyring::KeyRing::check_files(dir)?;
-    let bad = bad_deks.len() + bad_named.len();
     let findings = bad_deks
         .iter()
         .map(|found| ("dek", found))
         .chain(bad_named.iter().map(|found| ("named", found)));
+    let newer = findings
+        .clone()
+        .filter(|(_, (_, why))| is_newer(why))
+        .count();
+    let bad = bad_deks.len() + bad_named.len() - newer;
     if json {
         let report = CheckReport {
             dek_files: deks,
             named_key_files: named,
             bad,
+            newer,
             findings: findings
                 .map(|(kind, (path, why))| CheckFinding {
                     path: path.to_string_lossy().into_owned(),
                     kind,
                     reason: with_causes(why),
+                    newer: is_newer(why),
                 })
                 .collect(),
         };
@@ -743,15 +755,43 @@ fn check(dir: &Path, json: bool) -> anyhow::Result<()> {
         for (_, (path, why)) in findings {
             outln!("{}: {}", path.display(), with_causes(why))?;
         }
-        outln!("{deks} DEK file(s), {named} named key file(s): {bad} bad")?;
+        let newer_said = match newer {
+            0 => String::new(),
+            n => format!(", {n} of a newer format"),
+        };
+        outln!("{deks} DEK file(s), {named} named key file(s): {bad} bad{newer_said}")?;
     }
-    if bad > 0 {
-        anyhow::bail!(
+    // A file of a newer format is not damage, and no backup is needed for
+    // it: said apart from the damaged ones.
+    let newer_advice = |more: &str| {
+        format!(
+            "{newer} {more}key file(s) in {} name a format newer than this build reads \
+             (written by a newer seccs, unless altered): use a newer seccs",
+            dir.display()
+        )
+    };
+    match (bad, newer) {
+        (0, 0) => Ok(()),
+        (0, _) => anyhow::bail!("{}", newer_advice("")),
+        (_, 0) => anyhow::bail!(
             "{bad} key file(s) in {} are damaged: restore them from a backup",
             dir.display()
-        );
+        ),
+        (_, _) => anyhow::bail!(
+            "{bad} key file(s) in {} are damaged: restore them from a backup; {}",
+            dir.display(),
+            newer_advice("more ")
+        ),
     }
-    Ok(())
+}
+
+/// Whether `why` a key file is bad is that it names a version newer than
+/// this build reads.
+fn is_newer(why: &seccs_kms::KmsError) -> bool {
+    matches!(
+        why,
+        seccs_kms::KmsError::UnsupportedVersion { version, reads, .. } if version > reads
+    )
 }
 
 /// What `kms serve` says once it listens: where, and how clients trust it.

@@ -1799,7 +1799,7 @@ fn check_names_each_damaged_key_file_and_fails() -> TestResult {
     let report: serde_json::Value = serde_json::from_slice(&sound.stdout)?;
     assert_eq!(
         report,
-        serde_json::json!({"dek_files": 1, "named_key_files": 0, "bad": 0, "findings": []})
+        serde_json::json!({"dek_files": 1, "named_key_files": 0, "bad": 0, "newer": 0, "findings": []})
     );
 
     // A link in place of keys/ is an error, not followed, with nothing
@@ -1822,6 +1822,84 @@ fn check_names_each_damaged_key_file_and_fails() -> TestResult {
         )),
         "{}",
         stderr(&out)
+    );
+    Ok(())
+}
+
+/// `kms check DIR` tells a key file of a newer format (its version byte,
+/// after the 8-byte magic, above this build's) from a damaged one: it is
+/// named as newer, counted apart, and the advice is a newer seccs, not a
+/// backup; with damaged files too, each gets its own advice.
+#[test]
+fn check_tells_key_files_of_a_newer_format_from_damaged_ones() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, _kek) = serve_with_kek(tmp.path())?;
+    succeeded(managed(&server, &srv_dir, "create").arg("k").output()?)?;
+    new_kek(&server, &srv_dir, &tmp.path().join("kek2"))?;
+    drop(server);
+    let named = srv_dir.join("named/k.key");
+    let mut deks: Vec<_> = std::fs::read_dir(srv_dir.join("keys"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    deks.sort();
+    let [first, second] = deks.as_slice() else {
+        return Err(format!("two DEK files expected: {deks:?}").into());
+    };
+    for path in [&named, first] {
+        let mut bytes = std::fs::read(path)?;
+        bytes[8] = 2;
+        std::fs::write(path, bytes)?;
+    }
+    let out = seccs_kms(&["check"]).arg(&srv_dir).output()?;
+    assert!(!out.status.success(), "key files of a newer format passed");
+    let text = String::from_utf8(out.stdout.clone())?;
+    for path in [&named, first] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{}: ", path.display()))
+                    && l.contains("version 2, newer than this build reads (version 1)")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.ends_with("2 DEK file(s), 1 named key file(s): 0 bad, 2 of a newer format\n"),
+        "{text}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("2 key file(s) in")
+            && err.contains("name a format newer than this build reads")
+            && err.contains("use a newer seccs"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("damaged") && !err.contains("restore"),
+        "{err}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(
+        &seccs_kms(&["check", "--json"])
+            .arg(&srv_dir)
+            .output()?
+            .stdout,
+    )?;
+    assert_eq!(
+        (report["bad"].clone(), report["newer"].clone()),
+        (0.into(), 2.into()),
+        "{report}"
+    );
+
+    // One damaged besides: each said with its own advice.
+    let bytes = std::fs::read(second)?;
+    std::fs::write(second, &bytes[..bytes.len() / 2])?;
+    let out = seccs_kms(&["check"]).arg(&srv_dir).output()?;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("1 key file(s) in")
+            && err.contains("are damaged: restore them from a backup; 2 more key file(s) in")
+            && err.contains("name a format newer than this build reads"),
+        "{err}"
     );
     Ok(())
 }
