@@ -40,6 +40,16 @@ pub enum Error {
     /// A persisted file of a format version this code does not read.
     #[error("unsupported persisted ephemeral file version {0}")]
     UnsupportedVersion(u8),
+    /// A persisted file whose footer (magic and version this code reads)
+    /// names a cipher suite it does not know. The footer is authenticated
+    /// under its suite, so nothing more of it can be checked: a newer
+    /// seccs may have written it, or the byte was altered.
+    #[error(
+        "the persisted ephemeral file's footer names cipher suite {0}, which this build does \
+         not know (it knows 1 to 3: AES-128/192/256-GCM): written by a newer seccs, unless \
+         altered"
+    )]
+    UnknownSuite(u8),
     /// A key of a length other than 16, 24 or 32 bytes.
     #[error("an ephemeral file key must be 16, 24 or 32 bytes, got {0}")]
     KeySize(usize),
@@ -84,7 +94,8 @@ impl From<Error> for io::Error {
             e @ (Error::Tampered { .. }
             | Error::FooterTampered
             | Error::UnknownFormat
-            | Error::UnsupportedVersion(_)) => io::Error::new(io::ErrorKind::InvalidData, e),
+            | Error::UnsupportedVersion(_)
+            | Error::UnknownSuite(_)) => io::Error::new(io::ErrorKind::InvalidData, e),
             e @ (Error::KeySize(_) | Error::BlockSize(_)) => {
                 io::Error::new(io::ErrorKind::InvalidInput, e)
             }

@@ -424,7 +424,9 @@ impl Footer {
     /// Reads a footer (exactly its bytes, nothing before or after) and opens
     /// it under `key`. Bytes are untrusted: a wrong magic is
     /// [`Error::UnknownFormat`], another version [`Error::UnsupportedVersion`],
-    /// a wrong key or any modification [`Error::FooterTampered`].
+    /// a suite byte this code does not know (after a magic and version it
+    /// reads) [`Error::UnknownSuite`], a wrong key or any modification
+    /// [`Error::FooterTampered`].
     pub fn open(bytes: &[u8], key: &FileKey) -> Result<Self, Error> {
         if bytes.len() < FOOTER_MIN_LEN || &bytes[..8] != MAGIC {
             return Err(Error::UnknownFormat);
@@ -432,12 +434,15 @@ impl Footer {
         if bytes[8] != VERSION {
             return Err(Error::UnsupportedVersion(bytes[8]));
         }
+        // The suite byte comes before anything whose meaning a suite may
+        // change: a footer of this magic and version that names another
+        // suite is said to, not taken for another format.
+        if !matches!(bytes[9], 1..=3) {
+            return Err(Error::UnknownSuite(bytes[9]));
+        }
         let block_log2 = bytes[10];
         check_block_size(1usize.checked_shl(u32::from(block_log2)).unwrap_or(0))
             .map_err(|_| Error::UnknownFormat)?;
-        if !matches!(bytes[9], 1..=3) {
-            return Err(Error::UnknownFormat);
-        }
         if bytes[9] != suite_byte(key.size()) {
             return Err(Error::FooterTampered);
         }
@@ -596,6 +601,32 @@ mod tests {
             Footer::open(&sealed, &key()),
             Err(Error::UnknownFormat)
         ));
+        Ok(())
+    }
+
+    /// A footer of this magic and version whose suite byte is one this
+    /// code does not know names that suite (it cannot be authenticated
+    /// without it, so nothing more is claimed); 0 and 4 to 255 alike.
+    #[test]
+    fn footer_names_an_unknown_suite() -> Result<(), Error> {
+        let sealed = footer().seal(&key(), &[1; NONCE_LEN])?;
+        for suite in [0u8, 4, 9, 255] {
+            let mut other = sealed.clone();
+            other[9] = suite;
+            let err = Footer::open(&other, &key()).expect_err("an unknown suite");
+            assert!(
+                matches!(err, Error::UnknownSuite(s) if s == suite),
+                "{err:?}"
+            );
+            let said = err.to_string();
+            assert!(
+                said.contains(&format!(
+                    "footer names cipher suite {suite}, which this build does not know"
+                )),
+                "{said}"
+            );
+            assert!(!said.contains("not a persisted"), "{said}");
+        }
         Ok(())
     }
 

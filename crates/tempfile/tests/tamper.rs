@@ -183,6 +183,38 @@ fn persisted_file_detects_a_flipped_bit() -> io::Result<()> {
     assert_read_fails(&mut back, 7)
 }
 
+/// A persisted file whose footer names a cipher suite this build does not
+/// know is said to, not "not a persisted seccs ephemeral file".
+#[test]
+fn a_persisted_file_whose_footer_names_an_unknown_suite_says_so() -> io::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let f = written(None)?;
+    let kept = dir.path().join("kept");
+    let key = f.persist(&kept)?;
+    let disk = raw(&kept)?;
+    let size = disk.metadata()?.len();
+    let mut total = [0u8; 8];
+    disk.read_exact_at(&mut total, size - 8)?;
+    // The footer's suite byte follows its 8-byte magic and version byte.
+    let suite_at = size - u64::from_be_bytes(total) + 9;
+    disk.write_all_at(&[7], suite_at)?;
+    let err =
+        seccs_tempfile::EphemeralFile::open_persisted(&kept, &key).expect_err("an unknown suite");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert!(
+        matches!(
+            err.get_ref().and_then(|e| e.downcast_ref::<Error>()),
+            Some(Error::UnknownSuite(7))
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("footer names cipher suite 7"),
+        "{err}"
+    );
+    Ok(())
+}
+
 /// A file whose last 8 bytes claim a footer larger than the file could hold
 /// is refused before the claim is allocated: a sparse 1 TiB file claiming a
 /// footer of nearly all of it used to abort the process on the allocation.
