@@ -36,9 +36,10 @@
 //!                    file id ‖ index u8 ‖ fragment)
 //!                format 1: SHA-256("seccs-net/v1/fragment" ‖ file id ‖ index u8 ‖ fragment)
 //! ```
-//! A record version other than 1, or a manifest format other than 1 or 2,
-//! is a record this build cannot read
-//! ([`DecodeError::UnknownVersion`]).
+//! A record version above 1, or a manifest format above 2, is a record a
+//! newer seccs wrote, or one altered to look so ([`DecodeError::NewerFormat`]:
+//! it is read before anything is authenticated); a version or format 0 is
+//! [`DecodeError::UnknownVersion`].
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
