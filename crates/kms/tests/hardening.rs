@@ -52,6 +52,14 @@ async fn hostile_server() -> Result<(SocketAddr, String, Arc<AtomicU64>), Box<dy
             let body = endless();
             async move { body }
         });
+    let (addr, fingerprint) = serve_tls(app)?;
+    Ok((addr, fingerprint, sent))
+}
+
+/// Serves `app` over TLS on an ephemeral loopback port, with a new
+/// self-signed certificate; returns the address and the certificate's
+/// fingerprint.
+fn serve_tls(app: axum::Router) -> Result<(SocketAddr, String), Box<dyn std::error::Error>> {
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
     let der = made.cert.der().to_vec();
     let key = rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der())?;
@@ -69,7 +77,47 @@ async fn hostile_server() -> Result<(SocketAddr, String, Arc<AtomicU64>), Box<dy
         axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)),
     )?;
     tokio::spawn(server.serve(app.into_make_service()));
-    Ok((addr, seccs_kms::server::tls::fingerprint(&der), sent))
+    Ok((addr, seccs_kms::server::tls::fingerprint(&der)))
+}
+
+/// A server that answers every batch with one result too few or too many
+/// (and `POST /v1/new` with no KEK) makes each batch call fail: results
+/// are matched to items by order, so a result left out or added would give
+/// later items another's result.
+#[test]
+fn a_batch_answer_with_another_number_of_results_is_refused() -> TestResult {
+    let rt = runtime()?;
+    rt.block_on(async {
+        use axum::routing::post;
+        let none = || async { r#"{"results":[]}"# };
+        let app = axum::Router::new()
+            .route("/v1/key", post(none))
+            .route("/v1/keys/k/datakey", post(none))
+            .route("/v1/new", post(|| async { r#"{"keks":[]}"# }))
+            .route(
+                "/v1/keys/k/encrypt",
+                post(|| async { r#"{"results":[{"value":"00"},{"value":"01"}]}"# }),
+            );
+        let (addr, fingerprint) = serve_tls(app)?;
+        let cfg = ClientConfig::new(format!("https://{addr}"))
+            .with_pin(&fingerprint)?
+            .with_token(TOKEN);
+        let client = KmsClient::new(&cfg)?;
+        let miscounted = |e: Option<KmsError>| match e {
+            Some(e @ KmsError::Malformed(_)) => {
+                assert!(e.to_string().contains("another number of results"), "{e}");
+                Ok(())
+            }
+            other => Err(format!("taken, or another error: {other:?}")),
+        };
+        let kek = SecretKey::from_bytes([7u8; 32]);
+        miscounted(client.deks(std::slice::from_ref(&kek)).await.err())?;
+        miscounted(client.new_keks(1).await.err())?;
+        miscounted(client.datakeys("k", 1, b"").await.err())?;
+        let items: [(&[u8], &[u8]); 1] = [(b"secret", b"")];
+        miscounted(client.encrypt("k", &items).await.err())?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
 }
 
 /// A server whose answers never end, or declare a length beyond what the

@@ -573,6 +573,7 @@ impl KmsClient {
             )
             .await?;
         let keks = zeroize::Zeroizing::new(r.keks);
+        check_count(keks.len(), count)?;
         keks.iter().map(|k| unhex_key(k)).collect()
     }
 
@@ -597,6 +598,7 @@ impl KmsClient {
             .await;
         zeroize::Zeroize::zeroize(&mut req.keks);
         let r: BatchResponse = answer?;
+        check_count(r.results.len(), keks.len())?;
         Ok(r.results
             .into_iter()
             .map(|i| item_value(i, "key").and_then(|v| unhex_key(&zeroize::Zeroizing::new(v))))
@@ -709,6 +711,7 @@ impl KmsClient {
                 batch(data_route(op), items.len()),
             )
             .await?;
+        check_count(r.results.len(), items.len())?;
         Ok(r.results
             .into_iter()
             .zip(items)
@@ -772,6 +775,7 @@ impl KmsClient {
                 batch("POST /v1/keys/NAME/datakey", count),
             )
             .await?;
+        check_count(r.results.len(), count)?;
         r.results
             .into_iter()
             .map(|i| {
@@ -783,6 +787,19 @@ impl KmsClient {
                 ))
             })
             .collect()
+    }
+}
+
+/// Refuses a batch answer of `got` results to a request of `asked` items:
+/// results are matched to items by their order, so one left out or added
+/// would give each later item another's result.
+fn check_count(got: usize, asked: usize) -> Result<(), KmsError> {
+    if got == asked {
+        Ok(())
+    } else {
+        Err(KmsError::Malformed(
+            "batch answer: the server sent another number of results than items asked for",
+        ))
     }
 }
 
