@@ -33,6 +33,13 @@
 //! writer process is refused rather than racing on reference counts. A
 //! handle from [`open`] or [`create`] holds none and suits readers.
 //!
+//! Every call blocks. PostgreSQL and S3 drive an asynchronous client on a
+//! tokio runtime of their own, so on a thread inside another tokio runtime
+//! (an async task, a `spawn_blocking` closure), where blocking on theirs
+//! would panic, each of their calls is refused with an error, and dropping
+//! them there is safe: from async code, call a backend on a thread of its
+//! own (`std::thread::spawn`).
+//!
 //! ```no_run
 //! use seccs_store::backend::Backend;
 //!
@@ -51,6 +58,8 @@ use seccs_store::backend::{Backend, BackendError};
 mod batch;
 #[cfg(any(feature = "redis", feature = "s3", feature = "postgres"))]
 mod lease_state;
+#[cfg(any(feature = "s3", feature = "postgres"))]
+mod own_runtime;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]

@@ -87,8 +87,8 @@ use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::own_runtime::OwnRuntime;
 use seccs_store::backend::{Backend, BackendError, Batch, Damaged, Entry, Usage, Visitor};
-use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Row, Statement};
@@ -355,22 +355,23 @@ impl Drop for Driver {
 
 /// A runtime of its own for a backend's connection: a single thread, which
 /// runs only inside the backend's calls.
-fn runtime() -> Result<Runtime, BackendError> {
+fn runtime() -> Result<OwnRuntime, BackendError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+        .map(|runtime| OwnRuntime::new(runtime, NAME))
         .map_err(|e| BackendError::other(NAME, format!("cannot start the client runtime: {e}")))
 }
 
 /// Runs `work` on `runtime` within `timeout`.
 fn block_on<T>(
-    runtime: &Runtime,
+    runtime: &OwnRuntime,
     timeout: Duration,
     work: impl Future<Output = Result<T, BackendError>>,
 ) -> Result<T, BackendError> {
     // The timer is made inside the runtime: it needs the runtime's clock.
     runtime
-        .block_on(async { tokio::time::timeout(timeout, work).await })
+        .block_on(async { tokio::time::timeout(timeout, work).await })?
         .unwrap_or_else(|_| Err(no_answer(timeout)))
 }
 
@@ -456,7 +457,7 @@ struct Conn {
 /// A content store's entries in a PostgreSQL table.
 pub struct PostgresBackend {
     config: PostgresConfig,
-    runtime: Runtime,
+    runtime: OwnRuntime,
     conn: Mutex<Option<Conn>>,
     round_trips: RoundTrips,
     exclusive: bool,
@@ -710,9 +711,9 @@ impl PostgresBackend {
             Some(conn) => conn,
             None => guard.insert(block_on(&self.runtime, timeout, self.open_conn(false))?),
         };
-        let outcome = self
-            .runtime
-            .block_on(async { tokio::time::timeout(timeout, work(conn, &self.round_trips)).await });
+        let outcome = self.runtime.block_on(async {
+            tokio::time::timeout(timeout, work(conn, &self.round_trips)).await
+        })?;
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {

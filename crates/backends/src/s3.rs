@@ -31,7 +31,9 @@
 //! rustls with the ring provider.
 //!
 //! OpenDAL is asynchronous: the backend owns a small tokio runtime and blocks
-//! on it, so it must not be called from inside another tokio runtime.
+//! on it. A call on a thread inside another tokio runtime, where that
+//! would panic, is refused with an error: call the backend from a thread of
+//! its own.
 //!
 //! # One writer
 //!
@@ -61,6 +63,8 @@ use crate::batch::{Effect, RoundTrips, coalesce};
 mod lease;
 
 use lease::{LEASE_OBJECT, Lease};
+
+use crate::own_runtime::OwnRuntime;
 
 /// The store marker's object (see [`Backend::read_marker`]): not hex, so
 /// never an entry's name, and listings skip it.
@@ -211,7 +215,7 @@ pub struct S3Backend {
     /// At the bucket's root: finds the markers of stores in the folders
     /// above this one's.
     bucket_op: Operator,
-    runtime: tokio::runtime::Runtime,
+    runtime: OwnRuntime,
     concurrency: usize,
     config: S3Config,
     /// What each listing builds its own operator from (see `list_each`).
@@ -268,6 +272,7 @@ impl S3Backend {
             .thread_name("seccs-s3")
             .enable_all()
             .build()
+            .map(|runtime| OwnRuntime::new(runtime, NAME))
             .map_err(|e| BackendError::other(NAME, format!("cannot start the I/O runtime: {e}")))?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -310,18 +315,23 @@ impl S3Backend {
         credentials: Option<S3Credentials>,
     ) -> Result<Self, BackendError> {
         let mut backend = Self::connect(config, credentials)?;
-        backend.lease = Some(Lease::acquire(
-            &backend.op,
-            backend.runtime.handle().clone(),
-        )?);
+        backend.lease = Some(Lease::acquire(&backend.op, backend.runtime.handle()?)?);
         Ok(backend)
+    }
+
+    /// Runs `work` on the backend's runtime (refused on a thread inside
+    /// another runtime: see `own_runtime`).
+    fn run<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        self.runtime.block_on(work)?
     }
 
     /// Checks that the bucket exists and the credentials may list it (a
     /// listing of one object under the prefix).
     pub fn check(&self) -> Result<(), BackendError> {
-        self.runtime
-            .block_on(self.list_each("", Some(1), |_, _| Ok(false)))
+        self.run(self.list_each("", Some(1), |_, _| Ok(false)))
             .map_err(|e| match e {
                 BackendError::Config(m) if m.contains("NoSuchBucket") => {
                     BackendError::Config(format!(
@@ -579,7 +589,7 @@ impl Backend for S3Backend {
     }
 
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
-        self.runtime.block_on(
+        self.run(
             futures::stream::iter(keys)
                 .map(|key| async move {
                     match self.read(key).await? {
@@ -593,7 +603,7 @@ impl Backend for S3Backend {
     }
 
     fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
-        self.runtime.block_on(
+        self.run(
             futures::stream::iter(keys)
                 .map(|key| async move {
                     let read = {
@@ -658,8 +668,7 @@ impl Backend for S3Backend {
                 None => Ok(()),
             }
         };
-        self.runtime
-            .block_on(async { futures::try_join!(check, writes) })
+        self.run(async { futures::try_join!(check, writes) })
             .map(drop)
     }
 
@@ -685,7 +694,7 @@ impl Backend for S3Backend {
     }
 
     fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
-        self.runtime.block_on(self.fetch_marker())
+        self.run(self.fetch_marker())
     }
 
     fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
@@ -714,7 +723,7 @@ impl Backend for S3Backend {
                 format!("{folder}/{MARKER_OBJECT}")
             };
             self.round_trips.add(1);
-            match self.runtime.block_on(self.bucket_op.stat(&path)) {
+            match self.runtime.block_on(self.bucket_op.stat(&path))? {
                 Ok(_) => found.push(describe(folder)),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(map_err(e)),
@@ -722,7 +731,7 @@ impl Backend for S3Backend {
         }
         // Stores whose prefix lies in this one's: markers in folders below.
         let suffix = format!("/{MARKER_OBJECT}");
-        self.runtime.block_on(self.list_each("", None, |path, _| {
+        self.run(self.list_each("", None, |path, _| {
             if let Some(folder) = path.strip_suffix(&suffix) {
                 found.push(describe([prefix, folder].join("/").trim_start_matches('/')));
             }
@@ -732,7 +741,7 @@ impl Backend for S3Backend {
     }
 
     fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
-        self.runtime.block_on(self.under_lease(async {
+        self.run(self.under_lease(async {
             let _request = InFlight::new(self);
             self.op
                 .write(MARKER_OBJECT, value.to_vec())
@@ -762,16 +771,12 @@ impl Backend for S3Backend {
         // of the keys under `prefix` are exactly the names that start with
         // its hex: the service filters the listing (`ListObjectsV2` with a
         // prefix), and `Listed::of` checks that it did.
-        let mut listing = self
-            .runtime
-            .block_on(self.listing(&hex::encode(prefix), None))?;
+        let mut listing = self.run(self.listing(&hex::encode(prefix), None))?;
         loop {
             // The window is listed and read inside the runtime and visited
             // outside it: `visit` may call back into this backend, which
             // blocks on the runtime again (and a nested `block_on` panics).
-            let window = self
-                .runtime
-                .block_on(self.next_window(&mut listing, prefix, size))?;
+            let window = self.run(self.next_window(&mut listing, prefix, size))?;
             for object in window.objects {
                 let (key, raw) = match object {
                     WindowObject::Stray(name) => {
@@ -802,21 +807,20 @@ impl Backend for S3Backend {
     /// this store's.
     fn usage(&self) -> Result<Usage, BackendError> {
         let mut usage = Usage::default();
-        self.runtime
-            .block_on(self.list_each("", None, |path, meta| {
-                match Listed::of(path, meta, &[]) {
-                    Some(Listed::Stray(name)) => return Err(stray_error(&name)),
-                    Some(Listed::Entry { key, len }) => {
-                        // An object too short for its count is still an
-                        // entry here (a damaged one, which `verify`
-                        // reports): the place is not empty.
-                        let len = usize::try_from(len).unwrap_or(usize::MAX);
-                        usage.add(key.len(), len.saturating_sub(8));
-                    }
-                    None => {}
+        self.run(self.list_each("", None, |path, meta| {
+            match Listed::of(path, meta, &[]) {
+                Some(Listed::Stray(name)) => return Err(stray_error(&name)),
+                Some(Listed::Entry { key, len }) => {
+                    // An object too short for its count is still an
+                    // entry here (a damaged one, which `verify`
+                    // reports): the place is not empty.
+                    let len = usize::try_from(len).unwrap_or(usize::MAX);
+                    usage.add(key.len(), len.saturating_sub(8));
                 }
-                Ok(true)
-            }))?;
+                None => {}
+            }
+            Ok(true)
+        }))?;
         Ok(usage)
     }
 }

@@ -36,6 +36,7 @@ use tokio::runtime::Handle;
 
 use super::{NAME, map_err};
 use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token};
+use crate::own_runtime::{outside_runtime, refuse_inside_runtime};
 
 /// The lease object's name under the store's prefix: not hex, so never an
 /// entry's name, and listings skip it.
@@ -138,6 +139,7 @@ impl Lease {
     /// holder.
     pub(super) fn acquire(op: &Operator, runtime: Handle) -> Result<Self, BackendError> {
         let token = holder_token(NAME)?;
+        refuse_inside_runtime(NAME)?;
         let etag = runtime.block_on(take(op, &token))?;
         let state = Arc::new(LeaseState::held_now());
         let renewer = {
@@ -270,16 +272,20 @@ impl Lease {
     /// too: its holder's next renewal, within RENEW_EVERY, finds it gone,
     /// and that holder reports the lease lost and writes nothing more).
     fn delete_if_ours(&self) {
-        let (op, token) = (&self.op, &self.token);
-        let _ = self.runtime.block_on(async {
-            tokio::time::timeout(REQUEST_TIMEOUT, async {
-                let text = op.read(LEASE_OBJECT).await?.to_vec();
-                if String::from_utf8_lossy(&text).starts_with(token.as_str()) {
-                    op.delete(LEASE_OBJECT).await?;
-                }
-                Ok::<(), opendal::Error>(())
-            })
-            .await
+        let (op, token, runtime) = (&self.op, &self.token, &self.runtime);
+        // A drop on a thread inside a tokio runtime, where blocking on this
+        // one would panic, deletes it from a thread of its own.
+        outside_runtime(|| {
+            let _ = runtime.block_on(async {
+                tokio::time::timeout(REQUEST_TIMEOUT, async {
+                    let text = op.read(LEASE_OBJECT).await?.to_vec();
+                    if String::from_utf8_lossy(&text).starts_with(token.as_str()) {
+                        op.delete(LEASE_OBJECT).await?;
+                    }
+                    Ok::<(), opendal::Error>(())
+                })
+                .await
+            });
         });
     }
 }

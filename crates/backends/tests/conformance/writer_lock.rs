@@ -885,3 +885,57 @@ fn s3_a_reader_without_the_lease_reads_beside_the_writer() -> TestResult {
         || s3_exclusive(&server, "beside").map(drop),
     )
 }
+
+/// Called on a thread inside a tokio runtime (an embedder's async task),
+/// where blocking on the backend's own runtime panicked, `backend` refuses
+/// each call with an error, and dropping it there does not panic.
+fn inside_a_runtime_calls_are_refused_and_a_drop_is_quiet(backend: Box<dyn Backend>) -> TestResult {
+    let outer = tokio::runtime::Runtime::new()?;
+    let (refused, backend) = outer.block_on(async move { (backend.get(b"k").err(), backend) });
+    let refused = refused.ok_or("a call inside a runtime was taken")?;
+    assert!(
+        refused.to_string().contains("inside a tokio runtime"),
+        "{refused}"
+    );
+    let (refused, backend) =
+        outer.block_on(async move { (backend.apply(&one_put()).err(), backend) });
+    assert!(refused.is_some(), "a batch inside a runtime was taken");
+    outer.block_on(async move { drop(backend) });
+    Ok(())
+}
+
+/// S3: refused inside a runtime, and a drop there still lets the writer
+/// lease go, so the next writer takes it at once.
+#[test]
+fn s3_inside_a_runtime_calls_are_refused_and_a_drop_lets_the_lease_go() -> TestResult {
+    let server = S3Server::start()?;
+    let backend = s3_exclusive(&server, "rt")?;
+    backend.apply(&one_put())?;
+    inside_a_runtime_calls_are_refused_and_a_drop_is_quiet(Box::new(backend))?;
+    let next = s3_exclusive(&server, "rt")?;
+    assert_eq!(next.get(b"k")?.map(|e| e.count), Some(1));
+    Ok(())
+}
+
+/// PostgreSQL: refused inside a runtime; a drop there ends the session
+/// without waiting, and the server frees the lock as it sees it end.
+#[test]
+fn postgres_inside_a_runtime_calls_are_refused_and_a_drop_is_quiet() -> TestResult {
+    let server = PostgresServer::start()?;
+    let url = server.url("rt_nodes");
+    let backend = seccs_backends::open_exclusive(&url, true)?;
+    backend.apply(&one_put())?;
+    inside_a_runtime_calls_are_refused_and_a_drop_is_quiet(backend)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let next = loop {
+        match seccs_backends::open_exclusive(&url, false) {
+            Ok(next) => break next,
+            Err(BackendError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    assert_eq!(next.get(b"k")?.map(|e| e.count), Some(1));
+    Ok(())
+}
