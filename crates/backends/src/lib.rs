@@ -20,7 +20,10 @@
 //! a URL is stored or printed. It must be percent-encoded: a user info that
 //! holds a '/', '#', '?' or '@' (or any '@' after the password), which a URL
 //! parser would read in part as a host, path or query, is refused with an
-//! error that quotes none of the URL after its scheme.
+//! error that quotes none of the URL after its scheme, and [`redact`] shows
+//! such a URL as its scheme alone. An '@' in the path or query of a URL
+//! with no user info (`s3://bucket/photos@2024/`) is no user info, and is
+//! taken as it is.
 //!
 //! Every backend counts its round trips to the server ([`RoundTrips`]): a
 //! batch costs a constant number of them (one Lua script, run atomically, on
@@ -149,6 +152,12 @@ pub fn is_backend_url(url: &str) -> bool {
 /// parameter, but the error that says so shows the URL. Returns the input
 /// unchanged if it does not parse as a URL.
 pub fn redact(url: &str) -> String {
+    // A URL whose user info cannot be read as written (see
+    // `check_user_info`) may hold a password anywhere after its scheme.
+    if check_user_info(url).is_err() {
+        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+        return format!("{scheme}://…");
+    }
     // The password is found on the text first: a password holding '/',
     // '#', '?' or '@' unescaped is read by a parser as part of a port,
     // path, query or fragment. What is left is parsed for the query, where
@@ -288,6 +297,15 @@ pub(crate) fn check_user_info(url: &str) -> Result<(), String> {
     let Some((user_info, after)) = seccs_core::redact::url_user_info(url) else {
         return Ok(());
     };
+    // An '@' in the path or query of a URL with no user info at all
+    // (`s3://bucket/photos@2024/`, `postgres://h/db@x`), as the parser
+    // reads it: no password to be in doubt about, and nothing to refuse.
+    let in_path = user_info.contains(['/', '?', '#'])
+        && ::url::Url::parse(url)
+            .is_ok_and(|parsed| parsed.username().is_empty() && parsed.password().is_none());
+    if in_path {
+        return Ok(());
+    }
     // RFC 3986 user info: unreserved and sub-delims characters, ':' and
     // `%XX` escapes.
     let bytes = user_info.as_bytes();
@@ -433,12 +451,13 @@ mod tests {
             "postgresql://u:ab@cd:S3CR3T/x@127.0.0.1:5432/db",
             "s3://u:ab@cd/S3CR3T@bucket/prefix?region=x",
             "s3://u:ab@cd?S3CR3T=1@bucket/prefix",
-            "redis://S3CR3T/x@127.0.0.1:6391/0",
             "redis://u:S3CR3T pw@127.0.0.1:6391/0",
         ] {
             let err = open(url).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(err.contains("percent-encode the password"), "{url}: {err}");
             assert!(!err.contains("S3CR3T"), "{url}: {err}");
+            // As the command line shows the URL beside the error.
+            assert!(!redact(url).contains("S3CR3T"), "{url}: {}", redact(url));
             let err = match url.split_once(':').map(|(scheme, _)| scheme) {
                 Some("redis" | "rediss") => RedisConfig::parse(url).err(),
                 Some("s3") => S3Config::parse(url).err(),
@@ -456,9 +475,17 @@ mod tests {
             "redis://u:a;b=c!@127.0.0.1:6391/0",
             "redis://u:pw@127.0.0.1:6391/0?prefix=me%40work",
             "redis://127.0.0.1:6391/0?prefix=me@work",
+            // An '@' in the path of a URL with no user info, as stores
+            // were made with before this check.
+            "s3://bucket/photos@2024/?endpoint=http://127.0.0.1:9&region=x",
+            "postgres://127.0.0.1:9/db@x",
+            // No password: a user name, read as a host, is not a secret.
+            "redis://S3CR3T/x@127.0.0.1:6391/0",
         ] {
             assert_eq!(check_user_info(url), Ok(()), "{url}");
         }
+        let config = S3Config::parse("s3://bucket/photos@2024/?endpoint=http://127.0.0.1:9");
+        assert!(config.is_ok(), "{:?}", config.err());
         let config = RedisConfig::parse("redis://u:ab%40cd%2FS3CR3T@127.0.0.1:6391/0");
         assert!(config.is_ok(), "{:?}", config.err());
     }

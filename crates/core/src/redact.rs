@@ -14,6 +14,10 @@
 
 /// `url` without the password of its user info (`scheme://user@rest`),
 /// or `url` itself when it holds none.
+///
+/// A password followed, anywhere later, by another `@` (as in
+/// `u:ab@cd?S3CR3T=1@h`) leaves in doubt where the password ends: all of
+/// the URL after its scheme is hidden then (`redis://…`).
 pub fn url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
@@ -24,7 +28,11 @@ pub fn url_password(url: &str) -> String {
     let Some((user, _password)) = rest[..at].split_once(':') else {
         return url.to_owned();
     };
-    format!("{scheme}://{user}@{}", &rest[at + 1..])
+    let after = &rest[at + 1..];
+    if after.contains('@') {
+        return format!("{scheme}://…");
+    }
+    format!("{scheme}://{user}@{after}")
 }
 
 /// The user info of `url` as its text shows it (from `://` to the last `@`
@@ -92,10 +100,9 @@ mod tests {
             ),
             ("postgres://u:1234/5@h:5432/db", "postgres://u@h:5432/db"),
             ("redis://:SECRETa?b@h/0?prefix=p", "redis://@h/0?prefix=p"),
-            (
-                "redis://u:SECRET@h/0?prefix=me@work",
-                "redis://u@h/0?prefix=me@work",
-            ),
+            ("redis://u:SECRET@h/0?prefix=me@work", "redis://…"),
+            ("redis://u:ab@cd?SECRET=1@127.0.0.1:9/0", "redis://…"),
+            ("s3://u:ab@cd?SECRET=1@bucket/prefix", "s3://…"),
             (
                 "redis://u:SECRETpa?ss=x@127.0.0.1:1/0",
                 "redis://u@127.0.0.1:1/0",
