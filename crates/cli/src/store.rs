@@ -1447,6 +1447,23 @@ fn print_findings(
             crate::tree::shown_name(name, EntryKind::File)
         )?;
     }
+    // Each line says what gc does of its kind; none of it happens while a
+    // record a newer seccs wrote is there, and an orphan may be its.
+    let newer = findings
+        .iter()
+        .any(|f| matches!(f, seccs_store::Finding::NewerRecord { .. }));
+    let repairable = findings.iter().any(|f| {
+        matches!(
+            f,
+            seccs_store::Finding::BadRecord { .. } | seccs_store::Finding::Orphan { .. }
+        )
+    });
+    if newer && repairable {
+        outln!(
+            "note: while a catalog record a newer seccs wrote is in the store, gc removes no \
+             orphan or bad record (an orphan may be that record's): run gc with a newer seccs"
+        )?;
+    }
     Ok(())
 }
 

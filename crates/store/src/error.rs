@@ -241,8 +241,13 @@ fn damaged_records_said(done: &str, names: &[String], newer: &[String]) -> Strin
     if !names.is_empty() {
         said += &format!(
             "; left {} name(s) whose catalog record fails to authenticate, so that their \
-             versions cannot be read (seccs gc removes such records): {}",
+             versions cannot be read (seccs gc removes such records{}): {}",
             names.len(),
+            if newer.is_empty() {
+                ""
+            } else {
+                ", once no record a newer seccs wrote is left"
+            },
             listed(names)
         );
     }

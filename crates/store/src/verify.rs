@@ -943,4 +943,31 @@ mod tests {
             "an authentic record of a newer format opens under the key"
         );
     }
+
+    /// Beside a record a newer seccs wrote, a damaged one is said to be
+    /// removed by gc only once the newer one is gone: gc removes nothing
+    /// until then.
+    #[test]
+    fn a_damaged_record_beside_a_newer_one_is_not_promised_to_gc() {
+        let newer = store_with_a_newer_record();
+        let (store, backend) = (&newer.store, &newer.backend);
+        assert!(backend.tamper(&store.catalog().key_of("other"), vec![0; 40]));
+        let said = store
+            .remove_names(&["keep/g".into(), "other".into()])
+            .expect_err("rm")
+            .to_string();
+        assert!(
+            said.contains(
+                "seccs gc removes such records, once no record a newer seccs wrote is left"
+            ),
+            "{said}"
+        );
+        let report = store.gc().expect("gc");
+        assert_eq!(report.newer_records.len(), 1, "{report:?}");
+        assert!(report.records_removed.is_empty(), "{report:?}");
+        assert_eq!(
+            backend.get_raw(&store.catalog().key_of("other")),
+            vec![0; 40]
+        );
+    }
 }

@@ -45,9 +45,10 @@ pub enum Error {
     /// under its suite, so nothing more of it can be checked: a newer
     /// seccs may have written it, or the byte was altered.
     #[error(
-        "the persisted ephemeral file's footer names cipher suite {0}, which this build does \
-         not know (it knows 1 to 3: AES-128/192/256-GCM): written by a newer seccs, unless \
-         altered"
+        "the persisted ephemeral file's footer names cipher suite {suite}, which this build \
+         does not know (it knows 1 to 3: AES-128/192/256-GCM): {why}",
+        suite = .0,
+        why = if *.0 > 3 { "written by a newer seccs, unless altered" } else { "altered or damaged" }
     )]
     UnknownSuite(u8),
     /// A key of a length other than 16, 24 or 32 bytes.

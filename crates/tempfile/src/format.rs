@@ -626,6 +626,8 @@ mod tests {
                 "{said}"
             );
             assert!(!said.contains("not a persisted"), "{said}");
+            // Only a suite above the known ones may be a newer seccs's.
+            assert_eq!(said.contains("newer seccs"), suite > 3, "{said}");
         }
         Ok(())
     }
