@@ -155,8 +155,7 @@ pub fn redact(url: &str) -> String {
     // A URL whose user info cannot be read as written (see
     // `check_user_info`) may hold a password anywhere after its scheme.
     if check_user_info(url).is_err() {
-        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
-        return format!("{scheme}://…");
+        return format!("{}://…", scheme(url).unwrap_or_default());
     }
     // The password is found on the text first: a password holding '/',
     // '#', '?' or '@' unescaped is read by a parser as part of a port,
@@ -302,11 +301,15 @@ pub(crate) fn check_user_info(url: &str) -> Result<(), String> {
     // reads it: no password to be in doubt about, and nothing to refuse.
     // Not when a ':' comes before the path: `u:1234/S3CR3T@h` reads as a
     // host and port too, with the rest of a password in the path.
+    // A URL that does not parse fails with the parser's error, which
+    // quotes none of it.
+    let parsed = ::url::Url::parse(url).ok();
     let authority = user_info.split(['/', '?', '#']).next().unwrap_or(user_info);
     let in_path = user_info.contains(['/', '?', '#'])
         && !authority.contains(':')
-        && ::url::Url::parse(url)
-            .is_ok_and(|parsed| parsed.username().is_empty() && parsed.password().is_none());
+        && parsed
+            .as_ref()
+            .is_some_and(|parsed| parsed.username().is_empty() && parsed.password().is_none());
     if in_path {
         return Ok(());
     }
@@ -326,11 +329,9 @@ pub(crate) fn check_user_info(url: &str) -> Result<(), String> {
     // query, though it may be the rest of the password. Such an '@' (in a
     // query value) is refused too; percent-encoded there, it reads the same.
     let password_then_at = user_info.contains(':') && after.contains('@');
-    let as_parsed = match ::url::Url::parse(url) {
-        // A URL that does not parse fails with the parser's error, which
-        // quotes none of it.
-        Err(_) => true,
-        Ok(parsed) => {
+    let as_parsed = match parsed {
+        None => true,
+        Some(parsed) => {
             let (user, password) = match user_info.split_once(':') {
                 Some((user, password)) => (user, Some(password)),
                 None => (user_info, None),
@@ -346,7 +347,7 @@ pub(crate) fn check_user_info(url: &str) -> Result<(), String> {
     }
     // Where the user info ends is what is in doubt, so no part of the URL
     // after the scheme is shown: any of it may be the password.
-    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    let scheme = scheme(url).unwrap_or_default();
     Err(format!(
         "the user info of the {scheme}:// URL cannot be read as written: percent-encode \
          the password and any '@' after it ('/' as %2F, '#' as %23, '?' as %3F, '@' as %40, \

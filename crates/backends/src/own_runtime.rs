@@ -37,17 +37,17 @@ impl OwnRuntime {
     /// is inside a tokio runtime ([`refuse_inside_runtime`]).
     pub(crate) fn block_on<F: Future>(&self, work: F) -> Result<F::Output, BackendError> {
         refuse_inside_runtime(self.backend)?;
-        let runtime = self.runtime.as_ref().ok_or_else(|| {
-            BackendError::other(self.backend, "the backend's runtime is shut down")
-        })?;
-        Ok(runtime.block_on(work))
+        Ok(self.runtime()?.block_on(work))
     }
 
     /// A handle to the runtime, for the backend's own threads.
     pub(crate) fn handle(&self) -> Result<Handle, BackendError> {
+        Ok(self.runtime()?.handle().clone())
+    }
+
+    fn runtime(&self) -> Result<&Runtime, BackendError> {
         self.runtime
             .as_ref()
-            .map(|runtime| runtime.handle().clone())
             .ok_or_else(|| BackendError::other(self.backend, "the backend's runtime is shut down"))
     }
 }
