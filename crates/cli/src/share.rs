@@ -199,7 +199,8 @@ struct ClientArgs {
 #[derive(Debug, Args)]
 struct PasswordArgs {
     /// Read the password from the first line of this file (at most 64 KiB
-    /// is read). Without it: SECCS_SHARE_PASSWORD, else a prompt.
+    /// is read; anything after the first line is ignored, with a warning).
+    /// Without it: SECCS_SHARE_PASSWORD, else a prompt.
     #[arg(long)]
     password_file: Option<PathBuf>,
 }
@@ -325,6 +326,18 @@ pub fn password_from(file: Option<&std::path::Path>, confirm: bool) -> anyhow::R
             .position(|b| *b == b'\n')
             .unwrap_or(bytes.len());
         let line = bytes[..end].strip_suffix(b"\r").unwrap_or(&bytes[..end]);
+        // Only the first line is the password. More after its line ending
+        // (another line, or bytes that are no text) is used as before, so
+        // that saves made with such a file still load, but said: a password
+        // written over several lines, or the wrong file, would otherwise
+        // pass unseen.
+        if bytes.len() > end + 1 {
+            errln!(
+                "seccs: warning: the password file {} holds more than one line: only its first \
+                 line is the password, the rest is ignored",
+                path.display()
+            );
+        }
         if confirm && line.is_empty() {
             return Err(refuse_empty(format!(
                 "the password file {} (its first line)",

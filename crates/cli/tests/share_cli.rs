@@ -647,6 +647,54 @@ fn a_password_file_others_can_read_is_warned_of_once() {
     assert!(!err.contains("warning"), "{err}");
 }
 
+/// A password file with anything after its first line (more lines, or
+/// bytes after a line feed) is still used, its first line the password, and
+/// said once on stderr naming the file; a line with one final line ending
+/// (LF or CRLF), or none, is not.
+#[test]
+fn a_password_file_with_more_than_its_first_line_is_warned_of() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("client.toml");
+    std::fs::write(&config, "broker = \"redis://127.0.0.1:1\"\n").expect("config");
+    let pw = tmp.path().join("pw");
+    let load = |bytes: &[u8]| {
+        std::fs::write(&pw, bytes).expect("pw");
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        // The broker is unreachable: the load fails after the password.
+        let out = run(seccs(tmp.path())
+            .args(["share", "load", "t", "--config"])
+            .arg(&config)
+            .arg("--password-file")
+            .arg(&pw)
+            .arg(tmp.path().join("out")));
+        assert!(!out.status.success());
+        stderr_of(&out)
+    };
+    let warning = format!(
+        "seccs: warning: the password file {} holds more than one line: only its first line \
+         is the password",
+        pw.display()
+    );
+    for bytes in [
+        &b"correct horse\nbattery staple\n"[..],
+        b"correct horse\r\nsecond",
+        b"correct horse\n\n",
+        b"correct horse\n\x00\xff\x01",
+    ] {
+        let err = load(bytes);
+        assert_eq!(err.matches(&warning).count(), 1, "{bytes:?}: {err}");
+    }
+    for bytes in [
+        &b"correct horse\n"[..],
+        b"correct horse\r\n",
+        b"correct horse",
+    ] {
+        let err = load(bytes);
+        assert!(!err.contains("more than one line"), "{bytes:?}: {err}");
+    }
+}
+
 /// `seccs init --key-from-share TAG`: the store key lives only on the
 /// share network; the store opens with the password, refuses a wrong one,
 /// and a second store can neither take the same tag nor be made with a
