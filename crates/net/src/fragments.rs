@@ -12,9 +12,18 @@
 //! stripes at about the same time, so the last stripes coded are kept for
 //! them ([`KEPT_STRIPES`]).
 //!
-//! The code works on each 64-byte column of the shards apart, so coding in
-//! stripes (a multiple of 64 bytes of each shard) gives the bytes that
-//! coding the shards whole gives.
+//! Every fragment is one shard length: ⌈len / t⌉ bytes of the ciphertext,
+//! at least 2, rounded up to even (the coder takes any even length, a
+//! multiple of 64 or not). The code, the crate's and the layout of its
+//! 16-bit elements in the shard bytes are in [`crate::sharing`].
+//!
+//! The code works on each 16-bit element of the shards apart, and the
+//! crate keeps the elements of each whole 64-byte chunk within it (low
+//! bytes first, high bytes from byte 32). So coding in stripes that start
+//! at multiples of 64 bytes of each shard gives the bytes that coding the
+//! shards whole gives: only the last stripe can end in a partial chunk,
+//! and it ends where the shard does, so that chunk is laid out as in the
+//! whole shard.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -43,7 +52,7 @@ const KEPT_STRIPES: usize =
     2 * crate::packet::WINDOW * crate::packet::MAX_FRAME_PAYLOAD / SEND_STRIPE;
 
 // Coding in stripes gives the bytes coding whole shards gives only for
-// stripes of whole 64-byte columns.
+// stripes of whole 64-byte chunks (all but the shard's last).
 const _: () = assert!(SEND_STRIPE.is_multiple_of(64) && HASH_STRIPE.is_multiple_of(64));
 
 /// The n fragments of one ciphertext, each `shard` bytes.
@@ -73,6 +82,7 @@ impl Fragments {
     /// here, before anything is coded.
     pub(crate) fn new(mut blob: Vec<u8>, n: usize, t: usize) -> Result<Self, Error> {
         check_threshold(n, t)?;
+        // The coder takes shards of any even length, at least 2.
         let shard = blob.len().div_ceil(t).max(2).next_multiple_of(2);
         blob.resize(shard * t, 0);
         Ok(Self {

@@ -22,6 +22,10 @@
 //! record:   "SCNR" | 1 | index u8 | manifest (u32 len, bytes) | mac [32]
 //!           | share [33] | fragment (u32 len, bytes)
 //! ```
+//! `created` is the save's time in whole seconds since the Unix epoch (UTC;
+//! 0 when the saving machine's clock read before it), under the MAC like
+//! the rest but informative only: no save is ordered or chosen by it. The shard length is every fragment's
+//! length, even and not 0 ([`crate::sharing`] gives how it is chosen).
 //!
 //! Manifest formats (see [`ManifestFormat`]): 2, written now, hashes
 //! fragments with BLAKE3 in key derivation mode; 1 hashed them with SHA-256

@@ -4,8 +4,9 @@
 //! 2. Data layer: AES-256-GCM under a random 32-byte data key.
 //! 3. The data key is split t-of-n with Shamir's scheme over GF(256)
 //!    (`vsss-rs`, constant time); t − 1 shares say nothing about it.
-//! 4. The ciphertext is erasure-coded with Reed-Solomon (`reed-solomon-simd`)
-//!    into n fragments of ⌈len / t⌉ bytes, any t of which rebuild it.
+//! 4. The ciphertext is erasure-coded with Reed-Solomon (`reed-solomon-simd`
+//!    3) into n fragments of one shard length, ⌈len / t⌉ bytes rounded up
+//!    to an even number (at least 2), any t of which rebuild it.
 //!
 //! Exactly, for a save of `tag` at `version` with a random 16-byte file
 //! id, salt and two 12-byte nonces (the manifest's, see [`crate::record`]):
@@ -22,10 +23,29 @@
 //! shares      = Shamir t-of-n of the data key over GF(2^8) (polynomial 0x11b), byte by byte;
 //!               share i (33 bytes) = x-coordinate i + 1 ‖ the 32 y bytes; with t = 1 each
 //!               share is its identifier ‖ the key itself
-//! fragments   = the ciphertext zero-padded to t × shard length, cut into t data fragments
-//!               (indexes 0..t), and n − t recovery fragments (indexes t..n) coded from them
-//!               by `reed-solomon-simd` 3 (its Leopard-style GF(2^16) code, the shard
-//!               length a multiple of 64)
+//! shard       = max(⌈len(ciphertext) / t⌉, 2) rounded up to even, in bytes (the manifest's
+//!               shard length; any even length, not a multiple of 64 in general)
+//! fragments   = the ciphertext zero-padded to t × shard bytes and cut in order into the t
+//!               original fragments (indexes 0..t, each the ciphertext's bytes as they are);
+//!               the n − t recovery fragments (indexes t..n; fragment t + j is the crate's
+//!               recovery shard j) are what `reed-solomon-simd` 3's
+//!               `ReedSolomonEncoder::new(t, n − t, shard)` gives for the t original ones
+//!               added in order (none when t = n)
+//! the code    = that crate's, as it documents it: Reed-Solomon erasure coding over GF(2^16)
+//!               (`GF_POLYNOMIAL` 0x1002D, `CANTOR_BASIS`) based on Leopard-RS, by FFT, high
+//!               or low rate as its `DefaultRate` picks for (t, n − t); decode with its
+//!               `ReedSolomonDecoder::new(t, n − t, shard)`, original index i for fragment
+//!               i < t, recovery index i − t for fragment i ≥ t (this build locks 3.1); the
+//!               t original fragments joined, cut to the manifest's ciphertext length, are
+//!               the ciphertext
+//! elements    = the crate reads a shard as 16-bit elements, 64 bytes at a time: element k
+//!               (k < 32) of 64-byte chunk c has its low byte at 64c + k, its high byte at
+//!               64c + 32 + k. A last partial chunk of r = shard mod 64 bytes (r even) is
+//!               laid out as the crate's `src/engine/shards.rs` does: its first r / 2 bytes
+//!               are the low bytes of elements 0..r/2, its last r / 2 their high bytes (as
+//!               if moved to byte 32 of a zero-filled chunk); a recovery fragment's last r
+//!               bytes come out the same way. A reader without the crate must reproduce
+//!               that layout, not only its code.
 //! record i    = share i and fragment i, with the manifest and its MAC
 //! ```
 //!
@@ -156,8 +176,10 @@ struct Shape {
 /// [`decode_fragments`], restoring missing original shards `stripe` bytes
 /// at a time (a multiple of 64): a decoder over whole shards takes working
 /// space of several shards, which for a load that got recovery fragments
-/// was most of its peak. The restored bytes are the same either way (the
-/// code works on each 64-byte column of the shards apart).
+/// was most of its peak. The restored bytes are the same either way: the
+/// code works on each 16-bit element of the shards apart, the elements of a
+/// whole 64-byte chunk lie within it, and the last stripe ends where the
+/// shard does, so its partial chunk is laid out as in the whole shard.
 fn decode_fragments_in_stripes(
     mut good: Vec<(usize, Vec<u8>)>,
     Shape { n, t, shard, len }: Shape,
@@ -485,6 +507,7 @@ pub fn split_into_parts(
         format: ManifestFormat::CURRENT,
         file_id,
         version,
+        // Whole seconds since the Unix epoch; 0 for a clock set before it.
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
