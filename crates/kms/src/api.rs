@@ -48,7 +48,9 @@ pub struct Item {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wrapped: Option<String>,
     /// The error code, on failure (`not-found`, `tampered`, `malformed`,
-    /// `state`, `version`).
+    /// `unsupported-version` (a ciphertext whose version byte is not 1:
+    /// one a newer seccs wrote, which this build does not read), `state`,
+    /// `version`). The batch itself is answered `200`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What the error means, on failure (no key material).
@@ -63,7 +65,23 @@ pub struct BatchResponse {
     pub results: Vec<Item>,
 }
 
-/// `POST /v1/keys`: create a named key.
+/// `POST /v1/keys`: create a named key. Answered `200` (not `201`) with
+/// the new key's [`KeyInfo`](crate::lifecycle::KeyInfo), as
+/// `GET /v1/keys/{name}` and the `rotate`, `state` and `config` routes
+/// answer theirs:
+///
+/// ```text
+/// {"name": NAME, "state": STATE, "latest_version": N, "min_decrypt_version": M,
+///  "versions": [{"version": V, "created": SECONDS, "destroyed": false}, ...],
+///  "transitions": [{"state": STATE, "at": SECONDS}, ...]}
+/// ```
+///
+/// STATE is one of `pre-activation`, `active`, `suspended`, `deactivated`,
+/// `compromised`, `destroyed`; versions count from 1, one entry each in
+/// order, `latest_version` the last; `created` and `at` are whole seconds
+/// since the Unix epoch (UTC), as the server's clock read them;
+/// `transitions` lists every state change oldest first, the first being
+/// the creation's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateRequest {
     /// The name.
@@ -138,7 +156,9 @@ pub struct ListResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// A stable code: `not-found` (404: no such key, or no such route),
-    /// `tampered` (422), `malformed` (400), `state`, `transition`,
+    /// `tampered` (422), `malformed` (400), `unsupported-version` (400: a
+    /// ciphertext whose version byte is not 1, one a newer seccs wrote; in
+    /// practice an item's code, see [`Item`]), `state`, `transition`,
     /// `version`, `exists`, `limit` (409: the key has as many versions or
     /// state changes as one key may), `name` (400), `unauthorized` (401),
     /// `too-large` (413: a body above the server's limit, or an item or

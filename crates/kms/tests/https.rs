@@ -80,7 +80,7 @@ fn seed_routes_answer_byte_for_byte() -> TestResult {
     let server = boot(&rt, dir.path())?;
     let http = raw_client(&server)?;
     let url = server.url();
-    rt.block_on(async {
+    let kek = rt.block_on(async {
         let r = http.get(format!("{url}/")).send().await?;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "text/plain");
@@ -108,8 +108,56 @@ fn seed_routes_answer_byte_for_byte() -> TestResult {
         assert_eq!(r.status(), 404);
         assert_eq!(r.bytes().await?.as_ref(), b"Key not found");
 
+        let r = http
+            .post(format!("{url}/key"))
+            .body(b"not a key".to_vec())
+            .send()
+            .await?;
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.bytes().await?.as_ref(), b"Malformed key");
+
+        for (method, path) in [("GET", "/key"), ("GET", "/new"), ("POST", "/")] {
+            let method = reqwest::Method::from_bytes(method.as_bytes())?;
+            let r = http.request(method, format!("{url}{path}")).send().await?;
+            assert_eq!(r.status(), 405, "{path}");
+            assert!(r.headers().contains_key("allow"), "{path}");
+            assert!(r.bytes().await?.is_empty(), "{path}");
+        }
+
         let r = http.get(format!("{url}/")).send().await?;
         assert_eq!(r.bytes().await?.as_ref(), b"KMS server holding 1 keys");
+        Ok::<_, Box<dyn std::error::Error>>(kek)
+    })?;
+    stop(&rt, server)?;
+    // A DEK file altered on disk: its KEK is answered 500, not a DEK.
+    let mut deks = Vec::new();
+    let mut dirs = vec![dir.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "dek") {
+                deks.push(path);
+            }
+        }
+    }
+    assert_eq!(deks.len(), 1, "{deks:?}");
+    let mut bytes = std::fs::read(&deks[0])?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&deks[0], &bytes)?;
+    let server = boot(&rt, dir.path())?;
+    let http = raw_client(&server)?;
+    let url = server.url();
+    rt.block_on(async {
+        let r = http
+            .post(format!("{url}/key"))
+            .body(kek.to_vec())
+            .send()
+            .await?;
+        assert_eq!(r.status(), 500);
+        assert_eq!(r.bytes().await?.as_ref(), b"Key file failed authentication");
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
     stop(&rt, server)?;
@@ -583,6 +631,71 @@ fn malformed_and_oversized_bodies_get_400_and_413_and_the_server_keeps_serving()
         let r = http.get(format!("{url}/")).send().await?;
         assert_eq!(r.status(), 200);
         assert_eq!(r.bytes().await?.as_ref(), b"KMS server holding 0 keys");
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    stop(&rt, server)?;
+    Ok(())
+}
+
+/// The create, info and lifecycle routes answer 200 (a create too, not
+/// 201) with the key's info, in the fields and units the route docs give.
+#[test]
+fn named_key_answers_are_the_keys_info_with_200() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let server = boot(&rt, dir.path())?;
+    let http = raw_client(&server)?;
+    let url = server.url();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    rt.block_on(async {
+        let answers = [
+            ("POST", "/v1/keys", r#"{"name":"k"}"#),
+            ("GET", "/v1/keys/k", ""),
+            ("POST", "/v1/keys/k/rotate", ""),
+            ("POST", "/v1/keys/k/config", r#"{"min_decrypt_version":2}"#),
+            ("POST", "/v1/keys/k/state", r#"{"state":"suspended"}"#),
+        ];
+        for (method, path, body) in answers {
+            let method = reqwest::Method::from_bytes(method.as_bytes())?;
+            let r = http
+                .request(method, format!("{url}{path}"))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await?;
+            assert_eq!(r.status(), 200, "{path}");
+            let info: serde_json::Value = serde_json::from_slice(&r.bytes().await?)?;
+            let mut fields: Vec<&str> = info
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            fields.sort_unstable();
+            let expected = [
+                "latest_version",
+                "min_decrypt_version",
+                "name",
+                "state",
+                "transitions",
+                "versions",
+            ];
+            assert_eq!(fields, expected, "{path}: {info}");
+            assert_eq!(info["name"], "k");
+            for v in info["versions"].as_array().into_iter().flatten() {
+                let created = v["created"].as_u64().unwrap_or_default();
+                assert!(
+                    created >= before && created < before + 600,
+                    "{path}: {info}"
+                );
+                assert_eq!(v["destroyed"], false, "{path}: {info}");
+            }
+            for t in info["transitions"].as_array().into_iter().flatten() {
+                let at = t["at"].as_u64().unwrap_or_default();
+                assert!(at >= before && at < before + 600, "{path}: {info}");
+            }
+        }
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
     stop(&rt, server)?;

@@ -7,14 +7,26 @@
 //! |---|---|
 //! | `GET /` | `200 text/plain`, `KMS server holding N keys` |
 //! | `POST /new` | `200`, a new KEK (32 raw bytes); bearer token with [`ServerConfig::new_needs_token`] |
-//! | `POST /key` (body: KEK, raw or hex) | `200`, the DEK (32 raw bytes); `404 Key not found` |
+//! | `POST /key` (body: KEK, raw or hex) | `200`, the DEK (32 raw bytes); `400 Malformed key` (not 32 bytes or 64 hex digits); `404 Key not found`; `500 Key file failed authentication` (its DEK file altered or unreadable); `503 Audit log cannot be written` |
 //! | `GET /v1/status` | `{"keys": N, "named_keys": M}` |
 //! | `POST /v1/new` `{"count"}` | `{"keks": [hex]}`; bearer token as `/new` |
-//! | `POST /v1/key` `{"keks": [hex]}` | `{"results": [{"value"} or {"error"}]}` |
-//! | `GET/POST /v1/keys` | list / create named keys (bearer token) |
-//! | `GET /v1/keys/{name}` | key info (bearer token) |
-//! | `POST /v1/keys/{name}/rotate`, `/state`, `/config` | lifecycle (bearer token) |
+//! | `POST /v1/key` `{"keks": [hex]}` | `{"results": [{"value"} or {"error", "message"}]}` |
+//! | `GET /v1/keys` | `{"names": [NAME]}` (bearer token) |
+//! | `POST /v1/keys` `{"name", "state"?}` | `200` (not `201`), the new key's info (bearer token) |
+//! | `GET /v1/keys/{name}` | `200`, the key's info (bearer token) |
+//! | `POST /v1/keys/{name}/rotate`, `/state`, `/config` | lifecycle: `200`, the key's info after the change (bearer token) |
 //! | `POST /v1/keys/{name}/encrypt`, `/decrypt`, `/rewrap`, `/datakey` | batches (bearer token) |
+//!
+//! A seed route asked with a method it does not take (`GET /key`, `GET
+//! /new`, `POST /`) is answered `405` with an empty body (and `Allow`); the
+//! seed routes' answers are plain text or raw bytes, never JSON.
+//!
+//! A key's info, every answer of the create, info and lifecycle routes, is
+//! the JSON of [`KeyInfo`](crate::lifecycle::KeyInfo):
+//! `{"name", "state", "latest_version", "min_decrypt_version",
+//! "versions": [{"version", "created", "destroyed"}],
+//! "transitions": [{"state", "at"}]}`, `created` and `at` in whole
+//! seconds since the Unix epoch (see [`crate::api::CreateRequest`]).
 //!
 //! [`ROUTES_HELP`] lists them for `seccs kms serve --help`.
 //!
@@ -107,22 +119,30 @@ Routes (HTTPS; \"token\": the management token, as `Authorization: Bearer TOKEN`
   POST /new                       a new KEK/DEK pair; answers the KEK, 32 raw bytes  (keas.kmi;
                                   token only with --new-needs-token)
   POST /key                       body: a KEK (32 bytes or 64 hex digits); answers its DEK,
-                                  32 raw bytes, or 404  (keas.kmi; the KEK is the credential)
+                                  32 raw bytes; 400 \"Malformed key\" (not a KEK), 404 \"Key not
+                                  found\", 500 \"Key file failed authentication\" (its DEK file
+                                  altered), 503 \"Audit log cannot be written\"  (keas.kmi; the KEK
+                                  is the credential)
   GET  /v1/status                 {\"keys\": N, \"named_keys\": M}
   POST /v1/new                    {\"count\": N} (1-1024): {\"keks\": [hex]}  (token only with
                                   --new-needs-token)
   POST /v1/key                    {\"keks\": [hex]} (at most 1024): {\"results\": [{\"value\"} or
                                   {\"error\", \"message\"}]}  (the KEKs are the credential)
-  GET  /v1/keys                   the named keys' names  (token)
-  POST /v1/keys                   {\"name\", \"state\"?}: create a named key  (token)
-  GET  /v1/keys/NAME              a named key's versions, state and times  (token)
-  POST /v1/keys/NAME/rotate       add a version; new ciphertexts use it  (token)
-  POST /v1/keys/NAME/state        {\"state\"}: move it in its lifecycle  (token)
-  POST /v1/keys/NAME/config       {\"min_decrypt_version\"}  (token)
+  GET  /v1/keys                   the named keys' names: {\"names\": [NAME]}  (token)
+  POST /v1/keys                   {\"name\", \"state\"?}: create a named key; 200 with its INFO  (token)
+  GET  /v1/keys/NAME              a named key's INFO  (token)
+  POST /v1/keys/NAME/rotate       add a version; new ciphertexts use it; INFO  (token)
+  POST /v1/keys/NAME/state        {\"state\"}: move it in its lifecycle; INFO  (token)
+  POST /v1/keys/NAME/config       {\"min_decrypt_version\"}; INFO  (token)
   POST /v1/keys/NAME/encrypt      {\"items\": [{\"data\", \"context\"}]} (hex): ciphertexts  (token)
   POST /v1/keys/NAME/decrypt      the same with ciphertexts: plaintexts  (token)
   POST /v1/keys/NAME/rewrap       the same: ciphertexts under the newest version  (token)
   POST /v1/keys/NAME/datakey      {\"count\", \"context\"}: data keys and their wrapped forms  (token)
+INFO (200, not 201, for a create too): {\"name\", \"state\", \"latest_version\",
+\"min_decrypt_version\", \"versions\": [{\"version\", \"created\", \"destroyed\"}],
+\"transitions\": [{\"state\", \"at\"}]}, \"created\" and \"at\" in seconds since the Unix epoch,
+transitions oldest first.
+A seed route (/, /new, /key) asked with another method answers 405 with an empty body.
 Errors of /v1/ are JSON: {\"error\": CODE, \"message\": TEXT}, the refusals of the layers
 before the routes too (413 too-large, 404 not-found, 405 method-not-allowed, 503 timeout);
 only a header block too large is refused (431) before its path is read, without a body.";
