@@ -58,9 +58,14 @@
 //! # Store marker
 //!
 //! The marker ([`Backend::read_marker`]) is a row of its own, key
-//! `\0seccs:store-marker` and count 0, that walks and [`Backend::usage`]
-//! skip: a table emptied behind the store's back (`TRUNCATE`) loses it with
-//! the entries, so the store reports the loss instead of reading as empty.
+//! `\0seccs:store-marker` (a zero byte, then that ASCII text) and count 0,
+//! that walks and [`Backend::usage`] skip. Its value is the 32 lowercase
+//! hex characters of config.toml's `key_check` (the store key's check
+//! value), as ASCII, nothing else; it is written once, by `init` or the
+//! first writer of a store made before markers. A table emptied behind
+//! the store's back (`TRUNCATE`) loses it with the entries, so the store
+//! reports the loss instead of reading as empty. (The writer lock is an
+//! advisory lock, not a row: see *One writer*.)
 //!
 //! # One writer
 //!

@@ -12,6 +12,25 @@
 //! missing key to be a no-op, and a stray header-only entry would look like a
 //! node whose value is empty).
 //!
+//! Two strings under the prefix are not entries, and every walk and
+//! [`Backend::usage`] skips them by name (a node or catalog key never has
+//! their length):
+//!
+//! - `PREFIX\0seccs:store-marker`, the store marker
+//!   ([`Backend::read_marker`]): the 32 lowercase hex characters of
+//!   config.toml's `key_check` (the store key's check value), as ASCII,
+//!   nothing else (no count header, no line ending). It is written once,
+//!   by `init` or the first writer of a store made before markers, and
+//!   every batch runs only while it holds that value.
+//! - `PREFIX\0seccs:writer-lease`, the writer lease (see the `lease`
+//!   module), held only while a process has the store open for writing:
+//!   the ASCII text `TOKEN pid PID on HOST` (TOKEN 32 random lowercase hex
+//!   characters, PID the holder's process id in decimal, HOST its host
+//!   name), set with a TTL of 30 s (`PX 30000`) that the holder renews
+//!   every 5 s, so a holder that died frees it within 30 s.
+//!
+//! (`\0` is one zero byte; PREFIX is the URL's `prefix`, empty without one.)
+//!
 //! # Round trips
 //!
 //! A batch is one command: a Lua script that applies the batch's net effect
@@ -38,8 +57,9 @@
 //!
 //! Several stores can share one database through distinct prefixes; without
 //! a prefix, the store expects the database to itself: [`Backend::for_each`]
-//! takes every string key for an entry (its first 8 bytes for the count),
-//! reports one shorter than 8 bytes as corrupt, and skips keys that are not
+//! takes every string key under the prefix for an entry (its first 8 bytes
+//! for the count), but for the marker and the lease (see *Layout*), reports
+//! one shorter than 8 bytes as corrupt, and skips keys that are not
 //! strings; [`Backend::usage`] fails as corrupt on those (`init` then says
 //! the place holds keys that are not a store's entries).
 //!

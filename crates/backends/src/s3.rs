@@ -8,6 +8,27 @@
 //! cannot rewrite part of an object, so a count update reads the object and
 //! writes it back.
 //!
+//! Two objects under the prefix are not entries (their names are not hex),
+//! and every walk and [`Backend::usage`] skips them by name; any other
+//! object that is not a lowercase hex name right under the prefix is a
+//! stray, which a walk reports as damaged (or fails on, when it takes no
+//! report) and [`Backend::usage`] fails on:
+//!
+//! - `PREFIX/store-marker`, the store marker ([`Backend::read_marker`]):
+//!   the 32 lowercase hex characters of config.toml's `key_check` (the
+//!   store key's check value), as ASCII, nothing else (no count header, no
+//!   line ending), written once by `init` or the first writer of a store
+//!   made before markers.
+//! - `PREFIX/writer-lease`, the writer lease (see the `lease` module), held
+//!   only while a process has the store open for writing: the ASCII text
+//!   `TOKEN pid PID on HOST until MILLIS` (TOKEN 32 random lowercase hex
+//!   characters, PID the holder's process id in decimal, HOST its host
+//!   name, MILLIS when it expires in milliseconds since the Unix epoch, 30 s
+//!   after its last renewal; the holder renews it every 5 s).
+//!
+//! (Without a prefix, the names are `store-marker` and `writer-lease` at the
+//! bucket's root.)
+//!
 //! # Batches without transactions
 //!
 //! S3 has no multi-object transaction ([`Backend::is_transactional`] is

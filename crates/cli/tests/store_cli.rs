@@ -3406,6 +3406,20 @@ fn a_backend_that_lost_the_stores_data_is_reported_not_taken_for_empty() {
     assert!(err.contains("already holds a store"), "{err}");
     let input = random_file(tmp.path(), "in.bin", 5000, 39);
     put_as(&store, &input, "a");
+    // The marker is the text of config.toml's key_check, nothing else.
+    let config = std::fs::read_to_string(store.join("config.toml")).expect("config");
+    let check = config
+        .lines()
+        .find_map(|l| l.strip_prefix("key_check = \"")?.strip_suffix('"'))
+        .expect("key_check in config.toml");
+    assert!(
+        check.len() == 32
+            && check
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    let marker = redis_command(port, &[b"GET", b"m:\0seccs:store-marker"]);
+    assert_eq!(marker, format!("$32\r\n{check}\r\n").into_bytes());
 
     // The marker alone removed: said as such, with the way back, which is
     // also how a store made before markers looks (no mark in the config):

@@ -371,9 +371,11 @@ impl StoreDir {
     }
 
     /// Checks that `backend` holds this store's data, where the backend
-    /// keeps a store marker ([`Backend::keeps_marker`]: Redis, S3): the
-    /// marker is `key`'s check value, written when the store is made (or,
-    /// for a store made before markers, at its first open). A backend with
+    /// keeps a store marker ([`Backend::keeps_marker`]: PostgreSQL, Redis,
+    /// S3): the marker is `key`'s check value as text, the 32 lowercase hex
+    /// characters of [`key_check`] that config.toml's `key_check` holds,
+    /// written when the store is made (or, for a store made before markers,
+    /// at its first open by a writer). A backend with
     /// another store's marker, or with none once this store marked it (its
     /// server lost everything, or the URL now names another database), is
     /// refused before anything is read or written, rather than taken for an
