@@ -65,8 +65,9 @@
 //! a bulk ingestion (below) atomic: fjall ingests one keyspace at a time.
 //! An entry exists when both records do; one without the other is reported
 //! as [`BackendError::Corrupt`], as is a count that is not 8 bytes long.
-//! [`Backend::usage`] counts the value records and adds 8 bytes per entry
-//! for the count, as the trait defines.
+//! [`Backend::usage`] counts the value records and, as the trait's
+//! [`Usage`] defines, adds for each the key's length (without its tag),
+//! the value's, and 8 bytes for the count.
 //!
 //! Stores written before this layout kept values and counts in two
 //! keyspaces, `nodes` and `counts`; [`EmbeddedBackend::open`] moves them
@@ -91,8 +92,18 @@
 //! after a large batch of deletions, the old count of a deleted entry came
 //! back ("a count but no value"), while iteration saw the right state. So
 //! every batch is ingested now, and [`EmbeddedBackend::open`] merges every
-//! table of a store an earlier build wrote, once (it leaves the file
-//! `seccs-ingest-only` in the database directory when done).
+//! table of a store an earlier build wrote, once.
+//!
+//! The file `seccs-ingest-only` in the database directory (a store's
+//! `DIR/db/seccs-ingest-only`) says that every
+//! batch of the database is in its tables: none was journaled since its
+//! tables were last merged. Every store has it once this build has opened
+//! it: a fresh one gets it at its first open (there is nothing to merge),
+//! one an earlier build wrote after that merge. Its text (`every batch of
+//! this database is ingested`) is not read; its presence is. Without it an
+//! open merges first, and a database that lost its journal files is
+//! refused rather than given an empty journal back (the journal may have
+//! held writes).
 //!
 //! # Durability, atomicity, locking
 //!
