@@ -831,6 +831,14 @@ fn announce(s: &server::RunningServer, dir: &Path) {
         ),
         (None, None) => {}
     }
+    if let Some(ca) = &cert.missing_ca {
+        errln!(
+            "warning: the CA file {} is missing while the certificate stays: clients and stores \
+             set up with it (--ca, --kms-ca) will fail; give them --pin with the fingerprint \
+             below, or stop the server and restore the CA file from a backup",
+            absolute(ca).display()
+        );
+    }
     if cert.ca_path.is_some() && s.addr().ip().is_unspecified() {
         errln!(
             "note: listening on every address; the certificate names localhost, 127.0.0.1 and \

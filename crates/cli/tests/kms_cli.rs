@@ -1386,6 +1386,35 @@ fn serve_refuses_a_directory_that_lost_its_root_key() -> TestResult {
     Ok(())
 }
 
+/// A server whose `tls/ca.pem` is gone while its certificate and key
+/// stayed still starts (its clients can trust it by `--pin`), and says at
+/// start that clients and stores given the CA file will fail and what to
+/// do instead.
+#[test]
+fn serve_warns_when_its_ca_file_is_missing() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    drop(serve(&srv_dir)?);
+    let ca = srv_dir.join("tls/ca.pem");
+    std::fs::remove_file(&ca)?;
+    let server = serve(&srv_dir)?;
+    let ca = std::path::absolute(&ca)?;
+    let warning = server
+        .banner
+        .iter()
+        .find(|l| l.starts_with("warning:") && l.contains(&ca.display().to_string()))
+        .ok_or_else(|| format!("no warning naming {}: {:?}", ca.display(), server.banner))?;
+    for needed in ["is missing", "--ca", "--kms-ca", "--pin", "backup"] {
+        assert!(warning.contains(needed), "{needed}: {warning}");
+    }
+    assert!(
+        !server.banner.iter().any(|l| l.starts_with("CA file")),
+        "{:?}",
+        server.banner
+    );
+    Ok(())
+}
+
 /// L19, L13, L11 and L7: a KEK file others can read is used with a
 /// warning; a server URL holding a password is refused without showing
 /// it; a token file with a line break inside, or one that never ends, is

@@ -49,6 +49,11 @@ pub struct CertInfo {
     pub cert_path: PathBuf,
     /// The CA file clients can trust, when the server created its own.
     pub ca_path: Option<PathBuf>,
+    /// Where the CA file of the server's own certificate should be, when
+    /// it is gone while the certificate and its key stayed: clients and
+    /// stores given it (`--ca`, `--kms-ca`) fail, and only `--pin` trusts
+    /// the server until it is restored.
+    pub missing_ca: Option<PathBuf>,
     /// SHA-256 of the server certificate (DER), lowercase hex: the pin.
     pub fingerprint: String,
     /// Whether this start created the certificate.
@@ -375,10 +380,11 @@ pub(crate) fn server_config(
     // Given files are read as given (a link followed, a pipe read, never
     // waited for); the server's own only as regular files, never through
     // a link, in the directory it checked.
-    let (cert_path, key_path, ca_path, created, pem, key_pem) = match source {
+    let (cert_path, key_path, ca_path, missing_ca, created, pem, key_pem) = match source {
         CertSource::Given { cert, key } => (
             cert.to_path_buf(),
             key.to_path_buf(),
+            None,
             None,
             false,
             files::read_given(cert, MAX_PEM_FILE)?,
@@ -387,12 +393,14 @@ pub(crate) fn server_config(
         CertSource::Own { dir, tls } => {
             let (tls_dir, created) = ensure_self_signed(dir, tls, listen)?;
             let tls_dir = &tls_dir;
-            // A CA file lost while the certificate stayed: --pin only.
+            // A CA file lost while the certificate stayed: --pin only,
+            // which the start says.
             let ca = matches!(tls_dir.kind_of(CA_FILE), Ok(Some(_)));
             (
                 tls_dir.join(CERT_FILE),
                 tls_dir.join(KEY_FILE),
                 ca.then(|| tls_dir.join(CA_FILE)),
+                (!ca).then(|| tls_dir.join(CA_FILE)),
                 created,
                 files::read_own(tls_dir, CERT_FILE, MAX_PEM_FILE)?,
                 zeroize::Zeroizing::new(files::read_own(tls_dir, KEY_FILE, MAX_PEM_FILE)?),
@@ -455,11 +463,21 @@ pub(crate) fn server_config(
              (--ca)"
         );
     }
+    if let Some(ca) = &missing_ca {
+        tracing::warn!(
+            ca = %ca.display(),
+            cert = %cert_path.display(),
+            "the CA file of the server's certificate is missing: clients and stores given it \
+             (--ca, --kms-ca) fail; they can trust the server by its fingerprint (--pin), or \
+             restore the CA file from a backup"
+        );
+    }
     Ok((
         Arc::new(config),
         CertInfo {
             cert_path,
             ca_path,
+            missing_ca,
             fingerprint,
             created,
             unnamed_listen_ip,
