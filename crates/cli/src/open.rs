@@ -156,7 +156,11 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
             }
             key
         }
-        KeySource::Kms { .. } => load_key_source(path, &new.key)?,
+        KeySource::Kms { .. } => load_key_source(
+            path,
+            &new.key,
+            "does --key-from-kms name its address?".to_owned(),
+        )?,
     };
     let mut store_dir = StoreDir::create(path, config.with_key_check(&key))?;
     if let Some(backend) = &network {
@@ -300,7 +304,14 @@ fn load_key(dir: &StoreDir) -> Result<SecretKey> {
             // Its errors name the path only, not what the file is.
             dir::read_key_file(&path).context("cannot read the store's key file")
         }
-        KeySource::Kms { .. } => load_key_source(dir.path(), &dir.config().key),
+        KeySource::Kms { .. } => load_key_source(
+            dir.path(),
+            &dir.config().key,
+            format!(
+                "does `server` under [key] in the store's config.toml ({}) name its address?",
+                dir.path().join("config.toml").display()
+            ),
+        ),
         KeySource::Share { tag, config } => {
             let share_config = seccs_net::Config::load(&dir.resolve(config))
                 .with_context(|| format!("cannot read share config {}", config.display()))?;
@@ -314,8 +325,13 @@ fn load_key(dir: &StoreDir) -> Result<SecretKey> {
 
 /// Fetches the DEK from the key service with the KEK file, and derives the
 /// store key from it with the store's salt (a store made before salts uses
-/// the DEK itself).
-fn load_key_source(store_path: &Path, source: &KeySource) -> Result<SecretKey> {
+/// the DEK itself). `address_hint` asks, when no server listens at its
+/// URL, whether where the URL came from names the right address.
+fn load_key_source(
+    store_path: &Path,
+    source: &KeySource,
+    address_hint: String,
+) -> Result<SecretKey> {
     let KeySource::Kms {
         server,
         kek_file,
@@ -333,7 +349,8 @@ fn load_key_source(store_path: &Path, source: &KeySource) -> Result<SecretKey> {
             store_path.join(p)
         }
     };
-    let mut config = seccs_kms::client::ClientConfig::new(server.clone());
+    let mut config =
+        seccs_kms::client::ClientConfig::new(server.clone()).with_address_hint(address_hint);
     if let Some(ca) = ca {
         config = config.with_ca_file(resolve(ca));
     }

@@ -1204,6 +1204,52 @@ fn stores_keyed_by_the_key_service_get_keys_of_their_own() -> TestResult {
     Ok(())
 }
 
+/// A store keyed by the key service whose server is down says that no
+/// server listens at the address the store's config.toml names, not to
+/// check --server or SECCS_KMS_URL, which store commands do not read; the
+/// `kms` commands still name those.
+#[test]
+fn a_store_whose_key_server_is_down_names_its_config_for_the_address() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
+    let store = tmp.path().join("store");
+    let seccs = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+        c.arg("--store").arg(&store).env_remove("SECCS_KMS_URL");
+        c
+    };
+    succeeded(
+        seccs()
+            .args(["init", "--key-from-kms", &server.url, "--kek"])
+            .arg(&kek)
+            .arg("--kms-ca")
+            .arg(srv_dir.join("tls/ca.pem"))
+            .output()?,
+    )?;
+    let url = server.url.clone();
+    drop(server);
+    let out = seccs().arg("ls").output()?;
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(said.contains("no key server listens there"), "{said}");
+    assert!(
+        said.contains(&store.join("config.toml").display().to_string()),
+        "{said}"
+    );
+    assert!(!said.contains("--server"), "{said}");
+    assert!(!said.contains("SECCS_KMS_URL"), "{said}");
+    let out = seccs_kms(&["new", "--server", &url, "--ca"])
+        .arg(srv_dir.join("tls/ca.pem"))
+        .output()?;
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(
+        said.contains("do --server or SECCS_KMS_URL name its address?"),
+        "{said}"
+    );
+    Ok(())
+}
+
 /// `kms serve --help` lists what the storage directory holds (the root key
 /// seals `named/`; each DEK is sealed under its KEK), the token's rules,
 /// `--new-needs-token` and its risk, and every route with whether it needs

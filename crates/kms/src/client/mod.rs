@@ -69,7 +69,15 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// The management bearer token, for named-key calls.
     pub token: Option<String>,
+    /// What a connection refused adds after "is `seccs kms serve`
+    /// running, and": a question naming where the URL came from (by
+    /// default [`DEFAULT_ADDRESS_HINT`], the `seccs kms` commands' options).
+    pub address_hint: String,
 }
+
+/// [`ClientConfig::address_hint`] unless set: where the `seccs kms`
+/// commands take the server's URL from.
+pub const DEFAULT_ADDRESS_HINT: &str = "do --server or SECCS_KMS_URL name its address?";
 
 /// What `Debug` shows of a bearer token: whether there is one.
 fn redacted(token: &Option<String>) -> Option<&'static str> {
@@ -85,6 +93,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("cache_ttl", &self.cache_ttl)
             .field("timeout", &self.timeout)
             .field("token", &redacted(&self.token))
+            .field("address_hint", &self.address_hint)
             .finish()
     }
 }
@@ -100,7 +109,16 @@ impl ClientConfig {
             cache_ttl: Duration::from_secs(3600),
             timeout: Duration::from_secs(30),
             token: None,
+            address_hint: DEFAULT_ADDRESS_HINT.to_owned(),
         }
+    }
+
+    /// Sets what a refused connection asks of the URL's origin (see
+    /// [`ClientConfig::address_hint`]), e.g. "does the store's config.toml
+    /// name its address?".
+    pub fn with_address_hint(mut self, hint: impl Into<String>) -> Self {
+        self.address_hint = hint.into();
+        self
     }
 
     /// Trusts the CA certificates in `path`.
@@ -348,14 +366,6 @@ fn transport(e: reqwest::Error) -> KmsError {
         }
         src = s.source();
     }
-    // Nothing listens at the address: most often a server not started, or
-    // a --server (SECCS_KMS_URL) that names the wrong port.
-    if e.is_connect() && refused(&e) {
-        msg.push_str(
-            " (no key server listens there: is `seccs kms serve` running, and do --server or \
-             SECCS_KMS_URL name its address?)",
-        );
-    }
     // What an http:// client reads from a TLS server (hyper's words): the
     // bytes of a TLS alert where a status line was expected.
     if msg.contains("invalid HTTP version") {
@@ -367,6 +377,23 @@ fn transport(e: reqwest::Error) -> KmsError {
     KmsError::Transport(msg)
 }
 
+/// [`transport`] of a request's error: when nothing listens at the
+/// address (most often a server not started, or a URL that names the
+/// wrong port), it asks `address_hint` of where the URL came from.
+fn request_error(e: reqwest::Error, address_hint: &str) -> KmsError {
+    let unheard = e.is_connect() && refused(&e);
+    match transport(e) {
+        KmsError::Transport(mut msg) if unheard => {
+            msg.push_str(&format!(
+                " (no key server listens there: is `seccs kms serve` running, and \
+                 {address_hint})"
+            ));
+            KmsError::Transport(msg)
+        }
+        other => other,
+    }
+}
+
 /// An async client of one key server. Its `Debug` output leaves the token
 /// out.
 #[derive(Clone)]
@@ -374,6 +401,7 @@ pub struct KmsClient {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    address_hint: String,
 }
 
 impl std::fmt::Debug for KmsClient {
@@ -403,6 +431,7 @@ impl KmsClient {
             http,
             base,
             token: config.token.clone(),
+            address_hint: config.address_hint.clone(),
         })
     }
 
@@ -418,7 +447,10 @@ impl KmsClient {
         req: reqwest::RequestBuilder,
         bound: Bound,
     ) -> Result<(u16, Vec<u8>), KmsError> {
-        let resp = req.send().await.map_err(transport)?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| request_error(e, &self.address_hint))?;
         let status = resp.status().as_u16();
         let body = answer::read_bounded(resp, bound).await?;
         Ok((status, body))
