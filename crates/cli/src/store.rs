@@ -1389,6 +1389,8 @@ pub(crate) fn format_time(secs: u64) -> String {
 /// Runs `seccs verify`; exits non-zero on any finding.
 pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
     let mut opened = open::open(loc, false)?;
+    // With a recorded check, another wrapper was refused at open.
+    let params_checked = opened.dir.config().params_check.is_some();
     let spinner = progress::spinner("verifying", false);
     let report = opened.store.verify()?;
     if report.is_clean() && report.nodes > 0 {
@@ -1410,12 +1412,14 @@ pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
     }
     if !report.is_clean() {
         // Damage reaches some names; a store read with another wrapper
-        // than its own fails every name, and only by authentication.
+        // than its own fails every name, and only by authentication (only
+        // a store without a parameter check can be opened so).
         let only_tampered = report
             .findings
             .iter()
             .all(|f| matches!(f, seccs_store::Finding::Tampered { .. }));
-        let hint = if only_tampered
+        let hint = if !params_checked
+            && only_tampered
             && report.names > 0
             && report.broken_names.len() as u64 == report.names
         {

@@ -4843,6 +4843,53 @@ fn a_changed_chunk_size_or_wrapper_in_the_config_is_refused_at_open() {
     assert_eq!(after, text, "the check recorded is the one made at init");
 }
 
+/// A store with a recorded `params_check`, whose one name fails because
+/// one node was altered, is not asked whether config.toml's wrapper is the
+/// one it was made with: a changed wrapper is refused at open there. A
+/// store without the check still is.
+#[test]
+fn verify_asks_about_the_wrapper_only_of_a_store_without_params_check() {
+    use seccs_store::backend::{Backend, Batch, EmbeddedBackend};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 3_000, 83);
+    put_as(&store, &f, "f");
+    {
+        let backend = EmbeddedBackend::open(&store.join("db")).expect("open db");
+        let mut nodes = Vec::new();
+        backend
+            .for_each(&mut |key, entry| {
+                if !seccs_store::catalog::is_catalog_key(key) {
+                    nodes.push((key.to_vec(), entry.clone()));
+                }
+                Ok(())
+            })
+            .expect("walk");
+        assert_eq!(nodes.len(), 1, "one node for 3,000 bytes");
+        let (key, mut entry) = nodes.remove(0);
+        let last = entry.value.len() - 1;
+        entry.value[last] ^= 0x01;
+        let mut batch = Batch::new();
+        batch.put(key, entry.value, entry.count);
+        backend.apply(&batch).expect("alter the node");
+    }
+    let config = store.join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains("params_check = \""), "{text}");
+    let question = "is config.toml's wrapper the one the store was made with?";
+    let err = fails(seccs(&store).arg("verify"));
+    assert!(err.contains("verify found"), "{err}");
+    assert!(!err.contains(question), "{err}");
+    let legacy: String = text
+        .lines()
+        .filter(|l| !l.starts_with("params_check"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, legacy).expect("write");
+    let err = fails(seccs(&store).arg("verify"));
+    assert!(err.contains(question), "{err}");
+}
+
 /// `seccs bench tree` restores a tree it puts itself, checks what came
 /// back, prints its figures against plain writes, and leaves nothing in
 /// the directory it ran in.
