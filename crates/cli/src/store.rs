@@ -1516,8 +1516,15 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
         )?;
         print_findings("left: ", &report.remaining, &report.broken_names)?;
     } else {
+        // Records removed are counted apart from entries, as the report
+        // keeps them.
+        let records = report.records_removed.len() + report.unreadable_records_removed.len();
+        let records = match records {
+            0 => String::new(),
+            n => format!(" and {n} catalog record(s)"),
+        };
         outln!(
-            "removed {} entries, fixed {} counts",
+            "removed {} entries{records}, fixed {} counts",
             report.removed,
             report.counts_fixed
         )?;

@@ -1272,10 +1272,17 @@ fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
     );
     // The key was checked at open, so a record that does not authenticate
     // is corrupt or forged: gc removes it, says so, and the store is clean.
+    // Its summary counts the record it removed.
     let said = ok(seccs(&store).arg("gc"));
     assert!(
         said.lines()
             .any(|l| l.starts_with("removed bad-record: catalog record ")),
+        "{said}"
+    );
+    assert!(
+        said.lines()
+            .next()
+            .is_some_and(|l| l.ends_with(" entries and 1 catalog record(s), fixed 0 counts")),
         "{said}"
     );
     assert!(!said.contains("left: "), "{said}");
