@@ -347,9 +347,11 @@ enum KmsCommand {
         /// The key directory (the one given to `serve --dir`).
         dir: PathBuf,
         /// Print one JSON document instead: {"dek_files", "named_key_files",
-        /// "bad" (the counts), "findings": [{"path", "kind" ("dek" or
-        /// "named"), "reason"}]}. It still exits non-zero when a file is
-        /// bad; a directory that cannot be checked at all (no root.key
+        /// "bad", "newer" (the counts: damaged files, and files of a format
+        /// newer than this build reads), "findings": [{"path", "kind"
+        /// ("dek" or "named"), "reason", "newer" (true for a file of a
+        /// newer format)}]}. It still exits non-zero when a file is bad or
+        /// newer; a directory that cannot be checked at all (no root.key
         /// while named/ holds keys, a link in place of keys/ or named/) is
         /// an error on standard error, with nothing on standard output.
         #[arg(long)]
