@@ -221,9 +221,22 @@ fn default_root() -> PathBuf {
         .join(".seccs-share")
 }
 
+/// Reads the config file `path`, or `root`'s. A missing one is said with
+/// what it must hold: at least the broker line.
 fn load_config(path: Option<&Path>, root: &Path) -> anyhow::Result<Config> {
     let path = path.map_or_else(|| root.join(CONFIG_FILE), Path::to_path_buf);
-    Ok(Config::load(&path)?)
+    match Config::load(&path) {
+        Err(seccs_net::Error::Io { context, cause })
+            if cause.kind() == std::io::ErrorKind::NotFound =>
+        {
+            anyhow::bail!(
+                "{context}: {cause}: make it with at least the broker line, `broker = \"redis://127.0.0.1:6379\"` \
+                 (or nats://HOST:PORT), or give another file with --config; `seccs share --help` \
+                 gives every setting"
+            )
+        }
+        loaded => Ok(loaded?),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

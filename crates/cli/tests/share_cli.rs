@@ -859,7 +859,8 @@ fn share_help_shows_the_config_format() {
     }
 }
 
-/// A missing config file is named, with its cause said once.
+/// A missing config file is named, with its cause said once and the
+/// line a config needs.
 #[test]
 fn a_missing_config_is_named_with_its_cause_once() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -871,6 +872,23 @@ fn a_missing_config_is_named_with_its_cause_once() {
     assert!(!out.status.success());
     assert!(err.contains(&missing.display().to_string()), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("broker = "), "what the config needs: {err}");
+
+    // A server without one says what its root's config file must hold.
+    let root = tmp.path().join("root");
+    let out = run(seccs(tmp.path())
+        .args(["share", "serve", "--root"])
+        .arg(&root));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&root.join("seccs-share.toml").display().to_string()),
+        "{err}"
+    );
+    assert!(
+        err.contains("broker = \"redis://127.0.0.1:6379\"") && err.contains("--config"),
+        "{err}"
+    );
 }
 
 /// SIGHUP (a closed terminal) stops a share server as SIGTERM does: it
