@@ -4,7 +4,8 @@
 //! read the answer (as nginx's `lingering_close` does).
 //!
 //! Flaw fixed here: a request whose header block was larger than the HTTP
-//! stack reads (about 400 KB) was answered `431 Request Header Fields Too
+//! stack reads (hyper's default read buffer, 417,792 bytes, or more than
+//! its 100 header fields) was answered `431 Request Header Fields Too
 //! Large`, but the connection was closed with the rest of the header
 //! unread, and a close with unread input is a reset: a client still
 //! writing its header got the reset under its write and never read the
