@@ -46,8 +46,9 @@ const NODES_TRIED: usize = 3;
 /// store kept on disk by its recorded check value. [`Store::new_unchecked`]
 /// checks nothing: a wrong key would write nodes and catalog records that
 /// the right one cannot read, and every record would look forged, so a
-/// store made that way never has [`Store::gc`] remove a record that fails
-/// to authenticate.
+/// store made that way, or opened with a key that opens only some of the
+/// records, never has [`Store::gc`] remove a record that fails to
+/// authenticate.
 pub struct Store {
     backend: Arc<dyn Backend>,
     params: Params,
@@ -59,9 +60,10 @@ pub struct Store {
     parallel: bool,
     journal_dir: Option<PathBuf>,
     catalog: CatalogCrypto,
-    /// Whether the key was checked against the store's data when it was
-    /// opened: only then is a record that fails to authenticate known to be
-    /// corrupt or forged rather than sealed under another key.
+    /// Whether the key was proven to be the store's when it was opened
+    /// (see [`Store::key_checked`]): only then is a record that fails to
+    /// authenticate known to be corrupt or forged rather than sealed under
+    /// another key.
     key_checked: bool,
     /// The lock of the store directory this store was opened from
     /// ([`crate::dir::StoreDir::open_store`]), held for as long as the
@@ -87,6 +89,21 @@ enum Root {
     Inner { height: u8, children: Vec<Child> },
 }
 
+/// What [`Store::check_catalog`] found.
+#[derive(Default)]
+struct CatalogCheck {
+    /// Records the key opens.
+    opened: u64,
+    /// Records it does not.
+    failed: u64,
+}
+
+impl CatalogCheck {
+    fn records(&self) -> u64 {
+        self.opened + self.failed
+    }
+}
+
 /// A put in progress, recorded so that a crash can be cleaned up.
 pub(crate) struct JournalEntry(PathBuf);
 
@@ -103,8 +120,19 @@ impl Store {
     /// the wrapper its nodes open under. Uses every core;
     /// see [`Store::set_parallel`].
     ///
-    /// The check reads the catalog (and, in a store without names, walks
-    /// the backend until a node opens). One `Store` per backend: a `Store`
+    /// A key that opens some of the catalog records but not all is taken
+    /// (one damaged record must not lock the store's owner out), but it is
+    /// not proven to be the store's: the records it does not open may be
+    /// the store's own, written by its key after this one put a name into
+    /// the backend while it was new. Only a proven key
+    /// ([`Store::key_checked`]: the backend's marker matched, or the key
+    /// opened every record, or the store directory's check value matched
+    /// in [`crate::dir::StoreDir::open_store`]) has [`Store::gc`] remove a
+    /// record that fails to authenticate.
+    ///
+    /// The check reads the catalog, whole where the backend keeps no marker
+    /// and every record opens (and, in a store without names, walks the
+    /// backend until a node opens). One `Store` per backend: a `Store`
     /// serialises its own writers (it is `Send + Sync`; share it in an
     /// `Arc`), but two over one backend would race on reference counts and
     /// lose updates. The embedded backend refuses a second open of its
@@ -116,26 +144,40 @@ impl Store {
     /// refuses a second `Store` on one handle.
     pub fn open(backend: Arc<dyn Backend>, params: Params, store_key: &SecretKey) -> Result<Self> {
         let mut store = Self::new_unchecked(backend, params, store_key);
-        if let Some(marker) = store.backend.read_marker()? {
-            let ours = crate::dir::key_check(store_key);
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(
-                marker.as_slice(),
-                ours.as_bytes(),
-            )) {
-                return Err(StoreError::WrongKey(format!(
-                    "the key given is not the key of the store on this {} backend (its \
-                     marker holds another key's check value); nothing was read or written with it",
-                    store.backend.name()
-                )));
+        let marker_matched = match store.backend.read_marker()? {
+            Some(marker) => {
+                let ours = crate::dir::key_check(store_key);
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                    marker.as_slice(),
+                    ours.as_bytes(),
+                )) {
+                    return Err(StoreError::WrongKey(format!(
+                        "the key given is not the key of the store on this {} backend (its \
+                         marker holds another key's check value); nothing was read or written \
+                         with it",
+                        store.backend.name()
+                    )));
+                }
+                true
             }
-        }
-        if store.key_opens_store()? == Some(false) {
+            None => false,
+        };
+        // Past a matching marker the key is proven; without one, only
+        // when every record opens (the walk may then end at the first
+        // record that opens).
+        let catalog = store.check_catalog(!marker_matched)?;
+        let opens = match catalog.opened {
+            _ if catalog.records() == 0 => store.wrapper_opens_nodes(store.wrapper.as_ref())?,
+            0 => Some(false),
+            _ => Some(true),
+        };
+        if opens == Some(false) {
             // Without catalog records the key is checked on nodes, which
             // the wrapper seals: under another wrapper the right key fails
             // too, and that is said rather than a wrong key.
-            let others = match store.key_opens_catalog()? {
-                None => store.other_wrappers_opening_nodes(store_key)?,
-                Some(_) => Vec::new(),
+            let others = match catalog.records() {
+                0 => store.other_wrappers_opening_nodes(store_key)?,
+                _ => Vec::new(),
             };
             if !others.is_empty() {
                 return Err(StoreError::Config(format!(
@@ -154,7 +196,10 @@ impl Store {
                 store.backend.name()
             )));
         }
-        store.key_checked = true;
+        // A record that fails under a key that opens others may be damage,
+        // or the store's own where this key is another's that once wrote
+        // here: the store opens, but gc leaves such records.
+        store.key_checked = marker_matched || catalog.failed == 0;
         Ok(store)
     }
 
@@ -187,8 +232,12 @@ impl Store {
         self.key_checked = true;
     }
 
-    /// Whether the key was checked against the store's data when the store
-    /// was opened ([`Store::open`], [`crate::dir::StoreDir::open_store`]).
+    /// Whether the key was proven to be the store's when the store was
+    /// opened: by the backend's marker or by opening every catalog record
+    /// ([`Store::open`]; so in a backend that held no record), or by the
+    /// store directory's check value
+    /// ([`crate::dir::StoreDir::open_store`]). Only then does
+    /// [`Store::gc`] remove the records that fail to authenticate.
     pub fn key_checked(&self) -> bool {
         self.key_checked
     }
@@ -750,6 +799,27 @@ impl Store {
             found != Some(true)
         })?;
         Ok(found)
+    }
+
+    /// How many of the store's catalog records this store's key opens and
+    /// how many it does not: with `every`, until one of each is found (or
+    /// every record was read: a key is proven by all of them), else until
+    /// one opens. Entries the backend cannot decode are passed by: no key
+    /// reads them.
+    fn check_catalog(&self, every: bool) -> Result<CatalogCheck> {
+        let mut check = CatalogCheck::default();
+        self.walk_until(&[catalog::KEY_PREFIX], &mut |key, entry| {
+            if catalog::is_catalog_key(key) {
+                // A record of a newer format authenticated before its
+                // format was read: the key opens it.
+                match self.catalog.open(key, &entry.value) {
+                    Ok(_) | Err(StoreError::NewerFormat { .. }) => check.opened += 1,
+                    Err(_) => check.failed += 1,
+                }
+            }
+            check.opened == 0 || (every && check.failed == 0)
+        })?;
+        Ok(check)
     }
 
     /// Whether this store's key opens its catalog records or, in a store

@@ -46,10 +46,12 @@ pub enum Finding {
         detail: String,
     },
     /// A catalog record does not authenticate or parse: under the store's
-    /// own key (checked when it was opened), it is corrupt or forged, and
-    /// what it held (a name, its versions) cannot be read. [`Store::gc`]
-    /// removes it. (A catalog entry the backend cannot decode at all is
-    /// [`Finding::Unreadable`].)
+    /// own key (proven when it was opened, [`Store::key_checked`]), it is
+    /// corrupt or forged, and what it held (a name, its versions) cannot
+    /// be read, and [`Store::gc`] removes it. Under a key not proven to be
+    /// the store's it may be another key's record, and gc leaves it
+    /// ([`GcReport::records_left`]). (A catalog entry the backend cannot
+    /// decode at all is [`Finding::Unreadable`].)
     BadRecord {
         /// The record's key (hex).
         key: String,
@@ -178,14 +180,24 @@ pub struct GcReport {
     pub removed: u64,
     /// Catalog records removed because they failed to authenticate under
     /// the store's key (hex keys; each was verify's
-    /// [`Finding::BadRecord`]). Only a store whose key was checked when it
-    /// was opened removes them. The contents they held keep their counts,
-    /// as puts without a name.
+    /// [`Finding::BadRecord`]). Only a store whose key was proven when it
+    /// was opened ([`Store::key_checked`]) removes them. The contents they
+    /// held keep their counts, as puts without a name.
     pub records_removed: Vec<String>,
+    /// Catalog records that fail to authenticate (hex keys; each is
+    /// verify's [`Finding::BadRecord`], also in [`GcReport::remaining`]),
+    /// left because the key was not proven to be the store's when the
+    /// store was opened ([`Store::key_checked`]): such a record may be
+    /// another key's, not damage. Where the key opened other records, it
+    /// may be a wrong key that once wrote into the backend, and these the
+    /// records of the store's own. Open the store with its key proven (a
+    /// store directory, a backend with the store's marker) to have gc
+    /// remove damaged ones.
+    pub records_left: Vec<String>,
     /// Catalog entries removed because the backend cannot decode them at
     /// all (hex keys; each was verify's [`Finding::Unreadable`]), such as a
     /// Redis value too short for its count: nothing can read them, under
-    /// any key. Only a store whose key was checked when it was opened
+    /// any key. Only a store whose key was proven when it was opened
     /// removes them, as it does [`GcReport::records_removed`]; the
     /// contents they held keep their counts, as puts without a name. An
     /// entry that a walk reads whole but a lookup cannot (damage that only
@@ -201,9 +213,10 @@ pub struct GcReport {
     pub newer_records: Vec<String>,
     /// Verify's findings that gc does not repair: tampered, missing and
     /// unreadable nodes, roots at the wrong height, and bad or unreadable
-    /// catalog records of a store whose key was not checked. gc never deletes a counted
-    /// node it cannot read, since a wrong chunk size makes sound nodes look
-    /// the same, nor a record that a wrong key could make look bad.
+    /// catalog records of a store whose key was not proven. gc never
+    /// deletes a counted node it cannot read, since a wrong chunk size
+    /// makes sound nodes look the same, nor a record that a wrong key could
+    /// make look bad.
     pub remaining: Vec<Finding>,
     /// Names whose content cannot be read back whole (see
     /// [`VerifyReport::broken_names`]).
@@ -557,7 +570,9 @@ impl Store {
     /// so they keep their counts. What gc cannot repair is returned in
     /// [`GcReport::remaining`].
     ///
-    /// In a store whose key was checked when it was opened ([`Store::open`],
+    /// In a store whose key was proven to be the store's when it was
+    /// opened ([`Store::key_checked`]: by the backend's marker or by opening
+    /// every record in [`Store::open`], by the check value in
     /// [`crate::dir::StoreDir::open_store`]), gc also removes the catalog
     /// records that fail to authenticate, and lists them in
     /// [`GcReport::records_removed`]: under the store's own key such a
@@ -567,9 +582,12 @@ impl Store {
     /// (`verify` cannot tell them from such puts; `delete` of a reference
     /// undoes them). Such a store also removes the catalog entries that
     /// the backend cannot decode at all (verify's `unreadable`), listed in
-    /// [`GcReport::unreadable_records_removed`]. A store opened without a
-    /// key check leaves both, since under a wrong key every record looks
-    /// bad.
+    /// [`GcReport::unreadable_records_removed`]. A store whose key was not
+    /// proven leaves both, and lists the records it left in
+    /// [`GcReport::records_left`]: under a wrong key every record looks
+    /// bad, and a key that opens some records but not others may be a
+    /// wrong one that once wrote into the store's backend, the records it
+    /// does not open the store's own.
     ///
     /// A store with a catalog record that a newer seccs wrote (verify's
     /// [`Finding::NewerRecord`]) is left as it is, whole: gc removes no
@@ -627,6 +645,12 @@ impl Store {
             };
             report.records_removed = hex(std::mem::take(&mut scan.bad_records));
             report.unreadable_records_removed = hex(undecodable);
+        } else if remove_bad_records {
+            report.records_left = scan
+                .bad_records
+                .iter()
+                .map(|k| seccs_core::hexenc::encode(k))
+                .collect();
         }
         let needed = needed_counts(&scan.nodes, &scan.records);
         let mut batch = Batch::new();

@@ -265,3 +265,56 @@ fn a_store_opened_with_another_wrapper_is_said_to_have_other_parameters() {
     ));
     assert_eq!(backend.keys(), keys);
 }
+
+/// A key that opens only some of a store's catalog records is not proven
+/// to be the store's: `Store::open` takes it (one damaged record must not
+/// lock a user out), but its gc leaves the records that fail, which may be
+/// the store's own key's. A wrong key that put a name into a new backend
+/// before the store's key wrote there once had gc remove every name of the
+/// store's key (its records fail under the wrong one), and the store's key
+/// was refused afterwards.
+#[test]
+fn a_key_that_opens_only_some_records_removes_none_of_the_others()
+-> Result<(), Box<dyn std::error::Error>> {
+    use seccs_store::catalog::EntryKind;
+    let params = Params::new(256, WrapperKind::AesSiv)?;
+    let (right, wrong) = (key(1), key(2));
+    let dir = tempfile::tempdir()?;
+    let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    type Opener<'a> = Box<dyn Fn() -> Result<Arc<dyn Backend>, Box<dyn std::error::Error>> + 'a>;
+    let backends: [(&str, Opener); 2] = [
+        ("memory", Box::new(|| Ok(memory.clone()))),
+        (
+            "embedded",
+            Box::new(|| Ok(Arc::new(EmbeddedBackend::open(&dir.path().join("db"))?))),
+        ),
+    ];
+    for (kind, backend) in &backends {
+        let store = Store::open(backend()?, params, &wrong)?;
+        store.put_named(
+            &mut &b"written with the wrong key"[..],
+            "L",
+            EntryKind::File,
+        )?;
+        drop(store);
+        // As a store directory opens it, its key checked by its own means.
+        let store = Store::new_unchecked(backend()?, params, &right);
+        let content = random_bytes(20_000, 93);
+        store.put_named(&mut content.as_slice(), "C", EntryKind::File)?;
+        drop(store);
+
+        let store = Store::open(backend()?, params, &wrong)?;
+        assert!(!store.key_checked(), "{kind}");
+        let gc = store.gc()?;
+        assert!(gc.records_removed.is_empty(), "{kind}: {gc:?}");
+        assert_eq!(gc.records_left.len(), 1, "{kind}: {gc:?}");
+        drop(store);
+
+        let store = Store::open(backend()?, params, &right)?;
+        assert!(!store.key_checked(), "{kind}: the wrong key's record fails");
+        let mut out = Vec::new();
+        store.get_named("C", None, &mut out)?;
+        assert_eq!(out, content, "{kind}");
+    }
+    Ok(())
+}
