@@ -30,6 +30,10 @@ const INNER_BATCH: usize = 256;
 const MAX_TRIED_HEIGHT: u8 = 64;
 /// Nodes tried when checking a key against a store without names.
 const NODES_TRIED: usize = 3;
+/// Roots of named contents kept, as they are met in the catalog, to check
+/// the parameters against a store with names: the first that is stored is
+/// read.
+const ROOTS_TRIED: usize = 8;
 
 /// A content store over a backend.
 ///
@@ -96,6 +100,9 @@ struct CatalogCheck {
     opened: u64,
     /// Records it does not.
     failed: u64,
+    /// The first few references of non-empty contents that the records it
+    /// opens name, to check the parameters by.
+    roots: Vec<ContentRef>,
 }
 
 impl CatalogCheck {
@@ -117,7 +124,14 @@ impl Store {
     /// [`StoreError::WrongKey`] before anything is written; the store's key
     /// with another wrapper, in a store without names (checked on its
     /// nodes, which the wrapper seals), with [`StoreError::Config`], naming
-    /// the wrapper its nodes open under. Uses every core;
+    /// the wrapper its nodes open under. In a store with names, whose
+    /// catalog opens under the store's key whatever the parameters, the
+    /// root of one named content (the first met whose root is stored) is
+    /// opened too: the store's key with another wrapper or another chunk
+    /// size is refused with [`StoreError::Config`] naming which, before
+    /// anything is written (a root that opens under nothing is damage,
+    /// which [`Store::verify`] reports, and refuses nothing). The
+    /// compression setting is not checked. Uses every core;
     /// see [`Store::set_parallel`].
     ///
     /// A key that opens some of the catalog records but not all is taken
@@ -196,6 +210,7 @@ impl Store {
                 store.backend.name()
             )));
         }
+        store.check_params_on_root(&catalog.roots, store_key)?;
         // A record that fails under a key that opens others may be damage,
         // or the store's own where this key is another's that once wrote
         // here: the store opens, but gc leaves such records.
@@ -801,11 +816,79 @@ impl Store {
         Ok(found)
     }
 
+    /// Refuses parameters other than the store's, in a store with names
+    /// (whose catalog records open under the store's key whatever the
+    /// wrapper and chunk size): the root of the first of `roots` that is
+    /// stored must open under this store's wrapper at the height its length
+    /// gives. One that opens under another wrapper, or at another height,
+    /// is [`StoreError::Config`] naming what differs; one that opens under
+    /// nothing is damage, which verify reports, and refuses nothing.
+    fn check_params_on_root(&self, roots: &[ContentRef], store_key: &SecretKey) -> Result<()> {
+        // A root the backend cannot read is damage too: the next is tried.
+        let Some((content_ref, entry)) = roots
+            .iter()
+            .find_map(|r| Some((r, self.backend.get(r.digest()).ok()??)))
+        else {
+            return Ok(());
+        };
+        let (digest, value) = (content_ref.digest(), entry.value.as_slice());
+        let height = self.params.height(content_ref.len());
+        if self.open_node(height, true, digest, value).is_ok() {
+            return Ok(());
+        }
+        let backend = self.backend.name();
+        // Under this wrapper at another height first: a wrapper that
+        // distinguishes roots opens other wrappers' nodes as non-roots.
+        let found = (0..=MAX_TRIED_HEIGHT)
+            .find(|&h| h != height && self.open_node(h, true, digest, value).is_ok());
+        if let Some(found) = found {
+            return Err(StoreError::Config(format!(
+                "the store on this {backend} backend was made with another chunk size: the root \
+                 of its content {} has height {found}, where chunk size {} gives its {} bytes \
+                 height {height}. Open it with its own parameters. Nothing was written",
+                content_ref.to_hex(),
+                self.params.chunk_size(),
+                content_ref.len()
+            )));
+        }
+        let opens_under = |wrapper: &dyn CryptoWrapper| {
+            (0..=MAX_TRIED_HEIGHT).any(|height| {
+                [true, false].into_iter().any(|is_root| {
+                    let ctx = NodeContext {
+                        kind: 0,
+                        height,
+                        is_root,
+                    };
+                    wrapper.open(ctx, digest, value).is_ok()
+                })
+            })
+        };
+        let others: Vec<&str> = WrapperKind::ALL
+            .into_iter()
+            .filter(|&kind| {
+                kind != self.params.wrapper() && opens_under(kind.build(store_key).as_ref())
+            })
+            .map(|kind| kind.name())
+            .collect();
+        if !others.is_empty() {
+            return Err(StoreError::Config(format!(
+                "the store on this {backend} backend was made with the {} wrapper, not with \
+                 {}, the wrapper of the parameters given: the key given opens the root of its \
+                 content {} under it. Open it with its own parameters. Nothing was written",
+                others.join(" or "),
+                self.params.wrapper().name(),
+                content_ref.to_hex()
+            )));
+        }
+        Ok(())
+    }
+
     /// How many of the store's catalog records this store's key opens and
     /// how many it does not: with `every`, until one of each is found (or
     /// every record was read: a key is proven by all of them), else until
-    /// one opens. Entries the backend cannot decode are passed by: no key
-    /// reads them.
+    /// one opens; and, walking on if need be, a named content's reference
+    /// to check the parameters by. Entries the backend cannot decode are
+    /// passed by: no key reads them.
     fn check_catalog(&self, every: bool) -> Result<CatalogCheck> {
         let mut check = CatalogCheck::default();
         self.walk_until(&[catalog::KEY_PREFIX], &mut |key, entry| {
@@ -813,11 +896,23 @@ impl Store {
                 // A record of a newer format authenticated before its
                 // format was read: the key opens it.
                 match self.catalog.open(key, &entry.value) {
-                    Ok(_) | Err(StoreError::NewerFormat { .. }) => check.opened += 1,
+                    Ok(record) => {
+                        check.opened += 1;
+                        let room = ROOTS_TRIED.saturating_sub(check.roots.len());
+                        check.roots.extend(
+                            record
+                                .versions
+                                .iter()
+                                .filter(|v| !v.content_ref.is_empty())
+                                .map(|v| v.content_ref.clone())
+                                .take(room),
+                        );
+                    }
+                    Err(StoreError::NewerFormat { .. }) => check.opened += 1,
                     Err(_) => check.failed += 1,
                 }
             }
-            check.opened == 0 || (every && check.failed == 0)
+            check.opened == 0 || check.roots.is_empty() || (every && check.failed == 0)
         })?;
         Ok(check)
     }

@@ -318,3 +318,65 @@ fn a_key_that_opens_only_some_records_removes_none_of_the_others()
     }
     Ok(())
 }
+
+/// A store with names opened with its own key but another wrapper or
+/// another chunk size is refused with a configuration error naming what
+/// differs, before anything is written: the catalog's key does not depend
+/// on them, and such a store once took puts that its own parameters read as
+/// tampered (with `hmac-sha-256`, in plaintext beside encrypted nodes).
+/// Its own parameters still open it.
+#[test]
+fn a_store_with_names_opened_with_other_parameters_is_refused()
+-> Result<(), Box<dyn std::error::Error>> {
+    use seccs_store::catalog::EntryKind;
+    let made = Params::new(4096, WrapperKind::AesSiv)?;
+    let backend = Arc::new(MemoryBackend::new());
+    let store = Store::open(backend.clone(), made, &key(1))?;
+    // A directory (no content) first: the check passes by it.
+    store.put_named(&mut &b""[..], "d", EntryKind::Directory)?;
+    let content = random_bytes(300_000, 94);
+    let (put, _) = store.put_named(&mut content.as_slice(), "d/a", EntryKind::File)?;
+    drop(store);
+    let keys = backend.keys();
+    for (other, says) in [
+        (
+            Params::new(4096, WrapperKind::HmacSha256)?,
+            "made with the aes-siv",
+        ),
+        (
+            Params::new(4096, WrapperKind::Sha256)?,
+            "made with the aes-siv",
+        ),
+        (
+            Params::new(256, WrapperKind::AesSiv)?,
+            "made with another chunk size",
+        ),
+    ] {
+        match Store::open(backend.clone(), other, &key(1)) {
+            Err(seccs_store::StoreError::Config(said)) => {
+                assert!(said.contains(says), "{said}");
+                assert!(said.contains("Nothing was written"), "{said}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(backend.keys(), keys);
+    let store = Store::open(backend.clone(), made, &key(1))?;
+    let mut out = Vec::new();
+    store.get_named("d/a", None, &mut out)?;
+    assert_eq!(out, content);
+    drop(store);
+    // A root that opens under nothing is damage, for verify to report:
+    // it refuses no parameters.
+    let root = put.content_ref.digest();
+    let mut value = backend.get_raw(root);
+    value[20] ^= 1;
+    backend.tamper(root, value);
+    Store::open(backend.clone(), made, &key(1))?;
+    Store::open(
+        backend.clone(),
+        Params::new(256, WrapperKind::AesSiv)?,
+        &key(1),
+    )?;
+    Ok(())
+}
