@@ -1281,3 +1281,46 @@ fn a_database_that_lost_its_empty_lock_file_opens_with_its_data() -> TestResult 
     drop(held);
     Ok(())
 }
+
+/// A store directory's root (its `config.toml` beside `db/`) given where
+/// the database's directory is meant is refused, naming `db/` as what to
+/// open, and nothing is made in it: it once got a second, empty database
+/// beside the store's, which every write went to and nothing read.
+#[test]
+fn a_store_directory_given_for_its_database_is_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let db = EmbeddedBackend::open(&dir.path().join("db"))?;
+        db.apply(&{
+            let mut batch = Batch::new();
+            batch.put(b"k".to_vec(), b"v".to_vec(), 1);
+            batch
+        })?;
+    }
+    std::fs::write(dir.path().join("config.toml"), "chunk_size = 4096\n")?;
+    let listing = |p: &Path| -> std::io::Result<Vec<std::ffi::OsString>> {
+        let mut names: Vec<_> = std::fs::read_dir(p)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        Ok(names)
+    };
+    let before = listing(dir.path())?;
+    for open in [EmbeddedBackend::open, EmbeddedBackend::open_existing] {
+        match open(dir.path()) {
+            Err(e) => {
+                let said = e.to_string();
+                assert!(said.contains("is a store directory"), "{said}");
+                assert!(
+                    said.contains(&dir.path().join("db").display().to_string()),
+                    "{said}"
+                );
+            }
+            Ok(_) => panic!("the store directory was opened as a database"),
+        }
+        assert_eq!(listing(dir.path())?, before);
+    }
+    let db = EmbeddedBackend::open(&dir.path().join("db"))?;
+    assert!(db.get(b"k")?.is_some());
+    Ok(())
+}

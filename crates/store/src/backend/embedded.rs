@@ -297,6 +297,25 @@ impl std::fmt::Debug for EmbeddedBackend {
     }
 }
 
+/// Refuses `dir` when it is a store directory's root, which holds
+/// `config.toml` beside the database's directory `db`, rather than a
+/// database's directory.
+fn refuse_store_directory(dir: &Path) -> Result<(), BackendError> {
+    let db = dir.join("db");
+    if dir.join("config.toml").is_file() && db.is_dir() {
+        return Err(BackendError::other(
+            NAME,
+            format_args!(
+                "{} is a store directory (config.toml beside db/), not a database: open its \
+                 database {}, or the store through StoreDir; nothing was created",
+                dir.display(),
+                db.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl EmbeddedBackend {
     /// Opens the database in `dir`, creating the directory and an empty
     /// database if they are missing, and moving a store of the earlier
@@ -307,8 +326,12 @@ impl EmbeddedBackend {
     /// [`BackendError::Locked`] if another process (or another handle in this
     /// process) has the database open; [`BackendError::Corrupt`] if the files
     /// in `dir` are not a readable database of this format;
-    /// [`BackendError::Other`] for I/O errors.
+    /// [`BackendError::Other`] for I/O errors, and for a store directory's
+    /// root (a `config.toml` beside a `db` directory) given as `dir`: its
+    /// database is `dir/db`, and an empty one made beside it would take
+    /// writes that nothing reads. Nothing is created then.
     pub fn open(dir: &Path) -> Result<Self, BackendError> {
+        refuse_store_directory(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| {
             BackendError::other(NAME, format_args!("cannot create {}: {e}", dir.display()))
         })?;
@@ -329,6 +352,7 @@ impl EmbeddedBackend {
     /// As [`EmbeddedBackend::open`], and [`BackendError::Corrupt`] if `dir`
     /// or the store's keyspace in it is missing.
     pub fn open_existing(dir: &Path) -> Result<Self, BackendError> {
+        refuse_store_directory(dir)?;
         if !dir.is_dir() {
             return Err(corrupt(format_args!(
                 "the store's database {} is missing; not starting an empty one in its place",
