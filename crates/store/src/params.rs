@@ -115,6 +115,13 @@ impl Params {
     /// child reference size. Leaves are not compressed (the Python
     /// package's format); [`Params::with_compression`] sets it, and
     /// [`Params::default`] (as `seccs init`) compresses with zstd level 3.
+    ///
+    /// The compression setting is part of what a leaf's reference depends
+    /// on (a leaf is sealed as it is stored, compressed or not): the same
+    /// content put with another setting gets another reference wherever
+    /// compression shrinks a leaf, and is stored again beside the first.
+    /// Keep one setting per store; a store made by `seccs init` uses
+    /// zstd level 3 unless told otherwise.
     pub fn new(chunk_size: usize, wrapper: WrapperKind) -> Result<Self> {
         if chunk_size > MAX_CHUNK_SIZE {
             return Err(StoreError::ChunkSizeTooLarge {
@@ -137,7 +144,11 @@ impl Params {
         })
     }
 
-    /// The same parameters with leaf compression set.
+    /// The same parameters with leaf compression set. Every setting reads
+    /// every leaf, but a leaf's reference depends on the setting it was put
+    /// with: the same content put with another one gets another reference
+    /// (where compression shrinks a leaf) and is stored again, not
+    /// deduplicated.
     pub fn with_compression(self, compression: Compression) -> Self {
         Self {
             compression,
