@@ -194,6 +194,34 @@ impl Drop for Renewer {
     }
 }
 
+/// `holder` (`pid N on HOST`, as a holder token or a PostgreSQL session's
+/// name gives it) as a refusal names it: where it is this very process
+/// (a second exclusive handle on one store in one process), it says so
+/// rather than name its pid as another's.
+pub(crate) fn name_holder(holder: &str) -> String {
+    if !is_this_process(holder) {
+        return holder.to_owned();
+    }
+    format!(
+        "this process ({holder}), through another exclusive handle on the store: use that \
+         one, or drop it before opening another"
+    )
+}
+
+/// Whether `holder` (`pid N on HOST`) is this process: its pid, on this
+/// machine (a name cut short, as PostgreSQL cuts a session's, counts).
+fn is_this_process(holder: &str) -> bool {
+    let Some((pid, host)) = holder
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split_once(" on "))
+    else {
+        return false;
+    };
+    pid == std::process::id().to_string()
+        && !host.is_empty()
+        && seccs_store::dir::host_name().starts_with(host)
+}
+
 /// A new holder token: 16 random bytes in hex, then `pid N on HOST` for the
 /// message a second process sees.
 pub(crate) fn holder_token(backend: &str) -> Result<String, BackendError> {
@@ -210,6 +238,18 @@ pub(crate) fn holder_token(backend: &str) -> Result<String, BackendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holder_that_is_this_process_is_named_so() {
+        let here = seccs_store::dir::host_name();
+        let me = format!("pid {} on {here}", std::process::id());
+        assert!(name_holder(&me).starts_with("this process (pid "));
+        let other = format!("pid {} on {here}", std::process::id().wrapping_add(1));
+        assert_eq!(name_holder(&other), other);
+        let elsewhere = format!("pid {} on not-{here}", std::process::id());
+        assert_eq!(name_holder(&elsewhere), elsewhere);
+        assert_eq!(name_holder("another process"), "another process");
+    }
 
     #[test]
     fn a_lease_refuses_writes_once_stale_lost_or_let_go() {

@@ -606,7 +606,7 @@ impl PostgresBackend {
             });
         let holder = match holder {
             Some((_, Some(name))) if name.starts_with("seccs pid ") => {
-                name["seccs ".len()..].escape_debug().to_string()
+                crate::lease_state::name_holder(&name["seccs ".len()..].escape_debug().to_string())
             }
             Some((Some(pid), _)) => format!("the session of server process {pid}"),
             _ => "another session".to_owned(),

@@ -493,7 +493,7 @@ fn a_second_process_gets_a_clear_locked_error() -> TestResult {
     match result {
         Err(err @ BackendError::Locked { .. }) => {
             let message = err.to_string();
-            assert!(message.contains("in use by another process"), "{message}");
+            assert!(message.contains("is open in another process"), "{message}");
             assert!(
                 message.contains(&dir.path().display().to_string()),
                 "{message}"

@@ -29,7 +29,7 @@ use redis::{Client, Connection};
 use seccs_store::backend::BackendError;
 
 use super::{CONNECT_TIMEOUT, NAME, map_err};
-use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token};
+use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token, name_holder};
 
 /// The lease's key after the store's prefix. No store key has this length
 /// (nodes are digests, catalog records 33 bytes), and walks skip it.
@@ -87,7 +87,7 @@ impl Lease {
                     "redis: its writer lease is held by {}; a holder that died frees it within {} s",
                     holder
                         .as_deref()
-                        .map(describe_holder)
+                        .map(|raw| name_holder(&describe_holder(raw)))
                         .unwrap_or_else(|| "a process that just released it".into()),
                     TTL.as_secs()
                 ),

@@ -35,7 +35,7 @@ use seccs_store::backend::BackendError;
 use tokio::runtime::Handle;
 
 use super::{NAME, map_err};
-use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token};
+use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token, name_holder};
 use crate::own_runtime::{outside_runtime, refuse_inside_runtime};
 
 /// The lease object's name under the store's prefix: not hex, so never an
@@ -210,8 +210,9 @@ async fn take(op: &Operator, token: &str) -> Result<String, BackendError> {
     Err(BackendError::Locked {
         detail: match parsed {
             Some(Some((holder, until))) => format!(
-                "s3: its writer lease is held by {holder} for {} s more; a holder that died \
+                "s3: its writer lease is held by {} for {} s more; a holder that died \
                  frees it within {} s",
+                name_holder(&holder),
                 until.saturating_sub(now_ms()).div_ceil(1000),
                 TTL.as_secs()
             ),

@@ -67,9 +67,10 @@ fn redis_a_second_exclusive_opener_is_refused_until_the_first_lets_go() -> TestR
         "{refused:?}"
     );
     assert!(
-        message.contains(&format!("pid {}", std::process::id())),
-        "the error names the holder: {message}"
+        message.contains(&format!("by this process (pid {}", std::process::id())),
+        "the error names the holder, this process: {message}"
     );
+    assert!(!message.contains("another process"), "{message}");
     // Another prefix is another store.
     drop(seccs_backends::open_exclusive(
         &redis_url(&server, "other:"),
@@ -250,9 +251,10 @@ fn postgres_a_second_exclusive_opener_is_refused_until_the_first_lets_go() -> Te
     );
     assert!(
         message.contains("locked_nodes")
-            && message.contains(&format!("pid {}", std::process::id())),
-        "the error names the table and the holder: {message}"
+            && message.contains(&format!("by this process (pid {}", std::process::id())),
+        "the error names the table and the holder, this process: {message}"
     );
+    assert!(!message.contains("another process"), "{message}");
     // Another table is another store; a shared open (tools) still reads.
     drop(seccs_backends::open_exclusive(
         &server.url("other_nodes"),
@@ -448,9 +450,10 @@ fn s3_a_second_exclusive_opener_is_refused_until_the_first_lets_go() -> TestResu
         "{refused:?}"
     );
     assert!(
-        message.contains(&format!("pid {}", std::process::id())),
-        "the error names the holder: {message}"
+        message.contains(&format!("by this process (pid {}", std::process::id())),
+        "the error names the holder, this process: {message}"
     );
+    assert!(!message.contains("another process"), "{message}");
     drop(s3_exclusive(&server, "other")?);
 
     first.apply(&one_put())?;

@@ -1239,7 +1239,8 @@ fn open_error(e: fjall::Error, dir: &Path) -> BackendError {
     match e {
         fjall::Error::Locked => BackendError::Locked {
             detail: format!(
-                "the database {} is open elsewhere; its lock file is {}",
+                "the database {} is open in another process, or through another handle in \
+                 this process; its lock file is {}",
                 dir.display(),
                 dir.join("lock").display()
             ),
@@ -1267,7 +1268,9 @@ fn map_error(e: fjall::Error) -> BackendError {
     use fjall::{Error as F, LsmError as L};
     match e {
         F::Locked => BackendError::Locked {
-            detail: "the database is open elsewhere".to_owned(),
+            detail: "the database is open in another process, or through another handle in \
+                     this process"
+                .to_owned(),
         },
         F::Io(e) | F::Storage(L::Io(e)) => {
             if e.kind() == std::io::ErrorKind::InvalidData {

@@ -211,8 +211,9 @@ pub enum BackendError {
         /// What happened.
         detail: String,
     },
-    /// Another process holds the store open.
-    #[error("store is in use by another process ({detail})")]
+    /// Another process holds the store open, or another handle in this
+    /// process: the detail names the holder.
+    #[error("store is in use ({detail})")]
     Locked {
         /// Where the lock is held.
         detail: String,
