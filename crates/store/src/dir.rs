@@ -661,6 +661,11 @@ impl StoreDir {
             ));
         }
         self.check_backend_marker(store.backend(), key)?;
+        if store.backend().keeps_marker() {
+            // Read, or written now (a reader's store, which may find
+            // none, writes nothing).
+            store.mark_marker_read();
+        }
         store.mark_key_checked();
         let Some(lock) = &self.lock else {
             // A reader: the journal is the writers' (an entry may be a put

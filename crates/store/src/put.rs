@@ -545,7 +545,7 @@ impl<'s> Committer<'s> {
             is_new[i] = true;
             for child in &node.children {
                 let Some(entry) = state[index[child]].as_mut() else {
-                    return Err(child_missing(backend));
+                    return Err(child_missing(backend, self.store.marker_at_open()));
                 };
                 entry.0 = one_more(entry.0, child)?;
                 entry.2 = true;
@@ -630,14 +630,21 @@ fn one_more(count: u64, digest: &[u8]) -> Result<u64> {
 /// The error for a child that a batch's new node lists but the backend no
 /// longer holds: this put wrote it in an earlier batch, so either the
 /// backend lost the store meanwhile (emptied, restarted without
-/// persistence: its marker is gone too) or something removed the node.
-fn child_missing(backend: &dyn crate::backend::Backend) -> crate::StoreError {
-    if backend.keeps_marker()
+/// persistence: its marker is gone too, unless `marker_at_open` says the
+/// backend held none when the store was opened) or something removed the
+/// node.
+fn child_missing(
+    backend: &dyn crate::backend::Backend,
+    marker_at_open: Option<bool>,
+) -> crate::StoreError {
+    if marker_at_open != Some(false)
+        && backend.keeps_marker()
         && let Ok(None) = backend.read_marker()
     {
         return crate::backend::BackendError::marker_gone(backend.name()).into();
     }
     crate::StoreError::integrity(
-        "a node listed by a new node is missing from the store (removed while the put ran?)",
+        "a node listed by a new node is missing from the store: removed while the put ran, or \
+         the backend lost the store's data (emptied, or restarted without persistence)",
     )
 }

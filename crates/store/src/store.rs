@@ -69,6 +69,12 @@ pub struct Store {
     /// authenticate known to be corrupt or forged rather than sealed under
     /// another key.
     key_checked: bool,
+    /// Whether the backend held the store's marker when the store was
+    /// opened (read, or written by a store directory), `Some(false)` where
+    /// [`Store::open`] found none: a marker found gone later means that the
+    /// backend lost the store's data only where there was one. `None` for
+    /// a store made by [`Store::new_unchecked`], which looked at none.
+    marker_at_open: Option<bool>,
     /// The lock of the store directory this store was opened from
     /// ([`crate::dir::StoreDir::open_store`]), held for as long as the
     /// store lives, not only its directory handle.
@@ -215,6 +221,7 @@ impl Store {
         // or the store's own where this key is another's that once wrote
         // here: the store opens, but gc leaves such records.
         store.key_checked = marker_matched || catalog.failed == 0;
+        store.marker_at_open = Some(marker_matched);
         Ok(store)
     }
 
@@ -237,6 +244,7 @@ impl Store {
             journal_dir: None,
             catalog: CatalogCrypto::new(store_key),
             key_checked: false,
+            marker_at_open: None,
             dir_lock: None,
         }
     }
@@ -245,6 +253,18 @@ impl Store {
     /// ([`crate::dir::StoreDir::open_store`] checks it by its own means).
     pub(crate) fn mark_key_checked(&mut self) {
         self.key_checked = true;
+    }
+
+    /// Records that the backend's store marker was read or written when
+    /// the store was opened ([`crate::dir::StoreDir::check_backend_marker`]).
+    pub(crate) fn mark_marker_read(&mut self) {
+        self.marker_at_open = Some(true);
+    }
+
+    /// Whether the backend held the store's marker when the store was
+    /// opened; `None` if that was not looked at.
+    pub(crate) fn marker_at_open(&self) -> Option<bool> {
+        self.marker_at_open
     }
 
     /// Whether the key was proven to be the store's when the store was
