@@ -617,8 +617,11 @@ impl StoreDir {
     /// ([`StoreError::WrongKey`]) before anything is written: by its check
     /// value, or, in a store made before check values, by whether it opens
     /// the store's catalog records (or, without names, a few of its nodes);
-    /// such a store gets the check value of the key that opens them, or of
-    /// the first key while it holds nothing.
+    /// such a store gets the check value of the key that opens them all, or
+    /// of the first key while it holds nothing. A key that opens some of
+    /// its records but not others opens it, unproven
+    /// ([`Store::key_checked`] is false): nothing is recorded, and gc
+    /// leaves the records it does not open, which may be the store's own.
     ///
     /// From a reader's handle ([`StoreDir::open_for_reading`] on a network
     /// store) nothing is recorded, marked or cleaned up, and the store
@@ -630,6 +633,7 @@ impl StoreDir {
         };
         let mut store = Store::new_unchecked(backend, self.config.params()?, key);
         self.check_key(key)?;
+        let mut proven = true;
         match &self.config.key_check {
             Some(_) => {}
             None => match store.key_opens_store()? {
@@ -640,6 +644,11 @@ impl StoreDir {
                         self.path.display()
                     )));
                 }
+                // Some records open and others do not: they may be
+                // another key's, this one a wrong key that once wrote
+                // into the store's backend. Opened, but nothing recorded,
+                // and gc leaves the records it does not open.
+                Some(true) if !store.key_opens_every_record()? => proven = false,
                 // Recorded by the next writer.
                 Some(true) | None if self.is_reader() => {}
                 // Confirmed, or nothing to confirm it by and nothing to
@@ -666,7 +675,9 @@ impl StoreDir {
             // none, writes nothing).
             store.mark_marker_read();
         }
-        store.mark_key_checked();
+        if proven {
+            store.mark_key_checked();
+        }
         let Some(lock) = &self.lock else {
             // A reader: the journal is the writers' (an entry may be a put
             // running now), and what an interrupted put left (nodes no
@@ -1076,6 +1087,38 @@ mod tests {
         assert_eq!(dir.config().key_check, Some(key_check(&key(1))));
         let backend = dir.open_embedded()?;
         assert!(is_wrong_key(dir.open_store(backend, &key(2))));
+        Ok(())
+    }
+
+    /// In a store made before check values, a key that opens some records
+    /// but not all (a wrong key that once wrote into the store's database)
+    /// is not recorded as the store's, and its gc removes none of the
+    /// records it does not open: they are the store's own.
+    #[test]
+    fn a_key_that_opens_only_some_records_of_an_older_store_is_not_recorded() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        {
+            let dir = new_dir(&path, None)?;
+            let backend = dir.open_embedded()?;
+            let params = dir.config().params()?;
+            let store = Store::new_unchecked(backend.clone(), params, &key(1));
+            store.put_named(&mut &b"the store's"[..], "x", EntryKind::File)?;
+            drop(store);
+            let store = Store::new_unchecked(backend, params, &key(2));
+            store.put_named(&mut &b"a wrong key's"[..], "y", EntryKind::File)?;
+        }
+        let mut dir = StoreDir::open(&path)?;
+        let backend = dir.open_embedded()?;
+        let store = dir.open_store(backend.clone(), &key(2))?;
+        assert!(!store.key_checked());
+        assert_eq!(dir.config().key_check, None, "nothing recorded");
+        let gc = store.gc()?;
+        assert!(gc.records_removed.is_empty(), "{gc:?}");
+        assert_eq!(gc.records_left.len(), 1, "{gc:?}");
+        drop(store);
+        let store = dir.open_store(backend, &key(1))?;
+        assert!(store.lookup("x")?.is_some());
         Ok(())
     }
 

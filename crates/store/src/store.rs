@@ -937,6 +937,14 @@ impl Store {
         Ok(check)
     }
 
+    /// Whether this store's key opens every one of the catalog records
+    /// (so in a store without any): only then is it proven by them to be
+    /// the store's key, since a wrong key that once wrote into the store's
+    /// backend opens its own.
+    pub(crate) fn key_opens_every_record(&self) -> Result<bool> {
+        Ok(self.check_catalog(true)?.failed == 0)
+    }
+
     /// Whether this store's key opens its catalog records or, in a store
     /// with none (contents put without names only), one of its nodes: a
     /// node is tried at every height it could have, root or not, since its
