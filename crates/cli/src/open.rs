@@ -150,7 +150,8 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
             );
             // Only with a threshold set in the share config: the default is
             // refused with no server to spare.
-            if let Some(warning) = crate::share::no_spare_warning(report.servers, report.threshold)
+            if let Some(warning) =
+                crate::share::no_spare_warning(report.stored_on, report.threshold)
             {
                 errln!("seccs: warning: the store key was {warning}, and the store with it");
             }

@@ -539,7 +539,9 @@ impl Session {
             r.threshold,
             if r.threshold == 1 { "s" } else { "" }
         )?;
-        if let Some(warning) = no_spare_warning(r.servers, r.threshold) {
+        // The servers that hold it, not those asked: one that failed to
+        // store it is no spare.
+        if let Some(warning) = no_spare_warning(r.stored_on, r.threshold) {
             errln!(
                 "warning: {tag}@{} was {warning}; save it again when more servers are online, \
                  or with a lower --threshold",

@@ -818,6 +818,38 @@ fn a_save_that_needs_every_server_says_so_and_a_store_key_is_refused() {
     assert!(err.contains("no server can be lost"), "{err}");
 }
 
+/// Four servers, one of which cannot store the file (its directory for
+/// the tag is a plain file): the save is made on the 3 others, 3 of 4
+/// needed, and so each of those 3 is needed to rebuild it. `share save`
+/// warns that no server can be lost, as it does when only 3 are online.
+#[test]
+fn a_save_that_a_failing_server_leaves_without_a_spare_says_so() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let common = format!(
+        "broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\nthreshold = 3\n[kdf]\n\
+         algorithm = \"argon2id\"\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n"
+    );
+    let (_servers, net) = start_servers(tmp.path(), &common, 4);
+    let broken = seccs_net::store::RecordStore::open(&tmp.path().join("server3")).expect("open");
+    std::fs::write(broken.tag_dir("t7"), "not a directory").expect("block the tag");
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "three of four\n").expect("input");
+    let out = run(net.with_password(&["save", "t7"]).arg(&input));
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("3 of 4 servers hold it, any 3 rebuild it"),
+        "{said}"
+    );
+    assert!(
+        err.contains("warning: t7@1 was saved to 3 servers and each one is needed")
+            && err.contains("no server can be lost"),
+        "{err}"
+    );
+}
+
 /// `seccs share --help` teaches the config file: every key, the defaults,
 /// and what a store key needs.
 #[test]
