@@ -126,11 +126,138 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
         seccs_backends::redact(&new.backend)
     };
     let config = StoreConfig::new(new.params, backend_url, new.key.clone());
+    // What this init makes, undone if it fails: a store left half made
+    // (a key file but no config.toml) would refuse the next init.
+    let mut made = Made::before(path);
+    let result = make(path, &new, config, network.as_deref(), &mut made);
+    match result {
+        Ok(done) => Ok(done),
+        Err(e) => Err(made.undo(path, e)),
+    }
+}
+
+/// What a failing [`create`] made and undoes: never anything that was
+/// there before it started.
+struct Made {
+    /// The store directory was not there.
+    dir: bool,
+    /// Its lock file was not there.
+    lock: bool,
+    /// The key file written.
+    key_file: Option<PathBuf>,
+    /// The key saved on the share network: its tag, version and config.
+    share_key: Option<(String, u64, seccs_net::Config)>,
+}
+
+impl Made {
+    fn before(path: &Path) -> Self {
+        Self {
+            dir: path.symlink_metadata().is_err(),
+            lock: path.join("lock").symlink_metadata().is_err(),
+            key_file: None,
+            share_key: None,
+        }
+    }
+
+    /// Removes what was made, and returns `e` saying so (and what could
+    /// not be removed).
+    fn undo(self, path: &Path, e: anyhow::Error) -> anyhow::Error {
+        let made_any = self.key_file.is_some()
+            || self.share_key.is_some()
+            || (self.lock && path.join("lock").symlink_metadata().is_ok())
+            || (self.dir && path.symlink_metadata().is_ok());
+        if !made_any {
+            return e;
+        }
+        let mut left = Vec::new();
+        if let Some(key_file) = &self.key_file
+            && let Err(rm) = std::fs::remove_file(key_file)
+        {
+            left.push(format!(
+                "the key file {} it wrote is left (cannot remove it: {rm}); remove it before \
+                 running init again",
+                key_file.display()
+            ));
+        }
+        let mut notes = Vec::new();
+        if let Some((tag, version, config)) = &self.share_key {
+            match remove_share_key(config, tag, *version) {
+                // A store key's tag is never used twice.
+                Ok(()) => notes.push(format!(
+                    "; the store key saved as {tag}@{version} is removed from the share network, \
+                     and a store key needs a tag never used: run init again with another tag"
+                )),
+                Err(rm) => left.push(format!(
+                    "the store key saved on the share network as {tag}@{version} is left ({rm:#}); \
+                 remove it with `seccs share rm {tag}@{version}`"
+                )),
+            }
+        }
+        // Taken first, so that no other process holding it loses it; made
+        // by this init, so no store is there.
+        if self.lock
+            && let Ok(held) = seccs_core::lockfile::lock_dir(path)
+            && !StoreDir::exists(path)
+        {
+            let _ = std::fs::remove_file(path.join("lock"));
+            drop(held);
+        }
+        if self.dir {
+            // Only when empty: whatever else is there is not this init's.
+            let _ = std::fs::remove_dir(path);
+        }
+        if left.is_empty() {
+            e.context(format!(
+                "cannot make a store at {} (what init made there is removed again{})",
+                path.display(),
+                notes.concat()
+            ))
+        } else {
+            e.context(format!(
+                "cannot make a store at {}; {}{}",
+                path.display(),
+                left.join("; "),
+                notes.concat()
+            ))
+        }
+    }
+}
+
+/// Removes `tag@version` from the share network of `config`, failing
+/// unless every server that holds it removed it.
+fn remove_share_key(config: &seccs_net::Config, tag: &str, version: u64) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let client = seccs_net::client::Client::connect(config).await?;
+        let r = client.remove_report(tag, Some(version)).await?;
+        match r.saved_to {
+            Some(n) if n > r.removed_from => bail!(
+                "{} of the {n} servers it was saved to removed it",
+                r.removed_from
+            ),
+            None if r.removed_from == 0 => bail!("no server online held it"),
+            _ => Ok(()),
+        }
+    })
+}
+
+/// The part of [`create`] that makes things, each noted in `made`.
+fn make(
+    path: &Path,
+    new: &NewStore,
+    config: StoreConfig,
+    network: Option<&dyn Backend>,
+    made: &mut Made,
+) -> Result<(StoreDir, SecretKey)> {
     let key = match &new.key {
         KeySource::File { path: key_path } => {
             let key_path = path.join(key_path);
             let key = SecretKey::generate()?;
             dir::write_key_file(&key_path, &key)?;
+            made.key_file = Some(key_path);
             key
         }
         KeySource::Share { tag, config } => {
@@ -142,6 +269,7 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
                 .with_context(|| {
                     format!("cannot save the store key to the share network as {tag:?}")
                 })?;
+            made.share_key = Some((tag.clone(), report.version, share_config));
             errln!(
                 "seccs: store key saved on the share network as {tag:?} ({} of {} servers, any {} recover it)",
                 report.stored_on,
@@ -164,15 +292,29 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
         )?,
     };
     let mut store_dir = StoreDir::create(path, config.with_key_check(&key))?;
-    if let Some(backend) = &network {
-        // Marked now, so that a second store cannot be made on the same
-        // table or prefix before this one's first write.
-        store_dir.check_backend_marker(backend.as_ref(), &key)?;
-    }
-    if new.backend == EMBEDDED {
-        // Made now, with the store: opening a store later never makes one,
-        // so a database that went missing is not taken for an empty store.
-        drop(store_dir.open_embedded()?);
+    let db_was_there = path.join("db").symlink_metadata().is_ok();
+    let rest = (|| -> Result<()> {
+        if let Some(backend) = network {
+            // Marked now, so that a second store cannot be made on the same
+            // table or prefix before this one's first write.
+            store_dir.check_backend_marker(backend, &key)?;
+        }
+        if new.backend == EMBEDDED {
+            // Made now, with the store: opening a store later never makes
+            // one, so a database that went missing is not taken for an
+            // empty store.
+            drop(store_dir.open_embedded()?);
+        }
+        Ok(())
+    })();
+    if let Err(e) = rest {
+        // Under the store's lock, still held: its config.toml and the
+        // database begun are this init's.
+        let _ = std::fs::remove_file(path.join("config.toml"));
+        if !db_was_there {
+            let _ = std::fs::remove_dir_all(path.join("db"));
+        }
+        return Err(e);
     }
     Ok((store_dir, key))
 }

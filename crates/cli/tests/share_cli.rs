@@ -850,6 +850,51 @@ fn a_save_that_a_failing_server_leaves_without_a_spare_says_so() {
     );
 }
 
+/// An `init --key-from-share` whose config.toml cannot be written (a
+/// directory is in its place) removes the key it saved on the share
+/// network again, with the key file and lock it made: the init run again
+/// once the cause is gone saves the key anew and succeeds.
+#[test]
+fn a_failed_init_removes_the_store_key_it_saved() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let common = format!(
+        "broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\n[kdf]\n\
+         algorithm = \"argon2id\"\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n"
+    );
+    let (_servers, net) = start_servers(tmp.path(), &common, 3);
+    let store = tmp.path().join("st");
+    std::fs::create_dir_all(store.join("config.toml")).expect("mkdir");
+    let init = |tag: &str| {
+        let mut c = seccs(tmp.path());
+        c.arg("--store")
+            .arg(&store)
+            .env("SECCS_SHARE_PASSWORD", "correct horse")
+            .args(["init", "--key-from-share", tag, "--share-config"])
+            .arg(&net.config);
+        run(&mut c)
+    };
+    let failed = init("storekey");
+    let err = stderr_of(&failed);
+    assert!(!failed.status.success(), "{err}");
+    assert!(
+        err.contains("removed again")
+            && err.contains("storekey@1 is removed from the share network"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&store).expect("ls").count(),
+        1,
+        "only config.toml, which was there before"
+    );
+    let tags = json_lines(&ok(&mut net.client(&["ls", "--json"])));
+    assert!(tags.is_empty(), "{tags:?}");
+    std::fs::remove_dir(store.join("config.toml")).expect("rmdir");
+    // The tag is not used again for a store key; another is.
+    let made = init("storekey2");
+    assert!(made.status.success(), "{}", stderr_of(&made));
+}
+
 /// `seccs share --help` teaches the config file: every key, the defaults,
 /// and what a store key needs.
 #[test]

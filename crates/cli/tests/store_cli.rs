@@ -151,6 +151,51 @@ fn stat_splits_entries_and_bytes_by_kind() {
     assert!(text_out.contains("compressed leaf"), "{text_out}");
 }
 
+/// An init whose config.toml cannot be written (a directory is in its
+/// place) fails and takes back the key file and the lock it made, so that
+/// the init run again once the cause is gone succeeds. A first `put`
+/// (which inits) that cannot write config.toml (the file size limit lets
+/// the key file through, not config.toml) leaves no store directory.
+#[test]
+fn a_failed_init_leaves_nothing_that_refuses_the_next() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    std::fs::create_dir_all(store.join("config.toml")).expect("mkdir");
+    let err = fails(seccs(&store).arg("init"));
+    assert!(err.contains("config.toml"), "{err}");
+    assert!(err.contains("removed again"), "{err}");
+    let mut left: Vec<_> = std::fs::read_dir(&store)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["config.toml"], "only what was there before");
+    std::fs::remove_dir(store.join("config.toml")).expect("rmdir");
+    ok(seccs(&store).arg("init"));
+
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        return;
+    }
+    let input = random_file(tmp.path(), "in", 1000, 7);
+    let fresh = tmp.path().join("fresh");
+    // The key file is 84 bytes, config.toml more than 200.
+    let mut limited = Command::new("sh");
+    limited
+        .args(["-c", "trap '' XFSZ; exec prlimit --fsize=150 \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .arg("--store")
+        .arg(&fresh)
+        .arg("put")
+        .arg(&input)
+        .env_remove("SECCS_STORE");
+    let out = run(&mut limited);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("config.toml"), "{err}");
+    assert!(!fresh.exists(), "{err}");
+    ok(seccs(&fresh).arg("put").arg(&input));
+}
+
 #[test]
 fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     let tmp = tempfile::tempdir().expect("tmp");
