@@ -1120,7 +1120,10 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
     if let Ok(r) = reference.parse::<ContentRef>()
         && r.digest().len() == store.params().wrapper().digest_len()
     {
-        let report = store.delete(&r)?;
+        let report = store.delete(&r).map_err(|e| match e {
+            e @ StoreError::NotFound(_) => anyhow::Error::new(e),
+            e => anyhow::Error::new(e).context(format!("cannot remove the put {r}")),
+        })?;
         errln!(
             "seccs: removed one put of {r} ({} {} freed)",
             report.removed,
@@ -1155,7 +1158,16 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
             crate::tree::typed(&format!("{}/@N", shown(name)))
         );
     }
-    let removed = store.remove_name(name, version)?;
+    // What is missing is said once, whole; a failure on the way names
+    // what was being removed.
+    let removed = store.remove_name(name, version).map_err(|e| match e {
+        e @ StoreError::NotFound(_) => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context(format!(
+            "cannot remove {}{}",
+            shown(name),
+            version.map(|n| format!("@{n}")).unwrap_or_default()
+        )),
+    })?;
     // The numbers of a name whose last version went start again at 1: a
     // NAME@N noted before may later name other content.
     let left = if store.lookup(name)?.is_some() {

@@ -969,7 +969,29 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         }
     };
     store.backend().set_sync_each_batch(true);
-    store.backend().flush()?;
+    if let Err(e) = store.backend().flush() {
+        // What was put waits in the last batch, which is not stored:
+        // no reference is printed as stored, each failure is said.
+        bar.finish_and_clear();
+        let failed_n = results.iter().filter(|r| r.is_err()).count();
+        for problem in results.iter().filter_map(|r| r.as_ref().err()) {
+            errln!("seccs: {problem:#}");
+        }
+        for problem in &problems {
+            errln!("seccs: {problem}");
+        }
+        let failed = match failed_n {
+            0 => String::new(),
+            n => format!(" ({n} more failed, said above)"),
+        };
+        return Err(anyhow::Error::from(e).context(format!(
+            "put of {} stopped writing its last batch to the backend: of the {} entries put{failed}, \
+             those in batches the backend completed before are stored (each batch whole or \
+             absent), the rest are not; the same put run again stores the rest",
+            shown_path(dir),
+            results.len() - failed_n,
+        )));
+    }
     bar.finish_and_clear();
     let mut out = crate::output::report_out();
     let (mut stored, mut unchanged) = (0, 0);

@@ -196,6 +196,55 @@ fn a_failed_init_leaves_nothing_that_refuses_the_next() {
     ok(seccs(&fresh).arg("put").arg(&input));
 }
 
+/// `cmd` run under a file size limit of `bytes` (SIGXFSZ ignored), so
+/// that a write past it fails (EFBIG) as on a full disk.
+fn with_file_size_limit(bytes: u64, cmd: &Command) -> Option<Command> {
+    Command::new("prlimit").arg("--version").output().ok()?;
+    let mut limited = Command::new("sh");
+    limited
+        .args(["-c", "trap '' XFSZ; exec prlimit --fsize=$0 \"$@\""])
+        .arg(bytes.to_string())
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_remove("SECCS_STORE");
+    Some(limited)
+}
+
+/// A `put DIR` whose writes to the embedded database fail (the file size
+/// limit, as a full disk) says which step failed and what is stored, not
+/// the bare I/O error; an `rm NAME` that fails names what it removed.
+#[test]
+fn a_put_and_an_rm_that_cannot_write_say_what_they_were_doing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    let dir = tmp.path().join("tree");
+    std::fs::create_dir(&dir).expect("mkdir");
+    for i in 0..6 {
+        random_file(&dir, &format!("f{i}"), 300_000, i);
+    }
+    let Some(mut put) = with_file_size_limit(500_000, seccs(&store).arg("put").arg(&dir)) else {
+        return;
+    };
+    let out = run(&mut put);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("put") && err.contains("the same put run again stores the rest"),
+        "{err}"
+    );
+    assert!(err.contains("File too large"), "{err}");
+
+    put_as(&store, &dir.join("f0"), "one");
+    let Some(mut rm) = with_file_size_limit(1, seccs(&store).args(["rm", "one"])) else {
+        return;
+    };
+    let out = run(&mut rm);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cannot remove one: "), "{err}");
+}
+
 #[test]
 fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     let tmp = tempfile::tempdir().expect("tmp");
