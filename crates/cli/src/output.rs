@@ -947,10 +947,25 @@ fn write_when_whole(
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
     let mut spool = seccs_tempfile::spooled_tempfile(in_memory);
-    fill(&mut spool)?;
-    spool
-        .seek(SeekFrom::Start(0))
-        .context("cannot read back the spooled output")?;
+    let spool_failed = |e: io::Error| {
+        anyhow::Error::new(e).context(format!(
+            "cannot write the encrypted spool that holds what goes to {out_shown} until it is \
+             whole, in the temporary directory {} (TMPDIR); set TMPDIR to a directory with room",
+            std::env::temp_dir().display()
+        ))
+    };
+    let mut tracked = WriteErrors {
+        inner: &mut spool,
+        first: None,
+    };
+    let filled = fill(&mut tracked);
+    // A write that failed was the spool's, whatever the filler took it
+    // for (read_into says "cannot write OUTPUT").
+    if let Some(e) = tracked.first {
+        return Err(spool_failed(e));
+    }
+    filled?;
+    spool.seek(SeekFrom::Start(0)).map_err(spool_failed)?;
     io::copy(&mut spool, out)
         .and_then(|_| out.flush())
         .with_context(|| format!("cannot write {out_shown}"))

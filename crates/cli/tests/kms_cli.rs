@@ -637,6 +637,34 @@ fn io_errors_name_the_path_and_say_the_cause_once() -> TestResult {
     Ok(())
 }
 
+/// An encryption to standard output is spooled (past 8 MiB in an
+/// encrypted file in TMPDIR) until it is whole: a spool that cannot be
+/// written is named with TMPDIR, not taken for standard output.
+#[test]
+fn a_spool_that_cannot_be_written_names_tmpdir_not_standard_output() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, kek) = serve_with_kek(tmp.path())?;
+    let plain = tmp.path().join("plain");
+    std::fs::write(&plain, vec![7u8; 9 << 20])?;
+    let nowhere = tmp.path().join("no-such-dir");
+    let out = kms(&server, &srv_dir, "encrypt")
+        .arg("--kek")
+        .arg(&kek)
+        .arg("--in")
+        .arg(&plain)
+        .env("TMPDIR", &nowhere)
+        .output()?;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(out.stdout.is_empty(), "nothing is written unless whole");
+    assert!(!err.contains("cannot write standard output"), "{err}");
+    assert!(
+        err.contains("spool") && err.contains(&format!("{} (TMPDIR)", nowhere.display())),
+        "{err}"
+    );
+    Ok(())
+}
+
 /// A stream written to `--out FILE` that cannot be written whole (here a
 /// file size limit; a full disk alike) names FILE, as a failed read names
 /// the input: it said only "stream I/O failed", naming no file. No output
