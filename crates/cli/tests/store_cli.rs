@@ -245,6 +245,51 @@ fn a_put_and_an_rm_that_cannot_write_say_what_they_were_doing() {
     assert!(err.contains("cannot remove one: "), "{err}");
 }
 
+/// An embedded store on a read-only file system (a read-only bind mount
+/// in a user and mount namespace of its own, where `unshare` may make
+/// one) cannot be read in place: `ls` says that it needs a directory it
+/// can write even to be read, and to copy it elsewhere.
+#[test]
+fn an_embedded_store_on_a_read_only_mount_says_to_copy_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    // `$0` mounted read-only over itself, then `$1 ARGS...` run there.
+    let read_only = |args: &[&str]| {
+        let mut c = Command::new("unshare");
+        c.args([
+            "-rm",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" && exec \"$@\"",
+        ])
+        .arg(&store)
+        .args(args)
+        .env_remove("SECCS_STORE");
+        c
+    };
+    let probe = store.join("probe");
+    let probe = probe.to_str().expect("utf-8 path");
+    if !run(&mut read_only(&["sh", "-c", "! touch \"$0\"", probe]))
+        .status
+        .success()
+    {
+        // No read-only mount can be made here (no user namespaces).
+        return;
+    }
+    let seccs_bin = env!("CARGO_BIN_EXE_seccs");
+    let store_arg = store.to_str().expect("utf-8 path");
+    let out = run(&mut read_only(&[seccs_bin, "--store", store_arg, "ls"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("Read-only file system")
+            && err.contains("needs a directory it can write even to be read")
+            && err.contains("cp -a"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     let tmp = tempfile::tempdir().expect("tmp");

@@ -481,7 +481,21 @@ impl StoreDir {
         Self::check_is_store(path)?;
         let config = read_config(path)?;
         if config.backend == EMBEDDED {
-            return Self::open(path);
+            // The lock, and the database's own lock and journal, are
+            // written even to read: a directory that cannot be written
+            // (a read-only mount) cannot be read in place.
+            return Self::open(path).map_err(|e| match e {
+                StoreError::Config(said) if Self::cannot_write(path) => {
+                    StoreError::Config(format!(
+                        "{said}: an embedded store needs a directory it can write even to be \
+                         read (its lock and its database's journal are written when it is \
+                         opened); copy the store to a writable place (`cp -a {} COPY`) and \
+                         read the copy",
+                        path.display()
+                    ))
+                }
+                other => other,
+            });
         }
         Ok(Self {
             path: path.to_owned(),
@@ -489,6 +503,23 @@ impl StoreDir {
             created: false,
             unconfirmed_params_check: None,
             lock: None,
+        })
+    }
+
+    /// Whether the lock of the store at `path` cannot be opened for
+    /// writing: a read-only file system, or a lock this user may not write.
+    fn cannot_write(path: &Path) -> bool {
+        let mut options = std::fs::OpenOptions::new();
+        // Made as the lock is, if it is missing: only an open that fails
+        // asks.
+        options.write(true).create(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(path.join("lock")).is_err_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            )
         })
     }
 
