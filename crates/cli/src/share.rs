@@ -455,7 +455,8 @@ fn load_into(
     let mut loaded = None;
     crate::output::write_file_atomically(file, |out| {
         let r = rt.block_on(session.load(spec, pw, or_older))?;
-        out.write_all(&r.data)?;
+        out.write_all(&r.data)
+            .with_context(|| format!("cannot write {}", crate::tree::shown_path(file)))?;
         loaded = Some((r.version, r.data.len()));
         Ok(())
     })?;

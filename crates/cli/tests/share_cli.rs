@@ -895,6 +895,49 @@ fn a_failed_init_removes_the_store_key_it_saved() {
     assert!(made.status.success(), "{}", stderr_of(&made));
 }
 
+/// A `share load TAG FILE` of 3 MiB whose FILE cannot be written whole (the file
+/// size limit, as a full disk) names FILE, as the other outputs do, and
+/// leaves no file.
+#[test]
+fn a_load_into_a_file_that_cannot_be_written_names_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let common = format!(
+        "broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\n[kdf]\n\
+         algorithm = \"argon2id\"\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n"
+    );
+    let (_servers, net) = start_servers(tmp.path(), &common, 3);
+    let input = tmp.path().join("in.bin");
+    std::fs::write(&input, vec![5u8; 3 << 20]).expect("input");
+    ok(net.with_password(&["save", "big"]).arg(&input));
+    let outdir = tmp.path().join("out");
+    std::fs::create_dir(&outdir).expect("mkdir");
+    let target = outdir.join("loaded");
+    let load = net.with_password(&["load", "big"]);
+    let mut limited = Command::new("sh");
+    limited
+        .args(["-c", "trap '' XFSZ; exec prlimit --fsize=4096 \"$@\"", "sh"])
+        .arg(load.get_program())
+        .args(load.get_args())
+        .arg(&target)
+        .env("HOME", &net.home)
+        .env_remove("SECCS_SHARE_PASSWORD");
+    let Ok(out) = limited.output() else {
+        return;
+    };
+    let err = stderr_of(&out);
+    if err.contains("prlimit: not found") {
+        return;
+    }
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("cannot write {}: ", target.display())),
+        "{err}"
+    );
+    assert!(err.contains("File too large"), "{err}");
+    assert_eq!(std::fs::read_dir(&outdir).expect("ls").count(), 0, "{err}");
+}
+
 /// `seccs share --help` teaches the config file: every key, the defaults,
 /// and what a store key needs.
 #[test]
