@@ -347,6 +347,40 @@ fn file_to_file_output_writes_through_a_link_and_into_a_pipe_without_replacing_t
 
 /// Finding 3: `kms new --out PATH` created the key on the server before
 /// finding that PATH could not be written, leaving a key no one holds.
+/// `kms new --out FILE` where FILE's 32 bytes do not fit (the file size
+/// limit, as a full disk) fails before the server creates a key: the
+/// KEK's bytes are reserved (written and synced) before it is asked, so
+/// no key is made whose KEK is lost. No file is left.
+#[test]
+fn new_on_a_full_disk_fails_before_creating_a_key() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve(&srv_dir)?;
+    let outdir = tmp.path().join("out");
+    std::fs::create_dir(&outdir)?;
+    let kek = outdir.join("kek");
+    let new = kms(&server, &srv_dir, "new");
+    let mut limited = Command::new("sh");
+    limited
+        .args(["-c", "trap '' XFSZ; exec prlimit --fsize=16 \"$@\"", "sh"])
+        .arg(new.get_program())
+        .args(new.get_args())
+        .arg("--out")
+        .arg(&kek)
+        .env_remove("SECCS_KMS_URL");
+    let out = limited.output()?;
+    let err = stderr(&out);
+    if err.contains("prlimit: not found") {
+        return Ok(());
+    }
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("File too large"), "{err}");
+    assert!(!err.contains("the server created a key"), "{err}");
+    assert_eq!(key_count(&server, &srv_dir)?, "KMS server holding 0 keys");
+    assert_eq!(std::fs::read_dir(&outdir)?.count(), 0, "{err}");
+    Ok(())
+}
+
 #[test]
 fn new_refuses_a_taken_or_unreachable_out_path_before_creating_a_key() -> TestResult {
     let tmp = tempfile::tempdir()?;

@@ -177,6 +177,23 @@ impl NewFile {
         }
     }
 
+    /// Reserves `len` bytes: the temporary file is written with `len`
+    /// zero bytes and synced, so that a file system without room for them
+    /// (a full disk, a file size limit) fails now, before the caller makes
+    /// what the file is to hold. [`NewFile::commit`] of as many bytes then
+    /// writes over them and needs no more room.
+    pub(crate) fn reserve(&mut self, len: usize) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("temporary file already used"))?;
+        f.write_all(&vec![0u8; len])?;
+        f.sync_all()?;
+        f.seek(SeekFrom::Start(0))?;
+        Ok(())
+    }
+
     /// The temporary file's path, until it is committed or dropped.
     pub(crate) fn temporary_path(&self) -> &Path {
         &self.tmp_path

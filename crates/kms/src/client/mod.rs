@@ -1126,13 +1126,17 @@ fn kek_destination(path: &std::path::Path) -> Result<(std::path::PathBuf, String
     }
 }
 
+/// The length of a KEK file: the KEK's 32 raw bytes.
+const KEK_FILE_LEN: usize = 32;
+
 /// A new KEK file in the making: created by [`KekFile::create`] *before*
 /// the server is asked for a KEK, so a destination that cannot be written
 /// (a taken name, a missing or read-only directory, a path ending in `/`,
+/// a disk without room for its 32 bytes,
 /// a file system that can neither link a file nor rename one without
 /// replacing another) is refused while no key exists yet; [`KekFile::write`] then fills it.
 ///
-/// It holds an empty temporary file (mode 0600) beside the destination;
+/// It holds a temporary file (mode 0600) of 32 zero bytes beside the destination;
 /// dropped without [`write`](KekFile::write), that file is removed.
 #[derive(Debug)]
 pub struct KekFile {
@@ -1142,7 +1146,9 @@ pub struct KekFile {
 
 impl KekFile {
     /// Checks `path` (see [`check_kek_destination`]) and creates the
-    /// temporary file the KEK will be written to.
+    /// temporary file the KEK will be written to, its 32 bytes reserved
+    /// (written and synced): a disk without room for them fails here,
+    /// before the server makes a key whose KEK could not be saved.
     pub fn create(path: &std::path::Path) -> Result<Self, KmsError> {
         let (dir, name) = kek_destination(path)?;
         let file = crate::dir::DirFd::open_io(&dir)
@@ -1151,6 +1157,15 @@ impl KekFile {
                 action: "create a file in",
                 path: dir,
                 source,
+            })
+            .and_then(|mut file| {
+                file.reserve(KEK_FILE_LEN)
+                    .map_err(|source| KmsError::File {
+                        action: "write",
+                        path: path.to_owned(),
+                        source,
+                    })
+                    .map(|()| file)
             })?;
         Ok(Self {
             path: path.to_owned(),
