@@ -1086,6 +1086,31 @@ fn fails_every_request(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Prints each problem once, in the order first met, with how many more
+/// entries had the same (a directory that cannot be made fails every
+/// entry under it alike: said once, and counted).
+fn say_once_each(problems: &[String]) {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut order = Vec::new();
+    for p in problems {
+        let n = seen.entry(p.as_str()).or_insert(0);
+        if *n == 0 {
+            order.push(p.as_str());
+        }
+        *n += 1;
+    }
+    for p in order {
+        match seen.get(p).copied().unwrap_or(1) {
+            0 | 1 => errln!("seccs: {p}"),
+            n => errln!(
+                "seccs: {p} (the same for {} more {})",
+                n - 1,
+                entries(n - 1)
+            ),
+        }
+    }
+}
+
 /// Prints each problem and fails when there is one, after `done`.
 fn report_problems(problems: &[String], done: &str) -> Result<()> {
     for p in problems {
@@ -1988,9 +2013,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .chain(damage.map(|e| e.to_string()))
         .chain(top_error)
         .collect();
-    for f in &failures {
-        errln!("seccs: {f}");
-    }
+    say_once_each(&failures);
     if let Some(e) = backend_failed.into_inner() {
         return Err(e.context(format!(
             "restore stopped at the backend's first failure, {not_tried} of {} entries not \

@@ -290,6 +290,62 @@ fn an_embedded_store_on_a_read_only_mount_says_to_copy_it() {
     );
 }
 
+/// A tree restored into a directory on a read-only file system (a
+/// read-only mount in a user and mount namespace of its own, where
+/// `unshare` may make one) says that its top directory cannot be made
+/// once, counting the entries alike, not once per entry.
+#[test]
+fn a_restore_into_a_read_only_directory_says_each_failure_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    let tree = tmp.path().join("t");
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(tree.join(sub)).expect("mkdir");
+        for i in 0..5 {
+            std::fs::write(tree.join(sub).join(format!("f{i}")), format!("{i}\n")).expect("w");
+        }
+    }
+    ok(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["put", "t", "-q"]));
+    let ro = tmp.path().join("ro");
+    std::fs::create_dir(&ro).expect("mkdir");
+    let ro_arg = ro.to_str().expect("utf-8 path");
+    let read_only = |args: &[&str]| {
+        let mut c = Command::new("unshare");
+        c.args([
+            "-rm",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" && exec \"$@\"",
+            ro_arg,
+        ])
+        .args(args)
+        .env_remove("SECCS_STORE");
+        c
+    };
+    let probe = ro.join("probe");
+    let probe = probe.to_str().expect("utf-8 path");
+    if !run(&mut read_only(&["sh", "-c", "! touch \"$0\"", probe]))
+        .status
+        .success()
+    {
+        // No read-only mount can be made here (no user namespaces).
+        return;
+    }
+    let store_arg = store.to_str().expect("utf-8 path");
+    let seccs_bin = env!("CARGO_BIN_EXE_seccs");
+    let out = run(&mut read_only(&[
+        seccs_bin, "--store", store_arg, "get", "t/", "-o", ro_arg,
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let made = format!("cannot create {}", ro.join("t").display());
+    assert_eq!(err.matches(&made).count(), 1, "{err}");
+    assert!(err.contains("(the same for "), "{err}");
+}
+
 #[test]
 fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     let tmp = tempfile::tempdir().expect("tmp");
