@@ -438,10 +438,17 @@ pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut said = self.0.to_string();
+        write!(f, "{said}")?;
         let mut cause = self.0.source();
         while let Some(c) = cause {
-            write!(f, ": {c}")?;
+            // An error carried through an I/O error (`io::Error::other`)
+            // says the same as the I/O error holding it: said once.
+            let text = c.to_string();
+            if text != said {
+                write!(f, ": {text}")?;
+                said = text;
+            }
             cause = c.source();
         }
         Ok(())
@@ -472,6 +479,14 @@ mod tests {
             text.starts_with("I/O error: No space left on device"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_error_carried_through_an_io_error_says_its_prefix_once() {
+        let carried = std::io::Error::other(KmsError::Io(std::io::Error::from_raw_os_error(28)));
+        let e = KmsError::Io(carried);
+        let text = Chain(&e).to_string();
+        assert_eq!(text, "I/O error: No space left on device (os error 28)");
     }
 
     #[test]
