@@ -863,7 +863,11 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32, replace: Replace) -> Resul
     }
     #[cfg(not(unix))]
     let _ = mode;
-    tmp.write_all(bytes).map_err(|e| io_err(path, e))?;
+    // Through the file itself: the temporary file's own writer adds its
+    // random name to an error, which says `path` alone.
+    tmp.as_file_mut()
+        .write_all(bytes)
+        .map_err(|e| io_err(path, e))?;
     tmp.as_file().sync_all().map_err(|e| io_err(path, e))?;
     match replace {
         Replace::Allowed => tmp.persist(path).map(drop),
