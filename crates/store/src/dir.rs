@@ -381,6 +381,18 @@ impl StoreDir {
     /// refused before anything is read or written, rather than taken for an
     /// empty store.
     pub fn check_backend_marker(&mut self, backend: &dyn Backend, key: &SecretKey) -> Result<()> {
+        self.check_or_write_marker(backend, key, true)
+    }
+
+    /// [`StoreDir::check_backend_marker`], writing a missing marker only
+    /// with `may_write`: a key not proven the store's marks nothing, since
+    /// the marker would then prove it to a later open.
+    fn check_or_write_marker(
+        &mut self,
+        backend: &dyn Backend,
+        key: &SecretKey,
+        may_write: bool,
+    ) -> Result<()> {
         if !backend.keeps_marker() {
             return Ok(());
         }
@@ -419,8 +431,9 @@ impl StoreDir {
                 backend.name(),
                 self.path.display()
             ))),
-            // Marked by the next writer: a reader writes nothing.
-            None if self.is_reader() => Ok(()),
+            // Marked by the next writer: a reader writes nothing, and nor
+            // does a key not proven the store's.
+            None if self.is_reader() || !may_write => Ok(()),
             None => {
                 backend.write_marker(ours.as_bytes())?;
                 backend.guard_writes_with_marker(ours.as_bytes());
@@ -700,8 +713,8 @@ impl StoreDir {
                 &self.config.wrapper,
             ));
         }
-        self.check_backend_marker(store.backend(), key)?;
-        if store.backend().keeps_marker() {
+        self.check_or_write_marker(store.backend(), key, proven)?;
+        if store.backend().keeps_marker() && (proven || self.config.backend_marked) {
             // Read, or written now (a reader's store, which may find
             // none, writes nothing).
             store.mark_marker_read();
@@ -1153,6 +1166,95 @@ mod tests {
         assert_eq!(gc.records_left.len(), 1, "{gc:?}");
         drop(store);
         let store = dir.open_store(backend, &key(1))?;
+        assert!(store.lookup("x")?.is_some());
+        Ok(())
+    }
+
+    /// A memory backend that keeps a store marker, as the network
+    /// backends do.
+    #[derive(Default)]
+    struct Marked {
+        inner: crate::backend::MemoryBackend,
+        marker: std::sync::Mutex<Option<Vec<u8>>>,
+    }
+
+    impl Backend for Marked {
+        fn name(&self) -> &str {
+            "marked memory"
+        }
+        fn get_many(
+            &self,
+            keys: &[&[u8]],
+        ) -> std::result::Result<Vec<Option<crate::backend::Entry>>, crate::backend::BackendError>
+        {
+            self.inner.get_many(keys)
+        }
+        fn apply(
+            &self,
+            batch: &crate::backend::Batch,
+        ) -> std::result::Result<(), crate::backend::BackendError> {
+            self.inner.apply(batch)
+        }
+        fn is_transactional(&self) -> bool {
+            self.inner.is_transactional()
+        }
+        fn walk(
+            &self,
+            prefix: &[u8],
+            visit: &mut crate::backend::Visitor<'_>,
+            damaged: Option<&mut crate::backend::Damaged<'_>>,
+        ) -> std::result::Result<(), crate::backend::BackendError> {
+            self.inner.walk(prefix, visit, damaged)
+        }
+        fn keeps_marker(&self) -> bool {
+            true
+        }
+        fn read_marker(
+            &self,
+        ) -> std::result::Result<Option<Vec<u8>>, crate::backend::BackendError> {
+            Ok(self
+                .marker
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone())
+        }
+        fn write_marker(
+            &self,
+            value: &[u8],
+        ) -> std::result::Result<(), crate::backend::BackendError> {
+            *self.marker.lock().unwrap_or_else(|p| p.into_inner()) = Some(value.to_vec());
+            Ok(())
+        }
+    }
+
+    /// A key that opens only some records of a store made before check
+    /// values does not mark the store's backend either: the marker would
+    /// prove that key to a later `Store::open`, whose gc would then remove
+    /// the records of the store's own key.
+    #[test]
+    fn a_key_that_opens_only_some_records_marks_no_backend() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        let mut dir = new_dir(&path, None)?;
+        let params = dir.config().params()?;
+        let marked = Arc::new(Marked::default());
+        let backend: Arc<dyn Backend> = marked.clone();
+        let store = Store::new_unchecked(backend.clone(), params, &key(1));
+        store.put_named(&mut &b"the store's"[..], "x", EntryKind::File)?;
+        drop(store);
+        let store = Store::new_unchecked(backend.clone(), params, &key(2));
+        store.put_named(&mut &b"a wrong key's"[..], "y", EntryKind::File)?;
+        drop(store);
+        let store = dir.open_store(backend.clone(), &key(2))?;
+        assert!(!store.key_checked());
+        drop(store);
+        assert_eq!(marked.read_marker()?, None, "no marker written");
+        let store = Store::open(backend.clone(), params, &key(2))?;
+        assert!(!store.key_checked());
+        let gc = store.gc()?;
+        assert!(gc.records_removed.is_empty(), "{gc:?}");
+        drop(store);
+        let store = Store::open(backend, params, &key(1))?;
         assert!(store.lookup("x")?.is_some());
         Ok(())
     }
