@@ -300,7 +300,9 @@ A catalog record that does not authenticate under the store's key (checked at op
 record is corrupt or forged, and nothing can read it) is removed, one `removed bad-record: …` \
 line each; so is a catalog entry the backend cannot decode at all (verify's `unreadable`, such as \
 a Redis value too short for its count), one `removed unreadable: …` line each. The contents they \
-held keep their counts, as puts without a name (`seccs rm REF` undoes them).\n\n\
+held keep their counts, as puts without a name (`seccs rm REF` undoes them). A store made \
+before check values whose key opens some records but not others keeps those (a `kept …` line): \
+they may be another key's.\n\n\
 A catalog record that authenticates but was written by a newer seccs (verify's \
 `newer-record`) is not damage: while there is one, gc removes nothing and fixes no count (the \
 nodes it references cannot be told by this build), and exits 1 saying so."
@@ -1550,6 +1552,15 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
             outln!(
                 "removed unreadable: catalog entry {key}, which the backend cannot decode (the \
                  contents it held keep their counts, as puts without a name)"
+            )?;
+        }
+        if !report.records_left.is_empty() {
+            outln!(
+                "kept {} catalog record(s) that do not authenticate under this key (their \
+                 bad-record lines below): the store records no check value of its key, and the \
+                 key opens some records but not these, so they may be another key's rather than \
+                 damage; gc removes such records only under a key proven to be the store's",
+                report.records_left.len()
             )?;
         }
         print_findings("left: ", &report.remaining, &report.broken_names)?;
