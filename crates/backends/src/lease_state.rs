@@ -211,16 +211,29 @@ pub(crate) fn name_holder(holder: &str) -> String {
 /// Whether `holder` (`pid N on HOST`) is this process: its pid, on this
 /// machine (a name cut short, as PostgreSQL cuts a session's, counts).
 fn is_this_process(holder: &str) -> bool {
-    let Some((pid, host)) = holder
+    is_process_on(holder, std::process::id(), &seccs_store::dir::host_name())
+}
+
+/// Whether `holder` (`pid N on HOST`) is process `pid` on the machine
+/// named `ours`.
+fn is_process_on(holder: &str, pid: u32, ours: &str) -> bool {
+    let Some((their_pid, host)) = holder
         .strip_prefix("pid ")
         .and_then(|rest| rest.split_once(" on "))
     else {
         return false;
     };
-    pid == std::process::id().to_string()
+    // A PostgreSQL session's name is cut to 63 bytes, `seccs ` and the
+    // holder; only a name cut there may end early, so that "worker-1" is
+    // never taken for "worker-12".
+    let cut = "seccs ".len() + holder.len() == POSTGRES_NAME_MAX;
+    their_pid == pid.to_string()
         && !host.is_empty()
-        && seccs_store::dir::host_name().starts_with(host)
+        && (host == ours || (cut && ours.starts_with(host)))
 }
+
+/// The longest session name PostgreSQL keeps (NAMEDATALEN − 1).
+const POSTGRES_NAME_MAX: usize = 63;
 
 /// A new holder token: 16 random bytes in hex, then `pid N on HOST` for the
 /// message a second process sees.
@@ -248,6 +261,16 @@ mod tests {
         assert_eq!(name_holder(&other), other);
         let elsewhere = format!("pid {} on not-{here}", std::process::id());
         assert_eq!(name_holder(&elsewhere), elsewhere);
+        // A host whose name begins ours is another ("worker-1" is not
+        // "worker-12"), unless the name was cut as PostgreSQL cuts it.
+        assert!(is_process_on("pid 7 on worker-12", 7, "worker-12"));
+        assert!(!is_process_on("pid 7 on worker-1", 7, "worker-12"));
+        assert!(!is_process_on("pid 8 on worker-12", 7, "worker-12"));
+        let long = format!("host-{}", "a".repeat(80));
+        let name = format!("seccs pid 7 on {long}");
+        let cut = &name["seccs ".len()..POSTGRES_NAME_MAX];
+        assert!(is_process_on(cut, 7, &long));
+        assert!(!is_process_on(&cut[..cut.len() - 1], 7, &long));
         assert_eq!(name_holder("another process"), "another process");
     }
 
