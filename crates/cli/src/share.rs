@@ -340,7 +340,7 @@ pub fn password_from(file: Option<&std::path::Path>, confirm: bool) -> anyhow::R
             .unwrap_or(bytes.len());
         let line = bytes[..end].strip_suffix(b"\r").unwrap_or(&bytes[..end]);
         // Only the first line is the password. More after its line ending
-        // (another line, or bytes that are no text) is used as before, so
+        // (another line, or bytes that are no text) is still ignored, so
         // that saves made with such a file still load, but said: a password
         // written over several lines, or the wrong file, would otherwise
         // pass unseen.

@@ -985,11 +985,14 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             n => format!(" ({n} more failed, said above)"),
         };
         return Err(anyhow::Error::from(e).context(format!(
-            "put of {} stopped writing its last batch to the backend: of the {} entries put{failed}, \
+            "put of {} stopped writing its last batch to the backend: of the {}{failed}, \
              those in batches the backend completed before are stored (each batch whole or \
              absent), the rest are not; the same put run again stores the rest",
             shown_path(dir),
-            results.len() - failed_n,
+            match results.len() - failed_n {
+                1 => "1 entry put".to_owned(),
+                n => format!("{n} entries put"),
+            },
         )));
     }
     bar.finish_and_clear();
