@@ -239,17 +239,12 @@ fn a_put_and_an_rm_that_cannot_write_say_what_they_were_doing() {
     assert!(err.contains("cannot remove one: "), "{err}");
 }
 
-/// An embedded store on a read-only file system (a read-only bind mount
-/// in a user and mount namespace of its own, where `unshare` may make
-/// one) cannot be read in place: `ls` says that it needs a directory it
-/// can write even to be read, and to copy it elsewhere.
-#[test]
-fn an_embedded_store_on_a_read_only_mount_says_to_copy_it() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let store = tmp.path().join("store");
-    ok(seccs(&store).arg("init"));
+/// Commands run with `dir` mounted read-only over itself, in user and
+/// mount namespaces of their own (so no mount outlives them); fails the
+/// test unless such a mount can be made and holds.
+fn read_only_mount(dir: &Path) -> impl Fn(&[&str]) -> Command + '_ {
     // `$0` mounted read-only over itself, then `$1 ARGS...` run there.
-    let read_only = |args: &[&str]| {
+    let read_only = move |args: &[&str]| {
         let mut c = Command::new("unshare");
         c.args([
             "-rm",
@@ -257,20 +252,31 @@ fn an_embedded_store_on_a_read_only_mount_says_to_copy_it() {
             "-c",
             "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" && exec \"$@\"",
         ])
-        .arg(&store)
+        .arg(dir)
         .args(args)
         .env_remove("SECCS_STORE");
         c
     };
-    let probe = store.join("probe");
+    let probe = dir.join("probe");
     let probe = probe.to_str().expect("utf-8 path");
-    // The mount is made, and holds: a write there fails.
     assert!(
         run(&mut read_only(&["sh", "-c", "! touch \"$0\"", probe]))
             .status
             .success(),
         "this test needs a read-only bind mount in namespaces of its own (unshare -rm)"
     );
+    read_only
+}
+
+/// An embedded store on a read-only file system (a read-only bind mount
+/// in namespaces of its own) cannot be read in place: `ls` says that it needs a directory it
+/// can write even to be read, and to copy it elsewhere.
+#[test]
+fn an_embedded_store_on_a_read_only_mount_says_to_copy_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    let read_only = read_only_mount(&store);
     let seccs_bin = env!("CARGO_BIN_EXE_seccs");
     let store_arg = store.to_str().expect("utf-8 path");
     let out = run(&mut read_only(&[seccs_bin, "--store", store_arg, "ls"]));
@@ -285,8 +291,7 @@ fn an_embedded_store_on_a_read_only_mount_says_to_copy_it() {
 }
 
 /// A tree restored into a directory on a read-only file system (a
-/// read-only mount in a user and mount namespace of its own, where
-/// `unshare` may make one) says that its top directory cannot be made
+/// read-only mount in namespaces of its own) says that its top directory cannot be made
 /// once, counting the entries alike, not once per entry.
 #[test]
 fn a_restore_into_a_read_only_directory_says_each_failure_once() {
@@ -306,28 +311,7 @@ fn a_restore_into_a_read_only_directory_says_each_failure_once() {
     let ro = tmp.path().join("ro");
     std::fs::create_dir(&ro).expect("mkdir");
     let ro_arg = ro.to_str().expect("utf-8 path");
-    let read_only = |args: &[&str]| {
-        let mut c = Command::new("unshare");
-        c.args([
-            "-rm",
-            "sh",
-            "-c",
-            "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" && exec \"$@\"",
-            ro_arg,
-        ])
-        .args(args)
-        .env_remove("SECCS_STORE");
-        c
-    };
-    let probe = ro.join("probe");
-    let probe = probe.to_str().expect("utf-8 path");
-    // The mount is made, and holds: a write there fails.
-    assert!(
-        run(&mut read_only(&["sh", "-c", "! touch \"$0\"", probe]))
-            .status
-            .success(),
-        "this test needs a read-only bind mount in namespaces of its own (unshare -rm)"
-    );
+    let read_only = read_only_mount(&ro);
     let store_arg = store.to_str().expect("utf-8 path");
     let seccs_bin = env!("CARGO_BIN_EXE_seccs");
     let out = run(&mut read_only(&[
