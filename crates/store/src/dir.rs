@@ -1170,63 +1170,6 @@ mod tests {
         Ok(())
     }
 
-    /// A memory backend that keeps a store marker, as the network
-    /// backends do.
-    #[derive(Default)]
-    struct Marked {
-        inner: crate::backend::MemoryBackend,
-        marker: std::sync::Mutex<Option<Vec<u8>>>,
-    }
-
-    impl Backend for Marked {
-        fn name(&self) -> &str {
-            "marked memory"
-        }
-        fn get_many(
-            &self,
-            keys: &[&[u8]],
-        ) -> std::result::Result<Vec<Option<crate::backend::Entry>>, crate::backend::BackendError>
-        {
-            self.inner.get_many(keys)
-        }
-        fn apply(
-            &self,
-            batch: &crate::backend::Batch,
-        ) -> std::result::Result<(), crate::backend::BackendError> {
-            self.inner.apply(batch)
-        }
-        fn is_transactional(&self) -> bool {
-            self.inner.is_transactional()
-        }
-        fn walk(
-            &self,
-            prefix: &[u8],
-            visit: &mut crate::backend::Visitor<'_>,
-            damaged: Option<&mut crate::backend::Damaged<'_>>,
-        ) -> std::result::Result<(), crate::backend::BackendError> {
-            self.inner.walk(prefix, visit, damaged)
-        }
-        fn keeps_marker(&self) -> bool {
-            true
-        }
-        fn read_marker(
-            &self,
-        ) -> std::result::Result<Option<Vec<u8>>, crate::backend::BackendError> {
-            Ok(self
-                .marker
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone())
-        }
-        fn write_marker(
-            &self,
-            value: &[u8],
-        ) -> std::result::Result<(), crate::backend::BackendError> {
-            *self.marker.lock().unwrap_or_else(|p| p.into_inner()) = Some(value.to_vec());
-            Ok(())
-        }
-    }
-
     /// A key that opens only some records of a store made before check
     /// values does not mark the store's backend either: the marker would
     /// prove that key to a later `Store::open`, whose gc would then remove
@@ -1237,7 +1180,7 @@ mod tests {
         let path = tmp.path().join("store");
         let mut dir = new_dir(&path, None)?;
         let params = dir.config().params()?;
-        let marked = Arc::new(Marked::default());
+        let marked = Arc::new(crate::backend::MemoryBackend::keeping_marker());
         let backend: Arc<dyn Backend> = marked.clone();
         let store = Store::new_unchecked(backend.clone(), params, &key(1));
         store.put_named(&mut &b"the store's"[..], "x", EntryKind::File)?;

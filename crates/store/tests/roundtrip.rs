@@ -381,65 +381,6 @@ fn a_store_with_names_opened_with_other_parameters_is_refused()
     Ok(())
 }
 
-/// A memory backend that keeps a store marker, as a network backend does,
-/// and can lose everything at once, marker included, as a server emptied
-/// while a put runs.
-#[derive(Default)]
-struct LosesEverything {
-    inner: MemoryBackend,
-    marker: std::sync::Mutex<Option<Vec<u8>>>,
-}
-
-impl LosesEverything {
-    fn lose_everything(&self) {
-        let mut batch = seccs_store::backend::Batch::new();
-        for key in self.inner.keys() {
-            batch.delete(key);
-        }
-        self.inner.apply(&batch).expect("a memory backend applies");
-        *self.marker.lock().expect("not poisoned") = None;
-    }
-}
-
-impl Backend for LosesEverything {
-    fn name(&self) -> &str {
-        "losing"
-    }
-    fn get_many(
-        &self,
-        keys: &[&[u8]],
-    ) -> Result<Vec<Option<seccs_store::backend::Entry>>, seccs_store::backend::BackendError> {
-        self.inner.get_many(keys)
-    }
-    fn apply(
-        &self,
-        batch: &seccs_store::backend::Batch,
-    ) -> Result<(), seccs_store::backend::BackendError> {
-        self.inner.apply(batch)
-    }
-    fn is_transactional(&self) -> bool {
-        true
-    }
-    fn walk(
-        &self,
-        prefix: &[u8],
-        visit: &mut seccs_store::backend::Visitor<'_>,
-        damaged: Option<&mut seccs_store::backend::Damaged<'_>>,
-    ) -> Result<(), seccs_store::backend::BackendError> {
-        self.inner.walk(prefix, visit, damaged)
-    }
-    fn keeps_marker(&self) -> bool {
-        true
-    }
-    fn read_marker(&self) -> Result<Option<Vec<u8>>, seccs_store::backend::BackendError> {
-        Ok(self.marker.lock().expect("not poisoned").clone())
-    }
-    fn write_marker(&self, value: &[u8]) -> Result<(), seccs_store::backend::BackendError> {
-        *self.marker.lock().expect("not poisoned") = Some(value.to_vec());
-        Ok(())
-    }
-}
-
 /// A reader that has the backend lose everything once it has given
 /// `after` bytes: past the first 4 MiB segment of a put, which is then
 /// committed, so that a later batch lists children that are gone.
@@ -447,7 +388,7 @@ struct LosingReader<'a> {
     content: &'a [u8],
     at: usize,
     after: usize,
-    backend: &'a LosesEverything,
+    backend: &'a MemoryBackend,
 }
 
 impl std::io::Read for LosingReader<'_> {
@@ -472,7 +413,7 @@ fn a_lost_child_is_blamed_on_a_lost_marker_only_where_one_was_read() {
     let params = Params::new(4096, WrapperKind::AesSiv).expect("params");
     let content = random_bytes(24 << 20, 95);
     for marked in [false, true] {
-        let backend = Arc::new(LosesEverything::default());
+        let backend = Arc::new(MemoryBackend::keeping_marker());
         if marked {
             backend
                 .write_marker(seccs_store::dir::key_check(&key(1)).as_bytes())

@@ -10,12 +10,33 @@ use super::{Backend, BackendError, Batch, Damaged, Entry, Op, Visitor};
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
     map: Mutex<HashMap<Vec<u8>, Entry>>,
+    /// The store marker, where the backend keeps one
+    /// ([`MemoryBackend::keeping_marker`]).
+    marker: Option<Mutex<Option<Vec<u8>>>>,
 }
 
 impl MemoryBackend {
     /// An empty backend.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty backend that keeps a store marker, as a network backend
+    /// does. For tests of what a marker decides.
+    pub fn keeping_marker() -> Self {
+        Self {
+            marker: Some(Mutex::default()),
+            ..Self::default()
+        }
+    }
+
+    /// Loses every entry and the marker at once, as a server emptied
+    /// behind the store's back. For tests.
+    pub fn lose_everything(&self) {
+        self.lock().clear();
+        if let Some(marker) = &self.marker {
+            *marker.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Vec<u8>, Entry>> {
@@ -57,6 +78,24 @@ impl MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
+    fn keeps_marker(&self) -> bool {
+        self.marker.is_some()
+    }
+
+    fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self
+            .marker
+            .as_ref()
+            .and_then(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone()))
+    }
+
+    fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
+        if let Some(marker) = &self.marker {
+            *marker.lock().unwrap_or_else(|p| p.into_inner()) = Some(value.to_vec());
+        }
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         "memory"
     }
