@@ -467,7 +467,10 @@ fn load_into(
     Ok(())
 }
 
-/// Sets up logging to standard error: `default` level unless `RUST_LOG` says otherwise.
+/// How long an error waits for the servers' names it shows.
+const NAME_LOOKUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A client connected to the share network, which the commands run on.
 struct Session {
     client: Client,
 }
@@ -555,9 +558,11 @@ impl Session {
     /// The configured name of each server online, by channel (none when
     /// the servers do not answer).
     async fn names(&self) -> std::collections::HashMap<String, String> {
-        self.client
-            .server_status()
+        // Names only dress an error up: after a failure (servers silent, the
+        // broker gone) they are not worth another full timeout.
+        tokio::time::timeout(NAME_LOOKUP_LIMIT, self.client.server_status())
             .await
+            .unwrap_or_else(|_| Err(seccs_net::Error::Timeout("the servers' names".to_owned())))
             .map(|all| {
                 all.into_iter()
                     .map(|s| (s.channel, s.info.name.escape_debug().to_string()))

@@ -958,9 +958,15 @@ impl Client {
         &mut self.options
     }
 
-    /// Channels of the servers online now.
+    /// Channels of the servers online now. Waits for the broker no longer
+    /// than the options' timeout: a broker that is gone would otherwise
+    /// hold the listing for as long as its client keeps reconnecting.
     pub async fn servers(&self) -> Result<Vec<String>, Error> {
-        Ok(self.endpoint.broker().channels(SERVER_PREFIX).await?)
+        let deadline = deadline_after(self.options.timeout);
+        timeout_at(deadline, self.endpoint.broker().channels(SERVER_PREFIX))
+            .await
+            .map_err(|_| Error::Timeout("the broker".to_owned()))?
+            .map_err(Error::from)
     }
 
     async fn ask(
@@ -1521,7 +1527,7 @@ impl Client {
                 warnings: Vec::new(),
             }));
         }
-        self.roll_back(servers, &acked, tag, version, file_id).await;
+        let not_rolled_back = self.roll_back(servers, &acked, tag, version, file_id).await;
         if conflicts > 0 {
             let plaintext = tokio::task::spawn_blocking(move || {
                 records.into_plaintext().map(zeroize::Zeroizing::new)
@@ -1534,7 +1540,9 @@ impl Client {
             acked: acked.len(),
             needed,
             servers: n,
+            version,
             reasons,
+            not_rolled_back,
         })
     }
 
@@ -1543,7 +1551,9 @@ impl Client {
     /// store request late (a server paused or slow: the broker holds the
     /// request for it) and must not keep the record then: they are sent the
     /// rollback too, which they remember, without waiting for their answer.
-    /// The servers in `acked` are answering and are waited for.
+    /// The servers in `acked` are answering and are waited for. Returns the
+    /// servers the rollback did not reach: those in `acked` that did not
+    /// confirm it, and the others it could not be sent to.
     async fn roll_back(
         &self,
         servers: &[String],
@@ -1551,7 +1561,7 @@ impl Client {
         tag: &str,
         version: u64,
         file_id: [u8; 16],
-    ) {
+    ) -> Vec<String> {
         let body = || Body::Rollback {
             tag: tag.to_owned(),
             version,
@@ -1560,17 +1570,35 @@ impl Client {
         let late = servers.iter().filter(|s| !acked.contains(s)).map(|s| {
             let b = body();
             async move {
-                if let Err(e) = self.tell(s, b).await {
+                let sent = self.tell(s, b).await;
+                if let Err(e) = &sent {
                     tracing::warn!(server = s, "rollback not sent: {e}");
                 }
+                (s, sent.is_ok())
             }
         });
-        let (answers, _) = futures::future::join(self.ask_all(acked, body), join_all(late)).await;
+        let (answers, sent) =
+            futures::future::join(self.ask_all(acked, body), join_all(late)).await;
+        let mut missed = Vec::new();
         for (server, reply) in answers {
-            if let Err(e) = reply {
-                tracing::warn!(server, "rollback failed: {e}");
+            match reply {
+                Ok(Body::Deleted { .. }) => {}
+                Ok(other) => {
+                    tracing::warn!(server, "unexpected reply to rollback: {other:?}");
+                    missed.push(server);
+                }
+                Err(e) => {
+                    tracing::warn!(server, "rollback failed: {e}");
+                    missed.push(server);
+                }
             }
         }
+        missed.extend(
+            sent.into_iter()
+                .filter(|(_, sent)| !sent)
+                .map(|(s, _)| s.clone()),
+        );
+        missed
     }
 
     /// Sends the request `body` to `server` without waiting for its answer.

@@ -162,9 +162,9 @@ pub enum Error {
     },
     /// Too few servers acknowledged a save within the timeout.
     #[error(
-        "only {acked} of {servers} server{} stored the file, {needed} needed; the save was \
-         rolled back{}",
+        "only {acked} of {servers} server{} stored the file, {needed} needed; {}{}",
         plural(*.servers),
+        rollback_outcome(*.version, .not_rolled_back),
         reason_list(.reasons)
     )]
     SaveIncomplete {
@@ -174,8 +174,15 @@ pub enum Error {
         needed: usize,
         /// Servers asked.
         servers: usize,
+        /// The version the save tried.
+        version: u64,
         /// What the other servers said or why they failed, one per server.
         reasons: Vec<String>,
+        /// Servers the rollback did not reach: one that acknowledged and
+        /// did not confirm the removal, or one the rollback could not be
+        /// sent to. Any record of the save they hold stays until that
+        /// version is removed.
+        not_rolled_back: Vec<String>,
     },
     /// Fewer servers are online than a save must be acknowledged by.
     #[error(
@@ -493,6 +500,28 @@ fn latest_hint(tag: &str, older: Option<u64>) -> String {
              (seccs share load --or-older {tag} FILE)"
         ),
         None => String::new(),
+    }
+}
+
+fn rollback_outcome(version: u64, missed: &[String]) -> String {
+    if missed.is_empty() {
+        "the save was rolled back".into()
+    } else {
+        format!(
+            "the rollback did not reach {} ({}): any record of version {version} that {} \
+             stays until that version is removed",
+            if missed.len() == 1 {
+                "1 server".to_owned()
+            } else {
+                format!("{} servers", missed.len())
+            },
+            missed.join(", "),
+            if missed.len() == 1 {
+                "it holds"
+            } else {
+                "they hold"
+            }
+        )
     }
 }
 

@@ -61,6 +61,41 @@ async fn servers_reconnect_after_a_redis_restart() -> TestResult {
     Ok(())
 }
 
+/// A client whose broker has gone waits for it no longer than its timeout
+/// at each step: the listing of servers online, then each step of a save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_broker_gone_a_client_fails_within_its_timeouts() -> TestResult {
+    let mut net = Net::new(Kind::Redis, 3).await?;
+    let timeout = Duration::from_secs(2);
+    let client = Client::new(
+        net.broker.clone(),
+        ClientOptions {
+            timeout,
+            kdf: Kdf::INSECURE_FAST,
+            threshold: Some(2),
+            min_acks: None,
+        },
+    )
+    .await?;
+    assert_eq!(client.servers().await?.len(), 3);
+    drop(net.proc.take()); // kill redis-server
+    // One timeout for the listing, with room for a busy machine; the
+    // broker's own reconnection took about a minute.
+    let listed = tokio::time::timeout(3 * timeout, client.servers())
+        .await
+        .map_err(|_| "listing the servers with the broker gone outlasted three timeouts")?;
+    let e = listed
+        .err()
+        .ok_or("servers were listed with the broker gone")?;
+    assert!(e.to_string().contains("broker"), "{e}");
+    let saved = tokio::time::timeout(3 * timeout, client.save("t", b"data", &Password::new("p")))
+        .await
+        .map_err(|_| "a save with the broker gone outlasted three timeouts")?;
+    let e = saved.err().ok_or("a save succeeded with the broker gone")?;
+    assert!(e.to_string().contains("broker"), "{e}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_without_enough_acks_fails_and_is_rolled_back() -> TestResult {
     let net = Net::new(Kind::Memory, 2).await?;
@@ -108,6 +143,53 @@ async fn a_save_without_enough_acks_fails_and_is_rolled_back() -> TestResult {
         client.list("").await?.is_empty(),
         "the partial save was rolled back"
     );
+    Ok(())
+}
+
+/// A failed save says "rolled back" only where its rollback arrived: a
+/// server that stored the record and did not confirm its removal keeps it,
+/// and the error names that server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_save_names_the_servers_its_rollback_did_not_reach() -> TestResult {
+    use seccs_net::message::Body;
+    let net = Net::new(Kind::Memory, 1).await?;
+    // Stores every record, and refuses to remove it again.
+    let (keeper, _task) =
+        common::posing_server(net.broker.clone(), &"ee".repeat(16), 8, |body| match body {
+            Body::Versions { .. } => Body::VersionsHeld {
+                highest: 0,
+                saves: Vec::new(),
+            },
+            Body::Store { .. } => Body::Stored,
+            _ => Body::Refused {
+                reason: "not now".into(),
+            },
+        })
+        .await?;
+    let _silent = net.broker.subscribe("seccs:server:silent").await?;
+    let client = Client::new(
+        net.broker.clone(),
+        ClientOptions {
+            timeout: Duration::from_secs(3),
+            kdf: Kdf::INSECURE_FAST,
+            threshold: Some(3),
+            min_acks: None,
+        },
+    )
+    .await?;
+    match client.save("t", b"data", &Password::new("p")).await {
+        Err(e @ Error::SaveIncomplete { acked: 2, .. }) => {
+            let text = e.to_string();
+            assert!(!text.contains("the save was rolled back"), "{text}");
+            assert!(text.contains("rollback did not reach"), "{text}");
+            assert!(text.contains(&keeper), "{text}");
+            assert!(
+                !text.contains(&format!("reach {}", net.channel(0))),
+                "{text}"
+            );
+        }
+        other => return Err(format!("expected SaveIncomplete, got {other:?}").into()),
+    }
     Ok(())
 }
 
