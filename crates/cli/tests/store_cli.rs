@@ -1357,6 +1357,60 @@ fn files_deleted_from_a_directory_are_gone_from_its_restore_but_keep_their_versi
     assert!(listed(&store, &[]).contains(&"tree/keep".to_string()));
 }
 
+/// In a store made before check values (config.toml without `key_check`),
+/// a key that opens some catalog records and not others is not proven to
+/// be the store's: gc keeps the others, says why, and fails.
+#[test]
+fn gc_of_an_older_store_keeps_records_its_key_does_not_open_and_says_so() {
+    use seccs_store::backend::{Backend, Batch, EmbeddedBackend};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        let f = random_file(tmp.path(), name, 3_000, 90 + i as u64);
+        put_as(&store, &f, name);
+    }
+    let damaged = {
+        let backend = EmbeddedBackend::open(&store.join("db")).expect("open db");
+        let mut keys = Vec::new();
+        backend
+            .for_each(&mut |key, _| {
+                if seccs_store::catalog::is_catalog_key(key) {
+                    keys.push(key.to_vec());
+                }
+                Ok(())
+            })
+            .expect("walk");
+        assert_eq!(keys.len(), 3, "a, b and c");
+        let mut batch = Batch::new();
+        batch.put(keys[0].clone(), vec![0x5A; 60], 1);
+        backend.apply(&batch).expect("damage one record");
+        keys[0].clone()
+    };
+    let config = store.join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config.toml");
+    let older: String = text
+        .lines()
+        .filter(|l| !l.starts_with("key_check"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(older, text, "config.toml had a key_check line");
+    std::fs::write(&config, older).expect("write config.toml");
+
+    let gc = run(seccs(&store).arg("gc"));
+    let said = String::from_utf8_lossy(&gc.stdout);
+    assert!(!gc.status.success(), "gc leaves a finding: {said}");
+    assert!(
+        said.contains("kept 1 catalog record(s) that do not authenticate under this key"),
+        "{said}"
+    );
+    assert!(!said.contains("removed bad-record"), "{said}");
+    let backend = EmbeddedBackend::open(&store.join("db")).expect("open db");
+    assert!(
+        backend.get(&damaged).expect("lookup").is_some(),
+        "the record is still there"
+    );
+}
+
 #[test]
 fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
     use seccs_store::backend::{Backend, Batch, EmbeddedBackend};
