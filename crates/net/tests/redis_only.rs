@@ -67,16 +67,7 @@ async fn servers_reconnect_after_a_redis_restart() -> TestResult {
 async fn with_the_broker_gone_a_client_fails_within_its_timeouts() -> TestResult {
     let mut net = Net::new(Kind::Redis, 3).await?;
     let timeout = Duration::from_secs(2);
-    let client = Client::new(
-        net.broker.clone(),
-        ClientOptions {
-            timeout,
-            kdf: Kdf::INSECURE_FAST,
-            threshold: Some(2),
-            min_acks: None,
-        },
-    )
-    .await?;
+    let client = net.client_waiting(timeout, Some(2)).await?;
     assert_eq!(client.servers().await?.len(), 3);
     drop(net.proc.take()); // kill redis-server
     // One timeout for the listing, with room for a busy machine; the
@@ -108,16 +99,7 @@ async fn a_save_without_enough_acks_fails_and_is_rolled_back() -> TestResult {
                 .await?,
         );
     }
-    let client = Client::new(
-        net.broker.clone(),
-        ClientOptions {
-            timeout: Duration::from_secs(3),
-            kdf: Kdf::INSECURE_FAST,
-            threshold: Some(3),
-            min_acks: None,
-        },
-    )
-    .await?;
+    let client = net.client_waiting(Duration::from_secs(3), Some(3)).await?;
     match client.save("t", b"data", &Password::new("p")).await {
         Err(
             e @ Error::SaveIncomplete {
@@ -167,16 +149,7 @@ async fn a_failed_save_names_the_servers_its_rollback_did_not_reach() -> TestRes
         })
         .await?;
     let _silent = net.broker.subscribe("seccs:server:silent").await?;
-    let client = Client::new(
-        net.broker.clone(),
-        ClientOptions {
-            timeout: Duration::from_secs(3),
-            kdf: Kdf::INSECURE_FAST,
-            threshold: Some(3),
-            min_acks: None,
-        },
-    )
-    .await?;
+    let client = net.client_waiting(Duration::from_secs(3), Some(3)).await?;
     match client.save("t", b"data", &Password::new("p")).await {
         Err(e @ Error::SaveIncomplete { acked: 2, .. }) => {
             let text = e.to_string();

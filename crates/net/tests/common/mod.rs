@@ -212,10 +212,19 @@ impl Net {
     }
 
     pub async fn client(&self, threshold: Option<usize>) -> Result<Client, seccs_net::Error> {
+        self.client_waiting(TIMEOUT, threshold).await
+    }
+
+    /// A client whose every wait lasts at most `timeout`.
+    pub async fn client_waiting(
+        &self,
+        timeout: Duration,
+        threshold: Option<usize>,
+    ) -> Result<Client, seccs_net::Error> {
         Client::new(
             self.broker.clone(),
             ClientOptions {
-                timeout: TIMEOUT,
+                timeout,
                 kdf: Kdf::INSECURE_FAST,
                 threshold,
                 min_acks: None,
