@@ -1205,7 +1205,7 @@ impl Store {
         newer: &mut Vec<String>,
     ) -> Result<()> {
         const NAMES_PER_BATCH: usize = 512;
-        self.with_writer_lock(|| {
+        let removed = self.with_writer_lock(|| {
             for group in names.chunks(NAMES_PER_BATCH) {
                 let (mut touched_names, mut removed_versions) = (0, 0);
                 let mut releaser = Releaser::tolerant();
@@ -1231,13 +1231,27 @@ impl Store {
                 }
                 batch.append(releaser.into_batch());
                 if !batch.is_empty() {
+                    // Made durable together at the end: a durable batch
+                    // per group would cost the embedded backend a table
+                    // each, which its compactions then merge again and
+                    // again (a removal of 256k names rewrote the store
+                    // many times over).
+                    batch.defer_durability();
                     self.backend.apply_owned(batch)?;
                 }
                 done.0 += touched_names;
                 done.1 += removed_versions;
             }
             Ok(())
-        })
+        });
+        // The batches applied are made durable whether or not a later one
+        // failed: what `done` counts is what was removed.
+        let flushed = if *done == (0, 0) {
+            Ok(())
+        } else {
+            self.backend.flush().map_err(StoreError::from)
+        };
+        removed.and(flushed)
     }
 
     /// Totals over the backend: entries and bytes, in all and by what the

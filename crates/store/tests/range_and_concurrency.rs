@@ -1,5 +1,6 @@
 //! Range reads fetch only the nodes on the path to the range; one store
-//! serves many threads with exact counts.
+//! serves many threads with exact counts; a removal of many names is made
+//! durable once, at its end.
 
 mod common;
 
@@ -20,6 +21,8 @@ struct Counting {
     inner: Arc<MemoryBackend>,
     reads: AtomicU64,
     round_trips: AtomicU64,
+    durable_batches: AtomicU64,
+    flushes: AtomicU64,
     then_after: Mutex<Option<AfterRead>>,
 }
 
@@ -47,7 +50,14 @@ impl Backend for Counting {
         Ok(found)
     }
     fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+        if batch.is_durable() {
+            self.durable_batches.fetch_add(1, Ordering::Relaxed);
+        }
         self.inner.apply(batch)
+    }
+    fn flush(&self) -> Result<(), BackendError> {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.inner.flush()
     }
     fn is_transactional(&self) -> bool {
         true
@@ -408,4 +418,47 @@ fn a_node_missing_from_a_version_still_in_the_catalog_is_damage() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Removing many names applies many atomic batches, none of them made
+/// durable on its own: one flush at the end makes them all durable. (On the
+/// embedded backend a durable batch is a table of its own, and a removal
+/// of 256k names in durable batches of 512 rewrote the store many times
+/// over in compactions.)
+#[test]
+fn a_removal_of_many_names_is_made_durable_once_at_its_end() {
+    use seccs_store::catalog::EntryKind;
+    let backend = Arc::new(Counting::default());
+    let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let store = Store::new_unchecked(backend.clone(), params, &common::key(5));
+    let names: Vec<String> = (0..1500).map(|i| format!("d/{i:04}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        store
+            .put_named(&mut &random_bytes(300, i as u64)[..], name, EntryKind::File)
+            .expect("put");
+    }
+    for (i, name) in names.iter().take(700).enumerate() {
+        store
+            .put_named(
+                &mut &random_bytes(300, 5000 + i as u64)[..],
+                name,
+                EntryKind::File,
+            )
+            .expect("second version");
+    }
+    let durable_before = backend.durable_batches.load(Ordering::Relaxed);
+    let flushes_before = backend.flushes.load(Ordering::Relaxed);
+    assert_eq!(store.keep_newest(&names, 1).expect("keep"), (700, 700));
+    assert_eq!(store.remove_names(&names).expect("rm"), (1500, 1500));
+    assert_eq!(
+        backend.durable_batches.load(Ordering::Relaxed),
+        durable_before,
+        "no batch of the removals was durable on its own"
+    );
+    assert_eq!(
+        backend.flushes.load(Ordering::Relaxed) - flushes_before,
+        2,
+        "each removal flushed once"
+    );
+    assert_eq!(backend.inner.usage().expect("usage").entries, 0);
 }
