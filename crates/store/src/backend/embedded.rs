@@ -594,7 +594,11 @@ impl EmbeddedBackend {
         visit: &mut Visitor<'_>,
         damaged: &mut Damaged<'_>,
     ) -> Result<(), BackendError> {
-        let mut seen = std::collections::HashSet::new();
+        // The walk visits keys in ascending order, so the entries it has
+        // passed before a failure are those up to the last key it visited:
+        // that key alone is kept, not every key (150 bytes a name of the
+        // catalog, held by every listing).
+        let mut last_visited: Option<Vec<u8>> = None;
         // An entry found damaged by a walk of `range` is found again by
         // the walks of the ranges in it: reported once.
         let mut reported = std::collections::HashSet::new();
@@ -607,7 +611,9 @@ impl EmbeddedBackend {
             snapshot,
             range,
             &mut |key, entry| {
-                seen.insert(key.to_vec());
+                let last = last_visited.get_or_insert_with(Vec::new);
+                last.clear();
+                last.extend_from_slice(key);
                 visit(key, entry)
             },
             Some(&mut damaged),
@@ -627,9 +633,9 @@ impl EmbeddedBackend {
             );
             return Ok(());
         }
-        let mut unseen = |key: &[u8], entry: &Entry| match seen.contains(key) {
-            true => Ok(()),
-            false => visit(key, entry),
+        let mut unseen = |key: &[u8], entry: &Entry| match &last_visited {
+            Some(last) if key <= last.as_slice() => Ok(()),
+            _ => visit(key, entry),
         };
         // The key that is `range` itself is in no longer range.
         if !range.is_empty() {
@@ -1017,8 +1023,7 @@ impl Backend for EmbeddedBackend {
     /// Walks the prefix whole. With `damaged`, a walk under a prefix goes
     /// whole first and, when a block under it fails to read, again by the
     /// ranges one and two bytes longer (`walk_tolerant`); a walk of every
-    /// key goes by the ranges of each first byte from the start, since a
-    /// whole walk first would have to remember every key it visited. An
+    /// key goes by the ranges of each first byte from the start. An
     /// entry whose count record does not decode is reported by its own
     /// key; a range that does not read, by its prefix.
     fn walk(
