@@ -1461,6 +1461,14 @@ fn lies_under(outer: &Path, resolved: &Path) -> Option<PathBuf> {
     resolved.strip_prefix(&outer).ok().map(Path::to_path_buf)
 }
 
+/// Whether the name `upper` is `name` or a directory above it.
+fn is_above(upper: &str, name: &str) -> bool {
+    upper.is_empty()
+        || name
+            .strip_prefix(upper)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// How many directories [`Places`] keeps open at once.
 const DIRECTORIES_KEPT: usize = 256;
 
@@ -1521,7 +1529,15 @@ impl<'d> Places<'d> {
                 let parent = std::sync::Arc::new(self.reach(&rel, above, make_parents)?);
                 let mut reached = self.reached.lock().unwrap_or_else(|p| p.into_inner());
                 if reached.len() >= DIRECTORIES_KEPT {
-                    reached.clear();
+                    // The directories above this one are kept, where new
+                    // ones are reached from; of a tree deeper than the
+                    // limit, those nearest the top go first.
+                    reached.retain(|held, _| is_above(held, above));
+                    if reached.len() >= DIRECTORIES_KEPT
+                        && let Some(top) = reached.keys().min_by_key(|k| k.len()).cloned()
+                    {
+                        reached.remove(&top);
+                    }
                 }
                 reached.insert(above.to_owned(), parent.clone());
                 parent
@@ -1535,21 +1551,59 @@ impl<'d> Places<'d> {
         })
     }
 
+    /// The longest of `above`'s own ancestors (a prefix of it ending where
+    /// a part ends) whose directory is held, and that directory.
+    fn nearest_held<'a>(&self, above: &'a str) -> Option<(&'a str, std::sync::Arc<Reached>)> {
+        let reached = self.reached.lock().unwrap_or_else(|p| p.into_inner());
+        if reached.is_empty() {
+            return None;
+        }
+        let mut end = above.len();
+        while let Some(cut) = above[..end].rfind('/') {
+            let prefix = &above[..cut];
+            if let Some(held) = reached.get(prefix) {
+                return Some((prefix, held.clone()));
+            }
+            end = cut;
+        }
+        None
+    }
+
     /// Opens the directory `above` (the name `rel`'s parents) under the
     /// output directory, making it when `make_parents`.
     fn reach(&self, rel: &str, above: &str, make_parents: bool) -> Result<Reached> {
         use rustix::fs::{AtFlags, Mode, OFlags, mkdirat, openat, statat};
         let dir = self.dir;
-        if make_parents {
-            fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", shown_path(dir)))?;
-        }
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let mut parent = openat(rustix::fs::CWD, dir, flags, Mode::empty())
-            .with_context(|| format!("cannot open {}", shown_path(dir)))?;
-        let mut shown = dir.to_path_buf();
-        let mut reached = String::new();
-        for name_part in above.split('/').filter(|p| !p.is_empty()) {
+        // From the nearest directory above already held, when there is
+        // one: walking every part from the top for each new directory cost
+        // a deep tree's restore a number of opens that grew with the
+        // square of its depth. A held directory is the one walked to, as
+        // the kernel resolves its descriptor: what goes below it goes into
+        // it, as the names directly in it do.
+        let (mut parent, mut shown, mut reached, rest) = match self.nearest_held(above) {
+            Some((prefix, held)) => (
+                openat(&held.fd, ".", flags, Mode::empty())
+                    .with_context(|| format!("cannot open {}", shown_path(&held.shown)))?,
+                held.shown.clone(),
+                prefix.to_owned(),
+                &above[prefix.len()..],
+            ),
+            None => {
+                if make_parents {
+                    fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", shown_path(dir)))?;
+                }
+                (
+                    openat(rustix::fs::CWD, dir, flags, Mode::empty())
+                        .with_context(|| format!("cannot open {}", shown_path(dir)))?,
+                    dir.to_path_buf(),
+                    String::new(),
+                    above,
+                )
+            }
+        };
+        for name_part in rest.split('/').filter(|p| !p.is_empty()) {
             if !reached.is_empty() {
                 reached.push('/');
             }
@@ -2040,6 +2094,37 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A directory below one already held is reached from it, and lands
+    /// where a walk from the top would; beyond the number kept, the
+    /// directories above the one reached stay held.
+    #[test]
+    fn a_deeper_directory_is_reached_from_the_nearest_held_above_it() -> Result<()> {
+        assert!(is_above("", "a") && is_above("a", "a") && is_above("a", "a/b"));
+        assert!(!is_above("a", "ab") && !is_above("a/b", "a") && !is_above("b", "a/b"));
+        let tmp = tempfile::tempdir()?;
+        let out = tmp.path().join("out");
+        let places = Places::new(&out);
+        places.of("t/a/f", true)?;
+        let deep = places.of("t/a/b/c/f", true)?;
+        assert_eq!(deep.shown, out.join("t/a/b/c/f"));
+        assert!(out.join("t/a/b/c").is_dir());
+        fs::write(&deep.at, b"x")?;
+        assert_eq!(fs::read(out.join("t/a/b/c/f"))?, b"x");
+        let mut name = String::from("t");
+        for _ in 0..DIRECTORIES_KEPT + 10 {
+            name.push_str("/d");
+            places.of(&format!("{name}/f"), true)?;
+        }
+        let held = places.reached.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(held.len() <= DIRECTORIES_KEPT);
+        assert!(held.keys().all(|k| is_above(k, &name)), "only those above");
+        assert!(
+            held.contains_key(&name[..name.len() - 2]),
+            "the nearest kept"
+        );
+        Ok(())
+    }
 
     /// What a restore writes at a place goes into the directory the place
     /// was reached in, even when that directory is swapped for a link to
