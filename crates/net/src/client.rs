@@ -69,6 +69,28 @@
 //! say of it counts (see `check_tag_unused`); before, any one server that
 //! said it held the tag refused the key.
 //!
+//! A save's probe must have the answer of at least one server, or the
+//! save fails ([`Error::NoAnswer`]) before it stores anything. Without
+//! one, the version would come from nothing but the save's own floor
+//! (version 1, or the one after an attempt that lost), and only the
+//! servers' refusals at the store would stop it: a server of this build
+//! refuses a version it holds or held and removed, but a server of an
+//! older build (which receives the probe and never answers it) keeps no
+//! mark of the versions removed, and a save to such servers took the
+//! first removed version again and reported success. One answer is
+//! enough, and the quorum is not asked for more: every save is sent to
+//! every server online, and a server of this build that answers reports
+//! the highest version it ever held (kept after `rm`), so the version
+//! follows it (within [`MAX_STRAY_SKIP`], as any claim); a version that
+//! servers which did not answer hold and it does not (it was offline
+//! then) is refused by them at the store when they are of this build, and
+//! the save keeps it only by the race rule above (more than half of the
+//! servers asked). Requiring t answers, or n - t + 1, would fail saves
+//! that a server or two missed the probe of (a lost answer, a server slow
+//! for a moment), which that rule keeps safe. Servers of an older build
+//! beside one of this build that was offline at a removal are not
+//! covered: upgrade servers before clients.
+//!
 //! A rollback goes to every server the save asked, not only to those that
 //! acknowledged: a server paused or slow past the timeout gets the store
 //! request late, and remembers the rollback to refuse it then (see
@@ -1035,6 +1057,7 @@ impl Client {
                 Err(Error::NoAnswer {
                     asked: replies.len(),
                     first: first.to_string(),
+                    versions: false,
                 })
             }
             _ => Ok(replies),
@@ -1101,10 +1124,10 @@ impl Client {
             .collect())
     }
 
-    /// What `servers` hold of `tag` ([`Body::Versions`]); a server that
-    /// does not answer is left out.
     /// [`Self::probe`], failing with [`Error::NoAnswer`] when servers were
     /// asked and none answered: that is no tag, not a tag without versions.
+    /// Servers of a build older than this client's receive the request and
+    /// never answer it, so the error names them among the causes.
     async fn probe_answered(&self, tag: &str, servers: &[String]) -> Result<Probe, Error> {
         let mut probe = self.probe(tag, servers).await;
         if probe.highest.is_empty()
@@ -1113,11 +1136,15 @@ impl Client {
             return Err(Error::NoAnswer {
                 asked: servers.len(),
                 first,
+                versions: true,
             });
         }
         Ok(probe)
     }
 
+    /// What `servers` hold of `tag` ([`Body::Versions`]); a server that
+    /// does not answer is left out (and named in [`Probe::silent`]), and
+    /// one that answers something else is left out too.
     async fn probe(&self, tag: &str, servers: &[String]) -> Probe {
         let mut groups: BTreeMap<(u64, [u8; 16], u8, u8), Vec<String>> = BTreeMap::new();
         let mut probe = Probe::default();
@@ -1151,7 +1178,12 @@ impl Client {
                     }
                     probe.highest.push((server, highest));
                 }
-                Ok(other) => tracing::warn!(server, "unexpected reply to versions: {other:?}"),
+                Ok(other) => {
+                    tracing::warn!(server, "unexpected reply to versions: {other:?}");
+                    probe
+                        .first_failure
+                        .get_or_insert_with(|| format!("{server}: not an answer to versions"));
+                }
                 Err(e) => {
                     tracing::warn!(server, "versions failed: {e}");
                     probe.first_failure.get_or_insert_with(|| e.to_string());
@@ -1348,7 +1380,9 @@ impl Client {
                 let ms = u64::from(u16::from_le_bytes(r)) % (50 * attempt as u64) + 1;
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
-            let probe = self.probe(tag, &servers).await;
+            // A probe that no server answered fails the save: see
+            // "A save's probe" in the module docs.
+            let probe = self.probe_answered(tag, &servers).await?;
             // A server that did not answer the probe is unknown, not one
             // that refuses, unless it missed an earlier attempt's store too
             // (it is down, or too slow for this save).

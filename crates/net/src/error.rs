@@ -127,14 +127,24 @@ pub enum Error {
     /// hold is unknown, not empty.
     #[error(
         "none of the {asked} share server{} online answered ({first}): paused, overloaded, \
-         or not share servers",
-        if *.asked == 1 { "" } else { "s" }
+         {}or not share servers",
+        if *.asked == 1 { "" } else { "s" },
+        if *.versions {
+            "servers of an older build than this client, which do not answer its request for \
+             a tag's versions (upgrade the servers before their clients), "
+        } else {
+            ""
+        }
     )]
     NoAnswer {
         /// How many servers were asked.
         asked: usize,
         /// The first server's failure.
         first: String,
+        /// Whether the request was the one for a tag's versions
+        /// ([`crate::message::Body::Versions`]), which servers of an older
+        /// build receive and never answer.
+        versions: bool,
     },
     /// The threshold is impossible for the number of servers.
     #[error("threshold {threshold} is invalid for {servers} servers (need 1 <= t <= n <= 255)")]

@@ -324,3 +324,99 @@ async fn min_acks_below_the_threshold_is_raised_with_a_warning() -> TestResult {
     );
     Ok(())
 }
+
+/// A broker client posing as a share server of a build older than this
+/// client's: it stores every record (counted in `stores`) and removes what
+/// it is asked to, but leaves the request for a tag's versions unanswered,
+/// as such a server does a request it does not know.
+async fn older_build_server(
+    net: &Net,
+    id: &str,
+    stores: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Result<(String, tokio::task::JoinHandle<()>), Box<dyn std::error::Error + Send + Sync>> {
+    common::posing_server_answering(net.broker.clone(), id, 64, move |body| {
+        let answer = match body {
+            Body::Versions { .. } => None,
+            Body::Store { .. } => {
+                stores.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Some(Body::Stored)
+            }
+            Body::Delete { .. } | Body::Rollback { .. } => Some(Body::Deleted { removed: 1 }),
+            _ => Some(Body::Refused {
+                reason: "not known".into(),
+            }),
+        };
+        std::future::ready(answer)
+    })
+    .await
+}
+
+/// Share servers of an older build store records but do not answer the
+/// probe for a tag's versions. A save whose probe none of the servers
+/// answered knows nothing of the versions the tag had (one removed may be
+/// remembered by none of them): it fails, saying the servers may be of an
+/// older build, and stores nothing. Before, it took version 1 (or the
+/// first version the servers did not refuse) and reported success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_whose_probe_no_server_answered_fails_and_stores_nothing() -> TestResult {
+    let net = Net::new(Kind::Memory, 0).await?;
+    let stores = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..3u8 {
+        let id = format!("{:02x}", 0xa0 + i).repeat(16);
+        tasks.push(older_build_server(&net, &id, stores.clone()).await?.1);
+    }
+    let client = net.client_waiting(Duration::from_secs(2), None).await?;
+    net.wait_servers(&client, 3).await?;
+    let saved = client.save("diary", b"a new version", &pw()).await;
+    for task in &tasks {
+        task.abort();
+    }
+    match saved {
+        Err(e @ Error::NoAnswer { asked: 3, .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("none of the 3 share servers online answered"),
+                "{text}"
+            );
+            assert!(text.contains("older build"), "{text}");
+        }
+        other => return Err(format!("expected NoAnswer, got {other:?}").into()),
+    }
+    assert_eq!(
+        stores.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a record was sent for a version chosen without any server's answer"
+    );
+    Ok(())
+}
+
+/// With one server of this build among servers of an older build, the
+/// save's probe has its answer (the tag's highest version, kept after a
+/// removal): the save takes the version after it, on all three servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_follows_the_one_server_that_answered_its_probe() -> TestResult {
+    let net = Net::new(Kind::Memory, 1).await?;
+    let alone = net.client(None).await?;
+    for i in 1..=3u64 {
+        let saved = alone.save("diary", b"an old version", &pw()).await?;
+        assert_eq!(saved.version, i);
+    }
+    assert_eq!(alone.remove("diary", Some(3)).await?, 1);
+    let stores = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..2u8 {
+        let id = format!("{:02x}", 0xb0 + i).repeat(16);
+        tasks.push(older_build_server(&net, &id, stores.clone()).await?.1);
+    }
+    let client = net.client_waiting(Duration::from_secs(2), None).await?;
+    net.wait_servers(&client, 3).await?;
+    let saved = client.save("diary", b"a new version", &pw()).await;
+    for task in &tasks {
+        task.abort();
+    }
+    let saved = saved?;
+    assert_eq!((saved.version, saved.stored_on), (4, 3));
+    assert_eq!(stores.load(std::sync::atomic::Ordering::SeqCst), 2);
+    Ok(())
+}
