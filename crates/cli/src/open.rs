@@ -429,6 +429,42 @@ fn open_as(loc: &StoreLocation, create_if_missing: bool, access: Access) -> Resu
     Ok(OpenStore { dir, store })
 }
 
+/// For `verify` and `gc`, which read every entry under the store's
+/// prefix: the stores whose prefix nests with this network store's (made
+/// by a build before `init` refused that), said on stderr once, and
+/// returned for the command's last line. The check costs a walk of the
+/// marker keys under the prefix (a Redis `SCAN`, an S3 listing), as much as
+/// a listing of the entries, so commands that read only a few entries do
+/// not run it. A backend that cannot be asked (a Redis user allowed its
+/// own prefix only) leaves the check out: verify's findings still stand.
+pub fn nested_stores_said(opened: &OpenStore) -> Option<String> {
+    let url = &opened.dir.config().backend;
+    if url == EMBEDDED {
+        return None;
+    }
+    let nested = opened.store.backend().nested_stores().ok()?;
+    let first = nested.first()?;
+    let more = match nested.len() {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    let shown = seccs_backends::redact(url);
+    errln!(
+        "seccs: warning: backend {shown} nests with {first}{more} (stores left so by a build \
+         from before `init` refused that): the store with the shorter prefix walks the other's \
+         entries as its own, so its verify and gc report each of the other store's nodes as tampered (\"does \
+         not authenticate\"), and its findings of nodes that do not authenticate are most likely \
+         that store's, not damage. No tool moves a store: to part them, `get` one store's files \
+         and `put` them into a new store made by `init` at a prefix that does not nest with the \
+         other's (`photos:` beside `videos:`); or keep both and read those findings as the other \
+         store's nodes"
+    );
+    Some(format!(
+        "; this store's prefix nests with {first}{more} (see the warning above): findings of \
+         nodes that do not authenticate are most likely that store's"
+    ))
+}
+
 /// Where a store's key came from, for messages.
 fn key_source_shown(config: &StoreConfig) -> String {
     match &config.key {

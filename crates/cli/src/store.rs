@@ -1403,6 +1403,7 @@ pub(crate) fn format_time(secs: u64) -> String {
 /// Runs `seccs verify`; exits non-zero on any finding.
 pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
     let mut opened = open::open(loc, false)?;
+    let nested = open::nested_stores_said(&opened).unwrap_or_default();
     // With a recorded check, another wrapper was refused at open.
     let params_checked = opened.dir.config().params_check.is_some();
     let spinner = progress::spinner("verifying", false);
@@ -1443,7 +1444,7 @@ pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
             ""
         };
         bail!(
-            "verify found {}{hint}",
+            "verify found {}{hint}{nested}",
             problems_said(&report.findings, &report.broken_names)
         );
     }
@@ -1517,6 +1518,7 @@ fn problems_said(findings: &[seccs_store::Finding], broken_names: &[String]) -> 
 /// Runs `seccs gc`.
 pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
     let opened = open::open(loc, false)?;
+    let nested = open::nested_stores_said(&opened).unwrap_or_default();
     let spinner = progress::spinner("collecting garbage", false);
     let report = opened.store.gc()?;
     spinner.finish_and_clear();
@@ -1579,6 +1581,7 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
         if !report.broken_names.is_empty() {
             said += "; `seccs rm NAME` removes a broken name and frees what only it used";
         }
+        said += &nested;
         bail!("{said}");
     }
     Ok(())

@@ -3722,6 +3722,64 @@ fn init_refuses_a_prefix_that_nests_with_another_stores() {
     assert!(!tmp.path().join("y2024").exists(), "nothing made");
 }
 
+/// Two stores whose Redis prefixes nest (`photos` and `photos2`), as a
+/// build before `init` refused that left them: the outer store's `verify`
+/// and `gc` read the inner one's nodes as their own, and report each as
+/// tampered. They now say first that the prefix nests with the other
+/// store, that those findings are its nodes, and what to do; the inner
+/// store's `verify` names the nesting too.
+#[test]
+fn verify_and_gc_of_a_store_whose_prefix_nests_with_another_say_so() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = |prefix: &str| format!("redis://127.0.0.1:{port}/0?prefix={prefix}");
+    let (outer, inner) = (tmp.path().join("photos"), tmp.path().join("photos2"));
+    ok(seccs(&outer).args(["init", "--backend", &url("photos")]));
+    put_as(&outer, &random_file(tmp.path(), "a.bin", 5000, 61), "a");
+    // The older build made the second store without looking for the
+    // first one's marker: here the marker is away while it is made, then
+    // back as that build left it.
+    let marker_key = b"photos\0seccs:store-marker";
+    let marker = redis_command(port, &[b"GET", marker_key]);
+    let check = marker
+        .strip_prefix(b"$32\r\n")
+        .and_then(|m| m.strip_suffix(b"\r\n"))
+        .expect("the outer store's marker")
+        .to_vec();
+    assert!(redis_command(port, &[b"DEL", marker_key]).starts_with(b":1"));
+    ok(seccs(&inner).args(["init", "--backend", &url("photos2")]));
+    put_as(&inner, &random_file(tmp.path(), "b.bin", 5000, 62), "b");
+    assert!(redis_command(port, &[b"SET", marker_key, &check]).starts_with(b"+OK"));
+
+    let said = |store: &Path, command: &str| {
+        let out = run(seccs(store).arg(command));
+        String::from_utf8(out.stderr).expect("utf-8")
+    };
+    for command in ["verify", "gc"] {
+        let err = said(&outer, command);
+        assert!(
+            err.contains("nests with the store at prefix \"photos2\""),
+            "{command}: {err}"
+        );
+        assert!(
+            err.contains("findings of nodes that do not authenticate are most likely that store's"),
+            "{command}: {err}"
+        );
+        assert!(
+            err.contains("prefix that does not nest"),
+            "{command}: {err}"
+        );
+    }
+    let err = said(&inner, "verify");
+    assert!(
+        err.contains("nests with the store at prefix \"photos\""),
+        "{err}"
+    );
+    // The outer store's gc left the inner store's names.
+    assert_eq!(listed(&inner, &[]), ["b"]);
+    assert_eq!(listed(&outer, &[]), ["a"]);
+}
+
 /// A name whose root node went missing from the backend is damage, said as
 /// such, not "no such content" as for a mistyped reference.
 #[test]

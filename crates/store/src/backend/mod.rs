@@ -477,7 +477,8 @@ pub trait Backend: Send + Sync {
     /// The other stores, found by their markers, whose key space nests with
     /// this one's: a store whose prefix this store's starts with, or one
     /// whose prefix starts with this store's. Their entries would mix (each
-    /// would walk the other's), so `init` refuses such a place. Each is
+    /// would walk the other's), so `init` refuses such a place, and
+    /// `verify` and `gc` name those that an older build let nest. Each is
     /// described for a message. Empty (the default) where stores cannot
     /// nest (a table or directory of their own).
     fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
