@@ -91,19 +91,30 @@
 //! answer point reads with records that later ingestions had replaced:
 //! after a large batch of deletions, the old count of a deleted entry came
 //! back ("a count but no value"), while iteration saw the right state. So
-//! every batch is ingested now, and [`EmbeddedBackend::open`] merges every
-//! table of a store an earlier build wrote, once.
+//! every batch is ingested now, and [`EmbeddedBackend::open`] settles a
+//! store an earlier build wrote, once: it moves what fjall recovered from
+//! the journal into a table, closes the database and empties its journal,
+//! and merges every table. The journal goes before any compaction: fjall
+//! keeps a journal file until it passes 64 MB and, at every open, replays
+//! each journaled batch whose sequence number is above the highest one in
+//! the tables. A compaction that drops removed entries with their
+//! tombstones can take those highest numbers away, and a journal kept after
+//! the merge then brought old puts and counts back over later removals.
 //!
 //! The file `seccs-ingest-only` in the database directory (a store's
-//! `DIR/db/seccs-ingest-only`) says that every
-//! batch of the database is in its tables: none was journaled since its
-//! tables were last merged. Every store has it once this build has opened
-//! it: a fresh one gets it at its first open (there is nothing to merge),
-//! one an earlier build wrote after that merge. Its text (`every batch of
-//! this database is ingested`) is not read; its presence is. Without it an
-//! open merges first, and a database that lost its journal files is
-//! refused rather than given an empty journal back (the journal may have
-//! held writes).
+//! `DIR/db/seccs-ingest-only`) says that every batch of the database is in
+//! its tables and none in its journal, which this build keeps empty. Every
+//! store has it once this build has opened it: a fresh one gets it at its
+//! first open (there is nothing to merge), one an earlier build wrote once
+//! its journal is in its tables. Its text says whether the tables are
+//! merged yet (`every batch of this database is ingested` once they are).
+//! Without it an open settles first, and a database that lost its journal
+//! files is refused rather than given an empty journal back (the journal
+//! may have held writes). A journal that holds batches beside the marker
+//! was written before it (the marker's build stopped before emptying it,
+//! or was a build that kept it) and is emptied unread before fjall opens
+//! the database; one written after it (an earlier build opened the store
+//! again) settles the store again.
 //!
 //! # Durability, atomicity, locking
 //!
@@ -134,7 +145,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use fjall::config::{CompressionPolicy, PartitioningPolicy};
 use fjall::{
@@ -171,9 +182,20 @@ const WRITE_BUFFER_BYTES: u64 = 16 << 20;
 const GROUP_BYTES: usize = 8 << 20;
 /// The name fjall 3.1 gives a database's first journal file.
 const FIRST_JOURNAL: &str = "0.jnl";
-/// The file whose presence says every table was merged since the last
-/// build that journaled batches wrote (see `settle_mixed_writes`).
+/// The file whose presence says every batch of the database is in its
+/// tables and none is in its journal (see `settle_mixed_writes`).
 const INGEST_ONLY_MARKER: &str = "seccs-ingest-only";
+/// The marker's text once the tables are merged too (the only text builds
+/// before this one wrote).
+const MARKER_MERGED: &[u8] = b"every batch of this database is ingested\n";
+/// The marker's text while the tables still wait for their one merge.
+const MARKER_UNMERGED: &[u8] =
+    b"every batch of this database is in its tables, which are not merged yet\n";
+/// Where the marker's new text is written before it is renamed into place.
+const MARKER_DRAFT: &str = "seccs-ingest-only.draft";
+/// Most opens of the database one `open` makes: one that moves journaled
+/// batches into tables, and one after their journal is emptied.
+const OPEN_PASSES: usize = 2;
 /// Longest key the backend stores: fjall takes keys of 1 to `u16::MAX`
 /// bytes, and one is the tag.
 const MAX_KEY_LEN: usize = u16::MAX as usize - 1;
@@ -261,6 +283,15 @@ struct Undo {
     bytes: usize,
     /// Each written key, with what [`Overlay::insert`] returned for it.
     replaced: Vec<(Slice, Option<Option<Slice>>)>,
+}
+
+/// What [`EmbeddedBackend::settle_mixed_writes`] left to do.
+enum Settled {
+    /// Nothing: the database is ready.
+    Done,
+    /// The journal's batches are in the tables now, and the journal must
+    /// be emptied before the database is used.
+    JournalFlushed,
 }
 
 /// A content store's entries in a `fjall` database on local disk.
@@ -367,7 +398,34 @@ impl EmbeddedBackend {
             check_layout(dir)?;
             restore_lost_journal(dir)?;
         }
-        restore_lost_lock(dir)?;
+        for _ in 0..OPEN_PASSES {
+            restore_lost_lock(dir)?;
+            let journaled = drop_flushed_journal(dir)?;
+            let backend = Self::open_once(dir, existing)?;
+            match backend
+                .settle_mixed_writes(journaled)
+                .map_err(|e| in_dir(e, dir))?
+            {
+                Settled::Done => return Ok(backend),
+                Settled::JournalFlushed => {
+                    // fjall must not replay the journal again: close the
+                    // database, empty its journal, open it once more.
+                    drop(backend);
+                    empty_journal(dir)?;
+                }
+            }
+        }
+        Err(BackendError::other(
+            NAME,
+            format_args!(
+                "the database {} still held journaled writes after {OPEN_PASSES} opens",
+                dir.display()
+            ),
+        ))
+    }
+
+    /// Opens fjall's database in `dir` and the store's keyspace in it.
+    fn open_once(dir: &Path, existing: bool) -> Result<Self, BackendError> {
         // fjall 3.1 marks the write-buffer limit deprecated pending a
         // runtime setting; it bounds memtables of journaled batches.
         #[allow(deprecated)]
@@ -405,40 +463,83 @@ impl EmbeddedBackend {
             })
             .map_err(|e| open_error(e, dir))?;
         migrate_legacy(&db, &entries).map_err(|e| in_dir(e, dir))?;
-        let backend = Self {
+        Ok(Self {
             db,
             entries,
             path: dir.to_owned(),
             sync_each_batch: AtomicBool::new(true),
             writer: Mutex::new(()),
             overlay: RwLock::new(Overlay::default()),
-        };
-        backend.settle_mixed_writes().map_err(|e| in_dir(e, dir))?;
-        Ok(backend)
+        })
     }
 
-    /// Merges every table once (and first moves what fjall recovered from
-    /// its journal into a table) in a database that builds before this one
-    /// wrote, then leaves a marker so that it happens once. Those builds
-    /// wrote small batches through fjall's journal and large ones by
-    /// ingestion; a store written both ways was seen to answer point reads
-    /// with a record that a later ingestion had replaced (the count of an
-    /// entry already deleted: "a count but no value") while iteration, and
-    /// so `verify`, saw the right one. A full merge resolves every key by
-    /// sequence number. This build writes every batch by ingestion.
-    fn settle_mixed_writes(&self) -> Result<(), BackendError> {
+    /// Moves what fjall recovered from its journal into a table, and
+    /// merges every table once, in a database that builds before this one
+    /// wrote (no marker) or whose journal was written after its marker
+    /// (`journaled`: an earlier build ran on it again); then leaves the
+    /// marker so that it happens once. Those builds wrote small batches
+    /// through fjall's journal and large ones by ingestion.
+    ///
+    /// The journal must be emptied before anything compacts: fjall keeps a
+    /// journal file until it passes 64 MB, and at every open replays each
+    /// of its batches whose sequence number is above the highest one in the
+    /// tables. A compaction that drops removed entries with their
+    /// tombstones can take the highest numbers away, and the next open
+    /// then replayed old puts and counts over what this build had removed
+    /// or changed since. So the batches go to a table first, the marker
+    /// says so ([`MARKER_UNMERGED`]), and [`EmbeddedBackend::open`] closes
+    /// the database and empties its journal before it opens it again, and
+    /// only then the tables are merged: a store written both ways was seen
+    /// to answer point reads with a record that a later ingestion had
+    /// replaced (fjall reads the tables newest first, and the table made
+    /// of the journal counts as newest), and a full merge resolves every
+    /// key by sequence number. This build writes every batch by ingestion.
+    fn settle_mixed_writes(&self, journaled: bool) -> Result<Settled, BackendError> {
         let marker = self.path.join(INGEST_ONLY_MARKER);
-        if marker.exists() {
-            return Ok(());
+        let text = match std::fs::read(&marker) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(BackendError::other(
+                    NAME,
+                    format_args!("cannot read {}: {e}", marker.display()),
+                ));
+            }
+        };
+        if text.is_none() || journaled {
+            // A new database has nothing to move or merge.
+            let written = self.entries.table_count() > 0
+                || self.entries.sealed_memtable_count() > 0
+                || !self.entries.is_empty().map_err(map_error)?;
+            if !written && !journaled {
+                self.write_marker(MARKER_MERGED)?;
+                return Ok(Settled::Done);
+            }
+            {
+                let _writer = self.lock_writer();
+                self.flush_memtable()?;
+            }
+            self.db.persist(PersistMode::SyncAll).map_err(map_error)?;
+            self.write_marker(MARKER_UNMERGED)?;
+            return Ok(Settled::JournalFlushed);
         }
-        // A new database has nothing to merge.
-        let written = self.entries.table_count() > 0
-            || self.entries.sealed_memtable_count() > 0
-            || !self.entries.is_empty().map_err(map_error)?;
-        if written {
+        if text.as_deref() == Some(MARKER_UNMERGED) {
             self.reclaim_space()?;
+            self.write_marker(MARKER_MERGED)?;
         }
-        std::fs::write(&marker, b"every batch of this database is ingested\n")
+        Ok(Settled::Done)
+    }
+
+    /// Replaces the marker's text, atomically and durably.
+    fn write_marker(&self, text: &[u8]) -> Result<(), BackendError> {
+        let draft = self.path.join(MARKER_DRAFT);
+        let marker = self.path.join(INGEST_ONLY_MARKER);
+        File::create(&draft)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, text)?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&draft, &marker))
             .and_then(|()| File::open(&self.path)?.sync_all())
             .map_err(|e| {
                 BackendError::other(NAME, format_args!("cannot write {}: {e}", marker.display()))
@@ -1216,6 +1317,86 @@ fn restore_lost_journal(dir: &Path) -> Result<(), BackendError> {
         .and_then(|f| f.sync_all())
         .and_then(|()| File::open(dir)?.sync_all())
         .map_err(io)
+}
+
+/// Bytes in the journal files of the database in `dir`, and when the
+/// latest of them was last written (`None` without journal files).
+fn journal_files(dir: &Path) -> std::io::Result<(Vec<PathBuf>, u64, Option<SystemTime>)> {
+    let mut files = Vec::new();
+    let mut bytes = 0;
+    let mut latest: Option<SystemTime> = None;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_name().to_string_lossy().ends_with(".jnl") {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        if !meta.is_file() {
+            continue;
+        }
+        bytes += meta.len();
+        let modified = meta.modified()?;
+        latest = Some(latest.map_or(modified, |l| l.max(modified)));
+        files.push(entry.path());
+    }
+    Ok((files, bytes, latest))
+}
+
+/// Replaces every journal file of the (closed) database in `dir` with one
+/// empty journal. Only for a database whose journaled batches are all in
+/// its tables: fjall then recovers its sequence numbers from the tables.
+fn empty_journal(dir: &Path) -> Result<(), BackendError> {
+    let io = |e: std::io::Error| {
+        BackendError::other(
+            NAME,
+            format_args!("cannot empty the journal of {}: {e}", dir.display()),
+        )
+    };
+    let (files, _, _) = journal_files(dir).map_err(io)?;
+    let first = dir.join(FIRST_JOURNAL);
+    for file in files.iter().filter(|f| **f != first) {
+        std::fs::remove_file(file).map_err(io)?;
+    }
+    File::create(&first)
+        .and_then(|f| f.sync_all())
+        .and_then(|()| File::open(dir)?.sync_all())
+        .map_err(io)
+}
+
+/// Before fjall opens the database in `dir`: empties a journal that holds
+/// batches already in the tables, and says whether the journal holds
+/// others.
+///
+/// This build leaves the journal empty, so batches in it come from an
+/// earlier build. With the marker written after the journal's last write,
+/// they were moved into the tables before the marker was (by this build,
+/// when it stopped before emptying the journal, or by builds that wrote
+/// the marker and kept the journal, whose stores replayed those batches
+/// after a `gc`): fjall must not replay them, and they are dropped. A
+/// journal written after the marker (an earlier build opened the store
+/// again) holds batches that may be in no table: `true`, and they are
+/// moved into the tables at this open.
+fn drop_flushed_journal(dir: &Path) -> Result<bool, BackendError> {
+    let io = |e: std::io::Error| BackendError::other(NAME, format_args!("{}: {e}", dir.display()));
+    if !dir.join("version").exists() {
+        return Ok(false);
+    }
+    let (_, bytes, written) = journal_files(dir).map_err(io)?;
+    if bytes == 0 {
+        return Ok(false);
+    }
+    let marked = match std::fs::metadata(dir.join(INGEST_ONLY_MARKER)) {
+        Ok(meta) => Some(meta.modified().map_err(io)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(e)),
+    };
+    match (marked, written) {
+        (Some(marked), Some(written)) if written <= marked => {
+            empty_journal(dir)?;
+            Ok(false)
+        }
+        _ => Ok(true),
+    }
 }
 
 /// Puts fjall's lock file back in a database that lost it: it is empty,
