@@ -558,11 +558,9 @@ impl Session {
     /// The configured name of each server online, by channel (none when
     /// the servers do not answer).
     async fn names(&self) -> std::collections::HashMap<String, String> {
-        // Names only dress an error up: after a failure (servers silent, the
-        // broker gone) they are not worth another full timeout.
-        tokio::time::timeout(NAME_LOOKUP_LIMIT, self.client.server_status())
+        self.client
+            .server_status()
             .await
-            .unwrap_or_else(|_| Err(seccs_net::Error::Timeout("the servers' names".to_owned())))
             .map(|all| {
                 all.into_iter()
                     .map(|s| (s.channel, s.info.name.escape_debug().to_string()))
@@ -577,7 +575,11 @@ impl Session {
         if !text.contains(seccs_net::server::SERVER_PREFIX) {
             return e;
         }
-        let names = self.names().await;
+        // Names only dress an error up: after a failure (servers silent, the
+        // broker gone) they are not worth another full timeout.
+        let names = tokio::time::timeout(NAME_LOOKUP_LIMIT, self.names())
+            .await
+            .unwrap_or_default();
         let shown = relabel_text(&text, &names);
         if shown == text {
             e

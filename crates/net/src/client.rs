@@ -1178,6 +1178,14 @@ impl Client {
                     }
                     probe.highest.push((server, highest));
                 }
+                Ok(Body::Refused { reason }) => {
+                    // Escaped: a server's words reach a terminal.
+                    let reason = reason.escape_debug().to_string();
+                    tracing::warn!(server, "versions refused: {reason}");
+                    probe
+                        .first_failure
+                        .get_or_insert_with(|| format!("{server} refused: {reason}"));
+                }
                 Ok(other) => {
                     tracing::warn!(server, "unexpected reply to versions: {other:?}");
                     probe

@@ -391,6 +391,38 @@ async fn a_save_whose_probe_no_server_answered_fails_and_stores_nothing() -> Tes
     Ok(())
 }
 
+/// Servers that refuse the probe answered it: their reason is what the
+/// failed save shows, not a silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_whose_probe_every_server_refused_shows_their_reason() -> TestResult {
+    use seccs_net::message::Body;
+    let net = Net::new(Kind::Memory, 0).await?;
+    let mut tasks = Vec::new();
+    for i in 0..2u8 {
+        let id = format!("{:02x}", 0xc0 + i).repeat(16);
+        let (_, task) = common::posing_server(net.broker.clone(), &id, 4, |_| Body::Refused {
+            reason: "cannot read its root: disk on fire".into(),
+        })
+        .await?;
+        tasks.push(task);
+    }
+    let client = net.client_waiting(Duration::from_secs(2), None).await?;
+    net.wait_servers(&client, 2).await?;
+    let saved = client.save("diary", b"a new version", &pw()).await;
+    for task in &tasks {
+        task.abort();
+    }
+    let e = saved
+        .err()
+        .ok_or("a save succeeded with every probe refused")?;
+    let text = e.to_string();
+    assert!(
+        text.contains("refused: cannot read its root: disk on fire"),
+        "{text}"
+    );
+    Ok(())
+}
+
 /// With one server of this build among servers of an older build, the
 /// save's probe has its answer (the tag's highest version, kept after a
 /// removal): the save takes the version after it, on all three servers.

@@ -1245,13 +1245,24 @@ impl Store {
             Ok(())
         });
         // The batches applied are made durable whether or not a later one
-        // failed: what `done` counts is what was removed.
+        // failed: what `done` counts is what was removed. When they cannot
+        // be, none is counted (some may be, if the backend wrote a group of
+        // them on its own): the same command again finishes either way.
         let flushed = if *done == (0, 0) {
             Ok(())
         } else {
             self.backend.flush().map_err(StoreError::from)
         };
-        removed.and(flushed)
+        match (removed, flushed) {
+            (removed, Ok(())) => removed,
+            (removed, Err(flush)) => {
+                *done = (0, 0);
+                match removed {
+                    Err(cause) => Err(cause),
+                    Ok(()) => Err(flush),
+                }
+            }
+        }
     }
 
     /// Totals over the backend: entries and bytes, in all and by what the

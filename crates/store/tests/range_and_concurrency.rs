@@ -23,6 +23,7 @@ struct Counting {
     round_trips: AtomicU64,
     durable_batches: AtomicU64,
     flushes: AtomicU64,
+    flush_fails: std::sync::atomic::AtomicBool,
     then_after: Mutex<Option<AfterRead>>,
 }
 
@@ -57,6 +58,9 @@ impl Backend for Counting {
     }
     fn flush(&self) -> Result<(), BackendError> {
         self.flushes.fetch_add(1, Ordering::Relaxed);
+        if self.flush_fails.load(Ordering::Relaxed) {
+            return Err(BackendError::other("counting", "no space left on device"));
+        }
         self.inner.flush()
     }
     fn is_transactional(&self) -> bool {
@@ -461,4 +465,27 @@ fn a_removal_of_many_names_is_made_durable_once_at_its_end() {
         "each removal flushed once"
     );
     assert_eq!(backend.inner.usage().expect("usage").entries, 0);
+}
+
+/// A removal whose batches cannot be made durable counts none of them as
+/// removed: they are lost with the process.
+#[test]
+fn a_removal_that_cannot_be_made_durable_counts_nothing_removed() {
+    use seccs_store::catalog::EntryKind;
+    let backend = Arc::new(Counting::default());
+    let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let store = Store::new_unchecked(backend.clone(), params, &common::key(6));
+    let names: Vec<String> = (0..600).map(|i| format!("d/{i:04}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        store
+            .put_named(&mut &random_bytes(100, i as u64)[..], name, EntryKind::File)
+            .expect("put");
+    }
+    backend.flush_fails.store(true, Ordering::Relaxed);
+    match store.remove_names(&names) {
+        Err(seccs_store::StoreError::Backend(e)) => {
+            assert!(e.to_string().contains("no space left"), "{e}");
+        }
+        other => panic!("expected the flush's error alone, got {other:?}"),
+    }
 }
