@@ -392,6 +392,15 @@ fn spawn_server(tmp: &Path, common: &str, i: usize) -> Killed {
 
 /// Starts `n` share servers on the broker that `common` (config lines for
 /// servers and client alike) names; the client config is written too.
+/// A network config for the Redis on `port`, with `extra` settings and a
+/// KDF strong enough for a store key (the key floor) yet quick in tests.
+fn key_strength_config(port: u16, extra: &str) -> String {
+    format!(
+        "broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\n{extra}[kdf]\n\
+         algorithm = \"argon2id\"\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n"
+    )
+}
+
 fn start_servers(tmp: &Path, common: &str, n: usize) -> (Vec<Killed>, Network) {
     let servers = (0..n).map(|i| spawn_server(tmp, common, i)).collect();
     let net = Network {
@@ -704,9 +713,7 @@ fn a_store_whose_key_lives_on_the_share_network() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (_redis, port) = redis(tmp.path());
     let broker = format!("broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\n");
-    let common = format!(
-        "{broker}[kdf]\nalgorithm = \"argon2id\"\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n"
-    );
+    let common = key_strength_config(port, "");
     let (_servers, net) = start_servers(tmp.path(), &common, 3);
     let store = |name: &str, password: &str| {
         let mut c = seccs(tmp.path());
@@ -766,10 +773,7 @@ fn a_store_whose_key_lives_on_the_share_network() {
 fn a_save_that_needs_every_server_says_so_and_a_store_key_is_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (_redis, port) = redis(tmp.path());
-    let broker = format!("broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\n");
-    let common = format!(
-        "{broker}[kdf]\nalgorithm = \"argon2id\"\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n"
-    );
+    let common = key_strength_config(port, "");
     let (_servers, net) = start_servers(tmp.path(), &common, 2);
     let input = tmp.path().join("in.txt");
     std::fs::write(&input, "two servers\n").expect("input");
@@ -826,10 +830,7 @@ fn a_save_that_needs_every_server_says_so_and_a_store_key_is_refused() {
 fn a_save_that_a_failing_server_leaves_without_a_spare_says_so() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (_redis, port) = redis(tmp.path());
-    let common = format!(
-        "broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\nthreshold = 3\n[kdf]\n\
-         algorithm = \"argon2id\"\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n"
-    );
+    let common = key_strength_config(port, "threshold = 3\n");
     let (_servers, net) = start_servers(tmp.path(), &common, 4);
     let broken = seccs_net::store::RecordStore::open(&tmp.path().join("server3")).expect("open");
     std::fs::write(broken.tag_dir("t7"), "not a directory").expect("block the tag");
@@ -858,10 +859,7 @@ fn a_save_that_a_failing_server_leaves_without_a_spare_says_so() {
 fn a_failed_init_removes_the_store_key_it_saved() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (_redis, port) = redis(tmp.path());
-    let common = format!(
-        "broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\n[kdf]\n\
-         algorithm = \"argon2id\"\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n"
-    );
+    let common = key_strength_config(port, "");
     let (_servers, net) = start_servers(tmp.path(), &common, 3);
     let store = tmp.path().join("st");
     std::fs::create_dir_all(store.join("config.toml")).expect("mkdir");
@@ -902,10 +900,7 @@ fn a_failed_init_removes_the_store_key_it_saved() {
 fn a_load_into_a_file_that_cannot_be_written_names_it() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (_redis, port) = redis(tmp.path());
-    let common = format!(
-        "broker = \"redis://127.0.0.1:{port}\"\ntimeout_secs = 10\n[kdf]\n\
-         algorithm = \"argon2id\"\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n"
-    );
+    let common = key_strength_config(port, "");
     let (_servers, net) = start_servers(tmp.path(), &common, 3);
     let input = tmp.path().join("in.bin");
     std::fs::write(&input, vec![5u8; 3 << 20]).expect("input");

@@ -351,6 +351,23 @@ async fn older_build_server(
     .await
 }
 
+/// Saves a new version of `diary` through a client that waits 2 s for
+/// each answer, once `servers` servers are online, then stops the posing
+/// servers' tasks `posers`.
+async fn save_diary_beside(
+    net: &Net,
+    posers: Vec<tokio::task::JoinHandle<()>>,
+    servers: usize,
+) -> Result<Result<seccs_net::SaveReport, Error>, Box<dyn std::error::Error + Send + Sync>> {
+    let client = net.client_waiting(Duration::from_secs(2), None).await?;
+    net.wait_servers(&client, servers).await?;
+    let saved = client.save("diary", b"a new version", &pw()).await;
+    for task in &posers {
+        task.abort();
+    }
+    Ok(saved)
+}
+
 /// Share servers of an older build store records but do not answer the
 /// probe for a tag's versions. A save whose probe none of the servers
 /// answered knows nothing of the versions the tag had (one removed may be
@@ -366,12 +383,7 @@ async fn a_save_whose_probe_no_server_answered_fails_and_stores_nothing() -> Tes
         let id = format!("{:02x}", 0xa0 + i).repeat(16);
         tasks.push(older_build_server(&net, &id, stores.clone()).await?.1);
     }
-    let client = net.client_waiting(Duration::from_secs(2), None).await?;
-    net.wait_servers(&client, 3).await?;
-    let saved = client.save("diary", b"a new version", &pw()).await;
-    for task in &tasks {
-        task.abort();
-    }
+    let saved = save_diary_beside(&net, tasks, 3).await?;
     match saved {
         Err(e @ Error::NoAnswer { asked: 3, .. }) => {
             let text = e.to_string();
@@ -395,7 +407,6 @@ async fn a_save_whose_probe_no_server_answered_fails_and_stores_nothing() -> Tes
 /// failed save shows, not a silence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_whose_probe_every_server_refused_shows_their_reason() -> TestResult {
-    use seccs_net::message::Body;
     let net = Net::new(Kind::Memory, 0).await?;
     let mut tasks = Vec::new();
     for i in 0..2u8 {
@@ -406,12 +417,7 @@ async fn a_save_whose_probe_every_server_refused_shows_their_reason() -> TestRes
         .await?;
         tasks.push(task);
     }
-    let client = net.client_waiting(Duration::from_secs(2), None).await?;
-    net.wait_servers(&client, 2).await?;
-    let saved = client.save("diary", b"a new version", &pw()).await;
-    for task in &tasks {
-        task.abort();
-    }
+    let saved = save_diary_beside(&net, tasks, 2).await?;
     let e = saved
         .err()
         .ok_or("a save succeeded with every probe refused")?;
@@ -441,12 +447,7 @@ async fn a_save_follows_the_one_server_that_answered_its_probe() -> TestResult {
         let id = format!("{:02x}", 0xb0 + i).repeat(16);
         tasks.push(older_build_server(&net, &id, stores.clone()).await?.1);
     }
-    let client = net.client_waiting(Duration::from_secs(2), None).await?;
-    net.wait_servers(&client, 3).await?;
-    let saved = client.save("diary", b"a new version", &pw()).await;
-    for task in &tasks {
-        task.abort();
-    }
+    let saved = save_diary_beside(&net, tasks, 3).await?;
     let saved = saved?;
     assert_eq!((saved.version, saved.stored_on), (4, 3));
     assert_eq!(stores.load(std::sync::atomic::Ordering::SeqCst), 2);

@@ -1356,6 +1356,27 @@ fn write_journaled(dir: &Path, batches: &[JournaledBatch<'_>]) -> TestResult {
     Ok(())
 }
 
+/// Checks that `backend` holds entry `a` ("value a", count 1) and no
+/// other, by lookup (of `a`, `b` and `c`) and by walk; `when` names the
+/// moment in a failure.
+fn holds_only_a(backend: &EmbeddedBackend, when: &str) -> TestResult {
+    let a = Entry {
+        value: b"value a".to_vec(),
+        count: 1,
+    };
+    assert_eq!(
+        backend.get_many(&[b"a", b"b", b"c"])?,
+        vec![Some(a.clone()), None, None],
+        "{when}"
+    );
+    assert_eq!(
+        all_entries(backend)?,
+        BTreeMap::from([(b"a".to_vec(), a)]),
+        "{when}"
+    );
+    Ok(())
+}
+
 /// A store an earlier build wrote through fjall's journal, then changed
 /// and compacted by this build, never gives back what this build removed,
 /// nor an old count: not right away, not after `reclaim_space` (the
@@ -1390,37 +1411,20 @@ fn an_upgraded_store_keeps_its_removals_and_counts_through_compaction() -> TestR
         batch.delete(b"c".to_vec());
         backend.apply(&batch)?;
     }
-    let only_a = |backend: &EmbeddedBackend, when: &str| -> TestResult {
-        let a = Entry {
-            value: b"value a".to_vec(),
-            count: 1,
-        };
-        assert_eq!(
-            backend.get_many(&[b"a", b"b", b"c"])?,
-            vec![Some(a.clone()), None, None],
-            "{when}"
-        );
-        assert_eq!(
-            all_entries(backend)?,
-            BTreeMap::from([(b"a".to_vec(), a)]),
-            "{when}"
-        );
-        Ok(())
-    };
     {
         let backend = EmbeddedBackend::open(dir.path())?;
-        only_a(&backend, "after the removal")?;
+        holds_only_a(&backend, "after the removal")?;
         backend.reclaim_space()?;
-        only_a(&backend, "after the compaction")?;
+        holds_only_a(&backend, "after the compaction")?;
     }
     for round in 0..2 {
         let backend = EmbeddedBackend::open(dir.path())?;
-        only_a(
+        holds_only_a(
             &backend,
             &format!("reopened after the compaction ({round})"),
         )?;
         backend.reclaim_space()?;
-        only_a(&backend, &format!("compacted again ({round})"))?;
+        holds_only_a(&backend, &format!("compacted again ({round})"))?;
         let mut batch = Batch::new();
         batch.put(b"c".to_vec(), b"new c".to_vec(), 1);
         backend.apply(&batch)?;
@@ -1473,22 +1477,9 @@ fn a_store_upgraded_before_the_journal_was_emptied_is_repaired_at_open() -> Test
         entries.major_compact()?;
         db.persist(fjall::PersistMode::SyncAll)?;
     }
-    let a = Entry {
-        value: b"value a".to_vec(),
-        count: 1,
-    };
     for round in 0..2 {
         let backend = EmbeddedBackend::open(dir.path())?;
-        assert_eq!(
-            backend.get_many(&[b"a", b"b"])?,
-            vec![Some(a.clone()), None],
-            "open {round}"
-        );
-        assert_eq!(
-            all_entries(&backend)?,
-            BTreeMap::from([(b"a".to_vec(), a.clone())]),
-            "open {round}"
-        );
+        holds_only_a(&backend, &format!("open {round}"))?;
         backend.reclaim_space()?;
     }
     Ok(())

@@ -424,6 +424,32 @@ fn a_node_missing_from_a_version_still_in_the_catalog_is_damage() {
     }
 }
 
+/// A store on a [`Counting`] backend under key `key` holding `count`
+/// names of 300 random bytes, the first `twice` of them with a second
+/// version; and the names.
+fn counting_store_with_names(
+    key: u8,
+    count: usize,
+    twice: usize,
+) -> (Arc<Counting>, Store, Vec<String>) {
+    use seccs_store::catalog::EntryKind;
+    let backend = Arc::new(Counting::default());
+    let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let store = Store::new_unchecked(backend.clone(), params, &common::key(key));
+    let names: Vec<String> = (0..count).map(|i| format!("d/{i:04}")).collect();
+    let seeds = (0..count).chain((0..twice).map(|i| 5000 + i));
+    for (name, seed) in names.iter().cycle().zip(seeds) {
+        store
+            .put_named(
+                &mut &random_bytes(300, seed as u64)[..],
+                name,
+                EntryKind::File,
+            )
+            .expect("put");
+    }
+    (backend, store, names)
+}
+
 /// Removing many names applies many atomic batches, none of them made
 /// durable on its own: one flush at the end makes them all durable. (On the
 /// embedded backend a durable batch is a table of its own, and a removal
@@ -431,25 +457,7 @@ fn a_node_missing_from_a_version_still_in_the_catalog_is_damage() {
 /// over in compactions.)
 #[test]
 fn a_removal_of_many_names_is_made_durable_once_at_its_end() {
-    use seccs_store::catalog::EntryKind;
-    let backend = Arc::new(Counting::default());
-    let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
-    let store = Store::new_unchecked(backend.clone(), params, &common::key(5));
-    let names: Vec<String> = (0..1500).map(|i| format!("d/{i:04}")).collect();
-    for (i, name) in names.iter().enumerate() {
-        store
-            .put_named(&mut &random_bytes(300, i as u64)[..], name, EntryKind::File)
-            .expect("put");
-    }
-    for (i, name) in names.iter().take(700).enumerate() {
-        store
-            .put_named(
-                &mut &random_bytes(300, 5000 + i as u64)[..],
-                name,
-                EntryKind::File,
-            )
-            .expect("second version");
-    }
+    let (backend, store, names) = counting_store_with_names(5, 1500, 700);
     let durable_before = backend.durable_batches.load(Ordering::Relaxed);
     let flushes_before = backend.flushes.load(Ordering::Relaxed);
     assert_eq!(store.keep_newest(&names, 1).expect("keep"), (700, 700));
@@ -471,16 +479,7 @@ fn a_removal_of_many_names_is_made_durable_once_at_its_end() {
 /// removed: they are lost with the process.
 #[test]
 fn a_removal_that_cannot_be_made_durable_counts_nothing_removed() {
-    use seccs_store::catalog::EntryKind;
-    let backend = Arc::new(Counting::default());
-    let params = Params::new(256, WrapperKind::AesSiv).expect("valid");
-    let store = Store::new_unchecked(backend.clone(), params, &common::key(6));
-    let names: Vec<String> = (0..600).map(|i| format!("d/{i:04}")).collect();
-    for (i, name) in names.iter().enumerate() {
-        store
-            .put_named(&mut &random_bytes(100, i as u64)[..], name, EntryKind::File)
-            .expect("put");
-    }
+    let (backend, store, names) = counting_store_with_names(6, 600, 0);
     backend.flush_fails.store(true, Ordering::Relaxed);
     match store.remove_names(&names) {
         Err(seccs_store::StoreError::Backend(e)) => {
