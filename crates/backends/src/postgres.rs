@@ -1108,6 +1108,20 @@ impl Backend for PostgresBackend {
         })
     }
 
+    fn remove_marker(&self) -> Result<(), BackendError> {
+        let table = &self.config.table;
+        self.with_writer(async |conn, rt| {
+            rt.add(1);
+            conn.client
+                .execute(
+                    &format!("DELETE FROM \"{table}\" WHERE key = $1"),
+                    &[&MARKER_KEY],
+                )
+                .await
+                .map(drop)
+        })
+    }
+
     /// Visits the entries whose keys start with `prefix`, a page at a
     /// time. Keys are ordered bytewise (bytea): they are the prefix itself,
     /// then one run of keys right after it.

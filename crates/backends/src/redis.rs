@@ -166,6 +166,13 @@ const WRITE_MARKER_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[
      end \
      redis.call('SET', KEYS[1], ARGV[3]) \
      return 1";
+/// Deletes the store marker (KEYS[1]), only while the writer lease
+/// (KEYS[2]) holds this writer's token ARGV[2] if ARGV[1] is `1`.
+const REMOVE_MARKER_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[2]) ~= ARGV[2] then \
+       return redis.error_reply('SECCSLEASE this process no longer holds the writer lease') \
+     end \
+     redis.call('DEL', KEYS[1]) \
+     return 1";
 /// The first 8 bytes (the count) of every key; nil for a missing key
 /// (`GETRANGE` alone answers an empty string for it, as for an entry
 /// whose value is empty, which is damage).
@@ -815,6 +822,23 @@ impl Backend for RedisBackend {
                 .arg(fence)
                 .arg(token)
                 .arg(value)
+                .query::<()>(conn)
+        })
+    }
+
+    fn remove_marker(&self) -> Result<(), BackendError> {
+        if let Some(lease) = &self.lease {
+            lease.check()?;
+        }
+        let (fence, token) = self.lease_fence();
+        self.with_conn(|conn| {
+            redis::cmd("EVAL")
+                .arg(REMOVE_MARKER_SCRIPT)
+                .arg(2)
+                .arg(self.key(MARKER_KEY))
+                .arg(self.key(LEASE_KEY))
+                .arg(fence)
+                .arg(token)
                 .query::<()>(conn)
         })
     }

@@ -772,6 +772,14 @@ impl Backend for S3Backend {
         }))
     }
 
+    fn remove_marker(&self) -> Result<(), BackendError> {
+        // S3's DELETE of a missing object succeeds: removing twice is fine.
+        self.run(self.under_lease(async {
+            let _request = InFlight::new(self);
+            self.op.delete(MARKER_OBJECT).await.map_err(map_err)
+        }))
+    }
+
     /// Visits every entry whose key starts with `prefix`, as the listing
     /// goes: a window of listed objects (`concurrency` × 4) is read, then
     /// visited, then the next is listed, so that memory stays bounded by

@@ -147,6 +147,9 @@ struct Made {
     key_file: Option<PathBuf>,
     /// The key saved on the share network: its tag, version and config.
     share_key: Option<(String, u64, seccs_net::Config)>,
+    /// Why the store marker written on the network backend could not be
+    /// removed again.
+    marker_left: Option<String>,
 }
 
 impl Made {
@@ -156,6 +159,7 @@ impl Made {
             lock: path.join("lock").symlink_metadata().is_err(),
             key_file: None,
             share_key: None,
+            marker_left: None,
         }
     }
 
@@ -164,6 +168,7 @@ impl Made {
     fn undo(self, path: &Path, e: anyhow::Error) -> anyhow::Error {
         let made_any = self.key_file.is_some()
             || self.share_key.is_some()
+            || self.marker_left.is_some()
             || (self.lock && path.join("lock").symlink_metadata().is_ok())
             || (self.dir && path.symlink_metadata().is_ok());
         if !made_any {
@@ -179,6 +184,7 @@ impl Made {
                 key_file.display()
             ));
         }
+        left.extend(self.marker_left);
         let mut notes = Vec::new();
         if let Some((tag, version, config)) = &self.share_key {
             match remove_share_key(config, tag, *version) {
@@ -313,6 +319,21 @@ fn make(
         let _ = std::fs::remove_file(path.join("config.toml"));
         if !db_was_there {
             let _ = std::fs::remove_dir_all(path.join("db"));
+        }
+        // The backend held no marker and no entry when this init began
+        // (`create_network_backend`), so a marker there now is this init's
+        // (written before a later step failed, such as config.toml's
+        // second write), and would make the next init here refuse the
+        // place as another store's.
+        if let Some(backend) = network
+            && let Err(rm) = backend.remove_marker()
+        {
+            made.marker_left = Some(format!(
+                "the store marker it may have written on backend {} is left (cannot remove it: \
+                 {rm}); if the next init there says the backend already holds a store, delete \
+                 that marker by hand or give the store another table or prefix",
+                seccs_backends::redact(&new.backend)
+            ));
         }
         return Err(e);
     }

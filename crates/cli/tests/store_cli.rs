@@ -2869,6 +2869,42 @@ fn a_failed_rename_leaves_no_temporary_file_and_a_replaced_file_keeps_its_bits()
     assert_eq!(mode, 0o640);
 }
 
+/// An init on a network backend that fails after it marked the backend
+/// (config.toml's second write, which records the marker, fails: the file
+/// size limit lets the first, shorter write through) takes the marker back
+/// with the rest, so that the same init run again once the cause is gone
+/// succeeds instead of finding "another store" there.
+#[test]
+fn a_failed_init_on_a_network_backend_takes_its_marker_back() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = |prefix: &str| format!("redis://127.0.0.1:{port}/0?prefix={prefix}");
+    // A store made whole with a URL of the same length: its config.toml
+    // is the one the failing init's second write would have made.
+    let probe = tmp.path().join("probe");
+    ok(seccs(&probe).args(["init", "--backend", &url("pa:")]));
+    let whole = std::fs::metadata(probe.join("config.toml"))
+        .expect("config")
+        .len();
+    let marked_line = "backend_marked = true\n".len() as u64;
+
+    let store = tmp.path().join("store");
+    let mut init = seccs(&store);
+    init.args(["init", "--backend", &url("pb:")]);
+    let out = run(&mut with_file_size_limit(whole - marked_line / 2, &init));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("config.toml: File too large"), "{err}");
+    assert!(err.contains("removed again"), "{err}");
+    assert!(
+        !redis_exists(port, b"pb:\0seccs:store-marker"),
+        "the marker is taken back: {err}"
+    );
+    assert!(redis_exists(port, b"pa:\0seccs:store-marker"));
+    ok(seccs(&store).args(["init", "--backend", &url("pb:")]));
+    assert!(redis_exists(port, b"pb:\0seccs:store-marker"));
+}
+
 /// Whether the Redis server on `port` holds `key` (one RESP `EXISTS`).
 fn redis_exists(port: u16, key: &[u8]) -> bool {
     redis_command(port, &[b"EXISTS", key]).starts_with(b":1")

@@ -192,6 +192,7 @@ fn redis_a_holder_whose_lease_key_changed_writes_nothing() -> TestResult {
             "{prefix} {err:?}"
         );
         assert!(is_locked(holder.write_marker(b"theirs")), "{prefix}");
+        assert!(is_locked(holder.remove_marker()), "{prefix}");
         assert_eq!(
             store_keys(&server, prefix)?,
             before,
@@ -312,6 +313,7 @@ fn postgres_a_holder_whose_session_was_cut_never_writes_again() -> TestResult {
     drop(taker);
     assert!(is_locked(holder.apply(&one_put())));
     assert!(is_locked(holder.write_marker(b"stale")));
+    assert!(is_locked(holder.remove_marker()));
     assert_eq!(holder.get(b"k")?.map(|e| e.count), Some(7), "reads go on");
     assert_eq!(
         holder.read_marker()?,
@@ -636,8 +638,8 @@ fn s3_a_holder_whose_lease_object_is_gone_reports_it_lost_at_its_next_renewal() 
 }
 
 /// The store marker lives beside the entries on Redis, PostgreSQL and S3,
-/// never among them, and goes when the entries are wiped behind the
-/// store's back.
+/// never among them, goes when the entries are wiped behind the store's
+/// back, and can be taken back by its writer (a failed init).
 #[test]
 fn the_store_marker_is_kept_beside_the_entries_on_every_network_backend() -> TestResult {
     let redis = RedisServer::start()?;
@@ -653,6 +655,11 @@ fn the_store_marker_is_kept_beside_the_entries_on_every_network_backend() -> Tes
         assert_eq!(backend.read_marker()?, None);
         backend.write_marker(b"check value")?;
         assert_eq!(backend.read_marker()?.as_deref(), Some(&b"check value"[..]));
+        // What a failed init undoes: twice is no error.
+        backend.remove_marker()?;
+        assert_eq!(backend.read_marker()?, None, "{}", backend.name());
+        backend.remove_marker()?;
+        backend.write_marker(b"check value")?;
         backend.write_marker(b"another value")?;
         assert_eq!(
             backend.read_marker()?.as_deref(),

@@ -96,6 +96,13 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn remove_marker(&self) -> Result<(), BackendError> {
+        if let Some(marker) = &self.marker {
+            *marker.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         "memory"
     }

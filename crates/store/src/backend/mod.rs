@@ -463,6 +463,15 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// Removes the store marker, if there is one, as a writer (under the
+    /// writer lease where the backend takes one). Only for an `init` that
+    /// marked a new, empty backend and then failed: the marker would make
+    /// the next `init` on the same place refuse it as another store's. A
+    /// no-op (the default) where the backend keeps no marker.
+    fn remove_marker(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
     /// From now on, applies a batch only while the backend still holds the
     /// store marker `value`, checked in the same atomic step as the batch
     /// (a batch that finds it gone writes nothing and fails with
@@ -570,6 +579,9 @@ macro_rules! forward_backend {
             }
             fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
                 (**self).write_marker(value)
+            }
+            fn remove_marker(&self) -> Result<(), BackendError> {
+                (**self).remove_marker()
             }
             fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
                 (**self).nested_stores()

@@ -79,6 +79,9 @@ impl Backend for ReadOnly {
     fn write_marker(&self, _value: &[u8]) -> Result<(), BackendError> {
         Err(self.refused())
     }
+    fn remove_marker(&self) -> Result<(), BackendError> {
+        Err(self.refused())
+    }
     fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
         self.0.nested_stores()
     }
