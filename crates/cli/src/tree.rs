@@ -1526,20 +1526,32 @@ impl<'d> Places<'d> {
         let parent = match kept {
             Some(parent) => parent,
             None => {
-                let parent = std::sync::Arc::new(self.reach(&rel, above, make_parents)?);
+                let (target, passed) = self.reach(&rel, above, make_parents)?;
+                let parent = std::sync::Arc::new(target);
                 let mut reached = self.reached.lock().unwrap_or_else(|p| p.into_inner());
-                if reached.len() >= DIRECTORIES_KEPT {
-                    // The directories above this one are kept, where new
-                    // ones are reached from; of a tree deeper than the
-                    // limit, those nearest the top go first.
-                    reached.retain(|held, _| is_above(held, above));
-                    if reached.len() >= DIRECTORIES_KEPT
-                        && let Some(top) = reached.keys().min_by_key(|k| k.len()).cloned()
-                    {
-                        reached.remove(&top);
+                // The directories passed on the way are held too, the
+                // highest first: a restore that goes back up a tree deeper
+                // than the number kept (the last pass sets directories'
+                // bits the deepest first) then finds the next one's parent
+                // held, instead of walking from the top for each.
+                for (name, dir) in passed
+                    .into_iter()
+                    .map(|(name, dir)| (name, std::sync::Arc::new(dir)))
+                    .chain(std::iter::once((above.to_owned(), parent.clone())))
+                {
+                    if reached.len() >= DIRECTORIES_KEPT {
+                        // The directories above this one are kept, where
+                        // new ones are reached from; of a tree deeper than
+                        // the limit, those nearest the top go first.
+                        reached.retain(|held, _| is_above(held, above));
+                        if reached.len() >= DIRECTORIES_KEPT
+                            && let Some(top) = reached.keys().min_by_key(|k| k.len()).cloned()
+                        {
+                            reached.remove(&top);
+                        }
                     }
+                    reached.insert(name, dir);
                 }
-                reached.insert(above.to_owned(), parent.clone());
                 parent
             }
         };
@@ -1570,8 +1582,15 @@ impl<'d> Places<'d> {
     }
 
     /// Opens the directory `above` (the name `rel`'s parents) under the
-    /// output directory, making it when `make_parents`.
-    fn reach(&self, rel: &str, above: &str, make_parents: bool) -> Result<Reached> {
+    /// output directory, making it when `make_parents`; with it, the
+    /// directories it opened on the way (their names, the highest first),
+    /// which were not held.
+    fn reach(
+        &self,
+        rel: &str,
+        above: &str,
+        make_parents: bool,
+    ) -> Result<(Reached, Vec<(String, Reached)>)> {
         use rustix::fs::{AtFlags, Mode, OFlags, mkdirat, openat, statat};
         let dir = self.dir;
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
@@ -1581,7 +1600,11 @@ impl<'d> Places<'d> {
         // square of its depth. A held directory is the one walked to, as
         // the kernel resolves its descriptor: what goes below it goes into
         // it, as the names directly in it do.
-        let (mut parent, mut shown, mut reached, rest) = match self.nearest_held(above) {
+        let from_held = self.nearest_held(above);
+        // The directory walked from is passed like the others when it is
+        // not held already (the output directory itself).
+        let mut passed_from = from_held.is_none();
+        let (mut parent, mut shown, mut reached, rest) = match from_held {
             Some((prefix, held)) => (
                 openat(&held.fd, ".", flags, Mode::empty())
                     .with_context(|| format!("cannot open {}", shown_path(&held.shown)))?,
@@ -1603,7 +1626,10 @@ impl<'d> Places<'d> {
                 )
             }
         };
+        let mut passed = Vec::new();
         for name_part in rest.split('/').filter(|p| !p.is_empty()) {
+            let name_before = reached.clone();
+            let shown_before = shown.clone();
             if !reached.is_empty() {
                 reached.push('/');
             }
@@ -1622,7 +1648,13 @@ impl<'d> Places<'d> {
                 }
             }
             match openat(&parent, &part, flags | OFlags::NOFOLLOW, Mode::empty()) {
-                Ok(fd) => parent = fd,
+                Ok(fd) => {
+                    let before = std::mem::replace(&mut parent, fd);
+                    if passed_from {
+                        passed.push((name_before, held_dir(before, shown_before)?));
+                    }
+                    passed_from = true;
+                }
                 Err(e) => {
                     let is_link =
                         statat(&parent, &part, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
@@ -1649,21 +1681,26 @@ impl<'d> Places<'d> {
                 }
             }
         }
-        let device = rustix::fs::fstat(&parent)
-            .with_context(|| format!("cannot open {}", shown_path(&shown)))?
-            .st_dev;
-        let held = PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&parent)
-        ));
-        let held = if held.is_dir() { held } else { shown.clone() };
-        Ok(Reached {
-            fd: parent,
-            device,
-            held,
-            shown,
-        })
+        Ok((held_dir(parent, shown)?, passed))
     }
+}
+
+/// A directory opened as `fd`, shown as `shown`, as [`Places`] holds it.
+fn held_dir(fd: std::os::fd::OwnedFd, shown: PathBuf) -> Result<Reached> {
+    let device = rustix::fs::fstat(&fd)
+        .with_context(|| format!("cannot open {}", shown_path(&shown)))?
+        .st_dev;
+    let held = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ));
+    let held = if held.is_dir() { held } else { shown.clone() };
+    Ok(Reached {
+        fd,
+        device,
+        held,
+        shown,
+    })
 }
 
 /// The place of the name `name` under `dir` (see [`Places::of`]), reached
@@ -2123,6 +2160,43 @@ mod tests {
             held.contains_key(&name[..name.len() - 2]),
             "the nearest kept"
         );
+        Ok(())
+    }
+
+    /// A directory reached by a walk from the top holds the directories
+    /// passed on the way too, so that going back up a tree deeper than the
+    /// number kept (the deepest first, as a restore's last pass sets
+    /// directories' bits) walks from the top once per that number of
+    /// directories, not once per directory.
+    #[test]
+    fn going_up_a_deep_tree_finds_the_next_parent_held() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let out = tmp.path().join("out");
+        let depth = DIRECTORIES_KEPT * 2;
+        let names: Vec<String> = (1..=depth).map(|d| vec!["d"; d].join("/")).collect();
+        Places::new(&out).of(&format!("{}/f", names[depth - 1]), true)?;
+        let places = Places::new(&out);
+        let mut walks_from_the_top = 0;
+        for name in names.iter().rev() {
+            let above = name.rsplit_once('/').map_or("", |(above, _)| above);
+            let held = places
+                .reached
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(above);
+            if !held && places.nearest_held(above).is_none() {
+                walks_from_the_top += 1;
+            }
+            let place = places.of(name, false)?;
+            assert_eq!(place.shown, out.join(name));
+            assert!(fs::symlink_metadata(&place.at)?.is_dir(), "{name}");
+        }
+        assert!(
+            walks_from_the_top <= 3,
+            "{walks_from_the_top} walks from the top for {depth} directories"
+        );
+        let held = places.reached.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(held.len() <= DIRECTORIES_KEPT);
         Ok(())
     }
 
