@@ -1197,9 +1197,8 @@ fn said_of_delete(report: &seccs_store::DeleteReport) {
         errln!("seccs: node {node} of the content did not authenticate: removed");
     }
     for node in &report.damaged {
-        // Not only the content's nodes: the pass over the store's
-        // superchunks looking for the root's parents goes past such
-        // entries too.
+        // The content's own nodes: one elsewhere that the pass over the
+        // store's superchunks could not read stops the delete before it.
         errln!("seccs: entry {node} cannot be decoded by the backend: left as it is");
     }
     if !(report.missing.is_empty() && report.unreadable.is_empty() && report.damaged.is_empty()) {

@@ -257,31 +257,47 @@ struct Scan {
     damaged: Vec<(Vec<u8>, String)>,
 }
 
+/// What [`Store::parents_listing`] found.
+#[derive(Default)]
+pub(crate) struct ParentsListing {
+    /// How many times readable superchunks list the digest.
+    pub(crate) parents: u64,
+    /// Entries (or ranges of them) the backend could not decode.
+    pub(crate) damaged: Vec<Vec<u8>>,
+    /// Superchunks that authenticate at no height, or whose children do
+    /// not decode.
+    pub(crate) unopened: Vec<Vec<u8>>,
+}
+
 impl Store {
-    /// How many times stored superchunks list `digest` as a child, and the
+    /// How many times stored superchunks list `digest` as a child; the
     /// keys of the entries (or ranges of them) that the backend could not
-    /// decode, which were not taken to list it. Reads every superchunk (a
-    /// value's first byte, its kind, is in the clear and says which
-    /// entries are), and no leaf. Damage that may be to catalog records is
-    /// left out: the listing of the names reports it.
-    pub(crate) fn parents_listing(&self, digest: &[u8]) -> Result<(u64, Vec<Vec<u8>>)> {
+    /// decode; and the keys of superchunks that authenticate at no height
+    /// or whose list of children does not decode. Neither of the last two
+    /// was taken to list `digest`, though any of them may. Reads every
+    /// superchunk (a value's first byte, its kind, is in the clear and
+    /// says which entries are), and no leaf. Damage that may be to catalog
+    /// records is left out: the listing of the names reports it.
+    pub(crate) fn parents_listing(&self, digest: &[u8]) -> Result<ParentsListing> {
         let digest_len = self.wrapper().digest_len();
         let max_height = self.params().height(u64::MAX);
-        let mut parents = 0u64;
-        let mut damaged = Vec::new();
+        let mut listing = ParentsListing::default();
         self.backend().walk(
             &[],
             &mut |key, entry| {
                 if catalog::is_catalog_key(key) || entry.value.first() != Some(&node::SUPERCHUNK) {
                     return Ok(());
                 }
-                for height in 1..=max_height {
-                    if let Ok(opened) = self.open_node(height, false, key, &entry.value) {
-                        let children =
-                            node::decode_children(opened, digest_len).unwrap_or_default();
-                        parents += children.iter().filter(|c| c.digest == digest).count() as u64;
-                        break;
+                let children = (1..=max_height).find_map(|height| {
+                    let opened = self.open_node(height, false, key, &entry.value).ok()?;
+                    Some(node::decode_children(opened, digest_len))
+                });
+                match children {
+                    Some(Some(children)) => {
+                        listing.parents +=
+                            children.iter().filter(|c| c.digest == digest).count() as u64;
                     }
+                    _ => listing.unopened.push(key.to_vec()),
                 }
                 Ok(())
             },
@@ -289,11 +305,11 @@ impl Store {
             // delete: it is skipped, and the delete reports it.
             Some(&mut |key, _| {
                 if !catalog::damage_may_hold_records(key, digest_len) {
-                    damaged.push(key.to_vec());
+                    listing.damaged.push(key.to_vec());
                 }
             }),
         )?;
-        Ok((parents, damaged))
+        Ok(listing)
     }
 
     fn scan(&self) -> Result<Scan> {

@@ -306,20 +306,7 @@ fn a_reference_with_a_false_length_is_refused_and_harms_nothing() {
 fn a_delete_never_takes_another_contents_hold_for_a_put() {
     for wrapper in [WrapperKind::AesSiv, WrapperKind::AesSivDistinguishedRoot] {
         let params = seccs_store::Params::new(256, wrapper).expect("params");
-        let chunker = seccs_store::chunker::Chunker::new(
-            &common::key(1),
-            params.chunk_size(),
-            params.reference_len(),
-        );
-        // B, whose first leaf (at most one chunk) is A.
-        let (b, first) = (0..1000u64)
-            .map(|seed| random_bytes(20_000, 500 + seed))
-            .find_map(|b| {
-                let (len, _) = chunker.next_boundary(&b)?;
-                (len <= params.chunk_size()).then_some((b, len))
-            })
-            .expect("a content whose first leaf is one chunk");
-        let a = b[..first].to_vec();
+        let (b, a) = common::content_and_its_first_leaf(&params);
 
         // A named, B put without a name: A's reference is no put of its own.
         let (store, backend) = memory_store(256, wrapper);
@@ -355,6 +342,76 @@ fn a_delete_never_takes_another_contents_hold_for_a_put() {
         store.delete(&rb).expect("B's own put");
         assert_eq!(backend.keys().len(), 0, "{wrapper:?}");
     }
+}
+
+/// A delete that cannot read a superchunk of the store (it authenticates
+/// at no height, or the backend cannot decode it) cannot tell whether it
+/// holds the root as another content's part, and refuses, naming it and
+/// removing nothing: taking that hold for a put would remove a part the
+/// other content needs once the damage is undone (a bit flipped back, a
+/// value put back from a copy).
+#[test]
+fn a_delete_that_cannot_read_a_superchunk_refuses_rather_than_take_its_part() {
+    let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("params");
+    let (b, a) = common::content_and_its_first_leaf(&params);
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    let rb = store.put(&b).expect("put B");
+    let ra = store.put(&a).expect("put A");
+    // A value's first byte, its kind, is in the clear: 2 is a superchunk.
+    let superchunks: Vec<(Vec<u8>, Vec<u8>)> = backend
+        .keys()
+        .into_iter()
+        .map(|k| {
+            let v = backend.get_raw(&k);
+            (k, v)
+        })
+        .filter(|(_, v)| v.first() == Some(&2))
+        .collect();
+    assert!(!superchunks.is_empty());
+    for (key, value) in &superchunks {
+        let mut flipped = value.clone();
+        *flipped.last_mut().expect("a sealed value") ^= 1;
+        backend.tamper(key, flipped);
+    }
+    let entries = || {
+        let mut all: Vec<_> = backend
+            .keys()
+            .into_iter()
+            .map(|k| {
+                (
+                    seccs_store::backend::Backend::get(&*backend, &k).expect("get"),
+                    k,
+                )
+            })
+            .collect();
+        all.sort_by(|x, y| x.1.cmp(&y.1));
+        all
+    };
+    let before = entries();
+    for _ in 0..2 {
+        match store.delete(&ra) {
+            Err(StoreError::Integrity(said)) => {
+                assert!(said.contains("may hold this content's root"), "{said}");
+                let shown = seccs_core::hexenc::encode(&superchunks[0].0);
+                assert!(
+                    said.contains(&shown) || superchunks.len() > 3,
+                    "names what it could not read: {said}"
+                );
+            }
+            other => panic!("a delete past an unreadable superchunk: {other:?}"),
+        }
+    }
+    assert_eq!(entries(), before, "nothing removed, no count changed");
+    for (key, value) in &superchunks {
+        backend.tamper(key, value.clone());
+    }
+    assert_eq!(store.get(&rb).expect("B is whole"), b);
+    store
+        .delete(&ra)
+        .expect("A's own put, once the damage is undone");
+    assert!(matches!(store.delete(&ra), Err(StoreError::NotFound(_))));
+    assert_eq!(store.get(&rb).expect("B is whole"), b);
+    assert!(store.verify().expect("verify").is_clean());
 }
 
 /// Deleting a reference undoes a put without a name; one that only names'

@@ -606,6 +606,44 @@ fn gc_removes_a_catalog_entry_the_backend_cannot_decode() {
     }
 }
 
+/// A superchunk the backend cannot decode, met by a delete's walk for
+/// the root's parents, may hold the root as another content's part: the
+/// delete refuses, naming it, and removes nothing, rather than take that
+/// hold for a put (and report "nothing another content needs removed").
+#[test]
+fn a_superchunk_the_backend_cannot_decode_stops_a_delete_it_may_hold() {
+    let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let (b, a) = common::content_and_its_first_leaf(&params);
+    let backend = std::sync::Arc::new(OneUndecodable::default());
+    let store = seccs_store::Store::open(backend.clone(), params, &common::key(1)).expect("new");
+    let rb = store.put(&b).expect("put B");
+    let ra = store.put(&a).expect("put A");
+    // A value's first byte, its kind, is in the clear: 2 is a superchunk.
+    let superchunk = backend
+        .inner
+        .keys()
+        .into_iter()
+        .find(|k| backend.inner.get_raw(k).first() == Some(&2))
+        .expect("one of B's superchunks");
+    *backend.key.lock().expect("not poisoned") = superchunk.clone();
+    let entries = backend.inner.keys().len();
+    match store.delete(&ra) {
+        Err(seccs_store::StoreError::Integrity(said)) => {
+            assert!(
+                said.contains(&seccs_core::hexenc::encode(&superchunk)),
+                "{said}"
+            );
+        }
+        other => panic!("a delete past an undecodable superchunk: {other:?}"),
+    }
+    assert_eq!(backend.inner.keys().len(), entries, "nothing removed");
+    backend.key.lock().expect("not poisoned").clear();
+    store
+        .delete(&ra)
+        .expect("A's own put, once the backend reads it");
+    assert_eq!(store.get(&rb).expect("B is whole"), b);
+}
+
 /// With a wrapper that does not distinguish roots, a delete reads every
 /// superchunk to count the root's parents. One entry the backend cannot
 /// decode there, a catalog record elsewhere or a node of the content's own

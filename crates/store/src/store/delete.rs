@@ -25,9 +25,13 @@ impl Store {
     /// wrapper that does not distinguish roots (the default `aes-siv`
     /// among them), it also reads every superchunk, since the root may be a
     /// leaf of other contents too (see `refuse_if_only_names_hold`): a
-    /// pass over the store's tree nodes, though not its leaves. An entry
-    /// that pass cannot decode is not taken to list the root, and is
-    /// listed in [`DeleteReport::damaged`].
+    /// pass over the store's tree nodes, though not its leaves. A
+    /// superchunk that pass cannot read (it authenticates at no height, or
+    /// the backend cannot decode it) may list the root, so the delete is
+    /// refused with [`StoreError::Integrity`] naming it, unless it is one
+    /// of the content's own nodes (met by the release, so no parent of its
+    /// root): taking that hold for a put would remove a part another
+    /// content needs once the damage is undone.
     ///
     /// Damage elsewhere does not stop a delete; the report says what it
     /// met. A catalog record that fails to authenticate (or that the
@@ -48,7 +52,7 @@ impl Store {
     /// lock.
     fn delete_locked(&self, content_ref: &ContentRef) -> Result<DeleteReport> {
         self.open_root(content_ref)?;
-        let (damaged_records, unwalked) = self.refuse_if_only_names_hold(content_ref)?;
+        let (damaged_records, unwalked, unopened) = self.refuse_if_only_names_hold(content_ref)?;
         let mut releaser = Releaser {
             tolerate_missing: true,
             tolerate_unreadable: true,
@@ -61,6 +65,19 @@ impl Store {
             true,
         )?;
         let hex = |d: &Vec<u8>| seccs_core::hexenc::encode(d);
+        // A superchunk the walk for parents could not read may list the
+        // root as a part of another content, which would lose that part
+        // when the root's count is taken for a put's and released (and
+        // find it gone once the damage is undone). Only the content's own
+        // nodes, which the release met, cannot be its root's parents.
+        let unknown: Vec<&Vec<u8>> = unwalked
+            .iter()
+            .chain(&unopened)
+            .filter(|key| !releaser.met(key))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(parents_unknown(content_ref, &unknown));
+        }
         // A node of the content's tree that the walk for parents skipped is
         // met again by the release: listed once.
         let damaged: std::collections::BTreeSet<&Vec<u8>> =
@@ -98,7 +115,11 @@ impl Store {
     /// same bytes, sealed alike), whose parent holds it too: those parents
     /// are counted, by reading every superchunk, so that a delete never
     /// takes the longer content's reference for a put of its own.
-    fn refuse_if_only_names_hold(&self, content_ref: &ContentRef) -> Result<(usize, Vec<Vec<u8>>)> {
+    #[allow(clippy::type_complexity)]
+    fn refuse_if_only_names_hold(
+        &self,
+        content_ref: &ContentRef,
+    ) -> Result<(usize, Vec<Vec<u8>>, Vec<Vec<u8>>)> {
         let listing = self.list_readable("")?;
         // A record a newer seccs wrote may hold this content, as a put this
         // build cannot see: undoing a put could take the content from it.
@@ -126,13 +147,17 @@ impl Store {
                     .map(|v| format!("{}@{}", record.name, v.number))
             })
             .collect();
-        let (parents, unwalked) = if self.params.wrapper().distinguishes_root() {
-            (0, Vec::new())
+        let crate::verify::ParentsListing {
+            parents,
+            damaged: unwalked,
+            unopened,
+        } = if self.params.wrapper().distinguishes_root() {
+            Default::default()
         } else {
             self.parents_listing(content_ref.digest())?
         };
         if holders.is_empty() && parents == 0 {
-            return Ok((listing.damaged, unwalked));
+            return Ok((listing.damaged, unwalked, unopened));
         }
         let count = self
             .backend
@@ -141,7 +166,7 @@ impl Store {
             .flatten()
             .unwrap_or(0);
         if count > holders.len() as u64 + parents {
-            return Ok((listing.damaged, unwalked));
+            return Ok((listing.damaged, unwalked, unopened));
         }
         if holders.is_empty() {
             return Err(StoreError::NotFound(format!(
@@ -357,6 +382,15 @@ pub(crate) struct Releaser {
 }
 
 impl Releaser {
+    /// Whether the release met the node `key`: it is in the released
+    /// content's tree.
+    fn met(&self, key: &[u8]) -> bool {
+        self.counts.contains_key(key)
+            || self.missing.contains(key)
+            || self.damaged.contains(key)
+            || self.unreadable.contains(key)
+    }
+
     /// A releaser for removing names' versions and for gc, which skips absent nodes:
     /// a name whose content lost a node (a damaged store, or one where an
     /// older build let `rm REF` take it) can still be removed, and what is
@@ -396,4 +430,28 @@ impl Releaser {
         }
         batch
     }
+}
+
+/// The error of a delete of `content_ref` that found `unknown` superchunks
+/// (or entries) it could not read, any of which may hold the root.
+fn parents_unknown(content_ref: &ContentRef, unknown: &[&Vec<u8>]) -> StoreError {
+    const SHOWN: usize = 3;
+    let mut keys: Vec<String> = unknown
+        .iter()
+        .take(SHOWN)
+        .map(|k| seccs_core::hexenc::encode(k))
+        .collect();
+    if unknown.len() > SHOWN {
+        keys.push(format!("and {} more", unknown.len() - SHOWN));
+    }
+    StoreError::Integrity(format!(
+        "not removing a put of {}: {} stored node(s) could not be read ({}: damaged or \
+         tampered with), and any of them may hold this content's root as a part of another \
+         content, whose count would then be taken for a put's; `seccs verify` lists them and \
+         the names they break: remove those names, or put the damaged entries back from a \
+         copy of the backend, then run this again",
+        content_ref.to_hex(),
+        unknown.len(),
+        keys.join(", ")
+    ))
 }

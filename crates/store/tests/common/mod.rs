@@ -21,6 +21,24 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// A content B of 20,000 bytes whose first leaf (at most one chunk of
+/// `params`, under [`key`] 1) is the whole of a shorter content A: with a
+/// wrapper that does not distinguish roots, A's root is B's first leaf.
+/// Returns (B, A).
+pub fn content_and_its_first_leaf(params: &Params) -> (Vec<u8>, Vec<u8>) {
+    let chunker =
+        seccs_store::chunker::Chunker::new(&key(1), params.chunk_size(), params.reference_len());
+    let (b, first) = (0..1000u64)
+        .map(|seed| random_bytes(20_000, 500 + seed))
+        .find_map(|b| {
+            let (len, _) = chunker.next_boundary(&b)?;
+            (len <= params.chunk_size()).then_some((b, len))
+        })
+        .expect("a content whose first leaf is one chunk");
+    let a = b[..first].to_vec();
+    (b, a)
+}
+
 /// A fixed store key, so failures reproduce.
 pub fn key(seed: u8) -> SecretKey {
     SecretKey::from_bytes([seed; 32])
