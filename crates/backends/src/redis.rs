@@ -175,10 +175,14 @@ const REMOVE_MARKER_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS
      return 1";
 /// The first 8 bytes (the count) of every key; nil for a missing key
 /// (`GETRANGE` alone answers an empty string for it, as for an entry
-/// whose value is empty, which is damage).
+/// whose value is empty, which is damage). A key of another type than a
+/// string, which seccs never writes (and where `GETRANGE` would fail the
+/// whole script with `WRONGTYPE`), counts as missing, as an entry deleted
+/// would: a put of its content writes the entry over it, and a removal
+/// goes past it; a walk (`verify`) reports it as damage.
 const COUNTS_SCRIPT: &str = "local out = {} \
      for i, key in ipairs(KEYS) do \
-       if redis.call('EXISTS', key) == 1 then out[i] = redis.call('GETRANGE', key, 0, 7) \
+       if redis.call('TYPE', key).ok == 'string' then out[i] = redis.call('GETRANGE', key, 0, 7) \
        else out[i] = false end \
      end \
      return out";
@@ -468,6 +472,40 @@ impl RedisBackend {
                 Err(map_err(err))
             }
         }
+    }
+
+    /// Of the `full` keys that `MGET` answered with nothing (`raw`), those
+    /// that hold another type than a string (which `MGET` answers so too)
+    /// rather than nothing: asked only when one is missing, so that a walk
+    /// of entries that are there costs no more. (A lookup of one key reads
+    /// such a key as missing, as it reads a deleted entry.)
+    fn not_strings<'k>(
+        &self,
+        full: &'k [Vec<u8>],
+        raw: &[Option<Vec<u8>>],
+    ) -> Result<Vec<&'k [u8]>, BackendError> {
+        let missing: Vec<&[u8]> = full
+            .iter()
+            .zip(raw)
+            .filter(|(_, raw)| raw.is_none())
+            .map(|(key, _)| key.as_slice())
+            .collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lens: Vec<i64> = self.with_conn(|conn| {
+            redis::cmd("EVAL")
+                .arg(LENGTHS_SCRIPT)
+                .arg(missing.len())
+                .arg(&missing)
+                .query(conn)
+        })?;
+        Ok(missing
+            .into_iter()
+            .zip(lens)
+            .filter(|(_, len)| *len == NOT_A_STRING)
+            .map(|(key, _)| key)
+            .collect())
     }
 
     fn decode(&self, key: &[u8], raw: Vec<u8>) -> Result<Entry, BackendError> {
@@ -855,6 +893,17 @@ impl Backend for RedisBackend {
         self.scan(prefix, |keys| {
             let raw: Vec<Option<Vec<u8>>> =
                 self.with_conn(|conn| redis::cmd("MGET").arg(&keys).query(conn))?;
+            if raw.len() == keys.len() {
+                for full in self.not_strings(&keys, &raw)? {
+                    let Some(key) = full.strip_prefix(self.prefix.as_slice()) else {
+                        continue;
+                    };
+                    match damaged.as_mut() {
+                        Some(damaged) => damaged(key, not_an_entry(full)),
+                        None => return Err(not_an_entry(full)),
+                    }
+                }
+            }
             for (key, raw) in walk_page(&self.prefix, &keys, raw)? {
                 match (self.decode(key, raw), damaged.as_mut()) {
                     (Ok(entry), _) => visit(key, &entry)?,
@@ -882,6 +931,19 @@ impl Backend for RedisBackend {
             usage_page(&self.prefix, &keys, &lens, &mut usage)
         })?;
         Ok(usage)
+    }
+}
+
+/// The error of a key under the store's prefix that holds another type
+/// than a string: nothing seccs writes, so damage where an entry would be.
+fn not_an_entry(full: &[u8]) -> BackendError {
+    BackendError::Corrupt {
+        backend: NAME.into(),
+        detail: format!(
+            "key {} holds another type than a string, so not a store's entry (delete it, or put \
+             its content again to write the entry over it)",
+            hex::encode(full)
+        ),
     }
 }
 

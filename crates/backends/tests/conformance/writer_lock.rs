@@ -949,3 +949,49 @@ fn postgres_inside_a_runtime_calls_are_refused_and_a_drop_is_quiet() -> TestResu
     assert_eq!(next.get(b"k")?.map(|e| e.count), Some(1));
     Ok(())
 }
+
+/// A key of another type than a string where an entry would be (a hash,
+/// which nothing of seccs writes) is damage to a walk, which names it, and
+/// missing to the counts, as an entry deleted is: a put of its content
+/// writes the entry over it, and nothing fails with Redis's `WRONGTYPE`.
+#[test]
+fn redis_a_key_of_another_type_is_damage_to_a_walk_and_missing_to_the_counts() -> TestResult {
+    let server = RedisServer::start()?;
+    let prefix = "typed:";
+    let backend = seccs_backends::open_exclusive(&redis_url(&server, prefix), true)?;
+    let mut batch = one_put();
+    batch.put(b"h".to_vec(), b"v".to_vec(), 3);
+    backend.apply(&batch)?;
+    let full = [prefix.as_bytes(), b"h"].concat();
+    let mut raw = server.raw()?;
+    redis::cmd("DEL").arg(&full).query::<()>(&mut raw)?;
+    redis::cmd("HSET")
+        .arg(&full)
+        .arg("f")
+        .arg("v")
+        .query::<()>(&mut raw)?;
+
+    let (mut visited, mut damaged) = (Vec::new(), Vec::new());
+    backend.walk(
+        &[],
+        &mut |key, _| {
+            visited.push(key.to_vec());
+            Ok(())
+        },
+        Some(&mut |key, e| damaged.push((key.to_vec(), e.to_string()))),
+    )?;
+    assert_eq!(visited, [b"k".to_vec()]);
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert_eq!(damaged[0].0, b"h");
+    assert!(
+        damaged[0].1.contains("another type than a string"),
+        "{damaged:?}"
+    );
+
+    assert_eq!(backend.get_counts(&[b"h", b"k"])?, [None, Some(1)]);
+    let mut again = Batch::new();
+    again.put(b"h".to_vec(), b"v".to_vec(), 1);
+    backend.apply(&again)?;
+    assert_eq!(backend.get_counts(&[b"h"])?, [Some(1)]);
+    Ok(())
+}
