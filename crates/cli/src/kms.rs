@@ -796,6 +796,30 @@ fn is_newer(why: &seccs_kms::KmsError) -> bool {
     )
 }
 
+/// Raises the soft open-file limit towards its hard limit, as far as
+/// `connections` and the descriptors the server keeps need: a soft limit
+/// of 1024 (a common default) would otherwise hold the server to fewer
+/// than a thousand connections. What cannot be raised is left: the server
+/// fits its cap to it, and says so.
+fn raise_open_file_limit(connections: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let Some(current) = limit.current else {
+        return;
+    };
+    let wanted = (connections as u64).saturating_add(server::DESCRIPTORS_KEPT);
+    let raised = limit.maximum.map_or(wanted, |max| wanted.min(max));
+    if raised > current {
+        let _ = setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(raised),
+                maximum: limit.maximum,
+            },
+        );
+    }
+}
+
 /// What `kms serve` says once it listens: where, and how clients trust it.
 /// Files are named by absolute paths (not resolving links), as a `--dir`
 /// given relative would not name them for a client started elsewhere.
@@ -804,6 +828,14 @@ fn announce(s: &server::RunningServer, dir: &Path) {
     let dir = &absolute(dir);
     let cert = s.cert();
     errln!("seccs kms listening on {}", s.url());
+    if s.max_connections() < server::MAX_CONNECTIONS {
+        errln!(
+            "warning: at most {} connections at once (not {}): the open-file limit leaves no \
+             room for more; raise it (`ulimit -n`, systemd's LimitNOFILE=) for more",
+            s.max_connections(),
+            server::MAX_CONNECTIONS
+        );
+    }
     errln!("certificate: {}", absolute(&cert.cert_path).display());
     if let Some(warning) = cert
         .validity
@@ -914,6 +946,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             cfg.new_needs_token = new_needs_token;
             cfg.audit_sync = audit_sync;
             cfg.audit_sync_interval = audit_sync_interval;
+            raise_open_file_limit(cfg.max_connections);
             server::serve_blocking(cfg, |s| announce(s, &dir))?;
         }
         KmsCommand::Check { dir, json } => check(&dir, json)?,

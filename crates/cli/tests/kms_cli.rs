@@ -99,6 +99,46 @@ fn serve_command(dir: &Path, wrapper: &[&str]) -> Command {
     serve
 }
 
+/// Under an open-file limit that leaves room for fewer connections than
+/// the cap, the server fits the cap to the limit and says so: connections
+/// beyond it are closed as they come, rather than left waiting unaccepted
+/// once the descriptors run out, and once they end a request is served.
+#[test]
+fn the_connection_cap_fits_the_open_file_limit() -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Read;
+    use std::net::TcpStream;
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve_by(serve_command(&srv_dir, &["prlimit", "--nofile=128", "--"]))?;
+    assert!(
+        server
+            .banner
+            .iter()
+            .any(|l| l.contains("at most 64 connections at once")),
+        "{:?}",
+        server.banner
+    );
+    let addr: std::net::SocketAddr = server.url.trim_start_matches("https://").parse()?;
+    // More than the limit has descriptors for.
+    let held: Vec<TcpStream> = (0..160)
+        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)))
+        .collect::<Result<_, _>>()?;
+    let mut beyond = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    beyond.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let read = beyond.read(&mut [0u8; 1]);
+    assert!(
+        matches!(&read, Ok(0))
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "a connection beyond the cap is closed at once: {read:?}"
+    );
+    drop(held);
+    let out = kms(&server, &srv_dir, "new").output()?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    Ok(())
+}
+
 /// What a server prints and logs at start names its files by absolute
 /// paths, so that a client started elsewhere can be given them, though
 /// its `--dir` was relative.

@@ -152,6 +152,30 @@ only a header block too large is refused (431) before its path is read, without 
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most connections served at once, by default.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// File descriptors the connection cap leaves for the rest of the server
+/// (the listener, the runtime's, the directory, the audit log, key files
+/// opened while a request is served): with no room for those, a request
+/// would fail for want of one (`500`), and new connections would wait
+/// unaccepted in the backlog instead of being closed at the cap.
+pub const DESCRIPTORS_KEPT: u64 = 64;
+
+/// The connection cap that fits `wanted` to the process's open-file limit
+/// as it is now, [`DESCRIPTORS_KEPT`] kept beside it; an error when the
+/// limit leaves no room for one connection.
+fn cap_within_open_files(wanted: usize) -> Result<usize, KmsError> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let Some(limit) = limit else {
+        return Ok(wanted);
+    };
+    let room = limit.saturating_sub(DESCRIPTORS_KEPT);
+    if room == 0 {
+        return Err(KmsError::Config(format!(
+            "the open-file limit of {limit} leaves no room for connections beside the \
+             {DESCRIPTORS_KEPT} descriptors the server keeps: raise it (`ulimit -n`)"
+        )));
+    }
+    Ok(usize::try_from(room).map_or(wanted, |room| wanted.min(room)))
+}
 
 /// The audit log's file in the key directory.
 const AUDIT_FILE: &str = "audit.log";
@@ -190,7 +214,10 @@ pub struct ServerConfig {
     /// (its client reads none of them) before it is closed.
     pub write_timeout: Duration,
     /// The most connections served at once; one beyond it is closed as it
-    /// is accepted, before its TLS handshake.
+    /// is accepted, before its TLS handshake. Lowered at start to what the
+    /// process's open-file limit leaves room for beside
+    /// [`DESCRIPTORS_KEPT`] ([`RunningServer::max_connections`] says the
+    /// cap in force); the limit itself is the caller's to raise.
     pub max_connections: usize,
     /// When audit records are synced to disk: at most every
     /// [`AUDIT_SYNC_INTERVAL`] (the default), or before each answer that
@@ -248,6 +275,8 @@ impl ServerConfig {
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
+    /// The connection cap, fitted to the open-file limit.
+    max_connections: usize,
     cert: CertInfo,
     token_path: Option<PathBuf>,
     handle: axum_server::Handle<SocketAddr>,
@@ -263,6 +292,13 @@ impl RunningServer {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The most connections it serves at once: [`ServerConfig::max_connections`],
+    /// or fewer when the process's open-file limit leaves room for fewer
+    /// beside the [`DESCRIPTORS_KEPT`].
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// `https://ADDR`.
@@ -532,6 +568,7 @@ pub(crate) async fn start_with(
             tokio::sync::Semaphore::MAX_PERMITS
         )));
     }
+    let max_connections = cap_within_open_files(config.max_connections)?;
     if config.write_timeout.is_zero() {
         return Err(KmsError::Config(
             "a write timeout of zero would close every connection".into(),
@@ -714,7 +751,7 @@ pub(crate) async fn start_with(
     .map(|tls| {
         tls.acceptor(linger::LingeringAcceptor::new(
             config.write_timeout,
-            config.max_connections,
+            max_connections,
         ))
     })
     .handle(handle.clone())
@@ -733,6 +770,7 @@ pub(crate) async fn start_with(
     tracing::info!(%addr, fingerprint = %cert.fingerprint, "kms server listening");
     Ok(RunningServer {
         addr,
+        max_connections,
         cert,
         token_path,
         handle,
