@@ -31,7 +31,9 @@ impl Store {
     /// refused with [`StoreError::Integrity`] naming it, unless it is one
     /// of the content's own nodes (met by the release, so no parent of its
     /// root): taking that hold for a put would remove a part another
-    /// content needs once the damage is undone.
+    /// content needs once the damage is undone. (Only in a store whose key
+    /// was proven when it was opened, [`Store::key_checked`]: under another
+    /// key every node of the store's own would look so.)
     ///
     /// Damage elsewhere does not stop a delete; the report says what it
     /// met. A catalog record that fails to authenticate (or that the
@@ -69,13 +71,16 @@ impl Store {
         // root as a part of another content, which would lose that part
         // when the root's count is taken for a put's and released (and
         // find it gone once the damage is undone). Only the content's own
-        // nodes, which the release met, cannot be its root's parents.
+        // nodes, which the release met, cannot be its root's parents. Under
+        // a key not proven the store's, a node that does not authenticate
+        // may be another key's (a bench beside a store's entries), as a
+        // record may be to verify: such a delete goes on, as it did.
         let unknown: Vec<&Vec<u8>> = unwalked
             .iter()
             .chain(&unopened)
             .filter(|key| !releaser.met(key))
             .collect();
-        if !unknown.is_empty() {
+        if !unknown.is_empty() && self.key_checked() {
             return Err(parents_unknown(content_ref, &unknown));
         }
         // A node of the content's tree that the walk for parents skipped is
