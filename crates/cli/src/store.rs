@@ -1533,7 +1533,9 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
     } else {
         // Records removed are counted apart from entries, as the report
         // keeps them.
-        let records = report.records_removed.len() + report.unreadable_records_removed.len();
+        let records = report.records_removed.len()
+            + report.unreadable_records_removed.len()
+            + report.pages_removed.len();
         let records = match records {
             0 => String::new(),
             n => format!(" and {n} catalog record(s)"),
@@ -1552,6 +1554,12 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
         for key in &report.unreadable_records_removed {
             outln!(
                 "removed unreadable: catalog entry {key}, which the backend cannot decode (the \
+                 contents it held keep their counts, as puts without a name)"
+            )?;
+        }
+        for key in &report.pages_removed {
+            outln!(
+                "removed orphan-page: catalog page {key}, which no name's record lists (the \
                  contents it held keep their counts, as puts without a name)"
             )?;
         }
@@ -1597,6 +1605,7 @@ pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
         ("compressed_leaf", stats.compressed_leaves),
         ("superchunk", stats.superchunks),
         ("catalog_record", stats.records),
+        ("catalog_page", stats.pages),
         ("unrecognized", stats.unrecognized),
         ("damaged", stats.damaged),
     ];

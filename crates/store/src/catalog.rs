@@ -11,6 +11,25 @@
 //! under the catalog key, with its backend key as associated data, so a
 //! record cannot be moved to another name.
 //!
+//! A name with many versions keeps only its newest inline, in the record
+//! under its key (its *head*), and its older ones in *pages* of
+//! [`PAGE_VERSIONS`] versions each, entries of their own under keys
+//! `'N' ‖ HMAC-SHA-256(index key, "\0page\0" ‖ name ‖ u32 id)` (catalog
+//! keys too; no name holds a NUL, so none has a page's key). When a head
+//! would hold more than twice [`PAGE_VERSIONS`] versions, its oldest
+//! [`PAGE_VERSIONS`] move into a new page, which is written again only
+//! when one of its versions is removed (and deleted when all are): a put
+//! writes the head and at most one page, however many versions the name
+//! has, where a record holding every version made the bytes a put writes
+//! grow with them. A page is sealed like a head, its key as associated
+//! data, and names its name and id inside, so it can be neither moved nor
+//! taken for a head; a head lists each page's id and count of versions, so
+//! a page missing or replaced by an older one of the same key is damage
+//! to the record. The backend learns from a page's existence that some
+//! name has more than twice [`PAGE_VERSIONS`] versions (not which name:
+//! keys are unlinkable without the index key), and the count of catalog
+//! entries counts pages as well as names.
+//!
 //! Each version of a name holds one put of its content's root: removing a
 //! version undoes exactly that put, and the reference counts stay exact.
 //!
@@ -51,8 +70,25 @@
 //! neither; a restore groups those by inode, change time and content alone,
 //! as it did, and only with each other.
 //!
-//! Record format (version 8), written and read by separate code, trailing
-//! bytes rejected; versions 1 to 7 are still read:
+//! Record format (version 9), written and read by separate code, trailing
+//! bytes rejected; versions 1 to 8 are still read, and a record of one of
+//! them is written as version 9 when it next changes. A head:
+//! ```text
+//! u8 9 | u8 0 (head) | u32 p | p × ( u32 page_id | u32 count ) | BODY
+//! ```
+//! with page ids increasing and counts at least 1, pages listed oldest
+//! first (their versions are older than the head's), and BODY:
+//! ```text
+//! u32 name_len | name | u32 next_version | u32 n | n × VERSION |
+//!   u8 is_gone | [ u64 gone_since ] |
+//!   u32 m | m × ( u64 gone_from | u64 back_at )
+//! ```
+//! A page:
+//! ```text
+//! u8 9 | u8 1 (page) | u32 name_len | name | u32 page_id | u32 n | n × VERSION
+//! ```
+//! with n at least 1, versions oldest first. Format 8 is `u8 8 | BODY`,
+//! with VERSION as below; in full:
 //! ```text
 //! u8 8 | u32 name_len | name | u32 next_version | u32 n |
 //!   n × ( u32 number | u8 ref_len | ref | u64 size | u64 time | u8 kind |
@@ -76,16 +112,23 @@
 //! format 2 also ends after the last version; format 1 also ends each
 //! version at `kind`).
 //!
+//! VERSION is one `( u32 number | … | u8 has_links | [ … ] )` above.
 //! Every integer is big-endian; times (`time`, `gone_since`, `gone_from`,
 //! `back_at`) are seconds since the Unix epoch; `ref` is a content
 //! reference ([`ContentRef`]: root digest ‖ length u64); a directory's
 //! name is stored without its trailing `/`. Sealed, as the backend holds it:
 //! ```text
 //! backend key = 'N' ‖ HMAC-SHA-256(HKDF(store key, "seccs/v1/store/catalog-index"), name)
+//!               (a head), or
+//!               'N' ‖ HMAC-SHA-256(that key, 0x00 ‖ "page" ‖ 0x00 ‖ name ‖ u32 page_id)
+//!               (a page)
 //! value       = SIV tag (16) ‖ ciphertext, from AES-256-SIV with the 64-byte key
 //!               HKDF(store key, "seccs/v1/store/catalog-encryption") and the backend
 //!               key (33 bytes) as its one associated-data header
 //! ```
+//! A build that reads formats up to 8 finds a head or a page of format 9
+//! authentic and written by a newer seccs, as it does any record of a
+//! format above its own.
 //! (`HKDF` is `seccs_core::kdf`'s: HKDF-SHA-256 with the salt `seccs`.)
 
 use aes_siv::Tag;
@@ -102,7 +145,21 @@ use crate::wrapper::SivPool;
 pub const KEY_PREFIX: u8 = b'N';
 /// Length of catalog keys.
 pub const KEY_LEN: usize = 33;
-pub(crate) const FORMAT: u8 = 8;
+pub(crate) const FORMAT: u8 = 9;
+/// The kind byte of a name's record (its head).
+const KIND_HEAD: u8 = 0;
+/// The kind byte of a page of older versions.
+const KIND_PAGE: u8 = 1;
+/// Versions moved out of a head into a page at a time: a head holding more
+/// than twice as many inline moves its oldest this many into a new page, so
+/// a head holds at most `2 × PAGE_VERSIONS` versions and a page is written
+/// once, then only when one of its versions is removed.
+pub const PAGE_VERSIONS: usize = 32;
+/// What a page key's HMAC input starts with: no name holds a NUL, so no
+/// name's key is a page's.
+const PAGE_KEY_TAG: &[u8] = b"\0page\0";
+/// The format before pages; still read.
+const FORMAT_NO_PAGES: u8 = 8;
 /// The format before devices and link counts; still read.
 const FORMAT_NO_LINKS: u8 = 7;
 /// The format before extended attributes; still read.
@@ -389,70 +446,34 @@ impl Record {
         }
     }
 
+    /// This record alone, with no pages: every version inline, in the
+    /// current format.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT];
+        Head {
+            record: self.clone(),
+            pages: Vec::new(),
+        }
+        .encode()
+    }
+
+    /// A record of any format read here, when it has no pages (a head that
+    /// lists pages holds only some of its versions: `None`).
+    #[cfg(test)]
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Record> {
+        match Entry::decode(bytes)? {
+            Entry::Head(head) if head.pages.is_empty() => Some(head.record),
+            _ => None,
+        }
+    }
+
+    /// The fields of format 8 from the name on: what a head of format 9
+    /// holds after its page list.
+    fn encode_body(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.name.len() as u32).to_be_bytes());
         out.extend_from_slice(self.name.as_bytes());
         out.extend_from_slice(&self.next_version.to_be_bytes());
-        out.extend_from_slice(&(self.versions.len() as u32).to_be_bytes());
-        for v in &self.versions {
-            out.extend_from_slice(&v.number.to_be_bytes());
-            let r = v.content_ref.as_bytes();
-            out.push(r.len() as u8);
-            out.extend_from_slice(r);
-            out.extend_from_slice(&v.content_ref.len().to_be_bytes());
-            out.extend_from_slice(&v.time.to_be_bytes());
-            out.push(match v.kind {
-                EntryKind::File => 0,
-                EntryKind::Symlink => 1,
-                EntryKind::Directory => 2,
-            });
-            match &v.stamp {
-                None => out.push(0),
-                Some(stamp) => {
-                    out.push(match stamp {
-                        Stamp::Settled(_) => 1,
-                        Stamp::Recent(_) => 2,
-                    });
-                    let s = stamp.file_stamp();
-                    out.extend_from_slice(&s.mtime_s.to_be_bytes());
-                    out.extend_from_slice(&s.mtime_ns.to_be_bytes());
-                    out.extend_from_slice(&s.ctime_s.to_be_bytes());
-                    out.extend_from_slice(&s.ctime_ns.to_be_bytes());
-                    out.extend_from_slice(&s.inode.to_be_bytes());
-                }
-            }
-            match v.mode {
-                None => out.push(0),
-                Some(mode) => {
-                    out.push(1);
-                    out.extend_from_slice(&mode.0.to_be_bytes());
-                }
-            }
-            match v.owner {
-                None => out.push(0),
-                Some(owner) => {
-                    out.push(1);
-                    out.extend_from_slice(&owner.uid.to_be_bytes());
-                    out.extend_from_slice(&owner.gid.to_be_bytes());
-                }
-            }
-            out.extend_from_slice(&(v.xattrs.len() as u16).to_be_bytes());
-            for x in &v.xattrs {
-                out.push(x.name.len() as u8);
-                out.extend_from_slice(&x.name);
-                out.extend_from_slice(&(x.value.len() as u32).to_be_bytes());
-                out.extend_from_slice(&x.value);
-            }
-            match v.hard_links {
-                None => out.push(0),
-                Some(links) => {
-                    out.push(1);
-                    out.extend_from_slice(&links.device.to_be_bytes());
-                    out.extend_from_slice(&links.nlink.to_be_bytes());
-                }
-            }
-        }
+        encode_versions(&self.versions, out);
         match self.gone_since {
             None => out.push(0),
             Some(t) => {
@@ -465,126 +486,13 @@ impl Record {
             out.extend_from_slice(&a.from.to_be_bytes());
             out.extend_from_slice(&a.to.to_be_bytes());
         }
-        out
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Option<Record> {
-        let mut r = Reader(bytes);
-        let format = r.u8()?;
-        if !(FORMAT_NO_STAMPS..=FORMAT).contains(&format) {
-            return None;
-        }
-        let name_len = r.u32()? as usize;
-        let name = String::from_utf8(r.take(name_len)?.to_vec()).ok()?;
+    /// The fields from the name on, as `format` (1 to 9) lays them out.
+    fn decode_body(r: &mut Reader<'_>, format: u8) -> Option<Record> {
+        let name = decode_name(r)?;
         let next_version = r.u32()?;
-        let n = r.u32()? as usize;
-        let mut versions = Vec::with_capacity(n.min(1024));
-        for _ in 0..n {
-            let number = r.u32()?;
-            let ref_len = usize::from(r.u8()?);
-            let content_ref = ContentRef::from_bytes(r.take(ref_len)?).ok()?;
-            let size = r.u64()?;
-            let time = r.u64()?;
-            let kind = match r.u8()? {
-                0 => EntryKind::File,
-                1 => EntryKind::Symlink,
-                2 if format > FORMAT_NO_MODE => EntryKind::Directory,
-                _ => return None,
-            };
-            if size != content_ref.len() {
-                return None;
-            }
-            let has_stamp = match format {
-                FORMAT_NO_STAMPS => 0,
-                _ => r.u8()?,
-            };
-            let settled = match has_stamp {
-                0 => None,
-                1 => Some(true),
-                2 if format > FORMAT_SETTLED_STAMPS => Some(false),
-                _ => return None,
-            };
-            let stamp = match settled {
-                None => None,
-                Some(settled) => {
-                    let s = FileStamp {
-                        mtime_s: r.i64()?,
-                        mtime_ns: r.u32()?,
-                        ctime_s: r.i64()?,
-                        ctime_ns: r.u32()?,
-                        inode: r.u64()?,
-                    };
-                    Some(if settled {
-                        Stamp::Settled(s)
-                    } else {
-                        Stamp::Recent(s)
-                    })
-                }
-            };
-            let has_mode = match format {
-                f if f > FORMAT_NO_MODE => r.u8()?,
-                _ => 0,
-            };
-            let mode = match has_mode {
-                0 => None,
-                1 => match r.u16()? {
-                    m if m & !0o7777 == 0 => Some(FileMode(m)),
-                    _ => return None,
-                },
-                _ => return None,
-            };
-            let has_owner = match format {
-                f if f > FORMAT_NO_OWNER => r.u8()?,
-                _ => 0,
-            };
-            let owner = match has_owner {
-                0 => None,
-                1 => Some(Owner {
-                    uid: r.u32()?,
-                    gid: r.u32()?,
-                }),
-                _ => return None,
-            };
-            let k = match format {
-                f if f > FORMAT_NO_XATTRS => usize::from(r.u16()?),
-                _ => 0,
-            };
-            let mut xattrs: Vec<Xattr> = Vec::with_capacity(k.min(64));
-            for _ in 0..k {
-                let name_len = usize::from(r.u8()?);
-                let name = r.take(name_len)?.to_vec();
-                let value_len = r.u32()? as usize;
-                let x = Xattr::new(name, r.take(value_len)?.to_vec())?;
-                // Sorted, each name once: one encoding for each set.
-                if xattrs.last().is_some_and(|last| last.name >= x.name) {
-                    return None;
-                }
-                xattrs.push(x);
-            }
-            let has_links = match format {
-                f if f > FORMAT_NO_LINKS => r.u8()?,
-                _ => 0,
-            };
-            let hard_links = match has_links {
-                0 => None,
-                1 => Some(HardLinks {
-                    device: r.u64()?,
-                    nlink: r.u64()?,
-                }),
-                _ => return None,
-            };
-            versions.push(Version {
-                number,
-                content_ref,
-                time,
-                kind,
-                stamp,
-                mode,
-                owner,
-                xattrs,
-                hard_links,
-            });
-        }
+        let versions = decode_versions(r, format)?;
         let is_gone = match format {
             f if f > FORMAT_NO_GONE => r.u8()?,
             _ => 0,
@@ -606,7 +514,7 @@ impl Record {
             }
             absences.push(Absence { from, to });
         }
-        r.0.is_empty().then_some(Record {
+        Some(Record {
             name,
             next_version,
             versions,
@@ -614,6 +522,370 @@ impl Record {
             absences,
         })
     }
+}
+
+/// A page of a name's record as its head lists it: the page's id and how
+/// many versions it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PageRef {
+    /// Its id, which with the name gives its key ([`CatalogCrypto::page_key`]).
+    pub(crate) id: u32,
+    /// How many versions it holds, at least one.
+    pub(crate) versions: u32,
+}
+
+/// The record stored under a name's key: the name's newest versions
+/// (inline, in `record.versions`), everything else it has, and the pages
+/// that hold its older versions, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// The record with its inline versions only.
+    pub(crate) record: Record,
+    /// Its pages, oldest versions first, ids increasing.
+    pub(crate) pages: Vec<PageRef>,
+}
+
+/// Older versions of one name, moved out of its head a page at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Page {
+    /// The name whose versions these are.
+    pub(crate) name: String,
+    /// The page's id.
+    pub(crate) id: u32,
+    /// Its versions, oldest first, at least one.
+    pub(crate) versions: Vec<Version>,
+}
+
+/// A catalog entry, opened: a name's head, or a page of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// A name's record (of any format; those before 9 have no pages).
+    Head(Head),
+    /// A page of older versions.
+    Page(Page),
+}
+
+impl Head {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FORMAT, KIND_HEAD];
+        out.extend_from_slice(&(self.pages.len() as u32).to_be_bytes());
+        for p in &self.pages {
+            out.extend_from_slice(&p.id.to_be_bytes());
+            out.extend_from_slice(&p.versions.to_be_bytes());
+        }
+        self.record.encode_body(&mut out);
+        out
+    }
+
+    /// The whole record: `pages` are this head's pages as read, in the
+    /// order it lists them (`None`: not stored). Fails when one is missing
+    /// or is not the page the head lists (another name's, another id, other
+    /// than the count of versions it says), or when the versions are not
+    /// in the order they were put.
+    pub(crate) fn assemble(self, pages: Vec<Option<Page>>) -> Result<(Record, Layout)> {
+        let damaged = |what: String| StoreError::integrity(format!("a catalog record's {what}"));
+        if pages.len() != self.pages.len() {
+            return Err(damaged("pages were not all read".into()));
+        }
+        let Head {
+            mut record,
+            pages: refs,
+        } = self;
+        let mut versions = Vec::new();
+        let mut layout = Layout::default();
+        for (listed, page) in refs.iter().zip(pages) {
+            let page = page.ok_or_else(|| damaged(format!("page {} is missing", listed.id)))?;
+            if page.name != record.name
+                || page.id != listed.id
+                || page.versions.len() != listed.versions as usize
+            {
+                return Err(damaged(format!(
+                    "page {} is not the page the record lists",
+                    listed.id
+                )));
+            }
+            versions.extend(page.versions.iter().cloned());
+            layout.pages.push((page.id, page.versions));
+        }
+        versions.append(&mut record.versions);
+        if versions.windows(2).any(|w| w[0].number >= w[1].number) {
+            return Err(damaged("versions are out of order".into()));
+        }
+        record.versions = versions;
+        Ok((record, layout))
+    }
+}
+
+impl Page {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FORMAT, KIND_PAGE];
+        out.extend_from_slice(&(self.name.len() as u32).to_be_bytes());
+        out.extend_from_slice(self.name.as_bytes());
+        out.extend_from_slice(&self.id.to_be_bytes());
+        encode_versions(&self.versions, &mut out);
+        out
+    }
+}
+
+impl Entry {
+    /// Decodes a catalog entry's plaintext, of any format read here; `None`
+    /// when it is malformed (trailing bytes included).
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Entry> {
+        let mut r = Reader(bytes);
+        let format = r.u8()?;
+        if !(OLDEST_FORMAT..=FORMAT).contains(&format) {
+            return None;
+        }
+        let entry = if format <= FORMAT_NO_PAGES {
+            Entry::Head(Head {
+                record: Record::decode_body(&mut r, format)?,
+                pages: Vec::new(),
+            })
+        } else {
+            match r.u8()? {
+                KIND_HEAD => {
+                    let p = r.u32()? as usize;
+                    let mut pages: Vec<PageRef> = Vec::with_capacity(p.min(1024));
+                    for _ in 0..p {
+                        let page = PageRef {
+                            id: r.u32()?,
+                            versions: r.u32()?,
+                        };
+                        // Ids increasing, each page holding a version: one
+                        // encoding for each head.
+                        if page.versions == 0 || pages.last().is_some_and(|l| l.id >= page.id) {
+                            return None;
+                        }
+                        pages.push(page);
+                    }
+                    Entry::Head(Head {
+                        record: Record::decode_body(&mut r, format)?,
+                        pages,
+                    })
+                }
+                KIND_PAGE => {
+                    let name = decode_name(&mut r)?;
+                    let id = r.u32()?;
+                    let versions = decode_versions(&mut r, format)?;
+                    if versions.is_empty() {
+                        return None;
+                    }
+                    Entry::Page(Page { name, id, versions })
+                }
+                _ => return None,
+            }
+        };
+        r.0.is_empty().then_some(entry)
+    }
+
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        match self {
+            Entry::Head(head) => head.encode(),
+            Entry::Page(page) => page.encode(),
+        }
+    }
+}
+
+/// Where a stored record's versions are: which of them each of its pages
+/// holds, oldest page first. Empty for a record without pages (all its
+/// versions inline) and for a name not stored yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// Each page's id and versions, as stored.
+    pages: Vec<(u32, Vec<Version>)>,
+}
+
+impl Layout {
+    /// The ids of its pages.
+    pub(crate) fn page_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pages.iter().map(|(id, _)| *id)
+    }
+}
+
+fn decode_name(r: &mut Reader<'_>) -> Option<String> {
+    let name_len = r.u32()? as usize;
+    String::from_utf8(r.take(name_len)?.to_vec()).ok()
+}
+
+/// `u32 n | n × version`, in the current format.
+fn encode_versions(versions: &[Version], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(versions.len() as u32).to_be_bytes());
+    for v in versions {
+        out.extend_from_slice(&v.number.to_be_bytes());
+        let r = v.content_ref.as_bytes();
+        out.push(r.len() as u8);
+        out.extend_from_slice(r);
+        out.extend_from_slice(&v.content_ref.len().to_be_bytes());
+        out.extend_from_slice(&v.time.to_be_bytes());
+        out.push(match v.kind {
+            EntryKind::File => 0,
+            EntryKind::Symlink => 1,
+            EntryKind::Directory => 2,
+        });
+        match &v.stamp {
+            None => out.push(0),
+            Some(stamp) => {
+                out.push(match stamp {
+                    Stamp::Settled(_) => 1,
+                    Stamp::Recent(_) => 2,
+                });
+                let s = stamp.file_stamp();
+                out.extend_from_slice(&s.mtime_s.to_be_bytes());
+                out.extend_from_slice(&s.mtime_ns.to_be_bytes());
+                out.extend_from_slice(&s.ctime_s.to_be_bytes());
+                out.extend_from_slice(&s.ctime_ns.to_be_bytes());
+                out.extend_from_slice(&s.inode.to_be_bytes());
+            }
+        }
+        match v.mode {
+            None => out.push(0),
+            Some(mode) => {
+                out.push(1);
+                out.extend_from_slice(&mode.0.to_be_bytes());
+            }
+        }
+        match v.owner {
+            None => out.push(0),
+            Some(owner) => {
+                out.push(1);
+                out.extend_from_slice(&owner.uid.to_be_bytes());
+                out.extend_from_slice(&owner.gid.to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&(v.xattrs.len() as u16).to_be_bytes());
+        for x in &v.xattrs {
+            out.push(x.name.len() as u8);
+            out.extend_from_slice(&x.name);
+            out.extend_from_slice(&(x.value.len() as u32).to_be_bytes());
+            out.extend_from_slice(&x.value);
+        }
+        match v.hard_links {
+            None => out.push(0),
+            Some(links) => {
+                out.push(1);
+                out.extend_from_slice(&links.device.to_be_bytes());
+                out.extend_from_slice(&links.nlink.to_be_bytes());
+            }
+        }
+    }
+}
+
+/// `u32 n | n × version`, as `format` lays a version out.
+fn decode_versions(r: &mut Reader<'_>, format: u8) -> Option<Vec<Version>> {
+    let n = r.u32()? as usize;
+    let mut versions = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        versions.push(decode_version(r, format)?);
+    }
+    Some(versions)
+}
+
+fn decode_version(r: &mut Reader<'_>, format: u8) -> Option<Version> {
+    let number = r.u32()?;
+    let ref_len = usize::from(r.u8()?);
+    let content_ref = ContentRef::from_bytes(r.take(ref_len)?).ok()?;
+    let size = r.u64()?;
+    let time = r.u64()?;
+    let kind = match r.u8()? {
+        0 => EntryKind::File,
+        1 => EntryKind::Symlink,
+        2 if format > FORMAT_NO_MODE => EntryKind::Directory,
+        _ => return None,
+    };
+    if size != content_ref.len() {
+        return None;
+    }
+    let has_stamp = match format {
+        FORMAT_NO_STAMPS => 0,
+        _ => r.u8()?,
+    };
+    let settled = match has_stamp {
+        0 => None,
+        1 => Some(true),
+        2 if format > FORMAT_SETTLED_STAMPS => Some(false),
+        _ => return None,
+    };
+    let stamp = match settled {
+        None => None,
+        Some(settled) => {
+            let s = FileStamp {
+                mtime_s: r.i64()?,
+                mtime_ns: r.u32()?,
+                ctime_s: r.i64()?,
+                ctime_ns: r.u32()?,
+                inode: r.u64()?,
+            };
+            Some(if settled {
+                Stamp::Settled(s)
+            } else {
+                Stamp::Recent(s)
+            })
+        }
+    };
+    let has_mode = match format {
+        f if f > FORMAT_NO_MODE => r.u8()?,
+        _ => 0,
+    };
+    let mode = match has_mode {
+        0 => None,
+        1 => match r.u16()? {
+            m if m & !0o7777 == 0 => Some(FileMode(m)),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let has_owner = match format {
+        f if f > FORMAT_NO_OWNER => r.u8()?,
+        _ => 0,
+    };
+    let owner = match has_owner {
+        0 => None,
+        1 => Some(Owner {
+            uid: r.u32()?,
+            gid: r.u32()?,
+        }),
+        _ => return None,
+    };
+    let k = match format {
+        f if f > FORMAT_NO_XATTRS => usize::from(r.u16()?),
+        _ => 0,
+    };
+    let mut xattrs: Vec<Xattr> = Vec::with_capacity(k.min(64));
+    for _ in 0..k {
+        let name_len = usize::from(r.u8()?);
+        let name = r.take(name_len)?.to_vec();
+        let value_len = r.u32()? as usize;
+        let x = Xattr::new(name, r.take(value_len)?.to_vec())?;
+        // Sorted, each name once: one encoding for each set.
+        if xattrs.last().is_some_and(|last| last.name >= x.name) {
+            return None;
+        }
+        xattrs.push(x);
+    }
+    let has_links = match format {
+        f if f > FORMAT_NO_LINKS => r.u8()?,
+        _ => 0,
+    };
+    let hard_links = match has_links {
+        0 => None,
+        1 => Some(HardLinks {
+            device: r.u64()?,
+            nlink: r.u64()?,
+        }),
+        _ => return None,
+    };
+    Some(Version {
+        number,
+        content_ref,
+        time,
+        kind,
+        stamp,
+        mode,
+        owner,
+        xattrs,
+        hard_links,
+    })
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -671,16 +943,121 @@ impl CatalogCrypto {
         key
     }
 
+    /// The backend key of page `id` of `name`'s record: a catalog key
+    /// (33 bytes, `'N'` first) from an HMAC input no name gives.
+    pub(crate) fn page_key(&self, name: &str, id: u32) -> Vec<u8> {
+        let mut mac = self.index.clone();
+        mac.update(PAGE_KEY_TAG);
+        mac.update(name.as_bytes());
+        mac.update(&id.to_be_bytes());
+        let mut key = vec![KEY_PREFIX];
+        key.extend_from_slice(&mac.finalize().into_bytes());
+        key
+    }
+
+    /// `record` sealed under `key` with every version inline (no pages).
+    #[cfg(test)]
     pub(crate) fn seal(&self, key: &[u8], record: &Record) -> Vec<u8> {
-        let plaintext = record.encode();
+        self.seal_plain(key, &record.encode())
+    }
+
+    fn seal_plain(&self, key: &[u8], plaintext: &[u8]) -> Vec<u8> {
         self.ciphers.with_cipher(|c| {
             // Cannot fail: one header is within the SIV header limit.
-            c.encrypt([key], &plaintext)
+            c.encrypt([key], plaintext)
                 .expect("one header is within the SIV header limit")
         })
     }
 
-    pub(crate) fn open(&self, key: &[u8], value: &[u8]) -> Result<Record> {
+    /// What to write so that `record`, stored under `key` as `layout` says,
+    /// is stored as it now is: each entry's key, and its sealed value or
+    /// `None` to delete it. Pages whose versions did not change are not
+    /// written; one that lost versions is written again, or deleted when
+    /// it lost all; versions beyond `2 × PAGE_VERSIONS` inline move, the
+    /// oldest `PAGE_VERSIONS` at a time, into new pages. A record without
+    /// versions is deleted with its pages. A put thus writes the head and
+    /// at most a page or two, however many versions the name has.
+    ///
+    /// Callers only remove versions, append them, or change the newest:
+    /// the versions of a page stay older than those of later pages and
+    /// of the head.
+    pub(crate) fn entries(
+        &self,
+        key: &[u8],
+        layout: &Layout,
+        record: &Record,
+    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        if record.versions.is_empty() {
+            for id in layout.page_ids() {
+                out.push((self.page_key(&record.name, id), None));
+            }
+            out.push((key.to_vec(), None));
+            return out;
+        }
+        let mut inline = record.versions.clone();
+        let mut pages = Vec::new();
+        for (id, stored) in &layout.pages {
+            let numbers: std::collections::HashSet<u32> = stored.iter().map(|v| v.number).collect();
+            let (kept, rest): (Vec<Version>, Vec<Version>) = inline
+                .into_iter()
+                .partition(|v| numbers.contains(&v.number));
+            inline = rest;
+            let page_key = self.page_key(&record.name, *id);
+            if kept.is_empty() {
+                out.push((page_key, None));
+                continue;
+            }
+            pages.push(PageRef {
+                id: *id,
+                versions: kept.len() as u32,
+            });
+            if kept != *stored {
+                let page = Page {
+                    name: record.name.clone(),
+                    id: *id,
+                    versions: kept,
+                };
+                out.push((
+                    page_key.clone(),
+                    Some(self.seal_plain(&page_key, &page.encode())),
+                ));
+            }
+        }
+        // Past every id the record had, emptied pages' too: an id is not
+        // written again in the batch that deletes it.
+        let mut next_id = layout.page_ids().max().map_or(0, |id| id.saturating_add(1));
+        while inline.len() > 2 * PAGE_VERSIONS {
+            let moved: Vec<Version> = inline.drain(..PAGE_VERSIONS).collect();
+            let page = Page {
+                name: record.name.clone(),
+                id: next_id,
+                versions: moved,
+            };
+            let page_key = self.page_key(&record.name, next_id);
+            out.push((
+                page_key.clone(),
+                Some(self.seal_plain(&page_key, &page.encode())),
+            ));
+            pages.push(PageRef {
+                id: next_id,
+                versions: PAGE_VERSIONS as u32,
+            });
+            next_id = next_id.saturating_add(1);
+        }
+        let head = Head {
+            record: Record {
+                versions: inline,
+                ..record.clone()
+            },
+            pages,
+        };
+        out.push((key.to_vec(), Some(self.seal_plain(key, &head.encode()))));
+        out
+    }
+
+    /// Opens the catalog entry under `key`: a name's head or a page.
+    pub(crate) fn open_entry(&self, key: &[u8], value: &[u8]) -> Result<Entry> {
         let tampered = || StoreError::integrity("a catalog record failed to authenticate");
         if value.len() < 16 {
             return Err(tampered());
@@ -701,8 +1078,29 @@ impl CatalogCrypto {
         {
             return Err(newer_record(format));
         }
-        Record::decode(&plaintext)
+        Entry::decode(&plaintext)
             .ok_or_else(|| StoreError::integrity("a catalog record is malformed"))
+    }
+
+    /// Opens the head under `key`, a name's key: a page there is damage.
+    pub(crate) fn open_head(&self, key: &[u8], value: &[u8]) -> Result<Head> {
+        match self.open_entry(key, value)? {
+            Entry::Head(head) => Ok(head),
+            Entry::Page(_) => Err(StoreError::integrity(
+                "a catalog page is stored where a name's record should be",
+            )),
+        }
+    }
+
+    /// Opens page `id` of `name`'s record, stored under `key`: anything
+    /// else there (a head, another page) is damage.
+    pub(crate) fn open_page(&self, key: &[u8], value: &[u8], name: &str, id: u32) -> Result<Page> {
+        match self.open_entry(key, value)? {
+            Entry::Page(page) if page.name == name && page.id == id => Ok(page),
+            _ => Err(StoreError::integrity(format!(
+                "page {id} of a catalog record is not the page its record lists"
+            ))),
+        }
     }
 
     /// Seals `plaintext` as the record under `key`, whatever it holds: a
@@ -801,7 +1199,7 @@ mod tests {
             .decrypt([&key[..]], &sealed)
             .expect("opens as the spec says");
         assert_eq!(opened, rec.encode());
-        assert_eq!(opened[0], 8, "the format byte leads");
+        assert_eq!(opened[..6], [9, 0, 0, 0, 0, 0], "format, head, no pages");
     }
 
     fn version(number: u32, stamp: Option<Stamp>) -> Version {
@@ -1088,12 +1486,21 @@ mod tests {
         bytes.len() - 4 - 16 * rec.absences.len() - gone_len
     }
 
+    /// `rec` as format 8 wrote it: format 9's head without its kind byte
+    /// and page list.
+    fn format_8_bytes(rec: &Record) -> Vec<u8> {
+        let mut bytes = rec.encode();
+        assert_eq!(bytes.drain(1..6).collect::<Vec<_>>(), [0; 5]);
+        bytes[0] = FORMAT_NO_PAGES;
+        bytes
+    }
+
     /// `rec` (one version without a device and link count) as format 7
     /// wrote it: format 8 without the links flag, the byte before the gone
     /// flag.
     fn format_7_bytes(rec: &Record) -> Vec<u8> {
         assert!(rec.versions[0].hard_links.is_none());
-        let mut bytes = rec.encode();
+        let mut bytes = format_8_bytes(rec);
         let at = gone_flag_at(rec, &bytes) - 1;
         assert_eq!(bytes.remove(at), 0);
         bytes[0] = FORMAT_NO_LINKS;
@@ -1167,8 +1574,9 @@ mod tests {
             absences: Vec::new(),
         };
         assert_eq!(Record::decode(&v7), Some(rec.clone()));
-        // Written again, it is format 8: the same fields and a links flag
-        // of 0 after the attributes.
+        // Written again, it is format 9: a head without pages, then format
+        // 8's fields: the same fields and a links flag of 0 after the
+        // attributes.
         let v8 = rec.encode();
         assert_eq!(v8[0], FORMAT);
         assert_eq!(format_7_bytes(&rec), v7);
@@ -1183,7 +1591,8 @@ mod tests {
             }],
             ..rec
         };
-        let mut bytes = linked.encode();
+        assert_eq!(Record::decode(&linked.encode()), Some(linked.clone()));
+        let mut bytes = format_8_bytes(&linked);
         assert_eq!(Record::decode(&bytes), Some(linked));
         bytes[0] = FORMAT_NO_LINKS;
         assert_eq!(Record::decode(&bytes), None);
@@ -1375,9 +1784,103 @@ mod tests {
         };
         let (ka, kb) = (c.key_of("a"), c.key_of("b"));
         let sealed = c.seal(&ka, &rec);
-        assert!(c.open(&ka, &sealed).is_ok());
-        assert!(c.open(&kb, &sealed).is_err());
+        assert!(c.open_head(&ka, &sealed).is_ok());
+        assert!(c.open_head(&kb, &sealed).is_err());
         assert!(is_catalog_key(&ka) && !is_catalog_key(&ka[1..]));
+    }
+
+    #[test]
+    fn pages_are_bound_to_their_name_and_id_and_are_never_heads() {
+        let c = CatalogCrypto::new(&SecretKey::from_bytes([9; 32]));
+        let record = |name: &str| Record {
+            name: name.into(),
+            next_version: 3 * PAGE_VERSIONS as u32 + 2,
+            versions: (1..=3 * PAGE_VERSIONS as u32 + 1)
+                .map(|n| version(n, None))
+                .collect(),
+            gone_since: None,
+            absences: Vec::new(),
+        };
+        let written = |name: &str| c.entries(&c.key_of(name), &Layout::default(), &record(name));
+        let (a, b) = (written("a"), written("b"));
+        // 97 versions: two pages of 32 (the oldest 64) and a head of 33.
+        assert_eq!(a.len(), 3);
+        let (a0, a1, head) = (&a[0], &a[1], &a[2]);
+        assert_eq!(a0.0, c.page_key("a", 0));
+        assert_eq!(a1.0, c.page_key("a", 1));
+        assert_eq!(head.0, c.key_of("a"));
+        let value = |e: &(Vec<u8>, Option<Vec<u8>>)| e.1.clone().expect("written");
+        for (key, _) in &a {
+            assert!(is_catalog_key(key));
+        }
+        // No name's key is a page's: the page key's input has a NUL.
+        assert_ne!(c.page_key("a", 0), c.key_of("a\0page\0"));
+        let page = c.open_page(&a0.0, &value(a0), "a", 0).expect("opens");
+        assert_eq!(page.versions.len(), PAGE_VERSIONS);
+        assert_eq!(page.versions[0].number, 1);
+        // A page under another page's key, another name's, or a head's
+        // does not authenticate; a head under a page's key neither.
+        assert!(c.open_entry(&a1.0, &value(a0)).is_err());
+        assert!(c.open_entry(&b[0].0, &value(a0)).is_err());
+        assert!(c.open_entry(&head.0, &value(a0)).is_err());
+        assert!(c.open_entry(&a0.0, &value(head)).is_err());
+        // Opened where the other is wanted, each is refused.
+        assert!(c.open_head(&a0.0, &value(a0)).is_err());
+        assert!(c.open_page(&head.0, &value(head), "a", 0).is_err());
+        assert!(c.open_page(&a0.0, &value(a0), "a", 1).is_err());
+        assert!(c.open_page(&a0.0, &value(a0), "b", 0).is_err());
+        // The head lists both pages, and whole, the record is as written.
+        let Entry::Head(h) = c.open_entry(&head.0, &value(head)).expect("opens") else {
+            panic!("a head");
+        };
+        assert_eq!(
+            h.pages,
+            [
+                PageRef {
+                    id: 0,
+                    versions: 32
+                },
+                PageRef {
+                    id: 1,
+                    versions: 32
+                }
+            ]
+        );
+        let pages = [a0, a1]
+            .iter()
+            .enumerate()
+            .map(|(id, e)| c.open_page(&e.0, &value(e), "a", id as u32).ok())
+            .collect();
+        let (whole, layout) = h.clone().assemble(pages).expect("whole");
+        assert_eq!(whole, record("a"));
+        // A page missing, or one page given for another, is damage.
+        let first = c.open_page(&a0.0, &value(a0), "a", 0).ok();
+        assert!(h.clone().assemble(vec![first.clone(), None]).is_err());
+        assert!(h.assemble(vec![first.clone(), first]).is_err());
+        // A page is written once: adding a version rewrites the head only.
+        let mut more = record("a");
+        more.versions.push(version(98, None));
+        more.next_version += 1;
+        let again = c.entries(&c.key_of("a"), &layout, &more);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].0, c.key_of("a"));
+        // Removing a version of a page rewrites that page; all of its
+        // versions, deletes it.
+        let mut fewer = record("a");
+        fewer.versions.remove(3);
+        let cut = c.entries(&c.key_of("a"), &layout, &fewer);
+        assert_eq!(cut.len(), 2);
+        assert_eq!(cut[0].0, a0.0);
+        assert!(cut[0].1.is_some());
+        fewer.versions.drain(..PAGE_VERSIONS - 1);
+        let cut = c.entries(&c.key_of("a"), &layout, &fewer);
+        assert_eq!(cut.len(), 2);
+        assert_eq!(cut[0], (a0.0.clone(), None));
+        // No versions: the head and every page go.
+        fewer.versions.clear();
+        let gone = c.entries(&c.key_of("a"), &layout, &fewer);
+        assert_eq!(gone.len(), 3);
+        assert!(gone.iter().all(|(_, v)| v.is_none()));
     }
 
     #[test]

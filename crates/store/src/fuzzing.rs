@@ -8,20 +8,21 @@
 //! encoding is a bug even behind authentication, because a key holder (or a
 //! future format) can write those bytes.
 
+use crate::catalog::Entry;
 use crate::catalog::FORMAT;
-use crate::catalog::Record;
 use crate::node;
 
-/// Decodes `bytes` as a catalog record; whatever decodes must survive an
-/// encode and decode unchanged, and a record in the current format must
-/// encode back to exactly `bytes` (one encoding per record).
+/// Decodes `bytes` as a catalog entry (a name's record or a page of
+/// one); whatever decodes must survive an encode and decode unchanged, and
+/// an entry in the current format must encode back to exactly `bytes` (one
+/// encoding per entry).
 pub fn catalog_record(bytes: &[u8]) {
-    let Some(record) = Record::decode(bytes) else {
+    let Some(record) = Entry::decode(bytes) else {
         return;
     };
     let encoded = record.encode();
     assert_eq!(
-        Record::decode(&encoded).as_ref(),
+        Entry::decode(&encoded).as_ref(),
         Some(&record),
         "a decoded record does not survive its own encoding"
     );
@@ -82,8 +83,21 @@ mod tests {
         let record = store.lookup("docs/a.txt")?.expect("just put");
         let bytes = record.encode();
         assert_eq!(bytes[0], FORMAT);
-        assert_eq!(Record::decode(&bytes), Some(record));
+        assert_eq!(crate::catalog::Record::decode(&bytes), Some(record));
         catalog_record(&bytes);
+        // A head with pages, and a page, pass it too.
+        for n in 0..=3 * crate::catalog::PAGE_VERSIONS {
+            store.put_named(&mut n.to_string().as_bytes(), "many", EntryKind::File)?;
+        }
+        let record = store.lookup("many")?.expect("just put");
+        let key = store.catalog().key_of("many");
+        let entries = store.catalog().entries(&key, &Default::default(), &record);
+        assert_eq!(entries.len(), 3, "two pages and the head");
+        for (key, sealed) in entries {
+            let sealed = sealed.expect("written");
+            let opened = store.catalog().open_entry(&key, &sealed)?;
+            catalog_record(&opened.encode());
+        }
         Ok(())
     }
 

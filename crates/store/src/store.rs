@@ -6,7 +6,9 @@ use std::sync::Arc;
 use seccs_core::SecretKey;
 
 use crate::backend::{Backend, Batch, Usage};
-use crate::catalog::{self, CatalogCrypto, EntryKind, FileMeta, FileStamp, Record, Version};
+use crate::catalog::{
+    self, CatalogCrypto, Entry, EntryKind, FileMeta, FileStamp, Head, Layout, Page, Record, Version,
+};
 use crate::chunker::Chunker;
 use crate::error::{Result, StoreError};
 use crate::node::{self, Child};
@@ -542,8 +544,8 @@ impl Store {
             // One time for the version and the end of an absence, so that
             // the name is never both gone and not yet put at one instant.
             let now = now();
-            let mut existing = self.record_at(&key).map_err(|e| e.of_name(name))?;
-            if let Some(record) = existing.as_mut()
+            let mut existing = self.stored_at(&key).map_err(|e| e.of_name(name))?;
+            if let Some((record, layout)) = existing.as_mut()
                 && let Some(latest) = record.versions.last_mut()
                 && latest.content_ref == *content_ref
                 && latest.kind == kind
@@ -562,19 +564,22 @@ impl Store {
                     latest.stamp = stamp;
                     latest.hard_links = hard_links;
                     record.come_back(now);
-                    entries.push((key.clone(), self.catalog.seal(&key, record)));
+                    entries = self.put_entries(&key, layout, record)?;
                 }
                 return Ok(FinalEntries {
                     count_put: false,
                     entries,
                 });
             }
-            let mut record = existing.unwrap_or_else(|| Record {
-                name: name.to_owned(),
-                next_version: 1,
-                versions: Vec::new(),
-                gone_since: None,
-                absences: Vec::new(),
+            let (mut record, layout) = existing.unwrap_or_else(|| {
+                let record = Record {
+                    name: name.to_owned(),
+                    next_version: 1,
+                    versions: Vec::new(),
+                    gone_since: None,
+                    absences: Vec::new(),
+                };
+                (record, Layout::default())
             });
             record.come_back(now);
             let version = Version {
@@ -593,7 +598,7 @@ impl Store {
             record.versions.push(version);
             Ok(FinalEntries {
                 count_put: true,
-                entries: vec![(key.clone(), self.catalog.seal(&key, &record))],
+                entries: self.put_entries(&key, &layout, &record)?,
             })
         };
         let outcome = self.put_reader_with(reader, Some(&hook))?;
@@ -616,9 +621,103 @@ impl Store {
     }
 
     fn record_at(&self, key: &[u8]) -> Result<Option<Record>> {
+        Ok(self.stored_at(key)?.map(|(record, _)| record))
+    }
+
+    /// The record under `key` (a name's), whole, and where its versions
+    /// are stored: its head, then its pages, if it has any, in one more
+    /// backend round trip.
+    fn stored_at(&self, key: &[u8]) -> Result<Option<(Record, Layout)>> {
         match self.backend.get(key)? {
-            Some(entry) => Ok(Some(self.catalog.open(key, &entry.value)?)),
+            Some(entry) => Ok(Some(
+                self.with_pages(self.catalog.open_head(key, &entry.value)?)?,
+            )),
             None => Ok(None),
+        }
+    }
+
+    /// `head` whole: its pages read in one backend round trip. A page
+    /// missing, or not the one the head lists, is damage to the record.
+    fn with_pages(&self, head: Head) -> Result<(Record, Layout)> {
+        if head.pages.is_empty() {
+            return head.assemble(Vec::new());
+        }
+        let name = head.record.name.clone();
+        let keys: Vec<Vec<u8>> = head
+            .pages
+            .iter()
+            .map(|p| self.catalog.page_key(&name, p.id))
+            .collect();
+        let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let values = self.backend.get_values(&key_refs)?;
+        let mut pages = Vec::with_capacity(keys.len());
+        for ((key, listed), value) in keys.iter().zip(&head.pages).zip(values) {
+            pages.push(
+                value
+                    .map(|v| self.catalog.open_page(key, &v, &name, listed.id))
+                    .transpose()?,
+            );
+        }
+        head.assemble(pages)
+    }
+
+    /// Heads met in a walk of the catalog, made whole from the pages met
+    /// in it (taken out of `pages`).
+    pub(crate) fn assemble(
+        &self,
+        heads: Vec<(Vec<u8>, Head)>,
+        pages: &mut std::collections::HashMap<Vec<u8>, Page>,
+    ) -> Assembled {
+        let mut assembled = Assembled::default();
+        for (key, head) in heads {
+            let name = head.record.name.clone();
+            let keys: Vec<Vec<u8>> = head
+                .pages
+                .iter()
+                .map(|p| self.catalog.page_key(&name, p.id))
+                .collect();
+            let found: Vec<Option<Page>> = keys.iter().map(|k| pages.remove(k)).collect();
+            let present: Vec<Vec<u8>> = keys
+                .into_iter()
+                .zip(&found)
+                .filter(|(_, page)| page.is_some())
+                .map(|(key, _)| key)
+                .collect();
+            match head.assemble(found) {
+                Ok((record, _)) => assembled.records.push((key, record)),
+                Err(_) => assembled.damaged.push((key, present)),
+            }
+        }
+        assembled
+    }
+
+    /// The entries that store `record` under `key` as a put writes them:
+    /// puts only, since a put removes no version.
+    fn put_entries(
+        &self,
+        key: &[u8],
+        layout: &Layout,
+        record: &Record,
+    ) -> Result<crate::put::ExtraEntries> {
+        self.catalog
+            .entries(key, layout, record)
+            .into_iter()
+            .map(|(key, value)| {
+                value.map(|v| (key, v)).ok_or_else(|| {
+                    StoreError::integrity("a put would remove a page of a catalog record")
+                })
+            })
+            .collect()
+    }
+
+    /// Adds to `batch` what stores `record` under `key`, stored as `layout`
+    /// says (see [`CatalogCrypto::entries`]).
+    fn write_record(&self, batch: &mut Batch, key: &[u8], layout: &Layout, record: &Record) {
+        for (key, value) in self.catalog.entries(key, layout, record) {
+            match value {
+                Some(value) => batch.put(key, value, 1),
+                None => batch.delete(key),
+            }
         }
     }
 
@@ -659,7 +758,13 @@ impl Store {
         let mut values = values.into_iter();
         let open = |key: &[u8], value: Option<Vec<u8>>, of: &str| {
             value
-                .map(|v| self.catalog.open(key, &v).map_err(|e| e.of_name(of)))
+                .map(|v| {
+                    self.catalog
+                        .open_head(key, &v)
+                        .and_then(|head| self.with_pages(head))
+                        .map(|(record, _)| record)
+                        .map_err(|e| e.of_name(of))
+                })
                 .transpose()
         };
         let whole = open(&whole_key, values.next().flatten(), spec)?;
@@ -745,7 +850,7 @@ impl Store {
             to_mark.extend(
                 records
                     .into_iter()
-                    .filter(|(key, record)| !record.is_gone() && seen.insert(key.clone())),
+                    .filter(|(key, record, _)| !record.is_gone() && seen.insert(key.clone())),
             );
         }
         if !(damaged.is_empty() && newer.is_empty()) {
@@ -760,10 +865,9 @@ impl Store {
             return Ok(0);
         }
         let mut batch = Batch::new();
-        for (key, mut record) in to_mark {
+        for (key, mut record, layout) in to_mark {
             record.gone_since = Some(when);
-            let sealed = self.catalog.seal(&key, &record);
-            batch.put(key, sealed, 1);
+            self.write_record(&mut batch, &key, &layout, &record);
         }
         self.backend.apply_owned(batch)?;
         Ok(marked)
@@ -779,7 +883,7 @@ impl Store {
     fn records_of(
         &self,
         names: &[String],
-    ) -> Result<(Vec<(Vec<u8>, Record)>, Vec<String>, Vec<String>)> {
+    ) -> Result<(Vec<(Vec<u8>, Record, Layout)>, Vec<String>, Vec<String>)> {
         let mut seen = std::collections::HashSet::new();
         let named: Vec<(&String, Vec<u8>)> = names
             .iter()
@@ -791,8 +895,12 @@ impl Store {
         let (mut records, mut damaged, mut newer) = (Vec::new(), Vec::new(), Vec::new());
         for ((name, key), value) in named.into_iter().zip(values) {
             let Some(value) = value else { continue };
-            match self.catalog.open(&key, &value) {
-                Ok(record) => records.push((key, record)),
+            let opened = self
+                .catalog
+                .open_head(&key, &value)
+                .and_then(|head| self.with_pages(head));
+            match opened {
+                Ok((record, layout)) => records.push((key, record, layout)),
                 Err(StoreError::NewerFormat { .. }) => newer.push(name.clone()),
                 Err(_) => damaged.push(name.clone()),
             }
@@ -827,7 +935,7 @@ impl Store {
                 // A record of a newer format authenticated before its
                 // format was read: the key opens it.
                 found = Some(matches!(
-                    self.catalog.open(key, &entry.value),
+                    self.catalog.open_entry(key, &entry.value),
                     Ok(_) | Err(StoreError::NewerFormat { .. })
                 ));
             }
@@ -915,13 +1023,16 @@ impl Store {
             if catalog::is_catalog_key(key) {
                 // A record of a newer format authenticated before its
                 // format was read: the key opens it.
-                match self.catalog.open(key, &entry.value) {
-                    Ok(record) => {
+                match self.catalog.open_entry(key, &entry.value) {
+                    Ok(opened) => {
                         check.opened += 1;
                         let room = ROOTS_TRIED.saturating_sub(check.roots.len());
+                        let versions = match &opened {
+                            Entry::Head(head) => &head.record.versions,
+                            Entry::Page(page) => &page.versions,
+                        };
                         check.roots.extend(
-                            record
-                                .versions
+                            versions
                                 .iter()
                                 .filter(|v| !v.content_ref.is_empty())
                                 .map(|v| v.content_ref.clone())
@@ -1045,7 +1156,8 @@ impl Store {
     /// block of the embedded backend) counts as one, though it may hold
     /// more records: [`Listing::damaged`] is then a lower bound.
     pub fn list_readable(&self, prefix: &str) -> Result<Listing> {
-        let mut records = Vec::new();
+        let mut heads = Vec::new();
+        let mut pages = std::collections::HashMap::new();
         let (mut unopened, mut undecoded) = (0, 0);
         let (mut newer, mut newer_format) = (0, 0);
         let digest_len = self.wrapper.digest_len();
@@ -1053,8 +1165,13 @@ impl Store {
             &[catalog::KEY_PREFIX],
             &mut |key, entry| {
                 if catalog::is_catalog_key(key) {
-                    match self.catalog.open(key, &entry.value) {
-                        Ok(r) if r.name.starts_with(prefix) => records.push(r),
+                    match self.catalog.open_entry(key, &entry.value) {
+                        Ok(Entry::Head(h)) if h.record.name.starts_with(prefix) => {
+                            heads.push((key.to_vec(), h));
+                        }
+                        Ok(Entry::Page(p)) if p.name.starts_with(prefix) => {
+                            pages.insert(key.to_vec(), p);
+                        }
                         Ok(_) => {}
                         // Its name cannot be read: it counts whatever the
                         // prefix, as a damaged one does, but apart.
@@ -1077,9 +1194,11 @@ impl Store {
                 }
             }),
         )?;
+        // A page no head lists is verify's to report, not a listing's.
+        let assembled = self.assemble(heads, &mut pages);
         let mut listing = Listing {
-            records,
-            damaged: unopened + undecoded,
+            records: assembled.records.into_iter().map(|(_, r)| r).collect(),
+            damaged: unopened + undecoded + assembled.damaged.len(),
             newer,
             newer_format,
         };
@@ -1099,8 +1218,8 @@ impl Store {
 
     /// [`Store::remove_name`] under the writer lock; `key` is the name's.
     fn remove_name_locked(&self, name: &str, number: Option<u32>, key: &[u8]) -> Result<usize> {
-        let mut record = self
-            .record_at(key)
+        let (mut record, layout) = self
+            .stored_at(key)
             .map_err(|e| match e {
                 StoreError::Integrity(_) => damaged_record_of(name),
                 other => other.of_name(name),
@@ -1120,12 +1239,7 @@ impl Store {
         self.release_versions(&mut releaser, &gone)?;
         let mut batch = Batch::new();
         record.versions = kept;
-        if record.versions.is_empty() {
-            batch.delete(key.to_vec());
-        } else {
-            let sealed = self.catalog.seal(key, &record);
-            batch.put(key.to_vec(), sealed, 1);
-        }
+        self.write_record(&mut batch, key, &layout, &record);
         batch.append(releaser.into_batch());
         self.backend.apply_owned(batch)?;
         Ok(gone.len())
@@ -1213,7 +1327,7 @@ impl Store {
                 let (records, unreadable, of_newer) = self.records_of(group)?;
                 damaged.extend(unreadable);
                 newer.extend(of_newer);
-                for (key, mut record) in records {
+                for (key, mut record, layout) in records {
                     let cut = record.versions.len().saturating_sub(keep);
                     if keep > 0 && cut == 0 {
                         continue;
@@ -1222,12 +1336,7 @@ impl Store {
                     self.release_versions(&mut releaser, &older)?;
                     touched_names += 1;
                     removed_versions += older.len();
-                    if record.versions.is_empty() {
-                        batch.delete(key);
-                    } else {
-                        let sealed = self.catalog.seal(&key, &record);
-                        batch.put(key, sealed, 1);
-                    }
+                    self.write_record(&mut batch, &key, &layout, &record);
                 }
                 batch.append(releaser.into_batch());
                 if !batch.is_empty() {
@@ -1267,7 +1376,8 @@ impl Store {
 
     /// Totals over the backend: entries and bytes, in all and by what the
     /// entries are (from each node's kind byte, which is stored in the clear;
-    /// catalog records by their keys).
+    /// catalog records by their keys, and pages from names' records by
+    /// opening them).
     pub fn stats(&self) -> Result<StoreStats> {
         let mut stats = StoreStats::default();
         let mut damaged = Usage::default();
@@ -1277,7 +1387,11 @@ impl Store {
                 let (k, v) = (key.len(), entry.value.len());
                 stats.usage.add(k, v);
                 if catalog::is_catalog_key(key) {
-                    stats.records.add(k, v);
+                    // Only its plaintext tells a page from a name's record.
+                    match self.catalog.open_entry(key, &entry.value) {
+                        Ok(Entry::Page(_)) => stats.pages.add(k, v),
+                        _ => stats.records.add(k, v),
+                    }
                     return Ok(());
                 }
                 match entry.value.first().copied() {
@@ -1354,14 +1468,28 @@ pub struct StoreStats {
     pub compressed_leaves: Usage,
     /// Inner nodes.
     pub superchunks: Usage,
-    /// Catalog records.
+    /// Catalog records: one per name (and any that cannot be opened).
     pub records: Usage,
+    /// Pages of catalog records: a name's older versions, a few dozen to
+    /// a page.
+    pub pages: Usage,
     /// Nodes whose kind byte is none of the above (damaged, or written by a
     /// newer version).
     pub unrecognized: Usage,
     /// Entries the backend holds but cannot decode (a Redis value too short
     /// for its count); their bytes count the key only.
     pub damaged: Usage,
+}
+
+/// Heads met in a walk of the catalog, made whole ([`Store::assemble`]).
+#[derive(Debug, Default)]
+pub(crate) struct Assembled {
+    /// Each whole record, with its head's key.
+    pub(crate) records: Vec<(Vec<u8>, Record)>,
+    /// Heads whose pages are missing or are not the ones they list: each
+    /// head's key, and the keys of those of its pages that were found
+    /// (removed with it).
+    pub(crate) damaged: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
 }
 
 /// What [`Store::list_readable`] found.
@@ -1406,10 +1534,10 @@ impl Listing {
 impl StoreStats {
     /// Entries that are chunk-tree nodes.
     pub fn nodes(&self) -> u64 {
-        self.usage.entries - self.records.entries
+        self.usage.entries - self.records.entries - self.pages.entries
     }
 
-    /// Entries that are catalog records (one per name).
+    /// Entries that are catalog records (one per name; pages not counted).
     pub fn names(&self) -> u64 {
         self.records.entries
     }

@@ -56,6 +56,15 @@ pub enum Finding {
         /// The record's key (hex).
         key: String,
     },
+    /// A page of a catalog record (a name's older versions) that
+    /// authenticates, but that no name's record lists: left by a removal
+    /// that did not finish, or by a record removed as damaged. Nothing
+    /// reads it, and [`Store::gc`] removes it; the contents its versions
+    /// held keep their counts, as puts without a name.
+    OrphanPage {
+        /// The page's key (hex).
+        key: String,
+    },
     /// A catalog record that authenticates under the store's key but was
     /// written by a newer seccs, in a format this build does not read: not
     /// damage. Its name and versions cannot be read here, so the store
@@ -111,6 +120,11 @@ impl std::fmt::Display for Finding {
                 f,
                 "bad-record: catalog record {key} does not authenticate under the store's key \
                  (corrupt or forged): the name and versions it held cannot be read \
+                 (`seccs gc` removes it)"
+            ),
+            Finding::OrphanPage { key } => write!(
+                f,
+                "orphan-page: catalog page {key} authenticates but no name's record lists it \
                  (`seccs gc` removes it)"
             ),
             Finding::NewerRecord {
@@ -203,6 +217,12 @@ pub struct GcReport {
     /// entry that a walk reads whole but a lookup cannot (damage that only
     /// lookups meet) is left: its name's versions can still be listed.
     pub unreadable_records_removed: Vec<String>,
+    /// Pages of catalog records that no name's record listed, removed (hex
+    /// keys; each was verify's [`Finding::OrphanPage`]). They authenticate
+    /// under the store's key, so removing them needs no proof of it. The
+    /// contents their versions held keep their counts, as puts without a
+    /// name.
+    pub pages_removed: Vec<String>,
     /// Counts raised to what parents and names need.
     pub counts_fixed: u64,
     /// Catalog records (hex keys) that authenticate but that a newer seccs
@@ -248,8 +268,14 @@ struct Scan {
     records: Vec<catalog::Record>,
     /// The keys of the readable records, for [`Store::check_lookups`].
     record_keys: Vec<Vec<u8>>,
-    /// The keys of records that do not authenticate or parse.
+    /// The keys of records that do not authenticate or parse, and of
+    /// heads whose pages are missing or are not the ones they list.
     bad_records: Vec<Vec<u8>>,
+    /// The keys of the pages of those heads that were found: removed with
+    /// them, reported with them.
+    bad_record_pages: Vec<Vec<u8>>,
+    /// The keys of pages that no head lists.
+    orphan_pages: Vec<Vec<u8>>,
     /// The keys and formats of records that authenticate but that a newer
     /// seccs wrote.
     newer_records: Vec<(Vec<u8>, u8)>,
@@ -314,7 +340,8 @@ impl Store {
 
     fn scan(&self) -> Result<Scan> {
         let mut nodes = HashMap::new();
-        let mut records = Vec::new();
+        let mut heads = Vec::new();
+        let mut pages = HashMap::new();
         let mut record_keys = Vec::new();
         let mut bad_records = Vec::new();
         let mut newer_records = Vec::new();
@@ -328,9 +355,13 @@ impl Store {
             &[],
             &mut |key, entry| {
                 if catalog::is_catalog_key(key) {
-                    match self.catalog().open(key, &entry.value) {
-                        Ok(r) => {
-                            records.push(r);
+                    match self.catalog().open_entry(key, &entry.value) {
+                        Ok(catalog::Entry::Head(head)) => {
+                            heads.push((key.to_vec(), head));
+                            record_keys.push(key.to_vec());
+                        }
+                        Ok(catalog::Entry::Page(page)) => {
+                            pages.insert(key.to_vec(), page);
                             record_keys.push(key.to_vec());
                         }
                         Err(StoreError::NewerFormat { found, .. }) => {
@@ -373,11 +404,22 @@ impl Store {
             },
             Some(&mut on_damage),
         )?;
+        let assembled = self.assemble(heads, &mut pages);
+        let records = assembled.records.into_iter().map(|(_, r)| r).collect();
+        let mut bad_record_pages = Vec::new();
+        for (head, found) in assembled.damaged {
+            bad_records.push(head);
+            bad_record_pages.extend(found);
+        }
+        let mut orphan_pages: Vec<Vec<u8>> = pages.into_keys().collect();
+        orphan_pages.sort();
         let mut scan = Scan {
             nodes,
             records,
             record_keys,
             bad_records,
+            bad_record_pages,
+            orphan_pages,
             newer_records,
             damaged,
         };
@@ -421,6 +463,7 @@ impl Store {
             nodes,
             records,
             bad_records,
+            orphan_pages,
             newer_records,
             damaged,
             ..
@@ -446,6 +489,9 @@ impl Store {
         }
         for key in bad_records {
             report.findings.push(Finding::BadRecord { key: hex(key) });
+        }
+        for key in orphan_pages {
+            report.findings.push(Finding::OrphanPage { key: hex(key) });
         }
         for (key, format) in newer_records {
             report.findings.push(Finding::NewerRecord {
@@ -650,7 +696,12 @@ impl Store {
             scan.damaged = damaged;
             let undecodable: Vec<Vec<u8>> = undecodable.into_iter().map(|(key, _)| key).collect();
             let mut batch = Batch::new();
-            for key in scan.bad_records.iter().chain(&undecodable) {
+            for key in scan
+                .bad_records
+                .iter()
+                .chain(&scan.bad_record_pages)
+                .chain(&undecodable)
+            {
                 batch.delete(key.clone());
             }
             if !batch.is_empty() {
@@ -660,10 +711,24 @@ impl Store {
                 keys.iter().map(|k| seccs_core::hexenc::encode(k)).collect()
             };
             report.records_removed = hex(std::mem::take(&mut scan.bad_records));
+            scan.bad_record_pages.clear();
             report.unreadable_records_removed = hex(undecodable);
         } else if remove_bad_records {
             report.records_left = scan
                 .bad_records
+                .iter()
+                .map(|k| seccs_core::hexenc::encode(k))
+                .collect();
+        }
+        if !scan.orphan_pages.is_empty() {
+            // Authentic, and listed by no record: nothing can reach it,
+            // whoever's key this store was opened with.
+            let mut batch = Batch::new();
+            for key in &scan.orphan_pages {
+                batch.delete(key.clone());
+            }
+            self.backend().apply_owned(batch)?;
+            report.pages_removed = std::mem::take(&mut scan.orphan_pages)
                 .iter()
                 .map(|k| seccs_core::hexenc::encode(k))
                 .collect();
@@ -770,7 +835,7 @@ mod tests {
 
     /// A store holding `keep/g` (two versions) and `other`, with
     /// `keep/g`'s record sealed again, under the store's own catalog key,
-    /// as format 9 (a newer seccs's), and the root of its newest version
+    /// as format 10 (a newer seccs's), and the root of its newest version
     /// at count zero: an orphan to this build, which cannot read that the
     /// record references it.
     struct Newer {
@@ -778,7 +843,7 @@ mod tests {
         backend: Arc<MemoryBackend>,
         /// The record's backend key.
         key: Vec<u8>,
-        /// The record as this build wrote it, before it was made format 9.
+        /// The record as this build wrote it, before it was made format 10.
         plaintext: Vec<u8>,
         /// The root put at count zero.
         root: ContentRef,
@@ -805,7 +870,7 @@ mod tests {
         let root = record.latest().expect("a version").content_ref.clone();
         let plaintext = record.encode();
         let mut newer = plaintext.clone();
-        newer[0] = 9;
+        newer[0] = 10;
         let sealed = store.catalog().seal_bytes(&key, &newer);
         assert!(backend.tamper(&key, sealed));
         let mut batch = Batch::new();
@@ -843,12 +908,12 @@ mod tests {
     fn says_newer(e: &StoreError, what: &str) {
         let said = e.to_string();
         assert!(
-            matches!(e, StoreError::NewerFormat { found: 9, .. }),
+            matches!(e, StoreError::NewerFormat { found: 10, .. }),
             "{e:?}"
         );
         assert!(said.contains(what), "{said}");
         assert!(
-            said.contains("written by a newer seccs (format 9; this build reads formats 1 to 8)"),
+            said.contains("written by a newer seccs (format 10; this build reads formats 1 to 9)"),
             "{said}"
         );
         for wrong in [
@@ -891,14 +956,14 @@ mod tests {
             found,
             [&Finding::NewerRecord {
                 key: hex.clone(),
-                format: 9,
-                newest: 8
+                format: 10,
+                newest: 9
             }],
             "{report:?}"
         );
         let said = found[0].to_string();
         assert!(
-            said.contains("written by a newer seccs (format 9"),
+            said.contains("written by a newer seccs (format 10"),
             "{said}"
         );
         assert!(said.contains("cannot fully check"), "{said}");
@@ -1009,5 +1074,139 @@ mod tests {
             backend.get_raw(&store.catalog().key_of("other")),
             vec![0; 40]
         );
+    }
+
+    /// A store whose key is proven, holding `names`, each with `versions`
+    /// versions (version i of NAME holds "NAME i").
+    fn paged_store(names: &[&str], versions: u32) -> (Store, Arc<MemoryBackend>) {
+        let params = Params::new(256, WrapperKind::AesSiv).expect("params");
+        let backend = Arc::new(MemoryBackend::new());
+        let store = Store::open(backend.clone(), params, &SecretKey::from_bytes([4; 32]))
+            .expect("a new store");
+        for name in names {
+            for i in 1..=versions {
+                store
+                    .put_named(&mut format!("{name} {i}").as_bytes(), name, EntryKind::File)
+                    .expect("put");
+            }
+        }
+        (store, backend)
+    }
+
+    #[test]
+    fn a_page_no_record_lists_is_reported_and_removed_by_gc() {
+        let (store, backend) = paged_store(&["p"], 70);
+        let page = store.catalog().page_key("p", 0);
+        let sealed = backend.get_raw(&page);
+        store.remove_name("p", None).expect("rm");
+        assert_eq!(backend.usage().expect("usage").entries, 0);
+        let mut batch = Batch::new();
+        batch.put(page.clone(), sealed, 1);
+        backend.apply(&batch).expect("put back");
+        let report = store.verify().expect("verify");
+        assert_eq!(
+            report.findings,
+            [Finding::OrphanPage {
+                key: seccs_core::hexenc::encode(&page)
+            }]
+        );
+        assert_eq!(report.names, 0);
+        assert!(store.list("").expect("ls").is_empty());
+        let gc = store.gc().expect("gc");
+        assert_eq!(gc.pages_removed, [seccs_core::hexenc::encode(&page)]);
+        assert!(gc.is_clean(), "{gc:?}");
+        assert_eq!(backend.usage().expect("usage").entries, 0);
+    }
+
+    #[test]
+    fn a_page_swapped_with_another_names_or_with_a_head_fails_to_authenticate() {
+        let (store, backend) = paged_store(&["a", "b"], 70);
+        let catalog = store.catalog();
+        let (pa, pb) = (catalog.page_key("a", 0), catalog.page_key("b", 0));
+        let (va, vb) = (backend.get_raw(&pa), backend.get_raw(&pb));
+        assert!(backend.tamper(&pa, vb.clone()));
+        assert!(backend.tamper(&pb, va.clone()));
+        for name in ["a", "b"] {
+            assert!(
+                matches!(store.lookup(name), Err(StoreError::Integrity(_))),
+                "{name}"
+            );
+        }
+        let bad = |report: &crate::VerifyReport| -> Vec<String> {
+            let mut keys: Vec<String> = report
+                .findings
+                .iter()
+                .filter_map(|f| match f {
+                    Finding::BadRecord { key } => Some(key.clone()),
+                    _ => None,
+                })
+                .collect();
+            keys.sort();
+            keys
+        };
+        let hex = |k: &[u8]| seccs_core::hexenc::encode(k);
+        let mut want = vec![
+            hex(&pa),
+            hex(&pb),
+            hex(&catalog.key_of("a")),
+            hex(&catalog.key_of("b")),
+        ];
+        want.sort();
+        assert_eq!(bad(&store.verify().expect("verify")), want);
+        // A head's value under its own page's key, and the page put back
+        // under the other name's: neither authenticates.
+        assert!(backend.tamper(&pa, backend.get_raw(&catalog.key_of("a"))));
+        assert!(backend.tamper(&pb, vb));
+        assert!(matches!(store.lookup("a"), Err(StoreError::Integrity(_))));
+        assert_eq!(
+            store
+                .lookup("b")
+                .expect("b whole")
+                .map(|r| r.versions.len()),
+            Some(70)
+        );
+        let report = store.verify().expect("verify");
+        assert_eq!(bad(&report), {
+            let mut w = vec![hex(&pa), hex(&catalog.key_of("a"))];
+            w.sort();
+            w
+        });
+        // gc removes the damaged record with its pages; b is untouched.
+        let gc = store.gc().expect("gc");
+        assert_eq!(gc.records_removed.len(), 2, "{gc:?}");
+        assert!(store.lookup("a").expect("lookup").is_none());
+        assert!(store.verify().expect("verify").is_clean());
+        assert_eq!(store.stats().expect("stats").pages.entries, 1);
+    }
+
+    #[test]
+    fn a_format_8_record_of_many_versions_reads_and_is_written_paged_when_it_changes() {
+        let (store, backend) = paged_store(&["old"], 100);
+        let record = store.lookup("old").expect("lookup").expect("there");
+        // The record as format 8 kept it: every version inline, no pages.
+        let mut v8 = record.encode();
+        assert_eq!(v8.drain(1..6).collect::<Vec<_>>(), [0; 5]);
+        v8[0] = 8;
+        let key = store.catalog().key_of("old");
+        assert!(backend.tamper(&key, store.catalog().seal_bytes(&key, &v8)));
+        let mut batch = Batch::new();
+        for id in 0..2 {
+            batch.delete(store.catalog().page_key("old", id));
+        }
+        backend.apply(&batch).expect("pages gone");
+        assert_eq!(store.stats().expect("stats").pages.entries, 0);
+        assert_eq!(store.lookup("old").expect("lookup"), Some(record));
+        assert!(store.verify().expect("verify").is_clean());
+        store
+            .put_named(&mut &b"old 101"[..], "old", EntryKind::File)
+            .expect("put");
+        // 101 inline would be more than 64: two pages of 32 move out.
+        assert_eq!(store.stats().expect("stats").pages.entries, 2);
+        let record = store.lookup("old").expect("lookup").expect("there");
+        assert_eq!(
+            record.versions.iter().map(|v| v.number).collect::<Vec<_>>(),
+            (1..=101).collect::<Vec<_>>()
+        );
+        assert!(store.verify().expect("verify").is_clean());
     }
 }

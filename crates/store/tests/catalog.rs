@@ -1045,3 +1045,184 @@ fn marking_many_names_gone_that_fails_while_it_writes_marks_none() {
             .all(seccs_store::catalog::Record::is_gone)
     );
 }
+
+/// A memory backend that counts the bytes (keys and values) each batch
+/// writes.
+#[derive(Default)]
+struct WriteCounting {
+    inner: seccs_store::backend::MemoryBackend,
+    written: std::sync::atomic::AtomicU64,
+}
+
+impl Backend for WriteCounting {
+    fn name(&self) -> &str {
+        "write-counting"
+    }
+    fn get_many(
+        &self,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<seccs_store::backend::Entry>>, seccs_store::backend::BackendError> {
+        self.inner.get_many(keys)
+    }
+    fn apply(
+        &self,
+        batch: &seccs_store::backend::Batch,
+    ) -> Result<(), seccs_store::backend::BackendError> {
+        let bytes: usize = batch
+            .ops()
+            .iter()
+            .map(|op| match op {
+                seccs_store::backend::Op::Put { key, value, .. } => key.len() + value.len(),
+                _ => 0,
+            })
+            .sum();
+        self.written
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        self.inner.apply(batch)
+    }
+    fn is_transactional(&self) -> bool {
+        true
+    }
+    fn walk(
+        &self,
+        prefix: &[u8],
+        visit: &mut seccs_store::backend::Visitor<'_>,
+        damaged: Option<&mut seccs_store::backend::Damaged<'_>>,
+    ) -> Result<(), seccs_store::backend::BackendError> {
+        self.inner.walk(prefix, visit, damaged)
+    }
+}
+
+/// A name put again and again: what a put writes does not grow with the
+/// versions the name already has (its older versions sit in pages written
+/// once), where a record holding every version was rewritten whole by
+/// each put.
+#[test]
+fn a_put_writes_no_more_at_version_300_than_at_version_70() {
+    let backend = std::sync::Arc::new(WriteCounting::default());
+    let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let store = seccs_store::Store::new_unchecked(backend.clone(), params, &common::key(7));
+    let mut written = Vec::new();
+    for i in 1..=300u32 {
+        let before = backend.written.load(std::sync::atomic::Ordering::Relaxed);
+        let (_, number) = store
+            .put_named(&mut i.to_string().as_bytes(), "log", EntryKind::File)
+            .expect("put");
+        assert_eq!(number, i);
+        written.push(backend.written.load(std::sync::atomic::Ordering::Relaxed) - before);
+    }
+    let (at_70, at_300) = (written[69], written[299]);
+    let most = written[69..].iter().max().copied().unwrap_or_default();
+    assert!(
+        at_300 <= 2 * at_70,
+        "the put of version 300 wrote {at_300} bytes, of version 70 {at_70}"
+    );
+    assert!(
+        most <= 3 * at_70,
+        "a put after version 70 wrote {most} bytes, that of version 70 {at_70}"
+    );
+    let record = store.lookup("log").expect("lookup").expect("there");
+    assert_eq!(
+        record.versions.iter().map(|v| v.number).collect::<Vec<_>>(),
+        (1..=300).collect::<Vec<_>>()
+    );
+}
+
+/// Puts `n` versions of `name`, version `i` holding `"{name} {i}"`.
+fn put_versions(store: &seccs_store::Store, name: &str, n: u32) {
+    for i in 1..=n {
+        let (_, number) = store
+            .put_named(&mut format!("{name} {i}").as_bytes(), name, EntryKind::File)
+            .expect("put");
+        assert_eq!(number, i);
+    }
+}
+
+fn numbers(store: &seccs_store::Store, name: &str) -> Vec<u32> {
+    store
+        .lookup(name)
+        .expect("lookup")
+        .map(|r| r.versions.iter().map(|v| v.number).collect())
+        .unwrap_or_default()
+}
+
+fn assert_clean(store: &seccs_store::Store, when: &str) {
+    let report = store.verify().expect("verify");
+    assert!(report.is_clean(), "{when}: {report:?}");
+}
+
+/// Versions kept in pages read as those inline do, by number and by time,
+/// and removing them (one in a page, a page's every version, all but the
+/// newest few, the name) keeps every count exact, down to an empty store.
+#[test]
+fn versions_in_pages_read_and_remove_as_inline_ones_do() {
+    let (store, backend) = memory_store(256, WrapperKind::AesSiv);
+    put_versions(&store, "f", 150);
+    put_versions(&store, "g", 3);
+    // Pages of 32 move out when a head would hold more than 64: three.
+    let stats = store.stats().expect("stats");
+    assert_eq!((stats.names(), stats.pages.entries), (2, 3));
+    assert_eq!(numbers(&store, "f"), (1..=150).collect::<Vec<_>>());
+    for i in [1, 32, 33, 64, 65, 96, 97, 128, 129, 150] {
+        let v = store.resolve(&format!("f@{i}")).expect("version");
+        assert_eq!(v.number, i);
+        assert_eq!(
+            store.get(&v.content_ref).expect("get"),
+            format!("f {i}").as_bytes()
+        );
+    }
+    let record = store.lookup("f").expect("lookup").expect("there");
+    let newest = record.versions.last().expect("versions").time;
+    assert_eq!(record.at(newest).map(|v| v.number), Some(150));
+    assert_eq!(record.at(newest.saturating_sub(1_000_000)), None);
+    assert_clean(&store, "after the puts");
+    // One version inside the oldest page.
+    assert_eq!(store.remove_name("f", Some(5)).expect("rm f@5"), 1);
+    assert!(store.resolve("f@5").is_err());
+    assert_eq!(store.resolve("f@6").expect("f@6").number, 6);
+    assert_clean(&store, "after rm f@5");
+    // Every other version of that page: the page goes.
+    for i in (1..=32).filter(|&i| i != 5) {
+        store.remove_name("f", Some(i)).expect("rm");
+    }
+    assert_eq!(store.stats().expect("stats").pages.entries, 2);
+    assert_eq!(numbers(&store, "f"), (33..=150).collect::<Vec<_>>());
+    assert_clean(&store, "after removing a page's versions");
+    // A new version after removals still reads, and so does every other.
+    store
+        .put_named(&mut &b"f 151"[..], "f", EntryKind::File)
+        .expect("put");
+    assert_eq!(numbers(&store, "f"), (33..=151).collect::<Vec<_>>());
+    // rm --keep 10: every page goes with its versions.
+    let f = vec!["f".to_string(), "g".to_string()];
+    assert_eq!(store.keep_newest(&f, 10).expect("keep"), (1, 109));
+    assert_eq!(numbers(&store, "f"), (142..=151).collect::<Vec<_>>());
+    assert_eq!(store.stats().expect("stats").pages.entries, 0);
+    assert_clean(&store, "after keep 10");
+    // Put again past a page, then remove the name whole: nothing is left.
+    put_versions(&store, "h", 100);
+    assert_eq!(store.remove_name("h", None).expect("rm h"), 100);
+    assert!(store.lookup("h").expect("lookup").is_none());
+    assert_eq!(store.remove_names(&f).expect("rm"), (2, 13));
+    assert_eq!(backend.usage().expect("usage").entries, 0);
+}
+
+/// Marking a name with pages gone and bringing it back rewrites its head
+/// only; its versions stay whole.
+#[test]
+fn a_paged_name_goes_and_comes_back_whole() {
+    let (store, _) = memory_store(256, WrapperKind::AesSiv);
+    put_versions(&store, "d/f", 80);
+    assert_eq!(store.mark_gone(&["d/f".to_string()]).expect("mark"), 1);
+    let record = store.lookup("d/f").expect("lookup").expect("there");
+    assert!(record.is_gone());
+    assert_eq!(record.versions.len(), 80);
+    assert_eq!(store.list("d/").expect("ls")[0].versions.len(), 80);
+    store
+        .put_named(&mut &b"d/f 80"[..], "d/f", EntryKind::File)
+        .expect("put");
+    let record = store.lookup("d/f").expect("lookup").expect("there");
+    assert!(!record.is_gone());
+    assert_eq!(record.versions.len(), 80);
+    assert_clean(&store, "after gone and back");
+}
