@@ -740,7 +740,8 @@ impl Store {
     /// [`Store::read_spec`], with the record of the name the spec reads as
     /// when it was read to tell (`Some(None)`: the catalog does not hold
     /// it); `None` for a spec without `@N`, for which nothing is read. The
-    /// records of `NAME@N` and of `NAME` are read in one backend round trip.
+    /// records of `NAME@N` and of `NAME` are read in one backend round trip
+    /// (and the pages of one that has pages in one more).
     #[allow(clippy::type_complexity)]
     fn read_spec_records<'a>(
         &self,
@@ -791,7 +792,8 @@ impl Store {
 
     /// [`Store::resolve`], with how the spec was read ([`Store::read_spec`]):
     /// the name and the version number it gave, if any. One backend round
-    /// trip, `NAME@N` too.
+    /// trip, `NAME@N` too (two for a name whose older versions are in
+    /// pages).
     pub fn resolve_spec<'a>(&self, spec: &'a str) -> Result<(&'a str, Option<u32>, Version)> {
         let (name, number, record) = self.read_spec_records(spec)?;
         let record = match record {
