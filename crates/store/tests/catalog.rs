@@ -1226,3 +1226,47 @@ fn a_paged_name_goes_and_comes_back_whole() {
     assert_eq!(record.versions.len(), 80);
     assert_clean(&store, "after gone and back");
 }
+
+/// A name whose inline versions were all removed has its newest version
+/// in a page: a put that only settles that version's stamp rewrites the
+/// page, and the version reads settled.
+#[test]
+fn the_newest_version_kept_in_a_page_is_updated_there() {
+    let (store, _) = memory_store(256, WrapperKind::AesSiv);
+    let stamp = |i: u32| FileStamp {
+        mtime_s: i64::from(i),
+        mtime_ns: 0,
+        ctime_s: i64::from(i),
+        ctime_ns: 0,
+        inode: 7,
+    };
+    let put = |i: u32, s: Stamp| {
+        store
+            .put_named_stamped(
+                &mut format!("e {i}").as_bytes(),
+                "e",
+                EntryKind::File,
+                FileMeta {
+                    stamp: Some(s),
+                    ..FileMeta::default()
+                },
+            )
+            .expect("put")
+            .1
+    };
+    for i in 1..=70 {
+        assert_eq!(put(i, Stamp::Recent(stamp(i))), i);
+    }
+    for i in 33..=70 {
+        store.remove_name("e", Some(i)).expect("rm");
+    }
+    assert_eq!(numbers(&store, "e"), (1..=32).collect::<Vec<_>>());
+    // The same file, its stamp settled since: no new version.
+    assert_eq!(put(32, Stamp::Settled(stamp(32))), 32);
+    let found = store
+        .unchanged_since_stamp("e", EntryKind::File, 4, &stamp(32))
+        .expect("lookup");
+    assert_eq!(found.map(|v| v.number), Some(32));
+    assert_eq!(numbers(&store, "e"), (1..=32).collect::<Vec<_>>());
+    assert_clean(&store, "after the stamp settled");
+}
