@@ -1484,3 +1484,105 @@ fn a_store_upgraded_before_the_journal_was_emptied_is_repaired_at_open() -> Test
     }
     Ok(())
 }
+
+/// Each keyspace's state file, `keyspaces/N/vID`, with the `current` file
+/// that names it (its first 8 bytes are ID, the next 16 the file's xxh3).
+fn version_files(
+    dir: &Path,
+) -> Result<Vec<(std::path::PathBuf, std::path::PathBuf)>, Box<dyn std::error::Error>> {
+    let mut found = Vec::new();
+    for keyspace in std::fs::read_dir(dir.join("keyspaces"))? {
+        let keyspace = keyspace?.path();
+        let current = keyspace.join("current");
+        let Ok(pointer) = std::fs::read(&current) else {
+            continue;
+        };
+        let id = u64::from_le_bytes(pointer.get(..8).ok_or("short current file")?.try_into()?);
+        found.push((current, keyspace.join(format!("v{id}"))));
+    }
+    Ok(found)
+}
+
+fn expect_corrupt(dir: &Path, what: &str) -> TestResult {
+    match EmbeddedBackend::open(dir) {
+        Err(err @ BackendError::Corrupt { .. }) => {
+            assert!(err.to_string().contains("is damaged"), "{what}: {err}");
+            Ok(())
+        }
+        Err(other) => Err(format!("{what}: expected Corrupt, got {other:?}").into()),
+        Ok(_) => Err(format!("{what}: the damaged database opened").into()),
+    }
+}
+
+/// lsm-tree asserts on the level count (byte 8) and the filter hash type
+/// (byte 9) of a keyspace's state file, and fjall's `Drop` then panics on a
+/// poisoned lock, which aborts: the open must refuse the file first.
+#[test]
+fn a_damaged_keyspace_state_file_is_corrupt_not_an_abort() -> TestResult {
+    let pristine = tempfile::tempdir()?;
+    {
+        let backend = EmbeddedBackend::open(pristine.path())?;
+        let mut batch = Batch::new();
+        batch.put(b"k".to_vec(), b"v".to_vec(), 1);
+        backend.apply(&batch)?;
+    }
+    let files = version_files(pristine.path())?;
+    assert!(
+        files.len() >= 2,
+        "expected the meta and entries keyspaces: {files:?}"
+    );
+    for (index, (_, version)) in files.iter().enumerate() {
+        let len = std::fs::metadata(version)?.len() as usize;
+        for offset in [8, 9, len / 2, len - 1] {
+            for flip in [0x0c_u8, 0xff] {
+                let copy = tempfile::tempdir()?;
+                copy_dir(pristine.path(), copy.path())?;
+                let (_, damaged) = &version_files(copy.path())?[index];
+                let mut bytes = std::fs::read(damaged)?;
+                bytes[offset] ^= flip;
+                std::fs::write(damaged, &bytes)?;
+                expect_corrupt(
+                    copy.path(),
+                    &format!("{} byte {offset} ^ {flip:#x}", version.display()),
+                )?;
+            }
+        }
+    }
+    // A file rewritten with a matching checksum (xxh3 authenticates
+    // nothing) must not reach the assertions either.
+    for offset in [8, 9] {
+        let copy = tempfile::tempdir()?;
+        copy_dir(pristine.path(), copy.path())?;
+        let (current, version) = &version_files(copy.path())?[0];
+        let mut bytes = std::fs::read(version)?;
+        bytes[offset] ^= 0x0c;
+        std::fs::write(version, &bytes)?;
+        let mut pointer = std::fs::read(current)?;
+        pointer[8..24].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(&bytes).to_le_bytes());
+        std::fs::write(current, &pointer)?;
+        expect_corrupt(copy.path(), &format!("forged byte {offset}"))?;
+    }
+    // The untouched database still opens with its data.
+    let backend = EmbeddedBackend::open(pristine.path())?;
+    assert_eq!(
+        backend.get_many(&[b"k".as_slice()])?[0]
+            .as_ref()
+            .map(|e| e.count),
+        Some(1)
+    );
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}

@@ -398,6 +398,7 @@ impl EmbeddedBackend {
             check_layout(dir)?;
             restore_lost_journal(dir)?;
         }
+        check_version_files(dir)?;
         for _ in 0..OPEN_PASSES {
             restore_lost_lock(dir)?;
             let journaled = drop_flushed_journal(dir)?;
@@ -1285,6 +1286,207 @@ fn check_layout(dir: &Path) -> Result<(), BackendError> {
         ))),
         None => Ok(()),
     }
+}
+
+/// Largest version file read: lsm-tree writes 33 bytes per table, so a
+/// genuine one stays far below this; a larger one is damage.
+const MAX_VERSION_FILE: u64 = 64 << 20;
+/// Bytes of lsm-tree's `current` file (see `check_version_files`).
+const CURRENT_FILE_LEN: usize = 25;
+/// Bytes of an sfa archive's trailer (see `check_version_files`).
+const SFA_TRAILER_LEN: usize = 38;
+/// The level count lsm-tree 3.1.10 asserts a manifest holds.
+const LEVEL_COUNT: u8 = 7;
+
+/// Refuses a database whose keyspace state files are damaged, before fjall
+/// reads them: lsm-tree asserts on some of their fields, and a panic there
+/// poisons a lock that fjall's `Drop` takes during the unwind, so the
+/// second panic aborts the process (a panic cannot be caught here; it has
+/// to be prevented).
+///
+/// Each keyspace `keyspaces/N/` of the database is an lsm-tree whose state
+/// is the file `vID` that `current` names. lsm-tree 3.1.10 writes them in
+/// `version/persist.rs` (`persist_version`):
+///
+/// - `current`: `u64 LE ID ‖ u128 LE xxh3-128 of the whole vID file ‖ u8 0`
+///   (`0 = xxh3`); lsm-tree reads only the ID back (`version/recovery.rs`:
+///   "TODO: maybe validate current version using the checksum in current").
+/// - `vID`: an sfa 1.0.0 archive: the sections' bytes, then the table of
+///   contents `"TOC!" ‖ u32 LE n ‖ n × (u64 LE pos ‖ u64 LE len ‖ u16 LE
+///   name length ‖ name)`, then the trailer `"SFA!" ‖ u8 1 ‖ u8 0 ‖ u128 LE
+///   ToC checksum ‖ u64 LE ToC pos ‖ u64 LE ToC len`. Its sections
+///   (`Version::encode_into`) are `format_version`, `crate_version`,
+///   `tree_type`, `level_count` (u8), `filter_hash_type` (u8 0), `tables`,
+///   `blob_files` (`u32 LE n ‖ n × 25 bytes`) and `blob_gc_stats` (`u32 LE
+///   n ‖ n × 28 bytes`).
+///
+/// lsm-tree's `manifest.rs` then does `.expect("… section should exist in
+/// manifest")` for the first five, `assert_eq!(7, level_count, "level count
+/// should be 7")` and `assert_eq!(&[u8::from(ChecksumType::Xxh3)],
+/// &*filter_hash_type, …)`; sfa and `recovery.rs` reserve memory for the
+/// counts of the ToC, of `blob_files` and of `blob_gc_stats` before reading
+/// them. The checksum in `current` catches any damage to the file; the
+/// checks of those fields keep a file rewritten with a matching checksum
+/// (xxh3 is no authentication) from reaching the assertions either. A
+/// keyspace without `current` is left to fjall, which makes it anew.
+fn check_version_files(dir: &Path) -> Result<(), BackendError> {
+    let Ok(keyspaces) = std::fs::read_dir(dir.join("keyspaces")) else {
+        return Ok(());
+    };
+    for keyspace in keyspaces.filter_map(Result::ok) {
+        let path = keyspace.path();
+        let current = path.join("current");
+        if !path.is_dir() || !current.exists() {
+            continue;
+        }
+        check_version_file(&path, &current).map_err(|why| {
+            corrupt(format_args!(
+                "the database {} is damaged: keyspace state {why}",
+                dir.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks one keyspace's `current` and the version file it names (see
+/// [`check_version_files`]); the error says which file is damaged and how.
+fn check_version_file(keyspace: &Path, current: &Path) -> Result<(), String> {
+    let unreadable =
+        |path: &Path, e: std::io::Error| format!("{} is unreadable: {e}", path.display());
+    let pointer = std::fs::read(current).map_err(|e| unreadable(current, e))?;
+    let pointer: [u8; CURRENT_FILE_LEN] = pointer.as_slice().try_into().map_err(|_| {
+        format!(
+            "{} is {} bytes long, not {CURRENT_FILE_LEN}",
+            current.display(),
+            pointer.len()
+        )
+    })?;
+    let (id, rest) = pointer.split_at(8);
+    let (checksum, kind) = rest.split_at(16);
+    if kind != [0] {
+        return Err(format!(
+            "{} names checksum type {}, not xxh3 (0)",
+            current.display(),
+            kind[0]
+        ));
+    }
+    let id = u64::from_le_bytes(le_array(id));
+    let expected = u128::from_le_bytes(le_array(checksum));
+    let version = keyspace.join(format!("v{id}"));
+    let len = std::fs::metadata(&version)
+        .map_err(|e| unreadable(&version, e))?
+        .len();
+    if len > MAX_VERSION_FILE {
+        return Err(format!(
+            "{} is {len} bytes long, more than the {MAX_VERSION_FILE} a version file can be",
+            version.display()
+        ));
+    }
+    let bytes = std::fs::read(&version).map_err(|e| unreadable(&version, e))?;
+    let computed = xxhash_rust::xxh3::xxh3_128(&bytes);
+    if computed != expected {
+        return Err(format!(
+            "{} does not match the checksum {} records (stored {expected:032x}, computed \
+             {computed:032x})",
+            version.display(),
+            current.display()
+        ));
+    }
+    check_manifest(&bytes).map_err(|why| format!("{} {why}", version.display()))
+}
+
+/// Checks the fields of a version file that lsm-tree asserts on or sizes
+/// memory by (see [`check_version_files`]).
+fn check_manifest(bytes: &[u8]) -> Result<(), String> {
+    let body = bytes
+        .len()
+        .checked_sub(SFA_TRAILER_LEN)
+        .ok_or("is shorter than its trailer")?;
+    let trailer = &bytes[body..];
+    if &trailer[..4] != b"SFA!" {
+        return Err("has no archive trailer".to_owned());
+    }
+    let toc_pos = u64::from_le_bytes(le_array(&trailer[22..30]));
+    let toc = usize::try_from(toc_pos)
+        .ok()
+        .and_then(|pos| bytes.get(pos..body))
+        .ok_or("has its table of contents out of the file")?;
+    let (magic, rest) = toc
+        .split_at_checked(4)
+        .ok_or("has a cut table of contents")?;
+    if magic != b"TOC!" {
+        return Err("has no table of contents".to_owned());
+    }
+    let (count, mut rest) = rest
+        .split_at_checked(4)
+        .ok_or("has a cut table of contents")?;
+    let count = u32::from_le_bytes(le_array(count));
+    let mut sections: Vec<(&[u8], &[u8])> = Vec::new();
+    for _ in 0..count {
+        let cut = || "has a cut table of contents".to_owned();
+        let (pos, tail) = rest.split_at_checked(8).ok_or_else(cut)?;
+        let (len, tail) = tail.split_at_checked(8).ok_or_else(cut)?;
+        let (name_len, tail) = tail.split_at_checked(2).ok_or_else(cut)?;
+        let name_len = usize::from(u16::from_le_bytes(le_array(name_len)));
+        let (name, tail) = tail.split_at_checked(name_len).ok_or_else(cut)?;
+        rest = tail;
+        let pos = u64::from_le_bytes(le_array(pos));
+        let len = u64::from_le_bytes(le_array(len));
+        let data = usize::try_from(pos)
+            .ok()
+            .zip(usize::try_from(len).ok())
+            .and_then(|(pos, len)| bytes.get(pos..pos.checked_add(len)?))
+            .ok_or_else(|| {
+                format!(
+                    "has section {} out of the file",
+                    String::from_utf8_lossy(name)
+                )
+            })?;
+        sections.push((name, data));
+    }
+    // sfa's lookup takes the first section of a name.
+    let section = |name: &str| {
+        sections
+            .iter()
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, data)| *data)
+    };
+    for name in ["format_version", "tree_type", "tables"] {
+        section(name).ok_or_else(|| format!("has no {name} section"))?;
+    }
+    let level_count = section("level_count").ok_or("has no level_count section")?;
+    if level_count.first() != Some(&LEVEL_COUNT) {
+        return Err(format!(
+            "says {:?} levels, not {LEVEL_COUNT}",
+            level_count.first()
+        ));
+    }
+    if section("filter_hash_type").ok_or("has no filter_hash_type section")? != [0] {
+        return Err("names a filter hash other than xxh3".to_owned());
+    }
+    for (name, record) in [("blob_files", 25), ("blob_gc_stats", 28)] {
+        let data = section(name).ok_or_else(|| format!("has no {name} section"))?;
+        let (n, records) = data
+            .split_at_checked(4)
+            .ok_or_else(|| format!("has a cut {name} section"))?;
+        let n = u64::from(u32::from_le_bytes(le_array(n)));
+        if n * record > records.len() as u64 {
+            return Err(format!(
+                "counts {n} records in its {name} section, more than it holds"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first `N` bytes of `bytes` (which the caller has cut to at least
+/// `N`), zero-padded otherwise.
+fn le_array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut array = [0; N];
+    let n = bytes.len().min(N);
+    array[..n].copy_from_slice(&bytes[..n]);
+    array
 }
 
 /// Puts an empty journal back in a database that lost every journal file
