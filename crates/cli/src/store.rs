@@ -1580,7 +1580,12 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
              tell what its records reference; run gc with a newer seccs"
         );
     }
-    if !report.is_clean() {
+    let unreclaimed = report.space_not_reclaimed.as_ref().map(|e| {
+        format!(
+            "the changes above are made, but reclaiming the space of removed entries failed: {e}"
+        )
+    });
+    if !report.remaining.is_empty() || !report.broken_names.is_empty() {
         let mut said = format!(
             "gc left {} it does not repair, since it never deletes a node it cannot read",
             problems_said(&report.remaining, &report.broken_names)
@@ -1588,8 +1593,15 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
         if !report.broken_names.is_empty() {
             said += "; `seccs rm NAME` removes a broken name and frees what only it used";
         }
+        if let Some(unreclaimed) = &unreclaimed {
+            said += "; ";
+            said += unreclaimed;
+        }
         said += &nested;
         bail!("{said}");
+    }
+    if let Some(unreclaimed) = unreclaimed {
+        bail!("{unreclaimed}{nested}");
     }
     Ok(())
 }

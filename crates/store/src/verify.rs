@@ -241,13 +241,20 @@ pub struct GcReport {
     /// Names whose content cannot be read back whole (see
     /// [`VerifyReport::broken_names`]).
     pub broken_names: Vec<String>,
+    /// Why the backend could not free the space of what was removed, if it
+    /// could not (its error: on the embedded backend, a damaged block the
+    /// compaction reads). Everything else in the report was applied before;
+    /// the space stays taken until a gc on an undamaged store frees it.
+    pub space_not_reclaimed: Option<String>,
 }
 
 impl GcReport {
     /// Whether the store is clean after gc (records it removed were
-    /// repaired).
+    /// repaired) and its space was reclaimed.
     pub fn is_clean(&self) -> bool {
-        self.remaining.is_empty() && self.broken_names.is_empty()
+        self.remaining.is_empty()
+            && self.broken_names.is_empty()
+            && self.space_not_reclaimed.is_none()
     }
 }
 
@@ -787,8 +794,12 @@ impl Store {
         report.remaining = after.findings;
         report.broken_names = after.broken_names;
         // Entries removed by `rm` before, and those removed just now, may
-        // still hold disk space in backends that free it lazily.
-        self.backend().reclaim_space()?;
+        // still hold disk space in backends that free it lazily. The
+        // batches above are applied by now, so a failure here (damage the
+        // compaction reads) goes into the report rather than replacing it.
+        if let Err(e) = self.backend().reclaim_space() {
+            report.space_not_reclaimed = Some(e.to_string());
+        }
         Ok(report)
     }
 }

@@ -1586,3 +1586,74 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// gc's compaction reads every block, so a damaged one makes it fail after
+/// gc has applied its repairs: the report of those repairs (and of what gc
+/// left) comes back with the failure in it, never replaced by the error.
+#[test]
+fn gc_reports_its_repairs_when_a_damaged_block_stops_its_compaction() -> TestResult {
+    use seccs_store::catalog::{EntryKind, is_catalog_key};
+    use seccs_store::{Finding, Params, Store, WrapperKind};
+    let dir = tempfile::tempdir()?;
+    let params = Params::new(256, WrapperKind::AesSiv)?;
+    let key = seccs_core::SecretKey::from_bytes([9; 32]);
+    let open = || -> Result<Store, Box<dyn std::error::Error>> {
+        let backend = std::sync::Arc::new(EmbeddedBackend::open(dir.path())?);
+        Ok(Store::open(backend, params, &key)?)
+    };
+    {
+        let store = open()?;
+        for i in 0..8u64 {
+            let content: Vec<u8> = (0..200).flat_map(|j| crash_value(i, j)).collect();
+            store.put_named(&mut content.as_slice(), &format!("n{i}"), EntryKind::File)?;
+        }
+    }
+    // The lowest node key sorts into the first block, away from the damage.
+    let lowest = all_entries(&EmbeddedBackend::open(dir.path())?)?
+        .into_keys()
+        .find(|k| !is_catalog_key(k))
+        .ok_or("a node")?;
+    write_raw(
+        dir.path(),
+        "entries",
+        &[&b"c"[..], &lowest].concat(),
+        &0u64.to_be_bytes(),
+    )?;
+    drop(EmbeddedBackend::open(dir.path())?);
+    let table = walk_files(dir.path())
+        .into_iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "tables"))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .ok_or("no table file")?;
+    let mut bytes = std::fs::read(&table)?;
+    let at = bytes.len() / 2;
+    for b in &mut bytes[at..at + 16] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&table, bytes)?;
+    let store = open()?;
+    let gc = store.gc()?;
+    assert_eq!(gc.counts_fixed, 1, "{gc:?}");
+    assert!(
+        gc.remaining
+            .iter()
+            .any(|f| matches!(f, Finding::Unreadable { .. })),
+        "the damaged block is left and reported: {gc:?}"
+    );
+    let why = gc
+        .space_not_reclaimed
+        .as_deref()
+        .ok_or("reclaiming succeeded")?;
+    assert!(why.contains("corrupt"), "{why}");
+    assert!(!gc.is_clean());
+    // The repair was applied, not only reported.
+    let verify = store.verify()?;
+    assert!(
+        !verify
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::WrongCount { .. })),
+        "{verify:?}"
+    );
+    Ok(())
+}
