@@ -1657,3 +1657,39 @@ fn gc_reports_its_repairs_when_a_damaged_block_stops_its_compaction() -> TestRes
     );
     Ok(())
 }
+
+/// fjall opens no database with a cut value file, so an open fails; its
+/// error names the file and says what can be done, not only
+/// "unrecoverable".
+#[test]
+fn a_cut_value_file_is_named_when_the_open_fails() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let backend = EmbeddedBackend::open(dir.path())?;
+        let mut batch = Batch::new();
+        for j in 0u64..20 {
+            // Values of 1 KiB and more go to value (blob) files.
+            batch.put(crash_key(0, j), crash_value(0, j).repeat(8), 1);
+        }
+        backend.apply(&batch)?;
+    }
+    let blob = walk_files(dir.path())
+        .into_iter()
+        .find(|p| p.components().any(|c| c.as_os_str() == "blobs"))
+        .ok_or("no value file")?;
+    let len = std::fs::metadata(&blob)?.len();
+    std::fs::File::options()
+        .write(true)
+        .open(&blob)?
+        .set_len(len - 1)?;
+    match EmbeddedBackend::open(dir.path()) {
+        Err(err @ BackendError::Corrupt { .. }) => {
+            let said = err.to_string();
+            assert!(said.contains(&blob.display().to_string()), "{said}");
+            assert!(said.contains("backup"), "{said}");
+            Ok(())
+        }
+        Err(other) => Err(format!("expected Corrupt, got {other:?}").into()),
+        Ok(_) => Err("the database opened with a cut value file".into()),
+    }
+}

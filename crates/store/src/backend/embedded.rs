@@ -435,7 +435,7 @@ impl EmbeddedBackend {
             .worker_threads(WORKER_THREADS)
             .max_write_buffer_size(Some(WRITE_BUFFER_BYTES))
             .open()
-            .map_err(|e| open_error(e, dir))?;
+            .map_err(|e| name_damaged_files(open_error(e, dir), dir))?;
         if existing
             && ![ENTRIES, LEGACY_NODES, LEGACY_COUNTS]
                 .iter()
@@ -462,7 +462,7 @@ impl EmbeddedBackend {
                     ))
                     .max_memtable_size(MEMTABLE_BYTES)
             })
-            .map_err(|e| open_error(e, dir))?;
+            .map_err(|e| name_damaged_files(open_error(e, dir), dir))?;
         migrate_legacy(&db, &entries).map_err(|e| in_dir(e, dir))?;
         Ok(Self {
             db,
@@ -1487,6 +1487,103 @@ fn le_array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let n = bytes.len().min(N);
     array[..n].copy_from_slice(&bytes[..n]);
     array
+}
+
+/// Most damaged files an open failure names.
+const DAMAGED_FILES_NAMED: usize = 5;
+/// Largest table of contents read when looking for a damaged file: a
+/// table's or value file's holds a few short entries.
+const MAX_TOC_LEN: u64 = 1 << 20;
+
+/// Adds to an open failure the table and value files whose archive
+/// structure is damaged, and what can be done: fjall 3.1 opens no database
+/// with such a file (lsm-tree's recovery returns `Unrecoverable`, naming no
+/// file), so a walk cannot go past it as it goes past a damaged block.
+fn name_damaged_files(e: BackendError, dir: &Path) -> BackendError {
+    let BackendError::Corrupt { backend, detail } = e else {
+        return e;
+    };
+    let mut damaged = Vec::new();
+    if let Ok(keyspaces) = std::fs::read_dir(dir.join("keyspaces")) {
+        let mut keyspaces: Vec<PathBuf> = keyspaces.filter_map(|k| Some(k.ok()?.path())).collect();
+        keyspaces.sort();
+        for keyspace in keyspaces {
+            for kind in ["tables", "blobs"] {
+                let Ok(files) = std::fs::read_dir(keyspace.join(kind)) else {
+                    continue;
+                };
+                let mut files: Vec<PathBuf> = files.filter_map(|f| Some(f.ok()?.path())).collect();
+                files.sort();
+                damaged.extend(
+                    files
+                        .iter()
+                        .filter_map(|f| Some(format!("{} {}", f.display(), archive_damage(f)?))),
+                );
+            }
+        }
+    }
+    if damaged.is_empty() {
+        return BackendError::Corrupt { backend, detail };
+    }
+    let more = damaged.len().saturating_sub(DAMAGED_FILES_NAMED);
+    damaged.truncate(DAMAGED_FILES_NAMED);
+    let mut named = damaged.join("; ");
+    if more > 0 {
+        named += &format!("; and {more} more");
+    }
+    BackendError::Corrupt {
+        backend,
+        detail: format!(
+            "{detail}. Damaged: {named}. The database cannot be opened while one of its table \
+             or value files is damaged, so no entry of the store can be read, not even those \
+             in other files: put that file back from a backup of the store directory (fjall \
+             also refuses the database without it)"
+        ),
+    }
+}
+
+/// What is wrong with the sfa archive structure of a table or value file
+/// (`None` if nothing is found): its trailer and table of contents, which
+/// lsm-tree reads at open (see [`check_version_files`] for the format;
+/// sfa's `TocReader` checks the ToC's xxh3-128 against the trailer's).
+fn archive_damage(path: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) => return Some(format!("cannot be opened: {e}")),
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let trailer_len = SFA_TRAILER_LEN as u64;
+    let Some(body) = len.checked_sub(trailer_len) else {
+        return Some(format!("is {len} bytes long, shorter than its trailer"));
+    };
+    let mut trailer = [0u8; SFA_TRAILER_LEN];
+    if let Err(e) = file
+        .seek(SeekFrom::Start(body))
+        .and_then(|_| file.read_exact(&mut trailer))
+    {
+        return Some(format!("cannot be read: {e}"));
+    }
+    if &trailer[..6] != b"SFA!\x01\x00" {
+        return Some("has no archive trailer at its end (cut, extended or overwritten)".to_owned());
+    }
+    let toc_sum = u128::from_le_bytes(le_array(&trailer[6..22]));
+    let toc_pos = u64::from_le_bytes(le_array(&trailer[22..30]));
+    let toc_len = match body.checked_sub(toc_pos) {
+        Some(toc_len) if toc_len <= MAX_TOC_LEN => toc_len,
+        _ => return Some("has its table of contents out of the file".to_owned()),
+    };
+    let mut toc = vec![0u8; usize::try_from(toc_len).ok()?];
+    if let Err(e) = file
+        .seek(SeekFrom::Start(toc_pos))
+        .and_then(|_| file.read_exact(&mut toc))
+    {
+        return Some(format!("cannot be read: {e}"));
+    }
+    if xxhash_rust::xxh3::xxh3_128(&toc) != toc_sum {
+        return Some("has a damaged table of contents (checksum mismatch)".to_owned());
+    }
+    None
 }
 
 /// Puts an empty journal back in a database that lost every journal file
