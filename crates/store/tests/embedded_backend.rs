@@ -1693,3 +1693,14 @@ fn a_cut_value_file_is_named_when_the_open_fails() -> TestResult {
         Ok(_) => Err("the database opened with a cut value file".into()),
     }
 }
+
+/// fjall parses the name of every directory under `keyspaces/` as a
+/// number and panics (then aborts) on any other: such a directory is
+/// damage, reported before fjall reads it.
+#[test]
+fn a_stray_directory_among_the_keyspaces_is_corrupt_not_an_abort() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    drop(EmbeddedBackend::open(dir.path())?);
+    std::fs::create_dir(dir.path().join("keyspaces").join("stray"))?;
+    expect_corrupt(dir.path(), "keyspaces/stray")
+}

@@ -1335,6 +1335,21 @@ fn check_version_files(dir: &Path) -> Result<(), BackendError> {
     };
     for keyspace in keyspaces.filter_map(Result::ok) {
         let path = keyspace.path();
+        // fjall skips files here, and parses every other name as a number
+        // with `.expect("should be valid integer")` (recovery.rs).
+        let is_file = keyspace.file_type().is_ok_and(|t| t.is_file());
+        let numbered = keyspace
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.parse::<u64>().is_ok());
+        if !is_file && !numbered {
+            return Err(corrupt(format_args!(
+                "the database {} is damaged: {} is not a keyspace directory (those are \
+                 named by a number)",
+                dir.display(),
+                path.display()
+            )));
+        }
         let current = path.join("current");
         if !path.is_dir() || !current.exists() {
             continue;
