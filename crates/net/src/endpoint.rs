@@ -385,7 +385,17 @@ impl Endpoint {
         let mut acked = vec![false; count];
         // Frames counted in the progress once, whatever is sent again.
         let mut reported = vec![false; count];
-        let (mut n_acked, mut next, mut retransmits, mut restarts) = (0usize, 0usize, 0u32, 0u32);
+        // Nobody reading `to` when the first frame goes out (a sender
+        // channel named in a forged request) ends the send at once: waiting
+        // for its acknowledgements would hold the sender, a server's request
+        // slot among them, for timeouts. Only the first publish is asked:
+        // a receiver whose subscription is lost for a moment later on (Redis
+        // closes one that falls too far behind, and it subscribes again)
+        // still gets the frames sent again.
+        if self.broker.publish_counted(to, frame(0)?).await? == Some(0) {
+            return Err(Error::NotListening(to.to_owned()));
+        }
+        let (mut n_acked, mut next, mut retransmits, mut restarts) = (0usize, 1usize, 0u32, 0u32);
         while n_acked < count {
             while next < count && next - n_acked < WINDOW {
                 self.broker.publish(to, frame(next)?).await?;

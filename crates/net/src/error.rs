@@ -373,6 +373,10 @@ pub enum Error {
     /// A peer did not answer in time.
     #[error("timed out waiting for {0}")]
     Timeout(String),
+    /// Nobody subscribed to the channel a multi-frame message was sent to,
+    /// as the broker said when it took the message's first frame.
+    #[error("nobody reads {0} on the broker: the message was not sent")]
+    NotListening(String),
     /// A server kept letting go of a message it was receiving, its slots
     /// for messages in progress taken by others.
     #[error(

@@ -329,6 +329,16 @@ impl Message {
         w.finish()
     }
 
+    /// The encoded head of a `Fetched` reply to `request_id` that carries a
+    /// record of `record_len` bytes, to be sent before the record's bytes
+    /// (so that a server frames a record from its file, never whole).
+    pub fn encode_fetched_head(request_id: RequestId, record_len: usize) -> Vec<u8> {
+        let mut w = Writer::with_capacity(32);
+        w.raw(&MESSAGE_MAGIC).u8(MESSAGE_VERSION);
+        fetched_head(&mut w, &request_id.0, record_len);
+        w.finish()
+    }
+
     /// The encoded message as two parts to be sent one after the other:
     /// everything up to a record, and the record itself (empty when the
     /// message has none). The record is the last field of every message that
@@ -358,13 +368,14 @@ impl Message {
                 w.u8(kind::FETCH).raw(id).str(tag).u64(*version);
             }
             Body::Fetched { record } => {
-                w.u8(kind::FETCHED).raw(id);
                 match record {
                     Some(rec) => {
                         tail = rec;
-                        w.u8(1).u32(u32::try_from(rec.len()).unwrap_or(u32::MAX))
+                        fetched_head(&mut w, id, rec.len());
                     }
-                    None => w.u8(0),
+                    None => {
+                        w.u8(kind::FETCHED).raw(id).u8(0);
+                    }
                 };
             }
             Body::List { prefix } => {
@@ -569,6 +580,13 @@ impl Body {
 }
 
 /// A store request's fields after the magic and version, up to its record.
+fn fetched_head(w: &mut Writer, id: &[u8; 16], record_len: usize) {
+    w.u8(kind::FETCHED)
+        .raw(id)
+        .u8(1)
+        .u32(u32::try_from(record_len).unwrap_or(u32::MAX));
+}
+
 fn store_head(w: &mut Writer, id: &[u8; 16], tag: &str, version: u64, record_len: usize) {
     w.u8(kind::STORE)
         .raw(id)

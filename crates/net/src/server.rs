@@ -28,7 +28,8 @@ use crate::message::{
     ServerInfo, conflict_reason,
 };
 use crate::record::Record;
-use crate::store::{PutOutcome, RecordStore, create_private_dir_all, write_atomic};
+use crate::store::{PutOutcome, RecordFile, RecordStore, create_private_dir_all, write_atomic};
+use crate::tail::Tail;
 
 /// Channel prefix of servers.
 pub const SERVER_PREFIX: &str = "seccs:server:";
@@ -211,7 +212,30 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::io("worker", std::io::Error::other(e.to_string())))?
 }
 
-async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Error> {
+/// What a request is answered with.
+enum Reply {
+    /// A message whole in memory.
+    Body(Body),
+    /// A `Fetched` reply carrying a record held, framed from its file as
+    /// each frame is sent ([`RecordFile`]), never read whole.
+    Record(RecordFile),
+}
+
+async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Reply, Error> {
+    if let Body::Fetch { tag, version } = body {
+        let st = store.clone();
+        return Ok(
+            match blocking(move || st.open_record(&tag, version)).await? {
+                Some(file) => Reply::Record(file),
+                None => Reply::Body(Body::Fetched { record: None }),
+            },
+        );
+    }
+    answer_body(store, name, body).await.map(Reply::Body)
+}
+
+/// The answer to a request other than a fetch.
+async fn answer_body(store: &RecordStore, name: &str, body: Body) -> Result<Body, Error> {
     Ok(match body {
         Body::Store {
             tag,
@@ -263,12 +287,6 @@ async fn answer(store: &RecordStore, name: &str, body: Body) -> Result<Body, Err
                 })
             })
             .await?
-        }
-        Body::Fetch { tag, version } => {
-            let st = store.clone();
-            Body::Fetched {
-                record: blocking(move || st.get(&tag, version)).await?,
-            }
         }
         Body::List { prefix } => {
             let st = store.clone();
@@ -339,29 +357,42 @@ async fn handle(endpoint: &Endpoint, store: &RecordStore, name: &str, inc: Incom
         message,
         held: _held,
     } = inc;
-    let body = match answer(store, name, message.body).await {
-        Ok(Body::Refused { reason }) => {
+    let reply = match answer(store, name, message.body).await {
+        Ok(Reply::Body(Body::Refused { reason })) => {
             tracing::warn!(from, "request refused: {reason}");
-            Body::Refused { reason }
+            Reply::Body(Body::Refused { reason })
         }
-        Ok(b) => b,
+        Ok(r) => r,
         Err(e) => {
             tracing::warn!(from, "request failed: {e}");
-            Body::Refused {
+            Reply::Body(Body::Refused {
                 reason: e.to_string(),
-            }
+            })
         }
     };
-    let reply = Message {
-        request_id: message.request_id,
-        body,
+    let request_id = message.request_id;
+    let wait = endpoint.ack_timeout();
+    // A reply to a channel nobody reads (a forged sender) ends at its first
+    // frame where the broker tells (Redis, in-process). Where it cannot
+    // (NATS), a reply holds its request slot for one acknowledgement
+    // timeout in all, not one per retransmission: it frees the slot as soon
+    // as a requester that does acknowledge would have given up waiting.
+    let sent = match reply {
+        Reply::Body(body) => {
+            let message = Message { request_id, body };
+            tokio::time::timeout(wait, endpoint.send(&from, &message, None)).await
+        }
+        Reply::Record(file) => {
+            let head = Message::encode_fetched_head(request_id, file.len());
+            tokio::time::timeout(wait, endpoint.send_parts(&from, &head, &file, None)).await
+        }
     };
-    // A reply holds its request slot for one acknowledgement timeout in all,
-    // not one per retransmission: a requester that never acknowledges (a
-    // forged sender channel nobody reads) frees the slot as soon as a
-    // requester that does would have given up waiting.
-    match tokio::time::timeout(endpoint.ack_timeout(), endpoint.send(&from, &reply, None)).await {
+    match sent {
         Ok(Ok(())) => {}
+        // A forged sender channel: the reply is given up at its first frame.
+        Ok(Err(Error::NotListening(_))) => {
+            tracing::debug!(from, "nobody reads the requester's channel; reply dropped");
+        }
         Ok(Err(e)) => tracing::warn!(from, "could not reply: {e}"),
         Err(_) => tracing::warn!(
             from,

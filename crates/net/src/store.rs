@@ -163,6 +163,39 @@ enum Staged {
     Written(TempFile),
 }
 
+/// A held record, open for reading as a message's tail: a reply that
+/// carries it reads each frame's bytes from the file when the frame is sent
+/// (and again when it is sent again), so what a reply holds does not grow
+/// with the record. A fetch that nobody acknowledges (a forged requester)
+/// costs the server a frame's worth of memory, not the record.
+///
+/// The file stays open, so a record deleted or replaced while a reply is
+/// sent is still read as it was when opened: records are never written in
+/// place, only linked and unlinked whole.
+#[derive(Debug)]
+pub struct RecordFile {
+    file: Mutex<fs::File>,
+    len: usize,
+    path: PathBuf,
+}
+
+impl crate::tail::Tail for RecordFile {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn bytes(&self, range: std::ops::Range<usize>) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut buf = vec![0u8; range.len()];
+        // Each read seeks first: a poisoned lock leaves nothing to repair.
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        file.seek(SeekFrom::Start(range.start as u64))
+            .and_then(|_| file.read_exact(&mut buf))
+            .map_err(io("read", &self.path))?;
+        Ok(std::borrow::Cow::Owned(buf))
+    }
+}
+
 /// Records kept in a directory.
 #[derive(Debug, Clone)]
 pub struct RecordStore {
@@ -616,6 +649,32 @@ impl RecordStore {
         }
     }
 
+    /// The record of `version` of `tag`, if held, opened to be read a
+    /// range at a time ([`RecordFile`]) rather than read whole.
+    pub fn open_record(&self, tag: &str, version: u64) -> Result<Option<RecordFile>, Error> {
+        let path = self.record_path(tag, version);
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+        };
+        let len = file.metadata().map_err(io("stat", &path))?.len();
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= crate::message::MAX_RECORD_LEN)
+            .ok_or_else(|| {
+                Error::io(
+                    format!("read {}", path.display()),
+                    std::io::Error::other("larger than a record may be"),
+                )
+            })?;
+        Ok(Some(RecordFile {
+            file: Mutex::new(file),
+            len,
+            path,
+        }))
+    }
+
     fn versions(dir: &Path) -> Vec<VersionEntry> {
         let mut out: Vec<VersionEntry> = fs::read_dir(dir)
             .into_iter()
@@ -824,6 +883,61 @@ mod tests {
             assert_eq!(store.get(tag, 1)?.as_deref(), Some(&b"rec"[..]));
         }
         assert_eq!(store.list("")?.len(), 6);
+        Ok(())
+    }
+
+    #[test]
+    fn a_fetched_record_is_read_from_its_file_a_range_at_a_time() -> Result<(), Error> {
+        use crate::message::{Body, Message, RequestId};
+        use crate::tail::Tail;
+        use std::io::{Seek, SeekFrom};
+        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let store = RecordStore::open(tmp.path())?;
+        let record: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        store.put("t", 1, &record)?;
+        assert!(store.open_record("t", 2)?.is_none());
+        let file = store
+            .open_record("t", 1)?
+            .ok_or_else(|| Error::Config("record 1 not found".into()))?;
+        assert_eq!(file.len(), record.len());
+        // The head and the file's bytes make the reply a whole record makes.
+        let id = RequestId([7; 16]);
+        let mut reply = Message::encode_fetched_head(id, file.len());
+        reply.extend_from_slice(&file.bytes(0..file.len())?);
+        let whole = Message {
+            request_id: id,
+            body: Body::Fetched {
+                record: Some(record.clone()),
+            },
+        };
+        assert_eq!(reply, whole.encode());
+        // Bytes changed in the file after it was opened are read as they
+        // are when asked for: nothing of the record was read ahead. (Records
+        // are never written in place; this stands for any later read.)
+        let path = store.record_path("t", 1);
+        let mut raw = fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(io("open", &path))?;
+        raw.seek(SeekFrom::Start(300_000))
+            .and_then(|_| raw.write_all(&[0xEE; 4]))
+            .map_err(io("write", &path))?;
+        assert_eq!(
+            &file.bytes(299_998..300_006)?[..],
+            [
+                record[299_998],
+                record[299_999],
+                0xEE,
+                0xEE,
+                0xEE,
+                0xEE,
+                record[300_004],
+                record[300_005]
+            ]
+        );
+        // A record removed while its reply is sent is still read whole.
+        assert_eq!(store.delete("t", Some(1))?, 1);
+        assert_eq!(&file.bytes(0..4)?[..], &record[..4]);
         Ok(())
     }
 

@@ -480,11 +480,12 @@ async fn a_server_listing_a_version_many_times_counts_once(kind: Kind) -> TestRe
     Ok(())
 }
 
-/// Sends `count` fetches of version 1 of "big" to `channel`, each from a
-/// client channel nobody reads, so their replies are never acknowledged.
+/// Sends `count` fetches of version 1 of "big" to `channel`, each naming
+/// `sender` (a client channel that never acknowledges) as the requester.
 async fn forge_fetches(
     broker: &dyn seccs_net::broker::Broker,
     channel: &str,
+    sender: &str,
     count: usize,
 ) -> TestResult {
     use seccs_net::message::{Body, Message, RequestId};
@@ -498,7 +499,7 @@ async fn forge_fetches(
         };
         let frame = Frame::Data(DataFrame {
             message_id: MessageId([i as u8; 16]),
-            sender: "seccs:client:nobody".into(),
+            sender: sender.into(),
             index: 0,
             count: 1,
             payload: request.encode(),
@@ -508,7 +509,7 @@ async fn forge_fetches(
     Ok(())
 }
 
-async fn forged_requests_from_a_channel_nobody_reads_free_the_request_slots(
+async fn requests_from_a_channel_that_never_acknowledges_free_their_slots_after_one_timeout(
     kind: Kind,
 ) -> TestResult {
     let (broker, _proc, _url) = common::broker_for(kind).await?;
@@ -525,10 +526,14 @@ async fn forged_requests_from_a_channel_nobody_reads_free_the_request_slots(
     // Replies to fetches of this file take several frames.
     let file = data(700_000, 5);
     client.save("big", &file, &pw()).await?;
-    // One forged fetch per request slot, each answered to a channel nobody reads.
+    // One forged fetch per request slot, each answered to a channel that
+    // is read but never acknowledges (one nobody reads ends its reply at
+    // once).
+    let _silent = broker.subscribe("seccs:client:silent").await?;
     forge_fetches(
         &*broker,
         server.channel(),
+        "seccs:client:silent",
         seccs_net::server::MAX_CONCURRENT,
     )
     .await?;
@@ -539,6 +544,44 @@ async fn forged_requests_from_a_channel_nobody_reads_free_the_request_slots(
     let listed = patient.list("big").await?;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].versions[0].servers, 1);
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// A burst of forged fetches, ten per request slot, each of a record of
+/// several frames and answered to a channel nobody reads: its effect ends
+/// with the burst, and a load right after it succeeds within a bound of
+/// two acknowledgement timeouts (each forged reply held a slot for one,
+/// so the burst kept the server from answering for ten).
+async fn a_burst_of_fetches_to_a_channel_nobody_reads_ends_with_the_burst(
+    kind: Kind,
+) -> TestResult {
+    let (broker, _proc, _url) = common::broker_for(kind).await?;
+    let root = tempfile::tempdir()?;
+    let ack_timeout = Duration::from_secs(2);
+    let server = seccs_net::server::start(broker.clone(), root.path(), None, ack_timeout).await?;
+    let options = |timeout| seccs_net::ClientOptions {
+        timeout,
+        kdf: Kdf::INSECURE_FAST,
+        threshold: None,
+        min_acks: None,
+    };
+    let client = seccs_net::Client::new(broker.clone(), options(common::TIMEOUT)).await?;
+    let file = data(700_000, 5);
+    client.save("big", &file, &pw()).await?;
+    forge_fetches(
+        &*broker,
+        server.channel(),
+        "seccs:client:nobody",
+        10 * seccs_net::server::MAX_CONCURRENT,
+    )
+    .await?;
+    let bound = ack_timeout * 2;
+    let after = seccs_net::Client::new(broker.clone(), options(bound)).await?;
+    let loaded = tokio::time::timeout(bound, after.load("big", None, &pw()))
+        .await
+        .map_err(|_| format!("no load within {bound:?} of the burst"))??;
+    assert_eq!(loaded.data, file);
     server.shutdown().await?;
     Ok(())
 }
@@ -564,9 +607,12 @@ async fn shutdown_ends_while_every_request_slot_is_held() -> TestResult {
     .await?;
     // Replies to fetches of this file take several frames.
     client.save("big", &data(700_000, 5), &pw()).await?;
+    // Read, never acknowledged: each reply waits for its acknowledgements.
+    let _silent = broker.subscribe("seccs:client:silent").await?;
     forge_fetches(
         &*broker,
         server.channel(),
+        "seccs:client:silent",
         seccs_net::server::MAX_CONCURRENT + 1,
     )
     .await?;
@@ -665,5 +711,6 @@ suite!(
     servers_with_no_server_online_and_missing_versions_fail_clearly,
     the_latest_version_loads_whatever_threshold_the_servers_online_gave_it,
     a_server_listing_a_version_many_times_counts_once,
-    forged_requests_from_a_channel_nobody_reads_free_the_request_slots,
+    requests_from_a_channel_that_never_acknowledges_free_their_slots_after_one_timeout,
+    a_burst_of_fetches_to_a_channel_nobody_reads_ends_with_the_burst,
 );

@@ -43,10 +43,20 @@ impl Broker for MemoryBroker {
         channel: &'a str,
         payload: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move { self.publish_counted(channel, payload).await.map(drop) })
+    }
+
+    fn publish_counted<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Option<u64>, BrokerError>> {
         Box::pin(async move {
             let mut map = self.lock();
+            let mut receivers = 0;
             if let Some(subs) = map.get_mut(channel) {
                 subs.retain(|tx| !tx.is_closed());
+                receivers = subs.len() as u64;
                 // The last subscriber (usually the only one) takes the payload
                 // itself; the others get copies.
                 if let Some((last, others)) = subs.split_last() {
@@ -59,7 +69,9 @@ impl Broker for MemoryBroker {
                     map.remove(channel);
                 }
             }
-            Ok(())
+            // Like Redis, a subscriber whose queue was full counts: it was
+            // there, and acknowledges what it reads.
+            Ok(Some(receivers))
         })
     }
 

@@ -46,6 +46,23 @@ pub trait Broker: Send + Sync {
         payload: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), BrokerError>>;
 
+    /// [`Broker::publish`], saying how many subscribers of `channel` the
+    /// broker handed the payload to, or `None` when it cannot tell.
+    ///
+    /// `Some(0)` says that nobody reads the channel: a sender that would
+    /// wait for acknowledgements gives up at once instead (a forged sender
+    /// channel would otherwise hold the sender for its whole timeout).
+    /// Redis's `PUBLISH` and the in-process broker tell; a NATS publish
+    /// does not (only its request/reply has "no responders"), so it keeps
+    /// this default.
+    fn publish_counted<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Option<u64>, BrokerError>> {
+        Box::pin(async move { self.publish(channel, payload).await.map(|()| None) })
+    }
+
     /// Subscribes to `channel`; the subscription is live when this returns and
     /// ends when the [`Subscription`] is dropped.
     fn subscribe<'a>(

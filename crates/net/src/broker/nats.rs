@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use async_nats::client::RequestErrorKind;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
@@ -26,6 +27,10 @@ const PRESENCE_QUIET: Duration = Duration::from_millis(150);
 /// How long a presence request waits at most.
 const PRESENCE_MAX: Duration = Duration::from_secs(2);
 
+/// How long a publish that asks whether anyone reads its channel waits
+/// for NATS to say that nobody does ([`Broker::publish_counted`]); it says
+/// so within a round trip.
+const NO_RESPONDERS_WAIT: Duration = Duration::from_millis(200);
 /// How long a request to the broker (a subscription, a flush, a publish
 /// queued while the connection is down) may wait.
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,6 +126,39 @@ impl Broker for NatsBroker {
                     .publish(channel.to_owned(), payload.into())
                     .await
                     .map_err(nats_err)
+            })
+            .await
+        })
+    }
+
+    /// Publishes as a NATS request: when nobody subscribes to `channel`,
+    /// the server answers at once with "no responders" (`Some(0)`). A
+    /// seccs subscriber never answers, so a channel that is read costs a
+    /// wait of 0.2 s (`NO_RESPONDERS_WAIT`) and is `None` (the broker does not
+    /// say how many read it); so is a verdict slower than that.
+    fn publish_counted<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Option<u64>, BrokerError>> {
+        Box::pin(async move {
+            check_channel(channel)?;
+            // An inbox of its own, unsubscribed when the request ends: the
+            // client's shared inbox keeps a request that is never answered
+            // registered for good.
+            let request = async_nats::Request::new()
+                .payload(payload.into())
+                .inbox(self.client.new_inbox())
+                .timeout(Some(NO_RESPONDERS_WAIT));
+            bounded(async {
+                match self.client.send_request(channel.to_owned(), request).await {
+                    Ok(_) => Ok(None),
+                    Err(e) => match e.kind() {
+                        RequestErrorKind::NoResponders => Ok(Some(0)),
+                        RequestErrorKind::TimedOut => Ok(None),
+                        _ => Err(nats_err(e)),
+                    },
+                }
             })
             .await
         })

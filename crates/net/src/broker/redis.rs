@@ -184,19 +184,28 @@ impl Broker for RedisBroker {
         channel: &'a str,
         payload: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move { self.publish_counted(channel, payload).await.map(drop) })
+    }
+
+    fn publish_counted<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Option<u64>, BrokerError>> {
         Box::pin(async move {
             let mut delay = Duration::from_millis(50);
             let mut attempt = 0;
             loop {
                 attempt += 1;
                 let mut conn = self.conn.clone();
+                // PUBLISH answers how many subscribers received the message.
                 let res: Result<i64, _> = redis::cmd("PUBLISH")
                     .arg(channel)
                     .arg(&payload[..])
                     .query_async(&mut conn)
                     .await;
                 match res {
-                    Ok(_) => return Ok(()),
+                    Ok(n) => return Ok(Some(u64::try_from(n).unwrap_or(0))),
                     // Only a refused connection says the command was never
                     // sent; after any other error it may have run.
                     Err(e) if attempt >= PUBLISH_ATTEMPTS || !e.is_connection_refusal() => {
