@@ -448,7 +448,7 @@ impl Record {
 
     /// This record alone, with no pages: every version inline, in the
     /// current format.
-    #[cfg(any(test, fuzzing))]
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Vec<u8> {
         Head {
             record: self.clone(),
@@ -941,6 +941,14 @@ impl CatalogCrypto {
         let mut key = vec![KEY_PREFIX];
         key.extend_from_slice(&mac.finalize().into_bytes());
         key
+    }
+
+    /// The backend keys of the pages `head` lists, in its order.
+    pub(crate) fn page_keys(&self, head: &Head) -> Vec<Vec<u8>> {
+        head.pages
+            .iter()
+            .map(|p| self.page_key(&head.record.name, p.id))
+            .collect()
     }
 
     /// The backend key of page `id` of `name`'s record: a catalog key

@@ -643,11 +643,7 @@ impl Store {
             return head.assemble(Vec::new());
         }
         let name = head.record.name.clone();
-        let keys: Vec<Vec<u8>> = head
-            .pages
-            .iter()
-            .map(|p| self.catalog.page_key(&name, p.id))
-            .collect();
+        let keys = self.catalog.page_keys(&head);
         let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         let values = self.backend.get_values(&key_refs)?;
         let mut pages = Vec::with_capacity(keys.len());
@@ -670,12 +666,7 @@ impl Store {
     ) -> Assembled {
         let mut assembled = Assembled::default();
         for (key, head) in heads {
-            let name = head.record.name.clone();
-            let keys: Vec<Vec<u8>> = head
-                .pages
-                .iter()
-                .map(|p| self.catalog.page_key(&name, p.id))
-                .collect();
+            let keys = self.catalog.page_keys(&head);
             let found: Vec<Option<Page>> = keys.iter().map(|k| pages.remove(k)).collect();
             let present: Vec<Vec<u8>> = keys
                 .into_iter()
