@@ -509,23 +509,43 @@ async fn forge_fetches(
     Ok(())
 }
 
+/// One server on a broker of `kind`, whose acknowledgement timeout is
+/// `ack_timeout`, holding "big": a file whose fetch replies take several
+/// frames.
+struct OneServerHoldingBig {
+    broker: std::sync::Arc<dyn seccs_net::broker::Broker>,
+    server: seccs_net::server::ServerHandle,
+    file: Vec<u8>,
+    _proc: Option<common::Proc>,
+    _root: tempfile::TempDir,
+}
+
+async fn one_server_holding_big(
+    kind: Kind,
+    ack_timeout: Duration,
+) -> Result<OneServerHoldingBig, Box<dyn std::error::Error + Send + Sync>> {
+    let (broker, proc, _url) = common::broker_for(kind).await?;
+    let root = tempfile::tempdir()?;
+    let server = seccs_net::server::start(broker.clone(), root.path(), None, ack_timeout).await?;
+    let client =
+        seccs_net::Client::new(broker.clone(), common::fast_options(common::TIMEOUT)).await?;
+    let file = data(700_000, 5);
+    client.save("big", &file, &pw()).await?;
+    Ok(OneServerHoldingBig {
+        broker,
+        server,
+        file,
+        _proc: proc,
+        _root: root,
+    })
+}
+
 async fn requests_from_a_channel_that_never_acknowledges_free_their_slots_after_one_timeout(
     kind: Kind,
 ) -> TestResult {
-    let (broker, _proc, _url) = common::broker_for(kind).await?;
-    let root = tempfile::tempdir()?;
     let ack_timeout = Duration::from_secs(2);
-    let server = seccs_net::server::start(broker.clone(), root.path(), None, ack_timeout).await?;
-    let options = |timeout| seccs_net::ClientOptions {
-        timeout,
-        kdf: Kdf::INSECURE_FAST,
-        threshold: None,
-        min_acks: None,
-    };
-    let client = seccs_net::Client::new(broker.clone(), options(common::TIMEOUT)).await?;
-    // Replies to fetches of this file take several frames.
-    let file = data(700_000, 5);
-    client.save("big", &file, &pw()).await?;
+    let held = one_server_holding_big(kind, ack_timeout).await?;
+    let (broker, server) = (held.broker.clone(), &held.server);
     // One forged fetch per request slot, each answered to a channel that
     // is read but never acknowledges (one nobody reads ends its reply at
     // once).
@@ -540,11 +560,12 @@ async fn requests_from_a_channel_that_never_acknowledges_free_their_slots_after_
     // A client that waits 3.5 ack timeouts is answered: the slots are free
     // after one (they were held for four). The margin is for a loaded
     // machine: the forged replies are sent before the slots free.
-    let patient = seccs_net::Client::new(broker.clone(), options(ack_timeout * 7 / 2)).await?;
+    let patient =
+        seccs_net::Client::new(broker.clone(), common::fast_options(ack_timeout * 7 / 2)).await?;
     let listed = patient.list("big").await?;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].versions[0].servers, 1);
-    server.shutdown().await?;
+    held.server.shutdown().await?;
     Ok(())
 }
 
@@ -556,19 +577,9 @@ async fn requests_from_a_channel_that_never_acknowledges_free_their_slots_after_
 async fn a_burst_of_fetches_to_a_channel_nobody_reads_ends_with_the_burst(
     kind: Kind,
 ) -> TestResult {
-    let (broker, _proc, _url) = common::broker_for(kind).await?;
-    let root = tempfile::tempdir()?;
     let ack_timeout = Duration::from_secs(2);
-    let server = seccs_net::server::start(broker.clone(), root.path(), None, ack_timeout).await?;
-    let options = |timeout| seccs_net::ClientOptions {
-        timeout,
-        kdf: Kdf::INSECURE_FAST,
-        threshold: None,
-        min_acks: None,
-    };
-    let client = seccs_net::Client::new(broker.clone(), options(common::TIMEOUT)).await?;
-    let file = data(700_000, 5);
-    client.save("big", &file, &pw()).await?;
+    let held = one_server_holding_big(kind, ack_timeout).await?;
+    let (broker, server) = (held.broker.clone(), &held.server);
     forge_fetches(
         &*broker,
         server.channel(),
@@ -577,12 +588,12 @@ async fn a_burst_of_fetches_to_a_channel_nobody_reads_ends_with_the_burst(
     )
     .await?;
     let bound = ack_timeout * 2;
-    let after = seccs_net::Client::new(broker.clone(), options(bound)).await?;
+    let after = seccs_net::Client::new(broker.clone(), common::fast_options(bound)).await?;
     let loaded = tokio::time::timeout(bound, after.load("big", None, &pw()))
         .await
         .map_err(|_| format!("no load within {bound:?} of the burst"))??;
-    assert_eq!(loaded.data, file);
-    server.shutdown().await?;
+    assert_eq!(loaded.data, held.file);
+    held.server.shutdown().await?;
     Ok(())
 }
 
@@ -591,22 +602,8 @@ async fn a_burst_of_fetches_to_a_channel_nobody_reads_ends_with_the_burst(
 /// of when a slot frees (one acknowledgement timeout, here far longer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_while_every_request_slot_is_held() -> TestResult {
-    let (broker, _proc, _url) = common::broker_for(Kind::Memory).await?;
-    let root = tempfile::tempdir()?;
-    let ack_timeout = Duration::from_secs(600);
-    let server = seccs_net::server::start(broker.clone(), root.path(), None, ack_timeout).await?;
-    let client = seccs_net::Client::new(
-        broker.clone(),
-        seccs_net::ClientOptions {
-            timeout: common::TIMEOUT,
-            kdf: Kdf::INSECURE_FAST,
-            threshold: None,
-            min_acks: None,
-        },
-    )
-    .await?;
-    // Replies to fetches of this file take several frames.
-    client.save("big", &data(700_000, 5), &pw()).await?;
+    let held = one_server_holding_big(Kind::Memory, Duration::from_secs(600)).await?;
+    let (broker, server) = (held.broker.clone(), held.server);
     // Read, never acknowledged: each reply waits for its acknowledgements.
     let _silent = broker.subscribe("seccs:client:silent").await?;
     forge_fetches(

@@ -856,15 +856,8 @@ fn a_damaged_version_marker_is_corrupt_not_a_panic() -> TestResult {
     let dir = tempfile::tempdir()?;
     drop(EmbeddedBackend::open(dir.path())?);
     std::fs::write(dir.path().join("version"), b"garbage")?;
-    match EmbeddedBackend::open(dir.path()) {
-        Err(err @ BackendError::Corrupt { .. }) => {
-            assert!(
-                err.to_string().contains(&dir.path().display().to_string()),
-                "{err}"
-            );
-        }
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
+    let said = corrupt_open(dir.path(), "a damaged version marker")?;
+    assert!(said.contains(&dir.path().display().to_string()), "{said}");
     Ok(())
 }
 
@@ -1503,15 +1496,20 @@ fn version_files(
     Ok(found)
 }
 
-fn expect_corrupt(dir: &Path, what: &str) -> TestResult {
+/// What opening the damaged database in `dir` (`what`, for messages)
+/// says: it must fail as corrupt.
+fn corrupt_open(dir: &Path, what: &str) -> Result<String, Box<dyn std::error::Error>> {
     match EmbeddedBackend::open(dir) {
-        Err(err @ BackendError::Corrupt { .. }) => {
-            assert!(err.to_string().contains("is damaged"), "{what}: {err}");
-            Ok(())
-        }
+        Err(err @ BackendError::Corrupt { .. }) => Ok(err.to_string()),
         Err(other) => Err(format!("{what}: expected Corrupt, got {other:?}").into()),
         Ok(_) => Err(format!("{what}: the damaged database opened").into()),
     }
+}
+
+fn expect_corrupt(dir: &Path, what: &str) -> TestResult {
+    let said = corrupt_open(dir, what)?;
+    assert!(said.contains("is damaged"), "{what}: {said}");
+    Ok(())
 }
 
 /// lsm-tree asserts on the level count (byte 8) and the filter hash type
@@ -1535,12 +1533,7 @@ fn a_damaged_keyspace_state_file_is_corrupt_not_an_abort() -> TestResult {
         let len = std::fs::metadata(version)?.len() as usize;
         for offset in [8, 9, len / 2, len - 1] {
             for flip in [0x0c_u8, 0xff] {
-                let copy = tempfile::tempdir()?;
-                copy_dir(pristine.path(), copy.path())?;
-                let (_, damaged) = &version_files(copy.path())?[index];
-                let mut bytes = std::fs::read(damaged)?;
-                bytes[offset] ^= flip;
-                std::fs::write(damaged, &bytes)?;
+                let (copy, _) = flipped_copy(pristine.path(), index, offset, flip)?;
                 expect_corrupt(
                     copy.path(),
                     &format!("{} byte {offset} ^ {flip:#x}", version.display()),
@@ -1551,12 +1544,8 @@ fn a_damaged_keyspace_state_file_is_corrupt_not_an_abort() -> TestResult {
     // A file rewritten with a matching checksum (xxh3 authenticates
     // nothing) must not reach the assertions either.
     for offset in [8, 9] {
-        let copy = tempfile::tempdir()?;
-        copy_dir(pristine.path(), copy.path())?;
-        let (current, version) = &version_files(copy.path())?[0];
-        let mut bytes = std::fs::read(version)?;
-        bytes[offset] ^= 0x0c;
-        std::fs::write(version, &bytes)?;
+        let (copy, bytes) = flipped_copy(pristine.path(), 0, offset, 0x0c)?;
+        let (current, _) = &version_files(copy.path())?[0];
         let mut pointer = std::fs::read(current)?;
         pointer[8..24].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(&bytes).to_le_bytes());
         std::fs::write(current, &pointer)?;
@@ -1571,6 +1560,24 @@ fn a_damaged_keyspace_state_file_is_corrupt_not_an_abort() -> TestResult {
         Some(1)
     );
     Ok(())
+}
+
+/// A copy of the database in `pristine` whose keyspace state file number
+/// `index` (as [`version_files`] lists them) has its byte at `offset`
+/// XORed with `flip`; with that file's new bytes.
+fn flipped_copy(
+    pristine: &Path,
+    index: usize,
+    offset: usize,
+    flip: u8,
+) -> Result<(tempfile::TempDir, Vec<u8>), Box<dyn std::error::Error>> {
+    let copy = tempfile::tempdir()?;
+    copy_dir(pristine, copy.path())?;
+    let (_, damaged) = &version_files(copy.path())?[index];
+    let mut bytes = std::fs::read(damaged)?;
+    bytes[offset] ^= flip;
+    std::fs::write(damaged, &bytes)?;
+    Ok((copy, bytes))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -1682,16 +1689,10 @@ fn a_cut_value_file_is_named_when_the_open_fails() -> TestResult {
         .write(true)
         .open(&blob)?
         .set_len(len - 1)?;
-    match EmbeddedBackend::open(dir.path()) {
-        Err(err @ BackendError::Corrupt { .. }) => {
-            let said = err.to_string();
-            assert!(said.contains(&blob.display().to_string()), "{said}");
-            assert!(said.contains("backup"), "{said}");
-            Ok(())
-        }
-        Err(other) => Err(format!("expected Corrupt, got {other:?}").into()),
-        Ok(_) => Err("the database opened with a cut value file".into()),
-    }
+    let said = corrupt_open(dir.path(), "a cut value file")?;
+    assert!(said.contains(&blob.display().to_string()), "{said}");
+    assert!(said.contains("backup"), "{said}");
+    Ok(())
 }
 
 /// fjall parses the name of every directory under `keyspaces/` as a

@@ -155,6 +155,17 @@ pub struct Net {
 
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Client options for tests: every wait at most `timeout`, the fast KDF,
+/// the default threshold and acknowledgements.
+pub fn fast_options(timeout: Duration) -> ClientOptions {
+    ClientOptions {
+        timeout,
+        kdf: Kdf::INSECURE_FAST,
+        threshold: None,
+        min_acks: None,
+    }
+}
+
 pub async fn broker_for(
     kind: Kind,
 ) -> Result<(Arc<dyn Broker>, Option<Proc>, String), Box<dyn std::error::Error + Send + Sync>> {
@@ -224,10 +235,8 @@ impl Net {
         Client::new(
             self.broker.clone(),
             ClientOptions {
-                timeout,
-                kdf: Kdf::INSECURE_FAST,
                 threshold,
-                min_acks: None,
+                ..fast_options(timeout)
             },
         )
         .await
