@@ -592,7 +592,7 @@ impl Head {
             pages: refs,
         } = self;
         let mut versions = Vec::new();
-        let mut layout = Layout::default();
+        let mut stored = Vec::with_capacity(refs.len());
         for (listed, page) in refs.iter().zip(pages) {
             let page = page.ok_or_else(|| damaged(format!("page {} is missing", listed.id)))?;
             if page.name != record.name
@@ -605,14 +605,14 @@ impl Head {
                 )));
             }
             versions.extend(page.versions.iter().cloned());
-            layout.pages.push((page.id, page.versions));
+            stored.push((page.id, page.versions));
         }
         versions.append(&mut record.versions);
         if versions.windows(2).any(|w| w[0].number >= w[1].number) {
             return Err(damaged("versions are out of order".into()));
         }
         record.versions = versions;
-        Ok((record, layout))
+        Ok((record, Layout::Read(stored)))
     }
 }
 
@@ -687,19 +687,34 @@ impl Entry {
     }
 }
 
-/// Where a stored record's versions are: which of them each of its pages
-/// holds, oldest page first. Empty for a record without pages (all its
-/// versions inline) and for a name not stored yet.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Layout {
-    /// Each page's id and versions, as stored.
-    pages: Vec<(u32, Vec<Version>)>,
+/// Where a stored record's versions are, as far as it was read: which
+/// versions each of its pages holds, or only which pages its head lists
+/// when a put read the head alone. Empty for a record without pages (all
+/// its versions inline) and for a name not stored yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Every page was read: each page's id and versions, as stored, and
+    /// the record holds them all.
+    Read(Vec<(u32, Vec<Version>)>),
+    /// The pages were left unread: the record holds its head's inline
+    /// versions only, the newest among them, and these pages hold the
+    /// rest, all older. Enough for a put, which only appends.
+    Unread(Vec<PageRef>),
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout::Read(Vec::new())
+    }
 }
 
 impl Layout {
     /// The ids of its pages.
-    pub(crate) fn page_ids(&self) -> impl Iterator<Item = u32> + '_ {
-        self.pages.iter().map(|(id, _)| *id)
+    pub(crate) fn page_ids(&self) -> Box<dyn Iterator<Item = u32> + '_> {
+        match self {
+            Layout::Read(pages) => Box::new(pages.iter().map(|(id, _)| *id)),
+            Layout::Unread(refs) => Box::new(refs.iter().map(|p| p.id)),
+        }
     }
 }
 
@@ -984,7 +999,9 @@ impl CatalogCrypto {
     /// it lost all; versions beyond `2 × PAGE_VERSIONS` inline move, the
     /// oldest `PAGE_VERSIONS` at a time, into new pages. A record without
     /// versions is deleted with its pages. A put thus writes the head and
-    /// at most a page or two, however many versions the name has.
+    /// at most a page or two, however many versions the name has. With a
+    /// [`Layout::Unread`], `record` holds the head's versions only, and the
+    /// pages are kept as the head lists them.
     ///
     /// Callers only remove versions, append them, or change the newest:
     /// the versions of a page stay older than those of later pages and
@@ -996,16 +1013,32 @@ impl CatalogCrypto {
         record: &Record,
     ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let mut out = Vec::new();
+        let stored = match layout {
+            Layout::Read(stored) => stored,
+            Layout::Unread(refs) => {
+                // Only appended to: the pages stay as they are, and the
+                // head holds at least its newest version.
+                let next_id = refs.last().map_or(0, |p| p.id.saturating_add(1));
+                return self.spill_and_seal(
+                    key,
+                    record,
+                    record.versions.clone(),
+                    refs.clone(),
+                    next_id,
+                    out,
+                );
+            }
+        };
         if record.versions.is_empty() {
-            for id in layout.page_ids() {
-                out.push((self.page_key(&record.name, id), None));
+            for (id, _) in stored {
+                out.push((self.page_key(&record.name, *id), None));
             }
             out.push((key.to_vec(), None));
             return out;
         }
         let mut inline = record.versions.clone();
         let mut pages = Vec::new();
-        for (id, stored) in &layout.pages {
+        for (id, stored) in stored {
             let numbers: std::collections::HashSet<u32> = stored.iter().map(|v| v.number).collect();
             let (kept, rest): (Vec<Version>, Vec<Version>) = inline
                 .into_iter()
@@ -1034,7 +1067,22 @@ impl CatalogCrypto {
         }
         // Past every id the record had, emptied pages' too: an id is not
         // written again in the batch that deletes it.
-        let mut next_id = layout.page_ids().max().map_or(0, |id| id.saturating_add(1));
+        let next_id = layout.page_ids().max().map_or(0, |id| id.saturating_add(1));
+        self.spill_and_seal(key, record, inline, pages, next_id, out)
+    }
+
+    /// Completes `out` with the head of `record` holding `inline` after
+    /// `pages`: versions beyond `2 × PAGE_VERSIONS` inline move, the oldest
+    /// `PAGE_VERSIONS` at a time, into new pages from id `next_id` on.
+    fn spill_and_seal(
+        &self,
+        key: &[u8],
+        record: &Record,
+        mut inline: Vec<Version>,
+        mut pages: Vec<PageRef>,
+        mut next_id: u32,
+        mut out: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         while inline.len() > 2 * PAGE_VERSIONS {
             let moved: Vec<Version> = inline.drain(..PAGE_VERSIONS).collect();
             let page = Page {

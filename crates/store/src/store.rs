@@ -544,7 +544,7 @@ impl Store {
             // One time for the version and the end of an absence, so that
             // the name is never both gone and not yet put at one instant.
             let now = now();
-            let mut existing = self.stored_at(&key).map_err(|e| e.of_name(name))?;
+            let mut existing = self.newest_at(&key).map_err(|e| e.of_name(name))?;
             if let Some((record, layout)) = existing.as_mut()
                 && let Some(latest) = record.versions.last_mut()
                 && latest.content_ref == *content_ref
@@ -616,8 +616,26 @@ impl Store {
         stamp: &FileStamp,
     ) -> Result<Option<Version>> {
         Ok(self
-            .lookup(name)?
-            .and_then(|record| record.unchanged_since(kind, len, stamp).cloned()))
+            .newest_at(&self.catalog.key_of(name))
+            .map_err(|e| e.of_name(name))?
+            .and_then(|(record, _)| record.unchanged_since(kind, len, stamp).cloned()))
+    }
+
+    /// The record under `key` (a name's) as far as its newest version and
+    /// a put need it: its head alone, its pages left unread
+    /// ([`Layout::Unread`]), when the head holds a version inline (then the
+    /// newest); whole otherwise. So that a put's cost does not grow with
+    /// the versions a name has.
+    fn newest_at(&self, key: &[u8]) -> Result<Option<(Record, Layout)>> {
+        let Some(entry) = self.backend.get(key)? else {
+            return Ok(None);
+        };
+        let head = self.catalog.open_head(key, &entry.value)?;
+        if head.pages.is_empty() || !head.record.versions.is_empty() {
+            let Head { record, pages } = head;
+            return Ok(Some((record, Layout::Unread(pages))));
+        }
+        self.with_pages(head).map(Some)
     }
 
     fn record_at(&self, key: &[u8]) -> Result<Option<Record>> {

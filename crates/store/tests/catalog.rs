@@ -1047,11 +1047,12 @@ fn marking_many_names_gone_that_fails_while_it_writes_marks_none() {
 }
 
 /// A memory backend that counts the bytes (keys and values) each batch
-/// writes.
+/// writes, and the bytes of the values it is asked for.
 #[derive(Default)]
 struct WriteCounting {
     inner: seccs_store::backend::MemoryBackend,
     written: std::sync::atomic::AtomicU64,
+    read: std::sync::atomic::AtomicU64,
 }
 
 impl Backend for WriteCounting {
@@ -1062,7 +1063,11 @@ impl Backend for WriteCounting {
         &self,
         keys: &[&[u8]],
     ) -> Result<Vec<Option<seccs_store::backend::Entry>>, seccs_store::backend::BackendError> {
-        self.inner.get_many(keys)
+        let entries = self.inner.get_many(keys)?;
+        let bytes: usize = entries.iter().flatten().map(|e| e.value.len()).sum();
+        self.read
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(entries)
     }
     fn apply(
         &self,
@@ -1126,6 +1131,36 @@ fn a_put_writes_no_more_at_version_300_than_at_version_70() {
         record.versions.iter().map(|v| v.number).collect::<Vec<_>>(),
         (1..=300).collect::<Vec<_>>()
     );
+}
+
+/// A name put again and again: what a put reads does not grow with the
+/// versions the name already has either (its newest version is in its
+/// head, and a put only appends), where a put read every page first.
+#[test]
+fn a_put_reads_no_more_at_version_300_than_at_version_70() {
+    let backend = std::sync::Arc::new(WriteCounting::default());
+    let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let store = seccs_store::Store::new_unchecked(backend.clone(), params, &common::key(7));
+    let mut read = Vec::new();
+    for i in 1..=300u32 {
+        let before = backend.read.load(std::sync::atomic::Ordering::Relaxed);
+        let (_, number) = store
+            .put_named(&mut i.to_string().as_bytes(), "log", EntryKind::File)
+            .expect("put");
+        assert_eq!(number, i);
+        read.push(backend.read.load(std::sync::atomic::Ordering::Relaxed) - before);
+    }
+    let (at_70, at_300) = (read[69], read[299]);
+    assert!(
+        at_300 <= 2 * at_70,
+        "the put of version 300 read {at_300} bytes, of version 70 {at_70}"
+    );
+    assert_eq!(
+        numbers(&store, "log"),
+        (1..=300).collect::<Vec<_>>(),
+        "every version is still there, in order"
+    );
+    assert_clean(&store, "after 300 puts");
 }
 
 /// Puts `n` versions of `name`, version `i` holding `"{name} {i}"`.
