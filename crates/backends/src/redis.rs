@@ -159,6 +159,23 @@ const APPLY_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[1]) ~= 
        i = last + 1 \
      end \
      return #KEYS";
+/// The first line that lets a script run on a server at its `maxmemory`
+/// limit with eviction off, which refuses every command that may need
+/// more memory (`SET`, `SETRANGE`, a script whose first write is one).
+/// Only Redis 7 and later read it; earlier servers fail to compile it.
+/// Within a script without it, such a refusal comes only at the first
+/// write, so a batch refused is never half written.
+const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
+
+/// Whether the server whose `INFO server` answer is `info` reads a
+/// script's flags line ([`ALLOW_OOM`]): Redis 7 and later.
+fn reads_script_flags(info: &str) -> bool {
+    info.lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))
+        .and_then(|version| version.trim().split('.').next()?.parse::<u32>().ok())
+        .is_some_and(|major| major >= 7)
+}
+
 /// Sets the store marker (KEYS[1]) to ARGV[3], only while the writer lease
 /// (KEYS[2]) holds this writer's token ARGV[2] if ARGV[1] is `1`.
 const WRITE_MARKER_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[2]) ~= ARGV[2] then \
@@ -353,6 +370,10 @@ pub struct RedisBackend {
     conn: Mutex<Option<Connection>>,
     round_trips: RoundTrips,
     lease: Option<Lease>,
+    /// Whether the server reads a script's flags (Redis 7 and later), so
+    /// that a writer's lease and its batches that put nothing run when the
+    /// server is at its `maxmemory` limit (see [`ALLOW_OOM`]).
+    scripts_take_flags: bool,
     /// What [`eviction_risk`] found at connect, which
     /// [`Backend::risks`] reports.
     eviction: Option<String>,
@@ -382,6 +403,7 @@ impl RedisBackend {
             conn: Mutex::new(None),
             round_trips: RoundTrips::default(),
             lease: None,
+            scripts_take_flags: false,
             eviction: None,
         };
         // The first answer is waited for as long as connecting may take,
@@ -404,8 +426,18 @@ impl RedisBackend {
     /// write after it could not be renewed fails with the same error.
     pub fn connect_exclusive(config: RedisConfig) -> Result<Self, BackendError> {
         let mut backend = Self::connect(config)?;
+        backend.scripts_take_flags = backend.with_conn(|conn| {
+            redis::cmd("INFO")
+                .arg("server")
+                .query::<String>(conn)
+                .map(|info| reads_script_flags(&info))
+        })?;
         let key = backend.key(LEASE_KEY);
-        backend.lease = Some(Lease::acquire(&backend.client, key)?);
+        backend.lease = Some(Lease::acquire(
+            &backend.client,
+            key,
+            backend.scripts_take_flags,
+        )?);
         Ok(backend)
     }
 
@@ -768,9 +800,17 @@ impl Backend for RedisBackend {
             None => ("0", Vec::new()),
         };
         let (fence, token) = self.lease_fence();
+        // A batch that puts nothing only deletes and rewrites counts in
+        // place, so it needs no more memory: it may run on a full server,
+        // which is how a full store is given room again.
+        let script = if put_count == 0 && self.scripts_take_flags {
+            format!("{ALLOW_OOM}{APPLY_SCRIPT}")
+        } else {
+            APPLY_SCRIPT.to_owned()
+        };
         self.with_conn(|conn| {
             redis::cmd("EVAL")
-                .arg(APPLY_SCRIPT)
+                .arg(script)
                 .arg(keys.len())
                 .arg(&keys)
                 .arg(check)
@@ -1135,6 +1175,14 @@ fn map_err(err: RedisError) -> BackendError {
                  this write was written"
             ),
         }
+    } else if err.code() == Some("OOM") {
+        BackendError::other(
+            NAME,
+            "the Redis server is at its maxmemory limit and refuses writes that need more \
+             memory; nothing of this write was written. Raise the limit on the server (CONFIG \
+             SET maxmemory, and in its config file), or give the store room: `seccs rm NAME` \
+             of whole names and `seccs gc` still run on a full Redis 7 or later",
+        )
     } else if err.code() == Some("SECCSMARKER") {
         // A batch found the store marker gone.
         BackendError::marker_gone(NAME)
@@ -1148,6 +1196,18 @@ fn map_err(err: RedisError) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn script_flags_are_used_from_redis_7_on() {
+        let info = |version: &str| {
+            format!("# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\n")
+        };
+        assert!(!reads_script_flags(&info("6.2.14")));
+        assert!(reads_script_flags(&info("7.0.15")));
+        assert!(reads_script_flags(&info("10.0.0")));
+        assert!(!reads_script_flags("# Server\r\nredis_mode:standalone\r\n"));
+        assert!(!reads_script_flags(&info("seven")));
+    }
 
     #[test]
     fn parses_prefix_db_tls_and_credentials() -> Result<(), BackendError> {

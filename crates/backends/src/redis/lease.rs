@@ -28,7 +28,7 @@ use std::sync::Arc;
 use redis::{Client, Connection};
 use seccs_store::backend::BackendError;
 
-use super::{CONNECT_TIMEOUT, NAME, map_err};
+use super::{ALLOW_OOM, CONNECT_TIMEOUT, NAME, map_err};
 use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token, name_holder};
 
 /// The lease's key after the store's prefix. No store key has this length
@@ -42,6 +42,9 @@ pub(super) const LEASE_KEY: &[u8] = b"\0seccs:writer-lease";
 const RENEW_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
        redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end \
      return 0";
+/// Takes the lease (KEYS[1]) for token ARGV[1] for ARGV[2] ms if nobody
+/// holds it: `OK`, or nil when it is held.
+const TAKE_SCRIPT: &str = "return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])";
 /// Deletes the lease if the token is ours.
 const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      return redis.call('DEL', KEYS[1]) end return 0";
@@ -65,18 +68,36 @@ impl std::fmt::Debug for Lease {
 
 impl Lease {
     /// Takes the lease at `key`, or fails with [`BackendError::Locked`]
-    /// naming the holder.
-    pub(super) fn acquire(client: &Client, key: Vec<u8>) -> Result<Self, BackendError> {
+    /// naming the holder. Where `scripts_take_flags` (Redis 7 and later),
+    /// it is taken by a script that runs on a server at its `maxmemory`
+    /// limit too: the writers that give a full store room (`rm`, `gc`)
+    /// take the lease first.
+    pub(super) fn acquire(
+        client: &Client,
+        key: Vec<u8>,
+        scripts_take_flags: bool,
+    ) -> Result<Self, BackendError> {
         let token = holder_token(NAME)?;
         let mut conn = connect(client)?;
-        let taken: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(TTL.as_millis() as u64)
-            .query(&mut conn)
-            .map_err(map_err)?;
+        let ttl = TTL.as_millis() as u64;
+        let taken: Option<String> = if scripts_take_flags {
+            redis::cmd("EVAL")
+                .arg(format!("{ALLOW_OOM}{TAKE_SCRIPT}"))
+                .arg(1)
+                .arg(&key)
+                .arg(&token)
+                .arg(ttl)
+                .query(&mut conn)
+        } else {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl)
+                .query(&mut conn)
+        }
+        .map_err(map_err)?;
         if taken.is_none() {
             let holder: Option<Vec<u8>> = redis::cmd("GET")
                 .arg(&key)

@@ -995,3 +995,79 @@ fn redis_a_key_of_another_type_is_damage_to_a_walk_and_missing_to_the_counts() -
     assert_eq!(backend.get_counts(&[b"h"])?, [Some(1)]);
     Ok(())
 }
+
+/// A Redis at its `maxmemory` limit with eviction off refuses every write
+/// that may need more memory. A writer still takes its lease there, and a
+/// batch that only deletes and sets counts (what `rm NAME` and `gc`
+/// write) still runs, so a full store can be given room; a batch that
+/// puts is refused whole, with what to do.
+#[test]
+fn redis_a_full_server_still_takes_removals_and_refuses_puts_whole() -> TestResult {
+    let server = RedisServer::start()?;
+    let prefix = "full:";
+    {
+        let backend = seccs_backends::open_exclusive(&redis_url(&server, prefix), true)?;
+        let mut batch = Batch::new();
+        for (key, count) in [(&b"a"[..], 2), (b"b", 1), (b"c", 1)] {
+            batch.put(key.to_vec(), vec![7; 64], count);
+        }
+        backend.apply(&batch)?;
+    }
+    let mut raw = server.raw()?;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query::<()>(&mut raw)?;
+    // Below what the server already uses: full from here on.
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(1)
+        .query::<()>(&mut raw)?;
+    let refused = redis::cmd("SET").arg("probe").arg(1).query::<()>(&mut raw);
+    assert!(
+        refused.is_err_and(|e| e.code() == Some("OOM")),
+        "the server is full"
+    );
+
+    let backend = seccs_backends::open_exclusive(&redis_url(&server, prefix), true)?;
+    let mut removal = Batch::new();
+    removal.delete(b"b".to_vec());
+    removal.set_count(b"a".to_vec(), 1);
+    backend.apply(&removal)?;
+    assert_eq!(
+        backend.get_counts(&[b"a", b"b", b"c"])?,
+        [Some(1), None, Some(1)]
+    );
+
+    let mut put = Batch::new();
+    put.put(b"d".to_vec(), vec![8; 64], 1);
+    put.delete(b"c".to_vec());
+    put.set_count(b"a".to_vec(), 2);
+    let err = backend
+        .apply(&put)
+        .expect_err("a put on a full server is refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("maxmemory") && message.contains("nothing of this write was written"),
+        "{message}"
+    );
+    assert_eq!(
+        backend.get_counts(&[b"a", b"c", b"d"])?,
+        [Some(1), Some(1), None],
+        "nothing of the refused batch was written"
+    );
+
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(0)
+        .query::<()>(&mut raw)?;
+    backend.apply(&put)?;
+    assert_eq!(
+        backend.get_counts(&[b"a", b"c", b"d"])?,
+        [Some(2), None, Some(1)]
+    );
+    Ok(())
+}
