@@ -952,6 +952,14 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             errln!("seccs: {problem:#}");
         }
         let left = results.iter().filter(|r| r.is_none()).count();
+        if let Some(full) = backend_no_room(&e) {
+            bail!(
+                "{full}; the put stopped there, {left} of {} entries not stored: what was \
+                 stored before stays (each batch whole or absent), and the same put run again \
+                 stores the rest (what is unchanged since it was stored is not read again)",
+                found.len()
+            );
+        }
         return Err(e.context(format!(
             "put stopped at the backend's first failure, {left} of {} entries not stored; \
              what the backend completed before it stays (each batch whole or absent), and \
@@ -1070,13 +1078,19 @@ impl FirstBackendFailure {
         }
     }
 
+    /// Whether a failure stopped the work.
+    fn failed(&self) -> bool {
+        self.0.get().is_some()
+    }
+
     fn into_inner(self) -> Option<anyhow::Error> {
         self.0.into_inner()
     }
 }
 
 /// Whether an error comes from a backend failure that every later request
-/// would repeat (see `BackendError::fails_every_request`).
+/// would repeat (see `BackendError::fails_every_request`), or from a write
+/// of the command's own that every later write would repeat (a full disk).
 fn fails_every_request(e: &anyhow::Error) -> bool {
     use seccs_store::{StoreError, backend::BackendError};
     e.chain().any(|cause| {
@@ -1086,7 +1100,36 @@ fn fails_every_request(e: &anyhow::Error) -> bool {
             || cause
                 .downcast_ref::<BackendError>()
                 .is_some_and(BackendError::fails_every_request)
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(seccs_store::backend::is_no_room)
     })
+}
+
+/// The backend's "no room" error in `e`'s chain, as said (it names the
+/// place and what to do).
+fn backend_no_room(e: &anyhow::Error) -> Option<String> {
+    use seccs_store::{StoreError, backend::BackendError};
+    e.chain().find_map(|cause| {
+        let backend = match cause.downcast_ref::<StoreError>() {
+            Some(StoreError::Backend(b)) => Some(b),
+            _ => cause.downcast_ref::<BackendError>(),
+        };
+        backend
+            .filter(|b| matches!(b, BackendError::StorageFull { .. }))
+            .map(ToString::to_string)
+    })
+}
+
+/// What to say of `e` when a write of the command's own output under
+/// `out` failed for want of room (which disk, what to do), else `None`.
+fn output_no_room(e: &anyhow::Error, out: &Path) -> Option<String> {
+    let io = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<std::io::Error>())?;
+    let said = seccs_store::backend::no_room(io, out)?;
+    // The outermost context names the file.
+    Some(format!("{e}: {said}"))
 }
 
 /// Prints each problem once, in the order first met, with how many more
@@ -2080,11 +2123,15 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
     // Each is checked again here, after the links were made: a directory
     // whose restore failed may have a file or a link in its place now, and
     // a link made since may sit above it.
+    // A restore that stopped early did not make every directory: one it
+    // did not get to is no problem of its own (the run again makes it).
+    let stopped = backend_failed.failed();
     let dir_results = dirs.iter().map(|(rel, _, attrs)| {
         let place = places.of(rel, false)?;
         let (at, path) = (&place.at, &place.shown);
         match fs::symlink_metadata(at) {
             Ok(meta) if meta.is_dir() => {}
+            Err(e) if stopped && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Ok(_) => bail!(
                 "not setting the mode or time of {}: it is not a directory",
                 shown_path(path)
@@ -2109,6 +2156,14 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         .collect();
     say_once_each(&failures);
     if let Some(e) = backend_failed.into_inner() {
+        let stopped = format!(
+            "the restore stopped there, {not_tried} of {} entries not restored: what was \
+             restored stays, and the same get run again restores the rest",
+            records.len()
+        );
+        if let Some(full) = output_no_room(&e, dir).or_else(|| backend_no_room(&e)) {
+            bail!("{full}; {stopped}");
+        }
         return Err(e.context(format!(
             "restore stopped at the backend's first failure, {not_tried} of {} entries not \
              restored; what was restored stays, and the same get run again restores the rest",

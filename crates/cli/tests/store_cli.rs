@@ -292,7 +292,7 @@ fn an_embedded_store_on_a_read_only_mount_says_to_copy_it() {
 
 /// A tree restored into a directory on a read-only file system (a
 /// read-only mount in namespaces of its own) says that its top directory cannot be made
-/// once, counting the entries alike, not once per entry.
+/// once, and stops there, not once per entry.
 #[test]
 fn a_restore_into_a_read_only_directory_says_each_failure_once() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -321,7 +321,14 @@ fn a_restore_into_a_read_only_directory_says_each_failure_once() {
     assert!(!out.status.success(), "{err}");
     let made = format!("cannot create {}", ro.join("t").display());
     assert_eq!(err.matches(&made).count(), 1, "{err}");
-    assert!(err.contains("(the same for "), "{err}");
+    // Every later entry would meet the same read-only file system: the
+    // restore stops at the first, and says what to do.
+    assert!(
+        err.contains(&format!("the file system holding {ro_arg} is read-only"))
+            && err.contains("the restore stopped there"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
 }
 
 #[test]
@@ -3980,6 +3987,147 @@ fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
+}
+
+/// Runs `script` (sh) with `$0` a fresh tmpfs of `size` mounted in user
+/// and mount namespaces of its own (so no mount outlives it, and no
+/// privilege is needed), `$1` the seccs binary, and `args` after; fails
+/// the test unless such a mount can be made. A real full disk: the
+/// script may grow the tmpfs (`mount -o remount,size=...`) to make room.
+fn on_small_tmpfs(disk: &Path, size: &str, script: &str, args: &[&Path]) -> std::process::Output {
+    std::fs::create_dir_all(disk).expect("mkdir");
+    let mut c = Command::new("unshare");
+    c.args(["-rm", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o size={size} tmpfs \"$0\" || exit 90\n{script}"
+        ))
+        .arg(disk)
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .args(args)
+        .env_remove("SECCS_STORE");
+    let out = run(&mut c);
+    assert_ne!(
+        out.status.code(),
+        Some(90),
+        "this test needs a tmpfs mounted in namespaces of its own (unshare -rm): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The text of `log/name`, written by a script of `on_small_tmpfs`.
+fn logged(log: &Path, name: &str) -> String {
+    std::fs::read_to_string(log.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A store whose disk fills while `put DIR` works through many files (a
+/// 3 MiB tmpfs, 13 MB of files: the first 8 MiB written as one group)
+/// stops the put at the first write that found
+/// the disk full, said once, naming the store's disk and what to do; once
+/// room is made, the same put stores the rest and the store verifies.
+#[test]
+fn a_put_that_fills_the_stores_disk_stops_there_and_says_it_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    for i in 0..800u64 {
+        random_file(&tree, &format!("f{i:04}"), 16 * 1024, i);
+    }
+    let log = tmp.path().join("log");
+    std::fs::create_dir(&log).expect("mkdir");
+    let out = on_small_tmpfs(
+        &tmp.path().join("disk"),
+        "3m",
+        r#"S="$0/store"
+"$1" --store "$S" init >/dev/null 2>"$3/init" || exit 91
+"$1" --store "$S" put -q "$2" >/dev/null 2>"$3/full"; echo $? >"$3/full.rc"
+mount -o remount,size=64m "$0" || exit 92
+"$1" --store "$S" put -q "$2" >/dev/null 2>"$3/again"; echo $? >"$3/again.rc"
+"$1" --store "$S" verify >"$3/verify" 2>&1; echo $? >"$3/verify.rc""#,
+        &[&tree, &log],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let err = logged(&log, "full");
+    assert_ne!(logged(&log, "full.rc").trim(), "0", "{err}");
+    let db = tmp.path().join("disk/store/db");
+    assert!(
+        err.contains(&format!("the disk holding {} is full", db.display()))
+            && err.contains("No space left on device")
+            && err.contains("free room and run the same command again")
+            && err.contains("the put stopped there")
+            && err.contains("the same put run again stores the rest"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
+    assert_eq!(
+        logged(&log, "again.rc").trim(),
+        "0",
+        "{}",
+        logged(&log, "again")
+    );
+    let verify = logged(&log, "verify");
+    assert_eq!(logged(&log, "verify.rc").trim(), "0", "{verify}");
+    assert!(verify.contains("0 finding(s)"), "{verify}");
+}
+
+/// A tree restored onto a disk that fills (a 2 MiB tmpfs, 4 MB of files)
+/// stops at the first write that found it full, said once, naming the
+/// disk and what to do; once room is made, the same get restores the rest,
+/// every file whole.
+#[test]
+fn a_restore_that_fills_its_disk_stops_there_and_says_it_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    for i in 0..500u64 {
+        random_file(&tree, &format!("f{i:04}"), 8 * 1024, i);
+    }
+    put_tree_in(&store, tmp.path(), "tree");
+    let log = tmp.path().join("log");
+    std::fs::create_dir(&log).expect("mkdir");
+    let disk = tmp.path().join("disk");
+    let out = on_small_tmpfs(
+        &disk,
+        "2m",
+        r#""$1" --store "$2" get tree/ -o "$0/out" 2>"$4/full"; echo $? >"$4/full.rc"
+ls "$0/out/tree" | wc -l >"$4/count"
+mount -o remount,size=64m "$0" || exit 92
+"$1" --store "$2" get tree/ -o "$0/out" 2>"$4/again"; echo $? >"$4/again.rc"
+diff -r "$0/out/tree" "$3" >"$4/diff" 2>&1; echo $? >"$4/diff.rc""#,
+        &[&store, &tree, &log],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let err = logged(&log, "full");
+    assert_ne!(logged(&log, "full.rc").trim(), "0", "{err}");
+    assert!(
+        err.contains("cannot write ")
+            && err.contains(&format!(
+                "the disk holding {} is full",
+                disk.join("out").display()
+            ))
+            && err.contains("No space left on device")
+            && err.contains("free room and run the same command again")
+            && err.contains("the restore stopped there")
+            && err.contains("the same get run again restores the rest"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
+    let count: usize = logged(&log, "count").trim().parse().expect("a count");
+    assert!(count < 500, "the restore stopped early: {count} files");
+    assert_eq!(
+        logged(&log, "again.rc").trim(),
+        "0",
+        "{}",
+        logged(&log, "again")
+    );
+    assert_eq!(
+        logged(&log, "diff.rc").trim(),
+        "0",
+        "{}",
+        logged(&log, "diff")
+    );
 }
 
 /// A Redis user whose ACL leaves out what seccs needs is told so, not that

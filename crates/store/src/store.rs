@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use seccs_core::SecretKey;
 
-use crate::backend::{Backend, Batch, Usage};
+use crate::backend::{Backend, BackendError, Batch, Usage};
 use crate::catalog::{
     self, CatalogCrypto, Entry, EntryKind, FileMeta, FileStamp, Head, Layout, Page, Record, Version,
 };
@@ -1430,11 +1430,20 @@ impl Store {
         let Some(dir) = &self.journal_dir else {
             return Ok(None);
         };
-        std::fs::create_dir_all(dir)?;
+        // A full disk fails every later put too: said as the backend's,
+        // naming the place, so that a command stops at the first.
+        let full =
+            |e: std::io::Error| match BackendError::storage_full(self.backend.name(), &e, dir) {
+                Some(full) => StoreError::Backend(full),
+                None => StoreError::Io(e),
+            };
+        std::fs::create_dir_all(dir).map_err(full)?;
         let mut id = [0u8; 16];
         seccs_core::random_bytes(&mut id).map_err(|e| StoreError::Config(e.to_string()))?;
         let path = dir.join(seccs_core::hexenc::encode(&id));
-        std::fs::File::create(&path)?.sync_all()?;
+        std::fs::File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(full)?;
         Ok(Some(JournalEntry(path)))
     }
 

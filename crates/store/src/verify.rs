@@ -243,7 +243,7 @@ pub struct GcReport {
     pub broken_names: Vec<String>,
     /// Why the backend could not free the space of what was removed, if it
     /// could not (its error: on the embedded backend, a damaged block the
-    /// compaction reads). Everything else in the report was applied before;
+    /// compaction reads, or a full disk, said with what to do). Everything else in the report was applied before;
     /// the space stays taken until a gc on an undamaged store frees it.
     pub space_not_reclaimed: Option<String>,
 }
@@ -798,7 +798,20 @@ impl Store {
         // batches above are applied by now, so a failure here (damage the
         // compaction reads) goes into the report rather than replacing it.
         if let Err(e) = self.backend().reclaim_space() {
-            report.space_not_reclaimed = Some(e.to_string());
+            let full = matches!(e, crate::backend::BackendError::StorageFull { .. });
+            report.space_not_reclaimed = Some(if full {
+                // gc is the command meant to give room back: on a disk the
+                // store has to itself, "free room" alone leaves no way out.
+                format!(
+                    "{e}. The space gc would give back is held by data no name needs (removed \
+                     entries, and what a put stopped by a full disk wrote), and giving it back \
+                     rewrites what stays, which needs room first; if nothing else on that disk \
+                     can go, copy the store with `cp -a` to a disk with room and run gc there. \
+                     The store is consistent meanwhile"
+                )
+            } else {
+                e.to_string()
+            });
         }
         Ok(report)
     }

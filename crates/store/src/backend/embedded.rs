@@ -463,7 +463,7 @@ impl EmbeddedBackend {
                     .max_memtable_size(MEMTABLE_BYTES)
             })
             .map_err(|e| name_damaged_files(open_error(e, dir), dir))?;
-        migrate_legacy(&db, &entries).map_err(|e| in_dir(e, dir))?;
+        migrate_legacy(&db, &entries, dir).map_err(|e| in_dir(e, dir))?;
         Ok(Self {
             db,
             entries,
@@ -511,7 +511,7 @@ impl EmbeddedBackend {
             // A new database has nothing to move or merge.
             let written = self.entries.table_count() > 0
                 || self.entries.sealed_memtable_count() > 0
-                || !self.entries.is_empty().map_err(map_error)?;
+                || !self.entries.is_empty().map_err(|e| self.fail(e))?;
             if !written && !journaled {
                 self.write_marker(MARKER_MERGED)?;
                 return Ok(Settled::Done);
@@ -520,7 +520,9 @@ impl EmbeddedBackend {
                 let _writer = self.lock_writer();
                 self.flush_memtable()?;
             }
-            self.db.persist(PersistMode::SyncAll).map_err(map_error)?;
+            self.db
+                .persist(PersistMode::SyncAll)
+                .map_err(|e| self.fail(e))?;
             self.write_marker(MARKER_UNMERGED)?;
             return Ok(Settled::JournalFlushed);
         }
@@ -545,6 +547,11 @@ impl EmbeddedBackend {
             .map_err(|e| {
                 BackendError::other(NAME, format_args!("cannot write {}: {e}", marker.display()))
             })
+    }
+
+    /// Maps an error of fjall on this database, naming its directory.
+    fn fail(&self, e: fjall::Error) -> BackendError {
+        map_error(e, &self.path)
     }
 
     /// The database directory.
@@ -575,7 +582,7 @@ impl EmbeddedBackend {
     ///
     /// [`BackendError::Other`] if the directory cannot be read.
     pub fn disk_bytes(&self) -> Result<u64, BackendError> {
-        self.db.disk_space().map_err(map_error)
+        self.db.disk_space().map_err(|e| self.fail(e))
     }
 
     /// Writes the memtable (journaled batches) out as a table and waits,
@@ -584,7 +591,7 @@ impl EmbeddedBackend {
     /// delete on disk. (fjall's own `rotate_memtable_and_wait` polls
     /// without end, and a flush that fails, say on a full disk, never ends.)
     fn flush_memtable(&self) -> Result<(), BackendError> {
-        self.entries.rotate_memtable().map_err(map_error)?;
+        self.entries.rotate_memtable().map_err(|e| self.fail(e))?;
         let deadline = Instant::now() + FLUSH_WAIT;
         while self.entries.sealed_memtable_count() > 0 {
             if Instant::now() >= deadline {
@@ -630,7 +637,9 @@ impl EmbeddedBackend {
         let tagged = tagged(tag, key);
         match overlay.decides(key, &tagged) {
             Some(record) => Ok(record),
-            None => snapshot.get(&self.entries, &tagged).map_err(map_error),
+            None => snapshot
+                .get(&self.entries, &tagged)
+                .map_err(|e| self.fail(e)),
         }
     }
 
@@ -648,12 +657,12 @@ impl EmbeddedBackend {
         let read = WalkError::Read;
         let mut counts = snapshot.prefix(&self.entries, tagged(COUNT_TAG, prefix));
         for guard in snapshot.prefix(&self.entries, tagged(VALUE_TAG, prefix)) {
-            let (tagged_key, value) = guard.into_inner().map_err(|e| read(map_error(e)))?;
+            let (tagged_key, value) = guard.into_inner().map_err(|e| read(self.fail(e)))?;
             let key = &tagged_key[1..];
             let Some(next) = counts.next() else {
                 return Err(read(uncounted(key)));
             };
-            let (tagged_count_key, count) = next.into_inner().map_err(|e| read(map_error(e)))?;
+            let (tagged_count_key, count) = next.into_inner().map_err(|e| read(self.fail(e)))?;
             let count_key = &tagged_count_key[1..];
             let count = match count_key.cmp(key) {
                 std::cmp::Ordering::Equal => match (decode_count(key, &count), &mut damaged) {
@@ -677,7 +686,7 @@ impl EmbeddedBackend {
             .map_err(WalkError::Visit)?;
         }
         if let Some(next) = counts.next() {
-            let (tagged_count_key, _) = next.into_inner().map_err(|e| read(map_error(e)))?;
+            let (tagged_count_key, _) = next.into_inner().map_err(|e| read(self.fail(e)))?;
             return Err(read(valueless(&tagged_count_key[1..])));
         }
         Ok(())
@@ -790,15 +799,15 @@ impl EmbeddedBackend {
             }
             // Keys come out of the map in ascending order, as an ingestion
             // requires; records are reference-counted, not copied.
-            let mut ingestion = self.entries.start_ingestion().map_err(map_error)?;
+            let mut ingestion = self.entries.start_ingestion().map_err(|e| self.fail(e))?;
             for (key, value) in &overlay.writes {
                 match value {
                     Some(value) => ingestion.write(key.clone(), value.clone()),
                     None => ingestion.write_tombstone(key.clone()),
                 }
-                .map_err(map_error)?;
+                .map_err(|e| self.fail(e))?;
             }
-            ingestion.finish().map_err(map_error)?;
+            ingestion.finish().map_err(|e| self.fail(e))?;
         }
         // Readers that took their snapshot before the ingestion still hold
         // the read lock and read the overlay; the next ones see the tables.
@@ -941,7 +950,7 @@ impl Drop for EmbeddedBackend {
 /// keyspaces are dropped afterwards; if a crash comes between, `entries`
 /// already holds everything (an ingestion is all or nothing) and the next
 /// open only drops them.
-fn migrate_legacy(db: &Database, entries: &Keyspace) -> Result<(), BackendError> {
+fn migrate_legacy(db: &Database, entries: &Keyspace, dir: &Path) -> Result<(), BackendError> {
     if !db.keyspace_exists(LEGACY_NODES) && !db.keyspace_exists(LEGACY_COUNTS) {
         return Ok(());
     }
@@ -950,12 +959,12 @@ fn migrate_legacy(db: &Database, entries: &Keyspace) -> Result<(), BackendError>
         if db.keyspace_exists(name) {
             let keyspace = db
                 .keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(map_error)?;
+                .map_err(|e| map_error(e, dir))?;
             legacy.push((name, keyspace));
         }
     }
-    if entries.is_empty().map_err(map_error)? {
-        let mut ingestion = entries.start_ingestion().map_err(map_error)?;
+    if entries.is_empty().map_err(|e| map_error(e, dir))? {
+        let mut ingestion = entries.start_ingestion().map_err(|e| map_error(e, dir))?;
         for (name, keyspace) in &legacy {
             let tag = if *name == LEGACY_COUNTS {
                 COUNT_TAG
@@ -963,7 +972,7 @@ fn migrate_legacy(db: &Database, entries: &Keyspace) -> Result<(), BackendError>
                 VALUE_TAG
             };
             for guard in keyspace.iter() {
-                let (key, value) = guard.into_inner().map_err(map_error)?;
+                let (key, value) = guard.into_inner().map_err(|e| map_error(e, dir))?;
                 if !storable(&key) {
                     return Err(corrupt(format_args!(
                         "a {}-byte key in the old {name} keyspace: keys are 1 to {MAX_KEY_LEN} bytes long",
@@ -972,15 +981,17 @@ fn migrate_legacy(db: &Database, entries: &Keyspace) -> Result<(), BackendError>
                 }
                 ingestion
                     .write(tagged(tag, &key), value)
-                    .map_err(map_error)?;
+                    .map_err(|e| map_error(e, dir))?;
             }
         }
-        ingestion.finish().map_err(map_error)?;
+        ingestion.finish().map_err(|e| map_error(e, dir))?;
     }
     for (_, keyspace) in legacy {
-        db.delete_keyspace(keyspace).map_err(map_error)?;
+        db.delete_keyspace(keyspace)
+            .map_err(|e| map_error(e, dir))?;
     }
-    db.persist(PersistMode::SyncAll).map_err(map_error)
+    db.persist(PersistMode::SyncAll)
+        .map_err(|e| map_error(e, dir))
 }
 
 /// A batch folded into one net write per tagged key (`None`: removed).
@@ -1039,7 +1050,9 @@ impl Backend for EmbeddedBackend {
         let read = |(tagged, decided): &(Vec<u8>, Option<Option<Slice>>)| {
             let record = match decided {
                 Some(record) => record.clone(),
-                None => snapshot.get(&self.entries, tagged).map_err(map_error)?,
+                None => snapshot
+                    .get(&self.entries, tagged)
+                    .map_err(|e| self.fail(e))?,
             };
             Ok(record.map(|v| v.to_vec()))
         };
@@ -1070,7 +1083,7 @@ impl Backend for EmbeddedBackend {
                     corrupt(format_args!(
                         "a lookup of entry {} fails: {}",
                         hex::encode(key),
-                        map_error(e)
+                        self.fail(e)
                     )),
                 ),
                 _ => failed(
@@ -1154,7 +1167,7 @@ impl Backend for EmbeddedBackend {
         let snapshot = self.settled_snapshot()?;
         let mut usage = Usage::default();
         for guard in snapshot.prefix(&self.entries, [VALUE_TAG]) {
-            let (key, value) = guard.into_inner().map_err(map_error)?;
+            let (key, value) = guard.into_inner().map_err(|e| self.fail(e))?;
             usage.add(key.len() - 1, value.len());
         }
         Ok(usage)
@@ -1162,7 +1175,9 @@ impl Backend for EmbeddedBackend {
 
     fn flush(&self) -> Result<(), BackendError> {
         self.flush_pending()?;
-        self.db.persist(PersistMode::SyncAll).map_err(map_error)
+        self.db
+            .persist(PersistMode::SyncAll)
+            .map_err(|e| self.fail(e))
     }
 
     /// Writes pending batches and the memtable out as tables, then compacts
@@ -1187,14 +1202,16 @@ impl Backend for EmbeddedBackend {
         // lock file pins the version, and a change of it fails the build.
         let mut before = self.entries.disk_space();
         for round in 0..RECLAIM_ROUNDS {
-            self.entries.major_compact().map_err(map_error)?;
+            self.entries.major_compact().map_err(|e| self.fail(e))?;
             let after = self.entries.disk_space();
             if round > 0 && after >= before {
                 break;
             }
             before = after;
         }
-        self.db.persist(PersistMode::SyncAll).map_err(map_error)
+        self.db
+            .persist(PersistMode::SyncAll)
+            .map_err(|e| self.fail(e))
     }
 }
 
@@ -1745,26 +1762,38 @@ fn open_error(e: fjall::Error, dir: &Path) -> BackendError {
                 dir.join("lock").display()
             ),
         },
-        other => in_dir(map_error(other), dir),
+        other => in_dir(map_error(other, dir), dir),
     }
 }
 
-/// Names the database directory in an error's detail.
+/// Names the database directory in an error's detail, unless the detail
+/// names it already.
 fn in_dir(e: BackendError, dir: &Path) -> BackendError {
+    let shown = dir.display().to_string();
+    let named = |detail: String| {
+        if detail.contains(&shown) {
+            detail
+        } else {
+            format!("{shown}: {detail}")
+        }
+    };
     match e {
         BackendError::Corrupt { backend, detail } => BackendError::Corrupt {
             backend,
-            detail: format!("{}: {detail}", dir.display()),
+            detail: named(detail),
         },
         BackendError::Other { backend, detail } => BackendError::Other {
             backend,
-            detail: format!("{}: {detail}", dir.display()),
+            detail: named(detail),
         },
         mapped => mapped,
     }
 }
 
-fn map_error(e: fjall::Error) -> BackendError {
+/// Maps an error of fjall working on the database in `dir`. fjall's I/O
+/// errors name no file: the directory is named in their stead, so that a
+/// full disk or a store moved away under a running command says which.
+fn map_error(e: fjall::Error, dir: &Path) -> BackendError {
     use fjall::{Error as F, LsmError as L};
     match e {
         F::Locked => BackendError::Locked {
@@ -1772,13 +1801,8 @@ fn map_error(e: fjall::Error) -> BackendError {
                      this process"
                 .to_owned(),
         },
-        F::Io(e) | F::Storage(L::Io(e)) => {
-            if e.kind() == std::io::ErrorKind::InvalidData {
-                corrupt(e)
-            } else {
-                BackendError::other(NAME, e)
-            }
-        }
+        F::Io(e) | F::Storage(L::Io(e)) => io_error(&e, dir),
+
         F::Storage(L::ChecksumMismatch { got, expected }) => corrupt(format_args!(
             "checksum mismatch (stored {expected:?}, computed {got:?})"
         )),
@@ -1795,5 +1819,90 @@ fn map_error(e: fjall::Error) -> BackendError {
             "an earlier write failed to reach the disk; reopen the store",
         ),
         other => BackendError::other(NAME, format_args!("{other:?}")),
+    }
+}
+
+/// Maps an I/O error met working on the database in `dir`.
+fn io_error(e: &std::io::Error, dir: &Path) -> BackendError {
+    use std::io::ErrorKind as K;
+    if e.kind() == K::InvalidData {
+        return corrupt(e);
+    }
+    if let Some(full) = BackendError::storage_full(NAME, e, dir) {
+        return full;
+    }
+    let shown = dir.display();
+    match e.kind() {
+        // A lookup of the directory tells a store moved or removed while
+        // the command ran from a file missing inside it.
+        K::NotFound if !dir.is_dir() => BackendError::other(
+            NAME,
+            format_args!(
+                "the store's database {shown} is gone ({e}): was the store moved or removed \
+                 while this command ran? Run the command again on the store where it is now"
+            ),
+        ),
+        K::PermissionDenied => BackendError::other(
+            NAME,
+            format_args!(
+                "{shown}: {e}: the store's files must stay readable and writable by the user \
+                 running seccs"
+            ),
+        ),
+        _ => BackendError::other(NAME, format_args!("{shown}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fjall's I/O errors name no file: a full disk, a used-up quota and a
+    /// read-only file system (the errors Linux gives) become the error
+    /// that stops a command at the first, naming the database and what to
+    /// do; a database gone from under the command says so; any other
+    /// names the database.
+    #[test]
+    fn io_errors_name_the_database_and_a_full_disk_stops_a_command() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("db");
+        std::fs::create_dir(&dir).expect("mkdir");
+        let shown = dir.display().to_string();
+        for (errno, said) in [
+            (28, format!("the disk holding {shown} is full")),
+            (122, format!("the disk quota of {shown} is used up")),
+            (30, format!("the file system holding {shown} is read-only")),
+        ] {
+            let e = map_error(
+                fjall::Error::Io(std::io::Error::from_raw_os_error(errno)),
+                &dir,
+            );
+            assert!(
+                matches!(e, BackendError::StorageFull { .. }) && e.fails_every_request(),
+                "{e:?}"
+            );
+            let text = e.to_string();
+            assert!(
+                text.contains(&said) && text.contains("run the same command again"),
+                "{text}"
+            );
+        }
+        let denied = map_error(
+            fjall::Error::Io(std::io::Error::from_raw_os_error(13)),
+            &dir,
+        );
+        assert!(!denied.fails_every_request(), "{denied:?}");
+        assert!(denied.to_string().contains(&shown), "{denied}");
+        let gone = tmp.path().join("moved");
+        let lost = map_error(
+            fjall::Error::Io(std::io::Error::from_raw_os_error(2)),
+            &gone,
+        );
+        let text = lost.to_string();
+        assert!(
+            text.contains(&format!("the store's database {} is gone", gone.display()))
+                && text.contains("moved or removed while this command ran"),
+            "{text}"
+        );
     }
 }

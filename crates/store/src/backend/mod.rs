@@ -33,6 +33,8 @@ pub use embedded::EmbeddedBackend;
 pub use memory::MemoryBackend;
 pub(crate) use read_only::ReadOnly;
 
+use std::path::Path;
+
 /// One stored entry: a sealed value and its reference count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -237,6 +239,17 @@ pub enum BackendError {
         /// What happened.
         detail: String,
     },
+    /// The storage under the backend takes no more writes: the disk that
+    /// holds it is full, a quota is used up, or its file system is
+    /// read-only. Every later write fails the same way until room is made;
+    /// the detail names the place and says what to do.
+    #[error("{backend} backend cannot write: {detail}")]
+    StorageFull {
+        /// The backend's name.
+        backend: String,
+        /// Where, why, and what to do.
+        detail: String,
+    },
     /// A malformed backend URL or option.
     #[error("invalid backend configuration: {0}")]
     Config(String),
@@ -261,8 +274,8 @@ impl BackendError {
 
     /// Whether every later request of this command would fail the same way
     /// (the backend is unreachable, refuses the credentials, is held by
-    /// another process, or lost the store), so a command working through
-    /// many entries should stop rather than try each.
+    /// another process, lost the store, or has no room left), so a command
+    /// working through many entries should stop rather than try each.
     pub fn fails_every_request(&self) -> bool {
         matches!(
             self,
@@ -270,7 +283,17 @@ impl BackendError {
                 | Self::Auth { .. }
                 | Self::Locked { .. }
                 | Self::StoreLost { .. }
+                | Self::StorageFull { .. }
         )
+    }
+
+    /// [`BackendError::StorageFull`] for an I/O error `e` of a write under
+    /// `place` that [`no_room`] recognises; `None` for any other error.
+    pub fn storage_full(backend: &str, e: &std::io::Error, place: &Path) -> Option<Self> {
+        no_room(e, place).map(|detail| Self::StorageFull {
+            backend: backend.to_owned(),
+            detail,
+        })
     }
 
     /// [`BackendError::StoreLost`] for a store whose marker went while this
@@ -292,6 +315,42 @@ impl BackendError {
             detail: detail.to_string(),
         }
     }
+}
+
+/// What to say of an I/O error `e` met writing under `place` that every
+/// later write there would meet too (a full disk, a used-up quota, a
+/// read-only file system): where, why, and what to do. `None` for any
+/// other error.
+pub fn no_room(e: &std::io::Error, place: &Path) -> Option<String> {
+    if !is_no_room(e) {
+        return None;
+    }
+    use std::io::ErrorKind as K;
+    let place = place.display();
+    match e.kind() {
+        K::StorageFull => Some(format!(
+            "the disk holding {place} is full ({e}): free room and run the same command again"
+        )),
+        K::QuotaExceeded => Some(format!(
+            "the disk quota of {place} is used up ({e}): free room and run the same command \
+             again"
+        )),
+        K::ReadOnlyFilesystem => Some(format!(
+            "the file system holding {place} is read-only ({e}): make it writable and run the \
+             same command again"
+        )),
+        _ => None,
+    }
+}
+
+/// Whether `e` is an I/O error that every later write to the same place
+/// would meet too: a full disk, a used-up quota, a read-only file system.
+pub fn is_no_room(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::StorageFull | K::QuotaExceeded | K::ReadOnlyFilesystem
+    )
 }
 
 /// A key-value store that holds a content store's entries.
