@@ -533,6 +533,29 @@ impl Session {
         for w in &r.warnings {
             errln!("warning: {w}");
         }
+        // Each server that did not store it, by name, with its reason: one
+        // that refused (its disk full) is online, and more servers online
+        // would not help.
+        let names = if r.not_stored.is_empty() {
+            std::collections::HashMap::new()
+        } else {
+            tokio::time::timeout(NAME_LOOKUP_LIMIT, self.names())
+                .await
+                .unwrap_or_default()
+        };
+        for miss in &r.not_stored {
+            errln!(
+                "warning: {} did not store {tag}@{}: {}{}",
+                relabel_text(&miss.server, &names),
+                r.version,
+                miss.why,
+                if miss.answered {
+                    " (the server's answer)"
+                } else {
+                    ""
+                }
+            );
+        }
         outln!(
             "saved {tag}@{}: {} of {} server{} hold{} it, any {} rebuild{} it",
             r.version,
@@ -546,9 +569,15 @@ impl Session {
         // The servers that hold it, not those asked: one that failed to
         // store it is no spare.
         if let Some(warning) = no_spare_warning(r.stored_on, r.threshold) {
+            let again = if r.not_stored.is_empty() {
+                "save it again when more servers are online"
+            } else if r.not_stored.iter().all(|m| m.answered) {
+                "save it again once the servers named above can store it"
+            } else {
+                "save it again once the servers named above are online and can store it"
+            };
             errln!(
-                "warning: {tag}@{} was {warning}; save it again when more servers are online, \
-                 or with a lower --threshold",
+                "warning: {tag}@{} was {warning}; {again}, or with a lower --threshold",
                 r.version
             );
         }

@@ -825,7 +825,9 @@ fn a_save_that_needs_every_server_says_so_and_a_store_key_is_refused() {
 /// Four servers, one of which cannot store the file (its directory for
 /// the tag is a plain file): the save is made on the 3 others, 3 of 4
 /// needed, and so each of those 3 is needed to rebuild it. `share save`
-/// warns that no server can be lost, as it does when only 3 are online.
+/// warns that no server can be lost, as it does when only 3 are online,
+/// names the server that refused and its reason, and does not advise
+/// waiting for servers that are online already.
 #[test]
 fn a_save_that_a_failing_server_leaves_without_a_spare_says_so() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -847,6 +849,19 @@ fn a_save_that_a_failing_server_leaves_without_a_spare_says_so() {
     assert!(
         err.contains("warning: t7@1 was saved to 3 servers and each one is needed")
             && err.contains("no server can be lost"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: s3 (") && err.contains(") did not store t7@1: "),
+        "the refusing server is named: {err}"
+    );
+    assert!(
+        err.contains("Not a directory") && err.contains("(the server's answer)"),
+        "with its reason: {err}"
+    );
+    assert!(!err.contains("when more servers are online"), "{err}");
+    assert!(
+        err.contains("save it again once the servers named above can store it"),
         "{err}"
     );
 }

@@ -268,6 +268,21 @@ pub struct SaveReport {
     /// takes instead of this one), `min_acks` below the threshold raised to
     /// it, a cheap password KDF.
     pub warnings: Vec<String>,
+    /// The servers asked that do not hold the file, and why.
+    pub not_stored: Vec<NotStored>,
+}
+
+/// A server that a save asked and that does not hold the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotStored {
+    /// The server's channel.
+    pub server: String,
+    /// What the server said (its refusal: a full disk, a record it could
+    /// not write), escaped for a terminal, or why it could not be asked.
+    pub why: String,
+    /// Whether the server answered (it refused): it is online, so waiting
+    /// for more servers does not help.
+    pub answered: bool,
 }
 
 /// The warning of a save whose password KDF costs less than a store key's
@@ -1526,7 +1541,7 @@ impl Client {
         });
         let conflict = crate::message::conflict_reason(version);
         let (mut acked, mut conflicts, mut reasons) = (Vec::new(), 0usize, Vec::new());
-        let mut silent = Vec::new();
+        let (mut silent, mut not_stored) = (Vec::new(), Vec::new());
         for (server, reply) in join_all(asks).await {
             match reply {
                 Ok(Body::Stored) => acked.push(server),
@@ -1540,14 +1555,29 @@ impl Client {
                     let reason = reason.escape_debug().to_string();
                     tracing::warn!(server, "store refused: {reason}");
                     reasons.push(format!("{server} refused: {reason}"));
+                    not_stored.push(NotStored {
+                        server,
+                        why: reason,
+                        answered: true,
+                    });
                 }
                 Ok(other) => {
                     tracing::warn!(server, "unexpected reply to store: {other:?}");
                     reasons.push(format!("{server}: unexpected reply"));
+                    not_stored.push(NotStored {
+                        server,
+                        why: "unexpected reply".into(),
+                        answered: true,
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(server, "store failed: {e}");
                     reasons.push(format!("{server}: {e}"));
+                    not_stored.push(NotStored {
+                        server: server.clone(),
+                        why: e.to_string(),
+                        answered: false,
+                    });
                     silent.push(server);
                 }
             }
@@ -1567,6 +1597,7 @@ impl Client {
                 threshold: t,
                 record_bytes,
                 warnings: Vec::new(),
+                not_stored,
             }));
         }
         let not_rolled_back = self.roll_back(servers, &acked, tag, version, file_id).await;

@@ -70,7 +70,9 @@ pub mod store;
 pub mod tail;
 
 pub use broker::Broker;
-pub use client::{CheckReport, Client, ClientOptions, LoadReport, RemoveReport, SaveReport};
+pub use client::{
+    CheckReport, Client, ClientOptions, LoadReport, NotStored, RemoveReport, SaveReport,
+};
 pub use config::Config;
 pub use crypto::{Kdf, Password};
 pub use error::{BrokerError, DecodeError, Error};
