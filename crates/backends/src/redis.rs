@@ -1176,13 +1176,16 @@ fn map_err(err: RedisError) -> BackendError {
             ),
         }
     } else if err.code() == Some("OOM") {
-        BackendError::other(
-            NAME,
-            "the Redis server is at its maxmemory limit and refuses writes that need more \
+        // Every later put would be refused the same way: a put DIR stops
+        // at the first.
+        BackendError::StorageFull {
+            backend: NAME.to_owned(),
+            detail: "the Redis server is at its maxmemory limit and refuses writes that need more \
              memory; nothing of this write was written. Raise the limit on the server (CONFIG \
              SET maxmemory, and in its config file), or give the store room: `seccs rm NAME` \
-             of whole names and `seccs gc` still run on a full Redis 7 or later",
-        )
+             of whole names and `seccs gc` still run on a full Redis 7 or later"
+                .to_owned(),
+        }
     } else if err.code() == Some("SECCSMARKER") {
         // A batch found the store marker gone.
         BackendError::marker_gone(NAME)
