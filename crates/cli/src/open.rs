@@ -502,7 +502,23 @@ fn load_key(dir: &StoreDir) -> Result<SecretKey> {
         KeySource::File { path } => {
             let path = dir.resolve(path);
             // Its errors name the path only, not what the file is.
-            dir::read_key_file(&path).context("cannot read the store's key file")
+            let key = dir::read_key_file(&path).context("cannot read the store's key file")?;
+            // Used, since a store may be shared read-only on purpose, but
+            // said: whoever reads the key reads the store.
+            if let Some(mode) = dir::key_file_readable_by_others(&path) {
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    errln!(
+                        "seccs: warning: the store's key file {} can be read by others (mode \
+                         {mode:o}): whoever reads it can read everything in the store; unless \
+                         that is meant, make it 0600 (`chmod 600 {}`)",
+                        path.display(),
+                        path.display()
+                    );
+                }
+            }
+            Ok(key)
         }
         KeySource::Kms { .. } => load_key_source(
             dir.path(),

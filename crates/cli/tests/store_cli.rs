@@ -5995,3 +5995,127 @@ fn put_of_a_dangling_symlink_names_it_and_its_missing_target() {
     );
     assert!(!store.exists());
 }
+
+/// `seccs` run under umask 000, as a job started from a permissive shell
+/// runs it.
+fn seccs_under_umask_000(store: &Path) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("umask 000 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .arg("--store")
+        .arg(store)
+        .env_remove("SECCS_STORE");
+    c
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A store made under umask 000 is private all the same: its directory,
+/// and the directories made for a key file elsewhere, are 0700 and the key
+/// 0600, so that no other user can swap in a key and config of their own
+/// and receive the next put.
+#[test]
+fn a_store_made_under_umask_000_is_private_to_its_user() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 5_000, 91);
+    ok(seccs_under_umask_000(&store)
+        .arg("put")
+        .arg(&f)
+        .args(["--name", "f", "-q"]));
+    assert_eq!(mode_of(&store), 0o700);
+    assert_eq!(mode_of(&store.join("key")), 0o600);
+
+    let other = tmp.path().join("other");
+    let key = tmp.path().join("keys/sub/k1");
+    ok(seccs_under_umask_000(&other)
+        .arg("init")
+        .arg("--key-file")
+        .arg(&key));
+    assert_eq!(mode_of(&other), 0o700);
+    assert_eq!(mode_of(&tmp.path().join("keys")), 0o700);
+    assert_eq!(mode_of(&tmp.path().join("keys/sub")), 0o700);
+    assert_eq!(mode_of(&key), 0o600);
+    ok(seccs(&other).args(["ls"]));
+}
+
+/// A store another user could change is refused at open, naming the file
+/// and the fix: a key file its group can write, a config.toml others can
+/// write, a store directory others can write. A key file others can only
+/// read (a store shared read-only on purpose) opens, with a warning.
+#[test]
+fn a_store_others_can_change_is_refused_and_a_readable_key_is_said() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 5_000, 92);
+    put_as(&store, &f, "f");
+    let key = store.join("key");
+    let config = store.join("config.toml");
+
+    set_mode(&key, 0o620);
+    let err = fails(seccs(&store).args(["ls"]));
+    assert!(
+        err.contains(&format!(
+            "key file {} can be written by its group",
+            key.display()
+        )) && err.contains(&format!("`chmod go-w {}`", key.display())),
+        "{err}"
+    );
+    set_mode(&key, 0o600);
+
+    set_mode(&config, 0o646);
+    let err = fails(seccs(&store).args(["get", "f"]));
+    assert!(
+        err.contains(&format!(
+            "config {} can be written by others",
+            config.display()
+        )) && err.contains(&format!("`chmod go-w {}`", config.display())),
+        "{err}"
+    );
+    set_mode(&config, 0o644);
+
+    set_mode(&store, 0o777);
+    let err = fails(seccs(&store).arg("put").arg(&f).args(["--name", "g"]));
+    assert!(
+        err.contains(&format!(
+            "store directory {} can be written by group and others",
+            store.display()
+        )) && err.contains(&format!("`chmod -R go-w {}`", store.display())),
+        "{err}"
+    );
+    set_mode(&store, 0o755);
+
+    set_mode(&key, 0o644);
+    let out = run(seccs(&store).args(["get", "f"]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert_eq!(out.stdout, std::fs::read(&f).expect("read"));
+    assert_eq!(said.matches("can be read by others").count(), 1, "{said}");
+    assert!(
+        said.contains(&format!("`chmod 600 {}`", key.display())),
+        "{said}"
+    );
+
+    // Another user's key file is refused (only root can make one here).
+    if rustix::process::geteuid().is_root() {
+        set_mode(&key, 0o600);
+        std::os::unix::fs::chown(&key, Some(4321), None).expect("chown");
+        let err = fails(seccs(&store).args(["ls"]));
+        assert!(
+            err.contains(&format!(
+                "key file {} is owned by another user (uid 4321)",
+                key.display()
+            )),
+            "{err}"
+        );
+    }
+}

@@ -15,6 +15,14 @@
 //! Credentials for network backends never go into the config: they come from
 //! the environment or the backend's own credential files.
 //!
+//! A store directory (and a directory made for a key file elsewhere) is made
+//! 0700 whatever the umask. An open refuses a store whose directory,
+//! config.toml or key file (or the directory holding a key file elsewhere)
+//! another user could change: writable by group or others, or owned by
+//! another user than the one running (root, who can change anything anyway,
+//! excepted as an owner). Whoever could change them could swap in a key and
+//! a backend of their own, and receive what is put next.
+//!
 //! The key's check value (16 bytes derived from the store key with HKDF under
 //! a label of its own, so it tells nothing of the key or of any other subkey)
 //! lets an open refuse a wrong key before anything is written with it: a
@@ -311,6 +319,12 @@ impl StoreDir {
                 path.display()
             )));
         }
+        // A directory there already is used as it is: refused now, before
+        // anything (a key, a backend) is made for a store no open would take.
+        match fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => check_guarded(path, &meta, Guarded::StoreDir)?,
+            _ => {}
+        }
         for name in STORE_DATA {
             let data = path.join(name);
             let holds_data = match data.symlink_metadata() {
@@ -355,7 +369,7 @@ impl StoreDir {
         check_no_password(path, &config.backend)?;
         Self::check_new(path)?;
         config.params()?;
-        fs::create_dir_all(path).map_err(|e| io_err(path, e))?;
+        create_private_dir_all(path)?;
         let lock = lock(path)?;
         // Again under the lock: a store opened meanwhile may have written.
         Self::check_new(path)?;
@@ -542,13 +556,22 @@ impl StoreDir {
         self.lock.is_none()
     }
 
-    /// Fails unless `path` is a directory holding config.toml.
+    /// Fails unless `path` is a directory holding config.toml, that no
+    /// other user can change ([`check_guarded`]; config.toml is checked as
+    /// it is read).
     fn check_is_store(path: &Path) -> Result<()> {
-        if !path.exists() {
-            return Err(StoreError::Config(format!(
-                "no store at {} (create one with `seccs init`)",
-                path.display()
-            )));
+        let meta = match fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Config(format!(
+                    "no store at {} (create one with `seccs init`)",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(io_err(path, e)),
+        };
+        if meta.is_dir() {
+            check_guarded(path, &meta, Guarded::StoreDir)?;
         }
         let config_path = path.join("config.toml");
         if !config_path.is_file() {
@@ -747,7 +770,11 @@ pub fn write_key_file(path: &Path, key: &SecretKey) -> Result<()> {
         )));
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+        create_private_dir_all(parent)?;
+        // One there already: a key another user could replace is refused
+        // now rather than at every open.
+        let meta = fs::metadata(parent).map_err(|e| io_err(parent, e))?;
+        check_guarded(parent, &meta, Guarded::KeyDir)?;
     }
     let text = zeroize::Zeroizing::new(format!(
         "{KEY_FILE_MAGIC} {}\n",
@@ -765,7 +792,11 @@ pub fn write_key_file(path: &Path, key: &SecretKey) -> Result<()> {
     })
 }
 
-/// Reads a key file written by [`write_key_file`].
+/// Reads a key file written by [`write_key_file`]. Refuses one that
+/// another user could replace or change: writable by group or others, owned
+/// by another user (root excepted), or in a directory others can write
+/// (unless its sticky bit keeps them from replacing the file). A key file
+/// others can only read is read: see [`key_file_readable_by_others`].
 pub fn read_key_file(path: &Path) -> Result<SecretKey> {
     use std::io::Read;
     let bad = || StoreError::Config(format!("{} is not a seccs key file", path.display()));
@@ -780,9 +811,15 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
             path.display()
         )));
     }
+    check_key_dirs(path)?;
+    let file = File::open(path).map_err(|e| io_err(path, e))?;
+    // The file opened, not the path checked before: it may have been
+    // replaced between the two.
+    let meta = file.metadata().map_err(|e| io_err(path, e))?;
+    check_guarded(path, &meta, Guarded::KeyFile)?;
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    File::open(path)
-        .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| io_err(path, e))?;
     if bytes.len() as u64 > MAX_KEY_FILE {
         return Err(bad());
@@ -797,10 +834,141 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
     SecretKey::from_slice(&bytes).map_err(|_| bad())
 }
 
+/// Checks the directories a key file is reached through: the one its path
+/// names, and, when the path is a link, the one that holds the file.
+fn check_key_dirs(path: &Path) -> Result<()> {
+    let named = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let real = fs::canonicalize(path)
+        .map_err(|e| io_err(path, e))?
+        .parent()
+        .map(Path::to_path_buf);
+    for dir in [named.map(Path::to_path_buf), real].into_iter().flatten() {
+        let meta = fs::metadata(&dir).map_err(|e| io_err(&dir, e))?;
+        check_guarded(&dir, &meta, Guarded::KeyDir)?;
+    }
+    Ok(())
+}
+
+/// The mode of the key file at `path` when group or others may read it
+/// (a store shared read-only on purpose, or a copy that widened it), else
+/// `None` (also when it cannot be checked): such a key is used, and the
+/// caller should say so, since whoever reads it reads the store.
+pub fn key_file_readable_by_others(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+        (mode & 0o044 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// What of a store [`check_guarded`] checks, for its message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Guarded {
+    StoreDir,
+    Config,
+    KeyFile,
+    /// The directory holding a key file: its sticky bit keeps others from
+    /// replacing a file they do not own (a key in /tmp).
+    KeyDir,
+}
+
+impl Guarded {
+    fn what(self) -> &'static str {
+        match self {
+            Guarded::StoreDir => "the store directory",
+            Guarded::Config => "the store's config",
+            Guarded::KeyFile => "the store's key file",
+            Guarded::KeyDir => "the directory of the store's key file",
+        }
+    }
+
+    /// What whoever may change it can do.
+    fn risk(self) -> &'static str {
+        match self {
+            Guarded::StoreDir | Guarded::KeyDir => {
+                "could replace the store's key file (and config.toml) with their own"
+            }
+            Guarded::Config => "could point the store at a backend or key source of their own",
+            Guarded::KeyFile => "could write their own key into it",
+        }
+    }
+}
+
+/// Refuses `path` (whose metadata is `meta`) when a user other than the
+/// one running could change it: writable by group or others, or owned by
+/// another user. Root is accepted as an owner, since it can change any file
+/// anyway; a directory holding a key file may be writable by others if its
+/// sticky bit is set.
+fn check_guarded(path: &Path, meta: &fs::Metadata, guarded: Guarded) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let me = rustix::process::geteuid().as_raw();
+        let owner = meta.uid();
+        let (what, shown) = (guarded.what(), path.display());
+        if owner != me && owner != 0 {
+            return Err(StoreError::Config(format!(
+                "{what} {shown} is owned by another user (uid {owner}), who {}: refusing to use \
+                 it. If it is yours and holds what it should, give it back to you (`chown {me} \
+                 {shown}`, as root{}); a store of another user's is used through a copy of \
+                 your own (`cp -a`)",
+                guarded.risk(),
+                if meta.is_dir() { ", with -R" } else { "" }
+            )));
+        }
+        let mode = meta.mode() & 0o7777;
+        let sticky = guarded == Guarded::KeyDir && meta.is_dir() && mode & 0o1000 != 0;
+        if mode & 0o022 != 0 && !sticky {
+            let by = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+                (true, true) => "group and others",
+                (true, false) => "its group",
+                _ => "others",
+            };
+            let fix = match guarded {
+                Guarded::StoreDir => format!("chmod -R go-w {shown}"),
+                _ => format!("chmod go-w {shown}"),
+            };
+            return Err(StoreError::Config(format!(
+                "{what} {shown} can be written by {by} (mode {mode:o}), who {}: refusing to use \
+                 it. Fix it with `{fix}` (and check that what it holds is still yours)",
+                guarded.risk()
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, meta, guarded);
+    Ok(())
+}
+
+/// Creates `path` and any missing parents, each new one private to this
+/// user (0700 on Unix, whatever the umask); directories that exist keep
+/// their mode.
+fn create_private_dir_all(path: &Path) -> Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(|e| io_err(path, e))
+}
+
 /// Reads and checks `path`/config.toml.
 fn read_config(path: &Path) -> Result<StoreConfig> {
+    use std::io::Read;
     let config_path = path.join("config.toml");
-    let text = fs::read_to_string(&config_path).map_err(|e| io_err(&config_path, e))?;
+    let mut file = File::open(&config_path).map_err(|e| io_err(&config_path, e))?;
+    // The file opened is the one checked: a name checked and then opened
+    // may have been replaced between the two.
+    let meta = file.metadata().map_err(|e| io_err(&config_path, e))?;
+    check_guarded(&config_path, &meta, Guarded::Config)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| io_err(&config_path, e))?;
     let config: StoreConfig = toml::from_str(&text).map_err(|e| {
         StoreError::Config(format!(
             "{} is corrupt: {}",
@@ -1291,6 +1459,105 @@ mod tests {
         fs::remove_file(other.join("journal").join("a-put"))?;
         fs::create_dir_all(other.join("db"))?;
         new_dir(&other, Some(&key(2)))?.open_embedded()?;
+        Ok(())
+    }
+
+    fn set_mode(path: &Path, mode: u32) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| io_err(path, e))
+    }
+
+    fn mode_of(path: &Path) -> Result<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        Ok(fs::metadata(path)
+            .map_err(|e| io_err(path, e))?
+            .permissions()
+            .mode()
+            & 0o7777)
+    }
+
+    /// The store directory and the directories made for a key file are
+    /// 0700 (with the test's umask, which would give 0755 to a plain
+    /// `create_dir_all`).
+    #[test]
+    fn a_store_and_its_key_directories_are_made_private() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("a/store");
+        drop(new_dir(&path, Some(&key(1)))?);
+        assert_eq!(mode_of(&path)?, 0o700);
+        assert_eq!(mode_of(&tmp.path().join("a"))?, 0o700);
+        let key_path = tmp.path().join("keys/sub/k");
+        write_key_file(&key_path, &key(1))?;
+        assert_eq!(mode_of(&tmp.path().join("keys"))?, 0o700);
+        assert_eq!(mode_of(&tmp.path().join("keys/sub"))?, 0o700);
+        assert_eq!(mode_of(&key_path)?, 0o600);
+        Ok(())
+    }
+
+    /// What another user could change is refused, naming it and the fix:
+    /// the store directory or config.toml writable by group or others, a
+    /// key file so, or one in a directory others can write. A key in a
+    /// sticky directory (/tmp), and a key others can only read, are read.
+    #[test]
+    fn a_store_or_key_others_can_write_is_refused() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        drop(new_dir(&path, Some(&key(1)))?);
+        let refused = |result: Result<StoreDir>, fix: &str| match result {
+            Err(StoreError::Config(m)) => assert!(m.contains(fix), "{m}"),
+            other => panic!("not refused: {other:?}"),
+        };
+        let config = path.join("config.toml");
+        set_mode(&config, 0o664)?;
+        refused(
+            StoreDir::open(&path),
+            &format!("`chmod go-w {}`", config.display()),
+        );
+        refused(
+            StoreDir::open_for_reading(&path),
+            &format!("`chmod go-w {}`", config.display()),
+        );
+        set_mode(&config, 0o644)?;
+        set_mode(&path, 0o702)?;
+        refused(
+            StoreDir::open(&path),
+            &format!("`chmod -R go-w {}`", path.display()),
+        );
+        set_mode(&path, 0o755)?;
+        // Nor is a store made in such a directory.
+        let open_dir = tmp.path().join("open");
+        fs::create_dir(&open_dir)?;
+        set_mode(&open_dir, 0o777)?;
+        let err = StoreDir::check_new(&open_dir).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("can be written by group and others")),
+            "{err:?}"
+        );
+        StoreDir::open(&path)?;
+
+        let key_path = tmp.path().join("keys/k");
+        write_key_file(&key_path, &key(1))?;
+        set_mode(&key_path, 0o602)?;
+        let err = read_key_file(&key_path).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("key file")
+                && e.contains(&format!("`chmod go-w {}`", key_path.display()))),
+            "{err:?}"
+        );
+        set_mode(&key_path, 0o644)?;
+        assert_eq!(key_file_readable_by_others(&key_path), Some(0o644));
+        assert!(read_key_file(&key_path)? == key(1));
+        let keys = tmp.path().join("keys");
+        set_mode(&keys, 0o777)?;
+        let err = read_key_file(&key_path).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("directory of the store's key file")),
+            "{err:?}"
+        );
+        set_mode(&keys, 0o1777)?;
+        assert!(read_key_file(&key_path)? == key(1));
         Ok(())
     }
 
