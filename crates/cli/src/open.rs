@@ -40,6 +40,18 @@ pub struct StoreLocation {
         value_parser = clap::value_parser!(u64).range(0..=MAX_LOCK_WAIT_SECS)
     )]
     pub lock_wait: Option<u64>,
+    /// For a store whose key is on the share network (`init
+    /// --key-from-share`): the share password is the first line of FILE
+    /// (keep it 0600; one others can read is used, with a warning).
+    /// Defaults to $SECCS_SHARE_PASSWORD_FILE (when set and not empty);
+    /// without either, SECCS_SHARE_PASSWORD, else a prompt. Prefer a file
+    /// for unattended jobs: SECCS_SHARE_PASSWORD stays in the environment
+    /// of the command, and of everything its shell starts, for the whole
+    /// run.
+    // SECCS_SHARE_PASSWORD_FILE is read in `share_password_file`, not by
+    // clap, for the reason SECCS_STORE is.
+    #[arg(long, value_name = "FILE")]
+    pub share_password_file: Option<PathBuf>,
 }
 
 /// The longest `--lock-wait`: a day.
@@ -55,12 +67,26 @@ impl StoreLocation {
         StoreLocation {
             store: after.store.clone().or_else(|| self.store.clone()),
             lock_wait: after.lock_wait.or(self.lock_wait),
+            share_password_file: after
+                .share_password_file
+                .clone()
+                .or_else(|| self.share_password_file.clone()),
         }
     }
 
-    /// Whether either option was given.
+    /// Whether any of these options was given.
     pub fn is_given(&self) -> bool {
-        self.store.is_some() || self.lock_wait.is_some()
+        self.store.is_some() || self.lock_wait.is_some() || self.share_password_file.is_some()
+    }
+
+    /// The file a share-keyed store's password is read from:
+    /// --share-password-file, else a non-empty $SECCS_SHARE_PASSWORD_FILE.
+    pub fn share_password_file(&self) -> Option<PathBuf> {
+        self.share_password_file.clone().or_else(|| {
+            std::env::var_os("SECCS_SHARE_PASSWORD_FILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
     }
 
     /// The store directory to use: --store, else a non-empty $SECCS_STORE,
@@ -85,6 +111,8 @@ pub struct NewStore {
     pub params: Params,
     pub backend: String,
     pub key: KeySource,
+    /// Where a share-keyed store's password is read from, if from a file.
+    pub share_password_file: Option<PathBuf>,
 }
 
 /// Creates a store directory, its key file (for file keys) and its backend.
@@ -270,7 +298,7 @@ fn make(
             let key = SecretKey::generate()?;
             let share_config = seccs_net::Config::load(config)
                 .with_context(|| format!("cannot read share config {}", config.display()))?;
-            let password = crate::share::password_from(None, true)?;
+            let password = crate::share::password_from(new.share_password_file.as_deref(), true)?;
             let report = seccs_net::keyfile::save_key(&share_config, tag, &key, &password)
                 .with_context(|| {
                     format!("cannot save the store key to the share network as {tag:?}")
@@ -415,6 +443,7 @@ fn open_as(loc: &StoreLocation, create_if_missing: bool, access: Access) -> Resu
                 key: KeySource::File {
                     path: PathBuf::from("key"),
                 },
+                share_password_file: None,
             },
         )?;
         errln!(
@@ -431,7 +460,7 @@ fn open_as(loc: &StoreLocation, create_if_missing: bool, access: Access) -> Resu
                 Access::Write => StoreDir::open(path)?,
             })
         })?;
-        let key = load_key(&dir)?;
+        let key = load_key(&dir, loc.share_password_file().as_deref())?;
         (dir, key)
     };
     let mut dir = dir;
@@ -497,7 +526,9 @@ fn key_source_shown(config: &StoreConfig) -> String {
     }
 }
 
-fn load_key(dir: &StoreDir) -> Result<SecretKey> {
+/// The key of the store in `dir`; a share-keyed store's password is read
+/// from `share_password_file` when one is given.
+fn load_key(dir: &StoreDir, share_password_file: Option<&Path>) -> Result<SecretKey> {
     match &dir.config().key {
         KeySource::File { path } => {
             let path = dir.resolve(path);
@@ -531,7 +562,7 @@ fn load_key(dir: &StoreDir) -> Result<SecretKey> {
         KeySource::Share { tag, config } => {
             let share_config = seccs_net::Config::load(&dir.resolve(config))
                 .with_context(|| format!("cannot read share config {}", config.display()))?;
-            let password = crate::share::password_from(None, false)?;
+            let password = crate::share::password_from(share_password_file, false)?;
             seccs_net::keyfile::load_key(&share_config, tag, &password).with_context(|| {
                 format!("cannot load the store key {tag:?} from the share network")
             })

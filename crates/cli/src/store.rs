@@ -56,8 +56,10 @@ pub struct InitArgs {
     #[arg(long, default_value = EMBEDDED, value_name = "URL")]
     backend: String,
     /// Keep the store key on the share network under TAG (split t-of-n
-    /// across its servers), so no single machine holds it. The password
-    /// comes from SECCS_SHARE_PASSWORD or a prompt, at init and every open.
+    /// across its servers), so no single machine holds it. The password is
+    /// read at init and every open from --share-password-file FILE (or
+    /// SECCS_SHARE_PASSWORD_FILE), which unattended jobs should prefer,
+    /// else SECCS_SHARE_PASSWORD, else a prompt.
     /// Under the default threshold (n/2 + 1 of the servers online), init is
     /// refused when it would need every server online (2 of 3 up: 2-of-2),
     /// since losing any one's disk would lose the store; set threshold in
@@ -411,6 +413,7 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
             params,
             backend: args.backend.clone(),
             key,
+            share_password_file: loc.share_password_file(),
         },
     )?;
     // The URL may hold a password: it is shown as config.toml keeps it.

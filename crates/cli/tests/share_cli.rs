@@ -1071,3 +1071,61 @@ fn a_hangup_stops_a_share_server_gracefully() {
     let log = std::fs::read_to_string(&log).expect("server log");
     assert!(log.contains("share server stopped"), "{log}");
 }
+
+/// A store whose key is on the share network opens with a password file
+/// and no password in the environment, for unattended jobs: at init and at
+/// every open, from `--share-password-file` (before or after the command)
+/// or SECCS_SHARE_PASSWORD_FILE; the option wins over the variable, and a
+/// file with another password is refused.
+#[test]
+fn a_share_keyed_store_takes_its_password_from_a_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let common = key_strength_config(port, "");
+    let (_servers, net) = start_servers(tmp.path(), &common, 3);
+    let wrong = tmp.path().join("wrong");
+    std::fs::write(&wrong, "not it\n").expect("write");
+    for file in [&net.password, &wrong] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let store = tmp.path().join("s");
+    let command = || {
+        let mut c = seccs(tmp.path());
+        c.arg("--store")
+            .arg(&store)
+            .env_remove("SECCS_SHARE_PASSWORD_FILE");
+        c
+    };
+    let init = run(command()
+        .args(["init", "--key-from-share", "filekey", "--share-config"])
+        .arg(&net.config)
+        .arg("--share-password-file")
+        .arg(&net.password));
+    let said = stderr_of(&init);
+    assert!(init.status.success(), "{said}");
+    assert!(!said.contains("warning"), "{said}");
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "unattended\n").expect("input");
+    ok(command()
+        .arg("--share-password-file")
+        .arg(&net.password)
+        .arg("put")
+        .arg(&input)
+        .args(["--name", "f"]));
+    let back = run(command()
+        .env("SECCS_SHARE_PASSWORD_FILE", &net.password)
+        .args(["get", "f"]));
+    assert!(back.status.success(), "{}", stderr_of(&back));
+    assert_eq!(back.stdout, b"unattended\n");
+    let listed = ok(command()
+        .args(["ls", "--share-password-file"])
+        .arg(&net.password));
+    assert!(listed.contains('f'), "{listed}");
+    let refused = run(command()
+        .env("SECCS_SHARE_PASSWORD_FILE", &net.password)
+        .args(["get", "f", "--share-password-file"])
+        .arg(&wrong));
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty());
+}

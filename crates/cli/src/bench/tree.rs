@@ -113,6 +113,7 @@ pub fn run(args: TreeBenchArgs) -> Result<()> {
         &StoreLocation {
             store: Some(store_dir),
             lock_wait: None,
+            share_password_file: None,
         },
         false,
     )?;
