@@ -596,8 +596,12 @@ fn load_key_source(
             store_path.join(p)
         }
     };
-    let mut config =
-        seccs_kms::client::ClientConfig::new(server.clone()).with_address_hint(address_hint);
+    // No cache: a command opens its store once, and a cached DEK would stay
+    // in memory for the whole run (up to an hour), though only the store
+    // key derived from it is needed.
+    let mut config = seccs_kms::client::ClientConfig::new(server.clone())
+        .with_address_hint(address_hint)
+        .with_cache_ttl(Duration::ZERO);
     if let Some(ca) = ca {
         config = config.with_ca_file(resolve(ca));
     }
