@@ -34,6 +34,7 @@ macro_rules! errln {
 mod bench;
 mod diff;
 mod exclude;
+mod harden;
 mod input;
 mod interrupt;
 mod kms;
@@ -50,7 +51,17 @@ use clap::{Parser, Subcommand};
 
 /// seccs keeps data confidential and intact on storage and machines you do not trust.
 #[derive(Debug, Parser)]
-#[command(name = "seccs", version, about, long_about = None)]
+#[command(
+    name = "seccs",
+    version,
+    about,
+    long_about = None,
+    after_help = "Every seccs process turns core dumps off (RLIMIT_CORE 0, soft and hard) and, \
+                  on Linux, makes itself non-dumpable, so that neither a crash nor another \
+                  process of the same user (gdb, gcore, /proc/PID/mem) gets the keys in its \
+                  memory; root still can. SECCS_ALLOW_CORE_DUMPS=1 leaves both allowed, to \
+                  debug a crash."
+)]
 struct Cli {
     #[command(flatten)]
     location: open::StoreLocation,
@@ -110,6 +121,7 @@ fn init_tracing(default: &str) {
 }
 
 fn main() {
+    harden::harden_process();
     let cli = Cli::parse();
     let before = &cli.location;
     let result = match cli.command {

@@ -2520,3 +2520,88 @@ fn a_first_start_killed_while_it_writes_its_certificate_leaves_no_tls_directory(
     assert_eq!(names_with(&srv_dir, "tls.new-")?, Vec::<String>::new());
     Ok(())
 }
+
+/// What `/proc/PID` says of a running seccs: its "Max core file size"
+/// limits (soft, hard), the owner of its `/proc/PID/status` and its real
+/// user id.
+fn dump_state(pid: u32) -> Result<(String, u32, u32), Box<dyn std::error::Error>> {
+    use std::os::unix::fs::MetadataExt;
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let core = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max core file size"))
+        .ok_or("no core line in /proc/PID/limits")?;
+    let core = core
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let status_path = format!("/proc/{pid}/status");
+    let owner = std::fs::metadata(&status_path)?.uid();
+    let status = std::fs::read_to_string(&status_path)?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .ok_or("no Uid line")?
+        .parse()?;
+    Ok((core, owner, uid))
+}
+
+/// A key server (as every seccs process) turns core dumps off for good
+/// (soft and hard limit 0) and is not dumpable, so that neither a crash
+/// nor another process of its user (`gcore`, `/proc/PID/mem`) gets its
+/// keys; `SECCS_ALLOW_CORE_DUMPS=1` leaves both as they were. Before, the
+/// hard limit was unlimited and another process of the user read the
+/// KEKs out of the server's memory.
+///
+/// The kernel shows a non-dumpable process's `/proc/PID` files as root's:
+/// that is seen only on a process that is not root's, so as root the
+/// server runs as `nobody` (from a copy of the binary that `nobody` can
+/// run, in a directory `nobody` owns).
+#[test]
+fn a_server_allows_no_core_dump_and_no_attaching() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let tmp = tempfile::tempdir()?;
+    let root = rustix::process::geteuid().is_root();
+    let mut bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_seccs"));
+    if root {
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))?;
+        let copy = tmp.path().join("seccs");
+        std::fs::copy(&bin, &copy)?;
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;
+        bin = copy;
+    }
+    for allowed in [false, true] {
+        let dir = tmp.path().join(format!("srv-{allowed}"));
+        std::fs::create_dir(&dir)?;
+        let mut serve = Command::new(&bin);
+        serve
+            .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(&dir);
+        if root {
+            std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY))?;
+            serve.uid(NOBODY).gid(NOBODY).env("HOME", &dir);
+        }
+        if allowed {
+            serve.env("SECCS_ALLOW_CORE_DUMPS", "1");
+        } else {
+            serve.env_remove("SECCS_ALLOW_CORE_DUMPS");
+        }
+        let server = serve_by(serve)?;
+        let (core, owner, uid) = dump_state(server.child.id())?;
+        assert_ne!(uid, 0, "the server runs as root");
+        if allowed {
+            assert_eq!(owner, uid, "dumpable although allowed");
+        } else {
+            assert_eq!(core, "0 0", "core dumps are not off for good");
+            assert_eq!(
+                owner, 0,
+                "the server is dumpable (its /proc files are its user's)"
+            );
+        }
+    }
+    Ok(())
+}
