@@ -2605,3 +2605,45 @@ fn a_server_allows_no_core_dump_and_no_attaching() -> TestResult {
     }
     Ok(())
 }
+
+/// `kms serve --key FILE` warns when FILE, the TLS private key, can be
+/// read by others, as a KEK file others can read is warned about: it was
+/// taken without a word. A key of mode 0600 gets no warning.
+#[test]
+fn a_tls_key_others_can_read_is_warned_about() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir()?;
+    // A certificate and its key, as the server makes its own.
+    let made = tmp.path().join("made");
+    drop(serve(&made)?);
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::copy(made.join("tls/server.pem"), &cert)?;
+    std::fs::copy(made.join("tls/server.key"), &key)?;
+    for (mode, warned) in [(0o644, true), (0o600, false)] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode))?;
+        let dir = tmp.path().join(format!("srv-{mode:o}"));
+        let server = serve_with(
+            &dir,
+            "127.0.0.1:0",
+            &[
+                "--cert",
+                &cert.to_string_lossy(),
+                "--key",
+                &key.to_string_lossy(),
+            ],
+        )?;
+        let said = server.banner.join("\n");
+        let warning = format!(
+            "the TLS private key file {} can be read by others",
+            key.display()
+        );
+        assert_eq!(said.contains(&warning), warned, "mode {mode:o}: {said}");
+        if warned {
+            assert!(
+                said.contains("mode 644") && said.contains("chmod 600"),
+                "{said}"
+            );
+        }
+    }
+    Ok(())
+}

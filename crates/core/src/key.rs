@@ -37,13 +37,29 @@ impl SecretKey {
         key
     }
 
+    /// A key whose bytes `fill` writes in place, or `fill`'s error (the
+    /// bytes written so far are then wiped): for a key decoded or
+    /// decrypted straight into its final place, which leaves no copy on
+    /// the stack as [`SecretKey::from_bytes`] of a local array does.
+    pub fn try_filled<E>(
+        fill: impl FnOnce(&mut [u8; KEY_LEN]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let mut key = Self([0u8; KEY_LEN]);
+        fill(&mut key.0)?;
+        Ok(key)
+    }
+
     /// Copies a key out of a slice that must be exactly [`KEY_LEN`] bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
-        let arr: [u8; KEY_LEN] = bytes.try_into().map_err(|_| Error::KeyLength {
-            expected: KEY_LEN,
-            actual: bytes.len(),
-        })?;
-        Ok(Self(arr))
+        if bytes.len() != KEY_LEN {
+            return Err(Error::KeyLength {
+                expected: KEY_LEN,
+                actual: bytes.len(),
+            });
+        }
+        // Copied into its place: an array built here and moved into the
+        // key would leave its bytes in this frame.
+        Ok(Self::filled(|key| key.copy_from_slice(bytes)))
     }
 
     /// The raw key bytes. Callers must not copy them into unzeroized storage.

@@ -148,6 +148,10 @@ pub enum KmsError {
         /// The most bytes read of its answer.
         limit: u64,
     },
+    /// The key server's disk is full (it answered 507): it can make no
+    /// key until its operator frees space.
+    #[error("the key service's storage is full; tell its operator")]
+    ServerStorageFull,
     /// The server answered with an unexpected status.
     #[error("server answered {status}: {body}")]
     Server {
@@ -455,6 +459,27 @@ impl std::fmt::Display for Chain<'_> {
     }
 }
 
+impl KmsError {
+    /// Whether this error comes of a full disk or an exhausted quota
+    /// (`ENOSPC`, `EDQUOT`): the server answers it 507, which tells the
+    /// client that the fix is its operator's.
+    pub(crate) fn is_storage_full(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>()
+                && matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            {
+                return true;
+            }
+            cause = c.source();
+        }
+        false
+    }
+}
+
 /// The message of [`KmsError::UnsupportedVersion`].
 fn unsupported_version_said(what: &str, version: u8, reads: u8) -> String {
     if version > reads {
@@ -487,6 +512,24 @@ mod tests {
         let e = KmsError::Io(carried);
         let text = Chain(&e).to_string();
         assert_eq!(text, "I/O error: No space left on device (os error 28)");
+    }
+
+    /// A full disk and an exhausted quota are told apart from other I/O
+    /// errors, also under a file error that names the path.
+    #[test]
+    fn a_full_disk_is_storage_full() {
+        for errno in [28, 122] {
+            let io = || std::io::Error::from_raw_os_error(errno);
+            assert!(KmsError::Io(io()).is_storage_full(), "{errno}");
+            let file = KmsError::File {
+                action: "write",
+                path: "keys/x.dek".into(),
+                source: io(),
+            };
+            assert!(file.is_storage_full(), "{errno}");
+        }
+        assert!(!KmsError::Io(std::io::Error::from_raw_os_error(5)).is_storage_full());
+        assert!(!KmsError::NotFound.is_storage_full());
     }
 
     #[test]

@@ -56,6 +56,9 @@ enum Fault {
     SpawnFails,
     /// The commit panics before it writes.
     Panics,
+    /// The disk is full: the commit's write fails with the kernel's
+    /// `ENOSPC` (of a write to `/dev/full`).
+    DiskFull,
 }
 
 #[cfg(test)]
@@ -89,22 +92,57 @@ struct Commits {
 #[derive(Default)]
 struct Group {
     items: Vec<(KeyId, SealedDek)>,
-    outcome: Arc<OnceLock<Result<(), String>>>,
+    outcome: Arc<OnceLock<Result<(), Failed>>>,
+}
+
+/// How a group's commit failed, as each of its callers gets it: the kind
+/// of its I/O error, so that a full disk is still told apart, and what it
+/// said.
+#[derive(Clone, Debug)]
+struct Failed {
+    kind: std::io::ErrorKind,
+    said: String,
+}
+
+impl Failed {
+    fn of(e: &KmsError) -> Self {
+        let mut kind = std::io::ErrorKind::Other;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                kind = io.kind();
+                break;
+            }
+            cause = c.source();
+        }
+        // An I/O error is said without its "I/O error" prefix, which the
+        // error rebuilt of it ([`Failed::error`]) says again.
+        let said = match e {
+            KmsError::Io(io) => crate::error::Chain(io).to_string(),
+            e => crate::error::Chain(e).to_string(),
+        };
+        Self { kind, said }
+    }
+
+    fn error(&self) -> KmsError {
+        KmsError::Io(std::io::Error::new(self.kind, self.said.clone()))
+    }
 }
 
 /// The turn of the caller committing a group: when it ends, however it
 /// ends, the group has an outcome and the next caller may commit.
 struct Turn<'a> {
     inner: &'a Inner,
-    outcome: Arc<OnceLock<Result<(), String>>>,
+    outcome: Arc<OnceLock<Result<(), Failed>>>,
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         // Already set unless the commit panicked.
-        let _ = self
-            .outcome
-            .set(Err("the commit of this group panicked".to_owned()));
+        let _ = self.outcome.set(Err(Failed {
+            kind: std::io::ErrorKind::Other,
+            said: "the commit of this group panicked".to_owned(),
+        }));
         self.inner
             .commits
             .lock()
@@ -333,9 +371,7 @@ impl Facility {
         let outcome = Arc::clone(&c.collecting.outcome);
         loop {
             if let Some(result) = outcome.get() {
-                return result
-                    .clone()
-                    .map_err(|msg| KmsError::Io(std::io::Error::other(msg)));
+                return result.as_ref().map_err(Failed::error).copied();
             }
             if c.committing {
                 c = self
@@ -354,9 +390,7 @@ impl Facility {
                 inner: &self.inner,
                 outcome: Arc::clone(&group.outcome),
             };
-            let result = self
-                .write_group(&group.items)
-                .map_err(|e| crate::error::Chain(&e).to_string());
+            let result = self.write_group(&group.items).map_err(|e| Failed::of(&e));
             // Set exactly once: this group was taken out of `collecting`.
             let _ = group.outcome.set(result);
             drop(turn);
@@ -370,6 +404,20 @@ impl Facility {
         #[cfg(test)]
         if fault() == Fault::Panics {
             panic!("a fault of the test");
+        }
+        #[cfg(test)]
+        if fault() == Fault::DiskFull {
+            use std::io::Write as _;
+            let full = std::fs::OpenOptions::new().write(true).open("/dev/full")?;
+            let source = (&full)
+                .write_all(&[0])
+                .err()
+                .ok_or_else(|| std::io::Error::other("/dev/full took a byte"))?;
+            return Err(KmsError::File {
+                action: "write",
+                path: "keys/new.dek".into(),
+                source,
+            });
         }
         let dir = &self.inner.dir;
         let mut written = Vec::with_capacity(items.len());
@@ -513,6 +561,26 @@ mod tests {
         for k in &keks {
             assert_eq!(reopened.dek(k)?, f.dek(k)?);
         }
+        Ok(())
+    }
+
+    /// A full disk reaches the caller as a full disk (the server answers
+    /// it 507), said once: its group's outcome was kept as text only, and
+    /// the server logged "I/O error: I/O error: No space left on device".
+    #[test]
+    fn a_full_disk_is_said_once_and_stays_a_full_disk() -> Result<(), KmsError> {
+        let dir = tempfile::tempdir()?;
+        let f = Facility::open(dir.path())?;
+        let Err(e) = with_fault(Fault::DiskFull, || f.generate()) else {
+            panic!("a key was made on a full disk");
+        };
+        assert!(e.is_storage_full(), "{e:?}");
+        let said = crate::error::Chain(&e).to_string();
+        assert_eq!(
+            said,
+            "I/O error: cannot write keys/new.dek: No space left on device (os error 28)"
+        );
+        assert_eq!(f.len(), 0);
         Ok(())
     }
 

@@ -138,19 +138,21 @@ impl SealedDek {
     /// [`KmsError::Tampered`].
     pub fn open(&self, kek: &SecretKey) -> Result<SecretKey, KmsError> {
         let wrap = kdf::derive(kek, Label::KekWrap);
-        let mut dek = Zeroizing::new([0u8; KEY_LEN]);
-        dek.copy_from_slice(&self.sealed[..KEY_LEN]);
         let tag = chacha20poly1305::Tag::try_from(&self.sealed[KEY_LEN..])
             .map_err(|_| KmsError::Tampered)?;
-        xchacha(&wrap)
-            .decrypt_inout_detached(
-                &self.nonce.into(),
-                &dek_ad(&KeyId::of(kek)),
-                (&mut dek[..]).into(),
-                &tag,
-            )
-            .map_err(|_| KmsError::Tampered)?;
-        Ok(SecretKey::from_bytes(*dek))
+        // Decrypted in its place in the key: a local array handed over by
+        // value would leave the DEK on the stack.
+        SecretKey::try_filled(|dek| {
+            dek.copy_from_slice(&self.sealed[..KEY_LEN]);
+            xchacha(&wrap)
+                .decrypt_inout_detached(
+                    &self.nonce.into(),
+                    &dek_ad(&KeyId::of(kek)),
+                    (&mut dek[..]).into(),
+                    &tag,
+                )
+                .map_err(|_| KmsError::Tampered)
+        })
     }
 
     /// Encodes the DEK file.

@@ -466,6 +466,7 @@ impl KmsClient {
                 "unauthorized" => return KmsError::Unauthorized,
                 "exists" => return KmsError::AlreadyExists,
                 "too-large" => return KmsError::too_large_from_server(shown(&e.message)),
+                crate::server::STORAGE_FULL => return KmsError::ServerStorageFull,
                 "corrupt-key" => {
                     return KmsError::CorruptKeyFile {
                         name: name.unwrap_or("?").to_owned(),
@@ -480,6 +481,10 @@ impl KmsClient {
         }
         if status == 401 {
             return KmsError::Unauthorized;
+        }
+        // The seed's `/new` on a full disk ("Key storage full").
+        if status == 507 {
+            return KmsError::ServerStorageFull;
         }
         let text = shown(&String::from_utf8_lossy(&body[..body.len().min(SHOWN_MAX)]));
         if status == 413 {
@@ -865,9 +870,9 @@ fn key_path(name: &str, tail: &str) -> Result<String, KmsError> {
 }
 
 fn unhex_key(text: &str) -> Result<SecretKey, KmsError> {
-    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(text, &mut raw[..]).map_err(|_| KmsError::Malformed("key hex"))?;
-    Ok(SecretKey::from_bytes(*raw))
+    SecretKey::try_filled(|raw| {
+        hex::decode_to_slice(text, &mut raw[..]).map_err(|_| KmsError::Malformed("key hex"))
+    })
 }
 
 /// A decrypt or rewrap item the server refused as not a ciphertext it
@@ -1282,6 +1287,21 @@ pub fn fetch_store_key(config: &ClientConfig, kek: &SecretKey) -> Result<SecretK
 
 #[cfg(test)]
 mod tests {
+    /// A server's full disk is said as the operator's to fix, whether the
+    /// seed's plain 507 or a `/v1/` JSON error says it.
+    #[test]
+    fn a_full_server_disk_is_said_as_such() {
+        let plain = KmsClient::server_error(507, b"Key storage full", None);
+        assert!(matches!(plain, KmsError::ServerStorageFull), "{plain:?}");
+        let json = br#"{"error":"storage-full","message":"the key service's storage is full"}"#;
+        let v1 = KmsClient::server_error(507, json, None);
+        assert!(matches!(v1, KmsError::ServerStorageFull), "{v1:?}");
+        assert_eq!(
+            v1.to_string(),
+            "the key service's storage is full; tell its operator"
+        );
+    }
+
     use super::*;
 
     #[test]

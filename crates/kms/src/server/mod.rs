@@ -80,6 +80,7 @@
 mod linger;
 mod routes;
 pub mod tls;
+mod wipe;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -96,6 +97,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub use crate::files::MIN_TOKEN_LEN;
+pub(crate) use routes::STORAGE_FULL;
 pub use routes::{KEK_FORMS, parse_kek};
 pub use tls::{CertInfo, Validity};
 
@@ -939,6 +941,9 @@ pub fn serve_blocking(
     crate::client::ensure_not_in_runtime("serve_blocking")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // A worker going idle wipes the keys its requests left on its
+        // stack and in freed request buffers.
+        .on_thread_park(wipe::on_idle)
         .build()?;
     rt.block_on(async move {
         // SIGHUP too stops the server as SIGTERM does (each unless it was

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::wipe::SecretBody;
 use crate::KmsError;
 use crate::api::*;
 use crate::audit::{
@@ -502,12 +503,17 @@ pub fn parse_kek(body: &[u8]) -> Result<SecretKey, KmsError> {
     }
     let text = body.trim_ascii();
     if text.len() == 64 {
-        let mut raw = zeroize::Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(text, &mut raw[..]).map_err(|_| KmsError::Malformed(KEK_FORMS))?;
-        return Ok(SecretKey::from_bytes(*raw));
+        // Decoded into its place: no copy of the KEK is left behind.
+        return SecretKey::try_filled(|raw| {
+            hex::decode_to_slice(text, &mut raw[..]).map_err(|_| KmsError::Malformed(KEK_FORMS))
+        });
     }
     Err(KmsError::Malformed(KEK_FORMS))
 }
+
+/// The error code of a full disk (answered 507), which a client turns
+/// into [`KmsError::ServerStorageFull`].
+pub(crate) const STORAGE_FULL: &str = "storage-full";
 
 fn code(e: &KmsError) -> (StatusCode, &'static str) {
     match e {
@@ -533,6 +539,7 @@ fn code(e: &KmsError) -> (StatusCode, &'static str) {
         }
         KmsError::CorruptKeyFile { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt-key"),
         KmsError::AuditUnwritable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "audit"),
+        e if e.is_storage_full() => (StatusCode::INSUFFICIENT_STORAGE, STORAGE_FULL),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -549,7 +556,8 @@ impl From<KmsError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = code(&self.0);
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
+        if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::INSUFFICIENT_STORAGE
+        {
             tracing::error!(error = %Chain(&self.0), "request failed");
         }
         let message = message(&self.0);
@@ -569,6 +577,7 @@ impl IntoResponse for ApiError {
 fn message(e: &KmsError) -> String {
     match code(e) {
         (_, "internal") => "internal error".to_owned(),
+        (_, STORAGE_FULL) => "the key service's storage is full".to_owned(),
         _ => e.to_string(),
     }
 }
@@ -627,9 +636,15 @@ async fn make_change<T: Send + 'static>(
 async fn off_worker<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, KmsError> + Send + 'static,
 ) -> Result<T, KmsError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))?
+    tokio::task::spawn_blocking(|| {
+        let r = f();
+        // What `f` did with keys stays on this pooled thread's stack
+        // otherwise; `r` is in this frame, above the wiped area.
+        super::wipe::scrub_stack();
+        r
+    })
+    .await
+    .map_err(|e| KmsError::Io(std::io::Error::other(e.to_string())))?
 }
 
 // ---- seed routes -------------------------------------------------------
@@ -662,7 +677,9 @@ pub(crate) async fn seed_new(
     let r = make_change(
         &audit,
         KEYS_MADE,
-        move || f.generate(),
+        // Boxed: a key handed back by value would be copied through the
+        // blocking pool's frames above the area that is wiped.
+        move || f.generate().map(Box::new),
         |audit, r| match r {
             Ok(kek) => audit.record("new", &KeyId::of(kek).to_hex(), "ok"),
             Err(e) => {
@@ -678,16 +695,27 @@ pub(crate) async fn seed_new(
             secret_body(kek.expose_secret().to_vec()),
         )
             .into_response(),
-        Err(KmsError::AuditUnwritable { .. }) => AUDIT_UNWRITABLE.into_response(),
-        Err(e) => {
-            tracing::error!(error = %Chain(&e), "key generation failed");
+        Err(e) => seed_new_failed(&e),
+    }
+}
+
+/// The seed's answer to a `/new` that failed with `e`.
+fn seed_new_failed(e: &KmsError) -> Response {
+    match e {
+        KmsError::AuditUnwritable { .. } => AUDIT_UNWRITABLE.into_response(),
+        e if e.is_storage_full() => {
+            tracing::error!(error = %Chain(e), "key generation failed: the disk is full");
+            (StatusCode::INSUFFICIENT_STORAGE, "Key storage full").into_response()
+        }
+        e => {
+            tracing::error!(error = %Chain(e), "key generation failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "Key generation failed").into_response()
         }
     }
 }
 
 /// `POST /key`: the DEK of the KEK in the body; `404 Key not found`.
-pub(crate) async fn seed_key(State(s): State<Shared>, audit: Audit, body: Bytes) -> Response {
+pub(crate) async fn seed_key(State(s): State<Shared>, audit: Audit, body: SecretBody) -> Response {
     let kek = match parse_kek(&body) {
         Ok(k) => k,
         Err(_) => {
@@ -761,7 +789,7 @@ pub(crate) async fn v1_new(
     State(s): State<Shared>,
     audit: Audit,
     headers: HeaderMap,
-    body: Bytes,
+    body: SecretBody,
 ) -> Result<Response, ApiError> {
     if s.new_needs_token {
         authorize(&s, &audit, &headers)?;
@@ -811,7 +839,7 @@ pub(crate) async fn v1_new(
 pub(crate) async fn v1_key(
     State(s): State<Shared>,
     audit: Audit,
-    body: Bytes,
+    body: SecretBody,
 ) -> Result<Response, ApiError> {
     let req: Zeroizing<KeyRequest> = Zeroizing::new(parse_json(&body)?);
     if req.keks.len() > MAX_BATCH {
@@ -886,7 +914,7 @@ pub(crate) async fn v1_create(
     State(s): State<Shared>,
     audit: Audit,
     headers: HeaderMap,
-    body: Bytes,
+    body: SecretBody,
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
     authorize(&s, &audit, &headers)?;
     let req: CreateRequest = parse_json(&body)?;
@@ -979,7 +1007,7 @@ pub(crate) async fn v1_state(
     audit: Audit,
     headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    body: SecretBody,
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
     authorize(&s, &audit, &headers)?;
     change(s, audit, name, Change::State(parse_json(&body)?)).await
@@ -991,7 +1019,7 @@ pub(crate) async fn v1_config(
     audit: Audit,
     headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    body: SecretBody,
 ) -> Result<Json<crate::lifecycle::KeyInfo>, ApiError> {
     authorize(&s, &audit, &headers)?;
     change(s, audit, name, Change::Config(parse_json(&body)?)).await
@@ -1003,7 +1031,7 @@ pub(crate) async fn v1_data(
     audit: Audit,
     headers: HeaderMap,
     Path((name, op)): Path<(String, String)>,
-    body: Bytes,
+    body: SecretBody,
 ) -> Result<Response, ApiError> {
     authorize(&s, &audit, &headers)?;
     let op = match op.as_str() {
@@ -1158,6 +1186,34 @@ async fn datakey(
 
 #[cfg(test)]
 mod tests {
+    /// A full disk (or quota) is answered 507, on the seed's `/new` and as
+    /// a `/v1/` JSON error, which clients turn into "storage is full":
+    /// it was a 500 "Key generation failed", the same as any fault.
+    #[test]
+    fn a_full_disk_is_answered_insufficient_storage() -> Result<(), Box<dyn std::error::Error>> {
+        use super::*;
+        let full = || KmsError::Io(std::io::Error::from_raw_os_error(28));
+        assert_eq!(
+            seed_new_failed(&full()).status(),
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+        let other = KmsError::Io(std::io::Error::from_raw_os_error(5));
+        assert_eq!(
+            seed_new_failed(&other).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            code(&full()),
+            (StatusCode::INSUFFICIENT_STORAGE, STORAGE_FULL)
+        );
+        assert_eq!(message(&full()), "the key service's storage is full");
+        assert_eq!(
+            ApiError(full()).into_response().status(),
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+        Ok(())
+    }
+
     use super::*;
     use crate::audit::AuditSync;
 
@@ -1225,19 +1281,24 @@ mod tests {
         rt.block_on(async {
             let r = seed_new(State(Arc::clone(&state)), audit(), HeaderMap::new()).await;
             assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-            let body = Bytes::copy_from_slice(kek.expose_secret());
+            let body = SecretBody::new(Bytes::copy_from_slice(kek.expose_secret()));
             let r = seed_key(State(Arc::clone(&state)), audit(), body).await;
             assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
             // A KEK the server does not hold is refused as before.
             let r = seed_key(
                 State(Arc::clone(&state)),
                 audit(),
-                Bytes::from(vec![7u8; 32]),
+                SecretBody::new(Bytes::from(vec![7u8; 32])),
             )
             .await;
             assert_eq!(r.status(), StatusCode::NOT_FOUND);
             let batch = format!(r#"{{"keks":["{}"]}}"#, hex::encode(kek.expose_secret()));
-            let r = v1_key(State(Arc::clone(&state)), audit(), Bytes::from(batch)).await;
+            let r = v1_key(
+                State(Arc::clone(&state)),
+                audit(),
+                SecretBody::new(Bytes::from(batch)),
+            )
+            .await;
             let r = r
                 .map(IntoResponse::into_response)
                 .unwrap_or_else(IntoResponse::into_response);
@@ -1246,7 +1307,7 @@ mod tests {
                 State(Arc::clone(&state)),
                 audit(),
                 HeaderMap::new(),
-                Bytes::from(r#"{"count":1}"#),
+                SecretBody::new(Bytes::from(r#"{"count":1}"#)),
             )
             .await;
             let r = r
@@ -1259,7 +1320,7 @@ mod tests {
                 .map(IntoResponse::into_response)
                 .unwrap_or_else(IntoResponse::into_response);
             assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-            let create = Bytes::from(r#"{"name":"k"}"#);
+            let create = SecretBody::new(Bytes::from(r#"{"name":"k"}"#));
             let r = v1_create(State(Arc::clone(&state)), audit(), headers.clone(), create).await;
             let Err(ApiError(e)) = r else {
                 return Err("a change not recorded was answered as done".into());

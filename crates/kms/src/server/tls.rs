@@ -368,6 +368,21 @@ pub(crate) enum CertSource<'a> {
     },
 }
 
+/// Warns when the private key file `key` (`--key`) can be read by group
+/// or others, as a KEK file that others can read is warned about: the
+/// server's own key in `tls/` is made 0600, and one given is never
+/// changed.
+fn warn_if_key_exposed(key: &std::path::Path) {
+    if let Some(mode) = crate::client::kek_file_mode_exposed(key) {
+        tracing::warn!(
+            path = %key.display(),
+            "the TLS private key file {} can be read by others (mode {mode:o}): make it 0600 \
+             (`chmod 600`); whoever reads it can pose as this key server to its clients",
+            key.display()
+        );
+    }
+}
+
 /// Loads (or, for [`CertSource::Own`], creates in `DIR/tls/`) the server's
 /// certificate and builds a rustls configuration with the ring provider.
 /// `listen` is the address the server listens on: a certificate made here
@@ -381,15 +396,18 @@ pub(crate) fn server_config(
     // waited for); the server's own only as regular files, never through
     // a link, in the directory it checked.
     let (cert_path, key_path, ca_path, missing_ca, created, pem, key_pem) = match source {
-        CertSource::Given { cert, key } => (
-            cert.to_path_buf(),
-            key.to_path_buf(),
-            None,
-            None,
-            false,
-            files::read_given(cert, MAX_PEM_FILE)?,
-            zeroize::Zeroizing::new(files::read_given(key, MAX_PEM_FILE)?),
-        ),
+        CertSource::Given { cert, key } => {
+            warn_if_key_exposed(key);
+            (
+                cert.to_path_buf(),
+                key.to_path_buf(),
+                None,
+                None,
+                false,
+                files::read_given(cert, MAX_PEM_FILE)?,
+                zeroize::Zeroizing::new(files::read_given(key, MAX_PEM_FILE)?),
+            )
+        }
         CertSource::Own { dir, tls } => {
             let (tls_dir, created) = ensure_self_signed(dir, tls, listen)?;
             let tls_dir = &tls_dir;
