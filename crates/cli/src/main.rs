@@ -136,8 +136,9 @@ fn main() {
         Command::Gc(args) => store::gc(&before.overridden_by(&args.location), args),
         Command::Kms(_) | Command::Share(_) | Command::Bench(_) if before.is_given() => {
             Err(anyhow::anyhow!(
-                "--store and --lock-wait pick the store of a store command (init, put, get, rm, \
-                 ls, diff, stat, verify, gc); `kms`, `share` and `bench` use no store"
+                "--store, --lock-wait and --share-password-file are options of the store \
+                 commands (init, put, get, rm, ls, diff, stat, verify, gc); `kms`, `share` and \
+                 `bench` use no store (`share save` and `share load` take --password-file)"
             ))
         }
         Command::Kms(args) => kms::run(args),
