@@ -1071,3 +1071,29 @@ fn redis_a_full_server_still_takes_removals_and_refuses_puts_whole() -> TestResu
     );
     Ok(())
 }
+
+/// A Redis user whose ACL leaves out `INFO`, which a writer reads to know
+/// whether the server takes script flags, still writes: as on a server
+/// before Redis 7, without them.
+#[test]
+fn redis_a_user_without_info_still_writes() -> TestResult {
+    let server = RedisServer::start()?;
+    let mut raw = server.raw()?;
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("noinfo")
+        .arg("on")
+        .arg(">noinfoPW")
+        .arg("~*")
+        .arg("+@all")
+        .arg("-info")
+        .query::<()>(&mut raw)?;
+    let url = format!(
+        "redis://noinfo:noinfoPW@{}?prefix=ni:",
+        server.url().trim_start_matches("redis://")
+    );
+    let backend = seccs_backends::open_exclusive(&url, true)?;
+    backend.apply(&one_put())?;
+    assert_eq!(backend.get_counts(&[b"k"])?, [Some(1)]);
+    Ok(())
+}
