@@ -533,7 +533,8 @@ fn load_key(dir: &StoreDir, share_password_file: Option<&Path>) -> Result<Secret
         KeySource::File { path } => {
             let path = dir.resolve(path);
             // Its errors name the path only, not what the file is.
-            let key = dir::read_key_file(&path).context("cannot read the store's key file")?;
+            let key = dir::read_store_key_file(&path, dir.path())
+                .context("cannot read the store's key file")?;
             // Used, since a store may be shared read-only on purpose, but
             // said: whoever reads the key reads the store.
             if let Some(mode) = dir::key_file_readable_by_others(&path) {

@@ -3982,7 +3982,7 @@ fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
     assert!(!out.status.success(), "{err}");
     assert!(
         err.contains("put stopped at the backend's first failure")
-            && err.contains("of 1501 entries not stored")
+            && err.contains("of 1501 entries not yet tried")
             && err.contains("redis backend unavailable"),
         "{err}"
     );
@@ -6050,8 +6050,10 @@ fn a_store_made_under_umask_000_is_private_to_its_user() {
 
 /// A store another user could change is refused at open, naming the file
 /// and the fix: a key file its group can write, a config.toml others can
-/// write, a store directory others can write. A key file others can only
-/// read (a store shared read-only on purpose) opens, with a warning.
+/// write, a store directory others can write, a key file of another user
+/// than the store's. A key file others can only read (a store shared
+/// read-only on purpose) opens, with a warning, and so does a store that
+/// is all another user's.
 #[test]
 fn a_store_others_can_change_is_refused_and_a_readable_key_is_said() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -6117,5 +6119,19 @@ fn a_store_others_can_change_is_refused_and_a_readable_key_is_said() {
             )),
             "{err}"
         );
+        // A store that is all another user's is that user's to trust: it
+        // opens (root reading a user's store through sudo, a user reading
+        // another's), and its listing is the same.
+        fn chown_tree(path: &std::path::Path) {
+            std::os::unix::fs::lchown(path, Some(4321), Some(4321)).expect("chown");
+            if path.is_dir() && !path.is_symlink() {
+                for entry in std::fs::read_dir(path).expect("read_dir") {
+                    chown_tree(&entry.expect("entry").path());
+                }
+            }
+        }
+        chown_tree(&store);
+        let listed = ok(seccs(&store).args(["ls"]));
+        assert!(listed.contains("f"), "{listed}");
     }
 }

@@ -19,9 +19,11 @@
 //! 0700 whatever the umask. An open refuses a store whose directory,
 //! config.toml or key file (or the directory holding a key file elsewhere)
 //! another user could change: writable by group or others, or owned by
-//! another user than the one running (root, who can change anything anyway,
-//! excepted as an owner). Whoever could change them could swap in a key and
-//! a backend of their own, and receive what is put next.
+//! another user than the one running, root (who can change anything anyway)
+//! or the owner of the store directory (whom whoever opens the store
+//! trusts already: a store read by another user, or by root through sudo).
+//! Whoever could change them could swap in a key and a backend of their
+//! own, and receive what is put next.
 //!
 //! The key's check value (16 bytes derived from the store key with HKDF under
 //! a label of its own, so it tells nothing of the key or of any other subkey)
@@ -322,7 +324,7 @@ impl StoreDir {
         // A directory there already is used as it is: refused now, before
         // anything (a key, a backend) is made for a store no open would take.
         match fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => check_guarded(path, &meta, Guarded::StoreDir)?,
+            Ok(meta) if meta.is_dir() => check_guarded(path, &meta, Guarded::StoreDir, None)?,
             _ => {}
         }
         for name in STORE_DATA {
@@ -571,7 +573,7 @@ impl StoreDir {
             Err(e) => return Err(io_err(path, e)),
         };
         if meta.is_dir() {
-            check_guarded(path, &meta, Guarded::StoreDir)?;
+            check_guarded(path, &meta, Guarded::StoreDir, None)?;
         }
         let config_path = path.join("config.toml");
         if !config_path.is_file() {
@@ -774,7 +776,7 @@ pub fn write_key_file(path: &Path, key: &SecretKey) -> Result<()> {
         // One there already: a key another user could replace is refused
         // now rather than at every open.
         let meta = fs::metadata(parent).map_err(|e| io_err(parent, e))?;
-        check_guarded(parent, &meta, Guarded::KeyDir)?;
+        check_guarded(parent, &meta, Guarded::KeyDir, None)?;
     }
     let text = zeroize::Zeroizing::new(format!(
         "{KEY_FILE_MAGIC} {}\n",
@@ -798,6 +800,32 @@ pub fn write_key_file(path: &Path, key: &SecretKey) -> Result<()> {
 /// (unless its sticky bit keeps them from replacing the file). A key file
 /// others can only read is read: see [`key_file_readable_by_others`].
 pub fn read_key_file(path: &Path) -> Result<SecretKey> {
+    read_key_file_trusting(path, None)
+}
+
+/// [`read_key_file`] for the store in `store_dir`: the key file, and the
+/// directories it is reached through, may also belong to the owner of
+/// the store directory (another user's store read by this one, or a
+/// user's store read by root).
+pub fn read_store_key_file(path: &Path, store_dir: &Path) -> Result<SecretKey> {
+    read_key_file_trusting(path, owner_of(store_dir))
+}
+
+/// The owner of `path`, if it can be read.
+fn owner_of(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(path).ok().map(|m| m.uid())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+fn read_key_file_trusting(path: &Path, store_owner: Option<u32>) -> Result<SecretKey> {
     use std::io::Read;
     let bad = || StoreError::Config(format!("{} is not a seccs key file", path.display()));
     // A key file is one short line: read no more than fits one, so that a
@@ -811,12 +839,12 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
             path.display()
         )));
     }
-    check_key_dirs(path)?;
+    check_key_dirs(path, store_owner)?;
     let file = File::open(path).map_err(|e| io_err(path, e))?;
     // The file opened, not the path checked before: it may have been
     // replaced between the two.
     let meta = file.metadata().map_err(|e| io_err(path, e))?;
-    check_guarded(path, &meta, Guarded::KeyFile)?;
+    check_guarded(path, &meta, Guarded::KeyFile, store_owner)?;
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
     file.take(MAX_KEY_FILE + 1)
         .read_to_end(&mut bytes)
@@ -836,7 +864,7 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
 
 /// Checks the directories a key file is reached through: the one its path
 /// names, and, when the path is a link, the one that holds the file.
-fn check_key_dirs(path: &Path) -> Result<()> {
+fn check_key_dirs(path: &Path, store_owner: Option<u32>) -> Result<()> {
     let named = path.parent().filter(|p| !p.as_os_str().is_empty());
     let real = fs::canonicalize(path)
         .map_err(|e| io_err(path, e))?
@@ -844,7 +872,7 @@ fn check_key_dirs(path: &Path) -> Result<()> {
         .map(Path::to_path_buf);
     for dir in [named.map(Path::to_path_buf), real].into_iter().flatten() {
         let meta = fs::metadata(&dir).map_err(|e| io_err(&dir, e))?;
-        check_guarded(&dir, &meta, Guarded::KeyDir)?;
+        check_guarded(&dir, &meta, Guarded::KeyDir, store_owner)?;
     }
     Ok(())
 }
@@ -891,9 +919,10 @@ impl Guarded {
     /// What whoever may change it can do.
     fn risk(self) -> &'static str {
         match self {
-            Guarded::StoreDir | Guarded::KeyDir => {
-                "could replace the store's key file (and config.toml) with their own"
+            Guarded::StoreDir => {
+                "could replace the store's key file and config.toml with their own"
             }
+            Guarded::KeyDir => "could replace the store's key file with their own",
             Guarded::Config => "could point the store at a backend or key source of their own",
             Guarded::KeyFile => "could write their own key into it",
         }
@@ -903,22 +932,34 @@ impl Guarded {
 /// Refuses `path` (whose metadata is `meta`) when a user other than the
 /// one running could change it: writable by group or others, or owned by
 /// another user. Root is accepted as an owner, since it can change any file
-/// anyway; a directory holding a key file may be writable by others if its
-/// sticky bit is set.
-fn check_guarded(path: &Path, meta: &fs::Metadata, guarded: Guarded) -> Result<()> {
+/// anyway, and so is `store_owner`, the owner of the store directory, whom
+/// whoever opens the store trusts (a store read by another user, or by
+/// root); the store directory itself may have any owner. A directory
+/// holding a key file may be writable by others if its sticky bit is set.
+fn check_guarded(
+    path: &Path,
+    meta: &fs::Metadata,
+    guarded: Guarded,
+    store_owner: Option<u32>,
+) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         let me = rustix::process::geteuid().as_raw();
         let owner = meta.uid();
         let (what, shown) = (guarded.what(), path.display());
-        if owner != me && owner != 0 {
+        // The store directory's owner is whom an open trusts: its own
+        // owner is any user (the modes say who else could change it).
+        let trusted =
+            owner == me || owner == 0 || guarded == Guarded::StoreDir || store_owner == Some(owner);
+        if !trusted {
             return Err(StoreError::Config(format!(
-                "{what} {shown} is owned by another user (uid {owner}), who {}: refusing to use \
-                 it. If it is yours and holds what it should, give it back to you (`chown {me} \
-                 {shown}`, as root{}); a store of another user's is used through a copy of \
-                 your own (`cp -a`)",
+                "{what} {shown} is owned by another user (uid {owner}) than you, root or the \
+                 store directory's owner, and that user {}: refusing to use it. If it holds \
+                 what it should, give it to the store's owner (`chown {} {shown}`, as \
+                 root{})",
                 guarded.risk(),
+                store_owner.unwrap_or(me),
                 if meta.is_dir() { ", with -R" } else { "" }
             )));
         }
@@ -942,7 +983,7 @@ fn check_guarded(path: &Path, meta: &fs::Metadata, guarded: Guarded) -> Result<(
         }
     }
     #[cfg(not(unix))]
-    let _ = (path, meta, guarded);
+    let _ = (path, meta, guarded, store_owner);
     Ok(())
 }
 
@@ -965,7 +1006,7 @@ fn read_config(path: &Path) -> Result<StoreConfig> {
     // The file opened is the one checked: a name checked and then opened
     // may have been replaced between the two.
     let meta = file.metadata().map_err(|e| io_err(&config_path, e))?;
-    check_guarded(&config_path, &meta, Guarded::Config)?;
+    check_guarded(&config_path, &meta, Guarded::Config, owner_of(path))?;
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| io_err(&config_path, e))?;
