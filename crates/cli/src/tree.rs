@@ -954,16 +954,18 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         let left = results.iter().filter(|r| r.is_none()).count();
         if let Some(full) = backend_no_room(&e) {
             bail!(
-                "{full}; the put stopped there, {left} of {} entries not stored: what was \
-                 stored before stays (each batch whole or absent), and the same put run again \
-                 stores the rest (what is unchanged since it was stored is not read again)",
+                "{full}; the put stopped there, {left} of {} entries not yet tried, and the \
+                 entries of the batch that failed not stored either: what was stored before \
+                 stays (each batch whole or absent), and the same put run again stores the \
+                 rest (what is unchanged since it was stored is not read again)",
                 found.len()
             );
         }
         return Err(e.context(format!(
-            "put stopped at the backend's first failure, {left} of {} entries not stored; \
-             what the backend completed before it stays (each batch whole or absent), and \
-             the same put run again stores the rest",
+            "put stopped at the backend's first failure, {left} of {} entries not yet \
+             tried, and the entries of the batch that failed not stored either; what the \
+             backend completed before it stays (each batch whole or absent), and the same put \
+             run again stores the rest",
             found.len()
         )));
     }
