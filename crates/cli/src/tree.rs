@@ -1094,31 +1094,30 @@ impl FirstBackendFailure {
 /// would repeat (see `BackendError::fails_every_request`), or from a write
 /// of the command's own that every later write would repeat (a full disk).
 fn fails_every_request(e: &anyhow::Error) -> bool {
-    use seccs_store::{StoreError, backend::BackendError};
     e.chain().any(|cause| {
-        cause
-            .downcast_ref::<StoreError>()
-            .is_some_and(|s| matches!(s, StoreError::Backend(b) if b.fails_every_request()))
-            || cause
-                .downcast_ref::<BackendError>()
-                .is_some_and(BackendError::fails_every_request)
+        backend_error(cause).is_some_and(seccs_store::backend::BackendError::fails_every_request)
             || cause
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(seccs_store::backend::is_no_room)
     })
 }
 
+/// The backend's error that `cause` is, itself or as the store's.
+fn backend_error<'e>(
+    cause: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e seccs_store::backend::BackendError> {
+    match cause.downcast_ref::<seccs_store::StoreError>() {
+        Some(seccs_store::StoreError::Backend(b)) => Some(b),
+        _ => cause.downcast_ref(),
+    }
+}
+
 /// The backend's "no room" error in `e`'s chain, as said (it names the
 /// place and what to do).
 fn backend_no_room(e: &anyhow::Error) -> Option<String> {
-    use seccs_store::{StoreError, backend::BackendError};
     e.chain().find_map(|cause| {
-        let backend = match cause.downcast_ref::<StoreError>() {
-            Some(StoreError::Backend(b)) => Some(b),
-            _ => cause.downcast_ref::<BackendError>(),
-        };
-        backend
-            .filter(|b| matches!(b, BackendError::StorageFull { .. }))
+        backend_error(cause)
+            .filter(|b| matches!(b, seccs_store::backend::BackendError::StorageFull { .. }))
             .map(ToString::to_string)
     })
 }

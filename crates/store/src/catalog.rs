@@ -708,16 +708,6 @@ impl Default for Layout {
     }
 }
 
-impl Layout {
-    /// The ids of its pages.
-    pub(crate) fn page_ids(&self) -> Box<dyn Iterator<Item = u32> + '_> {
-        match self {
-            Layout::Read(pages) => Box::new(pages.iter().map(|(id, _)| *id)),
-            Layout::Unread(refs) => Box::new(refs.iter().map(|p| p.id)),
-        }
-    }
-}
-
 fn decode_name(r: &mut Reader<'_>) -> Option<String> {
     let name_len = r.u32()? as usize;
     String::from_utf8(r.take(name_len)?.to_vec()).ok()
@@ -1067,7 +1057,11 @@ impl CatalogCrypto {
         }
         // Past every id the record had, emptied pages' too: an id is not
         // written again in the batch that deletes it.
-        let next_id = layout.page_ids().max().map_or(0, |id| id.saturating_add(1));
+        let next_id = stored
+            .iter()
+            .map(|(id, _)| *id)
+            .max()
+            .map_or(0, |id| id.saturating_add(1));
         self.spill_and_seal(key, record, inline, pages, next_id, out)
     }
 

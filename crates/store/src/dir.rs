@@ -481,11 +481,11 @@ impl StoreDir {
 
     /// Opens an existing store directory, taking its lock.
     pub fn open(path: &Path) -> Result<Self> {
-        Self::check_is_store(path)?;
+        let owner = Self::check_is_store(path)?;
         let lock = lock(path)?;
         Ok(Self {
             path: path.to_owned(),
-            config: read_config(path)?,
+            config: read_config(path, owner)?,
             created: false,
             unconfirmed_params_check: None,
             lock: Some(Arc::new(lock)),
@@ -507,8 +507,8 @@ impl StoreDir {
     /// writers' alone. Writers on other machines never held this lock
     /// anyway.
     pub fn open_for_reading(path: &Path) -> Result<Self> {
-        Self::check_is_store(path)?;
-        let config = read_config(path)?;
+        let owner = Self::check_is_store(path)?;
+        let config = read_config(path, owner)?;
         if config.backend == EMBEDDED {
             // The lock, and the database's own lock and journal, are
             // written even to read: a directory that cannot be written
@@ -561,7 +561,7 @@ impl StoreDir {
     /// Fails unless `path` is a directory holding config.toml, that no
     /// other user can change ([`check_guarded`]; config.toml is checked as
     /// it is read).
-    fn check_is_store(path: &Path) -> Result<()> {
+    fn check_is_store(path: &Path) -> Result<Option<u32>> {
         let meta = match fs::metadata(path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -582,7 +582,7 @@ impl StoreDir {
                 path.display()
             )));
         }
-        Ok(())
+        Ok(owner(&meta))
     }
 
     /// The directory.
@@ -813,14 +813,19 @@ pub fn read_store_key_file(path: &Path, store_dir: &Path) -> Result<SecretKey> {
 
 /// The owner of `path`, if it can be read.
 fn owner_of(path: &Path) -> Option<u32> {
+    fs::metadata(path).ok().and_then(|meta| owner(&meta))
+}
+
+/// The owner of what `meta` describes (on Unix).
+fn owner(meta: &fs::Metadata) -> Option<u32> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        fs::metadata(path).ok().map(|m| m.uid())
+        Some(meta.uid())
     }
     #[cfg(not(unix))]
     {
-        let _ = path;
+        let _ = meta;
         None
     }
 }
@@ -998,15 +1003,16 @@ fn create_private_dir_all(path: &Path) -> Result<()> {
     builder.create(path).map_err(|e| io_err(path, e))
 }
 
-/// Reads and checks `path`/config.toml.
-fn read_config(path: &Path) -> Result<StoreConfig> {
+/// Reads and checks `path`/config.toml, whose directory `store_owner`
+/// owns.
+fn read_config(path: &Path, store_owner: Option<u32>) -> Result<StoreConfig> {
     use std::io::Read;
     let config_path = path.join("config.toml");
     let mut file = File::open(&config_path).map_err(|e| io_err(&config_path, e))?;
     // The file opened is the one checked: a name checked and then opened
     // may have been replaced between the two.
     let meta = file.metadata().map_err(|e| io_err(&config_path, e))?;
-    check_guarded(&config_path, &meta, Guarded::Config, owner_of(path))?;
+    check_guarded(&config_path, &meta, Guarded::Config, store_owner)?;
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| io_err(&config_path, e))?;

@@ -893,26 +893,32 @@ fn a_bad_record_among_names_marked_gone_marks_none_of_them() {
     assert_eq!(store.mark_gone(&names).expect("marked already"), 0);
 }
 
-/// A memory backend whose writes fail once `writes_left` reaches zero, or
-/// once a batch holds more records than `records_left`, as a server that
-/// goes away part way through a command.
-struct FailingWrites {
+/// A memory backend that counts the bytes (keys and values) each batch
+/// writes and the bytes of the values it is asked for, and whose writes
+/// fail once `writes_left` reaches zero, or once a batch holds more
+/// records than `records_left`, as a server that goes away part way
+/// through a command.
+struct Watched {
     inner: seccs_store::backend::MemoryBackend,
     writes_left: std::sync::atomic::AtomicUsize,
     records_left: std::sync::atomic::AtomicUsize,
+    written: std::sync::atomic::AtomicU64,
+    read: std::sync::atomic::AtomicU64,
 }
 
-impl FailingWrites {
+impl Watched {
     fn new() -> Self {
         Self {
             inner: seccs_store::backend::MemoryBackend::new(),
             writes_left: std::sync::atomic::AtomicUsize::new(usize::MAX),
             records_left: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            written: std::sync::atomic::AtomicU64::new(0),
+            read: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
 
-impl Backend for FailingWrites {
+impl Backend for Watched {
     fn name(&self) -> &str {
         "failing"
     }
@@ -920,7 +926,11 @@ impl Backend for FailingWrites {
         &self,
         keys: &[&[u8]],
     ) -> Result<Vec<Option<seccs_store::backend::Entry>>, seccs_store::backend::BackendError> {
-        self.inner.get_many(keys)
+        let entries = self.inner.get_many(keys)?;
+        let bytes: usize = entries.iter().flatten().map(|e| e.value.len()).sum();
+        self.read
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(entries)
     }
     fn apply(
         &self,
@@ -938,6 +948,15 @@ impl Backend for FailingWrites {
         self.writes_left.store(left - 1, Ordering::SeqCst);
         self.records_left
             .store(records_left - batch.len(), Ordering::SeqCst);
+        let bytes: usize = batch
+            .ops()
+            .iter()
+            .map(|op| match op {
+                seccs_store::backend::Op::Put { key, value, .. } => key.len() + value.len(),
+                _ => 0,
+            })
+            .sum();
+        self.written.fetch_add(bytes as u64, Ordering::Relaxed);
         self.inner.apply(batch)
     }
     fn is_transactional(&self) -> bool {
@@ -958,7 +977,7 @@ impl Backend for FailingWrites {
 #[test]
 fn a_removal_that_fails_part_way_says_what_it_did() {
     use std::sync::atomic::Ordering;
-    let backend = std::sync::Arc::new(FailingWrites::new());
+    let backend = std::sync::Arc::new(Watched::new());
     let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
     let store = seccs_store::Store::new_unchecked(backend.clone(), params, &common::key(7));
     let names: Vec<String> = (0..1100).map(|i| format!("n/{i:04}")).collect();
@@ -1008,7 +1027,7 @@ fn a_removal_that_fails_part_way_says_what_it_did() {
 #[test]
 fn marking_many_names_gone_that_fails_while_it_writes_marks_none() {
     use std::sync::atomic::Ordering;
-    let backend = std::sync::Arc::new(FailingWrites::new());
+    let backend = std::sync::Arc::new(Watched::new());
     let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
     let store = seccs_store::Store::new_unchecked(backend.clone(), params, &common::key(8));
     let names: Vec<String> = (0..4100).map(|i| format!("n/{i:04}")).collect();
@@ -1046,58 +1065,6 @@ fn marking_many_names_gone_that_fails_while_it_writes_marks_none() {
     );
 }
 
-/// A memory backend that counts the bytes (keys and values) each batch
-/// writes, and the bytes of the values it is asked for.
-#[derive(Default)]
-struct WriteCounting {
-    inner: seccs_store::backend::MemoryBackend,
-    written: std::sync::atomic::AtomicU64,
-    read: std::sync::atomic::AtomicU64,
-}
-
-impl Backend for WriteCounting {
-    fn name(&self) -> &str {
-        "write-counting"
-    }
-    fn get_many(
-        &self,
-        keys: &[&[u8]],
-    ) -> Result<Vec<Option<seccs_store::backend::Entry>>, seccs_store::backend::BackendError> {
-        let entries = self.inner.get_many(keys)?;
-        let bytes: usize = entries.iter().flatten().map(|e| e.value.len()).sum();
-        self.read
-            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(entries)
-    }
-    fn apply(
-        &self,
-        batch: &seccs_store::backend::Batch,
-    ) -> Result<(), seccs_store::backend::BackendError> {
-        let bytes: usize = batch
-            .ops()
-            .iter()
-            .map(|op| match op {
-                seccs_store::backend::Op::Put { key, value, .. } => key.len() + value.len(),
-                _ => 0,
-            })
-            .sum();
-        self.written
-            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
-        self.inner.apply(batch)
-    }
-    fn is_transactional(&self) -> bool {
-        true
-    }
-    fn walk(
-        &self,
-        prefix: &[u8],
-        visit: &mut seccs_store::backend::Visitor<'_>,
-        damaged: Option<&mut seccs_store::backend::Damaged<'_>>,
-    ) -> Result<(), seccs_store::backend::BackendError> {
-        self.inner.walk(prefix, visit, damaged)
-    }
-}
-
 /// A name put again and again: what a put writes and reads does not grow
 /// with the versions the name already has. Its older versions sit in
 /// pages written once, where a record holding every version was rewritten
@@ -1106,7 +1073,7 @@ impl Backend for WriteCounting {
 #[test]
 fn a_put_costs_no_more_at_version_300_than_at_version_70() {
     use std::sync::atomic::Ordering::Relaxed;
-    let backend = std::sync::Arc::new(WriteCounting::default());
+    let backend = std::sync::Arc::new(Watched::new());
     let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
     let store = seccs_store::Store::new_unchecked(backend.clone(), params, &common::key(7));
     let (mut written, mut read) = (Vec::new(), Vec::new());

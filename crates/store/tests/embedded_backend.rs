@@ -864,14 +864,7 @@ fn a_damaged_version_marker_is_corrupt_not_a_panic() -> TestResult {
 #[test]
 fn damaged_table_files_give_an_error_not_a_panic() -> TestResult {
     let dir = tempfile::tempdir()?;
-    {
-        let backend = EmbeddedBackend::open(dir.path())?;
-        let mut batch = Batch::new();
-        for j in 0u64..2000 {
-            batch.put(crash_key(0, j), crash_value(0, j), 1);
-        }
-        backend.apply(&batch)?;
-    }
+    put_entries(dir.path(), 2000, 1)?;
     // Reopening flushes the recovered journal into tables over time; force
     // the data into tables by writing through fjall and rotating memtables.
     {
@@ -1062,6 +1055,19 @@ fn a_prefix_walk_goes_past_a_damaged_block() -> TestResult {
         "the entries away from the damage are all visited: {}",
         visited.len()
     );
+    Ok(())
+}
+
+/// Puts `n` entries (the keys and values of batch 0 of the crash tests,
+/// each value `repeat` times over) into a new embedded database at `dir`,
+/// in one batch, and closes it.
+fn put_entries(dir: &Path, n: u64, repeat: usize) -> TestResult {
+    let backend = EmbeddedBackend::open(dir)?;
+    let mut batch = Batch::new();
+    for j in 0..n {
+        batch.put(crash_key(0, j), crash_value(0, j).repeat(repeat), 1);
+    }
+    backend.apply(&batch)?;
     Ok(())
 }
 
@@ -1671,15 +1677,8 @@ fn gc_reports_its_repairs_when_a_damaged_block_stops_its_compaction() -> TestRes
 #[test]
 fn a_cut_value_file_is_named_when_the_open_fails() -> TestResult {
     let dir = tempfile::tempdir()?;
-    {
-        let backend = EmbeddedBackend::open(dir.path())?;
-        let mut batch = Batch::new();
-        for j in 0u64..20 {
-            // Values of 1 KiB and more go to value (blob) files.
-            batch.put(crash_key(0, j), crash_value(0, j).repeat(8), 1);
-        }
-        backend.apply(&batch)?;
-    }
+    // Values of 1 KiB and more go to value (blob) files.
+    put_entries(dir.path(), 20, 8)?;
     let blob = walk_files(dir.path())
         .into_iter()
         .find(|p| p.components().any(|c| c.as_os_str() == "blobs"))

@@ -52,9 +52,9 @@ pub trait Broker: Send + Sync {
     /// `Some(0)` says that nobody reads the channel: a sender that would
     /// wait for acknowledgements gives up at once instead (a forged sender
     /// channel would otherwise hold the sender for its whole timeout).
-    /// Redis's `PUBLISH` and the in-process broker tell; a NATS publish
-    /// does not (only its request/reply has "no responders"), so it keeps
-    /// this default.
+    /// Redis's `PUBLISH` and the in-process broker tell, and NATS tells
+    /// "nobody" through a request's "no responders"; this default, which
+    /// cannot tell, is for a broker that wraps another's publish.
     fn publish_counted<'a>(
         &'a self,
         channel: &'a str,
