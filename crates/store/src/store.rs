@@ -657,22 +657,44 @@ impl Store {
     /// `head` whole: its pages read in one backend round trip. A page
     /// missing, or not the one the head lists, is damage to the record.
     fn with_pages(&self, head: Head) -> Result<(Record, Layout)> {
-        if head.pages.is_empty() {
-            return head.assemble(Vec::new());
+        self.all_with_pages(vec![head])?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::integrity("a catalog record went unread")))
+    }
+
+    /// Each of `heads` whole, in order: the pages of them all read in one
+    /// backend round trip (none if no head has pages), so that reading
+    /// many names costs no more round trips for the ones with pages. Each
+    /// head's outcome is its own: a page missing, damaged or not the one
+    /// its head lists fails that head alone. Fails whole only when the
+    /// backend does.
+    fn all_with_pages(&self, heads: Vec<Head>) -> Result<Vec<Result<(Record, Layout)>>> {
+        let keys: Vec<Vec<Vec<u8>>> = heads.iter().map(|h| self.catalog.page_keys(h)).collect();
+        let key_refs: Vec<&[u8]> = keys.iter().flatten().map(Vec::as_slice).collect();
+        let mut values = match key_refs.is_empty() {
+            true => Vec::new(),
+            false => self.backend.get_values(&key_refs)?,
         }
-        let name = head.record.name.clone();
-        let keys = self.catalog.page_keys(&head);
-        let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-        let values = self.backend.get_values(&key_refs)?;
-        let mut pages = Vec::with_capacity(keys.len());
-        for ((key, listed), value) in keys.iter().zip(&head.pages).zip(values) {
-            pages.push(
-                value
-                    .map(|v| self.catalog.open_page(key, &v, &name, listed.id))
-                    .transpose()?,
-            );
-        }
-        head.assemble(pages)
+        .into_iter();
+        Ok(heads
+            .into_iter()
+            .zip(keys)
+            .map(|(head, keys)| {
+                let name = head.record.name.clone();
+                let pages = keys
+                    .iter()
+                    .zip(&head.pages)
+                    .map(|(key, listed)| {
+                        values
+                            .next()
+                            .flatten()
+                            .map(|v| self.catalog.open_page(key, &v, &name, listed.id))
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                head.assemble(pages)
+            })
+            .collect())
     }
 
     /// Heads met in a walk of the catalog, made whole from the pages met
@@ -904,16 +926,28 @@ impl Store {
         let key_refs: Vec<&[u8]> = named.iter().map(|(_, k)| k.as_slice()).collect();
         let values = self.backend.get_values(&key_refs)?;
         let (mut records, mut damaged, mut newer) = (Vec::new(), Vec::new(), Vec::new());
+        let file = |e: StoreError, name: &String, damaged: &mut Vec<_>, newer: &mut Vec<_>| match e
+        {
+            StoreError::NewerFormat { .. } => newer.push(name.clone()),
+            _ => damaged.push(name.clone()),
+        };
+        // Heads first, then the pages of them all in one more round trip.
+        let mut heads = Vec::new();
         for ((name, key), value) in named.into_iter().zip(values) {
             let Some(value) = value else { continue };
-            let opened = self
-                .catalog
-                .open_head(&key, &value)
-                .and_then(|head| self.with_pages(head));
+            match self.catalog.open_head(&key, &value) {
+                Ok(head) => heads.push((name, key, head)),
+                Err(e) => file(e, name, &mut damaged, &mut newer),
+            }
+        }
+        let (named, heads): (Vec<_>, Vec<_>) = heads
+            .into_iter()
+            .map(|(name, key, head)| ((name, key), head))
+            .unzip();
+        for ((name, key), opened) in named.into_iter().zip(self.all_with_pages(heads)?) {
             match opened {
                 Ok((record, layout)) => records.push((key, record, layout)),
-                Err(StoreError::NewerFormat { .. }) => newer.push(name.clone()),
-                Err(_) => damaged.push(name.clone()),
+                Err(e) => file(e, name, &mut damaged, &mut newer),
             }
         }
         Ok((records, damaged, newer))

@@ -904,6 +904,7 @@ struct Watched {
     records_left: std::sync::atomic::AtomicUsize,
     written: std::sync::atomic::AtomicU64,
     read: std::sync::atomic::AtomicU64,
+    round_trips: std::sync::atomic::AtomicU64,
 }
 
 impl Watched {
@@ -914,6 +915,7 @@ impl Watched {
             records_left: std::sync::atomic::AtomicUsize::new(usize::MAX),
             written: std::sync::atomic::AtomicU64::new(0),
             read: std::sync::atomic::AtomicU64::new(0),
+            round_trips: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -926,6 +928,8 @@ impl Backend for Watched {
         &self,
         keys: &[&[u8]],
     ) -> Result<Vec<Option<seccs_store::backend::Entry>>, seccs_store::backend::BackendError> {
+        self.round_trips
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let entries = self.inner.get_many(keys)?;
         let bytes: usize = entries.iter().flatten().map(|e| e.value.len()).sum();
         self.read
@@ -1103,6 +1107,42 @@ fn a_put_costs_no_more_at_version_300_than_at_version_70() {
     );
     assert_eq!(numbers(&store, "log"), (1..=300).collect::<Vec<_>>());
     assert_clean(&store, "after 300 puts");
+}
+
+/// Marking names gone reads their records in two round trips however
+/// many of them keep older versions in pages: the heads, then the pages
+/// of them all, where each name with pages cost one more.
+#[test]
+fn marking_names_gone_reads_all_their_pages_at_once() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let backend = std::sync::Arc::new(Watched::new());
+    let params = seccs_store::Params::new(256, WrapperKind::AesSiv).expect("valid");
+    let store = seccs_store::Store::new_unchecked(backend.clone(), params, &common::key(7));
+    let mut names = Vec::new();
+    for paged in ["a", "b", "c", "d"] {
+        put_versions(&store, paged, 150);
+        names.push(paged.to_owned());
+    }
+    for i in 0..20 {
+        let name = format!("small/{i}");
+        put_versions(&store, &name, 2);
+        names.push(name);
+    }
+    let before = backend.round_trips.load(Relaxed);
+    assert_eq!(store.mark_gone(&names).expect("mark"), names.len());
+    let trips = backend.round_trips.load(Relaxed) - before;
+    assert_eq!(trips, 2, "marking {} names gone", names.len());
+    for paged in ["a", "b", "c", "d"] {
+        assert_eq!(numbers(&store, paged), (1..=150).collect::<Vec<_>>());
+        assert!(
+            store
+                .lookup(paged)
+                .expect("lookup")
+                .expect("kept")
+                .is_gone()
+        );
+    }
+    assert_clean(&store, "after marking");
 }
 
 /// Puts `n` versions of `name`, version `i` holding `"{name} {i}"`.
