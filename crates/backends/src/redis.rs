@@ -475,9 +475,18 @@ impl RedisBackend {
 
     /// Runs one request (one round trip) on the connection, connecting first
     /// if needed and dropping the connection after an I/O error.
+    ///
+    /// A request whose answer was interrupted ([`was_interrupted`]) is sent
+    /// again on the same connection, up to [`INTERRUPTED_RETRIES`] times:
+    /// the first reached the server, which runs a connection's requests in
+    /// order, and the redis client skips its late answer. Sending it twice
+    /// changes nothing, as every request seccs makes is a read or sets
+    /// absolute values (a batch's counts were computed by this writer
+    /// under its lease, which the script checks again), so both runs leave
+    /// what one leaves.
     fn with_conn<T>(
         &self,
-        request: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+        mut request: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T, BackendError> {
         let mut guard = self.lock();
         let conn = match guard.as_mut() {
@@ -489,7 +498,14 @@ impl RedisBackend {
             }
         };
         self.round_trips.add(1);
-        match request(conn) {
+        let mut answer = request(conn);
+        for _ in 0..INTERRUPTED_RETRIES {
+            match &answer {
+                Err(err) if was_interrupted(err) => answer = request(conn),
+                _ => break,
+            }
+        }
+        match answer {
             Ok(value) => Ok(value),
             Err(err) => {
                 if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() {
@@ -814,7 +830,7 @@ impl Backend for RedisBackend {
         };
         self.with_conn(|conn| {
             redis::cmd("EVAL")
-                .arg(script)
+                .arg(&script)
                 .arg(keys.len())
                 .arg(&keys)
                 .arg(check)
@@ -1088,6 +1104,25 @@ fn eviction_risk(conn: &mut Connection) -> Option<String> {
     })
 }
 
+/// How many times [`RedisBackend::with_conn`] sends a request again whose
+/// answer was interrupted: once per stop of the process while it waited
+/// (a user's Ctrl-Z and `fg`, a debugger, a job control script).
+const INTERRUPTED_RETRIES: usize = 100;
+
+/// Whether `err` is a read of an answer that the kernel interrupted
+/// (`EINTR`). Linux does not restart a socket call that has a timeout
+/// (`SO_RCVTIMEO`, which [`set_timeouts`] sets) after the process was
+/// stopped and continued (Ctrl-Z then `fg`, `SIGSTOP` then `SIGCONT`), so a
+/// request waiting for its answer then fails though the server and the
+/// connection are well.
+fn was_interrupted(err: &RedisError) -> bool {
+    // The client keeps an I/O error behind an `Arc` it does not expose.
+    std::error::Error::source(err)
+        .and_then(|e| e.downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>())
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::Interrupted)
+}
+
 /// How long `conn` waits for a reply, and for a request to be sent.
 fn set_timeouts(conn: &mut Connection, timeout: Duration) -> Result<(), BackendError> {
     conn.set_read_timeout(Some(timeout))
@@ -1203,6 +1238,22 @@ fn map_err(err: RedisError) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The client's errors are read as they are built: an interrupted read
+    /// is told from a timeout and from a dropped connection, which are not
+    /// sent again.
+    #[test]
+    fn only_an_interrupted_answer_is_asked_again() {
+        let io = |kind: std::io::ErrorKind| RedisError::from(std::io::Error::from(kind));
+        assert!(was_interrupted(&io(std::io::ErrorKind::Interrupted)));
+        assert!(!was_interrupted(&io(std::io::ErrorKind::WouldBlock)));
+        assert!(!was_interrupted(&io(std::io::ErrorKind::TimedOut)));
+        assert!(!was_interrupted(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(!was_interrupted(&RedisError::from((
+            ErrorKind::Client,
+            "not an I/O error"
+        ))));
+    }
 
     #[test]
     fn script_flags_are_used_from_redis_7_on() {

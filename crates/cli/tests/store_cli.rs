@@ -2947,6 +2947,70 @@ fn writer_holding_redis_store(dir: &Path, port: u16, prefix: &str, name: &str) -
     writer
 }
 
+/// Runs `cmd` to its end while stopping it for 5 ms every 40 ms, as a
+/// user's Ctrl-Z and `fg` do (at most 2,000 times, for at most 60 s);
+/// returns its output and how many times it was stopped.
+fn run_stopped_and_continued(cmd: &mut Command) -> (std::process::Output, usize) {
+    use rustix::process::{Pid, Signal, kill_process};
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let watch = common::StderrWatch::of(&mut child);
+    let pid = Pid::from_child(&child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut stops = 0;
+    while stops < 2_000 && Instant::now() < deadline {
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        // Only a running child is stopped: one that ended is not signalled.
+        if kill_process(pid, Signal::STOP).is_err() {
+            break;
+        }
+        stops += 1;
+        std::thread::sleep(Duration::from_millis(5));
+        kill_process(pid, Signal::CONT).expect("SIGCONT");
+        std::thread::sleep(Duration::from_millis(35));
+    }
+    let _ = kill_process(pid, Signal::CONT);
+    let mut out = child.wait_with_output().expect("wait");
+    out.stderr = watch.whole().into_bytes();
+    (out, stops)
+}
+
+/// A command on a Redis store that is stopped and continued (Ctrl-Z and
+/// `fg`) while it waits for the server goes on as if it had not been:
+/// Linux fails such a wait with EINTR, which was taken for a server gone.
+#[test]
+fn a_redis_store_command_stopped_and_continued_goes_on() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let store = tmp.path().join("store");
+    let url = format!("redis://127.0.0.1:{port}/0");
+    ok(seccs(&store).args(["init", "--backend", &url, "--compression", "none"]));
+    let input = random_file(tmp.path(), "in.bin", 48 << 20, 41);
+    let (out, stops) =
+        run_stopped_and_continued(seccs(&store).arg("put").arg(&input).args(["--name", "big"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "put, stopped {stops} times: {err}");
+    assert!(
+        stops >= 10,
+        "the put ran too briefly to test: {stops} stops"
+    );
+    let restored = tmp.path().join("out.bin");
+    let (out, stops) =
+        run_stopped_and_continued(seccs(&store).args(["get", "big", "-o"]).arg(&restored));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "get, stopped {stops} times: {err}");
+    assert!(
+        std::fs::read(&restored).expect("read") == std::fs::read(&input).expect("read"),
+        "the restored content differs"
+    );
+    ok(seccs(&store).arg("verify"));
+}
+
 /// Two store directories made for one backend prefix (a copy of the
 /// directory, or the same store opened from two machines) never write at
 /// once: the second is refused while the first has the store open, and

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use redis::{Client, Connection};
 use seccs_store::backend::BackendError;
 
-use super::{ALLOW_OOM, CONNECT_TIMEOUT, NAME, map_err};
+use super::{ALLOW_OOM, CONNECT_TIMEOUT, INTERRUPTED_RETRIES, NAME, map_err, was_interrupted};
 use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token, name_holder};
 
 /// The lease's key after the store's prefix. No store key has this length
@@ -80,29 +80,48 @@ impl Lease {
         let token = holder_token(NAME)?;
         let mut conn = connect(client)?;
         let ttl = TTL.as_millis() as u64;
-        let taken: Option<String> = if scripts_take_flags {
-            redis::cmd("EVAL")
-                .arg(format!("{ALLOW_OOM}{TAKE_SCRIPT}"))
-                .arg(1)
-                .arg(&key)
-                .arg(&token)
-                .arg(ttl)
-                .query(&mut conn)
-        } else {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl)
-                .query(&mut conn)
+        let take = |conn: &mut Connection| -> redis::RedisResult<Option<String>> {
+            if scripts_take_flags {
+                redis::cmd("EVAL")
+                    .arg(format!("{ALLOW_OOM}{TAKE_SCRIPT}"))
+                    .arg(1)
+                    .arg(&key)
+                    .arg(&token)
+                    .arg(ttl)
+                    .query(conn)
+            } else {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl)
+                    .query(conn)
+            }
+        };
+        // A take whose answer was interrupted (see `was_interrupted`) is
+        // sent again; if the first took the lease, the second finds this
+        // process's own token there, read below.
+        let mut taken = take(&mut conn);
+        for _ in 0..INTERRUPTED_RETRIES {
+            match &taken {
+                Err(err) if was_interrupted(err) => taken = take(&mut conn),
+                _ => break,
+            }
         }
-        .map_err(map_err)?;
-        if taken.is_none() {
+        if taken.map_err(map_err)?.is_none() {
             let holder: Option<Vec<u8>> = redis::cmd("GET")
                 .arg(&key)
                 .query(&mut conn)
                 .map_err(map_err)?;
+            // Its time left is unknown (the process may have been stopped
+            // long): renewed before it counts as held from now.
+            let mut conn = Some(conn);
+            if holder.as_deref() == Some(token.as_bytes())
+                && renew_once(client, &mut conn, &key, &token) == Renewal::Renewed
+            {
+                return Self::held(client, key, token, conn);
+            }
             return Err(BackendError::Locked {
                 detail: format!(
                     "redis: its writer lease is held by {}; a holder that died frees it within {} s",
@@ -114,10 +133,20 @@ impl Lease {
                 ),
             });
         }
+        Self::held(client, key, token, Some(conn))
+    }
+
+    /// The lease at `key`, just taken (or renewed) for `token`, renewed
+    /// from now on on `conn` (or a new connection).
+    fn held(
+        client: &Client,
+        key: Vec<u8>,
+        token: String,
+        mut conn: Option<Connection>,
+    ) -> Result<Self, BackendError> {
         let state = Arc::new(LeaseState::held_now());
         let renewer = {
             let (client, key, token) = (client.clone(), key.clone(), token.clone());
-            let mut conn = Some(conn);
             Renewer::spawn(NAME, state.clone(), move || {
                 renew_once(&client, &mut conn, &key, &token)
             })?
