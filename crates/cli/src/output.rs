@@ -123,7 +123,21 @@ pub fn write_file_atomically(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
-    write_file_atomically_as(path, &FileAttrs::default(), fill)
+    write_file_atomically_as(path, &FileAttrs::default(), AtLink::Follow, fill)
+}
+
+/// What writing a file does with a symbolic link at its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtLink {
+    /// Writes the file it points to (checked hop by hop, see
+    /// [`write_file_atomically`]), as `cp` and a shell's `>` do: what
+    /// `kms encrypt|decrypt --out` and `share load` write.
+    Follow,
+    /// Replaces the link itself with the file, never following it, as tar
+    /// and a tree restore do: what `get -o FILE` writes. Only a name of an
+    /// open descriptor as given (`/dev/stdout`, `/dev/fd/N`) is written
+    /// through; a link elsewhere that leads to one is replaced too.
+    Replace,
 }
 
 /// What a restored file takes from the version it is restored from, set on
@@ -249,13 +263,18 @@ impl FileAttrs {
 }
 
 /// [`write_file_atomically`], giving the file `attrs` (a path that is not a
-/// regular file, such as a device, keeps its own).
+/// regular file, such as a device, keeps its own), a symlink at `path`
+/// followed or replaced as `at_link` says.
 pub fn write_file_atomically_as(
     path: &Path,
     attrs: &FileAttrs,
+    at_link: AtLink,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
-    let descriptor = open_descriptor(path);
+    let descriptor = match at_link {
+        AtLink::Follow => open_descriptor(path, DESCRIPTOR_HOPS),
+        AtLink::Replace => open_descriptor(path, 0),
+    };
     // This process's own standard output or error, when open, is written
     // through the descriptor it inherited, whose offset the shell's later
     // writes share. Opened again by name it would be a new description
@@ -295,10 +314,18 @@ pub fn write_file_atomically_as(
     }
     let resolved;
     let path = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            resolved = resolve_links_checked(path)?;
-            resolved.as_path()
-        }
+        Ok(meta) if meta.file_type().is_symlink() => match at_link {
+            AtLink::Follow => {
+                resolved = resolve_links_checked(path)?;
+                resolved.as_path()
+            }
+            // Renamed over the link itself: what it points to (a file, a
+            // directory, nothing) is never looked at, let alone written.
+            AtLink::Replace => {
+                check_parent(path)?;
+                return write_beside(path, path, attrs, Durability::Now, fill)?.put_in_place();
+            }
+        },
         _ => path,
     };
     match std::fs::metadata(path) {
@@ -329,9 +356,14 @@ enum Descriptor {
     Other,
 }
 
-/// The open file descriptor that `path` is, or links to (in a few hops), a
-/// name for: `/dev/stdout`, `/dev/stderr`, `/dev/fd/N`, `/proc/PID/fd/N`.
-fn open_descriptor(path: &Path) -> Option<Descriptor> {
+/// How many links [`open_descriptor`] follows from a path that
+/// [`AtLink::Follow`] writes through.
+const DESCRIPTOR_HOPS: usize = 7;
+
+/// The open file descriptor that `path` is, or links to (in at most `hops`
+/// hops), a name for: `/dev/stdout`, `/dev/stderr`, `/dev/fd/N`,
+/// `/proc/PID/fd/N`.
+fn open_descriptor(path: &Path, hops: usize) -> Option<Descriptor> {
     let own = |n: &std::ffi::OsStr| match n.to_str() {
         Some("1") => Descriptor::Stdout,
         Some("2") => Descriptor::Stderr,
@@ -357,9 +389,12 @@ fn open_descriptor(path: &Path) -> Option<Descriptor> {
         }
     };
     let mut at = path.to_path_buf();
-    for _ in 0..8 {
+    for hop in 0..=hops {
         if let Some(found) = descriptor(&at) {
             return Some(found);
+        }
+        if hop == hops {
+            return None;
         }
         match std::fs::read_link(&at) {
             Ok(target) if target.is_absolute() => at = target,
@@ -869,7 +904,9 @@ where
 /// there (standard output or another open descriptor by any name, a named
 /// pipe, a device, a socket) is not replaced by a link either: it gets the
 /// link's target as bytes, as standard output does without `-o`. So
-/// `-o /dev/null` reads a link back without making `/dev/null` one.
+/// `-o /dev/null` reads a link back without making `/dev/null` one. A
+/// symlink at `path` is replaced, never followed (only a descriptor's own
+/// name, such as `/dev/stdout`, is written through).
 #[cfg(unix)]
 pub fn write_link_atomically(path: &Path, target: &[u8], attrs: &FileAttrs) -> Result<()> {
     let found = std::fs::symlink_metadata(path);
@@ -880,7 +917,7 @@ pub fn write_link_atomically(path: &Path, target: &[u8], attrs: &FileAttrs) -> R
         let kind = m.file_type();
         !(kind.is_file() || kind.is_symlink())
     });
-    if special || open_descriptor(path).is_some() {
+    if special || open_descriptor(path, 0).is_some() {
         return write_file_atomically(path, |out| Ok(out.write_all(target)?));
     }
     check_parent(path)?;
@@ -1023,7 +1060,7 @@ mod tests {
                 owner: Some((1111, 2222)),
                 ..FileAttrs::default()
             };
-            write_file_atomically_as(&path, &attrs, |w| Ok(w.write_all(b"v2")?))?;
+            write_file_atomically_as(&path, &attrs, AtLink::Follow, |w| Ok(w.write_all(b"v2")?))?;
             let meta = std::fs::metadata(&path)?;
             assert_eq!((meta.uid(), meta.gid()), (1111, 2222));
         }
@@ -1040,6 +1077,81 @@ mod tests {
         write_file_atomically(&link, |w| Ok(w.write_all(b"new")?))?;
         assert!(std::fs::symlink_metadata(&link)?.file_type().is_symlink());
         assert_eq!(std::fs::read(&target)?, b"new");
+        Ok(())
+    }
+
+    /// [`AtLink::Replace`] renames the file over a link, whatever it points
+    /// to, and never writes the link's target.
+    #[test]
+    fn a_link_is_replaced_when_asked_and_its_target_kept() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"old")?;
+        for (name, to) in [
+            ("link", target.clone()),
+            ("to-dir", dir.path().to_path_buf()),
+            ("dangling", dir.path().join("nowhere")),
+        ] {
+            let link = dir.path().join(name);
+            std::os::unix::fs::symlink(&to, &link)?;
+            write_file_atomically_as(&link, &FileAttrs::default(), AtLink::Replace, |w| {
+                Ok(w.write_all(b"new")?)
+            })?;
+            assert!(std::fs::symlink_metadata(&link)?.is_file(), "{name}");
+            assert_eq!(std::fs::read(&link)?, b"new", "{name}");
+            assert_eq!(std::fs::read(&target)?, b"old", "{name}");
+        }
+        assert!(!dir.path().join("nowhere").exists());
+        Ok(())
+    }
+
+    /// Written through, a link another user owns in a shared sticky
+    /// directory is refused, at any hop of a chain and as a directory on
+    /// the way, where the kernel's `protected_symlinks` would refuse to
+    /// follow it; one's own chain is written through to its end. (Only
+    /// root can give a link another owner.)
+    #[test]
+    fn writing_through_another_users_link_in_a_sticky_directory_is_refused() -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if !rustix::process::geteuid().is_root() {
+            return Ok(());
+        }
+        let tmp = tempfile::tempdir()?;
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared)?;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777))?;
+        let victims = tmp.path().join("victims");
+        std::fs::create_dir(&victims)?;
+        let victim = victims.join("victim");
+        std::fs::write(&victim, b"keep")?;
+        let foreign = shared.join("out");
+        std::os::unix::fs::symlink(&victim, &foreign)?;
+        std::os::unix::fs::lchown(&foreign, Some(4321), Some(4321))?;
+        let mine = tmp.path().join("mine");
+        std::os::unix::fs::symlink(&foreign, &mine)?;
+        let foreign_dir = shared.join("dir");
+        std::os::unix::fs::symlink(&victims, &foreign_dir)?;
+        std::os::unix::fs::lchown(&foreign_dir, Some(4321), Some(4321))?;
+        let mine_too = tmp.path().join("mine-too");
+        std::os::unix::fs::symlink(foreign_dir.join("victim"), &mine_too)?;
+        for path in [&foreign, &mine, &mine_too] {
+            let err = write_file_atomically(path, |w| Ok(w.write_all(b"new")?))
+                .err()
+                .context("another user's link was followed")?;
+            let err = format!("{err:#}");
+            assert!(
+                err.contains("symlink another user (uid 4321) owns in a shared sticky directory"),
+                "{err}"
+            );
+            assert_eq!(std::fs::read(&victim)?, b"keep");
+        }
+        let own = tmp.path().join("own");
+        std::os::unix::fs::symlink(&victim, &own)?;
+        let own_too = tmp.path().join("own-too");
+        std::os::unix::fs::symlink("own", &own_too)?;
+        write_file_atomically(&own_too, |w| Ok(w.write_all(b"new")?))?;
+        assert_eq!(std::fs::read(&victim)?, b"new");
+        assert!(std::fs::symlink_metadata(&own_too)?.is_symlink());
         Ok(())
     }
 
@@ -1077,7 +1189,13 @@ mod tests {
             xattrs: vec![bad],
             ..FileAttrs::default()
         };
-        let err = write_file_atomically_as(&path, &attrs, |w| Ok(w.write_all(b"whole")?))
+        let err =
+            write_file_atomically_as(
+                &path,
+                &attrs,
+                AtLink::Follow,
+                |w| Ok(w.write_all(b"whole")?),
+            )
             .err()
             .context("the attribute was set")?;
         let err = format!("{err:#}");

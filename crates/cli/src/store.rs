@@ -186,9 +186,11 @@ pub struct GetArgs {
     /// decrypted data should not be readable by others unless asked. Standard
     /// output gets each chunk once it is authenticated, so a failure part
     /// way through leaves a prefix of the content there (never a forged
-    /// byte) and a non-zero exit. A FILE or DIR in the store's directory,
-    /// or at its key file, is refused, and so is each name of a tree that
-    /// would land in the store's directory.
+    /// byte) and a non-zero exit. A symlink at FILE is replaced by the
+    /// file, never written through, as tar does. A FILE or DIR in the
+    /// store's directory, or at its key file (a link at FILE that points
+    /// there too), is refused, and so is each name of a tree that would
+    /// land in the store's directory.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// No progress bar.
@@ -824,9 +826,14 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
             fill(&mut out, "standard output")?;
             out.flush().context("cannot write standard output")?;
         }
-        Some(path) => crate::output::write_file_atomically_as(path, &attrs, |out| {
-            fill(out, &shown_path(path))
-        })?,
+        // A symlink at FILE is replaced, not written through, as a tree
+        // restore and tar replace one.
+        Some(path) => crate::output::write_file_atomically_as(
+            path,
+            &attrs,
+            crate::output::AtLink::Replace,
+            |out| fill(out, &shown_path(path)),
+        )?,
     }
     bar.finish_and_clear();
     Ok(())
@@ -836,8 +843,10 @@ pub fn get(loc: &StoreLocation, args: GetArgs) -> Result<()> {
 /// in the store's own directory, or at its key file or KEK file kept
 /// elsewhere: written there, the output would replace the key or the
 /// database it is read from, and every content of the store would be lost
-/// with them. The path is followed as the write would follow it (a symlink
-/// at FILE, links among its directories, parts not made yet). Returns the
+/// with them. The path is followed as far as it goes (links among its
+/// directories, parts not made yet, and a symlink at FILE, which the write
+/// would replace rather than follow: one into the store is refused all
+/// the same, which loses nothing). Returns the
 /// store's directory resolved (links followed), for the tree restore's
 /// own check of each name; `None` when it cannot be resolved.
 fn refuse_the_stores_own_files(
