@@ -6200,3 +6200,50 @@ fn get_to_a_symlink_replaces_the_link_and_leaves_its_target_alone() {
     );
     assert_eq!(std::fs::read(store.join("key")).expect("key"), key);
 }
+
+/// A store another user keeps to themselves (root's, 0700) is not "not a
+/// store" to a user who cannot read it: the error says permission was
+/// denied, names the store, and says whose it is. (Only root can run a
+/// command as another user; elsewhere the test has nothing to do.)
+#[test]
+fn a_store_the_user_cannot_read_is_said_to_be_denied_not_missing() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    // nobody reaches the store's directory, not into it.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let input = random_file(tmp.path(), "in", 100, 93);
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let config = std::fs::read(store.join("config.toml")).expect("config");
+    // A put, which makes a store where there is none, makes none here.
+    for args in [
+        vec!["ls".into()],
+        vec!["put".into(), input.into_os_string()],
+    ] {
+        let out = run(Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_seccs"))
+            .args(&args)
+            .env("SECCS_STORE", &store));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(!err.contains("not a store"), "{args:?}: {err}");
+        assert!(
+            err.contains(&store.display().to_string())
+                && err.contains("permission denied")
+                && err.contains("another user (uid 0)")
+                && err.contains("as its owner"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(store.join("config.toml")).expect("config"),
+        config
+    );
+}

@@ -305,8 +305,10 @@ pub struct StoreDir {
 
 impl StoreDir {
     /// Whether `path` holds a store.
+    /// A directory the user may not read counts as holding one: what opens
+    /// it says the permission is denied, and nothing is made over it.
     pub fn exists(path: &Path) -> bool {
-        path.join("config.toml").is_file()
+        !matches!(config_is_file(path), Ok(false))
     }
 
     /// Refuses `path` for a new store if it holds a store, or the data of
@@ -575,14 +577,19 @@ impl StoreDir {
         if meta.is_dir() {
             check_guarded(path, &meta, Guarded::StoreDir, None)?;
         }
-        let config_path = path.join("config.toml");
-        if !config_path.is_file() {
-            return Err(StoreError::Config(format!(
+        match config_is_file(path) {
+            Ok(true) => Ok(owner(&meta)),
+            Ok(false) => Err(StoreError::Config(format!(
                 "{} is not a store: config.toml is missing",
                 path.display()
-            )));
+            ))),
+            // A store the user may not read is theirs to be told of as
+            // such, not as no store at all.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(StoreError::Config(denied_message(path, &meta)))
+            }
+            Err(e) => Err(io_err(&path.join("config.toml"), e)),
         }
-        Ok(owner(&meta))
     }
 
     /// The directory.
@@ -1107,6 +1114,57 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32, replace: Replace) -> Resul
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Whether `path` holds config.toml as a file: `Ok(false)` when nothing
+/// (or something else) is there, and the error when it cannot be told (a
+/// directory the user may not search).
+fn config_is_file(path: &Path) -> std::io::Result<bool> {
+    match fs::metadata(path.join("config.toml")) {
+        Ok(meta) => Ok(meta.is_file()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What a user is told of the store directory `path` (`meta`) whose
+/// config.toml they may not read: whose it is, and what to do.
+fn denied_message(path: &Path, meta: &fs::Metadata) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return format!(
+                "cannot open the store at {}: permission denied (it belongs to another user \
+                 (uid {}): run seccs as its owner, or give a store of your own)",
+                path.display(),
+                meta.uid()
+            );
+        }
+        format!(
+            "cannot open the store at {}: permission denied (it is yours, but its mode {:04o} \
+             keeps you out: `chmod u+rwx` it)",
+            path.display(),
+            meta.mode() & 0o7777
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        format!(
+            "cannot open the store at {}: permission denied (it may belong to another user: \
+             run seccs as its owner)",
+            path.display()
+        )
+    }
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> StoreError {
