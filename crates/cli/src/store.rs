@@ -119,7 +119,8 @@ pub struct PutArgs {
     /// name's bytes are kept as they are, UTF-8 or not.
     file: PathBuf,
     /// Store under NAME (a file or stdin), a relative path such as
-    /// `docs/a.txt` (no leading `/`, no empty, `.` or `..` component). An
+    /// `docs/a.txt` (no leading `/`, no empty, `.` or `..` component, none
+    /// longer than 255 bytes, which no restore could write as a file). An
     /// existing NAME keeps its older versions: read them with `seccs get
     /// NAME@N`. Its bytes need not be UTF-8 (`$'caf\xe9'`).
     #[arg(long, value_name = "NAME", value_parser = new_name_arg())]

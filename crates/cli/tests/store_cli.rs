@@ -6247,3 +6247,41 @@ fn a_store_the_user_cannot_read_is_said_to_be_denied_not_missing() {
         config
     );
 }
+
+/// A name whose component is longer than 255 bytes, which no Linux file
+/// system can hold as a file name, is refused at put time, saying why:
+/// stored, it could never be restored. 255 bytes (non-UTF-8 bytes counted
+/// as one each, as the file system counts them) are taken and restored.
+#[test]
+fn put_refuses_a_name_component_longer_than_a_file_name_can_be() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let f = random_file(tmp.path(), "f", 1_000, 95);
+    ok(seccs(&store).arg("init"));
+    for long in ["x".repeat(256), "é".repeat(128), "x".repeat(300)] {
+        let name = format!("lp/{long}/f");
+        let err = fails(seccs(&store).arg("put").arg(&f).arg("--name").arg(&name));
+        assert!(
+            err.contains("more than the 255") && err.contains("could never"),
+            "{err}"
+        );
+    }
+    assert_eq!(ok(seccs(&store).args(["ls", "--all"])).trim(), "");
+    // 255 bytes: 254 of them ASCII and one that is not UTF-8.
+    let mut longest = b"x".repeat(254);
+    longest.push(0xe9);
+    let mut name = b"lp/".to_vec();
+    name.extend_from_slice(&longest);
+    ok(seccs(&store)
+        .arg("put")
+        .arg(&f)
+        .arg("--name")
+        .arg(std::ffi::OsStr::from_bytes(&name)));
+    let out = tmp.path().join("out");
+    ok(seccs(&store).args(["get", "lp/", "-o"]).arg(&out));
+    assert_eq!(
+        std::fs::read(out.join("lp").join(std::ffi::OsStr::from_bytes(&longest))).expect("read"),
+        std::fs::read(&f).expect("read")
+    );
+}

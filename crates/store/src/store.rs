@@ -1674,10 +1674,13 @@ fn refuse_directory_content(reader: &mut dyn std::io::Read, name: &str) -> Resul
 
 /// Refuses a name that is not in the one form a path is stored under
 /// (`a/b/c`: no empty, `.` or `..` component, so no leading or trailing `/`,
-/// and no NUL): two spellings of one path would be two names, and a restore,
+/// no component longer than a file name can be, and no NUL): two spellings of one path would be two names, and a restore,
 /// which reads a name as a path under its output directory, would give a
 /// different one.
 fn check_name(name: &str) -> Result<()> {
+    /// The longest file name (one component), in bytes, that Linux file
+    /// systems take (`NAME_MAX`).
+    const NAME_MAX: usize = 255;
     // Messages quote the name, up to a bound: a name is caller input.
     let quoted = quoted_name(name);
     if name.is_empty() {
@@ -1692,6 +1695,23 @@ fn check_name(name: &str) -> Result<()> {
         return Err(StoreError::InvalidName(format!(
             "{quoted}: a name is a relative path without empty, `.` or `..` components \
              (such as `photos/2024/a.jpg`)"
+        )));
+    }
+    // A restore writes each component as a file name, which no Linux file
+    // system takes longer than NAME_MAX bytes (its bytes as the file system
+    // counts them: a byte that is not UTF-8 is one). tar archives such a
+    // name but cannot extract it; a name read from a directory cannot have
+    // one, so only a name given (`--name`) is refused here.
+    if let Some(len) = name
+        .split('/')
+        .map(|part| crate::file_name::bytes_of_name(part).len())
+        .find(|len| *len > NAME_MAX)
+    {
+        return Err(StoreError::InvalidName(format!(
+            "{quoted}: a component of it is {len} bytes long, more than the {NAME_MAX} bytes a \
+             file name can have, so a restore could never write it (tar archives such names \
+             but cannot extract them); give a name whose components are at most {NAME_MAX} \
+             bytes each"
         )));
     }
     // `get` and `rm` take a reference or a name in one argument, reading
