@@ -1674,9 +1674,9 @@ fn refuse_directory_content(reader: &mut dyn std::io::Read, name: &str) -> Resul
 
 /// Refuses a name that is not in the one form a path is stored under
 /// (`a/b/c`: no empty, `.` or `..` component, so no leading or trailing `/`,
-/// no component longer than a file name can be, and no NUL): two spellings of one path would be two names, and a restore,
-/// which reads a name as a path under its output directory, would give a
-/// different one.
+/// no component longer than a file name can be, and no NUL): two spellings
+/// of one path would be two names, and a restore, which reads a name as a
+/// path under its output directory, would give a different one.
 fn check_name(name: &str) -> Result<()> {
     /// The longest file name (one component), in bytes, that Linux file
     /// systems take (`NAME_MAX`).
