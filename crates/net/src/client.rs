@@ -42,6 +42,21 @@
 //! records again (by its file id, never another save's) and tries N + 1, at
 //! most [`MAX_SAVE_ATTEMPTS`] times.
 //!
+//! The save that keeps N was refused by the servers the loser reached
+//! first, and the loser's rollback empties N there a moment later: the
+//! winner stores its record again on each server that refused N although
+//! its probe reported a version below N (the refusal was for a save that
+//! came after the probe, not for the server's own past), a few times over
+//! about 2 s ([`RACE_RETRY_WAITS_MS`]), until it stores it or answers
+//! anything but "version N exists". Before, it never did: a race left the
+//! version on fewer servers than the save went to (with 3 servers and t =
+//! 2, none could be lost), and the warning blamed a server that could store
+//! it. A server still refusing after the last try is reported with what it
+//! said and why it was tried again. The loser waits for that before its
+//! next attempt (see `let_winner_store`): its record of N + 1 would raise
+//! those servers' highest version above N, and they would refuse N for
+//! good.
+//!
 //! The latest version of a tag is the newest that at least t servers hold,
 //! t read from its records' headers ([`Body::VersionsHeld`]): a newer one
 //! that fewer hold (a stray or half-saved record, or a save whose servers
@@ -118,6 +133,16 @@ use crate::tail::Tail;
 pub const CLIENT_PREFIX: &str = "seccs:client:";
 /// Versions a save tries before it gives up to concurrent saves of its tag.
 pub const MAX_SAVE_ATTEMPTS: usize = 8;
+/// The waits before a save that won its version stores it again on a
+/// server that refused it for another save's record there (see
+/// [`Client::save`]): about 2 s in all, so that the loser of a race, which
+/// rolls back as soon as it has its answers, is gone from that server.
+pub const RACE_RETRY_WAITS_MS: [u64; 5] = [50, 100, 250, 600, 1000];
+/// How long a save that lost its version waits, at most, for the winner
+/// to store its record on the servers this one rolled back on, before it
+/// tries the next version there (which would make them refuse the
+/// winner's version for good).
+pub const LOSER_WAIT: Duration = Duration::from_millis(2500);
 /// How far above the version that t servers report a save looks for
 /// records that fewer servers hold, to take the version after them (see
 /// [`Client::save`]): records beyond it are passed over, so that a server
@@ -878,6 +903,8 @@ enum Attempt {
     Lost {
         /// Servers that did not answer the store (paused, slow, down).
         silent: Vec<String>,
+        /// Servers that had stored this attempt's record (rolled back).
+        rolled_back: Vec<String>,
         /// The file, decrypted back from this attempt's records; wiped
         /// when dropped, as the next attempt may fail before it takes it.
         plaintext: zeroize::Zeroizing<Vec<u8>>,
@@ -1435,6 +1462,14 @@ impl Client {
                     warnings.push(w);
                 }
             }
+            // Servers that refuse the version for their own past (they
+            // reported it or above): storing again there never helps.
+            let claimed: Vec<String> = probe
+                .highest
+                .iter()
+                .filter(|(_, high)| *high >= version)
+                .map(|(server, _)| server.clone())
+                .collect();
             let keys = match (secret, &mut derived) {
                 (Secret::Keys(keys), _) => keys,
                 (Secret::Password(_), Some(keys)) => &*keys,
@@ -1451,6 +1486,7 @@ impl Client {
                     (t, needed),
                     version,
                     rules.new_tag,
+                    &claimed,
                 )
                 .await?
             {
@@ -1458,8 +1494,14 @@ impl Client {
                     report.warnings = warnings;
                     return Ok(report);
                 }
-                Attempt::Lost { silent, plaintext } => {
+                Attempt::Lost {
+                    silent,
+                    rolled_back,
+                    plaintext,
+                } => {
                     tracing::info!(tag, version, "another save took this version; retrying");
+                    self.let_winner_store(tag, version, &servers, &rolled_back)
+                        .await;
                     data = plaintext;
                     floor = version + 1;
                     missed.extend(silent);
@@ -1477,7 +1519,9 @@ impl Client {
     /// One attempt of a save at `version` with threshold `t` and `needed`
     /// acknowledgements: the report, or [`Attempt::Lost`] when another save
     /// holds the version (this one's records are then removed again). With `exclusive`,
-    /// t servers holding the version make it another's.
+    /// t servers holding the version make it another's. `claimed`: the
+    /// servers whose probe reported `version` or above, which a save that
+    /// keeps the version does not ask again.
     #[allow(clippy::too_many_arguments)]
     async fn save_version(
         &self,
@@ -1488,6 +1532,7 @@ impl Client {
         (t, needed): (usize, usize),
         version: u64,
         exclusive: bool,
+        claimed: &[String],
     ) -> Result<Attempt, Error> {
         // Fragment i goes to the i-th server in the load's order, so the
         // servers a load asks first hold the ciphertext's own fragments.
@@ -1523,20 +1568,10 @@ impl Client {
         let asks = servers.iter().enumerate().map(|(i, s)| {
             let report = &report;
             async move {
-                let reply = async {
-                    let (record_head, fragment) = parts.record(i).ok_or(Error::NoServers)?;
-                    let request_id = RequestId::random()?;
-                    let mut head = Message::encode_store_head(
-                        request_id,
-                        tag,
-                        version,
-                        record_head.len() + fragment.len(),
-                    );
-                    head.extend_from_slice(record_head);
-                    self.ask_encoded(s, request_id, &head, &fragment, Some(report))
-                        .await
-                };
-                (s.clone(), reply.await)
+                let reply = self
+                    .store_record(tag, version, parts, i, s, Some(report))
+                    .await;
+                (s.clone(), reply)
             }
         });
         let conflict = crate::message::conflict_reason(version);
@@ -1590,6 +1625,22 @@ impl Client {
         let won = acked.len() >= needed
             && (conflicts == 0 || (2 * acked.len() > n && (!exclusive || conflicts < t)));
         if won {
+            if conflicts > 0 {
+                // Refused for a save that came after the probe: the loser
+                // of a race, whose rollback gives the version back.
+                let raced: Vec<usize> = not_stored
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| {
+                        m.answered && m.why == conflict && !claimed.contains(&m.server)
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                let stored = self
+                    .store_again(tag, version, parts, servers, &mut not_stored, raced)
+                    .await;
+                acked.extend(stored);
+            }
             return Ok(Attempt::Saved(SaveReport {
                 version,
                 servers: n,
@@ -1607,7 +1658,11 @@ impl Client {
             })
             .await
             .map_err(|e| Error::io("decrypt", std::io::Error::other(e.to_string())))??;
-            return Ok(Attempt::Lost { silent, plaintext });
+            return Ok(Attempt::Lost {
+                silent,
+                rolled_back: acked,
+                plaintext,
+            });
         }
         Err(Error::SaveIncomplete {
             acked: acked.len(),
@@ -1617,6 +1672,152 @@ impl Client {
             reasons,
             not_rolled_back,
         })
+    }
+
+    /// After this save lost `version` of `tag` and rolled back its records
+    /// on `rolled_back`: waits, at most [`LOSER_WAIT`], while more than half
+    /// of `servers` hold one other save of that version (the winner) and
+    /// some of `rolled_back` do not yet. The winner stores its record there
+    /// again once this save's is gone ([`RACE_RETRY_WAITS_MS`]); this
+    /// save's next version stored there first would make them refuse it for
+    /// good (a server refuses a version below the highest it holds). No
+    /// winner (both saves lost), or a winner that does not store again (a
+    /// client of an older build), costs at most the wait.
+    async fn let_winner_store(
+        &self,
+        tag: &str,
+        version: u64,
+        servers: &[String],
+        rolled_back: &[String],
+    ) {
+        if rolled_back.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + LOSER_WAIT;
+        for _ in 0..256 {
+            let Ok(probe) = timeout_at(deadline, self.probe(tag, servers)).await else {
+                return;
+            };
+            let winner = probe
+                .saves
+                .get(&version)
+                .and_then(|saves| saves.iter().find(|s| 2 * s.servers.len() > servers.len()));
+            let Some(winner) = winner else {
+                return;
+            };
+            if rolled_back.iter().all(|s| winner.servers.contains(s)) {
+                return;
+            }
+            if Instant::now() + Duration::from_millis(50) >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends record `i` of `parts`, of `version` of `tag`, to `server` and
+    /// returns its answer.
+    async fn store_record(
+        &self,
+        tag: &str,
+        version: u64,
+        parts: &sharing::SplitRecords,
+        i: usize,
+        server: &str,
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<Body, Error> {
+        let (record_head, fragment) = parts.record(i).ok_or(Error::NoServers)?;
+        let request_id = RequestId::random()?;
+        let mut head = Message::encode_store_head(
+            request_id,
+            tag,
+            version,
+            record_head.len() + fragment.len(),
+        );
+        head.extend_from_slice(record_head);
+        self.ask_encoded(server, request_id, &head, &fragment, progress)
+            .await
+    }
+
+    /// Stores the records of a save that kept `version` again on the
+    /// servers `not_stored[raced]`, which refused it for another save's
+    /// record (see "The save that keeps N" in the module docs): after each
+    /// of [`RACE_RETRY_WAITS_MS`], until each stores it or answers anything
+    /// but "version exists". `servers` is the save's order (record i goes
+    /// to `servers[i]`). Those that store it leave `not_stored` and are
+    /// returned; the others' reasons there say what they answered last.
+    async fn store_again(
+        &self,
+        tag: &str,
+        version: u64,
+        parts: &sharing::SplitRecords,
+        servers: &[String],
+        not_stored: &mut Vec<NotStored>,
+        mut raced: Vec<usize>,
+    ) -> Vec<String> {
+        let conflict = crate::message::conflict_reason(version);
+        let mut stored = Vec::new();
+        for wait in RACE_RETRY_WAITS_MS {
+            if raced.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let asks = raced.iter().map(|&m| {
+                let server = not_stored[m].server.clone();
+                async move {
+                    let reply = match servers.iter().position(|s| *s == server) {
+                        Some(i) => {
+                            self.store_record(tag, version, parts, i, &server, None)
+                                .await
+                        }
+                        None => Err(Error::NoServers),
+                    };
+                    (m, reply)
+                }
+            });
+            let mut still = Vec::new();
+            for (m, reply) in join_all(asks).await {
+                let miss = &mut not_stored[m];
+                match reply {
+                    Ok(Body::Stored) => {
+                        tracing::info!(
+                            server = miss.server,
+                            "stored after another save's claim was gone"
+                        );
+                        stored.push(miss.server.clone());
+                    }
+                    Ok(Body::Refused { reason }) if reason == conflict => still.push(m),
+                    Ok(Body::Refused { reason }) => {
+                        miss.why = reason.escape_debug().to_string();
+                    }
+                    Ok(other) => {
+                        tracing::warn!(
+                            server = miss.server,
+                            "unexpected reply to store: {other:?}"
+                        );
+                        miss.why = "unexpected reply".into();
+                    }
+                    Err(e) => {
+                        miss.why = e.to_string();
+                        miss.answered = false;
+                    }
+                }
+            }
+            raced = still;
+        }
+        for &m in &raced {
+            let total: u64 = RACE_RETRY_WAITS_MS.iter().sum();
+            not_stored[m].why = format!(
+                "{conflict}: another save of the tag stored it there after this save chose \
+                 it, and the server still refused it after {} more tries over {:.1} s (the \
+                 other save did not remove its record); `share check` shows what each server \
+                 holds",
+                RACE_RETRY_WAITS_MS.len(),
+                total as f64 / 1000.0
+            );
+        }
+        not_stored.retain(|m| !stored.contains(&m.server));
+        stored
     }
 
     /// Rolls back the save `file_id` of `version` of `tag` on every server
