@@ -556,7 +556,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
     } = crate::tree::opened_attrs(&file, &args.file, start)?;
     let stamp = recorded.stamp;
     let bar = progress::bytes(meta.len(), args.quiet);
-    let mut reader = bar.wrap_read(file);
+    let mut reader = bar.wrap_read(&file);
     let stored = put_one(
         store,
         &mut reader,
@@ -568,6 +568,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
     let reports: Vec<String> = report
         .into_iter()
         .chain(crate::tree::changed_while_read(
+            &file,
             &args.file,
             stamp.as_ref(),
             stored.len(),

@@ -30,6 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
@@ -45,24 +46,110 @@ use seccs_store::{Store, file_name};
 use crate::exclude::Excludes;
 use crate::output::{Durability, FileAttrs};
 
+/// What `stat` says of an entry: of an open file (`fstat`) or of a name
+/// in a directory held open (`fstatat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    nlink: u64,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    ctime: i64,
+    ctime_nsec: i64,
+}
+
+impl From<&Metadata> for Seen {
+    fn from(m: &Metadata) -> Self {
+        Seen {
+            dev: m.dev(),
+            ino: m.ino(),
+            mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
+            nlink: m.nlink(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+            ctime: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
+        }
+    }
+}
+
+impl From<&rustix::fs::Stat> for Seen {
+    // The field types differ between architectures, as in std's
+    // `MetadataExt`, which casts them the same way.
+    #[allow(clippy::unnecessary_cast)]
+    fn from(st: &rustix::fs::Stat) -> Self {
+        Seen {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            mode: st.st_mode as u32,
+            uid: st.st_uid as u32,
+            gid: st.st_gid as u32,
+            nlink: st.st_nlink as u64,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime: st.st_mtime as i64,
+            mtime_nsec: st.st_mtime_nsec as i64,
+            ctime: st.st_ctime as i64,
+            ctime_nsec: st.st_ctime_nsec as i64,
+        }
+    }
+}
+
+impl Seen {
+    fn file_type(&self) -> rustix::fs::FileType {
+        rustix::fs::FileType::from_raw_mode(self.mode as rustix::fs::RawMode)
+    }
+
+    fn is_file(&self) -> bool {
+        self.file_type() == rustix::fs::FileType::RegularFile
+    }
+
+    fn is_dir(&self) -> bool {
+        self.file_type() == rustix::fs::FileType::Directory
+    }
+
+    fn is_symlink(&self) -> bool {
+        self.file_type() == rustix::fs::FileType::Symlink
+    }
+
+    /// Device and inode: which file it is.
+    fn identity(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+}
+
 /// One thing found under the directory.
 enum Found {
+    /// A regular file: read later, from its path `rel` under the directory
+    /// put, and only if what is opened there is still the file the walk
+    /// saw (`seen`).
     File {
         path: PathBuf,
+        rel: PathBuf,
         name: String,
-        len: u64,
-        stamp: FileStamp,
+        seen: Seen,
     },
+    /// A symlink, with the target the walk read.
     Symlink {
         path: PathBuf,
         name: String,
-        meta: Metadata,
+        seen: Seen,
+        target: Vec<u8>,
+        xattrs: std::io::Result<Vec<seccs_store::catalog::Xattr>>,
     },
     /// A directory: the one given (unless it is `.` or `/`) or one below it.
     Dir {
         path: PathBuf,
         name: String,
-        meta: Metadata,
+        seen: Seen,
+        xattrs: std::io::Result<Vec<seccs_store::catalog::Xattr>>,
     },
 }
 
@@ -71,13 +158,11 @@ impl Found {
     /// target's, a directory's 0) and its stamp from the walk.
     fn identity(&self) -> (&str, EntryKind, u64, FileStamp) {
         match self {
-            Found::File {
-                name, len, stamp, ..
-            } => (name, EntryKind::File, *len, *stamp),
-            Found::Symlink { name, meta, .. } => {
-                (name, EntryKind::Symlink, meta.len(), stamp_of(meta))
+            Found::File { name, seen, .. } => (name, EntryKind::File, seen.size, stamp_of(seen)),
+            Found::Symlink { name, seen, .. } => {
+                (name, EntryKind::Symlink, seen.size, stamp_of(seen))
             }
-            Found::Dir { name, meta, .. } => (name, EntryKind::Directory, 0, stamp_of(meta)),
+            Found::Dir { name, seen, .. } => (name, EntryKind::Directory, 0, stamp_of(seen)),
         }
     }
 }
@@ -297,33 +382,109 @@ struct Scope<'a> {
     store_dir: Option<(u64, u64)>,
 }
 
-fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            w.problems
-                .push(format!("cannot read directory {}: {e}", shown_path(dir)));
-            w.unlisted.push(name_of(dir));
-            return;
-        }
+/// The names in the directory open as `fd`, sorted, without `.` and `..`;
+/// and the error that ended the listing early, if one did.
+fn list_names(fd: &OwnedFd) -> (Vec<OsString>, Option<std::io::Error>) {
+    let mut names = Vec::new();
+    let dir = match rustix::fs::Dir::read_from(fd) {
+        Ok(d) => d,
+        Err(e) => return (names, Some(e.into())),
     };
-    let mut paths: Vec<PathBuf> = Vec::new();
-    for entry in entries {
+    let mut failed = None;
+    for entry in dir {
         match entry {
-            Ok(e) => paths.push(e.path()),
+            Ok(e) => {
+                let n = e.file_name().to_bytes();
+                if n != b"." && n != b".." {
+                    names.push(OsString::from_vec(n.to_vec()));
+                }
+            }
             Err(e) => {
-                w.problems
-                    .push(format!("cannot read directory {}: {e}", shown_path(dir)));
-                w.unlisted.push(name_of(dir));
+                failed = Some(e.into());
+                break;
             }
         }
     }
-    paths.sort();
-    for path in paths {
+    names.sort();
+    (names, failed)
+}
+
+/// The extended attributes of the entry `name` in the directory open as
+/// `dir` (a link's own), reached through that directory rather than
+/// through `path` from the top, which a directory swapped for a link
+/// could lead elsewhere; through `path` only where `/proc` is not there.
+fn xattrs_at(
+    dir: &OwnedFd,
+    name: &OsStr,
+    path: &Path,
+) -> std::io::Result<Vec<seccs_store::catalog::Xattr>> {
+    let held = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(dir)
+    ));
+    match held.is_dir() {
+        true => crate::xattr::of_entry(&held.join(name)),
+        false => crate::xattr::of_entry(path),
+    }
+}
+
+/// Opens the directory `name` in the directory open as `parent`, without
+/// following a link, and checks that it is the directory `seen` said.
+fn open_dir_at(
+    parent: &OwnedFd,
+    name: &OsStr,
+    seen: &Seen,
+    path: &Path,
+) -> Result<OwnedFd, String> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let replaced = || {
+        format!(
+            "cannot read directory {}: it was replaced while the put ran",
+            shown_path(path)
+        )
+    };
+    let fd = match rustix::fs::openat(parent, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => return Err(replaced()),
+        Err(e) => {
+            return Err(format!(
+                "cannot read directory {}: {}",
+                shown_path(path),
+                std::io::Error::from(e)
+            ));
+        }
+    };
+    match rustix::fs::fstat(&fd) {
+        Ok(st) if Seen::from(&st).identity() == seen.identity() => Ok(fd),
+        Ok(_) => Err(replaced()),
+        Err(e) => Err(format!(
+            "cannot read directory {}: {}",
+            shown_path(path),
+            std::io::Error::from(e)
+        )),
+    }
+}
+
+/// Walks the directory open as `fd`, at `dir` (shown in reports) and at
+/// `rel` under the directory put. Every entry is listed, stat'ed and (a
+/// link) read through the directory's descriptor, and a directory is
+/// entered by opening its name in it without following a link: a
+/// directory swapped for a link while the walk runs cannot lead it out of
+/// the tree. Open descriptors are one per level of the tree.
+fn walk(fd: &OwnedFd, dir: &Path, rel: &Path, scope: &Scope<'_>, w: &mut Walk) {
+    let (names, failed) = list_names(fd);
+    if let Some(e) = failed {
+        w.problems
+            .push(format!("cannot read directory {}: {e}", shown_path(dir)));
+        w.unlisted.push(name_of(dir));
+    }
+    for part in names {
+        let path = dir.join(&part);
         // A name's bytes that are not UTF-8 are held as characters that
         // stand for them; a name that holds such a character itself would
         // come back as other bytes (or as another file's name).
-        if path.file_name().is_some_and(|n| part_name(n).is_none()) {
+        if part_name(&part).is_none() {
             w.problems.push(format!(
                 "skipped {}: its name {HOLDS_HELD_CHARACTERS}",
                 shown_literally(&path.to_string_lossy())
@@ -331,25 +492,27 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
             continue;
         }
         let name = name_of(&path);
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(m) => m,
+        let seen = match rustix::fs::statat(fd, &part, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Seen::from(&st),
             Err(e) => {
-                w.problems
-                    .push(format!("cannot read {}: {e}", shown_path(&path)));
+                w.problems.push(format!(
+                    "cannot read {}: {}",
+                    shown_path(&path),
+                    std::io::Error::from(e)
+                ));
                 // It may be a directory: keep what is under it too.
                 w.unlisted.push(name.clone());
                 w.present.insert(name);
                 continue;
             }
         };
-        let ft = meta.file_type();
-        if scope.exclude.excludes(&name, ft.is_dir()) {
+        if scope.exclude.excludes(&name, seen.is_dir()) {
             // Not present: what an earlier put stored under the name is
             // marked gone, as for a deleted file.
             w.excluded += 1;
             continue;
         }
-        if !(ft.is_dir() || ft.is_file() || ft.is_symlink()) {
+        if !(seen.is_dir() || seen.is_file() || seen.is_symlink()) {
             // A socket, FIFO or device holds no bytes a put could read (a
             // FIFO's would be another process's stream): named in the
             // summary, as tar says "socket ignored", not a failure. Not
@@ -357,37 +520,64 @@ fn walk(dir: &Path, scope: &Scope<'_>, w: &mut Walk) {
             w.special.push(name);
             continue;
         }
-        if ft.is_dir() && scope.store_dir == Some((meta.dev(), meta.ino())) {
+        if seen.is_dir() && scope.store_dir == Some(seen.identity()) {
             // Not present: what an earlier put stored of it is gone.
             w.own_store = Some(name);
             continue;
         }
         w.present.insert(name.clone());
-        if ft.is_dir() {
-            let elsewhere = scope.device.is_some_and(|d| meta.dev() != d);
+        let rel = rel.join(&part);
+        if seen.is_dir() {
+            let elsewhere = scope.device.is_some_and(|d| seen.dev != d);
             w.found.push(Found::Dir {
+                xattrs: xattrs_at(fd, &part, &path),
                 path: path.clone(),
-                name,
-                meta,
+                name: name.clone(),
+                seen,
             });
             if elsewhere {
                 // What an earlier put stored under it is marked gone, as
                 // for an excluded directory.
                 w.mount_points += 1;
-            } else {
-                walk(&path, scope, w);
+                continue;
+            }
+            match open_dir_at(fd, &part, &seen, &path) {
+                Ok(child) => walk(&child, &path, &rel, scope, w),
+                Err(problem) => {
+                    w.problems.push(problem);
+                    w.unlisted.push(name);
+                }
             }
             continue;
         }
-        if ft.is_file() {
+        if seen.is_file() {
             w.found.push(Found::File {
                 path,
+                rel,
                 name,
-                len: meta.len(),
-                stamp: stamp_of(&meta),
+                seen,
             });
-        } else {
-            w.found.push(Found::Symlink { path, name, meta });
+            continue;
+        }
+        match rustix::fs::readlinkat(fd, &part, Vec::new()) {
+            Ok(target) => w.found.push(Found::Symlink {
+                xattrs: xattrs_at(fd, &part, &path),
+                path,
+                name,
+                seen,
+                target: target.into_bytes(),
+            }),
+            // No longer a link (EINVAL): swapped for something else since
+            // it was stat'ed.
+            Err(rustix::io::Errno::INVAL) => w.problems.push(format!(
+                "cannot read link {}: it was replaced while the put ran",
+                shown_path(&path)
+            )),
+            Err(e) => w.problems.push(format!(
+                "cannot read link {}: {}",
+                shown_path(&path),
+                std::io::Error::from(e)
+            )),
         }
     }
 }
@@ -548,7 +738,7 @@ pub fn since_epoch() -> Duration {
 /// for a regular file, its device and link count (for a restore to know
 /// its hard links); not its extended attributes, which `stat` does not
 /// give.
-fn recorded_attrs(meta: &Metadata, start: Duration) -> FileMeta {
+fn recorded_attrs(meta: &Seen, start: Duration) -> FileMeta {
     let stamp = stamp_of(meta);
     let stamp = if stamp_is_settled(&stamp, start) {
         Stamp::Settled(stamp)
@@ -557,15 +747,15 @@ fn recorded_attrs(meta: &Metadata, start: Duration) -> FileMeta {
     };
     FileMeta {
         stamp: Some(stamp),
-        mode: Some(FileMode::from_st_mode(meta.mode())),
+        mode: Some(FileMode::from_st_mode(meta.mode)),
         owner: Some(Owner {
-            uid: meta.uid(),
-            gid: meta.gid(),
+            uid: meta.uid,
+            gid: meta.gid,
         }),
         xattrs: Vec::new(),
-        hard_links: meta.is_file().then(|| HardLinks {
-            device: meta.dev(),
-            nlink: meta.nlink(),
+        hard_links: meta.is_file().then_some(HardLinks {
+            device: meta.dev,
+            nlink: meta.nlink,
         }),
     }
 }
@@ -590,7 +780,7 @@ pub fn opened_attrs(file: &File, path: &Path, start: Duration) -> Result<Recorde
     let meta = file
         .metadata()
         .with_context(|| format!("cannot read the metadata of {}", shown_path(path)))?;
-    let mut recorded = recorded_attrs(&meta, start);
+    let mut recorded = recorded_attrs(&Seen::from(&meta), start);
     // A pipe or a device (`put <(cmd)`, `put /dev/fd/3`) has no length or
     // times that say whether its bytes changed: it gets no stamp, so it is
     // neither skipped as unchanged nor said to have changed while read.
@@ -610,14 +800,19 @@ pub fn opened_attrs(file: &File, path: &Path, start: Duration) -> Result<Recorde
     Ok(with_xattrs(recorded, crate::xattr::of_file(file), path))
 }
 
-/// [`recorded_attrs`] and the extended attributes of the directory or link
-/// at `path` (the link's own).
-fn entry_attrs(path: &Path, meta: &Metadata, start: Duration) -> Recorded {
-    with_xattrs(
-        recorded_attrs(meta, start),
-        crate::xattr::of_entry(path),
-        path,
-    )
+/// [`recorded_attrs`] and the extended attributes the walk read of the
+/// directory or link at `path` (the link's own).
+fn entry_attrs(
+    path: &Path,
+    seen: &Seen,
+    xattrs: &std::io::Result<Vec<seccs_store::catalog::Xattr>>,
+    start: Duration,
+) -> Recorded {
+    let xattrs = match xattrs {
+        Ok(x) => Ok(x.clone()),
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+    };
+    with_xattrs(recorded_attrs(seen, start), xattrs, path)
 }
 
 /// `meta` with the extended attributes read for it. When they could not
@@ -648,23 +843,69 @@ fn with_xattrs(
     }
 }
 
-/// Opens the file at `path`, which the walk found to be a regular file,
-/// for reading, without following a symlink or waiting on a FIFO: it may
-/// have been replaced by either since, and a link could lead out of the
-/// tree being put, a FIFO block the put for good.
-fn open_regular(path: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => anyhow::anyhow!(
-                "cannot read {}: it was replaced by a symlink while the put ran",
-                shown_path(path)
-            ),
-            _ => anyhow::Error::new(e).context(format!("cannot read {}", shown_path(path))),
-        })?;
+/// Opens `rel` under the directory open as `top` with `flags`, following
+/// no symlink on the way (`openat2` with `RESOLVE_NO_SYMLINKS`; where the
+/// kernel has no `openat2`, or the path is longer than it takes, one
+/// directory at a time, each opened without following a link).
+fn open_beneath(
+    top: &OwnedFd,
+    rel: &Path,
+    flags: rustix::fs::OFlags,
+) -> rustix::io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::io::Errno;
+    match rustix::fs::openat2(top, rel, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS) {
+        Err(Errno::NOSYS | Errno::NAMETOOLONG | Errno::PERM) => {}
+        done => return done,
+    }
+    let parts: Vec<&OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let Some((last, above)) = parts.split_last() else {
+        return Err(Errno::INVAL);
+    };
+    let step = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut held: Option<OwnedFd> = None;
+    for part in above {
+        let next = match &held {
+            Some(fd) => rustix::fs::openat(fd, *part, step, Mode::empty())?,
+            None => rustix::fs::openat(top, *part, step, Mode::empty())?,
+        };
+        held = Some(next);
+    }
+    match &held {
+        Some(fd) => rustix::fs::openat(fd, *last, flags, Mode::empty()),
+        None => rustix::fs::openat(top, *last, flags, Mode::empty()),
+    }
+}
+
+/// Opens the file the walk found at `rel` under the directory open as
+/// `top` (shown as `path`) for reading, without following a symlink
+/// anywhere on the way or waiting on a FIFO, and only if it is still the
+/// file the walk saw (`seen`, by device and inode): it may have been
+/// replaced by a link, a FIFO or another file since, or a directory above
+/// it by a link, which could lead out of the tree being put, a FIFO block
+/// the put for good.
+fn open_regular(top: &OwnedFd, rel: &Path, path: &Path, seen: &Seen) -> Result<File> {
+    use rustix::fs::OFlags;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let replaced = || {
+        anyhow::anyhow!(
+            "cannot read {}: it or a directory above it was replaced while the put ran; \
+             not stored",
+            shown_path(path)
+        )
+    };
+    let fd = open_beneath(top, rel, flags).map_err(|e| match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR | rustix::io::Errno::XDEV => replaced(),
+        e => anyhow::Error::new(std::io::Error::from(e))
+            .context(format!("cannot read {}", shown_path(path))),
+    })?;
+    let file = File::from(fd);
     let meta = file
         .metadata()
         .with_context(|| format!("cannot read {}", shown_path(path)))?;
@@ -674,17 +915,30 @@ fn open_regular(path: &Path) -> Result<File> {
             shown_path(path)
         );
     }
+    if Seen::from(&meta).identity() != seen.identity() {
+        return Err(replaced());
+    }
     Ok(file)
 }
 
-/// A report when the file at `path` is no longer the one `opened` stamped
-/// before `read_len` bytes were read from it (written, replaced or removed
-/// meanwhile, as tar and borg check): the bytes stored may then mix old and
-/// new ones. Its stamp then differs from the recorded one (a write within
-/// the same clock tick shows in its length), so the next put reads it again.
-pub fn changed_while_read(path: &Path, opened: Option<&Stamp>, read_len: u64) -> Option<String> {
+/// A report when the open file `file` (at `path`) is no longer as
+/// `opened` stamped it before `read_len` bytes were read from it (written
+/// meanwhile, as tar and borg check): the bytes stored may then mix old
+/// and new ones. Its stamp then differs from the recorded one (a write
+/// within the same clock tick shows in its length), so the next put reads
+/// it again. Asked of the open file, not of its path, which may lead to
+/// another file by now.
+pub fn changed_while_read(
+    file: &File,
+    path: &Path,
+    opened: Option<&Stamp>,
+    read_len: u64,
+) -> Option<String> {
     let opened = opened?.file_stamp();
-    let now = fs::metadata(path).ok().map(|m| (stamp_of(&m), m.len()));
+    let now = file.metadata().ok().map(|m| {
+        let seen = Seen::from(&m);
+        (stamp_of(&seen), seen.size)
+    });
     (now != Some((*opened, read_len))).then(|| {
         format!(
             "{} changed while it was read: what was stored may mix old and new bytes \
@@ -694,13 +948,13 @@ pub fn changed_while_read(path: &Path, opened: Option<&Stamp>, read_len: u64) ->
     })
 }
 
-fn stamp_of(meta: &Metadata) -> FileStamp {
+fn stamp_of(meta: &Seen) -> FileStamp {
     FileStamp {
-        mtime_s: meta.mtime(),
-        mtime_ns: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
-        ctime_s: meta.ctime(),
-        ctime_ns: u32::try_from(meta.ctime_nsec()).unwrap_or(0),
-        inode: meta.ino(),
+        mtime_s: meta.mtime,
+        mtime_ns: u32::try_from(meta.mtime_nsec).unwrap_or(0),
+        ctime_s: meta.ctime,
+        ctime_ns: u32::try_from(meta.ctime_nsec).unwrap_or(0),
+        inode: meta.ino,
     }
 }
 
@@ -753,25 +1007,34 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     refuse_dot_dot_after_a_link(dir)?;
     let root = name_of(dir);
     let mut w = Walk::default();
+    // Everything under DIR is reached from this descriptor, never again
+    // through the path given.
+    let top = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .and_then(|fd| {
+        let seen = Seen::from(&rustix::fs::fstat(&fd)?);
+        Ok((fd, seen))
+    });
     // DIR itself is recorded too (as tar records it), so that a restore
     // gives it its bits and time; `.` and `/` name no entry.
-    if !root.is_empty() {
-        // When it cannot be read, the walk below reports why.
-        if let Ok(meta) = fs::metadata(dir) {
-            w.found.push(Found::Dir {
-                path: dir.to_path_buf(),
-                name: root.clone(),
-                meta,
-            });
-        }
+    if !root.is_empty()
+        && let Ok((fd, seen)) = &top
+    {
+        w.found.push(Found::Dir {
+            path: dir.to_path_buf(),
+            name: root.clone(),
+            seen: *seen,
+            xattrs: crate::xattr::of_file(&File::from(fd.try_clone()?)),
+        });
     }
-    let device = match how.one_file_system {
-        true => Some(
-            fs::metadata(dir)
-                .with_context(|| format!("cannot read {}", shown_path(dir)))?
-                .dev(),
-        ),
-        false => None,
+    let device = match (how.one_file_system, &top) {
+        (true, Ok((_, seen))) => Some(seen.dev),
+        (true, Err(e)) => bail!("cannot read {}: {e}", shown_path(dir)),
+        (false, _) => None,
     };
     let store_dir = how
         .store_dir
@@ -779,8 +1042,8 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         .and_then(|d| fs::metadata(d).ok())
         .map(|m| (m.dev(), m.ino()));
     if let Some(store_dir) = store_dir
-        && let Ok(meta) = fs::metadata(dir)
-        && (meta.dev(), meta.ino()) == store_dir
+        && let Ok((_, seen)) = &top
+        && seen.identity() == store_dir
     {
         bail!(
             "cannot put {}: it is the store's own directory",
@@ -792,7 +1055,18 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
         device,
         store_dir,
     };
-    walk(dir, &scope, &mut w);
+    let top = match top {
+        Ok((fd, _)) => {
+            walk(&fd, dir, Path::new(""), &scope, &mut w);
+            Some(fd)
+        }
+        Err(e) => {
+            w.problems
+                .push(format!("cannot read directory {}: {e}", shown_path(dir)));
+            w.unlisted.push(root.clone());
+            None
+        }
+    };
     let Walk {
         found,
         mut problems,
@@ -812,7 +1086,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     let total: u64 = found
         .iter()
         .map(|f| match f {
-            Found::File { len, .. } => *len,
+            Found::File { seen, .. } => seen.size,
             Found::Symlink { .. } | Found::Dir { .. } => 0,
         })
         .sum();
@@ -890,34 +1164,47 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             ));
         }
         let outcome = match f {
-            Found::File { path, name, .. } => {
-                let file = open_regular(path)?;
+            Found::File {
+                path,
+                rel,
+                name,
+                seen,
+            } => {
+                let top = top
+                    .as_ref()
+                    .with_context(|| format!("cannot read {}", shown_path(path)))?;
+                let file = open_regular(top, rel, path, seen)?;
                 // The stamp of what is opened (the walk's may be of a
                 // file since replaced), taken before reading: a later
                 // write changes it.
                 let Recorded { meta, report } = opened_attrs(&file, path, start)?;
                 let stamp = meta.stamp;
-                let mut reader = bar.wrap_read(file);
+                let mut reader = bar.wrap_read(&file);
                 let (o, _) = store
                     .put_named_stamped(&mut reader, name, EntryKind::File, meta)
                     .with_context(|| format!("cannot store {}", shown_path(path)))?;
                 let read_len = o.content_ref.len();
-                let reports =
-                    report
-                        .into_iter()
-                        .chain(changed_while_read(path, stamp.as_ref(), read_len));
+                let reports = report.into_iter().chain(changed_while_read(
+                    &file,
+                    path,
+                    stamp.as_ref(),
+                    read_len,
+                ));
                 report_later(&mut reports.into_iter());
                 o
             }
-            Found::Symlink { path, name, meta } => {
-                let target = fs::read_link(path)
-                    .with_context(|| format!("cannot read link {}", shown_path(path)))?;
-                let target = target.as_os_str().as_encoded_bytes().to_vec();
+            Found::Symlink {
+                path,
+                name,
+                seen,
+                target,
+                xattrs,
+            } => {
                 // A link is never changed in place, only replaced (a new
                 // inode and change time), so the walk's stamp is this
                 // link's or one no later link will have. Its bits mean
                 // nothing on Linux.
-                let Recorded { meta, report } = entry_attrs(path, meta, start);
+                let Recorded { meta, report } = entry_attrs(path, seen, xattrs, start);
                 let meta = FileMeta { mode: None, ..meta };
                 let (o, _) = store
                     .put_named_stamped(&mut target.as_slice(), name, EntryKind::Symlink, meta)
@@ -925,8 +1212,13 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
                 report_later(&mut report.into_iter());
                 o
             }
-            Found::Dir { path, name, meta } => {
-                let Recorded { meta, report } = entry_attrs(path, meta, start);
+            Found::Dir {
+                path,
+                name,
+                seen,
+                xattrs,
+            } => {
+                let Recorded { meta, report } = entry_attrs(path, seen, xattrs, start);
                 let (o, _) = store
                     .put_named_stamped(&mut std::io::empty(), name, EntryKind::Directory, meta)
                     .with_context(|| format!("cannot store {}", shown_path(path)))?;
@@ -2368,30 +2660,136 @@ mod tests {
         Ok(())
     }
 
+    /// The directory `dir` held open, as a put holds the one it puts.
+    fn held(dir: &Path) -> Result<OwnedFd> {
+        Ok(rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )?)
+    }
+
+    fn seen_at(path: &Path) -> Result<Seen> {
+        Ok(Seen::from(&fs::symlink_metadata(path)?))
+    }
+
     #[test]
     fn a_file_replaced_by_a_symlink_or_a_fifo_is_not_followed_or_waited_on() -> Result<()> {
         let tmp = tempfile::tempdir()?;
+        let top = held(tmp.path())?;
         let secret = tmp.path().join("secret");
         fs::write(&secret, b"outside the tree")?;
+        let seen = seen_at(&secret)?;
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&secret, &link)?;
         let err = format!(
             "{:#}",
-            open_regular(&link).err().context("a link was opened")?
+            open_regular(&top, Path::new("link"), &link, &seen)
+                .err()
+                .context("a link was opened")?
         );
-        assert!(err.contains("replaced by a symlink"), "{err}");
+        assert!(err.contains("was replaced while the put ran"), "{err}");
         // Opening a FIFO for reading would wait for a writer for good.
         let fifo = tmp.path().join("fifo");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
         assert!(made.success());
         let err = format!(
             "{:#}",
-            open_regular(&fifo).err().context("a FIFO was opened")?
+            open_regular(&top, Path::new("fifo"), &fifo, &seen)
+                .err()
+                .context("a FIFO was opened")?
         );
         assert!(err.contains("no longer a regular file"), "{err}");
         let mut read = String::new();
-        std::io::Read::read_to_string(&mut open_regular(&secret)?, &mut read)?;
+        std::io::Read::read_to_string(
+            &mut open_regular(&top, Path::new("secret"), &secret, &seen)?,
+            &mut read,
+        )?;
         assert_eq!(read, "outside the tree");
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_under_a_directory_swapped_for_a_link_or_for_another_file_is_not_read() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let tree = tmp.path().join("tree");
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(tree.join("d"))?;
+        fs::create_dir(&outside)?;
+        fs::write(tree.join("d/f"), b"inside")?;
+        fs::write(outside.join("f"), b"SECRET")?;
+        let top = held(&tree)?;
+        let seen = seen_at(&tree.join("d/f"))?;
+        // As a walk found it, then the directory swapped for a link out.
+        fs::rename(tree.join("d"), tree.join("was-d"))?;
+        std::os::unix::fs::symlink("../outside", tree.join("d"))?;
+        let err = format!(
+            "{:#}",
+            open_regular(&top, Path::new("d/f"), &tree.join("d/f"), &seen)
+                .err()
+                .context("a file was read through a link")?
+        );
+        assert!(
+            err.contains("was replaced while the put ran; not stored"),
+            "{err}"
+        );
+        // Reached one directory at a time, as where there is no openat2.
+        let err = open_beneath(&top, Path::new("d/f"), rustix::fs::OFlags::RDONLY).err();
+        assert!(err.is_some(), "the link was followed");
+        // Another file where it was: a directory renamed within the tree.
+        fs::remove_file(tree.join("d"))?;
+        fs::create_dir(tree.join("d"))?;
+        fs::write(tree.join("d/f"), b"another")?;
+        let err = format!(
+            "{:#}",
+            open_regular(&top, Path::new("d/f"), &tree.join("d/f"), &seen)
+                .err()
+                .context("another file was read")?
+        );
+        assert!(err.contains("was replaced while the put ran"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_walk_never_leaves_the_tree_through_a_directory_swapped_for_a_link() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let tree = tmp.path().join("tree");
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(tree.join("d"))?;
+        fs::create_dir(&outside)?;
+        fs::write(outside.join("secret"), b"SECRET")?;
+        std::os::unix::fs::symlink("secret", outside.join("link"))?;
+        let top = held(&tree)?;
+        let d = held(&tree.join("d"))?;
+        // The walk holds `d`; the name is swapped for a link out.
+        fs::rename(tree.join("d"), tree.join("was-d"))?;
+        std::os::unix::fs::symlink("../outside", tree.join("d"))?;
+        let exclude = Excludes::default();
+        let scope = Scope {
+            exclude: &exclude,
+            device: None,
+            store_dir: None,
+        };
+        let mut w = Walk::default();
+        walk(&d, &tree.join("d"), Path::new("d"), &scope, &mut w);
+        assert!(w.found.is_empty() && w.problems.is_empty());
+        // The walk of the top meets `d` as the link it now is.
+        let mut w = Walk::default();
+        walk(&top, &tree, Path::new(""), &scope, &mut w);
+        let kinds: Vec<_> = w.found.iter().map(|f| f.identity().1).collect();
+        assert_eq!(kinds, [EntryKind::Symlink, EntryKind::Directory]);
+        // And a directory swapped between its stat and its open is refused.
+        let seen = seen_at(&tree.join("was-d"))?;
+        fs::rename(tree.join("was-d"), tree.join("moved"))?;
+        fs::create_dir(tree.join("was-d"))?;
+        let problem = open_dir_at(&top, OsStr::new("was-d"), &seen, &tree.join("was-d"))
+            .err()
+            .context("another directory was entered")?;
+        assert!(problem.contains("replaced while the put ran"), "{problem}");
+        let problem = open_dir_at(&top, OsStr::new("d"), &seen, &tree.join("d"))
+            .err()
+            .context("a link was entered")?;
+        assert!(problem.contains("replaced while the put ran"), "{problem}");
         Ok(())
     }
 

@@ -6285,3 +6285,85 @@ fn put_refuses_a_name_component_longer_than_a_file_name_can_be() {
         std::fs::read(&f).expect("read")
     );
 }
+
+/// A directory of the tree swapped again and again with a symlink to a
+/// directory outside it (`renameat2` with `RENAME_EXCHANGE`) while `put
+/// DIR` runs: no name under the tree may end up holding the outside
+/// files' bytes, and a put that refused an entry says so and fails.
+#[test]
+fn a_directory_swapped_for_a_link_to_outside_while_put_runs_never_stores_outside_bytes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let tree = tmp.path().join("s");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(tree.join("real")).expect("mkdir");
+    std::fs::create_dir(&outside).expect("mkdir");
+    const FILES: usize = 200;
+    for i in 1..=FILES {
+        std::fs::write(tree.join(format!("real/f{i}")), format!("in{i}")).expect("write");
+        std::fs::write(outside.join(format!("f{i}")), format!("SECRET{i}")).expect("write");
+    }
+    std::os::unix::fs::symlink("../outside", tree.join("lnk")).expect("symlink");
+    let swap = || {
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            tree.join("real"),
+            rustix::fs::CWD,
+            tree.join("lnk"),
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .expect("renameat2 RENAME_EXCHANGE");
+    };
+    let stop = AtomicBool::new(false);
+    let mut outcomes = Vec::new();
+    std::thread::scope(|scope| {
+        let swapper = scope.spawn(|| {
+            let mut swaps = 0u64;
+            let began = Instant::now();
+            while !stop.load(Ordering::Relaxed) && began.elapsed() < Duration::from_secs(10) {
+                swap();
+                swaps += 1;
+            }
+            // Back as it was: `real` the directory, `lnk` the link.
+            if swaps % 2 == 1 {
+                swap();
+            }
+        });
+        for _ in 0..3 {
+            let out = run(seccs(&store)
+                .current_dir(tmp.path())
+                .args(["put", "-q", "--force", "s"]));
+            outcomes.push((
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().expect("swapper");
+    });
+    for (succeeded, said) in &outcomes {
+        assert!(!said.contains("SECRET"), "{said}");
+        if !succeeded {
+            assert!(said.contains("replaced"), "{said}");
+        }
+    }
+    ok(seccs(&store)
+        .current_dir(tmp.path())
+        .args(["get", "s/", "-o", "restored"]));
+    let restored = walk(&tmp.path().join("restored"));
+    for file in &restored {
+        if std::fs::symlink_metadata(file).expect("stat").is_symlink() {
+            continue;
+        }
+        let bytes = std::fs::read(file).expect("read");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("SECRET"),
+            "{} holds {text} from outside the tree",
+            file.display()
+        );
+        let name = file.file_name().expect("name").to_string_lossy();
+        assert_eq!(text, format!("in{}", &name[1..]), "{}", file.display());
+    }
+}
