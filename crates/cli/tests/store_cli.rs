@@ -6367,3 +6367,34 @@ fn a_directory_swapped_for_a_link_to_outside_while_put_runs_never_stores_outside
         assert_eq!(text, format!("in{}", &name[1..]), "{}", file.display());
     }
 }
+
+/// A tree deeper than PATH_MAX (20 levels of 250-byte names, paths of
+/// some 5,000 bytes) is put whole, as a restore writes it back.
+#[test]
+fn put_dir_stores_a_tree_whose_paths_are_longer_than_path_max() {
+    use rustix::fs::{Mode, OFlags};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    std::fs::create_dir(tmp.path().join("src")).expect("mkdir");
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir = rustix::fs::open(tmp.path().join("src"), flags, Mode::empty()).expect("open");
+    const LEVELS: usize = 20;
+    for level in 0..LEVELS {
+        let name = format!("d{level:02}{}", "x".repeat(247));
+        rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755)).expect("mkdirat");
+        dir = rustix::fs::openat(&dir, name.as_str(), flags, Mode::empty()).expect("openat");
+        let file = rustix::fs::openat(
+            &dir,
+            "f",
+            OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .expect("create");
+        rustix::io::write(&file, format!("level{level}").as_bytes()).expect("write");
+    }
+    let said = put_dir_in(&store, tmp.path(), "src", &[]);
+    assert!(!said.contains("too long"), "{said}");
+    let listed = listed(&store, &["src/"]);
+    let files = listed.iter().filter(|l| l.ends_with("/f")).count();
+    assert_eq!(files, LEVELS, "{listed:?}");
+}
