@@ -11,12 +11,20 @@
 //! It creates the bucket `bench` in DIR, accepts the credentials in
 //! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (default `seccs` /
 //! `seccs-local-secret`), listens on 127.0.0.1 only, and stops on Ctrl-C.
+//! Conditional writes (`If-None-Match: *`, `If-Match`) are atomic: every
+//! write to an object is made under a lock of that object, from its
+//! condition check to its end (`s3s-fs` alone checks, then writes, and two
+//! writers' creates of one writer lease could both succeed).
 
 use std::error::Error;
 use std::path::PathBuf;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
+
+// The tests' server is this one too.
+#[path = "../tests/support/serial_s3.rs"]
+mod serial_s3;
 
 const USAGE: &str = "usage: s3_fs_server DIR PORT";
 
@@ -34,7 +42,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         .build()?;
     runtime.block_on(async move {
         let fs = s3s_fs::FileSystem::new(&dir).map_err(|e| format!("s3s-fs: {e:?}"))?;
-        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        let mut builder = s3s::service::S3ServiceBuilder::new(serial_s3::SerialFs::new(fs));
         builder.set_auth(s3s::auth::SimpleAuth::from_single(
             access.as_str(),
             secret.as_str(),

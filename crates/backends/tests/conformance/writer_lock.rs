@@ -604,6 +604,54 @@ fn s3_a_lease_let_go_while_a_taker_looks_at_it_is_taken() -> TestResult {
     Ok(())
 }
 
+/// Two processes taking a free lease at the same instant: the server must
+/// honour `If-None-Match: *` atomically (`s3s-fs` alone checks, then
+/// writes, so both creates could succeed), and never both hold it.
+#[test]
+fn s3_two_takers_at_the_same_instant_never_both_hold_the_lease() -> TestResult {
+    const ROUNDS: usize = 50;
+    let server = S3Server::start()?;
+    let start = Instant::now();
+    let mut both = 0;
+    for round in 0..ROUNDS {
+        let url = server.url(&format!("race{round}"));
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let takers: Vec<_> = (0..2)
+            .map(|_| {
+                let (url, gate) = (url.clone(), gate.clone());
+                std::thread::spawn(move || {
+                    let config = S3Config::parse(&url)?;
+                    gate.wait();
+                    S3Backend::connect_exclusive(
+                        config,
+                        Some(crate::harness::s3_credentials(S3_SECRET_KEY)),
+                    )
+                })
+            })
+            .collect();
+        let mut holders = Vec::new();
+        for taker in takers {
+            match taker.join().map_err(|_| "a taker panicked")? {
+                Ok(backend) => holders.push(backend),
+                Err(BackendError::Locked { .. }) => {}
+                Err(e) => return Err(format!("round {round}: {e}").into()),
+            }
+        }
+        assert!(!holders.is_empty(), "round {round}: neither took the lease");
+        if holders.len() > 1 {
+            both += 1;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err(format!("{round} rounds took over 20 s").into());
+        }
+    }
+    assert_eq!(
+        both, 0,
+        "both takers held the lease in {both} of {ROUNDS} rounds"
+    );
+    Ok(())
+}
+
 /// A lease deleted under its holder (by a process that took it over and
 /// was removing its own in the same instant) is lost at the holder's next
 /// renewal, also on a service that refuses an `If-Match` on a missing

@@ -8,7 +8,8 @@
 //! - PostgreSQL: `initdb` and `pg_ctl` from `/usr/lib/postgresql/*/bin`, as
 //!   the `postgres` (else `nobody`) user when the tests run as root; trust
 //!   authentication on loopback except for one password-protected role.
-//! - S3: `s3s-fs`, an S3 server over a directory, in process on its own
+//! - S3: `s3s-fs`, an S3 server over a directory, its writes to each object
+//!   made one at a time (`serial_s3`, as the example server), in process on its own
 //!   tokio runtime, with one access key; it records when it got and when
 //!   it had served each PUT and DELETE, and when it got each request of
 //!   any kind, so a test can check the order in which a backend's requests
@@ -25,6 +26,8 @@ use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod serial_s3;
 
 pub type TestResult<T = ()> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -621,7 +624,7 @@ impl S3Server {
             .enable_all()
             .build()?;
         let fs = s3s_fs::FileSystem::new(self.root.path()).map_err(|e| format!("s3s-fs: {e:?}"))?;
-        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        let mut builder = s3s::service::S3ServiceBuilder::new(serial_s3::SerialFs::new(fs));
         builder.set_auth(s3s::auth::SimpleAuth::from_single(
             S3_ACCESS_KEY,
             S3_SECRET_KEY,
