@@ -11,7 +11,10 @@
 //!
 //! - taking it: create it with `If-None-Match: *`, then make sure a second
 //!   such create is refused (a service that ignores the condition cannot
-//!   keep a lease, and exclusive mode is refused on it); if one is there and its
+//!   keep a lease, and exclusive mode is refused on it), and read it back
+//!   to see it is still ours (on a service that checks a condition, then
+//!   writes, a create at the same instant can succeed too: this catches
+//!   most such races, not all); if one is there and its
 //!   time has passed (a holder that died), replace it with `If-Match` on the
 //!   version read, so of two processes taking over at once only one wins;
 //!   if it is gone by the time it is read (its holder let it go), create it
@@ -183,6 +186,7 @@ async fn take(op: &Operator, token: &str) -> Result<String, BackendError> {
     for _ in 0..TAKE_ATTEMPTS {
         if let Some(etag) = write(op, lease_text(token), if_not_exists()).await? {
             check_conditions_honoured(op, token).await?;
+            confirm_ours(op, token).await?;
             return Ok(etag);
         }
         // The holder may let the lease go between the create that failed
@@ -204,6 +208,7 @@ async fn take(op: &Operator, token: &str) -> Result<String, BackendError> {
         // then finds the first's lease, live.
         let Some(etag) = seen.etag() else { break };
         if let Some(etag) = write(op, lease_text(token), if_match(etag)).await? {
+            confirm_ours(op, token).await?;
             return Ok(etag);
         }
     }
@@ -246,6 +251,47 @@ async fn check_conditions_honoured(op: &Operator, token: &str) -> Result<(), Bac
          writer lease and a second process could write beside this one: use a service that \
          honours `If-None-Match` and `If-Match` on PUT (AWS S3 does since 2024)"
     )))
+}
+
+/// Reads the lease back right after taking it, before any write: it must
+/// be ours. On a service that honours conditions atomically it always is;
+/// on one that checks, then writes, a second process's create (or
+/// takeover) made at the same instant can succeed too and replace ours,
+/// and the process that reads back the other's lease is refused instead of
+/// writing beside it. This only narrows such a service's window: a racing
+/// write that lands after this read goes unseen until this holder's next
+/// renewal (its `If-Match` then fails), so such a service is still unfit
+/// for a shared store.
+async fn confirm_ours(op: &Operator, token: &str) -> Result<(), BackendError> {
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, op.read(LEASE_OBJECT))
+        .await
+        .map_err(|_| BackendError::unavailable(NAME, "the writer lease request timed out"))?;
+    let Some(text) = found(read)? else {
+        return Err(BackendError::Locked {
+            detail: "s3: its writer lease was removed right after this process took it; \
+                     another process may hold it now"
+                .to_owned(),
+        });
+    };
+    let text = String::from_utf8_lossy(&text.to_vec()).into_owned();
+    if text
+        .strip_prefix(token)
+        .is_some_and(|rest| rest.starts_with(" until "))
+    {
+        return Ok(());
+    }
+    let holder = match parse_lease(&text) {
+        Some((holder, _)) => name_holder(&holder),
+        None => "something that is not a seccs lease".to_owned(),
+    };
+    Err(BackendError::Locked {
+        detail: format!(
+            "s3: its writer lease was replaced by {holder} right after this process took it: \
+             two processes took it at the same instant, which a service that applies \
+             `If-None-Match` and `If-Match` atomically never allows; use such a service for a \
+             store that more than one process opens"
+        ),
+    })
 }
 
 /// What a read of the lease object found: `None` if it is gone.

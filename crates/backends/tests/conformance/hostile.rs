@@ -245,8 +245,8 @@ fn s3_a_service_ignoring_conditional_writes_cannot_give_the_writer_lease() -> Te
 }
 
 /// Reads one HTTP request and returns its head (request line and
-/// headers, lowercased); `None` when the peer is gone.
-fn read_http_head(reader: &mut BufReader<TcpStream>) -> Option<String> {
+/// headers, lowercased) and its body; `None` when the peer is gone.
+fn read_http_head_and_body(reader: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
     let mut head = String::new();
     let mut len = 0usize;
     for _ in 0..256 {
@@ -257,7 +257,7 @@ fn read_http_head(reader: &mut BufReader<TcpStream>) -> Option<String> {
         if line == "\r\n" {
             let mut body = vec![0u8; len.min(1 << 24)];
             reader.read_exact(&mut body).ok()?;
-            return Some(head);
+            return Some((head, body));
         }
         let line = line.to_ascii_lowercase();
         if let Some(v) = line.strip_prefix("content-length:") {
@@ -279,9 +279,17 @@ fn s3_a_write_that_outlasts_the_lease_trust_is_abandoned() -> TestResult {
     let port = fake_server(|reader, writer| {
         static LEASE_CREATED: std::sync::atomic::AtomicBool =
             std::sync::atomic::AtomicBool::new(false);
-        let head = read_http_head(reader)?;
+        // The lease as last written, for the taker's read of it.
+        static LEASE: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+        let (head, body) = read_http_head_and_body(reader)?;
         let first = head.lines().next().unwrap_or_default().to_owned();
-        let reply = if first.starts_with("get ") {
+        let reply = if first.starts_with("get ") && first.contains("writer-lease") {
+            let lease = String::from_utf8_lossy(&LEASE.lock().ok()?).into_owned();
+            format!(
+                "HTTP/1.1 200 OK\r\nETag: \"l1\"\r\nContent-Length: {}\r\n\r\n{lease}",
+                lease.len()
+            )
+        } else if first.starts_with("get ") {
             let body = "<ListBucketResult><Name>bucket</Name><IsTruncated>false</IsTruncated>\
                         <KeyCount>0</KeyCount></ListBucketResult>";
             format!(
@@ -293,6 +301,7 @@ fn s3_a_write_that_outlasts_the_lease_trust_is_abandoned() -> TestResult {
             if create && LEASE_CREATED.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 "HTTP/1.1 412 Precondition Failed\r\nContent-Length: 0\r\n\r\n".to_owned()
             } else {
+                *LEASE.lock().ok()? = body;
                 "HTTP/1.1 200 OK\r\nETag: \"l1\"\r\nContent-Length: 0\r\n\r\n".to_owned()
             }
         } else if first.starts_with("put ") {

@@ -652,6 +652,41 @@ fn s3_two_takers_at_the_same_instant_never_both_hold_the_lease() -> TestResult {
     Ok(())
 }
 
+/// A lease replaced between its taker's create and the taker's read of it
+/// (by a second create that a service which checks, then writes, let
+/// through too) is not trusted: the taker is refused, naming the other
+/// holder, and leaves the other's lease in place.
+#[test]
+fn s3_a_taker_that_reads_back_another_holders_lease_is_refused() -> TestResult {
+    let server = S3Server::start()?;
+    let prefix = "replaced-at-once";
+    let read_back = server.hold("GetObject", prefix, "writer-lease");
+    let taker = {
+        let url = server.url(prefix);
+        std::thread::spawn(move || {
+            S3Backend::connect_exclusive(
+                S3Config::parse(&url)?,
+                Some(crate::harness::s3_credentials(S3_SECRET_KEY)),
+            )
+            .map(drop)
+        })
+    };
+    read_back.wait_reached(Duration::from_secs(10))?;
+    s3_foreign_lease(&server, prefix, now_ms() + 30_000)?;
+    read_back.let_go();
+    let taken = taker.join().map_err(|_| "the taker panicked")?;
+    let said = taken.as_ref().err().map(ToString::to_string);
+    assert!(is_locked(taken), "{said:?}");
+    assert!(
+        said.as_deref()
+            .is_some_and(|e| e.contains("replaced by pid 1 on elsewhere")),
+        "{said:?}"
+    );
+    let lease = std::fs::read_to_string(server.object_dir(prefix).join("writer-lease"))?;
+    assert!(lease.starts_with("feed pid 1 on elsewhere"), "{lease}");
+    Ok(())
+}
+
 /// A lease deleted under its holder (by a process that took it over and
 /// was removing its own in the same instant) is lost at the holder's next
 /// renewal, also on a service that refuses an `If-Match` on a missing
