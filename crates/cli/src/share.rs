@@ -41,7 +41,7 @@ A store key (seccs init --key-from-share) needs at least 2 servers, a \
 non-empty password and a KDF of at least argon2id 19456 KiB x2 or scrypt \
 log_n 15, r 8. A KDF may take at most 1 GiB of memory and 4 GiB x passes \
 (memory_kib x iterations <= 4194304). The password comes from --password-file, \
-SECCS_SHARE_PASSWORD (empty counts as unset) or a prompt; a save refuses an \
+SECCS_SHARE_PASSWORD_FILE, SECCS_SHARE_PASSWORD (empty counts as unset) or a prompt; a save refuses an \
 empty one. Anyone who can use the broker can list, delete or flood records: \
 close it with a Redis password or ACL user, or NATS credentials. The prompt \
 (seccs share client) keeps its history in ~/.seccs-share/history when run on a \
@@ -200,7 +200,8 @@ struct ClientArgs {
 struct PasswordArgs {
     /// Read the password from the first line of this file (at most 64 KiB
     /// is read; anything after the first line is ignored, with a warning).
-    /// Without it: SECCS_SHARE_PASSWORD, else a prompt.
+    /// Defaults to $SECCS_SHARE_PASSWORD_FILE (when set and not empty);
+    /// without either, SECCS_SHARE_PASSWORD, else a prompt.
     #[arg(long)]
     password_file: Option<PathBuf>,
 }
@@ -245,10 +246,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// The password: `--password-file`, else `SECCS_SHARE_PASSWORD`, else a prompt
-/// without echo (twice when `confirm`).
+/// The password: `--password-file`, else a non-empty
+/// `SECCS_SHARE_PASSWORD_FILE` (as store commands read it), else
+/// `SECCS_SHARE_PASSWORD`, else a prompt without echo (twice when
+/// `confirm`).
 fn password(args: &PasswordArgs, confirm: bool) -> anyhow::Result<Password> {
-    password_from(args.password_file.as_deref(), confirm)
+    let from_env = || {
+        std::env::var_os("SECCS_SHARE_PASSWORD_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    password_from(
+        args.password_file.clone().or_else(from_env).as_deref(),
+        confirm,
+    )
 }
 
 /// The input a save of `file` (`-`: standard input) carries, opened, and

@@ -1128,4 +1128,17 @@ fn a_share_keyed_store_takes_its_password_from_a_file() {
         .arg(&wrong));
     assert!(!refused.status.success());
     assert!(refused.stdout.is_empty());
+    // The share commands read the same variable, as their --password-file.
+    ok(net
+        .client(&["save", "envfile"])
+        .arg(&input)
+        .env("SECCS_SHARE_PASSWORD_FILE", &net.password));
+    let loaded = run(&mut net.with_password(&["load", "envfile", "-"]));
+    assert!(loaded.status.success(), "{}", stderr_of(&loaded));
+    assert_eq!(loaded.stdout, b"unattended\n");
+    let refused = run(net
+        .client(&["load", "envfile", "-"])
+        .env("SECCS_SHARE_PASSWORD_FILE", &wrong));
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty());
 }
