@@ -503,7 +503,11 @@ impl PostgresBackend {
             marker_guard: Mutex::new(None),
         };
         // The only session that takes the lock.
-        let first = block_on(&backend.runtime, timeout, backend.open_conn(exclusive))?;
+        let first = block_on(
+            &backend.runtime,
+            timeout,
+            backend.open_conn(exclusive, false),
+        )?;
         *backend.lock() = Some(first);
         Ok(backend)
     }
@@ -542,15 +546,21 @@ impl PostgresBackend {
     }
 
     /// Opens a session, which first takes the writer lock if `take_lock`.
-    async fn open_conn(&self, take_lock: bool) -> Result<Conn, BackendError> {
+    /// `in_use`: the backend was opened on the table before (a session
+    /// made again), so a table not found was dropped since.
+    async fn open_conn(&self, take_lock: bool, in_use: bool) -> Result<Conn, BackendError> {
         let t = &self.config.table;
         let (client, driver) = self.config.log_in().await?;
         if take_lock {
             self.take_lock(&client).await?;
         }
-        self.prepare(client, driver, take_lock)
-            .await
-            .map_err(|e| map_err(e, t))
+        self.prepare(client, driver, take_lock).await.map_err(|e| {
+            if in_use {
+                map_err_in_use(e, t)
+            } else {
+                map_err(e, t)
+            }
+        })
     }
 
     /// Takes the table's advisory lock on `client`'s session, or says who
@@ -714,7 +724,11 @@ impl PostgresBackend {
         }
         let conn = match guard.as_mut() {
             Some(conn) => conn,
-            None => guard.insert(block_on(&self.runtime, timeout, self.open_conn(false))?),
+            None => guard.insert(block_on(
+                &self.runtime,
+                timeout,
+                self.open_conn(false, true),
+            )?),
         };
         let outcome = self.runtime.block_on(async {
             tokio::time::timeout(timeout, work(conn, &self.round_trips)).await
@@ -731,7 +745,7 @@ impl PostgresBackend {
                 {
                     *guard = None;
                 }
-                Err(map_err(err, table))
+                Err(map_err_in_use(err, table))
             }
             // A request that timed out leaves its session mid-protocol: only
             // a new connection can be trusted after it.
@@ -1189,30 +1203,67 @@ fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
     })
 }
 
+/// Maps an error met while opening the backend on `table`: a table not
+/// found was never made (or dropped before this command).
 fn map_err(err: tokio_postgres::Error, table: &str) -> BackendError {
     if let Some(code) = err.code() {
-        if *code == SqlState::INVALID_PASSWORD
-            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-        {
-            return BackendError::Auth {
-                backend: NAME.into(),
-                detail: db_message(&err),
-            };
-        }
-        if *code == SqlState::UNDEFINED_TABLE {
-            return table_missing(table);
-        }
-        if *code == SqlState::INVALID_CATALOG_NAME {
-            return BackendError::Config(format!("postgres: {}", db_message(&err)));
-        }
-        if *code == SqlState::ADMIN_SHUTDOWN
-            || *code == SqlState::CRASH_SHUTDOWN
-            || *code == SqlState::CANNOT_CONNECT_NOW
-        {
-            return BackendError::unavailable(NAME, db_message(&err));
-        }
-        return BackendError::other(NAME, db_message(&err));
+        return map_code(code, db_message(&err), table, false);
     }
+    map_client_err(err)
+}
+
+/// Maps an error met using a backend opened on `table`: a table not found
+/// now was dropped while this command used it.
+fn map_err_in_use(err: tokio_postgres::Error, table: &str) -> BackendError {
+    if let Some(code) = err.code() {
+        return map_code(code, db_message(&err), table, true);
+    }
+    map_client_err(err)
+}
+
+/// Maps the server's error `code`, said as `message`, of a request on
+/// `table`; `in_use` as for [`map_err_in_use`].
+fn map_code(code: &SqlState, message: String, table: &str, in_use: bool) -> BackendError {
+    if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    {
+        return BackendError::Auth {
+            backend: NAME.into(),
+            detail: message,
+        };
+    }
+    if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        // Every later request is refused the same way: a put DIR stops at
+        // the first.
+        return BackendError::Denied {
+            backend: NAME.into(),
+            detail: format!(
+                "{message} (the role needs SELECT, INSERT, UPDATE and DELETE on table \
+                 {table:?}: its owner can GRANT them)"
+            ),
+        };
+    }
+    if *code == SqlState::UNDEFINED_TABLE {
+        return if in_use {
+            table_gone(table)
+        } else {
+            table_missing(table)
+        };
+    }
+    if *code == SqlState::INVALID_CATALOG_NAME {
+        return BackendError::Config(format!("postgres: {message}"));
+    }
+    if *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+    {
+        return BackendError::unavailable(NAME, message);
+    }
+    BackendError::other(NAME, message)
+}
+
+/// Maps an error that is not the server's: the connection failed or broke,
+/// or the client lacks what the server asked for.
+fn map_client_err(err: tokio_postgres::Error) -> BackendError {
     // Not a database error: the connection failed or broke, or the client
     // lacks what the server asked for.
     let mut chain = err.to_string();
@@ -1238,6 +1289,18 @@ fn map_err(err: tokio_postgres::Error, table: &str) -> BackendError {
         );
     }
     BackendError::unavailable(NAME, chain)
+}
+
+/// The store's table went while this command used it.
+fn table_gone(table: &str) -> BackendError {
+    BackendError::StoreLost {
+        backend: NAME.into(),
+        detail: format!(
+            "table {table:?} is gone: it was dropped while this command used it, and the \
+             store's data with it; nothing of this request was done, and nothing of the \
+             store is left to read or to add to (a new store needs `seccs init`)"
+        ),
+    }
 }
 
 fn table_missing(table: &str) -> BackendError {

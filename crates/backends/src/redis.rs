@@ -1165,15 +1165,17 @@ fn map_err(err: RedisError) -> BackendError {
         // Logged in, but the user's ACL leaves out a command or key seccs
         // uses: `init` also reads the markers of the prefixes that would
         // nest with its own, outside it.
-        BackendError::other(
-            NAME,
-            format!(
+        // Every later command is refused the same way: a put DIR stops
+        // at the first.
+        BackendError::Denied {
+            backend: NAME.to_owned(),
+            detail: format!(
                 "the user is logged in but may not run a command or reach a key seccs uses \
                  (its ACL needs +@all or the commands seccs runs, and read access to the \
                  store's prefix and to the keys `init` checks for stores nesting with it): \
                  {err}"
             ),
-        )
+        }
     } else if auth {
         BackendError::Auth {
             backend: NAME.into(),

@@ -4053,6 +4053,61 @@ fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
     assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
 }
 
+/// A right taken away on the server while `put DIR` works (Redis: the
+/// user's ACL loses the scripts every write runs) stops the put at the
+/// first refusal, said once, rather than once per file left.
+#[test]
+fn put_dir_stops_at_a_refused_right_and_says_it_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args([
+        "init",
+        "--backend",
+        &format!("redis://127.0.0.1:{port}/0?prefix=w:"),
+    ]));
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    for i in 0..1500u64 {
+        random_file(&tree, &format!("f{i:04}"), 16 * 1024, i);
+    }
+    let put = seccs(&store)
+        .args(["put", "-q"])
+        .arg(&tree)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn seccs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let entries = || -> u64 {
+        let reply = redis_command(port, &[b"DBSIZE"]);
+        String::from_utf8_lossy(&reply)
+            .trim_start_matches(':')
+            .trim_end()
+            .parse()
+            .expect("DBSIZE answers a number")
+    };
+    while entries() < 3 {
+        assert!(Instant::now() < deadline, "the put never stored anything");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Stopped while the right goes, so it goes before the put is done.
+    let pid = rustix::process::Pid::from_child(&put);
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let reply = redis_command(port, &[b"ACL", b"SETUSER", b"default", b"-@scripting"]);
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+    assert_eq!(reply, b"+OK\r\n", "{}", String::from_utf8_lossy(&reply));
+    let out = put.wait_with_output().expect("wait");
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("put stopped at the backend's first failure")
+            && err.contains("may not run a command"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
+}
+
 /// Runs `script` (sh) with `$0` a fresh tmpfs of `size` mounted in user
 /// and mount namespaces of its own (so no mount outlives it, and no
 /// privilege is needed), `$1` the seccs binary, and `args` after; fails

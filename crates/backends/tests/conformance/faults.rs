@@ -1351,3 +1351,48 @@ fn s3_a_missing_bucket_is_said_plainly() -> TestResult {
     }
     Ok(())
 }
+
+/// A role whose rights on the table were revoked while it wrote gets an
+/// error that fails every request (so a put DIR stops at the first), not
+/// one per entry; a table dropped while a command writes is the store
+/// lost, not a malformed configuration.
+#[test]
+fn postgres_a_revoked_right_or_a_dropped_table_fails_every_request() -> TestResult {
+    let server = PostgresServer::start()?;
+    let table = "revoked_nodes";
+    PostgresBackend::create(PostgresConfig::parse(&server.url(table))?)?;
+    let mut admin = server.client()?;
+    admin.batch_execute(&format!(
+        "CREATE ROLE writer LOGIN; GRANT ALL ON {table} TO writer;"
+    ))?;
+    let backend =
+        PostgresBackend::connect(PostgresConfig::parse(&server.url_as("writer", table))?)?;
+    let mut batch = Batch::new();
+    batch.put(b"a".to_vec(), b"v".to_vec(), 1);
+    backend.apply(&batch)?;
+    admin.batch_execute(&format!("REVOKE ALL ON {table} FROM writer"))?;
+    let mut batch = Batch::new();
+    batch.put(b"b".to_vec(), b"v".to_vec(), 1);
+    let err = backend.apply(&batch).err();
+    assert!(
+        matches!(&err, Some(e @ BackendError::Denied { detail, .. })
+            if e.fails_every_request() && detail.contains("permission denied")),
+        "{err:?}"
+    );
+    let read = backend.get_many(&[b"a"]).err();
+    assert!(
+        read.as_ref().is_some_and(BackendError::fails_every_request),
+        "{read:?}"
+    );
+
+    let owner = PostgresBackend::connect(PostgresConfig::parse(&server.url(table))?)?;
+    owner.apply(&batch)?;
+    admin.batch_execute(&format!("DROP TABLE {table}"))?;
+    let err = owner.apply(&batch).err();
+    assert!(
+        matches!(&err, Some(e @ BackendError::StoreLost { detail, .. })
+            if e.fails_every_request() && detail.contains("dropped")),
+        "{err:?}"
+    );
+    Ok(())
+}

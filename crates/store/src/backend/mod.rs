@@ -213,6 +213,17 @@ pub enum BackendError {
         /// What happened.
         detail: String,
     },
+    /// The server knows who we are but refuses what this command asks:
+    /// the user's rights leave out a command, key or table the store
+    /// uses (taken away meanwhile, or never given). Every later request
+    /// is refused the same way until the rights are given.
+    #[error("{backend} backend refused the request: {detail}")]
+    Denied {
+        /// The backend's name.
+        backend: String,
+        /// What was refused, and what rights the store needs.
+        detail: String,
+    },
     /// Another process holds the store open, or another handle in this
     /// process: the detail names the holder.
     #[error("store is in use ({detail})")]
@@ -273,14 +284,16 @@ impl BackendError {
     }
 
     /// Whether every later request of this command would fail the same way
-    /// (the backend is unreachable, refuses the credentials, is held by
-    /// another process, lost the store, or has no room left), so a command
+    /// (the backend is unreachable, refuses the credentials or the
+    /// user's rights, is held by another process, lost the store, or has
+    /// no room left), so a command
     /// working through many entries should stop rather than try each.
     pub fn fails_every_request(&self) -> bool {
         matches!(
             self,
             Self::Unavailable { .. }
                 | Self::Auth { .. }
+                | Self::Denied { .. }
                 | Self::Locked { .. }
                 | Self::StoreLost { .. }
                 | Self::StorageFull { .. }
