@@ -1157,6 +1157,44 @@ impl Backend for PostgresBackend {
         self.walk_after(prefix.to_vec(), prefix, visit, damaged)
     }
 
+    /// VACUUMs the table, so the rows `rm` and `gc` deleted become room
+    /// the server reuses for later writes (not dead rows until autovacuum
+    /// runs, which a full disk may keep from ever running). VACUUM runs
+    /// outside any transaction, as a statement of its own. A role that may
+    /// not VACUUM the table (neither its owner nor the database's) gets a
+    /// note, not an error: the space comes back when autovacuum runs.
+    fn reclaim_space(&self) -> Result<Option<String>, BackendError> {
+        let table = &self.config.table;
+        let may = self.with_writer(async |conn, rt| {
+            rt.add(1);
+            conn.client
+                .query_one(
+                    "SELECT coalesce(pg_has_role(c.relowner, 'USAGE') \
+                       OR pg_has_role(d.datdba, 'USAGE'), false) \
+                     FROM pg_database d \
+                     LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident($1)) \
+                     WHERE d.datname = current_database()",
+                    &[table],
+                )
+                .await
+        })?;
+        let may: bool = answer(&may, 0, "whether the role may VACUUM the table")?;
+        if !may {
+            return Ok(Some(format!(
+                "the role may not VACUUM table {table:?} (only its owner or the database's \
+                 may), so the space of removed entries is reused by the server once its \
+                 autovacuum runs, or once the table's owner runs VACUUM on it"
+            )));
+        }
+        self.with_writer(async |conn, rt| {
+            rt.add(1);
+            conn.client
+                .batch_execute(&format!("VACUUM \"{table}\""))
+                .await
+        })?;
+        Ok(None)
+    }
+
     fn usage(&self) -> Result<Usage, BackendError> {
         let table = &self.config.table;
         let row = self.with_conn(async |conn, rt| {
@@ -1239,6 +1277,19 @@ fn map_code(code: &SqlState, message: String, table: &str, in_use: bool) -> Back
             detail: format!(
                 "{message} (the role needs SELECT, INSERT, UPDATE and DELETE on table \
                  {table:?}: its owner can GRANT them)"
+            ),
+        };
+    }
+    if *code == SqlState::DISK_FULL {
+        // Every later write would meet it too: a put DIR stops at the
+        // first. The statement failed, so its transaction wrote nothing.
+        return BackendError::StorageFull {
+            backend: NAME.into(),
+            detail: format!(
+                "the PostgreSQL server's disk is full ({message}); nothing of this write was \
+                 written. Free room on the server's disk; `seccs rm NAME` then `seccs gc` \
+                 (which VACUUMs the table) makes the space of removed entries room the server \
+                 reuses for the store's later writes"
             ),
         };
     }
@@ -1345,6 +1396,47 @@ mod tests {
         let c = PostgresConfig::parse("postgres://u@127.0.0.1/db")?;
         assert_eq!(c.table(), DEFAULT_TABLE);
         Ok(())
+    }
+
+    /// The server's error codes that every later request would meet too
+    /// are errors that stop a command at the first.
+    #[test]
+    fn maps_the_servers_error_codes() {
+        let full = map_code(
+            &SqlState::DISK_FULL,
+            "ERROR: could not extend file \"base/5/16384\": No space left on device".into(),
+            "t1",
+            true,
+        );
+        assert!(
+            matches!(&full, BackendError::StorageFull { detail, .. }
+                if detail.contains("server's disk is full")
+                    && detail.contains("nothing of this write was written")
+                    && detail.contains("No space left on device")
+                    && detail.contains("seccs gc")),
+            "{full:?}"
+        );
+        assert!(full.fails_every_request());
+        let denied = map_code(
+            &SqlState::INSUFFICIENT_PRIVILEGE,
+            "ERROR: permission denied for table t1".into(),
+            "t1",
+            true,
+        );
+        assert!(
+            matches!(&denied, BackendError::Denied { detail, .. } if detail.contains("GRANT")),
+            "{denied:?}"
+        );
+        assert!(denied.fails_every_request());
+        let gone = map_code(&SqlState::UNDEFINED_TABLE, String::new(), "t1", true);
+        assert!(
+            matches!(&gone, BackendError::StoreLost { detail, .. } if detail.contains("dropped")),
+            "{gone:?}"
+        );
+        let missing = map_code(&SqlState::UNDEFINED_TABLE, String::new(), "t1", false);
+        assert!(matches!(missing, BackendError::Config(_)), "{missing:?}");
+        let other = map_code(&SqlState::UNIQUE_VIOLATION, "ERROR: x".into(), "t1", true);
+        assert!(!other.fails_every_request(), "{other:?}");
     }
 
     #[test]

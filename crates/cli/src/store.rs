@@ -297,7 +297,8 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "The embedded backend keeps what `rm` deletes on disk until its tables \
-are compacted; gc compacts them, so the space of removed contents returns to the file system.\n\n\
+are compacted; gc compacts them, so the space of removed contents returns to the file system. \
+On PostgreSQL gc VACUUMs the store's table, so the rows removed become room the server reuses.\n\n\
 gc never deletes a counted node it cannot read (a wrong chunk size makes sound nodes look \
 tampered): it lists what it left as `left: …` lines and exits 1. `seccs rm NAME` removes a \
 broken name.\n\n\
@@ -1587,6 +1588,9 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
             )?;
         }
         print_findings("left: ", &report.remaining, &report.broken_names)?;
+    }
+    if let Some(note) = &report.space_later {
+        eprintln!("seccs: note: {note}");
     }
     if !report.newer_records.is_empty() {
         bail!(

@@ -246,6 +246,10 @@ pub struct GcReport {
     /// compaction reads, or a full disk, said with what to do). Everything else in the report was applied before;
     /// the space stays taken until a gc on an undamaged store frees it.
     pub space_not_reclaimed: Option<String>,
+    /// Why the space of removed entries was not given back now though it
+    /// comes back later by itself (a PostgreSQL role that may not VACUUM
+    /// its table): said once, and gc still succeeds.
+    pub space_later: Option<String>,
 }
 
 impl GcReport {
@@ -797,7 +801,11 @@ impl Store {
         // still hold disk space in backends that free it lazily. The
         // batches above are applied by now, so a failure here (damage the
         // compaction reads) goes into the report rather than replacing it.
-        if let Err(e) = self.backend().reclaim_space() {
+        let reclaimed = self.backend().reclaim_space();
+        if let Ok(note) = reclaimed.as_ref() {
+            report.space_later = note.clone();
+        }
+        if let Err(e) = reclaimed {
             let full = matches!(e, crate::backend::BackendError::StorageFull { .. });
             report.space_not_reclaimed = Some(if full {
                 // gc is the command meant to give room back: on a disk the

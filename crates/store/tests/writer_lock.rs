@@ -129,7 +129,7 @@ impl Backend for Hooked {
     fn flush(&self) -> Result<(), BackendError> {
         self.inner.flush()
     }
-    fn reclaim_space(&self) -> Result<(), BackendError> {
+    fn reclaim_space(&self) -> Result<Option<String>, BackendError> {
         self.inner.reclaim_space()
     }
     fn release(&self) {

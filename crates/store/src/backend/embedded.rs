@@ -1188,7 +1188,7 @@ impl Backend for EmbeddedBackend {
     /// happen to trigger a compaction that reaches them: a store emptied by
     /// `rm` kept its whole size on disk. The files dropped are removed once
     /// nothing reads them (at the latest when the backend is dropped).
-    fn reclaim_space(&self) -> Result<(), BackendError> {
+    fn reclaim_space(&self) -> Result<Option<String>, BackendError> {
         let _writer = self.lock_writer();
         self.ingest_pending()?;
         self.flush_memtable()?;
@@ -1211,7 +1211,8 @@ impl Backend for EmbeddedBackend {
         }
         self.db
             .persist(PersistMode::SyncAll)
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail(e))?;
+        Ok(None)
     }
 }
 

@@ -578,8 +578,11 @@ pub trait Backend: Send + Sync {
     /// records until a compaction merges them away). `gc` calls it; it may
     /// rewrite the backend's index, so it is not for hot paths. A no-op
     /// (the default) where a delete frees its space by itself.
-    fn reclaim_space(&self) -> Result<(), BackendError> {
-        Ok(())
+    ///
+    /// `Ok(Some(note))`: the space could not be given back now but comes
+    /// back later by itself; the note says when (gc says it, and succeeds).
+    fn reclaim_space(&self) -> Result<Option<String>, BackendError> {
+        Ok(None)
     }
 }
 
@@ -627,7 +630,7 @@ macro_rules! forward_backend {
             fn flush(&self) -> Result<(), BackendError> {
                 (**self).flush()
             }
-            fn reclaim_space(&self) -> Result<(), BackendError> {
+            fn reclaim_space(&self) -> Result<Option<String>, BackendError> {
                 (**self).reclaim_space()
             }
             fn release(&self) {

@@ -54,7 +54,7 @@ impl Backend for ReadOnly {
     fn usage(&self) -> Result<Usage, BackendError> {
         self.0.usage()
     }
-    fn reclaim_space(&self) -> Result<(), BackendError> {
+    fn reclaim_space(&self) -> Result<Option<String>, BackendError> {
         Err(self.refused())
     }
     fn release(&self) {
