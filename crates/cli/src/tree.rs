@@ -1244,20 +1244,46 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
             errln!("seccs: {problem:#}");
         }
         let left = results.iter().filter(|r| r.is_none()).count();
+        // Only a backend that writes each batch in one transaction keeps
+        // a failed batch whole or absent (S3 may keep part of it).
+        let batches = if store.backend().is_transactional() {
+            "each batch whole or absent"
+        } else {
+            "though the batch that failed may have left entries no name needs, which \
+             `seccs gc` removes"
+        };
         if let Some(full) = backend_no_room(&e) {
             bail!(
                 "{full}; the put stopped there, {left} of {} entries not yet tried, and the \
                  entries of the batch that failed not stored either: what was stored before \
-                 stays (each batch whole or absent), and the same put run again stores the \
+                 stays ({batches}), and the same put run again stores the \
                  rest (what is unchanged since it was stored is not read again)",
                 found.len()
             );
         }
+        let lost = e.chain().any(|cause| {
+            matches!(
+                backend_error(cause),
+                Some(seccs_store::backend::BackendError::StoreLost { .. })
+            )
+        });
+        if lost {
+            // The store's data went with its marker: a rerun is refused
+            // ("holds none of this store's data"), so none is promised.
+            return Err(e.context(format!(
+                "put stopped at the backend's first failure, {left} of {} entries not yet \
+                 tried; there is nothing to resume: the backend lost the store, with what \
+                 this put and earlier ones stored, and the same put run again is refused. \
+                 Restore the server's data from a backup if it has one, or make a new store \
+                 (`seccs init`) and put the files into it",
+                found.len()
+            )));
+        }
         return Err(e.context(format!(
             "put stopped at the backend's first failure, {left} of {} entries not yet \
              tried, and the entries of the batch that failed not stored either; what the \
-             backend completed before it stays (each batch whole or absent), and the same put \
-             run again stores the rest",
+             backend completed before it stays ({batches}), and the same put run again \
+             stores the rest",
             found.len()
         )));
     }

@@ -4108,6 +4108,68 @@ fn put_dir_stops_at_a_refused_right_and_says_it_once() {
     assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
 }
 
+/// A store lost while `put DIR` works (its marker gone: the server
+/// emptied) stops the put once, and says no rerun finishes it, since a
+/// rerun is refused: not that "the same put run again stores the rest".
+#[test]
+fn put_dir_into_a_store_lost_meanwhile_promises_no_rerun() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args([
+        "init",
+        "--backend",
+        &format!("redis://127.0.0.1:{port}/0?prefix=w:"),
+    ]));
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    for i in 0..1500u64 {
+        random_file(&tree, &format!("f{i:04}"), 16 * 1024, i);
+    }
+    let put = seccs(&store)
+        .args(["put", "-q"])
+        .arg(&tree)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn seccs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let entries = || -> u64 {
+        let reply = redis_command(port, &[b"DBSIZE"]);
+        String::from_utf8_lossy(&reply)
+            .trim_start_matches(':')
+            .trim_end()
+            .parse()
+            .expect("DBSIZE answers a number")
+    };
+    while entries() < 3 {
+        assert!(Instant::now() < deadline, "the put never stored anything");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pid = rustix::process::Pid::from_child(&put);
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let reply = redis_command(port, &[b"DEL", b"w:\0seccs:store-marker"]);
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+    assert_eq!(reply, b":1\r\n", "{}", String::from_utf8_lossy(&reply));
+    let out = put.wait_with_output().expect("wait");
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("the store's marker is gone")
+            && err.contains("nothing to resume")
+            && !err.contains("stores the rest"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
+    // Refused, as the message says (here the entries stay, the marker
+    // alone went; a server emptied holds none of the store's data).
+    let again = fails(seccs(&store).arg("put").arg(&tree));
+    assert!(
+        again.contains("holds entries but not this store's marker"),
+        "{again}"
+    );
+}
+
 /// Runs `script` (sh) with `$0` a fresh tmpfs of `size` mounted in user
 /// and mount namespaces of its own (so no mount outlives it, and no
 /// privilege is needed), `$1` the seccs binary, and `args` after; fails
