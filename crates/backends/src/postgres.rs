@@ -1161,8 +1161,9 @@ impl Backend for PostgresBackend {
     /// the server reuses for later writes (not dead rows until autovacuum
     /// runs, which a full disk may keep from ever running). VACUUM runs
     /// outside any transaction, as a statement of its own. A role that may
-    /// not VACUUM the table (neither its owner nor the database's) gets a
-    /// note, not an error: the space comes back when autovacuum runs.
+    /// not VACUUM the table (neither its owner nor the database's), or a
+    /// VACUUM that fails, gets a note, not an error: the space comes back
+    /// when autovacuum runs.
     fn reclaim_space(&self) -> Result<Option<String>, BackendError> {
         let table = &self.config.table;
         let may = self.with_writer(async |conn, rt| {
@@ -1186,13 +1187,22 @@ impl Backend for PostgresBackend {
                  autovacuum runs, or once the table's owner runs VACUUM on it"
             )));
         }
-        self.with_writer(async |conn, rt| {
+        // A VACUUM that fails (a large table that outlasts the request
+        // timeout, a server short of room for its own bookkeeping) undoes
+        // none of the removals before it: said, not a failed gc.
+        let vacuumed = self.with_writer(async |conn, rt| {
             rt.add(1);
             conn.client
                 .batch_execute(&format!("VACUUM \"{table}\""))
                 .await
-        })?;
-        Ok(None)
+        });
+        Ok(vacuumed.err().map(|e| {
+            format!(
+                "the VACUUM of table {table:?} did not finish ({e}), so the space of removed \
+                 entries is reused by the server once its autovacuum runs, or once the table's \
+                 owner runs VACUUM on it"
+            )
+        }))
     }
 
     fn usage(&self) -> Result<Usage, BackendError> {
