@@ -304,11 +304,11 @@ pub struct StoreDir {
 }
 
 impl StoreDir {
-    /// Whether `path` holds a store.
-    /// A directory the user may not read counts as holding one: what opens
-    /// it says the permission is denied, and nothing is made over it.
+    /// Whether `path` holds a store (that this user can see: one in a
+    /// directory they may not look into is not said to be there, and
+    /// [`StoreDir::check_new`] refuses to make one over it).
     pub fn exists(path: &Path) -> bool {
-        !matches!(config_is_file(path), Ok(false))
+        matches!(config_is_file(path), Ok(true))
     }
 
     /// Refuses `path` for a new store if it holds a store, or the data of
@@ -317,11 +317,22 @@ impl StoreDir {
     /// own, read every record in it as tampered under its own key, and its
     /// `gc` would delete them. Empty directories hold nothing and are taken.
     pub fn check_new(path: &Path) -> Result<()> {
-        if Self::exists(path) {
-            return Err(StoreError::Config(format!(
-                "{} already holds a store",
-                path.display()
-            )));
+        match config_is_file(path) {
+            Ok(true) => {
+                return Err(StoreError::Config(format!(
+                    "{} already holds a store",
+                    path.display()
+                )));
+            }
+            Ok(false) => {}
+            // What is there cannot be seen, so nothing is made over it (a
+            // store of another user, or a directory that may hold one).
+            Err(e) => {
+                return Err(StoreError::Config(match e.kind() {
+                    std::io::ErrorKind::PermissionDenied => cannot_look_into(path),
+                    _ => format!("cannot make a store at {}: {e}", path.display()),
+                }));
+            }
         }
         // A directory there already is used as it is: refused now, before
         // anything (a key, a backend) is made for a store no open would take.
@@ -586,7 +597,7 @@ impl StoreDir {
             // A store the user may not read is theirs to be told of as
             // such, not as no store at all.
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                Err(StoreError::Config(denied_message(path, &meta)))
+                Err(StoreError::Config(cannot_look_into(path)))
             }
             Err(e) => Err(io_err(&path.join("config.toml"), e)),
         }
@@ -1134,34 +1145,49 @@ fn config_is_file(path: &Path) -> std::io::Result<bool> {
     }
 }
 
-/// What a user is told of the store directory `path` (`meta`) whose
-/// config.toml they may not read: whose it is, and what to do.
-fn denied_message(path: &Path, meta: &fs::Metadata) -> String {
+/// What a user is told of a store directory `path` they may not look
+/// into (whether it holds a store cannot be told): whose the nearest
+/// directory on the way that they may not search is, and what to do.
+fn cannot_look_into(path: &Path) -> String {
+    // The directory that keeps them out: `path` itself, or one above it.
+    let closed = path
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .find_map(|p| fs::metadata(p).ok().map(|meta| (p, meta)));
+    let Some((dir, meta)) = closed else {
+        return format!(
+            "cannot look into {}: permission denied (it may hold another user's store: run \
+             seccs as its owner, or use a store of your own)",
+            path.display()
+        );
+    };
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         let me = rustix::process::geteuid().as_raw();
         if meta.uid() != me {
             return format!(
-                "cannot open the store at {}: permission denied (it belongs to another user \
-                 (uid {}): run seccs as its owner, or give a store of your own)",
+                "cannot look into {}: permission denied ({} belongs to another user (uid {}): \
+                 run seccs as its owner, or use a store of your own)",
                 path.display(),
+                dir.display(),
                 meta.uid()
             );
         }
         format!(
-            "cannot open the store at {}: permission denied (it is yours, but its mode {:04o} \
-             keeps you out: `chmod u+rwx` it)",
+            "cannot look into {}: permission denied ({} is yours, but its mode {:04o} keeps \
+             you out: `chmod u+rwx` it)",
             path.display(),
+            dir.display(),
             meta.mode() & 0o7777
         )
     }
     #[cfg(not(unix))]
     {
-        let _ = meta;
+        let _ = (dir, meta);
         format!(
-            "cannot open the store at {}: permission denied (it may belong to another user: \
-             run seccs as its owner)",
+            "cannot look into {}: permission denied (it may belong to another user: run seccs \
+             as its owner)",
             path.display()
         )
     }
