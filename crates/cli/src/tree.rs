@@ -466,6 +466,23 @@ fn open_dir_at(
     }
 }
 
+/// Raises this process's limit of open files to the most it may have:
+/// the walk holds a directory open for each level it is in, and a tree
+/// deeper than the usual soft limit of 1,024 (far below the hard limit on
+/// most systems) would otherwise stop at it. Only the soft limit moves; a
+/// failure leaves it as it was, and a walk that then runs out says so.
+fn allow_open_files_to_the_hard_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
+}
+
 /// Walks the directory open as `fd`, at `dir` (shown in reports) and at
 /// `rel` under the directory put. Every entry is listed, stat'ed and (a
 /// link) read through the directory's descriptor, and a directory is
@@ -1057,6 +1074,7 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     };
     let top = match top {
         Ok((fd, _)) => {
+            allow_open_files_to_the_hard_limit();
             walk(&fd, dir, Path::new(""), &scope, &mut w);
             Some(fd)
         }

@@ -6365,6 +6365,51 @@ fn a_store_the_user_cannot_read_is_said_to_be_denied_not_missing() {
     );
 }
 
+/// A place the user cannot look into is not said to hold a store: `init`
+/// there (a directory of another user's, a path under one, a link loop)
+/// says what keeps it out, and makes nothing.
+#[test]
+fn init_where_it_cannot_look_says_why_and_never_that_a_store_is_there() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let loop_a = tmp.path().join("loop-a");
+    std::os::unix::fs::symlink(tmp.path().join("loop-b"), &loop_a).expect("link");
+    std::os::unix::fs::symlink(&loop_a, tmp.path().join("loop-b")).expect("link");
+    let err = fails(seccs(&loop_a).arg("init"));
+    assert!(!err.contains("already holds a store"), "{err}");
+    assert!(err.contains("symbolic links"), "{err}");
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let closed = tmp.path().join("closed");
+    std::fs::create_dir(&closed).expect("mkdir");
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    for (at, keeping_out) in [
+        (closed.clone(), &closed),
+        (closed.join("not-yet/deeper"), &closed),
+    ] {
+        let out = run(Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_seccs"))
+            .args(["init", "--store"])
+            .arg(&at)
+            .env("HOME", tmp.path()));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}: {err}", at.display());
+        assert!(!err.contains("already holds a store"), "{err}");
+        assert!(
+            err.contains("permission denied")
+                && err.contains(&format!(
+                    "{} belongs to another user (uid 0)",
+                    keeping_out.display()
+                )),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&closed).expect("list").count(), 0);
+}
+
 /// A name whose component is longer than 255 bytes, which no Linux file
 /// system can hold as a file name, is refused at put time, saying why:
 /// stored, it could never be restored. 255 bytes (non-UTF-8 bytes counted
@@ -6514,4 +6559,33 @@ fn put_dir_stores_a_tree_whose_paths_are_longer_than_path_max() {
     let listed = listed(&store, &["src/"]);
     let files = listed.iter().filter(|l| l.ends_with("/f")).count();
     assert_eq!(files, LEVELS, "{listed:?}");
+}
+
+/// A tree deeper than the soft limit of open files lets a walk hold a
+/// directory open for each level is put whole: the walk raises that limit
+/// to the hard one (here 64 and 4,096, as `prlimit` sets them; 1,024 is
+/// the usual soft limit, which a tree 1,100 levels deep passed).
+#[test]
+fn put_dir_of_a_tree_deeper_than_the_soft_open_file_limit_is_whole() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    const LEVELS: usize = 300;
+    let mut dir = tmp.path().join("deep");
+    for _ in 0..LEVELS {
+        dir.push("d");
+    }
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("f"), b"at the bottom").expect("write");
+    let out = run(Command::new("prlimit")
+        .arg("--nofile=64:4096")
+        .arg(env!("CARGO_BIN_EXE_seccs"))
+        .args(["put", "deep"])
+        .current_dir(tmp.path())
+        .env("SECCS_STORE", &store));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let bottom = format!("deep/{}f", "d/".repeat(LEVELS));
+    let back = run(seccs(&store).args(["get", &bottom]));
+    assert_eq!(back.stdout, b"at the bottom", "{said}");
 }
