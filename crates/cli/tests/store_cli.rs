@@ -3995,33 +3995,29 @@ fn init_with_a_key_file_that_exists_makes_nothing() {
     ok(seccs(&tmp.path().join("store")).arg("put").arg(&f));
 }
 
-/// A backend that goes away while `put DIR` works through many files stops
-/// the put at its first failure, said once, not once for every file left.
-#[test]
-fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let (redis, port) = common::redis_server(tmp.path(), &[]);
-    let store = tmp.path().join("store");
-    ok(seccs(&store).args([
-        "init",
-        "--backend",
-        &format!("redis://127.0.0.1:{port}/0?prefix=w:"),
-    ]));
-    let tree = tmp.path().join("tree");
+/// Runs `put -q TREE` of 1,500 files of 16 KiB into the Redis store
+/// `store` (its server on `port`), and once the put has stored something
+/// (beyond the marker and its lease), stops it while `meanwhile` runs and
+/// continues it: so what `meanwhile` does to the server happens before the
+/// put is done. Returns the put's output.
+fn put_dir_stopped_while(
+    tmp: &Path,
+    store: &Path,
+    port: u16,
+    meanwhile: impl FnOnce(),
+) -> std::process::Output {
+    let tree = tmp.join("tree");
     std::fs::create_dir(&tree).expect("mkdir");
     for i in 0..1500u64 {
         random_file(&tree, &format!("f{i:04}"), 16 * 1024, i);
     }
-    let put = seccs(&store)
+    let put = seccs(store)
         .args(["put", "-q"])
         .arg(&tree)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn seccs");
-    // Once the put has stored something (beyond the marker and its lease),
-    // it is stopped while the server goes, so the server is gone before
-    // the put is done.
     let deadline = Instant::now() + Duration::from_secs(30);
     let entries = || -> u64 {
         let reply = redis_command(port, &[b"DBSIZE"]);
@@ -4039,9 +4035,25 @@ fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
     // come after the put is done.
     let pid = rustix::process::Pid::from_child(&put);
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
-    drop(redis);
+    meanwhile();
     rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
-    let out = put.wait_with_output().expect("wait");
+    put.wait_with_output().expect("wait")
+}
+
+/// A backend that goes away while `put DIR` works through many files stops
+/// the put at its first failure, said once, not once for every file left.
+#[test]
+fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (redis, port) = common::redis_server(tmp.path(), &[]);
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args([
+        "init",
+        "--backend",
+        &format!("redis://127.0.0.1:{port}/0?prefix=w:"),
+    ]));
+    // The server is gone before the put is done.
+    let out = put_dir_stopped_while(tmp.path(), &store, port, move || drop(redis));
     let err = String::from_utf8(out.stderr).expect("utf-8");
     assert!(!out.status.success(), "{err}");
     assert!(
@@ -4066,38 +4078,11 @@ fn put_dir_stops_at_a_refused_right_and_says_it_once() {
         "--backend",
         &format!("redis://127.0.0.1:{port}/0?prefix=w:"),
     ]));
-    let tree = tmp.path().join("tree");
-    std::fs::create_dir(&tree).expect("mkdir");
-    for i in 0..1500u64 {
-        random_file(&tree, &format!("f{i:04}"), 16 * 1024, i);
-    }
-    let put = seccs(&store)
-        .args(["put", "-q"])
-        .arg(&tree)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn seccs");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let entries = || -> u64 {
-        let reply = redis_command(port, &[b"DBSIZE"]);
-        String::from_utf8_lossy(&reply)
-            .trim_start_matches(':')
-            .trim_end()
-            .parse()
-            .expect("DBSIZE answers a number")
-    };
-    while entries() < 3 {
-        assert!(Instant::now() < deadline, "the put never stored anything");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    // Stopped while the right goes, so it goes before the put is done.
-    let pid = rustix::process::Pid::from_child(&put);
-    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
-    let reply = redis_command(port, &[b"ACL", b"SETUSER", b"default", b"-@scripting"]);
-    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
-    assert_eq!(reply, b"+OK\r\n", "{}", String::from_utf8_lossy(&reply));
-    let out = put.wait_with_output().expect("wait");
+    // The right goes before the put is done.
+    let out = put_dir_stopped_while(tmp.path(), &store, port, || {
+        let reply = redis_command(port, &[b"ACL", b"SETUSER", b"default", b"-@scripting"]);
+        assert_eq!(reply, b"+OK\r\n", "{}", String::from_utf8_lossy(&reply));
+    });
     let err = String::from_utf8(out.stderr).expect("utf-8");
     assert!(!out.status.success(), "{err}");
     assert!(
@@ -4121,37 +4106,10 @@ fn put_dir_into_a_store_lost_meanwhile_promises_no_rerun() {
         "--backend",
         &format!("redis://127.0.0.1:{port}/0?prefix=w:"),
     ]));
-    let tree = tmp.path().join("tree");
-    std::fs::create_dir(&tree).expect("mkdir");
-    for i in 0..1500u64 {
-        random_file(&tree, &format!("f{i:04}"), 16 * 1024, i);
-    }
-    let put = seccs(&store)
-        .args(["put", "-q"])
-        .arg(&tree)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn seccs");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let entries = || -> u64 {
-        let reply = redis_command(port, &[b"DBSIZE"]);
-        String::from_utf8_lossy(&reply)
-            .trim_start_matches(':')
-            .trim_end()
-            .parse()
-            .expect("DBSIZE answers a number")
-    };
-    while entries() < 3 {
-        assert!(Instant::now() < deadline, "the put never stored anything");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let pid = rustix::process::Pid::from_child(&put);
-    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
-    let reply = redis_command(port, &[b"DEL", b"w:\0seccs:store-marker"]);
-    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
-    assert_eq!(reply, b":1\r\n", "{}", String::from_utf8_lossy(&reply));
-    let out = put.wait_with_output().expect("wait");
+    let out = put_dir_stopped_while(tmp.path(), &store, port, || {
+        let reply = redis_command(port, &[b"DEL", b"w:\0seccs:store-marker"]);
+        assert_eq!(reply, b":1\r\n", "{}", String::from_utf8_lossy(&reply));
+    });
     let err = String::from_utf8(out.stderr).expect("utf-8");
     assert!(!out.status.success(), "{err}");
     assert!(
@@ -4163,7 +4121,7 @@ fn put_dir_into_a_store_lost_meanwhile_promises_no_rerun() {
     assert_eq!(err.trim_end().lines().count(), 1, "said once: {err}");
     // Refused, as the message says (here the entries stay, the marker
     // alone went; a server emptied holds none of the store's data).
-    let again = fails(seccs(&store).arg("put").arg(&tree));
+    let again = fails(seccs(&store).arg("put").arg(tmp.path().join("tree")));
     assert!(
         again.contains("holds entries but not this store's marker"),
         "{again}"
