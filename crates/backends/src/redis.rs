@@ -498,14 +498,7 @@ impl RedisBackend {
             }
         };
         self.round_trips.add(1);
-        let mut answer = request(conn);
-        for _ in 0..INTERRUPTED_RETRIES {
-            match &answer {
-                Err(err) if was_interrupted(err) => answer = request(conn),
-                _ => break,
-            }
-        }
-        match answer {
+        match again_if_interrupted(|| request(conn)) {
             Ok(value) => Ok(value),
             Err(err) => {
                 if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() {
@@ -1108,6 +1101,22 @@ fn eviction_risk(conn: &mut Connection) -> Option<String> {
 /// answer was interrupted: once per stop of the process while it waited
 /// (a user's Ctrl-Z and `fg`, a debugger, a job control script).
 const INTERRUPTED_RETRIES: usize = 100;
+
+/// Runs `request` again while its answer was interrupted
+/// ([`was_interrupted`]), at most [`INTERRUPTED_RETRIES`] more times; its
+/// last answer.
+fn again_if_interrupted<T>(
+    mut request: impl FnMut() -> redis::RedisResult<T>,
+) -> redis::RedisResult<T> {
+    let mut answer = request();
+    for _ in 0..INTERRUPTED_RETRIES {
+        match &answer {
+            Err(err) if was_interrupted(err) => answer = request(),
+            _ => break,
+        }
+    }
+    answer
+}
 
 /// Whether `err` is a read of an answer that the kernel interrupted
 /// (`EINTR`). Linux does not restart a socket call that has a timeout

@@ -82,11 +82,7 @@ impl StoreLocation {
     /// The file a share-keyed store's password is read from:
     /// --share-password-file, else a non-empty $SECCS_SHARE_PASSWORD_FILE.
     pub fn share_password_file(&self) -> Option<PathBuf> {
-        self.share_password_file.clone().or_else(|| {
-            std::env::var_os("SECCS_SHARE_PASSWORD_FILE")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
+        crate::share::password_file_or_env(self.share_password_file.as_deref())
     }
 
     /// The store directory to use: --store, else a non-empty $SECCS_STORE,

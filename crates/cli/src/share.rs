@@ -251,15 +251,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `SECCS_SHARE_PASSWORD`, else a prompt without echo (twice when
 /// `confirm`).
 fn password(args: &PasswordArgs, confirm: bool) -> anyhow::Result<Password> {
-    let from_env = || {
+    password_from(
+        password_file_or_env(args.password_file.as_deref()).as_deref(),
+        confirm,
+    )
+}
+
+/// The share password's file: `given` (an option's), else a non-empty
+/// `SECCS_SHARE_PASSWORD_FILE`; what store and share commands both read.
+pub fn password_file_or_env(given: Option<&Path>) -> Option<PathBuf> {
+    given.map(Path::to_path_buf).or_else(|| {
         std::env::var_os("SECCS_SHARE_PASSWORD_FILE")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
-    };
-    password_from(
-        args.password_file.clone().or_else(from_env).as_deref(),
-        confirm,
-    )
+    })
 }
 
 /// The input a save of `file` (`-`: standard input) carries, opened, and

@@ -3995,6 +3995,19 @@ fn init_with_a_key_file_that_exists_makes_nothing() {
     ok(seccs(&tmp.path().join("store")).arg("put").arg(&f));
 }
 
+/// A store in `tmp` on a Redis server of its own, under prefix `w:`: the
+/// server, its port and the store's directory.
+fn redis_store_with_prefix_w(tmp: &Path) -> (common::Killed, u16, PathBuf) {
+    let (redis, port) = common::redis_server(tmp, &[]);
+    let store = tmp.join("store");
+    ok(seccs(&store).args([
+        "init",
+        "--backend",
+        &format!("redis://127.0.0.1:{port}/0?prefix=w:"),
+    ]));
+    (redis, port, store)
+}
+
 /// Runs `put -q TREE` of 1,500 files of 16 KiB into the Redis store
 /// `store` (its server on `port`), and once the put has stored something
 /// (beyond the marker and its lease), stops it while `meanwhile` runs and
@@ -4045,13 +4058,7 @@ fn put_dir_stopped_while(
 #[test]
 fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (redis, port) = common::redis_server(tmp.path(), &[]);
-    let store = tmp.path().join("store");
-    ok(seccs(&store).args([
-        "init",
-        "--backend",
-        &format!("redis://127.0.0.1:{port}/0?prefix=w:"),
-    ]));
+    let (redis, port, store) = redis_store_with_prefix_w(tmp.path());
     // The server is gone before the put is done.
     let out = put_dir_stopped_while(tmp.path(), &store, port, move || drop(redis));
     let err = String::from_utf8(out.stderr).expect("utf-8");
@@ -4071,13 +4078,7 @@ fn put_dir_stops_at_the_backends_first_failure_and_says_it_once() {
 #[test]
 fn put_dir_stops_at_a_refused_right_and_says_it_once() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (_redis, port) = common::redis_server(tmp.path(), &[]);
-    let store = tmp.path().join("store");
-    ok(seccs(&store).args([
-        "init",
-        "--backend",
-        &format!("redis://127.0.0.1:{port}/0?prefix=w:"),
-    ]));
+    let (_redis, port, store) = redis_store_with_prefix_w(tmp.path());
     // The right goes before the put is done.
     let out = put_dir_stopped_while(tmp.path(), &store, port, || {
         let reply = redis_command(port, &[b"ACL", b"SETUSER", b"default", b"-@scripting"]);
@@ -4099,13 +4100,7 @@ fn put_dir_stops_at_a_refused_right_and_says_it_once() {
 #[test]
 fn put_dir_into_a_store_lost_meanwhile_promises_no_rerun() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (_redis, port) = common::redis_server(tmp.path(), &[]);
-    let store = tmp.path().join("store");
-    ok(seccs(&store).args([
-        "init",
-        "--backend",
-        &format!("redis://127.0.0.1:{port}/0?prefix=w:"),
-    ]));
+    let (_redis, port, store) = redis_store_with_prefix_w(tmp.path());
     let out = put_dir_stopped_while(tmp.path(), &store, port, || {
         let reply = redis_command(port, &[b"DEL", b"w:\0seccs:store-marker"]);
         assert_eq!(reply, b":1\r\n", "{}", String::from_utf8_lossy(&reply));

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use redis::{Client, Connection};
 use seccs_store::backend::BackendError;
 
-use super::{ALLOW_OOM, CONNECT_TIMEOUT, INTERRUPTED_RETRIES, NAME, map_err, was_interrupted};
+use super::{ALLOW_OOM, CONNECT_TIMEOUT, NAME, again_if_interrupted, map_err};
 use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token, name_holder};
 
 /// The lease's key after the store's prefix. No store key has this length
@@ -99,17 +99,13 @@ impl Lease {
                     .query(conn)
             }
         };
-        // A take whose answer was interrupted (see `was_interrupted`) is
-        // sent again; if the first took the lease, the second finds this
-        // process's own token there, read below.
-        let mut taken = take(&mut conn);
-        for _ in 0..INTERRUPTED_RETRIES {
-            match &taken {
-                Err(err) if was_interrupted(err) => taken = take(&mut conn),
-                _ => break,
-            }
-        }
-        if taken.map_err(map_err)?.is_none() {
+        // A take whose answer was interrupted is sent again; if the first
+        // took the lease, the second finds this process's own token there,
+        // read below.
+        if again_if_interrupted(|| take(&mut conn))
+            .map_err(map_err)?
+            .is_none()
+        {
             let holder: Option<Vec<u8>> = redis::cmd("GET")
                 .arg(&key)
                 .query(&mut conn)
