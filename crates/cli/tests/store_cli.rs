@@ -6542,3 +6542,63 @@ fn put_dir_of_a_tree_deeper_than_the_soft_open_file_limit_is_whole() {
     let back = run(seccs(&store).args(["get", &bottom]));
     assert_eq!(back.stdout, b"at the bottom", "{said}");
 }
+
+/// Each put of the embedded store writes blob files of its own, and a
+/// walk over the store reads them all: the database keeps at most half the
+/// soft open-file limit of them open, so a store with more blob files than
+/// the limit is read whole under it; and a process that runs out of
+/// descriptors anyway says so and never reports the store as damaged.
+#[test]
+fn an_embedded_store_with_more_files_than_the_open_file_limit_reads_whole() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    const PUTS: usize = 40;
+    for i in 0..PUTS {
+        let file = random_file(tmp.path(), &format!("f{i}"), 64 << 10, i as u64);
+        ok(seccs(&store)
+            .args(["put", "-q", "--name", &format!("f{i}")])
+            .arg(&file));
+    }
+    let blob_files = std::fs::read_dir(store.join("db/keyspaces"))
+        .expect("keyspaces")
+        .filter_map(Result::ok)
+        .filter_map(|keyspace| std::fs::read_dir(keyspace.path().join("blobs")).ok())
+        .flat_map(|blobs| blobs.filter_map(Result::ok))
+        .count();
+    assert!(blob_files >= PUTS, "{blob_files} blob files");
+    let limited = |nofile: &str, args: &[&str]| {
+        run(Command::new("prlimit")
+            .arg(format!("--nofile={nofile}:{nofile}"))
+            .arg(env!("CARGO_BIN_EXE_seccs"))
+            .args(args)
+            .env("SECCS_STORE", &store))
+    };
+    let out = limited("40", &["verify"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 finding(s)"));
+    // Below what the store needs, a command stops at the first read that
+    // finds no descriptor (at its open, or walking), and says why.
+    let mut ran_out = 0;
+    for nofile in ["14", "16", "20", "24"] {
+        for command in ["verify", "gc"] {
+            let out = limited(nofile, &[command]);
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            for damage in ["corrupt", "unreadable", "broken name", "seccs rm"] {
+                assert!(!said.contains(damage), "{command} at {nofile}: {said}");
+            }
+            if !out.status.success() {
+                assert!(said.contains("open files"), "{command} at {nofile}: {said}");
+                ran_out += 1;
+            }
+        }
+    }
+    assert!(ran_out > 0, "no limit was low enough to run out");
+    let out = run(seccs(&store).arg("verify"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 finding(s)"));
+}

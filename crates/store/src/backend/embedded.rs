@@ -154,6 +154,7 @@ use fjall::{
 };
 
 use rayon::prelude::*;
+use rustix::io::Errno;
 
 use super::{Backend, BackendError, Batch, Damaged, Entry, Op, Usage, Visitor};
 
@@ -212,6 +213,26 @@ const PARALLEL_LOOKUPS: usize = 16;
 /// re-sending it (a profile of a 256 MiB put showed a fifth of all cycles
 /// there). With one worker flushes and compactions run in turn.
 const WORKER_THREADS: usize = 1;
+/// Most table and blob files fjall keeps open, its own default on Linux.
+const MOST_CACHED_FILES: usize = 900;
+/// Fewest files fjall's descriptor cache accepts (it panics below).
+const FEWEST_CACHED_FILES: usize = 10;
+
+/// How many table and blob files fjall may keep open: half of this
+/// process's soft open-file limit, so that the rest of the process (the
+/// files a `put DIR` reads, a backup's sockets) keeps the other half, and
+/// at most fjall's default. fjall's own default of 900 ignores the limit:
+/// a store of a few GiB has hundreds of blob files, and a get of a large
+/// content kept one open per blob file read until it failed with "Too many
+/// open files" part-way through its output under a soft limit of 1,024 or
+/// less. Files beyond the number are closed and opened again as needed.
+fn cached_files() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    soft.map_or(MOST_CACHED_FILES, |n| {
+        usize::try_from(n / 2).unwrap_or(MOST_CACHED_FILES)
+    })
+    .clamp(FEWEST_CACHED_FILES, MOST_CACHED_FILES)
+}
 
 /// `tag ‖ key`.
 fn tagged(tag: u8, key: &[u8]) -> Vec<u8> {
@@ -434,6 +455,7 @@ impl EmbeddedBackend {
             .cache_size(CACHE_BYTES)
             .worker_threads(WORKER_THREADS)
             .max_write_buffer_size(Some(WRITE_BUFFER_BYTES))
+            .max_cached_files(Some(cached_files()))
             .open()
             .map_err(|e| name_damaged_files(open_error(e, dir), dir))?;
         if existing
@@ -732,6 +754,8 @@ impl EmbeddedBackend {
         let e = match whole {
             Ok(()) => return Ok(()),
             Err(WalkError::Visit(e)) => return Err(e),
+            // Not damage: walking the ranges again would fail the same way.
+            Err(WalkError::Read(e)) if e.fails_every_request() => return Err(e),
             Err(WalkError::Read(e)) => e,
         };
         if deeper == 0 {
@@ -753,6 +777,7 @@ impl EmbeddedBackend {
             match self.read_entry(&Overlay::default(), snapshot, range) {
                 Ok(Some(entry)) => unseen(range, &entry)?,
                 Ok(None) => {}
+                Err(e) if e.fails_every_request() => return Err(e),
                 Err(e) => damaged(range, e),
             }
         }
@@ -1823,6 +1848,19 @@ fn map_error(e: fjall::Error, dir: &Path) -> BackendError {
     }
 }
 
+/// The operating system's error code of `e`, or of the I/O error it
+/// wraps: fjall hands some on wrapped in one of its own.
+fn os_error_code(e: &std::io::Error) -> Option<i32> {
+    let mut e = e;
+    for _ in 0..8 {
+        if let Some(code) = e.raw_os_error() {
+            return Some(code);
+        }
+        e = e.get_ref()?.downcast_ref::<std::io::Error>()?;
+    }
+    None
+}
+
 /// Maps an I/O error met working on the database in `dir`.
 fn io_error(e: &std::io::Error, dir: &Path) -> BackendError {
     use std::io::ErrorKind as K;
@@ -1833,6 +1871,25 @@ fn io_error(e: &std::io::Error, dir: &Path) -> BackendError {
         return full;
     }
     let shown = dir.display();
+    // Out of descriptors or memory, every later read fails as this one
+    // did, and the data is not at fault: a walk that took it for a damaged
+    // block reported a sound store as broken (and `rm` as the fix).
+    let exhausted = [Errno::MFILE, Errno::NFILE, Errno::NOMEM]
+        .iter()
+        .any(|errno| os_error_code(e) == Some(errno.raw_os_error()));
+    if exhausted {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+        return BackendError::Unavailable {
+            backend: NAME.to_owned(),
+            detail: format!(
+                "{shown}: {e}: this process ran out of open files or memory (its open-file \
+                 limit is {limit}); raise it (`ulimit -n`) or free memory, and run the command \
+                 again; the store's data is not at fault"
+            ),
+        };
+    }
     match e.kind() {
         // A lookup of the directory tells a store moved or removed while
         // the command ran from a file missing inside it.
@@ -1905,5 +1962,27 @@ mod tests {
                 && text.contains("moved or removed while this command ran"),
             "{text}"
         );
+    }
+
+    /// Out of descriptors or memory, bare or wrapped in another I/O error
+    /// as fjall hands some on, a read stops the command and is never
+    /// taken for damage.
+    #[test]
+    fn running_out_of_descriptors_or_memory_is_no_damage() {
+        let dir = Path::new("/store/db");
+        for errno in [Errno::MFILE, Errno::NFILE, Errno::NOMEM] {
+            let bare = std::io::Error::from_raw_os_error(errno.raw_os_error());
+            let wrapped =
+                std::io::Error::other(std::io::Error::from_raw_os_error(errno.raw_os_error()));
+            for e in [bare, wrapped] {
+                let mapped = map_error(fjall::Error::Io(e), dir);
+                assert!(
+                    matches!(mapped, BackendError::Unavailable { .. }),
+                    "{mapped:?}"
+                );
+                assert!(mapped.fails_every_request());
+                assert!(mapped.to_string().contains("not at fault"), "{mapped}");
+            }
+        }
     }
 }
