@@ -19,7 +19,8 @@ pub struct KmsBenchArgs {
     #[arg(long, default_value = "2", value_name = "SECONDS", value_parser = parse_seconds)]
     seconds: Duration,
     /// MiB encrypted for the file measurement, from 1 to 16384.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=16384))]
+    #[arg(long, default_value_t = 128, value_name = "MIB",
+          value_parser = clap::value_parser!(u32).range(1..=16384))]
     file_mib: u32,
 }
 

@@ -15,15 +15,15 @@ pub struct ShareBenchArgs {
     #[arg(long)]
     json: bool,
     /// Broker URL (default: an in-process broker), e.g. redis://127.0.0.1:6379.
-    #[arg(long)]
+    #[arg(long, value_name = "URL")]
     broker: Option<String>,
-    /// File sizes in MiB.
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64",
+    /// File sizes in MiB, each from 1 to 1024, separated by commas.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64", value_name = "MIB",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     sizes_mib: Vec<u16>,
-    /// Timed saves and loads of each size; the median counts. One untimed
-    /// save and load of 1 MiB runs first, as a warm-up.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=20))]
+    /// Timed saves and loads of each size, from 1 to 20; the median counts.
+    /// One untimed save and load of 1 MiB runs first, as a warm-up.
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=20))]
     rounds: u8,
 }
 

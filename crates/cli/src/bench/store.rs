@@ -15,17 +15,22 @@ pub struct StoreBenchArgs {
     /// Chunk size S to measure.
     #[arg(long, default_value_t = seccs_store::DEFAULT_CHUNK_SIZE, value_name = "N")]
     chunk_size: usize,
-    /// MiB of random data per measurement.
-    #[arg(long, default_value_t = 128, value_name = "MIB")]
-    size_mib: usize,
-    /// Rounds of the in-memory measurements; each figure is the best round
-    /// (a busy machine only ever makes a round slower).
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    rounds: usize,
+    /// MiB of random data per measurement, from 1 to 16384 (it is held in
+    /// memory).
+    #[arg(long, default_value_t = 128, value_name = "MIB",
+          value_parser = clap::value_parser!(u64).range(1..=16384))]
+    size_mib: u64,
+    /// Rounds of the in-memory measurements, from 1 to 100; each figure is
+    /// the best round (a busy machine only ever makes a round slower).
+    #[arg(long, default_value_t = 3, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: u64,
     /// MiB of the streamed content (embedded backend), generated while it
     /// is put and counted while it is read back, never held in memory:
-    /// far larger than any cache of the store. 0 skips it.
-    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    /// far larger than any cache of the store. 0 skips it; at most 16777216
+    /// (16 TiB).
+    #[arg(long, default_value_t = 1024, value_name = "MIB",
+          value_parser = clap::value_parser!(u64).range(0..=1 << 24))]
     stream_mib: u64,
     /// Also measure a backend given by URL (redis://, postgres://, s3://).
     /// At a store's URL, writes are checked against its marker as the
@@ -146,7 +151,9 @@ fn measure_stream(params: Params, key: &SecretKey, mib: u64) -> Result<Measured>
 pub fn run(args: StoreBenchArgs) -> Result<()> {
     let params = Params::new(args.chunk_size, WrapperKind::AesSiv)?;
     let key = SecretKey::generate()?;
-    let mut data = vec![0u8; args.size_mib << 20];
+    // Within usize: --size-mib is at most 16384.
+    let size = usize::try_from(args.size_mib << 20)?;
+    let mut data = vec![0u8; size];
     seccs_core::random_bytes(&mut data)?;
     let say = |s: String| {
         if !args.json {
@@ -157,7 +164,6 @@ pub fn run(args: StoreBenchArgs) -> Result<()> {
         "seccs bench: {} MiB of random data, S = {}",
         args.size_mib, args.chunk_size
     ));
-    anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     let mut floor = 0f64;
     let mut chunker = 0f64;
     let mut best: Option<(Measured, Measured, Measured)> = None;

@@ -14,17 +14,21 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context;
 use clap::Args;
 
 /// Arguments of `seccs bench tempfile`.
 #[derive(Debug, Args)]
 pub struct TempfileBenchArgs {
     /// MiB written and read sequentially (the random test runs on a file of
-    /// this size too).
-    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    /// this size too), from 1 to 16777216 (16 TiB).
+    #[arg(long, default_value_t = 256, value_name = "MIB",
+          value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     size_mib: u64,
-    /// Number of random 4 KiB operations (half reads, half writes).
-    #[arg(long, default_value_t = 40_000, value_name = "N")]
+    /// Number of random 4 KiB operations (half reads, half writes), from 1
+    /// to 4294967296.
+    #[arg(long, default_value_t = 40_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
     random_ops: u64,
     /// Directory for the files (default: the system's temporary directory).
     #[arg(long, value_name = "DIR")]
@@ -124,8 +128,17 @@ fn measure<F: Read + Write + Seek>(
 
 /// Runs `seccs bench tempfile`.
 pub fn run(args: TempfileBenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.size_mib > 0, "--size-mib must be at least 1");
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    // Refused before a round starts, naming the directory: a file made in
+    // it would fail with the bare cause only.
+    tempfile::tempfile_in(&dir).with_context(|| {
+        let given = if args.dir.is_some() {
+            "--dir "
+        } else {
+            "the temporary directory "
+        };
+        format!("cannot make a file in {given}{}", dir.display())
+    })?;
     let mut data = vec![0u8; CHUNK];
     seccs_core::random_bytes(&mut data)?;
 
