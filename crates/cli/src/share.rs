@@ -138,7 +138,9 @@ enum ShareCommand {
         /// (n - t: how many servers may be lost), whole, and the
         /// servers in each state (authentic, bad with reasons, superseded,
         /// repeated, without_record, silent with the failure), also when
-        /// it is not whole; a tag whose check failed (it does not rebuild,
+        /// it is not whole; each server is {"channel", "name"} as `serv
+        /// --json` gives it ("name" null when it did not answer the
+        /// listing), with "reason" for bad and silent ones; a tag whose check failed (it does not rebuild,
         /// or the password does not open it) is {"tag", "error"}.
         #[arg(long)]
         json: bool,
@@ -606,11 +608,7 @@ impl Session {
         self.client
             .server_status()
             .await
-            .map(|all| {
-                all.into_iter()
-                    .map(|s| (s.channel, s.info.name.escape_debug().to_string()))
-                    .collect()
-            })
+            .map(|all| all.into_iter().map(|s| (s.channel, s.info.name)).collect())
             .unwrap_or_default()
     }
 
@@ -901,12 +899,22 @@ fn show_check(
 ) -> anyhow::Result<()> {
     let label = |channel: &str| relabel_text(channel, names);
     if json {
-        let labels =
-            |servers: &[String]| -> Vec<String> { servers.iter().map(|s| label(s)).collect() };
+        // A server as `serv --json` gives it, by channel and name (null
+        // when it did not answer the listing), so that a script can join
+        // the two.
+        let server =
+            |channel: &str| serde_json::json!({ "channel": channel, "name": names.get(channel) });
+        let labels = |servers: &[String]| -> Vec<serde_json::Value> {
+            servers.iter().map(|s| server(s)).collect()
+        };
         let with_reasons = |servers: &[(String, String)]| -> Vec<serde_json::Value> {
             servers
                 .iter()
-                .map(|(s, why)| serde_json::json!({ "server": label(s), "reason": why }))
+                .map(|(s, why)| {
+                    let mut one = server(s);
+                    one["reason"] = serde_json::json!(why);
+                    one
+                })
                 .collect()
         };
         outln!(
@@ -1009,7 +1017,11 @@ fn relabel_text(text: &str, names: &std::collections::HashMap<String, String>) -
     let mut out = text.to_owned();
     for (channel, name) in names {
         if out.contains(channel.as_str()) {
-            out = out.replace(channel.as_str(), &format!("{name} ({channel})"));
+            // A server names itself: escaped, as a tag is.
+            out = out.replace(
+                channel.as_str(),
+                &format!("{} ({channel})", name.escape_debug()),
+            );
         }
     }
     out

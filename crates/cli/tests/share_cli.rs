@@ -172,6 +172,22 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
         "{checked:?}"
     );
     assert_eq!(checked[0]["authentic"].as_array().map(Vec::len), Some(3));
+    // A server is said as `serv --json` says it, by channel and name, so
+    // that a script can join the two.
+    let mut authentic: Vec<(String, String)> = checked[0]["authentic"]
+        .as_array()
+        .expect("authentic")
+        .iter()
+        .map(|s| (s["channel"].to_string(), s["name"].to_string()))
+        .collect();
+    let mut online: Vec<(String, String)> = net
+        .wait_for_servers(3)
+        .iter()
+        .map(|s| (s["channel"].to_string(), s["name"].to_string()))
+        .collect();
+    authentic.sort();
+    online.sort();
+    assert_eq!(authentic, online, "{checked:?}");
     // Without a tag, every tag listed is checked, its newest version.
     let all = json_lines(&ok(&mut net.with_password(&["check", "--json"])));
     assert!(
