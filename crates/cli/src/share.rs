@@ -54,10 +54,10 @@ enum ShareCommand {
     /// ignored).
     Serve {
         /// Config file (default: ROOT/seccs-share.toml).
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Where records are kept (default: ~/.seccs-share).
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "DIR")]
         root: Option<PathBuf>,
     },
     /// Open the interactive prompt (save, load, check, ls, serv, rm, help,
@@ -86,6 +86,9 @@ enum ShareCommand {
         password: PasswordArgs,
         #[command(flatten)]
         save: SaveArgs,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
         /// The tag.
         tag: String,
         /// The file, or `-` for stdin.
@@ -107,6 +110,9 @@ enum ShareCommand {
         /// can, with a warning naming each newer one and why.
         #[arg(long)]
         or_older: bool,
+        /// No progress spinner.
+        #[arg(short, long)]
+        quiet: bool,
         /// The tag, optionally with @VERSION.
         tag: String,
         /// The file to write, or `-` for stdout. An existing file is
@@ -192,7 +198,7 @@ enum ShareCommand {
 #[derive(Debug, Args)]
 struct ClientArgs {
     /// Config file (default: ~/.seccs-share/seccs-share.toml).
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
 
@@ -204,7 +210,7 @@ struct PasswordArgs {
     /// is read; anything after the first line is ignored, with a warning).
     /// Defaults to $SECCS_SHARE_PASSWORD_FILE (when set and not empty);
     /// without either, SECCS_SHARE_PASSWORD, else a prompt.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
 }
 
@@ -212,10 +218,18 @@ struct PasswordArgs {
 /// threshold each record was saved with).
 #[derive(Debug, Args)]
 struct SaveArgs {
-    /// Records needed to rebuild the file (default: n/2 + 1 of the servers
-    /// online).
-    #[arg(long)]
+    /// Records needed to rebuild the file, from 1 to 255 (default: n/2 + 1
+    /// of the servers online).
+    #[arg(long, value_name = "N", value_parser = parse_threshold)]
     threshold: Option<usize>,
+}
+
+/// `--threshold`: from 1 to 255, the most servers a save can split to.
+fn parse_threshold(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(t @ 1..=255) => Ok(t),
+        _ => Err(format!("{text:?} is not a threshold: give from 1 to 255")),
+    }
 }
 
 fn default_root() -> PathBuf {
@@ -491,13 +505,18 @@ const NAME_LOOKUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(3)
 /// A client connected to the share network, which the commands run on.
 struct Session {
     client: Client,
+    /// No progress bar or spinner (`-q`), even on a terminal.
+    quiet: bool,
 }
 
 impl Session {
     async fn open(args: &ClientArgs) -> anyhow::Result<Self> {
         let config = load_config(args.config.as_deref(), &default_root())?;
         let client = Client::connect(&config).await?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            quiet: false,
+        })
     }
 
     /// A session whose saves use `save`'s threshold.
@@ -527,7 +546,7 @@ impl Session {
         seccs_net::client::check_new_tag(tag)?;
         let keys = self.client.save_keys(pw).await?;
         let data = read_save_input(input, max, too_large)?;
-        let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = crate::progress::enabled(self.quiet).then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
@@ -646,7 +665,7 @@ impl Session {
                  to {spec}, one version"
             );
         }
-        let spinner = std::io::stderr().is_terminal().then(|| {
+        let spinner = crate::progress::enabled(self.quiet).then(|| {
             let s = ProgressBar::new_spinner();
             s.set_message(format!("loading {tag}"));
             s.enable_steady_tick(std::time::Duration::from_millis(100));
@@ -1229,12 +1248,14 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
             client,
             password: from,
             save,
+            quiet,
             tag,
             file,
         } => {
             let pw = password(&from, true)?;
             runtime()?.block_on(async {
                 let mut session = Session::open_to_save(&client, &save).await?;
+                session.quiet = quiet;
                 match session.save(&tag, &file, &pw).await {
                     Err(e) => Err(session.relabel(e).await),
                     ok => ok,
@@ -1245,12 +1266,14 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
             client,
             password: from,
             or_older,
+            quiet,
             tag,
             file,
         } => {
             let pw = password(&from, false)?;
             let rt = runtime()?;
-            let session = rt.block_on(Session::open(&client))?;
+            let mut session = rt.block_on(Session::open(&client))?;
+            session.quiet = quiet;
             match load_into(&rt, &session, &tag, &file, &pw, or_older) {
                 Err(e) => Err(rt.block_on(session.relabel(e))),
                 ok => ok,

@@ -1158,3 +1158,56 @@ fn a_share_keyed_store_takes_its_password_from_a_file() {
     assert!(!refused.status.success());
     assert!(refused.stdout.is_empty());
 }
+
+/// Save and load take -q/--quiet as put and get do; a threshold of 0 is a
+/// usage error (exit status 2); placeholders say what a value is.
+#[test]
+fn share_save_and_load_take_quiet_and_bounds_are_usage_errors() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let missing = tmp.path().join("missing.toml");
+    for args in [
+        &["save", "-q", "t1", "-"][..],
+        &["save", "--quiet", "t1", "-"],
+        &["load", "-q", "t1", "-"],
+        &["load", "--quiet", "t1", "-"],
+    ] {
+        let out = run(seccs(tmp.path())
+            .arg("share")
+            .args(args)
+            .arg("--config")
+            .arg(&missing)
+            .env("SECCS_SHARE_PASSWORD", "correct horse")
+            .stdin(Stdio::null()));
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("missing.toml"), "{args:?}: {err}");
+    }
+    let out = run(seccs(tmp.path()).args(["share", "save", "--threshold", "0", "t1", "-"]));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--threshold") && err.contains("try '--help'"),
+        "{err}"
+    );
+    for (args, expected) in [
+        (
+            &["save", "--help"][..],
+            &[
+                "--config <FILE>",
+                "--threshold <N>",
+                "--password-file <FILE>",
+            ][..],
+        ),
+        (
+            &["client", "--help"],
+            &["--threshold <N>", "--config <FILE>"],
+        ),
+        (&["serve", "--help"], &["--root <DIR>", "--config <FILE>"]),
+        (&["check", "--help"], &["--password-file <FILE>"]),
+    ] {
+        let help = ok(seccs(tmp.path()).arg("share").args(args));
+        for e in expected {
+            assert!(help.contains(e), "{args:?}: {e} in {help}");
+        }
+    }
+}
