@@ -116,8 +116,8 @@ struct Ahead {
 pub(crate) struct BlockFile {
     /// Shared with the background thread.
     file: Arc<File>,
-    /// Started by the first long run.
-    background: Option<Background>,
+    /// Long runs' I/O; its thread runs only while there is work.
+    background: Background,
     inflight: Inflight,
     /// A finished read-ahead not yet opened to its end.
     ahead: Option<Ahead>,
@@ -145,6 +145,9 @@ pub(crate) struct BlockFile {
     win_start: u64,
     win: Zeroizing<Vec<u8>>,
     state: Vec<Slot>,
+    /// Slots read from disk before they are opened: grown to the longest
+    /// run read so far (see [`staging_len`]), so a file that never reads
+    /// a long run never holds a window's worth.
     staging: Vec<u8>,
     /// The block a sequential reader would ask for next.
     next_seq: u64,
@@ -201,9 +204,10 @@ impl BlockFile {
         let blocks = (WINDOW_BYTES / block_size).max(1);
         let slot_size = block_size + BLOCK_OVERHEAD;
         let counter = versions.max();
+        let file = Arc::new(file);
         Ok(Self {
-            file: Arc::new(file),
-            background: None,
+            background: Background::new(Arc::clone(&file)),
+            file,
             inflight: Inflight::Idle,
             ahead: None,
             spares: Vec::new(),
@@ -221,8 +225,7 @@ impl BlockFile {
             win_start: 0,
             win: Zeroizing::new(vec![0; blocks * block_size]),
             state: vec![Slot::Absent; blocks],
-            // A probe byte per part (see `open_run`).
-            staging: vec![0; blocks * (slot_size + 1)],
+            staging: Vec::new(),
             next_seq: 0,
         })
     }
@@ -268,6 +271,7 @@ impl BlockFile {
         self.settle()?;
         let bs = self.block_size;
         let first = (block - self.win_start) as usize;
+        self.grow_staging(count as usize);
         let out = &mut self.win[first * bs..(first + count as usize) * bs];
         open_run(
             &self.file,
@@ -348,6 +352,14 @@ impl BlockFile {
         }
     }
 
+    /// Makes `staging` long enough to read `count` blocks through.
+    fn grow_staging(&mut self, count: usize) {
+        let len = staging_len(self.slot_size, count);
+        if self.staging.len() < len {
+            self.staging.resize(len, 0);
+        }
+    }
+
     /// A buffer of `len` bytes for slots, reused when one is spare.
     fn slot_buffer(&mut self, len: usize) -> Vec<u8> {
         let mut buf = self.spares.pop().unwrap_or_default();
@@ -394,7 +406,7 @@ impl BlockFile {
         if let Some(ahead) = self.ahead.take() {
             self.keep_buffer(ahead.buf);
         }
-        if let Some(done) = self.background.as_mut().and_then(Background::wait) {
+        if let Some(done) = self.background.wait() {
             let job = std::mem::replace(&mut self.inflight, Inflight::Idle);
             let Done { buf, result } = done;
             self.keep_buffer(buf);
@@ -405,26 +417,24 @@ impl BlockFile {
         self.check()
     }
 
-    /// The background thread, started on first use; `None` if it cannot
-    /// be started (the work then stays on the calling thread).
-    fn background(&mut self) -> Option<&mut Background> {
-        if self.background.is_none() {
-            self.background = Background::spawn(Arc::clone(&self.file)).ok();
-        }
-        self.background.as_mut()
-    }
-
     /// Writes sealed `slots` from block `first`: a long run behind the
     /// caller's back, once the previous one is on disk; a short one here.
     fn write_slots(&mut self, first: u64, slots: Vec<u8>) -> Result<(), Error> {
         let offset = slot_offset(first, self.slot_size)?;
         let long = slots.len() >= LONG_RUN_BLOCKS * self.slot_size;
         self.settle()?;
-        if long && let Some(background) = self.background() {
-            background.submit(Job::Write { buf: slots, offset })?;
-            self.inflight = Inflight::Write;
-            return Ok(());
-        }
+        let slots = if long {
+            match self.background.submit(Job::Write { buf: slots, offset }) {
+                Ok(()) => {
+                    self.inflight = Inflight::Write;
+                    return Ok(());
+                }
+                // No thread could be started: the work stays here.
+                Err(Job::Write { buf, .. } | Job::Read { buf, .. }) => buf,
+            }
+        } else {
+            slots
+        };
         write_all_at(&self.file, &slots, offset)?;
         self.keep_buffer(slots);
         Ok(())
@@ -489,6 +499,7 @@ impl BlockFile {
     fn read_here(&mut self, block: u64, out: &mut [u8]) -> Result<(), Error> {
         let count = out.len() / self.block_size;
         self.settle()?;
+        self.grow_staging(count);
         open_run(
             &self.file,
             &self.cipher,
@@ -525,7 +536,7 @@ impl BlockFile {
             self.keep_buffer(ahead.buf);
         }
         self.inflight = Inflight::Idle;
-        match self.background.as_mut().and_then(Background::wait) {
+        match self.background.wait() {
             Some(Done {
                 buf,
                 result: Ok(got),
@@ -558,16 +569,17 @@ impl BlockFile {
         }
         let buf = self.slot_buffer(slots * self.slot_size + probe);
         let offset = block * self.slot_size as u64;
-        let Some(background) = self.background() else {
-            return;
-        };
-        if background.submit(Job::Read { buf, offset }).is_ok() {
-            self.inflight = Inflight::ReadAhead(Span {
-                block,
-                count,
-                slots,
-                probe,
-            });
+        match self.background.submit(Job::Read { buf, offset }) {
+            Ok(()) => {
+                self.inflight = Inflight::ReadAhead(Span {
+                    block,
+                    count,
+                    slots,
+                    probe,
+                });
+            }
+            // No thread could be started: the reader reads here.
+            Err(Job::Read { buf, .. } | Job::Write { buf, .. }) => self.keep_buffer(buf),
         }
     }
 
@@ -979,8 +991,19 @@ fn open_slots(
     Ok(())
 }
 
+/// Bytes of staging [`open_run`] needs for `count` blocks: their slots
+/// and a probe byte per part.
+fn staging_len(slot_size: usize, count: usize) -> usize {
+    let part = part_blocks(slot_size - BLOCK_OVERHEAD);
+    if count <= part {
+        count * slot_size + 1
+    } else {
+        count.div_ceil(part) * (part * slot_size + 1)
+    }
+}
+
 /// Reads and opens the `out.len() / block_size` blocks from `block` into
-/// `out` through `staging` (see [`open_slots`]). Long runs are read and
+/// `out` through `staging` (at least [`staging_len`] bytes) (see [`open_slots`]). Long runs are read and
 /// opened in parts on all cores, so that one part's read overlaps another's
 /// opening.
 #[allow(clippy::too_many_arguments)]
@@ -997,6 +1020,10 @@ fn open_run(
     let bs = slot_size - BLOCK_OVERHEAD;
     let part = part_blocks(bs);
     let count = out.len() / bs;
+    // Too short a staging would leave parts of `out` unread.
+    if staging.len() < staging_len(slot_size, count) {
+        return Err(Error::Io(io::Error::other("staging buffer too short")));
+    }
     let (slots, _) = slots_to_read(versions, trailer, block, count);
     let open_part = |p: usize, outs: &mut [u8], ins: &mut [u8]| -> Result<(), Error> {
         let first = block + (p * part) as u64;

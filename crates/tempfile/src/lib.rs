@@ -71,9 +71,13 @@
 //! # Threads
 //!
 //! A file that reads or writes long runs (8 blocks or more in one call)
-//! starts one I/O thread of its own, which ends with the file: it writes
-//! sealed runs behind the caller and reads ahead of a sequential reader, so
-//! that the kernel's copies run beside the cryptography. A write it fails
+//! starts one I/O thread of its own: it writes sealed runs behind the
+//! caller and reads ahead of a sequential reader, so that the kernel's
+//! copies run beside the cryptography. The thread ends once it has been
+//! idle for 100 ms (or the file is dropped) and the next long run starts
+//! another, so files left open hold no threads: 1000 files of 64 KiB each
+//! written and read back, then left open, leave the process with its main
+//! thread and rayon's pool (which opens long reads on all cores). A write it fails
 //! is reported by the next call on the file, and by every call after it, as
 //! `std::io::BufWriter` reports a failed write on its next `flush`; call
 //! `flush` or `sync_all` to know that everything written is on disk. If the
@@ -98,6 +102,17 @@
 //! files, no disk. A persisted file's footer lists every block slot, holes
 //! included, so [`persist`](NamedEphemeralFile::persist) refuses a file of
 //! more than [`format::MAX_PERSISTED_SLOTS`] slots.
+//!
+//! Each open file reserves a 1 MiB cache window of address space, touched
+//! only as it is used, and keeps the buffers its reads and writes needed
+//! until it is dropped: up to about 1 MiB of slots read through, and two
+//! buffers of sealed slots for the background thread (up to 2 MiB each
+//! while a file is read in order). Measured on Linux (x86-64, glibc), files
+//! left open: 1000 files of 100 bytes, 25 MB resident and 1 GiB virtual in
+//! all; 1000 files of 64 KiB, each written and read back, about 200 KiB
+//! resident each (207 MB); 100 files of 4 MiB, about 6.4 MB resident each.
+//! Drop a file, or keep it in a [`SpooledTempFile`] while it is small, when
+//! many must be open at once.
 //!
 //! A call that fails leaves the file as it was, or, if it had already
 //! changed part of it (a write whose later blocks could not be written),
