@@ -292,8 +292,7 @@ fn make(
         }
         KeySource::Share { tag, config } => {
             let key = SecretKey::generate()?;
-            let share_config = seccs_net::Config::load(config)
-                .with_context(|| format!("cannot read share config {}", config.display()))?;
+            let share_config = crate::share::load_config_file(config, "--share-config")?;
             let password = crate::share::password_from(new.share_password_file.as_deref(), true)?;
             let report = seccs_net::keyfile::save_key(&share_config, tag, &key, &password)
                 .with_context(|| {
@@ -557,8 +556,11 @@ fn load_key(dir: &StoreDir, share_password_file: Option<&Path>) -> Result<Secret
             ),
         ),
         KeySource::Share { tag, config } => {
-            let share_config = seccs_net::Config::load(&dir.resolve(config))
-                .with_context(|| format!("cannot read share config {}", config.display()))?;
+            // Named by the store's config.toml, not by an option.
+            let share_config = crate::share::load_config_file(
+                &dir.resolve(config),
+                "`config` under [key] in the store's config.toml",
+            )?;
             let password = crate::share::password_from(share_password_file, false)?;
             seccs_net::keyfile::load_key(&share_config, tag, &password).with_context(|| {
                 format!("cannot load the store key {tag:?} from the share network")

@@ -242,13 +242,20 @@ fn default_root() -> PathBuf {
 /// what it must hold: at least the broker line.
 fn load_config(path: Option<&Path>, root: &Path) -> anyhow::Result<Config> {
     let path = path.map_or_else(|| root.join(CONFIG_FILE), Path::to_path_buf);
-    match Config::load(&path) {
+    load_config_file(&path, "--config")
+}
+
+/// Reads the share config file `path`, which `option` names. Its errors
+/// name it once; a missing one is said with what it must hold: at least
+/// the broker line. What share commands and a store's init both read.
+pub fn load_config_file(path: &Path, option: &str) -> anyhow::Result<Config> {
+    match Config::load(path) {
         Err(seccs_net::Error::Io { context, cause })
             if cause.kind() == std::io::ErrorKind::NotFound =>
         {
             anyhow::bail!(
                 "{context}: {cause}: make it with at least the broker line, `broker = \"redis://127.0.0.1:6379\"` \
-                 (or nats://HOST:PORT), or give another file with --config; `seccs share --help` \
+                 (or nats://HOST:PORT), or give another file with {option}; `seccs share --help` \
                  gives every setting"
             )
         }

@@ -1211,3 +1211,50 @@ fn share_save_and_load_take_quiet_and_bounds_are_usage_errors() {
         }
     }
 }
+
+/// A share config a store's init cannot read is named once, with the
+/// broker-line hint `share ls` gives; one with an unknown field is named
+/// too, by `share ls` and by init alike.
+#[test]
+fn a_share_config_init_cannot_read_is_named_once_with_the_hint() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let missing = tmp.path().join("missing.toml");
+    let misspelt = tmp.path().join("misspelt.toml");
+    std::fs::write(&misspelt, "brokr = \"redis://127.0.0.1:6379\"\n").expect("config");
+    let init = |config: &Path| {
+        run(seccs(tmp.path())
+            .arg("--store")
+            .arg(tmp.path().join("store"))
+            .args(["init", "--key-from-share", "sk1", "--share-config"])
+            .arg(config)
+            .env("SECCS_SHARE_PASSWORD", "correct horse"))
+    };
+    let out = init(&missing);
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert_eq!(
+        err.matches(&missing.display().to_string()).count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("broker = \"redis://127.0.0.1:6379\""), "{err}");
+    for out in [
+        init(&misspelt),
+        run(seccs(tmp.path())
+            .args(["share", "ls", "--config"])
+            .arg(&misspelt)),
+    ] {
+        let err = stderr_of(&out);
+        assert!(!out.status.success());
+        assert_eq!(
+            err.matches(&misspelt.display().to_string()).count(),
+            1,
+            "{err}"
+        );
+        assert!(
+            err.contains("line 1, column 1") && err.contains("brokr"),
+            "{err}"
+        );
+    }
+}

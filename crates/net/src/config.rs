@@ -112,11 +112,19 @@ impl Config {
         Ok(c)
     }
 
-    /// Reads and parses a TOML file.
+    /// Reads and parses a TOML file. What is wrong in it is said with the
+    /// file named ([`Error::ConfigFile`]).
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("read config {}", path.display()), e))?;
-        Self::parse(&text)
+        Self::parse(&text).map_err(|e| Error::ConfigFile {
+            path: path.to_path_buf(),
+            reason: match e {
+                Error::Config(reason) => reason,
+                // A KDF out of range, said by its own message.
+                other => other.to_string(),
+            },
+        })
     }
 
     /// The reply timeout.

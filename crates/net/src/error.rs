@@ -98,6 +98,15 @@ pub enum Error {
     /// The configuration file is invalid.
     #[error("config: {0}")]
     Config(String),
+    /// The configuration file `path` is invalid: [`Error::Config`] with
+    /// the file named, as [`crate::Config::load`] says it.
+    #[error("config {}: {reason}", path.display())]
+    ConfigFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong in it.
+        reason: String,
+    },
     /// Another share server holds the lock of the root: nothing is wrong
     /// with the configuration, the root is taken.
     #[error(
