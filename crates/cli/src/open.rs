@@ -81,8 +81,11 @@ impl StoreLocation {
 
     /// The file a share-keyed store's password is read from:
     /// --share-password-file, else a non-empty $SECCS_SHARE_PASSWORD_FILE.
-    pub fn share_password_file(&self) -> Option<PathBuf> {
-        crate::share::password_file_or_env(self.share_password_file.as_deref())
+    pub fn share_password_file(&self) -> Option<crate::share::PasswordFile> {
+        crate::share::password_file_or_env(
+            self.share_password_file.as_deref(),
+            "--share-password-file",
+        )
     }
 
     /// The store directory to use: --store, else a non-empty $SECCS_STORE,
@@ -108,7 +111,7 @@ pub struct NewStore {
     pub backend: String,
     pub key: KeySource,
     /// Where a share-keyed store's password is read from, if from a file.
-    pub share_password_file: Option<PathBuf>,
+    pub share_password_file: Option<crate::share::PasswordFile>,
 }
 
 /// Creates a store directory, its key file (for file keys) and its backend.
@@ -293,7 +296,7 @@ fn make(
         KeySource::Share { tag, config } => {
             let key = SecretKey::generate()?;
             let share_config = crate::share::load_config_file(config, "--share-config")?;
-            let password = crate::share::password_from(new.share_password_file.as_deref(), true)?;
+            let password = crate::share::password_from(new.share_password_file.as_ref(), true)?;
             let report = seccs_net::keyfile::save_key(&share_config, tag, &key, &password)
                 .with_context(|| {
                     format!("cannot save the store key to the share network as {tag:?}")
@@ -455,7 +458,7 @@ fn open_as(loc: &StoreLocation, create_if_missing: bool, access: Access) -> Resu
                 Access::Write => StoreDir::open(path)?,
             })
         })?;
-        let key = load_key(&dir, loc.share_password_file().as_deref())?;
+        let key = load_key(&dir, loc.share_password_file().as_ref())?;
         (dir, key)
     };
     let mut dir = dir;
@@ -523,7 +526,10 @@ fn key_source_shown(config: &StoreConfig) -> String {
 
 /// The key of the store in `dir`; a share-keyed store's password is read
 /// from `share_password_file` when one is given.
-fn load_key(dir: &StoreDir, share_password_file: Option<&Path>) -> Result<SecretKey> {
+fn load_key(
+    dir: &StoreDir,
+    share_password_file: Option<&crate::share::PasswordFile>,
+) -> Result<SecretKey> {
     match &dir.config().key {
         KeySource::File { path } => {
             let path = dir.resolve(path);

@@ -275,19 +275,51 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `confirm`).
 fn password(args: &PasswordArgs, confirm: bool) -> anyhow::Result<Password> {
     password_from(
-        password_file_or_env(args.password_file.as_deref()).as_deref(),
+        password_file_or_env(args.password_file.as_deref(), "--password-file").as_ref(),
         confirm,
     )
 }
 
-/// The share password's file: `given` (an option's), else a non-empty
-/// `SECCS_SHARE_PASSWORD_FILE`; what store and share commands both read.
-pub fn password_file_or_env(given: Option<&Path>) -> Option<PathBuf> {
-    given.map(Path::to_path_buf).or_else(|| {
-        std::env::var_os("SECCS_SHARE_PASSWORD_FILE")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    })
+/// A share password's file, and where its name came from, so that an
+/// error about it says which option or variable to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Where its name came from: "given with --password-file", "named by
+    /// SECCS_SHARE_PASSWORD_FILE".
+    named_by: String,
+}
+
+impl PasswordFile {
+    /// The file `path`, given with `option`.
+    pub fn given(path: &Path, option: &str) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            named_by: format!("given with {option}"),
+        }
+    }
+
+    /// The file as an error names it: its path and where that came from.
+    fn shown(&self) -> String {
+        format!("{} ({})", self.path.display(), self.named_by)
+    }
+}
+
+/// The share password's file: `given` (the option `option`'s), else a
+/// non-empty `SECCS_SHARE_PASSWORD_FILE`; what store and share commands
+/// both read.
+pub fn password_file_or_env(given: Option<&Path>, option: &str) -> Option<PasswordFile> {
+    given
+        .map(|path| PasswordFile::given(path, option))
+        .or_else(|| {
+            std::env::var_os("SECCS_SHARE_PASSWORD_FILE")
+                .filter(|v| !v.is_empty())
+                .map(|path| PasswordFile {
+                    path: PathBuf::from(path),
+                    named_by: "named by SECCS_SHARE_PASSWORD_FILE".into(),
+                })
+        })
 }
 
 /// The input a save of `file` (`-`: standard input) carries, opened, and
@@ -326,8 +358,9 @@ fn read_save_input(
 const MAX_PASSWORD_FILE: u64 = 64 << 10;
 
 /// The bytes of the password file `path`, within [`MAX_PASSWORD_FILE`].
-fn read_password_file(path: &Path) -> anyhow::Result<Password> {
-    let cannot_read = || format!("cannot read the password file {}", path.display());
+fn read_password_file(file: &PasswordFile) -> anyhow::Result<Password> {
+    let path = &file.path;
+    let cannot_read = || format!("cannot read the password file {}", file.shown());
     // Room for all that is read (the bound and the byte past it that shows
     // a file over it) at once, so that the buffer never grows: a growth
     // would leave the bytes read so far behind, unwiped, in the buffer it
@@ -343,7 +376,7 @@ fn read_password_file(path: &Path) -> anyhow::Result<Password> {
     if bytes.expose_secret().len() as u64 > MAX_PASSWORD_FILE {
         anyhow::bail!(
             "the password file {} is larger than {MAX_PASSWORD_FILE} bytes: not a password file",
-            path.display()
+            file.shown()
         );
     }
     Ok(bytes)
@@ -353,16 +386,17 @@ fn read_password_file(path: &Path) -> anyhow::Result<Password> {
 /// counts as unset, as an empty `SECCS_STORE` does), else a prompt without
 /// echo (twice when `confirm`, which is for a save: then an empty password
 /// is refused, wherever it came from).
-pub fn password_from(file: Option<&std::path::Path>, confirm: bool) -> anyhow::Result<Password> {
+pub fn password_from(file: Option<&PasswordFile>, confirm: bool) -> anyhow::Result<Password> {
     let refuse_empty = |from: String| {
         anyhow::anyhow!(
             "{from} is empty: a save needs a password (anyone on the broker could load what \
              an empty one guards)"
         )
     };
-    if let Some(path) = file {
+    if let Some(file) = file {
+        let path = &file.path;
         // Held as a password from the moment it is read, so it is zeroized.
-        let text = read_password_file(path)?;
+        let text = read_password_file(file)?;
         // As for a KEK file: the password is the credential, so a file
         // others can read is used but said, once (a command reads it once).
         if let Some(mode) = seccs_kms::client::kek_file_mode_exposed(path) {
@@ -1374,32 +1408,37 @@ mod tests {
         let mut text = b"secret\n".to_vec();
         text.resize(64 << 10, b'x');
         std::fs::write(&big, &text)?;
-        assert_eq!(password_from(Some(&big), false)?.expose_secret(), b"secret");
+        let given = |path: &Path| PasswordFile::given(path, "--password-file");
+        assert_eq!(
+            password_from(Some(&given(&big)), false)?.expose_secret(),
+            b"secret"
+        );
         text.push(b'x');
         std::fs::write(&big, &text)?;
-        let err = password_from(Some(&big), false)
+        let err = password_from(Some(&given(&big)), false)
             .err()
             .map(|e| e.to_string());
         assert_eq!(
             err,
             Some(format!(
-                "the password file {} is larger than 65536 bytes: not a password file",
+                "the password file {} (given with --password-file) is larger than 65536 bytes: \
+                 not a password file",
                 big.display()
             ))
         );
-        let zero = password_from(Some(Path::new("/dev/zero")), false)
+        let zero = password_from(Some(&given(Path::new("/dev/zero"))), false)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(zero.contains("larger than 65536 bytes"), "{zero}");
         let missing = dir.path().join("missing");
-        let err = password_from(Some(&missing), false)
+        let err = password_from(Some(&given(&missing)), false)
             .err()
             .map(|e| format!("{e:#}"))
             .unwrap_or_default();
         assert!(
             err.starts_with(&format!(
-                "cannot read the password file {}: ",
+                "cannot read the password file {} (given with --password-file): ",
                 missing.display()
             )),
             "{err}"

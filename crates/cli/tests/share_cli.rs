@@ -1258,3 +1258,38 @@ fn a_share_config_init_cannot_read_is_named_once_with_the_hint() {
         );
     }
 }
+
+/// A password file that cannot be read is said with where its name came
+/// from: the option or the variable.
+#[test]
+fn a_password_file_that_cannot_be_read_says_where_it_was_named() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("f1");
+    std::fs::write(&input, "x").expect("input");
+    let out = run(seccs(tmp.path())
+        .args(["share", "save", "t1"])
+        .arg(&input)
+        .env("SECCS_SHARE_PASSWORD_FILE", "/nonexistent"));
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("/nonexistent") && err.contains("named by SECCS_SHARE_PASSWORD_FILE"),
+        "{err}"
+    );
+    let out = run(seccs(tmp.path())
+        .args([
+            "share",
+            "load",
+            "--password-file",
+            "/nonexistent",
+            "t1",
+            "-",
+        ])
+        .env("SECCS_SHARE_PASSWORD_FILE", "/elsewhere"));
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("/nonexistent") && err.contains("given with --password-file"),
+        "{err}"
+    );
+}
