@@ -42,14 +42,16 @@
 //! | `tempfile` | here |
 //! |---|---|
 //! | `tempfile()`, `tempfile_in(dir)` | same names; return an [`EphemeralFile`] (`Read`, `Write`, `Seek`, `set_len`, `sync_all`, …), not a `std::fs::File` |
-//! | `NamedTempFile::{new, new_in, path, as_file, as_file_mut, persist, persist_noclobber, keep}` | [`NamedEphemeralFile`], same methods and `AsRef<Path>`, `AsFd`, `AsRawFd` and `From<PersistError>`; `persist`, `persist_noclobber` and `keep` leave the ciphertext with a sealed footer and return the [`FileKey`] it reopens with ([`EphemeralFile::open_persisted`]), not a `File`; `keep` also returns the path |
+//! | `NamedTempFile::{new, new_in, with_prefix, with_prefix_in, with_suffix, with_suffix_in, path, as_file, as_file_mut, persist, persist_noclobber, keep}` | [`NamedEphemeralFile`], same methods and `AsRef<Path>`, `AsFd`, `AsRawFd` and `From<PersistError>`; `persist`, `persist_noclobber` and `keep` leave the ciphertext with a sealed footer and return the [`FileKey`] it reopens with ([`EphemeralFile::open_persisted`]), not a `File`; `keep` also returns the path |
 //! | `SpooledTempFile::{new, is_rolled, roll, set_len}`, `spooled_tempfile` | [`SpooledTempFile`], same; `as_file_mut` gives the [`EphemeralFile`] once rolled |
 //! | `Builder::{new, prefix, suffix, rand_bytes, tempfile, tempfile_in}` | [`Builder`], same; plus `key_size`, `key`, `block_size`, `unnamed[_in]`, `spooled[_in]` |
 //!
 //! Not provided: `try_clone` and `reopen` (a second handle would need the
 //! in-memory state), `into_file`, `into_parts`, `into_temp_path`,
 //! `SpooledTempFile::into_inner`/`into_file` (each hands out a raw `File`
-//! or the plaintext buffer), `Builder::append`, `permissions`,
+//! or the plaintext buffer), `Builder::make` and `make_in` (they hand the
+//! caller a path at which to create a file itself, which would be a plain
+//! file, not an encrypted one), `Builder::append`, `permissions`,
 //! `disable_cleanup` (files are always mode 0600 and removed unless
 //! persisted or kept), `tempdir` and `TempDir` (a directory cannot be
 //! encrypted: use the `tempfile` crate's).

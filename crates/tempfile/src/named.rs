@@ -1,6 +1,7 @@
 //! [`NamedEphemeralFile`]: an encrypted temporary file with a path, which can
 //! be persisted and reopened with the key the caller holds.
 
+use std::ffi::OsStr;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -71,6 +72,62 @@ impl NamedEphemeralFile {
     /// A named file in `dir`, with default options.
     pub fn new_in<P: AsRef<Path>>(dir: P) -> io::Result<Self> {
         Builder::new().tempfile_in(dir)
+    }
+
+    /// A named file in the system's temporary directory whose name starts
+    /// with `prefix`, with default options otherwise.
+    ///
+    /// ```
+    /// let f = seccs_tempfile::NamedEphemeralFile::with_prefix("upload-")?;
+    /// let name = f.path().file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    /// assert!(name.starts_with("upload-"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_prefix<S: AsRef<OsStr>>(prefix: S) -> io::Result<Self> {
+        Builder::new().prefix(&prefix).tempfile()
+    }
+
+    /// A named file in the system's temporary directory whose name ends
+    /// with `suffix`, with default options otherwise.
+    ///
+    /// ```
+    /// let f = seccs_tempfile::NamedEphemeralFile::with_suffix(".part")?;
+    /// let name = f.path().file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    /// assert!(name.ends_with(".part"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_suffix<S: AsRef<OsStr>>(suffix: S) -> io::Result<Self> {
+        Builder::new().suffix(&suffix).tempfile()
+    }
+
+    /// A named file in `dir` whose name starts with `prefix`, with default
+    /// options otherwise.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let f = seccs_tempfile::NamedEphemeralFile::with_prefix_in("upload-", dir.path())?;
+    /// assert_eq!(f.path().parent(), Some(dir.path()));
+    /// let name = f.path().file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    /// assert!(name.starts_with("upload-"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_prefix_in<S: AsRef<OsStr>, P: AsRef<Path>>(prefix: S, dir: P) -> io::Result<Self> {
+        Builder::new().prefix(&prefix).tempfile_in(dir)
+    }
+
+    /// A named file in `dir` whose name ends with `suffix`, with default
+    /// options otherwise.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let f = seccs_tempfile::NamedEphemeralFile::with_suffix_in(".part", dir.path())?;
+    /// assert_eq!(f.path().parent(), Some(dir.path()));
+    /// let name = f.path().file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    /// assert!(name.ends_with(".part"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_suffix_in<S: AsRef<OsStr>, P: AsRef<Path>>(suffix: S, dir: P) -> io::Result<Self> {
+        Builder::new().suffix(&suffix).tempfile_in(dir)
     }
 
     pub(crate) fn from_parts(file: EphemeralFile, path: TempPath) -> Self {
