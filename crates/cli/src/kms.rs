@@ -25,9 +25,13 @@ pub struct KmsArgs {
 /// take, which never send the management token.
 #[derive(Debug, Args)]
 struct Trust {
-    /// The key server, e.g. https://127.0.0.1:8080.
-    #[arg(long, env = "SECCS_KMS_URL", default_value = "https://127.0.0.1:8080")]
-    server: String,
+    /// The key server, https://HOST:PORT. Also read from SECCS_KMS_URL
+    /// (an empty one is unset); without either, https://127.0.0.1:8080.
+    // SECCS_KMS_URL is read in `server`, not by clap: clap takes an
+    // exported but empty variable for a value, and every command failed
+    // on the empty URL.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
     /// Trust the CA certificates in this PEM file (the server's
     /// DIR/tls/ca.pem). Also read from SECCS_KMS_CA, unless --pin is given
     /// (SECCS_KMS_CA and SECCS_KMS_PIN both set are refused; an empty
@@ -77,10 +81,35 @@ enum Token {
     Unused,
 }
 
+/// The key server used when neither --server nor SECCS_KMS_URL names one.
+const DEFAULT_SERVER: &str = "https://127.0.0.1:8080";
+
 impl Trust {
+    /// The key server's URL: --server, else a non-empty SECCS_KMS_URL,
+    /// else [`DEFAULT_SERVER`]; with where it came from, for messages.
+    fn server(&self) -> anyhow::Result<(String, &'static str)> {
+        if let Some(s) = &self.server {
+            return Ok((s.clone(), "--server"));
+        }
+        match std::env::var_os("SECCS_KMS_URL").filter(|v| !v.is_empty()) {
+            Some(v) => Ok((utf8(v, "SECCS_KMS_URL")?, "SECCS_KMS_URL")),
+            None => Ok((DEFAULT_SERVER.to_owned(), "the default server")),
+        }
+    }
+
+    /// The key server's URL, as errors about it name it (a password in it
+    /// hidden).
+    fn server_shown(&self) -> String {
+        let url = self
+            .server()
+            .map_or_else(|_| "SECCS_KMS_URL".to_owned(), |(url, _)| url);
+        seccs_core::redact::url_password(&url)
+    }
+
     /// The client config without a token, not yet validated.
     fn config(&self) -> anyhow::Result<ClientConfig> {
-        let mut c = ClientConfig::new(&self.server);
+        let (server, _) = self.server()?;
+        let mut c = ClientConfig::new(server);
         let (ca, pin) = either_option(
             (
                 self.ca.clone().map(Into::into),
@@ -591,7 +620,7 @@ fn local_stream(conn: &Conn, io: &Io, kek_file: &Path, encrypt: bool) -> anyhow:
                 // A stream that is not one (cut, altered, another file)
                 // names the input it came from.
                 r.map_err(|e| match e {
-                    KmsError::NotFound => no_key_for_kek(e, &conn.trust.server, kek_file),
+                    KmsError::NotFound => no_key_for_kek(e, &conn.trust.server_shown(), kek_file),
                     e if encrypt => e.into(),
                     e => anyhow::Error::new(e).context(format!("cannot decrypt {source}")),
                 })?;
@@ -658,7 +687,7 @@ fn named_one(conn: &Conn, name: &str, op: &str, io: &Io) -> anyhow::Result<()> {
                     _ => k.rewrap(name, &items).await,
                 }
             })
-            .map_err(|e| about_named(name, &conn.trust.server, e))?;
+            .map_err(|e| about_named(name, &conn.trust.server_shown(), e))?;
         let result = results.pop().context("the server answered no result")??;
         out.write_all(&result)?;
         Ok(())
@@ -1000,7 +1029,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             let dek = conn
                 .client()?
                 .run(|c| c.dek(&kek))
-                .map_err(|e| no_key_for_kek(e, &conn.server, &kek_file))?;
+                .map_err(|e| no_key_for_kek(e, &conn.server_shown(), &kek_file))?;
             dataln!("{}", seccs_core::hexenc::encode(dek.expose_secret()))?;
         }
         KmsCommand::Encrypt {
@@ -1039,7 +1068,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
                 KeyState::Active
             };
             let info = conn.client()?.run(|k| k.create_key(&name, state));
-            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server, e))?)?;
+            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
         KmsCommand::List { conn } => {
             for n in conn.client()?.run(|k| k.list_keys())? {
@@ -1048,16 +1077,16 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
         }
         KmsCommand::Info { conn, name } => {
             let info = conn.client()?.run(|k| k.key_info(&name));
-            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server, e))?)?;
+            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
         KmsCommand::Rotate { conn, name } => {
             let info = conn.client()?.run(|k| k.rotate(&name));
-            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server, e))?)?;
+            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
         KmsCommand::State { conn, name, state } => {
             let state: KeyState = state.parse()?;
             let info = conn.client()?.run(|k| k.set_state(&name, state));
-            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server, e))?)?;
+            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
         KmsCommand::MinVersion {
             conn,
@@ -1067,7 +1096,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             let info = conn
                 .client()?
                 .run(|k| k.set_min_decrypt_version(&name, version));
-            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server, e))?)?;
+            print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
         KmsCommand::Rewrap { conn, io, name } => {
             named_one(&conn, &name, "rewrap", &io)?;
@@ -1080,7 +1109,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             let mut keys = conn
                 .client()?
                 .run(|k| k.datakeys(&name, 1, context.as_bytes()))
-                .map_err(|e| about_named(&name, &conn.trust.server, e))?;
+                .map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?;
             let (key, wrapped) = keys.pop().context("the server answered no data key")?;
             print_json(&serde_json::json!({
                 "plaintext": seccs_core::hexenc::encode(key.expose_secret()),

@@ -2647,3 +2647,37 @@ fn a_tls_key_others_can_read_is_warned_about() -> TestResult {
     }
     Ok(())
 }
+
+/// An exported but empty SECCS_KMS_URL counts as unset, as the other
+/// SECCS_KMS_* variables do: the default address is used (it stopped
+/// every client command with "bad URL"); a set one is read.
+#[test]
+fn an_empty_kms_url_variable_is_unset() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let srv_dir = tmp.path().join("srv");
+    let server = serve(&srv_dir)?;
+    let ca = srv_dir.join("tls/ca.pem");
+    succeeded(
+        seccs_kms(&["status", "--ca"])
+            .arg(&ca)
+            .env("SECCS_KMS_URL", &server.url)
+            .output()?,
+    )?;
+    let out = seccs_kms(&["status", "--ca"])
+        .arg(&ca)
+        .env("SECCS_KMS_URL", "")
+        .output()?;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("127.0.0.1:8080") && !err.contains("bad URL") && !err.contains("not a URL"),
+        "{err}"
+    );
+    let help = String::from_utf8(succeeded(seccs_kms(&["status", "--help"]).output()?)?.stdout)?;
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains("SECCS_KMS_URL") && help.contains("https://127.0.0.1:8080"),
+        "{help}"
+    );
+    Ok(())
+}
