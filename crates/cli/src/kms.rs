@@ -108,7 +108,8 @@ impl Trust {
 
     /// The client config without a token, not yet validated.
     fn config(&self) -> anyhow::Result<ClientConfig> {
-        let (server, _) = self.server()?;
+        let (server, origin) = self.server()?;
+        check_server_url(&server, origin)?;
         let mut c = ClientConfig::new(server);
         let (ca, pin) = either_option(
             (
@@ -166,6 +167,20 @@ impl Conn {
     fn client(&self) -> anyhow::Result<BlockingClient> {
         Ok(BlockingClient::new(&self.config(Token::Sent)?)?)
     }
+}
+
+/// Refuses `url`, given by `origin` (`--server`, `SECCS_KMS_URL`,
+/// `--key-from-kms`), unless it parses as a URL, naming both: the
+/// library's "bad URL" named neither. A password in it is not repeated.
+pub(crate) fn check_server_url(url: &str, origin: &str) -> anyhow::Result<()> {
+    if let Err(why) = client::parse_url(url) {
+        let shown = match url {
+            "" => "\"\"".to_owned(),
+            url => seccs_core::redact::url_password(url),
+        };
+        anyhow::bail!("{origin} {shown}: not a URL ({why}); give https://HOST:PORT");
+    }
+    Ok(())
 }
 
 /// Of two options that exclude each other (`--ca` and `--pin`, `--token`

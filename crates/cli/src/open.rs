@@ -321,6 +321,10 @@ fn make(
             path,
             &new.key,
             "does --key-from-kms name its address?".to_owned(),
+            KmsUrlFrom {
+                origin: "--key-from-kms",
+                https_advice: "give https://HOST:PORT, trusted by --kms-ca FILE or --kms-pin SHA256",
+            },
         )?,
     };
     let mut store_dir = StoreDir::create(path, config.with_key_check(&key))?;
@@ -560,6 +564,10 @@ fn load_key(
                 "does `server` under [key] in the store's config.toml ({}) name its address?",
                 dir.path().join("config.toml").display()
             ),
+            KmsUrlFrom {
+                origin: "the key server (`server` under [key] in the store's config.toml)",
+                https_advice: "a store's key server is reached over https only",
+            },
         ),
         KeySource::Share { tag, config } => {
             // Named by the store's config.toml, not by an option.
@@ -575,6 +583,14 @@ fn load_key(
     }
 }
 
+/// Where a store's key-server URL came from, for the errors about it.
+struct KmsUrlFrom {
+    /// The option or file that gave it.
+    origin: &'static str,
+    /// What to give instead of a plain-http URL.
+    https_advice: &'static str,
+}
+
 /// Fetches the DEK from the key service with the KEK file, and derives the
 /// store key from it with the store's salt (a store made before salts uses
 /// the DEK itself). `address_hint` asks, when no server listens at its
@@ -583,6 +599,7 @@ fn load_key_source(
     store_path: &Path,
     source: &KeySource,
     address_hint: String,
+    url_from: KmsUrlFrom,
 ) -> Result<SecretKey> {
     let KeySource::Kms {
         server,
@@ -604,6 +621,17 @@ fn load_key_source(
     // No cache: a command opens its store once, and a cached DEK would stay
     // in memory for the whole run (up to an hour), though only the store
     // key derived from it is needed.
+    // The URL is checked before the KEK file is read, so that a wrong one
+    // is said first and alone, named by where it came from.
+    crate::kms::check_server_url(server, url_from.origin)?;
+    if seccs_kms::client::parse_url(server).is_ok_and(|u| u.scheme() == "http") {
+        bail!(
+            "{} {}: plain http is refused for a store's key, even on loopback: {}",
+            url_from.origin,
+            seccs_core::redact::url_password(server),
+            url_from.https_advice
+        );
+    }
     let mut config = seccs_kms::client::ClientConfig::new(server.clone())
         .with_address_hint(address_hint)
         .with_cache_ttl(Duration::ZERO);

@@ -2681,3 +2681,75 @@ fn an_empty_kms_url_variable_is_unset() -> TestResult {
     );
     Ok(())
 }
+
+/// A server URL that is not one is named with where it came from (the
+/// option or the variable), and `init --key-from-kms` checks it before it
+/// reads the KEK file; plain http, which `init` never takes, is refused
+/// with what `init` accepts rather than a `kms` flag.
+#[test]
+fn a_server_url_that_is_not_one_is_named_with_its_option() -> TestResult {
+    let pin = "ab".repeat(32);
+    for (url, why) in [
+        ("notaurl", "relative URL without a base"),
+        ("https://[::1", "invalid IPv6 address"),
+    ] {
+        let out = seccs_kms(&["status", "--server", url, "--pin", &pin]).output()?;
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let said = format!("--server {url}: not a URL ({why}); give https://HOST:PORT");
+        assert!(stderr(&out).contains(&said), "{}", stderr(&out));
+        let out = seccs_kms(&["status", "--pin", &pin])
+            .env("SECCS_KMS_URL", url)
+            .output()?;
+        let said = format!("SECCS_KMS_URL {url}: not a URL ({why})");
+        assert!(stderr(&out).contains(&said), "{}", stderr(&out));
+    }
+    let out = seccs_kms(&[
+        "status",
+        "--server",
+        "https://me:s3cret@[::1",
+        "--pin",
+        &pin,
+    ])
+    .output()?;
+    assert!(
+        stderr(&out).contains("not a URL") && !stderr(&out).contains("s3cret"),
+        "{}",
+        stderr(&out)
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir()?;
+    let kek = tmp.path().join("kek");
+    std::fs::write(&kek, [7u8; 32])?;
+    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o644))?;
+    let store = tmp.path().join("store");
+    let init = |url: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+        c.arg("--store")
+            .arg(&store)
+            .args(["init", "--key-from-kms", url, "--kms-pin", &pin, "--kek"])
+            .arg(&kek);
+        c
+    };
+    let out = init("notaurl").output()?;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--key-from-kms notaurl: not a URL (relative URL without a base)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("warning") && !err.contains("configuration"),
+        "{err}"
+    );
+    let out = init("http://127.0.0.1:1").output()?;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(!err.contains("--insecure-loopback-http"), "{err}");
+    assert!(
+        err.contains("https://HOST:PORT") && err.contains("--kms-ca"),
+        "{err}"
+    );
+    assert!(!store.exists());
+    Ok(())
+}

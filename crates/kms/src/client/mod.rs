@@ -98,6 +98,13 @@ impl std::fmt::Debug for ClientConfig {
     }
 }
 
+/// `text` parsed as a URL, or the parser's reason why it is not one, so
+/// that a caller can say which option gave it (a URL is checked against
+/// the trust rules by [`ClientConfig::validate`]).
+pub fn parse_url(text: &str) -> Result<Url, String> {
+    Url::parse(text).map_err(|e| e.to_string())
+}
+
 impl ClientConfig {
     /// A configuration for `url`, no trust anchor yet, DEKs cached for one
     /// hour (the seed's timeout), 30 s per request.
