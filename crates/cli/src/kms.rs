@@ -119,7 +119,12 @@ impl Trust {
             ("SECCS_KMS_CA", "SECCS_KMS_PIN"),
         )?;
         if let Some(ca) = ca {
-            c = c.with_ca_file(PathBuf::from(ca));
+            let action = if self.ca.is_some() {
+                "read the CA file (--ca)"
+            } else {
+                "read the CA file (SECCS_KMS_CA)"
+            };
+            c = c.with_ca_file_named(PathBuf::from(ca), action);
         }
         if let Some(pin) = pin {
             c = c.with_pin(&utf8(pin, "SECCS_KMS_PIN")?)?;
@@ -154,8 +159,16 @@ impl Conn {
         }
         if let Some(f) = token_file {
             let path = Path::new(&f);
+            let origin = if self.token_file.is_some() {
+                "--token-file"
+            } else {
+                "SECCS_KMS_TOKEN_FILE"
+            };
             let token = client::read_token_file(path).map_err(|e| {
-                file_error(e, format!("cannot read the token file {}", path.display()))
+                file_error(
+                    e,
+                    format!("cannot read the token file ({origin}) {}", path.display()),
+                )
             })?;
             c = c.with_token(token);
         }
@@ -756,8 +769,18 @@ fn with_causes(err: &dyn std::error::Error) -> String {
 /// standard output (one line each, or one JSON document with `json`),
 /// and an error if there is one.
 fn check(dir: &Path, json: bool) -> anyhow::Result<()> {
-    if !dir.is_dir() {
-        anyhow::bail!("{} is not a key directory", dir.display());
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => anyhow::bail!(
+            "{} is not a directory: give the key directory `seccs kms serve --dir` uses",
+            dir.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("{} does not exist", dir.display())
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot examine {}", dir.display())));
+        }
     }
     // A wrong path (a parent, a store) would else be counted clean.
     if ["keys", "named", "root.key"]

@@ -2451,7 +2451,10 @@ fn a_bad_stream_names_its_input_and_a_missing_token_file_is_named() -> TestResul
         .output()?;
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains(&format!("cannot read the token file {}", missing.display())),
+        stderr(&out).contains(&format!(
+            "cannot read the token file (SECCS_KMS_TOKEN_FILE) {}",
+            missing.display()
+        )),
         "{}",
         stderr(&out)
     );
@@ -2751,5 +2754,97 @@ fn a_server_url_that_is_not_one_is_named_with_its_option() -> TestResult {
         "{err}"
     );
     assert!(!store.exists());
+    Ok(())
+}
+
+/// A file that cannot be read, or a key directory that is not one, is
+/// named with the option or variable that gave it and what it was for;
+/// a directory given as the TLS key is said to be one before any warning
+/// about its mode.
+#[test]
+fn unreadable_files_are_named_with_their_option() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir()?;
+    let serve_given = |cert: &Path, key: &Path| {
+        seccs_kms(&["serve", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(tmp.path().join("srv"))
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .output()
+    };
+    let out = serve_given(Path::new("/nonexistent"), Path::new("/nonexistent"))?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read the TLS certificate file (--cert) /nonexistent"),
+        "{}",
+        stderr(&out)
+    );
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree)?;
+    std::fs::set_permissions(&tree, std::fs::Permissions::from_mode(0o755))?;
+    let out = serve_given(&tree, &tree)?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("can be read by others") && stderr(&out).contains("directory"),
+        "{}",
+        stderr(&out)
+    );
+
+    let pin = "ab".repeat(32);
+    let out = seccs_kms(&[
+        "status",
+        "--server",
+        "https://127.0.0.1:1",
+        "--ca",
+        "/nonexistent",
+    ])
+    .env_remove("SECCS_KMS_CA")
+    .output()?;
+    assert!(
+        stderr(&out).contains("cannot read the CA file (--ca) /nonexistent"),
+        "{}",
+        stderr(&out)
+    );
+    let out = seccs_kms(&["status", "--server", "https://127.0.0.1:1"])
+        .env("SECCS_KMS_CA", "/nonexistent")
+        .env_remove("SECCS_KMS_PIN")
+        .output()?;
+    assert!(
+        stderr(&out).contains("cannot read the CA file (SECCS_KMS_CA) /nonexistent"),
+        "{}",
+        stderr(&out)
+    );
+    let list = || {
+        let mut c = seccs_kms(&["list", "--server", "https://127.0.0.1:1", "--pin", &pin]);
+        c.env_remove("SECCS_KMS_TOKEN")
+            .env_remove("SECCS_KMS_TOKEN_FILE");
+        c
+    };
+    let out = list()
+        .env("SECCS_KMS_TOKEN_FILE", "/nonexistent")
+        .output()?;
+    assert!(
+        stderr(&out).contains("cannot read the token file (SECCS_KMS_TOKEN_FILE) /nonexistent"),
+        "{}",
+        stderr(&out)
+    );
+    let out = list().args(["--token-file", "/nonexistent"]).output()?;
+    assert!(
+        stderr(&out).contains("cannot read the token file (--token-file) /nonexistent"),
+        "{}",
+        stderr(&out)
+    );
+
+    let file = tmp.path().join("f1");
+    std::fs::write(&file, "")?;
+    let missing = tmp.path().join("kd");
+    for (dir, said) in [(&missing, "does not exist"), (&file, "is not a directory")] {
+        let out = seccs_kms(&["check"]).arg(dir).output()?;
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let said = format!("{} {said}", dir.display());
+        assert!(stderr(&out).contains(&said), "{}", stderr(&out));
+    }
     Ok(())
 }

@@ -73,6 +73,10 @@ pub struct ClientConfig {
     /// running, and": a question naming where the URL came from (by
     /// default [`DEFAULT_ADDRESS_HINT`], the `seccs kms` commands' options).
     pub address_hint: String,
+    /// What a CA file that cannot be read is said to be after "cannot":
+    /// by default "read the CA file"; a caller names where it came from
+    /// ("read the CA file (--ca)").
+    pub ca_file_action: &'static str,
 }
 
 /// [`ClientConfig::address_hint`] unless set: where the `seccs kms`
@@ -117,6 +121,7 @@ impl ClientConfig {
             timeout: Duration::from_secs(30),
             token: None,
             address_hint: DEFAULT_ADDRESS_HINT.to_owned(),
+            ca_file_action: "read the CA file",
         }
     }
 
@@ -132,6 +137,13 @@ impl ClientConfig {
     pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.trust = Trust::CaFile(path.into());
         self
+    }
+
+    /// Trusts the CA certificates in `path`, which an error that cannot
+    /// read it says with `action` ("read the CA file (--ca)").
+    pub fn with_ca_file_named(mut self, path: impl Into<PathBuf>, action: &'static str) -> Self {
+        self.ca_file_action = action;
+        self.with_ca_file(path)
     }
 
     /// Pins the server certificate by its SHA-256 fingerprint (64 hex
@@ -220,7 +232,14 @@ impl ClientConfig {
         let mut config = match &self.trust {
             Trust::CaFile(path) => {
                 let mut roots = rustls::RootCertStore::empty();
-                let pem = read_bounded(path, MAX_CA_FILE)?;
+                let pem = read_bounded(path, MAX_CA_FILE).map_err(|e| match e {
+                    KmsError::File { path, source, .. } => KmsError::File {
+                        action: self.ca_file_action,
+                        path,
+                        source,
+                    },
+                    e => e,
+                })?;
                 for cert in CertificateDer::pem_slice_iter(&pem) {
                     let cert = cert.map_err(|e| {
                         KmsError::Tls(format!(

@@ -383,6 +383,21 @@ fn warn_if_key_exposed(key: &std::path::Path) {
     }
 }
 
+/// `e`, from reading a file given by an option: one that could not be
+/// read says what the file is for and which option named it (`action`,
+/// "read the TLS certificate file (--cert)"), where it said only "cannot
+/// read PATH".
+fn naming_option(e: KmsError, action: &'static str) -> KmsError {
+    match e {
+        KmsError::File { path, source, .. } => KmsError::File {
+            action,
+            path,
+            source,
+        },
+        e => e,
+    }
+}
+
 /// Loads (or, for [`CertSource::Own`], creates in `DIR/tls/`) the server's
 /// certificate and builds a rustls configuration with the ring provider.
 /// `listen` is the address the server listens on: a certificate made here
@@ -397,6 +412,14 @@ pub(crate) fn server_config(
     // a link, in the directory it checked.
     let (cert_path, key_path, ca_path, missing_ca, created, pem, key_pem) = match source {
         CertSource::Given { cert, key } => {
+            let pem = files::read_given(cert, MAX_PEM_FILE)
+                .map_err(|e| naming_option(e, "read the TLS certificate file (--cert)"))?;
+            let key_pem = zeroize::Zeroizing::new(
+                files::read_given(key, MAX_PEM_FILE)
+                    .map_err(|e| naming_option(e, "read the TLS private key file (--key)"))?,
+            );
+            // Once it is known to be a file (or a pipe): a directory is
+            // said to be one, not warned of for its mode.
             warn_if_key_exposed(key);
             (
                 cert.to_path_buf(),
@@ -404,8 +427,8 @@ pub(crate) fn server_config(
                 None,
                 None,
                 false,
-                files::read_given(cert, MAX_PEM_FILE)?,
-                zeroize::Zeroizing::new(files::read_given(key, MAX_PEM_FILE)?),
+                pem,
+                key_pem,
             )
         }
         CertSource::Own { dir, tls } => {
