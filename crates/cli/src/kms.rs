@@ -520,7 +520,9 @@ enum KmsCommand {
         conn: Conn,
         /// The key name.
         name: String,
-        /// The minimum decryption version.
+        /// The minimum decryption version (1 or more, at most the key's
+        /// latest).
+        #[arg(value_parser = clap::value_parser!(u32).range(1..))]
         version: u32,
     },
     /// Re-encrypt a ciphertext to the newest version of a named key without
@@ -692,6 +694,18 @@ fn about_named(name: &str, server: &str, err: KmsError) -> anyhow::Error {
     }
 }
 
+/// Refuses a key name the server would refuse, before it is asked,
+/// saying the name and the rule (the server's "name: invalid key name"
+/// said neither).
+fn check_key_name(name: &str) -> anyhow::Result<()> {
+    seccs_kms::lifecycle::check_name(name).map_err(|_| {
+        anyhow::anyhow!(
+            "invalid key name {name:?}: a key name is 1 to 128 characters of A-Z a-z 0-9 - _ . \
+             and does not start with ."
+        )
+    })
+}
+
 fn named_one(conn: &Conn, name: &str, op: &str, io: &Io) -> anyhow::Result<()> {
     let c = conn.client()?;
     let data = read_input(io)?;
@@ -716,7 +730,17 @@ fn named_one(conn: &Conn, name: &str, op: &str, io: &Io) -> anyhow::Result<()> {
                 }
             })
             .map_err(|e| about_named(name, &conn.trust.server_shown(), e))?;
-        let result = results.pop().context("the server answered no result")??;
+        // An item the server refused (not a ciphertext, a version not
+        // allowed) names the input it came from.
+        let result = results
+            .pop()
+            .context("the server answered no result")?
+            .map_err(|e| {
+                let source = io
+                    .input()
+                    .map_or("standard input".to_owned(), |p| p.display().to_string());
+                anyhow::Error::new(e).context(format!("cannot {op} {source}"))
+            })?;
         out.write_all(&result)?;
         Ok(())
     })
@@ -1105,6 +1129,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             } else {
                 KeyState::Active
             };
+            check_key_name(&name)?;
             let info = conn.client()?.run(|k| k.create_key(&name, state));
             print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
@@ -1131,9 +1156,25 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             name,
             version,
         } => {
-            let info = conn
-                .client()?
-                .run(|k| k.set_min_decrypt_version(&name, version));
+            let c = conn.client()?;
+            let info = c.run(|k| k.set_min_decrypt_version(&name, version));
+            let info = match info {
+                // The server's "key version 99 may not be used (minimum 1,
+                // latest 1)" said nothing of why: a version above the
+                // latest does not exist (0 is refused as a usage error).
+                Err(KmsError::Server { status: 409, body }) if body.starts_with("version:") => {
+                    match c.run(|k| k.key_info(&name)) {
+                        Ok(info) if version > info.latest_version => anyhow::bail!(
+                            "the key server {} refused: key {name} has no version {version} \
+                             (its latest is {}): give a version it has",
+                            conn.trust.server_shown(),
+                            info.latest_version
+                        ),
+                        _ => Err(KmsError::Server { status: 409, body }),
+                    }
+                }
+                other => other,
+            };
             print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
         KmsCommand::Rewrap { conn, io, name } => {

@@ -2848,3 +2848,51 @@ fn unreadable_files_are_named_with_their_option() -> TestResult {
     }
     Ok(())
 }
+
+/// A key name the server would refuse is refused before it is asked,
+/// echoed with the characters allowed; `min-version` above the latest
+/// version says that version does not exist; `rewrap` of what is not a
+/// ciphertext names its input.
+#[test]
+fn named_key_errors_say_the_name_version_and_file() -> TestResult {
+    let pin = "ab".repeat(32);
+    for name in ["bad name", ""] {
+        // No server listens there: an error about reaching it would mean
+        // the server was asked.
+        let out = seccs_kms(&["create", "--server", "https://127.0.0.1:1", "--pin", &pin])
+            .args(["--token", "0123456789abcdef", name])
+            .output()?;
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let said = format!("invalid key name {name:?}");
+        assert!(
+            stderr(&out).contains(&said) && stderr(&out).contains("A-Z a-z 0-9 - _ ."),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, _kek) = serve_with_kek(tmp.path())?;
+    succeeded(managed(&server, &srv_dir, "create").arg("k1").output()?)?;
+    let out = managed(&server, &srv_dir, "min-version")
+        .args(["k1", "99"])
+        .output()?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("k1 has no version 99 (its latest is 1)"),
+        "{}",
+        stderr(&out)
+    );
+    let f1 = tmp.path().join("f1");
+    std::fs::write(&f1, "not a ciphertext")?;
+    let out = managed(&server, &srv_dir, "rewrap")
+        .args(["k1", "--in"])
+        .arg(&f1)
+        .output()?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot rewrap {}", f1.display())),
+        "{}",
+        stderr(&out)
+    );
+    Ok(())
+}
