@@ -468,6 +468,10 @@ enum KmsCommand {
     Status {
         #[command(flatten)]
         conn: Trust,
+        /// Print only one JSON document, {"keys", "named_keys"} (the counts
+        /// of KEK/DEK pairs and of named keys), instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Create a named key (management token).
     Create {
@@ -483,6 +487,10 @@ enum KmsCommand {
     List {
         #[command(flatten)]
         conn: Conn,
+        /// Print the names as one JSON array of strings instead of one a
+        /// line.
+        #[arg(long)]
+        json: bool,
     },
     /// Show a named key's versions, state and transition times, as JSON
     /// (management token).
@@ -1114,10 +1122,16 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             (None, Some(name)) => named_one(&conn, &name, "decrypt", &io)?,
             (None, None) => anyhow::bail!("give --kek FILE or --name NAME"),
         },
-        KmsCommand::Status { conn } => {
+        KmsCommand::Status { conn, json } => {
             let c = conn.client()?;
-            outln!("{}", c.run(|k| k.status_text())?)?;
-            print_json(&c.run(|k| k.status())?)?;
+            // Text and JSON apart: the text line before the JSON made the
+            // output neither, and `| json.tool` failed.
+            if json {
+                outln!("{}", serde_json::to_string(&c.run(|k| k.status())?)?)?;
+            } else {
+                outln!("{}", c.run(|k| k.status_text())?)?;
+                outln!("named keys: {}", c.run(|k| k.status())?.named_keys)?;
+            }
         }
         KmsCommand::Create {
             conn,
@@ -1133,9 +1147,14 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             let info = conn.client()?.run(|k| k.create_key(&name, state));
             print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
-        KmsCommand::List { conn } => {
-            for n in conn.client()?.run(|k| k.list_keys())? {
-                outln!("{n}")?;
+        KmsCommand::List { conn, json } => {
+            let names = conn.client()?.run(|k| k.list_keys())?;
+            if json {
+                outln!("{}", serde_json::to_string(&names)?)?;
+            } else {
+                for n in names {
+                    outln!("{n}")?;
+                }
             }
         }
         KmsCommand::Info { conn, name } => {

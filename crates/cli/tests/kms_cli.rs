@@ -2896,3 +2896,25 @@ fn named_key_errors_say_the_name_version_and_file() -> TestResult {
     );
     Ok(())
 }
+
+/// `kms status --json` prints one JSON document and nothing else; without
+/// it the status is text. `kms list --json` prints the names as a JSON
+/// array.
+#[test]
+fn status_and_list_print_json_on_request() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, _kek) = serve_with_kek(tmp.path())?;
+    let out = succeeded(kms(&server, &srv_dir, "status").arg("--json").output()?)?;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert!(status.is_object(), "{status}");
+    let out = succeeded(kms(&server, &srv_dir, "status").output()?)?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(!text.contains('{'), "{text}");
+    succeeded(managed(&server, &srv_dir, "create").arg("k1").output()?)?;
+    let out = succeeded(managed(&server, &srv_dir, "list").arg("--json").output()?)?;
+    let names: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(names, serde_json::json!(["k1"]));
+    let out = succeeded(managed(&server, &srv_dir, "list").output()?)?;
+    assert_eq!(String::from_utf8(out.stdout)?, "k1\n");
+    Ok(())
+}
