@@ -36,11 +36,11 @@ struct Trust {
     /// DIR/tls/ca.pem). Also read from SECCS_KMS_CA, unless --pin is given
     /// (SECCS_KMS_CA and SECCS_KMS_PIN both set are refused; an empty
     /// variable is unset; the same holds for the two token variables).
-    #[arg(long, conflicts_with = "pin")]
+    #[arg(long, value_name = "FILE", conflicts_with = "pin")]
     ca: Option<PathBuf>,
     /// Trust exactly the server certificate with this SHA-256 fingerprint.
     /// Also read from SECCS_KMS_PIN, unless --ca is given.
-    #[arg(long)]
+    #[arg(long, value_name = "SHA256")]
     pin: Option<String>,
     /// Allow plain http:// to a loopback address (never to another host).
     #[arg(long)]
@@ -57,14 +57,18 @@ struct Conn {
     /// line it is visible to other users of this machine (`ps`,
     /// /proc/PID/cmdline): prefer --token-file or the SECCS_KMS_TOKEN
     /// environment variable (read unless --token-file is given).
-    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
     token: Option<String>,
     /// Read the management bearer token from this file (at most 4 KiB; the
     /// whitespace around it is dropped). Also read from
     /// SECCS_KMS_TOKEN_FILE, unless --token is given. Read only by the
     /// commands that send the token: not by encrypt and decrypt with --kek
     /// (status and key take no token).
-    #[arg(long, conflicts_with = "token")]
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
     token_file: Option<PathBuf>,
 }
 
@@ -333,6 +337,10 @@ enum KmsCommand {
     /// directory: it locks the directory itself (removing DIR/lock, which
     /// names the holder, frees nothing). --cert and --key are checked
     /// before anything is made.
+    ///
+    /// It logs to standard error; RUST_LOG sets what is logged (by
+    /// default `info`; e.g. RUST_LOG=debug, or RUST_LOG=warn for warnings
+    /// and errors only).
     #[command(after_long_help = serve_after_help())]
     Serve {
         /// Storage directory, made 0700 if missing: `keys/` (DEK files,
@@ -352,20 +360,20 @@ enum KmsCommand {
         /// `reopened` line and a new audit.log begins with a `reopen`
         /// line; a reopen that fails keeps the file in use and is logged),
         /// and `tls/` (the certificate made when --cert is not given).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         dir: PathBuf,
         /// Address to listen on. A certificate made here names it, with
         /// localhost, 127.0.0.1 and ::1.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// Certificate chain (PEM); without it a certificate is created in DIR/tls.
-        #[arg(long, requires = "key")]
+        #[arg(long, value_name = "FILE", requires = "key")]
         cert: Option<PathBuf>,
         /// Private key (PEM) of --cert.
-        #[arg(long, requires = "cert")]
+        #[arg(long, value_name = "FILE", requires = "cert")]
         key: Option<PathBuf>,
         /// Largest request body in bytes (larger: 413); at least 1024.
-        #[arg(long, default_value_t = 1 << 20, value_parser = parse_max_body)]
+        #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_max_body)]
         max_body: usize,
         /// Require the management token on POST /new and POST /v1/new.
         /// Without it (keas.kmi's behaviour, the default) anyone who can
@@ -421,7 +429,7 @@ enum KmsCommand {
         conn: Conn,
         /// Write the KEK (32 raw bytes, mode 0600) to this new file instead of
         /// printing it as hex.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// Fetch the DEK of a KEK (printed as hex).
@@ -429,7 +437,7 @@ enum KmsCommand {
         #[command(flatten)]
         conn: Trust,
         /// The KEK file (32 raw bytes or 64 hex digits).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         kek: PathBuf,
     },
     /// Encrypt a file or stream: locally under the DEK of --kek (segmented
@@ -442,11 +450,11 @@ enum KmsCommand {
         #[command(flatten)]
         io: Io,
         /// Encrypt locally with the DEK of this KEK file.
-        #[arg(long, conflicts_with = "name")]
+        #[arg(long, value_name = "FILE", conflicts_with = "name")]
         kek: Option<PathBuf>,
         /// Encrypt on the server with this named key (management token;
         /// input ≤ 256 KiB, larger input is refused: use --kek for files).
-        #[arg(long)]
+        #[arg(long, value_name = "NAME")]
         name: Option<String>,
     },
     /// Decrypt what `encrypt` produced (same --kek or --name and --context;
@@ -458,10 +466,10 @@ enum KmsCommand {
         #[command(flatten)]
         io: Io,
         /// Decrypt locally with the DEK of this KEK file.
-        #[arg(long, conflicts_with = "name")]
+        #[arg(long, value_name = "FILE", conflicts_with = "name")]
         kek: Option<PathBuf>,
         /// Decrypt on the server with this named key (management token).
-        #[arg(long)]
+        #[arg(long, value_name = "NAME")]
         name: Option<String>,
     },
     /// Show the server's status (seed status line and key counts; no token).

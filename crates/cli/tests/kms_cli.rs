@@ -1763,8 +1763,8 @@ fn an_option_on_the_command_line_wins_over_the_environment() -> TestResult {
 #[test]
 fn usage_errors_name_the_choices() -> TestResult {
     for (args, said) in [
-        (&["encrypt"][..], "<--kek <KEK>|--name <NAME>>"),
-        (&["decrypt"], "<--kek <KEK>|--name <NAME>>"),
+        (&["encrypt"][..], "<--kek <FILE>|--name <NAME>>"),
+        (&["decrypt"], "<--kek <FILE>|--name <NAME>>"),
         (
             &["state", "k1", "bogus"],
             "[possible values: pre-activation, active, suspended, deactivated, compromised, \
@@ -2916,5 +2916,48 @@ fn status_and_list_print_json_on_request() -> TestResult {
     assert_eq!(names, serde_json::json!(["k1"]));
     let out = succeeded(managed(&server, &srv_dir, "list").output()?)?;
     assert_eq!(String::from_utf8(out.stdout)?, "k1\n");
+    Ok(())
+}
+
+/// `kms serve --help` names RUST_LOG, and the client commands' value
+/// placeholders say what they take, as the store commands' do.
+#[test]
+fn kms_help_names_rust_log_and_its_placeholders() -> TestResult {
+    let help = |args: &[&str]| -> Result<String, Box<dyn std::error::Error>> {
+        let out = seccs_kms(args).output()?;
+        Ok(String::from_utf8(succeeded(out)?.stdout)?)
+    };
+    let serve = help(&["serve", "--help"])?;
+    for item in [
+        "RUST_LOG",
+        "--cert <FILE>",
+        "--key <FILE>",
+        "--max-body <BYTES>",
+        "--listen <ADDR>",
+        "--dir <DIR>",
+    ] {
+        assert!(serve.contains(item), "{item}: {serve}");
+    }
+    let key = help(&["key", "--help"])?;
+    for item in [
+        "--server <URL>",
+        "--ca <FILE>",
+        "--pin <SHA256>",
+        "--kek <FILE>",
+    ] {
+        assert!(key.contains(item), "{item}: {key}");
+    }
+    let list = help(&["list", "--help"])?;
+    for item in ["--token <TOKEN>", "--token-file <FILE>"] {
+        assert!(list.contains(item), "{item}: {list}");
+    }
+    for (sub, item) in [
+        ("min-version", "<VERSION>"),
+        ("new", "--out <FILE>"),
+        ("create", "<NAME>"),
+    ] {
+        let text = help(&[sub, "--help"])?;
+        assert!(text.contains(item), "{sub} {item}: {text}");
+    }
     Ok(())
 }
