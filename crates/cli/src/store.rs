@@ -515,6 +515,15 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
             shown_path(&args.file)
         );
     }
+    if let Some(name) = &args.name {
+        if is_dir {
+            bail!("--name applies to one file; a directory's files are named by their paths");
+        }
+        let source = meta
+            .as_ref()
+            .map_or("standard input".to_owned(), |_| shown_path(&args.file));
+        seccs_store::check_name(name).with_context(|| format!("cannot store {source}"))?;
+    }
     let opened = open::open(loc, !args.dry_run)?;
     let store = &opened.store;
     let Some(meta) = meta else {
@@ -529,9 +538,6 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         .map(drop);
     };
     if is_dir {
-        if args.name.is_some() {
-            bail!("--name applies to one file; a directory's files are named by their paths");
-        }
         return crate::tree::put_tree(
             store,
             &args.file,

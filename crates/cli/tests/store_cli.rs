@@ -6602,3 +6602,72 @@ fn an_embedded_store_with_more_files_than_the_open_file_limit_reads_whole() {
     let out = run(seccs(&store).arg("verify"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 finding(s)"));
 }
+
+/// The entries of `dir` and under it, with their sizes, sorted: what a
+/// command that must not touch it can be checked against.
+fn tree_listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    // Bounded by the entries under `dir`.
+    while let Some(at) = todo.pop() {
+        for entry in std::fs::read_dir(&at).expect("list") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("stat");
+            if meta.is_dir() {
+                todo.push(path.clone());
+            }
+            found.push((path, if meta.is_dir() { 0 } else { meta.len() }));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A `--name` that is refused (absolute, empty, with an empty component,
+/// with a component longer than a file name can be), and `--name` given
+/// for a directory, fail before the store is opened or made: no store is
+/// left where there was none, and an existing store is not opened (its
+/// key, moved away here, is never looked for).
+#[test]
+fn put_with_a_bad_name_fails_before_the_store_is_made_or_opened() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = random_file(tmp.path(), "f1", 100, 96);
+    let dir = tmp.path().join("d");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let long = format!("a/{}", "x".repeat(256));
+    let bad: [(&str, &str); 4] = [
+        ("/abs", "a name is a relative path"),
+        ("", "a name cannot be empty"),
+        ("a//b", "a name is a relative path"),
+        (&long, "more than the 255"),
+    ];
+    let existing = tmp.path().join("existing");
+    ok(seccs(&existing).arg("init"));
+    std::fs::rename(existing.join("key"), tmp.path().join("key-away")).expect("move key");
+    let before = tree_listing(&existing);
+    for (name, said) in bad {
+        let store = tmp.path().join("new");
+        let err = fails(seccs(&store).arg("put").arg(&f).args(["--name", name]));
+        assert!(
+            err.contains("invalid name") && err.contains(said),
+            "{name:?}: {err}"
+        );
+        assert!(!store.exists(), "{name:?}: a store was made: {err}");
+        let err = fails(seccs(&existing).arg("put").arg(&f).args(["--name", name]));
+        assert!(err.contains(said), "{name:?}: {err}");
+        let err = fails(
+            seccs(&store)
+                .args(["put", "-", "--name", name])
+                .stdin(Stdio::null()),
+        );
+        assert!(err.contains(said), "{name:?}: {err}");
+        assert!(!store.exists(), "{name:?}: a store was made: {err}");
+    }
+    let store = tmp.path().join("new");
+    let err = fails(seccs(&store).arg("put").arg(&dir).args(["--name", "x"]));
+    assert!(err.contains("--name applies to one file"), "{err}");
+    assert!(!store.exists(), "a store was made: {err}");
+    let err = fails(seccs(&existing).arg("put").arg(&dir).args(["--name", "x"]));
+    assert!(err.contains("--name applies to one file"), "{err}");
+    assert_eq!(tree_listing(&existing), before);
+}

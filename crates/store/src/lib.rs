@@ -68,6 +68,6 @@ pub mod wrapper;
 pub use error::{Result, StoreError};
 pub use params::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, Params, ZstdLevel};
 pub use put::PutOutcome;
-pub use store::{DeleteReport, Listing, Store, StoreStats};
+pub use store::{DeleteReport, Listing, Store, StoreStats, check_name};
 pub use verify::{Finding, GcReport, VerifyReport};
 pub use wrapper::WrapperKind;

@@ -1676,8 +1676,10 @@ fn refuse_directory_content(reader: &mut dyn std::io::Read, name: &str) -> Resul
 /// (`a/b/c`: no empty, `.` or `..` component, so no leading or trailing `/`,
 /// no component longer than a file name can be, and no NUL): two spellings
 /// of one path would be two names, and a restore, which reads a name as a
-/// path under its output directory, would give a different one.
-fn check_name(name: &str) -> Result<()> {
+/// path under its output directory, would give a different one. The
+/// check [`Store::put_named`] makes, public so that a caller can make it
+/// before it opens or makes a store.
+pub fn check_name(name: &str) -> Result<()> {
     /// The longest file name (one component), in bytes, that Linux file
     /// systems take (`NAME_MAX`).
     const NAME_MAX: usize = 255;
