@@ -6671,3 +6671,37 @@ fn put_with_a_bad_name_fails_before_the_store_is_made_or_opened() {
     assert!(err.contains("--name applies to one file"), "{err}");
     assert_eq!(tree_listing(&existing), before);
 }
+
+/// A config.toml whose chunk size, wrapper or compression cannot be used
+/// is said as that file's, naming the field.
+#[test]
+fn a_bad_field_in_the_config_names_the_file_and_the_field() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    let config = store.join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let shown = config.display().to_string();
+    for (from, to, said) in [
+        (
+            "chunk_size = 4096\n",
+            "chunk_size = 0\n",
+            "chunk_size: unsupported chunk size 0",
+        ),
+        (
+            "wrapper = \"aes-siv\"",
+            "wrapper = \"foo\"",
+            "wrapper: unknown wrapper \"foo\"",
+        ),
+        (
+            "compression = \"zstd:3\"",
+            "compression = \"lz4\"",
+            "compression: ",
+        ),
+    ] {
+        assert!(text.contains(from), "{text}");
+        std::fs::write(&config, text.replace(from, to)).expect("write");
+        let err = fails(seccs(&store).arg("ls"));
+        assert!(err.contains(&format!("{shown}: {said}")), "{to}: {err}");
+    }
+}

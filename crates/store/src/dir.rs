@@ -272,15 +272,23 @@ impl StoreConfig {
 
     /// The store parameters, validated.
     pub fn params(&self) -> Result<Params> {
-        let wrapper: WrapperKind = self
-            .wrapper
-            .parse()
-            .map_err(|e| StoreError::Config(format!("config.toml: wrapper {e}")))?;
+        self.params_in(Path::new("config.toml"))
+    }
+
+    /// The store parameters, validated; an error names `file` (the
+    /// config.toml they were read from) and the field.
+    fn params_in(&self, file: &Path) -> Result<Params> {
+        let field = |name: &str, e: &dyn std::fmt::Display| {
+            StoreError::Config(format!("{}: {name}: {e}", file.display()))
+        };
+        let wrapper: WrapperKind = self.wrapper.parse().map_err(|e| field("wrapper", &e))?;
         let compression = self
             .compression
             .parse()
-            .map_err(|e| StoreError::Config(format!("config.toml: compression {e}")))?;
-        Ok(Params::new(self.chunk_size, wrapper)?.with_compression(compression))
+            .map_err(|e| field("compression", &e))?;
+        Ok(Params::new(self.chunk_size, wrapper)
+            .map_err(|e| field("chunk_size", &e))?
+            .with_compression(compression))
     }
 }
 
@@ -1048,7 +1056,7 @@ fn read_config(path: &Path, store_owner: Option<u32>) -> Result<StoreConfig> {
             config.format_version
         )));
     }
-    config.params()?;
+    config.params_in(&config_path)?;
     let is_check = |check: &str| {
         check.len() == 2 * KEY_CHECK_LEN
             && check
