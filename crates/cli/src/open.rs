@@ -436,7 +436,11 @@ enum Access {
 fn open_as(loc: &StoreLocation, create_if_missing: bool, access: Access) -> Result<OpenStore> {
     let path = &loc.path()?;
     let mut lock = LockWait::new(Duration::from_secs(loc.lock_wait.unwrap_or(0)));
-    let (dir, key) = if create_if_missing && !StoreDir::exists(path) {
+    // A path that is there and is not a directory (a file given to
+    // --store by mistake) is refused by the open, as a file and not as a
+    // place a store cannot be made.
+    let not_a_dir = std::fs::metadata(path).is_ok_and(|m| !m.is_dir());
+    let (dir, key) = if create_if_missing && !not_a_dir && !StoreDir::exists(path) {
         let (dir, key) = create(
             path,
             NewStore {

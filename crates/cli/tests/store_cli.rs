@@ -6705,3 +6705,21 @@ fn a_bad_field_in_the_config_names_the_file_and_the_field() {
         assert!(err.contains(&format!("{shown}: {said}")), "{to}: {err}");
     }
 }
+
+/// `--store` naming a regular file says it is a file, not a store
+/// directory.
+#[test]
+fn a_store_that_is_a_file_is_said_to_be_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f1 = random_file(tmp.path(), "f1", 10, 97);
+    for args in [&["ls"][..], &["put", "-"]] {
+        let err = fails(seccs(&f1).args(args).stdin(Stdio::null()));
+        assert!(
+            err.contains(&format!(
+                "{} is a file, not a store directory",
+                f1.display()
+            )),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -595,6 +595,15 @@ impl StoreDir {
         };
         if meta.is_dir() {
             check_guarded(path, &meta, Guarded::StoreDir, None)?;
+        } else {
+            let what = match meta.is_file() {
+                true => "a file",
+                false => "not a directory",
+            };
+            return Err(StoreError::Config(format!(
+                "{} is {what}, not a store directory",
+                path.display()
+            )));
         }
         match config_is_file(path) {
             Ok(true) => Ok(owner(&meta)),
