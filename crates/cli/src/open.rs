@@ -455,8 +455,8 @@ fn open_as(loc: &StoreLocation, create_if_missing: bool, access: Access) -> Resu
         errln!(
             "seccs: created a new store at {} on the embedded backend (key file {}); for \
              another backend, run `seccs init --backend URL` first",
-            path.display(),
-            path.join("key").display()
+            crate::tree::shown_path(path),
+            crate::tree::shown_path(&path.join("key"))
         );
         (dir, key)
     } else {

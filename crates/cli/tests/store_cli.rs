@@ -6723,3 +6723,23 @@ fn a_store_that_is_a_file_is_said_to_be_one() {
         );
     }
 }
+
+/// The store made by put is shown as other messages show a path: a byte
+/// that is not UTF-8 as `\xff`, not as U+FFFD.
+#[test]
+fn put_says_a_new_store_path_that_is_not_utf8_as_other_messages_do() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join(std::ffi::OsStr::from_bytes(b"st\xff"));
+    let f = random_file(tmp.path(), "f", 10, 98);
+    let out = run(seccs(&store).arg("put").arg(&f));
+    let said = String::from_utf8(out.stderr).expect("utf-8");
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("created a new store at ")
+            && said.contains("st\\xff on the embedded backend (key file ")
+            && said.contains("st\\xff/key)")
+            && !said.contains('\u{fffd}'),
+        "{said}"
+    );
+}
