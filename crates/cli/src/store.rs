@@ -8,7 +8,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use seccs_store::catalog::{EntryKind, FileMeta, Record, Stamp, Version, parse_name_version};
 use seccs_store::dir::{EMBEDDED, KeySource};
-use seccs_store::{Compression, ContentRef, DEFAULT_CHUNK_SIZE, Params, StoreError, WrapperKind};
+use seccs_store::{
+    Compression, ContentRef, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, Params, StoreError, WrapperKind,
+};
 
 use crate::open::{self, NewStore, StoreLocation};
 use crate::progress;
@@ -18,7 +20,7 @@ use crate::progress;
 pub struct InitArgs {
     /// Target chunk size S in bytes (at least twice the reference size: 48
     /// for aes-siv, 80 for the SHA-256 based wrappers; at most 1048576).
-    #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE, value_name = "N")]
+    #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE, value_name = "N", value_parser = chunk_size_arg())]
     chunk_size: usize,
     /// How nodes are sealed: aes-siv (encrypted, default), aes-siv-dr,
     /// hmac-sha-256, hmac-sha-256-dr (authenticated, not encrypted), sha-256
@@ -333,6 +335,18 @@ pub struct StatArgs {
     json: bool,
     #[command(flatten)]
     pub location: StoreLocation,
+}
+
+/// `--chunk-size`: refused by the parser (a usage error) outside what
+/// some wrapper takes; within that, a size too small for the wrapper given
+/// is refused by [`Params::new`], which knows both.
+fn chunk_size_arg() -> clap::builder::RangedU64ValueParser<usize> {
+    let smallest = WrapperKind::ALL
+        .into_iter()
+        .map(Params::min_chunk_size)
+        .min()
+        .unwrap_or(DEFAULT_CHUNK_SIZE);
+    clap::builder::RangedU64ValueParser::new().range(smallest as u64..=MAX_CHUNK_SIZE as u64)
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {

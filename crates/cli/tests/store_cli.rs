@@ -335,7 +335,9 @@ fn a_restore_into_a_read_only_directory_says_each_failure_once() {
 fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     let tmp = tempfile::tempdir().expect("tmp");
     let store = tmp.path().join("store");
-    let err = fails(seccs(&store).args(["init", "--chunk-size", "40"]));
+    // Too small for this wrapper (not for every one: see
+    // `a_chunk_size_no_store_can_have_is_a_usage_error`).
+    let err = fails(seccs(&store).args(["init", "--chunk-size", "60", "--wrapper", "sha-256"]));
     assert!(err.contains("unsupported chunk size"), "{err}");
     ok(seccs(&store).arg("init"));
     let err = fails(seccs(&store).arg("init"));
@@ -6742,4 +6744,26 @@ fn put_says_a_new_store_path_that_is_not_utf8_as_other_messages_do() {
             && !said.contains('\u{fffd}'),
         "{said}"
     );
+}
+
+/// A chunk size no wrapper takes (below the smallest minimum, above the
+/// maximum) is refused by the parser, as a usage error (exit 2), and
+/// nothing is made.
+#[test]
+fn a_chunk_size_no_store_can_have_is_a_usage_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    for size in ["0", "47", "1048577"] {
+        let out = run(seccs(&store).args(["init", "--chunk-size", size]));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{size}: {said}");
+        assert!(
+            said.contains(&format!("invalid value '{size}' for '--chunk-size <N>'"))
+                && said.contains("48..=1048576")
+                && said.contains("try '--help'"),
+            "{size}: {said}"
+        );
+        assert!(!store.exists(), "{size}");
+    }
+    ok(seccs(&store).args(["init", "--chunk-size", "48"]));
 }

@@ -130,10 +130,10 @@ impl Params {
             });
         }
         let reference_len = wrapper.digest_len() + LENGTH_LEN;
-        if chunk_size < 2 * reference_len {
+        if chunk_size < Self::min_chunk_size(wrapper) {
             return Err(StoreError::UnsupportedChunkSize {
                 chunk_size,
-                min: 2 * reference_len,
+                min: Self::min_chunk_size(wrapper),
                 reference_len,
             });
         }
@@ -142,6 +142,13 @@ impl Params {
             wrapper,
             compression: Compression::None,
         })
+    }
+
+    /// The smallest chunk size [`Params::new`] takes with `wrapper`:
+    /// twice its reference size, so that a superchunk holds two
+    /// references.
+    pub fn min_chunk_size(wrapper: WrapperKind) -> usize {
+        2 * (wrapper.digest_len() + LENGTH_LEN)
     }
 
     /// The same parameters with leaf compression set. Every setting reads
