@@ -14,6 +14,11 @@ use crate::tree::{shown_name, version_to_restore};
 
 /// `seccs diff`: what changed between two times.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "diff exits 0 whether or not it lists changes (unlike diff(1), which exits 1 \
+                  when the inputs differ): a change is a report, not a failure. It exits 1 only \
+                  when it cannot say (no store, a catalog it cannot read)."
+)]
 pub struct DiffArgs {
     /// Only names starting with PREFIX (`photos/` for a tree put as
     /// `seccs put photos`).

@@ -30,8 +30,8 @@ pub struct StoreLocation {
     pub store: Option<PathBuf>,
     /// When another process holds the store (a put, a gc), wait up to
     /// SECONDS for it to finish instead of failing at once with "store is
-    /// in use", as a scheduled job that may meet another wants. 0 (the
-    /// default) fails at once. On a network backend (Redis, PostgreSQL,
+    /// in use", as a scheduled job that may meet another wants. Whole
+    /// seconds, at most 86400 (a day); 0 (the default) fails at once. On a network backend (Redis, PostgreSQL,
     /// S3) the commands that only read (get, ls, diff, stat) never wait:
     /// they run beside a writer.
     #[arg(

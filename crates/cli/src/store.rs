@@ -199,7 +199,8 @@ pub struct GetArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
-    /// Read only LEN bytes from OFFSET.
+    /// Read only LEN bytes from OFFSET. A range past the end is refused,
+    /// as is --range for a tree.
     #[arg(long, value_name = "OFFSET:LEN", value_parser = parse_range)]
     range: Option<(u64, u64)>,
     /// For a NAME or PREFIX/: what it held at TIME, a UTC time as `seccs
@@ -226,6 +227,15 @@ pub struct GetArgs {
 /// `seccs rm`: undo one put, remove a name, a tree, or the names that are
 /// gone.
 #[derive(Debug, Args)]
+// One of the three is needed, and the usage says so: a reference marked
+// required unless --gone or --keep is shown, and asked for, as required
+// alone.
+#[command(group(
+    clap::ArgGroup::new("what")
+        .required(true)
+        .multiple(true)
+        .args(["reference", "gone", "keep"])
+))]
 pub struct RmArgs {
     /// A content reference (undoes one put of it without a name), a NAME (removes every
     /// version), NAME@N or NAME/@N (removes version N), or PREFIX/ (removes every
@@ -234,7 +244,7 @@ pub struct RmArgs {
     /// this prefix (default: all). A name whose every version is removed is
     /// gone: a later put of it starts again at version 1, so a NAME@N
     /// noted before then may name other content.
-    #[arg(required_unless_present_any = ["gone", "keep"], value_parser = name_arg())]
+    #[arg(value_parser = name_arg())]
     reference: Option<String>,
     /// Remove every version of the names that are gone (their files were
     /// no longer found by `seccs put DIR`; `seccs ls --all` marks them).
@@ -287,8 +297,17 @@ pub struct LsArgs {
 
 /// `seccs verify`: check every node, record and count.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exits 0 when it finds nothing, 1 when it finds any problem or name that \
+                  cannot be read back (after listing them), or when it cannot check the store."
+)]
 pub struct VerifyArgs {
-    /// Print the report as JSON.
+    /// Print the report as one JSON object: {"nodes", "names" (how many
+    /// were checked), "findings": [{"kind", ...}], "broken_names": [names
+    /// that cannot be read back whole]}. A finding's "kind" is tampered,
+    /// missing, unreadable, bad-record, orphan-page, newer-record,
+    /// wrong-count, wrong-height or orphan; its other fields say which
+    /// node or catalog key ("node", "key") and what was found.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -316,7 +335,12 @@ A catalog record that authenticates but was written by a newer seccs (verify's \
 nodes it references cannot be told by this build), and exits 1 saying so."
 )]
 pub struct GcArgs {
-    /// Print the report as JSON.
+    /// Print the report as one JSON object: {"removed" (entries removed),
+    /// "records_removed", "records_left", "unreadable_records_removed",
+    /// "pages_removed", "newer_records" (catalog keys, in hex),
+    /// "counts_fixed", "remaining" (findings left, as verify --json gives
+    /// them), "broken_names", "space_not_reclaimed", "space_later" (null,
+    /// or why the space of what was removed is not given back now)}.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -327,8 +351,9 @@ pub struct GcArgs {
 #[derive(Debug, Args)]
 pub struct StatArgs {
     /// Print JSON: {"entries", "bytes", "nodes", "names", "by_kind": {"leaf",
-    /// "compressed_leaf", "superchunk", "catalog_record", "unrecognized",
-    /// "damaged": {"entries", "bytes"}}, ...}. Bytes count key, value and
+    /// "compressed_leaf", "superchunk", "catalog_record", "catalog_page",
+    /// "unrecognized", "damaged": {"entries", "bytes"}}, "chunk_size",
+    /// "wrapper", "backend"}. Bytes count key, value and
     /// an 8-byte count per entry, before the backend's own overhead; a
     /// damaged entry (one the backend cannot decode) counts its key only.
     #[arg(long)]

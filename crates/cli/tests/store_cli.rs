@@ -6767,3 +6767,78 @@ fn a_chunk_size_no_store_can_have_is_a_usage_error() {
     }
     ok(seccs(&store).args(["init", "--chunk-size", "48"]));
 }
+
+/// `seccs CMD --help`, which must succeed.
+fn help(args: &[&str]) -> String {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_seccs"))
+        .args(args)
+        .arg("--help"));
+    assert!(out.status.success(), "{args:?}");
+    // Joined back into one line of words: clap wraps help to the terminal.
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The help of the store commands says what they print and how they
+/// exit: verify's exit status, the fields of verify's, gc's and stat's
+/// JSON, diff's exit status, --lock-wait's bound and unit, and what get
+/// does with a range past the end.
+#[test]
+fn store_command_help_names_exit_statuses_json_fields_and_bounds() {
+    let verify = help(&["verify"]);
+    assert!(verify.contains("Exits 0 when"), "{verify}");
+    for field in ["nodes", "names", "findings", "broken_names", "kind"] {
+        assert!(
+            verify.contains(&format!("\"{field}\"")),
+            "{field}: {verify}"
+        );
+    }
+    let gc = help(&["gc"]);
+    for field in [
+        "removed",
+        "records_removed",
+        "records_left",
+        "unreadable_records_removed",
+        "pages_removed",
+        "counts_fixed",
+        "newer_records",
+        "remaining",
+        "broken_names",
+        "space_not_reclaimed",
+        "space_later",
+    ] {
+        assert!(gc.contains(&format!("\"{field}\"")), "{field}: {gc}");
+    }
+    let stat = help(&["stat"]);
+    for field in ["catalog_page", "chunk_size", "wrapper", "backend"] {
+        assert!(stat.contains(&format!("\"{field}\"")), "{field}: {stat}");
+    }
+    let diff = help(&["diff"]);
+    assert!(diff.contains("exits 0 whether or not"), "{diff}");
+    let put = help(&["put"]);
+    assert!(
+        put.contains("at most 86400") && put.contains("Whole seconds"),
+        "{put}"
+    );
+    let get = help(&["get"]);
+    assert!(get.contains("past the end is refused"), "{get}");
+}
+
+/// `rm` without a reference says that it needs one of a reference,
+/// --gone or --keep, not a reference alone.
+#[test]
+fn rm_without_a_reference_shows_it_optional_in_its_usage() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = run(seccs(&tmp.path().join("store")).arg("rm"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("Usage: seccs rm <REFERENCE|--gone|--keep <N>>"),
+        "{said}"
+    );
+    let usage = help(&["rm"]);
+    assert!(usage.contains("[REFERENCE]"), "{usage}");
+}
