@@ -25,8 +25,9 @@ pub struct KmsArgs {
 /// take, which never send the management token.
 #[derive(Debug, Args)]
 struct Trust {
-    /// The key server, https://HOST:PORT. Also read from SECCS_KMS_URL
-    /// (an empty one is unset); without either, https://127.0.0.1:8080.
+    /// The key server, https://HOST:PORT (http:// only on loopback, with
+    /// --insecure-loopback-http). Also read from SECCS_KMS_URL (an empty
+    /// one is unset); without either, https://127.0.0.1:8080.
     // SECCS_KMS_URL is read in `server`, not by clap: clap takes an
     // exported but empty variable for a value, and every command failed
     // on the empty URL.
@@ -723,6 +724,7 @@ fn check_key_name(name: &str) -> anyhow::Result<()> {
 }
 
 fn named_one(conn: &Conn, name: &str, op: &str, io: &Io) -> anyhow::Result<()> {
+    check_key_name(name)?;
     let c = conn.client()?;
     let data = read_input(io)?;
     if op == "encrypt" && data.len() > MAX_ITEM_PLAINTEXT {
@@ -1166,14 +1168,17 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             }
         }
         KmsCommand::Info { conn, name } => {
+            check_key_name(&name)?;
             let info = conn.client()?.run(|k| k.key_info(&name));
             print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
         KmsCommand::Rotate { conn, name } => {
+            check_key_name(&name)?;
             let info = conn.client()?.run(|k| k.rotate(&name));
             print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
         KmsCommand::State { conn, name, state } => {
+            check_key_name(&name)?;
             let state: KeyState = state.parse()?;
             let info = conn.client()?.run(|k| k.set_state(&name, state));
             print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
@@ -1183,6 +1188,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             name,
             version,
         } => {
+            check_key_name(&name)?;
             let c = conn.client()?;
             let info = c.run(|k| k.set_min_decrypt_version(&name, version));
             let info = match info {
@@ -1212,6 +1218,7 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             name,
             context,
         } => {
+            check_key_name(&name)?;
             let mut keys = conn
                 .client()?
                 .run(|k| k.datakeys(&name, 1, context.as_bytes()))

@@ -415,6 +415,11 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     let kms_pin = kms_pin
         .map(|p| crate::kms::utf8(p, "SECCS_KMS_PIN"))
         .transpose()?;
+    // The URL is said wrong before the KEK file is looked at, as an open
+    // of the store says it.
+    if let Some(server) = &args.key_from_kms {
+        crate::kms::check_server_url(server, "--key-from-kms")?;
+    }
     if let Some(server) = &args.key_from_kms
         && server.starts_with("https://")
         && kms_ca.is_none()

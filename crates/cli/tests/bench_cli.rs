@@ -61,6 +61,8 @@ fn bench_figures_out_of_range_are_usage_errors() {
         &["--size-mib", "0"][..],
         &["--size-mib", "17592186044416"],
         &["--rounds", "0"],
+        &["--chunk-size", "0"],
+        &["--chunk-size", "1048577"],
         &["--stream-mib", "17592186044416"],
         &["tempfile", "--size-mib", "0"],
         &["tempfile", "--size-mib", "17592186044416"],

@@ -2745,6 +2745,24 @@ fn a_server_url_that_is_not_one_is_named_with_its_option() -> TestResult {
         !err.contains("warning") && !err.contains("configuration"),
         "{err}"
     );
+    // With the KEK file missing too, the URL is still said first.
+    let out = Command::new(env!("CARGO_BIN_EXE_seccs"))
+        .arg("--store")
+        .arg(&store)
+        .args([
+            "init",
+            "--key-from-kms",
+            "notaurl",
+            "--kms-pin",
+            &pin,
+            "--kek",
+        ])
+        .arg(tmp.path().join("nokek"))
+        .output()?;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--key-from-kms notaurl: not a URL"), "{err}");
+    assert!(!err.contains("KEK"), "{err}");
     let out = init("http://127.0.0.1:1").output()?;
     assert!(!out.status.success());
     let err = stderr(&out);
@@ -2856,10 +2874,16 @@ fn unreadable_files_are_named_with_their_option() -> TestResult {
 #[test]
 fn named_key_errors_say_the_name_version_and_file() -> TestResult {
     let pin = "ab".repeat(32);
-    for name in ["bad name", ""] {
+    for (command, name) in [
+        ("create", "bad name"),
+        ("create", ""),
+        ("info", "bad name"),
+        ("rotate", ".hidden"),
+        ("datakey", "k 2"),
+    ] {
         // No server listens there: an error about reaching it would mean
         // the server was asked.
-        let out = seccs_kms(&["create", "--server", "https://127.0.0.1:1", "--pin", &pin])
+        let out = seccs_kms(&[command, "--server", "https://127.0.0.1:1", "--pin", &pin])
             .args(["--token", "0123456789abcdef", name])
             .output()?;
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -598,7 +598,7 @@ impl StoreDir {
         } else {
             let what = match meta.is_file() {
                 true => "a file",
-                false => "not a directory",
+                false => "neither a directory nor a file",
             };
             return Err(StoreError::Config(format!(
                 "{} is {what}, not a store directory",

@@ -9,11 +9,21 @@ use seccs_store::backend::{Backend, EmbeddedBackend, MemoryBackend};
 use seccs_store::bench::{aes_siv_floor_mib_s, chunker_mib_s, mib_s};
 use seccs_store::{ContentRef, Params, Store, WrapperKind};
 
+/// `--chunk-size`: what a store sealed with AES-SIV takes, refused
+/// outside it as a usage error, as the other figures are.
+fn aes_siv_chunk_size() -> clap::builder::RangedU64ValueParser<usize> {
+    let smallest = Params::min_chunk_size(WrapperKind::AesSiv);
+    clap::builder::RangedU64ValueParser::new()
+        .range(smallest as u64..=seccs_store::MAX_CHUNK_SIZE as u64)
+}
+
 /// Options of the store bench.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreBenchArgs {
-    /// Chunk size S to measure.
-    #[arg(long, default_value_t = seccs_store::DEFAULT_CHUNK_SIZE, value_name = "N")]
+    /// Chunk size S to measure (the bench seals with AES-SIV, so from
+    /// its smallest chunk size up to the largest any store takes).
+    #[arg(long, default_value_t = seccs_store::DEFAULT_CHUNK_SIZE, value_name = "N",
+          value_parser = aes_siv_chunk_size())]
     chunk_size: usize,
     /// MiB of random data per measurement, from 1 to 16384 (it is held in
     /// memory).
