@@ -244,7 +244,13 @@ struct Io {
     /// encrypted spool at the end (never replaced); a symbolic link is
     /// written through. Its temporary file is made before the server is
     /// asked, so an output that cannot be written is refused first.
-    #[arg(long = "out", value_name = "FILE")]
+    /// `-o` and `--output` as `seccs get` spells it.
+    #[arg(
+        long = "out",
+        short = 'o',
+        visible_alias = "output",
+        value_name = "FILE"
+    )]
     output: Option<PathBuf>,
     /// The encryption context (associated data); decryption needs the same.
     #[arg(long, default_value = "")]
@@ -429,8 +435,8 @@ enum KmsCommand {
         #[command(flatten)]
         conn: Conn,
         /// Write the KEK (32 raw bytes, mode 0600) to this new file instead of
-        /// printing it as hex.
-        #[arg(long, value_name = "FILE")]
+        /// printing it as hex. `-o` and `--output` as `seccs get` spells it.
+        #[arg(long, short = 'o', visible_alias = "output", value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// Fetch the DEK of a KEK (printed as hex).

@@ -194,7 +194,7 @@ pub struct GetArgs {
     /// store's directory, or at its key file (a link at FILE that points
     /// there too), is refused, and so is each name of a tree that would
     /// land in the store's directory.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, visible_alias = "out", value_name = "FILE")]
     output: Option<PathBuf>,
     /// No progress bar.
     #[arg(short, long)]

@@ -279,6 +279,54 @@ fn a_cut_stream_decrypts_to_nothing_on_stdout_or_in_a_file() -> TestResult {
     Ok(())
 }
 
+/// The output file is `-o`, `--output` or `--out` on every command that
+/// writes one, as `seccs get` spells it.
+#[test]
+fn every_output_file_takes_the_spellings_get_takes() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (server, srv_dir, _kek) = serve_with_kek(tmp.path())?;
+    let kek = tmp.path().join("kek-o");
+    succeeded(kms(&server, &srv_dir, "new").arg("-o").arg(&kek).output()?)?;
+    assert_eq!(std::fs::metadata(&kek)?.len(), 32);
+    let plain = tmp.path().join("plain");
+    std::fs::write(&plain, b"spelled three ways")?;
+    let sealed = tmp.path().join("sealed");
+    succeeded(
+        kms(&server, &srv_dir, "encrypt")
+            .arg("--kek")
+            .arg(&kek)
+            .arg("--in")
+            .arg(&plain)
+            .arg("-o")
+            .arg(&sealed)
+            .output()?,
+    )?;
+    let back = tmp.path().join("back");
+    succeeded(
+        kms(&server, &srv_dir, "decrypt")
+            .arg("--kek")
+            .arg(&kek)
+            .arg("--in")
+            .arg(&sealed)
+            .arg("--output")
+            .arg(&back)
+            .output()?,
+    )?;
+    assert_eq!(std::fs::read(&back)?, b"spelled three ways");
+    let store = tmp.path().join("store");
+    let seccs = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+        c.arg("--store").arg(&store);
+        c
+    };
+    succeeded(seccs().arg("init").output()?)?;
+    succeeded(seccs().args(["put", "--name", "p"]).arg(&plain).output()?)?;
+    let got = tmp.path().join("got");
+    succeeded(seccs().args(["get", "p", "--out"]).arg(&got).output()?)?;
+    assert_eq!(std::fs::read(&got)?, b"spelled three ways");
+    Ok(())
+}
+
 /// `seccs kms ARGS…` (no server needed, or the server given in `args`).
 fn seccs_kms(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
