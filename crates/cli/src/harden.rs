@@ -41,3 +41,26 @@ pub fn harden_process() {
         }
     }
 }
+
+/// Raises this process's soft limit of open files towards `wanted`, at
+/// most to its hard limit; never lowers it. Only the soft limit moves, and
+/// a failure leaves it as it was: the caller fits itself to what it has
+/// (the key server its connection cap) or says so when it runs out.
+pub fn raise_open_file_limit(wanted: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // `None` is unlimited: nothing to raise.
+    let Some(current) = limit.current else {
+        return;
+    };
+    let raised = limit.maximum.map_or(wanted, |hard| wanted.min(hard));
+    if raised > current {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(raised),
+                maximum: limit.maximum,
+            },
+        );
+    }
+}

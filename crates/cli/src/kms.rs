@@ -717,6 +717,23 @@ fn about_named(name: &str, server: &str, err: KmsError) -> anyhow::Error {
     }
 }
 
+impl KmsCommand {
+    /// The named key the command acts on, if any.
+    fn key_name(&self) -> Option<&str> {
+        match self {
+            Self::Create { name, .. }
+            | Self::Info { name, .. }
+            | Self::Rotate { name, .. }
+            | Self::State { name, .. }
+            | Self::MinVersion { name, .. }
+            | Self::Rewrap { name, .. }
+            | Self::Datakey { name, .. } => Some(name),
+            Self::Encrypt { name, .. } | Self::Decrypt { name, .. } => name.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// Refuses a key name the server would refuse, before it is asked,
 /// saying the name and the rule (the server's "name: invalid key name"
 /// said neither).
@@ -730,7 +747,6 @@ fn check_key_name(name: &str) -> anyhow::Result<()> {
 }
 
 fn named_one(conn: &Conn, name: &str, op: &str, io: &Io) -> anyhow::Result<()> {
-    check_key_name(name)?;
     let c = conn.client()?;
     let data = read_input(io)?;
     if op == "encrypt" && data.len() > MAX_ITEM_PLAINTEXT {
@@ -911,30 +927,6 @@ fn is_newer(why: &seccs_kms::KmsError) -> bool {
     )
 }
 
-/// Raises the soft open-file limit towards its hard limit, as far as
-/// `connections` and the descriptors the server keeps need: a soft limit
-/// of 1024 (a common default) would otherwise hold the server to fewer
-/// than a thousand connections. What cannot be raised is left: the server
-/// fits its cap to it, and says so.
-fn raise_open_file_limit(connections: usize) {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let Some(current) = limit.current else {
-        return;
-    };
-    let wanted = (connections as u64).saturating_add(server::DESCRIPTORS_KEPT);
-    let raised = limit.maximum.map_or(wanted, |max| wanted.min(max));
-    if raised > current {
-        let _ = setrlimit(
-            Resource::Nofile,
-            rustix::process::Rlimit {
-                current: Some(raised),
-                maximum: limit.maximum,
-            },
-        );
-    }
-}
-
 /// What `kms serve` says once it listens: where, and how clients trust it.
 /// Files are named by absolute paths (not resolving links), as a `--dir`
 /// given relative would not name them for a client started elsewhere.
@@ -1041,6 +1033,9 @@ fn validity_warning(validity: server::Validity, now: u64) -> Option<String> {
 
 /// Runs `seccs kms`.
 pub fn run(args: KmsArgs) -> anyhow::Result<()> {
+    if let Some(name) = args.command.key_name() {
+        check_key_name(name)?;
+    }
     match args.command {
         KmsCommand::Serve {
             dir,
@@ -1061,7 +1056,12 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             cfg.new_needs_token = new_needs_token;
             cfg.audit_sync = audit_sync;
             cfg.audit_sync_interval = audit_sync_interval;
-            raise_open_file_limit(cfg.max_connections);
+            // A soft limit of 1,024 (a common default) would hold the
+            // server to fewer than a thousand connections; what cannot be
+            // raised the server fits its cap to, and says so.
+            crate::harden::raise_open_file_limit(
+                (cfg.max_connections as u64).saturating_add(server::DESCRIPTORS_KEPT),
+            );
             server::serve_blocking(cfg, |s| announce(s, &dir))?;
         }
         KmsCommand::Check { dir, json } => check(&dir, json)?,
@@ -1159,7 +1159,6 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             } else {
                 KeyState::Active
             };
-            check_key_name(&name)?;
             let info = conn.client()?.run(|k| k.create_key(&name, state));
             print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
@@ -1174,17 +1173,14 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             }
         }
         KmsCommand::Info { conn, name } => {
-            check_key_name(&name)?;
             let info = conn.client()?.run(|k| k.key_info(&name));
             print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
         KmsCommand::Rotate { conn, name } => {
-            check_key_name(&name)?;
             let info = conn.client()?.run(|k| k.rotate(&name));
             print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
         }
         KmsCommand::State { conn, name, state } => {
-            check_key_name(&name)?;
             let state: KeyState = state.parse()?;
             let info = conn.client()?.run(|k| k.set_state(&name, state));
             print_json(&info.map_err(|e| about_named(&name, &conn.trust.server_shown(), e))?)?;
@@ -1194,7 +1190,6 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             name,
             version,
         } => {
-            check_key_name(&name)?;
             let c = conn.client()?;
             let info = c.run(|k| k.set_min_decrypt_version(&name, version));
             let info = match info {
@@ -1224,7 +1219,6 @@ pub fn run(args: KmsArgs) -> anyhow::Result<()> {
             name,
             context,
         } => {
-            check_key_name(&name)?;
             let mut keys = conn
                 .client()?
                 .run(|k| k.datakeys(&name, 1, context.as_bytes()))

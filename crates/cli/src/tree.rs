@@ -466,23 +466,6 @@ fn open_dir_at(
     }
 }
 
-/// Raises this process's limit of open files to the most it may have:
-/// the walk holds a directory open for each level it is in, and a tree
-/// deeper than the usual soft limit of 1,024 (far below the hard limit on
-/// most systems) would otherwise stop at it. Only the soft limit moves; a
-/// failure leaves it as it was, and a walk that then runs out says so.
-fn allow_open_files_to_the_hard_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current.is_some() && limit.current != limit.maximum {
-        let raised = rustix::process::Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        };
-        let _ = setrlimit(Resource::Nofile, raised);
-    }
-}
-
 /// Walks the directory open as `fd`, at `dir` (shown in reports) and at
 /// `rel` under the directory put. Every entry is listed, stat'ed and (a
 /// link) read through the directory's descriptor, and a directory is
@@ -1074,7 +1057,10 @@ pub fn put_tree(store: &Store, dir: &Path, how: &TreePut) -> Result<()> {
     };
     let top = match top {
         Ok((fd, _)) => {
-            allow_open_files_to_the_hard_limit();
+            // The walk holds a directory open for each level it is in: a
+            // tree deeper than the usual soft limit of 1,024 (far below
+            // the hard limit on most systems) would otherwise stop at it.
+            crate::harden::raise_open_file_limit(u64::MAX);
             walk(&fd, dir, Path::new(""), &scope, &mut w);
             Some(fd)
         }
@@ -1645,26 +1631,6 @@ type Written = (crate::output::Unplaced, std::sync::Arc<Reached>);
 /// few hundred already make the sync a small part of each file's cost.
 const FILES_SYNCED_AT_ONCE: usize = 256;
 
-/// Raises this process's soft limit of open files to its hard limit (at
-/// most 65,536), as a restore holds a group of files and its directories
-/// open beside the store's own files: a soft limit of 1,024, common, would
-/// leave the store little. Where it cannot be raised, a restore that runs
-/// out says so file by file.
-fn raise_open_file_limit() {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let wanted = limit.maximum.map_or(65_536, |hard| hard.min(65_536));
-    if limit.current.is_some_and(|soft| soft < wanted) {
-        let _ = setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current: Some(wanted),
-                maximum: limit.maximum,
-            },
-        );
-    }
-}
-
 /// Makes a group of written files durable with `sync`, given one directory
 /// on each file system they are on (a restore passes
 /// [`crate::output::sync_file_systems`]: one `syncfs` each), and renames
@@ -2192,7 +2158,11 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         progress,
         store_dir,
     } = *how;
-    raise_open_file_limit();
+    // A restore holds a group of files and its directories open beside
+    // the store's own files: a soft limit of 1,024, common, would leave
+    // the store little. Where it cannot be raised, a restore that runs out
+    // says so file by file.
+    crate::harden::raise_open_file_limit(65_536);
     if let Ok(meta) = fs::metadata(dir)
         && !meta.is_dir()
     {
