@@ -645,14 +645,14 @@ fn named_keys_refuse_oversized_input_and_explain_item_and_key_file_errors() -> T
     // A ciphertext of a newer version (its byte after the 4-byte magic):
     // that version is named, not "not a seccs kms ciphertext".
     let mut newer = sealed.clone();
-    newer[4] = 2;
+    newer[4] = 3;
     let out = run_with_stdin(
         managed(&server, &srv_dir, "decrypt").args(["--name", "k"]),
         &newer,
     )?;
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("ciphertext version 2, newer than this build reads (version 1)")
+        stderr(&out).contains("ciphertext version 3, newer than this build reads (version 2)")
             && !stderr(&out).contains("not a seccs kms ciphertext")
             && !stderr(&out).contains("damaged"),
         "{}",

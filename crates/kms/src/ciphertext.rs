@@ -2,25 +2,52 @@
 //! facility (`encrypt`/`decrypt` of bytes with an encryption context).
 //!
 //! ```text
+//! version 2 (written):
+//! magic "skmc" (4) | version 2 (1) | suite 2 = AES-256-GCM, salted subkey (1)
+//! | key version (u32 BE) | subkey salt (16) | nonce (12, random) | ciphertext | tag (16)
+//!
+//! version 1 (read only):
 //! magic "skmc" (4) | version 1 (1) | suite 1 = AES-256-GCM (1) | key version (u32 BE)
 //! | nonce (12, random) | ciphertext | tag (16)
 //! ```
 //!
-//! The AEAD's associated data is the 10 header bytes before the nonce
-//! followed by the caller's context (its bytes as given, no length
-//! prefix), so a changed version, suite or context fails authentication.
-//! The key is `HKDF(K, "seccs/v1/kms/message")` (`seccs_core::kdf`:
-//! HKDF-SHA-256, salt `seccs`, 32 bytes), where K is the DEK, or the 32
-//! bytes of the named key's version the header names; so a DEK that is
-//! also a content store's store key never encrypts messages directly. A
-//! version byte other than 1 is [`KmsError::UnsupportedVersion`], a suite
-//! other than 1 malformed.
+//! The AEAD's associated data is every header byte before the nonce (10
+//! in version 1, 26 in version 2) followed by the caller's context (its
+//! bytes as given, no length prefix), so a changed version, suite, salt or
+//! context fails authentication. Each version has exactly one suite: a
+//! version 1 header with a suite other than 1, or a version 2 header with
+//! one other than 2, is malformed; a version above 2 is
+//! [`KmsError::UnsupportedVersion`].
+//!
+//! Keys, where K is the DEK or the 32 bytes of the named key's version the
+//! header names (`seccs_core::kdf`, HKDF-SHA-256):
+//! - version 1: `HKDF(K, "seccs/v1/kms/message")`, salt `seccs`;
+//! - version 2: `HKDF(K, "seccs/v2/kms/message")` with the header's 16-byte
+//!   salt as HKDF's salt.
+//!
+//! So a DEK that is also a content store's store key never encrypts
+//! messages directly.
+//!
+//! Why version 2: a key seals messages for as long as its DEK or named key
+//! version lives, in every process that holds it, and nothing can count
+//! them all. AES-GCM with random 96-bit nonces is safe for about 2^32
+//! messages under one key (NIST SP 800-38D), which one client reaches in
+//! under an hour at the measured rate; one nonce drawn twice reveals the
+//! XOR of two plaintexts and GCM's authentication key. In version 2 each
+//! [`MessageCipher`] seals under a subkey of its own (a random salt) and
+//! draws a new one after [`SUBKEY_MESSAGES`] messages, so no AES-GCM key
+//! ever sees more than that many random nonces, wherever and however long
+//! K is used. The subkey is derived once per salt, not per message, so
+//! sealing costs what version 1 did. Version 1 ciphertexts still open.
 //!
 //! Seed flaw fixed here: keas.kmi encrypted with AES-CBC under a fixed IV
 //! (`0123456789ABCDEF`) with no authentication, so equal plaintexts gave
 //! equal ciphertexts and a modified ciphertext decrypted to garbage without
 //! an error. Here every message has a random nonce and a tag, and any change
 //! is [`KmsError::Tampered`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use aead::{AeadInOut, KeyInit};
 use aes_gcm::Aes256Gcm;
@@ -36,23 +63,45 @@ use crate::KmsError;
 /// Magic bytes of a message ciphertext.
 pub const MAGIC: &[u8; 4] = b"skmc";
 /// Format version written by this code.
-pub const VERSION: u8 = 1;
-/// Suite id of AES-256-GCM with a random 96-bit nonce.
+pub const VERSION: u8 = 2;
+/// Suite id of AES-256-GCM under the message key, with a random 96-bit
+/// nonce (version 1, read only).
 pub const SUITE_AES256GCM: u8 = 1;
-/// Length of the header including the nonce.
-pub const HEADER_LEN: usize = 10 + NONCE_LEN;
+/// Suite id of AES-256-GCM under a salted subkey of the message key, with a
+/// random 96-bit nonce (version 2).
+pub const SUITE_AES256GCM_SALTED: u8 = 2;
+/// Length of the header of the version written, including the nonce.
+pub const HEADER_LEN: usize = SALTED_FIXED_LEN + NONCE_LEN;
+/// Magic, version, suite and key version.
+const FIXED_LEN: usize = 10;
+/// The version 2 header before the nonce: the fixed part and the salt.
+const SALTED_FIXED_LEN: usize = FIXED_LEN + SALT_LEN;
+const SALT_LEN: usize = 16;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
-/// How many bytes a ciphertext adds to its plaintext (header and tag).
+/// How many bytes a ciphertext of the version written adds to its
+/// plaintext (header and tag); version 1 added 16 fewer.
 pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
-/// HKDF label of message keys; part of the format.
+/// The most messages one subkey seals before its cipher draws another:
+/// 2^30 random 96-bit nonces repeat one with a probability of about 2^-37,
+/// under NIST SP 800-38D's 2^32 limit with room to spare.
+pub const SUBKEY_MESSAGES: u64 = 1 << 30;
+/// How many subkeys of other salts a cipher keeps for opening, so that a
+/// process opening what a few others sealed derives each subkey once.
+const OPENING_SUBKEYS: usize = 8;
+/// HKDF label of version 1 message keys; part of the format.
 pub(crate) const MESSAGE_LABEL: Label = Label::Custom("seccs/v1/kms/message");
+/// HKDF label of version 2 message subkeys; part of the format.
+const SUBKEY_LABEL: Label = Label::Custom("seccs/v2/kms/message");
 
 /// The parsed header of a message ciphertext.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CiphertextHeader {
     /// Which key version sealed the message (0 for a KEK/DEK pair).
     pub key_version: u32,
+    /// The salt of the subkey that sealed it; `None` in version 1, which
+    /// sealed under the message key itself.
+    pub salt: Option<[u8; SALT_LEN]>,
     /// The random nonce.
     pub nonce: [u8; NONCE_LEN],
 }
@@ -65,49 +114,115 @@ impl CiphertextHeader {
         if magic_part != &MAGIC[..magic_part.len()] {
             return Err(KmsError::UnknownFormat("not a seccs-kms ciphertext"));
         }
-        if bytes.len() < HEADER_LEN + TAG_LEN {
+        if bytes.len() < FIXED_LEN + NONCE_LEN + TAG_LEN {
             return Err(KmsError::Malformed("ciphertext: too short"));
         }
-        if bytes[4] != VERSION {
-            return Err(KmsError::UnsupportedVersion {
-                what: "ciphertext",
-                version: bytes[4],
-                reads: VERSION,
-            });
-        }
-        if bytes[5] != SUITE_AES256GCM {
+        let (suite, before_nonce) = match bytes[4] {
+            1 => (SUITE_AES256GCM, FIXED_LEN),
+            2 => (SUITE_AES256GCM_SALTED, SALTED_FIXED_LEN),
+            version => {
+                return Err(KmsError::UnsupportedVersion {
+                    what: "ciphertext",
+                    version,
+                    reads: VERSION,
+                });
+            }
+        };
+        if bytes[5] != suite {
             return Err(KmsError::Malformed("ciphertext: unknown suite"));
         }
+        let header_len = before_nonce + NONCE_LEN;
+        if bytes.len() < header_len + TAG_LEN {
+            return Err(KmsError::Malformed("ciphertext: too short"));
+        }
         let mut v = [0u8; 4];
-        v.copy_from_slice(&bytes[6..10]);
+        v.copy_from_slice(&bytes[6..FIXED_LEN]);
+        let salt = (before_nonce == SALTED_FIXED_LEN).then(|| {
+            let mut salt = [0u8; SALT_LEN];
+            salt.copy_from_slice(&bytes[FIXED_LEN..SALTED_FIXED_LEN]);
+            salt
+        });
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&bytes[10..HEADER_LEN]);
+        nonce.copy_from_slice(&bytes[before_nonce..header_len]);
         Ok((
             Self {
                 key_version: u32::from_be_bytes(v),
+                salt,
                 nonce,
             },
-            &bytes[HEADER_LEN..],
+            &bytes[header_len..],
         ))
     }
 
-    /// Encodes the header.
-    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
-        let mut out = [0u8; HEADER_LEN];
-        out[..4].copy_from_slice(MAGIC);
-        out[4] = VERSION;
-        out[5] = SUITE_AES256GCM;
-        out[6..10].copy_from_slice(&self.key_version.to_be_bytes());
-        out[10..].copy_from_slice(&self.nonce);
+    /// Encodes the header (22 bytes in version 1, 38 in version 2).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.before_nonce();
+        out.extend_from_slice(&self.nonce);
+        out
+    }
+
+    /// The header before the nonce, all of it bound as associated data.
+    fn before_nonce(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN);
+        out.extend_from_slice(MAGIC);
+        match &self.salt {
+            None => out.extend_from_slice(&[1, SUITE_AES256GCM]),
+            Some(_) => out.extend_from_slice(&[VERSION, SUITE_AES256GCM_SALTED]),
+        }
+        out.extend_from_slice(&self.key_version.to_be_bytes());
+        if let Some(salt) = &self.salt {
+            out.extend_from_slice(salt);
+        }
         out
     }
 }
 
-/// An AES-256-GCM instance keyed for messages of one key version; build it
-/// once per key and reuse it (the cache does).
-pub struct MessageCipher {
+/// One salted subkey of the message key, and how many messages it sealed.
+struct Subkey {
+    salt: [u8; SALT_LEN],
     aead: Aes256Gcm,
+    sealed: AtomicU64,
+}
+
+impl Subkey {
+    fn derive(message_root: &SecretKey, salt: [u8; SALT_LEN]) -> Self {
+        let k = kdf::derive_salted(message_root, SUBKEY_LABEL, &salt);
+        Self {
+            salt,
+            aead: aes256gcm(&k),
+            sealed: AtomicU64::new(0),
+        }
+    }
+
+    fn fresh(message_root: &SecretKey) -> Result<Self, KmsError> {
+        let mut salt = [0u8; SALT_LEN];
+        seccs_core::random_bytes(&mut salt)?;
+        Ok(Self::derive(message_root, salt))
+    }
+}
+
+fn aes256gcm(key: &SecretKey) -> Aes256Gcm {
+    // Cannot fail: a SecretKey is 32 bytes, AES-256's key size.
+    Aes256Gcm::new_from_slice(key.expose_secret()).expect("AES-256 takes 32 bytes")
+}
+
+/// The cipher of messages under one key version: it seals in version 2,
+/// under subkeys it draws as it goes, and opens both versions. Build it
+/// once per key and reuse it (the cache does); it may be shared between
+/// threads.
+pub struct MessageCipher {
+    /// The key, K in the module docs, that every version 2 subkey is
+    /// derived from.
+    root: SecretKey,
+    /// Version 1's cipher under `HKDF(K, "seccs/v1/kms/message")`.
+    version_1: Aes256Gcm,
     key_version: u32,
+    /// The subkey that seals, drawn at the first seal.
+    sealing: RwLock<Option<Arc<Subkey>>>,
+    /// Subkeys of other salts, derived to open; the newest last.
+    opening: Mutex<Vec<Arc<Subkey>>>,
+    /// Messages a subkey seals before the next is drawn.
+    budget: u64,
 }
 
 impl std::fmt::Debug for MessageCipher {
@@ -118,10 +233,10 @@ impl std::fmt::Debug for MessageCipher {
     }
 }
 
-/// The AEAD's associated data: 10 header bytes, then the context. Short
-/// contexts stay on the stack.
+/// The AEAD's associated data: the header before the nonce, then the
+/// context. Short contexts stay on the stack.
 enum Ad {
-    Stack([u8; 138], usize),
+    Stack([u8; 154], usize),
     Heap(Vec<u8>),
 }
 
@@ -134,16 +249,17 @@ impl Ad {
     }
 }
 
-fn associated_data(header: &[u8; HEADER_LEN], context: &[u8]) -> Ad {
-    let n = 10 + context.len();
-    if n <= 138 {
-        let mut b = [0u8; 138];
-        b[..10].copy_from_slice(&header[..10]);
-        b[10..n].copy_from_slice(context);
+fn associated_data(before_nonce: &[u8], context: &[u8]) -> Ad {
+    let h = before_nonce.len();
+    let n = h + context.len();
+    if n <= 154 {
+        let mut b = [0u8; 154];
+        b[..h].copy_from_slice(before_nonce);
+        b[h..n].copy_from_slice(context);
         Ad::Stack(b, n)
     } else {
         let mut ad = Vec::with_capacity(n);
-        ad.extend_from_slice(&header[..10]);
+        ad.extend_from_slice(before_nonce);
         ad.extend_from_slice(context);
         Ad::Heap(ad)
     }
@@ -185,10 +301,20 @@ fn fresh_nonce() -> Result<[u8; NONCE_LEN], KmsError> {
 impl MessageCipher {
     /// The cipher for messages under `key` (a DEK or a named key's version).
     pub fn new(key: &SecretKey, key_version: u32) -> Self {
-        let k = kdf::derive(key, MESSAGE_LABEL);
-        // Cannot fail: the derived key is 32 bytes, AES-256's key size.
-        let aead = Aes256Gcm::new_from_slice(k.expose_secret()).expect("AES-256 takes 32 bytes");
-        Self { aead, key_version }
+        Self::with_budget(key, key_version, SUBKEY_MESSAGES)
+    }
+
+    /// A cipher whose subkeys each seal at most `budget` messages (at
+    /// least one); for the tests that watch subkeys change.
+    fn with_budget(key: &SecretKey, key_version: u32, budget: u64) -> Self {
+        Self {
+            root: key.clone(),
+            version_1: aes256gcm(&kdf::derive(key, MESSAGE_LABEL)),
+            key_version,
+            sealing: RwLock::new(None),
+            opening: Mutex::new(Vec::new()),
+            budget: budget.max(1),
+        }
     }
 
     /// The key version written into ciphertexts.
@@ -196,53 +322,136 @@ impl MessageCipher {
         self.key_version
     }
 
-    /// Seals `plaintext` bound to `context`, with a fresh random nonce.
-    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, KmsError> {
-        let nonce = fresh_nonce()?;
-        let header = CiphertextHeader {
-            key_version: self.key_version,
-            nonce,
+    /// The subkey to seal the next message with, counted against its
+    /// budget; a spent one is replaced by a fresh subkey first.
+    fn sealing_subkey(&self) -> Result<Arc<Subkey>, KmsError> {
+        let current = self
+            .sealing
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(subkey) = current
+            && subkey.sealed.fetch_add(1, Ordering::Relaxed) < self.budget
+        {
+            return Ok(subkey);
         }
-        .to_bytes();
-        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
-        out.extend_from_slice(&header);
-        out.extend_from_slice(plaintext);
-        let ad = associated_data(&header, context);
-        let tag = self
-            .aead
-            .encrypt_inout_detached(
-                &nonce.into(),
-                ad.as_slice(),
-                (&mut out[HEADER_LEN..]).into(),
-            )
-            .map_err(|_| KmsError::Malformed("plaintext too long for AES-GCM"))?;
-        out.extend_from_slice(&tag);
-        Ok(out)
+        let mut sealing = self.sealing.write().unwrap_or_else(PoisonError::into_inner);
+        // Another thread may have drawn a fresh one meanwhile.
+        if let Some(subkey) = sealing.as_ref()
+            && subkey.sealed.fetch_add(1, Ordering::Relaxed) < self.budget
+        {
+            return Ok(Arc::clone(subkey));
+        }
+        let fresh = Arc::new(Subkey::fresh(&self.root)?);
+        fresh.sealed.store(1, Ordering::Relaxed);
+        *sealing = Some(Arc::clone(&fresh));
+        Ok(fresh)
     }
 
-    /// Opens a ciphertext sealed by [`seal`](Self::seal) with the same key
-    /// and context. The caller checks the header's key version first. The
-    /// plaintext is zeroized when dropped, and so is the buffer of a
-    /// ciphertext that fails (AES-GCM decrypts before it checks the tag).
+    /// The subkey of `salt`, for opening: the sealing one, one derived
+    /// before, or a new derivation kept for the next message.
+    fn opening_subkey(&self, salt: [u8; SALT_LEN]) -> Arc<Subkey> {
+        if let Some(subkey) = self
+            .sealing
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|s| s.salt == salt)
+        {
+            return Arc::clone(subkey);
+        }
+        let mut opening = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(subkey) = opening.iter().find(|s| s.salt == salt) {
+            return Arc::clone(subkey);
+        }
+        let subkey = Arc::new(Subkey::derive(&self.root, salt));
+        if opening.len() == OPENING_SUBKEYS {
+            opening.remove(0);
+        }
+        opening.push(Arc::clone(&subkey));
+        subkey
+    }
+
+    /// Seals `plaintext` bound to `context`, with a fresh random nonce, in
+    /// format version 2.
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let subkey = self.sealing_subkey()?;
+        let header = CiphertextHeader {
+            key_version: self.key_version,
+            salt: Some(subkey.salt),
+            nonce: fresh_nonce()?,
+        };
+        seal_with(&subkey.aead, &header, plaintext, context)
+    }
+
+    /// Opens a ciphertext sealed by [`seal`](Self::seal) (or by a build
+    /// that wrote version 1) with the same key and context. The caller
+    /// checks the header's key version first. The plaintext is zeroized
+    /// when dropped, and so is the buffer of a ciphertext that fails
+    /// (AES-GCM decrypts before it checks the tag).
     pub fn open(&self, ciphertext: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         let (header, body) = CiphertextHeader::parse(ciphertext)?;
         if header.key_version != self.key_version {
             return Err(KmsError::Tampered);
         }
-        let ad = associated_data(&header.to_bytes(), context);
+        let ad = associated_data(&header.before_nonce(), context);
         let (ct, tag) = body.split_at(body.len() - TAG_LEN);
         let mut out = Zeroizing::new(ct.to_vec());
         let tag = aes_gcm::Tag::try_from(tag).map_err(|_| KmsError::Tampered)?;
-        self.aead
-            .decrypt_inout_detached(
-                &header.nonce.into(),
-                ad.as_slice(),
-                (&mut out[..]).into(),
-                &tag,
-            )
-            .map_err(|_| KmsError::Tampered)?;
+        let subkey;
+        let aead = match header.salt {
+            None => &self.version_1,
+            Some(salt) => {
+                subkey = self.opening_subkey(salt);
+                &subkey.aead
+            }
+        };
+        aead.decrypt_inout_detached(
+            &header.nonce.into(),
+            ad.as_slice(),
+            (&mut out[..]).into(),
+            &tag,
+        )
+        .map_err(|_| KmsError::Tampered)?;
         Ok(out)
     }
+
+    /// Seals as a build before format version 2 did, for the tests that
+    /// check such ciphertexts still open.
+    #[cfg(test)]
+    fn seal_version_1(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let header = CiphertextHeader {
+            key_version: self.key_version,
+            salt: None,
+            nonce: fresh_nonce()?,
+        };
+        seal_with(&self.version_1, &header, plaintext, context)
+    }
+}
+
+/// The ciphertext of `plaintext` under `aead`, with `header` before it.
+fn seal_with(
+    aead: &Aes256Gcm,
+    header: &CiphertextHeader,
+    plaintext: &[u8],
+    context: &[u8],
+) -> Result<Vec<u8>, KmsError> {
+    let before_nonce = header.before_nonce();
+    let header_len = before_nonce.len() + NONCE_LEN;
+    let mut out = Vec::with_capacity(header_len + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(&before_nonce);
+    out.extend_from_slice(&header.nonce);
+    out.extend_from_slice(plaintext);
+    let ad = associated_data(&before_nonce, context);
+    let tag = aead
+        .encrypt_inout_detached(
+            &header.nonce.into(),
+            ad.as_slice(),
+            (&mut out[header_len..]).into(),
+        )
+        .map_err(|_| KmsError::Malformed("plaintext too long for AES-GCM"))?;
+    out.extend_from_slice(&tag);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -298,10 +507,136 @@ mod tests {
         ));
         let mut v = vec![0u8; 40];
         v[..4].copy_from_slice(MAGIC);
-        v[4] = 2;
+        v[4] = 3;
         assert!(matches!(
             CiphertextHeader::parse(&v),
-            Err(KmsError::UnsupportedVersion { version: 2, .. })
+            Err(KmsError::UnsupportedVersion { version: 3, .. })
         ));
+    }
+
+    /// Messages are sealed in version 2, under a salted subkey whose salt
+    /// the header carries and binds.
+    #[test]
+    fn messages_are_sealed_in_version_2_under_a_salted_subkey() -> Result<(), KmsError> {
+        let c = cipher();
+        let ct = c.seal(b"hello", b"ctx")?;
+        assert_eq!(&ct[..6], b"skmc\x02\x02");
+        assert_eq!(HEADER_LEN, 38);
+        let (header, body) = CiphertextHeader::parse(&ct)?;
+        assert_eq!(header.to_bytes(), ct[..HEADER_LEN]);
+        assert_eq!(body.len(), 5 + TAG_LEN);
+        // The next message of this cipher uses the same subkey.
+        let next = CiphertextHeader::parse(&c.seal(b"again", b"ctx")?)?.0;
+        assert_eq!(next.salt, header.salt);
+        // Another cipher of the same key (another process) draws its own,
+        // and each opens what the other sealed.
+        let other = cipher();
+        let theirs = other.seal(b"theirs", b"ctx")?;
+        assert_ne!(CiphertextHeader::parse(&theirs)?.0.salt, header.salt);
+        assert_eq!(&c.open(&theirs, b"ctx")?[..], b"theirs");
+        assert_eq!(&other.open(&ct, b"ctx")?[..], b"hello");
+        Ok(())
+    }
+
+    /// No subkey seals more than its budget: the message after it is
+    /// sealed under a fresh salt, and every message still opens, in this
+    /// cipher and in another of the same key.
+    #[test]
+    fn a_subkey_that_sealed_its_budget_is_replaced() -> Result<(), KmsError> {
+        let key = SecretKey::from_bytes([9; 32]);
+        let c = MessageCipher::with_budget(&key, 3, 3);
+        let mut sealed = Vec::new();
+        for i in 0..10u8 {
+            sealed.push((i, c.seal(&[i; 7], b"ctx")?));
+        }
+        let salts: Vec<_> = sealed
+            .iter()
+            .map(|(_, ct)| CiphertextHeader::parse(ct).map(|(h, _)| h.salt))
+            .collect::<Result<_, _>>()?;
+        for (i, salt) in salts.iter().enumerate() {
+            let same_as_first_of_its_three = salts[i - i % 3];
+            assert_eq!(*salt, same_as_first_of_its_three, "message {i}");
+            if i >= 3 {
+                assert_ne!(*salt, salts[i - 3], "message {i} reused a spent subkey");
+            }
+        }
+        let reader = MessageCipher::new(&key, 3);
+        for (i, ct) in &sealed {
+            assert_eq!(&c.open(ct, b"ctx")?[..], &[*i; 7]);
+            assert_eq!(&reader.open(ct, b"ctx")?[..], &[*i; 7]);
+        }
+        Ok(())
+    }
+
+    /// Threads sharing one cipher never seal more than a subkey's budget
+    /// under it.
+    #[test]
+    fn threads_sharing_a_cipher_keep_every_subkey_within_its_budget() -> Result<(), KmsError> {
+        let c = MessageCipher::with_budget(&SecretKey::from_bytes([7; 32]), 0, 5);
+        let per_thread: Vec<Vec<Vec<u8>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..50).map(|_| c.seal(b"m", b"")).collect()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Result<Vec<_>, KmsError>>()
+        })?;
+        let mut uses = std::collections::HashMap::new();
+        for ct in per_thread.iter().flatten() {
+            *uses
+                .entry(CiphertextHeader::parse(ct)?.0.salt)
+                .or_insert(0u32) += 1;
+        }
+        assert!(uses.values().all(|&n| n <= 5), "{uses:?}");
+        assert!(
+            uses.len() >= 40,
+            "200 messages under {} subkeys",
+            uses.len()
+        );
+        Ok(())
+    }
+
+    /// The salt is bound: a ciphertext whose salt is changed is refused,
+    /// as is one whose version byte says the other layout.
+    #[test]
+    fn a_changed_salt_or_layout_is_refused() -> Result<(), KmsError> {
+        let c = cipher();
+        let ct = c.seal(b"x", b"")?;
+        for i in FIXED_LEN..SALTED_FIXED_LEN {
+            let mut bad = ct.clone();
+            bad[i] ^= 1;
+            assert!(
+                matches!(c.open(&bad, b""), Err(KmsError::Tampered)),
+                "byte {i}"
+            );
+        }
+        let mut as_v1 = ct.clone();
+        as_v1[4] = 1;
+        assert!(matches!(c.open(&as_v1, b""), Err(KmsError::Malformed(_))));
+        as_v1[5] = SUITE_AES256GCM;
+        assert!(c.open(&as_v1, b"").is_err());
+        let mut old = c.seal_version_1(b"x", b"")?;
+        old[4] = 2;
+        assert!(matches!(c.open(&old, b""), Err(KmsError::Malformed(_))));
+        Ok(())
+    }
+
+    /// Ciphertexts written in version 1 (AES-256-GCM) by earlier builds
+    /// still open, and are as tamper-evident as before.
+    #[test]
+    fn version_1_ciphertexts_still_open() -> Result<(), KmsError> {
+        let c = cipher();
+        let old = c.seal_version_1(b"from an older build", b"ctx")?;
+        assert_eq!(&old[..6], b"skmc\x01\x01");
+        assert_eq!(old.len(), 22 + 19 + TAG_LEN);
+        assert_eq!(&c.open(&old, b"ctx")?[..], b"from an older build");
+        for i in 0..old.len() {
+            let mut bad = old.clone();
+            bad[i] ^= 0x01;
+            assert!(c.open(&bad, b"ctx").is_err(), "byte {i}");
+        }
+        assert!(matches!(c.open(&old, b"other"), Err(KmsError::Tampered)));
+        Ok(())
     }
 }

@@ -35,7 +35,7 @@
 //! |---|---|
 //! | RSA-2048 KEKs, PKCS#1 v1.5 (≈4 keys/s) | 32-byte random KEK, AEAD wrap ([`keyfile`]) |
 //! | MD5-based key derivation, MD5 key ids | HKDF-SHA-256, SHA-256 key ids ([`keyfile`]) |
-//! | AES-CBC, fixed IV, no authentication | AES-256-GCM, random nonce, context as AD ([`ciphertext`]) |
+//! | AES-CBC, fixed IV, no authentication | AES-256-GCM under salted subkeys (each seals at most 2^30 messages), random nonce, context as AD ([`ciphertext`]) |
 //! | `https://` silently sent over plain HTTP | TLS always; `http://` only to loopback with an explicit flag ([`client`]) |
 //! | a 404 body cached as a DEK | only a 200 with exactly 32 bytes is a DEK; errors never cached ([`client`]) |
 //! | `encrypt_file` space padding corrupts files | segmented stream format, exact lengths ([`seccs_core::stream`]) |

@@ -1011,11 +1011,11 @@ fn the_largest_named_plaintext_round_trips_and_one_byte_more_is_refused() -> Tes
 #[test]
 fn an_encryption_whose_ciphertext_would_not_fit_a_decrypt_request_is_refused() -> TestResult {
     // 64 KiB bodies: `{"items":[{"data":"HEX","context":""}]}` is 36 bytes
-    // and the hex of a ciphertext 76 longer than its plaintext's, so 32,712
+    // and the hex of a ciphertext 108 longer than its plaintext's, so 32,696
     // bytes is the largest plaintext whose decrypt request fits.
     with_client(|c| async move {
         c.create_key("k", KeyState::Active).await?;
-        let fits = plaintext(32_712);
+        let fits = plaintext(32_696);
         let ct = c
             .encrypt("k", &[(&fits, b"")])
             .await?
@@ -1031,7 +1031,7 @@ fn an_encryption_whose_ciphertext_would_not_fit_a_decrypt_request_is_refused() -
             .await?
             .pop()
             .ok_or("no result")??;
-        let over = plaintext(32_713);
+        let over = plaintext(32_697);
         let err = c.encrypt("k", &[(&over, b"")]).await.err();
         let text = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
         assert!(matches!(err, Some(KmsError::TooLarge(_))), "{err:?}");
@@ -1069,7 +1069,7 @@ fn per_item_errors_are_typed_with_clear_messages() -> TestResult {
         // A ciphertext whose version byte (after the 4-byte magic) is a
         // newer one is said to be that version, not "not a ciphertext".
         let mut newer = ct.clone();
-        newer[4] = 2;
+        newer[4] = 3;
         for op in ["decrypt", "rewrap"] {
             let results = match op {
                 "decrypt" => c.decrypt("k", &[(&newer, b"")]).await?,
@@ -1081,15 +1081,15 @@ fn per_item_errors_are_typed_with_clear_messages() -> TestResult {
                     err,
                     Some(KmsError::UnsupportedVersion {
                         what: "ciphertext",
-                        version: 2,
-                        reads: 1
+                        version: 3,
+                        reads: 2
                     })
                 ),
                 "{op}: {err:?}"
             );
             let text = err.map(|e| e.to_string()).unwrap_or_default();
             assert!(
-                text.contains("ciphertext version 2, newer than this build reads (version 1)"),
+                text.contains("ciphertext version 3, newer than this build reads (version 2)"),
                 "{op}: {text}"
             );
             assert!(!text.contains("not a seccs kms ciphertext"), "{op}: {text}");
@@ -1208,8 +1208,8 @@ fn a_data_key_whose_wrapped_form_would_not_fit_a_decrypt_request_is_refused() ->
     let rt = runtime()?;
     // 1024-byte bodies (the least a server takes):
     // `{"items":[{"data":"HEX","context":"CTX"}]}` is 36 bytes, the hex of
-    // a wrapped key 2 × (32 + 38) and the context's hex twice its length,
-    // so 424 bytes is the longest context that fits.
+    // a wrapped key 2 × (32 + 54) and the context's hex twice its length,
+    // so 408 bytes is the longest context that fits.
     let mut cfg = config(dir.path());
     cfg.max_body = 1024;
     let server = rt.block_on(start(cfg))?;
@@ -1217,7 +1217,7 @@ fn a_data_key_whose_wrapped_form_would_not_fit_a_decrypt_request_is_refused() ->
     rt.block_on(async {
         let c = KmsClient::new(&cfg)?;
         c.create_key("a", KeyState::Active).await?;
-        let fits = vec![b'c'; 424];
+        let fits = vec![b'c'; 408];
         let (key, wrapped) = c.datakeys("a", 1, &fits).await?.pop().ok_or("no key")?;
         let back = c
             .decrypt("a", &[(&wrapped, &fits)])
@@ -1228,7 +1228,7 @@ fn a_data_key_whose_wrapped_form_would_not_fit_a_decrypt_request_is_refused() ->
             back == key.expose_secret(),
             "the wrapped key did not unwrap"
         );
-        let over = vec![b'c'; 425];
+        let over = vec![b'c'; 409];
         let err = c.datakeys("a", 1, &over).await.err();
         let text = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
         assert!(matches!(err, Some(KmsError::TooLarge(_))), "{err:?}");
@@ -1248,7 +1248,7 @@ fn a_data_key_whose_wrapped_form_would_not_fit_a_decrypt_request_is_refused() ->
 fn a_too_large_refusal_says_so_once() -> TestResult {
     with_client(|c| async move {
         c.create_key("k", KeyState::Active).await?;
-        let err = c.encrypt("k", &[(&plaintext(32_713), b"")]).await.err();
+        let err = c.encrypt("k", &[(&plaintext(32_697), b"")]).await.err();
         assert!(matches!(err, Some(KmsError::TooLarge(_))), "{err:?}");
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert_eq!(text.matches("too large").count(), 1, "{text}");
