@@ -11,6 +11,8 @@
 //!   [`Store::resolve`], [`Store::list`]).
 //! - [`ContentRef`]: a content's reference, root digest ‖ length.
 //! - [`Params`]: chunk size and [`WrapperKind`], fixed when a store is created.
+//! - [`mirror`]: makes one store an exact copy of another under the same
+//!   key, on any backend (`seccs copy`).
 //! - [`backend::Backend`]: the key-value interface; [`backend::MemoryBackend`]
 //!   and [`backend::EmbeddedBackend`] are built in, network backends live in
 //!   `seccs-backends`.
@@ -58,6 +60,7 @@ pub mod file_name;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod mirror;
 mod node;
 mod params;
 mod put;

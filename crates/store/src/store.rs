@@ -81,6 +81,10 @@ pub struct Store {
     /// ([`crate::dir::StoreDir::open_store`]), held for as long as the
     /// store lives, not only its directory handle.
     dir_lock: Option<Arc<seccs_core::lockfile::DirLock>>,
+    /// The check value of the store key ([`crate::dir::key_check`]), to
+    /// tell two stores under one key apart from two under different keys
+    /// ([`crate::mirror`]) without keeping the key itself.
+    key_check: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -248,6 +252,7 @@ impl Store {
             key_checked: false,
             marker_at_open: None,
             dir_lock: None,
+            key_check: crate::dir::key_check(store_key),
         }
     }
 
@@ -277,6 +282,12 @@ impl Store {
     /// [`Store::gc`] remove the records that fail to authenticate.
     pub fn key_checked(&self) -> bool {
         self.key_checked
+    }
+
+    /// The check value of the store key ([`crate::dir::key_check`]): two
+    /// stores have one key exactly when their check values are equal.
+    pub fn key_check(&self) -> &str {
+        &self.key_check
     }
 
     /// Whether to use every core (default) or one thread. Results are

@@ -349,6 +349,33 @@ impl Store {
         Ok(listing)
     }
 
+    /// Opens a stored node at whichever height and root-ness it
+    /// authenticates at (leaves first), as verify reads every node: its
+    /// height, whether it opened only as a root, and its children; `None`
+    /// when it authenticates at no height, or is a superchunk whose list
+    /// of children does not decode (tampered).
+    pub(crate) fn open_at_any_height(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> Option<(u8, bool, Vec<node::Child>)> {
+        let digest_len = self.wrapper().digest_len();
+        let max_height = self.params().height(u64::MAX);
+        for height in 0..=max_height {
+            for is_root in [false, true] {
+                if let Ok(opened) = self.open_node(height, is_root, key, value) {
+                    let children = if height == 0 {
+                        Some(Vec::new())
+                    } else {
+                        node::decode_children(opened, digest_len)
+                    };
+                    return children.map(|children| (height, is_root, children));
+                }
+            }
+        }
+        None
+    }
+
     fn scan(&self) -> Result<Scan> {
         let mut nodes = HashMap::new();
         let mut heads = Vec::new();
@@ -357,8 +384,6 @@ impl Store {
         let mut bad_records = Vec::new();
         let mut newer_records = Vec::new();
         let mut damaged = Vec::new();
-        let digest_len = self.wrapper().digest_len();
-        let max_height = self.params().height(u64::MAX);
         let mut on_damage = |key: &[u8], e: crate::backend::BackendError| {
             damaged.push((key.to_vec(), e.to_string()));
         };
@@ -382,22 +407,7 @@ impl Store {
                     }
                     return Ok(());
                 }
-                let mut found = None;
-                'heights: for height in 0..=max_height {
-                    for is_root in [false, true] {
-                        if let Ok(opened) = self.open_node(height, is_root, key, &entry.value) {
-                            let children = if height == 0 {
-                                Some(Vec::new())
-                            } else {
-                                node::decode_children(opened, digest_len)
-                            };
-                            if let Some(children) = children {
-                                found = Some((height, is_root, children));
-                            }
-                            break 'heights;
-                        }
-                    }
-                }
+                let found = self.open_at_any_height(key, &entry.value);
                 let (height, as_root, children) = match found {
                     Some((h, r, c)) => (Some(h), r, c),
                     None => (None, false, Vec::new()),

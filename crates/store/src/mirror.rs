@@ -1,0 +1,896 @@
+//! Mirroring one store into another under the same key: what `seccs copy`
+//! does to move a store to another backend, or to keep a copy of it up to
+//! date elsewhere.
+//!
+//! Node keys are deterministic under one store key and one set of
+//! parameters (chunk size, wrapper), and catalog keys under one store key,
+//! so a store's entries can be copied as they are stored, each with its
+//! count, into another store of the same key and parameters: nothing is
+//! opened to be sealed again, and nothing is chunked again. [`mirror`]
+//! makes the destination's entries exactly the source's, in four passes,
+//! with memory bounded by its batch [`Limits`], not by the size of either
+//! store (no set of every key is held):
+//!
+//! 1. every node of the source, in batches: each batch's keys are looked
+//!    up in the destination, and the entries that are absent there, or
+//!    whose value or count differs, are written;
+//! 2. every catalog record of the source, the same way, once every node
+//!    is there: at any moment of a mirror cut off part way, every catalog
+//!    record the destination holds refers to nodes it holds;
+//! 3. every catalog record of the destination that the source does not
+//!    hold (looked up in the source in batches) is removed;
+//! 4. then every node of the destination the source does not hold.
+//!
+//! Run again after an interruption, the passes finish the mirror; run
+//! again on a mirror up to date, they write nothing. The destination is an
+//! exact mirror only once [`mirror`] returns a report without findings.
+//!
+//! Nothing is copied unauthenticated: a node must open under the source's
+//! key at some height (as [`Store::verify`] opens it), a catalog record
+//! must open under its catalog key. An entry that does not, or that the
+//! source's backend cannot decode, is not copied but reported
+//! ([`MirrorFinding`]), and the destination keeps what it held under that
+//! key; the rest is copied. A damaged source never makes a silently
+//! damaged mirror.
+//!
+//! The caller holds both stores as a writer would (their directory locks
+//! and writer leases); [`mirror`] holds both stores' writer locks in this
+//! process while it runs.
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::backend::{Backend, BackendError, Batch, Entry};
+use crate::catalog;
+use crate::error::StoreError;
+use crate::store::Store;
+
+/// Most bytes of keys and values read from the source before a batch is
+/// checked against the destination and written.
+pub const BATCH_BYTES: usize = 8 << 20;
+/// Most entries in one batch.
+pub const BATCH_ENTRIES: usize = 4096;
+
+/// How large a batch grows (see [`BATCH_BYTES`], [`BATCH_ENTRIES`]): what
+/// a mirror holds in memory at once is about twice a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes of keys and values in one batch.
+    pub batch_bytes: usize,
+    /// Most entries in one batch (at least 1).
+    pub batch_entries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            batch_bytes: BATCH_BYTES,
+            batch_entries: BATCH_ENTRIES,
+        }
+    }
+}
+
+/// The pass a mirror is in, for progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Copying the source's nodes.
+    Nodes,
+    /// Copying the source's catalog records.
+    Records,
+    /// Removing the destination's catalog records the source lacks.
+    StaleRecords,
+    /// Removing the destination's nodes the source lacks.
+    StaleNodes,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Nodes => "copying nodes",
+            Phase::Records => "copying catalog records",
+            Phase::StaleRecords => "removing stale catalog records",
+            Phase::StaleNodes => "removing stale nodes",
+        })
+    }
+}
+
+/// What a mirror did, and what it did not copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MirrorReport {
+    /// Source entries read.
+    pub read: u64,
+    /// Entries written to the destination (absent there, or with another
+    /// value or count).
+    pub copied: u64,
+    /// Entries the destination already held as the source does.
+    pub present: u64,
+    /// Destination entries removed, the source holding none under their
+    /// keys.
+    pub removed: u64,
+    /// Bytes written: key, value and an 8-byte count per entry copied.
+    pub bytes_written: u64,
+    /// Entries not copied or not removed, and why: while there is one, the
+    /// destination is not an exact mirror.
+    pub findings: Vec<MirrorFinding>,
+}
+
+impl MirrorReport {
+    /// Whether the destination is now an exact mirror of the source.
+    pub fn is_exact(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// An entry a mirror did not copy or remove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum MirrorFinding {
+    /// A source node that authenticates at no height (or a source entry
+    /// that is no node nor catalog record): not copied.
+    Tampered {
+        /// Its key (hex).
+        key: String,
+    },
+    /// A source catalog record that does not authenticate: not copied.
+    BadRecord {
+        /// Its key (hex).
+        key: String,
+    },
+    /// A source entry its backend cannot decode: not copied.
+    Unreadable {
+        /// Its key (hex), or the prefix of a range of keys the backend
+        /// could not read.
+        key: String,
+        /// What the backend said.
+        detail: String,
+    },
+    /// A destination entry its backend cannot decode, left there.
+    DestUnreadable {
+        /// Its key (hex), or the prefix of a range of keys.
+        key: String,
+        /// What the backend said.
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for MirrorFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MirrorFinding::Tampered { key } => write!(
+                f,
+                "tampered: source node {key} does not authenticate; not copied (the destination \
+                 keeps what it held under that key)"
+            ),
+            MirrorFinding::BadRecord { key } => write!(
+                f,
+                "bad-record: source catalog record {key} does not authenticate; not copied (the \
+                 destination keeps what it held under that key)"
+            ),
+            MirrorFinding::Unreadable { key, detail } => write!(
+                f,
+                "unreadable: source entry {key} cannot be decoded ({detail}); not copied"
+            ),
+            MirrorFinding::DestUnreadable { key, detail } => write!(
+                f,
+                "dest-unreadable: destination entry {key} cannot be decoded ({detail}); left \
+                 there"
+            ),
+        }
+    }
+}
+
+/// Why a mirror could not run, or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MirrorError {
+    /// The two stores have different keys: entries of one mean nothing
+    /// under the other's key.
+    #[error(
+        "the destination store's key is not the source's (their key check values differ); \
+         nothing was written"
+    )]
+    KeyDiffers,
+    /// The two stores seal nodes with different parameters.
+    #[error(
+        "the destination store's {what} is {in_dest}, the source's is {in_source}: nodes made \
+         with one are not the other's; nothing was written"
+    )]
+    ParamsDiffer {
+        /// `chunk size` or `wrapper`.
+        what: &'static str,
+        /// The source's.
+        in_source: String,
+        /// The destination's.
+        in_dest: String,
+    },
+    /// The source's backend failed.
+    #[error("cannot read the source: {0}")]
+    Source(BackendError),
+    /// The destination's backend failed; what was written before stays.
+    #[error("cannot write the destination: {0}")]
+    Dest(BackendError),
+}
+
+/// Makes `dest`'s entries exactly `source`'s (see the module docs),
+/// calling `progress` after each batch. Refuses stores whose keys or
+/// parameters differ before anything is written. Returns what it did;
+/// the destination is an exact mirror only if the report has no findings.
+pub fn mirror(
+    source: &Store,
+    dest: &Store,
+    limits: Limits,
+    progress: &mut (dyn FnMut(Phase, &MirrorReport) + Send),
+) -> Result<MirrorReport, MirrorError> {
+    check_alike(source, dest)?;
+    let limits = Limits {
+        batch_bytes: limits.batch_bytes.max(1),
+        batch_entries: limits.batch_entries.max(1),
+    };
+    let _dest_held = dest.lock_writer();
+    source.lock_writer().run(|parallel| {
+        let mut run = Mirror {
+            source,
+            dest,
+            limits,
+            parallel,
+            report: MirrorReport::default(),
+            progress: &mut *progress,
+        };
+        run.copy(false)?;
+        run.copy(true)?;
+        run.prune(true)?;
+        run.prune(false)?;
+        Ok(run.report)
+    })
+}
+
+/// Refuses two stores whose keys or node parameters differ.
+fn check_alike(source: &Store, dest: &Store) -> Result<(), MirrorError> {
+    if source.key_check() != dest.key_check() {
+        return Err(MirrorError::KeyDiffers);
+    }
+    let (s, d) = (source.params(), dest.params());
+    if s.chunk_size() != d.chunk_size() {
+        return Err(MirrorError::ParamsDiffer {
+            what: "chunk size",
+            in_source: s.chunk_size().to_string(),
+            in_dest: d.chunk_size().to_string(),
+        });
+    }
+    if s.wrapper() != d.wrapper() {
+        return Err(MirrorError::ParamsDiffer {
+            what: "wrapper",
+            in_source: s.wrapper().name().to_owned(),
+            in_dest: d.wrapper().name().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The error a walk's visitor returns to end the walk early; the caller
+/// knows why from what it set before.
+fn stop() -> BackendError {
+    BackendError::other("mirror", "walk ended early")
+}
+
+/// One run of [`mirror`].
+struct Mirror<'a> {
+    source: &'a Store,
+    dest: &'a Store,
+    limits: Limits,
+    /// Whether rayon may be used (see `Held::run`).
+    parallel: bool,
+    report: MirrorReport,
+    progress: &'a mut (dyn FnMut(Phase, &MirrorReport) + Send),
+}
+
+impl Mirror<'_> {
+    /// Passes 1 (`records` false: nodes) and 2 (catalog records): every
+    /// such source entry that authenticates is written where the
+    /// destination lacks it or holds another value or count.
+    fn copy(&mut self, records: bool) -> Result<(), MirrorError> {
+        let source = self.source;
+        let limits = self.limits;
+        // Catalog keys all start with its prefix; nodes may too, so the
+        // walk of nodes walks everything and skips the records.
+        let prefix: &[u8] = if records { &[catalog::KEY_PREFIX] } else { &[] };
+        let mut pending: Vec<(Vec<u8>, Entry)> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut dest_failed = None;
+        let mut damaged = Vec::new();
+        let walked = source.backend().walk(
+            prefix,
+            &mut |key, entry| {
+                if catalog::is_catalog_key(key) != records {
+                    return Ok(());
+                }
+                pending_bytes += key.len() + entry.value.len();
+                pending.push((key.to_vec(), entry.clone()));
+                if pending.len() >= limits.batch_entries || pending_bytes >= limits.batch_bytes {
+                    pending_bytes = 0;
+                    if let Err(e) = self.flush(records, &mut pending) {
+                        dest_failed = Some(e);
+                        return Err(stop());
+                    }
+                }
+                Ok(())
+            },
+            // The walk of every key (nodes) reports every damaged entry
+            // once; the walk of the catalog's prefix would report those
+            // under it again.
+            Some(&mut |key, e| {
+                if !records {
+                    damaged.push((key.to_vec(), e.to_string()));
+                }
+            }),
+        );
+        if let Some(e) = dest_failed {
+            return Err(MirrorError::Dest(e));
+        }
+        walked.map_err(MirrorError::Source)?;
+        self.flush(records, &mut pending)
+            .map_err(MirrorError::Dest)?;
+        for (key, detail) in damaged {
+            self.report.findings.push(MirrorFinding::Unreadable {
+                key: seccs_core::hexenc::encode(&key),
+                detail,
+            });
+        }
+        Ok(())
+    }
+
+    /// Authenticates the entries of `pending` (taking them), and writes
+    /// those the destination does not hold as they are.
+    fn flush(
+        &mut self,
+        records: bool,
+        pending: &mut Vec<(Vec<u8>, Entry)>,
+    ) -> Result<(), BackendError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(pending);
+        self.report.read += batch.len() as u64;
+        let source = self.source;
+        let check = |(key, entry): &(Vec<u8>, Entry)| authentic(source, records, key, &entry.value);
+        let authentic: Vec<bool> = match self.parallel {
+            true => batch.par_iter().map(check).collect(),
+            false => batch.iter().map(check).collect(),
+        };
+        let mut good = Vec::with_capacity(batch.len());
+        for (item, ok) in batch.into_iter().zip(authentic) {
+            if ok {
+                good.push(item);
+            } else {
+                let key = seccs_core::hexenc::encode(&item.0);
+                self.report.findings.push(match records {
+                    true => MirrorFinding::BadRecord { key },
+                    false => MirrorFinding::Tampered { key },
+                });
+            }
+        }
+        let held = {
+            let keys: Vec<&[u8]> = good.iter().map(|(key, _)| key.as_slice()).collect();
+            lookup(self.dest.backend(), &keys)?
+        };
+        let (mut copied, mut present, mut bytes) = (0u64, 0u64, 0u64);
+        let mut writes = Batch::new();
+        for ((key, entry), held) in good.into_iter().zip(held) {
+            if held.as_ref() == Some(&entry) {
+                present += 1;
+                continue;
+            }
+            copied += 1;
+            bytes += (key.len() + entry.value.len() + 8) as u64;
+            writes.put(key, entry.value, entry.count);
+        }
+        if !writes.is_empty() {
+            self.dest.backend().apply_owned(writes)?;
+        }
+        self.report.copied += copied;
+        self.report.present += present;
+        self.report.bytes_written += bytes;
+        let phase = match records {
+            true => Phase::Records,
+            false => Phase::Nodes,
+        };
+        (self.progress)(phase, &self.report);
+        Ok(())
+    }
+
+    /// Passes 3 (`records` true: catalog records) and 4 (nodes): every
+    /// such destination entry whose key the source does not hold is
+    /// removed. Keys are looked up in the source a batch at a time, and
+    /// removed a batch at a time: once a batch of keys to remove is full,
+    /// the walk ends, they are removed, and the walk starts again (the
+    /// destination is not written while it is walked). Each such round
+    /// removes a full batch, so the rounds end.
+    fn prune(&mut self, records: bool) -> Result<(), MirrorError> {
+        let phase = match records {
+            true => Phase::StaleRecords,
+            false => Phase::StaleNodes,
+        };
+        let prefix: &[u8] = if records { &[catalog::KEY_PREFIX] } else { &[] };
+        let (source, dest, limit) = (self.source, self.dest, self.limits.batch_entries);
+        loop {
+            let mut candidates: Vec<Vec<u8>> = Vec::new();
+            let mut doomed: Vec<Vec<u8>> = Vec::new();
+            let mut source_failed = None;
+            let mut full = false;
+            let mut damaged = Vec::new();
+            let walked = dest.backend().walk(
+                prefix,
+                &mut |key, _| {
+                    if catalog::is_catalog_key(key) != records {
+                        return Ok(());
+                    }
+                    candidates.push(key.to_vec());
+                    if candidates.len() >= limit {
+                        match absent(source.backend(), &candidates) {
+                            Ok(gone) => doomed.extend(gone),
+                            Err(e) => {
+                                source_failed = Some(e);
+                                return Err(stop());
+                            }
+                        }
+                        candidates.clear();
+                        if doomed.len() >= limit {
+                            full = true;
+                            return Err(stop());
+                        }
+                    }
+                    Ok(())
+                },
+                Some(&mut |key, e| {
+                    if !records {
+                        damaged.push((key.to_vec(), e.to_string()));
+                    }
+                }),
+            );
+            if let Some(e) = source_failed {
+                return Err(MirrorError::Source(e));
+            }
+            match walked {
+                Ok(()) => {
+                    let gone =
+                        absent(source.backend(), &candidates).map_err(MirrorError::Source)?;
+                    doomed.extend(gone);
+                }
+                Err(_) if full => {}
+                Err(e) => return Err(MirrorError::Dest(e)),
+            }
+            self.remove(phase, doomed)?;
+            if !full {
+                return self.settle_damage(damaged);
+            }
+        }
+    }
+
+    /// Removes `keys` from the destination in one batch.
+    fn remove(&mut self, phase: Phase, mut keys: Vec<Vec<u8>>) -> Result<(), MirrorError> {
+        // A walk may meet a key twice (a Redis SCAN does).
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let removed = keys.len() as u64;
+        let mut batch = Batch::new();
+        for key in keys {
+            batch.delete(key);
+        }
+        self.dest
+            .backend()
+            .apply_owned(batch)
+            .map_err(MirrorError::Dest)?;
+        self.report.removed += removed;
+        (self.progress)(phase, &self.report);
+        Ok(())
+    }
+
+    /// Entries of the destination its backend cannot decode, met by the
+    /// last walk of pass 4: one the source does not hold is removed where
+    /// it is an entry's key; what is left is a finding.
+    fn settle_damage(&mut self, damaged: Vec<(Vec<u8>, String)>) -> Result<(), MirrorError> {
+        let (source, dest) = (self.source, self.dest);
+        let node_len = source.wrapper().digest_len();
+        for (key, detail) in damaged {
+            let is_key = catalog::is_catalog_key(&key) || key.len() == node_len;
+            let gone = is_key
+                && absent(source.backend(), std::slice::from_ref(&key))
+                    .map_err(MirrorError::Source)?
+                    .len()
+                    == 1;
+            if gone {
+                let mut batch = Batch::new();
+                batch.delete(key.clone());
+                dest.backend().apply(&batch).map_err(MirrorError::Dest)?;
+                if matches!(dest.backend().get_counts(&[key.as_slice()]), Ok(found) if found.iter().all(Option::is_none))
+                {
+                    self.report.removed += 1;
+                    continue;
+                }
+            }
+            self.report.findings.push(MirrorFinding::DestUnreadable {
+                key: seccs_core::hexenc::encode(&key),
+                detail,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether a source entry authenticates under the source's key: a node at
+/// some height, as verify opens it; a catalog record under the catalog
+/// key (one a newer seccs wrote authenticates too, and is copied).
+fn authentic(source: &Store, records: bool, key: &[u8], value: &[u8]) -> bool {
+    if records {
+        matches!(
+            source.catalog().open_entry(key, value),
+            Ok(_) | Err(StoreError::NewerFormat { .. })
+        )
+    } else {
+        source.open_at_any_height(key, value).is_some()
+    }
+}
+
+/// The entries under `keys` in `backend`. A lookup that fails for one of
+/// them (an entry the backend cannot decode) is made key by key, and a key
+/// whose entry cannot be read counts as absent: the copy writes over it.
+fn lookup(backend: &dyn Backend, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    match backend.get_many(keys) {
+        Ok(found) if found.len() == keys.len() => Ok(found),
+        Ok(_) => Err(BackendError::other(
+            backend.name(),
+            "a lookup answered another number of entries than keys asked for",
+        )),
+        Err(e) if e.fails_every_request() => Err(e),
+        Err(_) => keys
+            .iter()
+            .map(|key| match backend.get_many(&[key]) {
+                Ok(mut one) => Ok(one.pop().flatten()),
+                Err(e) if e.fails_every_request() => Err(e),
+                Err(_) => Ok(None),
+            })
+            .collect(),
+    }
+}
+
+/// The keys of `keys` that `backend` does not hold. A lookup that fails for
+/// one of them (an entry it cannot decode) is made key by key, and a key
+/// whose entry cannot be read counts as held: it is not removed elsewhere.
+fn absent(backend: &dyn Backend, keys: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, BackendError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let held: Vec<bool> = match backend.get_counts(&refs) {
+        Ok(found) if found.len() == keys.len() => found.iter().map(Option::is_some).collect(),
+        Ok(_) => {
+            return Err(BackendError::other(
+                backend.name(),
+                "a lookup answered another number of counts than keys asked for",
+            ));
+        }
+        Err(e) if e.fails_every_request() => return Err(e),
+        Err(_) => refs
+            .iter()
+            .map(|key| match backend.get_counts(&[key]) {
+                Ok(found) => Ok(found.iter().any(Option::is_some)),
+                Err(e) if e.fails_every_request() => Err(e),
+                Err(_) => Ok(true),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(keys
+        .iter()
+        .zip(held)
+        .filter(|(_, held)| !held)
+        .map(|(key, _)| key.clone())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use seccs_core::SecretKey;
+
+    use super::{Limits, MirrorError, MirrorFinding, MirrorReport, mirror};
+    use crate::backend::{Backend, BackendError, Batch, Damaged, Entry, MemoryBackend, Visitor};
+    use crate::catalog::{self, EntryKind};
+    use crate::{Params, Store, WrapperKind};
+
+    fn bytes(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 8) as u8 ^ seed)
+            .collect()
+    }
+
+    fn params() -> Params {
+        Params::new(256, WrapperKind::AesSiv).expect("params")
+    }
+
+    fn key() -> SecretKey {
+        SecretKey::from_bytes([7; 32])
+    }
+
+    fn store_on(backend: Arc<dyn Backend>) -> Store {
+        Store::open(backend, params(), &key()).expect("open")
+    }
+
+    fn put(store: &Store, name: &str, content: &[u8]) {
+        store
+            .put_named(&mut &content[..], name, EntryKind::File)
+            .expect("put");
+    }
+
+    /// A source with names of several versions (one with enough for pages
+    /// of older versions), a version removed, and a content put without a
+    /// name.
+    fn source() -> (Store, Arc<MemoryBackend>) {
+        let backend = Arc::new(MemoryBackend::new());
+        let store = store_on(backend.clone());
+        put(&store, "docs/a", &bytes(20_000, 1));
+        put(&store, "docs/a", &bytes(20_000, 2));
+        put(&store, "docs/b", &bytes(3_000, 3));
+        for i in 0..70u8 {
+            put(&store, "log", &bytes(300, 100 + i));
+        }
+        store.remove_name("log", Some(5)).expect("rm log@5");
+        store.put(&bytes(5_000, 9)).expect("put unnamed");
+        (store, backend)
+    }
+
+    /// Every entry, in key order.
+    fn entries(backend: &dyn Backend) -> Vec<(Vec<u8>, Entry)> {
+        let mut all = Vec::new();
+        backend
+            .for_each(&mut |key, entry| {
+                all.push((key.to_vec(), entry.clone()));
+                Ok(())
+            })
+            .expect("walk");
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    fn small() -> Limits {
+        Limits {
+            batch_bytes: 64 << 10,
+            batch_entries: 3,
+        }
+    }
+
+    fn run(source: &Store, dest: &Store, limits: Limits) -> Result<MirrorReport, MirrorError> {
+        mirror(source, dest, limits, &mut |_, _| {})
+    }
+
+    #[test]
+    fn a_mirror_copies_every_entry_as_stored_and_a_rerun_writes_nothing() {
+        let (source, source_backend) = source();
+        let dest_backend = Arc::new(MemoryBackend::new());
+        let dest = store_on(dest_backend.clone());
+        let n = entries(source_backend.as_ref()).len() as u64;
+        let report = run(&source, &dest, small()).expect("mirror");
+        assert!(report.is_exact(), "{report:?}");
+        assert_eq!(
+            (report.read, report.copied, report.present, report.removed),
+            (n, n, 0, 0)
+        );
+        assert!(report.bytes_written > 0);
+        assert_eq!(
+            entries(dest_backend.as_ref()),
+            entries(source_backend.as_ref())
+        );
+        // Every version reads back from the mirror.
+        for record in dest.list("").expect("list") {
+            for v in &record.versions {
+                dest.get(&v.content_ref).expect("a version reads back");
+            }
+        }
+        let again = run(&source, &dest, Limits::default()).expect("again");
+        assert_eq!(
+            (
+                again.copied,
+                again.present,
+                again.removed,
+                again.bytes_written
+            ),
+            (0, n, 0, 0)
+        );
+    }
+
+    #[test]
+    fn a_rerun_after_changes_to_either_side_mirrors_exactly() {
+        let (source, source_backend) = source();
+        let dest_backend = Arc::new(MemoryBackend::new());
+        let dest = store_on(dest_backend.clone());
+        run(&source, &dest, small()).expect("mirror");
+        // The source loses names and gains one; the mirror gets a count
+        // and a value changed and an entry of its own.
+        source.remove_name("docs/a", None).expect("rm docs/a");
+        source.remove_name("log", None).expect("rm log");
+        put(&source, "new", &bytes(30_000, 50));
+        let some = entries(dest_backend.as_ref());
+        let mut batch = Batch::new();
+        batch.set_count(some[0].0.clone(), some[0].1.count + 5);
+        dest_backend.apply(&batch).expect("count");
+        assert!(dest_backend.tamper(&some[1].0, vec![1, 2, 3]));
+        let report = run(&source, &dest, small()).expect("rerun");
+        assert!(report.is_exact(), "{report:?}");
+        assert!(report.removed > 3, "more than a batch removed: {report:?}");
+        assert_eq!(
+            entries(dest_backend.as_ref()),
+            entries(source_backend.as_ref())
+        );
+        assert!(dest.verify().expect("verify").is_clean());
+    }
+
+    #[test]
+    fn entries_that_do_not_authenticate_are_reported_and_not_copied() {
+        let (source, source_backend) = source();
+        let all = entries(source_backend.as_ref());
+        let node = all
+            .iter()
+            .find(|(k, _)| !catalog::is_catalog_key(k))
+            .expect("a node")
+            .clone();
+        let record = all
+            .iter()
+            .find(|(k, _)| catalog::is_catalog_key(k))
+            .expect("a record")
+            .clone();
+        for (key, entry) in [&node, &record] {
+            let mut value = entry.value.clone();
+            let last = value.len() - 1;
+            value[last] ^= 1;
+            assert!(source_backend.tamper(key, value));
+        }
+        let dest_backend = Arc::new(MemoryBackend::new());
+        let dest = store_on(dest_backend.clone());
+        let report = run(&source, &dest, small()).expect("mirror");
+        let hex = seccs_core::hexenc::encode;
+        let mut findings = report.findings.clone();
+        findings.sort_by_key(|f| format!("{f:?}"));
+        assert_eq!(
+            findings,
+            vec![
+                MirrorFinding::BadRecord {
+                    key: hex(&record.0)
+                },
+                MirrorFinding::Tampered { key: hex(&node.0) },
+            ]
+        );
+        assert_eq!(report.copied, all.len() as u64 - 2);
+        let copied = entries(dest_backend.as_ref());
+        assert!(
+            copied.iter().all(|(k, _)| *k != node.0 && *k != record.0),
+            "neither is copied"
+        );
+        assert_eq!(copied.len(), all.len() - 2, "every other entry is");
+    }
+
+    #[test]
+    fn another_key_or_chunk_size_is_refused_before_anything_is_written() {
+        let (source, _) = source();
+        let other_key = Arc::new(MemoryBackend::new());
+        let dest = Store::open(other_key.clone(), params(), &SecretKey::from_bytes([8; 32]))
+            .expect("open");
+        assert!(matches!(
+            run(&source, &dest, small()),
+            Err(MirrorError::KeyDiffers)
+        ));
+        assert!(entries(other_key.as_ref()).is_empty());
+        let other_size = Arc::new(MemoryBackend::new());
+        let dest = Store::open(
+            other_size.clone(),
+            Params::new(512, WrapperKind::AesSiv).expect("params"),
+            &key(),
+        )
+        .expect("open");
+        let e = run(&source, &dest, small()).expect_err("refused");
+        assert!(
+            e.to_string()
+                .contains("chunk size is 512, the source's is 256"),
+            "{e}"
+        );
+        assert!(entries(other_size.as_ref()).is_empty());
+    }
+
+    /// A memory backend whose writes fail once `left` batches were
+    /// applied, as a destination whose copy is cut off (killed, a lost
+    /// connection).
+    struct CutOff {
+        inner: Arc<MemoryBackend>,
+        left: AtomicUsize,
+    }
+
+    impl Backend for CutOff {
+        fn name(&self) -> &str {
+            "cut-off"
+        }
+        fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+            self.inner.get_many(keys)
+        }
+        fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+            let left = self.left.load(Ordering::SeqCst);
+            if left == 0 {
+                return Err(BackendError::unavailable("cut-off", "cut off"));
+            }
+            self.left.store(left - 1, Ordering::SeqCst);
+            self.inner.apply(batch)
+        }
+        fn is_transactional(&self) -> bool {
+            true
+        }
+        fn walk(
+            &self,
+            prefix: &[u8],
+            visit: &mut Visitor<'_>,
+            damaged: Option<&mut Damaged<'_>>,
+        ) -> Result<(), BackendError> {
+            self.inner.walk(prefix, visit, damaged)
+        }
+    }
+
+    /// Every version of every name the store lists reads back whole.
+    fn every_version_reads(store: &Store) {
+        for record in store.list("").expect("list") {
+            for v in &record.versions {
+                store.get(&v.content_ref).unwrap_or_else(|e| {
+                    panic!("{}@{} does not read back: {e}", record.name, v.number)
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn a_mirror_cut_off_at_any_batch_keeps_every_record_readable_and_a_rerun_finishes() {
+        let (source, source_backend) = source();
+        // A mirror of the store as it was, then the source changes.
+        let before = Arc::new(MemoryBackend::new());
+        run(&source, &store_on(before.clone()), small()).expect("first mirror");
+        source.remove_name("docs/a", None).expect("rm docs/a");
+        put(&source, "docs/b", &bytes(25_000, 60));
+        put(&source, "new", &bytes(25_000, 61));
+        let mut finished = false;
+        for cut in 0.. {
+            let inner = Arc::new(MemoryBackend::new());
+            let old = entries(before.as_ref());
+            let mut batch = Batch::new();
+            for (key, entry) in old {
+                batch.put(key, entry.value, entry.count);
+            }
+            inner.apply(&batch).expect("the old mirror");
+            let cut_off = Arc::new(CutOff {
+                inner: inner.clone(),
+                left: AtomicUsize::new(cut),
+            });
+            let dest = Store::new_unchecked(cut_off, params(), &key());
+            let result = run(&source, &dest, small());
+            let plain = store_on(inner.clone());
+            every_version_reads(&plain);
+            if result.is_ok() {
+                finished = true;
+                assert_eq!(entries(inner.as_ref()), entries(source_backend.as_ref()));
+                break;
+            }
+            assert!(matches!(result, Err(MirrorError::Dest(_))), "{result:?}");
+            let rerun = run(&source, &plain, small()).expect("rerun");
+            assert!(rerun.is_exact());
+            assert_eq!(
+                entries(inner.as_ref()),
+                entries(source_backend.as_ref()),
+                "cut after {cut} batches"
+            );
+            assert!(cut < 10_000, "the mirror never finished");
+        }
+        assert!(finished);
+    }
+}
