@@ -32,6 +32,7 @@ macro_rules! errln {
 }
 
 mod bench;
+mod copy;
 mod diff;
 mod exclude;
 mod harden;
@@ -99,6 +100,10 @@ enum Command {
     /// Remove orphaned nodes, fix reference counts, and give the disk space
     /// of removed contents back.
     Gc(store::GcArgs),
+    /// Make another store (DEST) an exact mirror of this one, on any
+    /// backend: to move a store, or to keep a copy of it up to date.
+    #[command(long_about = copy::LONG_ABOUT)]
+    Copy(copy::CopyArgs),
     /// The key service: KEK/DEK facility, HTTPS server, local encryption.
     Kms(kms::KmsArgs),
     /// The share network: files split t-of-n across servers.
@@ -134,10 +139,11 @@ fn main() {
         Command::Stat(args) => store::stat(&before.overridden_by(&args.location), args),
         Command::Verify(args) => store::verify(&before.overridden_by(&args.location), args),
         Command::Gc(args) => store::gc(&before.overridden_by(&args.location), args),
+        Command::Copy(args) => copy::run(&before.overridden_by(&args.location), args),
         Command::Kms(_) | Command::Share(_) | Command::Bench(_) if before.is_given() => {
             Err(anyhow::anyhow!(
                 "--store, --lock-wait and --share-password-file are options of the store \
-                 commands (init, put, get, rm, ls, diff, stat, verify, gc); `kms`, `share` and \
+                 commands (init, put, get, rm, ls, diff, stat, verify, gc, copy); `kms`, `share` and \
                  `bench` use no store (`share save` and `share load` take --password-file)"
             ))
         }

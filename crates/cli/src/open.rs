@@ -112,6 +112,11 @@ pub struct NewStore {
     pub key: KeySource,
     /// Where a share-keyed store's password is read from, if from a file.
     pub share_password_file: Option<crate::share::PasswordFile>,
+    /// The key of the store being copied (`seccs copy`), used instead of
+    /// a new one: written to the new key file, or, where the key comes
+    /// from the key service or the share network, taken as it is (`key`
+    /// names the source store's key source, which gives this key).
+    pub existing_key: Option<SecretKey>,
 }
 
 /// Creates a store directory, its key file (for file keys) and its backend.
@@ -285,15 +290,21 @@ fn make(
     network: Option<&dyn Backend>,
     made: &mut Made,
 ) -> Result<(StoreDir, SecretKey)> {
-    let key = match &new.key {
-        KeySource::File { path: key_path } => {
+    let key = match (&new.key, &new.existing_key) {
+        // The source's key source gives this key already: nothing to save
+        // or fetch.
+        (KeySource::Share { .. } | KeySource::Kms { .. }, Some(key)) => key.clone(),
+        (KeySource::File { path: key_path }, existing) => {
             let key_path = path.join(key_path);
-            let key = SecretKey::generate()?;
+            let key = match existing {
+                Some(key) => key.clone(),
+                None => SecretKey::generate()?,
+            };
             dir::write_key_file(&key_path, &key)?;
             made.key_file = Some(key_path);
             key
         }
-        KeySource::Share { tag, config } => {
+        (KeySource::Share { tag, config }, None) => {
             let key = SecretKey::generate()?;
             let share_config = crate::share::load_config_file(config, "--share-config")?;
             let password = crate::share::password_from(new.share_password_file.as_ref(), true)?;
@@ -317,7 +328,7 @@ fn make(
             }
             key
         }
-        KeySource::Kms { .. } => load_key_source(
+        (KeySource::Kms { .. }, None) => load_key_source(
             path,
             &new.key,
             "does --key-from-kms name its address?".to_owned(),
@@ -413,7 +424,13 @@ pub struct OpenStore {
 /// `create_if_missing`, makes a default one first and says where on stderr.
 /// A store another process holds is waited for as `--lock-wait` says.
 pub fn open(loc: &StoreLocation, create_if_missing: bool) -> Result<OpenStore> {
-    open_as(loc, create_if_missing, Access::Write)
+    Ok(open_as(loc, create_if_missing, Access::Write)?.0)
+}
+
+/// [`open`] without making a store, also returning the store's key: for
+/// `seccs copy`, which makes or opens another store with it.
+pub fn open_keeping_key(loc: &StoreLocation) -> Result<(OpenStore, SecretKey)> {
+    open_as(loc, false, Access::Write)
 }
 
 /// Opens the store `loc` names for a command that only reads (`get`, `ls`,
@@ -423,7 +440,7 @@ pub fn open(loc: &StoreLocation, create_if_missing: bool) -> Result<OpenStore> {
 /// nothing (see [`StoreDir::open_for_reading`]); a store on the embedded
 /// backend, one process at a time, is opened as [`open`] opens it.
 pub fn open_to_read(loc: &StoreLocation) -> Result<OpenStore> {
-    open_as(loc, false, Access::Read)
+    Ok(open_as(loc, false, Access::Read)?.0)
 }
 
 /// What a command does with the store it opens.
@@ -433,7 +450,11 @@ enum Access {
     Write,
 }
 
-fn open_as(loc: &StoreLocation, create_if_missing: bool, access: Access) -> Result<OpenStore> {
+fn open_as(
+    loc: &StoreLocation,
+    create_if_missing: bool,
+    access: Access,
+) -> Result<(OpenStore, SecretKey)> {
     let path = &loc.path()?;
     let mut lock = LockWait::new(Duration::from_secs(loc.lock_wait.unwrap_or(0)));
     // A path that is there and is not a directory (a file given to
@@ -450,6 +471,7 @@ fn open_as(loc: &StoreLocation, create_if_missing: bool, access: Access) -> Resu
                     path: PathBuf::from("key"),
                 },
                 share_password_file: None,
+                existing_key: None,
             },
         )?;
         errln!(
@@ -482,6 +504,33 @@ fn open_as(loc: &StoreLocation, create_if_missing: bool, access: Access) -> Resu
     dir.check_key(&key).map_err(wrong_key)?;
     let backend = lock.retry(|| open_backend(&dir))?;
     let store = dir.open_store(backend, &key).map_err(wrong_key)?;
+    Ok((OpenStore { dir, store }, key))
+}
+
+/// Opens the existing store at `path` as a writer (its lock and writer
+/// lease, waited for up to `lock_wait` seconds) with `key`, a key the
+/// caller has (`seccs copy`'s source key): `check` sees the store's
+/// config first, before its backend is touched, and refuses what it
+/// must; then the key is checked against the store's check values.
+pub fn open_with_key(
+    path: &Path,
+    key: &SecretKey,
+    lock_wait: Option<u64>,
+    check: impl Fn(&StoreDir) -> Result<()>,
+) -> Result<OpenStore> {
+    let mut lock = LockWait::new(Duration::from_secs(lock_wait.unwrap_or(0)));
+    let mut dir = lock.retry(|| Ok(StoreDir::open(path)?))?;
+    check(&dir)?;
+    dir.check_key(key)?;
+    let backend = lock.retry(|| open_backend(&dir))?;
+    let store = dir.open_store(backend, key)?;
+    Ok(OpenStore { dir, store })
+}
+
+/// Opens the store [`create`] just made, with its key, as a writer.
+pub fn open_made(mut dir: StoreDir, key: &SecretKey) -> Result<OpenStore> {
+    let backend = open_backend(&dir)?;
+    let store = dir.open_store(backend, key)?;
     Ok(OpenStore { dir, store })
 }
 
@@ -510,10 +559,10 @@ pub fn nested_stores_said(opened: &OpenStore) -> Option<String> {
          from before `init` refused that): the store with the shorter prefix walks the other's \
          entries as its own, so its verify and gc report each of the other store's nodes as tampered (\"does \
          not authenticate\"), and its findings of nodes that do not authenticate are most likely \
-         that store's, not damage. No tool moves a store: to part them, `get` one store's files \
-         and `put` them into a new store made by `init` at a prefix that does not nest with the \
-         other's (`photos:` beside `videos:`); or keep both and read those findings as the other \
-         store's nodes"
+         that store's, not damage. To part them, `seccs copy NEWDIR --backend URL` one store \
+         to a prefix that does not nest with the other's (`photos:` beside `videos:`; it copies \
+         only the entries that authenticate under its key, and names the other store's); or \
+         keep both and read those findings as the other store's nodes"
     );
     Some(format!(
         "; this store's prefix nests with {first}{more} (see the warning above): findings of \

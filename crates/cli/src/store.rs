@@ -462,6 +462,7 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
             backend: args.backend.clone(),
             key,
             share_password_file: loc.share_password_file(),
+            existing_key: None,
         },
     )?;
     // The URL may hold a password: it is shown as config.toml keeps it.

@@ -1,0 +1,258 @@
+//! `seccs copy DEST`: make another store an exact mirror of this one, on
+//! any backend. The mirror itself is `seccs_store::mirror`; this makes or
+//! opens DEST, takes both stores as a writer, and reports.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use clap::Args;
+use seccs_store::dir::{self, EMBEDDED, KeySource, StoreDir};
+use seccs_store::mirror::{self, Limits};
+
+use crate::open::{self, NewStore, StoreLocation};
+use crate::progress;
+
+/// What `seccs copy --help` says before the options (set on the
+/// subcommand in main.rs, whose doc comment would replace it here).
+pub const LONG_ABOUT: &str = "Make the store at DEST an exact mirror of this store (the one --store or \
+$SECCS_STORE names): every version, name and reference count comes along, each entry copied as \
+it is stored (nothing is read back as content or chunked again: under one key and one chunk \
+size and wrapper, nodes have the same keys in both stores).\n\n\
+Where DEST holds no store, copy makes one there as `seccs init` would (the backend reached \
+before anything is written, a table or prefix that holds entries refused), with this store's \
+chunk size, wrapper and compression, and its key: a key kept in a key file is copied to \
+DEST/key (mode 0600); a key from the key service or the share network is named by DEST's \
+config.toml as by this store's. --backend picks DEST's backend (default: embedded, in \
+DEST/db). Where DEST holds a store, it must have this store's key, chunk size and wrapper \
+(checked by their check values before anything is written).\n\n\
+Run again, copy is incremental: it reads every entry of both stores, writes only those DEST \
+lacks or holds otherwise, and removes from DEST what this store no longer holds (catalog \
+records first, then nodes). Nodes are written before catalog records, so a copy cut off \
+part way (Ctrl-C, a kill, a lost connection) leaves DEST with every catalog record whose \
+nodes it holds; the same command run again finishes the mirror. DEST is an exact mirror \
+only once copy exits 0.\n\n\
+copy holds this store as a writer does (its lock and writer lease, as put and gc do; \
+--lock-wait waits for another holder), so it does not change while it is copied, and DEST \
+the same way. On a network backend, readers (get, ls, stat) of either store run beside \
+it.\n\n\
+Every node and catalog record is authenticated under the store's key before it is copied, \
+as verify opens them: one that does not authenticate, or that the backend cannot decode, is \
+not copied and is reported (DEST keeps what it held under that key), the rest is copied, and \
+copy exits 1. A damaged store never makes a silently damaged mirror.";
+
+/// `seccs copy`: mirror this store into DEST.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example: move an embedded store to Redis, then use the copy.\n\n  \
+seccs --store ~/.local/share/seccs copy /srv/seccs-redis \\\n      \
+--backend 'redis://127.0.0.1:6379/0?prefix=photos:'\n  \
+seccs --store /srv/seccs-redis verify\n\n\
+Keep an offsite mirror up to date: run `seccs copy /mnt/offsite/seccs` again; it writes \
+what changed since.\n\n\
+Exits 0 when DEST is an exact mirror, 1 when an entry could not be copied (after copying \
+the rest) or when the copy failed."
+)]
+pub struct CopyArgs {
+    /// The destination store directory: a store is made there if there is
+    /// none.
+    #[arg(value_name = "DEST")]
+    dest: PathBuf,
+    /// The backend of a new DEST, as `seccs init --backend` takes it:
+    /// `embedded` (default, in DEST/db) or a redis://, postgres:// or s3://
+    /// URL. Refused when DEST holds a store already (it keeps its own).
+    #[arg(long, value_name = "URL")]
+    backend: Option<String>,
+    /// No progress on standard error.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Print the report as one JSON object: {"read" (entries of this store
+    /// read), "copied" (entries written to DEST), "present" (entries DEST
+    /// held already), "removed" (entries removed from DEST),
+    /// "bytes_written", "findings": [{"kind", "key", ...}]}. A finding's
+    /// kind is tampered, bad-record or unreadable (an entry of this store,
+    /// not copied), or dest-unreadable (an entry of DEST it cannot decode,
+    /// left there).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    pub location: StoreLocation,
+}
+
+/// Runs `seccs copy`.
+pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
+    let dest_path = &args.dest;
+    let dest_exists = StoreDir::exists(dest_path);
+    if dest_exists && args.backend.is_some() {
+        // A usage error, said before any store is opened.
+        clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--backend is only for a new DEST, and {} holds a store already (it keeps its \
+                 own backend); leave --backend out to copy into it\n",
+                dest_path.display()
+            ),
+        )
+        .exit();
+    }
+    let source_path = loc.path()?;
+    if same_directory(&source_path, dest_path) {
+        bail!(
+            "{} is the store being copied: give copy another directory as DEST",
+            dest_path.display()
+        );
+    }
+    let (source, key) = open::open_keeping_key(loc)?;
+    let source_config = source.dir.config().clone();
+    let dest = if dest_exists {
+        open::open_with_key(dest_path, &key, loc.lock_wait, |dest| {
+            check_matches(&source_config, dest, &key)
+        })?
+    } else {
+        let backend = args.backend.clone().unwrap_or_else(|| EMBEDDED.to_owned());
+        let (made, key) = open::create(
+            dest_path,
+            NewStore {
+                params: source_config.params()?,
+                backend: backend.clone(),
+                key: dest_key_source(&source.dir)?,
+                share_password_file: loc.share_password_file(),
+                existing_key: Some(key.clone()),
+            },
+        )?;
+        let key_said = match &made.config().key {
+            KeySource::File { path } => {
+                format!("a copy of its key in {}", made.resolve(path).display())
+            }
+            _ => "its key from where the source's comes from".to_owned(),
+        };
+        errln!(
+            "seccs: created a store at {} (backend {}) with the source's parameters and {key_said}",
+            dest_path.display(),
+            seccs_backends::redact(&backend),
+        );
+        open::open_made(made, &key)?
+    };
+    drop(key);
+    let spinner = progress::spinner("copying", args.quiet);
+    let report = mirror::mirror(
+        &source.store,
+        &dest.store,
+        Limits::default(),
+        &mut |phase, r| {
+            spinner.set_message(format!(
+                "{phase}: {} read, {} copied, {} already present, {} removed",
+                r.read, r.copied, r.present, r.removed
+            ));
+        },
+    )?;
+    spinner.finish_and_clear();
+    if args.json {
+        outln!("{}", serde_json::to_string(&report)?)?;
+    } else {
+        outln!(
+            "copied {} entries ({} bytes written), {} already present, {} removed",
+            report.copied,
+            report.bytes_written,
+            report.present,
+            report.removed
+        )?;
+        for finding in &report.findings {
+            outln!("{finding}")?;
+        }
+    }
+    if !report.is_exact() {
+        bail!(
+            "{} entr(ies) could not be copied or removed (listed above): {} is not an exact \
+             mirror; `seccs verify` on the store copied names the damage",
+            report.findings.len(),
+            dest_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` are one directory (both there, the same once
+/// links are followed).
+fn same_directory(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Refuses an existing DEST whose key, chunk size, wrapper or backend
+/// cannot take this store's entries, saying which; before its backend is
+/// touched.
+fn check_matches(
+    source: &dir::StoreConfig,
+    dest: &StoreDir,
+    key: &seccs_core::SecretKey,
+) -> Result<()> {
+    let shown = dest.path().display();
+    let config = dest.config();
+    if config
+        .key_check
+        .as_ref()
+        .is_some_and(|check| *check != dir::key_check(key))
+    {
+        bail!(
+            "the store at {shown} has another key than the store copied (their key check values \
+             differ), so it cannot hold its entries; nothing was written. Give copy a new \
+             directory: it makes the store there with this store's key"
+        );
+    }
+    for (what, ours, theirs) in [
+        (
+            "chunk size",
+            source.chunk_size.to_string(),
+            config.chunk_size.to_string(),
+        ),
+        ("wrapper", source.wrapper.clone(), config.wrapper.clone()),
+    ] {
+        if ours != theirs {
+            bail!(
+                "the store at {shown} has {what} {theirs}, the store copied {ours}: nodes made \
+                 with one are not the other's; nothing was written. Give copy a new directory: \
+                 it makes the store there with this store's parameters"
+            );
+        }
+    }
+    if config.backend != EMBEDDED && config.backend == source.backend {
+        bail!(
+            "the store at {shown} is on the backend of the store copied ({}): it is that store, \
+             not a copy of it; nothing was written",
+            seccs_backends::redact(&config.backend)
+        );
+    }
+    Ok(())
+}
+
+/// The key source of a copy of the store in `source`: a key file becomes
+/// the copy's own (DEST/key); the key service and the share network are
+/// named as the source names them, paths made absolute (a relative one is
+/// the source directory's).
+fn dest_key_source(source: &StoreDir) -> Result<KeySource> {
+    let absolute = |p: &Path| std::path::absolute(source.resolve(p));
+    Ok(match &source.config().key {
+        KeySource::File { .. } => KeySource::File {
+            path: PathBuf::from("key"),
+        },
+        KeySource::Kms {
+            server,
+            kek_file,
+            ca,
+            pin,
+            salt,
+        } => KeySource::Kms {
+            server: server.clone(),
+            kek_file: absolute(kek_file)?,
+            ca: ca.as_deref().map(absolute).transpose()?,
+            pin: pin.clone(),
+            salt: salt.clone(),
+        },
+        KeySource::Share { tag, config } => KeySource::Share {
+            tag: tag.clone(),
+            config: absolute(config)?,
+        },
+    })
+}

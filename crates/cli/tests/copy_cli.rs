@@ -1,0 +1,468 @@
+//! `seccs copy` as an operator runs it: a mirror that reads back as the
+//! store it was copied from, on the embedded backend and on Redis, kept up
+//! to date by reruns, refused where DEST cannot hold the store's entries,
+//! finished by a rerun after a kill, and never a silent copy of damage.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ok, run};
+use seccs_store::backend::{Backend, Batch, EmbeddedBackend, Entry};
+
+fn seccs(store: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+    c.arg("--store").arg(store).env_remove("SECCS_STORE");
+    c
+}
+
+fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(&path, data).expect("write input");
+    path
+}
+
+/// `seccs copy DEST` with `args`, which must succeed; its report.
+fn copy(store: &Path, dest: &Path, args: &[&str]) -> serde_json::Value {
+    let out = ok(seccs(store)
+        .arg("copy")
+        .arg(dest)
+        .args(["-q", "--json"])
+        .args(args));
+    serde_json::from_str(&out).expect("a JSON report")
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).expect("json")
+}
+
+/// Every version `ls --all --json` lists, one JSON line each.
+fn listing(store: &Path) -> Vec<serde_json::Value> {
+    ok(seccs(store).args(["ls", "--all", "--json"]))
+        .lines()
+        .map(json)
+        .collect()
+}
+
+/// `stat --json`'s totals and kinds (what names the store and its backend
+/// left out).
+fn counted(store: &Path) -> serde_json::Value {
+    let v = json(&ok(seccs(store).args(["stat", "--json"])));
+    serde_json::json!({
+        "entries": v["entries"],
+        "bytes": v["bytes"],
+        "nodes": v["nodes"],
+        "names": v["names"],
+        "by_kind": v["by_kind"],
+    })
+}
+
+/// Every entry of an embedded store no process holds, in key order.
+fn entries(store: &Path) -> Vec<(Vec<u8>, Entry)> {
+    let backend = EmbeddedBackend::open_existing(&store.join("db")).expect("open the database");
+    let mut all = Vec::new();
+    backend
+        .for_each(&mut |key, entry| {
+            all.push((key.to_vec(), entry.clone()));
+            Ok(())
+        })
+        .expect("walk");
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+/// DEST reads as SOURCE does: the same versions listed, each file version
+/// read back byte for byte, the same counts, and a clean verify.
+fn reads_alike(source: &Path, dest: &Path) {
+    let versions = listing(source);
+    assert_eq!(listing(dest), versions, "ls --all --json");
+    for v in &versions {
+        if v["kind"] != "file" {
+            continue;
+        }
+        let spec = format!("{}@{}", v["name"].as_str().expect("a name"), v["version"]);
+        let get = |store: &Path| {
+            let out = run(seccs(store).args(["get", &spec, "-o", "-"]));
+            assert!(out.status.success(), "get {spec}");
+            out.stdout
+        };
+        assert!(get(dest) == get(source), "{spec} reads back alike");
+    }
+    assert_eq!(counted(dest), counted(source), "stat --json");
+    ok(seccs(dest).arg("verify"));
+}
+
+/// A store with files of several versions, a tree put twice, and a
+/// version removed.
+fn source_store(tmp: &Path) -> PathBuf {
+    let store = tmp.join("source");
+    ok(seccs(&store).args(["init", "--chunk-size", "256"]));
+    for (seed, name) in [(1, "docs/a"), (2, "docs/a"), (3, "docs/b"), (4, "docs/a")] {
+        let file = random_file(tmp, "in.bin", 40_000 + seed as usize * 1_000, seed);
+        ok(seccs(&store)
+            .arg("put")
+            .arg(&file)
+            .args(["--name", name, "-q"]));
+    }
+    let tree = tmp.join("tree");
+    random_file(&tree, "x", 10_000, 10);
+    random_file(&tree, "sub/y", 20_000, 11);
+    ok(seccs(&store).current_dir(tmp).args(["put", "tree", "-q"]));
+    random_file(&tree, "x", 12_000, 12);
+    random_file(&tree, "z", 5_000, 13);
+    ok(seccs(&store).current_dir(tmp).args(["put", "tree", "-q"]));
+    ok(seccs(&store).args(["rm", "docs/a@2"]));
+    store
+}
+
+#[test]
+fn copy_makes_an_exact_mirror_and_reruns_keep_it_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = source_store(tmp.path());
+    let dest = tmp.path().join("dest");
+    let out = run(seccs(&source).arg("copy").arg(&dest).arg("-q"));
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("created a store at"), "{said}");
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let n = entries(&source).len();
+    assert!(
+        summary.starts_with(&format!("copied {n} entries (")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("0 already present, 0 removed"),
+        "{summary}"
+    );
+    assert_eq!(entries(&dest), entries(&source), "every entry as stored");
+    reads_alike(&source, &dest);
+    // DEST has its own copy of the key, private, and the source's
+    // parameters.
+    let key = std::fs::metadata(dest.join("key")).expect("DEST/key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read(dest.join("key")).expect("key"),
+        std::fs::read(source.join("key")).expect("key")
+    );
+    let config = std::fs::read_to_string(dest.join("config.toml")).expect("config");
+    assert!(config.contains("chunk_size = 256"), "{config}");
+
+    // (b) A rerun copies nothing.
+    let again = copy(&source, &dest, &[]);
+    assert_eq!(again["copied"], 0, "{again}");
+    assert_eq!(again["removed"], 0, "{again}");
+    assert_eq!(again["bytes_written"], 0, "{again}");
+    assert_eq!(again["present"], n, "{again}");
+    let text = ok(seccs(&source).arg("copy").arg(&dest).arg("-q"));
+    assert!(
+        text.starts_with("copied 0 entries (0 bytes written)"),
+        "{text}"
+    );
+
+    // (c) More puts and removals: a rerun mirrors them, removals too.
+    let file = random_file(tmp.path(), "in.bin", 60_000, 20);
+    ok(seccs(&source)
+        .arg("put")
+        .arg(&file)
+        .args(["--name", "docs/c", "-q"]));
+    ok(seccs(&source).args(["rm", "docs/b"]));
+    ok(seccs(&source).args(["rm", "tree/"]));
+    let report = copy(&source, &dest, &[]);
+    assert!(report["copied"].as_u64() > Some(0), "{report}");
+    assert!(report["removed"].as_u64() > Some(0), "{report}");
+    assert_eq!(entries(&dest), entries(&source));
+    reads_alike(&source, &dest);
+    let last = copy(&source, &dest, &[]);
+    assert_eq!(last["copied"], 0, "{last}");
+    assert_eq!(last["removed"], 0, "{last}");
+}
+
+#[test]
+fn copy_moves_a_store_to_redis_and_back() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let source = source_store(tmp.path());
+    let on_redis = tmp.path().join("on-redis");
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=moved:");
+    let first = copy(&source, &on_redis, &["--backend", &url]);
+    assert_eq!(first["copied"], entries(&source).len(), "{first}");
+    let config = std::fs::read_to_string(on_redis.join("config.toml")).expect("config");
+    assert!(config.contains("redis://"), "{config}");
+    reads_alike(&source, &on_redis);
+    let again = copy(&source, &on_redis, &[]);
+    assert_eq!(again["copied"], 0, "{again}");
+    // And back to the embedded backend, entry for entry.
+    let back = tmp.path().join("back");
+    copy(&on_redis, &back, &[]);
+    assert_eq!(entries(&back), entries(&source));
+    reads_alike(&on_redis, &back);
+}
+
+#[test]
+fn a_dest_of_another_key_or_chunk_size_is_refused_and_left_as_it_was() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = source_store(tmp.path());
+    let file = random_file(tmp.path(), "other.bin", 30_000, 30);
+    // Another key: a store of its own.
+    let other = tmp.path().join("other");
+    ok(seccs(&other).args(["init", "--chunk-size", "256"]));
+    ok(seccs(&other)
+        .arg("put")
+        .arg(&file)
+        .args(["--name", "mine", "-q"]));
+    let before = entries(&other);
+    let out = run(seccs(&source).arg("copy").arg(&other));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has another key"), "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert_eq!(entries(&other), before, "left as it was");
+    // The source's key, another chunk size.
+    let resized = tmp.path().join("resized");
+    copy(&source, &resized, &[]);
+    let config_path = resized.join("config.toml");
+    let config = std::fs::read_to_string(&config_path).expect("config");
+    let changed: String = config
+        .lines()
+        .filter(|l| !l.starts_with("params_check"))
+        .map(|l| match l.starts_with("chunk_size") {
+            true => "chunk_size = 512\n".to_owned(),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&config_path, changed).expect("config");
+    ok(seccs(&source).args(["rm", "docs/b"]));
+    let before = entries(&resized);
+    let out = run(seccs(&source).arg("copy").arg(&resized));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has chunk size 512, the store copied 256"),
+        "{err}"
+    );
+    assert_eq!(entries(&resized), before, "left as it was");
+    // --backend is for a new DEST only: a usage error.
+    let out = run(seccs(&source)
+        .arg("copy")
+        .arg(&other)
+        .args(["--backend", "embedded"]));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // Nor is the store copied into itself.
+    let out = run(seccs(&source).arg("copy").arg(&source));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the store being copied"));
+}
+
+#[test]
+fn an_entry_that_does_not_authenticate_is_reported_not_copied_and_the_rest_is() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = source_store(tmp.path());
+    let all = entries(&source);
+    // A bit flipped in one node's value.
+    let (key, entry) = all
+        .iter()
+        .find(|(k, _)| !seccs_store::catalog::is_catalog_key(k))
+        .expect("a node")
+        .clone();
+    {
+        let backend = EmbeddedBackend::open_existing(&source.join("db")).expect("open");
+        let mut value = entry.value.clone();
+        let last = value.len() - 1;
+        value[last] ^= 0x01;
+        let mut batch = Batch::new();
+        batch.put(key.clone(), value, entry.count);
+        backend.apply(&batch).expect("damage one value");
+    }
+    let dest = tmp.path().join("dest");
+    let out = run(seccs(&source).arg("copy").arg(&dest).arg("-q"));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let hex = seccs_core::hexenc::encode(&key);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "tampered: source node {hex} does not authenticate"
+        )),
+        "{said}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not an exact mirror"), "{err}");
+    let copied = entries(&dest);
+    assert!(copied.iter().all(|(k, _)| *k != key), "not copied");
+    assert_eq!(copied.len(), all.len() - 1, "the rest is");
+    // --json names it too, and a rerun says it again.
+    let out = run(seccs(&source).arg("copy").arg(&dest).args(["-q", "--json"]));
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        report["findings"],
+        serde_json::json!([{"kind": "tampered", "key": hex}])
+    );
+    assert_eq!(report["copied"], 0, "{report}");
+}
+
+#[test]
+fn a_copy_killed_part_way_or_a_mirror_losing_entries_is_finished_by_a_rerun() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = source_store(tmp.path());
+    let big = random_file(tmp.path(), "big.bin", 6 << 20, 40);
+    ok(seccs(&source)
+        .arg("put")
+        .arg(&big)
+        .args(["--name", "big", "-q"]));
+    let dest = tmp.path().join("dest");
+    let mut child = seccs(&source)
+        .arg("copy")
+        .arg(&dest)
+        .arg("-q")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start copy");
+    let mut watch = common::StderrWatch::of(&mut child);
+    // Killed once it has made DEST and begun copying into it.
+    watch.wait_for("created a store at", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dest.join("db").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    let _ = child.kill();
+    let status = child.wait().expect("wait");
+    // Killed part way or not, the rerun ends with an exact mirror.
+    let _ = status;
+    copy(&source, &dest, &[]);
+    assert_eq!(entries(&dest), entries(&source));
+    reads_alike(&source, &dest);
+
+    // Entries lost from the mirror (nodes, a catalog record) and a count
+    // changed there: the next copy puts them back.
+    {
+        let backend = EmbeddedBackend::open_existing(&dest.join("db")).expect("open");
+        let all = entries_of(&backend);
+        let mut batch = Batch::new();
+        let record = all
+            .iter()
+            .find(|(k, _)| seccs_store::catalog::is_catalog_key(k))
+            .expect("a record");
+        batch.delete(record.0.clone());
+        let nodes: Vec<_> = all
+            .iter()
+            .filter(|(k, _)| !seccs_store::catalog::is_catalog_key(k))
+            .collect();
+        for (k, _) in nodes.iter().step_by(7) {
+            batch.delete(k.clone());
+        }
+        batch.set_count(nodes[1].0.clone(), nodes[1].1.count + 3);
+        backend.apply(&batch).expect("lose entries");
+    }
+    let report = copy(&source, &dest, &[]);
+    assert!(report["copied"].as_u64() > Some(1), "{report}");
+    assert_eq!(entries(&dest), entries(&source));
+    reads_alike(&source, &dest);
+}
+
+fn entries_of(backend: &EmbeddedBackend) -> Vec<(Vec<u8>, Entry)> {
+    let mut all = Vec::new();
+    backend
+        .for_each(&mut |key, entry| {
+            all.push((key.to_vec(), entry.clone()));
+            Ok(())
+        })
+        .expect("walk");
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+#[test]
+fn copy_help_says_what_a_mirror_is_how_reruns_work_and_shows_a_move_to_redis() {
+    let out = ok(Command::new(env!("CARGO_BIN_EXE_seccs")).args(["copy", "--help"]));
+    for needle in [
+        "exact mirror",
+        "incremental",
+        "only once copy exits 0",
+        "writer lease",
+        "--lock-wait",
+        "authenticated",
+        "copy /srv/seccs-redis",
+        "--backend 'redis://",
+    ] {
+        assert!(out.contains(needle), "{needle:?} in: {out}");
+    }
+}
+
+/// copy holds the store it copies as a writer does: while a put holds it,
+/// copy fails with "store is in use" (making no DEST), or with
+/// --lock-wait waits and then copies what that put stored.
+#[test]
+fn copy_waits_for_a_writer_of_the_source_and_copies_what_it_wrote() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = tmp.path().join("source");
+    ok(seccs(&source).arg("init"));
+    let spawn_holder = || {
+        seccs(&source)
+            .args(["put", "-", "--name", "held"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn put")
+    };
+    let mut holder = common::Killed(spawn_holder());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        if holder.0.try_wait().expect("try_wait").is_some() {
+            // Our probe took the lock first, and the put gave up.
+            holder = common::Killed(spawn_holder());
+            continue;
+        }
+        let out = run(seccs(&source).arg("stat"));
+        if String::from_utf8_lossy(&out.stderr).contains("in use") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the put never held the store");
+    }
+    let dest = tmp.path().join("dest");
+    let out = run(seccs(&source).arg("copy").arg(&dest).arg("-q"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store is in use"), "{err}");
+    assert!(!dest.exists(), "no DEST made");
+    let waiting = seccs(&source)
+        .arg("copy")
+        .arg(&dest)
+        .args(["-q", "--json", "--lock-wait", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn copy");
+    std::thread::sleep(Duration::from_millis(500));
+    {
+        use std::io::Write;
+        let mut stdin = holder.0.stdin.take().expect("stdin");
+        stdin.write_all(b"what the put stores").expect("write");
+    }
+    assert!(holder.0.wait().expect("wait").success(), "the put ends");
+    let out = waiting.wait_with_output().expect("copy");
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("waiting up to 60 s"), "{err}");
+    let got = run(seccs(&dest).args(["get", "held", "-o", "-"]));
+    assert_eq!(got.stdout, b"what the put stores");
+    assert_eq!(entries(&dest), entries(&source));
+}
