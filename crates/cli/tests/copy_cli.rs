@@ -466,3 +466,67 @@ fn copy_waits_for_a_writer_of_the_source_and_copies_what_it_wrote() {
     assert_eq!(got.stdout, b"what the put stores");
     assert_eq!(entries(&dest), entries(&source));
 }
+
+/// A store whose key comes from the key service is copied to a DEST whose
+/// config names the same key source (server, KEK file, CA, salt): no key
+/// file is written, and DEST opens with the key the service gives.
+#[test]
+fn a_copy_of_a_store_keyed_by_the_key_service_names_the_same_key_source() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let srv = tmp.path().join("srv");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_seccs"))
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&srv)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the key server");
+    let mut said = common::StderrWatch::of(&mut serve);
+    let _server = common::Killed(serve);
+    said.wait_for("SHA-256 fingerprint", Duration::from_secs(60));
+    let url = said
+        .said()
+        .iter()
+        .find_map(|l| l.strip_prefix("seccs kms listening on "))
+        .expect("the server's address")
+        .to_owned();
+    let ca = srv.join("tls/ca.pem");
+    let kek = tmp.path().join("kek");
+    ok(Command::new(env!("CARGO_BIN_EXE_seccs"))
+        .args(["kms", "new", "--server", &url, "--ca"])
+        .arg(&ca)
+        .arg("--out")
+        .arg(&kek)
+        .env_remove("SECCS_KMS_URL"));
+    let source = tmp.path().join("source");
+    ok(seccs(&source)
+        .args(["init", "--key-from-kms", &url, "--kek"])
+        .arg(&kek)
+        .arg("--kms-ca")
+        .arg(&ca)
+        .env_remove("SECCS_KMS_URL"));
+    let file = random_file(tmp.path(), "in.bin", 50_000, 70);
+    ok(seccs(&source)
+        .arg("put")
+        .arg(&file)
+        .args(["--name", "f", "-q"]));
+    let dest = tmp.path().join("dest");
+    copy(&source, &dest, &[]);
+    assert!(
+        !dest.join("key").exists(),
+        "no key file for a key kept elsewhere"
+    );
+    // The `[key]` table of a config.toml, its lines as written.
+    let key_table = |store: &Path| -> String {
+        let text = std::fs::read_to_string(store.join("config.toml")).expect("config");
+        let (_, table) = text.split_once("[key]").expect("a [key] table");
+        table.split("\n[").next().unwrap_or_default().to_owned()
+    };
+    let table = key_table(&source);
+    assert!(table.contains("salt = "), "{table}");
+    assert_eq!(key_table(&dest), table, "the same key source");
+    let got = run(seccs(&dest).args(["get", "f", "-o", "-"]));
+    assert!(got.status.success(), "{got:?}");
+    assert_eq!(got.stdout, std::fs::read(&file).expect("input"));
+    assert_eq!(entries(&dest), entries(&source));
+}
