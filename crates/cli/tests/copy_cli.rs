@@ -530,3 +530,51 @@ fn a_copy_of_a_store_keyed_by_the_key_service_names_the_same_key_source() {
     assert_eq!(got.stdout, std::fs::read(&file).expect("input"));
     assert_eq!(entries(&dest), entries(&source));
 }
+
+/// Sends one command to the Redis server on `port`; the start of its reply.
+fn redis_command(port: u16, args: &[&[u8]]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut request = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        request.extend_from_slice(arg);
+        request.extend_from_slice(b"\r\n");
+    }
+    s.write_all(&request).expect("send");
+    let mut reply = vec![0u8; 256];
+    let n = s.read(&mut reply).expect("reply");
+    reply.truncate(n);
+    reply
+}
+
+/// A DEST on Redis whose prefix another store's nests in (left so by an
+/// older build) is refused before anything is written: its walk would
+/// take that store's entries for its own and remove them.
+#[test]
+fn a_dest_whose_prefix_nests_with_another_store_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let source = source_store(tmp.path());
+    let dest = tmp.path().join("dest");
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=n:");
+    copy(&source, &dest, &["--backend", &url]);
+    // Another store inside n:, as an older build let one be made.
+    let marker = b"n:inner:\0seccs:store-marker";
+    let entry = b"n:inner:an-entry-of-that-store";
+    let check = [b'0'; 32];
+    assert!(redis_command(port, &[b"SET", marker, &check]).starts_with(b"+OK"));
+    assert!(redis_command(port, &[b"SET", entry, b"its value"]).starts_with(b"+OK"));
+    ok(seccs(&source).args(["rm", "docs/b"]));
+    let out = run(seccs(&source).arg("copy").arg(&dest).arg("-q"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nests with"), "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(
+        redis_command(port, &[b"GET", entry]).starts_with(b"$9\r\nits value"),
+        "the other store's entry is left"
+    );
+}

@@ -204,6 +204,16 @@ pub enum MirrorError {
         /// The destination's.
         in_dest: String,
     },
+    /// The destination's backend nests with other stores (a prefix of
+    /// one starts the other's, left so by a build from before `init`
+    /// refused that): its walks take their entries for its own, and the
+    /// mirror would remove them as entries the source lacks.
+    #[error(
+        "the destination's backend nests with {0}: its walks take that store's entries for its \
+         own, and the mirror would remove them as entries the source lacks; nothing was \
+         written. Copy into a store whose table or prefix nests with no other's"
+    )]
+    DestNests(String),
     /// The source's backend failed.
     #[error("cannot read the source: {0}")]
     Source(BackendError),
@@ -214,8 +224,11 @@ pub enum MirrorError {
 
 /// Makes `dest`'s entries exactly `source`'s (see the module docs),
 /// calling `progress` after each batch. Refuses stores whose keys or
-/// parameters differ before anything is written. Returns what it did;
-/// the destination is an exact mirror only if the report has no findings.
+/// parameters differ, and a destination whose backend nests with another
+/// store's ([`Backend::nested_stores`]; a backend that cannot be asked,
+/// such as a Redis user allowed its own prefix only, is not refused),
+/// before anything is written. Returns what it did; the destination is
+/// an exact mirror only if the report has no findings.
 pub fn mirror(
     source: &Store,
     dest: &Store,
@@ -223,6 +236,11 @@ pub fn mirror(
     progress: &mut (dyn FnMut(Phase, &MirrorReport) + Send),
 ) -> Result<MirrorReport, MirrorError> {
     check_alike(source, dest)?;
+    if let Ok(nested) = dest.backend().nested_stores()
+        && !nested.is_empty()
+    {
+        return Err(MirrorError::DestNests(nested.join(", ")));
+    }
     let limits = Limits {
         batch_bytes: limits.batch_bytes.max(1),
         batch_entries: limits.batch_entries.max(1),
