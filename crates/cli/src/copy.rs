@@ -24,7 +24,8 @@ chunk size, wrapper and compression, and its key: a key kept in a key file is co
 DEST/key (mode 0600); a key from the key service or the share network is named by DEST's \
 config.toml as by this store's. --backend picks DEST's backend (default: embedded, in \
 DEST/db). Where DEST holds a store, it must have this store's key, chunk size and wrapper \
-(checked by their check values before anything is written).\n\n\
+(checked by their check values before anything is written), and its table or prefix must nest \
+with no other store's.\n\n\
 Run again, copy is incremental: it reads every entry of both stores, writes only those DEST \
 lacks or holds otherwise, and removes from DEST what this store no longer holds (catalog \
 records first, then nodes). Nodes are written before catalog records, so a copy cut off \

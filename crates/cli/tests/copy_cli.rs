@@ -578,3 +578,90 @@ fn a_dest_whose_prefix_nests_with_another_store_is_refused() {
         "the other store's entry is left"
     );
 }
+
+/// The value stored at `key` on the Redis server on `port`.
+fn redis_get(port: u16, key: &[u8]) -> Vec<u8> {
+    use std::io::{BufRead, Read, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut request = format!("*2\r\n$3\r\nGET\r\n${}\r\n", key.len()).into_bytes();
+    request.extend_from_slice(key);
+    request.extend_from_slice(b"\r\n");
+    (&stream).write_all(&request).expect("send");
+    let mut reader = std::io::BufReader::new(&stream);
+    let mut header = String::new();
+    reader.read_line(&mut header).expect("reply");
+    let len: usize = header
+        .trim_end()
+        .strip_prefix('$')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no value at that key: {header:?}"));
+    let mut value = vec![0u8; len + 2];
+    reader.read_exact(&mut value).expect("value");
+    value.truncate(len);
+    value
+}
+
+/// A Redis store whose values were changed behind its back (a bit flipped
+/// in one, another cut too short for its count): a rerun of its offsite
+/// copy names both, copies neither, and the copy keeps its sound entries,
+/// so it still verifies clean.
+#[test]
+fn damage_to_a_redis_source_is_named_and_never_reaches_its_mirror() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let source = tmp.path().join("on-redis");
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=s:");
+    ok(seccs(&source).args(["init", "--chunk-size", "256", "--backend", &url]));
+    for (seed, name) in [(1, "a"), (2, "b")] {
+        let file = random_file(tmp.path(), "in.bin", 30_000, seed);
+        ok(seccs(&source)
+            .arg("put")
+            .arg(&file)
+            .args(["--name", name, "-q"]));
+    }
+    let mirror = tmp.path().join("mirror");
+    copy(&source, &mirror, &[]);
+    let before = entries(&mirror);
+    let nodes: Vec<&Vec<u8>> = before
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| !seccs_store::catalog::is_catalog_key(k))
+        .collect();
+    let flipped = [b"s:".as_slice(), nodes[0]].concat();
+    let mut value = redis_get(port, &flipped);
+    let last = value.len() - 1;
+    value[last] ^= 0x01;
+    assert!(redis_command(port, &[b"SET", &flipped, &value]).starts_with(b"+OK"));
+    let cut = [b"s:".as_slice(), nodes[1]].concat();
+    assert!(redis_command(port, &[b"SET", &cut, b"abc"]).starts_with(b"+OK"));
+    let out = run(seccs(&source)
+        .arg("copy")
+        .arg(&mirror)
+        .args(["-q", "--json"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    let hex = seccs_core::hexenc::encode;
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 2, "{report}");
+    assert!(
+        findings.contains(&serde_json::json!({"kind": "tampered", "key": hex(nodes[0])})),
+        "{report}"
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["kind"] == "unreadable" && f["key"] == hex(nodes[1])),
+        "{report}"
+    );
+    assert_eq!(report["copied"], 0, "{report}");
+    assert_eq!(report["removed"], 0, "{report}");
+    assert_eq!(
+        entries(&mirror),
+        before,
+        "the mirror keeps its sound entries"
+    );
+    ok(seccs(&mirror).arg("verify"));
+}
