@@ -857,6 +857,85 @@ mod tests {
         }
     }
 
+    /// A memory backend that records the most keys one call asked for or
+    /// wrote, to hold a mirror to its batch limits.
+    struct Measured {
+        inner: Arc<MemoryBackend>,
+        most: AtomicUsize,
+    }
+
+    impl Measured {
+        fn saw(&self, n: usize) {
+            self.most.fetch_max(n, Ordering::SeqCst);
+        }
+    }
+
+    impl Backend for Measured {
+        fn name(&self) -> &str {
+            "measured"
+        }
+        fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, BackendError> {
+            self.saw(keys.len());
+            self.inner.get_many(keys)
+        }
+        fn get_counts(&self, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, BackendError> {
+            self.saw(keys.len());
+            self.inner.get_counts(keys)
+        }
+        fn apply(&self, batch: &Batch) -> Result<(), BackendError> {
+            self.saw(batch.len());
+            self.inner.apply(batch)
+        }
+        fn is_transactional(&self) -> bool {
+            true
+        }
+        fn walk(
+            &self,
+            prefix: &[u8],
+            visit: &mut Visitor<'_>,
+            damaged: Option<&mut Damaged<'_>>,
+        ) -> Result<(), BackendError> {
+            self.inner.walk(prefix, visit, damaged)
+        }
+    }
+
+    #[test]
+    fn no_lookup_or_write_of_a_mirror_goes_past_its_batch_limit() {
+        let (source, source_backend) = source();
+        let measured_source = Arc::new(Measured {
+            inner: source_backend.clone(),
+            most: AtomicUsize::new(0),
+        });
+        let source = Store::new_unchecked(measured_source.clone(), *source.params(), &key());
+        // A destination that holds another store's worth of entries to
+        // remove, and none of the source's.
+        let dest_inner = Arc::new(MemoryBackend::new());
+        let other = store_on(dest_inner.clone());
+        for i in 0..40u8 {
+            put(&other, &format!("old/{i}"), &bytes(2_000, i));
+        }
+        drop(other);
+        let measured_dest = Arc::new(Measured {
+            inner: dest_inner.clone(),
+            most: AtomicUsize::new(0),
+        });
+        let dest = Store::new_unchecked(measured_dest.clone(), params(), &key());
+        let limits = Limits {
+            batch_bytes: 1 << 20,
+            batch_entries: 7,
+        };
+        let report = run(&source, &dest, limits).expect("mirror");
+        assert!(report.removed > 2 * 7, "{report:?}");
+        assert_eq!(
+            entries(dest_inner.as_ref()),
+            entries(source_backend.as_ref())
+        );
+        // Removals collect up to a batch, then up to a batch more from
+        // the lookup that filled it.
+        assert!(measured_source.most.load(Ordering::SeqCst) <= 7);
+        assert!(measured_dest.most.load(Ordering::SeqCst) <= 2 * 7);
+    }
+
     /// Every version of every name the store lists reads back whole.
     fn every_version_reads(store: &Store) {
         for record in store.list("").expect("list") {
