@@ -756,6 +756,17 @@ fn a_store_whose_key_lives_on_the_share_network() {
     assert_eq!(back.stdout, b"held by three servers\n");
     let wrong = run(store("a", "not it").args(["get", "f"]));
     assert!(!wrong.status.success());
+    // A copy names the same key on the share network, saves no other
+    // (the count of tags below stays 1), and reads back with it.
+    ok(store("a", "correct horse")
+        .arg("copy")
+        .arg(tmp.path().join("a-copy"))
+        .arg("-q"));
+    assert!(!tmp.path().join("a-copy/key").exists(), "no key file");
+    let config = std::fs::read_to_string(tmp.path().join("a-copy/config.toml")).expect("config");
+    assert!(config.contains("tag = \"storekey\""), "{config}");
+    let back = run(store("a-copy", "correct horse").args(["get", "f"]));
+    assert_eq!(back.stdout, b"held by three servers\n");
 
     // The tag is taken: a second store would load another key, so it is
     // refused, and nothing of it is made.
