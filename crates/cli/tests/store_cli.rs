@@ -3254,7 +3254,7 @@ fn store_options_are_the_store_commands_own() {
     assert!(listed_in(&[store_opt, &first, ls, store_opt, &second]).ends_with("  y\n"));
 
     for command in [
-        "init", "put", "get", "rm", "ls", "diff", "stat", "verify", "gc",
+        "init", "put", "get", "rm", "ls", "diff", "stat", "verify", "gc", "copy",
     ] {
         let help = ok(bare().args([command, "--help"]));
         assert!(
