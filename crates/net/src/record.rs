@@ -47,6 +47,7 @@
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::codec::{Reader, Writer};
 use crate::crypto::Kdf;
@@ -124,8 +125,9 @@ pub struct Manifest {
     pub share_hashes: Vec<[u8; 32]>,
 }
 
-/// One server's record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One server's record. Its Debug form leaves the key share out (t of
+/// them rebuild the data key), and the share is wiped when it is dropped.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Record {
     /// Which of the n records this is.
     pub index: u8,
@@ -134,9 +136,19 @@ pub struct Record {
     /// MAC of tag and manifest under a password-derived key.
     pub mac: [u8; 32],
     /// The key share: identifier (index + 1) and 32 bytes.
-    pub share: [u8; SHARE_LEN],
+    pub share: Zeroizing<[u8; SHARE_LEN]>,
     /// The fragment of the ciphertext.
     pub fragment: Vec<u8>,
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("index", &self.index)
+            .field("manifest_len", &self.manifest.len())
+            .field("fragment_len", &self.fragment.len())
+            .finish_non_exhaustive()
+    }
 }
 
 fn labelled_hash(label: &[u8], file_id: &[u8; 16], index: u8, data: &[u8]) -> [u8; 32] {
@@ -421,7 +433,7 @@ impl<'a> RecordParts<'a> {
             index: self.index,
             manifest: self.manifest.to_vec(),
             mac: self.mac,
-            share: self.share,
+            share: self.share.into(),
             fragment,
         }
     }
@@ -462,5 +474,32 @@ impl<'a> RecordParts<'a> {
             },
             m,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// t key shares rebuild a save's data key: a record's Debug form, which
+    /// ends up in logs, leaves its share out, and the share is wiped when
+    /// the record is dropped.
+    #[test]
+    fn a_record_shows_no_key_share_and_wipes_it() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let record = Record {
+            index: 1,
+            manifest: vec![1, 2, 3],
+            mac: [0; 32],
+            share: Zeroizing::new([0xab; SHARE_LEN]),
+            fragment: vec![4; 10],
+        };
+        let shown = format!("{record:?}");
+        assert!(
+            !shown.contains("171") && !shown.contains("share"),
+            "{shown}"
+        );
+        assert!(shown.contains("index: 1"), "{shown}");
+        wiped_on_drop(&record.share);
     }
 }

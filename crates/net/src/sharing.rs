@@ -393,13 +393,22 @@ impl std::fmt::Debug for SaveKeys {
 /// encrypted file's own buffer, and the others are coded from them again
 /// as they are read ([`SavedFragment`]), never held whole. Joining them
 /// would copy the file once more; a sender sends each as two parts.
-#[derive(Debug)]
+/// Its Debug form leaves the heads out, since each holds a key share, and
+/// the heads are wiped when it is dropped.
 pub struct SplitRecords {
     file_id: [u8; 16],
-    heads: Vec<Vec<u8>>,
+    heads: Vec<Zeroizing<Vec<u8>>>,
     fragments: Fragments,
     /// What decrypts the file back out of the first t fragments.
     opening: Opening,
+}
+
+impl std::fmt::Debug for SplitRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SplitRecords")
+            .field("records", &self.heads.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SplitRecords {
@@ -530,7 +539,13 @@ pub fn split_into_parts(
         .map(|i| {
             let mut share = Zeroizing::new([0u8; SHARE_LEN]);
             share.copy_from_slice(&shares[i]);
-            Record::encode_head(i as u8, &manifest, &mac, &share, fragments.shard())
+            Zeroizing::new(Record::encode_head(
+                i as u8,
+                &manifest,
+                &mac,
+                &share,
+                fragments.shard(),
+            ))
         })
         .collect();
     Ok(SplitRecords {
@@ -1391,7 +1406,7 @@ mod tests {
         // The liar rewrites its share and the manifest hash to match: only the MAC catches it.
         let (mut r, mut m) = Record::decode(&recs[2])?;
         r.share[3] ^= 1;
-        m.share_hashes[2] = share_hash(&m.file_id, 2, &r.share);
+        m.share_hashes[2] = share_hash(&m.file_id, 2, &r.share[..]);
         r.manifest = m.encode();
         recs[2] = r.encode();
         let out = rebuild("t", 1, named(&recs, &[2, 0, 1]), &pw)?;
