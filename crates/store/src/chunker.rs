@@ -11,7 +11,11 @@
 //!   (HKDF label `ChunkerSeed`). The Python package's Rabin-Karp chunker is
 //!   unkeyed, so anyone who sees chunk lengths (every backend operator) can
 //!   test whether a known file is stored by chunking it himself. With a keyed
-//!   table, boundaries are unpredictable without the key.
+//!   table, boundaries cannot be computed without the key. That makes
+//!   fingerprinting from leaf lengths harder, not impossible: published
+//!   attacks (Truong et al., "Breaking and Fixing Content-Defined
+//!   Chunking", 2025) recover enough of a keyed chunker's secret from the
+//!   lengths of chunks of chosen or known contents; see the README.
 //! - **48-byte window**, as in the seed: `h = (h << 1) + G[byte]`, and only the
 //!   low 48 bits are compared. Bit `k` of a Gear hash depends on the last
 //!   `k + 1` bytes only, so the low 48 bits are exactly a 48-byte rolling
