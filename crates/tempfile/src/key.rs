@@ -1,6 +1,7 @@
 //! The per-file key: 16, 24 or 32 bytes for AES-128/192/256-GCM.
 
 use seccs_core::SecretKey;
+use seccs_core::kdf::{self, Label};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -87,9 +88,21 @@ impl FileKey {
     }
 }
 
-impl From<&SecretKey> for FileKey {
-    /// An AES-256 file key with the bytes of a seccs [`SecretKey`].
-    fn from(key: &SecretKey) -> Self {
+/// The HKDF label of file keys derived from a seccs key; part of what
+/// [`FileKey::derived`] promises (the same root and purpose give the same
+/// key in every build).
+const DERIVED_LABEL: Label = Label::Custom("seccs/v1/tempfile/file-key");
+
+impl FileKey {
+    /// An AES-256 file key of its own, derived from a seccs [`SecretKey`]
+    /// (a store key, a DEK) for `purpose`: HKDF-SHA-256 of `root` under the
+    /// label `seccs/v1/tempfile/file-key`, with `purpose` as HKDF's salt.
+    /// Another purpose gives an unrelated key, and the root's own bytes
+    /// never key a file, so a key that seals something else is not also
+    /// used with AES-GCM's random nonces here. The same root and purpose
+    /// give the same key, so a persisted file reopens with it.
+    pub fn derived(root: &SecretKey, purpose: &[u8]) -> Self {
+        let key = kdf::derive_salted(root, DERIVED_LABEL, purpose);
         Self {
             bytes: *key.expose_secret(),
             size: KeySize::Aes256,

@@ -182,7 +182,11 @@ fn persisted_file_reopens_with_its_key_only() -> io::Result<()> {
 fn persisted_file_with_a_callers_key_reopens_with_that_key() -> io::Result<()> {
     let dir = tempfile::tempdir()?;
     let core_key = seccs_core::SecretKey::generate().map_err(io::Error::other)?;
-    let key = FileKey::from(&core_key);
+    let key = FileKey::derived(&core_key, b"spool of job 7");
+    // Its own key: not the root's bytes, and another purpose gives another.
+    assert_ne!(key.expose_secret(), core_key.expose_secret());
+    assert_ne!(key, FileKey::derived(&core_key, b"spool of job 8"));
+    assert_eq!(key, FileKey::derived(&core_key, b"spool of job 7"));
     let mut f = Builder::new().key(key.clone()).tempfile_in(dir.path())?;
     f.write_all(b"under the caller's key")?;
     let returned = f.persist(dir.path().join("k"))?;
