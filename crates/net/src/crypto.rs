@@ -219,7 +219,17 @@ impl Kdf {
     /// Derives a 32-byte key from `password` and `salt`.
     pub fn derive(&self, password: &Password, salt: &[u8]) -> Result<SecretKey, Error> {
         self.check()?;
-        let mut out = Zeroizing::new([0u8; 32]);
+        // Derived straight into the key's own bytes: no copy of it is left
+        // on the stack, as one moved out of a local array would be.
+        SecretKey::try_filled(|out| self.derive_into(password, salt, out))
+    }
+
+    fn derive_into(
+        &self,
+        password: &Password,
+        salt: &[u8],
+        out: &mut [u8; 32],
+    ) -> Result<(), Error> {
         match *self {
             Kdf::Argon2id {
                 memory_kib,
@@ -239,7 +249,7 @@ impl Kdf {
                     .map_err(|_| Error::Kdf("scrypt failed"))?;
             }
         }
-        Ok(SecretKey::from_bytes(*out))
+        Ok(())
     }
 
     pub(crate) fn encode(&self, w: &mut Writer) {
@@ -296,14 +306,15 @@ impl PasswordKeys {
     pub(crate) fn derive(kdf: &Kdf, password: &Password, salt: &[u8]) -> Result<Self, Error> {
         let root = kdf.derive(password, salt)?;
         let hk = Hkdf::<Sha256>::new(None, root.expose_secret());
-        let mut enc = Zeroizing::new([0u8; 32]);
-        let mut mac = Zeroizing::new([0u8; 32]);
-        hk.expand(b"seccs-net/v1/password-layer", enc.as_mut())
-            .and_then(|()| hk.expand(b"seccs-net/v1/manifest-mac", mac.as_mut()))
-            .map_err(|_| Error::Kdf("hkdf output length"))?;
+        let expand = |info: &[u8]| {
+            SecretKey::try_filled(|out| {
+                hk.expand(info, out)
+                    .map_err(|_| Error::Kdf("hkdf output length"))
+            })
+        };
         Ok(Self {
-            enc: SecretKey::from_bytes(*enc),
-            mac: SecretKey::from_bytes(*mac),
+            enc: expand(b"seccs-net/v1/password-layer")?,
+            mac: expand(b"seccs-net/v1/manifest-mac")?,
         })
     }
 }
