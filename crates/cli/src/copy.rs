@@ -36,10 +36,17 @@ copy holds this store as a writer does (its lock and writer lease, as put and gc
 --lock-wait waits for another holder), so it does not change while it is copied, and DEST \
 the same way. On a network backend, readers (get, ls, stat) of either store run beside \
 it.\n\n\
+The store copied is verified first, as `seccs verify` checks it. Where verify finds damage \
+(a node lost or tampered with, a record or page that is not the one its name lists, a wrong \
+count), copy only rescues: it adds what DEST lacks, leaves out what verify names, changes or \
+removes nothing DEST holds (its entries may be the only good copies of what the store copied \
+lost), prints verify's findings and exits 1. Orphans, which `seccs gc` removes, are not \
+damage.\n\n\
 Every node and catalog record is authenticated under the store's key before it is copied, \
-as verify opens them: one that does not authenticate, or that the backend cannot decode, is \
-not copied and is reported (DEST keeps what it held under that key), the rest is copied, and \
-copy exits 1. A damaged store never makes a silently damaged mirror.";
+as verify opens them, and a name's record is copied with its pages in one batch: one that \
+does not authenticate, or that the backend cannot decode, is not copied and is reported (DEST \
+keeps what it held under that key), the rest is copied, and copy exits 1. A damaged store \
+never makes a silently damaged mirror.";
 
 /// `seccs copy`: mirror this store into DEST.
 #[derive(Debug, Args)]
@@ -51,7 +58,8 @@ seccs --store /srv/seccs-redis verify\n\n\
 Keep an offsite mirror up to date: run `seccs copy /mnt/offsite/seccs` again; it writes \
 what changed since.\n\n\
 Exits 0 when DEST is an exact mirror, 1 when an entry could not be copied (after copying \
-the rest) or when the copy failed."
+the rest), when the store copied is damaged (copy then only rescues), or when the copy failed, \
+2 on a usage error."
 )]
 pub struct CopyArgs {
     /// The destination store directory: a store is made there if there is
@@ -69,7 +77,9 @@ pub struct CopyArgs {
     /// Print the report as one JSON object: {"read" (entries of this store
     /// read), "copied" (entries written to DEST), "present" (entries DEST
     /// held already), "removed" (entries removed from DEST),
-    /// "bytes_written", "findings": [{"kind", "key", ...}]}. A finding's
+    /// "bytes_written", "findings": [{"kind", "key", ...}], "source_damage":
+    /// [verify's lines]}. Where source_damage is not empty, copy only
+    /// rescued (see above). A finding's
     /// kind is tampered, bad-record or unreadable (an entry of this store,
     /// not copied), or dest-unreadable (an entry of DEST it cannot decode,
     /// left there).
@@ -157,16 +167,38 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
             report.present,
             report.removed
         )?;
+        for line in &report.source_damage {
+            outln!("source damage: {line}")?;
+        }
         for finding in &report.findings {
             outln!("{finding}")?;
         }
     }
-    if !report.is_exact() {
+    let dest_shown = dest_path.display();
+    if !report.source_damage.is_empty() {
         bail!(
-            "{} entr(ies) could not be copied or removed (listed above): {} is not an exact \
-             mirror; `seccs verify` on the store copied names the damage",
+            "the store copied is damaged ({} finding(s) of `seccs verify`, listed above): copy \
+             added only what {dest_shown} lacked and changed or removed nothing it held, since \
+             its entries may be the only good copies of what the store copied lost, and left \
+             out what verify names; {dest_shown} is not an exact mirror. Repair the store \
+             copied (`seccs verify`, `seccs gc`) and run copy again, or copy {dest_shown} back \
+             into a new directory",
+            report.source_damage.len()
+        );
+    }
+    if !report.is_exact() {
+        let dest_damaged = report
+            .findings
+            .iter()
+            .any(|f| matches!(f, mirror::MirrorFinding::DestUnreadable { .. }));
+        let verify = match dest_damaged {
+            true => format!("`seccs verify` on the store copied, and on {dest_shown},"),
+            false => "`seccs verify` on the store copied".to_owned(),
+        };
+        bail!(
+            "{} entr(ies) could not be copied or removed (listed above): {dest_shown} is not an \
+             exact mirror; {verify} names the damage",
             report.findings.len(),
-            dest_path.display()
         );
     }
     Ok(())

@@ -71,6 +71,9 @@ fn bench_figures_out_of_range_are_usage_errors() {
         &["tree", "--rounds", "0"],
         &["share", "--rounds", "0"],
         &["share", "--sizes-mib", "0"],
+        &["copy", "--size-mib", "0"],
+        &["copy", "--size-mib", "16385"],
+        &["copy", "--rounds", "0"],
     ] {
         let out = bench(tmp.path(), args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -118,6 +121,7 @@ fn bench_help_names_values_by_kind() {
             &["--sizes-mib <MIB>", "--rounds <N>", "--broker <URL>"],
         ),
         (Some("tree"), &["--files <N>", "--rounds <N>"]),
+        (Some("copy"), &["--size-mib <MIB>", "--rounds <N>"]),
     ] {
         let mut args: Vec<&str> = part.into_iter().collect();
         args.push("--help");
@@ -127,4 +131,36 @@ fn bench_help_names_values_by_kind() {
             assert!(help.contains(e), "{part:?}: {e} in {help}");
         }
     }
+}
+
+/// `bench copy` mirrors a store with `seccs copy`, checks the copy with
+/// `verify`, and gives its rate with the plain copy of the store's files
+/// beside it; it leaves nothing behind in the directory it ran in.
+#[test]
+fn bench_copy_measures_a_verified_copy_against_a_plain_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = bench(
+        tmp.path(),
+        &["copy", "--size-mib", "1", "--rounds", "1", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let figure = |name: &str| report[name].as_f64().unwrap_or(f64::NAN);
+    assert!(figure("store_bytes") > f64::from(1 << 20), "{report}");
+    for name in [
+        "copy_mib_per_s",
+        "plain_mib_per_s",
+        "copy_time_ratio_to_plain",
+    ] {
+        assert!(
+            figure(name).is_finite() && figure(name) > 0.0,
+            "{name}: {report}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("read dir").collect();
+    assert!(left.is_empty(), "{left:?}");
 }

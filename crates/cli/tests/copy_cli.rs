@@ -299,7 +299,7 @@ fn an_entry_that_does_not_authenticate_is_reported_not_copied_and_the_rest_is() 
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains(&format!(
-            "tampered: source node {hex} does not authenticate"
+            "source damage: tampered: node {hex} does not authenticate"
         )),
         "{said}"
     );
@@ -312,9 +312,13 @@ fn an_entry_that_does_not_authenticate_is_reported_not_copied_and_the_rest_is() 
     let out = run(seccs(&source).arg("copy").arg(&dest).args(["-q", "--json"]));
     assert_eq!(out.status.code(), Some(1));
     let report = json(&String::from_utf8_lossy(&out.stdout));
-    assert_eq!(
-        report["findings"],
-        serde_json::json!([{"kind": "tampered", "key": hex}])
+    assert_eq!(report["findings"], serde_json::json!([]), "{report}");
+    let damage = report["source_damage"].as_array().expect("source_damage");
+    assert!(
+        damage.iter().any(|l| l
+            .as_str()
+            .is_some_and(|l| l.starts_with(&format!("tampered: node {hex}")))),
+        "{report}"
     );
     assert_eq!(report["copied"], 0, "{report}");
 }
@@ -648,16 +652,22 @@ fn damage_to_a_redis_source_is_named_and_never_reaches_its_mirror() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let report = json(&String::from_utf8_lossy(&out.stdout));
     let hex = seccs_core::hexenc::encode;
-    let findings = report["findings"].as_array().expect("findings");
-    assert_eq!(findings.len(), 2, "{report}");
+    // Verify names both before anything is copied: the copy only rescues.
+    assert_eq!(report["findings"], serde_json::json!([]), "{report}");
+    let damage: Vec<&str> = report["source_damage"]
+        .as_array()
+        .expect("source_damage")
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
     assert!(
-        findings.contains(&serde_json::json!({"kind": "tampered", "key": hex(nodes[0])})),
+        damage
+            .iter()
+            .any(|l| l.starts_with(&format!("tampered: node {}", hex(nodes[0])))),
         "{report}"
     );
     assert!(
-        findings
-            .iter()
-            .any(|f| f["kind"] == "unreadable" && f["key"] == hex(nodes[1])),
+        damage.iter().any(|l| l.starts_with("unreadable:")),
         "{report}"
     );
     assert_eq!(report["copied"], 0, "{report}");

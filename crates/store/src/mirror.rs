@@ -14,9 +14,10 @@
 //! 1. every node of the source, in batches: each batch's keys are looked
 //!    up in the destination, and the entries that are absent there, or
 //!    whose value or count differs, are written;
-//! 2. every catalog record of the source, the same way, once every node
-//!    is there: at any moment of a mirror cut off part way, every catalog
-//!    record the destination holds refers to nodes it holds;
+//! 2. every catalog record of the source with its pages, the same way,
+//!    once every node is there: at any moment of a mirror cut off part
+//!    way, every catalog record the destination holds refers to nodes it
+//!    holds (pages no record lists are not copied: nothing reads them);
 //! 3. every catalog record of the destination that the source does not
 //!    hold (looked up in the source in batches) is removed;
 //! 4. then every node of the destination the source does not hold.
@@ -25,13 +26,27 @@
 //! again on a mirror up to date, they write nothing. The destination is an
 //! exact mirror only once [`mirror`] returns a report without findings.
 //!
+//! The source is verified first ([`Store::verify`]): an entry that
+//! authenticates on its own can still be damage a mirror must not spread
+//! (a node another lost, a page rolled back to an older one that its
+//! name's record no longer lists, a count changed). Where verify finds
+//! damage, the mirror *rescues* instead: it adds what the destination
+//! lacks and changes or removes nothing the destination holds (its entries
+//! may be the only good copies of what the source lost), leaves out the
+//! entries verify names and the pages of the records it names, and
+//! reports verify's findings ([`MirrorReport::source_damage`]). Orphans
+//! (nodes and pages nothing refers to, which `gc` removes) and records of
+//! a newer seccs are not damage.
+//!
 //! Nothing is copied unauthenticated: a node must open under the source's
 //! key at some height (as [`Store::verify`] opens it), a catalog record
-//! must open under its catalog key. An entry that does not, or that the
-//! source's backend cannot decode, is not copied but reported
-//! ([`MirrorFinding`]), and the destination keeps what it held under that
-//! key; the rest is copied. A damaged source never makes a silently
-//! damaged mirror.
+//! must open under its catalog key, and a name's record is copied with its
+//! pages, in one batch (so on a backend with transactions a copy cut off
+//! part way never leaves a record beside pages of another time). An entry
+//! that does not authenticate, or that the source's backend cannot decode,
+//! is not copied but reported ([`MirrorFinding`]), and the destination
+//! keeps what it held under that key; the rest is copied. A damaged source
+//! never makes a silently damaged mirror.
 //!
 //! The caller holds both stores as a writer would (their directory locks
 //! and writer leases); [`mirror`] holds both stores' writer locks in this
@@ -40,10 +55,13 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
+use std::collections::HashSet;
+
 use crate::backend::{Backend, BackendError, Batch, Entry};
 use crate::catalog;
 use crate::error::StoreError;
 use crate::store::Store;
+use crate::verify::Finding;
 
 /// Most bytes of keys and values read from the source before a batch is
 /// checked against the destination and written.
@@ -74,6 +92,8 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
+    /// Verifying the source before anything is written.
+    CheckingSource,
     /// Copying the source's nodes.
     Nodes,
     /// Copying the source's catalog records.
@@ -87,6 +107,7 @@ pub enum Phase {
 impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Phase::CheckingSource => "verifying the store copied",
             Phase::Nodes => "copying nodes",
             Phase::Records => "copying catalog records",
             Phase::StaleRecords => "removing stale catalog records",
@@ -113,12 +134,17 @@ pub struct MirrorReport {
     /// Entries not copied or not removed, and why: while there is one, the
     /// destination is not an exact mirror.
     pub findings: Vec<MirrorFinding>,
+    /// What verify found wrong with the source, one line each (verify's
+    /// own), and the names it cannot read back whole (`broken name: …`).
+    /// While there is one, the mirror only rescued: it added what the
+    /// destination lacked and changed or removed nothing there.
+    pub source_damage: Vec<String>,
 }
 
 impl MirrorReport {
     /// Whether the destination is now an exact mirror of the source.
     pub fn is_exact(&self) -> bool {
-        self.findings.is_empty()
+        self.findings.is_empty() && self.source_damage.is_empty()
     }
 }
 
@@ -214,6 +240,9 @@ pub enum MirrorError {
          written. Copy into a store whose table or prefix nests with no other's"
     )]
     DestNests(String),
+    /// The source could not be verified.
+    #[error("cannot verify the store copied: {0}")]
+    Check(StoreError),
     /// The source's backend failed.
     #[error("cannot read the source: {0}")]
     Source(BackendError),
@@ -245,6 +274,11 @@ pub fn mirror(
         batch_bytes: limits.batch_bytes.max(1),
         batch_entries: limits.batch_entries.max(1),
     };
+    let mut report = MirrorReport::default();
+    progress(Phase::CheckingSource, &report);
+    let damage = source_damage(source)?;
+    report.source_damage = damage.lines;
+    let rescue = !report.source_damage.is_empty();
     let _dest_held = dest.lock_writer();
     source.lock_writer().run(|parallel| {
         let mut run = Mirror {
@@ -252,13 +286,17 @@ pub fn mirror(
             dest,
             limits,
             parallel,
-            report: MirrorReport::default(),
+            rescue,
+            left_out: &damage.keys,
+            report: std::mem::take(&mut report),
             progress: &mut *progress,
         };
         run.copy(false)?;
         run.copy(true)?;
-        run.prune(true)?;
-        run.prune(false)?;
+        if !rescue {
+            run.prune(true)?;
+            run.prune(false)?;
+        }
         Ok(run.report)
     })
 }
@@ -286,6 +324,44 @@ fn check_alike(source: &Store, dest: &Store) -> Result<(), MirrorError> {
     Ok(())
 }
 
+/// What verify finds wrong with a source: its lines, and the keys of the
+/// entries it names (nodes that do not authenticate or cannot be read,
+/// records that do not authenticate), which a rescue leaves out.
+struct SourceDamage {
+    lines: Vec<String>,
+    keys: HashSet<Vec<u8>>,
+}
+
+/// Verifies `source` and keeps what is damage: not orphans, orphan pages
+/// or records of a newer seccs.
+fn source_damage(source: &Store) -> Result<SourceDamage, MirrorError> {
+    let report = source.verify().map_err(MirrorError::Check)?;
+    let mut damage = SourceDamage {
+        lines: Vec::new(),
+        keys: HashSet::new(),
+    };
+    for finding in &report.findings {
+        let key = match finding {
+            Finding::Orphan { .. } | Finding::OrphanPage { .. } | Finding::NewerRecord { .. } => {
+                continue;
+            }
+            Finding::Tampered { node } => Some(node),
+            Finding::BadRecord { key } | Finding::Unreadable { key, .. } => Some(key),
+            Finding::Missing { .. } | Finding::WrongCount { .. } | Finding::WrongHeight { .. } => {
+                None
+            }
+        };
+        if let Some(key) = key.and_then(|k| seccs_core::hexenc::decode(k).ok()) {
+            damage.keys.insert(key);
+        }
+        damage.lines.push(finding.to_string());
+    }
+    for name in &report.broken_names {
+        damage.lines.push(format!("broken name: {name}"));
+    }
+    Ok(damage)
+}
+
 /// The error a walk's visitor returns to end the walk early; the caller
 /// knows why from what it set before.
 fn stop() -> BackendError {
@@ -299,6 +375,11 @@ struct Mirror<'a> {
     limits: Limits,
     /// Whether rayon may be used (see `Held::run`).
     parallel: bool,
+    /// Whether the source is damaged: then only what the destination
+    /// lacks is written, and nothing is removed.
+    rescue: bool,
+    /// Source entries verify named as damaged, left out.
+    left_out: &'a HashSet<Vec<u8>>,
     report: MirrorReport,
     progress: &'a mut (dyn FnMut(Phase, &MirrorReport) + Send),
 }
@@ -313,15 +394,40 @@ impl Mirror<'_> {
         // Catalog keys all start with its prefix; nodes may too, so the
         // walk of nodes walks everything and skips the records.
         let prefix: &[u8] = if records { &[catalog::KEY_PREFIX] } else { &[] };
+        let left_out = self.left_out;
         let mut pending: Vec<(Vec<u8>, Entry)> = Vec::new();
         let mut pending_bytes = 0usize;
         let mut dest_failed = None;
         let mut damaged = Vec::new();
+        // Records with pages, kept until the walk ends: as many as names
+        // with more versions than a record holds inline.
+        let mut paged: Vec<(Vec<u8>, Entry, Vec<Vec<u8>>)> = Vec::new();
         let walked = source.backend().walk(
             prefix,
             &mut |key, entry| {
-                if catalog::is_catalog_key(key) != records {
+                if catalog::is_catalog_key(key) != records || left_out.contains(key) {
                     return Ok(());
+                }
+                if records {
+                    // A name's record goes with its pages, into one batch,
+                    // after this walk (the source is not read while it is
+                    // walked); a page met on its own is skipped (its record
+                    // brings it, and one no record lists nothing reads).
+                    match source.catalog().open_entry(key, &entry.value) {
+                        Ok(catalog::Entry::Page(_)) => return Ok(()),
+                        Ok(catalog::Entry::Head(head)) if !head.pages.is_empty() => {
+                            paged.push((
+                                key.to_vec(),
+                                entry.clone(),
+                                source.catalog().page_keys(&head),
+                            ));
+                            return Ok(());
+                        }
+                        // A record without pages, one that is not authentic
+                        // (reported by the flush), or a newer seccs's
+                        // record: copied as it is.
+                        _ => {}
+                    }
                 }
                 pending_bytes += key.len() + entry.value.len();
                 pending.push((key.to_vec(), entry.clone()));
@@ -349,7 +455,26 @@ impl Mirror<'_> {
         walked.map_err(MirrorError::Source)?;
         self.flush(records, &mut pending)
             .map_err(MirrorError::Dest)?;
-        for (key, detail) in damaged {
+        let mut pending_bytes = 0usize;
+        for (key, entry, page_keys) in paged {
+            for (page_key, page) in
+                pages_of(source, page_keys, left_out).map_err(MirrorError::Source)?
+            {
+                pending_bytes += page_key.len() + page.value.len();
+                pending.push((page_key, page));
+            }
+            pending_bytes += key.len() + entry.value.len();
+            pending.push((key, entry));
+            if pending.len() >= limits.batch_entries || pending_bytes >= limits.batch_bytes {
+                pending_bytes = 0;
+                self.flush(records, &mut pending)
+                    .map_err(MirrorError::Dest)?;
+            }
+        }
+        self.flush(records, &mut pending)
+            .map_err(MirrorError::Dest)?;
+        // Those verify named are in the report already, as source damage.
+        for (key, detail) in damaged.into_iter().filter(|(k, _)| !left_out.contains(k)) {
             self.report.findings.push(MirrorFinding::Unreadable {
                 key: seccs_core::hexenc::encode(&key),
                 detail,
@@ -372,14 +497,16 @@ impl Mirror<'_> {
         self.report.read += batch.len() as u64;
         let source = self.source;
         let check = |(key, entry): &(Vec<u8>, Entry)| authentic(source, records, key, &entry.value);
-        let authentic: Vec<bool> = match self.parallel {
+        let authentic: Vec<Authentic> = match self.parallel {
             true => batch.par_iter().map(check).collect(),
             false => batch.iter().map(check).collect(),
         };
         let mut good = Vec::with_capacity(batch.len());
-        for (item, ok) in batch.into_iter().zip(authentic) {
-            if ok {
+        let mut is_page = Vec::with_capacity(batch.len());
+        for (item, checked) in batch.into_iter().zip(authentic) {
+            if checked != Authentic::No {
                 good.push(item);
+                is_page.push(checked == Authentic::Page);
             } else {
                 let key = seccs_core::hexenc::encode(&item.0);
                 self.report.findings.push(match records {
@@ -393,14 +520,33 @@ impl Mirror<'_> {
             lookup(self.dest.backend(), &keys)?
         };
         let (mut copied, mut present, mut bytes) = (0u64, 0u64, 0u64);
-        let mut writes = Batch::new();
-        for ((key, entry), held) in good.into_iter().zip(held) {
-            if held.as_ref() == Some(&entry) {
+        // Pages before the records that list them: a backend without
+        // transactions then never holds a record whose new page is not yet
+        // written.
+        let (mut pages, mut others) = (Vec::new(), Vec::new());
+        for (((key, entry), held), page) in good.into_iter().zip(held).zip(is_page) {
+            // A rescue adds only what the destination lacks: what it holds
+            // may be the good copy of what the source lost.
+            if held.as_ref() == Some(&entry) || (self.rescue && held.is_some()) {
                 present += 1;
                 continue;
             }
             copied += 1;
             bytes += (key.len() + entry.value.len() + 8) as u64;
+            match page {
+                true => pages.push((key, entry)),
+                false => others.push((key, entry)),
+            }
+        }
+        let mut writes = Batch::new();
+        let had_pages = !pages.is_empty();
+        for (key, entry) in pages {
+            writes.put(key, entry.value, entry.count);
+        }
+        if had_pages && !others.is_empty() {
+            writes.barrier();
+        }
+        for (key, entry) in others {
             writes.put(key, entry.value, entry.count);
         }
         if !writes.is_empty() {
@@ -539,18 +685,54 @@ impl Mirror<'_> {
     }
 }
 
+/// Whether a source entry authenticates, and as what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Authentic {
+    /// It does not: not copied.
+    No,
+    /// A page of a name's record.
+    Page,
+    /// A node, a name's record, or a newer seccs's record.
+    Yes,
+}
+
 /// Whether a source entry authenticates under the source's key: a node at
 /// some height, as verify opens it; a catalog record under the catalog
 /// key (one a newer seccs wrote authenticates too, and is copied).
-fn authentic(source: &Store, records: bool, key: &[u8], value: &[u8]) -> bool {
+fn authentic(source: &Store, records: bool, key: &[u8], value: &[u8]) -> Authentic {
     if records {
-        matches!(
-            source.catalog().open_entry(key, value),
-            Ok(_) | Err(StoreError::NewerFormat { .. })
-        )
+        match source.catalog().open_entry(key, value) {
+            Ok(catalog::Entry::Page(_)) => Authentic::Page,
+            Ok(catalog::Entry::Head(_)) | Err(StoreError::NewerFormat { .. }) => Authentic::Yes,
+            Err(_) => Authentic::No,
+        }
+    } else if source.open_at_any_height(key, value).is_some() {
+        Authentic::Yes
     } else {
-        source.open_at_any_height(key, value).is_some()
+        Authentic::No
     }
+}
+
+/// The pages under `keys` (a record's), as the source holds them, but those verify
+/// named as damaged. A page the source does not hold, or cannot read, is
+/// left out: verify names its record, and the flush reports what it
+/// cannot open. Only an error that fails every request is returned.
+fn pages_of(
+    source: &Store,
+    keys: Vec<Vec<u8>>,
+    left_out: &HashSet<Vec<u8>>,
+) -> Result<Vec<(Vec<u8>, Entry)>, BackendError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let found = lookup(source.backend(), &refs)?;
+    Ok(keys
+        .into_iter()
+        .zip(found)
+        .filter_map(|(key, entry)| entry.map(|e| (key, e)))
+        .filter(|(key, _)| !left_out.contains(key))
+        .collect())
 }
 
 /// The entries under `keys` in `backend`. A lookup that fails for one of
@@ -619,7 +801,7 @@ mod tests {
 
     use seccs_core::SecretKey;
 
-    use super::{Limits, MirrorError, MirrorFinding, MirrorReport, mirror};
+    use super::{Limits, MirrorError, MirrorReport, mirror};
     use crate::backend::{Backend, BackendError, Batch, Damaged, Entry, MemoryBackend, Visitor};
     use crate::catalog::{self, EntryKind};
     use crate::{Params, Store, WrapperKind};
@@ -774,17 +956,20 @@ mod tests {
         let dest = store_on(dest_backend.clone());
         let report = run(&source, &dest, small()).expect("mirror");
         let hex = seccs_core::hexenc::encode;
-        let mut findings = report.findings.clone();
-        findings.sort_by_key(|f| format!("{f:?}"));
-        assert_eq!(
-            findings,
-            vec![
-                MirrorFinding::BadRecord {
-                    key: hex(&record.0)
-                },
-                MirrorFinding::Tampered { key: hex(&node.0) },
-            ]
-        );
+        // Verify names both first, so the rescue leaves them out.
+        assert!(!report.is_exact());
+        assert!(report.findings.is_empty(), "{report:?}");
+        for (what, key) in [
+            ("tampered: node", &node.0),
+            ("bad-record: catalog record", &record.0),
+        ] {
+            let line = format!("{what} {}", hex(key));
+            assert!(
+                report.source_damage.iter().any(|l| l.starts_with(&line)),
+                "{line} in {:?}",
+                report.source_damage
+            );
+        }
         assert_eq!(report.copied, all.len() as u64 - 2);
         let copied = entries(dest_backend.as_ref());
         assert!(
@@ -989,5 +1174,69 @@ mod tests {
             assert!(cut < 10_000, "the mirror never finished");
         }
         assert!(finished);
+    }
+
+    /// A source that lost a node, had a count changed, or had a page of a
+    /// name rolled back to an older one (each authentic on its own) only
+    /// rescues: the mirror, which holds the good copies, loses nothing and
+    /// changes nothing, and the report names what verify found.
+    #[test]
+    fn a_damaged_source_never_takes_good_entries_from_its_mirror() {
+        let (source, source_backend) = source();
+        let before = entries(source_backend.as_ref());
+        source.remove_name("log", Some(3)).expect("rm log@3");
+        let head = source.catalog().key_of("log");
+        let after = entries(source_backend.as_ref());
+        let rolled_back = after
+            .iter()
+            .find(|(k, e)| {
+                catalog::is_catalog_key(k)
+                    && *k != head
+                    && before.iter().any(|(bk, be)| bk == k && be.value != e.value)
+            })
+            .map(|(k, _)| k.clone())
+            .expect("a page of log changed");
+        let old_page = before
+            .iter()
+            .find(|(k, _)| *k == rolled_back)
+            .map(|(_, e)| e.value.clone())
+            .expect("its old value");
+        let dest_backend = Arc::new(MemoryBackend::new());
+        let dest = store_on(dest_backend.clone());
+        assert!(run(&source, &dest, small()).expect("mirror").is_exact());
+        let mirrored = entries(dest_backend.as_ref());
+
+        let nodes: Vec<&(Vec<u8>, Entry)> = after
+            .iter()
+            .filter(|(k, _)| !catalog::is_catalog_key(k))
+            .collect();
+        let mut lost = Batch::new();
+        lost.delete(nodes[0].0.clone());
+        lost.put(nodes[1].0.clone(), nodes[1].1.value.clone(), 0);
+        source_backend
+            .apply(&lost)
+            .expect("lose a node, zero a count");
+        assert!(source_backend.tamper(&rolled_back, old_page));
+
+        let report = run(&source, &dest, small()).expect("mirror");
+        assert!(!report.is_exact());
+        assert_eq!((report.copied, report.removed), (0, 0), "{report:?}");
+        for damage in [
+            "missing: node",
+            "wrong-count: node",
+            "bad-record: catalog record",
+        ] {
+            assert!(
+                report.source_damage.iter().any(|l| l.starts_with(damage)),
+                "{damage} in {:?}",
+                report.source_damage
+            );
+        }
+        assert_eq!(
+            entries(dest_backend.as_ref()),
+            mirrored,
+            "the mirror is as it was"
+        );
+        assert!(dest.verify().expect("verify").is_clean());
     }
 }

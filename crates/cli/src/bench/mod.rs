@@ -1,6 +1,7 @@
 //! `seccs bench`: measures each part against its floor in one process and
 //! prints ratios, so the figures hold on a noisy machine.
 
+mod copy;
 mod kms;
 mod share;
 mod store;
@@ -42,6 +43,8 @@ enum BenchPart {
     Share(share::ShareBenchArgs),
     /// A tree of many small files restored, against writing them plainly.
     Tree(tree::TreeBenchArgs),
+    /// A store mirrored by `seccs copy`, against copying its files plainly.
+    Copy(copy::CopyBenchArgs),
 }
 
 /// Runs `seccs bench`.
@@ -52,5 +55,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchPart::Kms(a)) => kms::run(a),
         Some(BenchPart::Share(a)) => share::run(a),
         Some(BenchPart::Tree(a)) => tree::run(a),
+        Some(BenchPart::Copy(a)) => copy::run(a),
     }
 }

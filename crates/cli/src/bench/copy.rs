@@ -1,0 +1,164 @@
+//! `seccs bench copy`: a store mirrored into a new one as `seccs copy DEST`
+//! mirrors it (every entry read, authenticated and written through the
+//! embedded backend), against copying the store's files plainly (as
+//! `cp -r` copies them) in the same process and on the same file system.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+
+/// Options of the copy bench.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CopyBenchArgs {
+    /// MiB of content in the store copied (random, so its leaves do not
+    /// compress), from 1 to 16384.
+    #[arg(long, default_value_t = 64, value_name = "MIB",
+          value_parser = clap::value_parser!(u64).range(1..=16_384))]
+    size_mib: u64,
+    /// Rounds, from 1 to 100; each figure is the best round (a busy machine
+    /// only ever makes a round slower).
+    #[arg(long, default_value_t = 3, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Copies every file under `from` to `to` plainly, directories made as
+/// they come; returns the bytes copied.
+fn copy_plainly(from: &Path, to: &Path) -> Result<u64> {
+    fs::create_dir_all(to)?;
+    let mut bytes = 0;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            bytes += copy_plainly(&entry.path(), &target)?;
+        } else {
+            bytes += fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(bytes)
+}
+
+/// Runs `seccs ARGS` from `dir` as a user would, its output dropped, and
+/// fails with what it said on standard error if it fails.
+fn seccs(dir: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
+    let out = Command::new(std::env::current_exe()?)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SECCS_STORE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .context("cannot run seccs")?;
+    ensure!(
+        out.status.success(),
+        "seccs {} failed: {}",
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// Runs the copy bench.
+pub fn run(args: CopyBenchArgs) -> Result<()> {
+    let say = |s: String| {
+        if !args.json {
+            errln!("{s}");
+        }
+    };
+    say(format!(
+        "seccs bench copy: a store of {} MiB of random content on the embedded backend, copied",
+        args.size_mib
+    ));
+    // Everything on one file system: the current directory's, where stores
+    // usually are (a temporary directory may be in memory).
+    let work = tempfile::Builder::new()
+        .prefix(".seccs-bench-copy-")
+        .tempdir_in(".")
+        .context("cannot make a directory for the bench in the current directory")?;
+    let content = work.path().join("content");
+    {
+        let mut file = fs::File::create(&content)?;
+        let mut sequence = super::XorShift(0x2545_f491_4f6c_dd1d);
+        let mut block = vec![0u8; 1 << 20];
+        for _ in 0..args.size_mib {
+            for word in block.chunks_exact_mut(8) {
+                word.copy_from_slice(&sequence.next_u64().to_le_bytes());
+            }
+            file.write_all(&block)?;
+        }
+    }
+    // The store is made and filled as a user does it, by the command.
+    let source = work.path().join("store");
+    seccs(
+        work.path(),
+        &[
+            "--store".as_ref(),
+            source.as_os_str(),
+            "put".as_ref(),
+            content.as_os_str(),
+            "-q".as_ref(),
+        ],
+    )?;
+    fs::remove_file(&content)?;
+    let (mut mirrored, mut plain) = (Duration::MAX, Duration::MAX);
+    let mut store_bytes = 0;
+    for round in 1..=args.rounds {
+        say(format!("round {round}/{}", args.rounds));
+        let dest = work.path().join(format!("copy-{round}"));
+        let start = Instant::now();
+        seccs(
+            work.path(),
+            &[
+                "--store".as_ref(),
+                source.as_os_str(),
+                "copy".as_ref(),
+                dest.as_os_str(),
+                "-q".as_ref(),
+            ],
+        )?;
+        mirrored = mirrored.min(start.elapsed());
+        let start = Instant::now();
+        store_bytes = copy_plainly(&source, &work.path().join(format!("plain-{round}")))?;
+        plain = plain.min(start.elapsed());
+        // The copy must be the store: verify reads every node back.
+        seccs(
+            work.path(),
+            &["--store".as_ref(), dest.as_os_str(), "verify".as_ref()],
+        )?;
+    }
+    let mib = store_bytes as f64 / f64::from(1 << 20);
+    let mib_s = |d: Duration| mib / d.as_secs_f64();
+    let ratio = mirrored.as_secs_f64() / plain.as_secs_f64();
+    if args.json {
+        let out = serde_json::json!({
+            "size_mib": args.size_mib,
+            "store_bytes": store_bytes,
+            "copy_mib_per_s": mib_s(mirrored),
+            "plain_mib_per_s": mib_s(plain),
+            "copy_time_ratio_to_plain": ratio,
+        });
+        outln!("{out}")?;
+    } else {
+        outln!("{:<46} {:>10} {:>9}", "measurement", "MiB/s", "seconds")?;
+        let rows = [
+            ("plain copy of the store's files (floor)", plain),
+            ("seccs copy DEST", mirrored),
+        ];
+        for (name, d) in rows {
+            outln!("{name:<46} {:>10.1} {:>9.3}", mib_s(d), d.as_secs_f64())?;
+        }
+        outln!("copy time / floor: {ratio:.2}×")?;
+    }
+    Ok(())
+}
