@@ -12,6 +12,7 @@ mod cases;
 mod faults;
 mod harness;
 mod hostile;
+mod mirror;
 mod writer_lock;
 
 macro_rules! conformance {
