@@ -656,12 +656,21 @@ impl Mirror<'_> {
     /// Entries of the destination its backend cannot decode, met by the
     /// last walk of pass 4: one the source does not hold is removed where
     /// it is an entry's key; what is left is a finding.
+    ///
+    /// A walk names damage by an entry's key, or by the name of what it
+    /// found that is no entry (an S3 object, by its name's bytes, which
+    /// may be as long as a key): a delete of the key removes the damage
+    /// only where a lookup of the key finds something (an entry, or one it
+    /// fails to decode). Elsewhere the delete would find nothing, nor would
+    /// the lookup after it, and the object, still there, would count as
+    /// removed.
     fn settle_damage(&mut self, damaged: Vec<(Vec<u8>, String)>) -> Result<(), MirrorError> {
         let (source, dest) = (self.source, self.dest);
         let node_len = source.wrapper().digest_len();
         for (key, detail) in damaged {
             let is_key = catalog::is_catalog_key(&key) || key.len() == node_len;
             let gone = is_key
+                && held(dest.backend(), &key).map_err(MirrorError::Dest)?
                 && absent(source.backend(), std::slice::from_ref(&key))
                     .map_err(MirrorError::Source)?
                     .len()
@@ -682,6 +691,16 @@ impl Mirror<'_> {
             });
         }
         Ok(())
+    }
+}
+
+/// Whether a lookup of `key` in `backend` finds something under it: an
+/// entry, or one it cannot decode (its lookup fails for that entry).
+fn held(backend: &dyn Backend, key: &[u8]) -> Result<bool, BackendError> {
+    match backend.get_counts(&[key]) {
+        Ok(found) => Ok(found.iter().any(Option::is_some)),
+        Err(e) if e.fails_every_request() => Err(e),
+        Err(_) => Ok(true),
     }
 }
 

@@ -14,7 +14,7 @@ use seccs_backends::{PostgresBackend, PostgresConfig, S3Backend, S3Config};
 use seccs_core::SecretKey;
 use seccs_store::backend::{Backend, Entry};
 use seccs_store::catalog::EntryKind;
-use seccs_store::mirror::{self, Limits, MirrorError, MirrorReport, Phase};
+use seccs_store::mirror::{self, Limits, MirrorError, MirrorFinding, MirrorReport, Phase};
 use seccs_store::{Params, Store, WrapperKind};
 
 use crate::harness::s3_credentials;
@@ -306,4 +306,66 @@ fn postgres_into_s3() -> TestResult {
 #[test]
 fn s3_into_postgres() -> TestResult {
     mirrors_exactly(&Server::s3()?, &Server::postgres()?)
+}
+
+/// Objects under an S3 destination's prefix that are no entries (another
+/// application's files, debris) cannot be removed by a key: the mirror
+/// leaves them and names each, whatever its name's length, and is not
+/// exact while they are there. A name as long as a node's key (16 bytes
+/// under AES-SIV) or a catalog record's (33, starting with `N`) must not
+/// count as removed because a delete of its bytes as a key found nothing.
+#[test]
+fn strays_in_an_s3_destination_are_findings_not_removals() -> TestResult {
+    let server = Server::s3()?;
+    let source = server.store("source", &key())?;
+    fill(&source)?;
+    let dest = server.store("dest", &key())?;
+    let (report, _) = run(&source, &dest)?;
+    assert!(report.is_exact(), "{report:?}");
+    let Server::S3(s3) = &server else {
+        return Err("not S3".into());
+    };
+    let stray_names = |report: &MirrorReport| -> Vec<String> {
+        let mut names: Vec<String> = report
+            .findings
+            .iter()
+            .map(|f| match f {
+                MirrorFinding::DestUnreadable { key, detail } => {
+                    assert!(detail.contains("is not an entry"), "{detail}");
+                    String::from_utf8(seccs_core::hexenc::decode(key).unwrap_or_default())
+                        .unwrap_or_default()
+                }
+                other => format!("{other}"),
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    // Named as long as a key: the case that read as removed.
+    let like_keys = ["N-a-name-as-long-as-a-catalog-key", "notes-for-backup"];
+    assert_eq!(like_keys.map(str::len), [33, 16]);
+    for name in like_keys {
+        std::fs::write(s3.object_dir("dest").join(name), b"not an entry")?;
+    }
+    let (report, _) = run(&source, &dest)?;
+    assert_eq!(stray_names(&report), like_keys, "{report:?}");
+    assert!(!report.is_exact(), "{report:?}");
+    assert_eq!(report.removed, 0, "{report:?}");
+    // And one of another length, beside them.
+    std::fs::write(s3.object_dir("dest").join("README.txt"), b"not an entry")?;
+    let (report, _) = run(&source, &dest)?;
+    assert_eq!(
+        stray_names(&report),
+        [
+            "N-a-name-as-long-as-a-catalog-key",
+            "README.txt",
+            "notes-for-backup"
+        ],
+        "{report:?}"
+    );
+    assert_eq!((report.copied, report.removed), (0, 0), "{report:?}");
+    for name in like_keys.iter().chain(&["README.txt"]) {
+        assert!(s3.object_dir("dest").join(name).exists(), "{name} is left");
+    }
+    Ok(())
 }
