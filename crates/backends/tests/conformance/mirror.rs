@@ -111,6 +111,22 @@ impl Server {
         }
     }
 
+    /// The objects under `place` that PUT or DELETE requests wrote since
+    /// the last call, but the writer lease's (renewed in the background);
+    /// empty where the server does not record them (PostgreSQL).
+    fn writes_under(&self, place: &str) -> Vec<String> {
+        let Server::S3(server) = self else {
+            return Vec::new();
+        };
+        let lease = format!("{place}/writer-lease");
+        server
+            .take_writes()
+            .into_iter()
+            .filter(|w| w.object.starts_with(&format!("{place}/")) && w.object != lease)
+            .map(|w| format!("{} {}", w.method, w.object))
+            .collect()
+    }
+
     /// A store on `place` under `key`, its marker written (and checked by
     /// every batch) as `seccs init` and each command after it do.
     fn store(&self, place: &str, key: &SecretKey) -> TestResult<Store> {
@@ -168,13 +184,21 @@ fn fill(store: &Store) -> TestResult<BTreeMap<(String, u32), Vec<u8>>> {
 
 /// Opens `place` on `server` afresh (another connection, the key checked
 /// as any open checks it) and reads back every version it lists, which
-/// must be exactly `expected`; `verify` finds nothing.
+/// must be exactly `expected`; `verify` finds nothing. The store's marker
+/// (a row of the table in PostgreSQL, an object beside the entries in S3)
+/// is still there: no walk of the mirror took it for an entry.
 fn reads_back(
     server: &Server,
     place: &str,
     expected: &BTreeMap<(String, u32), Vec<u8>>,
 ) -> TestResult {
-    let store = Store::open(server.open_shared(place)?, params()?, &key())?;
+    let backend = server.open_shared(place)?;
+    assert_eq!(
+        backend.read_marker()?,
+        Some(seccs_store::dir::key_check(&key()).into_bytes()),
+        "the mirror keeps its marker"
+    );
+    let store = Store::open(backend, params()?, &key())?;
     let mut found = BTreeMap::new();
     for record in store.list("")? {
         for v in &record.versions {
@@ -213,6 +237,7 @@ fn mirrors_exactly(source_server: &Server, dest_server: &Server) -> TestResult {
     let mut expected = fill(&source)?;
     let dest = dest_server.store("dest", &key())?;
     assert!(entries(dest.backend())?.is_empty());
+    dest_server.writes_under("dest");
 
     // (1)
     let source_entries = entries(source.backend())?;
@@ -227,6 +252,10 @@ fn mirrors_exactly(source_server: &Server, dest_server: &Server) -> TestResult {
     );
     assert!(report.bytes_written > 0);
     assert_eq!(phases, [Phase::Nodes, Phase::Records], "{phases:?}");
+    if let Server::S3(_) = dest_server {
+        // What (4) counts on to see that nothing is written.
+        assert_eq!(dest_server.writes_under("dest").len() as u64, n);
+    }
     assert!(
         entries(dest.backend())? == source_entries,
         "every entry of the mirror is the source's, with its count"
@@ -247,6 +276,7 @@ fn mirrors_exactly(source_server: &Server, dest_server: &Server) -> TestResult {
         (n, 0, n, 0, 0),
         "a rerun on an exact mirror writes nothing"
     );
+    assert_eq!(dest_server.writes_under("dest"), Vec::<String>::new());
 
     // (3) One of the entries the source no longer holds is damaged in the
     // mirror: it goes with the rest.
@@ -282,19 +312,27 @@ fn mirrors_exactly(source_server: &Server, dest_server: &Server) -> TestResult {
     let before = entries(dest.backend())?;
     drop(dest);
     let wrong = Store::new_unchecked(dest_server.open("dest")?, params()?, &other_key());
+    dest_server.writes_under("dest");
     assert!(
         matches!(run(&source, &wrong), Err(MirrorError::KeyDiffers)),
         "a mirror under another key is refused"
     );
+    assert_eq!(dest_server.writes_under("dest"), Vec::<String>::new());
     drop(wrong);
     assert!(entries(dest_server.open_shared("dest")?.as_ref())? == before);
     let empty = dest_server.store("other", &other_key())?;
+    dest_server.writes_under("other");
     let e = run(&source, &empty)
         .err()
         .ok_or("an empty store under another key was not refused")?;
     assert!(matches!(e, MirrorError::KeyDiffers), "{e}");
     assert!(e.to_string().contains("nothing was written"), "{e}");
+    assert_eq!(dest_server.writes_under("other"), Vec::<String>::new());
     assert!(entries(empty.backend())?.is_empty());
+    assert_eq!(
+        empty.backend().read_marker()?,
+        Some(seccs_store::dir::key_check(&other_key()).into_bytes())
+    );
     Ok(())
 }
 
