@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use seccs_backends::{PostgresBackend, PostgresConfig, S3Backend, S3Config};
 use seccs_core::SecretKey;
@@ -406,4 +407,74 @@ fn strays_in_an_s3_destination_are_findings_not_removals() -> TestResult {
         assert!(s3.object_dir("dest").join(name).exists(), "{name} is left");
     }
     Ok(())
+}
+
+/// A mirror into S3 cut off part way (a PUT refused: a node's in the pass
+/// of nodes, then a catalog record's in the pass of records) fails naming
+/// the destination; every version the mirror lists meanwhile reads back,
+/// S3 applying each batch stage by stage, not as one; and a rerun ends
+/// with an exact mirror.
+#[test]
+fn a_mirror_into_s3_cut_off_part_way_stays_readable_and_a_rerun_finishes() -> TestResult {
+    let server = Server::s3()?;
+    let Server::S3(s3) = &server else {
+        return Err("not S3".into());
+    };
+    let source = server.store("source", &key())?;
+    let mut expected = fill(&source)?;
+    let dest = server.store("dest", &key())?;
+    run(&source, &dest)?;
+    // The source changes after a first mirror.
+    let before = entries(dest.backend())?;
+    source.remove_name("docs/a", None)?;
+    expected.retain(|(name, _), _| name != "docs/a");
+    put(&source, "docs/b", &bytes(25_000, 60))?;
+    expected.insert(("docs/b".to_owned(), 2), bytes(25_000, 60));
+    put(&source, "new", &bytes(25_000, 61))?;
+    expected.insert(("new".to_owned(), 1), bytes(25_000, 61));
+    let source_entries = entries(source.backend())?;
+    let new: Vec<&Vec<u8>> = source_entries
+        .keys()
+        .filter(|k| !before.contains_key(*k))
+        .collect();
+    let node = new
+        .iter()
+        .find(|k| !seccs_store::catalog::is_catalog_key(k))
+        .ok_or("no new node")?;
+    let record = new
+        .iter()
+        .find(|k| seccs_store::catalog::is_catalog_key(k))
+        .ok_or("no new catalog record")?;
+    for cut in [node, record] {
+        let refused = s3.refuse(
+            "PutObject",
+            "dest",
+            &hex::encode(cut),
+            s3s::S3ErrorCode::AccessDenied,
+        );
+        let result = run(&source, &dest);
+        refused.wait_reached(Duration::from_secs(10))?;
+        drop(refused);
+        let e = result.err().ok_or("a mirror cut off part way succeeded")?;
+        assert!(matches!(e, MirrorError::Dest(_)), "{e:?}");
+        assert!(
+            e.to_string().starts_with("cannot write the destination"),
+            "{e}"
+        );
+        let partial = Store::open(server.open_shared("dest")?, params()?, &key())?;
+        for record in partial.list("")? {
+            for v in &record.versions {
+                partial
+                    .get(&v.content_ref)
+                    .map_err(|e| format!("{}@{} does not read back: {e}", record.name, v.number))?;
+            }
+        }
+    }
+    // In batches of the default size: the removals of the small batches
+    // restart their walk, which on S3 reads every object, at each batch.
+    let report = mirror::mirror(&source, &dest, Limits::default(), &mut |_, _| {})?;
+    assert!(report.is_exact(), "{report:?}");
+    assert!(report.removed > 0, "{report:?}");
+    assert!(entries(dest.backend())? == source_entries);
+    reads_back(&server, "dest", &expected)
 }
