@@ -252,7 +252,11 @@ fn mirrors_exactly(source_server: &Server, dest_server: &Server) -> TestResult {
         "{report:?}"
     );
     assert!(report.bytes_written > 0);
-    assert_eq!(phases, [Phase::Nodes, Phase::Records], "{phases:?}");
+    assert_eq!(
+        phases,
+        [Phase::CheckingSource, Phase::Nodes, Phase::Records],
+        "{phases:?}"
+    );
     if let Server::S3(_) = dest_server {
         // What (4) counts on to see that nothing is written.
         assert_eq!(dest_server.writes_under("dest").len() as u64, n);
