@@ -117,7 +117,8 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
     let dest = if dest_exists {
         open::open_with_key(dest_path, &key, loc.lock_wait, |dest| {
             check_matches(&source_config, dest, &key)
-        })?
+        })
+        .map_err(|e| itself_named_otherwise(e, dest_path))?
     } else {
         let backend = args.backend.clone().unwrap_or_else(|| EMBEDDED.to_owned());
         let (made, key) = open::create(
@@ -129,7 +130,8 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
                 share_password_file: loc.share_password_file(),
                 existing_key: Some(key.clone()),
             },
-        )?;
+        )
+        .map_err(|e| itself_named_otherwise(e, dest_path))?;
         let key_said = match &made.config().key {
             KeySource::File { path } => {
                 format!("a copy of its key in {}", made.resolve(path).display())
@@ -202,6 +204,22 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A DEST whose backend is the source's, named another way (another host
+/// name for the same server, parameters in another order), finds the
+/// source's writer lease held by this very process: said as what it is,
+/// rather than as a store in use by another handle.
+fn itself_named_otherwise(e: anyhow::Error, dest: &Path) -> anyhow::Error {
+    if format!("{e:#}").contains("through another exclusive handle on the store") {
+        anyhow::anyhow!(
+            "{}: its backend is the store being copied, named another way (the same server and \
+             table or prefix); nothing was written. Give copy another table or prefix",
+            dest.display()
+        )
+    } else {
+        e
+    }
 }
 
 /// Whether `a` and `b` are one directory (both there, the same once

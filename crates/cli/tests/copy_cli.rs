@@ -679,3 +679,36 @@ fn damage_to_a_redis_source_is_named_and_never_reaches_its_mirror() {
     );
     ok(seccs(&mirror).arg("verify"));
 }
+
+/// A DEST on the source's own Redis prefix, the server named another way
+/// (`localhost` for `127.0.0.1`), is refused as the store being copied,
+/// not as a store in use by another handle, and nothing is written.
+#[test]
+fn a_dest_on_the_sources_backend_named_another_way_is_refused_as_itself() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let source = tmp.path().join("on-redis");
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=s:");
+    ok(seccs(&source).args(["init", "--chunk-size", "256", "--backend", &url]));
+    let file = random_file(tmp.path(), "in.bin", 3_000, 1);
+    ok(seccs(&source)
+        .arg("put")
+        .arg(&file)
+        .args(["--name", "a", "-q"]));
+    let keys_before = redis_command(port, &[b"DBSIZE"]);
+    let dest = tmp.path().join("dest");
+    let same = format!("redis://localhost:{port}/0?prefix=s:");
+    let out = run(seccs(&source)
+        .arg("copy")
+        .arg(&dest)
+        .args(["--backend", &same]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("its backend is the store being copied")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(redis_command(port, &[b"DBSIZE"]), keys_before);
+    ok(seccs(&source).arg("verify"));
+}
