@@ -38,10 +38,10 @@ the same way. On a network backend, readers (get, ls, stat) of either store run 
 it.\n\n\
 The store copied is verified first, as `seccs verify` checks it. Where verify finds damage \
 (a node lost or tampered with, a record or page that is not the one its name lists, a wrong \
-count), copy only rescues: it adds what DEST lacks, leaves out what verify names, changes or \
-removes nothing DEST holds (its entries may be the only good copies of what the store copied \
-lost), prints verify's findings and exits 1. Orphans, which `seccs gc` removes, are not \
-damage.\n\n\
+count), copy prints verify's findings, exits 1, and only rescues: a DEST that holds entries is \
+left as it was (its entries may be the only good copies of what the store copied lost), and \
+into an empty DEST it copies every entry that authenticates but those verify names. Orphans, \
+which `seccs gc` removes, are not damage.\n\n\
 Every node and catalog record is authenticated under the store's key before it is copied, \
 as verify opens them, and a name's record is copied with its pages in one batch: one that \
 does not authenticate, or that the backend cannot decode, is not copied and is reported (DEST \
@@ -78,8 +78,8 @@ pub struct CopyArgs {
     /// read), "copied" (entries written to DEST), "present" (entries DEST
     /// held already), "removed" (entries removed from DEST),
     /// "bytes_written", "findings": [{"kind", "key", ...}], "source_damage":
-    /// [verify's lines]}. Where source_damage is not empty, copy only
-    /// rescued (see above). A finding's
+    /// [verify's lines], "dest_left_as_it_was"}. Where source_damage is not
+    /// empty, copy only rescued (see above). A finding's
     /// kind is tampered, bad-record or unreadable (an entry of this store,
     /// not copied), or dest-unreadable (an entry of DEST it cannot decode,
     /// left there).
@@ -177,14 +177,21 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
         }
     }
     let dest_shown = dest_path.display();
+    if report.dest_left_as_it_was {
+        bail!(
+            "the store copied is damaged ({} finding(s) of `seccs verify`, listed above): copy \
+             wrote nothing into {dest_shown}, whose entries may be the only good copies of what \
+             the store copied lost. Repair the store copied (`seccs gc`) and run copy again, or \
+             copy {dest_shown} back into a new directory",
+            report.source_damage.len()
+        );
+    }
     if !report.source_damage.is_empty() {
         bail!(
             "the store copied is damaged ({} finding(s) of `seccs verify`, listed above): copy \
-             added only what {dest_shown} lacked and changed or removed nothing it held, since \
-             its entries may be the only good copies of what the store copied lost, and left \
-             out what verify names; {dest_shown} is not an exact mirror. Repair the store \
-             copied (`seccs verify`, `seccs gc`) and run copy again, or copy {dest_shown} back \
-             into a new directory",
+             rescued into {dest_shown}, which held nothing, every entry that authenticates but \
+             those verify names; {dest_shown} is not an exact mirror, and holds the damage \
+             listed (`seccs verify` on it names what is left)",
             report.source_damage.len()
         );
     }

@@ -7,9 +7,12 @@
 //! so a store's entries can be copied as they are stored, each with its
 //! count, into another store of the same key and parameters: nothing is
 //! opened to be sealed again, and nothing is chunked again. [`mirror`]
-//! makes the destination's entries exactly the source's, in four passes,
-//! with memory bounded by its batch [`Limits`], not by the size of either
-//! store (no set of every key is held):
+//! makes the destination's entries exactly the source's, in four passes
+//! whose memory is bounded by its batch [`Limits`] (no set of every key is
+//! held), after a verify of the source (whose memory, as `seccs verify`'s,
+//! grows with the number of nodes); the records with pages, one per name
+//! with more versions than a record holds inline, are held until the other
+//! records are written:
 //!
 //! 1. every node of the source, in batches: each batch's keys are looked
 //!    up in the destination, and the entries that are absent there, or
@@ -30,11 +33,13 @@
 //! authenticates on its own can still be damage a mirror must not spread
 //! (a node another lost, a page rolled back to an older one that its
 //! name's record no longer lists, a count changed). Where verify finds
-//! damage, the mirror *rescues* instead: it adds what the destination
-//! lacks and changes or removes nothing the destination holds (its entries
-//! may be the only good copies of what the source lost), leaves out the
-//! entries verify names and the pages of the records it names, and
-//! reports verify's findings ([`MirrorReport::source_damage`]). Orphans
+//! damage, the mirror *rescues* instead, and reports verify's findings
+//! ([`MirrorReport::source_damage`]). A destination that holds entries is
+//! left as it was: its entries may be the only good copies of what the
+//! source lost, and adding to it would leave its counts short (a record
+//! added that refers to a node it holds does not raise that node's
+//! count). Into an empty destination it copies every entry that
+//! authenticates, but those verify names and their pages. Orphans
 //! (nodes and pages nothing refers to, which `gc` removes) and records of
 //! a newer seccs are not damage.
 //!
@@ -68,6 +73,11 @@ use crate::verify::Finding;
 pub const BATCH_BYTES: usize = 8 << 20;
 /// Most entries in one batch.
 pub const BATCH_ENTRIES: usize = 4096;
+/// How many batches of keys to remove a walk of the destination gathers
+/// before it stops for them to be removed (the destination is not written
+/// while it is walked, so each stop means a new walk, and an S3 walk reads
+/// every object): keys only, about 15 MiB at the default batch size.
+const PRUNE_BATCHES_PER_WALK: usize = 64;
 
 /// How large a batch grows (see [`BATCH_BYTES`], [`BATCH_ENTRIES`]): what
 /// a mirror holds in memory at once is about twice a batch.
@@ -136,9 +146,14 @@ pub struct MirrorReport {
     pub findings: Vec<MirrorFinding>,
     /// What verify found wrong with the source, one line each (verify's
     /// own), and the names it cannot read back whole (`broken name: …`).
-    /// While there is one, the mirror only rescued: it added what the
-    /// destination lacked and changed or removed nothing there.
+    /// While there is one, the mirror only rescued: into an empty
+    /// destination it copied what authenticates but what verify names, and
+    /// a destination that held entries it left as it was
+    /// ([`MirrorReport::dest_left_as_it_was`]).
     pub source_damage: Vec<String>,
+    /// Whether the source was damaged and the destination, which held
+    /// entries, was left as it was.
+    pub dest_left_as_it_was: bool,
 }
 
 impl MirrorReport {
@@ -279,6 +294,13 @@ pub fn mirror(
     let damage = source_damage(source)?;
     report.source_damage = damage.lines;
     let rescue = !report.source_damage.is_empty();
+    if rescue && holds_entries(dest.backend()).map_err(MirrorError::Dest)? {
+        // Adding to a mirror that holds entries would leave its counts
+        // short: a record or node added that refers to a node it holds
+        // does not raise that node's count.
+        report.dest_left_as_it_was = true;
+        return Ok(report);
+    }
     let _dest_held = dest.lock_writer();
     source.lock_writer().run(|parallel| {
         let mut run = Mirror {
@@ -322,6 +344,23 @@ fn check_alike(source: &Store, dest: &Store) -> Result<(), MirrorError> {
         });
     }
     Ok(())
+}
+
+/// Whether `backend` holds any entry (a walk stopped at the first).
+fn holds_entries(backend: &dyn Backend) -> Result<bool, BackendError> {
+    let (mut found, mut damaged) = (false, false);
+    let walked = backend.walk(
+        &[],
+        &mut |_, _| {
+            found = true;
+            Err(stop())
+        },
+        Some(&mut |_, _| damaged = true),
+    );
+    match walked {
+        Err(_) if found => Ok(true),
+        other => other.map(|()| found || damaged),
+    }
 }
 
 /// What verify finds wrong with a source: its lines, and the keys of the
@@ -525,8 +564,8 @@ impl Mirror<'_> {
         // written.
         let (mut pages, mut others) = (Vec::new(), Vec::new());
         for (((key, entry), held), page) in good.into_iter().zip(held).zip(is_page) {
-            // A rescue adds only what the destination lacks: what it holds
-            // may be the good copy of what the source lost.
+            // A rescue (into a destination that held nothing) adds only
+            // what the destination lacks.
             if held.as_ref() == Some(&entry) || (self.rescue && held.is_some()) {
                 present += 1;
                 continue;
@@ -566,10 +605,10 @@ impl Mirror<'_> {
     /// Passes 3 (`records` true: catalog records) and 4 (nodes): every
     /// such destination entry whose key the source does not hold is
     /// removed. Keys are looked up in the source a batch at a time, and
-    /// removed a batch at a time: once a batch of keys to remove is full,
-    /// the walk ends, they are removed, and the walk starts again (the
-    /// destination is not written while it is walked). Each such round
-    /// removes a full batch, so the rounds end.
+    /// removed a batch at a time: once [`PRUNE_BATCHES_PER_WALK`] batches
+    /// of keys to remove are gathered, the walk ends, they are removed, and
+    /// the walk starts again (the destination is not written while it is
+    /// walked). Each such round removes that many, so the rounds end.
     fn prune(&mut self, records: bool) -> Result<(), MirrorError> {
         let phase = match records {
             true => Phase::StaleRecords,
@@ -599,7 +638,7 @@ impl Mirror<'_> {
                             }
                         }
                         candidates.clear();
-                        if doomed.len() >= limit {
+                        if doomed.len() >= limit.saturating_mul(PRUNE_BATCHES_PER_WALK) {
                             full = true;
                             return Err(stop());
                         }
@@ -631,7 +670,7 @@ impl Mirror<'_> {
         }
     }
 
-    /// Removes `keys` from the destination in one batch.
+    /// Removes `keys` from the destination, a batch at a time.
     fn remove(&mut self, phase: Phase, mut keys: Vec<Vec<u8>>) -> Result<(), MirrorError> {
         // A walk may meet a key twice (a Redis SCAN does).
         keys.sort_unstable();
@@ -639,17 +678,18 @@ impl Mirror<'_> {
         if keys.is_empty() {
             return Ok(());
         }
-        let removed = keys.len() as u64;
-        let mut batch = Batch::new();
-        for key in keys {
-            batch.delete(key);
+        for chunk in keys.chunks(self.limits.batch_entries) {
+            let mut batch = Batch::new();
+            for key in chunk {
+                batch.delete(key.clone());
+            }
+            self.dest
+                .backend()
+                .apply_owned(batch)
+                .map_err(MirrorError::Dest)?;
+            self.report.removed += chunk.len() as u64;
+            (self.progress)(phase, &self.report);
         }
-        self.dest
-            .backend()
-            .apply_owned(batch)
-            .map_err(MirrorError::Dest)?;
-        self.report.removed += removed;
-        (self.progress)(phase, &self.report);
         Ok(())
     }
 
@@ -1236,9 +1276,13 @@ mod tests {
             .apply(&lost)
             .expect("lose a node, zero a count");
         assert!(source_backend.tamper(&rolled_back, old_page));
+        // A new name of a content the mirror holds: adding its record
+        // alone would leave that content's count short in the mirror.
+        put(&source, "docs/b-again", &bytes(3_000, 3));
 
         let report = run(&source, &dest, small()).expect("mirror");
         assert!(!report.is_exact());
+        assert!(report.dest_left_as_it_was, "{report:?}");
         assert_eq!((report.copied, report.removed), (0, 0), "{report:?}");
         for damage in [
             "missing: node",
