@@ -37,8 +37,11 @@
 //! [`MessageCipher`] seals under a subkey of its own (a random salt) and
 //! draws a new one after [`SUBKEY_MESSAGES`] messages, so no AES-GCM key
 //! ever sees more than that many random nonces, wherever and however long
-//! K is used. The subkey is derived once per salt, not per message, so
-//! sealing costs what version 1 did. Version 1 ciphertexts still open.
+//! K is used. A cipher derives a subkey once per salt, not per message:
+//! the local facility keeps one cipher per cached key, so its sealing
+//! costs what version 1 did; the server builds a cipher per request, so
+//! each request derives one subkey, as version 1 derived its message key
+//! per request. Version 1 ciphertexts still open.
 //!
 //! Seed flaw fixed here: keas.kmi encrypted with AES-CBC under a fixed IV
 //! (`0123456789ABCDEF`) with no authentication, so equal plaintexts gave
@@ -47,7 +50,7 @@
 //! is [`KmsError::Tampered`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use aead::{AeadInOut, KeyInit};
 use aes_gcm::Aes256Gcm;
@@ -118,6 +121,7 @@ impl CiphertextHeader {
             return Err(KmsError::Malformed("ciphertext: too short"));
         }
         let (suite, before_nonce) = match bytes[4] {
+            0 => return Err(KmsError::Malformed("ciphertext: version 0")),
             1 => (SUITE_AES256GCM, FIXED_LEN),
             2 => (SUITE_AES256GCM_SALTED, SALTED_FIXED_LEN),
             version => {
@@ -214,8 +218,10 @@ pub struct MessageCipher {
     /// The key, K in the module docs, that every version 2 subkey is
     /// derived from.
     root: SecretKey,
-    /// Version 1's cipher under `HKDF(K, "seccs/v1/kms/message")`.
-    version_1: Aes256Gcm,
+    /// Version 1's cipher under `HKDF(K, "seccs/v1/kms/message")`, made
+    /// at the first version 1 ciphertext opened (a server builds a cipher
+    /// per request, and most never meet one).
+    version_1: OnceLock<Aes256Gcm>,
     key_version: u32,
     /// The subkey that seals, drawn at the first seal.
     sealing: RwLock<Option<Arc<Subkey>>>,
@@ -309,7 +315,7 @@ impl MessageCipher {
     fn with_budget(key: &SecretKey, key_version: u32, budget: u64) -> Self {
         Self {
             root: key.clone(),
-            version_1: aes256gcm(&kdf::derive(key, MESSAGE_LABEL)),
+            version_1: OnceLock::new(),
             key_version,
             sealing: RwLock::new(None),
             opening: Mutex::new(Vec::new()),
@@ -348,9 +354,11 @@ impl MessageCipher {
         Ok(fresh)
     }
 
-    /// The subkey of `salt`, for opening: the sealing one, one derived
-    /// before, or a new derivation kept for the next message.
-    fn opening_subkey(&self, salt: [u8; SALT_LEN]) -> Arc<Subkey> {
+    /// The subkey of `salt`, for opening, and whether it is kept already:
+    /// the sealing one, one kept from an earlier open, or a new derivation
+    /// (made outside the lock, and kept only once a message opened with
+    /// it, so that forged salts do not push out the subkeys in use).
+    fn opening_subkey(&self, salt: [u8; SALT_LEN]) -> (Arc<Subkey>, bool) {
         if let Some(subkey) = self
             .sealing
             .read()
@@ -358,18 +366,30 @@ impl MessageCipher {
             .as_ref()
             .filter(|s| s.salt == salt)
         {
-            return Arc::clone(subkey);
+            return (Arc::clone(subkey), true);
         }
+        if let Some(subkey) = self
+            .opening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|s| s.salt == salt)
+        {
+            return (Arc::clone(subkey), true);
+        }
+        (Arc::new(Subkey::derive(&self.root, salt)), false)
+    }
+
+    /// Keeps `subkey`, which opened a message, for the next opens.
+    fn keep_opening_subkey(&self, subkey: Arc<Subkey>) {
         let mut opening = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(subkey) = opening.iter().find(|s| s.salt == salt) {
-            return Arc::clone(subkey);
+        if opening.iter().any(|s| s.salt == subkey.salt) {
+            return;
         }
-        let subkey = Arc::new(Subkey::derive(&self.root, salt));
         if opening.len() == OPENING_SUBKEYS {
             opening.remove(0);
         }
-        opening.push(Arc::clone(&subkey));
-        subkey
+        opening.push(subkey);
     }
 
     /// Seals `plaintext` bound to `context`, with a fresh random nonce, in
@@ -398,12 +418,12 @@ impl MessageCipher {
         let (ct, tag) = body.split_at(body.len() - TAG_LEN);
         let mut out = Zeroizing::new(ct.to_vec());
         let tag = aes_gcm::Tag::try_from(tag).map_err(|_| KmsError::Tampered)?;
-        let subkey;
+        let mut to_keep = None;
         let aead = match header.salt {
-            None => &self.version_1,
+            None => self.version_1(),
             Some(salt) => {
-                subkey = self.opening_subkey(salt);
-                &subkey.aead
+                let (subkey, kept) = self.opening_subkey(salt);
+                &to_keep.insert((subkey, kept)).0.aead
             }
         };
         aead.decrypt_inout_detached(
@@ -413,7 +433,16 @@ impl MessageCipher {
             &tag,
         )
         .map_err(|_| KmsError::Tampered)?;
+        if let Some((subkey, false)) = to_keep {
+            self.keep_opening_subkey(subkey);
+        }
         Ok(out)
+    }
+
+    /// Version 1's cipher, made at its first use.
+    fn version_1(&self) -> &Aes256Gcm {
+        self.version_1
+            .get_or_init(|| aes256gcm(&kdf::derive(&self.root, MESSAGE_LABEL)))
     }
 
     /// Seals as a build before format version 2 did, for the tests that
@@ -425,7 +454,7 @@ impl MessageCipher {
             salt: None,
             nonce: fresh_nonce()?,
         };
-        seal_with(&self.version_1, &header, plaintext, context)
+        seal_with(self.version_1(), &header, plaintext, context)
     }
 }
 
@@ -638,5 +667,37 @@ mod tests {
         }
         assert!(matches!(c.open(&old, b"other"), Err(KmsError::Tampered)));
         Ok(())
+    }
+
+    /// A subkey is kept for later opens only once a message opened with
+    /// it: ciphertexts under forged salts, however many, push out none of
+    /// the subkeys in use.
+    #[test]
+    fn forged_salts_push_out_no_kept_subkey() -> Result<(), KmsError> {
+        let key = SecretKey::from_bytes([9; 32]);
+        let (reader, sealer) = (MessageCipher::new(&key, 3), MessageCipher::new(&key, 3));
+        let real = sealer.seal(b"real", b"")?;
+        assert_eq!(&reader.open(&real, b"")?[..], b"real");
+        for i in 0..(OPENING_SUBKEYS as u8 * 3) {
+            let mut forged = real.clone();
+            forged[FIXED_LEN] ^= i.wrapping_add(1);
+            assert!(matches!(reader.open(&forged, b""), Err(KmsError::Tampered)));
+        }
+        let kept = reader.opening.lock().map(|o| o.len()).unwrap_or_default();
+        assert_eq!(kept, 1, "only the subkey that opened a message is kept");
+        assert_eq!(&reader.open(&real, b"")?[..], b"real");
+        Ok(())
+    }
+
+    /// Version 0 was never written: a header naming it is malformed, not
+    /// a newer version.
+    #[test]
+    fn version_0_is_malformed() {
+        let mut v = vec![0u8; 60];
+        v[..4].copy_from_slice(MAGIC);
+        assert!(matches!(
+            CiphertextHeader::parse(&v),
+            Err(KmsError::Malformed(_))
+        ));
     }
 }

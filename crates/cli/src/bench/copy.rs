@@ -136,6 +136,10 @@ pub fn run(args: CopyBenchArgs) -> Result<()> {
             work.path(),
             &["--store".as_ref(), dest.as_os_str(), "verify".as_ref()],
         )?;
+        // A round's copies go before the next: at most two stores' worth
+        // of disk beside the source.
+        fs::remove_dir_all(&dest)?;
+        fs::remove_dir_all(work.path().join(format!("plain-{round}")))?;
     }
     let mib = store_bytes as f64 / f64::from(1 << 20);
     let mib_s = |d: Duration| mib / d.as_secs_f64();
