@@ -711,10 +711,7 @@ impl Mirror<'_> {
             let is_key = catalog::is_catalog_key(&key) || key.len() == node_len;
             let gone = is_key
                 && held(dest.backend(), &key).map_err(MirrorError::Dest)?
-                && absent(source.backend(), std::slice::from_ref(&key))
-                    .map_err(MirrorError::Source)?
-                    .len()
-                    == 1;
+                && !held(source.backend(), &key).map_err(MirrorError::Source)?;
             if gone {
                 let mut batch = Batch::new();
                 batch.delete(key.clone());
@@ -838,11 +835,7 @@ fn absent(backend: &dyn Backend, keys: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, Backe
         Err(e) if e.fails_every_request() => return Err(e),
         Err(_) => refs
             .iter()
-            .map(|key| match backend.get_counts(&[key]) {
-                Ok(found) => Ok(found.iter().any(Option::is_some)),
-                Err(e) if e.fails_every_request() => Err(e),
-                Err(_) => Ok(true),
-            })
+            .map(|key| held(backend, key))
             .collect::<Result<_, _>>()?,
     };
     Ok(keys
