@@ -112,7 +112,10 @@ impl LeaseState {
                 format!("{backend}: this process let its writer lease go; not writing")
             }
         };
-        Err(BackendError::Locked { detail })
+        Err(BackendError::Locked {
+            detail,
+            by_this_process: false,
+        })
     }
 }
 
@@ -210,7 +213,7 @@ pub(crate) fn name_holder(holder: &str) -> String {
 
 /// Whether `holder` (`pid N on HOST`) is this process: its pid, on this
 /// machine (a name cut short, as PostgreSQL cuts a session's, counts).
-fn is_this_process(holder: &str) -> bool {
+pub(crate) fn is_this_process(holder: &str) -> bool {
     is_process_on(holder, std::process::id(), &seccs_store::dir::host_name())
 }
 

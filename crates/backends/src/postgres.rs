@@ -614,17 +614,22 @@ impl PostgresBackend {
                     row.try_get(1).ok().flatten(),
                 )
             });
-        let holder = match holder {
+        let (holder, by_this_process) = match holder {
             Some((_, Some(name))) if name.starts_with("seccs pid ") => {
-                crate::lease_state::name_holder(&name["seccs ".len()..].escape_debug().to_string())
+                let named = name["seccs ".len()..].escape_debug().to_string();
+                (
+                    crate::lease_state::name_holder(&named),
+                    crate::lease_state::is_this_process(&named),
+                )
             }
-            Some((Some(pid), _)) => format!("the session of server process {pid}"),
-            _ => "another session".to_owned(),
+            Some((Some(pid), _)) => (format!("the session of server process {pid}"), false),
+            _ => ("another session".to_owned(), false),
         };
         Err(BackendError::Locked {
             detail: format!(
                 "postgres: table {t:?} is locked by {holder}; a holder that died frees it at once"
             ),
+            by_this_process,
         })
     }
 
@@ -638,6 +643,7 @@ impl PostgresBackend {
                  written since, so this one writes nothing more",
                 self.config.table
             ),
+            by_this_process: false,
         }
     }
 

@@ -1224,6 +1224,7 @@ fn map_err(err: RedisError) -> BackendError {
                  took it, or it expired while this process could not renew it); nothing of \
                  this write was written"
             ),
+            by_this_process: false,
         }
     } else if err.code() == Some("OOM") {
         // Every later put would be refused the same way: a put DIR stops

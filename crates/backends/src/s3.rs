@@ -530,6 +530,7 @@ impl S3Backend {
                      may hold the lease by now",
                     trusted_for.as_secs()
                 ),
+                by_this_process: false,
             })?
     }
 

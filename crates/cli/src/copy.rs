@@ -218,7 +218,7 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
 /// source's writer lease held by this very process: said as what it is,
 /// rather than as a store in use by another handle.
 fn itself_named_otherwise(e: anyhow::Error, dest: &Path) -> anyhow::Error {
-    if format!("{e:#}").contains("through another exclusive handle on the store") {
+    if open::lock_holder(&e) == Some(open::LockHolder::ThisProcess) {
         anyhow::anyhow!(
             "{}: its backend is the store being copied, named another way (the same server and \
              table or prefix); nothing was written. Give copy another table or prefix",

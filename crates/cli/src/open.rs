@@ -773,17 +773,40 @@ impl LockWait {
     }
 }
 
-/// Whether opening failed only because another process holds the store.
-fn is_locked(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<BackendError>(),
-            Some(BackendError::Locked { .. })
-        ) || matches!(
-            cause.downcast_ref::<StoreError>(),
-            Some(StoreError::Backend(BackendError::Locked { .. }))
-        )
+/// Who holds a store that an open found in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockHolder {
+    /// Another handle of this very process (on the same backend, however
+    /// its URL is spelled): waiting for it never ends.
+    ThisProcess,
+    /// Another process, or a holder that cannot be told.
+    Another,
+}
+
+/// Who holds the store, where `e` is (or is caused by) "store is in use".
+pub(crate) fn lock_holder(e: &anyhow::Error) -> Option<LockHolder> {
+    e.chain().find_map(|cause| {
+        let backend = cause.downcast_ref::<BackendError>().or_else(|| {
+            match cause.downcast_ref::<StoreError>() {
+                Some(StoreError::Backend(b)) => Some(b),
+                _ => None,
+            }
+        });
+        match backend {
+            Some(BackendError::Locked {
+                by_this_process: true,
+                ..
+            }) => Some(LockHolder::ThisProcess),
+            Some(BackendError::Locked { .. }) => Some(LockHolder::Another),
+            _ => None,
+        }
     })
+}
+
+/// Whether opening failed only because another process holds the store
+/// (one worth waiting for: never this process itself).
+fn is_locked(e: &anyhow::Error) -> bool {
+    lock_holder(e) == Some(LockHolder::Another)
 }
 
 fn open_backend(dir: &StoreDir) -> Result<Arc<dyn Backend>> {

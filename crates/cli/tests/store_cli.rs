@@ -3810,6 +3810,78 @@ fn a_backend_that_lost_the_stores_data_is_reported_not_taken_for_empty() {
     );
 }
 
+/// A config.toml that finds its backend marked with its own key's check
+/// but does not say so (rebuilt by hand after the store directory was
+/// lost, or restored from before the marker) records it at the first open
+/// that may write: a server that then loses everything is said to have
+/// lost the store, not read as an empty one.
+#[test]
+fn a_config_that_finds_its_own_marker_records_the_backend_as_marked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=kept:");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).args(["init", "--backend", &url]));
+    put_as(&store, &random_file(tmp.path(), "a.bin", 5000, 63), "a");
+    let config = store.join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains("backend_marked = true\n"), "{text}");
+    std::fs::write(&config, text.replace("backend_marked = true\n", "")).expect("config");
+    // A reader records nothing; a writer does.
+    assert_eq!(listed(&store, &[]), ["a"]);
+    ok(seccs(&store).arg("verify"));
+    assert!(
+        std::fs::read_to_string(&config)
+            .expect("config")
+            .contains("backend_marked = true"),
+        "recorded again"
+    );
+    assert!(redis_command(port, &[b"FLUSHALL"]).starts_with(b"+OK"));
+    let err = fails(seccs(&store).arg("ls"));
+    assert!(err.contains("holds none of this store's data"), "{err}");
+}
+
+/// A config.toml whose backend URL lost its prefix's last character
+/// (`photos` for `photos:`) and records no marker sees the other store's
+/// entries as its own: its first writer refuses to mark a store nested in
+/// the other one, which every command of that store would then warn of.
+#[test]
+fn a_config_whose_prefix_nests_in_another_stores_marks_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=photos:");
+    let (store, typo) = (tmp.path().join("store"), tmp.path().join("typo"));
+    ok(seccs(&store).args(["init", "--backend", &url]));
+    put_as(&store, &random_file(tmp.path(), "a.bin", 5000, 64), "a");
+    std::fs::create_dir(&typo).expect("mkdir");
+    std::fs::set_permissions(&typo, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    std::fs::copy(store.join("key"), typo.join("key")).expect("key");
+    let text = std::fs::read_to_string(store.join("config.toml")).expect("config");
+    assert!(text.contains("prefix=photos:"), "{text}");
+    std::fs::write(
+        typo.join("config.toml"),
+        text.replace("prefix=photos:", "prefix=photos")
+            .replace("backend_marked = true\n", ""),
+    )
+    .expect("config");
+    let err = fails(seccs(&typo).arg("verify"));
+    assert!(
+        err.contains("nests with the store at prefix \"photos:\"")
+            && err.contains("names a table or prefix that is not the store's own"),
+        "{err}"
+    );
+    assert_eq!(
+        redis_command(port, &[b"GET", b"photos\0seccs:store-marker"]),
+        b"$-1\r\n",
+        "no marker written"
+    );
+    let out = run(seccs(&store).arg("verify"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("nests"), "{err}");
+}
+
 /// `init` refuses a prefix that nests with another store's, in either
 /// order: the outer store would walk the inner one's entries as its own.
 #[test]

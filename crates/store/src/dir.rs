@@ -438,6 +438,15 @@ impl StoreDir {
             Some(found) => {
                 if bool::from(found.as_slice().ct_eq(ours.as_bytes())) {
                     backend.guard_writes_with_marker(ours.as_bytes());
+                    // A config.toml that does not know its backend was
+                    // marked (rebuilt by hand after the store directory
+                    // was lost, or restored from before the marker)
+                    // learns it, so that a server that loses the store
+                    // later is said to have lost it, not read as empty.
+                    if !self.config.backend_marked && !self.is_reader() {
+                        self.config.backend_marked = true;
+                        self.write_config()?;
+                    }
                     Ok(())
                 } else {
                     Err(StoreError::Config(format!(
@@ -453,10 +462,13 @@ impl StoreDir {
                     "the {} backend of the store at {} holds entries but not this store's marker: \
                      either something removed the marker alone, or the backend lost the store's \
                      data (emptied, or restarted without persistence) while a command was \
-                     writing, and holds only what that command wrote afterwards. Only if you \
-                     know the marker alone went, delete the line `backend_marked = true` from \
-                     config.toml and run `seccs verify`, which marks it again; \
-                     otherwise what was stored before is gone. Nothing was changed",
+                     writing, and holds only what that command wrote afterwards; or config.toml's \
+                     backend URL names another table or prefix than the store's own (a prefix \
+                     that starts another store's reads that store's entries). Check the URL \
+                     first. Only if you know the marker alone went, delete the line \
+                     `backend_marked = true` from config.toml and run `seccs verify`, which \
+                     marks it again; otherwise what was stored before is gone. Nothing was \
+                     changed",
                     backend.name(),
                     self.path.display()
                 )))
@@ -472,6 +484,20 @@ impl StoreDir {
             // does a key not proven the store's.
             None if self.is_reader() || !may_write => Ok(()),
             None => {
+                // Never a marker inside another store's prefix (a URL in
+                // config.toml that lost a prefix's last character): it
+                // would make a nested store of this config's, which every
+                // command of the other store then warns of.
+                if let Some(other) = backend.nested_stores()?.first() {
+                    return Err(StoreError::Config(format!(
+                        "the {} backend of the store at {} nests with {other}, and holds no \
+                         marker of this store: config.toml's backend URL most likely names a \
+                         table or prefix that is not the store's own (`photos` for `photos:`). \
+                         Nothing was changed",
+                        backend.name(),
+                        self.path.display()
+                    )));
+                }
                 backend.write_marker(ours.as_bytes())?;
                 backend.guard_writes_with_marker(ours.as_bytes());
                 self.config.backend_marked = true;
@@ -1089,9 +1115,15 @@ fn read_config(path: &Path, store_owner: Option<u32>) -> Result<StoreConfig> {
 fn lock(path: &Path) -> Result<DirLock> {
     use seccs_core::lockfile::{self, LockError};
     lockfile::lock_dir(path).map_err(|e| match e {
-        LockError::Held { .. } => StoreError::Backend(crate::backend::BackendError::Locked {
-            detail: e.to_string(),
-        }),
+        LockError::Held { ref holder, .. } => {
+            // As the lock's holder wrote itself (`pid N on HOST`).
+            let by_this_process =
+                *holder == format!("pid {} on {}", std::process::id(), host_name());
+            StoreError::Backend(crate::backend::BackendError::Locked {
+                detail: e.to_string(),
+                by_this_process,
+            })
+        }
         LockError::Io { path, source, .. } => io_err(&path, source),
     })
 }
@@ -1362,7 +1394,11 @@ mod tests {
         let store = dir.open_store(backend, &key(1))?;
         drop(dir);
         match StoreDir::open(&path) {
-            Err(StoreError::Backend(crate::backend::BackendError::Locked { .. })) => {}
+            // The holder is this process, and said to be.
+            Err(StoreError::Backend(crate::backend::BackendError::Locked {
+                by_this_process: true,
+                ..
+            })) => {}
             other => panic!("a second handle opened a store in use: {other:?}"),
         }
         store.put_named(&mut &b"x"[..], "x", EntryKind::File)?;

@@ -468,7 +468,7 @@ fn a_second_open_in_this_process_is_locked() -> TestResult {
     let dir = tempfile::tempdir()?;
     let first = EmbeddedBackend::open(dir.path())?;
     match EmbeddedBackend::open(dir.path()) {
-        Err(BackendError::Locked { detail }) => {
+        Err(BackendError::Locked { detail, .. }) => {
             assert!(
                 detail.contains(&dir.path().display().to_string()),
                 "{detail}"

@@ -29,7 +29,9 @@ use redis::{Client, Connection};
 use seccs_store::backend::BackendError;
 
 use super::{ALLOW_OOM, CONNECT_TIMEOUT, NAME, again_if_interrupted, map_err};
-use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token, name_holder};
+use crate::lease_state::{
+    LeaseState, Renewal, Renewer, TTL, holder_token, is_this_process, name_holder,
+};
 
 /// The lease's key after the store's prefix. No store key has this length
 /// (nodes are digests, catalog records 33 bytes), and walks skip it.
@@ -118,15 +120,17 @@ impl Lease {
             {
                 return Self::held(client, key, token, conn);
             }
+            let described = holder.as_deref().map(describe_holder);
             return Err(BackendError::Locked {
                 detail: format!(
                     "redis: its writer lease is held by {}; a holder that died frees it within {} s",
-                    holder
+                    described
                         .as_deref()
-                        .map(|raw| name_holder(&describe_holder(raw)))
+                        .map(name_holder)
                         .unwrap_or_else(|| "a process that just released it".into()),
                     TTL.as_secs()
                 ),
+                by_this_process: described.as_deref().is_some_and(is_this_process),
             });
         }
         Self::held(client, key, token, Some(conn))

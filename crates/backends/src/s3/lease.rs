@@ -38,7 +38,9 @@ use seccs_store::backend::BackendError;
 use tokio::runtime::Handle;
 
 use super::{NAME, map_err};
-use crate::lease_state::{LeaseState, Renewal, Renewer, TTL, holder_token, name_holder};
+use crate::lease_state::{
+    LeaseState, Renewal, Renewer, TTL, holder_token, is_this_process, name_holder,
+};
 use crate::own_runtime::{outside_runtime, refuse_inside_runtime};
 
 /// The lease object's name under the store's prefix: not hex, so never an
@@ -212,7 +214,9 @@ async fn take(op: &Operator, token: &str) -> Result<String, BackendError> {
             return Ok(etag);
         }
     }
+    let by_this_process = matches!(&parsed, Some(Some((holder, _))) if is_this_process(holder));
     Err(BackendError::Locked {
+        by_this_process,
         detail: match parsed {
             Some(Some((holder, until))) => format!(
                 "s3: its writer lease is held by {} for {} s more; a holder that died \
@@ -271,6 +275,7 @@ async fn confirm_ours(op: &Operator, token: &str) -> Result<(), BackendError> {
             detail: "s3: its writer lease was removed right after this process took it; \
                      another process may hold it now"
                 .to_owned(),
+            by_this_process: false,
         });
     };
     let text = String::from_utf8_lossy(&text.to_vec()).into_owned();
@@ -280,9 +285,9 @@ async fn confirm_ours(op: &Operator, token: &str) -> Result<(), BackendError> {
     {
         return Ok(());
     }
-    let holder = match parse_lease(&text) {
-        Some((holder, _)) => name_holder(&holder),
-        None => "something that is not a seccs lease".to_owned(),
+    let (holder, by_this_process) = match parse_lease(&text) {
+        Some((holder, _)) => (name_holder(&holder), is_this_process(&holder)),
+        None => ("something that is not a seccs lease".to_owned(), false),
     };
     Err(BackendError::Locked {
         detail: format!(
@@ -291,6 +296,7 @@ async fn confirm_ours(op: &Operator, token: &str) -> Result<(), BackendError> {
              `If-None-Match` and `If-Match` atomically never allows; use such a service for a \
              store that more than one process opens"
         ),
+        by_this_process,
     })
 }
 

@@ -319,7 +319,7 @@ fn s3_a_write_that_outlasts_the_lease_trust_is_abandoned() -> TestResult {
     let (applied, took) = within(Duration::from_secs(45), move || backend.apply(&batch))?;
     assert!(took < Duration::from_secs(25), "{took:?}");
     assert!(
-        matches!(&applied, Err(BackendError::Locked { detail })
+        matches!(&applied, Err(BackendError::Locked { detail, .. })
             if detail.contains("did not finish while this process's writer lease")),
         "{applied:?}"
     );

@@ -63,8 +63,14 @@ fn redis_a_second_exclusive_opener_is_refused_until_the_first_lets_go() -> TestR
         .map(ToString::to_string)
         .unwrap_or_default();
     assert!(
-        matches!(refused, Some(BackendError::Locked { .. })),
-        "{refused:?}"
+        matches!(
+            refused,
+            Some(BackendError::Locked {
+                by_this_process: true,
+                ..
+            })
+        ),
+        "a holder that is this process is said to be: {refused:?}"
     );
     assert!(
         message.contains(&format!("by this process (pid {}", std::process::id())),
@@ -187,7 +193,7 @@ fn redis_a_holder_whose_lease_key_changed_writes_nothing() -> TestResult {
         }
         let err = holder.apply(&mixed_batch()).err();
         assert!(
-            matches!(&err, Some(BackendError::Locked { detail })
+            matches!(&err, Some(BackendError::Locked { detail, .. })
                 if detail.contains("no longer holds")),
             "{prefix} {err:?}"
         );
@@ -247,8 +253,14 @@ fn postgres_a_second_exclusive_opener_is_refused_until_the_first_lets_go() -> Te
         .map(ToString::to_string)
         .unwrap_or_default();
     assert!(
-        matches!(refused, Some(BackendError::Locked { .. })),
-        "{refused:?}"
+        matches!(
+            refused,
+            Some(BackendError::Locked {
+                by_this_process: true,
+                ..
+            })
+        ),
+        "a holder that is this process is said to be: {refused:?}"
     );
     assert!(
         message.contains("locked_nodes")
@@ -306,7 +318,7 @@ fn postgres_a_holder_whose_session_was_cut_never_writes_again() -> TestResult {
     assert!(holder.apply(&one_put()).is_err());
     let said = holder.apply(&one_put()).err();
     assert!(
-        matches!(&said, Some(BackendError::Locked { detail })
+        matches!(&said, Some(BackendError::Locked { detail, .. })
             if detail.contains("lost its writer lock")),
         "{said:?}"
     );
@@ -448,8 +460,14 @@ fn s3_a_second_exclusive_opener_is_refused_until_the_first_lets_go() -> TestResu
         .map(ToString::to_string)
         .unwrap_or_default();
     assert!(
-        matches!(refused, Some(BackendError::Locked { .. })),
-        "{refused:?}"
+        matches!(
+            refused,
+            Some(BackendError::Locked {
+                by_this_process: true,
+                ..
+            })
+        ),
+        "a holder that is this process is said to be: {refused:?}"
     );
     assert!(
         message.contains(&format!("by this process (pid {}", std::process::id())),
@@ -480,7 +498,18 @@ fn s3_a_lease_whose_holder_died_is_taken_over_once_its_time_has_passed() -> Test
     let server = S3Server::start()?;
     // A live holder's lease is respected...
     s3_foreign_lease(&server, "dead", now_ms() + 30_000)?;
-    let refused = s3_exclusive(&server, "dead").err().map(|e| e.to_string());
+    let refused = s3_exclusive(&server, "dead").err();
+    assert!(
+        matches!(
+            refused,
+            Some(BackendError::Locked {
+                by_this_process: false,
+                ..
+            })
+        ),
+        "another process's lease is not this process's: {refused:?}"
+    );
+    let refused = refused.map(|e| e.to_string());
     assert!(
         refused
             .as_deref()
@@ -854,7 +883,7 @@ fn a_batch_after_the_backend_was_emptied_writes_nothing() -> TestResult {
             // is refused before the marker is looked at. Either refusal
             // writes nothing.
             let lease_gone = backend.name() == "redis"
-                && matches!(&err, Some(BackendError::Locked { detail })
+                && matches!(&err, Some(BackendError::Locked { detail, .. })
                     if detail.contains("lost its writer lease"));
             assert!(
                 lease_gone

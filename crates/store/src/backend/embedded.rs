@@ -1787,6 +1787,7 @@ fn open_error(e: fjall::Error, dir: &Path) -> BackendError {
                 dir.display(),
                 dir.join("lock").display()
             ),
+            by_this_process: false,
         },
         other => in_dir(map_error(other, dir), dir),
     }
@@ -1826,6 +1827,7 @@ fn map_error(e: fjall::Error, dir: &Path) -> BackendError {
             detail: "the database is open in another process, or through another handle in \
                      this process"
                 .to_owned(),
+            by_this_process: false,
         },
         F::Io(e) | F::Storage(L::Io(e)) => io_error(&e, dir),
 

@@ -230,6 +230,11 @@ pub enum BackendError {
     Locked {
         /// Where the lock is held.
         detail: String,
+        /// Whether the holder is known to be this very process, through
+        /// another exclusive handle on the store (or on the same backend
+        /// named another way): waiting for it to finish never ends, and a
+        /// caller that opened the other handle itself can say what it is.
+        by_this_process: bool,
     },
     /// The backend's own data is unreadable (not: a node failed to
     /// authenticate; that is the store's error).
