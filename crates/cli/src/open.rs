@@ -492,11 +492,20 @@ fn open_as(
         (dir, key)
     };
     let mut dir = dir;
-    let source = key_source_shown(dir.config());
+    let source = key_source_shown(&dir);
+    // A key-service store made with a salt whose config.toml lost it
+    // derives another key: said, since the KEK is not to blame then.
+    let no_salt = match &dir.config().key {
+        KeySource::Kms { salt: None, .. } => {
+            "; or, for a store made with a key-service salt, a config.toml that lost its `salt` \
+             line (only the config.toml the store was made with holds it)"
+        }
+        _ => "",
+    };
     let wrong_key = |e: seccs_store::StoreError| match e {
         seccs_store::StoreError::WrongKey(_) => anyhow::Error::new(e).context(format!(
             "the key from {source} does not belong to this store: a wrong or replaced key \
-             file, another KEK, or another version of a shared key?"
+             file, another KEK, or another version of a shared key?{no_salt}"
         )),
         e => e.into(),
     };
@@ -570,10 +579,11 @@ pub fn nested_stores_said(opened: &OpenStore) -> Option<String> {
     ))
 }
 
-/// Where a store's key came from, for messages.
-fn key_source_shown(config: &StoreConfig) -> String {
-    match &config.key {
-        KeySource::File { path } => format!("the key file {}", path.display()),
+/// Where a store's key came from, for messages (a key file by the path it
+/// is read from, not as config.toml may hold it, relative to the store).
+fn key_source_shown(dir: &StoreDir) -> String {
+    match &dir.config().key {
+        KeySource::File { path } => format!("the key file {}", dir.resolve(path).display()),
         KeySource::Kms {
             server, kek_file, ..
         } => format!("the key service {server} (KEK file {})", kek_file.display()),

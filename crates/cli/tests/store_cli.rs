@@ -3562,8 +3562,11 @@ fn a_wrong_key_is_refused_before_anything_is_written() {
     std::fs::copy(other.join("key"), store.join("key")).expect("swap");
     for args in [&["ls"][..], &["put", "-", "--name", "b"], &["verify"]] {
         let err = fails(seccs(&store).args(args).stdin(Stdio::null()));
+        // Named by the path it is read from, not as config.toml holds it
+        // (`key`, relative to the store).
         assert!(
-            err.contains("does not belong to this store") && err.contains("key file"),
+            err.contains("does not belong to this store")
+                && err.contains(&format!("the key file {}", store.join("key").display())),
             "{args:?}: {err}"
         );
     }
