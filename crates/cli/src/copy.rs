@@ -3,11 +3,14 @@
 //! opens DEST, takes both stores as a writer, and reports.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use seccs_store::Store;
+use seccs_store::backend::MemoryBackend;
 use seccs_store::dir::{self, EMBEDDED, KeySource, StoreDir};
-use seccs_store::mirror::{self, Limits};
+use seccs_store::mirror::{self, Limits, MirrorReport, NameChange};
 
 use crate::open::{self, NewStore, StoreLocation};
 use crate::progress;
@@ -46,7 +49,18 @@ Every node and catalog record is authenticated under the store's key before it i
 as verify opens them, and a name's record is copied with its pages in one batch: one that \
 does not authenticate, or that the backend cannot decode, is not copied and is reported (DEST \
 keeps what it held under that key), the rest is copied, and copy exits 1. A damaged store \
-never makes a silently damaged mirror.";
+never makes a silently damaged mirror.\n\n\
+Where the copy removes versions from DEST (names this store no longer holds, versions removed \
+since), it prints one line for each after its summary: `removed: NAME@N`.\n\n\
+--dry-run reads both stores and writes nothing: not to DEST nor its backend (a network DEST is \
+opened as a reader, without its lock or writer lease), and a DEST that does not exist is not \
+made. It verifies this store first as copy does, then prints what copy would do: \
+`would remove: NAME@N` and `would add: NAME@N` for each version DEST would lose or gain \
+(`would remove: NAME (the whole name, K versions)` where every version goes), in name order, \
+then how many entries it would copy (and their bytes) and remove. For a DEST that does not \
+exist it says what store would be made there. It exits 0 when it ran, whether or not there \
+are changes, and 1 where copy would (a damaged store copied, an entry that would not be \
+copied).";
 
 /// `seccs copy`: mirror this store into DEST.
 #[derive(Debug, Args)]
@@ -57,9 +71,17 @@ seccs --store ~/.local/share/seccs copy /srv/seccs-redis \\\n      \
 seccs --store /srv/seccs-redis verify\n\n\
 Keep an offsite mirror up to date: run `seccs copy /mnt/offsite/seccs` again; it writes \
 what changed since.\n\n\
+Mind the direction: copy makes DEST like this store and removes from DEST every name and \
+version this store does not hold. Run the wrong way round (the old mirror as --store, the \
+newer store as DEST), it takes the newer store's names and versions away without asking. \
+Before a first copy into a DEST that holds a store, look first:\n\n  \
+seccs copy /mnt/offsite/seccs --dry-run\n\n\
+It lists the versions DEST would lose (`would remove: NAME@N`) and gain, and writes \
+nothing.\n\n\
 Exits 0 when DEST is an exact mirror, 1 when an entry could not be copied (after copying \
 the rest), when the store copied is damaged (copy then only rescues), or when the copy failed, \
-2 on a usage error."
+2 on a usage error. With --dry-run: 0 when the dry run ran, 1 where copy would exit 1 for \
+the store copied (damage, an entry that would not be copied) or when it cannot run."
 )]
 pub struct CopyArgs {
     /// The destination store directory: a store is made there if there is
@@ -71,6 +93,11 @@ pub struct CopyArgs {
     /// URL. Refused when DEST holds a store already (it keeps its own).
     #[arg(long, value_name = "URL")]
     backend: Option<String>,
+    /// Write nothing: read both stores and say what copy would copy, remove
+    /// and make, and which versions of which names DEST would lose
+    /// (`would remove: NAME@N`) or gain (`would add: NAME@N`).
+    #[arg(long)]
+    dry_run: bool,
     /// No progress on standard error.
     #[arg(short, long)]
     quiet: bool,
@@ -78,7 +105,14 @@ pub struct CopyArgs {
     /// read), "copied" (entries written to DEST), "present" (entries DEST
     /// held already), "removed" (entries removed from DEST),
     /// "bytes_written", "findings": [{"kind", "key", ...}], "source_damage":
-    /// [verify's lines], "dest_left_as_it_was"}. Where source_damage is not
+    /// [verify's lines], "dest_left_as_it_was", "dry_run", "names_removed":
+    /// [{"name", "versions": [N, ...], "whole_name"}] (versions DEST lost,
+    /// in name order; whole_name: this store holds no version of it),
+    /// "names_added" (the same, versions DEST would gain: a dry run's
+    /// only)}. With --dry-run the counts are what copy would do, and
+    /// "would_make" is {"path", "backend", "chunk_size", "wrapper",
+    /// "compression", "key"} for a DEST that does not exist, null for one
+    /// that does. Where source_damage is not
     /// empty, copy only rescued (see above). A finding's
     /// kind is tampered, bad-record or unreadable (an entry of this store,
     /// not copied), or dest-unreadable (an entry of DEST it cannot decode,
@@ -113,6 +147,9 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
         );
     }
     let (source, key) = open::open_keeping_key(loc)?;
+    if args.dry_run {
+        return dry_run(loc, &args, &source, &key, dest_exists);
+    }
     let source_config = source.dir.config().clone();
     let dest = if dest_exists {
         open::open_with_key(dest_path, &key, loc.lock_wait, |dest| {
@@ -175,6 +212,11 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
         for finding in &report.findings {
             outln!("{finding}")?;
         }
+        for change in &report.names_removed {
+            for number in &change.versions {
+                outln!("removed: {}@{number}", change.name)?;
+            }
+        }
     }
     let dest_shown = dest_path.display();
     if report.dest_left_as_it_was {
@@ -211,6 +253,169 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `seccs copy --dry-run`: what the copy would do, from a dry run of the
+/// mirror against DEST opened to be looked at only, or, where DEST does not
+/// exist, against an empty store in memory with its parameters and key.
+fn dry_run(
+    loc: &StoreLocation,
+    args: &CopyArgs,
+    source: &open::OpenStore,
+    key: &seccs_core::SecretKey,
+    dest_exists: bool,
+) -> Result<()> {
+    let dest_path = &args.dest;
+    let source_config = source.dir.config().clone();
+    let inspected;
+    let empty;
+    let mut would_make = serde_json::Value::Null;
+    let dest: &Store = if dest_exists {
+        inspected = open::open_with_key_to_inspect(dest_path, key, loc.lock_wait, |dest| {
+            check_matches(&source_config, dest, key)
+        })
+        .map_err(|e| itself_named_otherwise(e, dest_path))?;
+        &inspected.store
+    } else {
+        let backend = args.backend.clone().unwrap_or_else(|| EMBEDDED.to_owned());
+        open::check_new_place(dest_path, &backend)?;
+        let params = source_config.params()?;
+        empty = Store::open(Arc::new(MemoryBackend::new()), params, key)?;
+        let key_said = match dest_key_source(&source.dir)? {
+            KeySource::File { path } => format!(
+                "a copy of this store's key in {}",
+                dest_path.join(path).display()
+            ),
+            KeySource::Kms {
+                server, kek_file, ..
+            } => format!(
+                "from the key service {} (KEK file {}), as this store's",
+                seccs_core::redact::url_password(&server),
+                kek_file.display()
+            ),
+            KeySource::Share { tag, .. } => {
+                format!("from the share network (tag {tag:?}), as this store's")
+            }
+        };
+        let backend_shown = match backend.as_str() {
+            EMBEDDED => format!("{EMBEDDED}, in {}", dest_path.join("db").display()),
+            url => seccs_backends::redact(url),
+        };
+        would_make = serde_json::json!({
+            "path": dest_path.display().to_string(),
+            "backend": seccs_backends::redact(&backend),
+            "chunk_size": source_config.chunk_size,
+            "wrapper": source_config.wrapper,
+            "compression": source_config.compression,
+            "key": key_said,
+        });
+        if !args.json {
+            outln!(
+                "would make: a store at {} (backend {backend_shown}; chunk size {}, wrapper {}, \
+                 compression {}; key {key_said})",
+                dest_path.display(),
+                source_config.chunk_size,
+                source_config.wrapper,
+                source_config.compression,
+            )?;
+        }
+        &empty
+    };
+    let spinner = progress::spinner("dry run", args.quiet);
+    let report = mirror::dry_run(&source.store, dest, Limits::default(), &mut |phase, r| {
+        spinner.set_message(format!(
+            "{phase} (dry run): {} read, {} to copy, {} already present, {} to remove",
+            r.read, r.copied, r.present, r.removed
+        ));
+    })?;
+    spinner.finish_and_clear();
+    if args.json {
+        let mut shown = serde_json::to_value(&report)?;
+        if let Some(object) = shown.as_object_mut() {
+            object.insert("would_make".to_owned(), would_make);
+        }
+        outln!("{}", serde_json::to_string(&shown)?)?;
+    } else {
+        for line in dry_run_lines(&report) {
+            outln!("{line}")?;
+        }
+        for line in &report.source_damage {
+            outln!("source damage: {line}")?;
+        }
+        for finding in &report.findings {
+            outln!("{finding}")?;
+        }
+    }
+    let dest_shown = dest_path.display();
+    if report.dest_left_as_it_was {
+        bail!(
+            "the store copied is damaged ({} finding(s) of `seccs verify`, listed above): copy \
+             would write nothing into {dest_shown}, whose entries may be the only good copies of \
+             what the store copied lost (this dry run wrote nothing either). Repair the store \
+             copied (`seccs gc`) first, or copy {dest_shown} back into a new directory",
+            report.source_damage.len()
+        );
+    }
+    if !report.source_damage.is_empty() {
+        bail!(
+            "the store copied is damaged ({} finding(s) of `seccs verify`, listed above): copy \
+             would only rescue into {dest_shown}, which holds nothing, every entry that \
+             authenticates but those verify names (counted above); nothing was written",
+            report.source_damage.len()
+        );
+    }
+    if !report.is_exact() {
+        bail!(
+            "{} entr(ies) would not be copied or removed (listed above): copy would leave \
+             {dest_shown} short of an exact mirror; `seccs verify` on the store copied names the \
+             damage. Nothing was written",
+            report.findings.len(),
+        );
+    }
+    Ok(())
+}
+
+/// A dry run's report as text: `would remove:` and `would add:` lines in
+/// name order (a name's removals first), then the summary.
+fn dry_run_lines(report: &MirrorReport) -> Vec<String> {
+    let mut changes: Vec<(&NameChange, &str)> = report
+        .names_removed
+        .iter()
+        .map(|c| (c, "remove"))
+        .chain(report.names_added.iter().map(|c| (c, "add")))
+        .collect();
+    // Stable: a name's removals stay before its additions.
+    changes.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let mut lines = Vec::new();
+    for (change, what) in changes {
+        if change.whole_name {
+            let n = change.versions.len();
+            let s = if n == 1 { "" } else { "s" };
+            lines.push(format!(
+                "would {what}: {} (the whole name, {n} version{s})",
+                change.name
+            ));
+        } else {
+            for number in &change.versions {
+                lines.push(format!("would {what}: {}@{number}", change.name));
+            }
+        }
+    }
+    let count = |changes: &[NameChange]| {
+        (
+            changes.len(),
+            changes.iter().map(|c| c.versions.len()).sum::<usize>(),
+        )
+    };
+    let (lose, lost) = count(&report.names_removed);
+    let (gain, gained) = count(&report.names_added);
+    lines.push(format!(
+        "dry run, nothing written: would copy {} entries ({} bytes), {} already present, would \
+         remove {}; {lose} name(s) would lose {lost} version(s), {gain} name(s) would gain \
+         {gained} version(s)",
+        report.copied, report.bytes_written, report.present, report.removed
+    ));
+    lines
 }
 
 /// A DEST whose backend is the source's, named another way (another host

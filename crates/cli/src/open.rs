@@ -121,18 +121,7 @@ pub struct NewStore {
 
 /// Creates a store directory, its key file (for file keys) and its backend.
 pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
-    if new.backend != EMBEDDED && !seccs_backends::is_backend_url(&new.backend) {
-        bail!(
-            "{:?} is not a backend: use `embedded` or a redis://, postgres:// or s3:// URL",
-            new.backend
-        );
-    }
-    // Nor over the data of a store that lost its config.toml, which the
-    // new store would take for its own.
-    StoreDir::check_new(path)?;
-    // Nothing is made anywhere (a backend, a key on the share network or
-    // the key service) for a store whose directory cannot be.
-    check_creatable(path)?;
+    check_new_place(path, &new.backend)?;
     // Nor for a key file that cannot be written: it is never overwritten.
     if let KeySource::File { path: key_path } = &new.key {
         let key_path = path.join(key_path);
@@ -533,6 +522,45 @@ pub fn open_with_key(
     dir.check_key(key)?;
     let backend = lock.retry(|| open_backend(&dir))?;
     let store = dir.open_store(backend, key)?;
+    Ok(OpenStore { dir, store })
+}
+
+/// What [`create`] checks of a new store's place before it makes
+/// anything, touching nothing: `backend` is `embedded` or a backend URL,
+/// and `path` holds no store (nor the data of one that lost its
+/// config.toml) and can be made. The backend itself is not reached.
+pub fn check_new_place(path: &Path, backend: &str) -> Result<()> {
+    if backend != EMBEDDED && !seccs_backends::is_backend_url(backend) {
+        bail!(
+            "{backend:?} is not a backend: use `embedded` or a redis://, postgres:// or s3:// URL"
+        );
+    }
+    // Nor over the data of a store that lost its config.toml, which the
+    // new store would take for its own.
+    StoreDir::check_new(path)?;
+    // Nothing is made anywhere (a backend, a key on the share network or
+    // the key service) for a store whose directory cannot be.
+    check_creatable(path)
+}
+
+/// Opens the existing store at `path` with `key` to look at it and leave
+/// it exactly as it was (`seccs copy --dry-run`'s DEST): as
+/// [`open_with_key`] checks it, but as a reader (a network store without
+/// its directory's lock or its writer lease; an embedded one, which its
+/// database allows one process at a time, with its lock), and the store
+/// opened writes nothing ([`StoreDir::open_store_to_inspect`]).
+pub fn open_with_key_to_inspect(
+    path: &Path,
+    key: &SecretKey,
+    lock_wait: Option<u64>,
+    check: impl Fn(&StoreDir) -> Result<()>,
+) -> Result<OpenStore> {
+    let mut lock = LockWait::new(Duration::from_secs(lock_wait.unwrap_or(0)));
+    let mut dir = lock.retry(|| Ok(StoreDir::open_for_reading(path)?))?;
+    check(&dir)?;
+    dir.check_key(key)?;
+    let backend = lock.retry(|| open_backend(&dir))?;
+    let store = dir.open_store_to_inspect(backend, key)?;
     Ok(OpenStore { dir, store })
 }
 

@@ -408,6 +408,10 @@ fn copy_help_says_what_a_mirror_is_how_reruns_work_and_shows_a_move_to_redis() {
         "authenticated",
         "copy /srv/seccs-redis",
         "--backend 'redis://",
+        "wrong way round",
+        "--dry-run",
+        "would remove: NAME@N",
+        "removed: NAME@N",
     ] {
         assert!(out.contains(needle), "{needle:?} in: {out}");
     }
@@ -711,4 +715,285 @@ fn a_dest_on_the_sources_backend_named_another_way_is_refused_as_itself() {
     );
     assert_eq!(redis_command(port, &[b"DBSIZE"]), keys_before);
     ok(seccs(&source).arg("verify"));
+}
+
+/// The stdout of `seccs copy DEST --dry-run` with `args`, which must exit
+/// 0.
+fn dry_run(store: &Path, dest: &Path, args: &[&str]) -> String {
+    ok(seccs(store)
+        .arg("copy")
+        .arg(dest)
+        .args(["-q", "--dry-run"])
+        .args(args))
+}
+
+/// The `would …` lines of a dry run's output, and its summary line.
+fn would_lines(out: &str) -> (Vec<&str>, &str) {
+    let lines: Vec<&str> = out.lines().collect();
+    let summary = lines
+        .iter()
+        .find(|l| l.starts_with("dry run, nothing written:"))
+        .unwrap_or_else(|| panic!("a summary line in: {out}"));
+    let would = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("would remove: ") || l.starts_with("would add: "))
+        .collect();
+    (would, summary)
+}
+
+/// Every file under `dir` (path, bytes), in path order.
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut all = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(at) = todo.pop() {
+        for item in std::fs::read_dir(&at).expect("read_dir") {
+            let path = item.expect("entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                all.push((path.clone(), std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+/// A mirror the store changed since (a whole name removed, a version
+/// removed, a name put): a dry run lists exactly those names, writes
+/// nothing to the mirror's database or its config and key files, and
+/// counts what the copy then does; the copy names what went.
+#[test]
+fn a_dry_run_lists_the_names_a_copy_would_change_and_writes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = source_store(tmp.path());
+    let dest = tmp.path().join("dest");
+    copy(&source, &dest, &[]);
+    ok(seccs(&source).args(["rm", "docs/b"]));
+    ok(seccs(&source).args(["rm", "docs/a@1"]));
+    let file = random_file(tmp.path(), "fresh.bin", 9_000, 40);
+    ok(seccs(&source)
+        .arg("put")
+        .arg(&file)
+        .args(["--name", "fresh", "-q"]));
+    let (before, dir_before) = (entries(&dest), files_under(&dest));
+    let out = dry_run(&source, &dest, &[]);
+    let (would, summary) = would_lines(&out);
+    assert_eq!(
+        would,
+        [
+            "would remove: docs/a@1",
+            "would remove: docs/b (the whole name, 1 version)",
+            "would add: fresh (the whole name, 1 version)",
+        ],
+        "{out}"
+    );
+    assert!(
+        summary.contains("2 name(s) would lose 2 version(s), 1 name(s) would gain 1 version(s)"),
+        "{summary}"
+    );
+    assert_eq!(entries(&dest), before, "DEST's database is as it was");
+    let dir_after: Vec<_> = files_under(&dest)
+        .into_iter()
+        .filter(|(p, _)| p.file_name().is_some_and(|n| n != "lock"))
+        .collect();
+    let dir_before: Vec<_> = dir_before
+        .into_iter()
+        .filter(|(p, _)| p.file_name().is_some_and(|n| n != "lock"))
+        .collect();
+    assert_eq!(
+        dir_after.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        dir_before.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    for (path, bytes) in &dir_before {
+        if path.starts_with(dest.join("db")) {
+            continue;
+        }
+        let now = &dir_after.iter().find(|(p, _)| p == path).expect("there").1;
+        assert!(now == bytes, "{} unchanged", path.display());
+    }
+    let dry = copy(&source, &dest, &["--dry-run"]);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["would_make"], serde_json::Value::Null, "{dry}");
+    assert_eq!(
+        dry["names_removed"],
+        serde_json::json!([
+            {"name": "docs/a", "versions": [1], "whole_name": false},
+            {"name": "docs/b", "versions": [1], "whole_name": true},
+        ]),
+        "{dry}"
+    );
+    assert_eq!(
+        dry["names_added"],
+        serde_json::json!([{"name": "fresh", "versions": [1], "whole_name": true}]),
+        "{dry}"
+    );
+    assert_eq!(entries(&dest), before, "nor by --json");
+    // The copy does what the dry run said, and names what went.
+    let out = ok(seccs(&source).arg("copy").arg(&dest).arg("-q"));
+    let removed: Vec<&str> = out.lines().filter(|l| l.starts_with("removed: ")).collect();
+    assert_eq!(removed, ["removed: docs/a@1", "removed: docs/b@1"], "{out}");
+    let said = format!(
+        "copied {} entries ({} bytes written), {} already present, {} removed",
+        dry["copied"], dry["bytes_written"], dry["present"], dry["removed"]
+    );
+    assert_eq!(out.lines().next(), Some(said.as_str()), "{out}");
+    reads_alike(&source, &dest);
+    let last = copy(&source, &dest, &[]);
+    assert_eq!(last["names_removed"], serde_json::json!([]), "{last}");
+}
+
+/// Where DEST does not exist, a dry run says what store copy would make
+/// and what it would copy, and makes nothing: no directory, no key file.
+#[test]
+fn a_dry_run_into_a_missing_dest_makes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = source_store(tmp.path());
+    let dest = tmp.path().join("new").join("dest");
+    let out = dry_run(&source, &dest, &[]);
+    assert!(out.contains("would make: a store at"), "{out}");
+    assert!(out.contains("backend embedded"), "{out}");
+    assert!(out.contains("chunk size 256"), "{out}");
+    assert!(out.contains("a copy of this store's key in"), "{out}");
+    let (would, _) = would_lines(&out);
+    assert!(
+        would.contains(&"would add: docs/b (the whole name, 1 version)"),
+        "{out}"
+    );
+    assert!(would.iter().all(|l| l.starts_with("would add: ")), "{out}");
+    assert!(!tmp.path().join("new").exists(), "nothing made");
+    let dry = copy(&source, &dest, &["--dry-run"]);
+    assert_eq!(dry["copied"], entries(&source).len(), "{dry}");
+    assert_eq!(dry["would_make"]["backend"], "embedded", "{dry}");
+    assert_eq!(dry["names_removed"], serde_json::json!([]), "{dry}");
+    assert!(!tmp.path().join("new").exists(), "nothing made");
+}
+
+/// Run the wrong way round (the old mirror as --store, the newer store as
+/// DEST), a dry run lists what the newer store would lose, and leaves it
+/// as it was.
+#[test]
+fn a_dry_run_the_wrong_way_round_lists_what_the_newer_store_would_lose() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = source_store(tmp.path());
+    let mirror = tmp.path().join("mirror");
+    copy(&source, &mirror, &[]);
+    for (seed, name) in [(50, "docs/b"), (51, "newer")] {
+        let file = random_file(tmp.path(), "in.bin", 7_000, seed);
+        ok(seccs(&source)
+            .arg("put")
+            .arg(&file)
+            .args(["--name", name, "-q"]));
+    }
+    let before = entries(&source);
+    let out = dry_run(&mirror, &source, &[]);
+    let (would, _) = would_lines(&out);
+    assert_eq!(
+        would,
+        [
+            "would remove: docs/b@2",
+            "would remove: newer (the whole name, 1 version)",
+        ],
+        "{out}"
+    );
+    assert_eq!(entries(&source), before);
+    ok(seccs(&source).arg("verify"));
+    // Copied anyway, the report names what went.
+    let report = copy(&mirror, &source, &[]);
+    assert_eq!(
+        report["names_removed"],
+        serde_json::json!([
+            {"name": "docs/b", "versions": [2], "whole_name": false},
+            {"name": "newer", "versions": [1], "whole_name": true},
+        ]),
+        "{report}"
+    );
+}
+
+/// All keys of the Redis server on `port` and their `DUMP`s, in key order.
+fn redis_everything(port: u16) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use std::io::{BufRead, Read, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut reader = std::io::BufReader::new(&stream);
+    let send = |args: &[&[u8]]| {
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            request.extend_from_slice(arg);
+            request.extend_from_slice(b"\r\n");
+        }
+        (&stream).write_all(&request).expect("send");
+    };
+    let bulk = |reader: &mut std::io::BufReader<&std::net::TcpStream>| {
+        let mut header = String::new();
+        reader.read_line(&mut header).expect("reply");
+        let len: usize = header
+            .trim_end()
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a bulk string: {header:?}"));
+        let mut value = vec![0u8; len + 2];
+        reader.read_exact(&mut value).expect("value");
+        value.truncate(len);
+        value
+    };
+    send(&[b"KEYS", b"*"]);
+    let mut header = String::new();
+    reader.read_line(&mut header).expect("reply");
+    let n: usize = header
+        .trim_end()
+        .strip_prefix('*')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("an array: {header:?}"));
+    let keys: Vec<Vec<u8>> = (0..n).map(|_| bulk(&mut reader)).collect();
+    let mut all = Vec::new();
+    for key in keys {
+        send(&[b"DUMP", &key]);
+        let dumped = bulk(&mut reader);
+        all.push((key, dumped));
+    }
+    all.sort();
+    all
+}
+
+/// On Redis: a dry run into a mirror there lists the names, and the
+/// server holds exactly what it held (no lease taken, nothing written);
+/// a dry run into a missing DEST on Redis writes nothing there either.
+#[test]
+fn a_dry_run_into_a_mirror_on_redis_writes_nothing_there() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let source = source_store(tmp.path());
+    let dest = tmp.path().join("on-redis");
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=m:");
+    copy(&source, &dest, &["--backend", &url]);
+    ok(seccs(&source).args(["rm", "docs/b"]));
+    let file = random_file(tmp.path(), "in.bin", 8_000, 60);
+    ok(seccs(&source)
+        .arg("put")
+        .arg(&file)
+        .args(["--name", "docs/a", "-q"]));
+    let before = redis_everything(port);
+    assert!(before.len() > 10, "the mirror is there");
+    let out = dry_run(&source, &dest, &[]);
+    let (would, _) = would_lines(&out);
+    assert_eq!(
+        would,
+        [
+            "would add: docs/a@4",
+            "would remove: docs/b (the whole name, 1 version)",
+        ],
+        "{out}"
+    );
+    assert!(redis_everything(port) == before, "Redis holds what it held");
+    let fresh = tmp.path().join("fresh");
+    let other = format!("redis://127.0.0.1:{port}/0?prefix=f:");
+    let out = dry_run(&source, &fresh, &["--backend", &other]);
+    assert!(out.contains("would make: a store at"), "{out}");
+    assert!(!fresh.exists());
+    assert!(redis_everything(port) == before, "nor for a missing DEST");
 }

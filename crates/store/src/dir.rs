@@ -757,6 +757,30 @@ impl StoreDir {
     /// store) nothing is recorded, marked or cleaned up, and the store
     /// returned refuses every write.
     pub fn open_store(&mut self, backend: Arc<dyn Backend>, key: &SecretKey) -> Result<Store> {
+        self.open_store_checked(backend, key)
+    }
+
+    /// Opens the store as a reader's handle does ([`StoreDir::open_store`]
+    /// from [`StoreDir::open_for_reading`] on a network store), whatever
+    /// this handle is: the key checked, the backend's marker checked if
+    /// there is one, nothing recorded, marked or cleaned up (a put a crash
+    /// interrupted is left for the next writer), and the store returned
+    /// refuses every write. For a look at a store that must be left exactly
+    /// as it was (`seccs copy --dry-run` at its destination), an embedded
+    /// one included, whose handle holds the directory's lock.
+    pub fn open_store_to_inspect(
+        &mut self,
+        backend: Arc<dyn Backend>,
+        key: &SecretKey,
+    ) -> Result<Store> {
+        // Without its lock the handle is a reader's; the lock is kept.
+        let lock = self.lock.take();
+        let opened = self.open_store_checked(backend, key);
+        self.lock = lock;
+        opened
+    }
+
+    fn open_store_checked(&mut self, backend: Arc<dyn Backend>, key: &SecretKey) -> Result<Store> {
         let backend: Arc<dyn Backend> = match self.is_reader() {
             true => Arc::new(crate::backend::ReadOnly(backend)),
             false => backend,

@@ -60,11 +60,12 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::backend::{Backend, BackendError, Batch, Entry};
 use crate::catalog;
 use crate::error::StoreError;
+use crate::params::ContentRef;
 use crate::store::Store;
 use crate::verify::Finding;
 
@@ -154,6 +155,32 @@ pub struct MirrorReport {
     /// Whether the source was damaged and the destination, which held
     /// entries, was left as it was.
     pub dest_left_as_it_was: bool,
+    /// Whether this was a dry run ([`dry_run`]): then `copied`, `removed`
+    /// and `bytes_written` are what a mirror would write and remove, and
+    /// nothing was.
+    pub dry_run: bool,
+    /// The names whose versions the destination lost (would lose, in a dry
+    /// run), in name order: versions of a name the source no longer holds,
+    /// or holds otherwise (another content under that number), and whole
+    /// names the source does not hold.
+    pub names_removed: Vec<NameChange>,
+    /// In a dry run only (a mirror leaves it empty, so that the first copy
+    /// of a large store does not hold every name): the names whose versions
+    /// the destination would gain, in name order.
+    pub names_added: Vec<NameChange>,
+}
+
+/// Versions of one name that a mirror removes from the destination, or
+/// adds to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NameChange {
+    /// The name.
+    pub name: String,
+    /// The numbers of the versions removed or added, increasing.
+    pub versions: Vec<u32>,
+    /// Whether the name goes or comes whole: the other store holds no
+    /// record of it.
+    pub whole_name: bool,
 }
 
 impl MirrorReport {
@@ -272,11 +299,41 @@ pub enum MirrorError {
 /// store's ([`Backend::nested_stores`]; a backend that cannot be asked,
 /// such as a Redis user allowed its own prefix only, is not refused),
 /// before anything is written. Returns what it did; the destination is
-/// an exact mirror only if the report has no findings.
+/// an exact mirror only if the report has no findings. The report names
+/// the versions the destination lost ([`MirrorReport::names_removed`]),
+/// gathered by the passes that decide them.
 pub fn mirror(
     source: &Store,
     dest: &Store,
     limits: Limits,
+    progress: &mut (dyn FnMut(Phase, &MirrorReport) + Send),
+) -> Result<MirrorReport, MirrorError> {
+    run(source, dest, limits, false, progress)
+}
+
+/// What [`mirror`] would do, by the same passes, writing nothing to `dest`
+/// (nor taking its writer lock): the source verified first, the entries
+/// it would copy and remove counted, and the names whose versions `dest`
+/// would lose or gain ([`MirrorReport::names_removed`],
+/// [`MirrorReport::names_added`]). Refuses what [`mirror`] refuses. Where
+/// the source is damaged, the report says what the mirror would then do
+/// (rescue, or leave `dest` as it was). Besides a mirror's memory, it holds
+/// the keys it would remove and the names it lists.
+pub fn dry_run(
+    source: &Store,
+    dest: &Store,
+    limits: Limits,
+    progress: &mut (dyn FnMut(Phase, &MirrorReport) + Send),
+) -> Result<MirrorReport, MirrorError> {
+    run(source, dest, limits, true, progress)
+}
+
+/// [`mirror`], or with `dry_run` [`dry_run`].
+fn run(
+    source: &Store,
+    dest: &Store,
+    limits: Limits,
+    dry_run: bool,
     progress: &mut (dyn FnMut(Phase, &MirrorReport) + Send),
 ) -> Result<MirrorReport, MirrorError> {
     check_alike(source, dest)?;
@@ -289,7 +346,10 @@ pub fn mirror(
         batch_bytes: limits.batch_bytes.max(1),
         batch_entries: limits.batch_entries.max(1),
     };
-    let mut report = MirrorReport::default();
+    let mut report = MirrorReport {
+        dry_run,
+        ..MirrorReport::default()
+    };
     progress(Phase::CheckingSource, &report);
     let damage = source_damage(source)?;
     report.source_damage = damage.lines;
@@ -301,7 +361,8 @@ pub fn mirror(
         report.dest_left_as_it_was = true;
         return Ok(report);
     }
-    let _dest_held = dest.lock_writer();
+    // A dry run writes nothing, and so does not hold the destination.
+    let _dest_held = (!dry_run).then(|| dest.lock_writer());
     source.lock_writer().run(|parallel| {
         let mut run = Mirror {
             source,
@@ -309,6 +370,7 @@ pub fn mirror(
             limits,
             parallel,
             rescue,
+            dry_run,
             left_out: &damage.keys,
             report: std::mem::take(&mut report),
             progress: &mut *progress,
@@ -316,10 +378,23 @@ pub fn mirror(
         run.copy(false)?;
         run.copy(true)?;
         if !rescue {
-            run.prune(true)?;
-            run.prune(false)?;
+            // Names' records first, then what is left (their pages, which
+            // nothing reads without them): a removed record's versions are
+            // read whole before any of its pages goes. A dry run, which
+            // removes nothing, counts both in the first.
+            run.prune(Stale::Heads)?;
+            if !dry_run {
+                run.prune(Stale::Records)?;
+            }
+            run.prune(Stale::Nodes)?;
         }
-        Ok(run.report)
+        let mut report = run.report;
+        for names in [&mut report.names_removed, &mut report.names_added] {
+            // A walk may meet a key twice (a Redis SCAN does).
+            names.sort_by(|a, b| a.name.cmp(&b.name));
+            names.dedup_by(|a, b| a.name == b.name);
+        }
+        Ok(report)
     })
 }
 
@@ -417,6 +492,8 @@ struct Mirror<'a> {
     /// Whether the source is damaged: then only what the destination
     /// lacks is written, and nothing is removed.
     rescue: bool,
+    /// Whether nothing is written or removed, only counted and listed.
+    dry_run: bool,
     /// Source entries verify named as damaged, left out.
     left_out: &'a HashSet<Vec<u8>>,
     report: MirrorReport,
@@ -558,6 +635,11 @@ impl Mirror<'_> {
             let keys: Vec<&[u8]> = good.iter().map(|(key, _)| key.as_slice()).collect();
             lookup(self.dest.backend(), &keys)?
         };
+        if records {
+            // Before the write, which replaces the destination's record
+            // (and a page it lists).
+            self.name_changes(&good, &held, &is_page)?;
+        }
         let (mut copied, mut present, mut bytes) = (0u64, 0u64, 0u64);
         // Pages before the records that list them: a backend without
         // transactions then never holds a record whose new page is not yet
@@ -588,7 +670,7 @@ impl Mirror<'_> {
         for (key, entry) in others {
             writes.put(key, entry.value, entry.count);
         }
-        if !writes.is_empty() {
+        if !writes.is_empty() && !self.dry_run {
             self.dest.backend().apply_owned(writes)?;
         }
         self.report.copied += copied;
@@ -602,43 +684,135 @@ impl Mirror<'_> {
         Ok(())
     }
 
-    /// Passes 3 (`records` true: catalog records) and 4 (nodes): every
-    /// such destination entry whose key the source does not hold is
-    /// removed. Keys are looked up in the source a batch at a time, and
-    /// removed a batch at a time: once [`PRUNE_BATCHES_PER_WALK`] batches
-    /// of keys to remove are gathered, the walk ends, they are removed, and
-    /// the walk starts again (the destination is not written while it is
-    /// walked). Each such round removes that many, so the rounds end.
-    fn prune(&mut self, records: bool) -> Result<(), MirrorError> {
+    /// The versions the flush of `good` (source records that authenticate,
+    /// `held` what the destination holds under their keys) takes from the
+    /// destination, and in a dry run adds to it, into the report: read from
+    /// the names' records it writes and those they replace, with their
+    /// pages (the source's from the batch, where a name's record comes with
+    /// its pages, the destination's looked up there).
+    fn name_changes(
+        &mut self,
+        good: &[(Vec<u8>, Entry)],
+        held: &[Option<Entry>],
+        is_page: &[bool],
+    ) -> Result<(), BackendError> {
+        let (source, dest) = (self.source, self.dest);
+        let pages: HashMap<&[u8], &[u8]> = good
+            .iter()
+            .zip(is_page)
+            .filter(|(_, page)| **page)
+            .map(|((key, entry), _)| (key.as_slice(), entry.value.as_slice()))
+            .collect();
+        for (((key, entry), held), page) in good.iter().zip(held).zip(is_page) {
+            let written = held.as_ref() != Some(entry) && !(self.rescue && held.is_some());
+            // A record the destination lacks takes nothing from it: only a
+            // dry run lists what it adds.
+            if *page || !written || (held.is_none() && !self.dry_run) {
+                continue;
+            }
+            // A newer seccs's record: its versions cannot be read here.
+            let Ok(head) = source.catalog().open_head(key, &entry.value) else {
+                continue;
+            };
+            let ours = versions_of(source, &head, &pages)?;
+            // A record of the destination that does not open holds no
+            // version that can be named.
+            let theirs = match held
+                .as_ref()
+                .map(|h| dest.catalog().open_head(key, &h.value))
+            {
+                Some(Ok(theirs)) => versions_of(dest, &theirs, &HashMap::new())?,
+                _ => Vec::new(),
+            };
+            let removed = versions_missing(&theirs, &ours);
+            if !removed.is_empty() {
+                self.report.names_removed.push(NameChange {
+                    name: head.record.name.clone(),
+                    versions: removed,
+                    whole_name: false,
+                });
+            }
+            let added = versions_missing(&ours, &theirs);
+            if self.dry_run && !added.is_empty() {
+                self.report.names_added.push(NameChange {
+                    name: head.record.name,
+                    versions: added,
+                    whole_name: held.is_none(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes 3 (catalog records: [`Stale::Heads`], then
+    /// [`Stale::Records`]) and 4 ([`Stale::Nodes`]): every such destination
+    /// entry whose key the source does not hold is removed. Keys are looked
+    /// up in the source a batch at a time, and removed a batch at a time:
+    /// once [`PRUNE_BATCHES_PER_WALK`] batches of keys to remove are
+    /// gathered, the walk ends, they are removed, and the walk starts again
+    /// (the destination is not written while it is walked). Each such round
+    /// removes that many, so the rounds end. A dry run walks once and
+    /// removes nothing.
+    fn prune(&mut self, stale: Stale) -> Result<(), MirrorError> {
+        let records = stale != Stale::Nodes;
         let phase = match records {
             true => Phase::StaleRecords,
             false => Phase::StaleNodes,
         };
         let prefix: &[u8] = if records { &[catalog::KEY_PREFIX] } else { &[] };
         let (source, dest, limit) = (self.source, self.dest, self.limits.batch_entries);
+        let dry_run = self.dry_run;
+        // The values of the candidates are kept to tell names' records
+        // from pages.
+        let keep_values = stale == Stale::Heads;
         loop {
-            let mut candidates: Vec<Vec<u8>> = Vec::new();
+            let mut candidates: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
             let mut doomed: Vec<Vec<u8>> = Vec::new();
+            let mut heads: Vec<catalog::Head> = Vec::new();
             let mut source_failed = None;
             let mut full = false;
             let mut damaged = Vec::new();
+            let sort = |candidates: &mut Vec<(Vec<u8>, Vec<u8>)>,
+                        doomed: &mut Vec<Vec<u8>>,
+                        heads: &mut Vec<catalog::Head>|
+             -> Result<(), BackendError> {
+                let keys: Vec<Vec<u8>> = candidates.iter().map(|(k, _)| k.clone()).collect();
+                let gone: HashSet<Vec<u8>> = absent(source.backend(), &keys)?.into_iter().collect();
+                for (key, value) in candidates.drain(..) {
+                    if !gone.contains(&key) {
+                        continue;
+                    }
+                    if keep_values {
+                        match dest.catalog().open_entry(&key, &value) {
+                            // Left for the pass after (but counted by a dry
+                            // run, which has none).
+                            Ok(catalog::Entry::Page(_)) if !dry_run => continue,
+                            Ok(catalog::Entry::Head(head)) => heads.push(head),
+                            _ => {}
+                        }
+                    }
+                    doomed.push(key);
+                }
+                Ok(())
+            };
             let walked = dest.backend().walk(
                 prefix,
-                &mut |key, _| {
+                &mut |key, entry| {
                     if catalog::is_catalog_key(key) != records {
                         return Ok(());
                     }
-                    candidates.push(key.to_vec());
+                    let value = match keep_values {
+                        true => entry.value.clone(),
+                        false => Vec::new(),
+                    };
+                    candidates.push((key.to_vec(), value));
                     if candidates.len() >= limit {
-                        match absent(source.backend(), &candidates) {
-                            Ok(gone) => doomed.extend(gone),
-                            Err(e) => {
-                                source_failed = Some(e);
-                                return Err(stop());
-                            }
+                        if let Err(e) = sort(&mut candidates, &mut doomed, &mut heads) {
+                            source_failed = Some(e);
+                            return Err(stop());
                         }
-                        candidates.clear();
-                        if doomed.len() >= limit.saturating_mul(PRUNE_BATCHES_PER_WALK) {
+                        if !dry_run && doomed.len() >= limit.saturating_mul(PRUNE_BATCHES_PER_WALK)
+                        {
                             full = true;
                             return Err(stop());
                         }
@@ -656,12 +830,24 @@ impl Mirror<'_> {
             }
             match walked {
                 Ok(()) => {
-                    let gone =
-                        absent(source.backend(), &candidates).map_err(MirrorError::Source)?;
-                    doomed.extend(gone);
+                    sort(&mut candidates, &mut doomed, &mut heads).map_err(MirrorError::Source)?;
                 }
                 Err(_) if full => {}
                 Err(e) => return Err(MirrorError::Dest(e)),
+            }
+            // Read once the walk is over, before anything is removed: the
+            // pages of a removed record go in the pass after.
+            for head in heads {
+                let versions = versions_of(dest, &head, &HashMap::new())
+                    .map_err(MirrorError::Dest)?
+                    .into_iter()
+                    .map(|(number, _, _)| number)
+                    .collect();
+                self.report.names_removed.push(NameChange {
+                    name: head.record.name,
+                    versions,
+                    whole_name: true,
+                });
             }
             self.remove(phase, doomed)?;
             if !full {
@@ -676,6 +862,11 @@ impl Mirror<'_> {
         keys.sort_unstable();
         keys.dedup();
         if keys.is_empty() {
+            return Ok(());
+        }
+        if self.dry_run {
+            self.report.removed += keys.len() as u64;
+            (self.progress)(phase, &self.report);
             return Ok(());
         }
         for chunk in keys.chunks(self.limits.batch_entries) {
@@ -712,6 +903,10 @@ impl Mirror<'_> {
             let gone = is_key
                 && held(dest.backend(), &key).map_err(MirrorError::Dest)?
                 && !held(source.backend(), &key).map_err(MirrorError::Source)?;
+            if gone && self.dry_run {
+                self.report.removed += 1;
+                continue;
+            }
             if gone {
                 let mut batch = Batch::new();
                 batch.delete(key.clone());
@@ -739,6 +934,81 @@ fn held(backend: &dyn Backend, key: &[u8]) -> Result<bool, BackendError> {
         Err(e) if e.fails_every_request() => Err(e),
         Err(_) => Ok(true),
     }
+}
+
+/// Which of the destination's entries a prune pass removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stale {
+    /// Catalog records but pages (which a dry run counts here too): names'
+    /// records, each read before it goes, for the versions it held.
+    Heads,
+    /// The catalog records left: pages.
+    Records,
+    /// Nodes.
+    Nodes,
+}
+
+/// A version as a mirror compares it: its number, content and time (a
+/// number the other store holds with another content is another version).
+type VersionId = (u32, ContentRef, u64);
+
+/// Every version of the name whose record is `head`, in `store`: its
+/// inline versions and its pages', each page taken from `pages` or else
+/// looked up in the store. A page missing or not the one the record lists
+/// is left out (verify names it).
+fn versions_of(
+    store: &Store,
+    head: &catalog::Head,
+    pages: &HashMap<&[u8], &[u8]>,
+) -> Result<Vec<VersionId>, BackendError> {
+    let keys = store.catalog().page_keys(head);
+    let wanted: Vec<&[u8]> = keys
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|k| !pages.contains_key(k))
+        .collect();
+    let found = lookup(store.backend(), &wanted)?;
+    let looked_up: HashMap<&[u8], Entry> = wanted
+        .into_iter()
+        .zip(found)
+        .filter_map(|(k, e)| e.map(|e| (k, e)))
+        .collect();
+    let mut versions = Vec::new();
+    for (key, listed) in keys.iter().zip(&head.pages) {
+        let value = match pages.get(key.as_slice()) {
+            Some(value) => *value,
+            None => match looked_up.get(key.as_slice()) {
+                Some(entry) => entry.value.as_slice(),
+                None => continue,
+            },
+        };
+        if let Ok(page) = store
+            .catalog()
+            .open_page(key, value, &head.record.name, listed.id)
+        {
+            versions.extend(page.versions);
+        }
+    }
+    versions.extend(head.record.versions.iter().cloned());
+    let mut ids: Vec<VersionId> = versions
+        .into_iter()
+        .map(|v| (v.number, v.content_ref, v.time))
+        .collect();
+    ids.sort_by_key(|(number, _, _)| *number);
+    Ok(ids)
+}
+
+/// The numbers of the versions of `these` that `those` does not hold,
+/// increasing.
+fn versions_missing(these: &[VersionId], those: &[VersionId]) -> Vec<u32> {
+    let held: HashSet<&VersionId> = those.iter().collect();
+    let mut numbers: Vec<u32> = these
+        .iter()
+        .filter(|v| !held.contains(v))
+        .map(|(number, _, _)| *number)
+        .collect();
+    numbers.dedup();
+    numbers
 }
 
 /// Whether a source entry authenticates, and as what.
@@ -853,7 +1123,7 @@ mod tests {
 
     use seccs_core::SecretKey;
 
-    use super::{Limits, MirrorError, MirrorReport, mirror};
+    use super::{Limits, MirrorError, MirrorReport, NameChange, dry_run, mirror};
     use crate::backend::{Backend, BackendError, Batch, Damaged, Entry, MemoryBackend, Visitor};
     use crate::catalog::{self, EntryKind};
     use crate::{Params, Store, WrapperKind};
@@ -1294,5 +1564,104 @@ mod tests {
             "the mirror is as it was"
         );
         assert!(dest.verify().expect("verify").is_clean());
+    }
+
+    fn change(name: &str, versions: &[u32], whole_name: bool) -> NameChange {
+        NameChange {
+            name: name.to_owned(),
+            versions: versions.to_vec(),
+            whole_name,
+        }
+    }
+
+    #[test]
+    fn a_dry_run_lists_the_names_a_mirror_would_change_and_writes_nothing() {
+        let (source, source_backend) = source();
+        let dest_backend = Arc::new(MemoryBackend::new());
+        let dest = store_on(dest_backend.clone());
+        run(&source, &dest, small()).expect("mirror");
+        // Removed: a whole name, a version of a page, a version inline;
+        // added: a name, a version.
+        source.remove_name("docs/a", None).expect("rm docs/a");
+        source.remove_name("log", Some(3)).expect("rm log@3");
+        source.remove_name("log", Some(69)).expect("rm log@69");
+        put(&source, "new", &bytes(30_000, 50));
+        put(&source, "docs/b", &bytes(4_000, 51));
+        let before = entries(dest_backend.as_ref());
+        let dry = dry_run(&source, &dest, small(), &mut |_, _| {}).expect("dry run");
+        assert!(dry.dry_run && dry.is_exact(), "{dry:?}");
+        assert_eq!(entries(dest_backend.as_ref()), before, "nothing written");
+        assert_eq!(
+            dry.names_removed,
+            vec![
+                change("docs/a", &[1, 2], true),
+                change("log", &[3, 69], false)
+            ]
+        );
+        assert_eq!(
+            dry.names_added,
+            vec![change("docs/b", &[2], false), change("new", &[1], true)]
+        );
+        // The mirror does what the dry run said.
+        let done = run(&source, &dest, small()).expect("mirror");
+        assert!(!done.dry_run && done.is_exact(), "{done:?}");
+        assert_eq!(
+            (done.copied, done.removed, done.bytes_written, done.present),
+            (dry.copied, dry.removed, dry.bytes_written, dry.present)
+        );
+        assert!(dry.removed > 0 && dry.copied > 0, "{dry:?}");
+        assert_eq!(done.names_removed, dry.names_removed);
+        assert!(done.names_added.is_empty(), "only a dry run lists them");
+        assert_eq!(
+            entries(dest_backend.as_ref()),
+            entries(source_backend.as_ref())
+        );
+    }
+
+    /// Run the wrong way round (the destination the newer store), a dry
+    /// run names what the destination would lose, and the mirror what it
+    /// lost.
+    #[test]
+    fn a_destination_newer_than_the_source_is_told_what_it_would_lose() {
+        let (source, _) = source();
+        let dest_backend = Arc::new(MemoryBackend::new());
+        let dest = store_on(dest_backend.clone());
+        run(&source, &dest, small()).expect("mirror");
+        put(&dest, "fresh", &bytes(6_000, 70));
+        put(&dest, "fresh", &bytes(6_000, 71));
+        put(&dest, "docs/b", &bytes(6_000, 72));
+        let before = entries(dest_backend.as_ref());
+        let dry = dry_run(&source, &dest, small(), &mut |_, _| {}).expect("dry run");
+        let lost = vec![
+            change("docs/b", &[2], false),
+            change("fresh", &[1, 2], true),
+        ];
+        assert_eq!(dry.names_removed, lost);
+        assert!(dry.names_added.is_empty(), "{dry:?}");
+        assert_eq!(entries(dest_backend.as_ref()), before, "nothing written");
+        let done = run(&source, &dest, small()).expect("mirror");
+        assert_eq!(done.names_removed, lost);
+    }
+
+    /// A source damaged since its mirror: the dry run says the mirror
+    /// would be left as it was, and writes nothing either.
+    #[test]
+    fn a_dry_run_from_a_damaged_source_says_the_mirror_would_be_left_as_it_was() {
+        let (source, source_backend) = source();
+        let dest_backend = Arc::new(MemoryBackend::new());
+        let dest = store_on(dest_backend.clone());
+        run(&source, &dest, small()).expect("mirror");
+        let node = entries(source_backend.as_ref())
+            .into_iter()
+            .find(|(k, _)| !catalog::is_catalog_key(k))
+            .expect("a node");
+        let mut lost = Batch::new();
+        lost.delete(node.0);
+        source_backend.apply(&lost).expect("lose a node");
+        let before = entries(dest_backend.as_ref());
+        let dry = dry_run(&source, &dest, small(), &mut |_, _| {}).expect("dry run");
+        assert!(dry.dry_run && dry.dest_left_as_it_was, "{dry:?}");
+        assert!(!dry.source_damage.is_empty());
+        assert_eq!(entries(dest_backend.as_ref()), before);
     }
 }
