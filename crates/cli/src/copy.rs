@@ -126,7 +126,8 @@ pub struct CopyArgs {
 /// Runs `seccs copy`.
 pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
     let dest_path = &args.dest;
-    let dest_exists = StoreDir::exists(dest_path);
+    // A DEST whose making a stopped copy left unfinished is made afresh.
+    let dest_exists = StoreDir::exists(dest_path) && StoreDir::unfinished(dest_path).is_none();
     if dest_exists && args.backend.is_some() {
         // A usage error, said before any store is opened.
         clap::Error::raw(
@@ -278,7 +279,11 @@ fn dry_run(
         &inspected.store
     } else {
         let backend = args.backend.clone().unwrap_or_else(|| EMBEDDED.to_owned());
-        open::check_new_place(dest_path, &backend)?;
+        // What a stopped copy left there, the real copy removes first
+        // (it says what): only a place that holds no store is checked.
+        if StoreDir::unfinished(dest_path).is_none() {
+            open::check_new_place(dest_path, &backend)?;
+        }
         let params = source_config.params()?;
         empty = Store::open(Arc::new(MemoryBackend::new()), params, key)?;
         let key_said = match dest_key_source(&source.dir)? {

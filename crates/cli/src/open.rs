@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use seccs_core::SecretKey;
 use seccs_store::StoreError;
 use seccs_store::backend::{Backend, BackendError};
-use seccs_store::dir::{self, EMBEDDED, KeySource, StoreConfig, StoreDir};
+use seccs_store::dir::{self, EMBEDDED, KeySource, StoreConfig, StoreDir, Unfinished};
 use seccs_store::{Params, Store};
 
 /// Options that pick the store; shared by every store command.
@@ -120,7 +120,35 @@ pub struct NewStore {
 }
 
 /// Creates a store directory, its key file (for file keys) and its backend.
+///
+/// config.toml is written first, marked unfinished and holding what an
+/// undo needs (the key source, the backend URL without its password, the
+/// key's check value); then the key file, the key saved on the share
+/// network, the backend's store marker and the embedded database, in that
+/// order; last config.toml is rewritten without the mark, the commit
+/// point. A failure undoes what was made ([`Made::undo`]); a stop between
+/// (SIGKILL, power loss) leaves the mark, every open refuses the store,
+/// and the next `create` at `path` removes what the stopped one made
+/// ([`resume`]) and makes the store afresh.
 pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
+    // A URL said wrong before anything, a stopped init's leftovers
+    // included, is touched.
+    if new.backend != EMBEDDED && !seccs_backends::is_backend_url(&new.backend) {
+        bail!(
+            "{:?} is not a backend: use `embedded` or a redis://, postgres:// or s3:// URL",
+            new.backend
+        );
+    }
+    let by = match new.existing_key {
+        Some(_) => Unfinished::Copy,
+        None => Unfinished::Init,
+    };
+    // What a stopped init or copy left is removed first, under the
+    // store's lock (refused as in use while that init still runs).
+    let adopted = match StoreDir::unfinished(path) {
+        Some(_) => resume(path, &new)?,
+        None => None,
+    };
     check_new_place(path, &new.backend)?;
     // Nor for a key file that cannot be written: it is never overwritten.
     if let KeySource::File { path: key_path } = &new.key {
@@ -146,15 +174,131 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
     } else {
         seccs_backends::redact(&new.backend)
     };
-    let config = StoreConfig::new(new.params, backend_url, new.key.clone());
+    let config = StoreConfig::new(new.params, backend_url, new.key.clone()).unfinished_by(by);
     // What this init makes, undone if it fails: a store left half made
-    // (a key file but no config.toml) would refuse the next init.
+    // would refuse the next init.
     let mut made = Made::before(path);
-    let result = make(path, &new, config, network.as_deref(), &mut made);
+    let result = make(path, &new, adopted, config, network.as_deref(), &mut made);
     match result {
         Ok(done) => Ok(done),
-        Err(e) => Err(made.undo(path, e)),
+        Err(e) => Err(made.undo(path, network.as_deref(), e)),
     }
+}
+
+/// Removes what a stopped [`create`] made at `path`, whose config.toml
+/// marks the store unfinished, and says so on stderr: the embedded
+/// database (only if it holds no entry), the store marker on its network
+/// backend (only if it is the recorded key's and the backend holds no
+/// entry), the key file (only if it holds the recorded key), and last
+/// config.toml.
+/// All under the store's lock: while the stopped init still runs, this
+/// fails as the store being in use. Anything that may hold data is
+/// refused, and nothing is removed after it.
+///
+/// A key the stopped init saved on the share network is kept, and
+/// returned to be used again when `new` names the same tag and it is the
+/// recorded key: a tag is saved to once, so removing it would leave the
+/// same init unable to run again.
+fn resume(path: &Path, new: &NewStore) -> Result<Option<SecretKey>> {
+    let dir = StoreDir::open_unfinished(path)?;
+    let config = dir.config().clone();
+    let by = config.unfinished.unwrap_or(Unfinished::Init);
+    let recorded = config.key_check.clone().unwrap_or_default();
+    let mut removed = Vec::new();
+    // What may hold data first: a database or backend that holds entries
+    // is refused before anything is removed, the key file above all.
+    if dir.remove_unfinished_db()? {
+        removed.push(format!("the database {}", path.join("db").display()));
+    }
+    if config.backend != EMBEDDED {
+        // The URL given when it names the recorded backend: it may hold the
+        // password that config.toml leaves out.
+        let url = match seccs_backends::redact(&new.backend) == config.backend {
+            true => new.backend.as_str(),
+            false => config.backend.as_str(),
+        };
+        if remove_unfinished_marker(path, url, &recorded)? {
+            removed.push(format!("the store marker on backend {}", config.backend));
+        }
+    }
+    if let Some(key_path) = dir.remove_unfinished_key_file()? {
+        removed.push(format!("the key file {}", key_path.display()));
+    }
+    let mut adopted = None;
+    if let (
+        KeySource::Share { tag, .. },
+        KeySource::Share {
+            tag: new_tag,
+            config: share,
+        },
+    ) = (&config.key, &new.key)
+        && tag == new_tag
+        && new.existing_key.is_none()
+    {
+        let share_config = crate::share::load_config_file(share, "--share-config")?;
+        let password = crate::share::password_from(new.share_password_file.as_ref(), false)?;
+        // Not saved (or not reachable): the init saves a new key, and says
+        // why it cannot.
+        if let Ok(key) = seccs_net::keyfile::load_key(&share_config, tag, &password)
+            // Check values are public (config.toml is readable by all).
+            && dir::key_check(&key) == recorded
+        {
+            errln!(
+                "seccs: the store key the stopped init saved on the share network as {tag:?} \
+                 is used again (a tag is saved to once)"
+            );
+            adopted = Some(key);
+        }
+    }
+    dir.discard_unfinished()?;
+    let what = match removed.is_empty() {
+        true => "config.toml, all it had made".to_owned(),
+        false => format!("{} and config.toml", removed.join(", ")),
+    };
+    errln!(
+        "seccs: {} held a store whose `{}` was stopped before it finished; removed what it \
+         made ({what}), and making the store afresh",
+        path.display(),
+        by.command()
+    );
+    Ok(adopted)
+}
+
+/// Removes the store marker a stopped init wrote on the backend at `url`
+/// for the store at `path`: only if it is `recorded` (that init's key's
+/// check value) and the backend holds no entry. Returns whether it removed
+/// one; refuses a marked backend that holds entries.
+fn remove_unfinished_marker(path: &Path, url: &str, recorded: &str) -> Result<bool> {
+    let shown = seccs_backends::redact(url);
+    let backend: Arc<dyn Backend> = Arc::from(
+        seccs_backends::open_exclusive(url, true)
+            .with_context(|| format!("cannot open backend {shown}"))?,
+    );
+    crate::interrupt::release_on_interrupt(&backend);
+    let marker = backend
+        .read_marker()
+        .with_context(|| format!("cannot read backend {shown}"))?;
+    if marker.as_deref() != Some(recorded.as_bytes()) {
+        // None, or another store's: the new store's init says so.
+        return Ok(false);
+    }
+    let entries = backend
+        .usage()
+        .with_context(|| format!("cannot read backend {shown}"))?
+        .entries;
+    if entries > 0 {
+        bail!(
+            "{} holds a store whose init was stopped before it finished, but its backend {shown} \
+             holds {entries} entries besides its marker: not removing them. Give the new store \
+             another table or prefix, or empty that one if nothing there is needed; nothing was \
+             changed",
+            path.display()
+        );
+    }
+    backend
+        .remove_marker()
+        .with_context(|| format!("cannot remove the store marker on backend {shown}"))?;
+    Ok(true)
 }
 
 /// What a failing [`create`] made and undoes: never anything that was
@@ -164,13 +308,15 @@ struct Made {
     dir: bool,
     /// Its lock file was not there.
     lock: bool,
+    /// Its database directory was not there.
+    db: bool,
+    /// The store directory made, its config.toml written (marked
+    /// unfinished), its lock held.
+    store_dir: Option<StoreDir>,
     /// The key file written.
     key_file: Option<PathBuf>,
     /// The key saved on the share network: its tag, version and config.
     share_key: Option<(String, u64, seccs_net::Config)>,
-    /// Why the store marker written on the network backend could not be
-    /// removed again.
-    marker_left: Option<String>,
 }
 
 impl Made {
@@ -178,34 +324,58 @@ impl Made {
         Self {
             dir: path.symlink_metadata().is_err(),
             lock: path.join("lock").symlink_metadata().is_err(),
+            db: path.join("db").symlink_metadata().is_err(),
+            store_dir: None,
             key_file: None,
             share_key: None,
-            marker_left: None,
         }
     }
 
-    /// Removes what was made, and returns `e` saying so (and what could
-    /// not be removed).
-    fn undo(self, path: &Path, e: anyhow::Error) -> anyhow::Error {
+    /// Removes what was made, config.toml last, and returns `e` saying so
+    /// (and what could not be removed). Where something cannot be removed,
+    /// config.toml stays, marked unfinished: the next init there removes
+    /// it.
+    fn undo(self, path: &Path, network: Option<&dyn Backend>, e: anyhow::Error) -> anyhow::Error {
         let made_any = self.key_file.is_some()
             || self.share_key.is_some()
-            || self.marker_left.is_some()
+            || self.store_dir.is_some()
             || (self.lock && path.join("lock").symlink_metadata().is_ok())
             || (self.dir && path.symlink_metadata().is_ok());
         if !made_any {
             return e;
         }
         let mut left = Vec::new();
+        let mut keep_config = false;
+        if self.store_dir.is_some() {
+            // Under the store's lock, still held: the database begun is
+            // this init's.
+            if self.db {
+                let _ = std::fs::remove_dir_all(path.join("db"));
+            }
+            // The backend held no marker and no entry when this init began
+            // (`create_network_backend`), so a marker there now is this
+            // init's, and would make the next init here refuse the place
+            // as another store's.
+            if let Some(backend) = network
+                && let Err(rm) = backend.remove_marker()
+            {
+                keep_config = true;
+                left.push(format!(
+                    "the store marker it may have written on its backend is left (cannot remove \
+                     it: {rm}); running the same init again removes it"
+                ));
+            }
+        }
         if let Some(key_file) = &self.key_file
             && let Err(rm) = std::fs::remove_file(key_file)
         {
+            keep_config = true;
             left.push(format!(
-                "the key file {} it wrote is left (cannot remove it: {rm}); remove it before \
-                 running init again",
+                "the key file {} it wrote is left (cannot remove it: {rm}); running the same \
+                 init again removes it",
                 key_file.display()
             ));
         }
-        left.extend(self.marker_left);
         let mut notes = Vec::new();
         if let Some((tag, version, config)) = &self.share_key {
             match remove_share_key(config, tag, *version) {
@@ -219,6 +389,12 @@ impl Made {
                  remove it with `seccs share rm {tag}@{version}`"
                 )),
             }
+        }
+        if let Some(store_dir) = self.store_dir {
+            if !keep_config {
+                let _ = std::fs::remove_file(path.join("config.toml"));
+            }
+            drop(store_dir);
         }
         // Taken first, so that no other process holding it loses it; made
         // by this init, so no store is there.
@@ -271,52 +447,26 @@ fn remove_share_key(config: &seccs_net::Config, tag: &str, version: u64) -> Resu
     })
 }
 
-/// The part of [`create`] that makes things, each noted in `made`.
+/// The part of [`create`] that makes things, each noted in `made`; uses
+/// `adopted` (a key a stopped init saved on the share network) as the
+/// store's key when given.
 fn make(
     path: &Path,
     new: &NewStore,
+    adopted: Option<SecretKey>,
     config: StoreConfig,
     network: Option<&dyn Backend>,
     made: &mut Made,
 ) -> Result<(StoreDir, SecretKey)> {
-    let key = match (&new.key, &new.existing_key) {
-        // The source's key source gives this key already: nothing to save
-        // or fetch.
-        (KeySource::Share { .. } | KeySource::Kms { .. }, Some(key)) => key.clone(),
-        (KeySource::File { path: key_path }, existing) => {
-            let key_path = path.join(key_path);
-            let key = match existing {
-                Some(key) => key.clone(),
-                None => SecretKey::generate()?,
-            };
-            dir::write_key_file(&key_path, &key)?;
-            made.key_file = Some(key_path);
-            key
-        }
-        (KeySource::Share { tag, config }, None) => {
-            let key = SecretKey::generate()?;
-            let share_config = crate::share::load_config_file(config, "--share-config")?;
-            let password = crate::share::password_from(new.share_password_file.as_ref(), true)?;
-            let report = seccs_net::keyfile::save_key(&share_config, tag, &key, &password)
-                .with_context(|| {
-                    format!("cannot save the store key to the share network as {tag:?}")
-                })?;
-            made.share_key = Some((tag.clone(), report.version, share_config));
-            errln!(
-                "seccs: store key saved on the share network as {tag:?} ({} of {} servers, any {} recover it)",
-                report.stored_on,
-                report.servers,
-                report.threshold
-            );
-            // Only with a threshold set in the share config: the default is
-            // refused with no server to spare.
-            if let Some(warning) =
-                crate::share::no_spare_warning(report.stored_on, report.threshold)
-            {
-                errln!("seccs: warning: the store key was {warning}, and the store with it");
-            }
-            key
-        }
+    let existing = new.existing_key.clone().or(adopted);
+    // The key first, in memory only: config.toml records its check value
+    // before anything holds it, so that the next init can tell what a
+    // stopped one made.
+    let key = match (&new.key, &existing) {
+        // The source's key source gives this key already (or the share
+        // network holds it): nothing to save or fetch.
+        (_, Some(key)) => key.clone(),
+        (KeySource::File { .. } | KeySource::Share { .. }, None) => SecretKey::generate()?,
         (KeySource::Kms { .. }, None) => load_key_source(
             path,
             &new.key,
@@ -328,8 +478,37 @@ fn make(
         )?,
     };
     let mut store_dir = StoreDir::create(path, config.with_key_check(&key))?;
-    let db_was_there = path.join("db").symlink_metadata().is_ok();
     let rest = (|| -> Result<()> {
+        match (&new.key, &existing) {
+            (KeySource::File { path: key_path }, _) => {
+                let key_path = path.join(key_path);
+                dir::write_key_file(&key_path, &key)?;
+                made.key_file = Some(key_path);
+            }
+            (KeySource::Share { tag, config }, None) => {
+                let share_config = crate::share::load_config_file(config, "--share-config")?;
+                let password = crate::share::password_from(new.share_password_file.as_ref(), true)?;
+                let report = seccs_net::keyfile::save_key(&share_config, tag, &key, &password)
+                    .with_context(|| {
+                        format!("cannot save the store key to the share network as {tag:?}")
+                    })?;
+                made.share_key = Some((tag.clone(), report.version, share_config));
+                errln!(
+                    "seccs: store key saved on the share network as {tag:?} ({} of {} servers, any {} recover it)",
+                    report.stored_on,
+                    report.servers,
+                    report.threshold
+                );
+                // Only with a threshold set in the share config: the default is
+                // refused with no server to spare.
+                if let Some(warning) =
+                    crate::share::no_spare_warning(report.stored_on, report.threshold)
+                {
+                    errln!("seccs: warning: the store key was {warning}, and the store with it");
+                }
+            }
+            _ => {}
+        }
         if let Some(backend) = network {
             // Marked now, so that a second store cannot be made on the same
             // table or prefix before this one's first write.
@@ -341,33 +520,17 @@ fn make(
             // empty store.
             drop(store_dir.open_embedded()?);
         }
+        // The commit point: from here on the store is made.
+        store_dir.finish()?;
         Ok(())
     })();
-    if let Err(e) = rest {
-        // Under the store's lock, still held: its config.toml and the
-        // database begun are this init's.
-        let _ = std::fs::remove_file(path.join("config.toml"));
-        if !db_was_there {
-            let _ = std::fs::remove_dir_all(path.join("db"));
+    match rest {
+        Ok(()) => Ok((store_dir, key)),
+        Err(e) => {
+            made.store_dir = Some(store_dir);
+            Err(e)
         }
-        // The backend held no marker and no entry when this init began
-        // (`create_network_backend`), so a marker there now is this init's
-        // (written before a later step failed, such as config.toml's
-        // second write), and would make the next init here refuse the
-        // place as another store's.
-        if let Some(backend) = network
-            && let Err(rm) = backend.remove_marker()
-        {
-            made.marker_left = Some(format!(
-                "the store marker it may have written on backend {} is left (cannot remove it: \
-                 {rm}); if the next init there says the backend already holds a store, delete \
-                 that marker by hand or give the store another table or prefix",
-                seccs_backends::redact(&new.backend)
-            ));
-        }
-        return Err(e);
     }
-    Ok((store_dir, key))
 }
 
 /// Fails unless `path` can be made a directory: the nearest of it and its

@@ -17,6 +17,13 @@ use crate::progress;
 
 /// `seccs init`: create a store.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "An init stopped part way (killed, or a power loss) leaves config.toml marked \
+`unfinished`: every command then refuses the store, saying so. Run the same init again: it \
+removes what the stopped one made (its key file, its empty database, its marker on an empty \
+backend), says so, and makes the store afresh; a database or backend that holds entries is \
+refused and kept."
+)]
 pub struct InitArgs {
     /// Target chunk size S in bytes (at least twice the reference size: 48
     /// for aes-siv, 80 for the SHA-256 based wrappers; at most 1048576).

@@ -181,11 +181,42 @@ pub enum KeySource {
     },
 }
 
+/// What left a store unfinished: the command whose making of it was
+/// stopped (killed, or the machine lost power) before it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unfinished {
+    /// `seccs init` (or a command that makes a default store first).
+    Init,
+    /// `seccs copy`, making its DEST.
+    Copy,
+}
+
+impl Unfinished {
+    /// The command to run again, for messages.
+    pub fn command(self) -> &'static str {
+        match self {
+            Unfinished::Init => "seccs init",
+            Unfinished::Copy => "seccs copy",
+        }
+    }
+}
+
 /// The contents of `config.toml`. Its `Debug` shows the backend URL
 /// without a password, should one have been put there by hand.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// Set while the store is being made: config.toml is written first,
+    /// marked so, and rewritten without the mark once everything else
+    /// (the key file, the share-network key, the backend marker, the
+    /// embedded database) is made; that rewrite is the store's commit
+    /// point. Every open refuses a store so marked, and the next init (or
+    /// copy) there removes what the stopped one made and makes it afresh.
+    /// A seccs from before the mark refuses the field as unknown, so it
+    /// never opens such a store as a finished one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unfinished: Option<Unfinished>,
     /// [`FORMAT_VERSION`] when written.
     pub format_version: u32,
     /// Chunk size S.
@@ -217,6 +248,7 @@ pub struct StoreConfig {
 impl std::fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreConfig")
+            .field("unfinished", &self.unfinished)
             .field("format_version", &self.format_version)
             .field("chunk_size", &self.chunk_size)
             .field("wrapper", &self.wrapper)
@@ -250,6 +282,7 @@ impl StoreConfig {
     /// A config for a new store with a key file.
     pub fn new(params: Params, backend: String, key: KeySource) -> Self {
         Self {
+            unfinished: None,
             format_version: FORMAT_VERSION,
             chunk_size: params.chunk_size(),
             wrapper: params.wrapper().name().to_owned(),
@@ -267,6 +300,13 @@ impl StoreConfig {
     pub fn with_key_check(mut self, key: &SecretKey) -> Self {
         self.key_check = Some(key_check(key));
         self.params_check = Some(params_check(key, self.chunk_size, &self.wrapper));
+        self
+    }
+
+    /// This config marked as the config of a store being made by `by`
+    /// (see [`StoreConfig::unfinished`]).
+    pub fn unfinished_by(mut self, by: Unfinished) -> Self {
+        self.unfinished = Some(by);
         self
     }
 
@@ -407,6 +447,130 @@ impl StoreDir {
         Ok(dir)
     }
 
+    /// The command that was making the store at `path` when it was stopped,
+    /// if config.toml there says it is unfinished; `None` when there is
+    /// no store, a finished one, or one whose config cannot be read (an
+    /// open says why).
+    pub fn unfinished(path: &Path) -> Option<Unfinished> {
+        if !Self::exists(path) {
+            return None;
+        }
+        let owner = Self::check_is_store(path).ok()?;
+        read_config(path, owner).ok()?.unfinished
+    }
+
+    /// Opens the unfinished store at `path` (see [`StoreConfig::unfinished`]),
+    /// taking its lock, to remove what the stopped command made: refused
+    /// with [`BackendError::Locked`](crate::backend::BackendError::Locked)
+    /// while a command holds it (the init still running), and when the
+    /// store is finished.
+    pub fn open_unfinished(path: &Path) -> Result<Self> {
+        let owner = Self::check_is_store(path)?;
+        let lock = lock(path)?;
+        let config = read_config(path, owner)?;
+        if config.unfinished.is_none() {
+            return Err(StoreError::Config(format!(
+                "{} already holds a store",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            config,
+            created: false,
+            unconfirmed_params_check: None,
+            lock: Some(Arc::new(lock)),
+        })
+    }
+
+    /// Marks the store this handle made finished: config.toml is rewritten
+    /// (atomically) without [`StoreConfig::unfinished`], the commit point
+    /// of its making.
+    pub fn finish(&mut self) -> Result<()> {
+        self.config.unfinished = None;
+        self.write_config()
+    }
+
+    /// Removes the key file an unfinished store's config names, if it
+    /// holds the key whose check value the config records (the key the
+    /// stopped command wrote); returns its path if it removed it. A key
+    /// file that is missing, another key or not a key file is left, and
+    /// the new store's init refuses to overwrite it.
+    pub fn remove_unfinished_key_file(&self) -> Result<Option<PathBuf>> {
+        self.check_unfinished()?;
+        let KeySource::File { path } = &self.config.key else {
+            return Ok(None);
+        };
+        let key_path = self.resolve(path);
+        if key_path.symlink_metadata().is_err() {
+            return Ok(None);
+        }
+        let Ok(key) = read_store_key_file(&key_path, &self.path) else {
+            return Ok(None);
+        };
+        let recorded = self.config.key_check.as_deref().unwrap_or_default();
+        if !bool::from(recorded.as_bytes().ct_eq(key_check(&key).as_bytes())) {
+            return Ok(None);
+        }
+        fs::remove_file(&key_path).map_err(|e| io_err(&key_path, e))?;
+        sync_parent(&key_path);
+        Ok(Some(key_path))
+    }
+
+    /// Removes the embedded database of an unfinished store, if it holds
+    /// no entry; returns whether there was one to remove. One that holds
+    /// entries is refused: it is data, whatever config.toml says. One that
+    /// cannot be opened is removed: it was begun by the stopped command
+    /// after config.toml marked the store unfinished, and no command writes
+    /// to an unfinished store.
+    pub fn remove_unfinished_db(&self) -> Result<bool> {
+        self.check_unfinished()?;
+        let db = self.path.join("db");
+        if self.config.backend != EMBEDDED || db.symlink_metadata().is_err() {
+            return Ok(false);
+        }
+        if let Ok(backend) = EmbeddedBackend::open_existing(&db) {
+            let entries = backend.usage()?.entries;
+            drop(backend);
+            if entries > 0 {
+                return Err(StoreError::Config(format!(
+                    "{} holds a store whose init was stopped before it finished, but its \
+                     database {} holds {entries} entries: not removing it. Move {} away (or \
+                     keep it, if it is data you need) and run init again; nothing was changed",
+                    self.path.display(),
+                    db.display(),
+                    db.display()
+                )));
+            }
+        }
+        fs::remove_dir_all(&db).map_err(|e| io_err(&db, e))?;
+        sync_parent(&db);
+        Ok(true)
+    }
+
+    /// Removes config.toml of an unfinished store, once what the stopped
+    /// command made is removed ([`StoreDir::remove_unfinished_key_file`],
+    /// [`StoreDir::remove_unfinished_db`], the backend marker): the
+    /// directory is then a place a new store can be made.
+    pub fn discard_unfinished(self) -> Result<()> {
+        self.check_unfinished()?;
+        let config = self.path.join("config.toml");
+        fs::remove_file(&config).map_err(|e| io_err(&config, e))?;
+        sync_parent(&config);
+        Ok(())
+    }
+
+    /// Fails unless this handle holds an unfinished store's lock.
+    fn check_unfinished(&self) -> Result<()> {
+        match (&self.lock, self.config.unfinished) {
+            (Some(_), Some(_)) => Ok(()),
+            _ => Err(StoreError::Config(format!(
+                "{} is not an unfinished store held by this process",
+                self.path.display()
+            ))),
+        }
+    }
+
     /// Checks that `backend` holds this store's data, where the backend
     /// keeps a store marker ([`Backend::keeps_marker`]: PostgreSQL, Redis,
     /// S3): the marker is `key`'s check value as text, the 32 lowercase hex
@@ -530,9 +694,13 @@ impl StoreDir {
     pub fn open(path: &Path) -> Result<Self> {
         let owner = Self::check_is_store(path)?;
         let lock = lock(path)?;
+        let config = read_config(path, owner)?;
+        if let Some(by) = config.unfinished {
+            return Err(unfinished_store(path, by));
+        }
         Ok(Self {
             path: path.to_owned(),
-            config: read_config(path, owner)?,
+            config,
             created: false,
             unconfirmed_params_check: None,
             lock: Some(Arc::new(lock)),
@@ -556,6 +724,12 @@ impl StoreDir {
     pub fn open_for_reading(path: &Path) -> Result<Self> {
         let owner = Self::check_is_store(path)?;
         let config = read_config(path, owner)?;
+        if let Some(by) = config.unfinished {
+            // Being made now (its lock held) is said as a store in use,
+            // as a writer's open says it.
+            drop(lock(path)?);
+            return Err(unfinished_store(path, by));
+        }
         if config.backend == EMBEDDED {
             // The lock, and the database's own lock and journal, are
             // written even to read: a directory that cannot be written
@@ -1200,6 +1374,33 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32, replace: Replace) -> Resul
     Ok(())
 }
 
+/// The error of an open of the store at `path` whose making by `by` was
+/// stopped before it finished.
+fn unfinished_store(path: &Path, by: Unfinished) -> StoreError {
+    let again = match by {
+        Unfinished::Init => "run the same `seccs init` again to make it afresh",
+        Unfinished::Copy => "run the same `seccs copy` again to make it afresh and copy into it",
+    };
+    StoreError::Config(format!(
+        "{} holds a store whose `{}` was stopped before it finished: {again} (nothing was \
+         stored in it)",
+        path.display(),
+        by.command()
+    ))
+}
+
+/// Makes the removal or renaming of `path` durable: fsyncs its directory
+/// (best effort, as [`write_atomic`]).
+fn sync_parent(path: &Path) {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
 /// Whether `path` holds config.toml as a file: `Ok(false)` when nothing
 /// (or something else) is there, and the error when it cannot be told (a
 /// directory the user may not search).
@@ -1766,6 +1967,64 @@ mod tests {
         );
         set_mode(&keys, 0o1777)?;
         assert!(read_key_file(&key_path)? == key(1));
+        Ok(())
+    }
+
+    /// A store whose making was stopped (config.toml written first, marked
+    /// unfinished) is refused by every open, naming the command to run
+    /// again; its lock is taken to undo it, and only while free; once
+    /// finished (config.toml rewritten without the mark) it opens.
+    #[test]
+    fn an_unfinished_store_is_refused_until_finished() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        let config = StoreConfig::new(
+            Params::default(),
+            EMBEDDED.into(),
+            KeySource::File {
+                path: PathBuf::from("key"),
+            },
+        )
+        .with_key_check(&key(1))
+        .unfinished_by(Unfinished::Init);
+        let mut made = StoreDir::create(&path, config)?;
+        let text = fs::read_to_string(path.join("config.toml"))?;
+        assert!(text.starts_with("unfinished = \"init\"\n"), "{text}");
+        // While its init runs (the lock held), it is a store in use.
+        assert!(matches!(
+            StoreDir::open_for_reading(&path),
+            Err(StoreError::Backend(
+                crate::backend::BackendError::Locked { .. }
+            ))
+        ));
+        assert!(StoreDir::open_unfinished(&path).is_err());
+        drop(made);
+        assert_eq!(StoreDir::unfinished(&path), Some(Unfinished::Init));
+        for opened in [StoreDir::open(&path), StoreDir::open_for_reading(&path)] {
+            match opened {
+                Err(StoreError::Config(m)) => assert!(
+                    m.contains("`seccs init` was stopped before it finished")
+                        && m.contains("run the same `seccs init` again"),
+                    "{m}"
+                ),
+                other => panic!("an unfinished store opened: {other:?}"),
+            }
+        }
+        made = StoreDir::open_unfinished(&path)?;
+        assert!(matches!(
+            StoreDir::open_unfinished(&path),
+            Err(StoreError::Backend(
+                crate::backend::BackendError::Locked { .. }
+            ))
+        ));
+        made.finish()?;
+        drop(made);
+        assert_eq!(StoreDir::unfinished(&path), None);
+        assert!(StoreDir::open(&path)?.config().unfinished.is_none());
+        assert!(
+            StoreDir::open_unfinished(&path).is_err(),
+            "a finished store is kept"
+        );
         Ok(())
     }
 

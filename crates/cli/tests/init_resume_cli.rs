@@ -1,0 +1,310 @@
+//! A `seccs init` (or a `seccs copy` making its DEST) stopped part way
+//! (SIGKILL, power loss) leaves a store marked unfinished: every command
+//! refuses it, saying what happened and what to do, and the same init
+//! (or copy) run again removes what the stopped one made and makes the
+//! store afresh.
+
+mod common;
+
+use common::{ok, run};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn seccs(store: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+    c.arg("--store").arg(store).env_remove("SECCS_STORE");
+    c
+}
+
+/// Runs `cmd`, which must fail; returns its standard error.
+fn fails(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(!out.status.success(), "{cmd:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `cmd`, which must succeed; returns its standard error.
+fn ok_err(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{cmd:?} failed: {err}");
+    err
+}
+
+/// Marks the finished store at `dir` as one `by` (`init` or `copy`) was
+/// stopped making: config.toml as it is written first.
+fn mark_unfinished(dir: &Path, by: &str) {
+    let config = dir.join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config.toml");
+    std::fs::write(&config, format!("unfinished = \"{by}\"\n{text}")).expect("write config");
+}
+
+/// Every command refuses the unfinished store at `dir`, saying what to do.
+fn refused_as_unfinished(dir: &Path, by: &str) {
+    for args in [&["ls"][..], &["stat"], &["verify"]] {
+        let err = fails(seccs(dir).args(args));
+        assert!(
+            err.contains(&format!(
+                "holds a store whose `seccs {by}` was stopped before it finished"
+            )) && err.contains(&format!("run the same `seccs {by}` again")),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// The store at `dir` works: a put, a get of it, a clean verify.
+fn works(dir: &Path, tmp: &Path) {
+    let file = tmp.join("data.bin");
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&file, &data).expect("write input");
+    ok(seccs(dir)
+        .arg("put")
+        .arg(&file)
+        .args(["--name", "doc", "-q"]));
+    let got = tmp.join("got.bin");
+    ok(seccs(dir).args(["get", "doc", "-o"]).arg(&got));
+    assert_eq!(std::fs::read(&got).expect("read output"), data);
+    ok(seccs(dir).arg("verify"));
+    std::fs::remove_file(&got).expect("remove output");
+}
+
+/// The states a stopped init leaves, in the order it makes things; each
+/// built from a finished store by taking away what was not made yet.
+#[derive(Debug, Clone, Copy)]
+enum Left {
+    /// config.toml only (stopped before the key file).
+    Config,
+    /// config.toml and the key file.
+    Key,
+    /// everything but config.toml's last write.
+    All,
+}
+
+const LEFT: [Left; 3] = [Left::Config, Left::Key, Left::All];
+
+#[test]
+fn an_embedded_init_stopped_at_each_step_is_made_afresh_by_the_next() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for left in LEFT {
+        let dir = tmp.path().join(format!("{left:?}"));
+        ok(seccs(&dir).arg("init"));
+        match left {
+            Left::Config => {
+                std::fs::remove_file(dir.join("key")).expect("rm key");
+                std::fs::remove_dir_all(dir.join("db")).expect("rm db");
+            }
+            Left::Key => std::fs::remove_dir_all(dir.join("db")).expect("rm db"),
+            Left::All => {}
+        }
+        mark_unfinished(&dir, "init");
+        refused_as_unfinished(&dir, "init");
+        let err = ok_err(seccs(&dir).arg("init"));
+        assert!(
+            err.contains("was stopped before it finished; removed what it made"),
+            "{left:?}: {err}"
+        );
+        match left {
+            Left::Config => assert!(!err.contains("the key file"), "{err}"),
+            Left::Key => assert!(err.contains("the key file") && !err.contains("database")),
+            Left::All => assert!(err.contains("the key file") && err.contains("database")),
+        }
+        let config = std::fs::read_to_string(dir.join("config.toml")).expect("config");
+        assert!(!config.contains("unfinished"), "{config}");
+        works(&dir, tmp.path());
+    }
+}
+
+fn redis_url(port: u16, prefix: &str) -> String {
+    format!("redis://127.0.0.1:{port}/0?prefix={prefix}:")
+}
+
+#[test]
+fn a_redis_init_stopped_at_each_step_is_made_afresh_by_the_next() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    for left in LEFT {
+        let dir = tmp.path().join(format!("{left:?}"));
+        let url = redis_url(port, &format!("{left:?}"));
+        ok(seccs(&dir).args(["init", "--backend", &url]));
+        if !matches!(left, Left::All) {
+            // Stopped before the marker: the server holds none.
+            let out = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "FLUSHALL"])
+                .output()
+                .expect("redis-cli");
+            assert!(out.status.success());
+        }
+        if matches!(left, Left::Config) {
+            std::fs::remove_file(dir.join("key")).expect("rm key");
+        }
+        mark_unfinished(&dir, "init");
+        refused_as_unfinished(&dir, "init");
+        let err = ok_err(seccs(&dir).args(["init", "--backend", &url]));
+        assert!(
+            err.contains("was stopped before it finished; removed what it made"),
+            "{left:?}: {err}"
+        );
+        assert_eq!(
+            err.contains("the store marker on backend"),
+            matches!(left, Left::All),
+            "{left:?}: {err}"
+        );
+        works(&dir, tmp.path());
+    }
+}
+
+/// What may be data is never removed: a database or a backend that holds
+/// entries under an unfinished config.toml is refused, and kept.
+#[test]
+fn an_unfinished_store_whose_backend_holds_entries_is_refused_and_kept() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let file = tmp.path().join("precious.txt");
+    std::fs::write(&file, b"precious").expect("write");
+    for backend in ["embedded".to_owned(), redis_url(port, "kept")] {
+        let dir = tmp
+            .path()
+            .join(if backend == "embedded" { "e" } else { "r" });
+        ok(seccs(&dir).args(["init", "--backend", &backend]));
+        ok(seccs(&dir)
+            .arg("put")
+            .arg(&file)
+            .args(["--name", "p", "-q"]));
+        mark_unfinished(&dir, "init");
+        let err = fails(seccs(&dir).args(["init", "--backend", &backend]));
+        assert!(
+            err.contains("entries") && err.contains("not removing"),
+            "{err}"
+        );
+        assert!(dir.join("key").exists(), "the key file is kept");
+        // Taken back by hand, the store is whole.
+        let config = dir.join("config.toml");
+        let text = std::fs::read_to_string(&config).expect("config");
+        std::fs::write(&config, text.replace("unfinished = \"init\"\n", "")).expect("write");
+        assert_eq!(ok(seccs(&dir).args(["get", "p"])), "precious");
+    }
+}
+
+fn source_store(tmp: &Path) -> std::path::PathBuf {
+    let source = tmp.join("source");
+    ok(seccs(&source).args(["init", "--chunk-size", "256"]));
+    for i in 0..5u32 {
+        let file = tmp.join(format!("f{i}"));
+        let data: Vec<u8> = (0..(3000 + i * 1000))
+            .map(|j| (j * (i + 3) % 253) as u8)
+            .collect();
+        std::fs::write(&file, data).expect("write");
+        ok(seccs(&source)
+            .arg("put")
+            .arg(&file)
+            .args(["--name", &format!("f{i}"), "-q"]));
+    }
+    source
+}
+
+/// DEST reads as SOURCE does: the same names, the same contents.
+fn mirrors(source: &Path, dest: &Path) {
+    let ls = |s: &Path| ok(seccs(s).args(["ls"]));
+    assert_eq!(ls(source), ls(dest));
+    for i in 0..5 {
+        let name = format!("f{i}");
+        let get = |s: &Path| {
+            let out = run(seccs(s).args(["get", &name]));
+            assert!(out.status.success(), "get {name} from {}", s.display());
+            out.stdout
+        };
+        assert_eq!(get(source), get(dest));
+    }
+    ok(seccs(dest).arg("verify"));
+}
+
+#[test]
+fn a_copy_stopped_while_making_dest_is_made_afresh_by_the_next() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = source_store(tmp.path());
+    let dest = tmp.path().join("dest");
+    // Stopped after its key file, before the database: what a copy
+    // writes into DEST comes after DEST is made.
+    ok(seccs(&source).arg("copy").arg(&dest).arg("-q"));
+    std::fs::remove_dir_all(dest.join("db")).expect("rm db");
+    mark_unfinished(&dest, "copy");
+    refused_as_unfinished(&dest, "copy");
+    let err = ok_err(seccs(&source).arg("copy").arg(&dest).arg("-q"));
+    assert!(
+        err.contains("`seccs copy` was stopped before it finished; removed what it made"),
+        "{err}"
+    );
+    mirrors(&source, &dest);
+
+    // Killed at moments spread over a copy's run, then run again.
+    let started = Instant::now();
+    let timed = tmp.path().join("timed");
+    ok(seccs(&source).arg("copy").arg(&timed).arg("-q"));
+    let took = started.elapsed();
+    for i in 0..6u32 {
+        let dest = tmp.path().join(format!("killed-{i}"));
+        let mut child = seccs(&source)
+            .arg("copy")
+            .arg(&dest)
+            .arg("-q")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn copy");
+        std::thread::sleep(took * i / 6);
+        let _ = child.kill();
+        let _ = child.wait();
+        ok_err(seccs(&source).arg("copy").arg(&dest).arg("-q"));
+        mirrors(&source, &dest);
+    }
+}
+
+/// A bounded loop of inits killed at moments spread over an init's run:
+/// after each, the store is either made, or refused as unfinished and made
+/// by the next init; never left for the operator to clean up by hand.
+#[test]
+fn an_init_killed_at_any_moment_is_made_by_the_next() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let test_started = Instant::now();
+    let started = Instant::now();
+    ok_err(seccs(&tmp.path().join("timed")).arg("init"));
+    let took = started.elapsed();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let (mut unfinished, mut finished, mut nothing) = (0, 0, 0);
+    for i in 0..10u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Spread over the run, with a jitter of a tenth of it.
+        let delay = took * i / 10 + Duration::from_micros(x % (took.as_micros() as u64 / 10 + 1));
+        let dir = tmp.path().join(format!("killed-{i}"));
+        let mut child = seccs(&dir)
+            .arg("init")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn init");
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
+        if config.contains("unfinished") {
+            unfinished += 1;
+            refused_as_unfinished(&dir, "init");
+        } else if config.is_empty() {
+            nothing += 1;
+        } else {
+            finished += 1;
+            works(&dir, tmp.path());
+            continue;
+        }
+        ok_err(seccs(&dir).arg("init"));
+        works(&dir, tmp.path());
+    }
+    eprintln!(
+        "init takes {took:?}; of 10 killed: {unfinished} unfinished, {finished} finished, \
+         {nothing} not begun"
+    );
+    assert!(test_started.elapsed() < Duration::from_secs(60));
+}
