@@ -31,6 +31,7 @@ macro_rules! errln {
     }};
 }
 
+mod attach;
 mod bench;
 mod copy;
 mod diff;
@@ -72,7 +73,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a content store (chunk size, wrapper, backend, key file).
+    /// Create a content store (chunk size, wrapper, backend, key file), or
+    /// with --attach open again one whose directory was lost.
     Init(store::InitArgs),
     /// Store a file, standard input (-) or a directory tree; prints content
     /// references.

@@ -597,7 +597,7 @@ pub fn open_to_read(loc: &StoreLocation) -> Result<OpenStore> {
 
 /// What a command does with the store it opens.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub(crate) enum Access {
     Read,
     Write,
 }
@@ -838,18 +838,18 @@ fn load_key(
 }
 
 /// Where a store's key-server URL came from, for the errors about it.
-struct KmsUrlFrom {
+pub(crate) struct KmsUrlFrom {
     /// The option or file that gave it.
-    origin: &'static str,
+    pub(crate) origin: &'static str,
     /// What to give instead of a plain-http URL.
-    https_advice: &'static str,
+    pub(crate) https_advice: &'static str,
 }
 
 /// Fetches the DEK from the key service with the KEK file, and derives the
 /// store key from it with the store's salt (a store made before salts uses
 /// the DEK itself). `address_hint` asks, when no server listens at its
 /// URL, whether where the URL came from names the right address.
-fn load_key_source(
+pub(crate) fn load_key_source(
     store_path: &Path,
     source: &KeySource,
     address_hint: String,
@@ -1024,7 +1024,7 @@ fn open_backend(dir: &StoreDir) -> Result<Arc<dyn Backend>> {
 
 /// Opens a network backend by URL: a writer holds its writer lease (given
 /// back on an interrupt), a reader reads beside whoever holds it.
-fn open_network_backend(url: &str, access: Access) -> Result<Arc<dyn Backend>> {
+pub(crate) fn open_network_backend(url: &str, access: Access) -> Result<Arc<dyn Backend>> {
     let opened = match access {
         Access::Read => seccs_backends::open(url),
         Access::Write => seccs_backends::open_exclusive(url, false),
@@ -1059,7 +1059,7 @@ fn create_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
     {
         bail!(
             "backend {shown} already holds a store (its marker): give each store its own table \
-             or prefix"
+             or prefix; {ATTACH_HINT}"
         );
     }
     let nested = backend
@@ -1090,11 +1090,15 @@ fn create_network_backend(url: &str) -> Result<Arc<dyn Backend>> {
         bail!(
             "backend {shown} already holds {held} entries: another store's, or this store's from \
              a directory made before; give each store its own table or prefix (a prefix that no \
-             other store's prefix starts with, such as one ending in `:`)"
+             other store's prefix starts with, such as one ending in `:`); {ATTACH_HINT}"
         );
     }
     Ok(backend)
 }
+
+/// The way out named where init refuses a backend that holds a store.
+const ATTACH_HINT: &str = "if this is your store whose directory was lost, `seccs init --attach` \
+                           with its key opens it again";
 
 /// Opens a network backend by URL for `seccs bench --backend`, creating it
 /// first (a PostgreSQL table) when it does not exist yet.

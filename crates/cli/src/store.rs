@@ -22,9 +22,37 @@ use crate::progress;
 `unfinished`: every command then refuses the store, saying so. Run the same init again: it \
 removes what the stopped one made (its key file, its empty database, its marker on an empty \
 backend), says so, and makes the store afresh; a database or backend that holds entries is \
-refused and kept."
+refused and kept.\n\n\
+A store whose directory was lost (its config.toml) is opened again with `seccs init --attach`, \
+given its backend and its key, and its chunk size, wrapper and compression if not the defaults: \
+see --attach, and \"Recovering a store\" in the README."
 )]
 pub struct InitArgs {
+    /// Make DIR/config.toml for a store that exists, whose directory was
+    /// lost, instead of a new store: nothing else is made (no key, no
+    /// marker). A network backend must hold the store's marker, written
+    /// when it was made, and it must be the key's; an embedded store
+    /// needs its database kept in DIR/db. The key is read from
+    /// --key-file PATH (default DIR/key), loaded from the share network
+    /// (--key-from-share TAG) or fetched from the key service
+    /// (--key-from-kms URL --kek FILE --kms-salt HEX), and must open the
+    /// store, else DIR is left as it was. The backend does not record the
+    /// chunk size, wrapper and compression: give the store's own (a wrong
+    /// wrapper makes every node fail to authenticate, a wrong chunk size
+    /// may go unseen), then run `seccs verify`, which reads every node
+    /// with them and, when clean, records them as the store's.
+    #[arg(long)]
+    attach: bool,
+    /// With --attach and --key-from-kms: the store's key-service salt, the
+    /// 32 hex digits of `salt` under [key] in its config.toml (the store
+    /// key is derived from the DEK with it; without it the key is lost).
+    #[arg(
+        long,
+        value_name = "HEX",
+        requires = "attach",
+        requires = "key_from_kms"
+    )]
+    kms_salt: Option<String>,
     /// Target chunk size S in bytes (at least twice the reference size: 48
     /// for aes-siv, 80 for the SHA-256 based wrappers; at most 1048576).
     #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE, value_name = "N", value_parser = chunk_size_arg())]
@@ -41,7 +69,8 @@ pub struct InitArgs {
     compression: Compression,
     /// Where to write the new store key (mode 0600): a relative PATH is
     /// taken from the current directory, and recorded whole in the config.
-    /// Default: DIR/key.
+    /// Default: DIR/key. With --attach: the store's kept key file, which
+    /// must exist and is only read.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
     /// Where the encrypted nodes live: `embedded` (default, in DIR/db), or a
@@ -437,6 +466,11 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
              or SECCS_KMS_PIN) to trust the server (`seccs kms serve` prints both)"
         );
     }
+    let salt = match (&args.key_from_kms, args.attach) {
+        (Some(_), true) => Some(kms_salt(args.kms_salt.as_deref())?),
+        (Some(_), false) => Some(new_salt()?),
+        (None, _) => None,
+    };
     let key = match (&args.key_from_share, &args.key_from_kms) {
         (_, Some(server)) => KeySource::Kms {
             server: server.clone(),
@@ -445,7 +479,7 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
                 .map(|ca| std::path::absolute(PathBuf::from(ca)))
                 .transpose()?,
             pin: kms_pin,
-            salt: Some(new_salt()?),
+            salt,
         },
         (Some(tag), None) => {
             let config = match &args.share_config {
@@ -462,6 +496,9 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
         (None, None) => KeySource::File { path: key_path },
     };
     let shows_key_file = matches!(key, KeySource::File { .. });
+    if args.attach {
+        return attach(&path, &args, key, loc);
+    }
     open::create(
         &path,
         NewStore {
@@ -1739,6 +1776,57 @@ pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
 
 /// A new store's salt for a key from the key service (16 random bytes, hex):
 /// each store made with one KEK gets a key of its own.
+/// `--kms-salt HEX`, required with --attach and --key-from-kms: 16 bytes,
+/// in lowercase hex as config.toml keeps it.
+fn kms_salt(given: Option<&str>) -> Result<String> {
+    let given = given.context(
+        "--attach with --key-from-kms needs --kms-salt HEX: the store's salt, `salt` under \
+         [key] in its config.toml (32 hex digits), from which with the DEK its key is derived",
+    )?;
+    match seccs_core::hexenc::decode(&given.to_ascii_lowercase()) {
+        Ok(salt) if salt.len() == 16 => Ok(seccs_core::hexenc::encode(&salt)),
+        _ => bail!(
+            "--kms-salt {given:?} is not 32 hex digits (16 bytes), as `salt` under [key] in a \
+             store's config.toml holds it"
+        ),
+    }
+}
+
+/// Runs `seccs init --attach`.
+fn attach(path: &Path, args: &InitArgs, key: KeySource, loc: &StoreLocation) -> Result<()> {
+    let params = Params::new(args.chunk_size, args.wrapper)?.with_compression(args.compression);
+    let key_shown = match &key {
+        KeySource::File { path: key_path } if key_path.is_absolute() => {
+            format!("key file {}", key_path.display())
+        }
+        KeySource::File { path: key_path } => format!("key file {}", path.join(key_path).display()),
+        KeySource::Kms { .. } => "key from the key service".to_owned(),
+        KeySource::Share { .. } => "key from the share network".to_owned(),
+    };
+    crate::attach::attach(
+        path,
+        crate::attach::Attach {
+            params,
+            backend: args.backend.clone(),
+            key,
+            share_password_file: loc.share_password_file(),
+        },
+    )?;
+    errln!(
+        "seccs: attached the store on backend {} at {} ({key_shown}). Its chunk size {}, wrapper \
+         {} and compression {} are as given, since the backend does not record them: run \
+         `seccs verify` now, which reads every node with them and, when clean, records them as \
+         the store's (a wrong wrapper makes every node fail to authenticate; a wrong chunk size \
+         may go unseen, so give the store's own)",
+        seccs_backends::redact(&args.backend),
+        path.display(),
+        args.chunk_size,
+        args.wrapper,
+        args.compression
+    );
+    Ok(())
+}
+
 fn new_salt() -> Result<String> {
     let mut salt = [0u8; 16];
     seccs_core::random_bytes(&mut salt)?;

@@ -412,7 +412,8 @@ impl StoreDir {
                 return Err(StoreError::Config(format!(
                     "{} holds another store's data ({}) but no config.toml: a new store there \
                      would take that data for its own and delete it. Put that store's \
-                     config.toml back to open it, or move {} away to make a new store; \
+                     config.toml back to open it (with it lost, `seccs init --attach` with the \
+                     store's key opens it again), or move {} away to make a new store; \
                      nothing was changed",
                     path.display(),
                     data.display(),
@@ -474,6 +475,64 @@ impl StoreDir {
                 path.display()
             )));
         }
+        Ok(Self {
+            path: path.to_owned(),
+            config,
+            created: false,
+            unconfirmed_params_check: None,
+            lock: Some(Arc::new(lock)),
+        })
+    }
+
+    /// Takes `path` as a new directory for an existing store whose own
+    /// directory was lost (`seccs init --attach`), with `config` for it:
+    /// makes the directory if it is missing and takes its lock, but writes
+    /// no config.toml: [`StoreDir::keep_attached`] writes it once the key
+    /// has opened the store ([`StoreDir::open_store`], which refuses a
+    /// wrong key writing nothing, and, where `config` holds no check value,
+    /// records that of a key it proved by the store's records). A caller
+    /// whose later step fails removes config.toml (still holding the
+    /// handle, and so the lock), to leave the directory as it was. Refuses a directory
+    /// that holds config.toml. A store on the embedded backend must have
+    /// its database in `path/db`; one on a network backend is refused
+    /// where `path` holds another store's data ([`StoreDir::check_new`]).
+    /// The handle opens the database as an existing one, never a new one.
+    pub fn attach(path: &Path, config: StoreConfig) -> Result<Self> {
+        check_no_password(path, &config.backend)?;
+        config.params()?;
+        let check = |path: &Path| -> Result<()> {
+            if config.backend != EMBEDDED {
+                return Self::check_new(path);
+            }
+            match config_is_file(path) {
+                Ok(false) => {}
+                Ok(true) => {
+                    return Err(StoreError::Config(format!(
+                        "{} already holds a store (its config.toml): nothing to attach",
+                        path.display()
+                    )));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(StoreError::Config(cannot_look_into(path)));
+                }
+                Err(e) => return Err(io_err(&path.join("config.toml"), e)),
+            }
+            let db = path.join("db");
+            if !db.is_dir() {
+                return Err(StoreError::Config(format!(
+                    "{} holds no database: nothing to attach to (an embedded store keeps its \
+                     data in DIR/db: put the store's kept db/ directory there)",
+                    db.display()
+                )));
+            }
+            let meta = fs::metadata(path).map_err(|e| io_err(path, e))?;
+            check_guarded(path, &meta, Guarded::StoreDir, None)
+        };
+        check(path)?;
+        create_private_dir_all(path)?;
+        let lock = lock(path)?;
+        // Again under the lock: an init may have made a store meanwhile.
+        check(path)?;
         Ok(Self {
             path: path.to_owned(),
             config,
@@ -569,6 +628,12 @@ impl StoreDir {
                 self.path.display()
             ))),
         }
+    }
+
+    /// Writes the config.toml of a directory made by [`StoreDir::attach`]
+    /// (atomically), once its store opened with the key.
+    pub fn keep_attached(&self) -> Result<()> {
+        self.write_config()
     }
 
     /// Checks that `backend` holds this store's data, where the backend
@@ -1868,6 +1933,67 @@ mod tests {
         fs::remove_file(other.join("journal").join("a-put"))?;
         fs::create_dir_all(other.join("db"))?;
         new_dir(&other, Some(&key(2)))?.open_embedded()?;
+        Ok(())
+    }
+
+    /// A directory for a store whose config.toml was lost
+    /// ([`StoreDir::attach`]) gets no config.toml from a wrong key, only
+    /// once the key opened the store; it needs the kept
+    /// database, opens it as an existing one (never a new, empty one), and
+    /// refuses a directory that holds config.toml.
+    #[test]
+    fn an_attached_directory_is_written_only_once_kept() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        let fresh = || {
+            StoreConfig::new(
+                Params::default(),
+                EMBEDDED.into(),
+                KeySource::File {
+                    path: PathBuf::from("key"),
+                },
+            )
+        };
+        let no_db = StoreDir::attach(&path, fresh())
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            no_db
+                .as_deref()
+                .is_some_and(|e| e.contains("holds no database: nothing to attach to")),
+            "{no_db:?}"
+        );
+        assert!(!path.exists(), "nothing made");
+        {
+            let mut dir = new_dir(&path, Some(&key(1)))?;
+            let backend = dir.open_embedded()?;
+            let store = dir.open_store(backend, &key(1))?;
+            store.put_named(&mut &b"kept"[..], "doc", EntryKind::File)?;
+        }
+        let held = StoreDir::attach(&path, fresh())
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            held.as_deref()
+                .is_some_and(|e| e.contains("already holds a store")),
+            "{held:?}"
+        );
+        let config = path.join("config.toml");
+        fs::remove_file(&config)?;
+        let mut dir = StoreDir::attach(&path, fresh())?;
+        assert!(!config.exists(), "not written before it is kept");
+        let backend = dir.open_embedded()?;
+        assert!(is_wrong_key(dir.open_store(backend.clone(), &key(2))));
+        assert!(!config.exists(), "a wrong key writes nothing");
+        let store = dir.open_store(backend, &key(1))?;
+        assert!(store.key_checked());
+        let mut read = Vec::new();
+        store.get_named("doc", None, &mut read)?;
+        assert_eq!(read, b"kept");
+        dir.keep_attached()?;
+        drop((store, dir));
+        let dir = StoreDir::open(&path)?;
+        assert_eq!(dir.config().key_check, Some(key_check(&key(1))));
         Ok(())
     }
 

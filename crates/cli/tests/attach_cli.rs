@@ -1,0 +1,422 @@
+//! `seccs init --attach`: a store whose directory was lost is opened again
+//! from its backend (or its kept `db/`) and its key, and a directory is
+//! left as it was when the key or the backend is not the store's.
+
+mod common;
+
+use common::{ok, run};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn seccs(store: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+    c.arg("--store")
+        .arg(store)
+        .env_remove("SECCS_STORE")
+        .env_remove("SECCS_KMS_CA")
+        .env_remove("SECCS_KMS_PIN");
+    c
+}
+
+/// Runs `cmd`, which must fail with one error line; returns it.
+fn fails(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(!out.status.success(), "{cmd:?} should fail");
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one error line, got: {err}"
+    );
+    assert!(err.starts_with("seccs: "), "{err}");
+    err
+}
+
+/// Runs `cmd`, which must succeed; returns what it said on stderr.
+fn said(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{cmd:?} failed: {err}");
+    err
+}
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    data
+}
+
+/// What a store was given: (name, version, bytes).
+type Contents = Vec<(String, u32, Vec<u8>)>;
+
+/// Puts into `store` two versions of `docs/a`, one of `docs/b` and of `c`
+/// (one large enough for several levels of nodes); returns them.
+fn fill(store: &Path, work: &Path) -> Contents {
+    let mut kept = Contents::new();
+    let puts: [(&str, usize, u64); 4] = [
+        ("docs/a", 30_000, 1),
+        ("docs/a", 12_000, 2),
+        ("docs/b", 300_000, 3),
+        ("c", 100, 4),
+    ];
+    for (name, len, seed) in puts {
+        let bytes = random_bytes(len, seed);
+        let file = work.join(format!("in-{seed}"));
+        std::fs::write(&file, &bytes).expect("write input");
+        ok(seccs(store)
+            .arg("put")
+            .arg(&file)
+            .args(["--name", name, "-q"]));
+        let version = kept.iter().filter(|(n, _, _)| n == name).count() as u32 + 1;
+        kept.push((name.to_owned(), version, bytes));
+    }
+    kept
+}
+
+/// Every name and version of `kept` reads back from `store` byte for byte,
+/// and `verify` finds nothing.
+fn reads_back(store: &Path, kept: &Contents) {
+    for (name, version, bytes) in kept {
+        let out = run(seccs(store).args(["get", &format!("{name}@{version}")]));
+        assert!(
+            out.status.success(),
+            "{name}@{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout == *bytes, "{name}@{version} differs");
+    }
+    ok(seccs(store).arg("verify"));
+}
+
+fn config_of(store: &Path) -> String {
+    std::fs::read_to_string(store.join("config.toml")).expect("config.toml")
+}
+
+/// A copy of `key` at `to`, mode 0600, as an operator keeps it.
+fn keep_key(key: &Path, to: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(key, to).expect("copy key");
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    to.to_owned()
+}
+
+/// Sends one command to the Redis server on `port`; the start of its reply.
+fn redis_command(port: u16, args: &[&[u8]]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut request = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        request.extend_from_slice(arg);
+        request.extend_from_slice(b"\r\n");
+    }
+    s.write_all(&request).expect("send");
+    let mut reply = vec![0u8; 256];
+    let n = s.read(&mut reply).expect("reply");
+    reply.truncate(n);
+    reply
+}
+
+/// A Redis store whose directory is lost is attached to a new one with its
+/// kept key: every name and version reads back, verify is clean and
+/// records the parameters, and the attached config knows the backend was
+/// marked, so that a server that loses the store later is said to have
+/// lost it.
+#[test]
+fn a_redis_store_whose_directory_was_lost_is_attached_and_reads_back_whole() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=p:");
+    let lost = tmp.path().join("lost");
+    ok(seccs(&lost).args(["init", "--backend", &url, "--wrapper", "aes-siv-dr"]));
+    let kept = fill(&lost, tmp.path());
+    let key = keep_key(&lost.join("key"), &tmp.path().join("kept.key"));
+    let lost_config = config_of(&lost);
+    std::fs::remove_dir_all(&lost).expect("rm store dir");
+
+    // Before --attach, init names it as the way out.
+    let fresh = tmp.path().join("fresh");
+    let err = fails(seccs(&fresh).args(["init", "--backend", &url]));
+    assert!(
+        err.contains("already holds a store") && err.contains("`seccs init --attach`"),
+        "{err}"
+    );
+
+    let store = tmp.path().join("attached");
+    let told = said(
+        seccs(&store)
+            .args([
+                "init",
+                "--attach",
+                "--backend",
+                &url,
+                "--wrapper",
+                "aes-siv-dr",
+            ])
+            .arg("--key-file")
+            .arg(&key),
+    );
+    assert!(told.contains("run `seccs verify` now"), "{told}");
+    assert!(!store.join("key").exists(), "no key is made");
+    let config = config_of(&store);
+    assert!(config.contains("backend_marked = true"), "{config}");
+    let check = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("key_check = "))
+            .map(str::to_owned)
+    };
+    assert!(check(&config).is_some() && check(&config) == check(&lost_config));
+    assert!(
+        !config.contains("params_check"),
+        "not before verify: {config}"
+    );
+    reads_back(&store, &kept);
+    let verified = config_of(&store);
+    let params = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("params_check = "))
+            .map(str::to_owned)
+    };
+    assert!(
+        params(&verified).is_some() && params(&verified) == params(&lost_config),
+        "a clean verify records the store's own parameters: {verified}"
+    );
+
+    // The server loses the store: said as lost, not read as empty.
+    assert!(redis_command(port, &[b"FLUSHALL"]).starts_with(b"+OK"));
+    let err = fails(seccs(&store).arg("ls"));
+    assert!(
+        err.contains("holds none of this store's data, though it did"),
+        "{err}"
+    );
+}
+
+/// A wrong key, a backend prefix that holds no store and a key file that
+/// is not there are refused, each saying why, and leave the directory as
+/// it was: no config.toml, and no directory where there was none.
+#[test]
+fn attach_refuses_a_wrong_key_or_an_unmarked_backend_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = |prefix: &str| format!("redis://127.0.0.1:{port}/0?prefix={prefix}");
+    let lost = tmp.path().join("lost");
+    ok(seccs(&lost).args(["init", "--backend", &url("p:")]));
+    let kept = fill(&lost, tmp.path());
+    let key = keep_key(&lost.join("key"), &tmp.path().join("kept.key"));
+    std::fs::remove_dir_all(&lost).expect("rm store dir");
+    let other = tmp.path().join("other");
+    ok(seccs(&other).arg("init"));
+    let wrong = other.join("key");
+
+    let store = tmp.path().join("attached");
+    let attach = |backend: &str, key: &Path| {
+        let mut c = seccs(&store);
+        c.args(["init", "--attach", "--backend", backend, "--key-file"])
+            .arg(key);
+        c
+    };
+    let err = fails(&mut attach(&url("p:"), &wrong));
+    assert!(
+        err.contains("holds another store's marker: this key is not that store's"),
+        "{err}"
+    );
+    assert!(!store.exists(), "nothing made: {err}");
+    // A typo in the prefix is no empty store.
+    let err = fails(&mut attach(&url("q:"), &key));
+    assert!(
+        err.contains("holds no store marker: nothing to attach to"),
+        "{err}"
+    );
+    assert!(!store.exists(), "nothing made: {err}");
+    // A directory there already keeps what it held, and gets no config.
+    std::fs::create_dir(&store).expect("mkdir");
+    let err = fails(&mut attach(&url("p:"), &wrong));
+    assert!(err.contains("this key is not that store's"), "{err}");
+    assert!(!store.join("config.toml").exists());
+    let missing = tmp.path().join("no-such.key");
+    let err = fails(&mut attach(&url("p:"), &missing));
+    assert!(
+        err.contains("does not exist") && err.contains("never makes one"),
+        "{err}"
+    );
+    assert!(!missing.exists(), "the key is never written");
+    assert!(!store.join("config.toml").exists());
+    // The right key then attaches the same directory.
+    ok(&mut attach(&url("p:"), &key));
+    reads_back(&store, &kept);
+    // And a directory that holds a store is no place to attach one.
+    let err = fails(&mut attach(&url("p:"), &key));
+    assert!(err.contains("already holds a store"), "{err}");
+}
+
+/// An embedded store of which only `db/` and the key were kept is opened
+/// again: init (without --attach) names the way, a wrong key is refused
+/// leaving no config.toml, and the right one, with the store's own chunk
+/// size and wrapper, reads every name and version back.
+#[test]
+fn an_embedded_store_kept_as_its_db_and_key_is_attached_and_reads_back_whole() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    let params = ["--chunk-size", "8192", "--wrapper", "hmac-sha-256"];
+    ok(seccs(&store).arg("init").args(params));
+    let kept = fill(&store, tmp.path());
+    std::fs::remove_file(store.join("config.toml")).expect("rm config");
+
+    let err = fails(seccs(&store).arg("init"));
+    assert!(
+        err.contains("no config.toml") && err.contains("`seccs init --attach`"),
+        "{err}"
+    );
+    let other = tmp.path().join("other");
+    ok(seccs(&other).arg("init").args(params));
+    let err = fails(
+        seccs(&store)
+            .args(["init", "--attach", "--key-file"])
+            .arg(other.join("key"))
+            .args(params),
+    );
+    assert!(err.contains("does not open this store"), "{err}");
+    assert!(!store.join("config.toml").exists(), "{err}");
+
+    let told = said(seccs(&store).args(["init", "--attach"]).args(params));
+    assert!(told.contains("attached the store"), "{told}");
+    assert!(config_of(&store).contains("key_check = "));
+    reads_back(&store, &kept);
+    assert!(config_of(&store).contains("params_check = "));
+}
+
+/// An embedded directory without a kept database has nothing to attach.
+#[test]
+fn an_embedded_attach_without_a_database_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("store");
+    ok(seccs(&store).arg("init"));
+    std::fs::remove_file(store.join("config.toml")).expect("rm config");
+    std::fs::remove_dir_all(store.join("db")).expect("rm db");
+    let err = fails(seccs(&store).args(["init", "--attach"]));
+    assert!(
+        err.contains("holds no database: nothing to attach to"),
+        "{err}"
+    );
+    assert!(!store.join("config.toml").exists());
+}
+
+/// A `seccs kms serve` child, killed on drop, and its URL.
+struct KeyServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for KeyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a key server in `dir` on a free loopback port, and waits (60 s
+/// at most) for the address it prints.
+fn key_server(dir: &Path) -> KeyServer {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seccs"))
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("seccs kms serve");
+    let mut watch = common::StderrWatch::of(&mut child);
+    let mut server = KeyServer {
+        child,
+        url: String::new(),
+    };
+    let line = watch
+        .wait_after(
+            0,
+            |l| l.starts_with("seccs kms listening on "),
+            Duration::from_secs(60),
+        )
+        .expect("the key server's address");
+    server.url = line
+        .trim_start_matches("seccs kms listening on ")
+        .to_owned();
+    watch
+        .wait_after(
+            0,
+            |l| l.starts_with("SHA-256 fingerprint"),
+            Duration::from_secs(60),
+        )
+        .expect("the key server's fingerprint");
+    server
+}
+
+/// A store keyed by the key service, whose config.toml (and with it the
+/// salt its key is derived with) was lost but whose salt was noted, is
+/// attached with --kms-salt; without the salt, or with another, it is
+/// refused and the directory gets no config.toml.
+#[test]
+fn a_key_service_store_is_attached_with_its_salt() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let srv = tmp.path().join("srv");
+    let server = key_server(&srv);
+    let ca = srv.join("tls/ca.pem");
+    let kek = tmp.path().join("kek");
+    ok(Command::new(env!("CARGO_BIN_EXE_seccs"))
+        .args(["kms", "new", "--server", &server.url, "--ca"])
+        .arg(&ca)
+        .arg("--out")
+        .arg(&kek)
+        .env_remove("SECCS_KMS_URL"));
+    let store = tmp.path().join("store");
+    let kms = |c: &mut Command| {
+        c.args(["--key-from-kms", &server.url, "--kek"])
+            .arg(&kek)
+            .arg("--kms-ca")
+            .arg(&ca);
+    };
+    let mut init = seccs(&store);
+    init.arg("init");
+    kms(&mut init);
+    ok(&mut init);
+    let kept = fill(&store, tmp.path());
+    let salt = config_of(&store)
+        .lines()
+        .find_map(|l| Some(l.strip_prefix("salt = \"")?.strip_suffix('"')?.to_owned()))
+        .expect("a salt in config.toml");
+    std::fs::remove_file(store.join("config.toml")).expect("rm config");
+
+    let attach = |salt: Option<&str>| {
+        let mut c = seccs(&store);
+        c.args(["init", "--attach"]);
+        kms(&mut c);
+        if let Some(salt) = salt {
+            c.args(["--kms-salt", salt]);
+        }
+        c
+    };
+    let err = fails(&mut attach(None));
+    assert!(err.contains("needs --kms-salt HEX"), "{err}");
+    let err = fails(&mut attach(Some("abc")));
+    assert!(err.contains("is not 32 hex digits"), "{err}");
+    let other_salt = "00".repeat(16);
+    assert_ne!(other_salt, salt);
+    let err = fails(&mut attach(Some(&other_salt)));
+    assert!(err.contains("does not open this store"), "{err}");
+    assert!(!store.join("config.toml").exists(), "{err}");
+
+    ok(&mut attach(Some(&salt.to_uppercase())));
+    assert!(
+        config_of(&store).contains(&format!("salt = \"{salt}\"")),
+        "kept as config.toml keeps it"
+    );
+    reads_back(&store, &kept);
+}
