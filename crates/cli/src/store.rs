@@ -31,7 +31,9 @@ pub struct InitArgs {
     /// Make DIR/config.toml for a store that exists, whose directory was
     /// lost, instead of a new store: nothing else is made (no key, no
     /// marker). A network backend must hold the store's marker, written
-    /// when it was made, and it must be the key's; an embedded store
+    /// when it was made, and it must be the key's (one made by a build
+    /// before markers, with entries but none, is marked once the key opens
+    /// its catalog records, as its first open does); an embedded store
     /// needs its database kept in DIR/db. The key is read from
     /// --key-file PATH (default DIR/key), loaded from the share network
     /// (--key-from-share TAG) or fetched from the key service

@@ -420,3 +420,39 @@ fn a_key_service_store_is_attached_with_its_salt() {
     );
     reads_back(&store, &kept);
 }
+
+/// A Redis store made before markers (entries, no marker) is attached once
+/// its key opens its catalog records, and marked then, as its first open
+/// by a writer would mark it; another key is refused, writing nothing.
+#[test]
+fn a_redis_store_made_before_markers_is_attached_by_its_records_and_marked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=old:");
+    let marker: &[u8] = b"old:\0seccs:store-marker";
+    let lost = tmp.path().join("lost");
+    ok(seccs(&lost).args(["init", "--backend", &url]));
+    let kept = fill(&lost, tmp.path());
+    let key = keep_key(&lost.join("key"), &tmp.path().join("kept.key"));
+    std::fs::remove_dir_all(&lost).expect("rm store dir");
+    assert!(redis_command(port, &[b"DEL", marker]).starts_with(b":1"));
+
+    let other = tmp.path().join("other");
+    ok(seccs(&other).arg("init"));
+    let store = tmp.path().join("attached");
+    let attach = |key: &Path| {
+        let mut c = seccs(&store);
+        c.args(["init", "--attach", "--backend", &url, "--key-file"])
+            .arg(key);
+        c
+    };
+    let err = fails(&mut attach(&other.join("key")));
+    assert!(err.contains("does not open this store"), "{err}");
+    assert!(!store.exists(), "{err}");
+    assert!(redis_command(port, &[b"EXISTS", marker]).starts_with(b":0"));
+
+    ok(&mut attach(&key));
+    assert!(redis_command(port, &[b"EXISTS", marker]).starts_with(b":1"));
+    assert!(config_of(&store).contains("backend_marked = true"));
+    reads_back(&store, &kept);
+}
