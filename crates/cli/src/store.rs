@@ -46,7 +46,7 @@ pub struct InitArgs {
     #[arg(long)]
     attach: bool,
     /// With --attach and --key-from-kms: the store's key-service salt, the
-    /// 32 hex digits of `salt` under [key] in its config.toml (the store
+    /// 32 hex digits of `salt` under `[key]` in its config.toml (the store
     /// key is derived from the DEK with it; without it the key is lost).
     #[arg(
         long,
