@@ -679,12 +679,32 @@ pub fn open_with_key(
     lock_wait: Option<u64>,
     check: impl Fn(&StoreDir) -> Result<()>,
 ) -> Result<OpenStore> {
+    open_with_key_as(path, key, lock_wait, check, Access::Write)
+}
+
+/// [`open_with_key`] as a writer, or as a reader whose store writes
+/// nothing ([`open_with_key_to_inspect`]).
+fn open_with_key_as(
+    path: &Path,
+    key: &SecretKey,
+    lock_wait: Option<u64>,
+    check: impl Fn(&StoreDir) -> Result<()>,
+    access: Access,
+) -> Result<OpenStore> {
     let mut lock = LockWait::new(Duration::from_secs(lock_wait.unwrap_or(0)));
-    let mut dir = lock.retry(|| Ok(StoreDir::open(path)?))?;
+    let mut dir = lock.retry(|| {
+        Ok(match access {
+            Access::Read => StoreDir::open_for_reading(path)?,
+            Access::Write => StoreDir::open(path)?,
+        })
+    })?;
     check(&dir)?;
     dir.check_key(key)?;
     let backend = lock.retry(|| open_backend(&dir))?;
-    let store = dir.open_store(backend, key)?;
+    let store = match access {
+        Access::Read => dir.open_store_to_inspect(backend, key)?,
+        Access::Write => dir.open_store(backend, key)?,
+    };
     Ok(OpenStore { dir, store })
 }
 
@@ -718,13 +738,7 @@ pub fn open_with_key_to_inspect(
     lock_wait: Option<u64>,
     check: impl Fn(&StoreDir) -> Result<()>,
 ) -> Result<OpenStore> {
-    let mut lock = LockWait::new(Duration::from_secs(lock_wait.unwrap_or(0)));
-    let mut dir = lock.retry(|| Ok(StoreDir::open_for_reading(path)?))?;
-    check(&dir)?;
-    dir.check_key(key)?;
-    let backend = lock.retry(|| open_backend(&dir))?;
-    let store = dir.open_store_to_inspect(backend, key)?;
-    Ok(OpenStore { dir, store })
+    open_with_key_as(path, key, lock_wait, check, Access::Read)
 }
 
 /// Opens the store [`create`] just made, with its key, as a writer.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ok, run};
+use common::{ok, redis_command, run};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -106,25 +106,6 @@ fn keep_key(key: &Path, to: &Path) -> PathBuf {
     std::fs::copy(key, to).expect("copy key");
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     to.to_owned()
-}
-
-/// Sends one command to the Redis server on `port`; the start of its reply.
-fn redis_command(port: u16, args: &[&[u8]]) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut request = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        request.extend_from_slice(arg);
-        request.extend_from_slice(b"\r\n");
-    }
-    s.write_all(&request).expect("send");
-    let mut reply = vec![0u8; 256];
-    let n = s.read(&mut reply).expect("reply");
-    reply.truncate(n);
-    reply
 }
 
 /// A Redis store whose directory is lost is attached to a new one with its

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, run};
+use common::{ok, redis_command, run};
 use seccs_store::backend::{Backend, Batch, EmbeddedBackend, Entry};
 
 fn seccs(store: &Path) -> Command {
@@ -541,25 +541,6 @@ fn a_copy_of_a_store_keyed_by_the_key_service_names_the_same_key_source() {
     assert!(got.status.success(), "{got:?}");
     assert_eq!(got.stdout, std::fs::read(&file).expect("input"));
     assert_eq!(entries(&dest), entries(&source));
-}
-
-/// Sends one command to the Redis server on `port`; the start of its reply.
-fn redis_command(port: u16, args: &[&[u8]]) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut request = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        request.extend_from_slice(arg);
-        request.extend_from_slice(b"\r\n");
-    }
-    s.write_all(&request).expect("send");
-    let mut reply = vec![0u8; 256];
-    let n = s.read(&mut reply).expect("reply");
-    reply.truncate(n);
-    reply
 }
 
 /// A DEST on Redis whose prefix another store's nests in (left so by an

@@ -894,11 +894,13 @@ fn a_save_that_a_failing_server_leaves_without_a_spare_says_so() {
 }
 
 /// An `init --key-from-share` whose config.toml cannot be written (a
-/// directory is in its place) removes the key it saved on the share
-/// network again, with the key file and lock it made: the init run again
-/// once the cause is gone saves the key anew and succeeds.
+/// directory is in its place) saves no key on the share network:
+/// config.toml, marked unfinished, is written before anything is made
+/// anywhere, so that a stopped init can be undone. The lock it made is
+/// removed again, and the init run again once the cause is gone saves the
+/// key under the same tag and succeeds.
 #[test]
-fn a_failed_init_removes_the_store_key_it_saved() {
+fn an_init_whose_config_cannot_be_written_saves_no_store_key() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (_redis, port) = redis(tmp.path());
     let common = key_strength_config(port, "");
@@ -918,10 +920,10 @@ fn a_failed_init_removes_the_store_key_it_saved() {
     let err = stderr_of(&failed);
     assert!(!failed.status.success(), "{err}");
     assert!(
-        err.contains("removed again")
-            && err.contains("storekey@1 is removed from the share network"),
+        err.contains("removed again") && err.contains("config.toml"),
         "{err}"
     );
+    assert!(!err.contains("storekey@1"), "nothing saved: {err}");
     assert_eq!(
         std::fs::read_dir(&store).expect("ls").count(),
         1,
@@ -930,8 +932,8 @@ fn a_failed_init_removes_the_store_key_it_saved() {
     let tags = json_lines(&ok(&mut net.client(&["ls", "--json"])));
     assert!(tags.is_empty(), "{tags:?}");
     std::fs::remove_dir(store.join("config.toml")).expect("rmdir");
-    // The tag is not used again for a store key; another is.
-    let made = init("storekey2");
+    // Never saved, the tag is free.
+    let made = init("storekey");
     assert!(made.status.success(), "{}", stderr_of(&made));
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ok, run};
+use common::{ok, redis_command, run};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -3713,26 +3713,6 @@ fn an_interrupted_command_lets_its_writer_lease_go() {
     assert_eq!(status.code(), Some(143));
     assert!(!redis_exists(port, lease), "the lease outlived its holder");
     ok(seccs(&store).arg("ls"));
-}
-
-/// Sends one command to the Redis server on `port` and returns the start of
-/// its reply.
-fn redis_command(port: u16, args: &[&[u8]]) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut request = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        request.extend_from_slice(arg);
-        request.extend_from_slice(b"\r\n");
-    }
-    s.write_all(&request).expect("send");
-    let mut reply = vec![0u8; 256];
-    let n = s.read(&mut reply).expect("reply");
-    reply.truncate(n);
-    reply
 }
 
 /// A Redis (or S3) backend keeps the store's marker beside its entries: a

@@ -170,3 +170,22 @@ fn answers_ping(proc: &mut Killed, port: u16) -> bool {
     }
     panic!("redis-server on port {port} never answered PING");
 }
+
+/// Sends one command to the Redis server on `port`; the start of its reply.
+pub fn redis_command(port: u16, args: &[&[u8]]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    let mut request = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        request.extend_from_slice(arg);
+        request.extend_from_slice(b"\r\n");
+    }
+    s.write_all(&request).expect("send");
+    let mut reply = vec![0u8; 256];
+    let n = s.read(&mut reply).expect("reply");
+    reply.truncate(n);
+    reply
+}
