@@ -352,6 +352,18 @@ pub struct StoreDir {
 }
 
 impl StoreDir {
+    /// A handle on an existing store's directory (not one this process
+    /// made) whose lock it holds.
+    fn held(path: &Path, config: StoreConfig, lock: DirLock) -> Self {
+        Self {
+            path: path.to_owned(),
+            config,
+            created: false,
+            unconfirmed_params_check: None,
+            lock: Some(Arc::new(lock)),
+        }
+    }
+
     /// Whether `path` holds a store (that this user can see: one in a
     /// directory they may not look into is not said to be there, and
     /// [`StoreDir::check_new`] refuses to make one over it).
@@ -475,13 +487,7 @@ impl StoreDir {
                 path.display()
             )));
         }
-        Ok(Self {
-            path: path.to_owned(),
-            config,
-            created: false,
-            unconfirmed_params_check: None,
-            lock: Some(Arc::new(lock)),
-        })
+        Ok(Self::held(path, config, lock))
     }
 
     /// Takes `path` as a new directory for an existing store whose own
@@ -533,13 +539,7 @@ impl StoreDir {
         let lock = lock(path)?;
         // Again under the lock: an init may have made a store meanwhile.
         check(path)?;
-        Ok(Self {
-            path: path.to_owned(),
-            config,
-            created: false,
-            unconfirmed_params_check: None,
-            lock: Some(Arc::new(lock)),
-        })
+        Ok(Self::held(path, config, lock))
     }
 
     /// Marks the store this handle made finished: config.toml is rewritten
@@ -763,13 +763,7 @@ impl StoreDir {
         if let Some(by) = config.unfinished {
             return Err(unfinished_store(path, by));
         }
-        Ok(Self {
-            path: path.to_owned(),
-            config,
-            created: false,
-            unconfirmed_params_check: None,
-            lock: Some(Arc::new(lock)),
-        })
+        Ok(Self::held(path, config, lock))
     }
 
     /// Opens an existing store directory for a command that only reads
