@@ -10,7 +10,7 @@ use clap::Args;
 use seccs_store::Store;
 use seccs_store::backend::MemoryBackend;
 use seccs_store::dir::{self, EMBEDDED, KeySource, StoreDir};
-use seccs_store::mirror::{self, Limits, MirrorReport, NameChange};
+use seccs_store::mirror::{self, Limits, MirrorError, MirrorReport, NameChange, Newer};
 
 use crate::open::{self, NewStore, StoreLocation};
 use crate::progress;
@@ -52,15 +52,25 @@ keeps what it held under that key), the rest is copied, and copy exits 1. A dama
 never makes a silently damaged mirror.\n\n\
 Where the copy removes versions from DEST (names this store no longer holds, versions removed \
 since), it prints one line for each after its summary: `removed: NAME@N`.\n\n\
+copy never removes, unasked, versions that only DEST can hold: those put into DEST after the \
+newest version of this store. Such versions mean DEST was written to directly (a failover to \
+the mirror), this store was restored from an older backup, or the two were given the wrong way \
+round; or, the one false alarm, that this store's newest versions were removed since the last \
+copy. Before anything is written, copy looks for them, and where there are any it lists them \
+(`newer in DEST: NAME@N`) and exits 1, having written nothing. Copy DEST into this store first \
+to keep them, or pass --remove-newer to remove them. Versions are stamped by the clock of the \
+machine that put them, in seconds: one put within a second of this store's newest, or under a \
+clock set far behind, is not seen as newer.\n\n\
 --dry-run reads both stores and writes nothing: not to DEST nor its backend (a network DEST is \
 opened as a reader, without its lock or writer lease), and a DEST that does not exist is not \
 made. It verifies this store first as copy does, then prints what copy would do: \
 `would remove: NAME@N` and `would add: NAME@N` for each version DEST would lose or gain \
 (`would remove: NAME (the whole name, K versions)` where every version goes), in name order, \
 then how many entries it would copy (and their bytes) and remove. For a DEST that does not \
-exist it says what store would be made there. It exits 0 when it ran, whether or not there \
-are changes, and 1 where copy would (a damaged store copied, an entry that would not be \
-copied).";
+exist it says what store would be made there. It also lists DEST's versions newer than this \
+store's newest (`newer in DEST: NAME@N`). It exits 0 when it ran, whether or not there are \
+changes, and 1 where copy would (a damaged store copied, an entry that would not be copied, \
+versions newer in DEST without --remove-newer).";
 
 /// `seccs copy`: mirror this store into DEST.
 #[derive(Debug, Args)]
@@ -73,13 +83,15 @@ Keep an offsite mirror up to date: run `seccs copy /mnt/offsite/seccs` again; it
 what changed since.\n\n\
 Mind the direction: copy makes DEST like this store and removes from DEST every name and \
 version this store does not hold. Run the wrong way round (the old mirror as --store, the \
-newer store as DEST), it takes the newer store's names and versions away without asking. \
+newer store as DEST), it refuses, since DEST then holds versions put after this store's \
+newest; but DEST versions put before it that this store does not hold go without asking. \
 Before a first copy into a DEST that holds a store, look first:\n\n  \
 seccs copy /mnt/offsite/seccs --dry-run\n\n\
 It lists the versions DEST would lose (`would remove: NAME@N`) and gain, and writes \
 nothing.\n\n\
 Exits 0 when DEST is an exact mirror, 1 when an entry could not be copied (after copying \
-the rest), when the store copied is damaged (copy then only rescues), or when the copy failed, \
+the rest), when the store copied is damaged (copy then only rescues), when DEST holds versions \
+newer than this store's (nothing written), or when the copy failed, \
 2 on a usage error. With --dry-run: 0 when the dry run ran, 1 where copy would exit 1 for \
 the store copied (damage, an entry that would not be copied) or when it cannot run."
 )]
@@ -98,6 +110,11 @@ pub struct CopyArgs {
     /// (`would remove: NAME@N`) or gain (`would add: NAME@N`).
     #[arg(long)]
     dry_run: bool,
+    /// Remove from DEST, as any version this store does not hold, the
+    /// versions put into DEST after this store's newest, which copy
+    /// otherwise refuses to remove (see above). Look with --dry-run first.
+    #[arg(long)]
+    remove_newer: bool,
     /// No progress on standard error.
     #[arg(short, long)]
     quiet: bool,
@@ -109,7 +126,12 @@ pub struct CopyArgs {
     /// [{"name", "versions": [N, ...], "whole_name"}] (versions DEST lost,
     /// in name order; whole_name: this store holds no version of it),
     /// "names_added" (the same, versions DEST would gain: a dry run's
-    /// only)}. With --dry-run the counts are what copy would do, and
+    /// only), "source_newest" (when this store's newest version was put,
+    /// seconds since the epoch, or null), "newer_in_dest" (DEST's versions
+    /// put after it, as names_removed lists them)}. Where copy refuses
+    /// those (no --remove-newer), it prints {"refused": "newer-in-dest",
+    /// "source_newest", "newer_in_dest"} instead. With --dry-run the
+    /// counts are what copy would do, and
     /// "would_make" is {"path", "backend", "chunk_size", "wrapper",
     /// "compression", "key"} for a DEST that does not exist, null for one
     /// that does. Where source_damage is not
@@ -185,18 +207,30 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
     };
     drop(key);
     let spinner = progress::spinner("copying", args.quiet);
-    let report = mirror::mirror(
+    let newer = match args.remove_newer {
+        true => Newer::Remove,
+        false => Newer::Refuse,
+    };
+    let mirrored = mirror::mirror(
         &source.store,
         &dest.store,
         Limits::default(),
+        newer,
         &mut |phase, r| {
             spinner.set_message(format!(
                 "{phase}: {} read, {} copied, {} already present, {} removed",
                 r.read, r.copied, r.present, r.removed
             ));
         },
-    )?;
+    );
     spinner.finish_and_clear();
+    let report = match mirrored {
+        Err(MirrorError::DestNewer {
+            source_newest,
+            newer,
+        }) => return refuse_newer(&args, source_newest, &newer),
+        other => other?,
+    };
     if args.json {
         outln!("{}", serde_json::to_string(&report)?)?;
     } else {
@@ -254,6 +288,66 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Lists DEST's versions newer than the store copied (with --json, as
+/// `{"refused": "newer-in-dest", "source_newest", "newer_in_dest"}`), and
+/// fails saying why copy wrote nothing.
+fn refuse_newer(args: &CopyArgs, source_newest: Option<u64>, newer: &[NameChange]) -> Result<()> {
+    if args.json {
+        let shown = serde_json::json!({
+            "refused": "newer-in-dest",
+            "source_newest": source_newest,
+            "newer_in_dest": newer,
+        });
+        outln!("{shown}")?;
+    } else {
+        for line in newer_lines(newer) {
+            outln!("{line}")?;
+        }
+    }
+    bail!("{}", newer_refusal(&args.dest, source_newest, newer, false))
+}
+
+/// `newer in DEST: NAME@N` for each version listed.
+fn newer_lines(newer: &[NameChange]) -> Vec<String> {
+    newer
+        .iter()
+        .flat_map(|c| {
+            c.versions
+                .iter()
+                .map(move |n| format!("newer in DEST: {}@{n}", c.name))
+        })
+        .collect()
+}
+
+/// Why copy refuses (or, in a dry run, would refuse) DEST's newer
+/// versions, and what to do.
+fn newer_refusal(
+    dest: &Path,
+    source_newest: Option<u64>,
+    newer: &[NameChange],
+    dry_run: bool,
+) -> String {
+    let versions: usize = newer.iter().map(|c| c.versions.len()).sum();
+    let than = match source_newest {
+        Some(time) => format!(
+            "put after the newest version of the store copied ({})",
+            crate::store::format_time(time)
+        ),
+        None => "while the store copied holds no version at all".to_owned(),
+    };
+    let dest = dest.display();
+    let done = match dry_run {
+        true => {
+            "copy would refuse to remove them and write nothing (this dry run wrote nothing                  either)"
+        }
+        false => "copy would remove them, so it wrote nothing",
+    };
+    format!(
+        "{dest} holds {versions} version(s) of {} name(s) {than}, listed above: {done}. Either          {dest} was written to directly (then copy it into the store copied first, to keep          them), the store copied was restored from an older backup, or the two are given the          wrong way round; or the store copied had its newest versions removed since the last          copy. To remove them from {dest}, pass --remove-newer",
+        newer.len()
+    )
 }
 
 /// `seccs copy --dry-run`: what the copy would do, from a dry run of the
@@ -344,6 +438,9 @@ fn dry_run(
         for line in dry_run_lines(&report) {
             outln!("{line}")?;
         }
+        for line in newer_lines(&report.newer_in_dest) {
+            outln!("{line}")?;
+        }
         for line in &report.source_damage {
             outln!("source damage: {line}")?;
         }
@@ -367,6 +464,12 @@ fn dry_run(
              would only rescue into {dest_shown}, which holds nothing, every entry that \
              authenticates but those verify names (counted above); nothing was written",
             report.source_damage.len()
+        );
+    }
+    if !report.newer_in_dest.is_empty() && !args.remove_newer {
+        bail!(
+            "{}",
+            newer_refusal(dest_path, report.source_newest, &report.newer_in_dest, true)
         );
     }
     if !report.is_exact() {

@@ -851,15 +851,20 @@ fn a_dry_run_into_a_missing_dest_makes_nothing() {
     assert!(!tmp.path().join("new").exists(), "nothing made");
 }
 
-/// Run the wrong way round (the old mirror as --store, the newer store as
-/// DEST), a dry run lists what the newer store would lose, and leaves it
-/// as it was.
+/// Run the wrong way round (the old mirror as the store copied, the newer
+/// store as DEST), copy refuses to take away what was put into DEST after
+/// the mirror's newest version: a dry run lists it and exits 1, the copy
+/// lists it, writes nothing and exits 1, and only --remove-newer removes
+/// it, naming what went.
 #[test]
-fn a_dry_run_the_wrong_way_round_lists_what_the_newer_store_would_lose() {
+fn a_copy_the_wrong_way_round_keeps_the_newer_stores_versions_unless_told() {
     let tmp = tempfile::tempdir().expect("tmp");
     let source = source_store(tmp.path());
     let mirror = tmp.path().join("mirror");
     copy(&source, &mirror, &[]);
+    // Versions are stamped in seconds: these are put after every version
+    // of the mirror.
+    std::thread::sleep(Duration::from_millis(1_100));
     for (seed, name) in [(50, "docs/b"), (51, "newer")] {
         let file = random_file(tmp.path(), "in.bin", 7_000, seed);
         ok(seccs(&source)
@@ -868,20 +873,76 @@ fn a_dry_run_the_wrong_way_round_lists_what_the_newer_store_would_lose() {
             .args(["--name", name, "-q"]));
     }
     let before = entries(&source);
-    let out = dry_run(&mirror, &source, &[]);
-    let (would, _) = would_lines(&out);
+    let newer_lines = ["newer in DEST: docs/b@2", "newer in DEST: newer@1"];
+
+    let out = run(seccs(&mirror)
+        .arg("copy")
+        .arg(&source)
+        .args(["-q", "--dry-run"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (would, _) = would_lines(&text);
     assert_eq!(
         would,
         [
             "would remove: docs/b@2",
             "would remove: newer (the whole name, 1 version)",
         ],
-        "{out}"
+        "{text}"
+    );
+    let listed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("newer in DEST: "))
+        .collect();
+    assert_eq!(listed, newer_lines, "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "holds 2 version(s) of 2 name(s) put after the newest version of the store copied"
+        ) && err.contains("copy would refuse to remove them")
+            && err.contains("--remove-newer"),
+        "{err}"
     );
     assert_eq!(entries(&source), before);
+
+    let out = run(seccs(&mirror).arg("copy").arg(&source).arg("-q"));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().collect::<Vec<_>>(), newer_lines, "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("copy would remove them, so it wrote nothing")
+            && err.contains("wrong way round"),
+        "{err}"
+    );
+    // With --json, the refusal is a JSON object.
+    let out = run(seccs(&mirror)
+        .arg("copy")
+        .arg(&source)
+        .args(["-q", "--json"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let refused = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(refused["refused"], "newer-in-dest", "{refused}");
+    assert_eq!(
+        refused["newer_in_dest"],
+        serde_json::json!([
+            {"name": "docs/b", "versions": [2], "whole_name": false},
+            {"name": "newer", "versions": [1], "whole_name": true},
+        ]),
+        "{refused}"
+    );
+    assert!(
+        refused["source_newest"].as_u64() > Some(1_700_000_000),
+        "{refused}"
+    );
+    assert_eq!(entries(&source), before, "nothing written");
     ok(seccs(&source).arg("verify"));
-    // Copied anyway, the report names what went.
-    let report = copy(&mirror, &source, &[]);
+
+    // The dry run with --remove-newer says what the copy would then do,
+    // and exits 0; the copy told to removes them and names what went.
+    let out = dry_run(&mirror, &source, &["--remove-newer"]);
+    assert!(out.contains("newer in DEST: newer@1"), "{out}");
+    let report = copy(&mirror, &source, &["--remove-newer"]);
     assert_eq!(
         report["names_removed"],
         serde_json::json!([
@@ -890,6 +951,7 @@ fn a_dry_run_the_wrong_way_round_lists_what_the_newer_store_would_lose() {
         ]),
         "{report}"
     );
+    assert_eq!(entries(&source), entries(&mirror));
 }
 
 /// All keys of the Redis server on `port` and their `DUMP`s, in key order.

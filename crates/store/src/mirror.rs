@@ -53,6 +53,19 @@
 //! keeps what it held under that key; the rest is copied. A damaged source
 //! never makes a silently damaged mirror.
 //!
+//! A mirror never removes, unasked, what only the destination can hold:
+//! versions put into it after the newest version of the source. Before
+//! anything is written, the newest time of the source's versions is read
+//! from its names' records, and the destination's records are searched for
+//! versions put later; where there are any, the mirror is refused
+//! ([`MirrorError::DestNewer`]) unless the caller chose [`Newer::Remove`].
+//! Such versions mean the destination was written to directly (a failover
+//! to the mirror), the source was restored from an older backup, or the
+//! two stores were given the wrong way round; or, the one false alarm,
+//! that the source's newest versions were removed since the last mirror.
+//! Times are the putting machine's clock, so versions put within a second
+//! of each other, or under clocks set far apart, can be taken for older.
+//!
 //! The caller holds both stores as a writer would (their directory locks
 //! and writer leases); [`mirror`] holds both stores' writer locks in this
 //! process while it runs.
@@ -105,6 +118,8 @@ impl Default for Limits {
 pub enum Phase {
     /// Verifying the source before anything is written.
     CheckingSource,
+    /// Looking for destination versions newer than every source version.
+    CheckingNewer,
     /// Copying the source's nodes.
     Nodes,
     /// Copying the source's catalog records.
@@ -119,12 +134,24 @@ impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Phase::CheckingSource => "verifying the store copied",
+            Phase::CheckingNewer => "looking for versions newer in the destination",
             Phase::Nodes => "copying nodes",
             Phase::Records => "copying catalog records",
             Phase::StaleRecords => "removing stale catalog records",
             Phase::StaleNodes => "removing stale nodes",
         })
     }
+}
+
+/// What a mirror does with destination versions newer than every version
+/// of the source (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Newer {
+    /// Refuse the mirror before anything is written, naming them.
+    #[default]
+    Refuse,
+    /// Remove them, as any other version the source does not hold.
+    Remove,
 }
 
 /// What a mirror did, and what it did not copy.
@@ -168,6 +195,15 @@ pub struct MirrorReport {
     /// of a large store does not hold every name): the names whose versions
     /// the destination would gain, in name order.
     pub names_added: Vec<NameChange>,
+    /// When the newest version of the source was put (seconds since the
+    /// Unix epoch), or `None` when it holds no version (or was not
+    /// searched: a mirror told to remove newer versions, or a rescue).
+    pub source_newest: Option<u64>,
+    /// The destination's versions put after every version of the source,
+    /// in name order (`whole_name`: the source holds no record of the
+    /// name): what a mirror refuses to remove unless told to
+    /// ([`Newer::Remove`]). A dry run always searches for them.
+    pub newer_in_dest: Vec<NameChange>,
 }
 
 /// Versions of one name that a mirror removes from the destination, or
@@ -282,6 +318,21 @@ pub enum MirrorError {
          written. Copy into a store whose table or prefix nests with no other's"
     )]
     DestNests(String),
+    /// The destination holds versions put after every version of the
+    /// source, which the mirror would remove ([`Newer::Refuse`]).
+    #[error(
+        "the destination holds {} version(s) of {} name(s) put after every version of the \
+         source; a mirror would remove them, so nothing was written",
+        newer.iter().map(|c| c.versions.len()).sum::<usize>(),
+        newer.len()
+    )]
+    DestNewer {
+        /// When the source's newest version was put (seconds since the
+        /// Unix epoch); `None` when the source holds no version.
+        source_newest: Option<u64>,
+        /// The newer versions, in name order.
+        newer: Vec<NameChange>,
+    },
     /// The source could not be verified.
     #[error("cannot verify the store copied: {0}")]
     Check(StoreError),
@@ -301,21 +352,27 @@ pub enum MirrorError {
 /// before anything is written. Returns what it did; the destination is
 /// an exact mirror only if the report has no findings. The report names
 /// the versions the destination lost ([`MirrorReport::names_removed`]),
-/// gathered by the passes that decide them.
+/// gathered by the passes that decide them. With [`Newer::Refuse`], a
+/// destination holding versions put after every version of the source is
+/// refused before anything is written ([`MirrorError::DestNewer`]).
 pub fn mirror(
     source: &Store,
     dest: &Store,
     limits: Limits,
+    newer: Newer,
     progress: &mut (dyn FnMut(Phase, &MirrorReport) + Send),
 ) -> Result<MirrorReport, MirrorError> {
-    run(source, dest, limits, false, progress)
+    run(source, dest, limits, Some(newer), progress)
 }
 
 /// What [`mirror`] would do, by the same passes, writing nothing to `dest`
 /// (nor taking its writer lock): the source verified first, the entries
 /// it would copy and remove counted, and the names whose versions `dest`
 /// would lose or gain ([`MirrorReport::names_removed`],
-/// [`MirrorReport::names_added`]). Refuses what [`mirror`] refuses. Where
+/// [`MirrorReport::names_added`]), and those of its versions newer than
+/// every version of the source, which [`mirror`] refuses to remove unless
+/// told to ([`MirrorReport::newer_in_dest`]; listed, not refused).
+/// Refuses what [`mirror`] refuses before it reads the stores' entries. Where
 /// the source is damaged, the report says what the mirror would then do
 /// (rescue, or leave `dest` as it was). Besides a mirror's memory, it holds
 /// the keys it would remove and the names it lists.
@@ -325,15 +382,16 @@ pub fn dry_run(
     limits: Limits,
     progress: &mut (dyn FnMut(Phase, &MirrorReport) + Send),
 ) -> Result<MirrorReport, MirrorError> {
-    run(source, dest, limits, true, progress)
+    run(source, dest, limits, None, progress)
 }
 
-/// [`mirror`], or with `dry_run` [`dry_run`].
+/// [`mirror`] with what it does with newer versions, or with `None` a
+/// [`dry_run`].
 fn run(
     source: &Store,
     dest: &Store,
     limits: Limits,
-    dry_run: bool,
+    newer: Option<Newer>,
     progress: &mut (dyn FnMut(Phase, &MirrorReport) + Send),
 ) -> Result<MirrorReport, MirrorError> {
     check_alike(source, dest)?;
@@ -346,6 +404,7 @@ fn run(
         batch_bytes: limits.batch_bytes.max(1),
         batch_entries: limits.batch_entries.max(1),
     };
+    let dry_run = newer.is_none();
     let mut report = MirrorReport {
         dry_run,
         ..MirrorReport::default()
@@ -364,6 +423,19 @@ fn run(
     // A dry run writes nothing, and so does not hold the destination.
     let _dest_held = (!dry_run).then(|| dest.lock_writer());
     source.lock_writer().run(|parallel| {
+        if newer != Some(Newer::Remove) {
+            progress(Phase::CheckingNewer, &report);
+            let newest = newest_version(source).map_err(MirrorError::Source)?;
+            let found = newer_versions(source, dest, newest)?;
+            if newer == Some(Newer::Refuse) && !found.is_empty() {
+                return Err(MirrorError::DestNewer {
+                    source_newest: newest,
+                    newer: found,
+                });
+            }
+            report.source_newest = newest;
+            report.newer_in_dest = found;
+        }
         let mut run = Mirror {
             source,
             dest,
@@ -419,6 +491,94 @@ fn check_alike(source: &Store, dest: &Store) -> Result<(), MirrorError> {
         });
     }
     Ok(())
+}
+
+/// When the newest version `store` holds was put: the latest of its names'
+/// records' own versions (a record's pages hold older ones). Records that
+/// do not open (verify names them) or that a newer seccs wrote are passed
+/// over.
+fn newest_version(store: &Store) -> Result<Option<u64>, BackendError> {
+    let mut newest: Option<u64> = None;
+    store.backend().walk(
+        &[catalog::KEY_PREFIX],
+        &mut |key, entry| {
+            if catalog::is_catalog_key(key)
+                && let Ok(catalog::Entry::Head(head)) =
+                    store.catalog().open_entry(key, &entry.value)
+            {
+                let latest = head.record.versions.iter().map(|v| v.time).max();
+                newest = newest.max(latest);
+            }
+            Ok(())
+        },
+        Some(&mut |_, _| {}),
+    )?;
+    Ok(newest)
+}
+
+/// The versions of `dest` put after `newest` (every version, when it is
+/// `None`) that `source` does not hold, in name order, each name marked
+/// whole where `source` holds no record of it. Only the records holding
+/// such a version are kept while `dest` is walked; their pages, and the
+/// source's records of the same names, are read after.
+fn newer_versions(
+    source: &Store,
+    dest: &Store,
+    newest: Option<u64>,
+) -> Result<Vec<NameChange>, MirrorError> {
+    let is_newer = |time: u64| newest.is_none_or(|newest| time > newest);
+    let mut heads: Vec<(Vec<u8>, catalog::Head)> = Vec::new();
+    dest.backend()
+        .walk(
+            &[catalog::KEY_PREFIX],
+            &mut |key, entry| {
+                if catalog::is_catalog_key(key)
+                    && let Ok(catalog::Entry::Head(head)) =
+                        dest.catalog().open_entry(key, &entry.value)
+                    && head.record.versions.iter().any(|v| is_newer(v.time))
+                {
+                    heads.push((key.to_vec(), head));
+                }
+                Ok(())
+            },
+            Some(&mut |_, _| {}),
+        )
+        .map_err(MirrorError::Dest)?;
+    let keys: Vec<&[u8]> = heads.iter().map(|(key, _)| key.as_slice()).collect();
+    let in_source = lookup(source.backend(), &keys).map_err(MirrorError::Source)?;
+    let mut newer = Vec::new();
+    for ((key, head), theirs) in heads.iter().zip(in_source) {
+        // A version the source holds too is not the destination's own (a
+        // source record can keep in a page a version put after `newest`
+        // where its newer ones were removed). A source record that does
+        // not open holds none that can be named.
+        let whole_name = theirs.is_none();
+        let held: HashSet<VersionId> =
+            match theirs.map(|t| source.catalog().open_head(key, &t.value)) {
+                Some(Ok(theirs)) => versions_of(source, &theirs, &HashMap::new())
+                    .map_err(MirrorError::Source)?
+                    .into_iter()
+                    .collect(),
+                _ => HashSet::new(),
+            };
+        let versions: Vec<u32> = versions_of(dest, head, &HashMap::new())
+            .map_err(MirrorError::Dest)?
+            .into_iter()
+            .filter(|v| is_newer(v.2) && !held.contains(v))
+            .map(|(number, _, _)| number)
+            .collect();
+        if !versions.is_empty() {
+            newer.push(NameChange {
+                name: head.record.name.clone(),
+                versions,
+                whole_name,
+            });
+        }
+    }
+    // A walk may meet a key twice (a Redis SCAN does).
+    newer.sort_by(|a, b| a.name.cmp(&b.name));
+    newer.dedup_by(|a, b| a.name == b.name);
+    Ok(newer)
 }
 
 /// Whether `backend` holds any entry (a walk stopped at the first).
@@ -1123,7 +1283,7 @@ mod tests {
 
     use seccs_core::SecretKey;
 
-    use super::{Limits, MirrorError, MirrorReport, NameChange, dry_run, mirror};
+    use super::{Limits, MirrorError, MirrorReport, NameChange, Newer, dry_run, mirror};
     use crate::backend::{Backend, BackendError, Batch, Damaged, Entry, MemoryBackend, Visitor};
     use crate::catalog::{self, EntryKind};
     use crate::{Params, Store, WrapperKind};
@@ -1190,7 +1350,7 @@ mod tests {
     }
 
     fn run(source: &Store, dest: &Store, limits: Limits) -> Result<MirrorReport, MirrorError> {
-        mirror(source, dest, limits, &mut |_, _| {})
+        mirror(source, dest, limits, Newer::Refuse, &mut |_, _| {})
     }
 
     #[test]
@@ -1618,15 +1778,19 @@ mod tests {
         );
     }
 
-    /// Run the wrong way round (the destination the newer store), a dry
-    /// run names what the destination would lose, and the mirror what it
-    /// lost.
+    /// Versions put into the destination after every version of the source
+    /// (a failover to the mirror, or the two given the wrong way round): a
+    /// dry run names them, the mirror refuses to remove them and writes
+    /// nothing, and told to remove them it does, naming what went.
     #[test]
-    fn a_destination_newer_than_the_source_is_told_what_it_would_lose() {
-        let (source, _) = source();
+    fn destination_versions_newer_than_the_source_are_kept_unless_removal_is_asked() {
+        let (source, source_backend) = source();
         let dest_backend = Arc::new(MemoryBackend::new());
         let dest = store_on(dest_backend.clone());
         run(&source, &dest, small()).expect("mirror");
+        // Times are in seconds: the next second is after every source
+        // version.
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
         put(&dest, "fresh", &bytes(6_000, 70));
         put(&dest, "fresh", &bytes(6_000, 71));
         put(&dest, "docs/b", &bytes(6_000, 72));
@@ -1637,10 +1801,69 @@ mod tests {
             change("fresh", &[1, 2], true),
         ];
         assert_eq!(dry.names_removed, lost);
+        assert_eq!(dry.newer_in_dest, lost, "every version lost is newer");
+        let newest = source
+            .list("")
+            .expect("list")
+            .iter()
+            .flat_map(|r| r.versions.iter().map(|v| v.time))
+            .max();
+        assert_eq!(dry.source_newest, newest);
         assert!(dry.names_added.is_empty(), "{dry:?}");
         assert_eq!(entries(dest_backend.as_ref()), before, "nothing written");
-        let done = run(&source, &dest, small()).expect("mirror");
-        assert_eq!(done.names_removed, lost);
+
+        match run(&source, &dest, small()) {
+            Err(MirrorError::DestNewer {
+                source_newest,
+                newer,
+            }) => {
+                assert_eq!(newer, lost);
+                assert_eq!(source_newest, newest);
+            }
+            other => panic!("refused, not {other:?}"),
+        }
+        assert_eq!(entries(dest_backend.as_ref()), before, "nothing written");
+
+        // Versions the source lost since the last mirror are not newer: a
+        // removal alone is mirrored as before.
+        source.remove_name("docs/a", Some(1)).expect("rm docs/a@1");
+        let dry = dry_run(&source, &dest, small(), &mut |_, _| {}).expect("dry run");
+        assert_eq!(dry.newer_in_dest, lost, "only the newer ones: {dry:?}");
+        assert!(dry.names_removed.contains(&change("docs/a", &[1], false)));
+
+        let done = mirror(&source, &dest, small(), Newer::Remove, &mut |_, _| {})
+            .expect("mirror told to remove newer versions");
+        assert!(done.is_exact(), "{done:?}");
+        assert_eq!(done.names_removed, dry.names_removed);
+        assert_eq!(
+            entries(dest_backend.as_ref()),
+            entries(source_backend.as_ref())
+        );
+    }
+
+    /// A source that holds no version (only unnamed contents, or nothing):
+    /// every version of the destination is newer than all of its, and a
+    /// mirror from it is refused.
+    #[test]
+    fn a_source_without_versions_never_empties_a_destination_unasked() {
+        // A store of names, here the destination.
+        let (dest, dest_backend) = source();
+        let source = store_on(Arc::new(MemoryBackend::new()));
+        source.put(&bytes(5_000, 9)).expect("put unnamed");
+        let before = entries(dest_backend.as_ref());
+        match run(&source, &dest, small()) {
+            Err(MirrorError::DestNewer {
+                source_newest: None,
+                newer,
+            }) => {
+                assert_eq!(newer.len(), 3, "{newer:?}");
+                assert!(newer.iter().all(|c| c.whole_name), "{newer:?}");
+                let log = newer.iter().find(|c| c.name == "log").expect("log");
+                assert_eq!(log.versions.len(), 69, "pages' versions too");
+            }
+            other => panic!("refused, not {other:?}"),
+        }
+        assert_eq!(entries(dest_backend.as_ref()), before, "nothing written");
     }
 
     /// A source damaged since its mirror: the dry run says the mirror

@@ -15,7 +15,7 @@ use seccs_backends::{PostgresBackend, PostgresConfig, S3Backend, S3Config};
 use seccs_core::SecretKey;
 use seccs_store::backend::{Backend, Entry};
 use seccs_store::catalog::EntryKind;
-use seccs_store::mirror::{self, Limits, MirrorError, MirrorFinding, MirrorReport, Phase};
+use seccs_store::mirror::{self, Limits, MirrorError, MirrorFinding, MirrorReport, Newer, Phase};
 use seccs_store::{Params, Store, WrapperKind};
 
 use crate::harness::s3_credentials;
@@ -219,7 +219,7 @@ fn reads_back(
 
 fn run(source: &Store, dest: &Store) -> Result<(MirrorReport, Vec<Phase>), MirrorError> {
     let mut phases = Vec::new();
-    let report = mirror::mirror(source, dest, small(), &mut |phase, _| {
+    let report = mirror::mirror(source, dest, small(), Newer::Refuse, &mut |phase, _| {
         if phases.last() != Some(&phase) {
             phases.push(phase);
         }
@@ -254,7 +254,12 @@ fn mirrors_exactly(source_server: &Server, dest_server: &Server) -> TestResult {
     assert!(report.bytes_written > 0);
     assert_eq!(
         phases,
-        [Phase::CheckingSource, Phase::Nodes, Phase::Records],
+        [
+            Phase::CheckingSource,
+            Phase::CheckingNewer,
+            Phase::Nodes,
+            Phase::Records
+        ],
         "{phases:?}"
     );
     if let Server::S3(_) = dest_server {
@@ -476,7 +481,13 @@ fn a_mirror_into_s3_cut_off_part_way_stays_readable_and_a_rerun_finishes() -> Te
     }
     // In batches of the default size: the removals of the small batches
     // restart their walk, which on S3 reads every object, at each batch.
-    let report = mirror::mirror(&source, &dest, Limits::default(), &mut |_, _| {})?;
+    let report = mirror::mirror(
+        &source,
+        &dest,
+        Limits::default(),
+        Newer::Refuse,
+        &mut |_, _| {},
+    )?;
     assert!(report.is_exact(), "{report:?}");
     assert!(report.removed > 0, "{report:?}");
     assert!(entries(dest.backend())? == source_entries);
