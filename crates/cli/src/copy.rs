@@ -189,6 +189,7 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
                 key: dest_key_source(&source.dir)?,
                 share_password_file: loc.share_password_file(),
                 existing_key: Some(key.clone()),
+                lock_wait: loc.lock_wait,
             },
         )
         .map_err(|e| itself_named_otherwise(e, dest_path))?;

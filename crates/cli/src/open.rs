@@ -30,7 +30,10 @@ pub struct StoreLocation {
     pub store: Option<PathBuf>,
     /// When another process holds the store (a put, a gc), wait up to
     /// SECONDS for it to finish instead of failing at once with "store is
-    /// in use", as a scheduled job that may meet another wants. Whole
+    /// in use", as a scheduled job that may meet another wants. init (and
+    /// copy making DEST) waits the same way for a network backend still
+    /// held by the writer lease of an init killed part way, which lapses
+    /// within 30 s. Whole
     /// seconds, at most 86400 (a day); 0 (the default) fails at once. On a network backend (Redis, PostgreSQL,
     /// S3) the commands that only read (get, ls, diff, stat) never wait:
     /// they run beside a writer.
@@ -117,6 +120,10 @@ pub struct NewStore {
     /// from the key service or the share network, taken as it is (`key`
     /// names the source store's key source, which gives this key).
     pub existing_key: Option<SecretKey>,
+    /// How long to wait for a network backend another process holds (the
+    /// writer lease of an init or copy killed part way lapses within
+    /// 30 s), or for the lock of a stopped init's directory (`--lock-wait`).
+    pub lock_wait: Option<u64>,
 }
 
 /// Creates a store directory, its key file (for file keys) and its backend.
@@ -145,8 +152,11 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
     };
     // What a stopped init or copy left is removed first, under the
     // store's lock (refused as in use while that init still runs).
+    let mut lock = LockWait::new(Duration::from_secs(new.lock_wait.unwrap_or(0)));
+    // Each step of a resume looks before it removes, so one that met the
+    // backend still held runs again from the start.
     let adopted = match StoreDir::unfinished(path) {
-        Some(_) => resume(path, &new)?,
+        Some(_) => lock.retry(|| resume(path, &new))?,
         None => None,
     };
     check_new_place(path, &new.backend)?;
@@ -167,7 +177,7 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
     let network = if new.backend == EMBEDDED {
         None
     } else {
-        Some(create_network_backend(&new.backend)?)
+        Some(lock.retry(|| create_network_backend(&new.backend))?)
     };
     let backend_url = if new.backend == EMBEDDED {
         new.backend.clone()
@@ -624,6 +634,7 @@ fn open_as(
                 },
                 share_password_file: None,
                 existing_key: None,
+                lock_wait: loc.lock_wait,
             },
         )?;
         errln!(

@@ -509,6 +509,7 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
             key,
             share_password_file: loc.share_password_file(),
             existing_key: None,
+            lock_wait: loc.lock_wait,
         },
     )?;
     // The URL may hold a password: it is shown as config.toml keeps it.

@@ -308,3 +308,65 @@ fn an_init_killed_at_any_moment_is_made_by_the_next() {
     );
     assert!(test_started.elapsed() < Duration::from_secs(60));
 }
+
+/// Takes the writer lease of the Redis prefix `prefix` as another process
+/// would, for `millis` ms: what an init killed part way leaves behind.
+fn hold_lease(port: u16, prefix: &str, millis: u64) {
+    let lease = [prefix.as_bytes(), b":\0seccs:writer-lease"].concat();
+    let said = common::redis_command(
+        port,
+        &[
+            b"SET",
+            &lease,
+            b"a-killed-init",
+            b"PX",
+            millis.to_string().as_bytes(),
+        ],
+    );
+    assert!(
+        said.starts_with(b"+OK"),
+        "{}",
+        String::from_utf8_lossy(&said)
+    );
+}
+
+/// A network backend still held by a killed init's writer lease: init
+/// says it is in use and how to wait, leaving nothing; with --lock-wait
+/// it waits for the lease to lapse and makes the store, a new one or the
+/// resumed one a stopped init left.
+#[test]
+fn an_init_waits_for_a_lease_left_by_a_killed_one_when_told() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+
+    let dir = tmp.path().join("new");
+    let url = redis_url(port, "new");
+    hold_lease(port, "new", 60_000);
+    let err = fails(seccs(&dir).args(["init", "--backend", &url]));
+    assert!(
+        err.contains("in use") && err.contains("--lock-wait SECONDS waits for it to finish"),
+        "{err}"
+    );
+    assert!(!dir.join("config.toml").exists(), "nothing left: {err}");
+    hold_lease(port, "new", 1_500);
+    let err = ok_err(seccs(&dir).args(["init", "--backend", &url, "--lock-wait", "20"]));
+    assert!(err.contains("waiting up to 20 s for it to finish"), "{err}");
+    works(&dir, tmp.path());
+
+    // A stopped init's store, its backend still held.
+    let dir = tmp.path().join("stopped");
+    let url = redis_url(port, "stopped");
+    ok(seccs(&dir).args(["init", "--backend", &url]));
+    mark_unfinished(&dir, "init");
+    hold_lease(port, "stopped", 60_000);
+    let err = fails(seccs(&dir).args(["init", "--backend", &url]));
+    assert!(err.contains("--lock-wait SECONDS waits"), "{err}");
+    hold_lease(port, "stopped", 1_500);
+    let err = ok_err(seccs(&dir).args(["--lock-wait", "20", "init", "--backend", &url]));
+    assert!(
+        err.contains("waiting up to 20 s for it to finish")
+            && err.contains("removed what it made (the store marker on backend"),
+        "{err}"
+    );
+    works(&dir, tmp.path());
+}

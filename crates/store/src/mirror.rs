@@ -7,7 +7,8 @@
 //! so a store's entries can be copied as they are stored, each with its
 //! count, into another store of the same key and parameters: nothing is
 //! opened to be sealed again, and nothing is chunked again. [`mirror`]
-//! makes the destination's entries exactly the source's, in four passes
+//! makes the destination's entries exactly the source's, after a search
+//! for destination versions newer than the source's (see below), in four passes
 //! whose memory is bounded by its batch [`Limits`] (no set of every key is
 //! held), after a verify of the source (whose memory, as `seccs verify`'s,
 //! grows with the number of nodes); the records with pages, one per name
@@ -22,7 +23,9 @@
 //!    way, every catalog record the destination holds refers to nodes it
 //!    holds (pages no record lists are not copied: nothing reads them);
 //! 3. every catalog record of the destination that the source does not
-//!    hold (looked up in the source in batches) is removed;
+//!    hold (looked up in the source in batches) is removed: names'
+//!    records first, each read whole (with its pages) for the versions it
+//!    held, then the pages left;
 //! 4. then every node of the destination the source does not hold.
 //!
 //! Run again after an interruption, the passes finish the mirror; run
