@@ -52,23 +52,28 @@ keeps what it held under that key), the rest is copied, and copy exits 1. A dama
 never makes a silently damaged mirror.\n\n\
 Where the copy removes versions from DEST (names this store no longer holds, versions removed \
 since), it prints one line for each after its summary: `removed: NAME@N`.\n\n\
-copy never removes, unasked, versions that only DEST can hold: those put into DEST after the \
-newest version of this store. Such versions mean DEST was written to directly (a failover to \
-the mirror), this store was restored from an older backup, or the two were given the wrong way \
-round; or, the one false alarm, that this store's newest versions were removed since the last \
-copy. Before anything is written, copy looks for them, and where there are any it lists them \
-(`newer in DEST: NAME@N`) and exits 1, having written nothing. Copy DEST into this store first \
-to keep them, or pass --remove-newer to remove them. Versions are stamped by the clock of the \
-machine that put them, in seconds: one put within a second of this store's newest, or under a \
-clock set far behind, is not seen as newer.\n\n\
+copy does not remove, unasked, versions that only DEST holds: versions this store does not \
+hold, put into DEST after this store's newest version, or after its newest at the last copy \
+into DEST (which copy records in DEST/last-copy), whichever is earlier. Such versions mean \
+DEST was written to directly (a failover to the mirror, found by the last copy's time even \
+where this store was written to since), this store was restored from an older backup, or the \
+two were given the wrong way round; or, the one false alarm, that this store's newest \
+versions were removed since the last copy. Before anything is written, copy looks for them, \
+and where there are any it lists them (`newer in DEST: NAME@N`) and exits 1, having written \
+nothing. To keep them, save DEST whole first (`seccs --store DEST copy NEW-DIR`), then pass \
+--remove-newer. What copy cannot tell: a store restored from an older backup and written to \
+since looks like one whose versions were removed, and the copy removes from DEST what the \
+backup lacks (run --dry-run after a restore); versions are stamped in seconds by the clock of \
+the machine that put them, so one put into DEST within the second of that time, or under a \
+clock set behind, is taken for older.\n\n\
 --dry-run reads both stores and writes nothing: not to DEST nor its backend (a network DEST is \
 opened as a reader, without its lock or writer lease), and a DEST that does not exist is not \
 made. It verifies this store first as copy does, then prints what copy would do: \
 `would remove: NAME@N` and `would add: NAME@N` for each version DEST would lose or gain \
 (`would remove: NAME (the whole name, K versions)` where every version goes), in name order, \
 then how many entries it would copy (and their bytes) and remove. For a DEST that does not \
-exist it says what store would be made there. It also lists DEST's versions newer than this \
-store's newest (`newer in DEST: NAME@N`). It exits 0 when it ran, whether or not there are \
+exist it says what store would be made there. It also lists DEST's versions of its own, \
+which copy would refuse to remove (`newer in DEST: NAME@N`). It exits 0 when it ran, whether or not there are \
 changes, and 1 where copy would (a damaged store copied, an entry that would not be copied, \
 versions newer in DEST without --remove-newer).";
 
@@ -93,7 +98,8 @@ Exits 0 when DEST is an exact mirror, 1 when an entry could not be copied (after
 the rest), when the store copied is damaged (copy then only rescues), when DEST holds versions \
 newer than this store's (nothing written), or when the copy failed, \
 2 on a usage error. With --dry-run: 0 when the dry run ran, 1 where copy would exit 1 for \
-the store copied (damage, an entry that would not be copied) or when it cannot run."
+the store copied (damage, an entry that would not be copied), where DEST holds versions of \
+its own (without --remove-newer), or when it cannot run."
 )]
 pub struct CopyArgs {
     /// The destination store directory: a store is made there if there is
@@ -111,8 +117,9 @@ pub struct CopyArgs {
     #[arg(long)]
     dry_run: bool,
     /// Remove from DEST, as any version this store does not hold, the
-    /// versions put into DEST after this store's newest, which copy
-    /// otherwise refuses to remove (see above). Look with --dry-run first.
+    /// versions put into DEST itself (after this store's newest, or after
+    /// the last copy), which copy otherwise refuses to remove (see above).
+    /// Look with --dry-run first.
     #[arg(long)]
     remove_newer: bool,
     /// No progress on standard error.
@@ -128,9 +135,10 @@ pub struct CopyArgs {
     /// "names_added" (the same, versions DEST would gain: a dry run's
     /// only), "source_newest" (when this store's newest version was put,
     /// seconds since the epoch, or null), "newer_in_dest" (DEST's versions
-    /// put after it, as names_removed lists them)}. Where copy refuses
-    /// those (no --remove-newer), it prints {"refused": "newer-in-dest",
-    /// "source_newest", "newer_in_dest"} instead. With --dry-run the
+    /// of its own, as names_removed lists them: a dry run's only)}. Where
+    /// copy refuses those (no --remove-newer), it prints {"refused":
+    /// "newer-in-dest", "since" (the time they were put after),
+    /// "newer_in_dest"} instead. With --dry-run the
     /// counts are what copy would do, and
     /// "would_make" is {"path", "backend", "chunk_size", "wrapper",
     /// "compression", "key"} for a DEST that does not exist, null for one
@@ -208,10 +216,7 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
     };
     drop(key);
     let spinner = progress::spinner("copying", args.quiet);
-    let newer = match args.remove_newer {
-        true => Newer::Remove,
-        false => Newer::Refuse,
-    };
+    let newer = newer_rule(&args, &dest.dir)?;
     let mirrored = mirror::mirror(
         &source.store,
         &dest.store,
@@ -226,12 +231,15 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
     );
     spinner.finish_and_clear();
     let report = match mirrored {
-        Err(MirrorError::DestNewer {
-            source_newest,
-            newer,
-        }) => return refuse_newer(&args, source_newest, &newer),
+        Err(MirrorError::DestNewer { since, newer }) => return refuse_newer(&args, since, &newer),
         other => other?,
     };
+    if report.is_exact()
+        && let Some(newest) = report.source_newest
+    {
+        // What the next copy tells versions put into DEST itself by.
+        dest.dir.record_last_copy(newest)?;
+    }
     if args.json {
         outln!("{}", serde_json::to_string(&report)?)?;
     } else {
@@ -291,14 +299,26 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
     Ok(())
 }
 
-/// Lists DEST's versions newer than the store copied (with --json, as
-/// `{"refused": "newer-in-dest", "source_newest", "newer_in_dest"}`), and
-/// fails saying why copy wrote nothing.
-fn refuse_newer(args: &CopyArgs, source_newest: Option<u64>, newer: &[NameChange]) -> Result<()> {
+/// What the mirror does with DEST's versions of its own (see
+/// [`mirror::Newer`]): removed with --remove-newer, else refused, told by
+/// the last copy into DEST where its directory recorded one.
+fn newer_rule(args: &CopyArgs, dest: &StoreDir) -> Result<Newer> {
+    Ok(match args.remove_newer {
+        true => Newer::Remove,
+        false => Newer::Refuse {
+            last_copy: dest.last_copy()?,
+        },
+    })
+}
+
+/// Lists DEST's versions of its own (with --json, as `{"refused":
+/// "newer-in-dest", "since", "newer_in_dest"}`), and fails saying why copy
+/// wrote nothing.
+fn refuse_newer(args: &CopyArgs, since: Option<u64>, newer: &[NameChange]) -> Result<()> {
     if args.json {
         let shown = serde_json::json!({
             "refused": "newer-in-dest",
-            "source_newest": source_newest,
+            "since": since,
             "newer_in_dest": newer,
         });
         outln!("{shown}")?;
@@ -307,7 +327,7 @@ fn refuse_newer(args: &CopyArgs, source_newest: Option<u64>, newer: &[NameChange
             outln!("{line}")?;
         }
     }
-    bail!("{}", newer_refusal(&args.dest, source_newest, newer, false))
+    bail!("{}", newer_refusal(&args.dest, since, newer, false))
 }
 
 /// `newer in DEST: NAME@N` for each version listed.
@@ -322,31 +342,34 @@ fn newer_lines(newer: &[NameChange]) -> Vec<String> {
         .collect()
 }
 
-/// Why copy refuses (or, in a dry run, would refuse) DEST's newer
-/// versions, and what to do.
-fn newer_refusal(
-    dest: &Path,
-    source_newest: Option<u64>,
-    newer: &[NameChange],
-    dry_run: bool,
-) -> String {
+/// Why copy refuses (or, in a dry run, would refuse) DEST's versions of
+/// its own, and what to do.
+fn newer_refusal(dest: &Path, since: Option<u64>, newer: &[NameChange], dry_run: bool) -> String {
     let versions: usize = newer.iter().map(|c| c.versions.len()).sum();
-    let than = match source_newest {
+    let after = match since {
         Some(time) => format!(
-            "put after the newest version of the store copied ({})",
-            crate::store::format_time(time)
+            "put after {} (the newest version of the store copied, or its newest at the last \
+             copy into {}, whichever is earlier)",
+            crate::store::format_time(time),
+            dest.display()
         ),
-        None => "while the store copied holds no version at all".to_owned(),
+        None => "put while the store copied holds no version at all".to_owned(),
     };
-    let dest = dest.display();
     let done = match dry_run {
         true => {
-            "copy would refuse to remove them and write nothing (this dry run wrote nothing                  either)"
+            "copy would refuse to remove them and write nothing (this dry run wrote nothing \
+                 either)"
         }
         false => "copy would remove them, so it wrote nothing",
     };
+    let dest = dest.display();
     format!(
-        "{dest} holds {versions} version(s) of {} name(s) {than}, listed above: {done}. Either          {dest} was written to directly (then copy it into the store copied first, to keep          them), the store copied was restored from an older backup, or the two are given the          wrong way round; or the store copied had its newest versions removed since the last          copy. To remove them from {dest}, pass --remove-newer",
+        "{dest} holds {versions} version(s) of {} name(s) that the store copied does not hold, \
+         {after}, listed above: {done}. They were put into {dest} itself (a failover to the \
+         mirror), or the store copied was restored from an older backup or had them removed \
+         since, or the two are given the wrong way round. To keep them, save {dest} whole \
+         first (`seccs --store {dest} copy NEW-DIR`) and put what is needed from it into the \
+         store copied; then run copy again with --remove-newer to remove them from {dest}",
         newer.len()
     )
 }
@@ -365,12 +388,18 @@ fn dry_run(
     let source_config = source.dir.config().clone();
     let inspected;
     let empty;
+    // A DEST made afresh holds no version of its own.
+    let mut newer = match args.remove_newer {
+        true => Newer::Remove,
+        false => Newer::Refuse { last_copy: None },
+    };
     let mut would_make = serde_json::Value::Null;
     let dest: &Store = if dest_exists {
         inspected = open::open_with_key_to_inspect(dest_path, key, loc.lock_wait, |dest| {
             check_matches(&source_config, dest, key)
         })
         .map_err(|e| itself_named_otherwise(e, dest_path))?;
+        newer = newer_rule(args, &inspected.dir)?;
         &inspected.store
     } else {
         let backend = args.backend.clone().unwrap_or_else(|| EMBEDDED.to_owned());
@@ -422,12 +451,18 @@ fn dry_run(
         &empty
     };
     let spinner = progress::spinner("dry run", args.quiet);
-    let report = mirror::dry_run(&source.store, dest, Limits::default(), &mut |phase, r| {
-        spinner.set_message(format!(
-            "{phase} (dry run): {} read, {} to copy, {} already present, {} to remove",
-            r.read, r.copied, r.present, r.removed
-        ));
-    })?;
+    let report = mirror::dry_run(
+        &source.store,
+        dest,
+        Limits::default(),
+        newer,
+        &mut |phase, r| {
+            spinner.set_message(format!(
+                "{phase} (dry run): {} read, {} to copy, {} already present, {} to remove",
+                r.read, r.copied, r.present, r.removed
+            ));
+        },
+    )?;
     spinner.finish_and_clear();
     if args.json {
         let mut shown = serde_json::to_value(&report)?;
@@ -470,7 +505,12 @@ fn dry_run(
     if !report.newer_in_dest.is_empty() && !args.remove_newer {
         bail!(
             "{}",
-            newer_refusal(dest_path, report.source_newest, &report.newer_in_dest, true)
+            newer_refusal(
+                dest_path,
+                newer.refused_after(report.source_newest),
+                &report.newer_in_dest,
+                true
+            )
         );
     }
     if !report.is_exact() {

@@ -11,6 +11,9 @@
 //!                   [`StoreDir::open_for_reading`])
 //! DIR/journal/      one file per large put in progress
 //! DIR/db/           the embedded backend's database
+//! DIR/last-copy     where `seccs copy` keeps this store as a mirror: when
+//!                   the newest version of the store last copied into it
+//!                   was put (see [`StoreDir::last_copy`])
 //! ```
 //! Credentials for network backends never go into the config: they come from
 //! the environment or the backend's own credential files.
@@ -61,6 +64,9 @@ use crate::error::{Result, StoreError};
 use crate::params::Params;
 use crate::store::Store;
 use crate::wrapper::WrapperKind;
+
+/// The file in a store directory that records the last copy into it.
+const LAST_COPY_FILE: &str = "last-copy";
 
 /// The config format this version writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -634,6 +640,44 @@ impl StoreDir {
     /// (atomically), once its store opened with the key.
     pub fn keep_attached(&self) -> Result<()> {
         self.write_config()
+    }
+
+    /// Where this store is a mirror kept by `seccs copy`: when the newest
+    /// version of the store last copied into it whole was put (seconds
+    /// since the Unix epoch), read from `DIR/last-copy`
+    /// (`source_newest = N`, one line); `None` where no copy recorded
+    /// one. A version of this store put later, that the store copied
+    /// does not hold, was put into the mirror itself, which a copy does
+    /// not remove unasked.
+    pub fn last_copy(&self) -> Result<Option<u64>> {
+        let path = self.path.join(LAST_COPY_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        text.trim_end_matches('\n')
+            .strip_prefix("source_newest = ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                StoreError::Config(format!(
+                    "{}: not a record of a copy (`source_newest = N` expected); remove it to \
+                     have the next `seccs copy` into this store write it afresh",
+                    path.display()
+                ))
+            })
+    }
+
+    /// Records, in `DIR/last-copy`, when the newest version of a store
+    /// copied whole into this one was put (see [`StoreDir::last_copy`]).
+    pub fn record_last_copy(&self, source_newest: u64) -> Result<()> {
+        write_atomic(
+            &self.path.join(LAST_COPY_FILE),
+            format!("source_newest = {source_newest}\n").as_bytes(),
+            0o600,
+            Replace::Allowed,
+        )
     }
 
     /// Checks that `backend` holds this store's data, where the backend
@@ -1935,6 +1979,27 @@ mod tests {
     /// once the key opened the store; it needs the kept
     /// database, opens it as an existing one (never a new, empty one), and
     /// refuses a directory that holds config.toml.
+    #[test]
+    fn the_last_copy_into_a_store_reads_back_as_recorded_and_a_damaged_record_is_named()
+    -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("store");
+        let dir = new_dir(&path, Some(&key(1)))?;
+        assert_eq!(dir.last_copy()?, None, "no copy yet");
+        dir.record_last_copy(1_765_000_000)?;
+        assert_eq!(dir.last_copy()?, Some(1_765_000_000));
+        dir.record_last_copy(1_765_000_042)?;
+        assert_eq!(dir.last_copy()?, Some(1_765_000_042), "replaced");
+        std::fs::write(path.join(LAST_COPY_FILE), "source_newest = soon\n")?;
+        let err = dir.last_copy().err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("last-copy: not a record of a copy")),
+            "{err:?}"
+        );
+        Ok(())
+    }
+
     #[test]
     fn an_attached_directory_is_written_only_once_kept() -> Result<()> {
         let tmp = tempfile::tempdir()?;

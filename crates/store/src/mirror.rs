@@ -57,17 +57,24 @@
 //! never makes a silently damaged mirror.
 //!
 //! A mirror never removes, unasked, what only the destination can hold:
-//! versions put into it after the newest version of the source. Before
-//! anything is written, the newest time of the source's versions is read
-//! from its names' records, and the destination's records are searched for
-//! versions put later; where there are any, the mirror is refused
+//! versions the source does not hold, put into the destination after the
+//! newest version of the source, or after the newest version the source
+//! had at the last mirror into it where the caller knows that time
+//! ([`Newer::Refuse`]), whichever is earlier. Before anything is written,
+//! the newest time of the source's versions is read from its names'
+//! records, and the destination's records are searched for versions put
+//! later; where there are any, the mirror is refused
 //! ([`MirrorError::DestNewer`]) unless the caller chose [`Newer::Remove`].
 //! Such versions mean the destination was written to directly (a failover
-//! to the mirror), the source was restored from an older backup, or the
-//! two stores were given the wrong way round; or, the one false alarm,
-//! that the source's newest versions were removed since the last mirror.
-//! Times are the putting machine's clock, so versions put within a second
-//! of each other, or under clocks set far apart, can be taken for older.
+//! to the mirror, found by the time of the last mirror even where the
+//! source was written to since), the source was restored from an older
+//! backup, or the two stores were given the wrong way round; or, the one
+//! false alarm, that the source's newest versions were removed since the
+//! last mirror. A source restored from an older backup and written to
+//! since cannot be told from one whose versions were removed: the mirror
+//! removes the versions it lost. Times are the putting machine's clock in
+//! seconds, so a version put within the second of that time, or under a
+//! clock set behind, is taken for older.
 //!
 //! The caller holds both stores as a writer would (their directory locks
 //! and writer leases); [`mirror`] holds both stores' writer locks in this
@@ -146,15 +153,43 @@ impl std::fmt::Display for Phase {
     }
 }
 
-/// What a mirror does with destination versions newer than every version
-/// of the source (see the module docs).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a mirror does with destination versions put after the source's
+/// newest, that the source does not hold (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Newer {
-    /// Refuse the mirror before anything is written, naming them.
-    #[default]
-    Refuse,
+    /// Refuse the mirror before anything is written, naming them. Where the
+    /// destination is a mirror kept before, `last_copy` is when the newest
+    /// version of the source was put at the last mirror into it (what
+    /// `seccs copy` records in the destination's directory): versions put
+    /// after it that the source does not hold are refused too, however
+    /// new the source's versions are since.
+    Refuse {
+        /// When the source's newest version was put at the last mirror
+        /// into the destination (seconds since the Unix epoch), if known.
+        last_copy: Option<u64>,
+    },
     /// Remove them, as any other version the source does not hold.
     Remove,
+}
+
+impl Newer {
+    /// With [`Newer::Refuse`], the time after which the destination's
+    /// versions that the source does not hold are refused, for a source
+    /// whose newest version was put at `source_newest`: the earlier of it
+    /// and the last mirror's; `None` (every version) for a source without
+    /// versions. [`Newer::Remove`] refuses nothing, and gives `None`.
+    pub fn refused_after(self, source_newest: Option<u64>) -> Option<u64> {
+        match (self, source_newest) {
+            (Newer::Remove, _) => None,
+            (
+                Newer::Refuse {
+                    last_copy: Some(last),
+                },
+                Some(newest),
+            ) => Some(newest.min(last)),
+            (Newer::Refuse { .. }, newest) => newest,
+        }
+    }
 }
 
 /// What a mirror did, and what it did not copy.
@@ -199,13 +234,14 @@ pub struct MirrorReport {
     /// the destination would gain, in name order.
     pub names_added: Vec<NameChange>,
     /// When the newest version of the source was put (seconds since the
-    /// Unix epoch), or `None` when it holds no version (or was not
-    /// searched: a mirror told to remove newer versions, or a rescue).
+    /// Unix epoch), or `None` when it holds no version (or the destination
+    /// was left as it was).
     pub source_newest: Option<u64>,
-    /// The destination's versions put after every version of the source,
-    /// in name order (`whole_name`: the source holds no record of the
-    /// name): what a mirror refuses to remove unless told to
-    /// ([`Newer::Remove`]). A dry run always searches for them.
+    /// The destination's versions the source does not hold put after the
+    /// source's newest (or the last mirror's, [`Newer::Refuse`]), in name
+    /// order (`whole_name`: the source holds no record of the name): what
+    /// a mirror refuses to remove, and a dry run lists, unless told to
+    /// remove them ([`Newer::Remove`]).
     pub newer_in_dest: Vec<NameChange>,
 }
 
@@ -324,15 +360,16 @@ pub enum MirrorError {
     /// The destination holds versions put after every version of the
     /// source, which the mirror would remove ([`Newer::Refuse`]).
     #[error(
-        "the destination holds {} version(s) of {} name(s) put after every version of the \
-         source; a mirror would remove them, so nothing was written",
+        "the destination holds {} version(s) of {} name(s) that the source does not hold, put \
+         after its newest version; a mirror would remove them, so nothing was written",
         newer.iter().map(|c| c.versions.len()).sum::<usize>(),
         newer.len()
     )]
     DestNewer {
-        /// When the source's newest version was put (seconds since the
-        /// Unix epoch); `None` when the source holds no version.
-        source_newest: Option<u64>,
+        /// The time they were put after (seconds since the Unix epoch):
+        /// the source's newest version's, or the last mirror's where that
+        /// is earlier; `None` when the source holds no version.
+        since: Option<u64>,
         /// The newer versions, in name order.
         newer: Vec<NameChange>,
     },
@@ -356,8 +393,8 @@ pub enum MirrorError {
 /// an exact mirror only if the report has no findings. The report names
 /// the versions the destination lost ([`MirrorReport::names_removed`]),
 /// gathered by the passes that decide them. With [`Newer::Refuse`], a
-/// destination holding versions put after every version of the source is
-/// refused before anything is written ([`MirrorError::DestNewer`]).
+/// destination holding versions of its own put after the source's newest
+/// is refused before anything is written ([`MirrorError::DestNewer`]).
 pub fn mirror(
     source: &Store,
     dest: &Store,
@@ -365,16 +402,16 @@ pub fn mirror(
     newer: Newer,
     progress: &mut (dyn FnMut(Phase, &MirrorReport) + Send),
 ) -> Result<MirrorReport, MirrorError> {
-    run(source, dest, limits, Some(newer), progress)
+    run(source, dest, limits, newer, false, progress)
 }
 
 /// What [`mirror`] would do, by the same passes, writing nothing to `dest`
 /// (nor taking its writer lock): the source verified first, the entries
 /// it would copy and remove counted, and the names whose versions `dest`
 /// would lose or gain ([`MirrorReport::names_removed`],
-/// [`MirrorReport::names_added`]), and those of its versions newer than
-/// every version of the source, which [`mirror`] refuses to remove unless
-/// told to ([`MirrorReport::newer_in_dest`]; listed, not refused).
+/// [`MirrorReport::names_added`]), and, with [`Newer::Refuse`], its
+/// versions of its own that [`mirror`] would refuse to remove
+/// ([`MirrorReport::newer_in_dest`]; listed, not refused).
 /// Refuses what [`mirror`] refuses before it reads the stores' entries. Where
 /// the source is damaged, the report says what the mirror would then do
 /// (rescue, or leave `dest` as it was). Besides a mirror's memory, it holds
@@ -383,18 +420,19 @@ pub fn dry_run(
     source: &Store,
     dest: &Store,
     limits: Limits,
+    newer: Newer,
     progress: &mut (dyn FnMut(Phase, &MirrorReport) + Send),
 ) -> Result<MirrorReport, MirrorError> {
-    run(source, dest, limits, None, progress)
+    run(source, dest, limits, newer, true, progress)
 }
 
-/// [`mirror`] with what it does with newer versions, or with `None` a
-/// [`dry_run`].
+/// [`mirror`], or with `dry_run` [`dry_run`].
 fn run(
     source: &Store,
     dest: &Store,
     limits: Limits,
-    newer: Option<Newer>,
+    newer: Newer,
+    dry_run: bool,
     progress: &mut (dyn FnMut(Phase, &MirrorReport) + Send),
 ) -> Result<MirrorReport, MirrorError> {
     check_alike(source, dest)?;
@@ -407,7 +445,6 @@ fn run(
         batch_bytes: limits.batch_bytes.max(1),
         batch_entries: limits.batch_entries.max(1),
     };
-    let dry_run = newer.is_none();
     let mut report = MirrorReport {
         dry_run,
         ..MirrorReport::default()
@@ -426,17 +463,17 @@ fn run(
     // A dry run writes nothing, and so does not hold the destination.
     let _dest_held = (!dry_run).then(|| dest.lock_writer());
     source.lock_writer().run(|parallel| {
-        if newer != Some(Newer::Remove) {
-            progress(Phase::CheckingNewer, &report);
-            let newest = newest_version(source).map_err(MirrorError::Source)?;
-            let found = newer_versions(source, dest, newest)?;
-            if newer == Some(Newer::Refuse) && !found.is_empty() {
+        progress(Phase::CheckingNewer, &report);
+        report.source_newest = newest_version(source).map_err(MirrorError::Source)?;
+        if let Newer::Refuse { .. } = newer {
+            let since = newer.refused_after(report.source_newest);
+            let found = newer_versions(source, dest, since)?;
+            if !dry_run && !found.is_empty() {
                 return Err(MirrorError::DestNewer {
-                    source_newest: newest,
+                    since,
                     newer: found,
                 });
             }
-            report.source_newest = newest;
             report.newer_in_dest = found;
         }
         let mut run = Mirror {
@@ -519,7 +556,7 @@ fn newest_version(store: &Store) -> Result<Option<u64>, BackendError> {
     Ok(newest)
 }
 
-/// The versions of `dest` put after `newest` (every version, when it is
+/// The versions of `dest` put after `since` (every version, when it is
 /// `None`) that `source` does not hold, in name order, each name marked
 /// whole where `source` holds no record of it. Only the records holding
 /// such a version are kept while `dest` is walked; their pages, and the
@@ -527,9 +564,9 @@ fn newest_version(store: &Store) -> Result<Option<u64>, BackendError> {
 fn newer_versions(
     source: &Store,
     dest: &Store,
-    newest: Option<u64>,
+    since: Option<u64>,
 ) -> Result<Vec<NameChange>, MirrorError> {
-    let is_newer = |time: u64| newest.is_none_or(|newest| time > newest);
+    let is_newer = |time: u64| since.is_none_or(|since| time > since);
     let mut heads: Vec<(Vec<u8>, catalog::Head)> = Vec::new();
     dest.backend()
         .walk(
@@ -553,7 +590,8 @@ fn newer_versions(
     for ((key, head), theirs) in heads.iter().zip(in_source) {
         // A version the source holds too is not the destination's own (a
         // source record can keep in a page a version put after `newest`
-        // where its newer ones were removed). A source record that does
+        // where its newer ones were removed, and versions put after the
+        // last mirror may be the source's). A source record that does
         // not open holds none that can be named.
         let whole_name = theirs.is_none();
         let held: HashSet<VersionId> =
@@ -1353,8 +1391,11 @@ mod tests {
     }
 
     fn run(source: &Store, dest: &Store, limits: Limits) -> Result<MirrorReport, MirrorError> {
-        mirror(source, dest, limits, Newer::Refuse, &mut |_, _| {})
+        mirror(source, dest, limits, REFUSE, &mut |_, _| {})
     }
+
+    /// Refusing newer versions, no earlier mirror known.
+    const REFUSE: Newer = Newer::Refuse { last_copy: None };
 
     #[test]
     fn a_mirror_copies_every_entry_as_stored_and_a_rerun_writes_nothing() {
@@ -1751,7 +1792,7 @@ mod tests {
         put(&source, "new", &bytes(30_000, 50));
         put(&source, "docs/b", &bytes(4_000, 51));
         let before = entries(dest_backend.as_ref());
-        let dry = dry_run(&source, &dest, small(), &mut |_, _| {}).expect("dry run");
+        let dry = dry_run(&source, &dest, small(), REFUSE, &mut |_, _| {}).expect("dry run");
         assert!(dry.dry_run && dry.is_exact(), "{dry:?}");
         assert_eq!(entries(dest_backend.as_ref()), before, "nothing written");
         assert_eq!(
@@ -1798,7 +1839,7 @@ mod tests {
         put(&dest, "fresh", &bytes(6_000, 71));
         put(&dest, "docs/b", &bytes(6_000, 72));
         let before = entries(dest_backend.as_ref());
-        let dry = dry_run(&source, &dest, small(), &mut |_, _| {}).expect("dry run");
+        let dry = dry_run(&source, &dest, small(), REFUSE, &mut |_, _| {}).expect("dry run");
         let lost = vec![
             change("docs/b", &[2], false),
             change("fresh", &[1, 2], true),
@@ -1816,12 +1857,9 @@ mod tests {
         assert_eq!(entries(dest_backend.as_ref()), before, "nothing written");
 
         match run(&source, &dest, small()) {
-            Err(MirrorError::DestNewer {
-                source_newest,
-                newer,
-            }) => {
+            Err(MirrorError::DestNewer { since, newer }) => {
                 assert_eq!(newer, lost);
-                assert_eq!(source_newest, newest);
+                assert_eq!(since, newest);
             }
             other => panic!("refused, not {other:?}"),
         }
@@ -1830,7 +1868,7 @@ mod tests {
         // Versions the source lost since the last mirror are not newer: a
         // removal alone is mirrored as before.
         source.remove_name("docs/a", Some(1)).expect("rm docs/a@1");
-        let dry = dry_run(&source, &dest, small(), &mut |_, _| {}).expect("dry run");
+        let dry = dry_run(&source, &dest, small(), REFUSE, &mut |_, _| {}).expect("dry run");
         assert_eq!(dry.newer_in_dest, lost, "only the newer ones: {dry:?}");
         assert!(dry.names_removed.contains(&change("docs/a", &[1], false)));
 
@@ -1844,6 +1882,42 @@ mod tests {
         );
     }
 
+    /// A failover: versions put into the mirror, then one into the source
+    /// (its newest now after them). Knowing when the source's newest was
+    /// put at the last mirror, the mirror still refuses to remove them.
+    #[test]
+    fn versions_put_into_the_mirror_after_the_last_mirror_are_kept_whatever_the_source_put_since() {
+        let (source, _) = source();
+        let dest_backend = Arc::new(MemoryBackend::new());
+        let dest = store_on(dest_backend.clone());
+        let first = run(&source, &dest, small()).expect("mirror");
+        let last_copy = first.source_newest;
+        assert!(last_copy.is_some(), "{first:?}");
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        put(&dest, "failover", &bytes(6_000, 80));
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        put(&source, "heartbeat", &bytes(100, 81));
+        let before = entries(dest_backend.as_ref());
+        let kept = vec![change("failover", &[1], true)];
+
+        let known = Newer::Refuse { last_copy };
+        let dry = dry_run(&source, &dest, small(), known, &mut |_, _| {}).expect("dry run");
+        assert_eq!(dry.newer_in_dest, kept, "{dry:?}");
+        match mirror(&source, &dest, small(), known, &mut |_, _| {}) {
+            Err(MirrorError::DestNewer { since, newer }) => {
+                assert_eq!(newer, kept);
+                assert_eq!(since, last_copy, "the last mirror's, the earlier");
+            }
+            other => panic!("refused, not {other:?}"),
+        }
+        assert_eq!(entries(dest_backend.as_ref()), before, "nothing written");
+
+        // Not knowing the last mirror, the source's newest hides them.
+        let dry = dry_run(&source, &dest, small(), REFUSE, &mut |_, _| {}).expect("dry run");
+        assert!(dry.newer_in_dest.is_empty(), "{dry:?}");
+        assert!(dry.names_removed.contains(&change("failover", &[1], true)));
+    }
+
     /// A source that holds no version (only unnamed contents, or nothing):
     /// every version of the destination is newer than all of its, and a
     /// mirror from it is refused.
@@ -1855,10 +1929,7 @@ mod tests {
         source.put(&bytes(5_000, 9)).expect("put unnamed");
         let before = entries(dest_backend.as_ref());
         match run(&source, &dest, small()) {
-            Err(MirrorError::DestNewer {
-                source_newest: None,
-                newer,
-            }) => {
+            Err(MirrorError::DestNewer { since: None, newer }) => {
                 assert_eq!(newer.len(), 3, "{newer:?}");
                 assert!(newer.iter().all(|c| c.whole_name), "{newer:?}");
                 let log = newer.iter().find(|c| c.name == "log").expect("log");
@@ -1885,7 +1956,7 @@ mod tests {
         lost.delete(node.0);
         source_backend.apply(&lost).expect("lose a node");
         let before = entries(dest_backend.as_ref());
-        let dry = dry_run(&source, &dest, small(), &mut |_, _| {}).expect("dry run");
+        let dry = dry_run(&source, &dest, small(), REFUSE, &mut |_, _| {}).expect("dry run");
         assert!(dry.dry_run && dry.dest_left_as_it_was, "{dry:?}");
         assert!(!dry.source_damage.is_empty());
         assert_eq!(entries(dest_backend.as_ref()), before);
