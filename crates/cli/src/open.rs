@@ -208,12 +208,14 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
 /// A key the stopped init saved on the share network is kept, and
 /// returned to be used again when `new` names the same tag and it is the
 /// recorded key: a tag is saved to once, so removing it would leave the
-/// same init unable to run again.
+/// same init unable to run again. It is loaded before anything is removed
+/// ([`saved_share_key`]).
 fn resume(path: &Path, new: &NewStore) -> Result<Option<SecretKey>> {
     let dir = StoreDir::open_unfinished(path)?;
     let config = dir.config().clone();
     let by = config.unfinished.unwrap_or(Unfinished::Init);
     let recorded = config.key_check.clone().unwrap_or_default();
+    let adopted = saved_share_key(path, &config, new, &recorded)?;
     let mut removed = Vec::new();
     // What may hold data first: a database or backend that holds entries
     // is refused before anything is removed, the key file above all.
@@ -234,31 +236,13 @@ fn resume(path: &Path, new: &NewStore) -> Result<Option<SecretKey>> {
     if let Some(key_path) = dir.remove_unfinished_key_file()? {
         removed.push(format!("the key file {}", key_path.display()));
     }
-    let mut adopted = None;
-    if let (
-        KeySource::Share { tag, .. },
-        KeySource::Share {
-            tag: new_tag,
-            config: share,
-        },
-    ) = (&config.key, &new.key)
-        && tag == new_tag
-        && new.existing_key.is_none()
+    if adopted.is_some()
+        && let KeySource::Share { tag, .. } = &config.key
     {
-        let share_config = crate::share::load_config_file(share, "--share-config")?;
-        let password = crate::share::password_from(new.share_password_file.as_ref(), false)?;
-        // Not saved (or not reachable): the init saves a new key, and says
-        // why it cannot.
-        if let Ok(key) = seccs_net::keyfile::load_key(&share_config, tag, &password)
-            // Check values are public (config.toml is readable by all).
-            && dir::key_check(&key) == recorded
-        {
-            errln!(
-                "seccs: the store key the stopped init saved on the share network as {tag:?} \
-                 is used again (a tag is saved to once)"
-            );
-            adopted = Some(key);
-        }
+        errln!(
+            "seccs: the store key the stopped init saved on the share network as {tag:?} is \
+             used again (a tag is saved to once)"
+        );
     }
     dir.discard_unfinished()?;
     let what = match removed.is_empty() {
@@ -272,6 +256,51 @@ fn resume(path: &Path, new: &NewStore) -> Result<Option<SecretKey>> {
         by.command()
     );
     Ok(adopted)
+}
+
+/// The store key a stopped init (whose config.toml is `config`, at
+/// `path`) saved on the share network, when `new` saves its key under the
+/// same tag (and is no copy, whose key is the source's) and the tag holds
+/// the key `recorded` checks; `None` where the tag holds no key (the init
+/// stopped before saving it), or another one (the new save then says the
+/// tag is taken). Fails where the tag cannot be read (a wrong password,
+/// servers offline), so that the caller changes nothing: a new key could
+/// not be saved under a tag that holds one, and once the stopped init's
+/// config.toml is removed nothing says the key there is this store's.
+fn saved_share_key(
+    path: &Path,
+    config: &StoreConfig,
+    new: &NewStore,
+    recorded: &str,
+) -> Result<Option<SecretKey>> {
+    let (
+        KeySource::Share { tag, .. },
+        KeySource::Share {
+            tag: new_tag,
+            config: share,
+        },
+    ) = (&config.key, &new.key)
+    else {
+        return Ok(None);
+    };
+    if tag != new_tag || new.existing_key.is_some() {
+        return Ok(None);
+    }
+    let share_config = crate::share::load_config_file(share, "--share-config")?;
+    let password = crate::share::password_from(new.share_password_file.as_ref(), false)?;
+    match seccs_net::keyfile::load_key(&share_config, tag, &password) {
+        // Check values are public (config.toml is readable by all).
+        Ok(key) if dir::key_check(&key) == recorded => Ok(Some(key)),
+        Ok(_) | Err(seccs_net::Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "{} holds a store whose `{}` was stopped before it finished, after it may have \
+             saved the store key on the share network as {tag:?}, which cannot be loaded: \
+             nothing was changed. Run the same command again with the share password it was \
+             given, once the share servers are online, to use that key; or give another tag",
+            path.display(),
+            config.unfinished.unwrap_or(Unfinished::Init).command()
+        ))),
+    }
 }
 
 /// Removes the store marker a stopped init wrote on the backend at `url`

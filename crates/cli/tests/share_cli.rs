@@ -1306,3 +1306,162 @@ fn a_password_file_that_cannot_be_read_says_where_it_was_named() {
         "{err}"
     );
 }
+
+/// The Redis URL of a store's backend under `prefix` on the server at
+/// `port`.
+fn redis_store_url(port: u16, prefix: &str) -> String {
+    format!("redis://127.0.0.1:{port}/0?prefix={prefix}")
+}
+
+/// The `key_check = …` line of the store's config.toml at `store`.
+fn key_check_of(store: &Path) -> String {
+    let config = std::fs::read_to_string(store.join("config.toml")).expect("config.toml");
+    config
+        .lines()
+        .find(|l| l.starts_with("key_check = "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no key_check in {config}"))
+}
+
+/// The versions of each tag on the network, as `share ls --json` lists
+/// them: (tag, [(version, servers)]).
+fn tags_listed(net: &Network) -> Vec<(String, Vec<(u64, u64)>)> {
+    json_lines(&ok(&mut net.client(&["ls", "--json"])))
+        .iter()
+        .map(|t| {
+            let versions = t["versions"]
+                .as_array()
+                .expect("versions")
+                .iter()
+                .map(|v| {
+                    (
+                        v["version"].as_u64().expect("version"),
+                        v["servers"].as_u64().expect("servers"),
+                    )
+                })
+                .collect();
+            (t["tag"].as_str().expect("tag").to_owned(), versions)
+        })
+        .collect()
+}
+
+/// An `init --key-from-share` stopped after it saved the store key (all
+/// made but config.toml's last write, which still says `unfinished =
+/// "init"`) is finished by the same init run again, with the key it saved:
+/// the tag keeps its one version, the store's check value is the stopped
+/// init's, and the store works. A rerun with a wrong password is refused
+/// and keeps the stopped init's config.toml, so that the right password
+/// still finishes it.
+#[test]
+fn a_resumed_share_keyed_init_reuses_the_key_it_saved() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let common = key_strength_config(port, "");
+    let (_servers, net) = start_servers(tmp.path(), &common, 3);
+    let url = redis_store_url(port, "st:");
+    let dir = tmp.path().join("s");
+    let store = |password: &str| {
+        let mut c = seccs(tmp.path());
+        c.arg("--store")
+            .arg(&dir)
+            .env("SECCS_SHARE_PASSWORD", password)
+            .env_remove("SECCS_SHARE_PASSWORD_FILE");
+        c
+    };
+    let init = |password: &str| {
+        let mut c = store(password);
+        c.args(["init", "--backend", &url, "--key-from-share", "storekey"])
+            .arg("--share-config")
+            .arg(&net.config);
+        run(&mut c)
+    };
+    let made = init("correct horse");
+    assert!(made.status.success(), "{}", stderr_of(&made));
+    let saved_check = key_check_of(&dir);
+    // Stopped before config.toml's last write: as it was first written.
+    let config = dir.join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config.toml");
+    std::fs::write(&config, format!("unfinished = \"init\"\n{text}")).expect("write config");
+    let refused = run(store("correct horse").arg("ls"));
+    assert!(
+        !refused.status.success() && stderr_of(&refused).contains("was stopped"),
+        "{}",
+        stderr_of(&refused)
+    );
+    let saved = tags_listed(&net);
+    assert_eq!(saved, [("storekey".to_owned(), vec![(1, 3)])]);
+
+    let wrong = init("not it");
+    let err = stderr_of(&wrong);
+    assert!(!wrong.status.success(), "{err}");
+    assert!(
+        err.contains("as \"storekey\", which cannot be loaded: nothing was changed"),
+        "{err}"
+    );
+    let kept = std::fs::read_to_string(&config).expect("config.toml kept");
+    assert!(kept.contains("unfinished = \"init\""), "{kept}");
+    assert_eq!(tags_listed(&net), saved);
+
+    let resumed = init("correct horse");
+    let err = stderr_of(&resumed);
+    assert!(resumed.status.success(), "{err}");
+    assert!(
+        err.contains("was stopped before it finished; removed what it made")
+            && err.contains("saved on the share network as \"storekey\" is used again"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("store key saved on the share network"),
+        "{err}"
+    );
+    assert_eq!(tags_listed(&net), saved, "the tag is saved to once");
+    let config = std::fs::read_to_string(&config).expect("config.toml");
+    assert!(!config.contains("unfinished"), "{config}");
+    assert_eq!(key_check_of(&dir), saved_check);
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "after the resumed init\n").expect("input");
+    ok(store("correct horse")
+        .arg("put")
+        .arg(&input)
+        .args(["--name", "f", "-q"]));
+    let back = run(store("correct horse").args(["get", "f"]));
+    assert_eq!(back.stdout, b"after the resumed init\n");
+    ok(store("correct horse").arg("verify"));
+
+    // Stopped before it saved the key (config.toml as first written; no
+    // key under its tag): the rerun saves one.
+    let early = tmp.path().join("early");
+    std::fs::create_dir(&early).expect("mkdir");
+    let first: String = text
+        .replace("tag = \"storekey\"", "tag = \"early\"")
+        .replace(&format!("backend = \"{url}\""), "backend = \"embedded\"")
+        .lines()
+        .filter(|l| !l.starts_with("backend_marked"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        early.join("config.toml"),
+        format!("unfinished = \"init\"\n{first}"),
+    )
+    .expect("write config");
+    let made = run(seccs(tmp.path())
+        .arg("--store")
+        .arg(&early)
+        .env("SECCS_SHARE_PASSWORD", "correct horse")
+        .env_remove("SECCS_SHARE_PASSWORD_FILE")
+        .args(["init", "--key-from-share", "early", "--share-config"])
+        .arg(&net.config));
+    let err = stderr_of(&made);
+    assert!(made.status.success(), "{err}");
+    assert!(
+        err.contains("removed what it made")
+            && err.contains("store key saved on the share network as \"early\"")
+            && !err.contains("used again"),
+        "{err}"
+    );
+    assert!(
+        tags_listed(&net).contains(&("early".to_owned(), vec![(1, 3)])),
+        "{:?}",
+        tags_listed(&net)
+    );
+}
