@@ -1345,6 +1345,98 @@ fn tags_listed(net: &Network) -> Vec<(String, Vec<(u64, u64)>)> {
         .collect()
 }
 
+/// A store on Redis whose key lives on the share network, and whose
+/// directory (its config.toml) was lost, is opened again by `init
+/// --attach --key-from-share` with its tag and password: every name reads
+/// back byte for byte and verify is clean, with no key saved anew and none
+/// kept on this machine. A tag that holds no key, another store's tag and
+/// a wrong password are each refused, leaving no config.toml.
+#[test]
+fn a_share_keyed_store_whose_directory_was_lost_is_attached_with_its_tag() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let common = key_strength_config(port, "");
+    let (_servers, net) = start_servers(tmp.path(), &common, 3);
+    let url = redis_store_url(port, "st:");
+    let store = |dir: &Path, password: &str| {
+        let mut c = seccs(tmp.path());
+        c.arg("--store")
+            .arg(dir)
+            .env("SECCS_SHARE_PASSWORD", password)
+            .env_remove("SECCS_SHARE_PASSWORD_FILE");
+        c
+    };
+    let lost = tmp.path().join("lost");
+    ok(store(&lost, "correct horse")
+        .args(["init", "--backend", &url, "--key-from-share", "storekey"])
+        .arg("--share-config")
+        .arg(&net.config));
+    // Another store's key, under another tag.
+    ok(store(&tmp.path().join("other"), "correct horse")
+        .args(["init", "--key-from-share", "otherkey", "--share-config"])
+        .arg(&net.config));
+    let mut kept = Vec::new();
+    for (name, len) in [("docs/a", 30_000u32), ("docs/b", 300_000), ("c", 100)] {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 31 + len / 7) as u8).collect();
+        let file = tmp.path().join("input");
+        std::fs::write(&file, &bytes).expect("input");
+        ok(store(&lost, "correct horse")
+            .arg("put")
+            .arg(&file)
+            .args(["--name", name, "-q"]));
+        kept.push((name, bytes));
+    }
+    let lost_check = key_check_of(&lost);
+    std::fs::remove_dir_all(&lost).expect("rm store dir");
+    let before = tags_listed(&net);
+
+    let attached = tmp.path().join("attached");
+    let attach = |tag: &str, password: &str| {
+        let out = run(store(&attached, password)
+            .args([
+                "init",
+                "--attach",
+                "--backend",
+                &url,
+                "--key-from-share",
+                tag,
+            ])
+            .arg("--share-config")
+            .arg(&net.config));
+        (out.status.success(), stderr_of(&out))
+    };
+    for (tag, password, why) in [
+        ("nosuchkey", "correct horse", "nosuchkey"),
+        ("otherkey", "correct horse", "holds another store's marker"),
+        (
+            "storekey",
+            "not it",
+            "cannot load the store key \"storekey\"",
+        ),
+    ] {
+        let (made, err) = attach(tag, password);
+        assert!(!made && err.contains(why), "{tag}, {password}: {err}");
+        assert!(
+            !attached.join("config.toml").exists(),
+            "{tag}, {password}: no config.toml: {err}"
+        );
+    }
+    let (made, err) = attach("storekey", "correct horse");
+    assert!(made, "{err}");
+    assert!(err.contains("run `seccs verify` now"), "{err}");
+    assert!(!attached.join("key").exists(), "no key on this machine");
+    let config = std::fs::read_to_string(attached.join("config.toml")).expect("config");
+    assert!(config.contains("tag = \"storekey\""), "{config}");
+    assert_eq!(key_check_of(&attached), lost_check);
+    for (name, bytes) in &kept {
+        let out = run(store(&attached, "correct horse").args(["get", name]));
+        assert!(out.status.success(), "{name}: {}", stderr_of(&out));
+        assert!(out.stdout == *bytes, "{name} differs");
+    }
+    ok(store(&attached, "correct horse").arg("verify"));
+    assert_eq!(tags_listed(&net), before, "no key is saved by an attach");
+}
+
 /// An `init --key-from-share` stopped after it saved the store key (all
 /// made but config.toml's last write, which still says `unfinished =
 /// "init"`) is finished by the same init run again, with the key it saved:
@@ -1464,4 +1556,72 @@ fn a_resumed_share_keyed_init_reuses_the_key_it_saved() {
         "{:?}",
         tags_listed(&net)
     );
+}
+
+/// An `init --key-from-share` that saved the store key and then failed
+/// (its backend, a Redis at its memory limit, refuses the store marker)
+/// removes that key from the share network again, and says that the tag,
+/// once used, is not used again; nothing of the store is left, and an
+/// init with another tag on the same backend, given room, is made.
+#[test]
+fn a_share_keyed_init_that_fails_after_saving_its_key_removes_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = redis(tmp.path());
+    let common = key_strength_config(port, "");
+    let (_servers, net) = start_servers(tmp.path(), &common, 3);
+    // The store's backend on a Redis of its own, full: it refuses every
+    // write that needs memory (the marker), not the writer lease.
+    let backend_dir = tmp.path().join("backend");
+    std::fs::create_dir(&backend_dir).expect("mkdir");
+    let (_backend, backend_port) = redis(&backend_dir);
+    let config_set = |name: &[u8], value: &[u8]| {
+        let reply = common::redis_command(backend_port, &[b"CONFIG", b"SET", name, value]);
+        assert!(
+            reply.starts_with(b"+OK"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+    };
+    config_set(b"maxmemory-policy", b"noeviction");
+    config_set(b"maxmemory", b"1");
+    let url = redis_store_url(backend_port, "st:");
+    let dir = tmp.path().join("s");
+    let init = |tag: &str| {
+        run(seccs(tmp.path())
+            .arg("--store")
+            .arg(&dir)
+            .env("SECCS_SHARE_PASSWORD", "correct horse")
+            .env_remove("SECCS_SHARE_PASSWORD_FILE")
+            .args(["init", "--backend", &url, "--key-from-share", tag])
+            .arg("--share-config")
+            .arg(&net.config))
+    };
+    let failed = init("storekey");
+    let err = stderr_of(&failed);
+    assert!(!failed.status.success(), "{err}");
+    assert!(
+        err.contains("store key saved on the share network as \"storekey\""),
+        "the key was saved before the failure: {err}"
+    );
+    assert!(
+        err.contains("what init made there is removed again")
+            && err.contains("storekey@1 is removed from the share network")
+            && err.contains("run init again with another tag"),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing of the store is left");
+    let listed = tags_listed(&net);
+    assert!(listed.is_empty(), "the key is no longer listed: {listed:?}");
+    // A tag once used is never a store key's again, as the error said.
+    let again = init("storekey");
+    let err = stderr_of(&again);
+    assert!(!again.status.success(), "{err}");
+    assert!(err.contains("a store key needs a tag never used"), "{err}");
+    assert!(!dir.exists(), "nothing of the store is left: {err}");
+    // Given room, the backend holds no marker of the failed inits: another
+    // tag makes the store there.
+    config_set(b"maxmemory", b"0");
+    let made = init("storekey2");
+    assert!(made.status.success(), "{}", stderr_of(&made));
+    assert_eq!(tags_listed(&net), [("storekey2".to_owned(), vec![(1, 3)])]);
 }
