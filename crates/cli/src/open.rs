@@ -153,10 +153,8 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
     // What a stopped init or copy left is removed first, under the
     // store's lock (refused as in use while that init still runs).
     let mut lock = LockWait::new(Duration::from_secs(new.lock_wait.unwrap_or(0)));
-    // Each step of a resume looks before it removes, so one that met the
-    // backend still held runs again from the start.
     let adopted = match StoreDir::unfinished(path) {
-        Some(_) => lock.retry(|| resume(path, &new))?,
+        Some(_) => resume(path, &new, &mut lock)?,
         None => None,
     };
     check_new_place(path, &new.backend)?;
@@ -210,8 +208,11 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
 /// recorded key: a tag is saved to once, so removing it would leave the
 /// same init unable to run again. It is loaded before anything is removed
 /// ([`saved_share_key`]).
-fn resume(path: &Path, new: &NewStore) -> Result<Option<SecretKey>> {
-    let dir = StoreDir::open_unfinished(path)?;
+///
+/// The store's lock, and a network backend's writer lease, are waited for
+/// as `lock` says.
+fn resume(path: &Path, new: &NewStore, lock: &mut LockWait) -> Result<Option<SecretKey>> {
+    let dir = lock.retry(|| Ok(StoreDir::open_unfinished(path)?))?;
     let config = dir.config().clone();
     let by = config.unfinished.unwrap_or(Unfinished::Init);
     let recorded = config.key_check.clone().unwrap_or_default();
@@ -229,7 +230,7 @@ fn resume(path: &Path, new: &NewStore) -> Result<Option<SecretKey>> {
             true => new.backend.as_str(),
             false => config.backend.as_str(),
         };
-        if remove_unfinished_marker(path, url, &recorded)? {
+        if lock.retry(|| remove_unfinished_marker(path, url, &recorded))? {
             removed.push(format!("the store marker on backend {}", config.backend));
         }
     }
