@@ -406,8 +406,8 @@ pub enum Error {
     /// loads instead of its own key.
     #[error(
         "{tag:?} already exists on the share network ({}); a store key needs a tag \
-         no other file or key uses: choose another tag, or remove {tag:?} first \
-         (seccs share rm {tag:?}) if nothing needs it",
+         no other file or key uses, now or before (a removed tag is refused too: a server \
+         offline at the removal may still hold its version 1): choose another tag",
         version_list(.versions)
     )]
     TagExists {

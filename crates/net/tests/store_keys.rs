@@ -48,7 +48,8 @@ async fn a_store_key_is_never_saved_over_an_existing_tag() -> TestResult {
                 text.contains("\"notes\" already exists")
                     && text.contains("version 1")
                     && text.contains("choose another tag")
-                    && text.contains("remove \"notes\" first"),
+                    && text.contains("a removed tag is refused too")
+                    && !text.contains("share rm"),
                 "{text}"
             );
         }
