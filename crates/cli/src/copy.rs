@@ -73,9 +73,9 @@ made. It verifies this store first as copy does, then prints what copy would do:
 (`would remove: NAME (the whole name, K versions)` where every version goes), in name order, \
 then how many entries it would copy (and their bytes) and remove. For a DEST that does not \
 exist it says what store would be made there. It also lists DEST's versions of its own, \
-which copy would refuse to remove (`newer in DEST: NAME@N`). It exits 0 when it ran, whether or not there are \
-changes, and 1 where copy would (a damaged store copied, an entry that would not be copied, \
-versions newer in DEST without --remove-newer).";
+which copy would refuse to remove (`newer in DEST: NAME@N`). It exits 0 when it ran, \
+whether or not there are changes, and 1 where copy would (a damaged store copied, an entry that would not be copied, \
+versions of DEST's own without --remove-newer).";
 
 /// `seccs copy`: mirror this store into DEST.
 #[derive(Debug, Args)]
@@ -96,7 +96,7 @@ It lists the versions DEST would lose (`would remove: NAME@N`) and gain, and wri
 nothing.\n\n\
 Exits 0 when DEST is an exact mirror, 1 when an entry could not be copied (after copying \
 the rest), when the store copied is damaged (copy then only rescues), when DEST holds versions \
-newer than this store's (nothing written), or when the copy failed, \
+of its own (nothing written), or when the copy failed, \
 2 on a usage error. With --dry-run: 0 when the dry run ran, 1 where copy would exit 1 for \
 the store copied (damage, an entry that would not be copied), where DEST holds versions of \
 its own (without --remove-newer), or when it cannot run."

@@ -8,7 +8,7 @@
 //! count, into another store of the same key and parameters: nothing is
 //! opened to be sealed again, and nothing is chunked again. [`mirror`]
 //! makes the destination's entries exactly the source's, after a search
-//! for destination versions newer than the source's (see below), in four passes
+//! for the destination's versions of its own (see below), in four passes
 //! whose memory is bounded by its batch [`Limits`] (no set of every key is
 //! held), after a verify of the source (whose memory, as `seccs verify`'s,
 //! grows with the number of nodes); the records with pages, one per name
@@ -128,7 +128,7 @@ impl Default for Limits {
 pub enum Phase {
     /// Verifying the source before anything is written.
     CheckingSource,
-    /// Looking for destination versions newer than every source version.
+    /// Looking for the destination's versions of its own (see [`Newer`]).
     CheckingNewer,
     /// Copying the source's nodes.
     Nodes,
@@ -357,8 +357,9 @@ pub enum MirrorError {
          written. Copy into a store whose table or prefix nests with no other's"
     )]
     DestNests(String),
-    /// The destination holds versions put after every version of the
-    /// source, which the mirror would remove ([`Newer::Refuse`]).
+    /// The destination holds versions of its own, put after the source's
+    /// newest (or the last mirror's), which the mirror would remove
+    /// ([`Newer::Refuse`]).
     #[error(
         "the destination holds {} version(s) of {} name(s) that the source does not hold, put \
          after its newest version; a mirror would remove them, so nothing was written",
@@ -559,8 +560,9 @@ fn newest_version(store: &Store) -> Result<Option<u64>, BackendError> {
 /// The versions of `dest` put after `since` (every version, when it is
 /// `None`) that `source` does not hold, in name order, each name marked
 /// whole where `source` holds no record of it. Only the records holding
-/// such a version are kept while `dest` is walked; their pages, and the
-/// source's records of the same names, are read after.
+/// such a version are kept while `dest` is walked (every record, for a
+/// source without versions); their pages, and the source's records of the
+/// same names, are read after.
 fn newer_versions(
     source: &Store,
     dest: &Store,
@@ -589,7 +591,7 @@ fn newer_versions(
     let mut newer = Vec::new();
     for ((key, head), theirs) in heads.iter().zip(in_source) {
         // A version the source holds too is not the destination's own (a
-        // source record can keep in a page a version put after `newest`
+        // source record can keep in a page a version put after `since`
         // where its newer ones were removed, and versions put after the
         // last mirror may be the source's). A source record that does
         // not open holds none that can be named.
