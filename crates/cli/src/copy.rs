@@ -258,7 +258,7 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
         }
         for change in &report.names_removed {
             for number in &change.versions {
-                outln!("removed: {}@{number}", change.name)?;
+                outln!("removed: {}@{number}", shown(&change.name))?;
             }
         }
     }
@@ -330,6 +330,12 @@ fn refuse_newer(args: &CopyArgs, since: Option<u64>, newer: &[NameChange]) -> Re
     bail!("{}", newer_refusal(&args.dest, since, newer, false))
 }
 
+/// A name in a line of copy's output, escaped as `ls` shows it, so that
+/// no name can forge a line or send the terminal an escape sequence.
+fn shown(name: &str) -> String {
+    crate::tree::shown_name(name, seccs_store::catalog::EntryKind::File)
+}
+
 /// `newer in DEST: NAME@N` for each version listed.
 fn newer_lines(newer: &[NameChange]) -> Vec<String> {
     newer
@@ -337,7 +343,7 @@ fn newer_lines(newer: &[NameChange]) -> Vec<String> {
         .flat_map(|c| {
             c.versions
                 .iter()
-                .map(move |n| format!("newer in DEST: {}@{n}", c.name))
+                .map(move |n| format!("newer in DEST: {}@{n}", shown(&c.name)))
         })
         .collect()
 }
@@ -542,11 +548,11 @@ fn dry_run_lines(report: &MirrorReport) -> Vec<String> {
             let s = if n == 1 { "" } else { "s" };
             lines.push(format!(
                 "would {what}: {} (the whole name, {n} version{s})",
-                change.name
+                shown(&change.name)
             ));
         } else {
             for number in &change.versions {
-                lines.push(format!("would {what}: {}@{number}", change.name));
+                lines.push(format!("would {what}: {}@{number}", shown(&change.name)));
             }
         }
     }

@@ -1089,3 +1089,37 @@ fn versions_put_into_a_mirror_during_a_failover_survive_a_write_to_the_store_aft
     let recorded_now = std::fs::read_to_string(mirror.join("last-copy")).expect("last-copy");
     assert_ne!(recorded_now, recorded);
 }
+
+/// Names in copy's lines are escaped as `ls` shows them: a name holding a
+/// newline or a terminal escape can neither forge a line of the report
+/// nor reach the terminal.
+#[test]
+fn names_in_copys_lines_are_escaped_as_ls_shows_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = source_store(tmp.path());
+    let evil = "x\nremoved: docs/a@1\u{1b}[2J";
+    let file = random_file(tmp.path(), "evil.bin", 3_000, 90);
+    ok(seccs(&source)
+        .arg("put")
+        .arg(&file)
+        .args(["--name", evil, "-q"]));
+    // Not the store's newest, whose removal copy would refuse to mirror.
+    ok(seccs(&source)
+        .arg("put")
+        .arg(&file)
+        .args(["--name", "after", "-q"]));
+    let dest = tmp.path().join("dest");
+    copy(&source, &dest, &[]);
+    ok(seccs(&source).args(["rm", evil]));
+    let shown = r"x\nremoved: docs/a@1\u001b[2J";
+    let dry = dry_run(&source, &dest, &[]);
+    assert!(
+        dry.lines()
+            .any(|l| l == format!("would remove: {shown} (the whole name, 1 version)")),
+        "{dry}"
+    );
+    let out = ok(seccs(&source).arg("copy").arg(&dest).arg("-q"));
+    let removed: Vec<&str> = out.lines().filter(|l| l.starts_with("removed:")).collect();
+    assert_eq!(removed, [format!("removed: {shown}@1")], "{out}");
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+}
