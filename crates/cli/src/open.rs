@@ -653,20 +653,21 @@ fn open_as(
     // --store by mistake) is refused by the open, as a file and not as a
     // place a store cannot be made.
     let not_a_dir = std::fs::metadata(path).is_ok_and(|m| !m.is_dir());
-    let (dir, key) = if create_if_missing && !not_a_dir && !StoreDir::exists(path) {
-        let (dir, key) = create(
-            path,
-            NewStore {
-                params: Params::default(),
-                backend: EMBEDDED.into(),
-                key: KeySource::File {
-                    path: PathBuf::from("key"),
-                },
-                share_password_file: None,
-                existing_key: None,
-                lock_wait: loc.lock_wait,
-            },
-        )?;
+    let default_store = NewStore {
+        params: Params::default(),
+        backend: EMBEDDED.into(),
+        key: KeySource::File {
+            path: PathBuf::from("key"),
+        },
+        share_password_file: None,
+        existing_key: None,
+        lock_wait: loc.lock_wait,
+    };
+    // A default store whose making a killed command stopped is made
+    // afresh by the next, as the same init run again would.
+    let makes = !StoreDir::exists(path) || is_unfinished_as(path, &default_store);
+    let (dir, key) = if create_if_missing && !not_a_dir && makes {
+        let (dir, key) = create(path, default_store)?;
         errln!(
             "seccs: created a new store at {} on the embedded backend (key file {}); for \
              another backend, run `seccs init --backend URL` first",
@@ -780,6 +781,22 @@ pub fn open_with_key_to_inspect(
     check: impl Fn(&StoreDir) -> Result<()>,
 ) -> Result<OpenStore> {
     open_with_key_as(path, key, lock_wait, check, Access::Read)
+}
+
+/// Whether the store at `path` is unfinished, stopped by an init (or a
+/// command making a default store) that was making it as `new` would:
+/// the same backend, key source and parameters.
+fn is_unfinished_as(path: &Path, new: &NewStore) -> bool {
+    let Some(stopped) = StoreDir::unfinished_config(path) else {
+        return false;
+    };
+    let wanted = StoreConfig::new(new.params, new.backend.clone(), new.key.clone());
+    stopped.unfinished == Some(Unfinished::Init)
+        && stopped.backend == wanted.backend
+        && stopped.key == wanted.key
+        && stopped.chunk_size == wanted.chunk_size
+        && stopped.wrapper == wanted.wrapper
+        && stopped.compression == wanted.compression
 }
 
 /// Opens the store [`create`] just made, with its key, as a writer.

@@ -370,3 +370,44 @@ fn an_init_waits_for_a_lease_left_by_a_killed_one_when_told() {
     );
     works(&dir, tmp.path());
 }
+
+/// A first `put` makes the store it is given when there is none, with
+/// the defaults; killed while it makes it (or an init with the defaults
+/// killed), the next `put` makes it afresh, as the same init run again
+/// would. A store a stopped `init` was making with other settings is left
+/// for that init, named.
+#[test]
+fn a_put_finds_the_default_store_a_killed_put_was_making_and_makes_it_afresh() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("store");
+    let file = tmp.path().join("first.bin");
+    std::fs::write(&file, b"first").expect("write input");
+    // What a first put makes before it stores anything.
+    ok(seccs(&dir).arg("init"));
+    mark_unfinished(&dir, "init");
+    let err = ok_err(
+        seccs(&dir)
+            .arg("put")
+            .arg(&file)
+            .args(["--name", "again", "-q"]),
+    );
+    assert!(
+        err.contains("was stopped before it finished; removed what it made")
+            && err.contains("created a new store at"),
+        "{err}"
+    );
+    works(&dir, tmp.path());
+
+    let other = tmp.path().join("other");
+    ok(seccs(&other).args(["init", "--chunk-size", "8192"]));
+    mark_unfinished(&other, "init");
+    let err = fails(
+        seccs(&other)
+            .arg("put")
+            .arg(&file)
+            .args(["--name", "x", "-q"]),
+    );
+    assert!(err.contains("run the same `seccs init` again"), "{err}");
+    let config = std::fs::read_to_string(other.join("config.toml")).expect("config");
+    assert!(config.contains("chunk_size = 8192"), "kept: {config}");
+}

@@ -471,11 +471,20 @@ impl StoreDir {
     /// no store, a finished one, or one whose config cannot be read (an
     /// open says why).
     pub fn unfinished(path: &Path) -> Option<Unfinished> {
+        Self::unfinished_config(path).and_then(|config| config.unfinished)
+    }
+
+    /// The config.toml of the store at `path` if it says the store is
+    /// unfinished (see [`StoreDir::unfinished`]): what the stopped command
+    /// was making.
+    pub fn unfinished_config(path: &Path) -> Option<StoreConfig> {
         if !Self::exists(path) {
             return None;
         }
         let owner = Self::check_is_store(path).ok()?;
-        read_config(path, owner).ok()?.unfinished
+        read_config(path, owner)
+            .ok()
+            .filter(|config| config.unfinished.is_some())
     }
 
     /// Opens the unfinished store at `path` (see [`StoreConfig::unfinished`]),
