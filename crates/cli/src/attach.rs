@@ -33,12 +33,7 @@ pub struct Attach {
 /// failure, `path` is left as it was.
 pub fn attach(path: &Path, how: Attach) -> Result<()> {
     let embedded = how.backend == EMBEDDED;
-    if !embedded && !seccs_backends::is_backend_url(&how.backend) {
-        bail!(
-            "{:?} is not a backend: use `embedded` or a redis://, postgres:// or s3:// URL",
-            how.backend
-        );
-    }
+    open::check_backend_name(&how.backend)?;
     // Said before any key is fetched.
     if StoreDir::exists(path) {
         bail!(
@@ -80,17 +75,7 @@ pub fn attach(path: &Path, how: Attach) -> Result<()> {
         // a later step failed), as the directory held none.
         let _ = std::fs::remove_file(path.join("config.toml"));
         drop(store_dir);
-        if !lock_was_there
-            && let Ok(held) = seccs_core::lockfile::lock_dir(path)
-            && !StoreDir::exists(path)
-        {
-            let _ = std::fs::remove_file(path.join("lock"));
-            drop(held);
-        }
-        if !dir_was_there {
-            // Only when empty: whatever else is there is not this attach's.
-            let _ = std::fs::remove_dir(path);
-        }
+        open::remove_made_place(path, !lock_was_there, !dir_was_there);
         return Err(e.context(format!(
             "cannot attach the store on backend {shown} at {} (nothing was written there)",
             path.display()

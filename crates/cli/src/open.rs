@@ -140,12 +140,7 @@ pub struct NewStore {
 pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
     // A URL said wrong before anything, a stopped init's leftovers
     // included, is touched.
-    if new.backend != EMBEDDED && !seccs_backends::is_backend_url(&new.backend) {
-        bail!(
-            "{:?} is not a backend: use `embedded` or a redis://, postgres:// or s3:// URL",
-            new.backend
-        );
-    }
+    check_backend_name(&new.backend)?;
     let by = match new.existing_key {
         Some(_) => Unfinished::Copy,
         None => Unfinished::Init,
@@ -436,19 +431,7 @@ impl Made {
             }
             drop(store_dir);
         }
-        // Taken first, so that no other process holding it loses it; made
-        // by this init, so no store is there.
-        if self.lock
-            && let Ok(held) = seccs_core::lockfile::lock_dir(path)
-            && !StoreDir::exists(path)
-        {
-            let _ = std::fs::remove_file(path.join("lock"));
-            drop(held);
-        }
-        if self.dir {
-            // Only when empty: whatever else is there is not this init's.
-            let _ = std::fs::remove_dir(path);
-        }
+        remove_made_place(path, self.lock, self.dir);
         if left.is_empty() {
             e.context(format!(
                 "cannot make a store at {} (what init made there is removed again{})",
@@ -463,6 +446,36 @@ impl Made {
                 notes.concat()
             ))
         }
+    }
+}
+
+/// Refuses a backend named neither `embedded` nor by a backend URL, before
+/// anything is touched.
+pub(crate) fn check_backend_name(backend: &str) -> Result<()> {
+    if backend != EMBEDDED && !seccs_backends::is_backend_url(backend) {
+        bail!(
+            "{backend:?} is not a backend: use `embedded` or a redis://, postgres:// or s3:// URL"
+        );
+    }
+    Ok(())
+}
+
+/// After a failed init (or attach) at `path`, once its config.toml is gone
+/// and its lock released: removes the lock file where it made it
+/// (`lock_made`) and the directory where it made it (`dir_made`, and only
+/// when empty: whatever else is there is not its own).
+pub(crate) fn remove_made_place(path: &Path, lock_made: bool, dir_made: bool) {
+    // Taken first, so that no other process holding it loses it; made by
+    // this command, so no store is there.
+    if lock_made
+        && let Ok(held) = seccs_core::lockfile::lock_dir(path)
+        && !StoreDir::exists(path)
+    {
+        let _ = std::fs::remove_file(path.join("lock"));
+        drop(held);
+    }
+    if dir_made {
+        let _ = std::fs::remove_dir(path);
     }
 }
 
@@ -755,11 +768,7 @@ fn open_with_key_as(
 /// and `path` holds no store (nor the data of one that lost its
 /// config.toml) and can be made. The backend itself is not reached.
 pub fn check_new_place(path: &Path, backend: &str) -> Result<()> {
-    if backend != EMBEDDED && !seccs_backends::is_backend_url(backend) {
-        bail!(
-            "{backend:?} is not a backend: use `embedded` or a redis://, postgres:// or s3:// URL"
-        );
-    }
+    check_backend_name(backend)?;
     // Nor over the data of a store that lost its config.toml, which the
     // new store would take for its own.
     StoreDir::check_new(path)?;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ok, redis_command, run};
+use common::{fails, ok, ok_err, random_bytes, redis_command, run};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -17,41 +17,6 @@ fn seccs(store: &Path) -> Command {
         .env_remove("SECCS_KMS_CA")
         .env_remove("SECCS_KMS_PIN");
     c
-}
-
-/// Runs `cmd`, which must fail with one error line; returns it.
-fn fails(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(!out.status.success(), "{cmd:?} should fail");
-    let err = String::from_utf8(out.stderr).expect("utf-8");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one error line, got: {err}"
-    );
-    assert!(err.starts_with("seccs: "), "{err}");
-    err
-}
-
-/// Runs `cmd`, which must succeed; returns what it said on stderr.
-fn said(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{cmd:?} failed: {err}");
-    err
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(len);
-    data
 }
 
 /// What a store was given: (name, version, bytes).
@@ -134,7 +99,7 @@ fn a_redis_store_whose_directory_was_lost_is_attached_and_reads_back_whole() {
     );
 
     let store = tmp.path().join("attached");
-    let told = said(
+    let told = ok_err(
         seccs(&store)
             .args([
                 "init",
@@ -269,7 +234,7 @@ fn an_embedded_store_kept_as_its_db_and_key_is_attached_and_reads_back_whole() {
     assert!(err.contains("does not open this store"), "{err}");
     assert!(!store.join("config.toml").exists(), "{err}");
 
-    let told = said(seccs(&store).args(["init", "--attach"]).args(params));
+    let told = ok_err(seccs(&store).args(["init", "--attach"]).args(params));
     assert!(told.contains("attached the store"), "{told}");
     assert!(config_of(&store).contains("key_check = "));
     reads_back(&store, &kept);

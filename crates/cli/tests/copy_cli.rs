@@ -9,32 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, redis_command, run};
+use common::{ok, random_file, redis_command, run, seccs};
 use seccs_store::backend::{Backend, Batch, EmbeddedBackend, Entry};
-
-fn seccs(store: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
-    c.arg("--store").arg(store).env_remove("SECCS_STORE");
-    c
-}
-
-fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(len);
-    let path = dir.join(name);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).expect("mkdir");
-    }
-    std::fs::write(&path, data).expect("write input");
-    path
-}
 
 /// `seccs copy DEST` with `args`, which must succeed; its report.
 fn copy(store: &Path, dest: &Path, args: &[&str]) -> serde_json::Value {

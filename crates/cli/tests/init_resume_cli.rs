@@ -6,30 +6,16 @@
 
 mod common;
 
-use common::{ok, run};
+use common::{ok, ok_err, run, seccs};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn seccs(store: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
-    c.arg("--store").arg(store).env_remove("SECCS_STORE");
-    c
-}
 
 /// Runs `cmd`, which must fail; returns its standard error.
 fn fails(cmd: &mut Command) -> String {
     let out = run(cmd);
     assert!(!out.status.success(), "{cmd:?} should fail");
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs `cmd`, which must succeed; returns its standard error.
-fn ok_err(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{cmd:?} failed: {err}");
-    err
 }
 
 /// Marks the finished store at `dir` as one `by` (`init` or `copy`) was

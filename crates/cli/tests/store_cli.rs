@@ -4,44 +4,10 @@
 
 mod common;
 
-use common::{ok, redis_command, run};
+use common::{fails, ok, random_file, redis_command, run, seccs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn seccs(store: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
-    c.arg("--store").arg(store).env_remove("SECCS_STORE");
-    c
-}
-
-fn fails(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(!out.status.success(), "{cmd:?} should fail");
-    let err = String::from_utf8(out.stderr).expect("utf-8");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one error line, got: {err}"
-    );
-    assert!(err.starts_with("seccs: "), "{err}");
-    err
-}
-
-fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(len);
-    let path = dir.join(name);
-    std::fs::write(&path, data).expect("write input");
-    path
-}
 
 /// `seccs put FILE --name NAME -q`; the reference it prints.
 fn put_as(store: &Path, file: &Path, name: &str) -> String {

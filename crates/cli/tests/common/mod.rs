@@ -9,6 +9,60 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run seccs")
 }
 
+/// `seccs --store STORE`, with no store named by the environment.
+pub fn seccs(store: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_seccs"));
+    c.arg("--store").arg(store).env_remove("SECCS_STORE");
+    c
+}
+
+/// Runs `cmd`, which must fail with one error line; returns it.
+pub fn fails(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(!out.status.success(), "{cmd:?} should fail");
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one error line, got: {err}"
+    );
+    assert!(err.starts_with("seccs: "), "{err}");
+    err
+}
+
+/// Runs `cmd`, which must succeed; returns what it said on stderr.
+pub fn ok_err(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{cmd:?} failed: {err}");
+    err
+}
+
+/// `len` bytes that do not compress, the same for the same `seed`.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    data
+}
+
+/// Writes [`random_bytes`] to `dir/name` (making its parent directories);
+/// returns its path.
+pub fn random_file(dir: &std::path::Path, name: &str, len: usize, seed: u64) -> std::path::PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(&path, random_bytes(len, seed)).expect("write input");
+    path
+}
+
 /// Runs `cmd`, which must succeed; returns its standard output.
 pub fn ok(cmd: &mut Command) -> String {
     let out = run(cmd);
