@@ -96,10 +96,11 @@ It lists the versions DEST would lose (`would remove: NAME@N`) and gain, and wri
 nothing.\n\n\
 Exits 0 when DEST is an exact mirror, 1 when an entry could not be copied (after copying \
 the rest), when the store copied is damaged (copy then only rescues), when DEST holds versions \
-of its own (nothing written), or when the copy failed, \
-2 on a usage error. With --dry-run: 0 when the dry run ran, 1 where copy would exit 1 for \
-the store copied (damage, an entry that would not be copied), where DEST holds versions of \
-its own (without --remove-newer), or when it cannot run."
+of its own (nothing written); 2 when it could not run or stopped part way (a usage error, \
+a store it cannot open, a backend that fails), with --json then {\"error\", \"exit\"}. With \
+--dry-run: 0 when the dry run ran, 1 where copy would exit 1 for the store copied (damage, \
+an entry that would not be copied) or where DEST holds versions of its own (without \
+--remove-newer), 2 when it cannot run."
 )]
 pub struct CopyArgs {
     /// The destination store directory: a store is made there if there is
@@ -148,7 +149,7 @@ pub struct CopyArgs {
     /// not copied), or dest-unreadable (an entry of DEST it cannot decode,
     /// left there).
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
     pub location: StoreLocation,
 }
@@ -264,7 +265,7 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
     }
     let dest_shown = dest_path.display();
     if report.dest_left_as_it_was {
-        bail!(
+        problems!(
             "the store copied is damaged ({} finding(s) of `seccs verify`, listed above): copy \
              wrote nothing into {dest_shown}, whose entries may be the only good copies of what \
              the store copied lost. Repair the store copied (`seccs gc`) and run copy again, or \
@@ -273,7 +274,7 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
         );
     }
     if !report.source_damage.is_empty() {
-        bail!(
+        problems!(
             "the store copied is damaged ({} finding(s) of `seccs verify`, listed above): copy \
              rescued into {dest_shown}, which held nothing, every entry that authenticates but \
              those verify names; {dest_shown} is not an exact mirror, and holds the damage \
@@ -290,7 +291,7 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
             true => format!("`seccs verify` on the store copied, and on {dest_shown},"),
             false => "`seccs verify` on the store copied".to_owned(),
         };
-        bail!(
+        problems!(
             "{} entr(ies) could not be copied or removed (listed above): {dest_shown} is not an \
              exact mirror; {verify} names the damage",
             report.findings.len(),
@@ -327,7 +328,7 @@ fn refuse_newer(args: &CopyArgs, since: Option<u64>, newer: &[NameChange]) -> Re
             outln!("{line}")?;
         }
     }
-    bail!("{}", newer_refusal(&args.dest, since, newer, false))
+    problems!("{}", newer_refusal(&args.dest, since, newer, false))
 }
 
 /// A name in a line of copy's output, escaped as `ls` shows it, so that
@@ -492,7 +493,7 @@ fn dry_run(
     }
     let dest_shown = dest_path.display();
     if report.dest_left_as_it_was {
-        bail!(
+        problems!(
             "the store copied is damaged ({} finding(s) of `seccs verify`, listed above): copy \
              would write nothing into {dest_shown}, whose entries may be the only good copies of \
              what the store copied lost (this dry run wrote nothing either). Repair the store \
@@ -501,7 +502,7 @@ fn dry_run(
         );
     }
     if !report.source_damage.is_empty() {
-        bail!(
+        problems!(
             "the store copied is damaged ({} finding(s) of `seccs verify`, listed above): copy \
              would only rescue into {dest_shown}, which holds nothing, every entry that \
              authenticates but those verify names (counted above); nothing was written",
@@ -509,7 +510,7 @@ fn dry_run(
         );
     }
     if !report.newer_in_dest.is_empty() && !args.remove_newer {
-        bail!(
+        problems!(
             "{}",
             newer_refusal(
                 dest_path,
@@ -520,7 +521,7 @@ fn dry_run(
         );
     }
     if !report.is_exact() {
-        bail!(
+        problems!(
             "{} entr(ies) would not be copied or removed (listed above): copy would leave \
              {dest_shown} short of an exact mirror; `seccs verify` on the store copied names the \
              damage. Nothing was written",

@@ -37,7 +37,7 @@ pub struct DiffArgs {
     /// as `get NAME@N` takes it: a directory's without the `/` the plain
     /// form shows it with (the kind says it is one).
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
     pub location: StoreLocation,
 }
@@ -147,8 +147,9 @@ pub fn run(loc: &StoreLocation, args: DiffArgs) -> Result<()> {
         format_time(args.from),
         args.to.map_or("now".to_owned(), format_time),
     );
+    // The changes of every record read are said: damage is a report.
     match listing.damage() {
-        Some(e) => Err(e.into()),
+        Some(e) => problems!("{:#}", anyhow::Error::from(e)),
         None => Ok(()),
     }
 }

@@ -21,6 +21,18 @@ pub struct KmsArgs {
     command: KmsCommand,
 }
 
+impl KmsArgs {
+    /// Whether the command prints JSON (check, status, list --json).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            KmsCommand::Check { json, .. }
+            | KmsCommand::Status { json, .. }
+            | KmsCommand::List { json, .. } => *json,
+            _ => false,
+        }
+    }
+}
+
 /// How to reach and trust the key server: all that `status` and `key`
 /// take, which never send the management token.
 #[derive(Debug, Args)]
@@ -423,9 +435,9 @@ enum KmsCommand {
         /// newer than this build reads), "findings": [{"path", "kind"
         /// ("dek" or "named"), "reason", "newer" (true for a file of a
         /// newer format)}]}. It still exits non-zero when a file is bad or
-        /// newer; a directory that cannot be checked at all (no root.key
-        /// while named/ holds keys, a link in place of keys/ or named/) is
-        /// an error on standard error, with nothing on standard output.
+        /// newer (exit 1); a directory that cannot be checked at all (no
+        /// root.key while named/ holds keys, a link in place of keys/ or
+        /// named/) exits 2 with {"error", "exit"} instead.
         #[arg(long)]
         json: bool,
     },
@@ -905,12 +917,12 @@ fn check(dir: &Path, json: bool) -> anyhow::Result<()> {
     };
     match (bad, newer) {
         (0, 0) => Ok(()),
-        (0, _) => anyhow::bail!("{}", newer_advice("")),
-        (_, 0) => anyhow::bail!(
+        (0, _) => problems!("{}", newer_advice("")),
+        (_, 0) => problems!(
             "{bad} key file(s) in {} are damaged: restore them from a backup",
             dir.display()
         ),
-        (_, _) => anyhow::bail!(
+        (_, _) => problems!(
             "{bad} key file(s) in {} are damaged: restore them from a backup; {}",
             dir.display(),
             newer_advice("more ")

@@ -31,6 +31,9 @@ macro_rules! errln {
     }};
 }
 
+#[macro_use]
+mod exit;
+
 mod attach;
 mod bench;
 mod copy;
@@ -62,7 +65,15 @@ use clap::{Parser, Subcommand};
                   on Linux, makes itself non-dumpable, so that neither a crash nor another \
                   process of the same user (gdb, gcore, /proc/PID/mem) gets the keys in its \
                   memory; root still can. SECCS_ALLOW_CORE_DUMPS=1 leaves both allowed, to \
-                  debug a crash."
+                  debug a crash.\n\n\
+                  Exit status: 0 when the command did all it was asked; 1 when it ran to its end \
+                  and reports problems (damage found by verify, gc, copy, kms check or share \
+                  check; files a put or restore could not take while it did the rest; a copy \
+                  refused for versions only DEST holds); 2 when it could not run or stopped part \
+                  way (a store it cannot open, a wrong key, an unreachable backend, a full \
+                  disk: with --json, standard output then gets {\"error\": MESSAGE, \"exit\": \
+                  2}) or was given wrong arguments (a usage error); 128 + N when stopped by \
+                  signal N."
 )]
 struct Cli {
     #[command(flatten)]
@@ -114,6 +125,25 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+impl Command {
+    /// Whether the command was asked for JSON on standard output (and so
+    /// gets a JSON document saying why where it cannot run).
+    fn json(&self) -> bool {
+        match self {
+            Command::Ls(a) => a.json,
+            Command::Stat(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Gc(a) => a.json,
+            Command::Diff(a) => a.json,
+            Command::Copy(a) => a.json,
+            Command::Kms(a) => a.json(),
+            Command::Share(a) => a.json(),
+            Command::Bench(a) => a.json(),
+            Command::Init(_) | Command::Put(_) | Command::Get(_) | Command::Rm(_) => false,
+        }
+    }
+}
+
 /// Logs to standard error at `default` (or `RUST_LOG`), coloured only on
 /// a terminal: a log file gets no escape sequences.
 fn init_tracing(default: &str) {
@@ -131,6 +161,7 @@ fn main() {
     harden::harden_process();
     let cli = Cli::parse();
     let before = &cli.location;
+    let json = cli.command.json();
     let result = match cli.command {
         Command::Init(args) => store::init(&before.overridden_by(&args.location), args),
         Command::Put(args) => store::put(&before.overridden_by(&args.location), args),
@@ -169,7 +200,10 @@ fn main() {
         {
             std::process::exit(0);
         }
+        if json && let Some(document) = exit::json_failure(&err) {
+            let _ = dataln!("{document}");
+        }
         errln!("seccs: {err:#}");
-        std::process::exit(1);
+        std::process::exit(exit::status(&err));
     }
 }

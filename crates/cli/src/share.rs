@@ -21,6 +21,18 @@ pub struct ShareArgs {
     command: ShareCommand,
 }
 
+impl ShareArgs {
+    /// Whether the command prints JSON (check, ls, serv --json).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            ShareCommand::Check { json, .. }
+            | ShareCommand::Ls { json, .. }
+            | ShareCommand::Serv { json, .. } => *json,
+            _ => false,
+        }
+    }
+}
+
 /// The config file's format, for `seccs share --help`.
 const CONFIG_HELP: &str = "\
 Config file (TOML; a server reads ROOT/seccs-share.toml, a client \
@@ -827,7 +839,19 @@ impl Session {
             return self.check_all(pw, json, &names).await;
         };
         let (tag, version) = parse_tag_version(spec);
-        let r = self.client.check(tag, version, pw).await?;
+        let r = match self.client.check(tag, version, pw).await {
+            Ok(r) => r,
+            // Too few records to rebuild is the check's gravest finding,
+            // not a check that could not run.
+            Err(e @ seccs_net::Error::NotEnoughShares { .. }) => {
+                let why = relabel_text(&e.to_string(), &names);
+                if json {
+                    outln!("{}", serde_json::json!({ "tag": tag, "error": why }))?;
+                }
+                problems!("{why}")
+            }
+            Err(e) => return Err(e.into()),
+        };
         show_check(tag, &r, json, &names)?;
         whole_or_why(tag, &r)
     }
@@ -880,7 +904,7 @@ impl Session {
                 }
                 Ok(())
             }
-            f => anyhow::bail!(
+            f => problems!(
                 "{f} of the {} tags checked {} not whole or did not rebuild",
                 tags.len(),
                 if f == 1 { "is" } else { "are" }
@@ -1036,7 +1060,7 @@ fn whole_or_why(tag: &str, r: &seccs_net::CheckReport) -> anyhow::Result<()> {
         return Ok(());
     }
     let bad = r.bad.len();
-    anyhow::bail!(
+    problems!(
         "{}@{} is not whole: {} of the {} records its save made are authentic on the servers \
          online{}; it still rebuilds, as {} {} enough",
         shown_tag(tag),
@@ -1244,7 +1268,7 @@ fn interactive(args: &ClientArgs, pw: &PasswordArgs, save: &SaveArgs) -> anyhow:
     }
     // A script learns that a command failed from the exit status.
     if failed > 0 && !terminal {
-        anyhow::bail!(
+        problems!(
             "{failed} command{} failed",
             if failed == 1 { "" } else { "s" }
         );

@@ -324,7 +324,7 @@ pub struct LsArgs {
     /// NAME@N` takes it: a directory's without the `/` the plain form
     /// shows it with (kind says it is one).
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// The names as they were at TIME (see `seccs get --at`): each one's
     /// newest version put by then, leaving out names not there then.
     #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "all")]
@@ -337,7 +337,8 @@ pub struct LsArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exits 0 when it finds nothing, 1 when it finds any problem or name that \
-                  cannot be read back (after listing them), or when it cannot check the store."
+                  cannot be read back (after listing them), 2 when it cannot check the store \
+                  (with --json, then {\"error\", \"exit\"} on standard output)."
 )]
 pub struct VerifyArgs {
     /// Print the report as one JSON object: {"nodes", "names" (how many
@@ -347,7 +348,7 @@ pub struct VerifyArgs {
     /// wrong-count, wrong-height or orphan; its other fields say which
     /// node or catalog key ("node", "key") and what was found.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
     pub location: StoreLocation,
 }
@@ -380,7 +381,7 @@ pub struct GcArgs {
     /// them), "broken_names", "space_not_reclaimed", "space_later" (null,
     /// or why the space of what was removed is not given back now)}.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
     pub location: StoreLocation,
 }
@@ -395,7 +396,7 @@ pub struct StatArgs {
     /// an 8-byte count per entry, before the backend's own overhead; a
     /// damaged entry (one the backend cannot decode) counts its key only.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
     pub location: StoreLocation,
 }
@@ -674,7 +675,7 @@ pub fn put(loc: &StoreLocation, args: PutArgs) -> Result<()> {
         ))
         .collect();
     if !reports.is_empty() {
-        bail!(reports.join("; "));
+        problems!("{}", reports.join("; "));
     }
     Ok(())
 }
@@ -1370,7 +1371,7 @@ fn remove_listed(store: &seccs_store::Store, prefix: &str, only_gone: bool) -> R
     let (n, versions) = store.remove_names(&names)?;
     errln!("seccs: removed {n} {what} {place} ({versions} version(s))");
     match listing.damage() {
-        Some(e) => Err(e.into()),
+        Some(e) => problems!("{:#}", anyhow::Error::from(e)),
         None => Ok(()),
     }
 }
@@ -1473,8 +1474,9 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
         }
     }
     out.flush()?;
+    // The rest is listed: damage is a report.
     if let Some(e) = listing.damage() {
-        return Err(e.into());
+        problems!("{:#}", anyhow::Error::from(e));
     }
     if listed == 0 && !args.json {
         // Said apart from the listing, so that a script reads nothing.
@@ -1555,7 +1557,7 @@ pub fn verify(loc: &StoreLocation, args: VerifyArgs) -> Result<()> {
         } else {
             ""
         };
-        bail!(
+        problems!(
             "verify found {}{hint}{nested}",
             problems_said(&report.findings, &report.broken_names)
         );
@@ -1714,7 +1716,7 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
             said += unreclaimed;
         }
         said += &nested;
-        bail!("{said}");
+        problems!("{said}");
     }
     if let Some(unreclaimed) = unreclaimed {
         bail!("{unreclaimed}{nested}");

@@ -1486,7 +1486,7 @@ fn report_problems(problems: &[String], done: &str) -> Result<()> {
         errln!("seccs: {p}");
     }
     if !problems.is_empty() {
-        bail!("{done}; {} problem(s) reported above", problems.len());
+        problems!("{done}; {} problem(s) reported above", problems.len());
     }
     Ok(())
 }

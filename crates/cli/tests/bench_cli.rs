@@ -41,7 +41,7 @@ fn bench_tempfile_names_a_dir_it_cannot_use_before_it_starts() {
             ],
         );
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(!err.contains("round"), "refused before a round: {err}");
         assert!(
             err.contains(&format!("--dir {dir}")) && err.contains(cause),

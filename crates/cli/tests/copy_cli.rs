@@ -207,7 +207,7 @@ fn a_dest_of_another_key_or_chunk_size_is_refused_and_left_as_it_was() {
         .args(["--name", "mine", "-q"]));
     let before = entries(&other);
     let out = run(seccs(&source).arg("copy").arg(&other));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("has another key"), "{err}");
     assert!(err.contains("nothing was written"), "{err}");
@@ -229,7 +229,7 @@ fn a_dest_of_another_key_or_chunk_size_is_refused_and_left_as_it_was() {
     ok(seccs(&source).args(["rm", "docs/b"]));
     let before = entries(&resized);
     let out = run(seccs(&source).arg("copy").arg(&resized));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("has chunk size 512, the store copied 256"),
@@ -244,7 +244,7 @@ fn a_dest_of_another_key_or_chunk_size_is_refused_and_left_as_it_was() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     // Nor is the store copied into itself.
     let out = run(seccs(&source).arg("copy").arg(&source));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is the store being copied"));
 }
 
@@ -427,7 +427,7 @@ fn copy_waits_for_a_writer_of_the_source_and_copies_what_it_wrote() {
     }
     let dest = tmp.path().join("dest");
     let out = run(seccs(&source).arg("copy").arg(&dest).arg("-q"));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("store is in use"), "{err}");
     assert!(!dest.exists(), "no DEST made");
@@ -538,7 +538,7 @@ fn a_dest_whose_prefix_nests_with_another_store_is_refused() {
     assert!(redis_command(port, &[b"SET", entry, b"its value"]).starts_with(b"+OK"));
     ok(seccs(&source).args(["rm", "docs/b"]));
     let out = run(seccs(&source).arg("copy").arg(&dest).arg("-q"));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nests with"), "{err}");
     assert!(err.contains("nothing was written"), "{err}");
@@ -664,7 +664,7 @@ fn a_dest_on_the_sources_backend_named_another_way_is_refused_as_itself() {
         .arg(&dest)
         .args(["--backend", &same]));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("its backend is the store being copied")
             && err.contains("nothing was written"),

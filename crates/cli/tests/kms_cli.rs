@@ -576,7 +576,7 @@ fn errors_name_the_key_and_the_server_and_a_server_not_running_is_said() -> Test
     ])
     .arg(srv_dir.join("tls/ca.pem"))
     .output()?;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("no key server listens there: is `seccs kms serve` running"),
         "{}",
@@ -1999,7 +1999,7 @@ fn check_names_each_damaged_key_file_and_fails() -> TestResult {
     // The same as one JSON document: the counts and each finding with
     // its path, kind and reason; still a failure.
     let out = seccs_kms(&["check", "--json"]).arg(&srv_dir).output()?;
-    assert!(!out.status.success(), "damaged key files passed");
+    assert_eq!(out.status.code(), Some(1), "damaged key files are a report");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(report["dek_files"], 2, "{report}");
     assert_eq!(report["named_key_files"], 1, "{report}");
@@ -2040,18 +2040,25 @@ fn check_names_each_damaged_key_file_and_fails() -> TestResult {
         serde_json::json!({"dek_files": 1, "named_key_files": 0, "bad": 0, "newer": 0, "findings": []})
     );
 
-    // A link in place of keys/ is an error, not followed, with nothing
-    // on standard output.
+    // A link in place of keys/ is an error, not followed: a check that
+    // cannot run (exit 2), whose JSON is the error alone.
     let keys = srv_dir.join("keys");
     let moved = tmp.path().join("keys-elsewhere");
     std::fs::rename(&keys, &moved)?;
     std::os::unix::fs::symlink(&moved, &keys)?;
     let out = seccs_kms(&["check", "--json"]).arg(&srv_dir).output()?;
-    assert!(!out.status.success(), "a link in place of keys/ passed");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a link in place of keys/ passed"
+    );
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert!(said.get("findings").is_none(), "{said}");
     assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        said["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("is a symbolic link, not a directory")),
+        "{said}"
     );
     assert!(
         stderr(&out).contains(&format!(
@@ -2471,13 +2478,26 @@ fn check_refuses_a_directory_that_is_not_a_key_directory() -> TestResult {
             c.arg("--json");
         }
         let out = c.output()?;
-        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         assert!(
             stderr(&out).contains("holds no key directory"),
             "{}",
             stderr(&out)
         );
-        assert!(out.stdout.is_empty());
+        // With --json, standard output says why as one JSON object.
+        match json {
+            false => assert!(out.stdout.is_empty()),
+            true => {
+                let said: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+                assert_eq!(said["exit"], 2, "{said}");
+                assert!(
+                    said["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("holds no key directory")),
+                    "{said}"
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -2761,7 +2781,7 @@ fn a_server_url_that_is_not_one_is_named_with_its_option() -> TestResult {
         ("https://[::1", "invalid IPv6 address"),
     ] {
         let out = seccs_kms(&["status", "--server", url, "--pin", &pin]).output()?;
-        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         let said = format!("--server {url}: not a URL ({why}); give https://HOST:PORT");
         assert!(stderr(&out).contains(&said), "{}", stderr(&out));
         let out = seccs_kms(&["status", "--pin", &pin])
@@ -2857,7 +2877,7 @@ fn unreadable_files_are_named_with_their_option() -> TestResult {
             .output()
     };
     let out = serve_given(Path::new("/nonexistent"), Path::new("/nonexistent"))?;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("cannot read the TLS certificate file (--cert) /nonexistent"),
         "{}",
@@ -2867,7 +2887,7 @@ fn unreadable_files_are_named_with_their_option() -> TestResult {
     std::fs::create_dir(&tree)?;
     std::fs::set_permissions(&tree, std::fs::Permissions::from_mode(0o755))?;
     let out = serve_given(&tree, &tree)?;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         !stderr(&out).contains("can be read by others") && stderr(&out).contains("directory"),
         "{}",
@@ -2924,7 +2944,7 @@ fn unreadable_files_are_named_with_their_option() -> TestResult {
     let missing = tmp.path().join("kd");
     for (dir, said) in [(&missing, "does not exist"), (&file, "is not a directory")] {
         let out = seccs_kms(&["check"]).arg(dir).output()?;
-        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         let said = format!("{} {said}", dir.display());
         assert!(stderr(&out).contains(&said), "{}", stderr(&out));
     }
@@ -2950,7 +2970,7 @@ fn named_key_errors_say_the_name_version_and_file() -> TestResult {
         let out = seccs_kms(&[command, "--server", "https://127.0.0.1:1", "--pin", &pin])
             .args(["--token", "0123456789abcdef", name])
             .output()?;
-        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         let said = format!("invalid key name {name:?}");
         assert!(
             stderr(&out).contains(&said) && stderr(&out).contains("A-Z a-z 0-9 - _ ."),
@@ -2964,7 +2984,7 @@ fn named_key_errors_say_the_name_version_and_file() -> TestResult {
     let out = managed(&server, &srv_dir, "min-version")
         .args(["k1", "99"])
         .output()?;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("k1 has no version 99 (its latest is 1)"),
         "{}",
@@ -2976,7 +2996,7 @@ fn named_key_errors_say_the_name_version_and_file() -> TestResult {
         .args(["k1", "--in"])
         .arg(&f1)
         .output()?;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!("cannot rewrap {}", f1.display())),
         "{}",

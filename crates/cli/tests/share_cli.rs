@@ -524,7 +524,7 @@ fn a_version_removed_while_servers_were_offline_is_never_reused() {
     let strict = tmp.path().join("strict.txt");
     let failed = run(net.with_password(&["load", "tie1"]).arg(&strict));
     let err = stderr_of(&failed);
-    assert_eq!(failed.status.code(), Some(1), "{err}");
+    assert_eq!(failed.status.code(), Some(2), "{err}");
     assert!(
         err.contains("tie1@3, the newest version of \"tie1\", cannot be rebuilt")
             && err.contains("wrong password")
@@ -1192,7 +1192,7 @@ fn share_save_and_load_take_quiet_and_bounds_are_usage_errors() {
             .env("SECCS_SHARE_PASSWORD", "correct horse")
             .stdin(Stdio::null()));
         let err = stderr_of(&out);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains("missing.toml"), "{args:?}: {err}");
     }
     let out = run(seccs(tmp.path()).args(["share", "save", "--threshold", "0", "t1", "-"]));

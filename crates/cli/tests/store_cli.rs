@@ -769,7 +769,8 @@ fn names_that_are_not_utf8_are_stored_and_restored_byte_for_byte() {
     let out = run(seccs(&store)
         .current_dir(tmp.path())
         .args(["put", "-q", "t"]));
-    assert!(!out.status.success(), "one file was not stored");
+    // It ran to its end, and reports what it did not store: exit 1.
+    assert_eq!(out.status.code(), Some(1), "one file was not stored");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("U+EF80-U+EFFF").count(), 1, "{err}");
     let mut names = listed(&store, &["t/"]);
@@ -2798,7 +2799,7 @@ fn a_full_standard_output_is_an_error_not_a_panic() {
             .open("/dev/full")
             .expect("/dev/full");
         let out = run(seccs(&store).args(args).stdout(full));
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(err.contains("No space left on device"), "{args:?}: {err}");
@@ -3957,7 +3958,7 @@ fn a_closed_standard_error_does_not_turn_an_error_into_a_panic() {
             .stderr(writer)
             .status()
             .expect("runs");
-        assert_eq!(status.code(), Some(1), "{status}");
+        assert_eq!(status.code(), Some(2), "{status}");
     }
 }
 
@@ -4981,7 +4982,7 @@ fn a_directory_where_the_database_keeps_a_file_is_damage_not_a_panic() {
         std::fs::create_dir(&stray).expect("mkdir");
         let out = run(seccs(&store).arg("ls"));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(!err.contains("panicked"), "{err}");
         assert!(
             err.contains("is damaged") && err.contains("is a directory where it keeps a file"),
@@ -5282,9 +5283,11 @@ fn verify_goes_past_a_damaged_block_and_names_what_it_breaks() {
         bytes[value.data.start + value.data.len() / 2] ^= 0x40;
     });
     let verify = run(seccs(&store).args(["verify", "--json"]));
-    assert!(!verify.status.success());
+    // Damage found is a report (exit 1), not a verify that could not run.
+    assert_eq!(verify.status.code(), Some(1), "{verify:?}");
     let report: serde_json::Value = serde_json::from_slice(&verify.stdout)
         .unwrap_or_else(|e| panic!("a report, not only an error ({e}): {verify:?}"));
+    assert!(report.get("error").is_none(), "{report}");
     let findings = report["findings"].as_array().expect("findings");
     assert!(
         findings.iter().any(|f| f["kind"] == "unreadable"),
@@ -5305,7 +5308,7 @@ fn verify_goes_past_a_damaged_block_and_names_what_it_breaks() {
         let out = tmp.path().join(format!("{name}.out"));
         let got = run(seccs(&store).args(["get", name, "-o"]).arg(&out));
         if broken.contains(&name) {
-            assert!(!got.status.success(), "{name}");
+            assert_eq!(got.status.code(), Some(2), "{name}: could not read it");
         } else {
             assert!(
                 got.status.success(),
@@ -5318,6 +5321,42 @@ fn verify_goes_past_a_damaged_block_and_names_what_it_breaks() {
             );
         }
     }
+}
+
+/// A command that cannot run exits 2, and with --json still gives a
+/// program one JSON document on standard output, saying why; the error
+/// line on standard error is the same.
+#[test]
+fn a_command_that_cannot_run_exits_2_and_says_why_in_json_when_asked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let missing = tmp.path().join("no-store");
+    for args in [
+        &["ls", "--json"][..],
+        &["stat", "--json"],
+        &["verify", "--json"],
+        &["gc", "--json"],
+    ] {
+        let out = run(seccs(&missing).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let said: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: one JSON document ({e}): {out:?}"));
+        assert_eq!(said["exit"], 2, "{args:?}: {said}");
+        let error = said["error"].as_str().expect("error");
+        assert_eq!(format!("seccs: {error}"), err.trim_end(), "{args:?}");
+        assert!(error.contains("no-store"), "{args:?}: {error}");
+        // Without --json, standard output stays empty.
+        let plain = run(seccs(&missing).arg(args[0]));
+        assert_eq!(plain.status.code(), Some(2), "{args:?}");
+        assert!(plain.stdout.is_empty(), "{args:?}: {plain:?}");
+    }
+    // A name that is not there is a get that could not run.
+    let store = tmp.path().join("store");
+    let input = random_file(tmp.path(), "in.bin", 1000, 81);
+    put_as(&store, &input, "f");
+    let out = run(seccs(&store).args(["get", "missing", "-o", "-"]));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty());
 }
 
 /// The value length before compression in a value file's record header is

@@ -26,7 +26,7 @@ pub struct CopyBenchArgs {
     rounds: u32,
     /// Print one JSON object.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// Copies every file under `from` to `to` plainly, directories made as

@@ -13,7 +13,7 @@ pub struct KmsBenchArgs {
     /// `https_req_per_s`, `https_req_per_s_audit_each`,
     /// `audit_each_ratio`, `file_ratio`, …).
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// Seconds spent on each timed measurement, from 0.1 to 3600
     /// (decimals such as 0.5 are taken).
     #[arg(long, default_value = "2", value_name = "SECONDS", value_parser = parse_seconds)]

@@ -47,6 +47,20 @@ enum BenchPart {
     Copy(copy::CopyBenchArgs),
 }
 
+impl BenchArgs {
+    /// Whether the bench prints JSON (--json).
+    pub fn json(&self) -> bool {
+        match &self.part {
+            None => self.store.json,
+            Some(BenchPart::Tempfile(a)) => a.json,
+            Some(BenchPart::Kms(a)) => a.json,
+            Some(BenchPart::Share(a)) => a.json,
+            Some(BenchPart::Tree(a)) => a.json,
+            Some(BenchPart::Copy(a)) => a.json,
+        }
+    }
+}
+
 /// Runs `seccs bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.part {

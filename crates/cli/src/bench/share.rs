@@ -13,7 +13,7 @@ use seccs_net::{Client, ClientOptions, Kdf, Password, server};
 pub struct ShareBenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// Broker URL (default: an in-process broker), e.g. redis://127.0.0.1:6379.
     #[arg(long, value_name = "URL")]
     broker: Option<String>,

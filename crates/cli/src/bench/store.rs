@@ -50,7 +50,7 @@ pub struct StoreBenchArgs {
     backend: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 struct Measured {

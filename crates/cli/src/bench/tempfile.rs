@@ -35,7 +35,7 @@ pub struct TempfileBenchArgs {
     dir: Option<PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 const CHUNK: usize = 1 << 20;

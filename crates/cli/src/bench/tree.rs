@@ -30,7 +30,7 @@ pub struct TreeBenchArgs {
     rounds: u32,
     /// Print one JSON object.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// The tree's files: relative path and content.
