@@ -245,8 +245,9 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
         outln!("{}", serde_json::to_string(&report)?)?;
     } else {
         outln!(
-            "copied {} entries ({} bytes written), {} already present, {} removed",
+            "copied {} {} ({} bytes written), {} already present, {} removed",
             report.copied,
+            entries(report.copied),
             report.bytes_written,
             report.present,
             report.removed
@@ -329,6 +330,11 @@ fn refuse_newer(args: &CopyArgs, since: Option<u64>, newer: &[NameChange]) -> Re
         }
     }
     problems!("{}", newer_refusal(&args.dest, since, newer, false))
+}
+
+/// "entry" or "entries", for `n` of them.
+fn entries(n: u64) -> &'static str {
+    crate::tree::entries(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// A name in a line of copy's output, escaped as `ls` shows it, so that
@@ -566,10 +572,14 @@ fn dry_run_lines(report: &MirrorReport) -> Vec<String> {
     let (lose, lost) = count(&report.names_removed);
     let (gain, gained) = count(&report.names_added);
     lines.push(format!(
-        "dry run, nothing written: would copy {} entries ({} bytes), {} already present, would \
+        "dry run, nothing written: would copy {} {} ({} bytes), {} already present, would \
          remove {}; {lose} name(s) would lose {lost} version(s), {gain} name(s) would gain \
          {gained} version(s)",
-        report.copied, report.bytes_written, report.present, report.removed
+        report.copied,
+        entries(report.copied),
+        report.bytes_written,
+        report.present,
+        report.removed
     ));
     lines
 }

@@ -153,6 +153,20 @@ fn copy_makes_an_exact_mirror_and_reruns_keep_it_one() {
         text.starts_with("copied 0 entries (0 bytes written)"),
         "{text}"
     );
+    // One small content put by reference is one node: one entry, said so.
+    let small = tmp.path().join("small");
+    std::fs::write(&small, b"one leaf").expect("write");
+    ok(seccs(&source).arg("put").arg(&small).arg("-q"));
+    let dry = ok(seccs(&source)
+        .arg("copy")
+        .arg(&dest)
+        .args(["-q", "--dry-run"]));
+    assert!(
+        dry.starts_with("dry run, nothing written: would copy 1 entry ("),
+        "{dry}"
+    );
+    let text = ok(seccs(&source).arg("copy").arg(&dest).arg("-q"));
+    assert!(text.starts_with("copied 1 entry ("), "{text}");
 
     // (c) More puts and removals: a rerun mirrors them, removals too.
     let file = random_file(tmp.path(), "in.bin", 60_000, 20);
@@ -791,8 +805,12 @@ fn a_dry_run_lists_the_names_a_copy_would_change_and_writes_nothing() {
     let out = ok(seccs(&source).arg("copy").arg(&dest).arg("-q"));
     let removed: Vec<&str> = out.lines().filter(|l| l.starts_with("removed: ")).collect();
     assert_eq!(removed, ["removed: docs/a@1", "removed: docs/b@1"], "{out}");
+    let word = match dry["copied"].as_u64() {
+        Some(1) => "entry",
+        _ => "entries",
+    };
     let said = format!(
-        "copied {} entries ({} bytes written), {} already present, {} removed",
+        "copied {} {word} ({} bytes written), {} already present, {} removed",
         dry["copied"], dry["bytes_written"], dry["present"], dry["removed"]
     );
     assert_eq!(out.lines().next(), Some(said.as_str()), "{out}");
