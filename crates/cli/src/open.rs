@@ -800,12 +800,7 @@ fn is_unfinished_as(path: &Path, new: &NewStore) -> bool {
         return false;
     };
     let wanted = StoreConfig::new(new.params, new.backend.clone(), new.key.clone());
-    stopped.unfinished == Some(Unfinished::Init)
-        && stopped.backend == wanted.backend
-        && stopped.key == wanted.key
-        && stopped.chunk_size == wanted.chunk_size
-        && stopped.wrapper == wanted.wrapper
-        && stopped.compression == wanted.compression
+    stopped.unfinished == Some(Unfinished::Init) && stopped.made_with(&wanted)
 }
 
 /// Opens the store [`create`] just made, with its key, as a writer.

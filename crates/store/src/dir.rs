@@ -309,6 +309,32 @@ impl StoreConfig {
         self
     }
 
+    /// Whether this config is that of a store made with the settings of
+    /// `new` (a config [`StoreConfig::new`] gave): the same parameters,
+    /// backend and key source. What is recorded after (check values, the
+    /// backend's marker, the unfinished mark) is not compared: a stopped
+    /// init had written only some of it.
+    pub fn made_with(&self, new: &StoreConfig) -> bool {
+        // Named one by one, so that a field added later is a choice here.
+        let StoreConfig {
+            unfinished: _,
+            format_version: _,
+            chunk_size,
+            wrapper,
+            backend,
+            compression,
+            key,
+            key_check: _,
+            params_check: _,
+            backend_marked: _,
+        } = new;
+        self.chunk_size == *chunk_size
+            && self.wrapper == *wrapper
+            && self.backend == *backend
+            && self.compression == *compression
+            && self.key == *key
+    }
+
     /// This config marked as the config of a store being made by `by`
     /// (see [`StoreConfig::unfinished`]).
     pub fn unfinished_by(mut self, by: Unfinished) -> Self {
@@ -1590,6 +1616,53 @@ mod tests {
 
     fn key(byte: u8) -> SecretKey {
         SecretKey::from_bytes([byte; 32])
+    }
+
+    /// A stopped init's config is taken as made with the settings given
+    /// when its parameters, backend and key source are those, whatever it
+    /// recorded after them; any one of those differing makes it another.
+    #[test]
+    fn a_config_is_made_with_the_settings_its_parameters_backend_and_key_are() -> Result<()> {
+        let file = || KeySource::File { path: "key".into() };
+        let new = StoreConfig::new(Params::default(), EMBEDDED.into(), file());
+        let stopped = new
+            .clone()
+            .with_key_check(&key(1))
+            .unfinished_by(Unfinished::Init);
+        assert!(stopped.made_with(&new));
+        let others = [
+            StoreConfig::new(
+                Params::new(1024, WrapperKind::AesSiv)?,
+                EMBEDDED.into(),
+                file(),
+            ),
+            StoreConfig::new(
+                Params::new(crate::DEFAULT_CHUNK_SIZE, WrapperKind::HmacSha256)?,
+                EMBEDDED.into(),
+                file(),
+            ),
+            StoreConfig::new(
+                Params::default(),
+                "redis://127.0.0.1:6379/0?prefix=a:".into(),
+                file(),
+            ),
+            StoreConfig::new(
+                Params::default(),
+                EMBEDDED.into(),
+                KeySource::File {
+                    path: "other".into(),
+                },
+            ),
+            StoreConfig::new(
+                Params::default().with_compression(crate::Compression::None),
+                EMBEDDED.into(),
+                file(),
+            ),
+        ];
+        for other in &others {
+            assert!(!stopped.made_with(other), "{other:?}");
+        }
+        Ok(())
     }
 
     /// A backend URL with a password is refused before anything is made,
