@@ -74,6 +74,7 @@ fn bench_figures_out_of_range_are_usage_errors() {
         &["copy", "--size-mib", "0"],
         &["copy", "--size-mib", "16385"],
         &["copy", "--rounds", "0"],
+        &["copy", "--files", "1000001"],
     ] {
         let out = bench(tmp.path(), args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -121,7 +122,10 @@ fn bench_help_names_values_by_kind() {
             &["--sizes-mib <MIB>", "--rounds <N>", "--broker <URL>"],
         ),
         (Some("tree"), &["--files <N>", "--rounds <N>"]),
-        (Some("copy"), &["--size-mib <MIB>", "--rounds <N>"]),
+        (
+            Some("copy"),
+            &["--size-mib <MIB>", "--files <N>", "--rounds <N>"],
+        ),
     ] {
         let mut args: Vec<&str> = part.into_iter().collect();
         args.push("--help");
@@ -134,33 +138,49 @@ fn bench_help_names_values_by_kind() {
 }
 
 /// `bench copy` mirrors a store with `seccs copy`, checks the copy with
-/// `verify`, and gives its rate with the plain copy of the store's files
-/// beside it; it leaves nothing behind in the directory it ran in.
+/// `verify`, copies it again unchanged, and gives both times with the
+/// plain copy of the store's files beside them, for a store of one file
+/// or of many; it leaves nothing behind in the directory it ran in.
 #[test]
 fn bench_copy_measures_a_verified_copy_against_a_plain_one() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let out = bench(
-        tmp.path(),
-        &["copy", "--size-mib", "1", "--rounds", "1", "--json"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    let figure = |name: &str| report[name].as_f64().unwrap_or(f64::NAN);
-    assert!(figure("store_bytes") > f64::from(1 << 20), "{report}");
-    for name in [
-        "copy_mib_per_s",
-        "plain_mib_per_s",
-        "copy_time_ratio_to_plain",
-    ] {
-        assert!(
-            figure(name).is_finite() && figure(name) > 0.0,
-            "{name}: {report}"
+    for files in ["0", "300"] {
+        let out = bench(
+            tmp.path(),
+            &[
+                "copy",
+                "--size-mib",
+                "1",
+                "--files",
+                files,
+                "--rounds",
+                "1",
+                "--json",
+            ],
         );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("one JSON object");
+        let figure = |name: &str| report[name].as_f64().unwrap_or(f64::NAN);
+        assert!(figure("store_bytes") > f64::from(1 << 20), "{report}");
+        assert_eq!(report["files"].to_string(), files, "{report}");
+        for name in [
+            "copy_mib_per_s",
+            "plain_mib_per_s",
+            "copy_time_ratio_to_plain",
+            "unchanged_copy_seconds",
+            "unchanged_copy_time_ratio_to_plain",
+        ] {
+            assert!(
+                figure(name).is_finite() && figure(name) > 0.0,
+                "{files} files: {name}: {report}"
+            );
+        }
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("read dir").collect();
+        assert!(left.is_empty(), "{left:?}");
     }
-    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("read dir").collect();
-    assert!(left.is_empty(), "{left:?}");
 }

@@ -19,6 +19,12 @@ pub struct CopyBenchArgs {
     #[arg(long, default_value_t = 64, value_name = "MIB",
           value_parser = clap::value_parser!(u64).range(1..=16_384))]
     size_mib: u64,
+    /// Split the content into this many files of equal size, put as one
+    /// directory (`seccs put DIR`), from 0 to 1000000: a store of many
+    /// names, whose catalog copy walks (0: one file, one name).
+    #[arg(long, default_value_t = 0, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    files: u64,
     /// Rounds, from 1 to 100; each figure is the best round (a busy machine
     /// only ever makes a round slower).
     #[arg(long, default_value_t = 3, value_name = "N",
@@ -27,6 +33,41 @@ pub struct CopyBenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Writes `mib` MiB of random bytes to `path`: one file, or with `files`
+/// above 0 a directory of that many files of equal size (at least a byte
+/// each), spread over subdirectories of at most 1000 files, as a source
+/// tree is.
+fn write_content(path: &Path, mib: u64, files: u64) -> Result<()> {
+    let mut sequence = super::XorShift(0x2545_f491_4f6c_dd1d);
+    let mut block = vec![0u8; 1 << 20];
+    // `len` random bytes into `file`, a block at a time.
+    let mut write = |file: &mut fs::File, mut len: u64| -> Result<()> {
+        while len > 0 {
+            let part = &mut block[..usize::try_from(len.min(1 << 20))?];
+            for word in part.chunks_mut(8) {
+                let bytes = sequence.next_u64().to_le_bytes();
+                word.copy_from_slice(&bytes[..word.len()]);
+            }
+            file.write_all(part)?;
+            len -= part.len() as u64;
+        }
+        Ok(())
+    };
+    let total = mib << 20;
+    if files == 0 {
+        return write(&mut fs::File::create(path)?, total);
+    }
+    for i in 0..files {
+        let dir = path.join(format!("d{:04}", i / 1000));
+        if i % 1000 == 0 {
+            fs::create_dir_all(&dir)?;
+        }
+        let mut file = fs::File::create(dir.join(format!("f{i:07}")))?;
+        write(&mut file, (total / files).max(1))?;
+    }
+    Ok(())
 }
 
 /// Copies every file under `from` to `to` plainly, directories made as
@@ -76,8 +117,13 @@ pub fn run(args: CopyBenchArgs) -> Result<()> {
             errln!("{s}");
         }
     };
+    let shape = match args.files {
+        0 => "one file".to_owned(),
+        n => format!("{n} files"),
+    };
     say(format!(
-        "seccs bench copy: a store of {} MiB of random content on the embedded backend, copied",
+        "seccs bench copy: a store of {} MiB of random content in {shape} on the embedded \
+         backend, copied, then copied again unchanged",
         args.size_mib
     ));
     // Everything on one file system: the current directory's, where stores
@@ -87,17 +133,7 @@ pub fn run(args: CopyBenchArgs) -> Result<()> {
         .tempdir_in(".")
         .context("cannot make a directory for the bench in the current directory")?;
     let content = work.path().join("content");
-    {
-        let mut file = fs::File::create(&content)?;
-        let mut sequence = super::XorShift(0x2545_f491_4f6c_dd1d);
-        let mut block = vec![0u8; 1 << 20];
-        for _ in 0..args.size_mib {
-            for word in block.chunks_exact_mut(8) {
-                word.copy_from_slice(&sequence.next_u64().to_le_bytes());
-            }
-            file.write_all(&block)?;
-        }
-    }
+    write_content(&content, args.size_mib, args.files)?;
     // The store is made and filled as a user does it, by the command.
     let source = work.path().join("store");
     seccs(
@@ -110,8 +146,11 @@ pub fn run(args: CopyBenchArgs) -> Result<()> {
             "-q".as_ref(),
         ],
     )?;
-    fs::remove_file(&content)?;
-    let (mut mirrored, mut plain) = (Duration::MAX, Duration::MAX);
+    match args.files {
+        0 => fs::remove_file(&content)?,
+        _ => fs::remove_dir_all(&content)?,
+    }
+    let (mut mirrored, mut again, mut plain) = (Duration::MAX, Duration::MAX, Duration::MAX);
     let mut store_bytes = 0;
     for round in 1..=args.rounds {
         say(format!("round {round}/{}", args.rounds));
@@ -128,6 +167,20 @@ pub fn run(args: CopyBenchArgs) -> Result<()> {
             ],
         )?;
         mirrored = mirrored.min(start.elapsed());
+        // What a scheduled copy into an up-to-date mirror costs: every
+        // name's record of both stores read and compared, nothing written.
+        let start = Instant::now();
+        seccs(
+            work.path(),
+            &[
+                "--store".as_ref(),
+                source.as_os_str(),
+                "copy".as_ref(),
+                dest.as_os_str(),
+                "-q".as_ref(),
+            ],
+        )?;
+        again = again.min(start.elapsed());
         let start = Instant::now();
         store_bytes = copy_plainly(&source, &work.path().join(format!("plain-{round}")))?;
         plain = plain.min(start.elapsed());
@@ -144,13 +197,17 @@ pub fn run(args: CopyBenchArgs) -> Result<()> {
     let mib = store_bytes as f64 / f64::from(1 << 20);
     let mib_s = |d: Duration| mib / d.as_secs_f64();
     let ratio = mirrored.as_secs_f64() / plain.as_secs_f64();
+    let again_ratio = again.as_secs_f64() / plain.as_secs_f64();
     if args.json {
         let out = serde_json::json!({
             "size_mib": args.size_mib,
+            "files": args.files,
             "store_bytes": store_bytes,
             "copy_mib_per_s": mib_s(mirrored),
             "plain_mib_per_s": mib_s(plain),
             "copy_time_ratio_to_plain": ratio,
+            "unchanged_copy_seconds": again.as_secs_f64(),
+            "unchanged_copy_time_ratio_to_plain": again_ratio,
         });
         outln!("{out}")?;
     } else {
@@ -158,11 +215,12 @@ pub fn run(args: CopyBenchArgs) -> Result<()> {
         let rows = [
             ("plain copy of the store's files (floor)", plain),
             ("seccs copy DEST", mirrored),
+            ("seccs copy DEST again, nothing changed", again),
         ];
         for (name, d) in rows {
             outln!("{name:<46} {:>10.1} {:>9.3}", mib_s(d), d.as_secs_f64())?;
         }
-        outln!("copy time / floor: {ratio:.2}×")?;
+        outln!("copy time / floor: {ratio:.2}×; unchanged copy time / floor: {again_ratio:.2}×")?;
     }
     Ok(())
 }
