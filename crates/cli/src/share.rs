@@ -33,6 +33,15 @@ impl ShareArgs {
     }
 }
 
+/// `e` said as `shown`, still a report of problems where it was one (so
+/// that the exit status stays what `e`'s was).
+fn reworded(e: &anyhow::Error, shown: String) -> anyhow::Error {
+    match crate::exit::status(e) {
+        crate::exit::PROBLEMS => crate::exit::Problems::from(shown).into(),
+        _ => anyhow::anyhow!(shown),
+    }
+}
+
 /// The config file's format, for `seccs share --help`.
 const CONFIG_HELP: &str = "\
 Config file (TOML; a server reads ROOT/seccs-share.toml, a client \
@@ -143,7 +152,9 @@ enum ShareCommand {
     /// answered. The exit status is 0 when all n records the save made are
     /// authentic on servers online, and 1 when any is missing or bad (the
     /// file may still rebuild: the output says) or the version does not
-    /// rebuild (the error says why). Run it from cron to learn of a failing
+    /// rebuild (the error says why); 2 when the check cannot run (the
+    /// password does not open the tag, no server or broker answers), with
+    /// --json then {"error", "exit"} last. Run it from cron to learn of a failing
     /// server before fewer than t are left. A save that needs all n of its
     /// servers (t = n, saved while the others were offline) is said to have
     /// no spare server: it may be whole, but losing any one loses it.
@@ -158,13 +169,15 @@ enum ShareCommand {
         /// repeated, without_record, silent with the failure), also when
         /// it is not whole; each server is {"channel", "name"} as `serv
         /// --json` gives it ("name" null when it did not answer the
-        /// listing), with "reason" for bad and silent ones; a tag whose check failed (it does not rebuild,
-        /// or the password does not open it) is {"tag", "error"}.
+        /// listing), with "reason" for bad and silent ones; a tag that does
+        /// not rebuild is {"tag", "error"}, and so is, when every tag is
+        /// checked, one the password does not open.
         #[arg(long)]
         json: bool,
         /// The tag, optionally with @VERSION. Without it, every tag listed
         /// is checked (its newest version), each of which must open with
-        /// the password given; the exit status is 1 if any is not whole.
+        /// the password given; the exit status is 1 if any is not whole or
+        /// does not rebuild, 2 if any could not be checked.
         tag: Option<String>,
     },
     /// List tags and their versions.
@@ -699,7 +712,7 @@ impl Session {
         if shown == text {
             e
         } else {
-            anyhow::anyhow!(shown)
+            reworded(&e, shown)
         }
     }
 
@@ -844,11 +857,12 @@ impl Session {
             // Too few records to rebuild is the check's gravest finding,
             // not a check that could not run.
             Err(e @ seccs_net::Error::NotEnoughShares { .. }) => {
-                let why = relabel_text(&e.to_string(), &names);
                 if json {
+                    let why = relabel_text(&e.to_string(), &names);
                     outln!("{}", serde_json::json!({ "tag": tag, "error": why }))?;
                 }
-                problems!("{why}")
+                // Server names are put in by the caller's relabelling.
+                problems!("{e}")
             }
             Err(e) => return Err(e.into()),
         };
@@ -864,27 +878,36 @@ impl Session {
         names: &std::collections::HashMap<String, String>,
     ) -> anyhow::Result<()> {
         let tags = self.client.list("").await?;
-        let mut failed = 0usize;
+        // Tags found not whole or not rebuilding (findings), and tags that
+        // could not be checked (a password that opens another tag only,
+        // servers gone): a check of the second kind did not run.
+        let (mut failed, mut unchecked) = (0usize, 0usize);
         for listing in &tags {
             let tag = &listing.tag;
             let result = match self.client.check(tag, None, pw).await {
-                Ok(r) => match show_check(tag, &r, json, names) {
+                Ok(r) => {
+                    show_check(tag, &r, json, names)?;
                     // The report just printed says it is not whole
                     // ("whole": false); an error object after it would
                     // make two objects for the one tag.
-                    Ok(()) if json => {
+                    if json {
                         if !r.is_whole() {
                             failed += 1;
                         }
                         continue;
                     }
-                    Ok(()) => whole_or_why(tag, &r),
-                    Err(e) => Err(e),
-                },
+                    whole_or_why(tag, &r)
+                }
+                Err(e @ seccs_net::Error::NotEnoughShares { .. }) => {
+                    Err(crate::exit::Problems::from(e.to_string()).into())
+                }
                 Err(e) => Err(e.into()),
             };
             if let Err(e) = result {
-                failed += 1;
+                match crate::exit::status(&e) {
+                    crate::exit::PROBLEMS => failed += 1,
+                    _ => unchecked += 1,
+                }
                 let why = relabel_text(&format!("{e:#}"), names);
                 if json {
                     outln!("{}", serde_json::json!({ "tag": tag, "error": why }))?;
@@ -893,23 +916,35 @@ impl Session {
                 }
             }
         }
-        match failed {
-            0 => {
-                if !json {
-                    errln!(
-                        "checked {} tag{}: every record of each newest version is authentic",
-                        tags.len(),
-                        plural(tags.len())
-                    );
-                }
-                Ok(())
-            }
-            f => problems!(
+        let found = match failed {
+            0 => String::new(),
+            f => format!(
                 "{f} of the {} tags checked {} not whole or did not rebuild",
                 tags.len(),
                 if f == 1 { "is" } else { "are" }
             ),
+        };
+        if unchecked > 0 {
+            anyhow::bail!(
+                "{unchecked} of the {} tags could not be checked (each said above){}",
+                tags.len(),
+                match found.is_empty() {
+                    true => String::new(),
+                    false => format!("; {found}"),
+                }
+            );
         }
+        if failed > 0 {
+            problems!("{found}");
+        }
+        if !json {
+            errln!(
+                "checked {} tag{}: every record of each newest version is authentic",
+                tags.len(),
+                plural(tags.len())
+            );
+        }
+        Ok(())
     }
 
     async fn serv(&self, json: bool) -> anyhow::Result<()> {
@@ -1381,6 +1416,27 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Server names put into an error keep what it meant: a check's
+    /// finding stays one (exit 1), a failure to run stays one (exit 2).
+    #[test]
+    fn an_error_reworded_with_server_names_keeps_its_exit_status() {
+        let finding: anyhow::Error =
+            crate::exit::Problems::from("only 1 valid share: seccs:server:ab bad".to_owned())
+                .into();
+        let shown = reworded(
+            &finding,
+            "only 1 valid share: srv1 (seccs:server:ab) bad".into(),
+        );
+        assert_eq!(crate::exit::status(&shown), crate::exit::PROBLEMS);
+        assert_eq!(
+            shown.to_string(),
+            "only 1 valid share: srv1 (seccs:server:ab) bad"
+        );
+        let failure = anyhow::anyhow!("seccs:server:ab did not answer");
+        let shown = reworded(&failure, "srv1 (seccs:server:ab) did not answer".into());
+        assert_eq!(crate::exit::status(&shown), crate::exit::FAILED);
+    }
 
     /// A save's input without a size (a device, a pipe) is read only up to
     /// the bound, then refused: `/dev/zero` was read until memory ran out.

@@ -371,7 +371,10 @@ before check values whose key opens some records but not others keeps those (a `
 they may be another key's.\n\n\
 A catalog record that authenticates but was written by a newer seccs (verify's \
 `newer-record`) is not damage: while there is one, gc removes nothing and fixes no count (the \
-nodes it references cannot be told by this build), and exits 1 saying so."
+nodes it references cannot be told by this build), and exits 1 saying so.\n\n\
+Exits 0 when it leaves the store clean, 1 when its report (printed first) names what it left, \
+or that it could not give the space back, 2 when it cannot run (with --json, then \
+{\"error\", \"exit\"} on standard output)."
 )]
 pub struct GcArgs {
     /// Print the report as one JSON object: {"removed" (entries removed),
@@ -1356,8 +1359,10 @@ fn remove_listed(store: &seccs_store::Store, prefix: &str, only_gone: bool) -> R
         format!("under {prefix:?}")
     };
     if names.is_empty() {
+        // Nothing readable to remove: the damage is the report, as `ls`
+        // says it.
         if let Some(e) = listing.damage() {
-            return Err(e.into());
+            problems!("{:#}", anyhow::Error::from(e));
         }
         // Nothing gone under names that are there is a clean state, not
         // an error; a prefix that names nothing is a mistake.
@@ -1692,8 +1697,10 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
     if let Some(note) = &report.space_later {
         eprintln!("seccs: note: {note}");
     }
+    // What follows is in the report printed above: problems, not a gc
+    // that could not run.
     if !report.newer_records.is_empty() {
-        bail!(
+        problems!(
             "gc changed nothing: a newer seccs wrote part of this store, and this build cannot \
              tell what its records reference; run gc with a newer seccs"
         );
@@ -1719,7 +1726,7 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
         problems!("{said}");
     }
     if let Some(unreclaimed) = unreclaimed {
-        bail!("{unreclaimed}{nested}");
+        problems!("{unreclaimed}{nested}");
     }
     Ok(())
 }

@@ -2481,7 +2481,7 @@ pub fn get_tree(store: &Store, prefix: &str, dir: &Path, how: &TreeGet<'_>) -> R
         errln!("seccs: {note}");
     }
     if !failures.is_empty() {
-        bail!(
+        problems!(
             "{} problem(s) while restoring {} entries under {prefix:?} (each named above)",
             failures.len(),
             records.len()

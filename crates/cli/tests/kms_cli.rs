@@ -1964,6 +1964,24 @@ fn check_names_each_damaged_key_file_and_fails() -> TestResult {
     let text = String::from_utf8(sound.stdout)?;
     assert_eq!(text, "2 DEK file(s), 1 named key file(s): 0 bad\n");
 
+    // A root key cut short is damage found (exit 1), named as such: the
+    // named keys cannot be checked without it, the DEK files still are.
+    let root = srv_dir.join("root.key");
+    let root_bytes = std::fs::read(&root)?;
+    std::fs::write(&root, &root_bytes[..6])?;
+    let out = seccs_kms(&["check", "--json"]).arg(&srv_dir).output()?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["dek_files"], 2, "{report}");
+    assert_eq!(report["bad"], 1, "{report}");
+    assert_eq!(
+        report["findings"][0]["path"].as_str(),
+        root.to_str(),
+        "{report}"
+    );
+    std::fs::write(&root, &root_bytes)?;
+    succeeded(seccs_kms(&["check"]).arg(&srv_dir).output()?)?;
+
     let flip_last = |path: &Path| -> std::io::Result<()> {
         let mut bytes = std::fs::read(path)?;
         if let Some(last) = bytes.last_mut() {

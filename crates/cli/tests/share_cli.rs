@@ -257,7 +257,7 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
         String::from_utf8_lossy(&checked.stdout),
         stderr_of(&checked),
     );
-    assert!(!checked.status.success(), "{said}");
+    assert_eq!(checked.status.code(), Some(1), "a finding: {said}");
     assert!(
         said.starts_with("docs/report@1: 2 of the 3 records its save made are authentic")
             && said.matches("  authentic ").count() == 2,
@@ -271,7 +271,7 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
 
     let all = run(&mut net.with_password(&["check"]));
     let err = stderr_of(&all);
-    assert!(!all.status.success());
+    assert_eq!(all.status.code(), Some(1), "{err}");
     assert!(
         err.contains("error: docs/report: docs/report@1 is not whole")
             && err.contains("1 of the 1 tags checked is not whole or did not rebuild"),
@@ -280,7 +280,7 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
     // With --json, the tag that is not whole is one object, its report
     // ("whole": false), and the exit status still says it is not whole.
     let all = run(&mut net.with_password(&["check", "--json"]));
-    assert!(!all.status.success());
+    assert_eq!(all.status.code(), Some(1), "{}", stderr_of(&all));
     let lines = json_lines(&String::from_utf8_lossy(&all.stdout));
     assert!(
         lines.len() == 1 && lines[0]["tag"] == "docs/report" && lines[0]["whole"] == false,
@@ -309,11 +309,44 @@ fn save_ls_serv_load_and_rm_across_three_servers_on_redis() {
     assert!(!failed.status.success());
     assert_eq!(std::fs::read(&out).expect("kept"), data);
     let failed = run(&mut net.with_password(&["check", "docs/report"]));
-    assert!(!failed.status.success());
+    // A check the password does not open did not run: exit 2, not a
+    // finding, for one tag or for every tag.
+    assert_eq!(failed.status.code(), Some(2), "{}", stderr_of(&failed));
     assert!(
         stderr_of(&failed).contains("cannot decrypt docs/report@1"),
         "{}",
         stderr_of(&failed)
+    );
+    let all = run(&mut net.with_password(&["check", "--json"]));
+    assert_eq!(all.status.code(), Some(2), "{}", stderr_of(&all));
+    let lines = json_lines(&String::from_utf8_lossy(&all.stdout));
+    assert!(
+        lines.len() == 2
+            && lines[0]["tag"] == "docs/report"
+            && lines[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("cannot decrypt"))
+            && lines[1]["exit"] == 2
+            && lines[1]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("1 of the 1 tags could not be checked")),
+        "{lines:?}"
+    );
+    // One server of three left: the file no longer rebuilds, the check's
+    // gravest finding (exit 1), one JSON object for the tag.
+    std::fs::write(&net.password, "correct horse\n").expect("password");
+    drop(servers.pop());
+    net.wait_for_servers(1);
+    let lost = run(&mut net.with_password(&["check", "docs/report", "--json"]));
+    assert_eq!(lost.status.code(), Some(1), "{}", stderr_of(&lost));
+    let lines = json_lines(&String::from_utf8_lossy(&lost.stdout));
+    assert!(
+        lines.len() == 1
+            && lines[0]["tag"] == "docs/report"
+            && lines[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("valid share")),
+        "{lines:?}"
     );
 
     ok(&mut net.client(&["rm", "docs/report"]));

@@ -1420,7 +1420,7 @@ fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
     std::fs::remove_file(src.join("b")).expect("rm");
     random_file(&src, "c", 3_000, 43);
     let out = run(seccs(&store).current_dir(tmp.path()).args(["put", "tree"]));
-    assert!(!out.status.success(), "the damage is reported");
+    assert_eq!(out.status.code(), Some(1), "the damage is reported");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("1 catalog record(s) failed to authenticate"),
@@ -1429,7 +1429,7 @@ fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
     assert!(err.contains("1 name(s) under tree/ are gone"), "{err}");
     // ls lists every readable name, then fails naming the damage.
     let ls = run(seccs(&store).args(["ls", "--all"]));
-    assert!(!ls.status.success());
+    assert_eq!(ls.status.code(), Some(1), "{ls:?}");
     let text = String::from_utf8_lossy(&ls.stdout);
     assert_eq!(
         text.lines().count(),
@@ -1444,10 +1444,14 @@ fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
     // A restore writes what it can read, and fails naming the damage.
     let restore = tmp.path().join("restore");
     let got = run(seccs(&store).args(["get", "tree/", "-o"]).arg(&restore));
-    assert!(!got.status.success());
+    assert_eq!(got.status.code(), Some(1), "{got:?}");
     assert!(restore.join("tree/c").exists());
+    // With nothing readable to remove, rm reports the damage as ls does.
+    let none = run(seccs(&store).args(["rm", "--gone", "elsewhere/"]));
+    assert_eq!(none.status.code(), Some(1), "{none:?}");
+    assert!(String::from_utf8_lossy(&none.stderr).contains("failed to authenticate"));
     let verify = run(seccs(&store).arg("verify"));
-    assert!(!verify.status.success());
+    assert_eq!(verify.status.code(), Some(1), "{verify:?}");
     // Findings are read by people: one line each, kind first, no JSON.
     let said = String::from_utf8_lossy(&verify.stdout);
     assert!(!said.contains('{'), "{said}");
@@ -5674,7 +5678,8 @@ fn a_restore_leaves_a_directory_where_a_file_or_link_goes_and_says_so() {
     std::fs::create_dir_all(out.join("t/a/kept")).expect("mkdir");
     std::fs::create_dir_all(out.join("t/l/kept")).expect("mkdir");
     let got = run(seccs(&store).args(["get", "t/", "-o"]).arg(&out));
-    assert!(!got.status.success());
+    // It ran to its end, and reports what it could not restore: exit 1.
+    assert_eq!(got.status.code(), Some(1), "{got:?}");
     let err = String::from_utf8(got.stderr).expect("utf-8");
     // A link is refused in the same words as a file.
     let mut said: Vec<&str> = err.lines().take(2).collect();
@@ -6849,6 +6854,7 @@ fn help(args: &[&str]) -> String {
 fn store_command_help_names_exit_statuses_json_fields_and_bounds() {
     let verify = help(&["verify"]);
     assert!(verify.contains("Exits 0 when"), "{verify}");
+    assert!(verify.contains("2 when it cannot check"), "{verify}");
     for field in ["nodes", "names", "findings", "broken_names", "kind"] {
         assert!(
             verify.contains(&format!("\"{field}\"")),
@@ -6856,6 +6862,10 @@ fn store_command_help_names_exit_statuses_json_fields_and_bounds() {
         );
     }
     let gc = help(&["gc"]);
+    assert!(
+        gc.contains("1 when its report") && gc.contains("2 when it cannot run"),
+        "{gc}"
+    );
     for field in [
         "removed",
         "records_removed",

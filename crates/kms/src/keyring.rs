@@ -125,8 +125,10 @@ impl KeyRing {
     /// Checks the named key files of the server directory `dir` as
     /// [`KeyRing::open`] reads them, without opening it or making
     /// anything: how many there are, and each that does not parse or
-    /// authenticate under `dir/root.key` (its path and why). A root key
-    /// that is missing or malformed while named keys need it is the error.
+    /// authenticate under `dir/root.key` (its path and why). A malformed
+    /// root key (not 32 bytes) is damage found, the one finding: the named
+    /// keys cannot be checked without it. A root key that is missing while
+    /// named keys need it is the error (the directory may be the wrong one).
     pub fn check_files(dir: &Path) -> Result<(usize, Vec<(PathBuf, KmsError)>), KmsError> {
         let Some(dir) = DirFd::open_own(dir).or_else(|e| match e {
             // `--dir` may name a link to the key directory.
@@ -142,9 +144,17 @@ impl KeyRing {
             return Ok((0, Vec::new()));
         };
         let root_path = dir.join(ROOT_FILE);
+        let malformed = |path: PathBuf| {
+            Ok((
+                files.len(),
+                vec![(path.clone(), KmsError::BadRootKey(path))],
+            ))
+        };
         let root = match read_own_opt(&dir, ROOT_FILE, MAX_ROOT_FILE) {
-            Ok(Some(bytes)) => SecretKey::from_slice(&zeroize::Zeroizing::new(bytes))
-                .map_err(|_| KmsError::BadRootKey(root_path.clone()))?,
+            Ok(Some(bytes)) => match SecretKey::from_slice(&zeroize::Zeroizing::new(bytes)) {
+                Ok(root) => root,
+                Err(_) => return malformed(root_path),
+            },
             Ok(None) => {
                 return Err(KmsError::MissingRootKey {
                     path: root_path,
@@ -152,7 +162,7 @@ impl KeyRing {
                     count: files.len(),
                 });
             }
-            Err(KmsError::FileTooLarge { .. }) => return Err(KmsError::BadRootKey(root_path)),
+            Err(KmsError::FileTooLarge { .. }) => return malformed(root_path),
             Err(e) => return Err(e),
         };
         let mut bad = Vec::new();
