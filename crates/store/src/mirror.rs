@@ -804,6 +804,13 @@ impl Mirror<'_> {
 
     /// Authenticates the entries of `pending` (taking them), and writes
     /// those the destination does not hold as they are.
+    ///
+    /// A node the destination holds as it is (value and count) is not
+    /// opened again: nothing is written for it, so nothing unauthenticated
+    /// reaches the destination through it, and the source's verify, run
+    /// before the mirror, has opened every node. An unchanged mirror so
+    /// opens each node once, not twice. Records are all opened: the names'
+    /// versions are read from them.
     fn flush(
         &mut self,
         records: bool,
@@ -814,44 +821,59 @@ impl Mirror<'_> {
         }
         let batch = std::mem::take(pending);
         self.report.read += batch.len() as u64;
-        let source = self.source;
-        let check = |(key, entry): &(Vec<u8>, Entry)| authentic(source, records, key, &entry.value);
-        let authentic: Vec<Authentic> = match self.parallel {
-            true => batch.par_iter().map(check).collect(),
-            false => batch.iter().map(check).collect(),
-        };
-        let mut good = Vec::with_capacity(batch.len());
-        let mut is_page = Vec::with_capacity(batch.len());
-        for (item, checked) in batch.into_iter().zip(authentic) {
-            if checked != Authentic::No {
-                good.push(item);
-                is_page.push(checked == Authentic::Page);
-            } else {
-                let key = seccs_core::hexenc::encode(&item.0);
-                self.report.findings.push(match records {
-                    true => MirrorFinding::BadRecord { key },
-                    false => MirrorFinding::Tampered { key },
-                });
-            }
-        }
         let held = {
-            let keys: Vec<&[u8]> = good.iter().map(|(key, _)| key.as_slice()).collect();
+            let keys: Vec<&[u8]> = batch.iter().map(|(key, _)| key.as_slice()).collect();
             lookup(self.dest.backend(), &keys)?
         };
+        let rescue = self.rescue;
+        // A rescue (into a destination that held nothing) adds only what
+        // the destination lacks.
+        let kept = move |entry: &Entry, held: &Option<Entry>| {
+            held.as_ref() == Some(entry) || (rescue && held.is_some())
+        };
+        let source = self.source;
+        // `None`: a node the destination holds as it is, not opened.
+        let check = |((key, entry), held): (&(Vec<u8>, Entry), &Option<Entry>)| {
+            (records || !kept(entry, held)).then(|| authentic(source, records, key, &entry.value))
+        };
+        let authentic: Vec<Option<Authentic>> = match self.parallel {
+            true => batch.par_iter().zip(held.par_iter()).map(check).collect(),
+            false => batch.iter().zip(held.iter()).map(check).collect(),
+        };
+        let mut good = Vec::with_capacity(batch.len());
+        let mut good_held = Vec::with_capacity(batch.len());
+        let mut is_page = Vec::with_capacity(batch.len());
+        let mut unopened = 0u64;
+        for ((item, held), checked) in batch.into_iter().zip(held).zip(authentic) {
+            match checked {
+                None => unopened += 1,
+                Some(Authentic::No) => {
+                    let key = seccs_core::hexenc::encode(&item.0);
+                    self.report.findings.push(match records {
+                        true => MirrorFinding::BadRecord { key },
+                        false => MirrorFinding::Tampered { key },
+                    });
+                }
+                Some(checked) => {
+                    good.push(item);
+                    good_held.push(held);
+                    is_page.push(checked == Authentic::Page);
+                }
+            }
+        }
+        let held = good_held;
         if records {
             // Before the write, which replaces the destination's record
             // (and a page it lists).
             self.name_changes(&good, &held, &is_page)?;
         }
-        let (mut copied, mut present, mut bytes) = (0u64, 0u64, 0u64);
+        let (mut copied, mut present, mut bytes) = (0u64, unopened, 0u64);
         // Pages before the records that list them: a backend without
         // transactions then never holds a record whose new page is not yet
         // written.
         let (mut pages, mut others) = (Vec::new(), Vec::new());
         for (((key, entry), held), page) in good.into_iter().zip(held).zip(is_page) {
-            // A rescue (into a destination that held nothing) adds only
-            // what the destination lacks.
-            if held.as_ref() == Some(&entry) || (self.rescue && held.is_some()) {
+            if kept(&entry, &held) {
                 present += 1;
                 continue;
             }
