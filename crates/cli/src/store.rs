@@ -373,8 +373,9 @@ A catalog record that authenticates but was written by a newer seccs (verify's \
 `newer-record`) is not damage: while there is one, gc removes nothing and fixes no count (the \
 nodes it references cannot be told by this build), and exits 1 saying so.\n\n\
 Exits 0 when it leaves the store clean, 1 when its report (printed first) names what it left, \
-or that it could not give the space back, 2 when it cannot run (with --json, then \
-{\"error\", \"exit\"} on standard output)."
+catalog records it removed as damaged (the names they held are lost), or that it could not \
+give the space back, 2 when it cannot run (with --json, then {\"error\", \"exit\"} on \
+standard output)."
 )]
 pub struct GcArgs {
     /// Print the report as one JSON object: {"removed" (entries removed),
@@ -1705,28 +1706,35 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
              tell what its records reference; run gc with a newer seccs"
         );
     }
-    let unreclaimed = report.space_not_reclaimed.as_ref().map(|e| {
-        format!(
-            "the changes above are made, but reclaiming the space of removed entries failed: {e}"
-        )
-    });
+    // Each is a problem of its own, said in one line.
+    let mut said = Vec::new();
     if !report.remaining.is_empty() || !report.broken_names.is_empty() {
-        let mut said = format!(
+        let mut left = format!(
             "gc left {} it does not repair, since it never deletes a node it cannot read",
             problems_said(&report.remaining, &report.broken_names)
         );
         if !report.broken_names.is_empty() {
-            said += "; `seccs rm NAME` removes a broken name and frees what only it used";
+            left += "; `seccs rm NAME` removes a broken name and frees what only it used";
         }
-        if let Some(unreclaimed) = &unreclaimed {
-            said += "; ";
-            said += unreclaimed;
-        }
-        said += &nested;
-        problems!("{said}");
+        said.push(left);
     }
-    if let Some(unreclaimed) = unreclaimed {
-        problems!("{unreclaimed}{nested}");
+    // The store is clean after it, but names were lost: a cron job that
+    // runs only gc must hear of it.
+    let lost = report.records_removed.len() + report.unreadable_records_removed.len();
+    if lost > 0 {
+        said.push(format!(
+            "gc removed {lost} damaged catalog record(s) (listed above): the names and versions \
+             they held can no longer be read here (their contents stay, as puts without a \
+             name); a mirror of this store may still hold them"
+        ));
+    }
+    if let Some(e) = &report.space_not_reclaimed {
+        said.push(format!(
+            "the changes above are made, but reclaiming the space of removed entries failed: {e}"
+        ));
+    }
+    if !said.is_empty() {
+        problems!("{}{nested}", said.join("; "));
     }
     Ok(())
 }

@@ -1479,8 +1479,16 @@ fn a_damaged_catalog_record_fails_only_its_own_file_and_marks_nothing_gone() {
     );
     // The key was checked at open, so a record that does not authenticate
     // is corrupt or forged: gc removes it, says so, and the store is clean.
-    // Its summary counts the record it removed.
-    let said = ok(seccs(&store).arg("gc"));
+    // Its summary counts the record it removed, and since a name was lost
+    // with it, it exits 1 saying so.
+    let gc = run(seccs(&store).arg("gc"));
+    assert_eq!(gc.status.code(), Some(1), "{gc:?}");
+    let err = String::from_utf8_lossy(&gc.stderr);
+    assert!(
+        err.contains("gc removed 1 damaged catalog record(s)") && err.lines().count() == 1,
+        "{err}"
+    );
+    let said = String::from_utf8_lossy(&gc.stdout);
     assert!(
         said.lines()
             .any(|l| l.starts_with("removed bad-record: catalog record ")),
