@@ -223,12 +223,7 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
         &dest.store,
         Limits::default(),
         newer,
-        &mut |phase, r| {
-            spinner.set_message(format!(
-                "{phase}: {} read, {} copied, {} already present, {} removed",
-                r.read, r.copied, r.present, r.removed
-            ));
-        },
+        &mut progress_line(&spinner, false),
     );
     spinner.finish_and_clear();
     let report = match mirrored {
@@ -330,6 +325,25 @@ fn refuse_newer(args: &CopyArgs, since: Option<u64>, newer: &[NameChange]) -> Re
         }
     }
     problems!("{}", newer_refusal(&args.dest, since, newer, false))
+}
+
+/// What the spinner says as the mirror (or its dry run) goes.
+fn progress_line(
+    spinner: &indicatif::ProgressBar,
+    dry_run: bool,
+) -> impl FnMut(mirror::Phase, &MirrorReport) + '_ {
+    move |phase, r| {
+        spinner.set_message(match dry_run {
+            false => format!(
+                "{phase}: {} read, {} copied, {} already present, {} removed",
+                r.read, r.copied, r.present, r.removed
+            ),
+            true => format!(
+                "{phase} (dry run): {} read, {} to copy, {} already present, {} to remove",
+                r.read, r.copied, r.present, r.removed
+            ),
+        });
+    }
 }
 
 /// "entry" or "entries", for `n` of them.
@@ -469,12 +483,7 @@ fn dry_run(
         dest,
         Limits::default(),
         newer,
-        &mut |phase, r| {
-            spinner.set_message(format!(
-                "{phase} (dry run): {} read, {} to copy, {} already present, {} to remove",
-                r.read, r.copied, r.present, r.removed
-            ));
-        },
+        &mut progress_line(&spinner, true),
     )?;
     spinner.finish_and_clear();
     if args.json {

@@ -148,10 +148,7 @@ pub fn run(loc: &StoreLocation, args: DiffArgs) -> Result<()> {
         args.to.map_or("now".to_owned(), format_time),
     );
     // The changes of every record read are said: damage is a report.
-    match listing.damage() {
-        Some(e) => problems!("{:#}", anyhow::Error::from(e)),
-        None => Ok(()),
-    }
+    crate::store::damage_reported(&listing)
 }
 
 #[cfg(test)]

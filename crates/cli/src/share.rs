@@ -42,6 +42,18 @@ fn reworded(e: &anyhow::Error, shown: String) -> anyhow::Error {
     }
 }
 
+/// The error of a check that failed: too few records to rebuild is the
+/// check's gravest finding (exit 1), anything else a check that could not
+/// run.
+fn check_error(e: seccs_net::Error) -> anyhow::Error {
+    match e {
+        seccs_net::Error::NotEnoughShares { .. } => {
+            crate::exit::Problems::from(e.to_string()).into()
+        }
+        e => e.into(),
+    }
+}
+
 /// The config file's format, for `seccs share --help`.
 const CONFIG_HELP: &str = "\
 Config file (TOML; a server reads ROOT/seccs-share.toml, a client \
@@ -854,17 +866,15 @@ impl Session {
         let (tag, version) = parse_tag_version(spec);
         let r = match self.client.check(tag, version, pw).await {
             Ok(r) => r,
-            // Too few records to rebuild is the check's gravest finding,
-            // not a check that could not run.
-            Err(e @ seccs_net::Error::NotEnoughShares { .. }) => {
-                if json {
+            Err(e) => {
+                let e = check_error(e);
+                if json && crate::exit::status(&e) == crate::exit::PROBLEMS {
                     let why = relabel_text(&e.to_string(), &names);
                     outln!("{}", serde_json::json!({ "tag": tag, "error": why }))?;
                 }
                 // Server names are put in by the caller's relabelling.
-                problems!("{e}")
+                return Err(e);
             }
-            Err(e) => return Err(e.into()),
         };
         show_check(tag, &r, json, &names)?;
         whole_or_why(tag, &r)
@@ -898,10 +908,7 @@ impl Session {
                     }
                     whole_or_why(tag, &r)
                 }
-                Err(e @ seccs_net::Error::NotEnoughShares { .. }) => {
-                    Err(crate::exit::Problems::from(e.to_string()).into())
-                }
-                Err(e) => Err(e.into()),
+                Err(e) => Err(check_error(e)),
             };
             if let Err(e) = result {
                 match crate::exit::status(&e) {

@@ -1362,9 +1362,7 @@ fn remove_listed(store: &seccs_store::Store, prefix: &str, only_gone: bool) -> R
     if names.is_empty() {
         // Nothing readable to remove: the damage is the report, as `ls`
         // says it.
-        if let Some(e) = listing.damage() {
-            problems!("{:#}", anyhow::Error::from(e));
-        }
+        damage_reported(&listing)?;
         // Nothing gone under names that are there is a clean state, not
         // an error; a prefix that names nothing is a mistake.
         let any_there = listing.records.iter().any(|r| under(&r.name));
@@ -1376,6 +1374,13 @@ fn remove_listed(store: &seccs_store::Store, prefix: &str, only_gone: bool) -> R
     }
     let (n, versions) = store.remove_names(&names)?;
     errln!("seccs: removed {n} {what} {place} ({versions} version(s))");
+    damage_reported(&listing)
+}
+
+/// For a command that did its work on every record it could read: the
+/// listing's damaged records (or records of a newer seccs) as its report
+/// of problems (exit 1), else nothing.
+pub(crate) fn damage_reported(listing: &seccs_store::Listing) -> Result<()> {
     match listing.damage() {
         Some(e) => problems!("{:#}", anyhow::Error::from(e)),
         None => Ok(()),
@@ -1481,9 +1486,7 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
     }
     out.flush()?;
     // The rest is listed: damage is a report.
-    if let Some(e) = listing.damage() {
-        problems!("{:#}", anyhow::Error::from(e));
-    }
+    damage_reported(&listing)?;
     if listed == 0 && !args.json {
         // Said apart from the listing, so that a script reads nothing.
         let when = args

@@ -840,6 +840,8 @@ impl Mirror<'_> {
             true => batch.par_iter().zip(held.par_iter()).map(check).collect(),
             false => batch.iter().zip(held.iter()).map(check).collect(),
         };
+        // The entries that authenticate, with what the destination holds
+        // under each.
         let mut good = Vec::with_capacity(batch.len());
         let mut good_held = Vec::with_capacity(batch.len());
         let mut is_page = Vec::with_capacity(batch.len());
@@ -861,18 +863,17 @@ impl Mirror<'_> {
                 }
             }
         }
-        let held = good_held;
         if records {
             // Before the write, which replaces the destination's record
             // (and a page it lists).
-            self.name_changes(&good, &held, &is_page)?;
+            self.name_changes(&good, &good_held, &is_page)?;
         }
         let (mut copied, mut present, mut bytes) = (0u64, unopened, 0u64);
         // Pages before the records that list them: a backend without
         // transactions then never holds a record whose new page is not yet
         // written.
         let (mut pages, mut others) = (Vec::new(), Vec::new());
-        for (((key, entry), held), page) in good.into_iter().zip(held).zip(is_page) {
+        for (((key, entry), held), page) in good.into_iter().zip(good_held).zip(is_page) {
             if kept(&entry, &held) {
                 present += 1;
                 continue;
