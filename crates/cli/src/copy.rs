@@ -9,8 +9,11 @@ use anyhow::{Result, bail};
 use clap::Args;
 use seccs_store::Store;
 use seccs_store::backend::MemoryBackend;
+use seccs_store::catalog::EntryKind;
 use seccs_store::dir::{self, EMBEDDED, KeySource, StoreDir};
-use seccs_store::mirror::{self, Limits, MirrorError, MirrorReport, NameChange, Newer};
+use seccs_store::mirror::{
+    self, ChangedVersion, Limits, MirrorError, MirrorReport, NameChange, Newer,
+};
 
 use crate::open::{self, NewStore, StoreLocation};
 use crate::progress;
@@ -254,8 +257,8 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
             outln!("{finding}")?;
         }
         for change in &report.names_removed {
-            for number in &change.versions {
-                outln!("removed: {}@{number}", shown(&change.name))?;
+            for version in &change.versions {
+                outln!("removed: {}", shown(&change.name, version))?;
             }
         }
     }
@@ -351,10 +354,24 @@ fn entries(n: u64) -> &'static str {
     crate::tree::entries(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
-/// A name in a line of copy's output, escaped as `ls` shows it, so that
-/// no name can forge a line or send the terminal an escape sequence.
-fn shown(name: &str) -> String {
-    crate::tree::shown_name(name, seccs_store::catalog::EntryKind::File)
+/// A version in a line of copy's output, `NAME@N` (`NAME/@N` for a
+/// directory's), with the name escaped as `ls` shows it, so that no name
+/// can forge a line or send the terminal an escape sequence.
+fn shown(name: &str, version: &ChangedVersion) -> String {
+    format!(
+        "{}@{}",
+        crate::tree::shown_name(name, version.kind),
+        version.number
+    )
+}
+
+/// A name that comes or goes whole, shown as its newest version's kind.
+fn shown_whole(change: &NameChange) -> String {
+    let kind = change
+        .versions
+        .last()
+        .map_or(EntryKind::File, |version| version.kind);
+    crate::tree::shown_name(&change.name, kind)
 }
 
 /// `newer in DEST: NAME@N` for each version listed.
@@ -364,7 +381,7 @@ fn newer_lines(newer: &[NameChange]) -> Vec<String> {
         .flat_map(|c| {
             c.versions
                 .iter()
-                .map(move |n| format!("newer in DEST: {}@{n}", shown(&c.name)))
+                .map(move |v| format!("newer in DEST: {}", shown(&c.name, v)))
         })
         .collect()
 }
@@ -564,11 +581,11 @@ fn dry_run_lines(report: &MirrorReport) -> Vec<String> {
             let s = if n == 1 { "" } else { "s" };
             lines.push(format!(
                 "would {what}: {} (the whole name, {n} version{s})",
-                shown(&change.name)
+                shown_whole(change)
             ));
         } else {
-            for number in &change.versions {
-                lines.push(format!("would {what}: {}@{number}", shown(&change.name)));
+            for version in &change.versions {
+                lines.push(format!("would {what}: {}", shown(&change.name, version)));
             }
         }
     }

@@ -1117,3 +1117,51 @@ fn names_in_copys_lines_are_escaped_as_ls_shows_them() {
     assert_eq!(removed, [format!("removed: {shown}@1")], "{out}");
     assert!(!out.contains('\u{1b}'), "{out:?}");
 }
+
+/// A directory's version is named in copy's lines as `ls --all` names it
+/// (`NAME/@N`), so that the line can be typed back to `seccs get` or
+/// `seccs rm`: in a dry run's `would add:` and `would remove:`, and in the
+/// copy's `removed:`.
+#[test]
+fn a_directorys_versions_are_named_in_copys_lines_as_ls_names_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = source_store(tmp.path());
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir(&photos).expect("mkdir");
+    random_file(&photos, "a.bin", 2_000, 91);
+    ok(seccs(&source)
+        .current_dir(tmp.path())
+        .args(["put", "photos", "-q"]));
+    let dest = tmp.path().join("dest");
+    copy(&source, &dest, &[]);
+
+    // A name added to the directory moves its time: a second version of
+    // the directory itself.
+    random_file(&photos, "b.bin", 2_000, 92);
+    ok(seccs(&source)
+        .current_dir(tmp.path())
+        .args(["put", "photos", "-q"]));
+    let listed = ok(seccs(&source).args(["ls", "--all"]));
+    assert!(
+        listed.lines().any(|l| l.ends_with("  photos/@2")),
+        "a second version of the directory: {listed}"
+    );
+    let dry = dry_run(&source, &dest, &[]);
+    let (would, _) = would_lines(&dry);
+    assert_eq!(
+        would,
+        [
+            "would add: photos/@2",
+            "would add: photos/b.bin (the whole name, 1 version)"
+        ],
+        "{dry}"
+    );
+    copy(&source, &dest, &[]);
+
+    ok(seccs(&source).args(["rm", "photos/@1"]));
+    let dry = dry_run(&source, &dest, &[]);
+    assert_eq!(would_lines(&dry).0, ["would remove: photos/@1"], "{dry}");
+    let out = ok(seccs(&source).arg("copy").arg(&dest).arg("-q"));
+    let removed: Vec<&str> = out.lines().filter(|l| l.starts_with("removed:")).collect();
+    assert_eq!(removed, ["removed: photos/@1"], "{out}");
+}

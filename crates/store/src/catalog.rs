@@ -178,7 +178,7 @@ const FORMAT_NO_STAMPS: u8 = 1;
 pub(crate) const OLDEST_FORMAT: u8 = FORMAT_NO_STAMPS;
 
 /// What a catalog version stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntryKind {
     /// A regular file; the content is its bytes.
     File,

@@ -86,7 +86,7 @@ use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
 use crate::backend::{Backend, BackendError, Batch, Entry};
-use crate::catalog;
+use crate::catalog::{self, EntryKind};
 use crate::error::StoreError;
 use crate::params::ContentRef;
 use crate::store::Store;
@@ -251,11 +251,29 @@ pub struct MirrorReport {
 pub struct NameChange {
     /// The name.
     pub name: String,
-    /// The numbers of the versions removed or added, increasing.
-    pub versions: Vec<u32>,
+    /// The versions removed or added, by increasing number.
+    pub versions: Vec<ChangedVersion>,
     /// Whether the name goes or comes whole: the other store holds no
     /// record of it.
     pub whole_name: bool,
+}
+
+/// One version in a [`NameChange`]: its number, and what it stands for,
+/// so that a listing can show a directory's version as `ls` does
+/// (`NAME/@N`). In JSON it is the number alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "u32")]
+pub struct ChangedVersion {
+    /// The version number.
+    pub number: u32,
+    /// File, symlink or directory.
+    pub kind: EntryKind,
+}
+
+impl From<ChangedVersion> for u32 {
+    fn from(version: ChangedVersion) -> u32 {
+        version.number
+    }
 }
 
 impl MirrorReport {
@@ -604,11 +622,11 @@ fn newer_versions(
                     .collect(),
                 _ => HashSet::new(),
             };
-        let versions: Vec<u32> = versions_of(dest, head, &HashMap::new())
+        let versions: Vec<ChangedVersion> = versions_of(dest, head, &HashMap::new())
             .map_err(MirrorError::Dest)?
             .into_iter()
-            .filter(|v| is_newer(v.2) && !held.contains(v))
-            .map(|(number, _, _)| number)
+            .filter(|v| is_newer(v.time) && !held.contains(v))
+            .map(|v| v.changed())
             .collect();
         if !versions.is_empty() {
             newer.push(NameChange {
@@ -663,7 +681,7 @@ fn source_damage(source: &Store) -> Result<SourceDamage, MirrorError> {
                 continue;
             }
             Finding::Tampered { node } => Some(node),
-            Finding::BadRecord { key } | Finding::Unreadable { key, .. } => Some(key),
+            Finding::BadRecord { key, .. } | Finding::Unreadable { key, .. } => Some(key),
             Finding::Missing { .. } | Finding::WrongCount { .. } | Finding::WrongHeight { .. } => {
                 None
             }
@@ -1067,7 +1085,7 @@ impl Mirror<'_> {
                 let versions = versions_of(dest, &head, &HashMap::new())
                     .map_err(MirrorError::Dest)?
                     .into_iter()
-                    .map(|(number, _, _)| number)
+                    .map(|v| v.changed())
                     .collect();
                 self.report.names_removed.push(NameChange {
                     name: head.record.name,
@@ -1174,9 +1192,25 @@ enum Stale {
     Nodes,
 }
 
-/// A version as a mirror compares it: its number, content and time (a
-/// number the other store holds with another content is another version).
-type VersionId = (u32, ContentRef, u64);
+/// A version as a mirror compares it: its number, content, time and kind
+/// (a number the other store holds with another content is another
+/// version).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct VersionId {
+    number: u32,
+    content_ref: ContentRef,
+    time: u64,
+    kind: EntryKind,
+}
+
+impl VersionId {
+    fn changed(&self) -> ChangedVersion {
+        ChangedVersion {
+            number: self.number,
+            kind: self.kind,
+        }
+    }
+}
 
 /// Every version of the name whose record is `head`, in `store`: its
 /// inline versions and its pages', each page taken from `pages` or else
@@ -1218,23 +1252,28 @@ fn versions_of(
     versions.extend(head.record.versions.iter().cloned());
     let mut ids: Vec<VersionId> = versions
         .into_iter()
-        .map(|v| (v.number, v.content_ref, v.time))
+        .map(|v| VersionId {
+            number: v.number,
+            content_ref: v.content_ref,
+            time: v.time,
+            kind: v.kind,
+        })
         .collect();
-    ids.sort_by_key(|(number, _, _)| *number);
+    ids.sort_by_key(|v| v.number);
     Ok(ids)
 }
 
-/// The numbers of the versions of `these` that `those` does not hold,
-/// increasing.
-fn versions_missing(these: &[VersionId], those: &[VersionId]) -> Vec<u32> {
+/// The versions of `these` that `those` does not hold, by increasing
+/// number.
+fn versions_missing(these: &[VersionId], those: &[VersionId]) -> Vec<ChangedVersion> {
     let held: HashSet<&VersionId> = those.iter().collect();
-    let mut numbers: Vec<u32> = these
+    let mut missing: Vec<ChangedVersion> = these
         .iter()
         .filter(|v| !held.contains(v))
-        .map(|(number, _, _)| *number)
+        .map(VersionId::changed)
         .collect();
-    numbers.dedup();
-    numbers
+    missing.dedup_by_key(|v| v.number);
+    missing
 }
 
 /// Whether a source entry authenticates, and as what.
@@ -1349,7 +1388,9 @@ mod tests {
 
     use seccs_core::SecretKey;
 
-    use super::{Limits, MirrorError, MirrorReport, NameChange, Newer, dry_run, mirror};
+    use super::{
+        ChangedVersion, Limits, MirrorError, MirrorReport, NameChange, Newer, dry_run, mirror,
+    };
     use crate::backend::{Backend, BackendError, Batch, Damaged, Entry, MemoryBackend, Visitor};
     use crate::catalog::{self, EntryKind};
     use crate::{Params, Store, WrapperKind};
@@ -1795,10 +1836,17 @@ mod tests {
         assert!(dest.verify().expect("verify").is_clean());
     }
 
+    /// The change of a name whose versions are all files.
     fn change(name: &str, versions: &[u32], whole_name: bool) -> NameChange {
         NameChange {
             name: name.to_owned(),
-            versions: versions.to_vec(),
+            versions: versions
+                .iter()
+                .map(|&number| ChangedVersion {
+                    number,
+                    kind: EntryKind::File,
+                })
+                .collect(),
             whole_name,
         }
     }
