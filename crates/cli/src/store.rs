@@ -1613,7 +1613,15 @@ fn print_findings(
 fn problems_said(findings: &[seccs_store::Finding], broken_names: &[String]) -> String {
     let bad_records = findings
         .iter()
-        .filter(|f| matches!(f, seccs_store::Finding::BadRecord { .. }))
+        .filter(|f| {
+            matches!(
+                f,
+                seccs_store::Finding::BadRecord {
+                    bad_pages: false,
+                    ..
+                }
+            )
+        })
         .count();
     let mut said = format!("{} problem(s)", findings.len());
     if !broken_names.is_empty() {
@@ -1671,8 +1679,9 @@ pub fn gc(loc: &StoreLocation, args: GcArgs) -> Result<()> {
         )?;
         for key in &report.records_removed {
             outln!(
-                "removed bad-record: catalog record {key}, which does not authenticate under the \
-                 store's key (the contents it held keep their counts, as puts without a name)"
+                "removed bad-record: catalog record {key}, which (or a page of which) does not \
+                 authenticate under the store's key or is missing (the contents it held keep \
+                 their counts, as puts without a name)"
             )?;
         }
         for key in &report.unreadable_records_removed {

@@ -725,9 +725,14 @@ impl Store {
                 .filter(|(_, page)| page.is_some())
                 .map(|(key, _)| key)
                 .collect();
+            let name = head.record.name.clone();
             match head.assemble(found) {
                 Ok((record, _)) => assembled.records.push((key, record)),
-                Err(_) => assembled.damaged.push((key, present)),
+                Err(_) => assembled.damaged.push(HeadWithBadPages {
+                    key,
+                    name,
+                    pages_found: present,
+                }),
             }
         }
         assembled
@@ -1551,10 +1556,20 @@ pub struct StoreStats {
 pub(crate) struct Assembled {
     /// Each whole record, with its head's key.
     pub(crate) records: Vec<(Vec<u8>, Record)>,
-    /// Heads whose pages are missing or are not the ones they list: each
-    /// head's key, and the keys of those of its pages that were found
-    /// (removed with it).
-    pub(crate) damaged: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
+    /// Heads whose pages are missing or are not the ones they list.
+    pub(crate) damaged: Vec<HeadWithBadPages>,
+}
+
+/// A head that authenticates, but whose pages are missing or are not the
+/// ones it lists (lost, or an older copy put back).
+#[derive(Debug)]
+pub(crate) struct HeadWithBadPages {
+    /// The head's key.
+    pub(crate) key: Vec<u8>,
+    /// The name it is the record of.
+    pub(crate) name: String,
+    /// The keys of those of its pages that were found (removed with it).
+    pub(crate) pages_found: Vec<Vec<u8>>,
 }
 
 /// What [`Store::list_readable`] found.

@@ -45,7 +45,8 @@ pub enum Finding {
         /// What the backend said.
         detail: String,
     },
-    /// A catalog record does not authenticate or parse: under the store's
+    /// A catalog record does not authenticate or parse, or (`bad_pages`)
+    /// authenticates with pages that do not: under the store's
     /// own key (proven when it was opened, [`Store::key_checked`]), it is
     /// corrupt or forged, and what it held (a name, its versions) cannot
     /// be read, and [`Store::gc`] removes it. Under a key not proven to be
@@ -55,6 +56,11 @@ pub enum Finding {
     BadRecord {
         /// The record's key (hex).
         key: String,
+        /// Whether the record itself authenticates, and what is damaged is
+        /// a page it lists: missing, or not the one it lists (lost, or an
+        /// older copy put back). Its name is then one of
+        /// [`VerifyReport::broken_names`].
+        bad_pages: bool,
     },
     /// A page of a catalog record (a name's older versions) that
     /// authenticates, but that no name's record lists: left by a removal
@@ -116,11 +122,24 @@ impl std::fmt::Display for Finding {
             Finding::Missing { node } => write!(f, "missing: node {node} is not stored"),
             // The backend's detail names the entry.
             Finding::Unreadable { detail, .. } => write!(f, "unreadable: {detail}"),
-            Finding::BadRecord { key } => write!(
+            Finding::BadRecord {
+                key,
+                bad_pages: false,
+            } => write!(
                 f,
                 "bad-record: catalog record {key} does not authenticate under the store's key \
                  (corrupt or forged): the name and versions it held cannot be read \
                  (`seccs gc` removes it)"
+            ),
+            Finding::BadRecord {
+                key,
+                bad_pages: true,
+            } => write!(
+                f,
+                "bad-record: catalog record {key} authenticates, but a page of older versions \
+                 it lists is missing or is not the one it lists (lost, or an older copy put \
+                 back): its name, listed below, cannot be read (`seccs gc` removes the record \
+                 with its pages)"
             ),
             Finding::OrphanPage { key } => write!(
                 f,
@@ -285,6 +304,9 @@ struct Scan {
     /// The keys of the pages of those heads that were found: removed with
     /// them, reported with them.
     bad_record_pages: Vec<Vec<u8>>,
+    /// Of those heads, the ones that authenticate (their pages do not):
+    /// key and name.
+    heads_with_bad_pages: HashMap<Vec<u8>, String>,
     /// The keys of pages that no head lists.
     orphan_pages: Vec<Vec<u8>>,
     /// The keys and formats of records that authenticate but that a newer
@@ -428,9 +450,11 @@ impl Store {
         let assembled = self.assemble(heads, &mut pages);
         let records = assembled.records.into_iter().map(|(_, r)| r).collect();
         let mut bad_record_pages = Vec::new();
-        for (head, found) in assembled.damaged {
-            bad_records.push(head);
-            bad_record_pages.extend(found);
+        let mut heads_with_bad_pages = HashMap::new();
+        for head in assembled.damaged {
+            bad_records.push(head.key.clone());
+            bad_record_pages.extend(head.pages_found);
+            heads_with_bad_pages.insert(head.key, head.name);
         }
         let mut orphan_pages: Vec<Vec<u8>> = pages.into_keys().collect();
         orphan_pages.sort();
@@ -440,6 +464,7 @@ impl Store {
             record_keys,
             bad_records,
             bad_record_pages,
+            heads_with_bad_pages,
             orphan_pages,
             newer_records,
             damaged,
@@ -484,6 +509,7 @@ impl Store {
             nodes,
             records,
             bad_records,
+            heads_with_bad_pages,
             orphan_pages,
             newer_records,
             damaged,
@@ -509,7 +535,10 @@ impl Store {
             }
         }
         for key in bad_records {
-            report.findings.push(Finding::BadRecord { key: hex(key) });
+            report.findings.push(Finding::BadRecord {
+                key: hex(key),
+                bad_pages: heads_with_bad_pages.contains_key(key),
+            });
         }
         for key in orphan_pages {
             report.findings.push(Finding::OrphanPage { key: hex(key) });
@@ -638,6 +667,10 @@ impl Store {
                 report.broken_names.push(record.name.clone());
             }
         }
+        // Its record is known, but not every version of it can be read.
+        report
+            .broken_names
+            .extend(heads_with_bad_pages.values().cloned());
         report.broken_names.sort();
         report.findings.sort_by_key(|f| format!("{f:?}"));
         report
@@ -1179,7 +1212,7 @@ mod tests {
                 .findings
                 .iter()
                 .filter_map(|f| match f {
-                    Finding::BadRecord { key } => Some(key.clone()),
+                    Finding::BadRecord { key, .. } => Some(key.clone()),
                     _ => None,
                 })
                 .collect();
@@ -1219,6 +1252,53 @@ mod tests {
         assert!(store.lookup("a").expect("lookup").is_none());
         assert!(store.verify().expect("verify").is_clean());
         assert_eq!(store.stats().expect("stats").pages.entries, 1);
+    }
+
+    #[test]
+    fn a_page_put_back_as_it_was_before_a_removal_is_named_a_bad_page_of_a_name() {
+        let (store, backend) = paged_store(&["p", "q"], 70);
+        let page = store.catalog().page_key("p", 0);
+        let before = backend.get_raw(&page);
+        store.remove_name("p", Some(1)).expect("rm p@1");
+        assert_ne!(backend.get_raw(&page), before, "the page was rewritten");
+        // The older copy authenticates as this very page, but it is not
+        // the page the record now lists.
+        assert!(backend.tamper(&page, before));
+        assert!(matches!(store.lookup("p"), Err(StoreError::Integrity(_))));
+        let report = store.verify().expect("verify");
+        let head = seccs_core::hexenc::encode(&store.catalog().key_of("p"));
+        assert_eq!(
+            report.findings,
+            [Finding::BadRecord {
+                key: head.clone(),
+                bad_pages: true
+            }]
+        );
+        assert_eq!(report.broken_names, ["p"]);
+        let line = report.findings[0].to_string();
+        assert!(
+            line.contains(&format!("catalog record {head} authenticates")),
+            "{line}"
+        );
+        assert!(!line.contains("does not authenticate"), "{line}");
+        // A record that does not authenticate says so, and names nothing.
+        let q = store.catalog().key_of("q");
+        let mut sealed = backend.get_raw(&q);
+        sealed[40] ^= 1;
+        assert!(backend.tamper(&q, sealed));
+        let report = store.verify().expect("verify");
+        let q_finding = Finding::BadRecord {
+            key: seccs_core::hexenc::encode(&q),
+            bad_pages: false,
+        };
+        assert!(report.findings.contains(&q_finding), "{report:?}");
+        assert!(q_finding.to_string().contains("does not authenticate"));
+        assert_eq!(report.broken_names, ["p"]);
+        // gc removes the record with its pages.
+        let gc = store.gc().expect("gc");
+        assert!(gc.records_removed.contains(&head), "{gc:?}");
+        assert!(store.lookup("p").expect("lookup").is_none());
+        assert!(store.verify().expect("verify").is_clean());
     }
 
     #[test]

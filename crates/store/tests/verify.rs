@@ -408,7 +408,7 @@ fn gc_under_a_key_that_opens_only_some_records_leaves_the_others_and_says_so() {
     assert!(
         gc.remaining
             .iter()
-            .any(|f| matches!(f, Finding::BadRecord { key } if *key == hex)),
+            .any(|f| matches!(f, Finding::BadRecord { key, .. } if *key == hex)),
         "{gc:?}"
     );
     assert!(backend.keys().contains(&record));
