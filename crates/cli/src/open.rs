@@ -29,20 +29,17 @@ pub struct StoreLocation {
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// When another process holds the store (a put, a gc), wait up to
-    /// SECONDS for it to finish instead of failing at once with "store is
+    /// TIME for it to finish instead of failing at once with "store is
     /// in use", as a scheduled job that may meet another wants. init (and
     /// copy making DEST) waits the same way for a network backend still
     /// held by the writer lease of an init killed part way, which lapses
-    /// within 30 s. Whole
-    /// seconds, at most 86400 (a day); 0 (the default) fails at once. On a network backend (Redis, PostgreSQL,
-    /// S3) the commands that only read (get, ls, diff, stat) never wait:
-    /// they run beside a writer.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        value_parser = clap::value_parser!(u64).range(0..=MAX_LOCK_WAIT_SECS)
-    )]
-    pub lock_wait: Option<u64>,
+    /// within 30 s. TIME is seconds (`90`, `0.5`) or a number with a unit:
+    /// `500ms`, `30s`, `10m`, `2h`; at most a day; 0 (the default) fails
+    /// at once. On a network backend (Redis, PostgreSQL, S3) the commands
+    /// that only read (get, ls, diff, stat) never wait: they run beside a
+    /// writer.
+    #[arg(long, value_name = "TIME", value_parser = parse_lock_wait)]
+    pub lock_wait: Option<Duration>,
     /// For a store whose key is on the share network (`init
     /// --key-from-share`): the share password is the first line of FILE
     /// (keep it 0600; one others can read is used, with a warning).
@@ -58,7 +55,48 @@ pub struct StoreLocation {
 }
 
 /// The longest `--lock-wait`: a day.
-const MAX_LOCK_WAIT_SECS: u64 = 86_400;
+const MAX_LOCK_WAIT: Duration = Duration::from_secs(86_400);
+
+/// `--lock-wait`: a number of seconds, or of the unit after it (`ms`,
+/// `s`, `m`, `h`), decimals taken, at most [`MAX_LOCK_WAIT`].
+fn parse_lock_wait(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not a time to wait: give seconds (90, 0.5) or a number with a unit \
+             (500ms, 30s, 10m, 2h)"
+        )
+    };
+    let number_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(number_end);
+    let scale = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3_600.0,
+        _ => return Err(bad()),
+    };
+    // Digits and at most one point: `f64` alone would take `inf`, `NaN`,
+    // `1e3` and a sign.
+    if !number.chars().any(|c| c.is_ascii_digit()) || number.matches('.').count() > 1 {
+        return Err(bad());
+    }
+    let seconds = number.parse::<f64>().map_err(|_| bad())? * scale;
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(wait) if wait <= MAX_LOCK_WAIT => Ok(wait),
+        _ => Err(format!(
+            "{text:?} is longer than a day, the longest --lock-wait"
+        )),
+    }
+}
+
+/// A wait as `--lock-wait` gives it, in seconds.
+fn seconds(wait: Duration) -> String {
+    let shown = format!("{:.3}", wait.as_secs_f64());
+    let shown = shown.trim_end_matches('0').trim_end_matches('.');
+    format!("{shown} s")
+}
 
 /// How often a waiting command tries the store's lock again.
 const LOCK_RETRY: Duration = Duration::from_millis(250);
@@ -123,7 +161,7 @@ pub struct NewStore {
     /// How long to wait for a network backend another process holds (the
     /// writer lease of an init or copy killed part way lapses within
     /// 30 s), or for the lock of a stopped init's directory (`--lock-wait`).
-    pub lock_wait: Option<u64>,
+    pub lock_wait: Option<Duration>,
 }
 
 /// Creates a store directory, its key file (for file keys) and its backend.
@@ -147,7 +185,7 @@ pub fn create(path: &Path, new: NewStore) -> Result<(StoreDir, SecretKey)> {
     };
     // What a stopped init or copy left is removed first, under the
     // store's lock (refused as in use while that init still runs).
-    let mut lock = LockWait::new(Duration::from_secs(new.lock_wait.unwrap_or(0)));
+    let mut lock = LockWait::new(new.lock_wait.unwrap_or_default());
     let adopted = match StoreDir::unfinished(path) {
         Some(_) => resume(path, &new, &mut lock)?,
         None => None,
@@ -661,7 +699,7 @@ fn open_as(
     access: Access,
 ) -> Result<(OpenStore, SecretKey)> {
     let path = &loc.path()?;
-    let mut lock = LockWait::new(Duration::from_secs(loc.lock_wait.unwrap_or(0)));
+    let mut lock = LockWait::new(loc.lock_wait.unwrap_or_default());
     // A path that is there and is not a directory (a file given to
     // --store by mistake) is refused by the open, as a file and not as a
     // place a store cannot be made.
@@ -731,7 +769,7 @@ fn open_as(
 pub fn open_with_key(
     path: &Path,
     key: &SecretKey,
-    lock_wait: Option<u64>,
+    lock_wait: Option<Duration>,
     check: impl Fn(&StoreDir) -> Result<()>,
 ) -> Result<OpenStore> {
     open_with_key_as(path, key, lock_wait, check, Access::Write)
@@ -742,11 +780,11 @@ pub fn open_with_key(
 fn open_with_key_as(
     path: &Path,
     key: &SecretKey,
-    lock_wait: Option<u64>,
+    lock_wait: Option<Duration>,
     check: impl Fn(&StoreDir) -> Result<()>,
     access: Access,
 ) -> Result<OpenStore> {
-    let mut lock = LockWait::new(Duration::from_secs(lock_wait.unwrap_or(0)));
+    let mut lock = LockWait::new(lock_wait.unwrap_or_default());
     let mut dir = lock.retry(|| {
         Ok(match access {
             Access::Read => StoreDir::open_for_reading(path)?,
@@ -786,7 +824,7 @@ pub fn check_new_place(path: &Path, backend: &str) -> Result<()> {
 pub fn open_with_key_to_inspect(
     path: &Path,
     key: &SecretKey,
-    lock_wait: Option<u64>,
+    lock_wait: Option<Duration>,
     check: impl Fn(&StoreDir) -> Result<()>,
 ) -> Result<OpenStore> {
     open_with_key_as(path, key, lock_wait, check, Access::Read)
@@ -1029,16 +1067,16 @@ impl LockWait {
                     let now = Instant::now();
                     if now >= self.deadline {
                         return Err(match self.said {
-                            true => anyhow::anyhow!("{e:#}, still after {} s", self.wait.as_secs()),
-                            false => anyhow::anyhow!(
-                                "{e:#} (--lock-wait SECONDS waits for it to finish)"
-                            ),
+                            true => anyhow::anyhow!("{e:#}, still after {}", seconds(self.wait)),
+                            false => {
+                                anyhow::anyhow!("{e:#} (--lock-wait TIME waits for it to finish)")
+                            }
                         });
                     }
                     if !self.said {
                         errln!(
-                            "seccs: {e:#}; waiting up to {} s for it to finish",
-                            self.wait.as_secs()
+                            "seccs: {e:#}; waiting up to {} for it to finish",
+                            seconds(self.wait)
                         );
                         self.said = true;
                     }
@@ -1182,5 +1220,39 @@ pub fn network_backend_for_bench(url: &str) -> Result<Arc<dyn Backend>> {
     match open_network_backend(url, Access::Write) {
         Ok(backend) => Ok(backend),
         Err(_) => create_network_backend(url),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{parse_lock_wait, seconds};
+
+    #[test]
+    fn a_lock_wait_is_seconds_or_a_number_with_a_unit_up_to_a_day() {
+        for (text, wait) in [
+            ("0", Duration::ZERO),
+            ("90", Duration::from_secs(90)),
+            ("0.5", Duration::from_millis(500)),
+            ("500ms", Duration::from_millis(500)),
+            ("30s", Duration::from_secs(30)),
+            ("1.5m", Duration::from_secs(90)),
+            ("24h", Duration::from_secs(86_400)),
+        ] {
+            assert_eq!(parse_lock_wait(text), Ok(wait), "{text}");
+        }
+        for text in [
+            "", "m", ".", "1.2.3", "1e3", "inf", "NaN", "+5", "5 s", "5d", "86401",
+        ] {
+            assert!(parse_lock_wait(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_wait_is_said_in_seconds_with_no_trailing_zeros() {
+        assert_eq!(seconds(Duration::from_secs(120)), "120 s");
+        assert_eq!(seconds(Duration::from_millis(500)), "0.5 s");
+        assert_eq!(seconds(Duration::from_millis(1_250)), "1.25 s");
     }
 }

@@ -330,7 +330,7 @@ fn an_init_waits_for_a_lease_left_by_a_killed_one_when_told() {
     hold_lease(port, "new", 60_000);
     let err = fails(seccs(&dir).args(["init", "--backend", &url]));
     assert!(
-        err.contains("in use") && err.contains("--lock-wait SECONDS waits for it to finish"),
+        err.contains("in use") && err.contains("--lock-wait TIME waits for it to finish"),
         "{err}"
     );
     assert!(!dir.join("config.toml").exists(), "nothing left: {err}");
@@ -346,7 +346,7 @@ fn an_init_waits_for_a_lease_left_by_a_killed_one_when_told() {
     mark_unfinished(&dir, "init");
     hold_lease(port, "stopped", 60_000);
     let err = fails(seccs(&dir).args(["init", "--backend", &url]));
-    assert!(err.contains("--lock-wait SECONDS waits"), "{err}");
+    assert!(err.contains("--lock-wait TIME waits"), "{err}");
     hold_lease(port, "stopped", 1_500);
     let err = ok_err(seccs(&dir).args(["--lock-wait", "20", "init", "--backend", &url]));
     assert!(

@@ -919,7 +919,7 @@ fn a_second_process_gets_store_is_in_use() {
         "the holder is named: {err}"
     );
     assert!(
-        err.contains("--lock-wait SECONDS"),
+        err.contains("--lock-wait TIME"),
         "the way to wait is named: {err}"
     );
     drop(holder.stdin.take());
@@ -947,6 +947,27 @@ fn lock_wait_waits_for_the_holder_and_gives_up_after_its_time() {
     );
     assert!(lines[1].contains("store is in use"), "{err}");
     assert!(lines[1].ends_with("still after 1 s"), "{err}");
+
+    // A time with a unit, and a fraction of a second.
+    let out = run(seccs(&store).args(["--lock-wait", "500ms", "stat"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("waiting up to 0.5 s for it to finish"),
+        "{err}"
+    );
+    assert!(err.contains("still after 0.5 s"), "{err}");
+    // What is not a time, or is longer than a day, is a usage error.
+    for bad in ["5x", "1e3", ".", "1.2.3", "25h", "inf", "", "2 m"] {
+        let out = run(seccs(&store).args(["--lock-wait", bad, "stat"]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("--lock-wait"), "{bad}: {err}");
+        assert!(
+            err.contains("not a time to wait") || err.contains("longer than a day"),
+            "{bad}: {err}"
+        );
+    }
 
     let mut waiter = seccs(&store)
         .args(["ls", "--lock-wait", "120"])
@@ -980,7 +1001,7 @@ fn lock_wait_waits_for_the_holder_and_gives_up_after_its_time() {
     assert_eq!(out.status.code(), Some(2), "a usage error");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("'--lock-wait <SECONDS>': 86401 is not in 0..=86400"),
+        err.contains("'--lock-wait <TIME>': \"86401\" is longer than a day"),
         "{err}"
     );
 }
@@ -3239,7 +3260,7 @@ fn store_options_are_the_store_commands_own() {
             help.contains("Store options:") && help.contains("--store <DIR>"),
             "{command}: {help}"
         );
-        assert!(help.contains("--lock-wait <SECONDS>"), "{command}: {help}");
+        assert!(help.contains("--lock-wait <TIME>"), "{command}: {help}");
     }
     for (command, sub) in [("kms", "status"), ("share", "ls"), ("bench", "tempfile")] {
         let help = ok(bare().args([command, "--help"]));
@@ -6897,7 +6918,7 @@ fn store_command_help_names_exit_statuses_json_fields_and_bounds() {
     assert!(diff.contains("exits 0 whether or not"), "{diff}");
     let put = help(&["put"]);
     assert!(
-        put.contains("at most 86400") && put.contains("Whole seconds"),
+        put.contains("at most a day") && put.contains("`500ms`"),
         "{put}"
     );
     let get = help(&["get"]);
