@@ -22,6 +22,14 @@ use crate::error::{Result, StoreError};
 use crate::node;
 use crate::store::{Releaser, Store};
 
+mod node_table;
+
+use node_table::{NodeId, NodeTable, Stored};
+
+/// How many orphans gc reads again at once, for the children of those
+/// that are superchunks.
+const ORPHANS_READ_AT_ONCE: usize = 1024;
+
 /// A problem verify found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -281,19 +289,11 @@ impl GcReport {
     }
 }
 
-struct Scanned {
-    count: u64,
-    height: Option<u8>,
-    /// Whether the node authenticated only as a root (with a wrapper that
-    /// distinguishes roots; never otherwise).
-    as_root: bool,
-    children: Vec<node::Child>,
-}
-
 /// What a walk of the backend found.
 struct Scan {
-    /// Every node by digest.
-    nodes: HashMap<Vec<u8>, Scanned>,
+    /// Every node held, and every digest listed by a superchunk or a
+    /// name.
+    nodes: NodeTable,
     /// Every readable catalog record.
     records: Vec<catalog::Record>,
     /// The keys of the readable records, for [`Store::check_lookups`].
@@ -399,7 +399,7 @@ impl Store {
     }
 
     fn scan(&self) -> Result<Scan> {
-        let mut nodes = HashMap::new();
+        let mut nodes = NodeTable::new();
         let mut heads = Vec::new();
         let mut pages = HashMap::new();
         let mut record_keys = Vec::new();
@@ -409,7 +409,8 @@ impl Store {
         let mut on_damage = |key: &[u8], e: crate::backend::BackendError| {
             damaged.push((key.to_vec(), e.to_string()));
         };
-        self.backend().walk(
+        let mut overflow = false;
+        let walked = self.backend().walk(
             &[],
             &mut |key, entry| {
                 if catalog::is_catalog_key(key) {
@@ -434,21 +435,34 @@ impl Store {
                     Some((h, r, c)) => (Some(h), r, c),
                     None => (None, false, Vec::new()),
                 };
-                nodes.insert(
-                    key.to_vec(),
-                    Scanned {
-                        count: entry.count,
-                        height,
-                        as_root,
-                        children,
-                    },
-                );
+                let stored = Stored {
+                    count: entry.count,
+                    height,
+                    as_root,
+                };
+                let children = children.iter().map(|c| c.digest.as_slice());
+                if nodes.hold(key, stored, children).is_err() {
+                    overflow = true;
+                    return Err(crate::backend::BackendError::other(
+                        "verify",
+                        "too many nodes",
+                    ));
+                }
                 Ok(())
             },
             Some(&mut on_damage),
-        )?;
+        );
+        if overflow {
+            return Err(too_many_nodes());
+        }
+        walked?;
         let assembled = self.assemble(heads, &mut pages);
-        let records = assembled.records.into_iter().map(|(_, r)| r).collect();
+        let records: Vec<catalog::Record> = assembled.records.into_iter().map(|(_, r)| r).collect();
+        for version in records.iter().flat_map(|r| &r.versions) {
+            nodes
+                .intern(version.content_ref.digest())
+                .map_err(|_| too_many_nodes())?;
+        }
         let mut bad_record_pages = Vec::new();
         let mut heads_with_bad_pages = HashMap::new();
         for head in assembled.damaged {
@@ -479,16 +493,16 @@ impl Store {
     fn check_lookups(&self, scan: &mut Scan) -> Result<()> {
         let keys: Vec<&[u8]> = scan
             .nodes
-            .keys()
-            .chain(&scan.record_keys)
-            .map(Vec::as_slice)
+            .held_nodes()
+            .map(|(id, _)| scan.nodes.key(id))
+            .chain(scan.record_keys.iter().map(Vec::as_slice))
             .collect();
         let mut failed = Vec::new();
         self.backend().check_lookups(&keys, &mut |key, e| {
             failed.push((key.to_vec(), e.to_string()));
         })?;
         for (key, detail) in failed {
-            scan.nodes.remove(&key);
+            scan.nodes.forget(&key);
             scan.damaged.push((key, detail));
         }
         Ok(())
@@ -516,12 +530,12 @@ impl Store {
             ..
         } = scan;
         let mut report = VerifyReport {
-            nodes: nodes.len() as u64,
+            nodes: nodes.held() as u64,
             names: records.len() as u64,
             ..Default::default()
         };
         let hex = seccs_core::hexenc::encode;
-        let mut broken: HashSet<Vec<u8>> = HashSet::new();
+        let mut broken: HashSet<NodeId> = HashSet::new();
         for (key, detail) in damaged {
             // A catalog entry the backend cannot decode is unreadable like
             // any other entry (it breaks no node); one it reads whole but
@@ -530,8 +544,11 @@ impl Store {
                 key: hex(key),
                 detail: detail.clone(),
             });
-            if !catalog::is_catalog_key(key) {
-                broken.insert(key.clone());
+            // One that nothing lists and that lists nothing breaks nothing.
+            if !catalog::is_catalog_key(key)
+                && let Some(id) = nodes.id(key)
+            {
+                broken.insert(id);
             }
         }
         for key in bad_records {
@@ -551,19 +568,12 @@ impl Store {
             });
         }
         let needed = needed_counts(nodes, records);
-        let mut parents: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
-        for (digest, node) in nodes {
+        for (id, node) in nodes.held_nodes() {
             if node.height.is_none() {
-                report
-                    .findings
-                    .push(Finding::Tampered { node: hex(digest) });
-                broken.insert(digest.clone());
-            }
-            for child in &node.children {
-                parents
-                    .entry(child.digest.as_slice())
-                    .or_default()
-                    .push(digest.as_slice());
+                report.findings.push(Finding::Tampered {
+                    node: hex(nodes.key(id)),
+                });
+                broken.insert(id);
             }
         }
         // A backend may report damage by the prefix of a range it cannot
@@ -574,21 +584,26 @@ impl Store {
             .map(|(key, _)| key.as_slice())
             .filter(|key| !catalog::is_catalog_key(key))
             .collect();
-        for (digest, need) in &needed {
-            match nodes.get(digest) {
+        for (id, &need) in needed.iter().enumerate() {
+            let id = id as NodeId;
+            if need == 0 {
+                continue;
+            }
+            let digest = nodes.key(id);
+            match nodes.stored(id) {
                 // Reported as unreadable already.
-                None if broken.contains(digest) => {}
+                None if broken.contains(&id) => {}
                 None if unreadable_ranges.iter().any(|r| digest.starts_with(r)) => {
-                    broken.insert(digest.clone());
+                    broken.insert(id);
                 }
                 None => {
                     report.findings.push(Finding::Missing { node: hex(digest) });
-                    broken.insert(digest.clone());
+                    broken.insert(id);
                 }
-                Some(n) if n.count < *need => report.findings.push(Finding::WrongCount {
+                Some(n) if n.count < need => report.findings.push(Finding::WrongCount {
                     node: hex(digest),
                     stored: n.count,
-                    expected: *need,
+                    expected: need,
                 }),
                 Some(_) => {}
             }
@@ -598,14 +613,16 @@ impl Store {
         // that the two agree.
         for record in records {
             for v in &record.versions {
-                let digest = v.content_ref.digest();
+                let Some(id) = nodes.id(v.content_ref.digest()) else {
+                    continue;
+                };
                 let expected = self.params().height(v.content_ref.len());
-                if let Some(found) = nodes.get(digest).and_then(|n| n.height)
+                if let Some(found) = nodes.stored(id).and_then(|n| n.height)
                     && found != expected
-                    && broken.insert(digest.to_vec())
+                    && broken.insert(id)
                 {
                     report.findings.push(Finding::WrongHeight {
-                        node: hex(digest),
+                        node: hex(nodes.key(id)),
                         found,
                         expected,
                     });
@@ -621,49 +638,52 @@ impl Store {
             let named_roots = records
                 .iter()
                 .flat_map(|r| &r.versions)
-                .map(|v| v.content_ref.digest());
-            let children = nodes
-                .values()
-                .flat_map(|n| &n.children)
-                .map(|c| c.digest.as_slice());
-            let misplaced: Vec<&[u8]> = named_roots
-                .filter(|d| {
+                .filter_map(|v| nodes.id(v.content_ref.digest()))
+                .filter(|&id| {
                     nodes
-                        .get(*d)
+                        .stored(id)
                         .is_some_and(|n| n.height.is_some() && !n.as_root)
-                })
-                .chain(children.filter(|d| nodes.get(*d).is_some_and(|n| n.as_root)))
-                .collect();
-            for digest in misplaced {
-                if broken.insert(digest.to_vec()) {
-                    report
-                        .findings
-                        .push(Finding::Tampered { node: hex(digest) });
+                });
+            let children = nodes
+                .edges()
+                .map(|(_, child)| child)
+                .filter(|&id| nodes.stored(id).is_some_and(|n| n.as_root));
+            let misplaced: Vec<NodeId> = named_roots.chain(children).collect();
+            for id in misplaced {
+                if broken.insert(id) {
+                    report.findings.push(Finding::Tampered {
+                        node: hex(nodes.key(id)),
+                    });
                 }
             }
         }
-        for (digest, node) in nodes {
+        for (id, node) in nodes.held_nodes() {
             // A node that parents or names need has a wrong count, found
             // above; only one nothing needs is an orphan, for gc to remove.
-            if node.count == 0 && !needed.contains_key(digest) {
-                report.findings.push(Finding::Orphan { node: hex(digest) });
+            if node.count == 0 && needed[id as usize] == 0 {
+                report.findings.push(Finding::Orphan {
+                    node: hex(nodes.key(id)),
+                });
             }
         }
         // A broken node breaks every ancestor.
-        let mut stack: Vec<Vec<u8>> = broken.iter().cloned().collect();
-        while let Some(d) = stack.pop() {
-            for p in parents.get(d.as_slice()).into_iter().flatten() {
-                if broken.insert(p.to_vec()) {
-                    stack.push(p.to_vec());
+        if !broken.is_empty() {
+            let parents = nodes.parents();
+            let mut stack: Vec<NodeId> = broken.iter().copied().collect();
+            while let Some(id) = stack.pop() {
+                for parent in parents.of(id) {
+                    if broken.insert(parent) {
+                        stack.push(parent);
+                    }
                 }
             }
         }
         for record in records {
-            if record
-                .versions
-                .iter()
-                .any(|v| broken.contains(v.content_ref.digest()))
-            {
+            if record.versions.iter().any(|v| {
+                nodes
+                    .id(v.content_ref.digest())
+                    .is_some_and(|id| broken.contains(&id))
+            }) {
                 report.broken_names.push(record.name.clone());
             }
         }
@@ -789,11 +809,10 @@ impl Store {
         }
         let needed = needed_counts(&scan.nodes, &scan.records);
         let mut batch = Batch::new();
-        for (digest, need) in &needed {
-            if let Some(n) = scan.nodes.get(digest)
-                && n.count < *need
-            {
-                batch.set_count(digest.clone(), *need);
+        for (id, node) in scan.nodes.held_nodes() {
+            let need = needed[id as usize];
+            if node.count < need {
+                batch.set_count(scan.nodes.key(id).to_vec(), need);
                 report.counts_fixed += 1;
             }
         }
@@ -802,20 +821,16 @@ impl Store {
         }
         let mut releaser = Releaser::tolerant();
         let mut batch = Batch::new();
-        for (digest, node) in &scan.nodes {
-            let fixed = needed.get(digest).copied().unwrap_or(0).max(node.count);
-            if fixed > 0 {
-                continue;
+        let orphans: Vec<(NodeId, Stored)> = scan
+            .nodes
+            .held_nodes()
+            .filter(|&(id, node)| needed[id as usize].max(node.count) == 0)
+            .collect();
+        for group in orphans.chunks(ORPHANS_READ_AT_ONCE) {
+            for &(id, _) in group {
+                batch.delete(scan.nodes.key(id).to_vec());
             }
-            batch.delete(digest.clone());
-            if let Some(height @ 1..) = node.height {
-                let children = node
-                    .children
-                    .iter()
-                    .map(|c| (c.digest.clone(), c.len))
-                    .collect();
-                self.release(&mut releaser, children, height - 1, false)?;
-            }
+            self.release_children(&mut releaser, &scan.nodes, group)?;
         }
         batch.append(releaser.into_batch());
         let deleted: HashSet<&[u8]> = batch
@@ -829,10 +844,11 @@ impl Store {
         report.removed = deleted.len() as u64;
         // What verify would find now: the same walk without what was
         // removed, and with every count at least what is needed.
-        scan.nodes
-            .retain(|digest, _| !deleted.contains(digest.as_slice()));
-        for (digest, node) in &mut scan.nodes {
-            node.count = node.count.max(needed.get(digest).copied().unwrap_or(0));
+        for key in &deleted {
+            scan.nodes.forget(key);
+        }
+        for (id, &need) in needed.iter().enumerate() {
+            scan.nodes.raise_count(id as NodeId, need);
         }
         if !batch.is_empty() {
             self.backend().apply_owned(batch)?;
@@ -866,26 +882,64 @@ impl Store {
         }
         Ok(report)
     }
+
+    /// Drops the references that superchunks among `orphans` hold to their
+    /// children, as their removal does. A walk keeps no child lengths, so
+    /// each is read again; one that no longer opens as it did releases
+    /// nothing (its children keep their counts: a leak, never a loss).
+    fn release_children(
+        &self,
+        releaser: &mut Releaser,
+        nodes: &NodeTable,
+        orphans: &[(NodeId, Stored)],
+    ) -> Result<()> {
+        let superchunks: Vec<(NodeId, u8)> = orphans
+            .iter()
+            .filter_map(|&(id, node)| match node.height {
+                Some(height @ 1..) => Some((id, height)),
+                _ => None,
+            })
+            .collect();
+        let keys: Vec<&[u8]> = superchunks.iter().map(|&(id, _)| nodes.key(id)).collect();
+        let entries = self.backend().get_many(&keys)?;
+        for ((key, (_, height)), entry) in keys.iter().zip(superchunks).zip(entries) {
+            let Some(entry) = entry else { continue };
+            if let Some((found, _, children)) = self.open_at_any_height(key, &entry.value)
+                && found == height
+            {
+                let children = children.into_iter().map(|c| (c.digest, c.len)).collect();
+                self.release(releaser, children, height - 1, false)?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// What each node's count must at least be: parents listing it plus named
-/// versions rooted at it.
-fn needed_counts(
-    nodes: &HashMap<Vec<u8>, Scanned>,
-    records: &[catalog::Record],
-) -> HashMap<Vec<u8>, u64> {
-    let mut needed: HashMap<Vec<u8>, u64> = HashMap::new();
-    for node in nodes.values() {
-        for child in &node.children {
-            *needed.entry(child.digest.clone()).or_default() += 1;
-        }
+/// What each key's count must at least be, by index: the held parents
+/// listing it plus the named versions rooted at it.
+fn needed_counts(nodes: &NodeTable, records: &[catalog::Record]) -> Vec<u64> {
+    let mut needed = vec![0u64; nodes.len()];
+    for (_, child) in nodes.edges() {
+        needed[child as usize] += 1;
     }
-    for record in records {
-        for v in &record.versions {
-            *needed.entry(v.content_ref.digest().to_vec()).or_default() += 1;
+    for v in records.iter().flat_map(|r| &r.versions) {
+        // Every named root was given an index when the walk ended.
+        if let Some(id) = nodes.id(v.content_ref.digest()) {
+            needed[id as usize] += 1;
         }
     }
     needed
+}
+
+/// verify's and gc's error for a store of more node keys than they index.
+fn too_many_nodes() -> StoreError {
+    StoreError::Io(std::io::Error::new(
+        std::io::ErrorKind::OutOfMemory,
+        format!(
+            "the store holds more than {} node keys, more than verify and gc can index",
+            NodeId::MAX
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -1252,6 +1306,45 @@ mod tests {
         assert!(store.lookup("a").expect("lookup").is_none());
         assert!(store.verify().expect("verify").is_clean());
         assert_eq!(store.stats().expect("stats").pages.entries, 1);
+    }
+
+    /// A put stopped before its count was written leaves a whole tree
+    /// whose root nothing counts: gc removes the root, then every node
+    /// that only it held, level by level, and what others hold stays.
+    #[test]
+    fn gc_removes_an_orphaned_tree_whole_and_keeps_what_a_name_shares_with_it() {
+        let params = Params::new(256, WrapperKind::AesSiv).expect("params");
+        let backend = Arc::new(MemoryBackend::new());
+        let store = Store::open(backend.clone(), params, &SecretKey::from_bytes([5; 32]))
+            .expect("a new store");
+        let kept = bytes(30_000, 7);
+        store
+            .put_named(&mut kept.as_slice(), "kept", EntryKind::File)
+            .expect("put kept");
+        let alone = backend.usage().expect("usage").entries;
+        // Shares its first 30,000 bytes, and so some nodes, with `kept`.
+        let mut orphaned = kept.clone();
+        orphaned.extend(bytes(40_000, 8));
+        let root = store.put(&orphaned).expect("put");
+        assert!(params.height(root.len()) >= 2, "a tree of several levels");
+        let mut batch = Batch::new();
+        batch.set_count(root.digest().to_vec(), 0);
+        backend.apply(&batch).expect("count");
+        let report = store.verify().expect("verify");
+        assert_eq!(
+            report.findings,
+            [Finding::Orphan {
+                node: seccs_core::hexenc::encode(root.digest())
+            }]
+        );
+        let gc = store.gc().expect("gc");
+        assert!(gc.is_clean(), "{gc:?}");
+        assert!(gc.removed > 2, "the root and what only it held: {gc:?}");
+        assert_eq!(backend.usage().expect("usage").entries, alone);
+        assert!(store.verify().expect("verify").is_clean());
+        let mut read = Vec::new();
+        store.get_named("kept", None, &mut read).expect("get kept");
+        assert_eq!(read, kept);
     }
 
     #[test]
