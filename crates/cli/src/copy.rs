@@ -68,7 +68,9 @@ nothing. To keep them, save DEST whole first (`seccs --store DEST copy NEW-DIR`)
 since looks like one whose versions were removed, and the copy removes from DEST what the \
 backup lacks (run --dry-run after a restore); versions are stamped in seconds by the clock of \
 the machine that put them, so one put into DEST within the second of that time, or under a \
-clock set behind, is taken for older.\n\n\
+clock set behind, is taken for older. A version of this store stamped after the clock of \
+the machine copy runs on (put under a clock set ahead) is not taken as its newest, so it hides \
+none of DEST's versions; copy says how many there are.\n\n\
 --dry-run reads both stores and writes nothing: not to DEST nor its backend (a network DEST is \
 opened as a reader, without its lock or writer lease), and a DEST that does not exist is not \
 made. It verifies this store first as copy does, then prints what copy would do: \
@@ -138,7 +140,9 @@ pub struct CopyArgs {
     /// in name order; whole_name: this store holds no version of it),
     /// "names_added" (the same, versions DEST would gain: a dry run's
     /// only), "source_newest" (when this store's newest version was put,
-    /// seconds since the epoch, or null), "newer_in_dest" (DEST's versions
+    /// seconds since the epoch, or null), "source_stamped_ahead" (how many
+    /// of this store's newest versions are stamped after this machine's
+    /// clock, and so not taken as its newest), "newer_in_dest" (DEST's versions
     /// of its own, as names_removed lists them: a dry run's only)}. Where
     /// copy refuses those (no --remove-newer), it prints {"refused":
     /// "newer-in-dest", "since" (the time they were put after),
@@ -233,6 +237,7 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
         Err(MirrorError::DestNewer { since, newer }) => return refuse_newer(&args, since, &newer),
         other => other?,
     };
+    note_stamped_ahead(&report);
     if report.is_exact()
         && let Some(newest) = report.source_newest
     {
@@ -346,6 +351,20 @@ fn progress_line(
                 r.read, r.copied, r.present, r.removed
             ),
         });
+    }
+}
+
+/// Says, on standard error, how many of the store's newest versions are
+/// stamped after this machine's clock, which copy does not take as its
+/// newest.
+fn note_stamped_ahead(report: &MirrorReport) {
+    if report.source_stamped_ahead > 0 {
+        errln!(
+            "seccs: note: {} version(s) of this store are stamped after this machine's clock \
+             (put under a clock set ahead, or on a machine whose clock is ahead of this one's); \
+             copy did not take them as the store's newest",
+            report.source_stamped_ahead
+        );
     }
 }
 
@@ -503,6 +522,7 @@ fn dry_run(
         &mut progress_line(&spinner, true),
     )?;
     spinner.finish_and_clear();
+    note_stamped_ahead(&report);
     if args.json {
         let mut shown = serde_json::to_value(&report)?;
         if let Some(object) = shown.as_object_mut() {

@@ -105,6 +105,7 @@ pub fn change(before: Option<&Version>, after: Option<&Version>) -> Option<Chang
 /// Runs `seccs diff`.
 pub fn run(loc: &StoreLocation, args: DiffArgs) -> Result<()> {
     crate::store::refuse_future("--from", Some(args.from))?;
+    crate::store::refuse_future("--to", args.to)?;
     if let Some(to) = args.to
         && to < args.from
     {

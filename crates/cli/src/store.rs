@@ -1178,16 +1178,18 @@ fn version_at(store: &seccs_store::Store, name: &str, time: u64) -> Result<Versi
     })
 }
 
-/// Refuses a time given to `option` (`--at`, `diff --from`) after now:
-/// what a name held then is not known yet, and the listing of now would
-/// pass for it.
+/// Refuses a time given to `option` (`--at`, `diff --from`, `diff --to`)
+/// after now: what a name held then is not known yet, and the listing of
+/// now would pass for it.
 pub(crate) fn refuse_future(option: &str, at: Option<u64>) -> Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     match at {
         Some(at) if at > now => bail!(
-            "{option} {} is in the future (now is {})",
+            "{option} {} is in the future (now is {} by this machine's clock; a version put on a \
+             machine whose clock is ahead of this one's is stamped later than now: give now, or \
+             leave {option} out for what the names hold now)",
             format_time(at),
             format_time(now)
         ),

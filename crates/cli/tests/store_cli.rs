@@ -2419,6 +2419,13 @@ fn a_tree_comes_back_as_it_was_at_an_earlier_time() {
     assert!(err.contains("is before --from"), "{err}");
     let err = fails(seccs(&store).args(["diff", "--from", "99999999999"]));
     assert!(err.contains("is in the future"), "{err}");
+    // A later time after now too: the names' state then is not known.
+    let err = fails(seccs(&store).args(["diff", "--from", &t1, "--to", "99999999999"]));
+    assert!(
+        err.contains("--to") && err.contains("is in the future"),
+        "{err}"
+    );
+    assert!(err.contains("by this machine's clock"), "{err}");
     assert_eq!(bits_and_time(&tmp.path().join("at-t2/tree/a")), a_at_t2);
     assert_eq!(
         bits_and_time(&tmp.path().join("now/tree/a")),

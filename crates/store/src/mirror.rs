@@ -237,6 +237,13 @@ pub struct MirrorReport {
     /// Unix epoch), or `None` when it holds no version (or the destination
     /// was left as it was).
     pub source_newest: Option<u64>,
+    /// How many of the source's newest versions (those a name's record
+    /// holds inline) are stamped after the clock of the machine the mirror
+    /// runs on: put under a clock set ahead, or by a machine whose clock
+    /// is. They say nothing of when they were put, and are not taken as
+    /// the source's newest ([`MirrorReport::source_newest`]), which would
+    /// otherwise hide the destination's own versions until that time.
+    pub source_stamped_ahead: u64,
     /// The destination's versions the source does not hold put after the
     /// source's newest (or the last mirror's, [`Newer::Refuse`]), in name
     /// order (`whole_name`: the source holds no record of the name): what
@@ -483,7 +490,11 @@ fn run(
     let _dest_held = (!dry_run).then(|| dest.lock_writer());
     source.lock_writer().run(|parallel| {
         progress(Phase::CheckingNewer, &report);
-        report.source_newest = newest_version(source).map_err(MirrorError::Source)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let newest = newest_version(source, now).map_err(MirrorError::Source)?;
+        (report.source_newest, report.source_stamped_ahead) = newest;
         if let Newer::Refuse { .. } = newer {
             let since = newer.refused_after(report.source_newest);
             let found = newer_versions(source, dest, since)?;
@@ -556,8 +567,8 @@ fn check_alike(source: &Store, dest: &Store) -> Result<(), MirrorError> {
 /// records' own versions (a record's pages hold older ones). Records that
 /// do not open (verify names them) or that a newer seccs wrote are passed
 /// over.
-fn newest_version(store: &Store) -> Result<Option<u64>, BackendError> {
-    let mut newest: Option<u64> = None;
+fn newest_version(store: &Store, now: u64) -> Result<(Option<u64>, u64), BackendError> {
+    let (mut newest, mut ahead): (Option<u64>, u64) = (None, 0);
     store.backend().walk(
         &[catalog::KEY_PREFIX],
         &mut |key, entry| {
@@ -565,14 +576,18 @@ fn newest_version(store: &Store) -> Result<Option<u64>, BackendError> {
                 && let Ok(catalog::Entry::Head(head)) =
                     store.catalog().open_entry(key, &entry.value)
             {
-                let latest = head.record.versions.iter().map(|v| v.time).max();
-                newest = newest.max(latest);
+                for time in head.record.versions.iter().map(|v| v.time) {
+                    match time > now {
+                        true => ahead += 1,
+                        false => newest = newest.max(Some(time)),
+                    }
+                }
             }
             Ok(())
         },
         Some(&mut |_, _| {}),
     )?;
-    Ok(newest)
+    Ok((newest, ahead))
 }
 
 /// The versions of `dest` put after `since` (every version, when it is
@@ -1390,6 +1405,7 @@ mod tests {
 
     use super::{
         ChangedVersion, Limits, MirrorError, MirrorReport, NameChange, Newer, dry_run, mirror,
+        newest_version,
     };
     use crate::backend::{Backend, BackendError, Batch, Damaged, Entry, MemoryBackend, Visitor};
     use crate::catalog::{self, EntryKind};
@@ -1994,6 +2010,48 @@ mod tests {
     /// A source that holds no version (only unnamed contents, or nothing):
     /// every version of the destination is newer than all of its, and a
     /// mirror from it is refused.
+    #[test]
+    fn a_source_version_stamped_ahead_of_the_clock_does_not_hide_the_mirrors_own() {
+        let (source, source_backend) = source();
+        let before_first = newest_version(&source, u64::MAX).expect("newest").0;
+        // docs/a's newest version, as a put under a clock three years
+        // ahead stamps it.
+        let key = source.catalog().key_of("docs/a");
+        let mut record = source.lookup("docs/a").expect("lookup").expect("docs/a");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let stamped = record.versions.last_mut().expect("a version");
+        stamped.time = now + 3 * 365 * 86_400;
+        assert!(source_backend.tamper(&key, source.catalog().seal(&key, &record)));
+        assert_eq!(
+            newest_version(&source, u64::MAX).expect("newest").0,
+            Some(now + 3 * 365 * 86_400)
+        );
+
+        let dest_backend = Arc::new(MemoryBackend::new());
+        let dest = store_on(dest_backend.clone());
+        let first = run(&source, &dest, small()).expect("mirror");
+        assert_eq!(first.source_stamped_ahead, 1, "{first:?}");
+        let newest = first.source_newest.expect("a newest version");
+        assert!(newest <= now + 1, "not the one ahead: {newest}");
+        assert!(before_first.is_some_and(|t| newest <= t), "{newest}");
+
+        // A failover: the mirror written to directly, by a right clock.
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        put(&dest, "failover", &bytes(6_000, 82));
+        let before = entries(dest_backend.as_ref());
+        match run(&source, &dest, small()) {
+            Err(MirrorError::DestNewer { since, newer }) => {
+                assert_eq!(newer, [change("failover", &[1], true)]);
+                assert_eq!(since, Some(newest));
+            }
+            other => panic!("refused, not {other:?}"),
+        }
+        assert_eq!(entries(dest_backend.as_ref()), before, "nothing written");
+    }
+
     #[test]
     fn a_source_without_versions_never_empties_a_destination_unasked() {
         // A store of names, here the destination.
