@@ -250,7 +250,7 @@ pub fn run(loc: &StoreLocation, args: CopyArgs) -> Result<()> {
         outln!(
             "copied {} {} ({} bytes written), {} already present, {} removed",
             report.copied,
-            entries(report.copied),
+            crate::tree::entries(report.copied),
             report.bytes_written,
             report.present,
             report.removed
@@ -366,11 +366,6 @@ fn note_stamped_ahead(report: &MirrorReport) {
             report.source_stamped_ahead
         );
     }
-}
-
-/// "entry" or "entries", for `n` of them.
-fn entries(n: u64) -> &'static str {
-    crate::tree::entries(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// A version in a line of copy's output, `NAME@N` (`NAME/@N` for a
@@ -622,7 +617,7 @@ fn dry_run_lines(report: &MirrorReport) -> Vec<String> {
          remove {}; {lose} name(s) would lose {lost} version(s), {gain} name(s) would gain \
          {gained} version(s)",
         report.copied,
-        entries(report.copied),
+        crate::tree::entries(report.copied),
         report.bytes_written,
         report.present,
         report.removed

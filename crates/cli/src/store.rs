@@ -1249,7 +1249,7 @@ pub fn rm(loc: &StoreLocation, args: RmArgs) -> Result<()> {
         errln!(
             "seccs: removed one put of {r} ({} {} freed)",
             report.removed,
-            crate::tree::entries(usize::try_from(report.removed).unwrap_or(usize::MAX))
+            crate::tree::entries(report.removed)
         );
         said_of_delete(&report);
         return Ok(());

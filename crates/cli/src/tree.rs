@@ -760,9 +760,9 @@ fn recorded_attrs(meta: &Seen, start: Duration) -> FileMeta {
     }
 }
 
-/// "entry" or "entries", for a count of `n`.
-pub(crate) fn entries(n: usize) -> &'static str {
-    if n == 1 { "entry" } else { "entries" }
+/// "entry" or "entries", for a count of `n` (any unsigned integer).
+pub(crate) fn entries<N: PartialEq + From<u8>>(n: N) -> &'static str {
+    if n == N::from(1) { "entry" } else { "entries" }
 }
 
 /// What a put records of one entry, and a report when that is less than
