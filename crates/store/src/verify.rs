@@ -26,6 +26,9 @@ mod node_table;
 
 use node_table::{NodeId, NodeTable, Stored};
 
+/// How many keys verify looks up at once, as a read would.
+const LOOKUPS_AT_ONCE: usize = 65_536;
+
 /// How many orphans gc reads again at once, for the children of those
 /// that are superchunks.
 const ORPHANS_READ_AT_ONCE: usize = 1024;
@@ -491,16 +494,24 @@ impl Store {
     /// [`Backend::check_lookups`](crate::backend::Backend::check_lookups)):
     /// a node a lookup cannot read is damaged, as a read of it would fail.
     fn check_lookups(&self, scan: &mut Scan) -> Result<()> {
-        let keys: Vec<&[u8]> = scan
+        let mut keys = scan
             .nodes
             .held_nodes()
             .map(|(id, _)| scan.nodes.key(id))
-            .chain(scan.record_keys.iter().map(Vec::as_slice))
-            .collect();
+            .chain(scan.record_keys.iter().map(Vec::as_slice));
         let mut failed = Vec::new();
-        self.backend().check_lookups(&keys, &mut |key, e| {
-            failed.push((key.to_vec(), e.to_string()));
-        })?;
+        // A group at a time: a list of every key would cost as much memory
+        // again as the node table's keys.
+        loop {
+            let group: Vec<&[u8]> = keys.by_ref().take(LOOKUPS_AT_ONCE).collect();
+            if group.is_empty() {
+                break;
+            }
+            self.backend().check_lookups(&group, &mut |key, e| {
+                failed.push((key.to_vec(), e.to_string()));
+            })?;
+        }
+        drop(keys);
         for (key, detail) in failed {
             scan.nodes.forget(&key);
             scan.damaged.push((key, detail));
