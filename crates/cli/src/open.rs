@@ -84,6 +84,10 @@ fn parse_lock_wait(text: &str) -> Result<Duration, String> {
     }
     let seconds = number.parse::<f64>().map_err(|_| bad())? * scale;
     match Duration::try_from_secs_f64(seconds) {
+        // Below a millisecond, a wait would end before the first retry.
+        Ok(wait) if !wait.is_zero() && wait < Duration::from_millis(1) => Err(format!(
+            "{text:?} is shorter than a millisecond: give 0 not to wait"
+        )),
         Ok(wait) if wait <= MAX_LOCK_WAIT => Ok(wait),
         _ => Err(format!(
             "{text:?} is longer than a day, the longest --lock-wait"
@@ -1066,7 +1070,7 @@ impl LockWait {
                 Err(e) if is_locked(&e) => {
                     let now = Instant::now();
                     if now >= self.deadline {
-                        return Err(match self.said {
+                        return Err(match !self.wait.is_zero() {
                             true => anyhow::anyhow!("{e:#}, still after {}", seconds(self.wait)),
                             false => {
                                 anyhow::anyhow!("{e:#} (--lock-wait TIME waits for it to finish)")
@@ -1243,7 +1247,8 @@ mod tests {
             assert_eq!(parse_lock_wait(text), Ok(wait), "{text}");
         }
         for text in [
-            "", "m", ".", "1.2.3", "1e3", "inf", "NaN", "+5", "5 s", "5d", "86401",
+            "", "m", ".", "1.2.3", "1e3", "inf", "NaN", "+5", "5 s", "5d", "86401", "0.0004",
+            "0.5ms",
         ] {
             assert!(parse_lock_wait(text).is_err(), "{text}");
         }

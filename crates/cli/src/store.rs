@@ -1491,10 +1491,24 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
     damage_reported(&listing)?;
     if listed == 0 && !args.json {
         // Said apart from the listing, so that a script reads nothing.
-        let when = args
+        let mut when = args
             .at
             .map(|t| format!(" at {}", format_time(t)))
             .unwrap_or_default();
+        // Names there are, all put later: when, so that a time that is
+        // early by a clock's skew (a put on a machine whose clock is
+        // ahead) shows as such.
+        let first = listing
+            .records
+            .iter()
+            .flat_map(|r| r.versions.iter().map(|v| v.time))
+            .min();
+        if let (Some(_), Some(first)) = (args.at, first) {
+            when += &format!(
+                " (the first version here was put at {})",
+                format_time(first)
+            );
+        }
         match args.prefix.as_str() {
             "" => errln!("seccs: no names in the store{when}"),
             prefix => errln!("seccs: no names start with {prefix:?}{when}"),

@@ -3407,11 +3407,21 @@ fn ls_of_nothing_says_so_apart_from_the_listing_and_succeeds() {
     let (listed, err) = said(&["docs/"]);
     assert!(listed.contains("docs/a") && err.is_empty(), "{listed}{err}");
     // Before the first put, as of then.
-    let (listed, err) = said(&["--at", "2001-01-01 00:00:00Z"]);
-    assert!(listed.is_empty(), "{listed}");
+    let (none, err) = said(&["--at", "2001-01-01 00:00:00Z"]);
+    assert!(none.is_empty(), "{none}");
+    // As `ls` printed it: size, time, reference, name.
+    let first = listed
+        .trim_start()
+        .split("  ")
+        .nth(1)
+        .expect("a time")
+        .to_owned();
     assert_eq!(
         err,
-        "seccs: no names in the store at 2001-01-01 00:00:00Z\n"
+        format!(
+            "seccs: no names in the store at 2001-01-01 00:00:00Z (the first version here was \
+             put at {first})\n"
+        )
     );
     // --json lists nothing and says nothing.
     assert_eq!(said(&["mail/", "--json"]), (String::new(), String::new()));

@@ -797,6 +797,8 @@ impl Store {
             };
             report.records_removed = hex(std::mem::take(&mut scan.bad_records));
             scan.bad_record_pages.clear();
+            // Their names went with them: none is broken now.
+            scan.heads_with_bad_pages.clear();
             report.unreadable_records_removed = hex(undecodable);
         } else if remove_bad_records {
             report.records_left = scan
@@ -1398,9 +1400,12 @@ mod tests {
         assert!(report.findings.contains(&q_finding), "{report:?}");
         assert!(q_finding.to_string().contains("does not authenticate"));
         assert_eq!(report.broken_names, ["p"]);
-        // gc removes the record with its pages.
+        // gc removes the record with its pages, and its name with it: no
+        // name is left broken.
         let gc = store.gc().expect("gc");
         assert!(gc.records_removed.contains(&head), "{gc:?}");
+        assert!(gc.broken_names.is_empty(), "{gc:?}");
+        assert!(gc.is_clean(), "{gc:?}");
         assert!(store.lookup("p").expect("lookup").is_none());
         assert!(store.verify().expect("verify").is_clean());
     }
