@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::{Batch, Op};
@@ -25,6 +26,66 @@ use crate::store::{Releaser, Store};
 mod node_table;
 
 use node_table::{NodeId, NodeTable, Stored};
+
+/// How many bytes of nodes a walk gathers before it opens them (a few
+/// nodes in this crate's tests, so that their walks open many groups).
+const OPEN_AT_ONCE_BYTES: usize = if cfg!(test) { 4096 } else { 4 << 20 };
+
+/// Nodes met by a walk, waiting to be opened (see [`Store::scan`]).
+struct Opening {
+    parallel: bool,
+    /// Key, sealed value and count of each.
+    pending: Vec<(Vec<u8>, Vec<u8>, u64)>,
+    /// Their keys' and values' bytes.
+    bytes: usize,
+}
+
+impl Opening {
+    /// Adds a node met by the walk, opening the group once it is large.
+    fn add(
+        &mut self,
+        store: &Store,
+        nodes: &mut NodeTable,
+        key: &[u8],
+        entry: &crate::backend::Entry,
+    ) -> std::result::Result<(), node_table::TooManyNodes> {
+        self.bytes += key.len() + entry.value.len();
+        self.pending
+            .push((key.to_vec(), entry.value.clone(), entry.count));
+        if self.bytes >= OPEN_AT_ONCE_BYTES {
+            self.open(store, nodes)?;
+        }
+        Ok(())
+    }
+
+    /// Opens every node gathered, at whichever height it authenticates,
+    /// and holds it in `nodes` with the children it lists, in walk order.
+    fn open(
+        &mut self,
+        store: &Store,
+        nodes: &mut NodeTable,
+    ) -> std::result::Result<(), node_table::TooManyNodes> {
+        let open = |(key, value, _): &(Vec<u8>, Vec<u8>, u64)| store.open_at_any_height(key, value);
+        let found: Vec<_> = match self.parallel {
+            true => self.pending.par_iter().map(open).collect(),
+            false => self.pending.iter().map(open).collect(),
+        };
+        for ((key, _, count), found) in self.pending.drain(..).zip(found) {
+            let (height, as_root, children) = match found {
+                Some((h, r, c)) => (Some(h), r, c),
+                None => (None, false, Vec::new()),
+            };
+            let stored = Stored {
+                count,
+                height,
+                as_root,
+            };
+            nodes.hold(&key, stored, children.iter().map(|c| c.digest.as_slice()))?;
+        }
+        self.bytes = 0;
+        Ok(())
+    }
+}
 
 /// How many keys verify looks up at once, as a read would.
 const LOOKUPS_AT_ONCE: usize = 65_536;
@@ -401,8 +462,16 @@ impl Store {
         None
     }
 
-    fn scan(&self) -> Result<Scan> {
+    /// One walk of every entry: catalog records opened as met, nodes a
+    /// group at a time (on the threads of the writer lock's pool with
+    /// `parallel`).
+    fn scan(&self, parallel: bool) -> Result<Scan> {
         let mut nodes = NodeTable::new();
+        let mut opening = Opening {
+            parallel,
+            pending: Vec::new(),
+            bytes: 0,
+        };
         let mut heads = Vec::new();
         let mut pages = HashMap::new();
         let mut record_keys = Vec::new();
@@ -433,18 +502,7 @@ impl Store {
                     }
                     return Ok(());
                 }
-                let found = self.open_at_any_height(key, &entry.value);
-                let (height, as_root, children) = match found {
-                    Some((h, r, c)) => (Some(h), r, c),
-                    None => (None, false, Vec::new()),
-                };
-                let stored = Stored {
-                    count: entry.count,
-                    height,
-                    as_root,
-                };
-                let children = children.iter().map(|c| c.digest.as_slice());
-                if nodes.hold(key, stored, children).is_err() {
+                if opening.add(self, &mut nodes, key, entry).is_err() {
                     overflow = true;
                     return Err(crate::backend::BackendError::other(
                         "verify",
@@ -455,7 +513,7 @@ impl Store {
             },
             Some(&mut on_damage),
         );
-        if overflow {
+        if overflow || opening.open(self, &mut nodes).is_err() {
             return Err(too_many_nodes());
         }
         walked?;
@@ -522,8 +580,8 @@ impl Store {
     /// Walks every entry, authenticates every node and record, recomputes
     /// reference counts, and reports every problem.
     pub fn verify(&self) -> Result<VerifyReport> {
-        self.with_writer_lock(|| {
-            let scan = self.scan()?;
+        self.lock_writer().run(|parallel| {
+            let scan = self.scan(parallel)?;
             Ok(self.examine(&scan))
         })
     }
@@ -749,13 +807,14 @@ impl Store {
     /// `remove_bad_records` (recovery after a crash, which nobody reads
     /// the report of, leaves them to a gc that says so).
     pub(crate) fn collect(&self, remove_bad_records: bool) -> Result<GcReport> {
-        self.with_writer_lock(|| self.collect_locked(remove_bad_records))
+        self.lock_writer()
+            .run(|parallel| self.collect_locked(remove_bad_records, parallel))
     }
 
-    /// [`Store::collect`], under the writer lock.
-    fn collect_locked(&self, remove_bad_records: bool) -> Result<GcReport> {
+    /// [`Store::collect`], under the writer lock (`parallel`: in its pool).
+    fn collect_locked(&self, remove_bad_records: bool, parallel: bool) -> Result<GcReport> {
         // A damaged entry is left as it is: gc cannot tell what it held.
-        let mut scan = self.scan()?;
+        let mut scan = self.scan(parallel)?;
         let mut report = GcReport::default();
         if !scan.newer_records.is_empty() {
             // Nothing is changed: what verify finds is what is left.
