@@ -83,11 +83,14 @@ fn parse_lock_wait(text: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     let seconds = number.parse::<f64>().map_err(|_| bad())? * scale;
-    match Duration::try_from_secs_f64(seconds) {
-        // Below a millisecond, a wait would end before the first retry.
-        Ok(wait) if !wait.is_zero() && wait < Duration::from_millis(1) => Err(format!(
+    // Below a millisecond, a wait would end before the first retry (and
+    // below a nanosecond it would be none at all).
+    if seconds > 0.0 && seconds < 0.001 {
+        return Err(format!(
             "{text:?} is shorter than a millisecond: give 0 not to wait"
-        )),
+        ));
+    }
+    match Duration::try_from_secs_f64(seconds) {
         Ok(wait) if wait <= MAX_LOCK_WAIT => Ok(wait),
         _ => Err(format!(
             "{text:?} is longer than a day, the longest --lock-wait"
@@ -97,7 +100,9 @@ fn parse_lock_wait(text: &str) -> Result<Duration, String> {
 
 /// A wait as `--lock-wait` gives it, in seconds.
 fn seconds(wait: Duration) -> String {
-    let shown = format!("{:.3}", wait.as_secs_f64());
+    // Every digit a wait of whole nanoseconds has: never rounded up to a
+    // longer wait than was given.
+    let shown = format!("{}.{:09}", wait.as_secs(), wait.subsec_nanos());
     let shown = shown.trim_end_matches('0').trim_end_matches('.');
     format!("{shown} s")
 }
@@ -1247,8 +1252,20 @@ mod tests {
             assert_eq!(parse_lock_wait(text), Ok(wait), "{text}");
         }
         for text in [
-            "", "m", ".", "1.2.3", "1e3", "inf", "NaN", "+5", "5 s", "5d", "86401", "0.0004",
+            "",
+            "m",
+            ".",
+            "1.2.3",
+            "1e3",
+            "inf",
+            "NaN",
+            "+5",
+            "5 s",
+            "5d",
+            "86401",
+            "0.0004",
             "0.5ms",
+            "0.0000000001",
         ] {
             assert!(parse_lock_wait(text).is_err(), "{text}");
         }
@@ -1259,5 +1276,7 @@ mod tests {
         assert_eq!(seconds(Duration::from_secs(120)), "120 s");
         assert_eq!(seconds(Duration::from_millis(500)), "0.5 s");
         assert_eq!(seconds(Duration::from_millis(1_250)), "1.25 s");
+        assert_eq!(seconds(Duration::from_micros(1_500)), "0.0015 s");
+        assert_eq!(seconds(Duration::ZERO), "0 s");
     }
 }

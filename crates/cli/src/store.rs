@@ -1503,7 +1503,9 @@ pub fn ls(loc: &StoreLocation, args: LsArgs) -> Result<()> {
             .iter()
             .flat_map(|r| r.versions.iter().map(|v| v.time))
             .min();
-        if let (Some(_), Some(first)) = (args.at, first) {
+        if let (Some(at), Some(first)) = (args.at, first)
+            && at < first
+        {
             when += &format!(
                 " (the first version here was put at {})",
                 format_time(first)

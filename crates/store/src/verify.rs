@@ -580,8 +580,8 @@ impl Store {
     /// Walks every entry, authenticates every node and record, recomputes
     /// reference counts, and reports every problem.
     pub fn verify(&self) -> Result<VerifyReport> {
-        self.lock_writer().run(|parallel| {
-            let scan = self.scan(parallel)?;
+        self.lock_writer().run(|pool| {
+            let scan = self.scan(pool && self.is_parallel())?;
             Ok(self.examine(&scan))
         })
     }
@@ -808,7 +808,7 @@ impl Store {
     /// the report of, leaves them to a gc that says so).
     pub(crate) fn collect(&self, remove_bad_records: bool) -> Result<GcReport> {
         self.lock_writer()
-            .run(|parallel| self.collect_locked(remove_bad_records, parallel))
+            .run(|pool| self.collect_locked(remove_bad_records, pool && self.is_parallel()))
     }
 
     /// [`Store::collect`], under the writer lock (`parallel`: in its pool).
