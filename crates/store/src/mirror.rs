@@ -488,7 +488,9 @@ fn run(
     }
     // A dry run writes nothing, and so does not hold the destination.
     let _dest_held = (!dry_run).then(|| dest.lock_writer());
-    source.lock_writer().run(|parallel| {
+    source.lock_writer().run(|pool| {
+        // One thread where the source is told so (`Store::set_parallel`).
+        let parallel = pool && source.is_parallel();
         progress(Phase::CheckingNewer, &report);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
