@@ -1058,6 +1058,71 @@ fn a_prefix_walk_goes_past_a_damaged_block() -> TestResult {
     Ok(())
 }
 
+/// A damaged block where keys are few spans many ranges of the walk: it is
+/// reported by as few ranges as cover it (a range none of whose 256
+/// ranges could be read is one report), and every entry not visited is
+/// under a range reported.
+#[test]
+fn a_damaged_block_among_few_keys_is_reported_in_few_ranges() -> TestResult {
+    const PREFIX: u8 = b'c';
+    let key = |j: u64| {
+        let mut key = vec![PREFIX];
+        key.extend_from_slice(&j.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+        key
+    };
+    let dir = tempfile::tempdir()?;
+    {
+        let backend = EmbeddedBackend::open(dir.path())?;
+        let mut batch = Batch::new();
+        for j in 0u64..300 {
+            batch.put(key(j), crash_value(1, j).repeat(8), 1);
+        }
+        backend.apply(&batch)?;
+        backend.flush()?;
+    }
+    let table = walk_files(dir.path())
+        .into_iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "tables"))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .ok_or("no table file")?;
+    let mut bytes = std::fs::read(&table)?;
+    let at = bytes.len() / 3;
+    for b in &mut bytes[at..at + 16] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&table, bytes)?;
+    let backend = EmbeddedBackend::open(dir.path())?;
+    let mut visited = std::collections::HashSet::new();
+    let mut damaged: Vec<Vec<u8>> = Vec::new();
+    backend.walk(
+        &[PREFIX],
+        &mut |key, _| {
+            visited.insert(key.to_vec());
+            Ok(())
+        },
+        Some(&mut |key, _| damaged.push(key.to_vec())),
+    )?;
+    assert!(!damaged.is_empty(), "the damage is reported");
+    for j in 0u64..300 {
+        let key = key(j);
+        assert!(
+            visited.contains(&key) || damaged.iter().any(|r| key.starts_with(r)),
+            "entry {j} is neither visited nor under a range reported"
+        );
+    }
+    let lost = 300 - visited.len();
+    assert!(
+        damaged.len() <= 600,
+        "{} ranges reported for {lost} entries not read",
+        damaged.len()
+    );
+    assert!(
+        damaged.iter().any(|r| r.len() == 2),
+        "some two-byte range stands for all 256 of its own: {damaged:?}"
+    );
+    Ok(())
+}
+
 /// Puts `n` entries (the keys and values of batch 0 of the crash tests,
 /// each value `repeat` times over) into a new embedded database at `dir`,
 /// in one batch, and closes it.

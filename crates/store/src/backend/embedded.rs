@@ -716,9 +716,14 @@ impl EmbeddedBackend {
 
     /// Every entry whose key starts with `range`, walked whole; when a
     /// block under it fails to read (a damaged block), walked again by the
-    /// ranges one byte longer, `deeper` times at most, each entry once, and
-    /// a range that still fails is reported to `damaged` (its prefix as the
-    /// key): a damaged block costs the entries near it, not the whole walk.
+    /// ranges one byte longer, `deeper` times at most, each entry once: a
+    /// damaged block costs the entries near it, not the whole walk. A
+    /// range that still fails is reported to `damaged`, its prefix as the
+    /// key, unless no entry of it could be read at all: then its failure is
+    /// returned, for the caller to report, or to fold into one report of
+    /// its own range where none of the 256 ranges in it could be read. (A
+    /// damaged block spans many ranges where keys are few: one block of a
+    /// store of 669 nodes was reported as 15,471 two-byte ranges.)
     fn walk_tolerant(
         &self,
         snapshot: &Snapshot,
@@ -726,7 +731,7 @@ impl EmbeddedBackend {
         deeper: u8,
         visit: &mut Visitor<'_>,
         damaged: &mut Damaged<'_>,
-    ) -> Result<(), BackendError> {
+    ) -> Result<Option<BackendError>, BackendError> {
         // The walk visits keys in ascending order, so the entries it has
         // passed before a failure are those up to the last key it visited:
         // that key alone is kept, not every key (150 bytes a name of the
@@ -752,40 +757,60 @@ impl EmbeddedBackend {
             Some(&mut damaged),
         );
         let e = match whole {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(None),
             Err(WalkError::Visit(e)) => return Err(e),
             // Not damage: walking the ranges again would fail the same way.
             Err(WalkError::Read(e)) if e.fails_every_request() => return Err(e),
             Err(WalkError::Read(e)) => e,
         };
-        if deeper == 0 {
-            damaged(
-                range,
-                corrupt(format_args!(
-                    "entries whose keys start with {} cannot be read: {e}",
-                    hex::encode(range)
-                )),
-            );
-            return Ok(());
-        }
-        let mut unseen = |key: &[u8], entry: &Entry| match &last_visited {
-            Some(last) if key <= last.as_slice() => Ok(()),
-            _ => visit(key, entry),
+        let unreadable = |e: &dyn std::fmt::Display| {
+            corrupt(format_args!(
+                "entries whose keys start with {} cannot be read: {e}",
+                hex::encode(range)
+            ))
         };
-        // The key that is `range` itself is in no longer range.
-        if !range.is_empty() {
-            match self.read_entry(&Overlay::default(), snapshot, range) {
-                Ok(Some(entry)) => unseen(range, &entry)?,
-                Ok(None) => {}
-                Err(e) if e.fails_every_request() => return Err(e),
-                Err(e) => damaged(range, e),
+        let mut read_any = last_visited.is_some();
+        if deeper == 0 {
+            if !read_any {
+                return Ok(Some(unreadable(&e)));
+            }
+            damaged(range, unreadable(&e));
+            return Ok(None);
+        }
+        let mut failed = Vec::new();
+        {
+            let mut unseen = |key: &[u8], entry: &Entry| match &last_visited {
+                Some(last) if key <= last.as_slice() => Ok(()),
+                _ => {
+                    read_any = true;
+                    visit(key, entry)
+                }
+            };
+            // The key that is `range` itself is in no longer range.
+            if !range.is_empty() {
+                match self.read_entry(&Overlay::default(), snapshot, range) {
+                    Ok(Some(entry)) => unseen(range, &entry)?,
+                    Ok(None) => {}
+                    Err(e) if e.fails_every_request() => return Err(e),
+                    Err(e) => damaged(range, e),
+                }
+            }
+            for next in 0..=u8::MAX {
+                let longer = [range, &[next]].concat();
+                let unread =
+                    self.walk_tolerant(snapshot, &longer, deeper - 1, &mut unseen, &mut damaged)?;
+                if let Some(e) = unread {
+                    failed.push((longer, e));
+                }
             }
         }
-        for next in 0..=u8::MAX {
-            let longer = [range, &[next]].concat();
-            self.walk_tolerant(snapshot, &longer, deeper - 1, &mut unseen, &mut damaged)?;
+        if !read_any && failed.len() == 256 {
+            return Ok(Some(unreadable(&e)));
         }
-        Ok(())
+        for (longer, e) in failed {
+            damaged(&longer, e);
+        }
+        Ok(None)
     }
 
     /// A snapshot of the tables once every pending write is in them, for
@@ -1179,10 +1204,15 @@ impl Backend for EmbeddedBackend {
                 .map_err(WalkError::into_inner);
         };
         if !prefix.is_empty() {
-            return self.walk_tolerant(&snapshot, prefix, 2, visit, damaged);
+            if let Some(e) = self.walk_tolerant(&snapshot, prefix, 2, visit, damaged)? {
+                damaged(prefix, e);
+            }
+            return Ok(());
         }
         for first in 0..=u8::MAX {
-            self.walk_tolerant(&snapshot, &[first], 1, visit, damaged)?;
+            if let Some(e) = self.walk_tolerant(&snapshot, &[first], 1, visit, damaged)? {
+                damaged(&[first], e);
+            }
         }
         Ok(())
     }
