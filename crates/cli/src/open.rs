@@ -771,7 +771,7 @@ fn open_as(
 }
 
 /// Opens the existing store at `path` as a writer (its lock and writer
-/// lease, waited for up to `lock_wait` seconds) with `key`, a key the
+/// lease, waited for up to `lock_wait`) with `key`, a key the
 /// caller has (`seccs copy`'s source key): `check` sees the store's
 /// config first, before its backend is touched, and refuses what it
 /// must; then the key is checked against the store's check values.
