@@ -566,9 +566,10 @@ fn check_alike(source: &Store, dest: &Store) -> Result<(), MirrorError> {
 }
 
 /// When the newest version `store` holds was put: the latest of its names'
-/// records' own versions (a record's pages hold older ones). Records that
-/// do not open (verify names them) or that a newer seccs wrote are passed
-/// over.
+/// records' own versions (a record's pages hold older ones) not stamped
+/// after `now`; and how many are, which are left out (see
+/// [`MirrorReport::source_stamped_ahead`]). Records that do not open
+/// (verify names them) or that a newer seccs wrote are passed over.
 fn newest_version(store: &Store, now: u64) -> Result<(Option<u64>, u64), BackendError> {
     let (mut newest, mut ahead): (Option<u64>, u64) = (None, 0);
     store.backend().walk(
