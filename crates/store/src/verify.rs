@@ -513,10 +513,13 @@ impl Store {
             },
             Some(&mut on_damage),
         );
-        if overflow || opening.open(self, &mut nodes).is_err() {
+        if overflow {
             return Err(too_many_nodes());
         }
         walked?;
+        opening
+            .open(self, &mut nodes)
+            .map_err(|_| too_many_nodes())?;
         let assembled = self.assemble(heads, &mut pages);
         let records: Vec<catalog::Record> = assembled.records.into_iter().map(|(_, r)| r).collect();
         for version in records.iter().flat_map(|r| &r.versions) {
