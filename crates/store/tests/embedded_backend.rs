@@ -993,6 +993,34 @@ proptest! {
     }
 }
 
+/// The prefix of the keys of the damaged-block tests.
+const PREFIX: u8 = b'c';
+
+/// Key `j` of the damaged-block tests: [`PREFIX`], then 8 bytes spread
+/// over the whole range.
+fn prefixed_key(j: u64) -> Vec<u8> {
+    let mut key = vec![PREFIX];
+    key.extend_from_slice(&j.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+    key
+}
+
+/// Flips 16 bytes at `num`/`den` of the largest table file under `dir`,
+/// which damages the block there.
+fn damage_largest_table(dir: &Path, num: usize, den: usize) -> TestResult {
+    let table = walk_files(dir)
+        .into_iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "tables"))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .ok_or("no table file")?;
+    let mut bytes = std::fs::read(&table)?;
+    let at = bytes.len() * num / den;
+    for b in &mut bytes[at..at + 16] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&table, bytes)?;
+    Ok(())
+}
+
 /// A prefix walk that meets a damaged block goes on past it, range by
 /// range: the entries near the damage are reported, every other entry
 /// under the prefix is visited with its own value, and none twice. (A
@@ -1000,12 +1028,7 @@ proptest! {
 /// every name.)
 #[test]
 fn a_prefix_walk_goes_past_a_damaged_block() -> TestResult {
-    const PREFIX: u8 = b'c';
-    let key = |j: u64| {
-        let mut key = vec![PREFIX];
-        key.extend_from_slice(&j.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
-        key
-    };
+    let key = prefixed_key;
     let dir = tempfile::tempdir()?;
     {
         let backend = EmbeddedBackend::open(dir.path())?;
@@ -1018,17 +1041,7 @@ fn a_prefix_walk_goes_past_a_damaged_block() -> TestResult {
         backend.apply(&batch)?;
         backend.flush()?;
     }
-    let table = walk_files(dir.path())
-        .into_iter()
-        .filter(|p| p.components().any(|c| c.as_os_str() == "tables"))
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .ok_or("no table file")?;
-    let mut bytes = std::fs::read(&table)?;
-    let at = bytes.len() * 3 / 4;
-    for b in &mut bytes[at..at + 16] {
-        *b ^= 0x5a;
-    }
-    std::fs::write(&table, bytes)?;
+    damage_largest_table(dir.path(), 3, 4)?;
     let backend = EmbeddedBackend::open(dir.path())?;
     let strict = backend.for_each_with_prefix(&[PREFIX], &mut |_, _| Ok(()));
     assert!(strict.is_err(), "the damage is under the prefix");
@@ -1064,12 +1077,7 @@ fn a_prefix_walk_goes_past_a_damaged_block() -> TestResult {
 /// under a range reported.
 #[test]
 fn a_damaged_block_among_few_keys_is_reported_in_few_ranges() -> TestResult {
-    const PREFIX: u8 = b'c';
-    let key = |j: u64| {
-        let mut key = vec![PREFIX];
-        key.extend_from_slice(&j.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
-        key
-    };
+    let key = prefixed_key;
     let dir = tempfile::tempdir()?;
     {
         let backend = EmbeddedBackend::open(dir.path())?;
@@ -1080,17 +1088,7 @@ fn a_damaged_block_among_few_keys_is_reported_in_few_ranges() -> TestResult {
         backend.apply(&batch)?;
         backend.flush()?;
     }
-    let table = walk_files(dir.path())
-        .into_iter()
-        .filter(|p| p.components().any(|c| c.as_os_str() == "tables"))
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .ok_or("no table file")?;
-    let mut bytes = std::fs::read(&table)?;
-    let at = bytes.len() / 3;
-    for b in &mut bytes[at..at + 16] {
-        *b ^= 0x5a;
-    }
-    std::fs::write(&table, bytes)?;
+    damage_largest_table(dir.path(), 1, 3)?;
     let backend = EmbeddedBackend::open(dir.path())?;
     let mut visited = std::collections::HashSet::new();
     let mut damaged: Vec<Vec<u8>> = Vec::new();
