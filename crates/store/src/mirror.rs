@@ -492,10 +492,7 @@ fn run(
         // One thread where the source is told so (`Store::set_parallel`).
         let parallel = pool && source.is_parallel();
         progress(Phase::CheckingNewer, &report);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let newest = newest_version(source, now).map_err(MirrorError::Source)?;
+        let newest = newest_version(source, crate::store::now()).map_err(MirrorError::Source)?;
         (report.source_newest, report.source_stamped_ahead) = newest;
         if let Newer::Refuse { .. } = newer {
             let since = newer.refused_after(report.source_newest);

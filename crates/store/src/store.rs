@@ -1666,7 +1666,9 @@ fn damaged_records(n: usize) -> StoreError {
     ))
 }
 
-fn now() -> u64 {
+/// Seconds since the Unix epoch by this machine's clock: what a put
+/// stamps a version with.
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

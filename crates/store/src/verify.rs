@@ -27,66 +27,6 @@ mod node_table;
 
 use node_table::{NodeId, NodeTable, Stored};
 
-/// How many bytes of nodes a walk gathers before it opens them (a few
-/// nodes in this crate's tests, so that their walks open many groups).
-const OPEN_AT_ONCE_BYTES: usize = if cfg!(test) { 4096 } else { 4 << 20 };
-
-/// Nodes met by a walk, waiting to be opened (see [`Store::scan`]).
-struct Opening {
-    parallel: bool,
-    /// Key, sealed value and count of each.
-    pending: Vec<(Vec<u8>, Vec<u8>, u64)>,
-    /// Their keys' and values' bytes.
-    bytes: usize,
-}
-
-impl Opening {
-    /// Adds a node met by the walk, opening the group once it is large.
-    fn add(
-        &mut self,
-        store: &Store,
-        nodes: &mut NodeTable,
-        key: &[u8],
-        entry: &crate::backend::Entry,
-    ) -> std::result::Result<(), node_table::TooManyNodes> {
-        self.bytes += key.len() + entry.value.len();
-        self.pending
-            .push((key.to_vec(), entry.value.clone(), entry.count));
-        if self.bytes >= OPEN_AT_ONCE_BYTES {
-            self.open(store, nodes)?;
-        }
-        Ok(())
-    }
-
-    /// Opens every node gathered, at whichever height it authenticates,
-    /// and holds it in `nodes` with the children it lists, in walk order.
-    fn open(
-        &mut self,
-        store: &Store,
-        nodes: &mut NodeTable,
-    ) -> std::result::Result<(), node_table::TooManyNodes> {
-        let open = |(key, value, _): &(Vec<u8>, Vec<u8>, u64)| store.open_at_any_height(key, value);
-        let found: Vec<_> = match self.parallel {
-            true => self.pending.par_iter().map(open).collect(),
-            false => self.pending.iter().map(open).collect(),
-        };
-        for ((key, _, count), found) in self.pending.drain(..).zip(found) {
-            let (height, as_root, children) = match found {
-                Some((h, r, c)) => (Some(h), r, c),
-                None => (None, false, Vec::new()),
-            };
-            let stored = Stored {
-                count,
-                height,
-                as_root,
-            };
-            nodes.hold(&key, stored, children.iter().map(|c| c.digest.as_slice()))?;
-        }
-        self.bytes = 0;
-        Ok(())
-    }
-}
-
 /// How many keys verify looks up at once, as a read would.
 const LOOKUPS_AT_ONCE: usize = 65_536;
 
@@ -353,6 +293,74 @@ impl GcReport {
     }
 }
 
+/// How many bytes of nodes a walk gathers before it opens them (a few
+/// nodes in this crate's tests, so that their walks open many groups).
+const OPEN_AT_ONCE_BYTES: usize = if cfg!(test) { 4096 } else { 4 << 20 };
+
+/// Nodes met by a walk, waiting to be opened (see [`Store::scan`]).
+struct Opening {
+    parallel: bool,
+    /// Key, sealed value and count of each.
+    pending: Vec<(Vec<u8>, Vec<u8>, u64)>,
+    /// Their keys' and values' bytes.
+    bytes: usize,
+}
+
+impl Opening {
+    /// Adds a node met by the walk, opening the group once it is large.
+    fn add(
+        &mut self,
+        store: &Store,
+        nodes: &mut NodeTable,
+        key: &[u8],
+        entry: &crate::backend::Entry,
+    ) -> std::result::Result<(), node_table::TooManyNodes> {
+        self.bytes += key.len() + entry.value.len();
+        self.pending
+            .push((key.to_vec(), entry.value.clone(), entry.count));
+        if self.bytes >= OPEN_AT_ONCE_BYTES {
+            self.open(store, nodes)?;
+        }
+        Ok(())
+    }
+
+    /// Opens every node gathered, at whichever height it authenticates,
+    /// and holds it in `nodes` with the children it lists, in walk order.
+    fn open(
+        &mut self,
+        store: &Store,
+        nodes: &mut NodeTable,
+    ) -> std::result::Result<(), node_table::TooManyNodes> {
+        let open = |(key, value, _): &(Vec<u8>, Vec<u8>, u64)| store.open_at_any_height(key, value);
+        let found: Vec<_> = match self.parallel {
+            true => self.pending.par_iter().map(open).collect(),
+            false => self.pending.iter().map(open).collect(),
+        };
+        for ((key, _, count), found) in self.pending.drain(..).zip(found) {
+            let (height, as_root, children) = match found {
+                Some((h, r, c)) => (Some(h), r, c),
+                None => (None, false, Vec::new()),
+            };
+            let stored = Stored {
+                count,
+                height,
+                as_root,
+            };
+            nodes.hold(&key, stored, children.iter().map(|c| c.digest.as_slice()))?;
+        }
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
+/// A catalog record verify reports as bad, and gc removes.
+struct BadRecordKey {
+    key: Vec<u8>,
+    /// For a head that authenticates, but whose pages do not: the name it
+    /// is the record of (broken while the record is there).
+    name: Option<String>,
+}
+
 /// What a walk of the backend found.
 struct Scan {
     /// Every node held, and every digest listed by a superchunk or a
@@ -362,15 +370,12 @@ struct Scan {
     records: Vec<catalog::Record>,
     /// The keys of the readable records, for [`Store::check_lookups`].
     record_keys: Vec<Vec<u8>>,
-    /// The keys of records that do not authenticate or parse, and of
-    /// heads whose pages are missing or are not the ones they list.
-    bad_records: Vec<Vec<u8>>,
+    /// Records that do not authenticate or parse, and heads whose pages
+    /// are missing or are not the ones they list.
+    bad_records: Vec<BadRecordKey>,
     /// The keys of the pages of those heads that were found: removed with
     /// them, reported with them.
     bad_record_pages: Vec<Vec<u8>>,
-    /// Of those heads, the ones that authenticate (their pages do not):
-    /// key and name.
-    heads_with_bad_pages: HashMap<Vec<u8>, String>,
     /// The keys of pages that no head lists.
     orphan_pages: Vec<Vec<u8>>,
     /// The keys and formats of records that authenticate but that a newer
@@ -498,7 +503,10 @@ impl Store {
                         Err(StoreError::NewerFormat { found, .. }) => {
                             newer_records.push((key.to_vec(), found));
                         }
-                        Err(_) => bad_records.push(key.to_vec()),
+                        Err(_) => bad_records.push(BadRecordKey {
+                            key: key.to_vec(),
+                            name: None,
+                        }),
                     }
                     return Ok(());
                 }
@@ -528,11 +536,12 @@ impl Store {
                 .map_err(|_| too_many_nodes())?;
         }
         let mut bad_record_pages = Vec::new();
-        let mut heads_with_bad_pages = HashMap::new();
         for head in assembled.damaged {
-            bad_records.push(head.key.clone());
+            bad_records.push(BadRecordKey {
+                key: head.key,
+                name: Some(head.name),
+            });
             bad_record_pages.extend(head.pages_found);
-            heads_with_bad_pages.insert(head.key, head.name);
         }
         let mut orphan_pages: Vec<Vec<u8>> = pages.into_keys().collect();
         orphan_pages.sort();
@@ -542,7 +551,6 @@ impl Store {
             record_keys,
             bad_records,
             bad_record_pages,
-            heads_with_bad_pages,
             orphan_pages,
             newer_records,
             damaged,
@@ -595,7 +603,6 @@ impl Store {
             nodes,
             records,
             bad_records,
-            heads_with_bad_pages,
             orphan_pages,
             newer_records,
             damaged,
@@ -623,10 +630,10 @@ impl Store {
                 broken.insert(id);
             }
         }
-        for key in bad_records {
+        for record in bad_records {
             report.findings.push(Finding::BadRecord {
-                key: hex(key),
-                bad_pages: heads_with_bad_pages.contains_key(key),
+                key: hex(&record.key),
+                bad_pages: record.name.is_some(),
             });
         }
         for key in orphan_pages {
@@ -762,7 +769,7 @@ impl Store {
         // Its record is known, but not every version of it can be read.
         report
             .broken_names
-            .extend(heads_with_bad_pages.values().cloned());
+            .extend(bad_records.iter().filter_map(|r| r.name.clone()));
         report.broken_names.sort();
         report.findings.sort_by_key(|f| format!("{f:?}"));
         report
@@ -846,6 +853,7 @@ impl Store {
             for key in scan
                 .bad_records
                 .iter()
+                .map(|r| &r.key)
                 .chain(&scan.bad_record_pages)
                 .chain(&undecodable)
             {
@@ -857,16 +865,16 @@ impl Store {
             let hex = |keys: Vec<Vec<u8>>| -> Vec<String> {
                 keys.iter().map(|k| seccs_core::hexenc::encode(k)).collect()
             };
-            report.records_removed = hex(std::mem::take(&mut scan.bad_records));
+            // Their names go with them: none is broken now.
+            let removed = std::mem::take(&mut scan.bad_records);
+            report.records_removed = hex(removed.into_iter().map(|r| r.key).collect());
             scan.bad_record_pages.clear();
-            // Their names went with them: none is broken now.
-            scan.heads_with_bad_pages.clear();
             report.unreadable_records_removed = hex(undecodable);
         } else if remove_bad_records {
             report.records_left = scan
                 .bad_records
                 .iter()
-                .map(|k| seccs_core::hexenc::encode(k))
+                .map(|r| seccs_core::hexenc::encode(&r.key))
                 .collect();
         }
         if !scan.orphan_pages.is_empty() {
