@@ -67,6 +67,12 @@
 //! reports the loss instead of reading as empty. (The writer lock is an
 //! advisory lock, not a row: see *One writer*.)
 //!
+//! The store's descriptor ([`Backend::read_descriptor`]; its format is
+//! `seccs_store::descriptor`'s) is a row like it, key
+//! `\0seccs:store-descriptor` and count 0, that walks and
+//! [`Backend::usage`] skip too, written by the first writer to open the
+//! store with its parameters confirmed.
+//!
 //! # One writer
 //!
 //! [`PostgresBackend::connect_exclusive`] takes a session-level advisory
@@ -118,6 +124,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The store marker's key: no node or catalog key starts with a zero byte
 /// followed by this name.
 const MARKER_KEY: &[u8] = b"\0seccs:store-marker";
+/// The store descriptor's key (see [`Backend::read_descriptor`]): a row
+/// beside the entries, as the marker's.
+const DESCRIPTOR_KEY: &[u8] = b"\0seccs:store-descriptor";
 
 /// Where a PostgreSQL-backed store lives and how to log in.
 #[derive(Clone)]
@@ -799,7 +808,7 @@ impl PostgresBackend {
                 if !key.starts_with(prefix) {
                     return Ok(());
                 }
-                if key == MARKER_KEY {
+                if key == MARKER_KEY || key == DESCRIPTOR_KEY {
                     after = key;
                     continue;
                 }
@@ -857,6 +866,40 @@ impl Drop for PostgresBackend {
 }
 
 impl PostgresBackend {
+    /// The value of the row `key` beside the entries (the marker or the
+    /// descriptor), if there is one.
+    fn read_beside_entries(&self, key: &'static [u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        let table = &self.config.table;
+        let row = self.with_conn(async |conn, rt| {
+            rt.add(1);
+            conn.client
+                .query_opt(
+                    &format!("SELECT value FROM \"{table}\" WHERE key = $1"),
+                    &[&key],
+                )
+                .await
+        })?;
+        row.map(|row| column(&row, 0, key, "value")).transpose()
+    }
+
+    /// Writes the row `key` beside the entries (count 0), as the writer.
+    fn write_beside_entries(&self, key: &'static [u8], value: &[u8]) -> Result<(), BackendError> {
+        let table = &self.config.table;
+        self.with_writer(async |conn, rt| {
+            rt.add(1);
+            conn.client
+                .execute(
+                    &format!(
+                        "INSERT INTO \"{table}\" (key, value, count) VALUES ($1, $2, 0) \
+                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+                    ),
+                    &[&key, &value],
+                )
+                .await
+                .map(drop)
+        })
+    }
+
     /// The write statement gated on the store marker: every change happens
     /// only if the marker row holds the expected value (locked against a
     /// concurrent change until the transaction ends), and the statement
@@ -1097,35 +1140,23 @@ impl Backend for PostgresBackend {
     }
 
     fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
-        let table = &self.config.table;
-        let row = self.with_conn(async |conn, rt| {
-            rt.add(1);
-            conn.client
-                .query_opt(
-                    &format!("SELECT value FROM \"{table}\" WHERE key = $1"),
-                    &[&MARKER_KEY],
-                )
-                .await
-        })?;
-        row.map(|row| column(&row, 0, MARKER_KEY, "value"))
-            .transpose()
+        self.read_beside_entries(MARKER_KEY)
+    }
+
+    fn keeps_descriptor(&self) -> bool {
+        true
+    }
+
+    fn read_descriptor(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        self.read_beside_entries(DESCRIPTOR_KEY)
+    }
+
+    fn write_descriptor(&self, value: &[u8]) -> Result<(), BackendError> {
+        self.write_beside_entries(DESCRIPTOR_KEY, value)
     }
 
     fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
-        let table = &self.config.table;
-        self.with_writer(async |conn, rt| {
-            rt.add(1);
-            conn.client
-                .execute(
-                    &format!(
-                        "INSERT INTO \"{table}\" (key, value, count) VALUES ($1, $2, 0) \
-                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-                    ),
-                    &[&MARKER_KEY, &value],
-                )
-                .await
-                .map(drop)
-        })
+        self.write_beside_entries(MARKER_KEY, value)
     }
 
     fn remove_marker(&self) -> Result<(), BackendError> {
@@ -1151,8 +1182,9 @@ impl Backend for PostgresBackend {
         visit: &mut Visitor<'_>,
         mut damaged: Option<&mut Damaged<'_>>,
     ) -> Result<(), BackendError> {
-        // No entry has the empty key, and the marker is not an entry.
-        if !prefix.is_empty() && prefix != MARKER_KEY {
+        // No entry has the empty key, and the marker and the descriptor
+        // are not entries.
+        if !prefix.is_empty() && prefix != MARKER_KEY && prefix != DESCRIPTOR_KEY {
             match (self.get(prefix), damaged.as_mut()) {
                 (Ok(Some(entry)), _) => visit(prefix, &entry)?,
                 (Ok(None), _) => {}
@@ -1219,9 +1251,9 @@ impl Backend for PostgresBackend {
                 .query_one(
                     &format!(
                         "SELECT count(*), coalesce(sum(length(key)::int8 + length(value)::int8 + 8), 0)::int8 \
-                         FROM \"{table}\" WHERE key <> $1"
+                         FROM \"{table}\" WHERE key <> $1 AND key <> $2"
                     ),
-                    &[&MARKER_KEY],
+                    &[&MARKER_KEY, &DESCRIPTOR_KEY],
                 )
                 .await
         })?;

@@ -12,7 +12,7 @@
 //! missing key to be a no-op, and a stray header-only entry would look like a
 //! node whose value is empty).
 //!
-//! Two strings under the prefix are not entries, and every walk and
+//! Three strings under the prefix are not entries, and every walk and
 //! [`Backend::usage`] skips them by name (a node or catalog key never has
 //! their length):
 //!
@@ -22,6 +22,10 @@
 //!   nothing else (no count header, no line ending). It is written once,
 //!   by `init` or the first writer of a store made before markers, and
 //!   every batch runs only while it holds that value.
+//! - `PREFIX\0seccs:store-descriptor`, the store's descriptor
+//!   ([`Backend::read_descriptor`]; its format is
+//!   `seccs_store::descriptor`'s), written by the first writer to open the
+//!   store with its parameters confirmed, under the writer lease.
 //! - `PREFIX\0seccs:writer-lease`, the writer lease (see the `lease`
 //!   module), held only while a process has the store open for writing:
 //!   the ASCII text `TOKEN pid PID on HOST` (TOKEN 32 random lowercase hex
@@ -89,6 +93,9 @@ use lease::{LEASE_KEY, Lease};
 /// The store marker's key after the prefix (see [`Backend::read_marker`]);
 /// like the lease's, a length no entry has, and walks skip it.
 const MARKER_KEY: &[u8] = b"\0seccs:store-marker";
+/// The store descriptor's key after the prefix (see
+/// [`Backend::read_descriptor`]); a length no entry has, and walks skip it.
+const DESCRIPTOR_KEY: &[u8] = b"\0seccs:store-descriptor";
 
 const NAME: &str = "redis";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -176,7 +183,7 @@ fn reads_script_flags(info: &str) -> bool {
         .is_some_and(|major| major >= 7)
 }
 
-/// Sets the store marker (KEYS[1]) to ARGV[3], only while the writer lease
+/// Sets the store marker or descriptor (KEYS[1]) to ARGV[3], only while the writer lease
 /// (KEYS[2]) holds this writer's token ARGV[2] if ARGV[1] is `1`.
 const WRITE_MARKER_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[2]) ~= ARGV[2] then \
        return redis.error_reply('SECCSLEASE this process no longer holds the writer lease') \
@@ -457,6 +464,27 @@ impl RedisBackend {
         full
     }
 
+    /// Sets the string `PREFIX ‖ name` beside the entries (the marker or
+    /// the descriptor), only while this writer holds the lease where it
+    /// takes one.
+    fn set_beside_entries(&self, name: &[u8], value: &[u8]) -> Result<(), BackendError> {
+        if let Some(lease) = &self.lease {
+            lease.check()?;
+        }
+        let (fence, token) = self.lease_fence();
+        self.with_conn(|conn| {
+            redis::cmd("EVAL")
+                .arg(WRITE_MARKER_SCRIPT)
+                .arg(2)
+                .arg(self.key(name))
+                .arg(self.key(LEASE_KEY))
+                .arg(fence)
+                .arg(token)
+                .arg(value)
+                .query::<()>(conn)
+        })
+    }
+
     /// The apply and marker scripts' lease arguments: `1` and this
     /// writer's token if it holds the lease (so the script writes only
     /// while the server's lease key still holds that token), else `0`.
@@ -585,10 +613,11 @@ impl RedisBackend {
         let mut pattern = glob_escaped(&[&self.prefix, under].concat());
         pattern.push(b'*');
         let (lease, marker) = (self.key(LEASE_KEY), self.key(MARKER_KEY));
+        let descriptor = self.key(DESCRIPTOR_KEY);
         self.scan_matching(&pattern, |keys| {
             let keys: Vec<Vec<u8>> = keys
                 .into_iter()
-                .filter(|k| *k != lease && *k != marker)
+                .filter(|k| *k != lease && *k != marker && *k != descriptor)
                 .collect();
             if keys.is_empty() {
                 return Ok(());
@@ -899,22 +928,20 @@ impl Backend for RedisBackend {
         Ok(found)
     }
 
+    fn keeps_descriptor(&self) -> bool {
+        true
+    }
+
+    fn read_descriptor(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        self.with_conn(|conn| redis::cmd("GET").arg(self.key(DESCRIPTOR_KEY)).query(conn))
+    }
+
+    fn write_descriptor(&self, value: &[u8]) -> Result<(), BackendError> {
+        self.set_beside_entries(DESCRIPTOR_KEY, value)
+    }
+
     fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
-        if let Some(lease) = &self.lease {
-            lease.check()?;
-        }
-        let (fence, token) = self.lease_fence();
-        self.with_conn(|conn| {
-            redis::cmd("EVAL")
-                .arg(WRITE_MARKER_SCRIPT)
-                .arg(2)
-                .arg(self.key(MARKER_KEY))
-                .arg(self.key(LEASE_KEY))
-                .arg(fence)
-                .arg(token)
-                .arg(value)
-                .query::<()>(conn)
-        })
+        self.set_beside_entries(MARKER_KEY, value)
     }
 
     fn remove_marker(&self) -> Result<(), BackendError> {

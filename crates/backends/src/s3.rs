@@ -19,6 +19,10 @@
 //!   store key's check value), as ASCII, nothing else (no count header, no
 //!   line ending), written once by `init` or the first writer of a store
 //!   made before markers.
+//! - `PREFIX/store-descriptor`, the store's descriptor
+//!   ([`Backend::read_descriptor`]; its format is
+//!   `seccs_store::descriptor`'s), written by the first writer to open the
+//!   store with its parameters confirmed.
 //! - `PREFIX/writer-lease`, the writer lease (see the `lease` module), held
 //!   only while a process has the store open for writing: the ASCII text
 //!   `TOKEN pid PID on HOST until MILLIS` (TOKEN 32 random lowercase hex
@@ -26,8 +30,8 @@
 //!   name, MILLIS when it expires in milliseconds since the Unix epoch, 30 s
 //!   after its last renewal; the holder renews it every 5 s).
 //!
-//! (Without a prefix, the names are `store-marker` and `writer-lease` at the
-//! bucket's root.)
+//! (Without a prefix, the names are `store-marker`, `store-descriptor` and
+//! `writer-lease` at the bucket's root.)
 //!
 //! # Batches without transactions
 //!
@@ -90,6 +94,9 @@ use crate::own_runtime::OwnRuntime;
 /// The store marker's object (see [`Backend::read_marker`]): not hex, so
 /// never an entry's name, and listings skip it.
 const MARKER_OBJECT: &str = "store-marker";
+/// The store descriptor's object (see [`Backend::read_descriptor`]): not
+/// hex either, and listings skip it.
+const DESCRIPTOR_OBJECT: &str = "store-descriptor";
 
 const NAME: &str = "s3";
 const DEFAULT_REGION: &str = "us-east-1";
@@ -571,8 +578,14 @@ impl S3Backend {
 
     /// The marker object's value, if there is one.
     async fn fetch_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        self.fetch_beside_entries(MARKER_OBJECT).await
+    }
+
+    /// The value of the object `name` beside the entries (the marker or
+    /// the descriptor), if there is one.
+    async fn fetch_beside_entries(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
         let _request = InFlight::new(self);
-        match self.op.read(MARKER_OBJECT).await {
+        match self.op.read(name).await {
             Ok(buf) => Ok(Some(buf.to_vec())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(map_err(e)),
@@ -762,6 +775,25 @@ impl Backend for S3Backend {
         Ok(found)
     }
 
+    fn keeps_descriptor(&self) -> bool {
+        true
+    }
+
+    fn read_descriptor(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        self.run(self.fetch_beside_entries(DESCRIPTOR_OBJECT))
+    }
+
+    fn write_descriptor(&self, value: &[u8]) -> Result<(), BackendError> {
+        self.run(self.under_lease(async {
+            let _request = InFlight::new(self);
+            self.op
+                .write(DESCRIPTOR_OBJECT, value.to_vec())
+                .await
+                .map(drop)
+                .map_err(map_err)
+        }))
+    }
+
     fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
         self.run(self.under_lease(async {
             let _request = InFlight::new(self);
@@ -883,7 +915,7 @@ impl Listed {
     /// The object listed as `path` (under the store's prefix), if it is an
     /// entry whose key starts with `prefix` or a stray.
     fn of(path: &str, meta: &Metadata, prefix: &[u8]) -> Option<Self> {
-        if !meta.is_file() || matches!(path, LEASE_OBJECT | MARKER_OBJECT) {
+        if !meta.is_file() || matches!(path, LEASE_OBJECT | MARKER_OBJECT | DESCRIPTOR_OBJECT) {
             return None;
         }
         // An entry's object sits right under the prefix, named by its key

@@ -4,6 +4,14 @@
 //! no marker written (but where a store made before markers has none, as
 //! any open of it by a writer does), and config.toml is written only once
 //! the key has opened the store.
+//!
+//! The store's parameters, and a key-service store's salt, come from the
+//! descriptor its backend keeps (`seccs_store::descriptor`) where there is
+//! one: its salt is taken on trust only to derive the key, and nothing in
+//! it is used until that key authenticates it. Parameters given on the
+//! command line must then agree with it. A store whose backend keeps no
+//! descriptor (made before descriptors and not opened by a writer since)
+//! takes the parameters given, or the defaults.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,26 +20,91 @@ use anyhow::{Context, Result, bail};
 use seccs_core::SecretKey;
 use seccs_store::StoreError;
 use seccs_store::backend::Backend;
+use seccs_store::descriptor::{Descriptor, Unverified};
 use seccs_store::dir::{self, EMBEDDED, KeySource, StoreConfig, StoreDir};
-use seccs_store::{Params, Store};
+use seccs_store::{Compression, Params, Store, WrapperKind};
 
 use crate::open::{self, Access, KmsUrlFrom};
 
 /// What `init --attach` is given.
 pub struct Attach {
-    pub params: Params,
+    /// The parameters given on the command line, each where it was.
+    pub given: GivenParams,
     pub backend: String,
     /// Where the store's key is: a key file to read (relative: to the
-    /// store directory), the key service with the store's salt, or the
-    /// share network.
+    /// store directory), the key service (with the store's salt, or none
+    /// given: the descriptor's), or the share network.
     pub key: KeySource,
     pub share_password_file: Option<crate::share::PasswordFile>,
+}
+
+/// The parameters `init --attach` was given, each only where it was.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GivenParams {
+    pub chunk_size: Option<usize>,
+    pub wrapper: Option<WrapperKind>,
+    pub compression: Option<Compression>,
+}
+
+impl GivenParams {
+    /// The parameters given, with the defaults of `init` for the others.
+    fn or_defaults(&self) -> Result<Params> {
+        let defaults = Params::default();
+        Ok(Params::new(
+            self.chunk_size.unwrap_or(defaults.chunk_size()),
+            self.wrapper.unwrap_or(defaults.wrapper()),
+        )?
+        .with_compression(self.compression.unwrap_or(defaults.compression())))
+    }
+
+    /// Refuses a parameter given that is not the store's own, as its
+    /// descriptor records them.
+    fn check_against(&self, recorded: &Params) -> Result<()> {
+        let mut differ = Vec::new();
+        if let Some(n) = self.chunk_size.filter(|n| *n != recorded.chunk_size()) {
+            differ.push(format!(
+                "--chunk-size {n} (the store's is {})",
+                recorded.chunk_size()
+            ));
+        }
+        if let Some(w) = self.wrapper.filter(|w| *w != recorded.wrapper()) {
+            differ.push(format!(
+                "--wrapper {w} (the store's is {})",
+                recorded.wrapper()
+            ));
+        }
+        if let Some(c) = self.compression.filter(|c| *c != recorded.compression()) {
+            differ.push(format!(
+                "--compression {c} (the store's is {})",
+                recorded.compression()
+            ));
+        }
+        if !differ.is_empty() {
+            bail!(
+                "{} not what the store was made with, as its backend's descriptor records \
+                 it (authenticated by the key): leave them out, and the store's own are used; \
+                 nothing was written",
+                differ.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What was attached: the store's parameters, and whether they came from
+/// its backend's descriptor (else they are as given, unconfirmed).
+pub struct Attached {
+    pub params: Params,
+    pub from_descriptor: bool,
+    /// Why a descriptor the backend keeps was not used (it did not read
+    /// as one, or the key did not authenticate it), if one was not.
+    pub descriptor_note: Option<String>,
 }
 
 /// Makes `path/config.toml` for the existing store on `how.backend` whose
 /// key `how.key` gives, once that key has opened the store; on any
 /// failure, `path` is left as it was.
-pub fn attach(path: &Path, how: Attach) -> Result<()> {
+pub fn attach(path: &Path, mut how: Attach) -> Result<Attached> {
     let embedded = how.backend == EMBEDDED;
     open::check_backend_name(&how.backend)?;
     // Said before any key is fetched.
@@ -46,15 +119,59 @@ pub fn attach(path: &Path, how: Attach) -> Result<()> {
         true => EMBEDDED.to_owned(),
         false => seccs_backends::redact(&how.backend),
     };
-    let key = load_key(path, &how)?;
     // The backend before the directory: a wrong URL leaves nothing behind.
     let network = match embedded {
         true => None,
         false => Some(open::open_network_backend(&how.backend, Access::Write)?),
     };
-    let mut config = StoreConfig::new(how.params, shown.clone(), how.key.clone());
-    if let Some(backend) = &network {
-        match check_marker(backend.as_ref(), &shown, &key)? {
+    // Said only once the key has opened the store: with a wrong key, the
+    // error that says so is enough.
+    let mut descriptor_note = None;
+    let stored = read_descriptor(path, network.as_deref(), &shown, &mut descriptor_note)?;
+    if let KeySource::Kms { salt, .. } = &mut how.key
+        && salt.is_none()
+    {
+        match stored.as_ref().and_then(Unverified::claimed_kms_salt) {
+            Some(claimed) => *salt = Some(seccs_core::hexenc::encode(&claimed)),
+            None => bail!(
+                "--attach with --key-from-kms needs --kms-salt HEX here: backend {shown} keeps \
+                 no descriptor with the store's salt (a store made before descriptors, whose \
+                 last writer has not opened it since). The salt is `salt` under [key] in the \
+                 store's config.toml (32 hex digits); the store key is derived from the DEK \
+                 with it"
+            ),
+        }
+    }
+    let key = load_key(path, &how)?;
+    // The marker first: a wrong key is said as the marker says it.
+    let marker = network
+        .as_deref()
+        .map(|backend| check_marker(backend, &shown, &key))
+        .transpose()?;
+    let recorded = match stored {
+        Some(stored) => match verified(stored, &key, &how.key, &shown) {
+            Ok(recorded) => Some(recorded),
+            // Not used, and no reason to refuse: the key still has to
+            // prove itself by the marker or the store's records, and a
+            // descriptor a backend's owner changed must not keep a store
+            // from being attached.
+            Err(e) => {
+                descriptor_note = Some(format!("{e:#}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let (params, from_descriptor) = match recorded {
+        Some(recorded) => {
+            how.given.check_against(&recorded.params)?;
+            (recorded.params, true)
+        }
+        None => (how.given.or_defaults()?, false),
+    };
+    let mut config = StoreConfig::new(params, shown.clone(), how.key.clone());
+    if let Some(marker) = marker {
+        match marker {
             // Proven by the marker: recorded as a store made by init is.
             Marker::Ours => {
                 config.key_check = Some(dir::key_check(&key));
@@ -64,6 +181,14 @@ pub fn attach(path: &Path, how: Attach) -> Result<()> {
             // as its first open by a writer proves it, which marks it.
             Marker::NoneButEntries => {}
         }
+    }
+    if from_descriptor {
+        // Authenticated by the key: what a clean verify would confirm.
+        config.params_check = Some(dir::params_check(
+            &key,
+            params.chunk_size(),
+            params.wrapper().name(),
+        ));
     }
     let lock_was_there = path.join("lock").symlink_metadata().is_ok();
     let dir_was_there = path.symlink_metadata().is_ok();
@@ -81,7 +206,65 @@ pub fn attach(path: &Path, how: Attach) -> Result<()> {
             path.display()
         )));
     }
-    Ok(())
+    Ok(Attached {
+        params,
+        from_descriptor,
+        descriptor_note,
+    })
+}
+
+/// The descriptor the store's backend keeps, if any, as read: not yet
+/// authenticated.
+fn read_descriptor(
+    path: &Path,
+    network: Option<&dyn Backend>,
+    shown: &str,
+    note: &mut Option<String>,
+) -> Result<Option<Unverified>> {
+    let read = match network {
+        Some(backend) => backend.read_descriptor(),
+        None => seccs_store::backend::EmbeddedBackend::read_descriptor_in(&path.join("db")),
+    };
+    let bytes = read.with_context(|| format!("cannot read the store descriptor of {shown}"))?;
+    Ok(bytes.and_then(|bytes| match Descriptor::parse(&bytes) {
+        Ok(stored) => Some(stored),
+        // As one that does not authenticate (see `attach`).
+        Err(e) => {
+            *note = Some(format!("backend {shown}: {e}, so it is not used"));
+            None
+        }
+    }))
+}
+
+/// The descriptor, once `key` authenticates it.
+fn verified(
+    stored: Unverified,
+    key: &SecretKey,
+    source: &KeySource,
+    shown: &str,
+) -> Result<Descriptor> {
+    let claimed = stored.claimed_kms_salt();
+    stored.verify(key).map_err(|e| {
+        let salt_hint = match (source, claimed) {
+            (
+                KeySource::Kms {
+                    salt: Some(given), ..
+                },
+                Some(claimed),
+            ) if *given != seccs_core::hexenc::encode(&claimed) => {
+                format!(
+                    " (--kms-salt {given} is not the salt it records, {}: leave --kms-salt \
+                     out to use that one)",
+                    seccs_core::hexenc::encode(&claimed)
+                )
+            }
+            _ => String::new(),
+        };
+        anyhow::Error::new(e).context(format!(
+            "backend {shown} keeps a store descriptor that the key given does not \
+             authenticate{salt_hint}, so its parameters are not used: they are as given"
+        ))
+    })
 }
 
 /// What a network backend holds where a store's marker would be.

@@ -613,12 +613,16 @@ fn make(
             // Marked now, so that a second store cannot be made on the same
             // table or prefix before this one's first write.
             store_dir.check_backend_marker(backend, &key)?;
+            // So that a store whose directory is lost can be attached
+            // from its backend and key alone.
+            store_dir.keep_backend_descriptor(backend, &key)?;
         }
         if new.backend == EMBEDDED {
             // Made now, with the store: opening a store later never makes
             // one, so a database that went missing is not taken for an
             // empty store.
-            drop(store_dir.open_embedded()?);
+            let db = store_dir.open_embedded()?;
+            store_dir.keep_backend_descriptor(db.as_ref(), &key)?;
         }
         // The commit point: from here on the store is made.
         store_dir.finish()?;

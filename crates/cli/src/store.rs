@@ -24,8 +24,8 @@ removes what the stopped one made (its key file, its empty database, its marker 
 backend), says so, and makes the store afresh; a database or backend that holds entries is \
 refused and kept.\n\n\
 A store whose directory was lost (its config.toml) is opened again with `seccs init --attach`, \
-given its backend and its key, and its chunk size, wrapper and compression if not the defaults: \
-see --attach, and \"Recovering a store\" in the README."
+given its backend and its key: its chunk size, wrapper, compression and key-service salt come \
+from the descriptor its backend keeps. See --attach, and \"Recovering a store\" in the README."
 )]
 pub struct InitArgs {
     /// Make DIR/config.toml for a store that exists, whose directory was
@@ -37,17 +37,23 @@ pub struct InitArgs {
     /// needs its database kept in DIR/db. The key is read from
     /// --key-file PATH (default DIR/key), loaded from the share network
     /// (--key-from-share TAG) or fetched from the key service
-    /// (--key-from-kms URL --kek FILE --kms-salt HEX), and must open the
-    /// store, else DIR is left as it was. The backend does not record the
-    /// chunk size, wrapper and compression: give the store's own (a wrong
-    /// wrapper makes every node fail to authenticate, a wrong chunk size
-    /// may go unseen), then run `seccs verify`, which reads every node
+    /// (--key-from-kms URL --kek FILE [--kms-salt HEX]), and must open the
+    /// store, else DIR is left as it was. The chunk size, wrapper,
+    /// compression and key-service salt come from the descriptor the
+    /// backend keeps beside the store's entries (written by every writer
+    /// of a store whose parameters are confirmed), once the key
+    /// authenticates it; any given must agree with it. A store whose
+    /// backend keeps none (made before descriptors, not opened by a writer
+    /// since) takes those given, or the defaults: give the store's own (a
+    /// wrong wrapper makes every node fail to authenticate, a wrong chunk
+    /// size may go unseen), then run `seccs verify`, which reads every node
     /// with them and, when clean, records them as the store's.
     #[arg(long)]
     attach: bool,
     /// With --attach and --key-from-kms: the store's key-service salt, the
     /// 32 hex digits of `salt` under `[key]` in its config.toml (the store
-    /// key is derived from the DEK with it; without it the key is lost).
+    /// key is derived from the DEK with it). Needed only where the backend
+    /// keeps no descriptor, which records it.
     #[arg(
         long,
         value_name = "HEX",
@@ -57,18 +63,19 @@ pub struct InitArgs {
     kms_salt: Option<String>,
     /// Target chunk size S in bytes (at least twice the reference size: 48
     /// for aes-siv, 80 for the SHA-256 based wrappers; at most 1048576).
-    #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE, value_name = "N", value_parser = chunk_size_arg())]
-    chunk_size: usize,
+    /// Default: 4096 (with --attach: the store's own).
+    #[arg(long, value_name = "N", value_parser = chunk_size_arg())]
+    chunk_size: Option<usize>,
     /// How nodes are sealed: aes-siv (encrypted, default), aes-siv-dr,
     /// hmac-sha-256, hmac-sha-256-dr (authenticated, not encrypted), sha-256
     /// (integrity only).
-    #[arg(long, default_value = "aes-siv", value_name = "NAME")]
-    wrapper: WrapperKind,
+    #[arg(long, value_name = "NAME")]
+    wrapper: Option<WrapperKind>,
     /// Leaf compression: `zstd` (default, level 3), `zstd:LEVEL` (1-19) or
     /// `none`. Compressed lengths reveal how well each node compresses, as in
     /// restic and borg; `none` avoids that.
-    #[arg(long, default_value = "zstd:3", value_name = "MODE")]
-    compression: Compression,
+    #[arg(long, value_name = "MODE")]
+    compression: Option<Compression>,
     /// Where to write the new store key (mode 0600): a relative PATH is
     /// taken from the current directory, and recorded whole in the config.
     /// Default: DIR/key. With --attach: the store's kept key file, which
@@ -429,7 +436,12 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
 /// Runs `seccs init`.
 pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     let path = loc.path()?;
-    let params = Params::new(args.chunk_size, args.wrapper)?.with_compression(args.compression);
+    let defaults = Params::default();
+    let params = Params::new(
+        args.chunk_size.unwrap_or(defaults.chunk_size()),
+        args.wrapper.unwrap_or(defaults.wrapper()),
+    )?
+    .with_compression(args.compression.unwrap_or(defaults.compression()));
     // A path given is the current directory's, as --kms-ca and
     // --share-config are (recorded absolute); the default sits in DIR.
     let key_path = args
@@ -474,7 +486,8 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
         );
     }
     let salt = match (&args.key_from_kms, args.attach) {
-        (Some(_), true) => Some(kms_salt(args.kms_salt.as_deref())?),
+        // Without --kms-salt, the descriptor's (see `attach`).
+        (Some(_), true) => args.kms_salt.as_deref().map(kms_salt).transpose()?,
         (Some(_), false) => Some(new_salt()?),
         (None, _) => None,
     };
@@ -533,9 +546,9 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
         errln!(
             "seccs: created a store at {} (chunk size {}, wrapper {}, compression {}, backend {}); key held elsewhere ({})",
             path.display(),
-            args.chunk_size,
-            args.wrapper,
-            args.compression,
+            params.chunk_size(),
+            params.wrapper(),
+            params.compression(),
             shown_backend,
             if args.key_from_kms.is_some() {
                 "key service"
@@ -548,9 +561,9 @@ pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     errln!(
         "seccs: created a store at {} (chunk size {}, wrapper {}, compression {}, backend {}); key file {}",
         path.display(),
-        args.chunk_size,
-        args.wrapper,
-        args.compression,
+        params.chunk_size(),
+        params.wrapper(),
+        params.compression(),
         shown_backend,
         key_shown.display()
     );
@@ -1828,11 +1841,7 @@ pub fn stat(loc: &StoreLocation, args: StatArgs) -> Result<()> {
 /// each store made with one KEK gets a key of its own.
 /// `--kms-salt HEX`, required with --attach and --key-from-kms: 16 bytes,
 /// in lowercase hex as config.toml keeps it.
-fn kms_salt(given: Option<&str>) -> Result<String> {
-    let given = given.context(
-        "--attach with --key-from-kms needs --kms-salt HEX: the store's salt, `salt` under \
-         [key] in its config.toml (32 hex digits), from which with the DEK its key is derived",
-    )?;
+fn kms_salt(given: &str) -> Result<String> {
     match seccs_core::hexenc::decode(&given.to_ascii_lowercase()) {
         Ok(salt) if salt.len() == 16 => Ok(seccs_core::hexenc::encode(&salt)),
         _ => bail!(
@@ -1844,7 +1853,11 @@ fn kms_salt(given: Option<&str>) -> Result<String> {
 
 /// Runs `seccs init --attach`.
 fn attach(path: &Path, args: &InitArgs, key: KeySource, loc: &StoreLocation) -> Result<()> {
-    let params = Params::new(args.chunk_size, args.wrapper)?.with_compression(args.compression);
+    let given = crate::attach::GivenParams {
+        chunk_size: args.chunk_size,
+        wrapper: args.wrapper,
+        compression: args.compression,
+    };
     let key_shown = match &key {
         KeySource::File { path: key_path } if key_path.is_absolute() => {
             format!("key file {}", key_path.display())
@@ -1853,26 +1866,41 @@ fn attach(path: &Path, args: &InitArgs, key: KeySource, loc: &StoreLocation) -> 
         KeySource::Kms { .. } => "key from the key service".to_owned(),
         KeySource::Share { .. } => "key from the share network".to_owned(),
     };
-    crate::attach::attach(
+    let attached = crate::attach::attach(
         path,
         crate::attach::Attach {
-            params,
+            given,
             backend: args.backend.clone(),
             key,
             share_password_file: loc.share_password_file(),
         },
     )?;
+    let params = attached.params;
+    let shown = seccs_backends::redact(&args.backend);
+    if let Some(note) = &attached.descriptor_note {
+        errln!("seccs: note: {note}");
+    }
+    if attached.from_descriptor {
+        errln!(
+            "seccs: attached the store on backend {shown} at {} ({key_shown}), with chunk size {}, \
+             wrapper {} and compression {} as its backend's descriptor records them",
+            path.display(),
+            params.chunk_size(),
+            params.wrapper(),
+            params.compression()
+        );
+        return Ok(());
+    }
     errln!(
-        "seccs: attached the store on backend {} at {} ({key_shown}). Its chunk size {}, wrapper \
-         {} and compression {} are as given, since the backend does not record them: run \
-         `seccs verify` now, which reads every node with them and, when clean, records them as \
-         the store's (a wrong wrapper makes every node fail to authenticate; a wrong chunk size \
-         may go unseen, so give the store's own)",
-        seccs_backends::redact(&args.backend),
+        "seccs: attached the store on backend {shown} at {} ({key_shown}). Its chunk size {}, \
+         wrapper {} and compression {} are as given (or the defaults), since the backend keeps no \
+         descriptor of them: run `seccs verify` now, which reads every node with them and, when \
+         clean, records them as the store's (a wrong wrapper makes every node fail to \
+         authenticate; a wrong chunk size may go unseen, so give the store's own)",
         path.display(),
-        args.chunk_size,
-        args.wrapper,
-        args.compression
+        params.chunk_size(),
+        params.wrapper(),
+        params.compression()
     );
     Ok(())
 }

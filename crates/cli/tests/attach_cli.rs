@@ -73,11 +73,12 @@ fn keep_key(key: &Path, to: &Path) -> PathBuf {
     to.to_owned()
 }
 
-/// A Redis store whose directory is lost is attached to a new one with its
-/// kept key: every name and version reads back, verify is clean and
-/// records the parameters, and the attached config knows the backend was
-/// marked, so that a server that loses the store later is said to have
-/// lost it.
+/// A Redis store whose directory is lost, and whose backend keeps no
+/// descriptor (a store made before descriptors), is attached to a new one
+/// with its kept key and the parameters given: every name and version
+/// reads back, verify is clean and records the parameters, and the
+/// attached config knows the backend was marked, so that a server that
+/// loses the store later is said to have lost it.
 #[test]
 fn a_redis_store_whose_directory_was_lost_is_attached_and_reads_back_whole() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -89,6 +90,8 @@ fn a_redis_store_whose_directory_was_lost_is_attached_and_reads_back_whole() {
     let key = keep_key(&lost.join("key"), &tmp.path().join("kept.key"));
     let lost_config = config_of(&lost);
     std::fs::remove_dir_all(&lost).expect("rm store dir");
+    let descriptor: &[u8] = b"p:\0seccs:store-descriptor";
+    assert!(redis_command(port, &[b"DEL", descriptor]).starts_with(b":1"));
 
     // Before --attach, init names it as the way out.
     let fresh = tmp.path().join("fresh");
@@ -137,6 +140,12 @@ fn a_redis_store_whose_directory_was_lost_is_attached_and_reads_back_whole() {
         params(&verified).is_some() && params(&verified) == params(&lost_config),
         "a clean verify records the store's own parameters: {verified}"
     );
+    assert!(redis_command(port, &[b"EXISTS", descriptor]).starts_with(b":0"));
+    ok(seccs(&store).arg("verify"));
+    assert!(
+        redis_command(port, &[b"EXISTS", descriptor]).starts_with(b":1"),
+        "once they are, the next writer keeps the descriptor again"
+    );
 
     // The server loses the store: said as lost, not read as empty.
     assert!(redis_command(port, &[b"FLUSHALL"]).starts_with(b"+OK"));
@@ -144,6 +153,100 @@ fn a_redis_store_whose_directory_was_lost_is_attached_and_reads_back_whole() {
     assert!(
         err.contains("holds none of this store's data, though it did"),
         "{err}"
+    );
+}
+
+/// A Redis store made with parameters of its own is attached from its
+/// backend and key alone: its chunk size, wrapper and compression come
+/// from the descriptor its backend keeps, recorded as confirmed at once.
+/// A parameter given that is not the store's is refused; a descriptor
+/// changed on the backend is not used, and said so, and the store is
+/// attached with the parameters given, as one without a descriptor.
+#[test]
+fn a_store_is_attached_with_the_parameters_its_backends_descriptor_records() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_redis, port) = common::redis_server(tmp.path(), &[]);
+    let url = format!("redis://127.0.0.1:{port}/0?prefix=d:");
+    let made_with = [
+        "--chunk-size",
+        "2048",
+        "--wrapper",
+        "aes-siv-dr",
+        "--compression",
+        "none",
+    ];
+    let lost = tmp.path().join("lost");
+    ok(seccs(&lost)
+        .args(["init", "--backend", &url])
+        .args(made_with));
+    let kept = fill(&lost, tmp.path());
+    let key = keep_key(&lost.join("key"), &tmp.path().join("kept.key"));
+    let lost_config = config_of(&lost);
+    std::fs::remove_dir_all(&lost).expect("rm store dir");
+
+    let store = tmp.path().join("attached");
+    let attach = |given: &[&str]| {
+        let mut c = seccs(&store);
+        c.args(["init", "--attach", "--backend", &url, "--key-file"])
+            .arg(&key)
+            .args(given);
+        c
+    };
+    let err = fails(&mut attach(&["--wrapper", "aes-siv"]));
+    assert!(
+        err.contains("--wrapper aes-siv (the store's is aes-siv-dr)"),
+        "{err}"
+    );
+    assert!(!store.join("config.toml").exists(), "{err}");
+
+    let told = ok_err(&mut attach(&["--chunk-size", "2048"]));
+    assert!(
+        told.contains("chunk size 2048, wrapper aes-siv-dr and compression none as its backend's descriptor records them"),
+        "{told}"
+    );
+    let config = config_of(&store);
+    for field in ["chunk_size", "wrapper", "compression", "params_check"] {
+        let line = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{field} = ")))
+                .map(str::to_owned)
+        };
+        assert!(
+            line(&config).is_some() && line(&config) == line(&lost_config),
+            "{field}: {config}"
+        );
+    }
+    reads_back(&store, &kept);
+
+    // Changed on the backend: its MAC no longer holds.
+    let descriptor: &[u8] = b"d:\0seccs:store-descriptor";
+    let text = redis_command(port, &[b"GET", descriptor]);
+    let changed = String::from_utf8_lossy(&text).replace("chunk_size 2048", "chunk_size 4096");
+    let body = changed
+        .split_once("\r\n")
+        .map(|(_, body)| body.trim_end_matches("\r\n").to_owned())
+        .expect("a bulk reply");
+    assert!(
+        body.starts_with("seccs-store-descriptor 1\nchunk_size 4096\n"),
+        "{body}"
+    );
+    assert!(redis_command(port, &[b"SET", descriptor, body.as_bytes()]).starts_with(b"+OK"));
+    std::fs::remove_dir_all(&store).expect("rm attached dir");
+    let told = ok_err(&mut attach(&made_with));
+    assert!(
+        told.contains("keeps a store descriptor that the key given does not authenticate")
+            && told.contains("run `seccs verify` now"),
+        "{told}"
+    );
+    reads_back(&store, &kept);
+    // Its parameters now confirmed by a clean verify, the next writer puts
+    // the store's own descriptor back.
+    ok(seccs(&store).arg("verify"));
+    assert!(
+        redis_command(port, &[b"GET", descriptor])
+            .windows(15)
+            .any(|w| w == b"chunk_size 2048"),
+        "the next writer put the store's own back"
     );
 }
 
@@ -306,8 +409,9 @@ fn key_server(dir: &Path) -> KeyServer {
 }
 
 /// A store keyed by the key service, whose config.toml (and with it the
-/// salt its key is derived with) was lost but whose salt was noted, is
-/// attached with --kms-salt; without the salt, or with another, it is
+/// salt its key is derived with) was lost, is attached with the salt its
+/// backend's descriptor records. Where the backend keeps no descriptor, it
+/// is attached with --kms-salt; without the salt, or with another, it is
 /// refused and the directory gets no config.toml.
 #[test]
 fn a_key_service_store_is_attached_with_its_salt() {
@@ -349,6 +453,20 @@ fn a_key_service_store_is_attached_with_its_salt() {
         }
         c
     };
+    let told = ok_err(&mut attach(None));
+    assert!(
+        told.contains("as its backend's descriptor records them"),
+        "{told}"
+    );
+    assert!(
+        config_of(&store).contains(&format!("salt = \"{salt}\"")),
+        "the descriptor's salt"
+    );
+    reads_back(&store, &kept);
+
+    // A store made before descriptors keeps none.
+    std::fs::remove_file(store.join("config.toml")).expect("rm config");
+    std::fs::remove_file(store.join("db/seccs-store-descriptor")).expect("rm descriptor");
     let err = fails(&mut attach(None));
     assert!(err.contains("needs --kms-salt HEX"), "{err}");
     let err = fails(&mut attach(Some("abc")));

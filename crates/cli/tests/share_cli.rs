@@ -1456,7 +1456,10 @@ fn a_share_keyed_store_whose_directory_was_lost_is_attached_with_its_tag() {
     }
     let (made, err) = attach("storekey", "correct horse");
     assert!(made, "{err}");
-    assert!(err.contains("run `seccs verify` now"), "{err}");
+    assert!(
+        err.contains("as its backend's descriptor records them"),
+        "{err}"
+    );
     assert!(!attached.join("key").exists(), "no key on this machine");
     let config = std::fs::read_to_string(attached.join("config.toml")).expect("config");
     assert!(config.contains("tag = \"storekey\""), "{config}");

@@ -4083,7 +4083,7 @@ fn redis_store_with_prefix_w(tmp: &Path) -> (common::Killed, u16, PathBuf) {
 
 /// Runs `put -q TREE` of 1,500 files of 16 KiB into the Redis store
 /// `store` (its server on `port`), and once the put has stored something
-/// (beyond the marker and its lease), stops it while `meanwhile` runs and
+/// (beyond the marker, the descriptor and the lease), stops it while `meanwhile` runs and
 /// continues it: so what `meanwhile` does to the server happens before the
 /// put is done. Returns the put's output.
 fn put_dir_stopped_while(
@@ -4113,7 +4113,7 @@ fn put_dir_stopped_while(
             .parse()
             .expect("DBSIZE answers a number")
     };
-    while entries() < 3 {
+    while entries() < 4 {
         assert!(Instant::now() < deadline, "the put never stored anything");
         std::thread::sleep(Duration::from_millis(1));
     }

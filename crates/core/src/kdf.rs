@@ -22,6 +22,7 @@
 //! seccs/v1/store/catalog-index       catalog index key (names to record keys)  seccs-store catalog
 //! seccs/v1/store/key-check           config.toml key_check (16 bytes)          seccs-store dir
 //! seccs/v1/store/params-check        config.toml params_check's HMAC key       seccs-store dir
+//! seccs/v1/store/descriptor          the store descriptor's HMAC key           seccs-store descriptor
 //! seccs/v1/store/key-from-kms        a store key from a KMS DEK, salted        seccs-store dir
 //! seccs/v1/kms/kek-wrap              a DEK file's wrapping key                 seccs-kms keyfile
 //! seccs/v1/kms/named-key-wrap        a named key file's wrapping key           seccs-kms keyfile

@@ -60,6 +60,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::backend::{Backend, EmbeddedBackend};
+use crate::descriptor::Descriptor;
 use crate::error::{Result, StoreError};
 use crate::params::Params;
 use crate::store::Store;
@@ -345,6 +346,31 @@ impl StoreConfig {
     /// The store parameters, validated.
     pub fn params(&self) -> Result<Params> {
         self.params_in(Path::new("config.toml"))
+    }
+
+    /// What the store's backend keeps of this config
+    /// ([`crate::descriptor`]): its parameters, and the key-service salt
+    /// of a store keyed by the key service with one.
+    pub fn descriptor(&self) -> Result<Descriptor> {
+        let kms_salt = match &self.key {
+            KeySource::Kms {
+                salt: Some(salt), ..
+            } => Some(
+                seccs_core::hexenc::decode(salt)
+                    .ok()
+                    .and_then(|salt| salt.try_into().ok())
+                    .ok_or_else(|| {
+                        StoreError::Config(
+                            "config.toml: [key] salt is not 32 hex digits".to_owned(),
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
+        Ok(Descriptor {
+            params: self.params()?,
+            kms_salt,
+        })
     }
 
     /// The store parameters, validated; an error names `file` (the
@@ -814,6 +840,29 @@ impl StoreDir {
         }
     }
 
+    /// Writes the store's descriptor ([`crate::descriptor`]) to a backend
+    /// that keeps one, where it holds none (a store just made, one made
+    /// before descriptors, or one attached before its parameters were
+    /// confirmed) or another (changed on the backend): one read on every
+    /// writer's open, and a write only then. For `init`, once the key is
+    /// the store's and its parameters are recorded; every later open by a
+    /// writer whose key is proven and parameters confirmed does it too.
+    pub fn keep_backend_descriptor(&self, backend: &dyn Backend, key: &SecretKey) -> Result<()> {
+        if self.config.params_check.is_none() {
+            return Err(StoreError::Config(
+                "a store's descriptor is kept only once its parameters are confirmed".to_owned(),
+            ));
+        }
+        if !backend.keeps_descriptor() {
+            return Ok(());
+        }
+        let sealed = self.config.descriptor()?.seal(key);
+        if backend.read_descriptor()?.as_deref() != Some(sealed.as_slice()) {
+            backend.write_descriptor(&sealed)?;
+        }
+        Ok(())
+    }
+
     /// Writes config.toml from the config held (atomically); never from a
     /// reader's handle, which holds no lock.
     fn write_config(&self) -> Result<()> {
@@ -1143,6 +1192,11 @@ impl StoreDir {
         }
         if proven {
             store.mark_key_checked();
+        }
+        // Kept by a writer whose key is proven and whose parameters are
+        // confirmed: a descriptor then holds nothing but the store's own.
+        if proven && !self.is_reader() && self.config.params_check.is_some() {
+            self.keep_backend_descriptor(store.backend(), key)?;
         }
         let Some(lock) = &self.lock else {
             // A reader: the journal is the writers' (an entry may be a put

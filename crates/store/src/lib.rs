@@ -54,6 +54,7 @@ pub mod backend;
 pub mod bench;
 pub mod catalog;
 pub mod chunker;
+pub mod descriptor;
 pub mod dir;
 mod error;
 pub mod file_name;

@@ -749,9 +749,11 @@ fn s3_a_holder_whose_lease_object_is_gone_reports_it_lost_at_its_next_renewal() 
     Ok(())
 }
 
-/// The store marker lives beside the entries on Redis, PostgreSQL and S3,
-/// never among them, goes when the entries are wiped behind the store's
-/// back, and can be taken back by its writer (a failed init).
+/// The store marker and the store's descriptor live beside the entries on
+/// Redis, PostgreSQL and S3, never among them; the marker goes when the
+/// entries are wiped behind the store's back, and can be taken back by its
+/// writer (a failed init); the descriptor is replaced whole when written
+/// again.
 #[test]
 fn the_store_marker_is_kept_beside_the_entries_on_every_network_backend() -> TestResult {
     let redis = RedisServer::start()?;
@@ -776,6 +778,16 @@ fn the_store_marker_is_kept_beside_the_entries_on_every_network_backend() -> Tes
         assert_eq!(
             backend.read_marker()?.as_deref(),
             Some(&b"another value"[..])
+        );
+        assert!(backend.keeps_descriptor());
+        assert_eq!(backend.read_descriptor()?, None, "{}", backend.name());
+        backend.write_descriptor(b"a longer first descriptor")?;
+        backend.write_descriptor(b"descriptor")?;
+        assert_eq!(
+            backend.read_descriptor()?.as_deref(),
+            Some(&b"descriptor"[..]),
+            "{}",
+            backend.name()
         );
         assert_eq!(backend.usage()?.entries, 0, "{}", backend.name());
         backend.apply(&one_put())?;

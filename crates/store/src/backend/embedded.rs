@@ -194,6 +194,12 @@ const MARKER_UNMERGED: &[u8] =
     b"every batch of this database is in its tables, which are not merged yet\n";
 /// Where the marker's new text is written before it is renamed into place.
 const MARKER_DRAFT: &str = "seccs-ingest-only.draft";
+/// The store's descriptor ([`Backend::read_descriptor`]), beside fjall's
+/// own files in the database's directory.
+const DESCRIPTOR_FILE: &str = "seccs-store-descriptor";
+/// Where the descriptor's new text is written before it is renamed into
+/// place.
+const DESCRIPTOR_DRAFT: &str = "seccs-store-descriptor.draft";
 /// Most opens of the database one `open` makes: one that moves journaled
 /// batches into tables, and one after their journal is emptied.
 const OPEN_PASSES: usize = 2;
@@ -555,10 +561,41 @@ impl EmbeddedBackend {
         Ok(Settled::Done)
     }
 
+    /// The store descriptor ([`Backend::read_descriptor`]) kept in the
+    /// database directory `db`, read without opening the database: for a
+    /// store being attached, whose parameters it gives.
+    pub fn read_descriptor_in(db: &Path) -> Result<Option<Vec<u8>>, BackendError> {
+        let path = db.join(DESCRIPTOR_FILE);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(BackendError::other(
+                    NAME,
+                    format_args!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        };
+        // One byte more than any descriptor, so that a longer file is
+        // seen as one and refused, not cut short.
+        let limit = crate::descriptor::MAX_LEN as u64 + 1;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, limit), &mut bytes).map_err(
+            |e| BackendError::other(NAME, format_args!("cannot read {}: {e}", path.display())),
+        )?;
+        Ok(Some(bytes))
+    }
+
     /// Replaces the marker's text, atomically and durably.
     fn write_marker(&self, text: &[u8]) -> Result<(), BackendError> {
-        let draft = self.path.join(MARKER_DRAFT);
-        let marker = self.path.join(INGEST_ONLY_MARKER);
+        self.replace_file(INGEST_ONLY_MARKER, MARKER_DRAFT, text)
+    }
+
+    /// Replaces the text of the file `name` in the database's directory,
+    /// atomically and durably, through the file `draft`.
+    fn replace_file(&self, name: &str, draft: &str, text: &[u8]) -> Result<(), BackendError> {
+        let draft = self.path.join(draft);
+        let marker = self.path.join(name);
         File::create(&draft)
             .and_then(|mut f| {
                 std::io::Write::write_all(&mut f, text)?;
@@ -1064,6 +1101,18 @@ struct Pending<'a> {
 }
 
 impl Backend for EmbeddedBackend {
+    fn keeps_descriptor(&self) -> bool {
+        true
+    }
+
+    fn read_descriptor(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        Self::read_descriptor_in(&self.path)
+    }
+
+    fn write_descriptor(&self, value: &[u8]) -> Result<(), BackendError> {
+        self.replace_file(DESCRIPTOR_FILE, DESCRIPTOR_DRAFT, value)
+    }
+
     fn set_sync_each_batch(&self, sync: bool) {
         EmbeddedBackend::set_sync_each_batch(self, sync);
     }

@@ -13,6 +13,8 @@ pub struct MemoryBackend {
     /// The store marker, where the backend keeps one
     /// ([`MemoryBackend::keeping_marker`]).
     marker: Option<Mutex<Option<Vec<u8>>>>,
+    /// The store's descriptor, kept where a marker is.
+    descriptor: Option<Mutex<Option<Vec<u8>>>>,
 }
 
 impl MemoryBackend {
@@ -21,21 +23,22 @@ impl MemoryBackend {
         Self::default()
     }
 
-    /// An empty backend that keeps a store marker, as a network backend
-    /// does. For tests of what a marker decides.
+    /// An empty backend that keeps a store marker and descriptor, as a
+    /// network backend does. For tests of what a marker decides.
     pub fn keeping_marker() -> Self {
         Self {
             marker: Some(Mutex::default()),
+            descriptor: Some(Mutex::default()),
             ..Self::default()
         }
     }
 
-    /// Loses every entry and the marker at once, as a server emptied
-    /// behind the store's back. For tests.
+    /// Loses every entry, the marker and the descriptor at once, as a
+    /// server emptied behind the store's back. For tests.
     pub fn lose_everything(&self) {
         self.lock().clear();
-        if let Some(marker) = &self.marker {
-            *marker.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        for slot in [&self.marker, &self.descriptor].into_iter().flatten() {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
     }
 
@@ -99,6 +102,24 @@ impl Backend for MemoryBackend {
     fn remove_marker(&self) -> Result<(), BackendError> {
         if let Some(marker) = &self.marker {
             *marker.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        Ok(())
+    }
+
+    fn keeps_descriptor(&self) -> bool {
+        self.descriptor.is_some()
+    }
+
+    fn read_descriptor(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self
+            .descriptor
+            .as_ref()
+            .and_then(|d| d.lock().unwrap_or_else(|p| p.into_inner()).clone()))
+    }
+
+    fn write_descriptor(&self, value: &[u8]) -> Result<(), BackendError> {
+        if let Some(descriptor) = &self.descriptor {
+            *descriptor.lock().unwrap_or_else(|p| p.into_inner()) = Some(value.to_vec());
         }
         Ok(())
     }

@@ -560,6 +560,33 @@ pub trait Backend: Send + Sync {
         let _ = value;
     }
 
+    /// Whether the backend keeps the store's descriptor
+    /// ([`Backend::read_descriptor`]). False (the default) where it has no
+    /// place for one beside its entries.
+    fn keeps_descriptor(&self) -> bool {
+        false
+    }
+
+    /// The store's descriptor, if the backend holds one: the parameters
+    /// that a store's directory holds too (chunk size, wrapper, compression,
+    /// a key-service salt), kept beside the entries but not among them
+    /// (walks and [`Backend::usage`] never show it), so that a store whose
+    /// directory was lost can be attached again from its backend and key
+    /// alone. Its bytes are untrusted until the store key authenticates
+    /// them (see `seccs_store::descriptor`).
+    fn read_descriptor(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(None)
+    }
+
+    /// Writes (or replaces) the store's descriptor as a writer (under the
+    /// writer lease where the backend takes one); see
+    /// [`Backend::read_descriptor`]. A no-op (the default) where the
+    /// backend keeps none.
+    fn write_descriptor(&self, value: &[u8]) -> Result<(), BackendError> {
+        let _ = value;
+        Ok(())
+    }
+
     /// The other stores, found by their markers, whose key space nests with
     /// this one's: a store whose prefix this store's starts with, or one
     /// whose prefix starts with this store's. Their entries would mix (each
@@ -665,6 +692,15 @@ macro_rules! forward_backend {
             }
             fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
                 (**self).nested_stores()
+            }
+            fn keeps_descriptor(&self) -> bool {
+                (**self).keeps_descriptor()
+            }
+            fn read_descriptor(&self) -> Result<Option<Vec<u8>>, BackendError> {
+                (**self).read_descriptor()
+            }
+            fn write_descriptor(&self, value: &[u8]) -> Result<(), BackendError> {
+                (**self).write_descriptor(value)
             }
             fn guard_writes_with_marker(&self, value: &[u8]) {
                 (**self).guard_writes_with_marker(value)

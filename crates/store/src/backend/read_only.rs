@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::{Backend, BackendError, Batch, Damaged, Entry, Usage, Visitor};
 
 /// `inner` with every write ([`Backend::apply`], [`Backend::write_marker`],
+/// [`Backend::write_descriptor`],
 /// [`Backend::reclaim_space`]) refused.
 pub(crate) struct ReadOnly(pub(crate) Arc<dyn Backend>);
 
@@ -84,5 +85,14 @@ impl Backend for ReadOnly {
     }
     fn nested_stores(&self) -> Result<Vec<String>, BackendError> {
         self.0.nested_stores()
+    }
+    fn keeps_descriptor(&self) -> bool {
+        self.0.keeps_descriptor()
+    }
+    fn read_descriptor(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        self.0.read_descriptor()
+    }
+    fn write_descriptor(&self, _value: &[u8]) -> Result<(), BackendError> {
+        Err(self.refused())
     }
 }
