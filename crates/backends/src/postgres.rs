@@ -127,6 +127,9 @@ const MARKER_KEY: &[u8] = b"\0seccs:store-marker";
 /// The store descriptor's key (see [`Backend::read_descriptor`]): a row
 /// beside the entries, as the marker's.
 const DESCRIPTOR_KEY: &[u8] = b"\0seccs:store-descriptor";
+/// Bytes read of a row beside the entries: one more than
+/// [`MAX_BESIDE_ENTRIES`](seccs_store::backend::MAX_BESIDE_ENTRIES).
+const BESIDE_ENTRIES_READ: i32 = seccs_store::backend::MAX_BESIDE_ENTRIES as i32 + 1;
 
 /// Where a PostgreSQL-backed store lives and how to log in.
 #[derive(Clone)]
@@ -867,15 +870,18 @@ impl Drop for PostgresBackend {
 
 impl PostgresBackend {
     /// The value of the row `key` beside the entries (the marker or the
-    /// descriptor), if there is one.
+    /// descriptor), if there is one: its first [`BESIDE_ENTRIES_READ`]
+    /// bytes.
     fn read_beside_entries(&self, key: &'static [u8]) -> Result<Option<Vec<u8>>, BackendError> {
         let table = &self.config.table;
         let row = self.with_conn(async |conn, rt| {
             rt.add(1);
             conn.client
                 .query_opt(
-                    &format!("SELECT value FROM \"{table}\" WHERE key = $1"),
-                    &[&key],
+                    &format!(
+                        "SELECT substring(value from 1 for $2) FROM \"{table}\" WHERE key = $1"
+                    ),
+                    &[&key, &BESIDE_ENTRIES_READ],
                 )
                 .await
         })?;

@@ -190,6 +190,11 @@ const WRITE_MARKER_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[
      end \
      redis.call('SET', KEYS[1], ARGV[3]) \
      return 1";
+/// The first ARGV[1] + 1 bytes of the string KEYS[1] (the store marker or
+/// descriptor), or nil where there is none (`GETRANGE` alone answers an
+/// empty string for a missing key).
+const GET_BOUNDED_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
+     return redis.call('GETRANGE', KEYS[1], 0, ARGV[1])";
 /// Deletes the store marker (KEYS[1]), only while the writer lease
 /// (KEYS[2]) holds this writer's token ARGV[2] if ARGV[1] is `1`.
 const REMOVE_MARKER_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[2]) ~= ARGV[2] then \
@@ -462,6 +467,21 @@ impl RedisBackend {
         full.extend_from_slice(&self.prefix);
         full.extend_from_slice(key);
         full
+    }
+
+    /// The string `PREFIX ‖ name` beside the entries (the marker or the
+    /// descriptor), if there is one: its first
+    /// [`MAX_BESIDE_ENTRIES`](seccs_store::backend::MAX_BESIDE_ENTRIES) + 1
+    /// bytes.
+    fn get_beside_entries(&self, name: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        self.with_conn(|conn| {
+            redis::cmd("EVAL")
+                .arg(GET_BOUNDED_SCRIPT)
+                .arg(1)
+                .arg(self.key(name))
+                .arg(seccs_store::backend::MAX_BESIDE_ENTRIES)
+                .query(conn)
+        })
     }
 
     /// Sets the string `PREFIX ‖ name` beside the entries (the marker or
@@ -886,7 +906,7 @@ impl Backend for RedisBackend {
     }
 
     fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
-        self.with_conn(|conn| redis::cmd("GET").arg(self.key(MARKER_KEY)).query(conn))
+        self.get_beside_entries(MARKER_KEY)
     }
 
     fn guard_writes_with_marker(&self, value: &[u8]) {
@@ -933,7 +953,7 @@ impl Backend for RedisBackend {
     }
 
     fn read_descriptor(&self) -> Result<Option<Vec<u8>>, BackendError> {
-        self.with_conn(|conn| redis::cmd("GET").arg(self.key(DESCRIPTOR_KEY)).query(conn))
+        self.get_beside_entries(DESCRIPTOR_KEY)
     }
 
     fn write_descriptor(&self, value: &[u8]) -> Result<(), BackendError> {

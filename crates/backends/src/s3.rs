@@ -582,14 +582,45 @@ impl S3Backend {
     }
 
     /// The value of the object `name` beside the entries (the marker or
-    /// the descriptor), if there is one.
+    /// the descriptor), if there is one: its first
+    /// [`MAX_BESIDE_ENTRIES`](seccs_store::backend::MAX_BESIDE_ENTRIES) + 1
+    /// bytes.
     async fn fetch_beside_entries(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
         let _request = InFlight::new(self);
-        match self.op.read(name).await {
-            Ok(buf) => Ok(Some(buf.to_vec())),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(map_err(e)),
+        let limit = seccs_store::backend::MAX_BESIDE_ENTRIES + 1;
+        // Streamed and cut at the limit: a ranged read of an object shorter
+        // than the range fails, and a whole read of one far longer would
+        // take it all into memory.
+        let opened = async { self.op.reader(name).await?.into_bytes_stream(..).await };
+        let mut stream = match opened.await {
+            Ok(stream) => stream,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(map_err(e)),
+        };
+        let mut value = Vec::new();
+        while value.len() < limit {
+            // The stream's errors are opendal's, as `std::io::Error`s.
+            let chunk = match stream.try_next().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => {
+                    let said = e.to_string();
+                    return Err(
+                        match e.into_inner().map(|e| e.downcast::<opendal::Error>()) {
+                            Some(Ok(e)) => map_err(*e),
+                            _ => BackendError::other(
+                                NAME,
+                                format_args!("cannot read {name}: {said}"),
+                            ),
+                        },
+                    );
+                }
+            };
+            let room = limit - value.len();
+            value.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
+        Ok(Some(value))
     }
 
     /// One key's effect; the lease is checked before each of its requests.

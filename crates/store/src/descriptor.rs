@@ -46,8 +46,9 @@ use crate::wrapper::WrapperKind;
 const MAGIC: &str = "seccs-store-descriptor";
 /// The format version this build writes and reads.
 pub const VERSION: u32 = 1;
-/// The longest descriptor read: a version 1 descriptor is under 250 bytes.
-pub const MAX_LEN: usize = 4096;
+/// The longest descriptor read: a version 1 descriptor is under 250 bytes,
+/// and a backend reads no more than one byte past this.
+pub const MAX_LEN: usize = crate::backend::MAX_BESIDE_ENTRIES;
 /// The HKDF label of the descriptor's MAC key; part of the format.
 const MAC_LABEL: Label = Label::Custom("seccs/v1/store/descriptor");
 /// Bytes of a key-service salt.

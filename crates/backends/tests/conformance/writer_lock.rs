@@ -789,6 +789,23 @@ fn the_store_marker_is_kept_beside_the_entries_on_every_network_backend() -> Tes
             "{}",
             backend.name()
         );
+        // Whatever a backend's owner puts there, no more than one byte
+        // past the longest value is read; an empty one reads as empty.
+        let most = seccs_store::backend::MAX_BESIDE_ENTRIES;
+        for (value, read) in [(vec![b'x'; 1 << 20], most + 1), (Vec::new(), 0)] {
+            backend.write_descriptor(&value)?;
+            backend.write_marker(&value)?;
+            let descriptor = backend.read_descriptor()?.map(|d| d.len());
+            let marker = backend.read_marker()?.map(|m| m.len());
+            assert_eq!(
+                (descriptor, marker),
+                (Some(read), Some(read)),
+                "{}",
+                backend.name()
+            );
+        }
+        backend.write_descriptor(b"descriptor")?;
+        backend.write_marker(b"another value")?;
         assert_eq!(backend.usage()?.entries, 0, "{}", backend.name());
         backend.apply(&one_put())?;
         assert_eq!(backend.usage()?.entries, 1, "{}", backend.name());

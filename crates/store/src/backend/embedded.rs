@@ -578,7 +578,7 @@ impl EmbeddedBackend {
         };
         // One byte more than any descriptor, so that a longer file is
         // seen as one and refused, not cut short.
-        let limit = crate::descriptor::MAX_LEN as u64 + 1;
+        let limit = super::MAX_BESIDE_ENTRIES as u64 + 1;
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(file, limit), &mut bytes).map_err(
             |e| BackendError::other(NAME, format_args!("cannot read {}: {e}", path.display())),

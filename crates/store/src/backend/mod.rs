@@ -371,6 +371,12 @@ pub fn is_no_room(e: &std::io::Error) -> bool {
     )
 }
 
+/// The most bytes of a value kept beside the entries (the store marker,
+/// the descriptor) that a backend reads: one more is read, so that a longer
+/// value (a backend's owner can write anything there) is seen as too long
+/// rather than read whole into memory.
+pub const MAX_BESIDE_ENTRIES: usize = 4096;
+
 /// A key-value store that holds a content store's entries.
 ///
 /// Implementations must be safe to share between threads; the store
@@ -529,7 +535,8 @@ pub trait Backend: Send + Sync {
 
     /// The store marker, if the backend holds one: a value written once by
     /// [`Backend::write_marker`] beside the entries but not among them
-    /// (walks and [`Backend::usage`] never show it).
+    /// (walks and [`Backend::usage`] never show it). At most
+    /// [`MAX_BESIDE_ENTRIES`] + 1 bytes of it are read.
     fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
         Ok(None)
     }
@@ -573,7 +580,8 @@ pub trait Backend: Send + Sync {
     /// (walks and [`Backend::usage`] never show it), so that a store whose
     /// directory was lost can be attached again from its backend and key
     /// alone. Its bytes are untrusted until the store key authenticates
-    /// them (see `seccs_store::descriptor`).
+    /// them (see `seccs_store::descriptor`), and at most
+    /// [`MAX_BESIDE_ENTRIES`] + 1 of them are read.
     fn read_descriptor(&self) -> Result<Option<Vec<u8>>, BackendError> {
         Ok(None)
     }
