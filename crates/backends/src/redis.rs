@@ -192,8 +192,13 @@ const WRITE_MARKER_SCRIPT: &str = "if ARGV[1] == '1' and redis.call('GET', KEYS[
      return 1";
 /// The first ARGV[1] + 1 bytes of the string KEYS[1] (the store marker or
 /// descriptor), or nil where there is none (`GETRANGE` alone answers an
-/// empty string for a missing key).
-const GET_BOUNDED_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
+/// empty string for a missing key). A key of another type, which seccs
+/// never writes there (and where `GETRANGE` would fail with `WRONGTYPE`),
+/// reads as an empty string: a value that is not one, as damage, and a
+/// writer's `SET` replaces it.
+const GET_BOUNDED_SCRIPT: &str = "local t = redis.call('TYPE', KEYS[1]).ok \
+     if t == 'none' then return false end \
+     if t ~= 'string' then return '' end \
      return redis.call('GETRANGE', KEYS[1], 0, ARGV[1])";
 /// Deletes the store marker (KEYS[1]), only while the writer lease
 /// (KEYS[2]) holds this writer's token ARGV[2] if ARGV[1] is `1`.

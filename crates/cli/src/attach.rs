@@ -47,6 +47,11 @@ pub struct GivenParams {
 }
 
 impl GivenParams {
+    /// Whether every parameter was given.
+    fn all(&self) -> bool {
+        self.chunk_size.is_some() && self.wrapper.is_some() && self.compression.is_some()
+    }
+
     /// The parameters given, with the defaults of `init` for the others.
     fn or_defaults(&self) -> Result<Params> {
         let defaults = Params::default();
@@ -81,10 +86,11 @@ impl GivenParams {
         }
         if !differ.is_empty() {
             bail!(
-                "{} not what the store was made with, as its backend's descriptor records \
-                 it (authenticated by the key): leave them out, and the store's own are used; \
-                 nothing was written",
-                differ.join(", ")
+                "{}: not what the store was made with, as its backend's descriptor records it \
+                 (authenticated by the key); leave {} out, and the store's own are used. \
+                 Nothing was written",
+                differ.join(", "),
+                if differ.len() == 1 { "it" } else { "them" }
             );
         }
         Ok(())
@@ -128,18 +134,29 @@ pub fn attach(path: &Path, mut how: Attach) -> Result<Attached> {
     // error that says so is enough.
     let mut descriptor_note = None;
     let stored = read_descriptor(path, network.as_deref(), &shown, &mut descriptor_note)?;
+    let mut salt_from_descriptor = false;
     if let KeySource::Kms { salt, .. } = &mut how.key
         && salt.is_none()
     {
         match stored.as_ref().and_then(Unverified::claimed_kms_salt) {
-            Some(claimed) => *salt = Some(seccs_core::hexenc::encode(&claimed)),
-            None => bail!(
-                "--attach with --key-from-kms needs --kms-salt HEX here: backend {shown} keeps \
-                 no descriptor with the store's salt (a store made before descriptors, whose \
-                 last writer has not opened it since). The salt is `salt` under [key] in the \
-                 store's config.toml (32 hex digits); the store key is derived from the DEK \
-                 with it"
-            ),
+            Some(claimed) => {
+                *salt = Some(seccs_core::hexenc::encode(&claimed));
+                salt_from_descriptor = true;
+            }
+            None => {
+                let why = match &descriptor_note {
+                    Some(note) => format!("no store descriptor it can use ({note})"),
+                    None if stored.is_some() => "a store descriptor without a salt".to_owned(),
+                    None => "no store descriptor (a store made before descriptors, whose last \
+                             writer has not opened it since)"
+                        .to_owned(),
+                };
+                bail!(
+                    "--attach with --key-from-kms needs --kms-salt HEX here: backend {shown} \
+                     keeps {why}. The salt is `salt` under [key] in the store's config.toml \
+                     (32 hex digits); the store key is derived from the DEK with it"
+                )
+            }
         }
     }
     let key = load_key(path, &how)?;
@@ -147,9 +164,20 @@ pub fn attach(path: &Path, mut how: Attach) -> Result<Attached> {
     let marker = network
         .as_deref()
         .map(|backend| check_marker(backend, &shown, &key))
-        .transpose()?;
+        .transpose()
+        .map_err(|e| match salt_from_descriptor {
+            // The salt is the one thing taken from the descriptor before
+            // the key can authenticate it.
+            true => e.context(format!(
+                "the key-service salt was taken from the store descriptor on backend {shown}, \
+                 which nothing authenticates before the key is known: if it was changed there, \
+                 give the store's own salt with --kms-salt HEX"
+            )),
+            false => e,
+        })?;
+    let mut unauthenticated = false;
     let recorded = match stored {
-        Some(stored) => match verified(stored, &key, &how.key, &shown) {
+        Some(stored) => match verified(stored, &key, &shown) {
             Ok(recorded) => Some(recorded),
             // Not used, and no reason to refuse: the key still has to
             // prove itself by the marker or the store's records, and a
@@ -157,6 +185,7 @@ pub fn attach(path: &Path, mut how: Attach) -> Result<Attached> {
             // from being attached.
             Err(e) => {
                 descriptor_note = Some(format!("{e:#}"));
+                unauthenticated = true;
                 None
             }
         },
@@ -166,6 +195,30 @@ pub fn attach(path: &Path, mut how: Attach) -> Result<Attached> {
         Some(recorded) => {
             how.given.check_against(&recorded.params)?;
             (recorded.params, true)
+        }
+        // A descriptor there, but not one to use: the defaults may well not
+        // be the store's, and nodes put with others would be another
+        // store's, so every parameter must be given.
+        None if descriptor_note.is_some() && !how.given.all() => {
+            let why = match (unauthenticated, &marker) {
+                (true, Some(Marker::Ours)) => format!(
+                    "backend {shown} keeps a store descriptor that the key given does not \
+                     authenticate, though the key is the store's (its marker says so): the \
+                     descriptor was changed on the backend"
+                ),
+                (true, _) => format!(
+                    "backend {shown} keeps a store descriptor that the key given does not \
+                     authenticate: either the key is not this store's (a wrong key file, another \
+                     KEK or salt, another share tag?), or the descriptor was changed on the \
+                     backend"
+                ),
+                (false, _) => descriptor_note.clone().unwrap_or_default(),
+            };
+            bail!(
+                "{why}. With the store's own key, give its --chunk-size, --wrapper and \
+                 --compression (all three) to attach it, then run `seccs verify`. Nothing was \
+                 written"
+            )
         }
         None => (how.given.or_defaults()?, false),
     };
@@ -230,39 +283,18 @@ fn read_descriptor(
         Ok(stored) => Some(stored),
         // As one that does not authenticate (see `attach`).
         Err(e) => {
-            *note = Some(format!("backend {shown}: {e}, so it is not used"));
+            *note = Some(format!("{e} (on backend {shown}), so it is not used"));
             None
         }
     }))
 }
 
 /// The descriptor, once `key` authenticates it.
-fn verified(
-    stored: Unverified,
-    key: &SecretKey,
-    source: &KeySource,
-    shown: &str,
-) -> Result<Descriptor> {
-    let claimed = stored.claimed_kms_salt();
+fn verified(stored: Unverified, key: &SecretKey, shown: &str) -> Result<Descriptor> {
     stored.verify(key).map_err(|e| {
-        let salt_hint = match (source, claimed) {
-            (
-                KeySource::Kms {
-                    salt: Some(given), ..
-                },
-                Some(claimed),
-            ) if *given != seccs_core::hexenc::encode(&claimed) => {
-                format!(
-                    " (--kms-salt {given} is not the salt it records, {}: leave --kms-salt \
-                     out to use that one)",
-                    seccs_core::hexenc::encode(&claimed)
-                )
-            }
-            _ => String::new(),
-        };
         anyhow::Error::new(e).context(format!(
             "backend {shown} keeps a store descriptor that the key given does not \
-             authenticate{salt_hint}, so its parameters are not used: they are as given"
+             authenticate, so it is not used"
         ))
     })
 }

@@ -44,7 +44,9 @@ pub struct InitArgs {
     /// of a store whose parameters are confirmed), once the key
     /// authenticates it; any given must agree with it. A store whose
     /// backend keeps none (made before descriptors, not opened by a writer
-    /// since) takes those given, or the defaults: give the store's own (a
+    /// since) takes those given, or the defaults; one whose descriptor does
+    /// not read as one or authenticate needs all three given. Give the
+    /// store's own (a
     /// wrong wrapper makes every node fail to authenticate, a wrong chunk
     /// size may go unseen), then run `seccs verify`, which reads every node
     /// with them and, when clean, records them as the store's.
@@ -53,7 +55,7 @@ pub struct InitArgs {
     /// With --attach and --key-from-kms: the store's key-service salt, the
     /// 32 hex digits of `salt` under `[key]` in its config.toml (the store
     /// key is derived from the DEK with it). Needed only where the backend
-    /// keeps no descriptor, which records it.
+    /// keeps no descriptor that records it, or one changed on the backend.
     #[arg(
         long,
         value_name = "HEX",
@@ -63,17 +65,20 @@ pub struct InitArgs {
     kms_salt: Option<String>,
     /// Target chunk size S in bytes (at least twice the reference size: 48
     /// for aes-siv, 80 for the SHA-256 based wrappers; at most 1048576).
-    /// Default: 4096 (with --attach: the store's own).
+    /// Default: 4096 (with --attach: the store's own, from its backend's
+    /// descriptor).
     #[arg(long, value_name = "N", value_parser = chunk_size_arg())]
     chunk_size: Option<usize>,
     /// How nodes are sealed: aes-siv (encrypted, default), aes-siv-dr,
     /// hmac-sha-256, hmac-sha-256-dr (authenticated, not encrypted), sha-256
-    /// (integrity only).
+    /// (integrity only). With --attach: the store's own, from its backend's
+    /// descriptor.
     #[arg(long, value_name = "NAME")]
     wrapper: Option<WrapperKind>,
     /// Leaf compression: `zstd` (default, level 3), `zstd:LEVEL` (1-19) or
     /// `none`. Compressed lengths reveal how well each node compresses, as in
-    /// restic and borg; `none` avoids that.
+    /// restic and borg; `none` avoids that. With --attach: the store's own,
+    /// from its backend's descriptor.
     #[arg(long, value_name = "MODE")]
     compression: Option<Compression>,
     /// Where to write the new store key (mode 0600): a relative PATH is
@@ -1891,12 +1896,16 @@ fn attach(path: &Path, args: &InitArgs, key: KeySource, loc: &StoreLocation) -> 
         );
         return Ok(());
     }
+    let why = match attached.descriptor_note {
+        Some(_) => "the backend's descriptor of them was not used (see the note above)",
+        None => "the backend keeps no descriptor of them",
+    };
     errln!(
         "seccs: attached the store on backend {shown} at {} ({key_shown}). Its chunk size {}, \
-         wrapper {} and compression {} are as given (or the defaults), since the backend keeps no \
-         descriptor of them: run `seccs verify` now, which reads every node with them and, when \
-         clean, records them as the store's (a wrong wrapper makes every node fail to \
-         authenticate; a wrong chunk size may go unseen, so give the store's own)",
+         wrapper {} and compression {} are as given (or the defaults), since {why}: run `seccs \
+         verify` now, which reads every node with them and, when clean, records them as the \
+         store's (a wrong wrapper makes every node fail to authenticate; a wrong chunk size may \
+         go unseen, so give the store's own)",
         path.display(),
         params.chunk_size(),
         params.wrapper(),

@@ -230,23 +230,85 @@ fn a_store_is_attached_with_the_parameters_its_backends_descriptor_records() {
         body.starts_with("seccs-store-descriptor 1\nchunk_size 4096\n"),
         "{body}"
     );
+    let original = String::from_utf8_lossy(&text)
+        .split_once("\r\n")
+        .map(|(_, body)| body.trim_end_matches("\r\n").as_bytes().to_vec())
+        .expect("a bulk reply");
     assert!(redis_command(port, &[b"SET", descriptor, body.as_bytes()]).starts_with(b"+OK"));
     std::fs::remove_dir_all(&store).expect("rm attached dir");
+    // Not used; and without every parameter given, the defaults are not
+    // taken for the store's.
+    let err = fails(&mut attach(&["--chunk-size", "2048"]));
+    assert!(
+        err.contains("keeps a store descriptor that the key given does not authenticate")
+            && err.contains("though the key is the store's (its marker says so)")
+            && err.contains("(all three)"),
+        "{err}"
+    );
+    assert!(!store.join("config.toml").exists(), "{err}");
     let told = ok_err(&mut attach(&made_with));
     assert!(
         told.contains("keeps a store descriptor that the key given does not authenticate")
             && told.contains("run `seccs verify` now"),
         "{told}"
     );
+    // Another directory attached meanwhile with parameters that are not
+    // the store's: taken as given while no descriptor says otherwise.
+    let wrong = tmp.path().join("wrong");
+    ok_err(
+        seccs(&wrong)
+            .args(["init", "--attach", "--backend", &url, "--key-file"])
+            .arg(&key)
+            .args([
+                "--chunk-size",
+                "4096",
+                "--wrapper",
+                "aes-siv",
+                "--compression",
+                "zstd:3",
+            ]),
+    );
+    // The store's own descriptor back: the wrong parameters are refused
+    // before anything is written with them, the right ones confirmed by
+    // the next writer, with no verify.
+    assert!(redis_command(port, &[b"SET", descriptor, &original]).starts_with(b"+OK"));
+    let file = tmp.path().join("late.txt");
+    std::fs::write(&file, b"late").expect("write");
+    let err = fails(seccs(&wrong).arg("put").arg(&file).args(["--name", "late"]));
+    assert!(
+        err.contains("its backend's descriptor, authenticated by the key, records chunk_size = 2048 and wrapper = \"aes-siv-dr\""),
+        "{err}"
+    );
+    assert!(!config_of(&store).contains("params_check"));
+    ok(seccs(&store).arg("put").arg(&file).args(["--name", "late"]));
+    let confirmed = config_of(&store);
+    let params = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("params_check = "))
+            .map(str::to_owned)
+    };
+    assert!(
+        params(&confirmed).is_some() && params(&confirmed) == params(&lost_config),
+        "{confirmed}"
+    );
     reads_back(&store, &kept);
-    // Its parameters now confirmed by a clean verify, the next writer puts
-    // the store's own descriptor back.
+    assert!(
+        redis_command(port, &[b"GET", descriptor])
+            .windows(15)
+            .any(|w| w == b"chunk_size 2048"),
+        "the store's own descriptor is kept"
+    );
+
+    // A key of another type where the descriptor is (nothing seccs
+    // writes) reads as no descriptor, and the next writer replaces it.
+    assert!(redis_command(port, &[b"DEL", descriptor]).starts_with(b":1"));
+    assert!(redis_command(port, &[b"RPUSH", descriptor, b"a"]).starts_with(b":1"));
     ok(seccs(&store).arg("verify"));
     assert!(
         redis_command(port, &[b"GET", descriptor])
             .windows(15)
             .any(|w| w == b"chunk_size 2048"),
-        "the next writer put the store's own back"
+        "replaced"
     );
 }
 
@@ -316,7 +378,14 @@ fn attach_refuses_a_wrong_key_or_an_unmarked_backend_and_leaves_nothing() {
 fn an_embedded_store_kept_as_its_db_and_key_is_attached_and_reads_back_whole() {
     let tmp = tempfile::tempdir().expect("tmp");
     let store = tmp.path().join("store");
-    let params = ["--chunk-size", "8192", "--wrapper", "hmac-sha-256"];
+    let params = [
+        "--chunk-size",
+        "8192",
+        "--wrapper",
+        "hmac-sha-256",
+        "--compression",
+        "zstd:3",
+    ];
     ok(seccs(&store).arg("init").args(params));
     let kept = fill(&store, tmp.path());
     std::fs::remove_file(store.join("config.toml")).expect("rm config");
@@ -335,6 +404,15 @@ fn an_embedded_store_kept_as_its_db_and_key_is_attached_and_reads_back_whole() {
             .args(params),
     );
     assert!(err.contains("does not open this store"), "{err}");
+    assert!(!store.join("config.toml").exists(), "{err}");
+    // Without the parameters, the descriptor the other key cannot
+    // authenticate is not taken for the store's, nor are the defaults.
+    let err = fails(
+        seccs(&store)
+            .args(["init", "--attach", "--key-file"])
+            .arg(other.join("key")),
+    );
+    assert!(err.contains("either the key is not this store's"), "{err}");
     assert!(!store.join("config.toml").exists(), "{err}");
 
     let told = ok_err(seccs(&store).args(["init", "--attach"]).args(params));
@@ -500,6 +578,9 @@ fn a_redis_store_made_before_markers_is_attached_by_its_records_and_marked() {
     let key = keep_key(&lost.join("key"), &tmp.path().join("kept.key"));
     std::fs::remove_dir_all(&lost).expect("rm store dir");
     assert!(redis_command(port, &[b"DEL", marker]).starts_with(b":1"));
+    // Nor a descriptor, as a build before either made none.
+    let descriptor: &[u8] = b"old:\0seccs:store-descriptor";
+    assert!(redis_command(port, &[b"DEL", descriptor]).starts_with(b":1"));
 
     let other = tmp.path().join("other");
     ok(seccs(&other).arg("init"));

@@ -840,6 +840,51 @@ impl StoreDir {
         }
     }
 
+    /// Holds parameters not yet confirmed (a store attached with the
+    /// parameters given, or made before parameter checks) against the
+    /// descriptor the backend keeps, once the key authenticates it: refused
+    /// where the chunk size or wrapper differ, since every node written
+    /// with them would be another store's; confirmed (recorded, by a
+    /// writer) where they agree. A descriptor that does not read as one or
+    /// does not authenticate confirms and refuses nothing.
+    fn check_params_against_descriptor(
+        &mut self,
+        backend: &dyn Backend,
+        key: &SecretKey,
+    ) -> Result<()> {
+        if !backend.keeps_descriptor() {
+            return Ok(());
+        }
+        let Some(bytes) = backend.read_descriptor()? else {
+            return Ok(());
+        };
+        let Ok(recorded) = Descriptor::parse(&bytes).and_then(|read| read.verify(key)) else {
+            return Ok(());
+        };
+        let (ours, theirs) = (self.config.params()?, recorded.params);
+        if (ours.chunk_size(), ours.wrapper()) != (theirs.chunk_size(), theirs.wrapper()) {
+            return Err(StoreError::Config(format!(
+                "{} holds chunk_size = {} and wrapper = {:?}, which are not what the store was \
+                 made with: its backend's descriptor, authenticated by the key, records \
+                 chunk_size = {} and wrapper = {:?}. Every node is made with them: put those \
+                 values in config.toml, or attach the store again without giving them. Nothing \
+                 was written",
+                self.path.join("config.toml").display(),
+                ours.chunk_size(),
+                ours.wrapper().name(),
+                theirs.chunk_size(),
+                theirs.wrapper().name()
+            )));
+        }
+        if !self.is_reader() {
+            self.config.params_check =
+                Some(params_check(key, ours.chunk_size(), &self.config.wrapper));
+            self.unconfirmed_params_check = None;
+            self.write_config()?;
+        }
+        Ok(())
+    }
+
     /// Writes the store's descriptor ([`crate::descriptor`]) to a backend
     /// that keeps one, where it holds none (a store just made, one made
     /// before descriptors, or one attached before its parameters were
@@ -1192,6 +1237,9 @@ impl StoreDir {
         }
         if proven {
             store.mark_key_checked();
+        }
+        if proven && self.config.params_check.is_none() {
+            self.check_params_against_descriptor(store.backend(), key)?;
         }
         // Kept by a writer whose key is proven and whose parameters are
         // confirmed: a descriptor then holds nothing but the store's own.

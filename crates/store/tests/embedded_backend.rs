@@ -1767,3 +1767,42 @@ fn a_stray_directory_among_the_keyspaces_is_corrupt_not_an_abort() -> TestResult
     std::fs::create_dir(dir.path().join("keyspaces").join("stray"))?;
     expect_corrupt(dir.path(), "keyspaces/stray")
 }
+
+/// The store's descriptor is a file beside the database's own: written
+/// whole, read no further than one byte past the longest, never among the
+/// entries; and what is not a file there (a FIFO, a directory) reads as an
+/// empty value at once, never blocking the open that reads it.
+#[test]
+fn the_descriptor_is_a_file_beside_the_tables_and_nothing_else_there_blocks() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("db");
+    let backend = EmbeddedBackend::open(&db)?;
+    assert!(backend.keeps_descriptor());
+    assert_eq!(backend.read_descriptor()?, None);
+    backend.write_descriptor(&vec![b'x'; 1 << 16])?;
+    let most = seccs_store::backend::MAX_BESIDE_ENTRIES;
+    assert_eq!(backend.read_descriptor()?.map(|d| d.len()), Some(most + 1));
+    backend.write_descriptor(b"descriptor")?;
+    assert_eq!(
+        EmbeddedBackend::read_descriptor_in(&db)?.as_deref(),
+        Some(&b"descriptor"[..])
+    );
+    assert!(all_entries(&backend)?.is_empty());
+    assert_eq!(backend.usage()?.entries, 0);
+
+    let path = db.join("seccs-store-descriptor");
+    std::fs::remove_file(&path)?;
+    let made = std::process::Command::new("mkfifo").arg(&path).status()?;
+    assert!(made.success(), "mkfifo");
+    assert_eq!(backend.read_descriptor()?, Some(Vec::new()), "a FIFO");
+    // The next writer replaces it.
+    backend.write_descriptor(b"descriptor")?;
+    assert_eq!(
+        backend.read_descriptor()?.as_deref(),
+        Some(&b"descriptor"[..])
+    );
+    std::fs::remove_file(&path)?;
+    std::fs::create_dir(&path)?;
+    assert_eq!(backend.read_descriptor()?, Some(Vec::new()), "a directory");
+    Ok(())
+}

@@ -566,7 +566,16 @@ impl EmbeddedBackend {
     /// store being attached, whose parameters it gives.
     pub fn read_descriptor_in(db: &Path) -> Result<Option<Vec<u8>>, BackendError> {
         let path = db.join(DESCRIPTOR_FILE);
-        let file = match File::open(&path) {
+        // Without blocking: a FIFO put there must not hang the open.
+        let opened = std::os::unix::fs::OpenOptionsExt::custom_flags(
+            File::options().read(true),
+            rustix::fs::OFlags::NONBLOCK.bits() as i32,
+        )
+        .open(&path);
+        let file = match opened {
+            // Anything but a file is no descriptor: read as an empty
+            // value, which is not one, and replaced by the next writer.
+            Ok(file) if !file.metadata().is_ok_and(|m| m.is_file()) => return Ok(Some(Vec::new())),
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
