@@ -581,6 +581,19 @@ impl S3Backend {
         self.fetch_beside_entries(MARKER_OBJECT).await
     }
 
+    /// Writes the object `name` beside the entries (the marker or the
+    /// descriptor), under the writer lease.
+    fn write_beside_entries(&self, name: &str, value: &[u8]) -> Result<(), BackendError> {
+        self.run(self.under_lease(async {
+            let _request = InFlight::new(self);
+            self.op
+                .write(name, value.to_vec())
+                .await
+                .map(drop)
+                .map_err(map_err)
+        }))
+    }
+
     /// The value of the object `name` beside the entries (the marker or
     /// the descriptor), if there is one: its first
     /// [`MAX_BESIDE_ENTRIES`](seccs_store::backend::MAX_BESIDE_ENTRIES) + 1
@@ -815,25 +828,11 @@ impl Backend for S3Backend {
     }
 
     fn write_descriptor(&self, value: &[u8]) -> Result<(), BackendError> {
-        self.run(self.under_lease(async {
-            let _request = InFlight::new(self);
-            self.op
-                .write(DESCRIPTOR_OBJECT, value.to_vec())
-                .await
-                .map(drop)
-                .map_err(map_err)
-        }))
+        self.write_beside_entries(DESCRIPTOR_OBJECT, value)
     }
 
     fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
-        self.run(self.under_lease(async {
-            let _request = InFlight::new(self);
-            self.op
-                .write(MARKER_OBJECT, value.to_vec())
-                .await
-                .map(drop)
-                .map_err(map_err)
-        }))
+        self.write_beside_entries(MARKER_OBJECT, value)
     }
 
     fn remove_marker(&self) -> Result<(), BackendError> {

@@ -61,6 +61,13 @@ fn reads_back(store: &Path, kept: &Contents) {
     ok(seccs(store).arg("verify"));
 }
 
+/// The line of `field` in a config.toml's text, if there is one.
+fn config_line(text: &str, field: &str) -> Option<String> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{field} = ")))
+        .map(str::to_owned)
+}
+
 fn config_of(store: &Path) -> String {
     std::fs::read_to_string(store.join("config.toml")).expect("config.toml")
 }
@@ -131,11 +138,7 @@ fn a_redis_store_whose_directory_was_lost_is_attached_and_reads_back_whole() {
     );
     reads_back(&store, &kept);
     let verified = config_of(&store);
-    let params = |text: &str| {
-        text.lines()
-            .find(|l| l.starts_with("params_check = "))
-            .map(str::to_owned)
-    };
+    let params = |text: &str| config_line(text, "params_check");
     assert!(
         params(&verified).is_some() && params(&verified) == params(&lost_config),
         "a clean verify records the store's own parameters: {verified}"
@@ -206,11 +209,7 @@ fn a_store_is_attached_with_the_parameters_its_backends_descriptor_records() {
     );
     let config = config_of(&store);
     for field in ["chunk_size", "wrapper", "compression", "params_check"] {
-        let line = |text: &str| {
-            text.lines()
-                .find(|l| l.starts_with(&format!("{field} = ")))
-                .map(str::to_owned)
-        };
+        let line = |text: &str| config_line(text, field);
         assert!(
             line(&config).is_some() && line(&config) == line(&lost_config),
             "{field}: {config}"
@@ -282,11 +281,7 @@ fn a_store_is_attached_with_the_parameters_its_backends_descriptor_records() {
     assert!(!config_of(&store).contains("params_check"));
     ok(seccs(&store).arg("put").arg(&file).args(["--name", "late"]));
     let confirmed = config_of(&store);
-    let params = |text: &str| {
-        text.lines()
-            .find(|l| l.starts_with("params_check = "))
-            .map(str::to_owned)
-    };
+    let params = |text: &str| config_line(text, "params_check");
     assert!(
         params(&confirmed).is_some() && params(&confirmed) == params(&lost_config),
         "{confirmed}"

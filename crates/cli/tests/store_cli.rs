@@ -5498,7 +5498,16 @@ fn a_changed_chunk_size_or_wrapper_in_the_config_is_refused_at_open() {
         legacy.replace("wrapper = \"aes-siv\"", "wrapper = \"aes-siv-dr\""),
     )
     .expect("write");
-    // Without the check, verify is the only help: it asks.
+    // Without the check, the descriptor the store's backend keeps, which
+    // the key authenticates, still tells the wrapper changed.
+    let err = fails(seccs(&store).arg("verify"));
+    assert!(
+        err.contains("its backend's descriptor, authenticated by the key, records chunk_size = 4096 and wrapper = \"aes-siv\""),
+        "{err}"
+    );
+    // Without either (a store made by a build before both), verify is the
+    // only help: it asks.
+    std::fs::remove_file(store.join("db/seccs-store-descriptor")).expect("rm descriptor");
     let err = fails(seccs(&store).arg("verify"));
     assert!(
         err.contains(
@@ -5558,6 +5567,8 @@ fn verify_asks_about_the_wrapper_only_of_a_store_without_params_check() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&config, legacy).expect("write");
+    // A store made before parameter checks and descriptors.
+    std::fs::remove_file(store.join("db/seccs-store-descriptor")).expect("rm descriptor");
     let err = fails(seccs(&store).arg("verify"));
     assert!(err.contains(question), "{err}");
 }
