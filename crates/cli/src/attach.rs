@@ -53,7 +53,7 @@ impl GivenParams {
     }
 
     /// The parameters given, with the defaults of `init` for the others.
-    fn or_defaults(&self) -> Result<Params> {
+    pub fn or_defaults(&self) -> Result<Params> {
         let defaults = Params::default();
         Ok(Params::new(
             self.chunk_size.unwrap_or(defaults.chunk_size()),
@@ -130,25 +130,24 @@ pub fn attach(path: &Path, mut how: Attach) -> Result<Attached> {
         true => None,
         false => Some(open::open_network_backend(&how.backend, Access::Write)?),
     };
-    // Said only once the key has opened the store: with a wrong key, the
-    // error that says so is enough.
-    let mut descriptor_note = None;
-    let stored = read_descriptor(path, network.as_deref(), &shown, &mut descriptor_note)?;
+    let stored = read_descriptor(path, network.as_deref(), &shown)?;
     let mut salt_from_descriptor = false;
     if let KeySource::Kms { salt, .. } = &mut how.key
         && salt.is_none()
     {
-        match stored.as_ref().and_then(Unverified::claimed_kms_salt) {
+        match stored.claimed_kms_salt() {
             Some(claimed) => {
                 *salt = Some(seccs_core::hexenc::encode(&claimed));
                 salt_from_descriptor = true;
             }
             None => {
-                let why = match &descriptor_note {
-                    Some(note) => format!("no store descriptor it can use ({note})"),
-                    None if stored.is_some() => "a store descriptor without a salt".to_owned(),
-                    None => "no store descriptor (a store made before descriptors, whose last \
-                             writer has not opened it since)"
+                let why = match &stored {
+                    Stored::Unreadable(note) => {
+                        format!("no store descriptor it can use ({note})")
+                    }
+                    Stored::Read(_) => "a store descriptor without a salt".to_owned(),
+                    Stored::Absent => "no store descriptor (a store made before descriptors, \
+                         whose last writer has not opened it since)"
                         .to_owned(),
                 };
                 bail!(
@@ -175,52 +174,40 @@ pub fn attach(path: &Path, mut how: Attach) -> Result<Attached> {
             )),
             false => e,
         })?;
-    let mut unauthenticated = false;
-    let recorded = match stored {
-        Some(stored) => match verified(stored, &key, &shown) {
-            Ok(recorded) => Some(recorded),
-            // Not used, and no reason to refuse: the key still has to
-            // prove itself by the marker or the store's records, and a
-            // descriptor a backend's owner changed must not keep a store
-            // from being attached.
-            Err(e) => {
-                descriptor_note = Some(format!("{e:#}"));
-                unauthenticated = true;
-                None
+    // A descriptor that does not authenticate is not used, and no reason
+    // to refuse on its own: the key still has to prove itself by the
+    // marker or the store's records, and a descriptor a backend's owner
+    // changed must not keep a store from being attached.
+    let unauthenticated = format!(
+        "backend {shown} keeps a store descriptor that the key given does not authenticate"
+    );
+    let (params, from_descriptor, descriptor_note) = match stored {
+        Stored::Read(read) => match read.verify(&key) {
+            Ok(recorded) => {
+                how.given.check_against(&recorded.params)?;
+                (recorded.params, true, None)
+            }
+            Err(_) => {
+                let why = match marker {
+                    Some(Marker::Ours) => {
+                        ", though the key is the store's (its marker says so): the descriptor \
+                         was changed on the backend"
+                    }
+                    _ => {
+                        ": either the key is not this store's (a wrong key file, another KEK or \
+                          salt, another share tag?), or the descriptor was changed on the backend"
+                    }
+                };
+                let params = all_given(&how.given, &format!("{unauthenticated}{why}"))?;
+                (
+                    params,
+                    false,
+                    Some(format!("{unauthenticated}, so it is not used")),
+                )
             }
         },
-        None => None,
-    };
-    let (params, from_descriptor) = match recorded {
-        Some(recorded) => {
-            how.given.check_against(&recorded.params)?;
-            (recorded.params, true)
-        }
-        // A descriptor there, but not one to use: the defaults may well not
-        // be the store's, and nodes put with others would be another
-        // store's, so every parameter must be given.
-        None if descriptor_note.is_some() && !how.given.all() => {
-            let why = match (unauthenticated, &marker) {
-                (true, Some(Marker::Ours)) => format!(
-                    "backend {shown} keeps a store descriptor that the key given does not \
-                     authenticate, though the key is the store's (its marker says so): the \
-                     descriptor was changed on the backend"
-                ),
-                (true, _) => format!(
-                    "backend {shown} keeps a store descriptor that the key given does not \
-                     authenticate: either the key is not this store's (a wrong key file, another \
-                     KEK or salt, another share tag?), or the descriptor was changed on the \
-                     backend"
-                ),
-                (false, _) => descriptor_note.clone().unwrap_or_default(),
-            };
-            bail!(
-                "{why}. With the store's own key, give its --chunk-size, --wrapper and \
-                 --compression (all three) to attach it, then run `seccs verify`. Nothing was \
-                 written"
-            )
-        }
-        None => (how.given.or_defaults()?, false),
+        Stored::Unreadable(note) => (all_given(&how.given, &note)?, false, Some(note)),
+        Stored::Absent => (how.given.or_defaults()?, false, None),
     };
     let mut config = StoreConfig::new(params, shown.clone(), how.key.clone());
     if let Some(marker) = marker {
@@ -266,37 +253,51 @@ pub fn attach(path: &Path, mut how: Attach) -> Result<Attached> {
     })
 }
 
-/// The descriptor the store's backend keeps, if any, as read: not yet
-/// authenticated.
-fn read_descriptor(
-    path: &Path,
-    network: Option<&dyn Backend>,
-    shown: &str,
-    note: &mut Option<String>,
-) -> Result<Option<Unverified>> {
+/// What the store's backend keeps where its descriptor would be.
+enum Stored {
+    /// Nothing: a store made before descriptors.
+    Absent,
+    /// Something that does not read as a descriptor, and why (a note).
+    Unreadable(String),
+    /// A descriptor, not yet authenticated.
+    Read(Unverified),
+}
+
+impl Stored {
+    /// The salt a descriptor claims, untrusted (see `Unverified`).
+    fn claimed_kms_salt(&self) -> Option<[u8; 16]> {
+        match self {
+            Stored::Read(read) => read.claimed_kms_salt(),
+            Stored::Absent | Stored::Unreadable(_) => None,
+        }
+    }
+}
+
+fn read_descriptor(path: &Path, network: Option<&dyn Backend>, shown: &str) -> Result<Stored> {
     let read = match network {
         Some(backend) => backend.read_descriptor(),
         None => seccs_store::backend::EmbeddedBackend::read_descriptor_in(&path.join("db")),
     };
     let bytes = read.with_context(|| format!("cannot read the store descriptor of {shown}"))?;
-    Ok(bytes.and_then(|bytes| match Descriptor::parse(&bytes) {
-        Ok(stored) => Some(stored),
-        // As one that does not authenticate (see `attach`).
-        Err(e) => {
-            *note = Some(format!("{e} (on backend {shown}), so it is not used"));
-            None
-        }
-    }))
+    Ok(match bytes.map(|bytes| Descriptor::parse(&bytes)) {
+        None => Stored::Absent,
+        Some(Ok(read)) => Stored::Read(read),
+        Some(Err(e)) => Stored::Unreadable(format!("{e} (on backend {shown}), so it is not used")),
+    })
 }
 
-/// The descriptor, once `key` authenticates it.
-fn verified(stored: Unverified, key: &SecretKey, shown: &str) -> Result<Descriptor> {
-    stored.verify(key).map_err(|e| {
-        anyhow::Error::new(e).context(format!(
-            "backend {shown} keeps a store descriptor that the key given does not \
-             authenticate, so it is not used"
-        ))
-    })
+/// The parameters given where a descriptor is there but not one to use:
+/// the defaults may well not be the store's, and nodes put with others
+/// would be another store's, so every parameter must be given.
+fn all_given(given: &GivenParams, why: &str) -> Result<Params> {
+    if !given.all() {
+        bail!(
+            "{why}. With the store's own key, give its --chunk-size, --wrapper and \
+             --compression (all three) to attach it, then run `seccs verify`. Nothing was \
+             written"
+        );
+    }
+    given.or_defaults()
 }
 
 /// What a network backend holds where a store's marker would be.

@@ -441,12 +441,7 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
 /// Runs `seccs init`.
 pub fn init(loc: &StoreLocation, args: InitArgs) -> Result<()> {
     let path = loc.path()?;
-    let defaults = Params::default();
-    let params = Params::new(
-        args.chunk_size.unwrap_or(defaults.chunk_size()),
-        args.wrapper.unwrap_or(defaults.wrapper()),
-    )?
-    .with_compression(args.compression.unwrap_or(defaults.compression()));
+    let params = given_params(&args).or_defaults()?;
     // A path given is the current directory's, as --kms-ca and
     // --share-config are (recorded absolute); the default sits in DIR.
     let key_path = args
@@ -1856,13 +1851,18 @@ fn kms_salt(given: &str) -> Result<String> {
     }
 }
 
-/// Runs `seccs init --attach`.
-fn attach(path: &Path, args: &InitArgs, key: KeySource, loc: &StoreLocation) -> Result<()> {
-    let given = crate::attach::GivenParams {
+/// The parameters `init` was given, each only where it was.
+fn given_params(args: &InitArgs) -> crate::attach::GivenParams {
+    crate::attach::GivenParams {
         chunk_size: args.chunk_size,
         wrapper: args.wrapper,
         compression: args.compression,
-    };
+    }
+}
+
+/// Runs `seccs init --attach`.
+fn attach(path: &Path, args: &InitArgs, key: KeySource, loc: &StoreLocation) -> Result<()> {
+    let given = given_params(args);
     let key_shown = match &key {
         KeySource::File { path: key_path } if key_path.is_absolute() => {
             format!("key file {}", key_path.display())

@@ -849,16 +849,13 @@ impl StoreDir {
     /// does not authenticate confirms and refuses nothing.
     fn check_params_against_descriptor(
         &mut self,
-        backend: &dyn Backend,
+        held: Option<&[u8]>,
         key: &SecretKey,
     ) -> Result<()> {
-        if !backend.keeps_descriptor() {
-            return Ok(());
-        }
-        let Some(bytes) = backend.read_descriptor()? else {
+        let Some(bytes) = held else {
             return Ok(());
         };
-        let Ok(recorded) = Descriptor::parse(&bytes).and_then(|read| read.verify(key)) else {
+        let Ok(recorded) = Descriptor::parse(bytes).and_then(|read| read.verify(key)) else {
             return Ok(());
         };
         let (ours, theirs) = (self.config.params()?, recorded.params);
@@ -901,8 +898,19 @@ impl StoreDir {
         if !backend.keeps_descriptor() {
             return Ok(());
         }
+        self.write_descriptor_unless_held(backend, backend.read_descriptor()?.as_deref(), key)
+    }
+
+    /// Writes this store's descriptor unless `held` (what the backend
+    /// holds) is it already.
+    fn write_descriptor_unless_held(
+        &self,
+        backend: &dyn Backend,
+        held: Option<&[u8]>,
+        key: &SecretKey,
+    ) -> Result<()> {
         let sealed = self.config.descriptor()?.seal(key);
-        if backend.read_descriptor()?.as_deref() != Some(sealed.as_slice()) {
+        if held != Some(sealed.as_slice()) {
             backend.write_descriptor(&sealed)?;
         }
         Ok(())
@@ -1238,13 +1246,19 @@ impl StoreDir {
         if proven {
             store.mark_key_checked();
         }
-        if proven && self.config.params_check.is_none() {
-            self.check_params_against_descriptor(store.backend(), key)?;
-        }
-        // Kept by a writer whose key is proven and whose parameters are
-        // confirmed: a descriptor then holds nothing but the store's own.
-        if proven && !self.is_reader() && self.config.params_check.is_some() {
-            self.keep_backend_descriptor(store.backend(), key)?;
+        // Read once: unconfirmed parameters are held against it, and a
+        // writer whose parameters are (or now are) confirmed keeps it, so
+        // that it holds nothing but the store's own.
+        let backend = store.backend();
+        let unconfirmed = self.config.params_check.is_none();
+        if proven && backend.keeps_descriptor() && (unconfirmed || !self.is_reader()) {
+            let held = backend.read_descriptor()?;
+            if unconfirmed {
+                self.check_params_against_descriptor(held.as_deref(), key)?;
+            }
+            if !self.is_reader() && self.config.params_check.is_some() {
+                self.write_descriptor_unless_held(backend, held.as_deref(), key)?;
+            }
         }
         let Some(lock) = &self.lock else {
             // A reader: the journal is the writers' (an entry may be a put

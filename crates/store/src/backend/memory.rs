@@ -12,9 +12,9 @@ pub struct MemoryBackend {
     map: Mutex<HashMap<Vec<u8>, Entry>>,
     /// The store marker, where the backend keeps one
     /// ([`MemoryBackend::keeping_marker`]).
-    marker: Option<Mutex<Option<Vec<u8>>>>,
+    marker: Slot,
     /// The store's descriptor, kept where a marker is.
-    descriptor: Option<Mutex<Option<Vec<u8>>>>,
+    descriptor: Slot,
 }
 
 impl MemoryBackend {
@@ -37,9 +37,8 @@ impl MemoryBackend {
     /// server emptied behind the store's back. For tests.
     pub fn lose_everything(&self) {
         self.lock().clear();
-        for slot in [&self.marker, &self.descriptor].into_iter().flatten() {
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
+        set_slot(&self.marker, None);
+        set_slot(&self.descriptor, None);
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Vec<u8>, Entry>> {
@@ -80,29 +79,37 @@ impl MemoryBackend {
     }
 }
 
+/// A value kept beside the entries (the marker, the descriptor), where the
+/// backend keeps one. Nothing panics while holding its lock.
+type Slot = Option<Mutex<Option<Vec<u8>>>>;
+
+fn read_slot(slot: &Slot) -> Option<Vec<u8>> {
+    slot.as_ref()
+        .and_then(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+}
+
+fn set_slot(slot: &Slot, value: Option<Vec<u8>>) {
+    if let Some(s) = slot {
+        *s.lock().unwrap_or_else(|p| p.into_inner()) = value;
+    }
+}
+
 impl Backend for MemoryBackend {
     fn keeps_marker(&self) -> bool {
         self.marker.is_some()
     }
 
     fn read_marker(&self) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self
-            .marker
-            .as_ref()
-            .and_then(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone()))
+        Ok(read_slot(&self.marker))
     }
 
     fn write_marker(&self, value: &[u8]) -> Result<(), BackendError> {
-        if let Some(marker) = &self.marker {
-            *marker.lock().unwrap_or_else(|p| p.into_inner()) = Some(value.to_vec());
-        }
+        set_slot(&self.marker, Some(value.to_vec()));
         Ok(())
     }
 
     fn remove_marker(&self) -> Result<(), BackendError> {
-        if let Some(marker) = &self.marker {
-            *marker.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
+        set_slot(&self.marker, None);
         Ok(())
     }
 
@@ -111,16 +118,11 @@ impl Backend for MemoryBackend {
     }
 
     fn read_descriptor(&self) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self
-            .descriptor
-            .as_ref()
-            .and_then(|d| d.lock().unwrap_or_else(|p| p.into_inner()).clone()))
+        Ok(read_slot(&self.descriptor))
     }
 
     fn write_descriptor(&self, value: &[u8]) -> Result<(), BackendError> {
-        if let Some(descriptor) = &self.descriptor {
-            *descriptor.lock().unwrap_or_else(|p| p.into_inner()) = Some(value.to_vec());
-        }
+        set_slot(&self.descriptor, Some(value.to_vec()));
         Ok(())
     }
 
